@@ -1,0 +1,321 @@
+//! Finished span trees → X-Ray documents (worker thread only).
+//!
+//! Children are serialized before their parent (an explicit stack, so deep
+//! trees cannot overflow the worker's stack). A parent keeps as many
+//! children embedded as fit both the byte limit and the subsegment-count
+//! threshold; the others leave as independent subsegment documents
+//! (`type`, `trace_id`, `parent_id`), largest first, exactly as the official
+//! SDKs stream completed subtrees (SPEC §2.3). A span whose own data is too
+//! large is trimmed, metadata first, and marked.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use crate::config::Config;
+use crate::export::{Document, DocumentKind, MAX_DOCUMENT_BYTES};
+use crate::fields::{route, TraceBudget, TRACING_NAMESPACE};
+use crate::id::{SegmentId, TraceId};
+use crate::limits::sanitize_name;
+use crate::model::{Cause, EpochSeconds, Entity, Exception, MetaValue, StackFrame, XrayInfo};
+use crate::span_data::SpanData;
+
+/// Room kept in every embedded subtree for the fields an independent
+/// subsegment adds (`"type":"subsegment","trace_id":…,"parent_id":…,`).
+const INDEPENDENT_PREFIX_RESERVE: usize = 128;
+const EMBED_LIMIT: usize = MAX_DOCUMENT_BYTES - INDEPENDENT_PREFIX_RESERVE;
+
+/// The metadata namespace where the crate marks what it changed.
+pub(crate) const CRATE_NAMESPACE: &str = "tracing_xray";
+
+/// What to do with the top of a tree.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Top {
+    /// A segment (the root of a trace in this service).
+    Segment,
+    /// An independent subsegment of `parent` (streamed children, Lambda).
+    Subsegment { parent: SegmentId },
+}
+
+/// Counts of what assembly changed, merged into the handle's stats.
+#[derive(Debug, Default)]
+pub(crate) struct AssemblyCounts {
+    pub(crate) streamed_subsegments: u64,
+    pub(crate) trimmed_spans: u64,
+    pub(crate) annotations_demoted: u64,
+    pub(crate) exceptions_dropped: u64,
+}
+
+struct Packed {
+    id: SegmentId,
+    json: String,
+    count: usize,
+}
+
+pub(crate) struct Assembler<'c> {
+    cfg: &'c Config,
+    trace_id: TraceId,
+    budget: TraceBudget,
+    pub(crate) out: Vec<Document>,
+    pub(crate) counts: AssemblyCounts,
+}
+
+impl<'c> Assembler<'c> {
+    pub(crate) fn new(cfg: &'c Config, trace_id: TraceId) -> Self {
+        Assembler {
+            cfg,
+            trace_id,
+            budget: TraceBudget::default(),
+            out: Vec::new(),
+            counts: AssemblyCounts::default(),
+        }
+    }
+
+    /// Packs `root` (and everything below it) into documents appended to `out`.
+    pub(crate) fn pack(&mut self, root: &SpanData, top: Top) {
+        struct Frame<'a> {
+            node: &'a SpanData,
+            next: usize,
+            packed: Vec<Packed>,
+        }
+        let mut stack = vec![Frame {
+            node: root,
+            next: 0,
+            packed: Vec::with_capacity(root.children.len()),
+        }];
+        while let Some(frame) = stack.last_mut() {
+            if let Some(child) = frame.node.children.get(frame.next) {
+                frame.next += 1;
+                stack.push(Frame {
+                    node: child,
+                    next: 0,
+                    packed: Vec::with_capacity(child.children.len()),
+                });
+                continue;
+            }
+            let Some(frame) = stack.pop() else { break };
+            let is_top = stack.is_empty();
+            let packed = self.finish(frame.node, frame.packed, is_top.then_some(top));
+            match stack.last_mut() {
+                Some(parent) => parent.packed.push(packed),
+                None => self.emit_top(packed, top),
+            }
+        }
+        self.counts.annotations_demoted += std::mem::take(&mut self.budget.annotations_demoted);
+    }
+
+    fn emit_top(&mut self, packed: Packed, top: Top) {
+        match top {
+            Top::Segment => self.out.push(Document::new(
+                packed.json,
+                DocumentKind::Segment,
+                self.trace_id,
+                packed.id,
+            )),
+            Top::Subsegment { parent } => self.emit_independent(packed, parent),
+        }
+    }
+
+    fn emit_independent(&mut self, packed: Packed, parent: SegmentId) {
+        let mut json = String::with_capacity(packed.json.len() + INDEPENDENT_PREFIX_RESERVE);
+        let _ = write!(
+            json,
+            r#"{{"type":"subsegment","trace_id":"{}","parent_id":"{}","#,
+            self.trace_id, parent
+        );
+        json.push_str(&packed.json[1..]);
+        self.out.push(Document::new(
+            json,
+            DocumentKind::Subsegment,
+            self.trace_id,
+            packed.id,
+        ));
+    }
+
+    /// Serializes one node around its already packed children.
+    fn finish(&mut self, node: &SpanData, mut children: Vec<Packed>, top: Option<Top>) -> Packed {
+        let is_segment = matches!(top, Some(Top::Segment));
+        // A segment's limit is the whole document; everything else must leave
+        // room to become an independent subsegment later.
+        let limit = if is_segment {
+            MAX_DOCUMENT_BYTES
+        } else {
+            EMBED_LIMIT
+        };
+        let own = self.serialize_node(node, is_segment, limit);
+
+        const SUBSEGMENTS: usize = r#","subsegments":[]"#.len();
+        let mut total = own.len()
+            + if children.is_empty() { 0 } else { SUBSEGMENTS }
+            + children.iter().map(|c| c.json.len() + 1).sum::<usize>();
+        let mut count = 1 + children.iter().map(|c| c.count).sum::<usize>();
+        let threshold = self.cfg.streaming_threshold.max(1);
+        if total > limit || count > threshold {
+            // Stream the biggest subtrees first: fewest documents.
+            children.sort_by_key(|c| std::cmp::Reverse(c.json.len()));
+            let mut kept = Vec::with_capacity(children.len());
+            for child in children {
+                if total > limit || count > threshold {
+                    total -= child.json.len() + 1;
+                    count -= child.count;
+                    self.counts.streamed_subsegments += 1;
+                    self.emit_independent(child, node.id);
+                } else {
+                    kept.push(child);
+                }
+            }
+            children = kept;
+        }
+
+        let mut json = own;
+        if !children.is_empty() {
+            json.pop(); // the closing brace
+            json.reserve(total - json.len());
+            json.push_str(r#","subsegments":["#);
+            for (i, child) in children.iter().enumerate() {
+                if i > 0 {
+                    json.push(',');
+                }
+                json.push_str(&child.json);
+            }
+            json.push_str("]}");
+        }
+        Packed {
+            id: node.id,
+            json,
+            count,
+        }
+    }
+
+    fn serialize_node(&mut self, node: &SpanData, is_segment: bool, limit: usize) -> String {
+        let mut entity = self.entity(node, is_segment);
+        let mut json = serde_json::to_string(&entity).unwrap_or_default();
+        if json.len() <= limit {
+            return json;
+        }
+        // Too big on its own: drop what matters least until it fits.
+        self.counts.trimmed_spans += 1;
+        let mut steps = 0;
+        while json.len() > limit {
+            match steps {
+                0 => entity.metadata.clear(),
+                1 => {
+                    if let Some(cause) = &mut entity.cause {
+                        cause.exceptions.truncate(1);
+                        for ex in &mut cause.exceptions {
+                            ex.stack.clear();
+                            ex.cause = None;
+                            if let Some(m) = &mut ex.message {
+                                *m = Cow::Owned(crate::limits::truncate_chars(m, 1000).to_owned());
+                            }
+                        }
+                    }
+                }
+                2 => entity.annotations.0.clear(),
+                3 => {
+                    entity.http = Default::default();
+                    entity.sql = Default::default();
+                    entity.aws.resource = None;
+                    entity.user = None;
+                }
+                _ => {
+                    entity.cause = None;
+                    entity.aws = Default::default();
+                }
+            }
+            let mut marker = std::collections::BTreeMap::new();
+            marker.insert(Cow::Borrowed("trimmed"), MetaValue::Bool(true));
+            entity
+                .metadata
+                .insert(Cow::Borrowed(CRATE_NAMESPACE), marker);
+            json = serde_json::to_string(&entity).unwrap_or_default();
+            steps += 1;
+            if steps > 5 {
+                break;
+            }
+        }
+        json
+    }
+
+    fn entity<'a>(&mut self, node: &'a SpanData, is_segment: bool) -> Entity<'a>
+    where
+        'c: 'a,
+    {
+        let cfg: &'a Config = self.cfg;
+        let start = node.anchor.micros(node.start);
+        let end = node.end.map_or(start, |e| node.anchor.micros(e)).max(start);
+        let mut entity = Entity {
+            id: Some(node.id),
+            start_time: EpochSeconds::from_micros(start),
+            end_time: Some(EpochSeconds::from_micros(end)),
+            ..Default::default()
+        };
+        let name_override = route(node, &mut entity, is_segment, &mut self.budget);
+        if is_segment {
+            entity.name = sanitize_name(&cfg.service_name, "service");
+            entity.trace_id = Some(self.trace_id);
+            entity.parent_id = node.parent_id;
+            entity.service = Some(&cfg.service);
+            entity.aws.xray = Some(XrayInfo {
+                sdk: "tracing-xray",
+                sdk_version: env!("CARGO_PKG_VERSION"),
+                sampling_rule_name: None,
+            });
+            // The root span's own name is kept beside its fields.
+            entity
+                .metadata
+                .entry(Cow::Borrowed(TRACING_NAMESPACE))
+                .or_default()
+                .insert(
+                    Cow::Borrowed("span_name"),
+                    MetaValue::Str(Cow::Borrowed(name_override.unwrap_or(node.meta.name()))),
+                );
+        } else {
+            entity.name = sanitize_name(name_override.unwrap_or(node.meta.name()), "span");
+        }
+        if !node.errors.is_empty() {
+            entity.fault = true;
+            let mut cause = Cause::default();
+            for record in &node.errors {
+                let outer = Exception {
+                    id: SegmentId::new(),
+                    message: Some(Cow::Borrowed(&record.message)),
+                    kind: Some(Cow::Borrowed(record.field.unwrap_or("error"))),
+                    stack: record
+                        .location
+                        .map(|(path, line)| {
+                            vec![StackFrame {
+                                path: Some(path),
+                                line: Some(line),
+                                label: record.target,
+                            }]
+                        })
+                        .unwrap_or_default(),
+                    ..Default::default()
+                };
+                let first = cause.exceptions.len();
+                cause.exceptions.push(outer);
+                for source in &record.sources {
+                    let id = SegmentId::new();
+                    if let Some(prev) = cause.exceptions.last_mut() {
+                        prev.cause = Some(id);
+                    }
+                    cause.exceptions.push(Exception {
+                        id,
+                        message: Some(Cow::Borrowed(source)),
+                        kind: Some(Cow::Borrowed("source")),
+                        ..Default::default()
+                    });
+                }
+                debug_assert!(cause.exceptions.len() > first);
+            }
+            if node.errors_dropped > 0 {
+                self.counts.exceptions_dropped += u64::from(node.errors_dropped);
+                if let Some(last) = cause.exceptions.last_mut() {
+                    last.skipped = Some(node.errors_dropped);
+                }
+            }
+            entity.cause = Some(cause);
+        }
+        entity
+    }
+}

@@ -1,0 +1,207 @@
+//! [`Builder`]: configures and builds an [`XrayLayer`].
+
+use std::fmt;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::{
+    default_service_name, disabled_by_env, env_tracing_name, Config, DEFAULT_MAX_HELD_SUBSEGMENTS,
+    DEFAULT_QUEUE_CAPACITY, DEFAULT_STREAMING_THRESHOLD,
+};
+use crate::export::{Exporter, UdpExporter};
+use crate::handle::{Counters, Shared, XrayGuard, XrayHandle};
+use crate::layer::{LayerInner, XrayLayer};
+use crate::model::Service;
+
+/// The timeout [`XrayGuard`] gives the final flush when it is dropped.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Configures an [`XrayLayer`]. Start with [`crate::builder()`].
+///
+/// Every setting has a default suited to the one-line setup; the standard
+/// X-Ray environment variables apply on top (SPEC §5):
+/// `AWS_XRAY_DAEMON_ADDRESS` and `AWS_XRAY_TRACING_NAME` win over code, as in
+/// every official SDK, and `AWS_XRAY_SDK_ENABLED=false` /
+/// `AWS_XRAY_SDK_DISABLED=true` build a layer that does nothing.
+///
+/// ```
+/// use std::time::Duration;
+/// use tracing_xray::export::InMemoryExporter;
+///
+/// let exporter = InMemoryExporter::new();
+/// let layer = tracing_xray::builder()
+///     .with_service_name("orders")
+///     .with_service_version("1.4.2")
+///     .with_exporter(exporter.clone())
+///     .with_queue_capacity(10_000)
+///     .with_streaming_threshold(50)
+///     .build();
+/// # drop(layer);
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct Builder {
+    service_name: Option<String>,
+    service_version: Option<String>,
+    exporter: Option<Box<dyn Exporter>>,
+    queue_capacity: usize,
+    streaming_threshold: usize,
+    max_held_subsegments: usize,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("service_name", &self.service_name)
+            .field("service_version", &self.service_version)
+            .field("custom_exporter", &self.exporter.is_some())
+            .field("queue_capacity", &self.queue_capacity)
+            .field("streaming_threshold", &self.streaming_threshold)
+            .field("max_held_subsegments", &self.max_held_subsegments)
+            .finish()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            service_name: None,
+            service_version: None,
+            exporter: None,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            streaming_threshold: DEFAULT_STREAMING_THRESHOLD,
+            max_held_subsegments: DEFAULT_MAX_HELD_SUBSEGMENTS,
+        }
+    }
+}
+
+impl Builder {
+    /// The segment name: the service as the X-Ray service map shows it.
+    /// Default: the executable's file name. `AWS_XRAY_TRACING_NAME` overrides
+    /// it, as in every official SDK.
+    pub fn with_service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+
+    /// The application version written in the segment's `service.version`
+    /// (for example `env!("CARGO_PKG_VERSION")`).
+    pub fn with_service_version(mut self, version: impl Into<String>) -> Self {
+        self.service_version = Some(version.into());
+        self
+    }
+
+    /// Where documents go. Default: [`UdpExporter::from_env`] (the X-Ray
+    /// daemon at `AWS_XRAY_DAEMON_ADDRESS`, else `127.0.0.1:2000`).
+    pub fn with_exporter(mut self, exporter: impl Exporter) -> Self {
+        self.exporter = Some(Box::new(exporter));
+        self
+    }
+
+    /// How many finished traces may wait for the worker. Past it, traces are
+    /// dropped and counted ([`crate::Stats::traces_dropped`]), never blocking
+    /// the application. Default 4096; at least 1.
+    pub fn with_queue_capacity(mut self, traces: usize) -> Self {
+        self.queue_capacity = traces.max(1);
+        self
+    }
+
+    /// The subsegment count above which a document's completed subtrees are
+    /// sent as independent subsegments. Default 100 (the Java and Node SDKs').
+    pub fn with_streaming_threshold(mut self, subsegments: usize) -> Self {
+        self.streaming_threshold = subsegments.max(1);
+        self
+    }
+
+    /// How many finished descendants one open span may hold in memory before
+    /// they are streamed as independent subsegments, so that a long-lived
+    /// root never grows without bound. Default 1000.
+    pub fn with_max_held_subsegments(mut self, subsegments: usize) -> Self {
+        self.max_held_subsegments = subsegments.max(1);
+        self
+    }
+
+    /// Builds the layer and starts its worker thread.
+    ///
+    /// Never fails: an invalid `AWS_XRAY_DAEMON_ADDRESS` is reported on
+    /// standard error and the default address is used; if the worker thread
+    /// cannot be started, the layer is built switched off.
+    pub fn build(self) -> XrayLayer {
+        if disabled_by_env() {
+            return disabled();
+        }
+        let exporter = match self.exporter {
+            Some(e) => e,
+            None => Box::new(UdpExporter::from_env().unwrap_or_else(|err| {
+                eprintln!("tracing-xray: {err}; sending to the default 127.0.0.1:2000");
+                UdpExporter::default()
+            })),
+        };
+        let service_name = env_tracing_name()
+            .or(self.service_name)
+            .unwrap_or_else(default_service_name);
+        let cfg = Config {
+            service_name,
+            service: Service {
+                version: self.service_version,
+                runtime: "rust",
+                runtime_version: None,
+            },
+            streaming_threshold: self.streaming_threshold,
+        };
+        let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
+        let counters = Arc::new(Counters::default());
+        let worker = match crate::worker::spawn(cfg, exporter, rx, counters.clone()) {
+            Ok(w) => w,
+            Err(err) => {
+                eprintln!("tracing-xray: cannot start the worker thread ({err}); tracing is off");
+                return disabled();
+            }
+        };
+        let shared = Arc::new(Shared {
+            tx: tx.clone(),
+            counters: counters.clone(),
+            shut_down: AtomicBool::new(false),
+            worker: Mutex::new(Some(worker)),
+        });
+        XrayLayer {
+            inner: Some(Arc::new(LayerInner {
+                tx,
+                counters,
+                max_held: self.max_held_subsegments,
+            })),
+            handle: XrayHandle {
+                shared: Some(shared),
+            },
+        }
+    }
+
+    /// Builds the layer, installs `registry().with(layer)` as the global
+    /// default subscriber, and returns a guard that flushes and shuts down
+    /// when dropped. If a global subscriber is already set, it is kept and
+    /// a message is printed on standard error.
+    ///
+    /// Apps that also want other layers (`fmt`, filters) compose
+    /// [`Builder::build`] with `tracing_subscriber::registry()` themselves.
+    pub fn init(self) -> XrayGuard {
+        use tracing_subscriber::layer::SubscriberExt;
+        let layer = self.build();
+        let handle = layer.handle();
+        if let Err(err) = tracing_subscriber::registry().with(layer).try_init() {
+            eprintln!("tracing-xray: not installed as the global subscriber: {err}");
+        }
+        XrayGuard {
+            handle,
+            timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+fn disabled() -> XrayLayer {
+    XrayLayer {
+        inner: None,
+        handle: XrayHandle { shared: None },
+    }
+}

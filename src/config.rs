@@ -1,0 +1,82 @@
+//! Settings shared by the layer and the worker, and the environment
+//! variables that feed them (SPEC §5).
+
+use crate::model::Service;
+
+/// Default capacity of the queue between the application and the worker, in traces.
+pub(crate) const DEFAULT_QUEUE_CAPACITY: usize = 4096;
+/// Default subsegment count above which completed subtrees are streamed (Java and Node SDKs: 100).
+pub(crate) const DEFAULT_STREAMING_THRESHOLD: usize = 100;
+/// Default number of finished subsegments one open span holds before it
+/// streams them.
+pub(crate) const DEFAULT_MAX_HELD_SUBSEGMENTS: usize = 1000;
+
+/// Everything the worker needs to turn spans into documents.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) service_name: String,
+    pub(crate) service: Service,
+    pub(crate) streaming_threshold: usize,
+}
+
+/// `AWS_XRAY_SDK_ENABLED=false|0|no|n|f|off` (Python) or
+/// `AWS_XRAY_SDK_DISABLED=true` (Go) switch the layer off.
+pub(crate) fn disabled_by_env() -> bool {
+    disabled_by(
+        std::env::var("AWS_XRAY_SDK_ENABLED").ok().as_deref(),
+        std::env::var("AWS_XRAY_SDK_DISABLED").ok().as_deref(),
+    )
+}
+
+fn disabled_by(enabled: Option<&str>, disabled: Option<&str>) -> bool {
+    let off = enabled.is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "false" | "0" | "no" | "n" | "f" | "off"
+        )
+    });
+    off || disabled.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// The service name when the builder sets none: `AWS_XRAY_TRACING_NAME`,
+/// else the executable's file name.
+pub(crate) fn default_service_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "service".to_owned())
+}
+
+pub(crate) fn env_tracing_name() -> Option<String> {
+    std::env::var("AWS_XRAY_TRACING_NAME")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdk_switches() {
+        assert!(!disabled_by(None, None));
+        for off in ["false", "FALSE", "0", "no", "n", "f", "off", " Off "] {
+            assert!(disabled_by(Some(off), None), "{off}");
+        }
+        for on in ["true", "1", "yes", "garbage", ""] {
+            assert!(!disabled_by(Some(on), None), "{on}");
+        }
+        assert!(disabled_by(None, Some("true")));
+        assert!(disabled_by(None, Some("TRUE")));
+        assert!(!disabled_by(None, Some("false")));
+        assert!(!disabled_by(None, Some("1")));
+    }
+
+    #[test]
+    fn defaults_are_pinned() {
+        assert_eq!(DEFAULT_QUEUE_CAPACITY, 4096);
+        assert_eq!(DEFAULT_STREAMING_THRESHOLD, 100);
+        assert_eq!(DEFAULT_MAX_HELD_SUBSEGMENTS, 1000);
+    }
+}

@@ -1,0 +1,141 @@
+//! [`InMemoryExporter`]: keeps documents for assertions in tests.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::Value;
+
+use super::{Document, DocumentKind, ExportOutcome, Exporter};
+
+/// Keeps every document in memory, for tests (yours and ours).
+///
+/// Clones share the same storage: give one clone to the builder and keep one
+/// to inspect. Documents are available once [`crate::XrayHandle::flush`]
+/// returns.
+///
+/// The inspection methods return [`serde_json::Value`]s, the natural shape
+/// for asserting on JSON documents.
+///
+/// ```
+/// use std::time::Duration;
+/// use tracing_subscriber::prelude::*;
+/// use tracing_xray::export::InMemoryExporter;
+///
+/// let exporter = InMemoryExporter::new();
+/// let layer = tracing_xray::builder()
+///     .with_service_name("shop")
+///     .with_exporter(exporter.clone())
+///     .build();
+/// let xray = layer.handle();
+/// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+///     tracing::info_span!("checkout", annotation.customer = "c-42").in_scope(|| {
+///         tracing::info_span!("charge_card").in_scope(|| {});
+///     });
+/// });
+/// xray.flush(Duration::from_secs(1)).unwrap();
+///
+/// let traces = exporter.traces();
+/// assert_eq!(traces.len(), 1);
+/// assert_eq!(traces[0]["name"], "shop");
+/// assert_eq!(traces[0]["annotations"]["customer"], "c-42");
+/// assert_eq!(traces[0]["subsegments"][0]["name"], "charge_card");
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct InMemoryExporter {
+    documents: Arc<Mutex<Vec<Document>>>,
+}
+
+impl InMemoryExporter {
+    /// An empty exporter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Document>> {
+        self.documents.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every document received, in order.
+    pub fn documents(&self) -> Vec<Document> {
+        self.lock().clone()
+    }
+
+    /// Every document received, parsed.
+    pub fn json_documents(&self) -> Vec<Value> {
+        self.lock()
+            .iter()
+            .filter_map(|d| serde_json::from_str(d.as_str()).ok())
+            .collect()
+    }
+
+    /// The segments received, each with its independent subsegments put back
+    /// in place (under the (sub)segment named by their `parent_id`), so a
+    /// test sees each trace as one tree however it was split. Their
+    /// `type`, `trace_id` and `parent_id` fields are kept.
+    pub fn traces(&self) -> Vec<Value> {
+        let docs = self.lock().clone();
+        let mut orphans: HashMap<String, Vec<Value>> = HashMap::new();
+        let mut segments = Vec::new();
+        for doc in &docs {
+            let Ok(value) = serde_json::from_str::<Value>(doc.as_str()) else {
+                continue;
+            };
+            match doc.kind() {
+                DocumentKind::Segment => segments.push(value),
+                DocumentKind::Subsegment => {
+                    let parent = value["parent_id"].as_str().unwrap_or_default().to_owned();
+                    orphans.entry(parent).or_default().push(value);
+                }
+            }
+        }
+        for segment in &mut segments {
+            adopt(segment, &mut orphans);
+        }
+        segments
+    }
+
+    /// Forgets every document received so far.
+    pub fn reset(&self) {
+        self.lock().clear();
+    }
+
+    /// How many documents were received.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no document was received.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}
+
+fn adopt(node: &mut Value, orphans: &mut HashMap<String, Vec<Value>>) {
+    // Iterative, so deep trees are fine.
+    let mut work: Vec<&mut Value> = vec![node];
+    while let Some(n) = work.pop() {
+        if let Some(id) = n["id"].as_str().map(str::to_owned) {
+            if let Some(kids) = orphans.remove(&id) {
+                if let Some(obj) = n.as_object_mut() {
+                    let subs = obj
+                        .entry("subsegments")
+                        .or_insert_with(|| Value::Array(Vec::new()));
+                    if let Some(arr) = subs.as_array_mut() {
+                        arr.extend(kids);
+                    }
+                }
+            }
+        }
+        if let Some(arr) = n.get_mut("subsegments").and_then(Value::as_array_mut) {
+            work.extend(arr.iter_mut());
+        }
+    }
+}
+
+impl Exporter for InMemoryExporter {
+    fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+        let n = batch.len();
+        self.lock().extend(batch);
+        ExportOutcome::delivered(n)
+    }
+}

@@ -1,0 +1,324 @@
+//! Where finished traces go: the [`Exporter`] trait and the exporters that ship
+//! with the crate.
+//!
+//! The layer never calls an exporter on an application thread. One background
+//! worker thread owns the exporter, serializes each finished trace into X-Ray
+//! JSON [`Document`]s (splitting it so that no document exceeds the 64 KB
+//! limit) and hands them over in batches.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::id::{SegmentId, TraceId};
+
+mod memory;
+mod timeline;
+mod udp;
+
+pub use memory::InMemoryExporter;
+pub use timeline::TimelineExporter;
+pub use udp::UdpExporter;
+
+/// The largest document (in bytes) the worker ever hands to an exporter.
+///
+/// X-Ray accepts documents up to 64 KB, and the daemon reads datagrams into a
+/// 64 KiB buffer; this limit leaves room for the datagram header.
+pub const MAX_DOCUMENT_BYTES: usize = 64_000;
+
+/// What a [`Document`] holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DocumentKind {
+    /// A complete segment, possibly with embedded subsegments.
+    Segment,
+    /// An independent subsegment (`"type": "subsegment"`), sent on its own
+    /// because its trace was too large for one document, or because the
+    /// segment belongs to someone else (Lambda).
+    Subsegment,
+}
+
+/// One serialized X-Ray segment document, ready to send.
+///
+/// Documents are produced by the worker; exporters only read them.
+///
+/// ```
+/// # use tracing_xray::export::{Document, DocumentKind};
+/// fn send(doc: &Document) {
+///     assert!(doc.len() <= tracing_xray::export::MAX_DOCUMENT_BYTES);
+///     println!("{} {} {}", doc.trace_id(), doc.id(), doc.as_str());
+/// }
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Document {
+    json: String,
+    kind: DocumentKind,
+    trace_id: TraceId,
+    id: SegmentId,
+}
+
+impl Document {
+    pub(crate) fn new(json: String, kind: DocumentKind, trace_id: TraceId, id: SegmentId) -> Self {
+        Document {
+            json,
+            kind,
+            trace_id,
+            id,
+        }
+    }
+
+    /// The JSON text of the document.
+    pub fn as_str(&self) -> &str {
+        &self.json
+    }
+
+    /// The JSON text, by value.
+    pub fn into_string(self) -> String {
+        self.json
+    }
+
+    /// The size of the JSON text in bytes.
+    pub fn len(&self) -> usize {
+        self.json.len()
+    }
+
+    /// Always `false`: a document is never empty. Present for clippy's sake.
+    pub fn is_empty(&self) -> bool {
+        self.json.is_empty()
+    }
+
+    /// Whether this is a segment or an independent subsegment.
+    pub fn kind(&self) -> DocumentKind {
+        self.kind
+    }
+
+    /// The trace this document belongs to.
+    pub fn trace_id(&self) -> TraceId {
+        self.trace_id
+    }
+
+    /// The id of the (sub)segment at the top of this document.
+    pub fn id(&self) -> SegmentId {
+        self.id
+    }
+}
+
+impl fmt::Debug for Document {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Document")
+            .field("kind", &self.kind)
+            .field("trace_id", &self.trace_id)
+            .field("id", &self.id)
+            .field("len", &self.json.len())
+            .finish()
+    }
+}
+
+/// Why an exporter could not deliver a document.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// A socket or file operation failed.
+    Io(std::io::Error),
+    /// The document is larger than the destination accepts.
+    TooLarge {
+        /// The document's size in bytes.
+        size: usize,
+        /// The largest size accepted.
+        limit: usize,
+    },
+    /// The destination rejected the document (for example an
+    /// `UnprocessedTraceSegments` entry), with its reason.
+    Rejected(String),
+    /// The destination refused our credentials.
+    Unauthorized(String),
+    /// The destination did not answer in time.
+    Timeout(Duration),
+    /// The exporter was already shut down.
+    AlreadyShutdown,
+    /// Anything else.
+    Other(Box<dyn StdError + Send + Sync + 'static>),
+}
+
+impl fmt::Display for ExportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExportError::Io(e) => write!(f, "I/O error: {e}"),
+            ExportError::TooLarge { size, limit } => {
+                write!(f, "document of {size} bytes exceeds the {limit}-byte limit")
+            }
+            ExportError::Rejected(why) => write!(f, "document rejected: {why}"),
+            ExportError::Unauthorized(why) => write!(f, "not authorized: {why}"),
+            ExportError::Timeout(t) => write!(f, "timed out after {t:?}"),
+            ExportError::AlreadyShutdown => f.write_str("exporter already shut down"),
+            ExportError::Other(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl StdError for ExportError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            ExportError::Io(e) => Some(e),
+            ExportError::Other(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for ExportError {
+    fn from(e: std::io::Error) -> Self {
+        ExportError::Io(e)
+    }
+}
+
+/// A document that could not be delivered, and why.
+#[derive(Debug)]
+pub struct ExportFailure {
+    /// The document, handed back so that nothing is lost silently.
+    pub document: Document,
+    /// Why it failed.
+    pub error: ExportError,
+}
+
+/// The per-document result of an [`Exporter`] call.
+///
+/// Documents an exporter keeps for later (a batching exporter waiting to fill
+/// a batch) are neither delivered nor failed yet: they are reported by a later
+/// call (`export`, [`Exporter::poll`], `flush` or `shutdown`).
+///
+/// ```
+/// use tracing_xray::export::ExportOutcome;
+/// let mut outcome = ExportOutcome::delivered(3);
+/// outcome.merge(ExportOutcome::delivered(2));
+/// assert_eq!(outcome.delivered, 5);
+/// assert!(outcome.failures.is_empty());
+/// ```
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ExportOutcome {
+    /// How many documents reached their destination.
+    pub delivered: usize,
+    /// The documents that will not be delivered.
+    pub failures: Vec<ExportFailure>,
+}
+
+impl ExportOutcome {
+    /// An outcome with `n` documents delivered and no failure.
+    pub fn delivered(n: usize) -> Self {
+        ExportOutcome {
+            delivered: n,
+            failures: Vec::new(),
+        }
+    }
+
+    /// Records one failed document.
+    pub fn fail(&mut self, document: Document, error: ExportError) {
+        self.failures.push(ExportFailure { document, error });
+    }
+
+    /// Adds another outcome's counts and failures to this one.
+    pub fn merge(&mut self, other: ExportOutcome) {
+        self.delivered += other.delivered;
+        self.failures.extend(other.failures);
+    }
+}
+
+/// A destination for X-Ray documents, owned and driven by the worker thread.
+///
+/// The contract:
+/// - methods are never called concurrently and never from an application
+///   thread, so an exporter can block on I/O, but every call must finish
+///   within a bounded time (use timeouts on every network call);
+/// - retries, batching and backoff are the exporter's own business;
+/// - `tracing` events emitted from these methods are not traced by the layer
+///   (the worker thread is excluded), so exporters may log freely.
+///
+/// # Examples
+///
+/// An exporter that writes each document to standard error:
+///
+/// ```
+/// use tracing_xray::export::{Document, ExportOutcome, Exporter};
+///
+/// #[derive(Debug)]
+/// struct Stderr;
+///
+/// impl Exporter for Stderr {
+///     fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+///         for doc in &batch {
+///             eprintln!("{}", doc.as_str());
+///         }
+///         ExportOutcome::delivered(batch.len())
+///     }
+/// }
+///
+/// let layer = tracing_xray::builder().with_exporter(Stderr).build();
+/// # drop(layer);
+/// ```
+pub trait Exporter: Send + 'static {
+    /// Sends (or queues) a batch of documents.
+    fn export(&mut self, batch: Vec<Document>) -> ExportOutcome;
+
+    /// Delivers everything queued, giving up after `timeout`. The default does
+    /// nothing: an exporter that sends in `export` has nothing to flush.
+    fn flush(&mut self, timeout: Duration) -> ExportOutcome {
+        let _ = timeout;
+        ExportOutcome::default()
+    }
+
+    /// Flushes and releases resources; called once, when the layer shuts down.
+    /// The default calls [`Exporter::flush`].
+    fn shutdown(&mut self, timeout: Duration) -> ExportOutcome {
+        self.flush(timeout)
+    }
+
+    /// When the worker should next call [`Exporter::poll`] even if no new
+    /// document arrives (a batching exporter's send deadline). The default,
+    /// `None`, means never.
+    fn next_poll(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Timer work (send a batch whose delay has passed, retry after backoff).
+    fn poll(&mut self, now: Instant) -> ExportOutcome {
+        let _ = now;
+        ExportOutcome::default()
+    }
+}
+
+impl<E: Exporter + ?Sized> Exporter for Box<E> {
+    fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+        (**self).export(batch)
+    }
+    fn flush(&mut self, timeout: Duration) -> ExportOutcome {
+        (**self).flush(timeout)
+    }
+    fn shutdown(&mut self, timeout: Duration) -> ExportOutcome {
+        (**self).shutdown(timeout)
+    }
+    fn next_poll(&self) -> Option<Instant> {
+        (**self).next_poll()
+    }
+    fn poll(&mut self, now: Instant) -> ExportOutcome {
+        (**self).poll(now)
+    }
+}
+
+/// An exporter that discards every document (benchmarks, or a layer kept only
+/// for header propagation).
+///
+/// ```
+/// let layer = tracing_xray::builder()
+///     .with_exporter(tracing_xray::export::NoopExporter)
+///     .build();
+/// # drop(layer);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoopExporter;
+
+impl Exporter for NoopExporter {
+    fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+        ExportOutcome::delivered(batch.len())
+    }
+}

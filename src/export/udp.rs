@@ -1,0 +1,140 @@
+//! [`UdpExporter`]: the X-Ray daemon's UDP protocol (SPEC §2.1).
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use super::{Document, ExportError, ExportOutcome, Exporter};
+
+/// The datagram header every official SDK sends before the document.
+pub(crate) const DATAGRAM_HEADER: &str = "{\"format\":\"json\",\"version\":1}\n";
+/// The largest UDP payload IPv4 can carry.
+const MAX_DATAGRAM_BYTES: usize = 65_507;
+const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Sends each document as one datagram to the X-Ray daemon (or the CloudWatch
+/// agent, or the OpenTelemetry collector's `awsxray` receiver):
+/// `{"format":"json","version":1}` + `\n` + the document.
+///
+/// A daemon that is down costs the application nothing: sends happen on the
+/// worker thread, and the failures the kernel reports are counted in
+/// [`crate::Stats::documents_failed`].
+///
+/// ```no_run
+/// use tracing_xray::export::UdpExporter;
+///
+/// // AWS_XRAY_DAEMON_ADDRESS, else 127.0.0.1:2000:
+/// let exporter = UdpExporter::from_env()?;
+/// let layer = tracing_xray::builder().with_exporter(exporter).build();
+/// # Ok::<(), tracing_xray::DaemonAddressError>(())
+/// ```
+#[derive(Debug)]
+pub struct UdpExporter {
+    address: SocketAddr,
+    socket: Option<UdpSocket>,
+    buffer: Vec<u8>,
+}
+
+impl Default for UdpExporter {
+    /// Sends to `127.0.0.1:2000`.
+    fn default() -> Self {
+        UdpExporter::to_address(SocketAddr::from((Ipv4Addr::LOCALHOST, 2000)))
+    }
+}
+
+impl UdpExporter {
+    /// Sends to `address`, unless `AWS_XRAY_DAEMON_ADDRESS` holds a valid
+    /// address: like every official SDK, the environment wins over code.
+    pub fn new(address: SocketAddr) -> Self {
+        match crate::DaemonAddress::from_env() {
+            Ok(Some(env)) => UdpExporter::to_address(env.udp()),
+            _ => UdpExporter::to_address(address),
+        }
+    }
+
+    /// Sends to the UDP address in `AWS_XRAY_DAEMON_ADDRESS` (either form of
+    /// SPEC §2.2), else to `127.0.0.1:2000`. An invalid value is an error
+    /// naming the problem.
+    pub fn from_env() -> Result<Self, crate::DaemonAddressError> {
+        Ok(match crate::DaemonAddress::from_env()? {
+            Some(a) => UdpExporter::to_address(a.udp()),
+            None => UdpExporter::default(),
+        })
+    }
+
+    /// Sends to exactly `address`, ignoring the environment (tests, sidecars
+    /// at fixed addresses).
+    pub fn to_address(address: SocketAddr) -> Self {
+        UdpExporter {
+            address,
+            socket: None,
+            buffer: Vec::with_capacity(8 * 1024),
+        }
+    }
+
+    /// Where datagrams go.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    fn socket(&mut self) -> io::Result<&UdpSocket> {
+        if self.socket.is_none() {
+            let bind: SocketAddr = if self.address.is_ipv4() {
+                (Ipv4Addr::UNSPECIFIED, 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let socket = UdpSocket::bind(bind)?;
+            // Connected, so that the kernel reports an unreachable daemon
+            // (ICMP port unreachable) as an error on a later send.
+            socket.connect(self.address)?;
+            socket.set_write_timeout(Some(SEND_TIMEOUT))?;
+            self.socket = Some(socket);
+        }
+        self.socket
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no socket"))
+    }
+
+    fn send(&mut self, doc: &Document) -> Result<(), ExportError> {
+        let size = DATAGRAM_HEADER.len() + doc.len();
+        if size > MAX_DATAGRAM_BYTES {
+            return Err(ExportError::TooLarge {
+                size,
+                limit: MAX_DATAGRAM_BYTES,
+            });
+        }
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.clear();
+        buffer.extend_from_slice(DATAGRAM_HEADER.as_bytes());
+        buffer.extend_from_slice(doc.as_str().as_bytes());
+        let result = self.socket().and_then(|s| s.send(&buffer));
+        self.buffer = buffer;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::WouldBlock
+                ) {
+                    // Start afresh next time (network changes, closed fds).
+                    self.socket = None;
+                }
+                Err(ExportError::Io(e))
+            }
+        }
+    }
+}
+
+impl Exporter for UdpExporter {
+    fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+        let mut outcome = ExportOutcome::default();
+        for doc in batch {
+            match self.send(&doc) {
+                Ok(()) => outcome.delivered += 1,
+                Err(e) => outcome.fail(doc, e),
+            }
+        }
+        outcome
+    }
+}

@@ -1,0 +1,249 @@
+//! [`XrayHandle`]: flush, shut down and read the counters of a running layer.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{SendTimeoutError, Sender};
+
+use crate::worker::Message;
+
+/// Why a [`XrayHandle::flush`] or [`XrayHandle::shutdown`] did not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FlushError {
+    /// The worker did not finish within the given time. Work already handed
+    /// over goes on in the background.
+    Timeout(Duration),
+    /// The layer was already shut down.
+    AlreadyShutdown,
+}
+
+impl fmt::Display for FlushError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlushError::Timeout(t) => write!(f, "tracing-xray flush did not finish within {t:?}"),
+            FlushError::AlreadyShutdown => f.write_str("tracing-xray was already shut down"),
+        }
+    }
+}
+
+impl std::error::Error for FlushError {}
+
+/// A snapshot of the layer's counters.
+///
+/// ```
+/// let layer = tracing_xray::builder()
+///     .with_exporter(tracing_xray::export::NoopExporter)
+///     .build();
+/// let stats = layer.handle().stats();
+/// assert_eq!(stats.traces_dropped, 0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Finished traces (or streamed parts of traces) handed to the worker.
+    pub traces_queued: u64,
+    /// Finished traces dropped because the queue was full or the worker was
+    /// shut down.
+    pub traces_dropped: u64,
+    /// Spans in the dropped traces.
+    pub spans_dropped: u64,
+    /// Documents the exporter reported delivered.
+    pub documents_exported: u64,
+    /// Documents the exporter reported failed.
+    pub documents_failed: u64,
+    /// Subsegments sent as independent documents to keep documents small.
+    pub subsegments_streamed: u64,
+    /// Spans whose own data exceeded the document limit and were trimmed.
+    pub spans_trimmed: u64,
+    /// Annotations moved to metadata because the trace already had 50.
+    pub annotations_demoted: u64,
+    /// Exceptions not recorded because a span already had the maximum.
+    pub exceptions_dropped: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) traces_queued: AtomicU64,
+    pub(crate) traces_dropped: AtomicU64,
+    pub(crate) spans_dropped: AtomicU64,
+    pub(crate) documents_exported: AtomicU64,
+    pub(crate) documents_failed: AtomicU64,
+    pub(crate) subsegments_streamed: AtomicU64,
+    pub(crate) spans_trimmed: AtomicU64,
+    pub(crate) annotations_demoted: AtomicU64,
+    pub(crate) exceptions_dropped: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            traces_queued: get(&self.traces_queued),
+            traces_dropped: get(&self.traces_dropped),
+            spans_dropped: get(&self.spans_dropped),
+            documents_exported: get(&self.documents_exported),
+            documents_failed: get(&self.documents_failed),
+            subsegments_streamed: get(&self.subsegments_streamed),
+            spans_trimmed: get(&self.spans_trimmed),
+            annotations_demoted: get(&self.annotations_demoted),
+            exceptions_dropped: get(&self.exceptions_dropped),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) tx: Sender<Message>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) shut_down: AtomicBool,
+    pub(crate) worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A cloneable handle on a layer's worker: [`flush`](XrayHandle::flush),
+/// [`shutdown`](XrayHandle::shutdown) and [`stats`](XrayHandle::stats).
+///
+/// A global subscriber is never dropped, so a program (and a Lambda function,
+/// at the end of every invocation) flushes through this handle.
+///
+/// Do not call `flush` or `shutdown` from inside a current-thread async
+/// runtime's task if that runtime also drives your exporter: they block the
+/// calling thread until the worker replies or the timeout passes.
+///
+/// ```
+/// use std::time::Duration;
+/// use tracing_subscriber::prelude::*;
+///
+/// let layer = tracing_xray::builder()
+///     .with_exporter(tracing_xray::export::NoopExporter)
+///     .build();
+/// let xray = layer.handle();
+/// let subscriber = tracing_subscriber::registry().with(layer);
+/// tracing::subscriber::with_default(subscriber, || {
+///     tracing::info_span!("request").in_scope(|| {});
+/// });
+/// xray.flush(Duration::from_secs(2)).unwrap();
+/// assert_eq!(xray.stats().documents_exported, 1);
+/// ```
+#[derive(Clone)]
+pub struct XrayHandle {
+    pub(crate) shared: Option<Arc<Shared>>,
+}
+
+impl fmt::Debug for XrayHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XrayHandle")
+            .field("enabled", &self.shared.is_some())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl XrayHandle {
+    /// Waits until every trace finished before this call has been exported
+    /// (and the exporter flushed), or `timeout` passes.
+    ///
+    /// A disabled layer flushes at once.
+    pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        if shared.shut_down.load(Ordering::Acquire) {
+            return Err(FlushError::AlreadyShutdown);
+        }
+        request(shared, timeout, |reply, deadline| Message::Flush { reply, deadline })
+    }
+
+    /// Exports everything already finished, shuts the exporter down and stops
+    /// the worker, waiting at most `timeout`. Traces that finish afterwards
+    /// are counted as dropped. A second call returns
+    /// [`FlushError::AlreadyShutdown`].
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), FlushError> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        if shared.shut_down.swap(true, Ordering::AcqRel) {
+            return Err(FlushError::AlreadyShutdown);
+        }
+        let started = Instant::now();
+        request(shared, timeout, |reply, deadline| Message::Shutdown { reply, deadline })?;
+        // The worker replied and is returning; joining is immediate.
+        let worker = shared.worker.lock().ok().and_then(|mut w| w.take());
+        if let Some(worker) = worker {
+            if started.elapsed() < timeout {
+                let _ = worker.join();
+            }
+        }
+        Ok(())
+    }
+
+    /// The layer's counters (all zero for a disabled layer).
+    pub fn stats(&self) -> Stats {
+        self.shared
+            .as_ref()
+            .map(|s| s.counters.snapshot())
+            .unwrap_or_default()
+    }
+
+    /// Whether the layer is switched on (not disabled by the environment).
+    pub fn is_enabled(&self) -> bool {
+        self.shared.is_some()
+    }
+}
+
+fn request(
+    shared: &Shared,
+    timeout: Duration,
+    make: impl FnOnce(Sender<()>, Instant) -> Message,
+) -> Result<(), FlushError> {
+    let deadline = Instant::now() + timeout;
+    let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+    match shared.tx.send_timeout(make(reply_tx, deadline), timeout) {
+        Ok(()) => {}
+        Err(SendTimeoutError::Timeout(_)) => return Err(FlushError::Timeout(timeout)),
+        Err(SendTimeoutError::Disconnected(_)) => return Err(FlushError::AlreadyShutdown),
+    }
+    match reply_rx.recv_deadline(deadline) {
+        Ok(()) => Ok(()),
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(FlushError::Timeout(timeout)),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(FlushError::AlreadyShutdown),
+    }
+}
+
+/// Flushes and shuts the layer down when dropped. Returned by
+/// [`crate::init`]; keep it alive for the whole program (`let _guard = …`,
+/// never `let _ = …`, which drops it at once).
+///
+/// ```no_run
+/// fn main() {
+///     let _xray = tracing_xray::init();
+///     tracing::info_span!("job").in_scope(|| { /* work */ });
+/// } // everything is exported here
+/// ```
+#[must_use = "dropping the guard shuts tracing-xray down at once"]
+#[derive(Debug)]
+pub struct XrayGuard {
+    pub(crate) handle: XrayHandle,
+    pub(crate) timeout: Duration,
+}
+
+impl XrayGuard {
+    /// The handle of the guarded layer.
+    pub fn handle(&self) -> &XrayHandle {
+        &self.handle
+    }
+}
+
+impl Drop for XrayGuard {
+    fn drop(&mut self) {
+        let _ = self.handle.shutdown(self.timeout);
+    }
+}

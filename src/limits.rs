@@ -1,0 +1,117 @@
+//! The spec's limits on names, annotation keys and strings (SPEC §1.2, §1.3, §1.7).
+
+use std::borrow::Cow;
+
+/// Longest segment or subsegment name, in characters.
+pub(crate) const MAX_NAME_CHARS: usize = 200;
+/// Longest annotation key, in characters.
+pub(crate) const MAX_ANNOTATION_KEY_CHARS: usize = 500;
+/// Longest annotation string value, in characters.
+pub(crate) const MAX_ANNOTATION_VALUE_CHARS: usize = 1000;
+/// Annotations X-Ray indexes per trace.
+pub(crate) const MAX_ANNOTATIONS_PER_TRACE: usize = 50;
+/// Longest plain string field (`user`, http request strings, sql user), in characters.
+pub(crate) const MAX_STRING_CHARS: usize = 250;
+
+fn is_space_separator(c: char) -> bool {
+    matches!(
+        c,
+        '\u{0020}'
+            | '\u{00A0}'
+            | '\u{1680}'
+            | '\u{2000}'..='\u{200A}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{202F}'
+            | '\u{205F}'
+            | '\u{3000}'
+    )
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_alphanumeric()
+        || is_space_separator(c)
+        || matches!(
+            c,
+            '_' | '.' | ':' | '/' | '%' | '&' | '#' | '=' | '+' | '-' | '@'
+        )
+}
+
+/// Cuts `s` to at most `max` characters, on a character boundary.
+pub(crate) fn truncate_chars(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// A valid X-Ray name: disallowed characters removed, at most 200 characters,
+/// `fallback` when nothing is left.
+pub(crate) fn sanitize_name<'a>(name: &'a str, fallback: &'static str) -> Cow<'a, str> {
+    let clean: Cow<'a, str> = if name.chars().all(is_name_char) {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(name.chars().filter(|&c| is_name_char(c)).collect())
+    };
+    let clean = match clean {
+        Cow::Borrowed(s) => Cow::Borrowed(truncate_chars(s, MAX_NAME_CHARS)),
+        Cow::Owned(s) => Cow::Owned(truncate_chars(&s, MAX_NAME_CHARS).to_owned()),
+    };
+    if clean.trim().is_empty() {
+        Cow::Borrowed(fallback)
+    } else {
+        clean
+    }
+}
+
+/// A filter-safe annotation key: `[A-Za-z0-9_]`, other characters become
+/// `_`, at most 500 characters. `None` for an empty key.
+pub(crate) fn sanitize_annotation_key(key: &str) -> Option<Cow<'_, str>> {
+    if key.is_empty() {
+        return None;
+    }
+    let ok = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let key = truncate_chars(key, MAX_ANNOTATION_KEY_CHARS);
+    if key.chars().all(ok) {
+        Some(Cow::Borrowed(key))
+    } else {
+        Some(Cow::Owned(
+            key.chars().map(|c| if ok(c) { c } else { '_' }).collect(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_keep_allowed_characters() {
+        assert_eq!(sanitize_name("GET /users/{id}", "x"), "GET /users/id");
+        assert_eq!(sanitize_name("a\tb\nc\\d;e*f", "x"), "abcdef");
+        assert_eq!(sanitize_name("café-Ünïcödé 名前 ١٢", "x"), "café-Ünïcödé 名前 ١٢");
+        assert_eq!(sanitize_name("_.:/%&#=+-@", "x"), "_.:/%&#=+-@");
+        assert_eq!(sanitize_name("{}()", "fallback"), "fallback");
+        assert_eq!(sanitize_name("", "fallback"), "fallback");
+        let long = "é".repeat(300);
+        assert_eq!(sanitize_name(&long, "x").chars().count(), 200);
+    }
+
+    #[test]
+    fn annotation_keys_become_filter_safe() {
+        assert_eq!(sanitize_annotation_key("customer_id").unwrap(), "customer_id");
+        assert_eq!(sanitize_annotation_key("http.status-code").unwrap(), "http_status_code");
+        assert_eq!(sanitize_annotation_key("é").unwrap(), "_");
+        assert!(sanitize_annotation_key("").is_none());
+        assert_eq!(
+            sanitize_annotation_key(&"k".repeat(600)).unwrap().len(),
+            MAX_ANNOTATION_KEY_CHARS
+        );
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate_chars("héllo", 2), "hé");
+        assert_eq!(truncate_chars("hi", 5), "hi");
+    }
+}

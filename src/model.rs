@@ -1,0 +1,495 @@
+//! The X-Ray segment document, as serde types (SPEC §1).
+//!
+//! These types are built by the worker from finished spans and serialized
+//! once; empty optional fields are omitted, as every official SDK does.
+//! Embedded subsegments are not part of [`Entity`]: the worker serializes
+//! children first (it needs their sizes to split oversize traces) and splices
+//! them into the parent's JSON text.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+use crate::id::{SegmentId, TraceId};
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A segment, or a subsegment (embedded or independent).
+#[derive(Serialize, Debug, Default)]
+pub(crate) struct Entity<'a> {
+    /// `"subsegment"` for independent subsegments, absent otherwise.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub(crate) kind: Option<&'static str>,
+    pub(crate) name: Cow<'a, str>,
+    pub(crate) id: Option<SegmentId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) trace_id: Option<TraceId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) parent_id: Option<SegmentId>,
+    pub(crate) start_time: EpochSeconds,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) end_time: Option<EpochSeconds>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub(crate) in_progress: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) namespace: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) origin: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) user: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) service: Option<&'a Service>,
+    #[serde(skip_serializing_if = "Http::is_empty")]
+    pub(crate) http: Http<'a>,
+    #[serde(skip_serializing_if = "Aws::is_empty")]
+    pub(crate) aws: Aws<'a>,
+    #[serde(skip_serializing_if = "Sql::is_empty")]
+    pub(crate) sql: Sql<'a>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub(crate) error: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub(crate) throttle: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub(crate) fault: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cause: Option<Cause<'a>>,
+    #[serde(skip_serializing_if = "Annotations::is_empty")]
+    pub(crate) annotations: Annotations<'a>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) metadata: Metadata<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) precursor_ids: Vec<SegmentId>,
+}
+
+/// Seconds since the Unix epoch, kept as whole microseconds so that the JSON
+/// shows exactly six decimals at most.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct EpochSeconds(pub(crate) u64);
+
+impl EpochSeconds {
+    pub(crate) fn from_micros(us: u64) -> Self {
+        EpochSeconds(us)
+    }
+}
+
+impl Serialize for EpochSeconds {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // 1e6 is exact and the quotient is correctly rounded, so ryu prints
+        // the shortest decimal that reads back as the same microsecond.
+        s.serialize_f64(self.0 as f64 / 1e6)
+    }
+}
+
+/// The `service` block.
+#[derive(Serialize, Debug, Default, Clone, PartialEq)]
+pub(crate) struct Service {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) version: Option<String>,
+    pub(crate) runtime: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) runtime_version: Option<&'static str>,
+}
+
+/// The `http` block (SPEC §1.4).
+#[derive(Serialize, Debug, Default)]
+pub(crate) struct Http<'a> {
+    #[serde(skip_serializing_if = "HttpRequest::is_empty")]
+    pub(crate) request: HttpRequest<'a>,
+    #[serde(skip_serializing_if = "HttpResponse::is_empty")]
+    pub(crate) response: HttpResponse,
+}
+
+impl Http<'_> {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.request.is_empty() && self.response.is_empty()
+    }
+}
+
+#[derive(Serialize, Debug, Default)]
+pub(crate) struct HttpRequest<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) method: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) url: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) user_agent: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_ip: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) x_forwarded_for: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) traced: Option<bool>,
+}
+
+impl HttpRequest<'_> {
+    fn is_empty(&self) -> bool {
+        self.method.is_none()
+            && self.url.is_none()
+            && self.user_agent.is_none()
+            && self.client_ip.is_none()
+            && self.x_forwarded_for.is_none()
+            && self.traced.is_none()
+    }
+}
+
+#[derive(Serialize, Debug, Default)]
+pub(crate) struct HttpResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) content_length: Option<i64>,
+}
+
+impl HttpResponse {
+    fn is_empty(&self) -> bool {
+        self.status.is_none() && self.content_length.is_none()
+    }
+}
+
+/// The `aws` block (SPEC §1.5): the resource blocks of a segment, the call
+/// details of an AWS SDK subsegment, and the SDK identification.
+#[derive(Serialize, Debug, Default)]
+pub(crate) struct Aws<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) account_id: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) operation: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) region: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) request_id: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) queue_url: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) table_name: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) retries: Option<u64>,
+    /// Resource blocks (`ec2`, `ecs`, `eks`, `elastic_beanstalk`,
+    /// `cloudwatch_logs`), already shaped by the resource detector.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub(crate) resource: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) xray: Option<XrayInfo<'a>>,
+}
+
+impl Aws<'_> {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.account_id.is_none()
+            && self.operation.is_none()
+            && self.region.is_none()
+            && self.request_id.is_none()
+            && self.queue_url.is_none()
+            && self.table_name.is_none()
+            && self.retries.is_none()
+            && self.resource.map_or(true, |m| m.is_empty())
+            && self.xray.is_none()
+    }
+}
+
+/// `aws.xray`: which SDK wrote the document.
+#[derive(Serialize, Debug, Default)]
+pub(crate) struct XrayInfo<'a> {
+    pub(crate) sdk: &'static str,
+    pub(crate) sdk_version: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) sampling_rule_name: Option<&'a str>,
+}
+
+/// The `sql` block (SPEC §1.8).
+#[derive(Serialize, Debug, Default)]
+pub(crate) struct Sql<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) url: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) connection_string: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) sanitized_query: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) database_type: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) database_version: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) driver_version: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) user: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) preparation: Option<&'static str>,
+}
+
+impl Sql<'_> {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.url.is_none()
+            && self.connection_string.is_none()
+            && self.sanitized_query.is_none()
+            && self.database_type.is_none()
+            && self.database_version.is_none()
+            && self.driver_version.is_none()
+            && self.user.is_none()
+            && self.preparation.is_none()
+    }
+}
+
+/// The `cause` block (SPEC §1.6). The string form (an exception id recorded
+/// elsewhere) is not produced by this crate.
+#[derive(Serialize, Debug, Default)]
+pub(crate) struct Cause<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) working_directory: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) exceptions: Vec<Exception<'a>>,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub(crate) struct Exception<'a> {
+    pub(crate) id: SegmentId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) message: Option<Cow<'a, str>>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub(crate) kind: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub(crate) remote: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) truncated: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) skipped: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cause: Option<SegmentId>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) stack: Vec<StackFrame<'a>>,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub(crate) struct StackFrame<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) line: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) label: Option<&'a str>,
+}
+
+/// An annotation value: string, number or boolean only (SPEC §1.7).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum AnnotationValue<'a> {
+    Str(Cow<'a, str>),
+    I64(i64),
+    U64(u64),
+    /// Always finite: non-finite floats become strings before they get here.
+    F64(f64),
+    Bool(bool),
+}
+
+impl Serialize for AnnotationValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            AnnotationValue::Str(v) => s.serialize_str(v),
+            AnnotationValue::I64(v) => s.serialize_i64(*v),
+            AnnotationValue::U64(v) => s.serialize_u64(*v),
+            AnnotationValue::F64(v) => s.serialize_f64(*v),
+            AnnotationValue::Bool(v) => s.serialize_bool(*v),
+        }
+    }
+}
+
+/// Annotations in insertion order (a later value for the same key replaces
+/// the earlier one), serialized as a JSON object.
+#[derive(Debug, Default)]
+pub(crate) struct Annotations<'a>(pub(crate) Vec<(Cow<'a, str>, AnnotationValue<'a>)>);
+
+impl<'a> Annotations<'a> {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Inserts or replaces; returns `true` when the key was new.
+    pub(crate) fn insert(&mut self, key: Cow<'a, str>, value: AnnotationValue<'a>) -> bool {
+        if let Some(slot) = self.0.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = value;
+            false
+        } else {
+            self.0.push((key, value));
+            true
+        }
+    }
+
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == key)
+    }
+}
+
+impl Serialize for Annotations<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// `metadata`: namespace → key → any JSON.
+pub(crate) type Metadata<'a> = BTreeMap<Cow<'a, str>, BTreeMap<Cow<'a, str>, MetaValue<'a>>>;
+
+/// A metadata value: any JSON the crate produces.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum MetaValue<'a> {
+    Str(Cow<'a, str>),
+    I64(i64),
+    U64(u64),
+    I128(i128),
+    U128(u128),
+    F64(f64),
+    Bool(bool),
+    List(Vec<MetaValue<'a>>),
+    Object(Vec<(Cow<'a, str>, MetaValue<'a>)>),
+}
+
+impl Serialize for MetaValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MetaValue::Str(v) => s.serialize_str(v),
+            MetaValue::I64(v) => s.serialize_i64(*v),
+            MetaValue::U64(v) => s.serialize_u64(*v),
+            // JSON numbers beyond 64 bits lose precision in most readers:
+            // keep them exact as strings.
+            MetaValue::I128(v) => s.collect_str(v),
+            MetaValue::U128(v) => s.collect_str(v),
+            MetaValue::F64(v) => serialize_float(*v, s),
+            MetaValue::Bool(v) => s.serialize_bool(*v),
+            MetaValue::List(items) => s.collect_seq(items),
+            MetaValue::Object(entries) => {
+                let mut map = s.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+/// Finite floats as JSON numbers; NaN and the infinities (which JSON cannot
+/// hold) as the strings `"NaN"`, `"Infinity"` and `"-Infinity"`.
+pub(crate) fn serialize_float<S: Serializer>(v: f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_finite() {
+        s.serialize_f64(v)
+    } else {
+        s.serialize_str(non_finite_name(v))
+    }
+}
+
+pub(crate) fn non_finite_name(v: f64) -> &'static str {
+    if v.is_nan() {
+        "NaN"
+    } else if v > 0.0 {
+        "Infinity"
+    } else {
+        "-Infinity"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> SegmentId {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn minimal_segment_omits_empty_fields() {
+        let e = Entity {
+            name: "svc".into(),
+            id: Some(id("70de5b6f19ff9a0a")),
+            trace_id: Some("1-581cf771-a006649127e371903a2de979".parse().unwrap()),
+            start_time: EpochSeconds::from_micros(1_478_293_361_271_000),
+            end_time: Some(EpochSeconds::from_micros(1_478_293_361_449_000)),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"name":"svc","id":"70de5b6f19ff9a0a","trace_id":"1-581cf771-a006649127e371903a2de979","start_time":1478293361.271,"end_time":1478293361.449}"#
+        );
+    }
+
+    #[test]
+    fn independent_subsegment_with_blocks() {
+        let mut ann = Annotations::default();
+        ann.insert("customer".into(), AnnotationValue::Str("c1".into()));
+        ann.insert("n".into(), AnnotationValue::I64(-3));
+        let mut md = Metadata::new();
+        md.entry("default".into())
+            .or_default()
+            .insert("nan".into(), MetaValue::F64(f64::NAN));
+        let e = Entity {
+            kind: Some("subsegment"),
+            name: "DynamoDB".into(),
+            id: Some(id("0000000000000001")),
+            trace_id: Some("1-581cf771-a006649127e371903a2de979".parse().unwrap()),
+            parent_id: Some(id("70de5b6f19ff9a0a")),
+            start_time: EpochSeconds::from_micros(1_000_000_000_000_001),
+            end_time: Some(EpochSeconds::from_micros(1_000_000_000_500_000)),
+            namespace: Some("aws"),
+            http: Http {
+                response: HttpResponse {
+                    status: Some(500),
+                    content_length: None,
+                },
+                ..Default::default()
+            },
+            aws: Aws {
+                operation: Some("GetItem".into()),
+                table_name: Some("t".into()),
+                ..Default::default()
+            },
+            fault: true,
+            annotations: ann,
+            metadata: md,
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"type":"subsegment","name":"DynamoDB","id":"0000000000000001","trace_id":"1-581cf771-a006649127e371903a2de979","parent_id":"70de5b6f19ff9a0a","start_time":1000000000.000001,"end_time":1000000000.5,"namespace":"aws","http":{"response":{"status":500}},"aws":{"operation":"GetItem","table_name":"t"},"fault":true,"annotations":{"customer":"c1","n":-3},"metadata":{"default":{"nan":"NaN"}}}"#
+        );
+    }
+
+    #[test]
+    fn microsecond_times_round_trip() {
+        for us in [
+            1_764_085_619_123_456u64,
+            1_764_085_619_000_001,
+            1_764_085_619_999_999,
+            4_102_444_800_000_000,
+        ] {
+            let s = serde_json::to_string(&EpochSeconds::from_micros(us)).unwrap();
+            let back: f64 = s.parse().unwrap();
+            assert_eq!((back * 1e6).round() as u64, us, "{s}");
+            assert!(s.split('.').nth(1).map_or(0, str::len) <= 6, "{s}");
+        }
+    }
+
+    #[test]
+    fn big_integers_and_non_finite_floats_stay_valid_json() {
+        let v = MetaValue::List(vec![
+            MetaValue::I128(-170141183460469231731687303715884105728),
+            MetaValue::U128(u128::MAX),
+            MetaValue::F64(f64::INFINITY),
+            MetaValue::F64(f64::NEG_INFINITY),
+            MetaValue::F64(0.5),
+        ]);
+        let s = serde_json::to_string(&v).unwrap();
+        assert_eq!(
+            s,
+            r#"["-170141183460469231731687303715884105728","340282366920938463463374607431768211455","Infinity","-Infinity",0.5]"#
+        );
+        serde_json::from_str::<serde_json::Value>(&s).unwrap();
+    }
+}

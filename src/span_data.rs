@@ -1,0 +1,277 @@
+//! The one extension the layer keeps per span, and the visitor that fills it.
+//!
+//! Field values are stored typed (never pre-rendered JSON) with their
+//! `&'static str` names; routing them to annotations, metadata and the
+//! http/sql/aws blocks happens later, on the worker thread.
+
+use std::error::Error as StdError;
+use std::fmt::{self, Write as _};
+use std::time::Instant;
+
+use tracing_core::field::{Field, Visit};
+use tracing_core::Metadata;
+
+use crate::id::{SegmentId, TraceId};
+
+/// How many exceptions one span records; later ones are counted, not kept.
+pub(crate) const MAX_ERRORS_PER_SPAN: usize = 8;
+/// How many `source()` links of one error are followed.
+pub(crate) const MAX_ERROR_SOURCES: usize = 8;
+/// Longest string kept from one field value, in bytes (the document limit is
+/// 64 KB anyway; this bounds what a single hostile field can hold in memory).
+pub(crate) const MAX_FIELD_BYTES: usize = 64 * 1024;
+
+/// The wall-clock time of the trace's first span, paired with the monotonic
+/// instant it was read at. Every span of the trace places itself on the wall
+/// clock through it, so durations come from the monotonic clock and children
+/// always nest inside their parents.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Anchor {
+    pub(crate) wall_micros: u64,
+    pub(crate) at: Instant,
+}
+
+impl Anchor {
+    pub(crate) fn now() -> (Self, u32) {
+        let at = Instant::now();
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        (
+            Anchor {
+                wall_micros: since.as_micros() as u64,
+                at,
+            },
+            since.as_secs() as u32,
+        )
+    }
+
+    /// Epoch microseconds of `t` (never before the anchor).
+    pub(crate) fn micros(&self, t: Instant) -> u64 {
+        self.wall_micros + t.saturating_duration_since(self.at).as_micros() as u64
+    }
+}
+
+/// A typed field value as `tracing` gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum FieldValue {
+    Str(String),
+    I64(i64),
+    U64(u64),
+    I128(i128),
+    U128(u128),
+    F64(f64),
+    Bool(bool),
+}
+
+/// An error recorded on a span: a field holding a `dyn Error`, or an
+/// ERROR-level event inside it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ErrorRecord {
+    /// The field name, or `None` for an event.
+    pub(crate) field: Option<&'static str>,
+    /// The error's `Display`, or the event's message.
+    pub(crate) message: String,
+    /// The `source()` chain, outermost first.
+    pub(crate) sources: Vec<String>,
+    /// Where an event came from (`file:line`) and its target.
+    pub(crate) location: Option<(&'static str, u32)>,
+    pub(crate) target: Option<&'static str>,
+}
+
+/// Everything the layer knows about one span.
+#[derive(Debug)]
+pub(crate) struct SpanData {
+    pub(crate) trace_id: TraceId,
+    pub(crate) id: SegmentId,
+    /// The upstream parent of a root (from an incoming trace header).
+    pub(crate) parent_id: Option<SegmentId>,
+    pub(crate) sampled: bool,
+    pub(crate) anchor: Anchor,
+    pub(crate) start: Instant,
+    pub(crate) end: Option<Instant>,
+    pub(crate) meta: &'static Metadata<'static>,
+    pub(crate) fields: Vec<(&'static str, FieldValue)>,
+    pub(crate) errors: Vec<ErrorRecord>,
+    pub(crate) errors_dropped: u32,
+    /// Finished children, in the order they closed.
+    pub(crate) children: Vec<SpanData>,
+    /// Finished descendants held in `children` (recursively).
+    pub(crate) held: usize,
+}
+
+impl SpanData {
+    /// Number of spans in this subtree (itself included).
+    pub(crate) fn span_count(&self) -> usize {
+        self.held + 1
+    }
+
+    pub(crate) fn push_error(&mut self, record: ErrorRecord) {
+        if self.errors.len() < MAX_ERRORS_PER_SPAN {
+            self.errors.push(record);
+        } else {
+            self.errors_dropped = self.errors_dropped.saturating_add(1);
+        }
+    }
+}
+
+/// Records field values into a plain vector: no lock is held while it runs,
+/// since `record_debug` calls user code.
+pub(crate) struct FieldVisitor<'a> {
+    pub(crate) fields: &'a mut Vec<(&'static str, FieldValue)>,
+    pub(crate) errors: &'a mut Vec<ErrorRecord>,
+}
+
+fn field_name(field: &Field) -> &'static str {
+    let name = field.name();
+    name.strip_prefix("r#").unwrap_or(name)
+}
+
+fn truncate(mut s: String) -> String {
+    if s.len() > MAX_FIELD_BYTES {
+        let mut cut = MAX_FIELD_BYTES;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// A `fmt::Write` that stops storing past [`MAX_FIELD_BYTES`], so that a huge
+/// `Debug` output costs formatting time but never unbounded memory.
+struct BoundedString(String);
+
+impl fmt::Write for BoundedString {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = MAX_FIELD_BYTES.saturating_sub(self.0.len());
+        if s.len() <= room {
+            self.0.push_str(s);
+        } else {
+            let mut cut = room;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.0.push_str(&s[..cut]);
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn debug_string(value: &dyn fmt::Debug) -> String {
+    let mut out = BoundedString(String::new());
+    let _ = write!(out, "{value:?}");
+    out.0
+}
+
+impl FieldVisitor<'_> {
+    fn push(&mut self, field: &Field, value: FieldValue) {
+        let name = field_name(field);
+        if name.starts_with("log.") {
+            // tracing-log's bookkeeping fields, not user data.
+            return;
+        }
+        self.fields.push((name, value));
+    }
+}
+
+impl Visit for FieldVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field, FieldValue::F64(value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, FieldValue::I64(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field, FieldValue::U64(value));
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.push(field, FieldValue::I128(value));
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.push(field, FieldValue::U128(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, FieldValue::Bool(value));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let mut b = BoundedString(String::with_capacity(value.len().min(MAX_FIELD_BYTES)));
+        let _ = b.write_str(value);
+        self.push(field, FieldValue::Str(b.0));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn StdError + 'static)) {
+        let mut sources = Vec::new();
+        let mut next = value.source();
+        while let Some(e) = next {
+            if sources.len() == MAX_ERROR_SOURCES {
+                break;
+            }
+            sources.push(truncate(e.to_string()));
+            next = e.source();
+        }
+        let message = truncate(value.to_string());
+        self.errors.push(ErrorRecord {
+            field: Some(field_name(field)),
+            message,
+            sources,
+            location: None,
+            target: None,
+        });
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.push(field, FieldValue::Str(debug_string(value)));
+    }
+}
+
+impl Drop for SpanData {
+    /// Tears deep trees down iteratively, so that a pathologically nested
+    /// trace cannot overflow the stack of the thread that drops it.
+    fn drop(&mut self) {
+        if self.children.is_empty() {
+            return;
+        }
+        let mut stack = std::mem::take(&mut self.children);
+        while let Some(mut node) = stack.pop() {
+            stack.append(&mut node.children);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_debug_output() {
+        struct Huge;
+        impl fmt::Debug for Huge {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for _ in 0..100_000 {
+                    f.write_str("é")?;
+                }
+                Ok(())
+            }
+        }
+        let s = debug_string(&Huge);
+        assert!(s.len() <= MAX_FIELD_BYTES);
+        assert!(s.len() > MAX_FIELD_BYTES - 4);
+    }
+
+    #[test]
+    fn anchor_places_later_instants_later() {
+        let (a, _) = Anchor::now();
+        let later = a.at + std::time::Duration::from_micros(1500);
+        assert_eq!(a.micros(later), a.wall_micros + 1500);
+        // An instant before the anchor never moves time backwards.
+        assert_eq!(a.micros(a.at), a.wall_micros);
+    }
+}
+

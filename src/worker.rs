@@ -1,0 +1,242 @@
+//! The background worker: one named std thread that owns the exporter.
+//!
+//! The application side only ever does a `try_send` of a finished span tree.
+//! Here the trees become documents ([`crate::assemble`]) and go to the
+//! exporter in batches. Flush and shutdown requests travel through the same
+//! FIFO queue, so a flush reply proves that everything queued before it was
+//! handed to the exporter.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::assemble::{Assembler, Top};
+use crate::config::Config;
+use crate::export::{Document, ExportError, ExportOutcome, Exporter};
+use crate::handle::Counters;
+use crate::id::{SegmentId, TraceId};
+use crate::layer::SuppressGuard;
+use crate::span_data::SpanData;
+
+/// How many documents one `export` call gets at most.
+const MAX_BATCH_DOCUMENTS: usize = 256;
+/// The exporter's shutdown timeout when the queue closes without a shutdown
+/// request (every layer and handle dropped).
+const IMPLICIT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) enum Message {
+    /// A finished root and its tree.
+    Trace { root: Box<SpanData>, top: Top },
+    /// Finished children streamed out of a long-lived open span.
+    Detached {
+        trace_id: TraceId,
+        parent: SegmentId,
+        children: Vec<SpanData>,
+    },
+    Flush {
+        reply: Sender<()>,
+        deadline: Instant,
+    },
+    Shutdown {
+        reply: Sender<()>,
+        deadline: Instant,
+    },
+}
+
+pub(crate) fn spawn(
+    cfg: Config,
+    exporter: Box<dyn Exporter>,
+    rx: Receiver<Message>,
+    counters: Arc<Counters>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("tracing-xray".into())
+        .spawn(move || {
+            Worker {
+                cfg,
+                exporter,
+                rx,
+                counters,
+                warned_drop: AtomicBool::new(false),
+                warned_failure: false,
+            }
+            .run()
+        })
+}
+
+struct Worker {
+    cfg: Config,
+    exporter: Box<dyn Exporter>,
+    rx: Receiver<Message>,
+    counters: Arc<Counters>,
+    warned_drop: AtomicBool,
+    warned_failure: bool,
+}
+
+enum Control {
+    Flush(Sender<()>, Instant),
+    Shutdown(Sender<()>, Instant),
+}
+
+impl Worker {
+    fn run(mut self) {
+        // Nothing this thread does (our own diagnostics, the exporter's
+        // sockets and clients and their `tracing` events) is traced by us.
+        let _suppress = SuppressGuard::enter();
+        loop {
+            let first = match self.exporter.next_poll() {
+                Some(at) => match self.rx.recv_deadline(at) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => {
+                        let outcome = self.call(|e| e.poll(Instant::now()));
+                        self.account(outcome);
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match self.rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+            };
+            let mut batch = Vec::new();
+            let mut control = self.handle(first, &mut batch);
+            while control.is_none() && batch.len() < MAX_BATCH_DOCUMENTS {
+                match self.rx.try_recv() {
+                    Ok(m) => control = self.handle(m, &mut batch),
+                    Err(_) => break,
+                }
+            }
+            if !batch.is_empty() {
+                let outcome = self.call(move |e| e.export(batch));
+                self.account(outcome);
+            }
+            self.warn_drops();
+            match control {
+                None => {}
+                Some(Control::Flush(reply, deadline)) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let outcome = self.call(|e| e.flush(left));
+                    self.account(outcome);
+                    let _ = reply.send(());
+                }
+                Some(Control::Shutdown(reply, deadline)) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let outcome = self.call(|e| e.shutdown(left));
+                    self.account(outcome);
+                    self.report_at_shutdown();
+                    let _ = reply.send(());
+                    return;
+                }
+            }
+        }
+        let outcome = self.call(|e| e.shutdown(IMPLICIT_SHUTDOWN_TIMEOUT));
+        self.account(outcome);
+        self.report_at_shutdown();
+    }
+
+    fn handle(&mut self, msg: Message, batch: &mut Vec<Document>) -> Option<Control> {
+        match msg {
+            Message::Trace { root, top } => {
+                let mut asm = Assembler::new(&self.cfg, root.trace_id);
+                asm.pack(&root, top);
+                self.finish(asm, batch);
+                None
+            }
+            Message::Detached {
+                trace_id,
+                parent,
+                children,
+            } => {
+                let mut asm = Assembler::new(&self.cfg, trace_id);
+                for child in &children {
+                    asm.pack(child, Top::Subsegment { parent });
+                }
+                Counters::add(
+                    &self.counters.subsegments_streamed,
+                    children.len() as u64,
+                );
+                self.finish(asm, batch);
+                None
+            }
+            Message::Flush { reply, deadline } => Some(Control::Flush(reply, deadline)),
+            Message::Shutdown { reply, deadline } => Some(Control::Shutdown(reply, deadline)),
+        }
+    }
+
+    fn finish(&mut self, asm: Assembler<'_>, batch: &mut Vec<Document>) {
+        let c = &self.counters;
+        Counters::add(&c.subsegments_streamed, asm.counts.streamed_subsegments);
+        Counters::add(&c.spans_trimmed, asm.counts.trimmed_spans);
+        Counters::add(&c.annotations_demoted, asm.counts.annotations_demoted);
+        Counters::add(&c.exceptions_dropped, asm.counts.exceptions_dropped);
+        batch.extend(asm.out);
+    }
+
+    /// Runs an exporter call; a panicking exporter loses that call's documents
+    /// (counted) but never the worker.
+    fn call(&mut self, f: impl FnOnce(&mut dyn Exporter) -> ExportOutcome) -> ExportOutcome {
+        let exporter = &mut *self.exporter;
+        match catch_unwind(AssertUnwindSafe(|| f(exporter))) {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                Counters::add(&self.counters.documents_failed, 1);
+                tracing::error!(
+                    target: "tracing_xray",
+                    "the exporter panicked; its current batch is lost"
+                );
+                ExportOutcome::default()
+            }
+        }
+    }
+
+    fn account(&mut self, outcome: ExportOutcome) {
+        let c = &self.counters;
+        Counters::add(&c.documents_exported, outcome.delivered as u64);
+        Counters::add(&c.documents_failed, outcome.failures.len() as u64);
+        if let Some(first) = outcome.failures.first() {
+            if !self.warned_failure {
+                self.warned_failure = true;
+                warn_failure(&first.error);
+            }
+        }
+    }
+
+    fn warn_drops(&self) {
+        let dropped = self.counters.traces_dropped.load(Ordering::Relaxed);
+        if dropped > 0 && !self.warned_drop.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                target: "tracing_xray",
+                dropped,
+                "the tracing-xray queue was full: finished traces are being dropped \
+                 (see XrayHandle::stats; raise Builder::with_queue_capacity)"
+            );
+        }
+    }
+
+    fn report_at_shutdown(&self) {
+        let s = self.counters.snapshot();
+        if s.traces_dropped > 0 || s.documents_failed > 0 {
+            tracing::warn!(
+                target: "tracing_xray",
+                traces_dropped = s.traces_dropped,
+                spans_dropped = s.spans_dropped,
+                documents_failed = s.documents_failed,
+                documents_exported = s.documents_exported,
+                "tracing-xray shut down with losses"
+            );
+        }
+    }
+}
+
+fn warn_failure(error: &ExportError) {
+    tracing::warn!(
+        target: "tracing_xray",
+        %error,
+        "tracing-xray could not export a document (further failures are only counted)"
+    );
+}
