@@ -328,7 +328,9 @@ mod tests {
             let s = id.to_string();
             assert_eq!(s.len(), 16);
             assert_ne!(s, "0000000000000000");
-            assert!(s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            assert!(s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
             assert!(seen.insert(id), "duplicate id {s}");
         }
     }

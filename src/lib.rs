@@ -4,9 +4,11 @@
 mod assemble;
 mod builder;
 mod config;
+mod daemon_address;
 pub mod export;
 mod fields;
 mod handle;
+mod header;
 mod id;
 mod layer;
 mod limits;
@@ -15,7 +17,9 @@ mod span_data;
 mod worker;
 
 pub use builder::{Builder, DEFAULT_SHUTDOWN_TIMEOUT};
+pub use daemon_address::{DaemonAddress, DaemonAddressError};
 pub use handle::{FlushError, Stats, XrayGuard, XrayHandle};
+pub use header::{Sampled, TraceHeader, HEADER_NAME, HEADER_NAME_LOWERCASE};
 pub use id::{ParseIdError, SegmentId, TraceId};
 pub use layer::XrayLayer;
 
