@@ -16,7 +16,7 @@ use crate::export::{Document, DocumentKind, MAX_DOCUMENT_BYTES};
 use crate::fields::{route, TraceBudget, TRACING_NAMESPACE};
 use crate::id::{SegmentId, TraceId};
 use crate::limits::sanitize_name;
-use crate::model::{Cause, EpochSeconds, Entity, Exception, MetaValue, StackFrame, XrayInfo};
+use crate::model::{Cause, Entity, EpochSeconds, Exception, MetaValue, StackFrame, XrayInfo};
 use crate::span_data::SpanData;
 
 /// Room kept in every embedded subtree for the fields an independent

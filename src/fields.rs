@@ -15,8 +15,8 @@
 use std::borrow::Cow;
 
 use crate::limits::{
-    sanitize_annotation_key, truncate_chars, MAX_ANNOTATIONS_PER_TRACE,
-    MAX_ANNOTATION_VALUE_CHARS, MAX_STRING_CHARS,
+    sanitize_annotation_key, truncate_chars, MAX_ANNOTATIONS_PER_TRACE, MAX_ANNOTATION_VALUE_CHARS,
+    MAX_STRING_CHARS,
 };
 use crate::model::{non_finite_name, AnnotationValue, Entity, MetaValue};
 use crate::span_data::{FieldValue, SpanData};
@@ -72,7 +72,12 @@ fn as_str(v: &FieldValue) -> Option<&str> {
     }
 }
 
-fn put_metadata<'a>(entity: &mut Entity<'a>, ns: Cow<'a, str>, key: Cow<'a, str>, v: MetaValue<'a>) {
+fn put_metadata<'a>(
+    entity: &mut Entity<'a>,
+    ns: Cow<'a, str>,
+    key: Cow<'a, str>,
+    v: MetaValue<'a>,
+) {
     entity.metadata.entry(ns).or_default().insert(key, v);
 }
 
@@ -98,7 +103,9 @@ pub(crate) fn route<'a>(
                 }
             }
             "error" if matches!(value, FieldValue::Bool(true)) => entity.fault = true,
-            "otel.status_code" if as_str(value).is_some_and(|s| s.eq_ignore_ascii_case("error")) => {
+            "otel.status_code"
+                if as_str(value).is_some_and(|s| s.eq_ignore_ascii_case("error")) =>
+            {
                 entity.fault = true
             }
             _ => {
@@ -126,7 +133,12 @@ pub(crate) fn route<'a>(
                         }
                         _ => ("default", rest),
                     };
-                    put_metadata(entity, Cow::Borrowed(ns), Cow::Borrowed(k), meta_value(value));
+                    put_metadata(
+                        entity,
+                        Cow::Borrowed(ns),
+                        Cow::Borrowed(k),
+                        meta_value(value),
+                    );
                 } else {
                     put_metadata(
                         entity,

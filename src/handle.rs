@@ -159,7 +159,10 @@ impl XrayHandle {
         if shared.shut_down.load(Ordering::Acquire) {
             return Err(FlushError::AlreadyShutdown);
         }
-        request(shared, timeout, |reply, deadline| Message::Flush { reply, deadline })
+        request(shared, timeout, |reply, deadline| Message::Flush {
+            reply,
+            deadline,
+        })
     }
 
     /// Exports everything already finished, shuts the exporter down and stops
@@ -174,7 +177,10 @@ impl XrayHandle {
             return Err(FlushError::AlreadyShutdown);
         }
         let started = Instant::now();
-        request(shared, timeout, |reply, deadline| Message::Shutdown { reply, deadline })?;
+        request(shared, timeout, |reply, deadline| Message::Shutdown {
+            reply,
+            deadline,
+        })?;
         // The worker replied and is returning; joining is immediate.
         let worker = shared.worker.lock().ok().and_then(|mut w| w.take());
         if let Some(worker) = worker {

@@ -210,7 +210,9 @@ where
         if self.inner.is_none() || *event.metadata().level() != Level::ERROR || suppressed() {
             return;
         }
-        let Some(span) = ctx.event_span(event) else { return };
+        let Some(span) = ctx.event_span(event) else {
+            return;
+        };
         let span = if span.extensions().get::<SpanData>().is_some() {
             span
         } else {
@@ -232,7 +234,9 @@ where
         let record = match visitor.error {
             Some(mut record) => {
                 if let Some(message) = visitor.message {
-                    record.sources.insert(0, std::mem::replace(&mut record.message, message));
+                    record
+                        .sources
+                        .insert(0, std::mem::replace(&mut record.message, message));
                 }
                 record.location = meta.file().zip(meta.line());
                 record.target = Some(meta.target());
@@ -246,7 +250,8 @@ where
                 target: Some(meta.target()),
             },
         };
-        if let Some(data) = span.extensions_mut().get_mut::<SpanData>() {
+        let mut ext = span.extensions_mut();
+        if let Some(data) = ext.get_mut::<SpanData>() {
             data.push_error(record);
         }
     }
@@ -263,7 +268,9 @@ where
         data.end = Some(Instant::now());
         if let Some(parent) = traced_ancestor(&span) {
             let mut ext = parent.extensions_mut();
-            let Some(p) = ext.get_mut::<SpanData>() else { return };
+            let Some(p) = ext.get_mut::<SpanData>() else {
+                return;
+            };
             p.held += data.span_count();
             p.children.push(data);
             if p.held > inner.max_held {

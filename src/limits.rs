@@ -16,15 +16,8 @@ pub(crate) const MAX_STRING_CHARS: usize = 250;
 fn is_space_separator(c: char) -> bool {
     matches!(
         c,
-        '\u{0020}'
-            | '\u{00A0}'
-            | '\u{1680}'
-            | '\u{2000}'..='\u{200A}'
-            | '\u{2028}'
-            | '\u{2029}'
-            | '\u{202F}'
-            | '\u{205F}'
-            | '\u{3000}'
+        '\u{0020}' | '\u{00A0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200A}' | '\u{2028}' | '\u{2029}' | '\u{202F}' | '\u{205F}' | '\u{3000}'
     )
 }
 
@@ -89,7 +82,10 @@ mod tests {
     fn names_keep_allowed_characters() {
         assert_eq!(sanitize_name("GET /users/{id}", "x"), "GET /users/id");
         assert_eq!(sanitize_name("a\tb\nc\\d;e*f", "x"), "abcdef");
-        assert_eq!(sanitize_name("café-Ünïcödé 名前 ١٢", "x"), "café-Ünïcödé 名前 ١٢");
+        assert_eq!(
+            sanitize_name("café-Ünïcödé 名前 ١٢", "x"),
+            "café-Ünïcödé 名前 ١٢"
+        );
         assert_eq!(sanitize_name("_.:/%&#=+-@", "x"), "_.:/%&#=+-@");
         assert_eq!(sanitize_name("{}()", "fallback"), "fallback");
         assert_eq!(sanitize_name("", "fallback"), "fallback");
@@ -99,8 +95,14 @@ mod tests {
 
     #[test]
     fn annotation_keys_become_filter_safe() {
-        assert_eq!(sanitize_annotation_key("customer_id").unwrap(), "customer_id");
-        assert_eq!(sanitize_annotation_key("http.status-code").unwrap(), "http_status_code");
+        assert_eq!(
+            sanitize_annotation_key("customer_id").unwrap(),
+            "customer_id"
+        );
+        assert_eq!(
+            sanitize_annotation_key("http.status-code").unwrap(),
+            "http_status_code"
+        );
         assert_eq!(sanitize_annotation_key("é").unwrap(), "_");
         assert!(sanitize_annotation_key("").is_none());
         assert_eq!(

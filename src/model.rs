@@ -305,10 +305,6 @@ impl<'a> Annotations<'a> {
         self.0.is_empty()
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.0.len()
-    }
-
     /// Inserts or replaces; returns `true` when the key was new.
     pub(crate) fn insert(&mut self, key: Cow<'a, str>, value: AnnotationValue<'a>) -> bool {
         if let Some(slot) = self.0.iter_mut().find(|(k, _)| *k == key) {
@@ -348,8 +344,6 @@ pub(crate) enum MetaValue<'a> {
     U128(u128),
     F64(f64),
     Bool(bool),
-    List(Vec<MetaValue<'a>>),
-    Object(Vec<(Cow<'a, str>, MetaValue<'a>)>),
 }
 
 impl Serialize for MetaValue<'_> {
@@ -364,14 +358,6 @@ impl Serialize for MetaValue<'_> {
             MetaValue::U128(v) => s.collect_str(v),
             MetaValue::F64(v) => serialize_float(*v, s),
             MetaValue::Bool(v) => s.serialize_bool(*v),
-            MetaValue::List(items) => s.collect_seq(items),
-            MetaValue::Object(entries) => {
-                let mut map = s.serialize_map(Some(entries.len()))?;
-                for (k, v) in entries {
-                    map.serialize_entry(k, v)?;
-                }
-                map.end()
-            }
         }
     }
 }
@@ -478,13 +464,13 @@ mod tests {
 
     #[test]
     fn big_integers_and_non_finite_floats_stay_valid_json() {
-        let v = MetaValue::List(vec![
+        let v = [
             MetaValue::I128(-170141183460469231731687303715884105728),
             MetaValue::U128(u128::MAX),
             MetaValue::F64(f64::INFINITY),
             MetaValue::F64(f64::NEG_INFINITY),
             MetaValue::F64(0.5),
-        ]);
+        ];
         let s = serde_json::to_string(&v).unwrap();
         assert_eq!(
             s,

@@ -274,4 +274,3 @@ mod tests {
         assert_eq!(a.micros(a.at), a.wall_micros);
     }
 }
-

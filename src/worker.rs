@@ -144,7 +144,7 @@ impl Worker {
             Message::Trace { root, top } => {
                 let mut asm = Assembler::new(&self.cfg, root.trace_id);
                 asm.pack(&root, top);
-                self.finish(asm, batch);
+                finish(&self.counters, asm, batch);
                 None
             }
             Message::Detached {
@@ -156,25 +156,13 @@ impl Worker {
                 for child in &children {
                     asm.pack(child, Top::Subsegment { parent });
                 }
-                Counters::add(
-                    &self.counters.subsegments_streamed,
-                    children.len() as u64,
-                );
-                self.finish(asm, batch);
+                Counters::add(&self.counters.subsegments_streamed, children.len() as u64);
+                finish(&self.counters, asm, batch);
                 None
             }
             Message::Flush { reply, deadline } => Some(Control::Flush(reply, deadline)),
             Message::Shutdown { reply, deadline } => Some(Control::Shutdown(reply, deadline)),
         }
-    }
-
-    fn finish(&mut self, asm: Assembler<'_>, batch: &mut Vec<Document>) {
-        let c = &self.counters;
-        Counters::add(&c.subsegments_streamed, asm.counts.streamed_subsegments);
-        Counters::add(&c.spans_trimmed, asm.counts.trimmed_spans);
-        Counters::add(&c.annotations_demoted, asm.counts.annotations_demoted);
-        Counters::add(&c.exceptions_dropped, asm.counts.exceptions_dropped);
-        batch.extend(asm.out);
     }
 
     /// Runs an exporter call; a panicking exporter loses that call's documents
@@ -231,6 +219,14 @@ impl Worker {
             );
         }
     }
+}
+
+fn finish(c: &Counters, asm: Assembler<'_>, batch: &mut Vec<Document>) {
+    Counters::add(&c.subsegments_streamed, asm.counts.streamed_subsegments);
+    Counters::add(&c.spans_trimmed, asm.counts.trimmed_spans);
+    Counters::add(&c.annotations_demoted, asm.counts.annotations_demoted);
+    Counters::add(&c.exceptions_dropped, asm.counts.exceptions_dropped);
+    batch.extend(asm.out);
 }
 
 fn warn_failure(error: &ExportError) {

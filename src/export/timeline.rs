@@ -1,0 +1,461 @@
+//! [`TimelineExporter`]: draws each finished trace as a waterfall in the
+//! terminal, for local development without AWS.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::io::{self, IsTerminal, Write};
+
+use serde_json::Value;
+
+use super::{Document, DocumentKind, ExportError, ExportOutcome, Exporter};
+
+/// Independent subsegments kept while their segment has not arrived.
+const MAX_PENDING_SUBSEGMENTS: usize = 10_000;
+const DEFAULT_WIDTH: usize = 100;
+
+/// Prints every finished trace as a timeline: one row per (sub)segment,
+/// indented by depth, with its duration, a bar placed and scaled on the
+/// trace's time axis, its annotations and its error / fault / throttle marks,
+/// then the critical path and the bottleneck: the slowest leaf, with its
+/// share of the trace.
+///
+/// ```text
+/// trace 1-6566f1a0-4d2c8e1f9a3b7c6d5e4f3a2b  quickstart  2.81 s
+/// quickstart            2812.4 ms │████████████████████████████████████████│
+///   load_customer         61.2 ms │█                                       │ customer=c-42
+///   fetch_invoice         48.9 ms │ █                                      │
+///   call_payments_api   2500.3 ms │  ███████████████████████████████████   │ FAULT
+/// bottleneck: call_payments_api, 2500.3 ms (89% of the trace)
+/// ```
+///
+/// Colours are used on a terminal unless `NO_COLOR` is set; off a terminal
+/// the width is fixed (100 columns, or `COLUMNS`) so output can be compared
+/// in tests. [`TimelineExporter::ascii`] draws with plain ASCII.
+///
+/// ```
+/// use tracing_xray::export::TimelineExporter;
+///
+/// let layer = tracing_xray::builder()
+///     .with_exporter(TimelineExporter::stdout())
+///     .build();
+/// # drop(layer);
+/// ```
+pub struct TimelineExporter {
+    out: Box<dyn Write + Send>,
+    width: usize,
+    color: bool,
+    ascii: bool,
+    pending: HashMap<String, Vec<Value>>,
+    pending_order: VecDeque<String>,
+    pending_count: usize,
+}
+
+impl std::fmt::Debug for TimelineExporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimelineExporter")
+            .field("width", &self.width)
+            .field("color", &self.color)
+            .field("ascii", &self.ascii)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TimelineExporter {
+    /// Draws on standard output.
+    pub fn stdout() -> Self {
+        let tty = io::stdout().is_terminal();
+        Self::new(io::stdout(), tty)
+    }
+
+    /// Draws on standard error.
+    pub fn stderr() -> Self {
+        let tty = io::stderr().is_terminal();
+        Self::new(io::stderr(), tty)
+    }
+
+    /// Draws into any writer (a file, a buffer in a test). No colours.
+    pub fn to_writer(out: impl Write + Send + 'static) -> Self {
+        Self::new(out, false)
+    }
+
+    fn new(out: impl Write + Send + 'static, tty: bool) -> Self {
+        let width = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(DEFAULT_WIDTH)
+            .clamp(60, 300);
+        TimelineExporter {
+            out: Box::new(out),
+            width,
+            color: tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            ascii: false,
+            pending: HashMap::new(),
+            pending_order: VecDeque::new(),
+            pending_count: 0,
+        }
+    }
+
+    /// Plain ASCII bars and marks (`#`, `|`), for terminals without Unicode.
+    pub fn ascii(mut self) -> Self {
+        self.ascii = true;
+        self
+    }
+
+    /// Total width of a row, in columns (default: `COLUMNS`, else 100).
+    pub fn with_width(mut self, columns: usize) -> Self {
+        self.width = columns.clamp(60, 300);
+        self
+    }
+
+    /// Whether to colour the output (default: on a terminal, unless `NO_COLOR`).
+    pub fn with_color(mut self, color: bool) -> Self {
+        self.color = color;
+        self
+    }
+
+    fn keep_pending(&mut self, doc: Value) {
+        let trace = doc["trace_id"].as_str().unwrap_or_default().to_owned();
+        if self.pending_count >= MAX_PENDING_SUBSEGMENTS {
+            if let Some(oldest) = self.pending_order.pop_front() {
+                if let Some(v) = self.pending.remove(&oldest) {
+                    self.pending_count -= v.len();
+                }
+            }
+        }
+        if !self.pending.contains_key(&trace) {
+            self.pending_order.push_back(trace.clone());
+        }
+        self.pending.entry(trace).or_default().push(doc);
+        self.pending_count += 1;
+    }
+
+    fn take_pending(&mut self, trace: &str) -> Vec<Value> {
+        self.pending_order.retain(|t| t != trace);
+        let v = self.pending.remove(trace).unwrap_or_default();
+        self.pending_count -= v.len();
+        v
+    }
+}
+
+/// One drawn row.
+struct Row {
+    depth: usize,
+    name: String,
+    start: f64,
+    end: f64,
+    marks: Vec<&'static str>,
+    annotations: String,
+    leaf: bool,
+    critical: bool,
+}
+
+fn flatten(node: &Value, depth: usize, rows: &mut Vec<Row>) {
+    // Iterative pre-order, children sorted by start time.
+    let mut stack = vec![(node, depth)];
+    while let Some((n, d)) = stack.pop() {
+        let start = n["start_time"].as_f64().unwrap_or(0.0);
+        let end = n["end_time"].as_f64().unwrap_or(start).max(start);
+        let mut marks = Vec::new();
+        if n["fault"] == true {
+            marks.push("FAULT");
+        }
+        if n["error"] == true {
+            marks.push("ERROR");
+        }
+        if n["throttle"] == true {
+            marks.push("THROTTLE");
+        }
+        let mut annotations = String::new();
+        if let Some(map) = n["annotations"].as_object() {
+            for (k, v) in map {
+                if !annotations.is_empty() {
+                    annotations.push(' ');
+                }
+                match v {
+                    Value::String(s) => {
+                        let _ = write!(annotations, "{k}={s}");
+                    }
+                    other => {
+                        let _ = write!(annotations, "{k}={other}");
+                    }
+                }
+            }
+        }
+        let mut name = n["name"].as_str().unwrap_or("?").to_owned();
+        if let Some(ns) = n["namespace"].as_str() {
+            let _ = write!(name, " ({ns})");
+        }
+        let mut children: Vec<&Value> = n["subsegments"]
+            .as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
+        rows.push(Row {
+            depth: d,
+            name,
+            start,
+            end,
+            marks,
+            annotations,
+            leaf: children.is_empty(),
+            critical: false,
+        });
+        children.sort_by(|a, b| {
+            let sa = a["start_time"].as_f64().unwrap_or(0.0);
+            let sb = b["start_time"].as_f64().unwrap_or(0.0);
+            sb.total_cmp(&sa)
+        });
+        stack.extend(children.into_iter().map(|c| (c, d + 1)));
+    }
+}
+
+/// Marks the critical path: from the root, repeatedly the child that ends
+/// last (the one the parent waited for).
+fn mark_critical(rows: &mut [Row]) {
+    let mut i = 0;
+    loop {
+        rows[i].critical = true;
+        let depth = rows[i].depth;
+        let mut best: Option<usize> = None;
+        for (j, r) in rows.iter().enumerate().skip(i + 1) {
+            if r.depth <= depth {
+                break;
+            }
+            if r.depth == depth + 1 && best.is_none_or(|b| r.end > rows[b].end) {
+                best = Some(j);
+            }
+        }
+        match best {
+            Some(j) => i = j,
+            None => return,
+        }
+    }
+}
+
+impl TimelineExporter {
+    fn render(&self, root: &Value) -> String {
+        let mut rows = Vec::new();
+        flatten(root, 0, &mut rows);
+        if rows.is_empty() {
+            return String::new();
+        }
+        mark_critical(&mut rows);
+        let t0 = rows.iter().map(|r| r.start).fold(f64::INFINITY, f64::min);
+        let t1 = rows.iter().map(|r| r.end).fold(f64::NEG_INFINITY, f64::max);
+        let total = (t1 - t0).max(1e-6);
+        let (bar_full, bar_edge, bar_empty, path_mark) = if self.ascii {
+            ("#", "|", " ", "*")
+        } else {
+            ("█", "│", " ", "▶")
+        };
+        let (bold, red, yellow, dim, reset) = if self.color {
+            ("\x1b[1m", "\x1b[31m", "\x1b[33m", "\x1b[2m", "\x1b[0m")
+        } else {
+            ("", "", "", "", "")
+        };
+        let label_width = rows
+            .iter()
+            .map(|r| 2 + r.depth * 2 + r.name.chars().count())
+            .max()
+            .unwrap_or(10)
+            .min(self.width / 3);
+        let bar_width = self.width.saturating_sub(label_width + 14).max(10);
+
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{bold}trace {}  {}  {:.2} s{reset}",
+            root["trace_id"].as_str().unwrap_or("?"),
+            root["name"].as_str().unwrap_or("?"),
+            total
+        );
+        for r in &rows {
+            let mut label: String = " ".repeat(r.depth * 2);
+            label.push_str(&r.name);
+            let label: String = label.chars().take(label_width - 2).collect();
+            let from = (((r.start - t0) / total) * bar_width as f64).floor() as usize;
+            let to = ((((r.end - t0) / total) * bar_width as f64).ceil() as usize)
+                .max(from + 1)
+                .min(bar_width);
+            let from = from.min(to.saturating_sub(1));
+            let bar = format!(
+                "{}{}{}",
+                bar_empty.repeat(from),
+                bar_full.repeat(to - from),
+                bar_empty.repeat(bar_width - to)
+            );
+            let color = if r.marks.contains(&"FAULT") {
+                red
+            } else if !r.marks.is_empty() {
+                yellow
+            } else {
+                ""
+            };
+            let mark = if r.critical { path_mark } else { " " };
+            let pad = label_width - 2 - label.chars().count();
+            let _ = write!(
+                s,
+                "{mark} {label}{:pad$} {:>9.1} ms {bar_edge}{color}{bar}{reset}{bar_edge}",
+                "",
+                (r.end - r.start) * 1000.0,
+            );
+            if !r.marks.is_empty() {
+                let _ = write!(s, " {color}{}{reset}", r.marks.join(" "));
+            }
+            if !r.annotations.is_empty() {
+                let _ = write!(s, " {dim}{}{reset}", r.annotations);
+            }
+            s.push('\n');
+        }
+        let bottleneck = rows
+            .iter()
+            .filter(|r| r.leaf && r.depth > 0)
+            .max_by(|a, b| (a.end - a.start).total_cmp(&(b.end - b.start)));
+        if let Some(b) = bottleneck {
+            let d = b.end - b.start;
+            let _ = writeln!(
+                s,
+                "{bold}bottleneck: {}, {:.1} ms ({:.0}% of the trace){reset}",
+                b.name.trim(),
+                d * 1000.0,
+                d / total * 100.0
+            );
+        }
+        let path: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.critical)
+            .map(|r| r.name.as_str())
+            .collect();
+        let _ = writeln!(s, "critical path: {}", path.join(" → "));
+        s
+    }
+}
+
+fn attach(node: &mut Value, orphans: &mut HashMap<String, Vec<Value>>) {
+    let mut work: Vec<&mut Value> = vec![node];
+    while let Some(n) = work.pop() {
+        if let Some(id) = n["id"].as_str().map(str::to_owned) {
+            if let Some(kids) = orphans.remove(&id) {
+                if let Some(obj) = n.as_object_mut() {
+                    if let Some(arr) = obj
+                        .entry("subsegments")
+                        .or_insert_with(|| Value::Array(Vec::new()))
+                        .as_array_mut()
+                    {
+                        arr.extend(kids);
+                    }
+                }
+            }
+        }
+        if let Some(arr) = n.get_mut("subsegments").and_then(Value::as_array_mut) {
+            work.extend(arr.iter_mut());
+        }
+    }
+}
+
+impl Exporter for TimelineExporter {
+    fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+        let mut outcome = ExportOutcome::default();
+        for doc in batch {
+            let value: Value = match serde_json::from_str(doc.as_str()) {
+                Ok(v) => v,
+                Err(e) => {
+                    outcome.fail(doc, ExportError::Other(Box::new(e)));
+                    continue;
+                }
+            };
+            match doc.kind() {
+                DocumentKind::Subsegment => {
+                    self.keep_pending(value);
+                    outcome.delivered += 1;
+                }
+                DocumentKind::Segment => {
+                    let mut root = value;
+                    let trace = root["trace_id"].as_str().unwrap_or_default().to_owned();
+                    let pending = self.take_pending(&trace);
+                    let mut orphans: HashMap<String, Vec<Value>> = HashMap::new();
+                    for p in pending {
+                        let parent = p["parent_id"].as_str().unwrap_or_default().to_owned();
+                        orphans.entry(parent).or_default().push(p);
+                    }
+                    attach(&mut root, &mut orphans);
+                    let text = self.render(&root);
+                    match self
+                        .out
+                        .write_all(text.as_bytes())
+                        .and_then(|_| self.out.flush())
+                    {
+                        Ok(()) => outcome.delivered += 1,
+                        Err(e) => outcome.fail(doc, ExportError::Io(e)),
+                    }
+                }
+            }
+        }
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Value {
+        json!({
+            "name": "quickstart", "id": "0000000000000001",
+            "trace_id": "1-5759e988-bd862e3fe1be46a994272793",
+            "start_time": 100.0, "end_time": 103.0,
+            "annotations": {"customer": "c-42"},
+            "subsegments": [
+                {"name": "call_api", "id": "0000000000000003", "start_time": 100.4, "end_time": 102.9, "fault": true},
+                {"name": "load", "id": "0000000000000002", "start_time": 100.0, "end_time": 100.3, "namespace": "aws"}
+            ]
+        })
+    }
+
+    #[test]
+    fn renders_rows_bars_and_bottleneck() {
+        let t = TimelineExporter::to_writer(io::sink())
+            .with_width(80)
+            .ascii();
+        let text = t.render(&sample());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 6, "{text}");
+        assert!(
+            lines[0].starts_with("trace 1-5759e988-bd862e3fe1be46a994272793  quickstart  3.00 s")
+        );
+        assert!(lines[1].starts_with("* quickstart"), "{text}");
+        assert!(lines[1].contains("3000.0 ms"), "{text}");
+        assert!(lines[1].contains("customer=c-42"));
+        // Children sorted by start time; the slow call is on the critical path.
+        assert!(lines[2].starts_with("    load (aws)"), "{text}");
+        assert!(lines[3].starts_with("*   call_api"), "{text}");
+        assert!(lines[3].ends_with("FAULT"), "{text}");
+        assert_eq!(
+            lines[4],
+            "bottleneck: call_api, 2500.0 ms (83% of the trace)"
+        );
+        assert_eq!(lines[5], "critical path: quickstart → call_api");
+        // The bars sit on one axis: the root's is full, the first child's starts at 0.
+        let bar = |l: &str| l.split('|').nth(1).unwrap().to_owned();
+        assert!(!bar(lines[1]).contains(' '));
+        assert!(bar(lines[2]).starts_with('#'));
+        assert!(bar(lines[3]).starts_with(' '));
+        assert!(lines
+            .iter()
+            .all(|l| l.is_ascii() || l.starts_with("critical")));
+    }
+
+    #[test]
+    fn merges_streamed_subsegments_before_drawing() {
+        let mut root = json!({"name": "r", "id": "0000000000000001", "trace_id": "t", "start_time": 0.0, "end_time": 1.0});
+        let mut orphans = HashMap::new();
+        orphans.insert(
+            "0000000000000001".to_owned(),
+            vec![
+                json!({"name": "c", "id": "0000000000000002", "start_time": 0.1, "end_time": 0.9}),
+            ],
+        );
+        attach(&mut root, &mut orphans);
+        assert_eq!(root["subsegments"][0]["name"], "c");
+    }
+}
