@@ -196,10 +196,14 @@ impl DaemonAddress {
     /// ```
     /// use tracing_xray::DaemonAddress;
     ///
-    /// let addr = DaemonAddress::from_env()
-    ///     .expect("AWS_XRAY_DAEMON_ADDRESS is invalid")
-    ///     .unwrap_or_default();
-    /// # let _ = addr;
+    /// let addr = match DaemonAddress::from_env() {
+    ///     Ok(addr) => addr.unwrap_or_default(),
+    ///     Err(err) => {
+    ///         eprintln!("{err}; using the default");
+    ///         DaemonAddress::default()
+    ///     }
+    /// };
+    /// println!("sending segments to udp://{}", addr.udp());
     /// ```
     pub fn from_env() -> Result<Option<Self>, DaemonAddressError> {
         from_env_value(std::env::var_os(Self::ENV_VAR))
