@@ -1,0 +1,106 @@
+//! Helpers shared by the integration tests: a real UDP "daemon" on
+//! 127.0.0.1 and the official segment schema.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const DATAGRAM_HEADER: &str = "{\"format\":\"json\",\"version\":1}\n";
+
+/// A UDP socket on 127.0.0.1:0 read by a thread that keeps every datagram.
+pub struct Daemon {
+    pub addr: SocketAddr,
+    state: Arc<(Mutex<Vec<Vec<u8>>>, Condvar)>,
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Room for bursts: loopback drops what the reader has no room for.
+        let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(4 << 20);
+        let addr = socket.local_addr().unwrap();
+        let state = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let st = state.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 70_000];
+            loop {
+                let Ok(n) = socket.recv(&mut buf) else { return };
+                let (lock, cv) = &*st;
+                lock.lock().unwrap().push(buf[..n].to_vec());
+                cv.notify_all();
+            }
+        });
+        Daemon { addr, state }
+    }
+
+    /// Waits until at least `n` datagrams arrived (or `timeout`), returns all.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.state;
+        let mut got = lock.lock().unwrap();
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            got = cv.wait_timeout(got, left).unwrap().0;
+        }
+        got.clone()
+    }
+
+    /// Every datagram received so far.
+    pub fn received(&self) -> Vec<Vec<u8>> {
+        self.state.0.lock().unwrap().clone()
+    }
+
+    /// Datagrams split into header and parsed document, checking the header.
+    pub fn documents(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        self.wait_for(n, timeout)
+            .iter()
+            .map(|d| parse_datagram(d))
+            .collect()
+    }
+}
+
+pub fn parse_datagram(d: &[u8]) -> Value {
+    let text = std::str::from_utf8(d).expect("datagram is UTF-8");
+    let (header, body) = text.split_once('\n').expect("datagram has a header line");
+    assert_eq!(format!("{header}\n"), DATAGRAM_HEADER);
+    serde_json::from_str(body).expect("document is JSON")
+}
+
+pub fn schema() -> jsonschema::Validator {
+    let text = include_str!("../fixtures/schema/segment-schema.json");
+    let schema: Value = serde_json::from_str(text).unwrap();
+    jsonschema::draft4::new(&schema).expect("official schema compiles")
+}
+
+/// Panics with every violation when `doc` does not satisfy the official schema.
+pub fn assert_schema_valid(validator: &jsonschema::Validator, doc: &Value) {
+    let errors: Vec<String> = validator
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "schema violations: {errors:#?}\nin {doc}"
+    );
+}
+
+/// Every (sub)segment of a document tree, depth first, with its depth.
+pub fn walk(doc: &Value) -> Vec<(usize, &Value)> {
+    let mut out = Vec::new();
+    let mut stack = vec![(0usize, doc)];
+    while let Some((d, n)) = stack.pop() {
+        out.push((d, n));
+        if let Some(subs) = n["subsegments"].as_array() {
+            for s in subs.iter().rev() {
+                stack.push((d + 1, s));
+            }
+        }
+    }
+    out
+}

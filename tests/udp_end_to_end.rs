@@ -1,0 +1,309 @@
+//! Real datagrams to a real UDP socket on 127.0.0.1, checked field by field
+//! and against the official segment schema.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{assert_schema_valid, schema, walk, Daemon};
+use tracing::{error, info_span};
+use tracing_subscriber::prelude::*;
+use tracing_xray::export::UdpExporter;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[test]
+fn multi_level_trace_arrives_as_one_valid_datagram() {
+    let daemon = Daemon::start();
+    let layer = tracing_xray::builder()
+        .with_service_name("orders-api")
+        .with_service_version("2.1.0")
+        .with_exporter(UdpExporter::to_address(daemon.addr))
+        .build();
+    let xray = layer.handle();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let root = info_span!(
+            "handle_request",
+            annotation.customer = "c-42",
+            annotation.priority = 7_i64,
+            annotation.vip = true,
+            metadata.cart.items = 3_u64,
+            metadata.note = "gift",
+            route = "/orders",
+            ratio = 0.25_f64,
+        );
+        root.in_scope(|| {
+            info_span!("load_order", xray.name = "DynamoDB").in_scope(|| {
+                info_span!("deserialize").in_scope(|| {});
+            });
+            info_span!("charge_card").in_scope(|| {
+                error!(attempt = 1, "card declined");
+            });
+        });
+    });
+    xray.flush(WAIT).unwrap();
+
+    let datagrams = daemon.wait_for(1, WAIT);
+    assert_eq!(datagrams.len(), 1, "one trace, one datagram");
+    let raw = std::str::from_utf8(&datagrams[0]).unwrap();
+    assert!(raw.starts_with("{\"format\":\"json\",\"version\":1}\n{"));
+    let doc = common::parse_datagram(&datagrams[0]);
+    assert_schema_valid(&schema(), &doc);
+
+    // The segment.
+    assert_eq!(doc["name"], "orders-api");
+    assert!(is_hex(doc["id"].as_str().unwrap(), 16));
+    let trace_id = doc["trace_id"].as_str().unwrap();
+    assert_eq!(trace_id.len(), 35);
+    assert!(trace_id.starts_with("1-"));
+    assert!(is_hex(&trace_id[2..10], 8) && is_hex(&trace_id[11..], 24));
+    let epoch = u64::from_str_radix(&trace_id[2..10], 16).unwrap();
+    let start = doc["start_time"].as_f64().unwrap();
+    assert!(
+        (start - epoch as f64).abs() < 2.0,
+        "trace id epoch is the start second"
+    );
+    assert!(doc.get("parent_id").is_none());
+    assert!(doc.get("in_progress").is_none());
+    assert!(doc.get("fault").is_none(), "the root itself did not fail");
+    assert_eq!(doc["annotations"]["customer"], "c-42");
+    assert_eq!(doc["annotations"]["priority"], 7);
+    assert_eq!(doc["annotations"]["vip"], true);
+    assert_eq!(doc["metadata"]["cart"]["items"], 3);
+    assert_eq!(doc["metadata"]["default"]["note"], "gift");
+    assert_eq!(doc["metadata"]["tracing"]["route"], "/orders");
+    assert_eq!(doc["metadata"]["tracing"]["ratio"], 0.25);
+    assert_eq!(doc["metadata"]["tracing"]["span_name"], "handle_request");
+    assert_eq!(doc["service"]["version"], "2.1.0");
+    assert_eq!(doc["service"]["runtime"], "rust");
+    assert_eq!(doc["aws"]["xray"]["sdk"], "tracing-xray");
+    assert_eq!(doc["aws"]["xray"]["sdk_version"], env!("CARGO_PKG_VERSION"));
+
+    // The subsegments, in close order, with their own children.
+    let subs = doc["subsegments"].as_array().unwrap();
+    assert_eq!(subs.len(), 2);
+    assert_eq!(subs[0]["name"], "DynamoDB");
+    assert_eq!(subs[0]["subsegments"][0]["name"], "deserialize");
+    assert_eq!(subs[1]["name"], "charge_card");
+    assert_eq!(subs[1]["fault"], true);
+    let ex = &subs[1]["cause"]["exceptions"][0];
+    assert_eq!(ex["message"], "card declined");
+    assert!(is_hex(ex["id"].as_str().unwrap(), 16));
+    assert_eq!(ex["stack"][0]["path"], file!());
+    for sub in subs {
+        // Embedded subsegments carry no trace_id/parent_id/type.
+        assert!(sub.get("trace_id").is_none() && sub.get("type").is_none());
+    }
+
+    // Timings nest and ids are unique.
+    let mut ids = HashSet::new();
+    fn check(node: &serde_json::Value) {
+        let (s, e) = (
+            node["start_time"].as_f64().unwrap(),
+            node["end_time"].as_f64().unwrap(),
+        );
+        assert!(e >= s);
+        for c in node["subsegments"].as_array().into_iter().flatten() {
+            assert!(c["start_time"].as_f64().unwrap() >= s);
+            assert!(c["end_time"].as_f64().unwrap() <= e);
+            check(c);
+        }
+    }
+    check(&doc);
+    for (_, n) in walk(&doc) {
+        assert!(ids.insert(n["id"].as_str().unwrap().to_owned()));
+    }
+    assert_eq!(ids.len(), 4);
+    let stats = xray.stats();
+    assert_eq!(stats.documents_exported, 1);
+    assert_eq!(stats.traces_dropped, 0);
+}
+
+/// Checks a burst of datagrams: all arrived, each under the limit, valid,
+/// one segment, one trace, every span id exactly once. Returns the documents.
+fn check_split_trace(
+    daemon: &Daemon,
+    xray: &tracing_xray::XrayHandle,
+    spans: usize,
+) -> Vec<serde_json::Value> {
+    xray.flush(WAIT).unwrap();
+    let stats = xray.stats();
+    let sent = stats.documents_exported as usize;
+    assert_eq!(stats.documents_failed, 0);
+    let datagrams = daemon.wait_for(sent, WAIT);
+    assert_eq!(datagrams.len(), sent, "every datagram arrived");
+
+    let validator = schema();
+    let mut ids = HashSet::new();
+    let mut segments = 0;
+    let mut trace_ids = HashSet::new();
+    let mut docs = Vec::new();
+    for d in &datagrams {
+        assert!(
+            d.len() <= 64_000 + common::DATAGRAM_HEADER.len(),
+            "datagram of {} bytes",
+            d.len()
+        );
+        let doc = common::parse_datagram(d);
+        trace_ids.insert(doc["trace_id"].as_str().unwrap().to_owned());
+        if doc.get("type").is_some() {
+            assert_eq!(doc["type"], "subsegment");
+            assert_eq!(doc["parent_id"].as_str().unwrap().len(), 16);
+        } else {
+            segments += 1;
+        }
+        // An independent subsegment carries the fields the schema requires
+        // of a segment, so the same schema checks it.
+        assert_schema_valid(&validator, &doc);
+        for (_, n) in walk(&doc) {
+            assert!(
+                ids.insert(n["id"].as_str().unwrap().to_owned()),
+                "id sent twice"
+            );
+        }
+        docs.push(doc);
+    }
+    assert_eq!(trace_ids.len(), 1);
+    assert_eq!(segments, 1, "one segment document");
+    assert_eq!(ids.len(), spans, "every span accounted for");
+    // Every parent_id names a span of the trace.
+    for doc in &docs {
+        if let Some(p) = doc["parent_id"].as_str() {
+            assert!(ids.contains(p), "dangling parent {p}");
+        }
+    }
+    docs
+}
+
+#[test]
+fn trace_of_5000_subsegments_is_streamed_in_valid_datagrams() {
+    let daemon = Daemon::start();
+    let layer = tracing_xray::builder()
+        .with_service_name("batch")
+        .with_exporter(UdpExporter::to_address(daemon.addr))
+        .build();
+    let xray = layer.handle();
+    let payload = "p".repeat(200);
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        info_span!("import").in_scope(|| {
+            for i in 0..50 {
+                info_span!("chunk", i).in_scope(|| {
+                    for j in 0..100 {
+                        info_span!("row", j, metadata.payload = payload.as_str()).in_scope(|| {});
+                    }
+                });
+            }
+        });
+    });
+    let docs = check_split_trace(&daemon, &xray, 1 + 50 + 50 * 100);
+    // 101 spans per chunk exceed the threshold of 100: rows are streamed too.
+    assert!(docs.len() > 50, "{} documents", docs.len());
+    for doc in &docs {
+        assert!(
+            walk(doc).len() <= 100,
+            "at most 100 (sub)segments per document"
+        );
+    }
+    assert!(xray.stats().subsegments_streamed > 0);
+}
+
+#[test]
+fn large_metadata_is_split_by_bytes() {
+    let daemon = Daemon::start();
+    let layer = tracing_xray::builder()
+        .with_service_name("reports")
+        .with_exporter(UdpExporter::to_address(daemon.addr))
+        .build();
+    let xray = layer.handle();
+    let blob = "b".repeat(20_000);
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        info_span!("render").in_scope(|| {
+            for page in 0..60 {
+                info_span!("page", page, metadata.html = blob.as_str()).in_scope(|| {});
+            }
+        });
+    });
+    let docs = check_split_trace(&daemon, &xray, 61);
+    // 60 × 20 KB cannot travel in fewer than 20 documents of 64 KB.
+    assert!(docs.len() >= 20, "{} documents", docs.len());
+    assert_eq!(xray.stats().spans_trimmed, 0, "nothing had to be trimmed");
+}
+
+#[test]
+fn oversized_span_is_trimmed_and_marked_never_dropped() {
+    let daemon = Daemon::start();
+    let layer = tracing_xray::builder()
+        .with_exporter(UdpExporter::to_address(daemon.addr))
+        .build();
+    let xray = layer.handle();
+    let big = "z".repeat(40_000);
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        info_span!("root").in_scope(|| {
+            info_span!(
+                "huge",
+                annotation.kept = "yes",
+                a = big.as_str(),
+                b = big.as_str()
+            )
+            .in_scope(|| {});
+        });
+    });
+    let docs = check_split_trace(&daemon, &xray, 2);
+    let huge = docs
+        .iter()
+        .flat_map(|d| {
+            walk(d)
+                .into_iter()
+                .map(|(_, n)| n.clone())
+                .collect::<Vec<_>>()
+        })
+        .find(|n| n["name"] == "huge")
+        .expect("the huge span was sent");
+    assert_eq!(huge["metadata"]["tracing_xray"]["trimmed"], true);
+    assert!(
+        huge["metadata"].get("tracing").is_none(),
+        "metadata went first"
+    );
+    assert_eq!(huge["annotations"]["kept"], "yes", "annotations were kept");
+    assert_eq!(xray.stats().spans_trimmed, 1);
+}
+
+#[test]
+fn daemon_down_costs_nothing_and_is_counted() {
+    // A port with nobody listening.
+    let addr = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let layer = tracing_xray::builder()
+        .with_exporter(UdpExporter::to_address(addr))
+        .build();
+    let xray = layer.handle();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        for _ in 0..200 {
+            info_span!("request").in_scope(|| {});
+            // Let the worker and the kernel's ICMP answer interleave.
+            std::thread::yield_now();
+        }
+    });
+    xray.flush(WAIT).unwrap();
+    let stats = xray.stats();
+    assert_eq!(stats.documents_exported + stats.documents_failed, 200);
+    assert!(
+        stats.documents_failed > 0,
+        "refused sends are counted: {stats:?}"
+    );
+    assert_eq!(stats.traces_dropped, 0);
+}
