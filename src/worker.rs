@@ -92,7 +92,7 @@ impl Worker {
                 Some(at) => match self.rx.recv_deadline(at) {
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => {
-                        let outcome = self.call(|e| e.poll(Instant::now()));
+                        let outcome = self.call(0, |e| e.poll(Instant::now()));
                         self.account(outcome);
                         continue;
                     }
@@ -112,7 +112,8 @@ impl Worker {
                 }
             }
             if !batch.is_empty() {
-                let outcome = self.call(move |e| e.export(batch));
+                let lost = batch.len();
+                let outcome = self.call(lost, move |e| e.export(batch));
                 self.account(outcome);
             }
             self.warn_drops();
@@ -120,13 +121,13 @@ impl Worker {
                 None => {}
                 Some(Control::Flush(reply, deadline)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    let outcome = self.call(|e| e.flush(left));
+                    let outcome = self.call(0, |e| e.flush(left));
                     self.account(outcome);
                     let _ = reply.send(());
                 }
                 Some(Control::Shutdown(reply, deadline)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    let outcome = self.call(|e| e.shutdown(left));
+                    let outcome = self.call(0, |e| e.shutdown(left));
                     self.account(outcome);
                     self.report_at_shutdown();
                     let _ = reply.send(());
@@ -134,7 +135,7 @@ impl Worker {
                 }
             }
         }
-        let outcome = self.call(|e| e.shutdown(IMPLICIT_SHUTDOWN_TIMEOUT));
+        let outcome = self.call(0, |e| e.shutdown(IMPLICIT_SHUTDOWN_TIMEOUT));
         self.account(outcome);
         self.report_at_shutdown();
     }
@@ -166,13 +167,17 @@ impl Worker {
     }
 
     /// Runs an exporter call; a panicking exporter loses that call's documents
-    /// (counted) but never the worker.
-    fn call(&mut self, f: impl FnOnce(&mut dyn Exporter) -> ExportOutcome) -> ExportOutcome {
+    /// (`lost`, counted as failed) but never the worker.
+    fn call(
+        &mut self,
+        lost: usize,
+        f: impl FnOnce(&mut dyn Exporter) -> ExportOutcome,
+    ) -> ExportOutcome {
         let exporter = &mut *self.exporter;
         match catch_unwind(AssertUnwindSafe(|| f(exporter))) {
             Ok(outcome) => outcome,
             Err(_) => {
-                Counters::add(&self.counters.documents_failed, 1);
+                Counters::add(&self.counters.documents_failed, lost as u64);
                 tracing::error!(
                     target: "tracing_xray",
                     "the exporter panicked; its current batch is lost"

@@ -1,0 +1,195 @@
+//! The queue between the application and the worker: bounded, drop-and-count
+//! when full, and a flush that loses nothing.
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use tracing::info_span;
+use tracing_subscriber::prelude::*;
+use tracing_xray::export::{Document, ExportOutcome, Exporter, InMemoryExporter};
+
+/// Blocks in its first `export` until the test releases it.
+struct Gated {
+    inner: InMemoryExporter,
+    gate: Option<Arc<Barrier>>,
+}
+
+impl Exporter for Gated {
+    fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+        if let Some(gate) = self.gate.take() {
+            gate.wait(); // the worker is now busy
+            gate.wait(); // until the burst is over
+        }
+        self.inner.export(batch)
+    }
+}
+
+#[test]
+fn burst_into_a_tiny_queue_is_received_or_counted() {
+    let inner = InMemoryExporter::new();
+    let gate = Arc::new(Barrier::new(2));
+    let layer = tracing_xray::builder()
+        .with_queue_capacity(4)
+        .with_exporter(Gated {
+            inner: inner.clone(),
+            gate: Some(gate.clone()),
+        })
+        .build();
+    let xray = layer.handle();
+    let produced = 500;
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        info_span!("first").in_scope(|| info_span!("child").in_scope(|| {}));
+        gate.wait(); // the worker holds the first trace in `export`
+        for i in 1..produced {
+            info_span!("request", i).in_scope(|| info_span!("child").in_scope(|| {}));
+        }
+        gate.wait();
+    });
+    xray.flush(Duration::from_secs(10)).unwrap();
+    let stats = xray.stats();
+    let received = inner.len() as u64;
+    assert_eq!(received + stats.traces_dropped, produced, "{stats:?}");
+    assert!(
+        stats.traces_dropped >= produced - 1 - 4,
+        "the queue held at most 4: {stats:?}"
+    );
+    assert_eq!(stats.spans_dropped, stats.traces_dropped * 2);
+    assert_eq!(stats.traces_queued, received);
+}
+
+#[test]
+fn flush_delivers_all_ten_thousand_traces() {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_queue_capacity(20_000)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for i in 0..10_000 {
+            info_span!("request", i).in_scope(|| {});
+        }
+    });
+    xray.flush(Duration::from_secs(30)).unwrap();
+    assert_eq!(exporter.len(), 10_000);
+    assert_eq!(xray.stats().documents_exported, 10_000);
+}
+
+#[test]
+fn flush_waits_for_traces_queued_behind_a_busy_worker() {
+    // A flush issued while the worker is stuck still covers what came before it.
+    let inner = InMemoryExporter::new();
+    let gate = Arc::new(Barrier::new(2));
+    let layer = tracing_xray::builder()
+        .with_exporter(Gated {
+            inner: inner.clone(),
+            gate: Some(gate.clone()),
+        })
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        info_span!("first").in_scope(|| {});
+        gate.wait();
+        for _ in 0..100 {
+            info_span!("queued").in_scope(|| {});
+        }
+    });
+    let flusher = {
+        let xray = xray.clone();
+        std::thread::spawn(move || xray.flush(Duration::from_secs(10)))
+    };
+    gate.wait();
+    flusher.join().unwrap().unwrap();
+    assert_eq!(inner.len(), 101);
+}
+
+#[test]
+fn long_lived_root_streams_instead_of_growing() {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_max_held_subsegments(10)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        let root = info_span!("consumer_loop");
+        root.in_scope(|| {
+            for i in 0..105 {
+                info_span!("message", i).in_scope(|| {});
+            }
+        });
+        // The root is still open, yet most children already left.
+        xray.flush(Duration::from_secs(5)).unwrap();
+        let streamed = exporter.documents();
+        assert!(streamed.len() >= 99, "{} streamed", streamed.len());
+        assert!(streamed
+            .iter()
+            .all(|d| d.kind() == tracing_xray::export::DocumentKind::Subsegment));
+        drop(root);
+    });
+    xray.flush(Duration::from_secs(5)).unwrap();
+    let traces = exporter.traces();
+    assert_eq!(traces.len(), 1);
+    let children = traces[0]["subsegments"].as_array().unwrap();
+    assert_eq!(children.len(), 105, "every child is in the trace");
+    let segment: serde_json::Value = exporter
+        .documents()
+        .iter()
+        .find(|d| d.kind() == tracing_xray::export::DocumentKind::Segment)
+        .map(|d| serde_json::from_str(d.as_str()).unwrap())
+        .unwrap();
+    assert!(segment["subsegments"].as_array().map_or(0, Vec::len) <= 10);
+}
+
+#[test]
+fn shutdown_flushes_then_refuses() {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        info_span!("before").in_scope(|| {});
+        xray.shutdown(Duration::from_secs(5)).unwrap();
+        info_span!("after").in_scope(|| {});
+    });
+    assert_eq!(exporter.len(), 1);
+    assert_eq!(
+        xray.shutdown(Duration::from_secs(1)),
+        Err(tracing_xray::FlushError::AlreadyShutdown)
+    );
+    assert_eq!(
+        xray.flush(Duration::from_secs(1)),
+        Err(tracing_xray::FlushError::AlreadyShutdown)
+    );
+    assert_eq!(xray.stats().traces_dropped, 1, "the late trace is counted");
+}
+
+#[test]
+fn panicking_exporter_loses_its_batch_not_the_worker() {
+    struct Flaky(InMemoryExporter, bool);
+    impl Exporter for Flaky {
+        fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+            if std::mem::replace(&mut self.1, false) {
+                panic!("exporter bug");
+            }
+            self.0.export(batch)
+        }
+    }
+    let inner = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_exporter(Flaky(inner.clone(), true))
+        .build();
+    let xray = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        info_span!("lost").in_scope(|| {});
+        xray.flush(Duration::from_secs(5)).unwrap();
+        info_span!("kept").in_scope(|| {});
+    });
+    xray.flush(Duration::from_secs(5)).unwrap();
+    assert_eq!(inner.len(), 1);
+    assert_eq!(xray.stats().documents_failed, 1);
+}

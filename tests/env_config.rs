@@ -1,0 +1,37 @@
+//! `AWS_XRAY_DAEMON_ADDRESS` and `AWS_XRAY_TRACING_NAME` win over code, as in
+//! every official SDK. One test per binary: the environment is process-wide.
+
+mod common;
+
+use std::time::Duration;
+
+use tracing_subscriber::prelude::*;
+
+#[test]
+fn environment_configures_the_default_layer() {
+    let daemon = common::Daemon::start();
+    std::env::set_var(
+        "AWS_XRAY_DAEMON_ADDRESS",
+        format!("tcp:127.0.0.1:2000 udp:{}", daemon.addr),
+    );
+    std::env::set_var("AWS_XRAY_TRACING_NAME", "from-env");
+    let layer = tracing_xray::builder()
+        .with_service_name("from-code")
+        .build();
+    let xray = layer.handle();
+    assert!(xray.is_enabled());
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::info_span!("request").in_scope(|| {});
+    });
+    xray.flush(Duration::from_secs(5)).unwrap();
+    let docs = daemon.documents(1, Duration::from_secs(5));
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0]["name"], "from-env");
+
+    // An invalid address is a clear error, and the default layer still builds.
+    std::env::set_var("AWS_XRAY_DAEMON_ADDRESS", "udp:127.0.0.1:not-a-port");
+    let err = tracing_xray::export::UdpExporter::from_env().unwrap_err();
+    assert!(err.to_string().contains("not-a-port"), "{err}");
+    let layer = tracing_xray::layer();
+    assert!(layer.is_enabled());
+}

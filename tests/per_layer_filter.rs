@@ -1,0 +1,79 @@
+//! Spans hidden from the layer by a per-layer filter never cause a panic:
+//! children attach to the nearest visible ancestor, or become roots.
+
+use std::time::Duration;
+
+use tracing::info_span;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::prelude::*;
+use tracing_xray::export::InMemoryExporter;
+
+fn run(f: impl FnOnce()) -> Vec<serde_json::Value> {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("filtered")
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let subscriber = tracing_subscriber::registry()
+        .with(layer.with_filter(filter_fn(|m| !m.name().starts_with("hidden"))));
+    tracing::subscriber::with_default(subscriber, f);
+    xray.flush(Duration::from_secs(5)).unwrap();
+    exporter.traces()
+}
+
+#[test]
+fn child_of_hidden_span_attaches_to_visible_grandparent() {
+    let traces = run(|| {
+        info_span!("root").in_scope(|| {
+            info_span!("hidden_middle").in_scope(|| {
+                info_span!("leaf").in_scope(|| {});
+            });
+        });
+    });
+    assert_eq!(traces.len(), 1);
+    assert_eq!(traces[0]["metadata"]["tracing"]["span_name"], "root");
+    assert_eq!(traces[0]["subsegments"][0]["name"], "leaf");
+}
+
+#[test]
+fn child_of_hidden_root_becomes_a_root() {
+    let traces = run(|| {
+        info_span!("hidden_root").in_scope(|| {
+            info_span!("a").in_scope(|| {});
+            info_span!("b").in_scope(|| {});
+            tracing::error!("an error event under a hidden span is ignored");
+        });
+    });
+    let mut names: Vec<_> = traces
+        .iter()
+        .map(|t| {
+            t["metadata"]["tracing"]["span_name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a", "b"]);
+    assert_ne!(traces[0]["trace_id"], traces[1]["trace_id"]);
+}
+
+#[test]
+fn explicit_parent_and_out_of_order_close_do_not_panic() {
+    let traces = run(|| {
+        let root = info_span!("root");
+        let child = info_span!(parent: &root, "child");
+        let orphan = info_span!(parent: None, "orphan");
+        drop(root); // kept open by `child`'s reference
+        drop(orphan);
+        child.in_scope(|| {});
+        drop(child);
+    });
+    assert_eq!(traces.len(), 2);
+    let root = traces
+        .iter()
+        .find(|t| t["metadata"]["tracing"]["span_name"] == "root")
+        .unwrap();
+    assert_eq!(root["subsegments"][0]["name"], "child");
+}
