@@ -106,13 +106,44 @@ impl XrayLayer {
 }
 
 /// The nearest ancestor of `span` (itself excluded) that this layer traces.
+/// Almost always the direct parent; the walk beyond it is the rare case.
 fn traced_ancestor<'a, S>(span: &SpanRef<'a, S>) -> Option<SpanRef<'a, S>>
 where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
-    span.scope()
+    let parent = span.parent()?;
+    if parent.extensions().get::<SpanData>().is_some() {
+        return Some(parent);
+    }
+    parent
+        .scope()
         .skip(1)
         .find(|s| s.extensions().get::<SpanData>().is_some())
+}
+
+/// What a new span inherits from its nearest traced ancestor.
+struct Inherited {
+    span: Id,
+    trace_id: TraceId,
+    sampled: bool,
+    anchor: Anchor,
+}
+
+fn inherit<S>(span: &SpanRef<'_, S>) -> Option<Inherited>
+where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
+    let from = |s: &SpanRef<'_, S>| {
+        s.extensions().get::<SpanData>().map(|d| Inherited {
+            span: s.id(),
+            trace_id: d.trace_id,
+            sampled: d.sampled,
+            anchor: d.anchor,
+        })
+    };
+    let parent = span.parent()?;
+    // One lock on the direct parent in the common case.
+    from(&parent).or_else(|| parent.scope().skip(1).find_map(|s| from(&s)))
 }
 
 impl LayerInner {
@@ -137,13 +168,10 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        let parent = traced_ancestor(&span).and_then(|p| {
-            p.extensions()
-                .get::<SpanData>()
-                .map(|d| (d.trace_id, d.sampled, d.anchor))
-        });
+        let parent = inherit(&span);
+        let parent_span = parent.as_ref().map(|p| p.span.clone());
         let (trace_id, sampled, anchor, start) = match parent {
-            Some((trace_id, sampled, anchor)) => (trace_id, sampled, anchor, Instant::now()),
+            Some(p) => (p.trace_id, p.sampled, p.anchor, Instant::now()),
             None => {
                 let (anchor, epoch) = Anchor::now();
                 (TraceId::with_epoch(epoch), true, anchor, anchor.at)
@@ -153,6 +181,7 @@ where
             trace_id,
             id: SegmentId::new(),
             parent_id: None,
+            parent_span,
             sampled,
             anchor,
             start,
@@ -266,7 +295,7 @@ where
             return;
         }
         data.end = Some(Instant::now());
-        if let Some(parent) = traced_ancestor(&span) {
+        if let Some(parent) = data.parent_span.as_ref().and_then(|p| ctx.span(p)) {
             let mut ext = parent.extensions_mut();
             let Some(p) = ext.get_mut::<SpanData>() else {
                 return;

@@ -86,6 +86,9 @@ pub(crate) struct SpanData {
     pub(crate) id: SegmentId,
     /// The upstream parent of a root (from an incoming trace header).
     pub(crate) parent_id: Option<SegmentId>,
+    /// The `tracing` id of the nearest traced ancestor. The registry keeps
+    /// an ancestor alive until its descendants close, so it stays valid.
+    pub(crate) parent_span: Option<tracing_core::span::Id>,
     pub(crate) sampled: bool,
     pub(crate) anchor: Anchor,
     pub(crate) start: Instant,

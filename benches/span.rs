@@ -1,0 +1,144 @@
+//! The span hot path, every rung in the same run so that ratios hold on a
+//! noisy machine:
+//!
+//! 1. `registry`: the bare `Registry`;
+//! 2. `registry+empty_layer`: the floor any layer pays;
+//! 3. `registry+marker_extension`: a layer that inserts one extension per span;
+//! 4. `xray_sampled`: tracing-xray, every trace sampled, no-op exporter;
+//! 5. `xray_disabled_by_env`: tracing-xray switched off by `AWS_XRAY_SDK_DISABLED`;
+//! 6. `tracing_opentelemetry`: tracing-opentelemetry, discarding exporter.
+//!
+//! Workloads: one request = 1 root + N children, 3 fields each, one event per
+//! child (N = 10 and 100). `xray_end_to_end` also counts the worker's
+//! serialization and hand-off, by flushing every batch of requests.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use tracing::{Dispatch, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::registry::LookupSpan;
+
+fn request(children: usize) {
+    let root = tracing::info_span!("request", method = "GET", path = "/orders", attempt = 1_u64);
+    let _root = root.enter();
+    for i in 0..children {
+        let child = tracing::info_span!("query", i, table = "orders", ratio = 0.5_f64);
+        let _child = child.enter();
+        tracing::info!(rows = i, "query done");
+    }
+}
+
+struct EmptyLayer;
+impl<S: Subscriber> Layer<S> for EmptyLayer {}
+
+struct Marker;
+struct MarkerLayer;
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for MarkerLayer {
+    fn on_new_span(&self, _: &tracing::span::Attributes<'_>, id: &tracing::Id, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(Marker);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct DiscardSpans;
+impl opentelemetry_sdk::trace::SpanExporter for DiscardSpans {
+    async fn export(&self, batch: Vec<opentelemetry_sdk::trace::SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+        black_box(batch);
+        Ok(())
+    }
+}
+
+fn xray(sampled: bool) -> (tracing_xray::XrayLayer, tracing_xray::XrayHandle) {
+    let _ = sampled;
+    let layer = tracing_xray::builder()
+        .with_service_name("bench")
+        .with_queue_capacity(1 << 16)
+        .with_exporter(tracing_xray::export::NoopExporter)
+        .build();
+    let handle = layer.handle();
+    (layer, handle)
+}
+
+fn dispatches() -> Vec<(&'static str, Dispatch, Option<tracing_xray::XrayHandle>)> {
+    use opentelemetry::trace::TracerProvider as _;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(DiscardSpans)
+        .build();
+    let tracer = provider.tracer("bench");
+    std::mem::forget(provider);
+
+    let (sampled, sampled_handle) = xray(true);
+    std::env::set_var("AWS_XRAY_SDK_DISABLED", "true");
+    let disabled = tracing_xray::layer();
+    std::env::remove_var("AWS_XRAY_SDK_DISABLED");
+    assert!(!disabled.is_enabled());
+
+    vec![
+        ("registry", Dispatch::new(tracing_subscriber::registry()), None),
+        ("registry+empty_layer", Dispatch::new(tracing_subscriber::registry().with(EmptyLayer)), None),
+        ("registry+marker_extension", Dispatch::new(tracing_subscriber::registry().with(MarkerLayer)), None),
+        ("xray_sampled", Dispatch::new(tracing_subscriber::registry().with(sampled)), Some(sampled_handle)),
+        ("xray_disabled_by_env", Dispatch::new(tracing_subscriber::registry().with(disabled)), None),
+        (
+            "tracing_opentelemetry",
+            Dispatch::new(tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer))),
+            None,
+        ),
+    ]
+}
+
+fn hot_path(c: &mut Criterion) {
+    let rungs = dispatches();
+    for children in [10_usize, 100] {
+        let mut group = c.benchmark_group(format!("request_1_root_{children}_children"));
+        for (name, dispatch, handle) in &rungs {
+            group.bench_function(BenchmarkId::from_parameter(name), |b| {
+                tracing::dispatcher::with_default(dispatch, || {
+                    b.iter(|| request(black_box(children)));
+                });
+                // Keep the queue from filling across samples: what was
+                // measured is the application thread alone.
+                if let Some(h) = handle {
+                    h.flush(Duration::from_secs(30)).unwrap();
+                }
+            });
+        }
+        group.finish();
+    }
+}
+
+fn end_to_end(c: &mut Criterion) {
+    let (layer, handle) = xray(true);
+    let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+    let mut group = c.benchmark_group("xray_end_to_end");
+    for children in [10_usize, 100] {
+        group.bench_function(BenchmarkId::new("request_and_worker", children), |b| {
+            tracing::dispatcher::with_default(&dispatch, || {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        request(black_box(children));
+                    }
+                    handle.flush(Duration::from_secs(60)).unwrap();
+                    start.elapsed()
+                });
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30);
+    targets = hot_path, end_to_end
+}
+criterion_main!(benches);
