@@ -6,8 +6,8 @@
 
 use std::collections::VecDeque;
 use std::net::UdpSocket;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -156,14 +156,49 @@ pub fn handle_datagram(state: &State, buf: &[u8]) {
     }
 }
 
+/// Bytes of datagrams that may wait between the receiving and the processing thread;
+/// beyond this, datagrams are dropped and counted (`queue_dropped`).
+pub const QUEUE_BYTES: usize = 16 * 1024 * 1024;
+
 /// The UDP receive loop; returns when `state.stop` is set.
+///
+/// This thread only drains the socket (so bursts do not overflow the kernel buffer while
+/// the store is busy) and hands datagrams to a processing thread over a queue bounded
+/// by [`QUEUE_BYTES`].
 pub fn run(socket: UdpSocket, state: Arc<State>) {
     // A short timeout lets the loop notice a stop request.
     let _ = socket.set_read_timeout(Some(Duration::from_millis(100)));
+    let queued = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let worker = {
+        let state = state.clone();
+        let queued = queued.clone();
+        std::thread::Builder::new()
+            .name("xray-intake".into())
+            .spawn(move || {
+                for d in rx {
+                    handle_datagram(&state, &d);
+                    queued.fetch_sub(d.len(), Ordering::Relaxed);
+                }
+            })
+    };
+    let Ok(worker) = worker else {
+        // No second thread: process inline.
+        return run_inline(socket, &state);
+    };
     let mut buf = vec![0u8; BUFFER_SIZE];
     while !state.stop.load(Ordering::Relaxed) {
         match socket.recv_from(&mut buf) {
-            Ok((n, _)) => handle_datagram(&state, &buf[..n]),
+            Ok((n, _)) => {
+                if queued.load(Ordering::Relaxed) + n > QUEUE_BYTES {
+                    state.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                queued.fetch_add(n, Ordering::Relaxed);
+                if tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -171,6 +206,17 @@ pub fn run(socket: UdpSocket, state: Arc<State>) {
                 ) => {}
             // ICMP errors and the like: keep receiving.
             Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    drop(tx);
+    let _ = worker.join();
+}
+
+fn run_inline(socket: UdpSocket, state: &State) {
+    let mut buf = vec![0u8; BUFFER_SIZE];
+    while !state.stop.load(Ordering::Relaxed) {
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            handle_datagram(state, &buf[..n]);
         }
     }
 }

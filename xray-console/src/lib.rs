@@ -24,7 +24,7 @@ pub mod store;
 pub mod timeline;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -71,6 +71,8 @@ pub struct State {
     inner: Mutex<Inner>,
     /// Set to stop the threads.
     pub stop: AtomicBool,
+    /// Datagrams dropped because the processing queue was full.
+    pub queue_dropped: AtomicU64,
     /// When the console started (epoch seconds).
     pub started: f64,
 }
@@ -84,6 +86,7 @@ impl State {
                 intake: intake::IntakeStats::default(),
             }),
             stop: AtomicBool::new(false),
+            queue_dropped: AtomicU64::new(0),
             started: now(),
         }
     }

@@ -183,6 +183,7 @@ pub fn stats_json(state: &State) -> Value {
     let limits = inner.store.limits();
     json!({
         "intake": inner.intake,
+        "queue_dropped": state.queue_dropped.load(std::sync::atomic::Ordering::Relaxed),
         "store": inner.store.stats(),
         "traces": inner.store.len(),
         "bytes": inner.store.bytes(),

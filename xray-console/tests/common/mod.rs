@@ -66,7 +66,7 @@ pub fn wait_datagrams(console: &Console, n: u64) {
             Instant::now() < deadline,
             "only {got} of {n} datagrams arrived"
         );
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_micros(300));
     }
 }
 
