@@ -60,7 +60,7 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:5px 8px;
 .mapwrap{display:flex;gap:14px;align-items:flex-start}.mapwrap svg{background:#fff;border:1px solid #d5dbe1;border-radius:6px;flex:1;min-width:0}
 .panel{width:330px;flex:none}.legend span{margin-right:10px;font-size:12px}.legend i{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:4px}
 .tl{background:#fff;border:1px solid #d5dbe1;border-radius:6px}.tl .axis,.tl summary{display:grid;grid-template-columns:320px 1fr 90px;align-items:center}
-.tl .axis{border-bottom:1px solid #d5dbe1;font-size:11px;color:#6b7785;height:24px}.tl .ticks{position:relative;height:100%}.tl .ticks span{position:absolute;top:4px;transform:translateX(-50%)}
+.tl .axis{border-bottom:1px solid #d5dbe1;font-size:11px;color:#6b7785;height:24px}.tl .ticks{position:relative;height:100%}.tl .ticks span{position:absolute;top:4px;transform:translateX(-50%)}.tl .ticks span:first-child{transform:none}.tl .ticks span:last-child{transform:translateX(-100%)}
 .tl .group{background:#eef2f6;padding:4px 10px;font-weight:600;border-top:1px solid #d5dbe1}.tl .group small{font-weight:400;color:#6b7785;margin-left:8px}
 .tl details{border-bottom:1px solid #f0f2f4}.tl summary{list-style:none;cursor:pointer;min-height:24px;font-size:13px}.tl summary::-webkit-details-marker{display:none}
 .tl summary:hover{background:#f6f9fc}.tl .name{padding:2px 8px;overflow:hidden;white-space:nowrap;text-overflow:ellipsis}.tl .track{position:relative;height:24px;border-left:1px solid #eef0f2}
@@ -189,6 +189,32 @@ pub fn map_svg(m: &ServiceMap, filter: &str, selected: Option<usize>) -> String 
     let mut cols: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (i, d) in depth.iter().enumerate() {
         cols.entry(*d).or_default().push(i);
+    }
+    // Order each column by the mean row of its callers (barycenter), to keep edges short
+    // and uncrossed.
+    let mut row_of = vec![0.0f64; m.nodes.len()];
+    for list in cols.values_mut() {
+        let key = |i: usize| {
+            let callers: Vec<f64> = m
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(j, n)| n.edges.contains_key(&i) && depth[*j] < depth[i])
+                .map(|(j, _)| row_of[j])
+                .collect();
+            if callers.is_empty() {
+                f64::MAX
+            } else {
+                callers.iter().sum::<f64>() / callers.len() as f64
+            }
+        };
+        let mut keyed: Vec<(f64, usize)> = list.iter().map(|&i| (key(i), i)).collect();
+        keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        *list = keyed.into_iter().map(|(_, i)| i).collect();
+        let n = list.len() as f64;
+        for (ri, &i) in list.iter().enumerate() {
+            row_of[i] = ri as f64 - (n - 1.0) / 2.0;
+        }
     }
     let (dx, dy, r) = (230.0, 150.0, 34.0);
     let mut pos = vec![(0.0f64, 0.0f64); m.nodes.len()];
