@@ -1,7 +1,8 @@
 //! Trace summaries and a useful subset of X-Ray filter expressions.
 //!
 //! Supported:
-//! - `service("name")`, `edge("caller", "callee")`
+//! - `service("name")`, `service(id(name: "name", type: "AWS::EC2::Instance"))`,
+//!   `edge("caller", "callee")`
 //! - `annotation.key = value` (string, number or boolean; `=`, `!=`, `<`, `<=`, `>`, `>=`,
 //!   and `CONTAINS`/`BEGINSWITH`/`ENDSWITH` on strings)
 //! - `responsetime`, `duration` and `http.status` compared with a number
@@ -103,10 +104,15 @@ impl TraceSummary {
             method: http.method,
             url: http.url,
             http_status: http.status,
-            annotations: annotations
-                .iter()
-                .map(|(k, v)| (k.clone(), v.to_string()))
-                .collect(),
+            annotations: {
+                // Services often repeat the same annotation; list each pair once.
+                let mut seen = BTreeSet::new();
+                annotations
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_string()))
+                    .filter(|kv| seen.insert(kv.clone()))
+                    .collect()
+            },
             users: users.into_iter().collect(),
             partial: a.partial.clone(),
             nodes: g.nodes.iter().map(|(k, _)| k.clone()).collect(),
@@ -165,8 +171,8 @@ pub enum Expr {
     Or(Box<Expr>, Box<Expr>),
     /// `!a`
     Not(Box<Expr>),
-    /// `service("name")`
-    Service(String),
+    /// `service("name")`, or with a type: `service(id(name: "n", type: "t"))`
+    Service(String, Option<String>),
     /// `edge("a", "b")`
     Edge(String, String),
     /// `annotation.key op value`
@@ -185,6 +191,7 @@ enum Tok {
     LParen,
     RParen,
     Comma,
+    Colon,
     Not,
     And,
     Or,
@@ -209,6 +216,10 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             }
             ',' => {
                 out.push(Tok::Comma);
+                i += 1
+            }
+            ':' => {
+                out.push(Tok::Colon);
                 i += 1
             }
             '"' | '\'' => {
@@ -354,6 +365,31 @@ impl Parser {
             _ => Err("expected a quoted name".into()),
         }
     }
+    /// `(name: "n", type: "t")` after `id`; `type` is optional.
+    fn id_args(&mut self) -> Result<(String, Option<String>), String> {
+        self.expect(Tok::LParen, "`(` after id")?;
+        let (mut name, mut kind) = (None, None);
+        loop {
+            let key = match self.next() {
+                Some(Tok::Ident(k)) => k.to_ascii_lowercase(),
+                _ => return Err("expected `name:` or `type:`".into()),
+            };
+            self.expect(Tok::Colon, "`:`")?;
+            let v = self.string_arg()?;
+            match key.as_str() {
+                "name" => name = Some(v),
+                "type" => kind = Some(v),
+                _ => return Err(format!("unknown id field `{key}`")),
+            }
+            match self.next() {
+                Some(Tok::Comma) => continue,
+                Some(Tok::RParen) => break,
+                _ => return Err("expected `,` or `)`".into()),
+            }
+        }
+        Ok((name.ok_or("id() needs a name")?, kind))
+    }
+
     fn literal(&mut self) -> Result<Lit, String> {
         match self.next() {
             Some(Tok::Str(s)) => Ok(Lit::Str(s)),
@@ -374,9 +410,17 @@ impl Parser {
         match lower.as_str() {
             "service" => {
                 self.expect(Tok::LParen, "`(` after service")?;
+                if let Some(Tok::Ident(w)) = self.peek() {
+                    if w.eq_ignore_ascii_case("id") {
+                        self.pos += 1;
+                        let (name, kind) = self.id_args()?;
+                        self.expect(Tok::RParen, "`)`")?;
+                        return Ok(Expr::Service(name, kind));
+                    }
+                }
                 let n = self.string_arg()?;
                 self.expect(Tok::RParen, "`)`")?;
-                Ok(Expr::Service(n))
+                Ok(Expr::Service(n, None))
             }
             "edge" => {
                 self.expect(Tok::LParen, "`(` after edge")?;
@@ -480,7 +524,10 @@ impl Expr {
             Expr::And(a, b) => a.matches(t) && b.matches(t),
             Expr::Or(a, b) => a.matches(t) || b.matches(t),
             Expr::Not(a) => !a.matches(t),
-            Expr::Service(n) => t.nodes.iter().any(|k| &k.name == n),
+            Expr::Service(n, kind) => t
+                .nodes
+                .iter()
+                .any(|k| &k.name == n && kind.as_ref().map_or(true, |kd| &k.kind == kd)),
             Expr::Edge(a, b) => t.edges.contains(&(a.clone(), b.clone())),
             Expr::Annotation(k, op, lit) => t
                 .typed_annotations
@@ -562,6 +609,8 @@ mod tests {
         let yes = [
             "",
             "service(\"orders-api\")",
+            "service(id(name: \"orders-api\", type: \"service\"))",
+            "service(id(name: \"orders-api\"))",
             "annotation.customer = \"acme\"",
             "annotation.order_count >= 3 AND annotation.vip = true",
             "responsetime > 0.4 and duration >= 0.6",
@@ -578,6 +627,7 @@ mod tests {
         }
         let no = [
             "service(\"other\")",
+            "service(id(name: \"orders-api\", type: \"AWS::EC2::Instance\"))",
             "annotation.customer = \"x\"",
             "annotation.order_count > 3",
             "responsetime > 1",

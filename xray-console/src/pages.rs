@@ -60,7 +60,7 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:5px 8px;
 .mapwrap{display:flex;gap:14px;align-items:flex-start}.mapwrap svg{background:#fff;border:1px solid #d5dbe1;border-radius:6px;flex:1;min-width:0}
 .panel{width:330px;flex:none}.legend span{margin-right:10px;font-size:12px}.legend i{display:inline-block;width:10px;height:10px;border-radius:5px;margin-right:4px}
 .tl{background:#fff;border:1px solid #d5dbe1;border-radius:6px}.tl .axis,.tl summary{display:grid;grid-template-columns:320px 1fr 90px;align-items:center}
-.tl .axis{border-bottom:1px solid #d5dbe1;font-size:11px;color:#6b7785;height:24px}.tl .ticks{position:relative;height:100%}.tl .ticks span{position:absolute;top:4px;transform:translateX(-50%)}.tl .ticks span:first-child{transform:none}.tl .ticks span:last-child{transform:translateX(-100%)}
+.tl .axis{border-bottom:1px solid #d5dbe1;font-size:11px;color:#6b7785;height:24px}.tl .ticks{position:relative;height:100%}.tl .ticks span{position:absolute;top:4px;white-space:nowrap;transform:translateX(-50%)}.tl .ticks span:first-child{transform:none}.tl .ticks span:last-child{transform:translateX(-100%)}
 .tl .group{background:#eef2f6;padding:4px 10px;font-weight:600;border-top:1px solid #d5dbe1}.tl .group small{font-weight:400;color:#6b7785;margin-left:8px}
 .tl details{border-bottom:1px solid #f0f2f4}.tl summary{list-style:none;cursor:pointer;min-height:24px;font-size:13px}.tl summary::-webkit-details-marker{display:none}
 .tl summary:hover{background:#f6f9fc}.tl .name{padding:2px 8px;overflow:hidden;white-space:nowrap;text-overflow:ellipsis}.tl .track{position:relative;height:24px;border-left:1px solid #eef0f2}
@@ -405,7 +405,13 @@ pub fn map_page(
                     n.stats.total(),
                     health_table(&n.stats)
                 );
-                let q = and_filter(&format!("service(\"{}\")", n.key.name), filter);
+                let q = and_filter(
+                    &format!(
+                        "service(id(name: \"{}\", type: \"{}\"))",
+                        n.key.name, n.key.kind
+                    ),
+                    filter,
+                );
                 let _ = write!(
                     body,
                     "<p><a id=\"view-traces\" href=\"/traces?filter={}\">View traces →</a> · <a href=\"/traces?filter={}\">faults</a> · <a href=\"/traces?filter={}\">errors</a></p>",
