@@ -1,0 +1,450 @@
+//! The bounded trace store: documents grouped by trace, oldest traces evicted first.
+//!
+//! Each document is kept as its raw text plus an [`Entity`] summary. A document with the
+//! same id as one already stored replaces it (an in-progress segment followed by the
+//! complete one), except that a late in-progress copy never overwrites a complete one.
+//! Streamed (independent) subsegments stay separate documents and are grafted into their
+//! parent when the trace is [assembled](Trace::assemble).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use serde::Serialize;
+
+use crate::model::Entity;
+
+/// Fixed bookkeeping bytes charged per stored document, on top of its text and summary.
+pub const DOC_OVERHEAD: usize = 64;
+/// Fixed bookkeeping bytes charged per stored trace.
+pub const TRACE_OVERHEAD: usize = 128;
+
+/// Bounds of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most traces kept (default 1,000).
+    pub max_traces: usize,
+    /// Most bytes kept, as counted by [`Store::bytes`] (default 64 MiB).
+    pub max_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_traces: 1_000,
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// One stored document.
+#[derive(Debug, Clone)]
+pub struct Doc {
+    /// The document text, exactly as received.
+    pub raw: String,
+    /// Its summary.
+    pub entity: Entity,
+    /// Arrival order across the whole store.
+    pub seq: u64,
+    /// Bytes charged for it.
+    pub bytes: usize,
+}
+
+/// All documents of one trace.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    /// The trace id.
+    pub id: String,
+    /// Segments and independent subsegments, in arrival order.
+    pub docs: Vec<Doc>,
+    /// Bytes charged for the trace and its documents.
+    pub bytes: usize,
+    /// Arrival order of its first document.
+    pub first_seq: u64,
+}
+
+/// What the store did with a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new document.
+    Added,
+    /// Replaced an earlier copy with the same id.
+    Replaced,
+    /// An in-progress copy arrived after the complete one and was ignored.
+    StaleIgnored,
+}
+
+/// Store counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StoreStats {
+    /// Documents accepted (added or replacing).
+    pub documents: u64,
+    /// Documents that replaced an earlier copy.
+    pub replaced: u64,
+    /// Late in-progress copies ignored.
+    pub stale_ignored: u64,
+    /// Traces ever created.
+    pub traces_created: u64,
+    /// Traces evicted to stay under the bounds.
+    pub traces_evicted: u64,
+    /// Bytes freed by eviction.
+    pub bytes_evicted: u64,
+}
+
+/// The bounded store.
+#[derive(Debug, Default)]
+pub struct Store {
+    limits: Limits,
+    traces: HashMap<String, Trace>,
+    order: VecDeque<String>,
+    bytes: usize,
+    seq: u64,
+    stats: StoreStats,
+}
+
+impl Store {
+    /// An empty store with these bounds.
+    pub fn new(limits: Limits) -> Store {
+        Store {
+            limits,
+            ..Store::default()
+        }
+    }
+
+    /// The bounds.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Bytes currently charged: document texts, summaries and fixed overheads.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Number of traces held.
+    pub fn len(&self) -> usize {
+        self.traces.len()
+    }
+
+    /// True when no trace is held.
+    pub fn is_empty(&self) -> bool {
+        self.traces.is_empty()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> StoreStats {
+        self.stats
+    }
+
+    /// One trace.
+    pub fn get(&self, id: &str) -> Option<&Trace> {
+        self.traces.get(id)
+    }
+
+    /// All traces, oldest first.
+    pub fn traces(&self) -> impl Iterator<Item = &Trace> {
+        self.order.iter().filter_map(|id| self.traces.get(id))
+    }
+
+    /// Stores one document (already parsed). `entity.trace_id` must be set.
+    pub fn insert(&mut self, raw: String, entity: Entity) -> Outcome {
+        let trace_id = entity.trace_id.clone().unwrap_or_default();
+        self.seq += 1;
+        let seq = self.seq;
+        let bytes = raw.len() + entity.approx_bytes() + DOC_OVERHEAD;
+        if !self.traces.contains_key(&trace_id) {
+            self.stats.traces_created += 1;
+            self.bytes += TRACE_OVERHEAD + trace_id.len();
+            self.order.push_back(trace_id.clone());
+            self.traces.insert(
+                trace_id.clone(),
+                Trace {
+                    id: trace_id.clone(),
+                    docs: Vec::new(),
+                    bytes: TRACE_OVERHEAD + trace_id.len(),
+                    first_seq: seq,
+                },
+            );
+        }
+        let trace = self
+            .traces
+            .get_mut(&trace_id)
+            .expect("trace inserted above");
+        let doc = Doc {
+            raw,
+            entity,
+            seq,
+            bytes,
+        };
+        let outcome = match trace.docs.iter_mut().find(|d| d.entity.id == doc.entity.id) {
+            Some(old) if !old.entity.in_progress && doc.entity.in_progress => {
+                self.stats.stale_ignored += 1;
+                return Outcome::StaleIgnored;
+            }
+            Some(old) => {
+                trace.bytes = trace.bytes - old.bytes + bytes;
+                self.bytes = self.bytes - old.bytes + bytes;
+                *old = doc;
+                self.stats.replaced += 1;
+                Outcome::Replaced
+            }
+            None => {
+                trace.bytes += bytes;
+                self.bytes += bytes;
+                trace.docs.push(doc);
+                Outcome::Added
+            }
+        };
+        self.stats.documents += 1;
+        self.evict();
+        outcome
+    }
+
+    fn evict(&mut self) {
+        while self.traces.len() > self.limits.max_traces || self.bytes > self.limits.max_bytes {
+            let Some(id) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(t) = self.traces.remove(&id) {
+                self.bytes -= t.bytes;
+                self.stats.traces_evicted += 1;
+                self.stats.bytes_evicted += t.bytes as u64;
+            }
+        }
+    }
+}
+
+/// A trace with its streamed subsegments grafted into their parents.
+#[derive(Debug, Clone, Default)]
+pub struct Assembled {
+    /// The trace id.
+    pub id: String,
+    /// Segments (each with its subsegment tree), by start time.
+    pub segments: Vec<Entity>,
+    /// Independent subsegments whose parent never arrived (trees), by start time.
+    pub orphans: Vec<Entity>,
+    /// Why the trace is partial (in progress, missing parents, clock skew); empty if whole.
+    pub partial: Vec<String>,
+}
+
+impl Trace {
+    /// Grafts streamed subsegments into their parents and notes what is partial.
+    pub fn assemble(&self) -> Assembled {
+        let mut segments = Vec::new();
+        let mut pending: HashMap<String, Vec<Entity>> = HashMap::new();
+        let mut pending_ids = HashSet::new();
+        for d in &self.docs {
+            if d.entity.is_subsegment {
+                let parent = d.entity.parent_id.clone().unwrap_or_default();
+                pending_ids.insert(d.entity.id.clone());
+                pending.entry(parent).or_default().push(d.entity.clone());
+            } else {
+                segments.push(d.entity.clone());
+            }
+        }
+        fn attach(e: &mut Entity, pending: &mut HashMap<String, Vec<Entity>>) {
+            for c in &mut e.children {
+                attach(c, pending);
+            }
+            if let Some(mut more) = pending.remove(&e.id) {
+                for m in &mut more {
+                    attach(m, pending);
+                }
+                e.children.extend(more);
+                e.children.sort_by(|a, b| a.start.total_cmp(&b.start));
+            }
+        }
+        for s in &mut segments {
+            attach(s, &mut pending);
+        }
+        // What is left has no parent among the segments: find the roots among the orphans.
+        let mut orphans = Vec::new();
+        let mut roots: Vec<Entity> = Vec::new();
+        let mut rest = Vec::new();
+        for (parent, list) in pending.drain() {
+            if pending_ids.contains(&parent) {
+                rest.push((parent, list));
+            } else {
+                roots.extend(list);
+            }
+        }
+        let mut rest_map: HashMap<String, Vec<Entity>> = rest.into_iter().collect();
+        for r in &mut roots {
+            attach(r, &mut rest_map);
+        }
+        // Anything still unattached is in a parent cycle: show it flat.
+        roots.extend(rest_map.into_values().flatten());
+        orphans.extend(roots);
+        segments.sort_by(|a, b| a.start.total_cmp(&b.start));
+        orphans.sort_by(|a, b| a.start.total_cmp(&b.start));
+
+        let mut partial = Vec::new();
+        if !orphans.is_empty() {
+            partial.push(format!(
+                "{} subsegment(s) whose parent has not arrived",
+                orphans.len()
+            ));
+        }
+        if segments.is_empty() {
+            partial.push("no segment received yet".to_owned());
+        }
+        let mut in_progress = 0;
+        let mut skew = 0;
+        for s in segments.iter().chain(&orphans) {
+            s.walk(&mut |e, _| {
+                if e.in_progress {
+                    in_progress += 1;
+                }
+                for c in &e.children {
+                    let late = match (c.end, e.end) {
+                        (Some(ce), Some(pe)) => ce > pe + 1e-6,
+                        _ => false,
+                    };
+                    if c.start + 1e-6 < e.start || late {
+                        skew += 1;
+                    }
+                }
+            });
+        }
+        if in_progress > 0 {
+            partial.push(format!("{in_progress} segment(s) still in progress"));
+        }
+        if skew > 0 {
+            partial.push(format!(
+                "{skew} subsegment(s) outside their parent's time range (clock skew or late parts)"
+            ));
+        }
+        Assembled {
+            id: self.id.clone(),
+            segments,
+            orphans,
+            partial,
+        }
+    }
+}
+
+impl Assembled {
+    /// Every top-level tree: segments then orphans.
+    pub fn roots(&self) -> impl Iterator<Item = &Entity> {
+        self.segments.iter().chain(&self.orphans)
+    }
+
+    /// Earliest start and latest end (or start, for in-progress parts) of all entities.
+    pub fn span(&self) -> (f64, f64) {
+        let mut lo = f64::INFINITY;
+        let mut hi = f64::NEG_INFINITY;
+        for r in self.roots() {
+            r.walk(&mut |e, _| {
+                lo = lo.min(e.start);
+                hi = hi.max(e.end.unwrap_or(e.start));
+            });
+        }
+        if lo.is_finite() {
+            (lo, hi.max(lo))
+        } else {
+            (0.0, 0.0)
+        }
+    }
+
+    /// The root segment: the earliest segment without a `parent_id`, else the earliest
+    /// segment.
+    pub fn root(&self) -> Option<&Entity> {
+        self.segments
+            .iter()
+            .find(|s| s.parent_id.is_none())
+            .or_else(|| self.segments.first())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn put(store: &mut Store, v: serde_json::Value) -> Outcome {
+        let e = Entity::from_document(&v).unwrap();
+        store.insert(v.to_string(), e)
+    }
+
+    #[test]
+    fn in_progress_is_replaced_and_late_copy_ignored() {
+        let mut s = Store::new(Limits::default());
+        let ip = json!({"trace_id":"t1","id":"a","name":"n","start_time":1.0,"in_progress":true});
+        let done = json!({"trace_id":"t1","id":"a","name":"n","start_time":1.0,"end_time":2.0});
+        assert_eq!(put(&mut s, ip.clone()), Outcome::Added);
+        assert!(s.get("t1").unwrap().assemble().partial[0].contains("in progress"));
+        assert_eq!(put(&mut s, done), Outcome::Replaced);
+        assert_eq!(put(&mut s, ip), Outcome::StaleIgnored);
+        let t = s.get("t1").unwrap();
+        assert_eq!(t.docs.len(), 1);
+        assert!(t.assemble().partial.is_empty());
+        let sum: usize = t.docs.iter().map(|d| d.bytes).sum::<usize>() + TRACE_OVERHEAD + 2;
+        assert_eq!(s.bytes(), sum);
+    }
+
+    #[test]
+    fn streamed_subsegments_are_grafted_and_orphans_kept() {
+        let mut s = Store::new(Limits::default());
+        put(
+            &mut s,
+            json!({"trace_id":"t","id":"c","type":"subsegment","parent_id":"b","name":"c","start_time":1.2,"end_time":1.3}),
+        );
+        put(
+            &mut s,
+            json!({"trace_id":"t","id":"b","type":"subsegment","parent_id":"a","name":"b","start_time":1.1,"end_time":1.5}),
+        );
+        put(
+            &mut s,
+            json!({"trace_id":"t","id":"x","type":"subsegment","parent_id":"zz","name":"x","start_time":1.1,"end_time":1.5}),
+        );
+        put(
+            &mut s,
+            json!({"trace_id":"t","id":"y","type":"subsegment","parent_id":"x","name":"y","start_time":1.1,"end_time":1.5}),
+        );
+        put(
+            &mut s,
+            json!({"trace_id":"t","id":"a","name":"a","start_time":1.0,"end_time":2.0}),
+        );
+        let a = s.get("t").unwrap().assemble();
+        assert_eq!(a.segments.len(), 1);
+        assert_eq!(a.segments[0].children[0].id, "b");
+        assert_eq!(a.segments[0].children[0].children[0].id, "c");
+        assert_eq!(a.orphans.len(), 1);
+        assert_eq!(a.orphans[0].children[0].id, "y");
+        assert_eq!(a.partial.len(), 1);
+    }
+
+    #[test]
+    fn evicts_oldest_by_count_and_bytes() {
+        let mut s = Store::new(Limits {
+            max_traces: 10,
+            max_bytes: 1_000_000,
+        });
+        for i in 0..25 {
+            put(
+                &mut s,
+                json!({"trace_id":format!("t{i}"),"id":"a","name":"n","start_time":1.0,"end_time":2.0}),
+            );
+        }
+        assert_eq!(s.len(), 10);
+        assert_eq!(s.stats().traces_evicted, 15);
+        assert!(s.get("t14").is_none() && s.get("t15").is_some());
+        let total: usize = s.traces().map(|t| t.bytes).sum();
+        assert_eq!(total, s.bytes());
+
+        let mut s = Store::new(Limits {
+            max_traces: 1000,
+            max_bytes: 5_000,
+        });
+        for i in 0..100 {
+            put(
+                &mut s,
+                json!({"trace_id":format!("t{i}"),"id":"a","name":"n","start_time":1.0,"end_time":2.0}),
+            );
+            assert!(s.bytes() <= 5_000);
+        }
+        assert!(s.stats().traces_evicted > 50);
+        assert_eq!(
+            s.stats().traces_evicted as usize + s.len(),
+            s.stats().traces_created as usize
+        );
+    }
+}

@@ -1,0 +1,364 @@
+//! The timeline of one trace: rows grouped by (name, origin), and its critical path.
+//!
+//! The critical path starts at the root segment and walks back from its end: the child
+//! (subsegment, or downstream segment whose `parent_id` is a subsegment) that ended last
+//! is on the path, then the one that ended last before that child started, and so on,
+//! recursively. Each entity on the path gets the time the path spends in it and not in a
+//! child ("self time"); the bottleneck is the entity with the largest self time, and its
+//! share is that time over the trace duration.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::model::{Entity, Health, HttpSummary};
+use crate::store::{Assembled, Trace};
+
+/// One bar.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Segment or subsegment id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Nesting depth in its group (0 = segment).
+    pub depth: usize,
+    /// Start (epoch seconds).
+    pub start: f64,
+    /// End (epoch seconds), absent while in progress.
+    pub end: Option<f64>,
+    /// In progress.
+    pub in_progress: bool,
+    /// `ok`, `error`, `throttle`, `fault`.
+    pub health: &'static str,
+    /// A segment (group header row) rather than a subsegment.
+    pub segment: bool,
+    /// `namespace`.
+    pub namespace: Option<String>,
+    /// HTTP summary.
+    pub http: Option<HttpSummaryOut>,
+    /// On the critical path.
+    pub critical: bool,
+    /// Self time on the critical path, in seconds.
+    pub self_time: f64,
+    /// The bottleneck row.
+    pub bottleneck: bool,
+    /// Starts before, or ends after, its parent (clock skew or a late part).
+    pub skewed: bool,
+    /// The entity's JSON, without its `subsegments`.
+    pub detail: Value,
+}
+
+/// HTTP fields of a row.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpSummaryOut {
+    /// Method.
+    pub method: Option<String>,
+    /// URL.
+    pub url: Option<String>,
+    /// Status.
+    pub status: Option<u16>,
+}
+
+impl From<&HttpSummary> for HttpSummaryOut {
+    fn from(h: &HttpSummary) -> Self {
+        HttpSummaryOut {
+            method: h.method.clone(),
+            url: h.url.clone(),
+            status: h.status,
+        }
+    }
+}
+
+/// Rows under one header.
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    /// Segment name.
+    pub name: String,
+    /// Segment origin.
+    pub origin: Option<String>,
+    /// Subsegments whose parent has not arrived.
+    pub orphan: bool,
+    /// Rows.
+    pub rows: Vec<Row>,
+}
+
+/// The bottleneck of a trace.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bottleneck {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Name of its group (segment).
+    pub group: String,
+    /// Self time on the critical path, seconds.
+    pub self_time: f64,
+    /// Share of the trace duration (0..=1).
+    pub share: f64,
+}
+
+/// A trace's timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timeline {
+    /// Trace id.
+    pub trace_id: String,
+    /// Axis start.
+    pub start: f64,
+    /// Axis end.
+    pub end: f64,
+    /// Groups in order of first start.
+    pub groups: Vec<Group>,
+    /// Ids on the critical path, root first.
+    pub critical_path: Vec<String>,
+    /// The bottleneck.
+    pub bottleneck: Option<Bottleneck>,
+    /// Why the trace is partial.
+    pub partial: Vec<String>,
+}
+
+fn details(trace: &Trace) -> HashMap<String, Value> {
+    fn walk(v: &Value, out: &mut HashMap<String, Value>) {
+        let Some(obj) = v.as_object() else { return };
+        if let Some(subs) = obj.get("subsegments").and_then(Value::as_array) {
+            for s in subs {
+                walk(s, out);
+            }
+        }
+        if let Some(id) = obj.get("id").and_then(Value::as_str) {
+            let mut o = obj.clone();
+            o.remove("subsegments");
+            out.insert(id.to_owned(), Value::Object(o));
+        }
+    }
+    let mut out = HashMap::new();
+    for d in &trace.docs {
+        if let Ok(v) = serde_json::from_str::<Value>(&d.raw) {
+            walk(&v, &mut out);
+        }
+    }
+    out
+}
+
+/// Computes the critical path from a root: `(id, self time)` pairs, root first.
+pub fn critical_path(root: &Entity, segments: &[Entity]) -> Vec<(String, f64)> {
+    let mut downstream: HashMap<&str, Vec<&Entity>> = HashMap::new();
+    for s in segments {
+        if let Some(p) = s.parent_id.as_deref() {
+            if s.id != root.id {
+                downstream.entry(p).or_default().push(s);
+            }
+        }
+    }
+    fn go<'a>(
+        e: &'a Entity,
+        down: &HashMap<&str, Vec<&'a Entity>>,
+        seen: &mut HashSet<&'a str>,
+        out: &mut Vec<(String, f64)>,
+    ) {
+        if !seen.insert(e.id.as_str()) {
+            return;
+        }
+        let mut kids: Vec<&Entity> = e
+            .children
+            .iter()
+            .chain(down.get(e.id.as_str()).into_iter().flatten().copied())
+            .filter(|k| k.end.is_some())
+            .collect();
+        kids.sort_by(|a, b| b.end.unwrap_or(0.0).total_cmp(&a.end.unwrap_or(0.0)));
+        let end = e.end.unwrap_or_else(|| {
+            kids.first()
+                .and_then(|k| k.end)
+                .unwrap_or(e.start)
+                .max(e.start)
+        });
+        let at = out.len();
+        out.push((e.id.clone(), 0.0));
+        let mut t = end;
+        let mut self_time = 0.0;
+        for k in kids {
+            let kend = k.end.unwrap_or(k.start);
+            if kend > t + 1e-9 || seen.contains(k.id.as_str()) {
+                continue;
+            }
+            self_time += (t - kend).max(0.0);
+            go(k, down, seen, out);
+            t = k.start.min(kend);
+            if t <= e.start {
+                break;
+            }
+        }
+        self_time += (t - e.start).max(0.0);
+        out[at].1 = self_time;
+    }
+    let mut out = Vec::new();
+    go(root, &downstream, &mut HashSet::new(), &mut out);
+    out
+}
+
+/// Builds the timeline of a stored trace.
+pub fn build(trace: &Trace) -> Timeline {
+    let a: Assembled = trace.assemble();
+    let mut detail = details(trace);
+    let (start, end) = a.span();
+    let path = a
+        .root()
+        .map(|r| critical_path(r, &a.segments))
+        .unwrap_or_default();
+    let on_path: HashMap<&str, f64> = path.iter().map(|(id, t)| (id.as_str(), *t)).collect();
+    let duration = end - start;
+    let bottleneck_id = path
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .filter(|(_, t)| *t > 0.0)
+        .map(|(id, _)| id.clone());
+
+    let mut groups: Vec<Group> = Vec::new();
+    let mut bottleneck = None;
+    let mut add_tree = |root: &Entity, orphan: bool, groups: &mut Vec<Group>| {
+        let gi = if orphan {
+            match groups.iter().position(|g| g.orphan) {
+                Some(i) => i,
+                None => {
+                    groups.push(Group {
+                        name: "Subsegments whose parent has not arrived".into(),
+                        origin: None,
+                        orphan: true,
+                        rows: Vec::new(),
+                    });
+                    groups.len() - 1
+                }
+            }
+        } else {
+            match groups
+                .iter()
+                .position(|g| !g.orphan && g.name == root.name && g.origin == root.origin)
+            {
+                Some(i) => i,
+                None => {
+                    groups.push(Group {
+                        name: root.name.clone(),
+                        origin: root.origin.clone(),
+                        orphan: false,
+                        rows: Vec::new(),
+                    });
+                    groups.len() - 1
+                }
+            }
+        };
+        let group_name = groups[gi].name.clone();
+        let rows = &mut groups[gi].rows;
+        fn push(
+            e: &Entity,
+            parent: Option<&Entity>,
+            depth: usize,
+            ctx: &mut dyn FnMut(&Entity, Option<&Entity>, usize),
+        ) {
+            ctx(e, parent, depth);
+            let mut kids: Vec<&Entity> = e.children.iter().collect();
+            kids.sort_by(|a, b| a.start.total_cmp(&b.start));
+            for k in kids {
+                push(k, Some(e), depth + 1, ctx);
+            }
+        }
+        push(root, None, 0, &mut |e, parent, depth| {
+            let skewed = parent.is_some_and(|p| {
+                e.start + 1e-6 < p.start
+                    || matches!((e.end, p.end), (Some(ce), Some(pe)) if ce > pe + 1e-6)
+            });
+            let is_bottleneck = bottleneck_id.as_deref() == Some(e.id.as_str());
+            let self_time = on_path.get(e.id.as_str()).copied().unwrap_or(0.0);
+            if is_bottleneck {
+                bottleneck = Some(Bottleneck {
+                    id: e.id.clone(),
+                    name: e.name.clone(),
+                    group: group_name.clone(),
+                    self_time,
+                    share: if duration > 0.0 {
+                        self_time / duration
+                    } else {
+                        0.0
+                    },
+                });
+            }
+            rows.push(Row {
+                id: e.id.clone(),
+                name: e.name.clone(),
+                depth,
+                start: e.start,
+                end: e.end,
+                in_progress: e.in_progress,
+                health: match e.health() {
+                    Health::Ok => "ok",
+                    h => h.as_str(),
+                },
+                segment: depth == 0 && !orphan,
+                namespace: e.namespace.clone(),
+                http: e.http.as_ref().map(HttpSummaryOut::from),
+                critical: on_path.contains_key(e.id.as_str()),
+                self_time,
+                bottleneck: is_bottleneck,
+                skewed,
+                detail: detail.remove(&e.id).unwrap_or(Value::Null),
+            });
+        });
+    };
+    for s in &a.segments {
+        add_tree(s, false, &mut groups);
+    }
+    for o in &a.orphans {
+        add_tree(o, true, &mut groups);
+    }
+    Timeline {
+        trace_id: a.id.clone(),
+        start,
+        end,
+        groups,
+        critical_path: path.into_iter().map(|(id, _)| id).collect(),
+        bottleneck,
+        partial: a.partial,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Limits, Store};
+    use serde_json::json;
+
+    #[test]
+    fn critical_path_and_bottleneck_cross_segments() {
+        let mut s = Store::new(Limits::default());
+        let docs = [
+            json!({"trace_id":"t","id":"root","name":"front","start_time":0.0,"end_time":1.0,
+            "subsegments":[
+              {"id":"a","name":"cache","start_time":0.05,"end_time":0.1},
+              {"id":"b","name":"backend","namespace":"remote","start_time":0.1,"end_time":0.9},
+              {"id":"c","name":"parallel","start_time":0.2,"end_time":0.3}
+            ]}),
+            json!({"trace_id":"t","id":"down","parent_id":"b","name":"backend","start_time":0.15,"end_time":0.85,
+              "subsegments":[{"id":"q","name":"query","namespace":"remote","start_time":0.2,"end_time":0.8,"fault":true}]}),
+        ];
+        for d in docs {
+            s.insert(d.to_string(), Entity::from_document(&d).unwrap());
+        }
+        let tl = build(s.get("t").unwrap());
+        assert_eq!(tl.critical_path, ["root", "b", "down", "q", "a"]);
+        let b = tl.bottleneck.unwrap();
+        assert_eq!(b.name, "query");
+        assert_eq!(b.group, "backend");
+        assert!((b.share - 0.6).abs() < 1e-9);
+        assert_eq!(tl.groups.len(), 2);
+        assert_eq!(tl.groups[0].rows.len(), 4);
+        let q = &tl.groups[1].rows[1];
+        assert!(q.bottleneck && q.critical && q.health == "fault");
+        assert!(q.detail.get("subsegments").is_none());
+        assert_eq!(q.detail["name"], "query");
+        let c = tl.groups[0].rows.iter().find(|r| r.id == "c").unwrap();
+        assert!(!c.critical);
+        // root: 0..0.05 and 0.9..1.0 are its own.
+        let root = &tl.groups[0].rows[0];
+        assert!((root.self_time - 0.15).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,237 @@
+//! Hostile input over real UDP and TCP: random bytes, 64 KiB datagrams, 100,000 traces.
+//! The store stays under its bounds (byte accounting and eviction counts are checked)
+//! and the HTTP server keeps answering.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::*;
+use xray_console::store::{Limits, DOC_OVERHEAD, TRACE_OVERHEAD};
+use xray_console::Console;
+
+/// A small deterministic PRNG (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+const HEADER: &[u8] = b"{\"format\":\"json\",\"version\":1}\n";
+
+fn doc(trace: u64, pad: usize) -> Vec<u8> {
+    let mut d = HEADER.to_vec();
+    d.extend_from_slice(
+        format!(
+            "{{\"trace_id\":\"1-6b06f324-{trace:024x}\",\"id\":\"{:016x}\",\"name\":\"svc-{}\",\"start_time\":1795617572.1,\"end_time\":1795617572.2,\"metadata\":{{\"default\":{{\"pad\":\"{}\"}}}}}}",
+            trace + 1,
+            trace % 7,
+            "x".repeat(pad)
+        )
+        .as_bytes(),
+    );
+    d
+}
+
+/// Checks the store's invariants: bounds, byte accounting, eviction counts.
+fn check_store(console: &Console) -> (usize, u64) {
+    let inner = console.state().lock();
+    let store = &inner.store;
+    let limits = store.limits();
+    assert!(store.len() <= limits.max_traces);
+    assert!(store.bytes() <= limits.max_bytes);
+    let mut sum = 0;
+    let mut raw = 0;
+    for t in store.traces() {
+        let docs: usize = t.docs.iter().map(|d| d.bytes).sum();
+        assert_eq!(t.bytes, docs + TRACE_OVERHEAD + t.id.len());
+        for d in &t.docs {
+            assert!(d.bytes >= d.raw.len() + DOC_OVERHEAD);
+            raw += d.raw.len();
+        }
+        sum += t.bytes;
+    }
+    assert_eq!(sum, store.bytes(), "byte accounting");
+    assert!(store.bytes() >= raw);
+    let st = store.stats();
+    assert_eq!(
+        st.traces_created,
+        st.traces_evicted + store.len() as u64,
+        "every trace is held or counted as evicted"
+    );
+    (store.len(), st.traces_evicted)
+}
+
+fn rss_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn random_bytes_and_64k_datagrams_are_counted_never_fatal() {
+    let console = start(Limits::default());
+    let udp = sender();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut sent = 0u64;
+    let mut valid = 0u64;
+    for i in 0..3000 {
+        let len = (rng.next() % 2048) as usize;
+        let d = match i % 3 {
+            0 => rng.bytes(len),
+            1 => [HEADER, &rng.bytes(len)].concat(),
+            _ => [
+                b"{\"format\":\"json\",\"version\":1}".as_slice(),
+                b"\n{\"id\":",
+                &rng.bytes(len),
+            ]
+            .concat(),
+        };
+        udp.send_to(&d, console.udp_addr()).unwrap();
+        sent += 1;
+        if sent % 50 == 0 {
+            wait_datagrams(&console, sent);
+        }
+    }
+    // The largest IPv4 UDP payload: once as garbage, once as a valid padded document.
+    let max = 65_507;
+    udp.send_to(&rng.bytes(max), console.udp_addr()).unwrap();
+    wait_datagrams(&console, sent + 1);
+    let big = doc(1, max - doc(1, 0).len());
+    assert_eq!(big.len(), max);
+    udp.send_to(&big, console.udp_addr()).unwrap();
+    valid += 1;
+    // An empty datagram.
+    udp.send_to(b"", console.udp_addr()).unwrap();
+    sent += 3;
+    wait_datagrams(&console, sent);
+
+    let stats = get_json(console.http_addr(), "/api/stats");
+    assert_eq!(stats["intake"]["datagrams"], sent);
+    assert_eq!(stats["intake"]["accepted"], valid);
+    assert_eq!(stats["intake"]["rejected"], sent - valid);
+    assert!(stats["intake"]["recent"].as_array().unwrap().len() <= 20);
+    assert_eq!(stats["traces"], 1);
+
+    // Garbage on the TCP port, then the pages still answer.
+    for junk in [
+        &b"\x16\x03\x01\x02\x00garbage\r\n\r\n"[..],
+        b"GET /\r\n\r\n",
+        b"",
+    ] {
+        let mut s = TcpStream::connect(console.http_addr()).unwrap();
+        let _ = s.write_all(junk);
+    }
+    for path in [
+        "/",
+        "/traces",
+        "/api/servicegraph",
+        "/trace/nope",
+        "/map.svg",
+    ] {
+        let (status, _) = http(console.http_addr(), "GET", path, b"");
+        assert!(status == 200 || status == 404, "{path}: {status}");
+    }
+    let (status, page) = http(console.http_addr(), "GET", "/", b"");
+    assert_eq!(status, 200);
+    assert!(page.contains("Rejected datagrams"));
+    check_store(&console);
+    console.shutdown();
+}
+
+#[test]
+fn many_small_traces_evict_oldest_and_server_keeps_answering() {
+    let console = start(Limits::default());
+    let addr = console.http_addr();
+    // A reader hammers the API while the intake runs.
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !done.load(Ordering::Relaxed) && n < 2000 {
+                let path = if n % 10 == 0 { "/" } else { "/api/stats" };
+                let (status, _) = http(addr, "GET", path, b"");
+                assert_eq!(status, 200);
+                n += 1;
+            }
+            n
+        })
+    };
+    let udp = sender();
+    let total = 100_000u64;
+    for i in 0..total {
+        udp.send_to(&doc(i, 0), console.udp_addr()).unwrap();
+        if (i + 1) % 100 == 0 {
+            wait_datagrams(&console, i + 1);
+        }
+    }
+    wait_datagrams(&console, total);
+    done.store(true, Ordering::Relaxed);
+    let reads = reader.join().unwrap();
+    assert!(reads > 0);
+
+    let (held, evicted) = check_store(&console);
+    assert_eq!(held, 1000);
+    assert_eq!(evicted, total - 1000);
+    {
+        let inner = console.state().lock();
+        assert_eq!(inner.intake.accepted, total);
+        // The newest thousand are kept.
+        assert!(inner
+            .store
+            .get(&format!("1-6b06f324-{:024x}", total - 1))
+            .is_some());
+        assert!(inner
+            .store
+            .get(&format!("1-6b06f324-{:024x}", total - 1001))
+            .is_none());
+    }
+    let listed = get_json(addr, "/api/traces")["TraceSummaries"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(listed, 1000);
+    if let Some(kib) = rss_kib() {
+        assert!(kib < 512 * 1024, "resident memory {kib} KiB");
+    }
+    console.shutdown();
+}
+
+#[test]
+fn byte_bound_evicts_large_traces() {
+    let limits = Limits {
+        max_traces: 1000,
+        max_bytes: 1024 * 1024,
+    };
+    let console = start(limits);
+    let udp = sender();
+    for i in 0..200u64 {
+        udp.send_to(&doc(i, 60_000), console.udp_addr()).unwrap();
+        if (i + 1) % 2 == 0 {
+            wait_datagrams(&console, i + 1);
+        }
+    }
+    wait_datagrams(&console, 200);
+    let (held, evicted) = check_store(&console);
+    assert!(
+        (10..=17).contains(&held),
+        "{held} traces of ~60 KB in 1 MiB"
+    );
+    assert_eq!(evicted, 200 - held as u64);
+    let stats = get_json(console.http_addr(), "/api/stats");
+    assert!(stats["bytes"].as_u64().unwrap() <= 1024 * 1024);
+    assert!(stats["store"]["bytes_evicted"].as_u64().unwrap() > 180 * 60_000);
+    console.shutdown();
+}
