@@ -87,6 +87,7 @@ pub(crate) fn runtime_version() -> &'static str {
 /// # drop(detectors);
 /// ```
 #[derive(Clone, Debug)]
+#[must_use = "detectors do nothing until they are given to the builder"]
 pub struct Detectors {
     ec2: bool,
     ecs: bool,
