@@ -13,6 +13,7 @@ mod id;
 mod layer;
 mod limits;
 mod model;
+mod resource;
 mod span_data;
 mod worker;
 
@@ -22,6 +23,7 @@ pub use handle::{FlushError, Stats, XrayGuard, XrayHandle};
 pub use header::{Sampled, TraceHeader, HEADER_NAME, HEADER_NAME_LOWERCASE};
 pub use id::{ParseIdError, SegmentId, TraceId};
 pub use layer::XrayLayer;
+pub use resource::Detectors;
 
 /// A layer configured from the environment, sending to the X-Ray daemon.
 ///
