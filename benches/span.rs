@@ -37,7 +37,12 @@ impl<S: Subscriber> Layer<S> for EmptyLayer {}
 struct Marker;
 struct MarkerLayer;
 impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for MarkerLayer {
-    fn on_new_span(&self, _: &tracing::span::Attributes<'_>, id: &tracing::Id, ctx: Context<'_, S>) {
+    fn on_new_span(
+        &self,
+        _: &tracing::span::Attributes<'_>,
+        id: &tracing::Id,
+        ctx: Context<'_, S>,
+    ) {
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(Marker);
         }
@@ -47,7 +52,10 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for MarkerLayer {
 #[derive(Debug)]
 struct DiscardSpans;
 impl opentelemetry_sdk::trace::SpanExporter for DiscardSpans {
-    async fn export(&self, batch: Vec<opentelemetry_sdk::trace::SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
         black_box(batch);
         Ok(())
     }
@@ -79,14 +87,37 @@ fn dispatches() -> Vec<(&'static str, Dispatch, Option<tracing_xray::XrayHandle>
     assert!(!disabled.is_enabled());
 
     vec![
-        ("registry", Dispatch::new(tracing_subscriber::registry()), None),
-        ("registry+empty_layer", Dispatch::new(tracing_subscriber::registry().with(EmptyLayer)), None),
-        ("registry+marker_extension", Dispatch::new(tracing_subscriber::registry().with(MarkerLayer)), None),
-        ("xray_sampled", Dispatch::new(tracing_subscriber::registry().with(sampled)), Some(sampled_handle)),
-        ("xray_disabled_by_env", Dispatch::new(tracing_subscriber::registry().with(disabled)), None),
+        (
+            "registry",
+            Dispatch::new(tracing_subscriber::registry()),
+            None,
+        ),
+        (
+            "registry+empty_layer",
+            Dispatch::new(tracing_subscriber::registry().with(EmptyLayer)),
+            None,
+        ),
+        (
+            "registry+marker_extension",
+            Dispatch::new(tracing_subscriber::registry().with(MarkerLayer)),
+            None,
+        ),
+        (
+            "xray_sampled",
+            Dispatch::new(tracing_subscriber::registry().with(sampled)),
+            Some(sampled_handle),
+        ),
+        (
+            "xray_disabled_by_env",
+            Dispatch::new(tracing_subscriber::registry().with(disabled)),
+            None,
+        ),
         (
             "tracing_opentelemetry",
-            Dispatch::new(tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer))),
+            Dispatch::new(
+                tracing_subscriber::registry()
+                    .with(tracing_opentelemetry::layer().with_tracer(tracer)),
+            ),
             None,
         ),
     ]

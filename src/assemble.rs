@@ -255,6 +255,13 @@ impl<'c> Assembler<'c> {
             entity.trace_id = Some(self.trace_id);
             entity.parent_id = node.parent_id;
             entity.service = Some(&cfg.service);
+            if let Some(resource) = cfg.resource.get() {
+                entity.origin = resource.origin();
+                let fields = resource.aws_fields();
+                if !fields.is_empty() {
+                    entity.aws.resource = Some(fields);
+                }
+            }
             entity.aws.xray = Some(XrayInfo {
                 sdk: "tracing-xray",
                 sdk_version: env!("CARGO_PKG_VERSION"),

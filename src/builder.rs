@@ -49,6 +49,7 @@ pub struct Builder {
     queue_capacity: usize,
     streaming_threshold: usize,
     max_held_subsegments: usize,
+    detectors: crate::Detectors,
 }
 
 impl fmt::Debug for Builder {
@@ -60,6 +61,7 @@ impl fmt::Debug for Builder {
             .field("queue_capacity", &self.queue_capacity)
             .field("streaming_threshold", &self.streaming_threshold)
             .field("max_held_subsegments", &self.max_held_subsegments)
+            .field("detectors", &self.detectors)
             .finish()
     }
 }
@@ -73,6 +75,7 @@ impl Default for Builder {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             streaming_threshold: DEFAULT_STREAMING_THRESHOLD,
             max_held_subsegments: DEFAULT_MAX_HELD_SUBSEGMENTS,
+            detectors: crate::Detectors::default(),
         }
     }
 }
@@ -123,6 +126,23 @@ impl Builder {
         self
     }
 
+    /// Which environments to detect (EC2, ECS, EKS, Elastic Beanstalk,
+    /// Lambda) for the segment's `origin` and `aws` resource blocks. All on
+    /// by default; detection runs once, on a background thread, and never
+    /// delays a segment.
+    ///
+    /// ```
+    /// use tracing_xray::Detectors;
+    /// let layer = tracing_xray::builder()
+    ///     .with_detectors(Detectors::default().ec2(false))
+    ///     .build();
+    /// # drop(layer);
+    /// ```
+    pub fn with_detectors(mut self, detectors: crate::Detectors) -> Self {
+        self.detectors = detectors;
+        self
+    }
+
     /// Builds the layer and starts its worker thread.
     ///
     /// Never fails: an invalid `AWS_XRAY_DAEMON_ADDRESS` is reported on
@@ -147,9 +167,10 @@ impl Builder {
             service: Service {
                 version: self.service_version,
                 runtime: "rust",
-                runtime_version: None,
+                runtime_version: Some(crate::resource::runtime_version()),
             },
             streaming_threshold: self.streaming_threshold,
+            resource: crate::resource::spawn(self.detectors),
         };
         let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
         let counters = Arc::new(Counters::default());

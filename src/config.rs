@@ -17,6 +17,8 @@ pub(crate) struct Config {
     pub(crate) service_name: String,
     pub(crate) service: Service,
     pub(crate) streaming_threshold: usize,
+    /// Filled by the resource detector once it has finished.
+    pub(crate) resource: crate::resource::ResourceSlot,
 }
 
 /// `AWS_XRAY_SDK_ENABLED=false|0|no|n|f|off` (Python) or

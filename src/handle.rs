@@ -229,10 +229,9 @@ fn request(
 /// never `let _ = …`, which drops it at once).
 ///
 /// ```no_run
-/// fn main() {
-///     let _xray = tracing_xray::init();
-///     tracing::info_span!("job").in_scope(|| { /* work */ });
-/// } // everything is exported here
+/// let _xray = tracing_xray::init();
+/// tracing::info_span!("job").in_scope(|| { /* work */ });
+/// // everything is exported when `_xray` goes out of scope
 /// ```
 #[must_use = "dropping the guard shuts tracing-xray down at once"]
 #[derive(Debug)]

@@ -185,7 +185,7 @@ impl Aws<'_> {
             && self.queue_url.is_none()
             && self.table_name.is_none()
             && self.retries.is_none()
-            && self.resource.map_or(true, |m| m.is_empty())
+            && self.resource.is_none_or(|m| m.is_empty())
             && self.xray.is_none()
     }
 }

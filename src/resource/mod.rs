@@ -9,7 +9,6 @@
 //! first, and makes no network call when its environment is absent.
 
 // Until the builder and the worker use `spawn` and `Resource`; remove then.
-#![cfg_attr(not(test), allow(dead_code))]
 
 mod beanstalk;
 mod ec2;
