@@ -249,7 +249,7 @@ impl<'c> Assembler<'c> {
             end_time: Some(EpochSeconds::from_micros(end)),
             ..Default::default()
         };
-        let name_override = route(node, &mut entity, is_segment, &mut self.budget);
+        let name_override = route(node, &mut entity, is_segment, &mut self.budget, &cfg.fields);
         if is_segment {
             entity.name = sanitize_name(&cfg.service_name, "service");
             entity.trace_id = Some(self.trace_id);

@@ -50,6 +50,7 @@ pub struct Builder {
     streaming_threshold: usize,
     max_held_subsegments: usize,
     detectors: crate::Detectors,
+    pub(crate) fields: crate::fields::FieldOptions,
 }
 
 impl fmt::Debug for Builder {
@@ -62,6 +63,7 @@ impl fmt::Debug for Builder {
             .field("streaming_threshold", &self.streaming_threshold)
             .field("max_held_subsegments", &self.max_held_subsegments)
             .field("detectors", &self.detectors)
+            .field("fields", &self.fields)
             .finish()
     }
 }
@@ -76,6 +78,7 @@ impl Default for Builder {
             streaming_threshold: DEFAULT_STREAMING_THRESHOLD,
             max_held_subsegments: DEFAULT_MAX_HELD_SUBSEGMENTS,
             detectors: crate::Detectors::default(),
+            fields: Default::default(),
         }
     }
 }
@@ -170,6 +173,7 @@ impl Builder {
                 runtime_version: Some(crate::resource::runtime_version()),
             },
             streaming_threshold: self.streaming_threshold,
+            fields: self.fields,
             resource: crate::resource::spawn(self.detectors),
         };
         let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);

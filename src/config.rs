@@ -17,6 +17,7 @@ pub(crate) struct Config {
     pub(crate) service_name: String,
     pub(crate) service: Service,
     pub(crate) streaming_threshold: usize,
+    pub(crate) fields: crate::fields::FieldOptions,
     /// Filled by the resource detector once it has finished.
     pub(crate) resource: crate::resource::ResourceSlot,
 }

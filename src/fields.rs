@@ -21,6 +21,11 @@ use crate::limits::{
 use crate::model::{non_finite_name, AnnotationValue, Entity, MetaValue};
 use crate::span_data::{FieldValue, SpanData};
 
+/// Options for how fields are routed (a `Copy` group, set through
+/// [`crate::Builder`] methods).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct FieldOptions {}
+
 /// The metadata namespace for fields without a convention.
 pub(crate) const TRACING_NAMESPACE: &str = "tracing";
 
@@ -87,7 +92,9 @@ pub(crate) fn route<'a>(
     entity: &mut Entity<'a>,
     is_segment: bool,
     budget: &mut TraceBudget,
+    options: &FieldOptions,
 ) -> Option<&'a str> {
+    let _ = options;
     let mut name = None;
     for (key, value) in &span.fields {
         let key: &'static str = key;
