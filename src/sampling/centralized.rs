@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::reservoir::Reservoir;
-use super::wildcard::wildcard_match;
+use super::wildcard::Pattern;
 use super::{
     epoch_seconds, Clock, LocalRules, Rate, Sampler, SamplingDecision, SamplingRequest, SystemClock,
 };
@@ -652,13 +652,13 @@ struct CentralRule {
     name: Arc<str>,
     priority: i64,
     reservoir_size: u64,
-    host: Box<str>,
-    http_method: Box<str>,
-    url_path: Box<str>,
-    service_name: Box<str>,
-    service_type: Box<str>,
-    resource_arn: Box<str>,
-    attributes: Box<[(Box<str>, Box<str>)]>,
+    host: Pattern,
+    http_method: Pattern,
+    url_path: Pattern,
+    service_name: Pattern,
+    service_type: Pattern,
+    resource_arn: Pattern,
+    attributes: Box<[(Box<str>, Pattern)]>,
     state: Arc<RuleState>,
 }
 
@@ -682,7 +682,7 @@ impl CentralRule {
     /// The `Default` rule matches every request, whatever its patterns say
     /// (as in the Go and Java SDKs).
     fn into_catch_all(self) -> Self {
-        let any = || Box::<str>::from("*");
+        let any = Pattern::any;
         CentralRule {
             host: any(),
             http_method: any(),
@@ -699,24 +699,23 @@ impl CentralRule {
     /// constraining the resource ARN or attributes only matches requests
     /// that carry matching values.
     fn matches(&self, request: &SamplingRequest<'_>) -> bool {
-        let optional = |pattern: &str, value: Option<&str>| {
-            value.map_or(true, |v| wildcard_match(pattern, v, true))
-        };
+        let optional =
+            |pattern: &Pattern, value: Option<&str>| value.map_or(true, |v| pattern.matches(v));
         optional(&self.host, request.host)
             && optional(&self.http_method, request.http_method)
             && optional(&self.url_path, request.url_path)
             && optional(&self.service_name, request.service_name)
             && optional(&self.service_type, request.service_type)
-            && (&*self.resource_arn == "*"
+            && (self.resource_arn.is_any()
                 || request
                     .resource_arn
-                    .is_some_and(|arn| wildcard_match(&self.resource_arn, arn, true)))
+                    .is_some_and(|arn| self.resource_arn.matches(arn)))
             && self.attributes.iter().all(|(key, pattern)| {
                 request
                     .attributes
                     .iter()
                     .find(|(k, _)| *k == &**key)
-                    .is_some_and(|(_, v)| wildcard_match(pattern, v, true))
+                    .is_some_and(|(_, v)| pattern.matches(v))
             })
     }
 
@@ -895,13 +894,13 @@ struct ValidRule {
     priority: i64,
     fixed_rate: f64,
     reservoir_size: u64,
-    host: Box<str>,
-    http_method: Box<str>,
-    url_path: Box<str>,
-    service_name: Box<str>,
-    service_type: Box<str>,
-    resource_arn: Box<str>,
-    attributes: Box<[(Box<str>, Box<str>)]>,
+    host: Pattern,
+    http_method: Pattern,
+    url_path: Pattern,
+    service_name: Pattern,
+    service_type: Pattern,
+    resource_arn: Pattern,
+    attributes: Box<[(Box<str>, Pattern)]>,
 }
 
 impl ApiRule {
@@ -918,17 +917,17 @@ impl ApiRule {
             priority: self.priority?,
             fixed_rate,
             reservoir_size: u64::try_from(self.reservoir_size?).ok()?,
-            host: self.host?.into(),
-            http_method: self.http_method?.into(),
-            url_path: self.url_path?.into(),
-            service_name: self.service_name?.into(),
-            service_type: self.service_type?.into(),
-            resource_arn: self.resource_arn?.into(),
+            host: Pattern::new(&self.host?),
+            http_method: Pattern::new(&self.http_method?),
+            url_path: Pattern::new(&self.url_path?),
+            service_name: Pattern::new(&self.service_name?),
+            service_type: Pattern::new(&self.service_type?),
+            resource_arn: Pattern::new(&self.resource_arn?),
             attributes: self
                 .attributes
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
+                .map(|(k, v)| (k.into(), Pattern::new(&v)))
                 .collect(),
         })
     }

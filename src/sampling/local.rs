@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use serde_json::{Map, Value};
 
 use super::reservoir::Reservoir;
-use super::wildcard::wildcard_match;
+use super::wildcard::Pattern;
 use super::{epoch_seconds, Rate, Sampler, SamplingDecision, SamplingRequest};
 
 /// Sampling by a local rules file: rules in file order, the first match wins,
@@ -57,9 +57,9 @@ struct RuleSet {
 
 #[derive(Debug)]
 struct LocalRule {
-    host: Box<str>,
-    http_method: Box<str>,
-    url_path: Box<str>,
+    host: Pattern,
+    http_method: Pattern,
+    url_path: Pattern,
     target: Target,
 }
 
@@ -87,9 +87,8 @@ impl Target {
 
 impl LocalRule {
     fn matches(&self, request: &SamplingRequest<'_>) -> bool {
-        let ok = |pattern: &str, value: Option<&str>| {
-            value.map_or(true, |v| wildcard_match(pattern, v, true))
-        };
+        let ok =
+            |pattern: &Pattern, value: Option<&str>| value.map_or(true, |v| pattern.matches(v));
         ok(&self.host, request.host)
             && ok(&self.http_method, request.http_method)
             && ok(&self.url_path, request.url_path)
@@ -359,10 +358,10 @@ fn parse_rule(value: &Value, version: u64) -> Result<LocalRule, String> {
     })
 }
 
-fn pattern(obj: &Map<String, Value>, key: &str) -> Result<Box<str>, String> {
+fn pattern(obj: &Map<String, Value>, key: &str) -> Result<Pattern, String> {
     match obj.get(key) {
         None | Some(Value::Null) => Err(format!("missing `{key}`")),
-        Some(Value::String(s)) => Ok(s.as_str().into()),
+        Some(Value::String(s)) => Ok(Pattern::new(s)),
         Some(other) => Err(format!("`{key}` must be a string, found {other}")),
     }
 }

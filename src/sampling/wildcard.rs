@@ -2,6 +2,83 @@
 //! characters, `?` exactly one, everything else itself; no escapes; the whole
 //! text must match.
 
+/// A case-insensitive sampling pattern, classified once when the rules are
+/// loaded so that the common shapes (`*`, `GET`, `/api/*`, `*.example.com`)
+/// are a single comparison on the hot path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pattern {
+    raw: Box<str>,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `*`, `**`, ...
+    Any,
+    /// No wildcard, ASCII.
+    Exact,
+    /// ASCII literal then one trailing `*`; the literal's length.
+    Prefix(usize),
+    /// One leading `*` then an ASCII literal.
+    Suffix,
+    /// Anything else.
+    General,
+}
+
+impl Pattern {
+    pub(crate) fn new(pattern: &str) -> Self {
+        let is_wild = |b: u8| b == b'*' || b == b'?';
+        let bytes = pattern.as_bytes();
+        let kind = if !bytes.is_empty() && bytes.iter().all(|&b| b == b'*') {
+            Kind::Any
+        } else if !pattern.is_ascii() {
+            Kind::General
+        } else {
+            match bytes.iter().filter(|&&b| is_wild(b)).count() {
+                0 => Kind::Exact,
+                1 if bytes[bytes.len() - 1] == b'*' => Kind::Prefix(bytes.len() - 1),
+                1 if bytes[0] == b'*' => Kind::Suffix,
+                _ => Kind::General,
+            }
+        };
+        Pattern {
+            raw: pattern.into(),
+            kind,
+        }
+    }
+
+    /// The `*` pattern.
+    pub(crate) fn any() -> Self {
+        Pattern::new("*")
+    }
+
+    pub(crate) fn is_any(&self) -> bool {
+        self.kind == Kind::Any
+    }
+
+    /// Case-insensitive match of the whole `text`.
+    pub(crate) fn matches(&self, text: &str) -> bool {
+        let raw = self.raw.as_bytes();
+        // The literal shapes compare ASCII bytes; non-ASCII text takes the
+        // general path, where Unicode lower-casing applies (e.g. KELVIN SIGN
+        // matches `k`).
+        match self.kind {
+            Kind::Any => true,
+            Kind::Exact if text.is_ascii() => text.as_bytes().eq_ignore_ascii_case(raw),
+            Kind::Prefix(n) if text.is_ascii() => text
+                .as_bytes()
+                .get(..n)
+                .is_some_and(|head| head.eq_ignore_ascii_case(&raw[..n])),
+            Kind::Suffix if text.is_ascii() => {
+                let tail = &raw[1..];
+                text.len() >= tail.len()
+                    && text.as_bytes()[text.len() - tail.len()..].eq_ignore_ascii_case(tail)
+            }
+            _ => wildcard_match(&self.raw, text, true),
+        }
+    }
+}
+
 /// Whether `text` matches `pattern`. Sampling always uses
 /// `case_insensitive = true`; the case-sensitive mode exists for the shared
 /// test vectors.
@@ -91,7 +168,7 @@ fn chars_equal(a: char, b: char, case_insensitive: bool) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::wildcard_match;
+    use super::{wildcard_match, Pattern};
 
     #[test]
     fn basics() {
@@ -116,6 +193,65 @@ mod tests {
         assert!(!wildcard_match("??", "é", true));
         assert!(wildcard_match("*é*", "café au lait", true));
         assert!(wildcard_match("ca*", "CAFÉ", true));
+    }
+
+    #[test]
+    fn pattern_shapes_agree_with_the_general_matcher() {
+        let patterns = [
+            "",
+            "*",
+            "**",
+            "GET",
+            "/api/*",
+            "*.example.com",
+            "a?c",
+            "*a*",
+            "k",
+            "K*",
+            "*k",
+            "é*",
+            "?",
+            "/x",
+            "*/",
+            "a*b",
+        ];
+        let texts = [
+            "",
+            "get",
+            "GET",
+            "Get",
+            "/api/",
+            "/API/v1",
+            "/ap",
+            "www.EXAMPLE.com",
+            ".example.com",
+            "example.com",
+            "abc",
+            "aXc",
+            "k",
+            "\u{212a}",
+            "\u{212a}x",
+            "x\u{212a}",
+            "éa",
+            "ÉA",
+            "/x",
+            "/",
+            "ab",
+            "a/b",
+        ];
+        for p in patterns {
+            let compiled = Pattern::new(p);
+            for t in texts {
+                assert_eq!(
+                    compiled.matches(t),
+                    wildcard_match(p, t, true),
+                    "{p:?} {t:?}"
+                );
+            }
+        }
+        assert!(Pattern::any().is_any());
+        assert!(Pattern::new("***").is_any());
+        assert!(!Pattern::new("").is_any());
     }
 
     #[test]
