@@ -3,7 +3,7 @@
 //! `tests/fixtures/sampling/sampling-rules/api-*.json`. Time is a manual
 //! clock and polling is driven with `poll_once`, so nothing sleeps.
 
-mod common;
+mod sampling_common;
 
 use std::net::TcpListener;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{fixture_json, ManualClock, ProxyServer, Recorded, Reply};
+use sampling_common::{fixture_json, ManualClock, ProxyServer, Recorded, Reply};
 use serde_json::{json, Value};
 use tracing_xray::sampling::{CentralizedSampler, Clock, LocalRules, Sampler, SamplingRequest};
 

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -23,6 +23,8 @@ use super::wildcard::Pattern;
 use super::{
     epoch_seconds, Clock, LocalRules, Rate, Sampler, SamplingDecision, SamplingRequest, SystemClock,
 };
+use crate::layer::SuppressGuard;
+use crate::DaemonAddress;
 
 /// Rules are fetched at start and then every `RULES_INTERVAL` + up to
 /// `RULES_JITTER`.
@@ -45,7 +47,6 @@ const MAX_THREAD_WAIT: Duration = Duration::from_secs(1);
 const MAX_BODY_BYTES: u64 = 1 << 20;
 const DEFAULT_RULE_NAME: &str = "Default";
 const THREAD_NAME: &str = "tracing-xray-sampling";
-const DEFAULT_PROXY: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 2000));
 
 /// Sampling by the rules defined in the X-Ray console, with the reservoir
 /// quotas the X-Ray service assigns to this process.
@@ -437,6 +438,9 @@ impl Shared {
     }
 
     fn poll(&self) -> Duration {
+        // Our diagnostics and the HTTP client's are not traced by our own
+        // layer, whichever thread polls.
+        let _suppress = SuppressGuard::enter();
         let mut poller = lock(&self.poller);
         let now = self.clock.now();
         let mut refresh = is_due(poller.next_rules, now, RULES_INTERVAL + RULES_JITTER);
@@ -700,7 +704,7 @@ impl CentralRule {
     /// that carry matching values.
     fn matches(&self, request: &SamplingRequest<'_>) -> bool {
         let optional =
-            |pattern: &Pattern, value: Option<&str>| value.map_or(true, |v| pattern.matches(v));
+            |pattern: &Pattern, value: Option<&str>| value.is_none_or(|v| pattern.matches(v));
         optional(&self.host, request.host)
             && optional(&self.http_method, request.http_method)
             && optional(&self.url_path, request.url_path)
@@ -995,55 +999,17 @@ fn client_id() -> String {
 
 /// The `tcp` address of `AWS_XRAY_DAEMON_ADDRESS`, else `127.0.0.1:2000`.
 fn proxy_address_from_env() -> SocketAddr {
-    let Ok(value) = std::env::var("AWS_XRAY_DAEMON_ADDRESS") else {
-        return DEFAULT_PROXY;
-    };
-    parse_tcp_address(&value).unwrap_or_else(|| {
-        tracing::warn!(
-            target: "tracing_xray::sampling",
-            value = %value,
-            "ignoring invalid AWS_XRAY_DAEMON_ADDRESS; using 127.0.0.1:2000 for sampling"
-        );
-        DEFAULT_PROXY
-    })
-}
-
-/// `host:port`, or `tcp:host:port udp:host:port` in either order (SPEC §2.2).
-fn parse_tcp_address(value: &str) -> Option<SocketAddr> {
-    let mut parts = value.split_whitespace();
-    let (first, second) = (parts.next()?, parts.next());
-    if parts.next().is_some() {
-        return None;
-    }
-    match second {
-        None if !first.starts_with("tcp:") && !first.starts_with("udp:") => resolve(first),
-        None => None,
-        Some(second) => {
-            let (tcp, udp) = match (first.split_once(':'), second.split_once(':')) {
-                (Some(("tcp", t)), Some(("udp", u))) | (Some(("udp", u)), Some(("tcp", t))) => {
-                    (t, u)
-                }
-                _ => return None,
-            };
-            resolve(udp)?;
-            resolve(tcp)
+    match DaemonAddress::from_env() {
+        Ok(address) => address.unwrap_or_default().tcp(),
+        Err(error) => {
+            tracing::warn!(
+                target: "tracing_xray::sampling",
+                %error,
+                "ignoring AWS_XRAY_DAEMON_ADDRESS; using 127.0.0.1:2000 for sampling"
+            );
+            DaemonAddress::default().tcp()
         }
     }
-}
-
-fn resolve(host_port: &str) -> Option<SocketAddr> {
-    let (host, port) = host_port.rsplit_once(':')?;
-    let port: u16 = port.parse().ok()?;
-    if host.is_empty() {
-        return None;
-    }
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addresses: Vec<SocketAddr> = (host, port).to_socket_addrs().ok()?.collect();
-    addresses
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addresses.first())
-        .copied()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -1256,43 +1222,6 @@ mod tests {
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
         assert_ne!(id, client_id());
-    }
-
-    #[test]
-    fn daemon_address_forms() {
-        let v4 = |s: &str| s.parse::<SocketAddr>().unwrap();
-        assert_eq!(
-            parse_tcp_address("192.168.0.1:3000"),
-            Some(v4("192.168.0.1:3000"))
-        );
-        assert_eq!(
-            parse_tcp_address("tcp:127.0.0.1:5000 udp:127.0.0.1:4000"),
-            Some(v4("127.0.0.1:5000"))
-        );
-        assert_eq!(
-            parse_tcp_address("udp:127.0.0.2:8080 tcp:192.168.0.1:3000"),
-            Some(v4("192.168.0.1:3000"))
-        );
-        assert_eq!(
-            parse_tcp_address("localhost:2000"),
-            Some(v4("127.0.0.1:2000"))
-        );
-        for invalid in [
-            "udp:127.0.0.2:2001 udp:127.0.0.1:2000",
-            "tcp:127.0.0.2:2001 tcp:127.0.0.1:2000",
-            "udp:1.2.1:2a tcp:127.0.0.1:2000",
-            "udp:127.0.0.2:2001",
-            "tcp:192.168.0.1:3000",
-            "localhost:",
-            "192.168.0.1",
-            ":8000",
-            "8000",
-            "127.0.0.2:8080 192.168.0.1:3000",
-            "tcp:0.0.0.1:2udp:0.0.0.2:3",
-            "",
-        ] {
-            assert_eq!(parse_tcp_address(invalid), None, "{invalid:?}");
-        }
     }
 
     #[test]

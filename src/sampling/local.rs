@@ -87,8 +87,7 @@ impl Target {
 
 impl LocalRule {
     fn matches(&self, request: &SamplingRequest<'_>) -> bool {
-        let ok =
-            |pattern: &Pattern, value: Option<&str>| value.map_or(true, |v| pattern.matches(v));
+        let ok = |pattern: &Pattern, value: Option<&str>| value.is_none_or(|v| pattern.matches(v));
         ok(&self.host, request.host)
             && ok(&self.http_method, request.http_method)
             && ok(&self.url_path, request.url_path)
