@@ -120,9 +120,9 @@ impl fmt::Debug for CentralizedSamplerBuilder {
 impl CentralizedSamplerBuilder {
     /// The daemon's TCP address (its sampling proxy).
     ///
-    /// Default: the `tcp` part of `AWS_XRAY_DAEMON_ADDRESS` (`host:port` or
-    /// `tcp:host:port udp:host:port`), else `127.0.0.1:2000`. An invalid
-    /// variable is ignored.
+    /// Default: the `tcp` part of `AWS_XRAY_DAEMON_ADDRESS` (see
+    /// [`DaemonAddress::from_env`]), else `127.0.0.1:2000`. An invalid value
+    /// is ignored with a warning.
     ///
     /// ```
     /// use tracing_xray::sampling::CentralizedSampler;
