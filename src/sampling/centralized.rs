@@ -201,6 +201,8 @@ impl CentralizedSamplerBuilder {
             .timeout_global(Some(self.timeout))
             // Never route the local daemon through an HTTP(S)_PROXY.
             .proxy(None)
+            .max_redirects(0)
+            .user_agent(concat!("tracing-xray/", env!("CARGO_PKG_VERSION")))
             .build();
         CentralizedSampler {
             shared: Arc::new(Shared {
