@@ -14,6 +14,7 @@ mod layer;
 mod limits;
 mod model;
 mod resource;
+pub mod sampling;
 mod span_data;
 mod worker;
 
