@@ -265,7 +265,7 @@ impl<'c> Assembler<'c> {
             entity.aws.xray = Some(XrayInfo {
                 sdk: "tracing-xray",
                 sdk_version: env!("CARGO_PKG_VERSION"),
-                sampling_rule_name: None,
+                sampling_rule_name: node.rule_name.as_deref(),
             });
             // The root span's own name is kept beside its fields.
             entity

@@ -36,6 +36,7 @@ impl std::error::Error for FlushError {}
 ///
 /// ```
 /// let layer = tracing_xray::builder()
+///     .with_sampler(tracing_xray::sampling::AlwaysSample)
 ///     .with_exporter(tracing_xray::export::NoopExporter)
 ///     .build();
 /// let stats = layer.handle().stats();

@@ -16,6 +16,7 @@ mod model;
 mod resource;
 pub mod sampling;
 mod span_data;
+mod span_ext;
 mod worker;
 
 pub use builder::{Builder, DEFAULT_SHUTDOWN_TIMEOUT};
@@ -25,6 +26,7 @@ pub use header::{Sampled, TraceHeader, HEADER_NAME, HEADER_NAME_LOWERCASE};
 pub use id::{ParseIdError, SegmentId, TraceId};
 pub use layer::XrayLayer;
 pub use resource::Detectors;
+pub use span_ext::XraySpanExt;
 
 /// A layer configured from the environment, sending to the X-Ray daemon.
 ///

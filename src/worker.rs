@@ -48,7 +48,7 @@ pub(crate) enum Message {
 }
 
 pub(crate) fn spawn(
-    cfg: Config,
+    cfg: Arc<Config>,
     exporter: Box<dyn Exporter>,
     rx: Receiver<Message>,
     counters: Arc<Counters>,
@@ -69,7 +69,7 @@ pub(crate) fn spawn(
 }
 
 struct Worker {
-    cfg: Config,
+    cfg: Arc<Config>,
     exporter: Box<dyn Exporter>,
     rx: Receiver<Message>,
     counters: Arc<Counters>,

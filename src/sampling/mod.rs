@@ -274,7 +274,6 @@ impl SamplingDecision {
     }
 
     /// The rule name as a shared string, cheap to clone into a segment.
-    #[allow(dead_code)] // for the layer
     pub(crate) fn rule_name_arc(&self) -> Option<&Arc<str>> {
         self.rule_name.as_ref()
     }
