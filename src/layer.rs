@@ -86,7 +86,10 @@ pub(crate) struct LayerInner {
 /// this function pointer, made in `on_layer` where the subscriber type is
 /// known, does the typed lookup.
 #[derive(Clone, Copy)]
-pub(crate) struct WithContext(pub(crate) fn(&Dispatch, &Id, Lookup, &mut dyn FnMut(Found<'_>)));
+pub(crate) struct WithContext(pub(crate) WithContextFn);
+
+/// `with_context::<S>` for the subscriber type the layer was added to.
+pub(crate) type WithContextFn = fn(&Dispatch, &Id, Lookup, &mut dyn FnMut(Found<'_>));
 
 /// Which data a [`WithContext`] lookup wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
