@@ -190,6 +190,46 @@ struct Inherited {
     anchor: Anchor,
 }
 
+impl Inherited {
+    fn from(span: Id, d: &SpanData) -> Self {
+        Inherited {
+            span,
+            trace_id: d.trace_id,
+            sampled: d.sampled(),
+            anchor: d.anchor,
+        }
+    }
+}
+
+/// Finds the nearest traced ancestor of a new span with one read lock in
+/// the common case; a root still undecided decides now, at its first child.
+fn inherit<S>(span: &SpanRef<'_, S>, inner: &LayerInner) -> Option<Inherited>
+where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
+    let mut ancestor = span.parent()?;
+    loop {
+        {
+            let ext = ancestor.extensions();
+            match ext.get::<SpanData>() {
+                Some(d) if d.decision != Decision::Pending => {
+                    return Some(Inherited::from(ancestor.id(), d))
+                }
+                Some(_) => {}
+                None => {
+                    drop(ext);
+                    ancestor = ancestor.parent()?;
+                    continue;
+                }
+            }
+        }
+        let mut ext = ancestor.extensions_mut();
+        let d = ext.get_mut::<SpanData>()?;
+        inner.decide(d);
+        return Some(Inherited::from(ancestor.id(), d));
+    }
+}
+
 fn first_str<'a>(fields: &'a [(&'static str, FieldValue)], keys: &[&str]) -> Option<&'a str> {
     keys.iter().find_map(|k| {
         fields.iter().rev().find_map(|(name, v)| match v {
@@ -329,30 +369,7 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        let parent = traced_ancestor(&span).and_then(|p| {
-            {
-                let ext = p.extensions();
-                let d = ext.get::<SpanData>()?;
-                if d.decision != Decision::Pending {
-                    return Some(Inherited {
-                        span: p.id(),
-                        trace_id: d.trace_id,
-                        sampled: d.sampled(),
-                        anchor: d.anchor,
-                    });
-                }
-            }
-            // The root's first child: decide now.
-            let mut ext = p.extensions_mut();
-            let d = ext.get_mut::<SpanData>()?;
-            inner.decide(d);
-            Some(Inherited {
-                span: p.id(),
-                trace_id: d.trace_id,
-                sampled: d.sampled(),
-                anchor: d.anchor,
-            })
-        });
+        let parent = inherit(&span, inner);
         let data = match parent {
             // Unsampled: nothing stored, nothing recorded. Header lookups
             // find the nearest traced ancestor.
