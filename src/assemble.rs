@@ -43,6 +43,7 @@ pub(crate) struct AssemblyCounts {
     pub(crate) trimmed_spans: u64,
     pub(crate) annotations_demoted: u64,
     pub(crate) exceptions_dropped: u64,
+    pub(crate) events_dropped: u64,
 }
 
 struct Packed {
@@ -279,6 +280,10 @@ impl<'c> Assembler<'c> {
         } else {
             entity.name = sanitize_name(name_override.unwrap_or(node.meta.name()), "span");
         }
+        if !node.events.is_empty() {
+            crate::events::render(node, &mut entity);
+        }
+        self.counts.events_dropped += u64::from(node.events_dropped);
         if !node.errors.is_empty() {
             entity.fault = true;
             let mut cause = Cause::default();

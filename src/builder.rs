@@ -52,6 +52,7 @@ pub struct Builder {
     detectors: crate::Detectors,
     sampler: Option<Arc<dyn crate::sampling::Sampler>>,
     lambda: Option<bool>,
+    events: bool,
     pub(crate) fields: crate::fields::FieldOptions,
 }
 
@@ -67,6 +68,7 @@ impl fmt::Debug for Builder {
             .field("detectors", &self.detectors)
             .field("custom_sampler", &self.sampler.is_some())
             .field("lambda", &self.lambda)
+            .field("events", &self.events)
             .field("fields", &self.fields)
             .finish()
     }
@@ -84,6 +86,7 @@ impl Default for Builder {
             detectors: crate::Detectors::default(),
             sampler: None,
             lambda: None,
+            events: false,
             fields: Default::default(),
         }
     }
@@ -181,6 +184,21 @@ impl Builder {
         self
     }
 
+    /// Records the events (other than ERROR events, which always mark the
+    /// span) inside each sampled span as metadata: `metadata.tracing.events`,
+    /// a list of `{time, level, target, message, fields…}`, at most 32 per
+    /// span (the rest counted in [`crate::Stats::events_dropped`]).
+    /// Default: off (events cost time and document space).
+    ///
+    /// ```
+    /// let layer = tracing_xray::builder().with_events(true).build();
+    /// # drop(layer);
+    /// ```
+    pub fn with_events(mut self, record: bool) -> Self {
+        self.events = record;
+        self
+    }
+
     /// Builds the layer and starts its worker thread.
     ///
     /// Never fails: an invalid `AWS_XRAY_DAEMON_ADDRESS` is reported on
@@ -239,6 +257,7 @@ impl Builder {
                 lambda: self
                     .lambda
                     .unwrap_or_else(|| std::env::var_os("LAMBDA_TASK_ROOT").is_some()),
+                events: self.events,
             })),
             handle: XrayHandle {
                 shared: Some(shared),

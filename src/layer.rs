@@ -31,7 +31,8 @@ use crate::header::{Sampled, TraceHeader};
 use crate::id::{SegmentId, TraceId};
 use crate::sampling::{Sampler, SamplingRequest};
 use crate::span_data::{
-    debug_string, Anchor, Decision, ErrorRecord, FieldValue, FieldVisitor, Role, SpanData,
+    debug_string, Anchor, Decision, ErrorRecord, EventRecord, FieldValue, FieldVisitor, Role,
+    SpanData, MAX_EVENTS_PER_SPAN,
 };
 use crate::worker::Message;
 
@@ -79,6 +80,8 @@ pub(crate) struct LayerInner {
     pub(crate) cfg: Arc<Config>,
     /// Running in AWS Lambda: Lambda owns the segment (SPEC §3.3).
     pub(crate) lambda: bool,
+    /// Record non-error events as metadata.
+    pub(crate) events: bool,
 }
 
 /// Reaches a span's X-Ray data from a [`Dispatch`] (used by
@@ -433,7 +436,9 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if self.inner.is_none() || *event.metadata().level() != Level::ERROR || suppressed() {
+        let Some(inner) = &self.inner else { return };
+        let is_error = *event.metadata().level() == Level::ERROR;
+        if !(is_error || inner.events) || suppressed() {
             return;
         }
         let Some(span) = ctx.event_span(event).and_then(traced_self_or_ancestor) else {
@@ -447,6 +452,24 @@ where
             return;
         }
         let meta = event.metadata();
+        if !is_error {
+            let at = Instant::now();
+            let mut fields = Vec::new();
+            let mut errors = Vec::new();
+            event.record(&mut FieldVisitor {
+                fields: &mut fields,
+                errors: &mut errors,
+            });
+            let mut ext = span.extensions_mut();
+            if let Some(data) = ext.get_mut::<SpanData>() {
+                if data.events.len() < MAX_EVENTS_PER_SPAN {
+                    data.events.push(EventRecord { at, meta, fields });
+                } else {
+                    data.events_dropped = data.events_dropped.saturating_add(1);
+                }
+            }
+            return;
+        }
         let mut visitor = EventVisitor::default();
         event.record(&mut visitor);
         let record = match visitor.error {
@@ -660,6 +683,8 @@ impl SpanData {
             fields: Vec::new(),
             errors: Vec::new(),
             errors_dropped: 0,
+            events: Vec::new(),
+            events_dropped: 0,
             children: Vec::new(),
             held: 0,
         }

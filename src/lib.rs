@@ -5,6 +5,7 @@ mod assemble;
 mod builder;
 mod config;
 mod daemon_address;
+mod events;
 pub mod export;
 mod fields;
 mod handle;

@@ -103,6 +103,18 @@ pub(crate) enum Role {
     Independent,
 }
 
+/// How many non-error events one span keeps when events are recorded.
+pub(crate) const MAX_EVENTS_PER_SPAN: usize = 32;
+
+/// A non-error event recorded inside a span (only with
+/// `Builder::with_events(true)`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EventRecord {
+    pub(crate) at: Instant,
+    pub(crate) meta: &'static Metadata<'static>,
+    pub(crate) fields: Vec<(&'static str, FieldValue)>,
+}
+
 /// Everything the layer knows about one span.
 #[derive(Debug)]
 pub(crate) struct SpanData {
@@ -126,6 +138,9 @@ pub(crate) struct SpanData {
     pub(crate) fields: Vec<(&'static str, FieldValue)>,
     pub(crate) errors: Vec<ErrorRecord>,
     pub(crate) errors_dropped: u32,
+    /// Non-error events, when recorded; `events_dropped` counts the excess.
+    pub(crate) events: Vec<EventRecord>,
+    pub(crate) events_dropped: u32,
     /// Finished children, in the order they closed.
     pub(crate) children: Vec<SpanData>,
     /// Finished descendants held in `children` (recursively).

@@ -231,6 +231,7 @@ fn finish(c: &Counters, asm: Assembler<'_>, batch: &mut Vec<Document>) {
     Counters::add(&c.spans_trimmed, asm.counts.trimmed_spans);
     Counters::add(&c.annotations_demoted, asm.counts.annotations_demoted);
     Counters::add(&c.exceptions_dropped, asm.counts.exceptions_dropped);
+    Counters::add(&c.events_dropped, asm.counts.events_dropped);
     batch.extend(asm.out);
 }
 
