@@ -118,6 +118,11 @@ fn dispatches() -> Vec<(&'static str, Dispatch, Option<tracing_xray::XrayHandle>
             Some(sampled_handle),
         ),
         (
+            "xray_unsampled",
+            Dispatch::new(tracing_subscriber::registry().with(unsampled)),
+            None,
+        ),
+        (
             "xray_disabled_by_env",
             Dispatch::new(tracing_subscriber::registry().with(disabled)),
             None,
