@@ -67,7 +67,8 @@ case "${1:-}" in
   start)
     PORT="${2:-5055}"
     PYBIN="$(setup)"
-    LOG="${MOTO_LOG:-$ROOT/target/moto-$PORT.log}"
+    mkdir -p "$ROOT/target/moto-logs"
+    LOG="${MOTO_LOG:-$ROOT/target/moto-logs/moto-$PORT.log}"
     INITIAL_NO_AUTH_ACTION_COUNT=3 nohup "$PYBIN" -m moto.server -H 127.0.0.1 -p "$PORT" \
       >"$LOG" 2>&1 </dev/null &
     PID=$!

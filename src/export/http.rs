@@ -335,7 +335,14 @@ impl HttpExporter {
         self.stats
             .largest_batch
             .fetch_max(n as u64, Ordering::Relaxed);
-        let answer = match self.agent.run(request) {
+        // ureq's wire-level TRACE logging dumps the raw request, session token
+        // included: keep it (and anything else the client logs through
+        // `tracing`, or through `log` bridged to it) out of every subscriber.
+        let url = &self.url;
+        let agent = &self.agent;
+        let answer = tracing::dispatcher::with_default(&tracing::Dispatch::none(), || match agent
+            .run(request)
+        {
             Ok(mut response) => {
                 let status = response.status().as_u16();
                 let error_type = response
@@ -351,8 +358,8 @@ impl HttpExporter {
                     .unwrap_or_default();
                 api::classify(status, error_type.as_deref(), &text)
             }
-            Err(e) => Answer::Retry(format!("request to {} failed: {e}", self.url)),
-        };
+            Err(e) => Answer::Retry(format!("request to {url} failed: {e}")),
+        });
         match answer {
             Answer::Accepted(unprocessed) => self.on_accepted(batch, unprocessed, outcome),
             Answer::Unauthorized(why) => {
