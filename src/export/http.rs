@@ -21,21 +21,25 @@ use credentials::{Cache, CredentialsFailure, Source};
 
 /// The most documents one `PutTraceSegments` call carries (the X-Ray
 /// daemon's batch size).
+///
+/// ```
+/// assert_eq!(tracing_xray::export::MAX_BATCH_DOCUMENTS, 50);
+/// ```
 pub const MAX_BATCH_DOCUMENTS: usize = 50;
 /// Default of [`HttpExporterBuilder::batch_delay`].
-pub const DEFAULT_BATCH_DELAY: Duration = Duration::from_secs(1);
+const DEFAULT_BATCH_DELAY: Duration = Duration::from_secs(1);
 /// Default of [`HttpExporterBuilder::backlog_capacity`].
-pub const DEFAULT_BACKLOG_CAPACITY: usize = 10_000;
+const DEFAULT_BACKLOG_CAPACITY: usize = 10_000;
 /// Default of [`HttpExporterBuilder::connect_timeout`].
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default of [`HttpExporterBuilder::read_timeout`].
-pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default first delay of [`HttpExporterBuilder::retry_backoff`].
-pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(200);
+const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(200);
 /// Default longest delay of [`HttpExporterBuilder::retry_backoff`].
-pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Default of [`HttpExporterBuilder::auth_retry_interval`].
-pub const DEFAULT_AUTH_RETRY_INTERVAL: Duration = Duration::from_secs(60);
+const DEFAULT_AUTH_RETRY_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How often a document listed in `UnprocessedTraceSegments` with a
 /// retryable error code is sent before it counts as failed.

@@ -23,8 +23,6 @@ mod udp;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use http::{
     HttpExporter, HttpExporterBuilder, HttpExporterError, HttpStats, HttpStatsHandle,
-    DEFAULT_AUTH_RETRY_INTERVAL, DEFAULT_BACKLOG_CAPACITY, DEFAULT_BACKOFF_INITIAL,
-    DEFAULT_BACKOFF_MAX, DEFAULT_BATCH_DELAY, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT,
     MAX_BATCH_DOCUMENTS,
 };
 pub use memory::InMemoryExporter;
