@@ -253,3 +253,54 @@ fn ten_thousand_traces_arrive_in_batches_of_at_most_50() {
     let stored: BTreeSet<String> = moto.trace_summary_ids().into_iter().collect();
     assert_eq!(stored, sent);
 }
+
+/// Credentials from a provider, close enough to expiry that every batch asks
+/// the provider again: all of them sign correctly.
+#[test]
+fn credentials_from_a_provider_are_refreshed_and_accepted() {
+    use aws_credential_types::provider::{future, ProvideCredentials};
+    use aws_credential_types::Credentials;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::SystemTime;
+
+    #[derive(Debug)]
+    struct ShortLived {
+        id: String,
+        secret: String,
+        calls: Arc<AtomicUsize>,
+    }
+    impl ProvideCredentials for ShortLived {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            future::ProvideCredentials::ready(Ok(Credentials::new(
+                &self.id,
+                &self.secret,
+                None,
+                Some(SystemTime::now() + Duration::from_secs(60)),
+                "short-lived",
+            )))
+        }
+    }
+
+    let Some(moto) = Moto::start() else { return };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let run = Run::new(exporter(&moto).credentials_provider(ShortLived {
+        id: moto.access_key_id.clone(),
+        secret: moto.secret_access_key.clone(),
+        calls: calls.clone(),
+    }));
+    run.traces(3, "provider");
+    run.flush(Duration::from_secs(10));
+    run.traces(2, "provider");
+    run.flush(Duration::from_secs(10));
+
+    let stats = run.xray.stats();
+    assert_eq!((stats.documents_exported, stats.documents_failed), (5, 0));
+    assert_eq!(run.http.snapshot().requests, 2);
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "asked again before expiry");
+    let sent = run.seen();
+    assert_eq!(fetched(&moto, &trace_ids(&sent)), by_trace(&sent));
+}
