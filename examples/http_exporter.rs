@@ -7,11 +7,19 @@
 //!
 //! The credentials need the IAM permission `xray:PutTraceSegments`. Set
 //! `XRAY_ENDPOINT` to send elsewhere (a VPC endpoint, or a local fake of the
-//! API such as moto: see `scripts/moto-server.sh`).
+//! API such as moto):
+//!
+//! ```text
+//! PID=$(scripts/moto-server.sh start 5055)
+//! env $(cat target/moto-logs/moto-5055.env) XRAY_ENDPOINT=http://127.0.0.1:5055 \
+//!     cargo run --example http_exporter --features http
+//! scripts/moto-server.sh stop "$PID"
+//! ```
 
 use std::time::Duration;
 
 use tracing::{info, info_span};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::HttpExporter;
 
@@ -35,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let xray = layer.handle();
     tracing_subscriber::registry()
         .with(layer)
-        .with(tracing_subscriber::fmt::layer())
+        .with(tracing_subscriber::fmt::layer().with_filter(LevelFilter::INFO))
         .init();
 
     for order in 0..3 {
