@@ -61,11 +61,18 @@ setup() {
   fi
   if [ ! -x "$VENV/bin/python" ]; then
     log "creating venv $VENV"
-    "$PY" -m venv "$VENV" >&2
+    if ! "$PY" -m venv "$VENV" >&2; then
+      rm -rf "$VENV"
+      log "error: '$PY -m venv' failed (on Debian/Ubuntu: 'apt-get install python3-venv')"
+      exit 1
+    fi
   fi
   if ! "$VENV/bin/python" -c "import importlib.metadata as m,sys; sys.exit(m.version('moto')!='$MOTO_VERSION')" 2>/dev/null; then
     log "installing ${PINS[*]}"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PINS[@]}" >&2
+    if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PINS[@]}" >&2; then
+      log "error: could not install ${PINS[*]} from PyPI into $VENV"
+      exit 1
+    fi
   fi
   echo "$VENV/bin/python"
 }
