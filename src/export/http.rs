@@ -65,7 +65,18 @@ const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 /// All of this happens on the layer's worker thread, never on an application
 /// thread. [`XrayHandle::flush`](crate::XrayHandle::flush) and
 /// [`shutdown`](crate::XrayHandle::shutdown) send what they can within their
-/// timeout.
+/// timeout, ignoring the batch delay (a running backoff is waited out if it
+/// ends in time); what `flush` could not send stays queued, what `shutdown`
+/// could not send is counted as failed.
+///
+/// Failures show in [`crate::Stats::documents_failed`] with their
+/// [`ExportError`]: `Unauthorized`, `Rejected` (by the API, or listed in
+/// `UnprocessedTraceSegments` with a permanent error code), `Other` wrapping
+/// [`HttpExporterError::BacklogFull`], or `Timeout` at shutdown.
+/// [`HttpExporter::stats_handle`] adds the HTTP side (requests, retries, largest
+/// batch). The exporter's own diagnostics are `tracing` events with target
+/// `tracing_xray`; the HTTP client's logging is silenced during requests, as
+/// its wire dump would show the session token.
 ///
 /// The IAM permission needed is `xray:PutTraceSegments` (in the managed policy
 /// `AWSXRayDaemonWriteAccess`).
