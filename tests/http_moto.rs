@@ -299,8 +299,13 @@ fn credentials_from_a_provider_are_refreshed_and_accepted() {
 
     let stats = run.xray.stats();
     assert_eq!((stats.documents_exported, stats.documents_failed), (5, 0));
-    assert_eq!(run.http.snapshot().requests, 2);
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "asked again before expiry");
+    let requests = run.http.snapshot().requests;
+    assert!(requests >= 2, "{requests}");
+    assert_eq!(
+        calls.load(Ordering::SeqCst) as u64,
+        requests,
+        "asked again before each request, as expiry is near"
+    );
     let sent = run.seen();
     assert_eq!(fetched(&moto, &trace_ids(&sent)), by_trace(&sent));
 }
