@@ -83,6 +83,7 @@
 //! the worker is bounded (drops are counted in [`Stats`]); the layer never
 //! panics and never traces its own worker or exporters.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod assemble;
 mod builder;
