@@ -38,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let layer = tracing_xray::builder()
         .with_service_name("http-exporter-example")
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_exporter(exporter)
         .build();
     let xray = layer.handle();

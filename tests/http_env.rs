@@ -81,7 +81,10 @@ fn region_and_credentials_come_from_the_environment() {
     // The environment's credentials sign the requests.
     let (url, rx) = fake_api();
     let exporter = HttpExporter::builder().endpoint(url).build().unwrap();
-    let layer = tracing_xray::builder().with_exporter(exporter).build();
+    let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_exporter(exporter)
+        .build();
     let xray = layer.handle();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::layer::SubscriberExt::with(
         tracing_subscriber::registry(),

@@ -66,6 +66,8 @@ impl Run {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let layer = tracing_xray::builder()
             .with_service_name("moto-test")
+            .with_sampler(tracing_xray::sampling::AlwaysSample)
+            .with_detectors(tracing_xray::Detectors::none())
             .with_queue_capacity(20_000)
             .with_exporter(Tee {
                 inner: exporter,

@@ -84,7 +84,10 @@ fn secrets_never_reach_the_logs() {
             .retry_backoff(Duration::from_millis(10), Duration::from_millis(20))
             .build()
             .unwrap();
-        let layer = tracing_xray::builder().with_exporter(exporter).build();
+        let layer = tracing_xray::builder()
+            .with_sampler(tracing_xray::sampling::AlwaysSample)
+            .with_exporter(exporter)
+            .build();
         let xray = layer.handle();
         let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
         tracing::dispatcher::with_default(&dispatch, || {
