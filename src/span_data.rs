@@ -59,7 +59,10 @@ const INLINE_STR_BYTES: usize = 22;
 /// that recording them allocates nothing; longer ones on the heap.
 #[derive(Clone)]
 pub(crate) enum FieldStr {
-    Inline { len: u8, bytes: [u8; INLINE_STR_BYTES] },
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_STR_BYTES],
+    },
     Heap(Box<str>),
 }
 
