@@ -94,6 +94,8 @@ pub mod export;
 mod fields;
 mod handle;
 mod header;
+#[cfg(feature = "tower")]
+mod http;
 mod id;
 mod layer;
 mod limits;
@@ -102,6 +104,9 @@ mod resource;
 pub mod sampling;
 mod span_data;
 mod span_ext;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 mod worker;
 
 pub use builder::{Builder, DEFAULT_SHUTDOWN_TIMEOUT};

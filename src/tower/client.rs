@@ -1,0 +1,163 @@
+//! The client layer: one `remote` subsegment per outgoing request.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use ::http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::field::Empty;
+use tracing::Span;
+
+use crate::span_ext::XraySpanExt;
+
+/// A [`tower_layer::Layer`] for HTTP clients: each request gets its own
+/// span (`http.client`, `INFO`), a child of the current span, which becomes
+/// an X-Ray subsegment with `namespace: "remote"` and
+/// `http.request.traced: true`, named after the remote host.
+///
+/// The request is sent with `X-Amzn-Trace-Id` = Root, `Parent` = that
+/// subsegment's id, `Sampled` = the trace's decision, plus the extra keys of
+/// the incoming header (any header already on the request is replaced). In an
+/// unsampled trace nothing is recorded, but the header still goes out with
+/// `Sampled=0`. Without an active `XrayLayer` the request is sent unchanged.
+///
+/// Works with any tower client over `http::Request` (hyper-util's client,
+/// tower-http stacks, tonic channels). For reqwest-middleware, whose requests
+/// expose the same `http::HeaderMap`, the two calls this layer makes are
+/// [`XraySpanExt::xray_header`] and [`TraceHeader::inject`](crate::TraceHeader::inject).
+///
+/// ```no_run
+/// use tower_layer::Layer;
+/// use tracing_xray::tower::XrayClientLayer;
+///
+/// # #[derive(Clone)] struct HttpClient;
+/// // `HttpClient`: any `Service<http::Request<B>, Response = http::Response<R>>`.
+/// let client = XrayClientLayer::new().layer(HttpClient);
+/// # drop(client);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct XrayClientLayer {
+    _private: (),
+}
+
+impl XrayClientLayer {
+    /// The client layer.
+    ///
+    /// ```
+    /// let layer = tracing_xray::tower::XrayClientLayer::new();
+    /// # drop(layer);
+    /// ```
+    pub fn new() -> Self {
+        XrayClientLayer::default()
+    }
+}
+
+impl<S> Layer<S> for XrayClientLayer {
+    type Service = XrayClient<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        XrayClient { inner }
+    }
+}
+
+/// The service made by [`XrayClientLayer`].
+///
+/// ```
+/// use tower_layer::Layer;
+/// use tracing_xray::tower::{XrayClient, XrayClientLayer};
+///
+/// # #[derive(Clone)] struct HttpClient;
+/// let client: XrayClient<HttpClient> = XrayClientLayer::new().layer(HttpClient);
+/// # drop(client);
+/// ```
+#[derive(Clone, Debug)]
+pub struct XrayClient<S> {
+    inner: S,
+}
+
+impl<S, B, R> Service<Request<B>> for XrayClient<S>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = XrayClientFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let span = call_span(&request);
+        if let Some(header) = span.xray_header() {
+            header.inject(request.headers_mut());
+        }
+        let inner = {
+            let _enter = span.enter();
+            self.inner.call(request)
+        };
+        XrayClientFuture {
+            inner,
+            span: Some(span),
+        }
+    }
+}
+
+fn call_span<B>(request: &Request<B>) -> Span {
+    let headers = request.headers();
+    let uri = request.uri();
+    let host = super::host_of(uri, headers);
+    let full = uri.host().map(|_| uri.to_string());
+    tracing::info_span!(
+        "http.client",
+        otel.kind = "client",
+        xray.traced = true,
+        xray.name = host.as_deref(),
+        http.request.method = request.method().as_str(),
+        url.full = full.as_deref(),
+        url.path = uri.path(),
+        server.address = host.as_deref(),
+        user_agent.original = super::user_agent(headers),
+        http.response.status_code = Empty,
+        otel.status_code = Empty,
+    )
+}
+
+pin_project! {
+    /// The response future of [`XrayClient`].
+    #[derive(Debug)]
+    pub struct XrayClientFuture<F> {
+        #[pin]
+        inner: F,
+        span: Option<Span>,
+    }
+}
+
+impl<F, R, E> Future for XrayClientFuture<F>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+{
+    type Output = Result<Response<R>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _enter = this.span.as_ref().map(Span::enter);
+            ready!(this.inner.poll(cx))
+        };
+        if let Some(span) = this.span.take() {
+            match &result {
+                Ok(response) => {
+                    span.record("http.response.status_code", response.status().as_u16());
+                }
+                Err(_) => {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+        }
+        Poll::Ready(result)
+    }
+}

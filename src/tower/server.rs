@@ -1,0 +1,227 @@
+//! The server layer: one root span (an X-Ray segment) per request.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use ::http::header::{HeaderValue, HOST};
+use ::http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::field::Empty;
+use tracing::Span;
+
+use crate::header::{Sampled, TraceHeader};
+use crate::http::header_name;
+use crate::span_ext::XraySpanExt;
+
+/// A [`tower_layer::Layer`] for HTTP servers: each request becomes the root
+/// span of an X-Ray segment (named after the layer's service name).
+///
+/// - The incoming `X-Amzn-Trace-Id` continues the caller's trace (its
+///   `Root`, `Parent` and `Sampled`); a missing or malformed header starts a
+///   fresh trace.
+/// - The response carries `X-Amzn-Trace-Id: Root=<trace id>`, plus
+///   `Sampled=<decision>` when the request asked with `Sampled=?`
+///   (SPEC §3.1). A header the inner service set itself is kept.
+/// - The status is recorded as `http.response.status_code`, from which the
+///   segment's `error` (4xx), `throttle` (429) and `fault` (5xx) follow.
+///
+/// The span is named `http.server` and created at `INFO` level with the
+/// fields listed in the [module docs](crate::tower#span-fields). It ends when
+/// the response head is ready (streaming the body is not timed).
+///
+/// ```no_run
+/// # async fn run() {
+/// use std::convert::Infallible;
+/// use tower_layer::Layer;
+/// use tracing_xray::tower::XrayServerLayer;
+///
+/// // Any `Service<http::Request<B>, Response = http::Response<R>>`: a hyper
+/// // service adapted to tower, an axum `Router`, a tonic server...
+/// #[derive(Clone)]
+/// struct Hello;
+/// impl tower_service::Service<http::Request<String>> for Hello {
+///     type Response = http::Response<String>;
+///     type Error = Infallible;
+///     type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+///     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+///         std::task::Poll::Ready(Ok(()))
+///     }
+///     fn call(&mut self, _: http::Request<String>) -> Self::Future {
+///         std::future::ready(Ok(http::Response::new("hello".to_owned())))
+///     }
+/// }
+///
+/// let service = XrayServerLayer::new().layer(Hello);
+/// // serve `service` with your server of choice
+/// # drop(service);
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct XrayServerLayer {
+    _private: (),
+}
+
+impl XrayServerLayer {
+    /// The server layer.
+    ///
+    /// ```
+    /// let layer = tracing_xray::tower::XrayServerLayer::new();
+    /// # drop(layer);
+    /// ```
+    pub fn new() -> Self {
+        XrayServerLayer::default()
+    }
+}
+
+impl<S> Layer<S> for XrayServerLayer {
+    type Service = XrayServer<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        XrayServer { inner }
+    }
+}
+
+/// The service made by [`XrayServerLayer`].
+///
+/// ```
+/// use tower_layer::Layer;
+/// use tracing_xray::tower::{XrayServer, XrayServerLayer};
+///
+/// # #[derive(Clone)] struct MyService;
+/// let service: XrayServer<MyService> = XrayServerLayer::new().layer(MyService);
+/// # drop(service);
+/// ```
+#[derive(Clone, Debug)]
+pub struct XrayServer<S> {
+    inner: S,
+}
+
+impl<S, B, R> Service<Request<B>> for XrayServer<S>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = XrayServerFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let (span, requested) = request_span(&request);
+        let inner = {
+            let _enter = span.enter();
+            self.inner.call(request)
+        };
+        XrayServerFuture {
+            inner,
+            span: Some(span),
+            requested,
+        }
+    }
+}
+
+/// The root span of a request, and whether the caller asked for the
+/// sampling decision (`Sampled=?`).
+fn request_span<B>(request: &Request<B>) -> (Span, bool) {
+    let headers = request.headers();
+    let uri = request.uri();
+    let incoming = headers.get(header_name()).and_then(|v| v.to_str().ok());
+    let requested = incoming.is_some_and(|h| TraceHeader::parse(h).sampled() == Sampled::Requested);
+    let host = super::host_of(uri, headers);
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| super::header_str(headers, &HOST));
+    let full = authority.map(|authority| {
+        let scheme = uri.scheme_str().unwrap_or("http");
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        format!("{scheme}://{authority}{path}")
+    });
+    let client = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    let span = tracing::info_span!(
+        parent: None,
+        "http.server",
+        otel.kind = "server",
+        http.request.method = request.method().as_str(),
+        url.full = full.as_deref(),
+        url.path = uri.path(),
+        server.address = host.as_deref(),
+        user_agent.original = super::user_agent(headers),
+        client.address = client,
+        http.response.status_code = Empty,
+        otel.status_code = Empty,
+        xray.trace_header = incoming,
+    );
+    (span, requested)
+}
+
+pin_project! {
+    /// The response future of [`XrayServer`].
+    #[derive(Debug)]
+    pub struct XrayServerFuture<F> {
+        #[pin]
+        inner: F,
+        span: Option<Span>,
+        requested: bool,
+    }
+}
+
+impl<F, R, E> Future for XrayServerFuture<F>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+{
+    type Output = Result<Response<R>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _enter = this.span.as_ref().map(Span::enter);
+            ready!(this.inner.poll(cx))
+        };
+        let Some(span) = this.span.take() else {
+            return Poll::Ready(result);
+        };
+        match result {
+            Ok(mut response) => {
+                span.record("http.response.status_code", response.status().as_u16());
+                respond_with_trace(&span, *this.requested, &mut response);
+                Poll::Ready(Ok(response))
+            }
+            Err(e) => {
+                span.record("otel.status_code", "ERROR");
+                Poll::Ready(Err(e))
+            }
+        }
+        // `span` drops here: the segment ends with the response head.
+    }
+}
+
+/// `X-Amzn-Trace-Id: Root=…[;Sampled=…]` on the response (SPEC §3.1).
+fn respond_with_trace<R>(span: &Span, requested: bool, response: &mut Response<R>) {
+    if response.headers().contains_key(header_name()) {
+        return;
+    }
+    let Some(root) = span.xray_header().and_then(|h| {
+        let sampled = if requested {
+            h.sampled()
+        } else {
+            Sampled::Unknown
+        };
+        Some(TraceHeader::new(h.root()?, None, sampled))
+    }) else {
+        return;
+    };
+    if let Ok(value) = HeaderValue::from_str(&root.to_string()) {
+        response.headers_mut().insert(header_name(), value);
+    }
+}
