@@ -119,10 +119,17 @@ impl fmt::Debug for TraceId {
     }
 }
 
-/// The error returned when a string is not a valid X-Ray id.
+/// The error returned when a string (or, with the `opentelemetry` feature, an
+/// OpenTelemetry id) is not a valid X-Ray id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseIdError {
     kind: &'static str,
+}
+
+#[cfg(feature = "opentelemetry")]
+impl ParseIdError {
+    pub(crate) const TRACE: ParseIdError = ParseIdError { kind: "trace" };
+    pub(crate) const SEGMENT: ParseIdError = ParseIdError { kind: "segment" };
 }
 
 impl fmt::Display for ParseIdError {

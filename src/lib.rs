@@ -100,6 +100,9 @@ mod id;
 mod layer;
 mod limits;
 mod model;
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+pub mod opentelemetry;
 mod resource;
 pub mod sampling;
 mod span_data;

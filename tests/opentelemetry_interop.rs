@@ -1,0 +1,137 @@
+//! One trace id across OpenTelemetry instrumentation and tracing-xray in the
+//! same process (feature `opentelemetry`, SPEC §3.4).
+#![cfg(feature = "opentelemetry")]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{Span as _, TraceContextExt, Tracer, TracerProvider as _};
+use opentelemetry::Context;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use serde_json::Value;
+use tracing::info_span;
+use tracing_subscriber::prelude::*;
+use tracing_xray::export::InMemoryExporter;
+use tracing_xray::opentelemetry::{
+    header_from_span_context, span_context_from_header, XrayPropagator,
+};
+use tracing_xray::sampling::AlwaysSample;
+use tracing_xray::{SegmentId, TraceHeader, TraceId, XraySpanExt};
+
+/// Runs `f` under a tracing-xray subscriber; returns the traces sent.
+fn with_xray(f: impl FnOnce()) -> Vec<Value> {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_sampler(AlwaysSample)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
+    xray.flush(Duration::from_secs(5)).unwrap();
+    exporter.traces()
+}
+
+#[test]
+fn otel_span_inside_a_tracing_span_shares_its_trace() {
+    let provider = SdkTracerProvider::builder().build();
+    let tracer = provider.tracer("interop");
+    let mut otel = None;
+    let mut call_id = None;
+    let traces = with_xray(|| {
+        let root = info_span!("handle");
+        root.in_scope(|| {
+            let call = info_span!("call_with_otel_client");
+            let header = call.xray_header().unwrap();
+            call_id = header.parent();
+            let parent =
+                Context::new().with_remote_span_context(span_context_from_header(&header).unwrap());
+            let mut span = tracer.start_with_context("otel-op", &parent);
+            otel = Some(span.span_context().clone());
+            span.end();
+        });
+    });
+    let otel = otel.unwrap();
+    assert_eq!(traces.len(), 1);
+    let seg = &traces[0];
+    assert_eq!(
+        TraceId::try_from(otel.trace_id()).unwrap().to_string(),
+        seg["trace_id"],
+        "one trace id"
+    );
+    assert!(otel.is_sampled(), "the sampled X-Ray parent is followed");
+    assert_eq!(
+        call_id.unwrap().to_string(),
+        seg["subsegments"][0]["id"],
+        "the OpenTelemetry span's parent is the tracing subsegment"
+    );
+}
+
+#[test]
+fn tracing_root_continues_an_otel_trace() {
+    let provider = SdkTracerProvider::builder().build();
+    let tracer = provider.tracer("interop");
+    let mut edge = tracer.start("edge");
+    let sc = edge.span_context().clone();
+    edge.end();
+    let traces = with_xray(|| {
+        let root = info_span!("handle");
+        root.set_xray_parent(&header_from_span_context(&sc).unwrap());
+        root.in_scope(|| info_span!("work").in_scope(|| {}));
+    });
+    assert_eq!(traces.len(), 1);
+    let seg = &traces[0];
+    assert_eq!(
+        seg["trace_id"],
+        TraceId::try_from(sc.trace_id()).unwrap().to_string()
+    );
+    assert_eq!(
+        seg["parent_id"],
+        SegmentId::try_from(sc.span_id()).unwrap().to_string()
+    );
+    assert_eq!(
+        seg["trace_id"].as_str().unwrap().replace('-', "")[1..],
+        sc.trace_id().to_string(),
+        "1-xxxxxxxx-yyyy… is the same 32 hex digits"
+    );
+}
+
+#[test]
+fn header_survives_an_otel_hop_between_two_xray_services() {
+    // Service 1 (tracing-xray) calls service 2 (OpenTelemetry + XrayPropagator),
+    // which calls service 3 (tracing-xray).
+    let propagator = XrayPropagator::new();
+    let mut to_otel = None;
+    let first = with_xray(|| {
+        let root = info_span!("service1");
+        root.in_scope(|| {
+            let call = info_span!("call_service2");
+            to_otel = call.xray_header();
+        });
+    });
+    let to_otel = to_otel.unwrap();
+
+    let provider = SdkTracerProvider::builder().build();
+    let tracer = provider.tracer("service2");
+    let carrier = HashMap::from([("x-amzn-trace-id".to_owned(), to_otel.to_string())]);
+    let cx = propagator.extract(&carrier);
+    let span = tracer.start_with_context("service2", &cx);
+    let otel_id = span.span_context().span_id();
+    let cx = cx.with_span(span);
+    let mut out = HashMap::new();
+    propagator.inject_context(&cx, &mut out);
+    let to_third = TraceHeader::parse(&out["x-amzn-trace-id"]);
+
+    let third = with_xray(|| {
+        let root = info_span!("service3");
+        root.set_xray_parent(&to_third);
+    });
+    assert_eq!(first[0]["trace_id"], third[0]["trace_id"]);
+    assert_eq!(third[0]["trace_id"], to_otel.root().unwrap().to_string());
+    assert_eq!(
+        third[0]["parent_id"],
+        SegmentId::try_from(otel_id).unwrap().to_string()
+    );
+}
