@@ -107,9 +107,31 @@ impl Default for TraceId {
     }
 }
 
+/// Writes `value` as exactly `out.len()` lowercase hex digits (the low
+/// `4 * out.len()` bits), without the formatting machinery: ids are written
+/// for every document.
+fn write_hex(mut value: u128, out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(value & 0xf) as usize];
+        value >>= 4;
+    }
+}
+
+impl TraceId {
+    fn to_ascii(self) -> [u8; 35] {
+        let mut buf = *b"1-00000000-000000000000000000000000";
+        write_hex(u128::from(self.epoch), &mut buf[2..10]);
+        write_hex(self.random, &mut buf[11..35]);
+        buf
+    }
+}
+
 impl fmt::Display for TraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "1-{:08x}-{:024x}", self.epoch, self.random)
+        let buf = self.to_ascii();
+        // Only ASCII hex digits and dashes were written.
+        f.write_str(std::str::from_utf8(&buf).unwrap_or_default())
     }
 }
 
@@ -207,9 +229,18 @@ impl Default for SegmentId {
     }
 }
 
+impl SegmentId {
+    fn to_ascii(self) -> [u8; 16] {
+        let mut buf = [0u8; 16];
+        write_hex(u128::from(self.0.get()), &mut buf);
+        buf
+    }
+}
+
 impl fmt::Display for SegmentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0.get())
+        let buf = self.to_ascii();
+        f.write_str(std::str::from_utf8(&buf).unwrap_or_default())
     }
 }
 
@@ -234,13 +265,15 @@ impl FromStr for SegmentId {
 
 impl serde::Serialize for SegmentId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let buf = self.to_ascii();
+        s.serialize_str(std::str::from_utf8(&buf).unwrap_or_default())
     }
 }
 
 impl serde::Serialize for TraceId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let buf = self.to_ascii();
+        s.serialize_str(std::str::from_utf8(&buf).unwrap_or_default())
     }
 }
 
