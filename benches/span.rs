@@ -5,8 +5,12 @@
 //! 2. `registry+empty_layer`: the floor any layer pays;
 //! 3. `registry+marker_extension`: a layer that inserts one extension per span;
 //! 4. `xray_sampled`: tracing-xray, every trace sampled, no-op exporter;
-//! 5. `xray_disabled_by_env`: tracing-xray switched off by `AWS_XRAY_SDK_DISABLED`;
-//! 6. `tracing_opentelemetry`: tracing-opentelemetry, discarding exporter.
+//! 5. `xray_unsampled`: tracing-xray, every trace decided "not sampled" by
+//!    the sampler (ids and headers still propagate);
+//! 6. `xray_disabled_by_env`: tracing-xray switched off by `AWS_XRAY_SDK_DISABLED`;
+//! 7. `tracing_opentelemetry`: tracing-opentelemetry, discarding exporter.
+//!
+//! `sampler_decision` times one decision of the built-in samplers.
 //!
 //! Workloads: one request = 1 root + N children, 3 fields each, one event per
 //! child (N = 10 and 100). `xray_end_to_end` also counts the worker's
@@ -62,8 +66,13 @@ impl opentelemetry_sdk::trace::SpanExporter for DiscardSpans {
 }
 
 fn xray(sampled: bool) -> (tracing_xray::XrayLayer, tracing_xray::XrayHandle) {
-    let _ = sampled;
-    let layer = tracing_xray::builder()
+    let builder = if sampled {
+        tracing_xray::builder().with_sampler(tracing_xray::sampling::AlwaysSample)
+    } else {
+        tracing_xray::builder().with_sampler(tracing_xray::sampling::NeverSample)
+    };
+    let layer = builder
+        .with_detectors(tracing_xray::Detectors::none())
         .with_service_name("bench")
         .with_queue_capacity(1 << 16)
         .with_exporter(tracing_xray::export::NoopExporter)
@@ -81,6 +90,7 @@ fn dispatches() -> Vec<(&'static str, Dispatch, Option<tracing_xray::XrayHandle>
     std::mem::forget(provider);
 
     let (sampled, sampled_handle) = xray(true);
+    let (unsampled, _) = xray(false);
     std::env::set_var("AWS_XRAY_SDK_DISABLED", "true");
     let disabled = tracing_xray::layer();
     std::env::remove_var("AWS_XRAY_SDK_DISABLED");
@@ -106,6 +116,11 @@ fn dispatches() -> Vec<(&'static str, Dispatch, Option<tracing_xray::XrayHandle>
             "xray_sampled",
             Dispatch::new(tracing_subscriber::registry().with(sampled)),
             Some(sampled_handle),
+        ),
+        (
+            "xray_unsampled",
+            Dispatch::new(tracing_subscriber::registry().with(unsampled)),
+            None,
         ),
         (
             "xray_disabled_by_env",
@@ -164,12 +179,37 @@ fn end_to_end(c: &mut Criterion) {
     group.finish();
 }
 
+fn sampler_decision(c: &mut Criterion) {
+    use tracing_xray::sampling::{LocalRules, Sampler, SamplingRequest};
+    let request = SamplingRequest::new()
+        .with_host("api.example.com")
+        .with_http_method("GET")
+        .with_url_path("/orders/42")
+        .with_service_name("orders");
+    let default_rule = LocalRules::default();
+    let rules = LocalRules::from_json(
+        r#"{"version": 2, "default": {"fixed_target": 1, "rate": 0.05}, "rules": [
+            {"description": "health", "host": "*", "http_method": "GET", "url_path": "/health", "fixed_target": 0, "rate": 0.0},
+            {"description": "admin", "host": "admin.*", "http_method": "*", "url_path": "*", "fixed_target": 1, "rate": 0.5},
+            {"description": "orders", "host": "*", "http_method": "*", "url_path": "/orders/*", "fixed_target": 10, "rate": 0.1}]}"#,
+    )
+    .unwrap();
+    let mut group = c.benchmark_group("sampler_decision");
+    group.bench_function("local_default_rule", |b| {
+        b.iter(|| black_box(default_rule.sample(black_box(&request))))
+    });
+    group.bench_function("local_three_rules", |b| {
+        b.iter(|| black_box(rules.sample(black_box(&request))))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(30);
-    targets = hot_path, end_to_end
+    targets = hot_path, end_to_end, sampler_decision
 }
 criterion_main!(benches);

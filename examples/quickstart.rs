@@ -53,6 +53,8 @@ async fn handle_checkout(customer_id: &str) {
 async fn main() {
     let layer = tracing_xray::builder()
         .with_service_name("quickstart")
+        // Trace every request (the default samples 1 a second + 5 %).
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_exporter(TimelineExporter::stdout())
         .build();
     let xray = layer.handle();

@@ -43,6 +43,7 @@ pub(crate) struct AssemblyCounts {
     pub(crate) trimmed_spans: u64,
     pub(crate) annotations_demoted: u64,
     pub(crate) exceptions_dropped: u64,
+    pub(crate) events_dropped: u64,
 }
 
 struct Packed {
@@ -357,7 +358,7 @@ impl<'c> Assembler<'c> {
             entity.aws.xray = Some(XrayInfo {
                 sdk: "tracing-xray",
                 sdk_version: env!("CARGO_PKG_VERSION"),
-                sampling_rule_name: None,
+                sampling_rule_name: node.rule_name.as_deref(),
             });
             // The root span's own name is kept beside its fields.
             let span_name = applied
@@ -376,6 +377,10 @@ impl<'c> Assembler<'c> {
                 None => sanitize_name(node.meta.name(), "span"),
             };
         }
+        if !node.events.is_empty() {
+            crate::events::render(node, &mut entity);
+        }
+        self.counts.events_dropped += u64::from(node.events_dropped);
         if has_errors {
             let mut cause = Cause::default();
             for record in errors() {

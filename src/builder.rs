@@ -50,6 +50,9 @@ pub struct Builder {
     streaming_threshold: usize,
     max_held_subsegments: usize,
     detectors: crate::Detectors,
+    sampler: Option<Arc<dyn crate::sampling::Sampler>>,
+    lambda: Option<bool>,
+    events: bool,
     pub(crate) fields: crate::fields::FieldOptions,
 }
 
@@ -63,6 +66,9 @@ impl fmt::Debug for Builder {
             .field("streaming_threshold", &self.streaming_threshold)
             .field("max_held_subsegments", &self.max_held_subsegments)
             .field("detectors", &self.detectors)
+            .field("custom_sampler", &self.sampler.is_some())
+            .field("lambda", &self.lambda)
+            .field("events", &self.events)
             .field("fields", &self.fields)
             .finish()
     }
@@ -78,6 +84,9 @@ impl Default for Builder {
             streaming_threshold: DEFAULT_STREAMING_THRESHOLD,
             max_held_subsegments: DEFAULT_MAX_HELD_SUBSEGMENTS,
             detectors: crate::Detectors::default(),
+            sampler: None,
+            lambda: None,
+            events: false,
             fields: Default::default(),
         }
     }
@@ -146,6 +155,50 @@ impl Builder {
         self
     }
 
+    /// Decides which traces are recorded, at the root of each trace, when the
+    /// incoming trace header holds no decision. Default: X-Ray's default
+    /// rule, [`LocalRules::default()`](crate::sampling::LocalRules): the
+    /// first request of each second and 5 % of the others.
+    ///
+    /// ```
+    /// use tracing_xray::sampling::{AlwaysSample, LocalRules};
+    ///
+    /// let everything = tracing_xray::builder().with_sampler(AlwaysSample).build();
+    /// let rules = LocalRules::from_json(r#"{"version": 2,
+    ///     "default": {"fixed_target": 1, "rate": 0.1},
+    ///     "rules": [{"description": "health checks", "host": "*", "http_method": "GET",
+    ///                "url_path": "/health", "fixed_target": 0, "rate": 0.0}]}"#).unwrap();
+    /// let filtered = tracing_xray::builder().with_sampler(rules).build();
+    /// # drop((everything, filtered));
+    /// ```
+    pub fn with_sampler(mut self, sampler: impl crate::sampling::Sampler) -> Self {
+        self.sampler = Some(Arc::new(sampler));
+        self
+    }
+
+    /// Lambda mode: no segment is sent (Lambda sends the function segment);
+    /// top-level spans become independent subsegments of the invocation's
+    /// facade. Default: on when `LAMBDA_TASK_ROOT` is set.
+    pub fn with_lambda(mut self, lambda: bool) -> Self {
+        self.lambda = Some(lambda);
+        self
+    }
+
+    /// Records the events (other than ERROR events, which always mark the
+    /// span) inside each sampled span as metadata: `metadata.tracing.events`,
+    /// a list of `{time, level, target, message, fields…}`, at most 32 per
+    /// span (the rest counted in [`crate::Stats::events_dropped`]).
+    /// Default: off (events cost time and document space).
+    ///
+    /// ```
+    /// let layer = tracing_xray::builder().with_events(true).build();
+    /// # drop(layer);
+    /// ```
+    pub fn with_events(mut self, record: bool) -> Self {
+        self.events = record;
+        self
+    }
+
     /// Builds the layer and starts its worker thread.
     ///
     /// Never fails: an invalid `AWS_XRAY_DAEMON_ADDRESS` is reported on
@@ -176,9 +229,10 @@ impl Builder {
             fields: self.fields,
             resource: crate::resource::spawn(self.detectors),
         };
+        let cfg = Arc::new(cfg);
         let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
         let counters = Arc::new(Counters::default());
-        let worker = match crate::worker::spawn(cfg, exporter, rx, counters.clone()) {
+        let worker = match crate::worker::spawn(cfg.clone(), exporter, rx, counters.clone()) {
             Ok(w) => w,
             Err(err) => {
                 eprintln!("tracing-xray: cannot start the worker thread ({err}); tracing is off");
@@ -196,10 +250,19 @@ impl Builder {
                 tx,
                 counters,
                 max_held: self.max_held_subsegments,
+                sampler: self
+                    .sampler
+                    .unwrap_or_else(|| Arc::new(crate::sampling::LocalRules::default())),
+                cfg,
+                lambda: self
+                    .lambda
+                    .unwrap_or_else(|| std::env::var_os("LAMBDA_TASK_ROOT").is_some()),
+                events: self.events,
             })),
             handle: XrayHandle {
                 shared: Some(shared),
             },
+            with_context: None,
         }
     }
 
@@ -228,5 +291,6 @@ fn disabled() -> XrayLayer {
     XrayLayer {
         inner: None,
         handle: XrayHandle { shared: None },
+        with_context: None,
     }
 }

@@ -36,6 +36,7 @@ impl std::error::Error for FlushError {}
 ///
 /// ```
 /// let layer = tracing_xray::builder()
+///     .with_sampler(tracing_xray::sampling::AlwaysSample)
 ///     .with_exporter(tracing_xray::export::NoopExporter)
 ///     .build();
 /// let stats = layer.handle().stats();
@@ -63,6 +64,9 @@ pub struct Stats {
     pub annotations_demoted: u64,
     /// Exceptions not recorded because a span already had the maximum.
     pub exceptions_dropped: u64,
+    /// Events not recorded because a span already had the maximum (only
+    /// with [`crate::Builder::with_events`]).
+    pub events_dropped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -76,6 +80,7 @@ pub(crate) struct Counters {
     pub(crate) spans_trimmed: AtomicU64,
     pub(crate) annotations_demoted: AtomicU64,
     pub(crate) exceptions_dropped: AtomicU64,
+    pub(crate) events_dropped: AtomicU64,
 }
 
 impl Counters {
@@ -97,6 +102,7 @@ impl Counters {
             spans_trimmed: get(&self.spans_trimmed),
             annotations_demoted: get(&self.annotations_demoted),
             exceptions_dropped: get(&self.exceptions_dropped),
+            events_dropped: get(&self.events_dropped),
         }
     }
 }

@@ -6,7 +6,11 @@
 //! nearest traced ancestor, and a root's close hands the whole tree to the
 //! worker with a `try_send`. `on_enter`/`on_exit` are not used: a span lasts
 //! from creation to close however often an async task polls it.
+//!
+//! The sampling decision is taken once per trace, at the root, as late as
+//! possible. Children of an unsampled root store nothing at all.
 
+use std::any::TypeId;
 use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
@@ -15,15 +19,21 @@ use std::time::Instant;
 use crossbeam_channel::{Sender, TrySendError};
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
-use tracing_core::{Event, Level, Subscriber};
+use tracing_core::{Dispatch, Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use tracing_subscriber::Layer;
 
 use crate::assemble::Top;
+use crate::config::Config;
 use crate::handle::{Counters, XrayHandle};
+use crate::header::{Sampled, TraceHeader};
 use crate::id::{SegmentId, TraceId};
-use crate::span_data::{debug_string, Anchor, ErrorRecord, FieldVisitor, SpanData};
+use crate::sampling::{Sampler, SamplingRequest};
+use crate::span_data::{
+    debug_string, Anchor, Decision, ErrorRecord, EventRecord, FieldValue, FieldVisitor, Role,
+    SpanData, MAX_EVENTS_PER_SPAN,
+};
 use crate::worker::Message;
 
 thread_local! {
@@ -55,10 +65,50 @@ fn suppressed() -> bool {
     SUPPRESSED.with(Cell::get)
 }
 
+/// The name of the span `lambda_runtime` opens around each invocation, and
+/// its field holding the invocation's trace header.
+pub(crate) const LAMBDA_INVOKE_SPAN: &str = "Lambda runtime invoke";
+const LAMBDA_TRACE_FIELD: &str = "xrayTraceId";
+/// The field convention that continues an incoming trace.
+pub(crate) const TRACE_HEADER_FIELD: &str = "xray.trace_header";
+
 pub(crate) struct LayerInner {
     pub(crate) tx: Sender<Message>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) max_held: usize,
+    pub(crate) sampler: Arc<dyn Sampler>,
+    pub(crate) cfg: Arc<Config>,
+    /// Running in AWS Lambda: Lambda owns the segment (SPEC §3.3).
+    pub(crate) lambda: bool,
+    /// Record non-error events as metadata.
+    pub(crate) events: bool,
+}
+
+/// Reaches a span's X-Ray data from a [`Dispatch`] (used by
+/// [`crate::XraySpanExt`]): the layer is not generic over the subscriber, so
+/// this function pointer, made in `on_layer` where the subscriber type is
+/// known, does the typed lookup.
+#[derive(Clone, Copy)]
+pub(crate) struct WithContext(pub(crate) WithContextFn);
+
+/// `with_context::<S>` for the subscriber type the layer was added to.
+pub(crate) type WithContextFn = fn(&Dispatch, &Id, Lookup, &mut dyn FnMut(Found<'_>));
+
+/// Which data a [`WithContext`] lookup wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// The span's own data only.
+    Own,
+    /// The span's data, else its nearest traced ancestor's, plus the
+    /// incoming header of the trace's root.
+    Nearest,
+}
+
+/// What a [`WithContext`] lookup found.
+pub(crate) struct Found<'a> {
+    pub(crate) data: &'a mut SpanData,
+    pub(crate) inner: &'a LayerInner,
+    pub(crate) incoming: Option<TraceHeader>,
 }
 
 /// The `tracing_subscriber::Layer` that turns spans into X-Ray segments.
@@ -82,6 +132,7 @@ pub(crate) struct LayerInner {
 pub struct XrayLayer {
     pub(crate) inner: Option<Arc<LayerInner>>,
     pub(crate) handle: XrayHandle,
+    pub(crate) with_context: Option<WithContext>,
 }
 
 impl fmt::Debug for XrayLayer {
@@ -105,8 +156,9 @@ impl XrayLayer {
     }
 }
 
-/// The nearest ancestor of `span` (itself excluded) that this layer traces.
-/// Almost always the direct parent; the walk beyond it is the rare case.
+/// The nearest ancestor of `span` (itself excluded) holding X-Ray data.
+/// Almost always the direct parent; the walk beyond it is the rare case
+/// (spans hidden by a per-layer filter, children of unsampled traces).
 fn traced_ancestor<'a, S>(span: &SpanRef<'a, S>) -> Option<SpanRef<'a, S>>
 where
     S: Subscriber + for<'l> LookupSpan<'l>,
@@ -121,6 +173,18 @@ where
         .find(|s| s.extensions().get::<SpanData>().is_some())
 }
 
+/// The span itself if it holds X-Ray data, else its nearest traced ancestor.
+fn traced_self_or_ancestor<'a, S>(span: SpanRef<'a, S>) -> Option<SpanRef<'a, S>>
+where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
+    if span.extensions().get::<SpanData>().is_some() {
+        Some(span)
+    } else {
+        traced_ancestor(&span)
+    }
+}
+
 /// What a new span inherits from its nearest traced ancestor.
 struct Inherited {
     span: Id,
@@ -129,21 +193,53 @@ struct Inherited {
     anchor: Anchor,
 }
 
-fn inherit<S>(span: &SpanRef<'_, S>) -> Option<Inherited>
+impl Inherited {
+    fn from(span: Id, d: &SpanData) -> Self {
+        Inherited {
+            span,
+            trace_id: d.trace_id,
+            sampled: d.sampled(),
+            anchor: d.anchor,
+        }
+    }
+}
+
+/// Finds the nearest traced ancestor of a new span with one read lock in
+/// the common case; a root still undecided decides now, at its first child.
+fn inherit<S>(span: &SpanRef<'_, S>, inner: &LayerInner) -> Option<Inherited>
 where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
-    let from = |s: &SpanRef<'_, S>| {
-        s.extensions().get::<SpanData>().map(|d| Inherited {
-            span: s.id(),
-            trace_id: d.trace_id,
-            sampled: d.sampled,
-            anchor: d.anchor,
+    let mut ancestor = span.parent()?;
+    loop {
+        {
+            let ext = ancestor.extensions();
+            match ext.get::<SpanData>() {
+                Some(d) if d.decision != Decision::Pending => {
+                    return Some(Inherited::from(ancestor.id(), d))
+                }
+                Some(_) => {}
+                None => {
+                    drop(ext);
+                    ancestor = ancestor.parent()?;
+                    continue;
+                }
+            }
+        }
+        let mut ext = ancestor.extensions_mut();
+        let d = ext.get_mut::<SpanData>()?;
+        inner.decide(d);
+        return Some(Inherited::from(ancestor.id(), d));
+    }
+}
+
+fn first_str<'a>(fields: &'a [(&'static str, FieldValue)], keys: &[&str]) -> Option<&'a str> {
+    keys.iter().find_map(|k| {
+        fields.iter().rev().find_map(|(name, v)| match v {
+            FieldValue::Str(s) if name == k => Some(s.as_str()),
+            _ => None,
         })
-    };
-    let parent = span.parent()?;
-    // One lock on the direct parent in the common case.
-    from(&parent).or_else(|| parent.scope().skip(1).find_map(|s| from(&s)))
+    })
 }
 
 impl LayerInner {
@@ -157,53 +253,157 @@ impl LayerInner {
             }
         }
     }
+
+    /// Takes a pending root's sampling decision (SPEC §4): the sampler sees
+    /// the request's host, method and path from the root's fields, the
+    /// service name and its origin.
+    pub(crate) fn decide(&self, root: &mut SpanData) {
+        if root.decision != Decision::Pending {
+            return;
+        }
+        let fields = &root.fields;
+        let host = first_str(fields, &["http.host", "server.address", "host"]);
+        let method = first_str(fields, &["http.request.method", "http.method", "method"]);
+        let path = first_str(fields, &["url.path", "http.target", "http.route", "uri"])
+            .or_else(|| first_str(fields, &["url.full", "http.url"]).map(path_of_url))
+            .map(|p| p.split(['?', '#']).next().unwrap_or(p));
+        let resource = self.cfg.resource.get();
+        let mut request = SamplingRequest::new().with_service_name(&self.cfg.service_name);
+        request.host = host;
+        request.http_method = method;
+        request.url_path = path;
+        request.service_type = resource.and_then(|r| r.origin());
+        let decision = self.sampler.sample(&request);
+        root.decision = if decision.is_sampled() {
+            Decision::Sampled
+        } else {
+            Decision::NotSampled
+        };
+        root.rule_name = decision.rule_name_arc().cloned();
+    }
+
+    /// Continues an incoming trace on a root that has no child yet.
+    pub(crate) fn apply_header(&self, root: &mut SpanData, header: &TraceHeader) {
+        if let Some(trace_id) = header.root() {
+            root.trace_id = trace_id;
+            root.parent_id = header.parent();
+        }
+        root.decision = match header.sampled() {
+            Sampled::Yes => Decision::Sampled,
+            Sampled::No => Decision::NotSampled,
+            _ => Decision::Pending,
+        };
+        root.incoming = Some(Box::new(header.clone()));
+    }
+
+    /// The header a downstream call carries: Root, Parent = `span`'s id,
+    /// the decision, and the incoming header's extra keys.
+    pub(crate) fn outgoing_header(
+        &self,
+        span: &SpanData,
+        incoming: Option<&TraceHeader>,
+    ) -> TraceHeader {
+        let sampled = Sampled::from(span.sampled());
+        let mut header = TraceHeader::new(span.trace_id, Some(span.id), sampled);
+        if let Some(incoming) = incoming {
+            for (k, v) in incoming.extras() {
+                header = header.with_extra(k, v);
+            }
+        }
+        header
+    }
+}
+
+fn path_of_url(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.find('/').map_or("/", |i| &rest[i..])
+}
+
+/// Looks a span's X-Ray data up through a `Dispatch` of subscriber type `S`.
+fn with_context<S>(dispatch: &Dispatch, id: &Id, lookup: Lookup, f: &mut dyn FnMut(Found<'_>))
+where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
+    let Some(subscriber) = dispatch.downcast_ref::<S>() else {
+        return;
+    };
+    let Some(layer) = dispatch.downcast_ref::<XrayLayer>() else {
+        return;
+    };
+    let (Some(inner), Some(span)) = (layer.inner.as_ref(), subscriber.span(id)) else {
+        return;
+    };
+    let (span, incoming) = match lookup {
+        Lookup::Own => (span, None),
+        Lookup::Nearest => {
+            // The root's incoming header (its extra keys travel on).
+            let incoming = span.scope().find_map(|s| {
+                s.extensions()
+                    .get::<SpanData>()
+                    .and_then(|d| d.incoming.as_deref().cloned())
+            });
+            match traced_self_or_ancestor(span) {
+                Some(s) => (s, incoming),
+                None => return,
+            }
+        }
+    };
+    let mut ext = span.extensions_mut();
+    if let Some(data) = ext.get_mut::<SpanData>() {
+        f(Found {
+            data,
+            inner,
+            incoming,
+        });
+    }
 }
 
 impl<S> Layer<S> for XrayLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn on_layer(&mut self, _subscriber: &mut S) {
+        self.with_context = Some(WithContext(with_context::<S>));
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if self.inner.is_none() || suppressed() {
+        let Some(inner) = &self.inner else { return };
+        if suppressed() {
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        let parent = inherit(&span);
-        let parent_span = parent.as_ref().map(|p| p.span.clone());
-        let (trace_id, sampled, anchor, start) = match parent {
-            Some(p) => (p.trace_id, p.sampled, p.anchor, Instant::now()),
+        let parent = inherit(&span, inner);
+        let data = match parent {
+            // Unsampled: nothing stored, nothing recorded. Header lookups
+            // find the nearest traced ancestor.
+            Some(p) if !p.sampled => return,
+            Some(p) => {
+                let mut data = SpanData::new(p.trace_id, p.anchor, Instant::now(), attrs);
+                data.parent_span = Some(p.span);
+                data.decision = Decision::Sampled;
+                record_attributes(attrs, &mut data);
+                data
+            }
             None => {
                 let (anchor, epoch) = Anchor::now();
-                (TraceId::with_epoch(epoch), true, anchor, anchor.at)
+                let mut data = SpanData::new(TraceId::with_epoch(epoch), anchor, anchor.at, attrs);
+                // A root always records its fields: the sampler may need them.
+                record_attributes(attrs, &mut data);
+                if let Some(i) = data
+                    .fields
+                    .iter()
+                    .position(|(k, _)| *k == TRACE_HEADER_FIELD)
+                {
+                    if let (_, FieldValue::Str(h)) = data.fields.remove(i) {
+                        inner.apply_header(&mut data, &TraceHeader::parse(&h));
+                    }
+                }
+                if inner.lambda {
+                    lambda_root(inner, &mut data);
+                }
+                data
             }
         };
-        let mut data = SpanData {
-            trace_id,
-            id: SegmentId::new(),
-            parent_id: None,
-            parent_span,
-            sampled,
-            anchor,
-            start,
-            end: None,
-            meta: attrs.metadata(),
-            fields: Vec::new(),
-            errors: Vec::new(),
-            errors_dropped: 0,
-            children: Vec::new(),
-            held: 0,
-        };
-        if sampled && !attrs.fields().is_empty() {
-            data.fields.reserve(attrs.fields().len());
-            let mut errors = Vec::new();
-            attrs.record(&mut FieldVisitor {
-                fields: &mut data.fields,
-                errors: &mut errors,
-            });
-            for e in errors {
-                data.push_error(e);
-            }
-        }
         span.extensions_mut().insert(data);
     }
 
@@ -215,7 +415,7 @@ where
         if !span
             .extensions()
             .get::<SpanData>()
-            .is_some_and(|d| d.sampled)
+            .is_some_and(|d| d.decision != Decision::NotSampled)
         {
             return;
         }
@@ -236,28 +436,40 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if self.inner.is_none() || *event.metadata().level() != Level::ERROR || suppressed() {
+        let Some(inner) = &self.inner else { return };
+        let is_error = *event.metadata().level() == Level::ERROR;
+        if !(is_error || inner.events) || suppressed() {
             return;
         }
-        let Some(span) = ctx.event_span(event) else {
+        let Some(span) = ctx.event_span(event).and_then(traced_self_or_ancestor) else {
             return;
-        };
-        let span = if span.extensions().get::<SpanData>().is_some() {
-            span
-        } else {
-            match traced_ancestor(&span) {
-                Some(s) => s,
-                None => return,
-            }
         };
         if !span
             .extensions()
             .get::<SpanData>()
-            .is_some_and(|d| d.sampled)
+            .is_some_and(|d| d.decision != Decision::NotSampled)
         {
             return;
         }
         let meta = event.metadata();
+        if !is_error {
+            let at = Instant::now();
+            let mut fields = Vec::new();
+            let mut errors = Vec::new();
+            event.record(&mut FieldVisitor {
+                fields: &mut fields,
+                errors: &mut errors,
+            });
+            let mut ext = span.extensions_mut();
+            if let Some(data) = ext.get_mut::<SpanData>() {
+                if data.events.len() < MAX_EVENTS_PER_SPAN {
+                    data.events.push(EventRecord { at, meta, fields });
+                } else {
+                    data.events_dropped = data.events_dropped.saturating_add(1);
+                }
+            }
+            return;
+        }
         let mut visitor = EventVisitor::default();
         event.record(&mut visitor);
         let record = match visitor.error {
@@ -291,7 +503,8 @@ where
         let Some(mut data) = span.extensions_mut().remove::<SpanData>() else {
             return;
         };
-        if !data.sampled {
+        inner.decide(&mut data);
+        if !data.sampled() || data.role == Role::Facade {
             return;
         }
         data.end = Some(Instant::now());
@@ -300,6 +513,21 @@ where
             let Some(p) = ext.get_mut::<SpanData>() else {
                 return;
             };
+            if p.role == Role::Facade {
+                // Lambda: the function segment is Lambda's; send at once.
+                let parent = p.id;
+                drop(ext);
+                let spans = data.span_count();
+                let root = Box::new(data);
+                inner.send(
+                    Message::Trace {
+                        root,
+                        top: Top::Subsegment { parent },
+                    },
+                    spans,
+                );
+                return;
+            }
             p.held += data.span_count();
             p.children.push(data);
             if p.held > inner.max_held {
@@ -319,14 +547,87 @@ where
             }
             return;
         }
+        let top = match (data.role, data.parent_id) {
+            (Role::Independent, Some(parent)) => Top::Subsegment { parent },
+            _ => Top::Segment,
+        };
         let spans = data.span_count();
         inner.send(
             Message::Trace {
                 root: Box::new(data),
-                top: Top::Segment,
+                top,
             },
             spans,
         );
+    }
+
+    // SAFETY: the pointers returned point to fields of `self` (or `self`
+    // itself) of exactly the type whose `TypeId` was asked for, and live as
+    // long as `self`; this is the contract of `downcast_raw`, used the same
+    // way by tracing-subscriber's own layers and tracing-opentelemetry.
+    unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
+        if id == TypeId::of::<Self>() {
+            Some(self as *const Self as *const ())
+        } else if id == TypeId::of::<WithContext>() {
+            self.with_context
+                .as_ref()
+                .map(|w| w as *const WithContext as *const ())
+        } else {
+            None
+        }
+    }
+}
+
+fn record_attributes(attrs: &Attributes<'_>, data: &mut SpanData) {
+    if attrs.fields().is_empty() {
+        return;
+    }
+    data.fields.reserve(attrs.fields().len());
+    let mut errors = Vec::new();
+    attrs.record(&mut FieldVisitor {
+        fields: &mut data.fields,
+        errors: &mut errors,
+    });
+    for e in errors {
+        data.push_error(e);
+    }
+}
+
+/// In Lambda, Lambda sends the function segment; a root here is either the
+/// `lambda_runtime` invocation span (which becomes the facade: id = Parent of
+/// the invocation's header) or a top-level span of the function, sent as an
+/// independent subsegment of the facade named by `_X_AMZN_TRACE_ID`.
+/// Without a usable header nothing is sent (SPEC §3.3).
+fn lambda_root(inner: &LayerInner, data: &mut SpanData) {
+    let is_invoke = data.meta.name() == LAMBDA_INVOKE_SPAN;
+    let header = if is_invoke {
+        first_str(&data.fields, &[LAMBDA_TRACE_FIELD]).map(TraceHeader::parse)
+    } else {
+        None
+    }
+    .or_else(TraceHeader::from_lambda_env);
+    let (Some(header), true) = (
+        header.clone(),
+        header
+            .as_ref()
+            .is_some_and(|h| h.root().is_some() && h.parent().is_some()),
+    ) else {
+        data.decision = Decision::NotSampled;
+        return;
+    };
+    inner.apply_header(data, &header);
+    if data.decision == Decision::Pending {
+        // Lambda decides: no decision in the header means not traced.
+        data.decision = Decision::NotSampled;
+    }
+    if is_invoke {
+        data.role = Role::Facade;
+        if let Some(parent) = header.parent() {
+            data.id = parent;
+        }
+        data.parent_id = None;
+    } else {
+        data.role = Role::Independent;
     }
 }
 
@@ -360,6 +661,32 @@ impl Visit for EventVisitor {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" {
             self.message = Some(debug_string(value));
+        }
+    }
+}
+
+impl SpanData {
+    fn new(trace_id: TraceId, anchor: Anchor, start: Instant, attrs: &Attributes<'_>) -> Self {
+        SpanData {
+            trace_id,
+            id: SegmentId::new(),
+            parent_id: None,
+            parent_span: None,
+            decision: Decision::Pending,
+            role: Role::Span,
+            rule_name: None,
+            incoming: None,
+            anchor,
+            start,
+            end: None,
+            meta: attrs.metadata(),
+            fields: Vec::new(),
+            errors: Vec::new(),
+            errors_dropped: 0,
+            events: Vec::new(),
+            events_dropped: 0,
+            children: Vec::new(),
+            held: 0,
         }
     }
 }

@@ -352,6 +352,8 @@ pub(crate) enum MetaValue<'a> {
     U128(u128),
     F64(f64),
     Bool(bool),
+    List(Vec<MetaValue<'a>>),
+    Object(Vec<(Cow<'a, str>, MetaValue<'a>)>),
 }
 
 impl Serialize for MetaValue<'_> {
@@ -366,6 +368,14 @@ impl Serialize for MetaValue<'_> {
             MetaValue::U128(v) => s.collect_str(v),
             MetaValue::F64(v) => serialize_float(*v, s),
             MetaValue::Bool(v) => s.serialize_bool(*v),
+            MetaValue::List(items) => s.collect_seq(items),
+            MetaValue::Object(entries) => {
+                let mut map = s.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
         }
     }
 }

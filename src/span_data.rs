@@ -79,6 +79,42 @@ pub(crate) struct ErrorRecord {
     pub(crate) target: Option<&'static str>,
 }
 
+/// The sampling decision of a trace. A root starts `Pending` and is decided
+/// as late as possible (its first child, its close, or a request for its
+/// header), so that `set_xray_parent` and fields recorded after creation
+/// (the request's method and path) can still inform it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    Pending,
+    Sampled,
+    NotSampled,
+}
+
+/// How a root is emitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// A segment, or (for a child) an ordinary subsegment.
+    Span,
+    /// A Lambda facade: never sent; its children leave as independent
+    /// subsegments as soon as they end.
+    Facade,
+    /// A root sent as an independent subsegment of `parent_id` (a Lambda
+    /// function's top-level span outside any `Lambda runtime invoke` span).
+    Independent,
+}
+
+/// How many non-error events one span keeps when events are recorded.
+pub(crate) const MAX_EVENTS_PER_SPAN: usize = 32;
+
+/// A non-error event recorded inside a span (only with
+/// `Builder::with_events(true)`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EventRecord {
+    pub(crate) at: Instant,
+    pub(crate) meta: &'static Metadata<'static>,
+    pub(crate) fields: Vec<(&'static str, FieldValue)>,
+}
+
 /// Everything the layer knows about one span.
 #[derive(Debug)]
 pub(crate) struct SpanData {
@@ -89,7 +125,12 @@ pub(crate) struct SpanData {
     /// The `tracing` id of the nearest traced ancestor. The registry keeps
     /// an ancestor alive until its descendants close, so it stays valid.
     pub(crate) parent_span: Option<tracing_core::span::Id>,
-    pub(crate) sampled: bool,
+    pub(crate) decision: Decision,
+    pub(crate) role: Role,
+    /// Roots only: the matched sampling rule, for `aws.xray.sampling_rule_name`.
+    pub(crate) rule_name: Option<std::sync::Arc<str>>,
+    /// Roots only: the incoming trace header, whose extra keys are passed on.
+    pub(crate) incoming: Option<Box<crate::TraceHeader>>,
     pub(crate) anchor: Anchor,
     pub(crate) start: Instant,
     pub(crate) end: Option<Instant>,
@@ -97,6 +138,9 @@ pub(crate) struct SpanData {
     pub(crate) fields: Vec<(&'static str, FieldValue)>,
     pub(crate) errors: Vec<ErrorRecord>,
     pub(crate) errors_dropped: u32,
+    /// Non-error events, when recorded; `events_dropped` counts the excess.
+    pub(crate) events: Vec<EventRecord>,
+    pub(crate) events_dropped: u32,
     /// Finished children, in the order they closed.
     pub(crate) children: Vec<SpanData>,
     /// Finished descendants held in `children` (recursively).
@@ -104,6 +148,10 @@ pub(crate) struct SpanData {
 }
 
 impl SpanData {
+    pub(crate) fn sampled(&self) -> bool {
+        self.decision == Decision::Sampled
+    }
+
     /// Number of spans in this subtree (itself included).
     pub(crate) fn span_count(&self) -> usize {
         self.held + 1

@@ -48,7 +48,7 @@ pub(crate) enum Message {
 }
 
 pub(crate) fn spawn(
-    cfg: Config,
+    cfg: Arc<Config>,
     exporter: Box<dyn Exporter>,
     rx: Receiver<Message>,
     counters: Arc<Counters>,
@@ -69,7 +69,7 @@ pub(crate) fn spawn(
 }
 
 struct Worker {
-    cfg: Config,
+    cfg: Arc<Config>,
     exporter: Box<dyn Exporter>,
     rx: Receiver<Message>,
     counters: Arc<Counters>,
@@ -231,6 +231,7 @@ fn finish(c: &Counters, asm: Assembler<'_>, batch: &mut Vec<Document>) {
     Counters::add(&c.spans_trimmed, asm.counts.trimmed_spans);
     Counters::add(&c.annotations_demoted, asm.counts.annotations_demoted);
     Counters::add(&c.exceptions_dropped, asm.counts.exceptions_dropped);
+    Counters::add(&c.events_dropped, asm.counts.events_dropped);
     batch.extend(asm.out);
 }
 

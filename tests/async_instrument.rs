@@ -36,6 +36,7 @@ async fn handle(request: u32) {
 fn thousand_concurrent_requests_make_thousand_correct_segments() {
     let exporter = InMemoryExporter::new();
     let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_service_name("async-svc")
         .with_exporter(exporter.clone())
         .build();

@@ -29,6 +29,7 @@ fn burst_into_a_tiny_queue_is_received_or_counted() {
     let inner = InMemoryExporter::new();
     let gate = Arc::new(Barrier::new(2));
     let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_queue_capacity(4)
         .with_exporter(Gated {
             inner: inner.clone(),
@@ -61,6 +62,7 @@ fn burst_into_a_tiny_queue_is_received_or_counted() {
 fn flush_delivers_all_ten_thousand_traces() {
     let exporter = InMemoryExporter::new();
     let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_queue_capacity(20_000)
         .with_exporter(exporter.clone())
         .build();
@@ -81,6 +83,7 @@ fn flush_waits_for_traces_queued_behind_a_busy_worker() {
     let inner = InMemoryExporter::new();
     let gate = Arc::new(Barrier::new(2));
     let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_exporter(Gated {
             inner: inner.clone(),
             gate: Some(gate.clone()),
@@ -107,6 +110,7 @@ fn flush_waits_for_traces_queued_behind_a_busy_worker() {
 fn long_lived_root_streams_instead_of_growing() {
     let exporter = InMemoryExporter::new();
     let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_max_held_subsegments(10)
         .with_exporter(exporter.clone())
         .build();
@@ -146,6 +150,7 @@ fn long_lived_root_streams_instead_of_growing() {
 fn shutdown_flushes_then_refuses() {
     let exporter = InMemoryExporter::new();
     let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_exporter(exporter.clone())
         .build();
     let xray = layer.handle();
@@ -180,6 +185,7 @@ fn panicking_exporter_loses_its_batch_not_the_worker() {
     }
     let inner = InMemoryExporter::new();
     let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_exporter(Flaky(inner.clone(), true))
         .build();
     let xray = layer.handle();

@@ -10,6 +10,7 @@ fn sdk_disabled_switches_everything_off() {
     std::env::set_var("AWS_XRAY_SDK_DISABLED", "TRUE");
     let exporter = InMemoryExporter::new();
     let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_exporter(exporter.clone())
         .build();
     assert!(!layer.is_enabled());

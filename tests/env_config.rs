@@ -16,6 +16,7 @@ fn environment_configures_the_default_layer() {
     );
     std::env::set_var("AWS_XRAY_TRACING_NAME", "from-env");
     let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_service_name("from-code")
         .build();
     let xray = layer.handle();

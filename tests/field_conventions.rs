@@ -22,6 +22,7 @@ fn capture(configure: impl FnOnce(Builder) -> Builder, body: impl FnOnce()) -> V
     let builder = tracing_xray::builder()
         .with_service_name("svc")
         .with_detectors(Detectors::none())
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_exporter(exporter.clone());
     let layer = configure(builder).build();
     let xray = layer.handle();

@@ -11,6 +11,7 @@ use tracing_xray::export::InMemoryExporter;
 fn run(f: impl FnOnce()) -> Vec<serde_json::Value> {
     let exporter = InMemoryExporter::new();
     let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_service_name("filtered")
         .with_exporter(exporter.clone())
         .build();

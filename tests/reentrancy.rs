@@ -29,6 +29,7 @@ fn exporter_events_do_not_come_back() {
     let inner = InMemoryExporter::new();
     let calls = Arc::new(AtomicUsize::new(0));
     let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_exporter(Chatty {
             inner: inner.clone(),
             calls: calls.clone(),

@@ -44,6 +44,7 @@ fn exchange(router: Router, paths: &[&str]) -> Vec<(String, Value)> {
     let layer = tracing_xray::builder()
         .with_service_name("web")
         .with_detectors(Detectors::none())
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_exporter(exporter.clone())
         .build();
     let xray = layer.handle();

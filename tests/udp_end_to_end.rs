@@ -23,6 +23,7 @@ fn is_hex(s: &str, len: usize) -> bool {
 fn multi_level_trace_arrives_as_one_valid_datagram() {
     let daemon = Daemon::start();
     let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_service_name("orders-api")
         .with_service_version("2.1.0")
         .with_exporter(UdpExporter::to_address(daemon.addr))
@@ -187,6 +188,7 @@ fn check_split_trace(
 fn trace_of_5000_subsegments_is_streamed_in_valid_datagrams() {
     let daemon = Daemon::start();
     let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_service_name("batch")
         .with_exporter(UdpExporter::to_address(daemon.addr))
         .build();
@@ -220,6 +222,7 @@ fn trace_of_5000_subsegments_is_streamed_in_valid_datagrams() {
 fn large_metadata_is_split_by_bytes() {
     let daemon = Daemon::start();
     let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_service_name("reports")
         .with_exporter(UdpExporter::to_address(daemon.addr))
         .build();
@@ -243,6 +246,7 @@ fn large_metadata_is_split_by_bytes() {
 fn oversized_span_is_trimmed_and_marked_never_dropped() {
     let daemon = Daemon::start();
     let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_exporter(UdpExporter::to_address(daemon.addr))
         .build();
     let xray = layer.handle();
@@ -287,6 +291,7 @@ fn daemon_down_costs_nothing_and_is_counted() {
         s.local_addr().unwrap()
     };
     let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_exporter(UdpExporter::to_address(addr))
         .build();
     let xray = layer.handle();

@@ -23,6 +23,7 @@ use super::{Document, DocumentKind, ExportOutcome, Exporter};
 ///
 /// let exporter = InMemoryExporter::new();
 /// let layer = tracing_xray::builder()
+///     .with_sampler(tracing_xray::sampling::AlwaysSample)
 ///     .with_service_name("shop")
 ///     .with_exporter(exporter.clone())
 ///     .build();

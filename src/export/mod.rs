@@ -12,10 +12,19 @@ use std::time::{Duration, Instant};
 
 use crate::id::{SegmentId, TraceId};
 
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+mod http;
 mod memory;
 mod timeline;
 mod udp;
 
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use http::{
+    HttpExporter, HttpExporterBuilder, HttpExporterError, HttpStats, HttpStatsHandle,
+    MAX_BATCH_DOCUMENTS,
+};
 pub use memory::InMemoryExporter;
 pub use timeline::TimelineExporter;
 pub use udp::UdpExporter;

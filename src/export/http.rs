@@ -1,0 +1,1112 @@
+//! [`HttpExporter`]: straight to the X-Ray API (`PutTraceSegments`) over
+//! HTTPS, without a daemon.
+
+use std::collections::VecDeque;
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::Credentials;
+
+use super::{Document, ExportError, ExportOutcome, Exporter};
+
+mod api;
+mod credentials;
+
+use api::Answer;
+use credentials::{Cache, CredentialsFailure, Source};
+
+/// The most documents one `PutTraceSegments` call carries (the X-Ray
+/// daemon's batch size).
+///
+/// ```
+/// assert_eq!(tracing_xray::export::MAX_BATCH_DOCUMENTS, 50);
+/// ```
+pub const MAX_BATCH_DOCUMENTS: usize = 50;
+/// Default of [`HttpExporterBuilder::batch_delay`].
+const DEFAULT_BATCH_DELAY: Duration = Duration::from_secs(1);
+/// Default of [`HttpExporterBuilder::backlog_capacity`].
+const DEFAULT_BACKLOG_CAPACITY: usize = 10_000;
+/// Default of [`HttpExporterBuilder::connect_timeout`].
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default of [`HttpExporterBuilder::read_timeout`].
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default first delay of [`HttpExporterBuilder::retry_backoff`].
+const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(200);
+/// Default longest delay of [`HttpExporterBuilder::retry_backoff`].
+const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Default of [`HttpExporterBuilder::auth_retry_interval`].
+const DEFAULT_AUTH_RETRY_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How often a document listed in `UnprocessedTraceSegments` with a
+/// retryable error code is sent before it counts as failed.
+const MAX_UNPROCESSED_ATTEMPTS: u8 = 3;
+/// How many calls one `export` or `poll` makes at most before it gives the
+/// worker back (it asks to be polled again at once), so that flush and
+/// shutdown requests are never stuck behind a long backlog.
+const MAX_CALLS_PER_TURN: usize = 8;
+/// X-Ray's per-document limit.
+const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+
+/// Sends documents straight to the AWS X-Ray API (`PutTraceSegments`) over
+/// HTTPS, signed with SigV4: for hosts without an X-Ray daemon (or CloudWatch
+/// agent, or collector).
+///
+/// Documents are sent in batches of up to 50 (as the daemon does), when a
+/// batch is full or [`batch_delay`](HttpExporterBuilder::batch_delay) after
+/// its first document arrived. Throttling, server errors and network errors
+/// are retried with exponential backoff and jitter while the documents wait in
+/// a bounded backlog (past its capacity the oldest are dropped and counted).
+/// Refused credentials are reported once and counted, not retried in a storm.
+///
+/// All of this happens on the layer's worker thread, never on an application
+/// thread. [`XrayHandle::flush`](crate::XrayHandle::flush) and
+/// [`shutdown`](crate::XrayHandle::shutdown) send what they can within their
+/// timeout, ignoring the batch delay (a running backoff is waited out if it
+/// ends in time); what `flush` could not send stays queued, what `shutdown`
+/// could not send is counted as failed.
+///
+/// Failures show in [`crate::Stats::documents_failed`] with their
+/// [`ExportError`]: `Unauthorized`, `Rejected` (by the API, or listed in
+/// `UnprocessedTraceSegments` with a permanent error code), `Other` wrapping
+/// [`HttpExporterError::BacklogFull`], or `Timeout` at shutdown.
+/// [`HttpExporter::stats_handle`] adds the HTTP side (requests, retries, largest
+/// batch). The exporter's own diagnostics are `tracing` events with target
+/// `tracing_xray`; the HTTP client's logging is silenced during requests, as
+/// its wire dump would show the session token.
+///
+/// The IAM permission needed is `xray:PutTraceSegments` (in the managed policy
+/// `AWSXRayDaemonWriteAccess`).
+///
+/// ```no_run
+/// use tracing_subscriber::prelude::*;
+/// use tracing_xray::export::HttpExporter;
+///
+/// // Region and credentials from the environment (AWS_REGION,
+/// // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN):
+/// let exporter = HttpExporter::builder().build()?;
+/// let layer = tracing_xray::builder()
+///     .with_service_name("orders")
+///     .with_exporter(exporter)
+///     .build();
+/// tracing_subscriber::registry().with(layer).init();
+/// # Ok::<(), tracing_xray::export::HttpExporterError>(())
+/// ```
+pub struct HttpExporter {
+    url: String,
+    region: String,
+    credentials: Cache,
+    agent: ureq::Agent,
+    settings: Settings,
+    backlog: VecDeque<Pending>,
+    /// While set and in the future, nothing is sent (backoff).
+    retry_at: Option<Instant>,
+    /// Consecutive retryable failures (sets the backoff).
+    failures_in_row: u32,
+    /// While set and in the future, credentials are known to be refused:
+    /// documents fail at once instead of being sent.
+    auth_blocked_until: Option<Instant>,
+    auth_error: Option<String>,
+    /// Whether the current run of authentication failures was logged.
+    auth_reported: bool,
+    /// Whether the current run of retryable failures was logged.
+    retry_reported: bool,
+    /// Whether refused credentials were already refreshed and retried once
+    /// (reset by the next success).
+    auth_refresh_tried: bool,
+    shut_down: bool,
+    stats: Arc<Counters>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    batch_delay: Duration,
+    backlog_capacity: usize,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    backoff_initial: Duration,
+    backoff_max: Duration,
+    auth_retry_interval: Duration,
+}
+
+struct Pending {
+    doc: Document,
+    /// When it arrived; a batch goes when its first document waited
+    /// `batch_delay`. Documents put back after a failed send count as due.
+    queued_at: Instant,
+    /// Sends that ended with the document in `UnprocessedTraceSegments`.
+    unprocessed: u8,
+}
+
+impl fmt::Debug for HttpExporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpExporter")
+            .field("url", &self.url)
+            .field("region", &self.region)
+            .field("credentials", &self.credentials)
+            .field("settings", &self.settings)
+            .field("backlog", &self.backlog.len())
+            .field("stats", &self.stats.snapshot())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpExporter {
+    /// A builder: region, endpoint, credentials, batching and timeouts.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tracing_xray::export::HttpExporter;
+    ///
+    /// let exporter = HttpExporter::builder()
+    ///     .region("eu-west-1")
+    ///     .batch_delay(Duration::from_millis(500))
+    ///     .build()?;
+    /// # Ok::<(), tracing_xray::export::HttpExporterError>(())
+    /// ```
+    pub fn builder() -> HttpExporterBuilder {
+        HttpExporterBuilder::default()
+    }
+
+    /// The URL documents are posted to
+    /// (`https://xray.{region}.amazonaws.com/TraceSegments` by default).
+    ///
+    /// ```no_run
+    /// # use tracing_xray::export::HttpExporter;
+    /// let exporter = HttpExporter::builder().region("us-east-2").build()?;
+    /// assert_eq!(exporter.url(), "https://xray.us-east-2.amazonaws.com/TraceSegments");
+    /// # Ok::<(), tracing_xray::export::HttpExporterError>(())
+    /// ```
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The region requests are signed for.
+    ///
+    /// ```no_run
+    /// # use tracing_xray::export::HttpExporter;
+    /// let exporter = HttpExporter::builder().region("us-east-2").build()?;
+    /// assert_eq!(exporter.region(), "us-east-2");
+    /// # Ok::<(), tracing_xray::export::HttpExporterError>(())
+    /// ```
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// A handle on this exporter's own counters (requests, retries, largest
+    /// batch…), which stays valid after the exporter moved into the layer.
+    ///
+    /// ```no_run
+    /// # use tracing_xray::export::HttpExporter;
+    /// let exporter = HttpExporter::builder().build()?;
+    /// let http_stats = exporter.stats_handle();
+    /// let layer = tracing_xray::builder().with_exporter(exporter).build();
+    /// // later
+    /// println!("{} PutTraceSegments calls", http_stats.snapshot().requests);
+    /// # Ok::<(), tracing_xray::export::HttpExporterError>(())
+    /// ```
+    pub fn stats_handle(&self) -> HttpStatsHandle {
+        HttpStatsHandle {
+            counters: self.stats.clone(),
+        }
+    }
+
+    fn queue(&mut self, docs: impl IntoIterator<Item = Document>, outcome: &mut ExportOutcome) {
+        for doc in docs {
+            if doc.len() > MAX_DOCUMENT_BYTES {
+                let size = doc.len();
+                outcome.fail(
+                    doc,
+                    ExportError::TooLarge {
+                        size,
+                        limit: MAX_DOCUMENT_BYTES,
+                    },
+                );
+                continue;
+            }
+            self.backlog.push_back(Pending {
+                doc,
+                queued_at: Instant::now(),
+                unprocessed: 0,
+            });
+        }
+        self.enforce_capacity(outcome);
+    }
+
+    /// Drops the oldest documents past the backlog's capacity.
+    fn enforce_capacity(&mut self, outcome: &mut ExportOutcome) {
+        let capacity = self.settings.backlog_capacity;
+        if self.backlog.len() <= capacity {
+            return;
+        }
+        let excess = self.backlog.len() - capacity;
+        Counters::add(&self.stats.backlog_dropped, excess as u64);
+        if excess > 0 && self.stats.backlog_dropped.load(Ordering::Relaxed) == excess as u64 {
+            tracing::warn!(
+                target: "tracing_xray",
+                capacity,
+                "the X-Ray API exporter's backlog is full: the oldest documents are being dropped \
+                 (further drops are only counted)"
+            );
+        }
+        for p in self.backlog.drain(..excess) {
+            outcome.fail(
+                p.doc,
+                ExportError::Other(Box::new(HttpExporterError::BacklogFull { capacity })),
+            );
+        }
+    }
+
+    fn auth_blocked(&self, now: Instant) -> bool {
+        self.auth_blocked_until.is_some_and(|t| now < t)
+    }
+
+    /// Fails every waiting document with the authentication error.
+    fn fail_all_unauthorized(&mut self, outcome: &mut ExportOutcome) {
+        let why = self
+            .auth_error
+            .clone()
+            .unwrap_or_else(|| "credentials refused".into());
+        for p in self.backlog.drain(..) {
+            outcome.fail(p.doc, ExportError::Unauthorized(why.clone()));
+        }
+    }
+
+    /// When the next batch should go: now if full, else when its first
+    /// document has waited the batch delay.
+    fn batch_due_at(&self, now: Instant) -> Option<Instant> {
+        let first = self.backlog.front()?;
+        if self.backlog.len() >= MAX_BATCH_DOCUMENTS {
+            return Some(now);
+        }
+        Some(first.queued_at + self.settings.batch_delay)
+    }
+
+    /// Sends due batches, at most [`MAX_CALLS_PER_TURN`].
+    fn pump(&mut self, outcome: &mut ExportOutcome) {
+        for _ in 0..MAX_CALLS_PER_TURN {
+            let now = Instant::now();
+            if self.backlog.is_empty() {
+                break;
+            }
+            if self.auth_blocked(now) {
+                self.fail_all_unauthorized(outcome);
+                break;
+            }
+            let due = self.batch_due_at(now).is_some_and(|t| t <= now);
+            if self.retry_at.is_some_and(|t| now < t) || !due {
+                break;
+            }
+            self.send_batch(None, outcome);
+        }
+    }
+
+    /// Sends one batch from the front of the backlog; `deadline` bounds the
+    /// call (flush and shutdown).
+    fn send_batch(&mut self, deadline: Option<Instant>, outcome: &mut ExportOutcome) {
+        let n = self.backlog.len().min(MAX_BATCH_DOCUMENTS);
+        let batch: Vec<Pending> = self.backlog.drain(..n).collect();
+        let budget = self.settings.connect_timeout + self.settings.read_timeout;
+        let budget = match deadline {
+            Some(d) => budget.min(d.saturating_duration_since(Instant::now())),
+            None => budget,
+        };
+        let credentials = match self.credentials.get(budget) {
+            Ok(c) => c,
+            Err(CredentialsFailure::Permanent(why)) => {
+                self.on_unauthorized(why, batch, outcome);
+                return;
+            }
+            Err(CredentialsFailure::Transient(why)) => {
+                self.on_retryable(why, batch);
+                return;
+            }
+        };
+        let body = api::body(batch.iter().map(|p| p.doc.as_str()));
+        let request = match api::signed_request(
+            &self.url,
+            &self.region,
+            &credentials,
+            body,
+            SystemTime::now(),
+        ) {
+            Ok(r) => r,
+            Err(why) => {
+                for p in batch {
+                    outcome.fail(p.doc, ExportError::Other(why.clone().into()));
+                }
+                return;
+            }
+        };
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_global(Some(budget))
+            .build();
+        Counters::add(&self.stats.requests, 1);
+        self.stats
+            .largest_batch
+            .fetch_max(n as u64, Ordering::Relaxed);
+        // ureq's wire-level TRACE logging dumps the raw request, session token
+        // included: keep it (and anything else the client logs through
+        // `tracing`, or through `log` bridged to it) out of every subscriber.
+        let url = &self.url;
+        let agent = &self.agent;
+        let answer = tracing::dispatcher::with_default(&tracing::Dispatch::none(), || match agent
+            .run(request)
+        {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let error_type = response
+                    .headers()
+                    .get("x-amzn-errortype")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let text = response
+                    .body_mut()
+                    .with_config()
+                    .limit(1024 * 1024)
+                    .read_to_string()
+                    .unwrap_or_default();
+                api::classify(status, error_type.as_deref(), &text)
+            }
+            Err(e) => Answer::Retry(format!("request to {url} failed: {e}")),
+        });
+        match answer {
+            Answer::Accepted(unprocessed) => self.on_accepted(batch, unprocessed, outcome),
+            Answer::Unauthorized(why) => {
+                if !self.auth_refresh_tried && self.credentials.force_refresh(budget) {
+                    // Fresh credentials: one more try for this batch, at once.
+                    self.auth_refresh_tried = true;
+                    self.requeue_front(batch);
+                    return;
+                }
+                self.on_unauthorized(why, batch, outcome)
+            }
+            Answer::Retry(why) => {
+                Counters::add(&self.stats.retries, 1);
+                self.on_retryable(why, batch)
+            }
+            Answer::Rejected(why) => {
+                let why = self.scrub(&why);
+                for p in batch {
+                    outcome.fail(p.doc, ExportError::Rejected(why.clone()));
+                }
+            }
+        }
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        api::scrub(text, &self.credentials.secrets())
+    }
+
+    /// Puts documents back at the front of the backlog, due at once (only
+    /// a backoff holds them back).
+    fn requeue_front(&mut self, batch: Vec<Pending>) {
+        let now = Instant::now();
+        let due = now.checked_sub(self.settings.batch_delay).unwrap_or(now);
+        for mut p in batch.into_iter().rev() {
+            p.queued_at = p.queued_at.min(due);
+            self.backlog.push_front(p);
+        }
+    }
+
+    fn on_accepted(
+        &mut self,
+        batch: Vec<Pending>,
+        unprocessed: Vec<api::Unprocessed>,
+        outcome: &mut ExportOutcome,
+    ) {
+        if self.failures_in_row > 0 || self.auth_error.is_some() {
+            tracing::info!(target: "tracing_xray", "the X-Ray API accepts documents again");
+        }
+        self.failures_in_row = 0;
+        self.retry_at = None;
+        self.retry_reported = false;
+        self.auth_blocked_until = None;
+        self.auth_error = None;
+        self.auth_reported = false;
+        self.auth_refresh_tried = false;
+
+        let mut batch: Vec<Option<Pending>> = batch.into_iter().map(Some).collect();
+        let mut retry = Vec::new();
+        for u in unprocessed {
+            let Some(id) = u.id.as_deref() else { continue };
+            let slot = batch
+                .iter_mut()
+                .find(|p| p.as_ref().is_some_and(|p| p.doc.id().to_string() == id));
+            let Some(mut p) = slot.and_then(Option::take) else {
+                continue;
+            };
+            Counters::add(&self.stats.unprocessed, 1);
+            let code = u.error_code.unwrap_or_default();
+            p.unprocessed += 1;
+            if api::is_retryable_unprocessed(&code) && p.unprocessed < MAX_UNPROCESSED_ATTEMPTS {
+                retry.push(p);
+            } else {
+                let why = self.scrub(&format!("{code}: {}", u.message.unwrap_or_default()));
+                outcome.fail(p.doc, ExportError::Rejected(why));
+            }
+        }
+        let delivered = batch.iter().flatten().count();
+        outcome.delivered += delivered;
+        Counters::add(&self.stats.documents_delivered, delivered as u64);
+        if !retry.is_empty() {
+            self.requeue_front(retry);
+            self.set_backoff();
+        }
+    }
+
+    fn on_unauthorized(&mut self, why: String, batch: Vec<Pending>, outcome: &mut ExportOutcome) {
+        let why = self.scrub(&why);
+        Counters::add(&self.stats.auth_failures, 1);
+        if !self.auth_reported {
+            self.auth_reported = true;
+            tracing::error!(
+                target: "tracing_xray",
+                error = %why,
+                url = %self.url,
+                "the X-Ray API refused our credentials; documents fail without being sent until \
+                 the next try in {:?} (further refusals are only counted; the IAM permission \
+                 needed is xray:PutTraceSegments)",
+                self.settings.auth_retry_interval,
+            );
+        }
+        self.auth_blocked_until = Some(Instant::now() + self.settings.auth_retry_interval);
+        self.auth_error = Some(why.clone());
+        for p in batch {
+            outcome.fail(p.doc, ExportError::Unauthorized(why.clone()));
+        }
+    }
+
+    fn on_retryable(&mut self, why: String, batch: Vec<Pending>) {
+        if !self.retry_reported {
+            self.retry_reported = true;
+            tracing::warn!(
+                target: "tracing_xray",
+                error = %self.scrub(&why),
+                "the X-Ray API is unavailable; documents wait in the backlog and are retried \
+                 with backoff"
+            );
+        }
+        self.requeue_front(batch);
+        self.set_backoff();
+    }
+
+    fn set_backoff(&mut self) {
+        self.failures_in_row = self.failures_in_row.saturating_add(1);
+        let delay = backoff(
+            self.settings.backoff_initial,
+            self.settings.backoff_max,
+            self.failures_in_row,
+            crate::id::next_u64(),
+        );
+        self.retry_at = Some(Instant::now() + delay);
+    }
+
+    /// Sends everything waiting, ignoring the batch delay but not the
+    /// backoff, until `deadline`.
+    fn drain(&mut self, deadline: Instant, outcome: &mut ExportOutcome) {
+        loop {
+            let now = Instant::now();
+            if self.backlog.is_empty() || now >= deadline {
+                return;
+            }
+            if self.auth_blocked(now) {
+                self.fail_all_unauthorized(outcome);
+                return;
+            }
+            if let Some(at) = self.retry_at.filter(|&t| now < t) {
+                if at >= deadline {
+                    return;
+                }
+                std::thread::sleep(at - now);
+                continue;
+            }
+            self.send_batch(Some(deadline), outcome);
+        }
+    }
+}
+
+/// Exponential backoff with jitter: a delay drawn from the upper half of
+/// `initial * 2^(attempt-1)`, capped at `max`.
+fn backoff(initial: Duration, max: Duration, attempt: u32, random: u64) -> Duration {
+    let exp = attempt.saturating_sub(1).min(20);
+    let ceiling = initial.saturating_mul(1u32 << exp).min(max);
+    let half = ceiling / 2;
+    let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+    let jitter = if nanos == 0 { 0 } else { random % (nanos + 1) };
+    half + Duration::from_nanos(jitter)
+}
+
+/// How much of a flush or shutdown timeout the exporter keeps for itself, so
+/// that the worker can still reply within the caller's timeout.
+fn reply_margin(timeout: Duration) -> Duration {
+    (timeout / 10).min(Duration::from_millis(100))
+}
+
+impl Exporter for HttpExporter {
+    fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+        let mut outcome = ExportOutcome::default();
+        if self.shut_down {
+            for doc in batch {
+                outcome.fail(doc, ExportError::AlreadyShutdown);
+            }
+            return outcome;
+        }
+        self.queue(batch, &mut outcome);
+        self.pump(&mut outcome);
+        outcome
+    }
+
+    fn flush(&mut self, timeout: Duration) -> ExportOutcome {
+        let mut outcome = ExportOutcome::default();
+        let deadline = Instant::now() + timeout.saturating_sub(reply_margin(timeout));
+        self.drain(deadline, &mut outcome);
+        outcome
+    }
+
+    fn shutdown(&mut self, timeout: Duration) -> ExportOutcome {
+        let mut outcome = self.flush(timeout);
+        let why = self.auth_error.clone();
+        for p in self.backlog.drain(..) {
+            let error = match &why {
+                Some(w) => ExportError::Unauthorized(w.clone()),
+                None => ExportError::Timeout(timeout),
+            };
+            outcome.fail(p.doc, error);
+        }
+        self.shut_down = true;
+        outcome
+    }
+
+    fn next_poll(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let due = self.batch_due_at(now)?;
+        if self.auth_blocked(now) {
+            return Some(now);
+        }
+        Some(match self.retry_at {
+            Some(r) => due.max(r),
+            None => due,
+        })
+    }
+
+    fn poll(&mut self, _now: Instant) -> ExportOutcome {
+        let mut outcome = ExportOutcome::default();
+        self.pump(&mut outcome);
+        outcome
+    }
+}
+
+/// Builds an [`HttpExporter`]. Start with [`HttpExporter::builder`].
+///
+/// - **Region**: [`region`](Self::region), else `AWS_REGION`, else
+///   `AWS_DEFAULT_REGION`.
+/// - **Endpoint**: [`endpoint`](Self::endpoint), else
+///   `https://xray.{region}.amazonaws.com`.
+/// - **Credentials**: [`static_credentials`](Self::static_credentials) or
+///   [`credentials_provider`](Self::credentials_provider), else
+///   `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`
+///   read when [`build`](Self::build) is called.
+///
+/// The `Debug` output never shows a secret.
+///
+/// # The `aws-config` credentials chain
+///
+/// Any [`ProvideCredentials`] works, and credentials are refreshed five
+/// minutes before they expire. The exporter polls the provider's future on
+/// its own thread without an async runtime, which suits providers that are
+/// ready at once or do blocking work. Providers that need a Tokio runtime (the
+/// ones of `aws-config`) should run on yours: wrap them so that their work is
+/// spawned there.
+///
+/// ```no_run
+/// use aws_credential_types::provider::{
+///     error::CredentialsError, future, ProvideCredentials, SharedCredentialsProvider,
+/// };
+/// use tracing_xray::export::HttpExporter;
+///
+/// /// Runs `inner` on a Tokio runtime, for an exporter that has none.
+/// #[derive(Debug)]
+/// struct OnRuntime {
+///     runtime: tokio::runtime::Handle,
+///     inner: SharedCredentialsProvider,
+/// }
+///
+/// impl ProvideCredentials for OnRuntime {
+///     fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+///     where
+///         Self: 'a,
+///     {
+///         let inner = self.inner.clone();
+///         let task = self.runtime.spawn(async move { inner.provide_credentials().await });
+///         future::ProvideCredentials::new(async move {
+///             task.await.map_err(CredentialsError::unhandled)?
+///         })
+///     }
+/// }
+///
+/// # fn chain() -> SharedCredentialsProvider { unimplemented!() }
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// // With aws-config: let config = aws_config::load_from_env().await;
+/// //                  let chain = config.credentials_provider().unwrap();
+/// let chain: SharedCredentialsProvider = chain();
+/// let exporter = HttpExporter::builder()
+///     .credentials_provider(OnRuntime { runtime: tokio::runtime::Handle::current(), inner: chain })
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct HttpExporterBuilder {
+    region: Option<String>,
+    endpoint: Option<String>,
+    credentials: Option<Source>,
+    settings: Settings,
+}
+
+impl Default for HttpExporterBuilder {
+    fn default() -> Self {
+        HttpExporterBuilder {
+            region: None,
+            endpoint: None,
+            credentials: None,
+            settings: Settings {
+                batch_delay: DEFAULT_BATCH_DELAY,
+                backlog_capacity: DEFAULT_BACKLOG_CAPACITY,
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                read_timeout: DEFAULT_READ_TIMEOUT,
+                backoff_initial: DEFAULT_BACKOFF_INITIAL,
+                backoff_max: DEFAULT_BACKOFF_MAX,
+                auth_retry_interval: DEFAULT_AUTH_RETRY_INTERVAL,
+            },
+        }
+    }
+}
+
+impl fmt::Debug for HttpExporterBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpExporterBuilder")
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("credentials", &self.credentials)
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl HttpExporterBuilder {
+    /// The AWS region (`us-east-1`, …). Default: `AWS_REGION`, else
+    /// `AWS_DEFAULT_REGION`.
+    ///
+    /// ```
+    /// let builder = tracing_xray::export::HttpExporter::builder().region("eu-central-1");
+    /// # drop(builder);
+    /// ```
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// The API's base URL, for VPC endpoints, FIPS endpoints and tests.
+    /// Default: `https://xray.{region}.amazonaws.com`. `http://` is accepted
+    /// (a local fake of the API); requests are still signed for the region.
+    ///
+    /// ```
+    /// let builder = tracing_xray::export::HttpExporter::builder()
+    ///     .endpoint("https://xray-fips.us-east-1.amazonaws.com");
+    /// # drop(builder);
+    /// ```
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// Fixed credentials: an access key, its secret, and a session token for
+    /// temporary credentials. Prefer a provider for anything that expires.
+    ///
+    /// ```no_run
+    /// let builder = tracing_xray::export::HttpExporter::builder().static_credentials(
+    ///     std::env::var("MY_KEY_ID")?,
+    ///     std::env::var("MY_SECRET")?,
+    ///     None,
+    /// );
+    /// # drop(builder);
+    /// # Ok::<(), std::env::VarError>(())
+    /// ```
+    pub fn static_credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret_access_key: impl Into<String>,
+        session_token: Option<String>,
+    ) -> Self {
+        let credentials = Credentials::new(
+            access_key_id,
+            secret_access_key,
+            session_token,
+            None,
+            "tracing-xray static credentials",
+        );
+        self.credentials = Some(Source::Static {
+            credentials,
+            from_env: false,
+        });
+        self
+    }
+
+    /// Credentials from a provider (any [`ProvideCredentials`], such as the
+    /// `aws-config` chain: see the type's docs), asked again five minutes
+    /// before they expire and when the API refuses them.
+    ///
+    /// ```
+    /// use aws_credential_types::Credentials;
+    ///
+    /// // `Credentials` is itself a (static) provider:
+    /// let creds = Credentials::new("AKIA…", "…", None, None, "example");
+    /// let builder = tracing_xray::export::HttpExporter::builder().credentials_provider(creds);
+    /// # drop(builder);
+    /// ```
+    pub fn credentials_provider(mut self, provider: impl ProvideCredentials + 'static) -> Self {
+        self.credentials = Some(Source::Provider(SharedCredentialsProvider::new(provider)));
+        self
+    }
+
+    /// How long the first document of a batch may wait for others before the
+    /// batch is sent (a full batch of 50 goes at once). Default 1 s, as the
+    /// daemon.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = tracing_xray::export::HttpExporter::builder()
+    ///     .batch_delay(Duration::from_millis(200));
+    /// # drop(builder);
+    /// ```
+    pub fn batch_delay(mut self, delay: Duration) -> Self {
+        self.settings.batch_delay = delay;
+        self
+    }
+
+    /// How many documents may wait (for their batch, or for the API to come
+    /// back). Past it the oldest are dropped and counted as failed. Default
+    /// 10 000; at least 1.
+    ///
+    /// ```
+    /// let builder = tracing_xray::export::HttpExporter::builder().backlog_capacity(50_000);
+    /// # drop(builder);
+    /// ```
+    pub fn backlog_capacity(mut self, documents: usize) -> Self {
+        self.settings.backlog_capacity = documents.max(1);
+        self
+    }
+
+    /// How long establishing a connection (DNS, TCP, TLS) may take. Default 3 s.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = tracing_xray::export::HttpExporter::builder()
+    ///     .connect_timeout(Duration::from_secs(1));
+    /// # drop(builder);
+    /// ```
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.connect_timeout = timeout;
+        self
+    }
+
+    /// How long sending a request and reading its answer may take once
+    /// connected. Default 10 s.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = tracing_xray::export::HttpExporter::builder()
+    ///     .read_timeout(Duration::from_secs(5));
+    /// # drop(builder);
+    /// ```
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.read_timeout = timeout;
+        self
+    }
+
+    /// The backoff after throttling, a server error or a network error: the
+    /// `n`-th failure in a row waits between half and all of
+    /// `min(initial * 2^(n-1), max)`. Default 200 ms to 30 s.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = tracing_xray::export::HttpExporter::builder()
+    ///     .retry_backoff(Duration::from_millis(100), Duration::from_secs(10));
+    /// # drop(builder);
+    /// ```
+    pub fn retry_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.settings.backoff_initial = initial;
+        self.settings.backoff_max = max.max(initial);
+        self
+    }
+
+    /// After the API refuses the credentials (and a provider has no others),
+    /// documents fail at once, without a request, for this long; then one
+    /// batch tries again. Default 60 s.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = tracing_xray::export::HttpExporter::builder()
+    ///     .auth_retry_interval(Duration::from_secs(300));
+    /// # drop(builder);
+    /// ```
+    pub fn auth_retry_interval(mut self, interval: Duration) -> Self {
+        self.settings.auth_retry_interval = interval;
+        self
+    }
+
+    /// Checks the settings and builds the exporter. Nothing is sent yet.
+    ///
+    /// ```no_run
+    /// use tracing_xray::export::{HttpExporter, HttpExporterError};
+    ///
+    /// match HttpExporter::builder().build() {
+    ///     Ok(exporter) => { /* with_exporter(exporter) */ }
+    ///     Err(HttpExporterError::MissingRegion) => eprintln!("set AWS_REGION"),
+    ///     Err(e) => eprintln!("{e}"),
+    /// }
+    /// ```
+    pub fn build(self) -> Result<HttpExporter, HttpExporterError> {
+        let region = match self.region {
+            Some(r) => r,
+            None => region_from_env().ok_or(HttpExporterError::MissingRegion)?,
+        };
+        if region.is_empty()
+            || !region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(HttpExporterError::InvalidRegion(region));
+        }
+        let endpoint = match self.endpoint {
+            Some(e) => validate_endpoint(&e)?,
+            None => format!("https://xray.{region}.amazonaws.com"),
+        };
+        let source = match self.credentials {
+            Some(s) => s,
+            None => Source::from_env().ok_or(HttpExporterError::MissingCredentials)?,
+        };
+        let s = self.settings;
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(s.connect_timeout))
+            .timeout_resolve(Some(s.connect_timeout))
+            .timeout_send_request(Some(s.read_timeout))
+            .timeout_send_body(Some(s.read_timeout))
+            .timeout_recv_response(Some(s.read_timeout))
+            .timeout_recv_body(Some(s.read_timeout))
+            .max_redirects(0)
+            .user_agent(concat!("tracing-xray/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(HttpExporter {
+            url: format!("{endpoint}{}", api::PUT_TRACE_SEGMENTS_PATH),
+            region,
+            credentials: Cache::new(source),
+            agent: ureq::Agent::new_with_config(config),
+            settings: s,
+            backlog: VecDeque::new(),
+            retry_at: None,
+            failures_in_row: 0,
+            auth_blocked_until: None,
+            auth_error: None,
+            auth_reported: false,
+            retry_reported: false,
+            auth_refresh_tried: false,
+            shut_down: false,
+            stats: Arc::new(Counters::default()),
+        })
+    }
+}
+
+fn region_from_env() -> Option<String> {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .map(|v| v.trim().to_owned())
+        .find(|v| !v.is_empty())
+}
+
+/// `scheme://host[:port]`, without a trailing slash; `http` or `https`, no
+/// path, query or user info.
+fn validate_endpoint(url: &str) -> Result<String, HttpExporterError> {
+    let invalid = |why: &str| HttpExporterError::InvalidEndpoint(format!("{url:?}: {why}"));
+    let trimmed = url.trim().trim_end_matches('/');
+    let uri: ureq::http::Uri = trimmed.parse().map_err(|_| invalid("not a URL"))?;
+    match uri.scheme_str() {
+        Some("https") | Some("http") => {}
+        _ => return Err(invalid("the scheme must be https:// (or http://)")),
+    }
+    let Some(authority) = uri.authority() else {
+        return Err(invalid("no host"));
+    };
+    if authority.as_str().contains('@') {
+        return Err(invalid("user info is not allowed"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(invalid("a path or query is not allowed"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Why an [`HttpExporter`] could not be built, or (inside
+/// [`ExportError::Other`]) why it dropped a document.
+///
+/// ```
+/// use tracing_xray::export::{HttpExporter, HttpExporterError};
+///
+/// let err = HttpExporter::builder()
+///     .region("us-east-1")
+///     .endpoint("ftp://example.com")
+///     .static_credentials("AKIA…", "…", None)
+///     .build()
+///     .unwrap_err();
+/// assert!(matches!(err, HttpExporterError::InvalidEndpoint(_)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HttpExporterError {
+    /// No region: none given, and neither `AWS_REGION` nor
+    /// `AWS_DEFAULT_REGION` is set.
+    MissingRegion,
+    /// The region is not of the form `us-east-1`.
+    InvalidRegion(String),
+    /// The endpoint is not an `https://` (or `http://`) base URL.
+    InvalidEndpoint(String),
+    /// No credentials: none given, and `AWS_ACCESS_KEY_ID` /
+    /// `AWS_SECRET_ACCESS_KEY` are not set.
+    MissingCredentials,
+    /// A document was dropped because the backlog held `capacity` documents.
+    BacklogFull {
+        /// The backlog's capacity.
+        capacity: usize,
+    },
+}
+
+impl fmt::Display for HttpExporterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpExporterError::MissingRegion => f.write_str(
+                "no AWS region for the X-Ray API: call HttpExporterBuilder::region or set AWS_REGION",
+            ),
+            HttpExporterError::InvalidRegion(r) => write!(f, "invalid AWS region {r:?}"),
+            HttpExporterError::InvalidEndpoint(why) => write!(f, "invalid X-Ray endpoint {why}"),
+            HttpExporterError::MissingCredentials => f.write_str(
+                "no AWS credentials for the X-Ray API: give static credentials or a provider, \
+                 or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            ),
+            HttpExporterError::BacklogFull { capacity } => write!(
+                f,
+                "dropped: the HTTP exporter's backlog is full ({capacity} documents)"
+            ),
+        }
+    }
+}
+
+impl StdError for HttpExporterError {}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    retries: AtomicU64,
+    documents_delivered: AtomicU64,
+    unprocessed: AtomicU64,
+    auth_failures: AtomicU64,
+    backlog_dropped: AtomicU64,
+    largest_batch: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn snapshot(&self) -> HttpStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        HttpStats {
+            requests: get(&self.requests),
+            retries: get(&self.retries),
+            documents_delivered: get(&self.documents_delivered),
+            unprocessed: get(&self.unprocessed),
+            auth_failures: get(&self.auth_failures),
+            backlog_dropped: get(&self.backlog_dropped),
+            largest_batch: get(&self.largest_batch),
+        }
+    }
+}
+
+/// A cloneable handle on an [`HttpExporter`]'s counters, from
+/// [`HttpExporter::stats_handle`].
+///
+/// ```no_run
+/// # use tracing_xray::export::HttpExporter;
+/// let exporter = HttpExporter::builder().build()?;
+/// let handle = exporter.stats_handle();
+/// assert_eq!(handle.snapshot().requests, 0);
+/// # Ok::<(), tracing_xray::export::HttpExporterError>(())
+/// ```
+#[derive(Clone)]
+pub struct HttpStatsHandle {
+    counters: Arc<Counters>,
+}
+
+impl fmt::Debug for HttpStatsHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("HttpStatsHandle")
+            .field(&self.snapshot())
+            .finish()
+    }
+}
+
+impl HttpStatsHandle {
+    /// The counters now.
+    ///
+    /// ```no_run
+    /// # use tracing_xray::export::HttpExporter;
+    /// # let handle = HttpExporter::builder().build()?.stats_handle();
+    /// let stats = handle.snapshot();
+    /// assert!(stats.largest_batch <= 50);
+    /// # Ok::<(), tracing_xray::export::HttpExporterError>(())
+    /// ```
+    pub fn snapshot(&self) -> HttpStats {
+        self.counters.snapshot()
+    }
+}
+
+/// An [`HttpExporter`]'s counters. Documents delivered and failed are also
+/// in the layer's [`crate::Stats`]; these add the HTTP side.
+///
+/// ```no_run
+/// # use tracing_xray::export::HttpExporter;
+/// # let handle = HttpExporter::builder().build()?.stats_handle();
+/// let s = handle.snapshot();
+/// println!("{} requests, {} retried, {} auth failures", s.requests, s.retries, s.auth_failures);
+/// # Ok::<(), tracing_xray::export::HttpExporterError>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpStats {
+    /// `PutTraceSegments` calls made.
+    pub requests: u64,
+    /// Calls that failed in a retryable way (throttling, 5xx, network).
+    pub retries: u64,
+    /// Documents the API accepted.
+    pub documents_delivered: u64,
+    /// Documents listed in `UnprocessedTraceSegments` (retried or failed).
+    pub unprocessed: u64,
+    /// Calls refused for their credentials.
+    pub auth_failures: u64,
+    /// Documents dropped because the backlog was full.
+    pub backlog_dropped: u64,
+    /// The most documents one call carried (never above 50).
+    pub largest_batch: u64,
+}
+
+#[cfg(test)]
+mod tests;

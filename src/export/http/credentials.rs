@@ -1,0 +1,374 @@
+//! Where the exporter's AWS credentials come from, and the cache that
+//! refreshes them before they expire.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::Credentials;
+
+/// Credentials are refreshed this long before they expire.
+pub(crate) const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
+/// How long one call to a credentials provider may take.
+pub(crate) const PROVIDER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where credentials come from. Never prints a secret.
+#[derive(Clone)]
+pub(crate) enum Source {
+    /// Fixed keys (given in code, or read from the environment at build time).
+    Static {
+        credentials: Credentials,
+        from_env: bool,
+    },
+    /// A provider, asked again before its credentials expire.
+    Provider(SharedCredentialsProvider),
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Static { from_env: true, .. } => f.write_str("Environment"),
+            Source::Static { .. } => f.write_str("Static"),
+            Source::Provider(_) => f.write_str("Provider"),
+        }
+    }
+}
+
+impl Source {
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`
+    /// (empty values count as unset), or `None`.
+    pub(crate) fn from_env() -> Option<Source> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let id = var("AWS_ACCESS_KEY_ID")?;
+        let secret = var("AWS_SECRET_ACCESS_KEY")?;
+        let token = var("AWS_SESSION_TOKEN");
+        Some(Source::Static {
+            credentials: Credentials::new(id, secret, token, None, "Environment"),
+            from_env: true,
+        })
+    }
+}
+
+/// Why no credentials could be had.
+#[derive(Debug)]
+pub(crate) enum CredentialsFailure {
+    /// The provider has none, or is misconfigured: sending is pointless
+    /// until that changes (treated like an authentication failure).
+    Permanent(String),
+    /// The provider timed out or failed in a way that may pass (retried with
+    /// backoff).
+    Transient(String),
+}
+
+/// The credentials in use, refreshed from the source when they come within
+/// [`REFRESH_BEFORE_EXPIRY`] of their expiry.
+pub(crate) struct Cache {
+    source: Source,
+    current: Option<Credentials>,
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("source", &self.source)
+            .field("cached", &self.current.is_some())
+            .finish()
+    }
+}
+
+impl Cache {
+    pub(crate) fn new(source: Source) -> Self {
+        let current = match &source {
+            Source::Static { credentials, .. } => Some(credentials.clone()),
+            Source::Provider(_) => None,
+        };
+        Cache { source, current }
+    }
+
+    /// Whether asking the source again can give different credentials.
+    pub(crate) fn is_refreshable(&self) -> bool {
+        matches!(self.source, Source::Provider(_))
+    }
+
+    /// Credentials valid now (and for a while), asking the provider when the
+    /// cached ones are missing or about to expire. If the refresh fails but
+    /// the cached ones have not expired yet, they are used.
+    pub(crate) fn get(&mut self, timeout: Duration) -> Result<Credentials, CredentialsFailure> {
+        let now = SystemTime::now();
+        if let Some(c) = &self.current {
+            match c.expiry() {
+                None => return Ok(c.clone()),
+                Some(exp) if exp > now + REFRESH_BEFORE_EXPIRY => return Ok(c.clone()),
+                _ => {}
+            }
+        }
+        match self.refresh(timeout) {
+            Ok(c) => Ok(c),
+            Err(e) => match &self.current {
+                Some(c) if c.expiry().is_none_or(|exp| exp > now) => Ok(c.clone()),
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Asks the source for fresh credentials (after the server refused the
+    /// cached ones). Returns whether they differ from the ones in use.
+    pub(crate) fn force_refresh(&mut self, timeout: Duration) -> bool {
+        if !self.is_refreshable() {
+            return false;
+        }
+        let old = self.current.take();
+        match self.refresh(timeout) {
+            Ok(new) => old.is_none_or(|old| !same_keys(&old, &new)),
+            Err(_) => {
+                self.current = old;
+                false
+            }
+        }
+    }
+
+    fn refresh(&mut self, timeout: Duration) -> Result<Credentials, CredentialsFailure> {
+        let Source::Provider(provider) = &self.source else {
+            return self
+                .current
+                .clone()
+                .ok_or_else(|| CredentialsFailure::Permanent("no credentials".into()));
+        };
+        let timeout = timeout.min(PROVIDER_TIMEOUT);
+        match block_on(provider.provide_credentials(), timeout) {
+            Some(Ok(c)) => {
+                self.current = Some(c.clone());
+                Ok(c)
+            }
+            Some(Err(e)) => Err(classify(&e)),
+            None => Err(match provider.fallback_on_interrupt() {
+                Some(c) => {
+                    self.current = Some(c.clone());
+                    return Ok(c);
+                }
+                None => CredentialsFailure::Transient(format!(
+                    "the credentials provider did not answer within {timeout:?}"
+                )),
+            }),
+        }
+    }
+
+    /// The secret parts of the credentials in use, to scrub them from any
+    /// text that came back from the server.
+    pub(crate) fn secrets(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(c) = &self.current {
+            out.push(c.secret_access_key().to_owned());
+            if let Some(t) = c.session_token() {
+                out.push(t.to_owned());
+            }
+        }
+        if let Source::Static { credentials, .. } = &self.source {
+            out.push(credentials.secret_access_key().to_owned());
+            if let Some(t) = credentials.session_token() {
+                out.push(t.to_owned());
+            }
+        }
+        out.retain(|s| !s.is_empty());
+        out
+    }
+}
+
+fn same_keys(a: &Credentials, b: &Credentials) -> bool {
+    a.access_key_id() == b.access_key_id()
+        && a.secret_access_key() == b.secret_access_key()
+        && a.session_token() == b.session_token()
+}
+
+fn classify(e: &CredentialsError) -> CredentialsFailure {
+    // The error's Display never includes the credentials themselves.
+    let text = format!("credentials provider: {e}");
+    match e {
+        CredentialsError::CredentialsNotLoaded(_) | CredentialsError::InvalidConfiguration(_) => {
+            CredentialsFailure::Permanent(text)
+        }
+        _ => CredentialsFailure::Transient(text),
+    }
+}
+
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Drives a future to completion on the current thread, parking between
+/// polls; `None` when `timeout` passes first. Enough for credentials
+/// providers, which do not need a runtime of their own, and for providers
+/// that hand their work to one (see the `HttpExporterBuilder` docs).
+pub(crate) fn block_on<F: Future>(future: F, timeout: Duration) -> Option<F::Output> {
+    let deadline = Instant::now() + timeout;
+    let mut future = std::pin::pin!(future);
+    let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            return Some(v);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        thread::park_timeout(deadline - now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_credential_types::provider::future;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Debug)]
+    struct Counting {
+        calls: Arc<AtomicUsize>,
+        lifetime: Duration,
+    }
+
+    impl ProvideCredentials for Counting {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            future::ProvideCredentials::ready(Ok(Credentials::new(
+                format!("AKID{n}"),
+                "secret",
+                None,
+                Some(SystemTime::now() + self.lifetime),
+                "test",
+            )))
+        }
+    }
+
+    fn counting(lifetime: Duration) -> (Cache, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let provider = Counting {
+            calls: calls.clone(),
+            lifetime,
+        };
+        (
+            Cache::new(Source::Provider(SharedCredentialsProvider::new(provider))),
+            calls,
+        )
+    }
+
+    #[test]
+    fn long_lived_credentials_are_cached() {
+        let (mut cache, calls) = counting(Duration::from_secs(3600));
+        let a = cache.get(Duration::from_secs(1)).unwrap();
+        let b = cache.get(Duration::from_secs(1)).unwrap();
+        assert_eq!(a.access_key_id(), b.access_key_id());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn credentials_close_to_expiry_are_refreshed() {
+        let (mut cache, calls) = counting(Duration::from_secs(60));
+        assert_eq!(
+            cache.get(Duration::from_secs(1)).unwrap().access_key_id(),
+            "AKID0"
+        );
+        assert_eq!(
+            cache.get(Duration::from_secs(1)).unwrap().access_key_id(),
+            "AKID1"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn force_refresh_reports_new_keys() {
+        let (mut cache, _) = counting(Duration::from_secs(3600));
+        cache.get(Duration::from_secs(1)).unwrap();
+        assert!(cache.force_refresh(Duration::from_secs(1)));
+        let static_cache = &mut Cache::new(Source::Static {
+            credentials: Credentials::new("A", "B", None, None, "test"),
+            from_env: false,
+        });
+        assert!(!static_cache.force_refresh(Duration::from_secs(1)));
+    }
+
+    #[derive(Debug)]
+    struct Never;
+
+    impl ProvideCredentials for Never {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            future::ProvideCredentials::new(std::future::pending())
+        }
+    }
+
+    #[test]
+    fn a_provider_that_never_answers_times_out() {
+        let mut cache = Cache::new(Source::Provider(SharedCredentialsProvider::new(Never)));
+        let started = Instant::now();
+        let err = cache.get(Duration::from_millis(50)).unwrap_err();
+        assert!(matches!(err, CredentialsFailure::Transient(_)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_provider_without_credentials_is_a_permanent_failure() {
+        #[derive(Debug)]
+        struct Empty;
+        impl ProvideCredentials for Empty {
+            fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+            where
+                Self: 'a,
+            {
+                future::ProvideCredentials::ready(Err(CredentialsError::not_loaded_no_source()))
+            }
+        }
+        let mut cache = Cache::new(Source::Provider(SharedCredentialsProvider::new(Empty)));
+        let err = cache.get(Duration::from_millis(50)).unwrap_err();
+        assert!(matches!(err, CredentialsFailure::Permanent(_)), "{err:?}");
+    }
+
+    #[test]
+    fn block_on_wakes_from_another_thread() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        struct Later(
+            std::sync::mpsc::Receiver<()>,
+            Option<std::sync::mpsc::Sender<Waker>>,
+        );
+        let (wtx, wrx) = std::sync::mpsc::channel::<Waker>();
+        std::thread::spawn(move || {
+            let w = wrx.recv().unwrap();
+            tx.send(()).unwrap();
+            w.wake();
+        });
+        impl Future for Later {
+            type Output = u8;
+            fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u8> {
+                if self.0.try_recv().is_ok() {
+                    return Poll::Ready(7);
+                }
+                if let Some(s) = self.1.take() {
+                    s.send(cx.waker().clone()).unwrap();
+                }
+                Poll::Pending
+            }
+        }
+        assert_eq!(
+            block_on(Later(rx, Some(wtx)), Duration::from_secs(5)),
+            Some(7)
+        );
+    }
+}

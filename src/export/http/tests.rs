@@ -1,0 +1,597 @@
+//! Unit tests against a scripted fake of the API on 127.0.0.1 (the tests
+//! against moto are in `tests/http_moto.rs`).
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use super::*;
+use crate::export::DocumentKind;
+use crate::id::{SegmentId, TraceId};
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+struct Seen {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: serde_json::Value,
+}
+
+impl Seen {
+    fn documents(&self) -> Vec<String> {
+        self.body["TraceSegmentDocuments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_owned())
+            .collect()
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+type Reply = (u16, String);
+type Script = Box<dyn FnMut(&Seen) -> Reply + Send>;
+
+/// A fake X-Ray API: answers each request from a script (default: accept
+/// everything), one connection per request.
+struct Fake {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    replies: Arc<Mutex<VecDeque<Reply>>>,
+}
+
+impl Fake {
+    fn start() -> Fake {
+        Fake::with_script(None)
+    }
+
+    fn with_script(mut script: Option<Script>) -> Fake {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let replies: Arc<Mutex<VecDeque<Reply>>> = Arc::new(Mutex::new(VecDeque::new()));
+        let (seen2, replies2) = (seen.clone(), replies.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let Some(req) = read_request(&stream) else {
+                    continue;
+                };
+                seen2.lock().unwrap().push(req.clone());
+                let queued = replies2.lock().unwrap().pop_front();
+                let (status, body) = match (queued, script.as_mut()) {
+                    (Some(r), _) => r,
+                    (None, Some(s)) => s(&req),
+                    (None, None) => (200, r#"{"UnprocessedTraceSegments":[]}"#.into()),
+                };
+                let _ = write!(
+                    &stream,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Fake {
+            addr,
+            seen,
+            replies,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn reply(&self, status: u16, body: &str) {
+        self.replies
+            .lock()
+            .unwrap()
+            .push_back((status, body.to_owned()));
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn read_request(stream: &TcpStream) -> Option<Seen> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let path = line.split_whitespace().nth(1)?.to_owned();
+    let mut headers = Vec::new();
+    let mut len = 0;
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        if k.eq_ignore_ascii_case("content-length") {
+            len = v.trim().parse().ok()?;
+        }
+        headers.push((k.to_owned(), v.trim().to_owned()));
+    }
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    Some(Seen {
+        path,
+        headers,
+        body: serde_json::from_slice(&body).ok()?,
+    })
+}
+
+fn doc(n: usize) -> Document {
+    let trace_id = TraceId::new();
+    let id = SegmentId::new();
+    let json = format!(
+        r#"{{"name":"doc-{n}","id":"{id}","trace_id":"{trace_id}","start_time":1.0,"end_time":2.0}}"#
+    );
+    Document::new(json, DocumentKind::Segment, trace_id, id)
+}
+
+fn docs(n: usize) -> Vec<Document> {
+    (0..n).map(doc).collect()
+}
+
+const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+const TOKEN: &str = "FwoGZXIvYXdzEXAMPLESESSIONTOKEN";
+
+fn builder(fake: &Fake) -> HttpExporterBuilder {
+    HttpExporter::builder()
+        .region("us-west-2")
+        .endpoint(fake.url())
+        .static_credentials("AKIDEXAMPLE", SECRET, Some(TOKEN.into()))
+        .connect_timeout(Duration::from_millis(500))
+        .read_timeout(Duration::from_millis(1000))
+        .retry_backoff(Duration::from_millis(10), Duration::from_millis(40))
+}
+
+fn failures_of(outcome: &ExportOutcome) -> Vec<String> {
+    outcome
+        .failures
+        .iter()
+        .map(|f| format!("{:?}", f.error))
+        .collect()
+}
+
+#[test]
+fn defaults_are_pinned() {
+    let b = HttpExporterBuilder::default();
+    assert_eq!(b.settings.batch_delay, Duration::from_secs(1));
+    assert_eq!(b.settings.backlog_capacity, 10_000);
+    assert_eq!(b.settings.connect_timeout, Duration::from_secs(3));
+    assert_eq!(b.settings.read_timeout, Duration::from_secs(10));
+    assert_eq!(b.settings.backoff_initial, Duration::from_millis(200));
+    assert_eq!(b.settings.backoff_max, Duration::from_secs(30));
+    assert_eq!(b.settings.auth_retry_interval, Duration::from_secs(60));
+    assert_eq!(MAX_BATCH_DOCUMENTS, 50);
+}
+
+#[test]
+fn default_endpoint_is_the_regional_one() {
+    let e = HttpExporter::builder()
+        .region("ap-southeast-2")
+        .static_credentials("A", "B", None)
+        .build()
+        .unwrap();
+    assert_eq!(
+        e.url(),
+        "https://xray.ap-southeast-2.amazonaws.com/TraceSegments"
+    );
+    assert_eq!(e.region(), "ap-southeast-2");
+}
+
+#[test]
+fn invalid_settings_are_errors() {
+    let b = || HttpExporter::builder().static_credentials("A", "B", None);
+    assert!(matches!(
+        b().region("us-east-1/../x").build(),
+        Err(HttpExporterError::InvalidRegion(_))
+    ));
+    for bad in [
+        "ftp://x",
+        "xray.amazonaws.com",
+        "https://u:p@x.com",
+        "https://x.com/path",
+        "https://x.com?q",
+    ] {
+        assert!(
+            matches!(
+                b().region("us-east-1").endpoint(bad).build(),
+                Err(HttpExporterError::InvalidEndpoint(_))
+            ),
+            "{bad}"
+        );
+    }
+    let e = b()
+        .region("us-east-1")
+        .endpoint("http://127.0.0.1:4566/")
+        .build()
+        .unwrap();
+    assert_eq!(e.url(), "http://127.0.0.1:4566/TraceSegments");
+}
+
+#[test]
+fn debug_output_never_shows_secrets() {
+    let fake = Fake::start();
+    let b = builder(&fake);
+    let shown = format!("{b:?} {b:#?}");
+    let mut e = b.build().unwrap();
+    let _ = e.export(docs(1));
+    let shown = format!(
+        "{shown} {e:?} {e:#?} {:?} {:?}",
+        e.stats_handle(),
+        HttpExporterError::MissingCredentials
+    );
+    assert!(shown.contains("Static"), "{shown}");
+    for secret in [SECRET, TOKEN, "AKIDEXAMPLE"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    // A provider's credentials are not shown either.
+    let p = HttpExporter::builder().credentials_provider(Credentials::new(
+        "AKIDEXAMPLE",
+        SECRET,
+        Some(TOKEN.into()),
+        None,
+        "test",
+    ));
+    let shown = format!("{p:?}");
+    assert!(!shown.contains(SECRET) && !shown.contains(TOKEN), "{shown}");
+}
+
+#[test]
+fn server_messages_are_scrubbed_of_secrets() {
+    let fake = Fake::start();
+    fake.reply(
+        403,
+        &format!(
+            r#"{{"__type":"InvalidSignatureException","message":"canonical: x-amz-security-token:{TOKEN} key {SECRET}"}}"#
+        ),
+    );
+    let mut e = builder(&fake).build().unwrap();
+    let mut outcome = e.export(docs(1));
+    outcome.merge(e.flush(Duration::from_secs(2)));
+    let text = failures_of(&outcome).join(" ");
+    assert!(text.contains("Unauthorized"), "{text}");
+    assert!(text.contains("InvalidSignatureException"), "{text}");
+    assert!(!text.contains(TOKEN) && !text.contains(SECRET), "{text}");
+}
+
+#[test]
+fn waits_for_the_batch_delay_then_sends_one_signed_batch() {
+    let fake = Fake::start();
+    let mut e = builder(&fake)
+        .batch_delay(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let sent = docs(3);
+    let expected: Vec<String> = sent.iter().map(|d| d.as_str().to_owned()).collect();
+    let outcome = e.export(sent);
+    assert_eq!(outcome.delivered, 0, "sent before the delay");
+    assert!(fake.seen().is_empty());
+    let at = e.next_poll().expect("a deadline");
+    let wait = at.saturating_duration_since(Instant::now());
+    assert!(wait <= Duration::from_millis(200), "{wait:?}");
+    if wait > Duration::from_millis(20) {
+        assert_eq!(e.poll(Instant::now()).delivered, 0, "too early");
+    }
+    thread::sleep(wait);
+    let outcome = e.poll(Instant::now());
+    assert_eq!(outcome.delivered, 3);
+    assert!(e.next_poll().is_none());
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/TraceSegments");
+    assert_eq!(seen[0].documents(), expected);
+    assert_eq!(seen[0].header("content-type"), Some("application/json"));
+    assert_eq!(seen[0].header("x-amz-security-token"), Some(TOKEN));
+    let auth = seen[0].header("authorization").unwrap();
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+            && auth.contains("/us-west-2/xray/aws4_request"),
+        "{auth}"
+    );
+    let stats = e.stats_handle().snapshot();
+    assert_eq!((stats.requests, stats.documents_delivered), (1, 3));
+}
+
+#[test]
+fn full_batches_go_at_once_in_fifties() {
+    let fake = Fake::start();
+    let mut e = builder(&fake).build().unwrap();
+    let outcome = e.export(docs(120));
+    assert_eq!(outcome.delivered, 100);
+    let sizes: Vec<usize> = fake.seen().iter().map(|s| s.documents().len()).collect();
+    assert_eq!(sizes, [50, 50]);
+    let outcome = e.flush(Duration::from_secs(2));
+    assert_eq!(outcome.delivered, 20);
+    assert_eq!(e.stats_handle().snapshot().largest_batch, 50);
+}
+
+#[test]
+fn throttling_and_server_errors_are_retried_with_backoff() {
+    let fake = Fake::start();
+    fake.reply(
+        429,
+        r#"{"__type":"ThrottlingException","message":"slow down"}"#,
+    );
+    fake.reply(500, r#"{"__type":"InternalFailure"}"#);
+    fake.reply(400, r#"{"__type":"ThrottlingException"}"#);
+    let mut e = builder(&fake).batch_delay(Duration::ZERO).build().unwrap();
+    let started = Instant::now();
+    let mut outcome = e.export(docs(5));
+    assert!(outcome.failures.is_empty());
+    while outcome.delivered < 5 && started.elapsed() < Duration::from_secs(5) {
+        let at = e.next_poll().expect("a retry is scheduled");
+        thread::sleep(at.saturating_duration_since(Instant::now()));
+        outcome.merge(e.poll(Instant::now()));
+    }
+    assert_eq!(outcome.delivered, 5, "{:?}", failures_of(&outcome));
+    assert!(outcome.failures.is_empty());
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 4);
+    assert!(seen.iter().all(|s| s.documents() == seen[0].documents()));
+    assert_eq!(e.stats_handle().snapshot().retries, 3);
+}
+
+#[test]
+fn backoff_grows_with_jitter_and_is_capped() {
+    let ms = Duration::from_millis;
+    for attempt in 1..10 {
+        for random in [0, 1, 12345, u64::MAX] {
+            let d = backoff(ms(100), ms(1000), attempt, random);
+            let ceiling = (ms(100) * 2u32.pow(attempt - 1)).min(ms(1000));
+            assert!(d >= ceiling / 2 && d <= ceiling, "{attempt} {d:?}");
+        }
+    }
+    assert_ne!(
+        backoff(ms(100), ms(1000), 3, 1),
+        backoff(ms(100), ms(1000), 3, 99_999_999)
+    );
+    assert_eq!(backoff(ms(100), ms(1000), 1000, 0), ms(500));
+}
+
+#[test]
+fn unprocessed_documents_are_retried_when_retryable_and_failed_otherwise() {
+    let docs = docs(3);
+    let (a, b) = (docs[0].id().to_string(), docs[1].id().to_string());
+    let fake = Fake::start();
+    fake.reply(
+        200,
+        &format!(
+            r#"{{"UnprocessedTraceSegments":[
+                {{"Id":"{a}","ErrorCode":"InternalFailure","Message":"try again"}},
+                {{"Id":"{b}","ErrorCode":"MissingParam","Message":"Missing end_time"}}]}}"#
+        ),
+    );
+    let mut e = builder(&fake).build().unwrap();
+    let mut outcome = e.export(docs.clone());
+    outcome.merge(e.flush(Duration::from_secs(2)));
+    assert_eq!(outcome.delivered, 2, "{:?}", failures_of(&outcome));
+    assert_eq!(outcome.failures.len(), 1);
+    assert_eq!(outcome.failures[0].document.id(), docs[1].id());
+    assert!(
+        matches!(&outcome.failures[0].error, ExportError::Rejected(m) if m.contains("MissingParam")),
+        "{:?}",
+        outcome.failures[0].error
+    );
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].documents(), [docs[0].as_str()]);
+    assert_eq!(e.stats_handle().snapshot().unprocessed, 2);
+}
+
+#[test]
+fn an_unprocessed_document_fails_after_three_attempts() {
+    let fake = Fake::with_script(Some(Box::new(|seen: &Seen| {
+        let id = serde_json::from_str::<serde_json::Value>(&seen.documents()[0]).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (
+            200,
+            format!(
+                r#"{{"UnprocessedTraceSegments":[{{"Id":"{id}","ErrorCode":"InternalFailure"}}]}}"#
+            ),
+        )
+    })));
+    let mut e = builder(&fake).build().unwrap();
+    let mut outcome = e.export(docs(1));
+    outcome.merge(e.flush(Duration::from_secs(2)));
+    assert_eq!(outcome.delivered, 0);
+    assert_eq!(outcome.failures.len(), 1);
+    assert_eq!(fake.seen().len(), 3);
+}
+
+#[test]
+fn refused_credentials_fail_fast_and_are_not_retried_in_a_storm() {
+    let fake = Fake::with_script(Some(Box::new(|_: &Seen| {
+        (
+            403,
+            r#"{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}"#.into(),
+        )
+    })));
+    let mut e = builder(&fake).build().unwrap();
+    let mut outcome = ExportOutcome::default();
+    for _ in 0..10 {
+        outcome.merge(e.export(docs(60)));
+        outcome.merge(e.flush(Duration::from_secs(1)));
+    }
+    assert_eq!(outcome.delivered, 0);
+    assert_eq!(outcome.failures.len(), 600);
+    assert!(outcome.failures.iter().all(
+        |f| matches!(&f.error, ExportError::Unauthorized(m) if m.contains("UnrecognizedClient"))
+    ));
+    assert_eq!(fake.seen().len(), 1, "one request, then fail fast");
+    assert_eq!(e.stats_handle().snapshot().auth_failures, 1);
+    assert!(e.next_poll().is_none());
+}
+
+#[test]
+fn after_the_auth_retry_interval_one_batch_tries_again() {
+    let fake = Fake::start();
+    fake.reply(403, r#"{"__type":"AccessDeniedException"}"#);
+    let mut e = builder(&fake)
+        .auth_retry_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let outcome = e.flush(Duration::from_secs(1));
+    assert!(outcome.failures.is_empty());
+    let mut outcome = e.export(docs(50));
+    assert_eq!(outcome.failures.len(), 50);
+    outcome = e.export(docs(50));
+    assert_eq!(outcome.failures.len(), 50, "still blocked");
+    thread::sleep(Duration::from_millis(120));
+    outcome = e.export(docs(50));
+    assert_eq!(outcome.delivered, 50, "{:?}", failures_of(&outcome));
+    assert_eq!(fake.seen().len(), 2);
+}
+
+#[test]
+fn a_provider_with_new_credentials_gets_one_immediate_retry() {
+    use aws_credential_types::provider::future;
+    use std::sync::atomic::AtomicUsize;
+
+    #[derive(Debug)]
+    struct Rotating(AtomicUsize);
+    impl ProvideCredentials for Rotating {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            future::ProvideCredentials::ready(Ok(Credentials::new(
+                format!("AKID{n}"),
+                "secret",
+                None,
+                None,
+                "test",
+            )))
+        }
+    }
+
+    let fake = Fake::with_script(Some(Box::new(|seen: &Seen| {
+        if seen.header("authorization").unwrap().contains("AKID0/") {
+            (403, r#"{"__type":"ExpiredTokenException"}"#.into())
+        } else {
+            (200, "{}".into())
+        }
+    })));
+    let mut e = HttpExporter::builder()
+        .region("us-west-2")
+        .endpoint(fake.url())
+        .credentials_provider(Rotating(AtomicUsize::new(0)))
+        .build()
+        .unwrap();
+    let mut outcome = e.export(docs(2));
+    outcome.merge(e.flush(Duration::from_secs(2)));
+    assert_eq!(outcome.delivered, 2, "{:?}", failures_of(&outcome));
+    assert_eq!(fake.seen().len(), 2);
+}
+
+#[test]
+fn the_backlog_drops_the_oldest_past_its_capacity() {
+    // Nothing listens on this port: every send fails and is retried.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut e = HttpExporter::builder()
+        .region("us-west-2")
+        .endpoint(format!("http://127.0.0.1:{port}"))
+        .static_credentials("A", "B", None)
+        .connect_timeout(Duration::from_millis(200))
+        .retry_backoff(Duration::from_secs(5), Duration::from_secs(5))
+        .backlog_capacity(100)
+        .build()
+        .unwrap();
+    let first = docs(80);
+    let first_ids: Vec<SegmentId> = first.iter().map(|d| d.id()).collect();
+    let mut outcome = e.export(first);
+    assert!(outcome.failures.is_empty());
+    outcome = e.export(docs(50));
+    assert_eq!(outcome.failures.len(), 30);
+    let dropped: Vec<SegmentId> = outcome.failures.iter().map(|f| f.document.id()).collect();
+    assert_eq!(dropped, first_ids[..30]);
+    assert!(outcome.failures.iter().all(|f| matches!(
+        &f.error,
+        ExportError::Other(e) if e.to_string().contains("backlog is full")
+    )));
+    assert_eq!(e.stats_handle().snapshot().backlog_dropped, 30);
+    // Shutdown within a timeout shorter than the backoff: the rest fail.
+    let started = Instant::now();
+    let outcome = e.shutdown(Duration::from_millis(300));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(outcome.failures.len(), 100);
+    assert!(matches!(outcome.failures[0].error, ExportError::Timeout(_)));
+    let outcome = e.export(docs(1));
+    assert!(matches!(
+        outcome.failures[0].error,
+        ExportError::AlreadyShutdown
+    ));
+}
+
+#[test]
+fn flush_respects_its_timeout_when_the_server_hangs() {
+    // Accepts connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let mut e = HttpExporter::builder()
+        .region("us-west-2")
+        .endpoint(format!("http://{addr}"))
+        .static_credentials("A", "B", None)
+        .read_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let _ = e.export(docs(3));
+    let started = Instant::now();
+    let outcome = e.flush(Duration::from_millis(400));
+    let took = started.elapsed();
+    // Bounded by the flush timeout, not by the 30 s read timeout.
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    assert_eq!(outcome.delivered, 0);
+    assert!(outcome.failures.is_empty(), "kept for later");
+}
+
+#[test]
+fn rejected_requests_fail_the_batch() {
+    let fake = Fake::start();
+    fake.reply(
+        400,
+        r#"{"__type":"InvalidRequestException","message":"nope"}"#,
+    );
+    let mut e = builder(&fake).build().unwrap();
+    let mut outcome = e.export(docs(4));
+    outcome.merge(e.flush(Duration::from_secs(1)));
+    assert_eq!(outcome.failures.len(), 4);
+    assert!(matches!(&outcome.failures[0].error, ExportError::Rejected(m) if m.contains("nope")));
+}
+
+#[test]
+fn missing_region_and_credentials_are_reported() {
+    // The environment may have either; only check the errors' messages.
+    assert!(HttpExporterError::MissingRegion
+        .to_string()
+        .contains("AWS_REGION"));
+    assert!(HttpExporterError::MissingCredentials
+        .to_string()
+        .contains("AWS_ACCESS_KEY_ID"));
+}

@@ -1,0 +1,95 @@
+//! [`XraySpanExt`]: continue an incoming trace on a span, and read the header
+//! to send downstream.
+
+use crate::header::TraceHeader;
+use crate::layer::{Found, Lookup, WithContext};
+use crate::span_data::{Decision, Role};
+
+/// X-Ray propagation on [`tracing::Span`], in the manner of
+/// tracing-opentelemetry's `OpenTelemetrySpanExt`.
+///
+/// ```
+/// use std::time::Duration;
+/// use tracing_subscriber::prelude::*;
+/// use tracing_xray::{TraceHeader, XraySpanExt};
+/// use tracing_xray::export::InMemoryExporter;
+///
+/// let exporter = InMemoryExporter::new();
+/// let layer = tracing_xray::builder()
+///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+///     .with_exporter(exporter.clone())
+///     .build();
+/// let xray = layer.handle();
+/// let _guard = tracing_subscriber::registry().with(layer).set_default();
+///
+/// // A server continues the caller's trace...
+/// let incoming = TraceHeader::parse(
+///     "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+/// );
+/// let request = tracing::info_span!("handle");
+/// request.set_xray_parent(&incoming);
+/// // ...and hands it on to the next service.
+/// let outgoing = request.in_scope(|| {
+///     let call = tracing::info_span!("call_inventory");
+///     call.xray_header().unwrap()
+/// });
+/// assert_eq!(outgoing.root(), incoming.root());
+/// drop(request);
+/// xray.flush(Duration::from_secs(1)).unwrap();
+///
+/// let segment = &exporter.traces()[0];
+/// assert_eq!(segment["trace_id"], "1-5759e988-bd862e3fe1be46a994272793");
+/// assert_eq!(segment["parent_id"], "53995c3f42cd8ad8");
+/// assert_eq!(outgoing.parent().unwrap().to_string(), segment["subsegments"][0]["id"]);
+/// ```
+pub trait XraySpanExt {
+    /// Makes this span, a root with no child yet, the segment of an incoming
+    /// trace: `trace_id` = the header's Root, `parent_id` = its Parent, and
+    /// its `Sampled` decision (`?` or none: the sampler decides). An invalid
+    /// Root leaves the fresh trace id in place; calling it on a child span,
+    /// or after the first child was created, has no effect.
+    fn set_xray_parent(&self, header: &TraceHeader);
+
+    /// The header for a downstream call made inside this span: Root,
+    /// Parent = this (sub)segment's id, the sampling decision (taken now if
+    /// still pending), and the incoming header's extra keys. For a span of
+    /// an unsampled trace, Parent is its nearest traced ancestor's id and
+    /// `Sampled=0`. `None` when no `XrayLayer` traces the span.
+    fn xray_header(&self) -> Option<TraceHeader>;
+}
+
+fn with_data(span: &tracing::Span, lookup: Lookup, f: &mut dyn FnMut(Found<'_>)) {
+    span.with_subscriber(|(id, dispatch)| {
+        if let Some(get) = dispatch.downcast_ref::<WithContext>() {
+            (get.0)(dispatch, id, lookup, f);
+        }
+    });
+}
+
+impl XraySpanExt for tracing::Span {
+    fn set_xray_parent(&self, header: &TraceHeader) {
+        with_data(self, Lookup::Own, &mut |found| {
+            let data = found.data;
+            let undecided_root = data.parent_span.is_none()
+                && data.role == Role::Span
+                && data.decision == Decision::Pending
+                && data.children.is_empty();
+            if undecided_root {
+                found.inner.apply_header(data, header);
+            }
+        });
+    }
+
+    fn xray_header(&self) -> Option<TraceHeader> {
+        let mut out = None;
+        with_data(self, Lookup::Nearest, &mut |found| {
+            found.inner.decide(found.data);
+            out = Some(
+                found
+                    .inner
+                    .outgoing_header(found.data, found.incoming.as_ref()),
+            );
+        });
+        out
+    }
+}

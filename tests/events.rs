@@ -1,0 +1,98 @@
+//! Events inside spans: ERROR events always mark the span; other events are
+//! recorded as metadata only on request, bounded.
+
+mod common;
+
+use std::time::Duration;
+
+use tracing_subscriber::prelude::*;
+use tracing_xray::export::InMemoryExporter;
+use tracing_xray::sampling::AlwaysSample;
+use tracing_xray::Detectors;
+
+fn run(events: bool, f: impl FnOnce()) -> (Vec<serde_json::Value>, tracing_xray::Stats) {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_sampler(AlwaysSample)
+        .with_detectors(Detectors::none())
+        .with_events(events)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
+    xray.flush(Duration::from_secs(5)).unwrap();
+    let validator = common::schema();
+    for doc in exporter.json_documents() {
+        common::assert_schema_valid(&validator, &doc);
+    }
+    (exporter.traces(), xray.stats())
+}
+
+#[test]
+fn events_are_not_sent_by_default() {
+    let (traces, _) = run(false, || {
+        tracing::info_span!("r").in_scope(|| tracing::info!(n = 1, "hello"));
+    });
+    assert!(traces[0]["metadata"]["tracing"].get("events").is_none());
+    assert!(traces[0].get("fault").is_none());
+}
+
+#[test]
+fn events_on_request_are_metadata_with_their_time_and_bounded() {
+    let (traces, stats) = run(true, || {
+        tracing::info_span!("r").in_scope(|| {
+            for i in 0..40_u64 {
+                tracing::info!(i, level = "shadowed", "tick");
+            }
+            tracing::warn!(code = 7, "careful");
+        });
+    });
+    let seg = &traces[0];
+    let events = seg["metadata"]["tracing"]["events"].as_array().unwrap();
+    assert_eq!(events.len(), 32);
+    assert_eq!(stats.events_dropped, 9);
+    let first = &events[0];
+    assert_eq!(first["message"], "tick");
+    assert_eq!(first["i"], 0);
+    assert_eq!(
+        first["level"], "INFO",
+        "a field cannot shadow the event's level"
+    );
+    assert_eq!(first["target"], "events");
+    let t = first["time"].as_f64().unwrap();
+    assert!(t >= seg["start_time"].as_f64().unwrap() && t <= seg["end_time"].as_f64().unwrap());
+}
+
+#[test]
+fn error_event_with_an_error_value_links_its_sources() {
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("could not load config")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let (traces, _) = run(false, || {
+        tracing::info_span!("r").in_scope(|| {
+            let e = Outer(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file",
+            ));
+            tracing::error!(error = &e as &dyn std::error::Error, "startup failed");
+        });
+    });
+    let seg = &traces[0];
+    assert_eq!(seg["fault"], true);
+    let ex = seg["cause"]["exceptions"].as_array().unwrap();
+    assert_eq!(ex.len(), 3, "{ex:#?}");
+    assert_eq!(ex[0]["message"], "startup failed");
+    assert_eq!(ex[1]["message"], "could not load config");
+    assert_eq!(ex[2]["message"], "no such file");
+    assert_eq!(ex[0]["cause"], ex[1]["id"]);
+    assert_eq!(ex[1]["cause"], ex[2]["id"]);
+}

@@ -1,0 +1,204 @@
+//! Continuing incoming traces and handing them on: `XraySpanExt`, the
+//! `xray.trace_header` field, and where the sampling decision is taken.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::info_span;
+use tracing_subscriber::prelude::*;
+use tracing_xray::export::InMemoryExporter;
+use tracing_xray::sampling::{
+    AlwaysSample, LocalRules, NeverSample, Sampler, SamplingDecision, SamplingRequest,
+};
+use tracing_xray::{Detectors, Sampled, TraceHeader, XraySpanExt};
+
+const ROOT: &str = "1-5759e988-bd862e3fe1be46a994272793";
+const PARENT: &str = "53995c3f42cd8ad8";
+
+fn run(
+    sampler: impl Sampler,
+    f: impl FnOnce(),
+) -> (Vec<serde_json::Value>, tracing_xray::XrayHandle) {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_detectors(Detectors::none())
+        .with_sampler(sampler)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
+    xray.flush(Duration::from_secs(5)).unwrap();
+    let validator = common::schema();
+    for doc in exporter.json_documents() {
+        common::assert_schema_valid(&validator, &doc);
+    }
+    (exporter.traces(), xray)
+}
+
+#[test]
+fn incoming_header_continues_the_trace_and_is_handed_on() {
+    let incoming = TraceHeader::parse(&format!(
+        "Root={ROOT};Parent={PARENT};Sampled=1;Lineage=a87bd80c:1|68fd508a:5;Self=1-abc"
+    ));
+    let mut outgoing = None;
+    let (traces, _) = run(NeverSample, || {
+        let root = info_span!("handle");
+        root.set_xray_parent(&incoming);
+        root.in_scope(|| {
+            let call = info_span!("call_downstream");
+            outgoing = call.xray_header();
+        });
+    });
+    assert_eq!(
+        traces.len(),
+        1,
+        "Sampled=1 wins over a sampler that says no"
+    );
+    let seg = &traces[0];
+    assert_eq!(seg["trace_id"], ROOT);
+    assert_eq!(seg["parent_id"], PARENT);
+    let out = outgoing.unwrap();
+    assert_eq!(out.root().unwrap().to_string(), ROOT);
+    assert_eq!(
+        out.parent().unwrap().to_string(),
+        seg["subsegments"][0]["id"]
+    );
+    assert_eq!(out.sampled(), Sampled::Yes);
+    assert_eq!(out.extra("Lineage"), Some("a87bd80c:1|68fd508a:5"));
+    assert_eq!(out.extra("Self"), None);
+    assert_eq!(
+        out.to_string(),
+        format!(
+            "Root={ROOT};Parent={};Sampled=1;Lineage=a87bd80c:1|68fd508a:5",
+            seg["subsegments"][0]["id"].as_str().unwrap()
+        )
+    );
+}
+
+#[test]
+fn trace_header_field_continues_a_trace_without_code() {
+    let header = format!("Root={ROOT};Parent={PARENT};Sampled=1");
+    let (traces, _) = run(NeverSample, || {
+        info_span!("handle", xray.trace_header = %header).in_scope(|| {});
+    });
+    assert_eq!(traces.len(), 1);
+    assert_eq!(traces[0]["trace_id"], ROOT);
+    assert_eq!(traces[0]["parent_id"], PARENT);
+    assert!(traces[0]["metadata"]["tracing"]
+        .get("xray.trace_header")
+        .is_none());
+}
+
+#[test]
+fn sampled_zero_sends_nothing_but_still_propagates() {
+    let mut headers = Vec::new();
+    let (traces, xray) = run(AlwaysSample, || {
+        let root = info_span!("handle", annotation.a = 1);
+        root.set_xray_parent(&TraceHeader::parse(&format!(
+            "Root={ROOT};Parent={PARENT};Sampled=0"
+        )));
+        root.in_scope(|| {
+            let child = info_span!("child");
+            child.in_scope(|| {
+                headers.push(info_span!("grandchild").xray_header().unwrap());
+                tracing::error!("not recorded");
+            });
+            headers.push(child.xray_header().unwrap());
+        });
+        headers.push(root.xray_header().unwrap());
+    });
+    assert!(traces.is_empty());
+    assert_eq!(xray.stats().traces_queued, 0, "nothing queued");
+    for h in &headers {
+        assert_eq!(h.root().unwrap().to_string(), ROOT);
+        assert_eq!(h.sampled(), Sampled::No);
+        assert!(h.parent().is_some());
+    }
+}
+
+#[test]
+fn malformed_header_starts_a_fresh_trace() {
+    let (traces, _) = run(AlwaysSample, || {
+        let root = info_span!("handle");
+        root.set_xray_parent(&TraceHeader::parse(
+            "Root=garbage;Parent=xyz;Sampled=banana;;=",
+        ));
+        root.in_scope(|| info_span!("child").in_scope(|| {}));
+    });
+    assert_eq!(traces.len(), 1);
+    let trace_id = traces[0]["trace_id"].as_str().unwrap();
+    assert_eq!(trace_id.len(), 35);
+    assert_ne!(trace_id, ROOT);
+    assert!(traces[0].get("parent_id").is_none());
+}
+
+#[test]
+fn set_xray_parent_after_the_first_child_changes_nothing() {
+    let (traces, _) = run(AlwaysSample, || {
+        let root = info_span!("handle");
+        root.in_scope(|| info_span!("child").in_scope(|| {}));
+        root.set_xray_parent(&TraceHeader::parse(&format!("Root={ROOT};Sampled=0")));
+    });
+    assert_eq!(traces.len(), 1);
+    assert_ne!(traces[0]["trace_id"], ROOT);
+}
+
+#[test]
+fn sampler_sees_method_and_path_even_when_recorded_late() {
+    let rules = LocalRules::from_json(
+        r#"{"version": 2, "default": {"fixed_target": 0, "rate": 1.0},
+            "rules": [{"description": "no health checks", "host": "*", "http_method": "GET",
+                       "url_path": "/health", "fixed_target": 0, "rate": 0.0}]}"#,
+    )
+    .unwrap();
+    let (traces, _) = run(rules, || {
+        for path in ["/health", "/orders", "/health?verbose=1"] {
+            let root = info_span!(
+                "request",
+                http.request.method = "GET",
+                url.path = tracing::field::Empty
+            );
+            root.record("url.path", path);
+            root.in_scope(|| info_span!("work").in_scope(|| {}));
+        }
+        // Full URL form.
+        info_span!(
+            "request",
+            http.method = "GET",
+            http.url = "http://h:8080/health"
+        )
+        .in_scope(|| {});
+    });
+    assert_eq!(traces.len(), 1, "only /orders is traced");
+    assert_eq!(traces[0]["metadata"]["tracing"]["url.path"], "/orders");
+}
+
+#[test]
+fn matched_rule_name_is_written() {
+    struct Named;
+    impl Sampler for Named {
+        fn sample(&self, request: &SamplingRequest<'_>) -> SamplingDecision {
+            assert_eq!(request.service_name, Some("svc"));
+            SamplingDecision::sampled().with_rule_name("Checkout")
+        }
+    }
+    let (traces, _) = run(Arc::new(Named), || info_span!("r").in_scope(|| {}));
+    assert_eq!(traces[0]["aws"]["xray"]["sampling_rule_name"], "Checkout");
+}
+
+#[test]
+fn requested_decision_is_taken_by_the_sampler_and_reported() {
+    let mut header = None;
+    let (traces, _) = run(NeverSample, || {
+        let root = info_span!("handle");
+        root.set_xray_parent(&TraceHeader::parse(&format!(
+            "Root={ROOT};Parent={PARENT};Sampled=?"
+        )));
+        header = root.xray_header();
+    });
+    assert!(traces.is_empty());
+    assert_eq!(header.unwrap().sampled(), Sampled::No, "`?` is answered");
+}
