@@ -451,7 +451,7 @@ fn is_aws_operation(node: &SpanData) -> bool {
         node.meta.name() == "invoke" && node.meta.target().starts_with("aws_smithy_runtime");
     node.fields.iter().any(|(k, v)| match *k {
         "rpc.system" => matches!(v, FieldValue::Str(s) if s.eq_ignore_ascii_case("aws-api")),
-        "xray.namespace" => matches!(v, FieldValue::Str(s) if s == "aws"),
+        "xray.namespace" => matches!(v, FieldValue::Str(s) if s.as_str() == "aws"),
         "rpc.service" | "service" => invoke,
         _ => false,
     })

@@ -666,7 +666,12 @@ impl Visit for EventVisitor {
 }
 
 impl SpanData {
-    fn new(trace_id: TraceId, anchor: Anchor, start: Instant, attrs: &Attributes<'_>) -> Self {
+    pub(crate) fn new(
+        trace_id: TraceId,
+        anchor: Anchor,
+        start: Instant,
+        attrs: &Attributes<'_>,
+    ) -> Self {
         SpanData {
             trace_id,
             id: SegmentId::new(),

@@ -52,10 +52,78 @@ impl Anchor {
     }
 }
 
+/// Strings up to this many bytes are stored inline, without an allocation.
+const INLINE_STR_BYTES: usize = 22;
+
+/// A recorded string: short ones (methods, paths, table names) inline, so
+/// that recording them allocates nothing; longer ones on the heap.
+#[derive(Clone)]
+pub(crate) enum FieldStr {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_STR_BYTES],
+    },
+    Heap(Box<str>),
+}
+
+impl FieldStr {
+    pub(crate) fn new(s: &str) -> Self {
+        if s.len() <= INLINE_STR_BYTES {
+            let mut bytes = [0; INLINE_STR_BYTES];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            FieldStr::Inline {
+                len: s.len() as u8,
+                bytes,
+            }
+        } else {
+            FieldStr::Heap(s.into())
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            // Always valid: the bytes were copied from a `str` and cut at its end.
+            FieldStr::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            FieldStr::Heap(s) => s,
+        }
+    }
+}
+
+impl std::ops::Deref for FieldStr {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for FieldStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq for FieldStr {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl From<String> for FieldStr {
+    fn from(s: String) -> Self {
+        if s.len() <= INLINE_STR_BYTES {
+            FieldStr::new(&s)
+        } else {
+            FieldStr::Heap(s.into_boxed_str())
+        }
+    }
+}
+
 /// A typed field value as `tracing` gave it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum FieldValue {
-    Str(String),
+    Str(FieldStr),
     I64(i64),
     U64(u64),
     I128(i128),
@@ -252,9 +320,16 @@ impl Visit for FieldVisitor<'_> {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        let mut b = BoundedString(String::with_capacity(value.len().min(MAX_FIELD_BYTES)));
-        let _ = b.write_str(value);
-        self.push(field, FieldValue::Str(b.0));
+        let value = if value.len() > MAX_FIELD_BYTES {
+            let mut cut = MAX_FIELD_BYTES;
+            while !value.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            &value[..cut]
+        } else {
+            value
+        };
+        self.push(field, FieldValue::Str(FieldStr::new(value)));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn StdError + 'static)) {
@@ -278,7 +353,7 @@ impl Visit for FieldVisitor<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.push(field, FieldValue::Str(debug_string(value)));
+        self.push(field, FieldValue::Str(debug_string(value).into()));
     }
 }
 

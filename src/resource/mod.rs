@@ -1021,4 +1021,70 @@ mod tests {
             panic!("{err}\n{segment:#}");
         }
     }
+
+    /// The layer end to end: segments carry what the detector found once it
+    /// finished, and go out without it (never delayed) before. Returns the
+    /// first document and whether detection had finished when it arrived.
+    fn traced_segment(detectors: Detectors, wait: bool) -> (Value, bool) {
+        use tracing_subscriber::prelude::*;
+        let exporter = crate::export::InMemoryExporter::new();
+        let layer = crate::builder()
+            .with_service_name("svc")
+            .with_sampler(crate::sampling::AlwaysSample)
+            .with_detectors(detectors)
+            .with_exporter(exporter.clone())
+            .build();
+        let slot = layer.inner.as_ref().unwrap().cfg.resource.clone();
+        if wait {
+            assert!(slot.wait(Duration::from_secs(5)).is_some());
+        }
+        let xray = layer.handle();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::info_span!("request").in_scope(|| {});
+        });
+        xray.flush(Duration::from_secs(5)).unwrap();
+        (exporter.json_documents().remove(0), slot.get().is_some())
+    }
+
+    #[test]
+    fn segments_carry_the_detected_resource() {
+        let server = metadata_server();
+        let root = TempRoot::new();
+        let d = detectors(
+            &root,
+            &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &server.url())],
+        );
+        let (doc, _) = traced_segment(d, true);
+        assert_eq!(doc["origin"], "AWS::EC2::Instance");
+        assert_eq!(doc["aws"]["account_id"], "123456789012");
+        assert_eq!(doc["aws"]["ec2"]["instance_id"], "i-075ad396f12bc325a");
+        assert_eq!(doc["aws"]["ec2"]["instance_size"], "m5.xlarge");
+        assert_eq!(doc["aws"]["xray"]["sdk"], "tracing-xray");
+        assert_eq!(doc["service"]["runtime"], "rust");
+        assert_eq!(doc["service"]["runtime_version"], runtime_version());
+        let schema: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/schema/segment-schema.json"
+        ))
+        .unwrap();
+        let validator = jsonschema::draft4::new(&schema).unwrap();
+        assert!(validator.is_valid(&doc), "{doc}");
+    }
+
+    #[test]
+    fn a_hanging_detector_never_delays_a_segment() {
+        // A metadata service that never answers, and timeouts far longer than
+        // the test: the segment must leave while detection still waits.
+        let (_listener, url) = silent_listener();
+        let root = TempRoot::new();
+        let d = detectors(&root, &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &url)])
+            .with_timeouts(Duration::from_secs(30), Duration::from_secs(60));
+        let (doc, detection_finished) = traced_segment(d, false);
+        assert!(
+            !detection_finished,
+            "the segment went out before detection ended"
+        );
+        assert!(doc.get("origin").is_none());
+        assert!(doc["aws"].get("ec2").is_none());
+        assert_eq!(doc["aws"]["xray"]["sdk"], "tracing-xray");
+    }
 }
