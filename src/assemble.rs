@@ -13,11 +13,11 @@ use std::fmt::Write as _;
 
 use crate::config::Config;
 use crate::export::{Document, DocumentKind, MAX_DOCUMENT_BYTES};
-use crate::fields::{route, TraceBudget, TRACING_NAMESPACE};
+use crate::fields::{route, Conventions, TraceBudget, AWS_SDK_TARGET, TRACING_NAMESPACE};
 use crate::id::{SegmentId, TraceId};
 use crate::limits::sanitize_name;
 use crate::model::{Cause, Entity, EpochSeconds, Exception, MetaValue, StackFrame, XrayInfo};
-use crate::span_data::SpanData;
+use crate::span_data::{FieldValue, SpanData};
 
 /// Room kept in every embedded subtree for the fields an independent
 /// subsegment adds (`"type":"subsegment","trace_id":…,"parent_id":…,`).
@@ -77,19 +77,33 @@ impl<'c> Assembler<'c> {
             node: &'a SpanData,
             next: usize,
             packed: Vec<Packed>,
+            /// Inside an AWS SDK operation span (itself included).
+            in_op: bool,
         }
+        let keep_internals = self.cfg.fields.aws_sdk_internal_spans;
         let mut stack = vec![Frame {
             node: root,
             next: 0,
             packed: Vec::with_capacity(root.children.len()),
+            in_op: is_aws_operation(root),
         }];
         while let Some(frame) = stack.last_mut() {
+            if frame.in_op && !keep_internals {
+                // The SDK's internal spans are folded into the operation.
+                frame.next = frame.node.children.len();
+            }
             if let Some(child) = frame.node.children.get(frame.next) {
                 frame.next += 1;
+                if frame.in_op && is_interceptor_span(child) {
+                    // Merged into the operation it reports on.
+                    continue;
+                }
+                let in_op = frame.in_op || is_aws_operation(child);
                 stack.push(Frame {
                     node: child,
                     next: 0,
                     packed: Vec::with_capacity(child.children.len()),
+                    in_op,
                 });
                 continue;
             }
@@ -142,7 +156,14 @@ impl<'c> Assembler<'c> {
         } else {
             EMBED_LIMIT
         };
-        let own = self.serialize_node(node, is_segment, limit);
+        let merged = self.merged_spans(node);
+        // With the interceptor, the call's subsegment takes the id of its span:
+        // the one the outgoing trace header named as the parent.
+        let id = merged
+            .iter()
+            .find(|m| is_interceptor_span(m))
+            .map_or(node.id, |m| m.id);
+        let own = self.serialize_node(node, id, &merged, is_segment, limit);
 
         const SUBSEGMENTS: usize = r#","subsegments":[]"#.len();
         let mut total = own.len()
@@ -159,7 +180,7 @@ impl<'c> Assembler<'c> {
                     total -= child.json.len() + 1;
                     count -= child.count;
                     self.counts.streamed_subsegments += 1;
-                    self.emit_independent(child, node.id);
+                    self.emit_independent(child, id);
                 } else {
                     kept.push(child);
                 }
@@ -180,15 +201,43 @@ impl<'c> Assembler<'c> {
             }
             json.push_str("]}");
         }
-        Packed {
-            id: node.id,
-            json,
-            count,
-        }
+        Packed { id, json, count }
     }
 
-    fn serialize_node(&mut self, node: &SpanData, is_segment: bool, limit: usize) -> String {
-        let mut entity = self.entity(node, is_segment);
+    /// The spans folded into `node`: below an AWS SDK operation, every
+    /// descendant (or, when internals are kept, only the interceptor's spans
+    /// not under another operation).
+    fn merged_spans<'a>(&self, node: &'a SpanData) -> Vec<&'a SpanData> {
+        if !is_aws_operation(node) || node.children.is_empty() {
+            return Vec::new();
+        }
+        let keep_internals = self.cfg.fields.aws_sdk_internal_spans;
+        let mut out = Vec::new();
+        let mut stack: Vec<&SpanData> = node.children.iter().collect();
+        while let Some(n) = stack.pop() {
+            if !keep_internals {
+                out.push(n);
+                stack.extend(n.children.iter());
+            } else if is_interceptor_span(n) {
+                out.push(n);
+            } else if !is_aws_operation(n) {
+                stack.extend(n.children.iter());
+            }
+        }
+        // Close order, as the spans would have appeared.
+        out.sort_by_key(|n| n.start);
+        out
+    }
+
+    fn serialize_node(
+        &mut self,
+        node: &SpanData,
+        id: SegmentId,
+        merged: &[&SpanData],
+        is_segment: bool,
+        limit: usize,
+    ) -> String {
+        let mut entity = self.entity(node, id, merged, is_segment);
         let mut json = serde_json::to_string(&entity).unwrap_or_default();
         if json.len() <= limit {
             return json;
@@ -237,7 +286,13 @@ impl<'c> Assembler<'c> {
         json
     }
 
-    fn entity<'a>(&mut self, node: &'a SpanData, is_segment: bool) -> Entity<'a>
+    fn entity<'a>(
+        &mut self,
+        node: &'a SpanData,
+        id: SegmentId,
+        merged: &[&'a SpanData],
+        is_segment: bool,
+    ) -> Entity<'a>
     where
         'c: 'a,
     {
@@ -245,12 +300,49 @@ impl<'c> Assembler<'c> {
         let start = node.anchor.micros(node.start);
         let end = node.end.map_or(start, |e| node.anchor.micros(e)).max(start);
         let mut entity = Entity {
-            id: Some(node.id),
+            id: Some(id),
             start_time: EpochSeconds::from_micros(start),
             end_time: Some(EpochSeconds::from_micros(end)),
             ..Default::default()
         };
-        let name_override = route(node, &mut entity, is_segment, &mut self.budget, &cfg.fields);
+        let mut conv = Conventions::default();
+        route(
+            node,
+            &mut entity,
+            is_segment,
+            &mut self.budget,
+            &cfg.fields,
+            &mut conv,
+        );
+        let mut attempts = 0u64;
+        for m in merged {
+            if is_interceptor_span(m) {
+                route(
+                    m,
+                    &mut entity,
+                    is_segment,
+                    &mut self.budget,
+                    &cfg.fields,
+                    &mut conv,
+                );
+            } else if m.meta.name() == "try_attempt" {
+                attempts += 1;
+            }
+        }
+        let errors = || {
+            std::iter::once(node)
+                .chain(merged.iter().copied())
+                .flat_map(|n| n.errors.iter())
+        };
+        let errors_dropped: u32 = std::iter::once(node)
+            .chain(merged.iter().copied())
+            .map(|n| n.errors_dropped)
+            .fold(0, u32::saturating_add);
+        let has_errors = errors().next().is_some();
+        let applied = conv.apply(&mut entity, is_segment, &cfg.fields, has_errors);
+        if attempts > 1 && entity.aws.retries.is_none() {
+            entity.aws.retries = Some(attempts - 1);
+        }
         if is_segment {
             entity.name = sanitize_name(&cfg.service_name, "service");
             entity.trace_id = Some(self.trace_id);
@@ -269,29 +361,34 @@ impl<'c> Assembler<'c> {
                 sampling_rule_name: node.rule_name.as_deref(),
             });
             // The root span's own name is kept beside its fields.
+            let span_name = applied
+                .name
+                .clone()
+                .unwrap_or(Cow::Borrowed(node.meta.name()));
             entity
                 .metadata
                 .entry(Cow::Borrowed(TRACING_NAMESPACE))
                 .or_default()
-                .insert(
-                    Cow::Borrowed("span_name"),
-                    MetaValue::Str(Cow::Borrowed(name_override.unwrap_or(node.meta.name()))),
-                );
+                .insert(Cow::Borrowed("span_name"), MetaValue::Str(span_name));
         } else {
-            entity.name = sanitize_name(name_override.unwrap_or(node.meta.name()), "span");
+            entity.name = match &applied.name {
+                Some(Cow::Borrowed(n)) => sanitize_name(n, "span"),
+                Some(Cow::Owned(n)) => Cow::Owned(sanitize_name(n, "span").into_owned()),
+                None => sanitize_name(node.meta.name(), "span"),
+            };
         }
         if !node.events.is_empty() {
             crate::events::render(node, &mut entity);
         }
         self.counts.events_dropped += u64::from(node.events_dropped);
-        if !node.errors.is_empty() {
-            entity.fault = true;
+        if has_errors {
             let mut cause = Cause::default();
-            for record in &node.errors {
+            for record in errors() {
                 let outer = Exception {
                     id: SegmentId::new(),
                     message: Some(Cow::Borrowed(&record.message)),
                     kind: Some(Cow::Borrowed(record.field.unwrap_or("error"))),
+                    remote: applied.remote,
                     stack: record
                         .location
                         .map(|(path, line)| {
@@ -304,8 +401,8 @@ impl<'c> Assembler<'c> {
                         .unwrap_or_default(),
                     ..Default::default()
                 };
-                let first = cause.exceptions.len();
                 cause.exceptions.push(outer);
+                // The source() chain: each exception names its cause.
                 for source in &record.sources {
                     let id = SegmentId::new();
                     if let Some(prev) = cause.exceptions.last_mut() {
@@ -315,19 +412,52 @@ impl<'c> Assembler<'c> {
                         id,
                         message: Some(Cow::Borrowed(source)),
                         kind: Some(Cow::Borrowed("source")),
+                        remote: applied.remote,
                         ..Default::default()
                     });
                 }
-                debug_assert!(cause.exceptions.len() > first);
             }
-            if node.errors_dropped > 0 {
-                self.counts.exceptions_dropped += u64::from(node.errors_dropped);
+            if errors_dropped > 0 {
+                self.counts.exceptions_dropped += u64::from(errors_dropped);
                 if let Some(last) = cause.exceptions.last_mut() {
-                    last.skipped = Some(node.errors_dropped);
+                    last.skipped = Some(errors_dropped);
                 }
             }
             entity.cause = Some(cause);
+        } else if applied.error_type.is_some() || applied.error_message.is_some() {
+            entity.cause = Some(Cause {
+                exceptions: vec![Exception {
+                    id: SegmentId::new(),
+                    kind: applied.error_type.map(Cow::Borrowed),
+                    message: applied.error_message.map(Cow::Borrowed),
+                    remote: applied.remote,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
         }
         entity
     }
+}
+
+/// An AWS SDK operation span: `{Service}.{Operation}` with
+/// `rpc.system = "aws-api"`, the older `invoke` span of
+/// `aws-smithy-runtime`, or the interceptor's own span.
+fn is_aws_operation(node: &SpanData) -> bool {
+    if is_interceptor_span(node) {
+        return true;
+    }
+    let invoke =
+        node.meta.name() == "invoke" && node.meta.target().starts_with("aws_smithy_runtime");
+    node.fields.iter().any(|(k, v)| match *k {
+        "rpc.system" => matches!(v, FieldValue::Str(s) if s.eq_ignore_ascii_case("aws-api")),
+        "xray.namespace" => matches!(v, FieldValue::Str(s) if s.as_str() == "aws"),
+        "rpc.service" | "service" => invoke,
+        _ => false,
+    })
+}
+
+/// A span opened by the AWS SDK interceptor (feature `aws-sdk`).
+fn is_interceptor_span(node: &SpanData) -> bool {
+    node.meta.target() == AWS_SDK_TARGET
 }

@@ -86,6 +86,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod assemble;
+#[cfg(feature = "aws-sdk")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws-sdk")))]
+pub mod aws_sdk;
 mod builder;
 mod config;
 mod daemon_address;

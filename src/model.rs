@@ -166,6 +166,12 @@ pub(crate) struct Aws<'a> {
     pub(crate) queue_url: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) table_name: Option<Cow<'a, str>>,
+    /// Several tables (batch operations), as the official SDKs write them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) table_names: Vec<Cow<'a, str>>,
+    /// An S3 bucket (`aws.s3.bucket`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) bucket_name: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) retries: Option<u64>,
     /// Resource blocks (`ec2`, `ecs`, `eks`, `elastic_beanstalk`,
@@ -184,6 +190,8 @@ impl Aws<'_> {
             && self.request_id.is_none()
             && self.queue_url.is_none()
             && self.table_name.is_none()
+            && self.table_names.is_empty()
+            && self.bucket_name.is_none()
             && self.retries.is_none()
             && self.resource.is_none_or(|m| m.is_empty())
             && self.xray.is_none()

@@ -173,7 +173,7 @@ fn sampler_sees_method_and_path_even_when_recorded_late() {
         .in_scope(|| {});
     });
     assert_eq!(traces.len(), 1, "only /orders is traced");
-    assert_eq!(traces[0]["metadata"]["tracing"]["url.path"], "/orders");
+    assert_eq!(traces[0]["http"]["request"]["url"], "/orders");
 }
 
 #[test]

@@ -1,0 +1,261 @@
+//! [`XrayInterceptor`]: what the AWS SDK for Rust's own spans do not say
+//! (feature `aws-sdk`).
+//!
+//! Without it, the SDK's per-operation spans (`DynamoDB.GetItem` with
+//! `rpc.system = "aws-api"`) already become one `aws` subsegment per call,
+//! named after the service, with `aws.operation` and the retry count. Those
+//! spans are at DEBUG level: enable them for the SDK's crates, for example
+//! `EnvFilter::new("info,aws_smithy_runtime=debug,aws_sdk_dynamodb=debug")`
+//! (folded internals cost nothing in the document, but they are spans).
+//!
+//! The interceptor adds, per call, an INFO-level span (target
+//! `tracing_xray::aws_sdk`) that is merged into that subsegment (or becomes
+//! it, when the SDK's DEBUG spans are filtered out), carrying:
+//! - `aws.request_id` (`x-amzn-RequestId` / `x-amz-request-id`),
+//! - `aws.region` (from the request's SigV4 credential scope),
+//! - `http.response.status` of the last attempt and `aws.retries`,
+//! - the error flags: 4xx → `error`, throttling → `throttle`, 5xx or no
+//!   response → `fault`, and the SDK error as a `remote` exception,
+//! - the outgoing `X-Amzn-Trace-Id` header, whose `Parent` is that
+//!   subsegment, so that traced services (Lambda, SQS, SNS, ...) join the
+//!   trace.
+
+use std::error::Error as StdError;
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
+    FinalizerInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use tracing::field::Empty;
+
+use crate::header::HEADER_NAME;
+use crate::XraySpanExt;
+
+/// An AWS SDK interceptor that completes each call's `aws` subsegment and
+/// propagates the trace downstream.
+///
+/// Register it on a client's config:
+///
+/// ```
+/// use tracing_xray::aws_sdk::XrayInterceptor;
+///
+/// # fn config<B>(builder: B) -> B { builder }
+/// // let config = aws_sdk_dynamodb::config::Builder::from(&sdk_config)
+/// //     .interceptor(XrayInterceptor::new())
+/// //     .build();
+/// let interceptor = XrayInterceptor::new().with_trace_header(true);
+/// # drop(interceptor);
+/// ```
+#[derive(Debug, Clone)]
+pub struct XrayInterceptor {
+    trace_header: bool,
+}
+
+impl Default for XrayInterceptor {
+    fn default() -> Self {
+        XrayInterceptor { trace_header: true }
+    }
+}
+
+impl XrayInterceptor {
+    /// An interceptor that also sends the `X-Amzn-Trace-Id` header.
+    ///
+    /// ```
+    /// let interceptor = tracing_xray::aws_sdk::XrayInterceptor::new();
+    /// # drop(interceptor);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether to add the `X-Amzn-Trace-Id` header to each request (default
+    /// `true`; a header already present is kept).
+    ///
+    /// ```
+    /// let interceptor = tracing_xray::aws_sdk::XrayInterceptor::new().with_trace_header(false);
+    /// # drop(interceptor);
+    /// ```
+    pub fn with_trace_header(mut self, yes: bool) -> Self {
+        self.trace_header = yes;
+        self
+    }
+}
+
+/// The call's span, kept in the operation's config bag from the first hook
+/// to the last.
+#[derive(Debug, Clone)]
+struct CallSpan(tracing::Span);
+
+impl Storable for CallSpan {
+    type Storer = StoreReplace<Self>;
+}
+
+fn call_span(cfg: &ConfigBag) -> Option<&tracing::Span> {
+    cfg.load::<CallSpan>().map(|c| &c.0)
+}
+
+/// Error codes the official SDKs count as throttling.
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "LimitExceededException",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+];
+
+/// The region of a SigV4 `Authorization` header's credential scope
+/// (`Credential=AKID/20240101/us-east-1/dynamodb/aws4_request`).
+fn region_of_authorization(auth: &str) -> Option<&str> {
+    let scope = auth.split("Credential=").nth(1)?;
+    let scope = scope.split([',', ' ']).next()?;
+    let mut parts = scope.split('/');
+    parts.next()?; // access key id
+    parts.next()?; // date
+    parts.next().filter(|r| !r.is_empty())
+}
+
+impl Intercept for XrayInterceptor {
+    fn name(&self) -> &'static str {
+        "XrayInterceptor"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let span = tracing::info_span!(
+            target: "tracing_xray::aws_sdk",
+            "aws_sdk_call",
+            "rpc.system" = "aws-api",
+            "rpc.service" = Empty,
+            "rpc.method" = Empty,
+            "aws.region" = Empty,
+            "aws.request_id" = Empty,
+            "aws.retries" = Empty,
+            "http.response.status_code" = Empty,
+            "xray.throttle" = Empty,
+            "error" = Empty,
+        );
+        if let Some(md) = cfg.load::<Metadata>() {
+            span.record("rpc.service", md.service());
+            span.record("rpc.method", md.name());
+        }
+        cfg.interceptor_state().store_put(CallSpan(span));
+        Ok(())
+    }
+
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // Client-level interceptors run before the operation's metadata is
+        // in the bag: record the names now.
+        if let (Some(span), Some(md)) = (call_span(cfg), cfg.load::<Metadata>()) {
+            span.record("rpc.service", md.service());
+            span.record("rpc.method", md.name());
+        }
+        Ok(())
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(span) = call_span(cfg) else {
+            return Ok(());
+        };
+        let headers = context.request_mut().headers_mut();
+        if let Some(region) = headers
+            .get("authorization")
+            .and_then(region_of_authorization)
+        {
+            span.record("aws.region", region);
+        }
+        if self.trace_header && headers.get(HEADER_NAME).is_none() {
+            if let Some(header) = span.xray_header() {
+                headers.insert(HEADER_NAME, header.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let (Some(span), Some(response)) = (call_span(cfg), context.response()) else {
+            return Ok(());
+        };
+        span.record("http.response.status_code", response.status().as_u16());
+        let headers = response.headers();
+        if let Some(id) = headers
+            .get("x-amzn-requestid")
+            .or_else(|| headers.get("x-amz-request-id"))
+        {
+            span.record("aws.request_id", id);
+        }
+        let code = headers
+            .get("x-amzn-errortype")
+            .map(|t| t.split(':').next().unwrap_or(t));
+        let throttled = response.status().as_u16() == 429
+            || code.is_some_and(|c| THROTTLING_CODES.contains(&c));
+        span.record("xray.throttle", throttled);
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(span) = call_span(cfg) else {
+            return Ok(());
+        };
+        if let Some(attempts) = cfg.load::<RequestAttempts>().map(|a| a.attempts()) {
+            span.record("aws.retries", attempts.saturating_sub(1));
+        }
+        if let Some(Err(err)) = context.output_or_error() {
+            span.record("error", err as &(dyn StdError + 'static));
+        }
+        // Close the call's span now, inside the operation's span.
+        cfg.interceptor_state().unset::<CallSpan>();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_from_the_credential_scope() {
+        let auth = "AWS4-HMAC-SHA256 Credential=AKID/20240101/eu-west-3/dynamodb/aws4_request, \
+                    SignedHeaders=host;x-amz-date, Signature=abc";
+        assert_eq!(region_of_authorization(auth), Some("eu-west-3"));
+        assert_eq!(region_of_authorization("Bearer x"), None);
+        assert_eq!(region_of_authorization("Credential=AKID/2024"), None);
+    }
+}

@@ -1,0 +1,675 @@
+//! The field names with an X-Ray meaning: OpenTelemetry semantic conventions
+//! (old and new names), tower-http's default span, the AWS SDK for Rust's
+//! operation spans, and a few `xray.*` names.
+//!
+//! | field | goes to |
+//! |---|---|
+//! | `http.request.method`, `http.method` (tower-http: `method`) | `http.request.method` |
+//! | `url.full`, `http.url` | `http.request.url` |
+//! | `url.path` + `url.query`, `http.target` (tower-http: `uri`) with `url.scheme`/`http.scheme`, `server.address`/`http.host`/`net.host.name`/`net.peer.name`, `server.port` | `http.request.url` (built) |
+//! | `user_agent.original`, `http.user_agent` | `http.request.user_agent` |
+//! | `client.address`, `http.client_ip` (sets `x_forwarded_for`), `net.peer.ip` | `http.request.client_ip` |
+//! | `http.response.status_code`, `http.status_code` (tower-http: `status`) | `http.response.status`; 4xx → `error`, 429 → `throttle` + `error`, 5xx → `fault` |
+//! | `http.response.content_length`, `http.response_content_length`, `http.response.body.size` | `http.response.content_length` |
+//! | `otel.kind = "client"`/`"producer"`, `xray.namespace = "remote"` | `namespace: remote` |
+//! | `peer.service` | a remote subsegment's name |
+//! | `db.system`/`db.system.name` | `sql.database_type`, `namespace: remote`, name `db@host` |
+//! | `db.name`/`db.namespace`, `server.address`, `server.port`, `db.connection_string` | `sql.url` / `sql.connection_string` |
+//! | `db.user` | `sql.user` |
+//! | `db.query.text`/`db.statement` | `sql.sanitized_query` (opt-in) |
+//! | `rpc.system = "aws-api"` + `rpc.service` + `rpc.method` (older SDKs: span `invoke` with `service`, `operation`) | `namespace: aws`, name = the service, `aws.operation` |
+//! | `aws.request_id`, `aws.region`/`cloud.region`, `aws.account_id`/`cloud.account.id` | `aws.request_id`, `aws.region`, `aws.account_id` |
+//! | `aws.dynamodb.table_names`, `aws.table_name` | `aws.table_name` (`aws.table_names` for several) |
+//! | `messaging.destination.name`, `aws.sqs.queue_url`, `messaging.url` | `aws.queue_url` |
+//! | `aws.s3.bucket` | `aws.bucket_name` |
+//! | `aws.retries` | `aws.retries` |
+//! | `xray.throttle = true` | `throttle` + `error` |
+//! | `error.type`, `otel.status_message` | an exception's type and message |
+//!
+//! A field that turns out to be unusable (a method that is a number, a host
+//! on a span with no HTTP or SQL meaning) is kept as metadata like any other.
+
+use std::borrow::Cow;
+
+use super::{as_str, meta_value, put_metadata, FieldOptions, TRACING_NAMESPACE};
+use crate::limits::{truncate_chars, MAX_STRING_CHARS};
+use crate::model::Entity;
+use crate::span_data::{FieldValue, SpanData};
+
+/// Longest query text kept in `sql.sanitized_query`, in characters.
+const MAX_QUERY_CHARS: usize = 10_000;
+
+type Slot<'a> = Option<(&'static str, &'a FieldValue)>;
+
+/// What a span is, as far as the field names depend on it.
+pub(crate) struct SpanContext {
+    /// tower-http's `TraceLayer` span (or one shaped like it: `method` and
+    /// `uri` fields): the short names `method`, `uri`, `status` count.
+    tower: bool,
+    /// The older AWS SDK operation span (`invoke`, fields `service`,
+    /// `operation`) or smithy's `Operation::invoke` span.
+    invoke: bool,
+}
+
+impl SpanContext {
+    pub(crate) fn of(span: &SpanData) -> Self {
+        let target = span.meta.target();
+        let has = |name: &str| span.fields.iter().any(|(k, _)| *k == name);
+        SpanContext {
+            tower: target.starts_with("tower_http") || (has("uri") && has("method")),
+            invoke: span.meta.name() == "invoke" && target.starts_with("aws_smithy_runtime"),
+        }
+    }
+}
+
+/// Whether `key` has a convention on a span like `ctx`.
+pub(crate) fn is_convention(key: &'static str, ctx: &SpanContext) -> bool {
+    static DUMMY: FieldValue = FieldValue::Bool(false);
+    Conventions::default().take(key, &DUMMY, ctx)
+}
+
+/// The fields of one (sub)segment that have an X-Ray meaning, collected
+/// from its span (and the spans folded into it) before they are applied.
+#[derive(Default, Debug)]
+pub(crate) struct Conventions<'a> {
+    /// `otel.name` (ranks below `xray.name` and derived names).
+    pub(crate) name: Option<&'a str>,
+    xray_name: Slot<'a>,
+    pub(crate) error: bool,
+    namespace: Slot<'a>,
+    kind: Slot<'a>,
+    peer_service: Slot<'a>,
+    throttle: Slot<'a>,
+    error_type: Slot<'a>,
+    error_message: Slot<'a>,
+    // HTTP
+    method: Slot<'a>,
+    url_full: Slot<'a>,
+    path: Slot<'a>,
+    query: Slot<'a>,
+    scheme: Slot<'a>,
+    host: Slot<'a>,
+    port: Slot<'a>,
+    status: Slot<'a>,
+    content_length: Slot<'a>,
+    user_agent: Slot<'a>,
+    client_ip: Slot<'a>,
+    // SQL
+    db_system: Slot<'a>,
+    db_name: Slot<'a>,
+    db_user: Slot<'a>,
+    db_statement: Slot<'a>,
+    db_connection: Slot<'a>,
+    // AWS
+    rpc_system: Slot<'a>,
+    rpc_service: Slot<'a>,
+    rpc_method: Slot<'a>,
+    legacy_service: Slot<'a>,
+    legacy_operation: Slot<'a>,
+    invoke: bool,
+    aws_operation: Slot<'a>,
+    request_id: Slot<'a>,
+    region: Slot<'a>,
+    account_id: Slot<'a>,
+    queue_url: Slot<'a>,
+    table_name: Slot<'a>,
+    table_names: Slot<'a>,
+    bucket: Slot<'a>,
+    retries: Slot<'a>,
+}
+
+/// What [`Conventions::apply`] decided beyond the entity itself.
+#[derive(Debug, Default)]
+pub(crate) struct Applied<'a> {
+    /// The (sub)segment's name, if a convention gives one.
+    pub(crate) name: Option<Cow<'a, str>>,
+    /// Errors were caused by a downstream service (a client call that got
+    /// a response): exceptions are marked `remote`.
+    pub(crate) remote: bool,
+    /// `error.type` / `otel.status_message`, for an exception when the span
+    /// recorded no error value.
+    pub(crate) error_type: Option<&'a str>,
+    pub(crate) error_message: Option<&'a str>,
+}
+
+fn text<'a>(slot: &mut Slot<'a>) -> Option<&'a str> {
+    let s = as_str(slot.as_ref()?.1)?;
+    *slot = None;
+    Some(s)
+}
+
+fn int(slot: &mut Slot<'_>) -> Option<i64> {
+    let v = match slot.as_ref()?.1 {
+        FieldValue::I64(v) => Some(*v),
+        FieldValue::U64(v) => i64::try_from(*v).ok(),
+        FieldValue::I128(v) => i64::try_from(*v).ok(),
+        FieldValue::U128(v) => i64::try_from(*v).ok(),
+        FieldValue::F64(v) if v.fract() == 0.0 && v.abs() < 9e15 => Some(*v as i64),
+        FieldValue::Str(s) => s.trim().parse().ok(),
+        _ => None,
+    }?;
+    *slot = None;
+    Some(v)
+}
+
+fn flag(slot: &mut Slot<'_>) -> bool {
+    let v = match slot.as_ref().map(|s| s.1) {
+        Some(FieldValue::Bool(b)) => *b,
+        Some(FieldValue::Str(s)) => s.eq_ignore_ascii_case("true"),
+        _ => return false,
+    };
+    *slot = None;
+    v
+}
+
+fn cut(s: &str) -> Cow<'_, str> {
+    Cow::Borrowed(truncate_chars(s, MAX_STRING_CHARS))
+}
+
+/// The X-Ray service name of an AWS SDK service id: the Rust SDK already
+/// uses the official names (`DynamoDB`, `S3`, `SQS`, ...); hand-written
+/// spans in other spellings are brought to them.
+fn aws_service_name(s: &str) -> &str {
+    let s = s.trim();
+    let s = s
+        .strip_prefix("Amazon")
+        .or_else(|| s.strip_prefix("AWS"))
+        .filter(|r| !r.is_empty())
+        .unwrap_or(s);
+    const KNOWN: &[&str] = &[
+        "DynamoDB",
+        "S3",
+        "SQS",
+        "SNS",
+        "Lambda",
+        "Kinesis",
+        "STS",
+        "EventBridge",
+        "SecretsManager",
+        "SSM",
+        "KMS",
+        "SES",
+        "SFN",
+        "Firehose",
+        "CloudWatch",
+        "Bedrock",
+    ];
+    if s.eq_ignore_ascii_case("DynamoDBv2") {
+        return "DynamoDB";
+    }
+    KNOWN
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(s))
+        .copied()
+        .unwrap_or(s)
+}
+
+/// `["a", "b"]`, `[a, b]` or `a` → the names.
+fn name_list(s: &str) -> Vec<&str> {
+    let s = s.trim();
+    let s = s
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(s);
+    s.split(',')
+        .map(|p| p.trim().trim_matches('"').trim())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// `scheme://user:password@host/...` → without the password.
+fn without_password(url: &str) -> Cow<'_, str> {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            let userinfo = &rest[..at];
+            if let Some((user, _)) = userinfo.split_once(':') {
+                return Cow::Owned(format!("{scheme}://{user}@{}", &rest[at + 1..]));
+            }
+        }
+    }
+    Cow::Borrowed(url)
+}
+
+impl<'a> Conventions<'a> {
+    /// Keeps `value` if `key` has a convention; `false` otherwise.
+    pub(crate) fn take(
+        &mut self,
+        key: &'static str,
+        value: &'a FieldValue,
+        ctx: &SpanContext,
+    ) -> bool {
+        let slot = match key {
+            "xray.name" => &mut self.xray_name,
+            "xray.namespace" => &mut self.namespace,
+            "otel.kind" | "span.kind" => &mut self.kind,
+            "peer.service" => &mut self.peer_service,
+            "xray.throttle" => &mut self.throttle,
+            "error.type" => &mut self.error_type,
+            "otel.status_message" | "otel.status_description" => &mut self.error_message,
+            "http.request.method" | "http.method" => &mut self.method,
+            "url.full" | "http.url" => &mut self.url_full,
+            "url.path" | "http.target" => &mut self.path,
+            "url.query" => &mut self.query,
+            "url.scheme" | "http.scheme" => &mut self.scheme,
+            "server.address" | "http.host" | "net.host.name" | "net.peer.name" => &mut self.host,
+            "server.port" | "net.host.port" | "net.peer.port" => &mut self.port,
+            "http.response.status_code" | "http.status_code" => &mut self.status,
+            "http.response.content_length"
+            | "http.response_content_length"
+            | "http.response.body.size" => &mut self.content_length,
+            "user_agent.original" | "http.user_agent" => &mut self.user_agent,
+            "client.address" | "http.client_ip" | "net.peer.ip" => &mut self.client_ip,
+            "method" if ctx.tower => &mut self.method,
+            "uri" if ctx.tower => &mut self.path,
+            "status" if ctx.tower => &mut self.status,
+            "db.system" | "db.system.name" => &mut self.db_system,
+            "db.name" | "db.namespace" => &mut self.db_name,
+            "db.user" => &mut self.db_user,
+            "db.statement" | "db.query.text" => &mut self.db_statement,
+            "db.connection_string" => &mut self.db_connection,
+            "rpc.system" => &mut self.rpc_system,
+            "rpc.service" => {
+                self.invoke |= ctx.invoke;
+                &mut self.rpc_service
+            }
+            "rpc.method" => &mut self.rpc_method,
+            "service" if ctx.invoke => {
+                self.invoke = true;
+                &mut self.legacy_service
+            }
+            "operation" if ctx.invoke => &mut self.legacy_operation,
+            "aws.operation" => &mut self.aws_operation,
+            "aws.request_id" | "aws.requestId" | "aws.request.id" => &mut self.request_id,
+            "aws.region" | "cloud.region" => &mut self.region,
+            "aws.account_id" | "cloud.account.id" => &mut self.account_id,
+            "aws.sqs.queue_url" | "messaging.url" | "messaging.destination.name" => {
+                &mut self.queue_url
+            }
+            "aws.table_name" | "aws.dynamodb.table_name" => &mut self.table_name,
+            "aws.dynamodb.table_names" => &mut self.table_names,
+            "aws.s3.bucket" => &mut self.bucket,
+            "aws.retries" => &mut self.retries,
+            _ => return false,
+        };
+        *slot = Some((key, value));
+        true
+    }
+
+    fn is_aws(&self) -> bool {
+        let rpc_aws = self
+            .rpc_system
+            .and_then(|(_, v)| as_str(v))
+            .is_some_and(|s| s.eq_ignore_ascii_case("aws-api"));
+        let explicit = self
+            .namespace
+            .and_then(|(_, v)| as_str(v))
+            .is_some_and(|s| s == "aws");
+        rpc_aws
+            || explicit
+            || (self.invoke && (self.rpc_service.is_some() || self.legacy_service.is_some()))
+    }
+
+    /// Fills the `http`, `sql` and `aws` blocks, the namespace and the
+    /// flags; keeps what went unused as metadata.
+    pub(crate) fn apply(
+        mut self,
+        entity: &mut Entity<'a>,
+        is_segment: bool,
+        options: &FieldOptions,
+        errored: bool,
+    ) -> Applied<'a> {
+        let mut applied = Applied::default();
+        let is_aws = self.is_aws();
+        let kind = text(&mut self.kind).map(str::to_ascii_lowercase);
+        let explicit_ns = match self.namespace.and_then(|(_, v)| as_str(v)) {
+            Some(ns @ ("aws" | "remote")) => {
+                self.namespace = None;
+                Some(ns)
+            }
+            Some("local") => {
+                self.namespace = None;
+                None
+            }
+            _ => None,
+        };
+        let is_db = self.db_system.is_some();
+        let is_remote = explicit_ns == Some("remote")
+            || matches!(kind.as_deref(), Some("client" | "producer"))
+            || is_db;
+
+        // AWS: the service becomes the name, so the map has one node per service.
+        let mut aws_service = None;
+        if is_aws {
+            self.rpc_system = None;
+            aws_service = text(&mut self.rpc_service).or_else(|| text(&mut self.legacy_service));
+            let op = text(&mut self.aws_operation)
+                .or_else(|| text(&mut self.rpc_method))
+                .or_else(|| text(&mut self.legacy_operation));
+            entity.aws.operation = op.map(Cow::Borrowed);
+        } else if let Some(op) = text(&mut self.aws_operation) {
+            entity.aws.operation = Some(Cow::Borrowed(op));
+        }
+        if let Some(v) = text(&mut self.request_id) {
+            entity.aws.request_id = Some(Cow::Borrowed(v));
+        }
+        if let Some(v) = text(&mut self.region) {
+            entity.aws.region = Some(Cow::Borrowed(v));
+        }
+        if let Some(v) = text(&mut self.account_id) {
+            entity.aws.account_id = Some(Cow::Borrowed(v));
+        }
+        if let Some(v) = text(&mut self.queue_url) {
+            entity.aws.queue_url = Some(Cow::Borrowed(v));
+        }
+        if let Some(v) = text(&mut self.bucket) {
+            entity.aws.bucket_name = Some(Cow::Borrowed(v));
+        }
+        if let Some(v) = text(&mut self.table_name) {
+            entity.aws.table_name = Some(Cow::Borrowed(v));
+        }
+        if let Some(v) = text(&mut self.table_names) {
+            let names = name_list(v);
+            match names.as_slice() {
+                [] => {}
+                [one] => entity.aws.table_name = Some(Cow::Borrowed(one)),
+                many => entity.aws.table_names = many.iter().map(|n| Cow::Borrowed(*n)).collect(),
+            }
+        }
+        if let Some(n) = int(&mut self.retries) {
+            entity.aws.retries = u64::try_from(n).ok();
+        }
+
+        // SQL.
+        let mut db_label = None;
+        if is_db {
+            let system = text(&mut self.db_system);
+            entity.sql.database_type = system.map(Cow::Borrowed);
+            entity.sql.user = text(&mut self.db_user).map(cut);
+            let db_name = text(&mut self.db_name);
+            let host = self.host.and_then(|(_, v)| as_str(v));
+            if let Some(conn) = text(&mut self.db_connection) {
+                if conn.contains("://") {
+                    entity.sql.url = Some(without_password(conn));
+                } else {
+                    entity.sql.connection_string = Some(Cow::Borrowed(conn));
+                }
+            } else if let Some(host) = host {
+                self.host = None;
+                let mut url = host.to_owned();
+                if let Some(port) = int(&mut self.port) {
+                    url.push_str(&format!(":{port}"));
+                }
+                if let Some(db) = db_name {
+                    url.push('/');
+                    url.push_str(db);
+                }
+                entity.sql.url = Some(Cow::Owned(url));
+            } else if let Some(db) = db_name {
+                entity.sql.url = Some(Cow::Borrowed(db));
+            }
+            if options.collect_sql_queries() {
+                if let Some(q) = text(&mut self.db_statement) {
+                    entity.sql.sanitized_query =
+                        Some(Cow::Borrowed(truncate_chars(q, MAX_QUERY_CHARS)));
+                }
+            } else {
+                // Opted out: the text is dropped, not kept as metadata.
+                self.db_statement = None;
+            }
+            db_label = match (db_name, host) {
+                (Some(db), Some(h)) => Some(Cow::Owned(format!("{db}@{h}"))),
+                (Some(db), None) => Some(Cow::Borrowed(db)),
+                (None, Some(h)) => Some(Cow::Borrowed(h)),
+                (None, None) => system.map(Cow::Borrowed),
+            };
+        } else if !options.collect_sql_queries() {
+            self.db_statement = None;
+        }
+
+        // HTTP.
+        let is_http = self.method.is_some()
+            || self.url_full.is_some()
+            || self.path.is_some()
+            || self.status.is_some()
+            || self.content_length.is_some()
+            || self.user_agent.is_some()
+            || self.client_ip.is_some();
+        let mut host_label = None;
+        if is_http {
+            let req = &mut entity.http.request;
+            req.method = text(&mut self.method).map(cut);
+            req.user_agent = text(&mut self.user_agent).map(cut);
+            let ip_key = self.client_ip.map(|(k, _)| k);
+            if let Some(ip) = text(&mut self.client_ip) {
+                req.client_ip = Some(cut(ip));
+                if is_segment && ip_key == Some("http.client_ip") {
+                    req.x_forwarded_for = Some(true);
+                }
+            }
+            let host = self.host.and_then(|(_, v)| as_str(v));
+            let url = if let Some(full) = text(&mut self.url_full) {
+                Some(Cow::Borrowed(full))
+            } else if let Some(path) = self.path.and_then(|(_, v)| as_str(v)) {
+                self.path = None;
+                let query = text(&mut self.query);
+                if path.starts_with("http://") || path.starts_with("https://") {
+                    Some(Cow::Borrowed(path))
+                } else {
+                    let mut url = String::new();
+                    if let Some(h) = host {
+                        self.build_origin(&mut url, h);
+                    }
+                    url.push_str(path);
+                    if let Some(q) = query.filter(|q| !q.is_empty()) {
+                        url.push('?');
+                        url.push_str(q.trim_start_matches('?'));
+                    }
+                    Some(Cow::Owned(url))
+                }
+            } else if let Some(h) = host {
+                let mut url = String::new();
+                self.build_origin(&mut url, h);
+                url.push('/');
+                Some(Cow::Owned(url))
+            } else {
+                None
+            };
+            if let Some(url) = &url {
+                host_label = match (host, url) {
+                    (Some(h), _) => Some(Cow::Borrowed(h)),
+                    (None, Cow::Borrowed(u)) => url_host(u).map(Cow::Borrowed),
+                    (None, Cow::Owned(u)) => url_host(u).map(|h| Cow::Owned(h.to_owned())),
+                };
+            }
+            if host.is_some() {
+                self.host = None;
+            }
+            req.url = url.map(|u| match u {
+                Cow::Borrowed(s) => Cow::Borrowed(truncate_chars(s, MAX_STRING_CHARS)),
+                Cow::Owned(s) => Cow::Owned(truncate_chars(&s, MAX_STRING_CHARS).to_owned()),
+            });
+            if let Some(status) = int(&mut self.status) {
+                entity.http.response.status = u16::try_from(status)
+                    .ok()
+                    .filter(|s| (100..=999).contains(s));
+            }
+            entity.http.response.content_length = int(&mut self.content_length);
+        }
+
+        // Namespace and name.
+        if !is_segment {
+            entity.namespace = if let Some(ns) = explicit_ns {
+                Some(ns)
+            } else if is_aws {
+                Some("aws")
+            } else if is_remote {
+                Some("remote")
+            } else {
+                None
+            };
+        }
+        let peer = if is_remote || is_aws {
+            text(&mut self.peer_service)
+        } else {
+            None
+        };
+        applied.name = text(&mut self.xray_name)
+            .map(Cow::Borrowed)
+            .or_else(|| aws_service.map(|s| Cow::Borrowed(aws_service_name(s))))
+            .or_else(|| peer.map(Cow::Borrowed))
+            .or(if is_remote {
+                db_label.or(host_label)
+            } else {
+                None
+            })
+            .or_else(|| self.name.map(Cow::Borrowed));
+
+        // Flags: the status says who failed; an error without one is a fault.
+        if let Some(status) = entity.http.response.status {
+            match status {
+                429 => {
+                    entity.throttle = true;
+                    entity.error = true;
+                }
+                400..=499 => entity.error = true,
+                500..=599 => entity.fault = true,
+                _ => {}
+            }
+        }
+        if flag(&mut self.throttle) {
+            entity.throttle = true;
+            entity.error = true;
+        }
+        applied.error_type = text(&mut self.error_type);
+        applied.error_message = text(&mut self.error_message);
+        let failed = errored || self.error || applied.error_type.is_some();
+        if failed && !entity.error && !entity.fault {
+            entity.fault = true;
+        }
+        if !failed {
+            applied.error_message = None;
+        }
+        applied.remote = (is_remote || is_aws) && entity.http.response.status.is_some();
+
+        // Whatever was not used stays visible as metadata.
+        if options.other_fields_as_metadata {
+            for (key, value) in self.leftovers() {
+                put_metadata(
+                    entity,
+                    Cow::Borrowed(TRACING_NAMESPACE),
+                    Cow::Borrowed(key),
+                    meta_value(value),
+                );
+            }
+        }
+        applied
+    }
+
+    fn build_origin(&mut self, url: &mut String, host: &str) {
+        let port = int(&mut self.port);
+        let scheme =
+            text(&mut self.scheme).unwrap_or(if port == Some(443) { "https" } else { "http" });
+        url.push_str(scheme);
+        url.push_str("://");
+        url.push_str(host);
+        match (scheme, port) {
+            (_, None) | ("http", Some(80)) | ("https", Some(443)) => {}
+            (_, Some(p)) => url.push_str(&format!(":{p}")),
+        }
+    }
+
+    fn leftovers(self) -> impl Iterator<Item = (&'static str, &'a FieldValue)> {
+        [
+            self.xray_name,
+            self.namespace,
+            self.kind,
+            self.peer_service,
+            self.throttle,
+            self.error_type,
+            self.error_message,
+            self.method,
+            self.url_full,
+            self.path,
+            self.query,
+            self.scheme,
+            self.host,
+            self.port,
+            self.status,
+            self.content_length,
+            self.user_agent,
+            self.client_ip,
+            self.db_system,
+            self.db_name,
+            self.db_user,
+            self.db_statement,
+            self.db_connection,
+            self.rpc_system,
+            self.rpc_service,
+            self.rpc_method,
+            self.legacy_service,
+            self.legacy_operation,
+            self.aws_operation,
+            self.request_id,
+            self.region,
+            self.account_id,
+            self.queue_url,
+            self.table_name,
+            self.table_names,
+            self.bucket,
+            self.retries,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+/// The host of `scheme://host[:port]/...`.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.rfind(':') {
+        Some(i) if !host.ends_with(']') => &host[..i],
+        _ => host,
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_service_names() {
+        assert_eq!(aws_service_name("DynamoDB"), "DynamoDB");
+        assert_eq!(aws_service_name("AmazonDynamoDBv2"), "DynamoDB");
+        assert_eq!(aws_service_name("dynamodb"), "DynamoDB");
+        assert_eq!(aws_service_name("AmazonEventBridge"), "EventBridge");
+        assert_eq!(aws_service_name("s3"), "S3");
+        assert_eq!(aws_service_name("Glacier"), "Glacier");
+        assert_eq!(aws_service_name("Amazon"), "Amazon");
+    }
+
+    #[test]
+    fn lists_and_urls() {
+        assert_eq!(name_list(r#"["a", "b"]"#), ["a", "b"]);
+        assert_eq!(name_list("[orders]"), ["orders"]);
+        assert_eq!(name_list("orders"), ["orders"]);
+        assert!(name_list("[]").is_empty());
+        assert_eq!(
+            without_password("postgres://app:s3cret@db:5432/orders"),
+            "postgres://app@db:5432/orders"
+        );
+        assert_eq!(
+            without_password("postgres://db/orders"),
+            "postgres://db/orders"
+        );
+        assert_eq!(
+            url_host("https://api.example.com:8443/x"),
+            Some("api.example.com")
+        );
+        assert_eq!(url_host("http://u:p@h/x"), Some("h"));
+        assert_eq!(url_host("/just/a/path"), None);
+    }
+}

@@ -1,0 +1,315 @@
+//! Routing of span fields to the parts of an X-Ray document (runs on the
+//! worker thread).
+//!
+//! Applications write ordinary `tracing` fields; the conventions below turn
+//! them into annotations, metadata, the `user`, the `http`, `sql` and `aws`
+//! blocks, the `namespace`, the error flags and the subsegment name.
+//! [`conventions`] holds the OpenTelemetry / tower-http / AWS SDK names.
+//!
+//! | field | goes to |
+//! |---|---|
+//! | `xray.name`, `otel.name` | the subsegment's name |
+//! | `annotation.KEY` | `annotations.KEY` (key made filter-safe) |
+//! | `metadata.KEY` | `metadata.default.KEY` |
+//! | `metadata.NS.KEY` | `metadata.NS.KEY` (`AWS.` namespaces are reserved: kept under `default`) |
+//! | `enduser.id`, `xray.user` | the segment's `user` |
+//! | `error = true`, `otel.status_code = "ERROR"`, `error.type` | `fault` (`error` with a 4xx status) |
+//! | a `dyn Error` value | the same, and a `cause.exceptions` entry |
+//! | HTTP, SQL, AWS SDK names | see [`conventions`] |
+//! | anything else | `metadata.tracing.FIELD` (or nothing, or an annotation: builder options) |
+
+use std::borrow::Cow;
+
+use crate::limits::{
+    sanitize_annotation_key, truncate_chars, MAX_ANNOTATIONS_PER_TRACE, MAX_ANNOTATION_VALUE_CHARS,
+    MAX_STRING_CHARS,
+};
+use crate::model::{non_finite_name, AnnotationValue, Entity, MetaValue};
+use crate::span_data::{FieldValue, SpanData};
+
+pub(crate) mod conventions;
+
+pub(crate) use conventions::Conventions;
+
+/// Options for how fields are routed (a `Copy` group, set through
+/// [`crate::Builder`] methods).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FieldOptions {
+    /// Field names always recorded as annotations.
+    pub(crate) indexed: &'static [&'static str],
+    /// Every field without a convention becomes an annotation.
+    pub(crate) index_all: bool,
+    /// Fields without a convention go to `metadata.tracing` (else dropped).
+    pub(crate) other_fields_as_metadata: bool,
+    /// Query text in `sql.sanitized_query`: the builder's choice, if made.
+    pub(crate) sql_queries: Option<bool>,
+    /// `AWS_XRAY_COLLECT_SQL_QUERIES`, read when the builder was created.
+    pub(crate) sql_queries_env: bool,
+    /// Keep the AWS SDK's internal spans as subsegments.
+    pub(crate) aws_sdk_internal_spans: bool,
+}
+
+impl Default for FieldOptions {
+    fn default() -> Self {
+        FieldOptions {
+            indexed: &[],
+            index_all: false,
+            other_fields_as_metadata: true,
+            sql_queries: None,
+            sql_queries_env: env_flag("AWS_XRAY_COLLECT_SQL_QUERIES"),
+            aws_sdk_internal_spans: false,
+        }
+    }
+}
+
+impl FieldOptions {
+    pub(crate) fn collect_sql_queries(&self) -> bool {
+        self.sql_queries.unwrap_or(self.sql_queries_env)
+    }
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name)
+        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+        .unwrap_or(false)
+}
+
+/// Field conventions (see the module table in the crate documentation).
+impl crate::Builder {
+    /// Records these fields as annotations (indexed, usable in filter
+    /// expressions) wherever they appear, besides any block they fill.
+    /// Keys are made filter-safe (`[A-Za-z0-9_]`, other characters become
+    /// `_`) and X-Ray's limit of 50 annotations per trace applies (the rest
+    /// go to metadata, counted in [`crate::Stats`]).
+    ///
+    /// ```
+    /// let layer = tracing_xray::builder()
+    ///     .with_indexed_fields(&["customer_id", "tenant"])
+    ///     .build();
+    /// # drop(layer);
+    /// // tracing::info_span!("order", customer_id = 42) → annotations.customer_id = 42
+    /// ```
+    pub fn with_indexed_fields(mut self, names: &'static [&'static str]) -> Self {
+        self.fields.indexed = names;
+        self
+    }
+
+    /// Records every field that has no other convention as an annotation
+    /// instead of metadata (default `false`). The 50-per-trace limit still
+    /// applies.
+    ///
+    /// ```
+    /// let layer = tracing_xray::builder().with_all_fields_indexed(true).build();
+    /// # drop(layer);
+    /// ```
+    pub fn with_all_fields_indexed(mut self, yes: bool) -> Self {
+        self.fields.index_all = yes;
+        self
+    }
+
+    /// Whether fields without a convention are kept as metadata under the
+    /// `tracing` namespace (default `true`). With `false` they are dropped,
+    /// which keeps documents small.
+    ///
+    /// ```
+    /// let layer = tracing_xray::builder()
+    ///     .with_other_fields_as_metadata(false)
+    ///     .build();
+    /// # drop(layer);
+    /// ```
+    pub fn with_other_fields_as_metadata(mut self, yes: bool) -> Self {
+        self.fields.other_fields_as_metadata = yes;
+        self
+    }
+
+    /// Whether the query text of database spans (`db.query.text`,
+    /// `db.statement`) is sent as `sql.sanitized_query`. Off by default,
+    /// since queries may hold personal data; without this call the
+    /// `AWS_XRAY_COLLECT_SQL_QUERIES=true` environment variable turns it on,
+    /// as in the official Java and Node SDKs.
+    ///
+    /// ```
+    /// let layer = tracing_xray::builder().with_sql_queries(true).build();
+    /// # drop(layer);
+    /// ```
+    pub fn with_sql_queries(mut self, yes: bool) -> Self {
+        self.fields.sql_queries = Some(yes);
+        self
+    }
+
+    /// Whether the AWS SDK's internal spans (`try_attempt`, `serialization`,
+    /// `deserialization`, ...) stay as subsegments under the call's `aws`
+    /// subsegment. By default (`false`) they are folded into it, so that the
+    /// trace shows one subsegment per AWS call.
+    ///
+    /// ```
+    /// let layer = tracing_xray::builder()
+    ///     .with_aws_sdk_internal_spans(true)
+    ///     .build();
+    /// # drop(layer);
+    /// ```
+    pub fn with_aws_sdk_internal_spans(mut self, keep: bool) -> Self {
+        self.fields.aws_sdk_internal_spans = keep;
+        self
+    }
+}
+
+/// The target of the spans opened by the AWS SDK interceptor (feature
+/// `aws-sdk`); they are merged into the call's `aws` subsegment.
+pub(crate) const AWS_SDK_TARGET: &str = "tracing_xray::aws_sdk";
+
+/// The metadata namespace for fields without a convention.
+pub(crate) const TRACING_NAMESPACE: &str = "tracing";
+
+/// Per-trace budgets and the counts of what they cut.
+#[derive(Debug, Default)]
+pub(crate) struct TraceBudget {
+    pub(crate) annotations: usize,
+    /// Annotations moved to metadata because the trace already had 50.
+    pub(crate) annotations_demoted: u64,
+}
+
+pub(crate) fn meta_value(v: &FieldValue) -> MetaValue<'_> {
+    match v {
+        FieldValue::Str(s) => MetaValue::Str(Cow::Borrowed(s)),
+        FieldValue::I64(v) => MetaValue::I64(*v),
+        FieldValue::U64(v) => MetaValue::U64(*v),
+        FieldValue::I128(v) => MetaValue::I128(*v),
+        FieldValue::U128(v) => MetaValue::U128(*v),
+        FieldValue::F64(v) => MetaValue::F64(*v),
+        FieldValue::Bool(v) => MetaValue::Bool(*v),
+    }
+}
+
+fn annotation_value(v: &FieldValue) -> AnnotationValue<'_> {
+    match v {
+        FieldValue::Str(s) => {
+            AnnotationValue::Str(Cow::Borrowed(truncate_chars(s, MAX_ANNOTATION_VALUE_CHARS)))
+        }
+        FieldValue::I64(v) => AnnotationValue::I64(*v),
+        FieldValue::U64(v) => AnnotationValue::U64(*v),
+        FieldValue::I128(v) => match i64::try_from(*v) {
+            Ok(v) => AnnotationValue::I64(v),
+            Err(_) => AnnotationValue::Str(Cow::Owned(v.to_string())),
+        },
+        FieldValue::U128(v) => match u64::try_from(*v) {
+            Ok(v) => AnnotationValue::U64(v),
+            Err(_) => AnnotationValue::Str(Cow::Owned(v.to_string())),
+        },
+        FieldValue::F64(v) if v.is_finite() => AnnotationValue::F64(*v),
+        FieldValue::F64(v) => AnnotationValue::Str(Cow::Borrowed(non_finite_name(*v))),
+        FieldValue::Bool(v) => AnnotationValue::Bool(*v),
+    }
+}
+
+pub(crate) fn as_str(v: &FieldValue) -> Option<&str> {
+    match v {
+        FieldValue::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+pub(crate) fn put_metadata<'a>(
+    entity: &mut Entity<'a>,
+    ns: Cow<'a, str>,
+    key: Cow<'a, str>,
+    v: MetaValue<'a>,
+) {
+    entity.metadata.entry(ns).or_default().insert(key, v);
+}
+
+/// Adds an annotation within the trace's budget; past it, the value goes to
+/// metadata under `fallback_ns`.
+fn annotate<'a>(
+    entity: &mut Entity<'a>,
+    budget: &mut TraceBudget,
+    key: &'a str,
+    value: &'a FieldValue,
+    fallback_ns: &'static str,
+) {
+    let Some(k) = sanitize_annotation_key(key) else {
+        return;
+    };
+    let is_new = !entity.annotations.contains(&k);
+    if is_new && budget.annotations >= MAX_ANNOTATIONS_PER_TRACE {
+        budget.annotations_demoted += 1;
+        put_metadata(entity, Cow::Borrowed(fallback_ns), k, meta_value(value));
+        return;
+    }
+    if entity.annotations.insert(k, annotation_value(value)) {
+        budget.annotations += 1;
+    }
+}
+
+/// Fills `entity` from the span's fields; the fields with an HTTP, SQL or
+/// AWS meaning are collected into `conv`, applied later by
+/// [`Conventions::apply`] (so that the fields of folded spans can join).
+pub(crate) fn route<'a>(
+    span: &'a SpanData,
+    entity: &mut Entity<'a>,
+    is_segment: bool,
+    budget: &mut TraceBudget,
+    options: &FieldOptions,
+    conv: &mut Conventions<'a>,
+) {
+    let ctx = conventions::SpanContext::of(span);
+    for (key, value) in &span.fields {
+        let key: &'static str = key;
+        if !options.indexed.is_empty() && options.indexed.contains(&key) {
+            annotate(entity, budget, key, value, TRACING_NAMESPACE);
+            if !conventions::is_convention(key, &ctx) {
+                continue;
+            }
+        }
+        match key {
+            "otel.name" => {
+                if let Some(s) = as_str(value) {
+                    conv.name = Some(s);
+                }
+            }
+            "enduser.id" | "xray.user" if is_segment => {
+                if let Some(s) = as_str(value) {
+                    entity.user = Some(Cow::Borrowed(truncate_chars(s, MAX_STRING_CHARS)));
+                }
+            }
+            "error" if matches!(value, FieldValue::Bool(true)) => conv.error = true,
+            "otel.status_code"
+                if as_str(value).is_some_and(|s| s.eq_ignore_ascii_case("error")) =>
+            {
+                conv.error = true
+            }
+            _ if conv.take(key, value, &ctx) => {}
+            _ => {
+                if let Some(k) = key.strip_prefix("annotation.") {
+                    annotate(entity, budget, k, value, "default");
+                } else if let Some(rest) = key.strip_prefix("metadata.") {
+                    let (ns, k) = match rest.split_once('.') {
+                        Some((ns, k)) if !ns.is_empty() && !k.is_empty() => {
+                            if ns.starts_with("AWS") {
+                                ("default", rest)
+                            } else {
+                                (ns, k)
+                            }
+                        }
+                        _ => ("default", rest),
+                    };
+                    put_metadata(
+                        entity,
+                        Cow::Borrowed(ns),
+                        Cow::Borrowed(k),
+                        meta_value(value),
+                    );
+                } else if options.index_all {
+                    annotate(entity, budget, key, value, TRACING_NAMESPACE);
+                } else if options.other_fields_as_metadata {
+                    put_metadata(
+                        entity,
+                        Cow::Borrowed(TRACING_NAMESPACE),
+                        Cow::Borrowed(key),
+                        meta_value(value),
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! A real AWS SDK for Rust client (aws-sdk-dynamodb, plain HTTP) against a
+//! real DynamoDB-compatible endpoint on 127.0.0.1: moto's server, started by
+//! the test with `$TRACING_XRAY_MOTO_PYTHON -m moto.server`. Each call is one
+//! `aws` subsegment named `DynamoDB` with its operation; with the
+//! interceptor (feature `aws-sdk`) also the request id, region, status,
+//! retries and error flags, and the outgoing trace header.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
+};
+use serde_json::Value;
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::prelude::*;
+use tracing_xray::export::InMemoryExporter;
+use tracing_xray::Detectors;
+
+/// The python with `moto[server]==5.2.5`: `TRACING_XRAY_MOTO_PYTHON`, else
+/// the venv `scripts/moto-server.sh setup` creates. Neither: the test fails.
+fn moto_python() -> PathBuf {
+    if let Some(py) = std::env::var_os("TRACING_XRAY_MOTO_PYTHON").filter(|v| !v.is_empty()) {
+        return PathBuf::from(py);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/moto-venv/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    panic!(
+        "\n\nThis test runs the AWS SDK against moto 5.2.5's DynamoDB on 127.0.0.1. Set it up \
+         once with\n\n    export TRACING_XRAY_MOTO_PYTHON=\"$(scripts/moto-server.sh setup)\"\n\n\
+         (or point TRACING_XRAY_MOTO_PYTHON at any python with `moto[server]==5.2.5`).\n"
+    );
+}
+
+/// A moto server on a free 127.0.0.1 port, killed on drop.
+struct Moto {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let python = moto_python();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(&python)
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+        let mut moto = Moto {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect_timeout(&moto.addr, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto exited before listening: {status}");
+            }
+            assert!(Instant::now() < deadline, "moto not listening after 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client(endpoint: &str, interceptor: bool) -> aws_sdk_dynamodb::Client {
+    let builder = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+        .endpoint_url(endpoint)
+        .http_client(aws_smithy_http_client::Builder::new().build_http());
+    #[cfg(feature = "aws-sdk")]
+    let builder = if interceptor {
+        builder.interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
+    } else {
+        builder
+    };
+    #[cfg(not(feature = "aws-sdk"))]
+    let _ = interceptor;
+    aws_sdk_dynamodb::Client::from_conf(builder.build())
+}
+
+/// Runs `calls` inside a root span `handler` with the layer (filtered at
+/// `level`), returns the one trace, schema-checked.
+fn trace<F: std::future::Future<Output = ()>>(
+    level: LevelFilter,
+    calls: impl FnOnce() -> F,
+) -> Value {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_detectors(Detectors::none())
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let _default = tracing_subscriber::registry()
+        .with(layer.with_filter(level))
+        .set_default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use tracing::Instrument;
+        calls().instrument(tracing::info_span!("handler")).await;
+    });
+    drop(rt);
+    xray.flush(Duration::from_secs(10)).unwrap();
+    let schema = common::schema();
+    for doc in exporter.json_documents() {
+        common::assert_schema_valid(&schema, &doc);
+    }
+    let mut traces = exporter.traces();
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    traces.remove(0)
+}
+
+async fn four_calls(c: aws_sdk_dynamodb::Client) {
+    c.create_table()
+        .table_name("orders")
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    c.put_item()
+        .table_name("orders")
+        .item("id", AttributeValue::S("o-1".into()))
+        .send()
+        .await
+        .unwrap();
+    let got = c
+        .get_item()
+        .table_name("orders")
+        .key("id", AttributeValue::S("o-1".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(got.item.is_some());
+    let missing = c
+        .get_item()
+        .table_name("no-such-table")
+        .key("id", AttributeValue::S("x".into()))
+        .send()
+        .await;
+    assert!(missing.is_err());
+}
+
+fn calls(doc: &Value) -> Vec<&Value> {
+    let subs = doc["subsegments"].as_array().expect("subsegments");
+    subs.iter().collect()
+}
+
+/// The SDK's own DEBUG spans alone: one `aws` subsegment per call, internals
+/// folded.
+#[test]
+fn sdk_spans_become_aws_subsegments() {
+    let moto = Moto::start();
+    let doc = trace(LevelFilter::DEBUG, || {
+        four_calls(client(&moto.url(), false))
+    });
+    let calls = calls(&doc);
+    let ops: Vec<_> = calls
+        .iter()
+        .map(|c| c["aws"]["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["CreateTable", "PutItem", "GetItem", "GetItem"]);
+    for c in &calls {
+        assert_eq!(c["name"], "DynamoDB");
+        assert_eq!(c["namespace"], "aws");
+        assert!(c.get("subsegments").is_none(), "internals folded: {c:#}");
+    }
+    // The SDK's spans say nothing of the failure's HTTP status.
+    assert!(calls[3].get("http").is_none());
+}
+
+#[cfg(feature = "aws-sdk")]
+mod with_interceptor {
+    use super::*;
+
+    /// With the interceptor: request id, region, status, and a 4xx service
+    /// error as `error` with a remote exception.
+    #[test]
+    fn interceptor_adds_request_id_region_status_and_errors() {
+        let moto = Moto::start();
+        let doc = trace(LevelFilter::DEBUG, || four_calls(client(&moto.url(), true)));
+        if std::env::var_os("TRACING_XRAY_PRINT").is_some() {
+            eprintln!("{doc:#}");
+        }
+        let calls = calls(&doc);
+        assert_eq!(calls.len(), 4, "{doc:#}");
+        for (c, (op, status)) in calls.iter().zip([
+            ("CreateTable", 200),
+            ("PutItem", 200),
+            ("GetItem", 200),
+            ("GetItem", 400),
+        ]) {
+            assert_eq!(c["name"], "DynamoDB", "{c:#}");
+            assert_eq!(c["namespace"], "aws");
+            assert_eq!(c["aws"]["operation"], op);
+            assert_eq!(c["aws"]["region"], "us-east-1");
+            assert!(
+                !c["aws"]["request_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .is_empty(),
+                "{c:#}"
+            );
+            assert_eq!(c["http"]["response"]["status"], status);
+            assert!(c.get("subsegments").is_none());
+        }
+        let failed = calls[3];
+        assert_eq!(failed["error"], true, "{failed:#}");
+        assert!(failed.get("fault").is_none());
+        let ex = &failed["cause"]["exceptions"];
+        assert_eq!(ex[0]["remote"], true, "{failed:#}");
+        let text = ex.to_string();
+        assert!(text.contains("ResourceNotFound"), "{text}");
+        for c in &calls[..3] {
+            assert!(
+                c.get("error").is_none() && c.get("fault").is_none(),
+                "{c:#}"
+            );
+        }
+    }
+
+    /// With only INFO enabled (the SDK's DEBUG spans filtered out), the
+    /// interceptor's span is the subsegment.
+    #[test]
+    fn interceptor_alone_at_info_level() {
+        let moto = Moto::start();
+        let doc = trace(LevelFilter::INFO, || four_calls(client(&moto.url(), true)));
+        let calls = calls(&doc);
+        let ops: Vec<_> = calls
+            .iter()
+            .map(|c| c["aws"]["operation"].as_str().unwrap())
+            .collect();
+        assert_eq!(ops, ["CreateTable", "PutItem", "GetItem", "GetItem"]);
+        for c in &calls {
+            assert_eq!(c["name"], "DynamoDB");
+            assert_eq!(c["namespace"], "aws");
+            assert_eq!(c["aws"]["region"], "us-east-1");
+        }
+        assert_eq!(calls[3]["http"]["response"]["status"], 400);
+    }
+
+    /// Against a local endpoint that fails once with 500 and records the
+    /// headers it gets: the retry is counted, the trace header names the
+    /// call's subsegment as parent.
+    #[test]
+    fn trace_header_and_retries() {
+        use std::sync::{Arc, Mutex};
+
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::response::IntoResponse;
+
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let record = seen.clone();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move |headers: HeaderMap| {
+                let record = record.clone();
+                async move {
+                    let mut seen = record.lock().unwrap();
+                    seen.push(
+                        headers
+                            .get("x-amzn-trace-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned(),
+                    );
+                    let n = seen.len();
+                    let status = if n == 1 {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        StatusCode::OK
+                    };
+                    (
+                        status,
+                        [
+                            ("x-amzn-requestid", format!("REQ-{n}")),
+                            ("content-type", "application/x-amz-json-1.0".to_owned()),
+                        ],
+                        "{}",
+                    )
+                        .into_response()
+                }
+            }),
+        );
+        let doc = trace(LevelFilter::DEBUG, || async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            let c = client(&format!("http://{addr}"), true);
+            c.get_item()
+                .table_name("orders")
+                .key("id", AttributeValue::S("o-1".into()))
+                .send()
+                .await
+                .unwrap();
+            server.abort();
+        });
+        let call = &doc["subsegments"][0];
+        assert_eq!(call["name"], "DynamoDB");
+        assert_eq!(call["aws"]["operation"], "GetItem");
+        assert_eq!(call["aws"]["retries"], 1, "{call:#}");
+        assert_eq!(call["aws"]["request_id"], "REQ-2");
+        assert_eq!(call["http"]["response"]["status"], 200);
+        assert!(call.get("fault").is_none(), "the call succeeded: {call:#}");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        let expected = format!(
+            "Root={};Parent={};Sampled=1",
+            doc["trace_id"].as_str().unwrap(),
+            call["id"].as_str().unwrap()
+        );
+        assert_eq!(seen[0], expected);
+        assert_eq!(seen[1], expected);
+    }
+}

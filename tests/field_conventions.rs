@@ -1,0 +1,869 @@
+//! One test per field convention: the exact JSON each one produces (ids and
+//! times replaced by placeholders), every document checked against the
+//! official schema.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tracing::{error, info_span, Level};
+use tracing_subscriber::prelude::*;
+use tracing_xray::export::InMemoryExporter;
+use tracing_xray::{Builder, Detectors};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Runs `body` under a layer built by `configure`, returns the traces (one
+/// tree each), validated and normalized.
+fn capture(configure: impl FnOnce(Builder) -> Builder, body: impl FnOnce()) -> Vec<Value> {
+    let exporter = InMemoryExporter::new();
+    let builder = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_detectors(Detectors::none())
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_exporter(exporter.clone());
+    let layer = configure(builder).build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), body);
+    xray.flush(WAIT).unwrap();
+    let schema = common::schema();
+    for doc in exporter.json_documents() {
+        common::assert_schema_valid(&schema, &doc);
+    }
+    exporter.traces().into_iter().map(normalize).collect()
+}
+
+fn one(configure: impl FnOnce(Builder) -> Builder, body: impl FnOnce()) -> Value {
+    let mut traces = capture(configure, body);
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    traces.remove(0)
+}
+
+/// Ids become `#1`, `#2`, ... in document order (so links stay checkable);
+/// times, versions and the trace id become fixed strings.
+fn normalize(mut doc: Value) -> Value {
+    fn walk(v: &mut Value, ids: &mut HashMap<String, String>, refs: bool) {
+        match v {
+            Value::Object(map) => {
+                // Own id first, then the rest.
+                if !refs {
+                    if let Some(Value::String(s)) = map.get_mut("id") {
+                        let n = ids.len() + 1;
+                        *s = ids
+                            .entry(s.clone())
+                            .or_insert_with(|| format!("#{n}"))
+                            .clone();
+                    }
+                }
+                for (k, v) in map.iter_mut() {
+                    match k.as_str() {
+                        "id" if v.is_string() => {}
+                        "parent_id" | "cause" if v.is_string() => {
+                            if refs {
+                                let n = ids.len() + 1;
+                                let s = v.as_str().unwrap().to_owned();
+                                *v = json!(ids.entry(s).or_insert_with(|| format!("#{n}")).clone());
+                            }
+                        }
+                        "trace_id" => *v = json!("TRACE"),
+                        "start_time" | "end_time" if v.is_number() => {
+                            assert!(v.as_f64().unwrap() > 1.6e9);
+                            *v = json!("T");
+                        }
+                        "sdk_version" | "runtime_version" => *v = json!("V"),
+                        _ => walk(v, ids, refs),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| walk(i, ids, refs)),
+            _ => {}
+        }
+    }
+    let mut ids = HashMap::new();
+    walk(&mut doc, &mut ids, false);
+    walk(&mut doc, &mut ids, true);
+    doc
+}
+
+/// The segment fields every test shares, merged with `extra`.
+fn segment(extra: Value) -> Value {
+    let mut base = json!({
+        "name": "svc",
+        "id": "#1",
+        "trace_id": "TRACE",
+        "start_time": "T",
+        "end_time": "T",
+        "service": {"runtime": "rust", "runtime_version": "V"},
+        "aws": {"xray": {"sdk": "tracing-xray", "sdk_version": "V"}},
+    });
+    merge(&mut base, extra);
+    base
+}
+
+fn merge(base: &mut Value, extra: Value) {
+    match (base, extra) {
+        (Value::Object(b), Value::Object(e)) => {
+            for (k, v) in e {
+                match b.get_mut(&k) {
+                    Some(slot) if slot.is_object() && v.is_object() => merge(slot, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, e) => *b = e,
+    }
+}
+
+fn sub(v: Value) -> Value {
+    let mut base = json!({"id": "#2", "start_time": "T", "end_time": "T"});
+    merge(&mut base, v);
+    base
+}
+
+#[derive(Debug)]
+struct Outer(Inner);
+#[derive(Debug)]
+struct Inner;
+impl std::fmt::Display for Outer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("query failed")
+    }
+}
+impl std::fmt::Display for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection reset")
+    }
+}
+impl std::error::Error for Outer {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+impl std::error::Error for Inner {}
+
+// ---- annotations ----------------------------------------------------------
+
+#[test]
+fn annotation_prefix_and_indexed_fields() {
+    let doc = one(
+        |b| b.with_indexed_fields(&["customer_id", "http.request.method"]),
+        || {
+            info_span!(
+                "req",
+                "annotation.tier" = "gold",
+                "annotation.bad-key" = 1_i64,
+                "customer_id" = 42_u64,
+                "http.request.method" = "GET",
+                other = true,
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert_eq!(
+        doc,
+        segment(json!({
+            "http": {"request": {"method": "GET"}},
+            "annotations": {"tier": "gold", "bad_key": 1, "customer_id": 42, "http_request_method": "GET"},
+            "metadata": {"tracing": {"other": true, "span_name": "req"}},
+        }))
+    );
+}
+
+#[test]
+fn every_simple_field_indexed_on_request() {
+    let doc = one(
+        |b| b.with_all_fields_indexed(true),
+        || {
+            info_span!(
+                "req",
+                route = "/a",
+                n = 3_i64,
+                ok = true,
+                "metadata.k" = 1_i64
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert_eq!(
+        doc,
+        segment(json!({
+            "annotations": {"route": "/a", "n": 3, "ok": true},
+            "metadata": {"default": {"k": 1}, "tracing": {"span_name": "req"}},
+        }))
+    );
+}
+
+// ---- metadata -------------------------------------------------------------
+
+#[test]
+fn metadata_namespaces_and_other_fields() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!(
+                "req",
+                "metadata.note" = "gift",
+                "metadata.cart.items" = 3_u64,
+                "metadata.AWS.x" = 1_i64,
+                plain = 0.5_f64,
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert_eq!(
+        doc,
+        segment(json!({
+            "metadata": {
+                "default": {"note": "gift", "AWS.x": 1},
+                "cart": {"items": 3},
+                "tracing": {"plain": 0.5, "span_name": "req"},
+            },
+        }))
+    );
+}
+
+#[test]
+fn other_fields_can_be_dropped() {
+    let doc = one(
+        |b| b.with_other_fields_as_metadata(false),
+        || {
+            info_span!("req", plain = 1_i64, "metadata.kept" = 2_i64).in_scope(|| {
+                info_span!("child", "server.address" = "h", noise = "x").in_scope(|| {});
+            });
+        },
+    );
+    assert_eq!(
+        doc,
+        segment(json!({
+            "metadata": {"default": {"kept": 2}, "tracing": {"span_name": "req"}},
+            "subsegments": [sub(json!({"name": "child"}))],
+        }))
+    );
+}
+
+// ---- user -----------------------------------------------------------------
+
+#[test]
+fn user_from_enduser_id_or_xray_user() {
+    let docs = capture(
+        |b| b,
+        || {
+            info_span!("a", "enduser.id" = "alice").in_scope(|| {});
+            info_span!("b", "xray.user" = "bob").in_scope(|| {});
+        },
+    );
+    assert_eq!(docs[0]["user"], "alice");
+    assert_eq!(docs[1]["user"], "bob");
+    assert_eq!(
+        docs[0],
+        segment(json!({"user": "alice", "metadata": {"tracing": {"span_name": "a"}}}))
+    );
+}
+
+// ---- errors ---------------------------------------------------------------
+
+#[test]
+fn error_value_with_source_chain_is_a_fault() {
+    let doc = one(
+        |b| b,
+        || {
+            let err = Outer(Inner);
+            info_span!("req").in_scope(|| {
+                info_span!("query", error = &err as &(dyn std::error::Error + 'static))
+                    .in_scope(|| {});
+            });
+        },
+    );
+    assert_eq!(
+        doc,
+        segment(json!({
+            "metadata": {"tracing": {"span_name": "req"}},
+            "subsegments": [sub(json!({
+                "name": "query",
+                "fault": true,
+                "cause": {"exceptions": [
+                    {"id": "#3", "message": "query failed", "type": "error", "cause": "#4"},
+                    {"id": "#4", "message": "connection reset", "type": "source"},
+                ]},
+            }))],
+        }))
+    );
+}
+
+#[test]
+fn error_event_with_client_status_is_an_error_not_a_fault() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!("req", "http.response.status_code" = 404_u64).in_scope(|| {
+                error!("no such order");
+            });
+        },
+    );
+    let ex = &doc["cause"]["exceptions"][0];
+    assert_eq!(doc["error"], true);
+    assert!(doc.get("fault").is_none());
+    assert_eq!(ex["message"], "no such order");
+    assert_eq!(ex["type"], "error");
+    assert_eq!(ex["stack"][0]["path"], file!());
+}
+
+#[test]
+fn error_flags_otel_status_and_error_type() {
+    let docs = capture(
+        |b| b,
+        || {
+            info_span!("a", error = true).in_scope(|| {});
+            info_span!(
+                "b",
+                "otel.status_code" = "ERROR",
+                "otel.status_message" = "boom"
+            )
+            .in_scope(|| {});
+            info_span!(
+                "c",
+                "error.type" = "timeout",
+                "http.response.status_code" = 408_u64
+            )
+            .in_scope(|| {});
+            info_span!("d", error = false, "otel.status_code" = "OK").in_scope(|| {});
+        },
+    );
+    assert_eq!(
+        docs[0],
+        segment(json!({"fault": true, "metadata": {"tracing": {"span_name": "a"}}}))
+    );
+    assert_eq!(
+        docs[1],
+        segment(json!({
+            "fault": true,
+            "cause": {"exceptions": [{"id": "#2", "message": "boom"}]},
+            "metadata": {"tracing": {"span_name": "b"}},
+        }))
+    );
+    assert_eq!(
+        docs[2],
+        segment(json!({
+            "http": {"response": {"status": 408}},
+            "error": true,
+            "cause": {"exceptions": [{"id": "#2", "type": "timeout"}]},
+            "metadata": {"tracing": {"span_name": "c"}},
+        }))
+    );
+    assert_eq!(
+        docs[3],
+        segment(
+            json!({"metadata": {"tracing": {"error": false, "otel.status_code": "OK", "span_name": "d"}}})
+        )
+    );
+}
+
+// ---- HTTP -----------------------------------------------------------------
+
+#[test]
+fn http_server_new_names() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!(
+                "request",
+                "http.request.method" = "POST",
+                "url.scheme" = "https",
+                "server.address" = "api.example.com",
+                "server.port" = 8443_u64,
+                "url.path" = "/orders",
+                "url.query" = "limit=5",
+                "user_agent.original" = "curl/8.0",
+                "client.address" = "203.0.113.9",
+                "http.response.status_code" = 201_u64,
+                "http.response.content_length" = 17_u64,
+                "http.route" = "/orders",
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert_eq!(
+        doc,
+        segment(json!({
+            "http": {
+                "request": {
+                    "method": "POST",
+                    "url": "https://api.example.com:8443/orders?limit=5",
+                    "user_agent": "curl/8.0",
+                    "client_ip": "203.0.113.9",
+                },
+                "response": {"status": 201, "content_length": 17},
+            },
+            "metadata": {"tracing": {"http.route": "/orders", "span_name": "request"}},
+        }))
+    );
+}
+
+#[test]
+fn http_server_old_names_404_is_an_error() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!(
+                "request",
+                "http.method" = "GET",
+                "http.url" = "http://shop.local/items/9",
+                "http.user_agent" = "ua",
+                "http.client_ip" = "198.51.100.7",
+                "http.status_code" = 404_i64,
+                "http.response_content_length" = 0_i64,
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert_eq!(
+        doc,
+        segment(json!({
+            "http": {
+                "request": {
+                    "method": "GET",
+                    "url": "http://shop.local/items/9",
+                    "user_agent": "ua",
+                    "client_ip": "198.51.100.7",
+                    "x_forwarded_for": true,
+                },
+                "response": {"status": 404, "content_length": 0},
+            },
+            "error": true,
+            "metadata": {"tracing": {"span_name": "request"}},
+        }))
+    );
+}
+
+#[test]
+fn http_status_flags() {
+    let docs = capture(
+        |b| b,
+        || {
+            for status in [200_u64, 404, 429, 500, 503] {
+                info_span!("request", "http.response.status_code" = status).in_scope(|| {});
+            }
+        },
+    );
+    let flags: Vec<_> = docs
+        .iter()
+        .map(|d| {
+            (
+                d["http"]["response"]["status"].as_u64().unwrap(),
+                d.get("error").is_some(),
+                d.get("throttle").is_some(),
+                d.get("fault").is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            (200, false, false, false),
+            (404, true, false, false),
+            (429, true, true, false),
+            (500, false, false, true),
+            (503, false, false, true),
+        ]
+    );
+}
+
+#[test]
+fn http_client_span_is_a_remote_subsegment_named_by_host() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!("req").in_scope(|| {
+                info_span!(
+                    "GET",
+                    "otel.kind" = "client",
+                    "http.request.method" = "GET",
+                    "url.full" = "https://payments.example.com/charge?id=1",
+                    "http.response.status_code" = 429_u64,
+                )
+                .in_scope(|| {});
+                info_span!(
+                    "call",
+                    "xray.namespace" = "remote",
+                    "peer.service" = "inventory"
+                )
+                .in_scope(|| {});
+            });
+        },
+    );
+    assert_eq!(
+        doc,
+        segment(json!({
+            "metadata": {"tracing": {"span_name": "req"}},
+            "subsegments": [
+                sub(json!({
+                    "name": "payments.example.com",
+                    "namespace": "remote",
+                    "http": {
+                        "request": {"method": "GET", "url": "https://payments.example.com/charge?id=1"},
+                        "response": {"status": 429},
+                    },
+                    "error": true,
+                    "throttle": true,
+                })),
+                sub(json!({"id": "#3", "name": "inventory", "namespace": "remote"})),
+            ],
+        }))
+    );
+}
+
+#[test]
+fn tower_http_default_span_shape() {
+    // What tower-http's DefaultMakeSpan records (target, name and fields).
+    let doc = one(
+        |b| b,
+        || {
+            tracing::span!(
+                target: "tower_http::trace::make_span",
+                Level::DEBUG,
+                "request",
+                method = %"GET",
+                uri = %"/users/7?full=1",
+                version = ?"HTTP/1.1",
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert_eq!(
+        doc,
+        segment(json!({
+            "http": {"request": {"method": "GET", "url": "/users/7?full=1"}},
+            "metadata": {"tracing": {"version": "\"HTTP/1.1\"", "span_name": "request"}},
+        }))
+    );
+}
+
+#[test]
+fn method_and_status_alone_are_not_http_on_other_spans() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!("job", method = "batch", status = 3_i64).in_scope(|| {});
+        },
+    );
+    assert_eq!(
+        doc,
+        segment(
+            json!({"metadata": {"tracing": {"method": "batch", "status": 3, "span_name": "job"}}})
+        )
+    );
+}
+
+// ---- SQL ------------------------------------------------------------------
+
+fn sql_spans() {
+    info_span!("req").in_scope(|| {
+        info_span!(
+            "SELECT orders",
+            "db.system" = "postgresql",
+            "db.namespace" = "shop",
+            "db.user" = "app",
+            "server.address" = "db.internal",
+            "server.port" = 5432_u64,
+            "db.query.text" = "SELECT * FROM orders WHERE id = $1",
+        )
+        .in_scope(|| {});
+    });
+}
+
+#[test]
+fn sql_span_without_query_text_by_default() {
+    let doc = one(|b| b, sql_spans);
+    assert_eq!(
+        doc,
+        segment(json!({
+            "metadata": {"tracing": {"span_name": "req"}},
+            "subsegments": [sub(json!({
+                "name": "shop@db.internal",
+                "namespace": "remote",
+                "sql": {"url": "db.internal:5432/shop", "database_type": "postgresql", "user": "app"},
+            }))],
+        }))
+    );
+}
+
+#[test]
+fn sql_query_text_when_opted_in() {
+    let doc = one(|b| b.with_sql_queries(true), sql_spans);
+    assert_eq!(
+        doc["subsegments"][0]["sql"],
+        json!({
+            "url": "db.internal:5432/shop",
+            "sanitized_query": "SELECT * FROM orders WHERE id = $1",
+            "database_type": "postgresql",
+            "user": "app",
+        })
+    );
+}
+
+#[test]
+fn sql_old_names_and_connection_string_without_password() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!("req").in_scope(|| {
+                info_span!(
+                    "query",
+                    "db.system" = "mysql",
+                    "db.name" = "shop",
+                    "db.connection_string" = "mysql://app:hunter2@db:3306/shop",
+                    "db.statement" = "SELECT 1",
+                )
+                .in_scope(|| {});
+            });
+        },
+    );
+    assert_eq!(
+        doc["subsegments"][0],
+        sub(json!({
+            "name": "shop",
+            "namespace": "remote",
+            "sql": {"url": "mysql://app@db:3306/shop", "database_type": "mysql"},
+        }))
+    );
+}
+
+// ---- AWS SDK --------------------------------------------------------------
+
+const ORCH: &str = "aws_smithy_runtime::client::orchestrator";
+
+/// The spans aws-sdk-dynamodb 1.x opens for one `GetItem` with one retry.
+fn sdk_get_item() {
+    let op = tracing::span!(
+        target: "aws_sdk_dynamodb::operation::get_item",
+        Level::DEBUG,
+        "DynamoDB.GetItem",
+        "rpc.service" = "DynamoDB",
+        "rpc.method" = "GetItem",
+        "sdk_invocation_id" = 4_242_424_u64,
+        "rpc.system" = "aws-api",
+    );
+    op.in_scope(|| {
+        tracing::span!(target: ORCH, Level::DEBUG, "apply_configuration").in_scope(|| {});
+        tracing::span!(target: ORCH, Level::DEBUG, "try_op").in_scope(|| {
+            tracing::span!(target: ORCH, Level::DEBUG, "serialization").in_scope(|| {});
+            for i in 1..=2_u64 {
+                tracing::span!(target: ORCH, Level::DEBUG, "try_attempt", attempt = i).in_scope(
+                    || {
+                        tracing::span!(target: ORCH, Level::DEBUG, "deserialization")
+                            .in_scope(|| {});
+                    },
+                );
+            }
+        });
+        tracing::span!(target: ORCH, Level::DEBUG, "finally_op").in_scope(|| {});
+    });
+}
+
+#[test]
+fn aws_sdk_operation_span_is_one_aws_subsegment() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!("req").in_scope(sdk_get_item);
+        },
+    );
+    assert_eq!(
+        doc,
+        segment(json!({
+            "metadata": {"tracing": {"span_name": "req"}},
+            "subsegments": [sub(json!({
+                "name": "DynamoDB",
+                "namespace": "aws",
+                "aws": {"operation": "GetItem", "retries": 1},
+                "metadata": {"tracing": {"sdk_invocation_id": 4_242_424}},
+            }))],
+        }))
+    );
+}
+
+#[test]
+fn aws_sdk_internal_spans_kept_on_request() {
+    let doc = one(
+        |b| b.with_aws_sdk_internal_spans(true),
+        || {
+            info_span!("req").in_scope(sdk_get_item);
+        },
+    );
+    let call = &doc["subsegments"][0];
+    assert_eq!(call["name"], "DynamoDB");
+    assert_eq!(call["namespace"], "aws");
+    let names: Vec<_> = common::walk(call)
+        .iter()
+        .map(|(d, n)| format!("{d}:{}", n["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "0:DynamoDB",
+            "1:apply_configuration",
+            "1:try_op",
+            "2:serialization",
+            "2:try_attempt",
+            "3:deserialization",
+            "2:try_attempt",
+            "3:deserialization",
+            "1:finally_op",
+        ]
+    );
+}
+
+#[test]
+fn aws_sdk_legacy_invoke_span() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!("req").in_scope(|| {
+                tracing::span!(
+                    target: "aws_smithy_runtime::client::orchestrator",
+                    Level::DEBUG,
+                    "invoke",
+                    service = "s3",
+                    operation = "PutObject",
+                )
+                .in_scope(|| {
+                    tracing::span!(target: "aws_smithy_runtime::client::orchestrator", Level::DEBUG, "try_attempt").in_scope(|| {});
+                });
+            });
+        },
+    );
+    assert_eq!(
+        doc["subsegments"][0],
+        sub(json!({"name": "S3", "namespace": "aws", "aws": {"operation": "PutObject"}}))
+    );
+}
+
+#[test]
+fn aws_resource_fields() {
+    let docs = capture(
+        |b| b,
+        || {
+            info_span!("req").in_scope(|| {
+                info_span!(
+                    "DynamoDB.BatchGetItem",
+                    "rpc.system" = "aws-api",
+                    "rpc.service" = "DynamoDB",
+                    "rpc.method" = "BatchGetItem",
+                    "aws.request_id" = "REQ1",
+                    "aws.region" = "eu-west-1",
+                    "aws.dynamodb.table_names" = ?["orders", "users"],
+                    "http.response.status_code" = 400_u64,
+                    error = true,
+                )
+                .in_scope(|| {});
+                info_span!(
+                    "SQS.SendMessage",
+                    "rpc.system" = "aws-api",
+                    "rpc.service" = "SQS",
+                    "rpc.method" = "SendMessage",
+                    "messaging.destination.name" = "https://sqs.eu-west-1.amazonaws.com/1/q",
+                    "cloud.region" = "eu-west-1",
+                )
+                .in_scope(|| {});
+                info_span!(
+                    "S3.GetObject",
+                    "rpc.system" = "aws-api",
+                    "rpc.service" = "S3",
+                    "rpc.method" = "GetObject",
+                    "aws.s3.bucket" = "media",
+                    "aws.dynamodb.table_names" = "[one]",
+                )
+                .in_scope(|| {});
+            });
+        },
+    );
+    let subs = &docs[0]["subsegments"];
+    assert_eq!(
+        subs[0],
+        sub(json!({
+            "name": "DynamoDB",
+            "namespace": "aws",
+            "aws": {
+                "operation": "BatchGetItem",
+                "region": "eu-west-1",
+                "request_id": "REQ1",
+                "table_names": ["orders", "users"],
+            },
+            "http": {"response": {"status": 400}},
+            "error": true,
+        }))
+    );
+    assert_eq!(
+        subs[1],
+        sub(json!({
+            "id": "#3",
+            "name": "SQS",
+            "namespace": "aws",
+            "aws": {
+                "operation": "SendMessage",
+                "region": "eu-west-1",
+                "queue_url": "https://sqs.eu-west-1.amazonaws.com/1/q",
+            },
+        }))
+    );
+    assert_eq!(
+        subs[2],
+        sub(json!({
+            "id": "#4",
+            "name": "S3",
+            "namespace": "aws",
+            "aws": {"operation": "GetObject", "table_name": "one", "bucket_name": "media"},
+        }))
+    );
+}
+
+#[test]
+fn unused_convention_fields_stay_as_metadata() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!(
+                "job",
+                "server.address" = "h",
+                "server.port" = 1_u64,
+                "rpc.service" = "grpc.Svc"
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert_eq!(
+        doc,
+        segment(json!({"metadata": {"tracing": {
+            "server.address": "h",
+            "server.port": 1,
+            "rpc.service": "grpc.Svc",
+            "span_name": "job",
+        }}}))
+    );
+}
+
+#[test]
+fn xray_name_wins_over_every_derived_name() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!("req").in_scope(|| {
+                info_span!(
+                    "x",
+                    "xray.name" = "Payments",
+                    "otel.kind" = "client",
+                    "url.full" = "http://p/x",
+                    "otel.name" = "POST"
+                )
+                .in_scope(|| {});
+                info_span!("y", "otel.name" = "render").in_scope(|| {});
+            });
+        },
+    );
+    assert_eq!(doc["subsegments"][0]["name"], "Payments");
+    assert_eq!(doc["subsegments"][1]["name"], "render");
+}

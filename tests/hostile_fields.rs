@@ -1,0 +1,119 @@
+//! Hostile field input through the conventions: 10,000 recorded values,
+//! keys with every invalid character, 1 MB strings, NaN and infinities, 200
+//! annotations. Every document is valid, under the size limit, and what was
+//! cut is counted.
+
+mod common;
+
+use std::time::Duration;
+
+use tracing::{field::Empty, info_span};
+use tracing_subscriber::prelude::*;
+use tracing_xray::export::{InMemoryExporter, MAX_DOCUMENT_BYTES};
+use tracing_xray::Detectors;
+
+#[test]
+fn hostile_fields_give_valid_bounded_documents_and_counts() {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("hostile\t<svc>?")
+        .with_detectors(Detectors::none())
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_indexed_fields(&["tenant id!"])
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let huge = "é".repeat(512 * 1024); // 1 MiB of UTF-8
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let root = info_span!(
+            "req",
+            "annotation. \t\n\\\"<>?;*()!$~^{}[]|`'é名" = 1_i64,
+            "annotation." = 2_i64,
+            "tenant id!" = "t",
+            "http.request.method" = huge.as_str(),
+            "url.full" = huge.as_str(),
+            "http.response.status_code" = f64::NAN,
+            "xray.name" = "\u{0}\u{1f}",
+            "enduser.id" = huge.as_str(),
+            nan = f64::NAN,
+            inf = f64::INFINITY,
+            "annotation.neg_inf" = f64::NEG_INFINITY,
+            n = Empty,
+        );
+        root.in_scope(|| {
+            // 10,000 values recorded on one span.
+            for i in 0..10_000_u64 {
+                root.record("n", i);
+            }
+            // 200 annotations over 10 spans of 20 each: X-Ray indexes 50.
+            for _ in 0..10 {
+                info_span!(
+                    "annotated",
+                    "annotation.a00" = 0,
+                    "annotation.a01" = 1,
+                    "annotation.a02" = 2,
+                    "annotation.a03" = 3,
+                    "annotation.a04" = 4,
+                    "annotation.a05" = 5,
+                    "annotation.a06" = 6,
+                    "annotation.a07" = 7,
+                    "annotation.a08" = 8,
+                    "annotation.a09" = 9,
+                    "annotation.a10" = 10,
+                    "annotation.a11" = 11,
+                    "annotation.a12" = 12,
+                    "annotation.a13" = 13,
+                    "annotation.a14" = 14,
+                    "annotation.a15" = 15,
+                    "annotation.a16" = 16,
+                    "annotation.a17" = 17,
+                    "annotation.a18" = 18,
+                    "annotation.a19" = 19,
+                )
+                .in_scope(|| {});
+            }
+            info_span!(
+                "sql",
+                "db.system" = huge.as_str(),
+                "db.user" = huge.as_str(),
+                "server.address" = huge.as_str(),
+                "db.query.text" = huge.as_str(),
+            )
+            .in_scope(|| {});
+            info_span!(
+                "DynamoDB.GetItem",
+                "rpc.system" = "aws-api",
+                "rpc.service" = huge.as_str(),
+                "rpc.method" = huge.as_str(),
+                "aws.dynamodb.table_names" = huge.as_str(),
+            )
+            .in_scope(|| {});
+        });
+    });
+    xray.flush(Duration::from_secs(30)).unwrap();
+
+    let schema = common::schema();
+    let docs = exporter.documents();
+    assert!(!docs.is_empty());
+    for doc in &docs {
+        assert!(doc.len() <= MAX_DOCUMENT_BYTES, "{} bytes", doc.len());
+        let value: serde_json::Value = serde_json::from_str(doc.as_str()).unwrap();
+        common::assert_schema_valid(&schema, &value);
+    }
+    let trace = &exporter.traces()[0];
+    let total_annotations: usize = common::walk(trace)
+        .iter()
+        .map(|(_, n)| n["annotations"].as_object().map_or(0, |a| a.len()))
+        .sum();
+    assert_eq!(total_annotations, 50);
+    let stats = xray.stats();
+    // 200 + the root's 3 (one key was empty) - 50 kept.
+    assert_eq!(stats.annotations_demoted, 200 + 3 - 50, "{stats:?}");
+    assert!(stats.spans_trimmed >= 1, "{stats:?}");
+    assert_eq!(stats.traces_dropped, 0);
+    eprintln!(
+        "hostile: {} documents, largest {} bytes, {stats:?}",
+        docs.len(),
+        docs.iter().map(|d| d.len()).max().unwrap()
+    );
+}
