@@ -393,7 +393,7 @@ impl<'c> Assembler<'c> {
                         .location
                         .map(|(path, line)| {
                             vec![StackFrame {
-                                path: Some(path),
+                                path: Some(relative_path(path)),
                                 line: Some(line),
                                 label: record.target,
                             }]
@@ -460,4 +460,47 @@ fn is_aws_operation(node: &SpanData) -> bool {
 /// A span opened by the AWS SDK interceptor (feature `aws-sdk`).
 fn is_interceptor_span(node: &SpanData) -> bool {
     node.meta.target() == AWS_SDK_TARGET
+}
+
+/// Stack frame paths are relative (SPEC §1.6): `file!()` is already relative
+/// for the application's own crate; a dependency's absolute path under
+/// cargo's registry or git checkouts keeps `crate-x.y.z/src/...`.
+fn relative_path(path: &str) -> &str {
+    if !path.starts_with('/') && !path.contains(":\\") {
+        return path;
+    }
+    for marker in ["/registry/src/", "/git/checkouts/"] {
+        if let Some(i) = path.find(marker) {
+            let rest = &path[i + marker.len()..];
+            // Skip the index (or repository) directory.
+            return rest.split_once('/').map_or(rest, |(_, r)| r);
+        }
+    }
+    path.rsplit_once("/src/")
+        .map_or(path, |(_, r)| &path[path.len() - r.len() - "src/".len()..])
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::relative_path;
+
+    #[test]
+    fn stack_paths_are_relative() {
+        assert_eq!(relative_path("src/main.rs"), "src/main.rs");
+        assert_eq!(
+            relative_path(
+                "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tower-http-0.6.6/src/trace/on_failure.rs"
+            ),
+            "tower-http-0.6.6/src/trace/on_failure.rs"
+        );
+        assert_eq!(
+            relative_path("/root/.cargo/git/checkouts/foo-1234/abcdef/src/lib.rs"),
+            "abcdef/src/lib.rs"
+        );
+        assert_eq!(
+            relative_path("/home/me/app/src/handler.rs"),
+            "src/handler.rs"
+        );
+        assert_eq!(relative_path("/weird"), "/weird");
+    }
 }

@@ -4,21 +4,9 @@
 
 use std::borrow::Cow;
 
-use crate::fields::TRACING_NAMESPACE;
+use crate::fields::{meta_value, TRACING_NAMESPACE};
 use crate::model::{Entity, MetaValue};
-use crate::span_data::{FieldValue, SpanData};
-
-fn value(v: &FieldValue) -> MetaValue<'_> {
-    match v {
-        FieldValue::Str(s) => MetaValue::Str(Cow::Borrowed(s)),
-        FieldValue::I64(v) => MetaValue::I64(*v),
-        FieldValue::U64(v) => MetaValue::U64(*v),
-        FieldValue::I128(v) => MetaValue::I128(*v),
-        FieldValue::U128(v) => MetaValue::U128(*v),
-        FieldValue::F64(v) => MetaValue::F64(*v),
-        FieldValue::Bool(v) => MetaValue::Bool(*v),
-    }
-}
+use crate::span_data::SpanData;
 
 pub(crate) fn render<'a>(span: &'a SpanData, entity: &mut Entity<'a>) {
     let list = span
@@ -41,7 +29,7 @@ pub(crate) fn render<'a>(span: &'a SpanData, entity: &mut Entity<'a>) {
                 e.fields
                     .iter()
                     .filter(|(k, _)| !matches!(*k, "time" | "level" | "target"))
-                    .map(|(k, v)| (Cow::Borrowed(*k), value(v))),
+                    .map(|(k, v)| (Cow::Borrowed(*k), meta_value(v))),
             );
             MetaValue::Object(object)
         })

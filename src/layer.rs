@@ -437,6 +437,13 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let Some(inner) = &self.inner else { return };
+        if event
+            .metadata()
+            .target()
+            .starts_with(TOWER_HTTP_TRACE_TARGET)
+        {
+            record_tower_http_status(event, &ctx);
+        }
         let is_error = *event.metadata().level() == Level::ERROR;
         if !(is_error || inner.events) || suppressed() {
             return;
@@ -574,6 +581,56 @@ where
                 .map(|w| w as *const WithContext as *const ())
         } else {
             None
+        }
+    }
+}
+
+/// tower-http's `TraceLayer` logs the response status in an event
+/// (`DefaultOnResponse`: "finished processing request", `status = 200`)
+/// instead of recording it in its span.
+const TOWER_HTTP_TRACE_TARGET: &str = "tower_http::trace";
+
+/// Records the `status` of a tower-http response event on the request span
+/// as `http.response.status_code`, so the default `TraceLayer` gets its
+/// error / throttle / fault flags.
+fn record_tower_http_status<S>(event: &Event<'_>, ctx: &Context<'_, S>)
+where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
+    struct Status(Option<u64>);
+    impl Visit for Status {
+        fn record_u64(&mut self, field: &Field, value: u64) {
+            if field.name() == "status" {
+                self.0 = Some(value);
+            }
+        }
+        fn record_i64(&mut self, field: &Field, value: i64) {
+            if field.name() == "status" {
+                self.0 = u64::try_from(value).ok();
+            }
+        }
+        fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+            if field.name() == "status" {
+                self.0 = debug_string(value).trim().parse().ok();
+            }
+        }
+    }
+    if event.metadata().fields().field("status").is_none() {
+        return;
+    }
+    let mut status = Status(None);
+    event.record(&mut status);
+    let Some(code) = status.0.filter(|c| (100..1000).contains(c)) else {
+        return;
+    };
+    let Some(span) = ctx.event_span(event).and_then(traced_self_or_ancestor) else {
+        return;
+    };
+    let mut ext = span.extensions_mut();
+    if let Some(data) = ext.get_mut::<SpanData>() {
+        if data.decision != Decision::NotSampled {
+            data.fields
+                .push(("http.response.status_code", FieldValue::U64(code)));
         }
     }
 }

@@ -114,20 +114,22 @@ fn default_trace_layer() {
         assert!(paths.contains(&url.as_str()), "{url}");
         assert_eq!(doc["metadata"]["tracing"]["span_name"], "request");
         assert_eq!(doc["metadata"]["tracing"]["version"], "HTTP/1.1");
-        let expect = if url == "/boom" {
-            (false, false, true)
-        } else {
-            (false, false, false)
+        // The status comes from tower-http's "finished processing request"
+        // event, which the layer reads.
+        let (status, expect) = match url.as_str() {
+            "/ok" => (200, (false, false, false)),
+            "/missing" => (404, (true, false, false)),
+            "/busy" => (429, (true, true, false)),
+            _ => (500, (false, false, true)),
         };
+        assert_eq!(doc["http"]["response"]["status"], status, "{url}: {doc:#}");
         assert_eq!(flags(doc), expect, "{url}: {doc:#}");
     }
     let boom = &docs.iter().find(|(u, _)| u == "/boom").unwrap().1;
     assert_eq!(boom["cause"]["exceptions"][0]["message"], "response failed");
 }
 
-/// The documented recipe until the layer reads tower-http's response event:
-/// declare the status field in `make_span_with` and record it in
-/// `on_response`.
+/// A custom span that records the status itself (OpenTelemetry names).
 #[test]
 fn trace_layer_recording_the_status() {
     let trace = TraceLayer::new_for_http()

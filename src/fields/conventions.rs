@@ -8,6 +8,7 @@
 //! | `url.full`, `http.url` | `http.request.url` |
 //! | `url.path` + `url.query`, `http.target` (tower-http: `uri`) with `url.scheme`/`http.scheme`, `server.address`/`http.host`/`net.host.name`/`net.peer.name`, `server.port` | `http.request.url` (built) |
 //! | `user_agent.original`, `http.user_agent` | `http.request.user_agent` |
+//! | `xray.traced = true`, `http.request.traced = true` | `http.request.traced` (subsegments: the callee is instrumented) |
 //! | `client.address`, `http.client_ip` (sets `x_forwarded_for`), `net.peer.ip` | `http.request.client_ip` |
 //! | `http.response.status_code`, `http.status_code` (tower-http: `status`) | `http.response.status`; 4xx → `error`, 429 → `throttle` + `error`, 5xx → `fault` |
 //! | `http.response.content_length`, `http.response_content_length`, `http.response.body.size` | `http.response.content_length` |
@@ -94,6 +95,7 @@ pub(crate) struct Conventions<'a> {
     content_length: Slot<'a>,
     user_agent: Slot<'a>,
     client_ip: Slot<'a>,
+    traced: Slot<'a>,
     // SQL
     db_system: Slot<'a>,
     db_name: Slot<'a>,
@@ -260,6 +262,7 @@ impl<'a> Conventions<'a> {
             | "http.response.body.size" => &mut self.content_length,
             "user_agent.original" | "http.user_agent" => &mut self.user_agent,
             "client.address" | "http.client_ip" | "net.peer.ip" => &mut self.client_ip,
+            "xray.traced" | "http.request.traced" => &mut self.traced,
             "method" if ctx.tower => &mut self.method,
             "uri" if ctx.tower => &mut self.path,
             "status" if ctx.tower => &mut self.status,
@@ -440,6 +443,11 @@ impl<'a> Conventions<'a> {
             let req = &mut entity.http.request;
             req.method = text(&mut self.method).map(cut);
             req.user_agent = text(&mut self.user_agent).map(cut);
+            // A downstream call to an instrumented service (subsegments only).
+            if !is_segment && matches!(self.traced, Some((_, FieldValue::Bool(true)))) {
+                req.traced = Some(true);
+                self.traced = None;
+            }
             let ip_key = self.client_ip.map(|(k, _)| k);
             if let Some(ip) = text(&mut self.client_ip) {
                 req.client_ip = Some(cut(ip));
@@ -599,6 +607,7 @@ impl<'a> Conventions<'a> {
             self.content_length,
             self.user_agent,
             self.client_ip,
+            self.traced,
             self.db_system,
             self.db_name,
             self.db_user,
