@@ -53,16 +53,29 @@
 //!
 //! # Span fields
 //!
-//! | field | goes to |
+//! | you write (span field) | X-Ray gets |
 //! |---|---|
-//! | `annotation.KEY` | `annotations.KEY` (indexed; keys made filter-safe, strings cut at 1,000 characters, 50 per trace) |
-//! | `metadata.KEY`, `metadata.NS.KEY` | `metadata.default.KEY`, `metadata.NS.KEY` |
-//! | `xray.name`, `otel.name` | the subsegment's name |
+//! | `annotation.KEY = v` | `annotations.KEY`: indexed, filterable. Key made `[A-Za-z0-9_]` (at most 500 chars), strings cut at 1,000 chars, numbers and booleans keep their types, NaN/±inf become strings; past 50 per trace they move to metadata (counted) |
+//! | a field named in `with_indexed_fields(&[..])`, or any simple field with `with_all_fields_indexed(true)` | an annotation |
+//! | `metadata.KEY` / `metadata.NS.KEY` | `metadata.default.KEY` / `metadata.NS.KEY` (`AWS.*` namespaces are reserved: kept under `default`) |
+//! | any other field | `metadata.tracing.FIELD`, with the type `tracing` gave it (dropped with `with_other_fields_as_metadata(false)`) |
+//! | `xray.name` / `otel.name` | the subsegment's name |
 //! | `enduser.id`, `xray.user` | the segment's `user` |
-//! | `error = true`, `otel.status_code = "ERROR"` | `fault` |
-//! | `xray.trace_header` | continues that incoming trace (root spans) |
-//! | a `&dyn Error` value | `fault` and `cause.exceptions` with the `source()` chain |
-//! | any other field | `metadata.tracing.FIELD` |
+//! | `xray.trace_header` | continues that `X-Amzn-Trace-Id` (root spans) |
+//! | a `&dyn Error` field, an ERROR event, `error = true`, `otel.status_code = "ERROR"`, `error.type` | `fault` (`error` when the status is 4xx), and `cause.exceptions` with the `source()` chain linked by exception ids (8 per span, the rest counted) |
+//! | `http.request.method` / `http.method` (tower-http: `method`) | `http.request.method` |
+//! | `url.full` / `http.url`, or `url.scheme` + `server.address`/`http.host` + `server.port` + `url.path`/`http.target` (tower-http: `uri`) + `url.query` | `http.request.url` |
+//! | `user_agent.original` / `http.user_agent` | `http.request.user_agent` |
+//! | `client.address` / `http.client_ip` (sets `x_forwarded_for`) | `http.request.client_ip` |
+//! | `http.response.status_code` / `http.status_code` (tower-http: the `status` of its response event) | `http.response.status`; 4xx → `error`, 429 → `throttle` + `error`, 5xx → `fault` |
+//! | `http.response.content_length` / `http.response.body.size` | `http.response.content_length` |
+//! | `otel.kind = "client"`/`"producer"`, `xray.namespace = "remote"` | `namespace: remote`, named after `peer.service` or the host |
+//! | `xray.traced = true` / `http.request.traced = true` | `http.request.traced` (the callee is instrumented) |
+//! | `db.system`, `db.name`/`db.namespace`, `db.user`, `server.address`, `server.port`, `db.connection_string` | `sql.database_type`/`url`/`user`/`connection_string` (password removed), `namespace: remote`, named `db@host` |
+//! | `db.query.text` / `db.statement` | `sql.sanitized_query`, only with `with_sql_queries(true)` or `AWS_XRAY_COLLECT_SQL_QUERIES=true` |
+//! | AWS SDK span (`rpc.system = "aws-api"`, `rpc.service`, `rpc.method`; older `invoke` with `service`/`operation`) | `namespace: aws`, named after the service (`DynamoDB`, `S3`, ...), `aws.operation`; the SDK's internal spans folded in (`with_aws_sdk_internal_spans(true)` keeps them), `aws.retries` |
+//! | `aws.request_id`, `aws.region`/`cloud.region`, `aws.account_id`, `aws.dynamodb.table_names`, `messaging.destination.name`/`aws.sqs.queue_url`, `aws.s3.bucket`, `aws.retries` | `aws.request_id`, `region`, `account_id`, `table_name` (`table_names` if several), `queue_url`, `bucket_name`, `retries` |
+//! | `xray.throttle = true` | `throttle` + `error` |
 //!
 //! An ERROR event inside a span marks it as a fault with the event's
 //! message; other events are sent only with [`Builder::with_events`].
