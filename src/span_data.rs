@@ -120,6 +120,11 @@ impl From<String> for FieldStr {
     }
 }
 
+/// A span's fields, in the order recorded. The first four are stored
+/// inline: most spans record no more, and a span then costs no allocation
+/// for its fields (whose memory the worker would free on another thread).
+pub(crate) type Fields = smallvec::SmallVec<[(&'static str, FieldValue); 4]>;
+
 /// A typed field value as `tracing` gave it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum FieldValue {
@@ -180,7 +185,7 @@ pub(crate) const MAX_EVENTS_PER_SPAN: usize = 32;
 pub(crate) struct EventRecord {
     pub(crate) at: Instant,
     pub(crate) meta: &'static Metadata<'static>,
-    pub(crate) fields: Vec<(&'static str, FieldValue)>,
+    pub(crate) fields: Fields,
 }
 
 /// Everything the layer knows about one span.
@@ -203,7 +208,7 @@ pub(crate) struct SpanData {
     pub(crate) start: Instant,
     pub(crate) end: Option<Instant>,
     pub(crate) meta: &'static Metadata<'static>,
-    pub(crate) fields: Vec<(&'static str, FieldValue)>,
+    pub(crate) fields: Fields,
     pub(crate) errors: Vec<ErrorRecord>,
     pub(crate) errors_dropped: u32,
     /// Non-error events, when recorded; `events_dropped` counts the excess.
@@ -237,7 +242,7 @@ impl SpanData {
 /// Records field values into a plain vector: no lock is held while it runs,
 /// since `record_debug` calls user code.
 pub(crate) struct FieldVisitor<'a> {
-    pub(crate) fields: &'a mut Vec<(&'static str, FieldValue)>,
+    pub(crate) fields: &'a mut Fields,
     pub(crate) errors: &'a mut Vec<ErrorRecord>,
 }
 
