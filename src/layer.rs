@@ -31,8 +31,8 @@ use crate::header::{Sampled, TraceHeader};
 use crate::id::{SegmentId, TraceId};
 use crate::sampling::{Sampler, SamplingRequest};
 use crate::span_data::{
-    debug_string, Anchor, Decision, ErrorRecord, EventRecord, FieldValue, FieldVisitor, Role,
-    SpanData, MAX_EVENTS_PER_SPAN,
+    debug_string, Anchor, Decision, ErrorRecord, EventRecord, FieldValue, FieldVisitor, Fields,
+    Role, SpanData, MAX_EVENTS_PER_SPAN,
 };
 use crate::worker::Message;
 
@@ -420,7 +420,7 @@ where
             return;
         }
         // Visit (user code) first, lock after.
-        let mut fields = Vec::new();
+        let mut fields = Fields::new();
         let mut errors = Vec::new();
         values.record(&mut FieldVisitor {
             fields: &mut fields,
@@ -461,7 +461,7 @@ where
         let meta = event.metadata();
         if !is_error {
             let at = Instant::now();
-            let mut fields = Vec::new();
+            let mut fields = Fields::new();
             let mut errors = Vec::new();
             event.record(&mut FieldVisitor {
                 fields: &mut fields,
@@ -704,7 +704,7 @@ impl Visit for EventVisitor {
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         if self.error.is_none() {
-            let mut fields = Vec::new();
+            let mut fields = Fields::new();
             let mut errors = Vec::new();
             FieldVisitor {
                 fields: &mut fields,
@@ -742,7 +742,7 @@ impl SpanData {
             start,
             end: None,
             meta: attrs.metadata(),
-            fields: Vec::new(),
+            fields: Fields::new(),
             errors: Vec::new(),
             errors_dropped: 0,
             events: Vec::new(),

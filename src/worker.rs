@@ -146,7 +146,6 @@ impl Worker {
                 let mut asm = Assembler::new(&self.cfg, root.trace_id);
                 asm.pack(&root, top);
                 finish(&self.counters, asm, batch);
-                if std::env::var_os("XRAY_LEAK").is_some() { std::mem::forget(root); }
                 None
             }
             Message::Detached {
