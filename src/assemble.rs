@@ -238,7 +238,7 @@ impl<'c> Assembler<'c> {
         limit: usize,
     ) -> String {
         let mut entity = self.entity(node, id, merged, is_segment);
-        let mut json = serde_json::to_string(&entity).unwrap_or_default();
+        let mut json = to_json(&entity);
         if json.len() <= limit {
             return json;
         }
@@ -277,7 +277,7 @@ impl<'c> Assembler<'c> {
             entity
                 .metadata
                 .insert(Cow::Borrowed(CRATE_NAMESPACE), marker);
-            json = serde_json::to_string(&entity).unwrap_or_default();
+            json = to_json(&entity);
             steps += 1;
             if steps > 5 {
                 break;
@@ -460,6 +460,16 @@ fn is_aws_operation(node: &SpanData) -> bool {
 /// A span opened by the AWS SDK interceptor (feature `aws-sdk`).
 fn is_interceptor_span(node: &SpanData) -> bool {
     node.meta.target() == AWS_SDK_TARGET
+}
+
+/// Serializes into a buffer sized for a typical span, not grown from empty.
+fn to_json(entity: &Entity<'_>) -> String {
+    let mut out = Vec::with_capacity(1024);
+    if serde_json::to_writer(&mut out, entity).is_err() {
+        return String::new();
+    }
+    // serde_json writes valid UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Stack frame paths are relative (SPEC §1.6): `file!()` is already relative

@@ -16,6 +16,9 @@ use crate::handle::{Counters, Shared, XrayGuard, XrayHandle};
 use crate::layer::{LayerInner, XrayLayer};
 use crate::model::Service;
 
+/// How many emptied span buffers wait to be reused.
+const POOLED_BUFFERS: usize = 256;
+
 /// The timeout [`XrayGuard`] gives the final flush when it is dropped.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -231,14 +234,19 @@ impl Builder {
         };
         let cfg = Arc::new(cfg);
         let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
+        // Emptied span buffers travel back for new traces to reuse.
+        let (pool_tx, pool_rx) = crossbeam_channel::bounded(POOLED_BUFFERS);
         let counters = Arc::new(Counters::default());
-        let worker = match crate::worker::spawn(cfg.clone(), exporter, rx, counters.clone()) {
-            Ok(w) => w,
-            Err(err) => {
-                eprintln!("tracing-xray: cannot start the worker thread ({err}); tracing is off");
-                return disabled();
-            }
-        };
+        let worker =
+            match crate::worker::spawn(cfg.clone(), exporter, rx, pool_tx, counters.clone()) {
+                Ok(w) => w,
+                Err(err) => {
+                    eprintln!(
+                        "tracing-xray: cannot start the worker thread ({err}); tracing is off"
+                    );
+                    return disabled();
+                }
+            };
         let shared = Arc::new(Shared {
             tx: tx.clone(),
             counters: counters.clone(),
@@ -258,6 +266,7 @@ impl Builder {
                     .lambda
                     .unwrap_or_else(|| std::env::var_os("LAMBDA_TASK_ROOT").is_some()),
                 events: self.events,
+                pool: pool_rx,
             })),
             handle: XrayHandle {
                 shared: Some(shared),

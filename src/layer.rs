@@ -32,7 +32,7 @@ use crate::id::{SegmentId, TraceId};
 use crate::sampling::{Sampler, SamplingRequest};
 use crate::span_data::{
     debug_string, Anchor, Decision, ErrorRecord, EventRecord, FieldValue, FieldVisitor, Fields,
-    Role, SpanData, MAX_EVENTS_PER_SPAN,
+    Role, SpanData, TraceBuf, MAX_EVENTS_PER_SPAN,
 };
 use crate::worker::Message;
 
@@ -82,6 +82,8 @@ pub(crate) struct LayerInner {
     pub(crate) lambda: bool,
     /// Record non-error events as metadata.
     pub(crate) events: bool,
+    /// Span buffers the worker emptied, for new traces to reuse.
+    pub(crate) pool: crossbeam_channel::Receiver<Vec<SpanData>>,
 }
 
 /// Reaches a span's X-Ray data from a [`Dispatch`] (used by
@@ -187,19 +189,24 @@ where
 
 /// What a new span inherits from its nearest traced ancestor.
 struct Inherited {
-    span: Id,
+    seg: SegmentId,
     trace_id: TraceId,
     sampled: bool,
     anchor: Anchor,
+    facade: bool,
+    trace: Option<Arc<TraceBuf>>,
 }
 
 impl Inherited {
-    fn from(span: Id, d: &SpanData) -> Self {
+    fn from(d: &SpanData) -> Self {
+        let sampled = d.sampled();
         Inherited {
-            span,
+            seg: d.id,
             trace_id: d.trace_id,
-            sampled: d.sampled(),
+            sampled,
             anchor: d.anchor,
+            facade: d.role == Role::Facade,
+            trace: if sampled { d.trace.clone() } else { None },
         }
     }
 }
@@ -215,9 +222,7 @@ where
         {
             let ext = ancestor.extensions();
             match ext.get::<SpanData>() {
-                Some(d) if d.decision != Decision::Pending => {
-                    return Some(Inherited::from(ancestor.id(), d))
-                }
+                Some(d) if d.decision != Decision::Pending => return Some(Inherited::from(d)),
                 Some(_) => {}
                 None => {
                     drop(ext);
@@ -229,7 +234,7 @@ where
         let mut ext = ancestor.extensions_mut();
         let d = ext.get_mut::<SpanData>()?;
         inner.decide(d);
-        return Some(Inherited::from(ancestor.id(), d));
+        return Some(Inherited::from(d));
     }
 }
 
@@ -243,15 +248,25 @@ fn first_str<'a>(fields: &'a [(&'static str, FieldValue)], keys: &[&str]) -> Opt
 }
 
 impl LayerInner {
-    fn send(&self, msg: Message, spans: usize) {
+    fn send(&self, msg: Message) {
         match self.tx.try_send(msg) {
             Ok(()) => Counters::add(&self.counters.traces_queued, 1),
             Err(TrySendError::Full(msg) | TrySendError::Disconnected(msg)) => {
                 Counters::add(&self.counters.traces_dropped, 1);
-                Counters::add(&self.counters.spans_dropped, spans as u64);
+                Counters::add(&self.counters.spans_dropped, msg.span_count() as u64);
                 drop(msg);
             }
         }
+    }
+
+    /// An empty span buffer, recycled by the worker when it has one.
+    fn spare_buffer(&self) -> Vec<SpanData> {
+        self.pool.try_recv().unwrap_or_default()
+    }
+
+    /// A new trace's buffer of finished spans (sampled traces only).
+    fn new_trace_buf(&self) -> Arc<TraceBuf> {
+        Arc::new(TraceBuf::new(self.spare_buffer()))
     }
 
     /// Takes a pending root's sampling decision (SPEC §4): the sampler sees
@@ -280,6 +295,7 @@ impl LayerInner {
             Decision::NotSampled
         };
         root.rule_name = decision.rule_name_arc().cloned();
+        self.prepare(root);
     }
 
     /// Continues an incoming trace on a root that has no child yet.
@@ -294,6 +310,16 @@ impl LayerInner {
             _ => Decision::Pending,
         };
         root.incoming = Some(Box::new(header.clone()));
+        self.prepare(root);
+    }
+
+    /// A sampled root gets its trace buffer; an unsampled one none.
+    fn prepare(&self, root: &mut SpanData) {
+        match root.decision {
+            Decision::Sampled if root.trace.is_none() => root.trace = Some(self.new_trace_buf()),
+            Decision::NotSampled => root.trace = None,
+            _ => {}
+        }
     }
 
     /// The header a downstream call carries: Root, Parent = `span`'s id,
@@ -379,7 +405,9 @@ where
             Some(p) if !p.sampled => return,
             Some(p) => {
                 let mut data = SpanData::new(p.trace_id, p.anchor, Instant::now(), attrs);
-                data.parent_span = Some(p.span);
+                data.parent_seg = Some(p.seg);
+                data.parent_is_facade = p.facade;
+                data.trace = p.trace;
                 data.decision = Decision::Sampled;
                 record_attributes(attrs, &mut data);
                 data
@@ -515,42 +543,21 @@ where
             return;
         }
         data.end = Some(Instant::now());
-        if let Some(parent) = data.parent_span.as_ref().and_then(|p| ctx.span(p)) {
-            let mut ext = parent.extensions_mut();
-            let Some(p) = ext.get_mut::<SpanData>() else {
+        let trace = data.trace.take();
+        if data.parent_seg.is_some() {
+            // A child: one push, no lookup of its parent.
+            let Some(trace) = trace else {
+                inner.send(Message::Detached { spans: vec![data] });
                 return;
             };
-            if p.role == Role::Facade {
-                // Lambda: the function segment is Lambda's; send at once.
-                let parent = p.id;
-                drop(ext);
-                let spans = data.span_count();
-                let root = Box::new(data);
-                inner.send(
-                    Message::Trace {
-                        root,
-                        top: Top::Subsegment { parent },
-                    },
-                    spans,
-                );
-                return;
-            }
-            p.held += data.span_count();
-            p.children.push(data);
-            if p.held > inner.max_held {
-                // A long-lived span: stream what it holds instead of growing.
-                let children = std::mem::take(&mut p.children);
-                let spans = std::mem::replace(&mut p.held, 0);
-                let (trace_id, parent) = (p.trace_id, p.id);
-                drop(ext);
-                inner.send(
-                    Message::Detached {
-                        trace_id,
-                        parent,
-                        children,
-                    },
-                    spans,
-                );
+            let facade_child = data.parent_is_facade;
+            let held = trace.push(data);
+            if facade_child || held > inner.max_held {
+                // Lambda: the function segment is Lambda's, so a top-level
+                // subtree leaves as soon as it ends. Otherwise a long-lived
+                // root streams what it holds instead of growing.
+                let spans = trace.take(inner.spare_buffer());
+                inner.send(Message::Detached { spans });
             }
             return;
         }
@@ -558,14 +565,12 @@ where
             (Role::Independent, Some(parent)) => Top::Subsegment { parent },
             _ => Top::Segment,
         };
-        let spans = data.span_count();
-        inner.send(
-            Message::Trace {
-                root: Box::new(data),
-                top,
-            },
-            spans,
-        );
+        let mut spans = match trace {
+            Some(trace) => trace.take(Vec::new()),
+            None => inner.spare_buffer(),
+        };
+        spans.push(data);
+        inner.send(Message::Trace { spans, top });
     }
 
     // SAFETY: the pointers returned point to fields of `self` (or `self`
@@ -733,7 +738,9 @@ impl SpanData {
             trace_id,
             id: SegmentId::new(),
             parent_id: None,
-            parent_span: None,
+            parent_seg: None,
+            parent_is_facade: false,
+            trace: None,
             decision: Decision::Pending,
             role: Role::Span,
             rule_name: None,
@@ -748,7 +755,6 @@ impl SpanData {
             events: Vec::new(),
             events_dropped: 0,
             children: Vec::new(),
-            held: 0,
         }
     }
 }

@@ -41,6 +41,13 @@ pub(crate) fn truncate_chars(s: &str, max: usize) -> &str {
 /// A valid X-Ray name: disallowed characters removed, at most 200 characters,
 /// `fallback` when nothing is left.
 pub(crate) fn sanitize_name<'a>(name: &'a str, fallback: &'static str) -> Cow<'a, str> {
+    // The common case: a short ASCII identifier-like name.
+    if !name.is_empty()
+        && name.len() <= MAX_NAME_CHARS
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:/%&#=+-@".contains(&b))
+    {
+        return Cow::Borrowed(name);
+    }
     let clean: Cow<'a, str> = if name.chars().all(is_name_char) {
         Cow::Borrowed(name)
     } else {

@@ -6,6 +6,7 @@
 
 use std::error::Error as StdError;
 use std::fmt::{self, Write as _};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tracing_core::field::{Field, Visit};
@@ -195,9 +196,13 @@ pub(crate) struct SpanData {
     pub(crate) id: SegmentId,
     /// The upstream parent of a root (from an incoming trace header).
     pub(crate) parent_id: Option<SegmentId>,
-    /// The `tracing` id of the nearest traced ancestor. The registry keeps
-    /// an ancestor alive until its descendants close, so it stays valid.
-    pub(crate) parent_span: Option<tracing_core::span::Id>,
+    /// The X-Ray id of the nearest traced ancestor (children only).
+    pub(crate) parent_seg: Option<SegmentId>,
+    /// The nearest traced ancestor is a Lambda facade.
+    pub(crate) parent_is_facade: bool,
+    /// Where finished spans of this (sampled) trace wait for the root's
+    /// close; taken out when the span itself closes.
+    pub(crate) trace: Option<Arc<TraceBuf>>,
     pub(crate) decision: Decision,
     pub(crate) role: Role,
     /// Roots only: the matched sampling rule, for `aws.xray.sampling_rule_name`.
@@ -214,20 +219,47 @@ pub(crate) struct SpanData {
     /// Non-error events, when recorded; `events_dropped` counts the excess.
     pub(crate) events: Vec<EventRecord>,
     pub(crate) events_dropped: u32,
-    /// Finished children, in the order they closed.
+    /// Finished children: filled by the worker only, when it rebuilds the
+    /// tree from a trace's flat list of finished spans.
     pub(crate) children: Vec<SpanData>,
-    /// Finished descendants held in `children` (recursively).
-    pub(crate) held: usize,
+}
+
+/// The finished spans of one sampled trace, in close order (a child always
+/// before its parent), waiting for the root to close. One per trace, shared
+/// by its spans: a span's close is a push here, with no lookup of its parent.
+///
+/// The vector comes from, and goes back to, a pool the worker refills with
+/// the vectors it has emptied, so the application thread keeps writing into
+/// memory it has used before instead of fresh allocations.
+#[derive(Debug, Default)]
+pub(crate) struct TraceBuf {
+    pub(crate) spans: Mutex<Vec<SpanData>>,
+}
+
+impl TraceBuf {
+    pub(crate) fn new(spans: Vec<SpanData>) -> Self {
+        TraceBuf {
+            spans: Mutex::new(spans),
+        }
+    }
+
+    /// Adds a finished span; returns how many are held now.
+    pub(crate) fn push(&self, span: SpanData) -> usize {
+        let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
+        spans.push(span);
+        spans.len()
+    }
+
+    /// Takes every finished span held so far.
+    pub(crate) fn take(&self, replacement: Vec<SpanData>) -> Vec<SpanData> {
+        let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *spans, replacement)
+    }
 }
 
 impl SpanData {
     pub(crate) fn sampled(&self) -> bool {
         self.decision == Decision::Sampled
-    }
-
-    /// Number of spans in this subtree (itself included).
-    pub(crate) fn span_count(&self) -> usize {
-        self.held + 1
     }
 
     pub(crate) fn push_error(&mut self, record: ErrorRecord) {

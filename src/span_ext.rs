@@ -70,10 +70,10 @@ impl XraySpanExt for tracing::Span {
     fn set_xray_parent(&self, header: &TraceHeader) {
         with_data(self, Lookup::Own, &mut |found| {
             let data = found.data;
-            let undecided_root = data.parent_span.is_none()
+            // A root decides at its first child: still pending means none yet.
+            let undecided_root = data.parent_seg.is_none()
                 && data.role == Role::Span
-                && data.decision == Decision::Pending
-                && data.children.is_empty();
+                && data.decision == Decision::Pending;
             if undecided_root {
                 found.inner.apply_header(data, header);
             }

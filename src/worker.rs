@@ -12,13 +12,15 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use std::collections::{HashMap, HashSet};
+
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::assemble::{Assembler, Top};
 use crate::config::Config;
 use crate::export::{Document, ExportError, ExportOutcome, Exporter};
 use crate::handle::Counters;
-use crate::id::{SegmentId, TraceId};
+use crate::id::SegmentId;
 use crate::layer::SuppressGuard;
 use crate::span_data::SpanData;
 
@@ -29,14 +31,12 @@ const MAX_BATCH_DOCUMENTS: usize = 256;
 const IMPLICIT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) enum Message {
-    /// A finished root and its tree.
-    Trace { root: Box<SpanData>, top: Top },
-    /// Finished children streamed out of a long-lived open span.
-    Detached {
-        trace_id: TraceId,
-        parent: SegmentId,
-        children: Vec<SpanData>,
-    },
+    /// A finished trace: its spans in close order, the root last.
+    Trace { spans: Vec<SpanData>, top: Top },
+    /// Finished spans of a trace still open (a long-lived root, or a Lambda
+    /// invocation): each subtree whose parent is not among them leaves as an
+    /// independent subsegment of that parent.
+    Detached { spans: Vec<SpanData> },
     Flush {
         reply: Sender<()>,
         deadline: Instant,
@@ -47,10 +47,24 @@ pub(crate) enum Message {
     },
 }
 
+impl Message {
+    pub(crate) fn span_count(&self) -> usize {
+        match self {
+            Message::Trace { spans, .. } | Message::Detached { spans } => spans.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// Buffers larger than this are not recycled (a one-off huge trace must
+/// not pin its memory).
+const MAX_RECYCLED_CAPACITY: usize = 4096;
+
 pub(crate) fn spawn(
     cfg: Arc<Config>,
     exporter: Box<dyn Exporter>,
     rx: Receiver<Message>,
+    pool: Sender<Vec<SpanData>>,
     counters: Arc<Counters>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
@@ -60,6 +74,7 @@ pub(crate) fn spawn(
                 cfg,
                 exporter,
                 rx,
+                pool,
                 counters,
                 warned_drop: AtomicBool::new(false),
                 warned_failure: false,
@@ -72,6 +87,7 @@ struct Worker {
     cfg: Arc<Config>,
     exporter: Box<dyn Exporter>,
     rx: Receiver<Message>,
+    pool: Sender<Vec<SpanData>>,
     counters: Arc<Counters>,
     warned_drop: AtomicBool,
     warned_failure: bool,
@@ -142,28 +158,42 @@ impl Worker {
 
     fn handle(&mut self, msg: Message, batch: &mut Vec<Document>) -> Option<Control> {
         match msg {
-            Message::Trace { root, top } => {
-                let mut asm = Assembler::new(&self.cfg, root.trace_id);
-                asm.pack(&root, top);
-                finish(&self.counters, asm, batch);
+            Message::Trace { spans, top } => {
+                self.pack(spans, top, batch);
                 None
             }
-            Message::Detached {
-                trace_id,
-                parent,
-                children,
-            } => {
-                let mut asm = Assembler::new(&self.cfg, trace_id);
-                for child in &children {
-                    asm.pack(child, Top::Subsegment { parent });
-                }
-                Counters::add(&self.counters.subsegments_streamed, children.len() as u64);
-                finish(&self.counters, asm, batch);
+            Message::Detached { spans } => {
+                let streamed = spans.len() as u64;
+                // The tops of a detached batch all leave as independent
+                // subsegments (`top` only applies to a span without parent).
+                self.pack(spans, Top::Segment, batch);
+                Counters::add(&self.counters.subsegments_streamed, streamed);
                 None
             }
             Message::Flush { reply, deadline } => Some(Control::Flush(reply, deadline)),
             Message::Shutdown { reply, deadline } => Some(Control::Shutdown(reply, deadline)),
         }
+    }
+
+    /// Rebuilds the trees of a flat list of finished spans, packs them into
+    /// documents, and recycles the emptied buffer for the application.
+    fn pack(&mut self, mut spans: Vec<SpanData>, top: Top, batch: &mut Vec<Document>) {
+        let Some(trace_id) = spans.first().map(|s| s.trace_id) else {
+            return;
+        };
+        let tops = rebuild(&mut spans);
+        if spans.capacity() <= MAX_RECYCLED_CAPACITY {
+            let _ = self.pool.try_send(spans);
+        }
+        let mut asm = Assembler::new(&self.cfg, trace_id);
+        for node in &tops {
+            let node_top = match node.parent_seg {
+                Some(parent) => Top::Subsegment { parent },
+                None => top,
+            };
+            asm.pack(node, node_top);
+        }
+        finish(&self.counters, asm, batch);
     }
 
     /// Runs an exporter call; a panicking exporter loses that call's documents
@@ -224,6 +254,62 @@ impl Worker {
             );
         }
     }
+}
+
+/// Rebuilds trees from finished spans listed in close order (a child always
+/// before its parent), leaving `spans` empty. Returns the tops: the spans
+/// whose parent is not in the list (the root, or subtrees of a trace still
+/// open), in close order.
+pub(crate) fn rebuild(spans: &mut Vec<SpanData>) -> Vec<SpanData> {
+    if spans.len() <= SMALL_TRACE {
+        return rebuild_small(spans);
+    }
+    let present: HashSet<SegmentId> = spans.iter().map(|s| s.id).collect();
+    let mut waiting: HashMap<SegmentId, Vec<SpanData>> = HashMap::new();
+    let mut tops = Vec::new();
+    for mut span in spans.drain(..) {
+        if let Some(children) = waiting.remove(&span.id) {
+            span.children = children;
+        }
+        match span.parent_seg {
+            Some(parent) if present.contains(&parent) && parent != span.id => {
+                waiting.entry(parent).or_default().push(span)
+            }
+            _ => tops.push(span),
+        }
+    }
+    // Children listed after their parent (never in practice): their own tops.
+    tops.extend(waiting.into_values().flatten());
+    tops
+}
+
+/// Up to this many spans, the tree is rebuilt by scanning instead of hashing.
+const SMALL_TRACE: usize = 48;
+
+/// `rebuild` for a few spans: each span's parent is searched among the
+/// spans after it (a parent closes after its children).
+fn rebuild_small(spans: &mut Vec<SpanData>) -> Vec<SpanData> {
+    let n = spans.len();
+    let parent_of: Vec<Option<usize>> = (0..n)
+        .map(|i| {
+            let p = spans[i].parent_seg?;
+            (i + 1..n).find(|&j| spans[j].id == p)
+        })
+        .collect();
+    let mut slots: Vec<Option<SpanData>> = spans.drain(..).map(Some).collect();
+    let mut tops = Vec::new();
+    for i in 0..n {
+        let Some(span) = slots[i].take() else { continue };
+        match parent_of[i] {
+            Some(p) => {
+                if let Some(parent) = slots[p].as_mut() {
+                    parent.children.push(span);
+                }
+            }
+            None => tops.push(span),
+        }
+    }
+    tops
 }
 
 fn finish(c: &Counters, asm: Assembler<'_>, batch: &mut Vec<Document>) {
