@@ -272,7 +272,7 @@ impl<'c> Assembler<'c> {
                     entity.aws = Default::default();
                 }
             }
-            let mut marker = std::collections::BTreeMap::new();
+            let mut marker = crate::model::SmallMap::default();
             marker.insert(Cow::Borrowed("trimmed"), MetaValue::Bool(true));
             entity
                 .metadata
@@ -367,8 +367,7 @@ impl<'c> Assembler<'c> {
                 .unwrap_or(Cow::Borrowed(node.meta.name()));
             entity
                 .metadata
-                .entry(Cow::Borrowed(TRACING_NAMESPACE))
-                .or_default()
+                .entry_or_default(Cow::Borrowed(TRACING_NAMESPACE))
                 .insert(Cow::Borrowed("span_name"), MetaValue::Str(span_name));
         } else {
             entity.name = match &applied.name {

@@ -36,7 +36,6 @@ pub(crate) fn render<'a>(span: &'a SpanData, entity: &mut Entity<'a>) {
         .collect();
     entity
         .metadata
-        .entry(Cow::Borrowed(TRACING_NAMESPACE))
-        .or_default()
+        .entry_or_default(Cow::Borrowed(TRACING_NAMESPACE))
         .insert(Cow::Borrowed("events"), MetaValue::List(list));
 }

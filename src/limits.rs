@@ -44,7 +44,9 @@ pub(crate) fn sanitize_name<'a>(name: &'a str, fallback: &'static str) -> Cow<'a
     // The common case: a short ASCII identifier-like name.
     if !name.is_empty()
         && name.len() <= MAX_NAME_CHARS
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:/%&#=+-@".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:/%&#=+-@".contains(&b))
     {
         return Cow::Borrowed(name);
     }

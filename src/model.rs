@@ -7,7 +7,6 @@
 //! them into the parent's JSON text.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -59,7 +58,7 @@ pub(crate) struct Entity<'a> {
     pub(crate) cause: Option<Cause<'a>>,
     #[serde(skip_serializing_if = "Annotations::is_empty")]
     pub(crate) annotations: Annotations<'a>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "SmallMap::is_empty")]
     pub(crate) metadata: Metadata<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) precursor_ids: Vec<SegmentId>,
@@ -340,7 +339,63 @@ impl Serialize for Annotations<'_> {
 }
 
 /// `metadata`: namespace → key → any JSON.
-pub(crate) type Metadata<'a> = BTreeMap<Cow<'a, str>, BTreeMap<Cow<'a, str>, MetaValue<'a>>>;
+pub(crate) type Metadata<'a> = SmallMap<Cow<'a, str>, SmallMap<Cow<'a, str>, MetaValue<'a>>>;
+
+/// A map kept as a vector in insertion order, serialized as a JSON object.
+/// Metadata has a few namespaces of a few keys each (a `tracing` callsite
+/// has at most 32 fields): a scan beats a tree, and there is one allocation
+/// per map instead of one per node.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SmallMap<K, V>(Vec<(K, V)>);
+
+impl<K, V> Default for SmallMap<K, V> {
+    fn default() -> Self {
+        SmallMap(Vec::new())
+    }
+}
+
+impl<K: PartialEq, V> SmallMap<K, V> {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Inserts or replaces (a later value for a key wins).
+    pub(crate) fn insert(&mut self, key: K, value: V) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    /// The value for `key`, inserted as `V::default()` when absent.
+    pub(crate) fn entry_or_default(&mut self, key: K) -> &mut V
+    where
+        V: Default,
+    {
+        let i = match self.0.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                self.0.push((key, V::default()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[i].1
+    }
+}
+
+impl<K: Serialize, V: Serialize> Serialize for SmallMap<K, V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
 
 /// A metadata value: any JSON the crate produces.
 #[derive(Debug, Clone, PartialEq)]
@@ -430,8 +485,7 @@ mod tests {
         ann.insert("customer".into(), AnnotationValue::Str("c1".into()));
         ann.insert("n".into(), AnnotationValue::I64(-3));
         let mut md = Metadata::new();
-        md.entry("default".into())
-            .or_default()
+        md.entry_or_default("default".into())
             .insert("nan".into(), MetaValue::F64(f64::NAN));
         let e = Entity {
             kind: Some("subsegment"),

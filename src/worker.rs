@@ -299,7 +299,9 @@ fn rebuild_small(spans: &mut Vec<SpanData>) -> Vec<SpanData> {
     let mut slots: Vec<Option<SpanData>> = spans.drain(..).map(Some).collect();
     let mut tops = Vec::new();
     for i in 0..n {
-        let Some(span) = slots[i].take() else { continue };
+        let Some(span) = slots[i].take() else {
+            continue;
+        };
         match parent_of[i] {
             Some(p) => {
                 if let Some(parent) = slots[p].as_mut() {
