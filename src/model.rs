@@ -484,7 +484,7 @@ mod tests {
         let mut ann = Annotations::default();
         ann.insert("customer".into(), AnnotationValue::Str("c1".into()));
         ann.insert("n".into(), AnnotationValue::I64(-3));
-        let mut md = Metadata::new();
+        let mut md = Metadata::default();
         md.entry_or_default("default".into())
             .insert("nan".into(), MetaValue::F64(f64::NAN));
         let e = Entity {
