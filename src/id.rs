@@ -28,8 +28,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TraceId {
     epoch: u32,
-    /// 96 random bits, kept in the low bits.
-    random: u128,
+    /// The 96 random bits: the high 32 here, the low 64 below (kept apart,
+    /// rather than in a `u128`, so the id is 16 bytes aligned to 8).
+    random_hi: u32,
+    random_lo: u64,
 }
 
 const RANDOM_96_MASK: u128 = (1u128 << 96) - 1;
@@ -47,8 +49,8 @@ impl TraceId {
     pub(crate) fn with_epoch(epoch: u32) -> Self {
         loop {
             let random = ((u128::from(next_u64()) << 64) | u128::from(next_u64())) & RANDOM_96_MASK;
-            if random != 0 {
-                return TraceId { epoch, random };
+            if let Some(id) = TraceId::from_parts(epoch, random) {
+                return id;
             }
         }
     }
@@ -68,7 +70,8 @@ impl TraceId {
         }
         Some(TraceId {
             epoch: epoch_seconds,
-            random,
+            random_hi: (random >> 64) as u32,
+            random_lo: random as u64,
         })
     }
 
@@ -79,7 +82,7 @@ impl TraceId {
 
     /// The 96-bit random part.
     pub fn random_part(&self) -> u128 {
-        self.random
+        (u128::from(self.random_hi) << 64) | u128::from(self.random_lo)
     }
 
     /// The id as the 128-bit number that OpenTelemetry and W3C use
@@ -92,7 +95,7 @@ impl TraceId {
     /// assert_eq!(TraceId::from_u128(id.to_u128()), Some(id));
     /// ```
     pub fn to_u128(&self) -> u128 {
-        (u128::from(self.epoch) << 96) | self.random
+        (u128::from(self.epoch) << 96) | self.random_part()
     }
 
     /// The inverse of [`TraceId::to_u128`]; `None` when the low 96 bits are zero.
@@ -122,7 +125,7 @@ impl TraceId {
     fn to_ascii(self) -> [u8; 35] {
         let mut buf = *b"1-00000000-000000000000000000000000";
         write_hex(u128::from(self.epoch), &mut buf[2..10]);
-        write_hex(self.random, &mut buf[11..35]);
+        write_hex(self.random_part(), &mut buf[11..35]);
         buf
     }
 }

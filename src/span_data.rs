@@ -132,8 +132,9 @@ pub(crate) enum FieldValue {
     Str(FieldStr),
     I64(i64),
     U64(u64),
-    I128(i128),
-    U128(u128),
+    /// Boxed: rare, and inline they would double the value's alignment.
+    I128(Box<i128>),
+    U128(Box<u128>),
     F64(f64),
     Bool(bool),
 }
@@ -345,11 +346,11 @@ impl Visit for FieldVisitor<'_> {
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
-        self.push(field, FieldValue::I128(value));
+        self.push(field, FieldValue::I128(Box::new(value)));
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        self.push(field, FieldValue::U128(value));
+        self.push(field, FieldValue::U128(Box::new(value)));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {

@@ -144,8 +144,8 @@ fn int(slot: &mut Slot<'_>) -> Option<i64> {
     let v = match slot.as_ref()?.1 {
         FieldValue::I64(v) => Some(*v),
         FieldValue::U64(v) => i64::try_from(*v).ok(),
-        FieldValue::I128(v) => i64::try_from(*v).ok(),
-        FieldValue::U128(v) => i64::try_from(*v).ok(),
+        FieldValue::I128(v) => i64::try_from(**v).ok(),
+        FieldValue::U128(v) => i64::try_from(**v).ok(),
         FieldValue::F64(v) if v.fract() == 0.0 && v.abs() < 9e15 => Some(*v as i64),
         FieldValue::Str(s) => s.trim().parse().ok(),
         _ => None,

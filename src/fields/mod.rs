@@ -174,8 +174,8 @@ pub(crate) fn meta_value(v: &FieldValue) -> MetaValue<'_> {
         FieldValue::Str(s) => MetaValue::Str(Cow::Borrowed(s)),
         FieldValue::I64(v) => MetaValue::I64(*v),
         FieldValue::U64(v) => MetaValue::U64(*v),
-        FieldValue::I128(v) => MetaValue::I128(*v),
-        FieldValue::U128(v) => MetaValue::U128(*v),
+        FieldValue::I128(v) => MetaValue::I128(**v),
+        FieldValue::U128(v) => MetaValue::U128(**v),
         FieldValue::F64(v) => MetaValue::F64(*v),
         FieldValue::Bool(v) => MetaValue::Bool(*v),
     }
@@ -188,11 +188,11 @@ fn annotation_value(v: &FieldValue) -> AnnotationValue<'_> {
         }
         FieldValue::I64(v) => AnnotationValue::I64(*v),
         FieldValue::U64(v) => AnnotationValue::U64(*v),
-        FieldValue::I128(v) => match i64::try_from(*v) {
+        FieldValue::I128(v) => match i64::try_from(**v) {
             Ok(v) => AnnotationValue::I64(v),
             Err(_) => AnnotationValue::Str(Cow::Owned(v.to_string())),
         },
-        FieldValue::U128(v) => match u64::try_from(*v) {
+        FieldValue::U128(v) => match u64::try_from(**v) {
             Ok(v) => AnnotationValue::U64(v),
             Err(_) => AnnotationValue::Str(Cow::Owned(v.to_string())),
         },
