@@ -3,29 +3,12 @@
 
 mod common;
 
-use std::time::Duration;
-
-use tracing_subscriber::prelude::*;
-use tracing_xray::export::InMemoryExporter;
 use tracing_xray::sampling::AlwaysSample;
-use tracing_xray::Detectors;
 
 fn run(events: bool, f: impl FnOnce()) -> (Vec<serde_json::Value>, tracing_xray::Stats) {
-    let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_sampler(AlwaysSample)
-        .with_detectors(Detectors::none())
-        .with_events(events)
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
-    xray.flush(Duration::from_secs(5)).unwrap();
-    let validator = common::schema();
-    for doc in exporter.json_documents() {
-        common::assert_schema_valid(&validator, &doc);
-    }
-    (exporter.traces(), xray.stats())
+    let (traces, xray) =
+        common::run_in_memory(|b| b.with_sampler(AlwaysSample).with_events(events), f);
+    (traces, xray.stats())
 }
 
 #[test]

@@ -4,15 +4,12 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tracing::info_span;
-use tracing_subscriber::prelude::*;
-use tracing_xray::export::InMemoryExporter;
 use tracing_xray::sampling::{
     AlwaysSample, LocalRules, NeverSample, Sampler, SamplingDecision, SamplingRequest,
 };
-use tracing_xray::{Detectors, Sampled, TraceHeader, XraySpanExt};
+use tracing_xray::{Sampled, TraceHeader, XraySpanExt};
 
 const ROOT: &str = "1-5759e988-bd862e3fe1be46a994272793";
 const PARENT: &str = "53995c3f42cd8ad8";
@@ -21,21 +18,7 @@ fn run(
     sampler: impl Sampler,
     f: impl FnOnce(),
 ) -> (Vec<serde_json::Value>, tracing_xray::XrayHandle) {
-    let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_service_name("svc")
-        .with_detectors(Detectors::none())
-        .with_sampler(sampler)
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
-    xray.flush(Duration::from_secs(5)).unwrap();
-    let validator = common::schema();
-    for doc in exporter.json_documents() {
-        common::assert_schema_valid(&validator, &doc);
-    }
-    (exporter.traces(), xray)
+    common::run_in_memory(|b| b.with_sampler(sampler), f)
 }
 
 #[test]

@@ -104,3 +104,27 @@ pub fn walk(doc: &Value) -> Vec<(usize, &Value)> {
     }
     out
 }
+
+/// Runs `f` under a layer configured by `configure` (deterministic: no
+/// resource detection) with an in-memory exporter, flushes, checks every
+/// document against the schema, and returns the traces and the handle.
+pub fn run_in_memory(
+    configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
+    f: impl FnOnce(),
+) -> (Vec<Value>, tracing_xray::XrayHandle) {
+    use tracing_subscriber::prelude::*;
+    let exporter = tracing_xray::export::InMemoryExporter::new();
+    let builder = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(exporter.clone());
+    let layer = configure(builder).build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
+    xray.flush(Duration::from_secs(5)).unwrap();
+    let validator = schema();
+    for doc in exporter.json_documents() {
+        assert_schema_valid(&validator, &doc);
+    }
+    (exporter.traces(), xray)
+}
