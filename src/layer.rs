@@ -2,10 +2,11 @@
 //!
 //! Per span: one [`SpanData`] in the registry's extensions, created with its
 //! ids in `on_new_span`; fields recorded into a local vector before any
-//! extensions lock is taken; at `on_close` the finished span moves into its
-//! nearest traced ancestor, and a root's close hands the whole tree to the
-//! worker with a `try_send`. `on_enter`/`on_exit` are not used: a span lasts
-//! from creation to close however often an async task polls it.
+//! extensions lock is taken; at `on_close` the finished span is pushed into
+//! its trace's [`TraceBuf`] (no lookup of its parent), and the root's close
+//! hands the whole list to the worker with a `try_send`; the worker rebuilds
+//! the tree from the spans' parent ids. `on_enter`/`on_exit` are not used: a
+//! span lasts from creation to close however often an async task polls it.
 //!
 //! The sampling decision is taken once per trace, at the root, as late as
 //! possible. Children of an unsampled root store nothing at all.
