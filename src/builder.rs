@@ -133,9 +133,9 @@ impl Builder {
         self
     }
 
-    /// How many finished descendants one open span may hold in memory before
-    /// they are streamed as independent subsegments, so that a long-lived
-    /// root never grows without bound. Default 1000.
+    /// How many finished spans one open trace may hold in memory before they
+    /// are streamed as independent subsegments, so that a long-lived root
+    /// never grows without bound. Default 1000.
     pub fn with_max_held_subsegments(mut self, subsegments: usize) -> Self {
         self.max_held_subsegments = subsegments.max(1);
         self
