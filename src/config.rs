@@ -7,7 +7,7 @@ use crate::model::Service;
 pub(crate) const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 /// Default subsegment count above which completed subtrees are streamed (Java and Node SDKs: 100).
 pub(crate) const DEFAULT_STREAMING_THRESHOLD: usize = 100;
-/// Default number of finished subsegments one open span holds before it
+/// Default number of finished spans one open trace holds before it
 /// streams them.
 pub(crate) const DEFAULT_MAX_HELD_SUBSEGMENTS: usize = 1000;
 
