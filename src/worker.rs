@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
@@ -261,39 +261,18 @@ impl Worker {
 /// whose parent is not in the list (the root, or subtrees of a trace still
 /// open), in close order.
 pub(crate) fn rebuild(spans: &mut Vec<SpanData>) -> Vec<SpanData> {
-    if spans.len() <= SMALL_TRACE {
-        return rebuild_small(spans);
-    }
-    let present: HashSet<SegmentId> = spans.iter().map(|s| s.id).collect();
-    let mut waiting: HashMap<SegmentId, Vec<SpanData>> = HashMap::new();
-    let mut tops = Vec::new();
-    for mut span in spans.drain(..) {
-        if let Some(children) = waiting.remove(&span.id) {
-            span.children = children;
-        }
-        match span.parent_seg {
-            Some(parent) if present.contains(&parent) && parent != span.id => {
-                waiting.entry(parent).or_default().push(span)
-            }
-            _ => tops.push(span),
-        }
-    }
-    // Children listed after their parent (never in practice): their own tops.
-    tops.extend(waiting.into_values().flatten());
-    tops
-}
-
-/// Up to this many spans, the tree is rebuilt by scanning instead of hashing.
-const SMALL_TRACE: usize = 48;
-
-/// `rebuild` for a few spans: each span's parent is searched among the
-/// spans after it (a parent closes after its children).
-fn rebuild_small(spans: &mut Vec<SpanData>) -> Vec<SpanData> {
     let n = spans.len();
+    // A parent closes after its children, so it is searched after them: by a
+    // scan for a few spans, through an index for many.
+    let index: Option<HashMap<SegmentId, usize>> =
+        (n > SMALL_TRACE).then(|| spans.iter().enumerate().map(|(i, s)| (s.id, i)).collect());
     let parent_of: Vec<Option<usize>> = (0..n)
         .map(|i| {
-            let p = spans[i].parent_seg?;
-            (i + 1..n).find(|&j| spans[j].id == p)
+            let parent = spans[i].parent_seg?;
+            match &index {
+                Some(index) => index.get(&parent).copied().filter(|&j| j > i),
+                None => (i + 1..n).find(|&j| spans[j].id == parent),
+            }
         })
         .collect();
     let mut slots: Vec<Option<SpanData>> = spans.drain(..).map(Some).collect();
@@ -302,17 +281,16 @@ fn rebuild_small(spans: &mut Vec<SpanData>) -> Vec<SpanData> {
         let Some(span) = slots[i].take() else {
             continue;
         };
-        match parent_of[i] {
-            Some(p) => {
-                if let Some(parent) = slots[p].as_mut() {
-                    parent.children.push(span);
-                }
-            }
+        match parent_of[i].and_then(|p| slots[p].as_mut()) {
+            Some(parent) => parent.children.push(span),
             None => tops.push(span),
         }
     }
     tops
 }
+
+/// Up to this many spans, parents are found by scanning instead of hashing.
+const SMALL_TRACE: usize = 48;
 
 fn finish(c: &Counters, asm: Assembler<'_>, batch: &mut Vec<Document>) {
     Counters::add(&c.subsegments_streamed, asm.counts.streamed_subsegments);
