@@ -213,15 +213,15 @@ impl<'c> Assembler<'c> {
         }
         let keep_internals = self.cfg.fields.aws_sdk_internal_spans;
         let mut out = Vec::new();
-        let mut stack: Vec<&SpanData> = node.children.iter().collect();
+        let mut stack: Vec<&SpanData> = node.children.iter().map(|c| &**c).collect();
         while let Some(n) = stack.pop() {
             if !keep_internals {
                 out.push(n);
-                stack.extend(n.children.iter());
+                stack.extend(n.children.iter().map(|c| &**c));
             } else if is_interceptor_span(n) {
                 out.push(n);
             } else if !is_aws_operation(n) {
-                stack.extend(n.children.iter());
+                stack.extend(n.children.iter().map(|c| &**c));
             }
         }
         // Close order, as the spans would have appeared.

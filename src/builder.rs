@@ -16,9 +16,6 @@ use crate::handle::{Counters, Shared, XrayGuard, XrayHandle};
 use crate::layer::{LayerInner, XrayLayer};
 use crate::model::Service;
 
-/// How many emptied span buffers wait to be reused.
-const POOLED_BUFFERS: usize = 256;
-
 /// The timeout [`XrayGuard`] gives the final flush when it is dropped.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -234,11 +231,11 @@ impl Builder {
         };
         let cfg = Arc::new(cfg);
         let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
-        // Emptied span buffers travel back for new traces to reuse.
-        let (pool_tx, pool_rx) = crossbeam_channel::bounded(POOLED_BUFFERS);
+        // Emptied span memory travels back for new spans to reuse.
+        let (recycle_tx, recycle_rx) = crate::recycle::channel();
         let counters = Arc::new(Counters::default());
         let worker =
-            match crate::worker::spawn(cfg.clone(), exporter, rx, pool_tx, counters.clone()) {
+            match crate::worker::spawn(cfg.clone(), exporter, rx, recycle_tx, counters.clone()) {
                 Ok(w) => w,
                 Err(err) => {
                     eprintln!(
@@ -266,7 +263,7 @@ impl Builder {
                     .lambda
                     .unwrap_or_else(|| std::env::var_os("LAMBDA_TASK_ROOT").is_some()),
                 events: self.events,
-                pool: pool_rx,
+                recycle: recycle_rx,
             })),
             handle: XrayHandle {
                 shared: Some(shared),

@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::handle::{Counters, XrayHandle};
 use crate::header::{Sampled, TraceHeader};
 use crate::id::{SegmentId, TraceId};
+use crate::recycle::RecycleRx;
 use crate::sampling::{Sampler, SamplingRequest};
 use crate::span_data::{
     debug_string, Anchor, Decision, ErrorRecord, EventRecord, FieldValue, FieldVisitor, Fields,
@@ -83,8 +84,8 @@ pub(crate) struct LayerInner {
     pub(crate) lambda: bool,
     /// Record non-error events as metadata.
     pub(crate) events: bool,
-    /// Span buffers the worker emptied, for new traces to reuse.
-    pub(crate) pool: crossbeam_channel::Receiver<Vec<SpanData>>,
+    /// Span memory the worker emptied, for new spans to reuse.
+    pub(crate) recycle: RecycleRx,
 }
 
 /// Reaches a span's X-Ray data from a [`Dispatch`] (used by
@@ -167,13 +168,13 @@ where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
     let parent = span.parent()?;
-    if parent.extensions().get::<SpanData>().is_some() {
+    if parent.extensions().get::<Box<SpanData>>().is_some() {
         return Some(parent);
     }
     parent
         .scope()
         .skip(1)
-        .find(|s| s.extensions().get::<SpanData>().is_some())
+        .find(|s| s.extensions().get::<Box<SpanData>>().is_some())
 }
 
 /// The span itself if it holds X-Ray data, else its nearest traced ancestor.
@@ -181,7 +182,7 @@ fn traced_self_or_ancestor<'a, S>(span: SpanRef<'a, S>) -> Option<SpanRef<'a, S>
 where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
-    if span.extensions().get::<SpanData>().is_some() {
+    if span.extensions().get::<Box<SpanData>>().is_some() {
         Some(span)
     } else {
         traced_ancestor(&span)
@@ -222,7 +223,7 @@ where
     loop {
         {
             let ext = ancestor.extensions();
-            match ext.get::<SpanData>() {
+            match ext.get::<Box<SpanData>>() {
                 Some(d) if d.decision != Decision::Pending => return Some(Inherited::from(d)),
                 Some(_) => {}
                 None => {
@@ -233,7 +234,7 @@ where
             }
         }
         let mut ext = ancestor.extensions_mut();
-        let d = ext.get_mut::<SpanData>()?;
+        let d = ext.get_mut::<Box<SpanData>>()?;
         inner.decide(d);
         return Some(Inherited::from(d));
     }
@@ -261,8 +262,8 @@ impl LayerInner {
     }
 
     /// An empty span buffer, recycled by the worker when it has one.
-    fn spare_buffer(&self) -> Vec<SpanData> {
-        self.pool.try_recv().unwrap_or_default()
+    fn spare_buffer(&self) -> Vec<Box<SpanData>> {
+        self.recycle.buffer()
     }
 
     /// A new trace's buffer of finished spans (sampled traces only).
@@ -366,7 +367,7 @@ where
             // The root's incoming header (its extra keys travel on).
             let incoming = span.scope().find_map(|s| {
                 s.extensions()
-                    .get::<SpanData>()
+                    .get::<Box<SpanData>>()
                     .and_then(|d| d.incoming.as_deref().cloned())
             });
             match traced_self_or_ancestor(span) {
@@ -376,7 +377,7 @@ where
         }
     };
     let mut ext = span.extensions_mut();
-    if let Some(data) = ext.get_mut::<SpanData>() {
+    if let Some(data) = ext.get_mut::<Box<SpanData>>() {
         f(Found {
             data,
             inner,
@@ -405,7 +406,10 @@ where
             // find the nearest traced ancestor.
             Some(p) if !p.sampled => return,
             Some(p) => {
-                let mut data = SpanData::new(p.trace_id, p.anchor, Instant::now(), attrs);
+                let mut data =
+                    inner
+                        .recycle
+                        .span(p.trace_id, p.anchor, Instant::now(), attrs.metadata());
                 data.parent_seg = Some(p.seg);
                 data.parent_is_facade = p.facade;
                 data.trace = p.trace;
@@ -415,7 +419,12 @@ where
             }
             None => {
                 let (anchor, epoch) = Anchor::now();
-                let mut data = SpanData::new(TraceId::with_epoch(epoch), anchor, anchor.at, attrs);
+                let mut data = inner.recycle.span(
+                    TraceId::with_epoch(epoch),
+                    anchor,
+                    anchor.at,
+                    attrs.metadata(),
+                );
                 // A root always records its fields: the sampler may need them.
                 record_attributes(attrs, &mut data);
                 if let Some(i) = data
@@ -443,7 +452,7 @@ where
         let Some(span) = ctx.span(id) else { return };
         if !span
             .extensions()
-            .get::<SpanData>()
+            .get::<Box<SpanData>>()
             .is_some_and(|d| d.decision != Decision::NotSampled)
         {
             return;
@@ -456,7 +465,7 @@ where
             errors: &mut errors,
         });
         let mut ext = span.extensions_mut();
-        if let Some(data) = ext.get_mut::<SpanData>() {
+        if let Some(data) = ext.get_mut::<Box<SpanData>>() {
             data.fields.append(&mut fields);
             for e in errors {
                 data.push_error(e);
@@ -482,7 +491,7 @@ where
         };
         if !span
             .extensions()
-            .get::<SpanData>()
+            .get::<Box<SpanData>>()
             .is_some_and(|d| d.decision != Decision::NotSampled)
         {
             return;
@@ -497,7 +506,7 @@ where
                 errors: &mut errors,
             });
             let mut ext = span.extensions_mut();
-            if let Some(data) = ext.get_mut::<SpanData>() {
+            if let Some(data) = ext.get_mut::<Box<SpanData>>() {
                 if data.events.len() < MAX_EVENTS_PER_SPAN {
                     data.events.push(EventRecord { at, meta, fields });
                 } else {
@@ -528,7 +537,7 @@ where
             },
         };
         let mut ext = span.extensions_mut();
-        if let Some(data) = ext.get_mut::<SpanData>() {
+        if let Some(data) = ext.get_mut::<Box<SpanData>>() {
             data.push_error(record);
         }
     }
@@ -536,7 +545,7 @@ where
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let Some(inner) = &self.inner else { return };
         let Some(span) = ctx.span(&id) else { return };
-        let Some(mut data) = span.extensions_mut().remove::<SpanData>() else {
+        let Some(mut data) = span.extensions_mut().remove::<Box<SpanData>>() else {
             return;
         };
         inner.decide(&mut data);
@@ -633,7 +642,7 @@ where
         return;
     };
     let mut ext = span.extensions_mut();
-    if let Some(data) = ext.get_mut::<SpanData>() {
+    if let Some(data) = ext.get_mut::<Box<SpanData>>() {
         if data.decision != Decision::NotSampled {
             data.fields
                 .push(("http.response.status_code", FieldValue::U64(code)));
@@ -724,38 +733,6 @@ impl Visit for EventVisitor {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" {
             self.message = Some(debug_string(value));
-        }
-    }
-}
-
-impl SpanData {
-    pub(crate) fn new(
-        trace_id: TraceId,
-        anchor: Anchor,
-        start: Instant,
-        attrs: &Attributes<'_>,
-    ) -> Self {
-        SpanData {
-            trace_id,
-            id: SegmentId::new(),
-            parent_id: None,
-            parent_seg: None,
-            parent_is_facade: false,
-            trace: None,
-            decision: Decision::Pending,
-            role: Role::Span,
-            rule_name: None,
-            incoming: None,
-            anchor,
-            start,
-            end: None,
-            meta: attrs.metadata(),
-            fields: Fields::new(),
-            errors: Vec::new(),
-            errors_dropped: 0,
-            events: Vec::new(),
-            events_dropped: 0,
-            children: Vec::new(),
         }
     }
 }

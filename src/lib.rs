@@ -119,6 +119,7 @@ mod model;
 #[cfg(feature = "opentelemetry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 pub mod opentelemetry;
+mod recycle;
 mod resource;
 pub mod sampling;
 mod span_data;

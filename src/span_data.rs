@@ -222,7 +222,7 @@ pub(crate) struct SpanData {
     pub(crate) events_dropped: u32,
     /// Finished children: filled by the worker only, when it rebuilds the
     /// tree from a trace's flat list of finished spans.
-    pub(crate) children: Vec<SpanData>,
+    pub(crate) children: Vec<Box<SpanData>>,
 }
 
 /// The finished spans of one sampled trace, in close order (a child always
@@ -234,31 +234,128 @@ pub(crate) struct SpanData {
 /// memory it has used before instead of fresh allocations.
 #[derive(Debug, Default)]
 pub(crate) struct TraceBuf {
-    pub(crate) spans: Mutex<Vec<SpanData>>,
+    pub(crate) spans: Mutex<Vec<Box<SpanData>>>,
 }
 
 impl TraceBuf {
-    pub(crate) fn new(spans: Vec<SpanData>) -> Self {
+    pub(crate) fn new(spans: Vec<Box<SpanData>>) -> Self {
         TraceBuf {
             spans: Mutex::new(spans),
         }
     }
 
     /// Adds a finished span; returns how many are held now.
-    pub(crate) fn push(&self, span: SpanData) -> usize {
+    pub(crate) fn push(&self, span: Box<SpanData>) -> usize {
         let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
         spans.push(span);
         spans.len()
     }
 
     /// Takes every finished span held so far.
-    pub(crate) fn take(&self, replacement: Vec<SpanData>) -> Vec<SpanData> {
+    pub(crate) fn take(&self, replacement: Vec<Box<SpanData>>) -> Vec<Box<SpanData>> {
         let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::replace(&mut *spans, replacement)
     }
 }
 
 impl SpanData {
+    /// A new span of trace `trace_id`, started at `start`, with a fresh id.
+    pub(crate) fn new(
+        trace_id: TraceId,
+        anchor: Anchor,
+        start: Instant,
+        meta: &'static Metadata<'static>,
+    ) -> Self {
+        SpanData {
+            trace_id,
+            id: SegmentId::new(),
+            parent_id: None,
+            parent_seg: None,
+            parent_is_facade: false,
+            trace: None,
+            decision: Decision::Pending,
+            role: Role::Span,
+            rule_name: None,
+            incoming: None,
+            anchor,
+            start,
+            end: None,
+            meta,
+            fields: Fields::new(),
+            errors: Vec::new(),
+            errors_dropped: 0,
+            events: Vec::new(),
+            events_dropped: 0,
+            children: Vec::new(),
+        }
+    }
+
+    /// Makes a used span equal to [`SpanData::new`]'s, in place (no copy
+    /// of the whole struct). The destructuring names every field, so a
+    /// field added later cannot be forgotten here.
+    pub(crate) fn renew(
+        &mut self,
+        new_trace_id: TraceId,
+        new_anchor: Anchor,
+        new_start: Instant,
+        new_meta: &'static Metadata<'static>,
+    ) {
+        let SpanData {
+            trace_id,
+            id,
+            parent_id,
+            parent_seg,
+            parent_is_facade,
+            trace,
+            decision,
+            role,
+            rule_name,
+            incoming,
+            anchor,
+            start,
+            end,
+            meta,
+            fields,
+            errors,
+            errors_dropped,
+            events,
+            events_dropped,
+            children,
+        } = self;
+        *trace_id = new_trace_id;
+        *id = SegmentId::new();
+        *parent_id = None;
+        *parent_seg = None;
+        *parent_is_facade = false;
+        *trace = None;
+        *decision = Decision::Pending;
+        *role = Role::Span;
+        *rule_name = None;
+        *incoming = None;
+        *anchor = new_anchor;
+        *start = new_start;
+        *end = None;
+        *meta = new_meta;
+        fields.clear();
+        errors.clear();
+        *errors_dropped = 0;
+        events.clear();
+        *events_dropped = 0;
+        children.clear();
+    }
+
+    /// Releases everything the span holds on the heap, so that its box can
+    /// be reused for another span (see [`crate::recycle`]).
+    pub(crate) fn blank(&mut self) {
+        self.fields = Fields::new();
+        self.errors = Vec::new();
+        self.events = Vec::new();
+        self.children = Vec::new();
+        self.trace = None;
+        self.rule_name = None;
+        self.incoming = None;
+    }
+
     pub(crate) fn sampled(&self) -> bool {
         self.decision == Decision::Sampled
     }
@@ -406,6 +503,32 @@ impl Drop for SpanData {
         while let Some(mut node) = stack.pop() {
             stack.append(&mut node.children);
         }
+    }
+}
+
+#[cfg(test)]
+impl SpanData {
+    /// A span of a test callsite, for unit tests that need one.
+    pub(crate) fn for_tests() -> Self {
+        use tracing_core::{callsite::Callsite, metadata::Kind, subscriber::Interest, Level};
+        struct TestCallsite;
+        impl Callsite for TestCallsite {
+            fn set_interest(&self, _: Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                &META
+            }
+        }
+        static CALLSITE: TestCallsite = TestCallsite;
+        static META: Metadata<'static> = tracing_core::metadata! {
+            name: "test",
+            target: "tracing_xray",
+            level: Level::INFO,
+            fields: &[],
+            callsite: &CALLSITE,
+            kind: Kind::SPAN,
+        };
+        let (anchor, epoch) = Anchor::now();
+        SpanData::new(TraceId::with_epoch(epoch), anchor, anchor.at, &META)
     }
 }
 

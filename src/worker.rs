@@ -22,6 +22,7 @@ use crate::export::{Document, ExportError, ExportOutcome, Exporter};
 use crate::handle::Counters;
 use crate::id::SegmentId;
 use crate::layer::SuppressGuard;
+use crate::recycle::RecycleTx;
 use crate::span_data::SpanData;
 
 /// How many documents one `export` call gets at most.
@@ -32,11 +33,11 @@ const IMPLICIT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) enum Message {
     /// A finished trace: its spans in close order, the root last.
-    Trace { spans: Vec<SpanData>, top: Top },
+    Trace { spans: Vec<Box<SpanData>>, top: Top },
     /// Finished spans of a trace still open (a long-lived root, or a Lambda
     /// invocation): each subtree whose parent is not among them leaves as an
     /// independent subsegment of that parent.
-    Detached { spans: Vec<SpanData> },
+    Detached { spans: Vec<Box<SpanData>> },
     Flush {
         reply: Sender<()>,
         deadline: Instant,
@@ -56,15 +57,11 @@ impl Message {
     }
 }
 
-/// Buffers larger than this are not recycled (a one-off huge trace must
-/// not pin its memory).
-const MAX_RECYCLED_CAPACITY: usize = 4096;
-
 pub(crate) fn spawn(
     cfg: Arc<Config>,
     exporter: Box<dyn Exporter>,
     rx: Receiver<Message>,
-    pool: Sender<Vec<SpanData>>,
+    recycle: RecycleTx,
     counters: Arc<Counters>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
@@ -74,7 +71,7 @@ pub(crate) fn spawn(
                 cfg,
                 exporter,
                 rx,
-                pool,
+                recycle,
                 counters,
                 warned_drop: AtomicBool::new(false),
                 warned_failure: false,
@@ -87,7 +84,7 @@ struct Worker {
     cfg: Arc<Config>,
     exporter: Box<dyn Exporter>,
     rx: Receiver<Message>,
-    pool: Sender<Vec<SpanData>>,
+    recycle: RecycleTx,
     counters: Arc<Counters>,
     warned_drop: AtomicBool,
     warned_failure: bool,
@@ -177,14 +174,12 @@ impl Worker {
 
     /// Rebuilds the trees of a flat list of finished spans, packs them into
     /// documents, and recycles the emptied buffer for the application.
-    fn pack(&mut self, mut spans: Vec<SpanData>, top: Top, batch: &mut Vec<Document>) {
+    fn pack(&mut self, mut spans: Vec<Box<SpanData>>, top: Top, batch: &mut Vec<Document>) {
         let Some(trace_id) = spans.first().map(|s| s.trace_id) else {
             return;
         };
         let tops = rebuild(&mut spans);
-        if spans.capacity() <= MAX_RECYCLED_CAPACITY {
-            let _ = self.pool.try_send(spans);
-        }
+        self.recycle.buffer(spans);
         let mut asm = Assembler::new(&self.cfg, trace_id);
         for node in &tops {
             let node_top = match node.parent_seg {
@@ -194,6 +189,7 @@ impl Worker {
             asm.pack(node, node_top);
         }
         finish(&self.counters, asm, batch);
+        self.recycle.trees(tops);
     }
 
     /// Runs an exporter call; a panicking exporter loses that call's documents
@@ -260,7 +256,7 @@ impl Worker {
 /// before its parent), leaving `spans` empty. Returns the tops: the spans
 /// whose parent is not in the list (the root, or subtrees of a trace still
 /// open), in close order.
-pub(crate) fn rebuild(spans: &mut Vec<SpanData>) -> Vec<SpanData> {
+pub(crate) fn rebuild(spans: &mut Vec<Box<SpanData>>) -> Vec<Box<SpanData>> {
     let n = spans.len();
     // A parent closes after its children, so it is searched after them: by a
     // scan for a few spans, through an index for many.
@@ -275,7 +271,7 @@ pub(crate) fn rebuild(spans: &mut Vec<SpanData>) -> Vec<SpanData> {
             }
         })
         .collect();
-    let mut slots: Vec<Option<SpanData>> = spans.drain(..).map(Some).collect();
+    let mut slots: Vec<Option<Box<SpanData>>> = spans.drain(..).map(Some).collect();
     let mut tops = Vec::new();
     for i in 0..n {
         let Some(span) = slots[i].take() else {

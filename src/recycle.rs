@@ -1,0 +1,164 @@
+//! Memory the worker hands back to the application threads.
+//!
+//! A span's data is allocated on the application thread and freed on the
+//! worker. Left to the allocator, every span would then cost a `malloc` that
+//! misses the thread's cache and a cross-thread `free` contending for the
+//! same arena. Instead, the worker empties what it has serialized (span
+//! boxes with their heap parts released, and the per-trace span vectors) and
+//! sends it back in batches over bounded channels; the application takes
+//! from them before allocating. Both channels are bounded and never block:
+//! when the application does not take back (few sampled traces), the worker
+//! frees the surplus, so pooled memory stays bounded.
+
+use std::cell::RefCell;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+use tracing_core::Metadata;
+
+use crate::id::TraceId;
+use crate::span_data::{Anchor, SpanData};
+
+/// Emptied span vectors waiting for new traces.
+const POOLED_BUFFERS: usize = 256;
+/// Vectors larger than this are freed, not pooled (a one-off huge trace must
+/// not pin its memory).
+const MAX_POOLED_CAPACITY: usize = 4096;
+/// Blank span boxes travel in batches of this many.
+const SPAN_BATCH: usize = 64;
+/// At most this many batches wait (64 × 64 spans of about 400 bytes: 1.6 MB).
+const POOLED_SPAN_BATCHES: usize = 64;
+
+thread_local! {
+    /// Blank span boxes this thread took from the worker's batches.
+    static SPARE_SPANS: RefCell<Vec<Box<SpanData>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The application threads' end.
+#[derive(Debug)]
+pub(crate) struct RecycleRx {
+    buffers: Receiver<Vec<Box<SpanData>>>,
+    spans: Receiver<Vec<Box<SpanData>>>,
+}
+
+/// The worker's end.
+#[derive(Debug)]
+pub(crate) struct RecycleTx {
+    buffers: Sender<Vec<Box<SpanData>>>,
+    spans: Sender<Vec<Box<SpanData>>>,
+    batch: Vec<Box<SpanData>>,
+}
+
+/// A connected pair of ends.
+pub(crate) fn channel() -> (RecycleTx, RecycleRx) {
+    let (buffers_tx, buffers_rx) = crossbeam_channel::bounded(POOLED_BUFFERS);
+    let (spans_tx, spans_rx) = crossbeam_channel::bounded(POOLED_SPAN_BATCHES);
+    (
+        RecycleTx {
+            buffers: buffers_tx,
+            spans: spans_tx,
+            batch: Vec::new(),
+        },
+        RecycleRx {
+            buffers: buffers_rx,
+            spans: spans_rx,
+        },
+    )
+}
+
+impl RecycleRx {
+    /// An empty span vector, recycled when one is available.
+    pub(crate) fn buffer(&self) -> Vec<Box<SpanData>> {
+        self.buffers.try_recv().unwrap_or_default()
+    }
+
+    /// A new span (see [`SpanData::new`]) in a box, reusing a blank one when
+    /// one is available.
+    pub(crate) fn span(
+        &self,
+        trace_id: TraceId,
+        anchor: Anchor,
+        start: Instant,
+        meta: &'static Metadata<'static>,
+    ) -> Box<SpanData> {
+        let spare = SPARE_SPANS
+            .try_with(|spare| {
+                let mut spare = spare.try_borrow_mut().ok()?;
+                if spare.is_empty() {
+                    *spare = self.spans.try_recv().ok()?;
+                }
+                spare.pop()
+            })
+            .ok()
+            .flatten();
+        match spare {
+            Some(mut slot) => {
+                slot.renew(trace_id, anchor, start, meta);
+                slot
+            }
+            None => Box::new(SpanData::new(trace_id, anchor, start, meta)),
+        }
+    }
+}
+
+impl RecycleTx {
+    /// Offers an emptied span vector back.
+    pub(crate) fn buffer(&self, spans: Vec<Box<SpanData>>) {
+        debug_assert!(spans.is_empty());
+        if spans.capacity() <= MAX_POOLED_CAPACITY {
+            let _ = self.buffers.try_send(spans);
+        }
+    }
+
+    /// Blanks every span of these trees and offers the boxes back.
+    pub(crate) fn trees(&mut self, mut stack: Vec<Box<SpanData>>) {
+        while let Some(mut span) = stack.pop() {
+            stack.append(&mut span.children);
+            span.blank();
+            self.batch.push(span);
+            if self.batch.len() == SPAN_BATCH {
+                let full = std::mem::replace(&mut self.batch, Vec::with_capacity(SPAN_BATCH));
+                // Full channel: nobody is taking them back; free this batch.
+                let _ = self.spans.try_send(full);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_come_back_blank_and_in_bounded_numbers() {
+        let (mut tx, rx) = channel();
+        let spans: Vec<Box<SpanData>> = (0..SPAN_BATCH * (POOLED_SPAN_BATCHES + 3))
+            .map(|_| Box::new(SpanData::for_tests()))
+            .collect();
+        let mut root = Box::new(SpanData::for_tests());
+        root.children = spans;
+        tx.trees(vec![root]);
+        // Only the bounded number of batches is kept.
+        assert_eq!(rx.spans.len(), POOLED_SPAN_BATCHES);
+        let batch = rx.spans.try_recv().unwrap();
+        assert_eq!(batch.len(), SPAN_BATCH);
+        assert!(batch
+            .iter()
+            .all(|s| s.fields.is_empty() && s.children.is_empty() && s.trace.is_none()));
+        // A box taken back is a new span.
+        let fresh = SpanData::for_tests();
+        let span = rx.span(fresh.trace_id, fresh.anchor, fresh.start, fresh.meta);
+        assert_eq!(span.trace_id, fresh.trace_id);
+        assert_ne!(span.id, fresh.id);
+        assert_eq!(span.decision, crate::span_data::Decision::Pending);
+    }
+
+    #[test]
+    fn huge_buffers_are_not_pooled() {
+        let (tx, rx) = channel();
+        tx.buffer(Vec::with_capacity(MAX_POOLED_CAPACITY + 1));
+        assert_eq!(rx.buffer().capacity(), 0);
+        tx.buffer(Vec::with_capacity(8));
+        assert!(rx.buffer().capacity() >= 8);
+    }
+}
