@@ -125,7 +125,7 @@ pub(crate) struct HttpRequest<'a> {
 }
 
 impl HttpRequest<'_> {
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.method.is_none()
             && self.url.is_none()
             && self.user_agent.is_none()
@@ -144,7 +144,7 @@ pub(crate) struct HttpResponse {
 }
 
 impl HttpResponse {
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.status.is_none() && self.content_length.is_none()
     }
 }
@@ -361,6 +361,11 @@ impl<K: PartialEq, V> SmallMap<K, V> {
 
     pub(crate) fn clear(&mut self) {
         self.0.clear();
+    }
+
+    /// The entries, in insertion order.
+    pub(crate) fn entries(&self) -> &[(K, V)] {
+        &self.0
     }
 
     /// Inserts or replaces (a later value for a key wins).
