@@ -118,6 +118,9 @@ pub(crate) struct Conventions<'a> {
     table_names: Slot<'a>,
     bucket: Slot<'a>,
     retries: Slot<'a>,
+    /// Some slot was filled: without one, [`Conventions::apply`] has almost
+    /// nothing to do.
+    any: bool,
 }
 
 /// What [`Conventions::apply`] decided beyond the entity itself.
@@ -241,6 +244,27 @@ impl<'a> Conventions<'a> {
         value: &'a FieldValue,
         ctx: &SpanContext,
     ) -> bool {
+        match self.slot(key, ctx) {
+            Some(slot) => {
+                *slot = Some((key, value));
+                self.any = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The slot of `key`, if it has a convention on a span like `ctx`.
+    fn slot(&mut self, key: &'static str, ctx: &SpanContext) -> Option<&mut Slot<'a>> {
+        // Every name below starts with one of these bytes: most fields
+        // without a convention are told apart by it alone.
+        if !matches!(
+            key.as_bytes().first(),
+            Some(b'a' | b'c' | b'd' | b'e' | b'h' | b'm' | b'n' | b'o' | b'p' | b'r')
+                | Some(b's' | b'u' | b'x')
+        ) {
+            return None;
+        }
         let slot = match key {
             "xray.name" => &mut self.xray_name,
             "xray.namespace" => &mut self.namespace,
@@ -293,10 +317,9 @@ impl<'a> Conventions<'a> {
             "aws.dynamodb.table_names" => &mut self.table_names,
             "aws.s3.bucket" => &mut self.bucket,
             "aws.retries" => &mut self.retries,
-            _ => return false,
+            _ => return None,
         };
-        *slot = Some((key, value));
-        true
+        Some(slot)
     }
 
     fn is_aws(&self) -> bool {
@@ -316,12 +339,15 @@ impl<'a> Conventions<'a> {
     /// Fills the `http`, `sql` and `aws` blocks, the namespace and the
     /// flags; keeps what went unused as metadata.
     pub(crate) fn apply(
-        mut self,
+        &mut self,
         entity: &mut Entity<'a>,
         is_segment: bool,
         options: &FieldOptions,
         errored: bool,
     ) -> Applied<'a> {
+        if !self.any {
+            return self.apply_plain(entity, is_segment, errored);
+        }
         let mut applied = Applied::default();
         let is_aws = self.is_aws();
         let kind = text(&mut self.kind).map(str::to_ascii_lowercase);
@@ -562,16 +588,46 @@ impl<'a> Conventions<'a> {
 
         // Whatever was not used stays visible as metadata.
         if options.other_fields_as_metadata {
-            for (key, value) in self.leftovers() {
+            self.leftovers(|key, value| {
                 put_metadata(
                     entity,
                     Cow::Borrowed(TRACING_NAMESPACE),
                     Cow::Borrowed(key),
                     meta_value(value),
                 );
-            }
+            });
         }
         applied
+    }
+
+    /// [`Conventions::apply`] for a span none of whose fields has a
+    /// convention (no slot filled): only `otel.name`, the error flag and
+    /// the namespace (none) remain, with the same outcome as the full pass.
+    fn apply_plain(&self, entity: &mut Entity<'a>, is_segment: bool, errored: bool) -> Applied<'a> {
+        if !is_segment {
+            entity.namespace = None;
+        }
+        if let Some(status) = entity.http.response.status {
+            match status {
+                429 => {
+                    entity.throttle = true;
+                    entity.error = true;
+                }
+                400..=499 => entity.error = true,
+                500..=599 => entity.fault = true,
+                _ => {}
+            }
+        }
+        let failed = errored || self.error;
+        if failed && !entity.error && !entity.fault {
+            entity.fault = true;
+        }
+        Applied {
+            name: self.name.map(Cow::Borrowed),
+            remote: false,
+            error_type: None,
+            error_message: None,
+        }
     }
 
     fn build_origin(&mut self, url: &mut String, host: &str) {
@@ -587,49 +643,51 @@ impl<'a> Conventions<'a> {
         }
     }
 
-    fn leftovers(self) -> impl Iterator<Item = (&'static str, &'a FieldValue)> {
-        [
-            self.xray_name,
-            self.namespace,
-            self.kind,
-            self.peer_service,
-            self.throttle,
-            self.error_type,
-            self.error_message,
-            self.method,
-            self.url_full,
-            self.path,
-            self.query,
-            self.scheme,
-            self.host,
-            self.port,
-            self.status,
-            self.content_length,
-            self.user_agent,
-            self.client_ip,
-            self.traced,
-            self.db_system,
-            self.db_name,
-            self.db_user,
-            self.db_statement,
-            self.db_connection,
-            self.rpc_system,
-            self.rpc_service,
-            self.rpc_method,
-            self.legacy_service,
-            self.legacy_operation,
-            self.aws_operation,
-            self.request_id,
-            self.region,
-            self.account_id,
-            self.queue_url,
-            self.table_name,
-            self.table_names,
-            self.bucket,
-            self.retries,
-        ]
-        .into_iter()
-        .flatten()
+    /// Calls `f` with each field kept but not used, in slot order.
+    fn leftovers(&self, mut f: impl FnMut(&'static str, &'a FieldValue)) {
+        let slots = [
+            &self.xray_name,
+            &self.namespace,
+            &self.kind,
+            &self.peer_service,
+            &self.throttle,
+            &self.error_type,
+            &self.error_message,
+            &self.method,
+            &self.url_full,
+            &self.path,
+            &self.query,
+            &self.scheme,
+            &self.host,
+            &self.port,
+            &self.status,
+            &self.content_length,
+            &self.user_agent,
+            &self.client_ip,
+            &self.traced,
+            &self.db_system,
+            &self.db_name,
+            &self.db_user,
+            &self.db_statement,
+            &self.db_connection,
+            &self.rpc_system,
+            &self.rpc_service,
+            &self.rpc_method,
+            &self.legacy_service,
+            &self.legacy_operation,
+            &self.aws_operation,
+            &self.request_id,
+            &self.region,
+            &self.account_id,
+            &self.queue_url,
+            &self.table_name,
+            &self.table_names,
+            &self.bucket,
+            &self.retries,
+        ];
+        for &(key, value) in slots.into_iter().flatten() {
+            f(key, value);
+        }
     }
 }
 
