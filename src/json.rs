@@ -507,63 +507,108 @@ fn epoch_seconds(out: &mut String, t: EpochSeconds) {
         return;
     }
     let secs = us / 1_000_000;
-    let mut frac = (us % 1_000_000) as u32;
-    out.push_str(itoa::Buffer::new().format(secs));
-    if frac == 0 {
-        out.push_str(".0");
-        return;
+    let frac = (us % 1_000_000) as u32;
+    // `SSSSSSSSSS.ffffff`: the seconds right-aligned before the point.
+    let mut buf = [b'0'; 17];
+    let mut start = 10;
+    let mut n = secs;
+    while n >= 100 {
+        start -= 2;
+        buf[start..start + 2].copy_from_slice(digit_pair((n % 100) as usize));
+        n /= 100;
     }
-    let mut digits = 6;
-    while frac % 10 == 0 {
-        frac /= 10;
-        digits -= 1;
+    if n >= 10 {
+        start -= 2;
+        buf[start..start + 2].copy_from_slice(digit_pair(n as usize));
+    } else {
+        start -= 1;
+        buf[start] = b'0' + n as u8;
     }
-    // `digits` places, with the leading zeros `itoa` leaves out.
-    let mut buf = itoa::Buffer::new();
-    let s = buf.format(frac);
-    out.push('.');
-    out.push_str(&"00000"[..digits - s.len()]);
-    out.push_str(s);
+    buf[10] = b'.';
+    buf[11..13].copy_from_slice(digit_pair((frac / 10_000) as usize));
+    buf[13..15].copy_from_slice(digit_pair((frac / 100 % 100) as usize));
+    buf[15..17].copy_from_slice(digit_pair((frac % 100) as usize));
+    // Trailing zeros go, but one digit stays after the point (`.0`).
+    let mut end = 17;
+    while end > 12 && buf[end - 1] == b'0' {
+        end -= 1;
+    }
+    out.push_str(std::str::from_utf8(&buf[start..end]).unwrap_or_default());
+}
+
+/// `"00010203…99"`: two decimal digits per index.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
+/// The two digits of `n` (below 100).
+fn digit_pair(n: usize) -> &'static [u8] {
+    &DIGIT_PAIRS[2 * n..2 * n + 2]
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// `"` + 16 lowercase hex digits + `"`.
 fn segment_id(out: &mut String, id: SegmentId) {
+    let v = id.to_u64();
     let mut buf = *b"\"0000000000000000\"";
-    hex(id.to_u64().into(), &mut buf[1..17]);
+    buf[1..9].copy_from_slice(&hex8((v >> 32) as u32));
+    buf[9..17].copy_from_slice(&hex8(v as u32));
     out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
 }
 
 /// `"1-EEEEEEEE-RRRRRRRRRRRRRRRRRRRRRRRR"`.
 fn trace_id(out: &mut String, id: TraceId) {
+    let random = id.random_part();
     let mut buf = *b"\"1-00000000-000000000000000000000000\"";
-    hex(id.epoch_seconds().into(), &mut buf[3..11]);
-    hex(id.random_part(), &mut buf[12..36]);
+    buf[3..11].copy_from_slice(&hex8(id.epoch_seconds()));
+    buf[12..20].copy_from_slice(&hex8((random >> 64) as u32));
+    buf[20..28].copy_from_slice(&hex8((random >> 32) as u32));
+    buf[28..36].copy_from_slice(&hex8(random as u32));
     out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
 }
 
-/// The low `4 * slots.len()` bits of `v` as lowercase hex digits.
-fn hex(mut v: u128, slots: &mut [u8]) {
-    for slot in slots.iter_mut().rev() {
-        *slot = HEX[(v & 0xf) as usize];
-        v >>= 4;
-    }
+/// The eight lowercase hex digits of `v`, most significant first: the
+/// nibbles are spread one per byte and turned into ASCII all at once.
+fn hex8(v: u32) -> [u8; 8] {
+    let mut x = u64::from(v);
+    x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
+    x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
+    x = (x | (x << 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+    // Bytes 10..=15 get `'a' - '0' - 10` more.
+    let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    (x + 0x3030_3030_3030_3030 + letters * 0x27).to_be_bytes()
 }
 
 /// A JSON string: quoted, with `"`, `\` and control characters escaped as
 /// serde_json escapes them (`\n`-style where JSON has one, else `\u00XX`).
 fn string(out: &mut String, s: &str) {
+    if has_escape(s.as_bytes()) {
+        escaped_string(out, s);
+        return;
+    }
     out.reserve(s.len() + 2);
     out.push('"');
-    let bytes = s.as_bytes();
+    out.push_str(s);
+    out.push('"');
+}
+
+/// [`string`] for the strings that do need an escape: runs between the
+/// escaped bytes are copied whole.
+#[cold]
+fn escaped_string(out: &mut String, s: &str) {
+    out.reserve(s.len() + 8);
+    out.push('"');
     let mut run = 0;
-    let mut i = next_escape(bytes, 0);
-    while i < bytes.len() {
-        out.push_str(&s[run..i]);
-        escape(out, bytes[i]);
-        run = i + 1;
-        i = next_escape(bytes, run);
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        if needs_escape(b) {
+            out.push_str(&s[run..i]);
+            escape(out, b);
+            run = i + 1;
+        }
     }
     out.push_str(&s[run..]);
     out.push('"');
@@ -586,21 +631,39 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
-/// The index of the first byte at or after `i` that needs an escape, or
-/// `bytes.len()`.
-fn next_escape(bytes: &[u8], mut i: usize) -> usize {
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        if word_needs_escape(u64::from_le_bytes(word)) {
-            break;
+/// Whether any byte of `bytes` needs an escape: eight bytes at a time, the
+/// last (overlapping) word or half-word covering the tail.
+fn has_escape(bytes: &[u8]) -> bool {
+    let n = bytes.len();
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 < n {
+            if word_needs_escape(word_at(bytes, i)) {
+                return true;
+            }
+            i += 8;
         }
-        i += 8;
+        word_needs_escape(word_at(bytes, n - 8))
+    } else if n >= 4 {
+        // The first and the last four bytes (overlapping), side by side.
+        let first = half_word_at(bytes, 0);
+        let last = half_word_at(bytes, n - 4);
+        word_needs_escape(first | (last << 32))
+    } else {
+        bytes.iter().any(|&b| needs_escape(b))
     }
-    while i < bytes.len() && !needs_escape(bytes[i]) {
-        i += 1;
-    }
-    i
+}
+
+fn word_at(bytes: &[u8], i: usize) -> u64 {
+    let mut w = [0; 8];
+    w.copy_from_slice(&bytes[i..i + 8]);
+    u64::from_le_bytes(w)
+}
+
+fn half_word_at(bytes: &[u8], i: usize) -> u64 {
+    let mut w = [0; 4];
+    w.copy_from_slice(&bytes[i..i + 4]);
+    u64::from(u32::from_le_bytes(w))
 }
 
 fn escape(out: &mut String, b: u8) {
