@@ -19,8 +19,8 @@ use std::fmt::Write as _;
 
 use crate::id::{SegmentId, TraceId};
 use crate::model::{
-    non_finite_name, AnnotationValue, Annotations, Aws, Cause, Entity, EpochSeconds, Exception,
-    Http, MetaValue, Metadata, Service, Sql, StackFrame, XrayInfo,
+    non_finite_name, AnnotationValue, Annotations, Aws, BlockContent, Cause, Entity, EpochSeconds,
+    Exception, Http, MetaValue, Metadata, Service, Sql, StackFrame, XrayInfo,
 };
 
 /// Appends the JSON document of `e` to `out`.
@@ -71,17 +71,17 @@ pub(crate) fn write_entity(out: &mut String, e: &Entity<'_>) {
         out.push_str(",\"service\":");
         self::service(out, service);
     }
-    if !e.http.is_empty() {
+    if let Some(h) = e.http.get().filter(|h| !h.is_empty()) {
         out.push_str(",\"http\":");
-        http(out, &e.http);
+        http(out, h);
     }
-    if !e.aws.is_empty() {
+    if let Some(a) = e.aws.get().filter(|a| !a.is_empty()) {
         out.push_str(",\"aws\":");
-        aws(out, &e.aws);
+        aws(out, a);
     }
-    if !e.sql.is_empty() {
+    if let Some(q) = e.sql.get().filter(|q| !q.is_empty()) {
         out.push_str(",\"sql\":");
-        sql(out, &e.sql);
+        sql(out, q);
     }
     if e.error {
         out.push_str(",\"error\":true");
@@ -1019,9 +1019,9 @@ mod tests {
             proptest::option::of(service()),
         );
         let blocks = (
-            http(),
-            aws(),
-            sql(),
+            proptest::option::of(http()),
+            proptest::option::of(aws()),
+            proptest::option::of(sql()),
             (any::<bool>(), any::<bool>(), any::<bool>()),
             proptest::option::of(cause()),
             prop::collection::vec((hostile(), annotation_value()), 0..5),
@@ -1063,9 +1063,10 @@ mod tests {
                     origin,
                     user,
                     service: svc,
-                    http,
-                    aws,
-                    sql,
+                    // Blocks never written (`None`) or written, maybe empty.
+                    http: http.map_or_else(Default::default, Into::into),
+                    aws: aws.map_or_else(Default::default, Into::into),
+                    sql: sql.map_or_else(Default::default, Into::into),
                     error,
                     throttle,
                     fault,

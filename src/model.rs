@@ -42,12 +42,12 @@ pub(crate) struct Entity<'a> {
     pub(crate) user: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) service: Option<&'a Service>,
-    #[serde(skip_serializing_if = "Http::is_empty")]
-    pub(crate) http: Http<'a>,
-    #[serde(skip_serializing_if = "Aws::is_empty")]
-    pub(crate) aws: Aws<'a>,
-    #[serde(skip_serializing_if = "Sql::is_empty")]
-    pub(crate) sql: Sql<'a>,
+    #[serde(skip_serializing_if = "Block::is_empty")]
+    pub(crate) http: Block<Http<'a>>,
+    #[serde(skip_serializing_if = "Block::is_empty")]
+    pub(crate) aws: Block<Aws<'a>>,
+    #[serde(skip_serializing_if = "Block::is_empty")]
+    pub(crate) sql: Block<Sql<'a>>,
     #[serde(skip_serializing_if = "is_false")]
     pub(crate) error: bool,
     #[serde(skip_serializing_if = "is_false")]
@@ -62,6 +62,77 @@ pub(crate) struct Entity<'a> {
     pub(crate) metadata: Metadata<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) precursor_ids: Vec<SegmentId>,
+}
+
+/// One of the `http`, `aws` and `sql` blocks, which most entities leave
+/// empty: boxed on the first write through it, so that an entity without
+/// them stays small (cheap to build, move and drop). Reads of an unwritten
+/// block see an empty one.
+pub(crate) struct Block<T>(Option<Box<T>>);
+
+/// A block type that [`Block`] can hold.
+pub(crate) trait BlockContent: Default {
+    /// An empty block, to read through when none was written.
+    fn empty<'r>() -> &'r Self
+    where
+        Self: 'r;
+
+    /// Whether the block has nothing to serialize.
+    fn is_empty(&self) -> bool;
+}
+
+impl<T> Block<T> {
+    /// The block, if it was ever written.
+    pub(crate) fn get(&self) -> Option<&T> {
+        self.0.as_deref()
+    }
+}
+
+impl<T: BlockContent> Block<T> {
+    /// Whether the block has nothing to serialize (never written, or empty).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.as_deref().is_none_or(T::is_empty)
+    }
+}
+
+impl<T> Default for Block<T> {
+    fn default() -> Self {
+        Block(None)
+    }
+}
+
+impl<T> From<T> for Block<T> {
+    fn from(value: T) -> Self {
+        Block(Some(Box::new(value)))
+    }
+}
+
+impl<T: BlockContent> std::ops::Deref for Block<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match &self.0 {
+            Some(b) => b,
+            None => T::empty(),
+        }
+    }
+}
+
+impl<T: BlockContent> std::ops::DerefMut for Block<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl<T: std::fmt::Debug + BlockContent> std::fmt::Debug for Block<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: Serialize + BlockContent> Serialize for Block<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
 }
 
 /// Seconds since the Unix epoch, kept as whole microseconds so that the JSON
@@ -102,8 +173,30 @@ pub(crate) struct Http<'a> {
     pub(crate) response: HttpResponse,
 }
 
-impl Http<'_> {
-    pub(crate) fn is_empty(&self) -> bool {
+static EMPTY_HTTP: Http<'static> = Http {
+    request: HttpRequest {
+        method: None,
+        url: None,
+        user_agent: None,
+        client_ip: None,
+        x_forwarded_for: None,
+        traced: None,
+    },
+    response: HttpResponse {
+        status: None,
+        content_length: None,
+    },
+};
+
+impl BlockContent for Http<'_> {
+    fn empty<'r>() -> &'r Self
+    where
+        Self: 'r,
+    {
+        &EMPTY_HTTP
+    }
+
+    fn is_empty(&self) -> bool {
         self.request.is_empty() && self.response.is_empty()
     }
 }
@@ -181,8 +274,29 @@ pub(crate) struct Aws<'a> {
     pub(crate) xray: Option<XrayInfo<'a>>,
 }
 
-impl Aws<'_> {
-    pub(crate) fn is_empty(&self) -> bool {
+static EMPTY_AWS: Aws<'static> = Aws {
+    account_id: None,
+    operation: None,
+    region: None,
+    request_id: None,
+    queue_url: None,
+    table_name: None,
+    table_names: Vec::new(),
+    bucket_name: None,
+    retries: None,
+    resource: None,
+    xray: None,
+};
+
+impl BlockContent for Aws<'_> {
+    fn empty<'r>() -> &'r Self
+    where
+        Self: 'r,
+    {
+        &EMPTY_AWS
+    }
+
+    fn is_empty(&self) -> bool {
         self.account_id.is_none()
             && self.operation.is_none()
             && self.region.is_none()
@@ -227,8 +341,26 @@ pub(crate) struct Sql<'a> {
     pub(crate) preparation: Option<&'static str>,
 }
 
-impl Sql<'_> {
-    pub(crate) fn is_empty(&self) -> bool {
+static EMPTY_SQL: Sql<'static> = Sql {
+    url: None,
+    connection_string: None,
+    sanitized_query: None,
+    database_type: None,
+    database_version: None,
+    driver_version: None,
+    user: None,
+    preparation: None,
+};
+
+impl BlockContent for Sql<'_> {
+    fn empty<'r>() -> &'r Self
+    where
+        Self: 'r,
+    {
+        &EMPTY_SQL
+    }
+
+    fn is_empty(&self) -> bool {
         self.url.is_none()
             && self.connection_string.is_none()
             && self.sanitized_query.is_none()
@@ -507,12 +639,14 @@ mod tests {
                     content_length: None,
                 },
                 ..Default::default()
-            },
+            }
+            .into(),
             aws: Aws {
                 operation: Some("GetItem".into()),
                 table_name: Some("t".into()),
                 ..Default::default()
-            },
+            }
+            .into(),
             fault: true,
             annotations: ann,
             metadata: md,
