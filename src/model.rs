@@ -10,6 +10,7 @@ use std::borrow::Cow;
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use crate::id::{SegmentId, TraceId};
 
@@ -470,23 +471,46 @@ impl Serialize for Annotations<'_> {
     }
 }
 
-/// `metadata`: namespace → key → any JSON.
-pub(crate) type Metadata<'a> = SmallMap<Cow<'a, str>, SmallMap<Cow<'a, str>, MetaValue<'a>>>;
+/// `metadata`: namespace → key → any JSON. One namespace (usually
+/// `tracing`) and four keys are held inline, in the entity itself.
+pub(crate) type Metadata<'a> =
+    SmallMap<Cow<'a, str>, MetaEntries<'a>, [(Cow<'a, str>, MetaEntries<'a>); 1]>;
+
+/// The keys of one metadata namespace.
+pub(crate) type MetaEntries<'a> = SmallMap<Cow<'a, str>, MetaValue<'a>>;
 
 /// A map kept as a vector in insertion order, serialized as a JSON object.
 /// Metadata has a few namespaces of a few keys each (a `tracing` callsite
-/// has at most 32 fields): a scan beats a tree, and there is one allocation
-/// per map instead of one per node.
+/// has at most 32 fields): a scan beats a tree. The first entries (four
+/// unless `A` says otherwise) live inline: a span's few leftover fields
+/// cost no allocation at all.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct SmallMap<K, V>(Vec<(K, V)>);
+pub(crate) struct SmallMap<K, V, A = [(K, V); 4]>(SmallVec<A>)
+where
+    A: smallvec::Array<Item = (K, V)>;
 
-impl<K, V> Default for SmallMap<K, V> {
+impl<K, V, A: smallvec::Array<Item = (K, V)>> Default for SmallMap<K, V, A> {
     fn default() -> Self {
-        SmallMap(Vec::new())
+        SmallMap(SmallVec::new())
     }
 }
 
-impl<K: PartialEq, V> SmallMap<K, V> {
+/// Key equality for [`SmallMap`]: metadata keys are mostly the same
+/// `&'static str` (a field's name, a namespace), so the same pointer and
+/// length settle it before any byte is compared.
+pub(crate) trait MapKey {
+    fn same_key(&self, other: &Self) -> bool;
+}
+
+impl MapKey for Cow<'_, str> {
+    #[inline]
+    fn same_key(&self, other: &Self) -> bool {
+        let (a, b) = (self.as_bytes(), other.as_bytes());
+        a.len() == b.len() && (a.as_ptr() == b.as_ptr() || a == b)
+    }
+}
+
+impl<K: MapKey, V, A: smallvec::Array<Item = (K, V)>> SmallMap<K, V, A> {
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -500,10 +524,14 @@ impl<K: PartialEq, V> SmallMap<K, V> {
         &self.0
     }
 
+    fn position(&self, key: &K) -> Option<usize> {
+        self.0.iter().position(|(k, _)| k.same_key(key))
+    }
+
     /// Inserts or replaces (a later value for a key wins).
     pub(crate) fn insert(&mut self, key: K, value: V) {
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
+        match self.position(&key) {
+            Some(i) => self.0[i].1 = value,
             None => self.0.push((key, value)),
         }
     }
@@ -513,18 +541,28 @@ impl<K: PartialEq, V> SmallMap<K, V> {
     where
         V: Default,
     {
-        let i = match self.0.iter().position(|(k, _)| *k == key) {
+        let i = match self.position(&key) {
             Some(i) => i,
-            None => {
-                self.0.push((key, V::default()));
-                self.0.len() - 1
-            }
+            None => self.push_default(key),
         };
         &mut self.0[i].1
     }
+
+    /// Appends `key` with a default value (kept out of the lookup path:
+    /// the value may be large).
+    #[inline(never)]
+    fn push_default(&mut self, key: K) -> usize
+    where
+        V: Default,
+    {
+        self.0.push((key, V::default()));
+        self.0.len() - 1
+    }
 }
 
-impl<K: Serialize, V: Serialize> Serialize for SmallMap<K, V> {
+impl<K: Serialize, V: Serialize, A: smallvec::Array<Item = (K, V)>> Serialize
+    for SmallMap<K, V, A>
+{
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.0.len()))?;
         for (k, v) in &self.0 {
