@@ -1007,7 +1007,7 @@ mod tests {
             hostile(),
             proptest::option::of(segment_id()),
             proptest::option::of(
-                any::<u128>().prop_filter_map("valid trace id", |v| TraceId::from_u128(v)),
+                any::<u128>().prop_filter_map("valid trace id", TraceId::from_u128),
             ),
             proptest::option::of(segment_id()),
             micros(),
