@@ -507,28 +507,21 @@ fn epoch_seconds(out: &mut String, t: EpochSeconds) {
         return;
     }
     let secs = us / 1_000_000;
-    let frac = (us % 1_000_000) as u32;
-    // `SSSSSSSSSS.ffffff`: the seconds right-aligned before the point.
-    let mut buf = [b'0'; 17];
-    let mut start = 10;
-    let mut n = secs;
-    while n >= 100 {
-        start -= 2;
-        buf[start..start + 2].copy_from_slice(digit_pair((n % 100) as usize));
-        n /= 100;
-    }
-    if n >= 10 {
-        start -= 2;
-        buf[start..start + 2].copy_from_slice(digit_pair(n as usize));
-    } else {
-        start -= 1;
-        buf[start] = b'0' + n as u8;
-    }
+    // `SSSSSSSSSS.ffffff`: ten places for the seconds (below 2^33), then
+    // the decimals. The fraction's eight digits go first (two leading
+    // zeros, the first of which the seconds' last digit overwrites, the
+    // second the point).
+    let mut buf = Aligned([b'0'; 17]);
+    let buf = &mut buf.0;
+    buf[9..17].copy_from_slice(&digits8((us % 1_000_000) as u32));
+    buf[2..10].copy_from_slice(&digits8((secs % 100_000_000) as u32));
+    let high = (secs / 100_000_000) as u8; // below 86
+    buf[0] = b'0' + high / 10;
+    buf[1] = b'0' + high % 10;
     buf[10] = b'.';
-    buf[11..13].copy_from_slice(digit_pair((frac / 10_000) as usize));
-    buf[13..15].copy_from_slice(digit_pair((frac / 100 % 100) as usize));
-    buf[15..17].copy_from_slice(digit_pair((frac % 100) as usize));
-    // Trailing zeros go, but one digit stays after the point (`.0`).
+    // No leading zeros (one digit stays: `secs` is at least 1), no
+    // trailing ones (one decimal stays: `.0`).
+    let start = buf[..9].iter().take_while(|&&b| b == b'0').count();
     let mut end = 17;
     while end > 12 && buf[end - 1] == b'0' {
         end -= 1;
@@ -536,39 +529,48 @@ fn epoch_seconds(out: &mut String, t: EpochSeconds) {
     out.push_str(std::str::from_utf8(&buf[start..end]).unwrap_or_default());
 }
 
-/// `"00010203…99"`: two decimal digits per index.
-const DIGIT_PAIRS: &[u8; 200] = b"\
-    0001020304050607080910111213141516171819\
-    2021222324252627282930313233343536373839\
-    4041424344454647484950515253545556575859\
-    6061626364656667686970717273747576777879\
-    8081828384858687888990919293949596979899";
-
-/// The two digits of `n` (below 100).
-fn digit_pair(n: usize) -> &'static [u8] {
-    &DIGIT_PAIRS[2 * n..2 * n + 2]
+/// The eight decimal digits of `n` (below 10^8, with leading zeros), all
+/// at once: the number is split into 4-digit, then 2-digit, then 1-digit
+/// lanes of one word by multiplications by reciprocals (exact in these
+/// ranges), and the lanes turned into ASCII together.
+fn digits8(n: u32) -> [u8; 8] {
+    let x = u64::from(n / 10_000) | (u64::from(n % 10_000) << 32);
+    // Each 32-bit lane (below 10^4): lane / 100 and lane % 100.
+    let hundreds = ((x * 10_486) >> 20) & 0x0000_007f_0000_007f;
+    let x = hundreds | ((x - hundreds * 100) << 16);
+    // Each 16-bit lane (below 100): lane / 10 and lane % 10.
+    let tens = ((x * 103) >> 10) & 0x000f_000f_000f_000f;
+    let x = tens | ((x - tens * 10) << 8);
+    (x + 0x3030_3030_3030_3030).to_le_bytes()
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// A stack buffer of ASCII text, word-aligned: `str::from_utf8` checks an
+/// aligned slice a word pair at a time, an unaligned one byte by byte.
+#[repr(align(8))]
+struct Aligned<T>(T);
+
 /// `"` + 16 lowercase hex digits + `"`.
 fn segment_id(out: &mut String, id: SegmentId) {
     let v = id.to_u64();
-    let mut buf = *b"\"0000000000000000\"";
+    let mut buf = Aligned(*b"\"0000000000000000\"");
+    let buf = &mut buf.0;
     buf[1..9].copy_from_slice(&hex8((v >> 32) as u32));
     buf[9..17].copy_from_slice(&hex8(v as u32));
-    out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
+    out.push_str(std::str::from_utf8(buf).unwrap_or_default());
 }
 
 /// `"1-EEEEEEEE-RRRRRRRRRRRRRRRRRRRRRRRR"`.
 fn trace_id(out: &mut String, id: TraceId) {
     let random = id.random_part();
-    let mut buf = *b"\"1-00000000-000000000000000000000000\"";
+    let mut buf = Aligned(*b"\"1-00000000-000000000000000000000000\"");
+    let buf = &mut buf.0;
     buf[3..11].copy_from_slice(&hex8(id.epoch_seconds()));
     buf[12..20].copy_from_slice(&hex8((random >> 64) as u32));
     buf[20..28].copy_from_slice(&hex8((random >> 32) as u32));
     buf[28..36].copy_from_slice(&hex8(random as u32));
-    out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
+    out.push_str(std::str::from_utf8(buf).unwrap_or_default());
 }
 
 /// The eight lowercase hex digits of `v`, most significant first: the
@@ -1197,6 +1199,16 @@ mod tests {
         assert_eq!(out.len(), 50_000 * 2 + 50_000 * 6 + 4);
         assert!(out.starts_with(r#"{"k":[{"k":["#), "{}", &out[..20]);
         assert!(out.contains(r#"{"k":[true]}"#) && out.ends_with("]}]}"));
+    }
+
+    #[test]
+    fn eight_digits() {
+        for n in (0..100_000_000u32)
+            .step_by(997)
+            .chain([0, 9, 10, 99, 100, 9_999, 10_000, 99_999_999])
+        {
+            assert_eq!(digits8(n), *format!("{n:08}").as_bytes(), "{n}");
+        }
     }
 
     /// Many random instants in the range written without float formatting.
