@@ -31,6 +31,7 @@
 //! on a span with no HTTP or SQL meaning) is kept as metadata like any other.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use super::{as_str, meta_value, put_metadata, FieldOptions, TRACING_NAMESPACE};
 use crate::limits::{truncate_chars, MAX_STRING_CHARS};
@@ -42,29 +43,44 @@ const MAX_QUERY_CHARS: usize = 10_000;
 
 type Slot<'a> = Option<(&'static str, &'a FieldValue)>;
 
-/// What a span is, as far as the field names depend on it.
-pub(crate) struct SpanContext {
-    /// tower-http's `TraceLayer` span (or one shaped like it: `method` and
-    /// `uri` fields): the short names `method`, `uri`, `status` count.
-    tower: bool,
-    /// The older AWS SDK operation span (`invoke`, fields `service`,
-    /// `operation`) or smithy's `Operation::invoke` span.
-    invoke: bool,
+/// What a span is, as far as the field names depend on it: worked out
+/// only when a name that depends on it turns up (most spans have none).
+pub(crate) struct SpanContext<'s> {
+    span: &'s SpanData,
+    tower: OnceCell<bool>,
+    invoke: OnceCell<bool>,
 }
 
-impl SpanContext {
-    pub(crate) fn of(span: &SpanData) -> Self {
-        let target = span.meta.target();
-        let has = |name: &str| span.fields.iter().any(|(k, _)| *k == name);
+impl<'s> SpanContext<'s> {
+    pub(crate) fn of(span: &'s SpanData) -> Self {
         SpanContext {
-            tower: target.starts_with("tower_http") || (has("uri") && has("method")),
-            invoke: span.meta.name() == "invoke" && target.starts_with("aws_smithy_runtime"),
+            span,
+            tower: OnceCell::new(),
+            invoke: OnceCell::new(),
         }
+    }
+
+    /// tower-http's `TraceLayer` span (or one shaped like it: `method` and
+    /// `uri` fields): the short names `method`, `uri`, `status` count.
+    fn tower(&self) -> bool {
+        *self.tower.get_or_init(|| {
+            let has = |name: &str| self.span.fields.iter().any(|(k, _)| *k == name);
+            self.span.meta.target().starts_with("tower_http") || (has("uri") && has("method"))
+        })
+    }
+
+    /// The older AWS SDK operation span (`invoke`, fields `service`,
+    /// `operation`) or smithy's `Operation::invoke` span.
+    fn invoke(&self) -> bool {
+        *self.invoke.get_or_init(|| {
+            self.span.meta.name() == "invoke"
+                && self.span.meta.target().starts_with("aws_smithy_runtime")
+        })
     }
 }
 
 /// Whether `key` has a convention on a span like `ctx`.
-pub(crate) fn is_convention(key: &'static str, ctx: &SpanContext) -> bool {
+pub(crate) fn is_convention(key: &'static str, ctx: &SpanContext<'_>) -> bool {
     static DUMMY: FieldValue = FieldValue::Bool(false);
     Conventions::default().take(key, &DUMMY, ctx)
 }
@@ -242,7 +258,7 @@ impl<'a> Conventions<'a> {
         &mut self,
         key: &'static str,
         value: &'a FieldValue,
-        ctx: &SpanContext,
+        ctx: &SpanContext<'_>,
     ) -> bool {
         match self.slot(key, ctx) {
             Some(slot) => {
@@ -255,7 +271,7 @@ impl<'a> Conventions<'a> {
     }
 
     /// The slot of `key`, if it has a convention on a span like `ctx`.
-    fn slot(&mut self, key: &'static str, ctx: &SpanContext) -> Option<&mut Slot<'a>> {
+    fn slot(&mut self, key: &'static str, ctx: &SpanContext<'_>) -> Option<&mut Slot<'a>> {
         // Every name below starts with one of these bytes: most fields
         // without a convention are told apart by it alone.
         if !matches!(
@@ -287,9 +303,9 @@ impl<'a> Conventions<'a> {
             "user_agent.original" | "http.user_agent" => &mut self.user_agent,
             "client.address" | "http.client_ip" | "net.peer.ip" => &mut self.client_ip,
             "xray.traced" | "http.request.traced" => &mut self.traced,
-            "method" if ctx.tower => &mut self.method,
-            "uri" if ctx.tower => &mut self.path,
-            "status" if ctx.tower => &mut self.status,
+            "method" if ctx.tower() => &mut self.method,
+            "uri" if ctx.tower() => &mut self.path,
+            "status" if ctx.tower() => &mut self.status,
             "db.system" | "db.system.name" => &mut self.db_system,
             "db.name" | "db.namespace" => &mut self.db_name,
             "db.user" => &mut self.db_user,
@@ -297,15 +313,15 @@ impl<'a> Conventions<'a> {
             "db.connection_string" => &mut self.db_connection,
             "rpc.system" => &mut self.rpc_system,
             "rpc.service" => {
-                self.invoke |= ctx.invoke;
+                self.invoke |= ctx.invoke();
                 &mut self.rpc_service
             }
             "rpc.method" => &mut self.rpc_method,
-            "service" if ctx.invoke => {
+            "service" if ctx.invoke() => {
                 self.invoke = true;
                 &mut self.legacy_service
             }
-            "operation" if ctx.invoke => &mut self.legacy_operation,
+            "operation" if ctx.invoke() => &mut self.legacy_operation,
             "aws.operation" => &mut self.aws_operation,
             "aws.request_id" | "aws.requestId" | "aws.request.id" => &mut self.request_id,
             "aws.region" | "cloud.region" => &mut self.region,
