@@ -524,11 +524,13 @@ impl<K: MapKey, V, A: smallvec::Array<Item = (K, V)>> SmallMap<K, V, A> {
         &self.0
     }
 
+    #[inline]
     fn position(&self, key: &K) -> Option<usize> {
         self.0.iter().position(|(k, _)| k.same_key(key))
     }
 
     /// Inserts or replaces (a later value for a key wins).
+    #[inline]
     pub(crate) fn insert(&mut self, key: K, value: V) {
         match self.position(&key) {
             Some(i) => self.0[i].1 = value,
@@ -537,6 +539,7 @@ impl<K: MapKey, V, A: smallvec::Array<Item = (K, V)>> SmallMap<K, V, A> {
     }
 
     /// The value for `key`, inserted as `V::default()` when absent.
+    #[inline]
     pub(crate) fn entry_or_default(&mut self, key: K) -> &mut V
     where
         V: Default,
