@@ -592,7 +592,6 @@ fn string(out: &mut String, s: &str) {
         escaped_string(out, s);
         return;
     }
-    out.reserve(s.len() + 2);
     out.push('"');
     out.push_str(s);
     out.push('"');

@@ -79,6 +79,35 @@ impl<'s> SpanContext<'s> {
     }
 }
 
+/// Whether `key` may mean something to [`super::route`]: a name with a
+/// convention (on some span), or the `annotation.` / `metadata.` prefix.
+/// `false` is certain and cheap (the first byte, one or two prefixes), so
+/// that the common field without a meaning skips every name comparison.
+pub(crate) fn may_have_meaning(key: &str) -> bool {
+    let b = key.as_bytes();
+    match b.first() {
+        Some(b'a') => b.starts_with(b"annotation.") || b.starts_with(b"aws."),
+        Some(b'c') => b.starts_with(b"client.") || b.starts_with(b"cloud."),
+        Some(b'd') => b.starts_with(b"db."),
+        Some(b'e') => b.starts_with(b"enduser.") || b.starts_with(b"error"),
+        Some(b'h') => b.starts_with(b"http."),
+        Some(b'm') => b.starts_with(b"metadata.") || b.starts_with(b"messaging.") || b == b"method",
+        Some(b'n') => b.starts_with(b"net."),
+        Some(b'o') => b.starts_with(b"otel.") || b == b"operation",
+        Some(b'p') => b.starts_with(b"peer."),
+        Some(b'r') => b.starts_with(b"rpc."),
+        Some(b's') => {
+            b.starts_with(b"server.")
+                || b.starts_with(b"span.")
+                || b == b"status"
+                || b == b"service"
+        }
+        Some(b'u') => b.starts_with(b"url.") || b.starts_with(b"user_agent.") || b == b"uri",
+        Some(b'x') => b.starts_with(b"xray."),
+        _ => false,
+    }
+}
+
 /// Whether `key` has a convention on a span like `ctx`.
 pub(crate) fn is_convention(key: &'static str, ctx: &SpanContext<'_>) -> bool {
     static DUMMY: FieldValue = FieldValue::Bool(false);
@@ -335,6 +364,10 @@ impl<'a> Conventions<'a> {
             "aws.retries" => &mut self.retries,
             _ => return None,
         };
+        debug_assert!(
+            may_have_meaning(key),
+            "{key} is missing from may_have_meaning"
+        );
         Some(slot)
     }
 
@@ -722,6 +755,97 @@ fn url_host(url: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every name with a meaning passes the quick filter of `route`.
+    #[test]
+    fn quick_filter_keeps_every_name() {
+        let names = [
+            "aws.account_id",
+            "aws.dynamodb.table_name",
+            "aws.dynamodb.table_names",
+            "aws.operation",
+            "aws.region",
+            "aws.request.id",
+            "aws.requestId",
+            "aws.request_id",
+            "aws.retries",
+            "aws.s3.bucket",
+            "aws.sqs.queue_url",
+            "aws.table_name",
+            "client.address",
+            "cloud.account.id",
+            "cloud.region",
+            "db.connection_string",
+            "db.name",
+            "db.namespace",
+            "db.query.text",
+            "db.statement",
+            "db.system",
+            "db.system.name",
+            "db.user",
+            "error.type",
+            "http.client_ip",
+            "http.host",
+            "http.method",
+            "http.request.method",
+            "http.request.traced",
+            "http.response.body.size",
+            "http.response.content_length",
+            "http.response.status_code",
+            "http.response_content_length",
+            "http.scheme",
+            "http.status_code",
+            "http.target",
+            "http.url",
+            "http.user_agent",
+            "messaging.destination.name",
+            "messaging.url",
+            "method",
+            "net.host.name",
+            "net.host.port",
+            "net.peer.ip",
+            "net.peer.name",
+            "net.peer.port",
+            "operation",
+            "otel.kind",
+            "otel.status_description",
+            "otel.status_message",
+            "peer.service",
+            "rpc.method",
+            "rpc.service",
+            "rpc.system",
+            "server.address",
+            "server.port",
+            "service",
+            "span.kind",
+            "status",
+            "uri",
+            "url.full",
+            "url.path",
+            "url.query",
+            "url.scheme",
+            "user_agent.original",
+            "xray.name",
+            "xray.namespace",
+            "xray.throttle",
+            "xray.traced",
+            // `route`'s own names and prefixes.
+            "otel.name",
+            "enduser.id",
+            "xray.user",
+            "error",
+            "otel.status_code",
+            "annotation.x",
+            "metadata.x",
+            "metadata.ns.x",
+        ];
+        for name in names {
+            assert!(may_have_meaning(name), "{name}");
+        }
+        for name in ["i", "table", "path", "attempt", "ratio", "", "x", "errand"] {
+            assert!(!may_have_meaning(name), "{name}");
+        }
+    }
 
     #[test]
     fn aws_service_names() {
