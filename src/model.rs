@@ -510,6 +510,29 @@ impl MapKey for Cow<'_, str> {
     }
 }
 
+impl<'a> Metadata<'a> {
+    /// Sets `ns.key` (a later value for the same key wins): the
+    /// namespace's entries are found, or started with this one, in one
+    /// pass.
+    #[inline]
+    pub(crate) fn put(&mut self, ns: Cow<'a, str>, key: Cow<'a, str>, value: MetaValue<'a>) {
+        for (k, entries) in self.0.iter_mut() {
+            if k.same_key(&ns) {
+                entries.insert(key, value);
+                return;
+            }
+        }
+        self.put_new(ns, key, value);
+    }
+
+    #[inline(never)]
+    fn put_new(&mut self, ns: Cow<'a, str>, key: Cow<'a, str>, value: MetaValue<'a>) {
+        let mut entries = MetaEntries::default();
+        entries.0.push((key, value));
+        self.0.push((ns, entries));
+    }
+}
+
 impl<K: MapKey, V, A: smallvec::Array<Item = (K, V)>> SmallMap<K, V, A> {
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()

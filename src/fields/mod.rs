@@ -215,7 +215,7 @@ pub(crate) fn put_metadata<'a>(
     key: Cow<'a, str>,
     v: MetaValue<'a>,
 ) {
-    entity.metadata.entry_or_default(ns).insert(key, v);
+    entity.metadata.put(ns, key, v);
 }
 
 /// Adds an annotation within the trace's budget; past it, the value goes to
