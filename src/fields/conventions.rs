@@ -756,6 +756,49 @@ fn url_host(url: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
+    /// Without a filled slot, the short path of `apply` decides exactly what
+    /// the full pass decides.
+    #[test]
+    fn plain_spans_take_the_short_path_to_the_same_result() {
+        for (is_segment, errored, error, name, as_metadata) in (0..32).map(|bits: u8| {
+            (
+                bits & 1 != 0,
+                bits & 2 != 0,
+                bits & 4 != 0,
+                (bits & 8 != 0).then_some("named"),
+                bits & 16 != 0,
+            )
+        }) {
+            let options = FieldOptions {
+                other_fields_as_metadata: as_metadata,
+                ..Default::default()
+            };
+            let run = |any: bool| {
+                let mut conv = Conventions {
+                    name,
+                    error,
+                    any,
+                    ..Default::default()
+                };
+                let mut entity = Entity {
+                    name: "x".into(),
+                    namespace: Some("stale"),
+                    ..Default::default()
+                };
+                let applied = conv.apply(&mut entity, is_segment, &options, errored);
+                (
+                    serde_json::to_string(&entity).unwrap(),
+                    format!("{applied:?}"),
+                )
+            };
+            assert_eq!(
+                run(false),
+                run(true),
+                "{is_segment} {errored} {error} {name:?}"
+            );
+        }
+    }
+
     /// Every name with a meaning passes the quick filter of `route`.
     #[test]
     fn quick_filter_keeps_every_name() {
