@@ -124,6 +124,7 @@ struct Object<'o> {
 }
 
 impl<'o> Object<'o> {
+    /// Writes `{`.
     fn open(out: &'o mut String) -> Self {
         out.push('{');
         Object { out, empty: true }
@@ -139,17 +140,20 @@ impl<'o> Object<'o> {
         self.out
     }
 
+    /// A string member, if there is a value.
     fn str(&mut self, key: &str, value: Option<&str>) {
         if let Some(v) = value {
             string(self.key(key), v);
         }
     }
 
+    /// Writes `}`.
     fn close(self) {
         self.out.push('}');
     }
 }
 
+/// The `service` block.
 fn service(out: &mut String, s: &Service) {
     let mut o = Object::open(out);
     o.str("\"version\":", s.version.as_deref());
@@ -158,6 +162,7 @@ fn service(out: &mut String, s: &Service) {
     o.close();
 }
 
+/// The `http` block (not empty).
 fn http(out: &mut String, h: &Http<'_>) {
     let mut o = Object::open(out);
     let r = &h.request;
@@ -195,6 +200,7 @@ fn http(out: &mut String, h: &Http<'_>) {
     o.close();
 }
 
+/// The `aws` block (not empty), resource blocks flattened into it.
 fn aws(out: &mut String, a: &Aws<'_>) {
     let mut o = Object::open(out);
     o.str("\"account_id\":", a.account_id.as_deref());
@@ -233,6 +239,7 @@ fn aws(out: &mut String, a: &Aws<'_>) {
     o.close();
 }
 
+/// `aws.xray`.
 fn xray(out: &mut String, x: &XrayInfo<'_>) {
     let mut o = Object::open(out);
     o.str("\"sdk\":", Some(x.sdk));
@@ -241,6 +248,7 @@ fn xray(out: &mut String, x: &XrayInfo<'_>) {
     o.close();
 }
 
+/// The `sql` block (not empty).
 fn sql(out: &mut String, s: &Sql<'_>) {
     let mut o = Object::open(out);
     o.str("\"url\":", s.url.as_deref());
@@ -254,6 +262,7 @@ fn sql(out: &mut String, s: &Sql<'_>) {
     o.close();
 }
 
+/// The `cause` block.
 fn cause(out: &mut String, c: &Cause<'_>) {
     let mut o = Object::open(out);
     o.str("\"working_directory\":", c.working_directory);
@@ -271,6 +280,7 @@ fn cause(out: &mut String, c: &Cause<'_>) {
     o.close();
 }
 
+/// One of `cause.exceptions`.
 fn exception(out: &mut String, ex: &Exception<'_>) {
     out.push_str("{\"id\":");
     segment_id(out, ex.id);
@@ -310,6 +320,7 @@ fn exception(out: &mut String, ex: &Exception<'_>) {
     out.push('}');
 }
 
+/// One frame of an exception's `stack`.
 fn stack_frame(out: &mut String, f: &StackFrame<'_>) {
     let mut o = Object::open(out);
     o.str("\"path\":", f.path);
@@ -320,6 +331,7 @@ fn stack_frame(out: &mut String, f: &StackFrame<'_>) {
     o.close();
 }
 
+/// The `annotations` object.
 fn annotations(out: &mut String, a: &Annotations<'_>) {
     out.push('{');
     for (i, (k, v)) in a.0.iter().enumerate() {
@@ -340,6 +352,7 @@ fn annotations(out: &mut String, a: &Annotations<'_>) {
     out.push('}');
 }
 
+/// The `metadata` object: namespace → key → value.
 fn metadata(out: &mut String, m: &Metadata<'_>) {
     out.push('{');
     for (i, (ns, entries)) in m.entries().iter().enumerate() {
@@ -467,14 +480,17 @@ fn json_value(out: &mut String, v: &serde_json::Value) {
     }
 }
 
+/// `true` or `false`.
 fn boolean(out: &mut String, b: bool) {
     out.push_str(if b { "true" } else { "false" });
 }
 
+/// An unsigned integer, as serde_json writes it (`itoa`).
 fn unsigned(out: &mut String, n: u64) {
     out.push_str(itoa::Buffer::new().format(n));
 }
 
+/// A signed integer, as serde_json writes it (`itoa`).
 fn signed(out: &mut String, n: i64) {
     out.push_str(itoa::Buffer::new().format(n));
 }
@@ -484,6 +500,7 @@ fn finite_float(out: &mut String, f: f64) {
     out.push_str(zmij::Buffer::new().format_finite(f));
 }
 
+/// A float as serde_json's `serialize_f64` writes it: `null` when not finite.
 fn float_or_null(out: &mut String, f: f64) {
     if f.is_finite() {
         finite_float(out, f);
@@ -544,6 +561,7 @@ fn digits8(n: u32) -> [u8; 8] {
     (x + 0x3030_3030_3030_3030).to_le_bytes()
 }
 
+/// Lowercase hex digits, for `\u00XX` escapes.
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// A stack buffer of ASCII text, word-aligned: `str::from_utf8` checks an
@@ -615,7 +633,9 @@ fn escaped_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// `0x01` in every byte of a word.
 const LO: u64 = 0x0101_0101_0101_0101;
+/// `0x80` (each byte's high bit) in every byte of a word.
 const HI: u64 = 0x8080_8080_8080_8080;
 
 /// Whether any byte of the word is a control character, `"` or `\`.
@@ -628,6 +648,7 @@ fn word_needs_escape(w: u64) -> bool {
     (control | quote | backslash) & HI != 0
 }
 
+/// A control character, `"` or `\`.
 fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
@@ -655,18 +676,21 @@ fn has_escape(bytes: &[u8]) -> bool {
     }
 }
 
+/// The eight bytes at `i`, as a little-endian word.
 fn word_at(bytes: &[u8], i: usize) -> u64 {
     let mut w = [0; 8];
     w.copy_from_slice(&bytes[i..i + 8]);
     u64::from_le_bytes(w)
 }
 
+/// The four bytes at `i`, as the low half of a little-endian word.
 fn half_word_at(bytes: &[u8], i: usize) -> u64 {
     let mut w = [0; 4];
     w.copy_from_slice(&bytes[i..i + 4]);
     u64::from(u32::from_le_bytes(w))
 }
 
+/// The escape of one byte that needs one, as serde_json writes it.
 fn escape(out: &mut String, b: u8) {
     let short = match b {
         b'"' => "\\\"",

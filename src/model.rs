@@ -499,6 +499,7 @@ impl<K, V, A: smallvec::Array<Item = (K, V)>> Default for SmallMap<K, V, A> {
 /// `&'static str` (a field's name, a namespace), so the same pointer and
 /// length settle it before any byte is compared.
 pub(crate) trait MapKey {
+    /// Whether the two keys are equal.
     fn same_key(&self, other: &Self) -> bool;
 }
 
@@ -525,6 +526,7 @@ impl<'a> Metadata<'a> {
         self.put_new(ns, key, value);
     }
 
+    /// [`Metadata::put`] for a namespace not there yet.
     #[inline(never)]
     fn put_new(&mut self, ns: Cow<'a, str>, key: Cow<'a, str>, value: MetaValue<'a>) {
         let mut entries = MetaEntries::default();
@@ -547,6 +549,7 @@ impl<K: MapKey, V, A: smallvec::Array<Item = (K, V)>> SmallMap<K, V, A> {
         &self.0
     }
 
+    /// Where `key` is, if present.
     #[inline]
     fn position(&self, key: &K) -> Option<usize> {
         self.0.iter().position(|(k, _)| k.same_key(key))
