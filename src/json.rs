@@ -546,6 +546,17 @@ fn epoch_seconds(out: &mut String, t: EpochSeconds) {
     out.push_str(std::str::from_utf8(&buf[start..end]).unwrap_or_default());
 }
 
+/// `"00" "01" … "ff"`: the two hex digits of `b` are `HEX_PAIRS[2b..2b + 2]`.
+const HEX_PAIRS: &str = "\
+    000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\
+    202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f\
+    404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f\
+    606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f\
+    808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f\
+    a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf\
+    c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf\
+    e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+
 /// The eight decimal digits of `n` (below 10^8, with leading zeros), all
 /// at once: the number is split into 4-digit, then 2-digit, then 1-digit
 /// lanes of one word by multiplications by reciprocals (exact in these
@@ -572,11 +583,12 @@ struct Aligned<T>(T);
 /// `"` + 16 lowercase hex digits + `"`.
 fn segment_id(out: &mut String, id: SegmentId) {
     let v = id.to_u64();
-    let mut buf = Aligned(*b"\"0000000000000000\"");
-    let buf = &mut buf.0;
-    buf[1..9].copy_from_slice(&hex8((v >> 32) as u32));
-    buf[9..17].copy_from_slice(&hex8(v as u32));
-    out.push_str(std::str::from_utf8(buf).unwrap_or_default());
+    out.push('"');
+    for byte in v.to_be_bytes() {
+        let i = 2 * usize::from(byte);
+        out.push_str(&HEX_PAIRS[i..i + 2]);
+    }
+    out.push('"');
 }
 
 /// `"1-EEEEEEEE-RRRRRRRRRRRRRRRRRRRRRRRR"`.
