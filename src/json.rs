@@ -509,10 +509,11 @@ fn float_or_null(out: &mut String, f: f64) {
     }
 }
 
-/// Up to this many microseconds (2^33 seconds, the year 2242), an `f64`'s
-/// half-ulp at that magnitude is below half a microsecond's gap to any
-/// coarser decimal: the shortest decimal that reads back as `micros / 1e6`
-/// is `micros / 1e6` itself, with its trailing zeros cut.
+/// Below this many microseconds (2^33 seconds, the year 2242) the `f64`
+/// nearest to `micros / 1e6` is less than 4.8e-7 (half its ulp) from that
+/// exact decimal, while every other decimal of at most six places is at
+/// least 1e-6 from it: the shortest decimal that reads back as the same
+/// `f64` (what serde_json prints) is the exact one, trailing zeros cut.
 const EXACT_MICROS_LIMIT: u64 = (1 << 33) * 1_000_000;
 
 /// `seconds.micros`, exactly as `serde_json` prints `micros as f64 / 1e6`.
