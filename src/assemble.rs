@@ -461,14 +461,13 @@ fn is_interceptor_span(node: &SpanData) -> bool {
     node.meta.target() == AWS_SDK_TARGET
 }
 
-/// Serializes into a buffer sized for a typical span, not grown from empty.
+/// Serializes into a buffer sized for a typical span, not grown from empty,
+/// with the hand-written writer of [`crate::json`] (the same bytes as
+/// `serde_json::to_writer`, checked by its differential test).
 fn to_json(entity: &Entity<'_>) -> String {
-    let mut out = Vec::with_capacity(1024);
-    if serde_json::to_writer(&mut out, entity).is_err() {
-        return String::new();
-    }
-    // serde_json writes valid UTF-8.
-    String::from_utf8(out).unwrap_or_default()
+    let mut out = String::with_capacity(1024);
+    crate::json::write_entity(&mut out, entity);
+    out
 }
 
 /// Stack frame paths are relative (SPEC §1.6): `file!()` is already relative

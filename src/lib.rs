@@ -113,6 +113,7 @@ mod header;
 #[cfg(feature = "tower")]
 mod http;
 mod id;
+mod json;
 mod layer;
 mod limits;
 mod model;

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use crate::id::{SegmentId, TraceId};
 
@@ -42,12 +43,12 @@ pub(crate) struct Entity<'a> {
     pub(crate) user: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) service: Option<&'a Service>,
-    #[serde(skip_serializing_if = "Http::is_empty")]
-    pub(crate) http: Http<'a>,
-    #[serde(skip_serializing_if = "Aws::is_empty")]
-    pub(crate) aws: Aws<'a>,
-    #[serde(skip_serializing_if = "Sql::is_empty")]
-    pub(crate) sql: Sql<'a>,
+    #[serde(skip_serializing_if = "Block::is_empty")]
+    pub(crate) http: Block<Http<'a>>,
+    #[serde(skip_serializing_if = "Block::is_empty")]
+    pub(crate) aws: Block<Aws<'a>>,
+    #[serde(skip_serializing_if = "Block::is_empty")]
+    pub(crate) sql: Block<Sql<'a>>,
     #[serde(skip_serializing_if = "is_false")]
     pub(crate) error: bool,
     #[serde(skip_serializing_if = "is_false")]
@@ -62,6 +63,77 @@ pub(crate) struct Entity<'a> {
     pub(crate) metadata: Metadata<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) precursor_ids: Vec<SegmentId>,
+}
+
+/// One of the `http`, `aws` and `sql` blocks, which most entities leave
+/// empty: boxed on the first write through it, so that an entity without
+/// them stays small (cheap to build, move and drop). Reads of an unwritten
+/// block see an empty one.
+pub(crate) struct Block<T>(Option<Box<T>>);
+
+/// A block type that [`Block`] can hold.
+pub(crate) trait BlockContent: Default {
+    /// An empty block, to read through when none was written.
+    fn empty<'r>() -> &'r Self
+    where
+        Self: 'r;
+
+    /// Whether the block has nothing to serialize.
+    fn is_empty(&self) -> bool;
+}
+
+impl<T> Block<T> {
+    /// The block, if it was ever written.
+    pub(crate) fn get(&self) -> Option<&T> {
+        self.0.as_deref()
+    }
+}
+
+impl<T: BlockContent> Block<T> {
+    /// Whether the block has nothing to serialize (never written, or empty).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.as_deref().is_none_or(T::is_empty)
+    }
+}
+
+impl<T> Default for Block<T> {
+    fn default() -> Self {
+        Block(None)
+    }
+}
+
+impl<T> From<T> for Block<T> {
+    fn from(value: T) -> Self {
+        Block(Some(Box::new(value)))
+    }
+}
+
+impl<T: BlockContent> std::ops::Deref for Block<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match &self.0 {
+            Some(b) => b,
+            None => T::empty(),
+        }
+    }
+}
+
+impl<T: BlockContent> std::ops::DerefMut for Block<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl<T: std::fmt::Debug + BlockContent> std::fmt::Debug for Block<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: Serialize + BlockContent> Serialize for Block<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
 }
 
 /// Seconds since the Unix epoch, kept as whole microseconds so that the JSON
@@ -102,8 +174,30 @@ pub(crate) struct Http<'a> {
     pub(crate) response: HttpResponse,
 }
 
-impl Http<'_> {
-    pub(crate) fn is_empty(&self) -> bool {
+static EMPTY_HTTP: Http<'static> = Http {
+    request: HttpRequest {
+        method: None,
+        url: None,
+        user_agent: None,
+        client_ip: None,
+        x_forwarded_for: None,
+        traced: None,
+    },
+    response: HttpResponse {
+        status: None,
+        content_length: None,
+    },
+};
+
+impl BlockContent for Http<'_> {
+    fn empty<'r>() -> &'r Self
+    where
+        Self: 'r,
+    {
+        &EMPTY_HTTP
+    }
+
+    fn is_empty(&self) -> bool {
         self.request.is_empty() && self.response.is_empty()
     }
 }
@@ -125,7 +219,7 @@ pub(crate) struct HttpRequest<'a> {
 }
 
 impl HttpRequest<'_> {
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.method.is_none()
             && self.url.is_none()
             && self.user_agent.is_none()
@@ -144,7 +238,7 @@ pub(crate) struct HttpResponse {
 }
 
 impl HttpResponse {
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.status.is_none() && self.content_length.is_none()
     }
 }
@@ -181,8 +275,29 @@ pub(crate) struct Aws<'a> {
     pub(crate) xray: Option<XrayInfo<'a>>,
 }
 
-impl Aws<'_> {
-    pub(crate) fn is_empty(&self) -> bool {
+static EMPTY_AWS: Aws<'static> = Aws {
+    account_id: None,
+    operation: None,
+    region: None,
+    request_id: None,
+    queue_url: None,
+    table_name: None,
+    table_names: Vec::new(),
+    bucket_name: None,
+    retries: None,
+    resource: None,
+    xray: None,
+};
+
+impl BlockContent for Aws<'_> {
+    fn empty<'r>() -> &'r Self
+    where
+        Self: 'r,
+    {
+        &EMPTY_AWS
+    }
+
+    fn is_empty(&self) -> bool {
         self.account_id.is_none()
             && self.operation.is_none()
             && self.region.is_none()
@@ -227,8 +342,26 @@ pub(crate) struct Sql<'a> {
     pub(crate) preparation: Option<&'static str>,
 }
 
-impl Sql<'_> {
-    pub(crate) fn is_empty(&self) -> bool {
+static EMPTY_SQL: Sql<'static> = Sql {
+    url: None,
+    connection_string: None,
+    sanitized_query: None,
+    database_type: None,
+    database_version: None,
+    driver_version: None,
+    user: None,
+    preparation: None,
+};
+
+impl BlockContent for Sql<'_> {
+    fn empty<'r>() -> &'r Self
+    where
+        Self: 'r,
+    {
+        &EMPTY_SQL
+    }
+
+    fn is_empty(&self) -> bool {
         self.url.is_none()
             && self.connection_string.is_none()
             && self.sanitized_query.is_none()
@@ -338,23 +471,71 @@ impl Serialize for Annotations<'_> {
     }
 }
 
-/// `metadata`: namespace → key → any JSON.
-pub(crate) type Metadata<'a> = SmallMap<Cow<'a, str>, SmallMap<Cow<'a, str>, MetaValue<'a>>>;
+/// `metadata`: namespace → key → any JSON. One namespace (usually
+/// `tracing`) and four keys are held inline, in the entity itself.
+pub(crate) type Metadata<'a> =
+    SmallMap<Cow<'a, str>, MetaEntries<'a>, [(Cow<'a, str>, MetaEntries<'a>); 1]>;
+
+/// The keys of one metadata namespace.
+pub(crate) type MetaEntries<'a> = SmallMap<Cow<'a, str>, MetaValue<'a>>;
 
 /// A map kept as a vector in insertion order, serialized as a JSON object.
 /// Metadata has a few namespaces of a few keys each (a `tracing` callsite
-/// has at most 32 fields): a scan beats a tree, and there is one allocation
-/// per map instead of one per node.
+/// has at most 32 fields): a scan beats a tree. The first entries (four
+/// unless `A` says otherwise) live inline: a span's few leftover fields
+/// cost no allocation at all.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct SmallMap<K, V>(Vec<(K, V)>);
+pub(crate) struct SmallMap<K, V, A = [(K, V); 4]>(SmallVec<A>)
+where
+    A: smallvec::Array<Item = (K, V)>;
 
-impl<K, V> Default for SmallMap<K, V> {
+impl<K, V, A: smallvec::Array<Item = (K, V)>> Default for SmallMap<K, V, A> {
     fn default() -> Self {
-        SmallMap(Vec::new())
+        SmallMap(SmallVec::new())
     }
 }
 
-impl<K: PartialEq, V> SmallMap<K, V> {
+/// Key equality for [`SmallMap`]: metadata keys are mostly the same
+/// `&'static str` (a field's name, a namespace), so the same pointer and
+/// length settle it before any byte is compared.
+pub(crate) trait MapKey {
+    /// Whether the two keys are equal.
+    fn same_key(&self, other: &Self) -> bool;
+}
+
+impl MapKey for Cow<'_, str> {
+    #[inline]
+    fn same_key(&self, other: &Self) -> bool {
+        let (a, b) = (self.as_bytes(), other.as_bytes());
+        a.len() == b.len() && (a.as_ptr() == b.as_ptr() || a == b)
+    }
+}
+
+impl<'a> Metadata<'a> {
+    /// Sets `ns.key` (a later value for the same key wins): the
+    /// namespace's entries are found, or started with this one, in one
+    /// pass.
+    #[inline]
+    pub(crate) fn put(&mut self, ns: Cow<'a, str>, key: Cow<'a, str>, value: MetaValue<'a>) {
+        for (k, entries) in self.0.iter_mut() {
+            if k.same_key(&ns) {
+                entries.insert(key, value);
+                return;
+            }
+        }
+        self.put_new(ns, key, value);
+    }
+
+    /// [`Metadata::put`] for a namespace not there yet.
+    #[inline(never)]
+    fn put_new(&mut self, ns: Cow<'a, str>, key: Cow<'a, str>, value: MetaValue<'a>) {
+        let mut entries = MetaEntries::default();
+        entries.0.push((key, value));
+        self.0.push((ns, entries));
+    }
+}
+
+impl<K: MapKey, V, A: smallvec::Array<Item = (K, V)>> SmallMap<K, V, A> {
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -363,31 +544,54 @@ impl<K: PartialEq, V> SmallMap<K, V> {
         self.0.clear();
     }
 
+    /// The entries, in insertion order.
+    pub(crate) fn entries(&self) -> &[(K, V)] {
+        &self.0
+    }
+
+    /// Where `key` is, if present.
+    #[inline]
+    fn position(&self, key: &K) -> Option<usize> {
+        self.0.iter().position(|(k, _)| k.same_key(key))
+    }
+
     /// Inserts or replaces (a later value for a key wins).
+    #[inline]
     pub(crate) fn insert(&mut self, key: K, value: V) {
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
+        match self.position(&key) {
+            Some(i) => self.0[i].1 = value,
             None => self.0.push((key, value)),
         }
     }
 
     /// The value for `key`, inserted as `V::default()` when absent.
+    #[inline]
     pub(crate) fn entry_or_default(&mut self, key: K) -> &mut V
     where
         V: Default,
     {
-        let i = match self.0.iter().position(|(k, _)| *k == key) {
+        let i = match self.position(&key) {
             Some(i) => i,
-            None => {
-                self.0.push((key, V::default()));
-                self.0.len() - 1
-            }
+            None => self.push_default(key),
         };
         &mut self.0[i].1
     }
+
+    /// Appends `key` with a default value (kept out of the lookup path:
+    /// the value may be large).
+    #[inline(never)]
+    fn push_default(&mut self, key: K) -> usize
+    where
+        V: Default,
+    {
+        self.0.push((key, V::default()));
+        self.0.len() - 1
+    }
 }
 
-impl<K: Serialize, V: Serialize> Serialize for SmallMap<K, V> {
+impl<K: Serialize, V: Serialize, A: smallvec::Array<Item = (K, V)>> Serialize
+    for SmallMap<K, V, A>
+{
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.0.len()))?;
         for (k, v) in &self.0 {
@@ -502,12 +706,14 @@ mod tests {
                     content_length: None,
                 },
                 ..Default::default()
-            },
+            }
+            .into(),
             aws: Aws {
                 operation: Some("GetItem".into()),
                 table_name: Some("t".into()),
                 ..Default::default()
-            },
+            }
+            .into(),
             fault: true,
             annotations: ann,
             metadata: md,

@@ -31,6 +31,7 @@
 //! on a span with no HTTP or SQL meaning) is kept as metadata like any other.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use super::{as_str, meta_value, put_metadata, FieldOptions, TRACING_NAMESPACE};
 use crate::limits::{truncate_chars, MAX_STRING_CHARS};
@@ -42,29 +43,73 @@ const MAX_QUERY_CHARS: usize = 10_000;
 
 type Slot<'a> = Option<(&'static str, &'a FieldValue)>;
 
-/// What a span is, as far as the field names depend on it.
-pub(crate) struct SpanContext {
-    /// tower-http's `TraceLayer` span (or one shaped like it: `method` and
-    /// `uri` fields): the short names `method`, `uri`, `status` count.
-    tower: bool,
-    /// The older AWS SDK operation span (`invoke`, fields `service`,
-    /// `operation`) or smithy's `Operation::invoke` span.
-    invoke: bool,
+/// What a span is, as far as the field names depend on it: worked out
+/// only when a name that depends on it turns up (most spans have none).
+pub(crate) struct SpanContext<'s> {
+    span: &'s SpanData,
+    tower: OnceCell<bool>,
+    invoke: OnceCell<bool>,
 }
 
-impl SpanContext {
-    pub(crate) fn of(span: &SpanData) -> Self {
-        let target = span.meta.target();
-        let has = |name: &str| span.fields.iter().any(|(k, _)| *k == name);
+impl<'s> SpanContext<'s> {
+    pub(crate) fn of(span: &'s SpanData) -> Self {
         SpanContext {
-            tower: target.starts_with("tower_http") || (has("uri") && has("method")),
-            invoke: span.meta.name() == "invoke" && target.starts_with("aws_smithy_runtime"),
+            span,
+            tower: OnceCell::new(),
+            invoke: OnceCell::new(),
         }
+    }
+
+    /// tower-http's `TraceLayer` span (or one shaped like it: `method` and
+    /// `uri` fields): the short names `method`, `uri`, `status` count.
+    fn tower(&self) -> bool {
+        *self.tower.get_or_init(|| {
+            let has = |name: &str| self.span.fields.iter().any(|(k, _)| *k == name);
+            self.span.meta.target().starts_with("tower_http") || (has("uri") && has("method"))
+        })
+    }
+
+    /// The older AWS SDK operation span (`invoke`, fields `service`,
+    /// `operation`) or smithy's `Operation::invoke` span.
+    fn invoke(&self) -> bool {
+        *self.invoke.get_or_init(|| {
+            self.span.meta.name() == "invoke"
+                && self.span.meta.target().starts_with("aws_smithy_runtime")
+        })
+    }
+}
+
+/// Whether `key` may mean something to [`super::route`]: a name with a
+/// convention (on some span), or the `annotation.` / `metadata.` prefix.
+/// `false` is certain and cheap (the first byte, one or two prefixes), so
+/// that the common field without a meaning skips every name comparison.
+pub(crate) fn may_have_meaning(key: &str) -> bool {
+    let b = key.as_bytes();
+    match b.first() {
+        Some(b'a') => b.starts_with(b"annotation.") || b.starts_with(b"aws."),
+        Some(b'c') => b.starts_with(b"client.") || b.starts_with(b"cloud."),
+        Some(b'd') => b.starts_with(b"db."),
+        Some(b'e') => b.starts_with(b"enduser.") || b.starts_with(b"error"),
+        Some(b'h') => b.starts_with(b"http."),
+        Some(b'm') => b.starts_with(b"metadata.") || b.starts_with(b"messaging.") || b == b"method",
+        Some(b'n') => b.starts_with(b"net."),
+        Some(b'o') => b.starts_with(b"otel.") || b == b"operation",
+        Some(b'p') => b.starts_with(b"peer."),
+        Some(b'r') => b.starts_with(b"rpc."),
+        Some(b's') => {
+            b.starts_with(b"server.")
+                || b.starts_with(b"span.")
+                || b == b"status"
+                || b == b"service"
+        }
+        Some(b'u') => b.starts_with(b"url.") || b.starts_with(b"user_agent.") || b == b"uri",
+        Some(b'x') => b.starts_with(b"xray."),
+        _ => false,
     }
 }
 
 /// Whether `key` has a convention on a span like `ctx`.
-pub(crate) fn is_convention(key: &'static str, ctx: &SpanContext) -> bool {
+pub(crate) fn is_convention(key: &'static str, ctx: &SpanContext<'_>) -> bool {
     static DUMMY: FieldValue = FieldValue::Bool(false);
     Conventions::default().take(key, &DUMMY, ctx)
 }
@@ -118,6 +163,9 @@ pub(crate) struct Conventions<'a> {
     table_names: Slot<'a>,
     bucket: Slot<'a>,
     retries: Slot<'a>,
+    /// Some slot was filled: without one, [`Conventions::apply`] has almost
+    /// nothing to do.
+    any: bool,
 }
 
 /// What [`Conventions::apply`] decided beyond the entity itself.
@@ -239,8 +287,29 @@ impl<'a> Conventions<'a> {
         &mut self,
         key: &'static str,
         value: &'a FieldValue,
-        ctx: &SpanContext,
+        ctx: &SpanContext<'_>,
     ) -> bool {
+        match self.slot(key, ctx) {
+            Some(slot) => {
+                *slot = Some((key, value));
+                self.any = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The slot of `key`, if it has a convention on a span like `ctx`.
+    fn slot(&mut self, key: &'static str, ctx: &SpanContext<'_>) -> Option<&mut Slot<'a>> {
+        // Every name below starts with one of these bytes: most fields
+        // without a convention are told apart by it alone.
+        if !matches!(
+            key.as_bytes().first(),
+            Some(b'a' | b'c' | b'd' | b'e' | b'h' | b'm' | b'n' | b'o' | b'p' | b'r')
+                | Some(b's' | b'u' | b'x')
+        ) {
+            return None;
+        }
         let slot = match key {
             "xray.name" => &mut self.xray_name,
             "xray.namespace" => &mut self.namespace,
@@ -263,9 +332,9 @@ impl<'a> Conventions<'a> {
             "user_agent.original" | "http.user_agent" => &mut self.user_agent,
             "client.address" | "http.client_ip" | "net.peer.ip" => &mut self.client_ip,
             "xray.traced" | "http.request.traced" => &mut self.traced,
-            "method" if ctx.tower => &mut self.method,
-            "uri" if ctx.tower => &mut self.path,
-            "status" if ctx.tower => &mut self.status,
+            "method" if ctx.tower() => &mut self.method,
+            "uri" if ctx.tower() => &mut self.path,
+            "status" if ctx.tower() => &mut self.status,
             "db.system" | "db.system.name" => &mut self.db_system,
             "db.name" | "db.namespace" => &mut self.db_name,
             "db.user" => &mut self.db_user,
@@ -273,15 +342,15 @@ impl<'a> Conventions<'a> {
             "db.connection_string" => &mut self.db_connection,
             "rpc.system" => &mut self.rpc_system,
             "rpc.service" => {
-                self.invoke |= ctx.invoke;
+                self.invoke |= ctx.invoke();
                 &mut self.rpc_service
             }
             "rpc.method" => &mut self.rpc_method,
-            "service" if ctx.invoke => {
+            "service" if ctx.invoke() => {
                 self.invoke = true;
                 &mut self.legacy_service
             }
-            "operation" if ctx.invoke => &mut self.legacy_operation,
+            "operation" if ctx.invoke() => &mut self.legacy_operation,
             "aws.operation" => &mut self.aws_operation,
             "aws.request_id" | "aws.requestId" | "aws.request.id" => &mut self.request_id,
             "aws.region" | "cloud.region" => &mut self.region,
@@ -293,10 +362,13 @@ impl<'a> Conventions<'a> {
             "aws.dynamodb.table_names" => &mut self.table_names,
             "aws.s3.bucket" => &mut self.bucket,
             "aws.retries" => &mut self.retries,
-            _ => return false,
+            _ => return None,
         };
-        *slot = Some((key, value));
-        true
+        debug_assert!(
+            may_have_meaning(key),
+            "{key} is missing from may_have_meaning"
+        );
+        Some(slot)
     }
 
     fn is_aws(&self) -> bool {
@@ -316,12 +388,15 @@ impl<'a> Conventions<'a> {
     /// Fills the `http`, `sql` and `aws` blocks, the namespace and the
     /// flags; keeps what went unused as metadata.
     pub(crate) fn apply(
-        mut self,
+        &mut self,
         entity: &mut Entity<'a>,
         is_segment: bool,
         options: &FieldOptions,
         errored: bool,
     ) -> Applied<'a> {
+        if !self.any {
+            return self.apply_plain(entity, is_segment, errored);
+        }
         let mut applied = Applied::default();
         let is_aws = self.is_aws();
         let kind = text(&mut self.kind).map(str::to_ascii_lowercase);
@@ -562,16 +637,46 @@ impl<'a> Conventions<'a> {
 
         // Whatever was not used stays visible as metadata.
         if options.other_fields_as_metadata {
-            for (key, value) in self.leftovers() {
+            self.leftovers(|key, value| {
                 put_metadata(
                     entity,
                     Cow::Borrowed(TRACING_NAMESPACE),
                     Cow::Borrowed(key),
                     meta_value(value),
                 );
-            }
+            });
         }
         applied
+    }
+
+    /// [`Conventions::apply`] for a span none of whose fields has a
+    /// convention (no slot filled): only `otel.name`, the error flag and
+    /// the namespace (none) remain, with the same outcome as the full pass.
+    fn apply_plain(&self, entity: &mut Entity<'a>, is_segment: bool, errored: bool) -> Applied<'a> {
+        if !is_segment {
+            entity.namespace = None;
+        }
+        if let Some(status) = entity.http.response.status {
+            match status {
+                429 => {
+                    entity.throttle = true;
+                    entity.error = true;
+                }
+                400..=499 => entity.error = true,
+                500..=599 => entity.fault = true,
+                _ => {}
+            }
+        }
+        let failed = errored || self.error;
+        if failed && !entity.error && !entity.fault {
+            entity.fault = true;
+        }
+        Applied {
+            name: self.name.map(Cow::Borrowed),
+            remote: false,
+            error_type: None,
+            error_message: None,
+        }
     }
 
     fn build_origin(&mut self, url: &mut String, host: &str) {
@@ -587,49 +692,51 @@ impl<'a> Conventions<'a> {
         }
     }
 
-    fn leftovers(self) -> impl Iterator<Item = (&'static str, &'a FieldValue)> {
-        [
-            self.xray_name,
-            self.namespace,
-            self.kind,
-            self.peer_service,
-            self.throttle,
-            self.error_type,
-            self.error_message,
-            self.method,
-            self.url_full,
-            self.path,
-            self.query,
-            self.scheme,
-            self.host,
-            self.port,
-            self.status,
-            self.content_length,
-            self.user_agent,
-            self.client_ip,
-            self.traced,
-            self.db_system,
-            self.db_name,
-            self.db_user,
-            self.db_statement,
-            self.db_connection,
-            self.rpc_system,
-            self.rpc_service,
-            self.rpc_method,
-            self.legacy_service,
-            self.legacy_operation,
-            self.aws_operation,
-            self.request_id,
-            self.region,
-            self.account_id,
-            self.queue_url,
-            self.table_name,
-            self.table_names,
-            self.bucket,
-            self.retries,
-        ]
-        .into_iter()
-        .flatten()
+    /// Calls `f` with each field kept but not used, in slot order.
+    fn leftovers(&self, mut f: impl FnMut(&'static str, &'a FieldValue)) {
+        let slots = [
+            &self.xray_name,
+            &self.namespace,
+            &self.kind,
+            &self.peer_service,
+            &self.throttle,
+            &self.error_type,
+            &self.error_message,
+            &self.method,
+            &self.url_full,
+            &self.path,
+            &self.query,
+            &self.scheme,
+            &self.host,
+            &self.port,
+            &self.status,
+            &self.content_length,
+            &self.user_agent,
+            &self.client_ip,
+            &self.traced,
+            &self.db_system,
+            &self.db_name,
+            &self.db_user,
+            &self.db_statement,
+            &self.db_connection,
+            &self.rpc_system,
+            &self.rpc_service,
+            &self.rpc_method,
+            &self.legacy_service,
+            &self.legacy_operation,
+            &self.aws_operation,
+            &self.request_id,
+            &self.region,
+            &self.account_id,
+            &self.queue_url,
+            &self.table_name,
+            &self.table_names,
+            &self.bucket,
+            &self.retries,
+        ];
+        for &(key, value) in slots.into_iter().flatten() {
+            f(key, value);
+        }
     }
 }
 
@@ -648,6 +755,140 @@ fn url_host(url: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without a filled slot, the short path of `apply` decides exactly what
+    /// the full pass decides.
+    #[test]
+    fn plain_spans_take_the_short_path_to_the_same_result() {
+        for (is_segment, errored, error, name, as_metadata) in (0..32).map(|bits: u8| {
+            (
+                bits & 1 != 0,
+                bits & 2 != 0,
+                bits & 4 != 0,
+                (bits & 8 != 0).then_some("named"),
+                bits & 16 != 0,
+            )
+        }) {
+            let options = FieldOptions {
+                other_fields_as_metadata: as_metadata,
+                ..Default::default()
+            };
+            let run = |any: bool| {
+                let mut conv = Conventions {
+                    name,
+                    error,
+                    any,
+                    ..Default::default()
+                };
+                let mut entity = Entity {
+                    name: "x".into(),
+                    namespace: Some("stale"),
+                    ..Default::default()
+                };
+                let applied = conv.apply(&mut entity, is_segment, &options, errored);
+                (
+                    serde_json::to_string(&entity).unwrap(),
+                    format!("{applied:?}"),
+                )
+            };
+            assert_eq!(
+                run(false),
+                run(true),
+                "{is_segment} {errored} {error} {name:?}"
+            );
+        }
+    }
+
+    /// Every name with a meaning passes the quick filter of `route`.
+    #[test]
+    fn quick_filter_keeps_every_name() {
+        let names = [
+            "aws.account_id",
+            "aws.dynamodb.table_name",
+            "aws.dynamodb.table_names",
+            "aws.operation",
+            "aws.region",
+            "aws.request.id",
+            "aws.requestId",
+            "aws.request_id",
+            "aws.retries",
+            "aws.s3.bucket",
+            "aws.sqs.queue_url",
+            "aws.table_name",
+            "client.address",
+            "cloud.account.id",
+            "cloud.region",
+            "db.connection_string",
+            "db.name",
+            "db.namespace",
+            "db.query.text",
+            "db.statement",
+            "db.system",
+            "db.system.name",
+            "db.user",
+            "error.type",
+            "http.client_ip",
+            "http.host",
+            "http.method",
+            "http.request.method",
+            "http.request.traced",
+            "http.response.body.size",
+            "http.response.content_length",
+            "http.response.status_code",
+            "http.response_content_length",
+            "http.scheme",
+            "http.status_code",
+            "http.target",
+            "http.url",
+            "http.user_agent",
+            "messaging.destination.name",
+            "messaging.url",
+            "method",
+            "net.host.name",
+            "net.host.port",
+            "net.peer.ip",
+            "net.peer.name",
+            "net.peer.port",
+            "operation",
+            "otel.kind",
+            "otel.status_description",
+            "otel.status_message",
+            "peer.service",
+            "rpc.method",
+            "rpc.service",
+            "rpc.system",
+            "server.address",
+            "server.port",
+            "service",
+            "span.kind",
+            "status",
+            "uri",
+            "url.full",
+            "url.path",
+            "url.query",
+            "url.scheme",
+            "user_agent.original",
+            "xray.name",
+            "xray.namespace",
+            "xray.throttle",
+            "xray.traced",
+            // `route`'s own names and prefixes.
+            "otel.name",
+            "enduser.id",
+            "xray.user",
+            "error",
+            "otel.status_code",
+            "annotation.x",
+            "metadata.x",
+            "metadata.ns.x",
+        ];
+        for name in names {
+            assert!(may_have_meaning(name), "{name}");
+        }
+        for name in ["i", "table", "path", "attempt", "ratio", "", "x", "errand"] {
+            assert!(!may_have_meaning(name), "{name}");
+        }
+    }
 
     #[test]
     fn aws_service_names() {

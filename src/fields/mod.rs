@@ -215,7 +215,7 @@ pub(crate) fn put_metadata<'a>(
     key: Cow<'a, str>,
     v: MetaValue<'a>,
 ) {
-    entity.metadata.entry_or_default(ns).insert(key, v);
+    entity.metadata.put(ns, key, v);
 }
 
 /// Adds an annotation within the trace's budget; past it, the value goes to
@@ -261,6 +261,11 @@ pub(crate) fn route<'a>(
                 continue;
             }
         }
+        if !conventions::may_have_meaning(key) {
+            // Most fields: none of the names below, no prefix either.
+            other_field(entity, budget, options, key, value);
+            continue;
+        }
         match key {
             "otel.name" => {
                 if let Some(s) = as_str(value) {
@@ -299,17 +304,32 @@ pub(crate) fn route<'a>(
                         Cow::Borrowed(k),
                         meta_value(value),
                     );
-                } else if options.index_all {
-                    annotate(entity, budget, key, value, TRACING_NAMESPACE);
-                } else if options.other_fields_as_metadata {
-                    put_metadata(
-                        entity,
-                        Cow::Borrowed(TRACING_NAMESPACE),
-                        Cow::Borrowed(key),
-                        meta_value(value),
-                    );
+                } else {
+                    other_field(entity, budget, options, key, value);
                 }
             }
         }
+    }
+}
+
+/// A field without a convention: an annotation (with
+/// `with_all_fields_indexed`), else metadata under `tracing` (unless
+/// `with_other_fields_as_metadata(false)`).
+fn other_field<'a>(
+    entity: &mut Entity<'a>,
+    budget: &mut TraceBudget,
+    options: &FieldOptions,
+    key: &'static str,
+    value: &'a FieldValue,
+) {
+    if options.index_all {
+        annotate(entity, budget, key, value, TRACING_NAMESPACE);
+    } else if options.other_fields_as_metadata {
+        put_metadata(
+            entity,
+            Cow::Borrowed(TRACING_NAMESPACE),
+            Cow::Borrowed(key),
+            meta_value(value),
+        );
     }
 }
