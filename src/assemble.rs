@@ -58,16 +58,43 @@ pub(crate) struct Assembler<'c> {
     budget: TraceBudget,
     pub(crate) out: Vec<Document>,
     pub(crate) counts: AssemblyCounts,
+    /// Emptied JSON buffers of children already spliced into their parent,
+    /// reused for the next spans (kept by the worker across traces).
+    pub(crate) spare: Vec<String>,
 }
 
+/// JSON buffers up to this capacity are reused; larger ones are freed.
+const MAX_SPARE_BUFFER: usize = 16 * 1024;
+/// At most this many JSON buffers are kept for reuse.
+const MAX_SPARE_BUFFERS: usize = 256;
+/// A new JSON buffer's capacity: a typical span's document fits.
+const JSON_BUFFER: usize = 1024;
+
 impl<'c> Assembler<'c> {
-    pub(crate) fn new(cfg: &'c Config, trace_id: TraceId) -> Self {
+    /// An assembler for one trace, reusing the JSON buffers in `spare`.
+    pub(crate) fn new(cfg: &'c Config, trace_id: TraceId, spare: Vec<String>) -> Self {
         Assembler {
             cfg,
             trace_id,
             budget: TraceBudget::default(),
             out: Vec::new(),
             counts: AssemblyCounts::default(),
+            spare,
+        }
+    }
+
+    /// An empty JSON buffer.
+    fn buffer(&mut self) -> String {
+        self.spare
+            .pop()
+            .unwrap_or_else(|| String::with_capacity(JSON_BUFFER))
+    }
+
+    /// Keeps an emptied buffer for reuse.
+    fn recycle(&mut self, mut json: String) {
+        if json.capacity() <= MAX_SPARE_BUFFER && self.spare.len() < MAX_SPARE_BUFFERS {
+            json.clear();
+            self.spare.push(json);
         }
     }
 
@@ -138,6 +165,7 @@ impl<'c> Assembler<'c> {
             self.trace_id, parent
         );
         json.push_str(&packed.json[1..]);
+        self.recycle(packed.json);
         self.out.push(Document::new(
             json,
             DocumentKind::Subsegment,
@@ -200,6 +228,9 @@ impl<'c> Assembler<'c> {
                 json.push_str(&child.json);
             }
             json.push_str("]}");
+            for child in children {
+                self.recycle(child.json);
+            }
         }
         Packed { id, json, count }
     }
@@ -238,7 +269,10 @@ impl<'c> Assembler<'c> {
         limit: usize,
     ) -> String {
         let mut entity = self.entity(node, id, merged, is_segment);
-        let mut json = to_json(&entity);
+        // The hand-written writer of [`crate::json`]: the same bytes as
+        // `serde_json::to_writer`, checked by its differential test.
+        let mut json = self.buffer();
+        crate::json::write_entity(&mut json, &entity);
         if json.len() <= limit {
             return json;
         }
@@ -277,7 +311,8 @@ impl<'c> Assembler<'c> {
             entity
                 .metadata
                 .insert(Cow::Borrowed(CRATE_NAMESPACE), marker);
-            json = to_json(&entity);
+            json.clear();
+            crate::json::write_entity(&mut json, &entity);
             steps += 1;
             if steps > 5 {
                 break;
@@ -459,15 +494,6 @@ fn is_aws_operation(node: &SpanData) -> bool {
 /// A span opened by the AWS SDK interceptor (feature `aws-sdk`).
 fn is_interceptor_span(node: &SpanData) -> bool {
     node.meta.target() == AWS_SDK_TARGET
-}
-
-/// Serializes into a buffer sized for a typical span, not grown from empty,
-/// with the hand-written writer of [`crate::json`] (the same bytes as
-/// `serde_json::to_writer`, checked by its differential test).
-fn to_json(entity: &Entity<'_>) -> String {
-    let mut out = String::with_capacity(1024);
-    crate::json::write_entity(&mut out, entity);
-    out
 }
 
 /// Stack frame paths are relative (SPEC §1.6): `file!()` is already relative

@@ -72,6 +72,7 @@ pub(crate) fn spawn(
                 exporter,
                 rx,
                 recycle,
+                spare_json: Vec::new(),
                 counters,
                 warned_drop: AtomicBool::new(false),
                 warned_failure: false,
@@ -85,6 +86,8 @@ struct Worker {
     exporter: Box<dyn Exporter>,
     rx: Receiver<Message>,
     recycle: RecycleTx,
+    /// JSON buffers reused from trace to trace.
+    spare_json: Vec<String>,
     counters: Arc<Counters>,
     warned_drop: AtomicBool,
     warned_failure: bool,
@@ -180,7 +183,8 @@ impl Worker {
         };
         let tops = rebuild(&mut spans);
         self.recycle.buffer(spans);
-        let mut asm = Assembler::new(&self.cfg, trace_id);
+        let spare = std::mem::take(&mut self.spare_json);
+        let mut asm = Assembler::new(&self.cfg, trace_id, spare);
         for node in &tops {
             let node_top = match node.parent_seg {
                 Some(parent) => Top::Subsegment { parent },
@@ -188,7 +192,7 @@ impl Worker {
             };
             asm.pack(node, node_top);
         }
-        finish(&self.counters, asm, batch);
+        self.spare_json = finish(&self.counters, asm, batch);
         self.recycle.trees(tops);
     }
 
@@ -288,13 +292,16 @@ pub(crate) fn rebuild(spans: &mut Vec<Box<SpanData>>) -> Vec<Box<SpanData>> {
 /// Up to this many spans, parents are found by scanning instead of hashing.
 const SMALL_TRACE: usize = 48;
 
-fn finish(c: &Counters, asm: Assembler<'_>, batch: &mut Vec<Document>) {
+/// Counts what the assembler did, queues its documents, and returns its
+/// spare JSON buffers.
+fn finish(c: &Counters, asm: Assembler<'_>, batch: &mut Vec<Document>) -> Vec<String> {
     Counters::add(&c.subsegments_streamed, asm.counts.streamed_subsegments);
     Counters::add(&c.spans_trimmed, asm.counts.trimmed_spans);
     Counters::add(&c.annotations_demoted, asm.counts.annotations_demoted);
     Counters::add(&c.exceptions_dropped, asm.counts.exceptions_dropped);
     Counters::add(&c.events_dropped, asm.counts.events_dropped);
     batch.extend(asm.out);
+    asm.spare
 }
 
 fn warn_failure(error: &ExportError) {
