@@ -367,11 +367,11 @@ impl<'c> Assembler<'c> {
         let errors = || {
             std::iter::once(node)
                 .chain(merged.iter().copied())
-                .flat_map(|n| n.errors.iter())
+                .flat_map(|n| n.errors().iter())
         };
         let errors_dropped: u32 = std::iter::once(node)
             .chain(merged.iter().copied())
-            .map(|n| n.errors_dropped)
+            .map(|n| n.errors_dropped())
             .fold(0, u32::saturating_add);
         let has_errors = errors().next().is_some();
         let applied = conv.apply(&mut entity, is_segment, &cfg.fields, has_errors);
@@ -393,7 +393,7 @@ impl<'c> Assembler<'c> {
             entity.aws.xray = Some(XrayInfo {
                 sdk: "tracing-xray",
                 sdk_version: env!("CARGO_PKG_VERSION"),
-                sampling_rule_name: node.rule_name.as_deref(),
+                sampling_rule_name: node.rule_name().map(|r| &**r),
             });
             // The root span's own name is kept beside its fields.
             let span_name = applied
@@ -411,10 +411,10 @@ impl<'c> Assembler<'c> {
                 None => sanitize_name(node.meta.name(), "span"),
             };
         }
-        if !node.events.is_empty() {
+        if !node.events().is_empty() {
             crate::events::render(node, &mut entity);
         }
-        self.counts.events_dropped += u64::from(node.events_dropped);
+        self.counts.events_dropped += u64::from(node.events_dropped());
         if has_errors {
             let mut cause = Cause::default();
             for record in errors() {

@@ -10,7 +10,7 @@ use crate::span_data::SpanData;
 
 pub(crate) fn render<'a>(span: &'a SpanData, entity: &mut Entity<'a>) {
     let list = span
-        .events
+        .events()
         .iter()
         .map(|e| {
             let micros = span.anchor.micros(e.at);

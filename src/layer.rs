@@ -34,7 +34,7 @@ use crate::recycle::RecycleRx;
 use crate::sampling::{Sampler, SamplingRequest};
 use crate::span_data::{
     debug_string, Anchor, Decision, ErrorRecord, EventRecord, FieldValue, FieldVisitor, Fields,
-    Role, SpanData, TraceBuf, MAX_EVENTS_PER_SPAN,
+    Role, SpanData, TraceBuf,
 };
 use crate::worker::Message;
 
@@ -296,7 +296,9 @@ impl LayerInner {
         } else {
             Decision::NotSampled
         };
-        root.rule_name = decision.rule_name_arc().cloned();
+        if let Some(rule) = decision.rule_name_arc() {
+            root.rare_mut().rule_name = Some(rule.clone());
+        }
         self.prepare(root);
     }
 
@@ -311,7 +313,7 @@ impl LayerInner {
             Sampled::No => Decision::NotSampled,
             _ => Decision::Pending,
         };
-        root.incoming = Some(Box::new(header.clone()));
+        root.rare_mut().incoming = Some(header.clone());
         self.prepare(root);
     }
 
@@ -368,7 +370,7 @@ where
             let incoming = span.scope().find_map(|s| {
                 s.extensions()
                     .get::<Box<SpanData>>()
-                    .and_then(|d| d.incoming.as_deref().cloned())
+                    .and_then(|d| d.incoming().cloned())
             });
             match traced_self_or_ancestor(span) {
                 Some(s) => (s, incoming),
@@ -507,11 +509,7 @@ where
             });
             let mut ext = span.extensions_mut();
             if let Some(data) = ext.get_mut::<Box<SpanData>>() {
-                if data.events.len() < MAX_EVENTS_PER_SPAN {
-                    data.events.push(EventRecord { at, meta, fields });
-                } else {
-                    data.events_dropped = data.events_dropped.saturating_add(1);
-                }
+                data.push_event(EventRecord { at, meta, fields });
             }
             return;
         }

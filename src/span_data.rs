@@ -190,6 +190,29 @@ pub(crate) struct EventRecord {
     pub(crate) fields: Fields,
 }
 
+/// What only some spans hold: kept out of line, because a smaller
+/// [`SpanData`] is cheaper to write on the application thread and to hand
+/// to the worker, and most spans have none of this.
+#[derive(Debug, Default)]
+pub(crate) struct Rare {
+    /// Roots only: the matched sampling rule, for `aws.xray.sampling_rule_name`.
+    pub(crate) rule_name: Option<Arc<str>>,
+    /// Roots only: the incoming trace header, whose extra keys are passed on.
+    pub(crate) incoming: Option<crate::TraceHeader>,
+    pub(crate) errors: Vec<ErrorRecord>,
+    pub(crate) errors_dropped: u32,
+    /// Non-error events, when recorded; `events_dropped` counts the excess.
+    pub(crate) events: Vec<EventRecord>,
+    pub(crate) events_dropped: u32,
+}
+
+impl Rare {
+    /// Releases what it holds on the heap, keeping nothing of its span.
+    fn clear(&mut self) {
+        *self = Rare::default();
+    }
+}
+
 /// Everything the layer knows about one span.
 #[derive(Debug)]
 pub(crate) struct SpanData {
@@ -206,20 +229,14 @@ pub(crate) struct SpanData {
     pub(crate) trace: Option<Arc<TraceBuf>>,
     pub(crate) decision: Decision,
     pub(crate) role: Role,
-    /// Roots only: the matched sampling rule, for `aws.xray.sampling_rule_name`.
-    pub(crate) rule_name: Option<std::sync::Arc<str>>,
-    /// Roots only: the incoming trace header, whose extra keys are passed on.
-    pub(crate) incoming: Option<Box<crate::TraceHeader>>,
     pub(crate) anchor: Anchor,
     pub(crate) start: Instant,
     pub(crate) end: Option<Instant>,
     pub(crate) meta: &'static Metadata<'static>,
     pub(crate) fields: Fields,
-    pub(crate) errors: Vec<ErrorRecord>,
-    pub(crate) errors_dropped: u32,
-    /// Non-error events, when recorded; `events_dropped` counts the excess.
-    pub(crate) events: Vec<EventRecord>,
-    pub(crate) events_dropped: u32,
+    /// What only some spans have (see [`Rare`]); kept when a recycled span
+    /// is blanked, so that it is allocated once per box, not per span.
+    pub(crate) rare: Option<Box<Rare>>,
     /// Finished children: filled by the worker only, when it rebuilds the
     /// tree from a trace's flat list of finished spans.
     pub(crate) children: Vec<Box<SpanData>>,
@@ -275,17 +292,12 @@ impl SpanData {
             trace: None,
             decision: Decision::Pending,
             role: Role::Span,
-            rule_name: None,
-            incoming: None,
             anchor,
             start,
             end: None,
             meta,
             fields: Fields::new(),
-            errors: Vec::new(),
-            errors_dropped: 0,
-            events: Vec::new(),
-            events_dropped: 0,
+            rare: None,
             children: Vec::new(),
         }
     }
@@ -309,17 +321,12 @@ impl SpanData {
             trace,
             decision,
             role,
-            rule_name,
-            incoming,
             anchor,
             start,
             end,
             meta,
             fields,
-            errors,
-            errors_dropped,
-            events,
-            events_dropped,
+            rare,
             children,
         } = self;
         *trace_id = new_trace_id;
@@ -330,17 +337,14 @@ impl SpanData {
         *trace = None;
         *decision = Decision::Pending;
         *role = Role::Span;
-        *rule_name = None;
-        *incoming = None;
         *anchor = new_anchor;
         *start = new_start;
         *end = None;
         *meta = new_meta;
         fields.clear();
-        errors.clear();
-        *errors_dropped = 0;
-        events.clear();
-        *events_dropped = 0;
+        if let Some(rare) = rare {
+            rare.clear();
+        }
         children.clear();
     }
 
@@ -348,23 +352,68 @@ impl SpanData {
     /// be reused for another span (see [`crate::recycle`]).
     pub(crate) fn blank(&mut self) {
         self.fields = Fields::new();
-        self.errors = Vec::new();
-        self.events = Vec::new();
+        if let Some(rare) = &mut self.rare {
+            rare.clear();
+        }
         self.children = Vec::new();
         self.trace = None;
-        self.rule_name = None;
-        self.incoming = None;
     }
 
     pub(crate) fn sampled(&self) -> bool {
         self.decision == Decision::Sampled
     }
 
+    /// The span's [`Rare`] part, created when first needed.
+    pub(crate) fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Roots only: the matched sampling rule.
+    pub(crate) fn rule_name(&self) -> Option<&Arc<str>> {
+        self.rare.as_ref()?.rule_name.as_ref()
+    }
+
+    /// Roots only: the incoming trace header.
+    pub(crate) fn incoming(&self) -> Option<&crate::TraceHeader> {
+        self.rare.as_ref()?.incoming.as_ref()
+    }
+
+    /// The errors recorded on the span.
+    pub(crate) fn errors(&self) -> &[ErrorRecord] {
+        self.rare.as_ref().map_or(&[], |r| &r.errors)
+    }
+
+    /// How many errors were counted but not kept.
+    pub(crate) fn errors_dropped(&self) -> u32 {
+        self.rare.as_ref().map_or(0, |r| r.errors_dropped)
+    }
+
+    /// The non-error events recorded in the span.
+    pub(crate) fn events(&self) -> &[EventRecord] {
+        self.rare.as_ref().map_or(&[], |r| &r.events)
+    }
+
+    /// How many events were counted but not kept.
+    pub(crate) fn events_dropped(&self) -> u32 {
+        self.rare.as_ref().map_or(0, |r| r.events_dropped)
+    }
+
     pub(crate) fn push_error(&mut self, record: ErrorRecord) {
-        if self.errors.len() < MAX_ERRORS_PER_SPAN {
-            self.errors.push(record);
+        let rare = self.rare_mut();
+        if rare.errors.len() < MAX_ERRORS_PER_SPAN {
+            rare.errors.push(record);
         } else {
-            self.errors_dropped = self.errors_dropped.saturating_add(1);
+            rare.errors_dropped = rare.errors_dropped.saturating_add(1);
+        }
+    }
+
+    /// Records a non-error event, or counts it past the per-span bound.
+    pub(crate) fn push_event(&mut self, record: EventRecord) {
+        let rare = self.rare_mut();
+        if rare.events.len() < MAX_EVENTS_PER_SPAN {
+            rare.events.push(record);
+        } else {
+            rare.events_dropped = rare.events_dropped.saturating_add(1);
         }
     }
 }
@@ -550,6 +599,38 @@ mod tests {
         let s = debug_string(&Huge);
         assert!(s.len() <= MAX_FIELD_BYTES);
         assert!(s.len() > MAX_FIELD_BYTES - 4);
+    }
+
+    #[test]
+    fn a_span_stays_small() {
+        // Every span's data is written on the application thread and read
+        // on the worker's core: each cache line counts.
+        assert!(std::mem::size_of::<SpanData>() <= 320);
+        assert!(std::mem::size_of::<FieldValue>() <= 24);
+    }
+
+    #[test]
+    fn rare_parts_are_cleared_with_the_span() {
+        let mut span = SpanData::for_tests();
+        span.push_error(ErrorRecord {
+            field: None,
+            message: "boom".into(),
+            sources: Vec::new(),
+            location: None,
+            target: None,
+        });
+        for _ in 0..MAX_ERRORS_PER_SPAN {
+            span.push_error(span.errors()[0].clone());
+        }
+        assert_eq!(span.errors().len(), MAX_ERRORS_PER_SPAN);
+        assert_eq!(span.errors_dropped(), 1);
+        span.blank();
+        let (meta, anchor) = (span.meta, span.anchor);
+        span.renew(span.trace_id, anchor, anchor.at, meta);
+        assert!(span.errors().is_empty());
+        assert_eq!(span.errors_dropped(), 0);
+        // The out-of-line part itself is kept for the next span.
+        assert!(span.rare.is_some());
     }
 
     #[test]
