@@ -209,7 +209,15 @@ pub(crate) struct Rare {
 impl Rare {
     /// Releases what it holds on the heap, keeping nothing of its span.
     fn clear(&mut self) {
-        *self = Rare::default();
+        if self.rule_name.is_some()
+            || self.incoming.is_some()
+            || self.errors.capacity() > 0
+            || self.events.capacity() > 0
+            || self.errors_dropped > 0
+            || self.events_dropped > 0
+        {
+            *self = Rare::default();
+        }
     }
 }
 
@@ -350,13 +358,25 @@ impl SpanData {
 
     /// Releases everything the span holds on the heap, so that its box can
     /// be reused for another span (see [`crate::recycle`]).
+    ///
+    /// It writes only what holds something: the box goes back to the
+    /// application thread, and every cache line the worker leaves modified
+    /// is one that thread must fetch back from this core.
     pub(crate) fn blank(&mut self) {
-        self.fields = Fields::new();
+        if self.fields.spilled() {
+            self.fields = Fields::new();
+        } else if !self.fields.is_empty() {
+            self.fields.clear();
+        }
         if let Some(rare) = &mut self.rare {
             rare.clear();
         }
-        self.children = Vec::new();
-        self.trace = None;
+        if self.children.capacity() > 0 {
+            self.children = Vec::new();
+        }
+        if self.trace.is_some() {
+            self.trace = None;
+        }
     }
 
     pub(crate) fn sampled(&self) -> bool {
