@@ -60,11 +60,17 @@ const INLINE_STR_BYTES: usize = 22;
 /// that recording them allocates nothing; longer ones on the heap.
 #[derive(Clone)]
 pub(crate) enum FieldStr {
-    Inline {
-        len: u8,
-        bytes: [u8; INLINE_STR_BYTES],
-    },
+    Inline(InlineStr),
     Heap(Box<str>),
+}
+
+/// The bytes of a short `str`. Its fields are private to this module and
+/// only [`FieldStr::new`] fills them, from a whole `&str`: they always hold
+/// valid UTF-8, which [`FieldStr::as_str`] relies on.
+#[derive(Clone)]
+pub(crate) struct InlineStr {
+    len: u8,
+    bytes: [u8; INLINE_STR_BYTES],
 }
 
 impl FieldStr {
@@ -72,10 +78,10 @@ impl FieldStr {
         if s.len() <= INLINE_STR_BYTES {
             let mut bytes = [0; INLINE_STR_BYTES];
             bytes[..s.len()].copy_from_slice(s.as_bytes());
-            FieldStr::Inline {
+            FieldStr::Inline(InlineStr {
                 len: s.len() as u8,
                 bytes,
-            }
+            })
         } else {
             FieldStr::Heap(s.into())
         }
@@ -83,9 +89,16 @@ impl FieldStr {
 
     pub(crate) fn as_str(&self) -> &str {
         match self {
-            // Always valid: the bytes were copied from a `str` and cut at its end.
-            FieldStr::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            FieldStr::Inline(inline) => {
+                let bytes = &inline.bytes[..usize::from(inline.len)];
+                debug_assert!(std::str::from_utf8(bytes).is_ok());
+                // SAFETY: an `InlineStr` is only made by `FieldStr::new`,
+                // which copies every byte of a `&str` (so `len` ends on a
+                // char boundary); its fields are private to this module and
+                // never modified afterwards, so the bytes are valid UTF-8.
+                // Skipping the re-validation matters: the worker reads every
+                // string field of every span.
+                unsafe { std::str::from_utf8_unchecked(bytes) }
             }
             FieldStr::Heap(s) => s,
         }
@@ -619,6 +632,28 @@ mod tests {
         let s = debug_string(&Huge);
         assert!(s.len() <= MAX_FIELD_BYTES);
         assert!(s.len() > MAX_FIELD_BYTES - 4);
+    }
+
+    #[test]
+    fn field_strings_round_trip_at_the_inline_boundary() {
+        let cases = [
+            String::new(),
+            "GET".to_owned(),
+            "é".repeat(11),                 // 22 bytes: inline
+            format!("{}a", "é".repeat(11)), // 23 bytes: heap
+            "🦀".repeat(5),                 // 20 bytes: inline
+            "🦀".repeat(6),                 // 24 bytes: heap
+            "x".repeat(INLINE_STR_BYTES),
+        ];
+        for case in cases {
+            let field = FieldStr::new(&case);
+            assert_eq!(field.as_str(), case);
+            assert_eq!(
+                matches!(field, FieldStr::Inline(_)),
+                case.len() <= INLINE_STR_BYTES
+            );
+            assert_eq!(FieldStr::from(case.clone()).as_str(), case);
+        }
     }
 
     #[test]
