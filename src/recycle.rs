@@ -154,6 +154,68 @@ mod tests {
     }
 
     #[test]
+    fn a_reused_box_keeps_nothing_of_its_previous_span() {
+        use crate::span_data::{Decision, ErrorRecord, FieldStr, FieldValue, Role, TraceBuf};
+        use std::sync::Arc;
+
+        let (mut tx, rx) = channel();
+        // A span with every part filled, as the worker receives it.
+        let mut used = Box::new(SpanData::for_tests());
+        for i in 0..6 {
+            // More than the inline four, one of them on the heap.
+            let value = "v".repeat(if i == 0 { 100 } else { 3 });
+            used.fields
+                .push(("key", FieldValue::Str(FieldStr::new(&value))));
+        }
+        used.push_error(ErrorRecord {
+            field: None,
+            message: "boom".into(),
+            sources: vec!["cause".into()],
+            location: None,
+            target: None,
+        });
+        used.rare_mut().rule_name = Some(Arc::from("rule"));
+        used.rare_mut().incoming = Some(crate::TraceHeader::parse(
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1",
+        ));
+        used.trace = Some(Arc::new(TraceBuf::default()));
+        used.decision = Decision::Sampled;
+        used.role = Role::Independent;
+        used.parent_seg = Some(crate::SegmentId::new());
+        used.parent_id = Some(crate::SegmentId::new());
+        used.parent_is_facade = true;
+        used.end = Some(used.start);
+        used.children = vec![Box::new(SpanData::for_tests())];
+        // Fill a whole batch so that it is sent back.
+        let mut root = Box::new(SpanData::for_tests());
+        root.children = (0..SPAN_BATCH - 2)
+            .map(|_| Box::new(SpanData::for_tests()))
+            .collect();
+        root.children.push(used);
+        tx.trees(vec![root]);
+        assert_eq!(rx.spans.len(), 1);
+
+        let fresh = SpanData::for_tests();
+        let mut seen = 0;
+        for _ in 0..SPAN_BATCH {
+            let span = rx.span(fresh.trace_id, fresh.anchor, fresh.start, fresh.meta);
+            assert_eq!(span.trace_id, fresh.trace_id);
+            assert!(span.fields.is_empty() && !span.fields.spilled());
+            assert!(span.errors().is_empty() && span.errors_dropped() == 0);
+            assert!(span.events().is_empty() && span.events_dropped() == 0);
+            assert!(span.rule_name().is_none() && span.incoming().is_none());
+            assert!(span.trace.is_none() && span.children.is_empty());
+            assert_eq!(span.decision, Decision::Pending);
+            assert_eq!(span.role, Role::Span);
+            assert!(span.parent_seg.is_none() && span.parent_id.is_none());
+            assert!(!span.parent_is_facade && span.end.is_none());
+            seen += usize::from(span.rare.is_some());
+        }
+        // The out-of-line part of the used span came back with its box.
+        assert_eq!(seen, 1);
+    }
+
+    #[test]
     fn huge_buffers_are_not_pooled() {
         let (tx, rx) = channel();
         tx.buffer(Vec::with_capacity(MAX_POOLED_CAPACITY + 1));
