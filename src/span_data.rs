@@ -152,6 +152,16 @@ pub(crate) enum FieldValue {
     Bool(bool),
 }
 
+impl FieldValue {
+    /// Whether dropping the value frees memory.
+    fn owns_heap(&self) -> bool {
+        matches!(
+            self,
+            FieldValue::Str(FieldStr::Heap(_)) | FieldValue::I128(_) | FieldValue::U128(_)
+        )
+    }
+}
+
 /// An error recorded on a span: a field holding a `dyn Error`, or an
 /// ERROR-level event inside it.
 #[derive(Debug, Clone, PartialEq)]
@@ -378,9 +388,11 @@ impl SpanData {
     pub(crate) fn blank(&mut self) {
         if self.fields.spilled() {
             self.fields = Fields::new();
-        } else if !self.fields.is_empty() {
+        } else if self.fields.iter().any(|(_, v)| v.owns_heap()) {
             self.fields.clear();
         }
+        // Inline values own nothing: they are left for `renew` to clear on
+        // the application thread, so these lines stay unmodified here.
         if let Some(rare) = &mut self.rare {
             rare.clear();
         }
