@@ -1,11 +1,12 @@
 //! [`XrayLayer`]: the `tracing_subscriber::Layer` and its hot path.
 //!
-//! Per span: one [`SpanData`] in the registry's extensions, created with its
-//! ids in `on_new_span`; fields recorded into a local vector before any
-//! extensions lock is taken; at `on_close` the finished span is pushed into
-//! its trace's [`TraceBuf`] (no lookup of its parent), and the root's close
-//! hands the whole list to the worker with a `try_send`; the worker rebuilds
-//! the tree from the spans' parent ids. `on_enter`/`on_exit` are not used: a
+//! Per span: one boxed [`SpanData`] in the registry's extensions (the box is
+//! reused from spans the worker has finished with, see [`crate::recycle`]),
+//! created with its ids in `on_new_span`; fields recorded into a local
+//! vector before any extensions lock is taken; at `on_close` the finished
+//! span's box is pushed into its trace's [`TraceBuf`] (no lookup of its
+//! parent), and the root's close hands the whole list to the worker with a
+//! `try_send`; the worker rebuilds the tree from the spans' parent ids. `on_enter`/`on_exit` are not used: a
 //! span lasts from creation to close however often an async task polls it.
 //!
 //! The sampling decision is taken once per trace, at the root, as late as
