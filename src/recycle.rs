@@ -8,7 +8,8 @@
 //! sends it back in batches over bounded channels; the application takes
 //! from them before allocating. Both channels are bounded and never block:
 //! when the application does not take back (few sampled traces), the worker
-//! frees the surplus, so pooled memory stays bounded.
+//! frees the surplus, so pooled memory stays bounded: the channels' batches,
+//! plus at most one batch held by each application thread.
 
 use std::cell::RefCell;
 use std::time::Instant;
@@ -26,11 +27,12 @@ const POOLED_BUFFERS: usize = 256;
 const MAX_POOLED_CAPACITY: usize = 4096;
 /// Blank span boxes travel in batches of this many.
 const SPAN_BATCH: usize = 64;
-/// At most this many batches wait (64 × 64 spans of about 400 bytes: 1.6 MB).
+/// At most this many batches wait (64 × 64 spans of at most 320 bytes: 1.3 MB).
 const POOLED_SPAN_BATCHES: usize = 64;
 
 thread_local! {
-    /// Blank span boxes this thread took from the worker's batches.
+    /// Blank span boxes this thread took from the worker's batches (at most
+    /// one batch; dropped with the thread).
     static SPARE_SPANS: RefCell<Vec<Box<SpanData>>> = const { RefCell::new(Vec::new()) };
 }
 
