@@ -110,22 +110,28 @@ impl Default for TraceId {
     }
 }
 
-/// Writes `value` as exactly `out.len()` lowercase hex digits (the low
-/// `4 * out.len()` bits), without the formatting machinery: ids are written
-/// for every document.
-fn write_hex(mut value: u128, out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for slot in out.iter_mut().rev() {
-        *slot = DIGITS[(value & 0xf) as usize];
-        value >>= 4;
-    }
+/// The eight lowercase hex digits of `v`, most significant first, without
+/// the formatting machinery (ids are written for every document): the
+/// nibbles are spread one per byte and turned into ASCII all at once.
+fn hex8(v: u32) -> [u8; 8] {
+    let mut x = u64::from(v);
+    x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
+    x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
+    x = (x | (x << 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+    // Bytes 10..=15 get `'a' - '0' - 10` more.
+    let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    (x + 0x3030_3030_3030_3030 + letters * 0x27).to_be_bytes()
 }
 
 impl TraceId {
-    fn to_ascii(self) -> [u8; 35] {
+    /// The id's text, `1-EEEEEEEE-RRRRRRRRRRRRRRRRRRRRRRRR` (ASCII).
+    pub(crate) fn to_ascii(self) -> [u8; 35] {
+        let random = self.random_part();
         let mut buf = *b"1-00000000-000000000000000000000000";
-        write_hex(u128::from(self.epoch), &mut buf[2..10]);
-        write_hex(self.random_part(), &mut buf[11..35]);
+        buf[2..10].copy_from_slice(&hex8(self.epoch));
+        buf[11..19].copy_from_slice(&hex8((random >> 64) as u32));
+        buf[19..27].copy_from_slice(&hex8((random >> 32) as u32));
+        buf[27..35].copy_from_slice(&hex8(random as u32));
         buf
     }
 }
@@ -233,9 +239,12 @@ impl Default for SegmentId {
 }
 
 impl SegmentId {
-    fn to_ascii(self) -> [u8; 16] {
+    /// The id's text: 16 lowercase hex digits (ASCII).
+    pub(crate) fn to_ascii(self) -> [u8; 16] {
+        let v = self.0.get();
         let mut buf = [0u8; 16];
-        write_hex(u128::from(self.0.get()), &mut buf);
+        buf[..8].copy_from_slice(&hex8((v >> 32) as u32));
+        buf[8..].copy_from_slice(&hex8(v as u32));
         buf
     }
 }
@@ -361,6 +370,23 @@ mod tests {
         }
         let upper: TraceId = "1-5759E988-BD862E3FE1BE46A994272793".parse().unwrap();
         assert_eq!(upper.to_string(), "1-5759e988-bd862e3fe1be46a994272793");
+    }
+
+    #[test]
+    fn ids_are_written_as_std_formatting_writes_them() {
+        let mut values = vec![1_u64, 9, 10, 15, 16, 0xa0, u64::MAX, 0x0123_4567_89ab_cdef];
+        values.extend((0..10_000).map(|_| super::next_u64()));
+        for v in values {
+            let Some(id) = SegmentId::from_u64(v) else {
+                continue;
+            };
+            assert_eq!(id.to_string(), format!("{v:016x}"));
+            let random = (u128::from(v) << 32 | u128::from(v >> 7)) & ((1 << 96) - 1);
+            let epoch = (v >> 13) as u32;
+            if let Some(trace) = TraceId::from_parts(epoch, random) {
+                assert_eq!(trace.to_string(), format!("1-{epoch:08x}-{random:024x}"));
+            }
+        }
     }
 
     #[test]

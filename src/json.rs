@@ -547,17 +547,6 @@ fn epoch_seconds(out: &mut String, t: EpochSeconds) {
     out.push_str(std::str::from_utf8(&buf[start..end]).unwrap_or_default());
 }
 
-/// `"00" "01" … "ff"`: the two hex digits of `b` are `HEX_PAIRS[2b..2b + 2]`.
-const HEX_PAIRS: &str = "\
-    000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\
-    202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f\
-    404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f\
-    606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f\
-    808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f\
-    a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf\
-    c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf\
-    e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
-
 /// The eight decimal digits of `n` (below 10^8, with leading zeros), all
 /// at once: the number is split into 4-digit, then 2-digit, then 1-digit
 /// lanes of one word by multiplications by reciprocals (exact in these
@@ -583,37 +572,19 @@ struct Aligned<T>(T);
 
 /// `"` + 16 lowercase hex digits + `"`.
 fn segment_id(out: &mut String, id: SegmentId) {
-    let v = id.to_u64();
-    out.push('"');
-    for byte in v.to_be_bytes() {
-        let i = 2 * usize::from(byte);
-        out.push_str(&HEX_PAIRS[i..i + 2]);
-    }
-    out.push('"');
+    quoted_ascii(out, &id.to_ascii());
 }
 
 /// `"1-EEEEEEEE-RRRRRRRRRRRRRRRRRRRRRRRR"`.
 fn trace_id(out: &mut String, id: TraceId) {
-    let random = id.random_part();
-    let mut buf = Aligned(*b"\"1-00000000-000000000000000000000000\"");
-    let buf = &mut buf.0;
-    buf[3..11].copy_from_slice(&hex8(id.epoch_seconds()));
-    buf[12..20].copy_from_slice(&hex8((random >> 64) as u32));
-    buf[20..28].copy_from_slice(&hex8((random >> 32) as u32));
-    buf[28..36].copy_from_slice(&hex8(random as u32));
-    out.push_str(std::str::from_utf8(buf).unwrap_or_default());
+    quoted_ascii(out, &id.to_ascii());
 }
 
-/// The eight lowercase hex digits of `v`, most significant first: the
-/// nibbles are spread one per byte and turned into ASCII all at once.
-fn hex8(v: u32) -> [u8; 8] {
-    let mut x = u64::from(v);
-    x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
-    x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
-    x = (x | (x << 4)) & 0x0f0f_0f0f_0f0f_0f0f;
-    // Bytes 10..=15 get `'a' - '0' - 10` more.
-    let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
-    (x + 0x3030_3030_3030_3030 + letters * 0x27).to_be_bytes()
+/// `"` + `ascii` + `"`, for text known to need no escape.
+fn quoted_ascii(out: &mut String, ascii: &[u8]) {
+    out.push('"');
+    out.push_str(std::str::from_utf8(ascii).unwrap_or_default());
+    out.push('"');
 }
 
 /// A JSON string: quoted, with `"`, `\` and control characters escaped as
