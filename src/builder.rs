@@ -264,6 +264,8 @@ impl Builder {
                     .unwrap_or_else(|| std::env::var_os("LAMBDA_TASK_ROOT").is_some()),
                 events: self.events,
                 recycle: recycle_rx,
+                unsampled_spans: Default::default(),
+                unsampled_roots: Default::default(),
             })),
             handle: XrayHandle {
                 shared: Some(shared),

@@ -10,7 +10,9 @@
 //! span lasts from creation to close however often an async task polls it.
 //!
 //! The sampling decision is taken once per trace, at the root, as late as
-//! possible. Children of an unsampled root store nothing at all.
+//! possible. Children of an unsampled root store nothing at all: their ids
+//! go into a lock-free memo ([`crate::unsampled`]), so that their own
+//! children and their close skip the registry's extensions.
 
 use std::any::TypeId;
 use std::cell::Cell;
@@ -37,6 +39,7 @@ use crate::span_data::{
     debug_string, Anchor, Decision, ErrorRecord, EventRecord, FieldValue, FieldVisitor, Fields,
     Role, SpanData, TraceBuf,
 };
+use crate::unsampled::UnsampledIds;
 use crate::worker::Message;
 
 thread_local! {
@@ -87,6 +90,10 @@ pub(crate) struct LayerInner {
     pub(crate) events: bool,
     /// Span memory the worker emptied, for new spans to reuse.
     pub(crate) recycle: RecycleRx,
+    /// Open children of unsampled traces (they hold no data).
+    pub(crate) unsampled_spans: UnsampledIds,
+    /// Open spans holding a "not sampled" decision (roots).
+    pub(crate) unsampled_roots: UnsampledIds,
 }
 
 /// Reaches a span's X-Ray data from a [`Dispatch`] (used by
@@ -192,6 +199,8 @@ where
 
 /// What a new span inherits from its nearest traced ancestor.
 struct Inherited {
+    /// The registry id of the span inherited from.
+    from: Id,
     seg: SegmentId,
     trace_id: TraceId,
     sampled: bool,
@@ -201,9 +210,10 @@ struct Inherited {
 }
 
 impl Inherited {
-    fn from(d: &SpanData) -> Self {
+    fn from(from: Id, d: &SpanData) -> Self {
         let sampled = d.sampled();
         Inherited {
+            from,
             seg: d.id,
             trace_id: d.trace_id,
             sampled,
@@ -216,16 +226,18 @@ impl Inherited {
 
 /// Finds the nearest traced ancestor of a new span with one read lock in
 /// the common case; a root still undecided decides now, at its first child.
-fn inherit<S>(span: &SpanRef<'_, S>, inner: &LayerInner) -> Option<Inherited>
+fn inherit<S>(parent: Option<SpanRef<'_, S>>, inner: &LayerInner) -> Option<Inherited>
 where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
-    let mut ancestor = span.parent()?;
+    let mut ancestor = parent?;
     loop {
         {
             let ext = ancestor.extensions();
             match ext.get::<Box<SpanData>>() {
-                Some(d) if d.decision != Decision::Pending => return Some(Inherited::from(d)),
+                Some(d) if d.decision != Decision::Pending => {
+                    return Some(Inherited::from(ancestor.id(), d))
+                }
                 Some(_) => {}
                 None => {
                     drop(ext);
@@ -237,7 +249,7 @@ where
         let mut ext = ancestor.extensions_mut();
         let d = ext.get_mut::<Box<SpanData>>()?;
         inner.decide(d);
-        return Some(Inherited::from(d));
+        return Some(Inherited::from(ancestor.id(), d));
     }
 }
 
@@ -403,11 +415,23 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        let parent = inherit(&span, inner);
-        let data = match parent {
+        let parent = span.parent();
+        if let Some(p) = &parent {
+            let p = p.id();
+            if inner.unsampled_spans.contains(&p) || inner.unsampled_roots.contains(&p) {
+                // A child of an unsampled trace, known without a lock.
+                inner.unsampled_spans.insert(id);
+                return;
+            }
+        }
+        let data = match inherit(parent, inner) {
             // Unsampled: nothing stored, nothing recorded. Header lookups
             // find the nearest traced ancestor.
-            Some(p) if !p.sampled => return,
+            Some(p) if !p.sampled => {
+                inner.unsampled_roots.insert(&p.from);
+                inner.unsampled_spans.insert(id);
+                return;
+            }
             Some(p) => {
                 let mut data =
                     inner
@@ -442,6 +466,9 @@ where
                 if inner.lambda {
                     lambda_root(inner, &mut data);
                 }
+                if data.decision == Decision::NotSampled {
+                    inner.unsampled_roots.insert(id);
+                }
                 data
             }
         };
@@ -449,7 +476,8 @@ where
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        if self.inner.is_none() {
+        let Some(inner) = &self.inner else { return };
+        if inner.unsampled_spans.contains(id) {
             return;
         }
         let Some(span) = ctx.span(id) else { return };
@@ -543,12 +571,19 @@ where
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let Some(inner) = &self.inner else { return };
+        if inner.unsampled_spans.remove(&id) {
+            return;
+        }
         let Some(span) = ctx.span(&id) else { return };
         let Some(mut data) = span.extensions_mut().remove::<Box<SpanData>>() else {
             return;
         };
         inner.decide(&mut data);
-        if !data.sampled() || data.role == Role::Facade {
+        if !data.sampled() {
+            inner.unsampled_roots.remove(&id);
+            return;
+        }
+        if data.role == Role::Facade {
             return;
         }
         data.end = Some(Instant::now());
@@ -733,5 +768,94 @@ impl Visit for EventVisitor {
         if field.name() == "message" {
             self.message = Some(debug_string(value));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tracing_subscriber::prelude::*;
+
+    use crate::export::InMemoryExporter;
+    use crate::sampling::{Sampler, SamplingDecision, SamplingRequest};
+
+    /// Samples the requests whose `url.path` ends in an even number.
+    struct EvenPaths;
+
+    impl Sampler for EvenPaths {
+        fn sample(&self, request: &SamplingRequest<'_>) -> SamplingDecision {
+            let n: u64 = request
+                .url_path
+                .and_then(|p| p.rsplit('/').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap();
+            SamplingDecision::new(n % 2 == 0)
+        }
+    }
+
+    /// The invariant that makes a memo hit trustworthy: once every span has
+    /// closed, on whichever thread, the memos hold no id at all.
+    #[test]
+    fn no_unsampled_memo_entry_outlives_its_span() {
+        let exporter = InMemoryExporter::new();
+        let layer = crate::builder()
+            .with_sampler(EvenPaths)
+            .with_detectors(crate::Detectors::none())
+            .with_exporter(exporter.clone())
+            .build();
+        let inner = layer.inner.clone().unwrap();
+        let xray = layer.handle();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        let (tx, rx) = std::sync::mpsc::channel::<tracing::Span>();
+        // Spans created here are closed on another thread. It has the same
+        // default subscriber: the registry releases a closed span's parent
+        // through the closing thread's default, so a thread without it would
+        // leave the parents open for ever.
+        let closer_dispatch = dispatch.clone();
+        let closer = std::thread::spawn(move || {
+            tracing::dispatcher::with_default(&closer_dispatch, || {
+                for span in rx {
+                    drop(span);
+                }
+            })
+        });
+        tracing::dispatcher::with_default(&dispatch, || {
+            for request in 0..200_u64 {
+                let path = format!("/orders/{request}");
+                let root = tracing::info_span!("handle", url.path = %path);
+                let child = root.in_scope(|| tracing::info_span!("child"));
+                let grandchild = child.in_scope(|| tracing::info_span!("grandchild"));
+                if request % 3 == 0 {
+                    // The child outlives its root, on another thread.
+                    tx.send(grandchild).unwrap();
+                    tx.send(child).unwrap();
+                    drop(root);
+                } else {
+                    drop(grandchild);
+                    tx.send(root).unwrap();
+                    drop(child);
+                }
+            }
+            // A root decided "not sampled" before it has any child.
+            let header =
+                crate::TraceHeader::parse("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0");
+            let root = tracing::info_span!("incoming", xray.trace_header = %header);
+            root.in_scope(|| tracing::info_span!("child").in_scope(|| {}));
+        });
+        drop(tx);
+        closer.join().unwrap();
+        xray.flush(Duration::from_secs(10)).unwrap();
+        assert!(
+            inner.unsampled_spans.is_empty(),
+            "{:?}",
+            inner.unsampled_spans
+        );
+        assert!(
+            inner.unsampled_roots.is_empty(),
+            "{:?}",
+            inner.unsampled_roots
+        );
+        assert_eq!(exporter.traces().len(), 100, "the even requests");
     }
 }

@@ -128,6 +128,7 @@ mod span_ext;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
+mod unsampled;
 mod worker;
 
 pub use builder::{Builder, DEFAULT_SHUTDOWN_TIMEOUT};

@@ -1,0 +1,140 @@
+//! A lock-free memo of spans known to belong to unsampled traces, so that
+//! the spans of an unsampled request cost almost nothing.
+//!
+//! Without it, every child of an unsampled trace would read its parent's
+//! extensions to learn the decision, and look itself up again when it
+//! closes. With it, a child whose parent is remembered here is remembered in
+//! turn, and its close is one compare-and-swap.
+//!
+//! The memo is a fixed array of slots indexed by a hash of the span's
+//! [`Id`], each holding one id or 0. It is only ever a shortcut: a miss (an
+//! empty slot, or one another span has overwritten) sends the caller down
+//! the ordinary path through the registry, which gives the same answer.
+//!
+//! **Why a hit can be trusted.** The registry reuses an id only after the
+//! span holding it has closed. An id enters the memo while its span is open
+//! (at its creation, or while a child is being created, which holds the
+//! span open), and the span's close removes it if it is still there, before
+//! the registry frees the slot. So a slot never holds the id of a closed
+//! span, and a hit always names the live span the caller asked about.
+//! Orderings: `Release` stores and `Acquire` loads; the happens-before the
+//! registry itself establishes between a span's close and the reuse of its
+//! id keeps a reader from seeing the value of an earlier span with that id.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tracing_core::span::Id;
+
+/// Slots per memo: 8 KiB. More open unsampled spans than this only means
+/// more misses, never a wrong answer.
+const SLOTS: usize = 1024;
+
+/// A set of open span ids, see the module docs.
+pub(crate) struct UnsampledIds {
+    slots: Box<[AtomicU64]>,
+}
+
+impl std::fmt::Debug for UnsampledIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnsampledIds")
+            .field("slots", &self.slots.len())
+            .finish()
+    }
+}
+
+impl Default for UnsampledIds {
+    fn default() -> Self {
+        UnsampledIds {
+            slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl UnsampledIds {
+    fn slot(&self, id: u64) -> &AtomicU64 {
+        // Fibonacci hashing: the registry's ids differ in their low bits
+        // (slab index) and their high bits (generation).
+        let h = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros());
+        &self.slots[h as usize]
+    }
+
+    /// Whether `id` is remembered.
+    #[inline]
+    pub(crate) fn contains(&self, id: &Id) -> bool {
+        let id = id.into_u64();
+        self.slot(id).load(Ordering::Acquire) == id
+    }
+
+    /// Remembers `id`, which must be the id of an open span, replacing
+    /// whatever its slot held.
+    #[inline]
+    pub(crate) fn insert(&self, id: &Id) {
+        let id = id.into_u64();
+        self.slot(id).store(id, Ordering::Release);
+    }
+
+    /// Forgets `id`; whether it was remembered.
+    #[inline]
+    pub(crate) fn remove(&self, id: &Id) -> bool {
+        let id = id.into_u64();
+        let slot = self.slot(id);
+        // A plain load first: the miss (a traced span) needs no locked op.
+        slot.load(Ordering::Acquire) == id
+            && slot
+                .compare_exchange(id, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
+#[cfg(test)]
+impl UnsampledIds {
+    /// Whether no slot holds an id.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots.iter().all(|s| s.load(Ordering::Acquire) == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_and_forgets() {
+        let memo = UnsampledIds::default();
+        let a = Id::from_u64(42);
+        assert!(!memo.contains(&a));
+        memo.insert(&a);
+        assert!(memo.contains(&a));
+        assert!(memo.remove(&a));
+        assert!(!memo.contains(&a));
+        assert!(!memo.remove(&a));
+    }
+
+    #[test]
+    fn a_collision_is_a_miss_never_a_false_hit() {
+        let memo = UnsampledIds::default();
+        // Find two ids sharing a slot.
+        let a = 1_u64;
+        let b = (2..)
+            .find(|&b| std::ptr::eq(memo.slot(a), memo.slot(b)))
+            .unwrap();
+        let (a, b) = (Id::from_u64(a), Id::from_u64(b));
+        memo.insert(&a);
+        memo.insert(&b);
+        assert!(!memo.contains(&a), "overwritten: a miss");
+        assert!(memo.contains(&b));
+        // a's close must not evict b.
+        assert!(!memo.remove(&a));
+        assert!(memo.contains(&b));
+    }
+
+    #[test]
+    fn ids_spread_over_the_slots() {
+        let memo = UnsampledIds::default();
+        // Consecutive slab indexes, as a busy registry hands them out.
+        let used: std::collections::HashSet<*const AtomicU64> = (1..=SLOTS as u64)
+            .map(|i| memo.slot(i) as *const AtomicU64)
+            .collect();
+        assert!(used.len() > SLOTS / 2, "{} slots used", used.len());
+    }
+}
