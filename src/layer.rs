@@ -581,9 +581,11 @@ where
         inner.decide(&mut data);
         if !data.sampled() {
             inner.unsampled_roots.remove(&id);
+            inner.recycle.keep(data);
             return;
         }
         if data.role == Role::Facade {
+            inner.recycle.keep(data);
             return;
         }
         data.end = Some(Instant::now());

@@ -9,7 +9,9 @@
 //! from them before allocating. Both channels are bounded and never block:
 //! when the application does not take back (few sampled traces), the worker
 //! frees the surplus, so pooled memory stays bounded: the channels' batches,
-//! plus at most one batch held by each application thread.
+//! plus at most one batch held by each application thread. A span that is
+//! not sent (an unsampled root) is blanked where it closes and kept in that
+//! thread's batch, within the same bound.
 
 use std::cell::RefCell;
 use std::time::Instant;
@@ -100,6 +102,21 @@ impl RecycleRx {
             }
             None => Box::new(SpanData::new(trace_id, anchor, start, meta)),
         }
+    }
+}
+
+impl RecycleRx {
+    /// Keeps the box of a span that is not sent (an unsampled root) for
+    /// this thread's next span, when the thread's spare batch has room.
+    pub(crate) fn keep(&self, mut span: Box<SpanData>) {
+        span.blank();
+        let _ = SPARE_SPANS.try_with(|spare| {
+            if let Ok(mut spare) = spare.try_borrow_mut() {
+                if spare.len() < SPAN_BATCH {
+                    spare.push(span);
+                }
+            }
+        });
     }
 }
 
@@ -215,6 +232,30 @@ mod tests {
         }
         // The out-of-line part of the used span came back with its box.
         assert_eq!(seen, 1);
+    }
+
+    #[test]
+    fn a_kept_box_serves_this_threads_next_span_and_no_more_than_a_batch_are_kept() {
+        // A thread of its own: the spare batch is thread-local.
+        std::thread::spawn(|| {
+            let (_tx, rx) = channel();
+            let fresh = SpanData::for_tests();
+            let mut kept = Box::new(SpanData::for_tests());
+            kept.fields
+                .push(("key", crate::span_data::FieldValue::U64(1)));
+            let address = &*kept as *const SpanData;
+            rx.keep(kept);
+            let span = rx.span(fresh.trace_id, fresh.anchor, fresh.start, fresh.meta);
+            assert_eq!(&*span as *const SpanData, address, "the kept box");
+            assert!(span.fields.is_empty());
+            for _ in 0..SPAN_BATCH * 2 {
+                rx.keep(Box::new(SpanData::for_tests()));
+            }
+            let held = SPARE_SPANS.with(|s| s.borrow().len());
+            assert_eq!(held, SPAN_BATCH);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
