@@ -223,6 +223,12 @@ fn request(
         Err(SendTimeoutError::Timeout(_)) => return Err(FlushError::Timeout(timeout)),
         Err(SendTimeoutError::Disconnected(_)) => return Err(FlushError::AlreadyShutdown),
     }
+    // The worker may be waiting for traces to gather (`worker::LINGER`).
+    if let Ok(worker) = shared.worker.lock() {
+        if let Some(worker) = worker.as_ref() {
+            worker.thread().unpark();
+        }
+    }
     match reply_rx.recv_deadline(deadline) {
         Ok(()) => Ok(()),
         Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(FlushError::Timeout(timeout)),

@@ -57,6 +57,18 @@ impl Message {
     }
 }
 
+/// How long the worker waits, once it has emptied the queue, before it
+/// blocks on it again. While it waits it is not parked on the queue, so the
+/// application threads' sends wake nobody: a root's close is a few atomic
+/// operations instead of a futex call into the kernel (measured on the
+/// 2-core VM, with a request every 20 to 100 µs: 10 to 17 µs of the
+/// application thread per request without this wait, 5 to 10 µs with it),
+/// and the worker takes traces in batches. `flush` and `shutdown` unpark the
+/// worker, so they are answered at once; traces are exported at most 1 ms
+/// later; the queue (4,096 traces by default) holds far more than a thread
+/// finishes in that time.
+const LINGER: Duration = Duration::from_millis(1);
+
 pub(crate) fn spawn(
     cfg: Arc<Config>,
     exporter: Box<dyn Exporter>,
@@ -121,10 +133,14 @@ impl Worker {
             };
             let mut batch = Vec::new();
             let mut control = self.handle(first, &mut batch);
+            let mut drained = false;
             while control.is_none() && batch.len() < MAX_BATCH_DOCUMENTS {
                 match self.rx.try_recv() {
                     Ok(m) => control = self.handle(m, &mut batch),
-                    Err(_) => break,
+                    Err(_) => {
+                        drained = true;
+                        break;
+                    }
                 }
             }
             if !batch.is_empty() {
@@ -134,6 +150,8 @@ impl Worker {
             }
             self.warn_drops();
             match control {
+                // Let traces gather instead of being woken for each one.
+                None if drained => std::thread::park_timeout(LINGER),
                 None => {}
                 Some(Control::Flush(reply, deadline)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
