@@ -513,6 +513,7 @@ pub(crate) fn debug_string(value: &dyn fmt::Debug) -> String {
 }
 
 impl FieldVisitor<'_> {
+    #[inline(always)]
     fn push(&mut self, field: &Field, value: FieldValue) {
         let name = field_name(field);
         if name.starts_with("log.") {
