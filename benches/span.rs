@@ -13,7 +13,8 @@
 //! `sampler_decision` times one decision of the built-in samplers.
 //!
 //! Workloads: one request = 1 root + N children, 3 fields each, one event per
-//! child (N = 10 and 100). `xray_end_to_end` also counts the worker's
+//! child (N = 10 and 100), back to back; and the 10-child request once every
+//! 50 µs (`request_1_root_10_children_every_50us`: only the request timed). `xray_end_to_end` also counts the worker's
 //! serialization and hand-off, by flushing every batch of requests.
 
 use std::hint::black_box;
@@ -158,6 +159,55 @@ fn hot_path(c: &mut Criterion) {
     }
 }
 
+/// Busy-waits `d` (a sleep would hand the core to the worker and measure the
+/// scheduler).
+fn spin(d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
+/// The same requests, one every 50 µs or so instead of back to back: what a
+/// busy server looks like, with the worker idle between traces. Only the
+/// request is timed (each timing adds two clock reads, the same for every
+/// rung).
+fn paced(c: &mut Criterion) {
+    const GAP: Duration = Duration::from_micros(50);
+    let rungs = dispatches();
+    let mut group = c.benchmark_group("request_1_root_10_children_every_50us");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_millis(500));
+    for (name, dispatch, handle) in &rungs {
+        if !matches!(
+            *name,
+            "registry+empty_layer" | "xray_sampled" | "xray_unsampled" | "tracing_opentelemetry"
+        ) {
+            continue;
+        }
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            tracing::dispatcher::with_default(dispatch, || {
+                b.iter_custom(|iters| {
+                    let mut inside = Duration::ZERO;
+                    for _ in 0..iters {
+                        let start = Instant::now();
+                        request(black_box(10));
+                        inside += start.elapsed();
+                        spin(GAP);
+                    }
+                    inside
+                });
+            });
+            if let Some(h) = handle {
+                h.flush(Duration::from_secs(30)).unwrap();
+            }
+        });
+    }
+    group.finish();
+}
+
 fn end_to_end(c: &mut Criterion) {
     let (layer, handle) = xray(true);
     let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
@@ -210,6 +260,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(30);
-    targets = hot_path, end_to_end, sampler_decision
+    targets = hot_path, paced, end_to_end, sampler_decision
 }
 criterion_main!(benches);
