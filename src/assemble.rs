@@ -7,12 +7,19 @@
 //! (`type`, `trace_id`, `parent_id`), largest first, exactly as the official
 //! SDKs stream completed subtrees (SPEC §2.3). A span whose own data is too
 //! large is trimmed, metadata first, and marked.
+//!
+//! Most subsegments are only a name, times and fields without a convention;
+//! those are written straight from the span
+//! ([`crate::json::write_plain_subsegment`]), without the [`Entity`] the
+//! others are built into first. A differential test holds both paths to the
+//! same bytes.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use crate::config::Config;
 use crate::export::{Document, DocumentKind, MAX_DOCUMENT_BYTES};
+use crate::fields::conventions::may_have_meaning;
 use crate::fields::{route, Conventions, TraceBudget, AWS_SDK_TARGET, TRACING_NAMESPACE};
 use crate::id::{SegmentId, TraceId};
 use crate::limits::sanitize_name;
@@ -268,6 +275,15 @@ impl<'c> Assembler<'c> {
         is_segment: bool,
         limit: usize,
     ) -> String {
+        if !is_segment && merged.is_empty() {
+            if let Some(json) = self.plain_subsegment(node, id) {
+                if json.len() <= limit {
+                    return json;
+                }
+                // Too big: the full path trims it.
+                self.recycle(json);
+            }
+        }
         let mut entity = self.entity(node, id, merged, is_segment);
         // The hand-written writer of [`crate::json`]: the same bytes as
         // `serde_json::to_writer`, checked by its differential test.
@@ -321,6 +337,40 @@ impl<'c> Assembler<'c> {
         json
     }
 
+    /// The document of a subsegment that is only a name, times and fields
+    /// without a convention (see [`crate::json::write_plain_subsegment`]),
+    /// or `None` when the span needs the full path.
+    fn plain_subsegment(&mut self, node: &SpanData, id: SegmentId) -> Option<String> {
+        let options = &self.cfg.fields;
+        if !options.indexed.is_empty()
+            || options.index_all
+            || is_interceptor_span(node)
+            || !node.errors().is_empty()
+            || node.errors_dropped() > 0
+            || !node.events().is_empty()
+            || node.events_dropped() > 0
+            || node.fields.iter().any(|(k, _)| may_have_meaning(k))
+        {
+            return None;
+        }
+        let (start, end) = times(node);
+        let fields: &[_] = if options.other_fields_as_metadata {
+            &node.fields
+        } else {
+            &[]
+        };
+        let mut json = self.buffer();
+        crate::json::write_plain_subsegment(
+            &mut json,
+            &sanitize_name(node.meta.name(), "span"),
+            id,
+            start,
+            end,
+            fields,
+        );
+        Some(json)
+    }
+
     fn entity<'a>(
         &mut self,
         node: &'a SpanData,
@@ -332,12 +382,11 @@ impl<'c> Assembler<'c> {
         'c: 'a,
     {
         let cfg: &'a Config = self.cfg;
-        let start = node.anchor.micros(node.start);
-        let end = node.end.map_or(start, |e| node.anchor.micros(e)).max(start);
+        let (start, end) = times(node);
         let mut entity = Entity {
             id: Some(id),
-            start_time: EpochSeconds::from_micros(start),
-            end_time: Some(EpochSeconds::from_micros(end)),
+            start_time: start,
+            end_time: Some(end),
             ..Default::default()
         };
         let mut conv = Conventions::default();
@@ -474,6 +523,16 @@ impl<'c> Assembler<'c> {
     }
 }
 
+/// A span's start and end times (the end never before the start).
+fn times(node: &SpanData) -> (EpochSeconds, EpochSeconds) {
+    let start = node.anchor.micros(node.start);
+    let end = node.end.map_or(start, |e| node.anchor.micros(e)).max(start);
+    (
+        EpochSeconds::from_micros(start),
+        EpochSeconds::from_micros(end),
+    )
+}
+
 /// An AWS SDK operation span: `{Service}.{Operation}` with
 /// `rpc.system = "aws-api"`, the older `invoke` span of
 /// `aws-smithy-runtime`, or the interceptor's own span.
@@ -536,5 +595,169 @@ mod path_tests {
             "src/handler.rs"
         );
         assert_eq!(relative_path("/weird"), "/weird");
+    }
+}
+
+#[cfg(test)]
+mod plain_path_tests {
+    use super::*;
+    use crate::span_data::FieldStr;
+    use proptest::prelude::*;
+    use tracing_core::{callsite::Callsite, metadata::Kind, subscriber::Interest, Level, Metadata};
+
+    struct NoCallsite;
+    impl Callsite for NoCallsite {
+        fn set_interest(&self, _: Interest) {}
+        fn metadata(&self) -> &Metadata<'_> {
+            &NAMES[0]
+        }
+    }
+    static CALLSITE: NoCallsite = NoCallsite;
+
+    macro_rules! metas {
+        ($($name:expr),* $(,)?) => {
+            [$(tracing_core::metadata! {
+                name: $name,
+                target: "app",
+                level: Level::INFO,
+                fields: &[],
+                callsite: &CALLSITE,
+                kind: Kind::SPAN,
+            }),*]
+        };
+    }
+
+    /// Span names the sanitizer keeps, changes, or cuts.
+    static NAMES: [Metadata<'static>; 6] = metas![
+        "query",
+        "GET /orders/{id}",
+        "bad<name>\"quoted\"\n",
+        "ünïcødé ✓ 名前",
+        "",
+        "a-very-long-name-a-very-long-name-a-very-long-name-a-very-long-name-a-very-long-name-a-very-long-name-a-very-long-name-a-very-long-name-a-very-long-name-a-very-long-name-a-very-long-name-a-very-long-name-end",
+    ];
+
+    /// Field names without a convention (some repeated on purpose).
+    const KEYS: &[&str] = &[
+        "i",
+        "table",
+        "ratio",
+        "rows",
+        "key \"q\"\\",
+        "ключ",
+        "\u{1}ctl",
+        "t",
+        "i",
+        "ratio",
+    ];
+
+    fn value() -> impl Strategy<Value = FieldValue> {
+        prop_oneof![
+            any::<i64>().prop_map(FieldValue::I64),
+            any::<u64>().prop_map(FieldValue::U64),
+            any::<i128>().prop_map(|v| FieldValue::I128(Box::new(v))),
+            any::<u128>().prop_map(|v| FieldValue::U128(Box::new(v))),
+            any::<f64>().prop_map(FieldValue::F64),
+            prop_oneof![
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY),
+                Just(-0.0)
+            ]
+            .prop_map(FieldValue::F64),
+            any::<bool>().prop_map(FieldValue::Bool),
+            ".{0,40}".prop_map(|s| FieldValue::Str(FieldStr::new(&s))),
+            "[\"\\\\\u{0}-\u{1f}a-z]{0,8}".prop_map(|s| FieldValue::Str(FieldStr::new(&s))),
+        ]
+    }
+
+    fn config(other_fields_as_metadata: bool) -> Config {
+        Config {
+            service_name: "svc".into(),
+            service: Default::default(),
+            streaming_threshold: 100,
+            fields: crate::fields::FieldOptions {
+                other_fields_as_metadata,
+                ..Default::default()
+            },
+            resource: Default::default(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The plain path writes the very bytes of the full path (entity,
+        /// then `write_entity`) for every span it takes.
+        #[test]
+        fn plain_subsegments_match_the_full_path(
+            name in 0..NAMES.len(),
+            fields in proptest::collection::vec((0..KEYS.len(), value()), 0..8),
+            start in 0u64..5_000_000_000_000_000,
+            length in 0u64..100_000_000,
+            ends in any::<bool>(),
+            as_metadata in any::<bool>(),
+        ) {
+            let cfg = config(as_metadata);
+            let mut node = SpanData::for_tests();
+            node.meta = &NAMES[name];
+            node.anchor.wall_micros = start;
+            node.start = node.anchor.at + std::time::Duration::from_micros(length / 3);
+            node.end = ends.then(|| node.anchor.at + std::time::Duration::from_micros(length));
+            for (k, v) in fields {
+                node.fields.push((KEYS[k], v));
+            }
+            let mut asm = Assembler::new(&cfg, node.trace_id, Vec::new());
+            let plain = asm.plain_subsegment(&node, node.id);
+            prop_assert!(plain.is_some(), "a plain span takes the plain path");
+            let entity = asm.entity(&node, node.id, &[], false);
+            let mut full = String::new();
+            crate::json::write_entity(&mut full, &entity);
+            prop_assert_eq!(plain.unwrap(), full);
+        }
+    }
+
+    #[test]
+    fn spans_with_conventions_errors_or_events_take_the_full_path() {
+        let cfg = config(true);
+        let mut asm = Assembler::new(&cfg, crate::TraceId::new(), Vec::new());
+        let with = |f: &dyn Fn(&mut SpanData)| {
+            let mut node = SpanData::for_tests();
+            node.fields.push(("rows", FieldValue::U64(1)));
+            f(&mut node);
+            node
+        };
+        for key in [
+            "http.method",
+            "annotation.k",
+            "metadata.k",
+            "error",
+            "otel.name",
+            "xray.name",
+            "db.system",
+        ] {
+            let node = with(&|n| n.fields.push((key, FieldValue::Bool(true))));
+            assert!(asm.plain_subsegment(&node, node.id).is_none(), "{key}");
+        }
+        let node = with(&|n| {
+            n.push_error(crate::span_data::ErrorRecord {
+                field: None,
+                message: "boom".into(),
+                sources: Vec::new(),
+                location: None,
+                target: None,
+            })
+        });
+        assert!(asm.plain_subsegment(&node, node.id).is_none());
+        let indexed = Config {
+            fields: crate::fields::FieldOptions {
+                indexed: &["rows"],
+                ..Default::default()
+            },
+            ..config(true)
+        };
+        let mut asm = Assembler::new(&indexed, crate::TraceId::new(), Vec::new());
+        let node = with(&|_| {});
+        assert!(asm.plain_subsegment(&node, node.id).is_none());
     }
 }
