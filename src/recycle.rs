@@ -103,9 +103,7 @@ impl RecycleRx {
             None => Box::new(SpanData::new(trace_id, anchor, start, meta)),
         }
     }
-}
 
-impl RecycleRx {
     /// Keeps the box of a span that is not sent (an unsampled root) for
     /// this thread's next span, when the thread's spare batch has room.
     pub(crate) fn keep(&self, mut span: Box<SpanData>) {
