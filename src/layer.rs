@@ -497,7 +497,9 @@ where
         });
         let mut ext = span.extensions_mut();
         if let Some(data) = ext.get_mut::<Box<SpanData>>() {
-            data.fields.append(&mut fields);
+            for (key, value) in fields {
+                data.record_field(key, value);
+            }
             for e in errors {
                 data.push_error(e);
             }
@@ -680,8 +682,7 @@ where
     let mut ext = span.extensions_mut();
     if let Some(data) = ext.get_mut::<Box<SpanData>>() {
         if data.decision != Decision::NotSampled {
-            data.fields
-                .push(("http.response.status_code", FieldValue::U64(code)));
+            data.record_field("http.response.status_code", FieldValue::U64(code));
         }
     }
 }
@@ -794,6 +795,48 @@ mod tests {
                 .unwrap();
             SamplingDecision::new(n % 2 == 0)
         }
+    }
+
+    /// A field recorded in a loop, as a long-lived span may do: the span
+    /// holds one value, and the document shows the last one.
+    #[test]
+    fn recording_a_field_again_does_not_grow_the_span() {
+        use tracing_subscriber::registry::LookupSpan;
+
+        let exporter = InMemoryExporter::new();
+        let layer = crate::builder()
+            .with_sampler(crate::sampling::AlwaysSample)
+            .with_detectors(crate::Detectors::none())
+            .with_exporter(exporter.clone())
+            .build();
+        let xray = layer.handle();
+        let subscriber = tracing_subscriber::registry().with(layer);
+        let held = |subscriber: &tracing_subscriber::layer::Layered<
+            super::XrayLayer,
+            tracing_subscriber::Registry,
+        >,
+                    id: &tracing::Id| {
+            let span = subscriber.span(id).unwrap();
+            let ext = span.extensions();
+            ext.get::<Box<super::SpanData>>().unwrap().fields.len()
+        };
+        let dispatch = tracing::Dispatch::new(subscriber);
+        tracing::dispatcher::with_default(&dispatch, || {
+            let span = tracing::info_span!(
+                "connection",
+                bytes = tracing::field::Empty,
+                peer = "10.0.0.1"
+            );
+            for n in 0..100_000_u64 {
+                span.record("bytes", n);
+            }
+            let subscriber = dispatch.downcast_ref().unwrap();
+            assert_eq!(held(subscriber, &span.id().unwrap()), 2);
+        });
+        xray.flush(Duration::from_secs(10)).unwrap();
+        let doc = &exporter.json_documents()[0];
+        assert_eq!(doc["metadata"]["tracing"]["bytes"], 99_999);
+        assert_eq!(doc["metadata"]["tracing"]["peer"], "10.0.0.1");
     }
 
     /// The invariant that makes a memo hit trustworthy: once every span has
