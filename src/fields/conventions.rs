@@ -79,6 +79,20 @@ impl<'s> SpanContext<'s> {
     }
 }
 
+/// The flags an HTTP status sets: 429 is a throttle (and an error), other
+/// 4xx an error (the caller's), 5xx a fault (the service's).
+fn status_flags(entity: &mut Entity<'_>) {
+    match entity.http.response.status {
+        Some(429) => {
+            entity.throttle = true;
+            entity.error = true;
+        }
+        Some(400..=499) => entity.error = true,
+        Some(500..=599) => entity.fault = true,
+        _ => {}
+    }
+}
+
 /// Whether `key` may mean something to [`super::route`]: a name with a
 /// convention (on some span), or the `annotation.` / `metadata.` prefix.
 /// `false` is certain and cheap (the first byte, one or two prefixes), so
@@ -609,17 +623,7 @@ impl<'a> Conventions<'a> {
             .or_else(|| self.name.map(Cow::Borrowed));
 
         // Flags: the status says who failed; an error without one is a fault.
-        if let Some(status) = entity.http.response.status {
-            match status {
-                429 => {
-                    entity.throttle = true;
-                    entity.error = true;
-                }
-                400..=499 => entity.error = true,
-                500..=599 => entity.fault = true,
-                _ => {}
-            }
-        }
+        status_flags(entity);
         if flag(&mut self.throttle) {
             entity.throttle = true;
             entity.error = true;
@@ -656,17 +660,7 @@ impl<'a> Conventions<'a> {
         if !is_segment {
             entity.namespace = None;
         }
-        if let Some(status) = entity.http.response.status {
-            match status {
-                429 => {
-                    entity.throttle = true;
-                    entity.error = true;
-                }
-                400..=499 => entity.error = true,
-                500..=599 => entity.fault = true,
-                _ => {}
-            }
-        }
+        status_flags(entity);
         let failed = errored || self.error;
         if failed && !entity.error && !entity.fault {
             entity.fault = true;
