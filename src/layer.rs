@@ -197,6 +197,24 @@ where
     }
 }
 
+/// The span an event's data goes to: the event's span or its nearest traced
+/// ancestor. A child of an unsampled trace (in the memo) has none, known
+/// without walking up to its root.
+fn traced_event_span<'a, S>(
+    ctx: &'a Context<'_, S>,
+    event: &Event<'_>,
+    inner: &LayerInner,
+) -> Option<SpanRef<'a, S>>
+where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
+    let span = ctx.event_span(event)?;
+    if inner.unsampled_spans.contains(&span.id()) {
+        return None;
+    }
+    traced_self_or_ancestor(span)
+}
+
 /// What a new span inherits from its nearest traced ancestor.
 struct Inherited {
     /// The registry id of the span inherited from.
@@ -513,13 +531,13 @@ where
             .target()
             .starts_with(TOWER_HTTP_TRACE_TARGET)
         {
-            record_tower_http_status(event, &ctx);
+            record_tower_http_status(event, &ctx, inner);
         }
         let is_error = *event.metadata().level() == Level::ERROR;
         if !(is_error || inner.events) || suppressed() {
             return;
         }
-        let Some(span) = ctx.event_span(event).and_then(traced_self_or_ancestor) else {
+        let Some(span) = traced_event_span(&ctx, event, inner) else {
             return;
         };
         if !span
@@ -646,7 +664,7 @@ const TOWER_HTTP_TRACE_TARGET: &str = "tower_http::trace";
 /// Records the `status` of a tower-http response event on the request span
 /// as `http.response.status_code`, so the default `TraceLayer` gets its
 /// error / throttle / fault flags.
-fn record_tower_http_status<S>(event: &Event<'_>, ctx: &Context<'_, S>)
+fn record_tower_http_status<S>(event: &Event<'_>, ctx: &Context<'_, S>, inner: &LayerInner)
 where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
@@ -676,7 +694,7 @@ where
     let Some(code) = status.0.filter(|c| (100..1000).contains(c)) else {
         return;
     };
-    let Some(span) = ctx.event_span(event).and_then(traced_self_or_ancestor) else {
+    let Some(span) = traced_event_span(ctx, event, inner) else {
         return;
     };
     let mut ext = span.extensions_mut();
@@ -871,6 +889,8 @@ mod tests {
                 let root = tracing::info_span!("handle", url.path = %path);
                 let child = root.in_scope(|| tracing::info_span!("child"));
                 let grandchild = child.in_scope(|| tracing::info_span!("grandchild"));
+                // Marks a sampled span; found without a walk in an unsampled one.
+                grandchild.in_scope(|| tracing::error!("boom"));
                 if request % 3 == 0 {
                     // The child outlives its root, on another thread.
                     tx.send(grandchild).unwrap();
@@ -901,6 +921,12 @@ mod tests {
             "{:?}",
             inner.unsampled_roots
         );
-        assert_eq!(exporter.traces().len(), 100, "the even requests");
+        let traces = exporter.traces();
+        assert_eq!(traces.len(), 100, "the even requests");
+        for t in &traces {
+            let grandchild = &t["subsegments"][0]["subsegments"][0];
+            assert_eq!(grandchild["name"], "grandchild", "{t}");
+            assert_eq!(grandchild["fault"], true, "{t}");
+        }
     }
 }
