@@ -8,8 +8,6 @@
 //! where a memo entry outliving its span would show, as a sampled child gone
 //! missing or an unsampled span sent.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -34,6 +32,27 @@ impl Sampler for EvenPaths {
             SamplingDecision::not_sampled()
         }
     }
+}
+
+/// A layer sampling with [`EvenPaths`], exporting in memory.
+fn even_paths_layer(
+    service: &str,
+    queue: usize,
+) -> (
+    tracing_xray::XrayLayer,
+    tracing_xray::XrayHandle,
+    InMemoryExporter,
+) {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_sampler(EvenPaths)
+        .with_service_name(service)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_queue_capacity(queue)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    (layer, xray, exporter)
 }
 
 #[instrument]
@@ -77,17 +96,9 @@ fn count(doc: &serde_json::Value, names: &mut HashMap<String, usize>) {
 #[test]
 fn interleaved_sampled_and_unsampled_requests_stay_apart() {
     const REQUESTS: u64 = 4000;
-    let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_sampler(EvenPaths)
-        .with_service_name("mixed")
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_queue_capacity(1 << 14)
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
-    // This binary holds this one test: the subscriber is global, so every
-    // runtime thread sees it.
+    let (layer, xray, exporter) = even_paths_layer("mixed", 1 << 14);
+    // Global, so that every runtime thread sees it (the other test of this
+    // binary sets its own for its thread).
     tracing_subscriber::registry().with(layer).init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -142,15 +153,7 @@ fn interleaved_sampled_and_unsampled_requests_stay_apart() {
 #[test]
 fn ids_reused_across_generations_never_drop_a_sampled_span() {
     const REQUESTS: u64 = 40_000;
-    let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_sampler(EvenPaths)
-        .with_service_name("sequential")
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_queue_capacity(1 << 16)
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
+    let (layer, xray, exporter) = even_paths_layer("sequential", 1 << 16);
     let subscriber = tracing_subscriber::registry().with(layer);
     let mut ids = HashMap::<u64, usize>::new();
     tracing::subscriber::with_default(subscriber, || {
