@@ -4,7 +4,7 @@
 //! Without it, every child of an unsampled trace would read its parent's
 //! extensions to learn the decision, and look itself up again when it
 //! closes. With it, a child whose parent is remembered here is remembered in
-//! turn, and its close is one compare-and-swap.
+//! turn, and its close is a load and a store.
 //!
 //! The memo is a fixed array of slots indexed by a hash of the span's
 //! [`Id`], each holding one id or 0. It is only ever a shortcut: a miss (an
@@ -78,11 +78,15 @@ impl UnsampledIds {
     pub(crate) fn remove(&self, id: &Id) -> bool {
         let id = id.into_u64();
         let slot = self.slot(id);
-        // A plain load first: the miss (a traced span) needs no locked op.
-        slot.load(Ordering::Acquire) == id
-            && slot
-                .compare_exchange(id, 0, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
+        if slot.load(Ordering::Acquire) != id {
+            return false;
+        }
+        // A plain store, no locked operation. Between the load and the store
+        // only another span's insert can change the slot (no other span
+        // holds `id` while this one is open), and clearing that entry costs
+        // that span a miss, never a wrong answer: only entries ever vanish.
+        slot.store(0, Ordering::Release);
+        true
     }
 }
 
