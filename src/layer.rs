@@ -44,6 +44,12 @@ use crate::worker::Message;
 
 thread_local! {
     static SUPPRESSED: Cell<bool> = const { Cell::new(false) };
+    /// Whether this thread's last new span with a parent was in an
+    /// unsampled trace. Requests are mostly all sampled or all not, so
+    /// while this holds, a new span asks the memo about the current span
+    /// before looking up its own parent. Only a hint: a wrong guess costs
+    /// one lookup, never a wrong answer.
+    static IN_UNSAMPLED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// While alive, spans and events of the current thread are invisible to every
@@ -280,6 +286,68 @@ fn first_str<'a>(fields: &'a [(&'static str, FieldValue)], keys: &[&str]) -> Opt
     })
 }
 
+/// The request a root's fields describe, for the sampler. Each part comes
+/// from the first of its keys that is present (the first listed for `host`
+/// is `http.host`, then `server.address`, then `host`), and a key recorded
+/// twice gives its last value.
+#[derive(Debug, Default, PartialEq)]
+struct RequestFields<'a> {
+    host: Option<&'a str>,
+    method: Option<&'a str>,
+    path: Option<&'a str>,
+}
+
+impl<'a> RequestFields<'a> {
+    /// One pass over the fields: this runs once per trace, on the
+    /// application's thread.
+    fn of(fields: &'a [(&'static str, FieldValue)]) -> Self {
+        /// The value of the best-ranked key seen so far (0 is best).
+        #[derive(Clone, Copy)]
+        struct Pick<'a>(Option<(u8, &'a str)>);
+        impl<'a> Pick<'a> {
+            fn offer(&mut self, rank: u8, value: &'a str) {
+                if self.0.is_none_or(|(best, _)| rank <= best) {
+                    self.0 = Some((rank, value));
+                }
+            }
+            fn get(self) -> Option<&'a str> {
+                self.0.map(|(_, v)| v)
+            }
+        }
+        let (mut host, mut method, mut path, mut url) =
+            (Pick(None), Pick(None), Pick(None), Pick(None));
+        for (name, value) in fields {
+            let FieldValue::Str(value) = value else {
+                continue;
+            };
+            let value = value.as_str();
+            match *name {
+                "http.host" => host.offer(0, value),
+                "server.address" => host.offer(1, value),
+                "host" => host.offer(2, value),
+                "http.request.method" => method.offer(0, value),
+                "http.method" => method.offer(1, value),
+                "method" => method.offer(2, value),
+                "url.path" => path.offer(0, value),
+                "http.target" => path.offer(1, value),
+                "http.route" => path.offer(2, value),
+                "uri" => path.offer(3, value),
+                "url.full" => url.offer(0, value),
+                "http.url" => url.offer(1, value),
+                _ => {}
+            }
+        }
+        RequestFields {
+            host: host.get(),
+            method: method.get(),
+            path: path
+                .get()
+                .or_else(|| url.get().map(path_of_url))
+                .map(|p| p.split(['?', '#']).next().unwrap_or(p)),
+        }
+    }
+}
+
 impl LayerInner {
     fn send(&self, msg: Message) {
         match self.tx.try_send(msg) {
@@ -309,17 +377,12 @@ impl LayerInner {
         if root.decision != Decision::Pending {
             return;
         }
-        let fields = &root.fields;
-        let host = first_str(fields, &["http.host", "server.address", "host"]);
-        let method = first_str(fields, &["http.request.method", "http.method", "method"]);
-        let path = first_str(fields, &["url.path", "http.target", "http.route", "uri"])
-            .or_else(|| first_str(fields, &["url.full", "http.url"]).map(path_of_url))
-            .map(|p| p.split(['?', '#']).next().unwrap_or(p));
+        let request_fields = RequestFields::of(&root.fields);
         let resource = self.cfg.resource.get();
         let mut request = SamplingRequest::new().with_service_name(&self.cfg.service_name);
-        request.host = host;
-        request.http_method = method;
-        request.url_path = path;
+        request.host = request_fields.host;
+        request.http_method = request_fields.method;
+        request.url_path = request_fields.path;
         request.service_type = resource.and_then(|r| r.origin());
         let decision = self.sampler.sample(&request);
         root.decision = if decision.is_sampled() {
@@ -331,6 +394,13 @@ impl LayerInner {
             root.rare_mut().rule_name = Some(rule.clone());
         }
         self.prepare(root);
+    }
+
+    /// Whether `id` is an open span of an unsampled trace this layer knows
+    /// without a lookup.
+    #[inline]
+    fn in_unsampled_trace(&self, id: &Id) -> bool {
+        self.unsampled_spans.contains(id) || self.unsampled_roots.contains(id)
     }
 
     /// Continues an incoming trace on a root that has no child yet.
@@ -432,12 +502,32 @@ where
         if suppressed() {
             return;
         }
+        // A child of an unsampled trace is known from its parent's id alone,
+        // without a lock. An explicit parent's id is free; the current
+        // span's costs one lookup, worth it while this thread is in
+        // unsampled traces. A memo entry is always a span this layer saw,
+        // so a hit is the parent `span.parent()` would find below.
+        let direct = if attrs.is_contextual() {
+            if IN_UNSAMPLED.with(Cell::get) {
+                ctx.current_span().id().cloned()
+            } else {
+                None
+            }
+        } else {
+            attrs.parent().cloned()
+        };
+        if let Some(p) = direct {
+            if inner.in_unsampled_trace(&p) {
+                inner.unsampled_spans.insert(id);
+                return;
+            }
+        }
         let Some(span) = ctx.span(id) else { return };
         let parent = span.parent();
         if let Some(p) = &parent {
-            let p = p.id();
-            if inner.unsampled_spans.contains(&p) || inner.unsampled_roots.contains(&p) {
-                // A child of an unsampled trace, known without a lock.
+            let unsampled = inner.in_unsampled_trace(&p.id());
+            IN_UNSAMPLED.with(|c| c.set(unsampled));
+            if unsampled {
                 inner.unsampled_spans.insert(id);
                 return;
             }
@@ -448,6 +538,7 @@ where
             Some(p) if !p.sampled => {
                 inner.unsampled_roots.insert(&p.from);
                 inner.unsampled_spans.insert(id);
+                IN_UNSAMPLED.with(|c| c.set(true));
                 return;
             }
             Some(p) => {
@@ -855,6 +946,123 @@ mod tests {
         let doc = &exporter.json_documents()[0];
         assert_eq!(doc["metadata"]["tracing"]["bytes"], 99_999);
         assert_eq!(doc["metadata"]["tracing"]["peer"], "10.0.0.1");
+    }
+
+    /// The request the sampler sees: each part from the first of its keys
+    /// present, whatever the order the fields came in; a repeated key's
+    /// last value; the path of a full URL; no query or fragment.
+    #[test]
+    fn request_fields_take_each_part_from_its_best_key() {
+        use super::{FieldValue, RequestFields};
+        use crate::span_data::FieldStr;
+        let of = |fields: &[(&'static str, &str)]| {
+            let fields: Vec<_> = fields
+                .iter()
+                .map(|(k, v)| (*k, FieldValue::Str(FieldStr::new(v))))
+                .collect();
+            let r = RequestFields::of(&fields);
+            let own = |v: Option<&str>| v.map(str::to_owned);
+            (own(r.host), own(r.method), own(r.path))
+        };
+        let some = |v: &str| Some(v.to_owned());
+        assert_eq!(of(&[]), (None, None, None));
+        assert_eq!(
+            of(&[
+                ("host", "c"),
+                ("server.address", "b"),
+                ("method", "m3"),
+                ("http.route", "/r"),
+                ("uri", "/u"),
+                ("http.host", "a"),
+                ("http.method", "m2"),
+            ]),
+            (some("a"), some("m2"), some("/r"))
+        );
+        assert_eq!(
+            of(&[
+                ("url.path", "/a"),
+                ("http.target", "/t?q=1"),
+                ("url.path", "/b?x#f")
+            ]),
+            (None, None, some("/b"))
+        );
+        assert_eq!(
+            of(&[
+                ("http.url", "https://h/x"),
+                ("url.full", "https://h:8/p/q?z")
+            ]),
+            (None, None, some("/p/q"))
+        );
+        assert_eq!(of(&[("url.full", "https://h")]), (None, None, some("/")));
+        assert_eq!(
+            of(&[("uri", "/u"), ("url.full", "https://h/p")]),
+            (None, None, some("/u"))
+        );
+        // Only strings count.
+        let fields = [
+            ("http.method", FieldValue::U64(1)),
+            ("method", FieldValue::Str(FieldStr::new("GET"))),
+        ];
+        assert_eq!(RequestFields::of(&fields).method, Some("GET"));
+    }
+
+    /// The shortcut a new span takes before any lookup (its explicit
+    /// parent, or the current span while the thread is in unsampled traces)
+    /// answers only for spans of unsampled traces: sampled roots opened
+    /// inside unsampled spans, and their children, still arrive whole.
+    #[test]
+    fn the_memo_shortcut_answers_only_for_unsampled_traces() {
+        let exporter = InMemoryExporter::new();
+        let layer = crate::builder()
+            .with_sampler(EvenPaths)
+            .with_detectors(crate::Detectors::none())
+            .with_exporter(exporter.clone())
+            .build();
+        let inner = layer.inner.clone().unwrap();
+        let xray = layer.handle();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        tracing::dispatcher::with_default(&dispatch, || {
+            let unsampled = tracing::info_span!("handle", url.path = "/orders/1");
+            let _in_unsampled = unsampled.enter();
+            // The first child decides the root, then the thread expects
+            // unsampled traces: the second one comes from the memo.
+            for _ in 0..2 {
+                let child = tracing::info_span!("contextual");
+                assert!(inner.unsampled_spans.contains(&child.id().unwrap()));
+                let grandchild = tracing::info_span!(parent: &child, "explicit");
+                assert!(inner.unsampled_spans.contains(&grandchild.id().unwrap()));
+            }
+            // A sampled root inside the unsampled span, and its children
+            // (contextual first, while the thread still expects unsampled
+            // traces, then explicit).
+            let sampled = tracing::info_span!(parent: None, "handle", url.path = "/orders/2");
+            sampled.in_scope(|| {
+                let child = tracing::info_span!("contextual");
+                assert!(!inner.unsampled_spans.contains(&child.id().unwrap()));
+                let _ = tracing::info_span!(parent: &child, "explicit");
+            });
+            let _ = tracing::info_span!(parent: &sampled, "explicit");
+            // Back to the unsampled trace, still known from the memo.
+            let child = tracing::info_span!("contextual");
+            assert!(inner.unsampled_spans.contains(&child.id().unwrap()));
+        });
+        xray.flush(Duration::from_secs(10)).unwrap();
+        let traces = exporter.traces();
+        assert_eq!(traces.len(), 1, "{traces:?}");
+        let names = |t: &serde_json::Value| -> Vec<String> {
+            t["subsegments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    let below = s["subsegments"].as_array().map_or(0, Vec::len);
+                    format!("{}+{below}", s["name"].as_str().unwrap())
+                })
+                .collect()
+        };
+        assert_eq!(names(&traces[0]), ["contextual+1", "explicit+0"]);
+        assert!(inner.unsampled_spans.is_empty());
+        assert!(inner.unsampled_roots.is_empty());
     }
 
     /// The invariant that makes a memo hit trustworthy: once every span has
