@@ -208,6 +208,7 @@ impl Builder {
         if disabled_by_env() {
             return disabled();
         }
+        crate::clock::warm_up();
         let exporter = match self.exporter {
             Some(e) => e,
             None => Box::new(UdpExporter::from_env().unwrap_or_else(|err| {

@@ -18,7 +18,6 @@ use std::any::TypeId;
 use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
 
 use crossbeam_channel::{Sender, TrySendError};
 use tracing_core::field::{Field, Visit};
@@ -29,6 +28,7 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use tracing_subscriber::Layer;
 
 use crate::assemble::Top;
+use crate::clock::Instant;
 use crate::config::Config;
 use crate::handle::{Counters, XrayHandle};
 use crate::header::{Sampled, TraceHeader};

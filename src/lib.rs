@@ -103,6 +103,7 @@ mod assemble;
 #[cfg_attr(docsrs, doc(cfg(feature = "aws-sdk")))]
 pub mod aws_sdk;
 mod builder;
+mod clock;
 mod config;
 mod daemon_address;
 mod events;

@@ -14,11 +14,11 @@
 //! thread's batch, within the same bound.
 
 use std::cell::RefCell;
-use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use tracing_core::Metadata;
 
+use crate::clock::Instant;
 use crate::id::TraceId;
 use crate::span_data::{Anchor, SpanData};
 

@@ -7,11 +7,11 @@
 use std::error::Error as StdError;
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use tracing_core::field::{Field, Visit};
 use tracing_core::Metadata;
 
+use crate::clock::Instant;
 use crate::id::{SegmentId, TraceId};
 
 /// How many exceptions one span records; later ones are counted, not kept.
