@@ -85,6 +85,7 @@ pub(crate) fn spawn(
                 rx,
                 recycle,
                 spare_json: Vec::new(),
+                rebuild: Rebuild::default(),
                 counters,
                 warned_drop: AtomicBool::new(false),
                 warned_failure: false,
@@ -100,6 +101,7 @@ struct Worker {
     recycle: RecycleTx,
     /// JSON buffers reused from trace to trace.
     spare_json: Vec<String>,
+    rebuild: Rebuild,
     counters: Arc<Counters>,
     warned_drop: AtomicBool,
     warned_failure: bool,
@@ -199,7 +201,7 @@ impl Worker {
         let Some(trace_id) = spans.first().map(|s| s.trace_id) else {
             return;
         };
-        let tops = rebuild(&mut spans);
+        let tops = self.rebuild.trees(&mut spans);
         self.recycle.buffer(spans);
         let spare = std::mem::take(&mut self.spare_json);
         let mut asm = Assembler::new(&self.cfg, trace_id, spare);
@@ -275,36 +277,74 @@ impl Worker {
 }
 
 /// Rebuilds trees from finished spans listed in close order (a child always
-/// before its parent), leaving `spans` empty. Returns the tops: the spans
-/// whose parent is not in the list (the root, or subtrees of a trace still
-/// open), in close order.
-pub(crate) fn rebuild(spans: &mut Vec<Box<SpanData>>) -> Vec<Box<SpanData>> {
-    let n = spans.len();
-    // A parent closes after its children, so it is searched after them: by a
-    // scan for a few spans, through an index for many.
-    let index: Option<HashMap<SegmentId, usize>> =
-        (n > SMALL_TRACE).then(|| spans.iter().enumerate().map(|(i, s)| (s.id, i)).collect());
-    let parent_of: Vec<Option<usize>> = (0..n)
-        .map(|i| {
-            let parent = spans[i].parent_seg?;
-            match &index {
-                Some(index) => index.get(&parent).copied().filter(|&j| j > i),
-                None => (i + 1..n).find(|&j| spans[j].id == parent),
-            }
-        })
-        .collect();
-    let mut slots: Vec<Option<Box<SpanData>>> = spans.drain(..).map(Some).collect();
-    let mut tops = Vec::new();
-    for i in 0..n {
-        let Some(span) = slots[i].take() else {
-            continue;
-        };
-        match parent_of[i].and_then(|p| slots[p].as_mut()) {
-            Some(parent) => parent.children.push(span),
-            None => tops.push(span),
+/// before its parent). Keeps its scratch space from trace to trace, so that
+/// the worker allocates nothing here for a trace of usual size.
+#[derive(Debug, Default)]
+pub(crate) struct Rebuild {
+    parent_of: Vec<Option<usize>>,
+    child_count: Vec<u32>,
+    slots: Vec<Option<Box<SpanData>>>,
+    index: HashMap<SegmentId, usize>,
+}
+
+/// Scratch space grown past this many spans is freed after use: a one-off
+/// huge trace must not pin its memory.
+const MAX_KEPT_SCRATCH: usize = 4096;
+
+impl Rebuild {
+    /// Leaves `spans` empty and returns the tops: the spans whose parent is
+    /// not in the list (the root, or subtrees of a trace still open), in
+    /// close order. Each parent's list of children is allocated once, at
+    /// its final size.
+    pub(crate) fn trees(&mut self, spans: &mut Vec<Box<SpanData>>) -> Vec<Box<SpanData>> {
+        let n = spans.len();
+        // A parent closes after its children, so it is searched after them:
+        // by a scan for a few spans, through an index for many.
+        let indexed = n > SMALL_TRACE;
+        if indexed {
+            self.index.clear();
+            self.index
+                .extend(spans.iter().enumerate().map(|(i, s)| (s.id, i)));
         }
+        self.parent_of.clear();
+        self.child_count.clear();
+        self.child_count.resize(n, 0);
+        for i in 0..n {
+            let parent = spans[i].parent_seg.and_then(|parent| {
+                if indexed {
+                    self.index.get(&parent).copied().filter(|&j| j > i)
+                } else {
+                    (i + 1..n).find(|&j| spans[j].id == parent)
+                }
+            });
+            if let Some(p) = parent {
+                self.child_count[p] += 1;
+            }
+            self.parent_of.push(parent);
+        }
+        self.slots.clear();
+        self.slots.extend(spans.drain(..).map(Some));
+        let mut tops = Vec::new();
+        for i in 0..n {
+            let Some(span) = self.slots[i].take() else {
+                continue;
+            };
+            let parent = self.parent_of[i].and_then(|p| Some((p, self.slots[p].as_mut()?)));
+            match parent {
+                Some((p, parent)) => {
+                    if parent.children.is_empty() {
+                        parent.children.reserve_exact(self.child_count[p] as usize);
+                    }
+                    parent.children.push(span);
+                }
+                None => tops.push(span),
+            }
+        }
+        if n > MAX_KEPT_SCRATCH {
+            *self = Rebuild::default();
+        }
+        tops
     }
-    tops
 }
 
 /// Up to this many spans, parents are found by scanning instead of hashing.
@@ -328,4 +368,71 @@ fn warn_failure(error: &ExportError) {
         %error,
         "tracing-xray could not export a document (further failures are only counted)"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A trace in close order: `parents[i]` is the index of span `i`'s
+    /// parent (always later), or `None`; a parent index past the end names
+    /// a span that is not in the list (a subtree of a trace still open).
+    fn trace(parents: &[Option<usize>]) -> Vec<Box<SpanData>> {
+        let spans: Vec<Box<SpanData>> = (0..parents.len())
+            .map(|_| Box::new(SpanData::for_tests()))
+            .collect();
+        let ids: Vec<SegmentId> = spans.iter().map(|s| s.id).collect();
+        spans
+            .into_iter()
+            .zip(parents)
+            .map(|(mut span, parent)| {
+                span.parent_seg =
+                    parent.map(|p| ids.get(p).copied().unwrap_or_else(SegmentId::new));
+                span
+            })
+            .collect()
+    }
+
+    fn shape(span: &SpanData) -> String {
+        let children: Vec<String> = span.children.iter().map(|c| shape(c)).collect();
+        format!("({})", children.join(""))
+    }
+
+    /// Trees come back whole, each parent's children in close order in a
+    /// list allocated at its size, whether parents are found by scanning
+    /// (small traces) or through the index (large ones); the scratch space
+    /// is reused from trace to trace.
+    #[test]
+    fn rebuilds_trees_with_each_list_of_children_allocated_once() {
+        let mut rebuild = Rebuild::default();
+        // 0 and 1 under 2, 2 and 3 under 4 (the root); 5 under a span not
+        // in the list.
+        let mut spans = trace(&[Some(2), Some(2), Some(4), Some(4), None, Some(99)]);
+        let first_ids: Vec<SegmentId> = spans.iter().map(|s| s.id).collect();
+        let tops = rebuild.trees(&mut spans);
+        assert!(spans.is_empty());
+        assert_eq!(tops.len(), 2);
+        assert_eq!(shape(&tops[0]), "((()())())");
+        assert_eq!(tops[0].id, first_ids[4]);
+        assert_eq!(tops[0].children[0].id, first_ids[2]);
+        assert_eq!(tops[0].children[0].children[1].id, first_ids[1]);
+        assert_eq!(tops[1].id, first_ids[5]);
+        for parent in [&tops[0], &tops[0].children[0]] {
+            assert_eq!(parent.children.capacity(), parent.children.len());
+        }
+        let kept = rebuild.parent_of.capacity();
+        // A root with 200 children: the indexed path.
+        let mut wide: Vec<Option<usize>> = vec![Some(200); 200];
+        wide.push(None);
+        let mut spans = trace(&wide);
+        let tops = rebuild.trees(&mut spans);
+        assert_eq!(tops.len(), 1);
+        assert_eq!(tops[0].children.len(), 200);
+        assert_eq!(tops[0].children.capacity(), 200);
+        assert!(rebuild.parent_of.capacity() >= kept);
+        // Back to a small trace: same answers, no index needed.
+        let mut spans = trace(&[Some(1), None]);
+        let tops = rebuild.trees(&mut spans);
+        assert_eq!(shape(&tops[0]), "(())");
+    }
 }
