@@ -6,8 +6,9 @@
 //! vector before any extensions lock is taken; at `on_close` the finished
 //! span's box is pushed into its trace's [`TraceBuf`] (no lookup of its
 //! parent), and the root's close hands the whole list to the worker with a
-//! `try_send`; the worker rebuilds the tree from the spans' parent ids. `on_enter`/`on_exit` are not used: a
-//! span lasts from creation to close however often an async task polls it.
+//! `try_send`; the worker rebuilds the tree from the spans' parent ids.
+//! `on_enter`/`on_exit` are not used: a span lasts from creation to close
+//! however often an async task polls it.
 //!
 //! The sampling decision is taken once per trace, at the root, as late as
 //! possible. Children of an unsampled root store nothing at all: their ids
@@ -403,6 +404,14 @@ impl LayerInner {
         self.unsampled_spans.contains(id) || self.unsampled_roots.contains(id)
     }
 
+    /// Remembers the new span `id` as a child of an unsampled trace (it
+    /// stores nothing), and that this thread is in unsampled traces.
+    #[inline]
+    fn unsampled_child(&self, id: &Id) {
+        self.unsampled_spans.insert(id);
+        IN_UNSAMPLED.with(|c| c.set(true));
+    }
+
     /// Continues an incoming trace on a root that has no child yet.
     pub(crate) fn apply_header(&self, root: &mut SpanData, header: &TraceHeader) {
         if let Some(trace_id) = header.root() {
@@ -516,29 +525,25 @@ where
         } else {
             attrs.parent().cloned()
         };
-        if let Some(p) = direct {
-            if inner.in_unsampled_trace(&p) {
-                inner.unsampled_spans.insert(id);
-                return;
-            }
+        if direct.is_some_and(|p| inner.in_unsampled_trace(&p)) {
+            inner.unsampled_child(id);
+            return;
         }
         let Some(span) = ctx.span(id) else { return };
         let parent = span.parent();
         if let Some(p) = &parent {
-            let unsampled = inner.in_unsampled_trace(&p.id());
-            IN_UNSAMPLED.with(|c| c.set(unsampled));
-            if unsampled {
-                inner.unsampled_spans.insert(id);
+            if inner.in_unsampled_trace(&p.id()) {
+                inner.unsampled_child(id);
                 return;
             }
+            IN_UNSAMPLED.with(|c| c.set(false));
         }
         let data = match inherit(parent, inner) {
             // Unsampled: nothing stored, nothing recorded. Header lookups
             // find the nearest traced ancestor.
             Some(p) if !p.sampled => {
                 inner.unsampled_roots.insert(&p.from);
-                inner.unsampled_spans.insert(id);
-                IN_UNSAMPLED.with(|c| c.set(true));
+                inner.unsampled_child(id);
                 return;
             }
             Some(p) => {
@@ -892,6 +897,17 @@ mod tests {
     use crate::export::InMemoryExporter;
     use crate::sampling::{Sampler, SamplingDecision, SamplingRequest};
 
+    /// A layer with no resource detection, exporting into memory.
+    fn test_layer(sampler: impl Sampler) -> (super::XrayLayer, InMemoryExporter) {
+        let exporter = InMemoryExporter::new();
+        let layer = crate::builder()
+            .with_sampler(sampler)
+            .with_detectors(crate::Detectors::none())
+            .with_exporter(exporter.clone())
+            .build();
+        (layer, exporter)
+    }
+
     /// Samples the requests whose `url.path` ends in an even number.
     struct EvenPaths;
 
@@ -912,12 +928,7 @@ mod tests {
     fn recording_a_field_again_does_not_grow_the_span() {
         use tracing_subscriber::registry::LookupSpan;
 
-        let exporter = InMemoryExporter::new();
-        let layer = crate::builder()
-            .with_sampler(crate::sampling::AlwaysSample)
-            .with_detectors(crate::Detectors::none())
-            .with_exporter(exporter.clone())
-            .build();
+        let (layer, exporter) = test_layer(crate::sampling::AlwaysSample);
         let xray = layer.handle();
         let subscriber = tracing_subscriber::registry().with(layer);
         let held = |subscriber: &tracing_subscriber::layer::Layered<
@@ -1012,12 +1023,7 @@ mod tests {
     /// inside unsampled spans, and their children, still arrive whole.
     #[test]
     fn the_memo_shortcut_answers_only_for_unsampled_traces() {
-        let exporter = InMemoryExporter::new();
-        let layer = crate::builder()
-            .with_sampler(EvenPaths)
-            .with_detectors(crate::Detectors::none())
-            .with_exporter(exporter.clone())
-            .build();
+        let (layer, exporter) = test_layer(EvenPaths);
         let inner = layer.inner.clone().unwrap();
         let xray = layer.handle();
         let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
@@ -1069,12 +1075,7 @@ mod tests {
     /// closed, on whichever thread, the memos hold no id at all.
     #[test]
     fn no_unsampled_memo_entry_outlives_its_span() {
-        let exporter = InMemoryExporter::new();
-        let layer = crate::builder()
-            .with_sampler(EvenPaths)
-            .with_detectors(crate::Detectors::none())
-            .with_exporter(exporter.clone())
-            .build();
+        let (layer, exporter) = test_layer(EvenPaths);
         let inner = layer.inner.clone().unwrap();
         let xray = layer.handle();
         let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
