@@ -30,6 +30,18 @@ fn is_name_char(c: char) -> bool {
         )
 }
 
+/// Cuts `s` to at most `max` bytes, on a character boundary.
+pub(crate) fn truncate_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
+
 /// Cuts `s` to at most `max` characters, on a character boundary.
 pub(crate) fn truncate_chars(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
@@ -86,6 +98,17 @@ pub(crate) fn sanitize_annotation_key(key: &str) -> Option<Cow<'_, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_cuts_fall_on_character_boundaries() {
+        assert_eq!(truncate_bytes("abc", 5), "abc");
+        assert_eq!(truncate_bytes("abc", 2), "ab");
+        // "é" is two bytes: a cut inside it keeps the character out.
+        assert_eq!(truncate_bytes("aé", 2), "a");
+        assert_eq!(truncate_bytes("aé", 3), "aé");
+        assert_eq!(truncate_bytes("名", 2), "");
+        assert_eq!(truncate_bytes("", 0), "");
+    }
 
     #[test]
     fn names_keep_allowed_characters() {

@@ -13,6 +13,7 @@ use tracing_core::Metadata;
 
 use crate::clock::Instant;
 use crate::id::{SegmentId, TraceId};
+use crate::limits::truncate_bytes;
 
 /// How many exceptions one span records; later ones are counted, not kept.
 pub(crate) const MAX_ERRORS_PER_SPAN: usize = 8;
@@ -454,23 +455,36 @@ impl SpanData {
         }
     }
 
+    /// Records an error, or counts it past the per-span bound.
     pub(crate) fn push_error(&mut self, record: ErrorRecord) {
         let rare = self.rare_mut();
-        if rare.errors.len() < MAX_ERRORS_PER_SPAN {
-            rare.errors.push(record);
-        } else {
-            rare.errors_dropped = rare.errors_dropped.saturating_add(1);
-        }
+        push_bounded(
+            &mut rare.errors,
+            &mut rare.errors_dropped,
+            MAX_ERRORS_PER_SPAN,
+            record,
+        );
     }
 
     /// Records a non-error event, or counts it past the per-span bound.
     pub(crate) fn push_event(&mut self, record: EventRecord) {
         let rare = self.rare_mut();
-        if rare.events.len() < MAX_EVENTS_PER_SPAN {
-            rare.events.push(record);
-        } else {
-            rare.events_dropped = rare.events_dropped.saturating_add(1);
-        }
+        push_bounded(
+            &mut rare.events,
+            &mut rare.events_dropped,
+            MAX_EVENTS_PER_SPAN,
+            record,
+        );
+    }
+}
+
+/// Pushes `item` while `list` holds fewer than `max`; past that, counts it
+/// in `dropped`.
+fn push_bounded<T>(list: &mut Vec<T>, dropped: &mut u32, max: usize, item: T) {
+    if list.len() < max {
+        list.push(item);
+    } else {
+        *dropped = dropped.saturating_add(1);
     }
 }
 
@@ -487,13 +501,8 @@ fn field_name(field: &Field) -> &'static str {
 }
 
 fn truncate(mut s: String) -> String {
-    if s.len() > MAX_FIELD_BYTES {
-        let mut cut = MAX_FIELD_BYTES;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
+    let kept = truncate_bytes(&s, MAX_FIELD_BYTES).len();
+    s.truncate(kept);
     s
 }
 
@@ -504,15 +513,7 @@ struct BoundedString(String);
 impl fmt::Write for BoundedString {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let room = MAX_FIELD_BYTES.saturating_sub(self.0.len());
-        if s.len() <= room {
-            self.0.push_str(s);
-        } else {
-            let mut cut = room;
-            while !s.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            self.0.push_str(&s[..cut]);
-        }
+        self.0.push_str(truncate_bytes(s, room));
         Ok(())
     }
 }
@@ -561,15 +562,7 @@ impl Visit for FieldVisitor<'_> {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        let value = if value.len() > MAX_FIELD_BYTES {
-            let mut cut = MAX_FIELD_BYTES;
-            while !value.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            &value[..cut]
-        } else {
-            value
-        };
+        let value = truncate_bytes(value, MAX_FIELD_BYTES);
         self.push(field, FieldValue::Str(FieldStr::new(value)));
     }
 
