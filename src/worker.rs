@@ -420,7 +420,6 @@ mod tests {
         for parent in [&tops[0], &tops[0].children[0]] {
             assert_eq!(parent.children.capacity(), parent.children.len());
         }
-        let kept = rebuild.parent_of.capacity();
         // A root with 200 children: the indexed path.
         let mut wide: Vec<Option<usize>> = vec![Some(200); 200];
         wide.push(None);
@@ -429,10 +428,23 @@ mod tests {
         assert_eq!(tops.len(), 1);
         assert_eq!(tops[0].children.len(), 200);
         assert_eq!(tops[0].children.capacity(), 200);
-        assert!(rebuild.parent_of.capacity() >= kept);
-        // Back to a small trace: same answers, no index needed.
+        // Back to a small trace: same answers, and the scratch space of the
+        // large one is kept for the next.
+        let scratch = |r: &Rebuild| (r.parent_of.as_ptr(), r.slots.as_ptr());
+        let before = scratch(&rebuild);
         let mut spans = trace(&[Some(1), None]);
         let tops = rebuild.trees(&mut spans);
         assert_eq!(shape(&tops[0]), "(())");
+        assert_eq!(scratch(&rebuild), before, "reallocated");
+        assert!(rebuild.parent_of.capacity() >= 201);
+        // A one-off huge trace does not pin its scratch space.
+        let mut huge: Vec<Option<usize>> = vec![Some(MAX_KEPT_SCRATCH); MAX_KEPT_SCRATCH];
+        huge.push(None);
+        let mut spans = trace(&huge);
+        let tops = rebuild.trees(&mut spans);
+        assert_eq!(tops[0].children.len(), MAX_KEPT_SCRATCH);
+        assert_eq!(rebuild.parent_of.capacity(), 0);
+        assert_eq!(rebuild.slots.capacity(), 0);
+        assert_eq!(rebuild.index.capacity(), 0);
     }
 }
