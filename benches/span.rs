@@ -9,11 +9,15 @@
 //!    opens and another as it closes, its fields copied into an extension
 //!    (no ids, no parent, nothing sent), so the cost of the work itself is
 //!    known on this machine;
-//! 5. `xray_sampled`: tracing-xray, every trace sampled, no-op exporter;
-//! 6. `xray_unsampled`: tracing-xray, every trace decided "not sampled" by
+//! 5. `registry+parent_lookup`: a reference layer doing the least any layer
+//!    must do to tell, as each span opens, which trace it belongs to: find
+//!    its parent's id (the registry's current span, or the explicit parent),
+//!    and nothing else, so the floor of an unsampled request is known;
+//! 6. `xray_sampled`: tracing-xray, every trace sampled, no-op exporter;
+//! 7. `xray_unsampled`: tracing-xray, every trace decided "not sampled" by
 //!    the sampler (ids and headers still propagate);
-//! 7. `xray_disabled_by_env`: tracing-xray switched off by `AWS_XRAY_SDK_DISABLED`;
-//! 8. `tracing_opentelemetry`: tracing-opentelemetry, discarding exporter.
+//! 8. `xray_disabled_by_env`: tracing-xray switched off by `AWS_XRAY_SDK_DISABLED`;
+//! 9. `tracing_opentelemetry`: tracing-opentelemetry, discarding exporter.
 //!
 //! `sampler_decision` times one decision of the built-in samplers.
 //!
@@ -116,6 +120,25 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for TimedFieldsLayer {
     }
 }
 
+/// Finds each new span's parent id, as a layer that must know a span's
+/// trace at its creation has to, and keeps nothing.
+struct ParentLookupLayer;
+impl<S: Subscriber> Layer<S> for ParentLookupLayer {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::Id,
+        ctx: Context<'_, S>,
+    ) {
+        let parent = if attrs.is_contextual() {
+            ctx.current_span().id().cloned()
+        } else {
+            attrs.parent().cloned()
+        };
+        black_box(parent);
+    }
+}
+
 #[derive(Debug)]
 struct DiscardSpans;
 impl opentelemetry_sdk::trace::SpanExporter for DiscardSpans {
@@ -178,6 +201,11 @@ fn dispatches() -> Vec<(&'static str, Dispatch, Option<tracing_xray::XrayHandle>
         (
             "registry+timed_fields",
             Dispatch::new(tracing_subscriber::registry().with(TimedFieldsLayer)),
+            None,
+        ),
+        (
+            "registry+parent_lookup",
+            Dispatch::new(tracing_subscriber::registry().with(ParentLookupLayer)),
             None,
         ),
         (
