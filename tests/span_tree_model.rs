@@ -1,0 +1,286 @@
+//! A model-based property test of the trees the layer builds.
+//!
+//! Random programs open roots and children (contextual or with an explicit
+//! parent, some hidden from the layer by a per-layer filter), enter and exit
+//! them (a span of one trace entered inside another's), and drop their
+//! handles in any order. Every span carries its index; the sampler keeps the
+//! traces whose root has an even index. A model computes what the registry
+//! decides (a contextual span's parent is the span entered last) and what
+//! X-Ray should then receive: every visible span of a sampled trace exactly
+//! once, under its nearest visible ancestor, and nothing of an unsampled
+//! trace.
+//!
+//! This is where the layer's shortcuts for unsampled traces (the memo of
+//! unsampled spans, the thread's hint that it is in unsampled traces) would
+//! show a wrong answer: a sampled span dropped, or attached to the wrong
+//! trace, or an unsampled one sent.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tracing::span::EnteredSpan;
+use tracing::{info_span, Span};
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::Layer;
+use tracing_subscriber::prelude::*;
+use tracing_xray::export::InMemoryExporter;
+use tracing_xray::sampling::{Sampler, SamplingDecision, SamplingRequest};
+
+/// Samples the traces whose root's `url.path` is an even number.
+struct EvenRoots;
+
+impl Sampler for EvenRoots {
+    fn sample(&self, request: &SamplingRequest<'_>) -> SamplingDecision {
+        let n: usize = request
+            .url_path
+            .and_then(|p| p.strip_prefix('/'))
+            .and_then(|n| n.parse().ok())
+            .expect("every span has its index in url.path");
+        if n % 2 == 0 {
+            SamplingDecision::sampled()
+        } else {
+            SamplingDecision::not_sampled()
+        }
+    }
+}
+
+/// A layer that sees every span, so that spans hidden from tracing-xray
+/// still exist in the registry (as they do beside a `fmt` layer).
+struct SeesEverything;
+impl<S: tracing::Subscriber> Layer<S> for SeesEverything {}
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// A span with no parent.
+    Root { hidden: bool },
+    /// A span whose parent is the current span (`None`), or one of the
+    /// spans opened so far (the index modulo their number), when its
+    /// handle is still held.
+    Child {
+        explicit: Option<usize>,
+        hidden: bool,
+    },
+    /// Enters one of the spans opened so far (if held and not entered).
+    Enter(usize),
+    /// Exits the span entered last.
+    Exit,
+    /// Drops the handle of one of the spans opened so far.
+    Drop(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        2 => Just(Op::Root { hidden: false }),
+        1 => Just(Op::Root { hidden: true }),
+        8 => (proptest::option::of(any::<usize>()), proptest::bool::weighted(0.2))
+            .prop_map(|(explicit, hidden)| Op::Child { explicit, hidden }),
+        4 => any::<usize>().prop_map(Op::Enter),
+        2 => Just(Op::Exit),
+        2 => any::<usize>().prop_map(Op::Drop),
+    ]
+}
+
+/// What the model knows of a span: whether the layer sees it, and the
+/// parent the registry gives it.
+struct ModelSpan {
+    hidden: bool,
+    parent: Option<usize>,
+}
+
+/// Runs `ops`, returns the model's spans.
+fn run(ops: &[Op]) -> Vec<ModelSpan> {
+    let mut model: Vec<ModelSpan> = Vec::new();
+    let mut handles: Vec<Option<Span>> = Vec::new();
+    let mut entered: Vec<(usize, EnteredSpan)> = Vec::new();
+    for op in ops {
+        match *op {
+            Op::Root { hidden } | Op::Child { hidden, .. } => {
+                let n = model.len();
+                let path = format!("/{n}");
+                let (parent, span) = match *op {
+                    Op::Root { .. } => (None, new_span(None, hidden, n, &path)),
+                    Op::Child {
+                        explicit: Some(p), ..
+                    } => {
+                        let p = p % n.max(1);
+                        let Some(Some(handle)) = handles.get(p) else {
+                            continue;
+                        };
+                        (Some(p), new_span(Some(handle), hidden, n, &path))
+                    }
+                    _ => {
+                        let current = entered.last().map(|(i, _)| *i);
+                        let span = if hidden {
+                            info_span!("hidden", annotation.model_id = n, url.path = %path)
+                        } else {
+                            info_span!("visible", annotation.model_id = n, url.path = %path)
+                        };
+                        (current, span)
+                    }
+                };
+                model.push(ModelSpan { hidden, parent });
+                handles.push(Some(span));
+            }
+            Op::Enter(i) => {
+                let i = i % model.len().max(1);
+                if entered.iter().any(|(e, _)| *e == i) {
+                    continue;
+                }
+                if let Some(Some(handle)) = handles.get(i) {
+                    entered.push((i, handle.clone().entered()));
+                }
+            }
+            Op::Exit => {
+                entered.pop();
+            }
+            Op::Drop(i) => {
+                let i = i % model.len().max(1);
+                if let Some(slot) = handles.get_mut(i) {
+                    *slot = None;
+                }
+            }
+        }
+    }
+    while entered.pop().is_some() {}
+    drop(handles);
+    model
+}
+
+fn new_span(parent: Option<&Span>, hidden: bool, n: usize, path: &str) -> Span {
+    let parent = parent.and_then(Span::id);
+    match hidden {
+        true => info_span!(parent: parent, "hidden", annotation.model_id = n, url.path = %path),
+        false => info_span!(parent: parent, "visible", annotation.model_id = n, url.path = %path),
+    }
+}
+
+/// The nearest ancestor of span `i` the layer sees.
+fn visible_parent(model: &[ModelSpan], i: usize) -> Option<usize> {
+    let mut p = model[i].parent;
+    while let Some(j) = p {
+        if !model[j].hidden {
+            return Some(j);
+        }
+        p = model[j].parent;
+    }
+    None
+}
+
+/// What X-Ray should receive: each sent span's index and its parent's
+/// (`None` for a segment).
+fn expected(model: &[ModelSpan]) -> BTreeMap<usize, Option<usize>> {
+    let mut sent = BTreeMap::new();
+    for i in (0..model.len()).filter(|&i| !model[i].hidden) {
+        let mut root = i;
+        while let Some(p) = visible_parent(model, root) {
+            root = p;
+        }
+        if root % 2 == 0 {
+            sent.insert(i, visible_parent(model, i));
+        }
+    }
+    sent
+}
+
+/// What X-Ray received, in the same form.
+fn received(traces: &[serde_json::Value]) -> BTreeMap<usize, Option<usize>> {
+    fn walk(
+        node: &serde_json::Value,
+        parent: Option<usize>,
+        out: &mut BTreeMap<usize, Option<usize>>,
+    ) {
+        let id = node["annotations"]["model_id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no model_id in {node}")) as usize;
+        assert!(out.insert(id, parent).is_none(), "span {id} sent twice");
+        for child in node["subsegments"].as_array().into_iter().flatten() {
+            walk(child, Some(id), out);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for trace in traces {
+        walk(trace, None, &mut out);
+    }
+    out
+}
+
+/// Runs `ops` under the layer; checks what X-Ray received against the
+/// model, and returns it.
+fn check(ops: &[Op]) -> Result<BTreeMap<usize, Option<usize>>, TestCaseError> {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_sampler(EvenRoots)
+        .with_service_name("model")
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let subscriber = tracing_subscriber::registry()
+        .with(SeesEverything)
+        .with(layer.with_filter(filter_fn(|m| m.name() != "hidden")));
+    let model = tracing::subscriber::with_default(subscriber, || run(ops));
+    xray.flush(Duration::from_secs(10)).unwrap();
+    let received = received(&exporter.traces());
+    prop_assert_eq!(&received, &expected(&model));
+    prop_assert_eq!(xray.stats().traces_dropped, 0);
+    Ok(received)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn sent_trees_match_the_model(ops in proptest::collection::vec(op(), 1..64)) {
+        check(&ops)?;
+    }
+}
+
+/// The cases that matter most, spelled out: a sampled trace's span entered
+/// inside an unsampled trace, and the other way round, with contextual and
+/// explicit children on both sides.
+#[test]
+fn traces_entered_inside_each_other_stay_apart() {
+    use Op::*;
+    let unsampled_then_sampled = [
+        Root { hidden: false }, // 0: sampled
+        Root { hidden: false }, // 1: unsampled
+        Enter(1),
+        Child {
+            explicit: None,
+            hidden: false,
+        }, // 2: in 1
+        Enter(2),
+        Enter(0),
+        Child {
+            explicit: None,
+            hidden: false,
+        }, // 3: in 0
+        Child {
+            explicit: Some(2),
+            hidden: false,
+        }, // 4: in 1
+        Exit,
+        Child {
+            explicit: None,
+            hidden: false,
+        }, // 5: in 1
+        Child {
+            explicit: Some(0),
+            hidden: false,
+        }, // 6: in 0, while 2 (unsampled) is current
+        Child {
+            explicit: Some(0),
+            hidden: true,
+        }, // 7: hidden, in 0
+        Enter(7),
+        Child {
+            explicit: None,
+            hidden: false,
+        }, // 8: in 0, under 0
+    ];
+    let sent = check(&unsampled_then_sampled).unwrap();
+    // The model's answer, by hand: trace 0 whole, nothing of trace 1.
+    let by_hand = BTreeMap::from([(0, None), (3, Some(0)), (6, Some(0)), (8, Some(0))]);
+    assert_eq!(sent, by_hand);
+}
