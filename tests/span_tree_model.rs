@@ -2,13 +2,13 @@
 //!
 //! Random programs open roots and children (contextual or with an explicit
 //! parent, some hidden from the layer by a per-layer filter), enter and exit
-//! them (a span of one trace entered inside another's), and drop their
-//! handles in any order. Every span carries its index; the sampler keeps the
+//! them (a span of one trace entered inside another's), log ERROR events,
+//! and drop their handles in any order. Every span carries its index; the sampler keeps the
 //! traces whose root has an even index. A model computes what the registry
 //! decides (a contextual span's parent is the span entered last) and what
 //! X-Ray should then receive: every visible span of a sampled trace exactly
-//! once, under its nearest visible ancestor, and nothing of an unsampled
-//! trace.
+//! once, under its nearest visible ancestor, marked `fault` when an ERROR
+//! event was logged in it, and nothing of an unsampled trace.
 //!
 //! This is where the layer's shortcuts for unsampled traces (the memo of
 //! unsampled spans, the thread's hint that it is in unsampled traces) would
@@ -67,6 +67,8 @@ enum Op {
     Exit,
     /// Drops the handle of one of the spans opened so far.
     Drop(usize),
+    /// Logs an ERROR event in the current span.
+    Error,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -78,6 +80,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => any::<usize>().prop_map(Op::Enter),
         2 => Just(Op::Exit),
         2 => any::<usize>().prop_map(Op::Drop),
+        1 => Just(Op::Error),
     ]
 }
 
@@ -86,6 +89,8 @@ fn op() -> impl Strategy<Value = Op> {
 struct ModelSpan {
     hidden: bool,
     parent: Option<usize>,
+    /// An ERROR event was logged in it.
+    fault: bool,
 }
 
 /// Runs `ops`, returns the model's spans.
@@ -119,7 +124,11 @@ fn run(ops: &[Op]) -> Vec<ModelSpan> {
                         (current, span)
                     }
                 };
-                model.push(ModelSpan { hidden, parent });
+                model.push(ModelSpan {
+                    hidden,
+                    parent,
+                    fault: false,
+                });
                 handles.push(Some(span));
             }
             Op::Enter(i) => {
@@ -129,6 +138,14 @@ fn run(ops: &[Op]) -> Vec<ModelSpan> {
                 }
                 if let Some(Some(handle)) = handles.get(i) {
                     entered.push((i, handle.clone().entered()));
+                }
+            }
+            Op::Error => {
+                tracing::error!("boom");
+                // The event's span, for a layer behind a per-layer filter:
+                // the span entered last among those it sees.
+                if let Some((i, _)) = entered.iter().rev().find(|(i, _)| !model[*i].hidden) {
+                    model[*i].fault = true;
                 }
             }
             Op::Exit => {
@@ -167,9 +184,12 @@ fn visible_parent(model: &[ModelSpan], i: usize) -> Option<usize> {
     None
 }
 
-/// What X-Ray should receive: each sent span's index and its parent's
-/// (`None` for a segment).
-fn expected(model: &[ModelSpan]) -> BTreeMap<usize, Option<usize>> {
+/// A sent span's parent index (`None` for a segment) and its `fault` flag.
+type Sent = (Option<usize>, bool);
+
+/// What X-Ray should receive: each sent span's index, its parent's, and
+/// whether it is marked `fault`.
+fn expected(model: &[ModelSpan]) -> BTreeMap<usize, Sent> {
     let mut sent = BTreeMap::new();
     for i in (0..model.len()).filter(|&i| !model[i].hidden) {
         let mut root = i;
@@ -177,23 +197,23 @@ fn expected(model: &[ModelSpan]) -> BTreeMap<usize, Option<usize>> {
             root = p;
         }
         if root % 2 == 0 {
-            sent.insert(i, visible_parent(model, i));
+            sent.insert(i, (visible_parent(model, i), model[i].fault));
         }
     }
     sent
 }
 
 /// What X-Ray received, in the same form.
-fn received(traces: &[serde_json::Value]) -> BTreeMap<usize, Option<usize>> {
-    fn walk(
-        node: &serde_json::Value,
-        parent: Option<usize>,
-        out: &mut BTreeMap<usize, Option<usize>>,
-    ) {
+fn received(traces: &[serde_json::Value]) -> BTreeMap<usize, Sent> {
+    fn walk(node: &serde_json::Value, parent: Option<usize>, out: &mut BTreeMap<usize, Sent>) {
         let id = node["annotations"]["model_id"]
             .as_u64()
             .unwrap_or_else(|| panic!("no model_id in {node}")) as usize;
-        assert!(out.insert(id, parent).is_none(), "span {id} sent twice");
+        let fault = node["fault"].as_bool().unwrap_or(false);
+        assert!(
+            out.insert(id, (parent, fault)).is_none(),
+            "span {id} sent twice"
+        );
         for child in node["subsegments"].as_array().into_iter().flatten() {
             walk(child, Some(id), out);
         }
@@ -207,7 +227,7 @@ fn received(traces: &[serde_json::Value]) -> BTreeMap<usize, Option<usize>> {
 
 /// Runs `ops` under the layer; checks what X-Ray received against the
 /// model, and returns it.
-fn check(ops: &[Op]) -> Result<BTreeMap<usize, Option<usize>>, TestCaseError> {
+fn check(ops: &[Op]) -> Result<BTreeMap<usize, Sent>, TestCaseError> {
     let exporter = InMemoryExporter::new();
     let layer = tracing_xray::builder()
         .with_sampler(EvenRoots)
@@ -278,9 +298,17 @@ fn traces_entered_inside_each_other_stay_apart() {
             explicit: None,
             hidden: false,
         }, // 8: in 0, under 0
+        Error, // in 2 (7 is hidden): unsampled, nothing sent
+        Enter(8),
+        Error, // in 8
     ];
     let sent = check(&unsampled_then_sampled).unwrap();
     // The model's answer, by hand: trace 0 whole, nothing of trace 1.
-    let by_hand = BTreeMap::from([(0, None), (3, Some(0)), (6, Some(0)), (8, Some(0))]);
+    let by_hand = BTreeMap::from([
+        (0, (None, false)),
+        (3, (Some(0), false)),
+        (6, (Some(0), false)),
+        (8, (Some(0), true)),
+    ]);
     assert_eq!(sent, by_hand);
 }
