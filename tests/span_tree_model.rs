@@ -1,9 +1,10 @@
 //! A model-based property test of the trees the layer builds.
 //!
-//! Random programs open roots and children (contextual or with an explicit
-//! parent, some hidden from the layer by a per-layer filter), enter and exit
-//! them (a span of one trace entered inside another's), log ERROR events,
-//! and drop their handles in any order. Every span carries its index; the sampler keeps the
+//! Random programs, run on two threads, open roots and children
+//! (contextual or with an explicit parent, some hidden from the layer by a
+//! per-layer filter), enter and exit them (a span of one trace entered
+//! inside another's, a span entered on both threads), log ERROR events, and
+//! drop their handles in any order and on either thread. Every span carries its index; the sampler keeps the
 //! traces whose root has an even index. A model computes what the registry
 //! decides (a contextual span's parent is the span entered last) and what
 //! X-Ray should then receive: every visible span of a sampled trace exactly
@@ -69,6 +70,9 @@ enum Op {
     Drop(usize),
     /// Logs an ERROR event in the current span.
     Error,
+    /// Runs the next operations on the other thread (spans, entered spans
+    /// and current span are per thread; handles are shared).
+    Switch,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -81,6 +85,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Exit),
         2 => any::<usize>().prop_map(Op::Drop),
         1 => Just(Op::Error),
+        2 => Just(Op::Switch),
     ]
 }
 
@@ -93,18 +98,100 @@ struct ModelSpan {
     fault: bool,
 }
 
-/// Runs `ops`, returns the model's spans.
-fn run(ops: &[Op]) -> Vec<ModelSpan> {
+/// Work for one of the two threads a program runs on.
+enum Job {
+    /// Opens span `n`: a root, a child of `parent`, or (`parent: None`,
+    /// `root: false`) a child of the thread's current span.
+    New {
+        n: usize,
+        hidden: bool,
+        root: bool,
+        parent: Option<Span>,
+    },
+    Enter(Span),
+    /// Drops a handle here: the registry closes a span's parent through
+    /// the thread's default subscriber (tokio-rs/tracing#1656), so handles
+    /// are dropped where `dispatch` is the default, never on the test's
+    /// own thread.
+    Drop(Span),
+    Exit,
+    Error,
+    /// Exits every span and stops.
+    Stop,
+}
+
+/// A thread running jobs under `dispatch`: each job answers (with the new
+/// span for `New`) before the next one is sent, so a program runs in order.
+fn spawn_runner(
+    dispatch: tracing::Dispatch,
+) -> (
+    std::sync::mpsc::Sender<Job>,
+    std::sync::mpsc::Receiver<Option<Span>>,
+    std::thread::JoinHandle<()>,
+) {
+    let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+    let (tx, replies) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        tracing::dispatcher::with_default(&dispatch, || {
+            let mut entered: Vec<EnteredSpan> = Vec::new();
+            for job in rx {
+                let reply = match job {
+                    Job::New {
+                        n,
+                        hidden,
+                        root,
+                        parent,
+                    } => Some(new_span(n, hidden, root, parent.as_ref())),
+                    Job::Enter(span) => {
+                        entered.push(span.entered());
+                        None
+                    }
+                    Job::Drop(span) => {
+                        drop(span);
+                        None
+                    }
+                    Job::Exit => {
+                        entered.pop();
+                        None
+                    }
+                    Job::Error => {
+                        tracing::error!("boom");
+                        None
+                    }
+                    Job::Stop => {
+                        while entered.pop().is_some() {}
+                        let _ = tx.send(None);
+                        return;
+                    }
+                };
+                let _ = tx.send(reply);
+            }
+        })
+    });
+    (jobs, replies, thread)
+}
+
+/// Runs `ops` on two threads under `dispatch`, returns the model's spans.
+fn run(ops: &[Op], dispatch: &tracing::Dispatch) -> Vec<ModelSpan> {
+    let runners = [
+        spawn_runner(dispatch.clone()),
+        spawn_runner(dispatch.clone()),
+    ];
+    let ask = |t: usize, job: Job| {
+        runners[t].0.send(job).unwrap();
+        runners[t].1.recv().unwrap()
+    };
     let mut model: Vec<ModelSpan> = Vec::new();
     let mut handles: Vec<Option<Span>> = Vec::new();
-    let mut entered: Vec<(usize, EnteredSpan)> = Vec::new();
+    // The spans each thread has entered, in order.
+    let mut entered: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
+    let mut t = 0;
     for op in ops {
         match *op {
             Op::Root { hidden } | Op::Child { hidden, .. } => {
                 let n = model.len();
-                let path = format!("/{n}");
-                let (parent, span) = match *op {
-                    Op::Root { .. } => (None, new_span(None, hidden, n, &path)),
+                let (parent, root, handle) = match *op {
+                    Op::Root { .. } => (None, true, None),
                     Op::Child {
                         explicit: Some(p), ..
                     } => {
@@ -112,18 +199,17 @@ fn run(ops: &[Op]) -> Vec<ModelSpan> {
                         let Some(Some(handle)) = handles.get(p) else {
                             continue;
                         };
-                        (Some(p), new_span(Some(handle), hidden, n, &path))
+                        (Some(p), false, Some(handle.clone()))
                     }
-                    _ => {
-                        let current = entered.last().map(|(i, _)| *i);
-                        let span = if hidden {
-                            info_span!("hidden", annotation.model_id = n, url.path = %path)
-                        } else {
-                            info_span!("visible", annotation.model_id = n, url.path = %path)
-                        };
-                        (current, span)
-                    }
+                    _ => (entered[t].last().copied(), false, None),
                 };
+                let job = Job::New {
+                    n,
+                    hidden,
+                    root,
+                    parent: handle,
+                };
+                let span = ask(t, job).expect("a new span");
                 model.push(ModelSpan {
                     hidden,
                     parent,
@@ -133,42 +219,59 @@ fn run(ops: &[Op]) -> Vec<ModelSpan> {
             }
             Op::Enter(i) => {
                 let i = i % model.len().max(1);
-                if entered.iter().any(|(e, _)| *e == i) {
+                if entered[t].contains(&i) {
                     continue;
                 }
                 if let Some(Some(handle)) = handles.get(i) {
-                    entered.push((i, handle.clone().entered()));
-                }
-            }
-            Op::Error => {
-                tracing::error!("boom");
-                // The event's span, for a layer behind a per-layer filter:
-                // the span entered last among those it sees.
-                if let Some((i, _)) = entered.iter().rev().find(|(i, _)| !model[*i].hidden) {
-                    model[*i].fault = true;
+                    ask(t, Job::Enter(handle.clone()));
+                    entered[t].push(i);
                 }
             }
             Op::Exit => {
-                entered.pop();
+                ask(t, Job::Exit);
+                entered[t].pop();
+            }
+            Op::Error => {
+                ask(t, Job::Error);
+                // The event's span, for a layer behind a per-layer filter:
+                // the span this thread entered last among those it sees.
+                if let Some(&i) = entered[t].iter().rev().find(|&&i| !model[i].hidden) {
+                    model[i].fault = true;
+                }
             }
             Op::Drop(i) => {
                 let i = i % model.len().max(1);
-                if let Some(slot) = handles.get_mut(i) {
-                    *slot = None;
+                if let Some(handle) = handles.get_mut(i).and_then(Option::take) {
+                    ask(t, Job::Drop(handle));
                 }
             }
+            Op::Switch => t = 1 - t,
         }
     }
-    while entered.pop().is_some() {}
-    drop(handles);
+    for handle in handles.into_iter().flatten() {
+        ask(t, Job::Drop(handle));
+    }
+    for (jobs, replies, _) in &runners {
+        jobs.send(Job::Stop).unwrap();
+        replies.recv().unwrap();
+    }
+    for (_, _, thread) in runners {
+        thread.join().unwrap();
+    }
     model
 }
 
-fn new_span(parent: Option<&Span>, hidden: bool, n: usize, path: &str) -> Span {
-    let parent = parent.and_then(Span::id);
-    match hidden {
-        true => info_span!(parent: parent, "hidden", annotation.model_id = n, url.path = %path),
-        false => info_span!(parent: parent, "visible", annotation.model_id = n, url.path = %path),
+fn new_span(n: usize, hidden: bool, root: bool, parent: Option<&Span>) -> Span {
+    let path = format!("/{n}");
+    match (hidden, root, parent.and_then(Span::id)) {
+        (true, false, None) => info_span!("hidden", annotation.model_id = n, url.path = %path),
+        (false, false, None) => info_span!("visible", annotation.model_id = n, url.path = %path),
+        (true, _, parent) => {
+            info_span!(parent: parent, "hidden", annotation.model_id = n, url.path = %path)
+        }
+        (false, _, parent) => {
+            info_span!(parent: parent, "visible", annotation.model_id = n, url.path = %path)
+        }
     }
 }
 
@@ -236,10 +339,12 @@ fn check(ops: &[Op]) -> Result<BTreeMap<usize, Sent>, TestCaseError> {
         .with_exporter(exporter.clone())
         .build();
     let xray = layer.handle();
-    let subscriber = tracing_subscriber::registry()
-        .with(SeesEverything)
-        .with(layer.with_filter(filter_fn(|m| m.name() != "hidden")));
-    let model = tracing::subscriber::with_default(subscriber, || run(ops));
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(SeesEverything)
+            .with(layer.with_filter(filter_fn(|m| m.name() != "hidden"))),
+    );
+    let model = run(ops, &dispatch);
     xray.flush(Duration::from_secs(10)).unwrap();
     let received = received(&exporter.traces());
     prop_assert_eq!(&received, &expected(&model));
