@@ -4,9 +4,10 @@
 //! (contextual or with an explicit parent, some hidden from the layer by a
 //! per-layer filter), enter and exit them (a span of one trace entered
 //! inside another's, a span entered on both threads), log ERROR events, and
-//! drop their handles in any order and on either thread. Every span carries its index; the sampler keeps the
-//! traces whose root has an even index. A model computes what the registry
-//! decides (a contextual span's parent is the span entered last) and what
+//! drop their handles in any order and on either thread. Every span carries
+//! its index; the sampler keeps the traces whose root has an even index. A
+//! model computes what the registry decides (a contextual span's parent is
+//! the span its thread entered last) and what
 //! X-Ray should then receive: every visible span of a sampled trace exactly
 //! once, under its nearest visible ancestor, marked `fault` when an ERROR
 //! event was logged in it, and nothing of an unsampled trace.
