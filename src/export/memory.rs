@@ -16,6 +16,13 @@ use super::{Document, DocumentKind, ExportOutcome, Exporter};
 /// The inspection methods return [`serde_json::Value`]s, the natural shape
 /// for asserting on JSON documents.
 ///
+/// With a scoped subscriber (`with_default`, `set_default`), let spans close
+/// on threads where that subscriber is the default: the registry closes a
+/// span's parent through the default subscriber of the thread where the
+/// child closes (tokio-rs/tracing#1656), so a child dropped on another
+/// thread leaves its parent, and its whole trace, open and unsent. A global
+/// subscriber (`init()`) has no such trap.
+///
 /// ```
 /// use std::time::Duration;
 /// use tracing_subscriber::prelude::*;
