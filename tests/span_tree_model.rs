@@ -5,7 +5,8 @@
 //! per-layer filter), enter and exit them (a span of one trace entered
 //! inside another's, a span entered on both threads), log ERROR events, and
 //! drop their handles in any order and on either thread. Every span carries
-//! its index; the sampler keeps the traces whose root has an even index. A
+//! its index; the sampler keeps the traces whose root has an even index,
+//! unless the root continues an upstream trace whose header decides. A
 //! model computes what the registry decides (a contextual span's parent is
 //! the span its thread entered last) and what
 //! X-Ray should then receive: every visible span of a sampled trace exactly
@@ -55,7 +56,9 @@ impl<S: tracing::Subscriber> Layer<S> for SeesEverything {}
 #[derive(Clone, Debug)]
 enum Op {
     /// A span with no parent.
-    Root { hidden: bool },
+    /// A span with no parent; with a trace header (`xray.trace_header`),
+    /// `Sampled=1` or `Sampled=0`, that decides instead of the sampler.
+    Root { hidden: bool, header: Option<bool> },
     /// A span whose parent is the current span (`None`), or one of the
     /// spans opened so far (the index modulo their number), when its
     /// handle is still held.
@@ -78,8 +81,9 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        2 => Just(Op::Root { hidden: false }),
-        1 => Just(Op::Root { hidden: true }),
+        2 => Just(Op::Root { hidden: false, header: None }),
+        1 => any::<bool>().prop_map(|s| Op::Root { hidden: false, header: Some(s) }),
+        1 => Just(Op::Root { hidden: true, header: None }),
         8 => (proptest::option::of(any::<usize>()), proptest::bool::weighted(0.2))
             .prop_map(|(explicit, hidden)| Op::Child { explicit, hidden }),
         4 => any::<usize>().prop_map(Op::Enter),
@@ -94,6 +98,8 @@ fn op() -> impl Strategy<Value = Op> {
 /// parent the registry gives it.
 struct ModelSpan {
     hidden: bool,
+    /// The trace header a root was opened with (its `Sampled` flag).
+    header: Option<bool>,
     parent: Option<usize>,
     /// An ERROR event was logged in it.
     fault: bool,
@@ -107,6 +113,7 @@ enum Job {
         n: usize,
         hidden: bool,
         root: bool,
+        header: Option<bool>,
         parent: Option<Span>,
     },
     Enter(Span),
@@ -141,8 +148,9 @@ fn spawn_runner(
                         n,
                         hidden,
                         root,
+                        header,
                         parent,
-                    } => Some(new_span(n, hidden, root, parent.as_ref())),
+                    } => Some(new_span(n, hidden, root, header, parent.as_ref())),
                     Job::Enter(span) => {
                         entered.push(span.entered());
                         None
@@ -189,7 +197,7 @@ fn run(ops: &[Op], dispatch: &tracing::Dispatch) -> Vec<ModelSpan> {
     let mut t = 0;
     for op in ops {
         match *op {
-            Op::Root { hidden } | Op::Child { hidden, .. } => {
+            Op::Root { hidden, .. } | Op::Child { hidden, .. } => {
                 let n = model.len();
                 let (parent, root, handle) = match *op {
                     Op::Root { .. } => (None, true, None),
@@ -204,15 +212,21 @@ fn run(ops: &[Op], dispatch: &tracing::Dispatch) -> Vec<ModelSpan> {
                     }
                     _ => (entered[t].last().copied(), false, None),
                 };
+                let header = match *op {
+                    Op::Root { header, .. } => header,
+                    _ => None,
+                };
                 let job = Job::New {
                     n,
                     hidden,
                     root,
+                    header,
                     parent: handle,
                 };
                 let span = ask(t, job).expect("a new span");
                 model.push(ModelSpan {
                     hidden,
+                    header,
                     parent,
                     fault: false,
                 });
@@ -262,17 +276,42 @@ fn run(ops: &[Op], dispatch: &tracing::Dispatch) -> Vec<ModelSpan> {
     model
 }
 
-fn new_span(n: usize, hidden: bool, root: bool, parent: Option<&Span>) -> Span {
+/// The upstream trace a root with a header continues.
+const UPSTREAM_PARENT: &str = "53995c3f42cd8ad8";
+
+fn upstream_trace_id(n: usize) -> String {
+    format!("1-5759e988-bd862e3fe1be46a9{n:08x}")
+}
+
+fn new_span(
+    n: usize,
+    hidden: bool,
+    root: bool,
+    header: Option<bool>,
+    parent: Option<&Span>,
+) -> Span {
     let path = format!("/{n}");
+    let header = header.map(|sampled| {
+        let trace_id = upstream_trace_id(n);
+        format!(
+            "Root={trace_id};Parent={UPSTREAM_PARENT};Sampled={}",
+            u8::from(sampled)
+        )
+    });
+    let header = header.as_deref();
     match (hidden, root, parent.and_then(Span::id)) {
         (true, false, None) => info_span!("hidden", annotation.model_id = n, url.path = %path),
         (false, false, None) => info_span!("visible", annotation.model_id = n, url.path = %path),
         (true, _, parent) => {
             info_span!(parent: parent, "hidden", annotation.model_id = n, url.path = %path)
         }
-        (false, _, parent) => {
-            info_span!(parent: parent, "visible", annotation.model_id = n, url.path = %path)
-        }
+        (false, _, parent) => info_span!(
+            parent: parent,
+            "visible",
+            annotation.model_id = n,
+            url.path = %path,
+            xray.trace_header = header
+        ),
     }
 }
 
@@ -300,7 +339,7 @@ fn expected(model: &[ModelSpan]) -> BTreeMap<usize, Sent> {
         while let Some(p) = visible_parent(model, root) {
             root = p;
         }
-        if root % 2 == 0 {
+        if model[root].header.unwrap_or(root % 2 == 0) {
             sent.insert(i, (visible_parent(model, i), model[i].fault));
         }
     }
@@ -347,8 +386,19 @@ fn check(ops: &[Op]) -> Result<BTreeMap<usize, Sent>, TestCaseError> {
     );
     let model = run(ops, &dispatch);
     xray.flush(Duration::from_secs(10)).unwrap();
-    let received = received(&exporter.traces());
+    let traces = exporter.traces();
+    let received = received(&traces);
     prop_assert_eq!(&received, &expected(&model));
+    // A root opened with a header continues the upstream trace.
+    for trace in &traces {
+        let root = trace["annotations"]["model_id"].as_u64().unwrap() as usize;
+        if model[root].header.is_some() {
+            prop_assert_eq!(&trace["trace_id"], &upstream_trace_id(root));
+            prop_assert_eq!(&trace["parent_id"], UPSTREAM_PARENT);
+        } else {
+            prop_assert!(trace.get("parent_id").is_none(), "{}", trace);
+        }
+    }
     prop_assert_eq!(xray.stats().traces_dropped, 0);
     Ok(received)
 }
@@ -369,8 +419,14 @@ proptest! {
 fn traces_entered_inside_each_other_stay_apart() {
     use Op::*;
     let unsampled_then_sampled = [
-        Root { hidden: false }, // 0: sampled
-        Root { hidden: false }, // 1: unsampled
+        Root {
+            hidden: false,
+            header: None,
+        }, // 0: sampled
+        Root {
+            hidden: false,
+            header: None,
+        }, // 1: unsampled
         Enter(1),
         Child {
             explicit: None,
@@ -407,6 +463,22 @@ fn traces_entered_inside_each_other_stay_apart() {
         Error, // in 2 (7 is hidden): unsampled, nothing sent
         Enter(8),
         Error, // in 8
+        Root {
+            hidden: false,
+            header: Some(true),
+        }, // 9: sampled (the header decides)
+        Root {
+            hidden: false,
+            header: Some(false),
+        }, // 10: unsampled (the header decides)
+        Child {
+            explicit: Some(10),
+            hidden: false,
+        }, // 11: in 10
+        Child {
+            explicit: Some(9),
+            hidden: false,
+        }, // 12: in 9
     ];
     let sent = check(&unsampled_then_sampled).unwrap();
     // The model's answer, by hand: trace 0 whole, nothing of trace 1.
@@ -415,6 +487,8 @@ fn traces_entered_inside_each_other_stay_apart() {
         (3, (Some(0), false)),
         (6, (Some(0), false)),
         (8, (Some(0), true)),
+        (9, (None, false)),
+        (12, (Some(9), false)),
     ]);
     assert_eq!(sent, by_hand);
 }
