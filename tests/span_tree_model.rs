@@ -11,7 +11,9 @@
 //! the span its thread entered last) and what
 //! X-Ray should then receive: every visible span of a sampled trace exactly
 //! once, under its nearest visible ancestor, marked `fault` when an ERROR
-//! event was logged in it, and nothing of an unsampled trace.
+//! event was logged in it, and nothing of an unsampled trace. Tiny
+//! streaming thresholds, in some cases, make the layer split traces into
+//! independent subsegments, which must land under the right parent.
 //!
 //! This is where the layer's shortcuts for unsampled traces (the memo of
 //! unsampled spans, the thread's hint that it is in unsampled traces) would
@@ -368,11 +370,35 @@ fn received(traces: &[serde_json::Value]) -> BTreeMap<usize, Sent> {
     out
 }
 
+/// Where the layer splits traces: tiny thresholds make it send finished
+/// subtrees as independent subsegments (before or with their root), which
+/// [`InMemoryExporter::traces`] puts back in place. `None`: the default.
+#[derive(Clone, Copy, Debug, Default)]
+struct Limits {
+    streaming_threshold: Option<usize>,
+    max_held: Option<usize>,
+}
+
+fn limits() -> impl Strategy<Value = Limits> {
+    let small = || proptest::option::of(1..6_usize);
+    (small(), small()).prop_map(|(streaming_threshold, max_held)| Limits {
+        streaming_threshold,
+        max_held,
+    })
+}
+
 /// Runs `ops` under the layer; checks what X-Ray received against the
 /// model, and returns it.
-fn check(ops: &[Op]) -> Result<BTreeMap<usize, Sent>, TestCaseError> {
+fn check(ops: &[Op], limits: Limits) -> Result<BTreeMap<usize, Sent>, TestCaseError> {
     let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
+    let mut builder = tracing_xray::builder();
+    if let Some(n) = limits.streaming_threshold {
+        builder = builder.with_streaming_threshold(n);
+    }
+    if let Some(n) = limits.max_held {
+        builder = builder.with_max_held_subsegments(n);
+    }
+    let layer = builder
         .with_sampler(EvenRoots)
         .with_service_name("model")
         .with_detectors(tracing_xray::Detectors::none())
@@ -407,8 +433,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn sent_trees_match_the_model(ops in proptest::collection::vec(op(), 1..64)) {
-        check(&ops)?;
+    fn sent_trees_match_the_model(
+        ops in proptest::collection::vec(op(), 1..64),
+        limits in limits(),
+    ) {
+        check(&ops, limits)?;
     }
 }
 
@@ -480,7 +509,7 @@ fn traces_entered_inside_each_other_stay_apart() {
             hidden: false,
         }, // 12: in 9
     ];
-    let sent = check(&unsampled_then_sampled).unwrap();
+    let sent = check(&unsampled_then_sampled, Limits::default()).unwrap();
     // The model's answer, by hand: trace 0 whole, nothing of trace 1.
     let by_hand = BTreeMap::from([
         (0, (None, false)),
