@@ -1,19 +1,19 @@
 //! A model-based property test of the trees the layer builds.
 //!
-//! Random programs, run on two threads, open roots and children
-//! (contextual or with an explicit parent, some hidden from the layer by a
-//! per-layer filter), enter and exit them (a span of one trace entered
-//! inside another's, a span entered on both threads), log ERROR events, and
-//! drop their handles in any order and on either thread. Every span carries
-//! its index; the sampler keeps the traces whose root has an even index,
-//! unless the root continues an upstream trace whose header decides. A
-//! model computes what the registry decides (a contextual span's parent is
-//! the span its thread entered last) and what
-//! X-Ray should then receive: every visible span of a sampled trace exactly
-//! once, under its nearest visible ancestor, marked `fault` when an ERROR
-//! event was logged in it, and nothing of an unsampled trace. Tiny
-//! streaming thresholds, in some cases, make the layer split traces into
-//! independent subsegments, which must land under the right parent.
+//! Random programs, run on two threads, open roots and children (contextual
+//! or with an explicit parent, some hidden from the layer by a per-layer
+//! filter), enter and exit them (a span of one trace entered inside
+//! another's, a span entered on both threads), log ERROR events, and drop
+//! their handles in any order and on either thread. Every span carries its
+//! index; the sampler keeps the traces whose root has an even index, unless
+//! the root continues an upstream trace whose header decides. A model
+//! computes what the registry decides (a contextual span's parent is the
+//! span its thread entered last) and what X-Ray should then receive: every
+//! visible span of a sampled trace exactly once, under its nearest visible
+//! ancestor, marked `fault` when an ERROR event was logged in it, and
+//! nothing of an unsampled trace. Tiny streaming thresholds, in some cases,
+//! make the layer split traces into independent subsegments, which must land
+//! under the right parent.
 //!
 //! This is where the layer's shortcuts for unsampled traces (the memo of
 //! unsampled spans, the thread's hint that it is in unsampled traces) would
