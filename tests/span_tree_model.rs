@@ -13,7 +13,10 @@
 //! ancestor, marked `fault` when an ERROR event was logged in it, and
 //! nothing of an unsampled trace. Tiny streaming thresholds, in some cases,
 //! make the layer split traces into independent subsegments, which must land
-//! under the right parent.
+//! under the right parent. Programs also ask spans for the header of a
+//! downstream call (`xray_header`: the trace's decision, Root and Parent)
+//! and continue upstream traces on roots not yet decided
+//! (`set_xray_parent`).
 //!
 //! This is where the layer's shortcuts for unsampled traces (the memo of
 //! unsampled spans, the thread's hint that it is in unsampled traces) would
@@ -31,6 +34,7 @@ use tracing_subscriber::layer::Layer;
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::InMemoryExporter;
 use tracing_xray::sampling::{Sampler, SamplingDecision, SamplingRequest};
+use tracing_xray::{Sampled, TraceHeader, XraySpanExt};
 
 /// Samples the traces whose root's `url.path` is an even number.
 struct EvenRoots;
@@ -57,7 +61,6 @@ impl<S: tracing::Subscriber> Layer<S> for SeesEverything {}
 
 #[derive(Clone, Debug)]
 enum Op {
-    /// A span with no parent.
     /// A span with no parent; with a trace header (`xray.trace_header`),
     /// `Sampled=1` or `Sampled=0`, that decides instead of the sampler.
     Root { hidden: bool, header: Option<bool> },
@@ -79,6 +82,14 @@ enum Op {
     /// Runs the next operations on the other thread (spans, entered spans
     /// and current span are per thread; handles are shared).
     Switch,
+    /// Asks for the header of a downstream call made in one of the spans
+    /// opened so far (`XraySpanExt::xray_header`), which decides its trace.
+    /// For a hidden span, that of its nearest visible ancestor.
+    Header(usize),
+    /// Continues an upstream trace with `Sampled=1` or `Sampled=0` on one
+    /// of the spans opened so far (`XraySpanExt::set_xray_parent`): only a
+    /// root not decided yet takes it.
+    SetParent(usize, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -93,6 +104,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<usize>().prop_map(Op::Drop),
         1 => Just(Op::Error),
         2 => Just(Op::Switch),
+        1 => any::<usize>().prop_map(Op::Header),
+        1 => (any::<usize>(), any::<bool>()).prop_map(|(i, s)| Op::SetParent(i, s)),
     ]
 }
 
@@ -100,8 +113,12 @@ fn op() -> impl Strategy<Value = Op> {
 /// parent the registry gives it.
 struct ModelSpan {
     hidden: bool,
-    /// The trace header a root was opened with (its `Sampled` flag).
+    /// The upstream trace a root continues (its `Sampled` flag), from a
+    /// header it was opened with or given before it was decided.
     header: Option<bool>,
+    /// A root's sampling decision has been taken: at its first visible
+    /// descendant, or when a header was asked for in its trace.
+    decided: bool,
     parent: Option<usize>,
     /// An ERROR event was logged in it.
     fault: bool,
@@ -182,8 +199,19 @@ fn spawn_runner(
     (jobs, replies, thread)
 }
 
-/// Runs `ops` on two threads under `dispatch`, returns the model's spans.
-fn run(ops: &[Op], dispatch: &tracing::Dispatch) -> Vec<ModelSpan> {
+/// The visible root of span `i`'s trace (`i` itself for a root).
+fn root_of(model: &[ModelSpan], i: usize) -> usize {
+    let mut root = i;
+    while let Some(p) = visible_parent(model, root) {
+        root = p;
+    }
+    root
+}
+
+/// Runs `ops` on two threads under `dispatch`; returns the model's spans
+/// and the headers asked for (the index of the span whose header it is, the
+/// header).
+fn run(ops: &[Op], dispatch: &tracing::Dispatch) -> (Vec<ModelSpan>, Vec<(usize, TraceHeader)>) {
     let runners = [
         spawn_runner(dispatch.clone()),
         spawn_runner(dispatch.clone()),
@@ -196,6 +224,7 @@ fn run(ops: &[Op], dispatch: &tracing::Dispatch) -> Vec<ModelSpan> {
     let mut handles: Vec<Option<Span>> = Vec::new();
     // The spans each thread has entered, in order.
     let mut entered: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
+    let mut headers = Vec::new();
     let mut t = 0;
     for op in ops {
         match *op {
@@ -229,10 +258,18 @@ fn run(ops: &[Op], dispatch: &tracing::Dispatch) -> Vec<ModelSpan> {
                 model.push(ModelSpan {
                     hidden,
                     header,
+                    decided: header.is_some(),
                     parent,
                     fault: false,
                 });
                 handles.push(Some(span));
+                if !hidden {
+                    // A new visible span decides its trace's root.
+                    let root = root_of(&model, n);
+                    if root != n {
+                        model[root].decided = true;
+                    }
+                }
             }
             Op::Enter(i) => {
                 let i = i % model.len().max(1);
@@ -263,6 +300,40 @@ fn run(ops: &[Op], dispatch: &tracing::Dispatch) -> Vec<ModelSpan> {
                 }
             }
             Op::Switch => t = 1 - t,
+            Op::Header(i) => {
+                let i = i % model.len().max(1);
+                let Some(Some(handle)) = handles.get(i) else {
+                    continue;
+                };
+                let header = handle.xray_header();
+                // A span hidden from the layer gives its nearest visible
+                // ancestor's header; without one, none.
+                let traced = if model[i].hidden {
+                    visible_parent(&model, i)
+                } else {
+                    Some(i)
+                };
+                let Some(traced) = traced else {
+                    assert!(header.is_none(), "span {i} gave {header:?}");
+                    continue;
+                };
+                let root = root_of(&model, traced);
+                model[root].decided = true;
+                headers.push((traced, header.expect("a traced span has a header")));
+            }
+            Op::SetParent(i, sampled) => {
+                let i = i % model.len().max(1);
+                let Some(Some(handle)) = handles.get(i) else {
+                    continue;
+                };
+                handle.set_xray_parent(&TraceHeader::parse(&upstream_header(i, sampled)));
+                let takes_it =
+                    !model[i].hidden && visible_parent(&model, i).is_none() && !model[i].decided;
+                if takes_it {
+                    model[i].header = Some(sampled);
+                    model[i].decided = true;
+                }
+            }
         }
     }
     for handle in handles.into_iter().flatten() {
@@ -275,7 +346,7 @@ fn run(ops: &[Op], dispatch: &tracing::Dispatch) -> Vec<ModelSpan> {
     for (_, _, thread) in runners {
         thread.join().unwrap();
     }
-    model
+    (model, headers)
 }
 
 /// The upstream trace a root with a header continues.
@@ -283,6 +354,15 @@ const UPSTREAM_PARENT: &str = "53995c3f42cd8ad8";
 
 fn upstream_trace_id(n: usize) -> String {
     format!("1-5759e988-bd862e3fe1be46a9{n:08x}")
+}
+
+/// The header of the upstream trace root `n` continues.
+fn upstream_header(n: usize, sampled: bool) -> String {
+    let trace_id = upstream_trace_id(n);
+    format!(
+        "Root={trace_id};Parent={UPSTREAM_PARENT};Sampled={}",
+        u8::from(sampled)
+    )
 }
 
 fn new_span(
@@ -293,13 +373,7 @@ fn new_span(
     parent: Option<&Span>,
 ) -> Span {
     let path = format!("/{n}");
-    let header = header.map(|sampled| {
-        let trace_id = upstream_trace_id(n);
-        format!(
-            "Root={trace_id};Parent={UPSTREAM_PARENT};Sampled={}",
-            u8::from(sampled)
-        )
-    });
+    let header = header.map(|sampled| upstream_header(n, sampled));
     let header = header.as_deref();
     match (hidden, root, parent.and_then(Span::id)) {
         (true, false, None) => info_span!("hidden", annotation.model_id = n, url.path = %path),
@@ -370,6 +444,54 @@ fn received(traces: &[serde_json::Value]) -> BTreeMap<usize, Sent> {
     out
 }
 
+/// Each header asked for carries its trace's decision and ids: for a
+/// sampled trace, Root = the segment's trace id and Parent = the asking
+/// span's (sub)segment id; for an unsampled one, `Sampled=0` and the same
+/// Root and Parent (the root's id) from every span of the trace. A trace
+/// continued from upstream keeps the upstream Root.
+fn check_headers(
+    model: &[ModelSpan],
+    headers: &[(usize, TraceHeader)],
+    traces: &[serde_json::Value],
+) -> Result<(), TestCaseError> {
+    // Each sent span's (sub)segment id and trace id.
+    fn walk(node: &serde_json::Value, trace_id: &str, out: &mut BTreeMap<usize, (String, String)>) {
+        let n = node["annotations"]["model_id"].as_u64().unwrap() as usize;
+        let id = node["id"].as_str().unwrap().to_owned();
+        out.insert(n, (id, trace_id.to_owned()));
+        for child in node["subsegments"].as_array().into_iter().flatten() {
+            walk(child, trace_id, out);
+        }
+    }
+    let mut sent = BTreeMap::new();
+    for trace in traces {
+        walk(trace, trace["trace_id"].as_str().unwrap(), &mut sent);
+    }
+    let mut unsampled: BTreeMap<usize, (String, String)> = BTreeMap::new();
+    for (i, header) in headers {
+        let root = root_of(model, *i);
+        let sampled = model[root].header.unwrap_or(root % 2 == 0);
+        let root_id = header.root().expect("a Root").to_string();
+        let parent = header.parent().expect("a Parent").to_string();
+        let expected = if sampled { Sampled::Yes } else { Sampled::No };
+        prop_assert_eq!(header.sampled(), expected, "span {}: {}", i, header);
+        if model[root].header.is_some() {
+            prop_assert_eq!(&root_id, &upstream_trace_id(root), "span {}", i);
+        }
+        if sampled {
+            let (id, trace_id) = &sent[i];
+            prop_assert_eq!(&root_id, trace_id, "span {}", i);
+            prop_assert_eq!(&parent, id, "span {}", i);
+        } else {
+            let first = unsampled
+                .entry(root)
+                .or_insert((root_id.clone(), parent.clone()));
+            prop_assert_eq!(&(root_id, parent), &*first, "span {}", i);
+        }
+    }
+    Ok(())
+}
+
 /// Where the layer splits traces: tiny thresholds make it send finished
 /// subtrees as independent subsegments (before or with their root), which
 /// [`InMemoryExporter::traces`] puts back in place. `None`: the default.
@@ -410,11 +532,12 @@ fn check(ops: &[Op], limits: Limits) -> Result<BTreeMap<usize, Sent>, TestCaseEr
             .with(SeesEverything)
             .with(layer.with_filter(filter_fn(|m| m.name() != "hidden"))),
     );
-    let model = run(ops, &dispatch);
+    let (model, headers) = run(ops, &dispatch);
     xray.flush(Duration::from_secs(10)).unwrap();
     let traces = exporter.traces();
     let received = received(&traces);
     prop_assert_eq!(&received, &expected(&model));
+    check_headers(&model, &headers, &traces)?;
     // A root opened with a header continues the upstream trace.
     for trace in &traces {
         let root = trace["annotations"]["model_id"].as_u64().unwrap() as usize;
@@ -508,6 +631,11 @@ fn traces_entered_inside_each_other_stay_apart() {
             explicit: Some(9),
             hidden: false,
         }, // 12: in 9
+        Header(3), // 0's trace, Parent = 3
+        Header(4), // 1's trace: Sampled=0
+        Header(5), // the same as 4's
+        Header(7), // hidden: 0's trace, Parent = 0
+        SetParent(0, false), // 0 is decided: no effect
     ];
     let sent = check(&unsampled_then_sampled, Limits::default()).unwrap();
     // The model's answer, by hand: trace 0 whole, nothing of trace 1.
