@@ -54,7 +54,9 @@ pub trait XraySpanExt {
     /// Parent = this (sub)segment's id, the sampling decision (taken now if
     /// still pending), and the incoming header's extra keys. For a span of
     /// an unsampled trace, Parent is its nearest traced ancestor's id and
-    /// `Sampled=0`. `None` when no `XrayLayer` traces the span.
+    /// `Sampled=0`; a span hidden from the layer (by a per-layer filter)
+    /// gives its nearest traced ancestor's header. `None` when no
+    /// `XrayLayer` traces the span or any of its ancestors.
     fn xray_header(&self) -> Option<TraceHeader>;
 }
 
