@@ -199,6 +199,12 @@ fn spawn_runner(
     (jobs, replies, thread)
 }
 
+/// Whether the trace of `root` is sampled: its upstream header decides,
+/// else the sampler (an even index).
+fn is_sampled(model: &[ModelSpan], root: usize) -> bool {
+    model[root].header.unwrap_or(root % 2 == 0)
+}
+
 /// The visible root of span `i`'s trace (`i` itself for a root).
 fn root_of(model: &[ModelSpan], i: usize) -> usize {
     let mut root = i;
@@ -411,11 +417,7 @@ type Sent = (Option<usize>, bool);
 fn expected(model: &[ModelSpan]) -> BTreeMap<usize, Sent> {
     let mut sent = BTreeMap::new();
     for i in (0..model.len()).filter(|&i| !model[i].hidden) {
-        let mut root = i;
-        while let Some(p) = visible_parent(model, root) {
-            root = p;
-        }
-        if model[root].header.unwrap_or(root % 2 == 0) {
+        if is_sampled(model, root_of(model, i)) {
             sent.insert(i, (visible_parent(model, i), model[i].fault));
         }
     }
@@ -470,7 +472,7 @@ fn check_headers(
     let mut unsampled: BTreeMap<usize, (String, String)> = BTreeMap::new();
     for (i, header) in headers {
         let root = root_of(model, *i);
-        let sampled = model[root].header.unwrap_or(root % 2 == 0);
+        let sampled = is_sampled(model, root);
         let root_id = header.root().expect("a Root").to_string();
         let parent = header.parent().expect("a Parent").to_string();
         let expected = if sampled { Sampled::Yes } else { Sampled::No };
