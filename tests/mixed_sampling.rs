@@ -8,33 +8,16 @@
 //! where a memo entry outliving its span would show, as a sampled child gone
 //! missing or an unsampled span sent.
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
 use tracing::{instrument, Instrument};
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::InMemoryExporter;
-use tracing_xray::sampling::{Sampler, SamplingDecision, SamplingRequest};
 
-/// Samples the requests whose path ends in an even number.
-struct EvenPaths;
-
-impl Sampler for EvenPaths {
-    fn sample(&self, request: &SamplingRequest<'_>) -> SamplingDecision {
-        let n: u64 = request
-            .url_path
-            .and_then(|p| p.rsplit('/').next())
-            .and_then(|n| n.parse().ok())
-            .expect("the root's url.path reaches the sampler");
-        if n % 2 == 0 {
-            SamplingDecision::sampled()
-        } else {
-            SamplingDecision::not_sampled()
-        }
-    }
-}
-
-/// A layer sampling with [`EvenPaths`], exporting in memory.
+/// A layer sampling with [`common::EvenPaths`], exporting in memory.
 fn even_paths_layer(
     service: &str,
     queue: usize,
@@ -45,7 +28,7 @@ fn even_paths_layer(
 ) {
     let exporter = InMemoryExporter::new();
     let layer = tracing_xray::builder()
-        .with_sampler(EvenPaths)
+        .with_sampler(common::EvenPaths)
         .with_service_name(service)
         .with_detectors(tracing_xray::Detectors::none())
         .with_queue_capacity(queue)

@@ -23,6 +23,8 @@
 //! show a wrong answer: a sampled span dropped, or attached to the wrong
 //! trace, or an unsampled one sent.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -33,26 +35,7 @@ use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::Layer;
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::InMemoryExporter;
-use tracing_xray::sampling::{Sampler, SamplingDecision, SamplingRequest};
 use tracing_xray::{Sampled, TraceHeader, XraySpanExt};
-
-/// Samples the traces whose root's `url.path` is an even number.
-struct EvenRoots;
-
-impl Sampler for EvenRoots {
-    fn sample(&self, request: &SamplingRequest<'_>) -> SamplingDecision {
-        let n: usize = request
-            .url_path
-            .and_then(|p| p.strip_prefix('/'))
-            .and_then(|n| n.parse().ok())
-            .expect("every span has its index in url.path");
-        if n % 2 == 0 {
-            SamplingDecision::sampled()
-        } else {
-            SamplingDecision::not_sampled()
-        }
-    }
-}
 
 /// A layer that sees every span, so that spans hidden from tracing-xray
 /// still exist in the registry (as they do beside a `fmt` layer).
@@ -523,7 +506,7 @@ fn check(ops: &[Op], limits: Limits) -> Result<BTreeMap<usize, Sent>, TestCaseEr
         builder = builder.with_max_held_subsegments(n);
     }
     let layer = builder
-        .with_sampler(EvenRoots)
+        .with_sampler(common::EvenPaths)
         .with_service_name("model")
         .with_detectors(tracing_xray::Detectors::none())
         .with_exporter(exporter.clone())
@@ -572,71 +555,45 @@ proptest! {
 #[test]
 fn traces_entered_inside_each_other_stay_apart() {
     use Op::*;
+    // Visible spans: a root (with an upstream decision, or none) and a
+    // child (of the current span, or of the span with this index).
+    let root = |header| Root {
+        hidden: false,
+        header,
+    };
+    let child = |explicit| Child {
+        explicit,
+        hidden: false,
+    };
     let unsampled_then_sampled = [
-        Root {
-            hidden: false,
-            header: None,
-        }, // 0: sampled
-        Root {
-            hidden: false,
-            header: None,
-        }, // 1: unsampled
+        root(None), // 0: sampled
+        root(None), // 1: unsampled
         Enter(1),
-        Child {
-            explicit: None,
-            hidden: false,
-        }, // 2: in 1
+        child(None), // 2: in 1
         Enter(2),
         Enter(0),
-        Child {
-            explicit: None,
-            hidden: false,
-        }, // 3: in 0
-        Child {
-            explicit: Some(2),
-            hidden: false,
-        }, // 4: in 1
+        child(None),    // 3: in 0
+        child(Some(2)), // 4: in 1
         Exit,
-        Child {
-            explicit: None,
-            hidden: false,
-        }, // 5: in 1
-        Child {
-            explicit: Some(0),
-            hidden: false,
-        }, // 6: in 0, while 2 (unsampled) is current
+        child(None),    // 5: in 1
+        child(Some(0)), // 6: in 0, while 2 (unsampled) is current
         Child {
             explicit: Some(0),
             hidden: true,
         }, // 7: hidden, in 0
         Enter(7),
-        Child {
-            explicit: None,
-            hidden: false,
-        }, // 8: in 0, under 0
-        Error, // in 2 (7 is hidden): unsampled, nothing sent
+        child(None), // 8: in 0, under 0
+        Error,       // in 2 (7 is hidden): unsampled, nothing sent
         Enter(8),
-        Error, // in 8
-        Root {
-            hidden: false,
-            header: Some(true),
-        }, // 9: sampled (the header decides)
-        Root {
-            hidden: false,
-            header: Some(false),
-        }, // 10: unsampled (the header decides)
-        Child {
-            explicit: Some(10),
-            hidden: false,
-        }, // 11: in 10
-        Child {
-            explicit: Some(9),
-            hidden: false,
-        }, // 12: in 9
-        Header(3), // 0's trace, Parent = 3
-        Header(4), // 1's trace: Sampled=0
-        Header(5), // the same as 4's
-        Header(7), // hidden: 0's trace, Parent = 0
+        Error,               // in 8
+        root(Some(true)),    // 9: sampled (the header decides)
+        root(Some(false)),   // 10: unsampled (the header decides)
+        child(Some(10)),     // 11: in 10
+        child(Some(9)),      // 12: in 9
+        Header(3),           // 0's trace, Parent = 3
+        Header(4),           // 1's trace: Sampled=0
+        Header(5),           // the same as 4's
+        Header(7),           // hidden: 0's trace, Parent = 0
         SetParent(0, false), // 0 is decided: no effect
     ];
     let sent = check(&unsampled_then_sampled, Limits::default()).unwrap();

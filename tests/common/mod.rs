@@ -128,3 +128,26 @@ pub fn run_in_memory(
     }
     (exporter.traces(), xray)
 }
+
+/// Samples the requests whose URL path ends in an even number (`/orders/4`,
+/// `/4`): tests that mix sampled and unsampled traces know which is which.
+pub struct EvenPaths;
+
+impl tracing_xray::sampling::Sampler for EvenPaths {
+    fn sample(
+        &self,
+        request: &tracing_xray::sampling::SamplingRequest<'_>,
+    ) -> tracing_xray::sampling::SamplingDecision {
+        use tracing_xray::sampling::SamplingDecision;
+        let n: u64 = request
+            .url_path
+            .and_then(|p| p.rsplit('/').next())
+            .and_then(|n| n.parse().ok())
+            .expect("the root's url.path reaches the sampler");
+        if n % 2 == 0 {
+            SamplingDecision::sampled()
+        } else {
+            SamplingDecision::not_sampled()
+        }
+    }
+}
