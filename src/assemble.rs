@@ -223,21 +223,37 @@ impl<'c> Assembler<'c> {
             children = kept;
         }
 
-        let mut json = own;
-        if !children.is_empty() {
+        if children.is_empty() {
+            return Packed {
+                id,
+                json: own,
+                count,
+            };
+        }
+        let mut json = if is_segment {
+            // The segment's document leaves with the exporter: a buffer of
+            // its final size, instead of growing (reallocating) a pooled one
+            // that the pool would then lose.
+            let mut json = String::with_capacity(total);
+            json.push_str(own.strip_suffix('}').unwrap_or(&own));
+            self.recycle(own);
+            json
+        } else {
+            let mut json = own;
             json.pop(); // the closing brace
             json.reserve(total - json.len());
-            json.push_str(r#","subsegments":["#);
-            for (i, child) in children.iter().enumerate() {
-                if i > 0 {
-                    json.push(',');
-                }
-                json.push_str(&child.json);
+            json
+        };
+        json.push_str(r#","subsegments":["#);
+        for (i, child) in children.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
             }
-            json.push_str("]}");
-            for child in children {
-                self.recycle(child.json);
-            }
+            json.push_str(&child.json);
+        }
+        json.push_str("]}");
+        for child in children {
+            self.recycle(child.json);
         }
         Packed { id, json, count }
     }
@@ -246,7 +262,7 @@ impl<'c> Assembler<'c> {
     /// descendant (or, when internals are kept, only the interceptor's spans
     /// not under another operation).
     fn merged_spans<'a>(&self, node: &'a SpanData) -> Vec<&'a SpanData> {
-        if !is_aws_operation(node) || node.children.is_empty() {
+        if node.children.is_empty() || !is_aws_operation(node) {
             return Vec::new();
         }
         let keep_internals = self.cfg.fields.aws_sdk_internal_spans;
