@@ -17,6 +17,12 @@ use crate::layer::{LayerInner, XrayLayer};
 use crate::model::Service;
 
 /// The timeout [`XrayGuard`] gives the final flush when it is dropped.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// assert_eq!(tracing_xray::DEFAULT_SHUTDOWN_TIMEOUT, Duration::from_secs(5));
+/// ```
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Configures an [`XrayLayer`]. Start with [`crate::builder()`].
@@ -96,6 +102,25 @@ impl Builder {
     /// The segment name: the service as the X-Ray service map shows it.
     /// Default: the executable's file name. `AWS_XRAY_TRACING_NAME` overrides
     /// it, as in every official SDK.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_xray::export::InMemoryExporter;
+    ///
+    /// let exporter = InMemoryExporter::new();
+    /// let layer = tracing_xray::builder()
+    ///     .with_service_name("orders")
+    ///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    ///     .with_exporter(exporter.clone())
+    ///     .build();
+    /// let xray = layer.handle();
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     tracing::info_span!("place_order").in_scope(|| {});
+    /// });
+    /// xray.flush(Duration::from_secs(1)).unwrap();
+    /// assert_eq!(exporter.traces()[0]["name"], "orders");
+    /// ```
     pub fn with_service_name(mut self, name: impl Into<String>) -> Self {
         self.service_name = Some(name.into());
         self
@@ -103,6 +128,26 @@ impl Builder {
 
     /// The application version written in the segment's `service.version`
     /// (for example `env!("CARGO_PKG_VERSION")`).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tracing_subscriber::prelude::*;
+    /// use tracing_xray::export::InMemoryExporter;
+    ///
+    /// let exporter = InMemoryExporter::new();
+    /// let layer = tracing_xray::builder()
+    ///     .with_service_version("1.4.2")
+    /// #   .with_sampler(tracing_xray::sampling::AlwaysSample)
+    ///     .with_exporter(exporter.clone())
+    ///     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("request").in_scope(|| {});
+    /// # });
+    /// # xray.flush(Duration::from_secs(1)).unwrap();
+    /// // ... once a trace has been exported:
+    /// assert_eq!(exporter.traces()[0]["service"]["version"], "1.4.2");
+    /// ```
     pub fn with_service_version(mut self, version: impl Into<String>) -> Self {
         self.service_version = Some(version.into());
         self
@@ -110,6 +155,24 @@ impl Builder {
 
     /// Where documents go. Default: [`UdpExporter::from_env`] (the X-Ray
     /// daemon at `AWS_XRAY_DAEMON_ADDRESS`, else `127.0.0.1:2000`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_xray::export::InMemoryExporter;
+    ///
+    /// let exporter = InMemoryExporter::new(); // clones share their documents
+    /// let layer = tracing_xray::builder()
+    ///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    ///     .with_exporter(exporter.clone())
+    ///     .build();
+    /// let xray = layer.handle();
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     tracing::info_span!("request").in_scope(|| {});
+    /// });
+    /// xray.flush(Duration::from_secs(1)).unwrap();
+    /// assert_eq!(exporter.len(), 1);
+    /// ```
     pub fn with_exporter(mut self, exporter: impl Exporter) -> Self {
         self.exporter = Some(Box::new(exporter));
         self
@@ -118,6 +181,12 @@ impl Builder {
     /// How many finished traces may wait for the worker. Past it, traces are
     /// dropped and counted ([`crate::Stats::traces_dropped`]), never blocking
     /// the application. Default 4096; at least 1.
+    ///
+    /// ```
+    /// // A service that finishes bursts of many small traces.
+    /// let layer = tracing_xray::builder().with_queue_capacity(50_000).build();
+    /// assert_eq!(layer.handle().stats().traces_dropped, 0);
+    /// ```
     pub fn with_queue_capacity(mut self, traces: usize) -> Self {
         self.queue_capacity = traces.max(1);
         self
@@ -125,6 +194,30 @@ impl Builder {
 
     /// The subsegment count above which a document's completed subtrees are
     /// sent as independent subsegments. Default 100 (the Java and Node SDKs').
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_xray::export::InMemoryExporter;
+    ///
+    /// let exporter = InMemoryExporter::new();
+    /// let layer = tracing_xray::builder()
+    ///     .with_streaming_threshold(2)
+    /// #   .with_sampler(tracing_xray::sampling::AlwaysSample)
+    ///     .with_exporter(exporter.clone())
+    ///     .build();
+    /// let xray = layer.handle();
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     tracing::info_span!("batch").in_scope(|| {
+    ///         for _ in 0..3 {
+    ///             tracing::info_span!("item").in_scope(|| {});
+    ///         }
+    ///     });
+    /// });
+    /// xray.flush(Duration::from_secs(1)).unwrap();
+    /// assert!(exporter.len() > 1); // the segment, and subsegments sent on their own
+    /// assert_eq!(exporter.traces()[0]["subsegments"].as_array().unwrap().len(), 3);
+    /// ```
     pub fn with_streaming_threshold(mut self, subsegments: usize) -> Self {
         self.streaming_threshold = subsegments.max(1);
         self
@@ -133,6 +226,27 @@ impl Builder {
     /// How many finished spans one open trace may hold in memory before they
     /// are streamed as independent subsegments, so that a long-lived root
     /// never grows without bound. Default 1000.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_xray::export::InMemoryExporter;
+    ///
+    /// let exporter = InMemoryExporter::new();
+    /// let layer = tracing_xray::builder()
+    ///     .with_max_held_subsegments(2)
+    /// #   .with_sampler(tracing_xray::sampling::AlwaysSample)
+    ///     .with_exporter(exporter.clone())
+    ///     .build();
+    /// let xray = layer.handle();
+    /// let _default = tracing_subscriber::registry().with(layer).set_default();
+    /// let job = tracing::info_span!("long_running_job");
+    /// for _ in 0..3 {
+    ///     job.in_scope(|| tracing::info_span!("step").in_scope(|| {}));
+    /// }
+    /// xray.flush(Duration::from_secs(1)).unwrap();
+    /// assert!(!exporter.is_empty()); // sent while `job` is still open
+    /// ```
     pub fn with_max_held_subsegments(mut self, subsegments: usize) -> Self {
         self.max_held_subsegments = subsegments.max(1);
         self
@@ -179,6 +293,30 @@ impl Builder {
     /// Lambda mode: no segment is sent (Lambda sends the function segment);
     /// top-level spans become independent subsegments of the invocation's
     /// facade. Default: on when `LAMBDA_TASK_ROOT` is set.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_xray::export::InMemoryExporter;
+    ///
+    /// let exporter = InMemoryExporter::new();
+    /// let layer = tracing_xray::builder()
+    ///     .with_lambda(true)
+    ///     .with_exporter(exporter.clone())
+    ///     .build();
+    /// let xray = layer.handle();
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     // The span `lambda_runtime` opens around each invocation:
+    ///     let header = "Root=1-5759e988-bd862e3fe1be46a994272793;\
+    ///                   Parent=53995c3f42cd8ad8;Sampled=1";
+    ///     let invoke = tracing::info_span!("Lambda runtime invoke", xrayTraceId = header);
+    ///     invoke.in_scope(|| tracing::info_span!("handler").in_scope(|| {}));
+    /// });
+    /// xray.flush(Duration::from_secs(1)).unwrap();
+    /// let doc = &exporter.json_documents()[0];
+    /// assert_eq!(doc["type"], "subsegment");
+    /// assert_eq!(doc["parent_id"], "53995c3f42cd8ad8"); // the function's segment, sent by Lambda
+    /// ```
     pub fn with_lambda(mut self, lambda: bool) -> Self {
         self.lambda = Some(lambda);
         self
@@ -204,6 +342,15 @@ impl Builder {
     /// Never fails: an invalid `AWS_XRAY_DAEMON_ADDRESS` is reported on
     /// standard error and the default address is used; if the worker thread
     /// cannot be started, the layer is built switched off.
+    ///
+    /// ```
+    /// use tracing_subscriber::prelude::*;
+    ///
+    /// let layer = tracing_xray::builder().with_service_name("api").build();
+    /// let xray = layer.handle(); // to flush before exiting
+    /// let _default = tracing_subscriber::registry().with(layer).set_default();
+    /// assert!(xray.is_enabled());
+    /// ```
     pub fn build(self) -> XrayLayer {
         if disabled_by_env() {
             return disabled();
@@ -282,6 +429,19 @@ impl Builder {
     ///
     /// Apps that also want other layers (`fmt`, filters) compose
     /// [`Builder::build`] with `tracing_subscriber::registry()` themselves.
+    ///
+    /// ```
+    /// use tracing_xray::export::InMemoryExporter;
+    ///
+    /// let exporter = InMemoryExporter::new();
+    /// let guard = tracing_xray::builder()
+    ///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    ///     .with_exporter(exporter.clone())
+    ///     .init();
+    /// tracing::info_span!("job").in_scope(|| {});
+    /// drop(guard); // at the end of `main`: flushes and shuts down
+    /// assert_eq!(exporter.len(), 1);
+    /// ```
     pub fn init(self) -> XrayGuard {
         use tracing_subscriber::layer::SubscriberExt;
         let layer = self.build();

@@ -11,6 +11,18 @@ use crossbeam_channel::{SendTimeoutError, Sender};
 use crate::worker::Message;
 
 /// Why a [`XrayHandle::flush`] or [`XrayHandle::shutdown`] did not complete.
+///
+/// ```
+/// use std::time::Duration;
+/// use tracing_xray::FlushError;
+///
+/// let layer = tracing_xray::builder()
+///     .with_exporter(tracing_xray::export::NoopExporter)
+///     .build();
+/// let xray = layer.handle();
+/// xray.shutdown(Duration::from_secs(1)).unwrap();
+/// assert_eq!(xray.flush(Duration::from_secs(1)), Err(FlushError::AlreadyShutdown));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FlushError {
@@ -158,6 +170,25 @@ impl XrayHandle {
     /// (and the exporter flushed), or `timeout` passes.
     ///
     /// A disabled layer flushes at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_xray::export::InMemoryExporter;
+    ///
+    /// let exporter = InMemoryExporter::new();
+    /// let layer = tracing_xray::builder()
+    ///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    ///     .with_exporter(exporter.clone())
+    ///     .build();
+    /// let xray = layer.handle();
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     tracing::info_span!("request").in_scope(|| {});
+    /// });
+    /// xray.flush(Duration::from_secs(1))?;
+    /// assert_eq!(exporter.len(), 1); // exported by the time `flush` returns
+    /// # Ok::<(), tracing_xray::FlushError>(())
+    /// ```
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
         let Some(shared) = &self.shared else {
             return Ok(());
@@ -175,6 +206,27 @@ impl XrayHandle {
     /// the worker, waiting at most `timeout`. Traces that finish afterwards
     /// are counted as dropped. A second call returns
     /// [`FlushError::AlreadyShutdown`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_xray::{export::InMemoryExporter, FlushError};
+    ///
+    /// let exporter = InMemoryExporter::new();
+    /// let layer = tracing_xray::builder()
+    ///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    ///     .with_exporter(exporter.clone())
+    ///     .build();
+    /// let xray = layer.handle();
+    /// let _default = tracing_subscriber::registry().with(layer).set_default();
+    /// tracing::info_span!("before").in_scope(|| {});
+    /// xray.shutdown(Duration::from_secs(1)).unwrap();
+    /// tracing::info_span!("after").in_scope(|| {});
+    ///
+    /// assert_eq!(exporter.len(), 1);
+    /// assert_eq!(xray.stats().traces_dropped, 1);
+    /// assert_eq!(xray.shutdown(Duration::from_secs(1)), Err(FlushError::AlreadyShutdown));
+    /// ```
     pub fn shutdown(&self, timeout: Duration) -> Result<(), FlushError> {
         let Some(shared) = &self.shared else {
             return Ok(());
@@ -198,6 +250,26 @@ impl XrayHandle {
     }
 
     /// The layer's counters (all zero for a disabled layer).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracing_subscriber::prelude::*;
+    ///
+    /// let layer = tracing_xray::builder()
+    ///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    ///     .with_exporter(tracing_xray::export::NoopExporter)
+    ///     .build();
+    /// let xray = layer.handle();
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     tracing::info_span!("first").in_scope(|| {});
+    ///     tracing::info_span!("second").in_scope(|| {});
+    /// });
+    /// xray.flush(Duration::from_secs(1)).unwrap();
+    /// let stats = xray.stats();
+    /// assert_eq!(stats.traces_queued, 2);
+    /// assert_eq!(stats.documents_exported, 2);
+    /// assert_eq!(stats.traces_dropped, 0);
+    /// ```
     pub fn stats(&self) -> Stats {
         self.shared
             .as_ref()
@@ -206,6 +278,17 @@ impl XrayHandle {
     }
 
     /// Whether the layer is switched on (not disabled by the environment).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracing_xray::Stats;
+    ///
+    /// std::env::set_var("AWS_XRAY_SDK_DISABLED", "true");
+    /// let xray = tracing_xray::builder().build().handle();
+    /// assert!(!xray.is_enabled());
+    /// assert_eq!(xray.flush(Duration::from_secs(1)), Ok(())); // nothing to do
+    /// assert_eq!(xray.stats(), Stats::default());
+    /// ```
     pub fn is_enabled(&self) -> bool {
         self.shared.is_some()
     }
@@ -254,6 +337,21 @@ pub struct XrayGuard {
 
 impl XrayGuard {
     /// The handle of the guarded layer.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracing_xray::export::InMemoryExporter;
+    ///
+    /// let exporter = InMemoryExporter::new();
+    /// let guard = tracing_xray::builder()
+    ///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    ///     .with_exporter(exporter.clone())
+    ///     .init();
+    /// tracing::info_span!("invocation").in_scope(|| {});
+    /// // Flush without shutting down, as at the end of a Lambda invocation:
+    /// guard.handle().flush(Duration::from_secs(1)).unwrap();
+    /// assert_eq!(exporter.len(), 1);
+    /// ```
     pub fn handle(&self) -> &XrayHandle {
         &self.handle
     }

@@ -38,6 +38,16 @@ const RANDOM_96_MASK: u128 = (1u128 << 96) - 1;
 
 impl TraceId {
     /// Creates a fresh trace id stamped with the current wall-clock second.
+    ///
+    /// ```
+    /// use std::time::{SystemTime, UNIX_EPOCH};
+    /// use tracing_xray::TraceId;
+    ///
+    /// let id = TraceId::new();
+    /// let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    /// assert!(now.abs_diff(u64::from(id.epoch_seconds())) <= 1);
+    /// assert_ne!(id, TraceId::new());
+    /// ```
     pub fn new() -> Self {
         let epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -76,11 +86,26 @@ impl TraceId {
     }
 
     /// The epoch-seconds part (the trace's start second, as written by its creator).
+    ///
+    /// ```
+    /// use tracing_xray::TraceId;
+    ///
+    /// let id: TraceId = "1-5759e988-bd862e3fe1be46a994272793".parse().unwrap();
+    /// assert_eq!(id.epoch_seconds(), 1_465_510_280); // 0x5759e988: 2016-06-09 22:11:20 UTC
+    /// ```
     pub fn epoch_seconds(&self) -> u32 {
         self.epoch
     }
 
     /// The 96-bit random part.
+    ///
+    /// ```
+    /// use tracing_xray::TraceId;
+    ///
+    /// let id: TraceId = "1-5759e988-bd862e3fe1be46a994272793".parse().unwrap();
+    /// assert_eq!(id.random_part(), 0xbd862e3fe1be46a994272793);
+    /// assert!(TraceId::new().random_part() < 1 << 96);
+    /// ```
     pub fn random_part(&self) -> u128 {
         (u128::from(self.random_hi) << 64) | u128::from(self.random_lo)
     }
@@ -99,6 +124,14 @@ impl TraceId {
     }
 
     /// The inverse of [`TraceId::to_u128`]; `None` when the low 96 bits are zero.
+    ///
+    /// ```
+    /// use tracing_xray::TraceId;
+    ///
+    /// let id = TraceId::from_u128(0x5759e988_bd862e3fe1be46a994272793).unwrap();
+    /// assert_eq!(id.to_string(), "1-5759e988-bd862e3fe1be46a994272793");
+    /// assert_eq!(TraceId::from_u128(0x5759e988 << 96), None); // no random part
+    /// ```
     pub fn from_u128(value: u128) -> Option<Self> {
         Self::from_parts((value >> 96) as u32, value & RANDOM_96_MASK)
     }
@@ -152,6 +185,15 @@ impl fmt::Debug for TraceId {
 
 /// The error returned when a string (or, with the `opentelemetry` feature, an
 /// OpenTelemetry id) is not a valid X-Ray id.
+///
+/// ```
+/// use tracing_xray::{ParseIdError, SegmentId, TraceId};
+///
+/// let err: ParseIdError = "5759e988-bd862e3f".parse::<TraceId>().unwrap_err();
+/// assert!(err.to_string().starts_with("invalid X-Ray trace id"));
+/// let err: ParseIdError = "53995c3f".parse::<SegmentId>().unwrap_err();
+/// assert!(err.to_string().starts_with("invalid X-Ray segment id"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseIdError {
     kind: &'static str,
@@ -213,6 +255,14 @@ pub struct SegmentId(NonZeroU64);
 
 impl SegmentId {
     /// Creates a fresh random id (never all zeros).
+    ///
+    /// ```
+    /// use tracing_xray::SegmentId;
+    ///
+    /// let id = SegmentId::new();
+    /// assert_eq!(id.to_string().len(), 16);
+    /// assert_ne!(id, SegmentId::new());
+    /// ```
     pub fn new() -> Self {
         loop {
             if let Some(v) = NonZeroU64::new(next_u64()) {
@@ -222,11 +272,27 @@ impl SegmentId {
     }
 
     /// The id as a number (the OpenTelemetry span id has the same 64 bits).
+    ///
+    /// ```
+    /// use tracing_xray::SegmentId;
+    ///
+    /// let id: SegmentId = "53995c3f42cd8ad8".parse().unwrap();
+    /// assert_eq!(id.to_u64(), 0x53995c3f42cd8ad8);
+    /// assert_eq!(SegmentId::from_u64(id.to_u64()), Some(id));
+    /// ```
     pub fn to_u64(&self) -> u64 {
         self.0.get()
     }
 
     /// Builds an id from its 64 bits; `None` for zero.
+    ///
+    /// ```
+    /// use tracing_xray::SegmentId;
+    ///
+    /// let id = SegmentId::from_u64(0x53995c3f42cd8ad8).unwrap();
+    /// assert_eq!(id.to_string(), "53995c3f42cd8ad8");
+    /// assert_eq!(SegmentId::from_u64(0), None);
+    /// ```
     pub fn from_u64(value: u64) -> Option<Self> {
         NonZeroU64::new(value).map(SegmentId)
     }

@@ -164,12 +164,42 @@ impl fmt::Debug for XrayLayer {
 
 impl XrayLayer {
     /// A cloneable handle to flush, shut down, and read the counters.
+    ///
+    /// Take it before the layer moves into the subscriber.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracing_subscriber::prelude::*;
+    ///
+    /// let layer = tracing_xray::builder()
+    ///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    ///     .with_exporter(tracing_xray::export::NoopExporter)
+    ///     .build();
+    /// let xray = layer.handle();
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     tracing::info_span!("job").in_scope(|| {});
+    /// });
+    /// xray.flush(Duration::from_secs(1)).unwrap();
+    /// assert_eq!(xray.stats().documents_exported, 1);
+    /// ```
     pub fn handle(&self) -> XrayHandle {
         self.handle.clone()
     }
 
     /// Whether the layer records anything (`false` when switched off by
     /// `AWS_XRAY_SDK_ENABLED=false` or `AWS_XRAY_SDK_DISABLED=true`).
+    ///
+    /// ```
+    /// # std::env::remove_var("AWS_XRAY_SDK_DISABLED");
+    /// std::env::set_var("AWS_XRAY_SDK_ENABLED", "false");
+    /// assert!(!tracing_xray::builder().build().is_enabled());
+    ///
+    /// std::env::remove_var("AWS_XRAY_SDK_ENABLED");
+    /// let layer = tracing_xray::builder()
+    ///     .with_exporter(tracing_xray::export::NoopExporter)
+    ///     .build();
+    /// assert!(layer.is_enabled());
+    /// ```
     pub fn is_enabled(&self) -> bool {
         self.inner.is_some()
     }

@@ -48,6 +48,31 @@ pub trait XraySpanExt {
     /// its `Sampled` decision (`?` or none: the sampler decides). An invalid
     /// Root leaves the fresh trace id in place; calling it on a child span,
     /// or after the first child was created, has no effect.
+    ///
+    /// The caller's decision wins over the layer's sampler:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_xray::{export::InMemoryExporter, Sampled, TraceHeader, XraySpanExt};
+    ///
+    /// let exporter = InMemoryExporter::new();
+    /// let layer = tracing_xray::builder()
+    ///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    ///     .with_exporter(exporter.clone())
+    ///     .build();
+    /// let xray = layer.handle();
+    /// let _default = tracing_subscriber::registry().with(layer).set_default();
+    ///
+    /// let incoming = TraceHeader::parse("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0");
+    /// let request = tracing::info_span!("handle_request");
+    /// request.set_xray_parent(&incoming);
+    /// assert_eq!(request.xray_header().unwrap().root(), incoming.root());
+    /// assert_eq!(request.xray_header().unwrap().sampled(), Sampled::No);
+    /// drop(request);
+    /// xray.flush(Duration::from_secs(1)).unwrap();
+    /// assert!(exporter.is_empty());
+    /// ```
     fn set_xray_parent(&self, header: &TraceHeader);
 
     /// The header for a downstream call made inside this span: Root,
@@ -57,6 +82,27 @@ pub trait XraySpanExt {
     /// `Sampled=0`; a span hidden from the layer (by a per-layer filter)
     /// gives its nearest traced ancestor's header. `None` when no
     /// `XrayLayer` traces the span or any of its ancestors.
+    ///
+    /// ```
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_xray::{Sampled, XraySpanExt};
+    ///
+    /// let layer = tracing_xray::builder()
+    ///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    ///     .with_exporter(tracing_xray::export::NoopExporter)
+    ///     .build();
+    /// let _default = tracing_subscriber::registry().with(layer).set_default();
+    ///
+    /// let call = tracing::info_span!("call_inventory");
+    /// let header = call.xray_header().unwrap();
+    /// assert!(header.parent().is_some()); // this span's (sub)segment id
+    /// assert_eq!(header.sampled(), Sampled::Yes);
+    /// // The value to send as `X-Amzn-Trace-Id`:
+    /// let value = header.to_string();
+    /// assert!(value.starts_with("Root=1-") && value.ends_with(";Sampled=1"), "{value}");
+    ///
+    /// assert!(tracing::Span::none().xray_header().is_none()); // not traced
+    /// ```
     fn xray_header(&self) -> Option<TraceHeader>;
 }
 
