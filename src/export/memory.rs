@@ -55,6 +55,15 @@ pub struct InMemoryExporter {
 
 impl InMemoryExporter {
     /// An empty exporter.
+    ///
+    /// ```
+    /// use tracing_xray::export::InMemoryExporter;
+    ///
+    /// let exporter = InMemoryExporter::new();
+    /// assert!(exporter.is_empty());
+    /// let layer = tracing_xray::builder().with_exporter(exporter.clone()).build();
+    /// # drop(layer);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -64,11 +73,61 @@ impl InMemoryExporter {
     }
 
     /// Every document received, in order.
+    ///
+    /// ```
+    /// use tracing_xray::export::DocumentKind;
+    ///
+    /// # use std::time::Duration;
+    /// # use tracing_subscriber::prelude::*;
+    /// # use tracing_xray::export::InMemoryExporter;
+    /// # let exporter = InMemoryExporter::new();
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_service_name("shop")
+    /// #     .with_exporter(exporter.clone())
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("checkout").in_scope(|| {});
+    /// # });
+    /// # xray.flush(Duration::from_secs(1)).unwrap();
+    /// // After one small trace:
+    /// let documents = exporter.documents();
+    /// assert_eq!(documents.len(), 1);
+    /// assert_eq!(documents[0].kind(), DocumentKind::Segment);
+    /// ```
     pub fn documents(&self) -> Vec<Document> {
         self.lock().clone()
     }
 
     /// Every document received, parsed.
+    ///
+    /// A trace split to keep documents small stays split here (see
+    /// [`InMemoryExporter::traces`]):
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tracing_subscriber::prelude::*;
+    /// # use tracing_xray::export::InMemoryExporter;
+    /// # let exporter = InMemoryExporter::new();
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_service_name("shop")
+    /// #     .with_streaming_threshold(1)
+    /// #     .with_exporter(exporter.clone())
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("checkout").in_scope(|| {
+    /// #         tracing::info_span!("reserve_stock").in_scope(|| {});
+    /// #         tracing::info_span!("charge_card").in_scope(|| {});
+    /// #     });
+    /// # });
+    /// # xray.flush(Duration::from_secs(1)).unwrap();
+    /// let documents = exporter.json_documents();
+    /// assert!(documents.iter().any(|doc| doc["name"] == "shop")); // the segment
+    /// assert!(documents.iter().any(|doc| doc["type"] == "subsegment")); // sent on its own
+    /// ```
     pub fn json_documents(&self) -> Vec<Value> {
         self.lock()
             .iter()
@@ -80,6 +139,33 @@ impl InMemoryExporter {
     /// in place (under the (sub)segment named by their `parent_id`), so a
     /// test sees each trace as one tree however it was split. Their
     /// `type`, `trace_id` and `parent_id` fields are kept.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tracing_subscriber::prelude::*;
+    /// # use tracing_xray::export::InMemoryExporter;
+    /// # let exporter = InMemoryExporter::new();
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_service_name("shop")
+    /// #     .with_streaming_threshold(1)
+    /// #     .with_exporter(exporter.clone())
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("checkout").in_scope(|| {
+    /// #         tracing::info_span!("reserve_stock").in_scope(|| {});
+    /// #         tracing::info_span!("charge_card").in_scope(|| {});
+    /// #     });
+    /// # });
+    /// # xray.flush(Duration::from_secs(1)).unwrap();
+    /// // The trace was sent as several documents...
+    /// assert!(exporter.len() > 1);
+    /// // ...and is seen whole here.
+    /// let traces = exporter.traces();
+    /// assert_eq!(traces.len(), 1);
+    /// assert_eq!(traces[0]["subsegments"].as_array().unwrap().len(), 2);
+    /// ```
     pub fn traces(&self) -> Vec<Value> {
         let docs = self.lock().clone();
         let mut orphans: HashMap<String, Vec<Value>> = HashMap::new();
@@ -103,16 +189,73 @@ impl InMemoryExporter {
     }
 
     /// Forgets every document received so far.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tracing_subscriber::prelude::*;
+    /// # use tracing_xray::export::InMemoryExporter;
+    /// # let exporter = InMemoryExporter::new();
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_service_name("shop")
+    /// #     .with_exporter(exporter.clone())
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("checkout").in_scope(|| {});
+    /// # });
+    /// # xray.flush(Duration::from_secs(1)).unwrap();
+    /// assert_eq!(exporter.len(), 1);
+    /// exporter.reset(); // between two parts of a test
+    /// assert!(exporter.is_empty());
+    /// ```
     pub fn reset(&self) {
         self.lock().clear();
     }
 
     /// How many documents were received.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tracing_subscriber::prelude::*;
+    /// # use tracing_xray::export::InMemoryExporter;
+    /// # let exporter = InMemoryExporter::new();
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_service_name("shop")
+    /// #     .with_exporter(exporter.clone())
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("first").in_scope(|| {});
+    /// #     tracing::info_span!("second").in_scope(|| {});
+    /// # });
+    /// # xray.flush(Duration::from_secs(1)).unwrap();
+    /// assert_eq!(exporter.len(), 2); // two small traces, one document each
+    /// ```
     pub fn len(&self) -> usize {
         self.lock().len()
     }
 
     /// Whether no document was received.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_xray::export::InMemoryExporter;
+    ///
+    /// let exporter = InMemoryExporter::new();
+    /// let layer = tracing_xray::builder()
+    ///     .with_sampler(tracing_xray::sampling::NeverSample)
+    ///     .with_exporter(exporter.clone())
+    ///     .build();
+    /// let xray = layer.handle();
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     tracing::info_span!("request").in_scope(|| {});
+    /// });
+    /// xray.flush(Duration::from_secs(1)).unwrap();
+    /// assert!(exporter.is_empty()); // not sampled: nothing sent
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.lock().is_empty()
     }

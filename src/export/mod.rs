@@ -33,9 +33,53 @@ pub use udp::UdpExporter;
 ///
 /// X-Ray accepts documents up to 64 KB, and the daemon reads datagrams into a
 /// 64 KiB buffer; this limit leaves room for the datagram header.
+///
+/// ```
+/// use std::time::Duration;
+/// use tracing_subscriber::prelude::*;
+/// use tracing_xray::export::{InMemoryExporter, MAX_DOCUMENT_BYTES};
+///
+/// let exporter = InMemoryExporter::new();
+/// let layer = tracing_xray::builder()
+///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+///     .with_exporter(exporter.clone())
+///     .build();
+/// let xray = layer.handle();
+/// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+///     let body = "x".repeat(100_000);
+///     tracing::info_span!("upload", metadata.body = body.as_str()).in_scope(|| {});
+/// });
+/// xray.flush(Duration::from_secs(1)).unwrap();
+/// assert!(exporter.documents().iter().all(|doc| doc.len() <= MAX_DOCUMENT_BYTES));
+/// assert_eq!(xray.stats().spans_trimmed, 1);
+/// ```
 pub const MAX_DOCUMENT_BYTES: usize = 64_000;
 
 /// What a [`Document`] holds.
+///
+/// ```
+/// use std::time::Duration;
+/// use tracing_subscriber::prelude::*;
+/// use tracing_xray::export::{DocumentKind, InMemoryExporter};
+///
+/// let exporter = InMemoryExporter::new();
+/// let layer = tracing_xray::builder()
+///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+///     .with_streaming_threshold(1) // split any trace of two subsegments or more
+///     .with_exporter(exporter.clone())
+///     .build();
+/// let xray = layer.handle();
+/// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+///     tracing::info_span!("batch").in_scope(|| {
+///         tracing::info_span!("first").in_scope(|| {});
+///         tracing::info_span!("second").in_scope(|| {});
+///     });
+/// });
+/// xray.flush(Duration::from_secs(1)).unwrap();
+/// let kinds: Vec<DocumentKind> = exporter.documents().iter().map(|doc| doc.kind()).collect();
+/// assert!(kinds.contains(&DocumentKind::Segment));
+/// assert!(kinds.contains(&DocumentKind::Subsegment));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DocumentKind {
@@ -77,36 +121,157 @@ impl Document {
     }
 
     /// The JSON text of the document.
+    ///
+    /// ```
+    /// # use tracing_subscriber::prelude::*;
+    /// # let exporter = tracing_xray::export::InMemoryExporter::new();
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_service_name("shop")
+    /// #     .with_exporter(exporter.clone())
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("checkout").in_scope(|| {});
+    /// # });
+    /// # xray.flush(std::time::Duration::from_secs(1)).unwrap();
+    /// let doc = &exporter.documents()[0];
+    /// let json: serde_json::Value = serde_json::from_str(doc.as_str()).unwrap();
+    /// assert_eq!(json["name"], "shop");
+    /// ```
     pub fn as_str(&self) -> &str {
         &self.json
     }
 
     /// The JSON text, by value.
+    ///
+    /// ```
+    /// # use tracing_subscriber::prelude::*;
+    /// # let exporter = tracing_xray::export::InMemoryExporter::new();
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_exporter(exporter.clone())
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("checkout").in_scope(|| {});
+    /// # });
+    /// # xray.flush(std::time::Duration::from_secs(1)).unwrap();
+    /// let doc = exporter.documents().remove(0);
+    /// let json: String = doc.into_string();
+    /// assert!(json.starts_with('{') && json.ends_with('}'));
+    /// ```
     pub fn into_string(self) -> String {
         self.json
     }
 
     /// The size of the JSON text in bytes.
+    ///
+    /// ```
+    /// use tracing_xray::export::MAX_DOCUMENT_BYTES;
+    ///
+    /// # use tracing_subscriber::prelude::*;
+    /// # let exporter = tracing_xray::export::InMemoryExporter::new();
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_exporter(exporter.clone())
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("checkout").in_scope(|| {});
+    /// # });
+    /// # xray.flush(std::time::Duration::from_secs(1)).unwrap();
+    /// let doc = &exporter.documents()[0];
+    /// assert_eq!(doc.len(), doc.as_str().len());
+    /// assert!(doc.len() <= MAX_DOCUMENT_BYTES);
+    /// ```
     pub fn len(&self) -> usize {
         self.json.len()
     }
 
     /// Always `false`: a document is never empty. Present for clippy's sake.
+    ///
+    /// ```
+    /// # use tracing_subscriber::prelude::*;
+    /// # let exporter = tracing_xray::export::InMemoryExporter::new();
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_exporter(exporter.clone())
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("checkout").in_scope(|| {});
+    /// # });
+    /// # xray.flush(std::time::Duration::from_secs(1)).unwrap();
+    /// assert!(!exporter.documents()[0].is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.json.is_empty()
     }
 
     /// Whether this is a segment or an independent subsegment.
+    ///
+    /// ```
+    /// use tracing_xray::export::DocumentKind;
+    ///
+    /// # use tracing_subscriber::prelude::*;
+    /// # let exporter = tracing_xray::export::InMemoryExporter::new();
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_exporter(exporter.clone())
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("checkout").in_scope(|| {});
+    /// # });
+    /// # xray.flush(std::time::Duration::from_secs(1)).unwrap();
+    /// // A small trace is sent whole, as one segment document.
+    /// assert_eq!(exporter.documents()[0].kind(), DocumentKind::Segment);
+    /// ```
     pub fn kind(&self) -> DocumentKind {
         self.kind
     }
 
     /// The trace this document belongs to.
+    ///
+    /// ```
+    /// # use tracing_subscriber::prelude::*;
+    /// # let exporter = tracing_xray::export::InMemoryExporter::new();
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_exporter(exporter.clone())
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("checkout").in_scope(|| {});
+    /// # });
+    /// # xray.flush(std::time::Duration::from_secs(1)).unwrap();
+    /// let doc = &exporter.documents()[0];
+    /// let json: serde_json::Value = serde_json::from_str(doc.as_str()).unwrap();
+    /// assert_eq!(json["trace_id"], doc.trace_id().to_string());
+    /// ```
     pub fn trace_id(&self) -> TraceId {
         self.trace_id
     }
 
     /// The id of the (sub)segment at the top of this document.
+    ///
+    /// ```
+    /// # use tracing_subscriber::prelude::*;
+    /// # let exporter = tracing_xray::export::InMemoryExporter::new();
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_exporter(exporter.clone())
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("checkout").in_scope(|| {});
+    /// # });
+    /// # xray.flush(std::time::Duration::from_secs(1)).unwrap();
+    /// let doc = &exporter.documents()[0];
+    /// let json: serde_json::Value = serde_json::from_str(doc.as_str()).unwrap();
+    /// assert_eq!(json["id"], doc.id().to_string());
+    /// ```
     pub fn id(&self) -> SegmentId {
         self.id
     }
@@ -124,6 +289,16 @@ impl fmt::Debug for Document {
 }
 
 /// Why an exporter could not deliver a document.
+///
+/// ```
+/// use tracing_xray::export::ExportError;
+///
+/// let err = ExportError::TooLarge { size: 70_000, limit: 65_507 };
+/// assert_eq!(err.to_string(), "document of 70000 bytes exceeds the 65507-byte limit");
+///
+/// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+/// assert!(matches!(ExportError::from(refused), ExportError::Io(_)));
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ExportError {
@@ -182,6 +357,30 @@ impl From<std::io::Error> for ExportError {
 }
 
 /// A document that could not be delivered, and why.
+///
+/// ```
+/// use tracing_xray::export::{ExportError, ExportFailure, ExportOutcome};
+///
+/// # use tracing_subscriber::prelude::*;
+/// # let exporter = tracing_xray::export::InMemoryExporter::new();
+/// # let layer = tracing_xray::builder()
+/// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+/// #     .with_exporter(exporter.clone())
+/// #     .build();
+/// # let xray = layer.handle();
+/// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+/// #     tracing::info_span!("checkout").in_scope(|| {});
+/// # });
+/// # xray.flush(std::time::Duration::from_secs(1)).unwrap();
+/// let doc = exporter.documents().remove(0);
+/// let id = doc.id();
+/// let mut outcome = ExportOutcome::default();
+/// outcome.fail(doc, ExportError::Rejected("InvalidTraceId".into()));
+///
+/// let ExportFailure { document, error } = outcome.failures.remove(0);
+/// assert_eq!(document.id(), id); // handed back, to retry or log
+/// assert_eq!(error.to_string(), "document rejected: InvalidTraceId");
+/// ```
 #[derive(Debug)]
 pub struct ExportFailure {
     /// The document, handed back so that nothing is lost silently.
@@ -214,6 +413,14 @@ pub struct ExportOutcome {
 
 impl ExportOutcome {
     /// An outcome with `n` documents delivered and no failure.
+    ///
+    /// ```
+    /// use tracing_xray::export::ExportOutcome;
+    ///
+    /// let outcome = ExportOutcome::delivered(2);
+    /// assert_eq!(outcome.delivered, 2);
+    /// assert!(outcome.failures.is_empty());
+    /// ```
     pub fn delivered(n: usize) -> Self {
         ExportOutcome {
             delivered: n,
@@ -222,11 +429,52 @@ impl ExportOutcome {
     }
 
     /// Records one failed document.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_xray::export::{Document, ExportError, ExportOutcome, Exporter};
+    ///
+    /// /// A destination that is always down.
+    /// struct Down;
+    ///
+    /// impl Exporter for Down {
+    ///     fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+    ///         let mut outcome = ExportOutcome::default();
+    ///         for doc in batch {
+    ///             outcome.fail(doc, ExportError::Rejected("service unavailable".into()));
+    ///         }
+    ///         outcome
+    ///     }
+    /// }
+    ///
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_exporter(Down)
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("request").in_scope(|| {});
+    /// # });
+    /// # xray.flush(Duration::from_secs(1)).unwrap();
+    /// // With `Down` as the layer's exporter, failures are counted:
+    /// assert_eq!(xray.stats().documents_failed, 1);
+    /// ```
     pub fn fail(&mut self, document: Document, error: ExportError) {
         self.failures.push(ExportFailure { document, error });
     }
 
     /// Adds another outcome's counts and failures to this one.
+    ///
+    /// ```
+    /// use tracing_xray::export::ExportOutcome;
+    ///
+    /// let mut total = ExportOutcome::default();
+    /// for sent in [3, 2] {
+    ///     total.merge(ExportOutcome::delivered(sent));
+    /// }
+    /// assert_eq!(total.delivered, 5);
+    /// ```
     pub fn merge(&mut self, other: ExportOutcome) {
         self.delivered += other.delivered;
         self.failures.extend(other.failures);
@@ -267,10 +515,67 @@ impl ExportOutcome {
 /// ```
 pub trait Exporter: Send + 'static {
     /// Sends (or queues) a batch of documents.
+    ///
+    /// The worker calls it with each batch; here it is called by hand.
+    ///
+    /// ```
+    /// use tracing_xray::export::{Exporter, InMemoryExporter};
+    ///
+    /// # use tracing_subscriber::prelude::*;
+    /// # let source = tracing_xray::export::InMemoryExporter::new();
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_exporter(source.clone())
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("checkout").in_scope(|| {});
+    /// # });
+    /// # xray.flush(std::time::Duration::from_secs(1)).unwrap();
+    /// let batch = source.documents();
+    /// let mut exporter = InMemoryExporter::new();
+    /// let outcome = exporter.export(batch);
+    /// assert_eq!(outcome.delivered, 1);
+    /// assert!(outcome.failures.is_empty());
+    /// assert_eq!(exporter.len(), 1);
+    /// ```
     fn export(&mut self, batch: Vec<Document>) -> ExportOutcome;
 
     /// Delivers everything queued, giving up after `timeout`. The default does
     /// nothing: an exporter that sends in `export` has nothing to flush.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_xray::export::{Document, ExportOutcome, Exporter};
+    ///
+    /// /// Holds documents until the worker flushes.
+    /// #[derive(Default)]
+    /// struct Held(Vec<Document>);
+    ///
+    /// impl Exporter for Held {
+    ///     fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+    ///         self.0.extend(batch);
+    ///         ExportOutcome::default() // reported by `flush`
+    ///     }
+    ///     fn flush(&mut self, _timeout: Duration) -> ExportOutcome {
+    ///         let sent = std::mem::take(&mut self.0); // send them here
+    ///         ExportOutcome::delivered(sent.len())
+    ///     }
+    /// }
+    ///
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_exporter(Held::default())
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("request").in_scope(|| {});
+    /// # });
+    /// // With `Held` as the layer's exporter, `XrayHandle::flush` calls `Held::flush`:
+    /// xray.flush(Duration::from_secs(1)).unwrap();
+    /// assert_eq!(xray.stats().documents_exported, 1);
+    /// ```
     fn flush(&mut self, timeout: Duration) -> ExportOutcome {
         let _ = timeout;
         ExportOutcome::default()
@@ -278,6 +583,35 @@ pub trait Exporter: Send + 'static {
 
     /// Flushes and releases resources; called once, when the layer shuts down.
     /// The default calls [`Exporter::flush`].
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tracing_xray::export::{Document, ExportOutcome, Exporter};
+    ///
+    /// struct Connection {
+    ///     open: Arc<AtomicBool>,
+    /// }
+    ///
+    /// impl Exporter for Connection {
+    ///     fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+    ///         ExportOutcome::delivered(batch.len())
+    ///     }
+    ///     fn shutdown(&mut self, timeout: Duration) -> ExportOutcome {
+    ///         let outcome = self.flush(timeout);
+    ///         self.open.store(false, Ordering::SeqCst); // close it
+    ///         outcome
+    ///     }
+    /// }
+    ///
+    /// let open = Arc::new(AtomicBool::new(true));
+    /// let layer = tracing_xray::builder()
+    ///     .with_exporter(Connection { open: open.clone() })
+    ///     .build();
+    /// layer.handle().shutdown(Duration::from_secs(1)).unwrap();
+    /// assert!(!open.load(Ordering::SeqCst));
+    /// ```
     fn shutdown(&mut self, timeout: Duration) -> ExportOutcome {
         self.flush(timeout)
     }
@@ -285,11 +619,107 @@ pub trait Exporter: Send + 'static {
     /// When the worker should next call [`Exporter::poll`] even if no new
     /// document arrives (a batching exporter's send deadline). The default,
     /// `None`, means never.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use tracing_xray::export::{Document, ExportOutcome, Exporter};
+    ///
+    /// /// Sends a batch 100 ms after its first document arrived.
+    /// #[derive(Default)]
+    /// struct Batching {
+    ///     held: Vec<Document>,
+    ///     send_at: Option<Instant>,
+    /// }
+    ///
+    /// impl Exporter for Batching {
+    ///     fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+    ///         self.send_at.get_or_insert(Instant::now() + Duration::from_millis(100));
+    ///         self.held.extend(batch);
+    ///         ExportOutcome::default() // reported by `poll`
+    ///     }
+    ///     fn next_poll(&self) -> Option<Instant> {
+    ///         self.send_at
+    ///     }
+    ///     fn poll(&mut self, now: Instant) -> ExportOutcome {
+    ///         if self.send_at.is_none_or(|at| now < at) {
+    ///             return ExportOutcome::default();
+    ///         }
+    ///         self.send_at = None;
+    ///         let sent = std::mem::take(&mut self.held); // send them here
+    ///         ExportOutcome::delivered(sent.len())
+    ///     }
+    /// }
+    ///
+    /// # use tracing_subscriber::prelude::*;
+    /// # let source = tracing_xray::export::InMemoryExporter::new();
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_exporter(source.clone())
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("checkout").in_scope(|| {});
+    /// # });
+    /// # xray.flush(std::time::Duration::from_secs(1)).unwrap();
+    /// let mut exporter = Batching::default();
+    /// assert_eq!(exporter.next_poll(), None); // nothing held, no timer
+    /// exporter.export(source.documents());
+    /// assert!(exporter.next_poll().is_some());
+    /// ```
     fn next_poll(&self) -> Option<Instant> {
         None
     }
 
     /// Timer work (send a batch whose delay has passed, retry after backoff).
+    ///
+    /// With the `Batching` exporter of [`Exporter::next_poll`]'s example:
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// # use tracing_xray::export::{Document, ExportOutcome, Exporter};
+    /// #
+    /// # /// Sends a batch 100 ms after its first document arrived.
+    /// # #[derive(Default)]
+    /// # struct Batching {
+    /// #     held: Vec<Document>,
+    /// #     send_at: Option<Instant>,
+    /// # }
+    /// #
+    /// # impl Exporter for Batching {
+    /// #     fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+    /// #         self.send_at.get_or_insert(Instant::now() + Duration::from_millis(100));
+    /// #         self.held.extend(batch);
+    /// #         ExportOutcome::default() // reported by `poll`
+    /// #     }
+    /// #     fn next_poll(&self) -> Option<Instant> {
+    /// #         self.send_at
+    /// #     }
+    /// #     fn poll(&mut self, now: Instant) -> ExportOutcome {
+    /// #         if self.send_at.is_none_or(|at| now < at) {
+    /// #             return ExportOutcome::default();
+    /// #         }
+    /// #         self.send_at = None;
+    /// #         let sent = std::mem::take(&mut self.held); // send them here
+    /// #         ExportOutcome::delivered(sent.len())
+    /// #     }
+    /// # }
+    /// # use tracing_subscriber::prelude::*;
+    /// # let source = tracing_xray::export::InMemoryExporter::new();
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_exporter(source.clone())
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("checkout").in_scope(|| {});
+    /// # });
+    /// # xray.flush(std::time::Duration::from_secs(1)).unwrap();
+    /// let mut exporter = Batching::default();
+    /// exporter.export(source.documents());
+    /// let at = exporter.next_poll().unwrap();
+    /// assert_eq!(exporter.poll(at - Duration::from_millis(1)).delivered, 0); // too early
+    /// assert_eq!(exporter.poll(at).delivered, 1);
+    /// ```
     fn poll(&mut self, now: Instant) -> ExportOutcome {
         let _ = now;
         ExportOutcome::default()

@@ -62,18 +62,81 @@ impl std::fmt::Debug for TimelineExporter {
 
 impl TimelineExporter {
     /// Draws on standard output.
+    ///
+    /// ```
+    /// use tracing_xray::export::TimelineExporter;
+    ///
+    /// // In development: every trace, drawn as it finishes.
+    /// let layer = tracing_xray::builder()
+    ///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    ///     .with_exporter(TimelineExporter::stdout())
+    ///     .build();
+    /// # drop(layer);
+    /// ```
     pub fn stdout() -> Self {
         let tty = io::stdout().is_terminal();
         Self::new(io::stdout(), tty)
     }
 
     /// Draws on standard error.
+    ///
+    /// ```
+    /// use tracing_xray::export::TimelineExporter;
+    ///
+    /// // Standard output stays the program's own.
+    /// let layer = tracing_xray::builder()
+    ///     .with_exporter(TimelineExporter::stderr())
+    ///     .build();
+    /// # drop(layer);
+    /// ```
     pub fn stderr() -> Self {
         let tty = io::stderr().is_terminal();
         Self::new(io::stderr(), tty)
     }
 
     /// Draws into any writer (a file, a buffer in a test). No colours.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_xray::export::TimelineExporter;
+    ///
+    /// # use std::io::Write;
+    /// # use std::sync::{Arc, Mutex};
+    /// # #[derive(Clone, Default)]
+    /// # struct Buffer(Arc<Mutex<Vec<u8>>>);
+    /// # impl Write for Buffer {
+    /// #     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+    /// #         self.0.lock().unwrap().write(bytes)
+    /// #     }
+    /// #     fn flush(&mut self) -> std::io::Result<()> {
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// # impl Buffer {
+    /// #     fn text(&self) -> String {
+    /// #         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    /// #     }
+    /// # }
+    /// let out = Buffer::default(); // a `Vec<u8>` that clones share
+    /// let layer = tracing_xray::builder()
+    ///     .with_service_name("quickstart")
+    ///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    ///     .with_exporter(TimelineExporter::to_writer(out.clone()))
+    ///     .build();
+    /// let xray = layer.handle();
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     tracing::info_span!("request").in_scope(|| {
+    ///         tracing::info_span!("load_customer").in_scope(|| {});
+    ///     });
+    /// });
+    /// xray.flush(Duration::from_secs(1)).unwrap();
+    ///
+    /// let text = out.text();
+    /// assert!(text.starts_with("trace 1-"), "{text}");
+    /// assert!(text.contains("quickstart") && text.contains("load_customer"), "{text}");
+    /// assert!(text.contains("bottleneck: load_customer"), "{text}");
+    /// ```
     pub fn to_writer(out: impl Write + Send + 'static) -> Self {
         Self::new(out, false)
     }
@@ -96,18 +159,110 @@ impl TimelineExporter {
     }
 
     /// Plain ASCII bars and marks (`#`, `|`), for terminals without Unicode.
+    ///
+    /// ```
+    /// use tracing_xray::export::TimelineExporter;
+    ///
+    /// # use std::io::Write;
+    /// # use std::sync::{Arc, Mutex};
+    /// # #[derive(Clone, Default)]
+    /// # struct Buffer(Arc<Mutex<Vec<u8>>>);
+    /// # impl Write for Buffer {
+    /// #     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+    /// #         self.0.lock().unwrap().write(bytes)
+    /// #     }
+    /// #     fn flush(&mut self) -> std::io::Result<()> {
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// # impl Buffer {
+    /// #     fn text(&self) -> String {
+    /// #         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    /// #     }
+    /// # }
+    /// let out = Buffer::default(); // a `Vec<u8>` that clones share
+    /// let exporter = TimelineExporter::to_writer(out.clone()).ascii();
+    /// # use std::time::Duration;
+    /// # use tracing_subscriber::prelude::*;
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_service_name("quickstart")
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_exporter(exporter)
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("request").in_scope(|| {
+    /// #         tracing::info_span!("load_customer").in_scope(|| {});
+    /// #     });
+    /// # });
+    /// # xray.flush(Duration::from_secs(1)).unwrap();
+    /// // ... once a trace has been drawn:
+    /// let root_row = out.text().lines().nth(1).unwrap().to_owned();
+    /// assert!(root_row.starts_with("* quickstart"), "{root_row}");
+    /// assert!(root_row.ends_with("#|") && root_row.is_ascii(), "{root_row}");
+    /// ```
     pub fn ascii(mut self) -> Self {
         self.ascii = true;
         self
     }
 
     /// Total width of a row, in columns (default: `COLUMNS`, else 100).
+    ///
+    /// ```
+    /// use tracing_xray::export::TimelineExporter;
+    ///
+    /// // A CI log 120 columns wide:
+    /// let exporter = TimelineExporter::stderr().with_width(120);
+    /// let layer = tracing_xray::builder().with_exporter(exporter).build();
+    /// # drop(layer);
+    /// ```
     pub fn with_width(mut self, columns: usize) -> Self {
         self.width = columns.clamp(60, 300);
         self
     }
 
     /// Whether to colour the output (default: on a terminal, unless `NO_COLOR`).
+    ///
+    /// ```
+    /// use tracing_xray::export::TimelineExporter;
+    ///
+    /// # use std::io::Write;
+    /// # use std::sync::{Arc, Mutex};
+    /// # #[derive(Clone, Default)]
+    /// # struct Buffer(Arc<Mutex<Vec<u8>>>);
+    /// # impl Write for Buffer {
+    /// #     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+    /// #         self.0.lock().unwrap().write(bytes)
+    /// #     }
+    /// #     fn flush(&mut self) -> std::io::Result<()> {
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// # impl Buffer {
+    /// #     fn text(&self) -> String {
+    /// #         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    /// #     }
+    /// # }
+    /// let out = Buffer::default(); // a `Vec<u8>` that clones share
+    /// // Colours off a terminal too (for `less -R`):
+    /// let exporter = TimelineExporter::to_writer(out.clone()).with_color(true);
+    /// # use std::time::Duration;
+    /// # use tracing_subscriber::prelude::*;
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_service_name("quickstart")
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_exporter(exporter)
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    /// #     tracing::info_span!("request").in_scope(|| {
+    /// #         tracing::info_span!("load_customer").in_scope(|| {});
+    /// #     });
+    /// # });
+    /// # xray.flush(Duration::from_secs(1)).unwrap();
+    /// // ... once a trace has been drawn:
+    /// assert!(out.text().starts_with("\x1b[1mtrace 1-"));
+    /// ```
     pub fn with_color(mut self, color: bool) -> Self {
         self.color = color;
         self

@@ -45,6 +45,18 @@ impl Default for UdpExporter {
 impl UdpExporter {
     /// Sends to `address`, unless `AWS_XRAY_DAEMON_ADDRESS` holds a valid
     /// address: like every official SDK, the environment wins over code.
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use tracing_xray::export::UdpExporter;
+    ///
+    /// let sidecar: SocketAddr = "127.0.0.1:2001".parse().unwrap();
+    /// # std::env::remove_var("AWS_XRAY_DAEMON_ADDRESS");
+    /// assert_eq!(UdpExporter::new(sidecar).address(), sidecar);
+    ///
+    /// std::env::set_var("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:3000");
+    /// assert_eq!(UdpExporter::new(sidecar).address().port(), 3000);
+    /// ```
     pub fn new(address: SocketAddr) -> Self {
         match crate::DaemonAddress::from_env() {
             Ok(Some(env)) => UdpExporter::to_address(env.udp()),
@@ -55,6 +67,17 @@ impl UdpExporter {
     /// Sends to the UDP address in `AWS_XRAY_DAEMON_ADDRESS` (either form of
     /// SPEC §2.2), else to `127.0.0.1:2000`. An invalid value is an error
     /// naming the problem.
+    ///
+    /// ```
+    /// use tracing_xray::export::UdpExporter;
+    ///
+    /// std::env::set_var("AWS_XRAY_DAEMON_ADDRESS", "tcp:127.0.0.1:2000 udp:127.0.0.1:2001");
+    /// assert_eq!(UdpExporter::from_env()?.address().port(), 2001);
+    ///
+    /// std::env::set_var("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:20o0");
+    /// assert!(UdpExporter::from_env().is_err());
+    /// # Ok::<(), tracing_xray::DaemonAddressError>(())
+    /// ```
     pub fn from_env() -> Result<Self, crate::DaemonAddressError> {
         Ok(match crate::DaemonAddress::from_env()? {
             Some(a) => UdpExporter::to_address(a.udp()),
@@ -64,6 +87,30 @@ impl UdpExporter {
 
     /// Sends to exactly `address`, ignoring the environment (tests, sidecars
     /// at fixed addresses).
+    ///
+    /// ```
+    /// use std::net::UdpSocket;
+    /// use std::time::Duration;
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_xray::export::UdpExporter;
+    ///
+    /// // A stand-in for the daemon, on a free local port:
+    /// let daemon = UdpSocket::bind("127.0.0.1:0").unwrap();
+    /// # daemon.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    /// let layer = tracing_xray::builder()
+    ///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    ///     .with_exporter(UdpExporter::to_address(daemon.local_addr().unwrap()))
+    ///     .build();
+    /// let xray = layer.handle();
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     tracing::info_span!("request").in_scope(|| {});
+    /// });
+    /// xray.flush(Duration::from_secs(1)).unwrap();
+    ///
+    /// let mut datagram = [0; 65_536];
+    /// let n = daemon.recv(&mut datagram).unwrap();
+    /// assert!(datagram[..n].starts_with(b"{\"format\":\"json\",\"version\":1}\n{"));
+    /// ```
     pub fn to_address(address: SocketAddr) -> Self {
         UdpExporter {
             address,
@@ -73,6 +120,12 @@ impl UdpExporter {
     }
 
     /// Where datagrams go.
+    ///
+    /// ```
+    /// use tracing_xray::export::UdpExporter;
+    ///
+    /// assert_eq!(UdpExporter::default().address().to_string(), "127.0.0.1:2000");
+    /// ```
     pub fn address(&self) -> SocketAddr {
         self.address
     }
