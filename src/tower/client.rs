@@ -128,6 +128,57 @@ fn call_span<B>(request: &Request<B>) -> Span {
 
 pin_project! {
     /// The response future of [`XrayClient`].
+    ///
+    /// The call's subsegment ends when it completes, with the response's status.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_layer::Layer;
+    /// use tower_service::Service;
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_xray::tower::{XrayClientFuture, XrayClientLayer};
+    ///
+    /// # use std::convert::Infallible;
+    /// # use std::task::{Context, Poll};
+    /// # #[derive(Clone)]
+    /// # struct Echo;
+    /// # impl tower_service::Service<http::Request<()>> for Echo {
+    /// #     type Response = http::Response<()>;
+    /// #     type Error = Infallible;
+    /// #     type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+    /// #     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    /// #         Poll::Ready(Ok(()))
+    /// #     }
+    /// #     fn call(&mut self, request: http::Request<()>) -> Self::Future {
+    /// #         let mut response = http::Response::new(());
+    /// #         *response.headers_mut() = request.headers().clone();
+    /// #         std::future::ready(Ok(response))
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let exporter = tracing_xray::export::InMemoryExporter::new();
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    /// #     .with_exporter(exporter.clone())
+    /// #     .build();
+    /// # let xray = layer.handle();
+    /// # let _default = tracing_subscriber::registry().with(layer).set_default();
+    /// // `Echo`: a client whose responses carry the request's headers.
+    /// let mut client = XrayClientLayer::new().layer(Echo);
+    /// let request = http::Request::get("http://inventory.internal/items").body(()).unwrap();
+    /// let future: XrayClientFuture<_> =
+    ///     tracing::info_span!("handle_order").in_scope(|| client.call(request));
+    /// let response = future.await.unwrap();
+    /// let sent = response.headers()["x-amzn-trace-id"].to_str().unwrap();
+    /// assert!(sent.starts_with("Root=1-") && sent.contains(";Parent="), "{sent}");
+    ///
+    /// xray.flush(Duration::from_secs(1)).unwrap();
+    /// let call = &exporter.traces()[0]["subsegments"][0];
+    /// assert_eq!(call["name"], "inventory.internal");
+    /// assert_eq!(call["http"]["response"]["status"], 200);
+    /// # }
+    /// ```
     #[derive(Debug)]
     pub struct XrayClientFuture<F> {
         #[pin]

@@ -154,6 +154,46 @@ where
 
 pin_project! {
     /// The response future of [`XrayFlush`].
+    ///
+    /// ```
+    /// use tower_layer::Layer;
+    /// use tower_service::Service;
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_xray::export::InMemoryExporter;
+    /// use tracing_xray::tower::{XrayFlushFuture, XrayFlushLayer};
+    ///
+    /// # use std::convert::Infallible;
+    /// # use std::task::{Context, Poll};
+    /// # #[derive(Clone)]
+    /// # struct Handler;
+    /// # impl tower_service::Service<u32> for Handler {
+    /// #     type Response = u32;
+    /// #     type Error = Infallible;
+    /// #     type Future = std::future::Ready<Result<u32, Infallible>>;
+    /// #     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    /// #         Poll::Ready(Ok(()))
+    /// #     }
+    /// #     fn call(&mut self, event: u32) -> Self::Future {
+    /// #         tracing::info_span!("handler").in_scope(|| std::future::ready(Ok(event * 2)))
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let exporter = InMemoryExporter::new();
+    /// let layer = tracing_xray::builder()
+    ///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    ///     .with_exporter(exporter.clone())
+    ///     .build();
+    /// let xray = layer.handle();
+    /// let _default = tracing_subscriber::registry().with(layer).set_default();
+    ///
+    /// // `Handler` opens a `handler` span for each event.
+    /// let mut service = XrayFlushLayer::new(xray).layer(Handler);
+    /// let future: XrayFlushFuture<_> = service.call(21);
+    /// assert_eq!(future.await, Ok(42));
+    /// assert_eq!(exporter.len(), 1); // flushed as the call completed
+    /// # }
+    /// ```
     #[derive(Debug)]
     pub struct XrayFlushFuture<F> {
         #[pin]

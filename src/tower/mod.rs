@@ -11,6 +11,54 @@
 //! Tracing never fails a request: malformed or missing headers start a fresh
 //! trace, and a header that cannot be written is left out.
 //!
+//! ```
+//! use std::time::Duration;
+//! use tower_layer::Layer;
+//! use tower_service::Service;
+//! use tracing_subscriber::prelude::*;
+//! use tracing_xray::tower::XrayServerLayer;
+//!
+//! # use std::convert::Infallible;
+//! # use std::task::{Context, Poll};
+//! # #[derive(Clone)]
+//! # struct Hello;
+//! # impl tower_service::Service<http::Request<String>> for Hello {
+//! #     type Response = http::Response<String>;
+//! #     type Error = Infallible;
+//! #     type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+//! #     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+//! #         Poll::Ready(Ok(()))
+//! #     }
+//! #     fn call(&mut self, _: http::Request<String>) -> Self::Future {
+//! #         std::future::ready(Ok(http::Response::new("hello".to_owned())))
+//! #     }
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let exporter = tracing_xray::export::InMemoryExporter::new();
+//! let layer = tracing_xray::builder().with_exporter(exporter.clone()).build();
+//! let xray = layer.handle();
+//! let _default = tracing_subscriber::registry().with(layer).set_default();
+//!
+//! // `Hello`: any `Service<http::Request<B>, Response = http::Response<R>>`.
+//! let mut service = XrayServerLayer::new().layer(Hello);
+//! let request = http::Request::builder()
+//!     .uri("http://shop.example.com/cart?id=7")
+//!     .header("X-Amzn-Trace-Id", "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1")
+//!     .body(String::new())
+//!     .unwrap();
+//! std::future::poll_fn(|cx| service.poll_ready(cx)).await.unwrap();
+//! let response = service.call(request).await.unwrap();
+//! assert_eq!(response.headers()["x-amzn-trace-id"], "Root=1-5759e988-bd862e3fe1be46a994272793");
+//!
+//! xray.flush(Duration::from_secs(1)).unwrap();
+//! let segment = &exporter.traces()[0];
+//! assert_eq!(segment["trace_id"], "1-5759e988-bd862e3fe1be46a994272793");
+//! assert_eq!(segment["http"]["request"]["url"], "http://shop.example.com/cart?id=7");
+//! assert_eq!(segment["http"]["response"]["status"], 200);
+//! # }
+//! ```
+//!
 //! # Span fields
 //!
 //! The layers describe requests with OpenTelemetry's semantic-convention

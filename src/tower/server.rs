@@ -167,6 +167,43 @@ fn request_span<B>(request: &Request<B>) -> (Span, bool) {
 
 pin_project! {
     /// The response future of [`XrayServer`].
+    ///
+    /// The request's segment ends when it completes.
+    ///
+    /// ```
+    /// use tower_layer::Layer;
+    /// use tower_service::Service;
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_xray::tower::{XrayServerFuture, XrayServerLayer};
+    ///
+    /// # use std::convert::Infallible;
+    /// # use std::task::{Context, Poll};
+    /// # #[derive(Clone)]
+    /// # struct Hello;
+    /// # impl tower_service::Service<http::Request<String>> for Hello {
+    /// #     type Response = http::Response<String>;
+    /// #     type Error = Infallible;
+    /// #     type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+    /// #     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    /// #         Poll::Ready(Ok(()))
+    /// #     }
+    /// #     fn call(&mut self, _: http::Request<String>) -> Self::Future {
+    /// #         std::future::ready(Ok(http::Response::new("hello".to_owned())))
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_exporter(tracing_xray::export::NoopExporter)
+    /// #     .build();
+    /// # let _default = tracing_subscriber::registry().with(layer).set_default();
+    /// let mut service = XrayServerLayer::new().layer(Hello);
+    /// let future: XrayServerFuture<_> = service.call(http::Request::new(String::new()));
+    /// let response = future.await.unwrap();
+    /// let header = response.headers()["x-amzn-trace-id"].to_str().unwrap();
+    /// assert!(header.starts_with("Root=1-"), "{header}");
+    /// # }
+    /// ```
     #[derive(Debug)]
     pub struct XrayServerFuture<F> {
         #[pin]
