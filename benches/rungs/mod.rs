@@ -1,0 +1,214 @@
+//! The rungs the benchmarks compare, shared by `span.rs` (criterion, wall
+//! time) and `instructions.rs` (instruction counts under valgrind): the
+//! workload, the reference layers, and one `Dispatch` per rung.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use tracing::{Dispatch, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::registry::LookupSpan;
+
+/// One request: 1 root + `children` children, 3 fields each, one event per
+/// child.
+pub fn request(children: usize) {
+    let root = tracing::info_span!("request", method = "GET", path = "/orders", attempt = 1_u64);
+    let _root = root.enter();
+    for i in 0..children {
+        let child = tracing::info_span!("query", i, table = "orders", ratio = 0.5_f64);
+        let _child = child.enter();
+        tracing::info!(rows = i, "query done");
+    }
+}
+
+struct EmptyLayer;
+impl<S: Subscriber> Layer<S> for EmptyLayer {}
+
+struct Marker;
+struct MarkerLayer;
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for MarkerLayer {
+    fn on_new_span(
+        &self,
+        _: &tracing::span::Attributes<'_>,
+        id: &tracing::Id,
+        ctx: Context<'_, S>,
+    ) {
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(Marker);
+        }
+    }
+}
+
+/// A span's start time and up to three fields, the strings cut to 24 bytes
+/// and kept inline (no allocation).
+#[derive(Default)]
+struct TimedFields {
+    start: Option<Instant>,
+    values: [([u8; 24], u64); 3],
+    len: usize,
+}
+
+impl TimedFields {
+    fn push(&mut self, text: &[u8], number: u64) {
+        if let Some((slot_text, slot_number)) = self.values.get_mut(self.len) {
+            let n = text.len().min(24);
+            slot_text[..n].copy_from_slice(&text[..n]);
+            *slot_number = number;
+            self.len += 1;
+        }
+    }
+}
+
+impl tracing::field::Visit for TimedFields {
+    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+    fn record_str(&mut self, _: &tracing::field::Field, value: &str) {
+        self.push(value.as_bytes(), 0);
+    }
+    fn record_u64(&mut self, _: &tracing::field::Field, value: u64) {
+        self.push(&[], value);
+    }
+    fn record_f64(&mut self, _: &tracing::field::Field, value: f64) {
+        self.push(&[], value.to_bits());
+    }
+}
+
+struct TimedFieldsLayer;
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for TimedFieldsLayer {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::Id,
+        ctx: Context<'_, S>,
+    ) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut data = TimedFields {
+            start: Some(Instant::now()),
+            ..TimedFields::default()
+        };
+        attrs.record(&mut data);
+        span.extensions_mut().insert(data);
+    }
+
+    fn on_close(&self, id: tracing::Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let data = span.extensions_mut().remove::<TimedFields>();
+        black_box((data.and_then(|d| d.start), Instant::now()));
+    }
+}
+
+/// Finds each new span's parent id, as a layer that must know a span's
+/// trace at its creation has to, and keeps nothing.
+struct ParentLookupLayer;
+impl<S: Subscriber> Layer<S> for ParentLookupLayer {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::Id,
+        ctx: Context<'_, S>,
+    ) {
+        let parent = if attrs.is_contextual() {
+            ctx.current_span().id().cloned()
+        } else {
+            attrs.parent().cloned()
+        };
+        black_box(parent);
+    }
+}
+
+#[derive(Debug)]
+struct DiscardSpans;
+impl opentelemetry_sdk::trace::SpanExporter for DiscardSpans {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        black_box(batch);
+        Ok(())
+    }
+}
+
+pub fn xray(sampled: bool) -> (tracing_xray::XrayLayer, tracing_xray::XrayHandle) {
+    let builder = if sampled {
+        tracing_xray::builder().with_sampler(tracing_xray::sampling::AlwaysSample)
+    } else {
+        tracing_xray::builder().with_sampler(tracing_xray::sampling::NeverSample)
+    };
+    let layer = builder
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_service_name("bench")
+        .with_queue_capacity(1 << 16)
+        .with_exporter(tracing_xray::export::NoopExporter)
+        .build();
+    let handle = layer.handle();
+    (layer, handle)
+}
+
+/// Every rung, by name, with the tracing-xray handle to flush where there is
+/// one.
+pub fn dispatches() -> Vec<(&'static str, Dispatch, Option<tracing_xray::XrayHandle>)> {
+    use opentelemetry::trace::TracerProvider as _;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(DiscardSpans)
+        .build();
+    let tracer = provider.tracer("bench");
+    std::mem::forget(provider);
+
+    let (sampled, sampled_handle) = xray(true);
+    let (unsampled, _) = xray(false);
+    std::env::set_var("AWS_XRAY_SDK_DISABLED", "true");
+    let disabled = tracing_xray::layer();
+    std::env::remove_var("AWS_XRAY_SDK_DISABLED");
+    assert!(!disabled.is_enabled());
+
+    vec![
+        (
+            "registry",
+            Dispatch::new(tracing_subscriber::registry()),
+            None,
+        ),
+        (
+            "registry+empty_layer",
+            Dispatch::new(tracing_subscriber::registry().with(EmptyLayer)),
+            None,
+        ),
+        (
+            "registry+marker_extension",
+            Dispatch::new(tracing_subscriber::registry().with(MarkerLayer)),
+            None,
+        ),
+        (
+            "registry+timed_fields",
+            Dispatch::new(tracing_subscriber::registry().with(TimedFieldsLayer)),
+            None,
+        ),
+        (
+            "registry+parent_lookup",
+            Dispatch::new(tracing_subscriber::registry().with(ParentLookupLayer)),
+            None,
+        ),
+        (
+            "xray_sampled",
+            Dispatch::new(tracing_subscriber::registry().with(sampled)),
+            Some(sampled_handle),
+        ),
+        (
+            "xray_unsampled",
+            Dispatch::new(tracing_subscriber::registry().with(unsampled)),
+            None,
+        ),
+        (
+            "xray_disabled_by_env",
+            Dispatch::new(tracing_subscriber::registry().with(disabled)),
+            None,
+        ),
+        (
+            "tracing_opentelemetry",
+            Dispatch::new(
+                tracing_subscriber::registry()
+                    .with(tracing_opentelemetry::layer().with_tracer(tracer)),
+            ),
+            None,
+        ),
+    ]
+}
