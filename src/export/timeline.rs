@@ -16,16 +16,18 @@ const DEFAULT_WIDTH: usize = 100;
 /// Prints every finished trace as a timeline: one row per (sub)segment,
 /// indented by depth, with its duration, a bar placed and scaled on the
 /// trace's time axis, its annotations and its error / fault / throttle marks,
-/// then the critical path and the bottleneck: the slowest leaf, with its
-/// share of the trace.
+/// the rows on the critical path marked `▶`; then the bottleneck (the slowest
+/// leaf, with its share of the trace) and the critical path. The
+/// `quickstart` example prints (bars shortened here):
 ///
 /// ```text
-/// trace 1-6566f1a0-4d2c8e1f9a3b7c6d5e4f3a2b  quickstart  2.81 s
-/// quickstart            2812.4 ms │████████████████████████████████████████│
-///   load_customer         61.2 ms │█                                       │ customer=c-42
-///   fetch_invoice         48.9 ms │ █                                      │
-///   call_payments_api   2500.3 ms │  ███████████████████████████████████   │ FAULT
-/// bottleneck: call_payments_api, 2500.3 ms (89% of the trace)
+/// trace 1-6b077309-20a520e155f258f9279bf653  quickstart  2.56 s
+/// ▶ quickstart                  2562.1 ms │█████████████████████████████│ customer=c-42
+///     load_customer (remote)      60.8 ms │█                            │ table=customers
+///     fetch_invoice               45.5 ms │█                            │ bucket=invoices
+/// ▶   call_payments_api         2501.2 ms │ ████████████████████████████│ FAULT
+/// bottleneck: call_payments_api, 2501.2 ms (98% of the trace)
+/// critical path: quickstart → call_payments_api
 /// ```
 ///
 /// Colours are used on a terminal unless `NO_COLOR` is set; off a terminal
@@ -206,7 +208,9 @@ impl TimelineExporter {
         self
     }
 
-    /// Total width of a row, in columns (default: `COLUMNS`, else 100).
+    /// Width of a row up to the bar's right edge, in columns, between 60
+    /// and 300 (default: `COLUMNS`, else 100); marks and annotations follow
+    /// the bar.
     ///
     /// ```
     /// use tracing_xray::export::TimelineExporter;
@@ -413,7 +417,9 @@ impl TimelineExporter {
             .max()
             .unwrap_or(10)
             .min(self.width / 3);
-        let bar_width = self.width.saturating_sub(label_width + 14).max(10);
+        // A row: mark, space, label (`label_width - 2`), space, duration
+        // (9), " ms ", the bar between its two edges.
+        let bar_width = self.width.saturating_sub(label_width + 16).max(10);
 
         let mut s = String::new();
         let _ = writeln!(
@@ -480,7 +486,8 @@ impl TimelineExporter {
             .filter(|r| r.critical)
             .map(|r| r.name.as_str())
             .collect();
-        let _ = writeln!(s, "critical path: {}", path.join(" → "));
+        let arrow = if self.ascii { " -> " } else { " → " };
+        let _ = writeln!(s, "critical path: {}", path.join(arrow));
         s
     }
 }
@@ -589,15 +596,16 @@ mod tests {
             lines[4],
             "bottleneck: call_api, 2500.0 ms (83% of the trace)"
         );
-        assert_eq!(lines[5], "critical path: quickstart → call_api");
+        assert_eq!(lines[5], "critical path: quickstart -> call_api");
         // The bars sit on one axis: the root's is full, the first child's starts at 0.
         let bar = |l: &str| l.split('|').nth(1).unwrap().to_owned();
         assert!(!bar(lines[1]).contains(' '));
         assert!(bar(lines[2]).starts_with('#'));
         assert!(bar(lines[3]).starts_with(' '));
-        assert!(lines
-            .iter()
-            .all(|l| l.is_ascii() || l.starts_with("critical")));
+        assert!(lines.iter().all(|l| l.is_ascii()), "{text}");
+        // A row is as wide as asked, up to the bar's right edge.
+        assert_eq!(lines[2].len(), 80, "{text}");
+        assert_eq!(lines[1].rfind('|'), Some(79), "{text}");
     }
 
     #[test]
