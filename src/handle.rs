@@ -277,7 +277,8 @@ impl XrayHandle {
             .unwrap_or_default()
     }
 
-    /// Whether the layer is switched on (not disabled by the environment).
+    /// Whether the layer is switched on (not disabled by the environment:
+    /// see [`XrayLayer::is_enabled`](crate::XrayLayer::is_enabled)).
     ///
     /// ```
     /// use std::time::Duration;

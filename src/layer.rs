@@ -187,7 +187,8 @@ impl XrayLayer {
     }
 
     /// Whether the layer records anything (`false` when switched off by
-    /// `AWS_XRAY_SDK_ENABLED=false` or `AWS_XRAY_SDK_DISABLED=true`).
+    /// `AWS_XRAY_SDK_ENABLED=false` (or `0`, `no`, `n`, `f`, `off`) or
+    /// `AWS_XRAY_SDK_DISABLED=true`).
     ///
     /// ```
     /// # std::env::remove_var("AWS_XRAY_SDK_DISABLED");
