@@ -949,7 +949,7 @@ mod tests {
                 .and_then(|p| p.rsplit('/').next())
                 .and_then(|n| n.parse().ok())
                 .unwrap();
-            SamplingDecision::new(n % 2 == 0)
+            SamplingDecision::new(n.is_multiple_of(2))
         }
     }
 

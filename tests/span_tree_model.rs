@@ -185,7 +185,7 @@ fn spawn_runner(
 /// Whether the trace of `root` is sampled: its upstream header decides,
 /// else the sampler (an even index).
 fn is_sampled(model: &[ModelSpan], root: usize) -> bool {
-    model[root].header.unwrap_or(root % 2 == 0)
+    model[root].header.unwrap_or(root.is_multiple_of(2))
 }
 
 /// The visible root of span `i`'s trace (`i` itself for a root).

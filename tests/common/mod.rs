@@ -144,7 +144,7 @@ impl tracing_xray::sampling::Sampler for EvenPaths {
             .and_then(|p| p.rsplit('/').next())
             .and_then(|n| n.parse().ok())
             .expect("the root's url.path reaches the sampler");
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             SamplingDecision::sampled()
         } else {
             SamplingDecision::not_sampled()
