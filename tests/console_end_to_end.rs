@@ -110,7 +110,7 @@ fn console_draws_tracing_xray_output() {
     );
 
     let deadline = Instant::now() + Duration::from_secs(10);
-    while console.state().lock().intake.datagrams < sent {
+    while console.stats().datagrams < sent {
         assert!(
             Instant::now() < deadline,
             "the console did not get {sent} datagrams"

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::map::{trace_graph, NodeKey, TraceGraph};
+use crate::map::{NodeKey, TraceGraph};
 use crate::model::{AnnValue, Health};
 use crate::store::Assembled;
 
@@ -63,12 +63,6 @@ pub struct TraceSummary {
 }
 
 impl TraceSummary {
-    /// Summarises an assembled trace.
-    pub fn new(a: &Assembled) -> TraceSummary {
-        let g: TraceGraph = trace_graph(a);
-        TraceSummary::with_graph(a, &g)
-    }
-
     /// Summarises an assembled trace whose graph is already known.
     pub fn with_graph(a: &Assembled, g: &TraceGraph) -> TraceSummary {
         let (start, end) = a.span();

@@ -5,7 +5,9 @@
 //! a service map, a filterable trace list and per-trace timelines with the critical path.
 //!
 //! Std threads only: one UDP intake thread and a few HTTP worker threads share one
-//! [`State`] behind a mutex.
+//! store behind a mutex. The library is what the `xray-console` binary runs, and what tests
+//! use to start a console of their own: [`Console`], its [`Config`] and [`Limits`], and its
+//! [`Stats`].
 //!
 //! ```no_run
 //! let console = xray_console::Console::start(xray_console::Config::default()).unwrap();
@@ -14,14 +16,14 @@
 //! ```
 #![warn(missing_docs, missing_debug_implementations)]
 
-pub mod filter;
-pub mod intake;
-pub mod map;
-pub mod model;
-pub mod pages;
-pub mod server;
-pub mod store;
-pub mod timeline;
+mod filter;
+mod intake;
+mod map;
+mod model;
+mod pages;
+mod server;
+mod store;
+mod timeline;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,6 +34,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use store::Limits;
 
 /// Where to listen and how much to keep.
+///
+/// ```
+/// use xray_console::{Config, Limits};
+///
+/// // Any free ports on the loopback interface, and a small store.
+/// let config = Config {
+///     udp_addr: "127.0.0.1:0".into(),
+///     http_addr: "127.0.0.1:0".into(),
+///     limits: Limits { max_traces: 100, ..Limits::default() },
+///     ..Config::default()
+/// };
+/// assert_eq!(Config::default().udp_addr, "127.0.0.1:2000");
+/// # drop(config);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Config {
     /// UDP address for segment datagrams (default `127.0.0.1:2000`).
@@ -58,28 +74,28 @@ impl Default for Config {
 
 /// Everything behind the state mutex.
 #[derive(Debug)]
-pub struct Inner {
+pub(crate) struct Inner {
     /// The traces.
-    pub store: store::Store,
+    pub(crate) store: store::Store,
     /// Intake counters.
-    pub intake: intake::IntakeStats,
+    pub(crate) intake: intake::IntakeStats,
 }
 
 /// State shared by the intake and the HTTP threads.
 #[derive(Debug)]
-pub struct State {
+pub(crate) struct State {
     inner: Mutex<Inner>,
     /// Set to stop the threads.
-    pub stop: AtomicBool,
+    pub(crate) stop: AtomicBool,
     /// Datagrams dropped because the processing queue was full.
-    pub queue_dropped: AtomicU64,
+    pub(crate) queue_dropped: AtomicU64,
     /// When the console started (epoch seconds).
-    pub started: f64,
+    pub(crate) started: f64,
 }
 
 impl State {
     /// A fresh state.
-    pub fn new(limits: Limits) -> State {
+    pub(crate) fn new(limits: Limits) -> State {
         State {
             inner: Mutex::new(Inner {
                 store: store::Store::new(limits),
@@ -92,20 +108,83 @@ impl State {
     }
 
     /// Locks the state; a panic in another thread does not make it unusable.
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 /// Seconds since the epoch.
-pub fn now() -> f64 {
+pub(crate) fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
 
+/// What a console has received and holds: the numbers `GET /api/stats` reports first.
+///
+/// ```
+/// # let console = xray_console::Console::start(xray_console::Config {
+/// #     udp_addr: "127.0.0.1:0".into(),
+/// #     http_addr: "127.0.0.1:0".into(),
+/// #     ..Default::default()
+/// # }).unwrap();
+/// let stats = console.stats();
+/// assert_eq!(stats.datagrams, 0);
+/// assert_eq!(stats.traces, 0);
+/// # console.shutdown();
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Datagrams received on the UDP port.
+    pub datagrams: u64,
+    /// Documents accepted into the store from datagrams.
+    pub accepted: u64,
+    /// Documents imported over HTTP (`POST /api/import`).
+    pub imported: u64,
+    /// Datagrams rejected (not a daemon datagram, or not a segment document).
+    pub rejected: u64,
+    /// Traces held.
+    pub traces: usize,
+    /// Bytes charged for what is held: documents, their summaries and fixed overheads,
+    /// at most [`Limits::max_bytes`].
+    pub bytes: usize,
+    /// Traces ever created.
+    pub traces_created: u64,
+    /// Traces evicted, oldest first, to stay within the [`Limits`].
+    pub traces_evicted: u64,
+}
+
 /// A running console.
+///
+/// ```
+/// use std::net::UdpSocket;
+/// use std::time::{Duration, Instant};
+/// use xray_console::{Config, Console};
+///
+/// let console = Console::start(Config {
+///     udp_addr: "127.0.0.1:0".into(),
+///     http_addr: "127.0.0.1:0".into(),
+///     ..Config::default()
+/// })
+/// .unwrap();
+/// // What an X-Ray SDK sends to the daemon:
+/// let datagram = "{\"format\":\"json\",\"version\":1}\n\
+///     {\"trace_id\":\"1-6b06f324-0123456789abcdef01234567\",\"id\":\"53995c3f42cd8ad8\",\
+///     \"name\":\"shop\",\"start_time\":1795617572.1,\"end_time\":1795617572.2}";
+/// UdpSocket::bind("127.0.0.1:0")
+///     .unwrap()
+///     .send_to(datagram.as_bytes(), console.udp_addr())
+///     .unwrap();
+/// let deadline = Instant::now() + Duration::from_secs(10);
+/// while console.stats().accepted == 0 && Instant::now() < deadline {
+///     std::thread::sleep(Duration::from_millis(5));
+/// }
+/// assert_eq!(console.stats().traces, 1);
+/// println!("see it at http://{}", console.http_addr());
+/// console.shutdown();
+/// ```
 pub struct Console {
     udp_addr: SocketAddr,
     http_addr: SocketAddr,
@@ -125,6 +204,25 @@ impl std::fmt::Debug for Console {
 
 impl Console {
     /// Binds both sockets and starts the threads.
+    ///
+    /// ```
+    /// use xray_console::{Config, Console};
+    ///
+    /// let console = Console::start(Config {
+    ///     udp_addr: "127.0.0.1:0".into(),
+    ///     http_addr: "127.0.0.1:0".into(),
+    ///     ..Config::default()
+    /// })
+    /// .unwrap();
+    /// // A port already taken is an error, not a panic.
+    /// let taken = Console::start(Config {
+    ///     udp_addr: console.udp_addr().to_string(),
+    ///     http_addr: "127.0.0.1:0".into(),
+    ///     ..Config::default()
+    /// });
+    /// assert!(taken.is_err());
+    /// console.shutdown();
+    /// ```
     pub fn start(config: Config) -> std::io::Result<Console> {
         let socket = UdpSocket::bind(&config.udp_addr)?;
         let udp_addr = socket.local_addr()?;
@@ -163,30 +261,100 @@ impl Console {
         })
     }
 
-    /// The bound UDP address.
+    /// The bound UDP address (where to point `AWS_XRAY_DAEMON_ADDRESS`).
+    ///
+    /// ```
+    /// # let console = xray_console::Console::start(xray_console::Config {
+    /// #     udp_addr: "127.0.0.1:0".into(),
+    /// #     http_addr: "127.0.0.1:0".into(),
+    /// #     ..Default::default()
+    /// # }).unwrap();
+    /// let addr = console.udp_addr();
+    /// assert!(addr.ip().is_loopback() && addr.port() != 0);
+    /// # console.shutdown();
+    /// ```
     pub fn udp_addr(&self) -> SocketAddr {
         self.udp_addr
     }
 
-    /// The bound HTTP address.
+    /// The bound HTTP address: the pages, the JSON API and the sampling calls.
+    ///
+    /// ```
+    /// # let console = xray_console::Console::start(xray_console::Config {
+    /// #     udp_addr: "127.0.0.1:0".into(),
+    /// #     http_addr: "127.0.0.1:0".into(),
+    /// #     ..Default::default()
+    /// # }).unwrap();
+    /// let url = format!("http://{}/traces", console.http_addr());
+    /// assert!(url.starts_with("http://127.0.0.1:"));
+    /// # console.shutdown();
+    /// ```
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
     }
 
-    /// The shared state.
-    pub fn state(&self) -> &Arc<State> {
-        &self.state
+    /// What the console has received and holds, now.
+    ///
+    /// ```
+    /// # let console = xray_console::Console::start(xray_console::Config {
+    /// #     udp_addr: "127.0.0.1:0".into(),
+    /// #     http_addr: "127.0.0.1:0".into(),
+    /// #     ..Default::default()
+    /// # }).unwrap();
+    /// let before = console.stats();
+    /// std::net::UdpSocket::bind("127.0.0.1:0")
+    ///     .unwrap()
+    ///     .send_to(b"not a datagram", console.udp_addr())
+    ///     .unwrap();
+    /// for _ in 0..2_000 {
+    ///     if console.stats().datagrams > before.datagrams {
+    ///         break;
+    ///     }
+    ///     std::thread::sleep(std::time::Duration::from_millis(5));
+    /// }
+    /// assert_eq!(console.stats().rejected, 1);
+    /// # console.shutdown();
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let inner = self.state.lock();
+        let store = inner.store.stats();
+        Stats {
+            datagrams: inner.intake.datagrams,
+            accepted: inner.intake.accepted,
+            imported: inner.intake.imported,
+            rejected: inner.intake.rejected,
+            traces: inner.store.len(),
+            bytes: inner.store.bytes(),
+            traces_created: store.traces_created,
+            traces_evicted: store.traces_evicted,
+        }
     }
 
-    /// Blocks until the threads end (they end only after [`Console::shutdown`] from
-    /// another handle, or on process exit).
+    /// Blocks for as long as the console runs: its threads end only with the process.
+    ///
+    /// ```no_run
+    /// let console = xray_console::Console::start(Default::default()).unwrap();
+    /// eprintln!("X-Ray console on http://{}", console.http_addr());
+    /// console.wait(); // until Ctrl-C
+    /// ```
     pub fn wait(self) {
         for t in self.threads {
             let _ = t.join();
         }
     }
 
-    /// Stops the threads and waits for them.
+    /// Stops the threads and waits for them; the UDP port is free again after.
+    ///
+    /// ```
+    /// # let console = xray_console::Console::start(xray_console::Config {
+    /// #     udp_addr: "127.0.0.1:0".into(),
+    /// #     http_addr: "127.0.0.1:0".into(),
+    /// #     ..Default::default()
+    /// # }).unwrap();
+    /// let udp = console.udp_addr();
+    /// console.shutdown();
+    /// assert!(std::net::UdpSocket::bind(udp).is_ok());
+    /// ```
     pub fn shutdown(self) {
         self.state.stop.store(true, Ordering::Relaxed);
         for _ in 0..self.threads.len() {

@@ -17,12 +17,21 @@ pub const DOC_OVERHEAD: usize = 64;
 /// Fixed bookkeeping bytes charged per stored trace.
 pub const TRACE_OVERHEAD: usize = 128;
 
-/// Bounds of the store.
+/// How much a console keeps: past either bound, the oldest traces are evicted.
+///
+/// ```
+/// use xray_console::Limits;
+///
+/// let small = Limits { max_traces: 100, max_bytes: 8 * 1024 * 1024 };
+/// assert_eq!(Limits::default().max_traces, 1_000);
+/// # drop(small);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Most traces kept (default 1,000).
     pub max_traces: usize,
-    /// Most bytes kept, as counted by [`Store::bytes`] (default 64 MiB).
+    /// Most bytes kept, counting the documents' text, their summaries and a fixed overhead
+    /// per document and per trace (default 64 MiB).
     pub max_bytes: usize,
 }
 
@@ -42,8 +51,6 @@ pub struct Doc {
     pub raw: String,
     /// Its summary.
     pub entity: Entity,
-    /// Arrival order across the whole store.
-    pub seq: u64,
     /// Bytes charged for it.
     pub bytes: usize,
 }
@@ -57,8 +64,6 @@ pub struct Trace {
     pub docs: Vec<Doc>,
     /// Bytes charged for the trace and its documents.
     pub bytes: usize,
-    /// Arrival order of its first document.
-    pub first_seq: u64,
 }
 
 /// What the store did with a document.
@@ -96,7 +101,6 @@ pub struct Store {
     traces: HashMap<String, Trace>,
     order: VecDeque<String>,
     bytes: usize,
-    seq: u64,
     stats: StoreStats,
 }
 
@@ -124,11 +128,6 @@ impl Store {
         self.traces.len()
     }
 
-    /// True when no trace is held.
-    pub fn is_empty(&self) -> bool {
-        self.traces.is_empty()
-    }
-
     /// Counters.
     pub fn stats(&self) -> StoreStats {
         self.stats
@@ -147,8 +146,6 @@ impl Store {
     /// Stores one document (already parsed). `entity.trace_id` must be set.
     pub fn insert(&mut self, raw: String, entity: Entity) -> Outcome {
         let trace_id = entity.trace_id.clone().unwrap_or_default();
-        self.seq += 1;
-        let seq = self.seq;
         let bytes = raw.len() + entity.approx_bytes() + DOC_OVERHEAD;
         if !self.traces.contains_key(&trace_id) {
             self.stats.traces_created += 1;
@@ -160,7 +157,6 @@ impl Store {
                     id: trace_id.clone(),
                     docs: Vec::new(),
                     bytes: TRACE_OVERHEAD + trace_id.len(),
-                    first_seq: seq,
                 },
             );
         }
@@ -168,12 +164,7 @@ impl Store {
             .traces
             .get_mut(&trace_id)
             .expect("trace inserted above");
-        let doc = Doc {
-            raw,
-            entity,
-            seq,
-            bytes,
-        };
+        let doc = Doc { raw, entity, bytes };
         let outcome = match trace.docs.iter_mut().find(|d| d.entity.id == doc.entity.id) {
             Some(old) if !old.entity.in_progress && doc.entity.in_progress => {
                 self.stats.stale_ignored += 1;
@@ -196,6 +187,40 @@ impl Store {
         self.stats.documents += 1;
         self.evict();
         outcome
+    }
+
+    /// Checks the byte accounting and the bounds: every trace's charge is
+    /// its documents' plus its overhead, the store's is the sum of its
+    /// traces', both bounds hold, and every trace created is held or was
+    /// counted as evicted.
+    #[cfg(test)]
+    fn check(&self) -> Result<(), String> {
+        let mut sum = 0;
+        for t in self.traces() {
+            let docs: usize = t.docs.iter().map(|d| d.bytes).sum();
+            if t.bytes != docs + TRACE_OVERHEAD + t.id.len() {
+                return Err(format!("trace {} charged {} for {docs}", t.id, t.bytes));
+            }
+            if let Some(d) = t.docs.iter().find(|d| d.bytes < d.raw.len() + DOC_OVERHEAD) {
+                return Err(format!("document {} charged {}", d.entity.id, d.bytes));
+            }
+            sum += t.bytes;
+        }
+        if sum != self.bytes || self.order.len() != self.traces.len() {
+            return Err(format!("store charged {} for {sum}", self.bytes));
+        }
+        if self.len() > self.limits.max_traces || self.bytes > self.limits.max_bytes {
+            return Err(format!(
+                "{} traces, {} bytes over {:?}",
+                self.len(),
+                self.bytes,
+                self.limits
+            ));
+        }
+        if self.stats.traces_created != self.stats.traces_evicted + self.len() as u64 {
+            return Err(format!("{:?} with {} held", self.stats, self.len()));
+        }
+        Ok(())
     }
 
     fn evict(&mut self) {
@@ -410,6 +435,40 @@ mod tests {
         assert_eq!(a.orphans.len(), 1);
         assert_eq!(a.orphans[0].children[0].id, "y");
         assert_eq!(a.partial.len(), 1);
+    }
+
+    #[test]
+    fn accounting_holds_through_adds_replacements_and_evictions() {
+        // A small deterministic PRNG (xorshift64*), so failures reproduce.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        let mut s = Store::new(Limits {
+            max_traces: 50,
+            max_bytes: 40_000,
+        });
+        for _ in 0..5_000 {
+            let trace = next() % 80;
+            let id = next() % 4;
+            let pad = "x".repeat((next() % 3_000) as usize);
+            let in_progress = next() % 4 == 0;
+            let doc = if in_progress {
+                json!({"trace_id":format!("t{trace}"),"id":format!("{id}"),"name":"n","start_time":1.0,"in_progress":true,"metadata":{"pad":pad}})
+            } else {
+                json!({"trace_id":format!("t{trace}"),"id":format!("{id}"),"name":"n","start_time":1.0,"end_time":2.0,"metadata":{"pad":pad}})
+            };
+            put(&mut s, doc);
+            s.check().unwrap();
+        }
+        let st = s.stats();
+        assert!(
+            st.replaced > 0 && st.stale_ignored > 0 && st.traces_evicted > 0,
+            "{st:?}"
+        );
     }
 
     #[test]

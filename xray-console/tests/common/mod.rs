@@ -58,7 +58,7 @@ pub fn get_json(addr: SocketAddr, path: &str) -> Value {
 pub fn wait_datagrams(console: &Console, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let got = console.state().lock().intake.datagrams;
+        let got = console.stats().datagrams;
         if got >= n {
             return;
         }
@@ -70,7 +70,7 @@ pub fn wait_datagrams(console: &Console, n: u64) {
     }
 }
 
-/// Percent-encodes a query value.
+/// Percent-encodes a query value (every byte: valid, if not the shortest form).
 pub fn enc(s: &str) -> String {
-    xray_console::server::url_encode(s)
+    s.bytes().map(|b| format!("%{b:02X}")).collect()
 }
