@@ -653,66 +653,15 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let Some(inner) = &self.inner else { return };
-        if event
+        let tower_http = event
             .metadata()
             .target()
-            .starts_with(TOWER_HTTP_TRACE_TARGET)
-        {
-            record_tower_http_status(event, &ctx, inner);
-        }
+            .starts_with(TOWER_HTTP_TRACE_TARGET);
         let is_error = *event.metadata().level() == Level::ERROR;
-        if !(is_error || inner.events) || suppressed() {
-            return;
-        }
-        let Some(span) = traced_event_span(&ctx, event, inner) else {
-            return;
-        };
-        if !span
-            .extensions()
-            .get::<Box<SpanData>>()
-            .is_some_and(|d| d.decision != Decision::NotSampled)
-        {
-            return;
-        }
-        let meta = event.metadata();
-        if !is_error {
-            let at = Instant::now();
-            let mut fields = Fields::new();
-            let mut errors = Vec::new();
-            event.record(&mut FieldVisitor {
-                fields: &mut fields,
-                errors: &mut errors,
-            });
-            let mut ext = span.extensions_mut();
-            if let Some(data) = ext.get_mut::<Box<SpanData>>() {
-                data.push_event(EventRecord { at, meta, fields });
-            }
-            return;
-        }
-        let mut visitor = EventVisitor::default();
-        event.record(&mut visitor);
-        let record = match visitor.error {
-            Some(mut record) => {
-                if let Some(message) = visitor.message {
-                    record
-                        .sources
-                        .insert(0, std::mem::replace(&mut record.message, message));
-                }
-                record.location = meta.file().zip(meta.line());
-                record.target = Some(meta.target());
-                record
-            }
-            None => ErrorRecord {
-                field: None,
-                message: visitor.message.unwrap_or_else(|| meta.name().to_owned()),
-                sources: Vec::new(),
-                location: meta.file().zip(meta.line()),
-                target: Some(meta.target()),
-            },
-        };
-        let mut ext = span.extensions_mut();
-        if let Some(data) = ext.get_mut::<Box<SpanData>>() {
-            data.push_error(record);
+        // Most events (INFO and below, with events off) stop here, before
+        // the frame the rest needs is set up.
+        if tower_http || is_error || inner.events {
+            record_event(inner, event, ctx, tower_http, is_error);
         }
     }
 
@@ -780,6 +729,76 @@ where
         } else {
             None
         }
+    }
+}
+
+/// The part of [`XrayLayer::on_event`] for the events it keeps: a tower-http
+/// response, an ERROR event, or any event with events recorded.
+#[inline(never)]
+fn record_event<S>(
+    inner: &LayerInner,
+    event: &Event<'_>,
+    ctx: Context<'_, S>,
+    tower_http: bool,
+    is_error: bool,
+) where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
+    if tower_http {
+        record_tower_http_status(event, &ctx, inner);
+    }
+    if !(is_error || inner.events) || suppressed() {
+        return;
+    }
+    let Some(span) = traced_event_span(&ctx, event, inner) else {
+        return;
+    };
+    if !span
+        .extensions()
+        .get::<Box<SpanData>>()
+        .is_some_and(|d| d.decision != Decision::NotSampled)
+    {
+        return;
+    }
+    let meta = event.metadata();
+    if !is_error {
+        let at = Instant::now();
+        let mut fields = Fields::new();
+        let mut errors = Vec::new();
+        event.record(&mut FieldVisitor {
+            fields: &mut fields,
+            errors: &mut errors,
+        });
+        let mut ext = span.extensions_mut();
+        if let Some(data) = ext.get_mut::<Box<SpanData>>() {
+            data.push_event(EventRecord { at, meta, fields });
+        }
+        return;
+    }
+    let mut visitor = EventVisitor::default();
+    event.record(&mut visitor);
+    let record = match visitor.error {
+        Some(mut record) => {
+            if let Some(message) = visitor.message {
+                record
+                    .sources
+                    .insert(0, std::mem::replace(&mut record.message, message));
+            }
+            record.location = meta.file().zip(meta.line());
+            record.target = Some(meta.target());
+            record
+        }
+        None => ErrorRecord {
+            field: None,
+            message: visitor.message.unwrap_or_else(|| meta.name().to_owned()),
+            sources: Vec::new(),
+            location: meta.file().zip(meta.line()),
+            target: Some(meta.target()),
+        },
+    };
+    let mut ext = span.extensions_mut();
+    if let Some(data) = ext.get_mut::<Box<SpanData>>() {
+        data.push_error(record);
     }
 }
 
