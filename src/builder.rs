@@ -363,9 +363,14 @@ impl Builder {
                 UdpExporter::default()
             })),
         };
-        let service_name = env_tracing_name()
-            .or(self.service_name)
-            .unwrap_or_else(default_service_name);
+        // Sanitized once: the segment's name, and what sampling rules match.
+        let service_name = crate::limits::sanitize_name(
+            &env_tracing_name()
+                .or(self.service_name)
+                .unwrap_or_else(default_service_name),
+            "service",
+        )
+        .into_owned();
         let cfg = Config {
             service_name,
             service: Service {
