@@ -422,7 +422,7 @@ impl LayerInner {
         } else {
             Decision::NotSampled
         };
-        if let Some(rule) = decision.rule_name_arc() {
+        if let Some(rule) = decision.rule_name_arc().filter(|r| !r.is_empty()) {
             root.rare_mut().rule_name = Some(rule.clone());
         }
         self.prepare(root);
@@ -643,6 +643,20 @@ where
         let mut ext = span.extensions_mut();
         if let Some(data) = ext.get_mut::<Box<SpanData>>() {
             for (key, value) in fields {
+                if key == TRACE_HEADER_FIELD {
+                    // As at creation: continues the incoming trace on a root
+                    // still undecided (as `set_xray_parent` does), and is
+                    // never sent as a field.
+                    if let FieldValue::Str(h) = &value {
+                        if data.parent_seg.is_none()
+                            && data.role == Role::Span
+                            && data.decision == Decision::Pending
+                        {
+                            inner.apply_header(data, &TraceHeader::parse(h));
+                        }
+                    }
+                    continue;
+                }
                 data.record_field(key, value);
             }
             for e in errors {

@@ -76,6 +76,52 @@ fn trace_header_field_continues_a_trace_without_code() {
 }
 
 #[test]
+fn trace_header_field_recorded_late_continues_the_trace() {
+    // `Empty` at creation, recorded before the first child: as with
+    // `set_xray_parent`, the root continues the caller's trace.
+    let header = format!("Root={ROOT};Parent={PARENT};Sampled=1");
+    let (traces, _) = run(NeverSample, || {
+        let root = info_span!("handle", xray.trace_header = tracing::field::Empty);
+        root.record("xray.trace_header", header.as_str());
+        root.in_scope(|| {
+            info_span!("child", xray.trace_header = %header).in_scope(|| {});
+        });
+    });
+    assert_eq!(
+        traces.len(),
+        1,
+        "Sampled=1 wins over a sampler that says no"
+    );
+    assert_eq!(traces[0]["trace_id"], ROOT);
+    assert_eq!(traces[0]["parent_id"], PARENT);
+    // Never sent as a field, on the root or on a child.
+    let text = traces[0].to_string();
+    assert!(!text.contains("xray.trace_header"), "{text}");
+
+    // The caller's Sampled=0 is honoured the same way.
+    let (traces, xray) = run(AlwaysSample, || {
+        let root = info_span!("handle", xray.trace_header = tracing::field::Empty);
+        root.record(
+            "xray.trace_header",
+            format!("Root={ROOT};Parent={PARENT};Sampled=0").as_str(),
+        );
+        root.in_scope(|| info_span!("child").in_scope(|| {}));
+    });
+    assert!(traces.is_empty());
+    assert_eq!(xray.stats().traces_queued, 0);
+
+    // After the decision (here: the first child), recording it changes nothing.
+    let (traces, _) = run(AlwaysSample, || {
+        let root = info_span!("handle", xray.trace_header = tracing::field::Empty);
+        root.in_scope(|| info_span!("child").in_scope(|| {}));
+        root.record("xray.trace_header", header.as_str());
+    });
+    assert_eq!(traces.len(), 1);
+    assert_ne!(traces[0]["trace_id"], ROOT);
+    assert!(!traces[0].to_string().contains("xray.trace_header"));
+}
+
+#[test]
 fn sampled_zero_sends_nothing_but_still_propagates() {
     let mut headers = Vec::new();
     let (traces, xray) = run(AlwaysSample, || {
@@ -170,6 +216,28 @@ fn matched_rule_name_is_written() {
     }
     let (traces, _) = run(Arc::new(Named), || info_span!("r").in_scope(|| {}));
     assert_eq!(traces[0]["aws"]["xray"]["sampling_rule_name"], "Checkout");
+}
+
+#[test]
+fn the_sampler_sees_the_segment_name_and_an_empty_rule_name_is_left_out() {
+    struct Check;
+    impl Sampler for Check {
+        fn sample(&self, request: &SamplingRequest<'_>) -> SamplingDecision {
+            // Sanitized, as the segment carries it: rules match what X-Ray shows.
+            assert_eq!(request.service_name, Some("my serviceweird"));
+            SamplingDecision::sampled().with_rule_name("")
+        }
+    }
+    let (traces, _) = common::run_in_memory(
+        |b| {
+            b.with_sampler(Arc::new(Check))
+                .with_service_name("my service!*(weird)?")
+        },
+        || info_span!("r").in_scope(|| {}),
+    );
+    assert_eq!(traces[0]["name"], "my serviceweird");
+    let text = traces[0].to_string();
+    assert!(!text.contains("sampling_rule_name"), "{text}");
 }
 
 #[test]

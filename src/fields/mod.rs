@@ -267,6 +267,9 @@ pub(crate) fn route<'a>(
             continue;
         }
         match key {
+            // Consumed by the layer on roots (it continues that trace);
+            // never sent, on any span.
+            crate::layer::TRACE_HEADER_FIELD => {}
             "otel.name" => {
                 if let Some(s) = as_str(value) {
                     conv.name = Some(s);
