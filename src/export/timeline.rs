@@ -296,6 +296,24 @@ impl TimelineExporter {
     }
 }
 
+/// `s` with its control characters escaped (`\n`, `\u{1b}`): request data
+/// in annotations must not move the cursor, clear the screen or recolour it.
+fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return s.into();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// One drawn row.
 struct Row {
     depth: usize,
@@ -332,7 +350,7 @@ fn flatten(node: &Value, depth: usize, rows: &mut Vec<Row>) {
                 }
                 match v {
                     Value::String(s) => {
-                        let _ = write!(annotations, "{k}={s}");
+                        let _ = write!(annotations, "{k}={}", printable(s));
                     }
                     other => {
                         let _ = write!(annotations, "{k}={other}");
@@ -340,7 +358,7 @@ fn flatten(node: &Value, depth: usize, rows: &mut Vec<Row>) {
                 }
             }
         }
-        let mut name = n["name"].as_str().unwrap_or("?").to_owned();
+        let mut name = printable(n["name"].as_str().unwrap_or("?")).into_owned();
         if let Some(ns) = n["namespace"].as_str() {
             let _ = write!(name, " ({ns})");
         }
@@ -606,6 +624,18 @@ mod tests {
         // A row is as wide as asked, up to the bar's right edge.
         assert_eq!(lines[2].len(), 80, "{text}");
         assert_eq!(lines[1].rfind('|'), Some(79), "{text}");
+    }
+
+    #[test]
+    fn request_data_cannot_steer_the_terminal() {
+        let mut doc = sample();
+        doc["annotations"]["evil"] = json!("\u{1b}[2J\u{1b}[31mRED\nnewline");
+        let text = TimelineExporter::to_writer(io::sink())
+            .ascii()
+            .render(&doc);
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert_eq!(text.lines().count(), 6, "{text}");
+        assert!(text.contains("evil=\\u{1b}[2J\\u{1b}[31mRED\\nnewline"), "{text}");
     }
 
     #[test]
