@@ -630,12 +630,13 @@ mod tests {
     fn request_data_cannot_steer_the_terminal() {
         let mut doc = sample();
         doc["annotations"]["evil"] = json!("\u{1b}[2J\u{1b}[31mRED\nnewline");
-        let text = TimelineExporter::to_writer(io::sink())
-            .ascii()
-            .render(&doc);
+        let text = TimelineExporter::to_writer(io::sink()).ascii().render(&doc);
         assert!(!text.contains('\u{1b}'), "{text}");
         assert_eq!(text.lines().count(), 6, "{text}");
-        assert!(text.contains("evil=\\u{1b}[2J\\u{1b}[31mRED\\nnewline"), "{text}");
+        assert!(
+            text.contains("evil=\\u{1b}[2J\\u{1b}[31mRED\\nnewline"),
+            "{text}"
+        );
     }
 
     #[test]
