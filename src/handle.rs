@@ -169,7 +169,8 @@ impl XrayHandle {
     /// Waits until every trace finished before this call has been exported
     /// (and the exporter flushed), or `timeout` passes.
     ///
-    /// A disabled layer flushes at once.
+    /// A disabled layer flushes at once. `Duration::MAX` waits as long as it
+    /// takes.
     ///
     /// ```
     /// use std::time::Duration;
@@ -205,7 +206,8 @@ impl XrayHandle {
     /// Exports everything already finished, shuts the exporter down and stops
     /// the worker, waiting at most `timeout`. Traces that finish afterwards
     /// are counted as dropped. A second call returns
-    /// [`FlushError::AlreadyShutdown`].
+    /// [`FlushError::AlreadyShutdown`]. `Duration::MAX` waits as long as it
+    /// takes.
     ///
     /// ```
     /// use std::time::Duration;
@@ -295,14 +297,32 @@ impl XrayHandle {
     }
 }
 
+/// The longest `flush` and `shutdown` really wait: about a century. A longer
+/// timeout, up to `Duration::MAX` ("as long as it takes"), is cut to this,
+/// so that no deadline overflows an `Instant`: neither ours nor the one an
+/// exporter computes from the time left that the worker hands it.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// `now + timeout`, for any `timeout`: at most [`FOREVER`] away, and closer
+/// still on a platform whose `Instant` cannot go that far.
+fn deadline_after(now: Instant, timeout: Duration) -> Instant {
+    let mut wait = timeout.min(FOREVER);
+    loop {
+        if let Some(deadline) = now.checked_add(wait) {
+            return deadline;
+        }
+        wait /= 2; // ends: `now + 0` is `now`
+    }
+}
+
 fn request(
     shared: &Shared,
     timeout: Duration,
     make: impl FnOnce(Sender<()>, Instant) -> Message,
 ) -> Result<(), FlushError> {
-    let deadline = Instant::now() + timeout;
+    let deadline = deadline_after(Instant::now(), timeout);
     let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
-    match shared.tx.send_timeout(make(reply_tx, deadline), timeout) {
+    match shared.tx.send_deadline(make(reply_tx, deadline), deadline) {
         Ok(()) => {}
         Err(SendTimeoutError::Timeout(_)) => return Err(FlushError::Timeout(timeout)),
         Err(SendTimeoutError::Disconnected(_)) => return Err(FlushError::AlreadyShutdown),

@@ -1,0 +1,146 @@
+//! The worker and the handle survive what callers and exporters throw at
+//! them: timeouts of any size, exporters that panic in any method, a
+//! shutdown that could not even be queued, an `init` that found a global
+//! subscriber already set.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tracing::info_span;
+use tracing_subscriber::prelude::*;
+use tracing_xray::export::{Document, ExportOutcome, Exporter, InMemoryExporter};
+use tracing_xray::FlushError;
+
+/// Runs `f` with a layer (every trace sampled) on `exporter` as the default
+/// subscriber of this thread; returns the handle.
+fn with_layer(
+    configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
+    exporter: impl Exporter,
+    f: impl FnOnce(&tracing_xray::XrayHandle),
+) -> tracing_xray::XrayHandle {
+    let builder = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(exporter);
+    let layer = configure(builder).build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || f(&xray));
+    xray
+}
+
+/// Computes its deadline as `Instant::now() + timeout`, as exporters do
+/// (`HttpExporter::flush` among them): the timeout the worker passes on
+/// must not overflow an `Instant` either.
+struct DeadlineFromTimeout {
+    inner: InMemoryExporter,
+    flushes: Arc<AtomicUsize>,
+}
+
+impl Exporter for DeadlineFromTimeout {
+    fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+        self.inner.export(batch)
+    }
+    fn flush(&mut self, timeout: Duration) -> ExportOutcome {
+        let deadline = Instant::now() + timeout;
+        assert!(deadline > Instant::now());
+        self.flushes.fetch_add(1, Ordering::SeqCst);
+        ExportOutcome::default()
+    }
+}
+
+#[test]
+fn flush_and_shutdown_accept_any_timeout() {
+    let inner = InMemoryExporter::new();
+    let flushes = Arc::new(AtomicUsize::new(0));
+    let exporter = DeadlineFromTimeout {
+        inner: inner.clone(),
+        flushes: flushes.clone(),
+    };
+    let xray = with_layer(
+        |b| b,
+        exporter,
+        |xray| {
+            info_span!("first").in_scope(|| {});
+            assert_eq!(xray.flush(Duration::MAX), Ok(()));
+            info_span!("second").in_scope(|| {});
+            assert_eq!(xray.flush(Duration::from_secs(u64::MAX / 2)), Ok(()));
+        },
+    );
+    assert_eq!(inner.len(), 2);
+    assert_eq!(xray.shutdown(Duration::from_secs(u64::MAX / 2)), Ok(()));
+    // Flushed twice, then shut down (the default `shutdown` flushes).
+    assert_eq!(flushes.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        xray.shutdown(Duration::MAX),
+        Err(FlushError::AlreadyShutdown)
+    );
+    assert_eq!(xray.flush(Duration::MAX), Err(FlushError::AlreadyShutdown));
+    assert_eq!(xray.stats().documents_failed, 0);
+}
+
+/// Blocks in `export` until the test says so, after telling it that it has
+/// started.
+struct Gated {
+    inner: InMemoryExporter,
+    entered: mpsc::Sender<()>,
+    release: Arc<Mutex<mpsc::Receiver<()>>>,
+    shutdowns: Arc<AtomicUsize>,
+}
+
+impl Gated {
+    fn new(
+        inner: &InMemoryExporter,
+    ) -> (Self, mpsc::Receiver<()>, mpsc::Sender<()>, Arc<AtomicUsize>) {
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        let shutdowns = Arc::new(AtomicUsize::new(0));
+        let gated = Gated {
+            inner: inner.clone(),
+            entered: entered_tx,
+            release: Arc::new(Mutex::new(release_rx)),
+            shutdowns: shutdowns.clone(),
+        };
+        (gated, entered_rx, release_tx, shutdowns)
+    }
+}
+
+impl Exporter for Gated {
+    fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+        let _ = self.entered.send(());
+        let _ = self
+            .release
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(5));
+        self.inner.export(batch)
+    }
+    fn shutdown(&mut self, _timeout: Duration) -> ExportOutcome {
+        self.shutdowns.fetch_add(1, Ordering::SeqCst);
+        ExportOutcome::default()
+    }
+}
+
+#[test]
+fn flush_without_a_limit_waits_for_a_busy_worker() {
+    let inner = InMemoryExporter::new();
+    let (gated, entered, release, _) = Gated::new(&inner);
+    let xray = with_layer(
+        |b| b,
+        gated,
+        |_| {
+            info_span!("slow").in_scope(|| {});
+        },
+    );
+    entered.recv_timeout(Duration::from_secs(5)).unwrap();
+    let flusher = {
+        let xray = xray.clone();
+        std::thread::spawn(move || xray.flush(Duration::MAX))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!flusher.is_finished(), "flush returned before the export");
+    release.send(()).unwrap();
+    assert_eq!(flusher.join().unwrap(), Ok(()));
+    assert_eq!(inner.len(), 1);
+}
