@@ -89,6 +89,7 @@ pub(crate) fn spawn(
                 counters,
                 warned_drop: AtomicBool::new(false),
                 warned_failure: false,
+                warned_next_poll: false,
             }
             .run()
         })
@@ -105,6 +106,7 @@ struct Worker {
     counters: Arc<Counters>,
     warned_drop: AtomicBool,
     warned_failure: bool,
+    warned_next_poll: bool,
 }
 
 enum Control {
@@ -118,7 +120,7 @@ impl Worker {
         // sockets and clients and their `tracing` events) is traced by us.
         let _suppress = SuppressGuard::enter();
         loop {
-            let first = match self.exporter.next_poll() {
+            let first = match self.next_poll() {
                 Some(at) => match self.rx.recv_deadline(at) {
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => {
@@ -233,6 +235,27 @@ impl Worker {
                     "the exporter panicked; its current batch is lost"
                 );
                 ExportOutcome::default()
+            }
+        }
+    }
+
+    /// The exporter's [`Exporter::next_poll`]; a panic there counts as `None`
+    /// (no timer), and is logged the first time only: it is asked at every
+    /// turn of the loop.
+    fn next_poll(&mut self) -> Option<Instant> {
+        let exporter = &*self.exporter;
+        match catch_unwind(AssertUnwindSafe(|| exporter.next_poll())) {
+            Ok(at) => at,
+            Err(_) => {
+                if !self.warned_next_poll {
+                    self.warned_next_poll = true;
+                    tracing::error!(
+                        target: "tracing_xray",
+                        "the exporter panicked in next_poll; taken as no timer \
+                         (further panics there are not logged)"
+                    );
+                }
+                None
             }
         }
     }

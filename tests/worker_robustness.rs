@@ -144,3 +144,44 @@ fn flush_without_a_limit_waits_for_a_busy_worker() {
     assert_eq!(flusher.join().unwrap(), Ok(()));
     assert_eq!(inner.len(), 1);
 }
+
+/// `next_poll` panics every time it is asked.
+struct PanicsInNextPoll {
+    inner: InMemoryExporter,
+    asked: Arc<AtomicUsize>,
+}
+
+impl Exporter for PanicsInNextPoll {
+    fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+        self.inner.export(batch)
+    }
+    fn next_poll(&self) -> Option<Instant> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        panic!("next_poll bug");
+    }
+}
+
+#[test]
+fn panicking_next_poll_does_not_stop_the_worker() {
+    let inner = InMemoryExporter::new();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let exporter = PanicsInNextPoll {
+        inner: inner.clone(),
+        asked: asked.clone(),
+    };
+    let xray = with_layer(
+        |b| b,
+        exporter,
+        |xray| {
+            info_span!("first").in_scope(|| {});
+            assert_eq!(xray.flush(Duration::from_secs(5)), Ok(()));
+            info_span!("second").in_scope(|| {});
+        },
+    );
+    assert_eq!(xray.flush(Duration::from_secs(5)), Ok(()));
+    assert_eq!(inner.len(), 2);
+    assert!(asked.load(Ordering::SeqCst) >= 2);
+    let stats = xray.stats();
+    assert_eq!((stats.documents_exported, stats.documents_failed), (2, 0));
+    assert_eq!(xray.shutdown(Duration::from_secs(5)), Ok(()));
+}
