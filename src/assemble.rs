@@ -57,7 +57,16 @@ struct Packed {
     id: SegmentId,
     json: String,
     count: usize,
+    /// Levels of spans in `json`: 1 for a span without embedded children.
+    height: usize,
 }
+
+/// The most levels of spans one document embeds: a deeper subtree leaves as
+/// an independent subsegment. Each level nests JSON twice (`subsegments`,
+/// then the subsegment's object), and JSON parsers cap nesting (serde_json
+/// at 128 levels, X-Ray's own tools too), so a document of a 150-deep call
+/// chain would otherwise be unreadable.
+const MAX_EMBED_DEPTH: usize = 32;
 
 pub(crate) struct Assembler<'c> {
     cfg: &'c Config,
@@ -200,6 +209,17 @@ impl<'c> Assembler<'c> {
             .map_or(node.id, |m| m.id);
         let own = self.serialize_node(node, id, &merged, is_segment, limit);
 
+        if children.iter().any(|c| c.height >= MAX_EMBED_DEPTH) {
+            let (deep, kept): (Vec<Packed>, Vec<Packed>) = children
+                .into_iter()
+                .partition(|c| c.height >= MAX_EMBED_DEPTH);
+            for child in deep {
+                self.counts.streamed_subsegments += 1;
+                self.emit_independent(child, id);
+            }
+            children = kept;
+        }
+
         const SUBSEGMENTS: usize = r#","subsegments":[]"#.len();
         let mut total = own.len()
             + if children.is_empty() { 0 } else { SUBSEGMENTS }
@@ -228,8 +248,10 @@ impl<'c> Assembler<'c> {
                 id,
                 json: own,
                 count,
+                height: 1,
             };
         }
+        let height = 1 + children.iter().map(|c| c.height).max().unwrap_or(0);
         let mut json = if is_segment {
             // The segment's document leaves with the exporter: a buffer of
             // its final size, instead of growing (reallocating) a pooled one
@@ -255,7 +277,12 @@ impl<'c> Assembler<'c> {
         for child in children {
             self.recycle(child.json);
         }
-        Packed { id, json, count }
+        Packed {
+            id,
+            json,
+            count,
+            height,
+        }
     }
 
     /// The spans folded into `node`: below an AWS SDK operation, every
