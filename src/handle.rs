@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{SendTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 
 use crate::worker::Message;
 
@@ -197,10 +197,12 @@ impl XrayHandle {
         if shared.shut_down.load(Ordering::Acquire) {
             return Err(FlushError::AlreadyShutdown);
         }
-        request(shared, timeout, |reply, deadline| Message::Flush {
+        // A flush whose request cannot be queued in time changes nothing.
+        enqueue(shared, timeout, |reply, deadline| Message::Flush {
             reply,
             deadline,
-        })
+        })?
+        .wait()
     }
 
     /// Exports everything already finished, shuts the exporter down and stops
@@ -208,6 +210,14 @@ impl XrayHandle {
     /// are counted as dropped. A second call returns
     /// [`FlushError::AlreadyShutdown`]. `Duration::MAX` waits as long as it
     /// takes.
+    ///
+    /// If the request cannot even be queued within `timeout` (the queue is
+    /// full behind a busy exporter), this returns [`FlushError::Timeout`] and
+    /// nothing changes: the layer goes on, and a later call can shut it down.
+    /// A call made while another one is queuing its request returns
+    /// [`FlushError::AlreadyShutdown`]. Once the request is queued, the
+    /// worker shuts down when it gets to it, whether or not this call waited
+    /// that long.
     ///
     /// ```
     /// use std::time::Duration;
@@ -233,14 +243,27 @@ impl XrayHandle {
         let Some(shared) = &self.shared else {
             return Ok(());
         };
+        // Claimed before the request is queued, so that two calls never both
+        // queue one; given back if it could not be queued, so that a later
+        // call can (the worker never heard of this one).
         if shared.shut_down.swap(true, Ordering::AcqRel) {
             return Err(FlushError::AlreadyShutdown);
         }
         let started = Instant::now();
-        request(shared, timeout, |reply, deadline| Message::Shutdown {
+        let queued = enqueue(shared, timeout, |reply, deadline| Message::Shutdown {
             reply,
             deadline,
-        })?;
+        });
+        let pending = match queued {
+            Ok(pending) => pending,
+            Err(err) => {
+                if let FlushError::Timeout(_) = err {
+                    shared.shut_down.store(false, Ordering::Release);
+                }
+                return Err(err);
+            }
+        };
+        pending.wait()?;
         // The worker replied and is returning; joining is immediate.
         let worker = shared.worker.lock().ok().and_then(|mut w| w.take());
         if let Some(worker) = worker {
@@ -315,11 +338,20 @@ fn deadline_after(now: Instant, timeout: Duration) -> Instant {
     }
 }
 
-fn request(
+/// A request the worker has queued and will answer.
+struct Pending {
+    reply: Receiver<()>,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+/// Queues a request behind every trace already queued (waiting for room
+/// until the deadline) and wakes the worker.
+fn enqueue(
     shared: &Shared,
     timeout: Duration,
     make: impl FnOnce(Sender<()>, Instant) -> Message,
-) -> Result<(), FlushError> {
+) -> Result<Pending, FlushError> {
     let deadline = deadline_after(Instant::now(), timeout);
     let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
     match shared.tx.send_deadline(make(reply_tx, deadline), deadline) {
@@ -333,10 +365,21 @@ fn request(
             worker.thread().unpark();
         }
     }
-    match reply_rx.recv_deadline(deadline) {
-        Ok(()) => Ok(()),
-        Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(FlushError::Timeout(timeout)),
-        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(FlushError::AlreadyShutdown),
+    Ok(Pending {
+        reply: reply_rx,
+        deadline,
+        timeout,
+    })
+}
+
+impl Pending {
+    /// Waits for the worker's reply until the deadline.
+    fn wait(self) -> Result<(), FlushError> {
+        match self.reply.recv_deadline(self.deadline) {
+            Ok(()) => Ok(()),
+            Err(RecvTimeoutError::Timeout) => Err(FlushError::Timeout(self.timeout)),
+            Err(RecvTimeoutError::Disconnected) => Err(FlushError::AlreadyShutdown),
+        }
     }
 }
 

@@ -185,3 +185,80 @@ fn panicking_next_poll_does_not_stop_the_worker() {
     assert_eq!((stats.documents_exported, stats.documents_failed), (2, 0));
     assert_eq!(xray.shutdown(Duration::from_secs(5)), Ok(()));
 }
+
+#[test]
+fn shutdown_that_could_not_be_queued_can_be_retried() {
+    let inner = InMemoryExporter::new();
+    let (gated, entered, release, shutdowns) = Gated::new(&inner);
+    let xray = with_layer(
+        |b| b.with_queue_capacity(1),
+        gated,
+        |xray| {
+            info_span!("a").in_scope(|| {});
+            // The worker holds `a` in `export`; `b` fills the queue.
+            entered.recv_timeout(Duration::from_secs(5)).unwrap();
+            info_span!("b").in_scope(|| {});
+            assert_eq!(xray.stats().traces_dropped, 0, "b is queued");
+            assert_eq!(
+                xray.shutdown(Duration::from_millis(50)),
+                Err(FlushError::Timeout(Duration::from_millis(50)))
+            );
+            // Not shut down: the handle and the layer still work.
+            release.send(()).unwrap(); // a
+            release.send(()).unwrap(); // b
+            assert_eq!(xray.flush(Duration::from_secs(5)), Ok(()));
+            info_span!("c").in_scope(|| {});
+            release.send(()).unwrap(); // c
+            assert_eq!(xray.flush(Duration::from_secs(5)), Ok(()));
+        },
+    );
+    assert_eq!(inner.len(), 3);
+    assert_eq!(shutdowns.load(Ordering::SeqCst), 0);
+    assert_eq!(xray.shutdown(Duration::from_secs(5)), Ok(()));
+    assert_eq!(shutdowns.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        xray.shutdown(Duration::from_secs(5)),
+        Err(FlushError::AlreadyShutdown)
+    );
+    assert_eq!(xray.stats().traces_dropped, 0);
+}
+
+#[test]
+fn concurrent_shutdowns_shut_down_once() {
+    for _ in 0..20 {
+        let shutdowns = Arc::new(AtomicUsize::new(0));
+        struct Counted(Arc<AtomicUsize>);
+        impl Exporter for Counted {
+            fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+                ExportOutcome::delivered(batch.len())
+            }
+            fn shutdown(&mut self, _timeout: Duration) -> ExportOutcome {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                ExportOutcome::default()
+            }
+        }
+        let xray = tracing_xray::builder()
+            .with_detectors(tracing_xray::Detectors::none())
+            .with_exporter(Counted(shutdowns.clone()))
+            .build()
+            .handle();
+        let results: Vec<_> = (0..4)
+            .map(|_| {
+                let xray = xray.clone();
+                std::thread::spawn(move || xray.shutdown(Duration::from_secs(5)))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        assert!(results
+            .iter()
+            .all(|r| matches!(r, Ok(()) | Err(FlushError::AlreadyShutdown))));
+        assert_eq!(shutdowns.load(Ordering::SeqCst), 1);
+    }
+}
