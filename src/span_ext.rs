@@ -46,8 +46,15 @@ pub trait XraySpanExt {
     /// Makes this span, a root with no child yet, the segment of an incoming
     /// trace: `trace_id` = the header's Root, `parent_id` = its Parent, and
     /// its `Sampled` decision (`?` or none: the sampler decides). An invalid
-    /// Root leaves the fresh trace id in place; calling it on a child span,
-    /// or after the first child was created, has no effect.
+    /// Root leaves the fresh trace id in place.
+    ///
+    /// It only acts while the root's sampling decision is still open: on a
+    /// child span, or once the decision is taken (at the first child, by a
+    /// call to [`xray_header`](XraySpanExt::xray_header), or by an earlier
+    /// `set_xray_parent` with `Sampled=1` or `Sampled=0`), it does nothing,
+    /// since spans may already carry the trace id in their headers. The
+    /// `xray.trace_header` field, recorded at creation or later, does the
+    /// same.
     ///
     /// The caller's decision wins over the layer's sampler:
     ///

@@ -488,8 +488,12 @@ impl ExportOutcome {
 ///   thread, so an exporter can block on I/O, but every call must finish
 ///   within a bounded time (use timeouts on every network call);
 /// - retries, batching and backoff are the exporter's own business;
-/// - `tracing` events emitted from these methods are not traced by the layer
-///   (the worker thread is excluded), so exporters may log freely.
+/// - `tracing` spans and events on the worker thread, so in these methods,
+///   are not traced by the layer, so exporters may log freely. Threads an
+///   exporter starts are application threads to the layer: spans opened on
+///   them are traced like any other, so an exporter that hands its sending
+///   to another thread should not open traced spans there (or should filter
+///   them out), or each export would make the next one.
 ///
 /// # Examples
 ///
