@@ -90,6 +90,8 @@ pub(crate) fn spawn(
                 warned_drop: AtomicBool::new(false),
                 warned_failure: false,
                 warned_next_poll: false,
+                handed: 0,
+                settled: 0,
             }
             .run()
         })
@@ -107,6 +109,22 @@ struct Worker {
     warned_drop: AtomicBool,
     warned_failure: bool,
     warned_next_poll: bool,
+    /// Documents handed to [`Exporter::export`], ever.
+    ///
+    /// With `settled`, what a panicking exporter loses: an exporter reports
+    /// each document it was handed once, delivered or failed, in the outcome
+    /// of `export` or of a later `poll`, `flush` or `shutdown` (it may hold
+    /// documents in between). `handed - settled` are the documents it holds,
+    /// unreported. When any of its calls panics, those are counted as failed
+    /// and settled: the documents of the batch being exported, and any it
+    /// held. Should an exporter that survived its panic report some of them
+    /// later anyway, they are counted twice (the loss is never hidden); and
+    /// `settled` never passes `handed`, so that such late reports cannot
+    /// hide documents handed over since.
+    handed: u64,
+    /// Documents the exporter reported (delivered or failed) or that were
+    /// written off when it panicked; at most `handed`.
+    settled: u64,
 }
 
 enum Control {
@@ -124,8 +142,7 @@ impl Worker {
                 Some(at) => match self.rx.recv_deadline(at) {
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => {
-                        let outcome = self.call(0, |e| e.poll(Instant::now()));
-                        self.account(outcome);
+                        self.call("poll", |e| e.poll(Instant::now()));
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -148,9 +165,8 @@ impl Worker {
                 }
             }
             if !batch.is_empty() {
-                let lost = batch.len();
-                let outcome = self.call(lost, move |e| e.export(batch));
-                self.account(outcome);
+                self.handed += batch.len() as u64;
+                self.call("export", move |e| e.export(batch));
             }
             self.warn_drops();
             match control {
@@ -159,22 +175,19 @@ impl Worker {
                 None => {}
                 Some(Control::Flush(reply, deadline)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    let outcome = self.call(0, |e| e.flush(left));
-                    self.account(outcome);
+                    self.call("flush", |e| e.flush(left));
                     let _ = reply.send(());
                 }
                 Some(Control::Shutdown(reply, deadline)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    let outcome = self.call(0, |e| e.shutdown(left));
-                    self.account(outcome);
+                    self.call("shutdown", |e| e.shutdown(left));
                     self.report_at_shutdown();
                     let _ = reply.send(());
                     return;
                 }
             }
         }
-        let outcome = self.call(0, |e| e.shutdown(IMPLICIT_SHUTDOWN_TIMEOUT));
-        self.account(outcome);
+        self.call("shutdown", |e| e.shutdown(IMPLICIT_SHUTDOWN_TIMEOUT));
         self.report_at_shutdown();
     }
 
@@ -218,23 +231,23 @@ impl Worker {
         self.recycle.trees(tops);
     }
 
-    /// Runs an exporter call; a panicking exporter loses that call's documents
-    /// (`lost`, counted as failed) but never the worker.
-    fn call(
-        &mut self,
-        lost: usize,
-        f: impl FnOnce(&mut dyn Exporter) -> ExportOutcome,
-    ) -> ExportOutcome {
+    /// Runs an exporter call and counts its outcome. A panicking exporter
+    /// loses the documents it had not reported yet (counted as failed: see
+    /// [`Worker::handed`]), never the worker.
+    fn call(&mut self, method: &'static str, f: impl FnOnce(&mut dyn Exporter) -> ExportOutcome) {
         let exporter = &mut *self.exporter;
         match catch_unwind(AssertUnwindSafe(|| f(exporter))) {
-            Ok(outcome) => outcome,
+            Ok(outcome) => self.account(outcome),
             Err(_) => {
-                Counters::add(&self.counters.documents_failed, lost as u64);
+                let lost = self.handed - self.settled;
+                self.settled = self.handed;
+                Counters::add(&self.counters.documents_failed, lost);
                 tracing::error!(
                     target: "tracing_xray",
-                    "the exporter panicked; its current batch is lost"
+                    method,
+                    lost,
+                    "the exporter panicked; the documents it had not reported are counted as failed"
                 );
-                ExportOutcome::default()
             }
         }
     }
@@ -262,8 +275,13 @@ impl Worker {
 
     fn account(&mut self, outcome: ExportOutcome) {
         let c = &self.counters;
+        let failed = outcome.failures.len() as u64;
         Counters::add(&c.documents_exported, outcome.delivered as u64);
-        Counters::add(&c.documents_failed, outcome.failures.len() as u64);
+        Counters::add(&c.documents_failed, failed);
+        // Never past `handed`: reports for documents already written off
+        // must not hide documents handed over since.
+        let reported = (outcome.delivered as u64).saturating_add(failed);
+        self.settled = self.settled.saturating_add(reported).min(self.handed);
         if let Some(first) = outcome.failures.first() {
             if !self.warned_failure {
                 self.warned_failure = true;

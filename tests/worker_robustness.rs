@@ -262,3 +262,142 @@ fn concurrent_shutdowns_shut_down_once() {
         assert_eq!(shutdowns.load(Ordering::SeqCst), 1);
     }
 }
+
+/// Holds every document until `flush`, `shutdown` or `poll` sends them;
+/// panics in the method named by `panics_in`, after taking the documents.
+struct Holding {
+    held: Vec<Document>,
+    panics_in: &'static str,
+    polled: mpsc::Sender<()>,
+}
+
+impl Holding {
+    fn send(&mut self, method: &str) -> ExportOutcome {
+        let sent = std::mem::take(&mut self.held);
+        if method == self.panics_in {
+            panic!("{method} bug");
+        }
+        ExportOutcome::delivered(sent.len())
+    }
+}
+
+impl Exporter for Holding {
+    fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+        self.held.extend(batch);
+        ExportOutcome::default()
+    }
+    fn flush(&mut self, _timeout: Duration) -> ExportOutcome {
+        self.send("flush")
+    }
+    fn shutdown(&mut self, _timeout: Duration) -> ExportOutcome {
+        self.send("shutdown")
+    }
+    fn next_poll(&self) -> Option<Instant> {
+        // Only the exporter that panics in `poll` asks for it.
+        (self.panics_in == "poll" && !self.held.is_empty()).then(Instant::now)
+    }
+    fn poll(&mut self, _now: Instant) -> ExportOutcome {
+        let _ = self.polled.send(());
+        self.send("poll")
+    }
+}
+
+fn holding(panics_in: &'static str) -> (Holding, mpsc::Receiver<()>) {
+    let (polled, polls) = mpsc::channel();
+    let exporter = Holding {
+        held: Vec::new(),
+        panics_in,
+        polled,
+    };
+    (exporter, polls)
+}
+
+#[test]
+fn documents_held_by_an_exporter_whose_flush_panics_are_counted() {
+    let (exporter, _) = holding("flush");
+    let xray = with_layer(
+        |b| b,
+        exporter,
+        |_| {
+            info_span!("first").in_scope(|| {});
+            info_span!("second").in_scope(|| {});
+        },
+    );
+    // The worker survives, and says what was lost.
+    assert_eq!(xray.flush(Duration::from_secs(5)), Ok(()));
+    let stats = xray.stats();
+    assert_eq!((stats.documents_exported, stats.documents_failed), (0, 2));
+    // Counted once: a second flush has nothing outstanding.
+    assert_eq!(xray.flush(Duration::from_secs(5)), Ok(()));
+    assert_eq!(xray.stats().documents_failed, 2);
+    assert_eq!(xray.shutdown(Duration::from_secs(5)), Ok(()));
+    assert_eq!(xray.stats().documents_failed, 2);
+}
+
+#[test]
+fn documents_held_by_an_exporter_whose_shutdown_panics_are_counted() {
+    let (exporter, _) = holding("shutdown");
+    let xray = with_layer(
+        |b| b,
+        exporter,
+        |xray| {
+            info_span!("delivered").in_scope(|| {});
+            assert_eq!(xray.flush(Duration::from_secs(5)), Ok(()));
+            info_span!("lost").in_scope(|| {});
+        },
+    );
+    assert_eq!(xray.shutdown(Duration::from_secs(5)), Ok(()));
+    let stats = xray.stats();
+    assert_eq!((stats.documents_exported, stats.documents_failed), (1, 1));
+}
+
+#[test]
+fn documents_held_by_an_exporter_whose_poll_panics_are_counted() {
+    let (exporter, polls) = holding("poll");
+    let xray = with_layer(
+        |b| b,
+        exporter,
+        |_| {
+            info_span!("lost").in_scope(|| {});
+        },
+    );
+    polls.recv_timeout(Duration::from_secs(5)).unwrap();
+    // Answered after the panicking `poll` returned.
+    assert_eq!(xray.flush(Duration::from_secs(5)), Ok(()));
+    let stats = xray.stats();
+    assert_eq!((stats.documents_exported, stats.documents_failed), (0, 1));
+}
+
+/// Holds the first document in `export`, then panics in the next `export`
+/// (having dropped what it held): both documents are counted as failed.
+#[test]
+fn panicking_export_counts_what_the_exporter_held() {
+    struct HoldThenPanic(Vec<Document>, mpsc::Sender<()>);
+    impl Exporter for HoldThenPanic {
+        fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+            if !self.0.is_empty() {
+                self.0.clear();
+                panic!("export bug");
+            }
+            self.0.extend(batch);
+            let _ = self.1.send(());
+            ExportOutcome::default()
+        }
+        fn flush(&mut self, _timeout: Duration) -> ExportOutcome {
+            ExportOutcome::delivered(std::mem::take(&mut self.0).len())
+        }
+    }
+    let (held_tx, held) = mpsc::channel();
+    let xray = with_layer(
+        |b| b,
+        HoldThenPanic(Vec::new(), held_tx),
+        |_| {
+            info_span!("held").in_scope(|| {});
+            held.recv_timeout(Duration::from_secs(5)).unwrap();
+            info_span!("batch").in_scope(|| {});
+        },
+    );
+    assert_eq!(xray.flush(Duration::from_secs(5)), Ok(()));
+    let stats = xray.stats();
+    assert_eq!((stats.documents_exported, stats.documents_failed), (0, 2));
+}
