@@ -429,8 +429,12 @@ impl Builder {
 
     /// Builds the layer, installs `registry().with(layer)` as the global
     /// default subscriber, and returns a guard that flushes and shuts down
-    /// when dropped. If a global subscriber is already set, it is kept and
-    /// a message is printed on standard error.
+    /// when dropped. If a global subscriber is already set, it is kept, a
+    /// message is printed on standard error, and tracing-xray is off: the
+    /// layer's worker is stopped at once (its exporter shut down) and the
+    /// guard's handle is a disabled one ([`XrayHandle::is_enabled`] is
+    /// `false`, `flush` and `shutdown` return `Ok` at once, the stats stay
+    /// zero).
     ///
     /// Apps that also want other layers (`fmt`, filters) compose
     /// [`Builder::build`] with `tracing_subscriber::registry()` themselves.
@@ -450,9 +454,25 @@ impl Builder {
     pub fn init(self) -> XrayGuard {
         use tracing_subscriber::layer::SubscriberExt;
         let layer = self.build();
-        let handle = layer.handle();
+        let mut handle = layer.handle();
+        // Whether the layer was installed shows in whether it is still alive:
+        // `try_init` also fails when the global subscriber was set but the
+        // `log` bridge was not (tracing-subscriber's `tracing-log` feature,
+        // turned on by another crate, and a `log` logger already set).
+        let alive = layer.inner.as_ref().map(Arc::downgrade);
         if let Err(err) = tracing_subscriber::registry().with(layer).try_init() {
-            eprintln!("tracing-xray: not installed as the global subscriber: {err}");
+            if alive.is_some_and(|inner| inner.upgrade().is_none()) {
+                eprintln!(
+                    "tracing-xray: not installed as the global subscriber ({err}); \
+                     tracing-xray is off"
+                );
+                // Nothing can reach the layer: stop its worker now, not when
+                // the guard drops, and say so through the handle.
+                let _ = handle.shutdown(DEFAULT_SHUTDOWN_TIMEOUT);
+                handle = XrayHandle { shared: None };
+            } else {
+                eprintln!("tracing-xray: installed, but `log` records are not forwarded: {err}");
+            }
         }
         XrayGuard {
             handle,

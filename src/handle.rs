@@ -303,7 +303,9 @@ impl XrayHandle {
     }
 
     /// Whether the layer is switched on (not disabled by the environment:
-    /// see [`XrayLayer::is_enabled`](crate::XrayLayer::is_enabled)).
+    /// see [`XrayLayer::is_enabled`](crate::XrayLayer::is_enabled)). The
+    /// handle of an [`init`](crate::Builder::init) guard is also disabled
+    /// when the layer could not be installed as the global subscriber.
     ///
     /// ```
     /// use std::time::Duration;

@@ -199,3 +199,24 @@ fn panicking_exporter_loses_its_batch_not_the_worker() {
     assert_eq!(inner.len(), 1);
     assert_eq!(xray.stats().documents_failed, 1);
 }
+
+#[test]
+fn init_installs_the_layer_even_when_the_log_bridge_cannot_be() {
+    // With tracing-subscriber's `tracing-log` feature (on in these tests),
+    // `try_init` also sets a `log` logger, and fails when one is set already,
+    // after installing the subscriber: the layer must stay on. (The only
+    // global subscriber of this test binary; the other tests set their own
+    // for their thread.)
+    tracing_log::LogTracer::init().unwrap();
+    let exporter = InMemoryExporter::new();
+    let guard = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(exporter.clone())
+        .init();
+    assert!(guard.handle().is_enabled());
+    info_span!("job").in_scope(|| {});
+    guard.handle().flush(Duration::from_secs(5)).unwrap();
+    assert_eq!(exporter.len(), 1);
+    drop(guard);
+}

@@ -3,7 +3,7 @@
 //! shutdown that could not even be queued, an `init` that found a global
 //! subscriber already set.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -400,4 +400,32 @@ fn panicking_export_counts_what_the_exporter_held() {
     assert_eq!(xray.flush(Duration::from_secs(5)), Ok(()));
     let stats = xray.stats();
     assert_eq!((stats.documents_exported, stats.documents_failed), (0, 2));
+}
+
+/// The exporter of an `init` that was not installed is shut down at once.
+struct Closable(Arc<AtomicBool>);
+
+impl Exporter for Closable {
+    fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+        ExportOutcome::delivered(batch.len())
+    }
+    fn shutdown(&mut self, _timeout: Duration) -> ExportOutcome {
+        self.0.store(true, Ordering::SeqCst);
+        ExportOutcome::default()
+    }
+}
+
+#[test]
+fn init_under_an_existing_global_subscriber_stops_its_worker() {
+    // The only global subscriber of this test binary.
+    tracing::subscriber::set_global_default(tracing_subscriber::registry()).unwrap();
+    let closed = Arc::new(AtomicBool::new(false));
+    let guard = tracing_xray::builder()
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(Closable(closed.clone()))
+        .init();
+    assert!(!guard.handle().is_enabled(), "the layer was not installed");
+    assert!(closed.load(Ordering::SeqCst), "the exporter was shut down");
+    assert_eq!(guard.handle().flush(Duration::from_secs(1)), Ok(()));
+    drop(guard);
 }
