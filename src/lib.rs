@@ -118,6 +118,7 @@ mod json;
 mod layer;
 mod limits;
 mod model;
+mod name_chars;
 #[cfg(feature = "opentelemetry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 pub mod opentelemetry;

@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 
+use crate::name_chars::NAME_CHAR_RANGES;
+
 /// Longest segment or subsegment name, in characters.
 pub(crate) const MAX_NAME_CHARS: usize = 200;
 /// Longest annotation key, in characters.
@@ -13,21 +15,23 @@ pub(crate) const MAX_ANNOTATIONS_PER_TRACE: usize = 50;
 /// Longest plain string field (`user`, http request strings, sql user), in characters.
 pub(crate) const MAX_STRING_CHARS: usize = 250;
 
-fn is_space_separator(c: char) -> bool {
-    matches!(
-        c,
-        '\u{0020}' | '\u{00A0}' | '\u{1680}' | '\u{2000}'
-            ..='\u{200A}' | '\u{2028}' | '\u{2029}' | '\u{202F}' | '\u{205F}' | '\u{3000}'
-    )
-}
-
+/// Whether the official schema allows `c` in a name: its letters and
+/// numbers (the Unicode 8 letters and numbers of the Basic Multilingual
+/// Plane, listed in the schema's pattern), space separators and
+/// `_ . : / % & # = + - @`.
 fn is_name_char(c: char) -> bool {
-    c.is_alphanumeric()
-        || is_space_separator(c)
-        || matches!(
-            c,
-            '_' | '.' | ':' | '/' | '%' | '&' | '#' | '=' | '+' | '-' | '@'
-        )
+    use std::cmp::Ordering;
+    NAME_CHAR_RANGES
+        .binary_search_by(|&(lo, hi)| {
+            if hi < c {
+                Ordering::Less
+            } else if lo > c {
+                Ordering::Greater
+            } else {
+                Ordering::Equal
+            }
+        })
+        .is_ok()
 }
 
 /// Cuts `s` to at most `max` bytes, on a character boundary.
@@ -123,6 +127,77 @@ mod tests {
         assert_eq!(sanitize_name("", "fallback"), "fallback");
         let long = "é".repeat(300);
         assert_eq!(sanitize_name(&long, "x").chars().count(), 200);
+    }
+
+    #[test]
+    fn names_hold_only_what_the_official_schema_allows() {
+        // Alphabetic or numeric to Rust, but not a letter or number to the
+        // schema: a circled letter (a symbol), combining marks (a Devanagari
+        // vowel sign and virama, an acute accent).
+        assert_eq!(sanitize_name("ⓐb", "x"), "b");
+        assert_eq!(sanitize_name("नमस्ते", "x"), "नमसत");
+        assert_eq!(sanitize_name("e\u{301}", "x"), "e");
+        // Beyond the Basic Multilingual Plane the schema lists nothing.
+        assert_eq!(sanitize_name("a𝒜", "x"), "a");
+    }
+
+    /// The table in `name_chars.rs` is the schema's own list: parsed here
+    /// from the copy of the schema in `tests/fixtures`.
+    #[test]
+    fn the_name_table_is_the_schema_pattern() {
+        let text = include_str!("../tests/fixtures/schema/segment-schema.json");
+        let schema: serde_json::Value = serde_json::from_str(text).unwrap();
+        let pattern = schema["definitions"]
+            .as_object()
+            .into_iter()
+            .flat_map(|d| d.values())
+            .chain([&schema])
+            .find_map(|d| d["properties"]["name"]["pattern"].as_str())
+            .unwrap();
+        let body = pattern
+            .strip_prefix("^[")
+            .and_then(|p| p.strip_suffix("]{1,200}$"))
+            .unwrap();
+        // (character, an unescaped `-`)
+        let mut tokens = Vec::new();
+        let mut chars = body.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next().unwrap() {
+                    'u' => {
+                        let hex: String = chars.by_ref().take(4).collect();
+                        let code = u32::from_str_radix(&hex, 16).unwrap();
+                        tokens.push((char::from_u32(code).unwrap(), false));
+                    }
+                    other => tokens.push((other, false)),
+                },
+                '-' => tokens.push(('-', true)),
+                c => tokens.push((c, false)),
+            }
+        }
+        let mut allowed = std::collections::BTreeSet::new();
+        let mut i = 0;
+        while i < tokens.len() {
+            if i + 2 < tokens.len() && tokens[i + 1].1 {
+                allowed.extend(tokens[i].0..=tokens[i + 2].0);
+                i += 3;
+            } else {
+                allowed.insert(tokens[i].0);
+                i += 1;
+            }
+        }
+        let table: std::collections::BTreeSet<char> = NAME_CHAR_RANGES
+            .iter()
+            .flat_map(|&(lo, hi)| lo..=hi)
+            .collect();
+        assert_eq!(allowed, table);
+        assert!(NAME_CHAR_RANGES.windows(2).all(|w| w[0].1 < w[1].0));
+        for c in ['a', 'Z', '0', ' ', '-', '@', '名', '١'] {
+            assert!(is_name_char(c), "{c}");
+        }
+        for c in ['*', '(', '\u{301}', 'ⓐ'] {
+            assert!(!is_name_char(c), "{c:?}");
+        }
     }
 
     #[test]
