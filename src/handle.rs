@@ -66,7 +66,8 @@ pub struct Stats {
     pub spans_dropped: u64,
     /// Documents the exporter reported delivered.
     pub documents_exported: u64,
-    /// Documents the exporter reported failed.
+    /// Documents the exporter reported failed, and those it lost by
+    /// panicking (handed to it and not yet reported delivered or failed).
     pub documents_failed: u64,
     /// Subsegments sent as independent documents to keep documents small.
     pub subsegments_streamed: u64,
