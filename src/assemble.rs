@@ -22,7 +22,7 @@ use crate::export::{Document, DocumentKind, MAX_DOCUMENT_BYTES};
 use crate::fields::conventions::may_have_meaning;
 use crate::fields::{route, Conventions, TraceBudget, AWS_SDK_TARGET, TRACING_NAMESPACE};
 use crate::id::{SegmentId, TraceId};
-use crate::limits::sanitize_name;
+use crate::limits::{sanitize_name, truncate_chars};
 use crate::model::{Cause, Entity, EpochSeconds, Exception, MetaValue, StackFrame, XrayInfo};
 use crate::span_data::{FieldValue, SpanData};
 
@@ -60,6 +60,10 @@ struct Packed {
     /// Levels of spans in `json`: 1 for a span without embedded children.
     height: usize,
 }
+
+/// Longest exception message kept, in characters: eight long messages
+/// then still fit in a document, with their stacks and source chains.
+const MAX_EXCEPTION_MESSAGE_CHARS: usize = 1000;
 
 /// The most levels of spans one document embeds: a deeper subtree leaves as
 /// an independent subsegment. Each level nests JSON twice (`subsegments`,
@@ -347,9 +351,6 @@ impl<'c> Assembler<'c> {
                         for ex in &mut cause.exceptions {
                             ex.stack.clear();
                             ex.cause = None;
-                            if let Some(m) = &mut ex.message {
-                                *m = Cow::Owned(crate::limits::truncate_chars(m, 1000).to_owned());
-                            }
                         }
                     }
                 }
@@ -512,7 +513,10 @@ impl<'c> Assembler<'c> {
             for record in errors() {
                 let outer = Exception {
                     id: SegmentId::new(),
-                    message: Some(Cow::Borrowed(&record.message)),
+                    message: Some(Cow::Borrowed(truncate_chars(
+                        &record.message,
+                        MAX_EXCEPTION_MESSAGE_CHARS,
+                    ))),
                     kind: Some(Cow::Borrowed(record.field.unwrap_or("error"))),
                     remote: applied.remote,
                     stack: record
@@ -536,7 +540,10 @@ impl<'c> Assembler<'c> {
                     }
                     cause.exceptions.push(Exception {
                         id,
-                        message: Some(Cow::Borrowed(source)),
+                        message: Some(Cow::Borrowed(truncate_chars(
+                            source,
+                            MAX_EXCEPTION_MESSAGE_CHARS,
+                        ))),
                         kind: Some(Cow::Borrowed("source")),
                         remote: applied.remote,
                         ..Default::default()
@@ -555,7 +562,9 @@ impl<'c> Assembler<'c> {
                 exceptions: vec![Exception {
                     id: SegmentId::new(),
                     kind: applied.error_type.map(Cow::Borrowed),
-                    message: applied.error_message.map(Cow::Borrowed),
+                    message: applied
+                        .error_message
+                        .map(|m| Cow::Borrowed(truncate_chars(m, MAX_EXCEPTION_MESSAGE_CHARS))),
                     remote: applied.remote,
                     ..Default::default()
                 }],

@@ -79,3 +79,23 @@ fn error_event_with_an_error_value_links_its_sources() {
     assert_eq!(ex[0]["cause"], ex[1]["id"]);
     assert_eq!(ex[1]["cause"], ex[2]["id"]);
 }
+
+#[test]
+fn a_long_error_message_is_cut_not_the_other_exceptions() {
+    let (traces, stats) = run(false, || {
+        tracing::info_span!("r").in_scope(|| {
+            for i in 0..7 {
+                tracing::error!("short {i}");
+            }
+            tracing::error!("{}", "x".repeat(70_000));
+        });
+    });
+    let exceptions = traces[0]["cause"]["exceptions"].as_array().unwrap();
+    assert_eq!(exceptions.len(), 8, "every exception is kept");
+    assert!(exceptions
+        .iter()
+        .all(|e| !e["stack"].as_array().unwrap().is_empty()));
+    let long = exceptions[7]["message"].as_str().unwrap();
+    assert_eq!(long.chars().count(), 1000, "cut to 1,000 characters");
+    assert_eq!(stats.spans_trimmed, 0, "no need to trim the span");
+}
