@@ -331,7 +331,7 @@ const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// `now + timeout`, for any `timeout`: at most [`FOREVER`] away, and closer
 /// still on a platform whose `Instant` cannot go that far.
-fn deadline_after(now: Instant, timeout: Duration) -> Instant {
+pub(crate) fn deadline_after(now: Instant, timeout: Duration) -> Instant {
     let mut wait = timeout.min(FOREVER);
     loop {
         if let Some(deadline) = now.checked_add(wait) {

@@ -90,6 +90,7 @@ pub(crate) fn spawn(
                 warned_drop: AtomicBool::new(false),
                 warned_failure: false,
                 warned_next_poll: false,
+                warned_pack: false,
                 handed: 0,
                 settled: 0,
             }
@@ -109,6 +110,7 @@ struct Worker {
     warned_drop: AtomicBool,
     warned_failure: bool,
     warned_next_poll: bool,
+    warned_pack: bool,
     /// Documents handed to [`Exporter::export`], ever.
     ///
     /// With `settled`, what a panicking exporter loses: an exporter reports
@@ -194,15 +196,16 @@ impl Worker {
     fn handle(&mut self, msg: Message, batch: &mut Vec<Document>) -> Option<Control> {
         match msg {
             Message::Trace { spans, top } => {
-                self.pack(spans, top, batch);
+                self.pack_guarded(spans, top, batch);
                 None
             }
             Message::Detached { spans } => {
                 let streamed = spans.len() as u64;
                 // The tops of a detached batch all leave as independent
                 // subsegments (`top` only applies to a span without parent).
-                self.pack(spans, Top::Segment, batch);
-                Counters::add(&self.counters.subsegments_streamed, streamed);
+                if self.pack_guarded(spans, Top::Segment, batch) {
+                    Counters::add(&self.counters.subsegments_streamed, streamed);
+                }
                 None
             }
             Message::Flush { reply, deadline } => Some(Control::Flush(reply, deadline)),
@@ -210,9 +213,39 @@ impl Worker {
         }
     }
 
+    /// [`Worker::pack`], kept from taking the worker down: were packing ever
+    /// to panic (a bug), that trace's spans are dropped and counted, logged
+    /// once, and the worker goes on. `false` when that happened.
+    fn pack_guarded(
+        &mut self,
+        spans: Vec<Box<SpanData>>,
+        top: Top,
+        batch: &mut Vec<Document>,
+    ) -> bool {
+        let count = spans.len() as u64;
+        let packed = catch_unwind(AssertUnwindSafe(|| self.pack(spans, top, batch)));
+        if packed.is_err() {
+            Counters::add(&self.counters.traces_dropped, 1);
+            Counters::add(&self.counters.spans_dropped, count);
+            if !self.warned_pack {
+                self.warned_pack = true;
+                tracing::error!(
+                    target: "tracing_xray",
+                    "tracing-xray failed to serialize a trace (a bug: please report it); \
+                     it is dropped and counted, and the worker goes on"
+                );
+            }
+        }
+        packed.is_ok()
+    }
+
     /// Rebuilds the trees of a flat list of finished spans, packs them into
     /// documents, and recycles the emptied buffer for the application.
     fn pack(&mut self, mut spans: Vec<Box<SpanData>>, top: Top, batch: &mut Vec<Document>) {
+        #[cfg(test)]
+        if tests::PANIC_IN_PACK.with(std::cell::Cell::get) {
+            panic!("injected by a test");
+        }
         let Some(trace_id) = spans.first().map(|s| s.trace_id) else {
             return;
         };
@@ -414,6 +447,53 @@ fn warn_failure(error: &ExportError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Makes [`Worker::pack`] panic on this thread.
+        pub(super) static PANIC_IN_PACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    #[test]
+    fn a_panic_while_packing_drops_that_trace_only() {
+        let (_tx, rx) = crossbeam_channel::bounded(1);
+        let (recycle, _recycle_rx) = crate::recycle::channel();
+        let counters = Arc::new(Counters::default());
+        let mut worker = Worker {
+            cfg: Arc::new(Config {
+                service_name: "svc".into(),
+                service: Default::default(),
+                streaming_threshold: 100,
+                fields: Default::default(),
+                resource: Default::default(),
+            }),
+            exporter: Box::new(crate::export::NoopExporter),
+            rx,
+            recycle,
+            spare_json: Vec::new(),
+            rebuild: Rebuild::default(),
+            counters: counters.clone(),
+            warned_drop: AtomicBool::new(false),
+            warned_failure: false,
+            warned_next_poll: false,
+            warned_pack: false,
+            handed: 0,
+            settled: 0,
+        };
+        let trace = || Message::Trace {
+            spans: vec![Box::new(SpanData::for_tests())],
+            top: Top::Segment,
+        };
+        let mut batch = Vec::new();
+        PANIC_IN_PACK.with(|p| p.set(true));
+        assert!(worker.handle(trace(), &mut batch).is_none());
+        PANIC_IN_PACK.with(|p| p.set(false));
+        assert!(batch.is_empty());
+        let stats = counters.snapshot();
+        assert_eq!((stats.traces_dropped, stats.spans_dropped), (1, 1));
+        // The worker goes on.
+        worker.handle(trace(), &mut batch);
+        assert_eq!(batch.len(), 1);
+    }
 
     /// A trace in close order: `parents[i]` is the index of span `i`'s
     /// parent (always later), or `None`; a parent index past the end names

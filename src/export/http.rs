@@ -564,7 +564,10 @@ impl Exporter for HttpExporter {
 
     fn flush(&mut self, timeout: Duration) -> ExportOutcome {
         let mut outcome = ExportOutcome::default();
-        let deadline = Instant::now() + timeout.saturating_sub(reply_margin(timeout));
+        let deadline = crate::handle::deadline_after(
+            Instant::now(),
+            timeout.saturating_sub(reply_margin(timeout)),
+        );
         self.drain(deadline, &mut outcome);
         outcome
     }

@@ -212,7 +212,7 @@ impl Wake for ThreadWaker {
 /// providers, which do not need a runtime of their own, and for providers
 /// that hand their work to one (see the `HttpExporterBuilder` docs).
 pub(crate) fn block_on<F: Future>(future: F, timeout: Duration) -> Option<F::Output> {
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::handle::deadline_after(Instant::now(), timeout);
     let mut future = std::pin::pin!(future);
     let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
     let mut cx = Context::from_waker(&waker);

@@ -595,3 +595,17 @@ fn missing_region_and_credentials_are_reported() {
         .to_string()
         .contains("AWS_ACCESS_KEY_ID"));
 }
+
+#[test]
+fn flush_and_shutdown_accept_any_timeout() {
+    let fake = Fake::start();
+    let mut e = builder(&fake)
+        .batch_delay(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let outcome = e.export(docs(2));
+    assert_eq!(outcome.delivered, 0, "held for the batch delay");
+    // `Duration::MAX`: as long as it takes, not an `Instant` overflow.
+    assert_eq!(e.flush(Duration::MAX).delivered, 2);
+    assert_eq!(e.shutdown(Duration::MAX).delivered, 0);
+}
