@@ -103,6 +103,17 @@ impl<'c> Assembler<'c> {
         }
     }
 
+    /// Counts `n` annotations as already indexed in this trace (by parts of
+    /// it sent earlier).
+    pub(crate) fn set_annotations_used(&mut self, n: usize) {
+        self.budget.annotations = n;
+    }
+
+    /// Annotations indexed in this trace so far.
+    pub(crate) fn annotations_used(&self) -> usize {
+        self.budget.annotations
+    }
+
     /// An empty JSON buffer.
     fn buffer(&mut self) -> String {
         self.spare

@@ -20,7 +20,7 @@ use crate::assemble::{Assembler, Top};
 use crate::config::Config;
 use crate::export::{Document, ExportError, ExportOutcome, Exporter};
 use crate::handle::Counters;
-use crate::id::SegmentId;
+use crate::id::{SegmentId, TraceId};
 use crate::layer::SuppressGuard;
 use crate::recycle::RecycleTx;
 use crate::span_data::SpanData;
@@ -69,6 +69,9 @@ impl Message {
 /// finishes in that time.
 const LINGER: Duration = Duration::from_millis(1);
 
+/// Traces sent in parts whose annotation counts the worker remembers.
+const MAX_PARTED_TRACES: usize = 1024;
+
 pub(crate) fn spawn(
     cfg: Arc<Config>,
     exporter: Box<dyn Exporter>,
@@ -91,6 +94,7 @@ pub(crate) fn spawn(
                 warned_failure: false,
                 warned_next_poll: false,
                 warned_pack: false,
+                annotations_used: HashMap::new(),
                 handed: 0,
                 settled: 0,
             }
@@ -111,6 +115,9 @@ struct Worker {
     warned_failure: bool,
     warned_next_poll: bool,
     warned_pack: bool,
+    /// Annotations already indexed by the parts sent of traces still open
+    /// (see [`Worker::pack`]), at most [`MAX_PARTED_TRACES`] of them.
+    annotations_used: HashMap<TraceId, usize>,
     /// Documents handed to [`Exporter::export`], ever.
     ///
     /// With `settled`, what a panicking exporter loses: an exporter reports
@@ -196,14 +203,14 @@ impl Worker {
     fn handle(&mut self, msg: Message, batch: &mut Vec<Document>) -> Option<Control> {
         match msg {
             Message::Trace { spans, top } => {
-                self.pack_guarded(spans, top, batch);
+                self.pack_guarded(spans, top, false, batch);
                 None
             }
             Message::Detached { spans } => {
                 let streamed = spans.len() as u64;
                 // The tops of a detached batch all leave as independent
                 // subsegments (`top` only applies to a span without parent).
-                if self.pack_guarded(spans, Top::Segment, batch) {
+                if self.pack_guarded(spans, Top::Segment, true, batch) {
                     Counters::add(&self.counters.subsegments_streamed, streamed);
                 }
                 None
@@ -220,10 +227,11 @@ impl Worker {
         &mut self,
         spans: Vec<Box<SpanData>>,
         top: Top,
+        detached: bool,
         batch: &mut Vec<Document>,
     ) -> bool {
         let count = spans.len() as u64;
-        let packed = catch_unwind(AssertUnwindSafe(|| self.pack(spans, top, batch)));
+        let packed = catch_unwind(AssertUnwindSafe(|| self.pack(spans, top, detached, batch)));
         if packed.is_err() {
             Counters::add(&self.counters.traces_dropped, 1);
             Counters::add(&self.counters.spans_dropped, count);
@@ -241,7 +249,17 @@ impl Worker {
 
     /// Rebuilds the trees of a flat list of finished spans, packs them into
     /// documents, and recycles the emptied buffer for the application.
-    fn pack(&mut self, mut spans: Vec<Box<SpanData>>, top: Top, batch: &mut Vec<Document>) {
+    ///
+    /// A trace sent in parts (`detached`: a long-lived root streaming what it
+    /// holds, Lambda's subsegments) keeps one annotation budget across them:
+    /// the count so far waits in `annotations_used` until the root arrives.
+    fn pack(
+        &mut self,
+        mut spans: Vec<Box<SpanData>>,
+        top: Top,
+        detached: bool,
+        batch: &mut Vec<Document>,
+    ) {
         #[cfg(test)]
         if tests::PANIC_IN_PACK.with(std::cell::Cell::get) {
             panic!("injected by a test");
@@ -253,12 +271,29 @@ impl Worker {
         self.recycle.buffer(spans);
         let spare = std::mem::take(&mut self.spare_json);
         let mut asm = Assembler::new(&self.cfg, trace_id, spare);
+        let earlier = if self.annotations_used.is_empty() {
+            None
+        } else if detached {
+            self.annotations_used.get(&trace_id).copied()
+        } else {
+            self.annotations_used.remove(&trace_id)
+        };
+        asm.set_annotations_used(earlier.unwrap_or(0));
         for node in &tops {
             let node_top = match node.parent_seg {
                 Some(parent) => Top::Subsegment { parent },
                 None => top,
             };
             asm.pack(node, node_top);
+        }
+        if detached && asm.annotations_used() > 0 {
+            if self.annotations_used.len() >= MAX_PARTED_TRACES {
+                // Bounded: forgetting means a later part may index up to 50
+                // annotations again, never that memory grows.
+                self.annotations_used.clear();
+            }
+            self.annotations_used
+                .insert(trace_id, asm.annotations_used());
         }
         self.spare_json = finish(&self.counters, asm, batch);
         self.recycle.trees(tops);
@@ -476,6 +511,7 @@ mod tests {
             warned_failure: false,
             warned_next_poll: false,
             warned_pack: false,
+            annotations_used: HashMap::new(),
             handed: 0,
             settled: 0,
         };

@@ -117,3 +117,36 @@ fn hostile_fields_give_valid_bounded_documents_and_counts() {
         docs.iter().map(|d| d.len()).max().unwrap()
     );
 }
+
+#[test]
+fn a_trace_sent_in_parts_still_indexes_at_most_50_annotations() {
+    let exporter = tracing_xray::export::InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_detectors(tracing_xray::Detectors::none())
+        // A long-lived root: its finished children leave in parts of five.
+        .with_max_held_subsegments(5)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::info_span!("root").in_scope(|| {
+            for i in 0..100_u64 {
+                tracing::info_span!("child", annotation.k = i).in_scope(|| {});
+                if i % 10 == 0 {
+                    // Let the worker see the parts one by one.
+                    xray.flush(Duration::from_secs(5)).unwrap();
+                }
+            }
+        });
+    });
+    xray.flush(Duration::from_secs(5)).unwrap();
+    assert!(exporter.len() > 2, "sent in parts");
+    let trace = &exporter.traces()[0];
+    let total_annotations: usize = common::walk(trace)
+        .iter()
+        .map(|(_, n)| n["annotations"].as_object().map_or(0, |a| a.len()))
+        .sum();
+    assert_eq!(total_annotations, 50);
+    assert_eq!(xray.stats().annotations_demoted, 50);
+}
