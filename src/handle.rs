@@ -69,7 +69,10 @@ pub struct Stats {
     /// Documents the exporter reported failed, and those it lost by
     /// panicking (handed to it and not yet reported delivered or failed).
     pub documents_failed: u64,
-    /// Subsegments sent as independent documents to keep documents small.
+    /// Independent subsegment documents sent: the parts of traces split to
+    /// keep documents within the limits (size, subsegment count, depth), the
+    /// finished children a long-lived root streams, and, in Lambda, every
+    /// subsegment (the segment is Lambda's).
     pub subsegments_streamed: u64,
     /// Spans whose own data exceeded the document limit and were trimmed.
     pub spans_trimmed: u64,

@@ -207,12 +207,9 @@ impl Worker {
                 None
             }
             Message::Detached { spans } => {
-                let streamed = spans.len() as u64;
                 // The tops of a detached batch all leave as independent
                 // subsegments (`top` only applies to a span without parent).
-                if self.pack_guarded(spans, Top::Segment, true, batch) {
-                    Counters::add(&self.counters.subsegments_streamed, streamed);
-                }
+                self.pack_guarded(spans, Top::Segment, true, batch);
                 None
             }
             Message::Flush { reply, deadline } => Some(Control::Flush(reply, deadline)),
@@ -222,14 +219,14 @@ impl Worker {
 
     /// [`Worker::pack`], kept from taking the worker down: were packing ever
     /// to panic (a bug), that trace's spans are dropped and counted, logged
-    /// once, and the worker goes on. `false` when that happened.
+    /// once, and the worker goes on.
     fn pack_guarded(
         &mut self,
         spans: Vec<Box<SpanData>>,
         top: Top,
         detached: bool,
         batch: &mut Vec<Document>,
-    ) -> bool {
+    ) {
         let count = spans.len() as u64;
         let packed = catch_unwind(AssertUnwindSafe(|| self.pack(spans, top, detached, batch)));
         if packed.is_err() {
@@ -244,7 +241,6 @@ impl Worker {
                 );
             }
         }
-        packed.is_ok()
     }
 
     /// Rebuilds the trees of a flat list of finished spans, packs them into
@@ -285,6 +281,11 @@ impl Worker {
                 None => top,
             };
             asm.pack(node, node_top);
+        }
+        if detached {
+            // One independent document per top (`streamed_subsegments`
+            // counts those the assembler splits off below them).
+            Counters::add(&self.counters.subsegments_streamed, tops.len() as u64);
         }
         if detached && asm.annotations_used() > 0 {
             if self.annotations_used.len() >= MAX_PARTED_TRACES {

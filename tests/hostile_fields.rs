@@ -149,4 +149,11 @@ fn a_trace_sent_in_parts_still_indexes_at_most_50_annotations() {
         .sum();
     assert_eq!(total_annotations, 50);
     assert_eq!(xray.stats().annotations_demoted, 50);
+    // One count per independent document, however it came to be split off.
+    let independent = exporter
+        .documents()
+        .iter()
+        .filter(|d| d.kind() == tracing_xray::export::DocumentKind::Subsegment)
+        .count();
+    assert_eq!(xray.stats().subsegments_streamed as usize, independent);
 }
