@@ -20,6 +20,12 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 /// worker thread, and the failures the kernel reports are counted in
 /// [`crate::Stats::documents_failed`].
 ///
+/// UDP gives no receipt: [`crate::Stats::documents_exported`] counts the
+/// datagrams the kernel accepted, and a receiver whose socket buffer is full
+/// drops the rest of a burst unseen (the X-Ray daemon and the CloudWatch
+/// agent read theirs quickly; a test's plain `UdpSocket` with the default
+/// buffer may not). Sends are not paced.
+///
 /// ```no_run
 /// use tracing_xray::export::UdpExporter;
 ///
