@@ -18,6 +18,15 @@ const WAIT: Duration = Duration::from_secs(10);
 /// Runs `body` under a layer built by `configure`, returns the traces (one
 /// tree each), validated and normalized.
 fn capture(configure: impl FnOnce(Builder) -> Builder, body: impl FnOnce()) -> Vec<Value> {
+    capture_with_text(configure, body).0
+}
+
+/// [`capture`], plus the text of every document as sent: a secret must
+/// appear nowhere in it (not in a field, not escaped in metadata).
+fn capture_with_text(
+    configure: impl FnOnce(Builder) -> Builder,
+    body: impl FnOnce(),
+) -> (Vec<Value>, String) {
     let exporter = InMemoryExporter::new();
     let builder = tracing_xray::builder()
         .with_service_name("svc")
@@ -32,7 +41,14 @@ fn capture(configure: impl FnOnce(Builder) -> Builder, body: impl FnOnce()) -> V
     for doc in exporter.json_documents() {
         common::assert_schema_valid(&schema, &doc);
     }
-    exporter.traces().into_iter().map(normalize).collect()
+    let text = exporter
+        .documents()
+        .iter()
+        .map(|d| d.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let traces = exporter.traces().into_iter().map(normalize).collect();
+    (traces, text)
 }
 
 fn one(configure: impl FnOnce(Builder) -> Builder, body: impl FnOnce()) -> Value {
@@ -630,6 +646,162 @@ fn sql_old_names_and_connection_string_without_password() {
             "sql": {"url": "mysql://app@db:3306/shop", "database_type": "mysql"},
         }))
     );
+}
+
+/// One `db.connection_string` on a SQL span each: the `sql` blocks, in
+/// order, and the text of every document sent.
+fn sql_connections(connections: &[&str]) -> (Vec<Value>, String) {
+    let (mut traces, text) = capture_with_text(
+        |b| b,
+        || {
+            info_span!("req").in_scope(|| {
+                for conn in connections {
+                    info_span!("query", "db.system" = "x", "db.connection_string" = *conn)
+                        .in_scope(|| {});
+                }
+            });
+        },
+    );
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    let doc = traces.remove(0);
+    let subsegments = doc["subsegments"].as_array().unwrap();
+    assert_eq!(subsegments.len(), connections.len(), "{doc:#}");
+    let sql = subsegments.iter().map(|s| s["sql"].clone()).collect();
+    (sql, text)
+}
+
+#[test]
+fn sql_ado_net_connection_string_loses_its_password() {
+    let (mut traces, text) = capture_with_text(
+        |b| b,
+        || {
+            info_span!(
+                "q",
+                "db.system" = "mysql",
+                "db.connection_string" = "Server=db;User Id=u;Password=hunter2;Database=x",
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    assert_eq!(
+        traces.remove(0)["sql"],
+        json!({"connection_string": "Server=db;User Id=u;Database=x", "database_type": "mysql"})
+    );
+}
+
+#[test]
+fn sql_url_loses_the_password_in_user_info_and_query() {
+    let (sql, text) = sql_connections(&[
+        "postgresql://u:secret@db.local:5432/shop?password=secret2",
+        "postgresql://db.local/shop?sslmode=require&PassWord=secret3&application_name=web",
+        "postgres://db.local/shop?sslpassword=secret4&sslmode=require",
+        "postgres://db.local/shop?sslmode=require&pwd=secret5",
+    ]);
+    assert!(!text.contains("secret"), "{text}");
+    let urls: Vec<_> = sql.iter().map(|s| s["url"].as_str().unwrap()).collect();
+    assert_eq!(
+        urls,
+        [
+            "postgresql://u@db.local:5432/shop",
+            "postgresql://db.local/shop?sslmode=require&application_name=web",
+            "postgres://db.local/shop?sslmode=require",
+            "postgres://db.local/shop?sslmode=require",
+        ]
+    );
+}
+
+/// ADO.NET, ODBC, JDBC (properties and URL), libpq keyword/value, Redis and
+/// MongoDB URLs: the password goes, key and value, and nothing else.
+#[test]
+fn sql_connection_strings_lose_passwords_in_every_form() {
+    let cases = [
+        (
+            "Driver={ODBC Driver 18 for SQL Server};Server=tcp:db,1433;UID=app;PWD={hunter;hunter}}hunter};Encrypt=yes",
+            "connection_string",
+            "Driver={ODBC Driver 18 for SQL Server};Server=tcp:db,1433;UID=app;Encrypt=yes",
+        ),
+        (
+            r#"Data Source=db; Password = "hunter;""hunter" ; Initial Catalog=shop"#,
+            "connection_string",
+            "Data Source=db; Initial Catalog=shop",
+        ),
+        (
+            "Server=db;Database=shop;Pwd='hunter;''hunter'",
+            "connection_string",
+            "Server=db;Database=shop",
+        ),
+        (
+            "jdbc:sqlserver://db:1433;databaseName=shop;user=app;password=hunter2;encrypt=true",
+            "url",
+            "jdbc:sqlserver://db:1433;databaseName=shop;user=app;encrypt=true",
+        ),
+        (
+            "jdbc:mysql://db:3306/shop?user=app&password=hunter2&useSSL=true",
+            "url",
+            "jdbc:mysql://db:3306/shop?user=app&useSSL=true",
+        ),
+        (
+            r"host=db port=5432 password='hunter 2\' hunter' dbname=shop",
+            "connection_string",
+            "host=db port=5432 dbname=shop",
+        ),
+        (
+            "host=db dbname=shop password = hunter2",
+            "connection_string",
+            "host=db dbname=shop",
+        ),
+        ("redis://:hunter2@cache:6379/0", "url", "redis://cache:6379/0"),
+        (
+            "mongodb://app:hunter2@db1:27017,db2:27017/shop?replicaSet=rs0&authSource=admin",
+            "url",
+            "mongodb://app@db1:27017,db2:27017/shop?replicaSet=rs0&authSource=admin",
+        ),
+    ];
+    let (sql, text) = sql_connections(&cases.map(|(conn, _, _)| conn));
+    assert!(!text.contains("hunter"), "{text}");
+    for ((conn, key, expected), sql) in cases.iter().zip(&sql) {
+        assert_eq!(
+            sql,
+            &json!({*key: expected, "database_type": "x"}),
+            "{conn}"
+        );
+    }
+}
+
+/// Without `db.system` a connection string means nothing to X-Ray and
+/// stays as metadata, without its password all the same.
+#[test]
+fn connection_string_on_a_span_without_db_system_loses_its_password() {
+    let (traces, text) = capture_with_text(
+        |b| b,
+        || {
+            info_span!(
+                "job",
+                "db.connection_string" = "Server=db;Password=hunter2;Database=x"
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    assert_eq!(
+        traces[0]["metadata"]["tracing"]["db.connection_string"],
+        "Server=db;Database=x"
+    );
+}
+
+#[test]
+fn sql_connection_strings_without_a_password_are_kept() {
+    let kept = [
+        "Server=db;Database=shop;Integrated Security=SSPI;",
+        "host=db dbname=shop sslmode=require",
+        "postgres://app@db/shop?sslmode=require&passfile=/etc/pgpass",
+    ];
+    let (sql, _) = sql_connections(&kept);
+    for (conn, sql) in kept.iter().zip(&sql) {
+        let kept = sql["connection_string"].as_str().or(sql["url"].as_str());
+        assert_eq!(kept, Some(*conn));
+    }
 }
 
 // ---- AWS SDK --------------------------------------------------------------

@@ -15,7 +15,7 @@
 //! | `otel.kind = "client"`/`"producer"`, `xray.namespace = "remote"` | `namespace: remote` |
 //! | `peer.service` | a remote subsegment's name |
 //! | `db.system`/`db.system.name` | `sql.database_type`, `namespace: remote`, name `db@host` |
-//! | `db.name`/`db.namespace`, `server.address`, `server.port`, `db.connection_string` | `sql.url` / `sql.connection_string` |
+//! | `db.name`/`db.namespace`, `server.address`, `server.port`, `db.connection_string` | `sql.url` / `sql.connection_string`, without passwords (URL user info, secret query parameters, `Password=`/`Pwd=` pairs, libpq's `password=`) |
 //! | `db.user` | `sql.user` |
 //! | `db.query.text`/`db.statement` | `sql.sanitized_query` (opt-in) |
 //! | `rpc.system = "aws-api"` + `rpc.service` + `rpc.method` (older SDKs: span `invoke` with `service`, `operation`) | `namespace: aws`, name = the service, `aws.operation` |
@@ -32,10 +32,11 @@
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
+use std::ops::Range;
 
 use super::{as_str, meta_value, put_metadata, FieldOptions, TRACING_NAMESPACE};
 use crate::limits::{truncate_chars, MAX_STRING_CHARS};
-use crate::model::Entity;
+use crate::model::{Entity, MetaValue};
 use crate::span_data::{FieldValue, SpanData};
 
 /// Longest query text kept in `sql.sanitized_query`, in characters.
@@ -281,18 +282,459 @@ fn name_list(s: &str) -> Vec<&str> {
         .collect()
 }
 
-/// `scheme://user:password@host/...` → without the password.
-fn without_password(url: &str) -> Cow<'_, str> {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            let userinfo = &rest[..at];
-            if let Some((user, _)) = userinfo.split_once(':') {
-                return Cow::Owned(format!("{scheme}://{user}@{}", &rest[at + 1..]));
+// ---- secrets in URLs and connection strings ------------------------------
+
+/// The names (ASCII case ignored) of connection-string keys and URL query
+/// parameters whose value is a secret.
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "pwd",
+    "pass",
+    "passwd",
+    "sslpassword",
+    "secret",
+    "token",
+    "access_token",
+    "api_key",
+    "apikey",
+    "accountkey",
+    "sharedaccesskey",
+];
+
+fn is_secret_key(key: &str) -> bool {
+    let key = key.trim();
+    SECRET_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key))
+}
+
+/// The authority of `scheme://authority/path?query#fragment` (the scheme
+/// may hold `:`, as in `jdbc:mysql://`), if `s` starts with a scheme.
+fn url_authority(s: &str) -> Option<Range<usize>> {
+    let sep = s.find("://")?;
+    let scheme_ok = sep > 0
+        && s[..sep]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.' | b':'));
+    if !scheme_ok {
+        return None;
+    }
+    let start = sep + 3;
+    let end = s[start..]
+        .find(['/', '?', '#'])
+        .map_or(s.len(), |i| start + i);
+    Some(start..end)
+}
+
+/// A byte range to remove, and where the secret it removes starts (its
+/// key).
+type Cut = (Range<usize>, usize);
+
+/// A connection string without its passwords, in every common form (SPEC
+/// §1.8: `connection_string` and `url` carry none): URL user info
+/// (`scheme://user:password@`, Oracle's `user/password@`), and the values
+/// of [`SECRET_KEYS`] in URL query parameters (`?password=`), `key=value;`
+/// pairs (ADO.NET, ODBC, JDBC properties) and libpq's `key=value` words.
+/// A secret goes with its key and one separator; everything else is kept
+/// byte for byte. Linear in the length, whatever the input.
+fn without_password(conn: &str) -> Cow<'_, str> {
+    let mut cuts = Vec::new();
+    if let Some(authority) = url_authority(conn) {
+        user_info_secret(conn, authority.clone(), &mut cuts);
+        query_secrets(conn, authority.end, &mut cuts);
+    } else {
+        oracle_secret(conn, &mut cuts);
+    }
+    // The form the string is written in says where a secret ends; the
+    // other one only adds the secrets the first does not see, so that no
+    // password key stays whatever the form.
+    let (mut pairs, mut words) = (Vec::new(), Vec::new());
+    pair_secrets(conn, &mut pairs);
+    word_secrets(conn, &mut words);
+    let (main, other) = if is_libpq(conn) {
+        (words, pairs)
+    } else {
+        (pairs, words)
+    };
+    let main = merged(main.into_iter().map(|(cut, _)| cut).collect());
+    let seen = |key: usize| {
+        let i = main.partition_point(|cut| cut.end <= key);
+        main.get(i).is_some_and(|cut| cut.start <= key)
+    };
+    let missed = other.into_iter().filter(|(_, key)| !seen(*key));
+    let mut all: Vec<_> = cuts.into_iter().chain(missed).map(|(cut, _)| cut).collect();
+    all.extend(main);
+    without(conn, &merged(all))
+}
+
+/// `cuts` sorted, the overlapping ones joined.
+fn merged(mut cuts: Vec<Range<usize>>) -> Vec<Range<usize>> {
+    cuts.sort_unstable_by_key(|cut| cut.start);
+    let mut out: Vec<Range<usize>> = Vec::with_capacity(cuts.len());
+    for cut in cuts {
+        match out.last_mut() {
+            Some(last) if cut.start <= last.end => last.end = last.end.max(cut.end),
+            _ => out.push(cut),
+        }
+    }
+    out
+}
+
+/// `s` without the (sorted, disjoint) byte ranges `cuts`; borrowed when
+/// there are none.
+fn without<'s>(s: &'s str, cuts: &[Range<usize>]) -> Cow<'s, str> {
+    if cuts.is_empty() {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut kept = 0;
+    for cut in cuts {
+        out.push_str(&s[kept..cut.start]);
+        kept = cut.end;
+    }
+    out.push_str(&s[kept..]);
+    Cow::Owned(out)
+}
+
+/// `user:password@` → `user@`; `:password@` (Redis) goes entirely.
+fn user_info_secret(url: &str, authority: Range<usize>, cuts: &mut Vec<Cut>) {
+    let Some(at) = url[authority.clone()].rfind('@') else {
+        return;
+    };
+    let at = authority.start + at;
+    if let Some(colon) = url[authority.start..at].find(':') {
+        let colon = authority.start + colon;
+        let end = if colon == authority.start { at + 1 } else { at };
+        cuts.push((colon..end, colon));
+    }
+}
+
+/// The query parameters named like a secret (`?user=a&password=b`).
+fn query_secrets(url: &str, from: usize, cuts: &mut Vec<Cut>) {
+    let Some(q) = url[from..].find('?').map(|i| from + i) else {
+        return;
+    };
+    let end = url[q..].find('#').map_or(url.len(), |i| q + i);
+    let mut list = ListCuts::new(q..end, cuts);
+    let mut start = q + 1;
+    loop {
+        let item_end = url[start..end].find('&').map_or(end, |i| start + i);
+        let item = &url[start..item_end];
+        let name = item.split_once('=').map_or(item, |(name, _)| name);
+        list.item(start..item_end, is_secret_key(name).then_some(start));
+        if item_end == end {
+            break;
+        }
+        start = item_end + 1;
+    }
+    list.finish();
+}
+
+/// Oracle's `user/password@host`, alone or after `jdbc:oracle:thin:`: the
+/// password (double-quoted if it holds special characters) goes, the user
+/// stays.
+fn oracle_secret(s: &str, cuts: &mut Vec<Cut>) {
+    let Some(slash) = s.find('/') else {
+        return;
+    };
+    let user = &s[s[..slash].rfind(':').map_or(0, |i| i + 1)..slash];
+    let is_user = !user.is_empty()
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'$' | b'#' | b'.' | b'"'));
+    // Not a part of `key=value` pairs or words.
+    let plain = |t: &str| !t.contains(|c: char| c == '=' || c == ';' || c.is_ascii_whitespace());
+    if !is_user || !plain(&s[..slash]) {
+        return;
+    }
+    let rest = &s[slash + 1..];
+    let password_len = match rest.strip_prefix('"') {
+        Some(quoted) => quoted.find('"').map(|i| i + 2),
+        None => rest.find('@').filter(|&at| plain(&rest[..at])),
+    };
+    if let Some(len) = password_len.filter(|&len| rest[len..].starts_with('@')) {
+        cuts.push((slash..slash + 1 + len, slash));
+    }
+}
+
+/// Whether `s` is written as libpq's space-separated words (`host=db
+/// dbname=x`) rather than as `;`-separated pairs: more of its pairs start
+/// with a libpq keyword after a space (or at the start, when one does after
+/// a space too) than after a `;`.
+fn is_libpq(s: &str) -> bool {
+    let b = s.as_bytes();
+    let starts_pair = |i: usize| {
+        let key = skip_spaces(b, i);
+        let key_end = b[key..]
+            .iter()
+            .position(|c| !(c.is_ascii_alphanumeric() || matches!(c, b' ' | b'_' | b'-' | b'.')))
+            .map_or(b.len(), |n| key + n);
+        key_end > key && b[key].is_ascii_alphabetic() && b.get(key_end) == Some(&b'=')
+    };
+    let (mut words, mut pairs) = (0_usize, 0_usize);
+    for (i, c) in b.iter().enumerate() {
+        if *c == b';' && starts_pair(i + 1) {
+            pairs += 1;
+        } else if c.is_ascii_whitespace() && starts_keyword(s, i + 1) {
+            words += 1;
+        }
+    }
+    if words > 0 && starts_keyword(s, skip_spaces(b, 0)) {
+        words += 1;
+    }
+    words > pairs
+}
+
+/// Whether a libpq keyword and its `=` start at `i`.
+fn starts_keyword(s: &str, i: usize) -> bool {
+    let b = s.as_bytes();
+    let key_end = b[i..]
+        .iter()
+        .position(|c| !(c.is_ascii_lowercase() || *c == b'_'))
+        .map_or(b.len(), |n| i + n);
+    key_end > i
+        && LIBPQ_KEYWORDS.contains(&&s[i..key_end])
+        && b.get(skip_spaces(b, key_end)) == Some(&b'=')
+}
+
+/// libpq's connection keywords (PostgreSQL 17).
+const LIBPQ_KEYWORDS: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "passfile",
+    "require_auth",
+    "channel_binding",
+    "connect_timeout",
+    "client_encoding",
+    "options",
+    "application_name",
+    "fallback_application_name",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "replication",
+    "gssencmode",
+    "sslmode",
+    "sslnegotiation",
+    "sslcompression",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslcertmode",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "requirepeer",
+    "requiressl",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "krbsrvname",
+    "gsslib",
+    "gssdelegation",
+    "service",
+    "target_session_attrs",
+    "load_balance_hosts",
+];
+
+/// ADO.NET, ODBC and JDBC-property `key=value;` pairs: keys are trimmed;
+/// a value may be quoted (`'…'`, `"…"` with the quote doubled inside,
+/// ODBC's `{…}` with `}}` inside) and then hold `;`.
+fn pair_secrets(s: &str, cuts: &mut Vec<Cut>) {
+    if !s.contains('=') {
+        return;
+    }
+    let mut list = ListCuts::new(0..s.len(), cuts);
+    let mut start = 0;
+    let mut secret = None;
+    loop {
+        let (end, key) = pair(s, start);
+        secret = secret_of(start..end, key, secret, s);
+        list.item(start..end, secret);
+        if end == s.len() {
+            break;
+        }
+        start = end + 1;
+    }
+    list.finish();
+}
+
+/// Where the secret that `item` is part of starts: at its key if that is
+/// a secret (`key` is `Some(true)`); at the secret before it if it has no
+/// `=` and follows one (`Password=a;b` or libpq's `password=a b`: a
+/// password written with its separator in it, which no reader takes for a
+/// setting of its own).
+fn secret_of(
+    item: Range<usize>,
+    key: Option<bool>,
+    before: Option<usize>,
+    s: &str,
+) -> Option<usize> {
+    match key {
+        Some(true) => Some(item.start),
+        Some(false) => None,
+        None => before.filter(|_| !s[item].trim().is_empty()),
+    }
+}
+
+/// Where the pair at `start` ends (its `;` or the end of `s`), and whether
+/// its key is a secret (`None`: no `=`). An unterminated quote runs to the
+/// end in a secret value (all of it goes), and counts as a plain character
+/// in any other (the next pair is still looked at).
+fn pair(s: &str, start: usize) -> (usize, Option<bool>) {
+    let b = s.as_bytes();
+    let to_semicolon = |from: usize| s[from..].find(';').map_or(s.len(), |i| from + i);
+    let Some(eq) = s[start..].find(['=', ';']).map(|i| start + i) else {
+        return (s.len(), None);
+    };
+    if b[eq] == b';' {
+        return (eq, None);
+    }
+    let secret = is_secret_key(&s[start..eq]);
+    let value = skip_spaces(b, eq + 1);
+    let close = match b.get(value) {
+        Some(b'{') => b'}',
+        Some(&quote @ (b'\'' | b'"')) => quote,
+        _ => return (to_semicolon(value), Some(secret)),
+    };
+    let mut i = value + 1;
+    while i < b.len() {
+        if b[i] == close {
+            if b.get(i + 1) != Some(&close) {
+                return (to_semicolon(i + 1), Some(secret));
+            }
+            i += 1;
+        }
+        i += 1;
+    }
+    let end = if secret { s.len() } else { to_semicolon(value) };
+    (end, Some(secret))
+}
+
+/// libpq's `key=value` words, separated by spaces: `=` may have spaces
+/// around it; a value may be single-quoted, and `\` escapes the next
+/// character, quoted or not.
+fn word_secrets(s: &str, cuts: &mut Vec<Cut>) {
+    if !s.contains('=') {
+        return;
+    }
+    let b = s.as_bytes();
+    let mut list = ListCuts::new(0..s.len(), cuts);
+    let mut start = skip_spaces(b, 0);
+    let mut secret = None;
+    while start < b.len() {
+        let key_end = b[start..]
+            .iter()
+            .position(|c| *c == b'=' || c.is_ascii_whitespace())
+            .map_or(b.len(), |n| start + n);
+        let eq = skip_spaces(b, key_end);
+        let (end, key) = if b.get(eq) == Some(&b'=') {
+            let secret = is_secret_key(&s[start..key_end]);
+            let value = skip_spaces(b, eq + 1);
+            // `host= password=x`: libpq would read `password=x` as the host;
+            // here it is a word of its own.
+            if value > eq + 1 && starts_keyword(s, value) {
+                (eq + 1, Some(secret))
+            } else {
+                (word_value_end(b, value, secret), Some(secret))
+            }
+        } else {
+            (key_end, None)
+        };
+        secret = secret_of(start..end, key, secret, s);
+        list.item(start..end, secret);
+        start = skip_spaces(b, end);
+    }
+    list.finish();
+}
+
+/// Where the libpq value at `start` ends; an unterminated quote as in
+/// [`pair`].
+fn word_value_end(b: &[u8], start: usize, secret: bool) -> usize {
+    let unquoted = |mut i: usize| {
+        while i < b.len() && !b[i].is_ascii_whitespace() {
+            i += if b[i] == b'\\' { 2 } else { 1 };
+        }
+        i.min(b.len())
+    };
+    if b.get(start) != Some(&b'\'') {
+        return unquoted(start);
+    }
+    let mut i = start + 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'\'' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    if secret {
+        b.len()
+    } else {
+        unquoted(start)
+    }
+}
+
+fn skip_spaces(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    i
+}
+
+/// Cuts the secret items out of a list (a query, `;` pairs, libpq words),
+/// each with one separator: the one before it when an item before it is
+/// kept, else the one after it; and the whole list (a query with its `?`)
+/// when no item is kept.
+struct ListCuts<'c> {
+    list: Range<usize>,
+    /// The end of the last item kept.
+    kept_end: Option<usize>,
+    /// A secret item with no item kept before it (its start and where its
+    /// secret starts): its cut ends where the next item starts.
+    pending: Option<(usize, usize)>,
+    first_secret: Option<usize>,
+    cuts: &'c mut Vec<Cut>,
+}
+
+impl<'c> ListCuts<'c> {
+    fn new(list: Range<usize>, cuts: &'c mut Vec<Cut>) -> Self {
+        ListCuts {
+            list,
+            kept_end: None,
+            pending: None,
+            first_secret: None,
+            cuts,
+        }
+    }
+
+    /// The next item; `secret`: where the secret it is part of starts.
+    fn item(&mut self, item: Range<usize>, secret: Option<usize>) {
+        if let Some((start, secret)) = self.pending.take() {
+            self.cuts.push((start..item.start, secret));
+        }
+        match (secret, self.kept_end) {
+            (None, _) => self.kept_end = Some(item.end),
+            (Some(secret), Some(kept_end)) => self.cuts.push((kept_end..item.end, secret)),
+            (Some(secret), None) => {
+                self.pending = Some((item.start, secret));
+                self.first_secret.get_or_insert(secret);
             }
         }
     }
-    Cow::Borrowed(url)
+
+    fn finish(self) {
+        if let Some((start, secret)) = self.pending {
+            self.cuts.push((start..self.list.end, secret));
+        }
+        if let (None, Some(first)) = (self.kept_end, self.first_secret) {
+            self.cuts.push((self.list, first));
+        }
+    }
 }
 
 impl<'a> Conventions<'a> {
@@ -481,10 +923,11 @@ impl<'a> Conventions<'a> {
             let db_name = text(&mut self.db_name);
             let host = self.host.and_then(|(_, v)| as_str(v));
             if let Some(conn) = text(&mut self.db_connection) {
+                let conn = without_password(conn);
                 if conn.contains("://") {
-                    entity.sql.url = Some(without_password(conn));
+                    entity.sql.url = Some(conn);
                 } else {
-                    entity.sql.connection_string = Some(Cow::Borrowed(conn));
+                    entity.sql.connection_string = Some(conn);
                 }
             } else if let Some(host) = host {
                 self.host = None;
@@ -639,8 +1082,18 @@ impl<'a> Conventions<'a> {
         }
         applied.remote = (is_remote || is_aws) && entity.http.response.status.is_some();
 
-        // Whatever was not used stays visible as metadata.
+        // Whatever was not used stays visible as metadata: a connection
+        // string (on a span without `db.system`) without its passwords.
         if options.other_fields_as_metadata {
+            if let Some((key, conn)) = self.db_connection.and_then(|(k, v)| Some((k, as_str(v)?))) {
+                self.db_connection = None;
+                put_metadata(
+                    entity,
+                    Cow::Borrowed(TRACING_NAMESPACE),
+                    Cow::Borrowed(key),
+                    MetaValue::Str(without_password(conn)),
+                );
+            }
             self.leftovers(|key, value| {
                 put_metadata(
                     entity,
@@ -902,18 +1355,390 @@ mod tests {
         assert_eq!(name_list("orders"), ["orders"]);
         assert!(name_list("[]").is_empty());
         assert_eq!(
-            without_password("postgres://app:s3cret@db:5432/orders"),
-            "postgres://app@db:5432/orders"
-        );
-        assert_eq!(
-            without_password("postgres://db/orders"),
-            "postgres://db/orders"
-        );
-        assert_eq!(
             url_host("https://api.example.com:8443/x"),
             Some("api.example.com")
         );
         assert_eq!(url_host("http://u:p@h/x"), Some("h"));
         assert_eq!(url_host("/just/a/path"), None);
+    }
+
+    /// `without_password` of each `(input, output)`, and the output contains
+    /// no `hunter`.
+    fn check_secrets(cases: &[(&str, &str)]) {
+        for &(conn, expected) in cases {
+            let out = without_password(conn);
+            assert_eq!(out, expected, "{conn}");
+            assert!(!out.contains("hunter"), "{conn} → {out}");
+        }
+    }
+
+    #[test]
+    fn url_connection_strings_lose_user_info_and_query_passwords() {
+        check_secrets(&[
+            (
+                "postgres://app:hunter2@db:5432/orders",
+                "postgres://app@db:5432/orders",
+            ),
+            (
+                "postgresql://u:hunter1@db.local:5432/shop?password=hunter2",
+                "postgresql://u@db.local:5432/shop",
+            ),
+            (
+                "postgres://db/shop?sslmode=require&PASSWORD=hunter&application_name=web",
+                "postgres://db/shop?sslmode=require&application_name=web",
+            ),
+            (
+                "postgres://db/shop?pwd=hunter&sslmode=require",
+                "postgres://db/shop?sslmode=require",
+            ),
+            (
+                "postgres://db/shop?pass=hunter&passwd=hunter&a=1&sslpassword=hunter#frag",
+                "postgres://db/shop?a=1#frag",
+            ),
+            (
+                "x://h/?secret=hunter&token&access_token=hunter&api_key=hunter&ApiKey=hunter",
+                "x://h/",
+            ),
+            ("redis://:hunter2@cache:6379/0", "redis://cache:6379/0"),
+            ("redis://u:hunter@p@ss@h/0", "redis://u@h/0"),
+            (
+                "mongodb+srv://app:hunter@cluster0.example.net/shop?retryWrites=true",
+                "mongodb+srv://app@cluster0.example.net/shop?retryWrites=true",
+            ),
+            (
+                "jdbc:mysql://db:3306/shop?user=app&password=hunter2&useSSL=true",
+                "jdbc:mysql://db:3306/shop?user=app&useSSL=true",
+            ),
+            (
+                "jdbc:sqlserver://db:1433;databaseName=shop;password={hunter;}}hunter};encrypt=true",
+                "jdbc:sqlserver://db:1433;databaseName=shop;encrypt=true",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn key_value_pairs_lose_their_passwords() {
+        check_secrets(&[
+            (
+                "Server=db;User Id=u;Password=hunter2;Database=x",
+                "Server=db;User Id=u;Database=x",
+            ),
+            ("Password=hunter2;Server=db", "Server=db"),
+            ("Server=db;Password=hunter2;", "Server=db;"),
+            ("Server=db;Password=hunter2", "Server=db"),
+            ("Password=hunter2", ""),
+            ("Pwd=hunter;PASSWORD=hunter;Server=db", "Server=db"),
+            ("Server=db;pwd=hunter;Password=hunter", "Server=db"),
+            (
+                "Data Source=db; Password = \"hunter;\"\"hunter\" ; Initial Catalog=shop",
+                "Data Source=db; Initial Catalog=shop",
+            ),
+            ("Server=db;Pwd='hunter;''hunter';Database=x", "Server=db;Database=x"),
+            (
+                "Driver={ODBC Driver 18};Server=db;UID=app;PWD={hunter;}}hunter};Encrypt=yes",
+                "Driver={ODBC Driver 18};Server=db;UID=app;Encrypt=yes",
+            ),
+            (
+                "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=hunter==;EndpointSuffix=core.windows.net",
+                "DefaultEndpointsProtocol=https;AccountName=a;EndpointSuffix=core.windows.net",
+            ),
+            // An unterminated quote in a password: all of the rest goes.
+            ("Server=db;Password='hunter;Database=hunter", "Server=db"),
+            // In another value: the pairs after it are still read.
+            ("Server='db;Password=hunter;Database=x", "Server='db;Database=x"),
+        ]);
+    }
+
+    #[test]
+    fn libpq_words_lose_their_passwords() {
+        check_secrets(&[
+            ("host=db password=hunter2 dbname=x", "host=db dbname=x"),
+            ("password=hunter2 host=db", "host=db"),
+            ("host=db dbname=x password = hunter2", "host=db dbname=x"),
+            (
+                "host=db port=5432 password='hunter 2\\' hunter' dbname=shop",
+                "host=db port=5432 dbname=shop",
+            ),
+            (
+                "host=db password=hunter\\ hunter dbname=x",
+                "host=db dbname=x",
+            ),
+            (
+                "host=db\tsslpassword=hunter\n sslmode=verify-full",
+                "host=db\n sslmode=verify-full",
+            ),
+            ("  password=hunter  ", ""),
+            ("host=db password='hunter", "host=db"),
+            ("host='db password=hunter dbname=x", "host='db dbname=x"),
+        ]);
+    }
+
+    #[test]
+    fn oracle_user_password_at_loses_the_password() {
+        check_secrets(&[
+            ("scott/hunter@orcl", "scott@orcl"),
+            (
+                "jdbc:oracle:thin:scott/hunter@//db:1521/orcl",
+                "jdbc:oracle:thin:scott@//db:1521/orcl",
+            ),
+            (
+                "\"Scott\"/\"hunter@/x\"@db:1521/orcl",
+                "\"Scott\"@db:1521/orcl",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn connection_strings_without_secrets_are_borrowed_unchanged() {
+        for conn in [
+            "",
+            "postgres://app@db:5432/orders",
+            "postgres://db/orders?sslmode=require&passfile=/etc/pgpass&password_encryption=x",
+            "Server=db;Database=shop;Integrated Security=SSPI;",
+            "Driver={ODBC;Driver};Server=db;Trusted_Connection=yes",
+            "host=db dbname=shop sslmode=require application_name='a b'",
+            "host=/var/run/postgresql dbname=shop",
+            "jdbc:oracle:thin:@//db:1521/orcl",
+            "Data Source=//db:1521/orcl;User Id=scott",
+            "db.internal:5432/shop",
+            "shop.db",
+            "==;;= =''\"{",
+        ] {
+            assert!(
+                matches!(without_password(conn), Cow::Borrowed(c) if c == conn),
+                "{conn}"
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_connection_strings_do_not_panic() {
+        for conn in [
+            "Password=",
+            "Password='",
+            "Password={",
+            "Password=\"",
+            "password='\\",
+            "password=\\",
+            "password=\\é",
+            "password='é\\é",
+            "=",
+            ";",
+            "://",
+            "a://@",
+            "a://:@",
+            "a://h?",
+            "a://h?&&=&",
+            "a://h?password",
+            "/@",
+            "é/é@é",
+            "x/\"",
+            "Pwd={}}",
+            "pwd = ",
+            " \t\n",
+        ] {
+            let out = without_password(conn);
+            assert!(out.len() <= conn.len(), "{conn}");
+        }
+    }
+
+    /// Long strings full of secrets and open quotes take linear time.
+    #[test]
+    fn huge_connection_strings() {
+        for unit in [
+            "password=a ",
+            "Pwd=x;",
+            "a='x;b=\"y;pwd={z;",
+            "host=db password='a ",
+            "x://u:p@h?password=1&",
+        ] {
+            let conn = unit.repeat(1 << 20 >> 4);
+            let out = without_password(&conn);
+            assert!(out.len() < conn.len(), "{unit}");
+        }
+    }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::super::without_password;
+
+        /// Strings made of the characters the parsers look at, and others.
+        fn hostile() -> impl Strategy<Value = String> {
+            let chars = prop_oneof![
+                4 => prop::sample::select(vec![
+                    '=', ';', ' ', '\t', '\'', '"', '{', '}', '\\', '/', ':', '@', '?', '&',
+                    '#', 'é', '名',
+                ]),
+                4 => prop::char::range('a', 'z'),
+                1 => prop::sample::select(vec!['P', 'W', 'D']),
+                1 => any::<char>(),
+            ];
+            let words = prop_oneof![
+                3 => prop::collection::vec(chars, 0..8).prop_map(|v| v.into_iter().collect()),
+                1 => prop::sample::select(vec![
+                    "password", "Pwd", "://", "user:pw@", "?password=", "token", "a/b@",
+                ])
+                .prop_map(str::to_owned),
+            ];
+            prop::collection::vec(words, 0..8).prop_map(|v| v.concat())
+        }
+
+        /// A password value in one of the forms a connection string quotes
+        /// it in, and the value as written.
+        fn password_value() -> impl Strategy<Value = (String, String)> {
+            let secret = "[!-~ ]{0,12}".prop_map(|s| format!("Zx9{s}"));
+            (secret, 0..4_u8).prop_map(|(secret, quoting)| {
+                let written = match quoting {
+                    0 => secret.replace([';', ' '], ""),
+                    1 => format!("'{}'", secret.replace('\'', "''")),
+                    2 => format!("\"{}\"", secret.replace('"', "\"\"")),
+                    _ => format!("{{{}}}", secret.replace('}', "}}")),
+                };
+                let secret = match quoting {
+                    0 => secret.replace([';', ' '], ""),
+                    _ => secret,
+                };
+                (secret, written)
+            })
+        }
+
+        /// libpq: plain (backslash-escaped) or single-quoted.
+        fn libpq_value() -> impl Strategy<Value = (String, String)> {
+            let secret = "[!-~ ]{0,12}".prop_map(|s| format!("Zx9{s}"));
+            (secret, any::<bool>()).prop_map(|(secret, quoted)| {
+                let escaped: String = secret
+                    .chars()
+                    .flat_map(|c| {
+                        let escape = matches!(c, '\\' | '\'') || (!quoted && c == ' ');
+                        escape.then_some('\\').into_iter().chain([c])
+                    })
+                    .collect();
+                let written = if quoted {
+                    format!("'{escaped}'")
+                } else {
+                    escaped
+                };
+                (secret, written)
+            })
+        }
+
+        /// An ADO.NET / ODBC pair without a secret.
+        fn pair() -> impl Strategy<Value = String> {
+            let keys = vec![
+                "Server",
+                "Data Source",
+                "Initial Catalog",
+                "Database",
+                "User Id",
+                "UID",
+                "Driver",
+                "Encrypt",
+                "Trusted_Connection",
+                "Port",
+                "host",
+                "Application Name",
+                " Timeout ",
+                "database",
+                "user id",
+            ];
+            (prop::sample::select(keys), "[a-z0-9.:,/]{1,8}").prop_map(|(k, v)| format!("{k}={v}"))
+        }
+
+        /// A libpq word without a secret.
+        fn word() -> impl Strategy<Value = String> {
+            let keys = vec![
+                "host",
+                "port",
+                "dbname",
+                "user",
+                "sslmode",
+                "application_name",
+                "connect_timeout",
+                "options",
+            ];
+            (prop::sample::select(keys), "[a-z0-9.:,/;=]{0,8}").prop_map(|(k, v)| {
+                if v.is_empty() {
+                    format!("{k}=''")
+                } else {
+                    format!("{k}={v}")
+                }
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1024))]
+
+            #[test]
+            fn never_panics(s in hostile()) {
+                let out = without_password(&s);
+                prop_assert!(out.len() <= s.len());
+            }
+
+            #[test]
+            fn never_panics_on_any_string(s in any::<String>()) {
+                let _ = without_password(&s);
+            }
+
+            /// `key=value;` pairs around `Password=<secret>`.
+            #[test]
+            fn pair_passwords_never_survive(
+                before in prop::collection::vec(pair(), 0..4),
+                after in prop::collection::vec(pair(), 0..4),
+                key in prop::sample::select(vec!["Password", "password", "PWD", "Pwd", " Password "]),
+                spaces in prop::sample::select(vec!["", " "]),
+                (secret, written) in password_value(),
+            ) {
+                let rest = [before.as_slice(), after.as_slice()].concat().join(";");
+                prop_assume!(!rest.contains(&secret));
+                let mut pairs = before.clone();
+                pairs.push(format!("{key}{spaces}={spaces}{written}"));
+                pairs.extend(after.iter().cloned());
+                let conn = pairs.join(";");
+                let out = without_password(&conn);
+                prop_assert!(!out.contains(&secret), "{} → {}", conn, out);
+                prop_assert_eq!(out, rest);
+            }
+
+            /// libpq words around `password=<secret>` (not alone: a lone
+            /// `password=a;b` reads as a `;` pair, and `b` stays).
+            #[test]
+            fn word_passwords_never_survive(
+                others in prop::collection::vec(word(), 1..7),
+                at in any::<prop::sample::Index>(),
+                spaces in prop::sample::select(vec!["", " "]),
+                (secret, written) in libpq_value(),
+            ) {
+                let rest = others.join(" ");
+                prop_assume!(!rest.contains(&secret));
+                let mut words = others.clone();
+                words.insert(at.index(others.len() + 1), format!("password{spaces}={spaces}{written}"));
+                let conn = words.join(" ");
+                let out = without_password(&conn);
+                prop_assert!(!out.contains(&secret), "{} → {}", conn, out);
+                prop_assert_eq!(out, rest);
+            }
+
+            /// URL user info and query parameters.
+            #[test]
+            fn url_passwords_never_survive(
+                user in "[a-z]{0,6}",
+                secret in "Zx9[A-Za-z0-9._~!$'()*+,;=:-]{0,12}",
+                host in "[a-z]{1,8}(:[0-9]{1,5})?",
+                path in "(/[a-z]{0,6}){0,2}",
+                in_query in any::<bool>(),
+                params in prop::collection::vec("[a-z]{1,6}=[a-z0-9]{0,6}", 0..3),
+            ) {
+                let conn = if in_query {
+                    let mut params = params.clone();
+                    params.insert(params.len() / 2, format!("password={}", secret.replace(['&', '#'], "")));
+                    format!("postgres://{user}@{host}{path}?{}", params.join("&"))
+                } else {
+                    format!("postgres://{user}:{secret}@{host}{path}")
+                };
+                let out = without_password(&conn);
+                prop_assert!(!out.contains("Zx9"), "{} → {}", conn, out);
+            }
+        }
     }
 }
