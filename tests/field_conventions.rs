@@ -408,7 +408,7 @@ fn http_server_new_names() {
             "http": {
                 "request": {
                     "method": "POST",
-                    "url": "https://api.example.com:8443/orders?limit=5",
+                    "url": "https://api.example.com:8443/orders",
                     "user_agent": "curl/8.0",
                     "client_ip": "203.0.113.9",
                 },
@@ -520,7 +520,7 @@ fn http_client_span_is_a_remote_subsegment_named_by_host() {
                     "name": "payments.example.com",
                     "namespace": "remote",
                     "http": {
-                        "request": {"method": "GET", "url": "https://payments.example.com/charge?id=1"},
+                        "request": {"method": "GET", "url": "https://payments.example.com/charge"},
                         "response": {"status": 429},
                     },
                     "error": true,
@@ -552,10 +552,83 @@ fn tower_http_default_span_shape() {
     assert_eq!(
         doc,
         segment(json!({
-            "http": {"request": {"method": "GET", "url": "/users/7?full=1"}},
+            "http": {"request": {"method": "GET", "url": "/users/7"}},
             "metadata": {"tracing": {"version": "\"HTTP/1.1\"", "span_name": "request"}},
         }))
     );
+}
+
+/// `http.request.url` is scheme, host, port and path: user info, query
+/// and fragment (tokens, signatures, passwords) are never sent, neither in
+/// the URL nor as metadata.
+#[test]
+fn http_urls_keep_scheme_host_port_and_path_only() {
+    let (docs, text) = capture_with_text(
+        |b| b,
+        || {
+            info_span!(
+                "a",
+                "http.request.method" = "GET",
+                "url.full" = "https://user:pa55t0p@api.example.com:8443/v1/x?X-Amz-Signature=sig-t0p&token=t0p#frag-t0p",
+            )
+            .in_scope(|| {});
+            info_span!(
+                "b",
+                "http.method" = "GET",
+                "http.url" = "http://u:pwt0p@shop.local/items/9?session=t0p",
+            )
+            .in_scope(|| {});
+            info_span!(
+                "c",
+                "http.request.method" = "GET",
+                "url.scheme" = "https",
+                "server.address" = "api.example.com",
+                "url.path" = "/orders",
+                "url.query" = "token=t0p",
+            )
+            .in_scope(|| {});
+            info_span!(
+                "d",
+                "http.request.method" = "GET",
+                "url.full" = "https://api.example.com/orders",
+                "url.query" = "?token=t0p",
+            )
+            .in_scope(|| {});
+            info_span!(
+                "e",
+                "http.method" = "GET",
+                "http.host" = "shop.local",
+                "http.target" = "/a/b?token=t0p#t0p",
+            )
+            .in_scope(|| {});
+            info_span!(
+                "f",
+                "http.method" = "GET",
+                "http.target" = "https://u:t0p@shop.local/c?token=t0p",
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert!(!text.contains("t0p"), "{text}");
+    let urls: Vec<_> = docs
+        .iter()
+        .map(|d| d["http"]["request"]["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            "https://api.example.com:8443/v1/x",
+            "http://shop.local/items/9",
+            "https://api.example.com/orders",
+            "https://api.example.com/orders",
+            "http://shop.local/a/b",
+            "https://shop.local/c",
+        ]
+    );
+    for doc in &docs {
+        let name = doc["metadata"]["tracing"]["span_name"].clone();
+        assert_eq!(doc["metadata"], json!({"tracing": {"span_name": name}}));
+    }
 }
 
 #[test]

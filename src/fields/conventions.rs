@@ -5,8 +5,9 @@
 //! | field | goes to |
 //! |---|---|
 //! | `http.request.method`, `http.method` (tower-http: `method`) | `http.request.method` |
-//! | `url.full`, `http.url` | `http.request.url` |
-//! | `url.path` + `url.query`, `http.target` (tower-http: `uri`) with `url.scheme`/`http.scheme`, `server.address`/`http.host`/`net.host.name`/`net.peer.name`, `server.port` | `http.request.url` (built) |
+//! | `url.full`, `http.url` | `http.request.url`: scheme, host, port and path (no user info, query or fragment) |
+//! | `url.path`, `http.target` (tower-http: `uri`) with `url.scheme`/`http.scheme`, `server.address`/`http.host`/`net.host.name`/`net.peer.name`, `server.port` | `http.request.url` (built, the same way) |
+//! | `url.query` | nothing: dropped (a query string can carry tokens and signatures) |
 //! | `user_agent.original`, `http.user_agent` | `http.request.user_agent` |
 //! | `xray.traced = true`, `http.request.traced = true` | `http.request.traced` (subsegments: the callee is instrumented) |
 //! | `client.address`, `http.client_ip` (sets `x_forwarded_for`), `net.peer.ip` | `http.request.client_ip` |
@@ -322,6 +323,23 @@ fn url_authority(s: &str) -> Option<Range<usize>> {
         .find(['/', '?', '#'])
         .map_or(s.len(), |i| start + i);
     Some(start..end)
+}
+
+/// `scheme://host[:port]/path` of a URL (the path alone of a relative one):
+/// without the user info, query and fragment, which can carry passwords,
+/// tokens and signatures. SPEC §1.4: `url` is scheme, host and path.
+fn plain_url(url: &str) -> Cow<'_, str> {
+    let end = |from: usize| url[from..].find(['?', '#']).map_or(url.len(), |i| from + i);
+    let Some(authority) = url_authority(url) else {
+        return Cow::Borrowed(&url[..end(0)]);
+    };
+    let end = end(authority.start);
+    match url[authority.clone()].rfind('@') {
+        Some(at) => {
+            Cow::Owned([&url[..authority.start], &url[authority.start + at + 1..end]].concat())
+        }
+        None => Cow::Borrowed(&url[..end]),
+    }
 }
 
 /// A byte range to remove, and where the secret it removes starts (its
@@ -854,6 +872,9 @@ impl<'a> Conventions<'a> {
             return self.apply_plain(entity, is_segment, errored);
         }
         let mut applied = Applied::default();
+        // Never sent, not even as metadata: a query string carries tokens,
+        // signatures and session ids as often as anything else.
+        self.query = None;
         let is_aws = self.is_aws();
         let kind = text(&mut self.kind).map(str::to_ascii_lowercase);
         let explicit_ns = match self.namespace.and_then(|(_, v)| as_str(v)) {
@@ -988,23 +1009,20 @@ impl<'a> Conventions<'a> {
                 }
             }
             let host = self.host.and_then(|(_, v)| as_str(v));
+            // Scheme, host, port and path only (see `plain_url`).
             let url = if let Some(full) = text(&mut self.url_full) {
-                Some(Cow::Borrowed(full))
+                Some(plain_url(full))
             } else if let Some(path) = self.path.and_then(|(_, v)| as_str(v)) {
                 self.path = None;
-                let query = text(&mut self.query);
+                let path = plain_url(path);
                 if path.starts_with("http://") || path.starts_with("https://") {
-                    Some(Cow::Borrowed(path))
+                    Some(path)
                 } else {
                     let mut url = String::new();
                     if let Some(h) = host {
                         self.build_origin(&mut url, h);
                     }
-                    url.push_str(path);
-                    if let Some(q) = query.filter(|q| !q.is_empty()) {
-                        url.push('?');
-                        url.push_str(q.trim_start_matches('?'));
-                    }
+                    url.push_str(&path);
                     Some(Cow::Owned(url))
                 }
             } else if let Some(h) = host {
@@ -1362,6 +1380,40 @@ mod tests {
         assert_eq!(url_host("/just/a/path"), None);
     }
 
+    #[test]
+    fn plain_urls_are_scheme_host_port_and_path() {
+        let cases = [
+            (
+                "https://user:pa55@api.example.com:8443/v1/x?X-Amz-Signature=abc&token=t#f",
+                "https://api.example.com:8443/v1/x",
+            ),
+            ("http://u@h/p", "http://h/p"),
+            ("http://u:p@ss@h/p", "http://h/p"),
+            ("http://h?q", "http://h"),
+            ("http://u:p@h#f", "http://h"),
+            ("http://[::1]:8080/p?q", "http://[::1]:8080/p"),
+            ("/users/7?full=1", "/users/7"),
+            ("/a#b?c", "/a"),
+            ("/redirect?to=http://u:p@h/", "/redirect"),
+            ("?only", ""),
+        ];
+        for (url, plain) in cases {
+            assert_eq!(plain_url(url), plain, "{url}");
+        }
+        for url in [
+            "https://api.example.com/v1/x",
+            "/orders",
+            "",
+            "http://",
+            "é://x",
+        ] {
+            assert!(
+                matches!(plain_url(url), Cow::Borrowed(u) if u == url),
+                "{url}"
+            );
+        }
+    }
+
     /// `without_password` of each `(input, output)`, and the output contains
     /// no `hunter`.
     fn check_secrets(cases: &[(&str, &str)]) {
@@ -1539,6 +1591,7 @@ mod tests {
         ] {
             let out = without_password(conn);
             assert!(out.len() <= conn.len(), "{conn}");
+            let _ = plain_url(conn);
         }
     }
 
@@ -1555,13 +1608,14 @@ mod tests {
             let conn = unit.repeat(1 << 20 >> 4);
             let out = without_password(&conn);
             assert!(out.len() < conn.len(), "{unit}");
+            let _ = plain_url(&conn);
         }
     }
 
     mod props {
         use proptest::prelude::*;
 
-        use super::super::without_password;
+        use super::super::{plain_url, without_password};
 
         /// Strings made of the characters the parsers look at, and others.
         fn hostile() -> impl Strategy<Value = String> {
@@ -1673,11 +1727,14 @@ mod tests {
             fn never_panics(s in hostile()) {
                 let out = without_password(&s);
                 prop_assert!(out.len() <= s.len());
+                let url = plain_url(&s);
+                prop_assert!(url.len() <= s.len());
             }
 
             #[test]
             fn never_panics_on_any_string(s in any::<String>()) {
                 let _ = without_password(&s);
+                let _ = plain_url(&s);
             }
 
             /// `key=value;` pairs around `Password=<secret>`.
@@ -1738,6 +1795,8 @@ mod tests {
                 };
                 let out = without_password(&conn);
                 prop_assert!(!out.contains("Zx9"), "{} → {}", conn, out);
+                let url = plain_url(&conn);
+                prop_assert!(!url.contains("Zx9"), "{} → {}", conn, url);
             }
         }
     }
