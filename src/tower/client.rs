@@ -4,6 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use ::http::uri::Authority;
 use ::http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -110,7 +111,9 @@ fn call_span<B>(request: &Request<B>) -> Span {
     let headers = request.headers();
     let uri = request.uri();
     let host = super::host_of(uri, headers);
-    let full = uri.host().map(|_| uri.to_string());
+    let full = uri
+        .authority()
+        .map(|authority| request_url(uri.scheme_str(), authority, uri.path()));
     tracing::info_span!(
         "http.client",
         otel.kind = "client",
@@ -124,6 +127,19 @@ fn call_span<B>(request: &Request<B>) -> Span {
         http.response.status_code = Empty,
         otel.status_code = Empty,
     )
+}
+
+/// `scheme://host[:port]/path`: what a request's span tells of its URL
+/// (SPEC §1.4), without the user info, query and fragment, which can carry
+/// credentials, tokens and signatures.
+pub(super) fn request_url(scheme: Option<&str>, authority: &Authority, path: &str) -> String {
+    let scheme = scheme.unwrap_or("http");
+    let host = authority.host();
+    let path = if path.is_empty() { "/" } else { path };
+    match authority.port() {
+        Some(port) => format!("{scheme}://{host}:{port}{path}"),
+        None => format!("{scheme}://{host}{path}"),
+    }
 }
 
 pin_project! {
@@ -210,5 +226,89 @@ where
             }
         }
         Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use std::convert::Infallible;
+    use std::future::Ready;
+    use std::time::Duration;
+
+    use tracing_subscriber::prelude::*;
+
+    use super::*;
+    use crate::export::InMemoryExporter;
+
+    /// Answers 200 at once.
+    pub(crate) struct Ok200;
+
+    impl<B> Service<Request<B>> for Ok200 {
+        type Response = Response<()>;
+        type Error = Infallible;
+        type Future = Ready<Result<Response<()>, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<B>) -> Self::Future {
+            std::future::ready(Ok(Response::new(())))
+        }
+    }
+
+    /// Runs `f` under a layer that samples everything; returns the traces
+    /// and the text of every document sent.
+    pub(crate) fn capture(f: impl FnOnce()) -> (Vec<serde_json::Value>, String) {
+        let exporter = InMemoryExporter::new();
+        let layer = crate::builder()
+            .with_sampler(crate::sampling::AlwaysSample)
+            .with_exporter(exporter.clone())
+            .build();
+        let xray = layer.handle();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
+        xray.flush(Duration::from_secs(5)).unwrap();
+        let text = exporter.documents().iter().map(|d| d.as_str()).collect();
+        (exporter.traces(), text)
+    }
+
+    /// Polls a future that is ready at once.
+    pub(crate) fn now<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        match future
+            .as_mut()
+            .poll(&mut Context::from_waker(std::task::Waker::noop()))
+        {
+            Poll::Ready(output) => output,
+            Poll::Pending => panic!("not ready"),
+        }
+    }
+
+    #[test]
+    fn the_url_has_no_credentials_query_or_fragment() {
+        let (traces, text) = capture(|| {
+            let mut client = XrayClientLayer::new().layer(Ok200);
+            tracing::info_span!("handler").in_scope(|| {
+                for uri in [
+                    "https://user:pa55word@api.example.com:8443/v1/x?X-Amz-Signature=abc&token=t0p",
+                    "http://inventory.internal?token=t0p",
+                ] {
+                    now(client.call(Request::get(uri).body(()).unwrap())).unwrap();
+                }
+            });
+        });
+        for secret in ["pa55word", "X-Amz-Signature", "t0p", "user:"] {
+            assert!(!text.contains(secret), "{secret}: {text}");
+        }
+        let calls = traces[0]["subsegments"].as_array().unwrap();
+        let urls: Vec<_> = calls.iter().map(|c| &c["http"]["request"]["url"]).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://api.example.com:8443/v1/x",
+                "http://inventory.internal/"
+            ]
+        );
+        assert_eq!(calls[0]["name"], "api.example.com");
     }
 }

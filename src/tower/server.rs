@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use ::http::header::{HeaderValue, HOST};
+use ::http::uri::Authority;
 use ::http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -133,15 +134,12 @@ fn request_span<B>(request: &Request<B>) -> (Span, bool) {
     let incoming = headers.get(header_name()).and_then(|v| v.to_str().ok());
     let requested = incoming.is_some_and(|h| TraceHeader::parse(h).sampled() == Sampled::Requested);
     let host = super::host_of(uri, headers);
+    // Scheme, host, port and path only: no query (see `request_url`).
     let authority = uri
         .authority()
-        .map(|a| a.as_str())
-        .or_else(|| super::header_str(headers, &HOST));
-    let full = authority.map(|authority| {
-        let scheme = uri.scheme_str().unwrap_or("http");
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        format!("{scheme}://{authority}{path}")
-    });
+        .cloned()
+        .or_else(|| super::header_str(headers, &HOST)?.parse::<Authority>().ok());
+    let full = authority.map(|a| super::client::request_url(uri.scheme_str(), &a, uri.path()));
     let client = headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
@@ -260,5 +258,43 @@ fn respond_with_trace<R>(span: &Span, requested: bool, response: &mut Response<R
     };
     if let Ok(value) = HeaderValue::from_str(&root.to_string()) {
         response.headers_mut().insert(header_name(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::client::tests::{capture, now, Ok200};
+    use super::*;
+
+    #[test]
+    fn the_url_has_no_credentials_query_or_fragment() {
+        let (traces, text) = capture(|| {
+            let mut service = XrayServerLayer::new().layer(Ok200);
+            let requests = [
+                Request::get("/cart?id=7&token=t0p")
+                    .header(HOST, "shop.example.com")
+                    .body(()),
+                Request::get("https://u:pa55word@shop.example.com:8443/cart?token=t0p").body(()),
+                Request::get("/health").body(()),
+            ];
+            for request in requests {
+                now(service.call(request.unwrap())).unwrap();
+            }
+        });
+        for secret in ["pa55word", "t0p", "id=7", "u:"] {
+            assert!(!text.contains(secret), "{secret}: {text}");
+        }
+        let urls: Vec<_> = traces
+            .iter()
+            .map(|t| &t["http"]["request"]["url"])
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                "http://shop.example.com/cart",
+                "https://shop.example.com:8443/cart",
+                "/health",
+            ]
+        );
     }
 }
