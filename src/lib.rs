@@ -64,14 +64,14 @@
 //! | `xray.trace_header` | continues that `X-Amzn-Trace-Id` (root spans) |
 //! | a `&dyn Error` field, an ERROR event, `error = true`, `otel.status_code = "ERROR"`, `error.type` | `fault` (`error` when the status is 4xx), and `cause.exceptions` with the `source()` chain linked by exception ids (8 per span, the rest counted) |
 //! | `http.request.method` / `http.method` (tower-http: `method`) | `http.request.method` |
-//! | `url.full` / `http.url`, or `url.scheme` + `server.address`/`http.host` + `server.port` + `url.path`/`http.target` (tower-http: `uri`) + `url.query` | `http.request.url` |
+//! | `url.full` / `http.url`, or `url.scheme` + `server.address`/`http.host` + `server.port` + `url.path`/`http.target` (tower-http: `uri`) | `http.request.url`: scheme, host, port and path only (user info, query and fragment are never sent; `url.query` is dropped) |
 //! | `user_agent.original` / `http.user_agent` | `http.request.user_agent` |
 //! | `client.address` / `http.client_ip` (sets `x_forwarded_for`) | `http.request.client_ip` |
 //! | `http.response.status_code` / `http.status_code` (tower-http: the `status` of its response event) | `http.response.status`; 4xx → `error`, 429 → `throttle` + `error`, 5xx → `fault` |
 //! | `http.response.content_length` / `http.response.body.size` | `http.response.content_length` |
 //! | `otel.kind = "client"`/`"producer"`, `xray.namespace = "remote"` | `namespace: remote`, named after `peer.service` or the host |
 //! | `xray.traced = true` / `http.request.traced = true` | `http.request.traced` (the callee is instrumented) |
-//! | `db.system`, `db.name`/`db.namespace`, `db.user`, `server.address`, `server.port`, `db.connection_string` | `sql.database_type`/`url`/`user`/`connection_string` (password removed), `namespace: remote`, named `db@host` |
+//! | `db.system`, `db.name`/`db.namespace`, `db.user`, `server.address`, `server.port`, `db.connection_string` | `sql.database_type`/`url`/`user`/`connection_string` (passwords removed: URL user info, `password`/`pwd`/`token`/… query parameters, `Password=`/`Pwd=` pairs, libpq `password=`, Oracle `user/password@`), `namespace: remote`, named `db@host` |
 //! | `db.query.text` / `db.statement` | `sql.sanitized_query`, only with `with_sql_queries(true)` or `AWS_XRAY_COLLECT_SQL_QUERIES=true` |
 //! | AWS SDK span (`rpc.system = "aws-api"`, `rpc.service`, `rpc.method`; older `invoke` with `service`/`operation`) | `namespace: aws`, named after the service (`DynamoDB`, `S3`, ...), `aws.operation`; the SDK's internal spans folded in (`with_aws_sdk_internal_spans(true)` keeps them), `aws.retries` |
 //! | `aws.request_id`, `aws.region`/`cloud.region`, `aws.account_id`, `aws.dynamodb.table_names`, `messaging.destination.name`/`aws.sqs.queue_url`, `aws.s3.bucket`, `aws.retries` | `aws.request_id`, `region`, `account_id`, `table_name` (`table_names` if several), `queue_url`, `bucket_name`, `retries` |

@@ -54,7 +54,8 @@
 //! xray.flush(Duration::from_secs(1)).unwrap();
 //! let segment = &exporter.traces()[0];
 //! assert_eq!(segment["trace_id"], "1-5759e988-bd862e3fe1be46a994272793");
-//! assert_eq!(segment["http"]["request"]["url"], "http://shop.example.com/cart?id=7");
+//! // Scheme, host and path: the query is never sent.
+//! assert_eq!(segment["http"]["request"]["url"], "http://shop.example.com/cart");
 //! assert_eq!(segment["http"]["response"]["status"], 200);
 //! # }
 //! ```
@@ -70,7 +71,7 @@
 //! | `xray.traced` | | `true` (X-Ray `http.request.traced`) |
 //! | `xray.name` | | the remote host (the subsegment's name) |
 //! | `http.request.method` | the method | the method |
-//! | `url.full` | `scheme://host/path?query` when the host is known | the request URI when absolute |
+//! | `url.full` | `scheme://host[:port]/path` when the host is known (no query) | the request URI's scheme, host, port and path, when absolute (no user info or query) |
 //! | `url.path` | the path | the path |
 //! | `server.address` | the `Host` (or URI) host | the URI (or `Host`) host |
 //! | `user_agent.original` | `User-Agent` | `User-Agent` |
