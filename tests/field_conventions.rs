@@ -1112,3 +1112,47 @@ fn xray_name_wins_over_every_derived_name() {
     assert_eq!(doc["subsegments"][0]["name"], "Payments");
     assert_eq!(doc["subsegments"][1]["name"], "render");
 }
+
+#[test]
+fn huge_sql_and_aws_strings_are_cut_to_250_characters_not_dropped() {
+    let huge = "x".repeat(200_000);
+    let conn = format!("Server=db;Password=hunter2;Database={huge}");
+    let traces = capture(
+        |b| b,
+        || {
+            info_span!("root").in_scope(|| {
+                info_span!(
+                    "q",
+                    "db.system" = "mysql",
+                    "db.connection_string" = conn.as_str(),
+                )
+                .in_scope(|| {});
+                info_span!(
+                    "call",
+                    "rpc.system" = "aws-api",
+                    "rpc.service" = "DynamoDB",
+                    "rpc.method" = "GetItem",
+                    "aws.region" = "eu-west-1",
+                    "aws.request_id" = huge.as_str(),
+                )
+                .in_scope(|| {});
+            });
+        },
+    );
+    let subs = traces[0]["subsegments"].as_array().unwrap();
+    let sql = &subs[0]["sql"];
+    assert_eq!(sql["database_type"], "mysql", "the block is kept");
+    let kept = sql["connection_string"].as_str().unwrap();
+    assert_eq!(kept.chars().count(), 250);
+    assert!(kept.starts_with("Server=db;Database=xxx"), "{kept}");
+    let aws = &subs[1]["aws"];
+    assert_eq!(aws["operation"], "GetItem");
+    assert_eq!(aws["region"], "eu-west-1");
+    assert_eq!(aws["request_id"].as_str().unwrap().chars().count(), 250);
+    for sub in subs {
+        assert!(
+            sub["metadata"].get("tracing_xray").is_none(),
+            "not trimmed: {sub}"
+        );
+    }
+}

@@ -109,7 +109,9 @@ fn hostile_fields_give_valid_bounded_documents_and_counts() {
     let stats = xray.stats();
     // 200 + the root's 3 (one key was empty) - 50 kept.
     assert_eq!(stats.annotations_demoted, 200 + 3 - 50, "{stats:?}");
-    assert!(stats.spans_trimmed >= 1, "{stats:?}");
+    // Huge http, sql and aws strings are cut to 250 characters where they
+    // are written: no span is left to trim (trimming: udp_end_to_end.rs).
+    assert_eq!(stats.spans_trimmed, 0, "{stats:?}");
     assert_eq!(stats.traces_dropped, 0);
     eprintln!(
         "hostile: {} documents, largest {} bytes, {stats:?}",

@@ -232,6 +232,15 @@ fn cut(s: &str) -> Cow<'_, str> {
     Cow::Borrowed(truncate_chars(s, MAX_STRING_CHARS))
 }
 
+/// [`cut`] for a string that may be owned.
+fn cut_cow(s: Cow<'_, str>) -> Cow<'_, str> {
+    match s {
+        Cow::Borrowed(s) => cut(s),
+        Cow::Owned(s) if s.chars().count() <= MAX_STRING_CHARS => Cow::Owned(s),
+        Cow::Owned(s) => Cow::Owned(truncate_chars(&s, MAX_STRING_CHARS).to_owned()),
+    }
+}
+
 /// The X-Ray service name of an AWS SDK service id: the Rust SDK already
 /// uses the official names (`DynamoDB`, `S3`, `SQS`, ...); hand-written
 /// spans in other spellings are brought to them.
@@ -901,34 +910,36 @@ impl<'a> Conventions<'a> {
             let op = text(&mut self.aws_operation)
                 .or_else(|| text(&mut self.rpc_method))
                 .or_else(|| text(&mut self.legacy_operation));
-            entity.aws.operation = op.map(Cow::Borrowed);
+            entity.aws.operation = op.map(cut);
         } else if let Some(op) = text(&mut self.aws_operation) {
-            entity.aws.operation = Some(Cow::Borrowed(op));
+            entity.aws.operation = Some(cut(op));
         }
+        // Strings at most 250 characters (SPEC §1.3): a huge request id cut
+        // here, not the whole `aws` block dropped when the span is trimmed.
         if let Some(v) = text(&mut self.request_id) {
-            entity.aws.request_id = Some(Cow::Borrowed(v));
+            entity.aws.request_id = Some(cut(v));
         }
         if let Some(v) = text(&mut self.region) {
-            entity.aws.region = Some(Cow::Borrowed(v));
+            entity.aws.region = Some(cut(v));
         }
         if let Some(v) = text(&mut self.account_id) {
-            entity.aws.account_id = Some(Cow::Borrowed(v));
+            entity.aws.account_id = Some(cut(v));
         }
         if let Some(v) = text(&mut self.queue_url) {
-            entity.aws.queue_url = Some(Cow::Borrowed(v));
+            entity.aws.queue_url = Some(cut(v));
         }
         if let Some(v) = text(&mut self.bucket) {
-            entity.aws.bucket_name = Some(Cow::Borrowed(v));
+            entity.aws.bucket_name = Some(cut(v));
         }
         if let Some(v) = text(&mut self.table_name) {
-            entity.aws.table_name = Some(Cow::Borrowed(v));
+            entity.aws.table_name = Some(cut(v));
         }
         if let Some(v) = text(&mut self.table_names) {
             let names = name_list(v);
             match names.as_slice() {
                 [] => {}
-                [one] => entity.aws.table_name = Some(Cow::Borrowed(one)),
-                many => entity.aws.table_names = many.iter().map(|n| Cow::Borrowed(*n)).collect(),
+                [one] => entity.aws.table_name = Some(cut(one)),
+                many => entity.aws.table_names = many.iter().map(|n| cut(n)).collect(),
             }
         }
         if let Some(n) = int(&mut self.retries) {
@@ -939,12 +950,13 @@ impl<'a> Conventions<'a> {
         let mut db_label = None;
         if is_db {
             let system = text(&mut self.db_system);
-            entity.sql.database_type = system.map(Cow::Borrowed);
+            entity.sql.database_type = system.map(cut);
             entity.sql.user = text(&mut self.db_user).map(cut);
             let db_name = text(&mut self.db_name);
             let host = self.host.and_then(|(_, v)| as_str(v));
             if let Some(conn) = text(&mut self.db_connection) {
-                let conn = without_password(conn);
+                // Cut after the passwords are removed: never half a secret.
+                let conn = cut_cow(without_password(conn));
                 if conn.contains("://") {
                     entity.sql.url = Some(conn);
                 } else {
@@ -960,9 +972,9 @@ impl<'a> Conventions<'a> {
                     url.push('/');
                     url.push_str(db);
                 }
-                entity.sql.url = Some(Cow::Owned(url));
+                entity.sql.url = Some(cut_cow(Cow::Owned(url)));
             } else if let Some(db) = db_name {
-                entity.sql.url = Some(Cow::Borrowed(db));
+                entity.sql.url = Some(cut(db));
             }
             if options.collect_sql_queries() {
                 if let Some(q) = text(&mut self.db_statement) {
@@ -1043,10 +1055,7 @@ impl<'a> Conventions<'a> {
             if host.is_some() {
                 self.host = None;
             }
-            req.url = url.map(|u| match u {
-                Cow::Borrowed(s) => Cow::Borrowed(truncate_chars(s, MAX_STRING_CHARS)),
-                Cow::Owned(s) => Cow::Owned(truncate_chars(&s, MAX_STRING_CHARS).to_owned()),
-            });
+            req.url = url.map(cut_cow);
             if let Some(status) = int(&mut self.status) {
                 entity.http.response.status = u16::try_from(status)
                     .ok()
