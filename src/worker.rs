@@ -142,6 +142,9 @@ enum Control {
 }
 
 impl Worker {
+    // Never inlined into the thread's closure: `scripts/bench-instructions`
+    // counts the worker's instructions by this function's name.
+    #[inline(never)]
     fn run(mut self) {
         // Nothing this thread does (our own diagnostics, the exporter's
         // sockets and clients and their `tracing` events) is traced by us.
