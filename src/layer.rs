@@ -605,7 +605,7 @@ where
                     .position(|(k, _)| *k == TRACE_HEADER_FIELD)
                 {
                     if let (_, FieldValue::Str(h)) = data.fields.remove(i) {
-                        inner.apply_header(&mut data, &TraceHeader::parse(&h));
+                        inner.apply_header(&mut data, &TraceHeader::parse(header_text(&h)));
                     }
                 }
                 if inner.lambda {
@@ -652,7 +652,7 @@ where
                             && data.role == Role::Span
                             && data.decision == Decision::Pending
                         {
-                            inner.apply_header(data, &TraceHeader::parse(h));
+                            inner.apply_header(data, &TraceHeader::parse(header_text(h)));
                         }
                     }
                     continue;
@@ -744,6 +744,14 @@ where
             None
         }
     }
+}
+
+/// The text of an `xray.trace_header` field. Recorded with `?` (`Debug`)
+/// instead of `%`, a string arrives in quotes that are not the header's.
+fn header_text(h: &str) -> &str {
+    h.strip_prefix('"')
+        .and_then(|h| h.strip_suffix('"'))
+        .unwrap_or(h)
 }
 
 /// The part of [`XrayLayer::on_event`] for the events it keeps: a tower-http

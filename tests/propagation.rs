@@ -122,6 +122,18 @@ fn trace_header_field_recorded_late_continues_the_trace() {
 }
 
 #[test]
+fn trace_header_field_recorded_with_debug_still_continues_the_trace() {
+    let header = format!("Root={ROOT};Parent={PARENT};Sampled=1");
+    let (traces, _) = run(NeverSample, || {
+        // `?` (Debug) quotes the string: the quotes are not the header's.
+        info_span!("handle", xray.trace_header = ?header.as_str()).in_scope(|| {});
+    });
+    assert_eq!(traces.len(), 1);
+    assert_eq!(traces[0]["trace_id"], ROOT);
+    assert_eq!(traces[0]["parent_id"], PARENT);
+}
+
+#[test]
 fn sampled_zero_sends_nothing_but_still_propagates() {
     let mut headers = Vec::new();
     let (traces, xray) = run(AlwaysSample, || {

@@ -130,6 +130,8 @@ impl LocalRules {
     /// assert!(matches!(error, SamplingRulesError::MissingDefault));
     /// ```
     pub fn from_json(json: &str) -> Result<Self, SamplingRulesError> {
+        // A byte order mark (editors on Windows write one) is not JSON.
+        let json = json.strip_prefix('\u{feff}').unwrap_or(json);
         let value: Value = serde_json::from_str(json).map_err(|e| SamplingRulesError::Json {
             message: e.to_string(),
         })?;
@@ -394,6 +396,13 @@ mod tests {
 
     fn err(json: &str) -> SamplingRulesError {
         LocalRules::from_json(json).expect_err("should be rejected")
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_an_error() {
+        let text = "\u{feff}{\"version\": 2, \"default\": {\"fixed_target\": 3, \"rate\": 0.5}}";
+        let rules = LocalRules::from_json(text).unwrap();
+        assert_eq!(rules.inner.default.fixed_target, 3);
     }
 
     #[test]
