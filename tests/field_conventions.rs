@@ -1156,3 +1156,25 @@ fn huge_sql_and_aws_strings_are_cut_to_250_characters_not_dropped() {
         );
     }
 }
+
+#[test]
+fn a_path_already_in_the_full_url_is_not_kept_again_as_metadata() {
+    let traces = capture(
+        |b| b,
+        || {
+            info_span!(
+                "GET /cart",
+                "http.request.method" = "GET",
+                "url.full" = "https://shop.example.com/cart",
+                "url.path" = "/cart",
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert_eq!(
+        traces[0]["http"]["request"]["url"],
+        "https://shop.example.com/cart"
+    );
+    let text = traces[0].to_string();
+    assert!(!text.contains("url.path"), "{text}");
+}

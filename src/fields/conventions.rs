@@ -1023,6 +1023,8 @@ impl<'a> Conventions<'a> {
             let host = self.host.and_then(|(_, v)| as_str(v));
             // Scheme, host, port and path only (see `plain_url`).
             let url = if let Some(full) = text(&mut self.url_full) {
+                // The path is in the full URL: not kept again as metadata.
+                self.path = None;
                 Some(plain_url(full))
             } else if let Some(path) = self.path.and_then(|(_, v)| as_str(v)) {
                 self.path = None;
