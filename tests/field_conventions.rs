@@ -1178,3 +1178,21 @@ fn a_path_already_in_the_full_url_is_not_kept_again_as_metadata() {
     let text = traces[0].to_string();
     assert!(!text.contains("url.path"), "{text}");
 }
+
+#[test]
+fn a_client_span_without_parent_keeps_no_traced_flag() {
+    let traces = capture(
+        |b| b,
+        || {
+            info_span!(
+                "GET",
+                "http.request.method" = "GET",
+                "url.full" = "https://api.example.com/v1",
+                "xray.traced" = true,
+            )
+            .in_scope(|| {});
+        },
+    );
+    let text = traces[0].to_string();
+    assert!(!text.contains("traced"), "{text}");
+}

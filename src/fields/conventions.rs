@@ -1012,6 +1012,11 @@ impl<'a> Conventions<'a> {
             if !is_segment && matches!(self.traced, Some((_, FieldValue::Bool(true)))) {
                 req.traced = Some(true);
                 self.traced = None;
+            } else if is_segment {
+                // A client span with no parent (a call made outside any
+                // traced work) becomes a segment: the flag means nothing
+                // there, and is not kept as metadata either.
+                self.traced = None;
             }
             let ip_key = self.client_ip.map(|(k, _)| k);
             if let Some(ip) = text(&mut self.client_ip) {
