@@ -81,25 +81,7 @@ pub(crate) fn spawn(
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("tracing-xray".into())
-        .spawn(move || {
-            Worker {
-                cfg,
-                exporter,
-                rx,
-                recycle,
-                spare_json: Vec::new(),
-                rebuild: Rebuild::default(),
-                counters,
-                warned_drop: AtomicBool::new(false),
-                warned_failure: false,
-                warned_next_poll: false,
-                warned_pack: false,
-                annotations_used: HashMap::new(),
-                handed: 0,
-                settled: 0,
-            }
-            .run()
-        })
+        .spawn(move || Worker::new(cfg, exporter, rx, recycle, counters).run())
 }
 
 struct Worker {
@@ -142,6 +124,31 @@ enum Control {
 }
 
 impl Worker {
+    fn new(
+        cfg: Arc<Config>,
+        exporter: Box<dyn Exporter>,
+        rx: Receiver<Message>,
+        recycle: RecycleTx,
+        counters: Arc<Counters>,
+    ) -> Self {
+        Worker {
+            cfg,
+            exporter,
+            rx,
+            recycle,
+            spare_json: Vec::new(),
+            rebuild: Rebuild::default(),
+            counters,
+            warned_drop: AtomicBool::new(false),
+            warned_failure: false,
+            warned_next_poll: false,
+            warned_pack: false,
+            annotations_used: HashMap::new(),
+            handed: 0,
+            settled: 0,
+        }
+    }
+
     // Never inlined into the thread's closure: `scripts/bench-instructions`
     // counts the worker's instructions by this function's name.
     #[inline(never)]
@@ -497,28 +504,19 @@ mod tests {
         let (_tx, rx) = crossbeam_channel::bounded(1);
         let (recycle, _recycle_rx) = crate::recycle::channel();
         let counters = Arc::new(Counters::default());
-        let mut worker = Worker {
-            cfg: Arc::new(Config {
+        let mut worker = Worker::new(
+            Arc::new(Config {
                 service_name: "svc".into(),
                 service: Default::default(),
                 streaming_threshold: 100,
                 fields: Default::default(),
                 resource: Default::default(),
             }),
-            exporter: Box::new(crate::export::NoopExporter),
+            Box::new(crate::export::NoopExporter),
             rx,
             recycle,
-            spare_json: Vec::new(),
-            rebuild: Rebuild::default(),
-            counters: counters.clone(),
-            warned_drop: AtomicBool::new(false),
-            warned_failure: false,
-            warned_next_poll: false,
-            warned_pack: false,
-            annotations_used: HashMap::new(),
-            handed: 0,
-            settled: 0,
-        };
+            counters.clone(),
+        );
         let trace = || Message::Trace {
             spans: vec![Box::new(SpanData::for_tests())],
             top: Top::Segment,

@@ -101,10 +101,7 @@ fn hostile_fields_give_valid_bounded_documents_and_counts() {
         common::assert_schema_valid(&schema, &value);
     }
     let trace = &exporter.traces()[0];
-    let total_annotations: usize = common::walk(trace)
-        .iter()
-        .map(|(_, n)| n["annotations"].as_object().map_or(0, |a| a.len()))
-        .sum();
+    let total_annotations = annotations_in(trace);
     assert_eq!(total_annotations, 50);
     let stats = xray.stats();
     // 200 + the root's 3 (one key was empty) - 50 kept.
@@ -145,10 +142,7 @@ fn a_trace_sent_in_parts_still_indexes_at_most_50_annotations() {
     xray.flush(Duration::from_secs(5)).unwrap();
     assert!(exporter.len() > 2, "sent in parts");
     let trace = &exporter.traces()[0];
-    let total_annotations: usize = common::walk(trace)
-        .iter()
-        .map(|(_, n)| n["annotations"].as_object().map_or(0, |a| a.len()))
-        .sum();
+    let total_annotations = annotations_in(trace);
     assert_eq!(total_annotations, 50);
     assert_eq!(xray.stats().annotations_demoted, 50);
     // One count per independent document, however it came to be split off.
@@ -158,4 +152,12 @@ fn a_trace_sent_in_parts_still_indexes_at_most_50_annotations() {
         .filter(|d| d.kind() == tracing_xray::export::DocumentKind::Subsegment)
         .count();
     assert_eq!(xray.stats().subsegments_streamed as usize, independent);
+}
+
+/// Annotations on every (sub)segment of a trace.
+fn annotations_in(trace: &serde_json::Value) -> usize {
+    common::walk(trace)
+        .iter()
+        .map(|(_, n)| n["annotations"].as_object().map_or(0, |a| a.len()))
+        .sum()
 }
