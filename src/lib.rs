@@ -55,7 +55,7 @@
 //!
 //! | you write (span field) | X-Ray gets |
 //! |---|---|
-//! | `annotation.KEY = v` | `annotations.KEY`: indexed, filterable. Key made `[A-Za-z0-9_]` (at most 500 chars), strings cut at 1,000 chars, numbers and booleans keep their types, NaN/±inf become strings; past 50 per trace they move to metadata (counted) |
+//! | `annotation.KEY = v` | `annotations.KEY`: indexed, filterable. Key made `[A-Za-z0-9_]` (at most 500 chars), strings cut at 1,000 chars, numbers and booleans keep their types, NaN/±inf become strings; past 50 per trace they move to metadata (counted), as does the second of two names made the same key (`a-b`, `a_b`) |
 //! | a field named in `with_indexed_fields(&[..])`, or any simple field with `with_all_fields_indexed(true)` | an annotation |
 //! | `metadata.KEY` / `metadata.NS.KEY` | `metadata.default.KEY` / `metadata.NS.KEY` (`AWS.*` namespaces are reserved: kept under `default`) |
 //! | any other field | `metadata.tracing.FIELD`, with the type `tracing` gave it (dropped with `with_other_fields_as_metadata(false)`) |

@@ -1196,3 +1196,16 @@ fn a_client_span_without_parent_keeps_no_traced_flag() {
     let text = traces[0].to_string();
     assert!(!text.contains("traced"), "{text}");
 }
+
+#[test]
+fn annotation_names_that_sanitize_alike_keep_both_values() {
+    let traces = capture(
+        |b| b,
+        || {
+            info_span!("r", annotation.a_b = 1_u64, "annotation.a-b" = 2_u64).in_scope(|| {});
+        },
+    );
+    // The first keeps the annotation; the second is not lost, but metadata.
+    assert_eq!(traces[0]["annotations"], json!({"a_b": 1}));
+    assert_eq!(traces[0]["metadata"]["default"]["a-b"], 2);
+}

@@ -231,7 +231,19 @@ fn annotate<'a>(
         return;
     };
     let is_new = !entity.annotations.contains(&k);
-    if is_new && budget.annotations >= MAX_ANNOTATIONS_PER_TRACE {
+    if !is_new {
+        // Another field of the span already holds this key (two names that
+        // sanitize alike, `a-b` and `a_b`): this one goes to metadata under
+        // its own name instead of silently replacing the first.
+        put_metadata(
+            entity,
+            Cow::Borrowed(fallback_ns),
+            Cow::Borrowed(key),
+            meta_value(value),
+        );
+        return;
+    }
+    if budget.annotations >= MAX_ANNOTATIONS_PER_TRACE {
         budget.annotations_demoted += 1;
         put_metadata(entity, Cow::Borrowed(fallback_ns), k, meta_value(value));
         return;
