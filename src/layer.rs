@@ -443,6 +443,16 @@ impl LayerInner {
         IN_UNSAMPLED.with(|c| c.set(true));
     }
 
+    /// Continues an incoming trace on `root` while it is a root whose
+    /// sampling decision is still open (no child yet, no header asked for, no
+    /// decision given): what `set_xray_parent` and the `xray.trace_header`
+    /// field do. Later, spans may already carry the trace id: nothing changes.
+    pub(crate) fn continue_trace(&self, root: &mut SpanData, header: &TraceHeader) {
+        if root.is_undecided_root() {
+            self.apply_header(root, header);
+        }
+    }
+
     /// Continues an incoming trace on a root that has no child yet.
     pub(crate) fn apply_header(&self, root: &mut SpanData, header: &TraceHeader) {
         if let Some(trace_id) = header.root() {
@@ -605,7 +615,7 @@ where
                     .position(|(k, _)| *k == TRACE_HEADER_FIELD)
                 {
                     if let (_, FieldValue::Str(h)) = data.fields.remove(i) {
-                        inner.apply_header(&mut data, &TraceHeader::parse(header_text(&h)));
+                        inner.continue_trace(&mut data, &header_field(&h));
                     }
                 }
                 if inner.lambda {
@@ -644,16 +654,9 @@ where
         if let Some(data) = ext.get_mut::<Box<SpanData>>() {
             for (key, value) in fields {
                 if key == TRACE_HEADER_FIELD {
-                    // As at creation: continues the incoming trace on a root
-                    // still undecided (as `set_xray_parent` does), and is
-                    // never sent as a field.
+                    // As at creation; never sent as a field.
                     if let FieldValue::Str(h) = &value {
-                        if data.parent_seg.is_none()
-                            && data.role == Role::Span
-                            && data.decision == Decision::Pending
-                        {
-                            inner.apply_header(data, &TraceHeader::parse(header_text(h)));
-                        }
+                        inner.continue_trace(data, &header_field(h));
                     }
                     continue;
                 }
@@ -746,12 +749,15 @@ where
     }
 }
 
-/// The text of an `xray.trace_header` field. Recorded with `?` (`Debug`)
-/// instead of `%`, a string arrives in quotes that are not the header's.
-fn header_text(h: &str) -> &str {
-    h.strip_prefix('"')
-        .and_then(|h| h.strip_suffix('"'))
-        .unwrap_or(h)
+/// The header an `xray.trace_header` field holds. Recorded with `?`
+/// (`Debug`) instead of `%`, a string arrives in quotes that are not the
+/// header's.
+fn header_field(text: &str) -> TraceHeader {
+    let text = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    TraceHeader::parse(text)
 }
 
 /// The part of [`XrayLayer::on_event`] for the events it keeps: a tower-http

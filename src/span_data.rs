@@ -408,6 +408,12 @@ impl SpanData {
         }
     }
 
+    /// A root whose sampling decision is still open: it decides at its
+    /// first child, at a request for its header, or at its close.
+    pub(crate) fn is_undecided_root(&self) -> bool {
+        self.parent_seg.is_none() && self.role == Role::Span && self.decision == Decision::Pending
+    }
+
     pub(crate) fn sampled(&self) -> bool {
         self.decision == Decision::Sampled
     }

@@ -3,7 +3,6 @@
 
 use crate::header::TraceHeader;
 use crate::layer::{Found, Lookup, WithContext};
-use crate::span_data::{Decision, Role};
 
 /// X-Ray propagation on [`tracing::Span`], in the manner of
 /// tracing-opentelemetry's `OpenTelemetrySpanExt`.
@@ -124,14 +123,7 @@ fn with_data(span: &tracing::Span, lookup: Lookup, f: &mut dyn FnMut(Found<'_>))
 impl XraySpanExt for tracing::Span {
     fn set_xray_parent(&self, header: &TraceHeader) {
         with_data(self, Lookup::Own, &mut |found| {
-            let data = found.data;
-            // A root decides at its first child: still pending means none yet.
-            let undecided_root = data.parent_seg.is_none()
-                && data.role == Role::Span
-                && data.decision == Decision::Pending;
-            if undecided_root {
-                found.inner.apply_header(data, header);
-            }
+            found.inner.continue_trace(found.data, header);
         });
     }
 
