@@ -224,29 +224,21 @@ impl<'c> Assembler<'c> {
             .map_or(node.id, |m| m.id);
         let own = self.serialize_node(node, id, &merged, is_segment, limit);
 
-        if children.iter().any(|c| c.height >= MAX_EMBED_DEPTH) {
-            let (deep, kept): (Vec<Packed>, Vec<Packed>) = children
-                .into_iter()
-                .partition(|c| c.height >= MAX_EMBED_DEPTH);
-            for child in deep {
-                self.counts.streamed_subsegments += 1;
-                self.emit_independent(child, id);
-            }
-            children = kept;
-        }
-
         const SUBSEGMENTS: usize = r#","subsegments":[]"#.len();
         let mut total = own.len()
             + if children.is_empty() { 0 } else { SUBSEGMENTS }
             + children.iter().map(|c| c.json.len() + 1).sum::<usize>();
         let mut count = 1 + children.iter().map(|c| c.count).sum::<usize>();
         let threshold = self.cfg.streaming_threshold.max(1);
-        if total > limit || count > threshold {
-            // Stream the biggest subtrees first: fewest documents.
-            children.sort_by_key(|c| std::cmp::Reverse(c.json.len()));
+        let too_deep = |c: &Packed| c.height >= MAX_EMBED_DEPTH;
+        if total > limit || count > threshold || children.iter().any(too_deep) {
+            // A subtree leaves as an independent subsegment when it nests too
+            // deep, then the biggest ones while this node is over its limits
+            // (fewest documents).
+            children.sort_by_key(|c| (!too_deep(c), std::cmp::Reverse(c.json.len())));
             let mut kept = Vec::with_capacity(children.len());
             for child in children {
-                if total > limit || count > threshold {
+                if too_deep(&child) || total > limit || count > threshold {
                     total -= child.json.len() + 1;
                     count -= child.count;
                     self.counts.streamed_subsegments += 1;
@@ -483,7 +475,8 @@ impl<'c> Assembler<'c> {
             entity.aws.retries = Some(attempts - 1);
         }
         if is_segment {
-            entity.name = sanitize_name(&cfg.service_name, "service");
+            // Sanitized once, when the layer was built.
+            entity.name = Cow::Borrowed(&cfg.service_name);
             entity.trace_id = Some(self.trace_id);
             entity.parent_id = node.parent_id;
             entity.service = Some(&cfg.service);

@@ -20,18 +20,9 @@ pub(crate) const MAX_STRING_CHARS: usize = 250;
 /// Plane, listed in the schema's pattern), space separators and
 /// `_ . : / % & # = + - @`.
 fn is_name_char(c: char) -> bool {
-    use std::cmp::Ordering;
-    NAME_CHAR_RANGES
-        .binary_search_by(|&(lo, hi)| {
-            if hi < c {
-                Ordering::Less
-            } else if lo > c {
-                Ordering::Greater
-            } else {
-                Ordering::Equal
-            }
-        })
-        .is_ok()
+    // The first range that does not end before `c` holds it, if any does.
+    let i = NAME_CHAR_RANGES.partition_point(|&(_, hi)| hi < c);
+    NAME_CHAR_RANGES.get(i).is_some_and(|&(lo, _)| lo <= c)
 }
 
 /// Cuts `s` to at most `max` bytes, on a character boundary.

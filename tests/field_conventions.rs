@@ -1193,6 +1193,11 @@ fn a_client_span_without_parent_keeps_no_traced_flag() {
             .in_scope(|| {});
         },
     );
+    // The call is there, as a segment, with its URL; only the flag is gone.
+    assert_eq!(
+        traces[0]["http"]["request"]["url"],
+        "https://api.example.com/v1"
+    );
     let text = traces[0].to_string();
     assert!(!text.contains("traced"), "{text}");
 }
