@@ -313,7 +313,35 @@ const SECRET_KEYS: &[&str] = &[
 
 fn is_secret_key(key: &str) -> bool {
     let key = key.trim();
-    SECRET_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key))
+    if SECRET_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key)) {
+        return true;
+    }
+    // Longer names of the same secrets, when the key is a name:
+    // `trustStorePassword`, `client_secret`, `refresh_token`,
+    // `X-Amz-Security-Token`, `X-Amz-Signature`, `SharedAccessSignature`.
+    let is_name = key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !is_name {
+        return false;
+    }
+    let name: String = key
+        .bytes()
+        .filter(u8::is_ascii_alphanumeric)
+        .map(|b| char::from(b.to_ascii_lowercase()))
+        .collect();
+    const ENDS: &[&str] = &[
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "signature",
+        "apikey",
+        "accesskey",
+        "accountkey",
+    ];
+    ENDS.iter().any(|end| name.ends_with(end)) || name == "sig"
 }
 
 /// The authority of `scheme://authority/path?query#fragment` (the scheme
@@ -369,6 +397,7 @@ fn without_password(conn: &str) -> Cow<'_, str> {
         query_secrets(conn, authority.end, &mut cuts);
     } else {
         oracle_secret(conn, &mut cuts);
+        dsn_secret(conn, &mut cuts);
     }
     // The form the string is written in says where a secret ends; the
     // other one only adds the secrets the first does not see, so that no
@@ -427,6 +456,17 @@ fn user_info_secret(url: &str, authority: Range<usize>, cuts: &mut Vec<Cut>) {
         return;
     };
     let at = authority.start + at;
+    // JDBC properties after `host:port` (`//db:1433;password=p@ss`): the
+    // `@` is in a value, not after user info; the pairs see to it.
+    let jdbc_properties = url[authority.start..at]
+        .split_once(';')
+        .and_then(|(host_port, _)| host_port.split_once(':'))
+        .is_some_and(|(host, port)| {
+            !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+        });
+    if jdbc_properties {
+        return;
+    }
     if let Some(colon) = url[authority.start..at].find(':') {
         let colon = authority.start + colon;
         let end = if colon == authority.start { at + 1 } else { at };
@@ -479,6 +519,24 @@ fn oracle_secret(s: &str, cuts: &mut Vec<Cut>) {
     };
     if let Some(len) = password_len.filter(|&len| rest[len..].starts_with('@')) {
         cuts.push((slash..slash + 1 + len, slash));
+    }
+}
+
+/// Go's MySQL DSN, `user:password@tcp(host:3306)/db` or
+/// `user:password@host/db` (no scheme): the password goes, the user stays.
+/// The user info ends at the last `@` before the first `/`, as Go reads it.
+fn dsn_secret(s: &str, cuts: &mut Vec<Cut>) {
+    if s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("jdbc:")) {
+        return; // `jdbc:oracle:thin:@//host`: a driver name, no user info
+    }
+    let head = &s[..s.find('/').unwrap_or(s.len())];
+    let Some(at) = head.rfind('@') else {
+        return;
+    };
+    let user_info = &head[..at];
+    let plain = !user_info.contains(|c: char| c == '=' || c == ';' || c.is_ascii_whitespace());
+    if let Some(colon) = user_info.find(':').filter(|&colon| plain && colon > 0) {
+        cuts.push((colon..at, colon));
     }
 }
 
@@ -578,8 +636,9 @@ fn pair_secrets(s: &str, cuts: &mut Vec<Cut>) {
     let mut list = ListCuts::new(0..s.len(), cuts);
     let mut start = 0;
     let mut secret = None;
+    let mut no_closing_brace = false;
     loop {
-        let (end, key) = pair(s, start);
+        let (end, key) = pair(s, start, &mut no_closing_brace);
         secret = secret_of(start..end, key, secret, s);
         list.item(start..end, secret);
         if end == s.len() {
@@ -611,8 +670,10 @@ fn secret_of(
 /// Where the pair at `start` ends (its `;` or the end of `s`), and whether
 /// its key is a secret (`None`: no `=`). An unterminated quote runs to the
 /// end in a secret value (all of it goes), and counts as a plain character
-/// in any other (the next pair is still looked at).
-fn pair(s: &str, start: usize) -> (usize, Option<bool>) {
+/// in any other (the next pair is still looked at). `no_closing_brace`
+/// remembers that a `{` found no `}` up to the end: later ones are not
+/// looked for again, so that `a={x;a={x;…` stays linear.
+fn pair(s: &str, start: usize, no_closing_brace: &mut bool) -> (usize, Option<bool>) {
     let b = s.as_bytes();
     let to_semicolon = |from: usize| s[from..].find(';').map_or(s.len(), |i| from + i);
     let Some(eq) = s[start..].find(['=', ';']).map(|i| start + i) else {
@@ -628,7 +689,12 @@ fn pair(s: &str, start: usize) -> (usize, Option<bool>) {
         Some(&quote @ (b'\'' | b'"')) => quote,
         _ => return (to_semicolon(value), Some(secret)),
     };
-    let mut i = value + 1;
+    // (A quote's scan ends at the next opener of its own kind: linear.)
+    let mut i = if close == b'}' && *no_closing_brace {
+        b.len()
+    } else {
+        value + 1
+    };
     while i < b.len() {
         if b[i] == close {
             if b.get(i + 1) != Some(&close) {
@@ -637,6 +703,9 @@ fn pair(s: &str, start: usize) -> (usize, Option<bool>) {
             i += 1;
         }
         i += 1;
+    }
+    if close == b'}' {
+        *no_closing_brace = true;
     }
     let end = if secret { s.len() } else { to_semicolon(value) };
     (end, Some(secret))
@@ -1542,6 +1611,67 @@ mod tests {
     }
 
     #[test]
+    fn go_dsns_lose_the_password() {
+        check_secrets(&[
+            (
+                "app:hunter@tcp(db:3306)/shop?parseTime=true",
+                "app@tcp(db:3306)/shop?parseTime=true",
+            ),
+            ("app:hunter@db:3306/shop", "app@db:3306/shop"),
+            ("app:hun@ter@/shop", "app@/shop"),
+            // No user info: kept as it is.
+            (
+                "jdbc:oracle:thin:@//db:1521/orcl",
+                "jdbc:oracle:thin:@//db:1521/orcl",
+            ),
+            ("db:3306/shop", "db:3306/shop"),
+        ]);
+    }
+
+    #[test]
+    fn jdbc_properties_after_the_host_are_pairs_not_user_info() {
+        check_secrets(&[(
+            "jdbc:sqlserver://db:1433;user=u;password=hunter@1;database=x",
+            "jdbc:sqlserver://db:1433;user=u;database=x",
+        )]);
+    }
+
+    #[test]
+    fn longer_secret_names_are_secrets_too() {
+        check_secrets(&[
+            (
+                "jdbc:mysql://db/shop?trustStorePassword=hunter&useSSL=true",
+                "jdbc:mysql://db/shop?useSSL=true",
+            ),
+            (
+                "https://s.example.com/o?X-Amz-Security-Token=hunter&X-Amz-Signature=hunter&a=1",
+                "https://s.example.com/o?a=1",
+            ),
+            (
+                "Server=db;client_secret=hunter;Database=x",
+                "Server=db;Database=x",
+            ),
+            // Not secrets: a path to a password file, a server setting.
+            (
+                "host=db passfile=/p password_encryption=x",
+                "host=db passfile=/p password_encryption=x",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn unclosed_braces_are_looked_for_once() {
+        // Quadratic before: each `{` scanned to the end for its `}`. At the
+        // 64 KiB field cap this stays well under a second even unoptimized.
+        let conn = "a={x;".repeat(64 * 1024 / 5);
+        assert!(without_password(&conn) == conn.as_str());
+        // A secret's unclosed brace still runs to the end.
+        let kept = "a={x;".repeat(1000);
+        let conn = format!("{kept}Password={{hunter;b=1");
+        assert!(without_password(&conn) == kept.trim_end_matches(';'));
+    }
+
+    #[test]
     fn oracle_user_password_at_loses_the_password() {
         check_secrets(&[
             ("scott/hunter@orcl", "scott@orcl"),
@@ -1774,7 +1904,7 @@ mod tests {
             }
 
             /// libpq words around `password=<secret>` (not alone: a lone
-            /// `password=a;b` reads as a `;` pair, and `b` stays).
+            /// `password=a;b` reads as a `;` pair).
             #[test]
             fn word_passwords_never_survive(
                 others in prop::collection::vec(word(), 1..7),
@@ -1802,15 +1932,29 @@ mod tests {
                 in_query in any::<bool>(),
                 params in prop::collection::vec("[a-z]{1,6}=[a-z0-9]{0,6}", 0..3),
             ) {
-                let conn = if in_query {
-                    let mut params = params.clone();
-                    params.insert(params.len() / 2, format!("password={}", secret.replace(['&', '#'], "")));
-                    format!("postgres://{user}@{host}{path}?{}", params.join("&"))
+                prop_assume!(params.iter().all(|p| !super::super::is_secret_key(p.split('=').next().unwrap())));
+                let kept_query = if params.is_empty() {
+                    String::new()
                 } else {
-                    format!("postgres://{user}:{secret}@{host}{path}")
+                    format!("?{}", params.join("&"))
+                };
+                let (conn, expected) = if in_query {
+                    let mut with_secret = params.clone();
+                    with_secret.insert(params.len() / 2, format!("password={}", secret.replace(['&', '#'], "")));
+                    (
+                        format!("postgres://{user}@{host}{path}?{}", with_secret.join("&")),
+                        format!("postgres://{user}@{host}{path}{kept_query}"),
+                    )
+                } else {
+                    // `:password@` with no user goes whole.
+                    let user_info = if user.is_empty() { String::new() } else { format!("{user}@") };
+                    (
+                        format!("postgres://{user}:{secret}@{host}{path}{kept_query}"),
+                        format!("postgres://{user_info}{host}{path}{kept_query}"),
+                    )
                 };
                 let out = without_password(&conn);
-                prop_assert!(!out.contains("Zx9"), "{} → {}", conn, out);
+                prop_assert_eq!(&*out, expected.as_str(), "{}", conn);
                 let url = plain_url(&conn);
                 prop_assert!(!url.contains("Zx9"), "{} → {}", conn, url);
             }
