@@ -45,6 +45,17 @@ pub(crate) fn truncate_chars(s: &str, max: usize) -> &str {
     }
 }
 
+/// [`truncate_chars`] for a string that may be owned: cut in place.
+pub(crate) fn truncate_chars_cow(s: Cow<'_, str>, max: usize) -> Cow<'_, str> {
+    match s {
+        Cow::Borrowed(s) => Cow::Borrowed(truncate_chars(s, max)),
+        Cow::Owned(mut s) => {
+            s.truncate(truncate_chars(&s, max).len());
+            Cow::Owned(s)
+        }
+    }
+}
+
 /// A valid X-Ray name: disallowed characters removed, at most 200 characters,
 /// `fallback` when nothing is left.
 pub(crate) fn sanitize_name<'a>(name: &'a str, fallback: &'static str) -> Cow<'a, str> {
@@ -62,10 +73,7 @@ pub(crate) fn sanitize_name<'a>(name: &'a str, fallback: &'static str) -> Cow<'a
     } else {
         Cow::Owned(name.chars().filter(|&c| is_name_char(c)).collect())
     };
-    let clean = match clean {
-        Cow::Borrowed(s) => Cow::Borrowed(truncate_chars(s, MAX_NAME_CHARS)),
-        Cow::Owned(s) => Cow::Owned(truncate_chars(&s, MAX_NAME_CHARS).to_owned()),
-    };
+    let clean = truncate_chars_cow(clean, MAX_NAME_CHARS);
     if clean.trim().is_empty() {
         Cow::Borrowed(fallback)
     } else {

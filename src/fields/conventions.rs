@@ -36,7 +36,7 @@ use std::cell::OnceCell;
 use std::ops::Range;
 
 use super::{as_str, meta_value, put_metadata, FieldOptions, TRACING_NAMESPACE};
-use crate::limits::{truncate_chars, MAX_STRING_CHARS};
+use crate::limits::{truncate_chars, truncate_chars_cow, MAX_STRING_CHARS};
 use crate::model::{Entity, MetaValue};
 use crate::span_data::{FieldValue, SpanData};
 
@@ -234,11 +234,7 @@ fn cut(s: &str) -> Cow<'_, str> {
 
 /// [`cut`] for a string that may be owned.
 fn cut_cow(s: Cow<'_, str>) -> Cow<'_, str> {
-    match s {
-        Cow::Borrowed(s) => cut(s),
-        Cow::Owned(s) if s.chars().count() <= MAX_STRING_CHARS => Cow::Owned(s),
-        Cow::Owned(s) => Cow::Owned(truncate_chars(&s, MAX_STRING_CHARS).to_owned()),
-    }
+    truncate_chars_cow(s, MAX_STRING_CHARS)
 }
 
 /// The X-Ray service name of an AWS SDK service id: the Rust SDK already
@@ -1292,8 +1288,7 @@ impl<'a> Conventions<'a> {
 
 /// The host of `scheme://host[:port]/...`.
 fn url_host(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let authority = &url[url_authority(url)?];
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = match host.rfind(':') {
         Some(i) if !host.ends_with(']') => &host[..i],

@@ -4,7 +4,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use ::http::uri::Authority;
 use ::http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -113,7 +112,7 @@ fn call_span<B>(request: &Request<B>) -> Span {
     let host = super::host_of(uri, headers);
     let full = uri
         .authority()
-        .map(|authority| request_url(uri.scheme_str(), authority, uri.path()));
+        .map(|authority| super::request_url(uri.scheme_str(), authority, uri.path()));
     tracing::info_span!(
         "http.client",
         otel.kind = "client",
@@ -127,19 +126,6 @@ fn call_span<B>(request: &Request<B>) -> Span {
         http.response.status_code = Empty,
         otel.status_code = Empty,
     )
-}
-
-/// `scheme://host[:port]/path`: what a request's span tells of its URL
-/// (SPEC §1.4), without the user info, query and fragment, which can carry
-/// credentials, tokens and signatures.
-pub(super) fn request_url(scheme: Option<&str>, authority: &Authority, path: &str) -> String {
-    let scheme = scheme.unwrap_or("http");
-    let host = authority.host();
-    let path = if path.is_empty() { "/" } else { path };
-    match authority.port() {
-        Some(port) => format!("{scheme}://{host}:{port}{path}"),
-        None => format!("{scheme}://{host}{path}"),
-    }
 }
 
 pin_project! {

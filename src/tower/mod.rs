@@ -95,14 +95,31 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> 
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The request's authority: the URI's, else the `Host` header's.
+fn authority_of(uri: &Uri, headers: &HeaderMap) -> Option<Authority> {
+    uri.authority()
+        .cloned()
+        .or_else(|| header_str(headers, &HOST)?.parse().ok())
+}
+
 /// The request's host: from the URI, else from the `Host` header, without
 /// the port.
 fn host_of(uri: &Uri, headers: &HeaderMap) -> Option<String> {
-    if let Some(host) = uri.host() {
-        return Some(host.to_owned());
+    authority_of(uri, headers).map(|a| a.host().to_owned())
+}
+
+/// `scheme://host[:port]/path`: what a request's span tells of its URL
+/// (SPEC §1.4), without the user info, query and fragment, which can carry
+/// credentials, tokens and signatures. Shared by the client and server
+/// layers.
+fn request_url(scheme: Option<&str>, authority: &Authority, path: &str) -> String {
+    let scheme = scheme.unwrap_or("http");
+    let host = authority.host();
+    let path = if path.is_empty() { "/" } else { path };
+    match authority.port() {
+        Some(port) => format!("{scheme}://{host}:{port}{path}"),
+        None => format!("{scheme}://{host}{path}"),
     }
-    let authority: Authority = header_str(headers, &HOST)?.parse().ok()?;
-    Some(authority.host().to_owned())
 }
 
 fn user_agent(headers: &HeaderMap) -> Option<&str> {

@@ -4,8 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use ::http::header::{HeaderValue, HOST};
-use ::http::uri::Authority;
+use ::http::header::HeaderValue;
 use ::http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -133,13 +132,10 @@ fn request_span<B>(request: &Request<B>) -> (Span, bool) {
     let uri = request.uri();
     let incoming = headers.get(header_name()).and_then(|v| v.to_str().ok());
     let requested = incoming.is_some_and(|h| TraceHeader::parse(h).sampled() == Sampled::Requested);
-    let host = super::host_of(uri, headers);
+    let authority = super::authority_of(uri, headers);
+    let host = authority.as_ref().map(|a| a.host().to_owned());
     // Scheme, host, port and path only: no query (see `request_url`).
-    let authority = uri
-        .authority()
-        .cloned()
-        .or_else(|| super::header_str(headers, &HOST)?.parse::<Authority>().ok());
-    let full = authority.map(|a| super::client::request_url(uri.scheme_str(), &a, uri.path()));
+    let full = authority.map(|a| super::request_url(uri.scheme_str(), &a, uri.path()));
     let client = headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
@@ -272,7 +268,7 @@ mod tests {
             let mut service = XrayServerLayer::new().layer(Ok200);
             let requests = [
                 Request::get("/cart?id=7&token=t0p")
-                    .header(HOST, "shop.example.com")
+                    .header(::http::header::HOST, "shop.example.com")
                     .body(()),
                 Request::get("https://u:pa55word@shop.example.com:8443/cart?token=t0p").body(()),
                 Request::get("/health").body(()),
