@@ -636,20 +636,11 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        if !span
-            .extensions()
-            .get::<Box<SpanData>>()
-            .is_some_and(|d| d.decision != Decision::NotSampled)
-        {
+        if !records(&span) {
             return;
         }
         // Visit (user code) first, lock after.
-        let mut fields = Fields::new();
-        let mut errors = Vec::new();
-        values.record(&mut FieldVisitor {
-            fields: &mut fields,
-            errors: &mut errors,
-        });
+        let (fields, errors) = collect_fields(|v| values.record(v));
         let mut ext = span.extensions_mut();
         if let Some(data) = ext.get_mut::<Box<SpanData>>() {
             for (key, value) in fields {
@@ -760,6 +751,29 @@ fn header_field(text: &str) -> TraceHeader {
     TraceHeader::parse(text)
 }
 
+/// Whether `span` holds data this layer still records into (a span of a
+/// sampled trace, or a root not decided yet).
+fn records<S>(span: &SpanRef<'_, S>) -> bool
+where
+    S: for<'l> LookupSpan<'l>,
+{
+    span.extensions()
+        .get::<Box<SpanData>>()
+        .is_some_and(|d| d.decision != Decision::NotSampled)
+}
+
+/// The fields and errors `record` visits with a [`FieldVisitor`]: user
+/// `Debug` code runs here, before any extensions lock is taken.
+fn collect_fields(record: impl FnOnce(&mut dyn Visit)) -> (Fields, Vec<ErrorRecord>) {
+    let mut fields = Fields::new();
+    let mut errors = Vec::new();
+    record(&mut FieldVisitor {
+        fields: &mut fields,
+        errors: &mut errors,
+    });
+    (fields, errors)
+}
+
 /// The part of [`XrayLayer::on_event`] for the events it keeps: a tower-http
 /// response, an ERROR event, or any event with events recorded.
 #[inline(never)]
@@ -781,22 +795,13 @@ fn record_event<S>(
     let Some(span) = traced_event_span(&ctx, event, inner) else {
         return;
     };
-    if !span
-        .extensions()
-        .get::<Box<SpanData>>()
-        .is_some_and(|d| d.decision != Decision::NotSampled)
-    {
+    if !records(&span) {
         return;
     }
     let meta = event.metadata();
     if !is_error {
         let at = Instant::now();
-        let mut fields = Fields::new();
-        let mut errors = Vec::new();
-        event.record(&mut FieldVisitor {
-            fields: &mut fields,
-            errors: &mut errors,
-        });
+        let (fields, _) = collect_fields(|v| event.record(v));
         let mut ext = span.extensions_mut();
         if let Some(data) = ext.get_mut::<Box<SpanData>>() {
             data.push_event(EventRecord { at, meta, fields });
@@ -948,13 +953,7 @@ impl Visit for EventVisitor {
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         if self.error.is_none() {
-            let mut fields = Fields::new();
-            let mut errors = Vec::new();
-            FieldVisitor {
-                fields: &mut fields,
-                errors: &mut errors,
-            }
-            .record_error(field, value);
+            let (_, mut errors) = collect_fields(|v| v.record_error(field, value));
             self.error = errors.pop();
         }
     }
