@@ -398,10 +398,15 @@ fn without_password(conn: &str) -> Cow<'_, str> {
     // The form the string is written in says where a secret ends; the
     // other one only adds the secrets the first does not see, so that no
     // password key stays whatever the form.
+    // The other form's items end where the first form's do too (a `;` for
+    // words, a space for pairs), so that a secret it adds never takes the
+    // first form's next item with it: `Description=reset password=now;
+    // Database=x` keeps `;Database=x`.
+    let libpq = is_libpq(conn);
     let (mut pairs, mut words) = (Vec::new(), Vec::new());
-    pair_secrets(conn, &mut pairs);
-    word_secrets(conn, &mut words);
-    let (main, other) = if is_libpq(conn) {
+    pair_secrets(conn, &mut pairs, libpq);
+    word_secrets(conn, &mut words, !libpq);
+    let (main, other) = if libpq {
         (words, pairs)
     } else {
         (pairs, words)
@@ -482,13 +487,44 @@ fn query_secrets(url: &str, from: usize, cuts: &mut Vec<Cut>) {
         let item_end = url[start..end].find('&').map_or(end, |i| start + i);
         let item = &url[start..item_end];
         let name = item.split_once('=').map_or(item, |(name, _)| name);
-        list.item(start..item_end, is_secret_key(name).then_some(start));
+        let secret = is_secret_key(&percent_decoded(name));
+        list.item(start..item_end, secret.then_some(start));
         if item_end == end {
             break;
         }
         start = item_end + 1;
     }
     list.finish();
+}
+
+/// A query parameter's name as a server reads it: `%XX` escapes decoded
+/// (`pass%77ord` is `password`), `+` a space.
+fn percent_decoded(name: &str) -> Cow<'_, str> {
+    if !name.contains(['%', '+']) {
+        return Cow::Borrowed(name);
+    }
+    let b = name.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |j: usize| b.get(j).and_then(|c| char::from(*c).to_digit(16));
+        match (b[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                // Two hex digits: at most 0xff.
+                out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'%'));
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Oracle's `user/password@host`, alone or after `jdbc:oracle:thin:`: the
@@ -624,8 +660,10 @@ const LIBPQ_KEYWORDS: &[&str] = &[
 
 /// ADO.NET, ODBC and JDBC-property `key=value;` pairs: keys are trimmed;
 /// a value may be quoted (`'…'`, `"…"` with the quote doubled inside,
-/// ODBC's `{…}` with `}}` inside) and then hold `;`.
-fn pair_secrets(s: &str, cuts: &mut Vec<Cut>) {
+/// ODBC's `{…}` with `}}` inside) and then hold `;`. With `in_words`
+/// (the string is libpq words, read as pairs only for the secrets the words
+/// miss), a value also ends at a space.
+fn pair_secrets(s: &str, cuts: &mut Vec<Cut>, in_words: bool) {
     if !s.contains('=') {
         return;
     }
@@ -634,7 +672,7 @@ fn pair_secrets(s: &str, cuts: &mut Vec<Cut>) {
     let mut secret = None;
     let mut no_closing_brace = false;
     loop {
-        let (end, key) = pair(s, start, &mut no_closing_brace);
+        let (end, key) = pair(s, start, &mut no_closing_brace, in_words);
         secret = secret_of(start..end, key, secret, s);
         list.item(start..end, secret);
         if end == s.len() {
@@ -668,10 +706,19 @@ fn secret_of(
 /// end in a secret value (all of it goes), and counts as a plain character
 /// in any other (the next pair is still looked at). `no_closing_brace`
 /// remembers that a `{` found no `}` up to the end: later ones are not
-/// looked for again, so that `a={x;a={x;…` stays linear.
-fn pair(s: &str, start: usize, no_closing_brace: &mut bool) -> (usize, Option<bool>) {
+/// looked for again, so that `a={x;a={x;…` stays linear. With `in_words`
+/// a value also ends at a space (see [`pair_secrets`]).
+fn pair(
+    s: &str,
+    start: usize,
+    no_closing_brace: &mut bool,
+    in_words: bool,
+) -> (usize, Option<bool>) {
     let b = s.as_bytes();
-    let to_semicolon = |from: usize| s[from..].find(';').map_or(s.len(), |i| from + i);
+    let to_semicolon = |from: usize| {
+        let end = |c: char| c == ';' || (in_words && c.is_ascii_whitespace());
+        s[from..].find(end).map_or(s.len(), |i| from + i)
+    };
     let Some(eq) = s[start..].find(['=', ';']).map(|i| start + i) else {
         return (s.len(), None);
     };
@@ -709,14 +756,23 @@ fn pair(s: &str, start: usize, no_closing_brace: &mut bool) -> (usize, Option<bo
 
 /// libpq's `key=value` words, separated by spaces: `=` may have spaces
 /// around it; a value may be single-quoted, and `\` escapes the next
-/// character, quoted or not.
-fn word_secrets(s: &str, cuts: &mut Vec<Cut>) {
+/// character, quoted or not. With `in_pairs` (the string is `;` pairs,
+/// read as words only for the secrets the pairs miss), a value also ends
+/// at a `;`, and a `;` between words is a separator.
+fn word_secrets(s: &str, cuts: &mut Vec<Cut>, in_pairs: bool) {
     if !s.contains('=') {
         return;
     }
     let b = s.as_bytes();
     let mut list = ListCuts::new(0..s.len(), cuts);
-    let mut start = skip_spaces(b, 0);
+    let next_word = |mut i: usize| {
+        i = skip_spaces(b, i);
+        while in_pairs && b.get(i) == Some(&b';') {
+            i = skip_spaces(b, i + 1);
+        }
+        i
+    };
+    let mut start = next_word(0);
     let mut secret = None;
     while start < b.len() {
         let key_end = b[start..]
@@ -732,23 +788,23 @@ fn word_secrets(s: &str, cuts: &mut Vec<Cut>) {
             if value > eq + 1 && starts_keyword(s, value) {
                 (eq + 1, Some(secret))
             } else {
-                (word_value_end(b, value, secret), Some(secret))
+                (word_value_end(b, value, secret, in_pairs), Some(secret))
             }
         } else {
             (key_end, None)
         };
         secret = secret_of(start..end, key, secret, s);
         list.item(start..end, secret);
-        start = skip_spaces(b, end);
+        start = next_word(end);
     }
     list.finish();
 }
 
 /// Where the libpq value at `start` ends; an unterminated quote as in
-/// [`pair`].
-fn word_value_end(b: &[u8], start: usize, secret: bool) -> usize {
+/// [`pair`]; with `in_pairs`, an unquoted value ends at a `;` too.
+fn word_value_end(b: &[u8], start: usize, secret: bool, in_pairs: bool) -> usize {
     let unquoted = |mut i: usize| {
-        while i < b.len() && !b[i].is_ascii_whitespace() {
+        while i < b.len() && !b[i].is_ascii_whitespace() && !(in_pairs && b[i] == b';') {
             i += if b[i] == b'\\' { 2 } else { 1 };
         }
         i.min(b.len())
@@ -1519,6 +1575,11 @@ mod tests {
                 "postgres://db/shop?sslmode=require&PASSWORD=hunter&application_name=web",
                 "postgres://db/shop?sslmode=require&application_name=web",
             ),
+            // Names as the server reads them, escapes decoded.
+            (
+                "postgres://db/shop?pass%77ord=hunter&sslmode=require&client%5Fsecret=hunter",
+                "postgres://db/shop?sslmode=require",
+            ),
             (
                 "postgres://db/shop?pwd=hunter&sslmode=require",
                 "postgres://db/shop?sslmode=require",
@@ -1578,6 +1639,15 @@ mod tests {
             ("Server=db;Password='hunter;Database=hunter", "Server=db"),
             // In another value: the pairs after it are still read.
             ("Server='db;Password=hunter;Database=x", "Server='db;Database=x"),
+            // A libpq word inside a pair's value goes, up to its `;` only.
+            (
+                "Description=reset password=now;Database=x",
+                "Description=reset;Database=x",
+            ),
+            (
+                "Server=db;Note=x password='a;b' y;Database=x",
+                "Server=db;Note=x y;Database=x",
+            ),
         ]);
     }
 
@@ -1602,6 +1672,11 @@ mod tests {
             ("  password=hunter  ", ""),
             ("host=db password='hunter", "host=db"),
             ("host='db password=hunter dbname=x", "host='db dbname=x"),
+            // A `;` pair inside a word goes, up to its space only.
+            (
+                "host=db dbname=x;Password=hunter user=u",
+                "host=db dbname=x user=u",
+            ),
         ]);
     }
 
@@ -1723,6 +1798,9 @@ mod tests {
             "a://h?",
             "a://h?&&=&",
             "a://h?password",
+            "a://h?%",
+            "a://h?%e",
+            "a://h?%zz=1&+%ff%C3%A9=2",
             "/@",
             "é/é@é",
             "x/\"",
