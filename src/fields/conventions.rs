@@ -352,9 +352,27 @@ fn url_authority(s: &str) -> Option<Range<usize>> {
         return None;
     }
     let start = sep + 3;
-    let end = s[start..]
-        .find(['/', '?', '#'])
-        .map_or(s.len(), |i| start + i);
+    let end_from = |from: usize| {
+        s[from..]
+            .find(['/', '?', '#'])
+            .map_or(s.len(), |i| from + i)
+    };
+    let mut end = end_from(start);
+    // A password written with a raw `/`, `?` or `#` in it (`u:pa/ss@h`: an
+    // invalid URL, but one people write): what follows the `:` is no port
+    // and an `@` comes later, so the user info runs to that `@`. (Not after
+    // an IPv6 host, nor JDBC's `host:port;properties`.)
+    let authority = &s[start..end];
+    if !authority.starts_with('[') && !authority.contains(['@', ';']) {
+        let not_a_port = authority
+            .split_once(':')
+            .is_some_and(|(_, port)| !port.bytes().all(|b| b.is_ascii_digit()));
+        if not_a_port {
+            if let Some(at) = s[end..].find('@') {
+                end = end_from(end + at + 1);
+            }
+        }
+    }
     Some(start..end)
 }
 
@@ -366,7 +384,7 @@ fn plain_url(url: &str) -> Cow<'_, str> {
     let Some(authority) = url_authority(url) else {
         return Cow::Borrowed(&url[..end(0)]);
     };
-    let end = end(authority.start);
+    let end = end(authority.end);
     match url[authority.clone()].rfind('@') {
         Some(at) => {
             Cow::Owned([&url[..authority.start], &url[authority.start + at + 1..end]].concat())
@@ -1531,6 +1549,9 @@ mod tests {
             ("/users/7?full=1", "/users/7"),
             ("/a#b?c", "/a"),
             ("/redirect?to=http://u:p@h/", "/redirect"),
+            ("http://u:p/a?s#s@h:1/p?q", "http://h:1/p"),
+            ("http://[::1]:8080/@me", "http://[::1]:8080/@me"),
+            ("http://h:8080/@me", "http://h:8080/@me"),
             ("?only", ""),
         ];
         for (url, plain) in cases {
@@ -1575,6 +1596,10 @@ mod tests {
                 "postgres://db/shop?sslmode=require&PASSWORD=hunter&application_name=web",
                 "postgres://db/shop?sslmode=require&application_name=web",
             ),
+            // A raw `/`, `?` or `#` in the password.
+            ("postgres://app:hun/ter@db:5432/x", "postgres://app@db:5432/x"),
+            ("mysql://app:hun?ter#2@db/x?ssl=1", "mysql://app@db/x?ssl=1"),
+            ("redis://:hunter/2@cache:6379", "redis://cache:6379"),
             // Names as the server reads them, escapes decoded.
             (
                 "postgres://db/shop?pass%77ord=hunter&sslmode=require&client%5Fsecret=hunter",
@@ -1799,6 +1824,9 @@ mod tests {
             "a://h?&&=&",
             "a://h?password",
             "a://h?%",
+            "a://u:p?@h",
+            "a://u:p#?@",
+            "a://:/@",
             "a://h?%e",
             "a://h?%zz=1&+%ff%C3%A9=2",
             "/@",
