@@ -29,6 +29,74 @@ pub use memory::InMemoryExporter;
 pub use timeline::TimelineExporter;
 pub use udp::UdpExporter;
 
+/// Runs `f` with the current thread's `tracing` spans and events invisible
+/// to every [`XrayLayer`](crate::XrayLayer), as they are on the worker
+/// thread.
+///
+/// For the threads an [`Exporter`] starts itself (a sender, a connection
+/// pool): to the layer they are application threads, so without this, a
+/// span they open (their own, or one of a library they call) would be
+/// traced and exported, and each export would make the next one. Wrap the
+/// thread's body in `untraced`. Spans and events made inside `f` are not
+/// traced; a span made before, and only entered or closed inside `f`, still
+/// is.
+///
+/// ```
+/// use std::sync::mpsc;
+/// use std::time::Duration;
+/// use tracing_subscriber::prelude::*;
+/// use tracing_xray::export::{Document, ExportOutcome, Exporter, InMemoryExporter};
+///
+/// /// Hands each batch to a sender thread of its own.
+/// struct Threaded(mpsc::Sender<Vec<Document>>);
+///
+/// impl Threaded {
+///     fn new(sink: InMemoryExporter) -> Self {
+///         let (tx, rx) = mpsc::channel::<Vec<Document>>();
+///         std::thread::spawn(move || {
+///             tracing_xray::export::untraced(|| {
+///                 for batch in rx {
+///                     // A library on this thread may open spans: not traced.
+///                     let _span = tracing::info_span!("send", docs = batch.len()).entered();
+///                     sink.clone().export(batch);
+///                 }
+///             })
+///         });
+///         Threaded(tx)
+///     }
+/// }
+///
+/// impl Exporter for Threaded {
+///     fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+///         let n = batch.len();
+///         match self.0.send(batch) {
+///             Ok(()) => ExportOutcome::delivered(n),
+///             Err(_) => ExportOutcome::default(),
+///         }
+///     }
+/// }
+///
+/// let sink = InMemoryExporter::new();
+/// let layer = tracing_xray::builder()
+///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+///     .with_exporter(Threaded::new(sink.clone()))
+///     .build();
+/// let xray = layer.handle();
+/// tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).unwrap();
+/// tracing::info_span!("request").in_scope(|| {});
+/// xray.flush(Duration::from_secs(1)).unwrap();
+/// # for _ in 0..100 {
+/// #     if sink.len() > 0 { break; }
+/// #     std::thread::sleep(Duration::from_millis(10));
+/// # }
+/// // The request's segment, and nothing of the sender thread's span.
+/// assert_eq!(sink.len(), 1);
+/// ```
+pub fn untraced<R>(f: impl FnOnce() -> R) -> R {
+    let _suppressed = crate::layer::SuppressGuard::enter();
+    f()
+}
+
 /// The largest document (in bytes) the worker ever hands to an exporter.
 ///
 /// X-Ray accepts documents up to 64 KB, and the daemon reads datagrams into a
@@ -490,10 +558,9 @@ impl ExportOutcome {
 /// - retries, batching and backoff are the exporter's own business;
 /// - `tracing` spans and events on the worker thread, so in these methods,
 ///   are not traced by the layer, so exporters may log freely. Threads an
-///   exporter starts are application threads to the layer: spans opened on
-///   them are traced like any other, so an exporter that hands its sending
-///   to another thread should not open traced spans there (or should filter
-///   them out), or each export would make the next one.
+///   exporter starts are application threads to the layer: run their body
+///   in [`untraced`], or each span opened there would be exported, and each
+///   export would make the next one.
 ///
 /// # Examples
 ///
