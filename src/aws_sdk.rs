@@ -34,7 +34,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use tracing::field::Empty;
 
-use crate::header::HEADER_NAME;
+use crate::header::{TraceHeader, HEADER_NAME};
 use crate::XraySpanExt;
 
 /// An AWS SDK interceptor that completes each call's `aws` subsegment and
@@ -75,7 +75,11 @@ impl XrayInterceptor {
     }
 
     /// Whether to add the `X-Amzn-Trace-Id` header to each request (default
-    /// `true`; a header already present is kept).
+    /// `true`). A header already present is kept when it belongs to another
+    /// trace; one of the call's own trace (in AWS Lambda, the SDK's recursion
+    /// detection copies the invocation's header, whose `Parent` is the
+    /// function's segment) is replaced by the call's, keeping its extra keys
+    /// such as `Lineage`.
     ///
     /// ```
     /// let interceptor = tracing_xray::aws_sdk::XrayInterceptor::new().with_trace_header(false);
@@ -191,8 +195,23 @@ impl Intercept for XrayInterceptor {
         {
             span.record("aws.region", region);
         }
-        if self.trace_header && headers.get(HEADER_NAME).is_none() {
-            if let Some(header) = span.xray_header() {
+        if self.trace_header {
+            if let Some(mut header) = span.xray_header() {
+                // A header of another trace is the caller's: kept. One of this
+                // trace (in Lambda, the SDK's recursion detection copies the
+                // invocation's, Parent = the function's segment) gets Parent =
+                // this call, keeping its extra keys (`Lineage`).
+                let present = headers.get(HEADER_NAME).map(TraceHeader::parse);
+                if let Some(present) = present {
+                    if present.root() != header.root() {
+                        return Ok(());
+                    }
+                    for (key, value) in present.extras() {
+                        if header.extra(key).is_none() {
+                            header = header.with_extra(key, value);
+                        }
+                    }
+                }
                 headers.insert(HEADER_NAME, header.to_string());
             }
         }

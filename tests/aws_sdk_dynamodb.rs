@@ -366,4 +366,77 @@ mod with_interceptor {
         assert_eq!(seen[0], expected);
         assert_eq!(seen[1], expected);
     }
+
+    /// In Lambda the SDK's recursion detection copies `_X_AMZN_TRACE_ID`
+    /// (Parent = the function's segment) onto every request before signing.
+    /// The same trace's header is replaced by the call's own (Parent = the
+    /// call's subsegment), its extra keys (`Lineage`) kept; another trace's
+    /// header is left alone. (`mutate_request` stands in for the recursion
+    /// detection interceptor, which reads the process environment.)
+    #[test]
+    fn a_header_of_the_same_trace_is_replaced_by_the_calls() {
+        use std::sync::{Arc, Mutex};
+
+        use axum::http::HeaderMap;
+        use axum::response::IntoResponse;
+        use tracing_xray::XraySpanExt;
+
+        const OTHER: &str =
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let record = seen.clone();
+        let app =
+            axum::Router::new().route(
+                "/",
+                axum::routing::post(move |headers: HeaderMap| {
+                    let header = headers
+                        .get("x-amzn-trace-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    record.lock().unwrap().push(header);
+                    async move {
+                        ([("content-type", "application/x-amz-json-1.0")], "{}").into_response()
+                    }
+                }),
+            );
+        let doc = trace(LevelFilter::DEBUG, || async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            let root = tracing::Span::current()
+                .xray_header()
+                .unwrap()
+                .root()
+                .unwrap();
+            let lambda =
+                format!("Root={root};Parent=1111111111111111;Sampled=1;Lineage=a87bd80c:1");
+            let c = client(&format!("http://{addr}"), true);
+            for present in [lambda, OTHER.to_owned()] {
+                c.get_item()
+                    .table_name("orders")
+                    .key("id", AttributeValue::S("o-1".into()))
+                    .customize()
+                    .mutate_request(move |r| {
+                        r.headers_mut().insert("x-amzn-trace-id", present.clone());
+                    })
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            server.abort();
+        });
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen[0],
+            format!(
+                "Root={};Parent={};Sampled=1;Lineage=a87bd80c:1",
+                doc["trace_id"].as_str().unwrap(),
+                doc["subsegments"][0]["id"].as_str().unwrap()
+            )
+        );
+        assert_eq!(seen[1], OTHER);
+    }
 }
