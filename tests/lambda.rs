@@ -104,3 +104,94 @@ fn top_level_span_uses_the_environment_header() {
     assert_eq!(docs[0]["parent_id"], "4444444444444444");
     assert_eq!(docs[0]["name"], "handle_event");
 }
+
+/// `lambda_http` serves through `lambda_runtime`, whose `TracingLayer`
+/// opens the invocation span around the HTTP service: the request's span of
+/// `XrayServerLayer` lands under that invocation's facade, without
+/// `_X_AMZN_TRACE_ID` (unset in `run_concurrent` mode).
+#[cfg(feature = "tower")]
+#[test]
+fn server_layer_request_lands_under_the_invocation() {
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::task::{Context, Poll};
+
+    use tower_layer::Layer;
+    use tower_service::Service;
+    use tracing_xray::tower::XrayServerLayer;
+
+    struct Ok200;
+    impl Service<http::Request<()>> for Ok200 {
+        type Response = http::Response<()>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<http::Response<()>, Infallible>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            info_span!("handler").in_scope(|| std::future::ready(Ok(http::Response::new(()))))
+        }
+    }
+
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_lambda(true)
+        .with_detectors(Detectors::none())
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let invocations = [
+        ("1-6566f1b0-aaaaaaaaaaaaaaaaaaaaaaaa", "1111111111111111"),
+        ("1-6566f1b1-bbbbbbbbbbbbbbbbbbbbbbbb", "2222222222222222"),
+    ];
+    let mut answered = Vec::new();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for (root, parent) in invocations {
+            let header = format!("Root={root};Parent={parent};Sampled=1");
+            let invoke =
+                info_span!("Lambda runtime invoke", requestId = "r", xrayTraceId = %header);
+            let response = invoke.in_scope(|| {
+                let mut service = XrayServerLayer::new().layer(Ok200);
+                // API Gateway's own header: the invocation's wins.
+                let request = http::Request::get("https://api.example.com/orders")
+                    .header(
+                        "x-amzn-trace-id",
+                        "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0",
+                    )
+                    .body(())
+                    .unwrap();
+                let mut future = std::pin::pin!(service.call(request));
+                match future
+                    .as_mut()
+                    .poll(&mut Context::from_waker(std::task::Waker::noop()))
+                {
+                    Poll::Ready(response) => response.unwrap(),
+                    Poll::Pending => unreachable!(),
+                }
+            });
+            answered.push(response.headers()["x-amzn-trace-id"].to_owned());
+        }
+    });
+    xray.flush(Duration::from_secs(5)).unwrap();
+    let mut docs = exporter.json_documents();
+    docs.sort_by_key(|d| d["trace_id"].as_str().unwrap().to_owned());
+    assert_eq!(docs.len(), 2, "{docs:#?}");
+    for ((root, parent), doc) in invocations.iter().zip(&docs) {
+        assert_eq!(doc["type"], "subsegment");
+        assert_eq!(doc["trace_id"], *root);
+        assert_eq!(doc["parent_id"], *parent);
+        assert_eq!(
+            doc["http"]["request"]["url"],
+            "https://api.example.com/orders"
+        );
+        assert_eq!(doc["subsegments"][0]["name"], "handler");
+        assert!(
+            doc.get("metadata")
+                .is_none_or(|m| m["tracing"].get("xray.trace_header").is_none()),
+            "{doc:#}"
+        );
+    }
+    for ((root, _), answer) in invocations.iter().zip(&answered) {
+        assert_eq!(answer, &format!("Root={root}"));
+    }
+}

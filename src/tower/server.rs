@@ -14,10 +14,16 @@ use tracing::Span;
 
 use crate::header::{Sampled, TraceHeader};
 use crate::http::header_name;
+use crate::layer::LAMBDA_INVOKE_SPAN;
 use crate::span_ext::XraySpanExt;
 
 /// A [`tower_layer::Layer`] for HTTP servers: each request becomes the root
 /// span of an X-Ray segment (named after the layer's service name).
+///
+/// In AWS Lambda (`lambda_http`), a request served inside `lambda_runtime`'s
+/// `Lambda runtime invoke` span is a child of it instead: a subsegment of the
+/// invocation's function segment, in the invocation's trace (the request's
+/// own header is not read; Lambda's decides), also in `run_concurrent` mode.
 ///
 /// - The incoming `X-Amzn-Trace-Id` continues the caller's trace (its
 ///   `Root`, `Parent` and `Sampled`); a missing or malformed header starts a
@@ -131,6 +137,17 @@ fn request_span<B>(request: &Request<B>) -> (Span, bool) {
     let headers = request.headers();
     let uri = request.uri();
     let incoming = headers.get(header_name()).and_then(|v| v.to_str().ok());
+    // In AWS Lambda (`lambda_http`), the request is served inside the
+    // invocation's span: a child of its facade, in the invocation's trace.
+    let current = Span::current();
+    let invocation = current
+        .metadata()
+        .is_some_and(|m| m.name() == LAMBDA_INVOKE_SPAN);
+    let (parent, incoming) = if invocation {
+        (current.id(), None)
+    } else {
+        (None, incoming)
+    };
     let requested = incoming.is_some_and(|h| TraceHeader::parse(h).sampled() == Sampled::Requested);
     let authority = super::authority_of(uri, headers);
     let host = authority.as_ref().map(|a| a.host().to_owned());
@@ -143,7 +160,7 @@ fn request_span<B>(request: &Request<B>) -> (Span, bool) {
         .map(str::trim)
         .filter(|v| !v.is_empty());
     let span = tracing::info_span!(
-        parent: None,
+        parent: parent,
         "http.server",
         otel.kind = "server",
         http.request.method = request.method().as_str(),
