@@ -557,7 +557,12 @@ where
         // span's costs one lookup, worth it while this thread is in
         // unsampled traces. A memo entry is always a span this layer saw,
         // so a hit is the parent `span.parent()` would find below.
-        let direct = if attrs.is_contextual() {
+        // In Lambda, an invocation span is its invocation's root, whatever
+        // span the application runs the runtime in.
+        let invocation = inner.lambda && attrs.metadata().name() == LAMBDA_INVOKE_SPAN;
+        let direct = if invocation {
+            None
+        } else if attrs.is_contextual() {
             if IN_UNSAMPLED.with(Cell::get) {
                 ctx.current_span().id().cloned()
             } else {
@@ -571,7 +576,7 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        let parent = span.parent();
+        let parent = if invocation { None } else { span.parent() };
         if let Some(p) = &parent {
             if inner.in_unsampled_trace(&p.id()) {
                 inner.unsampled_child(id);
@@ -900,8 +905,9 @@ fn record_attributes(attrs: &Attributes<'_>, data: &mut SpanData) {
 }
 
 /// In Lambda, Lambda sends the function segment; a root here is either the
-/// `lambda_runtime` invocation span (which becomes the facade: id = Parent of
-/// the invocation's header) or a top-level span of the function, sent as an
+/// `lambda_runtime` invocation span (always a root, even inside a span of the
+/// application's; it becomes the facade: id = Parent of the invocation's
+/// header) or a top-level span of the function, sent as an
 /// independent subsegment of the facade named by `_X_AMZN_TRACE_ID`.
 /// Without a usable header nothing is sent (SPEC §3.3).
 fn lambda_root(inner: &LayerInner, data: &mut SpanData) {

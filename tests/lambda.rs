@@ -105,6 +105,47 @@ fn top_level_span_uses_the_environment_header() {
     assert_eq!(docs[0]["name"], "handle_event");
 }
 
+/// An application that wraps the whole runtime in a span of its own (an
+/// `#[instrument]`ed `main`): each invocation span is still its
+/// invocation's facade, not a child of that long-lived span (which would
+/// hold every invocation's spans until the process ends).
+#[test]
+fn invocations_under_an_application_span_land_under_their_facades() {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_lambda(true)
+        .with_detectors(Detectors::none())
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let roots = [
+        "1-6566f1a4-eeeeeeeeeeeeeeeeeeeeeeee",
+        "1-6566f1a5-ffffffffffffffffffffffff",
+    ];
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let _main = info_span!("main").entered();
+        for root in roots {
+            let header = format!("Root={root};Parent=5555555555555555;Sampled=1");
+            info_span!("Lambda runtime invoke", requestId = "r", xrayTraceId = %header).in_scope(
+                || {
+                    info_span!("handler").in_scope(|| {});
+                },
+            );
+            // Sent when the invocation ends, not when `main` does.
+            xray.flush(Duration::from_secs(5)).unwrap();
+            let sent = exporter
+                .json_documents()
+                .into_iter()
+                .filter(|doc| doc["trace_id"] == root)
+                .collect::<Vec<_>>();
+            assert_eq!(sent.len(), 1, "{root}");
+            assert_eq!(sent[0]["type"], "subsegment");
+            assert_eq!(sent[0]["name"], "handler");
+            assert_eq!(sent[0]["parent_id"], "5555555555555555");
+        }
+    });
+}
+
 /// `lambda_http` serves through `lambda_runtime`, whose `TracingLayer`
 /// opens the invocation span around the HTTP service: the request's span of
 /// `XrayServerLayer` lands under that invocation's facade, without
