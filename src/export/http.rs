@@ -172,7 +172,8 @@ impl HttpExporter {
     }
 
     /// The URL documents are posted to
-    /// (`https://xray.{region}.amazonaws.com/TraceSegments` by default).
+    /// (`https://xray.{region}.amazonaws.com/TraceSegments` by default;
+    /// `amazonaws.com.cn` in China and the ISO partitions' own suffixes).
     ///
     /// ```no_run
     /// # use tracing_xray::export::HttpExporter;
@@ -610,7 +611,8 @@ impl Exporter for HttpExporter {
 /// - **Region**: [`region`](Self::region), else `AWS_REGION`, else
 ///   `AWS_DEFAULT_REGION`.
 /// - **Endpoint**: [`endpoint`](Self::endpoint), else
-///   `https://xray.{region}.amazonaws.com`.
+///   `https://xray.{region}.amazonaws.com` (`.amazonaws.com.cn` in China,
+///   the partition's own suffix in the ISO regions).
 /// - **Credentials**: [`static_credentials`](Self::static_credentials) or
 ///   [`credentials_provider`](Self::credentials_provider), else
 ///   `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`
@@ -715,7 +717,8 @@ impl HttpExporterBuilder {
     }
 
     /// The API's base URL, for VPC endpoints, FIPS endpoints and tests.
-    /// Default: `https://xray.{region}.amazonaws.com`. `http://` is accepted
+    /// Default: `https://xray.{region}.amazonaws.com` (with the partition's
+    /// suffix outside the `aws` partition). `http://` is accepted
     /// (a local fake of the API); requests are still signed for the region.
     ///
     /// ```
@@ -888,7 +891,7 @@ impl HttpExporterBuilder {
         }
         let endpoint = match self.endpoint {
             Some(e) => validate_endpoint(&e)?,
-            None => format!("https://xray.{region}.amazonaws.com"),
+            None => format!("https://xray.{region}.{}", dns_suffix(&region)),
         };
         let source = match self.credentials {
             Some(s) => s,
@@ -932,6 +935,23 @@ fn region_from_env() -> Option<String> {
         .filter_map(|v| std::env::var(v).ok())
         .map(|v| v.trim().to_owned())
         .find(|v| !v.is_empty())
+}
+
+/// The DNS suffix of the region's partition (the AWS SDKs' partition
+/// table): `amazonaws.com` for the `aws` and GovCloud partitions.
+fn dns_suffix(region: &str) -> &'static str {
+    const PARTITIONS: [(&str, &str); 6] = [
+        ("cn-", "amazonaws.com.cn"),
+        ("us-isob-", "sc2s.sgov.gov"),
+        ("us-isof-", "csp.hci.ic.gov"),
+        ("us-iso-", "c2s.ic.gov"),
+        ("eu-isoe-", "cloud.adc-e.uk"),
+        ("eusc-", "amazonaws.eu"),
+    ];
+    PARTITIONS
+        .iter()
+        .find(|(prefix, _)| region.starts_with(prefix))
+        .map_or("amazonaws.com", |(_, suffix)| suffix)
 }
 
 /// `scheme://host[:port]`, without a trailing slash; `http` or `https`, no

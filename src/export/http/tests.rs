@@ -192,6 +192,41 @@ fn default_endpoint_is_the_regional_one() {
     assert_eq!(e.region(), "ap-southeast-2");
 }
 
+/// Regions outside the `aws` partition have their own DNS suffix (as in the
+/// X-Ray daemon and the AWS SDKs' partition table).
+#[test]
+fn default_endpoint_follows_the_partition() {
+    for (region, url) in [
+        ("cn-north-1", "https://xray.cn-north-1.amazonaws.com.cn"),
+        (
+            "cn-northwest-1",
+            "https://xray.cn-northwest-1.amazonaws.com.cn",
+        ),
+        ("us-gov-west-1", "https://xray.us-gov-west-1.amazonaws.com"),
+        ("us-iso-east-1", "https://xray.us-iso-east-1.c2s.ic.gov"),
+        (
+            "us-isob-east-1",
+            "https://xray.us-isob-east-1.sc2s.sgov.gov",
+        ),
+        (
+            "us-isof-south-1",
+            "https://xray.us-isof-south-1.csp.hci.ic.gov",
+        ),
+        (
+            "eu-isoe-west-1",
+            "https://xray.eu-isoe-west-1.cloud.adc-e.uk",
+        ),
+        ("eusc-de-east-1", "https://xray.eusc-de-east-1.amazonaws.eu"),
+    ] {
+        let e = HttpExporter::builder()
+            .region(region)
+            .static_credentials("A", "B", None)
+            .build()
+            .unwrap();
+        assert_eq!(e.url(), format!("{url}/TraceSegments"), "{region}");
+    }
+}
+
 #[test]
 fn invalid_settings_are_errors() {
     let b = || HttpExporter::builder().static_credentials("A", "B", None);
