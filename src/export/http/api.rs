@@ -57,6 +57,25 @@ pub(crate) fn sign_request(
     credentials: &Credentials,
     time: SystemTime,
 ) -> Result<(), String> {
+    // The key id goes into `authorization`, the token into
+    // `x-amz-security-token`: aws-sigv4 panics on a value a header cannot
+    // hold (a `\r` or `\n` left by an env or secret file), so refuse first,
+    // without showing the value.
+    let fits = |v: &str| http::HeaderValue::from_str(v).is_ok();
+    if !fits(credentials.access_key_id()) {
+        return Err(
+            "cannot sign the request: the access key id holds characters \
+                    a header cannot carry (a line break?)"
+                .into(),
+        );
+    }
+    if !credentials.session_token().is_none_or(fits) {
+        return Err(
+            "cannot sign the request: the session token holds characters \
+                    a header cannot carry (a line break?)"
+                .into(),
+        );
+    }
     let identity = credentials.clone().into();
     let params = v4::SigningParams::builder()
         .identity(&identity)

@@ -535,6 +535,32 @@ fn a_provider_with_new_credentials_gets_one_immediate_retry() {
     assert_eq!(fake.seen().len(), 2);
 }
 
+/// A key id or session token that cannot go into a header (a `\r` from a
+/// CRLF env file, a `\n` from a secret file) fails the batch with an error
+/// naming the problem: signing must not panic (with `panic = "abort"` that
+/// would end the application), and the secret is not shown.
+#[test]
+fn credentials_unfit_for_a_header_fail_without_a_panic() {
+    let fake = Fake::start();
+    for (id, token) in [("AKIDEXAMPLE\r", None), ("AKIDEXAMPLE", Some("TOKEN\n"))] {
+        let mut e = builder(&fake)
+            .static_credentials(id, SECRET, token.map(str::to_owned))
+            .build()
+            .unwrap();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut outcome = e.export(docs(50));
+            outcome.merge(e.flush(Duration::from_secs(1)));
+            outcome
+        }))
+        .expect("signing does not panic");
+        assert_eq!(outcome.failures.len(), 50);
+        let why = failures_of(&outcome).join(" ");
+        assert!(why.contains("header"), "{why}");
+        assert!(!why.contains("TOKEN") && !why.contains(SECRET), "{why}");
+    }
+    assert!(fake.seen().is_empty());
+}
+
 #[test]
 fn the_backlog_drops_the_oldest_past_its_capacity() {
     // Nothing listens on this port: every send fails and is retried.
