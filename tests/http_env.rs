@@ -60,9 +60,11 @@ fn region_and_credentials_come_from_the_environment() {
     let err = HttpExporter::builder().build().unwrap_err();
     assert_eq!(err, HttpExporterError::MissingCredentials);
 
-    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDFROMENV");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret-from-env");
-    std::env::set_var("AWS_SESSION_TOKEN", "token-from-env");
+    // Values from a CRLF env file or a secret file keep their line ends:
+    // they are trimmed (as the region is, and as the AWS SDK for Java does).
+    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDFROMENV\r\n");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret-from-env\r");
+    std::env::set_var("AWS_SESSION_TOKEN", " token-from-env\n");
     let exporter = HttpExporter::builder().build().unwrap();
     assert_eq!(exporter.region(), "eu-west-3");
     let shown = format!("{exporter:?}");
@@ -101,8 +103,8 @@ fn region_and_credentials_come_from_the_environment() {
         "{head}"
     );
     assert!(
-        head.contains("x-amz-security-token: token-from-env"),
-        "{head}"
+        head.contains("x-amz-security-token: token-from-env\r\n"),
+        "{head:?}"
     );
     for v in VARS {
         std::env::remove_var(v);

@@ -40,10 +40,16 @@ impl fmt::Debug for Source {
 }
 
 impl Source {
-    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`
-    /// (empty values count as unset), or `None`.
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`,
+    /// trimmed (a CRLF env file or a secret file leaves line ends; empty
+    /// values count as unset), or `None`.
     pub(crate) fn from_env() -> Option<Source> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let id = var("AWS_ACCESS_KEY_ID")?;
         let secret = var("AWS_SECRET_ACCESS_KEY")?;
         let token = var("AWS_SESSION_TOKEN");
