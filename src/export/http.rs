@@ -34,6 +34,10 @@ const DEFAULT_BACKLOG_CAPACITY: usize = 10_000;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default of [`HttpExporterBuilder::read_timeout`].
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest connect or read timeout: longer ones (up to `Duration::MAX`,
+/// "no limit") are cut to it, as the HTTP client overflows its clock past
+/// a few hundred years.
+const LONGEST_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// Default first delay of [`HttpExporterBuilder::retry_backoff`].
 const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(200);
 /// Default longest delay of [`HttpExporterBuilder::retry_backoff`].
@@ -283,7 +287,10 @@ impl HttpExporter {
         if self.backlog.len() >= MAX_BATCH_DOCUMENTS {
             return Some(now);
         }
-        Some(first.queued_at + self.settings.batch_delay)
+        Some(crate::handle::deadline_after(
+            first.queued_at,
+            self.settings.batch_delay,
+        ))
     }
 
     /// Sends due batches, at most [`MAX_CALLS_PER_TURN`].
@@ -476,7 +483,10 @@ impl HttpExporter {
                 self.settings.auth_retry_interval,
             );
         }
-        self.auth_blocked_until = Some(Instant::now() + self.settings.auth_retry_interval);
+        self.auth_blocked_until = Some(crate::handle::deadline_after(
+            Instant::now(),
+            self.settings.auth_retry_interval,
+        ));
         self.auth_error = Some(why.clone());
         for p in batch {
             outcome.fail(p.doc, ExportError::Unauthorized(why.clone()));
@@ -505,7 +515,7 @@ impl HttpExporter {
             self.failures_in_row,
             crate::id::next_u64(),
         );
-        self.retry_at = Some(Instant::now() + delay);
+        self.retry_at = Some(crate::handle::deadline_after(Instant::now(), delay));
     }
 
     /// Sends everything waiting, ignoring the batch delay but not the
@@ -808,7 +818,8 @@ impl HttpExporterBuilder {
         self
     }
 
-    /// How long establishing a connection (DNS, TCP, TLS) may take. Default 3 s.
+    /// How long establishing a connection (DNS, TCP, TLS) may take. Default
+    /// 3 s; at most a year (`Duration::MAX` is cut to that).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -817,12 +828,13 @@ impl HttpExporterBuilder {
     /// # drop(builder);
     /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.connect_timeout = timeout;
+        self.settings.connect_timeout = timeout.min(LONGEST_TIMEOUT);
         self
     }
 
     /// How long sending a request and reading its answer may take once
-    /// connected. Default 10 s.
+    /// connected. Default 10 s; at most a year (`Duration::MAX` is cut to
+    /// that).
     ///
     /// ```
     /// # use std::time::Duration;
@@ -831,7 +843,7 @@ impl HttpExporterBuilder {
     /// # drop(builder);
     /// ```
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.read_timeout = timeout;
+        self.settings.read_timeout = timeout.min(LONGEST_TIMEOUT);
         self
     }
 

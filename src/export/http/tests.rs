@@ -561,6 +561,37 @@ fn credentials_unfit_for_a_header_fail_without_a_panic() {
     assert!(fake.seen().is_empty());
 }
 
+/// `Duration::MAX` read as "never" / "no limit" (only full batches, never
+/// retry refused credentials, no timeout): the exporter must not overflow
+/// an `Instant` or a `Duration` and panic on the worker thread.
+#[test]
+fn settings_of_duration_max_do_not_panic() {
+    let fake = Fake::start();
+    fake.reply(503, "{}");
+    fake.reply(403, r#"{"__type":"AccessDeniedException"}"#);
+    let mut e = builder(&fake)
+        .batch_delay(Duration::MAX)
+        .auth_retry_interval(Duration::MAX)
+        .connect_timeout(Duration::MAX)
+        .read_timeout(Duration::MAX)
+        .retry_backoff(Duration::from_millis(10), Duration::MAX)
+        .build()
+        .unwrap();
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut outcome = e.export(docs(3));
+        let _ = e.next_poll();
+        outcome.merge(e.poll(Instant::now()));
+        outcome.merge(e.flush(Duration::from_secs(2))); // 503, then 403
+        let _ = e.next_poll();
+        outcome.merge(e.export(docs(2)));
+        let _ = e.next_poll();
+        outcome
+    }))
+    .expect("no overflow");
+    assert_eq!(run.failures.len(), 5, "{:?}", failures_of(&run));
+    assert_eq!(fake.seen().len(), 2);
+}
+
 #[test]
 fn the_backlog_drops_the_oldest_past_its_capacity() {
     // Nothing listens on this port: every send fails and is retried.
