@@ -625,3 +625,23 @@ fn dropping_the_sampler_stops_its_thread() {
         }
     }
 }
+
+/// `with_request_timeout(Duration::MAX)` ("no limit") must not overflow the
+/// HTTP client's clock and panic in the poller.
+#[test]
+fn a_request_timeout_of_duration_max_does_not_panic() {
+    let proxy = ProxyServer::start();
+    proxy.reply_json("/GetSamplingRules", &rules_body());
+    let sampler = CentralizedSampler::builder()
+        .with_proxy_address(proxy.addr)
+        .with_clock(ManualClock::at_epoch_seconds(T0))
+        .with_fallback(fallback(0.0))
+        .with_request_timeout(Duration::MAX)
+        .build();
+    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sampler.poll_once()));
+    assert!(polled.is_ok(), "poll_once panicked");
+    assert_eq!(
+        rule_name(&sampler, &any_request()).as_deref(),
+        Some("test-rule-1")
+    );
+}

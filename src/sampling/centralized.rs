@@ -43,6 +43,10 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest the background thread sleeps between two looks at the schedule
 /// (bounds the effect of a wall-clock jump).
 const MAX_THREAD_WAIT: Duration = Duration::from_secs(1);
+/// The longest request timeout: longer ones (up to `Duration::MAX`, "no
+/// limit") are cut to it, as the HTTP client overflows its clock past a few
+/// hundred years.
+const LONGEST_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// Largest response body read from the proxy.
 const MAX_BODY_BYTES: u64 = 1 << 20;
 const DEFAULT_RULE_NAME: &str = "Default";
@@ -170,7 +174,7 @@ impl CentralizedSamplerBuilder {
     }
 
     /// The timeout of each request to the proxy, connection included.
-    /// Default: 2 seconds.
+    /// Default: 2 seconds; at most a year (`Duration::MAX` is cut to that).
     ///
     /// ```
     /// use std::time::Duration;
@@ -180,7 +184,7 @@ impl CentralizedSamplerBuilder {
     /// # drop(builder);
     /// ```
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = timeout.min(LONGEST_TIMEOUT);
         self
     }
 
