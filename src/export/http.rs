@@ -428,12 +428,7 @@ impl HttpExporter {
         unprocessed: Vec<api::Unprocessed>,
         outcome: &mut ExportOutcome,
     ) {
-        if self.failures_in_row > 0 || self.auth_error.is_some() {
-            tracing::info!(target: "tracing_xray", "the X-Ray API accepts documents again");
-        }
-        self.failures_in_row = 0;
-        self.retry_at = None;
-        self.retry_reported = false;
+        let was_failing = self.failures_in_row > 0 || self.auth_error.is_some();
         self.auth_blocked_until = None;
         self.auth_error = None;
         self.auth_reported = false;
@@ -460,6 +455,16 @@ impl HttpExporter {
             }
         }
         let delivered = batch.iter().flatten().count();
+        // Nothing delivered and documents to retry: the API throttles (or
+        // fails) document by document, and the backoff goes on growing.
+        if delivered > 0 || retry.is_empty() {
+            if was_failing {
+                tracing::info!(target: "tracing_xray", "the X-Ray API accepts documents again");
+            }
+            self.failures_in_row = 0;
+            self.retry_at = None;
+            self.retry_reported = false;
+        }
         outcome.delivered += delivered;
         Counters::add(&self.stats.documents_delivered, delivered as u64);
         if !retry.is_empty() {

@@ -449,6 +449,42 @@ fn an_unprocessed_document_fails_after_three_attempts() {
     assert_eq!(fake.seen().len(), 3);
 }
 
+/// A call that delivers nothing, every document throttled in
+/// `UnprocessedTraceSegments`, is throttling all the same: the backoff grows
+/// from one such answer to the next instead of starting over at its first
+/// step each time.
+#[test]
+fn all_documents_throttled_grows_the_backoff() {
+    let fake = Fake::with_script(Some(Box::new(|seen: &Seen| {
+        let unprocessed: Vec<String> = seen
+            .documents()
+            .iter()
+            .map(|d| {
+                let id = serde_json::from_str::<serde_json::Value>(d).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                format!(r#"{{"Id":"{id}","ErrorCode":"ThrottledException"}}"#)
+            })
+            .collect();
+        (
+            200,
+            format!(
+                r#"{{"UnprocessedTraceSegments":[{}]}}"#,
+                unprocessed.join(",")
+            ),
+        )
+    })));
+    let mut e = builder(&fake).build().unwrap();
+    let outcome = e.export(docs(50));
+    assert!(outcome.failures.is_empty());
+    assert_eq!((fake.seen().len(), e.failures_in_row), (1, 1));
+    thread::sleep(Duration::from_millis(60));
+    let outcome = e.poll(Instant::now());
+    assert!(outcome.failures.is_empty());
+    assert_eq!((fake.seen().len(), e.failures_in_row), (2, 2));
+}
+
 #[test]
 fn refused_credentials_fail_fast_and_are_not_retried_in_a_storm() {
     let fake = Fake::with_script(Some(Box::new(|_: &Seen| {
