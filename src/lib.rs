@@ -142,6 +142,13 @@ pub use layer::XrayLayer;
 pub use resource::Detectors;
 pub use span_ext::XraySpanExt;
 
+// The README's Rust snippets, compiled (and, unless marked `no_run`, run) by
+// `cargo test --doc`; its HTTP exporter snippet needs the `http` feature
+// (`scripts/test` enables every feature).
+#[cfg(all(doctest, feature = "http"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// A layer configured from the environment, sending to the X-Ray daemon.
 ///
 /// ```no_run
