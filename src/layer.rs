@@ -826,13 +826,21 @@ fn record_event<S>(
             record.target = Some(meta.target());
             record
         }
-        None => ErrorRecord {
-            field: None,
-            message: visitor.message.unwrap_or_else(|| meta.name().to_owned()),
-            sources: Vec::new(),
-            location: meta.file().zip(meta.line()),
-            target: Some(meta.target()),
-        },
+        None => {
+            // `#[instrument(err)]` logs `error = %e` and no message.
+            let (message, sources) = match (visitor.message, visitor.error_text) {
+                (Some(message), text) => (message, text.into_iter().collect()),
+                (None, Some(text)) => (text, Vec::new()),
+                (None, None) => (meta.name().to_owned(), Vec::new()),
+            };
+            ErrorRecord {
+                field: None,
+                message,
+                sources,
+                location: meta.file().zip(meta.line()),
+                target: Some(meta.target()),
+            }
+        }
     };
     let mut ext = span.extensions_mut();
     if let Some(data) = ext.get_mut::<Box<SpanData>>() {
@@ -948,12 +956,17 @@ fn lambda_root(inner: &LayerInner, data: &mut SpanData) {
 struct EventVisitor {
     message: Option<String>,
     error: Option<ErrorRecord>,
+    /// An `error` field recorded as text (`error = %e`, `error = ?e`: what
+    /// `#[instrument(err)]` logs), not as a `&dyn Error` value.
+    error_text: Option<String>,
 }
 
 impl Visit for EventVisitor {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.message = Some(value.to_owned());
+        match field.name() {
+            "message" => self.message = Some(value.to_owned()),
+            "error" => self.error_text = Some(value.to_owned()),
+            _ => {}
         }
     }
 
@@ -965,8 +978,10 @@ impl Visit for EventVisitor {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() == "message" {
-            self.message = Some(debug_string(value));
+        match field.name() {
+            "message" => self.message = Some(debug_string(value)),
+            "error" => self.error_text = Some(debug_string(value)),
+            _ => {}
         }
     }
 }

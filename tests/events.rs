@@ -99,3 +99,50 @@ fn a_long_error_message_is_cut_not_the_other_exceptions() {
     assert_eq!(long.chars().count(), 1000, "cut to 1,000 characters");
     assert_eq!(stats.spans_trimmed, 0, "no need to trim the span");
 }
+
+#[derive(Debug)]
+struct NotFound;
+
+impl std::fmt::Display for NotFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("order 7 not found")
+    }
+}
+
+impl std::error::Error for NotFound {}
+
+#[tracing::instrument(err)]
+fn load_order() -> Result<(), NotFound> {
+    Err(NotFound)
+}
+
+#[tracing::instrument(err(Debug))]
+fn load_order_debug() -> Result<(), NotFound> {
+    Err(NotFound)
+}
+
+/// `#[instrument(err)]` logs `error = %e` (or `?e`) with no message: the
+/// exception's message is the error's text, not the event's callsite name.
+/// With a message too, the message leads and the error's text follows as
+/// its cause, as for a `&dyn Error` value.
+#[test]
+fn an_error_field_without_error_value_gives_the_exception_its_text() {
+    let (traces, _) = run(false, || {
+        tracing::info_span!("r").in_scope(|| {
+            let _ = load_order();
+            let _ = load_order_debug();
+            tracing::error!(error = %NotFound, "request failed");
+        });
+    });
+    let seg = &traces[0];
+    let message = |s: &serde_json::Value| s["cause"]["exceptions"][0]["message"].clone();
+    let subs = seg["subsegments"].as_array().unwrap();
+    assert_eq!(subs[0]["fault"], true);
+    assert_eq!(message(&subs[0]), "order 7 not found", "{seg:#}");
+    assert_eq!(message(&subs[1]), "NotFound", "{seg:#}");
+    let ex = seg["cause"]["exceptions"].as_array().unwrap();
+    assert_eq!(ex.len(), 2, "{ex:#?}");
+    assert_eq!(ex[0]["message"], "request failed");
+    assert_eq!(ex[1]["message"], "order 7 not found");
+    assert_eq!(ex[0]["cause"], ex[1]["id"]);
+}
