@@ -632,7 +632,15 @@ where
                 data
             }
         };
-        span.extensions_mut().insert(data);
+        // `replace`, not `insert` (which panics when the extension exists):
+        // another `XrayLayer` this one could not see when added (side by
+        // side in a `Vec`, or behind a `reload` layer) keeps its data.
+        let mut ext = span.extensions_mut();
+        if let Some(theirs) = ext.replace(data) {
+            if let Some(ours) = ext.replace(theirs) {
+                inner.recycle.keep(ours);
+            }
+        }
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
@@ -1167,6 +1175,73 @@ mod tests {
         assert_eq!(names(&traces[0]), ["contextual+1", "explicit+0"]);
         assert!(inner.unsampled_spans.is_empty());
         assert!(inner.unsampled_roots.is_empty());
+    }
+
+    /// Two `XrayLayer`s in one subscriber keep their data in the same
+    /// `Box<SpanData>` extension. With disjoint per-layer filters (one
+    /// service per target, say) each traces its own spans; where both see a
+    /// span, the second insert panicked in the application's first span.
+    /// Now the first layer to see a span keeps it (the second still records
+    /// an error event into it: it cannot tell the data is not its own
+    /// without a check on every span).
+    #[test]
+    fn two_layers_in_one_subscriber_do_not_panic() {
+        use tracing_subscriber::filter::filter_fn;
+        use tracing_subscriber::Layer as _;
+        type Boxed = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+        let stacked = |first: super::XrayLayer, second: super::XrayLayer| {
+            tracing::Dispatch::new(tracing_subscriber::registry().with(first).with(second))
+        };
+        let side_by_side = |first: super::XrayLayer, second: super::XrayLayer| {
+            let layers: Vec<Boxed> = vec![first.boxed(), second.boxed()];
+            tracing::Dispatch::new(tracing_subscriber::registry().with(layers))
+        };
+        for (how, make) in [
+            ("stacked", &stacked as &dyn Fn(_, _) -> tracing::Dispatch),
+            ("side_by_side", &side_by_side),
+        ] {
+            let (first, first_out) = test_layer(crate::sampling::AlwaysSample);
+            let (second, second_out) = test_layer(crate::sampling::AlwaysSample);
+            let (first_handle, second_handle) = (first.handle(), second.handle());
+            let dispatch = make(first, second);
+            tracing::dispatcher::with_default(&dispatch, || {
+                tracing::info_span!("root").in_scope(|| {
+                    tracing::info_span!("child").in_scope(|| tracing::error!("boom"));
+                });
+            });
+            first_handle.flush(Duration::from_secs(10)).unwrap();
+            second_handle.flush(Duration::from_secs(10)).unwrap();
+            let traces = first_out.traces();
+            assert_eq!(traces.len(), 1, "{how}: {traces:?}");
+            let child = &traces[0]["subsegments"][0];
+            assert_eq!(child["name"], "child", "{how}");
+            assert_eq!(child["fault"], true, "{how}");
+            assert!(second_out.is_empty(), "{how}");
+        }
+        // Disjoint filters: one trace each, as before.
+        let (a, a_out) = test_layer(crate::sampling::AlwaysSample);
+        let (b, b_out) = test_layer(crate::sampling::AlwaysSample);
+        let (a_handle, b_handle) = (a.handle(), b.handle());
+        let dispatch = tracing::Dispatch::new(
+            tracing_subscriber::registry()
+                .with(a.with_filter(filter_fn(|m| m.target() != "b")))
+                .with(b.with_filter(filter_fn(|m| m.target() == "b"))),
+        );
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::info_span!("a").in_scope(|| {
+                tracing::info_span!(target: "b", "b").in_scope(|| {
+                    tracing::info_span!(target: "b", "b_child").in_scope(|| {});
+                });
+            });
+        });
+        a_handle.flush(Duration::from_secs(10)).unwrap();
+        b_handle.flush(Duration::from_secs(10)).unwrap();
+        let (a_traces, b_traces) = (a_out.traces(), b_out.traces());
+        assert_eq!(a_traces.len(), 1, "{a_traces:?}");
+        assert!(a_traces[0].get("subsegments").is_none(), "{a_traces:?}");
+        assert_eq!(b_traces.len(), 1, "{b_traces:?}");
+        assert_eq!(b_traces[0]["metadata"]["tracing"]["span_name"], "b");
+        assert_eq!(b_traces[0]["subsegments"][0]["name"], "b_child");
     }
 
     /// The invariant that makes a memo hit trustworthy: once every span has
