@@ -7,6 +7,13 @@ use crate::layer::{Found, Lookup, WithContext};
 /// X-Ray propagation on [`tracing::Span`], in the manner of
 /// tracing-opentelemetry's `OpenTelemetrySpanExt`.
 ///
+/// The methods reach the [`XrayLayer`](crate::XrayLayer) through the
+/// subscriber; a `tracing_subscriber::reload::Layer` hides it from them
+/// (there [`xray_header`](XraySpanExt::xray_header) returns `None` and
+/// [`set_xray_parent`](XraySpanExt::set_xray_parent) does nothing), while
+/// spans are still traced: continue an incoming trace with the
+/// `xray.trace_header` field instead.
+///
 /// ```
 /// use std::time::Duration;
 /// use tracing_subscriber::prelude::*;
