@@ -396,6 +396,7 @@ impl<'c> Assembler<'c> {
             || node.errors_dropped() > 0
             || !node.events().is_empty()
             || node.events_dropped() > 0
+            || !node.precursors().is_empty()
             || node.fields.iter().any(|(k, _)| may_have_meaning(k))
         {
             return None;
@@ -471,6 +472,7 @@ impl<'c> Assembler<'c> {
             .fold(0, u32::saturating_add);
         let has_errors = errors().next().is_some();
         let applied = conv.apply(&mut entity, is_segment, &cfg.fields, has_errors);
+        entity.precursor_ids.extend_from_slice(node.precursors());
         if attempts > 1 && entity.aws.retries.is_none() {
             entity.aws.retries = Some(attempts - 1);
         }

@@ -38,7 +38,7 @@ use crate::recycle::RecycleRx;
 use crate::sampling::{Sampler, SamplingRequest};
 use crate::span_data::{
     debug_string, Anchor, Decision, ErrorRecord, EventRecord, FieldValue, FieldVisitor, Fields,
-    Role, SpanData, TraceBuf,
+    Role, SpanData, TraceBuf, MAX_PRECURSORS,
 };
 use crate::unsampled::UnsampledIds;
 use crate::worker::Message;
@@ -643,6 +643,41 @@ where
         }
     }
 
+    /// `span.follows_from(&sibling)`: X-Ray's `precursor_ids`, the
+    /// subsegments of the same parent that completed before this one, so
+    /// only a span of the same trace and the same parent counts.
+    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
+        if self.inner.is_none() || suppressed() {
+            return;
+        }
+        let Some(before) = ctx.span(follows) else {
+            return;
+        };
+        let Some((trace_id, parent, precursor)) = before
+            .extensions()
+            .get::<Box<SpanData>>()
+            .map(|d| (d.trace_id, d.parent_seg, d.id))
+        else {
+            return;
+        };
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        let Some(data) = ext.get_mut::<Box<SpanData>>() else {
+            return;
+        };
+        if parent.is_none()
+            || data.parent_seg != parent
+            || data.trace_id != trace_id
+            || data.id == precursor
+        {
+            return;
+        }
+        let precursors = &mut data.rare_mut().precursors;
+        if precursors.len() < MAX_PRECURSORS && !precursors.contains(&precursor) {
+            precursors.push(precursor);
+        }
+    }
+
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         let Some(inner) = &self.inner else { return };
         if inner.unsampled_spans.contains(id) {
@@ -1026,6 +1061,50 @@ mod tests {
                 .unwrap();
             SamplingDecision::new(n.is_multiple_of(2))
         }
+    }
+
+    /// `follows_from` between siblings gives `precursor_ids`; between
+    /// spans of different parents or traces, nothing.
+    #[test]
+    fn follows_from_a_sibling_is_a_precursor() {
+        use crate::XraySpanExt;
+        let (layer, exporter) = test_layer(crate::sampling::AlwaysSample);
+        let xray = layer.handle();
+        let subscriber = tracing_subscriber::registry().with(layer);
+        let (first_id, other_root_child) = tracing::subscriber::with_default(subscriber, || {
+            let other_root = tracing::info_span!("other_root");
+            let other_child = tracing::info_span!(parent: &other_root, "other_child");
+            let root = tracing::info_span!("root");
+            let _root = root.enter();
+            let first = tracing::info_span!("first");
+            let second = tracing::info_span!("second");
+            second.follows_from(&first);
+            second.follows_from(&first); // once is enough
+            second.follows_from(&root); // the parent: no sibling
+            second.follows_from(&other_child); // another trace
+            let nested = first.in_scope(|| tracing::info_span!("nested"));
+            second.follows_from(&nested); // another parent
+            second.follows_from(&second); // itself
+            let first_id = first.xray_header().and_then(|h| h.parent()).unwrap();
+            drop((first, nested));
+            second.in_scope(|| {});
+            (first_id, other_child.xray_header().and_then(|h| h.parent()))
+        });
+        xray.flush(Duration::from_secs(10)).unwrap();
+        let trace = exporter
+            .traces()
+            .into_iter()
+            .find(|t| t["metadata"]["tracing"]["span_name"] == "root")
+            .unwrap();
+        let children = trace["subsegments"].as_array().unwrap();
+        let second = children.iter().find(|c| c["name"] == "second").unwrap();
+        assert_eq!(
+            second["precursor_ids"],
+            serde_json::json!([first_id.to_string()])
+        );
+        assert!(other_root_child.is_some());
+        let first = children.iter().find(|c| c["name"] == "first").unwrap();
+        assert!(first.get("precursor_ids").is_none());
     }
 
     /// A field recorded in a loop, as a long-lived span may do: the span

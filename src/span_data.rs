@@ -228,7 +228,13 @@ pub(crate) struct Rare {
     /// Non-error events, when recorded; `events_dropped` counts the excess.
     pub(crate) events: Vec<EventRecord>,
     pub(crate) events_dropped: u32,
+    /// Siblings this span follows from (`Span::follows_from`), for
+    /// `precursor_ids`; at most [`MAX_PRECURSORS`].
+    pub(crate) precursors: Vec<SegmentId>,
 }
+
+/// The most `precursor_ids` one span keeps (the rest are left out).
+pub(crate) const MAX_PRECURSORS: usize = 32;
 
 impl Rare {
     /// Releases what it holds on the heap, keeping nothing of its span.
@@ -237,6 +243,7 @@ impl Rare {
             || self.incoming.is_some()
             || self.errors.capacity() > 0
             || self.events.capacity() > 0
+            || self.precursors.capacity() > 0
             || self.errors_dropped > 0
             || self.events_dropped > 0
         {
@@ -436,6 +443,11 @@ impl SpanData {
     /// The errors recorded on the span.
     pub(crate) fn errors(&self) -> &[ErrorRecord] {
         self.rare.as_ref().map_or(&[], |r| &r.errors)
+    }
+
+    /// The ids of the siblings this span follows from.
+    pub(crate) fn precursors(&self) -> &[SegmentId] {
+        self.rare.as_ref().map_or(&[], |r| &r.precursors)
     }
 
     /// How many errors were counted but not kept.
