@@ -9,7 +9,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{
     default_service_name, disabled_by_env, env_tracing_name, Config, DEFAULT_MAX_HELD_SUBSEGMENTS,
-    DEFAULT_QUEUE_CAPACITY, DEFAULT_STREAMING_THRESHOLD,
+    DEFAULT_QUEUE_CAPACITY, DEFAULT_STREAMING_THRESHOLD, MAX_QUEUE_CAPACITY,
 };
 use crate::export::{Exporter, UdpExporter};
 use crate::handle::{Counters, Shared, XrayGuard, XrayHandle};
@@ -180,7 +180,9 @@ impl Builder {
 
     /// How many finished traces may wait for the worker. Past it, traces are
     /// dropped and counted ([`crate::Stats::traces_dropped`]), never blocking
-    /// the application. Default 4096; at least 1.
+    /// the application. Default 4096; at least 1, at most 1,048,576 (the
+    /// queue's slots are allocated when the layer is built, so a larger
+    /// value, `usize::MAX` meant as "unbounded" included, is cut to that).
     ///
     /// ```
     /// // A service that finishes bursts of many small traces.
@@ -188,7 +190,7 @@ impl Builder {
     /// assert_eq!(layer.handle().stats().traces_dropped, 0);
     /// ```
     pub fn with_queue_capacity(mut self, traces: usize) -> Self {
-        self.queue_capacity = traces.max(1);
+        self.queue_capacity = traces.clamp(1, MAX_QUEUE_CAPACITY);
         self
     }
 
@@ -486,5 +488,32 @@ fn disabled() -> XrayLayer {
         inner: None,
         handle: XrayHandle { shared: None },
         with_context: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A capacity meant as "unbounded" builds a layer (the queue's slots
+    /// are allocated up front: it is capped), it does not panic or abort.
+    #[test]
+    fn a_huge_queue_capacity_is_capped_not_a_panic() {
+        for asked in [usize::MAX, usize::MAX / 2, 1 << 40] {
+            let layer = crate::builder()
+                .with_detectors(crate::Detectors::none())
+                .with_exporter(crate::export::NoopExporter)
+                .with_queue_capacity(asked)
+                .build();
+            let inner = layer.inner.as_ref().unwrap();
+            assert_eq!(inner.tx.capacity(), Some(MAX_QUEUE_CAPACITY), "{asked}");
+            layer.handle().shutdown(Duration::from_secs(5)).unwrap();
+        }
+        let layer = crate::builder()
+            .with_detectors(crate::Detectors::none())
+            .with_exporter(crate::export::NoopExporter)
+            .with_queue_capacity(0)
+            .build();
+        assert_eq!(layer.inner.as_ref().unwrap().tx.capacity(), Some(1));
     }
 }

@@ -5,6 +5,11 @@ use crate::model::Service;
 
 /// Default capacity of the queue between the application and the worker, in traces.
 pub(crate) const DEFAULT_QUEUE_CAPACITY: usize = 4096;
+/// The largest queue capacity. The queue's slots are allocated when the
+/// layer is built (48 bytes each on 64-bit targets: 48 MiB at this
+/// maximum), so a capacity meant as "unbounded" must neither reserve
+/// gigabytes nor overflow the channel's index arithmetic (a panic).
+pub(crate) const MAX_QUEUE_CAPACITY: usize = 1 << 20;
 /// Default subsegment count above which completed subtrees are streamed (Java and Node SDKs: 100).
 pub(crate) const DEFAULT_STREAMING_THRESHOLD: usize = 100;
 /// Default number of finished spans one open trace holds before it
