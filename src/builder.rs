@@ -8,7 +8,7 @@ use std::time::Duration;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{
-    default_service_name, disabled_by_env, env_tracing_name, Config, DEFAULT_MAX_HELD_SUBSEGMENTS,
+    disabled_by_env, env_tracing_name, Config, DEFAULT_MAX_HELD_SUBSEGMENTS,
     DEFAULT_QUEUE_CAPACITY, DEFAULT_STREAMING_THRESHOLD, MAX_QUEUE_CAPACITY,
 };
 use crate::export::{Exporter, UdpExporter};
@@ -101,7 +101,10 @@ impl Default for Builder {
 impl Builder {
     /// The segment name: the service as the X-Ray service map shows it.
     /// Default: the executable's file name. `AWS_XRAY_TRACING_NAME` overrides
-    /// it, as in every official SDK.
+    /// it, as in every official SDK (whitespace around its value ignored).
+    /// Characters X-Ray does not allow in a name are removed, and a name
+    /// left empty gives way to the next one: the environment's to this one,
+    /// this one to the executable's.
     ///
     /// ```
     /// use std::time::Duration;
@@ -366,13 +369,10 @@ impl Builder {
             })),
         };
         // Sanitized once: the segment's name, and what sampling rules match.
-        let service_name = crate::limits::sanitize_name(
-            &env_tracing_name()
-                .or(self.service_name)
-                .unwrap_or_else(default_service_name),
-            "service",
-        )
-        .into_owned();
+        let service_name = crate::config::service_name(
+            env_tracing_name().as_deref(),
+            self.service_name.as_deref(),
+        );
         let cfg = Config {
             service_name,
             service: Service {

@@ -46,20 +46,39 @@ fn disabled_by(enabled: Option<&str>, disabled: Option<&str>) -> bool {
     off || disabled.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
-/// The service name when the builder sets none: `AWS_XRAY_TRACING_NAME`,
-/// else the executable's file name.
-pub(crate) fn default_service_name() -> String {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .filter(|s| !s.is_empty())
+/// The segment name (SPEC §1.2), sanitized: `AWS_XRAY_TRACING_NAME`
+/// (`env`, surrounding whitespace ignored), else the builder's name
+/// (`code`), else the executable's file name, else `service`. A source left
+/// empty once the characters X-Ray forbids are removed gives way to the
+/// next one; an environment value that does so is reported on standard
+/// error, as an invalid `AWS_XRAY_DAEMON_ADDRESS` is.
+pub(crate) fn service_name(env: Option<&str>, code: Option<&str>) -> String {
+    let valid = |name: &str| {
+        let clean = crate::limits::sanitize_name(name, "");
+        let clean = clean.trim();
+        (!clean.is_empty()).then(|| clean.to_owned())
+    };
+    if let Some(env) = env.map(str::trim).filter(|s| !s.is_empty()) {
+        match valid(env) {
+            Some(name) => return name,
+            None => eprintln!(
+                "tracing-xray: AWS_XRAY_TRACING_NAME `{env}` has no character X-Ray allows \
+                 in a segment name; it is ignored"
+            ),
+        }
+    }
+    code.and_then(valid)
+        .or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_stem().and_then(|s| valid(&s.to_string_lossy())))
+        })
         .unwrap_or_else(|| "service".to_owned())
 }
 
+/// `AWS_XRAY_TRACING_NAME`, when set and valid Unicode.
 pub(crate) fn env_tracing_name() -> Option<String> {
-    std::env::var("AWS_XRAY_TRACING_NAME")
-        .ok()
-        .filter(|s| !s.trim().is_empty())
+    std::env::var("AWS_XRAY_TRACING_NAME").ok()
 }
 
 #[cfg(test)]
@@ -79,6 +98,37 @@ mod tests {
         assert!(disabled_by(None, Some("TRUE")));
         assert!(!disabled_by(None, Some("false")));
         assert!(!disabled_by(None, Some("1")));
+    }
+
+    #[test]
+    fn service_name_sources_in_order_each_sanitized() {
+        assert_eq!(service_name(Some("from-env"), Some("code")), "from-env");
+        // Whitespace around an environment value (an env file, a ConfigMap
+        // with a trailing newline) is not part of the name.
+        assert_eq!(
+            service_name(Some("  orders-api \n"), Some("code")),
+            "orders-api"
+        );
+        assert_eq!(service_name(Some("orders (eu)"), None), "orders eu");
+        // Blank, or nothing X-Ray allows: the builder's name, not `service`.
+        for env in [
+            None,
+            Some(""),
+            Some(" \t"),
+            Some("???"),
+            Some("<>*!"),
+            Some("( )"),
+        ] {
+            assert_eq!(service_name(env, Some("from-code")), "from-code", "{env:?}");
+        }
+        // The same for the builder's name: the executable's.
+        let exe = service_name(None, None);
+        assert!(!exe.is_empty() && exe != "service", "{exe}");
+        assert_eq!(service_name(Some("???"), Some("!!!")), exe);
+        assert_eq!(
+            service_name(None, Some("a".repeat(300).as_str())).len(),
+            200
+        );
     }
 
     #[test]

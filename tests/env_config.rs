@@ -35,4 +35,24 @@ fn environment_configures_the_default_layer() {
     assert!(err.to_string().contains("not-a-port"), "{err}");
     let layer = tracing_xray::layer();
     assert!(layer.is_enabled());
+
+    // Whitespace around the name (an env file, a ConfigMap value ending in a
+    // newline) is not part of it; a value with no character X-Ray allows in
+    // a name gives way to the code's name.
+    for (env, expected) in [(" from-env \n", "from-env"), ("???", "from-code")] {
+        std::env::set_var("AWS_XRAY_TRACING_NAME", env);
+        let exporter = tracing_xray::export::InMemoryExporter::new();
+        let layer = tracing_xray::builder()
+            .with_sampler(tracing_xray::sampling::AlwaysSample)
+            .with_detectors(tracing_xray::Detectors::none())
+            .with_service_name("from-code")
+            .with_exporter(exporter.clone())
+            .build();
+        let xray = layer.handle();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::info_span!("request").in_scope(|| {});
+        });
+        xray.flush(Duration::from_secs(5)).unwrap();
+        assert_eq!(exporter.traces()[0]["name"], expected, "{env:?}");
+    }
 }
