@@ -7,8 +7,18 @@ use std::time::Duration;
 
 use tracing_subscriber::prelude::*;
 
+/// Set in the child process the test starts to read what it prints.
+const CHILD: &str = "TRACING_XRAY_ENV_CONFIG_CHILD";
+
 #[test]
 fn environment_configures_the_default_layer() {
+    if std::env::var_os(CHILD).is_some() {
+        // The child: `AWS_XRAY_DAEMON_ADDRESS` is invalid; the code's
+        // address is used, and the parent reads the message about it.
+        let code: std::net::SocketAddr = "127.0.0.1:2999".parse().unwrap();
+        assert_eq!(tracing_xray::export::UdpExporter::new(code).address(), code);
+        return;
+    }
     let daemon = common::Daemon::start();
     std::env::set_var(
         "AWS_XRAY_DAEMON_ADDRESS",
@@ -55,4 +65,24 @@ fn environment_configures_the_default_layer() {
         xray.flush(Duration::from_secs(5)).unwrap();
         assert_eq!(exporter.traces()[0]["name"], expected, "{env:?}");
     }
+
+    // `UdpExporter::new` with an invalid environment value keeps the code's
+    // address, and says why: a typo in the variable is never silent.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "environment_configures_the_default_layer",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .env("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:20o0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("invalid X-Ray daemon address") && stderr.contains("`20o0`"),
+        "{stderr}"
+    );
 }

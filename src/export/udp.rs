@@ -50,7 +50,9 @@ impl Default for UdpExporter {
 
 impl UdpExporter {
     /// Sends to `address`, unless `AWS_XRAY_DAEMON_ADDRESS` holds a valid
-    /// address: like every official SDK, the environment wins over code.
+    /// address: like every official SDK, the environment wins over code. An
+    /// invalid value is reported on standard error (naming the problem) and
+    /// `address` is used.
     ///
     /// ```
     /// use std::net::SocketAddr;
@@ -66,7 +68,11 @@ impl UdpExporter {
     pub fn new(address: SocketAddr) -> Self {
         match crate::DaemonAddress::from_env() {
             Ok(Some(env)) => UdpExporter::to_address(env.udp()),
-            _ => UdpExporter::to_address(address),
+            Ok(None) => UdpExporter::to_address(address),
+            Err(err) => {
+                eprintln!("tracing-xray: {err}; sending to {address}");
+                UdpExporter::to_address(address)
+            }
         }
     }
 
