@@ -312,3 +312,65 @@ fn daemon_down_costs_nothing_and_is_counted() {
     );
     assert_eq!(stats.traces_dropped, 0);
 }
+
+/// One traced request through a layer sending to `exporter`; flushed.
+fn one_request(exporter: UdpExporter, name: &'static str) -> tracing_xray::Stats {
+    let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(exporter)
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        info_span!("request", annotation.step = name).in_scope(|| {});
+    });
+    xray.flush(WAIT).unwrap();
+    xray.stats()
+}
+
+#[test]
+fn ipv6_loopback_daemon_gets_the_datagram() {
+    let Ok(daemon) = std::net::UdpSocket::bind("[::1]:0") else {
+        eprintln!("no IPv6 loopback here: skipped");
+        return;
+    };
+    daemon.set_read_timeout(Some(WAIT)).unwrap();
+    let addr = daemon.local_addr().unwrap();
+    let stats = one_request(UdpExporter::to_address(addr), "v6");
+    assert_eq!(stats.documents_exported, 1, "{stats:?}");
+    let mut buf = vec![0; 70_000];
+    let n = daemon.recv(&mut buf).unwrap();
+    let doc = common::parse_datagram(&buf[..n]);
+    assert_eq!(doc["annotations"]["step"], "v6");
+}
+
+#[test]
+fn a_daemon_that_comes_back_gets_the_next_document() {
+    // One exporter, whose socket sees the daemon down, then up: the kernel
+    // reports the first datagram's refusal on the second send and does not
+    // make that send; the document must still reach the daemon.
+    let addr = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(UdpExporter::to_address(addr))
+        .build();
+    let xray = layer.handle();
+    let _default = tracing_subscriber::registry().with(layer).set_default();
+    info_span!("while_down").in_scope(|| {});
+    xray.flush(WAIT).unwrap();
+    // The daemon (re)starts on its port.
+    let daemon = std::net::UdpSocket::bind(addr).unwrap();
+    daemon.set_read_timeout(Some(WAIT)).unwrap();
+    info_span!("back_up").in_scope(|| {});
+    xray.flush(WAIT).unwrap();
+    let mut buf = vec![0; 70_000];
+    let n = daemon
+        .recv(&mut buf)
+        .expect("the document sent once the daemon is up");
+    let doc = common::parse_datagram(&buf[..n]);
+    assert_eq!(doc["metadata"]["tracing"]["span_name"], "back_up");
+}

@@ -18,7 +18,10 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 ///
 /// A daemon that is down costs the application nothing: sends happen on the
 /// worker thread, and the failures the kernel reports are counted in
-/// [`crate::Stats::documents_failed`].
+/// [`crate::Stats::documents_failed`]. The kernel reports a refused
+/// datagram (ICMP port unreachable) on the *next* send, which it then does
+/// not make: that document is counted as failed and sent once more, so
+/// that a daemon that has just (re)started gets it.
 ///
 /// UDP gives no receipt: [`crate::Stats::documents_exported`] counts the
 /// datagrams the kernel accepted, and a receiver whose socket buffer is full
@@ -174,6 +177,14 @@ impl UdpExporter {
         buffer.extend_from_slice(DATAGRAM_HEADER.as_bytes());
         buffer.extend_from_slice(doc.as_str().as_bytes());
         let result = self.socket().and_then(|s| s.send(&buffer));
+        if let Err(e) = &result {
+            if e.kind() == io::ErrorKind::ConnectionRefused {
+                // The refusal was an earlier datagram's, and this one was not
+                // sent: send it now (the daemon may be back), but report the
+                // failure the kernel reported.
+                let _ = self.socket().and_then(|s| s.send(&buffer));
+            }
+        }
         self.buffer = buffer;
         match result {
             Ok(_) => Ok(()),
