@@ -463,7 +463,16 @@ impl Builder {
         // turned on by another crate, and a `log` logger already set).
         let alive = layer.inner.as_ref().map(Arc::downgrade);
         if let Err(err) = tracing_subscriber::registry().with(layer).try_init() {
-            if alive.is_some_and(|inner| inner.upgrade().is_none()) {
+            let Some(alive) = alive else {
+                // Switched off by the environment: nothing to stop, and no
+                // telling whether the (empty) subscriber was installed.
+                eprintln!("tracing-xray: off (AWS_XRAY_SDK_*); `init`: {err}");
+                return XrayGuard {
+                    handle,
+                    timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+                };
+            };
+            if alive.upgrade().is_none() {
                 eprintln!(
                     "tracing-xray: not installed as the global subscriber ({err}); \
                      tracing-xray is off"

@@ -5,8 +5,19 @@ use std::time::Duration;
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::InMemoryExporter;
 
+/// Set in the child process the test starts to read what it prints.
+const CHILD: &str = "TRACING_XRAY_DISABLED_CHILD";
+
 #[test]
 fn sdk_disabled_switches_everything_off() {
+    if std::env::var_os(CHILD).is_some() {
+        // The child: an app that set its own global subscriber, then calls
+        // `init` with tracing-xray switched off by the environment.
+        tracing::subscriber::set_global_default(tracing_subscriber::registry()).unwrap();
+        let guard = tracing_xray::init();
+        assert!(!guard.handle().is_enabled());
+        return;
+    }
     std::env::set_var("AWS_XRAY_SDK_DISABLED", "TRUE");
     let exporter = InMemoryExporter::new();
     let layer = tracing_xray::builder()
@@ -24,4 +35,24 @@ fn sdk_disabled_switches_everything_off() {
     xray.shutdown(Duration::from_secs(1)).unwrap();
     assert!(exporter.is_empty());
     assert_eq!(xray.stats(), tracing_xray::Stats::default());
+
+    // `init` under an existing global subscriber does not claim to have
+    // installed anything.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sdk_disabled_switches_everything_off",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .env("AWS_XRAY_SDK_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("installed") && stderr.contains("tracing-xray: off"),
+        "{stderr}"
+    );
 }
