@@ -421,8 +421,10 @@ impl Endpoint {
 /// A DNS host name: dot-separated labels of ASCII letters, digits, `-` and `_`
 /// (1 to 63 bytes each, 253 in total), whose last label is not all digits (so a
 /// mistyped IPv4 address such as `127.0.a.1` or `1.2.1` is rejected without a
-/// DNS query: no top-level domain is numeric).
+/// DNS query: no top-level domain is numeric). One trailing dot (an absolute
+/// name, as Kubernetes users write to skip the search domains) is allowed.
 fn is_host_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
     host.len() <= 253
         && host.split('.').all(|label| {
             (1..=63).contains(&label.len())
@@ -639,6 +641,29 @@ mod tests {
         // Syntax errors win over resolution: no lookup for a broken value.
         assert!(parse("tcp:a:1 tcp:b:2").is_err());
         assert!(parse("tcp:a:1 udp:b:x").is_err());
+    }
+
+    #[test]
+    fn an_absolute_host_name_is_a_host_name() {
+        // Kubernetes users end names with a dot to skip the search domains
+        // (`ndots`); the system resolver takes them as they are.
+        let mut asked = Vec::new();
+        let a = DaemonAddress::parse_with_resolver(
+            "xray-daemon.observability.svc.cluster.local.:2000",
+            |h: &str, p| {
+                asked.push(h.to_owned());
+                Ok(vec![SocketAddr::from(([10, 0, 0, 7], p))])
+            },
+        )
+        .unwrap();
+        assert_eq!(a.udp(), sa("10.0.0.7:2000"));
+        assert_eq!(asked, ["xray-daemon.observability.svc.cluster.local."]);
+        for bad in [".:2000", "a..:2000", "1.2.3.:2000", "a.b..:2000"] {
+            assert!(
+                matches!(parse(bad), Err(DaemonAddressError::InvalidHost { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
