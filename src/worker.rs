@@ -533,6 +533,42 @@ mod tests {
         assert_eq!(batch.len(), 1);
     }
 
+    /// The parts of traces whose root never arrives (Lambda invocations,
+    /// roots that never close, roots dropped on a full queue) leave their
+    /// annotation counts behind: the memo of them stays bounded.
+    #[test]
+    fn annotation_counts_of_parted_traces_stay_bounded() {
+        let (_tx, rx) = crossbeam_channel::bounded(1);
+        let (recycle, _recycle_rx) = crate::recycle::channel();
+        let mut worker = Worker::new(
+            Arc::new(Config {
+                service_name: "svc".into(),
+                service: Default::default(),
+                streaming_threshold: 100,
+                fields: Default::default(),
+                resource: Default::default(),
+            }),
+            Box::new(crate::export::NoopExporter),
+            rx,
+            recycle,
+            Arc::new(Counters::default()),
+        );
+        let mut most = 0;
+        for _ in 0..3 * MAX_PARTED_TRACES {
+            // A finished child of a trace still open, with an annotation.
+            let mut span = Box::new(SpanData::for_tests());
+            span.parent_seg = Some(SegmentId::new());
+            span.fields
+                .push(("annotation.k", crate::span_data::FieldValue::U64(1)));
+            let mut batch = Vec::new();
+            worker.handle(Message::Detached { spans: vec![span] }, &mut batch);
+            assert_eq!(batch.len(), 1);
+            most = most.max(worker.annotations_used.len());
+        }
+        assert!(most > 0, "the counts are remembered");
+        assert!(most <= MAX_PARTED_TRACES, "{most}");
+    }
+
     /// A trace in close order: `parents[i]` is the index of span `i`'s
     /// parent (always later), or `None`; a parent index past the end names
     /// a span that is not in the list (a subtree of a trace still open).
