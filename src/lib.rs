@@ -72,7 +72,7 @@
 //! | `otel.kind = "client"`/`"producer"`, `xray.namespace = "remote"` | `namespace: remote`, named after `peer.service` or the host |
 //! | `xray.traced = true` / `http.request.traced = true` | `http.request.traced` (the callee is instrumented) |
 //! | `db.system`, `db.name`/`db.namespace`, `db.user`, `server.address`, `server.port`, `db.connection_string` | `sql.database_type`/`url`/`user`/`connection_string` (passwords removed: URL user info, `password`/`pwd`/`token`/… query parameters, `Password=`/`Pwd=` pairs, libpq `password=`, Oracle `user/password@`), `namespace: remote`, named `db@host` |
-//! | `db.query.text` / `db.statement` | `sql.sanitized_query`, only with `with_sql_queries(true)` or `AWS_XRAY_COLLECT_SQL_QUERIES=true` |
+//! | `db.query.text` / `db.statement` | `sql.sanitized_query`, only with `with_sql_queries(true)`, or `AWS_XRAY_COLLECT_SQL_QUERIES=true` when the builder does not say |
 //! | AWS SDK span (`rpc.system = "aws-api"`, `rpc.service`, `rpc.method`; older `invoke` spans of `aws_smithy_runtime*` targets, with `service`/`operation`) | `namespace: aws`, named after the service (`DynamoDB`, `S3`, ...), `aws.operation`; the SDK's internal spans folded in (`with_aws_sdk_internal_spans(true)` keeps them), `aws.retries` |
 //! | `aws.request_id`, `aws.region`/`cloud.region`, `aws.account_id`, `aws.dynamodb.table_names`, `messaging.destination.name`/`aws.sqs.queue_url`, `aws.s3.bucket`, `aws.retries` | `aws.request_id`, `region`, `account_id`, `table_name` (`table_names` if several), `queue_url`, `bucket_name`, `retries` |
 //! | `xray.throttle = true` | `throttle` + `error` |
