@@ -457,11 +457,22 @@ impl Parser {
     }
 }
 
+/// Most tokens a filter expression may have. Parsing, matching and dropping an
+/// expression recurse as deep as it nests, and a filter comes from any URL: the bound keeps
+/// one request from overflowing a worker thread's stack (which aborts the whole console).
+pub const MAX_TOKENS: usize = 1_000;
+
 /// Parses a filter expression; the empty string matches everything.
 pub fn parse(s: &str) -> Result<Expr, String> {
     let toks = tokenize(s)?;
     if toks.is_empty() {
         return Ok(Expr::All);
+    }
+    if toks.len() > MAX_TOKENS {
+        return Err(format!(
+            "expression too long ({} tokens, at most {MAX_TOKENS})",
+            toks.len()
+        ));
     }
     let mut p = Parser { toks, pos: 0 };
     let e = p.or()?;
@@ -659,5 +670,31 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn deep_or_long_expressions_are_errors_not_stack_overflows() {
+        // Run where the HTTP workers run: on a spawned thread with the default stack.
+        std::thread::spawn(|| {
+            let t = summary();
+            for n in [10, MAX_TOKENS / 4, 200_000] {
+                let cases = [
+                    format!("{}fault", "!".repeat(n)),
+                    format!("{}fault{}", "(".repeat(n), ")".repeat(n)),
+                    format!("fault{}", " AND fault".repeat(n)),
+                ];
+                for c in cases {
+                    match parse(&c) {
+                        Ok(e) => {
+                            assert!(n < MAX_TOKENS, "{n}: a too long filter parsed");
+                            e.matches(&t);
+                        }
+                        Err(e) => assert!(n >= MAX_TOKENS, "{n}: {e}"),
+                    }
+                }
+            }
+        })
+        .join()
+        .unwrap();
     }
 }
