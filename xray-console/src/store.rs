@@ -16,6 +16,12 @@ use crate::model::Entity;
 pub const DOC_OVERHEAD: usize = 64;
 /// Fixed bookkeeping bytes charged per stored trace.
 pub const TRACE_OVERHEAD: usize = 128;
+/// Deepest nesting at which streamed subsegments are grafted into their parent; deeper
+/// ones are shown apart, flat. The trees are walked recursively (assembly, timeline, map,
+/// drop), and a chain of streamed subsegments could otherwise nest as deep as the store
+/// holds documents and overflow a thread's stack, which aborts the console. Embedded
+/// subsegments are already bounded by the JSON parser's nesting limit.
+pub const MAX_DEPTH: usize = 64;
 
 /// How much a console keeps: past either bound, the oldest traces are evicted.
 ///
@@ -265,20 +271,32 @@ impl Trace {
                 segments.push(d.entity.clone());
             }
         }
-        fn attach(e: &mut Entity, pending: &mut HashMap<String, Vec<Entity>>) {
+        /// Grafts the pending subsegments under `e` (at nesting `depth`) and, recursively,
+        /// under its descendants; stops grafting at [`MAX_DEPTH`] and notes it in `cut`.
+        fn attach(
+            e: &mut Entity,
+            depth: usize,
+            pending: &mut HashMap<String, Vec<Entity>>,
+            cut: &mut bool,
+        ) {
             for c in &mut e.children {
-                attach(c, pending);
+                attach(c, depth + 1, pending, cut);
+            }
+            if depth >= MAX_DEPTH {
+                *cut |= pending.contains_key(&e.id);
+                return;
             }
             if let Some(mut more) = pending.remove(&e.id) {
                 for m in &mut more {
-                    attach(m, pending);
+                    attach(m, depth + 1, pending, cut);
                 }
                 e.children.extend(more);
                 e.children.sort_by(|a, b| a.start.total_cmp(&b.start));
             }
         }
+        let mut cut = false;
         for s in &mut segments {
-            attach(s, &mut pending);
+            attach(s, 0, &mut pending, &mut cut);
         }
         // What is left has no parent among the segments: find the roots among the orphans.
         let mut orphans = Vec::new();
@@ -293,9 +311,9 @@ impl Trace {
         }
         let mut rest_map: HashMap<String, Vec<Entity>> = rest.into_iter().collect();
         for r in &mut roots {
-            attach(r, &mut rest_map);
+            attach(r, 0, &mut rest_map, &mut cut);
         }
-        // Anything still unattached is in a parent cycle: show it flat.
+        // Anything still unattached is in a parent cycle, or too deep: show it flat.
         roots.extend(rest_map.into_values().flatten());
         orphans.extend(roots);
         segments.sort_by(|a, b| a.start.total_cmp(&b.start));
@@ -310,6 +328,11 @@ impl Trace {
         }
         if segments.is_empty() {
             partial.push("no segment received yet".to_owned());
+        }
+        if cut {
+            partial.push(format!(
+                "subsegments nested deeper than {MAX_DEPTH} levels are shown apart"
+            ));
         }
         let mut in_progress = 0;
         let mut skew = 0;
@@ -435,6 +458,54 @@ mod tests {
         assert_eq!(a.orphans.len(), 1);
         assert_eq!(a.orphans[0].children[0].id, "y");
         assert_eq!(a.partial.len(), 1);
+    }
+
+    #[test]
+    fn a_long_chain_of_streamed_subsegments_stays_shallow() {
+        // 100,000 streamed subsegments, each the parent of the next: what a hostile or
+        // broken sender can put in one trace. Assembled and drawn on a spawned thread
+        // (default stack), as the HTTP workers do.
+        let n = 100_000;
+        let doc = |v: serde_json::Value| Doc {
+            raw: v.to_string(),
+            entity: Entity::from_document(&v).unwrap(),
+            bytes: 0,
+        };
+        let mut docs = vec![doc(
+            json!({"trace_id":"t","id":"s0","name":"a","start_time":1.0,"end_time":2.0}),
+        )];
+        for i in 1..n {
+            docs.push(doc(
+                json!({"trace_id":"t","id":format!("s{i}"),"parent_id":format!("s{}", i - 1),
+                "type":"subsegment","name":"b","start_time":1.0,"end_time":2.0}),
+            ));
+        }
+        let trace = Trace {
+            id: "t".into(),
+            docs,
+            bytes: 0,
+        };
+        std::thread::spawn(move || {
+            let a = trace.assemble();
+            let (mut count, mut deepest) = (0, 0);
+            for r in a.roots() {
+                r.walk(&mut |_, d| {
+                    count += 1;
+                    deepest = deepest.max(d);
+                });
+            }
+            assert_eq!(count, n, "every document is shown");
+            assert!(deepest <= MAX_DEPTH, "{deepest}");
+            assert!(
+                a.partial.iter().any(|p| p.contains("deeper")),
+                "{:?}",
+                a.partial
+            );
+            let tl = crate::timeline::build(&trace);
+            assert_eq!(tl.groups.iter().map(|g| g.rows.len()).sum::<usize>(), n);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
