@@ -141,6 +141,12 @@ fn details(trace: &Trace) -> HashMap<String, Value> {
     out
 }
 
+/// How deep the critical path follows children and downstream segments; an entity at
+/// this depth counts its whole time as its own. Downstream segments are not grafted, so
+/// a chain of segments (each called by a subsegment of the one before) could otherwise
+/// make the walk recurse deep enough to overflow a thread's stack.
+pub const MAX_PATH_DEPTH: usize = 256;
+
 /// Computes the critical path from a root: `(id, self time)` pairs, root first.
 pub fn critical_path(root: &Entity, segments: &[Entity]) -> Vec<(String, f64)> {
     let mut downstream: HashMap<&str, Vec<&Entity>> = HashMap::new();
@@ -153,6 +159,7 @@ pub fn critical_path(root: &Entity, segments: &[Entity]) -> Vec<(String, f64)> {
     }
     fn go<'a>(
         e: &'a Entity,
+        depth: usize,
         down: &HashMap<&str, Vec<&'a Entity>>,
         seen: &mut HashSet<&'a str>,
         out: &mut Vec<(String, f64)>,
@@ -164,7 +171,7 @@ pub fn critical_path(root: &Entity, segments: &[Entity]) -> Vec<(String, f64)> {
             .children
             .iter()
             .chain(down.get(e.id.as_str()).into_iter().flatten().copied())
-            .filter(|k| k.end.is_some())
+            .filter(|k| k.end.is_some() && depth < MAX_PATH_DEPTH)
             .collect();
         kids.sort_by(|a, b| b.end.unwrap_or(0.0).total_cmp(&a.end.unwrap_or(0.0)));
         let end = e.end.unwrap_or_else(|| {
@@ -183,7 +190,7 @@ pub fn critical_path(root: &Entity, segments: &[Entity]) -> Vec<(String, f64)> {
                 continue;
             }
             self_time += (t - kend).max(0.0);
-            go(k, down, seen, out);
+            go(k, depth + 1, down, seen, out);
             t = k.start.min(kend);
             if t <= e.start {
                 break;
@@ -193,7 +200,7 @@ pub fn critical_path(root: &Entity, segments: &[Entity]) -> Vec<(String, f64)> {
         out[at].1 = self_time;
     }
     let mut out = Vec::new();
-    go(root, &downstream, &mut HashSet::new(), &mut out);
+    go(root, 0, &downstream, &mut HashSet::new(), &mut out);
     out
 }
 
@@ -360,5 +367,34 @@ mod tests {
         // root: 0..0.05 and 0.9..1.0 are its own.
         let root = &tl.groups[0].rows[0];
         assert!((root.self_time - 0.15).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_long_chain_of_downstream_segments_is_walked_without_overflow() {
+        // 20,000 segments, each called by the one subsegment of the one before: the
+        // critical path crosses them all. Built on a spawned thread (default stack), as
+        // the HTTP workers do.
+        let mut docs = Vec::new();
+        for i in 0..20_000 {
+            let mut d = json!({"trace_id":"t","id":format!("g{i}"),"name":"svc","start_time":1.0,"end_time":2.0,
+                "subsegments":[{"id":format!("c{i}"),"name":"call","namespace":"remote","start_time":1.0,"end_time":2.0}]});
+            if i > 0 {
+                d["parent_id"] = json!(format!("c{}", i - 1));
+            }
+            docs.push(crate::store::Doc {
+                raw: d.to_string(),
+                entity: Entity::from_document(&d).unwrap(),
+                bytes: 0,
+            });
+        }
+        let trace = Trace {
+            id: "t".into(),
+            docs,
+            bytes: 0,
+        };
+        let tl = std::thread::spawn(move || build(&trace)).join().unwrap();
+        assert_eq!(tl.critical_path.len(), MAX_PATH_DEPTH + 1);
+        assert_eq!(tl.critical_path[0], "g0");
+        assert!(tl.bottleneck.is_some());
     }
 }
