@@ -709,9 +709,12 @@ pub fn trace_page(tl: &Timeline, stats: &Value) -> String {
             esc(g.origin.as_deref().unwrap_or(""))
         );
         for r in &g.rows {
-            let left = ((r.start - tl.start) / span * 100.0).clamp(0.0, 100.0);
+            // Times far apart make these NaN (infinity over infinity), and `clamp`
+            // panics on a NaN bound: a NaN counts as 0.
+            let pct = |x: f64| if x.is_nan() { 0.0 } else { x };
+            let left = pct((r.start - tl.start) / span * 100.0).clamp(0.0, 100.0);
             let end = r.end.unwrap_or(tl.end);
-            let width = ((end - r.start) / span * 100.0).clamp(0.0, 100.0 - left);
+            let width = pct((end - r.start) / span * 100.0).clamp(0.0, 100.0 - left);
             let mut classes = vec!["row"];
             if r.critical {
                 classes.push("crit");
@@ -804,5 +807,21 @@ mod tests {
         assert_eq!(fmt_secs(0.25), "250 ms");
         assert_eq!(fmt_secs(0.0012), "1.2 ms");
         assert_eq!(fmt_time(3661.5), "01:01:01.500 UTC");
+    }
+
+    #[test]
+    fn a_timeline_with_extreme_times_renders() {
+        // Finite times whose differences overflow to infinity: the bar positions are NaN.
+        let v = serde_json::json!({"trace_id":"t","id":"a","name":"n","start_time":-1e308,"end_time":1e308,
+            "subsegments":[{"id":"b","name":"late","start_time":1e308,"end_time":1e308}]});
+        let mut store = crate::store::Store::new(crate::store::Limits::default());
+        store.insert(
+            v.to_string(),
+            crate::model::Entity::from_document(&v).unwrap(),
+        );
+        let tl = crate::timeline::build(store.get("t").unwrap());
+        let page = trace_page(&tl, &Value::Null);
+        assert!(page.contains("data-id=\"b\""));
+        assert!(!page.contains("left:NaN") && !page.contains("width:NaN"));
     }
 }
