@@ -288,9 +288,21 @@ pub fn respond(state: &State, req: &mut Request) -> Reply {
                     drop(inner);
                     let mut r = Reply::json(200, &v);
                     if param(&params, "download").is_some() {
+                        // The id is whatever a sender put in `trace_id`: keep only characters
+                        // that cannot end the quoted name or the header line.
+                        let name: String = id
+                            .chars()
+                            .map(|c| {
+                                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                                    c
+                                } else {
+                                    '_'
+                                }
+                            })
+                            .collect();
                         r.headers.push((
                             "Content-Disposition",
-                            format!("attachment; filename=\"trace-{id}.json\""),
+                            format!("attachment; filename=\"trace-{name}.json\""),
                         ));
                     }
                     r

@@ -211,3 +211,33 @@ fn byte_bound_evicts_large_traces() {
     assert!(stats["store"]["bytes_evicted"].as_u64().unwrap() > 180 * 60_000);
     console.shutdown();
 }
+
+#[test]
+fn a_trace_id_cannot_inject_response_headers() {
+    // Any sender picks the trace id; the export link puts it in Content-Disposition.
+    let console = start(Limits::default());
+    let addr = console.http_addr();
+    let doc = r#"{"trace_id":"x\r\nX-Injected: yes\r\n\"","id":"a","name":"n","start_time":1,"end_time":2}"#;
+    let (status, body) = http(addr, "POST", "/api/import", doc.as_bytes());
+    assert_eq!(status, 200, "{body}");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /api/traces/x%0D%0AX-Injected:%20yes%0D%0A%22?download=1 HTTP/1.0\r\n\r\n")
+        .unwrap();
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut s, &mut out).unwrap();
+    let out = String::from_utf8_lossy(&out);
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    assert!(head.lines().all(|l| !l.starts_with("X-Injected")), "{head}");
+    assert!(
+        head.contains(
+            "Content-Disposition: attachment; filename=\"trace-x__X-Injected__yes___.json\""
+        ),
+        "{head}"
+    );
+    assert!(
+        body.contains("X-Injected"),
+        "the export itself keeps the id"
+    );
+    console.shutdown();
+}
