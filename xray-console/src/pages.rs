@@ -349,6 +349,20 @@ stroke-dasharray=\"{len:.2} {:.2}\" stroke-dashoffset=\"{:.2}\" transform=\"rota
     s
 }
 
+/// A string literal for a filter expression: in quotes, with `\` and `"` escaped.
+fn quoted(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        if matches!(c, '\\' | '"') {
+            o.push('\\');
+        }
+        o.push(c);
+    }
+    o.push('"');
+    o
+}
+
 fn and_filter(a: &str, b: &str) -> String {
     if b.trim().is_empty() {
         a.to_owned()
@@ -407,8 +421,9 @@ pub fn map_page(
                 );
                 let q = and_filter(
                     &format!(
-                        "service(id(name: \"{}\", type: \"{}\"))",
-                        n.key.name, n.key.kind
+                        "service(id(name: {}, type: {}))",
+                        quoted(&n.key.name),
+                        quoted(&n.key.kind)
                     ),
                     filter,
                 );
@@ -424,7 +439,10 @@ pub fn map_page(
                 body.push_str("<h4>Calls</h4><table><tr><th>to</th><th>avg</th><th>calls</th><th>faults</th></tr>");
                 for (&j, st) in &n.edges {
                     let to = &m.nodes[j].key;
-                    let q = and_filter(&format!("edge(\"{}\", \"{}\")", n.key.name, to.name), filter);
+                    let q = and_filter(
+                        &format!("edge({}, {})", quoted(&n.key.name), quoted(&to.name)),
+                        filter,
+                    );
                     let _ = write!(
                         body,
                         "<tr><td><a href=\"/traces?filter={}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -807,6 +825,38 @@ mod tests {
         assert_eq!(fmt_secs(0.25), "250 ms");
         assert_eq!(fmt_secs(0.0012), "1.2 ms");
         assert_eq!(fmt_time(3661.5), "01:01:01.500 UTC");
+    }
+
+    #[test]
+    fn node_links_find_names_with_quotes_and_backslashes() {
+        // X-Ray allows `\` in names; nothing stops a sender from using `"`.
+        let name = r#"C:\svc "blue""#;
+        let docs = [
+            serde_json::json!({"trace_id":"t","id":"a","name":name,"start_time":1.0,"end_time":2.0,
+                "subsegments":[{"id":"b","name":"db\\x","namespace":"remote","start_time":1.1,"end_time":1.2}]}),
+        ];
+        let mut store = crate::store::Store::new(crate::store::Limits::default());
+        for d in &docs {
+            store.insert(
+                d.to_string(),
+                crate::model::Entity::from_document(d).unwrap(),
+            );
+        }
+        let a = store.get("t").unwrap().assemble();
+        let g = crate::map::trace_graph(&a);
+        let summary = TraceSummary::with_graph(&a, &g);
+        let m = ServiceMap::build([("t", g)]);
+        let page = map_page(&m, "", None, Some((name, "service")), &Value::Null);
+        let links: Vec<&str> = page
+            .split("href=\"/traces?filter=")
+            .skip(1)
+            .map(|s| &s[..s.find('"').unwrap()])
+            .collect();
+        // View traces, faults, errors, and the edge to the remote node.
+        assert_eq!(links.len(), 4, "{page}");
+        let expr = |l: &str| crate::filter::parse(&crate::server::url_decode(l));
+        assert!(expr(links[0]).unwrap().matches(&summary), "{}", links[0]);
+        assert!(expr(links[3]).unwrap().matches(&summary), "{}", links[3]);
     }
 
     #[test]
