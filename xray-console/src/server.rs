@@ -364,8 +364,14 @@ pub fn import(state: &State, body: &[u8]) -> Reply {
         Err(_) => {
             // Datagrams: header line, document line, repeated.
             let text = String::from_utf8_lossy(body);
+            // A header line is an object with a `format` and no `id`; a document may well
+            // have a `format` somewhere inside (metadata, annotations).
+            let is_header = |l: &str| {
+                serde_json::from_str::<Value>(l)
+                    .is_ok_and(|v| v.get("format").is_some() && v.get("id").is_none())
+            };
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                if !line.contains("\"format\"") {
+                if !is_header(line) {
                     docs.push(line.as_bytes().to_vec());
                 }
             }
@@ -466,6 +472,19 @@ mod tests {
             url_decode(&url_encode("service(\"a b\") AND x")),
             "service(\"a b\") AND x"
         );
+    }
+
+    #[test]
+    fn datagram_import_keeps_documents_that_mention_format() {
+        let state = State::new(crate::store::Limits::default());
+        let h = r#"{"format":"json","version":1}"#;
+        let a = r#"{"trace_id":"1-a-1","id":"a","name":"n","start_time":1,"end_time":2,"metadata":{"default":{"format":"png"}}}"#;
+        let b = r#"{"trace_id":"1-a-2","id":"b","name":"n","start_time":1,"end_time":2}"#;
+        let r = import(&state, format!("{h}\n{a}\n{h}\n{b}\n").as_bytes());
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["imported"], 2, "{v}");
+        assert_eq!(v["rejected"], 0, "{v}");
+        assert_eq!(state.lock().store.len(), 2);
     }
 
     #[test]
