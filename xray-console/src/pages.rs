@@ -83,11 +83,12 @@ fn layout(title: &str, active: &str, stats: &Value, body: &str) -> String {
         format!("<a href=\"{href}\"{style}>{label}</a>")
     };
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · X-Ray console</title>\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} · X-Ray console</title>\
 <meta name=\"viewport\" content=\"width=device-width\"><style>{CSS}</style></head><body>\
 <header><a class=\"brand\" href=\"/\">X-Ray console</a>{}{}{}\
 <span class=\"stats\" id=\"stats\">datagrams <b>{}</b> · accepted <b>{}</b> · rejected <b{}>{}</b> · traces <b>{}</b>/{} · {:.1}/{:.0} MiB · evicted <b>{}</b></span></header>\
 <main>{body}</main></body></html>",
+        esc(title),
         nav("/", "Service map"),
         nav("/traces", "Traces"),
         nav("/import", "Import"),
@@ -857,6 +858,21 @@ mod tests {
         let expr = |l: &str| crate::filter::parse(&crate::server::url_decode(l));
         assert!(expr(links[0]).unwrap().matches(&summary), "{}", links[0]);
         assert!(expr(links[3]).unwrap().matches(&summary), "{}", links[3]);
+    }
+
+    #[test]
+    fn the_trace_id_is_escaped_in_the_page_title() {
+        let v = serde_json::json!({"trace_id":"</title><script>alert(1)</script>","id":"a",
+            "name":"n","start_time":1.0,"end_time":2.0});
+        let mut store = crate::store::Store::new(crate::store::Limits::default());
+        store.insert(
+            v.to_string(),
+            crate::model::Entity::from_document(&v).unwrap(),
+        );
+        let t = store.traces().next().unwrap();
+        let page = trace_page(&crate::timeline::build(t), &Value::Null);
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(page.contains("<title>Trace &lt;/title&gt;&lt;script&gt;"));
     }
 
     #[test]
