@@ -86,7 +86,7 @@ pub fn run(server: &Server, state: &State) {
         if state.stop.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        let reply = respond(state, &mut req);
+        let reply = guarded(|| respond(state, &mut req));
         let mut resp = Response::from_data(reply.body).with_status_code(reply.status);
         let mut headers = vec![("Content-Type", reply.content_type.to_owned())];
         headers.extend(reply.headers);
@@ -97,6 +97,18 @@ pub fn run(server: &Server, state: &State) {
         }
         let _ = req.respond(resp);
     }
+}
+
+/// `f`'s reply, or a 500 if it panics: a bug in one page costs that request,
+/// not one of the few worker threads for good. (The state's lock shrugs off
+/// poisoning.)
+fn guarded(f: impl FnOnce() -> Reply) -> Reply {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| Reply {
+        status: 500,
+        content_type: "text/plain; charset=utf-8",
+        body: b"internal error: see the console's standard error".to_vec(),
+        headers: Vec::new(),
+    })
 }
 
 /// Decodes `%XX` and `+` in a query component.
@@ -460,6 +472,13 @@ pub fn sampling_targets(body: &[u8]) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panicking_page_is_a_500_not_a_dead_worker() {
+        let reply = guarded(|| panic!("a bug"));
+        assert_eq!(reply.status, 500);
+        assert_eq!(guarded(|| Reply::not_found("x")).status, 404);
+    }
 
     #[test]
     fn urls() {
