@@ -499,12 +499,12 @@ mod tests {
         pub(super) static PANIC_IN_PACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
 
-    #[test]
-    fn a_panic_while_packing_drops_that_trace_only() {
+    /// A worker with a no-op exporter, driven by hand through `handle` (its
+    /// queue and recycling channel are dropped: nothing comes or goes back).
+    fn test_worker(counters: Arc<Counters>) -> Worker {
         let (_tx, rx) = crossbeam_channel::bounded(1);
         let (recycle, _recycle_rx) = crate::recycle::channel();
-        let counters = Arc::new(Counters::default());
-        let mut worker = Worker::new(
+        Worker::new(
             Arc::new(Config {
                 service_name: "svc".into(),
                 service: Default::default(),
@@ -515,8 +515,14 @@ mod tests {
             Box::new(crate::export::NoopExporter),
             rx,
             recycle,
-            counters.clone(),
-        );
+            counters,
+        )
+    }
+
+    #[test]
+    fn a_panic_while_packing_drops_that_trace_only() {
+        let counters = Arc::new(Counters::default());
+        let mut worker = test_worker(counters.clone());
         let trace = || Message::Trace {
             spans: vec![Box::new(SpanData::for_tests())],
             top: Top::Segment,
@@ -538,21 +544,7 @@ mod tests {
     /// annotation counts behind: the memo of them stays bounded.
     #[test]
     fn annotation_counts_of_parted_traces_stay_bounded() {
-        let (_tx, rx) = crossbeam_channel::bounded(1);
-        let (recycle, _recycle_rx) = crate::recycle::channel();
-        let mut worker = Worker::new(
-            Arc::new(Config {
-                service_name: "svc".into(),
-                service: Default::default(),
-                streaming_threshold: 100,
-                fields: Default::default(),
-                resource: Default::default(),
-            }),
-            Box::new(crate::export::NoopExporter),
-            rx,
-            recycle,
-            Arc::new(Counters::default()),
-        );
+        let mut worker = test_worker(Arc::new(Counters::default()));
         let mut most = 0;
         for _ in 0..3 * MAX_PARTED_TRACES {
             // A finished child of a trace still open, with an annotation.

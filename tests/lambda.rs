@@ -10,8 +10,12 @@ use tracing_subscriber::prelude::*;
 use tracing_xray::export::{DocumentKind, InMemoryExporter};
 use tracing_xray::Detectors;
 
-#[test]
-fn concurrent_invocations_land_under_their_own_facades() {
+/// A layer in Lambda mode, its handle, and what it exports.
+fn lambda_layer() -> (
+    tracing_xray::XrayLayer,
+    tracing_xray::XrayHandle,
+    InMemoryExporter,
+) {
     let exporter = InMemoryExporter::new();
     let layer = tracing_xray::builder()
         .with_lambda(true)
@@ -19,6 +23,12 @@ fn concurrent_invocations_land_under_their_own_facades() {
         .with_exporter(exporter.clone())
         .build();
     let xray = layer.handle();
+    (layer, xray, exporter)
+}
+
+#[test]
+fn concurrent_invocations_land_under_their_own_facades() {
+    let (layer, xray, exporter) = lambda_layer();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
     let invocations = [
         (
@@ -86,13 +96,7 @@ fn top_level_span_uses_the_environment_header() {
         "_X_AMZN_TRACE_ID",
         "Root=1-6566f1a3-dddddddddddddddddddddddd;Parent=4444444444444444;Sampled=1",
     );
-    let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_lambda(true)
-        .with_detectors(Detectors::none())
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
+    let (layer, xray, exporter) = lambda_layer();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         info_span!("handle_event").in_scope(|| {});
     });
@@ -111,13 +115,7 @@ fn top_level_span_uses_the_environment_header() {
 /// hold every invocation's spans until the process ends).
 #[test]
 fn invocations_under_an_application_span_land_under_their_facades() {
-    let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_lambda(true)
-        .with_detectors(Detectors::none())
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
+    let (layer, xray, exporter) = lambda_layer();
     let roots = [
         "1-6566f1a4-eeeeeeeeeeeeeeeeeeeeeeee",
         "1-6566f1a5-ffffffffffffffffffffffff",
@@ -174,13 +172,7 @@ fn server_layer_request_lands_under_the_invocation() {
         }
     }
 
-    let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_lambda(true)
-        .with_detectors(Detectors::none())
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
+    let (layer, xray, exporter) = lambda_layer();
     let invocations = [
         ("1-6566f1b0-aaaaaaaaaaaaaaaaaaaaaaaa", "1111111111111111"),
         ("1-6566f1b1-bbbbbbbbbbbbbbbbbbbbbbbb", "2222222222222222"),
