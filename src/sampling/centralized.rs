@@ -865,12 +865,20 @@ struct RulesResponse {
 
 #[derive(Deserialize)]
 struct RuleRecord {
-    #[serde(rename = "SamplingRule")]
+    #[serde(rename = "SamplingRule", default, deserialize_with = "lenient_rule")]
     sampling_rule: Option<ApiRule>,
 }
 
-/// A rule as the API returns it; every field optional so one bad rule does
-/// not reject the others.
+/// A rule that does not read as one (a field of the wrong type) is `None`,
+/// left out like an invalid rule, instead of rejecting the whole answer.
+fn lenient_rule<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ApiRule>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
+/// A rule as the API returns it; every field optional, and a record that
+/// does not read is skipped ([`lenient_rule`]), so one bad rule does not
+/// reject the others.
 #[derive(Deserialize)]
 struct ApiRule {
     #[serde(rename = "RuleName")]
@@ -1063,6 +1071,8 @@ mod tests {
         no_host.as_object_mut().unwrap().remove("Host");
         let mut negative = api_rule("neg", 1, -1, 0.1);
         negative["ReservoirSize"] = (-1).into();
+        let mut wrong_type = api_rule("wrong_type", 1, 1, 0.1);
+        wrong_type["Priority"] = "high".into();
         let set = RuleSet::new(
             rules_response(&[
                 api_rule("Default", 10000, 1, 0.05),
@@ -1072,6 +1082,7 @@ mod tests {
                 bad_version,
                 no_host,
                 negative,
+                wrong_type,
                 api_rule("", 1, 1, 0.1),
             ]),
             None,
