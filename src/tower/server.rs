@@ -38,6 +38,55 @@ use crate::span_ext::XraySpanExt;
 /// fields listed in the [module docs](crate::tower#span-fields). It ends when
 /// the response head is ready (streaming the body is not timed).
 ///
+/// # With tower-http's `TraceLayer`
+///
+/// Put this layer *outside* any other layer that opens a span, such as
+/// tower-http's `TraceLayer`: its span is always a root (outside Lambda), so
+/// a span opened before it becomes a separate trace of its own, which does
+/// not continue the caller's header. In axum the layer added last is the
+/// outermost:
+///
+/// ```
+/// use std::time::Duration;
+/// use axum::{body::Body, routing::get, Router};
+/// use tower_http::trace::TraceLayer;
+/// use tower_service::Service;
+/// use tracing_subscriber::prelude::*;
+/// use tracing_xray::tower::XrayServerLayer;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # let exporter = tracing_xray::export::InMemoryExporter::new();
+/// # let layer = tracing_xray::builder()
+/// #     .with_sampler(tracing_xray::sampling::AlwaysSample)
+/// #     .with_exporter(exporter.clone())
+/// #     .build();
+/// # let xray = layer.handle();
+/// # let _default = tracing_subscriber::registry().with(layer).set_default();
+/// let mut app = Router::new()
+///     .route("/orders", get(|| async { "ok" }))
+///     .layer(TraceLayer::new_for_http()) // inner: its `request` span, a subsegment
+///     .layer(XrayServerLayer::new()); // outermost: the segment
+/// let request = http::Request::get("/orders")
+///     .header("X-Amzn-Trace-Id", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1")
+///     .body(Body::empty())
+///     .unwrap();
+/// std::future::poll_fn(|cx| Service::<http::Request<Body>>::poll_ready(&mut app, cx))
+///     .await
+///     .unwrap();
+/// app.call(request).await.unwrap();
+///
+/// xray.flush(Duration::from_secs(1)).unwrap();
+/// let traces = exporter.traces();
+/// assert_eq!(traces.len(), 1); // `.layer()` the other way round: 2 traces
+/// assert_eq!(traces[0]["trace_id"], "1-5759e988-bd862e3fe1be46a994272793");
+/// assert_eq!(traces[0]["parent_id"], "53995c3f42cd8ad8");
+/// assert_eq!(traces[0]["subsegments"][0]["name"], "request");
+/// # }
+/// ```
+///
+/// # Any tower service
+///
 /// ```no_run
 /// # async fn run() {
 /// use std::convert::Infallible;
