@@ -38,6 +38,36 @@ use crate::span_ext::XraySpanExt;
 /// let client = XrayClientLayer::new().layer(HttpClient);
 /// # drop(client);
 /// ```
+///
+/// With hyper-util's client, whose wrapped client no longer has `request()`:
+/// send through the `Service` trait (or `tower::ServiceExt::oneshot`). The
+/// call's span is a child of the span current when `call` is made:
+///
+/// ```no_run
+/// use http_body_util::Empty;
+/// use hyper::body::Bytes;
+/// use hyper_util::client::legacy::{connect::HttpConnector, Client};
+/// use hyper_util::rt::TokioExecutor;
+/// use tower_layer::Layer;
+/// use tower_service::Service;
+/// use tracing_xray::tower::{XrayClient, XrayClientLayer};
+///
+/// type HttpClient = XrayClient<Client<HttpConnector, Empty<Bytes>>>;
+///
+/// fn http_client() -> HttpClient {
+///     XrayClientLayer::new().layer(Client::builder(TokioExecutor::new()).build_http())
+/// }
+///
+/// #[tracing::instrument(skip(client))]
+/// async fn check_stock(client: &HttpClient, item: &str) -> Result<bool, Box<dyn std::error::Error>> {
+///     let mut client = client.clone();
+///     let url = format!("http://inventory.internal/stock/{item}");
+///     let request = http::Request::get(url).body(Empty::new())?;
+///     std::future::poll_fn(|cx| client.poll_ready(cx)).await?;
+///     let response = client.call(request).await?; // sent with X-Amzn-Trace-Id
+///     Ok(response.status().is_success())
+/// }
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct XrayClientLayer {
     _private: (),
