@@ -1,5 +1,6 @@
 //! The client layer: one `remote` subsegment per outgoing request.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -111,6 +112,7 @@ pub struct XrayClient<S> {
 impl<S, B, R> Service<Request<B>> for XrayClient<S>
 where
     S: Service<Request<B>, Response = Response<R>>,
+    S::Error: fmt::Display,
 {
     type Response = Response<R>;
     type Error = S::Error;
@@ -155,13 +157,16 @@ fn call_span<B>(request: &Request<B>) -> Span {
         user_agent.original = super::user_agent(headers),
         http.response.status_code = Empty,
         otel.status_code = Empty,
+        otel.status_message = Empty,
     )
 }
 
 pin_project! {
     /// The response future of [`XrayClient`].
     ///
-    /// The call's subsegment ends when it completes, with the response's status.
+    /// The call's subsegment ends when it completes, with the response's status,
+    /// or, when the call fails, as a fault whose exception is the error's text
+    /// (the client's error type must implement `Display`, as tower's errors do).
     ///
     /// ```
     /// use std::time::Duration;
@@ -222,6 +227,7 @@ pin_project! {
 impl<F, R, E> Future for XrayClientFuture<F>
 where
     F: Future<Output = Result<Response<R>, E>>,
+    E: fmt::Display,
 {
     type Output = Result<Response<R>, E>;
 
@@ -236,8 +242,10 @@ where
                 Ok(response) => {
                     span.record("http.response.status_code", response.status().as_u16());
                 }
-                Err(_) => {
+                Err(error) => {
+                    // A fault, with the error's text as its exception.
                     span.record("otel.status_code", "ERROR");
+                    span.record("otel.status_message", tracing::field::display(error));
                 }
             }
         }
@@ -298,6 +306,45 @@ pub(super) mod tests {
             Poll::Ready(output) => output,
             Poll::Pending => panic!("not ready"),
         }
+    }
+
+    /// Fails every call, as a client does when the connection is refused.
+    struct Refused;
+
+    impl<B> Service<Request<B>> for Refused {
+        type Response = Response<()>;
+        type Error = std::io::Error;
+        type Future = Ready<Result<Response<()>, std::io::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<B>) -> Self::Future {
+            std::future::ready(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "connection refused (os error 111)",
+            )))
+        }
+    }
+
+    #[test]
+    fn a_failed_call_is_a_fault_with_the_error_text() {
+        let (traces, _) = capture(|| {
+            let mut client = XrayClientLayer::new().layer(Refused);
+            tracing::info_span!("handler").in_scope(|| {
+                let request = Request::get("http://inventory.internal/stock")
+                    .body(())
+                    .unwrap();
+                assert!(now(client.call(request)).is_err());
+            });
+        });
+        let call = &traces[0]["subsegments"][0];
+        assert_eq!(call["fault"], true, "{call}");
+        assert_eq!(
+            call["cause"]["exceptions"][0]["message"], "connection refused (os error 111)",
+            "{call}"
+        );
     }
 
     #[test]
