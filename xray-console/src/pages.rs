@@ -397,6 +397,9 @@ pub fn map_page(
     stats: &Value,
 ) -> String {
     let selected = node.and_then(|(n, t)| m.find(n, t));
+    // The map ignores a filter that does not parse, and so do the links to traces: spliced
+    // into `... AND (<filter>)`, its text could parse and mean something else.
+    let link_filter = if filter_error.is_some() { "" } else { filter };
     let mut body = filter_form("/", filter, filter_error);
     body.push_str("<div class=\"mapwrap\">");
     body.push_str(&map_svg(m, filter, selected));
@@ -426,7 +429,7 @@ pub fn map_page(
                         quoted(&n.key.name),
                         quoted(&n.key.kind)
                     ),
-                    filter,
+                    link_filter,
                 );
                 let _ = write!(
                     body,
@@ -442,7 +445,7 @@ pub fn map_page(
                     let to = &m.nodes[j].key;
                     let q = and_filter(
                         &format!("edge({}, {})", quoted(&n.key.name), quoted(&to.name)),
-                        filter,
+                        link_filter,
                     );
                     let _ = write!(
                         body,
@@ -858,6 +861,64 @@ mod tests {
         let expr = |l: &str| crate::filter::parse(&crate::server::url_decode(l));
         assert!(expr(links[0]).unwrap().matches(&summary), "{}", links[0]);
         assert!(expr(links[3]).unwrap().matches(&summary), "{}", links[3]);
+    }
+
+    #[test]
+    fn node_links_leave_out_a_filter_that_does_not_parse() {
+        // The map ignores a filter it cannot parse, so its links must too: spliced into
+        // `... AND (<filter>)`, this one would parse, as `(... AND fault) OR ok`.
+        let docs = [
+            serde_json::json!({"trace_id":"t1","id":"a","name":"front","start_time":1.0,"end_time":2.0,
+                "subsegments":[{"id":"b","name":"db","namespace":"remote","start_time":1.1,"end_time":1.2}]}),
+            serde_json::json!({"trace_id":"t2","id":"c","name":"other","start_time":1.0,"end_time":2.0}),
+        ];
+        let mut store = crate::store::Store::new(crate::store::Limits::default());
+        for d in &docs {
+            store.insert(
+                d.to_string(),
+                crate::model::Entity::from_document(d).unwrap(),
+            );
+        }
+        let graphs: Vec<_> = store
+            .traces()
+            .map(|t| {
+                let a = t.assemble();
+                let g = crate::map::trace_graph(&a);
+                (t.id.clone(), TraceSummary::with_graph(&a, &g), g)
+            })
+            .collect();
+        let m = ServiceMap::build(graphs.iter().map(|(id, _, g)| (id.as_str(), g.clone())));
+        let bad = "fault) OR (ok";
+        let err = crate::filter::parse(bad).unwrap_err();
+        let page = map_page(
+            &m,
+            bad,
+            Some(&err),
+            Some(("front", "service")),
+            &Value::Null,
+        );
+        let links: Vec<String> = page
+            .split("href=\"/traces?filter=")
+            .skip(1)
+            .map(|s| crate::server::url_decode(&s[..s.find('"').unwrap()]))
+            .collect();
+        assert_eq!(links.len(), 4, "{page}");
+        assert_eq!(links[0], r#"service(id(name: "front", type: "service"))"#);
+        assert_eq!(links[3], r#"edge("front", "db")"#);
+        let other = &graphs[1].1;
+        assert_eq!(other.name, "other");
+        for l in &links {
+            let e = crate::filter::parse(l).unwrap();
+            assert!(
+                !e.matches(other),
+                "{l} finds a trace that never calls front"
+            );
+        }
+        // A filter that parses is kept.
+        let page = map_page(&m, "ok", None, Some(("front", "service")), &Value::Null);
+        assert!(page.contains(&url_encode(
+            r#"service(id(name: "front", type: "service")) AND (ok)"#
+        )));
     }
 
     #[test]
