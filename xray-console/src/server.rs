@@ -222,7 +222,15 @@ pub fn respond(state: &State, req: &mut Request) -> Reply {
     let method = req.method().clone();
     let filter_text = param(&params, "filter").unwrap_or("").to_owned();
     let parsed = filter::parse(&filter_text);
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // Split before decoding: an id in the path (a trace id is whatever a sender chose) may
+    // hold a `/`, encoded as `%2F`.
+    let raw_path = req.url().split('?').next().unwrap_or("");
+    let decoded: Vec<String> = raw_path
+        .trim_matches('/')
+        .split('/')
+        .map(url_decode)
+        .collect();
+    let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     match (&method, segs.as_slice()) {
         (Method::Post, ["GetSamplingRules"]) => sampling_rules(state),
         (Method::Post, ["SamplingTargets"]) => match read_body(req) {

@@ -241,3 +241,22 @@ fn a_trace_id_cannot_inject_response_headers() {
     );
     console.shutdown();
 }
+
+#[test]
+fn a_trace_id_with_a_slash_can_be_opened() {
+    // The trace list links to `/trace/{id}` with the id percent-encoded (`/` as `%2F`): the
+    // path must be split before it is decoded, or the link is a 404.
+    let console = start(Limits::default());
+    let addr = console.http_addr();
+    let doc = r#"{"trace_id":"a/b","id":"a","name":"n","start_time":1,"end_time":2}"#;
+    let (status, body) = http(addr, "POST", "/api/import", doc.as_bytes());
+    assert_eq!(status, 200, "{body}");
+    let (_, list) = http(addr, "GET", "/traces", b"");
+    assert!(list.contains("href=\"/trace/a%2Fb\""), "{list}");
+    for path in ["/trace/a%2Fb", "/api/timeline/a%2Fb", "/api/traces/a%2Fb"] {
+        let (status, body) = http(addr, "GET", path, b"");
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    assert_eq!(http(addr, "GET", "/trace/a/b", b"").0, 404);
+    console.shutdown();
+}
