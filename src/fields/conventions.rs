@@ -361,12 +361,14 @@ fn url_authority(s: &str) -> Option<Range<usize>> {
     // A password written with a raw `/`, `?` or `#` in it (`u:pa/ss@h`: an
     // invalid URL, but one people write): what follows the `:` is no port
     // and an `@` comes later, so the user info runs to that `@`. (Not after
-    // an IPv6 host, nor JDBC's `host:port;properties`.)
+    // an IPv6 host, nor JDBC's `host:port;properties`.) An empty "port"
+    // is a password that starts with one of them (`u:/pass@h`).
     let authority = &s[start..end];
-    if !authority.starts_with('[') && !authority.contains(['@', ';']) {
-        let not_a_port = authority
-            .split_once(':')
-            .is_some_and(|(_, port)| !port.bytes().all(|b| b.is_ascii_digit()));
+    if !authority.starts_with('[') && !authority.contains('@') {
+        let not_a_port = authority.split_once(':').is_some_and(|(user, rest)| {
+            let port = rest.split(';').next().unwrap_or(rest);
+            !user.contains(';') && (port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()))
+        });
         if not_a_port {
             if let Some(at) = s[end..].find('@') {
                 end = end_from(end + at + 1);
@@ -1552,6 +1554,7 @@ mod tests {
             ("http://u:p/a?s#s@h:1/p?q", "http://h:1/p"),
             ("http://[::1]:8080/@me", "http://[::1]:8080/@me"),
             ("http://h:8080/@me", "http://h:8080/@me"),
+            ("http://u:/hunter@h/p", "http://h/p"),
             ("?only", ""),
         ];
         for (url, plain) in cases {
@@ -1600,6 +1603,12 @@ mod tests {
             ("postgres://app:hun/ter@db:5432/x", "postgres://app@db:5432/x"),
             ("mysql://app:hun?ter#2@db/x?ssl=1", "mysql://app@db/x?ssl=1"),
             ("redis://:hunter/2@cache:6379", "redis://cache:6379"),
+            // The password starts with one: an empty "port".
+            ("postgres://app:/hunter@db/x", "postgres://app@db/x"),
+            ("postgres://app:?hunter@db/x", "postgres://app@db/x"),
+            ("redis://:#hunter@cache:6379", "redis://cache:6379"),
+            // With a `;` in it too (not JDBC's `host:port;properties`).
+            ("postgres://app:hun;ter/2@db/x", "postgres://app@db/x"),
             // Names as the server reads them, escapes decoded.
             (
                 "postgres://db/shop?pass%77ord=hunter&sslmode=require&client%5Fsecret=hunter",
