@@ -1027,6 +1027,14 @@ impl Visit for EventVisitor {
             _ => {}
         }
     }
+
+    /// `error = true`: a flag, not a text (not the message `"true"`).
+    fn record_bool(&mut self, _: &Field, _: bool) {}
+
+    // Numbers say nothing an exception message would.
+    fn record_i64(&mut self, _: &Field, _: i64) {}
+    fn record_u64(&mut self, _: &Field, _: u64) {}
+    fn record_f64(&mut self, _: &Field, _: f64) {}
 }
 
 #[cfg(test)]

@@ -133,7 +133,24 @@ fn an_error_field_without_error_value_gives_the_exception_its_text() {
             let _ = load_order_debug();
             tracing::error!(error = %NotFound, "request failed");
         });
+        tracing::info_span!("flagged").in_scope(|| {
+            tracing::error!(error = true);
+        });
     });
+    let flagged = traces
+        .iter()
+        .find(|t| t["metadata"]["tracing"]["span_name"] == "flagged")
+        .unwrap();
+    // A flag, not a text: the event's own name, as without the field.
+    let text = flagged["cause"]["exceptions"][0]["message"]
+        .as_str()
+        .unwrap();
+    assert!(text.starts_with("event "), "{flagged:#}");
+    let traces: Vec<_> = traces
+        .iter()
+        .filter(|t| t["metadata"]["tracing"]["span_name"] == "r")
+        .cloned()
+        .collect();
     let seg = &traces[0];
     let message = |s: &serde_json::Value| s["cause"]["exceptions"][0]["message"].clone();
     let subs = seg["subsegments"].as_array().unwrap();
