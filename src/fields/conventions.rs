@@ -395,6 +395,41 @@ fn plain_url(url: &str) -> Cow<'_, str> {
     }
 }
 
+/// `text` (an error message, say) with every absolute URL in it made a
+/// [`plain_url`]: a client's error that quotes the request's URL must not
+/// carry its user info or query out. A URL runs from its scheme to the next
+/// space, quote, angle bracket or parenthesis.
+pub(crate) fn without_url_secrets(text: &str) -> Cow<'_, str> {
+    if !text.contains("://") {
+        return Cow::Borrowed(text);
+    }
+    let b = text.as_bytes();
+    let is_scheme = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.');
+    let ends_url = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '(' | ')');
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(sep) = text[from..].find("://").map(|i| from + i) {
+        let mut start = sep;
+        while start > copied && is_scheme(b[start - 1]) {
+            start -= 1;
+        }
+        let mut end = text[sep..].find(ends_url).map_or(text.len(), |i| sep + i);
+        // Punctuation that ends a sentence or a clause is not the URL's.
+        while end > sep + 3 && matches!(b[end - 1], b':' | b',' | b'.' | b';') {
+            end -= 1;
+        }
+        if start < sep {
+            out.push_str(&text[copied..start]);
+            out.push_str(&plain_url(&text[start..end]));
+            copied = end;
+        }
+        from = end.max(sep + 3);
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
+}
+
 /// A byte range to remove, and where the secret it removes starts (its
 /// key).
 type Cut = (Range<usize>, usize);
@@ -1537,6 +1572,28 @@ mod tests {
     }
 
     #[test]
+    fn urls_in_text_lose_their_secrets() {
+        let cases = [
+            (
+                "error sending request for url (https://app:hunter@api.example.com/v1?token=hunter): connection refused",
+                "error sending request for url (https://api.example.com/v1): connection refused",
+            ),
+            (
+                "GET http://h/a?sig=hunter and \"redis://:hunter@cache:6379\" failed",
+                "GET http://h/a and \"redis://cache:6379\" failed",
+            ),
+            ("connection refused (os error 111)", "connection refused (os error 111)"),
+            ("://hunter", "://hunter"),
+            ("x://", "x://"),
+            ("a://b://c?hunter", "a://b://c"),
+            ("see http://h/p?k=hunter, then https://h.", "see http://h/p, then https://h."),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(without_url_secrets(text), expected, "{text}");
+        }
+    }
+
+    #[test]
     fn plain_urls_are_scheme_host_port_and_path() {
         let cases = [
             (
@@ -1848,6 +1905,7 @@ mod tests {
             let out = without_password(conn);
             assert!(out.len() <= conn.len(), "{conn}");
             let _ = plain_url(conn);
+            let _ = without_url_secrets(conn);
         }
     }
 
@@ -1871,7 +1929,7 @@ mod tests {
     mod props {
         use proptest::prelude::*;
 
-        use super::super::{plain_url, without_password};
+        use super::super::{plain_url, without_password, without_url_secrets};
 
         /// Strings made of the characters the parsers look at, and others.
         fn hostile() -> impl Strategy<Value = String> {
@@ -1985,12 +2043,14 @@ mod tests {
                 prop_assert!(out.len() <= s.len());
                 let url = plain_url(&s);
                 prop_assert!(url.len() <= s.len());
+                prop_assert!(without_url_secrets(&s).len() <= s.len());
             }
 
             #[test]
             fn never_panics_on_any_string(s in any::<String>()) {
                 let _ = without_password(&s);
                 let _ = plain_url(&s);
+                let _ = without_url_secrets(&s);
             }
 
             /// `key=value;` pairs around `Password=<secret>`.

@@ -243,9 +243,13 @@ where
                     span.record("http.response.status_code", response.status().as_u16());
                 }
                 Err(error) => {
-                    // A fault, with the error's text as its exception.
+                    // A fault, with the error's text as its exception (a
+                    // URL it quotes goes without user info and query, as
+                    // the call's own `url` does).
+                    let text = error.to_string();
+                    let text = crate::fields::conventions::without_url_secrets(&text);
                     span.record("otel.status_code", "ERROR");
-                    span.record("otel.status_message", tracing::field::display(error));
+                    span.record("otel.status_message", &*text);
                 }
             }
         }
@@ -323,7 +327,7 @@ pub(super) mod tests {
         fn call(&mut self, _: Request<B>) -> Self::Future {
             std::future::ready(Err(std::io::Error::new(
                 std::io::ErrorKind::ConnectionRefused,
-                "connection refused (os error 111)",
+                "http://app:hunter@inventory.internal/stock?token=hunter: connection refused",
             )))
         }
     }
@@ -342,9 +346,11 @@ pub(super) mod tests {
         let call = &traces[0]["subsegments"][0];
         assert_eq!(call["fault"], true, "{call}");
         assert_eq!(
-            call["cause"]["exceptions"][0]["message"], "connection refused (os error 111)",
+            call["cause"]["exceptions"][0]["message"],
+            "http://inventory.internal/stock: connection refused",
             "{call}"
         );
+        assert!(!call.to_string().contains("hunter"), "{call}");
     }
 
     #[test]
