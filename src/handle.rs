@@ -60,7 +60,9 @@ pub struct Stats {
     /// Finished traces (or streamed parts of traces) handed to the worker.
     pub traces_queued: u64,
     /// Finished traces dropped because the queue was full or the worker was
-    /// shut down.
+    /// shut down (those still queued behind a shutdown request move here
+    /// from `traces_queued`): each finished trace, or part, is counted in
+    /// one of the two.
     pub traces_dropped: u64,
     /// Spans in the dropped traces.
     pub spans_dropped: u64,
@@ -104,6 +106,11 @@ impl Counters {
         if n > 0 {
             counter.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    /// Takes back one count (never below zero).
+    pub(crate) fn sub_one(counter: &AtomicU64) {
+        let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
     pub(crate) fn snapshot(&self) -> Stats {

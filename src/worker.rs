@@ -200,8 +200,10 @@ impl Worker {
                 Some(Control::Shutdown(reply, deadline)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     self.call("shutdown", |e| e.shutdown(left));
+                    self.discard_queued();
                     self.report_at_shutdown();
                     let _ = reply.send(());
+                    self.close_queue();
                     return;
                 }
             }
@@ -240,6 +242,7 @@ impl Worker {
         let count = spans.len() as u64;
         let packed = catch_unwind(AssertUnwindSafe(|| self.pack(spans, top, detached, batch)));
         if packed.is_err() {
+            Counters::sub_one(&self.counters.traces_queued);
             Counters::add(&self.counters.traces_dropped, 1);
             Counters::add(&self.counters.spans_dropped, count);
             if !self.warned_pack {
@@ -367,6 +370,28 @@ impl Worker {
                 warn_failure(&first.error);
             }
         }
+    }
+
+    /// Moves the traces queued behind a shutdown request (they finished
+    /// after it) from `traces_queued` to `traces_dropped`, and answers the
+    /// flushes queued there: their reply channel closes, so they return
+    /// [`crate::FlushError::AlreadyShutdown`] at once.
+    fn discard_queued(&self) {
+        while let Ok(msg) = self.rx.try_recv() {
+            if let Message::Trace { .. } | Message::Detached { .. } = msg {
+                Counters::sub_one(&self.counters.traces_queued);
+                Counters::add(&self.counters.traces_dropped, 1);
+                Counters::add(&self.counters.spans_dropped, msg.span_count() as u64);
+            }
+        }
+    }
+
+    /// Closes the queue after a shutdown, so that traces finished from now
+    /// on are counted as dropped by the layer (its send fails): what was
+    /// queued until now is counted here.
+    fn close_queue(&mut self) {
+        self.discard_queued();
+        drop(std::mem::replace(&mut self.rx, crossbeam_channel::never()));
     }
 
     fn warn_drops(&self) {

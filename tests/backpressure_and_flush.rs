@@ -172,6 +172,52 @@ fn shutdown_flushes_then_refuses() {
     assert_eq!(xray.stats().traces_dropped, 1, "the late trace is counted");
 }
 
+/// Traces that finish while a shutdown request waits in the queue (other
+/// threads go on working while the guard drops) are not exported: they are
+/// counted as dropped, not lost without a trace in `stats()`.
+#[test]
+fn traces_queued_behind_a_shutdown_are_counted_as_dropped() {
+    let inner = InMemoryExporter::new();
+    let gate = Arc::new(Barrier::new(2));
+    let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_exporter(Gated {
+            inner: inner.clone(),
+            gate: Some(gate.clone()),
+        })
+        .build();
+    let xray = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        info_span!("first").in_scope(|| {});
+        gate.wait(); // the worker holds the first trace in `export`
+        for _ in 0..3 {
+            info_span!("before").in_scope(|| {});
+        }
+        let shutdown = {
+            let xray = xray.clone();
+            std::thread::spawn(move || xray.shutdown(Duration::from_secs(10)))
+        };
+        std::thread::sleep(Duration::from_millis(200)); // the request is queued
+        for _ in 0..3 {
+            info_span!("after").in_scope(|| {});
+        }
+        gate.wait();
+        assert_eq!(shutdown.join().unwrap(), Ok(()));
+    });
+    let stats = xray.stats();
+    assert_eq!(inner.len(), 4, "{stats:?}");
+    assert_eq!(
+        (
+            stats.traces_queued,
+            stats.traces_dropped,
+            stats.spans_dropped
+        ),
+        (4, 3, 3),
+        "every finished trace is exported or counted as dropped"
+    );
+}
+
 #[test]
 fn panicking_exporter_loses_its_batch_not_the_worker() {
     struct Flaky(InMemoryExporter, bool);
