@@ -558,6 +558,11 @@ impl Exporter for TimelineExporter {
                         orphans.entry(parent).or_default().push(p);
                     }
                     attach(&mut root, &mut orphans);
+                    // Parts of another segment of this trace (a service that
+                    // called this one, in the same process) wait for it.
+                    for part in orphans.into_values().flatten() {
+                        self.keep_pending(part);
+                    }
                     let text = self.render(&root);
                     match self
                         .out
@@ -637,6 +642,59 @@ mod tests {
             text.contains("evil=\\u{1b}[2J\\u{1b}[31mRED\\nnewline"),
             "{text}"
         );
+    }
+
+    /// Buffer shared with the exporter, for what it wrote.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().write(bytes)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn parts_of_a_segment_wait_while_another_segment_of_the_trace_is_drawn() {
+        use crate::id::{SegmentId, TraceId};
+        let trace = TraceId::new();
+        let (caller, callee, part) = (SegmentId::new(), SegmentId::new(), SegmentId::new());
+        let doc =
+            |kind, id: SegmentId, json: Value| Document::new(json.to_string(), kind, trace, id);
+        let t = trace.to_string();
+        // The caller's streamed child, then the callee's segment (it ends
+        // first), then the caller's segment.
+        let batch = vec![
+            doc(
+                DocumentKind::Subsegment,
+                part,
+                json!({"name": "early_work", "id": part.to_string(),
+                "type": "subsegment", "trace_id": t, "parent_id": caller.to_string(),
+                "start_time": 1.0, "end_time": 2.0}),
+            ),
+            doc(
+                DocumentKind::Segment,
+                callee,
+                json!({"name": "callee", "id": callee.to_string(),
+                "trace_id": t, "parent_id": "0000000000000009", "start_time": 3.0, "end_time": 4.0}),
+            ),
+            doc(
+                DocumentKind::Segment,
+                caller,
+                json!({"name": "caller", "id": caller.to_string(),
+                "trace_id": t, "start_time": 0.0, "end_time": 5.0}),
+            ),
+        ];
+        let out = Shared::default();
+        let mut timeline = TimelineExporter::to_writer(out.clone()).ascii();
+        assert_eq!(timeline.export(batch).delivered, 3);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let caller_drawing = text.split("trace ").nth(2).unwrap_or_default();
+        assert!(caller_drawing.contains("caller"), "{text}");
+        assert!(caller_drawing.contains("early_work"), "{text}");
+        assert_eq!(timeline.pending_count, 0);
     }
 
     #[test]
