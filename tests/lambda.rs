@@ -228,3 +228,44 @@ fn server_layer_request_lands_under_the_invocation() {
         assert_eq!(answer, &format!("Root={root}"));
     }
 }
+
+/// `InMemoryExporter::traces` gives an invocation's spans as trees: there is
+/// no segment to put them under (it is Lambda's), and a subtree split off
+/// one of them (over the streaming threshold) is put back under it.
+#[test]
+fn traces_gives_each_invocation_subtree_whole() {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_lambda(true)
+        .with_detectors(Detectors::none())
+        .with_streaming_threshold(1)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let header = "Root=1-6566f1a6-abababababababababababab;Parent=6666666666666666;Sampled=1";
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        info_span!("Lambda runtime invoke", requestId = "r", xrayTraceId = %header).in_scope(
+            || {
+                info_span!("handler").in_scope(|| {
+                    info_span!("load").in_scope(|| {});
+                    info_span!("save").in_scope(|| {});
+                });
+                info_span!("cleanup").in_scope(|| {});
+            },
+        );
+    });
+    xray.flush(Duration::from_secs(5)).unwrap();
+    assert!(exporter.len() > 2, "split into several documents");
+    let traces = exporter.traces();
+    let names: Vec<_> = traces.iter().map(|t| t["name"].clone()).collect();
+    assert_eq!(names, ["handler", "cleanup"], "{traces:#?}");
+    assert!(traces.iter().all(|t| t["parent_id"] == "6666666666666666"));
+    let mut children: Vec<_> = traces[0]["subsegments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect();
+    children.sort();
+    assert_eq!(children, ["load", "save"], "{traces:#?}");
+}

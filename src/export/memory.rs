@@ -1,6 +1,6 @@
 //! [`InMemoryExporter`]: keeps documents for assertions in tests.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
@@ -137,8 +137,18 @@ impl InMemoryExporter {
 
     /// The segments received, each with its independent subsegments put back
     /// in place (under the (sub)segment named by their `parent_id`), so a
-    /// test sees each trace as one tree however it was split. Their
+    /// test sees each segment as one tree however it was split. Their
     /// `type`, `trace_id` and `parent_id` fields are kept.
+    ///
+    /// After the segments come the independent subsegments whose parent was
+    /// not received, each a tree with its own parts put back: in Lambda,
+    /// where the function segment is Lambda's, each top-level span of an
+    /// invocation (`parent_id`: the invocation's facade).
+    ///
+    /// A trace continued by another service (another layer, with its own
+    /// service name) stays one segment per service, as X-Ray stores it: the
+    /// callee's segment is not put under the caller's subsegment, whose id
+    /// its `parent_id` holds.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -170,6 +180,8 @@ impl InMemoryExporter {
         let docs = self.lock().clone();
         let mut orphans: HashMap<String, Vec<Value>> = HashMap::new();
         let mut segments = Vec::new();
+        // The parents named by independent subsegments, in arrival order.
+        let mut parents = Vec::new();
         for doc in &docs {
             let Ok(value) = serde_json::from_str::<Value>(doc.as_str()) else {
                 continue;
@@ -178,6 +190,7 @@ impl InMemoryExporter {
                 DocumentKind::Segment => segments.push(value),
                 DocumentKind::Subsegment => {
                     let parent = value["parent_id"].as_str().unwrap_or_default().to_owned();
+                    parents.push(parent.clone());
                     orphans.entry(parent).or_default().push(value);
                 }
             }
@@ -185,6 +198,22 @@ impl InMemoryExporter {
         for segment in &mut segments {
             adopt(segment, &mut orphans);
         }
+        // Independent subsegments whose parent was never received (Lambda's
+        // function segment): trees of their own, after the segments.
+        let mut ids = HashSet::new();
+        for part in orphans.values().flatten() {
+            collect_ids(part, &mut ids);
+        }
+        let mut tops = Vec::new();
+        for parent in parents {
+            if !ids.contains(parent.as_str()) {
+                tops.extend(orphans.remove(&parent).unwrap_or_default());
+            }
+        }
+        for top in &mut tops {
+            adopt(top, &mut orphans);
+        }
+        segments.extend(tops);
         segments
     }
 
@@ -258,6 +287,19 @@ impl InMemoryExporter {
     /// ```
     pub fn is_empty(&self) -> bool {
         self.lock().is_empty()
+    }
+}
+
+/// The ids of `node` and of every subsegment embedded in it.
+fn collect_ids(node: &Value, ids: &mut HashSet<String>) {
+    let mut work = vec![node];
+    while let Some(n) = work.pop() {
+        if let Some(id) = n["id"].as_str() {
+            ids.insert(id.to_owned());
+        }
+        if let Some(arr) = n["subsegments"].as_array() {
+            work.extend(arr);
+        }
     }
 }
 
