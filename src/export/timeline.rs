@@ -30,6 +30,12 @@ const DEFAULT_WIDTH: usize = 100;
 /// critical path: quickstart → call_payments_api
 /// ```
 ///
+/// A trace is drawn when its segment arrives, with the parts streamed
+/// before it put back; each segment of a trace continued by another service
+/// is drawn on its own. In Lambda no segment is sent (the function segment
+/// is Lambda's), so nothing is drawn: see what was sent with
+/// [`InMemoryExporter::traces`](super::InMemoryExporter::traces).
+///
 /// Colours are used on a terminal unless `NO_COLOR` is set; off a terminal
 /// the width is fixed (100 columns, or `COLUMNS`) so output can be compared
 /// in tests. [`TimelineExporter::ascii`] draws with plain ASCII.
