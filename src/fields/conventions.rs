@@ -398,33 +398,93 @@ fn plain_url(url: &str) -> Cow<'_, str> {
 /// `text` (an error message, say) with every absolute URL in it made a
 /// [`plain_url`]: a client's error that quotes the request's URL must not
 /// carry its user info or query out. A URL runs from its scheme to the next
-/// space, quote, angle bracket or parenthesis.
+/// space, double quote or angle bracket (characters a URL holds
+/// percent-encoded), to a `)` it does not open, to a `'` when it is quoted
+/// with one, or to the next URL; a password's own `(`, `)` and `'` are the
+/// URL's (it runs at least to the last `@` of its authority).
 pub(crate) fn without_url_secrets(text: &str) -> Cow<'_, str> {
     if !text.contains("://") {
         return Cow::Borrowed(text);
     }
     let b = text.as_bytes();
     let is_scheme = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.');
-    let ends_url = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '(' | ')');
+    // Where the scheme of the `://` at `sep` starts (no further back than
+    // `floor`); `sep` itself when it has none.
+    let scheme_start = |sep: usize, floor: usize| {
+        let mut start = sep;
+        while start > floor && is_scheme(b[start - 1]) {
+            start -= 1;
+        }
+        start
+    };
+    let breaks = |c: char| c.is_whitespace() || matches!(c, '"' | '<' | '>');
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
     let mut from = 0;
     while let Some(sep) = text[from..].find("://").map(|i| from + i) {
-        let mut start = sep;
-        while start > copied && is_scheme(b[start - 1]) {
-            start -= 1;
+        let start = scheme_start(sep, copied);
+        let after = sep + 3;
+        if start == sep {
+            // No scheme: not a URL, but a URL may follow at once.
+            from = after;
+            continue;
         }
-        let mut end = text[sep..].find(ends_url).map_or(text.len(), |i| sep + i);
+        let mut limit = text[after..].find(breaks).map_or(text.len(), |i| after + i);
+        // Another URL (a list, or a URL quoted in this one's path) is one
+        // of its own.
+        let mut next = after;
+        while let Some(n) = text[next..limit].find("://").map(|i| next + i) {
+            let s = scheme_start(n, after);
+            if s < n {
+                limit = s;
+                break;
+            }
+            next = n + 3;
+        }
+        // The user info runs to the last `@` of the authority, whatever it
+        // holds.
+        let authority = text[after..limit]
+            .find(['/', '?', '#'])
+            .map_or(limit, |i| after + i);
+        let floor = text[after..authority]
+            .rfind('@')
+            .map_or(after, |i| after + i + 1);
+        let quote = text[..start].ends_with('\'');
+        let mut depth = 0_usize;
+        let mut end = limit;
+        for (i, c) in text[after..limit].char_indices() {
+            let at = after + i;
+            let ends = match c {
+                '(' => {
+                    depth += 1;
+                    false
+                }
+                ')' if depth > 0 => {
+                    depth -= 1;
+                    false
+                }
+                // A `)` it does not open ends it when nothing of a URL
+                // follows (`(url): text`); a secret may hold one.
+                ')' => text[at + 1..limit]
+                    .chars()
+                    .next()
+                    .is_none_or(|n| matches!(n, ':' | ',' | '.' | ';' | ')' | ']' | '\'')),
+                '\'' => quote,
+                _ => false,
+            };
+            if ends && at >= floor {
+                end = at;
+                break;
+            }
+        }
         // Punctuation that ends a sentence or a clause is not the URL's.
-        while end > sep + 3 && matches!(b[end - 1], b':' | b',' | b'.' | b';') {
+        while end > after && matches!(b[end - 1], b':' | b',' | b'.' | b';') {
             end -= 1;
         }
-        if start < sep {
-            out.push_str(&text[copied..start]);
-            out.push_str(&plain_url(&text[start..end]));
-            copied = end;
-        }
-        from = end.max(sep + 3);
+        out.push_str(&text[copied..start]);
+        out.push_str(&plain_url(&text[start..end]));
+        copied = end;
+        from = end.max(after);
     }
     out.push_str(&text[copied..]);
     Cow::Owned(out)
@@ -1594,6 +1654,50 @@ mod tests {
     }
 
     #[test]
+    fn urls_in_text_lose_their_secrets_wherever_they_end() {
+        // As a client writes them: `(`, `)`, `'` and `,` are not
+        // percent-encoded in a URL's user info, path or query.
+        let cases = [
+            (
+                "error sending request for url (https://h/p?filter=(a)&token=hunter): refused",
+                "error sending request for url (https://h/p): refused",
+            ),
+            (
+                "(https://h/wiki/A_(b)?token=hunter)",
+                "(https://h/wiki/A_(b))",
+            ),
+            (
+                "url (https://app:hun(ter@h/p): refused",
+                "url (https://h/p): refused",
+            ),
+            (
+                "url (https://app:hun)ter@h/p) refused",
+                "url (https://h/p) refused",
+            ),
+            ("'https://app:it's@h/p' refused", "'https://h/p' refused"),
+            ("https://h/p?sig=ab)cd", "https://h/p"),
+            ("it's https://h/p?q=it's&token=hunter", "it's https://h/p"),
+            (
+                "no endpoint: http://h1/,http://app:hunter@h2/",
+                "no endpoint: http://h1/,http://h2/",
+            ),
+            (
+                "https://archive.example/web/https://app:hunter@h/",
+                "https://archive.example/web/https://h/",
+            ),
+            ("://http://app:hunter@h/", "://http://h/"),
+            ("/://x http://u:hunter@h", "/://x http://h"),
+            (
+                "[http://u:hunter@[::1]:80/p?token=hunter",
+                "[http://[::1]:80/p",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(without_url_secrets(text), expected, "{text}");
+        }
+    }
+
+    #[test]
     fn plain_urls_are_scheme_host_port_and_path() {
         let cases = [
             (
@@ -1936,7 +2040,7 @@ mod tests {
             let chars = prop_oneof![
                 4 => prop::sample::select(vec![
                     '=', ';', ' ', '\t', '\'', '"', '{', '}', '\\', '/', ':', '@', '?', '&',
-                    '#', 'é', '名',
+                    '#', 'é', '名', '(', ')', '<', '>', '[', ']', ',', '.', '+',
                 ]),
                 4 => prop::char::range('a', 'z'),
                 1 => prop::sample::select(vec!['P', 'W', 'D']),
@@ -2051,6 +2155,28 @@ mod tests {
                 let _ = without_password(&s);
                 let _ = plain_url(&s);
                 let _ = without_url_secrets(&s);
+            }
+
+            /// A URL as a client writes it (`(`, `)`, `'`, `,` not
+            /// percent-encoded), quoted in an error's text: neither its
+            /// password nor its token comes out.
+            #[test]
+            fn url_secrets_in_text_never_survive(
+                scheme in prop::sample::select(vec!["http", "https", "git+ssh", "s3.x"]),
+                host in prop::sample::select(vec!["h", "h:8080", "[::1]:80"]),
+                path in prop::sample::select(vec!["", "/p", "/a_(b)", "/x,y"]),
+                password in "[A-Za-z0-9!$&'()*+,._~-]{0,10}".prop_map(|s| format!("Zx9{s}")),
+                token in "[A-Za-z0-9_.~()-]{0,10}".prop_map(|s| format!("Qy7{s}")),
+                template in prop::sample::select(vec![
+                    "{u}", "({u})", "url ({u}): refused", "'{u}'", "\"{u}\"", "<{u}>", "[{u}]",
+                    "x {u}, y", "{u},{u}", "{u}.", "url={u}", "a://{u}",
+                ]),
+            ) {
+                let url = format!("{scheme}://app:{password}@{host}{path}?a=1&token={token}");
+                let text = template.replace("{u}", &url);
+                let out = without_url_secrets(&text);
+                prop_assert!(!out.contains(&password), "{} → {}", text, out);
+                prop_assert!(!out.contains(&token), "{} → {}", text, out);
             }
 
             /// `key=value;` pairs around `Password=<secret>`.
