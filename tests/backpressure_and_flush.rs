@@ -2,11 +2,12 @@
 //! when full, and a flush that loses nothing.
 
 use std::sync::{Arc, Barrier};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::info_span;
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::{Document, ExportOutcome, Exporter, InMemoryExporter};
+use tracing_xray::FlushError;
 
 /// Blocks in its first `export` until the test releases it.
 struct Gated {
@@ -194,17 +195,22 @@ fn traces_queued_behind_a_shutdown_are_counted_as_dropped() {
         for _ in 0..3 {
             info_span!("before").in_scope(|| {});
         }
-        let shutdown = {
-            let xray = xray.clone();
-            std::thread::spawn(move || xray.shutdown(Duration::from_secs(10)))
-        };
-        std::thread::sleep(Duration::from_millis(200)); // the request is queued
+        // The request is queued at once (the queue has room); the worker,
+        // held in `export`, cannot answer it in time.
+        assert_eq!(
+            xray.shutdown(Duration::from_millis(50)),
+            Err(FlushError::Timeout(Duration::from_millis(50)))
+        );
         for _ in 0..3 {
             info_span!("after").in_scope(|| {});
         }
         gate.wait();
-        assert_eq!(shutdown.join().unwrap(), Ok(()));
     });
+    // The worker shuts down when it gets to the request.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while xray.stats().traces_dropped < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let stats = xray.stats();
     assert_eq!(inner.len(), 4, "{stats:?}");
     assert_eq!(
