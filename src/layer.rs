@@ -1035,6 +1035,8 @@ impl Visit for EventVisitor {
     fn record_i64(&mut self, _: &Field, _: i64) {}
     fn record_u64(&mut self, _: &Field, _: u64) {}
     fn record_f64(&mut self, _: &Field, _: f64) {}
+    fn record_i128(&mut self, _: &Field, _: i128) {}
+    fn record_u128(&mut self, _: &Field, _: u128) {}
 }
 
 #[cfg(test)]

@@ -136,16 +136,22 @@ fn an_error_field_without_error_value_gives_the_exception_its_text() {
         tracing::info_span!("flagged").in_scope(|| {
             tracing::error!(error = true);
         });
+        tracing::info_span!("coded").in_scope(|| {
+            tracing::error!(error = 7_i128);
+        });
     });
-    let flagged = traces
-        .iter()
-        .find(|t| t["metadata"]["tracing"]["span_name"] == "flagged")
-        .unwrap();
-    // A flag, not a text: the event's own name, as without the field.
-    let text = flagged["cause"]["exceptions"][0]["message"]
-        .as_str()
-        .unwrap();
-    assert!(text.starts_with("event "), "{flagged:#}");
+    for name in ["flagged", "coded"] {
+        let flagged = traces
+            .iter()
+            .find(|t| t["metadata"]["tracing"]["span_name"] == name)
+            .unwrap();
+        // A flag or a number, not a text: the event's own name, as without
+        // the field.
+        let text = flagged["cause"]["exceptions"][0]["message"]
+            .as_str()
+            .unwrap();
+        assert!(text.starts_with("event "), "{flagged:#}");
+    }
     let traces: Vec<_> = traces
         .iter()
         .filter(|t| t["metadata"]["tracing"]["span_name"] == "r")
