@@ -62,7 +62,8 @@ pub struct Stats {
     /// Finished traces dropped because the queue was full or the worker was
     /// shut down (those still queued behind a shutdown request move here
     /// from `traces_queued`): each finished trace, or part, is counted in
-    /// one of the two.
+    /// one of the two (but for one finished at the very instant the worker
+    /// stops, which may be counted queued and lost).
     pub traces_dropped: u64,
     /// Spans in the dropped traces.
     pub spans_dropped: u64,

@@ -382,9 +382,13 @@ impl<'a> RequestFields<'a> {
 
 impl LayerInner {
     fn send(&self, msg: Message) {
+        // Counted before the send: the worker may take the trace back out
+        // of `traces_queued` (into `traces_dropped`) as soon as it is in.
+        Counters::add(&self.counters.traces_queued, 1);
         match self.tx.try_send(msg) {
-            Ok(()) => Counters::add(&self.counters.traces_queued, 1),
+            Ok(()) => {}
             Err(TrySendError::Full(msg) | TrySendError::Disconnected(msg)) => {
+                Counters::sub_one(&self.counters.traces_queued);
                 Counters::add(&self.counters.traces_dropped, 1);
                 Counters::add(&self.counters.spans_dropped, msg.span_count() as u64);
                 drop(msg);

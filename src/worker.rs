@@ -375,7 +375,8 @@ impl Worker {
     /// Moves the traces queued behind a shutdown request (they finished
     /// after it) from `traces_queued` to `traces_dropped`, and answers the
     /// flushes queued there: their reply channel closes, so they return
-    /// [`crate::FlushError::AlreadyShutdown`] at once.
+    /// [`crate::FlushError::AlreadyShutdown`] as soon as the exporter's
+    /// shutdown is over, without waiting out their timeout.
     fn discard_queued(&self) {
         while let Ok(msg) = self.rx.try_recv() {
             if let Message::Trace { .. } | Message::Detached { .. } = msg {

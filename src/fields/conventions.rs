@@ -308,7 +308,9 @@ const SECRET_KEYS: &[&str] = &[
 ];
 
 fn is_secret_key(key: &str) -> bool {
-    let key = key.trim();
+    // (An opening bracket or quote before a key is free text's, as in an
+    // error message: `failed (password=…)`.)
+    let key = key.trim().trim_start_matches(['(', '[', '{', '"', '\'']);
     if SECRET_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key)) {
         return true;
     }
@@ -501,7 +503,7 @@ type Cut = (Range<usize>, usize);
 /// pairs (ADO.NET, ODBC, JDBC properties) and libpq's `key=value` words.
 /// A secret goes with its key and one separator; everything else is kept
 /// byte for byte. Linear in the length, whatever the input.
-fn without_password(conn: &str) -> Cow<'_, str> {
+pub(crate) fn without_password(conn: &str) -> Cow<'_, str> {
     let mut cuts = Vec::new();
     if let Some(authority) = url_authority(conn) {
         user_info_secret(conn, authority.clone(), &mut cuts);
@@ -1834,6 +1836,8 @@ mod tests {
             ("Server=db;Password='hunter;Database=hunter", "Server=db"),
             // In another value: the pairs after it are still read.
             ("Server='db;Password=hunter;Database=x", "Server='db;Database=x"),
+            // Free text (an error message) with a pair in brackets.
+            ("login failed (password=hunter2)", "login failed"),
             // A libpq word inside a pair's value goes, up to its `;` only.
             (
                 "Description=reset password=now;Database=x",
