@@ -321,7 +321,10 @@ fn first_str<'a>(fields: &'a [(&'static str, FieldValue)], keys: &[&str]) -> Opt
 /// The request a root's fields describe, for the sampler. Each part comes
 /// from the first of its keys that is present (the first listed for `host`
 /// is `http.host`, then `server.address`, then `host`), and a key recorded
-/// twice gives its last value.
+/// twice gives its last value. The path is the request's own (X-Ray's
+/// `url_path`, Go's `r.URL.Path`): `url.path`, `http.target`, `uri` (the
+/// path of an absolute one, as HTTP/2 requests have), the path of `url.full`
+/// or `http.url`, and only then the route template `http.route`.
 #[derive(Debug, Default, PartialEq)]
 struct RequestFields<'a> {
     host: Option<&'a str>,
@@ -346,8 +349,7 @@ impl<'a> RequestFields<'a> {
                 self.0.map(|(_, v)| v)
             }
         }
-        let (mut host, mut method, mut path, mut url) =
-            (Pick(None), Pick(None), Pick(None), Pick(None));
+        let (mut host, mut method, mut path) = (Pick(None), Pick(None), Pick(None));
         for (name, value) in fields {
             let FieldValue::Str(value) = value else {
                 continue;
@@ -362,20 +364,19 @@ impl<'a> RequestFields<'a> {
                 "method" => method.offer(2, value),
                 "url.path" => path.offer(0, value),
                 "http.target" => path.offer(1, value),
-                "http.route" => path.offer(2, value),
-                "uri" => path.offer(3, value),
-                "url.full" => url.offer(0, value),
-                "http.url" => url.offer(1, value),
+                // tower-http's `uri`: origin-form in HTTP/1, absolute in HTTP/2.
+                "uri" if value.contains("://") => path.offer(2, path_of_url(value)),
+                "uri" => path.offer(2, value),
+                "url.full" => path.offer(3, path_of_url(value)),
+                "http.url" => path.offer(4, path_of_url(value)),
+                "http.route" => path.offer(5, value),
                 _ => {}
             }
         }
         RequestFields {
             host: host.get(),
             method: method.get(),
-            path: path
-                .get()
-                .or_else(|| url.get().map(path_of_url))
-                .map(|p| p.split(['?', '#']).next().unwrap_or(p)),
+            path: path.get().map(|p| p.split(['?', '#']).next().unwrap_or(p)),
         }
     }
 }
@@ -499,9 +500,14 @@ impl LayerInner {
     }
 }
 
+/// The path of an absolute URL (with its query, if any): `/` when the
+/// authority is followed by no path (`https://h`, `https://h?q=/x`).
 fn path_of_url(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.find('/').map_or("/", |i| &rest[i..])
+    match rest.find(['/', '?', '#']) {
+        Some(i) if rest[i..].starts_with('/') => &rest[i..],
+        _ => "/",
+    }
 }
 
 /// Looks a span's X-Ray data up through a `Dispatch` of subscriber type `S`.
@@ -1186,8 +1192,24 @@ mod tests {
                 ("http.host", "a"),
                 ("http.method", "m2"),
             ]),
-            (some("a"), some("m2"), some("/r"))
+            (some("a"), some("m2"), some("/u"))
         );
+        // The route template is the last resort: X-Ray's `url_path` is the
+        // request's own path.
+        assert_eq!(
+            of(&[("http.route", "/r/{id}")]),
+            (None, None, some("/r/{id}"))
+        );
+        assert_eq!(
+            of(&[("http.route", "/r/{id}"), ("url.full", "https://h/r/7?q")]),
+            (None, None, some("/r/7"))
+        );
+        // tower-http's `uri` in HTTP/2 is absolute: its path.
+        assert_eq!(
+            of(&[("uri", "https://h:8443/orders/42?token=x")]),
+            (None, None, some("/orders/42"))
+        );
+        assert_eq!(of(&[("uri", "http://h:1?x=/y")]), (None, None, some("/")));
         assert_eq!(
             of(&[
                 ("url.path", "/a"),
