@@ -365,7 +365,9 @@ impl<'a> RequestFields<'a> {
                 "url.path" => path.offer(0, value),
                 "http.target" => path.offer(1, value),
                 // tower-http's `uri`: origin-form in HTTP/1, absolute in HTTP/2.
-                "uri" if value.contains("://") => path.offer(2, path_of_url(value)),
+                "uri" if !value.starts_with('/') && value.contains("://") => {
+                    path.offer(2, path_of_url(value))
+                }
                 "uri" => path.offer(2, value),
                 "url.full" => path.offer(3, path_of_url(value)),
                 "http.url" => path.offer(4, path_of_url(value)),
@@ -1210,6 +1212,10 @@ mod tests {
             (None, None, some("/orders/42"))
         );
         assert_eq!(of(&[("uri", "http://h:1?x=/y")]), (None, None, some("/")));
+        assert_eq!(
+            of(&[("uri", "/go?to=https://h/x")]),
+            (None, None, some("/go"))
+        );
         assert_eq!(
             of(&[
                 ("url.path", "/a"),
