@@ -133,6 +133,32 @@ fn region_of_authorization(auth: &str) -> Option<&str> {
     parts.next().filter(|r| !r.is_empty())
 }
 
+/// The error code of an AWS error response: the `x-amzn-ErrorType` header
+/// (`Code:uri`), else the body's `__type`/`code` (JSON protocols; DynamoDB
+/// writes `com.amazonaws.dynamodb.v20120810#Code`) or `<Code>` (XML
+/// protocols).
+fn error_code(header: Option<&str>, body: Option<&[u8]>) -> Option<String> {
+    let clean = |c: &str| {
+        let c = c.split(':').next().unwrap_or(c);
+        c.rsplit('#').next().unwrap_or(c).trim().to_owned()
+    };
+    if let Some(h) = header {
+        return Some(clean(h)).filter(|c| !c.is_empty());
+    }
+    let body = body?;
+    let code = if body.trim_ascii_start().starts_with(b"{") {
+        let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+        ["__type", "code", "Code"]
+            .iter()
+            .find_map(|k| json.get(k)?.as_str().map(clean))
+    } else {
+        let text = std::str::from_utf8(body).ok()?;
+        let (_, rest) = text.split_once("<Code>")?;
+        rest.split_once("</Code>").map(|(c, _)| clean(c))
+    };
+    code.filter(|c| !c.is_empty())
+}
+
 impl Intercept for XrayInterceptor {
     fn name(&self) -> &'static str {
         "XrayInterceptor"
@@ -235,11 +261,14 @@ impl Intercept for XrayInterceptor {
         {
             span.record("aws.request_id", id);
         }
-        let code = headers
-            .get("x-amzn-errortype")
-            .map(|t| t.split(':').next().unwrap_or(t));
-        let throttled = response.status().as_u16() == 429
-            || code.is_some_and(|c| THROTTLING_CODES.contains(&c));
+        let status = response.status().as_u16();
+        let code = if status >= 300 {
+            error_code(headers.get("x-amzn-errortype"), response.body().bytes())
+        } else {
+            None
+        };
+        let throttled =
+            status == 429 || code.is_some_and(|c| THROTTLING_CODES.contains(&c.as_str()));
         span.record("xray.throttle", throttled);
         Ok(())
     }
@@ -276,5 +305,23 @@ mod tests {
         assert_eq!(region_of_authorization(auth), Some("eu-west-3"));
         assert_eq!(region_of_authorization("Bearer x"), None);
         assert_eq!(region_of_authorization("Credential=AKID/2024"), None);
+    }
+
+    #[test]
+    fn error_code_from_header_or_body() {
+        let dynamo = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"m"}"#;
+        assert_eq!(
+            error_code(None, Some(dynamo)).as_deref(),
+            Some("ProvisionedThroughputExceededException")
+        );
+        assert_eq!(
+            error_code(Some("ThrottlingException:http://internal"), Some(b"{}")).as_deref(),
+            Some("ThrottlingException")
+        );
+        let xml = b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
+                    <Message>Rate exceeded</Message></Error></ErrorResponse>";
+        assert_eq!(error_code(None, Some(xml)).as_deref(), Some("Throttling"));
+        assert_eq!(error_code(None, Some(b"not json")), None);
+        assert_eq!(error_code(None, None), None);
     }
 }

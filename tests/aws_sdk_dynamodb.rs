@@ -439,4 +439,65 @@ mod with_interceptor {
         );
         assert_eq!(seen[1], OTHER);
     }
+
+    /// A local endpoint that answers every request with `status` and a
+    /// DynamoDB (`awsJson1_0`) error body, without `x-amzn-ErrorType`.
+    fn failing_endpoint(status: u16, body: &'static str) -> (std::net::TcpListener, axum::Router) {
+        use axum::http::StatusCode;
+        use axum::response::IntoResponse;
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::post(move || async move {
+                (
+                    StatusCode::from_u16(status).unwrap(),
+                    [
+                        ("x-amzn-requestid", "REQ"),
+                        ("content-type", "application/x-amz-json-1.0"),
+                    ],
+                    body,
+                )
+                    .into_response()
+            }),
+        );
+        (listener, app)
+    }
+
+    /// DynamoDB names its throttling error in the body's `__type`
+    /// (`com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException`),
+    /// not in an `x-amzn-ErrorType` header: still a throttle.
+    #[test]
+    fn throttling_named_in_the_body_is_a_throttle() {
+        let (listener, app) = failing_endpoint(
+            400,
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"Rate exceeded for table"}"#,
+        );
+        let addr = listener.local_addr().unwrap();
+        let doc = trace(LevelFilter::DEBUG, || async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            let c = aws_sdk_dynamodb::Client::from_conf(
+                client(&format!("http://{addr}"), true)
+                    .config()
+                    .to_builder()
+                    .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+                    .build(),
+            );
+            let r = c
+                .get_item()
+                .table_name("orders")
+                .key("id", AttributeValue::S("o-1".into()))
+                .send()
+                .await;
+            assert!(r.is_err());
+            server.abort();
+        });
+        let call = &doc["subsegments"][0];
+        assert_eq!(call["http"]["response"]["status"], 400, "{call:#}");
+        assert_eq!(call["throttle"], true, "{call:#}");
+        assert_eq!(call["error"], true, "{call:#}");
+        assert!(call.get("fault").is_none(), "{call:#}");
+    }
 }
