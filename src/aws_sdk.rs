@@ -15,7 +15,9 @@
 //! - `aws.region` (from the request's SigV4 credential scope),
 //! - `http.response.status` of the last attempt and `aws.retries`,
 //! - the error flags: 4xx → `error`, throttling → `throttle`, 5xx or no
-//!   response → `fault`, and the SDK error as a `remote` exception,
+//!   response → `fault`, and the error as an exception: a service's as
+//!   one `remote` exception of its code and message (as the official SDKs
+//!   record it), any other with the SDK error's `source()` chain,
 //! - the outgoing `X-Amzn-Trace-Id` header, whose `Parent` is that
 //!   subsegment, so that traced services (Lambda, SQS, SNS, ...) join the
 //!   trace.
@@ -133,30 +135,51 @@ fn region_of_authorization(auth: &str) -> Option<&str> {
     parts.next().filter(|r| !r.is_empty())
 }
 
-/// The error code of an AWS error response: the `x-amzn-ErrorType` header
-/// (`Code:uri`), else the body's `__type`/`code` (JSON protocols; DynamoDB
-/// writes `com.amazonaws.dynamodb.v20120810#Code`) or `<Code>` (XML
-/// protocols).
-fn error_code(header: Option<&str>, body: Option<&[u8]>) -> Option<String> {
+/// The last attempt's service error: its code and message.
+#[derive(Debug, Clone)]
+struct ServiceError {
+    code: String,
+    message: Option<String>,
+}
+
+impl Storable for ServiceError {
+    type Storer = StoreReplace<Self>;
+}
+
+/// The error of an AWS error response: the code from the `x-amzn-ErrorType`
+/// header (`Code:uri`), else the body's `__type`/`code` (JSON protocols;
+/// DynamoDB writes `com.amazonaws.dynamodb.v20120810#Code`) or `<Code>` (XML
+/// protocols); the message from the body's `message` or `<Message>`.
+fn service_error(header: Option<&str>, body: Option<&[u8]>) -> Option<ServiceError> {
     let clean = |c: &str| {
         let c = c.split(':').next().unwrap_or(c);
         c.rsplit('#').next().unwrap_or(c).trim().to_owned()
     };
-    if let Some(h) = header {
-        return Some(clean(h)).filter(|c| !c.is_empty());
-    }
-    let body = body?;
-    let code = if body.trim_ascii_start().starts_with(b"{") {
-        let json: serde_json::Value = serde_json::from_slice(body).ok()?;
-        ["__type", "code", "Code"]
-            .iter()
-            .find_map(|k| json.get(k)?.as_str().map(clean))
+    let body = body.unwrap_or_default();
+    let (code, message) = if body.trim_ascii_start().starts_with(b"{") {
+        let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let text = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| json.get(k)?.as_str().map(str::to_owned))
+        };
+        (
+            text(&["__type", "code", "Code"]),
+            text(&["message", "Message", "errorMessage"]),
+        )
     } else {
-        let text = std::str::from_utf8(body).ok()?;
-        let (_, rest) = text.split_once("<Code>")?;
-        rest.split_once("</Code>").map(|(c, _)| clean(c))
+        let text = std::str::from_utf8(body).unwrap_or_default();
+        let tag = |name: &str| {
+            let (_, rest) = text.split_once(&format!("<{name}>"))?;
+            rest.split_once(&format!("</{name}>"))
+                .map(|(v, _)| v.to_owned())
+        };
+        (tag("Code"), tag("Message"))
     };
-    code.filter(|c| !c.is_empty())
+    let code = header.or(code.as_deref()).map(clean)?;
+    (!code.is_empty()).then_some(ServiceError {
+        code,
+        message: message.filter(|m| !m.is_empty()),
+    })
 }
 
 impl Intercept for XrayInterceptor {
@@ -181,6 +204,8 @@ impl Intercept for XrayInterceptor {
             "http.response.status_code" = Empty,
             "xray.throttle" = Empty,
             "error" = Empty,
+            "error.type" = Empty,
+            "otel.status_message" = Empty,
         );
         if let Some(md) = cfg.load::<Metadata>() {
             span.record("rpc.service", md.service());
@@ -262,14 +287,20 @@ impl Intercept for XrayInterceptor {
             span.record("aws.request_id", id);
         }
         let status = response.status().as_u16();
-        let code = if status >= 300 {
-            error_code(headers.get("x-amzn-errortype"), response.body().bytes())
+        let error = if status >= 300 {
+            service_error(headers.get("x-amzn-errortype"), response.body().bytes())
         } else {
             None
         };
-        let throttled =
-            status == 429 || code.is_some_and(|c| THROTTLING_CODES.contains(&c.as_str()));
+        let throttled = status == 429
+            || error
+                .as_ref()
+                .is_some_and(|e| THROTTLING_CODES.contains(&e.code.as_str()));
         span.record("xray.throttle", throttled);
+        match error {
+            Some(error) => cfg.interceptor_state().store_put(error),
+            None => cfg.interceptor_state().unset::<ServiceError>(),
+        };
         Ok(())
     }
 
@@ -286,7 +317,22 @@ impl Intercept for XrayInterceptor {
             span.record("aws.retries", attempts.saturating_sub(1));
         }
         if let Some(Err(err)) = context.output_or_error() {
-            span.record("error", err as &(dyn StdError + 'static));
+            // A service's error: its code and message, as the official SDKs
+            // record it (the SDK error's chain repeats them).
+            match cfg
+                .load::<ServiceError>()
+                .filter(|_| err.is_operation_error())
+            {
+                Some(e) => {
+                    span.record("error.type", e.code.as_str());
+                    if let Some(message) = &e.message {
+                        span.record("otel.status_message", message.as_str());
+                    }
+                }
+                None => {
+                    span.record("error", err as &(dyn StdError + 'static));
+                }
+            }
         }
         // Close the call's span now, inside the operation's span.
         cfg.interceptor_state().unset::<CallSpan>();
@@ -308,20 +354,22 @@ mod tests {
     }
 
     #[test]
-    fn error_code_from_header_or_body() {
+    fn service_error_from_header_or_body() {
+        let code = |h, b| service_error(h, b).map(|e| e.code);
         let dynamo = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"m"}"#;
+        let e = service_error(None, Some(dynamo)).unwrap();
+        assert_eq!(e.code, "ProvisionedThroughputExceededException");
+        assert_eq!(e.message.as_deref(), Some("m"));
         assert_eq!(
-            error_code(None, Some(dynamo)).as_deref(),
-            Some("ProvisionedThroughputExceededException")
-        );
-        assert_eq!(
-            error_code(Some("ThrottlingException:http://internal"), Some(b"{}")).as_deref(),
+            code(Some("ThrottlingException:http://internal"), Some(b"{}")).as_deref(),
             Some("ThrottlingException")
         );
         let xml = b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
                     <Message>Rate exceeded</Message></Error></ErrorResponse>";
-        assert_eq!(error_code(None, Some(xml)).as_deref(), Some("Throttling"));
-        assert_eq!(error_code(None, Some(b"not json")), None);
-        assert_eq!(error_code(None, None), None);
+        let e = service_error(None, Some(xml)).unwrap();
+        assert_eq!(e.code, "Throttling");
+        assert_eq!(e.message.as_deref(), Some("Rate exceeded"));
+        assert_eq!(code(None, Some(b"not json")), None);
+        assert_eq!(code(None, None), None);
     }
 }

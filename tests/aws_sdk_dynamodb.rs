@@ -500,4 +500,44 @@ mod with_interceptor {
         assert_eq!(call["error"], true, "{call:#}");
         assert!(call.get("fault").is_none(), "{call:#}");
     }
+
+    /// A service error is one exception, as the official SDKs record it: the
+    /// error code as its type, the service's message as its message.
+    #[test]
+    fn a_service_error_is_its_code_and_message() {
+        let moto = Moto::start();
+        let doc = trace(LevelFilter::DEBUG, || async {
+            let c = client(&moto.url(), true);
+            four_calls(c.clone()).await;
+            let r = c
+                .put_item()
+                .table_name("orders")
+                .item("id", AttributeValue::S("o-1".into()))
+                .condition_expression("attribute_not_exists(id)")
+                .send()
+                .await;
+            assert!(r.is_err());
+        });
+        let calls = calls(&doc);
+        for (call, code, message) in [
+            (
+                calls[3],
+                "ResourceNotFoundException",
+                "Requested resource not found",
+            ),
+            (
+                calls[4],
+                "ConditionalCheckFailedException",
+                "The conditional request failed",
+            ),
+        ] {
+            assert_eq!(call["error"], true, "{call:#}");
+            assert_eq!(call["http"]["response"]["status"], 400);
+            let ex = call["cause"]["exceptions"].as_array().unwrap();
+            assert_eq!(ex.len(), 1, "{call:#}");
+            assert_eq!(ex[0]["type"], code, "{call:#}");
+            assert_eq!(ex[0]["message"], message, "{call:#}");
+            assert_eq!(ex[0]["remote"], true);
+        }
+    }
 }
