@@ -12,6 +12,8 @@
 //! `tracing_xray::aws_sdk`) that is merged into that subsegment (or becomes
 //! it, when the SDK's DEBUG spans are filtered out), carrying:
 //! - `aws.request_id` (`x-amzn-RequestId` / `x-amz-request-id`),
+//! - DynamoDB's `aws.table_name` (`aws.table_names` for a batch operation
+//!   over several tables),
 //! - `aws.region` (from the request's SigV4 credential scope),
 //! - `http.response.status` of the last attempt and `aws.retries`,
 //! - the error flags: 4xx → `error`, throttling → `throttle`, 5xx or no
@@ -27,7 +29,7 @@ use std::error::Error as StdError;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
-    FinalizerInterceptorContextRef,
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
@@ -182,6 +184,20 @@ fn service_error(header: Option<&str>, body: Option<&[u8]>) -> Option<ServiceErr
     })
 }
 
+/// A DynamoDB request's tables, as the official SDKs record them: its
+/// `TableName`, or the keys of a batch operation's `RequestItems`.
+fn record_table_names(span: &tracing::Span, body: &[u8]) {
+    let Ok(serde_json::Value::Object(json)) = serde_json::from_slice(body) else {
+        return;
+    };
+    if let Some(name) = json.get("TableName").and_then(|n| n.as_str()) {
+        span.record("aws.table_name", name);
+    } else if let Some(items) = json.get("RequestItems").and_then(|i| i.as_object()) {
+        let names: Vec<&str> = items.keys().map(String::as_str).collect();
+        span.record("aws.dynamodb.table_names", names.join(",").as_str());
+    }
+}
+
 impl Intercept for XrayInterceptor {
     fn name(&self) -> &'static str {
         "XrayInterceptor"
@@ -200,6 +216,8 @@ impl Intercept for XrayInterceptor {
             "rpc.method" = Empty,
             "aws.region" = Empty,
             "aws.request_id" = Empty,
+            "aws.table_name" = Empty,
+            "aws.dynamodb.table_names" = Empty,
             "aws.retries" = Empty,
             "http.response.status_code" = Empty,
             "xray.throttle" = Empty,
@@ -226,6 +244,23 @@ impl Intercept for XrayInterceptor {
         if let (Some(span), Some(md)) = (call_span(cfg), cfg.load::<Metadata>()) {
             span.record("rpc.service", md.service());
             span.record("rpc.method", md.name());
+        }
+        Ok(())
+    }
+
+    fn read_after_serialization(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let (Some(span), Some(md)) = (call_span(cfg), cfg.load::<Metadata>()) else {
+            return Ok(());
+        };
+        if md.service().eq_ignore_ascii_case("dynamodb") {
+            if let Some(body) = context.request().body().bytes() {
+                record_table_names(span, body);
+            }
         }
         Ok(())
     }

@@ -540,4 +540,60 @@ mod with_interceptor {
             assert_eq!(ex[0]["remote"], true);
         }
     }
+
+    /// DynamoDB calls name their table (`aws.table_name`), batch operations
+    /// over several tables all of them (`aws.table_names`), as the official
+    /// SDKs record them.
+    #[test]
+    fn dynamodb_calls_name_their_tables() {
+        use aws_sdk_dynamodb::types::{KeysAndAttributes, PutRequest, WriteRequest};
+
+        let moto = Moto::start();
+        let doc = trace(LevelFilter::INFO, || async {
+            let c = client(&moto.url(), true);
+            four_calls(c.clone()).await;
+            let put = |id: &str| {
+                WriteRequest::builder()
+                    .put_request(
+                        PutRequest::builder()
+                            .item("id", AttributeValue::S(id.into()))
+                            .build()
+                            .unwrap(),
+                    )
+                    .build()
+            };
+            let _ = c
+                .batch_write_item()
+                .request_items("orders", vec![put("o-2")])
+                .request_items("no-such-table", vec![put("o-3")])
+                .send()
+                .await;
+            let keys = KeysAndAttributes::builder()
+                .keys([("id".to_owned(), AttributeValue::S("o-2".into()))].into())
+                .build()
+                .unwrap();
+            c.batch_get_item()
+                .request_items("orders", keys)
+                .send()
+                .await
+                .unwrap();
+        });
+        let calls = calls(&doc);
+        assert_eq!(calls.len(), 6, "{doc:#}");
+        for c in &calls[..4] {
+            assert!(c["aws"].get("table_names").is_none(), "{c:#}");
+        }
+        assert_eq!(calls[0]["aws"]["table_name"], "orders", "{:#}", calls[0]);
+        assert_eq!(calls[2]["aws"]["table_name"], "orders");
+        assert_eq!(calls[3]["aws"]["table_name"], "no-such-table");
+        let mut names: Vec<_> = calls[4]["aws"]["table_names"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{:#}", calls[4]))
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["no-such-table", "orders"]);
+        assert_eq!(calls[5]["aws"]["table_name"], "orders", "{:#}", calls[5]);
+    }
 }
