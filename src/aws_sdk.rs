@@ -282,7 +282,15 @@ impl Intercept for XrayInterceptor {
             span.record("aws.region", region);
         }
         if self.trace_header {
-            if let Some(mut header) = span.xray_header() {
+            // The call's span filtered out (a global filter for the
+            // application's crates only): the nearest traced span is the
+            // downstream's parent.
+            let header = if span.is_disabled() {
+                tracing::Span::current().xray_header()
+            } else {
+                span.xray_header()
+            };
+            if let Some(mut header) = header {
                 // A header of another trace is the caller's: kept. One of this
                 // trace (in Lambda, the SDK's recursion detection copies the
                 // invocation's, Parent = the function's segment) gets Parent =

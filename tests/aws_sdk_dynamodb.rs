@@ -596,4 +596,83 @@ mod with_interceptor {
         assert_eq!(names, ["no-such-table", "orders"]);
         assert_eq!(calls[5]["aws"]["table_name"], "orders", "{:#}", calls[5]);
     }
+
+    /// With the interceptor's span filtered out by a global filter (an
+    /// `EnvFilter` for the application's crates only), the call is still
+    /// part of the trace: the header names the nearest traced span.
+    #[test]
+    fn trace_header_sent_when_the_interceptor_span_is_filtered_out() {
+        use std::sync::{Arc, Mutex};
+
+        use axum::http::HeaderMap;
+        use axum::response::IntoResponse;
+        use tracing_subscriber::filter::Targets;
+
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let record = seen.clone();
+        let app =
+            axum::Router::new().route(
+                "/",
+                axum::routing::post(move |headers: HeaderMap| {
+                    let header = headers
+                        .get("x-amzn-trace-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    record.lock().unwrap().push(header);
+                    async move {
+                        ([("content-type", "application/x-amz-json-1.0")], "{}").into_response()
+                    }
+                }),
+            );
+        let exporter = InMemoryExporter::new();
+        let layer = tracing_xray::builder()
+            .with_service_name("svc")
+            .with_detectors(Detectors::none())
+            .with_sampler(tracing_xray::sampling::AlwaysSample)
+            .with_exporter(exporter.clone())
+            .build();
+        let xray = layer.handle();
+        let filter = Targets::new()
+            .with_default(LevelFilter::INFO)
+            .with_target("tracing_xray", LevelFilter::OFF);
+        let _default = tracing_subscriber::registry()
+            .with(filter)
+            .with(layer)
+            .set_default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use tracing::Instrument;
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            let c = client(&format!("http://{addr}"), true);
+            c.get_item()
+                .table_name("orders")
+                .key("id", AttributeValue::S("o-1".into()))
+                .send()
+                .instrument(tracing::info_span!("handler"))
+                .await
+                .unwrap();
+            server.abort();
+        });
+        drop(rt);
+        xray.flush(Duration::from_secs(10)).unwrap();
+        let traces = exporter.traces();
+        assert_eq!(traces.len(), 1, "{traces:#?}");
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen[0],
+            format!(
+                "Root={};Parent={};Sampled=1",
+                traces[0]["trace_id"].as_str().unwrap(),
+                traces[0]["id"].as_str().unwrap()
+            )
+        );
+    }
 }
