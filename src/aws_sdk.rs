@@ -184,15 +184,33 @@ fn service_error(header: Option<&str>, body: Option<&[u8]>) -> Option<ServiceErr
     })
 }
 
+/// The largest DynamoDB request body read for its table names: the read is
+/// on the application's thread, and a batch may be megabytes of items.
+const MAX_TABLE_NAME_BODY: usize = 256 * 1024;
+
+/// What a DynamoDB request names its tables with; the items themselves are
+/// skipped, not kept.
+#[derive(serde::Deserialize)]
+struct DynamoDbTables {
+    #[serde(rename = "TableName")]
+    table_name: Option<String>,
+    #[serde(rename = "RequestItems")]
+    request_items: Option<std::collections::BTreeMap<String, serde::de::IgnoredAny>>,
+}
+
 /// A DynamoDB request's tables, as the official SDKs record them: its
-/// `TableName`, or the keys of a batch operation's `RequestItems`.
+/// `TableName`, or the keys of a batch operation's `RequestItems` (bodies
+/// up to [`MAX_TABLE_NAME_BODY`]).
 fn record_table_names(span: &tracing::Span, body: &[u8]) {
-    let Ok(serde_json::Value::Object(json)) = serde_json::from_slice(body) else {
+    if body.len() > MAX_TABLE_NAME_BODY {
+        return;
+    }
+    let Ok(tables) = serde_json::from_slice::<DynamoDbTables>(body) else {
         return;
     };
-    if let Some(name) = json.get("TableName").and_then(|n| n.as_str()) {
-        span.record("aws.table_name", name);
-    } else if let Some(items) = json.get("RequestItems").and_then(|i| i.as_object()) {
+    if let Some(name) = &tables.table_name {
+        span.record("aws.table_name", name.as_str());
+    } else if let Some(items) = &tables.request_items {
         let names: Vec<&str> = items.keys().map(String::as_str).collect();
         span.record("aws.dynamodb.table_names", names.join(",").as_str());
     }
