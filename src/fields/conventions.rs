@@ -423,6 +423,9 @@ pub(crate) fn without_url_secrets(text: &str) -> Cow<'_, str> {
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
     let mut from = 0;
+    // The first break at or after `after`, found once for all the URLs
+    // before it (linear when many URLs share a word: `a://b,a://b,…`).
+    let mut next_break = 0;
     while let Some(sep) = text[from..].find("://").map(|i| from + i) {
         let start = scheme_start(sep, copied);
         let after = sep + 3;
@@ -431,7 +434,10 @@ pub(crate) fn without_url_secrets(text: &str) -> Cow<'_, str> {
             from = after;
             continue;
         }
-        let mut limit = text[after..].find(breaks).map_or(text.len(), |i| after + i);
+        if next_break < after {
+            next_break = text[after..].find(breaks).map_or(text.len(), |i| after + i);
+        }
+        let mut limit = next_break;
         // Another URL (a list, or a URL quoted in this one's path) is one
         // of its own.
         let mut next = after;
@@ -2018,6 +2024,15 @@ mod tests {
     }
 
     /// Long strings full of secrets and open quotes take linear time.
+    #[test]
+    fn many_urls_in_one_word_are_linear() {
+        // Each URL looked for its end (a space) to the end of the text
+        // before: quadratic.
+        let text = "a://u:hunter@b,".repeat(1 << 16);
+        let out = without_url_secrets(&text);
+        assert_eq!(out, "a://b,".repeat(1 << 16));
+    }
+
     #[test]
     fn huge_connection_strings() {
         for unit in [
