@@ -517,6 +517,12 @@ pub(crate) fn without_password(conn: &str) -> Cow<'_, str> {
     } else {
         oracle_secret(conn, &mut cuts);
         dsn_secret(conn, &mut cuts);
+        // A URI with no authority (`file:x.db?password=`, DuckDB's
+        // `md:db?motherduck_token=`) or a relative one has a query too.
+        let head = conn.find('?').map(|q| &conn[..q]);
+        if head.is_some_and(|h| !h.contains(|c: char| c == '=' || c == ';' || c.is_whitespace())) {
+            query_secrets(conn, 0, &mut cuts);
+        }
     }
     // The form the string is written in says where a secret ends; the
     // other one only adds the secrets the first does not see, so that no
@@ -1809,6 +1815,13 @@ mod tests {
                 "jdbc:sqlserver://db:1433;databaseName=shop;password={hunter;}}hunter};encrypt=true",
                 "jdbc:sqlserver://db:1433;databaseName=shop;encrypt=true",
             ),
+            // URIs with no authority, and relative ones, have a query too.
+            (
+                "file:data.db?mode=ro&password=hunter&cache=shared",
+                "file:data.db?mode=ro&cache=shared",
+            ),
+            ("md:my_db?motherduck_token=hunter", "md:my_db"),
+            ("/srv/data.db?key=1&pwd=hunter", "/srv/data.db?key=1"),
         ]);
     }
 
