@@ -505,7 +505,12 @@ impl LayerInner {
 /// The path of an absolute URL (with its query, if any): `/` when the
 /// authority is followed by no path (`https://h`, `https://h?q=/x`).
 fn path_of_url(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    // (A `://` after a `/`, `?` or `#` is in the path or query of a
+    // relative one: `/go?to=https://h/x`.)
+    let rest = match url.split_once("://") {
+        Some((scheme, rest)) if !scheme.contains(['/', '?', '#']) => rest,
+        _ => url,
+    };
     match rest.find(['/', '?', '#']) {
         Some(i) if rest[i..].starts_with('/') => &rest[i..],
         _ => "/",
@@ -1214,6 +1219,10 @@ mod tests {
         assert_eq!(of(&[("uri", "http://h:1?x=/y")]), (None, None, some("/")));
         assert_eq!(
             of(&[("uri", "/go?to=https://h/x")]),
+            (None, None, some("/go"))
+        );
+        assert_eq!(
+            of(&[("url.full", "/go?to=https://h/x")]),
             (None, None, some("/go"))
         );
         assert_eq!(
