@@ -375,34 +375,12 @@ mod with_interceptor {
     /// detection interceptor, which reads the process environment.)
     #[test]
     fn a_header_of_the_same_trace_is_replaced_by_the_calls() {
-        use std::sync::{Arc, Mutex};
-
-        use axum::http::HeaderMap;
-        use axum::response::IntoResponse;
         use tracing_xray::XraySpanExt;
 
         const OTHER: &str =
             "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
-        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
+        let (listener, app, seen) = header_recording_endpoint();
         let addr = listener.local_addr().unwrap();
-        let record = seen.clone();
-        let app =
-            axum::Router::new().route(
-                "/",
-                axum::routing::post(move |headers: HeaderMap| {
-                    let header = headers
-                        .get("x-amzn-trace-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_owned();
-                    record.lock().unwrap().push(header);
-                    async move {
-                        ([("content-type", "application/x-amz-json-1.0")], "{}").into_response()
-                    }
-                }),
-            );
         let doc = trace(LevelFilter::DEBUG, || async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -438,6 +416,39 @@ mod with_interceptor {
             )
         );
         assert_eq!(seen[1], OTHER);
+    }
+
+    /// A local endpoint that answers every request `{}` and records each
+    /// request's `X-Amzn-Trace-Id` (empty when there is none).
+    #[allow(clippy::type_complexity)]
+    fn header_recording_endpoint() -> (
+        std::net::TcpListener,
+        axum::Router,
+        std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) {
+        use axum::http::HeaderMap;
+        use axum::response::IntoResponse;
+
+        let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let record = seen.clone();
+        let app =
+            axum::Router::new().route(
+                "/",
+                axum::routing::post(move |headers: HeaderMap| {
+                    let header = headers
+                        .get("x-amzn-trace-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    record.lock().unwrap().push(header);
+                    async move {
+                        ([("content-type", "application/x-amz-json-1.0")], "{}").into_response()
+                    }
+                }),
+            );
+        (listener, app, seen)
     }
 
     /// A local endpoint that answers every request with `status` and a
@@ -602,32 +613,10 @@ mod with_interceptor {
     /// part of the trace: the header names the nearest traced span.
     #[test]
     fn trace_header_sent_when_the_interceptor_span_is_filtered_out() {
-        use std::sync::{Arc, Mutex};
-
-        use axum::http::HeaderMap;
-        use axum::response::IntoResponse;
         use tracing_subscriber::filter::Targets;
 
-        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
+        let (listener, app, seen) = header_recording_endpoint();
         let addr = listener.local_addr().unwrap();
-        let record = seen.clone();
-        let app =
-            axum::Router::new().route(
-                "/",
-                axum::routing::post(move |headers: HeaderMap| {
-                    let header = headers
-                        .get("x-amzn-trace-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_owned();
-                    record.lock().unwrap().push(header);
-                    async move {
-                        ([("content-type", "application/x-amz-json-1.0")], "{}").into_response()
-                    }
-                }),
-            );
         let exporter = InMemoryExporter::new();
         let layer = tracing_xray::builder()
             .with_service_name("svc")
