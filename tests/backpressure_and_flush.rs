@@ -25,17 +25,25 @@ impl Exporter for Gated {
     }
 }
 
+impl Gated {
+    /// A `Gated` exporter, what it lets through, and its gate.
+    fn new() -> (Self, InMemoryExporter, Arc<Barrier>) {
+        let (inner, gate) = (InMemoryExporter::new(), Arc::new(Barrier::new(2)));
+        let gated = Gated {
+            inner: inner.clone(),
+            gate: Some(gate.clone()),
+        };
+        (gated, inner, gate)
+    }
+}
+
 #[test]
 fn burst_into_a_tiny_queue_is_received_or_counted() {
-    let inner = InMemoryExporter::new();
-    let gate = Arc::new(Barrier::new(2));
+    let (gated, inner, gate) = Gated::new();
     let layer = tracing_xray::builder()
         .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_queue_capacity(4)
-        .with_exporter(Gated {
-            inner: inner.clone(),
-            gate: Some(gate.clone()),
-        })
+        .with_exporter(gated)
         .build();
     let xray = layer.handle();
     let produced = 500;
@@ -81,14 +89,10 @@ fn flush_delivers_all_ten_thousand_traces() {
 #[test]
 fn flush_waits_for_traces_queued_behind_a_busy_worker() {
     // A flush issued while the worker is stuck still covers what came before it.
-    let inner = InMemoryExporter::new();
-    let gate = Arc::new(Barrier::new(2));
+    let (gated, inner, gate) = Gated::new();
     let layer = tracing_xray::builder()
         .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_exporter(Gated {
-            inner: inner.clone(),
-            gate: Some(gate.clone()),
-        })
+        .with_exporter(gated)
         .build();
     let xray = layer.handle();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
@@ -178,14 +182,10 @@ fn shutdown_flushes_then_refuses() {
 /// counted as dropped, not lost without a trace in `stats()`.
 #[test]
 fn traces_queued_behind_a_shutdown_are_counted_as_dropped() {
-    let inner = InMemoryExporter::new();
-    let gate = Arc::new(Barrier::new(2));
+    let (gated, inner, gate) = Gated::new();
     let layer = tracing_xray::builder()
         .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_exporter(Gated {
-            inner: inner.clone(),
-            gate: Some(gate.clone()),
-        })
+        .with_exporter(gated)
         .build();
     let xray = layer.handle();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
