@@ -1,5 +1,7 @@
 //! Local sampling rules against the fields real instrumentation gives a
-//! root: the rule that matches decides which traces are sent.
+//! root: the rule that matches decides which traces are sent. (Through
+//! tower's `Service`, with the `tower` feature.)
+#![cfg(feature = "tower")]
 
 use std::time::Duration;
 
