@@ -1,4 +1,5 @@
-//! The spec's limits on names, annotation keys and strings (SPEC §1.2, §1.3, §1.7).
+//! The spec's limits on names, annotation keys and strings (SPEC §1.2, §1.3, §1.7),
+//! and the crate's own on network timeouts.
 
 use std::borrow::Cow;
 
@@ -14,6 +15,13 @@ pub(crate) const MAX_ANNOTATION_VALUE_CHARS: usize = 1000;
 pub(crate) const MAX_ANNOTATIONS_PER_TRACE: usize = 50;
 /// Longest plain string field (`user`, http request strings, sql user), in characters.
 pub(crate) const MAX_STRING_CHARS: usize = 250;
+
+/// The longest timeout handed to the HTTP client (the HTTP exporter's
+/// connect and read timeouts, the sampling proxy's request timeout): longer
+/// ones, up to `Duration::MAX` ("no limit"), are cut to a year, as the
+/// client overflows its clock past a few hundred years.
+pub(crate) const LONGEST_HTTP_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_secs(365 * 24 * 60 * 60);
 
 /// Whether the official schema allows `c` in a name: its letters and
 /// numbers (the Unicode 8 letters and numbers of the Basic Multilingual

@@ -34,10 +34,6 @@ const DEFAULT_BACKLOG_CAPACITY: usize = 10_000;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default of [`HttpExporterBuilder::read_timeout`].
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// The longest connect or read timeout: longer ones (up to `Duration::MAX`,
-/// "no limit") are cut to it, as the HTTP client overflows its clock past
-/// a few hundred years.
-const LONGEST_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// Default first delay of [`HttpExporterBuilder::retry_backoff`].
 const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(200);
 /// Default longest delay of [`HttpExporterBuilder::retry_backoff`].
@@ -833,7 +829,7 @@ impl HttpExporterBuilder {
     /// # drop(builder);
     /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.connect_timeout = timeout.min(LONGEST_TIMEOUT);
+        self.settings.connect_timeout = timeout.min(crate::limits::LONGEST_HTTP_TIMEOUT);
         self
     }
 
@@ -848,7 +844,7 @@ impl HttpExporterBuilder {
     /// # drop(builder);
     /// ```
     pub fn read_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.read_timeout = timeout.min(LONGEST_TIMEOUT);
+        self.settings.read_timeout = timeout.min(crate::limits::LONGEST_HTTP_TIMEOUT);
         self
     }
 

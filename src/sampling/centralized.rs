@@ -43,10 +43,6 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest the background thread sleeps between two looks at the schedule
 /// (bounds the effect of a wall-clock jump).
 const MAX_THREAD_WAIT: Duration = Duration::from_secs(1);
-/// The longest request timeout: longer ones (up to `Duration::MAX`, "no
-/// limit") are cut to it, as the HTTP client overflows its clock past a few
-/// hundred years.
-const LONGEST_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// Largest response body read from the proxy.
 const MAX_BODY_BYTES: u64 = 1 << 20;
 const DEFAULT_RULE_NAME: &str = "Default";
@@ -184,7 +180,7 @@ impl CentralizedSamplerBuilder {
     /// # drop(builder);
     /// ```
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout.min(LONGEST_TIMEOUT);
+        self.timeout = timeout.min(crate::limits::LONGEST_HTTP_TIMEOUT);
         self
     }
 
