@@ -19,8 +19,8 @@ mod rungs;
 use std::time::Duration;
 
 /// Requests between two flushes of a tracing-xray rung: the worker then
-/// hands the span boxes back, so the application thread reuses them as in
-/// a steady state, at the cost of one flush round trip per this many
+/// hands the emptied span lists back, so the application thread reuses them
+/// as in a steady state, at the cost of one flush round trip per this many
 /// requests (counted, and small once divided).
 const FLUSH_EVERY: u64 = 32;
 

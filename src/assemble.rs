@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::export::{Document, DocumentKind, MAX_DOCUMENT_BYTES};
 use crate::fields::conventions::may_have_meaning;
 use crate::fields::{route, Conventions, TraceBudget, AWS_SDK_TARGET, TRACING_NAMESPACE};
+use crate::forest::Forest;
 use crate::id::{SegmentId, TraceId};
 use crate::limits::{sanitize_name, truncate_chars};
 use crate::model::{Cause, Entity, EpochSeconds, Exception, MetaValue, StackFrame, XrayInfo};
@@ -129,10 +130,11 @@ impl<'c> Assembler<'c> {
         }
     }
 
-    /// Packs `root` (and everything below it) into documents appended to `out`.
-    pub(crate) fn pack(&mut self, root: &SpanData, top: Top) {
-        struct Frame<'a> {
-            node: &'a SpanData,
+    /// Packs span `root` of `forest` (and everything below it) into
+    /// documents appended to `out`.
+    pub(crate) fn pack(&mut self, forest: Forest<'_>, root: usize, top: Top) {
+        struct Frame {
+            node: usize,
             next: usize,
             packed: Vec<Packed>,
             /// Inside an AWS SDK operation span (itself included).
@@ -142,32 +144,34 @@ impl<'c> Assembler<'c> {
         let mut stack = vec![Frame {
             node: root,
             next: 0,
-            packed: Vec::with_capacity(root.children.len()),
-            in_op: is_aws_operation(root),
+            packed: Vec::with_capacity(forest.children(root).len()),
+            in_op: is_aws_operation(forest.span(root)),
         }];
         while let Some(frame) = stack.last_mut() {
+            let children = forest.children(frame.node);
             if frame.in_op && !keep_internals {
                 // The SDK's internal spans are folded into the operation.
-                frame.next = frame.node.children.len();
+                frame.next = children.len();
             }
-            if let Some(child) = frame.node.children.get(frame.next) {
+            if let Some(&child) = children.get(frame.next) {
                 frame.next += 1;
-                if frame.in_op && is_interceptor_span(child) {
+                let span = forest.span(child);
+                if frame.in_op && is_interceptor_span(span) {
                     // Merged into the operation it reports on.
                     continue;
                 }
-                let in_op = frame.in_op || is_aws_operation(child);
+                let in_op = frame.in_op || is_aws_operation(span);
                 stack.push(Frame {
                     node: child,
                     next: 0,
-                    packed: Vec::with_capacity(child.children.len()),
+                    packed: Vec::with_capacity(forest.children(child).len()),
                     in_op,
                 });
                 continue;
             }
             let Some(frame) = stack.pop() else { break };
             let is_top = stack.is_empty();
-            let packed = self.finish(frame.node, frame.packed, is_top.then_some(top));
+            let packed = self.finish(forest, frame.node, frame.packed, is_top.then_some(top));
             match stack.last_mut() {
                 Some(parent) => parent.packed.push(packed),
                 None => self.emit_top(packed, top),
@@ -206,7 +210,15 @@ impl<'c> Assembler<'c> {
     }
 
     /// Serializes one node around its already packed children.
-    fn finish(&mut self, node: &SpanData, mut children: Vec<Packed>, top: Option<Top>) -> Packed {
+    fn finish(
+        &mut self,
+        forest: Forest<'_>,
+        node: usize,
+        mut children: Vec<Packed>,
+        top: Option<Top>,
+    ) -> Packed {
+        let merged = merged_spans(forest, node, self.cfg.fields.aws_sdk_internal_spans);
+        let node = forest.span(node);
         let is_segment = matches!(top, Some(Top::Segment));
         // A segment's limit is the whole document; everything else must leave
         // room to become an independent subsegment later.
@@ -215,7 +227,6 @@ impl<'c> Assembler<'c> {
         } else {
             EMBED_LIMIT
         };
-        let merged = self.merged_spans(node);
         // With the interceptor, the call's subsegment takes the id of its span:
         // the one the outgoing trace header named as the parent.
         let id = merged
@@ -290,31 +301,6 @@ impl<'c> Assembler<'c> {
             count,
             height,
         }
-    }
-
-    /// The spans folded into `node`: below an AWS SDK operation, every
-    /// descendant (or, when internals are kept, only the interceptor's spans
-    /// not under another operation).
-    fn merged_spans<'a>(&self, node: &'a SpanData) -> Vec<&'a SpanData> {
-        if node.children.is_empty() || !is_aws_operation(node) {
-            return Vec::new();
-        }
-        let keep_internals = self.cfg.fields.aws_sdk_internal_spans;
-        let mut out = Vec::new();
-        let mut stack: Vec<&SpanData> = node.children.iter().map(|c| &**c).collect();
-        while let Some(n) = stack.pop() {
-            if !keep_internals {
-                out.push(n);
-                stack.extend(n.children.iter().map(|c| &**c));
-            } else if is_interceptor_span(n) {
-                out.push(n);
-            } else if !is_aws_operation(n) {
-                stack.extend(n.children.iter().map(|c| &**c));
-            }
-        }
-        // Close order, as the spans would have appeared.
-        out.sort_by_key(|n| n.start);
-        out
     }
 
     fn serialize_node(
@@ -589,6 +575,32 @@ fn times(node: &SpanData) -> (EpochSeconds, EpochSeconds) {
         EpochSeconds::from_micros(start),
         EpochSeconds::from_micros(end),
     )
+}
+
+/// The spans folded into span `node` of `forest`: below an AWS SDK
+/// operation, every descendant (or, when internals are kept, only the
+/// interceptor's spans not under another operation).
+fn merged_spans<'a>(forest: Forest<'a>, node: usize, keep_internals: bool) -> Vec<&'a SpanData> {
+    let below = forest.children(node);
+    if below.is_empty() || !is_aws_operation(forest.span(node)) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut stack: Vec<usize> = below.to_vec();
+    while let Some(i) = stack.pop() {
+        let n = forest.span(i);
+        if !keep_internals {
+            out.push(n);
+            stack.extend_from_slice(forest.children(i));
+        } else if is_interceptor_span(n) {
+            out.push(n);
+        } else if !is_aws_operation(n) {
+            stack.extend_from_slice(forest.children(i));
+        }
+    }
+    // Close order, as the spans would have appeared.
+    out.sort_by_key(|n| n.start);
+    out
 }
 
 /// An AWS SDK operation span: `{Service}.{Operation}` with

@@ -40,6 +40,7 @@ use crate::span_data::{
     debug_string, Anchor, Decision, ErrorRecord, EventRecord, FieldValue, FieldVisitor, Fields,
     Role, SpanData, TraceBuf, MAX_PRECURSORS,
 };
+use crate::span_list::SpanList;
 use crate::unsampled::UnsampledIds;
 use crate::worker::Message;
 
@@ -400,7 +401,7 @@ impl LayerInner {
     }
 
     /// An empty span buffer, recycled by the worker when it has one.
-    fn spare_buffer(&self) -> Vec<Box<SpanData>> {
+    fn spare_buffer(&self) -> SpanList {
         self.recycle.buffer()
     }
 
@@ -611,9 +612,7 @@ where
             }
             Some(p) => {
                 let mut data =
-                    inner
-                        .recycle
-                        .span(p.trace_id, p.anchor, Instant::now(), attrs.metadata());
+                    SpanData::boxed(p.trace_id, p.anchor, Instant::now(), attrs.metadata());
                 data.parent_seg = Some(p.seg);
                 data.parent_is_facade = p.facade;
                 data.trace = p.trace;
@@ -623,7 +622,7 @@ where
             }
             None => {
                 let (anchor, epoch) = Anchor::now();
-                let mut data = inner.recycle.span(
+                let mut data = SpanData::boxed(
                     TraceId::with_epoch(epoch),
                     anchor,
                     anchor.at,
@@ -654,9 +653,7 @@ where
         // side in a `Vec`, or behind a `reload` layer) keeps its data.
         let mut ext = span.extensions_mut();
         if let Some(theirs) = ext.replace(data) {
-            if let Some(ours) = ext.replace(theirs) {
-                inner.recycle.keep(ours);
-            }
+            ext.replace(theirs);
         }
     }
 
@@ -750,11 +747,9 @@ where
         inner.decide(&mut data);
         if !data.sampled() {
             inner.unsampled_roots.remove(&id);
-            inner.recycle.keep(data);
             return;
         }
         if data.role == Role::Facade {
-            inner.recycle.keep(data);
             return;
         }
         data.end = Some(Instant::now());
@@ -762,7 +757,9 @@ where
         if data.parent_seg.is_some() {
             // A child: one push, no lookup of its parent.
             let Some(trace) = trace else {
-                inner.send(Message::Detached { spans: vec![data] });
+                let mut spans = SpanList::new();
+                spans.push_boxed(data);
+                inner.send(Message::Detached { spans });
                 return;
             };
             let facade_child = data.parent_is_facade;
@@ -781,10 +778,10 @@ where
             _ => Top::Segment,
         };
         let mut spans = match trace {
-            Some(trace) => trace.take(Vec::new()),
+            Some(trace) => trace.take(SpanList::new()),
             None => inner.spare_buffer(),
         };
-        spans.push(data);
+        spans.push_boxed(data);
         inner.send(Message::Trace { spans, top });
     }
 

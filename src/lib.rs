@@ -109,6 +109,7 @@ mod daemon_address;
 mod events;
 pub mod export;
 mod fields;
+mod forest;
 mod handle;
 mod header;
 #[cfg(feature = "tower")]
@@ -127,6 +128,7 @@ mod resource;
 pub mod sampling;
 mod span_data;
 mod span_ext;
+mod span_list;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;

@@ -14,6 +14,7 @@ use tracing_core::Metadata;
 use crate::clock::Instant;
 use crate::id::{SegmentId, TraceId};
 use crate::limits::truncate_bytes;
+use crate::span_list::SpanList;
 
 /// How many exceptions one span records; later ones are counted, not kept.
 pub(crate) const MAX_ERRORS_PER_SPAN: usize = 8;
@@ -153,16 +154,6 @@ pub(crate) enum FieldValue {
     Bool(bool),
 }
 
-impl FieldValue {
-    /// Whether dropping the value frees memory.
-    fn owns_heap(&self) -> bool {
-        matches!(
-            self,
-            FieldValue::Str(FieldStr::Heap(_)) | FieldValue::I128(_) | FieldValue::U128(_)
-        )
-    }
-}
-
 /// An error recorded on a span: a field holding a `dyn Error`, or an
 /// ERROR-level event inside it.
 #[derive(Debug, Clone, PartialEq)]
@@ -236,22 +227,6 @@ pub(crate) struct Rare {
 /// The most `precursor_ids` one span keeps (the rest are left out).
 pub(crate) const MAX_PRECURSORS: usize = 32;
 
-impl Rare {
-    /// Releases what it holds on the heap, keeping nothing of its span.
-    fn clear(&mut self) {
-        if self.rule_name.is_some()
-            || self.incoming.is_some()
-            || self.errors.capacity() > 0
-            || self.events.capacity() > 0
-            || self.precursors.capacity() > 0
-            || self.errors_dropped > 0
-            || self.events_dropped > 0
-        {
-            *self = Rare::default();
-        }
-    }
-}
-
 /// Everything the layer knows about one span.
 #[derive(Debug)]
 pub(crate) struct SpanData {
@@ -273,49 +248,67 @@ pub(crate) struct SpanData {
     pub(crate) end: Option<Instant>,
     pub(crate) meta: &'static Metadata<'static>,
     pub(crate) fields: Fields,
-    /// What only some spans have (see [`Rare`]); kept when a recycled span
-    /// is blanked, so that it is allocated once per box, not per span.
+    /// What only some spans have (see [`Rare`]), allocated when first needed.
     pub(crate) rare: Option<Box<Rare>>,
-    /// Finished children: filled by the worker only, when it rebuilds the
-    /// tree from a trace's flat list of finished spans.
-    pub(crate) children: Vec<Box<SpanData>>,
 }
 
 /// The finished spans of one sampled trace, in close order (a child always
 /// before its parent), waiting for the root to close. One per trace, shared
 /// by its spans: a span's close is a push here, with no lookup of its parent.
 ///
-/// The vector comes from, and goes back to, a pool the worker refills with
-/// the vectors it has emptied, so the application thread keeps writing into
-/// memory it has used before instead of fresh allocations.
+/// Spans are held by value (see [`SpanList`]), and the worker reads them
+/// where they are (see [`crate::forest`]). While open, a span lives in a box
+/// of the application thread's own allocator; at its close it is copied
+/// here and the box is freed on the same thread, which reuses it for its
+/// next span while it is still in its cache. The list comes from, and goes
+/// back to, a pool the worker refills with the lists it has emptied (see
+/// [`crate::recycle`]).
 #[derive(Debug, Default)]
 pub(crate) struct TraceBuf {
-    pub(crate) spans: Mutex<Vec<Box<SpanData>>>,
+    pub(crate) spans: Mutex<SpanList>,
 }
 
 impl TraceBuf {
-    pub(crate) fn new(spans: Vec<Box<SpanData>>) -> Self {
+    pub(crate) fn new(spans: SpanList) -> Self {
         TraceBuf {
             spans: Mutex::new(spans),
         }
     }
 
-    /// Adds a finished span; returns how many are held now.
+    /// Moves a finished span out of its box into the trace's list;
+    /// returns how many are held now.
     pub(crate) fn push(&self, span: Box<SpanData>) -> usize {
         let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
-        spans.push(span);
+        spans.push_boxed(span);
         spans.len()
     }
 
     /// Takes every finished span held so far.
-    pub(crate) fn take(&self, replacement: Vec<Box<SpanData>>) -> Vec<Box<SpanData>> {
+    pub(crate) fn take(&self, replacement: SpanList) -> SpanList {
         let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::replace(&mut *spans, replacement)
     }
 }
 
 impl SpanData {
+    /// [`SpanData::new`] in a box of its own, written straight into the
+    /// box (`Box::new(SpanData::new(..))` builds it on the stack and copies
+    /// it there: a `memcpy` per span on the application thread).
+    #[inline]
+    pub(crate) fn boxed(
+        trace_id: TraceId,
+        anchor: Anchor,
+        start: Instant,
+        meta: &'static Metadata<'static>,
+    ) -> Box<SpanData> {
+        Box::write(
+            Box::new_uninit(),
+            SpanData::new(trace_id, anchor, start, meta),
+        )
+    }
+
     /// A new span of trace `trace_id`, started at `start`, with a fresh id.
+    #[inline]
     pub(crate) fn new(
         trace_id: TraceId,
         anchor: Anchor,
@@ -337,81 +330,6 @@ impl SpanData {
             meta,
             fields: Fields::new(),
             rare: None,
-            children: Vec::new(),
-        }
-    }
-
-    /// Makes a used span equal to [`SpanData::new`]'s, in place (no copy
-    /// of the whole struct). The destructuring names every field, so a
-    /// field added later cannot be forgotten here. Inlined into its one
-    /// caller on the span hot path (out of line, it cost 280 instructions
-    /// more per 10-child request).
-    #[inline]
-    pub(crate) fn renew(
-        &mut self,
-        new_trace_id: TraceId,
-        new_anchor: Anchor,
-        new_start: Instant,
-        new_meta: &'static Metadata<'static>,
-    ) {
-        let SpanData {
-            trace_id,
-            id,
-            parent_id,
-            parent_seg,
-            parent_is_facade,
-            trace,
-            decision,
-            role,
-            anchor,
-            start,
-            end,
-            meta,
-            fields,
-            rare,
-            children,
-        } = self;
-        *trace_id = new_trace_id;
-        *id = SegmentId::new();
-        *parent_id = None;
-        *parent_seg = None;
-        *parent_is_facade = false;
-        *trace = None;
-        *decision = Decision::Pending;
-        *role = Role::Span;
-        *anchor = new_anchor;
-        *start = new_start;
-        *end = None;
-        *meta = new_meta;
-        fields.clear();
-        if let Some(rare) = rare {
-            rare.clear();
-        }
-        children.clear();
-    }
-
-    /// Releases everything the span holds on the heap, so that its box can
-    /// be reused for another span (see [`crate::recycle`]).
-    ///
-    /// It writes only what holds something: the box goes back to the
-    /// application thread, and every cache line the worker leaves modified
-    /// is one that thread must fetch back from this core.
-    pub(crate) fn blank(&mut self) {
-        if self.fields.spilled() {
-            self.fields = Fields::new();
-        } else if self.fields.iter().any(|(_, v)| v.owns_heap()) {
-            self.fields.clear();
-        }
-        // Inline values own nothing: they are left for `renew` to clear on
-        // the application thread, so these lines stay unmodified here.
-        if let Some(rare) = &mut self.rare {
-            rare.clear();
-        }
-        if self.children.capacity() > 0 {
-            self.children = Vec::new();
-        }
-        if self.trace.is_some() {
-            self.trace = None;
         }
     }
 
@@ -612,20 +530,6 @@ impl Visit for FieldVisitor<'_> {
     }
 }
 
-impl Drop for SpanData {
-    /// Tears deep trees down iteratively, so that a pathologically nested
-    /// trace cannot overflow the stack of the thread that drops it.
-    fn drop(&mut self) {
-        if self.children.is_empty() {
-            return;
-        }
-        let mut stack = std::mem::take(&mut self.children);
-        while let Some(mut node) = stack.pop() {
-            stack.append(&mut node.children);
-        }
-    }
-}
-
 #[cfg(test)]
 impl SpanData {
     /// A span of a test callsite, for unit tests that need one.
@@ -715,32 +619,8 @@ mod tests {
     fn a_span_stays_small() {
         // Every span's data is written on the application thread and read
         // on the worker's core: each cache line counts.
-        assert!(std::mem::size_of::<SpanData>() <= 320);
+        assert!(std::mem::size_of::<SpanData>() <= 280);
         assert!(std::mem::size_of::<FieldValue>() <= 24);
-    }
-
-    #[test]
-    fn rare_parts_are_cleared_with_the_span() {
-        let mut span = SpanData::for_tests();
-        span.push_error(ErrorRecord {
-            field: None,
-            message: "boom".into(),
-            sources: Vec::new(),
-            location: None,
-            target: None,
-        });
-        for _ in 0..MAX_ERRORS_PER_SPAN {
-            span.push_error(span.errors()[0].clone());
-        }
-        assert_eq!(span.errors().len(), MAX_ERRORS_PER_SPAN);
-        assert_eq!(span.errors_dropped(), 1);
-        span.blank();
-        let (meta, anchor) = (span.meta, span.anchor);
-        span.renew(span.trace_id, anchor, anchor.at, meta);
-        assert!(span.errors().is_empty());
-        assert_eq!(span.errors_dropped(), 0);
-        // The out-of-line part itself is kept for the next span.
-        assert!(span.rare.is_some());
     }
 
     #[test]

@@ -19,11 +19,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::assemble::{Assembler, Top};
 use crate::config::Config;
 use crate::export::{Document, ExportError, ExportOutcome, Exporter};
+use crate::forest::Rebuild;
 use crate::handle::Counters;
-use crate::id::{SegmentId, TraceId};
+use crate::id::TraceId;
 use crate::layer::SuppressGuard;
 use crate::recycle::RecycleTx;
-use crate::span_data::SpanData;
+use crate::span_list::SpanList;
 
 /// How many documents one `export` call gets at most.
 const MAX_BATCH_DOCUMENTS: usize = 256;
@@ -33,11 +34,11 @@ const IMPLICIT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) enum Message {
     /// A finished trace: its spans in close order, the root last.
-    Trace { spans: Vec<Box<SpanData>>, top: Top },
+    Trace { spans: SpanList, top: Top },
     /// Finished spans of a trace still open (a long-lived root, or a Lambda
     /// invocation): each subtree whose parent is not among them leaves as an
     /// independent subsegment of that parent.
-    Detached { spans: Vec<Box<SpanData>> },
+    Detached { spans: SpanList },
     Flush {
         reply: Sender<()>,
         deadline: Instant,
@@ -234,7 +235,7 @@ impl Worker {
     /// once, and the worker goes on.
     fn pack_guarded(
         &mut self,
-        spans: Vec<Box<SpanData>>,
+        spans: SpanList,
         top: Top,
         detached: bool,
         batch: &mut Vec<Document>,
@@ -262,22 +263,16 @@ impl Worker {
     /// A trace sent in parts (`detached`: a long-lived root streaming what it
     /// holds, Lambda's subsegments) keeps one annotation budget across them:
     /// the count so far waits in `annotations_used` until the root arrives.
-    fn pack(
-        &mut self,
-        mut spans: Vec<Box<SpanData>>,
-        top: Top,
-        detached: bool,
-        batch: &mut Vec<Document>,
-    ) {
+    fn pack(&mut self, spans: SpanList, top: Top, detached: bool, batch: &mut Vec<Document>) {
         #[cfg(test)]
         if tests::PANIC_IN_PACK.with(std::cell::Cell::get) {
             panic!("injected by a test");
         }
-        let Some(trace_id) = spans.first().map(|s| s.trace_id) else {
+        if spans.is_empty() {
             return;
-        };
-        let tops = self.rebuild.trees(&mut spans);
-        self.recycle.buffer(spans);
+        }
+        let trace_id = spans.get(0).trace_id;
+        let forest = self.rebuild.forest(&spans);
         let spare = std::mem::take(&mut self.spare_json);
         let mut asm = Assembler::new(&self.cfg, trace_id, spare);
         let earlier = if self.annotations_used.is_empty() {
@@ -288,12 +283,13 @@ impl Worker {
             self.annotations_used.remove(&trace_id)
         };
         asm.set_annotations_used(earlier.unwrap_or(0));
-        for node in &tops {
-            let node_top = match node.parent_seg {
+        let tops = forest.tops();
+        for &node in tops {
+            let node_top = match forest.span(node).parent_seg {
                 Some(parent) => Top::Subsegment { parent },
                 None => top,
             };
-            asm.pack(node, node_top);
+            asm.pack(forest, node, node_top);
         }
         if detached {
             // One independent document per top (`streamed_subsegments`
@@ -310,7 +306,8 @@ impl Worker {
                 .insert(trace_id, asm.annotations_used());
         }
         self.spare_json = finish(&self.counters, asm, batch);
-        self.recycle.trees(tops);
+        self.rebuild.trim();
+        self.recycle.buffer(spans);
     }
 
     /// Runs an exporter call and counts its outcome. A panicking exporter
@@ -422,80 +419,6 @@ impl Worker {
     }
 }
 
-/// Rebuilds trees from finished spans listed in close order (a child always
-/// before its parent). Keeps its scratch space from trace to trace, so that
-/// the worker allocates nothing here for a trace of usual size.
-#[derive(Debug, Default)]
-pub(crate) struct Rebuild {
-    parent_of: Vec<Option<usize>>,
-    child_count: Vec<u32>,
-    slots: Vec<Option<Box<SpanData>>>,
-    index: HashMap<SegmentId, usize>,
-}
-
-/// Scratch space grown past this many spans is freed after use: a one-off
-/// huge trace must not pin its memory.
-const MAX_KEPT_SCRATCH: usize = 4096;
-
-impl Rebuild {
-    /// Leaves `spans` empty and returns the tops: the spans whose parent is
-    /// not in the list (the root, or subtrees of a trace still open), in
-    /// close order. Each parent's list of children is allocated once, at
-    /// its final size.
-    pub(crate) fn trees(&mut self, spans: &mut Vec<Box<SpanData>>) -> Vec<Box<SpanData>> {
-        let n = spans.len();
-        // A parent closes after its children, so it is searched after them:
-        // by a scan for a few spans, through an index for many.
-        let indexed = n > SMALL_TRACE;
-        if indexed {
-            self.index.clear();
-            self.index
-                .extend(spans.iter().enumerate().map(|(i, s)| (s.id, i)));
-        }
-        self.parent_of.clear();
-        self.child_count.clear();
-        self.child_count.resize(n, 0);
-        for i in 0..n {
-            let parent = spans[i].parent_seg.and_then(|parent| {
-                if indexed {
-                    self.index.get(&parent).copied().filter(|&j| j > i)
-                } else {
-                    (i + 1..n).find(|&j| spans[j].id == parent)
-                }
-            });
-            if let Some(p) = parent {
-                self.child_count[p] += 1;
-            }
-            self.parent_of.push(parent);
-        }
-        self.slots.clear();
-        self.slots.extend(spans.drain(..).map(Some));
-        let mut tops = Vec::new();
-        for i in 0..n {
-            let Some(span) = self.slots[i].take() else {
-                continue;
-            };
-            let parent = self.parent_of[i].and_then(|p| Some((p, self.slots[p].as_mut()?)));
-            match parent {
-                Some((p, parent)) => {
-                    if parent.children.is_empty() {
-                        parent.children.reserve_exact(self.child_count[p] as usize);
-                    }
-                    parent.children.push(span);
-                }
-                None => tops.push(span),
-            }
-        }
-        if n > MAX_KEPT_SCRATCH {
-            *self = Rebuild::default();
-        }
-        tops
-    }
-}
-
-/// Up to this many spans, parents are found by scanning instead of hashing.
-const SMALL_TRACE: usize = 48;
-
 /// Counts what the assembler did, queues its documents, and returns its
 /// spare JSON buffers.
 fn finish(c: &Counters, asm: Assembler<'_>, batch: &mut Vec<Document>) -> Vec<String> {
@@ -550,7 +473,9 @@ mod tests {
         let counters = Arc::new(Counters::default());
         let mut worker = test_worker(counters.clone());
         let trace = || Message::Trace {
-            spans: vec![Box::new(SpanData::for_tests())],
+            spans: [crate::span_data::SpanData::for_tests()]
+                .into_iter()
+                .collect(),
             top: Top::Segment,
         };
         let mut batch = Vec::new();
@@ -574,90 +499,17 @@ mod tests {
         let mut most = 0;
         for _ in 0..3 * MAX_PARTED_TRACES {
             // A finished child of a trace still open, with an annotation.
-            let mut span = Box::new(SpanData::for_tests());
-            span.parent_seg = Some(SegmentId::new());
+            let mut span = crate::span_data::SpanData::for_tests();
+            span.parent_seg = Some(crate::id::SegmentId::new());
             span.fields
                 .push(("annotation.k", crate::span_data::FieldValue::U64(1)));
             let mut batch = Vec::new();
-            worker.handle(Message::Detached { spans: vec![span] }, &mut batch);
+            let spans = std::iter::once(span).collect();
+            worker.handle(Message::Detached { spans }, &mut batch);
             assert_eq!(batch.len(), 1);
             most = most.max(worker.annotations_used.len());
         }
         assert!(most > 0, "the counts are remembered");
         assert!(most <= MAX_PARTED_TRACES, "{most}");
-    }
-
-    /// A trace in close order: `parents[i]` is the index of span `i`'s
-    /// parent (always later), or `None`; a parent index past the end names
-    /// a span that is not in the list (a subtree of a trace still open).
-    fn trace(parents: &[Option<usize>]) -> Vec<Box<SpanData>> {
-        let spans: Vec<Box<SpanData>> = (0..parents.len())
-            .map(|_| Box::new(SpanData::for_tests()))
-            .collect();
-        let ids: Vec<SegmentId> = spans.iter().map(|s| s.id).collect();
-        spans
-            .into_iter()
-            .zip(parents)
-            .map(|(mut span, parent)| {
-                span.parent_seg =
-                    parent.map(|p| ids.get(p).copied().unwrap_or_else(SegmentId::new));
-                span
-            })
-            .collect()
-    }
-
-    fn shape(span: &SpanData) -> String {
-        let children: Vec<String> = span.children.iter().map(|c| shape(c)).collect();
-        format!("({})", children.join(""))
-    }
-
-    /// Trees come back whole, each parent's children in close order in a
-    /// list allocated at its size, whether parents are found by scanning
-    /// (small traces) or through the index (large ones); the scratch space
-    /// is reused from trace to trace.
-    #[test]
-    fn rebuilds_trees_with_each_list_of_children_allocated_once() {
-        let mut rebuild = Rebuild::default();
-        // 0 and 1 under 2, 2 and 3 under 4 (the root); 5 under a span not
-        // in the list.
-        let mut spans = trace(&[Some(2), Some(2), Some(4), Some(4), None, Some(99)]);
-        let first_ids: Vec<SegmentId> = spans.iter().map(|s| s.id).collect();
-        let tops = rebuild.trees(&mut spans);
-        assert!(spans.is_empty());
-        assert_eq!(tops.len(), 2);
-        assert_eq!(shape(&tops[0]), "((()())())");
-        assert_eq!(tops[0].id, first_ids[4]);
-        assert_eq!(tops[0].children[0].id, first_ids[2]);
-        assert_eq!(tops[0].children[0].children[1].id, first_ids[1]);
-        assert_eq!(tops[1].id, first_ids[5]);
-        for parent in [&tops[0], &tops[0].children[0]] {
-            assert_eq!(parent.children.capacity(), parent.children.len());
-        }
-        // A root with 200 children: the indexed path.
-        let mut wide: Vec<Option<usize>> = vec![Some(200); 200];
-        wide.push(None);
-        let mut spans = trace(&wide);
-        let tops = rebuild.trees(&mut spans);
-        assert_eq!(tops.len(), 1);
-        assert_eq!(tops[0].children.len(), 200);
-        assert_eq!(tops[0].children.capacity(), 200);
-        // Back to a small trace: same answers, and the scratch space of the
-        // large one is kept for the next.
-        let scratch = |r: &Rebuild| (r.parent_of.as_ptr(), r.slots.as_ptr());
-        let before = scratch(&rebuild);
-        let mut spans = trace(&[Some(1), None]);
-        let tops = rebuild.trees(&mut spans);
-        assert_eq!(shape(&tops[0]), "(())");
-        assert_eq!(scratch(&rebuild), before, "reallocated");
-        assert!(rebuild.parent_of.capacity() >= 201);
-        // A one-off huge trace does not pin its scratch space.
-        let mut huge: Vec<Option<usize>> = vec![Some(MAX_KEPT_SCRATCH); MAX_KEPT_SCRATCH];
-        huge.push(None);
-        let mut spans = trace(&huge);
-        let tops = rebuild.trees(&mut spans);
-        assert_eq!(tops[0].children.len(), MAX_KEPT_SCRATCH);
-        assert_eq!(rebuild.parent_of.capacity(), 0);
-        assert_eq!(rebuild.slots.capacity(), 0);
-        assert_eq!(rebuild.index.capacity(), 0);
     }
 }

@@ -1,0 +1,161 @@
+//! The finished spans of one trace, by value, in fixed-size chunks.
+//!
+//! A trace's spans are written on the application thread as each closes,
+//! then read on the worker. Held by value one after the other, the worker
+//! reads them where they are (no pointer to chase per span); held in chunks
+//! of [`CHUNK`] spans rather than one vector, the list grows without ever
+//! copying the spans it holds (a vector of 101 spans would have copied 35 KB
+//! on its way there). An emptied list keeps its chunks, so a recycled list
+//! (see [`crate::recycle`]) takes a trace of the same size without
+//! allocating.
+
+use crate::span_data::SpanData;
+
+/// Spans per chunk: 16 spans of at most 280 bytes, 4.4 KiB.
+pub(crate) const CHUNK: usize = 16;
+
+/// The finished spans of a trace, in the order they were pushed.
+#[derive(Debug, Default)]
+pub(crate) struct SpanList {
+    /// Every chunk has a capacity of [`CHUNK`]; the first `len / CHUNK`
+    /// are full, the next one holds the rest, and the chunks after it are
+    /// empty (kept from an earlier, bigger trace).
+    chunks: Vec<Vec<SpanData>>,
+    len: usize,
+}
+
+impl SpanList {
+    /// An empty list, allocating nothing until the first push.
+    pub(crate) fn new() -> Self {
+        SpanList::default()
+    }
+
+    /// How many spans it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds no span.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How many chunks it keeps (full, partly filled or empty).
+    pub(crate) fn chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Span `i` (in push order).
+    pub(crate) fn get(&self, i: usize) -> &SpanData {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+
+    /// The spans, in push order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &SpanData> {
+        self.chunks.iter().flatten()
+    }
+
+    /// Adds a span.
+    pub(crate) fn push(&mut self, span: SpanData) {
+        self.chunk_with_room().push(span);
+        self.len += 1;
+    }
+
+    /// Moves a span out of its box into the list (see
+    /// [`SpanList::push`]), copying it once.
+    pub(crate) fn push_boxed(&mut self, span: Box<SpanData>) {
+        let chunk = self.chunk_with_room();
+        let at = chunk.len();
+        debug_assert!(at < chunk.capacity());
+        let from = Box::into_raw(span);
+        // SAFETY: `from` is a valid, aligned, initialized `SpanData` owned
+        // here (it comes from `Box::into_raw`), and `chunk_with_room` returns
+        // a chunk with room for one more span past `at`, so the copy writes
+        // inside its allocation and the new length covers only initialized
+        // spans. The value now lives in the chunk: its box is freed as a
+        // `ManuallyDrop`, so its fields are not dropped twice. This is
+        // `chunk.push(*span)` without the extra copy through the stack that
+        // rustc makes of it (one `memcpy` per span on the application
+        // thread instead of two: 650 instructions fewer per 10-child
+        // request).
+        unsafe {
+            std::ptr::copy_nonoverlapping(from, chunk.as_mut_ptr().add(at), 1);
+            chunk.set_len(at + 1);
+            drop(Box::from_raw(
+                from.cast::<std::mem::ManuallyDrop<SpanData>>(),
+            ));
+        }
+        self.len += 1;
+    }
+
+    /// The chunk the next span goes to, with room for it.
+    fn chunk_with_room(&mut self) -> &mut Vec<SpanData> {
+        let i = self.len / CHUNK;
+        if i == self.chunks.len() {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        &mut self.chunks[i]
+    }
+
+    /// Drops every span, keeping at most `keep` chunks for the next trace.
+    pub(crate) fn clear(&mut self, keep: usize) {
+        for chunk in &mut self.chunks {
+            chunk.clear();
+        }
+        self.chunks.truncate(keep);
+        self.len = 0;
+    }
+}
+
+impl FromIterator<SpanData> for SpanList {
+    fn from_iter<I: IntoIterator<Item = SpanData>>(iter: I) -> Self {
+        let mut list = SpanList::new();
+        for span in iter {
+            list.push(span);
+        }
+        list
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_keep_their_order_across_chunks() {
+        let spans: Vec<SpanData> = (0..CHUNK * 2 + 3).map(|_| SpanData::for_tests()).collect();
+        let ids: Vec<_> = spans.iter().map(|s| s.id).collect();
+        let mut list = SpanList::new();
+        for (i, span) in spans.into_iter().enumerate() {
+            if i % 2 == 0 {
+                list.push(span);
+            } else {
+                list.push_boxed(Box::new(span));
+            }
+        }
+        assert_eq!(list.len(), CHUNK * 2 + 3);
+        assert_eq!(list.chunks(), 3);
+        assert_eq!(list.iter().map(|s| s.id).collect::<Vec<_>>(), ids);
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(list.get(i).id, *id);
+        }
+    }
+
+    #[test]
+    fn a_cleared_list_keeps_its_chunks_and_takes_spans_without_allocating() {
+        let mut list: SpanList = (0..CHUNK * 3).map(|_| SpanData::for_tests()).collect();
+        let chunk_addresses = |l: &SpanList| -> Vec<*const SpanData> {
+            l.chunks.iter().map(|c| c.as_ptr()).collect()
+        };
+        let before = chunk_addresses(&list);
+        list.clear(usize::MAX);
+        assert!(list.is_empty() && list.iter().next().is_none());
+        for _ in 0..CHUNK * 3 {
+            list.push(SpanData::for_tests());
+        }
+        assert_eq!(chunk_addresses(&list), before, "no chunk reallocated");
+        list.clear(1);
+        assert_eq!(list.chunks(), 1);
+        assert!(list.chunks.iter().all(|c| c.capacity() == CHUNK));
+    }
+}
