@@ -88,11 +88,17 @@ pub struct Stats {
     pub events_dropped: u64,
 }
 
+/// The counters behind [`Stats`]. Those the application threads write for
+/// every trace come first, on a cache line (of 64 or 128 bytes) of their own:
+/// were the worker's on the same line, each trace's count would first have
+/// to fetch that line back from the worker's core.
 #[derive(Debug, Default)]
+#[repr(C, align(128))]
 pub(crate) struct Counters {
     pub(crate) traces_queued: AtomicU64,
     pub(crate) traces_dropped: AtomicU64,
     pub(crate) spans_dropped: AtomicU64,
+    _apart: [u64; 13],
     pub(crate) documents_exported: AtomicU64,
     pub(crate) documents_failed: AtomicU64,
     pub(crate) subsegments_streamed: AtomicU64,
@@ -438,5 +444,19 @@ impl XrayGuard {
 impl Drop for XrayGuard {
     fn drop(&mut self) {
         let _ = self.handle.shutdown(self.timeout);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_application_threads_counters_have_a_cache_line_of_their_own() {
+        use std::mem::offset_of;
+        let app_side = offset_of!(Counters, spans_dropped) + std::mem::size_of::<AtomicU64>();
+        assert!(app_side <= 64);
+        assert!(offset_of!(Counters, documents_exported) >= 128);
+        assert_eq!(std::mem::align_of::<Counters>(), 128);
     }
 }
