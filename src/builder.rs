@@ -297,7 +297,7 @@ impl Builder {
 
     /// Lambda mode: no segment is sent (Lambda sends the function segment);
     /// top-level spans become independent subsegments of the invocation's
-    /// facade. Default: on when `LAMBDA_TASK_ROOT` is set.
+    /// facade. Default: on when `LAMBDA_TASK_ROOT` is set (and not blank).
     ///
     /// ```
     /// use std::time::Duration;
@@ -414,9 +414,7 @@ impl Builder {
                     .sampler
                     .unwrap_or_else(|| Arc::new(crate::sampling::LocalRules::default())),
                 cfg,
-                lambda: self
-                    .lambda
-                    .unwrap_or_else(|| std::env::var_os("LAMBDA_TASK_ROOT").is_some()),
+                lambda: self.lambda.unwrap_or_else(crate::config::lambda_by_env),
                 events: self.events,
                 recycle: recycle_rx,
                 unsampled_spans: Default::default(),

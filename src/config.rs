@@ -81,9 +81,29 @@ pub(crate) fn env_tracing_name() -> Option<String> {
     std::env::var("AWS_XRAY_TRACING_NAME").ok()
 }
 
+/// Lambda mode when the builder does not say: `LAMBDA_TASK_ROOT` set (by
+/// Lambda) to a value that is not blank, as the resource detector, and the
+/// Go, Node and Python SDKs, read it.
+pub(crate) fn lambda_by_env() -> bool {
+    lambda_by(std::env::var_os("LAMBDA_TASK_ROOT").as_deref())
+}
+
+fn lambda_by(task_root: Option<&std::ffi::OsStr>) -> bool {
+    task_root.is_some_and(|v| !v.to_string_lossy().trim().is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lambda_mode_needs_a_task_root_that_is_not_blank() {
+        use std::ffi::OsStr;
+        assert!(lambda_by(Some(OsStr::new("/var/task"))));
+        assert!(!lambda_by(None));
+        assert!(!lambda_by(Some(OsStr::new(""))));
+        assert!(!lambda_by(Some(OsStr::new("  "))));
+    }
 
     #[test]
     fn sdk_switches() {
