@@ -132,7 +132,15 @@ impl<'c> Assembler<'c> {
 
     /// Packs span `root` of `forest` (and everything below it) into
     /// documents appended to `out`.
+    ///
+    /// A client call with no traced parent (an AWS SDK or HTTP client call,
+    /// a database query, outside any request: a background job, a command
+    /// line tool) is not made the segment itself: a segment describes the
+    /// work of this service, and its `http` block the request it *served*.
+    /// The call goes as a subsegment of a segment of this service spanning
+    /// it, so that the service map draws this service calling the other.
     pub(crate) fn pack(&mut self, forest: Forest<'_>, root: usize, top: Top) {
+        let wrap = matches!(top, Top::Segment) && is_client_call(forest.span(root));
         struct Frame {
             node: usize,
             next: usize,
@@ -171,6 +179,13 @@ impl<'c> Assembler<'c> {
             }
             let Some(frame) = stack.pop() else { break };
             let is_top = stack.is_empty();
+            if is_top && wrap {
+                let call = self.finish(forest, frame.node, frame.packed, None);
+                let segment = caller_segment(forest.span(frame.node));
+                let packed = self.finish_node(&segment, &[], vec![call], Some(top));
+                self.emit_top(packed, top);
+                break;
+            }
             let packed = self.finish(forest, frame.node, frame.packed, is_top.then_some(top));
             match stack.last_mut() {
                 Some(parent) => parent.packed.push(packed),
@@ -209,16 +224,27 @@ impl<'c> Assembler<'c> {
         ));
     }
 
-    /// Serializes one node around its already packed children.
+    /// Serializes span `node` of `forest` around its already packed children.
     fn finish(
         &mut self,
         forest: Forest<'_>,
         node: usize,
-        mut children: Vec<Packed>,
+        children: Vec<Packed>,
         top: Option<Top>,
     ) -> Packed {
         let merged = merged_spans(forest, node, self.cfg.fields.aws_sdk_internal_spans);
-        let node = forest.span(node);
+        self.finish_node(forest.span(node), &merged, children, top)
+    }
+
+    /// Serializes one node, with the spans folded into it, around its
+    /// already packed children.
+    fn finish_node(
+        &mut self,
+        node: &SpanData,
+        merged: &[&SpanData],
+        mut children: Vec<Packed>,
+        top: Option<Top>,
+    ) -> Packed {
         let is_segment = matches!(top, Some(Top::Segment));
         // A segment's limit is the whole document; everything else must leave
         // room to become an independent subsegment later.
@@ -233,7 +259,7 @@ impl<'c> Assembler<'c> {
             .iter()
             .find(|m| is_interceptor_span(m))
             .map_or(node.id, |m| m.id);
-        let own = self.serialize_node(node, id, &merged, is_segment, limit);
+        let own = self.serialize_node(node, id, merged, is_segment, limit);
 
         const SUBSEGMENTS: usize = r#","subsegments":[]"#.len();
         let mut total = own.len()
@@ -618,6 +644,36 @@ fn is_aws_operation(node: &SpanData) -> bool {
         "rpc.service" | "service" => invoke,
         _ => false,
     })
+}
+
+/// A call to another service: an AWS SDK operation, a span of kind
+/// `client` or `producer`, a `remote` namespace, or a database query (the
+/// spans the conventions give the `aws` or `remote` namespace).
+fn is_client_call(node: &SpanData) -> bool {
+    is_aws_operation(node)
+        || node.fields.iter().any(|(k, v)| match *k {
+            "otel.kind" | "span.kind" => matches!(
+                v,
+                FieldValue::Str(s) if s.eq_ignore_ascii_case("client") || s.eq_ignore_ascii_case("producer")
+            ),
+            "xray.namespace" => matches!(v, FieldValue::Str(s) if s.as_str() == "remote"),
+            "db.system" | "db.system.name" => true,
+            _ => false,
+        })
+}
+
+/// The segment of this service around a client call with no traced parent
+/// (see [`Assembler::pack`]): the call's times, trace, upstream parent and
+/// sampling rule, a fresh id, and no field of its own.
+fn caller_segment(call: &SpanData) -> SpanData {
+    let mut segment = SpanData::new(call.trace_id, call.anchor, call.start, call.meta);
+    segment.end = call.end;
+    segment.parent_id = call.parent_id;
+    segment.decision = call.decision;
+    if let Some(rule) = call.rule_name() {
+        segment.rare_mut().rule_name = Some(rule.clone());
+    }
+    segment
 }
 
 /// A span opened by the AWS SDK interceptor (feature `aws-sdk`).
