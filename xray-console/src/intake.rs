@@ -2,10 +2,14 @@
 //!
 //! One datagram = a JSON header line (`{"format":"json","version":1}`), one `\n`, one
 //! document. Anything else is counted and remembered (the last few, with a preview) and
-//! never stops the intake.
+//! never stops the intake; neither does a datagram the console itself fails on (a panic
+//! while reading or storing it: a bug), which is counted and remembered the same way.
 
+use std::any::Any;
 use std::collections::VecDeque;
+use std::io::Write;
 use std::net::UdpSocket;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -14,6 +18,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::Entity;
+use crate::store::Store;
 use crate::State;
 
 /// Receive buffer: the daemon's 64 KiB.
@@ -35,6 +40,8 @@ pub enum Reject {
     BadJson,
     /// Valid JSON, but not a segment or subsegment (missing `id`, `name`, ...).
     BadDocument,
+    /// The console panicked while reading or storing it (a bug).
+    Failed,
 }
 
 impl Reject {
@@ -46,6 +53,7 @@ impl Reject {
             Reject::EmptyBody => "empty document",
             Reject::BadJson => "document is not valid JSON",
             Reject::BadDocument => "not a segment document",
+            Reject::Failed => "the console failed on it (a bug: see its standard error)",
         }
     }
 }
@@ -84,6 +92,8 @@ pub struct IntakeStats {
     pub bad_json: u64,
     /// Rejections for JSON that is not a segment.
     pub bad_document: u64,
+    /// Datagrams the console panicked on while reading or storing them (a bug).
+    pub failed: u64,
     /// The last few rejections, newest last.
     pub recent: VecDeque<Rejected>,
 }
@@ -98,6 +108,7 @@ impl IntakeStats {
             Reject::EmptyBody => &mut self.empty_body,
             Reject::BadJson => &mut self.bad_json,
             Reject::BadDocument => &mut self.bad_document,
+            Reject::Failed => &mut self.failed,
         } += 1;
         if self.recent.len() == RECENT_REJECTS {
             self.recent.pop_front();
@@ -142,17 +153,56 @@ pub fn parse_document(body: &[u8]) -> Result<(String, Entity), (Reject, String)>
     Ok((text.trim().to_owned(), entity))
 }
 
+/// Stores a parsed document. A panic in the store (a bug) is caught, inside the
+/// caller's lock so that it never unwinds through the guard, and returned as its message;
+/// the store's bookkeeping, which it may have left half updated, is
+/// [repaired](Store::repair).
+pub fn insert_guarded(store: &mut Store, raw: String, entity: Entity) -> Result<(), String> {
+    catch_unwind(AssertUnwindSafe(|| store.insert(raw, entity)))
+        .map(drop)
+        .map_err(|panic| {
+            store.repair();
+            panicked(&*panic)
+        })
+}
+
+/// What a caught panic said, as the detail of a [`Reject::Failed`].
+pub fn panicked(payload: &(dyn Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message");
+    format!("panicked: {message}")
+}
+
 /// Handles one datagram: stores it or counts the rejection.
+///
+/// A panic while reading or storing it (a bug) costs that datagram only: it is counted
+/// and remembered as [`Reject::Failed`]. Uncaught, it would end the processing thread,
+/// and with it the intake, while the pages went on showing what had arrived before.
 pub fn handle_datagram(state: &State, buf: &[u8]) {
-    let parsed = parse_datagram(buf);
+    let parsed = catch_unwind(|| parse_datagram(buf))
+        .unwrap_or_else(|panic| Err((Reject::Failed, panicked(&*panic))));
     let mut inner = state.lock();
     inner.intake.datagrams += 1;
-    match parsed {
-        Ok((raw, entity)) => {
-            inner.intake.accepted += 1;
-            inner.store.insert(raw, entity);
+    let stored = parsed.and_then(|(raw, entity)| {
+        insert_guarded(&mut inner.store, raw, entity).map_err(|e| (Reject::Failed, e))
+    });
+    match stored {
+        Ok(()) => inner.intake.accepted += 1,
+        Err((reason, detail)) => {
+            inner.intake.reject(reason, detail, buf);
+            if reason == Reject::Failed && inner.intake.failed == 1 {
+                // Once: the panic hook has printed where; say that the intake goes on.
+                // (Not `eprintln!`, which panics when standard error is gone.)
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "xray-console: failed on a datagram (a bug: please report it); it is \
+                     counted as `failed` in /api/stats, and the intake goes on"
+                );
+            }
         }
-        Err((reason, detail)) => inner.intake.reject(reason, detail, buf),
     }
 }
 
@@ -195,8 +245,11 @@ pub fn run(socket: UdpSocket, state: Arc<State>) {
                     continue;
                 }
                 queued.fetch_add(n, Ordering::Relaxed);
-                if tx.send(buf[..n].to_vec()).is_err() {
-                    break;
+                if let Err(mpsc::SendError(d)) = tx.send(buf[..n].to_vec()) {
+                    // The processing thread is gone (it catches its panics, so this
+                    // should never happen): go on alone rather than stop receiving.
+                    handle_datagram(&state, &d);
+                    return run_inline(socket, &state);
                 }
             }
             Err(e)
@@ -271,5 +324,48 @@ mod tests {
         assert_eq!(stats.rejected, 7);
         assert_eq!(stats.bad_header, 3);
         assert_eq!(stats.recent.len(), 7);
+    }
+
+    #[test]
+    fn a_panic_on_one_datagram_does_not_stop_the_intake() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        let state = Arc::new(State::new(crate::store::Limits::default()));
+        let intake = {
+            let state = state.clone();
+            std::thread::spawn(move || run(socket, state))
+        };
+        let datagram = |trace: u32, name: &str| {
+            format!(
+                "{{\"format\":\"json\",\"version\":1}}\n{{\"trace_id\":\"1-a-{trace}\",\"id\":\"a\",\
+                 \"name\":\"{name}\",\"start_time\":1,\"end_time\":2}}"
+            )
+        };
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let marker = datagram(1, crate::store::tests::PANIC_MARKER);
+        sender.send_to(marker.as_bytes(), addr).unwrap();
+        sender.send_to(datagram(2, "ok").as_bytes(), addr).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while state.lock().intake.datagrams < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        state.stop.store(true, Ordering::Relaxed);
+        intake.join().unwrap();
+        let inner = state.lock();
+        assert_eq!(inner.intake.datagrams, 2, "{:?}", inner.intake);
+        assert_eq!(inner.intake.accepted, 1, "{:?}", inner.intake);
+        assert_eq!(inner.intake.failed, 1);
+        assert_eq!(inner.intake.rejected, 1);
+        let failed = inner.intake.recent.back().unwrap();
+        assert_eq!(failed.reason, Reject::Failed);
+        assert!(
+            failed.detail.ends_with(": injected by a test"),
+            "{failed:?}"
+        );
+        assert_eq!(failed.preview, marker);
+        // The panic left the half-inserted trace charged and listed: repaired.
+        inner.store.check().unwrap();
+        assert_eq!(inner.store.len(), 1);
+        assert!(inner.store.get("1-a-2").is_some());
     }
 }

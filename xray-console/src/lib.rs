@@ -143,7 +143,8 @@ pub struct Stats {
     pub accepted: u64,
     /// Documents imported over HTTP (`POST /api/import`).
     pub imported: u64,
-    /// Datagrams rejected (not a daemon datagram, or not a segment document).
+    /// Datagrams rejected (not a daemon datagram, not a segment document, or one the
+    /// console failed on: a panic while reading or storing it, a bug).
     pub rejected: u64,
     /// Traces held.
     pub traces: usize,

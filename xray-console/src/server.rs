@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::filter::{self, Expr, TraceSummary};
-use crate::intake;
+use crate::intake::{self, Reject};
 use crate::map::{trace_graph, ServiceMap, TraceGraph};
 use crate::pages;
 use crate::store::Assembled;
@@ -402,10 +402,19 @@ pub fn import(state: &State, body: &[u8]) -> Reply {
     let mut traces = std::collections::BTreeSet::new();
     let mut inner = state.lock();
     for d in docs {
-        match intake::parse_document(&d) {
-            Ok((raw, e)) => {
-                traces.insert(e.trace_id.clone().unwrap_or_default());
-                inner.store.insert(raw, e);
+        // A panic on one document (a bug) costs that document, as on the UDP intake,
+        // not the rest of the import with the store left half updated.
+        let parsed = std::panic::catch_unwind(|| intake::parse_document(&d))
+            .unwrap_or_else(|panic| Err((Reject::Failed, intake::panicked(&*panic))));
+        let stored = parsed.and_then(|(raw, e)| {
+            let trace = e.trace_id.clone().unwrap_or_default();
+            intake::insert_guarded(&mut inner.store, raw, e)
+                .map(|()| trace)
+                .map_err(|e| (Reject::Failed, e))
+        });
+        match stored {
+            Ok(trace) => {
+                traces.insert(trace);
                 imported += 1;
             }
             Err((r, detail)) => errors.push(format!("{}: {detail}", r.as_str())),
@@ -512,6 +521,25 @@ mod tests {
         assert_eq!(v["imported"], 2, "{v}");
         assert_eq!(v["rejected"], 0, "{v}");
         assert_eq!(state.lock().store.len(), 2);
+    }
+
+    #[test]
+    fn a_panic_on_one_imported_document_costs_that_document() {
+        let state = State::new(crate::store::Limits::default());
+        let doc = |trace: u32, name: &str| json!({"trace_id":format!("1-a-{trace}"),"id":"a","name":name,"start_time":1,"end_time":2});
+        let body = json!([doc(1, crate::store::tests::PANIC_MARKER), doc(2, "ok")]);
+        let r = import(&state, body.to_string().as_bytes());
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["imported"], 1, "{v}");
+        assert_eq!(v["rejected"], 1, "{v}");
+        let error = v["errors"][0].as_str().unwrap();
+        assert!(
+            error.ends_with("a bug: see its standard error): panicked: injected by a test"),
+            "{error}"
+        );
+        let inner = state.lock();
+        inner.store.check().unwrap();
+        assert!(inner.store.get("1-a-2").is_some());
     }
 
     #[test]
