@@ -148,7 +148,7 @@ pub struct Stats {
     pub rejected: u64,
     /// Traces held.
     pub traces: usize,
-    /// Bytes charged for what is held: documents, their summaries and fixed overheads,
+    /// Bytes charged for what is held: documents, their summaries and their bookkeeping,
     /// at most [`Limits::max_bytes`].
     pub bytes: usize,
     /// Traces ever created.

@@ -12,8 +12,10 @@ use serde::Serialize;
 
 use crate::model::Entity;
 
-/// Fixed bookkeeping bytes charged per stored document, on top of its text and summary.
-pub const DOC_OVERHEAD: usize = 64;
+/// Fixed bookkeeping bytes charged per stored document, on top of its text and summary:
+/// its slot in its trace's list and its entry in the trace's index by id (whose copy of
+/// the id is charged apart), with room for both to grow.
+pub const DOC_OVERHEAD: usize = 128;
 /// Fixed bookkeeping bytes charged per stored trace.
 pub const TRACE_OVERHEAD: usize = 128;
 /// Deepest nesting at which streamed subsegments are grafted into their parent; deeper
@@ -36,8 +38,8 @@ pub const MAX_DEPTH: usize = 64;
 pub struct Limits {
     /// Most traces kept (default 1,000).
     pub max_traces: usize,
-    /// Most bytes kept, counting the documents' text, their summaries and a fixed overhead
-    /// per document and per trace (default 64 MiB).
+    /// Most bytes kept, counting the documents' text, their summaries and the bookkeeping
+    /// per document (a fixed overhead and a copy of its id) and per trace (default 64 MiB).
     pub max_bytes: usize,
 }
 
@@ -68,6 +70,11 @@ pub struct Trace {
     pub id: String,
     /// Segments and independent subsegments, in arrival order.
     pub docs: Vec<Doc>,
+    /// Where each document's id is in `docs`. Finding an earlier copy of a document is
+    /// then one lookup, where a scan of `docs` made a trace sent in n documents (a long
+    /// one streaming its subsegments apart) cost n² to store. Documents are only ever
+    /// added or replaced in place, so positions stay valid.
+    index: HashMap<String, usize>,
     /// Bytes charged for the trace and its documents.
     pub bytes: usize,
 }
@@ -124,7 +131,7 @@ impl Store {
         self.limits
     }
 
-    /// Bytes currently charged: document texts, summaries and fixed overheads.
+    /// Bytes currently charged: document texts, summaries and bookkeeping.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -152,7 +159,8 @@ impl Store {
     /// Stores one document (already parsed). `entity.trace_id` must be set.
     pub fn insert(&mut self, raw: String, entity: Entity) -> Outcome {
         let trace_id = entity.trace_id.clone().unwrap_or_default();
-        let bytes = raw.len() + entity.approx_bytes() + DOC_OVERHEAD;
+        // The id's length once more: the index's key is a copy.
+        let bytes = raw.len() + entity.approx_bytes() + entity.id.len() + DOC_OVERHEAD;
         if !self.traces.contains_key(&trace_id) {
             self.stats.traces_created += 1;
             self.bytes += TRACE_OVERHEAD + trace_id.len();
@@ -168,6 +176,7 @@ impl Store {
                 Trace {
                     id: trace_id.clone(),
                     docs: Vec::new(),
+                    index: HashMap::new(),
                     bytes: TRACE_OVERHEAD + trace_id.len(),
                 },
             );
@@ -177,7 +186,12 @@ impl Store {
             .get_mut(&trace_id)
             .expect("trace inserted above");
         let doc = Doc { raw, entity, bytes };
-        let outcome = match trace.docs.iter_mut().find(|d| d.entity.id == doc.entity.id) {
+        let earlier = trace.index.get(&doc.entity.id).map(|&i| {
+            #[cfg(test)]
+            tests::LOOKED_AT.with(|n| n.set(n.get() + 1));
+            &mut trace.docs[i]
+        });
+        let outcome = match earlier {
             Some(old) if !old.entity.in_progress && doc.entity.in_progress => {
                 self.stats.stale_ignored += 1;
                 return Outcome::StaleIgnored;
@@ -192,6 +206,7 @@ impl Store {
             None => {
                 trace.bytes += bytes;
                 self.bytes += bytes;
+                trace.index.insert(doc.entity.id.clone(), trace.docs.len());
                 trace.docs.push(doc);
                 Outcome::Added
             }
@@ -202,8 +217,9 @@ impl Store {
     }
 
     /// Restores the bookkeeping after a panic in [`Store::insert`] (a bug) left it half
-    /// updated: the order lists each held trace once, every charge is recomputed from
-    /// the documents held, the counters agree with them, and the bounds hold again.
+    /// updated: the order lists each held trace once, each trace's index points at its
+    /// documents, every charge is recomputed from the documents held, the counters agree
+    /// with them, and the bounds hold again.
     /// Left as it was, a charge for a trace never held would never be freed, and the
     /// store would keep less and less.
     pub fn repair(&mut self) {
@@ -218,6 +234,12 @@ impl Store {
         }
         self.bytes = 0;
         for t in self.traces.values_mut() {
+            t.index = t
+                .docs
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (d.entity.id.clone(), i))
+                .collect();
             t.bytes = TRACE_OVERHEAD + t.id.len() + t.docs.iter().map(|d| d.bytes).sum::<usize>();
             self.bytes += t.bytes;
         }
@@ -239,6 +261,14 @@ impl Store {
             }
             if let Some(d) = t.docs.iter().find(|d| d.bytes < d.raw.len() + DOC_OVERHEAD) {
                 return Err(format!("document {} charged {}", d.entity.id, d.bytes));
+            }
+            let indexed = t
+                .docs
+                .iter()
+                .enumerate()
+                .all(|(i, d)| t.index.get(&d.entity.id) == Some(&i));
+            if !indexed || t.index.len() != t.docs.len() {
+                return Err(format!("trace {} index {:?}", t.id, t.index));
             }
             sum += t.bytes;
         }
@@ -441,6 +471,12 @@ pub(crate) mod tests {
     /// stand-in for any bug in parsing or storing).
     pub(crate) const PANIC_MARKER: &str = "panic injected by a test";
 
+    thread_local! {
+        /// Documents [`Store::insert`] has looked at to find an earlier copy, on this
+        /// thread.
+        pub(crate) static LOOKED_AT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
     fn put(store: &mut Store, v: serde_json::Value) -> Outcome {
         let e = Entity::from_document(&v).unwrap();
         store.insert(v.to_string(), e)
@@ -500,25 +536,22 @@ pub(crate) mod tests {
         // broken sender can put in one trace. Assembled and drawn on a spawned thread
         // (default stack), as the HTTP workers do.
         let n = 100_000;
-        let doc = |v: serde_json::Value| Doc {
-            raw: v.to_string(),
-            entity: Entity::from_document(&v).unwrap(),
-            bytes: 0,
-        };
-        let mut docs = vec![doc(
+        let mut s = Store::new(Limits {
+            max_traces: 1,
+            max_bytes: usize::MAX,
+        });
+        put(
+            &mut s,
             json!({"trace_id":"t","id":"s0","name":"a","start_time":1.0,"end_time":2.0}),
-        )];
+        );
         for i in 1..n {
-            docs.push(doc(
+            put(
+                &mut s,
                 json!({"trace_id":"t","id":format!("s{i}"),"parent_id":format!("s{}", i - 1),
                 "type":"subsegment","name":"b","start_time":1.0,"end_time":2.0}),
-            ));
+            );
         }
-        let trace = Trace {
-            id: "t".into(),
-            docs,
-            bytes: 0,
-        };
+        let trace = s.get("t").unwrap().clone();
         std::thread::spawn(move || {
             let a = trace.assemble();
             let (mut count, mut deepest) = (0, 0);
@@ -540,6 +573,39 @@ pub(crate) mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn inserting_a_trace_streamed_in_many_documents_is_linear() {
+        // A trace streamed as 20,000 independent subsegments, in progress, then each sent
+        // again complete. Finding an earlier copy by scanning the trace's documents looks
+        // at n² of them in all (4·10⁸ here, half a minute); by id, one per replacement.
+        let n = 20_000;
+        let mut s = Store::new(Limits {
+            max_traces: 1,
+            max_bytes: usize::MAX,
+        });
+        let sub = |i: usize, done: bool| {
+            let mut d = json!({"trace_id":"t","id":format!("{i:016x}"),"type":"subsegment",
+                "parent_id":"root","name":"call","start_time":1.0});
+            if done {
+                d["end_time"] = json!(2.0);
+            } else {
+                d["in_progress"] = json!(true);
+            }
+            d
+        };
+        LOOKED_AT.with(|c| c.set(0));
+        for i in 0..n {
+            assert_eq!(put(&mut s, sub(i, false)), Outcome::Added);
+        }
+        for i in 0..n {
+            assert_eq!(put(&mut s, sub(i, true)), Outcome::Replaced);
+        }
+        let looked_at = LOOKED_AT.with(std::cell::Cell::get);
+        assert_eq!(looked_at, n as u64, "documents looked at for {n}");
+        assert_eq!(s.get("t").unwrap().docs.len(), n);
+        s.check().unwrap();
     }
 
     #[test]

@@ -374,24 +374,19 @@ mod tests {
         // 20,000 segments, each called by the one subsegment of the one before: the
         // critical path crosses them all. Built on a spawned thread (default stack), as
         // the HTTP workers do.
-        let mut docs = Vec::new();
+        let mut s = Store::new(Limits {
+            max_traces: 1,
+            max_bytes: usize::MAX,
+        });
         for i in 0..20_000 {
             let mut d = json!({"trace_id":"t","id":format!("g{i}"),"name":"svc","start_time":1.0,"end_time":2.0,
                 "subsegments":[{"id":format!("c{i}"),"name":"call","namespace":"remote","start_time":1.0,"end_time":2.0}]});
             if i > 0 {
                 d["parent_id"] = json!(format!("c{}", i - 1));
             }
-            docs.push(crate::store::Doc {
-                raw: d.to_string(),
-                entity: Entity::from_document(&d).unwrap(),
-                bytes: 0,
-            });
+            s.insert(d.to_string(), Entity::from_document(&d).unwrap());
         }
-        let trace = Trace {
-            id: "t".into(),
-            docs,
-            bytes: 0,
-        };
+        let trace = s.get("t").unwrap().clone();
         let tl = std::thread::spawn(move || build(&trace)).join().unwrap();
         assert_eq!(tl.critical_path.len(), MAX_PATH_DEPTH + 1);
         assert_eq!(tl.critical_path[0], "g0");
