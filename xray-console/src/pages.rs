@@ -10,7 +10,8 @@ use serde_json::Value;
 use crate::filter::TraceSummary;
 use crate::map::{NodeKey, ServiceMap, Stats};
 use crate::server::url_encode;
-use crate::timeline::{Row, Timeline};
+use crate::store::MAX_DEPTH;
+use crate::timeline::{Row, Timeline, MAX_PATH_DEPTH};
 
 /// Escapes text for HTML and SVG.
 pub fn esc(s: &str) -> String {
@@ -704,6 +705,15 @@ pub fn trace_page(tl: &Timeline, stats: &Value) -> String {
             b.share * 100.0
         );
     }
+    if let Some((id, name)) = &tl.path_cut {
+        let _ = write!(
+            body,
+            "<div class=\"card warn\" id=\"path-cut\">The critical path is followed {MAX_PATH_DEPTH} levels deep: \
+it stops at <b>{}</b> <code>{}</code> and counts all of its time as its own, so the bottleneck may lie deeper.</div>",
+            esc(name),
+            esc(id)
+        );
+    }
     if !tl.partial.is_empty() {
         let _ = write!(
             body,
@@ -761,6 +771,22 @@ pub fn trace_page(tl: &Timeline, stats: &Value) -> String {
             }
             if r.in_progress {
                 marks.push_str("<span class=\"mark badge partial\">in progress</span>");
+            }
+            if r.cut > 0 {
+                let _ = write!(
+                    marks,
+                    "<span class=\"mark badge partial\" title=\"nested deeper than {MAX_DEPTH} levels: \
+                     shown apart, at the end\">{} deeper, shown apart</span>",
+                    r.cut
+                );
+            }
+            if let Some(from) = &r.cut_from {
+                let _ = write!(
+                    marks,
+                    "<span class=\"mark badge partial\" title=\"nested under {}, deeper than \
+                     {MAX_DEPTH} levels\">continued</span>",
+                    esc(from)
+                );
             }
             let http = r
                 .http

@@ -312,6 +312,10 @@ pub struct Assembled {
     pub segments: Vec<Entity>,
     /// Independent subsegments whose parent never arrived (trees), by start time.
     pub orphans: Vec<Entity>,
+    /// Streamed subsegments nested deeper than [`MAX_DEPTH`] levels, cut from their
+    /// parent and shown apart (trees, each grafted up to [`MAX_DEPTH`] levels deep in
+    /// turn), by start time. Each one's `parent_id` is the entity it was cut from.
+    pub deep: Vec<Entity>,
     /// Why the trace is partial (in progress, missing parents, clock skew); empty if whole.
     pub partial: Vec<String>,
 }
@@ -332,52 +336,65 @@ impl Trace {
             }
         }
         /// Grafts the pending subsegments under `e` (at nesting `depth`) and, recursively,
-        /// under its descendants; stops grafting at [`MAX_DEPTH`] and notes it in `cut`.
+        /// under its descendants; at [`MAX_DEPTH`], moves them to `cut` instead.
         fn attach(
             e: &mut Entity,
             depth: usize,
             pending: &mut HashMap<String, Vec<Entity>>,
-            cut: &mut bool,
+            cut: &mut Vec<Entity>,
         ) {
             for c in &mut e.children {
                 attach(c, depth + 1, pending, cut);
             }
+            let Some(mut more) = pending.remove(&e.id) else {
+                return;
+            };
             if depth >= MAX_DEPTH {
-                *cut |= pending.contains_key(&e.id);
+                cut.append(&mut more);
                 return;
             }
-            if let Some(mut more) = pending.remove(&e.id) {
-                for m in &mut more {
-                    attach(m, depth + 1, pending, cut);
-                }
-                e.children.extend(more);
-                e.children.sort_by(|a, b| a.start.total_cmp(&b.start));
+            for m in &mut more {
+                attach(m, depth + 1, pending, cut);
+            }
+            e.children.extend(more);
+            e.children.sort_by(|a, b| a.start.total_cmp(&b.start));
+        }
+        /// Grafts under each of `roots`, then under each subtree cut from them at
+        /// [`MAX_DEPTH`], which goes to `deep` as a tree of its own. A loop, not a
+        /// recursion: each tree is at most [`MAX_DEPTH`] deep, however long the chain.
+        fn graft(
+            roots: &mut [Entity],
+            pending: &mut HashMap<String, Vec<Entity>>,
+            deep: &mut Vec<Entity>,
+        ) {
+            let mut cut = Vec::new();
+            for r in roots {
+                attach(r, 0, pending, &mut cut);
+            }
+            while let Some(mut c) = cut.pop() {
+                attach(&mut c, 0, pending, &mut cut);
+                deep.push(c);
             }
         }
-        let mut cut = false;
-        for s in &mut segments {
-            attach(s, 0, &mut pending, &mut cut);
-        }
+        let mut deep = Vec::new();
+        graft(&mut segments, &mut pending, &mut deep);
         // What is left has no parent among the segments: find the roots among the orphans.
-        let mut orphans = Vec::new();
-        let mut roots: Vec<Entity> = Vec::new();
+        let mut orphans: Vec<Entity> = Vec::new();
         let mut rest = Vec::new();
         for (parent, list) in pending.drain() {
             if pending_ids.contains(&parent) {
                 rest.push((parent, list));
             } else {
-                roots.extend(list);
+                orphans.extend(list);
             }
         }
         let mut rest_map: HashMap<String, Vec<Entity>> = rest.into_iter().collect();
-        for r in &mut roots {
-            attach(r, 0, &mut rest_map, &mut cut);
-        }
-        // Anything still unattached is in a parent cycle, or too deep: show it flat.
-        roots.extend(rest_map.into_values().flatten());
-        orphans.extend(roots);
+        graft(&mut orphans, &mut rest_map, &mut deep);
+        // Anything still unattached is in a parent cycle: show it flat.
+        orphans.extend(rest_map.into_values().flatten());
         segments.sort_by(|a, b| a.start.total_cmp(&b.start));
         orphans.sort_by(|a, b| a.start.total_cmp(&b.start));
+        deep.sort_by(|a, b| a.start.total_cmp(&b.start));
 
         let mut partial = Vec::new();
         if !orphans.is_empty() {
@@ -389,14 +406,21 @@ impl Trace {
         if segments.is_empty() {
             partial.push("no segment received yet".to_owned());
         }
-        if cut {
+        if !deep.is_empty() {
+            let mut moved = 0;
+            for d in &deep {
+                d.walk(&mut |_, _| moved += 1);
+            }
+            let under: HashSet<&str> = deep.iter().filter_map(|d| d.parent_id.as_deref()).collect();
             partial.push(format!(
-                "subsegments nested deeper than {MAX_DEPTH} levels are shown apart"
+                "{moved} subsegment(s) nested deeper than {MAX_DEPTH} levels are shown apart, \
+                 cut from under {} subsegment(s); the critical path does not follow them",
+                under.len()
             ));
         }
         let mut in_progress = 0;
         let mut skew = 0;
-        for s in segments.iter().chain(&orphans) {
+        for s in segments.iter().chain(&orphans).chain(&deep) {
             s.walk(&mut |e, _| {
                 if e.in_progress {
                     in_progress += 1;
@@ -424,15 +448,16 @@ impl Trace {
             id: self.id.clone(),
             segments,
             orphans,
+            deep,
             partial,
         }
     }
 }
 
 impl Assembled {
-    /// Every top-level tree: segments then orphans.
+    /// Every top-level tree: segments, orphans, then the subtrees nested too deep.
     pub fn roots(&self) -> impl Iterator<Item = &Entity> {
-        self.segments.iter().chain(&self.orphans)
+        self.segments.iter().chain(&self.orphans).chain(&self.deep)
     }
 
     /// Earliest start and latest end (or start, for in-progress parts) of all entities.

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::{Entity, Health, HttpSummary};
-use crate::store::{Assembled, Trace};
+use crate::store::{Assembled, Trace, MAX_DEPTH};
 
 /// One bar.
 #[derive(Debug, Clone, Serialize)]
@@ -46,6 +46,12 @@ pub struct Row {
     pub bottleneck: bool,
     /// Starts before, or ends after, its parent (clock skew or a late part).
     pub skewed: bool,
+    /// Streamed subsegments under this one (with their own subtrees) nested too deep to be
+    /// grafted: they are shown apart, in the group of [`Group::deep`] rows.
+    pub cut: usize,
+    /// At the top of a tree shown apart for being nested too deep: the id of the entity it
+    /// was cut from.
+    pub cut_from: Option<String>,
     /// The entity's JSON, without its `subsegments`.
     pub detail: Value,
 }
@@ -80,6 +86,9 @@ pub struct Group {
     pub origin: Option<String>,
     /// Subsegments whose parent has not arrived.
     pub orphan: bool,
+    /// Subsegments nested deeper than [`MAX_DEPTH`] levels, cut from their parent and
+    /// shown apart.
+    pub deep: bool,
     /// Rows.
     pub rows: Vec<Row>,
 }
@@ -114,6 +123,9 @@ pub struct Timeline {
     pub critical_path: Vec<String>,
     /// The bottleneck.
     pub bottleneck: Option<Bottleneck>,
+    /// Where the critical path stopped at [`MAX_PATH_DEPTH`] with children left unfollowed:
+    /// that entity's id and name (all its time counts as its own).
+    pub path_cut: Option<(String, String)>,
     /// Why the trace is partial.
     pub partial: Vec<String>,
 }
@@ -147,8 +159,17 @@ fn details(trace: &Trace) -> HashMap<String, Value> {
 /// make the walk recurse deep enough to overflow a thread's stack.
 pub const MAX_PATH_DEPTH: usize = 256;
 
-/// Computes the critical path from a root: `(id, self time)` pairs, root first.
-pub fn critical_path(root: &Entity, segments: &[Entity]) -> Vec<(String, f64)> {
+/// The critical path from a root: `(id, self time)` pairs, root first.
+#[derive(Debug, Clone, Default)]
+pub struct CriticalPath {
+    /// `(id, self time)` pairs, root first.
+    pub steps: Vec<(String, f64)>,
+    /// The entity at [`MAX_PATH_DEPTH`] whose children the walk did not follow, if any.
+    pub cut: Option<(String, String)>,
+}
+
+/// Computes the critical path from a root.
+pub fn critical_path(root: &Entity, segments: &[Entity]) -> CriticalPath {
     let mut downstream: HashMap<&str, Vec<&Entity>> = HashMap::new();
     for s in segments {
         if let Some(p) = s.parent_id.as_deref() {
@@ -162,7 +183,7 @@ pub fn critical_path(root: &Entity, segments: &[Entity]) -> Vec<(String, f64)> {
         depth: usize,
         down: &HashMap<&str, Vec<&'a Entity>>,
         seen: &mut HashSet<&'a str>,
-        out: &mut Vec<(String, f64)>,
+        out: &mut CriticalPath,
     ) {
         if !seen.insert(e.id.as_str()) {
             return;
@@ -171,8 +192,13 @@ pub fn critical_path(root: &Entity, segments: &[Entity]) -> Vec<(String, f64)> {
             .children
             .iter()
             .chain(down.get(e.id.as_str()).into_iter().flatten().copied())
-            .filter(|k| k.end.is_some() && depth < MAX_PATH_DEPTH)
+            .filter(|k| k.end.is_some())
             .collect();
+        if depth >= MAX_PATH_DEPTH && !kids.is_empty() {
+            // Said on the page: the bottleneck may be this entity only for want of depth.
+            out.cut = Some((e.id.clone(), e.name.clone()));
+            kids.clear();
+        }
         kids.sort_by(|a, b| b.end.unwrap_or(0.0).total_cmp(&a.end.unwrap_or(0.0)));
         let end = e.end.unwrap_or_else(|| {
             kids.first()
@@ -180,8 +206,8 @@ pub fn critical_path(root: &Entity, segments: &[Entity]) -> Vec<(String, f64)> {
                 .unwrap_or(e.start)
                 .max(e.start)
         });
-        let at = out.len();
-        out.push((e.id.clone(), 0.0));
+        let at = out.steps.len();
+        out.steps.push((e.id.clone(), 0.0));
         let mut t = end;
         let mut self_time = 0.0;
         for k in kids {
@@ -197,11 +223,19 @@ pub fn critical_path(root: &Entity, segments: &[Entity]) -> Vec<(String, f64)> {
             }
         }
         self_time += (t - e.start).max(0.0);
-        out[at].1 = self_time;
+        out.steps[at].1 = self_time;
     }
-    let mut out = Vec::new();
+    let mut out = CriticalPath::default();
     go(root, 0, &downstream, &mut HashSet::new(), &mut out);
     out
+}
+
+/// Which of an [`Assembled`] trace's lists a tree comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Segment,
+    Orphan,
+    Deep,
 }
 
 /// Builds the timeline of a stored trace.
@@ -213,9 +247,16 @@ pub fn build(trace: &Trace) -> Timeline {
         .root()
         .map(|r| critical_path(r, &a.segments))
         .unwrap_or_default();
-    let on_path: HashMap<&str, f64> = path.iter().map(|(id, t)| (id.as_str(), *t)).collect();
+    let on_path: HashMap<&str, f64> = path.steps.iter().map(|(id, t)| (id.as_str(), *t)).collect();
+    // How many subtrees were cut from under each entity, to mark it.
+    let mut cut: HashMap<&str, usize> = HashMap::new();
+    for d in &a.deep {
+        *cut.entry(d.parent_id.as_deref().unwrap_or_default())
+            .or_default() += 1;
+    }
     let duration = end - start;
     let bottleneck_id = path
+        .steps
         .iter()
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .filter(|(_, t)| *t > 0.0)
@@ -223,37 +264,35 @@ pub fn build(trace: &Trace) -> Timeline {
 
     let mut groups: Vec<Group> = Vec::new();
     let mut bottleneck = None;
-    let mut add_tree = |root: &Entity, orphan: bool, groups: &mut Vec<Group>| {
-        let gi = if orphan {
-            match groups.iter().position(|g| g.orphan) {
-                Some(i) => i,
-                None => {
-                    groups.push(Group {
-                        name: "Subsegments whose parent has not arrived".into(),
-                        origin: None,
-                        orphan: true,
-                        rows: Vec::new(),
-                    });
-                    groups.len() - 1
-                }
-            }
-        } else {
-            match groups
-                .iter()
-                .position(|g| !g.orphan && g.name == root.name && g.origin == root.origin)
-            {
-                Some(i) => i,
-                None => {
-                    groups.push(Group {
-                        name: root.name.clone(),
-                        origin: root.origin.clone(),
-                        orphan: false,
-                        rows: Vec::new(),
-                    });
-                    groups.len() - 1
-                }
-            }
+    let mut add_tree = |root: &Entity, kind: Kind, groups: &mut Vec<Group>| {
+        let (orphan, deep) = (kind == Kind::Orphan, kind == Kind::Deep);
+        let gi = match kind {
+            Kind::Segment => groups.iter().position(|g| {
+                !g.orphan && !g.deep && g.name == root.name && g.origin == root.origin
+            }),
+            Kind::Orphan => groups.iter().position(|g| g.orphan),
+            Kind::Deep => groups.iter().position(|g| g.deep),
         };
+        let gi = gi.unwrap_or_else(|| {
+            groups.push(Group {
+                name: match kind {
+                    Kind::Segment => root.name.clone(),
+                    Kind::Orphan => "Subsegments whose parent has not arrived".into(),
+                    Kind::Deep => {
+                        format!("Subsegments nested deeper than {MAX_DEPTH} levels, shown apart")
+                    }
+                },
+                origin: if kind == Kind::Segment {
+                    root.origin.clone()
+                } else {
+                    None
+                },
+                orphan,
+                deep,
+                rows: Vec::new(),
+            });
+            groups.len() - 1
+        });
         let group_name = groups[gi].name.clone();
         let rows = &mut groups[gi].rows;
         fn push(
@@ -300,30 +339,40 @@ pub fn build(trace: &Trace) -> Timeline {
                     Health::Ok => "ok",
                     h => h.as_str(),
                 },
-                segment: depth == 0 && !orphan,
+                segment: depth == 0 && kind == Kind::Segment,
                 namespace: e.namespace.clone(),
                 http: e.http.as_ref().map(HttpSummaryOut::from),
                 critical: on_path.contains_key(e.id.as_str()),
                 self_time,
                 bottleneck: is_bottleneck,
                 skewed,
+                cut: cut.get(e.id.as_str()).copied().unwrap_or(0),
+                cut_from: if deep && depth == 0 {
+                    e.parent_id.clone()
+                } else {
+                    None
+                },
                 detail: detail.remove(&e.id).unwrap_or(Value::Null),
             });
         });
     };
     for s in &a.segments {
-        add_tree(s, false, &mut groups);
+        add_tree(s, Kind::Segment, &mut groups);
     }
     for o in &a.orphans {
-        add_tree(o, true, &mut groups);
+        add_tree(o, Kind::Orphan, &mut groups);
+    }
+    for d in &a.deep {
+        add_tree(d, Kind::Deep, &mut groups);
     }
     Timeline {
         trace_id: a.id.clone(),
         start,
         end,
         groups,
-        critical_path: path.into_iter().map(|(id, _)| id).collect(),
+        critical_path: path.steps.into_iter().map(|(id, _)| id).collect(),
         bottleneck,
+        path_cut: path.cut,
         partial: a.partial,
     }
 }
@@ -352,6 +401,7 @@ mod tests {
         }
         let tl = build(s.get("t").unwrap());
         assert_eq!(tl.critical_path, ["root", "b", "down", "q", "a"]);
+        assert!(tl.path_cut.is_none());
         let b = tl.bottleneck.unwrap();
         assert_eq!(b.name, "query");
         assert_eq!(b.group, "backend");
@@ -391,5 +441,88 @@ mod tests {
         assert_eq!(tl.critical_path.len(), MAX_PATH_DEPTH + 1);
         assert_eq!(tl.critical_path[0], "g0");
         assert!(tl.bottleneck.is_some());
+        // Where the path stops is said: it is the bottleneck only for want of depth.
+        let (id, name) = tl.path_cut.clone().unwrap();
+        assert_eq!((id.as_str(), name.as_str()), ("g128", "svc"));
+        assert_eq!(tl.critical_path.last(), Some(&id));
+        let page = crate::pages::trace_page(&tl, &json!({}));
+        assert!(page.contains("id=\"path-cut\""));
+    }
+
+    #[test]
+    fn subsegments_cut_at_the_depth_limit_are_labelled() {
+        // A segment with a chain of 100 streamed subsegments, each the parent of the next
+        // (s1..s64 are grafted, s65..s100 nested too deep), and a chain of 70 whose first
+        // parent never arrives (o1..o64 grafted under o0, o65..o69 too deep).
+        let mut s = Store::new(Limits::default());
+        let mut put = |d: Value| {
+            s.insert(d.to_string(), Entity::from_document(&d).unwrap());
+        };
+        put(json!({"trace_id":"t","id":"s0","name":"front","start_time":1.0,"end_time":2.0}));
+        let link = |p: &str, i: usize, parent: String| {
+            json!({"trace_id":"t","id":format!("{p}{i}"),"parent_id":parent,
+                "type":"subsegment","name":format!("call {p}{i}"),"start_time":1.0,"end_time":2.0})
+        };
+        for i in 1..=100 {
+            put(link("s", i, format!("s{}", i - 1)));
+        }
+        put(link("o", 0, "missing".into()));
+        for i in 1..70 {
+            put(link("o", i, format!("o{}", i - 1)));
+        }
+        let tl = build(s.get("t").unwrap());
+        assert_eq!(
+            tl.partial,
+            [
+                "1 subsegment(s) whose parent has not arrived",
+                "41 subsegment(s) nested deeper than 64 levels are shown apart, cut from under \
+                 2 subsegment(s); the critical path does not follow them"
+            ]
+        );
+        let names: Vec<(&str, usize, bool, bool)> = tl
+            .groups
+            .iter()
+            .map(|g| (g.name.as_str(), g.rows.len(), g.orphan, g.deep))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("front", 65, false, false),
+                ("Subsegments whose parent has not arrived", 65, true, false),
+                (
+                    "Subsegments nested deeper than 64 levels, shown apart",
+                    41,
+                    false,
+                    true
+                ),
+            ]
+        );
+        // Where each chain was cut, and where it goes on.
+        let row = |id: &str| {
+            tl.groups
+                .iter()
+                .flat_map(|g| &g.rows)
+                .find(|r| r.id == id)
+                .unwrap()
+        };
+        for (at, next) in [("s64", "s65"), ("o64", "o65")] {
+            assert_eq!((row(at).cut, row(at).depth), (1, 64));
+            assert_eq!(
+                (row(next).cut_from.as_deref(), row(next).depth),
+                (Some(at), 0)
+            );
+        }
+        let cut: usize = tl.groups.iter().flat_map(|g| &g.rows).map(|r| r.cut).sum();
+        let continued = tl
+            .groups
+            .iter()
+            .flat_map(|g| &g.rows)
+            .filter(|r| r.cut_from.is_some());
+        assert_eq!((cut, continued.count()), (2, 2));
+        assert_eq!(tl.critical_path.last().map(String::as_str), Some("s64"));
+        let page = crate::pages::trace_page(&tl, &json!({}));
+        assert_eq!(page.matches(">1 deeper, shown apart</span>").count(), 2);
+        assert_eq!(page.matches(">continued</span>").count(), 2);
+        assert!(page.contains("nested under s64, deeper than 64 levels"));
     }
 }
