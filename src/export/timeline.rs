@@ -437,7 +437,7 @@ impl TimelineExporter {
         };
         let label_width = rows
             .iter()
-            .map(|r| 2 + r.depth * 2 + r.name.chars().count())
+            .map(|r| 2 + r.depth * 2 + columns(&r.name))
             .max()
             .unwrap_or(10)
             .min(self.width / 3);
@@ -456,7 +456,7 @@ impl TimelineExporter {
         for r in &rows {
             let mut label: String = " ".repeat(r.depth * 2);
             label.push_str(&r.name);
-            let label: String = label.chars().take(label_width - 2).collect();
+            let label = cut_to_columns(&label, label_width - 2);
             let from = (((r.start - t0) / total) * bar_width as f64).floor() as usize;
             let to = ((((r.end - t0) / total) * bar_width as f64).ceil() as usize)
                 .max(from + 1)
@@ -476,7 +476,7 @@ impl TimelineExporter {
                 ""
             };
             let mark = if r.critical { path_mark } else { " " };
-            let pad = label_width - 2 - label.chars().count();
+            let pad = label_width - 2 - columns(label);
             let _ = write!(
                 s,
                 "{mark} {label}{:pad$} {:>9.1} ms {bar_edge}{color}{bar}{reset}{bar_edge}",
@@ -585,6 +585,52 @@ impl Exporter for TimelineExporter {
     }
 }
 
+/// The terminal columns `c` takes: 2 for East Asian wide and fullwidth
+/// characters (CJK ideographs, kana, Hangul, fullwidth forms, emoji), 0 for
+/// combining marks and zero-width characters, else 1. A short table instead
+/// of a dependency: the rows show X-Ray names (letters, digits and a few
+/// symbols), whose wide letters are in these blocks.
+fn char_columns(c: char) -> usize {
+    match u32::from(c) {
+        0x0300..=0x036F | 0x200B..=0x200F | 0x20D0..=0x20FF | 0xFE00..=0xFE0F => 0,
+        0x1100..=0x115F
+        | 0x2E80..=0x303E
+        | 0x3041..=0x33FF
+        | 0x3400..=0x4DBF
+        | 0x4E00..=0x9FFF
+        | 0xA000..=0xA4CF
+        | 0xA960..=0xA97F
+        | 0xAC00..=0xD7A3
+        | 0xF900..=0xFAFF
+        | 0xFE10..=0xFE19
+        | 0xFE30..=0xFE6F
+        | 0xFF00..=0xFF60
+        | 0xFFE0..=0xFFE6
+        | 0x1F300..=0x1F64F
+        | 0x1F900..=0x1F9FF
+        | 0x20000..=0x2FFFD
+        | 0x30000..=0x3FFFD => 2,
+        _ => 1,
+    }
+}
+
+/// The terminal columns `s` takes (see [`char_columns`]).
+fn columns(s: &str) -> usize {
+    s.chars().map(char_columns).sum()
+}
+
+/// The longest start of `s` that fits in `max` columns.
+fn cut_to_columns(s: &str, max: usize) -> &str {
+    let mut used = 0;
+    for (i, c) in s.char_indices() {
+        used += char_columns(c);
+        if used > max {
+            return &s[..i];
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,6 +681,27 @@ mod tests {
         // A row is as wide as asked, up to the bar's right edge.
         assert_eq!(lines[2].len(), 80, "{text}");
         assert_eq!(lines[1].rfind('|'), Some(79), "{text}");
+    }
+
+    #[test]
+    fn wide_names_keep_the_bars_aligned() {
+        let mut doc = sample();
+        doc["subsegments"][0]["name"] = json!("注文サービス");
+        doc["subsegments"][1]["name"] = json!("Café\u{301}");
+        let text = TimelineExporter::to_writer(io::sink())
+            .with_width(80)
+            .ascii()
+            .render(&doc);
+        let rows: Vec<&str> = text.lines().skip(1).take(3).collect();
+        // The bars' left edge is in the same terminal column on every row.
+        let edge = |l: &str| columns(&l[..l.find('|').unwrap()]);
+        assert!(rows.iter().all(|r| edge(r) == edge(rows[0])), "{text}");
+        assert!(rows[2].contains("注文サービス"), "{text}");
+        // A name too wide for the label column is cut on a character, by
+        // columns.
+        assert_eq!(cut_to_columns("注文サービス", 5), "注文");
+        assert_eq!(cut_to_columns("abc", 5), "abc");
+        assert_eq!(columns("e\u{301}"), 1);
     }
 
     #[test]
