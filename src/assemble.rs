@@ -539,11 +539,12 @@ impl<'c> Assembler<'c> {
                     remote: applied.remote,
                     stack: record
                         .location
+                        .as_ref()
                         .map(|(path, line)| {
                             vec![StackFrame {
                                 path: Some(relative_path(path)),
-                                line: Some(line),
-                                label: record.target,
+                                line: Some(*line),
+                                label: record.target.as_deref(),
                             }]
                         })
                         .unwrap_or_default(),

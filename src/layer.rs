@@ -16,6 +16,7 @@
 //! children and their close skip the registry's extensions.
 
 use std::any::TypeId;
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
@@ -872,6 +873,18 @@ fn record_event<S>(
     }
     let mut visitor = EventVisitor::default();
     event.record(&mut visitor);
+    // A `log` record forwarded by tracing-log comes from one callsite of
+    // tracing-log's: its own file, line and target are in its fields.
+    let (location, target) = match (visitor.log_file.take(), visitor.log_line) {
+        (Some(file), Some(line)) => (
+            Some((Cow::Owned(file), line)),
+            visitor.log_target.take().map(Cow::Owned),
+        ),
+        _ => (
+            meta.file().map(Cow::Borrowed).zip(meta.line()),
+            Some(Cow::Borrowed(meta.target())),
+        ),
+    };
     let record = match visitor.error {
         Some(mut record) => {
             if let Some(message) = visitor.message {
@@ -879,8 +892,8 @@ fn record_event<S>(
                     .sources
                     .insert(0, std::mem::replace(&mut record.message, message));
             }
-            record.location = meta.file().zip(meta.line());
-            record.target = Some(meta.target());
+            record.location = location;
+            record.target = target;
             record
         }
         None => {
@@ -894,8 +907,8 @@ fn record_event<S>(
                 field: None,
                 message,
                 sources,
-                location: meta.file().zip(meta.line()),
-                target: Some(meta.target()),
+                location,
+                target,
             }
         }
     };
@@ -1016,6 +1029,10 @@ struct EventVisitor {
     /// An `error` field recorded as text (`error = %e`, `error = ?e`: what
     /// `#[instrument(err)]` logs), not as a `&dyn Error` value.
     error_text: Option<String>,
+    /// A forwarded `log` record's `log.file`, `log.line` and `log.target`.
+    log_file: Option<String>,
+    log_line: Option<u32>,
+    log_target: Option<String>,
 }
 
 impl Visit for EventVisitor {
@@ -1023,6 +1040,8 @@ impl Visit for EventVisitor {
         match field.name() {
             "message" => self.message = Some(value.to_owned()),
             "error" => self.error_text = Some(value.to_owned()),
+            "log.file" => self.log_file = Some(value.to_owned()),
+            "log.target" => self.log_target = Some(value.to_owned()),
             _ => {}
         }
     }
@@ -1047,7 +1066,11 @@ impl Visit for EventVisitor {
 
     // Numbers say nothing an exception message would.
     fn record_i64(&mut self, _: &Field, _: i64) {}
-    fn record_u64(&mut self, _: &Field, _: u64) {}
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "log.line" {
+            self.log_line = u32::try_from(value).ok();
+        }
+    }
     fn record_f64(&mut self, _: &Field, _: f64) {}
     fn record_i128(&mut self, _: &Field, _: i128) {}
     fn record_u128(&mut self, _: &Field, _: u128) {}

@@ -4,6 +4,7 @@
 //! `&'static str` names; routing them to annotations, metadata and the
 //! http/sql/aws blocks happens later, on the worker thread.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::error::Error as StdError;
 use std::fmt::{self, Write as _};
@@ -190,9 +191,11 @@ pub(crate) struct ErrorRecord {
     pub(crate) message: String,
     /// The `source()` chain, outermost first.
     pub(crate) sources: Vec<String>,
-    /// Where an event came from (`file:line`) and its target.
-    pub(crate) location: Option<(&'static str, u32)>,
-    pub(crate) target: Option<&'static str>,
+    /// Where an event came from (`file:line`) and its target: its
+    /// callsite's, or for a `log` record forwarded by tracing-log, the
+    /// record's own (its `log.file`, `log.line` and `log.target` fields).
+    pub(crate) location: Option<(Cow<'static, str>, u32)>,
+    pub(crate) target: Option<Cow<'static, str>>,
 }
 
 /// The sampling decision of a trace. A root starts `Pending` and is decided

@@ -155,5 +155,8 @@ fn a_root_that_is_not_a_call_is_still_the_segment_itself() {
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0]["name"], "job");
     assert!(docs[0].get("subsegments").is_none(), "{:#}", docs[0]);
-    assert_eq!(docs[0]["metadata"]["tracing"]["span_name"], "nightly_report");
+    assert_eq!(
+        docs[0]["metadata"]["tracing"]["span_name"],
+        "nightly_report"
+    );
 }
