@@ -15,11 +15,13 @@
 //! - DynamoDB's `aws.table_name` (`aws.table_names` for a batch operation
 //!   over several tables),
 //! - `aws.region` (from the request's SigV4 credential scope),
-//! - `http.response.status` of the last attempt and `aws.retries`,
-//! - the error flags: 4xx → `error`, throttling → `throttle`, 5xx or no
-//!   response → `fault`, and the error as an exception: a service's as
-//!   one `remote` exception of its code and message (as the official SDKs
-//!   record it), any other with the SDK error's `source()` chain,
+//! - `http.response.status` of the last attempt (none when it got no
+//!   response) and `aws.retries`,
+//! - the last attempt's error flags: 4xx → `error`, throttling →
+//!   `throttle`, 5xx or no response → `fault`, and the call's error as an
+//!   exception: a service's as one `remote` exception of its code and
+//!   message (as the official SDKs record it), any other with the SDK
+//!   error's `source()` chain,
 //! - the outgoing `X-Amzn-Trace-Id` header, whose `Parent` is that
 //!   subsegment, so that traced services (Lambda, SQS, SNS, ...) join the
 //!   trace.
@@ -137,14 +139,32 @@ fn region_of_authorization(auth: &str) -> Option<&str> {
     parts.next().filter(|r| !r.is_empty())
 }
 
-/// The last attempt's service error: its code and message.
+/// A service's error: its code and message.
 #[derive(Debug, Clone)]
 struct ServiceError {
     code: String,
     message: Option<String>,
 }
 
-impl Storable for ServiceError {
+/// What the last attempt got back, in the operation's config bag, replaced
+/// after each attempt and recorded when the call ends. The call's status,
+/// throttle and service error are its last attempt's: recorded as each
+/// attempt ends, an earlier attempt's would outlive a last one that got no
+/// response (a span's field can be overwritten, never unset), and a call
+/// that failed for want of a response would show as throttled, or with
+/// another attempt's status.
+#[derive(Debug, Clone, Default)]
+struct LastAttempt {
+    /// The response's status; `None`: no response (the connection failed
+    /// or closed, the attempt timed out).
+    status: Option<u16>,
+    /// A 429 or a throttling error code.
+    throttled: bool,
+    /// The error of an error response.
+    error: Option<ServiceError>,
+}
+
+impl Storable for LastAttempt {
     type Storer = StoreReplace<Self>;
 }
 
@@ -336,10 +356,14 @@ impl Intercept for XrayInterceptor {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let (Some(span), Some(response)) = (call_span(cfg), context.response()) else {
+        let Some(span) = call_span(cfg) else {
             return Ok(());
         };
-        span.record("http.response.status_code", response.status().as_u16());
+        // No response: nothing of an earlier attempt's may stay.
+        let Some(response) = context.response() else {
+            cfg.interceptor_state().store_put(LastAttempt::default());
+            return Ok(());
+        };
         let headers = response.headers();
         if let Some(id) = headers
             .get("x-amzn-requestid")
@@ -357,11 +381,11 @@ impl Intercept for XrayInterceptor {
             || error
                 .as_ref()
                 .is_some_and(|e| THROTTLING_CODES.contains(&e.code.as_str()));
-        span.record("xray.throttle", throttled);
-        match error {
-            Some(error) => cfg.interceptor_state().store_put(error),
-            None => cfg.interceptor_state().unset::<ServiceError>(),
-        };
+        cfg.interceptor_state().store_put(LastAttempt {
+            status: Some(status),
+            throttled,
+            error,
+        });
         Ok(())
     }
 
@@ -377,11 +401,21 @@ impl Intercept for XrayInterceptor {
         if let Some(attempts) = cfg.load::<RequestAttempts>().map(|a| a.attempts()) {
             span.record("aws.retries", attempts.saturating_sub(1));
         }
+        // The last attempt's outcome is the call's; without a response, no
+        // status: the error below is then a fault (as the official SDKs
+        // record a call that failed without a response).
+        let last = cfg.load::<LastAttempt>();
+        if let Some(last) = last {
+            if let Some(status) = last.status {
+                span.record("http.response.status_code", status);
+            }
+            span.record("xray.throttle", last.throttled);
+        }
         if let Some(Err(err)) = context.output_or_error() {
             // A service's error: its code and message, as the official SDKs
             // record it (the SDK error's chain repeats them).
-            match cfg
-                .load::<ServiceError>()
+            match last
+                .and_then(|l| l.error.as_ref())
                 .filter(|_| err.is_operation_error())
             {
                 Some(e) => {

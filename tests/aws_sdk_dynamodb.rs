@@ -512,6 +512,205 @@ mod with_interceptor {
         assert!(call.get("fault").is_none(), "{call:#}");
     }
 
+    /// What a [`ScriptedEndpoint`] does with one request.
+    #[derive(Debug, Clone, Copy)]
+    enum Reply {
+        /// An answer: status, headers, body.
+        Answer(u16, &'static [(&'static str, &'static str)], &'static str),
+        /// No answer: the request is read, then the connection closed.
+        Close,
+    }
+
+    /// DynamoDB's throttling answer (429, a throttling code in the body, as
+    /// the service sends it), with request id `REQ-1`.
+    const THROTTLED: Reply = Reply::Answer(
+        429,
+        &[
+            ("x-amzn-requestid", "REQ-1"),
+            ("content-type", "application/x-amz-json-1.0"),
+        ],
+        r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#,
+    );
+
+    /// A plain HTTP/1.1 endpoint on 127.0.0.1, on a thread of its own, that
+    /// plays a script: the n-th request gets the n-th reply, every later
+    /// one the last. Each reply closes its connection, so each attempt of
+    /// the SDK is a connection of its own. (axum cannot leave a request
+    /// unanswered.) Stopped on drop.
+    struct ScriptedEndpoint {
+        addr: std::net::SocketAddr,
+        requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl ScriptedEndpoint {
+        fn start(script: &'static [Reply]) -> ScriptedEndpoint {
+            use std::sync::atomic::Ordering;
+
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let requests = std::sync::Arc::<std::sync::atomic::AtomicUsize>::default();
+            let stop = std::sync::Arc::<std::sync::atomic::AtomicBool>::default();
+            let (count, stopped) = (requests.clone(), stop.clone());
+            let thread = std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stopped.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(mut stream) = stream else { continue };
+                    let n = count.fetch_add(1, Ordering::SeqCst);
+                    let reply = script[n.min(script.len() - 1)];
+                    read_request(&mut stream);
+                    if let Reply::Answer(status, headers, body) = reply {
+                        use std::io::Write;
+                        let mut answer = format!(
+                            "HTTP/1.1 {status} Scripted\r\ncontent-length: {}\r\nconnection: close\r\n",
+                            body.len()
+                        );
+                        for (name, value) in headers {
+                            answer.push_str(&format!("{name}: {value}\r\n"));
+                        }
+                        answer.push_str("\r\n");
+                        answer.push_str(body);
+                        let _ = stream.write_all(answer.as_bytes());
+                    }
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                }
+            });
+            ScriptedEndpoint {
+                addr,
+                requests,
+                stop,
+                thread: Some(thread),
+            }
+        }
+
+        fn url(&self) -> String {
+            format!("http://{}", self.addr)
+        }
+
+        /// How many requests came in.
+        fn requests(&self) -> usize {
+            self.requests.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl Drop for ScriptedEndpoint {
+        fn drop(&mut self) {
+            self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            // Wakes the accept.
+            let _ = TcpStream::connect(self.addr);
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    /// Reads one request, head and `content-length` body, so that closing
+    /// the connection afterwards is a clean close (unread bytes would make
+    /// it a reset). Gives up after 5 s.
+    fn read_request(stream: &mut TcpStream) {
+        use std::io::Read;
+
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + length {
+                    return;
+                }
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// A client of `endpoint` with the interceptor, up to `attempts`
+    /// attempts 10 ms apart, and timeouts so that a test cannot hang.
+    fn retrying_client(endpoint: &str, attempts: u32) -> aws_sdk_dynamodb::Client {
+        use aws_sdk_dynamodb::config::retry::RetryConfig;
+        use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+
+        aws_sdk_dynamodb::Client::from_conf(
+            client(endpoint, true)
+                .config()
+                .to_builder()
+                .retry_config(
+                    RetryConfig::standard()
+                        .with_max_attempts(attempts)
+                        .with_initial_backoff(Duration::from_millis(10))
+                        .with_max_backoff(Duration::from_millis(10)),
+                )
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .connect_timeout(Duration::from_secs(5))
+                        .operation_attempt_timeout(Duration::from_secs(5))
+                        .operation_timeout(Duration::from_secs(20))
+                        .build(),
+                )
+                .build(),
+        )
+    }
+
+    /// One `GetItem` through `c`, which must fail; returns the error's text.
+    async fn failing_get_item(c: &aws_sdk_dynamodb::Client) -> String {
+        let r = c
+            .get_item()
+            .table_name("orders")
+            .key("id", AttributeValue::S("o-1".into()))
+            .send()
+            .await;
+        let err = r.expect_err("the call fails");
+        aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string()
+    }
+
+    /// The first attempt throttled (429, `ThrottlingException`), the last
+    /// one without an answer (the connection closed): the call failed for
+    /// want of an answer, not for a throttle. The subsegment says so: a
+    /// fault with the dispatch error, no `throttle`, no `error`, no status
+    /// (the last attempt had none), and two retries. With the SDK's spans
+    /// and without (the interceptor's span alone).
+    #[test]
+    fn a_throttle_before_a_dispatch_failure_is_not_the_outcome() {
+        for level in [LevelFilter::DEBUG, LevelFilter::INFO] {
+            let endpoint = ScriptedEndpoint::start(&[THROTTLED, Reply::Close]);
+            let url = endpoint.url();
+            let doc = trace(level, || async move {
+                let text = failing_get_item(&retrying_client(&url, 3)).await;
+                assert!(text.contains("dispatch failure"), "{text}");
+                assert!(text.contains("connection closed"), "{text}");
+            });
+            assert_eq!(endpoint.requests(), 3);
+            let call = &doc["subsegments"][0];
+            assert_eq!(call["aws"]["operation"], "GetItem", "{level}: {call:#}");
+            assert_eq!(call["aws"]["retries"], 2, "{level}: {call:#}");
+            assert!(call.get("throttle").is_none(), "{level}: {call:#}");
+            assert!(call.get("error").is_none(), "{level}: {call:#}");
+            assert_eq!(call["fault"], true, "{level}: {call:#}");
+            assert!(
+                call["http"]["response"]["status"].is_null(),
+                "{level}: {call:#}"
+            );
+            let exceptions = call["cause"]["exceptions"].as_array().expect("exceptions");
+            let text = serde_json::to_string(exceptions).unwrap();
+            assert!(!text.contains("Throttling"), "{level}: {call:#}");
+            assert!(text.contains("connection closed"), "{level}: {call:#}");
+            for ex in exceptions {
+                assert!(ex.get("remote").is_none(), "not the service's: {call:#}");
+            }
+        }
+    }
+
     /// A service error is one exception, as the official SDKs record it: the
     /// error code as its type, the service's message as its message.
     #[test]
