@@ -11,7 +11,8 @@
 //! The interceptor adds, per call, an INFO-level span (target
 //! `tracing_xray::aws_sdk`) that is merged into that subsegment (or becomes
 //! it, when the SDK's DEBUG spans are filtered out), carrying:
-//! - `aws.request_id` (`x-amzn-RequestId` / `x-amz-request-id`),
+//! - `aws.request_id` (`x-amzn-RequestId` / `x-amz-request-id`) of the
+//!   last attempt's response,
 //! - DynamoDB's `aws.table_name` (`aws.table_names` for a batch operation
 //!   over several tables),
 //! - `aws.region` (from the request's SigV4 credential scope),
@@ -148,16 +149,18 @@ struct ServiceError {
 
 /// What the last attempt got back, in the operation's config bag, replaced
 /// after each attempt and recorded when the call ends. The call's status,
-/// throttle and service error are its last attempt's: recorded as each
-/// attempt ends, an earlier attempt's would outlive a last one that got no
-/// response (a span's field can be overwritten, never unset), and a call
-/// that failed for want of a response would show as throttled, or with
-/// another attempt's status.
+/// throttle, request id and service error are its last attempt's: recorded
+/// as each attempt ends, an earlier attempt's would outlive a last one that
+/// got no response, or one without a request id (a span's field can be
+/// overwritten, never unset), and a call that failed for want of a response
+/// would show as throttled, with another attempt's status and request id.
 #[derive(Debug, Clone, Default)]
 struct LastAttempt {
     /// The response's status; `None`: no response (the connection failed
     /// or closed, the attempt timed out).
     status: Option<u16>,
+    /// The response's request id (`x-amzn-RequestId` / `x-amz-request-id`).
+    request_id: Option<String>,
     /// A 429 or a throttling error code.
     throttled: bool,
     /// The error of an error response.
@@ -356,21 +359,19 @@ impl Intercept for XrayInterceptor {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let Some(span) = call_span(cfg) else {
+        if call_span(cfg).is_none() {
             return Ok(());
-        };
+        }
         // No response: nothing of an earlier attempt's may stay.
         let Some(response) = context.response() else {
             cfg.interceptor_state().store_put(LastAttempt::default());
             return Ok(());
         };
         let headers = response.headers();
-        if let Some(id) = headers
+        let request_id = headers
             .get("x-amzn-requestid")
             .or_else(|| headers.get("x-amz-request-id"))
-        {
-            span.record("aws.request_id", id);
-        }
+            .map(str::to_owned);
         let status = response.status().as_u16();
         let error = if status >= 300 {
             service_error(headers.get("x-amzn-errortype"), response.body().bytes())
@@ -383,6 +384,7 @@ impl Intercept for XrayInterceptor {
                 .is_some_and(|e| THROTTLING_CODES.contains(&e.code.as_str()));
         cfg.interceptor_state().store_put(LastAttempt {
             status: Some(status),
+            request_id,
             throttled,
             error,
         });
@@ -408,6 +410,9 @@ impl Intercept for XrayInterceptor {
         if let Some(last) = last {
             if let Some(status) = last.status {
                 span.record("http.response.status_code", status);
+            }
+            if let Some(id) = &last.request_id {
+                span.record("aws.request_id", id.as_str());
             }
             span.record("xray.throttle", last.throttled);
         }

@@ -694,6 +694,8 @@ mod with_interceptor {
             let call = &doc["subsegments"][0];
             assert_eq!(call["aws"]["operation"], "GetItem", "{level}: {call:#}");
             assert_eq!(call["aws"]["retries"], 2, "{level}: {call:#}");
+            // The throttling answer's: not the call's.
+            assert!(call["aws"].get("request_id").is_none(), "{level}: {call:#}");
             assert!(call.get("throttle").is_none(), "{level}: {call:#}");
             assert!(call.get("error").is_none(), "{level}: {call:#}");
             assert_eq!(call["fault"], true, "{level}: {call:#}");
@@ -709,6 +711,38 @@ mod with_interceptor {
                 assert!(ex.get("remote").is_none(), "not the service's: {call:#}");
             }
         }
+    }
+
+    /// A request id names the response it came with: the call's is its last
+    /// attempt's. Here the first attempt's 500 has one, the last attempt's
+    /// 503 (from a proxy in front of the service) none: the call has none,
+    /// not the first attempt's.
+    #[test]
+    fn the_request_id_is_the_last_attempts() {
+        const INTERNAL_ERROR: Reply = Reply::Answer(
+            500,
+            &[
+                ("x-amzn-requestid", "REQ-1"),
+                ("content-type", "application/x-amz-json-1.0"),
+            ],
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal error"}"#,
+        );
+        const PROXY_UNAVAILABLE: Reply = Reply::Answer(
+            503,
+            &[("content-type", "text/html")],
+            "<html><body>Service Unavailable</body></html>",
+        );
+        let endpoint = ScriptedEndpoint::start(&[INTERNAL_ERROR, PROXY_UNAVAILABLE]);
+        let url = endpoint.url();
+        let doc = trace(LevelFilter::INFO, || async move {
+            failing_get_item(&retrying_client(&url, 2)).await;
+        });
+        assert_eq!(endpoint.requests(), 2);
+        let call = &doc["subsegments"][0];
+        assert_eq!(call["aws"]["retries"], 1, "{call:#}");
+        assert_eq!(call["http"]["response"]["status"], 503, "{call:#}");
+        assert_eq!(call["fault"], true, "{call:#}");
+        assert!(call["aws"].get("request_id").is_none(), "{call:#}");
     }
 
     /// A service error is one exception, as the official SDKs record it: the
