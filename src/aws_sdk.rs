@@ -17,7 +17,7 @@
 //!   over several tables),
 //! - `aws.region` (from the request's SigV4 credential scope),
 //! - `http.response.status` of the last attempt (none when it got no
-//!   response) and `aws.retries`,
+//!   response) and `aws.retries` (the attempts made, less one),
 //! - the last attempt's error flags: 4xx → `error`, throttling →
 //!   `throttle`, 5xx or no response → `fault`, and the call's error as an
 //!   exception: a service's as one `remote` exception of its code and
@@ -156,6 +156,11 @@ struct ServiceError {
 /// would show as throttled, with another attempt's status and request id.
 #[derive(Debug, Clone, Default)]
 struct LastAttempt {
+    /// The attempt's number, 1 for the first (the SDK's
+    /// [`RequestAttempts`] as it ended). The SDK counts an attempt before
+    /// its backoff: when the operation timeout strikes in the backoff, its
+    /// count is one more than the attempts made.
+    number: Option<u32>,
     /// The response's status; `None`: no response (the connection failed
     /// or closed, the attempt timed out).
     status: Option<u16>,
@@ -362,9 +367,13 @@ impl Intercept for XrayInterceptor {
         if call_span(cfg).is_none() {
             return Ok(());
         }
+        let number = cfg.load::<RequestAttempts>().map(|a| a.attempts());
         // No response: nothing of an earlier attempt's may stay.
         let Some(response) = context.response() else {
-            cfg.interceptor_state().store_put(LastAttempt::default());
+            cfg.interceptor_state().store_put(LastAttempt {
+                number,
+                ..LastAttempt::default()
+            });
             return Ok(());
         };
         let headers = response.headers();
@@ -383,6 +392,7 @@ impl Intercept for XrayInterceptor {
                 .as_ref()
                 .is_some_and(|e| THROTTLING_CODES.contains(&e.code.as_str()));
         cfg.interceptor_state().store_put(LastAttempt {
+            number,
             status: Some(status),
             request_id,
             throttled,
@@ -400,14 +410,16 @@ impl Intercept for XrayInterceptor {
         let Some(span) = call_span(cfg) else {
             return Ok(());
         };
-        if let Some(attempts) = cfg.load::<RequestAttempts>().map(|a| a.attempts()) {
-            span.record("aws.retries", attempts.saturating_sub(1));
-        }
         // The last attempt's outcome is the call's; without a response, no
         // status: the error below is then a fault (as the official SDKs
         // record a call that failed without a response).
         let last = cfg.load::<LastAttempt>();
         if let Some(last) = last {
+            // The attempts made (the SDK's count may include one that never
+            // started), as Java's interceptor counts transmissions.
+            if let Some(number) = last.number {
+                span.record("aws.retries", number.saturating_sub(1));
+            }
             if let Some(status) = last.status {
                 span.record("http.response.status_code", status);
             }

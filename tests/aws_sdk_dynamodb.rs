@@ -745,6 +745,50 @@ mod with_interceptor {
         assert!(call["aws"].get("request_id").is_none(), "{call:#}");
     }
 
+    /// The operation timeout strikes in the backoff after a throttled first
+    /// attempt: the SDK had already counted the second attempt, which never
+    /// started. One attempt, no retry; its 429 is the call's last answer.
+    #[test]
+    fn an_attempt_that_never_started_is_not_a_retry() {
+        use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+
+        // Throttled, and told to wait 5 s (`x-amz-retry-after`, in ms): the
+        // backoff, far beyond the operation timeout.
+        const THROTTLED_WAIT: Reply = Reply::Answer(
+            429,
+            &[
+                ("x-amzn-requestid", "REQ-1"),
+                ("x-amz-retry-after", "5000"),
+                ("content-type", "application/x-amz-json-1.0"),
+            ],
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#,
+        );
+        for level in [LevelFilter::DEBUG, LevelFilter::INFO] {
+            let endpoint = ScriptedEndpoint::start(&[THROTTLED_WAIT]);
+            let url = endpoint.url();
+            let doc = trace(level, || async move {
+                let c = aws_sdk_dynamodb::Client::from_conf(
+                    client(&url, true)
+                        .config()
+                        .to_builder()
+                        .timeout_config(
+                            TimeoutConfig::builder()
+                                .operation_timeout(Duration::from_millis(500))
+                                .build(),
+                        )
+                        .build(),
+                );
+                let text = failing_get_item(&c).await;
+                assert!(text.contains("timeout"), "{text}");
+            });
+            assert_eq!(endpoint.requests(), 1);
+            let call = &doc["subsegments"][0];
+            assert_eq!(call["aws"]["retries"], 0, "{level}: {call:#}");
+            assert_eq!(call["http"]["response"]["status"], 429, "{level}: {call:#}");
+            assert_eq!(call["throttle"], true, "{level}: {call:#}");
+        }
+    }
+
     /// A service error is one exception, as the official SDKs record it: the
     /// error code as its type, the service's message as its message.
     #[test]
