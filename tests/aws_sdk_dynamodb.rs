@@ -519,6 +519,9 @@ mod with_interceptor {
         Answer(u16, &'static [(&'static str, &'static str)], &'static str),
         /// No answer: the request is read, then the connection closed.
         Close,
+        /// No answer: the request is read, then nothing until the client
+        /// gives up and closes the connection (5 s at most).
+        Hang,
     }
 
     /// DynamoDB's throttling answer (429, a throttling code in the body, as
@@ -545,7 +548,7 @@ mod with_interceptor {
     }
 
     impl ScriptedEndpoint {
-        fn start(script: &'static [Reply]) -> ScriptedEndpoint {
+        fn start(script: &[Reply]) -> ScriptedEndpoint {
             use std::sync::atomic::Ordering;
 
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -553,6 +556,7 @@ mod with_interceptor {
             let requests = std::sync::Arc::<std::sync::atomic::AtomicUsize>::default();
             let stop = std::sync::Arc::<std::sync::atomic::AtomicBool>::default();
             let (count, stopped) = (requests.clone(), stop.clone());
+            let script = script.to_vec();
             let thread = std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     if stopped.load(Ordering::SeqCst) {
@@ -562,18 +566,26 @@ mod with_interceptor {
                     let n = count.fetch_add(1, Ordering::SeqCst);
                     let reply = script[n.min(script.len() - 1)];
                     read_request(&mut stream);
-                    if let Reply::Answer(status, headers, body) = reply {
-                        use std::io::Write;
-                        let mut answer = format!(
-                            "HTTP/1.1 {status} Scripted\r\ncontent-length: {}\r\nconnection: close\r\n",
-                            body.len()
-                        );
-                        for (name, value) in headers {
-                            answer.push_str(&format!("{name}: {value}\r\n"));
+                    match reply {
+                        Reply::Answer(status, headers, body) => {
+                            use std::io::Write;
+                            let mut answer = format!(
+                                "HTTP/1.1 {status} Scripted\r\ncontent-length: {}\r\nconnection: close\r\n",
+                                body.len()
+                            );
+                            for (name, value) in headers {
+                                answer.push_str(&format!("{name}: {value}\r\n"));
+                            }
+                            answer.push_str("\r\n");
+                            answer.push_str(body);
+                            let _ = stream.write_all(answer.as_bytes());
                         }
-                        answer.push_str("\r\n");
-                        answer.push_str(body);
-                        let _ = stream.write_all(answer.as_bytes());
+                        Reply::Close => {}
+                        Reply::Hang => {
+                            use std::io::Read;
+                            // Returns at the client's close (or the read timeout).
+                            let _ = stream.read(&mut [0u8; 1]);
+                        }
                     }
                     let _ = stream.shutdown(std::net::Shutdown::Both);
                 }
@@ -636,7 +648,8 @@ mod with_interceptor {
     }
 
     /// A client of `endpoint` with the interceptor, up to `attempts`
-    /// attempts 10 ms apart, and timeouts so that a test cannot hang.
+    /// attempts 10 ms apart, each given up after 500 ms, and an operation
+    /// timeout so that a test cannot hang.
     fn retrying_client(endpoint: &str, attempts: u32) -> aws_sdk_dynamodb::Client {
         use aws_sdk_dynamodb::config::retry::RetryConfig;
         use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
@@ -654,7 +667,7 @@ mod with_interceptor {
                 .timeout_config(
                     TimeoutConfig::builder()
                         .connect_timeout(Duration::from_secs(5))
-                        .operation_attempt_timeout(Duration::from_secs(5))
+                        .operation_attempt_timeout(Duration::from_millis(500))
                         .operation_timeout(Duration::from_secs(20))
                         .build(),
                 )
@@ -682,18 +695,29 @@ mod with_interceptor {
     /// and without (the interceptor's span alone).
     #[test]
     fn a_throttle_before_a_dispatch_failure_is_not_the_outcome() {
+        no_throttle_after_an_unanswered_attempt(Reply::Close, 3, "connection closed");
+    }
+
+    /// The same, the last attempt timed out (no answer within 500 ms).
+    #[test]
+    fn a_throttle_before_an_attempt_timeout_is_not_the_outcome() {
+        no_throttle_after_an_unanswered_attempt(Reply::Hang, 2, "timeout");
+    }
+
+    /// A throttled first attempt, then attempts that get `last` (no
+    /// answer), `attempts` in all, the call's error saying `why`.
+    fn no_throttle_after_an_unanswered_attempt(last: Reply, attempts: u32, why: &'static str) {
         for level in [LevelFilter::DEBUG, LevelFilter::INFO] {
-            let endpoint = ScriptedEndpoint::start(&[THROTTLED, Reply::Close]);
+            let endpoint = ScriptedEndpoint::start(&[THROTTLED, last]);
             let url = endpoint.url();
             let doc = trace(level, || async move {
-                let text = failing_get_item(&retrying_client(&url, 3)).await;
-                assert!(text.contains("dispatch failure"), "{text}");
-                assert!(text.contains("connection closed"), "{text}");
+                let text = failing_get_item(&retrying_client(&url, attempts)).await;
+                assert!(text.contains(why), "{text}");
             });
-            assert_eq!(endpoint.requests(), 3);
+            assert_eq!(endpoint.requests(), attempts as usize);
             let call = &doc["subsegments"][0];
             assert_eq!(call["aws"]["operation"], "GetItem", "{level}: {call:#}");
-            assert_eq!(call["aws"]["retries"], 2, "{level}: {call:#}");
+            assert_eq!(call["aws"]["retries"], attempts - 1, "{level}: {call:#}");
             // The throttling answer's: not the call's.
             assert!(call["aws"].get("request_id").is_none(), "{level}: {call:#}");
             assert!(call.get("throttle").is_none(), "{level}: {call:#}");
@@ -706,7 +730,7 @@ mod with_interceptor {
             let exceptions = call["cause"]["exceptions"].as_array().expect("exceptions");
             let text = serde_json::to_string(exceptions).unwrap();
             assert!(!text.contains("Throttling"), "{level}: {call:#}");
-            assert!(text.contains("connection closed"), "{level}: {call:#}");
+            assert!(text.contains(why), "{level}: {call:#}");
             for ex in exceptions {
                 assert!(ex.get("remote").is_none(), "not the service's: {call:#}");
             }
