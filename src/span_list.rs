@@ -105,6 +105,13 @@ impl SpanList {
             chunk.clear();
         }
         self.chunks.truncate(keep);
+        // The table of chunks too: `truncate` keeps its capacity, and a
+        // recycled list would pin a huge trace's table (24 bytes per chunk
+        // it ever had) for as long as it is recycled. The slack spares a
+        // reallocation to lists just past `keep`.
+        if self.chunks.capacity() > keep.saturating_mul(2) {
+            self.chunks.shrink_to(keep);
+        }
         self.len = 0;
     }
 }
@@ -159,5 +166,23 @@ mod tests {
         list.clear(1);
         assert_eq!(list.chunks(), 1);
         assert!(list.chunks.iter().all(|c| c.capacity() == CHUNK));
+    }
+
+    /// A list emptied after a huge trace keeps `keep` chunks and no more
+    /// than a table for about that many: a recycled list (see
+    /// [`crate::recycle`]) must not pin 24 bytes per chunk the huge trace
+    /// had, for as long as it is recycled.
+    #[test]
+    fn a_cleared_list_does_not_keep_a_huge_traces_table_of_chunks() {
+        let mut list: SpanList = (0..CHUNK * 1000).map(|_| SpanData::for_tests()).collect();
+        assert!(list.chunks.capacity() >= 1000);
+        list.clear(8);
+        assert_eq!(list.chunks(), 8);
+        assert!(list.chunks.capacity() <= 16, "{}", list.chunks.capacity());
+        // A list that stays within what it keeps is not reallocated.
+        let mut list: SpanList = (0..CHUNK * 9).map(|_| SpanData::for_tests()).collect();
+        let table = list.chunks.as_ptr();
+        list.clear(8);
+        assert_eq!(list.chunks.as_ptr(), table);
     }
 }
