@@ -81,13 +81,16 @@ impl SpanList {
         // again whole (`Box::write` in `SpanData::boxed`). This is
         // `chunk.push(*span)` without the extra copy through the stack that
         // rustc makes of it (one `memcpy` per span on the application
-        // thread instead of two).
+        // thread instead of two). `self.len` is counted before the box
+        // leaves for `keep_box` (thread-local state, the allocator): the
+        // room found for the next span rests on it matching the chunks'
+        // lengths, so they must never differ should anything there unwind.
         unsafe {
             std::ptr::copy_nonoverlapping(from, chunk.as_mut_ptr().add(at), 1);
             chunk.set_len(at + 1);
+            self.len += 1;
             keep_box(Box::from_raw(from.cast::<MaybeUninit<SpanData>>()));
         }
-        self.len += 1;
     }
 
     /// The chunk the next span goes to, with room for it.
