@@ -650,6 +650,57 @@ mod tests {
         }
     }
 
+    /// A span moved into a trace's list keeps everything it owns there,
+    /// while its emptied box serves this thread's next span, written anew
+    /// (nothing of the moved span is read or dropped through it); a thread
+    /// keeps at most [`MAX_SPARE_BOXES`].
+    #[test]
+    fn a_closed_spans_box_serves_the_threads_next_span() {
+        // A thread of its own: the spare boxes are thread-local.
+        std::thread::spawn(|| {
+            let template = SpanData::for_tests();
+            let boxed = || {
+                SpanData::boxed(
+                    template.trace_id,
+                    template.anchor,
+                    template.start,
+                    template.meta,
+                )
+            };
+            let mut span = boxed();
+            let long = "v".repeat(100);
+            span.fields
+                .push(("key", FieldValue::Str(FieldStr::new(&long))));
+            span.push_error(ErrorRecord {
+                field: None,
+                message: "boom".into(),
+                sources: vec!["cause".into()],
+                location: None,
+                target: None,
+            });
+            let (id, address) = (span.id, &*span as *const SpanData);
+            let mut list = SpanList::new();
+            list.push_boxed(span);
+            let next = boxed();
+            assert_eq!(&*next as *const SpanData, address, "the emptied box");
+            assert!(next.fields.is_empty() && next.rare.is_none());
+            assert_ne!(next.id, id);
+            let moved = list.get(0);
+            assert_eq!(moved.id, id);
+            assert!(matches!(&moved.fields[0].1, FieldValue::Str(s) if **s == *long));
+            assert_eq!(moved.errors()[0].sources, ["cause"]);
+            drop(next);
+            let open: Vec<Box<SpanData>> = (0..MAX_SPARE_BOXES * 2).map(|_| boxed()).collect();
+            for span in open {
+                list.push_boxed(span);
+            }
+            assert_eq!(SPARE_BOXES.with(|s| s.borrow().len()), MAX_SPARE_BOXES);
+            assert_eq!(list.len(), 1 + MAX_SPARE_BOXES * 2);
+        })
+        .join()
+        .unwrap();
+    }
+
     #[test]
     fn a_span_stays_small() {
         // Every span's data is written on the application thread and read
