@@ -119,7 +119,11 @@ impl Rebuild {
     /// Frees the scratch space a huge trace grew, once its forest is no
     /// longer needed.
     pub(crate) fn trim(&mut self) {
-        if self.first.capacity() > MAX_KEPT_SCRATCH + 1 {
+        // By the size of the last trace (`first` holds one more than its
+        // spans), not the capacity: growing amortized, the capacity passes
+        // the limit for traces below it (3,072 spans, then 4,096: 6,146),
+        // and their scratch space would be freed and grown again.
+        if self.first.len() > MAX_KEPT_SCRATCH + 1 {
             *self = Rebuild::default();
         }
     }
@@ -199,6 +203,23 @@ mod tests {
         assert_eq!(rebuild.first.capacity(), 0);
         assert_eq!(rebuild.parent_of.capacity(), 0);
         assert_eq!(rebuild.index.capacity(), 0);
+    }
+
+    /// Only a trace past [`MAX_KEPT_SCRATCH`] spans frees the scratch space:
+    /// traces of usual size, growing it as they come, keep it.
+    #[test]
+    fn traces_up_to_the_limit_keep_their_scratch_space() {
+        let mut rebuild = Rebuild::default();
+        for n in [MAX_KEPT_SCRATCH * 3 / 4, MAX_KEPT_SCRATCH] {
+            let mut wide: Vec<Option<usize>> = vec![Some(n - 1); n - 1];
+            wide.push(None);
+            let spans = trace(&wide);
+            let forest = rebuild.forest(&spans);
+            assert_eq!(forest.children(n - 1).len(), n - 1);
+            rebuild.trim();
+            assert!(rebuild.first.capacity() > n, "freed after {n} spans");
+            assert!(rebuild.parent_of.capacity() >= n, "freed after {n} spans");
+        }
     }
 
     #[test]
