@@ -130,6 +130,14 @@ impl Rebuild {
 }
 
 #[cfg(test)]
+impl Rebuild {
+    /// How many spans the scratch space has room for.
+    pub(crate) fn scratch_capacity(&self) -> usize {
+        self.first.capacity().saturating_sub(1)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

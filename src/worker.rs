@@ -255,6 +255,9 @@ impl Worker {
     ) {
         let count = spans.len() as u64;
         let packed = catch_unwind(AssertUnwindSafe(|| self.pack(spans, top, detached, batch)));
+        // Here, not in `pack`: a huge trace frees the scratch space it grew
+        // even when packing it panicked.
+        self.rebuild.trim();
         if packed.is_err() {
             Counters::sub_one(&self.counters.traces_queued);
             Counters::add(&self.counters.traces_dropped, 1);
@@ -277,15 +280,15 @@ impl Worker {
     /// holds, Lambda's subsegments) keeps one annotation budget across them:
     /// the count so far waits in `annotations_used` until the root arrives.
     fn pack(&mut self, spans: SpanList, top: Top, detached: bool, batch: &mut Vec<Document>) {
-        #[cfg(test)]
-        if tests::PANIC_IN_PACK.with(std::cell::Cell::get) {
-            panic!("injected by a test");
-        }
         if spans.is_empty() {
             return;
         }
         let trace_id = spans.get(0).trace_id;
         let forest = self.rebuild.forest(&spans);
+        #[cfg(test)]
+        if tests::PANIC_IN_PACK.with(std::cell::Cell::get) {
+            panic!("injected by a test");
+        }
         let spare = std::mem::take(&mut self.spare_json);
         let mut asm = Assembler::new(&self.cfg, trace_id, spare);
         let earlier = if self.annotations_used.is_empty() {
@@ -319,7 +322,6 @@ impl Worker {
                 .insert(trace_id, asm.annotations_used());
         }
         self.spare_json = finish(&self.counters, asm, batch);
-        self.rebuild.trim();
         self.recycle.buffer(spans);
     }
 
@@ -524,5 +526,26 @@ mod tests {
         }
         assert!(most > 0, "the counts are remembered");
         assert!(most <= MAX_PARTED_TRACES, "{most}");
+    }
+
+    /// A huge trace frees the worker's scratch space even when packing it
+    /// panics.
+    #[test]
+    fn a_huge_trace_that_fails_to_pack_does_not_pin_the_scratch_space() {
+        let mut worker = test_worker(Arc::new(Counters::default()));
+        let spans = (0..5000)
+            .map(|_| crate::span_data::SpanData::for_tests())
+            .collect();
+        let mut batch = Vec::new();
+        PANIC_IN_PACK.with(|p| p.set(true));
+        worker.handle(
+            Message::Trace {
+                spans,
+                top: Top::Segment,
+            },
+            &mut batch,
+        );
+        PANIC_IN_PACK.with(|p| p.set(false));
+        assert_eq!(worker.rebuild.scratch_capacity(), 0);
     }
 }
