@@ -288,10 +288,10 @@ pub(crate) struct SpanData {
 /// Spans are held by value (see [`SpanList`]), and the worker reads them
 /// where they are (see [`crate::forest`]). While open, a span lives in a box
 /// of the application thread's own allocator; at its close it is copied
-/// here and the box is freed on the same thread, which reuses it for its
-/// next span while it is still in its cache. The list comes from, and goes
-/// back to, a pool the worker refills with the lists it has emptied (see
-/// [`crate::recycle`]).
+/// here and the box stays with the same thread (see [`keep_box`]), which
+/// reuses it for its next span while it is still in its cache. The list
+/// comes from, and goes back to, a pool the worker refills with the lists
+/// it has emptied (see [`crate::recycle`]).
 #[derive(Debug, Default)]
 pub(crate) struct TraceBuf {
     pub(crate) spans: Mutex<SpanList>,
