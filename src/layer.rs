@@ -748,9 +748,11 @@ where
         inner.decide(&mut data);
         if !data.sampled() {
             inner.unsampled_roots.remove(&id);
+            crate::span_data::discard(data);
             return;
         }
         if data.role == Role::Facade {
+            crate::span_data::discard(data);
             return;
         }
         data.end = Some(Instant::now());
@@ -770,7 +772,11 @@ where
                 // subtree leaves as soon as it ends. Otherwise a long-lived
                 // root streams what it holds instead of growing.
                 let spans = trace.take(inner.spare_buffer());
-                inner.send(Message::Detached { spans });
+                // Two children past the limit at once: the second finds
+                // the list the first took, and has nothing to send.
+                if !spans.is_empty() {
+                    inner.send(Message::Detached { spans });
+                }
             }
             return;
         }

@@ -43,6 +43,24 @@ pub(crate) fn keep_box(emptied: Box<MaybeUninit<SpanData>>) {
     });
 }
 
+/// Drops a span that is not sent (an unsampled root, a Lambda facade) and
+/// keeps its box for this thread's next span ([`keep_box`]): most requests
+/// are unsampled, and each would otherwise cost a `malloc` and a `free`.
+pub(crate) fn discard(span: Box<SpanData>) {
+    let raw = Box::into_raw(span);
+    // SAFETY: `raw` comes from `Box::into_raw`, so it points to a valid,
+    // initialized `SpanData` owned here; it is dropped in place exactly once
+    // and never read again. The box is then rebuilt as a
+    // `Box<MaybeUninit<SpanData>>` (same layout, the same allocation), whose
+    // contents are only ever written again whole (`Box::write` in
+    // `SpanData::boxed`); were `drop_in_place` to unwind, the allocation
+    // would leak, never be freed twice.
+    unsafe {
+        std::ptr::drop_in_place(raw);
+        keep_box(Box::from_raw(raw.cast::<MaybeUninit<SpanData>>()));
+    }
+}
+
 /// How many exceptions one span records; later ones are counted, not kept.
 pub(crate) const MAX_ERRORS_PER_SPAN: usize = 8;
 /// How many `source()` links of one error are followed.
@@ -696,6 +714,27 @@ mod tests {
             }
             assert_eq!(SPARE_BOXES.with(|s| s.borrow().len()), MAX_SPARE_BOXES);
             assert_eq!(list.len(), 1 + MAX_SPARE_BOXES * 2);
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// A span that is not sent is dropped (what it owns is freed) and its
+    /// box serves this thread's next span.
+    #[test]
+    fn a_discarded_spans_box_serves_the_threads_next_span() {
+        std::thread::spawn(|| {
+            let t = SpanData::for_tests();
+            let mut span = SpanData::boxed(t.trace_id, t.anchor, t.start, t.meta);
+            let owned = std::sync::Arc::new(TraceBuf::default());
+            span.trace = Some(owned.clone());
+            span.rare_mut().rule_name = Some("rule".into());
+            let address = &*span as *const SpanData;
+            discard(span);
+            assert_eq!(std::sync::Arc::strong_count(&owned), 1, "dropped");
+            let next = SpanData::boxed(t.trace_id, t.anchor, t.start, t.meta);
+            assert_eq!(&*next as *const SpanData, address, "the same box");
+            assert!(next.trace.is_none() && next.rare.is_none());
         })
         .join()
         .unwrap();
