@@ -1,10 +1,10 @@
 //! A trace's finished spans as trees, without moving them.
 //!
-//! The application thread hands the worker a trace as one vector of spans,
-//! in close order (a child always before its parent). The worker reads them
-//! where they are: [`Rebuild`] lists each span's children by index, and the
-//! assembler walks that [`Forest`]. Nothing is copied or allocated per span,
-//! and the vector goes back to the application emptied (see
+//! The application thread hands the worker a trace as one [`SpanList`], in
+//! close order (a child always before its parent). The worker reads the
+//! spans where they are: [`Rebuild`] lists each span's children by index,
+//! and the assembler walks that [`Forest`]. Nothing is copied or allocated
+//! per span, and the list goes back to the application emptied (see
 //! [`crate::recycle`]).
 
 use std::collections::HashMap;
