@@ -15,7 +15,8 @@
 //!   last attempt's response,
 //! - DynamoDB's `aws.table_name` (`aws.table_names` for a batch operation
 //!   over several tables),
-//! - `aws.region` (from the request's SigV4 credential scope),
+//! - `aws.region` (from the request's SigV4 credential scope, else the
+//!   client's configured region),
 //! - `http.response.status` of the last attempt (none when it got no
 //!   response) and `aws.retries` (the attempts made, less one),
 //! - the last attempt's error flags: 4xx → `error`, throttling →
@@ -321,11 +322,15 @@ impl Intercept for XrayInterceptor {
             return Ok(());
         };
         let headers = context.request_mut().headers_mut();
+        // The region the request is signed for; a request not signed with
+        // SigV4 (unsigned, or SigV4a's region set) has the client's.
         if let Some(region) = headers
             .get("authorization")
             .and_then(region_of_authorization)
         {
             span.record("aws.region", region);
+        } else if let Some(region) = cfg.load::<aws_types::region::Region>() {
+            span.record("aws.region", region.as_ref());
         }
         if self.trace_header {
             // The call's span filtered out (a global filter for the

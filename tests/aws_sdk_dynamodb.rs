@@ -418,6 +418,37 @@ mod with_interceptor {
         assert_eq!(seen[1], OTHER);
     }
 
+    /// A request not signed with SigV4 (here: a client without
+    /// credentials, as for Cognito's or STS's unauthenticated calls) has no
+    /// credential scope to take the region from: the client's is recorded.
+    #[test]
+    fn an_unsigned_call_records_the_clients_region() {
+        let (listener, app, _) = header_recording_endpoint();
+        let addr = listener.local_addr().unwrap();
+        let doc = trace(LevelFilter::DEBUG, || async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            let config = aws_sdk_dynamodb::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("eu-west-3"))
+                .allow_no_auth()
+                .endpoint_url(format!("http://{addr}"))
+                .http_client(aws_smithy_http_client::Builder::new().build_http())
+                .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
+                .build();
+            aws_sdk_dynamodb::Client::from_conf(config)
+                .list_tables()
+                .send()
+                .await
+                .unwrap();
+            server.abort();
+        });
+        let calls = calls(&doc);
+        assert_eq!(calls.len(), 1, "{doc:#}");
+        assert_eq!(calls[0]["aws"]["operation"], "ListTables");
+        assert_eq!(calls[0]["aws"]["region"], "eu-west-3", "{doc:#}");
+    }
+
     /// A local endpoint that answers every request `{}` and records each
     /// request's `X-Amzn-Trace-Id` (empty when there is none).
     #[allow(clippy::type_complexity)]
