@@ -338,8 +338,7 @@ mod with_interceptor {
             }),
         );
         let doc = trace(LevelFilter::DEBUG, || async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            let server = serve(listener, app);
             let c = client(&format!("http://{addr}"), true);
             c.get_item()
                 .table_name("orders")
@@ -382,8 +381,7 @@ mod with_interceptor {
         let (listener, app, seen) = header_recording_endpoint();
         let addr = listener.local_addr().unwrap();
         let doc = trace(LevelFilter::DEBUG, || async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            let server = serve(listener, app);
             let root = tracing::Span::current()
                 .xray_header()
                 .unwrap()
@@ -426,8 +424,7 @@ mod with_interceptor {
         let (listener, app, _) = header_recording_endpoint();
         let addr = listener.local_addr().unwrap();
         let doc = trace(LevelFilter::DEBUG, || async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            let server = serve(listener, app);
             let config = aws_sdk_dynamodb::Config::builder()
                 .behavior_version(BehaviorVersion::latest())
                 .region(Region::new("eu-west-3"))
@@ -447,6 +444,16 @@ mod with_interceptor {
         assert_eq!(calls.len(), 1, "{doc:#}");
         assert_eq!(calls[0]["aws"]["operation"], "ListTables");
         assert_eq!(calls[0]["aws"]["region"], "eu-west-3", "{doc:#}");
+    }
+
+    /// Serves `app` on `listener` from the current tokio runtime, until the
+    /// handle is aborted.
+    fn serve(
+        listener: std::net::TcpListener,
+        app: axum::Router,
+    ) -> tokio::task::JoinHandle<std::io::Result<()>> {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await })
     }
 
     /// A local endpoint that answers every request `{}` and records each
@@ -518,8 +525,7 @@ mod with_interceptor {
         );
         let addr = listener.local_addr().unwrap();
         let doc = trace(LevelFilter::DEBUG, || async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            let server = serve(listener, app);
             let c = aws_sdk_dynamodb::Client::from_conf(
                 client(&format!("http://{addr}"), true)
                     .config()
@@ -954,8 +960,7 @@ mod with_interceptor {
             .with_default(LevelFilter::INFO)
             .with_target("tracing_xray", LevelFilter::OFF);
         let doc = trace(filter, || async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            let server = serve(listener, app);
             let c = client(&format!("http://{addr}"), true);
             c.get_item()
                 .table_name("orders")
