@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 
 use crate::config::Config;
 use crate::export::{Document, DocumentKind, MAX_DOCUMENT_BYTES};
-use crate::fields::conventions::may_have_meaning;
+use crate::fields::conventions::{self, may_have_meaning};
 use crate::fields::{route, Conventions, TraceBudget, AWS_SDK_TARGET, TRACING_NAMESPACE};
 use crate::forest::Forest;
 use crate::id::{SegmentId, TraceId};
@@ -140,7 +140,7 @@ impl<'c> Assembler<'c> {
     /// The call goes as a subsegment of a segment of this service spanning
     /// it, so that the service map draws this service calling the other.
     pub(crate) fn pack(&mut self, forest: Forest<'_>, root: usize, top: Top) {
-        let wrap = matches!(top, Top::Segment) && is_client_call(forest.span(root));
+        let wrap = matches!(top, Top::Segment) && conventions::is_call(forest.span(root));
         struct Frame {
             node: usize,
             next: usize,
@@ -645,22 +645,6 @@ fn is_aws_operation(node: &SpanData) -> bool {
         "rpc.service" | "service" => invoke,
         _ => false,
     })
-}
-
-/// A call to another service: an AWS SDK operation, a span of kind
-/// `client` or `producer`, a `remote` namespace, or a database query (the
-/// spans the conventions give the `aws` or `remote` namespace).
-fn is_client_call(node: &SpanData) -> bool {
-    is_aws_operation(node)
-        || node.fields.iter().any(|(k, v)| match *k {
-            "otel.kind" | "span.kind" => matches!(
-                v,
-                FieldValue::Str(s) if s.eq_ignore_ascii_case("client") || s.eq_ignore_ascii_case("producer")
-            ),
-            "xray.namespace" => matches!(v, FieldValue::Str(s) if s.as_str() == "remote"),
-            "db.system" | "db.system.name" => true,
-            _ => false,
-        })
 }
 
 /// The segment of this service around a client call with no traced parent

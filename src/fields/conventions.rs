@@ -40,6 +40,21 @@ use crate::limits::{truncate_chars, truncate_chars_cow, MAX_STRING_CHARS};
 use crate::model::{Entity, MetaValue};
 use crate::span_data::{FieldValue, SpanData};
 
+/// Whether `span` is a call to another service: the spans
+/// [`Conventions::apply`] gives the `aws` or `remote` namespace (an AWS
+/// operation; a span of kind `client` or `producer`, of the `remote`
+/// namespace, or a database query).
+pub(crate) fn is_call(span: &SpanData) -> bool {
+    let ctx = SpanContext::of(span);
+    let mut conv = Conventions::default();
+    for (key, value) in &span.fields {
+        if may_have_meaning(key) {
+            conv.take(key, value, &ctx);
+        }
+    }
+    conv.is_aws() || conv.is_remote_call()
+}
+
 /// Longest query text kept in `sql.sanitized_query`, in characters.
 const MAX_QUERY_CHARS: usize = 10_000;
 
@@ -1105,6 +1120,17 @@ impl<'a> Conventions<'a> {
         Some(slot)
     }
 
+    /// A call to another service that is not an AWS operation: a span of
+    /// kind `client` or `producer`, the `remote` namespace, or a database
+    /// query. Such a span becomes a `remote` subsegment.
+    fn is_remote_call(&self) -> bool {
+        let kind = self.kind.and_then(|(_, v)| as_str(v));
+        let namespace = self.namespace.and_then(|(_, v)| as_str(v));
+        kind.is_some_and(|k| k.eq_ignore_ascii_case("client") || k.eq_ignore_ascii_case("producer"))
+            || namespace == Some("remote")
+            || self.db_system.is_some()
+    }
+
     fn is_aws(&self) -> bool {
         let rpc_aws = self
             .rpc_system
@@ -1136,7 +1162,9 @@ impl<'a> Conventions<'a> {
         // signatures and session ids as often as anything else.
         self.query = None;
         let is_aws = self.is_aws();
-        let kind = text(&mut self.kind).map(str::to_ascii_lowercase);
+        let is_remote = self.is_remote_call();
+        // Read: never sent as metadata.
+        let _ = text(&mut self.kind);
         let explicit_ns = match self.namespace.and_then(|(_, v)| as_str(v)) {
             Some(ns @ ("aws" | "remote")) => {
                 self.namespace = None;
@@ -1149,9 +1177,6 @@ impl<'a> Conventions<'a> {
             _ => None,
         };
         let is_db = self.db_system.is_some();
-        let is_remote = explicit_ns == Some("remote")
-            || matches!(kind.as_deref(), Some("client" | "producer"))
-            || is_db;
 
         // AWS: the service becomes the name, so the map has one node per service.
         let mut aws_service = None;
