@@ -468,6 +468,15 @@ mod tests {
     /// queue and recycling channel are dropped: nothing comes or goes back).
     fn test_worker(counters: Arc<Counters>) -> Worker {
         let (_tx, rx) = crossbeam_channel::bounded(1);
+        worker_with(Box::new(crate::export::NoopExporter), rx, counters)
+    }
+
+    /// A worker exporting with `exporter`, reading its queue from `rx`.
+    fn worker_with(
+        exporter: Box<dyn Exporter>,
+        rx: Receiver<Message>,
+        counters: Arc<Counters>,
+    ) -> Worker {
         let (recycle, _recycle_rx) = crate::recycle::channel();
         Worker::new(
             Arc::new(Config {
@@ -477,11 +486,58 @@ mod tests {
                 fields: Default::default(),
                 resource: Default::default(),
             }),
-            Box::new(crate::export::NoopExporter),
+            exporter,
             rx,
             recycle,
             counters,
         )
+    }
+
+    /// A burst of big traces leaves in several `export` calls, each under
+    /// `MAX_BATCH_BYTES` but for the one document that crosses it, and
+    /// every document leaves.
+    #[test]
+    fn a_burst_of_big_traces_is_exported_in_batches_bounded_in_bytes() {
+        struct BatchBytes(Arc<std::sync::Mutex<Vec<usize>>>);
+        impl Exporter for BatchBytes {
+            fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+                let bytes = batch.iter().map(Document::len).sum();
+                self.0.lock().unwrap().push(bytes);
+                ExportOutcome::delivered(batch.len())
+            }
+        }
+        const TRACES: usize = 200;
+        let (tx, rx) = crossbeam_channel::bounded(TRACES + 1);
+        for _ in 0..TRACES {
+            let mut span = crate::span_data::SpanData::for_tests();
+            let note = crate::span_data::FieldStr::new(&"x".repeat(2000));
+            span.fields
+                .push(("note", crate::span_data::FieldValue::Str(note)));
+            let spans = std::iter::once(span).collect();
+            let top = Top::Segment;
+            tx.send(Message::Trace { spans, top }).unwrap();
+        }
+        let (reply, done) = crossbeam_channel::bounded(1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        tx.send(Message::Shutdown { reply, deadline }).unwrap();
+        let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let counters = Arc::new(Counters::default());
+        let exporter = Box::new(BatchBytes(batches.clone()));
+        // Everything is queued before the worker starts: it drains the
+        // queue in as few calls as its bounds allow, then shuts down.
+        worker_with(exporter, rx, counters.clone()).run();
+        done.recv().unwrap();
+        let batches = batches.lock().unwrap();
+        let one_document = 2_500;
+        assert!(batches.len() > 1, "{batches:?}");
+        assert!(
+            batches.iter().all(|&b| b < MAX_BATCH_BYTES + one_document),
+            "{batches:?}"
+        );
+        assert_eq!(
+            counters.documents_exported.load(Ordering::Relaxed),
+            TRACES as u64
+        );
     }
 
     #[test]
