@@ -113,6 +113,15 @@ fn client(endpoint: &str, interceptor: bool) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(builder.build())
 }
 
+/// `GetItem` of order `o-1` in table `orders`, ready to send.
+fn get_order(
+    c: &aws_sdk_dynamodb::Client,
+) -> aws_sdk_dynamodb::operation::get_item::builders::GetItemFluentBuilder {
+    c.get_item()
+        .table_name("orders")
+        .key("id", AttributeValue::S("o-1".into()))
+}
+
 /// Runs `calls` inside a root span `handler` with the layer (behind
 /// `filter`: a level, or targets), returns the one trace, schema-checked.
 fn trace<F: std::future::Future<Output = ()>>(
@@ -176,13 +185,7 @@ async fn four_calls(c: aws_sdk_dynamodb::Client) {
         .send()
         .await
         .unwrap();
-    let got = c
-        .get_item()
-        .table_name("orders")
-        .key("id", AttributeValue::S("o-1".into()))
-        .send()
-        .await
-        .unwrap();
+    let got = get_order(&c).send().await.unwrap();
     assert!(got.item.is_some());
     let missing = c
         .get_item()
@@ -340,12 +343,7 @@ mod with_interceptor {
         let doc = trace(LevelFilter::DEBUG, || async move {
             let server = serve(listener, app);
             let c = client(&format!("http://{addr}"), true);
-            c.get_item()
-                .table_name("orders")
-                .key("id", AttributeValue::S("o-1".into()))
-                .send()
-                .await
-                .unwrap();
+            get_order(&c).send().await.unwrap();
             server.abort();
         });
         let call = &doc["subsegments"][0];
@@ -391,9 +389,7 @@ mod with_interceptor {
                 format!("Root={root};Parent=1111111111111111;Sampled=1;Lineage=a87bd80c:1");
             let c = client(&format!("http://{addr}"), true);
             for present in [lambda, OTHER.to_owned()] {
-                c.get_item()
-                    .table_name("orders")
-                    .key("id", AttributeValue::S("o-1".into()))
+                get_order(&c)
                     .customize()
                     .mutate_request(move |r| {
                         r.headers_mut().insert("x-amzn-trace-id", present.clone());
@@ -533,12 +529,7 @@ mod with_interceptor {
                     .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
                     .build(),
             );
-            let r = c
-                .get_item()
-                .table_name("orders")
-                .key("id", AttributeValue::S("o-1".into()))
-                .send()
-                .await;
+            let r = get_order(&c).send().await;
             assert!(r.is_err());
             server.abort();
         });
@@ -714,12 +705,7 @@ mod with_interceptor {
 
     /// One `GetItem` through `c`, which must fail; returns the error's text.
     async fn failing_get_item(c: &aws_sdk_dynamodb::Client) -> String {
-        let r = c
-            .get_item()
-            .table_name("orders")
-            .key("id", AttributeValue::S("o-1".into()))
-            .send()
-            .await;
+        let r = get_order(c).send().await;
         let err = r.expect_err("the call fails");
         aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string()
     }
@@ -962,12 +948,7 @@ mod with_interceptor {
         let doc = trace(filter, || async move {
             let server = serve(listener, app);
             let c = client(&format!("http://{addr}"), true);
-            c.get_item()
-                .table_name("orders")
-                .key("id", AttributeValue::S("o-1".into()))
-                .send()
-                .await
-                .unwrap();
+            get_order(&c).send().await.unwrap();
             server.abort();
         });
         let seen = seen.lock().unwrap();
