@@ -7,39 +7,13 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{assert_schema_valid, schema, Daemon};
 use serde_json::{json, Value};
 use tracing::info_span;
-use tracing_subscriber::prelude::*;
-use tracing_xray::export::UdpExporter;
 use tracing_xray::XraySpanExt;
-
-const WAIT: Duration = Duration::from_secs(10);
 
 /// The documents `body` sends through a layer for service `job`.
 fn send(body: impl FnOnce()) -> Vec<Value> {
-    let daemon = Daemon::start();
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_service_name("job")
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_exporter(UdpExporter::to_address(daemon.addr))
-        .build();
-    let xray = layer.handle();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), body);
-    xray.flush(WAIT).unwrap();
-    let validator = schema();
-    let docs: Vec<Value> = daemon
-        .wait_for(1, WAIT)
-        .iter()
-        .map(|d| common::parse_datagram(d))
-        .collect();
-    for doc in &docs {
-        assert_schema_valid(&validator, doc);
-    }
-    docs
+    common::sent_over_udp("job", body)
 }
 
 /// The one segment `docs` hold, and its one subsegment: the call.

@@ -105,6 +105,34 @@ pub fn walk(doc: &Value) -> Vec<(usize, &Value)> {
     out
 }
 
+/// Runs `body` under a layer for service `service` (every trace sampled, no
+/// resource detection) that sends to a real UDP socket on 127.0.0.1, and
+/// returns every document it sent, each checked against the schema: as many
+/// as the layer counts exported, so that a test sees them all, not only the
+/// first to arrive.
+pub fn sent_over_udp(service: &str, body: impl FnOnce()) -> Vec<Value> {
+    use tracing_subscriber::prelude::*;
+    const WAIT: Duration = Duration::from_secs(10);
+    let daemon = Daemon::start();
+    let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_service_name(service)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(tracing_xray::export::UdpExporter::to_address(daemon.addr))
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), body);
+    xray.flush(WAIT).unwrap();
+    let sent = xray.stats().documents_exported as usize;
+    let docs = daemon.documents(sent, WAIT);
+    assert_eq!(docs.len(), sent, "documents lost on 127.0.0.1");
+    let validator = schema();
+    for doc in &docs {
+        assert_schema_valid(&validator, doc);
+    }
+    docs
+}
+
 /// Runs `f` under a layer configured by `configure` (deterministic: no
 /// resource detection) with an in-memory exporter, flushes, checks every
 /// document against the schema, and returns the traces and the handle.
