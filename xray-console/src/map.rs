@@ -9,6 +9,8 @@
 //! - When a downstream segment's `parent_id` is the id of such a subsegment, the real
 //!   service replaces the inferred node, and the edge carries the subsegment's timings.
 //! - Segments without a known caller are called by the `client` node.
+//! - Subsegments cut from their parent at the store's depth limit count as if grafted:
+//!   the segment they were cut from makes their calls.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -108,16 +110,51 @@ pub fn inferred_key(sub: &Entity) -> Option<NodeKey> {
 }
 
 /// Finds the nodes and edges of one trace.
+///
+/// A subtree cut from its parent at the store's depth limit ([`Assembled::deep`]) counts
+/// as if grafted where it was cut from: its calls are made by the segment it was cut from
+/// (through any number of cuts), unless they lie inside a call there. A subtree cut from a
+/// subsegment whose parent has not arrived counts no more than that subsegment.
 pub fn trace_graph(a: &Assembled) -> TraceGraph {
     let mut g = TraceGraph::default();
+    // The subtrees cut at the depth limit, by the id of the entity each was cut from.
+    let mut cut: HashMap<&str, Vec<&Entity>> = HashMap::new();
+    for d in &a.deep {
+        cut.entry(d.parent_id.as_deref().unwrap_or_default())
+            .or_default()
+            .push(d);
+    }
+    // The subsegment trees of each segment: its children, then each subtree cut from under
+    // them, in turn (a loop, not a recursion: a chain of cuts is as long as the documents
+    // allow). Each as (segment index, tree, inside a call where it was cut from).
+    let mut trees: Vec<(usize, &Entity, bool)> = Vec::new();
+    for (i, s) in a.segments.iter().enumerate() {
+        trees.extend(s.children.iter().map(|c| (i, c, false)));
+    }
     // Where every subsegment lives, and which subsegments a downstream segment claims.
     let mut sub_owner: HashMap<&str, (usize, &Entity)> = HashMap::new();
-    for (i, s) in a.segments.iter().enumerate() {
-        for c in &s.children {
-            c.walk(&mut |e, _| {
-                sub_owner.insert(e.id.as_str(), (i, e));
-            });
+    let mut next = 0;
+    while let Some(&(i, tree, in_call)) = trees.get(next) {
+        next += 1;
+        fn visit<'a>(
+            e: &'a Entity,
+            i: usize,
+            in_call: bool,
+            cut: &mut HashMap<&str, Vec<&'a Entity>>,
+            sub_owner: &mut HashMap<&'a str, (usize, &'a Entity)>,
+            trees: &mut Vec<(usize, &'a Entity, bool)>,
+        ) {
+            sub_owner.insert(e.id.as_str(), (i, e));
+            let in_call = in_call || inferred_key(e).is_some();
+            // Taken once: each cut subtree is visited once, whatever the ids.
+            if let Some(more) = cut.remove(e.id.as_str()) {
+                trees.extend(more.into_iter().map(|d| (i, d, in_call)));
+            }
+            for c in &e.children {
+                visit(c, i, in_call, cut, sub_owner, trees);
+            }
         }
+        visit(tree, i, in_call, &mut cut, &mut sub_owner, &mut trees);
     }
     let seg_ids: HashMap<&str, usize> = a
         .segments
@@ -149,21 +186,23 @@ pub fn trace_graph(a: &Assembled) -> TraceGraph {
             }
             _ => g.edges.push((NodeKey::client(), key.clone(), Hit::of(s))),
         }
-        fn downstream(e: &Entity, caller: &NodeKey, linked: &HashSet<&str>, g: &mut TraceGraph) {
-            if let Some(k) = inferred_key(e) {
-                if !linked.contains(e.id.as_str()) {
-                    g.nodes.push((k.clone(), Hit::of(e)));
-                    g.edges.push((caller.clone(), k, Hit::of(e)));
-                }
-                // The call's own children (marshal, attempt, ...) are part of the call.
-                return;
+    }
+    fn downstream(e: &Entity, caller: &NodeKey, linked: &HashSet<&str>, g: &mut TraceGraph) {
+        if let Some(k) = inferred_key(e) {
+            if !linked.contains(e.id.as_str()) {
+                g.nodes.push((k.clone(), Hit::of(e)));
+                g.edges.push((caller.clone(), k, Hit::of(e)));
             }
-            for c in &e.children {
-                downstream(c, caller, linked, g);
-            }
+            // The call's own children (marshal, attempt, ...) are part of the call.
+            return;
         }
-        for c in &s.children {
-            downstream(c, &key, &linked, &mut g);
+        for c in &e.children {
+            downstream(c, caller, linked, g);
+        }
+    }
+    for &(i, tree, in_call) in &trees {
+        if !in_call {
+            downstream(tree, &segment_key(&a.segments[i]), &linked, &mut g);
         }
     }
     g
@@ -500,5 +539,86 @@ mod tests {
             sg["Services"][orders]["SummaryStatistics"]["ErrorStatistics"]["ThrottleCount"],
             1
         );
+    }
+
+    #[test]
+    fn calls_cut_at_the_depth_limit_count() {
+        // A segment with a chain of 140 streamed subsegments, each the parent of the next:
+        // s65.. and s129.. are cut at the depth limit and shown apart. A DynamoDB call under
+        // s66 and a call under s140 that a downstream segment claims count as if grafted.
+        // Under an S3 call, a chain whose cut part holds a call: part of the S3 call, as
+        // when grafted. Under a chain whose first parent never arrived, a call: not
+        // counted, as for any subsegment whose parent has not arrived.
+        let sub = |id: String, parent: String| {
+            json!({"trace_id":"t","id":id,"parent_id":parent,"type":"subsegment",
+                "name":"step","start_time":1.0,"end_time":2.0})
+        };
+        let mut docs = vec![
+            json!({"trace_id":"t","id":"s0","name":"front","start_time":1.0,"end_time":2.0,
+                "subsegments":[{"id":"a","name":"S3","namespace":"aws","aws":{"bucket_name":"bkt"},
+                "start_time":1.0,"end_time":2.0}]}),
+            json!({"trace_id":"t","id":"down","parent_id":"r","name":"backend","start_time":1.2,"end_time":1.4}),
+        ];
+        for i in 1..=140 {
+            docs.push(sub(format!("s{i}"), format!("s{}", i - 1)));
+        }
+        for i in 1..=70 {
+            let parent = if i == 1 {
+                "a".into()
+            } else {
+                format!("k{}", i - 1)
+            };
+            docs.push(sub(format!("k{i}"), parent));
+        }
+        for i in 0..=70 {
+            let parent = if i == 0 {
+                "missing".into()
+            } else {
+                format!("o{}", i - 1)
+            };
+            docs.push(sub(format!("o{i}"), parent));
+        }
+        let call = |id: &str, parent: &str, name: &str, namespace: &str| {
+            let mut d = sub(id.into(), parent.into());
+            d["name"] = json!(name);
+            d["namespace"] = json!(namespace);
+            d["start_time"] = json!(1.1);
+            d["end_time"] = json!(1.5);
+            d
+        };
+        let mut dynamo = call("d", "s66", "DynamoDB", "aws");
+        dynamo["aws"] = json!({"table_name":"orders"});
+        docs.extend([
+            dynamo,
+            call("r", "s140", "backend", "remote"),
+            call("inner", "k68", "inner", "remote"),
+            call("lost", "o68", "lost", "remote"),
+        ]);
+        let a = assembled(&docs);
+        assert_eq!(a.deep.len(), 4, "s65, s129, k64 and o65 are cut");
+        let m = ServiceMap::build([("t", trace_graph(&a))]);
+        let keys: Vec<(&str, &str)> = m
+            .nodes
+            .iter()
+            .map(|n| (n.key.name.as_str(), n.key.kind.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("backend", "service"),
+                ("bkt", "AWS::S3::Bucket"),
+                ("client", "client"),
+                ("front", "service"),
+                ("orders", "AWS::DynamoDB::Table"),
+            ]
+        );
+        let front = m.find("front", "service").unwrap();
+        let orders = m.find("orders", "AWS::DynamoDB::Table").unwrap();
+        let backend = m.find("backend", "service").unwrap();
+        assert_eq!(m.nodes[orders].stats.total(), 1);
+        assert_eq!(m.nodes[front].edges[&orders].total(), 1);
+        assert!(!m.nodes[backend].root);
+        // The edge to the downstream segment carries its calling subsegment's 0.4 s.
+        assert!((m.nodes[front].edges[&backend].average() - 0.4).abs() < 1e-9);
     }
 }
