@@ -325,11 +325,15 @@ impl Trace {
     pub fn assemble(&self) -> Assembled {
         let mut segments = Vec::new();
         let mut pending: HashMap<String, Vec<Entity>> = HashMap::new();
-        let mut pending_ids = HashSet::new();
+        // The ids in the streamed subsegments: each one's own and those it embeds, for a
+        // streamed subsegment's parent may be any of them.
+        let mut pending_ids: HashSet<&str> = HashSet::new();
         for d in &self.docs {
             if d.entity.is_subsegment {
                 let parent = d.entity.parent_id.clone().unwrap_or_default();
-                pending_ids.insert(d.entity.id.clone());
+                d.entity.walk(&mut |e, _| {
+                    pending_ids.insert(e.id.as_str());
+                });
                 pending.entry(parent).or_default().push(d.entity.clone());
             } else {
                 segments.push(d.entity.clone());
@@ -382,7 +386,7 @@ impl Trace {
         let mut orphans: Vec<Entity> = Vec::new();
         let mut rest = Vec::new();
         for (parent, list) in pending.drain() {
-            if pending_ids.contains(&parent) {
+            if pending_ids.contains(parent.as_str()) {
                 rest.push((parent, list));
             } else {
                 orphans.extend(list);
@@ -553,6 +557,29 @@ pub(crate) mod tests {
         assert_eq!(a.orphans.len(), 1);
         assert_eq!(a.orphans[0].children[0].id, "y");
         assert_eq!(a.partial.len(), 1);
+    }
+
+    #[test]
+    fn a_parent_embedded_in_an_orphan_is_found() {
+        // x's parent never arrives; y's parent is a subsegment embedded in x.
+        let mut s = Store::new(Limits::default());
+        put(
+            &mut s,
+            json!({"trace_id":"t","id":"y","type":"subsegment","parent_id":"x1","name":"y","start_time":1.2,"end_time":1.3}),
+        );
+        put(
+            &mut s,
+            json!({"trace_id":"t","id":"x","type":"subsegment","parent_id":"zz","name":"x","start_time":1.1,"end_time":1.5,
+                "subsegments":[{"id":"x1","name":"x1","start_time":1.1,"end_time":1.4}]}),
+        );
+        let a = s.get("t").unwrap().assemble();
+        assert_eq!(a.orphans.len(), 1, "{:?}", a.orphans);
+        assert_eq!(a.orphans[0].children[0].children[0].id, "y");
+        assert!(
+            a.partial[0].starts_with("1 subsegment(s) whose parent has not arrived"),
+            "{:?}",
+            a.partial
+        );
     }
 
     #[test]
