@@ -66,7 +66,10 @@ impl TraceSummary {
     /// Summarises an assembled trace whose graph is already known.
     pub fn with_graph(a: &Assembled, g: &TraceGraph) -> TraceSummary {
         let (start, end) = a.span();
-        let root = a.root().or_else(|| a.orphans.first());
+        let root = a
+            .root()
+            .or_else(|| a.orphans.first())
+            .or_else(|| a.cycles.first());
         let mut worst = Health::Ok;
         let (mut fault, mut error, mut throttle) = (false, false, false);
         let mut annotations = Vec::new();

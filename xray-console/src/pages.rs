@@ -788,6 +788,12 @@ it stops at <b>{}</b> <code>{}</code> and counts all of its time as its own, so 
                     esc(from)
                 );
             }
+            if r.cycle {
+                marks.push_str(
+                    "<span class=\"mark badge partial\" title=\"its chain of parent_ids leads back \
+                     to it: shown from the earliest subsegment of the loop\">parent cycle</span>",
+                );
+            }
             let http = r
                 .http
                 .as_ref()

@@ -312,11 +312,18 @@ pub struct Assembled {
     pub segments: Vec<Entity>,
     /// Independent subsegments whose parent never arrived (trees), by start time.
     pub orphans: Vec<Entity>,
+    /// Independent subsegments in or under a parent cycle (a chain of parent_ids that
+    /// loops), as trees: each loop is broken at its earliest member, the root of its tree,
+    /// whose `parent_id` then lies in its own subtree. By start time.
+    pub cycles: Vec<Entity>,
+    /// The ids of the independent subsegments on such a loop (not those merely under one).
+    pub looped: HashSet<String>,
     /// Streamed subsegments nested deeper than [`MAX_DEPTH`] levels, cut from their
     /// parent and shown apart (trees, each grafted up to [`MAX_DEPTH`] levels deep in
     /// turn), by start time. Each one's `parent_id` is the entity it was cut from.
     pub deep: Vec<Entity>,
-    /// Why the trace is partial (in progress, missing parents, clock skew); empty if whole.
+    /// Why the trace is partial (in progress, missing parents, parent cycles, clock skew,
+    /// nesting too deep); empty if whole.
     pub partial: Vec<String>,
 }
 
@@ -394,10 +401,90 @@ impl Trace {
         }
         let mut rest_map: HashMap<String, Vec<Entity>> = rest.into_iter().collect();
         graft(&mut orphans, &mut rest_map, &mut deep);
-        // Anything still unattached is in a parent cycle: show it flat.
-        orphans.extend(rest_map.into_values().flatten());
+        // Anything still unattached hangs from a parent cycle: a chain of parents that loops
+        // (a's parent is b and b's is a, or a is its own parent). Each loop is broken at its
+        // earliest subsegment, which is shown apart with all that hangs under it.
+        let mut left: Vec<Entity> = rest_map.into_values().flatten().collect();
+        left.sort_by(|a, b| a.start.total_cmp(&b.start).then_with(|| a.id.cmp(&b.id)));
+        let n = left.len();
+        // Which of them holds each id (its own or one it embeds), and so each one's parent
+        // among them (always there: a parent that was grafted took what hangs under it).
+        let up: Vec<Option<usize>> = {
+            let mut holder: HashMap<&str, usize> = HashMap::new();
+            for (i, e) in left.iter().enumerate() {
+                e.walk(&mut |x, _| {
+                    holder.entry(x.id.as_str()).or_insert(i);
+                });
+            }
+            left.iter()
+                .map(|e| {
+                    holder
+                        .get(e.parent_id.as_deref().unwrap_or_default())
+                        .copied()
+                })
+                .collect()
+        };
+        // From each one not yet seen, follow the parents until the walk steps on itself
+        // (a new loop) or on an earlier walk (none): each one is stepped on once.
+        const NEW: u8 = 0;
+        const ON_WALK: u8 = 1;
+        const DONE: u8 = 2;
+        let mut state = vec![NEW; n];
+        let mut looped = vec![false; n];
+        let mut head = vec![false; n];
+        let mut loops = 0;
+        let mut walk = Vec::new();
+        for i in 0..n {
+            let mut at = Some(i);
+            while let Some(j) = at.filter(|&j| state[j] == NEW) {
+                state[j] = ON_WALK;
+                walk.push(j);
+                at = up[j];
+            }
+            match at {
+                Some(j) if state[j] == ON_WALK => {
+                    // Around the loop through j: `left` is by start, so the least index
+                    // is the earliest member.
+                    loops += 1;
+                    let (mut k, mut first) = (j, j);
+                    loop {
+                        looped[k] = true;
+                        first = first.min(k);
+                        match up[k] {
+                            Some(p) if p != j => k = p,
+                            _ => break,
+                        }
+                    }
+                    head[first] = true;
+                }
+                Some(_) => {}
+                // No parent among them (which cannot be): shown from there all the same.
+                None => head[walk.last().copied().unwrap_or(i)] = true,
+            }
+            for w in walk.drain(..) {
+                state[w] = DONE;
+            }
+        }
+        let looped: HashSet<String> = (0..n)
+            .filter(|&i| looped[i])
+            .map(|i| left[i].id.clone())
+            .collect();
+        let mut cycles = Vec::new();
+        let mut rest_map: HashMap<String, Vec<Entity>> = HashMap::new();
+        for (i, e) in left.into_iter().enumerate() {
+            if head[i] {
+                cycles.push(e);
+            } else {
+                let parent = e.parent_id.clone().unwrap_or_default();
+                rest_map.entry(parent).or_default().push(e);
+            }
+        }
+        graft(&mut cycles, &mut rest_map, &mut deep);
+        // Nothing is left (every one leads to a head); were anything, it is still shown.
+        cycles.extend(rest_map.into_values().flatten());
         segments.sort_by(|a, b| a.start.total_cmp(&b.start));
         orphans.sort_by(|a, b| a.start.total_cmp(&b.start));
+        cycles.sort_by(|a, b| a.start.total_cmp(&b.start));
         deep.sort_by(|a, b| a.start.total_cmp(&b.start));
 
         let mut partial = Vec::new();
@@ -405,6 +492,13 @@ impl Trace {
             partial.push(format!(
                 "{} subsegment(s) whose parent has not arrived",
                 orphans.len()
+            ));
+        }
+        if !cycles.is_empty() {
+            partial.push(format!(
+                "{} subsegment(s) in {loops} parent cycle(s) (parent_ids that lead back to \
+                 themselves) are shown apart, each loop from its earliest subsegment",
+                looped.len()
             ));
         }
         if segments.is_empty() {
@@ -424,7 +518,7 @@ impl Trace {
         }
         let mut in_progress = 0;
         let mut skew = 0;
-        for s in segments.iter().chain(&orphans).chain(&deep) {
+        for s in segments.iter().chain(&orphans).chain(&cycles).chain(&deep) {
             s.walk(&mut |e, _| {
                 if e.in_progress {
                     in_progress += 1;
@@ -452,6 +546,8 @@ impl Trace {
             id: self.id.clone(),
             segments,
             orphans,
+            cycles,
+            looped,
             deep,
             partial,
         }
@@ -459,9 +555,14 @@ impl Trace {
 }
 
 impl Assembled {
-    /// Every top-level tree: segments, orphans, then the subtrees nested too deep.
+    /// Every top-level tree: segments, orphans, parent cycles, then the subtrees nested
+    /// too deep.
     pub fn roots(&self) -> impl Iterator<Item = &Entity> {
-        self.segments.iter().chain(&self.orphans).chain(&self.deep)
+        self.segments
+            .iter()
+            .chain(&self.orphans)
+            .chain(&self.cycles)
+            .chain(&self.deep)
     }
 
     /// Earliest start and latest end (or start, for in-progress parts) of all entities.
@@ -580,6 +681,116 @@ pub(crate) mod tests {
             "{:?}",
             a.partial
         );
+    }
+
+    #[test]
+    fn parent_cycles_are_shown_apart_from_their_earliest_member() {
+        // a's parent is b and b's is a, with c under a; d is its own parent; e's parent is
+        // f1, embedded in f, whose parent is e1, embedded in e. None of them hangs from the
+        // segment, and every parent has arrived.
+        let mut s = Store::new(Limits::default());
+        let sub = |id: &str, parent: &str, start: f64| {
+            json!({"trace_id":"t","id":id,"type":"subsegment","parent_id":parent,"name":id,
+                "start_time":start,"end_time":2.0})
+        };
+        put(
+            &mut s,
+            json!({"trace_id":"t","id":"s","name":"s","start_time":1.0,"end_time":2.0}),
+        );
+        for d in [
+            sub("a", "b", 1.2),
+            sub("b", "a", 1.1),
+            sub("c", "a", 1.3),
+            sub("d", "d", 1.6),
+        ] {
+            put(&mut s, d);
+        }
+        let mut e = sub("e", "f1", 1.4);
+        e["subsegments"] = json!([{"id":"e1","name":"e1","start_time":1.4,"end_time":2.0}]);
+        let mut f = sub("f", "e1", 1.5);
+        f["subsegments"] = json!([{"id":"f1","name":"f1","start_time":1.5,"end_time":2.0}]);
+        put(&mut s, e);
+        put(&mut s, f);
+        let a = s.get("t").unwrap().assemble();
+        assert!(a.orphans.is_empty(), "{:?}", a.orphans);
+        assert_eq!(a.segments.len(), 1);
+        assert!(a.segments[0].children.is_empty());
+        // Each loop is one tree, from its earliest member.
+        let tree = |e: &Entity| {
+            let mut ids = Vec::new();
+            e.walk(&mut |x, depth| ids.push(format!("{depth}{}", x.id)));
+            ids.join(" ")
+        };
+        let trees: Vec<String> = a.cycles.iter().map(tree).collect();
+        assert_eq!(trees, ["0b 1a 2c", "0e 1e1 2f 3f1", "0d"]);
+        let mut looped: Vec<&str> = a.looped.iter().map(String::as_str).collect();
+        looped.sort_unstable();
+        assert_eq!(looped, ["a", "b", "d", "e", "f"]);
+        assert_eq!(
+            a.partial,
+            [
+                "5 subsegment(s) in 3 parent cycle(s) (parent_ids that lead back to themselves) \
+                 are shown apart, each loop from its earliest subsegment"
+            ]
+        );
+        assert_eq!(a.roots().count(), 4);
+    }
+
+    #[test]
+    fn a_long_parent_cycle_and_many_short_ones_are_linear_and_shallow() {
+        // 30,000 streamed subsegments in one loop (each the parent of the next, the last
+        // the parent of the first) and 15,000 loops of two: 60,000 documents, none of them
+        // under the segment. Assembled and drawn on a spawned thread (default stack), as
+        // the HTTP workers do.
+        let (long, pairs) = (30_000, 15_000);
+        let mut s = Store::new(Limits {
+            max_traces: 1,
+            max_bytes: usize::MAX,
+        });
+        put(
+            &mut s,
+            json!({"trace_id":"t","id":"s","name":"a","start_time":1.0,"end_time":2.0}),
+        );
+        let sub = |id: String, parent: String| {
+            json!({"trace_id":"t","id":id,"parent_id":parent,"type":"subsegment","name":"b",
+                "start_time":1.0,"end_time":2.0})
+        };
+        for i in 0..long {
+            put(&mut s, sub(format!("l{i}"), format!("l{}", (i + 1) % long)));
+        }
+        for i in 0..pairs {
+            put(&mut s, sub(format!("p{i}"), format!("q{i}")));
+            put(&mut s, sub(format!("q{i}"), format!("p{i}")));
+        }
+        let n = 1 + long + 2 * pairs;
+        let trace = s.get("t").unwrap().clone();
+        std::thread::spawn(move || {
+            let a = trace.assemble();
+            let (mut count, mut deepest) = (0, 0);
+            for r in a.roots() {
+                r.walk(&mut |_, d| {
+                    count += 1;
+                    deepest = deepest.max(d);
+                });
+            }
+            assert_eq!(count, n, "every document is shown");
+            assert!(deepest <= MAX_DEPTH, "{deepest}");
+            assert_eq!(a.cycles.len(), 1 + pairs);
+            assert_eq!(a.looped.len(), n - 1);
+            assert!(
+                a.partial[0].starts_with(&format!(
+                    "{} subsegment(s) in {} parent cycle(s)",
+                    n - 1,
+                    1 + pairs
+                )),
+                "{:?}",
+                a.partial
+            );
+            let tl = crate::timeline::build(&trace);
+            assert_eq!(tl.groups.iter().map(|g| g.rows.len()).sum::<usize>(), n);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

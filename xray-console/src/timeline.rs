@@ -52,6 +52,9 @@ pub struct Row {
     /// At the top of a tree shown apart for being nested too deep: the id of the entity it
     /// was cut from.
     pub cut_from: Option<String>,
+    /// In a parent cycle: its chain of parent_ids leads back to it. Shown in the group of
+    /// [`Group::cycle`] rows, each loop from its earliest member.
+    pub cycle: bool,
     /// The entity's JSON, without its `subsegments`.
     pub detail: Value,
 }
@@ -86,6 +89,8 @@ pub struct Group {
     pub origin: Option<String>,
     /// Subsegments whose parent has not arrived.
     pub orphan: bool,
+    /// Subsegments in or under a parent cycle, each loop from its earliest member.
+    pub cycle: bool,
     /// Subsegments nested deeper than [`MAX_DEPTH`] levels, cut from their parent and
     /// shown apart.
     pub deep: bool,
@@ -235,6 +240,7 @@ pub fn critical_path(root: &Entity, segments: &[Entity]) -> CriticalPath {
 enum Kind {
     Segment,
     Orphan,
+    Cycle,
     Deep,
 }
 
@@ -265,12 +271,17 @@ pub fn build(trace: &Trace) -> Timeline {
     let mut groups: Vec<Group> = Vec::new();
     let mut bottleneck = None;
     let mut add_tree = |root: &Entity, kind: Kind, groups: &mut Vec<Group>| {
-        let (orphan, deep) = (kind == Kind::Orphan, kind == Kind::Deep);
+        let (orphan, cycle, deep) = (
+            kind == Kind::Orphan,
+            kind == Kind::Cycle,
+            kind == Kind::Deep,
+        );
         let gi = match kind {
             Kind::Segment => groups.iter().position(|g| {
-                !g.orphan && !g.deep && g.name == root.name && g.origin == root.origin
+                !g.orphan && !g.cycle && !g.deep && g.name == root.name && g.origin == root.origin
             }),
             Kind::Orphan => groups.iter().position(|g| g.orphan),
+            Kind::Cycle => groups.iter().position(|g| g.cycle),
             Kind::Deep => groups.iter().position(|g| g.deep),
         };
         let gi = gi.unwrap_or_else(|| {
@@ -278,6 +289,7 @@ pub fn build(trace: &Trace) -> Timeline {
                 name: match kind {
                     Kind::Segment => root.name.clone(),
                     Kind::Orphan => "Subsegments whose parent has not arrived".into(),
+                    Kind::Cycle => "Subsegments in a parent cycle".into(),
                     Kind::Deep => {
                         format!("Subsegments nested deeper than {MAX_DEPTH} levels, shown apart")
                     }
@@ -288,6 +300,7 @@ pub fn build(trace: &Trace) -> Timeline {
                     None
                 },
                 orphan,
+                cycle,
                 deep,
                 rows: Vec::new(),
             });
@@ -352,6 +365,7 @@ pub fn build(trace: &Trace) -> Timeline {
                 } else {
                     None
                 },
+                cycle: cycle && a.looped.contains(&e.id),
                 detail: detail.remove(&e.id).unwrap_or(Value::Null),
             });
         });
@@ -361,6 +375,9 @@ pub fn build(trace: &Trace) -> Timeline {
     }
     for o in &a.orphans {
         add_tree(o, Kind::Orphan, &mut groups);
+    }
+    for c in &a.cycles {
+        add_tree(c, Kind::Cycle, &mut groups);
     }
     for d in &a.deep {
         add_tree(d, Kind::Deep, &mut groups);
@@ -447,6 +464,49 @@ mod tests {
         assert_eq!(tl.critical_path.last(), Some(&id));
         let page = crate::pages::trace_page(&tl, &json!({}));
         assert!(page.contains("id=\"path-cut\""));
+    }
+
+    #[test]
+    fn parent_cycles_are_labelled() {
+        // a's parent is b and b's is a, with c under a.
+        let mut s = Store::new(Limits::default());
+        for d in [
+            json!({"trace_id":"t","id":"s","name":"front","start_time":1.0,"end_time":2.0}),
+            json!({"trace_id":"t","id":"a","parent_id":"b","type":"subsegment","name":"call a",
+                "start_time":1.2,"end_time":1.8}),
+            json!({"trace_id":"t","id":"b","parent_id":"a","type":"subsegment","name":"call b",
+                "start_time":1.1,"end_time":1.9}),
+            json!({"trace_id":"t","id":"c","parent_id":"a","type":"subsegment","name":"call c",
+                "start_time":1.3,"end_time":1.4}),
+        ] {
+            s.insert(d.to_string(), Entity::from_document(&d).unwrap());
+        }
+        let tl = build(s.get("t").unwrap());
+        let groups: Vec<(&str, bool, bool)> = tl
+            .groups
+            .iter()
+            .map(|g| (g.name.as_str(), g.orphan, g.cycle))
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                ("front", false, false),
+                ("Subsegments in a parent cycle", false, true)
+            ]
+        );
+        let rows: Vec<(&str, usize, bool)> = tl.groups[1]
+            .rows
+            .iter()
+            .map(|r| (r.id.as_str(), r.depth, r.cycle))
+            .collect();
+        assert_eq!(rows, [("b", 0, true), ("a", 1, true), ("c", 2, false)]);
+        assert!(tl.partial[0].contains("2 subsegment(s) in 1 parent cycle(s)"));
+        // What `/api/timeline` gives, and the page.
+        let json = serde_json::to_value(&tl).unwrap();
+        assert_eq!(json["groups"][1]["cycle"], true);
+        assert_eq!(json["groups"][1]["rows"][0]["cycle"], true);
+        let page = crate::pages::trace_page(&tl, &json!({}));
+        assert_eq!(page.matches(">parent cycle</span>").count(), 2);
     }
 
     #[test]

@@ -260,3 +260,57 @@ fn a_trace_id_with_a_slash_can_be_opened() {
     assert_eq!(http(addr, "GET", "/trace/a/b", b"").0, 404);
     console.shutdown();
 }
+
+#[test]
+fn a_parent_cycle_over_udp_is_listed_and_marked() {
+    // Streamed subsegments whose parents loop (a under b, b under a, and c its own
+    // parent), as a broken or hostile sender can send them: every page answers, and the
+    // timeline marks them.
+    let console = start(Limits::default());
+    let addr = console.http_addr();
+    let udp = sender();
+    let trace = "1-6b06f324-00000000000000000000c7c1";
+    let docs = [("a", "b", 0.2), ("b", "a", 0.1), ("c", "c", 0.3)];
+    for (id, parent, at) in docs {
+        let doc = format!(
+            "{{\"trace_id\":\"{trace}\",\"id\":\"{id}\",\"parent_id\":\"{parent}\",\"type\":\"subsegment\",\
+             \"name\":\"call {id}\",\"start_time\":{},\"end_time\":1795617573}}",
+            1795617572.0 + at
+        );
+        udp.send_to(&[HEADER, doc.as_bytes()].concat(), console.udp_addr())
+            .unwrap();
+    }
+    wait_datagrams(&console, docs.len() as u64);
+    assert_eq!(console.stats().accepted, docs.len() as u64);
+    let tl = get_json(addr, &format!("/api/timeline/{trace}"));
+    let groups = tl["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{tl}");
+    assert_eq!(groups[0]["cycle"], true);
+    let rows: Vec<(&str, u64, bool)> = groups[0]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap(),
+                r["depth"].as_u64().unwrap(),
+                r["cycle"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, [("b", 0, true), ("a", 1, true), ("c", 0, true)]);
+    let partial = tl["partial"].to_string();
+    assert!(
+        partial.contains("3 subsegment(s) in 2 parent cycle(s)"),
+        "{partial}"
+    );
+    let list = get_json(addr, "/api/traces?filter=partial");
+    assert_eq!(list["TraceSummaries"][0]["name"], "call b", "{list}");
+    for path in [format!("/trace/{trace}"), "/traces".into(), "/".into()] {
+        let (status, body) = http(addr, "GET", &path, b"");
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let (_, page) = http(addr, "GET", &format!("/trace/{trace}"), b"");
+    assert_eq!(page.matches(">parent cycle</span>").count(), 3);
+    console.shutdown();
+}
