@@ -450,6 +450,15 @@ impl SpanData {
     /// Records an error, or counts it past the per-span bound.
     pub(crate) fn push_error(&mut self, record: ErrorRecord) {
         let rare = self.rare_mut();
+        // A field recorded again holds its new value, as any field does: its
+        // exception replaces the one the field gave before (a retry loop
+        // recording `error` per attempt leaves the last attempt's).
+        if let Some(field) = record.field {
+            if let Some(earlier) = rare.errors.iter_mut().find(|e| e.field == Some(field)) {
+                *earlier = record;
+                return;
+            }
+        }
         push_bounded(
             &mut rare.errors,
             &mut rare.errors_dropped,

@@ -311,6 +311,30 @@ fn error_value_with_source_chain_is_a_fault() {
 }
 
 #[test]
+fn an_error_field_recorded_again_replaces_its_exception() {
+    let doc = one(
+        |b| b,
+        || {
+            let span = info_span!("call", error = tracing::field::Empty);
+            for attempt in ["timed out", "connection reset", "refused"] {
+                let err = std::io::Error::other(attempt);
+                span.record("error", &err as &(dyn std::error::Error + 'static));
+            }
+            span.in_scope(|| error!("gave up"));
+        },
+    );
+    let messages: Vec<&str> = doc["cause"]["exceptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    // The field's last value, and the event's own exception beside it.
+    assert_eq!(messages, ["refused", "gave up"]);
+    assert_eq!(doc["fault"], true);
+}
+
+#[test]
 fn error_event_with_client_status_is_an_error_not_a_fault() {
     let doc = one(
         |b| b,
