@@ -71,12 +71,13 @@ const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 ///
 /// Failures show in [`crate::Stats::documents_failed`] with their
 /// [`ExportError`]: `Unauthorized`, `Rejected` (by the API, or listed in
-/// `UnprocessedTraceSegments` with a permanent error code), `Other` wrapping
-/// [`HttpExporterError::BacklogFull`], or `Timeout` at shutdown.
-/// [`HttpExporter::stats_handle`] adds the HTTP side (requests, retries, largest
-/// batch). The exporter's own diagnostics are `tracing` events with target
-/// `tracing_xray`; the HTTP client's logging is silenced during requests, as
-/// its wire dump would show the session token.
+/// `UnprocessedTraceSegments` with a permanent error code, or standing in for
+/// an entry there that named no document: see [`HttpStats::unprocessed`]),
+/// `Other` wrapping [`HttpExporterError::BacklogFull`], or `Timeout` at
+/// shutdown. [`HttpExporter::stats_handle`] adds the HTTP side (requests,
+/// retries, largest batch). The exporter's own diagnostics are `tracing`
+/// events with target `tracing_xray`; the HTTP client's logging is silenced
+/// during requests, as its wire dump would show the session token.
 ///
 /// The IAM permission needed is `xray:PutTraceSegments` (in the managed policy
 /// `AWSXRayDaemonWriteAccess`).
@@ -117,6 +118,9 @@ pub struct HttpExporter {
     /// Whether refused credentials were already refreshed and retried once
     /// (reset by the next success).
     auth_refresh_tried: bool,
+    /// Whether an `UnprocessedTraceSegments` entry naming no document of its
+    /// batch was logged (once per exporter; further ones are only counted).
+    unnamed_reported: bool,
     shut_down: bool,
     stats: Arc<Counters>,
 }
@@ -432,24 +436,40 @@ impl HttpExporter {
 
         let mut batch: Vec<Option<Pending>> = batch.into_iter().map(Some).collect();
         let mut retry = Vec::new();
-        for u in unprocessed {
-            let Some(id) = u.id.as_deref() else { continue };
+        // Entries without an `Id`, or with one that is no document of the
+        // batch: a document failed, and the API did not say which.
+        let mut unnamed = Vec::new();
+        // The ids of the documents answered for so far.
+        let mut answered: Vec<&str> = Vec::new();
+        for u in &unprocessed {
+            let Some(id) = u.id.as_deref() else {
+                unnamed.push(u);
+                continue;
+            };
             let slot = batch
                 .iter_mut()
                 .find(|p| p.as_ref().is_some_and(|p| p.doc.id().to_string() == id));
             let Some(mut p) = slot.and_then(Option::take) else {
+                // A second entry for a document already answered for says
+                // nothing more; any other names no document of the batch.
+                if !answered.contains(&id) {
+                    unnamed.push(u);
+                }
                 continue;
             };
+            answered.push(id);
             Counters::add(&self.stats.unprocessed, 1);
-            let code = u.error_code.unwrap_or_default();
+            let code = u.error_code.as_deref().unwrap_or_default();
             p.unprocessed += 1;
-            if api::is_retryable_unprocessed(&code) && p.unprocessed < MAX_UNPROCESSED_ATTEMPTS {
+            if api::is_retryable_unprocessed(code) && p.unprocessed < MAX_UNPROCESSED_ATTEMPTS {
                 retry.push(p);
             } else {
-                let why = self.scrub(&format!("{code}: {}", u.message.unwrap_or_default()));
+                let message = u.message.as_deref().unwrap_or_default();
+                let why = self.scrub(&format!("{code}: {message}"));
                 outcome.fail(p.doc, ExportError::Rejected(why));
             }
         }
+        self.on_unnamed(&mut batch, unnamed, outcome);
         let delivered = batch.iter().flatten().count();
         // Nothing delivered and documents to retry: the API throttles (or
         // fails) document by document, and the backoff goes on growing.
@@ -466,6 +486,59 @@ impl HttpExporter {
         if !retry.is_empty() {
             self.requeue_front(retry);
             self.set_backoff();
+        }
+    }
+
+    /// Answers the `UnprocessedTraceSegments` entries of a call that name no
+    /// document of its batch: no `Id`, or an id of none of its documents.
+    ///
+    /// Each such entry says that a document was not taken, without saying
+    /// which. So that the call never reports delivered a document the API
+    /// said it did not take, as many of the documents that no entry named
+    /// fail in their place (the last ones of the batch: which ones is a
+    /// guess, how many is not) and count in [`HttpStats::unprocessed`]; the
+    /// call then reports delivered at most the batch less its entries. None
+    /// is retried, whatever the error code: which one to send again is not
+    /// known, and sending them all again would send delivered ones twice.
+    /// Entries beyond the documents left can only be repeats: they fail
+    /// nothing more. The first such entry is logged as a warning naming its
+    /// error code, once per exporter.
+    fn on_unnamed(
+        &mut self,
+        batch: &mut [Option<Pending>],
+        unnamed: Vec<&api::Unprocessed>,
+        outcome: &mut ExportOutcome,
+    ) {
+        let Some(first) = unnamed.first() else {
+            return;
+        };
+        if !self.unnamed_reported {
+            self.unnamed_reported = true;
+            tracing::warn!(
+                target: "tracing_xray",
+                error_code = %self.scrub(first.error_code.as_deref().unwrap_or_default()),
+                entries = unnamed.len(),
+                "the X-Ray API listed documents as unprocessed without naming any of the batch \
+                 (no Id, or an unknown one): as many of the batch's unnamed documents are \
+                 counted failed, not delivered, and none is retried (further such entries are \
+                 only counted)"
+            );
+        }
+        let left = batch.iter_mut().rev().filter(|p| p.is_some());
+        for (slot, u) in left.zip(&unnamed) {
+            let Some(p) = slot.take() else { continue };
+            Counters::add(&self.stats.unprocessed, 1);
+            let named = match u.id.as_deref() {
+                Some(id) => format!("an Id, {id:?}, of no document of the batch"),
+                None => "no Id".to_owned(),
+            };
+            let why = self.scrub(&format!(
+                "{}: {} (the entry had {named}: one document of the batch failed, this one \
+                 is counted in its place)",
+                u.error_code.as_deref().unwrap_or_default(),
+                u.message.as_deref().unwrap_or_default(),
+            ));
+            outcome.fail(p.doc, ExportError::Rejected(why));
         }
     }
 
@@ -936,6 +1009,7 @@ impl HttpExporterBuilder {
             auth_reported: false,
             retry_reported: false,
             auth_refresh_tried: false,
+            unnamed_reported: false,
             shut_down: false,
             stats: Arc::new(Counters::default()),
         })
@@ -1135,6 +1209,15 @@ pub struct HttpStats {
     /// Documents the API accepted.
     pub documents_delivered: u64,
     /// Documents listed in `UnprocessedTraceSegments` (retried or failed).
+    ///
+    /// An entry that names no document of its batch (no `Id`, or an id of
+    /// none of its documents) counts as one document all the same: the API
+    /// said one was not taken. As it did not say which, one of the batch's
+    /// documents that no entry named is failed in its place (never retried),
+    /// so that no more documents are counted delivered than the batch less
+    /// its entries. Repeated entries for one document count once; entries
+    /// beyond the documents that no entry named (they can only be repeats)
+    /// do not count.
     pub unprocessed: u64,
     /// Calls refused for their credentials.
     pub auth_failures: u64,

@@ -37,6 +37,19 @@ impl Seen {
 }
 
 type Reply = (u16, String);
+
+/// A log writer into a shared buffer.
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 type Script = Box<dyn FnMut(&Seen) -> Reply + Send>;
 
 /// A fake X-Ray API: answers each request from a script (default: accept
@@ -447,6 +460,70 @@ fn an_unprocessed_document_fails_after_three_attempts() {
     assert_eq!(outcome.delivered, 0);
     assert_eq!(outcome.failures.len(), 1);
     assert_eq!(fake.seen().len(), 3);
+}
+
+/// `UnprocessedTraceSegments` entries that name no document of the batch (no
+/// `Id`, or an id of none of its documents) still say that documents were not
+/// taken: as many of the batch's other documents fail in their place, none
+/// is counted delivered for them or retried, and the first such entry is
+/// logged once, with its error code. A repeated entry for a named document
+/// fails nothing more.
+#[test]
+fn unprocessed_entries_naming_no_document_are_not_counted_delivered() {
+    let docs = docs(5);
+    let b = docs[1].id().to_string();
+    let fake = Fake::start();
+    fake.reply(
+        200,
+        &format!(
+            r#"{{"UnprocessedTraceSegments":[
+                {{"ErrorCode":"InternalFailure","Message":"no id"}},
+                {{"Id":"0123456789abcdef","ErrorCode":"InvalidTraceId","Message":"who"}},
+                {{"Id":"{b}","ErrorCode":"MissingParam","Message":"Missing end_time"}},
+                {{"Id":"{b}","ErrorCode":"MissingParam","Message":"again"}}]}}"#
+        ),
+    );
+    fake.reply(
+        200,
+        r#"{"UnprocessedTraceSegments":[{"ErrorCode":"ThrottledException"}]}"#,
+    );
+    let captured = Arc::new(Mutex::new(Vec::new()));
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || Captured(writer.clone()))
+        .with_ansi(false)
+        .finish();
+    let mut e = builder(&fake).build().unwrap();
+    let (first, second) = tracing::subscriber::with_default(subscriber, || {
+        let mut first = e.export(docs.clone());
+        first.merge(e.flush(Duration::from_secs(2)));
+        let mut second = e.export(self::docs(3));
+        second.merge(e.flush(Duration::from_secs(2)));
+        (first, second)
+    });
+
+    assert_eq!(first.delivered, 2, "{:?}", failures_of(&first));
+    let failed: Vec<SegmentId> = first.failures.iter().map(|f| f.document.id()).collect();
+    assert_eq!(failed, [docs[1].id(), docs[4].id(), docs[3].id()]);
+    let why = failures_of(&first).join(" ");
+    for part in ["MissingParam", "InternalFailure", "no Id", "InvalidTraceId"] {
+        assert!(why.contains(part), "{part} in {why}");
+    }
+    assert_eq!((second.delivered, second.failures.len()), (2, 1));
+    assert_eq!(fake.seen().len(), 2, "none retried");
+    let stats = e.stats_handle().snapshot();
+    assert_eq!((stats.unprocessed, stats.documents_delivered), (4, 4));
+
+    let logs = String::from_utf8(captured.lock().unwrap().clone()).unwrap();
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("without naming any of the batch"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{logs}");
+    assert!(
+        warnings[0].contains("WARN") && warnings[0].contains("InternalFailure"),
+        "{logs}"
+    );
 }
 
 /// A call that delivers nothing, every document throttled in
