@@ -902,6 +902,51 @@ fn sql_connection_strings_without_a_password_are_kept() {
     }
 }
 
+/// A file database's path keeps its `@`: it is no user info. Before the
+/// path, user info still loses its password.
+#[test]
+fn sql_file_paths_keep_their_at() {
+    let cases = [
+        ("sqlite:///tmp/a@b.db", "url", "sqlite:///tmp/a@b.db"),
+        (
+            "sqlite://data/x@y.sqlite",
+            "url",
+            "sqlite://data/x@y.sqlite",
+        ),
+        ("sqlite://data:x/y@z.db", "url", "sqlite://data:x/y@z.db"),
+        (
+            "file:/var/db@2/app.db",
+            "connection_string",
+            "file:/var/db@2/app.db",
+        ),
+        ("file:db@2/app.db", "connection_string", "file:db@2/app.db"),
+        (
+            "sqlite:data/x@y.sqlite",
+            "connection_string",
+            "sqlite:data/x@y.sqlite",
+        ),
+        (
+            "sqlite://app:hunter2@h/x@y.db",
+            "url",
+            "sqlite://app@h/x@y.db",
+        ),
+        (
+            "postgres://app:hunter2@db:5432/x@y",
+            "url",
+            "postgres://app@db:5432/x@y",
+        ),
+    ];
+    let (sql, text) = sql_connections(&cases.map(|(conn, _, _)| conn));
+    assert!(!text.contains("hunter"), "{text}");
+    for ((conn, key, expected), sql) in cases.iter().zip(&sql) {
+        assert_eq!(
+            sql,
+            &json!({*key: expected, "database_type": "x"}),
+            "{conn}"
+        );
+    }
+}
+
 // ---- AWS SDK --------------------------------------------------------------
 
 const ORCH: &str = "aws_smithy_runtime::client::orchestrator";

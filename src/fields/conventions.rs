@@ -16,7 +16,7 @@
 //! | `otel.kind = "client"`/`"producer"`, `xray.namespace = "remote"` | `namespace: remote` |
 //! | `peer.service` | a remote subsegment's name |
 //! | `db.system`/`db.system.name` | `sql.database_type`, `namespace: remote`, name `db@host` |
-//! | `db.name`/`db.namespace`, `server.address`, `server.port`, `db.connection_string` | `sql.url` / `sql.connection_string`, without passwords (URL user info, secret query parameters, `Password=`/`Pwd=` pairs, libpq's `password=`) |
+//! | `db.name`/`db.namespace`, `server.address`, `server.port`, `db.connection_string` | `sql.url` / `sql.connection_string`, without passwords (URL user info, secret query parameters, `Password=`/`Pwd=` pairs, libpq's `password=`; a file database's path, `@` and all, is no user info) |
 //! | `db.user` | `sql.user` |
 //! | `db.query.text`/`db.statement` | `sql.sanitized_query` (opt-in) |
 //! | `rpc.system = "aws-api"` + `rpc.service` + `rpc.method` (older SDKs: span `invoke` with `service`, `operation`) | `namespace: aws`, name = the service, `aws.operation` |
@@ -378,10 +378,11 @@ fn url_authority(s: &str) -> Option<Range<usize>> {
     // A password written with a raw `/`, `?` or `#` in it (`u:pa/ss@h`: an
     // invalid URL, but one people write): what follows the `:` is no port
     // and an `@` comes later, so the user info runs to that `@`. (Not after
-    // an IPv6 host, nor JDBC's `host:port;properties`.) An empty "port"
-    // is a password that starts with one of them (`u:/pass@h`).
+    // an IPv6 host, nor JDBC's `host:port;properties`, nor in a file
+    // database's URL, where that `@` is its path's.) An empty "port" is a
+    // password that starts with one of them (`u:/pass@h`).
     let authority = &s[start..end];
-    if !authority.starts_with('[') && !authority.contains('@') {
+    if !authority.starts_with('[') && !authority.contains('@') && !is_file_scheme(s) {
         let not_a_port = authority.split_once(':').is_some_and(|(user, rest)| {
             let port = rest.split(';').next().unwrap_or(rest);
             !user.contains(';') && (port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()))
@@ -393,6 +394,26 @@ fn url_authority(s: &str) -> Option<Range<usize>> {
         }
     }
     Some(start..end)
+}
+
+/// Whether `s` starts with the scheme of a file database's URL: `file:`,
+/// SQLite's `sqlite:` and `sqlite3:`, `duckdb:` (with a `+driver`, as in
+/// `sqlite+aiosqlite:`, and after `jdbc:` too). What such a URL names is a
+/// path, from the first `/` after `scheme://` or, with no `//`, from the
+/// scheme's `:` on; an `@` in a path (`sqlite:///tmp/a@b.db`,
+/// `file:db@2/app.db`) is never the end of user info.
+fn is_file_scheme(s: &str) -> bool {
+    let s = match s.get(..5) {
+        Some(jdbc) if jdbc.eq_ignore_ascii_case("jdbc:") => &s[5..],
+        _ => s,
+    };
+    let Some((scheme, _)) = s.split_once(':') else {
+        return false;
+    };
+    let scheme = scheme.split_once('+').map_or(scheme, |(scheme, _)| scheme);
+    ["file", "sqlite", "sqlite3", "duckdb"]
+        .iter()
+        .any(|file| scheme.eq_ignore_ascii_case(file))
 }
 
 /// `scheme://host[:port]/path` of a URL (the path alone of a relative one):
@@ -531,8 +552,12 @@ fn without_password(conn: &str) -> Cow<'_, str> {
         user_info_secret(conn, authority.clone(), &mut cuts);
         query_secrets(conn, authority.end, &mut cuts);
     } else {
-        oracle_secret(conn, &mut cuts);
-        dsn_secret(conn, &mut cuts);
+        // A file database's `scheme:path` has no user info, only a path
+        // (`file:db@2/app.db` is no `user:password@host`).
+        if !is_file_scheme(conn) {
+            oracle_secret(conn, &mut cuts);
+            dsn_secret(conn, &mut cuts);
+        }
         // A URI with no authority (`file:x.db?password=`, DuckDB's
         // `md:db?motherduck_token=`) or a relative one has a query too.
         let head = conn.find('?').map(|q| &conn[..q]);
@@ -1940,6 +1965,56 @@ mod tests {
             ),
             ("db:3306/shop", "db:3306/shop"),
         ]);
+    }
+
+    /// A file database's path is no user info, whatever `@` it holds: the
+    /// path runs from the first `/` after `scheme://`, or from the scheme's
+    /// `:` when no `//` follows. Real user info before the path still loses
+    /// its password.
+    #[test]
+    fn an_at_in_a_file_path_is_not_user_info() {
+        let kept = [
+            "sqlite:///tmp/a@b.db",
+            "sqlite://data/x@y.sqlite",
+            "file:/var/db@2/app.db",
+            "file:///var/db@2/app.db",
+            "file:db@2/app.db",
+            "FILE:db@2/app.db",
+            "sqlite:x@y.db",
+            "sqlite3:x@y.db",
+            "sqlite:data/x@y.sqlite",
+            "jdbc:sqlite:data/x@y.db",
+            "duckdb:x@y.duckdb",
+            // A `:` before the `@` in the path: no password with a raw `/`.
+            "sqlite://data:x/y@z.db",
+            "sqlite+aiosqlite://data:x/y@z.db",
+        ];
+        check_secrets(&kept.map(|conn| (conn, conn)));
+        for conn in kept {
+            assert!(
+                matches!(without_password(conn), Cow::Borrowed(c) if c == conn),
+                "{conn}"
+            );
+        }
+        check_secrets(&[
+            ("file:a@b.db?mode=ro&password=hunter", "file:a@b.db?mode=ro"),
+            ("sqlite://u:hunter@h/x@y.db", "sqlite://u@h/x@y.db"),
+            ("sqlite://:hunter@h/x@y.db", "sqlite://h/x@y.db"),
+            (
+                "postgres://app:hunter@db:5432/x@y",
+                "postgres://app@db:5432/x@y",
+            ),
+            (
+                "postgres://app:hun/ter@db:5432/x",
+                "postgres://app@db:5432/x",
+            ),
+            ("app:hunter@tcp(db:3306)/x@y", "app@tcp(db:3306)/x@y"),
+        ]);
+        assert_eq!(
+            plain_url("sqlite://data:x/y@z.db"),
+            "sqlite://data:x/y@z.db"
+        );
+        assert_eq!(plain_url("sqlite://u:hunter@h/x@y.db"), "sqlite://h/x@y.db");
     }
 
     #[test]
