@@ -23,7 +23,7 @@ use crate::fields::conventions::{self, may_have_meaning};
 use crate::fields::{route, Conventions, TraceBudget, AWS_SDK_TARGET, TRACING_NAMESPACE};
 use crate::forest::Forest;
 use crate::id::{SegmentId, TraceId};
-use crate::limits::{sanitize_name, truncate_chars};
+use crate::limits::{sanitize_name, truncate_chars, MAX_ANNOTATIONS_PER_TRACE};
 use crate::model::{Cause, Entity, EpochSeconds, Exception, MetaValue, StackFrame, XrayInfo};
 use crate::span_data::{FieldValue, SpanData};
 
@@ -149,6 +149,7 @@ impl<'c> Assembler<'c> {
             in_op: bool,
         }
         let keep_internals = self.cfg.fields.aws_sdk_internal_spans;
+        self.reserve_for_top(forest, root, matches!(top, Top::Segment));
         let mut stack = vec![Frame {
             node: root,
             next: 0,
@@ -179,6 +180,9 @@ impl<'c> Assembler<'c> {
             }
             let Some(frame) = stack.pop() else { break };
             let is_top = stack.is_empty();
+            if is_top {
+                self.budget.reserved = 0;
+            }
             if is_top && wrap {
                 let call = self.finish(forest, frame.node, frame.packed, None);
                 let segment = caller_segment(forest.span(frame.node));
@@ -193,6 +197,42 @@ impl<'c> Assembler<'c> {
             }
         }
         self.counts.annotations_demoted += std::mem::take(&mut self.budget.annotations_demoted);
+    }
+
+    /// Keeps for the top span of `forest`'s tree at `root` the annotations
+    /// it will take, before its subsegments (packed first) use the trace's
+    /// 50. Only when the tree's fields could reach the limit at all. A
+    /// trace sent in parts (a long-lived root streaming its finished
+    /// subsegments) cannot keep them: the parts that leave before the root
+    /// ends count first.
+    fn reserve_for_top(&mut self, forest: Forest<'_>, root: usize, is_segment: bool) {
+        self.budget.reserved = 0;
+        let left = MAX_ANNOTATIONS_PER_TRACE.saturating_sub(self.budget.annotations);
+        let mut fields = 0;
+        let mut pending = vec![root];
+        while let Some(i) = pending.pop() {
+            fields += forest.span(i).fields.len();
+            if fields > left {
+                break;
+            }
+            pending.extend_from_slice(forest.children(i));
+        }
+        if fields <= left {
+            return;
+        }
+        // What routing the top span alone indexes (on a scratch entity).
+        let top = forest.span(root);
+        let mut entity = Entity::default();
+        let mut budget = TraceBudget::default();
+        route(
+            top,
+            &mut entity,
+            is_segment,
+            &mut budget,
+            &self.cfg.fields,
+            &mut Conventions::default(),
+        );
+        self.budget.reserved = entity.annotations.0.len().min(left);
     }
 
     fn emit_top(&mut self, packed: Packed, top: Top) {

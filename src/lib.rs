@@ -55,7 +55,7 @@
 //!
 //! | you write (span field) | X-Ray gets |
 //! |---|---|
-//! | `annotation.KEY = v` | `annotations.KEY`: indexed, filterable. Key made `[A-Za-z0-9_]` (at most 500 chars), strings cut at 1,000 chars, numbers and booleans keep their types, NaN/±inf become strings; past 50 per trace they move to metadata (counted), as does the second of two names made the same key (`a-b`, `a_b`) |
+//! | `annotation.KEY = v` | `annotations.KEY`: indexed, filterable. Key made `[A-Za-z0-9_]` (at most 500 chars), strings cut at 1,000 chars, numbers and booleans keep their types, NaN/±inf become strings; past 50 per trace they move to metadata (counted in `annotations_demoted`; the segment's own are kept first, then its subsegments' in the order they ended), as does, uncounted, the second of two names made the same key (`a-b`, `a_b`) |
 //! | a field named in `with_indexed_fields(&[..])`, or any simple field with `with_all_fields_indexed(true)` | an annotation |
 //! | `metadata.KEY` / `metadata.NS.KEY` | `metadata.default.KEY` / `metadata.NS.KEY` (`AWS.*` namespaces are reserved: kept under `default`) |
 //! | any other field | `metadata.tracing.FIELD`, with the type `tracing` gave it (dropped with `with_other_fields_as_metadata(false)`) |
@@ -71,7 +71,7 @@
 //! | `http.response.content_length` / `http.response.body.size` | `http.response.content_length` |
 //! | `otel.kind = "client"`/`"producer"`, `xray.namespace = "remote"` | `namespace: remote`, named after `peer.service` or the host |
 //! | `xray.traced = true` / `http.request.traced = true` | `http.request.traced` (the callee is instrumented) |
-//! | `db.system`, `db.name`/`db.namespace`, `db.user`, `server.address`, `server.port`, `db.connection_string` | `sql.database_type`/`url`/`user`/`connection_string` (passwords removed: URL user info, `password`/`pwd`/`token`/… query parameters, `Password=`/`Pwd=` pairs, libpq `password=`, Oracle `user/password@`), `namespace: remote`, named `db@host` |
+//! | `db.system`, `db.name`/`db.namespace`, `db.user`, `server.address`, `server.port`, `db.connection_string` | `sql.database_type`/`url`/`user`/`connection_string` (passwords removed: URL user info, `password`/`pwd`/`token`/… query parameters, `Password=`/`Pwd=` pairs, libpq `password=`, Oracle `user/password@`; an `@` in a file database's path, as in `sqlite:///tmp/a@b.db` or `file:db@2/app.db`, is no user info), `namespace: remote`, named `db@host` (with both `db.name` and `server.address`; else after the one there is, or `db.system`) |
 //! | `db.query.text` / `db.statement` | `sql.sanitized_query`, only with `with_sql_queries(true)`, or `AWS_XRAY_COLLECT_SQL_QUERIES=true` when the builder does not say |
 //! | AWS SDK span (`rpc.system = "aws-api"`, `rpc.service`, `rpc.method`; older `invoke` spans of `aws_smithy_runtime*` targets, with `service`/`operation`) | `namespace: aws`, named after the service (`DynamoDB`, `S3`, ...), `aws.operation`; the SDK's internal spans folded in (`with_aws_sdk_internal_spans(true)` keeps them), `aws.retries` |
 //! | `aws.request_id`, `aws.region`/`cloud.region`, `aws.account_id`, `aws.dynamodb.table_names`, `messaging.destination.name`/`aws.sqs.queue_url`, `aws.s3.bucket`, `aws.retries` | `aws.request_id`, `region`, `account_id`, `table_name` (`table_names` if several), `queue_url`, `bucket_name`, `retries` |

@@ -165,6 +165,11 @@ pub(crate) const TRACING_NAMESPACE: &str = "tracing";
 #[derive(Debug, Default)]
 pub(crate) struct TraceBudget {
     pub(crate) annotations: usize,
+    /// Annotations kept for the top span of the document being packed, so
+    /// that its subsegments, packed before it, cannot take them: a trace
+    /// is filtered by its segment's annotations (the tenant, the route)
+    /// first.
+    pub(crate) reserved: usize,
     /// Annotations moved to metadata because the trace already had 50.
     pub(crate) annotations_demoted: u64,
 }
@@ -243,7 +248,7 @@ fn annotate<'a>(
         );
         return;
     }
-    if budget.annotations >= MAX_ANNOTATIONS_PER_TRACE {
+    if budget.annotations + budget.reserved >= MAX_ANNOTATIONS_PER_TRACE {
         budget.annotations_demoted += 1;
         put_metadata(entity, Cow::Borrowed(fallback_ns), k, meta_value(value));
         return;
