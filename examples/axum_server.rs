@@ -1,7 +1,10 @@
 //! An axum service behind tower-http's `TraceLayer`, traced to X-Ray with no
 //! X-Ray-specific code in the handlers: an annotation, a metadata field, an
 //! outgoing HTTP call (a `remote` subsegment, with the trace header) and an
-//! error path, all written as ordinary `tracing` fields.
+//! error path, all written as ordinary `tracing` fields. The request span's
+//! `xray.trace_header` field continues the caller's trace (here, the
+//! service's own call to `/stock`), as `XrayServerLayer` of the `tower`
+//! feature does for services that use it.
 //!
 //! ```text
 //! cargo run --example axum_server          # serves 127.0.0.1:3000, sends to the X-Ray daemon
@@ -115,6 +118,11 @@ fn router(app: App) -> Router {
                 method = %req.method(),
                 uri = %req.uri(),
                 "user_agent.original" = req.headers().get("user-agent").and_then(|v| v.to_str().ok()),
+                // The caller's X-Amzn-Trace-Id, if any: this request joins its trace.
+                "xray.trace_header" = req
+                    .headers()
+                    .get(tracing_xray::HEADER_NAME)
+                    .and_then(|v| v.to_str().ok()),
                 "http.response.status_code" = tracing::field::Empty,
                 "annotation.order_id" = tracing::field::Empty,
                 "metadata.order.items" = tracing::field::Empty,
@@ -174,12 +182,25 @@ async fn main() {
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     xray.flush(Duration::from_secs(5)).unwrap();
-    for doc in exporter.json_documents() {
+    let docs = exporter.json_documents();
+    for doc in &docs {
         if doc["http"]["request"]["url"]
             .as_str()
             .is_some_and(|u| u.starts_with("/orders"))
         {
             println!("{}", serde_json::to_string_pretty(&doc).unwrap());
+        }
+    }
+    // The inventory call's own segments joined the callers' traces.
+    for doc in &docs {
+        if let Some(url) = doc["http"]["request"]["url"]
+            .as_str()
+            .filter(|u| u.starts_with("/stock"))
+        {
+            println!(
+                "{url}: segment of trace {}, parent {} (the check_stock subsegment)",
+                doc["trace_id"], doc["parent_id"]
+            );
         }
     }
     server.abort();
