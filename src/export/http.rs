@@ -48,7 +48,10 @@ const MAX_UNPROCESSED_ATTEMPTS: u8 = 3;
 /// worker back (it asks to be polled again at once), so that flush and
 /// shutdown requests are never stuck behind a long backlog.
 const MAX_CALLS_PER_TURN: usize = 8;
-/// X-Ray's per-document limit.
+/// The API's per-document limit (64 KB, taken as KiB), for documents an
+/// exporter is handed by other code than the worker: the worker's own stay
+/// under the stricter [`crate::export::MAX_DOCUMENT_BYTES`], which leaves
+/// room for the daemon's datagram header.
 const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 
 /// Sends documents straight to the AWS X-Ray API (`PutTraceSegments`) over
