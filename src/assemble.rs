@@ -208,16 +208,13 @@ impl<'c> Assembler<'c> {
     fn reserve_for_top(&mut self, forest: Forest<'_>, root: usize, is_segment: bool) {
         self.budget.reserved = 0;
         let left = MAX_ANNOTATIONS_PER_TRACE.saturating_sub(self.budget.annotations);
+        // Every field of the list, the tree's and any other's: a bound on
+        // the annotations the tree can ask for.
         let mut fields = 0;
-        let mut pending = vec![root];
-        while let Some(i) = pending.pop() {
-            fields += forest.span(i).fields.len();
-            if fields > left {
-                break;
-            }
-            pending.extend_from_slice(forest.children(i));
-        }
-        if fields <= left {
+        if forest.spans().all(|s| {
+            fields += s.fields.len();
+            fields <= left
+        }) {
             return;
         }
         // What routing the top span alone indexes (on a scratch entity).

@@ -9,7 +9,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{
     disabled_by_env, env_tracing_name, Config, DEFAULT_MAX_HELD_SUBSEGMENTS,
-    DEFAULT_QUEUE_CAPACITY, DEFAULT_STREAMING_THRESHOLD, MAX_QUEUE_CAPACITY,
+    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_STREAMING_THRESHOLD,
+    MAX_QUEUE_CAPACITY, MIN_MAX_QUEUED_BYTES,
 };
 use crate::export::{Exporter, UdpExporter};
 use crate::handle::{Counters, Shared, XrayGuard, XrayHandle};
@@ -53,6 +54,7 @@ pub struct Builder {
     service_version: Option<String>,
     exporter: Option<Box<dyn Exporter>>,
     queue_capacity: usize,
+    max_queued_bytes: usize,
     streaming_threshold: usize,
     max_held_subsegments: usize,
     detectors: crate::Detectors,
@@ -69,6 +71,7 @@ impl fmt::Debug for Builder {
             .field("service_version", &self.service_version)
             .field("custom_exporter", &self.exporter.is_some())
             .field("queue_capacity", &self.queue_capacity)
+            .field("max_queued_bytes", &self.max_queued_bytes)
             .field("streaming_threshold", &self.streaming_threshold)
             .field("max_held_subsegments", &self.max_held_subsegments)
             .field("detectors", &self.detectors)
@@ -87,6 +90,7 @@ impl Default for Builder {
             service_version: None,
             exporter: None,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             streaming_threshold: DEFAULT_STREAMING_THRESHOLD,
             max_held_subsegments: DEFAULT_MAX_HELD_SUBSEGMENTS,
             detectors: crate::Detectors::default(),
@@ -197,6 +201,29 @@ impl Builder {
         self
     }
 
+    /// How much memory the finished traces waiting for the worker may hold,
+    /// in bytes: the spans and what their fields, events and errors hold
+    /// (an estimate, within a small factor of the heap they use). Past it,
+    /// traces are dropped and counted ([`crate::Stats::traces_dropped`]) as
+    /// when the queue is full, so that a worker held up (a slow HTTP
+    /// exporter, a stalled host) never lets traces with large fields grow
+    /// the application's memory. Default 64 MiB; at least 64 KiB. A single
+    /// trace larger than the bound is dropped, and an open trace holding
+    /// more than 1 MiB streams its finished subsegments, so keep it
+    /// well above that.
+    ///
+    /// ```
+    /// // A service on a small instance: at most 16 MiB waiting.
+    /// let layer = tracing_xray::builder()
+    ///     .with_max_queued_bytes(16 << 20)
+    ///     .build();
+    /// assert_eq!(layer.handle().stats().traces_dropped, 0);
+    /// ```
+    pub fn with_max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.max_queued_bytes = bytes.max(MIN_MAX_QUEUED_BYTES);
+        self
+    }
+
     /// The subsegment count above which a document's completed subtrees are
     /// sent as independent subsegments. Default 100 (the Java and Node SDKs').
     ///
@@ -230,7 +257,9 @@ impl Builder {
 
     /// How many finished spans one open trace may hold in memory before they
     /// are streamed as independent subsegments, so that a long-lived root
-    /// never grows without bound. Default 1000.
+    /// never grows without bound. Default 1000. Whatever their number, an
+    /// open trace holding more than 1 MiB of them (large fields) streams
+    /// them too.
     ///
     /// ```
     /// use std::time::Duration;
@@ -410,6 +439,7 @@ impl Builder {
                 tx,
                 counters,
                 max_held: self.max_held_subsegments,
+                max_queued_bytes: self.max_queued_bytes as u64,
                 sampler: self
                     .sampler
                     .unwrap_or_else(|| Arc::new(crate::sampling::LocalRules::default())),

@@ -10,6 +10,14 @@ pub(crate) const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 /// maximum), so a capacity meant as "unbounded" must neither reserve
 /// gigabytes nor overflow the channel's index arithmetic (a panic).
 pub(crate) const MAX_QUEUE_CAPACITY: usize = 1 << 20;
+/// Default bound of the queue between the application and the worker, in
+/// bytes of finished spans (their own and their fields'): 64 MiB.
+pub(crate) const DEFAULT_MAX_QUEUED_BYTES: usize = 64 << 20;
+/// The smallest bound in bytes a builder accepts.
+pub(crate) const MIN_MAX_QUEUED_BYTES: usize = 64 << 10;
+/// Bytes of finished spans one open trace holds before it streams them,
+/// whatever their number.
+pub(crate) const MAX_HELD_BYTES: usize = 1 << 20;
 /// Default subsegment count above which completed subtrees are streamed (Java and Node SDKs: 100).
 pub(crate) const DEFAULT_STREAMING_THRESHOLD: usize = 100;
 /// Default number of finished spans one open trace holds before it

@@ -36,6 +36,11 @@ impl<'a> Forest<'a> {
         &self.children[self.first[i]..self.first[i + 1]]
     }
 
+    /// Every span of the list, in close order.
+    pub(crate) fn spans(&self) -> impl Iterator<Item = &'a SpanData> {
+        self.spans.iter()
+    }
+
     /// The spans without a parent in the list, in close order.
     pub(crate) fn tops(&self) -> &'a [usize] {
         self.tops

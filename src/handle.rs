@@ -98,7 +98,16 @@ pub(crate) struct Counters {
     pub(crate) traces_queued: AtomicU64,
     pub(crate) traces_dropped: AtomicU64,
     pub(crate) spans_dropped: AtomicU64,
-    _apart: [u64; 13],
+    /// Bytes of spans ever queued ([`crate::span_data::SpanData::held_bytes`]).
+    pub(crate) bytes_queued: AtomicU64,
+    /// The worker's [`Counters::bytes_done`] as an application thread last
+    /// read it: the queue's bytes are `bytes_queued` less this, at most,
+    /// and the worker's line is read only when that passes the bound.
+    pub(crate) bytes_done_seen: AtomicU64,
+    _apart: [u64; 11],
+    /// Bytes of queued spans the worker is done with (written by it alone,
+    /// once per batch).
+    pub(crate) bytes_done: AtomicU64,
     pub(crate) documents_exported: AtomicU64,
     pub(crate) documents_failed: AtomicU64,
     pub(crate) subsegments_streamed: AtomicU64,

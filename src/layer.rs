@@ -19,6 +19,7 @@ use std::any::TypeId;
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crossbeam_channel::{Sender, TrySendError};
@@ -31,7 +32,7 @@ use tracing_subscriber::Layer;
 
 use crate::assemble::Top;
 use crate::clock::Instant;
-use crate::config::Config;
+use crate::config::{Config, MAX_HELD_BYTES};
 use crate::handle::{Counters, XrayHandle};
 use crate::header::{Sampled, TraceHeader};
 use crate::id::{SegmentId, TraceId};
@@ -91,6 +92,8 @@ pub(crate) struct LayerInner {
     pub(crate) tx: Sender<Message>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) max_held: usize,
+    /// The queue's bound in bytes of finished spans.
+    pub(crate) max_queued_bytes: u64,
     pub(crate) sampler: Arc<dyn Sampler>,
     pub(crate) cfg: Arc<Config>,
     /// Running in AWS Lambda: Lambda owns the segment (SPEC §3.3).
@@ -387,18 +390,40 @@ impl<'a> RequestFields<'a> {
 
 impl LayerInner {
     fn send(&self, msg: Message) {
+        let c = &*self.counters;
+        let bytes = msg.span_bytes() as u64;
+        // The queue's bound in bytes: what was queued, less what the worker
+        // is done with. Its count is read from the worker's cache line only
+        // when the figure last seen does not leave room.
+        let queued = c.bytes_queued.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let mut done = c.bytes_done_seen.load(Ordering::Relaxed);
+        if queued.saturating_sub(done) > self.max_queued_bytes {
+            done = c.bytes_done.load(Ordering::Relaxed);
+            c.bytes_done_seen.fetch_max(done, Ordering::Relaxed);
+            if queued.saturating_sub(done) > self.max_queued_bytes {
+                c.bytes_queued.fetch_sub(bytes, Ordering::Relaxed);
+                self.drop_trace(msg);
+                return;
+            }
+        }
         // Counted before the send: the worker may take the trace back out
         // of `traces_queued` (into `traces_dropped`) as soon as it is in.
-        Counters::add(&self.counters.traces_queued, 1);
+        Counters::add(&c.traces_queued, 1);
         match self.tx.try_send(msg) {
             Ok(()) => {}
             Err(TrySendError::Full(msg) | TrySendError::Disconnected(msg)) => {
-                Counters::sub_one(&self.counters.traces_queued);
-                Counters::add(&self.counters.traces_dropped, 1);
-                Counters::add(&self.counters.spans_dropped, msg.span_count() as u64);
-                drop(msg);
+                c.bytes_queued.fetch_sub(bytes, Ordering::Relaxed);
+                Counters::sub_one(&c.traces_queued);
+                self.drop_trace(msg);
             }
         }
+    }
+
+    /// Drops a trace (or part of one) the queue has no room for, counted.
+    fn drop_trace(&self, msg: Message) {
+        Counters::add(&self.counters.traces_dropped, 1);
+        Counters::add(&self.counters.spans_dropped, msg.span_count() as u64);
+        drop(msg);
     }
 
     /// An empty span buffer, recycled by the worker when it has one.
@@ -636,7 +661,9 @@ where
                     .iter()
                     .position(|(k, _)| *k == TRACE_HEADER_FIELD)
                 {
-                    if let (_, FieldValue::Str(h)) = data.fields.remove(i) {
+                    let (_, value) = data.fields.remove(i);
+                    data.sub_heap_bytes(crate::span_data::value_bytes(&value));
+                    if let FieldValue::Str(h) = value {
                         inner.continue_trace(&mut data, &header_field(&h));
                     }
                 }
@@ -766,8 +793,8 @@ where
                 return;
             };
             let facade_child = data.parent_is_facade;
-            let held = trace.push(data);
-            if facade_child || held > inner.max_held {
+            let (held, held_bytes) = trace.push(data);
+            if facade_child || held > inner.max_held || held_bytes > MAX_HELD_BYTES {
                 // Lambda: the function segment is Lambda's, so a top-level
                 // subtree leaves as soon as it ends. Otherwise a long-lived
                 // root streams what it holds instead of growing.
@@ -836,9 +863,12 @@ where
 fn collect_fields(record: impl FnOnce(&mut dyn Visit)) -> (Fields, Vec<ErrorRecord>) {
     let mut fields = Fields::new();
     let mut errors = Vec::new();
+    // The values' memory is counted where they are stored (`record_field`,
+    // `push_event`).
     record(&mut FieldVisitor {
         fields: &mut fields,
         errors: &mut errors,
+        heap: 0,
     });
     (fields, errors)
 }
@@ -979,10 +1009,14 @@ fn record_attributes(attrs: &Attributes<'_>, data: &mut SpanData) {
     }
     data.fields.reserve(attrs.fields().len());
     let mut errors = Vec::new();
-    attrs.record(&mut FieldVisitor {
+    let mut visitor = FieldVisitor {
         fields: &mut data.fields,
         errors: &mut errors,
-    });
+        heap: 0,
+    };
+    attrs.record(&mut visitor);
+    let heap = visitor.heap;
+    data.add_heap_bytes(heap);
     for e in errors {
         data.push_error(e);
     }

@@ -186,6 +186,27 @@ impl From<String> for FieldStr {
 /// for its fields (whose memory the worker would free on another thread).
 pub(crate) type Fields = smallvec::SmallVec<[(&'static str, FieldValue); 4]>;
 
+/// The heap memory of a span's or an event's fields (see
+/// [`SpanData::held_bytes`]).
+fn fields_bytes(fields: &Fields) -> usize {
+    let spilled = if fields.spilled() {
+        fields.capacity() * std::mem::size_of::<(&'static str, FieldValue)>()
+    } else {
+        0
+    };
+    spilled + fields.iter().map(|(_, v)| value_bytes(v)).sum::<usize>()
+}
+
+/// The heap memory of one field value: a long string's, a 128-bit number's.
+#[inline]
+pub(crate) fn value_bytes(v: &FieldValue) -> usize {
+    match v {
+        FieldValue::Str(FieldStr::Heap(s)) => s.len(),
+        FieldValue::I128(_) | FieldValue::U128(_) => 16,
+        _ => 0,
+    }
+}
+
 /// A typed field value as `tracing` gave it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum FieldValue {
@@ -214,6 +235,19 @@ pub(crate) struct ErrorRecord {
     /// record's own (its `log.file`, `log.line` and `log.target` fields).
     pub(crate) location: Option<(Cow<'static, str>, u32)>,
     pub(crate) target: Option<Cow<'static, str>>,
+}
+
+impl ErrorRecord {
+    /// About how much memory it holds (see [`SpanData::held_bytes`]).
+    fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<ErrorRecord>()
+            + self.message.len()
+            + self
+                .sources
+                .iter()
+                .map(|s| std::mem::size_of::<String>() + s.len())
+                .sum::<usize>()
+    }
 }
 
 /// The sampling decision of a trace. A root starts `Pending` and is decided
@@ -295,6 +329,9 @@ pub(crate) struct SpanData {
     pub(crate) end: Option<Instant>,
     pub(crate) meta: &'static Metadata<'static>,
     pub(crate) fields: Fields,
+    /// The heap memory its field values, events, errors and [`Rare`] part
+    /// hold, summed as they are recorded (see [`SpanData::held_bytes`]).
+    pub(crate) heap_bytes: u32,
     /// What only some spans have (see [`Rare`]), allocated when first needed.
     pub(crate) rare: Option<Box<Rare>>,
 }
@@ -324,10 +361,12 @@ impl TraceBuf {
 
     /// Moves a finished span out of its box into the trace's list;
     /// returns how many are held now.
-    pub(crate) fn push(&self, span: Box<SpanData>) -> usize {
+    /// Adds a finished span; how many spans, and about how many bytes (see
+    /// [`SpanData::held_bytes`]), the trace now holds.
+    pub(crate) fn push(&self, span: Box<SpanData>) -> (usize, usize) {
         let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
         spans.push_boxed(span);
-        spans.len()
+        (spans.len(), spans.bytes())
     }
 
     /// Takes every finished span held so far.
@@ -382,8 +421,24 @@ impl SpanData {
             end: None,
             meta,
             fields: Fields::new(),
+            heap_bytes: 0,
             rare: None,
         }
+    }
+
+    /// About how much memory the finished span holds: itself, and what its
+    /// fields, events and errors allocated. What the queue's bound in bytes
+    /// counts ([`crate::Builder::with_max_queued_bytes`]): an estimate of
+    /// the heap, close enough to bound it, never exact. The values' share
+    /// is summed as they are recorded ([`SpanData::heap_bytes`]), where the
+    /// kind of each is known, rather than by a walk over them at the close.
+    #[inline]
+    pub(crate) fn held_bytes(&self) -> usize {
+        let mut n = std::mem::size_of::<SpanData>() + self.heap_bytes as usize;
+        if self.fields.spilled() {
+            n += self.fields.capacity() * std::mem::size_of::<(&'static str, FieldValue)>();
+        }
+        n
     }
 
     /// A root whose sampling decision is still open: it decides at its
@@ -398,7 +453,25 @@ impl SpanData {
 
     /// The span's [`Rare`] part, created when first needed.
     pub(crate) fn rare_mut(&mut self) -> &mut Rare {
+        if self.rare.is_none() {
+            self.add_heap_bytes(std::mem::size_of::<Rare>());
+        }
         self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Counts `n` more bytes in [`SpanData::heap_bytes`].
+    #[inline]
+    pub(crate) fn add_heap_bytes(&mut self, n: usize) {
+        self.heap_bytes = self
+            .heap_bytes
+            .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+
+    /// Counts `n` bytes fewer in [`SpanData::heap_bytes`].
+    pub(crate) fn sub_heap_bytes(&mut self, n: usize) {
+        self.heap_bytes = self
+            .heap_bytes
+            .saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
     }
 
     /// Roots only: the matched sampling rule.
@@ -441,51 +514,68 @@ impl SpanData {
     /// shows anyway), so a span whose field is recorded in a loop holds one
     /// value, not one per call.
     pub(crate) fn record_field(&mut self, key: &'static str, value: FieldValue) {
-        match self.fields.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.fields.push((key, value)),
-        }
+        let added = value_bytes(&value);
+        let replaced = match self.fields.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => value_bytes(&std::mem::replace(&mut slot.1, value)),
+            None => {
+                self.fields.push((key, value));
+                0
+            }
+        };
+        self.add_heap_bytes(added);
+        self.sub_heap_bytes(replaced);
     }
 
     /// Records an error, or counts it past the per-span bound.
     pub(crate) fn push_error(&mut self, record: ErrorRecord) {
+        let bytes = record.heap_bytes();
         let rare = self.rare_mut();
         // A field recorded again holds its new value, as any field does: its
         // exception replaces the one the field gave before (a retry loop
         // recording `error` per attempt leaves the last attempt's).
         if let Some(field) = record.field {
             if let Some(earlier) = rare.errors.iter_mut().find(|e| e.field == Some(field)) {
-                *earlier = record;
+                let replaced = std::mem::replace(earlier, record).heap_bytes();
+                self.add_heap_bytes(bytes);
+                self.sub_heap_bytes(replaced);
                 return;
             }
         }
-        push_bounded(
+        if push_bounded(
             &mut rare.errors,
             &mut rare.errors_dropped,
             MAX_ERRORS_PER_SPAN,
             record,
-        );
+        ) {
+            self.add_heap_bytes(bytes);
+        }
     }
 
     /// Records a non-error event, or counts it past the per-span bound.
     pub(crate) fn push_event(&mut self, record: EventRecord) {
+        let bytes = std::mem::size_of::<EventRecord>() + fields_bytes(&record.fields);
         let rare = self.rare_mut();
-        push_bounded(
+        let kept = push_bounded(
             &mut rare.events,
             &mut rare.events_dropped,
             MAX_EVENTS_PER_SPAN,
             record,
         );
+        if kept {
+            self.add_heap_bytes(bytes);
+        }
     }
 }
 
 /// Pushes `item` while `list` holds fewer than `max`; past that, counts it
-/// in `dropped`.
-fn push_bounded<T>(list: &mut Vec<T>, dropped: &mut u32, max: usize, item: T) {
+/// in `dropped`; whether it was kept.
+fn push_bounded<T>(list: &mut Vec<T>, dropped: &mut u32, max: usize, item: T) -> bool {
     if list.len() < max {
         list.push(item);
+        true
     } else {
         *dropped = dropped.saturating_add(1);
+        false
     }
 }
 
@@ -494,6 +584,9 @@ fn push_bounded<T>(list: &mut Vec<T>, dropped: &mut u32, max: usize, item: T) {
 pub(crate) struct FieldVisitor<'a> {
     pub(crate) fields: &'a mut Fields,
     pub(crate) errors: &'a mut Vec<ErrorRecord>,
+    /// The heap memory of the values it stored (see
+    /// [`SpanData::heap_bytes`]).
+    pub(crate) heap: usize,
 }
 
 fn field_name(field: &Field) -> &'static str {
@@ -533,6 +626,9 @@ impl FieldVisitor<'_> {
             // tracing-log's bookkeeping fields, not user data.
             return;
         }
+        // Inlined where the value is made: for most kinds this is 0 at
+        // compile time, for a string one test of the branch just taken.
+        self.heap += value_bytes(&value);
         self.fields.push((name, value));
     }
 }
@@ -621,6 +717,42 @@ impl SpanData {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_bytes_count_what_fields_events_and_errors_allocate() {
+        let mut span = SpanData::for_tests();
+        let bare = span.held_bytes();
+        assert_eq!(bare, std::mem::size_of::<SpanData>());
+        span.record_field("short", FieldValue::Str(FieldStr::new("inline")));
+        assert_eq!(span.held_bytes(), bare, "a short string is inline");
+        let long = "x".repeat(10_000);
+        span.record_field("long", FieldValue::Str(FieldStr::new(&long)));
+        assert!(span.held_bytes() >= bare + 10_000);
+        let with_field = span.held_bytes();
+        span.push_error(ErrorRecord {
+            field: None,
+            message: "y".repeat(5_000),
+            sources: vec!["z".repeat(3_000)],
+            location: None,
+            target: None,
+        });
+        assert!(span.held_bytes() >= with_field + 8_000);
+        let with_error = span.held_bytes();
+        let mut fields = Fields::new();
+        fields.push(("body", FieldValue::Str(FieldStr::new(&long))));
+        span.push_event(EventRecord {
+            at: Instant::now(),
+            meta: span.meta,
+            fields,
+        });
+        assert!(span.held_bytes() >= with_error + 10_000);
+        let mut list = SpanList::new();
+        let held = span.held_bytes();
+        list.push(span);
+        assert_eq!(list.bytes(), held);
+        list.clear(1);
+        assert_eq!(list.bytes(), 0);
+    }
 
     #[test]
     fn a_field_recorded_again_takes_its_first_place() {

@@ -24,6 +24,8 @@ pub(crate) struct SpanList {
     /// empty (kept from an earlier, bigger trace).
     chunks: Vec<Vec<SpanData>>,
     len: usize,
+    /// The spans' [`SpanData::held_bytes`], summed as they are pushed.
+    bytes: usize,
 }
 
 impl SpanList {
@@ -35,6 +37,11 @@ impl SpanList {
     /// How many spans it holds.
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// About how much memory its spans hold (see [`SpanData::held_bytes`]).
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Whether it holds no span.
@@ -59,6 +66,7 @@ impl SpanList {
 
     /// Adds a span.
     pub(crate) fn push(&mut self, span: SpanData) {
+        self.bytes += span.held_bytes();
         self.chunk_with_room().push(span);
         self.len += 1;
     }
@@ -66,6 +74,7 @@ impl SpanList {
     /// Moves a span out of its box into the list (see
     /// [`SpanList::push`]), copying it once.
     pub(crate) fn push_boxed(&mut self, span: Box<SpanData>) {
+        self.bytes += span.held_bytes();
         let chunk = self.chunk_with_room();
         let at = chunk.len();
         debug_assert!(at < chunk.capacity());
@@ -116,6 +125,7 @@ impl SpanList {
             self.chunks.shrink_to(keep);
         }
         self.len = 0;
+        self.bytes = 0;
     }
 }
 

@@ -64,6 +64,14 @@ impl Message {
             _ => 0,
         }
     }
+
+    /// About how much memory its spans hold (the queue's bound in bytes).
+    pub(crate) fn span_bytes(&self) -> usize {
+        match self {
+            Message::Trace { spans, .. } | Message::Detached { spans } => spans.bytes(),
+            _ => 0,
+        }
+    }
 }
 
 /// How long the worker waits, once it has emptied the queue, before it
@@ -102,6 +110,8 @@ struct Worker {
     spare_json: Vec<String>,
     rebuild: Rebuild,
     counters: Arc<Counters>,
+    /// Bytes of the queued spans handled so far (see [`Message::span_bytes`]).
+    bytes_done: u64,
     warned_drop: AtomicBool,
     warned_failure: bool,
     warned_next_poll: bool,
@@ -148,6 +158,7 @@ impl Worker {
             spare_json: Vec::new(),
             rebuild: Rebuild::default(),
             counters,
+            bytes_done: 0,
             warned_drop: AtomicBool::new(false),
             warned_failure: false,
             warned_next_poll: false,
@@ -202,6 +213,7 @@ impl Worker {
                 self.handed += batch.len() as u64;
                 self.call("export", move |e| e.export(batch));
             }
+            self.publish_bytes_done();
             self.warn_drops();
             match control {
                 // Let traces gather instead of being woken for each one.
@@ -228,6 +240,7 @@ impl Worker {
     }
 
     fn handle(&mut self, msg: Message, batch: &mut Vec<Document>) -> Option<Control> {
+        self.bytes_done += msg.span_bytes() as u64;
         match msg {
             Message::Trace { spans, top } => {
                 self.pack_guarded(spans, top, false, batch);
@@ -390,14 +403,25 @@ impl Worker {
     /// flushes queued there: their reply channel closes, so they return
     /// [`crate::FlushError::AlreadyShutdown`] as soon as the exporter's
     /// shutdown is over, without waiting out their timeout.
-    fn discard_queued(&self) {
+    fn discard_queued(&mut self) {
         while let Ok(msg) = self.rx.try_recv() {
             if let Message::Trace { .. } | Message::Detached { .. } = msg {
                 Counters::sub_one(&self.counters.traces_queued);
                 Counters::add(&self.counters.traces_dropped, 1);
                 Counters::add(&self.counters.spans_dropped, msg.span_count() as u64);
+                self.bytes_done += msg.span_bytes() as u64;
             }
         }
+        self.publish_bytes_done();
+    }
+
+    /// Tells the application threads how many queued bytes the worker is
+    /// done with: once per batch, not per trace, so that their sends
+    /// rarely have to read this cache line back.
+    fn publish_bytes_done(&self) {
+        self.counters
+            .bytes_done
+            .store(self.bytes_done, Ordering::Relaxed);
     }
 
     /// Closes the queue after a shutdown, so that traces finished from now
@@ -415,7 +439,8 @@ impl Worker {
                 target: "tracing_xray",
                 dropped,
                 "the tracing-xray queue was full: finished traces are being dropped \
-                 (see XrayHandle::stats; raise Builder::with_queue_capacity)"
+                 (see XrayHandle::stats; raise Builder::with_queue_capacity, or \
+                 Builder::with_max_queued_bytes for traces with large fields)"
             );
         }
     }

@@ -68,6 +68,60 @@ fn burst_into_a_tiny_queue_is_received_or_counted() {
 }
 
 #[test]
+fn traces_with_large_fields_are_bounded_in_bytes_not_only_in_number() {
+    let (gated, inner, gate) = Gated::new();
+    let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        // Room for 4096 traces, but 1 MiB.
+        .with_max_queued_bytes(1 << 20)
+        .with_exporter(gated)
+        .build();
+    let xray = layer.handle();
+    let blob = "x".repeat(40_000);
+    // About 160 KB each: four children of 40 KB.
+    let big_trace = || {
+        info_span!("request").in_scope(|| {
+            for _ in 0..4 {
+                info_span!("step", metadata.blob = blob.as_str()).in_scope(|| {});
+            }
+        })
+    };
+    let produced = 100;
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        info_span!("first").in_scope(|| {});
+        gate.wait(); // the worker holds the first trace in `export`
+        for _ in 1..produced {
+            big_trace();
+        }
+        gate.wait();
+    });
+    xray.flush(Duration::from_secs(10)).unwrap();
+    let stats = xray.stats();
+    let received = inner.traces().len() as u64;
+    assert_eq!(received + stats.traces_dropped, produced, "{stats:?}");
+    // 1 MiB holds six or seven of them; the queue's 4096 slots were never
+    // the limit.
+    assert!(
+        (5..=8).contains(&(received - 1)),
+        "{received} received: {stats:?}"
+    );
+    assert_eq!(stats.spans_dropped, stats.traces_dropped * 5);
+
+    // The worker has caught up: the bound has room again.
+    let dropped = stats.traces_dropped;
+    inner.reset();
+    tracing::dispatcher::with_default(&dispatch, || {
+        for _ in 0..5 {
+            big_trace();
+            xray.flush(Duration::from_secs(10)).unwrap();
+        }
+    });
+    assert_eq!(inner.traces().len(), 5);
+    assert_eq!(xray.stats().traces_dropped, dropped);
+}
+
+#[test]
 fn flush_delivers_all_ten_thousand_traces() {
     let exporter = InMemoryExporter::new();
     let layer = tracing_xray::builder()
@@ -109,6 +163,35 @@ fn flush_waits_for_traces_queued_behind_a_busy_worker() {
     gate.wait();
     flusher.join().unwrap().unwrap();
     assert_eq!(inner.len(), 101);
+}
+
+#[test]
+fn long_lived_root_streams_past_a_megabyte_held_however_few_its_children() {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let blob = "x".repeat(40_000);
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        let root = info_span!("consumer_loop");
+        root.in_scope(|| {
+            // 30 children, far from the 1,000 held by default, but 1.2 MB.
+            for i in 0..30 {
+                info_span!("message", i, metadata.body = blob.as_str()).in_scope(|| {});
+            }
+        });
+        xray.flush(Duration::from_secs(5)).unwrap();
+        let streamed = exporter.documents().len();
+        assert!((20..30).contains(&streamed), "{streamed} streamed");
+        drop(root);
+    });
+    xray.flush(Duration::from_secs(5)).unwrap();
+    let traces = exporter.traces();
+    assert_eq!(traces.len(), 1);
+    assert_eq!(traces[0]["subsegments"].as_array().unwrap().len(), 30);
 }
 
 #[test]
