@@ -59,7 +59,9 @@ impl std::error::Error for FlushError {}
 pub struct Stats {
     /// Finished traces (or streamed parts of traces) handed to the worker.
     pub traces_queued: u64,
-    /// Finished traces dropped because the queue was full or the worker was
+    /// Finished traces dropped because the queue was full (in traces,
+    /// [`crate::Builder::with_queue_capacity`], or in bytes,
+    /// [`crate::Builder::with_max_queued_bytes`]) or the worker was
     /// shut down (those still queued behind a shutdown request move here
     /// from `traces_queued`): each finished trace, or part, is counted in
     /// one of the two (but for one finished at the very instant the worker
