@@ -1,7 +1,6 @@
 //! [`HttpExporter`]: straight to the X-Ray API (`PutTraceSegments`) over
 //! HTTPS, without a daemon.
 
-use std::collections::VecDeque;
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,9 +13,11 @@ use aws_credential_types::Credentials;
 use super::{Document, ExportError, ExportOutcome, Exporter};
 
 mod api;
+mod backlog;
 mod credentials;
 
 use api::Answer;
+use backlog::Backlog;
 use credentials::{Cache, CredentialsFailure, Source};
 
 /// The most documents one `PutTraceSegments` call carries (the X-Ray
@@ -105,7 +106,7 @@ pub struct HttpExporter {
     credentials: Cache,
     agent: ureq::Agent,
     settings: Settings,
-    backlog: VecDeque<Pending>,
+    backlog: Backlog,
     /// While set and in the future, nothing is sent (backoff).
     retry_at: Option<Instant>,
     /// Consecutive retryable failures (sets the backoff).
@@ -156,6 +157,7 @@ impl fmt::Debug for HttpExporter {
             .field("credentials", &self.credentials)
             .field("settings", &self.settings)
             .field("backlog", &self.backlog.len())
+            .field("backlog_bytes", &self.backlog.bytes())
             .field("stats", &self.stats.snapshot())
             .finish_non_exhaustive()
     }
@@ -260,7 +262,7 @@ impl HttpExporter {
                  (further drops are only counted)"
             );
         }
-        for p in self.backlog.drain(..excess) {
+        for p in self.backlog.take_front(excess) {
             outcome.fail(
                 p.doc,
                 ExportError::Other(Box::new(HttpExporterError::BacklogFull { capacity })),
@@ -278,7 +280,7 @@ impl HttpExporter {
             .auth_error
             .clone()
             .unwrap_or_else(|| "credentials refused".into());
-        for p in self.backlog.drain(..) {
+        for p in self.backlog.take_all() {
             outcome.fail(p.doc, ExportError::Unauthorized(why.clone()));
         }
     }
@@ -318,8 +320,8 @@ impl HttpExporter {
     /// Sends one batch from the front of the backlog; `deadline` bounds the
     /// call (flush and shutdown).
     fn send_batch(&mut self, deadline: Option<Instant>, outcome: &mut ExportOutcome) {
-        let n = self.backlog.len().min(MAX_BATCH_DOCUMENTS);
-        let batch: Vec<Pending> = self.backlog.drain(..n).collect();
+        let batch = self.backlog.take_front(MAX_BATCH_DOCUMENTS);
+        let n = batch.len();
         let budget = self.settings.connect_timeout + self.settings.read_timeout;
         let budget = match deadline {
             Some(d) => budget.min(d.saturating_duration_since(Instant::now())),
@@ -663,7 +665,7 @@ impl Exporter for HttpExporter {
     fn shutdown(&mut self, timeout: Duration) -> ExportOutcome {
         let mut outcome = self.flush(timeout);
         let why = self.auth_error.clone();
-        for p in self.backlog.drain(..) {
+        for p in self.backlog.take_all() {
             let error = match &why {
                 Some(w) => ExportError::Unauthorized(w.clone()),
                 None => ExportError::Timeout(timeout),
@@ -1004,7 +1006,7 @@ impl HttpExporterBuilder {
             credentials: Cache::new(source),
             agent: ureq::Agent::new_with_config(config),
             settings: s,
-            backlog: VecDeque::new(),
+            backlog: Backlog::default(),
             retry_at: None,
             failures_in_row: 0,
             auth_blocked_until: None,

@@ -157,6 +157,31 @@ fn docs(n: usize) -> Vec<Document> {
     (0..n).map(doc).collect()
 }
 
+/// A document of exactly `bytes` bytes of JSON, padded with an annotation.
+fn doc_of(n: usize, bytes: usize) -> Document {
+    let trace_id = TraceId::new();
+    let id = SegmentId::new();
+    let json = |pad: &str| {
+        format!(
+            r#"{{"name":"doc-{n}","id":"{id}","trace_id":"{trace_id}","start_time":1.0,"end_time":2.0,"annotations":{{"pad":"{pad}"}}}}"#
+        )
+    };
+    let pad = "x".repeat(bytes - json("").len());
+    let doc = Document::new(json(&pad), DocumentKind::Segment, trace_id, id);
+    assert_eq!(doc.len(), bytes);
+    doc
+}
+
+/// The backlog's byte total, checked against its documents.
+fn backlog_bytes(e: &HttpExporter) -> usize {
+    assert_eq!(
+        e.backlog.bytes(),
+        e.backlog.recount(),
+        "the byte total drifted"
+    );
+    e.backlog.bytes()
+}
+
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 const TOKEN: &str = "FwoGZXIvYXdzEXAMPLESESSIONTOKEN";
 
@@ -813,4 +838,64 @@ fn flush_and_shutdown_accept_any_timeout() {
     // `Duration::MAX`: as long as it takes, not an `Instant` overflow.
     assert_eq!(e.flush(Duration::MAX).delivered, 2);
     assert_eq!(e.shutdown(Duration::MAX).delivered, 0);
+}
+
+/// The byte total stays exact through every way documents leave and come
+/// back: a batch taken from the front and put back whole (throttled), part
+/// of a batch put back (`UnprocessedTraceSegments` with a retryable code),
+/// the rest delivered, and the shutdown that sends what is left.
+#[test]
+fn the_backlog_byte_total_stays_exact_through_retries() {
+    let sent: Vec<Document> = (0..120).map(|n| doc_of(n, 200 + 37 * n)).collect();
+    let size = |range: &[Document]| range.iter().map(Document::len).sum::<usize>();
+    let (a, b) = (sent[3].id().to_string(), sent[7].id().to_string());
+    let fake = Fake::start();
+    fake.reply(
+        429,
+        r#"{"__type":"ThrottlingException","message":"slow down"}"#,
+    );
+    fake.reply(
+        200,
+        &format!(
+            r#"{{"UnprocessedTraceSegments":[
+                {{"Id":"{a}","ErrorCode":"ThrottledException"}},
+                {{"Id":"{b}","ErrorCode":"InternalFailure"}}]}}"#
+        ),
+    );
+    // A backoff long enough to look at the backlog between the calls.
+    let mut e = builder(&fake)
+        .retry_backoff(Duration::from_millis(200), Duration::from_millis(200))
+        .build()
+        .unwrap();
+
+    // The first 50 go at once, are throttled and put back in front.
+    let outcome = e.export(sent.clone());
+    assert!(outcome.failures.is_empty() && outcome.delivered == 0);
+    assert_eq!(fake.seen().len(), 1);
+    assert_eq!(e.backlog.len(), 120);
+    assert_eq!(backlog_bytes(&e), size(&sent));
+
+    // Sent again: 48 delivered, the two unprocessed put back in front of
+    // the 70 that were never sent.
+    thread::sleep(Duration::from_millis(250));
+    let outcome = e.poll(Instant::now());
+    assert_eq!(outcome.delivered, 48, "{:?}", failures_of(&outcome));
+    assert_eq!(fake.seen().len(), 2);
+    assert_eq!(e.backlog.len(), 72);
+    assert_eq!(
+        backlog_bytes(&e),
+        sent[3].len() + sent[7].len() + size(&sent[50..])
+    );
+    assert_eq!(e.backlog.front().unwrap().doc.id(), sent[3].id());
+
+    // One more batch goes, then shutdown leaves nothing counted.
+    thread::sleep(Duration::from_millis(250));
+    let outcome = e.poll(Instant::now());
+    assert_eq!(outcome.delivered, 50, "{:?}", failures_of(&outcome));
+    assert_eq!(e.backlog.len(), 22);
+    assert_eq!(backlog_bytes(&e), size(&sent[98..]));
+    let outcome = e.shutdown(Duration::from_secs(5));
+    assert_eq!(outcome.delivered, 22, "{:?}", failures_of(&outcome));
+    assert_eq!((e.backlog.len(), backlog_bytes(&e)), (0, 0));
+    assert_eq!(e.stats_handle().snapshot().documents_delivered, 120);
 }
