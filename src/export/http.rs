@@ -31,6 +31,11 @@ pub const MAX_BATCH_DOCUMENTS: usize = 50;
 const DEFAULT_BATCH_DELAY: Duration = Duration::from_secs(1);
 /// Default of [`HttpExporterBuilder::backlog_capacity`].
 const DEFAULT_BACKLOG_CAPACITY: usize = 10_000;
+/// Default of [`HttpExporterBuilder::backlog_max_bytes`]: 32 MiB. Documents
+/// are typically 1 to 3 KB, so the default 10,000 of them fit (the count
+/// bound is the one met first), while 10,000 documents of the API's maximum
+/// of 64 KB would hold about 640 MB of the application's memory.
+const DEFAULT_BACKLOG_MAX_BYTES: usize = 32 << 20;
 /// Default of [`HttpExporterBuilder::connect_timeout`].
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default of [`HttpExporterBuilder::read_timeout`].
@@ -54,6 +59,9 @@ const MAX_CALLS_PER_TURN: usize = 8;
 /// under the stricter [`crate::export::MAX_DOCUMENT_BYTES`], which leaves
 /// room for the daemon's datagram header.
 const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+/// The least [`HttpExporterBuilder::backlog_max_bytes`]: one document of the
+/// largest size the exporter takes, so that any document fits on its own.
+const MIN_BACKLOG_MAX_BYTES: usize = MAX_DOCUMENT_BYTES;
 
 /// Sends documents straight to the AWS X-Ray API (`PutTraceSegments`) over
 /// HTTPS, signed with SigV4: for hosts without an X-Ray daemon (or CloudWatch
@@ -63,7 +71,13 @@ const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 /// batch is full or [`batch_delay`](HttpExporterBuilder::batch_delay) after
 /// its first document arrived. Throttling, server errors and network errors
 /// are retried with exponential backoff and jitter while the documents wait in
-/// a bounded backlog (past its capacity the oldest are dropped and counted).
+/// a backlog bounded both in documents
+/// ([`backlog_capacity`](HttpExporterBuilder::backlog_capacity), default
+/// 10,000) and in bytes
+/// ([`backlog_max_bytes`](HttpExporterBuilder::backlog_max_bytes), default
+/// 32 MiB), so that an outage of the API holds no more of the application's
+/// memory than that: past either bound the oldest documents are dropped and
+/// counted ([`HttpStats::backlog_dropped`]).
 /// Refused credentials are reported once and counted, not retried in a storm.
 ///
 /// All of this happens on the layer's worker thread, never on an application
@@ -133,6 +147,7 @@ pub struct HttpExporter {
 struct Settings {
     batch_delay: Duration,
     backlog_capacity: usize,
+    backlog_max_bytes: usize,
     connect_timeout: Duration,
     read_timeout: Duration,
     backoff_initial: Duration,
@@ -242,30 +257,40 @@ impl HttpExporter {
                 queued_at: Instant::now(),
                 unprocessed: 0,
             });
+            // After each document, so that the backlog never holds more
+            // than its bounds, not even for the length of a large batch.
+            self.enforce_bounds(outcome);
         }
-        self.enforce_capacity(outcome);
     }
 
-    /// Drops the oldest documents past the backlog's capacity.
-    fn enforce_capacity(&mut self, outcome: &mut ExportOutcome) {
+    /// Drops the oldest documents while the backlog holds more than its
+    /// capacity in documents or its maximum in bytes. Only new documents
+    /// grow it: documents put back after a failed send came out of it.
+    fn enforce_bounds(&mut self, outcome: &mut ExportOutcome) {
         let capacity = self.settings.backlog_capacity;
-        if self.backlog.len() <= capacity {
-            return;
-        }
-        let excess = self.backlog.len() - capacity;
-        Counters::add(&self.stats.backlog_dropped, excess as u64);
-        if excess > 0 && self.stats.backlog_dropped.load(Ordering::Relaxed) == excess as u64 {
-            tracing::warn!(
-                target: "tracing_xray",
-                capacity,
-                "the X-Ray API exporter's backlog is full: the oldest documents are being dropped \
-                 (further drops are only counted)"
-            );
-        }
-        for p in self.backlog.take_front(excess) {
+        let max_bytes = self.settings.backlog_max_bytes;
+        loop {
+            let bound = if self.backlog.len() > capacity {
+                BacklogBound::Documents(capacity)
+            } else if self.backlog.bytes() > max_bytes {
+                BacklogBound::Bytes(max_bytes)
+            } else {
+                return;
+            };
+            let Some(p) = self.backlog.pop_front() else {
+                return;
+            };
+            if self.stats.backlog_dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!(
+                    target: "tracing_xray",
+                    %bound,
+                    "the X-Ray API exporter's backlog is full: the oldest documents are being \
+                     dropped (further drops are only counted)"
+                );
+            }
             outcome.fail(
                 p.doc,
-                ExportError::Other(Box::new(HttpExporterError::BacklogFull { capacity })),
+                ExportError::Other(Box::new(HttpExporterError::BacklogFull { bound })),
             );
         }
     }
@@ -417,7 +442,8 @@ impl HttpExporter {
     }
 
     /// Puts documents back at the front of the backlog, due at once (only
-    /// a backoff holds them back).
+    /// a backoff holds them back). They were taken from it by the send that
+    /// failed, and nothing was queued since, so its bounds still hold.
     fn requeue_front(&mut self, batch: Vec<Pending>) {
         let now = Instant::now();
         let due = now.checked_sub(self.settings.batch_delay).unwrap_or(now);
@@ -771,6 +797,7 @@ impl Default for HttpExporterBuilder {
             settings: Settings {
                 batch_delay: DEFAULT_BATCH_DELAY,
                 backlog_capacity: DEFAULT_BACKLOG_CAPACITY,
+                backlog_max_bytes: DEFAULT_BACKLOG_MAX_BYTES,
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 read_timeout: DEFAULT_READ_TIMEOUT,
                 backoff_initial: DEFAULT_BACKOFF_INITIAL,
@@ -886,14 +913,38 @@ impl HttpExporterBuilder {
 
     /// How many documents may wait (for their batch, or for the API to come
     /// back). Past it the oldest are dropped and counted as failed. Default
-    /// 10 000; at least 1.
+    /// 10 000; at least 1. The backlog is bounded in bytes too, by
+    /// [`backlog_max_bytes`](Self::backlog_max_bytes): whichever bound is met
+    /// first drops documents, so raising this one alone may change nothing.
     ///
     /// ```
-    /// let builder = tracing_xray::export::HttpExporter::builder().backlog_capacity(50_000);
+    /// // Room for 50 000 documents of about 2.5 KB.
+    /// let builder = tracing_xray::export::HttpExporter::builder()
+    ///     .backlog_capacity(50_000)
+    ///     .backlog_max_bytes(128 << 20);
     /// # drop(builder);
     /// ```
     pub fn backlog_capacity(mut self, documents: usize) -> Self {
         self.settings.backlog_capacity = documents.max(1);
+        self
+    }
+
+    /// How many bytes of documents (their JSON text) may wait, however many
+    /// documents that is: the bound on the application's memory that an
+    /// outage of the API can hold. Past it the oldest are dropped and counted
+    /// as failed, as past [`backlog_capacity`](Self::backlog_capacity).
+    /// Default 32 MiB: documents are typically 1 to 3 KB, so the default
+    /// 10 000 of them fit, while as many documents of the API's maximum size
+    /// (64 KB) would hold about 640 MB. At least 64 KiB, so that a document
+    /// of the maximum size always fits.
+    ///
+    /// ```
+    /// // A small container: at most 8 MiB of documents waiting.
+    /// let builder = tracing_xray::export::HttpExporter::builder().backlog_max_bytes(8 << 20);
+    /// # drop(builder);
+    /// ```
+    pub fn backlog_max_bytes(mut self, bytes: usize) -> Self {
+        self.settings.backlog_max_bytes = bytes.max(MIN_BACKLOG_MAX_BYTES);
         self
     }
 
@@ -1095,11 +1146,47 @@ pub enum HttpExporterError {
     /// No credentials: none given, and `AWS_ACCESS_KEY_ID` /
     /// `AWS_SECRET_ACCESS_KEY` are not set.
     MissingCredentials,
-    /// A document was dropped because the backlog held `capacity` documents.
+    /// A document was dropped, the oldest waiting, to make room for a newer
+    /// one: keeping it would have taken the backlog past one of its bounds.
     BacklogFull {
-        /// The backlog's capacity.
-        capacity: usize,
+        /// The bound that was passed, and its value.
+        bound: BacklogBound,
     },
+}
+
+/// Which of an [`HttpExporter`]'s backlog bounds a document was dropped for
+/// (in [`HttpExporterError::BacklogFull`]), with the bound's value.
+///
+/// ```
+/// use tracing_xray::export::{BacklogBound, HttpExporterError};
+///
+/// let err = HttpExporterError::BacklogFull { bound: BacklogBound::Bytes(32 << 20) };
+/// assert_eq!(
+///     err.to_string(),
+///     "dropped: the HTTP exporter's backlog is full (at most 33554432 bytes of documents, \
+///      backlog_max_bytes)"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BacklogBound {
+    /// At most this many documents
+    /// ([`HttpExporterBuilder::backlog_capacity`]).
+    Documents(usize),
+    /// At most this many bytes of documents' JSON text
+    /// ([`HttpExporterBuilder::backlog_max_bytes`]).
+    Bytes(usize),
+}
+
+impl fmt::Display for BacklogBound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BacklogBound::Documents(n) => write!(f, "at most {n} documents, backlog_capacity"),
+            BacklogBound::Bytes(n) => {
+                write!(f, "at most {n} bytes of documents, backlog_max_bytes")
+            }
+        }
+    }
 }
 
 impl fmt::Display for HttpExporterError {
@@ -1114,10 +1201,9 @@ impl fmt::Display for HttpExporterError {
                 "no AWS credentials for the X-Ray API: give static credentials or a provider, \
                  or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
             ),
-            HttpExporterError::BacklogFull { capacity } => write!(
-                f,
-                "dropped: the HTTP exporter's backlog is full ({capacity} documents)"
-            ),
+            HttpExporterError::BacklogFull { bound } => {
+                write!(f, "dropped: the HTTP exporter's backlog is full ({bound})")
+            }
         }
     }
 }
@@ -1226,7 +1312,12 @@ pub struct HttpStats {
     pub unprocessed: u64,
     /// Calls refused for their credentials.
     pub auth_failures: u64,
-    /// Documents dropped because the backlog was full.
+    /// Documents dropped, the oldest first, to make room for newer ones:
+    /// keeping them would have taken the backlog past
+    /// [`backlog_capacity`](HttpExporterBuilder::backlog_capacity) documents
+    /// or [`backlog_max_bytes`](HttpExporterBuilder::backlog_max_bytes)
+    /// bytes. Each fails with [`HttpExporterError::BacklogFull`], which says
+    /// which bound.
     pub backlog_dropped: u64,
     /// The most documents one call carried (never above 50).
     pub largest_batch: u64,

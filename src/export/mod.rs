@@ -22,7 +22,7 @@ mod udp;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use http::{
-    HttpExporter, HttpExporterBuilder, HttpExporterError, HttpStats, HttpStatsHandle,
+    BacklogBound, HttpExporter, HttpExporterBuilder, HttpExporterError, HttpStats, HttpStatsHandle,
     MAX_BATCH_DOCUMENTS,
 };
 pub use memory::InMemoryExporter;

@@ -47,6 +47,13 @@ impl Backlog {
         self.queue.push_front(p);
     }
 
+    /// Takes the next document out.
+    pub(super) fn pop_front(&mut self) -> Option<Pending> {
+        let p = self.queue.pop_front()?;
+        self.bytes -= p.doc.len();
+        Some(p)
+    }
+
     /// Takes out the first `n` documents (fewer if fewer wait).
     pub(super) fn take_front(&mut self, n: usize) -> Vec<Pending> {
         let n = n.min(self.queue.len());

@@ -172,6 +172,19 @@ fn doc_of(n: usize, bytes: usize) -> Document {
     doc
 }
 
+/// The id of each document a request carried.
+fn ids_in(seen: &Seen) -> Vec<String> {
+    seen.documents()
+        .iter()
+        .map(|d| {
+            serde_json::from_str::<serde_json::Value>(d).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 /// The backlog's byte total, checked against its documents.
 fn backlog_bytes(e: &HttpExporter) -> usize {
     assert_eq!(
@@ -208,6 +221,7 @@ fn defaults_are_pinned() {
     let b = HttpExporterBuilder::default();
     assert_eq!(b.settings.batch_delay, Duration::from_secs(1));
     assert_eq!(b.settings.backlog_capacity, 10_000);
+    assert_eq!(b.settings.backlog_max_bytes, 32 << 20);
     assert_eq!(b.settings.connect_timeout, Duration::from_secs(3));
     assert_eq!(b.settings.read_timeout, Duration::from_secs(10));
     assert_eq!(b.settings.backoff_initial, Duration::from_millis(200));
@@ -757,7 +771,9 @@ fn the_backlog_drops_the_oldest_past_its_capacity() {
     assert_eq!(dropped, first_ids[..30]);
     assert!(outcome.failures.iter().all(|f| matches!(
         &f.error,
-        ExportError::Other(e) if e.to_string().contains("backlog is full")
+        ExportError::Other(e) if e.to_string()
+            == "dropped: the HTTP exporter's backlog is full (at most 100 documents, \
+                backlog_capacity)"
     )));
     assert_eq!(e.stats_handle().snapshot().backlog_dropped, 30);
     // Shutdown within a timeout shorter than the backoff: the rest fail.
@@ -838,6 +854,117 @@ fn flush_and_shutdown_accept_any_timeout() {
     // `Duration::MAX`: as long as it takes, not an `Instant` overflow.
     assert_eq!(e.flush(Duration::MAX).delivered, 2);
     assert_eq!(e.shutdown(Duration::MAX).delivered, 0);
+}
+
+/// The backlog is bounded in bytes as well as in documents: while the API
+/// answers 503, big documents pass the byte bound long before the count
+/// bound. The oldest are dropped (counted, failed with the bound's name),
+/// the backlog never holds more than the bound, and what it kept is
+/// delivered once the API is back.
+#[test]
+fn the_backlog_drops_the_oldest_past_its_byte_bound() {
+    use std::sync::atomic::AtomicBool;
+
+    const DOC: usize = 60_000;
+    const MAX: usize = 256 * 1024; // four documents of 60,000 bytes, not five
+    let down = Arc::new(AtomicBool::new(true));
+    let down2 = down.clone();
+    let fake = Fake::with_script(Some(Box::new(move |_: &Seen| {
+        if down2.load(Ordering::SeqCst) {
+            (503, r#"{"__type":"ServiceUnavailableException"}"#.into())
+        } else {
+            (200, r#"{"UnprocessedTraceSegments":[]}"#.into())
+        }
+    })));
+    let captured = Arc::new(Mutex::new(Vec::new()));
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || Captured(writer.clone()))
+        .with_ansi(false)
+        .finish();
+    let mut e = builder(&fake)
+        .batch_delay(Duration::ZERO)
+        .backlog_max_bytes(MAX)
+        .build()
+        .unwrap();
+    assert_eq!(e.settings.backlog_capacity, 10_000, "far away");
+
+    let sent: Vec<Document> = (0..10).map(|n| doc_of(n, DOC)).collect();
+    let ids: Vec<SegmentId> = sent.iter().map(|d| d.id()).collect();
+    let (first, second) = tracing::subscriber::with_default(subscriber, || {
+        let first = e.export(sent[..7].to_vec());
+        assert_eq!(e.backlog.len(), 4);
+        assert!(backlog_bytes(&e) <= MAX);
+        let second = e.export(sent[7..].to_vec());
+        (first, second)
+    });
+    assert_eq!(e.backlog.len(), 4);
+    assert_eq!(backlog_bytes(&e), 4 * DOC);
+    assert!(!fake.seen().is_empty(), "the API was tried");
+    assert!(e.retry_at.is_some(), "and is being retried");
+
+    let dropped: Vec<SegmentId> = first
+        .failures
+        .iter()
+        .chain(&second.failures)
+        .map(|f| f.document.id())
+        .collect();
+    assert_eq!(dropped, ids[..6], "the oldest");
+    for f in first.failures.iter().chain(&second.failures) {
+        match &f.error {
+            ExportError::Other(err) => assert_eq!(
+                err.to_string(),
+                "dropped: the HTTP exporter's backlog is full (at most 262144 bytes of \
+                 documents, backlog_max_bytes)"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(e.stats_handle().snapshot().backlog_dropped, 6);
+    let logs = String::from_utf8(captured.lock().unwrap().clone()).unwrap();
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("backlog is full"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "warned once: {logs}");
+    assert!(warnings[0].contains("backlog_max_bytes"), "{logs}");
+
+    // The API is back: the four kept are delivered, in one batch.
+    down.store(false, Ordering::SeqCst);
+    let outcome = e.flush(Duration::from_secs(5));
+    assert_eq!(outcome.delivered, 4, "{:?}", failures_of(&outcome));
+    assert!(outcome.failures.is_empty());
+    let seen = fake.seen();
+    let last = seen.last().unwrap();
+    let kept: Vec<String> = ids[6..].iter().map(|id| id.to_string()).collect();
+    assert_eq!(ids_in(last), kept);
+    assert_eq!((e.backlog.len(), backlog_bytes(&e)), (0, 0));
+    let stats = e.stats_handle().snapshot();
+    assert_eq!((stats.documents_delivered, stats.backlog_dropped), (4, 6));
+}
+
+/// The bound is at least one document of the largest size taken, which
+/// then always fits on its own.
+#[test]
+fn a_document_of_the_largest_size_always_fits_the_byte_bound() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut e = HttpExporter::builder()
+        .region("us-west-2")
+        .endpoint(format!("http://127.0.0.1:{port}"))
+        .static_credentials("A", "B", None)
+        .batch_delay(Duration::from_secs(60))
+        .backlog_max_bytes(0)
+        .build()
+        .unwrap();
+    assert_eq!(e.settings.backlog_max_bytes, MAX_DOCUMENT_BYTES);
+    let outcome = e.export(vec![doc_of(0, 1_000), doc_of(1, MAX_DOCUMENT_BYTES)]);
+    assert_eq!(outcome.failures.len(), 1, "the older one made room");
+    assert_eq!(e.backlog.len(), 1);
+    assert_eq!(backlog_bytes(&e), MAX_DOCUMENT_BYTES);
 }
 
 /// The byte total stays exact through every way documents leave and come
