@@ -701,12 +701,18 @@ impl CentralRule {
         }
     }
 
-    /// Absent request attributes match (SPEC §4.2, recommended). A rule
+    /// Absent (or empty) request attributes match (SPEC §4.2, recommended). A rule
     /// constraining the resource ARN or attributes only matches requests
     /// that carry matching values.
     fn matches(&self, request: &SamplingRequest<'_>) -> bool {
-        let optional =
-            |pattern: &Pattern, value: Option<&str>| value.is_none_or(|v| pattern.matches(v));
+        // An empty value is absent too, as in the SDKs (Go's `== ""`,
+        // Python's and Node's falsy checks): a request without a Host
+        // header is not a request for the host "".
+        let optional = |pattern: &Pattern, value: Option<&str>| {
+            value
+                .filter(|v| !v.is_empty())
+                .is_none_or(|v| pattern.matches(v))
+        };
         optional(&self.host, request.host)
             && optional(&self.http_method, request.http_method)
             && optional(&self.url_path, request.url_path)
@@ -811,19 +817,39 @@ impl RuleState {
     }
 
     /// The counters for a report; resets them.
+    ///
+    /// A decision counts its request, then its sample or borrow, in two
+    /// steps no lock holds together, so a report taken between them would
+    /// count the one and not the other, and the next one more samples than
+    /// requests. A report never says more were sampled and borrowed than
+    /// requested: any excess (a decision caught half counted) is carried
+    /// over to the next one, so the totals stay exact.
     fn snapshot<'a>(
         &self,
         name: &'a str,
         client_id: &'a str,
         now_sec: u64,
     ) -> StatisticsDocument<'a> {
+        let requests = self.requests.swap(0, Ordering::Relaxed);
+        let sampled = self.sampled.swap(0, Ordering::Relaxed);
+        let borrowed = self.borrowed.swap(0, Ordering::Relaxed);
+        let sampled_count = sampled.min(requests);
+        let borrow_count = borrowed.min(requests - sampled_count);
+        if sampled > sampled_count {
+            self.sampled
+                .fetch_add(sampled - sampled_count, Ordering::Relaxed);
+        }
+        if borrowed > borrow_count {
+            self.borrowed
+                .fetch_add(borrowed - borrow_count, Ordering::Relaxed);
+        }
         StatisticsDocument {
             rule_name: name,
             client_id,
             timestamp: now_sec,
-            request_count: self.requests.swap(0, Ordering::Relaxed),
-            sampled_count: self.sampled.swap(0, Ordering::Relaxed),
-            borrow_count: self.borrowed.swap(0, Ordering::Relaxed),
+            request_count: requests,
+            sampled_count,
+            borrow_count,
         }
     }
 
@@ -1178,6 +1204,37 @@ mod tests {
         assert!(with_code("400"));
         assert!(!with_code("500"));
         assert!(!with_code("200"));
+    }
+
+    #[test]
+    fn a_report_never_counts_more_sampled_than_requested() {
+        let state = RuleState::new();
+        // A decision caught between its two counts: the sample is in, the
+        // request not yet (or the other way round across two reports).
+        state.requests.store(3, Ordering::Relaxed);
+        state.sampled.store(4, Ordering::Relaxed);
+        state.borrowed.store(1, Ordering::Relaxed);
+        let first = state.snapshot("r", "c", 1);
+        assert_eq!(
+            (first.request_count, first.sampled_count, first.borrow_count),
+            (3, 3, 0)
+        );
+        state.requests.fetch_add(2, Ordering::Relaxed);
+        let second = state.snapshot("r", "c", 2);
+        assert_eq!(
+            (
+                second.request_count,
+                second.sampled_count,
+                second.borrow_count
+            ),
+            (2, 1, 1),
+            "the excess carried over"
+        );
+        let third = state.snapshot("r", "c", 3);
+        assert_eq!(
+            (third.request_count, third.sampled_count, third.borrow_count),
+            (0, 0, 0)
+        );
     }
 
     #[test]

@@ -87,7 +87,13 @@ impl Target {
 
 impl LocalRule {
     fn matches(&self, request: &SamplingRequest<'_>) -> bool {
-        let ok = |pattern: &Pattern, value: Option<&str>| value.is_none_or(|v| pattern.matches(v));
+        // Absent or empty values match, as in the SDKs (see
+        // `CentralRule::matches`).
+        let ok = |pattern: &Pattern, value: Option<&str>| {
+            value
+                .filter(|v| !v.is_empty())
+                .is_none_or(|v| pattern.matches(v))
+        };
         ok(&self.host, request.host)
             && ok(&self.http_method, request.http_method)
             && ok(&self.url_path, request.url_path)
@@ -435,9 +441,16 @@ mod tests {
             .with_http_method("GET")
             .with_url_path("/abc");
         let no_method = SamplingRequest::new().with_url_path("/abc");
+        let empty_method = SamplingRequest::new()
+            .with_http_method("")
+            .with_url_path("/abc");
         assert!(rules.sample_at(&post, 1).is_sampled());
         assert!(!rules.sample_at(&get, 1).is_sampled());
         assert!(rules.sample_at(&no_method, 1).is_sampled());
+        assert!(
+            rules.sample_at(&empty_method, 1).is_sampled(),
+            "empty is absent"
+        );
         assert_eq!(rules.sample_at(&post, 1).rule_name(), None);
     }
 
