@@ -85,7 +85,10 @@ impl Service<Request<hyper::body::Incoming>> for App {
     fn call(&mut self, request: Request<hyper::body::Incoming>) -> Self::Future {
         match self.clone() {
             App::A { b } => Box::pin(async move {
-                let mut client = XrayClientLayer::new().layer(HyperClient);
+                // Service B is traced: A's call says so.
+                let mut client = XrayClientLayer::new()
+                    .downstream_traced(true)
+                    .layer(HyperClient);
                 let rest = request.uri().path().strip_prefix("/a").unwrap_or_default();
                 let call = Request::get(format!("http://{b}/b{rest}"))
                     .header("user-agent", "service-a")

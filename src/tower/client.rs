@@ -16,8 +16,9 @@ use crate::span_ext::XraySpanExt;
 
 /// A [`tower_layer::Layer`] for HTTP clients: each request gets its own
 /// span (`http.client`, `INFO`), a child of the current span, which becomes
-/// an X-Ray subsegment with `namespace: "remote"` and
-/// `http.request.traced: true`, named after the remote host.
+/// an X-Ray subsegment with `namespace: "remote"`, named after the remote
+/// host (and `http.request.traced: true` when the services called are
+/// traced too: see [`XrayClientLayer::downstream_traced`]).
 ///
 /// The request is sent with `X-Amzn-Trace-Id` = Root, `Parent` = that
 /// subsegment's id, `Sampled` = the trace's decision, plus the extra keys of
@@ -71,7 +72,7 @@ use crate::span_ext::XraySpanExt;
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct XrayClientLayer {
-    _private: (),
+    downstream_traced: bool,
 }
 
 impl XrayClientLayer {
@@ -84,13 +85,36 @@ impl XrayClientLayer {
     pub fn new() -> Self {
         XrayClientLayer::default()
     }
+
+    /// Whether the services this client calls are traced with X-Ray too
+    /// (they read the `X-Amzn-Trace-Id` sent and send segments of their
+    /// own). When they are, each call's subsegment says so
+    /// (`http.request.traced: true`), and X-Ray waits for the callee's
+    /// segment, naming this subsegment as its parent, before it treats the
+    /// trace as complete. Off by default: for a third-party API that
+    /// segment never comes, and the trace would look broken.
+    ///
+    /// ```
+    /// use tracing_xray::tower::XrayClientLayer;
+    ///
+    /// // A client for the company's own services, all traced.
+    /// let layer = XrayClientLayer::new().downstream_traced(true);
+    /// # drop(layer);
+    /// ```
+    pub fn downstream_traced(mut self, traced: bool) -> Self {
+        self.downstream_traced = traced;
+        self
+    }
 }
 
 impl<S> Layer<S> for XrayClientLayer {
     type Service = XrayClient<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        XrayClient { inner }
+        XrayClient {
+            inner,
+            downstream_traced: self.downstream_traced,
+        }
     }
 }
 
@@ -107,6 +131,7 @@ impl<S> Layer<S> for XrayClientLayer {
 #[derive(Clone, Debug)]
 pub struct XrayClient<S> {
     inner: S,
+    downstream_traced: bool,
 }
 
 impl<S, B, R> Service<Request<B>> for XrayClient<S>
@@ -123,7 +148,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let span = call_span(&request);
+        let span = call_span(&request, self.downstream_traced);
         if let Some(header) = span.xray_header() {
             header.inject(request.headers_mut());
         }
@@ -138,7 +163,7 @@ where
     }
 }
 
-fn call_span<B>(request: &Request<B>) -> Span {
+fn call_span<B>(request: &Request<B>, downstream_traced: bool) -> Span {
     let headers = request.headers();
     let uri = request.uri();
     let host = super::host_of(uri, headers);
@@ -148,7 +173,7 @@ fn call_span<B>(request: &Request<B>) -> Span {
     tracing::info_span!(
         "http.client",
         otel.kind = "client",
-        xray.traced = true,
+        xray.traced = downstream_traced.then_some(true),
         xray.name = host.as_deref(),
         http.request.method = request.method().as_str(),
         url.full = full.as_deref(),
@@ -351,6 +376,28 @@ pub(super) mod tests {
             "{call}"
         );
         assert!(!call.to_string().contains("hunter"), "{call}");
+    }
+
+    #[test]
+    fn a_call_is_traced_downstream_only_when_the_layer_says_so() {
+        let (traces, _) = capture(|| {
+            let mut third_party = XrayClientLayer::new().layer(Ok200);
+            let mut own = XrayClientLayer::new().downstream_traced(true).layer(Ok200);
+            tracing::info_span!("handler").in_scope(|| {
+                let get = || Request::get("http://api.example.com/x").body(()).unwrap();
+                now(third_party.call(get())).unwrap();
+                now(own.call(get())).unwrap();
+            });
+        });
+        let calls = traces[0]["subsegments"].as_array().unwrap();
+        assert_eq!(calls.len(), 2);
+        assert!(
+            calls[0]["http"]["request"].get("traced").is_none(),
+            "{}",
+            calls[0]
+        );
+        assert_eq!(calls[1]["http"]["request"]["traced"], true, "{}", calls[1]);
+        assert_eq!(calls[0]["namespace"], "remote");
     }
 
     #[test]
