@@ -75,7 +75,7 @@
 //! | `url.path` | the path | the path |
 //! | `server.address` | the `Host` (or URI) host | the URI (or `Host`) host |
 //! | `user_agent.original` | `User-Agent` | `User-Agent` |
-//! | `client.address` | the first `X-Forwarded-For` entry | |
+//! | `http.client_ip` | the first `X-Forwarded-For` entry (X-Ray `client_ip`, with `x_forwarded_for: true`) | |
 //! | `http.response.status_code` | recorded when the response is ready | recorded when the response arrives |
 //! | `otel.status_code` | `"ERROR"` when the service returns an error | `"ERROR"` when the call fails |
 //! | `xray.trace_header` | the incoming header (continues the trace) | |

@@ -217,7 +217,10 @@ fn request_span<B>(request: &Request<B>) -> (Span, bool) {
         url.path = uri.path(),
         server.address = host.as_deref(),
         user_agent.original = super::user_agent(headers),
-        client.address = client,
+        // `http.client_ip`, not `client.address`: the address comes from
+        // the X-Forwarded-For header, not the socket, and X-Ray says so
+        // (`x_forwarded_for: true`).
+        http.client_ip = client,
         http.response.status_code = Empty,
         otel.status_code = Empty,
         xray.trace_header = incoming,
@@ -358,5 +361,20 @@ mod tests {
                 "/health",
             ]
         );
+    }
+
+    #[test]
+    fn a_client_ip_from_x_forwarded_for_is_marked_so() {
+        let (traces, _) = capture(|| {
+            let mut service = XrayServerLayer::new().layer(Ok200);
+            let request = Request::get("/cart")
+                .header("x-forwarded-for", "203.0.113.7, 10.0.0.2")
+                .body(())
+                .unwrap();
+            now(service.call(request)).unwrap();
+        });
+        let request = &traces[0]["http"]["request"];
+        assert_eq!(request["client_ip"], "203.0.113.7", "{request}");
+        assert_eq!(request["x_forwarded_for"], true, "{request}");
     }
 }
