@@ -537,6 +537,10 @@ impl<'c> Assembler<'c> {
                 if !fields.is_empty() {
                     entity.aws.resource = Some(fields);
                 }
+                // The span's own (`cloud.account.id`) wins: one key.
+                if entity.aws.account_id.is_none() {
+                    entity.aws.account_id = resource.account_id().map(Cow::Borrowed);
+                }
             }
             entity.aws.xray = Some(XrayInfo {
                 sdk: "tracing-xray",

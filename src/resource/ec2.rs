@@ -183,7 +183,7 @@ mod tests {
     }
 
     fn fields(r: &Resource) -> Value {
-        Value::Object(r.aws_fields().clone())
+        r.aws_json()
     }
 
     #[test]

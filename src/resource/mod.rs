@@ -471,11 +471,27 @@ struct Detected {
     log_groups: Vec<Value>,
 }
 
+#[cfg(test)]
+impl Resource {
+    /// What the resource adds to a segment's `aws` object: its blocks and
+    /// the account.
+    pub(crate) fn aws_json(&self) -> Value {
+        let mut aws = self.aws.clone();
+        if let Some(account) = &self.account_id {
+            aws.insert("account_id".into(), account.clone().into());
+        }
+        Value::Object(aws)
+    }
+}
+
 /// What the application runs on, as it goes into the segment.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Resource {
     origin: Option<&'static str>,
     aws: Map<String, Value>,
+    /// `aws.account_id`: kept apart from the blocks, as a span may give
+    /// one too (`cloud.account.id`), and the `aws` object holds one key.
+    account_id: Option<String>,
     lambda: Option<LambdaInfo>,
 }
 
@@ -488,10 +504,15 @@ impl Resource {
     }
 
     /// The keys to merge into the segment's `aws` object: any of `ec2`,
-    /// `ecs`, `eks`, `elastic_beanstalk`, `cloudwatch_logs` and
-    /// `account_id`. Empty on Lambda and when nothing was found.
+    /// `ecs`, `eks`, `elastic_beanstalk` and `cloudwatch_logs`. Empty on
+    /// Lambda and when nothing was found.
     pub(crate) fn aws_fields(&self) -> &Map<String, Value> {
         &self.aws
+    }
+
+    /// The account the host runs in (`aws.account_id`), when found.
+    pub(crate) fn account_id(&self) -> Option<&str> {
+        self.account_id.as_deref()
     }
 
     /// The Lambda function the process runs in, if any.
@@ -509,10 +530,8 @@ impl Resource {
             self.aws
                 .insert(found.key.to_owned(), Value::Object(found.block));
         }
-        if let Some(account) = found.account_id {
-            self.aws
-                .entry("account_id")
-                .or_insert(Value::String(account));
+        if self.account_id.is_none() {
+            self.account_id = found.account_id;
         }
         if !found.log_groups.is_empty() {
             if let Value::Array(groups) = self
@@ -713,7 +732,7 @@ mod tests {
     }
 
     fn fields(r: &Resource) -> Value {
-        Value::Object(r.aws_fields().clone())
+        r.aws_json()
     }
 
     #[test]
@@ -998,7 +1017,9 @@ mod tests {
         let root = TempRoot::new();
         root.write("/proc/self/cgroup", "0::/\n");
         let r = detect(&everything(&root, &server));
-        let mut aws = r.aws_fields().clone();
+        let Value::Object(mut aws) = fields(&r) else {
+            unreachable!()
+        };
         aws.insert(
             "xray".into(),
             json!({"sdk": "tracing-xray", "sdk_version": env!("CARGO_PKG_VERSION")}),
@@ -1044,6 +1065,40 @@ mod tests {
         });
         xray.flush(Duration::from_secs(5)).unwrap();
         (exporter.json_documents().remove(0), slot.get().is_some())
+    }
+
+    #[test]
+    fn a_span_account_id_and_the_detected_one_make_one_key() {
+        use tracing_subscriber::prelude::*;
+        let server = metadata_server();
+        let root = TempRoot::new();
+        let d = detectors(
+            &root,
+            &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &server.url())],
+        );
+        let exporter = crate::export::InMemoryExporter::new();
+        let layer = crate::builder()
+            .with_sampler(crate::sampling::AlwaysSample)
+            .with_detectors(d)
+            .with_exporter(exporter.clone())
+            .build();
+        let slot = layer.inner.as_ref().unwrap().cfg.resource.clone();
+        assert!(slot.wait(Duration::from_secs(5)).is_some());
+        let xray = layer.handle();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            tracing::info_span!("request", "cloud.account.id" = "111122223333").in_scope(|| {});
+            tracing::info_span!("request").in_scope(|| {});
+        });
+        xray.flush(Duration::from_secs(5)).unwrap();
+        let docs = exporter.documents();
+        for doc in &docs {
+            assert_eq!(doc.as_str().matches("\"account_id\"").count(), 1, "{doc:?}");
+        }
+        let docs = exporter.json_documents();
+        // The span's own wins; without one, the host's.
+        assert_eq!(docs[0]["aws"]["account_id"], "111122223333");
+        assert_eq!(docs[1]["aws"]["account_id"], "123456789012");
+        assert_eq!(docs[0]["aws"]["ec2"]["instance_id"], "i-075ad396f12bc325a");
     }
 
     #[test]
