@@ -249,6 +249,9 @@ impl Builder {
     /// xray.flush(Duration::from_secs(1)).unwrap();
     /// assert!(exporter.len() > 1); // the segment, and subsegments sent on their own
     /// assert_eq!(exporter.traces()[0]["subsegments"].as_array().unwrap().len(), 3);
+    /// // The segment's own document keeps 2 of them.
+    /// let segment = exporter.json_documents().into_iter().find(|d| d.get("type").is_none()).unwrap();
+    /// assert_eq!(segment["subsegments"].as_array().unwrap().len(), 2);
     /// ```
     pub fn with_streaming_threshold(mut self, subsegments: usize) -> Self {
         self.streaming_threshold = subsegments.max(1);
