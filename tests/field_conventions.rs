@@ -352,6 +352,94 @@ fn error_event_with_client_status_is_an_error_not_a_fault() {
     assert_eq!(ex["stack"][0]["path"], file!());
 }
 
+/// A request that succeeded (an HTTP status below 400) is neither a fault
+/// nor an error for an error it logged or recorded and then handled (a
+/// fallback, a retry that worked): the exception stays in `cause`, where
+/// the console shows it. The status may come after the error. Without a
+/// status (a plain span, a background job) the error is still a fault.
+#[test]
+fn an_error_under_a_successful_status_is_neither_fault_nor_error() {
+    let docs = capture(
+        |b| b,
+        || {
+            info_span!("get", "http.response.status_code" = 200_u64).in_scope(|| {
+                error!("cache unavailable, served from origin");
+            });
+            let err = Outer(Inner);
+            info_span!(
+                "redirect",
+                "http.status_code" = 302_i64,
+                error = &err as &(dyn std::error::Error + 'static),
+            )
+            .in_scope(|| {});
+            info_span!(
+                "flags",
+                error = true,
+                "otel.status_code" = "ERROR",
+                "error.type" = "CacheMiss",
+                "http.response.status_code" = 204_u64,
+            )
+            .in_scope(|| {});
+            let late = info_span!("late", "http.response.status_code" = tracing::field::Empty);
+            late.in_scope(|| error!("retried"));
+            late.record("http.response.status_code", 201_u64);
+            drop(late);
+            info_span!("req").in_scope(|| {
+                info_span!(
+                    "GET",
+                    "otel.kind" = "client",
+                    "url.full" = "https://api.example.com/x",
+                    "http.response.status_code" = 200_u64,
+                )
+                .in_scope(|| error!("body truncated, used the cache"));
+            });
+            info_span!("job").in_scope(|| error!("nightly export failed"));
+            info_span!("boom", "http.response.status_code" = 503_u64)
+                .in_scope(|| error!("upstream down"));
+        },
+    );
+    let flags = |d: &Value| {
+        (
+            d.get("fault").is_some(),
+            d.get("error").is_some(),
+            d.get("throttle").is_some(),
+        )
+    };
+    let messages = |d: &Value| -> Vec<String> {
+        d["cause"]["exceptions"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        e.get("message")
+                            .or(e.get("type"))
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(docs.len(), 7, "{docs:#?}");
+    for doc in &docs[..4] {
+        assert_eq!(flags(doc), (false, false, false), "{doc:#}");
+    }
+    assert_eq!(messages(&docs[0]), ["cache unavailable, served from origin"]);
+    assert_eq!(messages(&docs[1]), ["query failed", "connection reset"]);
+    assert_eq!(docs[2]["cause"]["exceptions"][0]["type"], "CacheMiss");
+    assert_eq!(messages(&docs[3]), ["retried"]);
+    let call = &docs[4]["subsegments"][0];
+    assert_eq!(call["namespace"], "remote");
+    assert_eq!(flags(call), (false, false, false), "{call:#}");
+    assert_eq!(messages(call), ["body truncated, used the cache"]);
+    assert_eq!(flags(&docs[4]), (false, false, false));
+    // No status: the error is a fault; a 5xx one stays one.
+    assert_eq!(flags(&docs[5]), (true, false, false));
+    assert_eq!(messages(&docs[5]), ["nightly export failed"]);
+    assert_eq!(flags(&docs[6]), (true, false, false));
+}
+
 #[test]
 fn error_flags_otel_status_and_error_type() {
     let docs = capture(

@@ -11,7 +11,7 @@
 //! | `user_agent.original`, `http.user_agent` | `http.request.user_agent` |
 //! | `xray.traced = true`, `http.request.traced = true` | `http.request.traced` (subsegments: the callee is instrumented) |
 //! | `client.address`, `http.client_ip` (sets `x_forwarded_for`), `net.peer.ip` | `http.request.client_ip` |
-//! | `http.response.status_code`, `http.status_code` (tower-http: `status`) | `http.response.status`; 4xx → `error`, 429 → `throttle` + `error`, 5xx → `fault` |
+//! | `http.response.status_code`, `http.status_code` (tower-http: `status`) | `http.response.status`; 4xx → `error`, 429 → `throttle` + `error`, 5xx → `fault`; below 400, an error recorded in the span sets no flag |
 //! | `http.response.content_length`, `http.response_content_length`, `http.response.body.size` | `http.response.content_length` |
 //! | `otel.kind = "client"`/`"producer"`, `xray.namespace = "remote"` | `namespace: remote` |
 //! | `peer.service` | a remote subsegment's name |
@@ -107,6 +107,18 @@ fn status_flags(entity: &mut Entity<'_>) {
         Some(400..=499) => entity.error = true,
         Some(500..=599) => entity.fault = true,
         _ => {}
+    }
+}
+
+/// The flags an error (an ERROR event, an error field, `error.type`) sets
+/// after [`status_flags`]: a fault, unless the status already flagged the
+/// request, or says it succeeded (below 400: an error logged and handled,
+/// as a fallback or a retry that worked, fails nothing; its exception is
+/// still in `cause`). Without a status, an error is a fault.
+fn error_flags(entity: &mut Entity<'_>, failed: bool) {
+    let succeeded = entity.http.response.status.is_some_and(|s| s < 400);
+    if failed && !succeeded && !entity.error && !entity.fault {
+        entity.fault = true;
     }
 }
 
@@ -1400,7 +1412,8 @@ impl<'a> Conventions<'a> {
             })
             .or_else(|| self.name.map(Cow::Borrowed));
 
-        // Flags: the status says who failed; an error without one is a fault.
+        // Flags: the status says who failed (below 400: that nothing did); an
+        // error without one is a fault.
         status_flags(entity);
         if flag(&mut self.throttle) {
             entity.throttle = true;
@@ -1409,9 +1422,7 @@ impl<'a> Conventions<'a> {
         applied.error_type = text(&mut self.error_type);
         applied.error_message = text(&mut self.error_message);
         let failed = errored || self.error || applied.error_type.is_some();
-        if failed && !entity.error && !entity.fault {
-            entity.fault = true;
-        }
+        error_flags(entity, failed);
         if !failed {
             applied.error_message = None;
         }
@@ -1449,10 +1460,7 @@ impl<'a> Conventions<'a> {
             entity.namespace = None;
         }
         status_flags(entity);
-        let failed = errored || self.error;
-        if failed && !entity.error && !entity.fault {
-            entity.fault = true;
-        }
+        error_flags(entity, errored || self.error);
         Applied {
             name: self.name.map(Cow::Borrowed),
             remote: false,

@@ -13,7 +13,7 @@
 //! | `metadata.KEY` | `metadata.default.KEY` |
 //! | `metadata.NS.KEY` | `metadata.NS.KEY` (`AWS.` namespaces are reserved: kept under `default`) |
 //! | `enduser.id`, `xray.user` | the segment's `user` |
-//! | `error = true`, `otel.status_code = "ERROR"`, `error.type` | `fault` (`error` with a 4xx status) |
+//! | `error = true`, `otel.status_code = "ERROR"`, `error.type` | `fault` (`error` with a 4xx status; no flag with a status below 400) |
 //! | a `dyn Error` value | the same, and a `cause.exceptions` entry |
 //! | HTTP, SQL, AWS SDK names | see [`conventions`] |
 //! | anything else | `metadata.tracing.FIELD` (or nothing, or an annotation: builder options) |
