@@ -425,7 +425,10 @@ fn an_error_under_a_successful_status_is_neither_fault_nor_error() {
     for doc in &docs[..4] {
         assert_eq!(flags(doc), (false, false, false), "{doc:#}");
     }
-    assert_eq!(messages(&docs[0]), ["cache unavailable, served from origin"]);
+    assert_eq!(
+        messages(&docs[0]),
+        ["cache unavailable, served from origin"]
+    );
     assert_eq!(messages(&docs[1]), ["query failed", "connection reset"]);
     assert_eq!(docs[2]["cause"]["exceptions"][0]["type"], "CacheMiss");
     assert_eq!(messages(&docs[3]), ["retried"]);
@@ -1222,6 +1225,171 @@ fn aws_resource_fields() {
             "aws": {"operation": "GetObject", "table_name": "one", "bucket_name": "media"},
         }))
     );
+}
+
+/// `aws.queue_url` is an SQS queue's URL, on an AWS call: `aws.sqs.queue_url`
+/// gives it, whichever field comes first; `messaging.destination.name` (a
+/// queue's name) only on an SQS call. Another system's destination (a
+/// Kafka topic, a RabbitMQ exchange) gets no `aws` block: it stays
+/// metadata, as does the old `messaging.url` (without its password).
+#[test]
+fn queue_url_only_from_sqs_calls() {
+    const URL: &str = "https://sqs.eu-west-1.amazonaws.com/1/jobs";
+    let (docs, text) = capture_with_text(
+        |b| b,
+        || {
+            info_span!("req").in_scope(|| {
+                info_span!(
+                    "orders publish",
+                    "otel.kind" = "producer",
+                    "messaging.system" = "kafka",
+                    "messaging.destination.name" = "orders",
+                )
+                .in_scope(|| {});
+                info_span!(
+                    "events publish",
+                    "otel.kind" = "producer",
+                    "messaging.system" = "rabbitmq",
+                    "messaging.url" = "amqp://app:s3cr3t@broker:5672/vhost",
+                    "messaging.destination.name" = "events",
+                )
+                .in_scope(|| {});
+                info_span!(
+                    "SQS.SendMessage",
+                    "rpc.system" = "aws-api",
+                    "rpc.service" = "SQS",
+                    "rpc.method" = "SendMessage",
+                    "messaging.destination.name" = "jobs",
+                    "aws.sqs.queue_url" = URL,
+                )
+                .in_scope(|| {});
+                info_span!(
+                    "SQS.SendMessage",
+                    "rpc.system" = "aws-api",
+                    "rpc.service" = "SQS",
+                    "rpc.method" = "SendMessage",
+                    "aws.sqs.queue_url" = URL,
+                    "messaging.destination.name" = "jobs",
+                )
+                .in_scope(|| {});
+                info_span!(
+                    "SQS.SendMessage",
+                    "rpc.system" = "aws-api",
+                    "rpc.service" = "SQS",
+                    "rpc.method" = "SendMessage",
+                    "messaging.destination.name" = "jobs",
+                )
+                .in_scope(|| {});
+                info_span!(
+                    "jobs publish",
+                    "otel.kind" = "producer",
+                    "messaging.system" = "aws_sqs",
+                    "messaging.destination.name" = "jobs",
+                )
+                .in_scope(|| {});
+                info_span!(
+                    "SNS.Publish",
+                    "rpc.system" = "aws-api",
+                    "rpc.service" = "SNS",
+                    "rpc.method" = "Publish",
+                    "messaging.destination.name" = "alerts",
+                )
+                .in_scope(|| {});
+                // Older names: SQS's `messaging.system`, `messaging.url`;
+                // the current name of the queue's URL.
+                info_span!(
+                    "receive",
+                    "otel.kind" = "consumer",
+                    "messaging.system" = "AmazonSQS",
+                    "messaging.url" = URL,
+                    "messaging.destination.name" = "jobs",
+                )
+                .in_scope(|| {});
+                info_span!("send", "aws.sqs.queue.url" = URL).in_scope(|| {});
+            });
+        },
+    );
+    assert!(!text.contains("s3cr3t"), "{text}");
+    let subs: Vec<_> = docs[0]["subsegments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].clone(), s["aws"].clone(), s["metadata"].clone()))
+        .collect();
+    let sqs_with_url = (
+        json!("SQS"),
+        json!({"operation": "SendMessage", "queue_url": URL}),
+        json!({"tracing": {"messaging.destination.name": "jobs"}}),
+    );
+    assert_eq!(
+        subs,
+        [
+            (
+                json!("orders publish"),
+                Value::Null,
+                json!({"tracing": {"messaging.system": "kafka", "messaging.destination.name": "orders"}}),
+            ),
+            (
+                json!("events publish"),
+                Value::Null,
+                json!({"tracing": {
+                    "messaging.system": "rabbitmq",
+                    "messaging.url": "amqp://app@broker:5672/vhost",
+                    "messaging.destination.name": "events",
+                }}),
+            ),
+            sqs_with_url.clone(),
+            sqs_with_url,
+            (
+                json!("SQS"),
+                json!({"operation": "SendMessage", "queue_url": "jobs"}),
+                Value::Null,
+            ),
+            (
+                json!("jobs publish"),
+                json!({"queue_url": "jobs"}),
+                json!({"tracing": {"messaging.system": "aws_sqs"}}),
+            ),
+            (
+                json!("SNS"),
+                json!({"operation": "Publish"}),
+                json!({"tracing": {"messaging.destination.name": "alerts"}}),
+            ),
+            (
+                json!("receive"),
+                json!({"queue_url": URL}),
+                json!({"tracing": {
+                    "messaging.system": "AmazonSQS",
+                    "messaging.destination.name": "jobs",
+                }}),
+            ),
+            (json!("send"), json!({"queue_url": URL}), Value::Null),
+        ]
+    );
+}
+
+/// `messaging.system` is read for SQS, and otherwise routed as any field:
+/// an annotation when indexed.
+#[test]
+fn an_indexed_messaging_system_still_names_sqs() {
+    for configure in [
+        (|b: Builder| b.with_indexed_fields(&["messaging.system"])) as fn(Builder) -> Builder,
+        |b| b.with_all_fields_indexed(true),
+    ] {
+        let doc = one(configure, || {
+            info_span!(
+                "jobs publish",
+                "otel.kind" = "producer",
+                "messaging.system" = "aws_sqs",
+                "messaging.destination.name" = "jobs",
+            )
+            .in_scope(|| {});
+        });
+        let call = &doc["subsegments"][0];
+        assert_eq!(call["aws"], json!({"queue_url": "jobs"}), "{call:#}");
+        assert_eq!(call["annotations"], json!({"messaging_system": "aws_sqs"}));
+        assert!(call.get("metadata").is_none(), "{call:#}");
+    }
 }
 
 #[test]

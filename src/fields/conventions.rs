@@ -22,7 +22,8 @@
 //! | `rpc.system = "aws-api"` + `rpc.service` + `rpc.method` (older SDKs: span `invoke` with `service`, `operation`) | `namespace: aws`, name = the service, `aws.operation` |
 //! | `aws.request_id`, `aws.region`/`cloud.region`, `aws.account_id`/`cloud.account.id` | `aws.request_id`, `aws.region`, `aws.account_id` |
 //! | `aws.dynamodb.table_names`, `aws.table_name` | `aws.table_name` (`aws.table_names` for several) |
-//! | `messaging.destination.name`, `aws.sqs.queue_url`, `messaging.url` | `aws.queue_url` |
+//! | `aws.sqs.queue_url`, `aws.sqs.queue.url` (the queue's URL) | `aws.queue_url` |
+//! | `messaging.url`, then `messaging.destination.name`, on an SQS call (`rpc.service = "SQS"`, or `messaging.system = "aws_sqs"`) without a queue URL | `aws.queue_url`; on other spans (Kafka, RabbitMQ, ...) metadata (`messaging.url` without its password) |
 //! | `aws.s3.bucket` | `aws.bucket_name` |
 //! | `aws.retries` | `aws.retries` |
 //! | `xray.throttle = true` | `throttle` + `error` |
@@ -151,10 +152,13 @@ pub(crate) fn may_have_meaning(key: &str) -> bool {
     }
 }
 
-/// Whether `key` has a convention on a span like `ctx`.
-pub(crate) fn is_convention(key: &'static str, ctx: &SpanContext<'_>) -> bool {
-    static DUMMY: FieldValue = FieldValue::Bool(false);
-    Conventions::default().take(key, &DUMMY, ctx)
+/// Whether `messaging.system` names SQS: `aws_sqs` (`aws.sqs`, `AmazonSQS`
+/// in older conventions).
+fn is_sqs_system(system: &str) -> bool {
+    let s = system.trim();
+    ["aws_sqs", "aws.sqs", "AmazonSQS"]
+        .iter()
+        .any(|sqs| s.eq_ignore_ascii_case(sqs))
 }
 
 /// The fields of one (sub)segment that have an X-Ray meaning, collected
@@ -201,7 +205,16 @@ pub(crate) struct Conventions<'a> {
     request_id: Slot<'a>,
     region: Slot<'a>,
     account_id: Slot<'a>,
+    /// `aws.sqs.queue_url`, `aws.sqs.queue.url`: the queue's URL, on any
+    /// span.
     queue_url: Slot<'a>,
+    /// `messaging.url`, `messaging.destination.name`: the queue's URL or
+    /// name on an SQS call (see [`Conventions::is_sqs`]), else metadata.
+    messaging_url: Slot<'a>,
+    destination: Slot<'a>,
+    /// `messaging.system` names SQS (the field itself is routed as any
+    /// other: it has no convention of its own).
+    sqs_system: bool,
     table_name: Slot<'a>,
     table_names: Slot<'a>,
     bucket: Slot<'a>,
@@ -1075,6 +1088,11 @@ impl<'a> Conventions<'a> {
         value: &'a FieldValue,
         ctx: &SpanContext<'_>,
     ) -> bool {
+        if key == "messaging.system" {
+            // Read, but routed as any other field.
+            self.sqs_system |= as_str(value).is_some_and(is_sqs_system);
+            return false;
+        }
         match self.slot(key, ctx) {
             Some(slot) => {
                 *slot = Some((key, value));
@@ -1141,9 +1159,9 @@ impl<'a> Conventions<'a> {
             "aws.request_id" | "aws.requestId" | "aws.request.id" => &mut self.request_id,
             "aws.region" | "cloud.region" => &mut self.region,
             "aws.account_id" | "cloud.account.id" => &mut self.account_id,
-            "aws.sqs.queue_url" | "messaging.url" | "messaging.destination.name" => {
-                &mut self.queue_url
-            }
+            "aws.sqs.queue_url" | "aws.sqs.queue.url" => &mut self.queue_url,
+            "messaging.url" => &mut self.messaging_url,
+            "messaging.destination.name" => &mut self.destination,
             "aws.table_name" | "aws.dynamodb.table_name" => &mut self.table_name,
             "aws.dynamodb.table_names" => &mut self.table_names,
             "aws.s3.bucket" => &mut self.bucket,
@@ -1166,6 +1184,13 @@ impl<'a> Conventions<'a> {
         kind.is_some_and(|k| k.eq_ignore_ascii_case("client") || k.eq_ignore_ascii_case("producer"))
             || namespace == Some("remote")
             || self.db_system.is_some()
+    }
+
+    /// Whether the span is a call to SQS: an AWS SDK span of the SQS
+    /// service (`aws_service`, the one [`Conventions::apply`] read), or
+    /// one whose `messaging.system` is SQS.
+    fn is_sqs(&self, aws_service: Option<&str>) -> bool {
+        self.sqs_system || aws_service.is_some_and(|s| aws_service_name(s) == "SQS")
     }
 
     fn is_aws(&self) -> bool {
@@ -1238,8 +1263,19 @@ impl<'a> Conventions<'a> {
         if let Some(v) = text(&mut self.account_id) {
             entity.aws.account_id = Some(cut(v));
         }
-        if let Some(v) = text(&mut self.queue_url) {
-            entity.aws.queue_url = Some(cut(v));
+        // The queue's URL; on an SQS call, without one, the old
+        // `messaging.url` or the destination (the queue's name). Another
+        // system's destination (a Kafka topic) is no SQS queue.
+        let queue_url = text(&mut self.queue_url).map(cut).or_else(|| {
+            if !self.is_sqs(aws_service) {
+                return None;
+            }
+            text(&mut self.messaging_url)
+                .map(|url| cut_cow(without_password(url)))
+                .or_else(|| text(&mut self.destination).map(cut))
+        });
+        if queue_url.is_some() {
+            entity.aws.queue_url = queue_url;
         }
         if let Some(v) = text(&mut self.bucket) {
             entity.aws.bucket_name = Some(cut(v));
@@ -1429,16 +1465,19 @@ impl<'a> Conventions<'a> {
         applied.remote = (is_remote || is_aws) && entity.http.response.status.is_some();
 
         // Whatever was not used stays visible as metadata: a connection
-        // string (on a span without `db.system`) without its passwords.
+        // string (on a span without `db.system`) or a broker's URL without
+        // its passwords.
         if options.other_fields_as_metadata {
-            if let Some((key, conn)) = self.db_connection.and_then(|(k, v)| Some((k, as_str(v)?))) {
-                self.db_connection = None;
-                put_metadata(
-                    entity,
-                    Cow::Borrowed(TRACING_NAMESPACE),
-                    Cow::Borrowed(key),
-                    MetaValue::Str(without_password(conn)),
-                );
+            for slot in [&mut self.db_connection, &mut self.messaging_url] {
+                if let Some((key, conn)) = slot.and_then(|(k, v)| Some((k, as_str(v)?))) {
+                    *slot = None;
+                    put_metadata(
+                        entity,
+                        Cow::Borrowed(TRACING_NAMESPACE),
+                        Cow::Borrowed(key),
+                        MetaValue::Str(without_password(conn)),
+                    );
+                }
             }
             self.leftovers(|key, value| {
                 put_metadata(
@@ -1519,6 +1558,8 @@ impl<'a> Conventions<'a> {
             &self.region,
             &self.account_id,
             &self.queue_url,
+            &self.messaging_url,
+            &self.destination,
             &self.table_name,
             &self.table_names,
             &self.bucket,
@@ -1602,6 +1643,7 @@ mod tests {
             "aws.request_id",
             "aws.retries",
             "aws.s3.bucket",
+            "aws.sqs.queue.url",
             "aws.sqs.queue_url",
             "aws.table_name",
             "client.address",
@@ -1631,6 +1673,7 @@ mod tests {
             "http.url",
             "http.user_agent",
             "messaging.destination.name",
+            "messaging.system",
             "messaging.url",
             "method",
             "net.host.name",

@@ -274,7 +274,9 @@ pub(crate) fn route<'a>(
         let key: &'static str = key;
         if !options.indexed.is_empty() && options.indexed.contains(&key) {
             annotate(entity, budget, key, value, TRACING_NAMESPACE);
-            if !conventions::is_convention(key, &ctx) {
+            // A field with a convention also fills its block (taken again
+            // below, to the same slot).
+            if !conv.take(key, value, &ctx) {
                 continue;
             }
         }
