@@ -647,6 +647,140 @@ fn http_client_span_is_a_remote_subsegment_named_by_host() {
     );
 }
 
+/// The old `net.peer.*` names describe the other end of the connection: on
+/// a server span (a segment) the client, whose address is the request's
+/// `client_ip` (and whose ephemeral port is no part of the URL); on a
+/// client call the server, the URL's host and port (its address when it
+/// has no name), before `net.host.*`, which is then this host. What is not
+/// used stays metadata.
+#[test]
+fn net_peer_names_depend_on_the_span_kind() {
+    let docs = capture(
+        |b| b,
+        || {
+            info_span!(
+                "request",
+                "http.method" = "GET",
+                "http.scheme" = "http",
+                "net.host.name" = "api.example.com",
+                "net.host.port" = 8080_u64,
+                "http.target" = "/orders/7",
+                "net.peer.name" = "laptop.example.net",
+                "net.peer.port" = 54321_u64,
+                "net.peer.ip" = "198.51.100.7",
+                "http.status_code" = 200_u64,
+            )
+            .in_scope(|| {});
+            info_span!(
+                "request",
+                "http.method" = "GET",
+                "http.url" = "http://api.example.com/orders/7",
+                "http.client_ip" = "203.0.113.9",
+                "net.peer.ip" = "10.0.0.2",
+            )
+            .in_scope(|| {});
+            info_span!("req").in_scope(|| {
+                info_span!(
+                    "GET",
+                    "otel.kind" = "client",
+                    "http.method" = "GET",
+                    "http.scheme" = "https",
+                    "net.peer.name" = "payments.example.com",
+                    "net.peer.port" = 8443_u64,
+                    "net.peer.ip" = "203.0.113.5",
+                    "net.host.name" = "worker-1",
+                    "http.target" = "/charge",
+                )
+                .in_scope(|| {});
+                info_span!(
+                    "GET",
+                    "otel.kind" = "client",
+                    "http.method" = "GET",
+                    "net.peer.ip" = "10.1.2.3",
+                    "net.peer.port" = 8080_u64,
+                    "http.target" = "/health",
+                )
+                .in_scope(|| {});
+                info_span!(
+                    "query",
+                    "db.system" = "postgresql",
+                    "db.name" = "orders",
+                    "net.peer.name" = "db.internal",
+                    "net.peer.port" = 5432_u64,
+                    "net.peer.ip" = "10.0.0.9",
+                )
+                .in_scope(|| {});
+            });
+        },
+    );
+    assert_eq!(docs.len(), 3, "{docs:#?}");
+    assert_eq!(
+        (&docs[0]["http"]["request"], &docs[0]["metadata"]["tracing"]),
+        (
+            &json!({
+                "method": "GET",
+                "url": "http://api.example.com:8080/orders/7",
+                "client_ip": "198.51.100.7",
+            }),
+            &json!({
+                "net.peer.name": "laptop.example.net",
+                "net.peer.port": 54321,
+                "span_name": "request",
+            }),
+        )
+    );
+    // A forwarded client address is the client's; the socket's peer (a
+    // load balancer) stays metadata.
+    assert_eq!(
+        (&docs[1]["http"]["request"], &docs[1]["metadata"]["tracing"]),
+        (
+            &json!({
+                "method": "GET",
+                "url": "http://api.example.com/orders/7",
+                "client_ip": "203.0.113.9",
+                "x_forwarded_for": true,
+            }),
+            &json!({"net.peer.ip": "10.0.0.2", "span_name": "request"}),
+        )
+    );
+    let subs: Vec<_> = docs[2]["subsegments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].clone(),
+                s["http"].clone(),
+                s["sql"].clone(),
+                s["metadata"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        subs,
+        [
+            (
+                json!("payments.example.com"),
+                json!({"request": {"method": "GET", "url": "https://payments.example.com:8443/charge"}}),
+                Value::Null,
+                json!({"tracing": {"net.peer.ip": "203.0.113.5", "net.host.name": "worker-1"}}),
+            ),
+            (
+                json!("10.1.2.3"),
+                json!({"request": {"method": "GET", "url": "http://10.1.2.3:8080/health"}}),
+                Value::Null,
+                Value::Null,
+            ),
+            (
+                json!("orders@db.internal"),
+                Value::Null,
+                json!({"database_type": "postgresql", "url": "db.internal:5432/orders"}),
+                json!({"tracing": {"net.peer.ip": "10.0.0.9"}}),
+            ),
+        ]
+    );
+}
+
 #[test]
 fn tower_http_default_span_shape() {
     // What tower-http's DefaultMakeSpan records (target, name and fields).

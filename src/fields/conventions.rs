@@ -6,11 +6,12 @@
 //! |---|---|
 //! | `http.request.method`, `http.method` (tower-http: `method`) | `http.request.method` |
 //! | `url.full`, `http.url` | `http.request.url`: scheme, host, port and path (no user info, query or fragment) |
-//! | `url.path`, `http.target` (tower-http: `uri`) with `url.scheme`/`http.scheme`, `server.address`/`http.host`/`net.host.name`/`net.peer.name`, `server.port` | `http.request.url` (built, the same way) |
+//! | `url.path`, `http.target` (tower-http: `uri`) with `url.scheme`/`http.scheme`, `server.address`/`http.host`/`net.host.name`, `server.port`/`net.host.port` | `http.request.url` (built, the same way) |
 //! | `url.query` | nothing: dropped (a query string can carry tokens and signatures) |
 //! | `user_agent.original`, `http.user_agent` | `http.request.user_agent` |
 //! | `xray.traced = true`, `http.request.traced = true` | `http.request.traced` (subsegments: the callee is instrumented) |
-//! | `client.address`, `http.client_ip` (sets `x_forwarded_for`), `net.peer.ip` | `http.request.client_ip` |
+//! | `client.address`, `http.client_ip` (sets `x_forwarded_for`) | `http.request.client_ip` |
+//! | `net.peer.name`, `net.peer.port`, `net.peer.ip` (the other end of the connection) | on a call (a client, producer, database or AWS span): the server, the host (the IP without a name) and port of the URL or `sql.url`, before `server.*`/`net.host.*`; elsewhere (a segment, a server span): the client, `net.peer.ip` → `http.request.client_ip` unless one of the above gives it, the name and port metadata |
 //! | `http.response.status_code`, `http.status_code` (tower-http: `status`) | `http.response.status`; 4xx → `error`, 429 → `throttle` + `error`, 5xx → `fault`; below 400, an error recorded in the span sets no flag |
 //! | `http.response.content_length`, `http.response_content_length`, `http.response.body.size` | `http.response.content_length` |
 //! | `otel.kind = "client"`/`"producer"`, `xray.namespace = "remote"` | `namespace: remote` |
@@ -188,6 +189,12 @@ pub(crate) struct Conventions<'a> {
     user_agent: Slot<'a>,
     client_ip: Slot<'a>,
     traced: Slot<'a>,
+    /// `net.peer.name`, `net.peer.port`, `net.peer.ip`: the other end of
+    /// the connection, read by the span's kind (see
+    /// [`Conventions::read_peer`]).
+    peer_name: Slot<'a>,
+    peer_port: Slot<'a>,
+    peer_ip: Slot<'a>,
     // SQL
     db_system: Slot<'a>,
     db_name: Slot<'a>,
@@ -1127,14 +1134,17 @@ impl<'a> Conventions<'a> {
             "url.path" | "http.target" => &mut self.path,
             "url.query" => &mut self.query,
             "url.scheme" | "http.scheme" => &mut self.scheme,
-            "server.address" | "http.host" | "net.host.name" | "net.peer.name" => &mut self.host,
-            "server.port" | "net.host.port" | "net.peer.port" => &mut self.port,
+            "server.address" | "http.host" | "net.host.name" => &mut self.host,
+            "server.port" | "net.host.port" => &mut self.port,
+            "net.peer.name" => &mut self.peer_name,
+            "net.peer.port" => &mut self.peer_port,
+            "net.peer.ip" => &mut self.peer_ip,
             "http.response.status_code" | "http.status_code" => &mut self.status,
             "http.response.content_length"
             | "http.response_content_length"
             | "http.response.body.size" => &mut self.content_length,
             "user_agent.original" | "http.user_agent" => &mut self.user_agent,
-            "client.address" | "http.client_ip" | "net.peer.ip" => &mut self.client_ip,
+            "client.address" | "http.client_ip" => &mut self.client_ip,
             "xray.traced" | "http.request.traced" => &mut self.traced,
             "method" if ctx.tower() => &mut self.method,
             "uri" if ctx.tower() => &mut self.path,
@@ -1193,6 +1203,33 @@ impl<'a> Conventions<'a> {
         self.sqs_system || aws_service.is_some_and(|s| aws_service_name(s) == "SQS")
     }
 
+    /// Reads `net.peer.*` (the old OpenTelemetry names of the other end of
+    /// the connection) as what they are on this span. On a call (`calls`:
+    /// a client, producer, database or AWS span) the peer is the server:
+    /// its name (else its address) and port are the host and port of the
+    /// URL, before `server.*` (the same server) and `net.host.*` (this
+    /// host's own there). Elsewhere (a segment, a server or internal span)
+    /// the peer is the client: its address is `client_ip` unless
+    /// `client.address` / `http.client_ip` (the forwarded origin, where the
+    /// socket's peer may be a load balancer) give one, and its name and
+    /// (ephemeral) port are no part of the URL. What is displaced or unused
+    /// stays, under its own name, as metadata.
+    fn read_peer(&mut self, calls: bool) {
+        if calls {
+            if self.peer_name.is_some() {
+                std::mem::swap(&mut self.host, &mut self.peer_name);
+            }
+            if self.peer_port.is_some() {
+                std::mem::swap(&mut self.port, &mut self.peer_port);
+            }
+            if self.host.is_none() {
+                self.host = self.peer_ip.take();
+            }
+        } else if self.client_ip.is_none() {
+            self.client_ip = self.peer_ip.take();
+        }
+    }
+
     fn is_aws(&self) -> bool {
         let rpc_aws = self
             .rpc_system
@@ -1239,6 +1276,7 @@ impl<'a> Conventions<'a> {
             _ => None,
         };
         let is_db = self.db_system.is_some();
+        self.read_peer(!is_segment && (is_aws || is_remote));
 
         // AWS: the service becomes the name, so the map has one node per service.
         let mut aws_service = None;
@@ -1543,6 +1581,9 @@ impl<'a> Conventions<'a> {
             &self.user_agent,
             &self.client_ip,
             &self.traced,
+            &self.peer_name,
+            &self.peer_port,
+            &self.peer_ip,
             &self.db_system,
             &self.db_name,
             &self.db_user,
