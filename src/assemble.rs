@@ -73,6 +73,10 @@ const MAX_EXCEPTION_MESSAGE_CHARS: usize = 1000;
 /// chain would otherwise be unreadable.
 const MAX_EMBED_DEPTH: usize = 32;
 
+/// The target of tower-http's `DefaultOnFailure` events: a response its
+/// classifier calls failed (a 5xx, or a gRPC error inside a 200).
+const TOWER_HTTP_FAILURE_TARGET: &str = "tower_http::trace::on_failure";
+
 pub(crate) struct Assembler<'c> {
     cfg: &'c Config,
     trace_id: TraceId,
@@ -522,7 +526,15 @@ impl<'c> Assembler<'c> {
             .map(|n| n.errors_dropped())
             .fold(0, u32::saturating_add);
         let has_errors = errors().next().is_some();
-        let applied = conv.apply(&mut entity, is_segment, &cfg.fields, has_errors);
+        let errored = conventions::Errored {
+            any: has_errors,
+            classified: errors().any(|e| {
+                e.target
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with(TOWER_HTTP_FAILURE_TARGET))
+            }),
+        };
+        let applied = conv.apply(&mut entity, is_segment, &cfg.fields, errored);
         entity.precursor_ids.extend_from_slice(node.precursors());
         if attempts > 1 && entity.aws.retries.is_none() {
             entity.aws.retries = Some(attempts - 1);

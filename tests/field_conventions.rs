@@ -356,7 +356,10 @@ fn error_event_with_client_status_is_an_error_not_a_fault() {
 /// nor an error for an error it logged or recorded and then handled (a
 /// fallback, a retry that worked): the exception stays in `cause`, where
 /// the console shows it. The status may come after the error. Without a
-/// status (a plain span, a background job) the error is still a fault.
+/// status (a plain span, a background job) the error is still a fault, and
+/// so is a call's (a client's 200 whose body could not be read failed, as
+/// the SDKs' AddError has it) and a failure tower-http classified (a gRPC
+/// error arrives in a 200).
 #[test]
 fn an_error_under_a_successful_status_is_neither_fault_nor_error() {
     let docs = capture(
@@ -391,11 +394,18 @@ fn an_error_under_a_successful_status_is_neither_fault_nor_error() {
                     "url.full" = "https://api.example.com/x",
                     "http.response.status_code" = 200_u64,
                 )
-                .in_scope(|| error!("body truncated, used the cache"));
+                .in_scope(|| error!("body truncated"));
             });
             info_span!("job").in_scope(|| error!("nightly export failed"));
             info_span!("boom", "http.response.status_code" = 503_u64)
                 .in_scope(|| error!("upstream down"));
+            info_span!("grpc", "http.response.status_code" = 200_u64).in_scope(|| {
+                error!(
+                    target: "tower_http::trace::on_failure",
+                    classification = "Code: 13",
+                    "response failed"
+                )
+            });
         },
     );
     let flags = |d: &Value| {
@@ -421,7 +431,7 @@ fn an_error_under_a_successful_status_is_neither_fault_nor_error() {
             })
             .unwrap_or_default()
     };
-    assert_eq!(docs.len(), 7, "{docs:#?}");
+    assert_eq!(docs.len(), 8, "{docs:#?}");
     for doc in &docs[..4] {
         assert_eq!(flags(doc), (false, false, false), "{doc:#}");
     }
@@ -434,13 +444,16 @@ fn an_error_under_a_successful_status_is_neither_fault_nor_error() {
     assert_eq!(messages(&docs[3]), ["retried"]);
     let call = &docs[4]["subsegments"][0];
     assert_eq!(call["namespace"], "remote");
-    assert_eq!(flags(call), (false, false, false), "{call:#}");
-    assert_eq!(messages(call), ["body truncated, used the cache"]);
+    // A call's error is the call's failure, whatever the status.
+    assert_eq!(flags(call), (true, false, false), "{call:#}");
+    assert_eq!(messages(call), ["body truncated"]);
     assert_eq!(flags(&docs[4]), (false, false, false));
     // No status: the error is a fault; a 5xx one stays one.
     assert_eq!(flags(&docs[5]), (true, false, false));
     assert_eq!(messages(&docs[5]), ["nightly export failed"]);
     assert_eq!(flags(&docs[6]), (true, false, false));
+    // tower-http's classifier says the response failed.
+    assert_eq!(flags(&docs[7]), (true, false, false), "{:#}", docs[7]);
 }
 
 #[test]

@@ -117,11 +117,25 @@ fn status_flags(entity: &mut Entity<'_>) {
 /// request, or says it succeeded (below 400: an error logged and handled,
 /// as a fallback or a retry that worked, fails nothing; its exception is
 /// still in `cause`). Without a status, an error is a fault.
-fn error_flags(entity: &mut Entity<'_>, failed: bool) {
-    let succeeded = entity.http.response.status.is_some_and(|s| s < 400);
+///
+/// The status does not speak for `errors`: a call's own (a client's, an
+/// AWS SDK's: a 200 whose body could not be read is a failed call), or a
+/// failure tower-http classified (a gRPC error travels in a 200).
+fn error_flags(entity: &mut Entity<'_>, failed: bool, status_decides: bool) {
+    let succeeded = status_decides && entity.http.response.status.is_some_and(|s| s < 400);
     if failed && !succeeded && !entity.error && !entity.fault {
         entity.fault = true;
     }
+}
+
+/// The errors recorded on a span, as [`Conventions::apply`] weighs them.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Errored {
+    /// Any error: an ERROR event or an error field.
+    pub(crate) any: bool,
+    /// A failure tower-http's classifier reported (its `on_failure`
+    /// event): the response failed whatever its HTTP status.
+    pub(crate) classified: bool,
 }
 
 /// Whether `key` may mean something to [`super::route`]: a name with a
@@ -1251,7 +1265,7 @@ impl<'a> Conventions<'a> {
         entity: &mut Entity<'a>,
         is_segment: bool,
         options: &FieldOptions,
-        errored: bool,
+        errored: Errored,
     ) -> Applied<'a> {
         if !self.any {
             return self.apply_plain(entity, is_segment, errored);
@@ -1495,8 +1509,8 @@ impl<'a> Conventions<'a> {
         }
         applied.error_type = text(&mut self.error_type);
         applied.error_message = text(&mut self.error_message);
-        let failed = errored || self.error || applied.error_type.is_some();
-        error_flags(entity, failed);
+        let failed = errored.any || self.error || applied.error_type.is_some();
+        error_flags(entity, failed, !errored.classified && !is_remote && !is_aws);
         if !failed {
             applied.error_message = None;
         }
@@ -1532,12 +1546,17 @@ impl<'a> Conventions<'a> {
     /// [`Conventions::apply`] for a span none of whose fields has a
     /// convention (no slot filled): only `otel.name`, the error flag and
     /// the namespace (none) remain, with the same outcome as the full pass.
-    fn apply_plain(&self, entity: &mut Entity<'a>, is_segment: bool, errored: bool) -> Applied<'a> {
+    fn apply_plain(
+        &self,
+        entity: &mut Entity<'a>,
+        is_segment: bool,
+        errored: Errored,
+    ) -> Applied<'a> {
         if !is_segment {
             entity.namespace = None;
         }
         status_flags(entity);
-        error_flags(entity, errored || self.error);
+        error_flags(entity, errored.any || self.error, !errored.classified);
         Applied {
             name: self.name.map(Cow::Borrowed),
             remote: false,
@@ -1656,7 +1675,15 @@ mod tests {
                     namespace: Some("stale"),
                     ..Default::default()
                 };
-                let applied = conv.apply(&mut entity, is_segment, &options, errored);
+                let applied = conv.apply(
+                    &mut entity,
+                    is_segment,
+                    &options,
+                    Errored {
+                        any: errored,
+                        classified: false,
+                    },
+                );
                 (
                     serde_json::to_string(&entity).unwrap(),
                     format!("{applied:?}"),
