@@ -439,10 +439,17 @@ impl LayerInner {
     /// Takes a pending root's sampling decision (SPEC §4): the sampler sees
     /// the request's host, method and path from the root's fields, the
     /// service name and its origin.
+    #[inline]
     pub(crate) fn decide(&self, root: &mut SpanData) {
-        if root.decision != Decision::Pending {
-            return;
+        if root.decision == Decision::Pending {
+            self.decide_pending(root);
         }
+    }
+
+    /// [`LayerInner::decide`] for a root still undecided: the rare part,
+    /// kept out of line so that the check above inlines at every close.
+    #[inline(never)]
+    fn decide_pending(&self, root: &mut SpanData) {
         let request_fields = RequestFields::of(&root.fields);
         let resource = self.cfg.resource.get();
         let mut request = SamplingRequest::new().with_service_name(&self.cfg.service_name);
@@ -1016,9 +1023,14 @@ fn record_attributes(attrs: &Attributes<'_>, data: &mut SpanData) {
     };
     attrs.record(&mut visitor);
     let heap = visitor.heap;
-    data.add_heap_bytes(heap);
-    for e in errors {
-        data.push_error(e);
+    if heap > 0 {
+        data.add_heap_bytes(heap);
+    }
+    // Most spans record no error: skip the loop's set-up and drop.
+    if !errors.is_empty() {
+        for e in errors {
+            data.push_error(e);
+        }
     }
 }
 
