@@ -747,11 +747,7 @@ fn settings_of_duration_max_do_not_panic() {
 #[test]
 fn the_backlog_drops_the_oldest_past_its_capacity() {
     // Nothing listens on this port: every send fails and is retried.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let mut e = HttpExporter::builder()
         .region("us-west-2")
         .endpoint(format!("http://127.0.0.1:{port}"))
@@ -947,11 +943,7 @@ fn the_backlog_drops_the_oldest_past_its_byte_bound() {
 /// then always fits on its own.
 #[test]
 fn a_document_of_the_largest_size_always_fits_the_byte_bound() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let mut e = HttpExporter::builder()
         .region("us-west-2")
         .endpoint(format!("http://127.0.0.1:{port}"))
@@ -1025,4 +1017,14 @@ fn the_backlog_byte_total_stays_exact_through_retries() {
     assert_eq!(outcome.delivered, 22, "{:?}", failures_of(&outcome));
     assert_eq!((e.backlog.len(), backlog_bytes(&e)), (0, 0));
     assert_eq!(e.stats_handle().snapshot().documents_delivered, 120);
+}
+
+/// A port on 127.0.0.1 nothing listens on (bound, then released): every
+/// connection to it is refused.
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
