@@ -625,10 +625,15 @@ impl<'c> Assembler<'c> {
                 }
             }
             if errors_dropped > 0 {
+                // Counted, and said on the span itself, in metadata: an
+                // exception's `skipped` means exceptions left out of its
+                // own cause chain, which these are not.
                 self.counts.exceptions_dropped += u64::from(errors_dropped);
-                if let Some(last) = cause.exceptions.last_mut() {
-                    last.skipped = Some(errors_dropped);
-                }
+                entity.metadata.put(
+                    Cow::Borrowed(CRATE_NAMESPACE),
+                    Cow::Borrowed("exceptions_dropped"),
+                    MetaValue::U64(u64::from(errors_dropped)),
+                );
             }
             entity.cause = Some(cause);
         } else if applied.error_type.is_some() || applied.error_message.is_some() {

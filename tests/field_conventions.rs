@@ -335,6 +335,27 @@ fn an_error_field_recorded_again_replaces_its_exception() {
 }
 
 #[test]
+fn errors_past_eight_are_counted_on_the_span_not_in_a_cause_chain() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!("req").in_scope(|| {
+                for i in 0..11 {
+                    error!(attempt = i, "attempt failed");
+                }
+            });
+        },
+    );
+    let exceptions = doc["cause"]["exceptions"].as_array().unwrap();
+    assert_eq!(exceptions.len(), 8);
+    assert!(
+        exceptions.iter().all(|e| e.get("skipped").is_none()),
+        "{doc:#}"
+    );
+    assert_eq!(doc["metadata"]["tracing_xray"]["exceptions_dropped"], 3);
+}
+
+#[test]
 fn error_event_with_client_status_is_an_error_not_a_fault() {
     let doc = one(
         |b| b,
