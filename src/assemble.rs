@@ -86,6 +86,12 @@ pub(crate) struct Assembler<'c> {
     /// Emptied JSON buffers of children already spliced into their parent,
     /// reused for the next spans (kept by the worker across traces).
     pub(crate) spare: Vec<String>,
+    /// The exceptions of the subtrees packed so far that an ancestor may
+    /// name as its exception's cause: a hash of the message, and the id.
+    exceptions: Vec<(u64, SegmentId)>,
+    /// Where the span being packed starts in `exceptions`: its
+    /// descendants' come after.
+    exceptions_mark: usize,
 }
 
 /// JSON buffers up to this capacity are reused; larger ones are freed.
@@ -105,6 +111,8 @@ impl<'c> Assembler<'c> {
             out: Vec::new(),
             counts: AssemblyCounts::default(),
             spare,
+            exceptions: Vec::new(),
+            exceptions_mark: 0,
         }
     }
 
@@ -151,14 +159,19 @@ impl<'c> Assembler<'c> {
             packed: Vec<Packed>,
             /// Inside an AWS SDK operation span (itself included).
             in_op: bool,
+            /// Where its descendants' exceptions start (see
+            /// [`Assembler::exceptions`]).
+            mark: usize,
         }
         let keep_internals = self.cfg.fields.aws_sdk_internal_spans;
         self.reserve_for_top(forest, root, matches!(top, Top::Segment));
+        self.exceptions.clear();
         let mut stack = vec![Frame {
             node: root,
             next: 0,
             packed: Vec::with_capacity(forest.children(root).len()),
             in_op: is_aws_operation(forest.span(root)),
+            mark: 0,
         }];
         while let Some(frame) = stack.last_mut() {
             let children = forest.children(frame.node);
@@ -179,10 +192,12 @@ impl<'c> Assembler<'c> {
                     next: 0,
                     packed: Vec::with_capacity(forest.children(child).len()),
                     in_op,
+                    mark: self.exceptions.len(),
                 });
                 continue;
             }
             let Some(frame) = stack.pop() else { break };
+            self.exceptions_mark = frame.mark;
             let is_top = stack.is_empty();
             if is_top {
                 self.budget.reserved = 0;
@@ -234,6 +249,40 @@ impl<'c> Assembler<'c> {
             &mut Conventions::default(),
         );
         self.budget.reserved = entity.annotations.0.len().min(left);
+    }
+
+    /// An error that travels up through spans that each record it (nested
+    /// `#[instrument(err)]` functions, a handler logging what a call
+    /// returned) is described at every level. Each of this span's
+    /// exceptions with no cause of its own names, as its `cause`, the
+    /// exception of the same message nearest below it, as the SDKs link an
+    /// exception thrown in a subsegment; the console then shows one error
+    /// passing up, not several. This span's exceptions then stand for its
+    /// subtree's to its ancestors.
+    fn link_to_descendants(&mut self, cause: &mut Cause<'_>) {
+        let below = self.exceptions_mark.min(self.exceptions.len());
+        for ex in &mut cause.exceptions {
+            if ex.cause.is_some() {
+                continue;
+            }
+            let Some(message) = ex.message.as_deref() else {
+                continue;
+            };
+            let hash = message_hash(message);
+            if let Some(&(_, id)) = self.exceptions[below..]
+                .iter()
+                .rev()
+                .find(|(h, _)| *h == hash)
+            {
+                ex.cause = Some(id);
+            }
+        }
+        self.exceptions.truncate(below);
+        for ex in &cause.exceptions {
+            if let Some(message) = ex.message.as_deref() {
+                self.exceptions.push((message_hash(message), ex.id));
+            }
+        }
     }
 
     fn emit_top(&mut self, packed: Packed, top: Top) {
@@ -624,6 +673,7 @@ impl<'c> Assembler<'c> {
                     });
                 }
             }
+            self.link_to_descendants(&mut cause);
             if errors_dropped > 0 {
                 // Counted, and said on the span itself, in metadata: an
                 // exception's `skipped` means exceptions left out of its
@@ -655,6 +705,14 @@ impl<'c> Assembler<'c> {
 }
 
 /// A span's start and end times (the end never before the start).
+/// A hash of an exception's message, to find the same error lower down.
+fn message_hash(message: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    message.hash(&mut h);
+    h.finish()
+}
+
 fn times(node: &SpanData) -> (EpochSeconds, EpochSeconds) {
     let start = node.anchor.micros(node.start);
     let end = node.end.map_or(start, |e| node.anchor.micros(e)).max(start);

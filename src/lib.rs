@@ -62,7 +62,7 @@
 //! | `xray.name` / `otel.name` | the subsegment's name |
 //! | `enduser.id`, `xray.user` | the segment's `user` |
 //! | `xray.trace_header` | continues that `X-Amzn-Trace-Id` (root spans) |
-//! | a `&dyn Error` field, an ERROR event, `error = true`, `otel.status_code = "ERROR"`, `error.type` | `fault` (`error` when the HTTP status is 4xx; no flag when it is below 400: the request succeeded, the error was handled; but a call's error, or a failure tower-http classified, is a fault whatever the status), and `cause.exceptions` with the `source()` chain linked by exception ids (8 per span, the rest counted in `stats()` and the span's `metadata.tracing_xray.exceptions_dropped`) |
+//! | a `&dyn Error` field, an ERROR event, `error = true`, `otel.status_code = "ERROR"`, `error.type` | `fault` (`error` when the HTTP status is 4xx; no flag when it is below 400: the request succeeded, the error was handled; but a call's error, or a failure tower-http classified, is a fault whatever the status), and `cause.exceptions` with the `source()` chain linked by exception ids (an error recorded again by the spans it passes up through, as nested `#[instrument(err)]` functions do, names the one below as its `cause`; 8 per span, the rest counted in `stats()` and the span's `metadata.tracing_xray.exceptions_dropped`) |
 //! | `http.request.method` / `http.method` (tower-http: `method`) | `http.request.method` |
 //! | `url.full` / `http.url`, or `url.scheme` + `server.address`/`http.host` + `server.port` + `url.path`/`http.target` (tower-http: `uri`) | `http.request.url`: scheme, host, port and path only (user info, query and fragment are never sent; `url.query` is dropped) |
 //! | `user_agent.original` / `http.user_agent` | `http.request.user_agent` |

@@ -334,6 +334,59 @@ fn an_error_field_recorded_again_replaces_its_exception() {
     assert_eq!(doc["fault"], true);
 }
 
+/// An error returned through nested `#[instrument(err)]` functions is
+/// recorded at every level; each level's exception names the one below it
+/// as its cause, so the console shows one error passing up.
+#[test]
+fn an_error_passed_up_through_instrumented_functions_is_linked_level_to_level() {
+    #[tracing::instrument(err)]
+    fn load() -> Result<(), String> {
+        Err("table orders is missing".into())
+    }
+    #[tracing::instrument(err)]
+    fn service() -> Result<(), String> {
+        load()
+    }
+    #[tracing::instrument(err)]
+    fn handler() -> Result<(), String> {
+        let _ = other();
+        service()
+    }
+    #[tracing::instrument(err)]
+    fn other() -> Result<(), String> {
+        Err("cache miss".into())
+    }
+    let doc = one(
+        |b| b,
+        || {
+            let _ = handler();
+        },
+    );
+    let exception = |d: &Value| d["cause"]["exceptions"][0].clone();
+    let handler_ex = exception(&doc);
+    let service_doc = doc["subsegments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "service")
+        .unwrap()
+        .clone();
+    let service_ex = exception(&service_doc);
+    let load_ex = exception(&service_doc["subsegments"][0]);
+    assert_eq!(handler_ex["message"], "table orders is missing");
+    assert_eq!(handler_ex["cause"], service_ex["id"], "{doc:#}");
+    assert_eq!(service_ex["cause"], load_ex["id"], "{doc:#}");
+    assert!(load_ex.get("cause").is_none());
+    // A different error below links to nothing.
+    let other_doc = doc["subsegments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "other")
+        .unwrap();
+    assert_ne!(handler_ex["cause"], exception(other_doc)["id"]);
+}
+
 #[test]
 fn errors_past_eight_are_counted_on_the_span_not_in_a_cause_chain() {
     let doc = one(
