@@ -607,6 +607,18 @@ pub(crate) mod tests {
         pub(crate) static LOOKED_AT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     }
 
+    /// How many documents an assembled trace shows, and its deepest level.
+    fn shown_and_deepest(a: &Assembled) -> (usize, usize) {
+        let (mut count, mut deepest) = (0, 0);
+        for r in a.roots() {
+            r.walk(&mut |_, d| {
+                count += 1;
+                deepest = deepest.max(d);
+            });
+        }
+        (count, deepest)
+    }
+
     fn put(store: &mut Store, v: serde_json::Value) -> Outcome {
         let e = Entity::from_document(&v).unwrap();
         store.insert(v.to_string(), e)
@@ -766,13 +778,7 @@ pub(crate) mod tests {
         let trace = s.get("t").unwrap().clone();
         std::thread::spawn(move || {
             let a = trace.assemble();
-            let (mut count, mut deepest) = (0, 0);
-            for r in a.roots() {
-                r.walk(&mut |_, d| {
-                    count += 1;
-                    deepest = deepest.max(d);
-                });
-            }
+            let (count, deepest) = shown_and_deepest(&a);
             assert_eq!(count, n, "every document is shown");
             assert!(deepest <= MAX_DEPTH, "{deepest}");
             assert_eq!(a.cycles.len(), 1 + pairs);
@@ -817,13 +823,7 @@ pub(crate) mod tests {
         let trace = s.get("t").unwrap().clone();
         std::thread::spawn(move || {
             let a = trace.assemble();
-            let (mut count, mut deepest) = (0, 0);
-            for r in a.roots() {
-                r.walk(&mut |_, d| {
-                    count += 1;
-                    deepest = deepest.max(d);
-                });
-            }
+            let (count, deepest) = shown_and_deepest(&a);
             assert_eq!(count, n, "every document is shown");
             assert!(deepest <= MAX_DEPTH, "{deepest}");
             assert!(
