@@ -92,6 +92,9 @@ pub(crate) struct Assembler<'c> {
     /// Where the span being packed starts in `exceptions`: its
     /// descendants' come after.
     exceptions_mark: usize,
+    /// The fields of the whole list, counted once for all its trees (see
+    /// [`Assembler::reserve_for_top`]).
+    list_fields: Option<usize>,
 }
 
 /// JSON buffers up to this capacity are reused; larger ones are freed.
@@ -113,6 +116,7 @@ impl<'c> Assembler<'c> {
             spare,
             exceptions: Vec::new(),
             exceptions_mark: 0,
+            list_fields: None,
         }
     }
 
@@ -228,12 +232,12 @@ impl<'c> Assembler<'c> {
         self.budget.reserved = 0;
         let left = MAX_ANNOTATIONS_PER_TRACE.saturating_sub(self.budget.annotations);
         // Every field of the list, the tree's and any other's: a bound on
-        // the annotations the tree can ask for.
-        let mut fields = 0;
-        if forest.spans().all(|s| {
-            fields += s.fields.len();
-            fields <= left
-        }) {
+        // the annotations the tree can ask for. Counted once per list (a
+        // streamed list holds many trees).
+        let fields = *self
+            .list_fields
+            .get_or_insert_with(|| forest.spans().map(|s| s.fields.len()).sum());
+        if fields <= left {
             return;
         }
         // What routing the top span alone indexes (on a scratch entity).
@@ -704,7 +708,6 @@ impl<'c> Assembler<'c> {
     }
 }
 
-/// A span's start and end times (the end never before the start).
 /// A hash of an exception's message, to find the same error lower down.
 fn message_hash(message: &str) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -713,6 +716,7 @@ fn message_hash(message: &str) -> u64 {
     h.finish()
 }
 
+/// A span's start and end times (the end never before the start).
 fn times(node: &SpanData) -> (EpochSeconds, EpochSeconds) {
     let start = node.anchor.micros(node.start);
     let end = node.end.map_or(start, |e| node.anchor.micros(e)).max(start);

@@ -465,9 +465,23 @@ mod tests {
     #[test]
     fn the_application_threads_counters_have_a_cache_line_of_their_own() {
         use std::mem::offset_of;
-        let app_side = offset_of!(Counters, spans_dropped) + std::mem::size_of::<AtomicU64>();
+        let app_side = offset_of!(Counters, bytes_done_seen) + std::mem::size_of::<AtomicU64>();
         assert!(app_side <= 64);
-        assert!(offset_of!(Counters, documents_exported) >= 128);
+        for worker_side in [
+            offset_of!(Counters, bytes_done),
+            offset_of!(Counters, documents_exported),
+        ] {
+            assert!(worker_side >= 128);
+        }
+        // The application threads' fields are the first ones.
+        for app in [
+            offset_of!(Counters, traces_queued),
+            offset_of!(Counters, traces_dropped),
+            offset_of!(Counters, spans_dropped),
+            offset_of!(Counters, bytes_queued),
+        ] {
+            assert!(app < offset_of!(Counters, bytes_done_seen));
+        }
         assert_eq!(std::mem::align_of::<Counters>(), 128);
     }
 }

@@ -189,12 +189,17 @@ pub(crate) type Fields = smallvec::SmallVec<[(&'static str, FieldValue); 4]>;
 /// The heap memory of a span's or an event's fields (see
 /// [`SpanData::held_bytes`]).
 fn fields_bytes(fields: &Fields) -> usize {
-    let spilled = if fields.spilled() {
+    spilled_bytes(fields) + fields.iter().map(|(_, v)| value_bytes(v)).sum::<usize>()
+}
+
+/// The heap array of fields past their inline room, if they spilled.
+#[inline]
+fn spilled_bytes(fields: &Fields) -> usize {
+    if fields.spilled() {
         fields.capacity() * std::mem::size_of::<(&'static str, FieldValue)>()
     } else {
         0
-    };
-    spilled + fields.iter().map(|(_, v)| value_bytes(v)).sum::<usize>()
+    }
 }
 
 /// The heap memory of one field value: a long string's, a 128-bit number's.
@@ -359,9 +364,8 @@ impl TraceBuf {
         }
     }
 
-    /// Moves a finished span out of its box into the trace's list;
-    /// returns how many are held now.
-    /// Adds a finished span; how many spans, and about how many bytes (see
+    /// Moves a finished span out of its box into the trace's list; how
+    /// many spans, and about how many bytes (see
     /// [`SpanData::held_bytes`]), the trace now holds.
     pub(crate) fn push(&self, span: Box<SpanData>) -> (usize, usize) {
         let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
@@ -434,11 +438,7 @@ impl SpanData {
     /// kind of each is known, rather than by a walk over them at the close.
     #[inline]
     pub(crate) fn held_bytes(&self) -> usize {
-        let mut n = std::mem::size_of::<SpanData>() + self.heap_bytes as usize;
-        if self.fields.spilled() {
-            n += self.fields.capacity() * std::mem::size_of::<(&'static str, FieldValue)>();
-        }
-        n
+        std::mem::size_of::<SpanData>() + self.heap_bytes as usize + spilled_bytes(&self.fields)
     }
 
     /// A root whose sampling decision is still open: it decides at its
@@ -727,7 +727,11 @@ mod tests {
         assert_eq!(span.held_bytes(), bare, "a short string is inline");
         let long = "x".repeat(10_000);
         span.record_field("long", FieldValue::Str(FieldStr::new(&long)));
-        assert!(span.held_bytes() >= bare + 10_000);
+        assert_eq!(span.held_bytes(), bare + 10_000);
+        // Recorded again: the new value's bytes replace the old one's.
+        span.record_field("long", FieldValue::Str(FieldStr::new("short now")));
+        assert_eq!(span.held_bytes(), bare);
+        span.record_field("long", FieldValue::Str(FieldStr::new(&long)));
         let with_field = span.held_bytes();
         span.push_error(ErrorRecord {
             field: None,
@@ -736,7 +740,15 @@ mod tests {
             location: None,
             target: None,
         });
-        assert!(span.held_bytes() >= with_field + 8_000);
+        assert_eq!(
+            span.held_bytes(),
+            with_field
+                + std::mem::size_of::<Rare>()
+                + std::mem::size_of::<ErrorRecord>()
+                + 5_000
+                + std::mem::size_of::<String>()
+                + 3_000
+        );
         let with_error = span.held_bytes();
         let mut fields = Fields::new();
         fields.push(("body", FieldValue::Str(FieldStr::new(&long))));
@@ -745,7 +757,10 @@ mod tests {
             meta: span.meta,
             fields,
         });
-        assert!(span.held_bytes() >= with_error + 10_000);
+        assert_eq!(
+            span.held_bytes(),
+            with_error + std::mem::size_of::<EventRecord>() + 10_000
+        );
         let mut list = SpanList::new();
         let held = span.held_bytes();
         list.push(span);

@@ -555,10 +555,15 @@ mod tests {
         let batches = batches.lock().unwrap();
         let one_document = 2_500;
         assert!(batches.len() > 1, "{batches:?}");
+        // Every batch but the last is filled up to the bound, and past it
+        // by less than one document.
+        let (last, full) = batches.split_last().unwrap();
         assert!(
-            batches.iter().all(|&b| b < MAX_BATCH_BYTES + one_document),
+            full.iter()
+                .all(|&b| (MAX_BATCH_BYTES..MAX_BATCH_BYTES + one_document).contains(&b)),
             "{batches:?}"
         );
+        assert!(*last < MAX_BATCH_BYTES + one_document, "{batches:?}");
         assert_eq!(
             counters.documents_exported.load(Ordering::Relaxed),
             TRACES as u64
