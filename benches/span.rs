@@ -17,7 +17,12 @@
 //! 7. `xray_unsampled`: tracing-xray, every trace decided "not sampled" by
 //!    the sampler (ids and headers still propagate);
 //! 8. `xray_disabled_by_env`: tracing-xray switched off by `AWS_XRAY_SDK_DISABLED`;
-//! 9. `tracing_opentelemetry`: tracing-opentelemetry, discarding exporter.
+//! 9. `tracing_opentelemetry`: tracing-opentelemetry, discarding exporter
+//!    behind the SDK's simple span processor (export on the application
+//!    thread);
+//! 10. `tracing_opentelemetry_batch`: the same behind the SDK's batch span
+//!     processor (export on its own thread, flushed after every sample as
+//!     tracing-xray's worker is), OpenTelemetry's production set-up.
 //!
 //! `sampler_decision` times one decision of the built-in samplers.
 //!
@@ -41,7 +46,7 @@ fn hot_path(c: &mut Criterion) {
     let rungs = dispatches();
     for children in [10_usize, 100] {
         let mut group = c.benchmark_group(format!("request_1_root_{children}_children"));
-        for (name, dispatch, handle) in &rungs {
+        for (name, dispatch, flush) in &rungs {
             group.bench_function(BenchmarkId::from_parameter(name), |b| {
                 tracing::dispatcher::with_default(dispatch, || {
                     b.iter_custom(|iters| {
@@ -55,8 +60,8 @@ fn hot_path(c: &mut Criterion) {
                         // backlog into the next. What is timed is the
                         // application thread alone (`xray_end_to_end` times
                         // the worker too).
-                        if let Some(h) = handle {
-                            h.flush(Duration::from_secs(30)).unwrap();
+                        if let Some(flush) = flush {
+                            flush.flush();
                         }
                         elapsed
                     });
@@ -88,10 +93,14 @@ fn paced(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(200))
         .measurement_time(Duration::from_millis(500));
-    for (name, dispatch, handle) in &rungs {
+    for (name, dispatch, flush) in &rungs {
         if !matches!(
             *name,
-            "registry+empty_layer" | "xray_sampled" | "xray_unsampled" | "tracing_opentelemetry"
+            "registry+empty_layer"
+                | "xray_sampled"
+                | "xray_unsampled"
+                | "tracing_opentelemetry"
+                | "tracing_opentelemetry_batch"
         ) {
             continue;
         }
@@ -108,8 +117,8 @@ fn paced(c: &mut Criterion) {
                     inside
                 });
             });
-            if let Some(h) = handle {
-                h.flush(Duration::from_secs(30)).unwrap();
+            if let Some(flush) = flush {
+                flush.flush();
             }
         });
     }

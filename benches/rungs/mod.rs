@@ -3,7 +3,7 @@
 //! workload, the reference layers, and one `Dispatch` per rung.
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{Dispatch, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
@@ -144,15 +144,45 @@ pub fn xray(sampled: bool) -> (tracing_xray::XrayLayer, tracing_xray::XrayHandle
     (layer, handle)
 }
 
-/// Every rung, by name, with the tracing-xray handle to flush where there is
+/// A rung's background thread, flushed between samples (outside the timing)
+/// so that no sample inherits the previous one's backlog.
+pub enum Flush {
+    /// tracing-xray's worker.
+    Xray(tracing_xray::XrayHandle),
+    /// The OpenTelemetry SDK's batch span processor's thread.
+    OtelBatch(opentelemetry_sdk::trace::SdkTracerProvider),
+}
+
+impl Flush {
+    /// Waits until the background thread has handled everything sent so far.
+    pub fn flush(&self) {
+        match self {
+            Flush::Xray(handle) => handle.flush(Duration::from_secs(60)).unwrap(),
+            Flush::OtelBatch(provider) => provider.force_flush().unwrap(),
+        }
+    }
+}
+
+/// Every rung, by name, with the background thread to flush where there is
 /// one.
-pub fn dispatches() -> Vec<(&'static str, Dispatch, Option<tracing_xray::XrayHandle>)> {
+///
+/// tracing-opentelemetry runs twice: with the SDK's simple span processor
+/// (each span exported on the application thread as it ends, here to an
+/// exporter that discards it) and with its batch span processor (each span
+/// queued to the SDK's export thread, which discards the batches), the one
+/// OpenTelemetry recommends for production and the counterpart of
+/// tracing-xray's worker.
+pub fn dispatches() -> Vec<(&'static str, Dispatch, Option<Flush>)> {
     use opentelemetry::trace::TracerProvider as _;
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
         .with_simple_exporter(DiscardSpans)
         .build();
     let tracer = provider.tracer("bench");
     std::mem::forget(provider);
+    let batch_provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(DiscardSpans)
+        .build();
+    let batch_tracer = batch_provider.tracer("bench");
 
     let (sampled, sampled_handle) = xray(true);
     let (unsampled, _) = xray(false);
@@ -190,7 +220,7 @@ pub fn dispatches() -> Vec<(&'static str, Dispatch, Option<tracing_xray::XrayHan
         (
             "xray_sampled",
             Dispatch::new(tracing_subscriber::registry().with(sampled)),
-            Some(sampled_handle),
+            Some(Flush::Xray(sampled_handle)),
         ),
         (
             "xray_unsampled",
@@ -209,6 +239,14 @@ pub fn dispatches() -> Vec<(&'static str, Dispatch, Option<tracing_xray::XrayHan
                     .with(tracing_opentelemetry::layer().with_tracer(tracer)),
             ),
             None,
+        ),
+        (
+            "tracing_opentelemetry_batch",
+            Dispatch::new(
+                tracing_subscriber::registry()
+                    .with(tracing_opentelemetry::layer().with_tracer(batch_tracer)),
+            ),
+            Some(Flush::OtelBatch(batch_provider)),
         ),
     ]
 }
