@@ -12,6 +12,8 @@
 //! channel is bounded and never blocks: when the application does not take
 //! back (few sampled traces), the worker frees the surplus.
 
+use std::collections::VecDeque;
+
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::span_list::SpanList;
@@ -22,16 +24,15 @@ use crate::span_list::SpanList;
 /// and hands back lists faster than the application takes them. With room
 /// for 64, a 10-child request made back to back found no list a quarter of
 /// the time (and the worker freed as many), so a quarter of the traces
-/// allocated their chunk again: 5 % of the application thread's time.
+/// allocated their chunk again: 5 to 8 % of the application thread's time.
 const POOLED_LISTS: usize = 512;
-/// Chunks a pooled list keeps (8 × 16 spans) while the pool is shallow; a
-/// one-off huge trace must not pin its memory.
+/// Chunks a pooled list keeps (8 × 16 spans); a one-off huge trace must not
+/// pin its memory.
 const MAX_POOLED_CHUNKS: usize = 8;
-/// Past this many lists waiting, a list keeps one chunk. A list that kept
-/// more was sent when fewer than this many were waiting, all ahead of it,
-/// so at most this many hold more than one chunk: the pool holds at most
-/// 64 × 8 + 448 × 1 = 960 chunks of 4.4 KiB, 4.2 MiB.
-const DEEP_POOL: usize = 64;
+/// Chunks all the waiting lists keep together: 1,024 chunks of 4.4 KiB,
+/// 4.4 MiB at most. 512 lists of a 10-child trace (one chunk each), or 146
+/// of a 100-child trace (seven).
+const MAX_POOLED_TOTAL_CHUNKS: usize = 1024;
 
 /// The application threads' end.
 #[derive(Debug)]
@@ -43,12 +44,25 @@ pub(crate) struct RecycleRx {
 #[derive(Debug)]
 pub(crate) struct RecycleTx {
     lists: Sender<SpanList>,
+    /// How many chunks each list it sent kept, oldest first, for the lists
+    /// that may still be waiting: the channel is first in, first out and
+    /// only this end sends, so the lists the application has taken are
+    /// the oldest ones. The application thread shares nothing more for
+    /// the pool's bound than the channel itself.
+    waiting: VecDeque<u8>,
+    /// The sum of `waiting`: never less than the chunks the channel holds.
+    waiting_chunks: usize,
 }
 
 /// A connected pair of ends.
 pub(crate) fn channel() -> (RecycleTx, RecycleRx) {
     let (tx, rx) = crossbeam_channel::bounded(POOLED_LISTS);
-    (RecycleTx { lists: tx }, RecycleRx { lists: rx })
+    let tx = RecycleTx {
+        lists: tx,
+        waiting: VecDeque::with_capacity(POOLED_LISTS),
+        waiting_chunks: 0,
+    };
+    (tx, RecycleRx { lists: rx })
 }
 
 impl RecycleRx {
@@ -59,17 +73,24 @@ impl RecycleRx {
 }
 
 impl RecycleTx {
-    /// Empties a list the worker is done with and offers it back.
-    pub(crate) fn buffer(&self, mut spans: SpanList) {
-        // Only the worker sends: the pool can only have shrunk since.
-        let keep = if self.lists.len() < DEEP_POOL {
-            MAX_POOLED_CHUNKS
-        } else {
-            1
-        };
-        spans.clear(keep);
-        if spans.chunks() > 0 {
-            let _ = self.lists.try_send(spans);
+    /// Empties a list the worker is done with and offers it back, with as
+    /// many of its chunks as the pool's bound leaves room for.
+    pub(crate) fn buffer(&mut self, mut spans: SpanList) {
+        // Forget the lists taken since: the channel's length can only have
+        // shrunk after this reading, so `waiting` never counts too few.
+        let still_waiting = self.lists.len();
+        while self.waiting.len() > still_waiting {
+            if let Some(taken) = self.waiting.pop_front() {
+                self.waiting_chunks -= usize::from(taken);
+            }
+        }
+        let room = MAX_POOLED_TOTAL_CHUNKS.saturating_sub(self.waiting_chunks);
+        spans.clear(MAX_POOLED_CHUNKS.min(room));
+        let chunks = spans.chunks();
+        if chunks > 0 && self.lists.try_send(spans).is_ok() {
+            // At most `MAX_POOLED_CHUNKS`: fits.
+            self.waiting.push_back(chunks as u8);
+            self.waiting_chunks += chunks;
         }
     }
 }
@@ -86,7 +107,7 @@ mod tests {
 
     #[test]
     fn lists_come_back_empty_with_a_bounded_number_of_chunks() {
-        let (tx, rx) = channel();
+        let (mut tx, rx) = channel();
         tx.buffer(list(CHUNK * (MAX_POOLED_CHUNKS + 3)));
         let back = rx.buffer();
         assert!(back.is_empty());
@@ -99,36 +120,62 @@ mod tests {
 
     #[test]
     fn pooled_lists_are_bounded() {
-        let (tx, rx) = channel();
+        let (mut tx, rx) = channel();
         for _ in 0..POOLED_LISTS * 2 {
             tx.buffer(list(1));
         }
         assert_eq!(rx.lists.len(), POOLED_LISTS);
     }
 
-    /// The pool's memory bound: past [`DEEP_POOL`] lists waiting, a list
-    /// keeps one chunk, so however many big traces come back at once, the
-    /// pool holds at most 960 chunks.
+    /// The pool's memory bound: however many big traces come back at once,
+    /// the waiting lists keep at most `MAX_POOLED_TOTAL_CHUNKS` chunks, and
+    /// the room comes back as the application takes lists.
     #[test]
-    fn a_deep_pool_keeps_one_chunk_a_list() {
-        let (tx, rx) = channel();
+    fn the_pool_keeps_a_bounded_number_of_chunks() {
+        let (mut tx, rx) = channel();
         let big = || list(CHUNK * MAX_POOLED_CHUNKS);
-        for _ in 0..POOLED_LISTS + 10 {
+        for _ in 0..POOLED_LISTS {
             tx.buffer(big());
         }
+        let full = MAX_POOLED_TOTAL_CHUNKS / MAX_POOLED_CHUNKS;
+        assert_eq!(rx.lists.len(), full, "a list with no room left is freed");
+        assert_eq!(tx.waiting_chunks, MAX_POOLED_TOTAL_CHUNKS);
+        // The application takes three lists: room for three more.
+        for _ in 0..3 {
+            assert_eq!(rx.buffer().chunks(), MAX_POOLED_CHUNKS);
+        }
+        for _ in 0..4 {
+            tx.buffer(big());
+        }
+        assert_eq!(tx.waiting_chunks, MAX_POOLED_TOTAL_CHUNKS);
         let chunks: Vec<usize> = std::iter::from_fn(|| rx.lists.try_recv().ok())
             .map(|l| l.chunks())
             .collect();
-        assert_eq!(chunks.len(), POOLED_LISTS);
-        assert!(chunks[..DEEP_POOL].iter().all(|&c| c == MAX_POOLED_CHUNKS));
-        assert!(chunks[DEEP_POOL..].iter().all(|&c| c == 1));
-        assert_eq!(
-            chunks.iter().sum::<usize>(),
-            DEEP_POOL * MAX_POOLED_CHUNKS + (POOLED_LISTS - DEEP_POOL)
-        );
-        // Once the application has taken lists back, lists keep their
-        // chunks again.
-        tx.buffer(big());
-        assert_eq!(rx.buffer().chunks(), MAX_POOLED_CHUNKS);
+        assert_eq!(chunks.len(), full);
+        assert_eq!(chunks.iter().sum::<usize>(), MAX_POOLED_TOTAL_CHUNKS);
+        // Emptied, the pool takes lists whole again; small lists fill all
+        // of its places.
+        for _ in 0..POOLED_LISTS + 5 {
+            tx.buffer(list(1));
+        }
+        assert_eq!(rx.lists.len(), POOLED_LISTS);
+        assert_eq!(tx.waiting_chunks, POOLED_LISTS);
+    }
+
+    /// A list that finds less room than it holds keeps what fits.
+    #[test]
+    fn a_list_keeps_what_room_is_left() {
+        let (mut tx, rx) = channel();
+        let lists = MAX_POOLED_TOTAL_CHUNKS / MAX_POOLED_CHUNKS - 1;
+        for _ in 0..lists {
+            tx.buffer(list(CHUNK * MAX_POOLED_CHUNKS));
+        }
+        tx.buffer(list(CHUNK * 3));
+        tx.buffer(list(CHUNK * MAX_POOLED_CHUNKS));
+        let last: Vec<usize> = std::iter::from_fn(|| rx.lists.try_recv().ok())
+            .skip(lists)
+            .map(|l| l.chunks())
+            .collect();
+        assert_eq!(last, [3, MAX_POOLED_CHUNKS - 3]);
     }
 }
