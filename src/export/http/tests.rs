@@ -41,6 +41,19 @@ type Reply = (u16, String);
 /// A log writer into a shared buffer.
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
+/// Runs `f` with its `tracing` events written as text, and returns them.
+fn with_logs<R>(f: impl FnOnce() -> R) -> (R, String) {
+    let captured = Arc::new(Mutex::new(Vec::new()));
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || Captured(writer.clone()))
+        .with_ansi(false)
+        .finish();
+    let result = tracing::subscriber::with_default(subscriber, f);
+    let logs = String::from_utf8(captured.lock().unwrap().clone()).unwrap();
+    (result, logs)
+}
+
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
@@ -526,14 +539,8 @@ fn unprocessed_entries_naming_no_document_are_not_counted_delivered() {
         200,
         r#"{"UnprocessedTraceSegments":[{"ErrorCode":"ThrottledException"}]}"#,
     );
-    let captured = Arc::new(Mutex::new(Vec::new()));
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || Captured(writer.clone()))
-        .with_ansi(false)
-        .finish();
     let mut e = builder(&fake).build().unwrap();
-    let (first, second) = tracing::subscriber::with_default(subscriber, || {
+    let ((first, second), logs) = with_logs(|| {
         let mut first = e.export(docs.clone());
         first.merge(e.flush(Duration::from_secs(2)));
         let mut second = e.export(self::docs(3));
@@ -553,7 +560,6 @@ fn unprocessed_entries_naming_no_document_are_not_counted_delivered() {
     let stats = e.stats_handle().snapshot();
     assert_eq!((stats.unprocessed, stats.documents_delivered), (4, 4));
 
-    let logs = String::from_utf8(captured.lock().unwrap().clone()).unwrap();
     let warnings: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("without naming any of the batch"))
@@ -746,12 +752,7 @@ fn settings_of_duration_max_do_not_panic() {
 
 #[test]
 fn the_backlog_drops_the_oldest_past_its_capacity() {
-    // Nothing listens on this port: every send fails and is retried.
-    let port = closed_port();
-    let mut e = HttpExporter::builder()
-        .region("us-west-2")
-        .endpoint(format!("http://127.0.0.1:{port}"))
-        .static_credentials("A", "B", None)
+    let mut e = unreachable_builder()
         .connect_timeout(Duration::from_millis(200))
         .retry_backoff(Duration::from_secs(5), Duration::from_secs(5))
         .backlog_capacity(100)
@@ -872,12 +873,6 @@ fn the_backlog_drops_the_oldest_past_its_byte_bound() {
             (200, r#"{"UnprocessedTraceSegments":[]}"#.into())
         }
     })));
-    let captured = Arc::new(Mutex::new(Vec::new()));
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || Captured(writer.clone()))
-        .with_ansi(false)
-        .finish();
     let mut e = builder(&fake)
         .batch_delay(Duration::ZERO)
         .backlog_max_bytes(MAX)
@@ -887,10 +882,9 @@ fn the_backlog_drops_the_oldest_past_its_byte_bound() {
 
     let sent: Vec<Document> = (0..10).map(|n| doc_of(n, DOC)).collect();
     let ids: Vec<SegmentId> = sent.iter().map(|d| d.id()).collect();
-    let (first, second) = tracing::subscriber::with_default(subscriber, || {
+    let ((first, second), logs) = with_logs(|| {
         let first = e.export(sent[..7].to_vec());
-        assert_eq!(e.backlog.len(), 4);
-        assert!(backlog_bytes(&e) <= MAX);
+        assert_eq!((e.backlog.len(), backlog_bytes(&e)), (4, 4 * DOC));
         let second = e.export(sent[7..].to_vec());
         (first, second)
     });
@@ -917,7 +911,6 @@ fn the_backlog_drops_the_oldest_past_its_byte_bound() {
         }
     }
     assert_eq!(e.stats_handle().snapshot().backlog_dropped, 6);
-    let logs = String::from_utf8(captured.lock().unwrap().clone()).unwrap();
     let warnings: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("backlog is full"))
@@ -943,11 +936,7 @@ fn the_backlog_drops_the_oldest_past_its_byte_bound() {
 /// then always fits on its own.
 #[test]
 fn a_document_of_the_largest_size_always_fits_the_byte_bound() {
-    let port = closed_port();
-    let mut e = HttpExporter::builder()
-        .region("us-west-2")
-        .endpoint(format!("http://127.0.0.1:{port}"))
-        .static_credentials("A", "B", None)
+    let mut e = unreachable_builder()
         .batch_delay(Duration::from_secs(60))
         .backlog_max_bytes(0)
         .build()
@@ -957,6 +946,13 @@ fn a_document_of_the_largest_size_always_fits_the_byte_bound() {
     assert_eq!(outcome.failures.len(), 1, "the older one made room");
     assert_eq!(e.backlog.len(), 1);
     assert_eq!(backlog_bytes(&e), MAX_DOCUMENT_BYTES);
+}
+
+/// Waits for the retry the exporter has scheduled, and runs it.
+fn poll_at_retry(e: &mut HttpExporter) -> ExportOutcome {
+    let at = e.next_poll().expect("a retry is scheduled");
+    thread::sleep(at.saturating_duration_since(Instant::now()));
+    e.poll(Instant::now())
 }
 
 /// The byte total stays exact through every way documents leave and come
@@ -996,8 +992,7 @@ fn the_backlog_byte_total_stays_exact_through_retries() {
 
     // Sent again: 48 delivered, the two unprocessed put back in front of
     // the 70 that were never sent.
-    thread::sleep(Duration::from_millis(250));
-    let outcome = e.poll(Instant::now());
+    let outcome = poll_at_retry(&mut e);
     assert_eq!(outcome.delivered, 48, "{:?}", failures_of(&outcome));
     assert_eq!(fake.seen().len(), 2);
     assert_eq!(e.backlog.len(), 72);
@@ -1008,8 +1003,7 @@ fn the_backlog_byte_total_stays_exact_through_retries() {
     assert_eq!(e.backlog.front().unwrap().doc.id(), sent[3].id());
 
     // One more batch goes, then shutdown leaves nothing counted.
-    thread::sleep(Duration::from_millis(250));
-    let outcome = e.poll(Instant::now());
+    let outcome = poll_at_retry(&mut e);
     assert_eq!(outcome.delivered, 50, "{:?}", failures_of(&outcome));
     assert_eq!(e.backlog.len(), 22);
     assert_eq!(backlog_bytes(&e), size(&sent[98..]));
@@ -1017,6 +1011,15 @@ fn the_backlog_byte_total_stays_exact_through_retries() {
     assert_eq!(outcome.delivered, 22, "{:?}", failures_of(&outcome));
     assert_eq!((e.backlog.len(), backlog_bytes(&e)), (0, 0));
     assert_eq!(e.stats_handle().snapshot().documents_delivered, 120);
+}
+
+/// An exporter's builder for an endpoint where nothing listens: every send
+/// fails and is retried.
+fn unreachable_builder() -> HttpExporterBuilder {
+    HttpExporter::builder()
+        .region("us-west-2")
+        .endpoint(format!("http://127.0.0.1:{}", closed_port()))
+        .static_credentials("A", "B", None)
 }
 
 /// A port on 127.0.0.1 nothing listens on (bound, then released): every
