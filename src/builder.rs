@@ -207,10 +207,10 @@ impl Builder {
     /// traces are dropped and counted ([`crate::Stats::traces_dropped`]) as
     /// when the queue is full, so that a worker held up (a slow HTTP
     /// exporter, a stalled host) never lets traces with large fields grow
-    /// the application's memory. Default 64 MiB; at least 64 KiB. A single
-    /// trace larger than the bound is dropped, and an open trace holding
-    /// more than 1 MiB streams its finished subsegments, so keep it
-    /// well above that.
+    /// the application's memory. Default 64 MiB; at least 1 MiB. An open
+    /// trace streams its finished subsegments once they hold 1 MiB, or a
+    /// quarter of this bound if that is less, so that what it sends at once
+    /// fits; a single span larger than the bound is dropped.
     ///
     /// ```
     /// // A service on a small instance: at most 16 MiB waiting.
@@ -442,6 +442,7 @@ impl Builder {
                 tx,
                 counters,
                 max_held: self.max_held_subsegments,
+                max_held_bytes: crate::config::max_held_bytes(self.max_queued_bytes),
                 max_queued_bytes: self.max_queued_bytes as u64,
                 sampler: self
                     .sampler

@@ -13,11 +13,16 @@ pub(crate) const MAX_QUEUE_CAPACITY: usize = 1 << 20;
 /// Default bound of the queue between the application and the worker, in
 /// bytes of finished spans (their own and their fields'): 64 MiB.
 pub(crate) const DEFAULT_MAX_QUEUED_BYTES: usize = 64 << 20;
-/// The smallest bound in bytes a builder accepts.
-pub(crate) const MIN_MAX_QUEUED_BYTES: usize = 64 << 10;
+/// The smallest bound in bytes a builder accepts: 1 MiB, room for many
+/// spans holding a field of the largest size (64 KiB) each.
+pub(crate) const MIN_MAX_QUEUED_BYTES: usize = 1 << 20;
 /// Bytes of finished spans one open trace holds before it streams them,
-/// whatever their number.
-pub(crate) const MAX_HELD_BYTES: usize = 1 << 20;
+/// whatever their number: 1 MiB, or a quarter of the queue's bound in
+/// bytes if that is less, so that what an open trace sends at once always
+/// fits a queue that is otherwise empty.
+pub(crate) fn max_held_bytes(max_queued_bytes: usize) -> usize {
+    (1 << 20).min(max_queued_bytes / 4)
+}
 /// Default subsegment count above which completed subtrees are streamed (Java and Node SDKs: 100).
 pub(crate) const DEFAULT_STREAMING_THRESHOLD: usize = 100;
 /// Default number of finished spans one open trace holds before it

@@ -32,7 +32,7 @@ use tracing_subscriber::Layer;
 
 use crate::assemble::Top;
 use crate::clock::Instant;
-use crate::config::{Config, MAX_HELD_BYTES};
+use crate::config::Config;
 use crate::handle::{Counters, XrayHandle};
 use crate::header::{Sampled, TraceHeader};
 use crate::id::{SegmentId, TraceId};
@@ -92,6 +92,9 @@ pub(crate) struct LayerInner {
     pub(crate) tx: Sender<Message>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) max_held: usize,
+    /// Bytes of finished spans an open trace holds before it streams them
+    /// ([`crate::config::max_held_bytes`]).
+    pub(crate) max_held_bytes: usize,
     /// The queue's bound in bytes of finished spans.
     pub(crate) max_queued_bytes: u64,
     pub(crate) sampler: Arc<dyn Sampler>,
@@ -801,7 +804,7 @@ where
             };
             let facade_child = data.parent_is_facade;
             let (held, held_bytes) = trace.push(data);
-            if facade_child || held > inner.max_held || held_bytes > MAX_HELD_BYTES {
+            if facade_child || held > inner.max_held || held_bytes > inner.max_held_bytes {
                 // Lambda: the function segment is Lambda's, so a top-level
                 // subtree leaves as soon as it ends. Otherwise a long-lived
                 // root streams what it holds instead of growing.

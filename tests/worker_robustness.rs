@@ -429,3 +429,44 @@ fn init_under_an_existing_global_subscriber_stops_its_worker() {
     assert_eq!(guard.handle().flush(Duration::from_secs(1)), Ok(()));
     drop(guard);
 }
+
+/// An open trace streams its finished spans before they outgrow the queue's
+/// bound in bytes: with the smallest bound (1 MiB), a root whose 30 children
+/// hold 40 KB each (1.2 MB) loses nothing, the queue being empty all along.
+/// When an open trace streamed only past 1 MiB whatever the bound, the 27
+/// spans it held then left as one part over the bound and were dropped.
+#[test]
+fn an_open_trace_streams_in_parts_that_fit_the_queues_bound_in_bytes() {
+    let exporter = InMemoryExporter::new();
+    let blob = "x".repeat(40_000);
+    let xray = with_layer(
+        |b| b.with_max_queued_bytes(1 << 20),
+        exporter.clone(),
+        |xray| {
+            info_span!("consumer_loop").in_scope(|| {
+                for i in 0..30 {
+                    info_span!("message", i, metadata.body = blob.as_str()).in_scope(|| {
+                        // One part at a time in the queue: the bound is
+                        // about what one part holds, not what piles up.
+                        xray.flush(Duration::from_secs(5)).unwrap();
+                    });
+                }
+            });
+        },
+    );
+    xray.flush(Duration::from_secs(5)).unwrap();
+    let stats = xray.stats();
+    assert_eq!(
+        (stats.traces_dropped, stats.spans_dropped),
+        (0, 0),
+        "{stats:?}"
+    );
+    // 40,280 bytes a child: a quarter of 1 MiB is passed by every 7th,
+    // which leaves with the 6 before it, one document each: 4 parts of 7.
+    // The root's last 2 children (80 KB) do not fit its 64 KB document:
+    // one leaves on its own.
+    assert_eq!(exporter.documents().len(), 4 * 7 + 2);
+    let traces = exporter.traces();
+    assert_eq!(traces.len(), 1);
+    assert_eq!(traces[0]["subsegments"].as_array().unwrap().len(), 30);
+}
