@@ -209,11 +209,14 @@ impl Worker {
                     }
                 }
             }
+            // The batch's spans are serialized and their lists handed back:
+            // their bytes leave the queue's bound before the export, which
+            // may take seconds (an HTTP exporter retrying).
+            self.publish_bytes_done();
             if !batch.is_empty() {
                 self.handed += batch.len() as u64;
                 self.call("export", move |e| e.export(batch));
             }
-            self.publish_bytes_done();
             self.warn_drops();
             match control {
                 // Let traces gather instead of being woken for each one.
