@@ -705,19 +705,11 @@ impl CentralRule {
     /// constraining the resource ARN or attributes only matches requests
     /// that carry matching values.
     fn matches(&self, request: &SamplingRequest<'_>) -> bool {
-        // An empty value is absent too, as in the SDKs (Go's `== ""`,
-        // Python's and Node's falsy checks): a request without a Host
-        // header is not a request for the host "".
-        let optional = |pattern: &Pattern, value: Option<&str>| {
-            value
-                .filter(|v| !v.is_empty())
-                .is_none_or(|v| pattern.matches(v))
-        };
-        optional(&self.host, request.host)
-            && optional(&self.http_method, request.http_method)
-            && optional(&self.url_path, request.url_path)
-            && optional(&self.service_name, request.service_name)
-            && optional(&self.service_type, request.service_type)
+        self.host.matches_optional(request.host)
+            && self.http_method.matches_optional(request.http_method)
+            && self.url_path.matches_optional(request.url_path)
+            && self.service_name.matches_optional(request.service_name)
+            && self.service_type.matches_optional(request.service_type)
             && (self.resource_arn.is_any()
                 || request
                     .resource_arn

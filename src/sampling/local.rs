@@ -87,16 +87,9 @@ impl Target {
 
 impl LocalRule {
     fn matches(&self, request: &SamplingRequest<'_>) -> bool {
-        // Absent or empty values match, as in the SDKs (see
-        // `CentralRule::matches`).
-        let ok = |pattern: &Pattern, value: Option<&str>| {
-            value
-                .filter(|v| !v.is_empty())
-                .is_none_or(|v| pattern.matches(v))
-        };
-        ok(&self.host, request.host)
-            && ok(&self.http_method, request.http_method)
-            && ok(&self.url_path, request.url_path)
+        self.host.matches_optional(request.host)
+            && self.http_method.matches_optional(request.http_method)
+            && self.url_path.matches_optional(request.url_path)
     }
 }
 

@@ -56,6 +56,15 @@ impl Pattern {
         self.kind == Kind::Any
     }
 
+    /// Whether a request attribute matches: an absent or empty one does,
+    /// as in the SDKs (Go's `== ""`, Python's and Node's falsy checks; a
+    /// request without a Host header is not a request for the host "").
+    pub(crate) fn matches_optional(&self, value: Option<&str>) -> bool {
+        value
+            .filter(|v| !v.is_empty())
+            .is_none_or(|v| self.matches(v))
+    }
+
     /// Case-insensitive match of the whole `text`.
     pub(crate) fn matches(&self, text: &str) -> bool {
         let raw = self.raw.as_bytes();
