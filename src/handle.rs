@@ -131,6 +131,19 @@ impl Counters {
         let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
+    /// Counts a trace (or a part of one) of `spans` spans dropped.
+    pub(crate) fn trace_dropped(&self, spans: u64) {
+        Counters::add(&self.traces_dropped, 1);
+        Counters::add(&self.spans_dropped, spans);
+    }
+
+    /// Counts a trace the worker had taken from the queue as dropped
+    /// instead.
+    pub(crate) fn queued_trace_dropped(&self, spans: u64) {
+        Counters::sub_one(&self.traces_queued);
+        self.trace_dropped(spans);
+    }
+
     pub(crate) fn snapshot(&self) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {

@@ -424,8 +424,7 @@ impl LayerInner {
 
     /// Drops a trace (or part of one) the queue has no room for, counted.
     fn drop_trace(&self, msg: Message) {
-        Counters::add(&self.counters.traces_dropped, 1);
-        Counters::add(&self.counters.spans_dropped, msg.span_count() as u64);
+        self.counters.trace_dropped(msg.span_count() as u64);
         drop(msg);
     }
 

@@ -276,9 +276,7 @@ impl Worker {
         // even when packing it panicked.
         self.rebuild.trim();
         if packed.is_err() {
-            Counters::sub_one(&self.counters.traces_queued);
-            Counters::add(&self.counters.traces_dropped, 1);
-            Counters::add(&self.counters.spans_dropped, count);
+            self.counters.queued_trace_dropped(count);
             if !self.warned_pack {
                 self.warned_pack = true;
                 tracing::error!(
@@ -409,9 +407,7 @@ impl Worker {
     fn discard_queued(&mut self) {
         while let Ok(msg) = self.rx.try_recv() {
             if let Message::Trace { .. } | Message::Detached { .. } = msg {
-                Counters::sub_one(&self.counters.traces_queued);
-                Counters::add(&self.counters.traces_dropped, 1);
-                Counters::add(&self.counters.spans_dropped, msg.span_count() as u64);
+                self.counters.queued_trace_dropped(msg.span_count() as u64);
                 self.bytes_done += msg.span_bytes() as u64;
             }
         }
