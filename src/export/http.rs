@@ -555,9 +555,10 @@ impl HttpExporter {
                  only counted)"
             );
         }
-        let left = batch.iter_mut().rev().filter(|p| p.is_some());
-        for (slot, u) in left.zip(&unnamed) {
-            let Some(p) = slot.take() else { continue };
+        // `unnamed` first: `zip` takes a document from the batch only once
+        // it has an entry to pair it with.
+        let left = batch.iter_mut().rev().filter_map(Option::take);
+        for (u, p) in unnamed.iter().zip(left) {
             Counters::add(&self.stats.unprocessed, 1);
             let named = match u.id.as_deref() {
                 Some(id) => format!("an Id, {id:?}, of no document of the batch"),
