@@ -522,11 +522,19 @@ mod tests {
     /// every document leaves.
     #[test]
     fn a_burst_of_big_traces_is_exported_in_batches_bounded_in_bytes() {
-        struct BatchBytes(Arc<std::sync::Mutex<Vec<usize>>>);
+        /// Each batch's bytes, and the largest document seen.
+        #[derive(Default)]
+        struct Seen {
+            batches: Vec<usize>,
+            largest: usize,
+        }
+        struct BatchBytes(Arc<std::sync::Mutex<Seen>>);
         impl Exporter for BatchBytes {
             fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
-                let bytes = batch.iter().map(Document::len).sum();
-                self.0.lock().unwrap().push(bytes);
+                let mut seen = self.0.lock().unwrap();
+                seen.batches.push(batch.iter().map(Document::len).sum());
+                let largest = batch.iter().map(Document::len).max().unwrap_or(0);
+                seen.largest = seen.largest.max(largest);
                 ExportOutcome::delivered(batch.len())
             }
         }
@@ -544,15 +552,16 @@ mod tests {
         let (reply, done) = crossbeam_channel::bounded(1);
         let deadline = Instant::now() + Duration::from_secs(10);
         tx.send(Message::Shutdown { reply, deadline }).unwrap();
-        let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
         let counters = Arc::new(Counters::default());
-        let exporter = Box::new(BatchBytes(batches.clone()));
+        let exporter = Box::new(BatchBytes(seen.clone()));
         // Everything is queued before the worker starts: it drains the
         // queue in as few calls as its bounds allow, then shuts down.
         worker_with(exporter, rx, counters.clone()).run();
         done.recv().unwrap();
-        let batches = batches.lock().unwrap();
-        let one_document = 2_500;
+        let seen = seen.lock().unwrap();
+        let (batches, one_document) = (&seen.batches, seen.largest);
+        assert!(one_document > 2_000, "{one_document}");
         assert!(batches.len() > 1, "{batches:?}");
         // Every batch but the last is filled up to the bound, and past it
         // by less than one document.
@@ -624,7 +633,7 @@ mod tests {
             .collect();
         let mut batch = Vec::new();
         PANIC_IN_PACK.with(|p| p.set(true));
-        worker.handle(
+        let control = worker.handle(
             Message::Trace {
                 spans,
                 top: Top::Segment,
@@ -632,6 +641,8 @@ mod tests {
             &mut batch,
         );
         PANIC_IN_PACK.with(|p| p.set(false));
+        assert!(control.is_none());
+        assert!(batch.is_empty(), "packing panicked: nothing packed");
         assert_eq!(worker.rebuild.scratch_capacity(), 0);
     }
 }
