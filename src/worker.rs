@@ -517,6 +517,35 @@ mod tests {
         )
     }
 
+    /// The bytes of the traces a batch was made of leave the queue's bound
+    /// before the batch is exported, however long the export takes.
+    #[test]
+    fn queued_bytes_are_done_before_the_export() {
+        struct DoneAtExport(Arc<Counters>, Arc<std::sync::Mutex<Vec<u64>>>);
+        impl Exporter for DoneAtExport {
+            fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+                let done = self.0.bytes_done.load(Ordering::Relaxed);
+                self.1.lock().unwrap().push(done);
+                ExportOutcome::delivered(batch.len())
+            }
+        }
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let spans: SpanList = std::iter::once(crate::span_data::SpanData::for_tests()).collect();
+        let bytes = spans.bytes() as u64;
+        assert!(bytes > 0);
+        let top = Top::Segment;
+        tx.send(Message::Trace { spans, top }).unwrap();
+        let (reply, done) = crossbeam_channel::bounded(1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        tx.send(Message::Shutdown { reply, deadline }).unwrap();
+        let counters = Arc::new(Counters::default());
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let exporter = Box::new(DoneAtExport(counters.clone(), seen.clone()));
+        worker_with(exporter, rx, counters).run();
+        done.recv().unwrap();
+        assert_eq!(*seen.lock().unwrap(), [bytes]);
+    }
+
     /// A burst of big traces leaves in several `export` calls, each under
     /// `MAX_BATCH_BYTES` but for the one document that crosses it, and
     /// every document leaves.
