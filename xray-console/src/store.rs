@@ -624,6 +624,12 @@ pub(crate) mod tests {
         store.insert(v.to_string(), e)
     }
 
+    /// A streamed subsegment of trace `t`, named after its id.
+    fn sub(id: &str, parent: &str, start: f64, end: f64) -> serde_json::Value {
+        json!({"trace_id":"t","id":id,"type":"subsegment","parent_id":parent,"name":id,
+            "start_time":start,"end_time":end})
+    }
+
     #[test]
     fn in_progress_is_replaced_and_late_copy_ignored() {
         let mut s = Store::new(Limits::default());
@@ -643,22 +649,14 @@ pub(crate) mod tests {
     #[test]
     fn streamed_subsegments_are_grafted_and_orphans_kept() {
         let mut s = Store::new(Limits::default());
-        put(
-            &mut s,
-            json!({"trace_id":"t","id":"c","type":"subsegment","parent_id":"b","name":"c","start_time":1.2,"end_time":1.3}),
-        );
-        put(
-            &mut s,
-            json!({"trace_id":"t","id":"b","type":"subsegment","parent_id":"a","name":"b","start_time":1.1,"end_time":1.5}),
-        );
-        put(
-            &mut s,
-            json!({"trace_id":"t","id":"x","type":"subsegment","parent_id":"zz","name":"x","start_time":1.1,"end_time":1.5}),
-        );
-        put(
-            &mut s,
-            json!({"trace_id":"t","id":"y","type":"subsegment","parent_id":"x","name":"y","start_time":1.1,"end_time":1.5}),
-        );
+        for d in [
+            sub("c", "b", 1.2, 1.3),
+            sub("b", "a", 1.1, 1.5),
+            sub("x", "zz", 1.1, 1.5),
+            sub("y", "x", 1.1, 1.5),
+        ] {
+            put(&mut s, d);
+        }
         put(
             &mut s,
             json!({"trace_id":"t","id":"a","name":"a","start_time":1.0,"end_time":2.0}),
@@ -676,15 +674,10 @@ pub(crate) mod tests {
     fn a_parent_embedded_in_an_orphan_is_found() {
         // x's parent never arrives; y's parent is a subsegment embedded in x.
         let mut s = Store::new(Limits::default());
-        put(
-            &mut s,
-            json!({"trace_id":"t","id":"y","type":"subsegment","parent_id":"x1","name":"y","start_time":1.2,"end_time":1.3}),
-        );
-        put(
-            &mut s,
-            json!({"trace_id":"t","id":"x","type":"subsegment","parent_id":"zz","name":"x","start_time":1.1,"end_time":1.5,
-                "subsegments":[{"id":"x1","name":"x1","start_time":1.1,"end_time":1.4}]}),
-        );
+        put(&mut s, sub("y", "x1", 1.2, 1.3));
+        let mut x = sub("x", "zz", 1.1, 1.5);
+        x["subsegments"] = json!([{"id":"x1","name":"x1","start_time":1.1,"end_time":1.4}]);
+        put(&mut s, x);
         let a = s.get("t").unwrap().assemble();
         assert_eq!(a.orphans.len(), 1, "{:?}", a.orphans);
         assert_eq!(a.orphans[0].children[0].children[0].id, "y");
@@ -701,25 +694,21 @@ pub(crate) mod tests {
         // f1, embedded in f, whose parent is e1, embedded in e. None of them hangs from the
         // segment, and every parent has arrived.
         let mut s = Store::new(Limits::default());
-        let sub = |id: &str, parent: &str, start: f64| {
-            json!({"trace_id":"t","id":id,"type":"subsegment","parent_id":parent,"name":id,
-                "start_time":start,"end_time":2.0})
-        };
         put(
             &mut s,
             json!({"trace_id":"t","id":"s","name":"s","start_time":1.0,"end_time":2.0}),
         );
         for d in [
-            sub("a", "b", 1.2),
-            sub("b", "a", 1.1),
-            sub("c", "a", 1.3),
-            sub("d", "d", 1.6),
+            sub("a", "b", 1.2, 2.0),
+            sub("b", "a", 1.1, 2.0),
+            sub("c", "a", 1.3, 2.0),
+            sub("d", "d", 1.6, 2.0),
         ] {
             put(&mut s, d);
         }
-        let mut e = sub("e", "f1", 1.4);
+        let mut e = sub("e", "f1", 1.4, 2.0);
         e["subsegments"] = json!([{"id":"e1","name":"e1","start_time":1.4,"end_time":2.0}]);
-        let mut f = sub("f", "e1", 1.5);
+        let mut f = sub("f", "e1", 1.5, 2.0);
         f["subsegments"] = json!([{"id":"f1","name":"f1","start_time":1.5,"end_time":2.0}]);
         put(&mut s, e);
         put(&mut s, f);
@@ -763,16 +752,15 @@ pub(crate) mod tests {
             &mut s,
             json!({"trace_id":"t","id":"s","name":"a","start_time":1.0,"end_time":2.0}),
         );
-        let sub = |id: String, parent: String| {
-            json!({"trace_id":"t","id":id,"parent_id":parent,"type":"subsegment","name":"b",
-                "start_time":1.0,"end_time":2.0})
-        };
         for i in 0..long {
-            put(&mut s, sub(format!("l{i}"), format!("l{}", (i + 1) % long)));
+            put(
+                &mut s,
+                sub(&format!("l{i}"), &format!("l{}", (i + 1) % long), 1.0, 2.0),
+            );
         }
         for i in 0..pairs {
-            put(&mut s, sub(format!("p{i}"), format!("q{i}")));
-            put(&mut s, sub(format!("q{i}"), format!("p{i}")));
+            put(&mut s, sub(&format!("p{i}"), &format!("q{i}"), 1.0, 2.0));
+            put(&mut s, sub(&format!("q{i}"), &format!("p{i}"), 1.0, 2.0));
         }
         let n = 1 + long + 2 * pairs;
         let trace = s.get("t").unwrap().clone();
@@ -816,8 +804,7 @@ pub(crate) mod tests {
         for i in 1..n {
             put(
                 &mut s,
-                json!({"trace_id":"t","id":format!("s{i}"),"parent_id":format!("s{}", i - 1),
-                "type":"subsegment","name":"b","start_time":1.0,"end_time":2.0}),
+                sub(&format!("s{i}"), &format!("s{}", i - 1), 1.0, 2.0),
             );
         }
         let trace = s.get("t").unwrap().clone();
@@ -848,22 +835,20 @@ pub(crate) mod tests {
             max_traces: 1,
             max_bytes: usize::MAX,
         });
-        let sub = |i: usize, done: bool| {
-            let mut d = json!({"trace_id":"t","id":format!("{i:016x}"),"type":"subsegment",
-                "parent_id":"root","name":"call","start_time":1.0});
-            if done {
-                d["end_time"] = json!(2.0);
-            } else {
+        let doc = |i: usize, done: bool| {
+            let mut d = sub(&format!("{i:016x}"), "root", 1.0, 2.0);
+            if !done {
+                d.as_object_mut().unwrap().remove("end_time");
                 d["in_progress"] = json!(true);
             }
             d
         };
         LOOKED_AT.with(|c| c.set(0));
         for i in 0..n {
-            assert_eq!(put(&mut s, sub(i, false)), Outcome::Added);
+            assert_eq!(put(&mut s, doc(i, false)), Outcome::Added);
         }
         for i in 0..n {
-            assert_eq!(put(&mut s, sub(i, true)), Outcome::Replaced);
+            assert_eq!(put(&mut s, doc(i, true)), Outcome::Replaced);
         }
         let looked_at = LOOKED_AT.with(std::cell::Cell::get);
         assert_eq!(looked_at, n as u64, "documents looked at for {n}");
