@@ -737,62 +737,14 @@ pub(crate) mod tests {
         assert_eq!(a.roots().count(), 4);
     }
 
-    #[test]
-    fn a_long_parent_cycle_and_many_short_ones_are_linear_and_shallow() {
-        // 30,000 streamed subsegments in one loop (each the parent of the next, the last
-        // the parent of the first) and 15,000 loops of two: 60,000 documents, none of them
-        // under the segment. Assembled and drawn on a spawned thread (default stack), as
-        // the HTTP workers do.
-        let (long, pairs) = (30_000, 15_000);
-        let mut s = Store::new(Limits {
-            max_traces: 1,
-            max_bytes: usize::MAX,
-        });
-        put(
-            &mut s,
-            json!({"trace_id":"t","id":"s","name":"a","start_time":1.0,"end_time":2.0}),
-        );
-        for i in 0..long {
-            put(
-                &mut s,
-                sub(&format!("l{i}"), &format!("l{}", (i + 1) % long), 1.0, 2.0),
-            );
-        }
-        for i in 0..pairs {
-            put(&mut s, sub(&format!("p{i}"), &format!("q{i}"), 1.0, 2.0));
-            put(&mut s, sub(&format!("q{i}"), &format!("p{i}"), 1.0, 2.0));
-        }
-        let n = 1 + long + 2 * pairs;
-        let trace = s.get("t").unwrap().clone();
-        std::thread::spawn(move || {
-            let a = trace.assemble();
-            let (count, deepest) = shown_and_deepest(&a);
-            assert_eq!(count, n, "every document is shown");
-            assert!(deepest <= MAX_DEPTH, "{deepest}");
-            assert_eq!(a.cycles.len(), 1 + pairs);
-            assert_eq!(a.looped.len(), n - 1);
-            assert!(
-                a.partial[0].starts_with(&format!(
-                    "{} subsegment(s) in {} parent cycle(s)",
-                    n - 1,
-                    1 + pairs
-                )),
-                "{:?}",
-                a.partial
-            );
-            let tl = crate::timeline::build(&trace);
-            assert_eq!(tl.groups.iter().map(|g| g.rows.len()).sum::<usize>(), n);
-        })
-        .join()
-        .unwrap();
-    }
-
-    #[test]
-    fn a_long_chain_of_streamed_subsegments_stays_shallow() {
-        // 100,000 streamed subsegments, each the parent of the next: what a hostile or
-        // broken sender can put in one trace. Assembled and drawn on a spawned thread
-        // (default stack), as the HTTP workers do.
-        let n = 100_000;
+    /// Stores a segment, `s0`, then `subsegments` as one trace, in a store bounded by
+    /// neither count nor bytes; assembles it and draws its timeline on a spawned thread
+    /// (default stack), as the HTTP workers do. Checks that every document is shown, none
+    /// deeper than [`MAX_DEPTH`], and that each has a row on the timeline. Returns the
+    /// assembly.
+    fn assemble_on_default_stack(
+        subsegments: impl IntoIterator<Item = serde_json::Value>,
+    ) -> Assembled {
         let mut s = Store::new(Limits {
             max_traces: 1,
             max_bytes: usize::MAX,
@@ -801,11 +753,10 @@ pub(crate) mod tests {
             &mut s,
             json!({"trace_id":"t","id":"s0","name":"a","start_time":1.0,"end_time":2.0}),
         );
-        for i in 1..n {
-            put(
-                &mut s,
-                sub(&format!("s{i}"), &format!("s{}", i - 1), 1.0, 2.0),
-            );
+        let mut n = 1;
+        for d in subsegments {
+            put(&mut s, d);
+            n += 1;
         }
         let trace = s.get("t").unwrap().clone();
         std::thread::spawn(move || {
@@ -813,16 +764,56 @@ pub(crate) mod tests {
             let (count, deepest) = shown_and_deepest(&a);
             assert_eq!(count, n, "every document is shown");
             assert!(deepest <= MAX_DEPTH, "{deepest}");
-            assert!(
-                a.partial.iter().any(|p| p.contains("deeper")),
-                "{:?}",
-                a.partial
-            );
             let tl = crate::timeline::build(&trace);
             assert_eq!(tl.groups.iter().map(|g| g.rows.len()).sum::<usize>(), n);
+            a
         })
         .join()
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_long_parent_cycle_and_many_short_ones_are_linear_and_shallow() {
+        // 30,000 streamed subsegments in one loop (each the parent of the next, the last
+        // the parent of the first) and 15,000 loops of two: 60,000 documents, none of them
+        // under the segment.
+        let (long, pairs) = (30_000, 15_000);
+        let a = assemble_on_default_stack(
+            (0..long)
+                .map(|i| sub(&format!("l{i}"), &format!("l{}", (i + 1) % long), 1.0, 2.0))
+                .chain((0..pairs).flat_map(|i| {
+                    [
+                        sub(&format!("p{i}"), &format!("q{i}"), 1.0, 2.0),
+                        sub(&format!("q{i}"), &format!("p{i}"), 1.0, 2.0),
+                    ]
+                })),
+        );
+        let looped = long + 2 * pairs;
+        assert_eq!(a.cycles.len(), 1 + pairs);
+        assert_eq!(a.looped.len(), looped);
+        assert!(
+            a.partial[0].starts_with(&format!(
+                "{looped} subsegment(s) in {} parent cycle(s)",
+                1 + pairs
+            )),
+            "{:?}",
+            a.partial
+        );
+    }
+
+    #[test]
+    fn a_long_chain_of_streamed_subsegments_stays_shallow() {
+        // 100,000 documents: a segment and a chain of streamed subsegments, each the
+        // parent of the next: what a hostile or broken sender can put in one trace.
+        let n = 100_000;
+        let a = assemble_on_default_stack(
+            (1..n).map(|i| sub(&format!("s{i}"), &format!("s{}", i - 1), 1.0, 2.0)),
+        );
+        assert!(
+            a.partial.iter().any(|p| p.contains("deeper")),
+            "{:?}",
+            a.partial
+        );
     }
 
     #[test]
