@@ -437,6 +437,8 @@ impl Trace {
         for i in 0..n {
             let mut at = Some(i);
             while let Some(j) = at.filter(|&j| state[j] == NEW) {
+                #[cfg(test)]
+                tests::STEPPED_ON.with(|c| c.set(c.get() + 1));
                 state[j] = ON_WALK;
                 walk.push(j);
                 at = up[j];
@@ -448,6 +450,8 @@ impl Trace {
                     loops += 1;
                     let (mut k, mut first) = (j, j);
                     loop {
+                        #[cfg(test)]
+                        tests::STEPPED_ON.with(|c| c.set(c.get() + 1));
                         looped[k] = true;
                         first = first.min(k);
                         match up[k] {
@@ -605,6 +609,10 @@ pub(crate) mod tests {
         /// Documents [`Store::insert`] has looked at to find an earlier copy, on this
         /// thread.
         pub(crate) static LOOKED_AT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+        /// Steps [`Trace::assemble`] has taken in its search for parent cycles, on this
+        /// thread: along the parents of the subsegments left over, then around each loop
+        /// found.
+        pub(crate) static STEPPED_ON: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     }
 
     /// How many documents an assembled trace shows, and its deepest level.
@@ -741,10 +749,10 @@ pub(crate) mod tests {
     /// neither count nor bytes; assembles it and draws its timeline on a spawned thread
     /// (default stack), as the HTTP workers do. Checks that every document is shown, none
     /// deeper than [`MAX_DEPTH`], and that each has a row on the timeline. Returns the
-    /// assembly.
+    /// assembly and the steps its search for parent cycles took ([`STEPPED_ON`]).
     fn assemble_on_default_stack(
         subsegments: impl IntoIterator<Item = serde_json::Value>,
-    ) -> Assembled {
+    ) -> (Assembled, u64) {
         let mut s = Store::new(Limits {
             max_traces: 1,
             max_bytes: usize::MAX,
@@ -760,13 +768,16 @@ pub(crate) mod tests {
         }
         let trace = s.get("t").unwrap().clone();
         std::thread::spawn(move || {
+            STEPPED_ON.with(|c| c.set(0));
             let a = trace.assemble();
+            // Read before the timeline assembles the trace again.
+            let stepped_on = STEPPED_ON.with(std::cell::Cell::get);
             let (count, deepest) = shown_and_deepest(&a);
             assert_eq!(count, n, "every document is shown");
             assert!(deepest <= MAX_DEPTH, "{deepest}");
             let tl = crate::timeline::build(&trace);
             assert_eq!(tl.groups.iter().map(|g| g.rows.len()).sum::<usize>(), n);
-            a
+            (a, stepped_on)
         })
         .join()
         .unwrap()
@@ -778,7 +789,7 @@ pub(crate) mod tests {
         // the parent of the first) and 15,000 loops of two: 60,000 documents, none of them
         // under the segment.
         let (long, pairs) = (30_000, 15_000);
-        let a = assemble_on_default_stack(
+        let (a, stepped_on) = assemble_on_default_stack(
             (0..long)
                 .map(|i| sub(&format!("l{i}"), &format!("l{}", (i + 1) % long), 1.0, 2.0))
                 .chain((0..pairs).flat_map(|i| {
@@ -799,6 +810,10 @@ pub(crate) mod tests {
             "{:?}",
             a.partial
         );
+        // Linear: each subsegment is stepped on once following parents, and once more
+        // going around its loop. Walking the parents from each one in turn until the walk
+        // loops would take about 30,000²/2 steps in the long loop alone.
+        assert_eq!(stepped_on, 2 * looped as u64, "steps for {looped} looped");
     }
 
     #[test]
@@ -806,7 +821,7 @@ pub(crate) mod tests {
         // 100,000 documents: a segment and a chain of streamed subsegments, each the
         // parent of the next: what a hostile or broken sender can put in one trace.
         let n = 100_000;
-        let a = assemble_on_default_stack(
+        let (a, _) = assemble_on_default_stack(
             (1..n).map(|i| sub(&format!("s{i}"), &format!("s{}", i - 1), 1.0, 2.0)),
         );
         assert!(
