@@ -87,15 +87,38 @@ pub struct Group {
     pub name: String,
     /// Segment origin.
     pub origin: Option<String>,
-    /// Subsegments whose parent has not arrived.
-    pub orphan: bool,
-    /// Subsegments in or under a parent cycle, each loop from its earliest member.
-    pub cycle: bool,
-    /// Subsegments nested deeper than [`MAX_DEPTH`] levels, cut from their parent and
-    /// shown apart.
-    pub deep: bool,
+    /// Which trees the group holds, serialized as the flags `orphan`, `cycle` and `deep`.
+    #[serde(flatten)]
+    pub kind: Kind,
     /// Rows.
     pub rows: Vec<Row>,
+}
+
+/// Which of an [`Assembled`] trace's lists a group's trees come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Segments (a group per name and origin).
+    Segment,
+    /// Subsegments whose parent has not arrived.
+    Orphan,
+    /// Subsegments in or under a parent cycle, each loop from its earliest member.
+    Cycle,
+    /// Subsegments nested deeper than [`MAX_DEPTH`] levels, cut from their parent and
+    /// shown apart.
+    Deep,
+}
+
+/// Three flags, at most one of them true (none for segments): what the page's scripts
+/// and `/api/timeline` have always been given.
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut flags = s.serialize_struct("Kind", 3)?;
+        flags.serialize_field("orphan", &(*self == Kind::Orphan))?;
+        flags.serialize_field("cycle", &(*self == Kind::Cycle))?;
+        flags.serialize_field("deep", &(*self == Kind::Deep))?;
+        flags.end()
+    }
 }
 
 /// The bottleneck of a trace.
@@ -235,15 +258,6 @@ pub fn critical_path(root: &Entity, segments: &[Entity]) -> CriticalPath {
     out
 }
 
-/// Which of an [`Assembled`] trace's lists a tree comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Segment,
-    Orphan,
-    Cycle,
-    Deep,
-}
-
 /// Builds the timeline of a stored trace.
 pub fn build(trace: &Trace) -> Timeline {
     let a: Assembled = trace.assemble();
@@ -271,19 +285,11 @@ pub fn build(trace: &Trace) -> Timeline {
     let mut groups: Vec<Group> = Vec::new();
     let mut bottleneck = None;
     let mut add_tree = |root: &Entity, kind: Kind, groups: &mut Vec<Group>| {
-        let (orphan, cycle, deep) = (
-            kind == Kind::Orphan,
-            kind == Kind::Cycle,
-            kind == Kind::Deep,
-        );
-        let gi = match kind {
-            Kind::Segment => groups.iter().position(|g| {
-                !g.orphan && !g.cycle && !g.deep && g.name == root.name && g.origin == root.origin
-            }),
-            Kind::Orphan => groups.iter().position(|g| g.orphan),
-            Kind::Cycle => groups.iter().position(|g| g.cycle),
-            Kind::Deep => groups.iter().position(|g| g.deep),
-        };
+        // One group per kind, but segments have one per name and origin.
+        let gi = groups.iter().position(|g| {
+            g.kind == kind
+                && (kind != Kind::Segment || (g.name == root.name && g.origin == root.origin))
+        });
         let gi = gi.unwrap_or_else(|| {
             groups.push(Group {
                 name: match kind {
@@ -299,9 +305,7 @@ pub fn build(trace: &Trace) -> Timeline {
                 } else {
                     None
                 },
-                orphan,
-                cycle,
-                deep,
+                kind,
                 rows: Vec::new(),
             });
             groups.len() - 1
@@ -360,12 +364,12 @@ pub fn build(trace: &Trace) -> Timeline {
                 bottleneck: is_bottleneck,
                 skewed,
                 cut: cut.get(e.id.as_str()).copied().unwrap_or(0),
-                cut_from: if deep && depth == 0 {
+                cut_from: if kind == Kind::Deep && depth == 0 {
                     e.parent_id.clone()
                 } else {
                     None
                 },
-                cycle: cycle && a.looped.contains(&e.id),
+                cycle: kind == Kind::Cycle && a.looped.contains(&e.id),
                 detail: detail.remove(&e.id).unwrap_or(Value::Null),
             });
         });
@@ -399,6 +403,17 @@ mod tests {
     use super::*;
     use crate::store::{Limits, Store};
     use serde_json::json;
+
+    /// Each group's `orphan`, `cycle` and `deep` flags as `/api/timeline` gives them.
+    fn flags(tl: &Timeline) -> Vec<[Option<bool>; 3]> {
+        let json = serde_json::to_value(tl).unwrap();
+        json["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| ["orphan", "cycle", "deep"].map(|k| g[k].as_bool()))
+            .collect()
+    }
 
     #[test]
     fn critical_path_and_bottleneck_cross_segments() {
@@ -482,16 +497,16 @@ mod tests {
             s.insert(d.to_string(), Entity::from_document(&d).unwrap());
         }
         let tl = build(s.get("t").unwrap());
-        let groups: Vec<(&str, bool, bool)> = tl
+        let groups: Vec<(&str, Kind)> = tl
             .groups
             .iter()
-            .map(|g| (g.name.as_str(), g.orphan, g.cycle))
+            .map(|g| (g.name.as_str(), g.kind))
             .collect();
         assert_eq!(
             groups,
             [
-                ("front", false, false),
-                ("Subsegments in a parent cycle", false, true)
+                ("front", Kind::Segment),
+                ("Subsegments in a parent cycle", Kind::Cycle)
             ]
         );
         let rows: Vec<(&str, usize, bool)> = tl.groups[1]
@@ -504,6 +519,8 @@ mod tests {
         // What `/api/timeline` gives, and the page.
         let json = serde_json::to_value(&tl).unwrap();
         assert_eq!(json["groups"][1]["cycle"], true);
+        let (no, yes) = (Some(false), Some(true));
+        assert_eq!(flags(&tl), [[no, no, no], [no, yes, no]]);
         assert_eq!(json["groups"][1]["rows"][0]["cycle"], true);
         let page = crate::pages::trace_page(&tl, &json!({}));
         assert_eq!(page.matches(">parent cycle</span>").count(), 2);
@@ -539,24 +556,25 @@ mod tests {
                  2 subsegment(s); the critical path does not follow them"
             ]
         );
-        let names: Vec<(&str, usize, bool, bool)> = tl
+        let names: Vec<(&str, usize, Kind)> = tl
             .groups
             .iter()
-            .map(|g| (g.name.as_str(), g.rows.len(), g.orphan, g.deep))
+            .map(|g| (g.name.as_str(), g.rows.len(), g.kind))
             .collect();
         assert_eq!(
             names,
             [
-                ("front", 65, false, false),
-                ("Subsegments whose parent has not arrived", 65, true, false),
+                ("front", 65, Kind::Segment),
+                ("Subsegments whose parent has not arrived", 65, Kind::Orphan),
                 (
                     "Subsegments nested deeper than 64 levels, shown apart",
                     41,
-                    false,
-                    true
+                    Kind::Deep
                 ),
             ]
         );
+        let (no, yes) = (Some(false), Some(true));
+        assert_eq!(flags(&tl), [[no, no, no], [yes, no, no], [no, no, yes]]);
         // Where each chain was cut, and where it goes on.
         let row = |id: &str| {
             tl.groups
