@@ -156,23 +156,20 @@ fn a_trace_sent_in_parts_still_indexes_at_most_50_annotations() {
 
 #[test]
 fn the_segment_keeps_its_annotations_when_its_subsegments_would_use_all_50() {
-    let exporter = tracing_xray::export::InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_indexed_fields(&["tenant", "route"])
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-        tracing::info_span!("request", tenant = "acme", route = "/orders").in_scope(|| {
-            for i in 0..60_u64 {
-                tracing::info_span!("step", annotation.k = i).in_scope(|| {});
-            }
-        });
-    });
-    xray.flush(Duration::from_secs(5)).unwrap();
-    let trace = &exporter.traces()[0];
+    let (traces, xray) = common::run_in_memory(
+        |b| {
+            b.with_sampler(tracing_xray::sampling::AlwaysSample)
+                .with_indexed_fields(&["tenant", "route"])
+        },
+        || {
+            tracing::info_span!("request", tenant = "acme", route = "/orders").in_scope(|| {
+                for i in 0..60_u64 {
+                    tracing::info_span!("step", annotation.k = i).in_scope(|| {});
+                }
+            });
+        },
+    );
+    let trace = &traces[0];
     // The segment is what users filter traces by: its two come first.
     assert_eq!(trace["annotations"]["tenant"], "acme", "{trace}");
     assert_eq!(trace["annotations"]["route"], "/orders", "{trace}");
