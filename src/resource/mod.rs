@@ -1043,10 +1043,14 @@ mod tests {
         }
     }
 
-    /// The layer end to end: segments carry what the detector found once it
-    /// finished, and go out without it (never delayed) before. Returns the
-    /// first document and whether detection had finished when it arrived.
-    fn traced_segment(detectors: Detectors, wait: bool) -> (Value, bool) {
+    /// The layer end to end, with `detectors`: runs `spans` under it (once
+    /// detection finished, if `wait`), flushes, and returns what it exported
+    /// and whether detection had finished by then.
+    fn traced(
+        detectors: Detectors,
+        wait: bool,
+        spans: impl FnOnce(),
+    ) -> (crate::export::InMemoryExporter, bool) {
         use tracing_subscriber::prelude::*;
         let exporter = crate::export::InMemoryExporter::new();
         let layer = crate::builder()
@@ -1060,36 +1064,33 @@ mod tests {
             assert!(slot.wait(Duration::from_secs(5)).is_some());
         }
         let xray = layer.handle();
-        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), spans);
+        xray.flush(Duration::from_secs(5)).unwrap();
+        (exporter, slot.get().is_some())
+    }
+
+    /// [`traced`] with one span: segments carry what the detector found once
+    /// it finished, and go out without it (never delayed) before. Returns
+    /// the first document and whether detection had finished when it arrived.
+    fn traced_segment(detectors: Detectors, wait: bool) -> (Value, bool) {
+        let (exporter, finished) = traced(detectors, wait, || {
             tracing::info_span!("request").in_scope(|| {});
         });
-        xray.flush(Duration::from_secs(5)).unwrap();
-        (exporter.json_documents().remove(0), slot.get().is_some())
+        (exporter.json_documents().remove(0), finished)
     }
 
     #[test]
     fn a_span_account_id_and_the_detected_one_make_one_key() {
-        use tracing_subscriber::prelude::*;
         let server = metadata_server();
         let root = TempRoot::new();
         let d = detectors(
             &root,
             &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &server.url())],
         );
-        let exporter = crate::export::InMemoryExporter::new();
-        let layer = crate::builder()
-            .with_sampler(crate::sampling::AlwaysSample)
-            .with_detectors(d)
-            .with_exporter(exporter.clone())
-            .build();
-        let slot = layer.inner.as_ref().unwrap().cfg.resource.clone();
-        assert!(slot.wait(Duration::from_secs(5)).is_some());
-        let xray = layer.handle();
-        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let (exporter, _) = traced(d, true, || {
             tracing::info_span!("request", "cloud.account.id" = "111122223333").in_scope(|| {});
             tracing::info_span!("request").in_scope(|| {});
         });
-        xray.flush(Duration::from_secs(5)).unwrap();
         let docs = exporter.documents();
         for doc in &docs {
             assert_eq!(doc.as_str().matches("\"account_id\"").count(), 1, "{doc:?}");
