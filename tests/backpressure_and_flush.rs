@@ -4,10 +4,23 @@
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use tracing::info_span;
+use tracing::{info_span, Dispatch};
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::{Document, ExportOutcome, Exporter, InMemoryExporter};
-use tracing_xray::FlushError;
+use tracing_xray::{Builder, FlushError, XrayHandle};
+
+/// A layer that samples every trace, configured by `configure`, exporting
+/// to `exporter`: its handle, and a dispatch to run the test's spans under.
+fn dispatch_with(
+    exporter: impl Exporter,
+    configure: impl FnOnce(Builder) -> Builder,
+) -> (XrayHandle, Dispatch) {
+    let builder = tracing_xray::builder().with_sampler(tracing_xray::sampling::AlwaysSample);
+    let layer = configure(builder).with_exporter(exporter).build();
+    let xray = layer.handle();
+    let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+    (xray, dispatch)
+}
 
 /// Blocks in its first `export` until the test releases it.
 struct Gated {
@@ -40,14 +53,9 @@ impl Gated {
 #[test]
 fn burst_into_a_tiny_queue_is_received_or_counted() {
     let (gated, inner, gate) = Gated::new();
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_queue_capacity(4)
-        .with_exporter(gated)
-        .build();
-    let xray = layer.handle();
+    let (xray, dispatch) = dispatch_with(gated, |b| b.with_queue_capacity(4));
     let produced = 500;
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    tracing::dispatcher::with_default(&dispatch, || {
         info_span!("first").in_scope(|| info_span!("child").in_scope(|| {}));
         gate.wait(); // the worker holds the first trace in `export`
         for i in 1..produced {
@@ -70,13 +78,8 @@ fn burst_into_a_tiny_queue_is_received_or_counted() {
 #[test]
 fn traces_with_large_fields_are_bounded_in_bytes_not_only_in_number() {
     let (gated, inner, gate) = Gated::new();
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        // Room for 4096 traces, but 1 MiB.
-        .with_max_queued_bytes(1 << 20)
-        .with_exporter(gated)
-        .build();
-    let xray = layer.handle();
+    // Room for 4096 traces, but 1 MiB.
+    let (xray, dispatch) = dispatch_with(gated, |b| b.with_max_queued_bytes(1 << 20));
     let blob = "x".repeat(40_000);
     // About 160 KB each: four children of 40 KB.
     let big_trace = || {
@@ -87,7 +90,6 @@ fn traces_with_large_fields_are_bounded_in_bytes_not_only_in_number() {
         })
     };
     let produced = 100;
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
     tracing::dispatcher::with_default(&dispatch, || {
         info_span!("first").in_scope(|| {});
         gate.wait(); // the worker holds the first trace in `export`
@@ -123,13 +125,8 @@ fn traces_with_large_fields_are_bounded_in_bytes_not_only_in_number() {
 #[test]
 fn flush_delivers_all_ten_thousand_traces() {
     let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_queue_capacity(20_000)
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    let (xray, dispatch) = dispatch_with(exporter.clone(), |b| b.with_queue_capacity(20_000));
+    tracing::dispatcher::with_default(&dispatch, || {
         for i in 0..10_000 {
             info_span!("request", i).in_scope(|| {});
         }
@@ -143,12 +140,8 @@ fn flush_delivers_all_ten_thousand_traces() {
 fn flush_waits_for_traces_queued_behind_a_busy_worker() {
     // A flush issued while the worker is stuck still covers what came before it.
     let (gated, inner, gate) = Gated::new();
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_exporter(gated)
-        .build();
-    let xray = layer.handle();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    let (xray, dispatch) = dispatch_with(gated, |b| b);
+    tracing::dispatcher::with_default(&dispatch, || {
         info_span!("first").in_scope(|| {});
         gate.wait();
         for _ in 0..100 {
@@ -167,13 +160,8 @@ fn flush_waits_for_traces_queued_behind_a_busy_worker() {
 #[test]
 fn long_lived_root_streams_past_a_megabyte_held_however_few_its_children() {
     let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
+    let (xray, dispatch) = dispatch_with(exporter.clone(), |b| b);
     let blob = "x".repeat(40_000);
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
     tracing::dispatcher::with_default(&dispatch, || {
         let root = info_span!("consumer_loop");
         root.in_scope(|| {
@@ -198,13 +186,7 @@ fn long_lived_root_streams_past_a_megabyte_held_however_few_its_children() {
 #[test]
 fn long_lived_root_streams_instead_of_growing() {
     let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_max_held_subsegments(10)
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let (xray, dispatch) = dispatch_with(exporter.clone(), |b| b.with_max_held_subsegments(10));
     tracing::dispatcher::with_default(&dispatch, || {
         let root = info_span!("consumer_loop");
         root.in_scope(|| {
@@ -238,12 +220,7 @@ fn long_lived_root_streams_instead_of_growing() {
 #[test]
 fn shutdown_flushes_then_refuses() {
     let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let (xray, dispatch) = dispatch_with(exporter.clone(), |b| b);
     tracing::dispatcher::with_default(&dispatch, || {
         info_span!("before").in_scope(|| {});
         xray.shutdown(Duration::from_secs(5)).unwrap();
@@ -267,12 +244,7 @@ fn shutdown_flushes_then_refuses() {
 #[test]
 fn traces_queued_behind_a_shutdown_are_counted_as_dropped() {
     let (gated, inner, gate) = Gated::new();
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_exporter(gated)
-        .build();
-    let xray = layer.handle();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let (xray, dispatch) = dispatch_with(gated, |b| b);
     tracing::dispatcher::with_default(&dispatch, || {
         info_span!("first").in_scope(|| {});
         gate.wait(); // the worker holds the first trace in `export`
@@ -320,12 +292,7 @@ fn panicking_exporter_loses_its_batch_not_the_worker() {
         }
     }
     let inner = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_exporter(Flaky(inner.clone(), true))
-        .build();
-    let xray = layer.handle();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let (xray, dispatch) = dispatch_with(Flaky(inner.clone(), true), |b| b);
     tracing::dispatcher::with_default(&dispatch, || {
         info_span!("lost").in_scope(|| {});
         xray.flush(Duration::from_secs(5)).unwrap();
