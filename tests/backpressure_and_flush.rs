@@ -103,9 +103,8 @@ fn traces_with_large_fields_are_bounded_in_bytes_not_only_in_number() {
     let received = inner.traces().len() as u64;
     assert_eq!(received + stats.traces_dropped, produced, "{stats:?}");
     // Each holds 4 x (40,000 + one span) + one span, about 161 KB: 1 MiB
-    // takes six of them beside the first trace (whose bytes the worker
-    // reports done only once its export returns). The queue's 4,096 slots
-    // were never the limit.
+    // takes six of them while the worker is held in the first trace's
+    // export. The queue's 4,096 slots were never the limit.
     assert_eq!(received, 1 + 6, "{stats:?}");
     assert_eq!(stats.spans_dropped, stats.traces_dropped * 5);
 
