@@ -149,7 +149,15 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let span = call_span(&request, self.downstream_traced);
-        if let Some(header) = span.xray_header() {
+        // The call's span filtered out (a global filter for the
+        // application's crates only): the nearest traced span is the
+        // downstream's parent, as for the AWS SDK's calls.
+        let header = if span.is_disabled() {
+            Span::current().xray_header()
+        } else {
+            span.xray_header()
+        };
+        if let Some(header) = header {
             header.inject(request.headers_mut());
         }
         let inner = {
@@ -292,6 +300,8 @@ pub(super) mod tests {
 
     use super::*;
     use crate::export::InMemoryExporter;
+    use crate::TraceHeader;
+    use tracing::Level;
 
     /// Answers 200 at once.
     pub(crate) struct Ok200;
@@ -355,6 +365,66 @@ pub(super) mod tests {
                 "http://app:hunter@inventory.internal/stock?token=hunter: connection refused (user@host)",
             )))
         }
+    }
+
+    /// Keeps the headers of every request and answers 200.
+    #[derive(Clone, Default)]
+    struct Headers(std::sync::Arc<std::sync::Mutex<Vec<::http::HeaderMap>>>);
+
+    impl<B> Service<Request<B>> for Headers {
+        type Response = Response<()>;
+        type Error = Infallible;
+        type Future = Ready<Result<Response<()>, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: Request<B>) -> Self::Future {
+            self.0.lock().unwrap().push(request.headers().clone());
+            std::future::ready(Ok(Response::new(())))
+        }
+    }
+
+    /// A global filter for the application's crates only hides the call's
+    /// own span: the header still goes out, its parent the nearest traced
+    /// span (here the segment), as the AWS SDK interceptor does.
+    #[test]
+    fn the_header_goes_out_when_a_filter_hides_the_calls_span() {
+        let exporter = InMemoryExporter::new();
+        let layer = crate::builder()
+            .with_sampler(crate::sampling::AlwaysSample)
+            .with_exporter(exporter.clone())
+            .build();
+        let xray = layer.handle();
+        let app_only = tracing_subscriber::filter::Targets::new().with_target("myapp", Level::INFO);
+        let downstream = Headers::default();
+        let subscriber = tracing_subscriber::registry().with(layer).with(app_only);
+        tracing::subscriber::with_default(subscriber, || {
+            let mut client = XrayClientLayer::new().layer(downstream.clone());
+            tracing::info_span!(target: "myapp", "handler").in_scope(|| {
+                let request = Request::get("http://inventory.internal/stock/7")
+                    .body(())
+                    .unwrap();
+                now(client.call(request)).unwrap();
+            });
+        });
+        xray.flush(Duration::from_secs(5)).unwrap();
+        let traces = exporter.traces();
+        assert_eq!(traces.len(), 1);
+        let segment = &traces[0];
+        assert!(segment.get("subsegments").is_none(), "{segment}");
+        let sent = downstream.0.lock().unwrap();
+        let header = TraceHeader::from_headers(&sent[0]).expect("the trace header is sent");
+        assert_eq!(
+            header.root().map(|r| r.to_string()).as_deref(),
+            segment["trace_id"].as_str()
+        );
+        assert_eq!(
+            header.parent().map(|p| p.to_string()).as_deref(),
+            segment["id"].as_str()
+        );
+        assert_eq!(header.sampled(), crate::Sampled::Yes);
     }
 
     #[test]
