@@ -1,5 +1,7 @@
 //! `X-Amzn-Trace-Id` in the `http` crate's [`HeaderMap`] (feature `tower`).
 
+use std::borrow::Cow;
+
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::header::{TraceHeader, HEADER_NAME_LOWERCASE};
@@ -9,15 +11,23 @@ pub(crate) const fn header_name() -> HeaderName {
     HeaderName::from_static(HEADER_NAME_LOWERCASE)
 }
 
+/// A trace header's value as text for [`TraceHeader::parse`]. HTTP allows
+/// bytes past ASCII in a value (obs-text): they become U+FFFD here, so only
+/// the pair holding them is malformed, not the whole header.
+pub(crate) fn header_text(value: &HeaderValue) -> Cow<'_, str> {
+    String::from_utf8_lossy(value.as_bytes())
+}
+
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 impl TraceHeader {
     /// Reads the `X-Amzn-Trace-Id` header (matched case-insensitively, the
     /// first one when repeated) and parses it leniently
     /// ([`TraceHeader::parse`]).
     ///
-    /// `None` when the header is absent, is not text, or holds nothing usable;
-    /// a header with a valid `Root` but a malformed `Parent` still comes back,
-    /// without the parent.
+    /// `None` when the header is absent or holds nothing usable; a header
+    /// with a valid `Root` but a malformed `Parent` still comes back, without
+    /// the parent, and a pair holding bytes past ASCII (which HTTP allows in
+    /// a value) is dropped alone.
     ///
     /// ```
     /// use http::HeaderMap;
@@ -39,8 +49,8 @@ impl TraceHeader {
     /// assert_eq!(TraceHeader::from_headers(&headers), None);
     /// ```
     pub fn from_headers(headers: &HeaderMap) -> Option<TraceHeader> {
-        let value = headers.get(header_name())?.to_str().ok()?;
-        let header = TraceHeader::parse(value);
+        let value = header_text(headers.get(header_name())?);
+        let header = TraceHeader::parse(&value);
         (!header.is_empty()).then_some(header)
     }
 

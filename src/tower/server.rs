@@ -13,7 +13,7 @@ use tracing::field::Empty;
 use tracing::Span;
 
 use crate::header::{Sampled, TraceHeader};
-use crate::http::header_name;
+use crate::http::{header_name, header_text};
 use crate::layer::LAMBDA_INVOKE_SPAN;
 use crate::span_ext::XraySpanExt;
 
@@ -27,7 +27,8 @@ use crate::span_ext::XraySpanExt;
 ///
 /// - The incoming `X-Amzn-Trace-Id` continues the caller's trace (its
 ///   `Root`, `Parent` and `Sampled`); a missing or malformed header starts a
-///   fresh trace.
+///   fresh trace. Parsing is lenient: a damaged pair (say, one with bytes
+///   past ASCII) is dropped and the rest kept.
 /// - The response carries `X-Amzn-Trace-Id: Root=<trace id>`, plus
 ///   `Sampled=<decision>` when the request asked with `Sampled=?`
 ///   (SPEC §3.1). A header the inner service set itself is kept.
@@ -185,7 +186,7 @@ where
 fn request_span<B>(request: &Request<B>) -> (Span, bool) {
     let headers = request.headers();
     let uri = request.uri();
-    let incoming = headers.get(header_name()).and_then(|v| v.to_str().ok());
+    let incoming = headers.get(header_name()).map(header_text);
     // In AWS Lambda (`lambda_http`), the request is served inside the
     // invocation's span: a child of its facade, in the invocation's trace.
     let current = Span::current();
@@ -197,7 +198,9 @@ fn request_span<B>(request: &Request<B>) -> (Span, bool) {
     } else {
         (None, incoming)
     };
-    let requested = incoming.is_some_and(|h| TraceHeader::parse(h).sampled() == Sampled::Requested);
+    let requested = incoming
+        .as_deref()
+        .is_some_and(|h| TraceHeader::parse(h).sampled() == Sampled::Requested);
     let authority = super::authority_of(uri, headers);
     let host = authority.as_ref().map(|a| a.host().to_owned());
     // Scheme, host, port and path only: no query (see `request_url`).
@@ -223,7 +226,7 @@ fn request_span<B>(request: &Request<B>) -> (Span, bool) {
         http.client_ip = client,
         http.response.status_code = Empty,
         otel.status_code = Empty,
-        xray.trace_header = incoming,
+        xray.trace_header = incoming.as_deref(),
     );
     (span, requested)
 }
@@ -330,6 +333,36 @@ fn respond_with_trace<R>(span: &Span, requested: bool, response: &mut Response<R
 mod tests {
     use super::super::client::tests::{capture, now, Ok200};
     use super::*;
+
+    /// HTTP allows bytes past ASCII in a header value: a pair holding one
+    /// is dropped, and the caller's trace is still continued.
+    #[test]
+    fn a_pair_with_bytes_past_ascii_does_not_lose_the_callers_trace() {
+        let mut value =
+            b"Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;Foo=caf"
+                .to_vec();
+        value.push(0xe9); // Latin-1 'é'
+        let value = HeaderValue::from_bytes(&value).unwrap();
+        assert!(value.to_str().is_err(), "not visible ASCII");
+        let mut headers = ::http::HeaderMap::new();
+        headers.insert(header_name(), value.clone());
+        let header = TraceHeader::from_headers(&headers).unwrap();
+        assert_eq!(
+            header.to_string(),
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+        );
+        let (traces, _) = capture(|| {
+            let mut service = XrayServerLayer::new().layer(Ok200);
+            let request = Request::get("/cart")
+                .header(header_name(), value)
+                .body(())
+                .unwrap();
+            now(service.call(request)).unwrap();
+        });
+        assert_eq!(traces.len(), 1);
+        assert_eq!(traces[0]["trace_id"], "1-5759e988-bd862e3fe1be46a994272793");
+        assert_eq!(traces[0]["parent_id"], "53995c3f42cd8ad8");
+    }
 
     #[test]
     fn the_url_has_no_credentials_query_or_fragment() {
