@@ -162,6 +162,7 @@ where
         }
         let inner = {
             let _enter = span.enter();
+            let _fault = super::FaultOnPanic::new(&span);
             self.inner.call(request)
         };
         XrayClientFuture {
@@ -268,6 +269,7 @@ where
         let this = self.project();
         let result = {
             let _enter = this.span.as_ref().map(Span::enter);
+            let _fault = this.span.as_ref().map(super::FaultOnPanic::new);
             ready!(this.inner.poll(cx))
         };
         if let Some(span) = this.span.take() {
@@ -425,6 +427,46 @@ pub(super) mod tests {
             segment["id"].as_str()
         );
         assert_eq!(header.sampled(), crate::Sampled::Yes);
+    }
+
+    /// A client whose future panics.
+    struct Panics;
+
+    impl<B> Service<Request<B>> for Panics {
+        type Response = Response<()>;
+        type Error = Infallible;
+        type Future =
+            std::future::PollFn<fn(&mut Context<'_>) -> Poll<Result<Response<()>, Infallible>>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<B>) -> Self::Future {
+            std::future::poll_fn(|_| panic!("the client failed"))
+        }
+    }
+
+    #[test]
+    fn a_panicking_call_is_a_fault() {
+        let (traces, _) = capture(|| {
+            let mut client = XrayClientLayer::new().layer(Panics);
+            tracing::info_span!("handler").in_scope(|| {
+                let request = Request::get("http://inventory.internal/stock")
+                    .body(())
+                    .unwrap();
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    now(client.call(request))
+                }));
+                assert!(outcome.is_err(), "the panic is not swallowed");
+            });
+        });
+        let call = &traces[0]["subsegments"][0];
+        assert_eq!(call["fault"], true, "{call}");
+        assert_eq!(
+            call["cause"]["exceptions"][0]["message"], "panicked",
+            "{call}"
+        );
     }
 
     #[test]

@@ -77,7 +77,8 @@
 //! | `user_agent.original` | `User-Agent` | `User-Agent` |
 //! | `http.client_ip` | the first `X-Forwarded-For` entry (X-Ray `client_ip`, with `x_forwarded_for: true`) | |
 //! | `http.response.status_code` | recorded when the response is ready | recorded when the response arrives |
-//! | `otel.status_code` | `"ERROR"` when the service returns an error | `"ERROR"` when the call fails |
+//! | `otel.status_code` | `"ERROR"` when the service returns an error or panics | `"ERROR"` when the call fails or panics |
+//! | `otel.status_message` | `"panicked"` when the service panics | the error's text, or `"panicked"` |
 //! | `xray.trace_header` | the incoming header (continues the trace) | |
 
 mod client;
@@ -90,6 +91,33 @@ pub use server::{XrayServer, XrayServerFuture, XrayServerLayer};
 
 use ::http::header::{HeaderMap, HeaderName, HOST, USER_AGENT};
 use ::http::uri::{Authority, Uri};
+
+/// Marks `span` a fault (`otel.status_code = "ERROR"`, exception
+/// `"panicked"`) when dropped by a panic's unwinding that started after it
+/// was made: the service it guards (a handler, a client) panicked, and the
+/// span closes as the unwinding drops it.
+struct FaultOnPanic<'a> {
+    span: &'a tracing::Span,
+    was_panicking: bool,
+}
+
+impl<'a> FaultOnPanic<'a> {
+    fn new(span: &'a tracing::Span) -> Self {
+        FaultOnPanic {
+            span,
+            was_panicking: std::thread::panicking(),
+        }
+    }
+}
+
+impl Drop for FaultOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() && !self.was_panicking {
+            self.span.record("otel.status_code", "ERROR");
+            self.span.record("otel.status_message", "panicked");
+        }
+    }
+}
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())

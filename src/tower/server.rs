@@ -34,6 +34,8 @@ use crate::span_ext::XraySpanExt;
 ///   (SPEC §3.1). A header the inner service set itself is kept.
 /// - The status is recorded as `http.response.status_code`, from which the
 ///   segment's `error` (4xx), `throttle` (429) and `fault` (5xx) follow.
+///   A service that returns an error, or panics, makes the segment a fault
+///   (a panic's exception reads `panicked`; the panic itself goes on).
 ///
 /// The span is named `http.server` and created at `INFO` level with the
 /// fields listed in the [module docs](crate::tower#span-fields). It ends when
@@ -171,6 +173,7 @@ where
         let (span, requested) = request_span(&request);
         let inner = {
             let _enter = span.enter();
+            let _fault = super::FaultOnPanic::new(&span);
             self.inner.call(request)
         };
         XrayServerFuture {
@@ -226,6 +229,7 @@ fn request_span<B>(request: &Request<B>) -> (Span, bool) {
         http.client_ip = client,
         http.response.status_code = Empty,
         otel.status_code = Empty,
+        otel.status_message = Empty,
         xray.trace_header = incoming.as_deref(),
     );
     (span, requested)
@@ -289,6 +293,7 @@ where
         let this = self.project();
         let result = {
             let _enter = this.span.as_ref().map(Span::enter);
+            let _fault = this.span.as_ref().map(super::FaultOnPanic::new);
             ready!(this.inner.poll(cx))
         };
         let Some(span) = this.span.take() else {
@@ -333,6 +338,58 @@ fn respond_with_trace<R>(span: &Span, requested: bool, response: &mut Response<R
 mod tests {
     use super::super::client::tests::{capture, now, Ok200};
     use super::*;
+
+    /// Panics in `call` (synchronous set-up) or while polling.
+    struct Panics {
+        in_call: bool,
+    }
+
+    impl<B> Service<Request<B>> for Panics {
+        type Response = Response<()>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::PollFn<
+            fn(&mut Context<'_>) -> Poll<Result<Response<()>, std::convert::Infallible>>,
+        >;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<B>) -> Self::Future {
+            assert!(!self.in_call, "the handler failed to start");
+            std::future::poll_fn(|_| panic!("the handler failed"))
+        }
+    }
+
+    /// A handler that panics (with nothing catching it inside the layer)
+    /// leaves a segment marked as a fault, whether it panics in `call` or
+    /// in its future; the panic itself goes on.
+    #[test]
+    fn a_panicking_handler_is_a_fault() {
+        let (traces, _) = capture(|| {
+            for in_call in [true, false] {
+                let mut service = XrayServerLayer::new().layer(Panics { in_call });
+                let request = Request::get("/cart").body(()).unwrap();
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    now(service.call(request))
+                }));
+                assert!(outcome.is_err(), "the panic is not swallowed");
+            }
+            // After the panics, a request that completes is no fault.
+            let mut service = XrayServerLayer::new().layer(Ok200);
+            now(service.call(Request::get("/ok").body(()).unwrap())).unwrap();
+        });
+        assert_eq!(traces.len(), 3);
+        for segment in &traces[..2] {
+            assert_eq!(segment["fault"], true, "{segment}");
+            assert_eq!(
+                segment["cause"]["exceptions"][0]["message"], "panicked",
+                "{segment}"
+            );
+        }
+        assert!(traces[2].get("fault").is_none(), "{}", traces[2]);
+        assert!(traces[2].get("cause").is_none(), "{}", traces[2]);
+    }
 
     /// HTTP allows bytes past ASCII in a header value: a pair holding one
     /// is dropped, and the caller's trace is still continued.
