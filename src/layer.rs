@@ -753,7 +753,7 @@ where
                 data.record_field(key, value);
             }
             for e in errors {
-                data.push_error(e);
+                data.record_error_field(e);
             }
         }
     }
@@ -1031,7 +1031,7 @@ fn record_attributes(attrs: &Attributes<'_>, data: &mut SpanData) {
     // Most spans record no error: skip the loop's set-up and drop.
     if !errors.is_empty() {
         for e in errors {
-            data.push_error(e);
+            data.record_error_field(e);
         }
     }
 }

@@ -169,3 +169,63 @@ fn an_error_field_without_error_value_gives_the_exception_its_text() {
     assert_eq!(ex[1]["message"], "order 7 not found");
     assert_eq!(ex[0]["cause"], ex[1]["id"]);
 }
+
+/// Each ERROR event is an exception of its own, also when it carries an
+/// error value in a field named like the span's: only a span field recorded
+/// again replaces its exception.
+#[test]
+fn every_error_event_with_an_error_value_is_an_exception_of_its_own() {
+    let (traces, stats) = run(false, || {
+        tracing::info_span!("two_events").in_scope(|| {
+            for attempt in ["disk full", "connection reset"] {
+                let e = Failure(attempt);
+                tracing::error!(error = &e as &dyn std::error::Error, "attempt failed");
+            }
+        });
+        let own = Failure("the span's own");
+        tracing::info_span!("field_and_event", error = &own as &dyn std::error::Error).in_scope(
+            || {
+                let e = Failure("the event's");
+                tracing::error!(error = &e as &dyn std::error::Error, "event failure");
+            },
+        );
+    });
+    let messages = |name: &str| -> Vec<String> {
+        let trace = traces
+            .iter()
+            .find(|t| t["metadata"]["tracing"]["span_name"] == name)
+            .unwrap();
+        trace["cause"]["exceptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["message"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // An event's message, then its error value as the message's source.
+    assert_eq!(
+        messages("two_events"),
+        [
+            "attempt failed",
+            "disk full",
+            "attempt failed",
+            "connection reset"
+        ]
+    );
+    assert_eq!(
+        messages("field_and_event"),
+        ["the span's own", "event failure", "the event's"]
+    );
+    assert_eq!(stats.exceptions_dropped, 0);
+}
+
+#[derive(Debug)]
+struct Failure(&'static str);
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Failure {}
