@@ -134,7 +134,8 @@ impl Builder {
     }
 
     /// The application version written in the segment's `service.version`
-    /// (for example `env!("CARGO_PKG_VERSION")`).
+    /// (for example `env!("CARGO_PKG_VERSION")`), cut to X-Ray's 250
+    /// characters for a string: it goes into every segment.
     ///
     /// ```
     /// # use std::time::Duration;
@@ -156,7 +157,11 @@ impl Builder {
     /// assert_eq!(exporter.traces()[0]["service"]["version"], "1.4.2");
     /// ```
     pub fn with_service_version(mut self, version: impl Into<String>) -> Self {
-        self.service_version = Some(version.into());
+        let mut version = version.into();
+        version.truncate(
+            crate::limits::truncate_chars(&version, crate::limits::MAX_STRING_CHARS).len(),
+        );
+        self.service_version = Some(version);
         self
     }
 

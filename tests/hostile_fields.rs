@@ -184,3 +184,24 @@ fn annotations_in(trace: &serde_json::Value) -> usize {
         .map(|(_, n)| n["annotations"].as_object().map_or(0, |a| a.len()))
         .sum()
 }
+
+/// The service version goes into every segment: a huge one is cut to
+/// X-Ray's 250 characters for a string, so no segment goes over the limit
+/// (or loses its metadata to trimming) because of it.
+#[test]
+fn a_huge_service_version_is_cut_not_sent_in_every_segment() {
+    let version = "1.0.0+".to_owned() + &"é".repeat(70_000);
+    let (traces, _) = common::run_in_memory(
+        |b| {
+            b.with_sampler(tracing_xray::sampling::AlwaysSample)
+                .with_service_version(version.clone())
+        },
+        || info_span!("request", metadata.kept = 1).in_scope(|| {}),
+    );
+    assert_eq!(traces.len(), 1);
+    let sent = traces[0]["service"]["version"].as_str().unwrap();
+    assert_eq!(sent.chars().count(), 250);
+    assert!(version.starts_with(sent));
+    assert!(traces[0].to_string().len() <= MAX_DOCUMENT_BYTES);
+    assert_eq!(traces[0]["metadata"]["default"]["kept"], 1, "{}", traces[0]);
+}
