@@ -207,8 +207,40 @@ pub fn handle_datagram(state: &State, buf: &[u8]) {
 }
 
 /// Bytes of datagrams that may wait between the receiving and the processing thread;
-/// beyond this, datagrams are dropped and counted (`queue_dropped`).
+/// beyond this, datagrams are dropped and counted (`queue_dropped`). Each datagram is
+/// charged [`QUEUED_DATAGRAM_OVERHEAD`] on top of its length, so that empty or tiny
+/// ones are bounded too.
 pub const QUEUE_BYTES: usize = 16 * 1024 * 1024;
+
+/// What a queued datagram costs beyond its bytes: its `Vec` and its place in the channel.
+pub const QUEUED_DATAGRAM_OVERHEAD: usize = 64;
+
+/// The bytes queued between the receiving and the processing thread, within
+/// [`QUEUE_BYTES`].
+#[derive(Debug, Default)]
+struct QueueBudget(AtomicUsize);
+
+impl QueueBudget {
+    /// What a datagram of `n` bytes is charged.
+    fn cost(n: usize) -> usize {
+        n + QUEUED_DATAGRAM_OVERHEAD
+    }
+
+    /// Charges a datagram of `n` bytes; `false` (nothing charged) when it does not fit.
+    /// Only the receiving thread admits, so the load and the add need no loop.
+    fn admit(&self, n: usize) -> bool {
+        if self.0.load(Ordering::Relaxed) + Self::cost(n) > QUEUE_BYTES {
+            return false;
+        }
+        self.0.fetch_add(Self::cost(n), Ordering::Relaxed);
+        true
+    }
+
+    /// Gives back what a processed datagram of `n` bytes was charged.
+    fn release(&self, n: usize) {
+        self.0.fetch_sub(Self::cost(n), Ordering::Relaxed);
+    }
+}
 
 /// The UDP receive loop; returns when `state.stop` is set.
 ///
@@ -218,7 +250,7 @@ pub const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 pub fn run(socket: UdpSocket, state: Arc<State>) {
     // A short timeout lets the loop notice a stop request.
     let _ = socket.set_read_timeout(Some(Duration::from_millis(100)));
-    let queued = Arc::new(AtomicUsize::new(0));
+    let queued = Arc::new(QueueBudget::default());
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     let worker = {
         let state = state.clone();
@@ -228,7 +260,7 @@ pub fn run(socket: UdpSocket, state: Arc<State>) {
             .spawn(move || {
                 for d in rx {
                     handle_datagram(&state, &d);
-                    queued.fetch_sub(d.len(), Ordering::Relaxed);
+                    queued.release(d.len());
                 }
             })
     };
@@ -240,11 +272,10 @@ pub fn run(socket: UdpSocket, state: Arc<State>) {
     while !state.stop.load(Ordering::Relaxed) {
         match socket.recv_from(&mut buf) {
             Ok((n, _)) => {
-                if queued.load(Ordering::Relaxed) + n > QUEUE_BYTES {
+                if !queued.admit(n) {
                     state.queue_dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                queued.fetch_add(n, Ordering::Relaxed);
                 if let Err(mpsc::SendError(d)) = tx.send(buf[..n].to_vec()) {
                     // The processing thread is gone (it catches its panics, so this
                     // should never happen): go on alone rather than stop receiving.
@@ -277,6 +308,24 @@ fn run_inline(socket: UdpSocket, state: &State) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Empty datagrams are bounded as any: each is charged what it holds in the queue.
+    #[test]
+    fn the_queue_bound_holds_for_empty_datagrams() {
+        let budget = QueueBudget::default();
+        let admitted = (0..QUEUE_BYTES).take_while(|_| budget.admit(0)).count();
+        assert_eq!(admitted, QUEUE_BYTES / QUEUED_DATAGRAM_OVERHEAD);
+        // Processing one makes room for one more.
+        budget.release(0);
+        assert!(budget.admit(0));
+        assert!(!budget.admit(0));
+        // A full datagram needs room for its bytes too.
+        for _ in 0..20 {
+            budget.release(0);
+        }
+        assert!(!budget.admit(BUFFER_SIZE));
+        assert!(budget.admit(20 * QUEUED_DATAGRAM_OVERHEAD - QUEUED_DATAGRAM_OVERHEAD));
+    }
 
     #[test]
     fn accepts_both_header_spellings() {
