@@ -131,9 +131,13 @@ const THROTTLING_CODES: &[&str] = &[
 ];
 
 /// The region of a SigV4 `Authorization` header's credential scope
-/// (`Credential=AKID/20240101/us-east-1/dynamodb/aws4_request`).
+/// (`AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/dynamodb/aws4_request`).
+/// `None` for SigV4a (`AWS4-ECDSA-P256-SHA256`), whose scope has no region
+/// (`AKID/20240101/dynamodb/aws4_request`; the regions are in
+/// `X-Amz-Region-Set`), and for any other scheme.
 fn region_of_authorization(auth: &str) -> Option<&str> {
-    let scope = auth.split("Credential=").nth(1)?;
+    let params = auth.trim_start().strip_prefix("AWS4-HMAC-SHA256 ")?;
+    let scope = params.split("Credential=").nth(1)?;
     let scope = scope.split([',', ' ']).next()?;
     let mut parts = scope.split('/');
     parts.next()?; // access key id
@@ -468,6 +472,14 @@ mod tests {
         assert_eq!(region_of_authorization(auth), Some("eu-west-3"));
         assert_eq!(region_of_authorization("Bearer x"), None);
         assert_eq!(region_of_authorization("Credential=AKID/2024"), None);
+        assert_eq!(
+            region_of_authorization("AWS4-HMAC-SHA256 Credential=AKID/2024"),
+            None
+        );
+        // SigV4a: service where SigV4 has the region; no region at all.
+        let sigv4a = "AWS4-ECDSA-P256-SHA256 Credential=AKID/20240101/dynamodb/aws4_request, \
+                      SignedHeaders=host;x-amz-date;x-amz-region-set, Signature=3045";
+        assert_eq!(region_of_authorization(sigv4a), None);
     }
 
     #[test]

@@ -412,11 +412,18 @@ mod with_interceptor {
         assert_eq!(seen[1], OTHER);
     }
 
-    /// A request not signed with SigV4 (here: a client without
-    /// credentials, as for Cognito's or STS's unauthenticated calls) has no
-    /// credential scope to take the region from: the client's is recorded.
+    /// A request not signed with SigV4 has no credential scope to take the
+    /// region from: the client's is recorded. Here a client without
+    /// credentials (as for Cognito's or STS's unauthenticated calls), and a
+    /// call signed with SigV4a (S3 Multi-Region Access Points, EventBridge
+    /// global endpoints), whose scope `AKID/date/service/aws4_request` has
+    /// the service where SigV4's has the region (its regions are in
+    /// `X-Amz-Region-Set`); the header is the SigV4a signer's, set by hand.
     #[test]
-    fn an_unsigned_call_records_the_clients_region() {
+    fn an_unsigned_or_sigv4a_call_records_the_clients_region() {
+        const SIGV4A: &str = "AWS4-ECDSA-P256-SHA256 \
+            Credential=AKIDEXAMPLE/20240101/dynamodb/aws4_request, \
+            SignedHeaders=host;x-amz-date;x-amz-region-set, Signature=3045022100c2f7e4e8a1";
         let (listener, app, _) = header_recording_endpoint();
         let addr = listener.local_addr().unwrap();
         let doc = trace(LevelFilter::DEBUG, || async move {
@@ -429,17 +436,26 @@ mod with_interceptor {
                 .http_client(aws_smithy_http_client::Builder::new().build_http())
                 .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
                 .build();
-            aws_sdk_dynamodb::Client::from_conf(config)
+            let client = aws_sdk_dynamodb::Client::from_conf(config);
+            client.list_tables().send().await.unwrap();
+            client
                 .list_tables()
+                .customize()
+                .mutate_request(|r| {
+                    r.headers_mut().insert("authorization", SIGV4A);
+                    r.headers_mut().insert("x-amz-region-set", "*");
+                })
                 .send()
                 .await
                 .unwrap();
             server.abort();
         });
         let calls = calls(&doc);
-        assert_eq!(calls.len(), 1, "{doc:#}");
-        assert_eq!(calls[0]["aws"]["operation"], "ListTables");
-        assert_eq!(calls[0]["aws"]["region"], "eu-west-3", "{doc:#}");
+        assert_eq!(calls.len(), 2, "{doc:#}");
+        for call in calls {
+            assert_eq!(call["aws"]["operation"], "ListTables");
+            assert_eq!(call["aws"]["region"], "eu-west-3", "{doc:#}");
+        }
     }
 
     /// Serves `app` on `listener` from the current tokio runtime, until the
