@@ -62,3 +62,46 @@ fn a_chain_of_300_spans_arrives_whole_in_readable_documents() {
     assert_eq!(traces.len(), 1);
     assert_eq!(span_depth(&traces[0]), LEVELS);
 }
+
+/// What the timeline wrote, shared with the test.
+#[derive(Clone, Default)]
+struct Drawn(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Drawn {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The timeline puts a trace's parts back together before drawing it: a
+/// chain of 10,000 levels (a recursive function with `#[instrument]`) is one
+/// tree that deep, and dropping it must not overflow the worker's stack
+/// (which aborts the whole process, here this test binary).
+#[test]
+fn the_timeline_draws_a_chain_of_10_000_spans() {
+    const LEVELS: usize = 10_000;
+    let drawn = Drawn::default();
+    let timeline = tracing_xray::export::TimelineExporter::to_writer(drawn.clone()).ascii();
+    common::run_in_memory(
+        |b| b.with_sampler(AlwaysSample).with_exporter(timeline),
+        || {
+            let dispatch = tracing::dispatcher::get_default(Clone::clone);
+            std::thread::Builder::new()
+                .stack_size(1 << 30)
+                .spawn(move || tracing::dispatcher::with_default(&dispatch, || chain(LEVELS)))
+                .unwrap()
+                .join()
+                .unwrap();
+        },
+    );
+    let text = String::from_utf8(drawn.0.lock().unwrap().clone()).unwrap();
+    // The title, one row per span, the bottleneck and the critical path.
+    assert_eq!(text.lines().count(), 1 + LEVELS + 2, "{}", &text[..300]);
+    let deepest = text.lines().nth(LEVELS).unwrap();
+    // Too deep to indent: the row names its depth, and keeps its name.
+    assert!(deepest.contains("[9999] level"), "{deepest}");
+}

@@ -14,7 +14,8 @@ const MAX_PENDING_SUBSEGMENTS: usize = 10_000;
 const DEFAULT_WIDTH: usize = 100;
 
 /// Prints every finished trace as a timeline: one row per (sub)segment,
-/// indented by depth, with its duration, a bar placed and scaled on the
+/// indented by depth (past what the name column allows, the depth is
+/// written out: `[57] name`), with its duration, a bar placed and scaled on the
 /// trace's time axis, its annotations and its error / fault / throttle marks,
 /// the rows on the critical path marked `▶`; then the bottleneck (the slowest
 /// leaf, with its share of the trace) and the critical path. The
@@ -454,7 +455,16 @@ impl TimelineExporter {
             total
         );
         for r in &rows {
-            let mut label: String = " ".repeat(r.depth * 2);
+            // Indented two columns a level while 10 are left for the name;
+            // deeper, the depth is written out instead, so that the row
+            // keeps its name.
+            let max_indent = (label_width - 2).saturating_sub(10);
+            let mut label = if r.depth * 2 <= max_indent {
+                " ".repeat(r.depth * 2)
+            } else {
+                let depth = format!("[{}] ", r.depth);
+                " ".repeat(max_indent.saturating_sub(depth.len())) + &depth
+            };
             label.push_str(&r.name);
             let label = cut_to_columns(&label, label_width - 2);
             let from = (((r.start - t0) / total) * bar_width as f64).floor() as usize;
@@ -538,6 +548,21 @@ fn attach(node: &mut Value, orphans: &mut HashMap<String, Vec<Value>>) {
     }
 }
 
+/// Drops `root` one node at a time. Put back together, a trace is as deep
+/// as its call chain (a recursive function makes 10,000 levels), and
+/// `Value`'s own drop recurses once per level: on the worker's stack, that
+/// is an overflow, which aborts the process.
+fn drop_iteratively(root: Value) {
+    let mut stack = vec![root];
+    while let Some(mut value) = stack.pop() {
+        match &mut value {
+            Value::Array(items) => stack.append(items),
+            Value::Object(map) => stack.extend(std::mem::take(map).into_iter().map(|(_, v)| v)),
+            _ => {}
+        }
+    }
+}
+
 impl Exporter for TimelineExporter {
     fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
         let mut outcome = ExportOutcome::default();
@@ -570,6 +595,7 @@ impl Exporter for TimelineExporter {
                         self.keep_pending(part);
                     }
                     let text = self.render(&root);
+                    drop_iteratively(root);
                     match self
                         .out
                         .write_all(text.as_bytes())
