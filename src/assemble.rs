@@ -362,7 +362,7 @@ impl<'c> Assembler<'c> {
         let mut count = 1 + children.iter().map(|c| c.count).sum::<usize>();
         // The threshold counts the subsegments a document holds: its top
         // (this node) is not one of them.
-        let threshold = self.cfg.streaming_threshold.max(1) + 1;
+        let threshold = self.cfg.streaming_threshold.max(1).saturating_add(1);
         let too_deep = |c: &Packed| c.height >= MAX_EMBED_DEPTH;
         if total > limit || count > threshold || children.iter().any(too_deep) {
             // A subtree leaves as an independent subsegment when it nests too

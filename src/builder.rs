@@ -1,7 +1,7 @@
 //! [`Builder`]: configures and builds an [`XrayLayer`].
 
 use std::fmt;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU8;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -439,7 +439,7 @@ impl Builder {
         let shared = Arc::new(Shared {
             tx: tx.clone(),
             counters: counters.clone(),
-            shut_down: AtomicBool::new(false),
+            shut_down: AtomicU8::new(crate::handle::RUNNING),
             worker: Mutex::new(Some(worker)),
         });
         XrayLayer {

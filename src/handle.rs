@@ -1,7 +1,7 @@
 //! [`XrayHandle`]: flush, shut down and read the counters of a running layer.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -31,6 +31,11 @@ pub enum FlushError {
     Timeout(Duration),
     /// The layer was already shut down.
     AlreadyShutdown,
+    /// Called on the worker's own thread (from an [`Exporter`]'s code): the
+    /// worker cannot wait for itself.
+    ///
+    /// [`Exporter`]: crate::export::Exporter
+    OnWorkerThread,
 }
 
 impl fmt::Display for FlushError {
@@ -38,6 +43,9 @@ impl fmt::Display for FlushError {
         match self {
             FlushError::Timeout(t) => write!(f, "tracing-xray flush did not finish within {t:?}"),
             FlushError::AlreadyShutdown => f.write_str("tracing-xray was already shut down"),
+            FlushError::OnWorkerThread => f.write_str(
+                "tracing-xray flush or shutdown called from its own worker thread (an exporter)",
+            ),
         }
     }
 }
@@ -161,11 +169,42 @@ impl Counters {
     }
 }
 
+/// [`Shared::shut_down`]: no shutdown asked for.
+pub(crate) const RUNNING: u8 = 0;
+/// A `shutdown` call is queuing its request; it may still time out, and the
+/// layer go on.
+const SHUTDOWN_CLAIMED: u8 = 1;
+/// The shutdown request is queued: the worker stops when it gets to it.
+const SHUTDOWN_QUEUED: u8 = 2;
+
+thread_local! {
+    /// On a worker's thread, its layer's counters (`Arc::as_ptr`), telling a
+    /// `flush` made by the exporter from one made elsewhere.
+    static WORKER_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the calling thread as `counters`' layer's worker.
+pub(crate) fn mark_worker_thread(counters: &Arc<Counters>) {
+    WORKER_OF.with(|w| w.set(Arc::as_ptr(counters) as usize));
+}
+
 pub(crate) struct Shared {
     pub(crate) tx: Sender<Message>,
     pub(crate) counters: Arc<Counters>,
-    pub(crate) shut_down: AtomicBool,
+    /// [`RUNNING`], [`SHUTDOWN_CLAIMED`] or [`SHUTDOWN_QUEUED`].
+    pub(crate) shut_down: AtomicU8,
     pub(crate) worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Shared {
+    /// [`FlushError::OnWorkerThread`] when called by this layer's own worker
+    /// (its exporter), which would wait for itself.
+    fn check_caller(&self) -> Result<(), FlushError> {
+        if WORKER_OF.with(std::cell::Cell::get) == Arc::as_ptr(&self.counters) as usize {
+            return Err(FlushError::OnWorkerThread);
+        }
+        Ok(())
+    }
 }
 
 /// A cloneable handle on a layer's worker: [`flush`](XrayHandle::flush),
@@ -212,7 +251,8 @@ impl XrayHandle {
     /// (and the exporter flushed), or `timeout` passes.
     ///
     /// A disabled layer flushes at once. `Duration::MAX` waits as long as it
-    /// takes.
+    /// takes. Called by the layer's own exporter (on the worker's thread),
+    /// it returns [`FlushError::OnWorkerThread`] at once.
     ///
     /// ```
     /// use std::time::Duration;
@@ -236,7 +276,10 @@ impl XrayHandle {
         let Some(shared) = &self.shared else {
             return Ok(());
         };
-        if shared.shut_down.load(Ordering::Acquire) {
+        shared.check_caller()?;
+        // A shutdown still queuing its request may yet time out (and the
+        // layer go on): this flush queues its own, answered either way.
+        if shared.shut_down.load(Ordering::Acquire) == SHUTDOWN_QUEUED {
             return Err(FlushError::AlreadyShutdown);
         }
         // A flush whose request cannot be queued in time changes nothing.
@@ -257,9 +300,12 @@ impl XrayHandle {
     /// full behind a busy exporter), this returns [`FlushError::Timeout`] and
     /// nothing changes: the layer goes on, and a later call can shut it down.
     /// A call made while another one is queuing its request returns
-    /// [`FlushError::AlreadyShutdown`]. Once the request is queued, the
-    /// worker shuts down when it gets to it, whether or not this call waited
-    /// that long.
+    /// [`FlushError::AlreadyShutdown`] (a `flush` made meanwhile is an
+    /// ordinary flush). Once the request is queued, the worker shuts down
+    /// when it gets to it, whether or not this call waited that long; it then
+    /// drops the exporter, and this call waits for that too, within
+    /// `timeout`. Called by the layer's own exporter, it returns
+    /// [`FlushError::OnWorkerThread`] at once.
     ///
     /// ```
     /// use std::time::Duration;
@@ -288,30 +334,50 @@ impl XrayHandle {
         // Claimed before the request is queued, so that two calls never both
         // queue one; given back if it could not be queued, so that a later
         // call can (the worker never heard of this one).
-        if shared.shut_down.swap(true, Ordering::AcqRel) {
+        shared.check_caller()?;
+        if shared
+            .shut_down
+            .compare_exchange(
+                RUNNING,
+                SHUTDOWN_CLAIMED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
             return Err(FlushError::AlreadyShutdown);
         }
-        let started = Instant::now();
+        let deadline = deadline_after(Instant::now(), timeout);
         let queued = enqueue(shared, timeout, |reply, deadline| Message::Shutdown {
             reply,
             deadline,
         });
         let pending = match queued {
-            Ok(pending) => pending,
+            Ok(pending) => {
+                shared.shut_down.store(SHUTDOWN_QUEUED, Ordering::Release);
+                pending
+            }
             Err(err) => {
                 if let FlushError::Timeout(_) = err {
-                    shared.shut_down.store(false, Ordering::Release);
+                    shared.shut_down.store(RUNNING, Ordering::Release);
                 }
                 return Err(err);
             }
         };
         pending.wait()?;
-        // The worker replied and is returning; joining is immediate.
+        // The worker replied and is returning: it drops the exporter (whose
+        // `Drop` may take a while, it is the application's code) and ends.
+        // Joined if that is done in time; else left to end on its own.
         let worker = shared.worker.lock().ok().and_then(|mut w| w.take());
         if let Some(worker) = worker {
-            if started.elapsed() < timeout {
-                let _ = worker.join();
+            while !worker.is_finished() {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Ok(());
+                }
+                std::thread::sleep((deadline - now).min(Duration::from_millis(1)));
             }
+            let _ = worker.join();
         }
         Ok(())
     }

@@ -176,6 +176,7 @@ impl Worker {
         // Nothing this thread does (our own diagnostics, the exporter's
         // sockets and clients and their `tracing` events) is traced by us.
         let _suppress = SuppressGuard::enter();
+        crate::handle::mark_worker_thread(&self.counters);
         loop {
             let first = match self.next_poll() {
                 Some(at) => match self.rx.recv_deadline(at) {

@@ -470,3 +470,149 @@ fn an_open_trace_streams_in_parts_that_fit_the_queues_bound_in_bytes() {
     assert_eq!(traces.len(), 1);
     assert_eq!(traces[0]["subsegments"].as_array().unwrap().len(), 30);
 }
+
+/// An exporter whose `Drop` takes a while (it joins a thread of its own,
+/// closes a connection pool...).
+struct SlowToDrop(Duration);
+
+impl Exporter for SlowToDrop {
+    fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+        ExportOutcome::delivered(batch.len())
+    }
+}
+
+impl Drop for SlowToDrop {
+    fn drop(&mut self) {
+        std::thread::sleep(self.0);
+    }
+}
+
+/// `shutdown` waits at most its timeout, also for the worker to end: the
+/// exporter's `Drop` runs there, after the worker replied.
+#[test]
+fn shutdown_waits_at_most_its_timeout_for_the_exporter_to_drop() {
+    let xray = tracing_xray::builder()
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(SlowToDrop(Duration::from_secs(3)))
+        .build()
+        .handle();
+    let started = Instant::now();
+    assert_eq!(xray.shutdown(Duration::from_millis(200)), Ok(()));
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1_500), "{took:?}");
+    // A fast `Drop` is waited for: the worker is gone when `shutdown` returns.
+    let dropped = Arc::new(AtomicBool::new(false));
+    let xray = tracing_xray::builder()
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(Closable(dropped.clone()))
+        .build()
+        .handle();
+    assert_eq!(xray.shutdown(Duration::from_secs(5)), Ok(()));
+    assert!(dropped.load(Ordering::SeqCst));
+}
+
+/// Calls `flush` and `shutdown` on its own layer's handle from `export`.
+struct CallsItsOwnHandle {
+    handle: Arc<std::sync::OnceLock<tracing_xray::XrayHandle>>,
+    results: mpsc::Sender<[Result<(), FlushError>; 2]>,
+}
+
+impl Exporter for CallsItsOwnHandle {
+    fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+        if let Some(handle) = self.handle.get() {
+            let results = [handle.flush(Duration::MAX), handle.shutdown(Duration::MAX)];
+            let _ = self.results.send(results);
+        }
+        ExportOutcome::delivered(batch.len())
+    }
+}
+
+/// The worker cannot wait for itself: `flush` or `shutdown` called by the
+/// exporter, on the worker's thread, returns at once instead of blocking
+/// the worker for good.
+#[test]
+fn flush_and_shutdown_from_the_exporter_return_at_once() {
+    let handle = Arc::new(std::sync::OnceLock::new());
+    let (results_tx, results) = mpsc::channel();
+    let exporter = CallsItsOwnHandle {
+        handle: handle.clone(),
+        results: results_tx,
+    };
+    let xray = with_layer(
+        |b| b,
+        exporter,
+        |xray| {
+            handle.set(xray.clone()).unwrap();
+            info_span!("request").in_scope(|| {});
+        },
+    );
+    let results = results.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        results,
+        [
+            Err(FlushError::OnWorkerThread),
+            Err(FlushError::OnWorkerThread)
+        ]
+    );
+    // Not shut down, and still answering the application.
+    assert_eq!(xray.flush(Duration::from_secs(5)), Ok(()));
+    assert_eq!(xray.stats().documents_exported, 1);
+}
+
+/// A flush made while a shutdown waits for room in a full queue is a
+/// flush: that shutdown may yet time out, and the layer go on.
+#[test]
+fn a_flush_during_a_shutdown_that_times_out_still_flushes() {
+    let inner = InMemoryExporter::new();
+    let (gated, entered, release, shutdowns) = Gated::new(&inner);
+    let xray = with_layer(
+        |b| b.with_queue_capacity(1),
+        gated,
+        |xray| {
+            info_span!("a").in_scope(|| {});
+            entered.recv_timeout(Duration::from_secs(5)).unwrap();
+            info_span!("b").in_scope(|| {}); // fills the queue
+            let shutting = xray.clone();
+            let shutdown =
+                std::thread::spawn(move || shutting.shutdown(Duration::from_millis(400)));
+            let flushing = xray.clone();
+            let flush = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                flushing.flush(Duration::from_secs(10))
+            });
+            assert_eq!(
+                shutdown.join().unwrap(),
+                Err(FlushError::Timeout(Duration::from_millis(400)))
+            );
+            release.send(()).unwrap(); // a
+            release.send(()).unwrap(); // b
+            assert_eq!(flush.join().unwrap(), Ok(()));
+        },
+    );
+    assert_eq!(inner.len(), 2);
+    assert_eq!(shutdowns.load(Ordering::SeqCst), 0);
+    assert_eq!(xray.shutdown(Duration::from_secs(5)), Ok(()));
+}
+
+/// `usize::MAX` as the streaming threshold: never split by count (it was
+/// `threshold + 1`, which overflowed).
+#[test]
+fn a_streaming_threshold_of_usize_max_never_splits() {
+    let inner = InMemoryExporter::new();
+    let xray = with_layer(
+        |b| b.with_streaming_threshold(usize::MAX),
+        inner.clone(),
+        |_| {
+            info_span!("batch").in_scope(|| {
+                for _ in 0..3 {
+                    info_span!("item").in_scope(|| {});
+                }
+            });
+        },
+    );
+    xray.flush(Duration::from_secs(5)).unwrap();
+    assert_eq!(xray.stats().traces_dropped, 0);
+    let documents = inner.json_documents();
+    assert_eq!(documents.len(), 1, "{documents:?}");
+    assert_eq!(documents[0]["subsegments"].as_array().unwrap().len(), 3);
+}
