@@ -50,7 +50,7 @@ fn console_draws_tracing_xray_output() {
         udp_addr: "127.0.0.1:0".into(),
         http_addr: "127.0.0.1:0".into(),
         limits: Limits::default(),
-        http_threads: 2,
+        ..Config::default()
     })
     .unwrap();
     let (frontend, front_handle) = layer("frontend", &console);

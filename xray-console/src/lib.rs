@@ -4,10 +4,11 @@
 //! TCP `127.0.0.1:2000` for the SDKs' sampling calls) and serves, on the same TCP address,
 //! a service map, a filterable trace list and per-trace timelines with the critical path.
 //!
-//! Std threads only: one UDP intake thread and a few HTTP worker threads share one
-//! store behind a mutex. The library is what the `xray-console` binary runs, and what tests
-//! use to start a console of their own: [`Console`], its [`Config`] and [`Limits`], and its
-//! [`Stats`].
+//! Std threads only, no async runtime: the UDP intake threads, an HTTP accept thread and
+//! one short-lived thread per HTTP connection (a small server of the console's own, with
+//! bounded reads and writes) share one store behind a mutex. The library is what the
+//! `xray-console` binary runs, and what tests use to start a console of their own:
+//! [`Console`], its [`Config`], [`Limits`] and [`HttpDeadlines`], and its [`Stats`].
 //!
 //! ```no_run
 //! let console = xray_console::Console::start(xray_console::Config::default()).unwrap();
@@ -17,6 +18,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod filter;
+mod http;
 mod intake;
 mod map;
 mod model;
@@ -31,6 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use http::HttpDeadlines;
 pub use store::Limits;
 
 /// Where to listen and how much to keep.
@@ -57,8 +60,12 @@ pub struct Config {
     pub http_addr: String,
     /// Store bounds.
     pub limits: Limits,
-    /// HTTP worker threads (default 4).
-    pub http_threads: usize,
+    /// HTTP connections served at once (default 64), each on a thread of its own. A
+    /// connection past the limit is answered `503 Service Unavailable` with
+    /// `Retry-After: 1` at once, and closed.
+    pub max_http_connections: usize,
+    /// How long reading a request and writing its response may take, on one connection.
+    pub http_deadlines: HttpDeadlines,
 }
 
 impl Default for Config {
@@ -67,7 +74,8 @@ impl Default for Config {
             udp_addr: "127.0.0.1:2000".into(),
             http_addr: "127.0.0.1:2000".into(),
             limits: Limits::default(),
-            http_threads: 4,
+            max_http_connections: 64,
+            http_deadlines: HttpDeadlines::default(),
         }
     }
 }
@@ -190,7 +198,7 @@ pub struct Console {
     udp_addr: SocketAddr,
     http_addr: SocketAddr,
     state: Arc<State>,
-    server: Arc<tiny_http::Server>,
+    http: http::Server,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -227,38 +235,36 @@ impl Console {
     pub fn start(config: Config) -> std::io::Result<Console> {
         let socket = UdpSocket::bind(&config.udp_addr)?;
         let udp_addr = socket.local_addr()?;
-        let server = tiny_http::Server::http(&config.http_addr)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::AddrInUse, e.to_string()))?;
-        let http_addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| std::io::Error::other("not an IP listener"))?;
-        let server = Arc::new(server);
         let state = Arc::new(State::new(config.limits));
-        let mut threads = Vec::new();
-        {
+        let http = {
             let state = state.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name("xray-udp".into())
-                    .spawn(move || intake::run(socket, state))?,
-            );
-        }
-        for i in 0..config.http_threads.max(1) {
+            http::Server::start(
+                &config.http_addr,
+                config.max_http_connections,
+                config.http_deadlines,
+                Arc::new(move |req: &mut http::Request<'_>| server::handle(&state, req)),
+            )?
+        };
+        let http_addr = http.addr();
+        let udp = {
             let state = state.clone();
-            let server = server.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("xray-http-{i}"))
-                    .spawn(move || server::run(&server, &state))?,
-            );
-        }
+            std::thread::Builder::new()
+                .name("xray-udp".into())
+                .spawn(move || intake::run(socket, state))
+        };
+        let udp = match udp {
+            Ok(t) => t,
+            Err(e) => {
+                http.shutdown();
+                return Err(e);
+            }
+        };
         Ok(Console {
             udp_addr,
             http_addr,
             state,
-            server,
-            threads,
+            http,
+            threads: vec![udp],
         })
     }
 
@@ -342,9 +348,11 @@ impl Console {
         for t in self.threads {
             let _ = t.join();
         }
+        self.http.wait();
     }
 
-    /// Stops the threads and waits for them; the UDP port is free again after.
+    /// Stops the threads and waits for them, closing the HTTP connections still open;
+    /// both ports are free again after.
     ///
     /// ```
     /// # let console = xray_console::Console::start(xray_console::Config {
@@ -352,15 +360,14 @@ impl Console {
     /// #     http_addr: "127.0.0.1:0".into(),
     /// #     ..Default::default()
     /// # }).unwrap();
-    /// let udp = console.udp_addr();
+    /// let (udp, tcp) = (console.udp_addr(), console.http_addr());
     /// console.shutdown();
     /// assert!(std::net::UdpSocket::bind(udp).is_ok());
+    /// assert!(std::net::TcpListener::bind(tcp).is_ok());
     /// ```
     pub fn shutdown(self) {
         self.state.stop.store(true, Ordering::Relaxed);
-        for _ in 0..self.threads.len() {
-            self.server.unblock();
-        }
+        self.http.shutdown();
         for t in self.threads {
             let _ = t.join();
         }

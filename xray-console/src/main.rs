@@ -12,6 +12,9 @@ USAGE: xray-console [OPTIONS]
       --http ADDR      TCP address for the pages and sampling calls (overrides --address)
       --max-traces N   traces kept before the oldest is evicted (default 1000)
       --max-mib N      MiB kept before the oldest trace is evicted (default 64)
+      --max-connections N
+                       HTTP connections served at once, each on a thread of its own;
+                       past it a connection is answered 503 (default 64)
   -h, --help           this text
 
 The address may also come from AWS_XRAY_DAEMON_ADDRESS (host:port, or
@@ -63,6 +66,9 @@ fn parse_args() -> Result<Config, String> {
             "--max-mib" => {
                 let mib: usize = value()?.parse().map_err(|e| format!("{a}: {e}"))?;
                 cfg.limits.max_bytes = mib * 1024 * 1024;
+            }
+            "--max-connections" => {
+                cfg.max_http_connections = value()?.parse().map_err(|e| format!("{a}: {e}"))?
             }
             other => return Err(format!("unknown option `{other}`\n\n{USAGE}")),
         }

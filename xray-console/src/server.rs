@@ -15,12 +15,10 @@
 //! | `POST /GetSamplingRules` | one sample-everything rule |
 //! | `POST /SamplingTargets` | targets that keep sampling everything |
 
-use std::io::Read;
-
 use serde_json::{json, Value};
-use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::filter::{self, Expr, TraceSummary};
+use crate::http::{Request, Response};
 use crate::intake::{self, Reject};
 use crate::map::{trace_graph, ServiceMap, TraceGraph};
 use crate::pages;
@@ -73,35 +71,20 @@ impl Reply {
     }
 }
 
-/// Serves requests until the server is unblocked and `state.stop` is set.
-pub fn run(server: &Server, state: &State) {
-    loop {
-        if state.stop.load(std::sync::atomic::Ordering::Relaxed) {
-            return;
-        }
-        let mut req = match server.recv() {
-            Ok(r) => r,
-            Err(_) => continue,
-        };
-        if state.stop.load(std::sync::atomic::Ordering::Relaxed) {
-            return;
-        }
-        let reply = guarded(|| respond(state, &mut req));
-        let mut resp = Response::from_data(reply.body).with_status_code(reply.status);
-        let mut headers = vec![("Content-Type", reply.content_type.to_owned())];
-        headers.extend(reply.headers);
-        for (k, v) in headers {
-            if let Ok(h) = Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-                resp.add_header(h);
-            }
-        }
-        let _ = req.respond(resp);
+/// Answers one request (the HTTP server calls this on the connection's thread).
+pub fn handle(state: &State, req: &mut Request<'_>) -> Response {
+    let reply = guarded(|| respond(state, req));
+    let mut headers = vec![("Content-Type", reply.content_type.to_owned())];
+    headers.extend(reply.headers);
+    Response {
+        status: reply.status,
+        headers,
+        body: reply.body,
     }
 }
 
-/// `f`'s reply, or a 500 if it panics: a bug in one page costs that request,
-/// not one of the few worker threads for good. (The state's lock shrugs off
-/// poisoning.)
+/// `f`'s reply, or a 500 if it panics: a bug in one page costs that request, and
+/// nothing else. (The state's lock shrugs off poisoning.)
 fn guarded(f: impl FnOnce() -> Reply) -> Reply {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| Reply {
         status: 500,
@@ -204,22 +187,21 @@ pub fn stats_json(state: &State) -> Value {
     })
 }
 
-fn read_body(req: &mut Request) -> Result<Vec<u8>, Reply> {
-    let mut body = Vec::new();
-    req.as_reader()
-        .take(MAX_BODY + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| Reply::new(400, "text/plain", e.to_string()))?;
-    if body.len() as u64 > MAX_BODY {
-        return Err(Reply::new(413, "text/plain", "body too large\n"));
-    }
-    Ok(body)
+/// The request's body, at most [`MAX_BODY`] bytes (a longer one is refused unread).
+fn read_body(req: &mut Request<'_>) -> Result<Vec<u8>, Reply> {
+    req.body(MAX_BODY).map_err(|r| {
+        Reply::new(
+            r.status,
+            "text/plain; charset=utf-8",
+            format!("{}\n", r.reason),
+        )
+    })
 }
 
 /// Handles one request.
-pub fn respond(state: &State, req: &mut Request) -> Reply {
+pub fn respond(state: &State, req: &mut Request<'_>) -> Reply {
     let (path, params) = split_url(req.url());
-    let method = req.method().clone();
+    let method = req.method().to_owned();
     let filter_text = param(&params, "filter").unwrap_or("").to_owned();
     let parsed = filter::parse(&filter_text);
     // Split before decoding: an id in the path (a trace id is whatever a sender chose) may
@@ -231,17 +213,17 @@ pub fn respond(state: &State, req: &mut Request) -> Reply {
         .map(url_decode)
         .collect();
     let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
-    match (&method, segs.as_slice()) {
-        (Method::Post, ["GetSamplingRules"]) => sampling_rules(state),
-        (Method::Post, ["SamplingTargets"]) => match read_body(req) {
+    match (method.as_str(), segs.as_slice()) {
+        ("POST", ["GetSamplingRules"]) => sampling_rules(state),
+        ("POST", ["SamplingTargets"]) => match read_body(req) {
             Ok(b) => sampling_targets(&b),
             Err(r) => r,
         },
-        (Method::Post, ["api", "import"]) => match read_body(req) {
+        ("POST", ["api", "import"]) => match read_body(req) {
             Ok(b) => import(state, &b),
             Err(r) => r,
         },
-        (Method::Get | Method::Head, _) => {
+        ("GET" | "HEAD", _) => {
             let expr = match (&parsed, segs.first()) {
                 (Ok(e), _) => e.clone(),
                 (Err(e), Some(&"api")) => {

@@ -9,12 +9,19 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use xray_console::{Config, Console, Limits};
 
-pub fn start(limits: Limits) -> Console {
-    Console::start(Config {
+/// The default configuration, on free loopback ports.
+pub fn loopback() -> Config {
+    Config {
         udp_addr: "127.0.0.1:0".into(),
         http_addr: "127.0.0.1:0".into(),
+        ..Config::default()
+    }
+}
+
+pub fn start(limits: Limits) -> Console {
+    Console::start(Config {
         limits,
-        http_threads: 2,
+        ..loopback()
     })
     .expect("console starts on loopback")
 }
