@@ -1,16 +1,20 @@
-//! Hostile input over real UDP and TCP: random bytes, 64 KiB datagrams, 100,000 traces.
-//! The store stays under its bounds (eviction counts are checked; the byte accounting
-//! itself is checked by the store's unit tests) and the HTTP server keeps answering.
+//! Hostile input over real UDP and TCP: random bytes, 64 KiB datagrams, 100,000 traces,
+//! and HTTP clients that lie about their bodies, never finish their requests or never read
+//! their responses. The store stays under its bounds (eviction counts are checked; the
+//! byte accounting itself is checked by the store's unit tests) and the HTTP server keeps
+//! answering.
 
 mod common;
 
-use std::io::Write;
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::*;
-use xray_console::{Console, Limits};
+use xray_console::{Config, Console, HttpDeadlines, Limits};
 
 /// A small deterministic PRNG (xorshift64*), so failures reproduce.
 struct Rng(u64);
@@ -312,5 +316,248 @@ fn a_parent_cycle_over_udp_is_listed_and_marked() {
     }
     let (_, page) = http(addr, "GET", &format!("/trace/{trace}"), b"");
     assert_eq!(page.matches(">parent cycle</span>").count(), 3);
+    console.shutdown();
+}
+
+/// Sends `head` on a connection kept open and reads the start of the answer (empty if
+/// none comes within 5 s).
+fn send_head(addr: SocketAddr, head: impl AsRef<[u8]>) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(head.as_ref()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap_or(0);
+    (s, String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// `GET path`: the status, or `None` if no answer came within `secs` seconds.
+fn status_within(addr: SocketAddr, path: &str, secs: u64) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(secs))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    String::from_utf8_lossy(&out)
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// More clients than tiny_http had workers (4).
+const CLIENTS: usize = 8;
+
+#[test]
+fn a_content_length_of_10_pow_15_does_not_abort_the_process() {
+    // The binary, as a child process: tiny_http aborted it allocating the declared body.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xray-console"))
+        .args(["--address", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let addr: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|a| a.trim().trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP address in {line:?}"));
+    assert_eq!(status_within(addr, "/api/stats", 10), Some(200));
+    for path in ["/api/stats", "/api/import"] {
+        let method = if path == "/api/import" { "POST" } else { "GET" };
+        let (conn, answer) = send_head(
+            addr,
+            format!(
+                "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000000\r\n\r\n"
+            ),
+        );
+        let expected = if method == "POST" {
+            "HTTP/1.1 413"
+        } else {
+            "HTTP/1.1 200"
+        };
+        assert!(answer.starts_with(expected), "{method}: {answer:?}");
+        drop(conn);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let exited = child.try_wait().unwrap();
+    let answers = status_within(addr, "/api/stats", 5);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(exited, None, "the console ended");
+    assert_eq!(answers, Some(200));
+}
+
+#[test]
+fn content_lengths_past_isize_max_leave_the_server_answering() {
+    // tiny_http's worker panicked draining such a body, outside `guarded`.
+    let console = start(Limits::default());
+    let addr = console.http_addr();
+    for _ in 0..CLIENTS {
+        let (conn, answer) = send_head(
+            addr,
+            "GET /api/stats HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551615\r\n\r\n",
+        );
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+        drop(conn);
+    }
+    assert_eq!(status_within(addr, "/api/stats", 10), Some(200));
+    console.shutdown();
+}
+
+#[test]
+fn clients_that_never_send_their_declared_body_block_no_one() {
+    let console = start(Limits::default());
+    let addr = console.http_addr();
+    let mut held = Vec::new();
+    for path in ["/api/stats", "/api/import"] {
+        let method = if path == "/api/import" { "POST" } else { "GET" };
+        for _ in 0..CLIENTS / 2 {
+            let mut s = TcpStream::connect(addr).unwrap();
+            write!(
+                s,
+                "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n"
+            )
+            .unwrap();
+            held.push(s);
+        }
+    }
+    let t = Instant::now();
+    assert_eq!(status_within(addr, "/api/stats", 10), Some(200));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    drop(held);
+    console.shutdown();
+}
+
+#[test]
+fn clients_that_never_read_their_response_block_no_one() {
+    let console = start(Limits::default());
+    let addr = console.http_addr();
+    // One trace of about 6 MB, so that its export fills the socket buffers.
+    let pad = "x".repeat(60_000);
+    let docs: Vec<String> = (0..100)
+        .map(|i| {
+            format!(
+                "{{\"trace_id\":\"1-6b06f324-000000000000000000000001\",\"id\":\"{i:016x}\",\
+                 \"name\":\"svc\",\"start_time\":1795617572.1,\"end_time\":1795617572.2,\
+                 \"metadata\":{{\"default\":{{\"pad\":\"{pad}\"}}}}}}"
+            )
+        })
+        .collect();
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/api/import",
+        format!("[{}]", docs.join(",")).as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let mut held = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /api/traces/1-6b06f324-000000000000000000000001 HTTP/1.0\r\n\r\n")
+            .unwrap();
+        held.push(s); // never read
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(status_within(addr, "/api/stats", 10), Some(200));
+    // Shutdown closes them promptly, though they still have megabytes to take.
+    let t = Instant::now();
+    console.shutdown();
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    drop(held);
+}
+
+#[test]
+fn slow_clients_get_408_and_past_the_connection_limit_503() {
+    let console = Console::start(Config {
+        max_http_connections: 2,
+        http_deadlines: HttpDeadlines {
+            head: Duration::from_millis(300),
+            body: Duration::from_millis(300),
+            response: Duration::from_secs(5),
+        },
+        ..loopback()
+    })
+    .unwrap();
+    let addr = console.http_addr();
+    let t = Instant::now();
+    // A head that never ends, and a body that never comes.
+    let mut slow_head = TcpStream::connect(addr).unwrap();
+    slow_head
+        .write_all(b"GET /api/stats HTTP/1.1\r\nHost:")
+        .unwrap();
+    let mut slow_body = TcpStream::connect(addr).unwrap();
+    slow_body
+        .write_all(b"POST /api/import HTTP/1.1\r\nContent-Length: 10\r\n\r\n[")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // Both slots are taken: the next client is told at once.
+    let (_, answer) = send_head(addr, "GET /api/stats HTTP/1.1\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    for mut s in [slow_head, slow_body] {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        assert!(out.starts_with("HTTP/1.1 408"), "{out:?}");
+    }
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert_eq!(status_within(addr, "/api/stats", 5), Some(200));
+    console.shutdown();
+}
+
+#[test]
+fn import_with_expect_100_continue_and_limits_on_the_head_and_body() {
+    let console = start(Limits::default());
+    let addr = console.http_addr();
+    // curl sends `Expect: 100-continue` for bodies over 1 KiB, and waits for the 100.
+    let doc = br#"{"trace_id":"1-a-1","id":"a","name":"n","start_time":1,"end_time":2}"#;
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /api/import HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        doc.len()
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 25];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(doc).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.contains("\"imported\": 1"), "{out}");
+    // Over the 32 MiB bound: refused without a 100 and unread.
+    let (_, answer) = send_head(
+        addr,
+        "POST /api/import HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 33554433\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    // Chunked bodies, 16 KiB of headers, garbage.
+    let (_, answer) = send_head(
+        addr,
+        "POST /api/import HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 411"), "{answer:?}");
+    let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(16 * 1024));
+    assert!(send_head(addr, &big).1.starts_with("HTTP/1.1 431"));
+    assert!(send_head(addr, b"GET /\xff HTTP/1.1\r\n\r\n")
+        .1
+        .starts_with("HTTP/1.1 400"));
+    // HEAD: the headers of the GET, no body.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"HEAD /api/stats HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.0 200 OK"), "{head}");
+    assert!(head.contains("Content-Type: application/json"), "{head}");
+    assert!(!head.contains("Content-Length: 0"), "{head}");
+    assert_eq!(body, "");
+    assert_eq!(status_within(addr, "/api/stats", 5), Some(200));
     console.shutdown();
 }
