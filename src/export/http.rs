@@ -134,7 +134,8 @@ pub struct HttpExporter {
     /// Whether the current run of retryable failures was logged.
     retry_reported: bool,
     /// Whether refused credentials were already refreshed and retried once
-    /// (reset by the next success).
+    /// (reset by the next success, and when sending is blocked until the
+    /// next try).
     auth_refresh_tried: bool,
     /// Whether an `UnprocessedTraceSegments` entry naming no document of its
     /// batch was logged (once per exporter; further ones are only counted).
@@ -347,12 +348,7 @@ impl HttpExporter {
     fn send_batch(&mut self, deadline: Option<Instant>, outcome: &mut ExportOutcome) {
         let batch = self.backlog.take_front(MAX_BATCH_DOCUMENTS);
         let n = batch.len();
-        let budget = self.settings.connect_timeout + self.settings.read_timeout;
-        let budget = match deadline {
-            Some(d) => budget.min(d.saturating_duration_since(Instant::now())),
-            None => budget,
-        };
-        let credentials = match self.credentials.get(budget) {
+        let credentials = match self.credentials.get(self.budget(deadline)) {
             Ok(c) => c,
             Err(CredentialsFailure::Permanent(why)) => {
                 self.on_unauthorized(why, batch, outcome);
@@ -379,6 +375,8 @@ impl HttpExporter {
                 return;
             }
         };
+        // What is left after the credentials (a provider may take a while).
+        let budget = self.budget(deadline);
         let request = self
             .agent
             .configure_request(request)
@@ -416,7 +414,8 @@ impl HttpExporter {
         match answer {
             Answer::Accepted(unprocessed) => self.on_accepted(batch, unprocessed, outcome),
             Answer::Unauthorized(why) => {
-                if !self.auth_refresh_tried && self.credentials.force_refresh(budget) {
+                if !self.auth_refresh_tried && self.credentials.force_refresh(self.budget(deadline))
+                {
                     // Fresh credentials: one more try for this batch, at once.
                     self.auth_refresh_tried = true;
                     self.requeue_front(batch);
@@ -434,6 +433,16 @@ impl HttpExporter {
                     outcome.fail(p.doc, ExportError::Rejected(why.clone()));
                 }
             }
+        }
+    }
+
+    /// The time a request (or a credentials call) may take: the client's
+    /// timeouts, within what is left before `deadline`.
+    fn budget(&self, deadline: Option<Instant>) -> Duration {
+        let budget = self.settings.connect_timeout + self.settings.read_timeout;
+        match deadline {
+            Some(d) => budget.min(d.saturating_duration_since(Instant::now())),
+            None => budget,
         }
     }
 
@@ -594,6 +603,9 @@ impl HttpExporter {
             self.settings.auth_retry_interval,
         ));
         self.auth_error = Some(why.clone());
+        // The next try, once the block is over, may ask the provider again
+        // if refused: credentials rotated since are picked up.
+        self.auth_refresh_tried = false;
         for p in batch {
             outcome.fail(p.doc, ExportError::Unauthorized(why.clone()));
         }
@@ -930,9 +942,9 @@ impl HttpExporterBuilder {
         self
     }
 
-    /// How many bytes of documents (their JSON text) may wait, however many
-    /// documents that is: the bound on the application's memory that an
-    /// outage of the API can hold. Past it the oldest are dropped and counted
+    /// How many bytes of documents (the heap their JSON text holds) may
+    /// wait, however many documents that is: the bound on the application's
+    /// memory that an outage of the API can hold. Past it the oldest are dropped and counted
     /// as failed, as past [`backlog_capacity`](Self::backlog_capacity).
     /// Default 32 MiB: documents are typically 1 to 3 KB, so the default
     /// 10 000 of them fit, while as many documents of the API's maximum size

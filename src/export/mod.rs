@@ -179,6 +179,17 @@ pub struct Document {
 }
 
 impl Document {
+    /// The bytes its text holds on the heap (a worker's buffer may be larger
+    /// than the document written into it).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.json.capacity()
+    }
+
+    /// Gives back the heap its text does not use.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.json.shrink_to_fit();
+    }
+
     pub(crate) fn new(json: String, kind: DocumentKind, trace_id: TraceId, id: SegmentId) -> Self {
         Document {
             json,

@@ -1,4 +1,5 @@
-//! The documents waiting to be sent, with their size kept beside them.
+//! The documents waiting to be sent, with the memory they hold kept beside
+//! them.
 //!
 //! Its own module so that the byte total can only change together with the
 //! documents: every way in and out of the queue goes through these methods.
@@ -8,11 +9,11 @@ use std::collections::VecDeque;
 use super::Pending;
 
 /// The [`HttpExporter`](super::HttpExporter)'s backlog: documents in the
-/// order they are to be sent, and the bytes of their JSON text.
+/// order they are to be sent, and the heap bytes of their JSON text.
 #[derive(Default)]
 pub(super) struct Backlog {
     queue: VecDeque<Pending>,
-    /// The sum of `doc.len()` over `queue`.
+    /// The sum of `doc.heap_bytes()` over `queue`.
     bytes: usize,
 }
 
@@ -25,7 +26,7 @@ impl Backlog {
         self.queue.is_empty()
     }
 
-    /// The bytes of JSON text the documents waiting hold.
+    /// The heap bytes the documents waiting hold.
     pub(super) fn bytes(&self) -> usize {
         self.bytes
     }
@@ -35,22 +36,24 @@ impl Backlog {
         self.queue.front()
     }
 
-    /// Queues a document behind the others.
-    pub(super) fn push_back(&mut self, p: Pending) {
-        self.bytes += p.doc.len();
+    /// Queues a document behind the others, without the slack of the
+    /// buffer it was written into (so that the byte bound bounds memory).
+    pub(super) fn push_back(&mut self, mut p: Pending) {
+        p.doc.shrink_to_fit();
+        self.bytes += p.doc.heap_bytes();
         self.queue.push_back(p);
     }
 
     /// Puts a document back in front of the others.
     pub(super) fn push_front(&mut self, p: Pending) {
-        self.bytes += p.doc.len();
+        self.bytes += p.doc.heap_bytes();
         self.queue.push_front(p);
     }
 
     /// Takes the next document out.
     pub(super) fn pop_front(&mut self) -> Option<Pending> {
         let p = self.queue.pop_front()?;
-        self.bytes -= p.doc.len();
+        self.bytes -= p.doc.heap_bytes();
         Some(p)
     }
 
@@ -58,7 +61,7 @@ impl Backlog {
     pub(super) fn take_front(&mut self, n: usize) -> Vec<Pending> {
         let n = n.min(self.queue.len());
         let taken: Vec<Pending> = self.queue.drain(..n).collect();
-        self.bytes -= taken.iter().map(|p| p.doc.len()).sum::<usize>();
+        self.bytes -= taken.iter().map(|p| p.doc.heap_bytes()).sum::<usize>();
         taken
     }
 
@@ -73,6 +76,6 @@ impl Backlog {
     /// check it against [`bytes`](Self::bytes).
     #[cfg(test)]
     pub(super) fn recount(&self) -> usize {
-        self.queue.iter().map(|p| p.doc.len()).sum()
+        self.queue.iter().map(|p| p.doc.heap_bytes()).sum()
     }
 }

@@ -1,0 +1,411 @@
+//! `HttpExporter` against servers on 127.0.0.1 that rotate credentials or
+//! never answer, and its backlog's memory, measured by a counting allocator
+//! (this binary's own). Found by a run-based review; each test failed before
+//! its fix.
+#![cfg(feature = "http")]
+
+use std::future::Future;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use aws_credential_types::provider::{future, ProvideCredentials};
+use aws_credential_types::Credentials;
+use tracing_subscriber::prelude::*;
+use tracing_xray::export::{Document, ExportOutcome, Exporter, HttpExporter, InMemoryExporter};
+
+/// Counts the bytes the process's heap holds (for the backlog's bound).
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        std::alloc::System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        std::alloc::System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The tests of this file one at a time (one of them measures the heap).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `n` real documents, made by the layer (one segment per span).
+fn documents(n: usize) -> Vec<Document> {
+    let memory = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("hunt")
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_queue_capacity(20_000)
+        .with_exporter(memory.clone())
+        .build();
+    let xray = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        for i in 0..n {
+            tracing::info_span!("op", i).in_scope(|| {});
+        }
+    });
+    xray.flush(Duration::from_secs(10)).unwrap();
+    let docs = memory.documents();
+    assert_eq!(docs.len(), n);
+    docs
+}
+
+/// One request as the fake server read it.
+#[derive(Debug, Clone)]
+struct Request {
+    headers: Vec<(String, String)>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn read_request(stream: &TcpStream) -> Option<Request> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    if line.is_empty() {
+        return None;
+    }
+    let mut headers = Vec::new();
+    let mut len = 0;
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        if k.eq_ignore_ascii_case("content-length") {
+            len = v.trim().parse().ok()?;
+        }
+        headers.push((k.to_owned(), v.trim().to_owned()));
+    }
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    Some(Request { headers })
+}
+
+type Handler = Arc<dyn Fn(&Request, &TcpStream) + Send + Sync>;
+
+/// A fake X-Ray API on 127.0.0.1: one thread per connection, `handler`
+/// writes the answer. Returns its base URL and the requests it read.
+fn fake(
+    handler: impl Fn(&Request, &TcpStream) + Send + Sync + 'static,
+) -> (String, Arc<Mutex<Vec<Request>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let handler: Handler = Arc::new(handler);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let (seen, handler) = (seen2.clone(), handler.clone());
+            std::thread::spawn(move || {
+                while let Some(req) = read_request(&stream) {
+                    seen.lock().unwrap().push(req.clone());
+                    handler(&req, &stream);
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+fn answer(stream: &TcpStream, status: u16, body: &str) {
+    let _ = write!(
+        &*stream,
+        "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.1\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+fn accepted(stream: &TcpStream) {
+    answer(stream, 200, r#"{"UnprocessedTraceSegments":[]}"#);
+}
+
+/// The `Credential=KEY/` part of a request's SigV4 authorization header.
+fn key_of(req: &Request) -> String {
+    let auth = req.header("authorization").unwrap_or_default();
+    let start = auth
+        .find("Credential=")
+        .map_or(0, |i| i + "Credential=".len());
+    auth[start..]
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A provider whose `n`-th call (from 1) gives `keys[n-1]`, and the last
+/// key for every later call (credentials rotated behind it).
+#[derive(Debug)]
+struct Rotating {
+    keys: Vec<&'static str>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl ProvideCredentials for Rotating {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        let key = self.keys[n.min(self.keys.len() - 1)];
+        future::ProvideCredentials::ready(Ok(Credentials::new(
+            key,
+            format!("secret-of-{key}"),
+            None,
+            None,
+            "rotating",
+        )))
+    }
+}
+
+/// The README/credentials_provider docs: a provider's credentials are "asked
+/// again five minutes before they expire and when the API refuses them".
+///
+/// Here the provider first gives key A (refused), then, asked again, key B
+/// (refused too: say, a key not yet allowed `xray:PutTraceSegments`), and
+/// from then on key C, which the API accepts. After the
+/// `auth_retry_interval`, "one batch tries again" and, refused again, the
+/// provider must be asked again (it would give C and the documents would be
+/// delivered). The exporter used to ask the provider again after a refusal
+/// only once until the next success: as no success can come with B, it
+/// kept sending with B forever, and every document failed as
+/// `Unauthorized`.
+#[test]
+fn refused_credentials_are_asked_again_after_a_refreshed_key_was_refused() {
+    let _serial = serial();
+    let (url, seen) = fake(|req, stream| {
+        if key_of(req) == "KEYC" {
+            accepted(stream);
+        } else {
+            answer(
+                stream,
+                400,
+                r#"{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}"#,
+            );
+        }
+    });
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut exporter = HttpExporter::builder()
+        .region("us-east-1")
+        .endpoint(url)
+        .credentials_provider(Rotating {
+            keys: vec!["KEYA", "KEYB", "KEYC"],
+            calls: calls.clone(),
+        })
+        .batch_delay(Duration::ZERO)
+        .auth_retry_interval(Duration::from_millis(50))
+        .connect_timeout(Duration::from_millis(500))
+        .read_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+
+    let mut outcome = ExportOutcome::default();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) && outcome.delivered == 0 {
+        outcome.merge(exporter.export(documents(1)));
+        std::thread::sleep(Duration::from_millis(100));
+        outcome.merge(exporter.poll(Instant::now()));
+    }
+    let keys: Vec<String> = seen.lock().unwrap().iter().map(key_of).collect();
+    assert!(
+        outcome.delivered > 0,
+        "after {:?}, {} provider calls, keys sent {:?}: nothing delivered, {} failures, first: {:?}",
+        started.elapsed(),
+        calls.load(Ordering::SeqCst),
+        keys,
+        outcome.failures.len(),
+        outcome.failures.first().map(|f| f.error.to_string()),
+    );
+}
+
+/// A future that is ready `delay` after its first poll (a provider doing
+/// its work elsewhere: an HTTP call to IMDS or STS on a runtime).
+struct ReadyAfter {
+    delay: Duration,
+    started: Option<Instant>,
+    key: &'static str,
+}
+
+impl Future for ReadyAfter {
+    type Output = aws_credential_types::provider::Result;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let started = *self.started.get_or_insert_with(Instant::now);
+        if started.elapsed() >= self.delay {
+            return Poll::Ready(Ok(Credentials::new(self.key, "secret", None, None, "slow")));
+        }
+        let waker: Waker = cx.waker().clone();
+        let left = self.delay - started.elapsed();
+        std::thread::spawn(move || {
+            std::thread::sleep(left);
+            waker.wake();
+        });
+        Poll::Pending
+    }
+}
+
+/// A provider that takes `delay` to answer.
+#[derive(Debug)]
+struct Slow {
+    delay: Duration,
+}
+
+impl ProvideCredentials for Slow {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(ReadyAfter {
+            delay: self.delay,
+            started: None,
+            key: "AKIDSLOW",
+        })
+    }
+}
+
+/// `Exporter::flush` "delivers everything queued, giving up after
+/// `timeout`", and the README: "`flush`/`shutdown` deliver what they can
+/// within their timeout". With a credentials provider that takes 900 ms and
+/// an API that does not answer, `flush(1 s)` must return within about 1 s
+/// (the request's own time limit is what is left of the flush's). The
+/// request used to get the whole time left *before* the provider was
+/// asked, so the flush took the provider's time plus that: about 1.9 s, and
+/// the worker replied to `XrayHandle::flush` after the caller gave up.
+#[test]
+fn flush_with_a_slow_credentials_provider_keeps_to_its_timeout() {
+    let _serial = serial();
+    // Reads the request, never answers.
+    let (url, _seen) = fake(|_req, _stream| std::thread::sleep(Duration::from_secs(3600)));
+    let mut exporter = HttpExporter::builder()
+        .region("us-east-1")
+        .endpoint(url)
+        .credentials_provider(Slow {
+            delay: Duration::from_millis(900),
+        })
+        .batch_delay(Duration::from_secs(60))
+        .read_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let outcome = exporter.export(documents(3));
+    assert_eq!(
+        outcome.delivered + outcome.failures.len(),
+        0,
+        "held for the batch delay"
+    );
+
+    let timeout = Duration::from_millis(1000);
+    let started = Instant::now();
+    let outcome = exporter.flush(timeout);
+    let took = started.elapsed();
+    assert_eq!(outcome.delivered, 0);
+    assert!(
+        took < timeout + Duration::from_millis(400),
+        "flush({timeout:?}) took {took:?}"
+    );
+}
+
+/// Keeps the documents the worker hands over, as they are (not cloned).
+struct Stash(Arc<Mutex<Vec<Document>>>);
+
+impl Exporter for Stash {
+    fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+        let n = batch.len();
+        self.0.lock().unwrap().extend(batch);
+        ExportOutcome::delivered(n)
+    }
+}
+
+/// `HttpExporterBuilder::backlog_max_bytes`: "How many bytes of documents
+/// (their JSON text) may wait, however many documents that is: the bound on
+/// the application's memory that an outage of the API can hold"; the type's
+/// docs: the backlog is bounded "so that an outage of the API holds no more
+/// of the application's memory than that".
+///
+/// The bound used to count each document's length while the backlog kept
+/// the documents' buffers as the worker made them: a one-span segment of
+/// about 310 bytes sat in a 1 KiB buffer, and with `backlog_max_bytes(1
+/// MiB)` (and a count bound that is not met) the waiting documents held
+/// about 4 MiB of the heap. What waits holds about the bound (here at most
+/// twice it, which leaves room for the bookkeeping of each document).
+#[test]
+fn the_backlog_byte_bound_bounds_the_memory_it_holds() {
+    let _serial = serial();
+    // Documents as the worker hands them to its exporter.
+    let stash = Arc::new(Mutex::new(Vec::new()));
+    let layer = tracing_xray::builder()
+        .with_service_name("hunt")
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_queue_capacity(20_000)
+        .with_exporter(Stash(stash.clone()))
+        .build();
+    let xray = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        for i in 0..12_000 {
+            tracing::info_span!("op", i).in_scope(|| {});
+        }
+    });
+    xray.shutdown(Duration::from_secs(30)).unwrap();
+    drop(dispatch);
+    let docs: Vec<Document> = std::mem::take(&mut *stash.lock().unwrap());
+    assert_eq!(docs.len(), 12_000);
+    let json_bytes: usize = docs.iter().map(Document::len).sum();
+    assert!(json_bytes > 3 << 20, "{json_bytes}: past the bound below");
+
+    const BOUND: usize = 1 << 20;
+    // Nothing is sent for a minute: the backlog just fills, and drops the
+    // oldest past its byte bound.
+    let mut exporter = HttpExporter::builder()
+        .region("us-east-1")
+        .endpoint("http://127.0.0.1:9")
+        .static_credentials("AKID", "SECRET", None)
+        .batch_delay(Duration::from_secs(60))
+        .backlog_capacity(1_000_000)
+        .backlog_max_bytes(BOUND)
+        .build()
+        .unwrap();
+    let stats = exporter.stats_handle();
+    let outcome = exporter.export(docs);
+    assert_eq!(outcome.delivered, 0);
+    drop(outcome); // the documents dropped from the backlog
+    let dropped = stats.snapshot().backlog_dropped;
+    assert!(dropped > 0, "the byte bound was met");
+    // What the exporter holds: the heap it gives back when it goes.
+    let with_backlog = LIVE.load(Ordering::SeqCst);
+    drop(exporter.shutdown(Duration::ZERO));
+    drop(exporter);
+    let held = with_backlog.saturating_sub(LIVE.load(Ordering::SeqCst));
+    assert!(
+        held <= 2 * BOUND,
+        "backlog_max_bytes({BOUND}) with {} documents waiting: they hold {held} bytes of the heap",
+        12_000 - dropped
+    );
+}
