@@ -443,7 +443,8 @@ impl Builder {
             worker: Mutex::new(Some(worker)),
         });
         XrayLayer {
-            inner: Some(Arc::new(LayerInner {
+            inner: Some(crate::owners::register(|tag| LayerInner {
+                tag,
                 tx,
                 counters,
                 max_held: self.max_held_subsegments,

@@ -89,6 +89,8 @@ const LAMBDA_TRACE_FIELD: &str = "xrayTraceId";
 pub(crate) const TRACE_HEADER_FIELD: &str = "xray.trace_header";
 
 pub(crate) struct LayerInner {
+    /// Its spans' [`SpanData::owner`] ([`crate::owners`]).
+    pub(crate) tag: u8,
     pub(crate) tx: Sender<Message>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) max_held: usize,
@@ -584,9 +586,14 @@ where
     };
     let mut ext = span.extensions_mut();
     if let Some(data) = ext.get_mut::<Box<SpanData>>() {
+        // Made by another `XrayLayer` of this subscriber (one behind a
+        // per-layer filter): its decisions and trace are that layer's.
+        let owner = (data.owner != inner.tag && data.owner != 0)
+            .then(|| crate::owners::get(data.owner))
+            .flatten();
         f(Found {
             data,
-            inner,
+            inner: owner.as_deref().unwrap_or(inner),
             incoming,
         });
     }
@@ -637,7 +644,7 @@ where
             }
             IN_UNSAMPLED.with(|c| c.set(false));
         }
-        let data = match inherit(parent, inner) {
+        let mut data = match inherit(parent, inner) {
             // Unsampled: nothing stored, nothing recorded. Header lookups
             // find the nearest traced ancestor.
             Some(p) if !p.sampled => {
@@ -685,6 +692,7 @@ where
                 data
             }
         };
+        data.owner = inner.tag;
         // `replace`, not `insert` (which panics when the extension exists):
         // another `XrayLayer` this one could not see when added (side by
         // side in a `Vec`, or behind a `reload` layer) keeps its data.

@@ -126,6 +126,7 @@ mod name_chars;
 #[cfg(feature = "opentelemetry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 pub mod opentelemetry;
+mod owners;
 mod recycle;
 mod resource;
 pub mod sampling;

@@ -337,6 +337,8 @@ pub(crate) struct SpanData {
     /// The heap memory its field values, events, errors and [`Rare`] part
     /// hold, summed as they are recorded (see [`SpanData::held_bytes`]).
     pub(crate) heap_bytes: u32,
+    /// The tag of the layer that made it ([`crate::owners`]; 0: none).
+    pub(crate) owner: u8,
     /// What only some spans have (see [`Rare`]), allocated when first needed.
     pub(crate) rare: Option<Box<Rare>>,
 }
@@ -426,6 +428,7 @@ impl SpanData {
             meta,
             fields: Fields::new(),
             heap_bytes: 0,
+            owner: 0,
             rare: None,
         }
     }
