@@ -181,11 +181,13 @@ pub struct Document {
 impl Document {
     /// The bytes its text holds on the heap (a worker's buffer may be larger
     /// than the document written into it).
+    #[cfg(feature = "http")]
     pub(crate) fn heap_bytes(&self) -> usize {
         self.json.capacity()
     }
 
     /// Gives back the heap its text does not use.
+    #[cfg(feature = "http")]
     pub(crate) fn shrink_to_fit(&mut self) {
         self.json.shrink_to_fit();
     }
