@@ -186,8 +186,12 @@ fn panicking_next_poll_does_not_stop_the_worker() {
     assert_eq!(xray.shutdown(Duration::from_secs(5)), Ok(()));
 }
 
-#[test]
-fn shutdown_that_could_not_be_queued_can_be_retried() {
+/// Runs `f` with a layer on a [`Gated`] exporter, a queue of one trace, the
+/// worker holding trace `a` in `export` and trace `b` filling the queue;
+/// `f` gets the handle and the sender that lets one export finish.
+fn with_a_full_queue(
+    f: impl FnOnce(&tracing_xray::XrayHandle, &mpsc::Sender<()>),
+) -> (tracing_xray::XrayHandle, InMemoryExporter, Arc<AtomicUsize>) {
     let inner = InMemoryExporter::new();
     let (gated, entered, release, shutdowns) = Gated::new(&inner);
     let xray = with_layer(
@@ -195,23 +199,30 @@ fn shutdown_that_could_not_be_queued_can_be_retried() {
         gated,
         |xray| {
             info_span!("a").in_scope(|| {});
-            // The worker holds `a` in `export`; `b` fills the queue.
             entered.recv_timeout(Duration::from_secs(5)).unwrap();
             info_span!("b").in_scope(|| {});
             assert_eq!(xray.stats().traces_dropped, 0, "b is queued");
-            assert_eq!(
-                xray.shutdown(Duration::from_millis(50)),
-                Err(FlushError::Timeout(Duration::from_millis(50)))
-            );
-            // Not shut down: the handle and the layer still work.
-            release.send(()).unwrap(); // a
-            release.send(()).unwrap(); // b
-            assert_eq!(xray.flush(Duration::from_secs(5)), Ok(()));
-            info_span!("c").in_scope(|| {});
-            release.send(()).unwrap(); // c
-            assert_eq!(xray.flush(Duration::from_secs(5)), Ok(()));
+            f(xray, &release);
         },
     );
+    (xray, inner, shutdowns)
+}
+
+#[test]
+fn shutdown_that_could_not_be_queued_can_be_retried() {
+    let (xray, inner, shutdowns) = with_a_full_queue(|xray, release| {
+        assert_eq!(
+            xray.shutdown(Duration::from_millis(50)),
+            Err(FlushError::Timeout(Duration::from_millis(50)))
+        );
+        // Not shut down: the handle and the layer still work.
+        release.send(()).unwrap(); // a
+        release.send(()).unwrap(); // b
+        assert_eq!(xray.flush(Duration::from_secs(5)), Ok(()));
+        info_span!("c").in_scope(|| {});
+        release.send(()).unwrap(); // c
+        assert_eq!(xray.flush(Duration::from_secs(5)), Ok(()));
+    });
     assert_eq!(inner.len(), 3);
     assert_eq!(shutdowns.load(Ordering::SeqCst), 0);
     assert_eq!(xray.shutdown(Duration::from_secs(5)), Ok(()));
@@ -563,32 +574,22 @@ fn flush_and_shutdown_from_the_exporter_return_at_once() {
 /// flush: that shutdown may yet time out, and the layer go on.
 #[test]
 fn a_flush_during_a_shutdown_that_times_out_still_flushes() {
-    let inner = InMemoryExporter::new();
-    let (gated, entered, release, shutdowns) = Gated::new(&inner);
-    let xray = with_layer(
-        |b| b.with_queue_capacity(1),
-        gated,
-        |xray| {
-            info_span!("a").in_scope(|| {});
-            entered.recv_timeout(Duration::from_secs(5)).unwrap();
-            info_span!("b").in_scope(|| {}); // fills the queue
-            let shutting = xray.clone();
-            let shutdown =
-                std::thread::spawn(move || shutting.shutdown(Duration::from_millis(400)));
-            let flushing = xray.clone();
-            let flush = std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(100));
-                flushing.flush(Duration::from_secs(10))
-            });
-            assert_eq!(
-                shutdown.join().unwrap(),
-                Err(FlushError::Timeout(Duration::from_millis(400)))
-            );
-            release.send(()).unwrap(); // a
-            release.send(()).unwrap(); // b
-            assert_eq!(flush.join().unwrap(), Ok(()));
-        },
-    );
+    let (xray, inner, shutdowns) = with_a_full_queue(|xray, release| {
+        let shutting = xray.clone();
+        let shutdown = std::thread::spawn(move || shutting.shutdown(Duration::from_millis(400)));
+        let flushing = xray.clone();
+        let flush = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            flushing.flush(Duration::from_secs(10))
+        });
+        assert_eq!(
+            shutdown.join().unwrap(),
+            Err(FlushError::Timeout(Duration::from_millis(400)))
+        );
+        release.send(()).unwrap(); // a
+        release.send(()).unwrap(); // b
+        assert_eq!(flush.join().unwrap(), Ok(()));
+    });
     assert_eq!(inner.len(), 2);
     assert_eq!(shutdowns.load(Ordering::SeqCst), 0);
     assert_eq!(xray.shutdown(Duration::from_secs(5)), Ok(()));

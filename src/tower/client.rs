@@ -305,8 +305,10 @@ pub(super) mod tests {
     use crate::TraceHeader;
     use tracing::Level;
 
-    /// Answers 200 at once.
-    pub(crate) struct Ok200;
+    /// Answers 200 at once, keeping the headers of every request (clones
+    /// share them).
+    #[derive(Clone, Default)]
+    pub(crate) struct Ok200(std::sync::Arc<std::sync::Mutex<Vec<::http::HeaderMap>>>);
 
     impl<B> Service<Request<B>> for Ok200 {
         type Response = Response<()>;
@@ -317,7 +319,8 @@ pub(super) mod tests {
             Poll::Ready(Ok(()))
         }
 
-        fn call(&mut self, _: Request<B>) -> Self::Future {
+        fn call(&mut self, request: Request<B>) -> Self::Future {
+            self.0.lock().unwrap().push(request.headers().clone());
             std::future::ready(Ok(Response::new(())))
         }
     }
@@ -369,25 +372,6 @@ pub(super) mod tests {
         }
     }
 
-    /// Keeps the headers of every request and answers 200.
-    #[derive(Clone, Default)]
-    struct Headers(std::sync::Arc<std::sync::Mutex<Vec<::http::HeaderMap>>>);
-
-    impl<B> Service<Request<B>> for Headers {
-        type Response = Response<()>;
-        type Error = Infallible;
-        type Future = Ready<Result<Response<()>, Infallible>>;
-
-        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn call(&mut self, request: Request<B>) -> Self::Future {
-            self.0.lock().unwrap().push(request.headers().clone());
-            std::future::ready(Ok(Response::new(())))
-        }
-    }
-
     /// A global filter for the application's crates only hides the call's
     /// own span: the header still goes out, its parent the nearest traced
     /// span (here the segment), as the AWS SDK interceptor does.
@@ -400,7 +384,7 @@ pub(super) mod tests {
             .build();
         let xray = layer.handle();
         let app_only = tracing_subscriber::filter::Targets::new().with_target("myapp", Level::INFO);
-        let downstream = Headers::default();
+        let downstream = Ok200::default();
         let subscriber = tracing_subscriber::registry().with(layer).with(app_only);
         tracing::subscriber::with_default(subscriber, || {
             let mut client = XrayClientLayer::new().layer(downstream.clone());
@@ -447,21 +431,33 @@ pub(super) mod tests {
         }
     }
 
-    #[test]
-    fn a_panicking_call_is_a_fault() {
+    /// The subsegment of one call through `client` inside a handler span,
+    /// and whether the call failed (`Err` when it panicked: the panic is
+    /// caught here, after it went through the layer).
+    fn one_call<S>(client: S) -> (serde_json::Value, std::thread::Result<bool>)
+    where
+        S: Service<Request<()>, Response = Response<()>>,
+        S::Error: fmt::Display,
+    {
+        let mut outcome = Ok(false);
         let (traces, _) = capture(|| {
-            let mut client = XrayClientLayer::new().layer(Panics);
+            let mut client = XrayClientLayer::new().layer(client);
             tracing::info_span!("handler").in_scope(|| {
                 let request = Request::get("http://inventory.internal/stock")
                     .body(())
                     .unwrap();
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    now(client.call(request))
+                outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    now(client.call(request)).is_err()
                 }));
-                assert!(outcome.is_err(), "the panic is not swallowed");
             });
         });
-        let call = &traces[0]["subsegments"][0];
+        (traces[0]["subsegments"][0].clone(), outcome)
+    }
+
+    #[test]
+    fn a_panicking_call_is_a_fault() {
+        let (call, outcome) = one_call(Panics);
+        assert!(outcome.is_err(), "the panic goes on");
         assert_eq!(call["fault"], true, "{call}");
         assert_eq!(
             call["cause"]["exceptions"][0]["message"], "panicked",
@@ -471,16 +467,8 @@ pub(super) mod tests {
 
     #[test]
     fn a_failed_call_is_a_fault_with_the_error_text() {
-        let (traces, _) = capture(|| {
-            let mut client = XrayClientLayer::new().layer(Refused);
-            tracing::info_span!("handler").in_scope(|| {
-                let request = Request::get("http://inventory.internal/stock")
-                    .body(())
-                    .unwrap();
-                assert!(now(client.call(request)).is_err());
-            });
-        });
-        let call = &traces[0]["subsegments"][0];
+        let (call, outcome) = one_call(Refused);
+        assert!(outcome.unwrap(), "the call failed");
         assert_eq!(call["fault"], true, "{call}");
         assert_eq!(
             call["cause"]["exceptions"][0]["message"],
@@ -493,8 +481,10 @@ pub(super) mod tests {
     #[test]
     fn a_call_is_traced_downstream_only_when_the_layer_says_so() {
         let (traces, _) = capture(|| {
-            let mut third_party = XrayClientLayer::new().layer(Ok200);
-            let mut own = XrayClientLayer::new().downstream_traced(true).layer(Ok200);
+            let mut third_party = XrayClientLayer::new().layer(Ok200::default());
+            let mut own = XrayClientLayer::new()
+                .downstream_traced(true)
+                .layer(Ok200::default());
             tracing::info_span!("handler").in_scope(|| {
                 let get = || Request::get("http://api.example.com/x").body(()).unwrap();
                 now(third_party.call(get())).unwrap();
@@ -515,7 +505,7 @@ pub(super) mod tests {
     #[test]
     fn the_url_has_no_credentials_query_or_fragment() {
         let (traces, text) = capture(|| {
-            let mut client = XrayClientLayer::new().layer(Ok200);
+            let mut client = XrayClientLayer::new().layer(Ok200::default());
             tracing::info_span!("handler").in_scope(|| {
                 for uri in [
                     "https://user:pa55word@api.example.com:8443/v1/x?X-Amz-Signature=abc&token=t0p",

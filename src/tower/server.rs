@@ -376,7 +376,7 @@ mod tests {
                 assert!(outcome.is_err(), "the panic is not swallowed");
             }
             // After the panics, a request that completes is no fault.
-            let mut service = XrayServerLayer::new().layer(Ok200);
+            let mut service = XrayServerLayer::new().layer(Ok200::default());
             now(service.call(Request::get("/ok").body(()).unwrap())).unwrap();
         });
         assert_eq!(traces.len(), 3);
@@ -409,7 +409,7 @@ mod tests {
             "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
         );
         let (traces, _) = capture(|| {
-            let mut service = XrayServerLayer::new().layer(Ok200);
+            let mut service = XrayServerLayer::new().layer(Ok200::default());
             let request = Request::get("/cart")
                 .header(header_name(), value)
                 .body(())
@@ -424,7 +424,7 @@ mod tests {
     #[test]
     fn the_url_has_no_credentials_query_or_fragment() {
         let (traces, text) = capture(|| {
-            let mut service = XrayServerLayer::new().layer(Ok200);
+            let mut service = XrayServerLayer::new().layer(Ok200::default());
             let requests = [
                 Request::get("/cart?id=7&token=t0p")
                     .header(::http::header::HOST, "shop.example.com")
@@ -456,7 +456,7 @@ mod tests {
     #[test]
     fn a_client_ip_from_x_forwarded_for_is_marked_so() {
         let (traces, _) = capture(|| {
-            let mut service = XrayServerLayer::new().layer(Ok200);
+            let mut service = XrayServerLayer::new().layer(Ok200::default());
             let request = Request::get("/cart")
                 .header("x-forwarded-for", "203.0.113.7, 10.0.0.2")
                 .body(())
