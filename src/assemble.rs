@@ -126,6 +126,12 @@ impl<'c> Assembler<'c> {
         self.budget.annotations = n;
     }
 
+    /// Keeps `n` annotations for the trace's root, which is still open (this
+    /// is a part sent before it ends).
+    pub(crate) fn hold_for_root(&mut self, n: usize) {
+        self.budget.held_for_root = n;
+    }
+
     /// Annotations indexed in this trace so far.
     pub(crate) fn annotations_used(&self) -> usize {
         self.budget.annotations
@@ -226,11 +232,12 @@ impl<'c> Assembler<'c> {
     /// it will take, before its subsegments (packed first) use the trace's
     /// 50. Only when the tree's fields could reach the limit at all. A
     /// trace sent in parts (a long-lived root streaming its finished
-    /// subsegments) cannot keep them: the parts that leave before the root
-    /// ends count first.
+    /// subsegments) keeps the root's in every part, through
+    /// [`Assembler::hold_for_root`].
     fn reserve_for_top(&mut self, forest: Forest<'_>, root: usize, is_segment: bool) {
         self.budget.reserved = 0;
-        let left = MAX_ANNOTATIONS_PER_TRACE.saturating_sub(self.budget.annotations);
+        let left = MAX_ANNOTATIONS_PER_TRACE
+            .saturating_sub(self.budget.annotations + self.budget.held_for_root);
         // Every field of the list, the tree's and any other's: a bound on
         // the annotations the tree can ask for. Counted once per list (a
         // streamed list holds many trees).
@@ -771,9 +778,15 @@ fn is_aws_operation(node: &SpanData) -> bool {
 
 /// The segment of this service around a client call with no traced parent
 /// (see [`Assembler::pack`]): the call's times, trace, upstream parent and
-/// sampling rule, a fresh id, and no field of its own.
+/// sampling rule, a fresh id, and of its fields only the user (a segment's
+/// field, which the call names).
 fn caller_segment(call: &SpanData) -> SpanData {
     let mut segment = SpanData::new(call.trace_id, call.anchor, call.start, call.meta);
+    for (key, value) in &call.fields {
+        if matches!(*key, "enduser.id" | "xray.user") {
+            segment.fields.push((key, value.clone()));
+        }
+    }
     segment.end = call.end;
     segment.parent_id = call.parent_id;
     segment.decision = call.decision;

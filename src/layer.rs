@@ -516,10 +516,21 @@ impl LayerInner {
     /// A sampled root gets its trace buffer; an unsampled one none.
     fn prepare(&self, root: &mut SpanData) {
         match root.decision {
-            Decision::Sampled if root.trace.is_none() => root.trace = Some(self.new_trace_buf()),
+            Decision::Sampled if root.trace.is_none() => {
+                let trace = self.new_trace_buf();
+                self.keep_annotations_for(root, &trace);
+                root.trace = Some(trace);
+            }
             Decision::NotSampled => root.trace = None,
             _ => {}
         }
+    }
+
+    /// Tells the parts of `root`'s trace sent before it ends how many
+    /// annotations to leave it.
+    pub(crate) fn keep_annotations_for(&self, root: &SpanData, trace: &TraceBuf) {
+        let n = crate::fields::annotation_fields(root, &self.cfg.fields);
+        trace.root_annotations.store(n, Ordering::Relaxed);
     }
 
     /// The header a downstream call carries: Root, Parent = `span`'s id,
@@ -762,6 +773,11 @@ where
             }
             for e in errors {
                 data.record_error_field(e);
+            }
+            if data.parent_seg.is_none() {
+                if let Some(trace) = &data.trace {
+                    inner.keep_annotations_for(data, trace);
+                }
             }
         }
     }

@@ -57,10 +57,10 @@
 //! |---|---|
 //! | `annotation.KEY = v` | `annotations.KEY`: indexed, filterable. Key made `[A-Za-z0-9_]` (at most 500 chars), strings cut at 1,000 chars, numbers and booleans keep their types, NaN/±inf become strings; past 50 per trace they move to metadata (counted in `annotations_demoted`; the segment's own are kept first, then its subsegments' in the order they ended), as does, uncounted, the second of two names made the same key (`a-b`, `a_b`) |
 //! | a field named in `with_indexed_fields(&[..])`, or any simple field with `with_all_fields_indexed(true)` | an annotation |
-//! | `metadata.KEY` / `metadata.NS.KEY` | `metadata.default.KEY` / `metadata.NS.KEY` (`AWS.*` namespaces are reserved: kept under `default`) |
+//! | `metadata.KEY` / `metadata.NS.KEY` | `metadata.default.KEY` / `metadata.NS.KEY` (the namespace `AWS`, the SDKs' reserved `AWS.*`, is kept under `default`) |
 //! | any other field | `metadata.tracing.FIELD`, with the type `tracing` gave it (dropped with `with_other_fields_as_metadata(false)`) |
 //! | `xray.name` / `otel.name` | the subsegment's name |
-//! | `enduser.id`, `xray.user` | the segment's `user` |
+//! | `enduser.id`, `xray.user` | the segment's `user` (a numeric id as its digits; on a client call without a traced parent, the segment around it) |
 //! | `xray.trace_header` | continues that `X-Amzn-Trace-Id` (root spans) |
 //! | a `&dyn Error` field, an ERROR event, `error = true`, `otel.status_code = "ERROR"`, `error.type` | `fault` (`error` when the HTTP status is 4xx; no flag when it is below 400: the request succeeded, the error was handled; but a call's error, or a failure tower-http classified, is a fault whatever the status), and `cause.exceptions` with the `source()` chain linked by exception ids (an error recorded again by the spans it passes up through, as nested `#[instrument(err)]` functions do, names the one below as its `cause`; 8 per span, the rest counted in `stats()` and the span's `metadata.tracing_xray.exceptions_dropped`) |
 //! | `http.request.method` / `http.method` (tower-http: `method`) | `http.request.method` |

@@ -357,12 +357,17 @@ pub(crate) struct SpanData {
 #[derive(Debug, Default)]
 pub(crate) struct TraceBuf {
     pub(crate) spans: Mutex<SpanList>,
+    /// The annotations the (open) root's fields will take: what the parts
+    /// of the trace sent before it ends keep for it (a trace is filtered by
+    /// its segment's annotations first).
+    pub(crate) root_annotations: std::sync::atomic::AtomicU8,
 }
 
 impl TraceBuf {
     pub(crate) fn new(spans: SpanList) -> Self {
         TraceBuf {
             spans: Mutex::new(spans),
+            root_annotations: Default::default(),
         }
     }
 
@@ -378,7 +383,11 @@ impl TraceBuf {
     /// Takes every finished span held so far.
     pub(crate) fn take(&self, replacement: SpanList) -> SpanList {
         let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::replace(&mut *spans, replacement)
+        let mut taken = std::mem::replace(&mut *spans, replacement);
+        taken.root_annotations = self
+            .root_annotations
+            .load(std::sync::atomic::Ordering::Relaxed);
+        taken
     }
 }
 

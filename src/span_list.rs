@@ -26,6 +26,10 @@ pub(crate) struct SpanList {
     len: usize,
     /// The spans' [`SpanData::held_bytes`], summed as they are pushed.
     bytes: usize,
+    /// Set on a part of a trace sent while its root is open: the
+    /// annotations the root will take, kept for it (see
+    /// [`TraceBuf::root_annotations`](crate::span_data::TraceBuf)).
+    pub(crate) root_annotations: u8,
 }
 
 impl SpanList {
@@ -125,6 +129,7 @@ impl SpanList {
             self.chunks.shrink_to(keep);
         }
         self.len = 0;
+        self.root_annotations = 0;
         self.bytes = 0;
     }
 }

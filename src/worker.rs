@@ -315,6 +315,9 @@ impl Worker {
             self.annotations_used.remove(&trace_id)
         };
         asm.set_annotations_used(earlier.unwrap_or(0));
+        if detached {
+            asm.hold_for_root(usize::from(spans.root_annotations));
+        }
         let tops = forest.tops();
         for &node in tops {
             let node_top = match forest.span(node).parent_seg {

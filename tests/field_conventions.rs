@@ -1761,3 +1761,211 @@ fn annotation_names_that_sanitize_alike_keep_both_values() {
     assert_eq!(traces[0]["annotations"], json!({"a_b": 1}));
     assert_eq!(traces[0]["metadata"]["default"]["a-b"], 2);
 }
+/// README, "How spans map to X-Ray", row "`otel.kind = "client"`/`"producer"`,
+/// `xray.namespace = "remote"` → `namespace: remote`, named after
+/// `peer.service` or the host". A client call that is not HTTP (gRPC, a
+/// Kafka producer, a Redis command: `server.address` / `net.peer.name`, no
+/// method, URL or status) is named after its host too, not after its span
+/// ("call"): the service map draws the service called. (It used to keep
+/// its span's name, the host in `metadata.tracing`.)
+#[test]
+fn a_remote_call_without_http_fields_is_named_after_its_host() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!("root").in_scope(|| {
+                info_span!(
+                    "call",
+                    otel.kind = "client",
+                    rpc.system = "grpc",
+                    server.address = "inventory.internal",
+                    server.port = 50051_i64,
+                )
+                .in_scope(|| {});
+            });
+        },
+    );
+    let sub = &doc["subsegments"][0];
+    assert_eq!(sub["namespace"], "remote", "{sub}");
+    assert_eq!(
+        sub["name"], "inventory.internal",
+        "a remote call is named after its host (README mapping table): {sub}"
+    );
+}
+
+/// SPEC §1.4: `http.request.url` is a URL (scheme + host + path; Go builds
+/// it from the request's `Host`, which writes an IPv6 literal in brackets),
+/// and RFC 3986 §3.2.2 requires the brackets around an IPv6 host. OTel's
+/// `server.address` holds an IPv6 address without brackets ("::1"): the URL
+/// built from it brackets it (it was `http://::1:8080/x`, which no URL
+/// parser reads back), as `url.full` and the tower layers already had it.
+#[test]
+fn an_ipv6_server_address_is_bracketed_in_the_url() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!("root").in_scope(|| {
+                info_span!(
+                    "call",
+                    otel.kind = "client",
+                    http.request.method = "GET",
+                    server.address = "::1",
+                    server.port = 8080_i64,
+                    url.path = "/x",
+                )
+                .in_scope(|| {});
+            });
+        },
+    );
+    let url = &doc["subsegments"][0]["http"]["request"]["url"];
+    assert_eq!(url, "http://[::1]:8080/x", "{doc}");
+}
+
+/// README mapping table: "`enduser.id`, `xray.user` → the segment's `user`";
+/// src/fields/conventions.rs: "A field that turns out to be unusable (a
+/// method that is a number, ...) is kept as metadata like any other". A
+/// numeric user id (`enduser.id = user.id`, a `u64`: the common case) is
+/// neither: it is not the segment's `user` (X-Ray's `user` is a string,
+/// SPEC §1.2; the Python/Node SDKs' `set_user` take whatever id they are
+/// given): its digits are the `user` (it used to vanish from the document).
+#[test]
+fn a_numeric_enduser_id_is_not_lost() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!("request", enduser.id = 42_u64).in_scope(|| {});
+        },
+    );
+    let as_user = doc["user"] == "42";
+    let as_metadata = doc["metadata"]["tracing"]["enduser.id"] == 42;
+    assert!(
+        as_user || as_metadata,
+        "enduser.id = 42 is neither the segment's user nor metadata: {doc}"
+    );
+}
+
+/// README mapping table, `annotation.KEY` row: "past 50 per trace they move
+/// to metadata (...; the segment's own are kept first, then its
+/// subsegments' in the order they ended)". When a long-lived root streams
+/// its finished subsegments (README "Limits": past 1,000 held subsegments
+/// or 1 MiB; here `with_max_held_subsegments(1)`), the streamed parts leave
+/// the segment's own annotations their room (the tenant, the job id: what a
+/// trace is filtered by); they used to take the 50 first, and the
+/// segment's went to `metadata.default`.
+#[test]
+fn the_segments_own_annotations_are_kept_first_when_subsegments_stream() {
+    let docs = capture(
+        |b| b.with_max_held_subsegments(1),
+        || {
+            info_span!("job", "annotation.tenant" = "t1").in_scope(|| {
+                for _ in 0..3 {
+                    // A step and its inner span: two finished spans held,
+                    // past the bound of one, so both stream at once.
+                    let _step = info_span!("step").entered();
+                    info_span!(
+                        "inner",
+                        "annotation.a0" = 0,
+                        "annotation.a1" = 1,
+                        "annotation.a2" = 2,
+                        "annotation.a3" = 3,
+                        "annotation.a4" = 4,
+                        "annotation.a5" = 5,
+                        "annotation.a6" = 6,
+                        "annotation.a7" = 7,
+                        "annotation.a8" = 8,
+                        "annotation.a9" = 9,
+                        "annotation.b0" = 0,
+                        "annotation.b1" = 1,
+                        "annotation.b2" = 2,
+                        "annotation.b3" = 3,
+                        "annotation.b4" = 4,
+                        "annotation.b5" = 5,
+                        "annotation.b6" = 6,
+                        "annotation.b7" = 7,
+                        "annotation.b8" = 8,
+                        "annotation.b9" = 9,
+                    )
+                    .in_scope(|| {});
+                }
+            });
+        },
+    );
+    let segment = docs
+        .iter()
+        .find(|d| d.get("type").is_none())
+        .expect("the segment");
+    assert_eq!(
+        segment["annotations"]["tenant"], "t1",
+        "the segment's own annotation was demoted: {segment}"
+    );
+}
+
+/// README mapping table: "a client call without a traced parent → a segment
+/// of the service around a subsegment for the call", and "`enduser.id`,
+/// `xray.user` → the segment's `user`". For such a root (a command line
+/// tool or background job calling an API on behalf of a user), the user id
+/// is the wrapping segment's `user` (a segment field, SPEC §1.2, indexed for
+/// filter expressions): it used to land in the call's `metadata.tracing`,
+/// where `user = "bob"` does not find it.
+#[test]
+fn the_user_of_a_root_client_call_is_the_segments_user() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!(
+                "GET",
+                otel.kind = "client",
+                http.request.method = "GET",
+                url.full = "https://api.example.com/x",
+                enduser.id = "bob",
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert_eq!(doc["user"], "bob", "{doc}");
+}
+
+/// README mapping table: "`metadata.NS.KEY` → `metadata.NS.KEY` (`AWS.*`
+/// namespaces are reserved: kept under `default`)"; SPEC §1.7 and the
+/// Python SDK (`if namespace.startswith('AWS.')`) reserve the `AWS.`
+/// prefix: a namespace that merely starts with those letters (`AWSome`,
+/// `AWSBilling`) is an ordinary one (it used to be moved to
+/// `metadata.default."AWSome.k"`).
+#[test]
+fn only_aws_dot_namespaces_are_reserved() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!("request", "metadata.AWSome.k" = 1_i64).in_scope(|| {});
+        },
+    );
+    assert_eq!(doc["metadata"]["AWSome"]["k"], 1, "{doc}");
+}
+
+/// README mapping table: "`url.scheme` + `server.address`/`http.host` +
+/// `server.port` + `url.path`/`http.target` → `http.request.url`: scheme,
+/// host, port and path only". The older OpenTelemetry HTTP conventions
+/// that the crate reads (`http.host`, `net.host.port`, `http.target`,
+/// `http.scheme`) define `http.host` as the value of the request's `Host`
+/// header, which carries the port when it is not the default
+/// (`h:8080`), beside `net.host.port = 8080` (actix-web-opentelemetry, for
+/// one, records both): the port is not appended again (it was:
+/// `http://h:8080:8080/x`, no URL; SPEC §1.4: scheme + host + path).
+#[test]
+fn a_host_header_with_its_port_does_not_get_the_port_twice() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!(
+                "request",
+                http.method = "GET",
+                http.scheme = "http",
+                http.host = "h:8080",
+                net.host.port = 8080_i64,
+                http.target = "/x",
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert_eq!(doc["http"]["request"]["url"], "http://h:8080/x", "{doc}");
+}

@@ -298,6 +298,34 @@ fn cut_cow(s: Cow<'_, str>) -> Cow<'_, str> {
     truncate_chars_cow(s, MAX_STRING_CHARS)
 }
 
+/// Writes `host` into a URL: an IPv6 address in brackets (RFC 3986
+/// §3.2.2), unless it has them. Whether it already holds a port (`Host`
+/// headers do: `h:8080`, `[::1]:8080`).
+fn push_host(url: &mut String, host: &str) -> bool {
+    if let Some(rest) = host.strip_prefix('[') {
+        url.push_str(host);
+        return rest
+            .split_once(']')
+            .is_some_and(|(_, p)| p.starts_with(':'));
+    }
+    match host.matches(':').count() {
+        0 => {
+            url.push_str(host);
+            false
+        }
+        1 => {
+            url.push_str(host);
+            true
+        }
+        _ => {
+            url.push('[');
+            url.push_str(host);
+            url.push(']');
+            false
+        }
+    }
+}
+
 /// The X-Ray service name of an AWS SDK service id: the Rust SDK already
 /// uses the official names (`DynamoDB`, `S3`, `SQS`, ...); hand-written
 /// spans in other spellings are brought to them.
@@ -1365,8 +1393,9 @@ impl<'a> Conventions<'a> {
                 }
             } else if let Some(host) = host {
                 self.host = None;
-                let mut url = host.to_owned();
-                if let Some(port) = int(&mut self.port) {
+                let mut url = String::new();
+                let has_port = push_host(&mut url, host);
+                if let Some(port) = int(&mut self.port).filter(|_| !has_port) {
                     url.push_str(&format!(":{port}"));
                 }
                 if let Some(db) = db_name {
@@ -1472,6 +1501,15 @@ impl<'a> Conventions<'a> {
             entity.http.response.content_length = int(&mut self.content_length);
         }
 
+        // A call of another protocol (gRPC, a queue, a cache) is named after
+        // its host too, as an HTTP call is.
+        if is_remote && !is_segment && !is_http && host_label.is_none() {
+            if let Some(h) = self.host.and_then(|(_, v)| as_str(v)) {
+                self.host = None;
+                host_label = Some(Cow::Borrowed(h));
+            }
+        }
+
         // Namespace and name.
         if !is_segment {
             entity.namespace = if let Some(ns) = explicit_ns {
@@ -1571,9 +1609,10 @@ impl<'a> Conventions<'a> {
             text(&mut self.scheme).unwrap_or(if port == Some(443) { "https" } else { "http" });
         url.push_str(scheme);
         url.push_str("://");
-        url.push_str(host);
+        let has_port = push_host(url, host);
         match (scheme, port) {
             (_, None) | ("http", Some(80)) | ("https", Some(443)) => {}
+            _ if has_port => {}
             (_, Some(p)) => url.push_str(&format!(":{p}")),
         }
     }

@@ -11,8 +11,8 @@
 //! | `xray.name`, `otel.name` | the subsegment's name |
 //! | `annotation.KEY` | `annotations.KEY` (key made filter-safe) |
 //! | `metadata.KEY` | `metadata.default.KEY` |
-//! | `metadata.NS.KEY` | `metadata.NS.KEY` (`AWS.` namespaces are reserved: kept under `default`) |
-//! | `enduser.id`, `xray.user` | the segment's `user` |
+//! | `metadata.NS.KEY` | `metadata.NS.KEY` (the namespace `AWS`, the SDKs' reserved `AWS.*`, is kept under `default`) |
+//! | `enduser.id`, `xray.user` | the segment's `user` (a numeric id as its digits; on a client call without a traced parent, the segment around it) |
 //! | `error = true`, `otel.status_code = "ERROR"`, `error.type` | `fault` (`error` with a 4xx status; no flag with a status below 400) |
 //! | a `dyn Error` value | the same, and a `cause.exceptions` entry |
 //! | HTTP, SQL, AWS SDK names | see [`conventions`] |
@@ -170,6 +170,9 @@ pub(crate) struct TraceBudget {
     /// is filtered by its segment's annotations (the tenant, the route)
     /// first.
     pub(crate) reserved: usize,
+    /// Annotations kept for the root of a trace sent in parts while it is
+    /// open: its own, in the part that leaves last.
+    pub(crate) held_for_root: usize,
     /// Annotations moved to metadata because the trace already had 50.
     pub(crate) annotations_demoted: u64,
 }
@@ -248,7 +251,7 @@ fn annotate<'a>(
         );
         return;
     }
-    if budget.annotations + budget.reserved >= MAX_ANNOTATIONS_PER_TRACE {
+    if budget.annotations + budget.reserved + budget.held_for_root >= MAX_ANNOTATIONS_PER_TRACE {
         budget.annotations_demoted += 1;
         put_metadata(entity, Cow::Borrowed(fallback_ns), k, meta_value(value));
         return;
@@ -294,11 +297,10 @@ pub(crate) fn route<'a>(
                     conv.name = Some(s);
                 }
             }
-            "enduser.id" | "xray.user" if is_segment => {
-                if let Some(s) = as_str(value) {
-                    entity.user = Some(Cow::Borrowed(truncate_chars(s, MAX_STRING_CHARS)));
-                }
-            }
+            "enduser.id" | "xray.user" if is_segment => match user_of(value) {
+                Some(user) => entity.user = Some(user),
+                None => other_field(entity, budget, options, key, value),
+            },
             "error" if matches!(value, FieldValue::Bool(true)) => conv.error = true,
             "otel.status_code"
                 if as_str(value).is_some_and(|s| s.eq_ignore_ascii_case("error")) =>
@@ -312,7 +314,9 @@ pub(crate) fn route<'a>(
                 } else if let Some(rest) = key.strip_prefix("metadata.") {
                     let (ns, k) = match rest.split_once('.') {
                         Some((ns, k)) if !ns.is_empty() && !k.is_empty() => {
-                            if ns.starts_with("AWS") {
+                            // `AWS.` namespaces are the AWS SDKs' (SPEC
+                            // §1.7): here, the namespace `AWS`.
+                            if ns == "AWS" {
                                 ("default", rest)
                             } else {
                                 (ns, k)
@@ -332,6 +336,32 @@ pub(crate) fn route<'a>(
             }
         }
     }
+}
+
+/// How many annotations `span`'s fields ask for (at most 50): the ones
+/// `annotation.`, the indexed ones, or all with `index_all`.
+pub(crate) fn annotation_fields(span: &SpanData, options: &FieldOptions) -> u8 {
+    let n = span
+        .fields
+        .iter()
+        .filter(|(k, _)| {
+            options.index_all || k.starts_with("annotation.") || options.indexed.contains(k)
+        })
+        .count();
+    n.min(MAX_ANNOTATIONS_PER_TRACE) as u8
+}
+
+/// A field's value as the segment's `user` (a string): its text, or the
+/// digits of a numeric id; `None` for a float or a bool.
+fn user_of(value: &FieldValue) -> Option<Cow<'_, str>> {
+    Some(match value {
+        FieldValue::Str(s) => Cow::Borrowed(truncate_chars(s, MAX_STRING_CHARS)),
+        FieldValue::I64(n) => Cow::Owned(n.to_string()),
+        FieldValue::U64(n) => Cow::Owned(n.to_string()),
+        FieldValue::I128(n) => Cow::Owned(n.to_string()),
+        FieldValue::U128(n) => Cow::Owned(n.to_string()),
+        FieldValue::F64(_) | FieldValue::Bool(_) => return None,
+    })
 }
 
 /// A field without a convention: an annotation (with
