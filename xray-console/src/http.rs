@@ -37,6 +37,9 @@ pub const MAX_HEAD: usize = 16 * 1024;
 /// how much it drains at most.
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 256 * 1024;
+/// How long a connection whose client declared nothing more waits for bytes it may have
+/// sent anyway (pipelined requests) before closing.
+const PENDING_LOOK: Duration = Duration::from_millis(20);
 
 /// Bytes written to the socket at once.
 const WRITE_CHUNK: usize = 64 * 1024;
@@ -393,6 +396,7 @@ pub(crate) fn parse_head(bytes: &[u8]) -> Result<Head, Refusal> {
         expect_continue: false,
     };
     let mut transfer_encoding: Option<bool> = None; // Some(chunked?)
+    let mut hosts = 0;
     for line in lines {
         if line.is_empty() {
             break;
@@ -425,12 +429,21 @@ pub(crate) fn parse_head(bytes: &[u8]) -> Result<Head, Refusal> {
                 .next()
                 .is_some_and(|c| c.trim_matches([' ', '\t']).eq_ignore_ascii_case("chunked"));
             transfer_encoding = Some(chunked || transfer_encoding == Some(true));
+        } else if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
         } else if name.eq_ignore_ascii_case("expect") {
             if !value.eq_ignore_ascii_case("100-continue") {
                 return Err(refuse(417, "only `Expect: 100-continue` is understood"));
             }
             head.expect_continue = true;
         }
+    }
+    // RFC 9112 §3.2: an HTTP/1.1 request has exactly one `Host`; none has two.
+    if hosts > 1 || (hosts == 0 && version == Version::Http11) {
+        return Err(refuse(
+            400,
+            "an HTTP/1.1 request needs exactly one Host header",
+        ));
     }
     match transfer_encoding {
         Some(true) => Err(refuse(
@@ -541,10 +554,23 @@ fn write_response(
 
 /// Reads and drops what the client still sends, for a while, after the answer: closing a
 /// socket with unread bytes resets the connection, and the client may lose the answer.
-fn linger(s: &mut dyn Stream, deadlines: &HttpDeadlines) {
+/// With `expected` false (nothing more was declared), only bytes already there or about to
+/// arrive (pipelined requests) are waited for: a client that sent nothing more costs a
+/// brief look, not the whole lingering time.
+fn linger(s: &mut dyn Stream, deadlines: &HttpDeadlines, expected: bool) {
     s.shutdown_write();
     let deadline = Instant::now() + LINGER.min(deadlines.head);
     let mut chunk = [0u8; 16 * 1024];
+    if !expected {
+        match read_by(
+            s,
+            &mut chunk,
+            Instant::now() + PENDING_LOOK.min(deadlines.head),
+        ) {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
+    }
     let mut drained = 0;
     while drained < LINGER_BYTES {
         match read_by(s, &mut chunk, deadline) {
@@ -559,24 +585,25 @@ fn linger(s: &mut dyn Stream, deadlines: &HttpDeadlines) {
 pub(crate) fn serve_connection(s: &mut dyn Stream, deadlines: &HttpDeadlines, handler: &Handler) {
     let start = Instant::now();
     let mut buf = Vec::new();
-    let refused = |s: &mut dyn Stream, version: Version, r: Refusal| {
+    let refused = |s: &mut dyn Stream, version: Version, r: Refusal, head_only: bool| {
         let _ = write_response(
             s,
             version,
             &r.response(),
-            false,
+            head_only,
             Instant::now() + deadlines.response,
         );
-        linger(s, deadlines);
+        linger(s, deadlines, true);
     };
     let end = match read_head(s, &mut buf, start + deadlines.head) {
         Ok(end) => end,
         Err(HeadError::Gone) => return,
-        Err(HeadError::Refused(r)) => return refused(s, Version::Http11, r),
+        Err(HeadError::Refused(r)) => return refused(s, Version::Http11, r, false),
     };
     let head = match parse_head(buf.get(..end).unwrap_or_default()) {
         Ok(head) => head,
-        Err(r) => return refused(s, Version::Http11, r),
+        // A refused HEAD request gets no content either (RFC 9110 §9.3.2).
+        Err(r) => return refused(s, Version::Http11, r, buf.starts_with(b"HEAD ")),
     };
     let early = buf.split_off(end.min(buf.len()));
     let mut req = Request {
@@ -600,9 +627,10 @@ pub(crate) fn serve_connection(s: &mut dyn Stream, deadlines: &HttpDeadlines, ha
         Instant::now() + deadlines.response,
     )
     .is_ok()
-        && unread
     {
-        linger(s, deadlines);
+        // Always: besides an unread body, the client may have sent more
+        // (pipelined requests) that the head's reads left in the socket.
+        linger(s, deadlines, unread);
     }
 }
 
@@ -947,18 +975,21 @@ mod tests {
         assert_eq!((h.method.as_str(), h.version), ("POST", Version::Http10));
         assert_eq!(h.content_length, None);
         // Absolute form is cut to its path.
-        let h = parse_head(b"GET http://127.0.0.1:2000/api/stats?x=1 HTTP/1.1\r\n\r\n").unwrap();
+        let h = parse_head(b"GET http://127.0.0.1:2000/api/stats?x=1 HTTP/1.1\r\nHost: h\r\n\r\n")
+            .unwrap();
         assert_eq!(h.target, "/api/stats?x=1");
-        let h = parse_head(b"GET HTTP://host HTTP/1.1\r\n\r\n").unwrap();
+        let h = parse_head(b"GET HTTP://host HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
         assert_eq!(h.target, "/");
         // Case-insensitive header names; the same length twice is fine.
-        let h = parse_head(b"POST / HTTP/1.1\r\ncontent-LENGTH: 3\r\nContent-Length: 3\r\nEXPECT: 100-Continue\r\n\r\n")
+        let h = parse_head(b"POST / HTTP/1.1\r\nHost: h\r\ncontent-LENGTH: 3\r\nContent-Length: 3\r\nEXPECT: 100-Continue\r\n\r\n")
             .unwrap();
         assert_eq!(h.content_length, Some(3));
         assert!(h.expect_continue);
         // A length past u64 is kept as the largest, to be refused when read.
-        let h = parse_head(b"GET / HTTP/1.1\r\nContent-Length: 99999999999999999999999999\r\n\r\n")
-            .unwrap();
+        let h = parse_head(
+            b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999999\r\n\r\n",
+        )
+        .unwrap();
         assert_eq!(h.content_length, Some(u64::MAX));
     }
 
@@ -968,27 +999,27 @@ mod tests {
         for bad in [
             &b"GET\r\n\r\n"[..],
             b"GET / \r\n\r\n",
-            b"GET  / HTTP/1.1\r\n\r\n",
+            b"GET  / HTTP/1.1\r\nHost: h\r\n\r\n",
             b"GET / HTTP/1.1 x\r\n\r\n",
-            b"G(T / HTTP/1.1\r\n\r\n",
-            b" GET / HTTP/1.1\r\n\r\n",
-            b"GET noslash HTTP/1.1\r\n\r\n",
-            b"GET /a\x01b HTTP/1.1\r\n\r\n",
-            b"GET /\xc3\xa9 HTTP/1.1\r\n\r\n",
+            b"G(T / HTTP/1.1\r\nHost: h\r\n\r\n",
+            b" GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET noslash HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /a\x01b HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost a\r\n\r\n",
             b"GET / HTTP/1.1\r\nHo st: a\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
             b"GET / HTTP/1.1\r\n: a\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
-            b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",
-            b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n",
-            b"GET / HTTP/1.1\r\nX: \xff\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x00b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX: \xff\r\n\r\n",
             b"\x16\x03\x01\x02\x00garbage\r\n\r\n",
-            b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-            b"GET / HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\n",
-            b"GET / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n",
-            b"GET / HTTP/1.1\r\nContent-Length:\r\n\r\n",
-            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1, 1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0x10\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length:\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             b"GET / HTTP/1\r\n\r\n",
             b"GET / http/1.1\r\n\r\n",
         ] {
@@ -998,20 +1029,23 @@ mod tests {
         assert_eq!(status(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 505);
         assert_eq!(status(b"GET / HTTP/0.9\r\n\r\n"), 505);
         assert_eq!(
-            status(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            status(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"),
             411
         );
         assert_eq!(
             status(
-                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\nContent-Length: 4\r\n\r\n"
+                b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, Chunked\r\nContent-Length: 4\r\n\r\n"
             ),
             411
         );
         assert_eq!(
-            status(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            status(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n"),
             501
         );
-        assert_eq!(status(b"POST / HTTP/1.1\r\nExpect: magic\r\n\r\n"), 417);
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: h\r\nExpect: magic\r\n\r\n"),
+            417
+        );
     }
 
     #[test]
@@ -1050,7 +1084,7 @@ mod tests {
                 b"\r\n",
                 b"PO",
                 b"ST / HTTP/1.1\r",
-                b"\nContent-Length: 5\r\n",
+                b"\nHost: h\r\nContent-Length: 5\r\n",
                 b"\r\nhe",
                 b"llo",
             ],
@@ -1064,7 +1098,7 @@ mod tests {
     fn expect_100_continue_is_answered_before_the_body_is_read() {
         let mut s = Script::new(
             &[
-                b"POST /api/import HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+                b"POST /api/import HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
                 b"hello",
             ],
             false,
@@ -1080,7 +1114,7 @@ mod tests {
         assert_eq!(s.written_before_read.get(1), Some(&25));
         // Not when the body came with the head, nor for HTTP/1.0.
         for req in [
-            &b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi"[..],
+            &b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi"[..],
             b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",
         ] {
             let mut s = Script::new(&[req], false);
@@ -1099,7 +1133,7 @@ mod tests {
             "99999999999999999999999",
         ] {
             let head =
-                format!("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: {len}\r\n\r\n");
+                format!("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: {len}\r\n\r\n");
             let mut s = Script::new(&[head.as_bytes(), b"x"], true);
             serve(&mut s, 100);
             let out = s.output();
@@ -1113,7 +1147,7 @@ mod tests {
         }
         // A route that reads no body answers a huge declared length all the same.
         let mut s = Script::new(
-            &[b"GET / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n"],
+            &[b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551615\r\n\r\n"],
             true,
         );
         serve(&mut s, 100);
@@ -1124,17 +1158,20 @@ mod tests {
     fn a_body_that_does_not_come_is_408_and_a_short_one_400() {
         let t = Instant::now();
         let mut s = Script::new(
-            &[b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"],
+            &[b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc"],
             false,
         );
         serve(&mut s, 100);
         assert_eq!(status_of(&s.output()), 408, "{}", s.output());
         assert!(t.elapsed() < Duration::from_secs(3));
-        let mut s = Script::new(&[b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"], true);
+        let mut s = Script::new(
+            &[b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc"],
+            true,
+        );
         serve(&mut s, 100);
         assert_eq!(status_of(&s.output()), 400, "{}", s.output());
         // No length: an empty body.
-        let mut s = Script::new(&[b"POST / HTTP/1.1\r\n\r\n"], false);
+        let mut s = Script::new(&[b"POST / HTTP/1.1\r\nHost: h\r\n\r\n"], false);
         serve(&mut s, 100);
         assert!(s.output().ends_with("\r\n\r\nbody "), "{}", s.output());
     }
@@ -1142,19 +1179,25 @@ mod tests {
     #[test]
     fn head_limits_and_deadline() {
         // Over 16 KiB of headers.
-        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n",
+            "a".repeat(MAX_HEAD)
+        );
         let mut s = Script::new(&[big.as_bytes()], false);
         serve(&mut s, 100);
         assert_eq!(status_of(&s.output()), 431, "{}", s.output());
         // Exactly 16 KiB is fine.
-        let fits = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD - 23));
+        let fits = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n",
+            "a".repeat(MAX_HEAD - 32)
+        );
         assert_eq!(fits.len(), MAX_HEAD);
         let mut s = Script::new(&[fits.as_bytes()], false);
         serve(&mut s, 100);
         assert_eq!(status_of(&s.output()), 200, "{}", s.output());
         // Endless header bytes, never an empty line, in small pieces.
         let piece = [b'a'; 100];
-        let pieces: Vec<&[u8]> = std::iter::once(&b"GET / HTTP/1.1\r\nX: "[..])
+        let pieces: Vec<&[u8]> = std::iter::once(&b"GET / HTTP/1.1\r\nHost: h\r\nX: "[..])
             .chain(std::iter::repeat(&piece[..]).take(1000))
             .collect();
         let mut s = Script::new(&pieces, false);
@@ -1175,7 +1218,7 @@ mod tests {
         for junk in [
             &b"\x16\x03\x01\x02\x00garbage\r\n\r\n"[..],
             b"GET /\r\n\r\n",
-            b"GET / HTTP/1.1\r\nX: \xc3\x28\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: h\r\nX: \xc3\x28\r\n\r\n",
         ] {
             let mut s = Script::new(&[junk], true);
             serve(&mut s, 100);
@@ -1243,7 +1286,7 @@ mod tests {
         let get = |path: &str| {
             let mut c = TcpStream::connect(addr).unwrap();
             c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            c.write_all(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes())
+            c.write_all(format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes())
                 .unwrap();
             let mut out = String::new();
             let _ = c.read_to_string(&mut out);

@@ -320,7 +320,16 @@ pub fn respond(state: &State, req: &mut Request<'_>) -> Reply {
                 _ => Reply::not_found(&path),
             }
         }
-        _ => Reply::new(405, "text/plain", "method not allowed\n"),
+        _ => {
+            // RFC 9110 §15.5.6: a 405 says which methods the resource takes.
+            let allow = match segs.as_slice() {
+                ["GetSamplingRules"] | ["SamplingTargets"] | ["api", "import"] => "POST",
+                _ => "GET, HEAD",
+            };
+            let mut r = Reply::new(405, "text/plain", "method not allowed\n");
+            r.headers.push(("Allow", allow.to_owned()));
+            r
+        }
     }
 }
 
