@@ -645,3 +645,49 @@ fn a_request_timeout_of_duration_max_does_not_panic() {
         Some("test-rule-1")
     );
 }
+
+/// The wall clock set back (an NTP step, a VM restored from a snapshot)
+/// must not stop the statistics and targets exchange: a rule matched after
+/// the set-back is reported at the next target poll, as the poller's own
+/// schedule already recovers (it used to wait until the clock caught up
+/// with the last report, an hour here).
+#[test]
+fn rules_keep_being_reported_after_the_clock_is_set_back() {
+    let proxy = ProxyServer::start();
+    proxy.reply_json(
+        "/GetSamplingRules",
+        &rules_of(&[fixture_rule("test-rule-1")]),
+    );
+    proxy.reply_json(
+        "/SamplingTargets",
+        &targets_body("test-rule-1", 0.0, 2, T0 + 1000, 10),
+    );
+    let clock = ManualClock::at_epoch_seconds(T0);
+    let sampler = sampler_for(proxy.addr, &clock, 1.0);
+    sampler.poll_once();
+    assert_eq!(
+        rule_name(&sampler, &any_request()).as_deref(),
+        Some("test-rule-1")
+    );
+    clock.set_epoch_seconds(T0 + 11);
+    sampler.poll_once();
+    assert_eq!(
+        paths(&proxy.drain()),
+        ["/GetSamplingRules", "/SamplingTargets"]
+    );
+
+    let back = T0 + 11 - 3600;
+    clock.set_epoch_seconds(back);
+    assert_eq!(
+        rule_name(&sampler, &any_request()).as_deref(),
+        Some("test-rule-1")
+    );
+    sampler.poll_once();
+    let sent = proxy.drain();
+    let reports: Vec<_> = sent
+        .iter()
+        .filter(|r| r.path == "/SamplingTargets")
+        .collect();
+    assert_eq!(reports.len(), 1, "{:?}", paths(&sent));
+    assert_eq!(only_statistics(reports[0])["RequestCount"], 1);
+}

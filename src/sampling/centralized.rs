@@ -798,14 +798,15 @@ impl RuleState {
         self.fixed_rate.store(rate.to_bits(), Ordering::Relaxed);
     }
 
-    /// Matched at least once since the last report, and its interval passed.
+    /// Matched at least once since the last report, and its interval passed
+    /// (or the wall clock was set back past the last report: as in
+    /// [`is_due`], the rule is reported at once rather than after the
+    /// clock catches up, maybe an hour later).
     fn due_for_report(&self, now_sec: u64) -> bool {
+        let last = self.targets_at.load(Ordering::Relaxed);
         self.requests.load(Ordering::Relaxed) > 0
-            && now_sec
-                >= self
-                    .targets_at
-                    .load(Ordering::Relaxed)
-                    .saturating_add(self.interval.load(Ordering::Relaxed))
+            && (now_sec < last
+                || now_sec >= last.saturating_add(self.interval.load(Ordering::Relaxed)))
     }
 
     /// The counters for a report; resets them.
