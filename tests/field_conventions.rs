@@ -51,6 +51,17 @@ fn capture_with_text(
     (traces, text)
 }
 
+/// The one subsegment of a trace whose root runs `child`.
+fn only_child(child: impl FnOnce()) -> Value {
+    let doc = one(|b| b, || info_span!("root").in_scope(child));
+    assert_eq!(
+        doc["subsegments"].as_array().map(Vec::len),
+        Some(1),
+        "{doc}"
+    );
+    doc["subsegments"][0].clone()
+}
+
 fn one(configure: impl FnOnce(Builder) -> Builder, body: impl FnOnce()) -> Value {
     let mut traces = capture(configure, body);
     assert_eq!(traces.len(), 1, "{traces:#?}");
@@ -1770,22 +1781,16 @@ fn annotation_names_that_sanitize_alike_keep_both_values() {
 /// its span's name, the host in `metadata.tracing`.)
 #[test]
 fn a_remote_call_without_http_fields_is_named_after_its_host() {
-    let doc = one(
-        |b| b,
-        || {
-            info_span!("root").in_scope(|| {
-                info_span!(
-                    "call",
-                    otel.kind = "client",
-                    rpc.system = "grpc",
-                    server.address = "inventory.internal",
-                    server.port = 50051_i64,
-                )
-                .in_scope(|| {});
-            });
-        },
-    );
-    let sub = &doc["subsegments"][0];
+    let sub = &only_child(|| {
+        info_span!(
+            "call",
+            otel.kind = "client",
+            rpc.system = "grpc",
+            server.address = "inventory.internal",
+            server.port = 50051_i64,
+        )
+        .in_scope(|| {});
+    });
     assert_eq!(sub["namespace"], "remote", "{sub}");
     assert_eq!(
         sub["name"], "inventory.internal",
@@ -1801,24 +1806,21 @@ fn a_remote_call_without_http_fields_is_named_after_its_host() {
 /// parser reads back), as `url.full` and the tower layers already had it.
 #[test]
 fn an_ipv6_server_address_is_bracketed_in_the_url() {
-    let doc = one(
-        |b| b,
-        || {
-            info_span!("root").in_scope(|| {
-                info_span!(
-                    "call",
-                    otel.kind = "client",
-                    http.request.method = "GET",
-                    server.address = "::1",
-                    server.port = 8080_i64,
-                    url.path = "/x",
-                )
-                .in_scope(|| {});
-            });
-        },
+    let sub = only_child(|| {
+        info_span!(
+            "call",
+            otel.kind = "client",
+            http.request.method = "GET",
+            server.address = "::1",
+            server.port = 8080_i64,
+            url.path = "/x",
+        )
+        .in_scope(|| {});
+    });
+    assert_eq!(
+        sub["http"]["request"]["url"], "http://[::1]:8080/x",
+        "{sub}"
     );
-    let url = &doc["subsegments"][0]["http"]["request"]["url"];
-    assert_eq!(url, "http://[::1]:8080/x", "{doc}");
 }
 
 /// README mapping table: "`enduser.id`, `xray.user` → the segment's `user`";
