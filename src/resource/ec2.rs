@@ -81,7 +81,9 @@ pub(super) fn detect(probe: &Probe, http: &Http) -> Option<Detected> {
         )
         .and_then(super::Reply::ok)
         .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty() && !t.contains(['\r', '\n']));
+        // A token that cannot be a header value (any byte but visible
+        // ASCII) would fail the request before it is sent: IMDSv1 instead.
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()));
     let headers: &[(&str, &str)] = match &token {
         Some(token) => &[(TOKEN_HEADER, token.as_str())],
         None => &[],
@@ -380,5 +382,29 @@ mod tests {
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(290), "{took:?}");
         assert!(took < Duration::from_millis(1000), "{took:?}");
+    }
+
+    /// A `200` to the token PUT whose body cannot be a header value (a
+    /// control character) falls back to IMDSv1 (SPEC §6); the document
+    /// request used to fail in the HTTP client before anything was sent.
+    #[test]
+    fn a_token_unusable_as_a_header_falls_back_to_imds_v1() {
+        const DOCUMENT: &str = r#"{"accountId":"123456789012","availabilityZone":"us-west-2c",
+            "imageId":"ami-0","instanceId":"i-075ad396f12bc325a","instanceType":"m5.xlarge"}"#;
+        for token in ["AQAE\u{1}token", "AQAEtoken\u{7f}", "AQ\0AE"] {
+            let server = Server::start(move |req| match req.method.as_str() {
+                "PUT" => Reply::ok(token),
+                "GET" if req.path == DOCUMENT_PATH && req.header(TOKEN_HEADER).is_none() => {
+                    Reply::ok(DOCUMENT)
+                }
+                _ => Reply::Status(401, String::new()),
+            });
+            let root = TempRoot::new();
+            let d = detectors(
+                &root,
+                &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", server.url().as_str())],
+            );
+            assert_eq!(detect_all(&d).origin(), Some(ORIGIN_EC2), "token {token:?}");
+        }
     }
 }
