@@ -5,8 +5,21 @@
 use std::borrow::Cow;
 
 use crate::fields::{meta_value, TRACING_NAMESPACE};
+use crate::layer::LOG_TARGET_FIELD;
 use crate::model::{Entity, MetaValue};
-use crate::span_data::SpanData;
+use crate::span_data::{EventRecord, FieldValue, SpanData};
+
+/// An event's target: a forwarded `log` record's own (tracing-log's events
+/// all have the target `log`).
+fn target_of(e: &EventRecord) -> &str {
+    e.fields
+        .iter()
+        .find_map(|(k, v)| match v {
+            FieldValue::Str(s) if *k == LOG_TARGET_FIELD => Some(s.as_str()),
+            _ => None,
+        })
+        .unwrap_or_else(|| e.meta.target())
+}
 
 pub(crate) fn render<'a>(span: &'a SpanData, entity: &mut Entity<'a>) {
     let list = span
@@ -22,13 +35,13 @@ pub(crate) fn render<'a>(span: &'a SpanData, entity: &mut Entity<'a>) {
                 ),
                 (
                     Cow::Borrowed("target"),
-                    MetaValue::Str(Cow::Borrowed(e.meta.target())),
+                    MetaValue::Str(Cow::Borrowed(target_of(e))),
                 ),
             ];
             object.extend(
                 e.fields
                     .iter()
-                    .filter(|(k, _)| !matches!(*k, "time" | "level" | "target"))
+                    .filter(|(k, _)| !matches!(*k, "time" | "level" | "target" | LOG_TARGET_FIELD))
                     .map(|(k, v)| (Cow::Borrowed(*k), meta_value(v))),
             );
             MetaValue::Object(object)

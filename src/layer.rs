@@ -39,8 +39,8 @@ use crate::id::{SegmentId, TraceId};
 use crate::recycle::RecycleRx;
 use crate::sampling::{Sampler, SamplingRequest};
 use crate::span_data::{
-    debug_string, Anchor, Decision, ErrorRecord, EventRecord, FieldValue, FieldVisitor, Fields,
-    Role, SpanData, TraceBuf, MAX_PRECURSORS,
+    debug_string, Anchor, Decision, ErrorRecord, EventRecord, FieldStr, FieldValue, FieldVisitor,
+    Fields, Role, SpanData, TraceBuf, MAX_PRECURSORS,
 };
 use crate::span_list::SpanList;
 use crate::unsampled::UnsampledIds;
@@ -933,7 +933,15 @@ fn record_event<S>(
     let meta = event.metadata();
     if !is_error {
         let at = Instant::now();
-        let (fields, _) = collect_fields(|v| event.record(v));
+        let (mut fields, _) = collect_fields(|v| event.record(v));
+        // A forwarded `log` record: its own target, not tracing-log's.
+        if meta.target() == LOG_RECORD_TARGET {
+            let mut visitor = EventVisitor::default();
+            event.record(&mut visitor);
+            if let Some(target) = visitor.log_target {
+                fields.push((LOG_TARGET_FIELD, FieldValue::Str(FieldStr::new(&target))));
+            }
+        }
         let mut ext = span.extensions_mut();
         if let Some(data) = ext.get_mut::<Box<SpanData>>() {
             data.push_event(EventRecord { at, meta, fields });
@@ -986,6 +994,11 @@ fn record_event<S>(
         data.push_error(record);
     }
 }
+
+/// The target of the events tracing-log makes of `log` records, and the field
+/// holding the record's own.
+pub(crate) const LOG_RECORD_TARGET: &str = "log";
+pub(crate) const LOG_TARGET_FIELD: &str = "log.target";
 
 /// tower-http's `TraceLayer` logs the response status in an event
 /// (`DefaultOnResponse`: "finished processing request", `status = 200`)
