@@ -25,6 +25,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Sender, TrySendError};
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::subscriber::NoSubscriber;
 use tracing_core::{Dispatch, Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
@@ -319,6 +320,22 @@ where
     }
 }
 
+/// Runs `f` (the application's sampler) with what it logs going nowhere. It
+/// runs while a span's lock is held (the root's, or at its first child the
+/// parent's): an event reaching a layer (this one, or a fmt layer reading
+/// the span's fields) would wait on that lock for ever. Inside a subscriber
+/// callback on tracing's scoped path, tracing already drops nested events
+/// (the thread's default is then the no-op one), and setting a default
+/// there would panic (tracing-core holds it borrowed): `f` just runs.
+fn muted<R>(f: impl FnOnce() -> R) -> R {
+    let dropped_anyway = tracing::dispatcher::get_default(|d| d.is::<NoSubscriber>());
+    if dropped_anyway {
+        f()
+    } else {
+        tracing::dispatcher::with_default(&Dispatch::none(), f)
+    }
+}
+
 fn first_str<'a>(fields: &'a [(&'static str, FieldValue)], keys: &[&str]) -> Option<&'a str> {
     keys.iter().find_map(|k| {
         fields.iter().rev().find_map(|(name, v)| match v {
@@ -461,7 +478,7 @@ impl LayerInner {
         request.http_method = request_fields.method;
         request.url_path = request_fields.path;
         request.service_type = resource.and_then(|r| r.origin());
-        let decision = self.sampler.sample(&request);
+        let decision = muted(|| self.sampler.sample(&request));
         root.decision = if decision.is_sampled() {
             Decision::Sampled
         } else {
@@ -964,6 +981,9 @@ fn record_event<S>(
     };
     let record = match visitor.error {
         Some(mut record) => {
+            // An event's, not a span field's: never replaced by a field
+            // recorded later (see `ErrorRecord::field`).
+            record.field = None;
             if let Some(message) = visitor.message {
                 record
                     .sources

@@ -6,71 +6,97 @@
 //! span's sampling decision, trace buffer and configuration are its own
 //! layer's, found here by its tag.
 //!
-//! Tags are 1 to 255 (a byte in every span's data), reused once their layer
-//! is gone. Past 255 layers alive at once, a layer gets tag 0: its spans
-//! are looked up as before, through the outermost layer.
+//! Tags are 1 to 255 (a byte in every span's data), never given twice.
+//! Past 255 layers in the life of the process, a layer gets tag 0: its
+//! spans are looked up through the subscriber's outermost layer.
 //!
 //! [`SpanData::owner`]: crate::span_data::SpanData::owner
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 
 use crate::layer::LayerInner;
-
-/// Slot `tag - 1` holds the layer of `tag`.
-static OWNERS: Mutex<Vec<Weak<LayerInner>>> = Mutex::new(Vec::new());
 
 /// Tags a byte can hold (0 is "none").
 const MAX_TAGS: usize = u8::MAX as usize;
 
-/// Builds a layer with `make(tag)`, under a tag no live layer holds.
-pub(crate) fn register(make: impl FnOnce(u8) -> LayerInner) -> Arc<LayerInner> {
-    let mut owners = OWNERS.lock().unwrap_or_else(|e| e.into_inner());
-    let free = owners.iter().position(|w| w.strong_count() == 0);
-    let slot = match free {
-        Some(i) => Some(i),
-        None if owners.len() < MAX_TAGS => {
-            owners.push(Weak::new());
-            Some(owners.len() - 1)
+/// The layers by tag. A tag is never given twice: a layer swapped out (by a
+/// `reload` layer) may leave open spans carrying its tag, which must never
+/// lead to another layer. Past 255 layers in the life of the process (a
+/// program that rebuilds its layer again and again), a layer gets tag 0.
+pub(crate) struct Owners<T> {
+    /// Slot `tag - 1` holds the layer of `tag`.
+    slots: [OnceLock<Weak<T>>; MAX_TAGS],
+    next: AtomicUsize,
+}
+
+/// The process's layers.
+static OWNERS: Owners<LayerInner> = Owners::new();
+
+impl<T> Owners<T> {
+    const fn new() -> Self {
+        Owners {
+            slots: [const { OnceLock::new() }; MAX_TAGS],
+            next: AtomicUsize::new(0),
         }
-        None => None,
-    };
-    let Some(slot) = slot else {
-        return Arc::new(make(0));
-    };
-    let tag = u8::try_from(slot + 1).unwrap_or(0);
-    let inner = Arc::new(make(tag));
-    owners[slot] = Arc::downgrade(&inner);
-    inner
+    }
+
+    /// Builds a layer with `make(tag)`, under a tag of its own.
+    fn register(&self, make: impl FnOnce(u8) -> T) -> Arc<T> {
+        let slot = self.next.fetch_add(1, Ordering::Relaxed);
+        let Some(cell) = self.slots.get(slot) else {
+            return Arc::new(make(0));
+        };
+        let tag = u8::try_from(slot + 1).unwrap_or(0);
+        let inner = Arc::new(make(tag));
+        let _ = cell.set(Arc::downgrade(&inner));
+        inner
+    }
+
+    /// The live layer of `tag` (not 0). No lock: a load and an upgrade.
+    fn get(&self, tag: u8) -> Option<Arc<T>> {
+        let slot = usize::from(tag).checked_sub(1)?;
+        self.slots.get(slot)?.get()?.upgrade()
+    }
+}
+
+/// Builds a layer with `make(tag)`, under a tag of its own.
+pub(crate) fn register(make: impl FnOnce(u8) -> LayerInner) -> Arc<LayerInner> {
+    OWNERS.register(make)
 }
 
 /// The live layer of `tag` (not 0).
 pub(crate) fn get(tag: u8) -> Option<Arc<LayerInner>> {
-    let owners = OWNERS.lock().unwrap_or_else(|e| e.into_inner());
-    owners.get(usize::from(tag).checked_sub(1)?)?.upgrade()
+    OWNERS.get(tag)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn layer() -> Arc<LayerInner> {
-        let layer = crate::builder()
-            .with_exporter(crate::export::NoopExporter)
-            .build();
-        layer.inner.clone().unwrap()
+    #[test]
+    fn tags_name_live_layers_and_are_never_given_twice() {
+        let owners = Owners::new();
+        let a = owners.register(|tag| tag);
+        let b = owners.register(|tag| tag);
+        assert_eq!((*a, *b), (1, 2));
+        assert!(Arc::ptr_eq(&owners.get(1).unwrap(), &a));
+        assert!(Arc::ptr_eq(&owners.get(2).unwrap(), &b));
+        drop(a);
+        assert!(owners.get(1).is_none(), "gone with its layer");
+        // Not given again: a span of the layer gone may still be open.
+        let c = owners.register(|tag| tag);
+        assert_eq!(*c, 3);
+        assert!(owners.get(1).is_none());
+        assert!(owners.get(0).is_none());
     }
 
     #[test]
-    fn tags_name_live_layers_and_are_reused() {
-        let a = layer();
-        let b = layer();
-        assert_ne!(a.tag, 0);
-        assert_ne!(a.tag, b.tag);
-        assert!(Arc::ptr_eq(&get(a.tag).unwrap(), &a));
-        assert!(Arc::ptr_eq(&get(b.tag).unwrap(), &b));
-        let tag = a.tag;
-        drop(a);
-        assert!(get(tag).is_none(), "gone with its layer");
-        assert!(get(0).is_none());
+    fn past_255_layers_a_layer_gets_no_tag() {
+        let owners = Owners::new();
+        let kept: Vec<_> = (0..MAX_TAGS).map(|_| owners.register(|tag| tag)).collect();
+        assert_eq!(**kept.last().unwrap(), 255);
+        assert_eq!(*owners.register(|tag| tag), 0);
+        assert!(owners.get(0).is_none());
     }
 }

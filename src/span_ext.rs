@@ -3,7 +3,6 @@
 
 use crate::header::TraceHeader;
 use crate::layer::{Found, Lookup, WithContext};
-use crate::span_data::Decision;
 
 /// X-Ray propagation on [`tracing::Span`], in the manner of
 /// tracing-opentelemetry's `OpenTelemetrySpanExt`.
@@ -138,15 +137,8 @@ impl XraySpanExt for tracing::Span {
     fn xray_header(&self) -> Option<TraceHeader> {
         let mut out = None;
         with_data(self, Lookup::Nearest, &mut |found| {
-            // The sampler is the application's code, run while this holds the
-            // span's lock: what it logs goes nowhere, as when the decision is
-            // taken in the subscriber's own callbacks (where tracing drops
-            // nested events). Reaching a layer, an event would wait on the
-            // lock this holds: ours, or fmt's, which read the span's fields.
-            if found.data.decision == Decision::Pending {
-                let none = tracing::Dispatch::none();
-                tracing::dispatcher::with_default(&none, || found.inner.decide(found.data));
-            }
+            // The sampler runs muted (see `LayerInner::decide_pending`).
+            found.inner.decide(found.data);
             out = Some(
                 found
                     .inner

@@ -229,3 +229,25 @@ impl std::fmt::Display for Failure {
 }
 
 impl std::error::Error for Failure {}
+
+/// An ERROR event's exception is the event's: the span's `error` field
+/// recorded after it is one more, not a replacement.
+#[test]
+fn a_span_error_field_recorded_after_an_error_event_does_not_replace_it() {
+    let (traces, _) = run(false, || {
+        let span = tracing::info_span!("op", error = tracing::field::Empty);
+        span.in_scope(|| {
+            let e = Failure("the event's");
+            tracing::error!(error = &e as &dyn std::error::Error, "event failure");
+            let own = Failure("the span's own");
+            span.record("error", &own as &dyn std::error::Error);
+        });
+    });
+    let messages: Vec<&str> = traces[0]["cause"]["exceptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages, ["event failure", "the event's", "the span's own"]);
+}

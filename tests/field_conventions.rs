@@ -1971,3 +1971,24 @@ fn a_host_header_with_its_port_does_not_get_the_port_twice() {
     );
     assert_eq!(doc["http"]["request"]["url"], "http://h:8080/x", "{doc}");
 }
+
+/// A non-HTTP call named otherwise (`peer.service` here) keeps its host as
+/// metadata: only a call named after its host takes it out.
+#[test]
+fn a_non_http_call_named_by_peer_service_keeps_its_host() {
+    let sub = only_child(|| {
+        info_span!(
+            "call",
+            otel.kind = "client",
+            rpc.system = "grpc",
+            peer.service = "Billing",
+            server.address = "billing.internal",
+        )
+        .in_scope(|| {});
+    });
+    assert_eq!(sub["name"], "Billing", "{sub}");
+    assert_eq!(
+        sub["metadata"]["tracing"]["server.address"], "billing.internal",
+        "{sub}"
+    );
+}

@@ -1503,7 +1503,11 @@ impl<'a> Conventions<'a> {
 
         // A call of another protocol (gRPC, a queue, a cache) is named after
         // its host too, as an HTTP call is.
-        if is_remote && !is_segment && !is_http && host_label.is_none() {
+        let named_otherwise = self.xray_name.is_some()
+            || aws_service.is_some()
+            || self.peer_service.is_some()
+            || db_label.is_some();
+        if is_remote && !is_segment && !is_http && host_label.is_none() && !named_otherwise {
             if let Some(h) = self.host.and_then(|(_, v)| as_str(v)) {
                 self.host = None;
                 host_label = Some(Cow::Borrowed(h));

@@ -284,8 +284,8 @@ impl SamplingDecision {
 /// Called once per trace root (a request whose incoming `X-Amzn-Trace-Id`
 /// header carries `Sampled=1` or `Sampled=0` is not asked). Implementations
 /// must be cheap and must not block: they run on the application's threads.
-/// Events they emit while deciding go nowhere (the layer may hold the root's
-/// lock then, as tracing itself does inside a subscriber's callbacks).
+/// Events they emit while deciding go nowhere: the layer holds a span's lock
+/// then, and an event reaching a layer would wait on it.
 ///
 /// ```
 /// use tracing_xray::sampling::{Sampler, SamplingDecision, SamplingRequest};

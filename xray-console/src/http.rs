@@ -215,7 +215,7 @@ impl Request<'_> {
         let mut body = std::mem::take(&mut self.early);
         body.truncate(len);
         self.consumed = body.len() as u64;
-        let deadline = Instant::now() + self.body_deadline;
+        let deadline = after(Instant::now(), self.body_deadline);
         if body.len() < len && self.head.expect_continue && self.head.version == Version::Http11 {
             write_all_by(self.stream, b"HTTP/1.1 100 Continue\r\n\r\n", deadline)
                 .map_err(|_| refuse(408, "could not send 100 Continue"))?;
@@ -244,6 +244,13 @@ impl Request<'_> {
             .content_length
             .is_some_and(|declared| declared > self.consumed)
     }
+}
+
+/// `from + d`, or as far as an `Instant` goes: a deadline of `Duration::MAX` means none.
+fn after(from: Instant, d: Duration) -> Instant {
+    from.checked_add(d)
+        .or_else(|| from.checked_add(Duration::from_secs(u64::from(u32::MAX))))
+        .unwrap_or(from)
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -559,13 +566,13 @@ fn write_response(
 /// brief look, not the whole lingering time.
 fn linger(s: &mut dyn Stream, deadlines: &HttpDeadlines, expected: bool) {
     s.shutdown_write();
-    let deadline = Instant::now() + LINGER.min(deadlines.head);
+    let deadline = after(Instant::now(), LINGER.min(deadlines.head));
     let mut chunk = [0u8; 16 * 1024];
     if !expected {
         match read_by(
             s,
             &mut chunk,
-            Instant::now() + PENDING_LOOK.min(deadlines.head),
+            after(Instant::now(), PENDING_LOOK.min(deadlines.head)),
         ) {
             Ok(n) if n > 0 => {}
             _ => return,
@@ -591,11 +598,11 @@ pub(crate) fn serve_connection(s: &mut dyn Stream, deadlines: &HttpDeadlines, ha
             version,
             &r.response(),
             head_only,
-            Instant::now() + deadlines.response,
+            after(Instant::now(), deadlines.response),
         );
         linger(s, deadlines, true);
     };
-    let end = match read_head(s, &mut buf, start + deadlines.head) {
+    let end = match read_head(s, &mut buf, after(start, deadlines.head)) {
         Ok(end) => end,
         Err(HeadError::Gone) => return,
         Err(HeadError::Refused(r)) => return refused(s, Version::Http11, r, false),
@@ -624,7 +631,7 @@ pub(crate) fn serve_connection(s: &mut dyn Stream, deadlines: &HttpDeadlines, ha
         version,
         &response,
         head_only,
-        Instant::now() + deadlines.response,
+        after(Instant::now(), deadlines.response),
     )
     .is_ok()
     {

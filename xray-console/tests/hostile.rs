@@ -475,9 +475,11 @@ fn clients_that_never_read_their_response_block_no_one() {
 fn slow_clients_get_408_and_past_the_connection_limit_503() {
     let console = Console::start(Config {
         max_http_connections: 2,
+        // Long enough that both slow clients still hold their slots when the
+        // third comes, even on a loaded machine.
         http_deadlines: HttpDeadlines {
-            head: Duration::from_millis(300),
-            body: Duration::from_millis(300),
+            head: Duration::from_millis(1_500),
+            body: Duration::from_millis(1_500),
             response: Duration::from_secs(5),
         },
         ..loopback()
@@ -504,7 +506,7 @@ fn slow_clients_get_408_and_past_the_connection_limit_503() {
         let _ = s.read_to_string(&mut out);
         assert!(out.starts_with("HTTP/1.1 408"), "{out:?}");
     }
-    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     // The slots come back once the slow clients' threads have closed (each lingers a
     // moment for its client's close): a later client is served.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -569,5 +571,25 @@ fn import_with_expect_100_continue_and_limits_on_the_head_and_body() {
     assert!(!head.contains("Content-Length: 0"), "{head}");
     assert_eq!(body, "");
     assert_eq!(status_within(addr, "/api/stats", 5), Some(200));
+    console.shutdown();
+}
+
+/// A deadline of `Duration::MAX` means none: it used to overflow the `Instant` and panic
+/// every connection's thread, so that nothing was ever answered.
+#[test]
+fn a_deadline_of_duration_max_still_serves_requests() {
+    let console = Console::start(Config {
+        http_deadlines: HttpDeadlines {
+            head: Duration::MAX,
+            body: Duration::MAX,
+            response: Duration::MAX,
+        },
+        ..loopback()
+    })
+    .unwrap();
+    assert_eq!(
+        status_within(console.http_addr(), "/api/stats", 10),
+        Some(200)
+    );
     console.shutdown();
 }
