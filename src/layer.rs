@@ -320,14 +320,14 @@ where
     }
 }
 
-/// Runs `f` (the application's sampler) with what it logs going nowhere. It
-/// runs while a span's lock is held (the root's, or at its first child the
-/// parent's): an event reaching a layer (this one, or a fmt layer reading
-/// the span's fields) would wait on that lock for ever. Inside a subscriber
-/// callback on tracing's scoped path, tracing already drops nested events
-/// (the thread's default is then the no-op one), and setting a default
-/// there would panic (tracing-core holds it borrowed): `f` just runs.
-fn muted<R>(f: impl FnOnce() -> R) -> R {
+/// Runs `f` (a decision taken by `XraySpanExt`, from the application's code,
+/// under the span's lock) with what the sampler logs going nowhere: an event
+/// reaching any layer that reads the span (a fmt layer does) would wait on
+/// that lock for ever. Inside a subscriber callback on tracing's scoped
+/// path, tracing already drops nested events (the thread's default is then
+/// the no-op one), and setting a default there would panic (tracing-core
+/// holds it borrowed): `f` just runs.
+pub(crate) fn muted<R>(f: impl FnOnce() -> R) -> R {
     let dropped_anyway = tracing::dispatcher::get_default(|d| d.is::<NoSubscriber>());
     if dropped_anyway {
         f()
@@ -478,7 +478,15 @@ impl LayerInner {
         request.http_method = request_fields.method;
         request.url_path = request_fields.path;
         request.service_type = resource.and_then(|r| r.origin());
-        let decision = muted(|| self.sampler.sample(&request));
+        // The sampler is the application's code, run while a span's lock is
+        // held (the root's, or at its first child the parent's): this layer
+        // ignores what it logs, which would otherwise come back for that lock
+        // (a thread-local flag: nothing global on this path, which every
+        // request takes). `XraySpanExt` mutes it entirely (see `muted`).
+        let decision = {
+            let _ignored = SuppressGuard::enter();
+            self.sampler.sample(&request)
+        };
         root.decision = if decision.is_sampled() {
             Decision::Sampled
         } else {

@@ -284,8 +284,11 @@ impl SamplingDecision {
 /// Called once per trace root (a request whose incoming `X-Amzn-Trace-Id`
 /// header carries `Sampled=1` or `Sampled=0` is not asked). Implementations
 /// must be cheap and must not block: they run on the application's threads.
-/// Events they emit while deciding go nowhere: the layer holds a span's lock
-/// then, and an event reaching a layer would wait on it.
+/// They should not emit `tracing` events: the layer holds a span's lock
+/// while they decide. tracing-xray ignores such events (and, for a decision
+/// taken by [`XraySpanExt`](crate::XraySpanExt), mutes them), but an event
+/// that reaches another layer reading that span (a fmt layer does) could
+/// wait on the lock for ever.
 ///
 /// ```
 /// use tracing_xray::sampling::{Sampler, SamplingDecision, SamplingRequest};
