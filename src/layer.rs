@@ -797,7 +797,7 @@ where
                 data.record_field(key, value);
             }
             for e in errors {
-                data.record_error_field(e);
+                data.push_error(e);
             }
             if data.parent_seg.is_none() {
                 if let Some(trace) = &data.trace {
@@ -1096,7 +1096,7 @@ fn record_attributes(attrs: &Attributes<'_>, data: &mut SpanData) {
     // Most spans record no error: skip the loop's set-up and drop.
     if !errors.is_empty() {
         for e in errors {
-            data.record_error_field(e);
+            data.push_error(e);
         }
     }
 }

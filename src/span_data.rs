@@ -538,27 +538,21 @@ impl SpanData {
         self.sub_heap_bytes(replaced);
     }
 
-    /// Records the error a span field holds. A field recorded again holds
-    /// its new value, as any field does: its exception replaces the one the
-    /// field gave before (a retry loop recording `error` per attempt leaves
-    /// the last attempt's).
-    pub(crate) fn record_error_field(&mut self, record: ErrorRecord) {
+    /// Records an error, or counts it past the per-span bound. A span field
+    /// recorded again holds its new value, as any field does: its exception
+    /// replaces the one the field gave before (a retry loop recording `error`
+    /// per attempt leaves the last attempt's). An event's (`field: None`) is
+    /// always one more.
+    pub(crate) fn push_error(&mut self, record: ErrorRecord) {
+        let bytes = record.heap_bytes();
         if let (Some(field), Some(rare)) = (record.field, self.rare.as_deref_mut()) {
             if let Some(earlier) = rare.errors.iter_mut().find(|e| e.field == Some(field)) {
-                let bytes = record.heap_bytes();
                 let replaced = std::mem::replace(earlier, record).heap_bytes();
                 self.add_heap_bytes(bytes);
                 self.sub_heap_bytes(replaced);
                 return;
             }
         }
-        self.push_error(record);
-    }
-
-    /// Records an error (an ERROR event's: each is one more, whatever field
-    /// holds it), or counts it past the per-span bound.
-    pub(crate) fn push_error(&mut self, record: ErrorRecord) {
-        let bytes = record.heap_bytes();
         let rare = self.rare_mut();
         if push_bounded(
             &mut rare.errors,
