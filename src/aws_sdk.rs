@@ -43,7 +43,6 @@ use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use tracing::field::Empty;
 
 use crate::header::{TraceHeader, HEADER_NAME};
-use crate::XraySpanExt;
 
 /// An AWS SDK interceptor that completes each call's `aws` subsegment and
 /// propagates the trace downstream.
@@ -337,15 +336,7 @@ impl Intercept for XrayInterceptor {
             span.record("aws.region", region.as_ref());
         }
         if self.trace_header {
-            // The call's span filtered out (a global filter for the
-            // application's crates only): the nearest traced span is the
-            // downstream's parent.
-            let header = if span.is_disabled() {
-                tracing::Span::current().xray_header()
-            } else {
-                span.xray_header()
-            };
-            if let Some(mut header) = header {
+            if let Some(mut header) = crate::span_ext::call_header(span) {
                 // A header of another trace is the caller's: kept. One of this
                 // trace (in Lambda, the SDK's recursion detection copies the
                 // invocation's, Parent = the function's segment) gets Parent =

@@ -148,3 +148,16 @@ impl XraySpanExt for tracing::Span {
         out
     }
 }
+
+/// The header an outgoing call made in `call_span` carries (the tower client
+/// layer's and the AWS SDK interceptor's). When a filter hides the call's own
+/// span (a global filter for the application's crates only), the nearest
+/// traced span, the current one, is the downstream's parent.
+#[cfg(any(feature = "aws-sdk", feature = "tower"))]
+pub(crate) fn call_header(call_span: &tracing::Span) -> Option<TraceHeader> {
+    if call_span.is_disabled() {
+        tracing::Span::current().xray_header()
+    } else {
+        call_span.xray_header()
+    }
+}

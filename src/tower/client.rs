@@ -12,7 +12,6 @@ use tower_service::Service;
 use tracing::field::Empty;
 use tracing::Span;
 
-use crate::span_ext::XraySpanExt;
 
 /// A [`tower_layer::Layer`] for HTTP clients: each request gets its own
 /// span (`http.client`, `INFO`), a child of the current span, which becomes
@@ -149,15 +148,7 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let span = call_span(&request, self.downstream_traced);
-        // The call's span filtered out (a global filter for the
-        // application's crates only): the nearest traced span is the
-        // downstream's parent, as for the AWS SDK's calls.
-        let header = if span.is_disabled() {
-            Span::current().xray_header()
-        } else {
-            span.xray_header()
-        };
-        if let Some(header) = header {
+        if let Some(header) = crate::span_ext::call_header(&span) {
             header.inject(request.headers_mut());
         }
         let inner = {
