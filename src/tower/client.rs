@@ -12,7 +12,6 @@ use tower_service::Service;
 use tracing::field::Empty;
 use tracing::Span;
 
-
 /// A [`tower_layer::Layer`] for HTTP clients: each request gets its own
 /// span (`http.client`, `INFO`), a child of the current span, which becomes
 /// an X-Ray subsegment with `namespace: "remote"`, named after the remote
