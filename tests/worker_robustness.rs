@@ -574,21 +574,26 @@ fn flush_and_shutdown_from_the_exporter_return_at_once() {
 /// flush: that shutdown may yet time out, and the layer go on.
 #[test]
 fn a_flush_during_a_shutdown_that_times_out_still_flushes() {
+    const WAITS: Duration = Duration::from_secs(2);
     let (xray, inner, shutdowns) = with_a_full_queue(|xray, release| {
         let shutting = xray.clone();
-        let shutdown = std::thread::spawn(move || shutting.shutdown(Duration::from_millis(400)));
+        let shutdown = std::thread::spawn(move || {
+            let started = Instant::now();
+            (started, shutting.shutdown(WAITS), Instant::now())
+        });
         let flushing = xray.clone();
         let flush = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(100));
-            flushing.flush(Duration::from_secs(10))
+            (Instant::now(), flushing.flush(Duration::from_secs(10)))
         });
-        assert_eq!(
-            shutdown.join().unwrap(),
-            Err(FlushError::Timeout(Duration::from_millis(400)))
-        );
+        let (shutdown_started, shut, shutdown_ended) = shutdown.join().unwrap();
+        assert_eq!(shut, Err(FlushError::Timeout(WAITS)));
         release.send(()).unwrap(); // a
         release.send(()).unwrap(); // b
-        assert_eq!(flush.join().unwrap(), Ok(()));
+        let (flush_started, flushed) = flush.join().unwrap();
+        // The case at hand: the flush came while the shutdown waited.
+        assert!(shutdown_started < flush_started && flush_started < shutdown_ended);
+        assert_eq!(flushed, Ok(()));
     });
     assert_eq!(inner.len(), 2);
     assert_eq!(shutdowns.load(Ordering::SeqCst), 0);
