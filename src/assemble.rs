@@ -683,6 +683,12 @@ impl<'c> Assembler<'c> {
                         ..Default::default()
                     });
                 }
+                if record.sources_skipped > 0 {
+                    // The causes of the last source, left out.
+                    if let Some(last) = cause.exceptions.last_mut() {
+                        last.skipped = Some(record.sources_skipped);
+                    }
+                }
             }
             self.link_to_descendants(&mut cause);
             if errors_dropped > 0 {
@@ -990,6 +996,7 @@ mod plain_path_tests {
                 field: None,
                 message: "boom".into(),
                 sources: Vec::new(),
+                sources_skipped: 0,
                 location: None,
                 target: None,
             })

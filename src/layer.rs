@@ -1012,6 +1012,7 @@ fn record_event<S>(
                 field: None,
                 message,
                 sources,
+                sources_skipped: 0,
                 location,
                 target,
             }

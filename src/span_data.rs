@@ -63,8 +63,11 @@ pub(crate) fn discard(span: Box<SpanData>) {
 
 /// How many exceptions one span records; later ones are counted, not kept.
 pub(crate) const MAX_ERRORS_PER_SPAN: usize = 8;
-/// How many `source()` links of one error are followed.
+/// How many `source()` links of one error are kept (the rest are counted).
 pub(crate) const MAX_ERROR_SOURCES: usize = 8;
+/// How far past [`MAX_ERROR_SOURCES`] a `source()` chain is followed to
+/// count what was left out (an exception's `skipped`).
+const MAX_SKIPPED_COUNTED: u32 = 1_000;
 /// Longest string kept from one field value, in bytes (the document limit is
 /// 64 KB anyway; this bounds what a single hostile field can hold in memory).
 pub(crate) const MAX_FIELD_BYTES: usize = 64 * 1024;
@@ -233,8 +236,11 @@ pub(crate) struct ErrorRecord {
     pub(crate) field: Option<&'static str>,
     /// The error's `Display`, or the event's message.
     pub(crate) message: String,
-    /// The `source()` chain, outermost first.
+    /// The `source()` chain, outermost first, at most
+    /// [`MAX_ERROR_SOURCES`] of it.
     pub(crate) sources: Vec<String>,
+    /// How many sources below the last of `sources` were left out.
+    pub(crate) sources_skipped: u32,
     /// Where an event came from (`file:line`) and its target: its
     /// callsite's, or for a `log` record forwarded by tracing-log, the
     /// record's own (its `log.file`, `log.line` and `log.target` fields).
@@ -678,12 +684,18 @@ impl Visit for FieldVisitor<'_> {
 
     fn record_error(&mut self, field: &Field, value: &(dyn StdError + 'static)) {
         let mut sources = Vec::new();
+        let mut sources_skipped = 0_u32;
         let mut next = value.source();
         while let Some(e) = next {
-            if sources.len() == MAX_ERROR_SOURCES {
+            if sources.len() < MAX_ERROR_SOURCES {
+                sources.push(truncate(e.to_string()));
+            } else if sources_skipped < MAX_SKIPPED_COUNTED {
+                // Only counted. A chain that loops back on itself (a
+                // faulty `source()`) stops being counted here.
+                sources_skipped += 1;
+            } else {
                 break;
             }
-            sources.push(truncate(e.to_string()));
             next = e.source();
         }
         let message = truncate(value.to_string());
@@ -691,6 +703,7 @@ impl Visit for FieldVisitor<'_> {
             field: Some(field_name(field)),
             message,
             sources,
+            sources_skipped,
             location: None,
             target: None,
         });
@@ -750,6 +763,7 @@ mod tests {
             field: None,
             message: "y".repeat(5_000),
             sources: vec!["z".repeat(3_000)],
+            sources_skipped: 0,
             location: None,
             target: None,
         });
@@ -862,6 +876,7 @@ mod tests {
                 field: None,
                 message: "boom".into(),
                 sources: vec!["cause".into()],
+                sources_skipped: 0,
                 location: None,
                 target: None,
             });

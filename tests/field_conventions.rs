@@ -321,6 +321,74 @@ fn error_value_with_source_chain_is_a_fault() {
     );
 }
 
+/// An error `depth` levels deep: `level 0` caused by `level 1`, and so on.
+#[derive(Debug)]
+struct Nested {
+    level: usize,
+    below: Option<Box<Nested>>,
+}
+
+impl Nested {
+    fn new(depth: usize) -> Self {
+        (0..depth)
+            .rev()
+            .fold(None, |below, level| {
+                Some(Nested {
+                    level,
+                    below: below.map(Box::new),
+                })
+            })
+            .expect("depth > 0")
+    }
+}
+
+impl std::fmt::Display for Nested {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "level {}", self.level)
+    }
+}
+
+impl std::error::Error for Nested {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.below.as_deref().map(|b| b as _)
+    }
+}
+
+/// A `source()` chain longer than kept: the last exception kept says how
+/// many were left out below it (the schema's `skipped`), so the console
+/// does not show a cut chain as whole.
+#[test]
+fn a_source_chain_cut_short_says_how_many_were_skipped() {
+    let doc = only_child(|| {
+        let err = Nested::new(12);
+        info_span!("query", error = &err as &(dyn std::error::Error + 'static)).in_scope(|| {});
+    });
+    let exceptions = doc["cause"]["exceptions"].as_array().unwrap();
+    let messages: Vec<&str> = exceptions
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        (0..9).map(|l| format!("level {l}")).collect::<Vec<_>>()
+    );
+    let skipped: Vec<Option<u64>> = exceptions.iter().map(|e| e["skipped"].as_u64()).collect();
+    assert_eq!(skipped[..8], [None; 8], "{doc:#}");
+    assert_eq!(skipped[8], Some(3), "{doc:#}");
+
+    // A chain that fits skips nothing.
+    let doc = only_child(|| {
+        let err = Nested::new(9);
+        info_span!("query", error = &err as &(dyn std::error::Error + 'static)).in_scope(|| {});
+    });
+    let exceptions = doc["cause"]["exceptions"].as_array().unwrap();
+    assert_eq!(exceptions.len(), 9);
+    assert!(
+        exceptions.iter().all(|e| e.get("skipped").is_none()),
+        "{doc:#}"
+    );
+}
+
 #[test]
 fn an_error_field_recorded_again_replaces_its_exception() {
     let doc = one(
