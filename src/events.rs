@@ -1,6 +1,7 @@
 //! Events recorded inside a span (`Builder::with_events`) rendered as
 //! metadata on the worker: `metadata.tracing.events = [{time, level, target,
-//! message, fields…}]`.
+//! message, fields…}]` (a field named `time`, `level` or `target` is
+//! `field.time`, `field.level`, `field.target`).
 
 use std::borrow::Cow;
 
@@ -19,6 +20,16 @@ fn target_of(e: &EventRecord) -> &str {
             _ => None,
         })
         .unwrap_or_else(|| e.meta.target())
+}
+
+/// The key of an event's field: its name, or for a field named like one of
+/// the record's own keys (`time`, `level`, `target`), `field.` and its
+/// name, so that neither hides the other.
+fn field_key(name: &'static str) -> Cow<'static, str> {
+    match name {
+        "time" | "level" | "target" => Cow::Owned(format!("field.{name}")),
+        _ => Cow::Borrowed(name),
+    }
 }
 
 pub(crate) fn render<'a>(span: &'a SpanData, entity: &mut Entity<'a>) {
@@ -41,8 +52,8 @@ pub(crate) fn render<'a>(span: &'a SpanData, entity: &mut Entity<'a>) {
             object.extend(
                 e.fields
                     .iter()
-                    .filter(|(k, _)| !matches!(*k, "time" | "level" | "target" | LOG_TARGET_FIELD))
-                    .map(|(k, v)| (Cow::Borrowed(*k), meta_value(v))),
+                    .filter(|(k, _)| *k != LOG_TARGET_FIELD)
+                    .map(|(k, v)| (field_key(k), meta_value(v))),
             );
             MetaValue::Object(object)
         })

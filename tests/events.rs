@@ -41,9 +41,28 @@ fn events_on_request_are_metadata_with_their_time_and_bounded() {
         first["level"], "INFO",
         "a field cannot shadow the event's level"
     );
+    assert_eq!(first["field.level"], "shadowed", "nor is it lost");
     assert_eq!(first["target"], "events");
     let t = first["time"].as_f64().unwrap();
     assert!(t >= seg["start_time"].as_f64().unwrap() && t <= seg["end_time"].as_f64().unwrap());
+}
+
+/// Fields named like the record's own keys keep their values, beside them.
+#[test]
+fn event_fields_named_time_level_or_target_are_kept_beside_the_records_own() {
+    let (traces, _) = run(true, || {
+        tracing::info_span!("r").in_scope(|| {
+            tracing::info!(time = 2.5_f64, target = "prod", level = 3_u64, "deployed");
+        });
+    });
+    let event = &traces[0]["metadata"]["tracing"]["events"][0];
+    assert_eq!(event["message"], "deployed");
+    assert_eq!(event["field.time"], 2.5);
+    assert_eq!(event["field.target"], "prod");
+    assert_eq!(event["field.level"], 3);
+    assert_eq!(event["level"], "INFO");
+    assert_eq!(event["target"], "events");
+    assert_ne!(event["time"], 2.5);
 }
 
 #[test]
