@@ -27,7 +27,8 @@ use tracing::Span;
 /// Works with any tower client over `http::Request` (hyper-util's client,
 /// tower-http stacks, tonic channels). For reqwest-middleware, whose requests
 /// expose the same `http::HeaderMap`, the two calls this layer makes are
-/// [`XraySpanExt::xray_header`] and [`TraceHeader::inject`](crate::TraceHeader::inject).
+/// [`XraySpanExt::xray_header`](crate::XraySpanExt::xray_header) and
+/// [`TraceHeader::inject`](crate::TraceHeader::inject).
 ///
 /// ```no_run
 /// use tower_layer::Layer;
