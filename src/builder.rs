@@ -207,8 +207,10 @@ impl Builder {
     }
 
     /// How much memory the finished traces waiting for the worker may hold,
-    /// in bytes: the spans and what their fields, events and errors hold
-    /// (an estimate, within a small factor of the heap they use). Past it,
+    /// in bytes: the spans, what their fields, events and errors hold, and
+    /// the room their lists keep (a trace's spans are held 16 to a block: a
+    /// trace of one span counts as 16) (an estimate, within a small factor
+    /// of the heap they use). Past it,
     /// traces are dropped and counted ([`crate::Stats::traces_dropped`]) as
     /// when the queue is full, so that a worker held up (a slow HTTP
     /// exporter, a stalled host) never lets traces with large fields grow

@@ -41,7 +41,7 @@ use crate::recycle::RecycleRx;
 use crate::sampling::{Sampler, SamplingRequest};
 use crate::span_data::{
     debug_string, Anchor, Decision, ErrorRecord, EventRecord, FieldStr, FieldValue, FieldVisitor,
-    Fields, Role, SpanData, TraceBuf, MAX_PRECURSORS,
+    Fields, Role, SpanData, TraceBuf, MAX_FIELD_BYTES, MAX_PRECURSORS,
 };
 use crate::span_list::SpanList;
 use crate::unsampled::UnsampledIds;
@@ -1157,11 +1157,13 @@ struct EventVisitor {
 
 impl Visit for EventVisitor {
     fn record_str(&mut self, field: &Field, value: &str) {
+        // Cut as any field value is (`record_debug` is, by `debug_string`).
+        let text = || crate::limits::truncate_bytes(value, MAX_FIELD_BYTES).to_owned();
         match field.name() {
-            "message" => self.message = Some(value.to_owned()),
-            "error" => self.error_text = Some(value.to_owned()),
-            "log.file" => self.log_file = Some(value.to_owned()),
-            "log.target" => self.log_target = Some(value.to_owned()),
+            "message" => self.message = Some(text()),
+            "error" => self.error_text = Some(text()),
+            "log.file" => self.log_file = Some(text()),
+            "log.target" => self.log_target = Some(text()),
             _ => {}
         }
     }

@@ -48,6 +48,17 @@ impl SpanList {
         self.bytes
     }
 
+    /// The memory it holds: its spans' (see [`SpanList::bytes`]), and the
+    /// room its chunks keep for more. A trace of one span holds a whole
+    /// chunk of [`CHUNK`] spans; a recycled list, the chunks of an earlier
+    /// trace. This is what the queue's byte bound counts.
+    pub(crate) fn memory(&self) -> usize {
+        let room = (self.chunks.len() * CHUNK).saturating_sub(self.len);
+        self.bytes
+            + room * std::mem::size_of::<SpanData>()
+            + self.chunks.capacity() * std::mem::size_of::<Vec<SpanData>>()
+    }
+
     /// Whether it holds no span.
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
@@ -166,6 +177,21 @@ mod tests {
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(list.get(i).id, *id);
         }
+    }
+
+    #[test]
+    fn its_memory_counts_the_room_its_chunks_keep() {
+        let span = std::mem::size_of::<SpanData>();
+        let mut list = SpanList::new();
+        assert_eq!(list.memory(), 0);
+        list.push(SpanData::for_tests());
+        let one = list.bytes();
+        let table = list.chunks.capacity() * std::mem::size_of::<Vec<SpanData>>();
+        assert_eq!(list.memory(), one + (CHUNK - 1) * span + table);
+        // Emptied with its chunks kept (a recycled list): still held.
+        let mut list: SpanList = (0..CHUNK * 3).map(|_| SpanData::for_tests()).collect();
+        list.clear(usize::MAX);
+        assert!(list.memory() >= CHUNK * 3 * span);
     }
 
     #[test]

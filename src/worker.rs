@@ -65,10 +65,11 @@ impl Message {
         }
     }
 
-    /// About how much memory its spans hold (the queue's bound in bytes).
+    /// About how much memory its spans hold, their lists' spare room
+    /// included (the queue's bound in bytes; see [`SpanList::memory`]).
     pub(crate) fn span_bytes(&self) -> usize {
         match self {
-            Message::Trace { spans, .. } | Message::Detached { spans } => spans.bytes(),
+            Message::Trace { spans, .. } | Message::Detached { spans } => spans.memory(),
             _ => 0,
         }
     }

@@ -4,6 +4,8 @@
 //! its fix.
 #![cfg(feature = "http")]
 
+mod common;
+
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -18,24 +20,8 @@ use aws_credential_types::Credentials;
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::{Document, ExportOutcome, Exporter, HttpExporter, InMemoryExporter};
 
-/// Counts the bytes the process's heap holds (for the backlog's bound).
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl std::alloc::GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        std::alloc::System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        std::alloc::System.dealloc(ptr, layout)
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: common::CountingAllocator = common::CountingAllocator;
 
 /// The tests of this file one at a time (one of them measures the heap).
 fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -399,10 +385,10 @@ fn the_backlog_byte_bound_bounds_the_memory_it_holds() {
     let dropped = stats.snapshot().backlog_dropped;
     assert!(dropped > 0, "the byte bound was met");
     // What the exporter holds: the heap it gives back when it goes.
-    let with_backlog = LIVE.load(Ordering::SeqCst);
+    let with_backlog = common::live_bytes() as usize;
     drop(exporter.shutdown(Duration::ZERO));
     drop(exporter);
-    let held = with_backlog.saturating_sub(LIVE.load(Ordering::SeqCst));
+    let held = with_backlog.saturating_sub(common::live_bytes() as usize);
     assert!(
         held <= 2 * BOUND,
         "backlog_max_bytes({BOUND}) with {} documents waiting: they hold {held} bytes of the heap",

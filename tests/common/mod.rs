@@ -179,3 +179,36 @@ impl tracing_xray::sampling::Sampler for EvenPaths {
         }
     }
 }
+
+/// A global allocator counting the bytes the heap holds, for the tests of
+/// memory bounds. A test binary installs it with
+/// `#[global_allocator] static ALLOCATOR: common::CountingAllocator = common::CountingAllocator;`
+/// and reads [`live_bytes`].
+pub struct CountingAllocator;
+
+static LIVE_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// SAFETY: every call goes unchanged to `System`, which upholds
+// `GlobalAlloc`'s contract; the counting touches no pointer or layout.
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        std::alloc::System.alloc(layout)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        std::alloc::System.dealloc(ptr, layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(new, std::sync::atomic::Ordering::Relaxed);
+        LIVE_BYTES.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        std::alloc::System.realloc(ptr, layout, new)
+    }
+}
+
+/// The bytes the heap holds, with [`CountingAllocator`] installed.
+pub fn live_bytes() -> isize {
+    LIVE_BYTES.load(std::sync::atomic::Ordering::SeqCst) as isize
+}
