@@ -208,13 +208,12 @@ impl Builder {
 
     /// How much memory the finished traces waiting for the worker may hold,
     /// in bytes: the spans, what their fields, events and errors hold, and
-    /// the room their lists keep (a trace's spans are held 16 to a block: a
-    /// trace of one span counts as 16) (an estimate, within a small factor
-    /// of the heap they use). Past it,
-    /// traces are dropped and counted ([`crate::Stats::traces_dropped`]) as
-    /// when the queue is full, so that a worker held up (a slow HTTP
-    /// exporter, a stalled host) never lets traces with large fields grow
-    /// the application's memory. Default 64 MiB; at least 1 MiB. An open
+    /// the room their lists keep (spans are held 16 to a block, so a trace
+    /// of one span counts as 16). This is an estimate, within a small factor
+    /// of the heap they use. Past it, traces are dropped and counted
+    /// ([`crate::Stats::traces_dropped`]) as when the queue is full, so that
+    /// a worker held up (a slow HTTP exporter, a stalled host) never lets
+    /// traces with large fields grow the application's memory. Default 64 MiB; at least 1 MiB. An open
     /// trace streams its finished subsegments once they hold 1 MiB, or a
     /// quarter of this bound if that is less, so that what it sends at once
     /// fits; a single span larger than the bound is dropped.
