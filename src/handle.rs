@@ -84,8 +84,8 @@ pub struct Stats {
     pub documents_failed: u64,
     /// Independent subsegment documents sent: the parts of traces split to
     /// keep documents within the limits (size, subsegment count, depth), the
-    /// finished children a long-lived root streams, and, in Lambda, every
-    /// subsegment (the segment is Lambda's).
+    /// finished children a long-lived root streams, and, in Lambda, each
+    /// invocation's top-level subsegments (the segment is Lambda's).
     pub subsegments_streamed: u64,
     /// Spans whose own data exceeded the document limit and were trimmed.
     pub spans_trimmed: u64,

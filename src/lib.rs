@@ -60,13 +60,13 @@
 //! | `metadata.KEY` / `metadata.NS.KEY` | `metadata.default.KEY` / `metadata.NS.KEY` (the namespace `AWS`, the SDKs' reserved `AWS.*`, is kept under `default`) |
 //! | any other field | `metadata.tracing.FIELD`, with the type `tracing` gave it (dropped with `with_other_fields_as_metadata(false)`) |
 //! | `xray.name` / `otel.name` | the subsegment's name |
-//! | `enduser.id`, `xray.user` | the segment's `user` (a numeric id as its digits; on a client call without a traced parent, the segment around it) |
+//! | `enduser.id`, `xray.user` | on a root span, the segment's `user` (a numeric id as its digits; on a client call without a traced parent, the segment around it); X-Ray has a user only on segments, so on a child span it stays in the subsegment's metadata |
 //! | `xray.trace_header` | continues that `X-Amzn-Trace-Id` (root spans) |
 //! | a `&dyn Error` field, an ERROR event, `error = true`, `otel.status_code = "ERROR"`, `error.type` | `fault` (`error` when the HTTP status is 4xx; no flag when it is below 400: the request succeeded, the error was handled; but a call's error, or a failure tower-http classified, is a fault whatever the status), and `cause.exceptions` with the `source()` chain linked by exception ids (an error recorded again by the spans it passes up through, as nested `#[instrument(err)]` functions do, names the one below as its `cause`; 8 per span, the rest counted in `stats()` and the span's `metadata.tracing_xray.exceptions_dropped`) |
 //! | `http.request.method` / `http.method` (tower-http: `method`) | `http.request.method` |
 //! | `url.full` / `http.url`, or `url.scheme` + `server.address`/`http.host` + `server.port` + `url.path`/`http.target` (tower-http: `uri`) | `http.request.url`: scheme, host, port and path only (user info, query and fragment are never sent; `url.query` is dropped) |
 //! | `user_agent.original` / `http.user_agent` | `http.request.user_agent` |
-//! | `client.address` / `http.client_ip` (sets `x_forwarded_for`) | `http.request.client_ip` |
+//! | `client.address` / `http.client_ip` (the latter, a forwarded header's value, also sets `x_forwarded_for`) | `http.request.client_ip` |
 //! | `http.response.status_code` / `http.status_code` (tower-http: the `status` of its response event) | `http.response.status`; 4xx → `error`, 429 → `throttle` + `error`, 5xx → `fault` |
 //! | `http.response.content_length` / `http.response.body.size` | `http.response.content_length` |
 //! | `otel.kind = "client"`/`"producer"`, `xray.namespace = "remote"` | `namespace: remote`, named after `peer.service` or the host |

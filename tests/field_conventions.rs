@@ -291,6 +291,25 @@ fn user_from_enduser_id_or_xray_user() {
     );
 }
 
+/// X-Ray has a user only on segments: a child span's `enduser.id` is that
+/// subsegment's metadata, and the segment gets none (as documented).
+#[test]
+fn enduser_id_on_a_child_span_stays_in_its_metadata() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                info_span!("authenticate", "enduser.id" = "alice").in_scope(|| {});
+            });
+        },
+    );
+    assert!(doc.get("user").is_none(), "{doc:#}");
+    assert_eq!(
+        doc["subsegments"][0]["metadata"]["tracing"]["enduser.id"], "alice",
+        "{doc:#}"
+    );
+}
+
 // ---- errors ---------------------------------------------------------------
 
 #[test]

@@ -10,7 +10,7 @@
 //! | `url.query` | nothing: dropped (a query string can carry tokens and signatures) |
 //! | `user_agent.original`, `http.user_agent` | `http.request.user_agent` |
 //! | `xray.traced = true`, `http.request.traced = true` | `http.request.traced` (subsegments: the callee is instrumented) |
-//! | `client.address`, `http.client_ip` (sets `x_forwarded_for`) | `http.request.client_ip` |
+//! | `client.address`, `http.client_ip` (the latter, a forwarded header's value, also sets `x_forwarded_for`) | `http.request.client_ip` |
 //! | `net.peer.name`, `net.peer.port`, `net.peer.ip` (the other end of the connection) | on a call (a client, producer, database or AWS span): the server, the host (the IP without a name) and port of the URL or `sql.url`, before `server.*`/`net.host.*`; elsewhere (a segment, a server span): the client, `net.peer.ip` → `http.request.client_ip` unless one of the above gives it, the name and port metadata |
 //! | `http.response.status_code`, `http.status_code` (tower-http: `status`) | `http.response.status`; 4xx → `error`, 429 → `throttle` + `error`, 5xx → `fault`; below 400, an error recorded in the span sets no flag |
 //! | `http.response.content_length`, `http.response_content_length`, `http.response.body.size` | `http.response.content_length` |

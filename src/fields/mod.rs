@@ -12,7 +12,7 @@
 //! | `annotation.KEY` | `annotations.KEY` (key made filter-safe) |
 //! | `metadata.KEY` | `metadata.default.KEY` |
 //! | `metadata.NS.KEY` | `metadata.NS.KEY` (the namespace `AWS`, the SDKs' reserved `AWS.*`, is kept under `default`) |
-//! | `enduser.id`, `xray.user` | the segment's `user` (a numeric id as its digits; on a client call without a traced parent, the segment around it) |
+//! | `enduser.id`, `xray.user` | on a root span, the segment's `user` (a numeric id as its digits; on a client call without a traced parent, the segment around it); X-Ray has a user only on segments, so on a child span it stays in the subsegment's metadata |
 //! | `error = true`, `otel.status_code = "ERROR"`, `error.type` | `fault` (`error` with a 4xx status; no flag with a status below 400) |
 //! | a `dyn Error` value | the same, and a `cause.exceptions` entry |
 //! | HTTP, SQL, AWS SDK names | see [`conventions`] |
