@@ -95,6 +95,9 @@ pub(crate) struct Assembler<'c> {
     /// The fields of the whole list, counted once for all its trees (see
     /// [`Assembler::reserve_for_top`]).
     list_fields: Option<usize>,
+    /// The user a span below the segment named, for a segment whose root
+    /// names none (see [`Assembler::set_user_below`]).
+    user_below: Option<String>,
 }
 
 /// JSON buffers up to this capacity are reused; larger ones are freed.
@@ -117,7 +120,15 @@ impl<'c> Assembler<'c> {
             exceptions: Vec::new(),
             exceptions_mark: 0,
             list_fields: None,
+            user_below: None,
         }
+    }
+
+    /// The user a span below the segment named (`enduser.id`,
+    /// `xray.user`): the segment's, unless its root names one. X-Ray has a
+    /// user only on segments.
+    pub(crate) fn set_user_below(&mut self, user: Option<String>) {
+        self.user_below = user;
     }
 
     /// Counts `n` annotations as already indexed in this trace (by parts of
@@ -600,6 +611,9 @@ impl<'c> Assembler<'c> {
             entity.aws.retries = Some(attempts - 1);
         }
         if is_segment {
+            if entity.user.is_none() {
+                entity.user = self.user_below.clone().map(Cow::Owned);
+            }
             // Sanitized once, when the layer was built.
             entity.name = Cow::Borrowed(&cfg.service_name);
             entity.trace_id = Some(self.trace_id);

@@ -19,6 +19,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::assemble::{Assembler, Top};
 use crate::config::Config;
 use crate::export::{Document, ExportError, ExportOutcome, Exporter};
+use crate::fields::user_below_segment;
 use crate::forest::Rebuild;
 use crate::handle::Counters;
 use crate::id::TraceId;
@@ -90,6 +91,23 @@ const LINGER: Duration = Duration::from_millis(1);
 /// Traces sent in parts whose annotation counts the worker remembers.
 const MAX_PARTED_TRACES: usize = 1024;
 
+/// Keeps in `users` the user a part of a trace sent before its root ended
+/// names (see [`user_below_segment`]), for the root's segment: the first
+/// part's that names one.
+fn remember_user_below(users: &mut HashMap<TraceId, String>, trace_id: TraceId, spans: &SpanList) {
+    if users.contains_key(&trace_id) {
+        return;
+    }
+    if let Some(user) = user_below_segment(spans.iter()) {
+        if users.len() >= MAX_PARTED_TRACES {
+            // Bounded, as `annotations_used`: forgetting costs a segment its
+            // user, never memory.
+            users.clear();
+        }
+        users.insert(trace_id, user);
+    }
+}
+
 pub(crate) fn spawn(
     cfg: Arc<Config>,
     exporter: Box<dyn Exporter>,
@@ -120,6 +138,10 @@ struct Worker {
     /// Annotations already indexed by the parts sent of traces still open
     /// (see [`Worker::pack`]), at most [`MAX_PARTED_TRACES`] of them.
     annotations_used: HashMap<TraceId, usize>,
+    /// The user named below the segment by parts of traces sent while
+    /// their roots were open, until the root arrives (bounded as
+    /// `annotations_used`).
+    users_below: HashMap<TraceId, String>,
     /// Documents handed to [`Exporter::export`], ever.
     ///
     /// With `settled`, what a panicking exporter loses: an exporter reports
@@ -165,6 +187,7 @@ impl Worker {
             warned_next_poll: false,
             warned_pack: false,
             annotations_used: HashMap::new(),
+            users_below: HashMap::new(),
             handed: 0,
             settled: 0,
         }
@@ -318,6 +341,14 @@ impl Worker {
         asm.set_annotations_used(earlier.unwrap_or(0));
         if detached {
             asm.hold_for_root(usize::from(spans.root_annotations));
+            remember_user_below(&mut self.users_below, trace_id, &spans);
+        } else {
+            let earlier = if self.users_below.is_empty() {
+                None
+            } else {
+                self.users_below.remove(&trace_id)
+            };
+            asm.set_user_below(earlier.or_else(|| user_below_segment(spans.iter())));
         }
         let tops = forest.tops();
         for &node in tops {

@@ -291,23 +291,69 @@ fn user_from_enduser_id_or_xray_user() {
     );
 }
 
-/// X-Ray has a user only on segments: a child span's `enduser.id` is that
-/// subsegment's metadata, and the segment gets none (as documented).
+/// X-Ray has a user only on segments: a child span's `enduser.id` (an auth
+/// step inside the request, `Span::current().record(..)` in a handler) is
+/// its segment's user; the root's own wins, then the first child to end.
 #[test]
-fn enduser_id_on_a_child_span_stays_in_its_metadata() {
+fn enduser_id_on_a_child_span_is_its_segments_user() {
     let doc = one(
         |b| b,
         || {
             info_span!("request").in_scope(|| {
+                info_span!("load").in_scope(|| {});
+                info_span!("handler").in_scope(|| {
+                    info_span!("authenticate", "enduser.id" = "alice").in_scope(|| {});
+                });
+                info_span!("audit", "xray.user" = "bob").in_scope(|| {});
+            });
+        },
+    );
+    assert_eq!(doc["user"], "alice", "{doc:#}");
+    // The span that named it keeps it too.
+    let handler = &doc["subsegments"][1];
+    assert_eq!(
+        handler["subsegments"][0]["metadata"]["tracing"]["enduser.id"], "alice",
+        "{doc:#}"
+    );
+
+    let doc = one(
+        |b| b,
+        || {
+            info_span!("request", "enduser.id" = 7_u64).in_scope(|| {
                 info_span!("authenticate", "enduser.id" = "alice").in_scope(|| {});
             });
         },
     );
-    assert!(doc.get("user").is_none(), "{doc:#}");
-    assert_eq!(
-        doc["subsegments"][0]["metadata"]["tracing"]["enduser.id"], "alice",
-        "{doc:#}"
-    );
+    assert_eq!(doc["user"], "7", "the root's own wins: {doc:#}");
+}
+
+/// A long-lived root streams its finished children before it ends: the
+/// user one of them named still reaches the segment.
+#[test]
+fn enduser_id_on_a_child_streamed_before_its_root_ends_is_the_segments_user() {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_detectors(Detectors::none())
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_max_held_subsegments(2)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        info_span!("job").in_scope(|| {
+            info_span!("login", "enduser.id" = "carol").in_scope(|| {});
+            for i in 0..6 {
+                info_span!("step", i).in_scope(|| {});
+            }
+        });
+    });
+    xray.flush(WAIT).unwrap();
+    let docs = exporter.json_documents();
+    assert!(docs.len() > 1, "streamed in parts: {docs:#?}");
+    let segments: Vec<_> = docs.iter().filter(|d| d.get("type").is_none()).collect();
+    assert_eq!(segments.len(), 1, "{docs:#?}");
+    assert_eq!(segments[0]["user"], "carol", "{docs:#?}");
 }
 
 // ---- errors ---------------------------------------------------------------

@@ -12,7 +12,7 @@
 //! | `annotation.KEY` | `annotations.KEY` (key made filter-safe) |
 //! | `metadata.KEY` | `metadata.default.KEY` |
 //! | `metadata.NS.KEY` | `metadata.NS.KEY` (the namespace `AWS`, the SDKs' reserved `AWS.*`, is kept under `default`) |
-//! | `enduser.id`, `xray.user` | on a root span, the segment's `user` (a numeric id as its digits; on a client call without a traced parent, the segment around it); X-Ray has a user only on segments, so on a child span it stays in the subsegment's metadata |
+//! | `enduser.id`, `xray.user` | the segment's `user` (a numeric id as its digits; on a client call without a traced parent, the segment around it). X-Ray has a user only on segments: on a span below the root (an auth step inside the request) it is the segment's user too, unless the root names one (the first such span to end wins; the span keeps the field in its metadata; in Lambda, with no segment of ours, metadata only) |
 //! | `error = true`, `otel.status_code = "ERROR"`, `error.type` | `fault` (`error` with a 4xx status; no flag with a status below 400) |
 //! | a `dyn Error` value | the same, and a `cause.exceptions` entry |
 //! | HTTP, SQL, AWS SDK names | see [`conventions`] |
@@ -353,6 +353,21 @@ pub(crate) fn annotation_fields(span: &SpanData, options: &FieldOptions) -> u8 {
 
 /// A field's value as the segment's `user` (a string): its text, or the
 /// digits of a numeric id; `None` for a float or a bool.
+/// The user a span below the segment names (`enduser.id`, `xray.user`):
+/// X-Ray has a user only on segments, so the first such span's (in the
+/// order they ended) becomes its segment's, unless the root names one.
+pub(crate) fn user_below_segment<'a>(spans: impl Iterator<Item = &'a SpanData>) -> Option<String> {
+    spans
+        .filter(|s| s.parent_seg.is_some())
+        .find_map(|s| {
+            s.fields.iter().find_map(|(key, value)| match *key {
+                "enduser.id" | "xray.user" => user_of(value),
+                _ => None,
+            })
+        })
+        .map(Cow::into_owned)
+}
+
 fn user_of(value: &FieldValue) -> Option<Cow<'_, str>> {
     Some(match value {
         FieldValue::Str(s) => Cow::Borrowed(truncate_chars(s, MAX_STRING_CHARS)),
