@@ -688,6 +688,29 @@ mod tests {
         assert!(most <= MAX_PARTED_TRACES, "{most}");
     }
 
+    /// The same for the users parts of open traces name (Lambda sends only
+    /// such parts: their traces' segments never come here).
+    #[test]
+    fn users_named_by_parted_traces_stay_bounded() {
+        let mut worker = test_worker(Arc::new(Counters::default()));
+        let mut most = 0;
+        for _ in 0..3 * MAX_PARTED_TRACES {
+            let mut span = crate::span_data::SpanData::for_tests();
+            span.parent_seg = Some(crate::id::SegmentId::new());
+            span.fields.push((
+                "enduser.id",
+                crate::span_data::FieldValue::Str(crate::span_data::FieldStr::new("alice")),
+            ));
+            let mut batch = Vec::new();
+            let spans = std::iter::once(span).collect();
+            worker.handle(Message::Detached { spans }, &mut batch);
+            assert_eq!(batch.len(), 1);
+            most = most.max(worker.users_below.len());
+        }
+        assert!(most > 0, "the users are remembered");
+        assert!(most <= MAX_PARTED_TRACES, "{most}");
+    }
+
     /// A huge trace frees the worker's scratch space even when packing it
     /// panics.
     #[test]
