@@ -127,6 +127,11 @@ pub(crate) struct Head {
     pub(crate) content_length: Option<u64>,
     /// `Expect: 100-continue` was sent.
     pub(crate) expect_continue: bool,
+    /// The `Host` header's value.
+    pub(crate) host: Option<String>,
+    /// The `Origin` header's value (a browser's, on a cross-origin request
+    /// or a `POST`).
+    pub(crate) origin: Option<String>,
 }
 
 /// A request the server will not serve: the status it answers, and why.
@@ -401,6 +406,8 @@ pub(crate) fn parse_head(bytes: &[u8]) -> Result<Head, Refusal> {
         version,
         content_length: None,
         expect_continue: false,
+        host: None,
+        origin: None,
     };
     let mut transfer_encoding: Option<bool> = None; // Some(chunked?)
     let mut hosts = 0;
@@ -438,6 +445,9 @@ pub(crate) fn parse_head(bytes: &[u8]) -> Result<Head, Refusal> {
             transfer_encoding = Some(chunked || transfer_encoding == Some(true));
         } else if name.eq_ignore_ascii_case("host") {
             hosts += 1;
+            head.host = Some(value.to_owned());
+        } else if name.eq_ignore_ascii_case("origin") {
+            head.origin = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("expect") {
             if !value.eq_ignore_ascii_case("100-continue") {
                 return Err(refuse(417, "only `Expect: 100-continue` is understood"));
@@ -460,6 +470,57 @@ pub(crate) fn parse_head(bytes: &[u8]) -> Result<Head, Refusal> {
         Some(false) => Err(refuse(501, "Transfer-Encoding not supported")),
         None => Ok(head),
     }
+}
+
+/// Whether `host` (a `Host` value, or the host of an `Origin`, with or
+/// without a port) names this machine's loopback interface: `localhost` or a
+/// name under it (RFC 6761), an IPv4 address in `127.0.0.0/8`, or `[::1]`.
+fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // `[::1]` or `[::1]:2000`.
+        match rest.split_once(']') {
+            Some((ip, port)) if port.is_empty() || port.starts_with(':') => {
+                return ip.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback());
+            }
+            _ => return false,
+        }
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .len()
+            .checked_sub(".localhost".len())
+            .and_then(|i| name.get(i..))
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(".localhost"))
+        || name.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Refuses, on a server bound to a loopback address, a request a browser
+/// made for another site: its `Host` is not this machine (a DNS rebinding
+/// attack: a page of `evil.example`, its name now resolving to 127.0.0.1,
+/// reading the traces), or its `Origin` is a page of another site (posting
+/// to the API). SDKs and the console's own pages pass.
+fn check_local(head: &Head) -> Result<(), Refusal> {
+    if head.host.as_deref().is_some_and(|h| !is_loopback_host(h)) {
+        return Err(refuse(
+            403,
+            "this console only answers requests addressed to localhost (Host)",
+        ));
+    }
+    if let Some(origin) = &head.origin {
+        let host = origin
+            .split_once("://")
+            .map(|(_, rest)| rest.split('/').next().unwrap_or(rest));
+        if !host.is_some_and(is_loopback_host) {
+            return Err(refuse(
+                403,
+                "this console only answers pages served from localhost (Origin)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The origin form (`/path?query`) of a request target, or `None` if it is malformed.
@@ -494,6 +555,7 @@ fn reason_phrase(status: u16) -> &'static str {
         200 => "OK",
         204 => "No Content",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -589,7 +651,15 @@ fn linger(s: &mut dyn Stream, deadlines: &HttpDeadlines, expected: bool) {
 
 /// Serves one request on a connection: reads its head, calls `handler`, writes the
 /// response. Nothing here panics on input; `handler` is the caller's to guard.
-pub(crate) fn serve_connection(s: &mut dyn Stream, deadlines: &HttpDeadlines, handler: &Handler) {
+/// Serves one request on `s`. `local_only`: the server is bound to a
+/// loopback address, and answers only requests addressed to it (see
+/// [`check_local`]).
+pub(crate) fn serve_connection(
+    s: &mut dyn Stream,
+    deadlines: &HttpDeadlines,
+    local_only: bool,
+    handler: &Handler,
+) {
     let start = Instant::now();
     let mut buf = Vec::new();
     let refused = |s: &mut dyn Stream, version: Version, r: Refusal, head_only: bool| {
@@ -612,6 +682,12 @@ pub(crate) fn serve_connection(s: &mut dyn Stream, deadlines: &HttpDeadlines, ha
         // A refused HEAD request gets no content either (RFC 9110 §9.3.2).
         Err(r) => return refused(s, Version::Http11, r, buf.starts_with(b"HEAD ")),
     };
+    if local_only {
+        if let Err(r) = check_local(&head) {
+            let head_only = head.method == "HEAD";
+            return refused(s, head.version, r, head_only);
+        }
+    }
     let early = buf.split_off(end.min(buf.len()));
     let mut req = Request {
         head,
@@ -647,6 +723,8 @@ struct Shared {
     stop: AtomicBool,
     max: usize,
     deadlines: HttpDeadlines,
+    /// Bound to a loopback address (see [`check_local`]).
+    local_only: bool,
     open: Mutex<Open>,
 }
 
@@ -704,6 +782,7 @@ impl Server {
             stop: AtomicBool::new(false),
             max: max_connections.max(1),
             deadlines,
+            local_only: addr.ip().is_loopback(),
             open: Mutex::new(Open::default()),
         });
         let accept = {
@@ -805,12 +884,13 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, handler: &Arc<Handl
         };
         let handler = handler.clone();
         let deadlines = shared.deadlines;
+        let local_only = shared.local_only;
         let spawned = std::thread::Builder::new()
             .name("xray-http-conn".into())
             .spawn(move || {
                 let _slot = slot;
                 let mut stream = stream;
-                serve_connection(&mut stream, &deadlines, &*handler);
+                serve_connection(&mut stream, &deadlines, local_only, &*handler);
             });
         match spawned {
             Ok(t) => {
@@ -957,7 +1037,7 @@ mod tests {
                 body: text.into_bytes(),
             }
         };
-        serve_connection(script, &short(), &handler);
+        serve_connection(script, &short(), false, &handler);
     }
 
     fn status_of(out: &str) -> u16 {
@@ -998,6 +1078,83 @@ mod tests {
         )
         .unwrap();
         assert_eq!(h.content_length, Some(u64::MAX));
+    }
+
+    #[test]
+    fn loopback_hosts_are_recognized() {
+        for host in [
+            "localhost",
+            "LOCALHOST:2000",
+            "localhost.",
+            "app.localhost:8080",
+            "127.0.0.1",
+            "127.0.0.1:2000",
+            "127.1.2.3:80",
+            "[::1]",
+            "[::1]:2000",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "",
+            "evil.example",
+            "evil.example:2000",
+            "localhost.evil.example",
+            "notlocalhost",
+            "10.0.0.1:2000",
+            "0.0.0.0:2000",
+            "[::2]:2000",
+            "[::1]x",
+            "[::1",
+            "::1",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    /// On a loopback address, a browser's request for another site is
+    /// refused: DNS rebinding (`Host: evil.example`) or a page of another
+    /// site posting to the API (`Origin`). SDKs send neither.
+    #[test]
+    fn a_loopback_server_refuses_requests_for_other_sites() {
+        let handler = |_: &mut Request<'_>| Response {
+            status: 200,
+            headers: Vec::new(),
+            body: b"traces".to_vec(),
+        };
+        let serve = |head: &str| {
+            let mut script = Script::new(&[head.as_bytes()], true);
+            serve_connection(&mut script, &short(), true, &handler);
+            script.output()
+        };
+        for ok in [
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:2000\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: localhost:2000\r\n\r\n",
+            "GET / HTTP/1.0\r\n\r\n",
+            "POST /api/import HTTP/1.1\r\nHost: 127.0.0.1:2000\r\nOrigin: http://127.0.0.1:2000\r\nContent-Length: 0\r\n\r\n",
+            "POST /GetSamplingRules HTTP/1.1\r\nHost: 127.0.0.1:2000\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            let out = serve(ok);
+            assert!(out.starts_with("HTTP/1.") && out.contains(" 200 "), "{ok}: {out}");
+            assert!(out.ends_with("traces"), "{ok}: {out}");
+        }
+        for refused in [
+            "GET /api/traces HTTP/1.1\r\nHost: evil.example:2000\r\n\r\n",
+            "GET /api/traces HTTP/1.0\r\nHost: evil.example\r\n\r\n",
+            "POST /api/import HTTP/1.1\r\nHost: 127.0.0.1:2000\r\nOrigin: https://evil.example\r\nContent-Length: 0\r\n\r\n",
+            "POST /api/import HTTP/1.1\r\nHost: 127.0.0.1:2000\r\nOrigin: null\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            let out = serve(refused);
+            assert!(out.contains(" 403 Forbidden\r\n"), "{refused}: {out}");
+            assert!(!out.contains("traces"), "{refused}: {out}");
+        }
+        // Bound elsewhere (`--address 0.0.0.0:2000`, deliberately exposed): served.
+        let mut script = Script::new(
+            &[b"GET / HTTP/1.1\r\nHost: evil.example:2000\r\n\r\n"],
+            true,
+        );
+        serve_connection(&mut script, &short(), false, &handler);
+        assert!(script.output().ends_with("traces"));
     }
 
     #[test]
@@ -1293,21 +1450,32 @@ mod tests {
         let get = |path: &str| {
             let mut c = TcpStream::connect(addr).unwrap();
             c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            c.write_all(format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes())
+            c.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
                 .unwrap();
             let mut out = String::new();
             let _ = c.read_to_string(&mut out);
             out
         };
+        let open = |n: usize| {
+            // The accept thread and the connection threads run on their own: wait
+            // for the count (a busy machine may take a while), never past 10 s.
+            let t = Instant::now();
+            while server.shared.open().conns.len() != n && t.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(server.shared.open().conns.len(), n);
+        };
         assert!(get("/a").ends_with("\r\n\r\n/a"));
-        // One connection holds the only slot (it sends nothing)...
+        // The first connection's slot is free again...
+        open(0);
+        // ...and one connection holds the only slot (it sends nothing)...
         let held = TcpStream::connect(addr).unwrap();
-        std::thread::sleep(Duration::from_millis(30));
+        open(1);
         let out = get("/b");
         assert!(out.starts_with("HTTP/1.1 503 "), "{out}");
         assert!(out.contains("Retry-After: 1\r\n"), "{out}");
         // ...until its head deadline.
-        std::thread::sleep(Duration::from_millis(300));
+        open(0);
         assert!(get("/c").ends_with("/c"));
         // Shutdown ends a connection still open, and frees the port.
         let mut idle = TcpStream::connect(addr).unwrap();

@@ -372,7 +372,7 @@ fn a_content_length_of_10_pow_15_does_not_abort_the_process() {
         let (conn, answer) = send_head(
             addr,
             format!(
-                "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000000\r\n\r\n"
+                "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000000000000\r\n\r\n"
             ),
         );
         let expected = if method == "POST" {
@@ -400,7 +400,7 @@ fn content_lengths_past_isize_max_leave_the_server_answering() {
     for _ in 0..CLIENTS {
         let (conn, answer) = send_head(
             addr,
-            "GET /api/stats HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551615\r\n\r\n",
+            "GET /api/stats HTTP/1.1\r\nHost: localhost\r\nContent-Length: 18446744073709551615\r\n\r\n",
         );
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
         drop(conn);
@@ -420,7 +420,7 @@ fn clients_that_never_send_their_declared_body_block_no_one() {
             let mut s = TcpStream::connect(addr).unwrap();
             write!(
                 s,
-                "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n"
+                "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\n\r\n"
             )
             .unwrap();
             held.push(s);
@@ -494,11 +494,11 @@ fn slow_clients_get_408_and_past_the_connection_limit_503() {
         .unwrap();
     let mut slow_body = TcpStream::connect(addr).unwrap();
     slow_body
-        .write_all(b"POST /api/import HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n[")
+        .write_all(b"POST /api/import HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\n[")
         .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     // Both slots are taken: the next client is told at once.
-    let (_, answer) = send_head(addr, "GET /api/stats HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (_, answer) = send_head(addr, "GET /api/stats HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
     for mut s in [slow_head, slow_body] {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -530,7 +530,7 @@ fn import_with_expect_100_continue_and_limits_on_the_head_and_body() {
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "POST /api/import HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        "POST /api/import HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
         doc.len()
     )
     .unwrap();
@@ -546,13 +546,13 @@ fn import_with_expect_100_continue_and_limits_on_the_head_and_body() {
     // Over the 32 MiB bound: refused without a 100 and unread.
     let (_, answer) = send_head(
         addr,
-        "POST /api/import HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 33554433\r\n\r\n",
+        "POST /api/import HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 33554433\r\n\r\n",
     );
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
     // Chunked bodies, 16 KiB of headers, garbage.
     let (_, answer) = send_head(
         addr,
-        "POST /api/import HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST /api/import HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     );
     assert!(answer.starts_with("HTTP/1.1 411"), "{answer:?}");
     let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(16 * 1024));

@@ -168,3 +168,29 @@ fn an_http11_request_without_exactly_one_host_is_400() {
     assert_eq!(status(&split(&out).0), 200);
     console.shutdown();
 }
+
+/// A console on a loopback address answers only requests addressed to this machine: a
+/// web page whose name an attacker re-points at 127.0.0.1 (DNS rebinding) reads no
+/// trace, and a page of another site posts nothing to the API. Its own pages, the SDKs
+/// and `curl` pass.
+#[test]
+fn a_console_on_loopback_refuses_requests_for_other_sites() {
+    let console = common::start(Default::default());
+    let addr = console.http_addr();
+    let port = addr.port();
+    for (request, expected) in [
+        (format!("GET /api/stats HTTP/1.1\r\nHost: {addr}\r\n\r\n"), 200),
+        (format!("GET /api/stats HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"), 200),
+        (format!("GET /api/stats HTTP/1.1\r\nHost: evil.example:{port}\r\n\r\n"), 403),
+        (
+            format!(
+                "POST /api/import HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.example\r\nContent-Length: 2\r\n\r\n[]"
+            ),
+            403,
+        ),
+    ] {
+        let (response, _) = exchange(addr, request.as_bytes());
+        let (head, _) = split(&response);
+        assert_eq!(status(&head), expected, "{request}");
+    }
+}
