@@ -567,7 +567,7 @@ mod tests {
         }
         let (tx, rx) = crossbeam_channel::bounded(4);
         let spans: SpanList = std::iter::once(crate::span_data::SpanData::for_tests()).collect();
-        let bytes = spans.bytes() as u64;
+        let bytes = spans.memory() as u64;
         assert!(bytes > 0);
         let top = Top::Segment;
         tx.send(Message::Trace { spans, top }).unwrap();
