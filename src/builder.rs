@@ -427,18 +427,22 @@ impl Builder {
         // Emptied span memory travels back for new spans to reuse.
         let (recycle_tx, recycle_rx) = crate::recycle::channel();
         let counters = Arc::new(Counters::default());
-        let worker =
-            match crate::worker::spawn(cfg.clone(), exporter, rx, recycle_tx, counters.clone()) {
-                Ok(w) => w,
-                Err(err) => {
-                    eprintln!(
-                        "tracing-xray: cannot start the worker thread ({err}); tracing is off"
-                    );
-                    return disabled();
-                }
-            };
+        let worker = match crate::worker::spawn(
+            cfg.clone(),
+            exporter,
+            rx.clone(),
+            recycle_tx,
+            counters.clone(),
+        ) {
+            Ok(w) => w,
+            Err(err) => {
+                eprintln!("tracing-xray: cannot start the worker thread ({err}); tracing is off");
+                return disabled();
+            }
+        };
         let shared = Arc::new(Shared {
             tx: tx.clone(),
+            rx,
             counters: counters.clone(),
             shut_down: AtomicU8::new(crate::handle::RUNNING),
             worker: Mutex::new(Some(worker)),

@@ -1,7 +1,7 @@
 //! [`XrayHandle`]: flush, shut down and read the counters of a running layer.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -72,8 +72,9 @@ pub struct Stats {
     /// [`crate::Builder::with_max_queued_bytes`]) or the worker was
     /// shut down (those still queued behind a shutdown request move here
     /// from `traces_queued`): each finished trace, or part, is counted in
-    /// one of the two (but for one finished at the very instant the worker
-    /// stops, which may be counted queued and lost).
+    /// exactly one of the two. After a shutdown, `traces_queued` counts only
+    /// what the worker took (a trace that reached the queue as it closed is
+    /// moved here by the next `stats` or `shutdown`).
     pub traces_dropped: u64,
     /// Spans in the dropped traces.
     pub spans_dropped: u64,
@@ -114,7 +115,12 @@ pub(crate) struct Counters {
     /// read it: the queue's bytes are `bytes_queued` less this, at most,
     /// and the worker's line is read only when that passes the bound.
     pub(crate) bytes_done_seen: AtomicU64,
-    _apart: [u64; 11],
+    /// Set by the worker as it stops taking traces (a shutdown, or its
+    /// end): from then on the layer drops what finishes, counted, and
+    /// whatever reached the queue as it closed is counted by
+    /// [`Shared::count_left_in_queue`]. Written once; read by every send.
+    pub(crate) queue_closed: AtomicBool,
+    _apart: [u64; 10],
     /// Bytes of queued spans the worker is done with (written by it alone,
     /// once per batch).
     pub(crate) bytes_done: AtomicU64,
@@ -190,6 +196,10 @@ pub(crate) fn mark_worker_thread(counters: &Arc<Counters>) {
 
 pub(crate) struct Shared {
     pub(crate) tx: Sender<Message>,
+    /// The queue's other end, beside the worker's: what reaches the queue
+    /// as the worker stops is taken out here (see
+    /// [`Shared::count_left_in_queue`]), never while it runs.
+    pub(crate) rx: Receiver<Message>,
     pub(crate) counters: Arc<Counters>,
     /// [`RUNNING`], [`SHUTDOWN_CLAIMED`] or [`SHUTDOWN_QUEUED`].
     pub(crate) shut_down: AtomicU8,
@@ -197,6 +207,23 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Once the worker has stopped taking from the queue, moves the traces
+    /// left in it from `traces_queued` to `traces_dropped`, and answers the
+    /// flushes left there ([`FlushError::AlreadyShutdown`]). A trace that
+    /// finishes just as the worker closes the queue (the layer saw it
+    /// open, the worker's last look found it empty) would otherwise stay
+    /// counted as queued, and be neither exported nor dropped.
+    pub(crate) fn count_left_in_queue(&self) {
+        if !self.counters.queue_closed.load(Ordering::Acquire) {
+            return;
+        }
+        while let Ok(msg) = self.rx.try_recv() {
+            if let Message::Trace { .. } | Message::Detached { .. } = msg {
+                self.counters.queued_trace_dropped(msg.span_count() as u64);
+            }
+        }
+    }
+
     /// [`FlushError::OnWorkerThread`] when called by this layer's own worker
     /// (its exporter), which would wait for itself.
     fn check_caller(&self) -> Result<(), FlushError> {
@@ -379,6 +406,7 @@ impl XrayHandle {
             }
             let _ = worker.join();
         }
+        shared.count_left_in_queue();
         Ok(())
     }
 
@@ -406,7 +434,10 @@ impl XrayHandle {
     pub fn stats(&self) -> Stats {
         self.shared
             .as_ref()
-            .map(|s| s.counters.snapshot())
+            .map(|s| {
+                s.count_left_in_queue();
+                s.counters.snapshot()
+            })
             .unwrap_or_default()
     }
 
@@ -463,12 +494,19 @@ fn enqueue(
     make: impl FnOnce(Sender<()>, Instant) -> Message,
 ) -> Result<Pending, FlushError> {
     let deadline = deadline_after(Instant::now(), timeout);
+    if shared.counters.queue_closed.load(Ordering::Acquire) {
+        return Err(FlushError::AlreadyShutdown);
+    }
     let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
     match shared.tx.send_deadline(make(reply_tx, deadline), deadline) {
         Ok(()) => {}
         Err(SendTimeoutError::Timeout(_)) => return Err(FlushError::Timeout(timeout)),
         Err(SendTimeoutError::Disconnected(_)) => return Err(FlushError::AlreadyShutdown),
     }
+    // Queued as the worker stopped: taken back out (its reply then closes,
+    // and `wait` answers `AlreadyShutdown` at once).
+    std::sync::atomic::fence(Ordering::SeqCst);
+    shared.count_left_in_queue();
     // The worker may be waiting for traces to gather (`worker::LINGER`).
     if let Ok(worker) = shared.worker.lock() {
         if let Some(worker) = worker.as_ref() {

@@ -428,6 +428,12 @@ impl LayerInner {
                 return;
             }
         }
+        if c.queue_closed.load(Ordering::Relaxed) {
+            // Shut down: nobody would take it.
+            c.bytes_queued.fetch_sub(bytes, Ordering::Relaxed);
+            self.drop_trace(msg);
+            return;
+        }
         // Counted before the send: the worker may take the trace back out
         // of `traces_queued` (into `traces_dropped`) as soon as it is in.
         Counters::add(&c.traces_queued, 1);

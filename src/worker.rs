@@ -255,10 +255,12 @@ impl Worker {
                 Some(Control::Shutdown(reply, deadline)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     self.call("shutdown", |e| e.shutdown(left));
-                    self.discard_queued();
+                    // Closed before the reply: once `shutdown` returns, what
+                    // finishes is counted dropped by the layer, and what
+                    // reached the queue meanwhile by the handle.
+                    self.close_queue();
                     self.report_at_shutdown();
                     let _ = reply.send(());
-                    self.close_queue();
                     return;
                 }
             }
@@ -460,9 +462,13 @@ impl Worker {
     }
 
     /// Closes the queue after a shutdown, so that traces finished from now
-    /// on are counted as dropped by the layer (its send fails): what was
-    /// queued until now is counted here.
+    /// on are counted as dropped by the layer (it sees
+    /// [`Counters::queue_closed`] and does not send them): what was queued
+    /// until now is counted here, and what reaches the queue as it closes
+    /// by the handle ([`crate::handle::Shared::count_left_in_queue`]).
     fn close_queue(&mut self) {
+        self.counters.queue_closed.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
         self.discard_queued();
         drop(std::mem::replace(&mut self.rx, crossbeam_channel::never()));
     }
@@ -492,6 +498,14 @@ impl Worker {
                 "tracing-xray shut down with losses"
             );
         }
+    }
+}
+
+/// However the worker ends (a shutdown, its layer and handles all dropped,
+/// a panic), the layer stops queueing traces nobody would take.
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.counters.queue_closed.store(true, Ordering::SeqCst);
     }
 }
 
