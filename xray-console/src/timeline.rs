@@ -95,7 +95,7 @@ pub struct Group {
 }
 
 /// Which of an [`Assembled`] trace's lists a group's trees come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// Segments (a group per name and origin).
     Segment,
@@ -283,14 +283,17 @@ pub fn build(trace: &Trace) -> Timeline {
         .map(|(id, _)| id.clone());
 
     let mut groups: Vec<Group> = Vec::new();
+    // Each group's index, by kind (and for segments, name and origin): found at once, not
+    // by a scan of the groups so far (a trace of 20,000 services took seconds).
+    let mut group_of: HashMap<(Kind, Option<(String, Option<String>)>), usize> = HashMap::new();
     let mut bottleneck = None;
     let mut add_tree = |root: &Entity, kind: Kind, groups: &mut Vec<Group>| {
         // One group per kind, but segments have one per name and origin.
-        let gi = groups.iter().position(|g| {
-            g.kind == kind
-                && (kind != Kind::Segment || (g.name == root.name && g.origin == root.origin))
-        });
-        let gi = gi.unwrap_or_else(|| {
+        let key = (
+            kind,
+            (kind == Kind::Segment).then(|| (root.name.clone(), root.origin.clone())),
+        );
+        let gi = *group_of.entry(key).or_insert_with(|| {
             groups.push(Group {
                 name: match kind {
                     Kind::Segment => root.name.clone(),
@@ -413,6 +416,51 @@ mod tests {
             .iter()
             .map(|g| ["orphan", "cycle", "deep"].map(|k| g[k].as_bool()))
             .collect()
+    }
+
+    /// The fastest of 3 `build`s of one trace of `n` segments, each its own service
+    /// when `apart`.
+    fn time_build(n: usize, apart: bool) -> std::time::Duration {
+        let mut s = Store::new(Limits {
+            max_traces: 10,
+            max_bytes: 1 << 30,
+        });
+        for i in 0..n {
+            let name = if apart {
+                format!("svc-{i}")
+            } else {
+                "svc".into()
+            };
+            let d = json!({"trace_id":"t","id":format!("{:016x}", i + 1),"name":name,
+                "start_time":1000.0 + i as f64,"end_time":1000.5 + i as f64});
+            s.insert(d.to_string(), Entity::from_document(&d).unwrap());
+        }
+        let trace = s.get("t").unwrap();
+        (0..3)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                let tl = build(trace);
+                assert_eq!(tl.groups.len(), if apart { n } else { 1 });
+                t.elapsed()
+            })
+            .min()
+            .unwrap()
+    }
+
+    /// A trace of many services (a peer can send one) is grouped in linear time: each
+    /// group was found by a scan of the groups made so far, and the page held the
+    /// store's lock meanwhile. The same segments named apart or alike take about the
+    /// same time (measured, debug, 16,000 segments: 1.3x with the index, 13x with the
+    /// scan).
+    #[test]
+    fn a_trace_of_many_services_is_grouped_in_linear_time() {
+        let alike = time_build(16_000, false);
+        let apart = time_build(16_000, true);
+        let ratio = apart.as_secs_f64() / alike.as_secs_f64().max(1e-6);
+        assert!(
+            ratio < 6.0,
+            "{apart:?} named apart, {alike:?} alike ({ratio:.1}x)"
+        );
     }
 
     #[test]
