@@ -458,9 +458,10 @@ impl LayerInner {
         self.recycle.buffer()
     }
 
-    /// A new trace's buffer of finished spans (sampled traces only).
-    fn new_trace_buf(&self) -> Arc<TraceBuf> {
-        Arc::new(TraceBuf::new(self.spare_buffer()))
+    /// A new trace's buffer of finished spans (sampled traces only), with
+    /// the root's incoming header.
+    fn new_trace_buf(&self, incoming: Option<TraceHeader>) -> Arc<TraceBuf> {
+        Arc::new(TraceBuf::new(self.spare_buffer(), incoming))
     }
 
     /// Takes a pending root's sampling decision (SPEC §4): the sampler sees
@@ -548,7 +549,7 @@ impl LayerInner {
     fn prepare(&self, root: &mut SpanData) {
         match root.decision {
             Decision::Sampled if root.trace.is_none() => {
-                let trace = self.new_trace_buf();
+                let trace = self.new_trace_buf(root.incoming().cloned());
                 self.keep_annotations_for(root, &trace);
                 root.trace = Some(trace);
             }
@@ -611,23 +612,24 @@ where
     let (Some(inner), Some(span)) = (layer.inner.as_ref(), subscriber.span(id)) else {
         return;
     };
-    let (span, incoming) = match lookup {
-        Lookup::Own => (span, None),
-        Lookup::Nearest => {
-            // The root's incoming header (its extra keys travel on).
-            let incoming = span.scope().find_map(|s| {
-                s.extensions()
-                    .get::<Box<SpanData>>()
-                    .and_then(|d| d.incoming().cloned())
-            });
-            match traced_self_or_ancestor(span) {
-                Some(s) => (s, incoming),
-                None => return,
-            }
-        }
+    let span = match lookup {
+        Lookup::Own => span,
+        Lookup::Nearest => match traced_self_or_ancestor(span) {
+            Some(s) => s,
+            None => return,
+        },
     };
     let mut ext = span.extensions_mut();
     if let Some(data) = ext.get_mut::<Box<SpanData>>() {
+        // The root's incoming header (its extra keys travel on): the root's
+        // own, or the one its trace's buffer carries, without walking up.
+        let incoming = match lookup {
+            Lookup::Own => None,
+            Lookup::Nearest => data
+                .incoming()
+                .or_else(|| data.trace.as_ref()?.incoming.as_ref())
+                .cloned(),
+        };
         // Made by another `XrayLayer` of this subscriber (one behind a
         // per-layer filter): its decisions and trace are that layer's.
         let owner = (data.owner != inner.tag && data.owner != 0)

@@ -367,13 +367,19 @@ pub(crate) struct TraceBuf {
     /// of the trace sent before it ends keep for it (a trace is filtered by
     /// its segment's annotations first).
     pub(crate) root_annotations: std::sync::atomic::AtomicU8,
+    /// The root's incoming trace header, whose extra keys every outgoing
+    /// call of the trace passes on: reached from any span of the trace
+    /// without walking up to the root. Final when the buffer is made (a
+    /// root takes a header only until it is decided).
+    pub(crate) incoming: Option<crate::TraceHeader>,
 }
 
 impl TraceBuf {
-    pub(crate) fn new(spans: SpanList) -> Self {
+    pub(crate) fn new(spans: SpanList, incoming: Option<crate::TraceHeader>) -> Self {
         TraceBuf {
             spans: Mutex::new(spans),
             root_annotations: Default::default(),
+            incoming,
         }
     }
 
