@@ -285,7 +285,9 @@ pub fn build(trace: &Trace) -> Timeline {
     let mut groups: Vec<Group> = Vec::new();
     // Each group's index, by kind (and for segments, name and origin): found at once, not
     // by a scan of the groups so far (a trace of 20,000 services took seconds).
-    let mut group_of: HashMap<(Kind, Option<(String, Option<String>)>), usize> = HashMap::new();
+    /// A group's kind, and for segments their name and origin.
+    type GroupKey = (Kind, Option<(String, Option<String>)>);
+    let mut group_of: HashMap<GroupKey, usize> = HashMap::new();
     let mut bottleneck = None;
     let mut add_tree = |root: &Entity, kind: Kind, groups: &mut Vec<Group>| {
         // One group per kind, but segments have one per name and origin.
