@@ -393,20 +393,35 @@ fn flatten(node: &Value, depth: usize, rows: &mut Vec<Row>) {
 }
 
 /// Marks the critical path: from the root, repeatedly the child that ends
-/// last (the one the parent waited for).
+/// last (the one the parent waited for). Each step looks at the row's
+/// children only, jumping over their subtrees: linear in the rows, where a
+/// scan of each subtree was quadratic in a deep chain's depth.
 fn mark_critical(rows: &mut [Row]) {
+    // Where each row's subtree ends (rows are in depth-first order).
+    let mut subtree_end = vec![rows.len(); rows.len()];
+    let mut open: Vec<usize> = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        while let Some(&top) = open.last() {
+            if rows[top].depth < r.depth {
+                break;
+            }
+            subtree_end[top] = i;
+            open.pop();
+        }
+        open.push(i);
+    }
     let mut i = 0;
     loop {
         rows[i].critical = true;
-        let depth = rows[i].depth;
         let mut best: Option<usize> = None;
-        for (j, r) in rows.iter().enumerate().skip(i + 1) {
-            if r.depth <= depth {
-                break;
-            }
-            if r.depth == depth + 1 && best.is_none_or(|b| r.end > rows[b].end) {
+        let mut j = i + 1;
+        while j < subtree_end[i] {
+            #[cfg(test)]
+            tests::LOOKED_AT.with(|n| n.set(n.get() + 1));
+            if best.is_none_or(|b| rows[j].end > rows[b].end) {
                 best = Some(j);
             }
+            j = subtree_end[j];
         }
         match best {
             Some(j) => i = j,
@@ -661,6 +676,42 @@ fn cut_to_columns(s: &str, max: usize) -> &str {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    thread_local! {
+        /// Rows `mark_critical` looked at, on this thread.
+        pub(super) static LOOKED_AT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    fn row(depth: usize, end: f64) -> Row {
+        Row {
+            depth,
+            name: format!("r{depth}"),
+            start: 0.0,
+            end,
+            marks: Vec::new(),
+            annotations: String::new(),
+            leaf: false,
+            critical: false,
+        }
+    }
+
+    /// The critical path follows, from each row, the child that ends last,
+    /// looking at children only: a chain of 20,000 rows is 20,000 looks (a
+    /// scan of each subtree was 200 million).
+    #[test]
+    fn the_critical_path_looks_at_each_row_once() {
+        // root → a (ends 5, with a child ending 9) and b (ends 7): b.
+        let mut rows = vec![row(0, 10.0), row(1, 5.0), row(2, 9.0), row(1, 7.0)];
+        mark_critical(&mut rows);
+        let marked: Vec<bool> = rows.iter().map(|r| r.critical).collect();
+        assert_eq!(marked, [true, false, false, true]);
+
+        let mut chain: Vec<Row> = (0..20_000).map(|d| row(d, 1.0)).collect();
+        LOOKED_AT.with(|n| n.set(0));
+        mark_critical(&mut chain);
+        assert!(chain.iter().all(|r| r.critical));
+        assert_eq!(LOOKED_AT.with(std::cell::Cell::get), 19_999);
+    }
 
     fn sample() -> Value {
         json!({
