@@ -696,8 +696,8 @@ mod tests {
     }
 
     /// The critical path follows, from each row, the child that ends last,
-    /// looking at children only: a chain of 20,000 rows is 20,000 looks (a
-    /// scan of each subtree was 200 million).
+    /// looking at children only: a chain of 20,000 rows is one look per row
+    /// below the root (a scan of each subtree was 200 million).
     #[test]
     fn the_critical_path_looks_at_each_row_once() {
         // root → a (ends 5, with a child ending 9) and b (ends 7): b.
