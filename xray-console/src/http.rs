@@ -593,6 +593,12 @@ fn response_head(version: Version, r: &Response) -> Vec<u8> {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
     }
+    // No page of the console is for another site to frame (clickjacking), and no
+    // answer is to be read as anything but its declared type.
+    head.push_str(
+        "X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n\
+         Content-Security-Policy: frame-ancestors 'none'\r\n",
+    );
     head.push_str(&format!(
         "Content-Length: {}\r\nConnection: close\r\n\r\n",
         r.body.len()
@@ -1226,7 +1232,9 @@ mod tests {
         serve(&mut s, 100);
         assert_eq!(
             s.output(),
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-A: b\r\nContent-Length: 18\r\n\
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-A: b\r\n\
+             X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n\
+             Content-Security-Policy: frame-ancestors 'none'\r\nContent-Length: 18\r\n\
              Connection: close\r\n\r\nGET /api/stats?a=1"
         );
     }
@@ -1427,7 +1435,9 @@ mod tests {
         assert_eq!(
             head,
             format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: a\r\nContent-Length: {}\r\nConnection: close",
+                "HTTP/1.1 200 OK\r\nContent-Type: a\r\nX-Content-Type-Options: nosniff\r\n\
+                 X-Frame-Options: DENY\r\nContent-Security-Policy: frame-ancestors 'none'\r\n\
+                 Content-Length: {}\r\nConnection: close",
                 body.len()
             )
         );

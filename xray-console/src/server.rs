@@ -119,6 +119,10 @@ pub fn url_decode(s: &str) -> String {
 
 /// Encodes a query component.
 pub fn url_encode(s: &str) -> String {
+    if s == "." || s == ".." {
+        // A path segment the browser would resolve away (`/trace/..` is `/`).
+        return s.replace('.', "%2E");
+    }
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -499,6 +503,11 @@ mod tests {
             url_decode(&url_encode("service(\"a b\") AND x")),
             "service(\"a b\") AND x"
         );
+        // A trace id `..` stays a path segment of its own (`/trace/..` is `/`).
+        assert_eq!(url_encode(".."), "%2E%2E");
+        assert_eq!(url_encode("."), "%2E");
+        assert_eq!(url_encode("a.b"), "a.b");
+        assert_eq!(url_decode(&url_encode("..")), "..");
     }
 
     #[test]

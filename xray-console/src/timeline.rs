@@ -453,7 +453,7 @@ mod tests {
     /// group was found by a scan of the groups made so far, and the page held the
     /// store's lock meanwhile. The same segments named apart or alike take about the
     /// same time (measured, debug, 16,000 segments: 1.3x with the index, 13x with the
-    /// scan).
+    /// scan; the bound leaves 4x for a busy machine).
     #[test]
     fn a_trace_of_many_services_is_grouped_in_linear_time() {
         let alike = time_build(16_000, false);

@@ -194,3 +194,28 @@ fn a_console_on_loopback_refuses_requests_for_other_sites() {
         assert_eq!(status(&head), expected, "{request}");
     }
 }
+
+/// Every answer tells the browser not to sniff its type nor let another site frame it.
+#[test]
+fn every_answer_refuses_sniffing_and_framing() {
+    let console = common::start(Default::default());
+    let addr = console.http_addr();
+    for path in ["/", "/traces", "/api/stats", "/map.svg", "/nowhere"] {
+        let (response, _) = exchange(
+            addr,
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+        );
+        let (head, _) = split(&response);
+        assert_eq!(
+            header(&head, "X-Content-Type-Options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(header(&head, "X-Frame-Options"), Some("DENY"), "{path}");
+        assert_eq!(
+            header(&head, "Content-Security-Policy"),
+            Some("frame-ancestors 'none'"),
+            "{path}"
+        );
+    }
+}
