@@ -652,7 +652,7 @@ impl<'c> Assembler<'c> {
             };
         }
         if !node.events().is_empty() {
-            crate::events::render(node, &mut entity);
+            crate::events::render(node, &mut entity, &self.cfg.fields);
         }
         self.counts.events_dropped += u64::from(node.events_dropped());
         if has_errors {
@@ -722,9 +722,14 @@ impl<'c> Assembler<'c> {
                 exceptions: vec![Exception {
                     id: SegmentId::new(),
                     kind: applied.error_type.map(Cow::Borrowed),
-                    message: applied
-                        .error_message
-                        .map(|m| Cow::Borrowed(truncate_chars(m, MAX_EXCEPTION_MESSAGE_CHARS))),
+                    message: applied.error_message.map(|m| match m {
+                        Cow::Borrowed(m) => {
+                            Cow::Borrowed(truncate_chars(m, MAX_EXCEPTION_MESSAGE_CHARS))
+                        }
+                        Cow::Owned(m) => {
+                            Cow::Owned(truncate_chars(&m, MAX_EXCEPTION_MESSAGE_CHARS).to_owned())
+                        }
+                    }),
                     remote: applied.remote,
                     ..Default::default()
                 }],

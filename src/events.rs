@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use crate::fields::{meta_value, TRACING_NAMESPACE};
+use crate::fields::{meta_value, FieldOptions, TRACING_NAMESPACE};
 use crate::layer::LOG_TARGET_FIELD;
 use crate::model::{Entity, MetaValue};
 use crate::span_data::{EventRecord, FieldValue, SpanData};
@@ -32,7 +32,18 @@ fn field_key(name: &'static str) -> Cow<'static, str> {
     }
 }
 
-pub(crate) fn render<'a>(span: &'a SpanData, entity: &mut Entity<'a>) {
+/// Whether an event's field is sent: not a query's text unless SQL queries
+/// are collected (sqlx logs each statement in an event's `db.statement`),
+/// and not a forwarded record's target (the record's own target).
+fn sent(key: &str, options: &FieldOptions) -> bool {
+    match key {
+        LOG_TARGET_FIELD => false,
+        "db.statement" | "db.query.text" => options.collect_sql_queries(),
+        _ => true,
+    }
+}
+
+pub(crate) fn render<'a>(span: &'a SpanData, entity: &mut Entity<'a>, options: &FieldOptions) {
     let list = span
         .events()
         .iter()
@@ -52,7 +63,7 @@ pub(crate) fn render<'a>(span: &'a SpanData, entity: &mut Entity<'a>) {
             object.extend(
                 e.fields
                     .iter()
-                    .filter(|(k, _)| *k != LOG_TARGET_FIELD)
+                    .filter(|(k, _)| sent(k, options))
                     .map(|(k, v)| (field_key(k), meta_value(v))),
             );
             MetaValue::Object(object)

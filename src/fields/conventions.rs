@@ -28,7 +28,7 @@
 //! | `aws.s3.bucket` | `aws.bucket_name` |
 //! | `aws.retries` | `aws.retries` |
 //! | `xray.throttle = true` | `throttle` + `error` |
-//! | `error.type`, `otel.status_message` | an exception's type and message |
+//! | `error.type`/`exception.type`, `exception.message`/`error.message`, `otel.status_message` | an exception's type and message (without URL secrets); `exception.message`/`error.message` also mark a failure |
 //!
 //! A field that turns out to be unusable (a method that is a number, a host
 //! on a span with no HTTP or SQL meaning) is kept as metadata like any other.
@@ -148,7 +148,9 @@ pub(crate) fn may_have_meaning(key: &str) -> bool {
         Some(b'a') => b.starts_with(b"annotation.") || b.starts_with(b"aws."),
         Some(b'c') => b.starts_with(b"client.") || b.starts_with(b"cloud."),
         Some(b'd') => b.starts_with(b"db."),
-        Some(b'e') => b.starts_with(b"enduser.") || b.starts_with(b"error"),
+        Some(b'e') => {
+            b.starts_with(b"enduser.") || b.starts_with(b"error") || b.starts_with(b"exception.")
+        }
         Some(b'h') => b.starts_with(b"http."),
         Some(b'm') => b.starts_with(b"metadata.") || b.starts_with(b"messaging.") || b == b"method",
         Some(b'n') => b.starts_with(b"net."),
@@ -190,6 +192,9 @@ pub(crate) struct Conventions<'a> {
     throttle: Slot<'a>,
     error_type: Slot<'a>,
     error_message: Slot<'a>,
+    /// `exception.message`, `error.message`: an exception's own text (an
+    /// exception happened), before a status message.
+    exception_message: Slot<'a>,
     // HTTP
     method: Slot<'a>,
     url_full: Slot<'a>,
@@ -253,10 +258,12 @@ pub(crate) struct Applied<'a> {
     /// Errors were caused by a downstream service (a client call that got
     /// a response): exceptions are marked `remote`.
     pub(crate) remote: bool,
-    /// `error.type` / `otel.status_message`, for an exception when the span
-    /// recorded no error value.
+    /// `error.type` / `exception.type` and `exception.message` /
+    /// `error.message` / `otel.status_message`, for an exception when the
+    /// span recorded no error value. The message without URL secrets (an
+    /// HTTP client's error text names the URL, query and all).
     pub(crate) error_type: Option<&'a str>,
-    pub(crate) error_message: Option<&'a str>,
+    pub(crate) error_message: Option<Cow<'a, str>>,
 }
 
 fn text<'a>(slot: &mut Slot<'a>) -> Option<&'a str> {
@@ -1169,8 +1176,9 @@ impl<'a> Conventions<'a> {
             "otel.kind" | "span.kind" => &mut self.kind,
             "peer.service" => &mut self.peer_service,
             "xray.throttle" => &mut self.throttle,
-            "error.type" => &mut self.error_type,
+            "error.type" | "exception.type" => &mut self.error_type,
             "otel.status_message" | "otel.status_description" => &mut self.error_message,
+            "exception.message" | "error.message" => &mut self.exception_message,
             "http.request.method" | "http.method" => &mut self.method,
             "url.full" | "http.url" => &mut self.url_full,
             "url.path" | "http.target" => &mut self.path,
@@ -1550,8 +1558,15 @@ impl<'a> Conventions<'a> {
             entity.error = true;
         }
         applied.error_type = text(&mut self.error_type);
-        applied.error_message = text(&mut self.error_message);
-        let failed = errored.any || self.error || applied.error_type.is_some();
+        let exception_message = text(&mut self.exception_message);
+        let status_message = text(&mut self.error_message);
+        applied.error_message = exception_message
+            .or(status_message)
+            .map(without_url_secrets);
+        let failed = errored.any
+            || self.error
+            || applied.error_type.is_some()
+            || exception_message.is_some();
         error_flags(entity, failed, !errored.classified && !is_remote && !is_aws);
         if !failed {
             applied.error_message = None;
@@ -1631,6 +1646,7 @@ impl<'a> Conventions<'a> {
             &self.throttle,
             &self.error_type,
             &self.error_message,
+            &self.exception_message,
             &self.method,
             &self.url_full,
             &self.path,
@@ -1769,6 +1785,12 @@ mod tests {
             "db.system.name",
             "db.user",
             "error.type",
+            "error.message",
+            "error.cause_chain",
+            "exception.message",
+            "exception.type",
+            "exception.details",
+            "exception.stacktrace",
             "http.client_ip",
             "http.host",
             "http.method",

@@ -308,6 +308,24 @@ pub(crate) fn route<'a>(
                 conv.error = true
             }
             _ if conv.take(key, value, &ctx) => {}
+            // An error's longer text (reqwest-tracing's cause chain, an
+            // exception's details or stack trace) names the URL, query and
+            // all: metadata, without its secrets.
+            "error.cause_chain" | "exception.details" | "exception.stacktrace" => {
+                match as_str(value).map(conventions::without_url_secrets) {
+                    Some(Cow::Owned(scrubbed)) => {
+                        if options.other_fields_as_metadata || options.index_all {
+                            put_metadata(
+                                entity,
+                                Cow::Borrowed(TRACING_NAMESPACE),
+                                Cow::Borrowed(key),
+                                MetaValue::Str(Cow::Owned(scrubbed)),
+                            );
+                        }
+                    }
+                    _ => other_field(entity, budget, options, key, value),
+                }
+            }
             _ => {
                 if let Some(k) = key.strip_prefix("annotation.") {
                     annotate(entity, budget, k, value, "default");
