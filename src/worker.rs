@@ -95,7 +95,8 @@ const MAX_PARTED_TRACES: usize = 1024;
 /// names (see [`user_below_segment`]), for the root's segment: the first
 /// part's that names one.
 fn remember_user_below(users: &mut HashMap<TraceId, String>, trace_id: TraceId, spans: &SpanList) {
-    if users.contains_key(&trace_id) {
+    // A Lambda invocation's parts: its segment is Lambda's, never packed here.
+    if users.contains_key(&trace_id) || spans.iter().any(|s| s.parent_is_facade) {
         return;
     }
     if let Some(user) = user_below_segment(spans.iter()) {
@@ -702,8 +703,8 @@ mod tests {
         assert!(most <= MAX_PARTED_TRACES, "{most}");
     }
 
-    /// The same for the users parts of open traces name (Lambda sends only
-    /// such parts: their traces' segments never come here).
+    /// The same for the users parts of open traces name; a Lambda
+    /// invocation's parts (whose segment is Lambda's) leave none.
     #[test]
     fn users_named_by_parted_traces_stay_bounded() {
         let mut worker = test_worker(Arc::new(Counters::default()));
@@ -723,6 +724,18 @@ mod tests {
         }
         assert!(most > 0, "the users are remembered");
         assert!(most <= MAX_PARTED_TRACES, "{most}");
+
+        let mut worker = test_worker(Arc::new(Counters::default()));
+        let mut span = crate::span_data::SpanData::for_tests();
+        span.parent_seg = Some(crate::id::SegmentId::new());
+        span.parent_is_facade = true;
+        span.fields.push((
+            "enduser.id",
+            crate::span_data::FieldValue::Str(crate::span_data::FieldStr::new("alice")),
+        ));
+        let spans = std::iter::once(span).collect();
+        worker.handle(Message::Detached { spans }, &mut Vec::new());
+        assert!(worker.users_below.is_empty(), "a Lambda part keeps no user");
     }
 
     /// A huge trace frees the worker's scratch space even when packing it
