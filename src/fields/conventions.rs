@@ -521,7 +521,6 @@ fn plain_url(url: &str) -> Cow<'_, str> {
 /// percent-encoded), to a `)` it does not open, to a `'` when it is quoted
 /// with one, or to the next URL; a password's own `(`, `)` and `'` are the
 /// URL's (it runs at least to the last `@` of its authority).
-#[cfg(any(feature = "tower", test))]
 pub(crate) fn without_url_secrets(text: &str) -> Cow<'_, str> {
     if !text.contains("://") {
         return Cow::Borrowed(text);
