@@ -32,13 +32,17 @@ fn field_key(name: &'static str) -> Cow<'static, str> {
     }
 }
 
-/// Whether an event's field is sent: not a query's text unless SQL queries
-/// are collected (sqlx logs each statement in an event's `db.statement`),
+/// Whether an event's field is sent: not a query's text unless queries are
+/// collected (sqlx logs each statement in an event's `db.statement`, the
+/// MongoDB driver each command, and its reply, in `command` and `reply`),
 /// and not a forwarded record's target (the record's own target).
-fn sent(key: &str, options: &FieldOptions) -> bool {
+fn sent(e: &EventRecord, key: &str, options: &FieldOptions) -> bool {
     match key {
         LOG_TARGET_FIELD => false,
         "db.statement" | "db.query.text" => options.collect_sql_queries(),
+        "command" | "reply" if e.meta.target().starts_with("mongodb::command") => {
+            options.collect_sql_queries()
+        }
         _ => true,
     }
 }
@@ -63,7 +67,7 @@ pub(crate) fn render<'a>(span: &'a SpanData, entity: &mut Entity<'a>, options: &
             object.extend(
                 e.fields
                     .iter()
-                    .filter(|(k, _)| sent(k, options))
+                    .filter(|(k, _)| sent(e, k, options))
                     .map(|(k, v)| (field_key(k), meta_value(v))),
             );
             MetaValue::Object(object)

@@ -1072,8 +1072,12 @@ where
     }
     let mut status = Status(None);
     event.record(&mut status);
-    let Some(code) = status.0.filter(|c| (100..1000).contains(c)) else {
-        return;
+    // tower-http logs a gRPC response's `grpc-status` there (`new_for_grpc`):
+    // a code below 100, never an HTTP status.
+    let (key, code) = match status.0 {
+        Some(c @ 100..1000) => ("http.response.status_code", c),
+        Some(c @ 0..100) => ("rpc.grpc.status_code", c),
+        _ => return,
     };
     let Some(span) = traced_event_span(ctx, event, inner) else {
         return;
@@ -1081,7 +1085,7 @@ where
     let mut ext = span.extensions_mut();
     if let Some(data) = ext.get_mut::<Box<SpanData>>() {
         if data.decision != Decision::NotSampled {
-            data.record_field("http.response.status_code", FieldValue::U64(code));
+            data.record_field(key, FieldValue::U64(code));
         }
     }
 }

@@ -69,6 +69,7 @@
 //! | `user_agent.original` / `http.user_agent` | `http.request.user_agent` |
 //! | `client.address` / `http.client_ip` (the latter, a forwarded header's value, also sets `x_forwarded_for`) | `http.request.client_ip` |
 //! | `http.response.status_code` / `http.status_code` (tower-http: the `status` of its response event) | `http.response.status`; 4xx → `error`, 429 → `throttle` + `error`, 5xx → `fault` |
+//! | `rpc.grpc.status_code` (tonic's OpenTelemetry instrumentation; tower-http's `status` for a gRPC response) | the flags of the HTTP status the code stands for (Google's mapping): RESOURCE_EXHAUSTED → `throttle` + `error`, a caller's mistake (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED, ...) → `error`, a server's failure (INTERNAL, UNAVAILABLE, DEADLINE_EXCEEDED, ...) → `fault`; the code itself stays in the metadata |
 //! | `http.response.content_length` / `http.response.body.size` | `http.response.content_length` |
 //! | `otel.kind = "client"`/`"producer"`, `xray.namespace = "remote"` | `namespace: remote`, named after `peer.service` or the host |
 //! | `xray.traced = true` / `http.request.traced = true` | `http.request.traced` (the callee is instrumented) |

@@ -288,3 +288,322 @@ fn sqlx_query_event_does_not_send_the_statement_without_sql_queries() {
         "the query text is sent without with_sql_queries: {text}"
     );
 }
+
+fn flags(d: &Value) -> (bool, bool, bool) {
+    (
+        d.get("fault") == Some(&Value::Bool(true)),
+        d.get("error") == Some(&Value::Bool(true)),
+        d.get("throttle") == Some(&Value::Bool(true)),
+    )
+}
+
+/// tonic-tracing-opentelemetry's server layer
+/// (davidB/tracing-opentelemetry-instrumentation-sdk,
+/// `tracing-opentelemetry-instrumentation-sdk/src/http/grpc.rs`,
+/// `make_span_from_request(req, SpanKind::Server)` via `otel_trace_span!`:
+/// TRACE span `"GRPC request"`, target `otel::tracing`, fields
+/// `http.user_agent`, `otel.name = "{service}/{method}"`, `otel.kind =
+/// ?kind`, `otel.status_code = Empty`, `rpc.system = "grpc"`,
+/// `rpc.service`, `rpc.method`, `rpc.grpc.status_code = Empty`,
+/// `server.address`, `exception.message = Empty`, `exception.details =
+/// Empty`). `update_span_from_response` records `rpc.grpc.status_code`
+/// (from the `grpc-status` header) and, on a server, `otel.status_code =
+/// "OK"` for every code but 2, 4, 12, 13, 14, 15 (`status_is_error`,
+/// following OpenTelemetry's gRPC conventions, where a server's span is
+/// not in error for the caller's mistakes).
+///
+/// A server answering RESOURCE_EXHAUSTED (8) is rate limiting its caller:
+/// google.rpc.Code maps it to HTTP 429 (googleapis
+/// `google/rpc/code.proto`: "RESOURCE_EXHAUSTED = 8; HTTP Mapping: 429 Too
+/// Many Requests"), which tracing-xray turns into `throttle` + `error`
+/// for HTTP. X-Ray's `throttle` flag exists for exactly this; the segment
+/// got no flag at all (`rpc.grpc.status_code` was read by nothing), so
+/// the X-Ray console counted the throttled requests as successes.
+#[test]
+fn grpc_server_resource_exhausted_is_a_throttle() {
+    let traces = run(
+        |b| b,
+        || {
+            let span = tracing::span!(
+                target: "otel::tracing",
+                Level::TRACE,
+                "GRPC request",
+                http.user_agent = %"grpc-go/1.64.0",
+                otel.name = "helloworld.Greeter/SayHello",
+                otel.kind = ?SpanKind::Server,
+                otel.status_code = Empty,
+                rpc.system = "grpc",
+                rpc.service = %"helloworld.Greeter",
+                rpc.method = %"SayHello",
+                rpc.grpc.status_code = Empty,
+                server.address = %"greeter.internal:50051",
+                exception.message = Empty,
+                exception.details = Empty,
+            );
+            span.record("rpc.grpc.status_code", 8_u16);
+            span.record("otel.status_code", "OK");
+        },
+    );
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    let doc = &traces[0];
+    assert_eq!(
+        flags(doc),
+        (false, true, true),
+        "RESOURCE_EXHAUSTED is a throttle (and an error): {doc:#}"
+    );
+    // X-Ray has no field for the code itself: it stays visible.
+    assert_eq!(
+        doc["metadata"]["tracing"]["rpc.grpc.status_code"], 8,
+        "{doc:#}"
+    );
+}
+
+/// tonic-tracing-opentelemetry's client layer (same file, `grpc.rs`,
+/// `make_span_from_request(req, SpanKind::Client)`; the client's
+/// `update_span_from_response(span, res, false)` records
+/// `rpc.grpc.status_code` and `otel.status_code = "ERROR"` for any code
+/// but 0, as OpenTelemetry's gRPC conventions say for clients).
+///
+/// The callee answered NOT_FOUND (5): the caller asked for something that
+/// does not exist (google.rpc.Code: "NOT_FOUND = 5; HTTP Mapping: 404 Not
+/// Found"). For an HTTP call answered 404, tracing-xray marks the
+/// subsegment `error` (a client error), not `fault`; for the same answer
+/// over gRPC it marked a `fault`, so the service map shows the callee
+/// failing (red, "5xx") when the caller's request was at fault.
+#[test]
+fn grpc_client_not_found_is_an_error_not_a_fault() {
+    let sub = only_child(|| {
+        let span = tracing::span!(
+            target: "otel::tracing",
+            Level::TRACE,
+            "GRPC request",
+            http.user_agent = %"tonic/0.12.3",
+            otel.name = "inventory.Stock/Get",
+            otel.kind = ?SpanKind::Client,
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.service = %"inventory.Stock",
+            rpc.method = %"Get",
+            rpc.grpc.status_code = Empty,
+            server.address = %"inventory.internal",
+            exception.message = Empty,
+            exception.details = Empty,
+        );
+        span.record("rpc.grpc.status_code", 5_u16);
+        span.record("otel.status_code", "ERROR");
+    });
+    assert_eq!(sub["namespace"], "remote", "{sub:#}");
+    assert_eq!(
+        flags(&sub),
+        (false, true, false),
+        "NOT_FOUND is the caller's error, not the callee's fault: {sub:#}"
+    );
+}
+
+/// tower-http 0.5/0.6 `TraceLayer::new_for_grpc()` (tower-rs/tower-http,
+/// `tower-http/src/trace/make_span.rs`: DEBUG span `"request"`, target
+/// `tower_http::trace::make_span`, fields `method`, `uri`, `version`;
+/// `trace/on_response.rs` `DefaultOnResponse`: DEBUG event `"finished
+/// processing request"`, target `tower_http::trace::on_response`, with
+/// `latency` and `status = status(res)`, which for an `application/grpc`
+/// response is the `grpc-status` code, here 8; `trace/on_failure.rs`
+/// `DefaultOnFailure`: ERROR event `"response failed"`, target
+/// `tower_http::trace::on_failure`, `classification = %failure_class`,
+/// `latency`; `classify/grpc_errors_as_failures.rs`: `GrpcFailureClass`
+/// displays as `"Code: 8"`, and by default every code but OK is a
+/// failure).
+///
+/// The server answered RESOURCE_EXHAUSTED: a rate limit (HTTP 429 in
+/// google.rpc.Code's mapping), which X-Ray records as `throttle` +
+/// `error`. tracing-xray made the classified failure a `fault` whatever
+/// its code, so a rate-limited caller shows as the server failing.
+#[test]
+fn tower_http_grpc_resource_exhausted_is_a_throttle() {
+    let traces = run(
+        |b| b,
+        || {
+            let span = tracing::span!(
+                target: "tower_http::trace::make_span",
+                Level::DEBUG,
+                "request",
+                method = %"POST",
+                uri = %"/helloworld.Greeter/SayHello",
+                version = ?"HTTP/2.0",
+            );
+            let _e = span.enter();
+            tracing::event!(
+                target: "tower_http::trace::on_response",
+                Level::DEBUG,
+                latency = %"3 ms",
+                status = 8_i32,
+                "finished processing request"
+            );
+            tracing::event!(
+                target: "tower_http::trace::on_failure",
+                Level::ERROR,
+                classification = %"Code: 8",
+                latency = %"3 ms",
+                "response failed"
+            );
+        },
+    );
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    let doc = &traces[0];
+    assert_eq!(
+        flags(doc),
+        (false, true, true),
+        "RESOURCE_EXHAUSTED is a throttle (and an error): {doc:#}"
+    );
+}
+
+/// The same tower-http gRPC server, answering INVALID_ARGUMENT (3):
+/// `classification = "Code: 3"`. The caller sent a bad request
+/// (google.rpc.Code: "HTTP Mapping: 400 Bad Request"; OpenTelemetry's gRPC
+/// conventions leave a server span's status unset for it, as for an HTTP
+/// 4xx). X-Ray's `error` is "a client error (4xx)", `fault` "a server
+/// error (5xx)"; tracing-xray sent a `fault`.
+#[test]
+fn tower_http_grpc_invalid_argument_is_an_error_not_a_fault() {
+    let traces = run(
+        |b| b,
+        || {
+            let span = tracing::span!(
+                target: "tower_http::trace::make_span",
+                Level::DEBUG,
+                "request",
+                method = %"POST",
+                uri = %"/helloworld.Greeter/SayHello",
+                version = ?"HTTP/2.0",
+            );
+            let _e = span.enter();
+            tracing::event!(
+                target: "tower_http::trace::on_response",
+                Level::DEBUG,
+                latency = %"1 ms",
+                status = 3_i32,
+                "finished processing request"
+            );
+            tracing::event!(
+                target: "tower_http::trace::on_failure",
+                Level::ERROR,
+                classification = %"Code: 3",
+                latency = %"1 ms",
+                "response failed"
+            );
+        },
+    );
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    let doc = &traces[0];
+    assert_eq!(
+        flags(doc),
+        (false, true, false),
+        "INVALID_ARGUMENT is the caller's error, not a fault: {doc:#}"
+    );
+}
+
+/// The MongoDB Rust driver 2.x/3.x (mongodb/mongo-rust-driver,
+/// `src/trace/command.rs` `CommandTracingEventEmitter`): every command logs
+/// `tracing::debug!(target: "mongodb::command", topology_id, command =
+/// <the command as extended JSON, up to 1000 bytes>, databaseName,
+/// commandName, requestId, driverConnectionId, serverConnectionId,
+/// serverHost, serverPort, serviceId, "Command started")`. The `command`
+/// is the query itself, filter values and all.
+///
+/// README: other events' fields go to `metadata.tracing.events` with
+/// `with_events(true)`, but "a query's text ... only with
+/// `with_sql_queries(true)`" (queries may hold personal data; sqlx's
+/// `db.statement` is held back). MongoDB's query text went out whole, the
+/// customer's e-mail in its filter, without `with_sql_queries`.
+#[test]
+fn mongodb_command_event_does_not_send_the_query_without_sql_queries() {
+    let traces = run(
+        |b| b.with_events(true),
+        || {
+            let _root = info_span!("request").entered();
+            tracing::event!(
+                target: "mongodb::command",
+                Level::DEBUG,
+                topology_id = "665f1c2e9b1d4a0c8e7f3a21",
+                command = "{\"find\":\"users\",\"filter\":{\"email\":\"alice@example.com\"},\"limit\":1,\"$db\":\"app\",\"lsid\":{\"id\":{\"$binary\":{\"base64\":\"AAAA\",\"subType\":\"04\"}}}}",
+                databaseName = "app",
+                commandName = "find",
+                requestId = 7_i32,
+                driverConnectionId = 1_u32,
+                serverConnectionId = 42_i64,
+                serverHost = "127.0.0.1",
+                serverPort = 27017_u16,
+                "Command started"
+            );
+        },
+    );
+    let text = serde_json::to_string(&traces).unwrap();
+    assert!(
+        text.contains("commandName"),
+        "the event is kept (with_events): {text}"
+    );
+    assert!(
+        !text.contains("alice@example.com"),
+        "the query text is sent without with_sql_queries: {text}"
+    );
+}
+
+/// axum-tracing-opentelemetry's server layer
+/// (davidB/tracing-opentelemetry-instrumentation-sdk,
+/// `tracing-opentelemetry-instrumentation-sdk/src/http/http_server.rs`
+/// `make_span_from_request`: TRACE span `"HTTP request"`, target
+/// `otel::tracing`, `http.request.method`, `http.route = Empty`,
+/// `network.protocol.version`, `server.address = http_host(req)` (the
+/// `Host` header), `user_agent.original`, `http.response.status_code =
+/// Empty`, `url.path`, `url.query`, `url.scheme = url_scheme(req.uri())`,
+/// `otel.name`, `otel.kind = ?SpanKind::Server`, ...). `http/tools.rs`:
+/// `url_scheme` is `uri.scheme_str().unwrap_or_default()`, and a server
+/// receives an origin-form URI (`/orders/7`, no scheme) for every HTTP/1.1
+/// request: `url.scheme` is `""`.
+///
+/// An empty scheme is no scheme: the segment's `http.request.url` must
+/// be `http://localhost:3000/orders/7`, as tracing-xray builds it when
+/// `url.scheme` is absent. It was `://localhost:3000/orders/7`, not a URL
+/// (X-Ray's console and URL filters, `http.url CONTAINS`, group by it).
+#[test]
+fn axum_otel_server_span_empty_scheme_gives_a_valid_url() {
+    let traces = run(
+        |b| b,
+        || {
+            let span = tracing::span!(
+                target: "otel::tracing",
+                Level::TRACE,
+                "HTTP request",
+                http.request.method = %"GET",
+                http.route = Empty,
+                network.protocol.version = %"1.1",
+                server.address = "localhost:3000",
+                http.client.address = Empty,
+                user_agent.original = "curl/8.5.0",
+                http.response.status_code = Empty,
+                url.path = "/orders/7",
+                url.query = "page=2",
+                url.scheme = "",
+                otel.name = %"GET",
+                otel.kind = ?SpanKind::Server,
+                otel.status_code = Empty,
+                trace_id = Empty,
+                request_id = Empty,
+                exception.message = Empty,
+                "span.type" = "web",
+            );
+            span.record("http.route", "/orders/{id}");
+            span.record("otel.name", "GET /orders/{id}");
+            span.record(
+                "http.response.status_code",
+                tracing::field::display(200_u16),
+            );
+        },
+    );
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    let doc = &traces[0];
+    assert_eq!(doc["http"]["response"]["status"], 200, "{doc:#}");
+    assert_eq!(
+        doc["http"]["request"]["url"], "http://localhost:3000/orders/7",
+        "an empty url.scheme is no scheme: {doc:#}"
+    );
+}

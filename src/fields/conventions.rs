@@ -28,6 +28,7 @@
 //! | `aws.s3.bucket` | `aws.bucket_name` |
 //! | `aws.retries` | `aws.retries` |
 //! | `xray.throttle = true` | `throttle` + `error` |
+//! | `rpc.grpc.status_code` (tower-http's gRPC `status` too) | the flags of the HTTP status the code stands for (Google's mapping) |
 //! | `error.type`/`exception.type`, `exception.message`/`error.message`, `otel.status_message` | an exception's type and message (without URL secrets); `exception.message`/`error.message` also mark a failure |
 //!
 //! A field that turns out to be unusable (a method that is a number, a host
@@ -100,8 +101,8 @@ impl<'s> SpanContext<'s> {
 
 /// The flags an HTTP status sets: 429 is a throttle (and an error), other
 /// 4xx an error (the caller's), 5xx a fault (the service's).
-fn status_flags(entity: &mut Entity<'_>) {
-    match entity.http.response.status {
+fn status_flags(entity: &mut Entity<'_>, status: Option<u16>) {
+    match status {
         Some(429) => {
             entity.throttle = true;
             entity.error = true;
@@ -110,6 +111,29 @@ fn status_flags(entity: &mut Entity<'_>) {
         Some(500..=599) => entity.fault = true,
         _ => {}
     }
+}
+
+/// The HTTP status a gRPC status code stands for (Google's mapping,
+/// `google/rpc/code.proto`), to flag a call or request as HTTP's would be:
+/// RESOURCE_EXHAUSTED is a throttle, a caller's mistake (INVALID_ARGUMENT,
+/// NOT_FOUND, ...) an error, a server's failure (INTERNAL, UNAVAILABLE,
+/// ...) a fault.
+fn grpc_as_http(code: i64) -> Option<u16> {
+    Some(match code {
+        0 => 200,
+        1 => 499,
+        3 | 9 | 11 => 400,
+        5 => 404,
+        6 | 10 => 409,
+        7 => 403,
+        8 => 429,
+        16 => 401,
+        4 => 504,
+        12 => 501,
+        14 => 503,
+        2 | 13 | 15 => 500,
+        _ => return None,
+    })
 }
 
 /// The flags an error (an ERROR event, an error field, `error.type`) sets
@@ -121,8 +145,8 @@ fn status_flags(entity: &mut Entity<'_>) {
 /// The status does not speak for `errors`: a call's own (a client's, an
 /// AWS SDK's: a 200 whose body could not be read is a failed call), or a
 /// failure tower-http classified (a gRPC error travels in a 200).
-fn error_flags(entity: &mut Entity<'_>, failed: bool, status_decides: bool) {
-    let succeeded = status_decides && entity.http.response.status.is_some_and(|s| s < 400);
+fn error_flags(entity: &mut Entity<'_>, failed: bool, status_decides: bool, status: Option<u16>) {
+    let succeeded = status_decides && status.is_some_and(|s| s < 400);
     if failed && !succeeded && !entity.error && !entity.fault {
         entity.fault = true;
     }
@@ -192,6 +216,8 @@ pub(crate) struct Conventions<'a> {
     throttle: Slot<'a>,
     error_type: Slot<'a>,
     error_message: Slot<'a>,
+    /// `rpc.grpc.status_code` (tower-http's gRPC `status` is recorded so).
+    grpc_status: Slot<'a>,
     /// `exception.message`, `error.message`: an exception's own text (an
     /// exception happened), before a status message.
     exception_message: Slot<'a>,
@@ -1209,6 +1235,7 @@ impl<'a> Conventions<'a> {
                 &mut self.rpc_service
             }
             "rpc.method" => &mut self.rpc_method,
+            "rpc.grpc.status_code" => &mut self.grpc_status,
             "service" if ctx.invoke() => {
                 self.invoke = true;
                 &mut self.legacy_service
@@ -1550,8 +1577,14 @@ impl<'a> Conventions<'a> {
             .or_else(|| self.name.map(Cow::Borrowed));
 
         // Flags: the status says who failed (below 400: that nothing did); an
-        // error without one is a fault.
-        status_flags(entity);
+        // error without one is a fault. A gRPC call's or request's code
+        // speaks as the HTTP status it stands for.
+        // (The code itself stays in the metadata: X-Ray has no field for it.)
+        let mut grpc = self.grpc_status;
+        let status = int(&mut grpc)
+            .and_then(grpc_as_http)
+            .or(entity.http.response.status);
+        status_flags(entity, status);
         if flag(&mut self.throttle) {
             entity.throttle = true;
             entity.error = true;
@@ -1566,11 +1599,16 @@ impl<'a> Conventions<'a> {
             || self.error
             || applied.error_type.is_some()
             || exception_message.is_some();
-        error_flags(entity, failed, !errored.classified && !is_remote && !is_aws);
+        error_flags(
+            entity,
+            failed,
+            !errored.classified && !is_remote && !is_aws,
+            status,
+        );
         if !failed {
             applied.error_message = None;
         }
-        applied.remote = (is_remote || is_aws) && entity.http.response.status.is_some();
+        applied.remote = (is_remote || is_aws) && status.is_some();
 
         // Whatever was not used stays visible as metadata: a connection
         // string (on a span without `db.system`) or a broker's URL without
@@ -1611,8 +1649,14 @@ impl<'a> Conventions<'a> {
         if !is_segment {
             entity.namespace = None;
         }
-        status_flags(entity);
-        error_flags(entity, errored.any || self.error, !errored.classified);
+        let status = entity.http.response.status;
+        status_flags(entity, status);
+        error_flags(
+            entity,
+            errored.any || self.error,
+            !errored.classified,
+            status,
+        );
         Applied {
             name: self.name.map(Cow::Borrowed),
             remote: false,
@@ -1623,8 +1667,11 @@ impl<'a> Conventions<'a> {
 
     fn build_origin(&mut self, url: &mut String, host: &str) {
         let port = int(&mut self.port);
-        let scheme =
-            text(&mut self.scheme).unwrap_or(if port == Some(443) { "https" } else { "http" });
+        // An empty scheme is none (axum-tracing-opentelemetry records the
+        // origin-form request's missing one as "").
+        let scheme = text(&mut self.scheme)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(if port == Some(443) { "https" } else { "http" });
         url.push_str(scheme);
         url.push_str("://");
         let has_port = push_host(url, host);
@@ -1645,6 +1692,7 @@ impl<'a> Conventions<'a> {
             &self.throttle,
             &self.error_type,
             &self.error_message,
+            &self.grpc_status,
             &self.exception_message,
             &self.method,
             &self.url_full,
