@@ -704,6 +704,25 @@ impl<'c> Assembler<'c> {
                     }
                 }
             }
+            // An exception's text recorded as a field (`exception.message`:
+            // a web framework's root span) beside the errors recorded as
+            // events or values (the handler's): not lost, nor repeated.
+            if let (true, Some(message)) = (applied.exception_text, &applied.error_message) {
+                let message = truncate_chars(message, MAX_EXCEPTION_MESSAGE_CHARS);
+                if !cause
+                    .exceptions
+                    .iter()
+                    .any(|e| e.message.as_deref() == Some(message))
+                {
+                    cause.exceptions.push(Exception {
+                        id: SegmentId::new(),
+                        kind: applied.error_type.map(Cow::Borrowed),
+                        message: Some(Cow::Owned(message.to_owned())),
+                        remote: applied.remote,
+                        ..Default::default()
+                    });
+                }
+            }
             self.link_to_descendants(&mut cause);
             if errors_dropped > 0 {
                 // Counted, and said on the span itself, in metadata: an

@@ -460,8 +460,8 @@ impl LayerInner {
 
     /// A new trace's buffer of finished spans (sampled traces only), with
     /// the root's incoming header.
-    fn new_trace_buf(&self, incoming: Option<TraceHeader>) -> Arc<TraceBuf> {
-        Arc::new(TraceBuf::new(self.spare_buffer(), incoming))
+    fn new_trace_buf(&self, incoming: Option<TraceHeader>, root: SegmentId) -> Arc<TraceBuf> {
+        Arc::new(TraceBuf::new(self.spare_buffer(), incoming, root))
     }
 
     /// Takes a pending root's sampling decision (SPEC §4): the sampler sees
@@ -549,7 +549,7 @@ impl LayerInner {
     fn prepare(&self, root: &mut SpanData) {
         match root.decision {
             Decision::Sampled if root.trace.is_none() => {
-                let trace = self.new_trace_buf(root.incoming().cloned());
+                let trace = self.new_trace_buf(root.incoming().cloned(), root.id);
                 self.keep_annotations_for(root, &trace);
                 root.trace = Some(trace);
             }

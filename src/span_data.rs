@@ -372,14 +372,22 @@ pub(crate) struct TraceBuf {
     /// without walking up to the root. Final when the buffer is made (a
     /// root takes a header only until it is decided).
     pub(crate) incoming: Option<crate::TraceHeader>,
+    /// The root's id: its segment's, which the parts sent before it ends
+    /// belong to (two requests of one distributed trace are two segments).
+    pub(crate) root: Option<SegmentId>,
 }
 
 impl TraceBuf {
-    pub(crate) fn new(spans: SpanList, incoming: Option<crate::TraceHeader>) -> Self {
+    pub(crate) fn new(
+        spans: SpanList,
+        incoming: Option<crate::TraceHeader>,
+        root: SegmentId,
+    ) -> Self {
         TraceBuf {
             spans: Mutex::new(spans),
             root_annotations: Default::default(),
             incoming,
+            root: Some(root),
         }
     }
 
@@ -399,6 +407,7 @@ impl TraceBuf {
         taken.root_annotations = self
             .root_annotations
             .load(std::sync::atomic::Ordering::Relaxed);
+        taken.root = self.root;
         taken
     }
 }

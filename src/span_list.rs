@@ -30,6 +30,9 @@ pub(crate) struct SpanList {
     /// annotations the root will take, kept for it (see
     /// [`TraceBuf::root_annotations`](crate::span_data::TraceBuf)).
     pub(crate) root_annotations: u8,
+    /// Set on a part of a trace sent while its root is open: the root's id
+    /// (see [`TraceBuf::root`](crate::span_data::TraceBuf)).
+    pub(crate) root: Option<crate::id::SegmentId>,
 }
 
 impl SpanList {
@@ -141,6 +144,7 @@ impl SpanList {
         }
         self.len = 0;
         self.root_annotations = 0;
+        self.root = None;
         self.bytes = 0;
     }
 }

@@ -22,7 +22,7 @@ use crate::export::{Document, ExportError, ExportOutcome, Exporter};
 use crate::fields::user_below_segment;
 use crate::forest::Rebuild;
 use crate::handle::Counters;
-use crate::id::TraceId;
+use crate::id::{SegmentId, TraceId};
 use crate::layer::SuppressGuard;
 use crate::recycle::RecycleTx;
 use crate::span_list::SpanList;
@@ -94,9 +94,12 @@ const MAX_PARTED_TRACES: usize = 1024;
 /// Keeps in `users` the user a part of a trace sent before its root ended
 /// names (see [`user_below_segment`]), for the root's segment: the first
 /// part's that names one.
-fn remember_user_below(users: &mut HashMap<TraceId, String>, trace_id: TraceId, spans: &SpanList) {
+fn remember_user_below(users: &mut HashMap<(TraceId, SegmentId), String>, spans: &SpanList) {
     // A Lambda invocation's parts: its segment is Lambda's, never packed here.
-    if users.contains_key(&trace_id) || spans.iter().any(|s| s.parent_is_facade) {
+    let Some(key) = spans.root.map(|root| (spans.get(0).trace_id, root)) else {
+        return;
+    };
+    if users.contains_key(&key) || spans.iter().any(|s| s.parent_is_facade) {
         return;
     }
     if let Some(user) = user_below_segment(spans.iter()) {
@@ -105,7 +108,7 @@ fn remember_user_below(users: &mut HashMap<TraceId, String>, trace_id: TraceId, 
             // user, never memory.
             users.clear();
         }
-        users.insert(trace_id, user);
+        users.insert(key, user);
     }
 }
 
@@ -142,7 +145,7 @@ struct Worker {
     /// The user named below the segment by parts of traces sent while
     /// their roots were open, until the root arrives (bounded as
     /// `annotations_used`).
-    users_below: HashMap<TraceId, String>,
+    users_below: HashMap<(TraceId, SegmentId), String>,
     /// Documents handed to [`Exporter::export`], ever.
     ///
     /// With `settled`, what a panicking exporter loses: an exporter reports
@@ -344,12 +347,14 @@ impl Worker {
         asm.set_annotations_used(earlier.unwrap_or(0));
         if detached {
             asm.hold_for_root(usize::from(spans.root_annotations));
-            remember_user_below(&mut self.users_below, trace_id, &spans);
+            remember_user_below(&mut self.users_below, &spans);
         } else {
-            let earlier = if self.users_below.is_empty() {
+            // The root closes last: the list's last span.
+            let root = spans.get(spans.len() - 1);
+            let earlier = if self.users_below.is_empty() || root.parent_seg.is_some() {
                 None
             } else {
-                self.users_below.remove(&trace_id)
+                self.users_below.remove(&(trace_id, root.id))
             };
             asm.set_user_below(earlier.or_else(|| user_below_segment(spans.iter())));
         }
@@ -717,7 +722,8 @@ mod tests {
                 crate::span_data::FieldValue::Str(crate::span_data::FieldStr::new("alice")),
             ));
             let mut batch = Vec::new();
-            let spans = std::iter::once(span).collect();
+            let mut spans: SpanList = std::iter::once(span).collect();
+            spans.root = Some(crate::id::SegmentId::new());
             worker.handle(Message::Detached { spans }, &mut batch);
             assert_eq!(batch.len(), 1);
             most = most.max(worker.users_below.len());
@@ -733,7 +739,8 @@ mod tests {
             "enduser.id",
             crate::span_data::FieldValue::Str(crate::span_data::FieldStr::new("alice")),
         ));
-        let spans = std::iter::once(span).collect();
+        let mut spans: SpanList = std::iter::once(span).collect();
+        spans.root = Some(crate::id::SegmentId::new());
         worker.handle(Message::Detached { spans }, &mut Vec::new());
         assert!(worker.users_below.is_empty(), "a Lambda part keeps no user");
     }

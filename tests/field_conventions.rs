@@ -356,6 +356,58 @@ fn enduser_id_on_a_child_streamed_before_its_root_ends_is_the_segments_user() {
     assert_eq!(segments[0]["user"], "carol", "{docs:#?}");
 }
 
+/// Two requests of this service in one distributed trace (an upstream
+/// calls it twice) are two segments with one trace id: the user one names
+/// (streamed before its root ends) is its segment's, not the other's.
+#[test]
+fn a_user_streamed_by_one_segment_stays_with_it_not_another_of_the_same_trace() {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_detectors(Detectors::none())
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_max_held_subsegments(2)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let root = "1-5759e988-bd862e3fe1be46a994272793";
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        use tracing_xray::{TraceHeader, XraySpanExt};
+        let a = info_span!("request_a");
+        a.set_xray_parent(&TraceHeader::parse(&format!(
+            "Root={root};Parent=53995c3f42cd8ad8;Sampled=1"
+        )));
+        a.in_scope(|| {
+            info_span!("login", "enduser.id" = "alice").in_scope(|| {});
+            for i in 0..6 {
+                info_span!("step", i).in_scope(|| {});
+            }
+        });
+        // Request B of the same trace, from another caller, while A is open.
+        let b = info_span!("request_b");
+        b.set_xray_parent(&TraceHeader::parse(&format!(
+            "Root={root};Parent=1111111111111111;Sampled=1"
+        )));
+        b.in_scope(|| info_span!("work").in_scope(|| {}));
+        drop(b);
+        drop(a);
+    });
+    xray.flush(WAIT).unwrap();
+    let docs = exporter.json_documents();
+    let segments: Vec<&Value> = docs.iter().filter(|d| d.get("type").is_none()).collect();
+    assert_eq!(segments.len(), 2, "{docs:#?}");
+    let by_parent = |p: &str| {
+        segments
+            .iter()
+            .find(|d| d["parent_id"] == p)
+            .copied()
+            .unwrap_or_else(|| panic!("no segment under {p}: {docs:#?}"))
+    };
+    let (seg_a, seg_b) = (by_parent("53995c3f42cd8ad8"), by_parent("1111111111111111"));
+    assert!(seg_b.get("user").is_none(), "B names no user: {seg_b:#}");
+    assert_eq!(seg_a["user"], "alice", "{seg_a:#}");
+}
+
 // ---- errors ---------------------------------------------------------------
 
 #[test]

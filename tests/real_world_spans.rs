@@ -607,3 +607,70 @@ fn axum_otel_server_span_empty_scheme_gives_a_valid_url() {
         "an empty url.scheme is no scheme: {doc:#}"
     );
 }
+
+/// A web framework's root span records `exception.message` when the handler
+/// fails (tracing-actix-web), and a handler that also logs at ERROR level
+/// gives the span an ERROR event: both texts are the span's exceptions (the
+/// field's was lost when the span had an error of its own).
+#[test]
+fn exception_message_is_kept_beside_an_error_event() {
+    let traces = run(
+        |b| b,
+        || {
+            let span = info_span!(
+                "HTTP request",
+                http.method = "GET",
+                http.target = "/orders/7",
+                http.status_code = Empty,
+                exception.message = Empty,
+            );
+            span.in_scope(|| {
+                tracing::error!("database unavailable, retrying");
+            });
+            span.record("http.status_code", 500_u64);
+            span.record("exception.message", "order 7 could not be loaded");
+        },
+    );
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    let messages: Vec<&str> = traces[0]["cause"]["exceptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "database unavailable, retrying",
+            "order 7 could not be loaded"
+        ],
+        "{:#}",
+        traces[0]
+    );
+}
+
+/// With every field indexed, an error's longer text is an annotation like
+/// any field, without the URL's secrets, whether or not it names a URL.
+#[test]
+fn error_text_indexed_as_an_annotation_has_no_url_secrets() {
+    let traces = run(
+        |b| b.with_all_fields_indexed(true),
+        || {
+            info_span!(
+                "HTTP request",
+                error.cause_chain =
+                    "connect to https://api.example.com/v1/rates?api_key=SECRET123 failed",
+                exception.details = "PoolTimedOut",
+            )
+            .in_scope(|| {});
+        },
+    );
+    let doc = &traces[0];
+    let annotations = &doc["annotations"];
+    assert_eq!(
+        annotations["error_cause_chain"], "connect to https://api.example.com/v1/rates failed",
+        "{doc:#}"
+    );
+    assert_eq!(annotations["exception_details"], "PoolTimedOut", "{doc:#}");
+    assert!(!doc.to_string().contains("SECRET123"), "{doc:#}");
+}

@@ -290,6 +290,9 @@ pub(crate) struct Applied<'a> {
     /// HTTP client's error text names the URL, query and all).
     pub(crate) error_type: Option<&'a str>,
     pub(crate) error_message: Option<Cow<'a, str>>,
+    /// The message is an exception's own (`exception.message`,
+    /// `error.message`): kept beside the span's recorded errors too.
+    pub(crate) exception_text: bool,
 }
 
 fn text<'a>(slot: &mut Slot<'a>) -> Option<&'a str> {
@@ -1592,6 +1595,7 @@ impl<'a> Conventions<'a> {
         applied.error_type = text(&mut self.error_type);
         let exception_message = text(&mut self.exception_message);
         let status_message = text(&mut self.error_message);
+        applied.exception_text = exception_message.is_some();
         applied.error_message = exception_message
             .or(status_message)
             .map(without_url_secrets);
@@ -1662,6 +1666,7 @@ impl<'a> Conventions<'a> {
             remote: false,
             error_type: None,
             error_message: None,
+            exception_text: false,
         }
     }
 

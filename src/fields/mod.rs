@@ -235,6 +235,26 @@ fn annotate<'a>(
     value: &'a FieldValue,
     fallback_ns: &'static str,
 ) {
+    annotate_as(
+        entity,
+        budget,
+        key,
+        fallback_ns,
+        || annotation_value(value),
+        || meta_value(value),
+    );
+}
+
+/// [`annotate`] with the value given as an annotation and, when it goes to
+/// metadata instead, as metadata.
+fn annotate_as<'a>(
+    entity: &mut Entity<'a>,
+    budget: &mut TraceBudget,
+    key: &'a str,
+    fallback_ns: &'static str,
+    annotation: impl FnOnce() -> AnnotationValue<'a>,
+    metadata: impl FnOnce() -> MetaValue<'a>,
+) {
     let Some(k) = sanitize_annotation_key(key) else {
         return;
     };
@@ -247,16 +267,16 @@ fn annotate<'a>(
             entity,
             Cow::Borrowed(fallback_ns),
             Cow::Borrowed(key),
-            meta_value(value),
+            metadata(),
         );
         return;
     }
     if budget.annotations + budget.reserved + budget.held_for_root >= MAX_ANNOTATIONS_PER_TRACE {
         budget.annotations_demoted += 1;
-        put_metadata(entity, Cow::Borrowed(fallback_ns), k, meta_value(value));
+        put_metadata(entity, Cow::Borrowed(fallback_ns), k, metadata());
         return;
     }
-    if entity.annotations.insert(k, annotation_value(value)) {
+    if entity.annotations.insert(k, annotation()) {
         budget.annotations += 1;
     }
 }
@@ -313,8 +333,21 @@ pub(crate) fn route<'a>(
             // all: metadata, without its secrets.
             "error.cause_chain" | "exception.details" | "exception.stacktrace" => {
                 match as_str(value).map(conventions::without_url_secrets) {
+                    // As any other field, but without the URL's secrets.
+                    Some(Cow::Owned(scrubbed)) if options.index_all => annotate_as(
+                        entity,
+                        budget,
+                        key,
+                        TRACING_NAMESPACE,
+                        || {
+                            AnnotationValue::Str(Cow::Owned(
+                                truncate_chars(&scrubbed, MAX_ANNOTATION_VALUE_CHARS).to_owned(),
+                            ))
+                        },
+                        || MetaValue::Str(Cow::Owned(scrubbed.clone())),
+                    ),
                     Some(Cow::Owned(scrubbed)) => {
-                        if options.other_fields_as_metadata || options.index_all {
+                        if options.other_fields_as_metadata {
                             put_metadata(
                                 entity,
                                 Cow::Borrowed(TRACING_NAMESPACE),
