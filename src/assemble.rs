@@ -25,7 +25,7 @@ use crate::forest::Forest;
 use crate::id::{SegmentId, TraceId};
 use crate::limits::{sanitize_name, truncate_chars, MAX_ANNOTATIONS_PER_TRACE};
 use crate::model::{Cause, Entity, EpochSeconds, Exception, MetaValue, StackFrame, XrayInfo};
-use crate::span_data::{FieldValue, SpanData};
+use crate::span_data::{FieldValue, SpanData, MAX_ERRORS_PER_SPAN};
 
 /// Room kept in every embedded subtree for the fields an independent
 /// subsegment adds (`"type":"subsegment","trace_id":…,"parent_id":…,`).
@@ -592,7 +592,7 @@ impl<'c> Assembler<'c> {
                 .chain(merged.iter().copied())
                 .flat_map(|n| n.errors().iter())
         };
-        let errors_dropped: u32 = std::iter::once(node)
+        let mut errors_dropped: u32 = std::iter::once(node)
             .chain(merged.iter().copied())
             .map(|n| n.errors_dropped())
             .fold(0, u32::saturating_add);
@@ -660,10 +660,7 @@ impl<'c> Assembler<'c> {
             for record in errors() {
                 let outer = Exception {
                     id: SegmentId::new(),
-                    message: Some(Cow::Borrowed(truncate_chars(
-                        &record.message,
-                        MAX_EXCEPTION_MESSAGE_CHARS,
-                    ))),
+                    message: Some(exception_text(&record.message)),
                     kind: Some(Cow::Borrowed(record.field.unwrap_or("error"))),
                     remote: applied.remote,
                     stack: record
@@ -688,10 +685,7 @@ impl<'c> Assembler<'c> {
                     }
                     cause.exceptions.push(Exception {
                         id,
-                        message: Some(Cow::Borrowed(truncate_chars(
-                            source,
-                            MAX_EXCEPTION_MESSAGE_CHARS,
-                        ))),
+                        message: Some(exception_text(source)),
                         kind: Some(Cow::Borrowed("source")),
                         remote: applied.remote,
                         ..Default::default()
@@ -709,11 +703,14 @@ impl<'c> Assembler<'c> {
             // events or values (the handler's): not lost, nor repeated.
             if let (true, Some(message)) = (applied.exception_text, &applied.error_message) {
                 let message = truncate_chars(message, MAX_EXCEPTION_MESSAGE_CHARS);
-                if !cause
+                let repeated = cause
                     .exceptions
                     .iter()
-                    .any(|e| e.message.as_deref() == Some(message))
-                {
+                    .any(|e| e.message.as_deref() == Some(message));
+                if !repeated && errors().count() >= MAX_ERRORS_PER_SPAN {
+                    // The span's bound holds for it too: counted as dropped.
+                    errors_dropped = errors_dropped.saturating_add(1);
+                } else if !repeated {
                     cause.exceptions.push(Exception {
                         id: SegmentId::new(),
                         kind: applied.error_type.map(Cow::Borrowed),
@@ -756,6 +753,16 @@ impl<'c> Assembler<'c> {
             });
         }
         entity
+    }
+}
+
+/// An exception's message as sent: without a URL's user info, query or
+/// fragment (an error's text often quotes the URL it failed on), and cut to
+/// X-Ray's length.
+fn exception_text(text: &str) -> Cow<'_, str> {
+    match conventions::without_url_secrets(text) {
+        Cow::Borrowed(t) => Cow::Borrowed(truncate_chars(t, MAX_EXCEPTION_MESSAGE_CHARS)),
+        Cow::Owned(t) => Cow::Owned(truncate_chars(&t, MAX_EXCEPTION_MESSAGE_CHARS).to_owned()),
     }
 }
 

@@ -33,13 +33,16 @@ fn field_key(name: &'static str) -> Cow<'static, str> {
 }
 
 /// Whether an event's field is sent: not a query's text unless queries are
-/// collected (sqlx logs each statement in an event's `db.statement`, the
+/// collected (sqlx logs each statement in an event's `db.statement` and
+/// `summary`, the
 /// MongoDB driver each command, and its reply, in `command` and `reply`),
 /// and not a forwarded record's target (the record's own target).
 fn sent(e: &EventRecord, key: &str, options: &FieldOptions) -> bool {
     match key {
         LOG_TARGET_FIELD => false,
         "db.statement" | "db.query.text" => options.collect_sql_queries(),
+        // sqlx's summary is the query's first words: literals too.
+        "summary" if e.meta.target() == "sqlx::query" => options.collect_sql_queries(),
         "command" | "reply" if e.meta.target().starts_with("mongodb::command") => {
             options.collect_sql_queries()
         }

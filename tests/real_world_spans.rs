@@ -674,3 +674,130 @@ fn error_text_indexed_as_an_annotation_has_no_url_secrets() {
     assert_eq!(annotations["exception_details"], "PoolTimedOut", "{doc:#}");
     assert!(!doc.to_string().contains("SECRET123"), "{doc:#}");
 }
+
+/// An error's text indexed by name (`with_indexed_fields`) loses its URL
+/// secrets too, as with every field indexed: it was annotated raw, query and
+/// API key and all.
+#[test]
+fn explicitly_indexed_error_text_annotation_has_no_url_secrets() {
+    let traces = run(
+        |b| b.with_indexed_fields(&["error.cause_chain", "exception.message"]),
+        || {
+            info_span!(
+                "HTTP request",
+                error.cause_chain =
+                    "connect to https://api.example.com/v1/rates?api_key=SECRET123 failed",
+                exception.message =
+                    "error sending request for url (https://api.example.com/v1/rates?api_key=SECRET123)",
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    let doc = &traces[0];
+    assert!(
+        !doc.to_string().contains("SECRET123"),
+        "an indexed error text keeps the URL's query: {doc:#}"
+    );
+}
+
+/// `exception.message` kept beside the span's ERROR events is not repeated:
+/// a handler that logs the very error the framework records (an HTTP
+/// client's error, which names the URL with its query) gets it once, and
+/// every exception message loses the URL's secrets (the field's copy was
+/// compared scrubbed, the event's as logged: it came twice).
+#[test]
+fn exception_message_naming_a_url_beside_the_same_error_event_is_one_exception() {
+    const TEXT: &str =
+        "error sending request for url (https://api.example.com/v1/rates?api_key=k1)";
+    let traces = run(
+        |b| b,
+        || {
+            let span = info_span!(
+                "HTTP request",
+                http.method = "GET",
+                http.target = "/rates",
+                http.status_code = Empty,
+                exception.message = Empty,
+            );
+            span.in_scope(|| tracing::error!("{TEXT}"));
+            span.record("http.status_code", 502_u64);
+            span.record("exception.message", TEXT);
+        },
+    );
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    let exceptions = traces[0]["cause"]["exceptions"]
+        .as_array()
+        .expect("exceptions");
+    assert_eq!(
+        exceptions.len(),
+        1,
+        "the same error is repeated: {:#}",
+        traces[0]
+    );
+}
+
+/// README: a span's errors give "8 per span, the rest counted in
+/// `stats()` and the span's `metadata.tracing_xray.exceptions_dropped`".
+/// The `exception.message` kept beside them counts against that bound (it
+/// was added past it, uncounted).
+#[test]
+fn exception_message_beside_eight_errors_keeps_the_per_span_bound() {
+    let traces = run(
+        |b| b,
+        || {
+            let span = info_span!("req", exception.message = Empty);
+            span.in_scope(|| {
+                for i in 0..11 {
+                    tracing::error!(attempt = i, "attempt failed");
+                }
+            });
+            span.record("exception.message", "the request failed");
+        },
+    );
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    let exceptions = traces[0]["cause"]["exceptions"]
+        .as_array()
+        .expect("exceptions");
+    assert!(
+        exceptions.len() <= 8,
+        "{} exceptions on one span: {:#}",
+        exceptions.len(),
+        traces[0]
+    );
+}
+
+/// sqlx 0.7/0.8 (`sqlx-core/src/logger.rs` `QueryLogger::finish`): the
+/// event's `summary` is `parse_query_summary(sql)`, the query's first four
+/// words (`sql.split_whitespace().take(4)`) plus " …" (and the whole query
+/// when it has four words or fewer, `db.statement` then being empty).
+/// Without `with_sql_queries`, `summary` is held back with `db.statement`
+/// (the literal in the first four words went out).
+#[test]
+fn sqlx_event_summary_does_not_send_query_literals_without_sql_queries() {
+    let traces = run(
+        |b| b.with_events(true),
+        || {
+            let _root = info_span!("request").entered();
+            tracing::event!(
+                target: "sqlx::query",
+                Level::INFO,
+                summary = "UPDATE users SET email='alice@example.com' …",
+                db.statement = "\n\nUPDATE\n  users\nSET\n  email = 'alice@example.com'\nWHERE\n  id = 7\n",
+                rows_affected = 1_u64,
+                rows_returned = 0_u64,
+                elapsed = ?std::time::Duration::from_micros(900),
+                elapsed_secs = 0.0009_f64,
+            );
+        },
+    );
+    let text = serde_json::to_string(&traces).unwrap();
+    assert!(
+        text.contains("rows_affected"),
+        "the event is kept (with_events): {text}"
+    );
+    assert!(
+        !text.contains("alice@example.com"),
+        "the query's literal is sent without with_sql_queries: {text}"
+    );
+}

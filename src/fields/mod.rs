@@ -245,6 +245,42 @@ fn annotate<'a>(
     );
 }
 
+/// An error's text among a span's fields (`exception.message`,
+/// `error.cause_chain`, ...) without a URL's user info, query or fragment:
+/// an HTTP client's error quotes the URL it failed on. `None` for another
+/// field.
+fn error_text<'a>(key: &str, value: &'a FieldValue) -> Option<Cow<'a, str>> {
+    match key {
+        "exception.message"
+        | "error.message"
+        | "error.cause_chain"
+        | "exception.details"
+        | "exception.stacktrace" => as_str(value).map(conventions::without_url_secrets),
+        _ => None,
+    }
+}
+
+/// [`annotate`] for an error's text stripped of its URL secrets.
+fn annotate_scrubbed<'a>(
+    entity: &mut Entity<'a>,
+    budget: &mut TraceBudget,
+    key: &'a str,
+    text: String,
+) {
+    annotate_as(
+        entity,
+        budget,
+        key,
+        TRACING_NAMESPACE,
+        || {
+            AnnotationValue::Str(Cow::Owned(
+                truncate_chars(&text, MAX_ANNOTATION_VALUE_CHARS).to_owned(),
+            ))
+        },
+        || MetaValue::Str(Cow::Owned(text.clone())),
+    );
+}
+
 /// [`annotate`] with the value given as an annotation and, when it goes to
 /// metadata instead, as metadata.
 fn annotate_as<'a>(
@@ -296,7 +332,10 @@ pub(crate) fn route<'a>(
     for (key, value) in &span.fields {
         let key: &'static str = key;
         if !options.indexed.is_empty() && options.indexed.contains(&key) {
-            annotate(entity, budget, key, value, TRACING_NAMESPACE);
+            match error_text(key, value) {
+                Some(Cow::Owned(scrubbed)) => annotate_scrubbed(entity, budget, key, scrubbed),
+                _ => annotate(entity, budget, key, value, TRACING_NAMESPACE),
+            }
             // A field with a convention also fills its block (taken again
             // below, to the same slot).
             if !conv.take(key, value, &ctx) {
@@ -332,20 +371,11 @@ pub(crate) fn route<'a>(
             // exception's details or stack trace) names the URL, query and
             // all: metadata, without its secrets.
             "error.cause_chain" | "exception.details" | "exception.stacktrace" => {
-                match as_str(value).map(conventions::without_url_secrets) {
+                match error_text(key, value) {
                     // As any other field, but without the URL's secrets.
-                    Some(Cow::Owned(scrubbed)) if options.index_all => annotate_as(
-                        entity,
-                        budget,
-                        key,
-                        TRACING_NAMESPACE,
-                        || {
-                            AnnotationValue::Str(Cow::Owned(
-                                truncate_chars(&scrubbed, MAX_ANNOTATION_VALUE_CHARS).to_owned(),
-                            ))
-                        },
-                        || MetaValue::Str(Cow::Owned(scrubbed.clone())),
-                    ),
+                    Some(Cow::Owned(scrubbed)) if options.index_all => {
+                        annotate_scrubbed(entity, budget, key, scrubbed)
+                    }
                     Some(Cow::Owned(scrubbed)) => {
                         if options.other_fields_as_metadata {
                             put_metadata(
