@@ -281,16 +281,16 @@ impl<'c> Assembler<'c> {
     /// exception thrown in a subsegment; the console then shows one error
     /// passing up, not several. This span's exceptions then stand for its
     /// subtree's to its ancestors.
-    fn link_to_descendants(&mut self, cause: &mut Cause<'_>) {
+    ///
+    /// `hashes` are those of the exceptions' messages as recorded, before
+    /// their URL secrets are cut: two errors that differ only in a URL's
+    /// query are two errors.
+    fn link_to_descendants(&mut self, cause: &mut Cause<'_>, hashes: &[u64]) {
         let below = self.exceptions_mark.min(self.exceptions.len());
-        for ex in &mut cause.exceptions {
+        for (ex, &hash) in cause.exceptions.iter_mut().zip(hashes) {
             if ex.cause.is_some() {
                 continue;
             }
-            let Some(message) = ex.message.as_deref() else {
-                continue;
-            };
-            let hash = message_hash(message);
             if let Some(&(_, id)) = self.exceptions[below..]
                 .iter()
                 .rev()
@@ -300,10 +300,8 @@ impl<'c> Assembler<'c> {
             }
         }
         self.exceptions.truncate(below);
-        for ex in &cause.exceptions {
-            if let Some(message) = ex.message.as_deref() {
-                self.exceptions.push((message_hash(message), ex.id));
-            }
+        for (ex, &hash) in cause.exceptions.iter().zip(hashes) {
+            self.exceptions.push((hash, ex.id));
         }
     }
 
@@ -657,7 +655,11 @@ impl<'c> Assembler<'c> {
         self.counts.events_dropped += u64::from(node.events_dropped());
         if has_errors {
             let mut cause = Cause::default();
+            // Of each exception's message as recorded (see
+            // `link_to_descendants`).
+            let mut hashes = Vec::new();
             for record in errors() {
+                hashes.push(message_hash(&record.message));
                 let outer = Exception {
                     id: SegmentId::new(),
                     message: Some(exception_text(&record.message)),
@@ -683,6 +685,7 @@ impl<'c> Assembler<'c> {
                     if let Some(prev) = cause.exceptions.last_mut() {
                         prev.cause = Some(id);
                     }
+                    hashes.push(message_hash(source));
                     cause.exceptions.push(Exception {
                         id,
                         message: Some(exception_text(source)),
@@ -707,10 +710,12 @@ impl<'c> Assembler<'c> {
                     .exceptions
                     .iter()
                     .any(|e| e.message.as_deref() == Some(message));
-                if !repeated && errors().count() >= MAX_ERRORS_PER_SPAN {
-                    // The span's bound holds for it too: counted as dropped.
+                if !repeated && node.errors().len() >= MAX_ERRORS_PER_SPAN {
+                    // The span's own bound (the spans folded into it keep
+                    // theirs) holds for it too: counted as dropped.
                     errors_dropped = errors_dropped.saturating_add(1);
                 } else if !repeated {
+                    hashes.push(message_hash(message));
                     cause.exceptions.push(Exception {
                         id: SegmentId::new(),
                         kind: applied.error_type.map(Cow::Borrowed),
@@ -720,7 +725,7 @@ impl<'c> Assembler<'c> {
                     });
                 }
             }
-            self.link_to_descendants(&mut cause);
+            self.link_to_descendants(&mut cause, &hashes);
             if errors_dropped > 0 {
                 // Counted, and said on the span itself, in metadata: an
                 // exception's `skipped` means exceptions left out of its

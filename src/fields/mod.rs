@@ -253,6 +253,8 @@ fn error_text<'a>(key: &str, value: &'a FieldValue) -> Option<Cow<'a, str>> {
     match key {
         "exception.message"
         | "error.message"
+        | "otel.status_message"
+        | "otel.status_description"
         | "error.cause_chain"
         | "exception.details"
         | "exception.stacktrace" => as_str(value).map(conventions::without_url_secrets),

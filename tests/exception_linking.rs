@@ -1,0 +1,131 @@
+//! How a span's exceptions are assembled where today's review found edge
+//! cases: linking an error passed up to its own exception below, the URL
+//! secrets of indexed status messages, and the per-span bound beside the
+//! errors of spans folded into an AWS SDK operation.
+
+mod common;
+
+use serde_json::Value;
+use tracing::field::Empty;
+use tracing::info_span;
+
+fn run(
+    configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
+    f: impl FnOnce(),
+) -> (Vec<Value>, tracing_xray::XrayHandle) {
+    common::run_in_memory(
+        |b| configure(b.with_sampler(tracing_xray::sampling::AlwaysSample)),
+        f,
+    )
+}
+
+fn exceptions(doc: &Value) -> &Vec<Value> {
+    doc["cause"]["exceptions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no exceptions: {doc:#}"))
+}
+
+/// An error passed up links to the exception below it by its text as
+/// recorded, before the URL's secrets are cut: two failures whose texts
+/// differ only in a URL's query (page=1, page=2) are two errors, and the
+/// outer span's error (page 1's) names page 1's exception as its cause (by
+/// the scrubbed text, it named the nearest one, page 2's).
+#[test]
+fn error_passed_up_links_to_its_own_exception_not_a_sibling_differing_in_query() {
+    let (traces, _) = run(
+        |b| b,
+        || {
+            info_span!("outer").in_scope(|| {
+                info_span!("a").in_scope(|| {
+                    tracing::error!("GET https://api.example.com/items?page=1 failed")
+                });
+                info_span!("b").in_scope(|| {
+                    tracing::error!("GET https://api.example.com/items?page=2 failed")
+                });
+                // The outer function returns a's error.
+                tracing::error!("GET https://api.example.com/items?page=1 failed");
+            });
+        },
+    );
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    let doc = &traces[0];
+    let subs = doc["subsegments"].as_array().expect("subsegments");
+    let id_of = |name: &str| {
+        let sub = subs.iter().find(|s| s["name"] == name).unwrap();
+        exceptions(sub)[0]["id"].clone()
+    };
+    let outer = &exceptions(doc)[0];
+    assert_eq!(
+        outer["cause"],
+        id_of("a"),
+        "page 1's error links to page 2's exception (b = {}): {doc:#}",
+        id_of("b")
+    );
+}
+
+/// `otel.status_message` indexed by name loses its URL secrets, as it does
+/// as the exception's message (the annotation carried the API key).
+#[test]
+fn indexed_otel_status_message_annotation_has_no_url_secrets() {
+    let (traces, _) = run(
+        |b| b.with_indexed_fields(&["otel.status_message"]),
+        || {
+            info_span!(
+                "req",
+                otel.status_code = "ERROR",
+                otel.status_message =
+                    "error sending request for url (https://api.example.com/v1?api_key=SECRET1)",
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    let doc = &traces[0];
+    assert!(
+        !doc.to_string().contains("SECRET1"),
+        "the indexed status message keeps the URL's query: {doc:#}"
+    );
+}
+
+/// The `exception.message` exception counts against its own span's bound
+/// of 8, not the errors of the spans folded into an AWS SDK operation
+/// (kept, 9 here): the operation's own text, its only error, was dropped.
+#[test]
+fn aws_operation_exception_message_is_not_dropped_for_its_folded_spans_errors() {
+    let (traces, handle) = run(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                let op = info_span!(
+                    "GetItem",
+                    rpc.system = "aws-api",
+                    rpc.service = "DynamoDB",
+                    rpc.method = "GetItem",
+                    exception.message = Empty,
+                );
+                op.in_scope(|| {
+                    for a in 0..3 {
+                        info_span!("try_attempt").in_scope(|| {
+                            for i in 0..3 {
+                                tracing::error!(a, i, "attempt {a} error {i}");
+                            }
+                        });
+                    }
+                });
+                op.record("exception.message", "GetItem failed");
+            });
+        },
+    );
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    let op = &traces[0]["subsegments"][0];
+    let kept = exceptions(op);
+    let own_kept = kept.iter().any(|e| e["message"] == "GetItem failed");
+    assert!(
+        own_kept || kept.len() <= 8,
+        "the operation's own exception is dropped (exceptions_dropped = {}, stats {}) \
+         while {} exceptions of its folded spans are kept: {op:#}",
+        op["metadata"]["tracing_xray"]["exceptions_dropped"],
+        handle.stats().exceptions_dropped,
+        kept.len()
+    );
+}
