@@ -327,10 +327,9 @@ fn enduser_id_on_a_child_span_is_its_segments_user() {
     assert_eq!(doc["user"], "7", "the root's own wins: {doc:#}");
 }
 
-/// A long-lived root streams its finished children before it ends: the
-/// user one of them named still reaches the segment.
-#[test]
-fn enduser_id_on_a_child_streamed_before_its_root_ends_is_the_segments_user() {
+/// The documents `body` sends, as sent, with a root streaming what it holds
+/// past two finished subsegments.
+fn streamed_documents(body: impl FnOnce()) -> Vec<Value> {
     let exporter = InMemoryExporter::new();
     let layer = tracing_xray::builder()
         .with_service_name("svc")
@@ -340,7 +339,16 @@ fn enduser_id_on_a_child_streamed_before_its_root_ends_is_the_segments_user() {
         .with_exporter(exporter.clone())
         .build();
     let xray = layer.handle();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), body);
+    xray.flush(WAIT).unwrap();
+    exporter.json_documents()
+}
+
+/// A long-lived root streams its finished children before it ends: the
+/// user one of them named still reaches the segment.
+#[test]
+fn enduser_id_on_a_child_streamed_before_its_root_ends_is_the_segments_user() {
+    let docs = streamed_documents(|| {
         info_span!("job").in_scope(|| {
             info_span!("login", "enduser.id" = "carol").in_scope(|| {});
             for i in 0..6 {
@@ -348,8 +356,6 @@ fn enduser_id_on_a_child_streamed_before_its_root_ends_is_the_segments_user() {
             }
         });
     });
-    xray.flush(WAIT).unwrap();
-    let docs = exporter.json_documents();
     assert!(docs.len() > 1, "streamed in parts: {docs:#?}");
     let segments: Vec<_> = docs.iter().filter(|d| d.get("type").is_none()).collect();
     assert_eq!(segments.len(), 1, "{docs:#?}");
@@ -361,17 +367,8 @@ fn enduser_id_on_a_child_streamed_before_its_root_ends_is_the_segments_user() {
 /// (streamed before its root ends) is its segment's, not the other's.
 #[test]
 fn a_user_streamed_by_one_segment_stays_with_it_not_another_of_the_same_trace() {
-    let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_service_name("svc")
-        .with_detectors(Detectors::none())
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_max_held_subsegments(2)
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
     let root = "1-5759e988-bd862e3fe1be46a994272793";
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    let docs = streamed_documents(|| {
         use tracing_xray::{TraceHeader, XraySpanExt};
         let a = info_span!("request_a");
         a.set_xray_parent(&TraceHeader::parse(&format!(
@@ -392,8 +389,6 @@ fn a_user_streamed_by_one_segment_stays_with_it_not_another_of_the_same_trace() 
         drop(b);
         drop(a);
     });
-    xray.flush(WAIT).unwrap();
-    let docs = exporter.json_documents();
     let segments: Vec<&Value> = docs.iter().filter(|d| d.get("type").is_none()).collect();
     assert_eq!(segments.len(), 2, "{docs:#?}");
     let by_parent = |p: &str| {

@@ -400,6 +400,41 @@ fn grpc_client_not_found_is_an_error_not_a_fault() {
     );
 }
 
+/// A tower-http gRPC server's request answered with `code`, as tower-http
+/// logs it (see the test below for the source): its trace.
+fn tower_http_grpc_response(code: i32) -> Vec<Value> {
+    let traces = run(
+        |b| b,
+        || {
+            let span = tracing::span!(
+                target: "tower_http::trace::make_span",
+                Level::DEBUG,
+                "request",
+                method = %"POST",
+                uri = %"/helloworld.Greeter/SayHello",
+                version = ?"HTTP/2.0",
+            );
+            let _e = span.enter();
+            tracing::event!(
+                target: "tower_http::trace::on_response",
+                Level::DEBUG,
+                latency = %"3 ms",
+                status = code,
+                "finished processing request"
+            );
+            tracing::event!(
+                target: "tower_http::trace::on_failure",
+                Level::ERROR,
+                classification = %format!("Code: {code}"),
+                latency = %"3 ms",
+                "response failed"
+            );
+        },
+    );
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    traces
+}
+
 /// tower-http 0.5/0.6 `TraceLayer::new_for_grpc()` (tower-rs/tower-http,
 /// `tower-http/src/trace/make_span.rs`: DEBUG span `"request"`, target
 /// `tower_http::trace::make_span`, fields `method`, `uri`, `version`;
@@ -419,35 +454,7 @@ fn grpc_client_not_found_is_an_error_not_a_fault() {
 /// its code, so a rate-limited caller shows as the server failing.
 #[test]
 fn tower_http_grpc_resource_exhausted_is_a_throttle() {
-    let traces = run(
-        |b| b,
-        || {
-            let span = tracing::span!(
-                target: "tower_http::trace::make_span",
-                Level::DEBUG,
-                "request",
-                method = %"POST",
-                uri = %"/helloworld.Greeter/SayHello",
-                version = ?"HTTP/2.0",
-            );
-            let _e = span.enter();
-            tracing::event!(
-                target: "tower_http::trace::on_response",
-                Level::DEBUG,
-                latency = %"3 ms",
-                status = 8_i32,
-                "finished processing request"
-            );
-            tracing::event!(
-                target: "tower_http::trace::on_failure",
-                Level::ERROR,
-                classification = %"Code: 8",
-                latency = %"3 ms",
-                "response failed"
-            );
-        },
-    );
-    assert_eq!(traces.len(), 1, "{traces:#?}");
+    let traces = tower_http_grpc_response(8);
     let doc = &traces[0];
     assert_eq!(
         flags(doc),
@@ -464,35 +471,7 @@ fn tower_http_grpc_resource_exhausted_is_a_throttle() {
 /// error (5xx)"; tracing-xray sent a `fault`.
 #[test]
 fn tower_http_grpc_invalid_argument_is_an_error_not_a_fault() {
-    let traces = run(
-        |b| b,
-        || {
-            let span = tracing::span!(
-                target: "tower_http::trace::make_span",
-                Level::DEBUG,
-                "request",
-                method = %"POST",
-                uri = %"/helloworld.Greeter/SayHello",
-                version = ?"HTTP/2.0",
-            );
-            let _e = span.enter();
-            tracing::event!(
-                target: "tower_http::trace::on_response",
-                Level::DEBUG,
-                latency = %"1 ms",
-                status = 3_i32,
-                "finished processing request"
-            );
-            tracing::event!(
-                target: "tower_http::trace::on_failure",
-                Level::ERROR,
-                classification = %"Code: 3",
-                latency = %"1 ms",
-                "response failed"
-            );
-        },
-    );
-    assert_eq!(traces.len(), 1, "{traces:#?}");
+    let traces = tower_http_grpc_response(3);
     let doc = &traces[0];
     assert_eq!(
         flags(doc),
