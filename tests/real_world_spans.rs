@@ -37,6 +37,48 @@ enum SpanKind {
     Server,
 }
 
+/// reqwest-tracing 0.5's client span (`DefaultSpanBackend`, see the first
+/// test below for the source) for a GET to `host`.
+fn reqwest_tracing_span(host: &str) -> tracing::Span {
+    tracing::span!(
+        target: "reqwest_tracing::reqwest_otel_span_builder",
+        Level::INFO,
+        "HTTP request",
+        http.request.method = %"GET",
+        url.scheme = %"https",
+        server.address = %host,
+        server.port = %443_i64,
+        user_agent.original = %"",
+        otel.kind = "client",
+        otel.name = %"GET",
+        otel.status_code = Empty,
+        http.response.status_code = Empty,
+        error.message = Empty,
+        error.cause_chain = Empty,
+    )
+}
+
+/// tonic-tracing-opentelemetry's client span (`make_span_from_request`, see
+/// the tests below for the source) for `service`/`method` at `host`.
+fn tonic_client_span(service: &str, method: &str, host: &str) -> tracing::Span {
+    tracing::span!(
+        target: "otel::tracing",
+        Level::TRACE,
+        "GRPC request",
+        http.user_agent = %"tonic/0.12.3",
+        otel.name = %format!("{service}/{method}"),
+        otel.kind = ?SpanKind::Client,
+        otel.status_code = Empty,
+        rpc.system = "grpc",
+        rpc.service = %service,
+        rpc.method = %method,
+        rpc.grpc.status_code = Empty,
+        server.address = %host,
+        exception.message = Empty,
+        exception.details = Empty,
+    )
+}
+
 /// reqwest-tracing 0.5 (TrueLayer/reqwest-middleware,
 /// `reqwest-tracing/src/reqwest_otel_span_macro.rs` and
 /// `reqwest_otel_span_builder.rs`): `DefaultSpanBackend` opens
@@ -56,22 +98,7 @@ enum SpanKind {
 #[test]
 fn reqwest_tracing_connect_failure_gives_an_exception_with_its_message() {
     let sub = only_child(|| {
-        let span = tracing::span!(
-            target: "reqwest_tracing::reqwest_otel_span_builder",
-            Level::INFO,
-            "HTTP request",
-            http.request.method = %"GET",
-            url.scheme = %"https",
-            server.address = %"payments.example.com",
-            server.port = %443_i64,
-            user_agent.original = %"",
-            otel.kind = "client",
-            otel.name = %"GET",
-            otel.status_code = Empty,
-            http.response.status_code = Empty,
-            error.message = Empty,
-            error.cause_chain = Empty,
-        );
+        let span = reqwest_tracing_span("payments.example.com");
         span.record("otel.status_code", "ERROR");
         span.record(
             "error.message",
@@ -107,22 +134,7 @@ fn reqwest_tracing_error_text_does_not_send_the_query_string() {
         |b| b,
         || {
             let _root = info_span!("request").entered();
-            let span = tracing::span!(
-                target: "reqwest_tracing::reqwest_otel_span_builder",
-                Level::INFO,
-                "HTTP request",
-                http.request.method = %"GET",
-                url.scheme = %"https",
-                server.address = %"api.example.com",
-                server.port = %443_i64,
-                user_agent.original = %"",
-                otel.kind = "client",
-                otel.name = %"GET",
-                otel.status_code = Empty,
-                http.response.status_code = Empty,
-                error.message = Empty,
-                error.cause_chain = Empty,
-            );
+            let span = reqwest_tracing_span("api.example.com");
             span.record("otel.status_code", "ERROR");
             span.record(
                 "error.message",
@@ -218,22 +230,7 @@ fn tracing_actix_web_error_response_gives_an_exception_with_its_message() {
 #[test]
 fn grpc_client_transport_error_gives_an_exception_with_its_message() {
     let sub = only_child(|| {
-        let span = tracing::span!(
-            target: "otel::tracing",
-            Level::TRACE,
-            "GRPC request",
-            http.user_agent = %"tonic/0.12.3",
-            otel.name = "helloworld.Greeter/SayHello",
-            otel.kind = ?SpanKind::Client,
-            otel.status_code = Empty,
-            rpc.system = "grpc",
-            rpc.service = %"helloworld.Greeter",
-            rpc.method = %"SayHello",
-            rpc.grpc.status_code = Empty,
-            server.address = %"greeter.internal",
-            exception.message = Empty,
-            exception.details = Empty,
-        );
+        let span = tonic_client_span("helloworld.Greeter", "SayHello", "greeter.internal");
         span.record("otel.status_code", "ERROR");
         span.record("rpc.grpc.status_code", 2_u16);
         span.record("exception.message", "transport error");
@@ -373,22 +370,7 @@ fn grpc_server_resource_exhausted_is_a_throttle() {
 #[test]
 fn grpc_client_not_found_is_an_error_not_a_fault() {
     let sub = only_child(|| {
-        let span = tracing::span!(
-            target: "otel::tracing",
-            Level::TRACE,
-            "GRPC request",
-            http.user_agent = %"tonic/0.12.3",
-            otel.name = "inventory.Stock/Get",
-            otel.kind = ?SpanKind::Client,
-            otel.status_code = Empty,
-            rpc.system = "grpc",
-            rpc.service = %"inventory.Stock",
-            rpc.method = %"Get",
-            rpc.grpc.status_code = Empty,
-            server.address = %"inventory.internal",
-            exception.message = Empty,
-            exception.details = Empty,
-        );
+        let span = tonic_client_span("inventory.Stock", "Get", "inventory.internal");
         span.record("rpc.grpc.status_code", 5_u16);
         span.record("otel.status_code", "ERROR");
     });
