@@ -715,7 +715,9 @@ impl<'c> Assembler<'c> {
                     // theirs) holds for it too: counted as dropped.
                     errors_dropped = errors_dropped.saturating_add(1);
                 } else if !repeated {
-                    hashes.push(message_hash(message));
+                    hashes.push(message_hash(
+                        applied.error_message_recorded.unwrap_or(message),
+                    ));
                     cause.exceptions.push(Exception {
                         id: SegmentId::new(),
                         kind: applied.error_type.map(Cow::Borrowed),
@@ -739,7 +741,7 @@ impl<'c> Assembler<'c> {
             }
             entity.cause = Some(cause);
         } else if applied.error_type.is_some() || applied.error_message.is_some() {
-            entity.cause = Some(Cause {
+            let mut cause = Cause {
                 exceptions: vec![Exception {
                     id: SegmentId::new(),
                     kind: applied.error_type.map(Cow::Borrowed),
@@ -755,7 +757,13 @@ impl<'c> Assembler<'c> {
                     ..Default::default()
                 }],
                 ..Default::default()
-            });
+            };
+            // Linked like any exception with a message: an error passed up
+            // names it.
+            if let Some(recorded) = applied.error_message_recorded {
+                self.link_to_descendants(&mut cause, &[message_hash(recorded)]);
+            }
+            entity.cause = Some(cause);
         }
         entity
     }

@@ -129,3 +129,109 @@ fn aws_operation_exception_message_is_not_dropped_for_its_folded_spans_errors() 
         kept.len()
     );
 }
+
+fn one_trace(f: impl FnOnce()) -> Value {
+    let (traces, _) =
+        common::run_in_memory(|b| b.with_sampler(tracing_xray::sampling::AlwaysSample), f);
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    traces.into_iter().next().unwrap()
+}
+
+fn exceptions_of(doc: &Value) -> &Vec<Value> {
+    doc["cause"]["exceptions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no exceptions: {doc:#}"))
+}
+
+fn sub<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["subsegments"]
+        .as_array()
+        .expect("subsegments")
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no {name}: {doc:#}"))
+}
+
+/// Inner client span logs an error (a retry) and records its failure as
+/// `exception.message` (a URL with a query, as reqwest's error text has);
+/// the caller's `#[instrument(err)]` logs the same error: linked, both
+/// sides matched by the text as recorded (the field's was matched
+/// scrubbed, the event's raw: no link).
+#[test]
+fn field_exception_with_url_query_below_is_linked_from_error_passed_up() {
+    const TEXT: &str = "error sending request for url (https://api.example.com/v1/items?page=1)";
+    let doc = one_trace(|| {
+        info_span!("handler").in_scope(|| {
+            info_span!("call", exception.message = TEXT)
+                .in_scope(|| tracing::error!("attempt 1 timed out"));
+            tracing::error!(error = TEXT);
+        });
+    });
+    let inner = exceptions_of(sub(&doc, "call"))
+        .iter()
+        .find(|e| e["message"] != "attempt 1 timed out")
+        .unwrap_or_else(|| panic!("no field exception: {doc:#}"));
+    let outer = &exceptions_of(&doc)[0];
+    assert_eq!(outer["cause"], inner["id"], "{doc:#}");
+}
+
+/// The same with a long (over 1,000 characters) message and no URL at
+/// all: both matched by their whole text (the field's was matched cut to
+/// 1,000 characters).
+#[test]
+fn long_field_exception_below_is_linked_from_error_passed_up() {
+    let text = "x".repeat(1500);
+    let doc = one_trace(|| {
+        info_span!("handler").in_scope(|| {
+            info_span!("call", exception.message = text.as_str())
+                .in_scope(|| tracing::error!("attempt 1 timed out"));
+            tracing::error!(error = text.as_str());
+        });
+    });
+    let inner = exceptions_of(sub(&doc, "call"))
+        .iter()
+        .find(|e| e["message"] != "attempt 1 timed out")
+        .unwrap_or_else(|| panic!("no field exception: {doc:#}"));
+    let outer = &exceptions_of(&doc)[0];
+    assert_eq!(outer["cause"], inner["id"], "{doc:#}");
+}
+
+/// The other direction: an error event below, and above a span that logs
+/// its own error and carries the error below as `exception.message` (a web
+/// framework's root span): the field's exception names the event's.
+#[test]
+fn field_exception_above_links_to_error_event_below_with_url_query() {
+    const TEXT: &str = "GET https://api.example.com/items?page=1 failed";
+    let doc = one_trace(|| {
+        let root = info_span!("request", exception.message = tracing::field::Empty);
+        root.in_scope(|| {
+            info_span!("load").in_scope(|| tracing::error!(error = TEXT));
+            tracing::error!("handler failed");
+        });
+        root.record("exception.message", TEXT);
+    });
+    let inner = &exceptions_of(sub(&doc, "load"))[0];
+    let outer = exceptions_of(&doc);
+    let field_ex = outer
+        .iter()
+        .find(|e| e["message"] == "GET https://api.example.com/items failed")
+        .unwrap_or_else(|| panic!("no field exception: {doc:#}"));
+    assert_eq!(field_ex["cause"], inner["id"], "{doc:#}");
+}
+
+/// A span whose only exception comes from its `exception.message` field
+/// (no error event) is linked too: the error passed up from it names it
+/// (such an exception was never offered to its ancestors).
+#[test]
+fn field_only_exception_below_is_linked_from_error_passed_up() {
+    const TEXT: &str = "table orders is missing";
+    let doc = one_trace(|| {
+        info_span!("handler").in_scope(|| {
+            info_span!("call", exception.message = TEXT).in_scope(|| {});
+            tracing::error!(error = TEXT);
+        });
+    });
+    let inner = &exceptions_of(sub(&doc, "call"))[0];
+    let outer = &exceptions_of(&doc)[0];
+    assert_eq!(outer["cause"], inner["id"], "{doc:#}");
+}

@@ -290,6 +290,9 @@ pub(crate) struct Applied<'a> {
     /// HTTP client's error text names the URL, query and all).
     pub(crate) error_type: Option<&'a str>,
     pub(crate) error_message: Option<Cow<'a, str>>,
+    /// `error_message` as recorded (before its URL secrets are cut): what
+    /// an error passed up is matched by.
+    pub(crate) error_message_recorded: Option<&'a str>,
     /// The message is an exception's own (`exception.message`,
     /// `error.message`): kept beside the span's recorded errors too.
     pub(crate) exception_text: bool,
@@ -1596,9 +1599,8 @@ impl<'a> Conventions<'a> {
         let exception_message = text(&mut self.exception_message);
         let status_message = text(&mut self.error_message);
         applied.exception_text = exception_message.is_some();
-        applied.error_message = exception_message
-            .or(status_message)
-            .map(without_url_secrets);
+        applied.error_message_recorded = exception_message.or(status_message);
+        applied.error_message = applied.error_message_recorded.map(without_url_secrets);
         let failed = errored.any
             || self.error
             || applied.error_type.is_some()
@@ -1611,6 +1613,7 @@ impl<'a> Conventions<'a> {
         );
         if !failed {
             applied.error_message = None;
+            applied.error_message_recorded = None;
         }
         applied.remote = (is_remote || is_aws) && status.is_some();
 
@@ -1666,6 +1669,7 @@ impl<'a> Conventions<'a> {
             remote: false,
             error_type: None,
             error_message: None,
+            error_message_recorded: None,
             exception_text: false,
         }
     }
