@@ -685,25 +685,51 @@ mod tests {
         assert_eq!(batch.len(), 1);
     }
 
+    /// A part of a trace sent while its root is open: one finished child,
+    /// with `field`, under a fresh root (a Lambda facade's, with `facade`).
+    fn part(field: (&'static str, crate::span_data::FieldValue), facade: bool) -> SpanList {
+        let mut span = crate::span_data::SpanData::for_tests();
+        span.parent_seg = Some(crate::id::SegmentId::new());
+        span.parent_is_facade = facade;
+        span.fields.push(field);
+        let mut spans: SpanList = std::iter::once(span).collect();
+        spans.root = Some(crate::id::SegmentId::new());
+        spans
+    }
+
+    /// Hands `count` parts made by `make` to a worker; the most entries
+    /// `memo` (one of its per-trace memos) held meanwhile.
+    fn most_remembered(
+        count: usize,
+        make: impl Fn() -> SpanList,
+        memo: impl Fn(&Worker) -> usize,
+    ) -> usize {
+        let mut worker = test_worker(Arc::new(Counters::default()));
+        let mut most = 0;
+        for _ in 0..count {
+            let mut batch = Vec::new();
+            worker.handle(Message::Detached { spans: make() }, &mut batch);
+            assert_eq!(batch.len(), 1);
+            most = most.max(memo(&worker));
+        }
+        most
+    }
+
     /// The parts of traces whose root never arrives (Lambda invocations,
     /// roots that never close, roots dropped on a full queue) leave their
     /// annotation counts behind: the memo of them stays bounded.
     #[test]
     fn annotation_counts_of_parted_traces_stay_bounded() {
-        let mut worker = test_worker(Arc::new(Counters::default()));
-        let mut most = 0;
-        for _ in 0..3 * MAX_PARTED_TRACES {
-            // A finished child of a trace still open, with an annotation.
-            let mut span = crate::span_data::SpanData::for_tests();
-            span.parent_seg = Some(crate::id::SegmentId::new());
-            span.fields
-                .push(("annotation.k", crate::span_data::FieldValue::U64(1)));
-            let mut batch = Vec::new();
-            let spans = std::iter::once(span).collect();
-            worker.handle(Message::Detached { spans }, &mut batch);
-            assert_eq!(batch.len(), 1);
-            most = most.max(worker.annotations_used.len());
-        }
+        let most = most_remembered(
+            3 * MAX_PARTED_TRACES,
+            || {
+                part(
+                    ("annotation.k", crate::span_data::FieldValue::U64(1)),
+                    false,
+                )
+            },
+            |w| w.annotations_used.len(),
+        );
         assert!(most > 0, "the counts are remembered");
         assert!(most <= MAX_PARTED_TRACES, "{most}");
     }
@@ -712,37 +738,28 @@ mod tests {
     /// invocation's parts (whose segment is Lambda's) leave none.
     #[test]
     fn users_named_by_parted_traces_stay_bounded() {
-        let mut worker = test_worker(Arc::new(Counters::default()));
-        let mut most = 0;
-        for _ in 0..3 * MAX_PARTED_TRACES {
-            let mut span = crate::span_data::SpanData::for_tests();
-            span.parent_seg = Some(crate::id::SegmentId::new());
-            span.fields.push((
-                "enduser.id",
-                crate::span_data::FieldValue::Str(crate::span_data::FieldStr::new("alice")),
-            ));
-            let mut batch = Vec::new();
-            let mut spans: SpanList = std::iter::once(span).collect();
-            spans.root = Some(crate::id::SegmentId::new());
-            worker.handle(Message::Detached { spans }, &mut batch);
-            assert_eq!(batch.len(), 1);
-            most = most.max(worker.users_below.len());
-        }
+        let alice = |facade| {
+            part(
+                (
+                    "enduser.id",
+                    crate::span_data::FieldValue::Str(crate::span_data::FieldStr::new("alice")),
+                ),
+                facade,
+            )
+        };
+        let most = most_remembered(
+            3 * MAX_PARTED_TRACES,
+            || alice(false),
+            |w| w.users_below.len(),
+        );
         assert!(most > 0, "the users are remembered");
         assert!(most <= MAX_PARTED_TRACES, "{most}");
 
-        let mut worker = test_worker(Arc::new(Counters::default()));
-        let mut span = crate::span_data::SpanData::for_tests();
-        span.parent_seg = Some(crate::id::SegmentId::new());
-        span.parent_is_facade = true;
-        span.fields.push((
-            "enduser.id",
-            crate::span_data::FieldValue::Str(crate::span_data::FieldStr::new("alice")),
-        ));
-        let mut spans: SpanList = std::iter::once(span).collect();
-        spans.root = Some(crate::id::SegmentId::new());
-        worker.handle(Message::Detached { spans }, &mut Vec::new());
-        assert!(worker.users_below.is_empty(), "a Lambda part keeps no user");
+        assert_eq!(
+            most_remembered(1, || alice(true), |w| w.users_below.len()),
+            0,
+            "a Lambda part keeps no user"
+        );
     }
 
     /// A huge trace frees the worker's scratch space even when packing it
