@@ -262,11 +262,6 @@ fn a_span_error_field_recorded_after_an_error_event_does_not_replace_it() {
             span.record("error", &own as &dyn std::error::Error);
         });
     });
-    let messages: Vec<&str> = traces[0]["cause"]["exceptions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["message"].as_str().unwrap())
-        .collect();
+    let messages = common::exception_messages(&traces[0]);
     assert_eq!(messages, ["event failure", "the event's", "the span's own"]);
 }

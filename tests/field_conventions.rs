@@ -514,12 +514,7 @@ fn an_error_field_recorded_again_replaces_its_exception() {
             span.in_scope(|| error!("gave up"));
         },
     );
-    let messages: Vec<&str> = doc["cause"]["exceptions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["message"].as_str().unwrap())
-        .collect();
+    let messages = common::exception_messages(&doc);
     // The field's last value, and the event's own exception beside it.
     assert_eq!(messages, ["refused", "gave up"]);
     assert_eq!(doc["fault"], true);

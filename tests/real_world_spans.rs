@@ -593,12 +593,7 @@ fn exception_message_is_kept_beside_an_error_event() {
         },
     );
     assert_eq!(traces.len(), 1, "{traces:#?}");
-    let messages: Vec<&str> = traces[0]["cause"]["exceptions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["message"].as_str().unwrap())
-        .collect();
+    let messages = common::exception_messages(&traces[0]);
     assert_eq!(
         messages,
         [

@@ -212,3 +212,13 @@ unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
 pub fn live_bytes() -> isize {
     LIVE_BYTES.load(std::sync::atomic::Ordering::SeqCst) as isize
 }
+
+/// The messages of a document's exceptions, in order.
+pub fn exception_messages(doc: &Value) -> Vec<&str> {
+    doc["cause"]["exceptions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no exceptions: {doc:#}"))
+        .iter()
+        .map(|e| e["message"].as_str().expect("a message"))
+        .collect()
+}
