@@ -549,7 +549,10 @@ impl LayerInner {
     fn prepare(&self, root: &mut SpanData) {
         match root.decision {
             Decision::Sampled if root.trace.is_none() => {
-                let trace = self.new_trace_buf(root.incoming().cloned(), root.id);
+                // Moved, not copied: from now on every span of the trace
+                // (the root too) finds it in the buffer.
+                let incoming = root.rare.as_mut().and_then(|r| r.incoming.take());
+                let trace = self.new_trace_buf(incoming, root.id);
                 self.keep_annotations_for(root, &trace);
                 root.trace = Some(trace);
             }

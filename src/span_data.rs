@@ -304,7 +304,8 @@ pub(crate) struct EventRecord {
 pub(crate) struct Rare {
     /// Roots only: the matched sampling rule, for `aws.xray.sampling_rule_name`.
     pub(crate) rule_name: Option<Arc<str>>,
-    /// Roots only: the incoming trace header, whose extra keys are passed on.
+    /// Roots only, until sampled (then [`TraceBuf::incoming`]): the incoming
+    /// trace header, whose extra keys are passed on.
     pub(crate) incoming: Option<crate::TraceHeader>,
     pub(crate) errors: Vec<ErrorRecord>,
     pub(crate) errors_dropped: u32,
@@ -512,7 +513,8 @@ impl SpanData {
         self.rare.as_ref()?.rule_name.as_ref()
     }
 
-    /// Roots only: the incoming trace header.
+    /// Roots only, until sampled: the incoming trace header (a sampled
+    /// root's is in its trace's buffer, [`TraceBuf::incoming`]).
     pub(crate) fn incoming(&self) -> Option<&crate::TraceHeader> {
         self.rare.as_ref()?.incoming.as_ref()
     }
