@@ -336,6 +336,8 @@ impl Builder {
     /// Lambda mode: no segment is sent (Lambda sends the function segment);
     /// top-level spans become independent subsegments of the invocation's
     /// facade. Default: on when `LAMBDA_TASK_ROOT` is set (and not blank).
+    /// Whatever this says, a layer built where `LAMBDA_TASK_ROOT` is set
+    /// touches `/tmp/.aws-xray/initialized`, as the Go and Python SDKs do.
     ///
     /// ```
     /// use std::time::Duration;
@@ -399,6 +401,7 @@ impl Builder {
             return disabled();
         }
         crate::clock::warm_up();
+        crate::config::mark_lambda_function();
         let exporter = match self.exporter {
             Some(e) => e,
             None => Box::new(UdpExporter::from_env().unwrap_or_else(|err| {

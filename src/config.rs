@@ -105,9 +105,63 @@ fn lambda_by(task_root: Option<&std::ffi::OsStr>) -> bool {
     task_root.is_some_and(|v| !v.to_string_lossy().trim().is_empty())
 }
 
+/// Where the official SDKs (Go, Python) touch a file named `initialized`
+/// when they start in a Lambda function: it tells the Lambda service that
+/// an X-Ray SDK runs in the function (SPEC §3.3).
+pub(crate) const LAMBDA_MARKER_DIR: &str = "/tmp/.aws-xray";
+
+/// In a Lambda function (by the environment), touches
+/// `/tmp/.aws-xray/initialized` as the official SDKs do. A failure (a
+/// read-only `/tmp`) costs a message on standard error, nothing more.
+pub(crate) fn mark_lambda_function() {
+    if !lambda_by_env() {
+        return;
+    }
+    if let Err(err) = touch_marker(std::path::Path::new(LAMBDA_MARKER_DIR)) {
+        eprintln!("tracing-xray: cannot touch {LAMBDA_MARKER_DIR}/initialized: {err}");
+    }
+}
+
+/// Creates `dir/initialized` (and `dir`) when missing, and sets its time of
+/// modification to now, as `touch` does.
+fn touch_marker(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("initialized"))?
+        .set_modified(std::time::SystemTime::now())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lambda_marker_is_created_then_touched() {
+        use std::time::{Duration, SystemTime};
+        let dir = std::env::temp_dir().join(format!(
+            "tracing-xray-marker-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        touch_marker(&dir).unwrap();
+        let file = dir.join("initialized");
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), 0);
+        // An old marker (a previous start in a warm sandbox) is touched again.
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        touch_marker(&dir).unwrap();
+        let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+        assert!(modified > old + Duration::from_secs(86_400), "{modified:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn lambda_mode_needs_a_task_root_that_is_not_blank() {

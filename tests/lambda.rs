@@ -269,3 +269,49 @@ fn traces_gives_each_invocation_subtree_whole() {
     children.sort();
     assert_eq!(children, ["load", "save"], "{traces:#?}");
 }
+
+/// Set in the child process `the_function_is_marked_as_traced` starts.
+const MARKER_CHILD: &str = "TRACING_XRAY_LAMBDA_MARKER_CHILD";
+
+/// In a Lambda function, building the layer touches
+/// `/tmp/.aws-xray/initialized`, as the Go and Python SDKs do (SPEC §3.3);
+/// outside Lambda it does not. Each build runs in a child process: the
+/// environment is process-wide.
+#[test]
+fn the_function_is_marked_as_traced() {
+    use std::time::{Duration, SystemTime};
+    if std::env::var_os(MARKER_CHILD).is_some() {
+        drop(tracing_xray::builder().build());
+        return;
+    }
+    let marker = std::path::Path::new("/tmp/.aws-xray/initialized");
+    let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let age = || std::fs::metadata(marker).and_then(|m| m.modified()).ok();
+    let run_child = |task_root: Option<&str>| {
+        if marker.exists() {
+            let file = std::fs::File::options().write(true).open(marker).unwrap();
+            file.set_modified(old).unwrap();
+        }
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child
+            .args(["--exact", "the_function_is_marked_as_traced", "--nocapture"])
+            .env(MARKER_CHILD, "1")
+            .env_remove("LAMBDA_TASK_ROOT")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        if let Some(root) = task_root {
+            child.env("LAMBDA_TASK_ROOT", root);
+        }
+        let out = child.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+
+    run_child(None);
+    assert!(
+        age().is_none_or(|t| t == old),
+        "touched outside Lambda: {:?}",
+        age()
+    );
+    run_child(Some("/var/task"));
+    let touched = age().expect("the marker exists");
+    assert!(touched > old + Duration::from_secs(86_400), "{touched:?}");
+}
