@@ -421,11 +421,15 @@ impl fmt::Display for ExportError {
     }
 }
 
+/// The message of `Io` and `Other` already is their error's (C-GOOD-ERR:
+/// never both in the message and as the source), so their source is that
+/// error's own source: a reporter walking the chain (anyhow's `{:#}`) shows
+/// each message once.
 impl StdError for ExportError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
-            ExportError::Io(e) => Some(e),
-            ExportError::Other(e) => Some(&**e),
+            ExportError::Io(e) => e.source(),
+            ExportError::Other(e) => e.source(),
             _ => None,
         }
     }

@@ -267,10 +267,12 @@ impl fmt::Display for SamplingRulesError {
     }
 }
 
+/// `Io`'s message already is its I/O error's, so its source is that error's
+/// own: a reporter walking the chain shows each message once.
 impl Error for SamplingRulesError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            Self::Io { source, .. } => Some(source),
+            Self::Io { source, .. } => source.source(),
             _ => None,
         }
     }
@@ -578,6 +580,7 @@ mod tests {
     fn from_file_reports_the_path() {
         let e = LocalRules::from_file("/nonexistent/rules.json").unwrap_err();
         assert!(e.to_string().contains("/nonexistent/rules.json"), "{e}");
-        assert!(e.source().is_some());
+        let io = std::fs::read_to_string("/nonexistent/rules.json").unwrap_err();
+        assert!(e.to_string().ends_with(&format!(": {io}")), "{e}");
     }
 }

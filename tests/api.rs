@@ -1,0 +1,76 @@
+//! Error types (Rust API Guidelines C-GOOD-ERR): an error whose `Display`
+//! already carries an inner error's message must not also return that error
+//! as its `source()`, or every reporter that walks the chain (anyhow's
+//! `{:#}`, eyre, `tracing`'s error recording, this crate's own
+//! `cause.exceptions`) prints it twice. Messages have no trailing
+//! punctuation.
+
+use std::error::Error;
+
+use tracing_xray::export::ExportError;
+use tracing_xray::sampling::LocalRules;
+
+/// Every level of `err`'s chain, as `Display`ed.
+fn chain(err: &(dyn Error + 'static)) -> Vec<String> {
+    let mut out = vec![err.to_string()];
+    let mut next = err.source();
+    while let Some(e) = next {
+        out.push(e.to_string());
+        next = e.source();
+    }
+    out
+}
+
+fn assert_well_formed(err: &(dyn Error + 'static)) {
+    let levels = chain(err);
+    for pair in levels.windows(2) {
+        assert!(
+            !pair[0].contains(pair[1].as_str()),
+            "the message {:?} repeats its source's {:?}: a chain printed by anyhow/eyre \
+             shows it twice (`{}`)",
+            pair[0],
+            pair[1],
+            levels.join(": "),
+        );
+    }
+    let top = &levels[0];
+    assert!(!top.ends_with('.'), "trailing punctuation: {top:?}");
+}
+
+#[test]
+fn export_error_io_does_not_repeat_its_source() {
+    let err = ExportError::from(std::io::Error::new(
+        std::io::ErrorKind::ConnectionRefused,
+        "connection refused by 127.0.0.1:2000",
+    ));
+    assert!(err
+        .to_string()
+        .contains("connection refused by 127.0.0.1:2000"));
+    assert_well_formed(&err);
+}
+
+#[test]
+fn export_error_other_does_not_repeat_its_source() {
+    let inner: Box<dyn Error + Send + Sync> = "the collector said no".into();
+    let err = ExportError::Other(inner);
+    assert_eq!(err.to_string(), "the collector said no");
+    assert_well_formed(&err);
+}
+
+#[test]
+fn sampling_rules_io_error_does_not_repeat_its_source() {
+    let err = LocalRules::from_file("/nonexistent/tracing-xray/sampling-rules.json").unwrap_err();
+    assert!(err.to_string().contains("sampling-rules.json"), "{err}");
+    assert_well_formed(&err);
+}
+
+#[cfg(feature = "http")]
+#[test]
+fn a_full_http_backlog_does_not_repeat_its_source() {
+    use tracing_xray::export::{BacklogBound, HttpExporterError};
+    // What `HttpExporter` reports for a document its full backlog dropped.
+    let err = ExportError::Other(Box::new(HttpExporterError::BacklogFull {
+        bound: BacklogBound::Documents(10_000),
+    }));
+    assert_well_formed(&err);
+}
