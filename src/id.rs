@@ -355,6 +355,24 @@ impl serde::Serialize for TraceId {
     }
 }
 
+/// Reads what [`Serialize`](serde::Serialize) writes: the id's text, as
+/// [`FromStr`](std::str::FromStr) parses it.
+impl<'de> serde::Deserialize<'de> for SegmentId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Reads what [`Serialize`](serde::Serialize) writes: the id's text, as
+/// [`FromStr`](std::str::FromStr) parses it.
+impl<'de> serde::Deserialize<'de> for TraceId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 thread_local! {
     // wyrand state; 0 means "not seeded yet".
     static RNG: Cell<u64> = const { Cell::new(0) };
@@ -397,6 +415,19 @@ pub(crate) fn next_u64() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_read_back_what_they_write() {
+        let trace = TraceId::new();
+        let segment = SegmentId::new();
+        let text = serde_json::to_string(&(trace, segment)).unwrap();
+        let back: (TraceId, SegmentId) = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, (trace, segment));
+        for bad in [r#""1-abc""#, r#""0000000000000000""#, "7", "null"] {
+            assert!(serde_json::from_str::<SegmentId>(bad).is_err(), "{bad}");
+            assert!(serde_json::from_str::<TraceId>(bad).is_err(), "{bad}");
+        }
+    }
     use std::collections::HashSet;
 
     #[test]

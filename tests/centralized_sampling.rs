@@ -80,7 +80,7 @@ fn sampler_for(
         .with_clock(clock.clone())
         .with_fallback(fallback(fallback_rate))
         .with_request_timeout(Duration::from_secs(5))
-        .build()
+        .build_manual()
 }
 
 /// Matches only `test-rule-1` (priority 100, all `*`) of the fixture.
@@ -518,7 +518,7 @@ fn hanging_proxy(timeout: Duration) -> (ProxyServer, Sender<()>, Arc<Centralized
         .with_clock(ManualClock::at_epoch_seconds(T0))
         .with_fallback(fallback(1.0))
         .with_request_timeout(timeout)
-        .build();
+        .build_manual();
     (proxy, gate_tx, Arc::new(sampler))
 }
 
@@ -637,7 +637,7 @@ fn a_request_timeout_of_duration_max_does_not_panic() {
         .with_clock(ManualClock::at_epoch_seconds(T0))
         .with_fallback(fallback(0.0))
         .with_request_timeout(Duration::MAX)
-        .build();
+        .build_manual();
     let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sampler.poll_once()));
     assert!(polled.is_ok(), "poll_once panicked");
     assert_eq!(

@@ -164,7 +164,7 @@ fn rule_match_vectors_through_centralized_sampler() {
         );
         let sampler = CentralizedSampler::builder()
             .with_proxy_address(proxy.addr)
-            .build();
+            .build_manual();
         sampler.poll_once();
 
         let r = &v["request"];

@@ -96,7 +96,7 @@ pub struct CentralizedSampler {
 ///     .with_fallback(LocalRules::default())
 ///     .with_clock(SystemClock)
 ///     .with_request_timeout(Duration::from_secs(1))
-///     .build(); // no thread: call `poll_once` yourself, or use `start()`
+///     .build_manual(); // no thread: call `poll_once` yourself, or use `start()`
 /// # drop(sampler);
 /// ```
 #[must_use]
@@ -114,6 +114,20 @@ impl fmt::Debug for CentralizedSamplerBuilder {
             .field("fallback", &self.fallback)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
+    }
+}
+
+/// The defaults of [`CentralizedSampler::builder`].
+///
+/// ```
+/// use tracing_xray::sampling::CentralizedSamplerBuilder;
+///
+/// let builder = CentralizedSamplerBuilder::default();
+/// # drop(builder);
+/// ```
+impl Default for CentralizedSamplerBuilder {
+    fn default() -> Self {
+        CentralizedSampler::builder()
     }
 }
 
@@ -184,18 +198,21 @@ impl CentralizedSamplerBuilder {
         self
     }
 
-    /// Builds the sampler without a background thread. Nothing is fetched
-    /// until [`CentralizedSampler::poll_once`] is called; until then the
-    /// fallback rules decide.
+    /// Builds the sampler without a background thread, for you to poll:
+    /// nothing is fetched until [`CentralizedSampler::poll_once`] is called;
+    /// until then the fallback rules decide. For a test clock, or your own
+    /// schedule. Use [`start`](Self::start) for a sampler that polls by
+    /// itself. (Not named `build`, so that a sampler that never fetches a
+    /// rule cannot be had by habit.)
     ///
     /// ```
     /// use tracing_xray::sampling::{CentralizedSampler, Sampler, SamplingRequest};
     ///
-    /// let sampler = CentralizedSampler::builder().build();
+    /// let sampler = CentralizedSampler::builder().build_manual();
     /// // No rules yet: the fallback (1/s + 5 %) decides, without a rule name.
     /// assert_eq!(sampler.sample(&SamplingRequest::new()).rule_name(), None);
     /// ```
-    pub fn build(self) -> CentralizedSampler {
+    pub fn build_manual(self) -> CentralizedSampler {
         let proxy = self.proxy.unwrap_or_else(proxy_address_from_env);
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(self.timeout))
@@ -240,7 +257,7 @@ impl CentralizedSamplerBuilder {
     ///
     /// The thread could not be spawned.
     pub fn start(self) -> io::Result<CentralizedSampler> {
-        let sampler = self.build();
+        let sampler = self.build_manual();
         let (stop_tx, stop_rx) = mpsc::channel();
         let shared = Arc::clone(&sampler.shared);
         let handle = thread::Builder::new()
@@ -262,7 +279,7 @@ impl CentralizedSampler {
     /// ```
     /// use tracing_xray::sampling::CentralizedSampler;
     ///
-    /// let sampler = CentralizedSampler::builder().build();
+    /// let sampler = CentralizedSampler::builder().build_manual();
     /// # drop(sampler);
     /// ```
     pub fn builder() -> CentralizedSamplerBuilder {
@@ -288,7 +305,7 @@ impl CentralizedSampler {
     /// ```no_run
     /// use tracing_xray::sampling::CentralizedSampler;
     ///
-    /// let sampler = CentralizedSampler::builder().build();
+    /// let sampler = CentralizedSampler::builder().build_manual();
     /// let next = sampler.poll_once();
     /// assert!(next <= std::time::Duration::from_secs(306));
     /// ```
@@ -302,7 +319,7 @@ impl CentralizedSampler {
     /// ```
     /// use tracing_xray::sampling::CentralizedSampler;
     ///
-    /// let id = CentralizedSampler::builder().build().client_id().to_owned();
+    /// let id = CentralizedSampler::builder().build_manual().client_id().to_owned();
     /// assert_eq!(id.len(), 24);
     /// ```
     pub fn client_id(&self) -> &str {
@@ -315,7 +332,7 @@ impl CentralizedSampler {
     /// use tracing_xray::sampling::CentralizedSampler;
     ///
     /// let address = "127.0.0.1:2999".parse().unwrap();
-    /// let sampler = CentralizedSampler::builder().with_proxy_address(address).build();
+    /// let sampler = CentralizedSampler::builder().with_proxy_address(address).build_manual();
     /// assert_eq!(sampler.proxy_address(), address);
     /// ```
     pub fn proxy_address(&self) -> SocketAddr {

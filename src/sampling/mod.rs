@@ -466,6 +466,12 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
     }
 }
 
+impl<C: Clock + ?Sized> Clock for Box<C> {
+    fn now(&self) -> SystemTime {
+        (**self).now()
+    }
+}
+
 /// Whole seconds since the Unix epoch (0 for times before it).
 pub(crate) fn epoch_seconds(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
