@@ -500,41 +500,125 @@ impl Builder {
     /// assert_eq!(exporter.len(), 1);
     /// ```
     pub fn init(self) -> XrayGuard {
+        match self.install() {
+            Installed::Yes(guard) => guard,
+            Installed::WithoutLog(guard, err) => {
+                eprintln!("tracing-xray: installed, but `log` records are not forwarded: {err}");
+                guard
+            }
+            Installed::No(err) => {
+                eprintln!("tracing-xray: {err}; tracing-xray is off");
+                XrayGuard {
+                    handle: XrayHandle { shared: None },
+                    timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+                }
+            }
+        }
+    }
+
+    /// Like [`init`](Self::init), but says so when tracing-xray could not be
+    /// installed (a global subscriber is already set) instead of printing
+    /// it: the layer's worker is then already stopped. As
+    /// tracing-subscriber's `try_init`, except that a `log` logger set
+    /// elsewhere is no error here: tracing-xray is installed, only `log`
+    /// records are not forwarded to it.
+    ///
+    /// ```
+    /// use tracing_xray::export::InMemoryExporter;
+    ///
+    /// let exporter = InMemoryExporter::new();
+    /// let guard = tracing_xray::builder()
+    ///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+    ///     .with_exporter(exporter.clone())
+    ///     .try_init()?;
+    /// tracing::info_span!("job").in_scope(|| {});
+    /// drop(guard);
+    /// assert_eq!(exporter.len(), 1);
+    ///
+    /// // A second one finds the first installed.
+    /// let err = tracing_xray::builder().try_init().unwrap_err();
+    /// assert!(err.to_string().starts_with("not installed as the global subscriber"));
+    /// # Ok::<(), tracing_xray::TryInitError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A global default subscriber is already set.
+    pub fn try_init(self) -> Result<XrayGuard, TryInitError> {
+        match self.install() {
+            Installed::Yes(guard) | Installed::WithoutLog(guard, _) => Ok(guard),
+            Installed::No(err) => Err(err),
+        }
+    }
+
+    fn install(self) -> Installed {
         use tracing_subscriber::layer::SubscriberExt;
         let layer = self.build();
-        let mut handle = layer.handle();
+        let handle = layer.handle();
+        let guard = |handle| XrayGuard {
+            handle,
+            timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        };
         // Whether the layer was installed shows in whether it is still alive:
         // `try_init` also fails when the global subscriber was set but the
         // `log` bridge was not (tracing-subscriber's `tracing-log` feature,
         // turned on by another crate, and a `log` logger already set).
         let alive = layer.inner.as_ref().map(Arc::downgrade);
-        if let Err(err) = tracing_subscriber::registry().with(layer).try_init() {
-            let Some(alive) = alive else {
-                // Switched off by the environment: nothing to stop, and no
-                // telling whether the (empty) subscriber was installed.
-                eprintln!("tracing-xray: off (AWS_XRAY_SDK_*); `init`: {err}");
-                return XrayGuard {
-                    handle,
-                    timeout: DEFAULT_SHUTDOWN_TIMEOUT,
-                };
-            };
-            if alive.upgrade().is_none() {
-                eprintln!(
-                    "tracing-xray: not installed as the global subscriber ({err}); \
-                     tracing-xray is off"
-                );
+        let Err(err) = tracing_subscriber::registry().with(layer).try_init() else {
+            return Installed::Yes(guard(handle));
+        };
+        let err = TryInitError { inner: err };
+        match alive {
+            // Switched off by the environment: nothing to stop, and no
+            // telling whether the (empty) subscriber was installed.
+            None => Installed::No(err),
+            Some(alive) if alive.upgrade().is_none() => {
                 // Nothing can reach the layer: stop its worker now, not when
-                // the guard drops, and say so through the handle.
+                // the guard drops.
                 let _ = handle.shutdown(DEFAULT_SHUTDOWN_TIMEOUT);
-                handle = XrayHandle { shared: None };
-            } else {
-                eprintln!("tracing-xray: installed, but `log` records are not forwarded: {err}");
+                Installed::No(err)
             }
+            Some(_) => Installed::WithoutLog(guard(handle), err),
         }
-        XrayGuard {
-            handle,
-            timeout: DEFAULT_SHUTDOWN_TIMEOUT,
-        }
+    }
+}
+
+/// What [`Builder::install`] did.
+enum Installed {
+    Yes(XrayGuard),
+    /// Installed, but the `log` bridge was not (a `log` logger is set).
+    WithoutLog(XrayGuard, TryInitError),
+    No(TryInitError),
+}
+
+/// [`Builder::try_init`] could not install tracing-xray: a global default
+/// subscriber is already set. tracing-xray is off (its worker stopped).
+///
+/// ```
+/// tracing::subscriber::set_global_default(tracing_subscriber::registry())?;
+/// let err = tracing_xray::builder().try_init().unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "not installed as the global subscriber: \
+///      a global default trace dispatcher has already been set"
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct TryInitError {
+    inner: tracing_subscriber::util::TryInitError,
+}
+
+impl std::fmt::Display for TryInitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not installed as the global subscriber: {}", self.inner)
+    }
+}
+
+impl std::error::Error for TryInitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // The message already is `inner`'s; its source is the next one.
+        self.inner.source()
     }
 }
 

@@ -439,6 +439,20 @@ fn init_under_an_existing_global_subscriber_stops_its_worker() {
     assert!(closed.load(Ordering::SeqCst), "the exporter was shut down");
     assert_eq!(guard.handle().flush(Duration::from_secs(1)), Ok(()));
     drop(guard);
+
+    // `try_init` says so, with the same clean-up.
+    let closed = Arc::new(AtomicBool::new(false));
+    let err = tracing_xray::builder()
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(Closable(closed.clone()))
+        .try_init()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("not installed as the global subscriber: "),
+        "{err}"
+    );
+    assert!(closed.load(Ordering::SeqCst), "the exporter was shut down");
 }
 
 /// An open trace streams its finished spans before they outgrow the queue's

@@ -85,6 +85,7 @@ fn value_types_have_the_common_traits() {
 fn error_types_are_std_errors_send_sync_static() {
     assert_all!(
         FlushError: [std::error::Error + Send + Sync + 'static],
+        tracing_xray::TryInitError: [std::error::Error + Send + Sync + 'static],
         ExportError: [std::error::Error + Send + Sync + 'static],
         SamplingRulesError: [std::error::Error + Send + Sync + 'static],
         DaemonAddressError: [std::error::Error + Send + Sync + 'static],
