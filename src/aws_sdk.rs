@@ -92,6 +92,7 @@ impl XrayInterceptor {
     /// let interceptor = tracing_xray::aws_sdk::XrayInterceptor::new().with_trace_header(false);
     /// # drop(interceptor);
     /// ```
+    #[must_use]
     pub fn with_trace_header(mut self, yes: bool) -> Self {
         self.trace_header = yes;
         self

@@ -205,6 +205,11 @@ impl DaemonAddress {
     /// };
     /// println!("sending segments to udp://{}", addr.udp());
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// The variable is set but is not a valid address (or a host name in it
+    /// does not resolve): the error names the value and what is wrong.
     pub fn from_env() -> Result<Option<Self>, DaemonAddressError> {
         from_env_value(std::env::var_os(Self::ENV_VAR))
     }
@@ -230,6 +235,11 @@ impl DaemonAddress {
     /// assert_eq!(addr.udp(), "10.0.0.7:2000".parse().unwrap());
     /// assert!(DaemonAddress::parse_with_resolver("other:2000", resolve).is_err());
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// `value` is not an address of either form, or `resolve` fails or finds
+    /// no address for a host name in it.
     pub fn parse_with_resolver<R>(value: &str, mut resolve: R) -> Result<Self, DaemonAddressError>
     where
         R: FnMut(&str, u16) -> io::Result<Vec<SocketAddr>>,

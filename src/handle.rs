@@ -299,6 +299,13 @@ impl XrayHandle {
     /// assert_eq!(exporter.len(), 1); // exported by the time `flush` returns
     /// # Ok::<(), tracing_xray::FlushError>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`FlushError::Timeout`] when the worker did not finish in time (the
+    /// work goes on in the background), [`FlushError::AlreadyShutdown`] after
+    /// a shutdown, [`FlushError::OnWorkerThread`] when called from an
+    /// exporter's code.
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
         let Some(shared) = &self.shared else {
             return Ok(());
@@ -354,6 +361,12 @@ impl XrayHandle {
     /// assert_eq!(xray.stats().traces_dropped, 1);
     /// assert_eq!(xray.shutdown(Duration::from_secs(1)), Err(FlushError::AlreadyShutdown));
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`FlushError::Timeout`] when the worker did not finish in time,
+    /// [`FlushError::AlreadyShutdown`] when called again,
+    /// [`FlushError::OnWorkerThread`] when called from an exporter's code.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), FlushError> {
         let Some(shared) = &self.shared else {
             return Ok(());

@@ -337,6 +337,7 @@ impl TraceHeader {
     /// assert_eq!(h.to_string(), "Root=1-5759e988-bd862e3fe1be46a994272793");
     /// assert_eq!(h.with_root(None).to_string(), "");
     /// ```
+    #[must_use]
     pub fn with_root(mut self, root: impl Into<Option<TraceId>>) -> Self {
         self.root = root.into();
         self
@@ -351,6 +352,7 @@ impl TraceHeader {
     /// assert_eq!(h.to_string(), "Parent=53995c3f42cd8ad8;Sampled=1");
     /// assert_eq!(h.with_parent(None).to_string(), "Sampled=1");
     /// ```
+    #[must_use]
     pub fn with_parent(mut self, parent: impl Into<Option<SegmentId>>) -> Self {
         self.parent = parent.into();
         self
@@ -366,6 +368,7 @@ impl TraceHeader {
     ///     "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"
     /// );
     /// ```
+    #[must_use]
     pub fn with_sampled(mut self, sampled: Sampled) -> Self {
         self.sampled = sampled;
         self
@@ -386,6 +389,7 @@ impl TraceHeader {
     ///     .with_extra("bad", "a;b");
     /// assert_eq!(h.to_string(), "Sampled=1;Lineage=a87bd80c:1");
     /// ```
+    #[must_use]
     pub fn with_extra(mut self, key: &str, value: &str) -> Self {
         let used: usize = self.extras.iter().map(|(k, v)| k.len() + v.len()).sum();
         let mut budget = EXTRAS_BUDGET.saturating_sub(used);

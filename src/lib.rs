@@ -101,6 +101,9 @@
 //! the worker is bounded (drops are counted in [`Stats`]); the layer never
 //! panics and never traces its own worker or exporters.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+// Every builder-style method is `#[must_use]`, every fallible one says when
+// it fails (API guidelines C-FAILURE).
+#![warn(clippy::return_self_not_must_use, clippy::missing_errors_doc)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod assemble;

@@ -1032,6 +1032,12 @@ impl HttpExporterBuilder {
     ///     Err(e) => eprintln!("{e}"),
     /// }
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// No region was given nor found, the region or endpoint is invalid, or no
+    /// credentials were given nor found in the environment (see
+    /// [`HttpExporterError`]).
     pub fn build(self) -> Result<HttpExporter, HttpExporterError> {
         let region = match self.region {
             Some(r) => r,

@@ -210,6 +210,7 @@ impl TimelineExporter {
     /// assert!(root_row.starts_with("* quickstart"), "{root_row}");
     /// assert!(root_row.ends_with("#|") && root_row.is_ascii(), "{root_row}");
     /// ```
+    #[must_use]
     pub fn ascii(mut self) -> Self {
         self.ascii = true;
         self
@@ -227,6 +228,7 @@ impl TimelineExporter {
     /// let layer = tracing_xray::builder().with_exporter(exporter).build();
     /// # drop(layer);
     /// ```
+    #[must_use]
     pub fn with_width(mut self, columns: usize) -> Self {
         self.width = columns.clamp(60, 300);
         self
@@ -274,6 +276,7 @@ impl TimelineExporter {
     /// // ... once a trace has been drawn:
     /// assert!(out.text().starts_with("\x1b[1mtrace 1-"));
     /// ```
+    #[must_use]
     pub fn with_color(mut self, color: bool) -> Self {
         self.color = color;
         self

@@ -93,6 +93,11 @@ impl UdpExporter {
     /// assert!(UdpExporter::from_env().is_err());
     /// # Ok::<(), tracing_xray::DaemonAddressError>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// `AWS_XRAY_DAEMON_ADDRESS` is set but invalid (see
+    /// [`DaemonAddress::from_env`](crate::DaemonAddress::from_env)).
     pub fn from_env() -> Result<Self, crate::DaemonAddressError> {
         Ok(match crate::DaemonAddress::from_env()? {
             Some(a) => UdpExporter::to_address(a.udp()),

@@ -128,6 +128,11 @@ impl LocalRules {
     /// let error = LocalRules::from_json(r#"{"version": 2, "rules": []}"#).unwrap_err();
     /// assert!(matches!(error, SamplingRulesError::MissingDefault));
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// The text is not JSON, or not a valid rules document: the
+    /// [`SamplingRulesError`] says which part and why.
     pub fn from_json(json: &str) -> Result<Self, SamplingRulesError> {
         // A byte order mark (editors on Windows write one) is not JSON.
         let json = json.strip_prefix('\u{feff}').unwrap_or(json);
@@ -147,6 +152,11 @@ impl LocalRules {
     /// let rules = LocalRules::from_file("/etc/xray/sampling-rules.json")?;
     /// # Ok::<(), tracing_xray::sampling::SamplingRulesError>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read ([`SamplingRulesError::Io`], with its path),
+    /// or its content is not valid (as [`from_json`](Self::from_json)).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, SamplingRulesError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| SamplingRulesError::Io {

@@ -100,6 +100,7 @@ impl<'a> SamplingRequest<'a> {
     ///
     /// assert_eq!(SamplingRequest::new().with_host("example.com").host, Some("example.com"));
     /// ```
+    #[must_use]
     pub const fn with_host(mut self, host: &'a str) -> Self {
         self.host = Some(host);
         self
@@ -112,6 +113,7 @@ impl<'a> SamplingRequest<'a> {
     ///
     /// assert_eq!(SamplingRequest::new().with_http_method("GET").http_method, Some("GET"));
     /// ```
+    #[must_use]
     pub const fn with_http_method(mut self, method: &'a str) -> Self {
         self.http_method = Some(method);
         self
@@ -124,6 +126,7 @@ impl<'a> SamplingRequest<'a> {
     ///
     /// assert_eq!(SamplingRequest::new().with_url_path("/a").url_path, Some("/a"));
     /// ```
+    #[must_use]
     pub const fn with_url_path(mut self, path: &'a str) -> Self {
         self.url_path = Some(path);
         self
@@ -136,6 +139,7 @@ impl<'a> SamplingRequest<'a> {
     ///
     /// assert_eq!(SamplingRequest::new().with_service_name("svc").service_name, Some("svc"));
     /// ```
+    #[must_use]
     pub const fn with_service_name(mut self, name: &'a str) -> Self {
         self.service_name = Some(name);
         self
@@ -149,6 +153,7 @@ impl<'a> SamplingRequest<'a> {
     /// let request = SamplingRequest::new().with_service_type("AWS::ECS::Container");
     /// assert_eq!(request.service_type, Some("AWS::ECS::Container"));
     /// ```
+    #[must_use]
     pub const fn with_service_type(mut self, service_type: &'a str) -> Self {
         self.service_type = Some(service_type);
         self
@@ -162,6 +167,7 @@ impl<'a> SamplingRequest<'a> {
     /// let arn = "arn:aws:ecs:us-east-1:123456789012:container/x";
     /// assert_eq!(SamplingRequest::new().with_resource_arn(arn).resource_arn, Some(arn));
     /// ```
+    #[must_use]
     pub const fn with_resource_arn(mut self, arn: &'a str) -> Self {
         self.resource_arn = Some(arn);
         self
@@ -176,6 +182,7 @@ impl<'a> SamplingRequest<'a> {
     /// let request = SamplingRequest::new().with_attributes(&[("tenant", "acme")]);
     /// assert_eq!(request.attributes.len(), 1);
     /// ```
+    #[must_use]
     pub const fn with_attributes(mut self, attributes: &'a [(&'a str, &'a str)]) -> Self {
         self.attributes = attributes;
         self

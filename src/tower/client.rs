@@ -100,6 +100,7 @@ impl XrayClientLayer {
     /// let layer = XrayClientLayer::new().downstream_traced(true);
     /// # drop(layer);
     /// ```
+    #[must_use]
     pub fn downstream_traced(mut self, traced: bool) -> Self {
         self.downstream_traced = traced;
         self

@@ -93,6 +93,7 @@ impl XrayFlushLayer {
     /// let flush = XrayFlushLayer::new(layer.handle()).with_timeout(Duration::from_millis(200));
     /// # drop(flush);
     /// ```
+    #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self

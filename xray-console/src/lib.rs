@@ -232,6 +232,10 @@ impl Console {
     /// assert!(taken.is_err());
     /// console.shutdown();
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// A socket cannot be bound (an address in use, or not this machine's).
     pub fn start(config: Config) -> std::io::Result<Console> {
         let socket = UdpSocket::bind(&config.udp_addr)?;
         let udp_addr = socket.local_addr()?;
