@@ -48,7 +48,10 @@ use crate::layer::{Found, Lookup, WithContext};
 /// assert_eq!(segment["parent_id"], "53995c3f42cd8ad8");
 /// assert_eq!(outgoing.parent().unwrap().to_string(), segment["subsegments"][0]["id"]);
 /// ```
-pub trait XraySpanExt {
+///
+/// The trait is sealed: only [`tracing::Span`] implements it, so that
+/// methods can be added to it without breaking anyone.
+pub trait XraySpanExt: sealed::Sealed {
     /// Makes this span, a root with no child yet, the segment of an incoming
     /// trace: `trace_id` = the header's Root, `parent_id` = its Parent, and
     /// its `Sampled` decision (`?` or none: the sampler decides). An invalid
@@ -125,6 +128,14 @@ fn with_data(span: &tracing::Span, lookup: Lookup, f: &mut dyn FnMut(Found<'_>))
             (get.0)(dispatch, id, lookup, f);
         }
     });
+}
+
+mod sealed {
+    /// Implemented by [`tracing::Span`] alone.
+    #[allow(unreachable_pub)] // reachable as a supertrait, not nameable
+    pub trait Sealed {}
+
+    impl Sealed for tracing::Span {}
 }
 
 impl XraySpanExt for tracing::Span {

@@ -299,7 +299,7 @@ impl CentralizedSampler {
     ///
     /// The background thread of [`start`](CentralizedSamplerBuilder::start)
     /// only calls this in a loop. Call it yourself with a sampler from
-    /// [`build`](CentralizedSamplerBuilder::build), for example to drive
+    /// [`build_manual`](CentralizedSamplerBuilder::build_manual), for example to drive
     /// polling with a test clock.
     ///
     /// ```no_run
