@@ -28,9 +28,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // AWS_DEFAULT_REGION; AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
     // AWS_SESSION_TOKEN). `credentials_provider` takes any
     // `aws_credential_types::provider::ProvideCredentials` instead.
-    let mut builder = HttpExporter::builder().batch_delay(Duration::from_millis(500));
+    let mut builder = HttpExporter::builder().with_batch_delay(Duration::from_millis(500));
     if let Ok(endpoint) = std::env::var("XRAY_ENDPOINT") {
-        builder = builder.endpoint(endpoint);
+        builder = builder.with_endpoint(endpoint);
     }
     let exporter = builder.build()?;
     let http = exporter.stats_handle();

@@ -200,16 +200,16 @@ fn refused_credentials_are_asked_again_after_a_refreshed_key_was_refused() {
     });
     let calls = Arc::new(AtomicUsize::new(0));
     let mut exporter = HttpExporter::builder()
-        .region("us-east-1")
-        .endpoint(url)
-        .credentials_provider(Rotating {
+        .with_region("us-east-1")
+        .with_endpoint(url)
+        .with_credentials_provider(Rotating {
             keys: vec!["KEYA", "KEYB", "KEYC"],
             calls: calls.clone(),
         })
-        .batch_delay(Duration::ZERO)
-        .auth_retry_interval(Duration::from_millis(50))
-        .connect_timeout(Duration::from_millis(500))
-        .read_timeout(Duration::from_secs(2))
+        .with_batch_delay(Duration::ZERO)
+        .with_auth_retry_interval(Duration::from_millis(50))
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_read_timeout(Duration::from_secs(2))
         .build()
         .unwrap();
 
@@ -290,13 +290,13 @@ fn flush_with_a_slow_credentials_provider_keeps_to_its_timeout() {
     // Reads the request, never answers.
     let (url, _seen) = fake(|_req, _stream| std::thread::sleep(Duration::from_secs(3600)));
     let mut exporter = HttpExporter::builder()
-        .region("us-east-1")
-        .endpoint(url)
-        .credentials_provider(Slow {
+        .with_region("us-east-1")
+        .with_endpoint(url)
+        .with_credentials_provider(Slow {
             delay: Duration::from_millis(1_500),
         })
-        .batch_delay(Duration::from_secs(60))
-        .read_timeout(Duration::from_secs(30))
+        .with_batch_delay(Duration::from_secs(60))
+        .with_read_timeout(Duration::from_secs(30))
         .build()
         .unwrap();
     let outcome = exporter.export(documents(3));
@@ -328,7 +328,7 @@ impl Exporter for Stash {
     }
 }
 
-/// `HttpExporterBuilder::backlog_max_bytes`: "How many bytes of documents
+/// `HttpExporterBuilder::with_backlog_max_bytes`: "How many bytes of documents
 /// (their JSON text) may wait, however many documents that is: the bound on
 /// the application's memory that an outage of the API can hold"; the type's
 /// docs: the backlog is bounded "so that an outage of the API holds no more
@@ -336,7 +336,7 @@ impl Exporter for Stash {
 ///
 /// The bound used to count each document's length while the backlog kept
 /// the documents' buffers as the worker made them: a one-span segment of
-/// about 310 bytes sat in a 1 KiB buffer, and with `backlog_max_bytes(1
+/// about 310 bytes sat in a 1 KiB buffer, and with `with_backlog_max_bytes(1
 /// MiB)` (and a count bound that is not met) the waiting documents held
 /// about 4 MiB of the heap. What waits holds about the bound (here at most
 /// twice it, which leaves room for the bookkeeping of each document).
@@ -370,12 +370,12 @@ fn the_backlog_byte_bound_bounds_the_memory_it_holds() {
     // Nothing is sent for a minute: the backlog just fills, and drops the
     // oldest past its byte bound.
     let mut exporter = HttpExporter::builder()
-        .region("us-east-1")
-        .endpoint("http://127.0.0.1:9")
-        .static_credentials("AKID", "SECRET", None)
-        .batch_delay(Duration::from_secs(60))
-        .backlog_capacity(1_000_000)
-        .backlog_max_bytes(BOUND)
+        .with_region("us-east-1")
+        .with_endpoint("http://127.0.0.1:9")
+        .with_static_credentials("AKID", "SECRET", None)
+        .with_batch_delay(Duration::from_secs(60))
+        .with_backlog_capacity(1_000_000)
+        .with_backlog_max_bytes(BOUND)
         .build()
         .unwrap();
     let stats = exporter.stats_handle();
@@ -391,7 +391,7 @@ fn the_backlog_byte_bound_bounds_the_memory_it_holds() {
     let held = with_backlog.saturating_sub(common::live_bytes() as usize);
     assert!(
         held <= 2 * BOUND,
-        "backlog_max_bytes({BOUND}) with {} documents waiting: they hold {held} bytes of the heap",
+        "with_backlog_max_bytes({BOUND}) with {} documents waiting: they hold {held} bytes of the heap",
         12_000 - dropped
     );
 }

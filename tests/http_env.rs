@@ -77,12 +77,15 @@ fn region_and_credentials_come_from_the_environment() {
         HttpExporter::builder().build().unwrap().region(),
         "ap-south-1"
     );
-    let e = HttpExporter::builder().region("us-east-2").build().unwrap();
+    let e = HttpExporter::builder()
+        .with_region("us-east-2")
+        .build()
+        .unwrap();
     assert_eq!(e.region(), "us-east-2");
 
     // The environment's credentials sign the requests.
     let (url, rx) = fake_api();
-    let exporter = HttpExporter::builder().endpoint(url).build().unwrap();
+    let exporter = HttpExporter::builder().with_endpoint(url).build().unwrap();
     let layer = tracing_xray::builder()
         .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_exporter(exporter)

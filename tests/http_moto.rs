@@ -43,13 +43,13 @@ impl<E: Exporter> Exporter for Tee<E> {
 
 fn exporter(moto: &Moto) -> HttpExporterBuilder {
     HttpExporter::builder()
-        .region(REGION)
-        .endpoint(moto.url())
-        .static_credentials(&moto.access_key_id, &moto.secret_access_key, None)
-        .batch_delay(Duration::from_millis(50))
-        .connect_timeout(Duration::from_millis(500))
-        .read_timeout(Duration::from_secs(10))
-        .retry_backoff(Duration::from_millis(50), Duration::from_millis(300))
+        .with_region(REGION)
+        .with_endpoint(moto.url())
+        .with_static_credentials(&moto.access_key_id, &moto.secret_access_key, None)
+        .with_batch_delay(Duration::from_millis(50))
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_read_timeout(Duration::from_secs(10))
+        .with_retry_backoff(Duration::from_millis(50), Duration::from_millis(300))
 }
 
 struct Run {
@@ -165,8 +165,11 @@ fn documents_come_back_from_batch_get_traces_unchanged() {
 #[test]
 fn a_wrong_secret_is_a_counted_authentication_failure() {
     let Some(moto) = Moto::start() else { return };
-    let run =
-        Run::new(exporter(&moto).static_credentials(&moto.access_key_id, "not-the-secret", None));
+    let run = Run::new(exporter(&moto).with_static_credentials(
+        &moto.access_key_id,
+        "not-the-secret",
+        None,
+    ));
     run.traces(3, "first");
     run.flush(Duration::from_secs(10));
     run.traces(4, "second");
@@ -212,7 +215,7 @@ fn past_the_backlog_cap_the_oldest_are_dropped_and_counted() {
     let Some(mut moto) = Moto::start() else {
         return;
     };
-    let run = Run::new(exporter(&moto).backlog_capacity(20));
+    let run = Run::new(exporter(&moto).with_backlog_capacity(20));
     moto.stop();
     run.small_traces(50);
     run.flush(Duration::from_millis(800));
@@ -289,7 +292,7 @@ fn credentials_from_a_provider_are_refreshed_and_accepted() {
 
     let Some(moto) = Moto::start() else { return };
     let calls = Arc::new(AtomicUsize::new(0));
-    let run = Run::new(exporter(&moto).credentials_provider(ShortLived {
+    let run = Run::new(exporter(&moto).with_credentials_provider(ShortLived {
         id: moto.access_key_id.clone(),
         secret: moto.secret_access_key.clone(),
         calls: calls.clone(),

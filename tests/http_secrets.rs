@@ -78,10 +78,10 @@ fn secrets_never_reach_the_logs() {
         (500, r#"{"__type":"InternalFailure"}"#),
     ] {
         let exporter = HttpExporter::builder()
-            .region("us-east-1")
-            .endpoint(fake_api(status, body))
-            .static_credentials("AKIDEXAMPLE", SECRET, Some(TOKEN.into()))
-            .retry_backoff(Duration::from_millis(10), Duration::from_millis(20))
+            .with_region("us-east-1")
+            .with_endpoint(fake_api(status, body))
+            .with_static_credentials("AKIDEXAMPLE", SECRET, Some(TOKEN.into()))
+            .with_retry_backoff(Duration::from_millis(10), Duration::from_millis(20))
             .build()
             .unwrap();
         let layer = tracing_xray::builder()

@@ -27,24 +27,24 @@ use credentials::{Cache, CredentialsFailure, Source};
 /// assert_eq!(tracing_xray::export::MAX_BATCH_DOCUMENTS, 50);
 /// ```
 pub const MAX_BATCH_DOCUMENTS: usize = 50;
-/// Default of [`HttpExporterBuilder::batch_delay`].
+/// Default of [`HttpExporterBuilder::with_batch_delay`].
 const DEFAULT_BATCH_DELAY: Duration = Duration::from_secs(1);
-/// Default of [`HttpExporterBuilder::backlog_capacity`].
+/// Default of [`HttpExporterBuilder::with_backlog_capacity`].
 const DEFAULT_BACKLOG_CAPACITY: usize = 10_000;
-/// Default of [`HttpExporterBuilder::backlog_max_bytes`]: 32 MiB. Documents
+/// Default of [`HttpExporterBuilder::with_backlog_max_bytes`]: 32 MiB. Documents
 /// are typically 1 to 3 KB, so the default 10,000 of them fit (the count
 /// bound is the one met first), while 10,000 documents of the API's maximum
 /// of 64 KB would hold about 640 MB of the application's memory.
 const DEFAULT_BACKLOG_MAX_BYTES: usize = 32 << 20;
-/// Default of [`HttpExporterBuilder::connect_timeout`].
+/// Default of [`HttpExporterBuilder::with_connect_timeout`].
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Default of [`HttpExporterBuilder::read_timeout`].
+/// Default of [`HttpExporterBuilder::with_read_timeout`].
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default first delay of [`HttpExporterBuilder::retry_backoff`].
+/// Default first delay of [`HttpExporterBuilder::with_retry_backoff`].
 const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_millis(200);
-/// Default longest delay of [`HttpExporterBuilder::retry_backoff`].
+/// Default longest delay of [`HttpExporterBuilder::with_retry_backoff`].
 const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Default of [`HttpExporterBuilder::auth_retry_interval`].
+/// Default of [`HttpExporterBuilder::with_auth_retry_interval`].
 const DEFAULT_AUTH_RETRY_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How often a document listed in `UnprocessedTraceSegments` with a
@@ -59,7 +59,7 @@ const MAX_CALLS_PER_TURN: usize = 8;
 /// under the stricter [`crate::export::MAX_DOCUMENT_BYTES`], which leaves
 /// room for the daemon's datagram header.
 const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
-/// The least [`HttpExporterBuilder::backlog_max_bytes`]: one document of the
+/// The least [`HttpExporterBuilder::with_backlog_max_bytes`]: one document of the
 /// largest size the exporter takes, so that any document fits on its own.
 const MIN_BACKLOG_MAX_BYTES: usize = MAX_DOCUMENT_BYTES;
 
@@ -68,13 +68,13 @@ const MIN_BACKLOG_MAX_BYTES: usize = MAX_DOCUMENT_BYTES;
 /// agent, or collector).
 ///
 /// Documents are sent in batches of up to 50 (as the daemon does), when a
-/// batch is full or [`batch_delay`](HttpExporterBuilder::batch_delay) after
+/// batch is full or [`with_batch_delay`](HttpExporterBuilder::with_batch_delay) after
 /// its first document arrived. Throttling, server errors and network errors
 /// are retried with exponential backoff and jitter while the documents wait in
 /// a backlog bounded both in documents
-/// ([`backlog_capacity`](HttpExporterBuilder::backlog_capacity), default
+/// ([`with_backlog_capacity`](HttpExporterBuilder::with_backlog_capacity), default
 /// 10,000) and in bytes
-/// ([`backlog_max_bytes`](HttpExporterBuilder::backlog_max_bytes), default
+/// ([`with_backlog_max_bytes`](HttpExporterBuilder::with_backlog_max_bytes), default
 /// 32 MiB), so that an outage of the API holds no more of the application's
 /// memory than that: past either bound the oldest documents are dropped and
 /// counted ([`HttpStats::backlog_dropped`]).
@@ -187,8 +187,8 @@ impl HttpExporter {
     /// use tracing_xray::export::HttpExporter;
     ///
     /// let exporter = HttpExporter::builder()
-    ///     .region("eu-west-1")
-    ///     .batch_delay(Duration::from_millis(500))
+    ///     .with_region("eu-west-1")
+    ///     .with_batch_delay(Duration::from_millis(500))
     ///     .build()?;
     /// # Ok::<(), tracing_xray::export::HttpExporterError>(())
     /// ```
@@ -202,7 +202,7 @@ impl HttpExporter {
     ///
     /// ```no_run
     /// # use tracing_xray::export::HttpExporter;
-    /// let exporter = HttpExporter::builder().region("us-east-2").build()?;
+    /// let exporter = HttpExporter::builder().with_region("us-east-2").build()?;
     /// assert_eq!(exporter.url(), "https://xray.us-east-2.amazonaws.com/TraceSegments");
     /// # Ok::<(), tracing_xray::export::HttpExporterError>(())
     /// ```
@@ -214,7 +214,7 @@ impl HttpExporter {
     ///
     /// ```no_run
     /// # use tracing_xray::export::HttpExporter;
-    /// let exporter = HttpExporter::builder().region("us-east-2").build()?;
+    /// let exporter = HttpExporter::builder().with_region("us-east-2").build()?;
     /// assert_eq!(exporter.region(), "us-east-2");
     /// # Ok::<(), tracing_xray::export::HttpExporterError>(())
     /// ```
@@ -736,13 +736,13 @@ impl Exporter for HttpExporter {
 
 /// Builds an [`HttpExporter`]. Start with [`HttpExporter::builder`].
 ///
-/// - **Region**: [`region`](Self::region), else `AWS_REGION`, else
+/// - **Region**: [`with_region`](Self::with_region), else `AWS_REGION`, else
 ///   `AWS_DEFAULT_REGION`.
-/// - **Endpoint**: [`endpoint`](Self::endpoint), else
+/// - **Endpoint**: [`with_endpoint`](Self::with_endpoint), else
 ///   `https://xray.{region}.amazonaws.com` (`.amazonaws.com.cn` in China,
 ///   the partition's own suffix in the ISO regions).
-/// - **Credentials**: [`static_credentials`](Self::static_credentials) or
-///   [`credentials_provider`](Self::credentials_provider), else
+/// - **Credentials**: [`with_static_credentials`](Self::with_static_credentials) or
+///   [`with_credentials_provider`](Self::with_credentials_provider), else
 ///   `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`
 ///   read when [`build`](Self::build) is called.
 ///
@@ -789,7 +789,7 @@ impl Exporter for HttpExporter {
 /// //                  let chain = config.credentials_provider().unwrap();
 /// let chain: SharedCredentialsProvider = chain();
 /// let exporter = HttpExporter::builder()
-///     .credentials_provider(OnRuntime { runtime: tokio::runtime::Handle::current(), inner: chain })
+///     .with_credentials_provider(OnRuntime { runtime: tokio::runtime::Handle::current(), inner: chain })
 ///     .build()?;
 /// # Ok(()) }
 /// ```
@@ -837,10 +837,10 @@ impl HttpExporterBuilder {
     /// `AWS_DEFAULT_REGION`.
     ///
     /// ```
-    /// let builder = tracing_xray::export::HttpExporter::builder().region("eu-central-1");
+    /// let builder = tracing_xray::export::HttpExporter::builder().with_region("eu-central-1");
     /// # drop(builder);
     /// ```
-    pub fn region(mut self, region: impl Into<String>) -> Self {
+    pub fn with_region(mut self, region: impl Into<String>) -> Self {
         self.region = Some(region.into());
         self
     }
@@ -852,10 +852,10 @@ impl HttpExporterBuilder {
     ///
     /// ```
     /// let builder = tracing_xray::export::HttpExporter::builder()
-    ///     .endpoint("https://xray-fips.us-east-1.amazonaws.com");
+    ///     .with_endpoint("https://xray-fips.us-east-1.amazonaws.com");
     /// # drop(builder);
     /// ```
-    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+    pub fn with_endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(url.into());
         self
     }
@@ -864,7 +864,7 @@ impl HttpExporterBuilder {
     /// temporary credentials. Prefer a provider for anything that expires.
     ///
     /// ```no_run
-    /// let builder = tracing_xray::export::HttpExporter::builder().static_credentials(
+    /// let builder = tracing_xray::export::HttpExporter::builder().with_static_credentials(
     ///     std::env::var("MY_KEY_ID")?,
     ///     std::env::var("MY_SECRET")?,
     ///     None,
@@ -872,7 +872,7 @@ impl HttpExporterBuilder {
     /// # drop(builder);
     /// # Ok::<(), std::env::VarError>(())
     /// ```
-    pub fn static_credentials(
+    pub fn with_static_credentials(
         mut self,
         access_key_id: impl Into<String>,
         secret_access_key: impl Into<String>,
@@ -901,10 +901,13 @@ impl HttpExporterBuilder {
     ///
     /// // `Credentials` is itself a (static) provider:
     /// let creds = Credentials::new("AKIA…", "…", None, None, "example");
-    /// let builder = tracing_xray::export::HttpExporter::builder().credentials_provider(creds);
+    /// let builder = tracing_xray::export::HttpExporter::builder().with_credentials_provider(creds);
     /// # drop(builder);
     /// ```
-    pub fn credentials_provider(mut self, provider: impl ProvideCredentials + 'static) -> Self {
+    pub fn with_credentials_provider(
+        mut self,
+        provider: impl ProvideCredentials + 'static,
+    ) -> Self {
         self.credentials = Some(Source::Provider(SharedCredentialsProvider::new(provider)));
         self
     }
@@ -916,10 +919,10 @@ impl HttpExporterBuilder {
     /// ```
     /// # use std::time::Duration;
     /// let builder = tracing_xray::export::HttpExporter::builder()
-    ///     .batch_delay(Duration::from_millis(200));
+    ///     .with_batch_delay(Duration::from_millis(200));
     /// # drop(builder);
     /// ```
-    pub fn batch_delay(mut self, delay: Duration) -> Self {
+    pub fn with_batch_delay(mut self, delay: Duration) -> Self {
         self.settings.batch_delay = delay;
         self
     }
@@ -927,17 +930,17 @@ impl HttpExporterBuilder {
     /// How many documents may wait (for their batch, or for the API to come
     /// back). Past it the oldest are dropped and counted as failed. Default
     /// 10 000; at least 1. The backlog is bounded in bytes too, by
-    /// [`backlog_max_bytes`](Self::backlog_max_bytes): whichever bound is met
+    /// [`with_backlog_max_bytes`](Self::with_backlog_max_bytes): whichever bound is met
     /// first drops documents, so raising this one alone may change nothing.
     ///
     /// ```
     /// // Room for 50 000 documents of about 2.5 KB.
     /// let builder = tracing_xray::export::HttpExporter::builder()
-    ///     .backlog_capacity(50_000)
-    ///     .backlog_max_bytes(128 << 20);
+    ///     .with_backlog_capacity(50_000)
+    ///     .with_backlog_max_bytes(128 << 20);
     /// # drop(builder);
     /// ```
-    pub fn backlog_capacity(mut self, documents: usize) -> Self {
+    pub fn with_backlog_capacity(mut self, documents: usize) -> Self {
         self.settings.backlog_capacity = documents.max(1);
         self
     }
@@ -945,7 +948,7 @@ impl HttpExporterBuilder {
     /// How many bytes of documents (the heap their JSON text holds) may
     /// wait, however many documents that is: the bound on the application's
     /// memory that an outage of the API can hold. Past it the oldest are dropped and counted
-    /// as failed, as past [`backlog_capacity`](Self::backlog_capacity).
+    /// as failed, as past [`with_backlog_capacity`](Self::with_backlog_capacity).
     /// Default 32 MiB: documents are typically 1 to 3 KB, so the default
     /// 10 000 of them fit, while as many documents of the API's maximum size
     /// (64 KB) would hold about 640 MB. At least 64 KiB, so that a document
@@ -953,10 +956,10 @@ impl HttpExporterBuilder {
     ///
     /// ```
     /// // A small container: at most 8 MiB of documents waiting.
-    /// let builder = tracing_xray::export::HttpExporter::builder().backlog_max_bytes(8 << 20);
+    /// let builder = tracing_xray::export::HttpExporter::builder().with_backlog_max_bytes(8 << 20);
     /// # drop(builder);
     /// ```
-    pub fn backlog_max_bytes(mut self, bytes: usize) -> Self {
+    pub fn with_backlog_max_bytes(mut self, bytes: usize) -> Self {
         self.settings.backlog_max_bytes = bytes.max(MIN_BACKLOG_MAX_BYTES);
         self
     }
@@ -967,10 +970,10 @@ impl HttpExporterBuilder {
     /// ```
     /// # use std::time::Duration;
     /// let builder = tracing_xray::export::HttpExporter::builder()
-    ///     .connect_timeout(Duration::from_secs(1));
+    ///     .with_connect_timeout(Duration::from_secs(1));
     /// # drop(builder);
     /// ```
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.settings.connect_timeout = timeout.min(crate::limits::LONGEST_HTTP_TIMEOUT);
         self
     }
@@ -982,10 +985,10 @@ impl HttpExporterBuilder {
     /// ```
     /// # use std::time::Duration;
     /// let builder = tracing_xray::export::HttpExporter::builder()
-    ///     .read_timeout(Duration::from_secs(5));
+    ///     .with_read_timeout(Duration::from_secs(5));
     /// # drop(builder);
     /// ```
-    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
         self.settings.read_timeout = timeout.min(crate::limits::LONGEST_HTTP_TIMEOUT);
         self
     }
@@ -997,10 +1000,10 @@ impl HttpExporterBuilder {
     /// ```
     /// # use std::time::Duration;
     /// let builder = tracing_xray::export::HttpExporter::builder()
-    ///     .retry_backoff(Duration::from_millis(100), Duration::from_secs(10));
+    ///     .with_retry_backoff(Duration::from_millis(100), Duration::from_secs(10));
     /// # drop(builder);
     /// ```
-    pub fn retry_backoff(mut self, initial: Duration, max: Duration) -> Self {
+    pub fn with_retry_backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.settings.backoff_initial = initial;
         self.settings.backoff_max = max.max(initial);
         self
@@ -1013,10 +1016,10 @@ impl HttpExporterBuilder {
     /// ```
     /// # use std::time::Duration;
     /// let builder = tracing_xray::export::HttpExporter::builder()
-    ///     .auth_retry_interval(Duration::from_secs(300));
+    ///     .with_auth_retry_interval(Duration::from_secs(300));
     /// # drop(builder);
     /// ```
-    pub fn auth_retry_interval(mut self, interval: Duration) -> Self {
+    pub fn with_auth_retry_interval(mut self, interval: Duration) -> Self {
         self.settings.auth_retry_interval = interval;
         self
     }
@@ -1145,9 +1148,9 @@ fn validate_endpoint(url: &str) -> Result<String, HttpExporterError> {
 /// use tracing_xray::export::{HttpExporter, HttpExporterError};
 ///
 /// let err = HttpExporter::builder()
-///     .region("us-east-1")
-///     .endpoint("ftp://example.com")
-///     .static_credentials("AKIA…", "…", None)
+///     .with_region("us-east-1")
+///     .with_endpoint("ftp://example.com")
+///     .with_static_credentials("AKIA…", "…", None)
 ///     .build()
 ///     .unwrap_err();
 /// assert!(matches!(err, HttpExporterError::InvalidEndpoint(_)));
@@ -1183,26 +1186,26 @@ pub enum HttpExporterError {
 /// assert_eq!(
 ///     err.to_string(),
 ///     "dropped: the HTTP exporter's backlog is full (at most 33554432 bytes of documents, \
-///      backlog_max_bytes)"
+///      with_backlog_max_bytes)"
 /// );
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BacklogBound {
     /// At most this many documents
-    /// ([`HttpExporterBuilder::backlog_capacity`]).
+    /// ([`HttpExporterBuilder::with_backlog_capacity`]).
     Documents(usize),
     /// At most this many bytes of documents' JSON text
-    /// ([`HttpExporterBuilder::backlog_max_bytes`]).
+    /// ([`HttpExporterBuilder::with_backlog_max_bytes`]).
     Bytes(usize),
 }
 
 impl fmt::Display for BacklogBound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BacklogBound::Documents(n) => write!(f, "at most {n} documents, backlog_capacity"),
+            BacklogBound::Documents(n) => write!(f, "at most {n} documents, with_backlog_capacity"),
             BacklogBound::Bytes(n) => {
-                write!(f, "at most {n} bytes of documents, backlog_max_bytes")
+                write!(f, "at most {n} bytes of documents, with_backlog_max_bytes")
             }
         }
     }
@@ -1212,7 +1215,7 @@ impl fmt::Display for HttpExporterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HttpExporterError::MissingRegion => f.write_str(
-                "no AWS region for the X-Ray API: call HttpExporterBuilder::region or set AWS_REGION",
+                "no AWS region for the X-Ray API: call HttpExporterBuilder::with_region or set AWS_REGION",
             ),
             HttpExporterError::InvalidRegion(r) => write!(f, "invalid AWS region {r:?}"),
             HttpExporterError::InvalidEndpoint(why) => write!(f, "invalid X-Ray endpoint {why}"),
@@ -1333,8 +1336,8 @@ pub struct HttpStats {
     pub auth_failures: u64,
     /// Documents dropped, the oldest first, to make room for newer ones:
     /// keeping them would have taken the backlog past
-    /// [`backlog_capacity`](HttpExporterBuilder::backlog_capacity) documents
-    /// or [`backlog_max_bytes`](HttpExporterBuilder::backlog_max_bytes)
+    /// [`with_backlog_capacity`](HttpExporterBuilder::with_backlog_capacity) documents
+    /// or [`with_backlog_max_bytes`](HttpExporterBuilder::with_backlog_max_bytes)
     /// bytes. Each fails with [`HttpExporterError::BacklogFull`], which says
     /// which bound.
     pub backlog_dropped: u64,

@@ -213,12 +213,12 @@ const TOKEN: &str = "FwoGZXIvYXdzEXAMPLESESSIONTOKEN";
 
 fn builder(fake: &Fake) -> HttpExporterBuilder {
     HttpExporter::builder()
-        .region("us-west-2")
-        .endpoint(fake.url())
-        .static_credentials("AKIDEXAMPLE", SECRET, Some(TOKEN.into()))
-        .connect_timeout(Duration::from_millis(500))
-        .read_timeout(Duration::from_millis(1000))
-        .retry_backoff(Duration::from_millis(10), Duration::from_millis(40))
+        .with_region("us-west-2")
+        .with_endpoint(fake.url())
+        .with_static_credentials("AKIDEXAMPLE", SECRET, Some(TOKEN.into()))
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_read_timeout(Duration::from_millis(1000))
+        .with_retry_backoff(Duration::from_millis(10), Duration::from_millis(40))
 }
 
 fn failures_of(outcome: &ExportOutcome) -> Vec<String> {
@@ -246,8 +246,8 @@ fn defaults_are_pinned() {
 #[test]
 fn default_endpoint_is_the_regional_one() {
     let e = HttpExporter::builder()
-        .region("ap-southeast-2")
-        .static_credentials("A", "B", None)
+        .with_region("ap-southeast-2")
+        .with_static_credentials("A", "B", None)
         .build()
         .unwrap();
     assert_eq!(
@@ -284,8 +284,8 @@ fn default_endpoint_follows_the_partition() {
         ("eusc-de-east-1", "https://xray.eusc-de-east-1.amazonaws.eu"),
     ] {
         let e = HttpExporter::builder()
-            .region(region)
-            .static_credentials("A", "B", None)
+            .with_region(region)
+            .with_static_credentials("A", "B", None)
             .build()
             .unwrap();
         assert_eq!(e.url(), format!("{url}/TraceSegments"), "{region}");
@@ -294,9 +294,9 @@ fn default_endpoint_follows_the_partition() {
 
 #[test]
 fn invalid_settings_are_errors() {
-    let b = || HttpExporter::builder().static_credentials("A", "B", None);
+    let b = || HttpExporter::builder().with_static_credentials("A", "B", None);
     assert!(matches!(
-        b().region("us-east-1/../x").build(),
+        b().with_region("us-east-1/../x").build(),
         Err(HttpExporterError::InvalidRegion(_))
     ));
     for bad in [
@@ -308,15 +308,15 @@ fn invalid_settings_are_errors() {
     ] {
         assert!(
             matches!(
-                b().region("us-east-1").endpoint(bad).build(),
+                b().with_region("us-east-1").with_endpoint(bad).build(),
                 Err(HttpExporterError::InvalidEndpoint(_))
             ),
             "{bad}"
         );
     }
     let e = b()
-        .region("us-east-1")
-        .endpoint("http://127.0.0.1:4566/")
+        .with_region("us-east-1")
+        .with_endpoint("http://127.0.0.1:4566/")
         .build()
         .unwrap();
     assert_eq!(e.url(), "http://127.0.0.1:4566/TraceSegments");
@@ -339,7 +339,7 @@ fn debug_output_never_shows_secrets() {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
     // A provider's credentials are not shown either.
-    let p = HttpExporter::builder().credentials_provider(Credentials::new(
+    let p = HttpExporter::builder().with_credentials_provider(Credentials::new(
         "AKIDEXAMPLE",
         SECRET,
         Some(TOKEN.into()),
@@ -372,7 +372,7 @@ fn server_messages_are_scrubbed_of_secrets() {
 fn waits_for_the_batch_delay_then_sends_one_signed_batch() {
     let fake = Fake::start();
     let mut e = builder(&fake)
-        .batch_delay(Duration::from_millis(200))
+        .with_batch_delay(Duration::from_millis(200))
         .build()
         .unwrap();
     let sent = docs(3);
@@ -428,7 +428,10 @@ fn throttling_and_server_errors_are_retried_with_backoff() {
     );
     fake.reply(500, r#"{"__type":"InternalFailure"}"#);
     fake.reply(400, r#"{"__type":"ThrottlingException"}"#);
-    let mut e = builder(&fake).batch_delay(Duration::ZERO).build().unwrap();
+    let mut e = builder(&fake)
+        .with_batch_delay(Duration::ZERO)
+        .build()
+        .unwrap();
     let started = Instant::now();
     let mut outcome = e.export(docs(5));
     assert!(outcome.failures.is_empty());
@@ -636,7 +639,7 @@ fn after_the_auth_retry_interval_one_batch_tries_again() {
     let fake = Fake::start();
     fake.reply(403, r#"{"__type":"AccessDeniedException"}"#);
     let mut e = builder(&fake)
-        .auth_retry_interval(Duration::from_millis(100))
+        .with_auth_retry_interval(Duration::from_millis(100))
         .build()
         .unwrap();
     let outcome = e.flush(Duration::from_secs(1));
@@ -682,9 +685,9 @@ fn a_provider_with_new_credentials_gets_one_immediate_retry() {
         }
     })));
     let mut e = HttpExporter::builder()
-        .region("us-west-2")
-        .endpoint(fake.url())
-        .credentials_provider(Rotating(AtomicUsize::new(0)))
+        .with_region("us-west-2")
+        .with_endpoint(fake.url())
+        .with_credentials_provider(Rotating(AtomicUsize::new(0)))
         .build()
         .unwrap();
     let mut outcome = e.export(docs(2));
@@ -702,7 +705,7 @@ fn credentials_unfit_for_a_header_fail_without_a_panic() {
     let fake = Fake::start();
     for (id, token) in [("AKIDEXAMPLE\r", None), ("AKIDEXAMPLE", Some("TOKEN\n"))] {
         let mut e = builder(&fake)
-            .static_credentials(id, SECRET, token.map(str::to_owned))
+            .with_static_credentials(id, SECRET, token.map(str::to_owned))
             .build()
             .unwrap();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -728,11 +731,11 @@ fn settings_of_duration_max_do_not_panic() {
     fake.reply(503, "{}");
     fake.reply(403, r#"{"__type":"AccessDeniedException"}"#);
     let mut e = builder(&fake)
-        .batch_delay(Duration::MAX)
-        .auth_retry_interval(Duration::MAX)
-        .connect_timeout(Duration::MAX)
-        .read_timeout(Duration::MAX)
-        .retry_backoff(Duration::from_millis(10), Duration::MAX)
+        .with_batch_delay(Duration::MAX)
+        .with_auth_retry_interval(Duration::MAX)
+        .with_connect_timeout(Duration::MAX)
+        .with_read_timeout(Duration::MAX)
+        .with_retry_backoff(Duration::from_millis(10), Duration::MAX)
         .build()
         .unwrap();
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -753,9 +756,9 @@ fn settings_of_duration_max_do_not_panic() {
 #[test]
 fn the_backlog_drops_the_oldest_past_its_capacity() {
     let mut e = unreachable_builder()
-        .connect_timeout(Duration::from_millis(200))
-        .retry_backoff(Duration::from_secs(5), Duration::from_secs(5))
-        .backlog_capacity(100)
+        .with_connect_timeout(Duration::from_millis(200))
+        .with_retry_backoff(Duration::from_secs(5), Duration::from_secs(5))
+        .with_backlog_capacity(100)
         .build()
         .unwrap();
     let first = docs(80);
@@ -770,7 +773,7 @@ fn the_backlog_drops_the_oldest_past_its_capacity() {
         &f.error,
         ExportError::Other(e) if e.to_string()
             == "dropped: the HTTP exporter's backlog is full (at most 100 documents, \
-                backlog_capacity)"
+                with_backlog_capacity)"
     )));
     assert_eq!(e.stats_handle().snapshot().backlog_dropped, 30);
     // Shutdown within a timeout shorter than the backoff: the rest fail.
@@ -798,10 +801,10 @@ fn flush_respects_its_timeout_when_the_server_hangs() {
         }
     });
     let mut e = HttpExporter::builder()
-        .region("us-west-2")
-        .endpoint(format!("http://{addr}"))
-        .static_credentials("A", "B", None)
-        .read_timeout(Duration::from_secs(30))
+        .with_region("us-west-2")
+        .with_endpoint(format!("http://{addr}"))
+        .with_static_credentials("A", "B", None)
+        .with_read_timeout(Duration::from_secs(30))
         .build()
         .unwrap();
     let _ = e.export(docs(3));
@@ -843,7 +846,7 @@ fn missing_region_and_credentials_are_reported() {
 fn flush_and_shutdown_accept_any_timeout() {
     let fake = Fake::start();
     let mut e = builder(&fake)
-        .batch_delay(Duration::from_secs(60))
+        .with_batch_delay(Duration::from_secs(60))
         .build()
         .unwrap();
     let outcome = e.export(docs(2));
@@ -874,8 +877,8 @@ fn the_backlog_drops_the_oldest_past_its_byte_bound() {
         }
     })));
     let mut e = builder(&fake)
-        .batch_delay(Duration::ZERO)
-        .backlog_max_bytes(MAX)
+        .with_batch_delay(Duration::ZERO)
+        .with_backlog_max_bytes(MAX)
         .build()
         .unwrap();
     assert_eq!(e.settings.backlog_capacity, 10_000, "far away");
@@ -905,7 +908,7 @@ fn the_backlog_drops_the_oldest_past_its_byte_bound() {
             ExportError::Other(err) => assert_eq!(
                 err.to_string(),
                 "dropped: the HTTP exporter's backlog is full (at most 262144 bytes of \
-                 documents, backlog_max_bytes)"
+                 documents, with_backlog_max_bytes)"
             ),
             other => panic!("{other:?}"),
         }
@@ -937,8 +940,8 @@ fn the_backlog_drops_the_oldest_past_its_byte_bound() {
 #[test]
 fn a_document_of_the_largest_size_always_fits_the_byte_bound() {
     let mut e = unreachable_builder()
-        .batch_delay(Duration::from_secs(60))
-        .backlog_max_bytes(0)
+        .with_batch_delay(Duration::from_secs(60))
+        .with_backlog_max_bytes(0)
         .build()
         .unwrap();
     assert_eq!(e.settings.backlog_max_bytes, MAX_DOCUMENT_BYTES);
@@ -979,7 +982,7 @@ fn the_backlog_byte_total_stays_exact_through_retries() {
     );
     // A backoff long enough to look at the backlog between the calls.
     let mut e = builder(&fake)
-        .retry_backoff(Duration::from_millis(200), Duration::from_millis(200))
+        .with_retry_backoff(Duration::from_millis(200), Duration::from_millis(200))
         .build()
         .unwrap();
 
@@ -1017,9 +1020,9 @@ fn the_backlog_byte_total_stays_exact_through_retries() {
 /// fails and is retried.
 fn unreachable_builder() -> HttpExporterBuilder {
     HttpExporter::builder()
-        .region("us-west-2")
-        .endpoint(format!("http://127.0.0.1:{}", closed_port()))
-        .static_credentials("A", "B", None)
+        .with_region("us-west-2")
+        .with_endpoint(format!("http://127.0.0.1:{}", closed_port()))
+        .with_static_credentials("A", "B", None)
 }
 
 /// A port on 127.0.0.1 nothing listens on (bound, then released): every
