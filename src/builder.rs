@@ -303,7 +303,7 @@ impl Builder {
     /// ```
     /// use tracing_xray::Detectors;
     /// let layer = tracing_xray::builder()
-    ///     .with_detectors(Detectors::default().ec2(false))
+    ///     .with_detectors(Detectors::default().with_ec2(false))
     ///     .build();
     /// # drop(layer);
     /// ```

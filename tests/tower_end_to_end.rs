@@ -87,7 +87,7 @@ impl Service<Request<hyper::body::Incoming>> for App {
             App::A { b } => Box::pin(async move {
                 // Service B is traced: A's call says so.
                 let mut client = XrayClientLayer::new()
-                    .downstream_traced(true)
+                    .with_downstream_traced(true)
                     .layer(HyperClient);
                 let rest = request.uri().path().strip_prefix("/a").unwrap_or_default();
                 let call = Request::get(format!("http://{b}/b{rest}"))

@@ -78,11 +78,11 @@ pub(crate) fn runtime_version() -> &'static str {
 /// use tracing_xray::Detectors;
 ///
 /// // Everything but EC2 (for example, to never touch the instance metadata service).
-/// let detectors = Detectors::default().ec2(false);
+/// let detectors = Detectors::default().with_ec2(false);
 /// # drop(detectors);
 ///
 /// // Only Elastic Beanstalk.
-/// let detectors = Detectors::none().elastic_beanstalk(true);
+/// let detectors = Detectors::none().with_elastic_beanstalk(true);
 /// # drop(detectors);
 /// ```
 #[derive(Clone, Debug)]
@@ -148,10 +148,10 @@ impl Detectors {
     /// (plain `http://` only). Default on.
     ///
     /// ```
-    /// let detectors = tracing_xray::Detectors::default().ec2(false);
+    /// let detectors = tracing_xray::Detectors::default().with_ec2(false);
     /// # drop(detectors);
     /// ```
-    pub fn ec2(mut self, enabled: bool) -> Self {
+    pub fn with_ec2(mut self, enabled: bool) -> Self {
         self.ec2 = enabled;
         self
     }
@@ -164,10 +164,10 @@ impl Detectors {
     /// on.
     ///
     /// ```
-    /// let detectors = tracing_xray::Detectors::default().ecs(false);
+    /// let detectors = tracing_xray::Detectors::default().with_ecs(false);
     /// # drop(detectors);
     /// ```
-    pub fn ecs(mut self, enabled: bool) -> Self {
+    pub fn with_ecs(mut self, enabled: bool) -> Self {
         self.ecs = enabled;
         self
     }
@@ -179,10 +179,10 @@ impl Detectors {
     /// no network call. Default on.
     ///
     /// ```
-    /// let detectors = tracing_xray::Detectors::default().eks(false);
+    /// let detectors = tracing_xray::Detectors::default().with_eks(false);
     /// # drop(detectors);
     /// ```
-    pub fn eks(mut self, enabled: bool) -> Self {
+    pub fn with_eks(mut self, enabled: bool) -> Self {
         self.eks = enabled;
         self
     }
@@ -193,10 +193,10 @@ impl Detectors {
     /// Makes no network call. Default on.
     ///
     /// ```
-    /// let detectors = tracing_xray::Detectors::default().elastic_beanstalk(false);
+    /// let detectors = tracing_xray::Detectors::default().with_elastic_beanstalk(false);
     /// # drop(detectors);
     /// ```
-    pub fn elastic_beanstalk(mut self, enabled: bool) -> Self {
+    pub fn with_elastic_beanstalk(mut self, enabled: bool) -> Self {
         self.elastic_beanstalk = enabled;
         self
     }
@@ -207,10 +207,10 @@ impl Detectors {
     /// are skipped. Default on.
     ///
     /// ```
-    /// let detectors = tracing_xray::Detectors::default().lambda(false);
+    /// let detectors = tracing_xray::Detectors::default().with_lambda(false);
     /// # drop(detectors);
     /// ```
-    pub fn lambda(mut self, enabled: bool) -> Self {
+    pub fn with_lambda(mut self, enabled: bool) -> Self {
         self.lambda = enabled;
         self
     }
@@ -754,14 +754,14 @@ mod tests {
 
     #[test]
     fn setters_switch_one_detector_each() {
-        let d = Detectors::default().ec2(false).lambda(false);
+        let d = Detectors::default().with_ec2(false).with_lambda(false);
         assert!(!d.ec2 && d.ecs && d.eks && d.elastic_beanstalk && !d.lambda);
         let d = Detectors::none()
-            .ecs(true)
-            .eks(true)
-            .elastic_beanstalk(true);
+            .with_ecs(true)
+            .with_eks(true)
+            .with_elastic_beanstalk(true);
         assert!(!d.ec2 && d.ecs && d.eks && d.elastic_beanstalk && !d.lambda);
-        assert!(Detectors::none().lambda(true).any());
+        assert!(Detectors::none().with_lambda(true).any());
     }
 
     #[test]
@@ -832,7 +832,10 @@ mod tests {
         );
         assert!(server.requests().is_empty());
         // With the Lambda detector off, the others run.
-        assert_eq!(detect(&d.lambda(false)).origin(), Some(ORIGIN_BEANSTALK));
+        assert_eq!(
+            detect(&d.with_lambda(false)).origin(),
+            Some(ORIGIN_BEANSTALK)
+        );
     }
 
     #[test]

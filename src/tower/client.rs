@@ -16,7 +16,7 @@ use tracing::Span;
 /// span (`http.client`, `INFO`), a child of the current span, which becomes
 /// an X-Ray subsegment with `namespace: "remote"`, named after the remote
 /// host (and `http.request.traced: true` when the services called are
-/// traced too: see [`XrayClientLayer::downstream_traced`]).
+/// traced too: see [`XrayClientLayer::with_downstream_traced`]).
 ///
 /// The request is sent with `X-Amzn-Trace-Id` = Root, `Parent` = that
 /// subsegment's id, `Sampled` = the trace's decision, plus the extra keys of
@@ -97,11 +97,11 @@ impl XrayClientLayer {
     /// use tracing_xray::tower::XrayClientLayer;
     ///
     /// // A client for the company's own services, all traced.
-    /// let layer = XrayClientLayer::new().downstream_traced(true);
+    /// let layer = XrayClientLayer::new().with_downstream_traced(true);
     /// # drop(layer);
     /// ```
     #[must_use]
-    pub fn downstream_traced(mut self, traced: bool) -> Self {
+    pub fn with_downstream_traced(mut self, traced: bool) -> Self {
         self.downstream_traced = traced;
         self
     }
@@ -475,7 +475,7 @@ pub(super) mod tests {
         let (traces, _) = capture(|| {
             let mut third_party = XrayClientLayer::new().layer(Ok200::default());
             let mut own = XrayClientLayer::new()
-                .downstream_traced(true)
+                .with_downstream_traced(true)
                 .layer(Ok200::default());
             tracing::info_span!("handler").in_scope(|| {
                 let get = || Request::get("http://api.example.com/x").body(()).unwrap();

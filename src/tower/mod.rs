@@ -68,7 +68,7 @@
 //! | field | server span | client span |
 //! |---|---|---|
 //! | `otel.kind` | `"server"` | `"client"` (X-Ray `namespace: "remote"`) |
-//! | `xray.traced` | | `true` with [`XrayClientLayer::downstream_traced`] (X-Ray `http.request.traced`) |
+//! | `xray.traced` | | `true` with [`XrayClientLayer::with_downstream_traced`] (X-Ray `http.request.traced`) |
 //! | `xray.name` | | the remote host (the subsegment's name) |
 //! | `http.request.method` | the method | the method |
 //! | `url.full` | `scheme://host[:port]/path` when the host is known (no query) | the request URI's scheme, host, port and path, when absolute (no user info or query) |
