@@ -29,7 +29,7 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Configures an [`XrayLayer`]. Start with [`crate::builder()`].
 ///
 /// Every setting has a default suited to the one-line setup; the standard
-/// X-Ray environment variables apply on top (SPEC §5):
+/// X-Ray environment variables apply on top:
 /// `AWS_XRAY_DAEMON_ADDRESS` and `AWS_XRAY_TRACING_NAME` win over code, as in
 /// every official SDK, and `AWS_XRAY_SDK_ENABLED=false` /
 /// `AWS_XRAY_SDK_DISABLED=true` build a layer that does nothing.

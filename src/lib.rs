@@ -94,6 +94,26 @@
 //! In AWS Lambda, spans become independent subsegments of the invocation's
 //! facade (see [`Builder::with_lambda`]).
 //!
+//! # Cargo features
+//!
+//! None is on by default: the default build is the layer, the worker, the
+//! UDP, in-memory and timeline exporters, and the samplers.
+//!
+//! (The items of a feature are marked with it in these docs.)
+//!
+//! | feature | adds | public dependency it brings |
+//! |---|---|---|
+//! | `http` | `export::HttpExporter`: PutTraceSegments over HTTPS (rustls), signed with SigV4, no daemon needed | `aws-credential-types` 1 (`ProvideCredentials`, for `HttpExporterBuilder::with_credentials_provider`) |
+//! | `tower` | the `tower` module: server and client layers that continue and propagate `X-Amzn-Trace-Id`, and a flush layer for Lambda | `http` 1, `tower-layer`/`tower-service` 0.3 |
+//! | `aws-sdk` | `aws_sdk::XrayInterceptor` for the AWS SDK for Rust | `aws-smithy-runtime-api` 1 |
+//! | `opentelemetry` | the `opentelemetry` module: an X-Ray propagator and id conversions | `opentelemetry` 0.33: a new minor release of it is a new minor release of this crate |
+//!
+//! Always public: [`tracing`], [`tracing_subscriber`] (the [`Layer`] and
+//! registry traits) and `serde_json` ([`serde_json::Value`] in
+//! [`export::InMemoryExporter`]'s answers).
+//!
+//! [`Layer`]: tracing_subscriber::Layer
+//!
 //! # Limits
 //!
 //! No document over 64,000 bytes leaves (large traces are split into

@@ -1,4 +1,4 @@
-//! OpenTelemetry interop (feature `opentelemetry`, SPEC §3.4): the X-Ray
+//! OpenTelemetry interop (feature `opentelemetry`): the X-Ray
 //! header as a [`TextMapPropagator`], and id conversions, so an application
 //! that mixes OpenTelemetry instrumentation with tracing-xray keeps one trace
 //! id.
@@ -155,7 +155,7 @@ pub fn header_from_span_context(span_context: &SpanContext) -> Option<TraceHeade
 
 /// An OpenTelemetry [`TextMapPropagator`] for the `X-Amzn-Trace-Id` header
 /// (the carrier key is `x-amzn-trace-id`), as the opentelemetry-contrib AWS
-/// X-Ray propagators do (SPEC §3.4).
+/// X-Ray propagators do.
 ///
 /// - **Inject** writes `Root=…;Parent=…;Sampled=0|1` for the context's span,
 ///   and nothing when the context has no valid span.

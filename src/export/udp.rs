@@ -79,9 +79,9 @@ impl UdpExporter {
         }
     }
 
-    /// Sends to the UDP address in `AWS_XRAY_DAEMON_ADDRESS` (either form of
-    /// SPEC §2.2), else to `127.0.0.1:2000`. An invalid value is an error
-    /// naming the problem.
+    /// Sends to the UDP address in `AWS_XRAY_DAEMON_ADDRESS` (either form:
+    /// `host:port`, or `tcp:host:port udp:host:port`), else to
+    /// `127.0.0.1:2000`. An invalid value is an error naming the problem.
     ///
     /// ```
     /// use tracing_xray::export::UdpExporter;

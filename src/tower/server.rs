@@ -31,7 +31,7 @@ use crate::span_ext::XraySpanExt;
 ///   past ASCII) is dropped and the rest kept.
 /// - The response carries `X-Amzn-Trace-Id: Root=<trace id>`, plus
 ///   `Sampled=<decision>` when the request asked with `Sampled=?`
-///   (SPEC §3.1). A header the inner service set itself is kept.
+///   (as the X-Ray SDKs answer). A header the inner service set itself is kept.
 /// - The status is recorded as `http.response.status_code`, from which the
 ///   segment's `error` (4xx), `throttle` (429) and `fault` (5xx) follow.
 ///   A service that returns an error, or panics, makes the segment a fault
