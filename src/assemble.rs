@@ -1062,7 +1062,7 @@ mod plain_path_tests {
         assert!(asm.plain_subsegment(&node, node.id).is_none());
         let indexed = Config {
             fields: crate::fields::FieldOptions {
-                indexed: &["rows"],
+                indexed: std::sync::Arc::new(["rows".into()]),
                 ..Default::default()
             },
             ..config(true)

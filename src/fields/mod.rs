@@ -33,10 +33,10 @@ pub(crate) use conventions::Conventions;
 
 /// Options for how fields are routed (a `Copy` group, set through
 /// [`crate::Builder`] methods).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FieldOptions {
     /// Field names always recorded as annotations.
-    pub(crate) indexed: &'static [&'static str],
+    pub(crate) indexed: std::sync::Arc<[Box<str>]>,
     /// Every field without a convention becomes an annotation.
     pub(crate) index_all: bool,
     /// Fields without a convention go to `metadata.tracing` (else dropped).
@@ -52,7 +52,7 @@ pub(crate) struct FieldOptions {
 impl Default for FieldOptions {
     fn default() -> Self {
         FieldOptions {
-            indexed: &[],
+            indexed: std::sync::Arc::new([]),
             index_all: false,
             other_fields_as_metadata: true,
             sql_queries: None,
@@ -63,6 +63,11 @@ impl Default for FieldOptions {
 }
 
 impl FieldOptions {
+    /// Whether `key` is one of [`with_indexed_fields`](crate::Builder::with_indexed_fields)'s.
+    pub(crate) fn is_indexed(&self, key: &str) -> bool {
+        self.indexed.iter().any(|name| **name == *key)
+    }
+
     pub(crate) fn collect_sql_queries(&self) -> bool {
         self.sql_queries.unwrap_or(self.sql_queries_env)
     }
@@ -84,13 +89,22 @@ impl crate::Builder {
     ///
     /// ```
     /// let layer = tracing_xray::builder()
-    ///     .with_indexed_fields(&["customer_id", "tenant"])
+    ///     .with_indexed_fields(["customer_id", "tenant"])
     ///     .build();
     /// # drop(layer);
     /// // tracing::info_span!("order", customer_id = 42) → annotations.customer_id = 42
+    ///
+    /// // Names from configuration work as well:
+    /// let from_config: Vec<String> = "customer_id,tenant".split(',').map(String::from).collect();
+    /// let layer = tracing_xray::builder().with_indexed_fields(&from_config).build();
+    /// # drop(layer);
     /// ```
-    pub fn with_indexed_fields(mut self, names: &'static [&'static str]) -> Self {
-        self.fields.indexed = names;
+    pub fn with_indexed_fields<I>(mut self, names: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.fields.indexed = names.into_iter().map(|n| n.as_ref().into()).collect();
         self
     }
 
@@ -333,7 +347,7 @@ pub(crate) fn route<'a>(
     let ctx = conventions::SpanContext::of(span);
     for (key, value) in &span.fields {
         let key: &'static str = key;
-        if !options.indexed.is_empty() && options.indexed.contains(&key) {
+        if options.is_indexed(key) {
             match error_text(key, value) {
                 Some(Cow::Owned(scrubbed)) => annotate_scrubbed(entity, budget, key, scrubbed),
                 _ => annotate(entity, budget, key, value, TRACING_NAMESPACE),
@@ -427,9 +441,7 @@ pub(crate) fn annotation_fields(span: &SpanData, options: &FieldOptions) -> u8 {
     let n = span
         .fields
         .iter()
-        .filter(|(k, _)| {
-            options.index_all || k.starts_with("annotation.") || options.indexed.contains(k)
-        })
+        .filter(|(k, _)| options.index_all || k.starts_with("annotation.") || options.is_indexed(k))
         .count();
     n.min(MAX_ANNOTATIONS_PER_TRACE) as u8
 }
