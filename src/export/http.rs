@@ -91,7 +91,7 @@ const MIN_BACKLOG_MAX_BYTES: usize = MAX_DOCUMENT_BYTES;
 /// [`ExportError`]: `Unauthorized`, `Rejected` (by the API, or listed in
 /// `UnprocessedTraceSegments` with a permanent error code, or standing in for
 /// an entry there that named no document: see [`HttpStats::unprocessed`]),
-/// `Other` wrapping [`HttpExporterError::BacklogFull`], or `Timeout` at
+/// `Other` wrapping a [`BacklogFull`], or `Timeout` at
 /// shutdown. [`HttpExporter::stats_handle`] adds the HTTP side (requests,
 /// retries, largest batch). The exporter's own diagnostics are `tracing`
 /// events with target `tracing_xray`; the HTTP client's logging is silenced
@@ -289,10 +289,7 @@ impl HttpExporter {
                      dropped (further drops are only counted)"
                 );
             }
-            outcome.fail(
-                p.doc,
-                ExportError::Other(Box::new(HttpExporterError::BacklogFull { bound })),
-            );
+            outcome.fail(p.doc, ExportError::Other(Box::new(BacklogFull { bound })));
         }
     }
 
@@ -1168,25 +1165,60 @@ pub enum HttpExporterError {
     /// No credentials: none given, and `AWS_ACCESS_KEY_ID` /
     /// `AWS_SECRET_ACCESS_KEY` are not set.
     MissingCredentials,
-    /// A document was dropped, the oldest waiting, to make room for a newer
-    /// one: keeping it would have taken the backlog past one of its bounds.
-    BacklogFull {
-        /// The bound that was passed, and its value.
-        bound: BacklogBound,
-    },
 }
 
-/// Which of an [`HttpExporter`]'s backlog bounds a document was dropped for
-/// (in [`HttpExporterError::BacklogFull`]), with the bound's value.
+/// The error of a document an [`HttpExporter`] dropped, the oldest waiting,
+/// to make room for a newer one: keeping it would have taken the backlog
+/// past one of its bounds. It comes in [`ExportError::Other`] (counted in
+/// [`HttpStats::backlog_dropped`]).
 ///
 /// ```
-/// use tracing_xray::export::{BacklogBound, HttpExporterError};
+/// use tracing_xray::export::{BacklogBound, BacklogFull, ExportError};
 ///
-/// let err = HttpExporterError::BacklogFull { bound: BacklogBound::Bytes(32 << 20) };
+/// /// Which bound, when `err` is a document dropped from a full backlog.
+/// fn dropped_for(err: &ExportError) -> Option<BacklogBound> {
+///     match err {
+///         ExportError::Other(e) => e.downcast_ref::<BacklogFull>().map(BacklogFull::bound),
+///         _ => None,
+///     }
+/// }
+/// assert_eq!(dropped_for(&ExportError::AlreadyShutdown), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BacklogFull {
+    bound: BacklogBound,
+}
+
+impl BacklogFull {
+    /// The bound that was passed, and its value.
+    ///
+    /// See [`BacklogFull`] for an example.
+    pub fn bound(&self) -> BacklogBound {
+        self.bound
+    }
+}
+
+impl fmt::Display for BacklogFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "dropped: the HTTP exporter's backlog is full ({})",
+            self.bound
+        )
+    }
+}
+
+impl StdError for BacklogFull {}
+
+/// Which of an [`HttpExporter`]'s backlog bounds a document was dropped for
+/// (in a [`BacklogFull`]), with the bound's value.
+///
+/// ```
+/// use tracing_xray::export::BacklogBound;
+///
 /// assert_eq!(
-///     err.to_string(),
-///     "dropped: the HTTP exporter's backlog is full (at most 33554432 bytes of documents, \
-///      with_backlog_max_bytes)"
+///     BacklogBound::Bytes(32 << 20).to_string(),
+///     "at most 33554432 bytes of documents, with_backlog_max_bytes"
 /// );
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1223,9 +1255,6 @@ impl fmt::Display for HttpExporterError {
                 "no AWS credentials for the X-Ray API: give static credentials or a provider, \
                  or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
             ),
-            HttpExporterError::BacklogFull { bound } => {
-                write!(f, "dropped: the HTTP exporter's backlog is full ({bound})")
-            }
         }
     }
 }
@@ -1338,8 +1367,7 @@ pub struct HttpStats {
     /// keeping them would have taken the backlog past
     /// [`with_backlog_capacity`](HttpExporterBuilder::with_backlog_capacity) documents
     /// or [`with_backlog_max_bytes`](HttpExporterBuilder::with_backlog_max_bytes)
-    /// bytes. Each fails with [`HttpExporterError::BacklogFull`], which says
-    /// which bound.
+    /// bytes. Each fails with a [`BacklogFull`], which says which bound.
     pub backlog_dropped: u64,
     /// The most documents one call carried (never above 50).
     pub largest_batch: u64,

@@ -22,8 +22,8 @@ mod udp;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use http::{
-    BacklogBound, HttpExporter, HttpExporterBuilder, HttpExporterError, HttpStats, HttpStatsHandle,
-    MAX_BATCH_DOCUMENTS,
+    BacklogBound, BacklogFull, HttpExporter, HttpExporterBuilder, HttpExporterError, HttpStats,
+    HttpStatsHandle, MAX_BATCH_DOCUMENTS,
 };
 pub use memory::InMemoryExporter;
 pub use timeline::TimelineExporter;

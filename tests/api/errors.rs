@@ -63,14 +63,3 @@ fn sampling_rules_io_error_does_not_repeat_its_source() {
     assert!(err.to_string().contains("sampling-rules.json"), "{err}");
     assert_well_formed(&err);
 }
-
-#[cfg(feature = "http")]
-#[test]
-fn a_full_http_backlog_does_not_repeat_its_source() {
-    use tracing_xray::export::{BacklogBound, HttpExporterError};
-    // What `HttpExporter` reports for a document its full backlog dropped.
-    let err = ExportError::Other(Box::new(HttpExporterError::BacklogFull {
-        bound: BacklogBound::Documents(10_000),
-    }));
-    assert_well_formed(&err);
-}

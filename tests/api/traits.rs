@@ -97,13 +97,14 @@ fn error_types_are_std_errors_send_sync_static() {
 #[test]
 fn http_exporter_types() {
     use tracing_xray::export::{
-        BacklogBound, HttpExporter, HttpExporterBuilder, HttpExporterError, HttpStats,
+        BacklogBound, BacklogFull, HttpExporter, HttpExporterBuilder, HttpExporterError, HttpStats,
         HttpStatsHandle,
     };
     assert_all!(
         HttpExporter: [Send + Debug],
         HttpExporterBuilder: [Send + Debug + Default],
         HttpExporterError: [std::error::Error + Send + Sync + 'static + Clone + PartialEq],
+        BacklogFull: [std::error::Error + Send + Sync + 'static + Copy + PartialEq],
         BacklogBound: [Send + Sync + Debug + Copy + PartialEq],
         HttpStats: [Send + Sync + Debug + Copy + Default + PartialEq],
         HttpStatsHandle: [Send + Sync + Debug + Clone],

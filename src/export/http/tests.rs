@@ -771,7 +771,10 @@ fn the_backlog_drops_the_oldest_past_its_capacity() {
     assert_eq!(dropped, first_ids[..30]);
     assert!(outcome.failures.iter().all(|f| matches!(
         &f.error,
-        ExportError::Other(e) if e.to_string()
+        ExportError::Other(e) if e.downcast_ref::<BacklogFull>().map(BacklogFull::bound)
+            == Some(BacklogBound::Documents(100))
+            && f.error.source().is_none()
+            && e.to_string()
             == "dropped: the HTTP exporter's backlog is full (at most 100 documents, \
                 with_backlog_capacity)"
     )));
