@@ -502,6 +502,10 @@ impl Builder {
     pub fn init(self) -> XrayGuard {
         match self.install() {
             Installed::Yes(guard) => guard,
+            Installed::Off(guard, err) => {
+                eprintln!("tracing-xray: off (AWS_XRAY_SDK_*); `init`: {}", err.inner);
+                guard
+            }
             Installed::WithoutLog(guard, err) => {
                 eprintln!("tracing-xray: installed, but `log` records are not forwarded: {err}");
                 guard
@@ -547,7 +551,7 @@ impl Builder {
     pub fn try_init(self) -> Result<XrayGuard, TryInitError> {
         match self.install() {
             Installed::Yes(guard) | Installed::WithoutLog(guard, _) => Ok(guard),
-            Installed::No(err) => Err(err),
+            Installed::No(err) | Installed::Off(_, err) => Err(err),
         }
     }
 
@@ -571,7 +575,7 @@ impl Builder {
         match alive {
             // Switched off by the environment: nothing to stop, and no
             // telling whether the (empty) subscriber was installed.
-            None => Installed::No(err),
+            None => Installed::Off(guard(handle), err),
             Some(alive) if alive.upgrade().is_none() => {
                 // Nothing can reach the layer: stop its worker now, not when
                 // the guard drops.
@@ -589,6 +593,9 @@ enum Installed {
     /// Installed, but the `log` bridge was not (a `log` logger is set).
     WithoutLog(XrayGuard, TryInitError),
     No(TryInitError),
+    /// Switched off by the environment, and `try_init` failed: whether the
+    /// (empty) subscriber was installed is not known.
+    Off(XrayGuard, TryInitError),
 }
 
 /// [`Builder::try_init`] could not install tracing-xray: a global default
