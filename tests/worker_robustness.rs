@@ -591,12 +591,16 @@ fn a_flush_during_a_shutdown_that_times_out_still_flushes() {
     const WAITS: Duration = Duration::from_secs(2);
     let (xray, inner, shutdowns) = with_a_full_queue(|xray, release| {
         let shutting = xray.clone();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
         let shutdown = std::thread::spawn(move || {
             let started = Instant::now();
+            started_tx.send(()).unwrap();
             (started, shutting.shutdown(WAITS), Instant::now())
         });
         let flushing = xray.clone();
         let flush = std::thread::spawn(move || {
+            // After the shutdown began, however late its thread ran.
+            started_rx.recv().unwrap();
             std::thread::sleep(Duration::from_millis(100));
             (Instant::now(), flushing.flush(Duration::from_secs(10)))
         });

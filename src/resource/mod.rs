@@ -866,7 +866,8 @@ mod tests {
         let got = reader.get().cloned();
         let get_took = started.elapsed();
         assert_eq!(got, None, "nothing before detection ends");
-        assert!(get_took < Duration::from_millis(50), "{get_took:?}");
+        // Not waiting for detection (500 ms), with room for a loaded machine.
+        assert!(get_took < Duration::from_millis(250), "{get_took:?}");
 
         let resource = slot.wait(Duration::from_secs(5)).expect("detection ends");
         let took = started.elapsed();

@@ -1455,7 +1455,13 @@ mod tests {
             headers: vec![("Content-Type", "text/plain".into())],
             body: req.url().as_bytes().to_vec(),
         });
-        let server = Server::start("127.0.0.1:0", 1, short(), handler).unwrap();
+        // A head deadline long enough that the held connection is still
+        // open when `/b` comes, on a loaded machine too.
+        let deadlines = HttpDeadlines {
+            head: Duration::from_secs(1),
+            ..short()
+        };
+        let server = Server::start("127.0.0.1:0", 1, deadlines, handler).unwrap();
         let addr = server.addr();
         let get = |path: &str| {
             let mut c = TcpStream::connect(addr).unwrap();
