@@ -200,9 +200,12 @@ impl HttpExporter {
     /// (`https://xray.{region}.amazonaws.com/TraceSegments` by default;
     /// `amazonaws.com.cn` in China and the ISO partitions' own suffixes).
     ///
-    /// ```no_run
+    /// ```
     /// # use tracing_xray::export::HttpExporter;
-    /// let exporter = HttpExporter::builder().with_region("us-east-2").build()?;
+    /// let exporter = HttpExporter::builder()
+    ///     .with_region("us-east-2")
+    ///     .with_static_credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None)
+    ///     .build()?;
     /// assert_eq!(exporter.url(), "https://xray.us-east-2.amazonaws.com/TraceSegments");
     /// # Ok::<(), tracing_xray::export::HttpExporterError>(())
     /// ```
@@ -212,9 +215,12 @@ impl HttpExporter {
 
     /// The region requests are signed for.
     ///
-    /// ```no_run
+    /// ```
     /// # use tracing_xray::export::HttpExporter;
-    /// let exporter = HttpExporter::builder().with_region("us-east-2").build()?;
+    /// let exporter = HttpExporter::builder()
+    ///     .with_region("us-east-2")
+    ///     .with_static_credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None)
+    ///     .build()?;
     /// assert_eq!(exporter.region(), "us-east-2");
     /// # Ok::<(), tracing_xray::export::HttpExporterError>(())
     /// ```
