@@ -26,7 +26,7 @@ use tracing_xray::export::HttpExporter;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Region and credentials from the environment (AWS_REGION or
     // AWS_DEFAULT_REGION; AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
-    // AWS_SESSION_TOKEN). `credentials_provider` takes any
+    // AWS_SESSION_TOKEN). `with_credentials_provider` takes any
     // `aws_credential_types::provider::ProvideCredentials` instead.
     let mut builder = HttpExporter::builder().with_batch_delay(Duration::from_millis(500));
     if let Ok(endpoint) = std::env::var("XRAY_ENDPOINT") {

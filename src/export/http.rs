@@ -159,7 +159,7 @@ struct Settings {
 struct Pending {
     doc: Document,
     /// When it arrived; a batch goes when its first document waited
-    /// `batch_delay`. Documents put back after a failed send count as due.
+    /// `with_batch_delay`. Documents put back after a failed send count as due.
     queued_at: Instant,
     /// Sends that ended with the document in `UnprocessedTraceSegments`.
     unprocessed: u8,

@@ -31,7 +31,7 @@ pub(crate) mod conventions;
 
 pub(crate) use conventions::Conventions;
 
-/// Options for how fields are routed (a `Copy` group, set through
+/// Options for how fields are routed (set through
 /// [`crate::Builder`] methods).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FieldOptions {
