@@ -49,12 +49,39 @@ fn export_error_io_does_not_repeat_its_source() {
     assert_well_formed(&err);
 }
 
+/// An error with a cause of its own, for chains deeper than one level.
+#[derive(Debug)]
+struct Refused(std::io::Error);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the collector said no")
+    }
+}
+
+impl Error for Refused {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
 #[test]
 fn export_error_other_does_not_repeat_its_source() {
     let inner: Box<dyn Error + Send + Sync> = "the collector said no".into();
     let err = ExportError::Other(inner);
     assert_eq!(err.to_string(), "the collector said no");
     assert_well_formed(&err);
+
+    // The chain goes on below the wrapped error, each message once.
+    let cause = std::io::Error::other("bad gateway");
+    let err = ExportError::Other(Box::new(Refused(cause)));
+    assert_eq!(chain(&err), ["the collector said no", "bad gateway"]);
+    let cause = std::io::Error::other(Refused(std::io::Error::other("bad gateway")));
+    let err = ExportError::from(cause);
+    assert_eq!(
+        chain(&err),
+        ["I/O error: the collector said no", "bad gateway"]
+    );
 }
 
 #[test]
