@@ -39,6 +39,7 @@
 
 use std::sync::OnceLock;
 
+use ::opentelemetry::baggage::BaggageExt;
 use ::opentelemetry::propagation::text_map_propagator::FieldIter;
 use ::opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use ::opentelemetry::trace::{
@@ -158,11 +159,17 @@ pub fn header_from_span_context(span_context: &SpanContext) -> Option<TraceHeade
 /// X-Ray propagators do.
 ///
 /// - **Inject** writes `Root=…;Parent=…;Sampled=0|1` for the context's span,
-///   and nothing when the context has no valid span.
+///   then the context's baggage as extra `key=value` pairs (those a header
+///   can hold, within 256 bytes), and nothing when the context has no valid
+///   span.
 /// - **Extract** reads the header leniently ([`TraceHeader::parse`]) and
 ///   returns the context with a remote parent when `Root` and `Parent` are
-///   valid; otherwise the context comes back unchanged. Only `Sampled=1` is
-///   sampled. Extra keys (such as `Lineage`) are not carried.
+///   valid and `Sampled`, if present, is `1`, `0` or `?`; otherwise the
+///   context comes back unchanged. Only `Sampled=1` is sampled. Extra pairs
+///   (such as Lambda's `Lineage`) become baggage, so that they go on to the
+///   next X-Ray service through an OpenTelemetry one.
+///
+/// As the OpenTelemetry contrib propagators for X-Ray (Java) do.
 ///
 /// ```
 /// use std::collections::HashMap;
@@ -208,23 +215,56 @@ impl XrayPropagator {
 impl TextMapPropagator for XrayPropagator {
     fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
         let span = cx.span();
-        if let Some(header) = header_from_span_context(span.span_context()) {
+        if let Some(mut header) = header_from_span_context(span.span_context()) {
+            // Pairs a header cannot hold faithfully, reserved keys and what
+            // passes the budget are left out by `with_extra`.
+            for (key, (value, _)) in cx.baggage() {
+                header = header.with_extra(key.as_str(), value.as_str());
+            }
             injector.set(HEADER_NAME_LOWERCASE, header.to_string());
         }
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        extractor
-            .get(HEADER_NAME_LOWERCASE)
-            .map(TraceHeader::parse)
-            .and_then(|h| span_context_from_header(&h))
-            .map_or_else(|| cx.clone(), |sc| cx.with_remote_span_context(sc))
+        let Some(raw) = extractor.get(HEADER_NAME_LOWERCASE) else {
+            return cx.clone();
+        };
+        if !sampled_is_valid(raw) {
+            return cx.clone();
+        }
+        let header = TraceHeader::parse(raw);
+        let Some(span_context) = span_context_from_header(&header) else {
+            return cx.clone();
+        };
+        let cx = cx.with_remote_span_context(span_context);
+        if header.extras().len() == 0 {
+            return cx;
+        }
+        let mut baggage = ::opentelemetry::baggage::Baggage::new();
+        for (key, (value, metadata)) in cx.baggage() {
+            baggage.insert_with_metadata(key.clone(), value.clone(), metadata.clone());
+        }
+        for (key, value) in header.extras() {
+            baggage.insert(key.to_owned(), value.to_owned());
+        }
+        cx.with_baggage(baggage)
     }
 
     fn fields(&self) -> FieldIter<'_> {
         static FIELDS: OnceLock<[String; 1]> = OnceLock::new();
         FieldIter::new(FIELDS.get_or_init(|| [HEADER_NAME_LOWERCASE.to_owned()]))
     }
+}
+
+/// Whether `Sampled`, when the header has it, is `1`, `0` or `?`: the
+/// contrib propagators refuse a header with another value (`Sampled=`,
+/// `Sampled=a`), where [`TraceHeader::parse`] reads it as no decision.
+fn sampled_is_valid(raw: &str) -> bool {
+    raw.split(';')
+        .all(|part| match part.trim().split_once('=') {
+            Some(("Sampled", value)) => matches!(value, "1" | "0" | "?"),
+            _ => true,
+        })
 }
 
 #[cfg(test)]
@@ -262,7 +302,7 @@ mod tests {
 
     #[test]
     fn sampled_values() {
-        for (sampled, expect) in [("1", true), ("0", false), ("?", false), ("x", false)] {
+        for (sampled, expect) in [("1", true), ("0", false), ("?", false)] {
             let cx = extract(&format!(
                 "Root=1-8a3c60f7-d188f8fa79d48a391a778fa6;Parent=53995c3f42cd8ad8;Sampled={sampled}"
             ));
@@ -278,6 +318,10 @@ mod tests {
         for bad in [
             "",
             "garbage",
+            // Another `Sampled` (the Java contrib propagator's vectors).
+            "Root=1-8a3c60f7-d188f8fa79d48a391a778fa6;Parent=53995c3f42cd8ad8;Sampled=x",
+            "Root=1-8a3c60f7-d188f8fa79d48a391a778fa6;Parent=53995c3f42cd8ad8;Sampled=",
+            "Root=1-8a3c60f7-d188f8fa79d48a391a778fa6;Parent=53995c3f42cd8ad8;Sampled=10220",
             "Root=1-8a3c60f7-d188f8fa79d48a391a778fa6",
             "Parent=53995c3f42cd8ad8;Sampled=1",
             "Root=1-8a3c60f7-d188f8fa79d48a391a778fa6;Parent=0000000000000000",

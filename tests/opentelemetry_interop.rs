@@ -135,3 +135,62 @@ fn header_survives_an_otel_hop_between_two_xray_services() {
         SegmentId::try_from(otel_id).unwrap().to_string()
     );
 }
+
+/// The pairs a header carries besides Root, Parent and Sampled (Lambda's
+/// `Lineage`, which "is kept and forwarded") go through an OpenTelemetry
+/// service: extract puts them in the context's baggage, inject writes the
+/// baggage back, as the Java contrib propagator does
+/// (`extract_AdditionalFields`, `inject_WithBaggage`). They were dropped.
+#[test]
+fn extra_pairs_go_through_an_opentelemetry_hop_as_baggage() {
+    use opentelemetry::baggage::{Baggage, BaggageExt};
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceState};
+
+    let propagator = XrayPropagator::new();
+    let key = "x-amzn-trace-id".to_owned();
+    let incoming = "Root=1-8a3c60f7-d188f8fa79d48a391a778fa6;Parent=53995c3f42cd8ad8;\
+                    Sampled=1;Lineage=a87bd80c:1|68fd508a:5;Foo=Bar";
+    let cx = propagator.extract(&HashMap::from([(key.clone(), incoming.to_owned())]));
+    assert!(cx.has_active_span());
+    assert_eq!(cx.baggage().get("Foo").map(|v| v.as_str()), Some("Bar"));
+    let mut out = HashMap::new();
+    propagator.inject_context(&cx, &mut out);
+    // Baggage has no order: the pairs may come back in another.
+    let forwarded = TraceHeader::parse(&out[&key]);
+    assert!(out[&key].starts_with(
+        "Root=1-8a3c60f7-d188f8fa79d48a391a778fa6;Parent=53995c3f42cd8ad8;Sampled=1;"
+    ));
+    assert_eq!(forwarded.extra("Lineage"), Some("a87bd80c:1|68fd508a:5"));
+    assert_eq!(forwarded.extra("Foo"), Some("Bar"));
+    assert_eq!(forwarded.extras().len(), 2, "{}", out[&key]);
+
+    // Baggage of the application's own, reserved keys left out.
+    let mut baggage = Baggage::new();
+    for (k, v) in [
+        ("cat", "meow"),
+        ("dog", "bark"),
+        ("Root", "x"),
+        ("Sampled", "x"),
+    ] {
+        baggage.insert(k, v);
+    }
+    let span = SpanContext::new(
+        opentelemetry::trace::TraceId::from(0x8a3c60f7d188f8fa79d48a391a778fa6),
+        SpanId::from(0x53995c3f42cd8ad8),
+        TraceFlags::NOT_SAMPLED,
+        false,
+        TraceState::NONE,
+    );
+    let cx = Context::new()
+        .with_remote_span_context(span)
+        .with_baggage(baggage);
+    let mut out = HashMap::new();
+    propagator.inject_context(&cx, &mut out);
+    let header = TraceHeader::parse(&out[&key]);
+    assert_eq!(header.extra("cat"), Some("meow"), "{}", out[&key]);
+    assert_eq!(header.extra("dog"), Some("bark"), "{}", out[&key]);
+    assert!(out[&key].starts_with(
+        "Root=1-8a3c60f7-d188f8fa79d48a391a778fa6;Parent=53995c3f42cd8ad8;Sampled=0;"
+    ));
+    assert!(!out[&key].contains("=x"), "{}", out[&key]);
+}
