@@ -108,7 +108,7 @@ fn lambda_by(task_root: Option<&std::ffi::OsStr>) -> bool {
 /// Where the official SDKs (Go, Python) touch a file named `initialized`
 /// when they start in a Lambda function: it tells the Lambda service that
 /// an X-Ray SDK runs in the function (SPEC §3.3).
-pub(crate) const LAMBDA_MARKER_DIR: &str = "/tmp/.aws-xray";
+const LAMBDA_MARKER_DIR: &str = "/tmp/.aws-xray";
 
 /// In a Lambda function (by the environment), touches
 /// `/tmp/.aws-xray/initialized` as the official SDKs do. A failure (a

@@ -430,23 +430,24 @@ impl Exporter for Closable {
 fn init_under_an_existing_global_subscriber_stops_its_worker() {
     // The only global subscriber of this test binary.
     tracing::subscriber::set_global_default(tracing_subscriber::registry()).unwrap();
-    let closed = Arc::new(AtomicBool::new(false));
-    let guard = tracing_xray::builder()
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_exporter(Closable(closed.clone()))
-        .init();
+    // A builder whose exporter tells when it was shut down.
+    let closable = || {
+        let closed = Arc::new(AtomicBool::new(false));
+        let builder = tracing_xray::builder()
+            .with_detectors(tracing_xray::Detectors::none())
+            .with_exporter(Closable(closed.clone()));
+        (builder, closed)
+    };
+    let (builder, closed) = closable();
+    let guard = builder.init();
     assert!(!guard.handle().is_enabled(), "the layer was not installed");
     assert!(closed.load(Ordering::SeqCst), "the exporter was shut down");
     assert_eq!(guard.handle().flush(Duration::from_secs(1)), Ok(()));
     drop(guard);
 
     // `try_init` says so, with the same clean-up.
-    let closed = Arc::new(AtomicBool::new(false));
-    let err = tracing_xray::builder()
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_exporter(Closable(closed.clone()))
-        .try_init()
-        .unwrap_err();
+    let (builder, closed) = closable();
+    let err = builder.try_init().unwrap_err();
     assert!(
         err.to_string()
             .starts_with("not installed as the global subscriber: "),
