@@ -1,7 +1,8 @@
 //! The span hot path, every rung in the same run so that ratios hold on a
 //! noisy machine:
 //!
-//! 1. `registry`: the bare `Registry`;
+//! 1. `registry`: the bare `Registry` (which never frees a closed span without
+//!    a layer, tokio-rs/tracing#900, so its time drifts: read it with care);
 //! 2. `registry+empty_layer`: the floor any layer pays;
 //! 3. `registry+marker_extension`: a layer that inserts one extension per span;
 //! 4. `registry+timed_fields`: a reference layer doing the least any layer
