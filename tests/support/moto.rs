@@ -77,22 +77,34 @@ pub struct Moto {
 
 impl Moto {
     /// Starts a server on a free port, or `None` when moto tests are skipped.
+    ///
+    /// The port is free when picked, but another test may bind it before
+    /// moto does: then moto exits at startup, and a new port is tried.
     pub fn start() -> Option<Moto> {
         let python = python()?;
-        let port = free_port();
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/moto-logs");
         std::fs::create_dir_all(&dir).expect("create target/moto-logs");
-        let log = dir.join(format!("moto-{port}.log"));
-        let mut moto = Moto {
-            python,
-            port,
-            child: None,
-            log,
-            access_key_id: String::new(),
-            secret_access_key: String::new(),
-        };
-        moto.launch();
-        Some(moto)
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let port = free_port();
+            let mut moto = Moto {
+                python: python.clone(),
+                port,
+                child: None,
+                log: dir.join(format!("moto-{port}.log")),
+                access_key_id: String::new(),
+                secret_access_key: String::new(),
+            };
+            match moto.try_launch() {
+                Ok(()) => return Some(moto),
+                Err(PortTaken) if attempts < 5 => continue,
+                Err(PortTaken) => panic!(
+                    "moto found its port taken {attempts} times; log:\n{}",
+                    moto.log_tail()
+                ),
+            }
+        }
     }
 
     pub fn url(&self) -> String {
@@ -120,10 +132,16 @@ impl Moto {
     /// Starts a new server on the same port, with the same access key.
     pub fn restart(&mut self) {
         self.stop();
-        self.launch();
+        if self.try_launch().is_err() {
+            panic!(
+                "moto could not bind its port {} again; log:\n{}",
+                self.port,
+                self.log_tail()
+            );
+        }
     }
 
-    fn launch(&mut self) {
+    fn try_launch(&mut self) -> Result<(), PortTaken> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -148,12 +166,21 @@ impl Moto {
                 )
             });
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()?;
         self.provision();
+        Ok(())
     }
 
-    fn wait_ready(&mut self) {
-        let agent = plain_agent();
+    /// Waits until moto answers on its port. Only moto's own page counts:
+    /// another test's server that took the port may answer 200 too.
+    fn wait_ready(&mut self) -> Result<(), PortTaken> {
+        // A short timeout: a port taken by a listener that never answers
+        // must not hold the loop that watches moto exit.
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(2)))
+            .build()
+            .into();
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             if let Some(status) = self
@@ -161,6 +188,10 @@ impl Moto {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
+                self.child = None;
+                if self.log_tail().contains("Address already in use") {
+                    return Err(PortTaken);
+                }
                 panic!(
                     "moto exited at startup ({status}); its log ({}):\n{}",
                     self.log.display(),
@@ -170,9 +201,12 @@ impl Moto {
             if agent
                 .get(format!("{}/moto-api/", self.url()))
                 .call()
-                .is_ok_and(|r| r.status() == 200)
+                .ok()
+                .filter(|r| r.status() == 200)
+                .and_then(|mut r| r.body_mut().read_to_string().ok())
+                .is_some_and(|page| page.contains("<title>Moto</title>"))
             {
-                return;
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,
@@ -297,6 +331,9 @@ fn plain_agent() -> ureq::Agent {
         .build()
         .into()
 }
+
+/// moto exited at startup because its port was taken.
+struct PortTaken;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
