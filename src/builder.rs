@@ -467,6 +467,7 @@ impl Builder {
                 recycle: recycle_rx,
                 unsampled_spans: Default::default(),
                 unsampled_roots: Default::default(),
+                _live: crate::owners::Live::new(),
             })),
             handle: XrayHandle {
                 shared: Some(shared),

@@ -112,6 +112,8 @@ pub(crate) struct LayerInner {
     pub(crate) unsampled_spans: UnsampledIds,
     /// Open spans holding a "not sampled" decision (roots).
     pub(crate) unsampled_roots: UnsampledIds,
+    /// Counts this layer among the live ones ([`crate::owners::several_live`]).
+    pub(crate) _live: crate::owners::Live,
 }
 
 /// Reaches a span's X-Ray data from a [`Dispatch`] (used by
@@ -217,32 +219,54 @@ impl XrayLayer {
     }
 }
 
-/// The nearest ancestor of `span` (itself excluded) holding X-Ray data.
-/// Almost always the direct parent; the walk beyond it is the rare case
-/// (spans hidden by a per-layer filter, children of unsampled traces).
-fn traced_ancestor<'a, S>(span: &SpanRef<'a, S>) -> Option<SpanRef<'a, S>>
-where
-    S: Subscriber + for<'l> LookupSpan<'l>,
-{
-    let parent = span.parent()?;
-    if parent.extensions().get::<Box<SpanData>>().is_some() {
-        return Some(parent);
-    }
-    parent
-        .scope()
-        .skip(1)
-        .find(|s| s.extensions().get::<Box<SpanData>>().is_some())
-}
+/// The mark a child of an unsampled trace carries while several layers are
+/// alive ([`crate::owners::several_live`]): its layer's tag. A lookup from
+/// outside the layer's callbacks (`XraySpanExt`) walks the registry's
+/// parents, every layer's spans among them; above a marked span only its
+/// own layer's data counts, not another layer's span in between.
+#[derive(Clone, Copy, Debug)]
+struct UnsampledOf(u8);
 
-/// The span itself if it holds X-Ray data, else its nearest traced ancestor.
+/// The span itself if it holds X-Ray data, else its nearest traced ancestor
+/// (of the layer an [`UnsampledOf`] mark on the way names, if any).
 fn traced_self_or_ancestor<'a, S>(span: SpanRef<'a, S>) -> Option<SpanRef<'a, S>>
 where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
-    if span.extensions().get::<Box<SpanData>>().is_some() {
-        Some(span)
-    } else {
-        traced_ancestor(&span)
+    let mut span = span;
+    let mut owner = 0;
+    loop {
+        let found = {
+            let ext = span.extensions();
+            match ext.get::<Box<SpanData>>() {
+                Some(d) => owner == 0 || d.owner == owner,
+                None => {
+                    if owner == 0 {
+                        owner = ext.get::<UnsampledOf>().map_or(0, |m| m.0);
+                    }
+                    false
+                }
+            }
+        };
+        if found {
+            return Some(span);
+        }
+        span = span.parent()?;
+    }
+}
+
+/// Remembers the new span `span` (`id`) as a child of an unsampled trace;
+/// while several layers are alive, marks it as this layer's.
+fn remember_unsampled_child<S>(inner: &LayerInner, id: &Id, span: &SpanRef<'_, S>)
+where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
+    inner.unsampled_child(id);
+    if crate::owners::several_live() {
+        let mut ext = span.extensions_mut();
+        if ext.get_mut::<UnsampledOf>().is_none() {
+            ext.insert(UnsampledOf(inner.tag));
+        }
     }
 }
 
@@ -663,7 +687,9 @@ where
         // without a lock. An explicit parent's id is free; the current
         // span's costs one lookup, worth it while this thread is in
         // unsampled traces. A memo entry is always a span this layer saw,
-        // so a hit is the parent `span.parent()` would find below.
+        // so a hit is the parent `span.parent()` would find below. The new
+        // span is taken to be this layer's own unless several layers are
+        // alive (see `several_live`); then it is checked.
         // In Lambda, an invocation span is its invocation's root, whatever
         // span the application runs the runtime in.
         let invocation = inner.lambda && attrs.metadata().name() == LAMBDA_INVOKE_SPAN;
@@ -679,14 +705,23 @@ where
             attrs.parent().cloned()
         };
         if direct.is_some_and(|p| inner.in_unsampled_trace(&p)) {
-            inner.unsampled_child(id);
+            if !crate::owners::several_live() {
+                inner.unsampled_child(id);
+            } else if let Some(span) = ctx.span(id) {
+                remember_unsampled_child(inner, id, &span);
+            }
             return;
         }
         let Some(span) = ctx.span(id) else { return };
+        // An entry for a new span's id is stale: a span this layer was told
+        // of but never saw close (tokio-rs/tracing#2704, one layer alive)
+        // held that id. Kept, it would make this span pass for a child of an
+        // unsampled trace.
+        inner.unsampled_spans.remove(id);
         let parent = if invocation { None } else { span.parent() };
         if let Some(p) = &parent {
             if inner.in_unsampled_trace(&p.id()) {
-                inner.unsampled_child(id);
+                remember_unsampled_child(inner, id, &span);
                 return;
             }
             IN_UNSAMPLED.with(|c| c.set(false));
@@ -696,7 +731,7 @@ where
             // find the nearest traced ancestor.
             Some(p) if !p.sampled => {
                 inner.unsampled_roots.insert(&p.from);
-                inner.unsampled_child(id);
+                remember_unsampled_child(inner, id, &span);
                 return;
             }
             Some(p) => {
