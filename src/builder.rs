@@ -1,7 +1,7 @@
 //! [`Builder`]: configures and builds an [`XrayLayer`].
 
 use std::fmt;
-use std::sync::atomic::AtomicU8;
+use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -467,7 +467,7 @@ impl Builder {
                 recycle: recycle_rx,
                 unsampled_spans: Default::default(),
                 unsampled_roots: Default::default(),
-                _live: crate::owners::Live::new(),
+                shares_subscriber: AtomicBool::new(false),
             })),
             handle: XrayHandle {
                 shared: Some(shared),

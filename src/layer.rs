@@ -19,7 +19,7 @@ use std::any::TypeId;
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Sender, TrySendError};
@@ -112,8 +112,14 @@ pub(crate) struct LayerInner {
     pub(crate) unsampled_spans: UnsampledIds,
     /// Open spans holding a "not sampled" decision (roots).
     pub(crate) unsampled_roots: UnsampledIds,
-    /// Counts this layer among the live ones ([`crate::owners::several_live`]).
-    pub(crate) _live: crate::owners::Live,
+    /// Another `XrayLayer` shares this layer's subscriber (found as the
+    /// subscriber is built, in `on_layer`). Then a span this layer is told of
+    /// may be the other's, hidden from this one by a per-layer filter
+    /// (tracing-subscriber calls a filtered layer for such a span when an
+    /// event is dispatched inside another layer's callback,
+    /// tokio-rs/tracing#2704): the shortcut for children of unsampled traces
+    /// checks the span, and marks it as this layer's ([`UnsampledOf`]).
+    pub(crate) shares_subscriber: AtomicBool,
 }
 
 /// Reaches a span's X-Ray data from a [`Dispatch`] (used by
@@ -219,8 +225,9 @@ impl XrayLayer {
     }
 }
 
-/// The mark a child of an unsampled trace carries while several layers are
-/// alive ([`crate::owners::several_live`]): its layer's tag. A lookup from
+/// The mark a child of an unsampled trace carries when its layer shares its
+/// subscriber with another ([`LayerInner::shares_subscriber`]): its
+/// layer's tag. A lookup from
 /// outside the layer's callbacks (`XraySpanExt`) walks the registry's
 /// parents, every layer's spans among them; above a marked span only its
 /// own layer's data counts, not another layer's span in between.
@@ -256,13 +263,13 @@ where
 }
 
 /// Remembers the new span `span` (`id`) as a child of an unsampled trace;
-/// while several layers are alive, marks it as this layer's.
+/// when another layer shares the subscriber, marks it as this layer's.
 fn remember_unsampled_child<S>(inner: &LayerInner, id: &Id, span: &SpanRef<'_, S>)
 where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
     inner.unsampled_child(id);
-    if crate::owners::several_live() {
+    if inner.shares_subscriber.load(Ordering::Relaxed) {
         let mut ext = span.extensions_mut();
         if ext.get_mut::<UnsampledOf>().is_none() {
             ext.insert(UnsampledOf(inner.tag));
@@ -674,8 +681,15 @@ impl<S> Layer<S> for XrayLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_layer(&mut self, _subscriber: &mut S) {
+    fn on_layer(&mut self, subscriber: &mut S) {
         self.with_context = Some(WithContext(with_context::<S>));
+        // An `XrayLayer` added before this one (the nearest: each finds the
+        // one before it, so a chain of them is all marked).
+        let below = (&*subscriber as &dyn Subscriber).downcast_ref::<XrayLayer>();
+        if let (Some(this), Some(that)) = (&self.inner, below.and_then(|l| l.inner.as_ref())) {
+            this.shares_subscriber.store(true, Ordering::Relaxed);
+            that.shares_subscriber.store(true, Ordering::Relaxed);
+        }
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
@@ -688,8 +702,8 @@ where
         // span's costs one lookup, worth it while this thread is in
         // unsampled traces. A memo entry is always a span this layer saw,
         // so a hit is the parent `span.parent()` would find below. The new
-        // span is taken to be this layer's own unless several layers are
-        // alive (see `several_live`); then it is checked.
+        // span is taken to be this layer's own unless another layer shares
+        // the subscriber (see `shares_subscriber`); then it is checked.
         // In Lambda, an invocation span is its invocation's root, whatever
         // span the application runs the runtime in.
         let invocation = inner.lambda && attrs.metadata().name() == LAMBDA_INVOKE_SPAN;
@@ -705,7 +719,7 @@ where
             attrs.parent().cloned()
         };
         if direct.is_some_and(|p| inner.in_unsampled_trace(&p)) {
-            if !crate::owners::several_live() {
+            if !inner.shares_subscriber.load(Ordering::Relaxed) {
                 inner.unsampled_child(id);
             } else if let Some(span) = ctx.span(id) {
                 remember_unsampled_child(inner, id, &span);
@@ -714,8 +728,8 @@ where
         }
         let Some(span) = ctx.span(id) else { return };
         // An entry for a new span's id is stale: a span this layer was told
-        // of but never saw close (tokio-rs/tracing#2704, one layer alive)
-        // held that id. Kept, it would make this span pass for a child of an
+        // of but never saw close (tokio-rs/tracing#2704, with one xray
+        // layer in the subscriber) held that id. Kept, it would make this span pass for a child of an
         // unsampled trace.
         inner.unsampled_spans.remove(id);
         let parent = if invocation { None } else { span.parent() };

@@ -65,37 +65,6 @@ pub(crate) fn register(make: impl FnOnce(u8) -> LayerInner) -> Arc<LayerInner> {
     OWNERS.register(make)
 }
 
-/// Layers alive in the process (see [`several_live`]).
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-/// Held by each live layer: counts it in [`several_live`] until dropped.
-#[derive(Debug)]
-pub(crate) struct Live(());
-
-impl Live {
-    pub(crate) fn new() -> Self {
-        LIVE.fetch_add(1, Ordering::AcqRel);
-        Live(())
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        LIVE.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Whether more than one layer is alive in the process: then two of them may
-/// share a subscriber behind disjoint per-layer filters, and a span one of
-/// them hears of is not always its own (tracing-subscriber calls a filtered
-/// layer for a span its filter disabled when an event is dispatched inside
-/// another layer's callback, tokio-rs/tracing#2704). A load: with one layer,
-/// the usual set-up, the children of unsampled traces keep their shortcut.
-#[inline]
-pub(crate) fn several_live() -> bool {
-    LIVE.load(Ordering::Acquire) > 1
-}
-
 /// The live layer of `tag` (not 0).
 pub(crate) fn get(tag: u8) -> Option<Arc<LayerInner>> {
     OWNERS.get(tag)
