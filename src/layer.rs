@@ -226,11 +226,11 @@ impl XrayLayer {
 }
 
 /// The mark a child of an unsampled trace carries when its layer shares its
-/// subscriber with another ([`LayerInner::shares_subscriber`]): its
-/// layer's tag. A lookup from
-/// outside the layer's callbacks (`XraySpanExt`) walks the registry's
-/// parents, every layer's spans among them; above a marked span only its
-/// own layer's data counts, not another layer's span in between.
+/// subscriber with another ([`LayerInner::shares_subscriber`]): its layer's
+/// tag. A lookup from outside the layer's callbacks (`XraySpanExt`) walks
+/// the registry's parents, every layer's spans among them; above a marked
+/// span only its own layer's data counts, not another layer's span in
+/// between.
 #[derive(Clone, Copy, Debug)]
 struct UnsampledOf(u8);
 
@@ -728,9 +728,9 @@ where
         }
         let Some(span) = ctx.span(id) else { return };
         // An entry for a new span's id is stale: a span this layer was told
-        // of but never saw close (tokio-rs/tracing#2704, with one xray
-        // layer in the subscriber) held that id. Kept, it would make this span pass for a child of an
-        // unsampled trace.
+        // of but never saw close (tokio-rs/tracing#2704, with one xray layer
+        // in the subscriber) held that id. Kept, it would make this span
+        // pass for a child of an unsampled trace.
         inner.unsampled_spans.remove(id);
         let parent = if invocation { None } else { span.parent() };
         if let Some(p) = &parent {
