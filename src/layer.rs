@@ -234,9 +234,16 @@ impl XrayLayer {
 #[derive(Clone, Copy, Debug)]
 struct UnsampledOf(u8);
 
-/// The span itself if it holds X-Ray data, else its nearest traced ancestor
-/// (of the layer an [`UnsampledOf`] mark on the way names, if any).
-fn traced_self_or_ancestor<'a, S>(span: SpanRef<'a, S>) -> Option<SpanRef<'a, S>>
+/// The span itself if it holds X-Ray data, else its nearest traced ancestor.
+///
+/// With `owner_of`, only the data of one layer counts above the first span
+/// without data that names its layer: by an [`UnsampledOf`] mark, else by
+/// `owner_of` (which finds the layer whose memo holds an id). Without it,
+/// any layer's data counts.
+fn traced_self_or_ancestor<'a, S>(
+    span: SpanRef<'a, S>,
+    owner_of: Option<&dyn Fn(&Id) -> u8>,
+) -> Option<SpanRef<'a, S>>
 where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
@@ -248,8 +255,11 @@ where
             match ext.get::<Box<SpanData>>() {
                 Some(d) => owner == 0 || d.owner == owner,
                 None => {
-                    if owner == 0 {
-                        owner = ext.get::<UnsampledOf>().map_or(0, |m| m.0);
+                    if let (0, Some(owner_of)) = (owner, owner_of) {
+                        owner = match ext.get::<UnsampledOf>() {
+                            Some(mark) => mark.0,
+                            None => owner_of(&span.id()),
+                        };
                     }
                     false
                 }
@@ -292,7 +302,7 @@ where
     if inner.unsampled_spans.contains(&span.id()) {
         return None;
     }
-    traced_self_or_ancestor(span)
+    traced_self_or_ancestor(span, Some(&|_| 0))
 }
 
 /// What a new span inherits from its nearest traced ancestor.
@@ -648,10 +658,18 @@ where
     };
     let span = match lookup {
         Lookup::Own => span,
-        Lookup::Nearest => match traced_self_or_ancestor(span) {
-            Some(s) => s,
-            None => return,
-        },
+        // A child of an unsampled trace holds no data: its layer's data
+        // above it, not another layer's span in between (disjoint filters).
+        // When that finds none (filters that overlap), any layer's.
+        Lookup::Nearest => {
+            let id = span.id();
+            match traced_self_or_ancestor(span, Some(&crate::owners::unsampled_owner))
+                .or_else(|| traced_self_or_ancestor(subscriber.span(&id)?, None))
+            {
+                Some(s) => s,
+                None => return,
+            }
+        }
     };
     let mut ext = span.extensions_mut();
     if let Some(data) = ext.get_mut::<Box<SpanData>>() {

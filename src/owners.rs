@@ -70,6 +70,20 @@ pub(crate) fn get(tag: u8) -> Option<Arc<LayerInner>> {
     OWNERS.get(tag)
 }
 
+/// The tag of a live layer whose memo of unsampled spans holds `id`, or 0.
+/// It names the layer of a child of an unsampled trace (which holds no data)
+/// for a lookup from outside the callbacks, whatever way the layers were
+/// combined. A memo can miss, and ids of another subscriber's spans can
+/// match: the caller falls back to any layer's data when this one's leads
+/// nowhere.
+pub(crate) fn unsampled_owner(id: &tracing_core::span::Id) -> u8 {
+    let registered = OWNERS.next.load(Ordering::Relaxed).min(MAX_TAGS);
+    (1..=registered)
+        .filter_map(|tag| OWNERS.get(u8::try_from(tag).ok()?))
+        .find(|layer| layer.unsampled_spans.contains(id))
+        .map_or(0, |layer| layer.tag)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
