@@ -23,8 +23,11 @@ fn build(name: &str, sampler: impl Sampler, out: &InMemoryExporter) -> XrayLayer
         .build()
 }
 
-/// The scenario of per_layer_filter's
-/// `an_unsampled_child_gets_its_own_layers_header_not_the_span_between`.
+/// B's root `rb`, inside it A's root `ma`, inside that B's child `cb` (B
+/// does not see `ma`): A samples, B does not. `cb`'s header must be B's
+/// unsampled trace: a child of an unsampled trace holds no data of its own,
+/// and the registry's parents (which a lookup from outside the callbacks
+/// walks) pass through A's `ma`.
 fn check_header<S>(subscriber: S)
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
