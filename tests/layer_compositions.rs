@@ -10,18 +10,11 @@ use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::reload;
 use tracing_xray::export::InMemoryExporter;
-use tracing_xray::sampling::{AlwaysSample, NeverSample, Sampler};
+use tracing_xray::sampling::{AlwaysSample, NeverSample};
 use tracing_xray::{Sampled, XrayLayer, XraySpanExt};
 
-fn build(name: &str, sampler: impl Sampler, out: &InMemoryExporter) -> XrayLayer {
-    tracing_xray::builder()
-        .with_service_name(name)
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_sampler(sampler)
-        .with_queue_capacity(1 << 16)
-        .with_exporter(out.clone())
-        .build()
-}
+mod common;
+use common::in_memory_layer;
 
 /// B's root `rb`, inside it A's root `ma`, inside that B's child `cb` (B
 /// does not see `ma`): A samples, B does not. `cb`'s header must be B's
@@ -54,8 +47,8 @@ where
 fn two() -> (XrayLayer, XrayLayer) {
     let (a_out, b_out) = (InMemoryExporter::new(), InMemoryExporter::new());
     (
-        build("a", AlwaysSample, &a_out),
-        build("b", NeverSample, &b_out),
+        in_memory_layer("a", AlwaysSample, &a_out),
+        in_memory_layer("b", NeverSample, &b_out),
     )
 }
 
@@ -107,8 +100,8 @@ fn inner_layer_behind_reload() {
 #[test]
 fn overlapping_filters_keep_the_header_of_the_shared_trace() {
     let (a_out, b_out) = (InMemoryExporter::new(), InMemoryExporter::new());
-    let a = build("a", NeverSample, &a_out);
-    let b = build("b", AlwaysSample, &b_out);
+    let a = in_memory_layer("a", NeverSample, &a_out);
+    let b = in_memory_layer("b", AlwaysSample, &b_out);
     let subscriber = tracing_subscriber::registry()
         .with(a.with_filter(filter_fn(|m| m.target() != "b")))
         .with(b.with_filter(filter_fn(|m| m.target() != "a")));
@@ -136,7 +129,7 @@ fn with_other_layers_optional_boxed_three_and_outer_reload() {
     );
     // Three layers, the middle one unrelated to the test.
     let (a, b) = two();
-    let c = build("c", AlwaysSample, &InMemoryExporter::new());
+    let c = in_memory_layer("c", AlwaysSample, &InMemoryExporter::new());
     check_header(
         tracing_subscriber::registry()
             .with(a.with_filter(fa()))
@@ -144,7 +137,7 @@ fn with_other_layers_optional_boxed_three_and_outer_reload() {
             .with(c.with_filter(filter_fn(|m| m.target() == "c"))),
     );
     let (a, b) = two();
-    let c = build("c", AlwaysSample, &InMemoryExporter::new());
+    let c = in_memory_layer("c", AlwaysSample, &InMemoryExporter::new());
     check_header(
         tracing_subscriber::registry()
             .with(a.with_filter(fa()))

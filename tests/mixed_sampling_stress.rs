@@ -28,17 +28,10 @@ use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::Layer;
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::InMemoryExporter;
-use tracing_xray::sampling::{Sampler, SamplingDecision, SamplingRequest};
 use tracing_xray::{Sampled, TraceHeader, XraySpanExt};
 
-/// Samples a root whose `url.path` is `/s`, not one whose path is `/u`.
-struct ByPath;
-
-impl Sampler for ByPath {
-    fn sample(&self, request: &SamplingRequest<'_>) -> SamplingDecision {
-        SamplingDecision::new(request.url_path == Some("/s"))
-    }
-}
+mod common;
+use common::EvenPaths;
 
 /// A layer that sees every span, so that spans hidden from tracing-xray by
 /// its per-layer filter still exist in the registry.
@@ -135,7 +128,7 @@ fn new_span(
     let sid = world.next.fetch_add(1, Ordering::Relaxed) + 1;
     let hidden = rng.chance(hidden_percent);
     let own = rng.chance(50);
-    let path = if own { "/s" } else { "/u" };
+    let path = if own { "/0" } else { "/1" };
     let e = tracing::field::Empty;
     let span = match (how, hidden) {
         (ParentOf::Contextual, false) => {
@@ -492,7 +485,7 @@ fn stress(
     let builder = tracing_xray::builder()
         .with_service_name("svc")
         .with_detectors(tracing_xray::Detectors::none())
-        .with_sampler(ByPath)
+        .with_sampler(EvenPaths)
         .with_queue_capacity(1 << 16)
         .with_exporter(exporter.clone());
     let layer = configure(builder).build();

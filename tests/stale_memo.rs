@@ -18,19 +18,13 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::InMemoryExporter;
 use tracing_xray::sampling::{Sampler, SamplingDecision, SamplingRequest};
-use tracing_xray::{XrayHandle, XrayLayer};
+use tracing_xray::XrayHandle;
+
+mod common;
+use common::{in_memory_layer, EvenPaths};
 
 /// Requests made after the stale entry: enough for its slot's id to come back.
 const REQUESTS: u64 = 9_000;
-
-/// Samples a root whose `url.path` is `/s`, not one whose path is `/u`.
-struct ByPath;
-
-impl Sampler for ByPath {
-    fn sample(&self, request: &SamplingRequest<'_>) -> SamplingDecision {
-        SamplingDecision::new(request.url_path == Some("/s"))
-    }
-}
 
 /// Decides "not sampled", logging as it does.
 struct LoggingNeverSample;
@@ -50,16 +44,6 @@ impl<S: tracing::Subscriber> Layer<S> for LogsOnNewSpan {
     fn on_new_span(&self, _: &Attributes<'_>, _: &Id, _: Context<'_, S>) {
         tracing::info!("new span");
     }
-}
-
-fn layer(name: &str, sampler: impl Sampler, out: &InMemoryExporter) -> XrayLayer {
-    tracing_xray::builder()
-        .with_service_name(name)
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_sampler(sampler)
-        .with_queue_capacity(1 << 16)
-        .with_exporter(out.clone())
-        .build()
 }
 
 /// Runs the `#[ignore]`d test `name` of this binary in a process of its own;
@@ -99,9 +83,9 @@ fn requests_after_a_hidden_child(xray: &XrayHandle, out: &InMemoryExporter) {
     // Two unsampled spans first, so that the sampled root takes `c`'s slot.
     let mut reused = None;
     for i in 0..REQUESTS {
-        let _pad1 = tracing::info_span!(target: "b", "pad", url.path = "/u");
-        let _pad2 = tracing::info_span!(target: "b", "pad", url.path = "/u");
-        let root = tracing::info_span!(target: "b", "request", url.path = "/s", annotation.i = i);
+        let _pad1 = tracing::info_span!(target: "b", "pad", url.path = "/1");
+        let _pad2 = tracing::info_span!(target: "b", "pad", url.path = "/1");
+        let root = tracing::info_span!(target: "b", "request", url.path = "/0", annotation.i = i);
         tracing::info_span!(target: "b", parent: &root, "child").in_scope(|| {});
         if root.id().unwrap().into_u64() == stale {
             reused.get_or_insert(i);
@@ -132,8 +116,8 @@ fn two_layers_a_logging_sampler_loses_no_sampled_trace() {
 #[ignore = "run in a process of its own by the test above"]
 fn two_layers_a_logging_sampler_child() {
     let (a_out, b_out) = (InMemoryExporter::new(), InMemoryExporter::new());
-    let a = layer("a", LoggingNeverSample, &a_out);
-    let b = layer("b", ByPath, &b_out);
+    let a = in_memory_layer("a", LoggingNeverSample, &a_out);
+    let b = in_memory_layer("b", EvenPaths, &b_out);
     let b_handle = b.handle();
     tracing_subscriber::registry()
         .with(a.with_filter(filter_fn(|m| m.target() == "a")))
@@ -153,7 +137,7 @@ fn one_layer_and_a_logging_layer_lose_no_sampled_trace() {
 #[ignore = "run in a process of its own by the test above"]
 fn one_layer_and_a_logging_layer_child() {
     let out = InMemoryExporter::new();
-    let xray = layer("b", ByPath, &out);
+    let xray = in_memory_layer("b", EvenPaths, &out);
     let handle = xray.handle();
     tracing_subscriber::registry()
         .with(LogsOnNewSpan.with_filter(filter_fn(|m| m.target() == "a")))

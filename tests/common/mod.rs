@@ -157,6 +157,23 @@ pub fn run_in_memory(
     (exporter.traces(), xray)
 }
 
+/// A layer named `name` deciding with `sampler` and sending to `out`
+/// (no resource detection; a queue roomy enough for stress tests), for
+/// tests that build several layers or their own subscriber.
+pub fn in_memory_layer(
+    name: &str,
+    sampler: impl tracing_xray::sampling::Sampler,
+    out: &tracing_xray::export::InMemoryExporter,
+) -> tracing_xray::XrayLayer {
+    tracing_xray::builder()
+        .with_service_name(name)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_sampler(sampler)
+        .with_queue_capacity(1 << 16)
+        .with_exporter(out.clone())
+        .build()
+}
+
 /// Samples the requests whose URL path ends in an even number (`/orders/4`,
 /// `/4`): tests that mix sampled and unsampled traces know which is which.
 pub struct EvenPaths;
