@@ -35,6 +35,66 @@ const EMBED_LIMIT: usize = MAX_DOCUMENT_BYTES - INDEPENDENT_PREFIX_RESERVE;
 /// The metadata namespace where the crate marks what it changed.
 pub(crate) const CRATE_NAMESPACE: &str = "tracing_xray";
 
+/// Room kept for the mark a trimmed span carries:
+/// `,"tracing_xray":{"trimmed":true,"metadata_dropped":[]}`, and the commas
+/// and braces the dropped entries leave behind.
+const TRIM_MARKER_BYTES: usize = 96;
+
+/// How many dropped metadata entries a trimmed span names (the rest are
+/// dropped all the same).
+const MAX_NAMED_DROPS: usize = 16;
+
+/// Drops metadata entries, the largest first, until they free at least
+/// `excess` bytes of the document (and the room their names take in the
+/// mark), and returns the names (`namespace.key`) of the first
+/// [`MAX_NAMED_DROPS`] dropped. This crate's own entries (its counts) stay.
+fn drop_largest_metadata<'a>(
+    metadata: &mut crate::model::Metadata<'a>,
+    excess: usize,
+    scratch: &mut String,
+) -> Vec<MetaValue<'a>> {
+    // (bytes, namespace, key) of every entry.
+    let mut sizes: Vec<(usize, usize, usize)> = Vec::new();
+    for (n, (ns, entries)) in metadata.entries().iter().enumerate() {
+        if ns == CRATE_NAMESPACE {
+            continue;
+        }
+        for (k, (key, value)) in entries.entries().iter().enumerate() {
+            // The comma between two entries.
+            sizes.push((crate::json::meta_entry_len(scratch, key, value) + 1, n, k));
+        }
+    }
+    sizes.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    let (mut freed, mut need) = (0, excess);
+    let mut drop = Vec::new();
+    let mut names = Vec::new();
+    for (bytes, n, k) in sizes {
+        if freed >= need {
+            break;
+        }
+        freed += bytes;
+        drop.push((n, k));
+        if names.len() < MAX_NAMED_DROPS {
+            let (ns, entries) = &metadata.entries()[n];
+            let name = format!("{ns}.{}", entries.entries()[k].0);
+            // Quotes and a comma, escapes aside (the fallback covers them).
+            need += name.len() + 3;
+            names.push(MetaValue::Str(Cow::Owned(name)));
+        }
+    }
+    drop.sort_unstable();
+    for (n, (_, entries)) in metadata.entries_mut().iter_mut().enumerate() {
+        let mut k = 0;
+        entries.retain(|_| {
+            let keep = drop.binary_search(&(n, k)).is_err();
+            k += 1;
+            keep
+        });
+    }
+    metadata.retain(|(_, entries)| !entries.is_empty());
+    names
+}
+
 /// What to do with the top of a tree.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Top {
@@ -466,8 +526,31 @@ impl<'c> Assembler<'c> {
         if json.len() <= limit {
             return json;
         }
-        // Too big on its own: drop what matters least until it fits.
+        // Too big on its own: drop what matters least until it fits. First
+        // the largest metadata values, which are what makes a span this
+        // big; the small ones beside them stay.
         self.counts.trimmed_spans += 1;
+        let mut scratch = self.buffer();
+        let dropped = drop_largest_metadata(
+            &mut entity.metadata,
+            json.len() - limit + TRIM_MARKER_BYTES,
+            &mut scratch,
+        );
+        self.recycle(scratch);
+        entity.metadata.put(
+            Cow::Borrowed(CRATE_NAMESPACE),
+            Cow::Borrowed("trimmed"),
+            MetaValue::Bool(true),
+        );
+        if !dropped.is_empty() {
+            entity.metadata.put(
+                Cow::Borrowed(CRATE_NAMESPACE),
+                Cow::Borrowed("metadata_dropped"),
+                MetaValue::List(dropped),
+            );
+        }
+        json.clear();
+        crate::json::write_entity(&mut json, &entity);
         let mut steps = 0;
         while json.len() > limit {
             match steps {

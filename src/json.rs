@@ -442,6 +442,16 @@ fn metadata(out: &mut String, m: &Metadata<'_>) {
     out.push('}');
 }
 
+/// The bytes `"key":value`, a metadata entry, takes in a document (the
+/// comma before it not counted), written to `scratch` to be measured.
+pub(crate) fn meta_entry_len(scratch: &mut String, key: &str, value: &MetaValue<'_>) -> usize {
+    scratch.clear();
+    string(scratch, key);
+    scratch.push(':');
+    meta_value(scratch, value);
+    scratch.len()
+}
+
 /// A metadata value; nested lists and objects are written with an explicit
 /// stack, so that no depth of nesting can overflow the worker's stack.
 fn meta_value(out: &mut String, v: &MetaValue<'_>) {

@@ -549,6 +549,16 @@ impl<K: MapKey, V, A: smallvec::Array<Item = (K, V)>> SmallMap<K, V, A> {
         &self.0
     }
 
+    /// The entries, mutably, in insertion order.
+    pub(crate) fn entries_mut(&mut self) -> &mut [(K, V)] {
+        &mut self.0
+    }
+
+    /// Keeps the entries `keep` says yes to, in order.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&(K, V)) -> bool) {
+        self.0.retain(|entry| keep(entry));
+    }
+
     /// Where `key` is, if present.
     #[inline]
     fn position(&self, key: &K) -> Option<usize> {

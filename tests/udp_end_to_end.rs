@@ -258,7 +258,8 @@ fn oversized_span_is_trimmed_and_marked_never_dropped() {
                 "huge",
                 annotation.kept = "yes",
                 a = big.as_str(),
-                b = big.as_str()
+                b = big.as_str(),
+                small = 1
             )
             .in_scope(|| {});
         });
@@ -275,11 +276,88 @@ fn oversized_span_is_trimmed_and_marked_never_dropped() {
         .find(|n| n["name"] == "huge")
         .expect("the huge span was sent");
     assert_eq!(huge["metadata"]["tracing_xray"]["trimmed"], true);
-    assert!(
-        huge["metadata"].get("tracing").is_none(),
-        "metadata went first"
+    // Metadata goes first, the largest value first: one of the two 40 KB
+    // values is dropped and named; the other, and the small one, stay.
+    let tracing = &huge["metadata"]["tracing"];
+    let dropped = &huge["metadata"]["tracing_xray"]["metadata_dropped"];
+    assert_eq!(dropped.as_array().map(Vec::len), Some(1), "{dropped}");
+    let kept = if dropped[0] == "tracing.a" { "b" } else { "a" };
+    assert_eq!(
+        dropped[0],
+        if kept == "a" {
+            "tracing.b"
+        } else {
+            "tracing.a"
+        }
     );
+    assert_eq!(tracing[kept].as_str().map(str::len), Some(40_000));
+    assert_eq!(tracing["small"], 1, "the small value beside them stays");
     assert_eq!(huge["annotations"]["kept"], "yes", "annotations were kept");
+    assert_eq!(xray.stats().spans_trimmed, 1);
+}
+
+#[test]
+fn an_oversized_span_loses_only_enough_of_its_largest_values() {
+    let daemon = Daemon::start();
+    let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_exporter(UdpExporter::to_address(daemon.addr))
+        .build();
+    let xray = layer.handle();
+    // 20 values of 4,000 bytes (one of them 5,000): 81 KB, 17 KB too many.
+    let v = "v".repeat(4_000);
+    let w = "w".repeat(5_000);
+    let v = v.as_str();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        info_span!(
+            "wide",
+            f00 = v,
+            f01 = v,
+            f02 = v,
+            f03 = v,
+            f04 = v,
+            f05 = v,
+            f06 = v,
+            f07 = v,
+            f08 = v,
+            f09 = v,
+            f10 = v,
+            f11 = v,
+            f12 = w.as_str(),
+            f13 = v,
+            f14 = v,
+            f15 = v,
+            f16 = v,
+            f17 = v,
+            f18 = v,
+            f19 = v,
+            small = 1
+        )
+        .in_scope(|| {});
+    });
+    let docs = check_split_trace(&daemon, &xray, 1);
+    let wide = &docs[0];
+    let tracing = wide["metadata"]["tracing"].as_object().unwrap();
+    let dropped: Vec<&str> = wide["metadata"]["tracing_xray"]["metadata_dropped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    // The largest first, then as few of the others as make it fit.
+    assert_eq!(dropped[0], "tracing.f12", "{dropped:?}");
+    assert!((4..=6).contains(&dropped.len()), "{dropped:?}");
+    for name in &dropped {
+        assert!(!tracing.contains_key(name.strip_prefix("tracing.").unwrap()));
+    }
+    assert_eq!(
+        tracing.len() + dropped.len(),
+        // The 21 fields, and the root's own name (`span_name`).
+        22,
+        "every value kept or named"
+    );
+    assert_eq!(tracing["small"], 1);
     assert_eq!(xray.stats().spans_trimmed, 1);
 }
 
