@@ -1,5 +1,6 @@
 // Headless Chromium test of xray-console: open the map, click a node, follow to its
-// traces, open a trace, see the bottleneck row. Saves screenshots to ../docs/.
+// traces, open a trace, see the bottleneck row. Saves screenshots to
+// $XRAY_CONSOLE_SHOTS (run.sh: under the cargo target directory).
 //
 // Starts the console binary itself on 127.0.0.1 ephemeral ports, sends it the captured
 // SDK datagrams and a few generated multi-service traces over UDP. Talks only to
@@ -17,7 +18,7 @@ const assert = require('node:assert');
 const here = __dirname;
 const bin = process.env.XRAY_CONSOLE_BIN || path.join(here, '..', '..', 'target', 'debug', 'xray-console');
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
-const docs = path.join(here, '..', 'docs');
+const docs = process.env.XRAY_CONSOLE_SHOTS || path.join(here, '..', '..', 'target', 'xray-console-screenshots');
 const fixtures = path.join(here, '..', 'tests', 'fixtures');
 
 let passed = 0;
