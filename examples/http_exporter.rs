@@ -32,7 +32,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(endpoint) = std::env::var("XRAY_ENDPOINT") {
         builder = builder.with_endpoint(endpoint);
     }
-    let exporter = builder.build()?;
+    // Without a region or credentials, say which (the error's message, not
+    // its `Debug` form, which `?` out of `main` would print).
+    let exporter = match builder.build() {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
     let http = exporter.stats_handle();
     println!("sending to {}", exporter.url());
 

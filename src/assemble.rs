@@ -6,7 +6,7 @@
 //! threshold; the others leave as independent subsegment documents
 //! (`type`, `trace_id`, `parent_id`), largest first, exactly as the official
 //! SDKs stream completed subtrees (SPEC §2.3). A span whose own data is too
-//! large is trimmed, metadata first, and marked.
+//! large is trimmed (its largest metadata values first) and marked.
 //!
 //! Most subsegments are only a name, times and fields without a convention;
 //! those are written straight from the span

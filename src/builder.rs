@@ -385,7 +385,9 @@ impl Builder {
     /// Builds the layer and starts its worker thread.
     ///
     /// Never fails: an invalid `AWS_XRAY_DAEMON_ADDRESS` is reported on
-    /// standard error and the default address is used; if the worker thread
+    /// standard error and the address given in code is used (that of
+    /// [`UdpExporter::new`](crate::export::UdpExporter::new), else the
+    /// default `127.0.0.1:2000`); if the worker thread
     /// cannot be started, the layer is built switched off.
     ///
     /// ```
