@@ -259,6 +259,9 @@ impl TextMapPropagator for XrayPropagator {
 /// Whether `Sampled`, when the header has it, is `1`, `0` or `?`: the
 /// contrib propagators refuse a header with another value (`Sampled=`,
 /// `Sampled=a`), where [`TraceHeader::parse`] reads it as no decision.
+/// `?` (a caller asking for a decision) is kept as the Go one keeps it, as
+/// a context not sampled, so that the trace still continues; the Java, JS
+/// and Python ones refuse it, and start another trace.
 fn sampled_is_valid(raw: &str) -> bool {
     raw.split(';')
         .all(|part| match part.trim().split_once('=') {
