@@ -17,6 +17,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use crate::clock::Instant;
 use crate::config::Config;
 use crate::export::{Document, DocumentKind, MAX_DOCUMENT_BYTES};
 use crate::fields::conventions::{self, may_have_meaning};
@@ -64,7 +65,7 @@ fn drop_largest_metadata<'a>(
             sizes.push((crate::json::meta_entry_len(scratch, key, value) + 1, n, k));
         }
     }
-    sizes.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    sizes.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
     let (mut freed, mut need) = (0, excess);
     let mut drop = Vec::new();
     let mut names = Vec::new();
@@ -147,8 +148,9 @@ pub(crate) struct Assembler<'c> {
     /// reused for the next spans (kept by the worker across traces).
     pub(crate) spare: Vec<String>,
     /// The exceptions of the subtrees packed so far that an ancestor may
-    /// name as its exception's cause: a hash of the message, and the id.
-    exceptions: Vec<(u64, SegmentId)>,
+    /// name as its exception's cause: a hash of the message, the id, and
+    /// when it was recorded.
+    exceptions: Vec<(u64, SegmentId, Instant)>,
     /// Where the span being packed starts in `exceptions`: its
     /// descendants' come after.
     exceptions_mark: usize,
@@ -343,25 +345,27 @@ impl<'c> Assembler<'c> {
     /// subtree's to its ancestors.
     ///
     /// `hashes` are those of the exceptions' messages as recorded, before
-    /// their URL secrets are cut: two errors that differ only in a URL's
-    /// query are two errors.
-    fn link_to_descendants(&mut self, cause: &mut Cause<'_>, hashes: &[u64]) {
+    /// their URL secrets are cut (two errors that differ only in a URL's
+    /// query are two errors), with when they were recorded: an exception
+    /// below recorded later (a retry failing after the failure was logged)
+    /// is not its cause.
+    fn link_to_descendants(&mut self, cause: &mut Cause<'_>, hashes: &[(u64, Instant)]) {
         let below = self.exceptions_mark.min(self.exceptions.len());
-        for (ex, &hash) in cause.exceptions.iter_mut().zip(hashes) {
+        for (ex, &(hash, at)) in cause.exceptions.iter_mut().zip(hashes) {
             if ex.cause.is_some() {
                 continue;
             }
-            if let Some(&(_, id)) = self.exceptions[below..]
+            if let Some(&(_, id, _)) = self.exceptions[below..]
                 .iter()
                 .rev()
-                .find(|(h, _)| *h == hash)
+                .find(|(h, _, then)| *h == hash && *then <= at)
             {
                 ex.cause = Some(id);
             }
         }
         self.exceptions.truncate(below);
-        for (ex, &hash) in cause.exceptions.iter().zip(hashes) {
-            self.exceptions.push((hash, ex.id));
+        for (ex, &(hash, at)) in cause.exceptions.iter().zip(hashes) {
+            self.exceptions.push((hash, ex.id, at));
         }
     }
 
@@ -551,6 +555,11 @@ impl<'c> Assembler<'c> {
         }
         json.clear();
         crate::json::write_entity(&mut json, &entity);
+        let exceptions_before: Vec<SegmentId> = entity
+            .cause
+            .iter()
+            .flat_map(|c| c.exceptions.iter().map(|e| e.id))
+            .collect();
         let mut steps = 0;
         while json.len() > limit {
             match steps {
@@ -587,6 +596,21 @@ impl<'c> Assembler<'c> {
             if steps > 5 {
                 break;
             }
+        }
+        // The exceptions trimmed away are no ancestor's cause: the ids
+        // would name an exception in no document.
+        let kept = |id: &SegmentId| {
+            entity
+                .cause
+                .as_ref()
+                .is_some_and(|c| c.exceptions.iter().any(|e| e.id == *id))
+        };
+        let gone: Vec<SegmentId> = exceptions_before
+            .into_iter()
+            .filter(|id| !kept(id))
+            .collect();
+        if !gone.is_empty() {
+            self.exceptions.retain(|(_, id, _)| !gone.contains(id));
         }
         json
     }
@@ -742,7 +766,7 @@ impl<'c> Assembler<'c> {
             // `link_to_descendants`).
             let mut hashes = Vec::new();
             for record in errors() {
-                hashes.push(message_hash(&record.message));
+                hashes.push((message_hash(&record.message), record.at));
                 let outer = Exception {
                     id: SegmentId::new(),
                     message: Some(exception_text(&record.message)),
@@ -768,7 +792,7 @@ impl<'c> Assembler<'c> {
                     if let Some(prev) = cause.exceptions.last_mut() {
                         prev.cause = Some(id);
                     }
-                    hashes.push(message_hash(source));
+                    hashes.push((message_hash(source), record.at));
                     cause.exceptions.push(Exception {
                         id,
                         message: Some(exception_text(source)),
@@ -798,8 +822,11 @@ impl<'c> Assembler<'c> {
                     // theirs) holds for it too: counted as dropped.
                     errors_dropped = errors_dropped.saturating_add(1);
                 } else if !repeated {
-                    hashes.push(message_hash(
-                        applied.error_message_recorded.unwrap_or(message),
+                    // A field's text: as of the span's end (it gives no
+                    // time of its own).
+                    hashes.push((
+                        message_hash(applied.error_message_recorded.unwrap_or(message)),
+                        node.end.unwrap_or(node.start),
                     ));
                     cause.exceptions.push(Exception {
                         id: SegmentId::new(),
@@ -844,7 +871,9 @@ impl<'c> Assembler<'c> {
             // Linked like any exception with a message: an error passed up
             // names it.
             if let Some(recorded) = applied.error_message_recorded {
-                self.link_to_descendants(&mut cause, &[message_hash(recorded)]);
+                // As of the span's end (a field gives no time of its own).
+                let at = node.end.unwrap_or(node.start);
+                self.link_to_descendants(&mut cause, &[(message_hash(recorded), at)]);
             }
             entity.cause = Some(cause);
         }
@@ -1140,6 +1169,7 @@ mod plain_path_tests {
                 sources_skipped: 0,
                 location: None,
                 target: None,
+                at: crate::clock::Instant::now(),
             })
         });
         assert!(asm.plain_subsegment(&node, node.id).is_none());

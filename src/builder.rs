@@ -161,7 +161,8 @@ impl Builder {
         version.truncate(
             crate::limits::truncate_chars(&version, crate::limits::MAX_STRING_CHARS).len(),
         );
-        self.service_version = Some(version);
+        // An empty version is none (X-Ray omits empty fields).
+        self.service_version = (!version.is_empty()).then_some(version);
         self
     }
 

@@ -1095,6 +1095,7 @@ fn record_event<S>(
                 sources_skipped: 0,
                 location,
                 target,
+                at: crate::clock::Instant::now(),
             }
         }
     };

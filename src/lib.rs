@@ -57,7 +57,7 @@
 //! |---|---|
 //! | `annotation.KEY = v` | `annotations.KEY`: indexed, filterable. Key made `[A-Za-z0-9_]` (at most 500 chars), strings cut at 1,000 chars, numbers and booleans keep their types, NaN/±inf become strings; past 50 per trace they move to metadata (counted in `annotations_demoted`; the segment's own are kept first, then its subsegments' in the order they ended), as does, uncounted, the second of two names made the same key (`a-b`, `a_b`) |
 //! | a field named in `with_indexed_fields(&[..])`, or any simple field with `with_all_fields_indexed(true)` | an annotation |
-//! | `metadata.KEY` / `metadata.NS.KEY` | `metadata.default.KEY` / `metadata.NS.KEY` (the namespace `AWS`, the SDKs' reserved `AWS.*`, is kept under `default`) |
+//! | `metadata.KEY` / `metadata.NS.KEY` | `metadata.default.KEY` / `metadata.NS.KEY` (the namespace `AWS`, the SDKs' reserved `AWS.*`, and `tracing_xray`, this crate's own, are kept under `default`) |
 //! | any other field | `metadata.tracing.FIELD`, with the type `tracing` gave it (dropped with `with_other_fields_as_metadata(false)`) |
 //! | `xray.name` / `otel.name` | the subsegment's name |
 //! | `enduser.id`, `xray.user` | the segment's `user` (a numeric id as its digits; on a client call without a traced parent, the segment around it). X-Ray has a user only on segments: on a span below the root (an auth step inside the request) it is the segment's user too, unless the root names one (the first such span to end wins; the span keeps the field in its metadata; in Lambda, with no segment of ours, metadata only) |
@@ -116,7 +116,7 @@
 //!
 //! # Limits
 //!
-//! No document over 64,000 bytes leaves (large traces are split into
+//! No datagram over 64,000 bytes leaves (large traces are split into
 //! independent subsegments, oversize spans trimmed and marked); the queue to
 //! the worker is bounded (drops are counted in [`Stats`]); the layer never
 //! panics and never traces its own worker or exporters.

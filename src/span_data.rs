@@ -246,6 +246,9 @@ pub(crate) struct ErrorRecord {
     /// record's own (its `log.file`, `log.line` and `log.target` fields).
     pub(crate) location: Option<(Cow<'static, str>, u32)>,
     pub(crate) target: Option<Cow<'static, str>>,
+    /// When it was recorded: an exception is only ever caused by one
+    /// recorded before it (see `Assembler::link_to_descendants`).
+    pub(crate) at: Instant,
 }
 
 impl ErrorRecord {
@@ -723,6 +726,7 @@ impl Visit for FieldVisitor<'_> {
             sources_skipped,
             location: None,
             target: None,
+            at: Instant::now(),
         });
     }
 
@@ -783,6 +787,7 @@ mod tests {
             sources_skipped: 0,
             location: None,
             target: None,
+            at: Instant::now(),
         });
         assert_eq!(
             span.held_bytes(),
@@ -896,6 +901,7 @@ mod tests {
                 sources_skipped: 0,
                 location: None,
                 target: None,
+                at: Instant::now(),
             });
             let (id, address) = (span.id, &*span as *const SpanData);
             let mut list = SpanList::new();

@@ -236,6 +236,7 @@ fn metadata_namespaces_and_other_fields() {
                 "metadata.note" = "gift",
                 "metadata.cart.items" = 3_u64,
                 "metadata.AWS.x" = 1_i64,
+                "metadata.tracing_xray.trimmed" = false,
                 plain = 0.5_f64,
             )
             .in_scope(|| {});
@@ -245,7 +246,7 @@ fn metadata_namespaces_and_other_fields() {
         doc,
         segment(json!({
             "metadata": {
-                "default": {"note": "gift", "AWS.x": 1},
+                "default": {"note": "gift", "AWS.x": 1, "tracing_xray.trimmed": false},
                 "cart": {"items": 3},
                 "tracing": {"plain": 0.5, "span_name": "req"},
             },

@@ -298,10 +298,40 @@ pub(crate) struct Applied<'a> {
     pub(crate) exception_text: bool,
 }
 
+/// The slot's string, taken from it; an empty one is taken too, and given
+/// as none: X-Ray omits empty optional fields (SPEC §1.2), and an empty
+/// string says nothing the omission does not.
 fn text<'a>(slot: &mut Slot<'a>) -> Option<&'a str> {
     let s = as_str(slot.as_ref()?.1)?;
     *slot = None;
-    Some(s)
+    (!s.is_empty()).then_some(s)
+}
+
+/// An HTTP status: an integer, or text starting with one, as the `Display`
+/// of `http::StatusCode` gives it (`503 Service Unavailable`).
+fn status_code(slot: &mut Slot<'_>) -> Option<i64> {
+    if let Some((_, FieldValue::Str(s))) = slot {
+        let code = s.split_ascii_whitespace().next()?.parse().ok()?;
+        *slot = None;
+        return Some(code);
+    }
+    int(slot)
+}
+
+/// The client's address as X-Ray wants it, an IP: the first entry of a
+/// forwarded header's list (`203.0.113.7, 10.0.0.2`), without the port a
+/// socket address carries (`203.0.113.7:51234`, `[2001:db8::1]:51234`).
+fn client_ip(value: &str) -> Cow<'_, str> {
+    let first = value.split(',').next().unwrap_or(value).trim();
+    match first.parse::<std::net::SocketAddr>() {
+        Ok(addr) => Cow::Owned(addr.ip().to_string()),
+        Err(_) => Cow::Borrowed(
+            first
+                .strip_prefix('[')
+                .and_then(|f| f.strip_suffix(']'))
+                .unwrap_or(first),
+        ),
+    }
 }
 
 fn int(slot: &mut Slot<'_>) -> Option<i64> {
@@ -1471,7 +1501,10 @@ impl<'a> Conventions<'a> {
             entity.sql.database_type = system.map(cut);
             entity.sql.user = text(&mut self.db_user).map(cut);
             let db_name = text(&mut self.db_name);
-            let host = self.host.and_then(|(_, v)| as_str(v));
+            let host = self
+                .host
+                .and_then(|(_, v)| as_str(v))
+                .filter(|h| !h.is_empty());
             if let Some(conn) = text(&mut self.db_connection) {
                 // Cut after the passwords are removed: never half a secret.
                 let conn = cut_cow(without_password(conn));
@@ -1538,13 +1571,16 @@ impl<'a> Conventions<'a> {
                 self.traced = None;
             }
             let ip_key = self.client_ip.map(|(k, _)| k);
-            if let Some(ip) = text(&mut self.client_ip) {
-                req.client_ip = Some(cut(ip));
+            if let Some(ip) = text(&mut self.client_ip).map(client_ip) {
+                req.client_ip = Some(cut_cow(ip));
                 if is_segment && ip_key == Some("http.client_ip") {
                     req.x_forwarded_for = Some(true);
                 }
             }
-            let host = self.host.and_then(|(_, v)| as_str(v));
+            let host = self
+                .host
+                .and_then(|(_, v)| as_str(v))
+                .filter(|h| !h.is_empty());
             // Scheme, host, port and path only (see `plain_url`).
             let url = if let Some(full) = text(&mut self.url_full) {
                 // The path is in the full URL: not kept again as metadata.
@@ -1559,6 +1595,9 @@ impl<'a> Conventions<'a> {
                     let mut url = String::new();
                     if let Some(h) = host {
                         self.build_origin(&mut url, h);
+                        if !path.starts_with('/') {
+                            url.push('/');
+                        }
                     }
                     url.push_str(&path);
                     Some(Cow::Owned(url))
@@ -1582,7 +1621,7 @@ impl<'a> Conventions<'a> {
                 self.host = None;
             }
             req.url = url.map(cut_cow);
-            if let Some(status) = int(&mut self.status) {
+            if let Some(status) = status_code(&mut self.status) {
                 entity.http.response.status = u16::try_from(status)
                     .ok()
                     .filter(|s| (100..=999).contains(s));

@@ -412,8 +412,10 @@ pub(crate) fn route<'a>(
                     let (ns, k) = match rest.split_once('.') {
                         Some((ns, k)) if !ns.is_empty() && !k.is_empty() => {
                             // `AWS.` namespaces are the AWS SDKs' (SPEC
-                            // §1.7): here, the namespace `AWS`.
-                            if ns == "AWS" {
+                            // §1.7): here, the namespace `AWS`. This
+                            // crate's own (its counts, its trim mark) is
+                            // reserved as well.
+                            if ns == "AWS" || ns == crate::assemble::CRATE_NAMESPACE {
                                 ("default", rest)
                             } else {
                                 (ns, k)
@@ -463,8 +465,11 @@ pub(crate) fn user_below_segment<'a>(spans: impl Iterator<Item = &'a SpanData>) 
         .map(Cow::into_owned)
 }
 
+/// The X-Ray user a field names: none for an empty string (X-Ray omits
+/// empty fields), a number, or a flag.
 fn user_of(value: &FieldValue) -> Option<Cow<'_, str>> {
     Some(match value {
+        FieldValue::Str(s) if s.is_empty() => return None,
         FieldValue::Str(s) => Cow::Borrowed(truncate_chars(s, MAX_STRING_CHARS)),
         FieldValue::I64(n) => Cow::Owned(n.to_string()),
         FieldValue::U64(n) => Cow::Owned(n.to_string()),

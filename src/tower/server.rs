@@ -467,4 +467,20 @@ mod tests {
         assert_eq!(request["client_ip"], "203.0.113.7", "{request}");
         assert_eq!(request["x_forwarded_for"], true, "{request}");
     }
+
+    #[test]
+    fn a_forwarded_port_and_an_empty_user_agent_are_not_sent() {
+        let (traces, _) = capture(|| {
+            let mut service = XrayServerLayer::new().layer(Ok200::default());
+            let request = Request::get("/cart")
+                .header("x-forwarded-for", "[2001:db8::7]:51234, 10.0.0.2")
+                .header("user-agent", "")
+                .body(())
+                .unwrap();
+            now(service.call(request)).unwrap();
+        });
+        let request = &traces[0]["http"]["request"];
+        assert_eq!(request["client_ip"], "2001:db8::7", "{request}");
+        assert!(request.get("user_agent").is_none(), "{request}");
+    }
 }
