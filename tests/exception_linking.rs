@@ -224,3 +224,103 @@ fn field_only_exception_below_is_linked_from_error_passed_up() {
     let outer = &exceptions(&doc)[0];
     assert_eq!(outer["cause"], inner["id"], "{doc:#}");
 }
+
+/// SPEC §1.6: `cause` names the parent exception, one already recorded. In
+/// a retry loop, the request's own error, logged after attempt 1 failed and
+/// before attempt 2 began, used to name attempt 2's (later) exception as
+/// its cause: it names attempt 1's.
+#[test]
+fn an_exception_is_caused_only_by_one_recorded_before_it() {
+    let doc = one_trace(|| {
+        info_span!("request").in_scope(|| {
+            info_span!("attempt_1").in_scope(|| tracing::error!("connection refused"));
+            tracing::error!("connection refused");
+            info_span!("attempt_2").in_scope(|| tracing::error!("connection refused"));
+        });
+    });
+    let first = &exceptions(sub(&doc, "attempt_1"))[0]["id"];
+    let own = &exceptions(&doc)[0];
+    assert_eq!(own["message"], "connection refused", "{doc:#}");
+    assert_eq!(&own["cause"], first, "{doc:#}");
+}
+
+/// A span too big for a document keeps only its first exception. An
+/// ancestor's exception used to keep naming a dropped one as its cause: an
+/// id in no document of the trace.
+#[test]
+fn no_cause_names_an_exception_trimmed_away() {
+    let long = "é".repeat(1000);
+    let long = long.as_str();
+    let doc = one_trace(|| {
+        info_span!("request").in_scope(|| {
+            // 40 annotations of 2,000 bytes: too big even without metadata.
+            info_span!(
+                "step",
+                annotation.k00 = long,
+                annotation.k01 = long,
+                annotation.k02 = long,
+                annotation.k03 = long,
+                annotation.k04 = long,
+                annotation.k05 = long,
+                annotation.k06 = long,
+                annotation.k07 = long,
+                annotation.k08 = long,
+                annotation.k09 = long,
+                annotation.k10 = long,
+                annotation.k11 = long,
+                annotation.k12 = long,
+                annotation.k13 = long,
+                annotation.k14 = long,
+                annotation.k15 = long,
+                annotation.k16 = long,
+                annotation.k17 = long,
+                annotation.k18 = long,
+                annotation.k19 = long,
+                annotation.k20 = long,
+                annotation.k21 = long,
+                annotation.k22 = long,
+                annotation.k23 = long,
+                annotation.k24 = long,
+                annotation.k25 = long,
+                annotation.k26 = long,
+                annotation.k27 = long,
+                annotation.k28 = long,
+                annotation.k29 = long,
+                annotation.k30 = long,
+                annotation.k31 = long,
+                annotation.k32 = long,
+                annotation.k33 = long,
+                annotation.k34 = long,
+                annotation.k35 = long,
+                annotation.k36 = long,
+                annotation.k37 = long,
+                annotation.k38 = long,
+                annotation.k39 = long
+            )
+            .in_scope(|| {
+                tracing::error!("first failure");
+                tracing::error!("second failure");
+            });
+            tracing::error!("second failure");
+        });
+    });
+    let step = sub(&doc, "step");
+    assert_eq!(
+        step["metadata"]["tracing_xray"]["trimmed"], true,
+        "{step:#}"
+    );
+    let all: Vec<&Value> = common::walk(&doc)
+        .into_iter()
+        .filter_map(|(_, n)| n["cause"]["exceptions"].as_array())
+        .flatten()
+        .collect();
+    let ids: Vec<&Value> = all.iter().map(|e| &e["id"]).collect();
+    for e in &all {
+        if let Some(cause) = e.get("cause") {
+            assert!(
+                ids.contains(&cause),
+                "{e} names a cause in no document: {doc:#}"
+            );
+        }
+    }
+}

@@ -2168,3 +2168,175 @@ fn a_non_http_call_named_by_peer_service_keeps_its_host() {
         "{sub}"
     );
 }
+
+// ---- found by a hunt against SPEC §1 ----------------------------------------
+
+/// SPEC §1.4: `response.status` is an integer; §1.2: 4xx → `error`, 429 →
+/// `throttle`, 5xx → `fault`. A handler recording `%res.status()` gives the
+/// `Display` of `http::StatusCode`, `503 Service Unavailable`: that used to
+/// land in metadata, and a 503 looked like a success.
+#[test]
+fn a_status_recorded_as_its_display_keeps_its_code_and_flags() {
+    use axum::http::StatusCode;
+    for (status, flag) in [
+        (StatusCode::SERVICE_UNAVAILABLE, "fault"),
+        (StatusCode::NOT_FOUND, "error"),
+        (StatusCode::TOO_MANY_REQUESTS, "throttle"),
+    ] {
+        let doc = one(
+            |b| b,
+            || {
+                let span = info_span!(
+                    "request",
+                    http.request.method = "GET",
+                    http.response.status_code = tracing::field::Empty,
+                );
+                span.record("http.response.status_code", tracing::field::display(status));
+            },
+        );
+        assert_eq!(doc["http"]["response"]["status"], status.as_u16(), "{doc}");
+        assert_eq!(doc[flag], true, "{status} without `{flag}`: {doc}");
+        assert!(doc["metadata"]["tracing"]
+            .get("http.response.status_code")
+            .is_none());
+    }
+}
+
+/// SPEC §1.2: every SDK omits empty optional fields. An anonymous request
+/// recorded as `enduser.id = ""` used to send the indexed user `""`, and an
+/// empty `User-Agent` header `"user_agent":""`.
+#[test]
+fn empty_strings_are_omitted() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!(
+                "request",
+                http.request.method = "GET",
+                enduser.id = "",
+                user_agent.original = "",
+                client.address = "",
+                url.full = "",
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert!(doc.get("user").is_none(), "{doc}");
+    assert_eq!(doc["http"]["request"], json!({"method": "GET"}), "{doc}");
+}
+
+/// The same for the other blocks: `service.version`, `sql.database_type`,
+/// `aws.operation`, an exception's message.
+#[test]
+fn empty_strings_in_other_blocks_are_omitted() {
+    let doc = one(
+        |b| b.with_service_version(""),
+        || {
+            info_span!("request").in_scope(|| {
+                info_span!("query", db.system = "", db.name = "orders").in_scope(|| {});
+                info_span!(
+                    "call",
+                    rpc.system = "aws-api",
+                    rpc.service = "DynamoDB",
+                    rpc.method = ""
+                )
+                .in_scope(|| {});
+                info_span!("failed", error.type = "Boom", exception.message = "").in_scope(|| {});
+            });
+        },
+    );
+    assert!(doc["service"].get("version").is_none(), "{doc}");
+    let sub = |name: &str| {
+        doc["subsegments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {doc}"))
+            .clone()
+    };
+    assert_eq!(sub("orders")["sql"], json!({"url": "orders"}));
+    assert!(sub("DynamoDB")["aws"].get("operation").is_none(), "{doc}");
+    assert_eq!(
+        sub("failed")["cause"]["exceptions"][0]["type"],
+        "Boom",
+        "{doc}"
+    );
+    assert!(sub("failed")["cause"]["exceptions"][0]
+        .get("message")
+        .is_none());
+}
+
+/// SPEC §1.4: `client_ip` comes "from socket or first `X-Forwarded-For`
+/// entry": an IP. A forwarded list used to be sent whole, and a socket
+/// address (axum's `ConnectInfo<SocketAddr>`) with its port, so that each
+/// connection of a client looked like another client.
+#[test]
+fn client_ip_is_an_ip() {
+    for (field, value, ip, forwarded) in [
+        (
+            "http.client_ip",
+            "203.0.113.7, 10.0.0.2",
+            "203.0.113.7",
+            true,
+        ),
+        (
+            "http.client_ip",
+            "[2001:db8::7]:4711, 10.0.0.2",
+            "2001:db8::7",
+            true,
+        ),
+        ("client.address", "203.0.113.7:51234", "203.0.113.7", false),
+        (
+            "client.address",
+            "[2001:db8::1]:51234",
+            "2001:db8::1",
+            false,
+        ),
+        ("client.address", "2001:db8::1", "2001:db8::1", false),
+    ] {
+        let doc = one(
+            |b| b,
+            || {
+                let span = info_span!(
+                    "request",
+                    http.request.method = "GET",
+                    http.client_ip = tracing::field::Empty,
+                    client.address = tracing::field::Empty,
+                );
+                span.record(field, value);
+            },
+        );
+        let request = &doc["http"]["request"];
+        assert_eq!(request["client_ip"], ip, "{value}: {request}");
+        assert_eq!(
+            request.get("x_forwarded_for").is_some(),
+            forwarded,
+            "{request}"
+        );
+    }
+}
+
+/// SPEC §1.4: `url` is scheme + host + path. A path without its leading `/`
+/// used to be glued to the port: `http://h:8080orders`.
+#[test]
+fn a_url_from_parts_has_a_slash_before_its_path() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!(
+                "request",
+                http.request.method = "GET",
+                url.scheme = "http",
+                server.address = "h",
+                server.port = 8080,
+                url.path = "orders",
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert_eq!(
+        doc["http"]["request"]["url"], "http://h:8080/orders",
+        "{doc}"
+    );
+}

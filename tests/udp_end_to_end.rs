@@ -19,6 +19,20 @@ fn is_hex(s: &str, len: usize) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Runs `body` under a layer named `service` that samples every trace and
+/// sends to `daemon`, and returns its handle.
+fn sampled_to(daemon: &Daemon, service: &str, body: impl FnOnce()) -> tracing_xray::XrayHandle {
+    let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_service_name(service)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(UdpExporter::to_address(daemon.addr))
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), body);
+    xray
+}
+
 #[test]
 fn multi_level_trace_arrives_as_one_valid_datagram() {
     let daemon = Daemon::start();
@@ -187,15 +201,8 @@ fn check_split_trace(
 #[test]
 fn trace_of_5000_subsegments_is_streamed_in_valid_datagrams() {
     let daemon = Daemon::start();
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_service_name("batch")
-        .with_exporter(UdpExporter::to_address(daemon.addr))
-        .build();
-    let xray = layer.handle();
     let payload = "p".repeat(200);
-    let subscriber = tracing_subscriber::registry().with(layer);
-    tracing::subscriber::with_default(subscriber, || {
+    let xray = sampled_to(&daemon, "batch", || {
         info_span!("import").in_scope(|| {
             for i in 0..50 {
                 info_span!("chunk", i).in_scope(|| {
@@ -221,15 +228,8 @@ fn trace_of_5000_subsegments_is_streamed_in_valid_datagrams() {
 #[test]
 fn large_metadata_is_split_by_bytes() {
     let daemon = Daemon::start();
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_service_name("reports")
-        .with_exporter(UdpExporter::to_address(daemon.addr))
-        .build();
-    let xray = layer.handle();
     let blob = "b".repeat(20_000);
-    let subscriber = tracing_subscriber::registry().with(layer);
-    tracing::subscriber::with_default(subscriber, || {
+    let xray = sampled_to(&daemon, "reports", || {
         info_span!("render").in_scope(|| {
             for page in 0..60 {
                 info_span!("page", page, metadata.html = blob.as_str()).in_scope(|| {});
@@ -245,14 +245,8 @@ fn large_metadata_is_split_by_bytes() {
 #[test]
 fn oversized_span_is_trimmed_and_marked_never_dropped() {
     let daemon = Daemon::start();
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_exporter(UdpExporter::to_address(daemon.addr))
-        .build();
-    let xray = layer.handle();
     let big = "z".repeat(40_000);
-    let subscriber = tracing_subscriber::registry().with(layer);
-    tracing::subscriber::with_default(subscriber, || {
+    let xray = sampled_to(&daemon, "svc", || {
         info_span!("root").in_scope(|| {
             info_span!(
                 "huge",
@@ -299,17 +293,11 @@ fn oversized_span_is_trimmed_and_marked_never_dropped() {
 #[test]
 fn an_oversized_span_loses_only_enough_of_its_largest_values() {
     let daemon = Daemon::start();
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_exporter(UdpExporter::to_address(daemon.addr))
-        .build();
-    let xray = layer.handle();
     // 20 values of 4,000 bytes (one of them 5,000): 81 KB, 17 KB too many.
     let v = "v".repeat(4_000);
     let w = "w".repeat(5_000);
     let v = v.as_str();
-    let subscriber = tracing_subscriber::registry().with(layer);
-    tracing::subscriber::with_default(subscriber, || {
+    let xray = sampled_to(&daemon, "svc", || {
         info_span!(
             "wide",
             f00 = v,
@@ -359,6 +347,30 @@ fn an_oversized_span_loses_only_enough_of_its_largest_values() {
     );
     assert_eq!(tracing["small"], 1);
     assert_eq!(xray.stats().spans_trimmed, 1);
+}
+
+/// SPEC §2.1: keep datagrams, the daemon header included, within 64,000
+/// bytes. A document of up to 64,000 bytes used to leave as a datagram of up
+/// to 64,030.
+#[test]
+fn no_datagram_passes_64000_bytes_with_its_header() {
+    let daemon = Daemon::start();
+    // Documents of every size from just under the limit to just over it.
+    let xray = sampled_to(&daemon, "svc", || {
+        for n in (63_600..64_100).step_by(25) {
+            info_span!("request", metadata.blob = "x".repeat(n).as_str()).in_scope(|| {});
+        }
+    });
+    xray.flush(WAIT).unwrap();
+    let datagrams = daemon.wait_for(20, WAIT);
+    assert_eq!(datagrams.len(), 20);
+    let mut near = 0;
+    for d in &datagrams {
+        assert!(d.len() <= 64_000, "a datagram of {} bytes", d.len());
+        assert_schema_valid(&schema(), &common::parse_datagram(d));
+        near += usize::from(d.len() > 63_900);
+    }
+    assert!(near > 0, "some datagrams come close to the limit");
 }
 
 #[test]
