@@ -41,48 +41,71 @@ pub(crate) const CRATE_NAMESPACE: &str = "tracing_xray";
 /// and braces the dropped entries leave behind.
 const TRIM_MARKER_BYTES: usize = 96;
 
-/// How many dropped metadata entries a trimmed span names (the rest are
-/// dropped all the same).
+/// How many dropped entries (metadata, annotations) a trimmed span names
+/// (the rest are dropped all the same).
 const MAX_NAMED_DROPS: usize = 16;
 
+/// Which of some entries to drop, the largest first, to free at least
+/// `excess` bytes of a document and the room their names take in the mark.
+/// `sizes` holds each entry's bytes and its place in the caller's list;
+/// gives the places to drop, sorted, and the first [`MAX_NAMED_DROPS`]
+/// names (`name_of` a place).
+fn largest_first(
+    mut sizes: Vec<(usize, usize)>,
+    excess: usize,
+    name_of: impl Fn(usize) -> String,
+) -> (Vec<usize>, Vec<MetaValue<'static>>) {
+    sizes.sort_unstable_by_key(|&(bytes, _)| std::cmp::Reverse(bytes));
+    let (mut freed, mut need) = (0, excess);
+    let mut drop = Vec::new();
+    let mut names = Vec::new();
+    for (bytes, place) in sizes {
+        if freed >= need {
+            break;
+        }
+        freed += bytes;
+        drop.push(place);
+        if names.len() < MAX_NAMED_DROPS {
+            let name = name_of(place);
+            // Quotes and a comma, escapes aside (the fallback covers them).
+            need += name.len() + 3;
+            names.push(MetaValue::Str(Cow::Owned(name)));
+        }
+    }
+    drop.sort_unstable();
+    (drop, names)
+}
+
 /// Drops metadata entries, the largest first, until they free at least
-/// `excess` bytes of the document (and the room their names take in the
-/// mark), and returns the names (`namespace.key`) of the first
-/// [`MAX_NAMED_DROPS`] dropped. This crate's own entries (its counts) stay.
-fn drop_largest_metadata<'a>(
-    metadata: &mut crate::model::Metadata<'a>,
+/// `excess` bytes of the document (see [`largest_first`]), and names them
+/// (`namespace.key`). This crate's own entries (its counts) stay.
+fn drop_largest_metadata(
+    metadata: &mut crate::model::Metadata<'_>,
     excess: usize,
     scratch: &mut String,
-) -> Vec<MetaValue<'a>> {
-    // (bytes, namespace, key) of every entry.
-    let mut sizes: Vec<(usize, usize, usize)> = Vec::new();
+) -> Vec<MetaValue<'static>> {
+    // Every entry's (namespace, key), in order; its place is its index.
+    let mut places = Vec::new();
+    let mut sizes = Vec::new();
     for (n, (ns, entries)) in metadata.entries().iter().enumerate() {
         if ns == CRATE_NAMESPACE {
             continue;
         }
         for (k, (key, value)) in entries.entries().iter().enumerate() {
             // The comma between two entries.
-            sizes.push((crate::json::meta_entry_len(scratch, key, value) + 1, n, k));
+            sizes.push((
+                crate::json::meta_entry_len(scratch, key, value) + 1,
+                places.len(),
+            ));
+            places.push((n, k));
         }
     }
-    sizes.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
-    let (mut freed, mut need) = (0, excess);
-    let mut drop = Vec::new();
-    let mut names = Vec::new();
-    for (bytes, n, k) in sizes {
-        if freed >= need {
-            break;
-        }
-        freed += bytes;
-        drop.push((n, k));
-        if names.len() < MAX_NAMED_DROPS {
-            let (ns, entries) = &metadata.entries()[n];
-            let name = format!("{ns}.{}", entries.entries()[k].0);
-            // Quotes and a comma, escapes aside (the fallback covers them).
-            need += name.len() + 3;
-            names.push(MetaValue::Str(Cow::Owned(name)));
-        }
-    }
+    let (drop, names) = largest_first(sizes, excess, |place| {
+        let (n, k) = places[place];
+        let (ns, entries) = &metadata.entries()[n];
+        format!("{ns}.{}", entries.entries()[k].0)
+    });
+    let mut drop: Vec<(usize, usize)> = drop.into_iter().map(|place| places[place]).collect();
     drop.sort_unstable();
     for (n, (_, entries)) in metadata.entries_mut().iter_mut().enumerate() {
         let mut k = 0;
@@ -93,6 +116,34 @@ fn drop_largest_metadata<'a>(
         });
     }
     metadata.retain(|(_, entries)| !entries.is_empty());
+    names
+}
+
+/// Drops annotations, the largest first, until they free at least `excess`
+/// bytes of the document (see [`largest_first`]), and names them.
+fn drop_largest_annotations(
+    annotations: &mut crate::model::Annotations<'_>,
+    excess: usize,
+    scratch: &mut String,
+) -> Vec<MetaValue<'static>> {
+    let sizes = annotations
+        .0
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| {
+            (
+                crate::json::annotation_entry_len(scratch, key, value) + 1,
+                i,
+            )
+        })
+        .collect();
+    let (drop, names) = largest_first(sizes, excess, |i| annotations.0[i].0.to_string());
+    let mut i = 0;
+    annotations.0.retain(|_| {
+        let keep = drop.binary_search(&i).is_err();
+        i += 1;
+        keep
+    });
     names
 }
 
@@ -540,7 +591,6 @@ impl<'c> Assembler<'c> {
             json.len() - limit + TRIM_MARKER_BYTES,
             &mut scratch,
         );
-        self.recycle(scratch);
         entity.metadata.put(
             Cow::Borrowed(CRATE_NAMESPACE),
             Cow::Borrowed("trimmed"),
@@ -560,6 +610,7 @@ impl<'c> Assembler<'c> {
             .iter()
             .flat_map(|c| c.exceptions.iter().map(|e| e.id))
             .collect();
+        let mut annotations_dropped = Vec::new();
         let mut steps = 0;
         while json.len() > limit {
             match steps {
@@ -573,7 +624,14 @@ impl<'c> Assembler<'c> {
                         }
                     }
                 }
-                2 => entity.annotations.0.clear(),
+                // The largest first, as for metadata.
+                2 => {
+                    annotations_dropped = drop_largest_annotations(
+                        &mut entity.annotations,
+                        json.len() - limit + TRIM_MARKER_BYTES,
+                        &mut scratch,
+                    )
+                }
                 3 => {
                     entity.http = Default::default();
                     entity.sql = Default::default();
@@ -583,10 +641,17 @@ impl<'c> Assembler<'c> {
                 _ => {
                     entity.cause = None;
                     entity.aws = Default::default();
+                    entity.annotations.0.clear();
                 }
             }
             let mut marker = crate::model::SmallMap::default();
             marker.insert(Cow::Borrowed("trimmed"), MetaValue::Bool(true));
+            if !annotations_dropped.is_empty() {
+                marker.insert(
+                    Cow::Borrowed("annotations_dropped"),
+                    MetaValue::List(annotations_dropped.clone()),
+                );
+            }
             entity
                 .metadata
                 .insert(Cow::Borrowed(CRATE_NAMESPACE), marker);
@@ -597,6 +662,7 @@ impl<'c> Assembler<'c> {
                 break;
             }
         }
+        self.recycle(scratch);
         // The exceptions trimmed away are no ancestor's cause: the ids
         // would name an exception in no document.
         let kept = |id: &SegmentId| {
@@ -1136,6 +1202,76 @@ mod plain_path_tests {
             let mut full = String::new();
             crate::json::write_entity(&mut full, &entity);
             prop_assert_eq!(plain.unwrap(), full);
+        }
+    }
+
+    /// Keys of the fields of a span too big for a document: metadata,
+    /// annotations (some sanitized alike), plain fields.
+    const BIG_KEYS: &[&str] = &[
+        "metadata.a",
+        "metadata.ns.b",
+        "metadata.ns.c",
+        "annotation.x",
+        "annotation.y-1",
+        "annotation.y_1",
+        "plain",
+        "other \"q\"",
+        "http.url",
+    ];
+
+    fn big_value() -> impl Strategy<Value = FieldValue> {
+        prop_oneof![
+            any::<u64>().prop_map(FieldValue::U64),
+            (0usize..40_000, "[a-z\"\u{1}é]")
+                .prop_map(|(n, c)| FieldValue::Str(FieldStr::new(&c.repeat(n)))),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Trimming always brings a span under the limit, drops only what
+        /// it names (as long as it names all it drops), and what it keeps
+        /// is still valid JSON.
+        #[test]
+        fn a_trimmed_span_fits_and_names_what_it_dropped(
+            fields in proptest::collection::vec((0..BIG_KEYS.len(), big_value()), 0..12),
+            errors in proptest::collection::vec("[a-z]{0,3000}", 0..4),
+            is_segment in any::<bool>(),
+        ) {
+            let cfg = config(true);
+            let mut node = SpanData::for_tests();
+            for (k, v) in fields {
+                node.fields.push((BIG_KEYS[k], v));
+            }
+            for message in errors {
+                node.push_error(crate::span_data::ErrorRecord {
+                    field: None,
+                    message,
+                    sources: vec!["s".repeat(500)],
+                    sources_skipped: 0,
+                    location: Some((Cow::Borrowed("src/x.rs"), 1)),
+                    target: None,
+                    at: crate::clock::Instant::now(),
+                });
+            }
+            let mut asm = Assembler::new(&cfg, node.trace_id, Vec::new());
+            let json = asm.serialize_node(&node, node.id, &[], is_segment, MAX_DOCUMENT_BYTES);
+            prop_assert!(json.len() <= MAX_DOCUMENT_BYTES, "{} bytes", json.len());
+            let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+            let mark = &doc["metadata"]["tracing_xray"];
+            if let Some(names) = mark["metadata_dropped"].as_array() {
+                prop_assert_eq!(mark["trimmed"].as_bool(), Some(true));
+                for name in names {
+                    let (ns, key) = name.as_str().unwrap().split_once('.').unwrap();
+                    prop_assert!(doc["metadata"][ns].get(key).is_none(), "{} kept", name);
+                }
+            }
+            if let Some(names) = mark["annotations_dropped"].as_array() {
+                for name in names {
+                    prop_assert!(doc["annotations"].get(name.as_str().unwrap()).is_none());
+                }
+            }
         }
     }
 

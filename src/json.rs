@@ -406,18 +406,35 @@ fn annotations(out: &mut String, a: &Annotations<'_>) {
         if i > 0 {
             out.push(',');
         }
-        string(out, k);
-        out.push(':');
-        match v {
-            AnnotationValue::Str(s) => string(out, s),
-            AnnotationValue::I64(n) => signed(out, *n),
-            AnnotationValue::U64(n) => unsigned(out, *n),
-            // serde_json writes a non-finite f64 as `null`.
-            AnnotationValue::F64(f) => float_or_null(out, *f),
-            AnnotationValue::Bool(b) => boolean(out, *b),
-        }
+        annotation(out, k, v);
     }
     out.push('}');
+}
+
+/// One annotation: `"key":value`.
+fn annotation(out: &mut String, k: &str, v: &AnnotationValue<'_>) {
+    string(out, k);
+    out.push(':');
+    match v {
+        AnnotationValue::Str(s) => string(out, s),
+        AnnotationValue::I64(n) => signed(out, *n),
+        AnnotationValue::U64(n) => unsigned(out, *n),
+        // serde_json writes a non-finite f64 as `null`.
+        AnnotationValue::F64(f) => float_or_null(out, *f),
+        AnnotationValue::Bool(b) => boolean(out, *b),
+    }
+}
+
+/// The bytes an annotation takes in a document (the comma before it not
+/// counted), written to `scratch` to be measured.
+pub(crate) fn annotation_entry_len(
+    scratch: &mut String,
+    key: &str,
+    value: &AnnotationValue<'_>,
+) -> usize {
+    scratch.clear();
+    annotation(scratch, key, value);
+    scratch.len()
 }
 
 /// The `metadata` object: namespace → key → value.

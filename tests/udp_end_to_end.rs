@@ -349,6 +349,77 @@ fn an_oversized_span_loses_only_enough_of_its_largest_values() {
     assert_eq!(xray.stats().spans_trimmed, 1);
 }
 
+/// A span too big even without its metadata loses its largest annotations
+/// first, as few as make it fit, named in the mark; the small ones stay.
+#[test]
+fn an_oversized_span_loses_only_enough_of_its_largest_annotations() {
+    let daemon = Daemon::start();
+    // 32 annotations of 2,000 bytes (1,000 two-byte characters): 64 KB.
+    let e = "é".repeat(1_000);
+    let e = e.as_str();
+    let xray = sampled_to(&daemon, "svc", || {
+        info_span!(
+            "wide",
+            annotation.k00 = e,
+            annotation.k01 = e,
+            annotation.k02 = e,
+            annotation.k03 = e,
+            annotation.k04 = e,
+            annotation.k05 = e,
+            annotation.k06 = e,
+            annotation.k07 = e,
+            annotation.k08 = e,
+            annotation.k09 = e,
+            annotation.k10 = e,
+            annotation.k11 = e,
+            annotation.k12 = e,
+            annotation.k13 = e,
+            annotation.k14 = e,
+            annotation.k15 = e,
+            annotation.k16 = e,
+            annotation.k17 = e,
+            annotation.k18 = e,
+            annotation.k19 = e,
+            annotation.k20 = e,
+            annotation.k21 = e,
+            annotation.k22 = e,
+            annotation.k23 = e,
+            annotation.k24 = e,
+            annotation.k25 = e,
+            annotation.k26 = e,
+            annotation.k27 = e,
+            annotation.k28 = e,
+            annotation.k29 = e,
+            annotation.k30 = e,
+            annotation.k31 = e,
+            annotation.small = 1,
+            annotation.tag = "kept"
+        )
+        .in_scope(|| {});
+    });
+    let docs = check_split_trace(&daemon, &xray, 1);
+    let wide = &docs[0];
+    let annotations = wide["annotations"].as_object().unwrap();
+    let dropped: Vec<&str> = wide["metadata"]["tracing_xray"]["annotations_dropped"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{wide}"))
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert!((1..=3).contains(&dropped.len()), "{dropped:?}");
+    for name in &dropped {
+        assert!(name.starts_with('k') && !annotations.contains_key(*name));
+    }
+    assert_eq!(
+        annotations.len() + dropped.len(),
+        34,
+        "every annotation kept or named"
+    );
+    assert_eq!(annotations["small"], 1);
+    assert_eq!(annotations["tag"], "kept");
+    assert_eq!(wide["metadata"]["tracing_xray"]["trimmed"], true);
+}
+
 /// SPEC §2.1: keep datagrams, the daemon header included, within 64,000
 /// bytes. A document of up to 64,000 bytes used to leave as a datagram of up
 /// to 64,030.
