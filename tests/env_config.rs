@@ -17,6 +17,13 @@ fn environment_configures_the_default_layer() {
         // address is used, and the parent reads the message about it.
         let code: std::net::SocketAddr = "127.0.0.1:2999".parse().unwrap();
         assert_eq!(tracing_xray::export::UdpExporter::new(code).address(), code);
+        // The same for the sampling proxy, reported on standard error too:
+        // the sampler is built before any subscriber could show an event.
+        let proxy: std::net::SocketAddr = "127.0.0.1:2998".parse().unwrap();
+        let sampler = tracing_xray::sampling::CentralizedSampler::builder()
+            .with_proxy_address(proxy)
+            .build_manual();
+        assert_eq!(sampler.proxy_address(), proxy);
         return;
     }
     let daemon = common::Daemon::start();
@@ -38,6 +45,12 @@ fn environment_configures_the_default_layer() {
     let docs = daemon.documents(1, Duration::from_secs(5));
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0]["name"], "from-env");
+    // The sampling proxy is the variable's `tcp` part, whatever the code
+    // says: rules come from the daemon the segments go to.
+    let sampler = tracing_xray::sampling::CentralizedSampler::builder()
+        .with_proxy_address("127.0.0.1:2999".parse().unwrap())
+        .build_manual();
+    assert_eq!(sampler.proxy_address().to_string(), "127.0.0.1:2000");
 
     // An invalid address is a clear error, and the default layer still builds.
     std::env::set_var("AWS_XRAY_DAEMON_ADDRESS", "udp:127.0.0.1:not-a-port");
@@ -83,6 +96,10 @@ fn environment_configures_the_default_layer() {
     assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains("invalid X-Ray daemon address") && stderr.contains("`20o0`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("fetching sampling rules from 127.0.0.1:2998"),
         "{stderr}"
     );
 }

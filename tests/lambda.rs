@@ -315,3 +315,55 @@ fn the_function_is_marked_as_traced() {
     let touched = age().expect("the marker exists");
     assert!(touched > old + Duration::from_secs(86_400), "{touched:?}");
 }
+
+const SAMPLER_CHILD: &str = "TRACING_XRAY_LAMBDA_SAMPLER_CHILD";
+
+/// SPEC §3.3: centralized sampling is off in Lambda, where each invocation's
+/// header decides and no daemon answers. A started `CentralizedSampler`
+/// polls nothing there; elsewhere it fetches the rules at once. Each case
+/// runs in a child process (the environment is process-wide), which plays
+/// the proxy itself and prints whether it was asked for rules within 2 s.
+#[test]
+fn the_centralized_sampler_does_not_poll_in_lambda() {
+    if std::env::var_os(SAMPLER_CHILD).is_some() {
+        let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = proxy.local_addr().unwrap();
+        std::env::set_var("AWS_XRAY_DAEMON_ADDRESS", addr.to_string());
+        let sampler = tracing_xray::sampling::CentralizedSampler::builder()
+            .start()
+            .unwrap();
+        proxy.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let asked = loop {
+            match proxy.accept() {
+                Ok(_) => break true,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(_) => break false,
+            }
+        };
+        println!("asked for rules: {asked}");
+        sampler.shutdown();
+        return;
+    }
+    let run_child = |task_root: Option<&str>| {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child
+            .args([
+                "--exact",
+                "the_centralized_sampler_does_not_poll_in_lambda",
+                "--nocapture",
+            ])
+            .env(SAMPLER_CHILD, "1")
+            .env_remove("LAMBDA_TASK_ROOT");
+        if let Some(root) = task_root {
+            child.env("LAMBDA_TASK_ROOT", root);
+        }
+        let out = child.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(run_child(None).contains("asked for rules: true"));
+    assert!(run_child(Some("/var/task")).contains("asked for rules: false"));
+}

@@ -132,11 +132,14 @@ impl Default for CentralizedSamplerBuilder {
 }
 
 impl CentralizedSamplerBuilder {
-    /// The daemon's TCP address (its sampling proxy).
+    /// The daemon's TCP address (its sampling proxy), unless
+    /// `AWS_XRAY_DAEMON_ADDRESS` holds a valid address: its `tcp` part wins
+    /// over code, as it does for [`UdpExporter::new`](crate::export::UdpExporter::new)
+    /// and in every official SDK, so that rules come from the daemon the
+    /// segments go to.
     ///
-    /// Default: the `tcp` part of `AWS_XRAY_DAEMON_ADDRESS` (see
-    /// [`DaemonAddress::from_env`]), else `127.0.0.1:2000`. An invalid value
-    /// is ignored with a warning.
+    /// Without either, `127.0.0.1:2000`. An invalid `AWS_XRAY_DAEMON_ADDRESS`
+    /// is reported on standard error (naming the problem) and ignored.
     ///
     /// ```
     /// use tracing_xray::sampling::CentralizedSampler;
@@ -213,7 +216,7 @@ impl CentralizedSamplerBuilder {
     /// assert_eq!(sampler.sample(&SamplingRequest::new()).rule_name(), None);
     /// ```
     pub fn build_manual(self) -> CentralizedSampler {
-        let proxy = self.proxy.unwrap_or_else(proxy_address_from_env);
+        let proxy = proxy_address(self.proxy);
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(self.timeout))
             // Never route the local daemon through an HTTP(S)_PROXY.
@@ -246,6 +249,10 @@ impl CentralizedSamplerBuilder {
     /// rules at once. Returns immediately; the fallback rules decide until
     /// the first answer arrives.
     ///
+    /// In AWS Lambda (`LAMBDA_TASK_ROOT` set) nothing polls: there each
+    /// invocation's trace header decides (SPEC §3.3, as in the Node SDK),
+    /// and no daemon runs to answer.
+    ///
     /// ```no_run
     /// use tracing_xray::sampling::CentralizedSampler;
     ///
@@ -258,6 +265,9 @@ impl CentralizedSamplerBuilder {
     /// The thread could not be spawned.
     pub fn start(self) -> io::Result<CentralizedSampler> {
         let sampler = self.build_manual();
+        if crate::config::lambda_by_env() {
+            return Ok(sampler);
+        }
         let (stop_tx, stop_rx) = mpsc::channel();
         let shared = Arc::clone(&sampler.shared);
         let handle = thread::Builder::new()
@@ -1043,17 +1053,19 @@ fn client_id() -> String {
     format!("{a:016x}{:08x}", b as u32)
 }
 
-/// The `tcp` address of `AWS_XRAY_DAEMON_ADDRESS`, else `127.0.0.1:2000`.
-fn proxy_address_from_env() -> SocketAddr {
+/// The `tcp` address of `AWS_XRAY_DAEMON_ADDRESS`, else the one given in
+/// code, else `127.0.0.1:2000`. An invalid variable is reported on standard
+/// error: the sampler is usually built before any subscriber that could show
+/// a `tracing` event.
+fn proxy_address(in_code: Option<SocketAddr>) -> SocketAddr {
+    let fallback = || in_code.unwrap_or_else(|| DaemonAddress::default().tcp());
     match DaemonAddress::from_env() {
-        Ok(address) => address.unwrap_or_default().tcp(),
+        Ok(Some(address)) => address.tcp(),
+        Ok(None) => fallback(),
         Err(error) => {
-            tracing::warn!(
-                target: "tracing_xray::sampling",
-                %error,
-                "ignoring AWS_XRAY_DAEMON_ADDRESS; using 127.0.0.1:2000 for sampling"
-            );
-            DaemonAddress::default().tcp()
+            let address = fallback();
+            eprintln!("tracing-xray: {error}; fetching sampling rules from {address}");
+            address
         }
     }
 }
