@@ -302,8 +302,10 @@ impl XrayHandle {
     ///
     /// # Errors
     ///
-    /// [`FlushError::Timeout`] when the worker did not finish in time (the
-    /// work goes on in the background), [`FlushError::AlreadyShutdown`] after
+    /// [`FlushError::Timeout`] when the worker did not finish in time, or
+    /// the exporter still holds documents it could neither deliver nor give
+    /// up on in time (an HTTP API that did not answer): the work goes on in
+    /// the background. [`FlushError::AlreadyShutdown`] after
     /// a shutdown, [`FlushError::OnWorkerThread`] when called from an
     /// exporter's code.
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
@@ -494,7 +496,7 @@ pub(crate) fn deadline_after(now: Instant, timeout: Duration) -> Instant {
 
 /// A request the worker has queued and will answer.
 struct Pending {
-    reply: Receiver<()>,
+    reply: Receiver<bool>,
     deadline: Instant,
     timeout: Duration,
 }
@@ -504,7 +506,7 @@ struct Pending {
 fn enqueue(
     shared: &Shared,
     timeout: Duration,
-    make: impl FnOnce(Sender<()>, Instant) -> Message,
+    make: impl FnOnce(Sender<bool>, Instant) -> Message,
 ) -> Result<Pending, FlushError> {
     let deadline = deadline_after(Instant::now(), timeout);
     if shared.counters.queue_closed.load(Ordering::Acquire) {
@@ -537,7 +539,9 @@ impl Pending {
     /// Waits for the worker's reply until the deadline.
     fn wait(self) -> Result<(), FlushError> {
         match self.reply.recv_deadline(self.deadline) {
-            Ok(()) => Ok(()),
+            Ok(true) => Ok(()),
+            // The exporter holds documents it could not settle in time.
+            Ok(false) => Err(FlushError::Timeout(self.timeout)),
             Err(RecvTimeoutError::Timeout) => Err(FlushError::Timeout(self.timeout)),
             Err(RecvTimeoutError::Disconnected) => Err(FlushError::AlreadyShutdown),
         }

@@ -48,12 +48,14 @@ pub(crate) enum Message {
     /// invocation): each subtree whose parent is not among them leaves as an
     /// independent subsegment of that parent.
     Detached { spans: SpanList },
+    /// Replied to with whether the exporter settled every document it was
+    /// handed (an HTTP exporter whose API did not answer in time holds some).
     Flush {
-        reply: Sender<()>,
+        reply: Sender<bool>,
         deadline: Instant,
     },
     Shutdown {
-        reply: Sender<()>,
+        reply: Sender<bool>,
         deadline: Instant,
     },
 }
@@ -165,8 +167,8 @@ struct Worker {
 }
 
 enum Control {
-    Flush(Sender<()>, Instant),
-    Shutdown(Sender<()>, Instant),
+    Flush(Sender<bool>, Instant),
+    Shutdown(Sender<bool>, Instant),
 }
 
 impl Worker {
@@ -254,7 +256,9 @@ impl Worker {
                 Some(Control::Flush(reply, deadline)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     self.call("flush", |e| e.flush(left));
-                    let _ = reply.send(());
+                    // What the exporter still holds goes on in the
+                    // background, but the flush did not finish.
+                    let _ = reply.send(self.handed == self.settled);
                 }
                 Some(Control::Shutdown(reply, deadline)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -264,7 +268,7 @@ impl Worker {
                     // reached the queue meanwhile by the handle.
                     self.close_queue();
                     self.report_at_shutdown();
-                    let _ = reply.send(());
+                    let _ = reply.send(true);
                     return;
                 }
             }

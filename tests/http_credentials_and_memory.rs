@@ -395,3 +395,118 @@ fn the_backlog_byte_bound_bounds_the_memory_it_holds() {
         12_000 - dropped
     );
 }
+
+/// An exporter to `url` with static credentials, sending at once.
+fn at_once(url: String) -> tracing_xray::export::HttpExporterBuilder {
+    HttpExporter::builder()
+        .with_region("us-east-1")
+        .with_endpoint(url)
+        .with_static_credentials(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            None,
+        )
+        .with_batch_delay(Duration::ZERO)
+}
+
+/// A shutdown whose deadline comes before the running backoff ends tries
+/// once more before it gives up: the API may be back. It used to fail the
+/// whole backlog without a request (found by a hunt).
+#[test]
+fn shutdown_during_a_long_backoff_tries_once_more() {
+    let _serial = serial();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let (url, seen) = fake(move |_req, stream| {
+        if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+            answer(stream, 503, "");
+        } else {
+            accepted(stream);
+        }
+    });
+    let mut exporter = at_once(url)
+        .with_retry_backoff(Duration::from_secs(8), Duration::from_secs(8))
+        .build()
+        .unwrap();
+    let first = exporter.export(documents(1));
+    assert_eq!(
+        first.delivered + first.failures.len(),
+        0,
+        "a 503: retried later"
+    );
+    let started = Instant::now();
+    let last = exporter.shutdown(Duration::from_secs(3));
+    assert_eq!(last.delivered, 1, "{:?}", last.failures);
+    assert!(last.failures.is_empty());
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+/// A 2xx cut off in its body (here, one naming the document as throttled)
+/// says nothing of which documents were taken: the batch goes again (X-Ray
+/// keeps one document per id). It used to count them all delivered.
+#[test]
+fn a_cut_off_2xx_answer_is_retried_not_counted_delivered() {
+    let _serial = serial();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let (url, seen) = fake(move |_req, stream| {
+        if counted.fetch_add(1, Ordering::SeqCst) > 0 {
+            accepted(stream);
+            return;
+        }
+        let body = r#"{"UnprocessedTraceSegments":[{"ErrorCode":"ThrottledException"}]}"#;
+        let _ = write!(
+            &*stream,
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{}",
+            body.len(),
+            &body[..body.len() - 2]
+        );
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    });
+    let mut exporter = at_once(url)
+        .with_retry_backoff(Duration::from_millis(20), Duration::from_millis(40))
+        .build()
+        .unwrap();
+    let mut outcome = exporter.export(documents(1));
+    assert_eq!(outcome.delivered, 0, "the cut-off answer delivered nothing");
+    let started = Instant::now();
+    while outcome.delivered == 0 && started.elapsed() < Duration::from_secs(10) {
+        let at = exporter.next_poll().expect("a retry is scheduled");
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        outcome.merge(exporter.poll(Instant::now()));
+    }
+    assert_eq!(outcome.delivered, 1, "{:?}", outcome.failures);
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+/// `flush` says `Timeout` while the exporter still holds documents it could
+/// not deliver in time (an API that never answers); they go on in the
+/// background. It used to return `Ok(())` with nothing delivered.
+#[test]
+fn flush_is_a_timeout_while_the_api_has_not_answered() {
+    let _serial = serial();
+    let (url, _seen) = fake(|_req, _stream| std::thread::sleep(Duration::from_secs(3600)));
+    // Held for the batch delay: the request is the flush's own.
+    let exporter = at_once(url)
+        .with_batch_delay(Duration::from_secs(60))
+        .with_read_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(exporter)
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::info_span!("request").in_scope(|| {});
+    });
+    let timeout = Duration::from_secs(1);
+    assert_eq!(
+        xray.flush(timeout),
+        Err(tracing_xray::FlushError::Timeout(timeout))
+    );
+    let stats = xray.stats();
+    assert_eq!(stats.documents_exported + stats.documents_failed, 0);
+}

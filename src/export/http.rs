@@ -84,7 +84,9 @@ const MIN_BACKLOG_MAX_BYTES: usize = MAX_DOCUMENT_BYTES;
 /// thread. [`XrayHandle::flush`](crate::XrayHandle::flush) and
 /// [`shutdown`](crate::XrayHandle::shutdown) send what they can within their
 /// timeout, ignoring the batch delay (a running backoff is waited out if it
-/// ends in time); what `flush` could not send stays queued, what `shutdown`
+/// ends in time, else cut short for one more try); what `flush` could not
+/// send stays queued (and `flush` returns
+/// [`FlushError::Timeout`](crate::FlushError::Timeout)), what `shutdown`
 /// could not send is counted as failed.
 ///
 /// Failures show in [`crate::Stats::documents_failed`] with their
@@ -408,9 +410,17 @@ impl HttpExporter {
                     .body_mut()
                     .with_config()
                     .limit(1024 * 1024)
-                    .read_to_string()
-                    .unwrap_or_default();
-                api::classify(status, error_type.as_deref(), &text)
+                    .read_to_string();
+                match text {
+                    Ok(text) => api::classify(status, error_type.as_deref(), &text),
+                    // A 2xx cut off (a reset, a read timeout, broken framing):
+                    // which documents it lists as unprocessed is unknown, and
+                    // X-Ray keeps one document per id, so all go again.
+                    Err(e) if (200..300).contains(&status) => {
+                        Answer::Retry(format!("reading the answer from {url} failed: {e}"))
+                    }
+                    Err(_) => api::classify(status, error_type.as_deref(), ""),
+                }
             }
             Err(e) => Answer::Retry(format!("request to {url} failed: {e}")),
         });
@@ -639,9 +649,12 @@ impl HttpExporter {
         self.retry_at = Some(crate::handle::deadline_after(Instant::now(), delay));
     }
 
-    /// Sends everything waiting, ignoring the batch delay but not the
-    /// backoff, until `deadline`.
+    /// Sends everything waiting, ignoring the batch delay, until
+    /// `deadline`. A backoff that ends in time is waited out; one that ends
+    /// later is cut short, once: a flush or shutdown tries at least once
+    /// before it gives up on the documents (the API may be back).
     fn drain(&mut self, deadline: Instant, outcome: &mut ExportOutcome) {
+        let mut cut_short = false;
         loop {
             let now = Instant::now();
             if self.backlog.is_empty() || now >= deadline {
@@ -652,11 +665,14 @@ impl HttpExporter {
                 return;
             }
             if let Some(at) = self.retry_at.filter(|&t| now < t) {
-                if at >= deadline {
+                if at < deadline {
+                    std::thread::sleep(at - now);
+                    continue;
+                }
+                if cut_short {
                     return;
                 }
-                std::thread::sleep(at - now);
-                continue;
+                cut_short = true;
             }
             self.send_batch(Some(deadline), outcome);
         }
@@ -981,9 +997,11 @@ impl HttpExporterBuilder {
         self
     }
 
-    /// How long sending a request and reading its answer may take once
-    /// connected. Default 10 s; at most a year (`Duration::MAX` is cut to
-    /// that).
+    /// How long each step of a request may take once connected: sending it,
+    /// waiting for the answer's head, reading its body (each step up to this
+    /// long). The whole request, connection included, takes at most the
+    /// connect timeout plus this one. Default 10 s; at most a year
+    /// (`Duration::MAX` is cut to that).
     ///
     /// ```
     /// # use std::time::Duration;

@@ -634,6 +634,12 @@ pub trait Exporter: Send + 'static {
     /// Delivers everything queued, giving up after `timeout`. The default does
     /// nothing: an exporter that sends in `export` has nothing to flush.
     ///
+    /// Documents it still holds when it returns (handed to `export`, not yet
+    /// reported delivered or failed) make
+    /// [`XrayHandle::flush`](crate::XrayHandle::flush) return
+    /// [`FlushError::Timeout`](crate::FlushError::Timeout): they were not
+    /// dealt with in time.
+    ///
     /// ```
     /// use std::time::Duration;
     /// use tracing_subscriber::prelude::*;
