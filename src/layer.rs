@@ -400,6 +400,10 @@ struct RequestFields<'a> {
     host: Option<&'a str>,
     method: Option<&'a str>,
     path: Option<&'a str>,
+    /// Whether a field that can make the root a call (its kind, namespace,
+    /// a database or an RPC system) is there: then
+    /// [`conventions::is_call`](crate::fields::conventions::is_call) says.
+    may_be_call: bool,
 }
 
 impl<'a> RequestFields<'a> {
@@ -420,7 +424,22 @@ impl<'a> RequestFields<'a> {
             }
         }
         let (mut host, mut method, mut path) = (Pick(None), Pick(None), Pick(None));
+        let mut may_be_call = false;
         for (name, value) in fields {
+            if matches!(
+                *name,
+                "otel.kind"
+                    | "span.kind"
+                    | "xray.namespace"
+                    | "db.system"
+                    | "db.system.name"
+                    | "rpc.system"
+                    | "rpc.service"
+                    | "service"
+            ) {
+                may_be_call = true;
+                continue;
+            }
             let FieldValue::Str(value) = value else {
                 continue;
             };
@@ -449,6 +468,7 @@ impl<'a> RequestFields<'a> {
             host: host.get(),
             method: method.get(),
             path: path.get().map(|p| p.split(['?', '#']).next().unwrap_or(p)),
+            may_be_call,
         }
     }
 }
@@ -521,7 +541,14 @@ impl LayerInner {
     /// kept out of line so that the check above inlines at every close.
     #[inline(never)]
     fn decide_pending(&self, root: &mut SpanData) {
-        let request_fields = RequestFields::of(&root.fields);
+        let mut request_fields = RequestFields::of(&root.fields);
+        // A root that is a call (a background job's request to an API)
+        // serves no request: its host, method and path are the callee's,
+        // which rules written for incoming requests must not match. The
+        // SDKs sample such a segment on an empty request too.
+        if request_fields.may_be_call && crate::fields::conventions::is_call(root) {
+            request_fields = RequestFields::default();
+        }
         let resource = self.cfg.resource.get();
         let mut request = SamplingRequest::new().with_service_name(&self.cfg.service_name);
         request.host = request_fields.host;

@@ -252,6 +252,54 @@ fn the_sampler_sees_the_segment_name_and_an_empty_rule_name_is_left_out() {
     assert!(!text.contains("sampling_rule_name"), "{text}");
 }
 
+/// A root that is a call (a job's request to another service) serves no
+/// request: the sampler sees no host, method or path (the callee's), as
+/// the SDKs sample such a segment on an empty request. A root serving one
+/// shows them.
+#[test]
+fn the_sampler_sees_no_request_for_a_root_that_is_a_call() {
+    struct Record(std::sync::Mutex<Vec<(Option<String>, Option<String>, Option<String>)>>);
+    impl Sampler for Record {
+        fn sample(&self, request: &SamplingRequest<'_>) -> SamplingDecision {
+            let own = |s: Option<&str>| s.map(str::to_owned);
+            self.0.lock().unwrap().push((
+                own(request.host),
+                own(request.http_method),
+                own(request.url_path),
+            ));
+            SamplingDecision::sampled()
+        }
+    }
+    let seen = Arc::new(Record(Default::default()));
+    run(seen.clone(), || {
+        info_span!(
+            "call",
+            otel.kind = "client",
+            http.request.method = "GET",
+            url.full = "https://api.example.com/health"
+        )
+        .in_scope(|| {});
+        info_span!(
+            "request",
+            otel.kind = "server",
+            http.request.method = "GET",
+            url.full = "https://shop.example.com/cart",
+            server.address = "shop.example.com"
+        )
+        .in_scope(|| {});
+    });
+    let seen = seen.0.lock().unwrap();
+    assert_eq!(seen[0], (None, None, None), "the call: {seen:?}");
+    assert_eq!(
+        seen[1],
+        (
+            Some("shop.example.com".to_owned()),
+            Some("GET".to_owned()),
+            Some("/cart".to_owned())
+        )
+    );
+}
+
 #[test]
 fn requested_decision_is_taken_by_the_sampler_and_reported() {
     let mut header = None;
