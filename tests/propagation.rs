@@ -258,7 +258,9 @@ fn the_sampler_sees_the_segment_name_and_an_empty_rule_name_is_left_out() {
 /// shows them.
 #[test]
 fn the_sampler_sees_no_request_for_a_root_that_is_a_call() {
-    struct Record(std::sync::Mutex<Vec<(Option<String>, Option<String>, Option<String>)>>);
+    /// Host, method and path, as the sampler saw them.
+    type Seen = (Option<String>, Option<String>, Option<String>);
+    struct Record(std::sync::Mutex<Vec<Seen>>);
     impl Sampler for Record {
         fn sample(&self, request: &SamplingRequest<'_>) -> SamplingDecision {
             let own = |s: Option<&str>| s.map(str::to_owned);
