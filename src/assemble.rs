@@ -478,12 +478,9 @@ impl<'c> Assembler<'c> {
         } else {
             EMBED_LIMIT
         };
-        // With the interceptor, the call's subsegment takes the id of its span:
-        // the one the outgoing trace header named as the parent.
-        let id = merged
-            .iter()
-            .find(|m| is_interceptor_span(m))
-            .map_or(node.id, |m| m.id);
+        // The spans folded in keep no id of their own: the outgoing trace
+        // header names this one (see `layer::outermost_aws_operation`).
+        let id = node.id;
         let own = self.serialize_node(node, id, merged, is_segment, limit);
 
         const SUBSEGMENTS: usize = r#","subsegments":[]"#.len();
@@ -1004,7 +1001,7 @@ fn merged_spans<'a>(forest: Forest<'a>, node: usize, keep_internals: bool) -> Ve
 /// An AWS SDK operation span: `{Service}.{Operation}` with
 /// `rpc.system = "aws-api"`, the older `invoke` span of
 /// `aws-smithy-runtime`, or the interceptor's own span.
-fn is_aws_operation(node: &SpanData) -> bool {
+pub(crate) fn is_aws_operation(node: &SpanData) -> bool {
     if is_interceptor_span(node) {
         return true;
     }

@@ -272,6 +272,34 @@ where
     }
 }
 
+/// The span whose subsegment stands for `span`: `span` itself, unless it
+/// is folded into an AWS SDK operation's subsegment (the SDK's internal
+/// spans, the interceptor's; see `assemble::merged_spans`), whose span is
+/// then the outermost AWS operation above it. A header naming `span` would
+/// name an id no document holds.
+fn outermost_aws_operation<'a, S>(span: SpanRef<'a, S>) -> SpanRef<'a, S>
+where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
+    let owner = span
+        .extensions()
+        .get::<Box<SpanData>>()
+        .map_or(0, |d| d.owner);
+    let mut outermost = None;
+    let mut next = span.parent();
+    while let Some(ancestor) = next {
+        let is_operation = ancestor
+            .extensions()
+            .get::<Box<SpanData>>()
+            .is_some_and(|d| d.owner == owner && crate::assemble::is_aws_operation(d));
+        next = ancestor.parent();
+        if is_operation {
+            outermost = Some(ancestor);
+        }
+    }
+    outermost.unwrap_or(span)
+}
+
 /// Remembers the new span `span` (`id`) as a child of an unsampled trace;
 /// when another layer shares the subscriber, marks it as this layer's.
 fn remember_unsampled_child<S>(inner: &LayerInner, id: &Id, span: &SpanRef<'_, S>)
@@ -695,7 +723,7 @@ where
             match traced_self_or_ancestor(span, Some(&crate::owners::unsampled_owner))
                 .or_else(|| traced_self_or_ancestor(subscriber.span(&id)?, None))
             {
-                Some(s) => s,
+                Some(s) => outermost_aws_operation(s),
                 None => return,
             }
         }

@@ -167,9 +167,13 @@ where
 fn call_span<B>(request: &Request<B>, downstream_traced: bool) -> Span {
     let headers = request.headers();
     let uri = request.uri();
-    let host = super::host_of(uri, headers);
-    let full = uri
-        .authority()
+    // From the URI, else (an origin-form URI, as a connection-level client
+    // sends) from the `Host` header, its port included, as the server
+    // layer reads it.
+    let authority = super::authority_of(uri, headers);
+    let host = authority.as_ref().map(|a| a.host().to_owned());
+    let full = authority
+        .as_ref()
         .map(|authority| super::request_url(uri.scheme_str(), authority, uri.path()));
     tracing::info_span!(
         "http.client",

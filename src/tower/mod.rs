@@ -130,12 +130,6 @@ fn authority_of(uri: &Uri, headers: &HeaderMap) -> Option<Authority> {
         .or_else(|| header_str(headers, &HOST)?.parse().ok())
 }
 
-/// The request's host: from the URI, else from the `Host` header, without
-/// the port.
-fn host_of(uri: &Uri, headers: &HeaderMap) -> Option<String> {
-    authority_of(uri, headers).map(|a| a.host().to_owned())
-}
-
 /// `scheme://host[:port]/path`: what a request's span tells of its URL
 /// (SPEC §1.4), without the user info, query and fragment, which can carry
 /// credentials, tokens and signatures. Shared by the client and server

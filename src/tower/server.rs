@@ -37,9 +37,15 @@ use crate::span_ext::XraySpanExt;
 ///   A service that returns an error, or panics, makes the segment a fault
 ///   (a panic's exception reads `panicked`; the panic itself goes on).
 ///
-/// The span is named `http.server` and created at `INFO` level with the
-/// fields listed in the [module docs](crate::tower#span-fields). It ends when
-/// the response head is ready (streaming the body is not timed).
+/// The span is named `http.server` and created at `INFO` level, with target
+/// `tracing_xray::tower::server`, with the fields listed in the
+/// [module docs](crate::tower#span-fields). A subscriber's filter must let
+/// it through (`warn,myapp=info` does not: add `tracing_xray=info`), or the
+/// caller's header is not continued. The span ends when the response head is
+/// ready, so streaming the body is not timed; but a span that an inner layer
+/// keeps open over the body holds its trace open too: tower-http's
+/// `TraceLayer` keeps its `request` span in the body, and with it inside,
+/// the segment lasts until the body is sent.
 ///
 /// # With tower-http's `TraceLayer`
 ///
