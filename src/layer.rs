@@ -277,17 +277,31 @@ where
 /// spans, the interceptor's; see `assemble::merged_spans`), whose span is
 /// then the outermost AWS operation above it. A header naming `span` would
 /// name an id no document holds.
+///
+/// Only the AWS SDK's spans (and the interceptor's) can be folded, and an
+/// operation is found among them: the walk stops at the first span that is
+/// none of theirs, so that a header costs the same at any depth (see
+/// `tests/xray_header_depth.rs`).
 fn outermost_aws_operation<'a, S>(span: SpanRef<'a, S>) -> SpanRef<'a, S>
 where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
+    fn is_sdk_span(meta: &tracing_core::Metadata<'_>) -> bool {
+        let target = meta.target();
+        target.starts_with("aws_smithy")
+            || target.starts_with("aws_sdk")
+            || target == crate::fields::AWS_SDK_TARGET
+    }
+    if !is_sdk_span(span.metadata()) {
+        return span;
+    }
     let owner = span
         .extensions()
         .get::<Box<SpanData>>()
         .map_or(0, |d| d.owner);
     let mut outermost = None;
     let mut next = span.parent();
-    while let Some(ancestor) = next {
+    while let Some(ancestor) = next.filter(|a| is_sdk_span(a.metadata())) {
         let is_operation = ancestor
             .extensions()
             .get::<Box<SpanData>>()
