@@ -602,9 +602,17 @@ impl LayerInner {
         // ignores what it logs, which would otherwise come back for that lock
         // (a thread-local flag: nothing global on this path, which every
         // request takes). `XraySpanExt` mutes it entirely (see `muted`).
+        // A sampler that panics (a bug in the application's own sampler)
+        // samples nothing: the panic would otherwise unwind out of a layer
+        // callback, or out of `xray_header` while the span's lock is held,
+        // poisoning it, and abort the process when the span is dropped. The
+        // panic hook has already reported it.
         let decision = {
             let _ignored = SuppressGuard::enter();
-            self.sampler.sample(&request)
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.sampler.sample(&request)
+            }))
+            .unwrap_or_else(|_| crate::sampling::SamplingDecision::new(false))
         };
         root.decision = if decision.is_sampled() {
             Decision::Sampled

@@ -633,12 +633,6 @@ fn field_name(field: &Field) -> &'static str {
     name.strip_prefix("r#").unwrap_or(name)
 }
 
-fn truncate(mut s: String) -> String {
-    let kept = truncate_bytes(&s, MAX_FIELD_BYTES).len();
-    s.truncate(kept);
-    s
-}
-
 /// A `fmt::Write` that stops storing past [`MAX_FIELD_BYTES`], so that a huge
 /// `Debug` output costs formatting time but never unbounded memory.
 struct BoundedString(String);
@@ -654,6 +648,15 @@ impl fmt::Write for BoundedString {
 pub(crate) fn debug_string(value: &dyn fmt::Debug) -> String {
     let mut out = BoundedString(String::new());
     let _ = write!(out, "{value:?}");
+    out.0
+}
+
+/// A value's `Display`, cut as it is formatted, as [`debug_string`] does
+/// `Debug`: an error quoting a huge response body costs formatting time,
+/// never a string of its size.
+pub(crate) fn display_string(value: &dyn fmt::Display) -> String {
+    let mut out = BoundedString(String::new());
+    let _ = write!(out, "{value}");
     out.0
 }
 
@@ -708,7 +711,7 @@ impl Visit for FieldVisitor<'_> {
         let mut next = value.source();
         while let Some(e) = next {
             if sources.len() < MAX_ERROR_SOURCES {
-                sources.push(truncate(e.to_string()));
+                sources.push(display_string(e));
             } else if sources_skipped < MAX_SKIPPED_COUNTED {
                 // Only counted. A chain that loops back on itself (a
                 // faulty `source()`) stops being counted here.
@@ -718,7 +721,7 @@ impl Visit for FieldVisitor<'_> {
             }
             next = e.source();
         }
-        let message = truncate(value.to_string());
+        let message = display_string(value);
         self.errors.push(ErrorRecord {
             field: Some(field_name(field)),
             message,

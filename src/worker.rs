@@ -394,7 +394,12 @@ impl Worker {
     fn call(&mut self, method: &'static str, f: impl FnOnce(&mut dyn Exporter) -> ExportOutcome) {
         let exporter = &mut *self.exporter;
         match catch_unwind(AssertUnwindSafe(|| f(exporter))) {
-            Ok(outcome) => self.account(outcome),
+            // The outcome's errors are the exporter's too: their `Display`
+            // (logged) or `Drop` may panic here, outside its call. Counted
+            // before either runs; the worker goes on.
+            Ok(outcome) => {
+                let _ = catch_unwind(AssertUnwindSafe(|| self.account(outcome)));
+            }
             Err(_) => {
                 let lost = self.handed - self.settled;
                 self.settled = self.handed;
@@ -532,6 +537,10 @@ fn finish(c: &Counters, asm: Assembler<'_>, batch: &mut Vec<Document>) -> Vec<St
 }
 
 fn warn_failure(error: &ExportError) {
+    // Rendered here, cut and with a panic contained, rather than by whatever
+    // layer formats the event: the error may wrap the exporter's own.
+    let error = catch_unwind(AssertUnwindSafe(|| crate::span_data::display_string(error)))
+        .unwrap_or_else(|_| "(an error whose Display panicked)".to_owned());
     tracing::warn!(
         target: "tracing_xray",
         %error,

@@ -46,27 +46,6 @@ impl<S: tracing::Subscriber> Layer<S> for LogsOnNewSpan {
     }
 }
 
-/// Runs the `#[ignore]`d test `name` of this binary in a process of its own;
-/// panics with its output if it fails.
-fn run_alone(name: &str) {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            name,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{name} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// With the global subscriber installed (the xray layer's filter lets every
 /// target but `a` through): makes `c`, a span of target `a` whose parent is
 /// an unsampled root of the xray layer's, while the inner layer logs; then
@@ -109,7 +88,7 @@ fn requests_after_a_hidden_child(xray: &XrayHandle, out: &InMemoryExporter) {
 /// decides `ra`, at `c`'s creation; the outer one is then told of `c`.
 #[test]
 fn two_layers_a_logging_sampler_loses_no_sampled_trace() {
-    run_alone("two_layers_a_logging_sampler_child");
+    common::run_alone("two_layers_a_logging_sampler_child");
 }
 
 #[test]
@@ -130,7 +109,7 @@ fn two_layers_a_logging_sampler_child() {
 /// `a`, that logs as it hears of `c`: the xray layer is then told of `c`.
 #[test]
 fn one_layer_and_a_logging_layer_lose_no_sampled_trace() {
-    run_alone("one_layer_and_a_logging_layer_child");
+    common::run_alone("one_layer_and_a_logging_layer_child");
 }
 
 #[test]

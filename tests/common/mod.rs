@@ -239,3 +239,42 @@ pub fn exception_messages(doc: &Value) -> Vec<&str> {
         .map(|e| e["message"].as_str().expect("a message"))
         .collect()
 }
+
+/// Runs the `#[ignore]`d test `name` of the current test binary in a process
+/// of its own (for a test that installs a global subscriber, sets the
+/// environment, or may abort); panics with its output if it fails, aborts,
+/// or has not finished within 60 s.
+pub fn run_alone(name: &str) {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{name} failed ({:?}):\n{text}",
+        out.status
+    );
+}
