@@ -11,7 +11,7 @@ use std::error::Error;
 use std::fmt;
 use std::panic::catch_unwind;
 use std::sync::atomic::{AtomicIsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing_subscriber::prelude::*;
@@ -24,16 +24,6 @@ mod common;
 
 #[global_allocator]
 static ALLOCATOR: common::CountingAllocator = common::CountingAllocator;
-
-fn live() -> isize {
-    common::live_bytes()
-}
-
-/// The tests of this file one at a time: some measure the whole heap.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn builder(out: &InMemoryExporter) -> tracing_xray::Builder {
     tracing_xray::builder()
@@ -79,7 +69,8 @@ impl fmt::Display for Huge {
         let piece = "x".repeat(1024);
         for _ in 0..self.len / 1024 {
             f.write_str(&piece)?;
-            self.peak.fetch_max(live() - self.base, Ordering::SeqCst);
+            self.peak
+                .fetch_max(common::live_bytes() - self.base, Ordering::SeqCst);
         }
         Ok(())
     }
@@ -108,7 +99,7 @@ impl Error for Huge {
 /// `Display`, then measure the heap while the span is open.
 #[test]
 fn an_open_span_keeps_no_more_than_the_cut_of_a_huge_error() {
-    let _s = serial();
+    let _s = common::serial();
     let out = InMemoryExporter::new();
     let layer = builder(&out).build();
     let xray = layer.handle();
@@ -118,9 +109,9 @@ fn an_open_span_keeps_no_more_than_the_cut_of_a_huge_error() {
         let root = tracing::info_span!("root", error = tracing::field::Empty);
         tracing::info_span!(parent: &root, "warm").in_scope(|| {});
         let e = Huge::new(2 << 20, 8, &peak);
-        let before = live();
+        let before = common::live_bytes();
         root.record("error", &e as &(dyn Error + 'static));
-        let held = live() - before;
+        let held = common::live_bytes() - before;
         assert!(
             held < 2 << 20,
             "an open span holds {held} bytes for one error (its cut texts: 9 x 64 KiB)"
@@ -145,7 +136,7 @@ fn an_open_span_keeps_no_more_than_the_cut_of_a_huge_error() {
 /// whose `Display` writes 64 MiB in 1 KiB pieces, noting the heap as it goes.
 #[test]
 fn a_huge_error_text_is_cut_while_it_is_formatted() {
-    let _s = serial();
+    let _s = common::serial();
     let out = InMemoryExporter::new();
     let layer = builder(&out).build();
     let xray = layer.handle();
@@ -161,10 +152,10 @@ fn a_huge_error_text_is_cut_while_it_is_formatted() {
         tracing::info_span!(parent: &root, "warm").in_scope(|| {});
         // The same value as a `Debug` field: bounded (the control).
         let mut d = Huge::new(64 << 20, 0, &peak_debug);
-        d.base = live();
+        d.base = common::live_bytes();
         root.record("d", tracing::field::debug(&d));
         let mut e = Huge::new(64 << 20, 0, &peak_error);
-        e.base = live();
+        e.base = common::live_bytes();
         root.record("error", &e as &(dyn Error + 'static));
         drop(root);
     });

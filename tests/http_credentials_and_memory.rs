@@ -23,12 +23,6 @@ use tracing_xray::export::{Document, ExportOutcome, Exporter, HttpExporter, InMe
 #[global_allocator]
 static ALLOCATOR: common::CountingAllocator = common::CountingAllocator;
 
-/// The tests of this file one at a time (one of them measures the heap).
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// `n` real documents, made by the layer (one segment per span).
 fn documents(n: usize) -> Vec<Document> {
     let memory = InMemoryExporter::new();
@@ -186,7 +180,7 @@ impl ProvideCredentials for Rotating {
 /// `Unauthorized`.
 #[test]
 fn refused_credentials_are_asked_again_after_a_refreshed_key_was_refused() {
-    let _serial = serial();
+    let _serial = common::serial();
     let (url, seen) = fake(|req, stream| {
         if key_of(req) == "KEYC" {
             accepted(stream);
@@ -286,7 +280,7 @@ impl ProvideCredentials for Slow {
 /// the worker replied to `XrayHandle::flush` after the caller gave up.
 #[test]
 fn flush_with_a_slow_credentials_provider_keeps_to_its_timeout() {
-    let _serial = serial();
+    let _serial = common::serial();
     // Reads the request, never answers.
     let (url, _seen) = fake(|_req, _stream| std::thread::sleep(Duration::from_secs(3600)));
     let mut exporter = HttpExporter::builder()
@@ -342,7 +336,7 @@ impl Exporter for Stash {
 /// twice it, which leaves room for the bookkeeping of each document).
 #[test]
 fn the_backlog_byte_bound_bounds_the_memory_it_holds() {
-    let _serial = serial();
+    let _serial = common::serial();
     // Documents as the worker hands them to its exporter.
     let stash = Arc::new(Mutex::new(Vec::new()));
     let layer = tracing_xray::builder()
@@ -414,7 +408,7 @@ fn at_once(url: String) -> tracing_xray::export::HttpExporterBuilder {
 /// whole backlog without a request (found by a hunt).
 #[test]
 fn shutdown_during_a_long_backoff_tries_once_more() {
-    let _serial = serial();
+    let _serial = common::serial();
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
     let (url, seen) = fake(move |_req, stream| {
@@ -447,7 +441,7 @@ fn shutdown_during_a_long_backoff_tries_once_more() {
 /// keeps one document per id). It used to count them all delivered.
 #[test]
 fn a_cut_off_2xx_answer_is_retried_not_counted_delivered() {
-    let _serial = serial();
+    let _serial = common::serial();
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
     let (url, seen) = fake(move |_req, stream| {
@@ -485,7 +479,7 @@ fn a_cut_off_2xx_answer_is_retried_not_counted_delivered() {
 /// background. It used to return `Ok(())` with nothing delivered.
 #[test]
 fn flush_is_a_timeout_while_the_api_has_not_answered() {
-    let _serial = serial();
+    let _serial = common::serial();
     let (url, _seen) = fake(|_req, _stream| std::thread::sleep(Duration::from_secs(3600)));
     // Held for the batch delay: the request is the flush's own.
     let exporter = at_once(url)

@@ -12,16 +12,6 @@ use tracing_xray::export::{Document, ExportOutcome, Exporter, NoopExporter};
 #[global_allocator]
 static ALLOCATOR: common::CountingAllocator = common::CountingAllocator;
 
-fn live() -> isize {
-    common::live_bytes()
-}
-
-/// The tests of this file one at a time: they measure the whole heap.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// The documented cap on one stored field value (`MAX_FIELD_BYTES`).
 const FIELD_CAP: usize = 64 * 1024;
 
@@ -30,7 +20,7 @@ const FIELD_CAP: usize = 64 * 1024;
 /// open span kept 8 MiB until it closed.
 #[test]
 fn an_error_events_str_message_is_capped_like_any_field_value() {
-    let _serial = serial();
+    let _serial = common::serial();
     let layer = tracing_xray::builder()
         .with_service_name("hunt")
         .with_sampler(tracing_xray::sampling::AlwaysSample)
@@ -42,13 +32,13 @@ fn an_error_events_str_message_is_capped_like_any_field_value() {
     let big = "x".repeat(1 << 20);
     let held = tracing::dispatcher::with_default(&dispatch, || {
         let request = tracing::info_span!("request");
-        let before = live();
+        let before = common::live_bytes();
         request.in_scope(|| {
             for _ in 0..8 {
                 tracing::error!(message = big.as_str());
             }
         });
-        let held = live() - before;
+        let held = common::live_bytes() - before;
         drop(request);
         held
     });
@@ -87,7 +77,7 @@ impl Exporter for Gate {
 /// raised, as the docs suggest for bursts of small traces).
 #[test]
 fn the_queued_bytes_bound_bounds_the_memory_of_small_traces() {
-    let _serial = serial();
+    let _serial = common::serial();
     let (entered_tx, entered_rx) = mpsc::channel();
     let release = Arc::new((Mutex::new(false), Condvar::new()));
     let max_queued: usize = 1 << 20;
@@ -110,11 +100,14 @@ fn the_queued_bytes_bound_bounds_the_memory_of_small_traces() {
         entered_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("the worker reached the exporter");
-        let before = live();
+        let before = common::live_bytes();
         for _ in 0..20_000 {
             tracing::info_span!("job").in_scope(|| {});
         }
-        (live() - before, xray.stats().traces_queued - 1)
+        (
+            common::live_bytes() - before,
+            xray.stats().traces_queued - 1,
+        )
     });
     let dropped = xray.stats().traces_dropped;
     *release.0.lock().unwrap() = true;

@@ -278,3 +278,10 @@ pub fn run_alone(name: &str) {
         out.status
     );
 }
+
+/// Holds the tests of a binary to one at a time while the guard lives: for
+/// the binaries whose tests measure the whole heap (a counting allocator).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
