@@ -485,14 +485,20 @@ pub fn parse(s: &str) -> Result<Expr, String> {
     Ok(e)
 }
 
+/// How close two numbers are to be equal: times and durations are sums and
+/// differences of floating-point seconds (100.0005 - 100.0 is not 0.0005).
+/// Every operator uses it, so that `=` never disagrees with `<=` or `>`.
+const NUM_TOLERANCE: f64 = 1e-9;
+
 fn cmp_num(a: f64, op: Op, b: f64) -> bool {
+    let equal = (a - b).abs() < NUM_TOLERANCE;
     match op {
-        Op::Eq => (a - b).abs() < 1e-9,
-        Op::Ne => (a - b).abs() >= 1e-9,
-        Op::Lt => a < b,
-        Op::Le => a <= b,
-        Op::Gt => a > b,
-        Op::Ge => a >= b,
+        Op::Eq => equal,
+        Op::Ne => !equal,
+        Op::Lt => a < b && !equal,
+        Op::Le => a < b || equal,
+        Op::Gt => a > b && !equal,
+        Op::Ge => a > b || equal,
         _ => false,
     }
 }

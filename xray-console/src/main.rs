@@ -65,7 +65,9 @@ fn parse_args() -> Result<Config, String> {
             }
             "--max-mib" => {
                 let mib: usize = value()?.parse().map_err(|e| format!("{a}: {e}"))?;
-                cfg.limits.max_bytes = mib * 1024 * 1024;
+                cfg.limits.max_bytes = mib.checked_mul(1024 * 1024).ok_or_else(|| {
+                    format!("{a}: {mib} MiB is more than this machine can address")
+                })?;
             }
             "--max-connections" => {
                 cfg.max_http_connections = value()?.parse().map_err(|e| format!("{a}: {e}"))?

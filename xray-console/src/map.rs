@@ -58,6 +58,9 @@ pub struct Hit {
     pub start: f64,
     /// Its end (start while in progress).
     pub end: f64,
+    /// Still in progress: seen, but not a finished call (it counts in no
+    /// statistic until it ends).
+    pub in_progress: bool,
 }
 
 impl Hit {
@@ -67,6 +70,7 @@ impl Hit {
             duration: e.duration(),
             start: e.start,
             end: e.end.unwrap_or(e.start),
+            in_progress: e.in_progress,
         }
     }
 }
@@ -233,6 +237,12 @@ pub struct Stats {
 
 impl Stats {
     fn add(&mut self, h: &Hit, trace: &str) {
+        if !self.traces.contains(trace) {
+            self.traces.insert(trace.to_owned());
+        }
+        if h.in_progress {
+            return;
+        }
         if self.total() == 0 {
             self.start = h.start;
             self.end = h.end;
@@ -250,9 +260,6 @@ impl Stats {
             .or_default() += 1;
         self.start = self.start.min(h.start);
         self.end = self.end.max(h.end);
-        if !self.traces.contains(trace) {
-            self.traces.insert(trace.to_owned());
-        }
     }
 
     /// Number of calls.

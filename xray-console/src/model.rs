@@ -159,7 +159,8 @@ impl Entity {
     /// level); everything else is optional and tolerated in any shape.
     pub fn from_document(v: &Value) -> Result<Entity, DocError> {
         let e = Entity::from_value(v)?;
-        if e.trace_id.is_none() {
+        // An empty trace id is none: no page could name the trace.
+        if e.trace_id.as_deref().map_or(true, str::is_empty) {
             return Err(DocError::Missing("trace_id"));
         }
         Ok(e)

@@ -351,15 +351,23 @@ pub fn export(t: &crate::store::Trace) -> Value {
     })
 }
 
+/// How many rejected documents an import's answer names (the rest are counted).
+const MAX_IMPORT_ERRORS: usize = 100;
+
 /// Imports documents from an export, a `BatchGetTraces` response, a `{"Id","Segments"}`
 /// trace, one document, an array of documents, or daemon datagrams (one per line pair).
 pub fn import(state: &State, body: &[u8]) -> Reply {
     let mut docs: Vec<Vec<u8>> = Vec::new();
+    // Values that cannot be documents (not objects), counted, not each reported.
+    let mut not_documents = 0_usize;
+    // A header is an object with a `format` and no `id`; a document may well have a
+    // `format` somewhere inside (metadata, annotations).
+    let is_header = |v: &Value| v.get("format").is_some() && v.get("id").is_none();
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => {
-            fn collect(v: &Value, docs: &mut Vec<Vec<u8>>) {
+            fn collect(v: &Value, docs: &mut Vec<Vec<u8>>, not_documents: &mut usize) {
                 if let Some(ts) = v.get("Traces").and_then(Value::as_array) {
-                    ts.iter().for_each(|t| collect(t, docs));
+                    ts.iter().for_each(|t| collect(t, docs, not_documents));
                 } else if let Some(segs) = v.get("Segments").and_then(Value::as_array) {
                     for s in segs {
                         match s.get("Document") {
@@ -369,31 +377,54 @@ pub fn import(state: &State, body: &[u8]) -> Reply {
                         }
                     }
                 } else if let Some(a) = v.as_array() {
-                    a.iter().for_each(|d| collect(d, docs));
-                } else {
+                    a.iter().for_each(|d| collect(d, docs, not_documents));
+                } else if v.is_object() {
                     docs.push(v.to_string().into_bytes());
+                } else {
+                    *not_documents += 1;
                 }
             }
-            collect(&v, &mut docs);
+            collect(&v, &mut docs, &mut not_documents);
         }
         Err(_) => {
-            // Datagrams: header line, document line, repeated.
-            let text = String::from_utf8_lossy(body);
-            // A header line is an object with a `format` and no `id`; a document may well
-            // have a `format` somewhere inside (metadata, annotations).
-            let is_header = |l: &str| {
-                serde_json::from_str::<Value>(l)
-                    .is_ok_and(|v| v.get("format").is_some() && v.get("id").is_none())
-            };
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                if !is_header(line) {
-                    docs.push(line.as_bytes().to_vec());
+            // Datagrams: a header, then a document, repeated; a document may span lines
+            // (the Go SDK's examples are indented). Read as a stream of JSON values, the
+            // bytes of each document kept as sent.
+            let mut stream = serde_json::Deserializer::from_slice(body).into_iter::<Value>();
+            let mut start = 0;
+            let mut whole = true;
+            while let Some(next) = stream.next() {
+                let end = stream.byte_offset();
+                match next {
+                    Ok(v) if is_header(&v) => {}
+                    Ok(_) => docs.push(body[start..end].to_vec()),
+                    Err(_) => {
+                        whole = false;
+                        break;
+                    }
+                }
+                start = end;
+            }
+            if !whole {
+                // Not a stream of JSON values: line by line, each line reported.
+                docs.clear();
+                let text = String::from_utf8_lossy(body);
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    if !serde_json::from_str::<Value>(line).is_ok_and(|v| is_header(&v)) {
+                        docs.push(line.as_bytes().to_vec());
+                    }
                 }
             }
         }
     }
     let mut imported = 0;
+    let mut rejected = not_documents;
     let mut errors = Vec::new();
+    if not_documents > 0 {
+        errors.push(format!(
+            "{not_documents} value(s) that are not documents (objects)"
+        ));
+    }
     let mut traces = std::collections::BTreeSet::new();
     let mut inner = state.lock();
     for d in docs {
@@ -412,14 +443,26 @@ pub fn import(state: &State, body: &[u8]) -> Reply {
                 traces.insert(trace);
                 imported += 1;
             }
-            Err((r, detail)) => errors.push(format!("{}: {detail}", r.as_str())),
+            Err((r, detail)) => {
+                rejected += 1;
+                // The first few say why; an import of a million bad documents must not
+                // answer with a million reasons.
+                if errors.len() < MAX_IMPORT_ERRORS {
+                    errors.push(format!("{}: {detail}", r.as_str()));
+                }
+            }
         }
+    }
+    // Those named (the values that are not documents, on one line of their own).
+    let named = not_documents + errors.len() - usize::from(not_documents > 0);
+    if rejected > named {
+        errors.push(format!("… and {} more", rejected - named));
     }
     inner.intake.imported += imported;
     let status = if imported == 0 { 400 } else { 200 };
     Reply::json(
         status,
-        &json!({"imported": imported, "rejected": errors.len(), "errors": errors, "traces": traces}),
+        &json!({"imported": imported, "rejected": rejected, "errors": errors, "traces": traces}),
     )
 }
 

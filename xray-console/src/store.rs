@@ -335,7 +335,25 @@ impl Trace {
         // The ids in the streamed subsegments: each one's own and those it embeds, for a
         // streamed subsegment's parent may be any of them.
         let mut pending_ids: HashSet<&str> = HashSet::new();
+        // The subsegments embedded in some document, and whether that copy is complete:
+        // a subsegment streamed on its own while in progress is sent again, finished,
+        // inside its parent's document (SPEC §1), and only one copy is drawn.
+        let mut embedded: HashMap<&str, bool> = HashMap::new();
         for d in &self.docs {
+            for c in &d.entity.children {
+                c.walk(&mut |e, _| {
+                    let complete = embedded.entry(e.id.as_str()).or_insert(false);
+                    *complete |= !e.in_progress;
+                });
+            }
+        }
+        for d in &self.docs {
+            let superseded = embedded
+                .get(d.entity.id.as_str())
+                .is_some_and(|&complete| complete || d.entity.in_progress);
+            if d.entity.is_subsegment && superseded {
+                continue;
+            }
             if d.entity.is_subsegment {
                 let parent = d.entity.parent_id.clone().unwrap_or_default();
                 d.entity.walk(&mut |e, _| {

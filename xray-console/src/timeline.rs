@@ -216,21 +216,29 @@ pub fn critical_path(root: &Entity, segments: &[Entity]) -> CriticalPath {
         if !seen.insert(e.id.as_str()) {
             return;
         }
-        let mut kids: Vec<&Entity> = e
+        // Each child, and whether it is a downstream segment (timed by another host's
+        // clock).
+        let mut kids: Vec<(&Entity, bool)> = e
             .children
             .iter()
-            .chain(down.get(e.id.as_str()).into_iter().flatten().copied())
-            .filter(|k| k.end.is_some())
+            .map(|k| (k, false))
+            .chain(
+                down.get(e.id.as_str())
+                    .into_iter()
+                    .flatten()
+                    .map(|&k| (k, true)),
+            )
+            .filter(|(k, _)| k.end.is_some())
             .collect();
         if depth >= MAX_PATH_DEPTH && !kids.is_empty() {
             // Said on the page: the bottleneck may be this entity only for want of depth.
             out.cut = Some((e.id.clone(), e.name.clone()));
             kids.clear();
         }
-        kids.sort_by(|a, b| b.end.unwrap_or(0.0).total_cmp(&a.end.unwrap_or(0.0)));
+        kids.sort_by(|a, b| b.0.end.unwrap_or(0.0).total_cmp(&a.0.end.unwrap_or(0.0)));
         let end = e.end.unwrap_or_else(|| {
             kids.first()
-                .and_then(|k| k.end)
+                .and_then(|k| k.0.end)
                 .unwrap_or(e.start)
                 .max(e.start)
         });
@@ -238,8 +246,14 @@ pub fn critical_path(root: &Entity, segments: &[Entity]) -> CriticalPath {
         out.steps.push((e.id.clone(), 0.0));
         let mut t = end;
         let mut self_time = 0.0;
-        for k in kids {
-            let kend = k.end.unwrap_or(k.start);
+        for (k, downstream) in kids {
+            let mut kend = k.end.unwrap_or(k.start);
+            // A downstream segment is the work of the call it hangs from: its end, by
+            // another host's clock, may pass the call's by a skew, and is taken as the
+            // call's.
+            if downstream {
+                kend = kend.min(t);
+            }
             if kend > t + 1e-9 || seen.contains(k.id.as_str()) {
                 continue;
             }
