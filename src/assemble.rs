@@ -1018,11 +1018,14 @@ pub(crate) fn is_aws_operation(node: &SpanData) -> bool {
 /// The segment of this service around a client call with no traced parent
 /// (see [`Assembler::pack`]): the call's times, trace, upstream parent and
 /// sampling rule, a fresh id, and of its fields only the user (a segment's
-/// field, which the call names).
+/// field, which the call names) and the name it was given.
 fn caller_segment(call: &SpanData) -> SpanData {
     let mut segment = SpanData::new(call.trace_id, call.anchor, call.start, call.meta);
+    // The user (a segment's field), and the name the span was given, which
+    // the segment keeps as its span's (`span_name`): the call's own
+    // subsegment is named after the service it calls.
     for (key, value) in &call.fields {
-        if matches!(*key, "enduser.id" | "xray.user") {
+        if matches!(*key, "enduser.id" | "xray.user" | "xray.name" | "otel.name") {
             segment.fields.push((key, value.clone()));
         }
     }

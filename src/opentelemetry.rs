@@ -160,14 +160,16 @@ pub fn header_from_span_context(span_context: &SpanContext) -> Option<TraceHeade
 ///
 /// - **Inject** writes `Root=…;Parent=…;Sampled=0|1` for the context's span,
 ///   then the context's baggage as extra `key=value` pairs (those a header
-///   can hold, within 256 bytes), and nothing when the context has no valid
-///   span.
+///   can hold, within 256 bytes, in a fixed order: `Lineage` first, then by
+///   key), and nothing when the context has no valid span.
 /// - **Extract** reads the header leniently ([`TraceHeader::parse`]) and
 ///   returns the context with a remote parent when `Root` and `Parent` are
 ///   valid and `Sampled`, if present, is `1`, `0` or `?`; otherwise the
 ///   context comes back unchanged. Only `Sampled=1` is sampled. Extra pairs
 ///   (such as Lambda's `Lineage`) become baggage, so that they go on to the
-///   next X-Ray service through an OpenTelemetry one.
+///   next X-Ray service through an OpenTelemetry one; a pair whose key
+///   baggage refuses (one holding a space or any of `(),/:;<=>?@[\]{}"`)
+///   is lost on the way.
 ///
 /// As the OpenTelemetry contrib propagators for X-Ray (Java) do.
 ///
@@ -217,9 +219,18 @@ impl TextMapPropagator for XrayPropagator {
         let span = cx.span();
         if let Some(mut header) = header_from_span_context(span.span_context()) {
             // Pairs a header cannot hold faithfully, reserved keys and what
-            // passes the budget are left out by `with_extra`.
-            for (key, (value, _)) in cx.baggage() {
-                header = header.with_extra(key.as_str(), value.as_str());
+            // passes the budget are left out by `with_extra`. In a fixed
+            // order (baggage is a hash map), `Lineage` first, so that what
+            // fits the budget is the same for the same context: the loop
+            // detection of Lambda's `Lineage` before the rest.
+            let mut pairs: Vec<(&str, &str)> = cx
+                .baggage()
+                .iter()
+                .map(|(key, (value, _))| (key.as_str(), value.as_str()))
+                .collect();
+            pairs.sort_unstable_by_key(|&(key, _)| (key != "Lineage", key));
+            for (key, value) in pairs {
+                header = header.with_extra(key, value);
             }
             injector.set(HEADER_NAME_LOWERCASE, header.to_string());
         }

@@ -2340,3 +2340,72 @@ fn a_url_from_parts_has_a_slash_before_its_path() {
         "{doc}"
     );
 }
+
+// ---- found by a hunt of the OpenTelemetry conventions ----------------------
+
+/// tracing-opentelemetry reads `otel.status_message` alone as an error
+/// status; here it names no exception (nothing says the span failed), but it
+/// is kept as metadata. It used to vanish from the document.
+#[test]
+fn an_otel_status_message_alone_is_kept_as_metadata() {
+    let doc = only_child(|| {
+        info_span!("charge", otel.status_message = "card declined").in_scope(|| {});
+    });
+    assert_eq!(
+        doc["metadata"]["tracing"]["otel.status_message"], "card declined",
+        "{doc}"
+    );
+    assert!(
+        doc.get("cause").is_none() && doc.get("fault").is_none(),
+        "{doc}"
+    );
+}
+
+/// An empty `otel.name` or `otel.status_code` is left out, as every empty
+/// convention field is: the subsegment keeps its span's name (it was named
+/// `span`), the root's `span_name` is its span's (it was `""`), and no empty
+/// status code reaches the metadata.
+#[test]
+fn empty_otel_fields_are_left_out() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!("root", otel.name = "", otel.status_code = "").in_scope(|| {
+                info_span!("load", otel.name = "", otel.status_code = "").in_scope(|| {});
+            });
+        },
+    );
+    assert_eq!(
+        doc["metadata"]["tracing"],
+        json!({"span_name": "root"}),
+        "{doc}"
+    );
+    let sub = &doc["subsegments"][0];
+    assert_eq!(sub["name"], "load", "{sub}");
+    assert!(sub.get("metadata").is_none(), "{sub}");
+}
+
+/// A root that is a client call becomes a segment around the call's
+/// subsegment (named after the host it calls); the segment keeps the name
+/// the span was given (`otel.name`), which used to appear nowhere.
+#[test]
+fn a_root_call_keeps_its_otel_name_as_the_segments_span_name() {
+    let doc = one(
+        |b| b,
+        || {
+            info_span!(
+                "sync",
+                otel.kind = "client",
+                otel.name = "nightly sync",
+                server.address = "api.example.com"
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert_eq!(
+        doc["metadata"]["tracing"]["span_name"], "nightly sync",
+        "{doc}"
+    );
+    assert_eq!(doc["subsegments"][0]["name"], "api.example.com", "{doc}");
+    assert_eq!(doc["subsegments"][0]["namespace"], "remote");
+}

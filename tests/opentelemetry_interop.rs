@@ -194,3 +194,33 @@ fn extra_pairs_go_through_an_opentelemetry_hop_as_baggage() {
     ));
     assert!(!out[&key].contains("=x"), "{}", out[&key]);
 }
+
+/// Baggage is a hash map: which extra pairs fit the header's 256-byte
+/// budget used to change from one request to the next for the same context,
+/// and Lambda's `Lineage` was sometimes left out. They go in a fixed order,
+/// `Lineage` first.
+#[test]
+fn inject_keeps_the_same_pairs_within_the_budget_lineage_first() {
+    use opentelemetry::baggage::{Baggage, BaggageExt};
+    let incoming = "Root=1-8a3c60f7-d188f8fa79d48a391a778fa6;Parent=53995c3f42cd8ad8;\
+                    Sampled=1;Lineage=a87bd80c:1|68fd508a:5|c512fbe3:2";
+    let session = "s".repeat(230);
+    let propagator = XrayPropagator::new();
+    let mut outputs = std::collections::HashSet::new();
+    for _ in 0..64 {
+        let mut baggage = Baggage::new();
+        baggage.insert("session", session.clone());
+        let base = Context::new().with_baggage(baggage);
+        let carrier = HashMap::from([("x-amzn-trace-id".to_owned(), incoming.to_owned())]);
+        let cx = propagator.extract_with_context(&base, &carrier);
+        let mut out = HashMap::new();
+        propagator.inject_context(&cx, &mut out);
+        outputs.insert(out.remove("x-amzn-trace-id").unwrap());
+    }
+    assert_eq!(outputs.len(), 1, "{outputs:#?}");
+    let header = outputs.into_iter().next().unwrap();
+    assert!(
+        header.contains("Lineage=a87bd80c:1|68fd508a:5|c512fbe3:2"),
+        "{header}"
+    );
+}

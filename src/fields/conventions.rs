@@ -1685,6 +1685,7 @@ impl<'a> Conventions<'a> {
         }
         applied.error_type = text(&mut self.error_type);
         let exception_message = text(&mut self.exception_message);
+        let status_key = self.error_message.map(|(key, _)| key);
         let status_message = text(&mut self.error_message);
         applied.exception_text = exception_message.is_some();
         applied.error_message_recorded = exception_message.or(status_message);
@@ -1700,6 +1701,19 @@ impl<'a> Conventions<'a> {
             status,
         );
         if !failed {
+            // A status message on a span that did not fail (`otel.status_message`
+            // alone) names no exception, but is not lost: metadata, without URL
+            // secrets.
+            if let (Some(key), Some(message)) = (status_key, applied.error_message.take()) {
+                if options.other_fields_as_metadata {
+                    put_metadata(
+                        entity,
+                        Cow::Borrowed(TRACING_NAMESPACE),
+                        Cow::Borrowed(key),
+                        MetaValue::Str(message),
+                    );
+                }
+            }
             applied.error_message = None;
             applied.error_message_recorded = None;
         }

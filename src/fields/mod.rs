@@ -367,11 +367,13 @@ pub(crate) fn route<'a>(
             // Consumed by the layer on roots (it continues that trace);
             // never sent, on any span.
             crate::layer::TRACE_HEADER_FIELD => {}
+            // An empty name is none, as for every convention field.
             "otel.name" => {
-                if let Some(s) = as_str(value) {
+                if let Some(s) = as_str(value).filter(|s| !s.is_empty()) {
                     conv.name = Some(s);
                 }
             }
+            "otel.status_code" if as_str(value) == Some("") => {}
             "enduser.id" | "xray.user" if is_segment => match user_of(value) {
                 Some(user) => entity.user = Some(user),
                 None => other_field(entity, budget, options, key, value),
