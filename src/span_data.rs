@@ -645,19 +645,22 @@ impl fmt::Write for BoundedString {
     }
 }
 
-pub(crate) fn debug_string(value: &dyn fmt::Debug) -> String {
+/// Formats `args` into a [`BoundedString`]: cut as it is written.
+fn bounded(args: fmt::Arguments<'_>) -> String {
     let mut out = BoundedString(String::new());
-    let _ = write!(out, "{value:?}");
+    let _ = out.write_fmt(args);
     out.0
+}
+
+pub(crate) fn debug_string(value: &dyn fmt::Debug) -> String {
+    bounded(format_args!("{value:?}"))
 }
 
 /// A value's `Display`, cut as it is formatted, as [`debug_string`] does
 /// `Debug`: an error quoting a huge response body costs formatting time,
 /// never a string of its size.
 pub(crate) fn display_string(value: &dyn fmt::Display) -> String {
-    let mut out = BoundedString(String::new());
-    let _ = write!(out, "{value}");
-    out.0
+    bounded(format_args!("{value}"))
 }
 
 impl FieldVisitor<'_> {

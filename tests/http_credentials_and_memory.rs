@@ -487,13 +487,7 @@ fn flush_is_a_timeout_while_the_api_has_not_answered() {
         .with_read_timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_exporter(exporter)
-        .build();
-    let xray = layer.handle();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    let xray = common::run_sampled(exporter, || {
         tracing::info_span!("request").in_scope(|| {});
     });
     let timeout = Duration::from_secs(1);

@@ -19,20 +19,6 @@ fn is_hex(s: &str, len: usize) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Runs `body` under a layer named `service` that samples every trace and
-/// sends to `daemon`, and returns its handle.
-fn sampled_to(daemon: &Daemon, service: &str, body: impl FnOnce()) -> tracing_xray::XrayHandle {
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_service_name(service)
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_exporter(UdpExporter::to_address(daemon.addr))
-        .build();
-    let xray = layer.handle();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), body);
-    xray
-}
-
 #[test]
 fn multi_level_trace_arrives_as_one_valid_datagram() {
     let daemon = Daemon::start();
@@ -202,7 +188,7 @@ fn check_split_trace(
 fn trace_of_5000_subsegments_is_streamed_in_valid_datagrams() {
     let daemon = Daemon::start();
     let payload = "p".repeat(200);
-    let xray = sampled_to(&daemon, "batch", || {
+    let xray = common::run_sampled(UdpExporter::to_address(daemon.addr), || {
         info_span!("import").in_scope(|| {
             for i in 0..50 {
                 info_span!("chunk", i).in_scope(|| {
@@ -229,7 +215,7 @@ fn trace_of_5000_subsegments_is_streamed_in_valid_datagrams() {
 fn large_metadata_is_split_by_bytes() {
     let daemon = Daemon::start();
     let blob = "b".repeat(20_000);
-    let xray = sampled_to(&daemon, "reports", || {
+    let xray = common::run_sampled(UdpExporter::to_address(daemon.addr), || {
         info_span!("render").in_scope(|| {
             for page in 0..60 {
                 info_span!("page", page, metadata.html = blob.as_str()).in_scope(|| {});
@@ -246,7 +232,7 @@ fn large_metadata_is_split_by_bytes() {
 fn oversized_span_is_trimmed_and_marked_never_dropped() {
     let daemon = Daemon::start();
     let big = "z".repeat(40_000);
-    let xray = sampled_to(&daemon, "svc", || {
+    let xray = common::run_sampled(UdpExporter::to_address(daemon.addr), || {
         info_span!("root").in_scope(|| {
             info_span!(
                 "huge",
@@ -297,7 +283,7 @@ fn an_oversized_span_loses_only_enough_of_its_largest_values() {
     let v = "v".repeat(4_000);
     let w = "w".repeat(5_000);
     let v = v.as_str();
-    let xray = sampled_to(&daemon, "svc", || {
+    let xray = common::run_sampled(UdpExporter::to_address(daemon.addr), || {
         info_span!(
             "wide",
             f00 = v,
@@ -357,7 +343,7 @@ fn an_oversized_span_loses_only_enough_of_its_largest_annotations() {
     // 32 annotations of 2,000 bytes (1,000 two-byte characters): 64 KB.
     let e = "é".repeat(1_000);
     let e = e.as_str();
-    let xray = sampled_to(&daemon, "svc", || {
+    let xray = common::run_sampled(UdpExporter::to_address(daemon.addr), || {
         info_span!(
             "wide",
             annotation.k00 = e,
@@ -427,7 +413,7 @@ fn an_oversized_span_loses_only_enough_of_its_largest_annotations() {
 fn no_datagram_passes_64000_bytes_with_its_header() {
     let daemon = Daemon::start();
     // Documents of every size from just under the limit to just over it.
-    let xray = sampled_to(&daemon, "svc", || {
+    let xray = common::run_sampled(UdpExporter::to_address(daemon.addr), || {
         for n in (63_600..64_100).step_by(25) {
             info_span!("request", metadata.blob = "x".repeat(n).as_str()).in_scope(|| {});
         }
@@ -476,13 +462,7 @@ fn daemon_down_costs_nothing_and_is_counted() {
 
 /// One traced request through a layer sending to `exporter`; flushed.
 fn one_request(exporter: UdpExporter, name: &'static str) -> tracing_xray::Stats {
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_exporter(exporter)
-        .build();
-    let xray = layer.handle();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    let xray = common::run_sampled(exporter, || {
         info_span!("request", annotation.step = name).in_scope(|| {});
     });
     xray.flush(WAIT).unwrap();

@@ -459,33 +459,33 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_client_ip_from_x_forwarded_for_is_marked_so() {
+    /// The `http.request` block of the segment one `GET /cart` with `headers`
+    /// makes.
+    fn request_block(headers: &[(&str, &str)]) -> serde_json::Value {
         let (traces, _) = capture(|| {
             let mut service = XrayServerLayer::new().layer(Ok200::default());
-            let request = Request::get("/cart")
-                .header("x-forwarded-for", "203.0.113.7, 10.0.0.2")
-                .body(())
-                .unwrap();
-            now(service.call(request)).unwrap();
+            let mut request = Request::get("/cart");
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            now(service.call(request.body(()).unwrap())).unwrap();
         });
-        let request = &traces[0]["http"]["request"];
+        traces[0]["http"]["request"].clone()
+    }
+
+    #[test]
+    fn a_client_ip_from_x_forwarded_for_is_marked_so() {
+        let request = request_block(&[("x-forwarded-for", "203.0.113.7, 10.0.0.2")]);
         assert_eq!(request["client_ip"], "203.0.113.7", "{request}");
         assert_eq!(request["x_forwarded_for"], true, "{request}");
     }
 
     #[test]
     fn a_forwarded_port_and_an_empty_user_agent_are_not_sent() {
-        let (traces, _) = capture(|| {
-            let mut service = XrayServerLayer::new().layer(Ok200::default());
-            let request = Request::get("/cart")
-                .header("x-forwarded-for", "[2001:db8::7]:51234, 10.0.0.2")
-                .header("user-agent", "")
-                .body(())
-                .unwrap();
-            now(service.call(request)).unwrap();
-        });
-        let request = &traces[0]["http"]["request"];
+        let request = request_block(&[
+            ("x-forwarded-for", "[2001:db8::7]:51234, 10.0.0.2"),
+            ("user-agent", ""),
+        ]);
         assert_eq!(request["client_ip"], "2001:db8::7", "{request}");
         assert!(request.get("user_agent").is_none(), "{request}");
     }

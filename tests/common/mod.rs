@@ -285,3 +285,21 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Runs `body` under a layer named `svc` that samples every trace and sends
+/// to `exporter` (no resource detection); returns its handle, not flushed.
+pub fn run_sampled(
+    exporter: impl tracing_xray::export::Exporter,
+    body: impl FnOnce(),
+) -> tracing_xray::XrayHandle {
+    use tracing_subscriber::prelude::*;
+    let layer = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(exporter)
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), body);
+    xray
+}
