@@ -319,13 +319,14 @@ fn the_function_is_marked_as_traced() {
 const SAMPLER_CHILD: &str = "TRACING_XRAY_LAMBDA_SAMPLER_CHILD";
 
 /// SPEC §3.3: centralized sampling is off in Lambda, where each invocation's
-/// header decides and no daemon answers. A started `CentralizedSampler`
-/// starts no polling thread there; elsewhere it starts one. Each case runs
+/// header decides and no daemon answers; SPEC §5: X-Ray switched off by the
+/// environment has no pollers either. A started `CentralizedSampler` starts
+/// no polling thread in either case; elsewhere it starts one. Each case runs
 /// in a child process (the environment is process-wide), which prints how
 /// many threads `start()` added (counted in `/proc/self/status`: a thread
 /// exists once `spawn` returns, so nothing is waited for).
 #[test]
-fn the_centralized_sampler_does_not_poll_in_lambda() {
+fn the_centralized_sampler_does_not_poll_in_lambda_or_switched_off() {
     if std::env::var_os(SAMPLER_CHILD).is_some() {
         let threads = || {
             std::fs::read_to_string("/proc/self/status")
@@ -344,23 +345,25 @@ fn the_centralized_sampler_does_not_poll_in_lambda() {
         sampler.shutdown();
         return;
     }
-    let run_child = |task_root: Option<&str>| {
+    let run_child = |env: &[(&str, &str)]| {
         let mut child = std::process::Command::new(std::env::current_exe().unwrap());
         child
             .args([
                 "--exact",
-                "the_centralized_sampler_does_not_poll_in_lambda",
+                "the_centralized_sampler_does_not_poll_in_lambda_or_switched_off",
                 "--nocapture",
             ])
             .env(SAMPLER_CHILD, "1")
-            .env_remove("LAMBDA_TASK_ROOT");
-        if let Some(root) = task_root {
-            child.env("LAMBDA_TASK_ROOT", root);
-        }
+            .env_remove("LAMBDA_TASK_ROOT")
+            .env_remove("AWS_XRAY_SDK_ENABLED")
+            .env_remove("AWS_XRAY_SDK_DISABLED")
+            .envs(env.iter().copied());
         let out = child.output().unwrap();
         assert!(out.status.success(), "{out:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    assert!(run_child(None).contains("threads started: 1"));
-    assert!(run_child(Some("/var/task")).contains("threads started: 0"));
+    assert!(run_child(&[]).contains("threads started: 1"));
+    assert!(run_child(&[("LAMBDA_TASK_ROOT", "/var/task")]).contains("threads started: 0"));
+    assert!(run_child(&[("AWS_XRAY_SDK_DISABLED", "true")]).contains("threads started: 0"));
+    assert!(run_child(&[("AWS_XRAY_SDK_ENABLED", "false")]).contains("threads started: 0"));
 }

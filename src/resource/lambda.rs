@@ -17,14 +17,15 @@ pub(crate) struct LambdaInfo {
     pub(crate) log_group: Option<String>,
 }
 
-/// `AWS_LAMBDA_FUNCTION_NAME` or `LAMBDA_TASK_ROOT` set → a Lambda function.
+/// `LAMBDA_TASK_ROOT` set → a Lambda function: what the layer's Lambda mode
+/// reads, and the Go, Node and Python SDKs. `AWS_LAMBDA_FUNCTION_NAME` alone
+/// (a function's code run in a container outside Lambda, some emulators) is
+/// not Lambda: the layer then sends segments of its own, which need the
+/// host's origin and resource blocks.
 pub(super) fn detect(probe: &Probe) -> Option<LambdaInfo> {
-    let function_name = probe.var("AWS_LAMBDA_FUNCTION_NAME");
-    if function_name.is_none() && probe.var("LAMBDA_TASK_ROOT").is_none() {
-        return None;
-    }
+    probe.var("LAMBDA_TASK_ROOT")?;
     Some(LambdaInfo {
-        function_name,
+        function_name: probe.var("AWS_LAMBDA_FUNCTION_NAME"),
         function_version: probe.var("AWS_LAMBDA_FUNCTION_VERSION"),
         region: probe.var("AWS_REGION"),
         log_group: probe.var("AWS_LAMBDA_LOG_GROUP_NAME"),
@@ -68,6 +69,12 @@ mod tests {
     fn task_root_alone_is_enough() {
         let info = detect(&probe(&[("LAMBDA_TASK_ROOT", "/var/task")]));
         assert_eq!(info, Some(LambdaInfo::default()));
+    }
+
+    #[test]
+    fn a_function_name_without_task_root_is_not_lambda() {
+        let info = detect(&probe(&[("AWS_LAMBDA_FUNCTION_NAME", "orders")]));
+        assert_eq!(info, None);
     }
 
     #[test]

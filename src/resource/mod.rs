@@ -201,8 +201,8 @@ impl Detectors {
         self
     }
 
-    /// Lambda: recognises a Lambda function from `AWS_LAMBDA_FUNCTION_NAME`
-    /// or `LAMBDA_TASK_ROOT`. Lambda writes the function's segment itself,
+    /// Lambda: recognises a Lambda function from `LAMBDA_TASK_ROOT`, as the
+    /// layer's Lambda mode does. Lambda writes the function's segment itself,
     /// so no origin and no resource block is added, and the other detectors
     /// are skipped. Default on.
     ///
@@ -821,6 +821,7 @@ mod tests {
         if let Env::Map(vars) = &mut d.probe.env {
             let mut vars = (**vars).clone();
             vars.insert("AWS_LAMBDA_FUNCTION_NAME".into(), "orders".into());
+            vars.insert("LAMBDA_TASK_ROOT".into(), "/var/task".into());
             d.probe.env = Env::Map(Arc::new(vars));
         }
         let r = detect(&d);

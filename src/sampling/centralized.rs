@@ -251,7 +251,10 @@ impl CentralizedSamplerBuilder {
     ///
     /// In AWS Lambda (`LAMBDA_TASK_ROOT` set) nothing polls: there each
     /// invocation's trace header decides (SPEC §3.3, as in the Node SDK),
-    /// and no daemon runs to answer.
+    /// and no daemon runs to answer. Nor does anything poll when the
+    /// environment switches X-Ray off (`AWS_XRAY_SDK_ENABLED=false`,
+    /// `AWS_XRAY_SDK_DISABLED=true`: "no pollers", SPEC §5): the layer it is
+    /// given to does nothing, and its rules would never be asked for.
     ///
     /// ```no_run
     /// use tracing_xray::sampling::CentralizedSampler;
@@ -265,7 +268,7 @@ impl CentralizedSamplerBuilder {
     /// The thread could not be spawned.
     pub fn start(self) -> io::Result<CentralizedSampler> {
         let sampler = self.build_manual();
-        if crate::config::lambda_by_env() {
+        if crate::config::lambda_by_env() || crate::config::disabled_by_env() {
             return Ok(sampler);
         }
         let (stop_tx, stop_rx) = mpsc::channel();
