@@ -583,23 +583,52 @@ impl<'c> Assembler<'c> {
         // big; the small ones beside them stay.
         self.counts.trimmed_spans += 1;
         let mut scratch = self.buffer();
-        let dropped = drop_largest_metadata(
+        let mut metadata_dropped = drop_largest_metadata(
             &mut entity.metadata,
             json.len() - limit + TRIM_MARKER_BYTES,
             &mut scratch,
         );
-        entity.metadata.put(
-            Cow::Borrowed(CRATE_NAMESPACE),
-            Cow::Borrowed("trimmed"),
-            MetaValue::Bool(true),
-        );
-        if !dropped.is_empty() {
-            entity.metadata.put(
-                Cow::Borrowed(CRATE_NAMESPACE),
-                Cow::Borrowed("metadata_dropped"),
-                MetaValue::List(dropped),
-            );
-        }
+        // Exceptions the span's own bound left out before trimming began.
+        let mut exceptions_dropped = entity
+            .metadata
+            .entries()
+            .iter()
+            .find(|(ns, _)| ns == CRATE_NAMESPACE)
+            .and_then(|(_, entries)| {
+                entries
+                    .entries()
+                    .iter()
+                    .find(|(k, _)| k == "exceptions_dropped")
+            })
+            .map_or(0, |(_, v)| match v {
+                MetaValue::U64(n) => *n,
+                _ => 0,
+            });
+        let mut annotations_dropped = Vec::new();
+        let mark = |entity: &mut crate::model::Entity<'_>,
+                    metadata_dropped: &[MetaValue<'static>],
+                    annotations_dropped: &[MetaValue<'static>],
+                    exceptions_dropped: u64| {
+            let ns = || Cow::Borrowed(CRATE_NAMESPACE);
+            let md = &mut entity.metadata;
+            md.put(ns(), Cow::Borrowed("trimmed"), MetaValue::Bool(true));
+            for (key, names) in [
+                ("metadata_dropped", metadata_dropped),
+                ("annotations_dropped", annotations_dropped),
+            ] {
+                if !names.is_empty() {
+                    md.put(ns(), Cow::Borrowed(key), MetaValue::List(names.to_vec()));
+                }
+            }
+            if exceptions_dropped > 0 {
+                md.put(
+                    ns(),
+                    Cow::Borrowed("exceptions_dropped"),
+                    MetaValue::U64(exceptions_dropped),
+                );
+            }
+        };
+        mark(&mut entity, &metadata_dropped, &[], exceptions_dropped);
         json.clear();
         crate::json::write_entity(&mut json, &entity);
         let exceptions_before: Vec<SegmentId> = entity
@@ -607,17 +636,31 @@ impl<'c> Assembler<'c> {
             .iter()
             .flat_map(|c| c.exceptions.iter().map(|e| e.id))
             .collect();
-        let mut annotations_dropped = Vec::new();
+        // Then, in the order of the README: the rest of the metadata (the
+        // crate's own marks stay), the exceptions' stacks, the largest
+        // annotations, the `http`/`sql` blocks, all exceptions but the
+        // first (counted), and last whatever is left.
         let mut steps = 0;
-        while json.len() > limit {
+        while json.len() > limit && steps <= 5 {
             match steps {
-                0 => entity.metadata.clear(),
+                0 => {
+                    for (ns, entries) in entity.metadata.entries() {
+                        if ns == CRATE_NAMESPACE {
+                            continue;
+                        }
+                        for (key, _) in entries.entries() {
+                            if metadata_dropped.len() < MAX_NAMED_DROPS {
+                                let name = format!("{ns}.{key}");
+                                metadata_dropped.push(MetaValue::Str(Cow::Owned(name)));
+                            }
+                        }
+                    }
+                    entity.metadata.retain(|(ns, _)| ns == CRATE_NAMESPACE);
+                }
                 1 => {
                     if let Some(cause) = &mut entity.cause {
-                        cause.exceptions.truncate(1);
                         for ex in &mut cause.exceptions {
                             ex.stack.clear();
-                            ex.cause = None;
                         }
                     }
                 }
@@ -635,29 +678,41 @@ impl<'c> Assembler<'c> {
                     entity.aws.resource = None;
                     entity.user = None;
                 }
+                4 => {
+                    if let Some(cause) = &mut entity.cause {
+                        let gone = cause.exceptions.len().saturating_sub(1);
+                        cause.exceptions.truncate(1);
+                        for ex in &mut cause.exceptions {
+                            ex.cause = None;
+                        }
+                        exceptions_dropped += gone as u64;
+                        self.counts.exceptions_dropped += gone as u64;
+                    }
+                }
                 _ => {
-                    entity.cause = None;
+                    if let Some(cause) = entity.cause.take() {
+                        let gone = cause.exceptions.len() as u64;
+                        exceptions_dropped += gone;
+                        self.counts.exceptions_dropped += gone;
+                    }
                     entity.aws = Default::default();
+                    for (key, _) in &entity.annotations.0 {
+                        if annotations_dropped.len() < MAX_NAMED_DROPS {
+                            annotations_dropped.push(MetaValue::Str(Cow::Owned(key.to_string())));
+                        }
+                    }
                     entity.annotations.0.clear();
                 }
             }
-            let mut marker = crate::model::SmallMap::default();
-            marker.insert(Cow::Borrowed("trimmed"), MetaValue::Bool(true));
-            if !annotations_dropped.is_empty() {
-                marker.insert(
-                    Cow::Borrowed("annotations_dropped"),
-                    MetaValue::List(annotations_dropped.clone()),
-                );
-            }
-            entity
-                .metadata
-                .insert(Cow::Borrowed(CRATE_NAMESPACE), marker);
+            mark(
+                &mut entity,
+                &metadata_dropped,
+                &annotations_dropped,
+                exceptions_dropped,
+            );
             json.clear();
             crate::json::write_entity(&mut json, &entity);
             steps += 1;
-            if steps > 5 {
-                break;
-            }
         }
         self.recycle(scratch);
         // The exceptions trimmed away are no ancestor's cause: the ids

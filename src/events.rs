@@ -67,12 +67,18 @@ pub(crate) fn render<'a>(span: &'a SpanData, entity: &mut Entity<'a>, options: &
                     MetaValue::Str(Cow::Borrowed(target_of(e))),
                 ),
             ];
-            object.extend(
-                e.fields
-                    .iter()
-                    .filter(|(k, _)| sent(e, k, options))
-                    .map(|(k, v)| (field_key(k), meta_value(v))),
-            );
+            // One key once: a field renamed onto another's name (`time`
+            // beside `field.time`), or a name given twice (`message = ..`
+            // beside a format string), keeps its last value, as a JSON
+            // parser reading both would.
+            for (k, v) in e.fields.iter().filter(|(k, _)| sent(e, k, options)) {
+                let key = field_key(k);
+                let value = meta_value(v);
+                match object.iter_mut().find(|(have, _)| *have == key) {
+                    Some(slot) => slot.1 = value,
+                    None => object.push((key, value)),
+                }
+            }
             MetaValue::Object(object)
         })
         .collect();

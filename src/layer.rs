@@ -40,8 +40,8 @@ use crate::id::{SegmentId, TraceId};
 use crate::recycle::RecycleRx;
 use crate::sampling::{Sampler, SamplingRequest};
 use crate::span_data::{
-    debug_string, Anchor, Decision, ErrorRecord, EventRecord, FieldStr, FieldValue, FieldVisitor,
-    Fields, Role, SpanData, TraceBuf, MAX_FIELD_BYTES, MAX_PRECURSORS,
+    debug_string, Ancestry, Anchor, Decision, ErrorRecord, EventRecord, FieldStr, FieldValue,
+    FieldVisitor, Fields, Role, SpanData, TraceBuf, MAX_FIELD_BYTES, MAX_PRECURSORS,
 };
 use crate::span_list::SpanList;
 use crate::unsampled::UnsampledIds;
@@ -286,12 +286,7 @@ fn outermost_aws_operation<'a, S>(span: SpanRef<'a, S>) -> SpanRef<'a, S>
 where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
-    fn is_sdk_span(meta: &tracing_core::Metadata<'_>) -> bool {
-        let target = meta.target();
-        target.starts_with("aws_smithy")
-            || target.starts_with("aws_sdk")
-            || target == crate::fields::AWS_SDK_TARGET
-    }
+    let is_sdk_span = |meta: &tracing_core::Metadata<'_>| is_sdk_target(meta.target());
     if !is_sdk_span(span.metadata()) {
         return span;
     }
@@ -312,6 +307,62 @@ where
         }
     }
     outermost.unwrap_or(span)
+}
+
+/// Whether a span of this target is the AWS SDK's (its runtime's, a service
+/// crate's) or the interceptor's: the spans an SDK operation's subsegment
+/// can fold in. The first byte settles it for nearly every other target.
+#[inline]
+fn is_sdk_target(target: &str) -> bool {
+    match target.as_bytes().first() {
+        Some(b'a') => target.starts_with("aws_smithy") || target.starts_with("aws_sdk"),
+        Some(b't') => target == crate::fields::AWS_SDK_TARGET,
+        _ => false,
+    }
+}
+
+/// Of the finished spans a long-lived trace is about to stream
+/// (`streamed`), takes out those inside an AWS SDK call still in progress:
+/// the subtrees whose top's parent is still open (not among them) and is,
+/// or is inside, an SDK span. Sent now, they would be subsegments of their
+/// own, or name as parent a span that is folded and never sent; kept, they
+/// leave with their operation and fold into it. Only up to half the
+/// trace's bounds on what it holds: past that they leave now (as the SDK's
+/// internal spans do when no operation span folds them), so that a trace
+/// still streams and holds no more than before.
+fn hold_back_sdk_work(streamed: &mut SpanList, inner: &LayerInner) -> Option<SpanList> {
+    if !streamed.iter().any(|s| s.ancestry.under_sdk()) {
+        return None;
+    }
+    let ids: std::collections::HashSet<SegmentId> = streamed.iter().map(|s| s.id).collect();
+    let mut held = std::collections::HashSet::new();
+    let mut held_bytes = 0;
+    // A parent ends after its children, so it comes later in the list: from
+    // the end, a subtree's top is met first. Spans that ended on other
+    // threads in between can break that order, hence the passes until
+    // nothing changes (one, nearly always).
+    loop {
+        let mut changed = false;
+        for i in (0..streamed.len()).rev() {
+            let s = streamed.get(i);
+            let Some(parent) = s.parent_seg else { continue };
+            if held.contains(&s.id) {
+                continue;
+            }
+            if (s.ancestry.under_sdk() && !ids.contains(&parent)) || held.contains(&parent) {
+                held.insert(s.id);
+                held_bytes += s.held_bytes();
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    if held.is_empty() || held.len() > inner.max_held / 2 || held_bytes > inner.max_held_bytes / 2 {
+        return None;
+    }
+    Some(streamed.split_off_where(|s| held.contains(&s.id)))
 }
 
 /// Remembers the new span `span` (`id`) as a child of an unsampled trace;
@@ -358,6 +409,8 @@ struct Inherited {
     sampled: bool,
     anchor: Anchor,
     facade: bool,
+    /// The span inherited from is, or is inside, an AWS SDK span.
+    under_sdk: bool,
     trace: Option<Arc<TraceBuf>>,
 }
 
@@ -371,6 +424,7 @@ impl Inherited {
             sampled,
             anchor: d.anchor,
             facade: d.role == Role::Facade,
+            under_sdk: d.ancestry.under_sdk() || is_sdk_target(d.meta.target()),
             trace: if sampled { d.trace.clone() } else { None },
         }
     }
@@ -849,7 +903,7 @@ where
                 let mut data =
                     SpanData::boxed(p.trace_id, p.anchor, Instant::now(), attrs.metadata());
                 data.parent_seg = Some(p.seg);
-                data.parent_is_facade = p.facade;
+                data.ancestry = Ancestry::new(p.facade, p.under_sdk);
                 data.trace = p.trace;
                 data.decision = Decision::Sampled;
                 record_attributes(attrs, &mut data);
@@ -956,11 +1010,6 @@ where
             for e in errors {
                 data.push_error(e);
             }
-            if data.parent_seg.is_none() {
-                if let Some(trace) = &data.trace {
-                    inner.keep_annotations_for(data, trace);
-                }
-            }
         }
     }
 
@@ -1007,13 +1056,16 @@ where
                 inner.send(Message::Detached { spans });
                 return;
             };
-            let facade_child = data.parent_is_facade;
+            let facade_child = data.ancestry.parent_is_facade();
             let (held, held_bytes) = trace.push(data);
             if facade_child || held > inner.max_held || held_bytes > inner.max_held_bytes {
                 // Lambda: the function segment is Lambda's, so a top-level
                 // subtree leaves as soon as it ends. Otherwise a long-lived
                 // root streams what it holds instead of growing.
-                let spans = trace.take(inner.spare_buffer());
+                let mut spans = trace.take(inner.spare_buffer());
+                if let Some(held) = hold_back_sdk_work(&mut spans, inner) {
+                    trace.put_back(held);
+                }
                 // Two children past the limit at once: the second finds
                 // the list the first took, and has nothing to send.
                 if !spans.is_empty() {

@@ -540,10 +540,6 @@ impl<K: MapKey, V, A: smallvec::Array<Item = (K, V)>> SmallMap<K, V, A> {
         self.0.is_empty()
     }
 
-    pub(crate) fn clear(&mut self) {
-        self.0.clear();
-    }
-
     /// The entries, in insertion order.
     pub(crate) fn entries(&self) -> &[(K, V)] {
         &self.0

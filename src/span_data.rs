@@ -332,8 +332,8 @@ pub(crate) struct SpanData {
     pub(crate) parent_id: Option<SegmentId>,
     /// The X-Ray id of the nearest traced ancestor (children only).
     pub(crate) parent_seg: Option<SegmentId>,
-    /// The nearest traced ancestor is a Lambda facade.
-    pub(crate) parent_is_facade: bool,
+    /// What it knows of its traced ancestors.
+    pub(crate) ancestry: Ancestry,
     /// Where finished spans of this (sampled) trace wait for the root's
     /// close; taken out when the span itself closes.
     pub(crate) trace: Option<Arc<TraceBuf>>,
@@ -364,6 +364,41 @@ pub(crate) struct SpanData {
 /// reuses it for its next span while it is still in its cache. The list
 /// comes from, and goes back to, a pool the worker refills with the lists
 /// it has emptied (see [`crate::recycle`]).
+/// What a span knows of its traced ancestors, in one byte: a span's data
+/// fills its cache lines to the byte (see `a_span_stays_small`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Ancestry(u8);
+
+impl Ancestry {
+    const FACADE_PARENT: u8 = 1;
+    const UNDER_SDK: u8 = 2;
+
+    /// `parent_is_facade`: the nearest traced ancestor is a Lambda facade.
+    /// `under_sdk`: a traced ancestor is an AWS SDK span (or the
+    /// interceptor's), so that the span may be folded into an SDK
+    /// operation's subsegment, and does not leave before that operation
+    /// ends (see `layer::hold_back_sdk_work`).
+    pub(crate) fn new(parent_is_facade: bool, under_sdk: bool) -> Self {
+        Ancestry(
+            if parent_is_facade {
+                Self::FACADE_PARENT
+            } else {
+                0
+            } | if under_sdk { Self::UNDER_SDK } else { 0 },
+        )
+    }
+
+    /// The nearest traced ancestor is a Lambda facade.
+    pub(crate) fn parent_is_facade(self) -> bool {
+        self.0 & Self::FACADE_PARENT != 0
+    }
+
+    /// A traced ancestor is an AWS SDK span (or the interceptor's).
+    pub(crate) fn under_sdk(self) -> bool {
+        self.0 & Self::UNDER_SDK != 0
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct TraceBuf {
     pub(crate) spans: Mutex<SpanList>,
@@ -402,6 +437,15 @@ impl TraceBuf {
         let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
         spans.push_boxed(span);
         (spans.len(), spans.bytes())
+    }
+
+    /// Gives back spans taken out by [`TraceBuf::take`] that must wait
+    /// for a later part of the trace.
+    pub(crate) fn put_back(&self, held: SpanList) {
+        let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
+        for span in held.into_spans() {
+            spans.push(span);
+        }
     }
 
     /// Takes every finished span held so far.
@@ -452,7 +496,7 @@ impl SpanData {
             id: SegmentId::new(),
             parent_id: None,
             parent_seg: None,
-            parent_is_facade: false,
+            ancestry: Ancestry::default(),
             trace: None,
             decision: Decision::Pending,
             role: Role::Span,

@@ -82,6 +82,30 @@ impl SpanList {
         self.chunks.iter().flatten()
     }
 
+    /// The spans, moved out, in push order.
+    pub(crate) fn into_spans(self) -> impl Iterator<Item = SpanData> {
+        self.chunks.into_iter().flatten()
+    }
+
+    /// Moves the spans `pick` says yes to into a new list; both keep push
+    /// order, and this list its trace's marks.
+    pub(crate) fn split_off_where(&mut self, mut pick: impl FnMut(&SpanData) -> bool) -> SpanList {
+        let chunks = std::mem::take(&mut self.chunks);
+        let (root_annotations, root) = (self.root_annotations, self.root);
+        self.clear(0);
+        self.root_annotations = root_annotations;
+        self.root = root;
+        let mut picked = SpanList::new();
+        for span in chunks.into_iter().flatten() {
+            if pick(&span) {
+                picked.push(span);
+            } else {
+                self.push(span);
+            }
+        }
+        picked
+    }
+
     /// Adds a span.
     pub(crate) fn push(&mut self, span: SpanData) {
         self.bytes += span.held_bytes();

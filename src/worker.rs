@@ -101,7 +101,7 @@ fn remember_user_below(users: &mut HashMap<(TraceId, SegmentId), String>, spans:
     let Some(key) = spans.root.map(|root| (spans.get(0).trace_id, root)) else {
         return;
     };
-    if users.contains_key(&key) || spans.iter().any(|s| s.parent_is_facade) {
+    if users.contains_key(&key) || spans.iter().any(|s| s.ancestry.parent_is_facade()) {
         return;
     }
     if let Some(user) = user_below_segment(spans.iter()) {
@@ -703,7 +703,7 @@ mod tests {
     fn part(field: (&'static str, crate::span_data::FieldValue), facade: bool) -> SpanList {
         let mut span = crate::span_data::SpanData::for_tests();
         span.parent_seg = Some(crate::id::SegmentId::new());
-        span.parent_is_facade = facade;
+        span.ancestry = crate::span_data::Ancestry::new(facade, false);
         span.fields.push(field);
         let mut spans: SpanList = std::iter::once(span).collect();
         spans.root = Some(crate::id::SegmentId::new());

@@ -1683,7 +1683,8 @@ impl<'a> Conventions<'a> {
             entity.throttle = true;
             entity.error = true;
         }
-        applied.error_type = text(&mut self.error_type);
+        applied.error_type =
+            text(&mut self.error_type).map(|t| truncate_chars(t, MAX_STRING_CHARS));
         let exception_message = text(&mut self.exception_message);
         let status_key = self.error_message.map(|(key, _)| key);
         let status_message = text(&mut self.error_message);

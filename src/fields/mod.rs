@@ -440,12 +440,17 @@ pub(crate) fn route<'a>(
 }
 
 /// How many annotations `span`'s fields ask for (at most 50): the ones
-/// `annotation.`, the indexed ones, or all with `index_all`.
+/// `annotation.`, the indexed ones, or all with `index_all`. Counted over
+/// the fields its callsite declares, recorded yet or not: a long-lived
+/// root that records its annotation once it knows it (`Empty` until then)
+/// keeps its place among the first 50 all the same.
 pub(crate) fn annotation_fields(span: &SpanData, options: &FieldOptions) -> u8 {
     let n = span
-        .fields
+        .meta
+        .fields()
         .iter()
-        .filter(|(k, _)| options.index_all || k.starts_with("annotation.") || options.is_indexed(k))
+        .map(|f| f.name())
+        .filter(|k| options.index_all || k.starts_with("annotation.") || options.is_indexed(k))
         .count();
     n.min(MAX_ANNOTATIONS_PER_TRACE) as u8
 }
