@@ -496,19 +496,22 @@ impl<'c> Assembler<'c> {
             // A subtree leaves as an independent subsegment when it nests too
             // deep, then the biggest ones while this node is over its limits
             // (fewest documents).
-            children.sort_by_key(|c| (!too_deep(c), std::cmp::Reverse(c.json.len())));
-            let mut kept = Vec::with_capacity(children.len());
-            for child in children {
+            let mut by_size: Vec<(usize, Packed)> = children.into_iter().enumerate().collect();
+            by_size.sort_by_key(|(_, c)| (!too_deep(c), std::cmp::Reverse(c.json.len())));
+            let mut kept = Vec::with_capacity(by_size.len());
+            for (place, child) in by_size {
                 if too_deep(&child) || total > limit || count > threshold {
                     total -= child.json.len() + 1;
                     count -= child.count;
                     self.counts.streamed_subsegments += 1;
                     self.emit_independent(child, id);
                 } else {
-                    kept.push(child);
+                    kept.push((place, child));
                 }
             }
-            children = kept;
+            // Those kept stay in their order, as in a document not split.
+            kept.sort_unstable_by_key(|(place, _)| *place);
+            children = kept.into_iter().map(|(_, child)| child).collect();
         }
 
         if children.is_empty() {

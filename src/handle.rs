@@ -584,6 +584,24 @@ impl XrayGuard {
     pub fn handle(&self) -> &XrayHandle {
         &self.handle
     }
+
+    /// How long the shutdown at drop may take (default
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`](crate::DEFAULT_SHUTDOWN_TIMEOUT), 5 s):
+    /// less where the platform kills the process sooner after asking it to
+    /// stop (a container's grace period after SIGTERM).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let _xray = tracing_xray::builder()
+    ///     .with_exporter(tracing_xray::export::NoopExporter)
+    ///     .init()
+    ///     .with_shutdown_timeout(Duration::from_secs(2));
+    /// ```
+    pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
 }
 
 impl Drop for XrayGuard {

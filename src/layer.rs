@@ -698,10 +698,13 @@ impl LayerInner {
     /// sampling decision is still open (no child yet, no header asked for, no
     /// decision given): what `set_xray_parent` and the `xray.trace_header`
     /// field do. Later, spans may already carry the trace id: nothing changes.
-    pub(crate) fn continue_trace(&self, root: &mut SpanData, header: &TraceHeader) {
-        if root.is_undecided_root() {
+    /// Whether it did.
+    pub(crate) fn continue_trace(&self, root: &mut SpanData, header: &TraceHeader) -> bool {
+        let open = root.is_undecided_root();
+        if open {
             self.apply_header(root, header);
         }
+        open
     }
 
     /// Continues an incoming trace on a root that has no child yet.

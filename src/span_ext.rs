@@ -1,7 +1,8 @@
-//! [`XraySpanExt`]: continue an incoming trace on a span, and read the header
-//! to send downstream.
+//! [`XraySpanExt`]: continue an incoming trace on a span, and read its
+//! trace id or the header to send downstream.
 
 use crate::header::TraceHeader;
+use crate::id::TraceId;
 use crate::layer::{Found, Lookup, WithContext};
 
 /// X-Ray propagation on [`tracing::Span`], in the manner of
@@ -63,7 +64,8 @@ pub trait XraySpanExt: sealed::Sealed {
     /// `set_xray_parent` with `Sampled=1` or `Sampled=0`), it does nothing,
     /// since spans may already carry the trace id in their headers. The
     /// `xray.trace_header` field, recorded at creation or later, does the
-    /// same.
+    /// same. It returns whether the span took the header: `false` when it
+    /// did nothing, or when no `XrayLayer` traces the span.
     ///
     /// The caller's decision wins over the layer's sampler:
     ///
@@ -82,14 +84,43 @@ pub trait XraySpanExt: sealed::Sealed {
     ///
     /// let incoming = TraceHeader::parse("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0");
     /// let request = tracing::info_span!("handle_request");
-    /// request.set_xray_parent(&incoming);
+    /// assert!(request.set_xray_parent(&incoming));
     /// assert_eq!(request.xray_header().unwrap().root(), incoming.root());
     /// assert_eq!(request.xray_header().unwrap().sampled(), Sampled::No);
+    /// // Decided: a second header is not taken.
+    /// assert!(!request.set_xray_parent(&TraceHeader::parse("Sampled=1")));
     /// drop(request);
     /// xray.flush(Duration::from_secs(1)).unwrap();
     /// assert!(exporter.is_empty());
     /// ```
-    fn set_xray_parent(&self, header: &TraceHeader);
+    fn set_xray_parent(&self, header: &TraceHeader) -> bool;
+
+    /// The X-Ray trace id of this span's trace, without taking the sampling
+    /// decision (which [`xray_header`](XraySpanExt::xray_header) takes): for
+    /// a log line, before the root's request fields the sampler reads are
+    /// all recorded. `None` when no `XrayLayer` traces the span or any of
+    /// its ancestors. While a root's decision is open, a header given to it
+    /// ([`set_xray_parent`](XraySpanExt::set_xray_parent), the
+    /// `xray.trace_header` field) still replaces its trace id.
+    ///
+    /// ```
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_xray::{TraceHeader, XraySpanExt};
+    ///
+    /// let layer = tracing_xray::builder()
+    ///     .with_exporter(tracing_xray::export::NoopExporter)
+    ///     .build();
+    /// let _default = tracing_subscriber::registry().with(layer).set_default();
+    ///
+    /// let request = tracing::info_span!("handle_request", url.path = tracing::field::Empty);
+    /// request.set_xray_parent(&TraceHeader::parse("Root=1-5759e988-bd862e3fe1be46a994272793"));
+    /// let trace_id = request.xray_trace_id().unwrap();
+    /// assert_eq!(trace_id.to_string(), "1-5759e988-bd862e3fe1be46a994272793");
+    /// // The sampler has not decided yet: it will see the path.
+    /// request.record("url.path", "/orders");
+    /// assert!(tracing::Span::none().xray_trace_id().is_none());
+    /// ```
+    fn xray_trace_id(&self) -> Option<TraceId>;
 
     /// The header for a downstream call made inside this span: Root,
     /// Parent = this (sub)segment's id, the sampling decision (taken now if
@@ -139,10 +170,20 @@ mod sealed {
 }
 
 impl XraySpanExt for tracing::Span {
-    fn set_xray_parent(&self, header: &TraceHeader) {
+    fn set_xray_parent(&self, header: &TraceHeader) -> bool {
+        let mut taken = false;
         with_data(self, Lookup::Own, &mut |found| {
-            found.inner.continue_trace(found.data, header);
+            taken = found.inner.continue_trace(found.data, header);
         });
+        taken
+    }
+
+    fn xray_trace_id(&self) -> Option<TraceId> {
+        let mut out = None;
+        with_data(self, Lookup::Nearest, &mut |found| {
+            out = Some(found.data.trace_id)
+        });
+        out
     }
 
     fn xray_header(&self) -> Option<TraceHeader> {

@@ -980,3 +980,90 @@ fn lambda_invocation_at_its_limits() {
         assert_eq!(common::parse_datagram(d)["trace_id"], ROOT);
     }
 }
+
+// ------------------------------------------------ the order of a span's children
+
+/// The names of `node`'s children, in order.
+fn child_names(node: &Value) -> Vec<String> {
+    node["subsegments"]
+        .as_array()
+        .map(|children| {
+            children
+                .iter()
+                .map(|c| c["name"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One root with five children, `item0` to `item4`, made and closed in
+/// turn (a millisecond each: distinct start times), each a little larger
+/// than the one before (a `pad` field), so that which children a split
+/// keeps in the segment's document (the smallest) does not depend on how
+/// long their timestamps print. Returns `traces()`'s one tree and the
+/// documents.
+fn five_children(
+    configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
+) -> (Value, Vec<Value>) {
+    let exporter = InMemoryExporter::new();
+    let layer = configure(
+        tracing_xray::builder()
+            .with_detectors(tracing_xray::Detectors::none())
+            .with_sampler(AlwaysSample)
+            .with_exporter(exporter.clone()),
+    )
+    .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        info_span!("batch").in_scope(|| {
+            for i in 0..5 {
+                let name = format!("item{i}");
+                let pad = "x".repeat(40 * i);
+                info_span!("item", xray.name = name.as_str(), pad = pad.as_str())
+                    .in_scope(|| std::thread::sleep(Duration::from_millis(1)));
+            }
+        });
+    });
+    xray.flush(WAIT).unwrap();
+    let mut traces = exporter.traces();
+    assert_eq!(traces.len(), 1, "{traces:?}");
+    (traces.remove(0), exporter.json_documents())
+}
+
+const IN_ORDER: [&str; 5] = ["item0", "item1", "item2", "item3", "item4"];
+
+/// `InMemoryExporter::traces()` gives a span's children in the order they
+/// started, whether the trace was sent whole, split by the streaming
+/// threshold, or streamed by a long-lived root: a test asserting on
+/// `subsegments[0]` must not see another child once its trace crosses a
+/// threshold. (Split, they came back `item1, item0, item4, item3, item2`;
+/// streamed, `item3, item4, item0, item1, item2`.)
+#[test]
+fn traces_give_children_in_order_however_the_trace_was_split() {
+    let (whole, docs) = five_children(|b| b);
+    assert_eq!(docs.len(), 1);
+    assert_eq!(child_names(&whole), IN_ORDER);
+    let (split, docs) = five_children(|b| b.with_streaming_threshold(2));
+    assert!(docs.len() > 1, "the trace was not split");
+    assert_eq!(child_names(&split), IN_ORDER);
+    let (streamed, docs) = five_children(|b| b.with_max_held_subsegments(2));
+    assert!(docs.len() > 1, "nothing was streamed");
+    assert_eq!(child_names(&streamed), IN_ORDER);
+}
+
+/// The segment document of a split trace keeps the children it holds in
+/// their order, as a document not split does: the split picks the largest
+/// to send on their own, and used to leave the rest largest first.
+#[test]
+fn the_kept_children_of_a_split_segment_are_in_order() {
+    let (_, docs) = five_children(|b| b.with_streaming_threshold(2));
+    let segment = docs
+        .iter()
+        .find(|d| d.get("type").is_none())
+        .expect("the segment document");
+    let kept = child_names(segment);
+    assert!(kept.len() >= 2, "{kept:?}");
+    let mut sorted = kept.clone();
+    sorted.sort();
+    assert_eq!(kept, sorted, "the segment's own children, largest first");
+}

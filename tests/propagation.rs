@@ -177,14 +177,68 @@ fn malformed_header_starts_a_fresh_trace() {
 }
 
 #[test]
-fn set_xray_parent_after_the_first_child_changes_nothing() {
+fn set_xray_parent_after_the_first_child_changes_nothing_and_says_so() {
+    let header = TraceHeader::parse(&format!("Root={ROOT};Sampled=0"));
+    let mut taken = Vec::new();
     let (traces, _) = run(AlwaysSample, || {
         let root = info_span!("handle");
-        root.in_scope(|| info_span!("child").in_scope(|| {}));
-        root.set_xray_parent(&TraceHeader::parse(&format!("Root={ROOT};Sampled=0")));
+        root.in_scope(|| {
+            let child = info_span!("child");
+            // Not a root: nothing to continue.
+            taken.push(child.set_xray_parent(&header));
+        });
+        taken.push(root.set_xray_parent(&header));
+        // No layer traces a disabled span.
+        taken.push(tracing::Span::none().set_xray_parent(&header));
+        let fresh = info_span!("handle");
+        taken.push(fresh.set_xray_parent(&header));
     });
+    assert_eq!(taken, [false, false, false, true]);
     assert_eq!(traces.len(), 1);
     assert_ne!(traces[0]["trace_id"], ROOT);
+}
+
+/// `xray_trace_id` reads the trace id (for a log line) and leaves the
+/// sampling decision open: the sampler still sees the path recorded after
+/// it. (`xray_header` decides then and there: the path would come too late,
+/// and a rule on it would not apply.)
+#[test]
+fn reading_the_trace_id_leaves_the_decision_to_the_request_fields() {
+    /// Samples every trace, and keeps the paths it was asked about.
+    #[derive(Clone, Default)]
+    struct Paths(Arc<std::sync::Mutex<Vec<Option<String>>>>);
+    impl Sampler for Paths {
+        fn sample(&self, request: &SamplingRequest<'_>) -> SamplingDecision {
+            let path = request.url_path.map(str::to_owned);
+            self.0.lock().unwrap().push(path);
+            SamplingDecision::new(true)
+        }
+    }
+    let paths = Paths::default();
+    let mut read = None;
+    let (traces, _) = run(paths.clone(), || {
+        let root = info_span!("request", url.path = tracing::field::Empty);
+        read = root.xray_trace_id();
+        root.record("url.path", "/orders");
+        root.in_scope(|| {
+            let work = info_span!("work");
+            // A child has its trace's id.
+            assert_eq!(work.xray_trace_id(), read);
+        });
+    });
+    assert_eq!(*paths.0.lock().unwrap(), [Some("/orders".to_owned())]);
+    assert_eq!(traces.len(), 1);
+    assert_eq!(
+        traces[0]["trace_id"].as_str(),
+        read.map(|t| t.to_string()).as_deref()
+    );
+    // An unsampled trace's spans have its id too.
+    run(NeverSample, || {
+        let root = info_span!("request");
+        let child = root.in_scope(|| info_span!("work"));
+        assert!(child.xray_trace_id().is_some());
+        assert_eq!(child.xray_trace_id(), root.xray_trace_id());
+    });
 }
 
 #[test]

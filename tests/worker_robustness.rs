@@ -3,6 +3,8 @@
 //! shutdown that could not even be queued, an `init` that found a global
 //! subscriber already set.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -640,4 +642,33 @@ fn a_streaming_threshold_of_usize_max_never_splits() {
     let documents = inner.json_documents();
     assert_eq!(documents.len(), 1, "{documents:?}");
     assert_eq!(documents[0]["subsegments"].as_array().unwrap().len(), 3);
+}
+
+/// `XrayGuard::with_shutdown_timeout`: the shutdown at the guard's drop
+/// waits no longer than asked, here for an exporter stuck in `export` (the
+/// default would wait 5 s). In a process of its own: `init` installs the
+/// global subscriber.
+#[test]
+#[ignore]
+fn guard_shutdown_timeout_child() {
+    let inner = InMemoryExporter::new();
+    let (gated, entered, _release, _) = Gated::new(&inner);
+    let guard = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(gated)
+        .init()
+        .with_shutdown_timeout(Duration::from_millis(200));
+    info_span!("job").in_scope(|| {});
+    // The worker is inside `export`, held there for 5 s.
+    entered.recv_timeout(Duration::from_secs(5)).unwrap();
+    let started = Instant::now();
+    drop(guard);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "the guard waited {took:?}");
+}
+
+#[test]
+fn the_guard_waits_no_longer_than_its_shutdown_timeout() {
+    common::run_alone("guard_shutdown_timeout_child");
 }

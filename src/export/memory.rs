@@ -138,7 +138,10 @@ impl InMemoryExporter {
     /// The segments received, each with its independent subsegments put back
     /// in place (under the (sub)segment named by their `parent_id`), so a
     /// test sees each segment as one tree however it was split. Their
-    /// `type`, `trace_id` and `parent_id` fields are kept.
+    /// `type`, `trace_id` and `parent_id` fields are kept. A span's
+    /// children come in the order they started (then ended), as the X-Ray
+    /// console shows them: the same order whether or not the trace was
+    /// split, and whichever documents its parts arrived in.
     ///
     /// After the segments come the independent subsegments whose parent was
     /// not received, each a tree with its own parts put back: in Lambda,
@@ -214,6 +217,9 @@ impl InMemoryExporter {
             adopt(top, &mut orphans);
         }
         segments.extend(tops);
+        for tree in &mut segments {
+            children_in_start_order(tree);
+        }
         segments
     }
 
@@ -299,6 +305,23 @@ fn collect_ids(node: &Value, ids: &mut HashSet<String>) {
         }
         if let Some(arr) = n["subsegments"].as_array() {
             work.extend(arr);
+        }
+    }
+}
+
+/// Sorts every `subsegments` list of the tree `node` by start time, then
+/// end time (a stable sort: spans of the same times keep their order).
+fn children_in_start_order(node: &mut Value) {
+    let time = |v: &Value, key: &str| v[key].as_f64().unwrap_or(f64::INFINITY);
+    let mut work: Vec<&mut Value> = vec![node];
+    while let Some(n) = work.pop() {
+        if let Some(arr) = n.get_mut("subsegments").and_then(Value::as_array_mut) {
+            arr.sort_by(|a, b| {
+                time(a, "start_time")
+                    .total_cmp(&time(b, "start_time"))
+                    .then(time(a, "end_time").total_cmp(&time(b, "end_time")))
+            });
+            work.extend(arr.iter_mut());
         }
     }
 }
