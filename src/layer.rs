@@ -651,6 +651,7 @@ impl LayerInner {
         request.http_method = request_fields.method;
         request.url_path = request_fields.path;
         request.service_type = resource.and_then(|r| r.origin());
+        request.span_name = Some(root.meta.name());
         // The sampler is the application's code, run while a span's lock is
         // held (the root's, or at its first child the parent's): this layer
         // ignores what it logs, which would otherwise come back for that lock

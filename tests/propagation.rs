@@ -285,12 +285,14 @@ fn matched_rule_name_is_written() {
 }
 
 #[test]
-fn the_sampler_sees_the_segment_name_and_an_empty_rule_name_is_left_out() {
+fn the_sampler_sees_the_segment_and_span_names_and_an_empty_rule_name_is_left_out() {
     struct Check;
     impl Sampler for Check {
         fn sample(&self, request: &SamplingRequest<'_>) -> SamplingDecision {
             // Sanitized, as the segment carries it: rules match what X-Ray shows.
             assert_eq!(request.service_name, Some("my serviceweird"));
+            // The root span's own name, for a sampler that tells jobs apart.
+            assert_eq!(request.span_name, Some("r"));
             SamplingDecision::sampled().with_rule_name("")
         }
     }

@@ -70,6 +70,10 @@ pub struct SamplingRequest<'a> {
     pub resource_arn: Option<&'a str>,
     /// Request attributes as key/value pairs (centralized rules only).
     pub attributes: &'a [(&'a str, &'a str)],
+    /// The name of the root span that starts the trace (its `xray.name` /
+    /// `otel.name` aside), for a custom sampler that tells a background job
+    /// from a request by it. X-Ray's rules do not match on it.
+    pub span_name: Option<&'a str>,
 }
 
 impl<'a> SamplingRequest<'a> {
@@ -90,6 +94,7 @@ impl<'a> SamplingRequest<'a> {
             service_type: None,
             resource_arn: None,
             attributes: &[],
+            span_name: None,
         }
     }
 
@@ -185,6 +190,20 @@ impl<'a> SamplingRequest<'a> {
     #[must_use]
     pub const fn with_attributes(mut self, attributes: &'a [(&'a str, &'a str)]) -> Self {
         self.attributes = attributes;
+        self
+    }
+
+    /// Sets the name of the root span that starts the trace.
+    ///
+    /// ```
+    /// use tracing_xray::sampling::SamplingRequest;
+    ///
+    /// let request = SamplingRequest::new().with_span_name("nightly_cleanup");
+    /// assert_eq!(request.span_name, Some("nightly_cleanup"));
+    /// ```
+    #[must_use]
+    pub const fn with_span_name(mut self, name: &'a str) -> Self {
+        self.span_name = Some(name);
         self
     }
 }
