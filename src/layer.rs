@@ -415,6 +415,7 @@ struct Inherited {
 }
 
 impl Inherited {
+    #[inline]
     fn from(from: Id, d: &SpanData) -> Self {
         let sampled = d.sampled();
         Inherited {
