@@ -1067,3 +1067,44 @@ fn the_kept_children_of_a_split_segment_are_in_order() {
     sorted.sort();
     assert_eq!(kept, sorted, "the segment's own children, largest first");
 }
+
+/// What a long-lived root holds back for an AWS SDK span still open is
+/// bounded (half its held bounds): an SDK span open for long with many
+/// finished children (a runtime span without an operation to fold into,
+/// `aws_smithy_runtime=debug` alone) still lets them stream out while it
+/// is open, instead of holding them all until it ends.
+#[test]
+fn spans_held_for_an_open_sdk_span_are_bounded() {
+    use tracing::Level;
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_sampler(AlwaysSample)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_max_held_subsegments(10)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let mut streamed_while_open = 0;
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        info_span!("job").in_scope(|| {
+            tracing::span!(target: ORCH, Level::DEBUG, "try_op").in_scope(|| {
+                for i in 0..100_u64 {
+                    tracing::span!(target: ORCH, Level::DEBUG, "try_attempt", attempt = i)
+                        .in_scope(|| {});
+                }
+                xray.flush(WAIT).unwrap();
+                streamed_while_open = exporter.len();
+            });
+        });
+    });
+    xray.flush(WAIT).unwrap();
+    assert!(
+        streamed_while_open > 0,
+        "100 finished spans held until their SDK span ends"
+    );
+    let trace = &exporter.traces()[0];
+    let try_op = &trace["subsegments"][0];
+    assert_eq!(try_op["name"], "try_op");
+    assert_eq!(try_op["subsegments"].as_array().map_or(0, Vec::len), 100);
+}
