@@ -720,15 +720,15 @@ impl<'c> Assembler<'c> {
         self.recycle(scratch);
         // The exceptions trimmed away are no ancestor's cause: the ids
         // would name an exception in no document.
-        let kept = |id: &SegmentId| {
-            entity
-                .cause
-                .as_ref()
-                .is_some_and(|c| c.exceptions.iter().any(|e| e.id == *id))
-        };
-        let gone: Vec<SegmentId> = exceptions_before
+        // (Sets: a span folding many others can hold tens of thousands.)
+        let kept: std::collections::HashSet<SegmentId> = entity
+            .cause
+            .iter()
+            .flat_map(|c| c.exceptions.iter().map(|e| e.id))
+            .collect();
+        let gone: std::collections::HashSet<SegmentId> = exceptions_before
             .into_iter()
-            .filter(|id| !kept(id))
+            .filter(|id| !kept.contains(id))
             .collect();
         if !gone.is_empty() {
             self.exceptions.retain(|(_, id, _)| !gone.contains(id));

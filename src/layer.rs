@@ -909,7 +909,14 @@ where
                     SpanData::boxed(p.trace_id, p.anchor, Instant::now(), attrs.metadata());
                 data.parent_seg = Some(p.seg);
                 data.ancestry = Ancestry::new(p.facade, p.under_sdk);
-                data.trace = p.trace;
+                data.trace = match p.trace {
+                    // A Lambda invocation's top-level span: its subtree
+                    // leaves as it ends, in a buffer of its own, so that
+                    // concurrent calls of the invocation never wait in, nor
+                    // take from, one another's.
+                    Some(facade) if p.facade => Some(Arc::new(facade.part(inner.spare_buffer()))),
+                    trace => trace,
+                };
                 data.decision = Decision::Sampled;
                 record_attributes(attrs, &mut data);
                 data
@@ -1067,15 +1074,11 @@ where
                 // Lambda: the function segment is Lambda's, so a top-level
                 // subtree leaves as soon as it ends. Otherwise a long-lived
                 // root streams what it holds instead of growing.
-                let mut spans = trace.take(inner.spare_buffer());
-                if let Some(held) = hold_back_sdk_work(&mut spans, inner) {
-                    trace.put_back(held);
-                }
-                // Two children past the limit at once: the second finds
-                // the list the first took, and has nothing to send.
-                if !spans.is_empty() {
-                    inner.send(Message::Detached { spans });
-                }
+                trace.stream(
+                    inner.spare_buffer(),
+                    |spans| hold_back_sdk_work(spans, inner),
+                    |spans| inner.send(Message::Detached { spans }),
+                );
             }
             return;
         }

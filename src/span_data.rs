@@ -439,12 +439,49 @@ impl TraceBuf {
         (spans.len(), spans.bytes())
     }
 
-    /// Gives back spans taken out by [`TraceBuf::take`] that must wait
-    /// for a later part of the trace.
-    pub(crate) fn put_back(&self, held: SpanList) {
+    /// A buffer for a part of the same trace that leaves on its own (a
+    /// Lambda invocation's top-level span, whose subtree leaves as it ends):
+    /// the same root, incoming header and annotation count, its own spans.
+    pub(crate) fn part(&self, spans: SpanList) -> Self {
+        TraceBuf {
+            spans: Mutex::new(spans),
+            root_annotations: std::sync::atomic::AtomicU8::new(
+                self.root_annotations
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
+            incoming: self.incoming.clone(),
+            root: self.root,
+        }
+    }
+
+    /// Streams what the trace holds while its root is open: takes every
+    /// finished span but those `hold` picks out (they stay, in order) and
+    /// hands the rest to `send`, all under the buffer's lock. A span of the
+    /// trace ending meanwhile on another thread waits: it never finds the
+    /// list emptied of spans not yet sent (its own part, and a flush after
+    /// it, would be queued before them), and the spans held back are in the
+    /// list again before any span they wait for can end.
+    pub(crate) fn stream(
+        &self,
+        replacement: SpanList,
+        hold: impl FnOnce(&mut SpanList) -> Option<SpanList>,
+        send: impl FnOnce(SpanList),
+    ) {
         let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
-        for span in held.into_spans() {
-            spans.push(span);
+        let mut taken = std::mem::replace(&mut *spans, replacement);
+        taken.root_annotations = self
+            .root_annotations
+            .load(std::sync::atomic::Ordering::Relaxed);
+        taken.root = self.root;
+        if let Some(held) = hold(&mut taken) {
+            for span in held.into_spans() {
+                spans.push(span);
+            }
+        }
+        // Two children past the limit at once: the second finds the list
+        // the first took, and has nothing to send.
+        if !taken.is_empty() {
+            send(taken);
         }
     }
 
