@@ -366,13 +366,14 @@ fn hold_back_sdk_work(streamed: &mut SpanList, inner: &LayerInner) -> Option<Spa
 }
 
 /// Remembers the new span `span` (`id`) as a child of an unsampled trace;
-/// when another layer shares the subscriber, marks it as this layer's.
-fn remember_unsampled_child<S>(inner: &LayerInner, id: &Id, span: &SpanRef<'_, S>)
+/// when another layer shares the subscriber, or when `mark` says so (the
+/// memo had lost its parent), marks it as this layer's.
+fn remember_unsampled_child<S>(inner: &LayerInner, id: &Id, span: &SpanRef<'_, S>, mark: bool)
 where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
     inner.unsampled_child(id);
-    if inner.shares_subscriber.load(Ordering::Relaxed) {
+    if mark || inner.shares_subscriber.load(Ordering::Relaxed) {
         let mut ext = span.extensions_mut();
         if ext.get_mut::<UnsampledOf>().is_none() {
             ext.insert(UnsampledOf(inner.tag));
@@ -391,13 +392,26 @@ fn traced_event_span<'a, S>(
 where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
-    let span = ctx.event_span(event)?;
-    if inner.unsampled_spans.contains(&span.id()) {
-        return None;
-    }
+    let mut span = ctx.event_span(event)?;
     // The callback's context shows this layer's spans only: no other
-    // layer's data to pass over.
-    traced_self_or_ancestor(span, None)
+    // layer's data to pass over. A child of an unsampled trace the memo
+    // holds, or this layer marked, stops the walk.
+    loop {
+        if inner.unsampled_spans.contains(&span.id()) {
+            return None;
+        }
+        {
+            let ext = span.extensions();
+            if ext.get::<Box<SpanData>>().is_some() {
+                drop(ext);
+                return Some(span);
+            }
+            if ext.get::<UnsampledOf>().is_some_and(|m| m.0 == inner.tag) {
+                return None;
+            }
+        }
+        span = span.parent()?;
+    }
 }
 
 /// What a new span inherits from its nearest traced ancestor.
@@ -431,9 +445,22 @@ impl Inherited {
     }
 }
 
+/// What a new span finds above it.
+enum Ancestor {
+    /// Its nearest traced ancestor.
+    Traced(Inherited),
+    /// A child of an unsampled trace this layer marked ([`UnsampledOf`]),
+    /// before any traced ancestor.
+    Unsampled,
+}
+
 /// Finds the nearest traced ancestor of a new span with one read lock in
 /// the common case; a root still undecided decides now, at its first child.
-fn inherit<S>(parent: Option<SpanRef<'_, S>>, inner: &LayerInner) -> Option<Inherited>
+/// The walk stops early at a child of an unsampled trace this layer marked:
+/// one made when the memo had lost its parent (see `on_new_span`), so that
+/// a memo overrun by many requests in flight never costs a walk up to the
+/// root for every span.
+fn inherit<S>(parent: Option<SpanRef<'_, S>>, inner: &LayerInner) -> Option<Ancestor>
 where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
@@ -443,10 +470,13 @@ where
             let ext = ancestor.extensions();
             match ext.get::<Box<SpanData>>() {
                 Some(d) if d.decision != Decision::Pending => {
-                    return Some(Inherited::from(ancestor.id(), d))
+                    return Some(Ancestor::Traced(Inherited::from(ancestor.id(), d)))
                 }
                 Some(_) => {}
                 None => {
+                    if ext.get::<UnsampledOf>().is_some_and(|m| m.0 == inner.tag) {
+                        return Some(Ancestor::Unsampled);
+                    }
                     drop(ext);
                     ancestor = ancestor.parent()?;
                     continue;
@@ -456,7 +486,7 @@ where
         let mut ext = ancestor.extensions_mut();
         let d = ext.get_mut::<Box<SpanData>>()?;
         inner.decide(d);
-        return Some(Inherited::from(ancestor.id(), d));
+        return Some(Ancestor::Traced(Inherited::from(ancestor.id(), d)));
     }
 }
 
@@ -878,7 +908,7 @@ where
             if !inner.shares_subscriber.load(Ordering::Relaxed) {
                 inner.unsampled_child(id);
             } else if let Some(span) = ctx.span(id) {
-                remember_unsampled_child(inner, id, &span);
+                remember_unsampled_child(inner, id, &span, false);
             }
             return;
         }
@@ -891,20 +921,29 @@ where
         let parent = if invocation { None } else { span.parent() };
         if let Some(p) = &parent {
             if inner.in_unsampled_trace(&p.id()) {
-                remember_unsampled_child(inner, id, &span);
+                remember_unsampled_child(inner, id, &span, false);
                 return;
             }
             IN_UNSAMPLED.with(|c| c.set(false));
         }
+        let parent_id = parent.as_ref().map(SpanRef::id);
         let mut data = match inherit(parent, inner) {
             // Unsampled: nothing stored, nothing recorded. Header lookups
-            // find the nearest traced ancestor.
-            Some(p) if !p.sampled => {
-                inner.unsampled_roots.insert(&p.from);
-                remember_unsampled_child(inner, id, &span);
+            // find the nearest traced ancestor. Found past a parent without
+            // data (the memo had lost it: more children of unsampled traces
+            // open than it holds), the span is marked, so that its own
+            // children stop there instead of walking up to the root.
+            Some(Ancestor::Unsampled) => {
+                remember_unsampled_child(inner, id, &span, true);
                 return;
             }
-            Some(p) => {
+            Some(Ancestor::Traced(p)) if !p.sampled => {
+                let lost = parent_id.is_some_and(|parent| parent != p.from);
+                inner.unsampled_roots.insert(&p.from);
+                remember_unsampled_child(inner, id, &span, lost);
+                return;
+            }
+            Some(Ancestor::Traced(p)) => {
                 let mut data =
                     SpanData::boxed(p.trace_id, p.anchor, Instant::now(), attrs.metadata());
                 data.parent_seg = Some(p.seg);
