@@ -445,13 +445,24 @@ impl Inherited {
     }
 }
 
-/// What a new span finds above it.
-enum Ancestor {
-    /// Its nearest traced ancestor.
-    Traced(Inherited),
-    /// A child of an unsampled trace this layer marked ([`UnsampledOf`]),
-    /// before any traced ancestor.
-    Unsampled,
+/// The buffer of a Lambda invocation's top-level span: its subtree leaves
+/// as it ends, in a buffer of its own, so that concurrent calls of the
+/// invocation never wait in, nor take from, one another's.
+#[cold]
+#[inline(never)]
+fn top_level_buffer(facade: &TraceBuf, inner: &LayerInner) -> Arc<TraceBuf> {
+    Arc::new(facade.part(inner.spare_buffer()))
+}
+
+/// What [`inherit`] passed on its way up.
+#[derive(Default)]
+struct Walk {
+    /// Spans without data (children of an unsampled trace the memo lost)
+    /// lay between the new span and its nearest traced ancestor.
+    passed: bool,
+    /// The walk stopped at a child of an unsampled trace this layer marked
+    /// ([`UnsampledOf`]), before any traced ancestor: `inherit` gives none.
+    marked: bool,
 }
 
 /// Finds the nearest traced ancestor of a new span with one read lock in
@@ -460,7 +471,11 @@ enum Ancestor {
 /// one made when the memo had lost its parent (see `on_new_span`), so that
 /// a memo overrun by many requests in flight never costs a walk up to the
 /// root for every span.
-fn inherit<S>(parent: Option<SpanRef<'_, S>>, inner: &LayerInner) -> Option<Ancestor>
+fn inherit<S>(
+    parent: Option<SpanRef<'_, S>>,
+    inner: &LayerInner,
+    walk: &mut Walk,
+) -> Option<Inherited>
 where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
@@ -470,15 +485,17 @@ where
             let ext = ancestor.extensions();
             match ext.get::<Box<SpanData>>() {
                 Some(d) if d.decision != Decision::Pending => {
-                    return Some(Ancestor::Traced(Inherited::from(ancestor.id(), d)))
+                    return Some(Inherited::from(ancestor.id(), d))
                 }
                 Some(_) => {}
                 None => {
                     if ext.get::<UnsampledOf>().is_some_and(|m| m.0 == inner.tag) {
-                        return Some(Ancestor::Unsampled);
+                        walk.marked = true;
+                        return None;
                     }
                     drop(ext);
                     ancestor = ancestor.parent()?;
+                    walk.passed = true;
                     continue;
                 }
             }
@@ -486,7 +503,7 @@ where
         let mut ext = ancestor.extensions_mut();
         let d = ext.get_mut::<Box<SpanData>>()?;
         inner.decide(d);
-        return Some(Ancestor::Traced(Inherited::from(ancestor.id(), d)));
+        return Some(Inherited::from(ancestor.id(), d));
     }
 }
 
@@ -926,34 +943,29 @@ where
             }
             IN_UNSAMPLED.with(|c| c.set(false));
         }
-        let parent_id = parent.as_ref().map(SpanRef::id);
-        let mut data = match inherit(parent, inner) {
+        let mut walk = Walk::default();
+        let mut data = match inherit(parent, inner, &mut walk) {
             // Unsampled: nothing stored, nothing recorded. Header lookups
             // find the nearest traced ancestor. Found past a parent without
             // data (the memo had lost it: more children of unsampled traces
             // open than it holds), the span is marked, so that its own
             // children stop there instead of walking up to the root.
-            Some(Ancestor::Unsampled) => {
+            Some(p) if !p.sampled => {
+                inner.unsampled_roots.insert(&p.from);
+                remember_unsampled_child(inner, id, &span, walk.passed);
+                return;
+            }
+            None if walk.marked => {
                 remember_unsampled_child(inner, id, &span, true);
                 return;
             }
-            Some(Ancestor::Traced(p)) if !p.sampled => {
-                let lost = parent_id.is_some_and(|parent| parent != p.from);
-                inner.unsampled_roots.insert(&p.from);
-                remember_unsampled_child(inner, id, &span, lost);
-                return;
-            }
-            Some(Ancestor::Traced(p)) => {
+            Some(p) => {
                 let mut data =
                     SpanData::boxed(p.trace_id, p.anchor, Instant::now(), attrs.metadata());
                 data.parent_seg = Some(p.seg);
                 data.ancestry = Ancestry::new(p.facade, p.under_sdk);
                 data.trace = match p.trace {
-                    // A Lambda invocation's top-level span: its subtree
-                    // leaves as it ends, in a buffer of its own, so that
-                    // concurrent calls of the invocation never wait in, nor
-                    // take from, one another's.
-                    Some(facade) if p.facade => Some(Arc::new(facade.part(inner.spare_buffer()))),
+                    Some(facade) if p.facade => Some(top_level_buffer(&facade, inner)),
                     trace => trace,
                 };
                 data.decision = Decision::Sampled;
