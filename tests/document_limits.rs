@@ -510,37 +510,7 @@ fn follows_from_names_sent_siblings_only_through_split_documents() {
     }
 }
 
-const ORCH: &str = "aws_smithy_runtime::client::orchestrator";
-
-/// The spans aws-sdk-dynamodb 1.x opens for one `GetItem` with one retry
-/// (as in tests/field_conventions.rs).
-fn sdk_get_item(n: u64) {
-    use tracing::Level;
-    let op = tracing::span!(
-        target: "aws_sdk_dynamodb::operation::get_item",
-        Level::DEBUG,
-        "DynamoDB.GetItem",
-        "rpc.service" = "DynamoDB",
-        "rpc.method" = "GetItem",
-        "rpc.system" = "aws-api",
-        n = n,
-    );
-    op.in_scope(|| {
-        tracing::span!(target: ORCH, Level::DEBUG, "apply_configuration").in_scope(|| {});
-        tracing::span!(target: ORCH, Level::DEBUG, "try_op").in_scope(|| {
-            tracing::span!(target: ORCH, Level::DEBUG, "serialization").in_scope(|| {});
-            for i in 1..=2_u64 {
-                tracing::span!(target: ORCH, Level::DEBUG, "try_attempt", attempt = i).in_scope(
-                    || {
-                        tracing::span!(target: ORCH, Level::DEBUG, "deserialization")
-                            .in_scope(|| {});
-                    },
-                );
-            }
-        });
-        tracing::span!(target: ORCH, Level::DEBUG, "finally_op").in_scope(|| {});
-    });
-}
+const ORCH: &str = common::SDK_ORCHESTRATOR;
 
 /// README "How spans map to X-Ray": an AWS SDK span is one `aws`
 /// subsegment, "the SDK's internal spans folded in", with `aws.retries`.
@@ -560,7 +530,7 @@ fn aws_sdk_calls_in_a_long_lived_root_keep_their_internal_spans_folded() {
             info_span!("batch", n = 0u64).in_scope(|| {
                 for i in 1..=150u64 {
                     m.add(i, Some(0));
-                    sdk_get_item(i);
+                    common::sdk_get_item(Some(i));
                 }
             });
         },

@@ -1448,34 +1448,9 @@ fn sql_file_paths_keep_their_at() {
 
 // ---- AWS SDK --------------------------------------------------------------
 
-const ORCH: &str = "aws_smithy_runtime::client::orchestrator";
-
 /// The spans aws-sdk-dynamodb 1.x opens for one `GetItem` with one retry.
 fn sdk_get_item() {
-    let op = tracing::span!(
-        target: "aws_sdk_dynamodb::operation::get_item",
-        Level::DEBUG,
-        "DynamoDB.GetItem",
-        "rpc.service" = "DynamoDB",
-        "rpc.method" = "GetItem",
-        "sdk_invocation_id" = 4_242_424_u64,
-        "rpc.system" = "aws-api",
-    );
-    op.in_scope(|| {
-        tracing::span!(target: ORCH, Level::DEBUG, "apply_configuration").in_scope(|| {});
-        tracing::span!(target: ORCH, Level::DEBUG, "try_op").in_scope(|| {
-            tracing::span!(target: ORCH, Level::DEBUG, "serialization").in_scope(|| {});
-            for i in 1..=2_u64 {
-                tracing::span!(target: ORCH, Level::DEBUG, "try_attempt", attempt = i).in_scope(
-                    || {
-                        tracing::span!(target: ORCH, Level::DEBUG, "deserialization")
-                            .in_scope(|| {});
-                    },
-                );
-            }
-        });
-        tracing::span!(target: ORCH, Level::DEBUG, "finally_op").in_scope(|| {});
-    });
+    common::sdk_get_item(None);
 }
 
 #[test]

@@ -10,6 +10,8 @@
 //! another thread had taken was queued (each top-level span now has a
 //! buffer of its own).
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
@@ -185,37 +187,10 @@ fn on_threads(threads: usize, dispatch: &Dispatch, f: impl Fn(usize) + Send + Sy
     }
 }
 
-const ORCH: &str = "aws_smithy_runtime::client::orchestrator";
-
-/// The spans aws-sdk-dynamodb 1.x opens for one `GetItem` with one retry
-/// (as tests/document_limits.rs fakes them): the operation carries `n`,
-/// its 7 internal spans none.
+/// `common::sdk_get_item` under `parent` (on any thread): the operation
+/// carries `n`, its 7 internal spans none.
 fn sdk_get_item(parent: &tracing::Span, n: u64) {
-    let op = tracing::span!(
-        target: "aws_sdk_dynamodb::operation::get_item",
-        parent: parent,
-        Level::DEBUG,
-        "DynamoDB.GetItem",
-        "rpc.service" = "DynamoDB",
-        "rpc.method" = "GetItem",
-        "rpc.system" = "aws-api",
-        n = n,
-    );
-    op.in_scope(|| {
-        tracing::span!(target: ORCH, Level::DEBUG, "apply_configuration").in_scope(|| {});
-        tracing::span!(target: ORCH, Level::DEBUG, "try_op").in_scope(|| {
-            tracing::span!(target: ORCH, Level::DEBUG, "serialization").in_scope(|| {});
-            for i in 1..=2_u64 {
-                tracing::span!(target: ORCH, Level::DEBUG, "try_attempt", attempt = i).in_scope(
-                    || {
-                        tracing::span!(target: ORCH, Level::DEBUG, "deserialization")
-                            .in_scope(|| {});
-                    },
-                );
-            }
-        });
-        tracing::span!(target: ORCH, Level::DEBUG, "finally_op").in_scope(|| {});
-    });
+    parent.in_scope(|| common::sdk_get_item(Some(n)));
 }
 
 // ------------------------------------------------------------------ 1
@@ -375,7 +350,7 @@ fn lambda_flush_rounds(sdk: bool, held: usize) {
                     "rpc.system" = "aws-api",
                 );
                 for _ in 0..held {
-                    tracing::span!(target: ORCH, parent: &op, Level::DEBUG, "try_attempt")
+                    tracing::span!(target: common::SDK_ORCHESTRATOR, parent: &op, Level::DEBUG, "try_attempt")
                         .in_scope(|| {});
                 }
                 (top, op)

@@ -303,3 +303,42 @@ pub fn run_sampled(
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), body);
     xray
 }
+
+/// The target of the AWS SDK runtime's internal spans.
+pub const SDK_ORCHESTRATOR: &str = "aws_smithy_runtime::client::orchestrator";
+
+/// The spans aws-sdk-dynamodb 1.x opens for one `GetItem` with one retry,
+/// in the current span: the operation span (with the field `n` when given)
+/// and its 7 internal spans.
+pub fn sdk_get_item(n: Option<u64>) {
+    use tracing::Level;
+    const ORCH: &str = SDK_ORCHESTRATOR;
+    let op = tracing::span!(
+        target: "aws_sdk_dynamodb::operation::get_item",
+        Level::DEBUG,
+        "DynamoDB.GetItem",
+        "rpc.service" = "DynamoDB",
+        "rpc.method" = "GetItem",
+        "sdk_invocation_id" = 4_242_424_u64,
+        "rpc.system" = "aws-api",
+        n = tracing::field::Empty,
+    );
+    if let Some(n) = n {
+        op.record("n", n);
+    }
+    op.in_scope(|| {
+        tracing::span!(target: ORCH, Level::DEBUG, "apply_configuration").in_scope(|| {});
+        tracing::span!(target: ORCH, Level::DEBUG, "try_op").in_scope(|| {
+            tracing::span!(target: ORCH, Level::DEBUG, "serialization").in_scope(|| {});
+            for i in 1..=2_u64 {
+                tracing::span!(target: ORCH, Level::DEBUG, "try_attempt", attempt = i).in_scope(
+                    || {
+                        tracing::span!(target: ORCH, Level::DEBUG, "deserialization")
+                            .in_scope(|| {});
+                    },
+                );
+            }
+        });
+        tracing::span!(target: ORCH, Level::DEBUG, "finally_op").in_scope(|| {});
+    });
+}
