@@ -187,6 +187,25 @@ fn on_threads(threads: usize, dispatch: &Dispatch, f: impl Fn(usize) + Send + Sy
     }
 }
 
+/// Runs `round` (numbered from 1) until `seconds` have passed or `max`
+/// rounds have run; each pushes what went wrong in it, if anything, to
+/// `failures`. Panics with the first 8 bad rounds.
+fn rounds(seconds: u64, max: usize, mut round: impl FnMut(usize, &mut Vec<String>)) {
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    let mut n = 0;
+    while n < max && started.elapsed() < Duration::from_secs(seconds) {
+        n += 1;
+        round(n, &mut failures);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {n} rounds bad:\n{}",
+        failures.len(),
+        failures[..failures.len().min(8)].join("\n")
+    );
+}
+
 /// `common::sdk_get_item` under `parent` (on any thread): the operation
 /// carries `n`, its 7 internal spans none.
 fn sdk_get_item(parent: &tracing::Span, n: u64) {
@@ -503,11 +522,7 @@ fn lambda_sdk_rounds(lost_only: bool) {
 /// documents; nothing is dropped.
 #[test]
 fn streaming_with_concurrent_flushes_keeps_the_tree() {
-    let started = Instant::now();
-    let mut failures = Vec::new();
-    let mut round = 0;
-    while started.elapsed() < Duration::from_secs(5) && round < 200 {
-        round += 1;
+    rounds(5, 200, |round, failures| {
         let max_held = 1 + round % 8;
         let threshold = 1 + round % 5;
         let exporter = InMemoryExporter::new();
@@ -556,12 +571,12 @@ fn streaming_with_concurrent_flushes_keeps_the_tree() {
         let nodes = std::panic::catch_unwind(|| nodes_of(&docs));
         let Ok(nodes) = nodes else {
             failures.push(format!("round {round}: an id sent twice"));
-            continue;
+            return;
         };
         let tree = std::panic::catch_unwind(|| tree_of(&nodes));
         let Ok(tree) = tree else {
             failures.push(format!("round {round}: an n sent twice"));
-            continue;
+            return;
         };
         let made = model.get();
         let independent = docs.iter().filter(|d| d.get("type").is_some()).count() as u64;
@@ -582,13 +597,7 @@ fn streaming_with_concurrent_flushes_keeps_the_tree() {
                 flush_errors.lock().unwrap()
             ));
         }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {round} rounds bad:\n{}",
-        failures.len(),
-        failures[..failures.len().min(8)].join("\n")
-    );
+    });
 }
 
 /// A shutdown while spans of a long-lived root end on many threads (tiny
@@ -597,11 +606,7 @@ fn streaming_with_concurrent_flushes_keeps_the_tree() {
 /// shutdown neither hangs nor panics.
 #[test]
 fn shutdown_during_streaming_accounts_for_every_span() {
-    let started = Instant::now();
-    let mut failures = Vec::new();
-    let mut round = 0;
-    while started.elapsed() < Duration::from_secs(5) && round < 200 {
-        round += 1;
+    rounds(5, 200, |round, failures| {
         let exporter = InMemoryExporter::new();
         let layer = builder(&exporter)
             .with_max_held_subsegments(1 + round % 6)
@@ -647,7 +652,7 @@ fn shutdown_during_streaming_accounts_for_every_span() {
             Ok(n) => n,
             Err(_) => {
                 failures.push(format!("round {round}: an id sent twice"));
-                continue;
+                return;
             }
         };
         let sent = nodes.values().filter(|x| x.n.is_some()).count() as u64;
@@ -670,13 +675,7 @@ fn shutdown_during_streaming_accounts_for_every_span() {
                 docs.len()
             ));
         }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {round} rounds bad:\n{}",
-        failures.len(),
-        failures[..failures.len().min(8)].join("\n")
-    );
+    });
 }
 
 // ------------------------------------------------------------------ 4
@@ -690,11 +689,7 @@ fn shutdown_during_streaming_accounts_for_every_span() {
 #[test]
 fn tokio_tasks_on_many_workers_account_for_every_span() {
     use tracing::Instrument;
-    let started = Instant::now();
-    let mut failures = Vec::new();
-    let mut round = 0;
-    while started.elapsed() < Duration::from_secs(5) && round < 60 {
-        round += 1;
+    rounds(5, 60, |round, failures| {
         let exporter = InMemoryExporter::new();
         let layer = builder(&exporter)
             .with_max_held_subsegments(1 + round % 7)
@@ -769,14 +764,14 @@ fn tokio_tasks_on_many_workers_account_for_every_span() {
             Ok(n) => n,
             Err(_) => {
                 failures.push(format!("round {round}: an id sent twice"));
-                continue;
+                return;
             }
         };
         let tree = match std::panic::catch_unwind(|| tree_of(&nodes)) {
             Ok(t) => t,
             Err(_) => {
                 failures.push(format!("round {round}: an n sent twice"));
-                continue;
+                return;
             }
         };
         let made = model.get();
@@ -801,13 +796,7 @@ fn tokio_tasks_on_many_workers_account_for_every_span() {
                 diff(&made, &tree)
             ));
         }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {round} rounds bad:\n{}",
-        failures.len(),
-        failures[..failures.len().min(8)].join("\n")
-    );
+    });
 }
 
 // ------------------------------------------------------------------ 5
@@ -818,11 +807,7 @@ fn tokio_tasks_on_many_workers_account_for_every_span() {
 /// closed), and nothing hangs.
 #[test]
 fn flushes_racing_a_shutdown_return_promptly() {
-    let started = Instant::now();
-    let mut failures = Vec::new();
-    let mut round = 0;
-    while started.elapsed() < Duration::from_secs(4) && round < 150 {
-        round += 1;
+    rounds(4, 150, |round, failures| {
         let exporter = InMemoryExporter::new();
         let layer = builder(&exporter)
             .with_max_held_subsegments(2)
@@ -868,13 +853,7 @@ fn flushes_racing_a_shutdown_return_promptly() {
         if stats.traces_queued + stats.traces_dropped == 0 {
             failures.push(format!("round {round}: nothing counted {stats:?}"));
         }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {round} rounds bad:\n{}",
-        failures.len(),
-        failures[..failures.len().min(8)].join("\n")
-    );
+    });
 }
 
 // ------------------------------------------------------------------ 6
