@@ -468,11 +468,7 @@ impl TraceBuf {
         send: impl FnOnce(SpanList),
     ) {
         let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
-        let mut taken = std::mem::replace(&mut *spans, replacement);
-        taken.root_annotations = self
-            .root_annotations
-            .load(std::sync::atomic::Ordering::Relaxed);
-        taken.root = self.root;
+        let mut taken = self.take_from(&mut spans, replacement);
         if let Some(held) = hold(&mut taken) {
             for span in held.into_spans() {
                 spans.push(span);
@@ -488,7 +484,12 @@ impl TraceBuf {
     /// Takes every finished span held so far.
     pub(crate) fn take(&self, replacement: SpanList) -> SpanList {
         let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
-        let mut taken = std::mem::replace(&mut *spans, replacement);
+        self.take_from(&mut spans, replacement)
+    }
+
+    /// The spans of `spans` (this buffer's, locked), with the trace's marks.
+    fn take_from(&self, spans: &mut SpanList, replacement: SpanList) -> SpanList {
+        let mut taken = std::mem::replace(spans, replacement);
         taken.root_annotations = self
             .root_annotations
             .load(std::sync::atomic::Ordering::Relaxed);
