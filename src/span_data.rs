@@ -353,17 +353,6 @@ pub(crate) struct SpanData {
     pub(crate) rare: Option<Box<Rare>>,
 }
 
-/// The finished spans of one sampled trace, in close order (a child always
-/// before its parent), waiting for the root to close. One per trace, shared
-/// by its spans: a span's close is a push here, with no lookup of its parent.
-///
-/// Spans are held by value (see [`SpanList`]), and the worker reads them
-/// where they are (see [`crate::forest`]). While open, a span lives in a box
-/// of the application thread's own allocator; at its close it is copied
-/// here and the box stays with the same thread (see [`keep_box`]), which
-/// reuses it for its next span while it is still in its cache. The list
-/// comes from, and goes back to, a pool the worker refills with the lists
-/// it has emptied (see [`crate::recycle`]).
 /// What a span knows of its traced ancestors, in one byte: a span's data
 /// fills its cache lines to the byte (see `a_span_stays_small`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -399,6 +388,19 @@ impl Ancestry {
     }
 }
 
+/// The finished spans of one sampled trace, in close order (a child always
+/// before its parent), waiting for the root to close. One per trace (in
+/// Lambda, one per top-level span of an invocation: see
+/// [`TraceBuf::part`]), shared by its spans: a span's close is a push here,
+/// with no lookup of its parent.
+///
+/// Spans are held by value (see [`SpanList`]), and the worker reads them
+/// where they are (see [`crate::forest`]). While open, a span lives in a box
+/// of the application thread's own allocator; at its close it is copied
+/// here and the box stays with the same thread (see [`keep_box`]), which
+/// reuses it for its next span while it is still in its cache. The list
+/// comes from, and goes back to, a pool the worker refills with the lists
+/// it has emptied (see [`crate::recycle`]).
 #[derive(Debug, Default)]
 pub(crate) struct TraceBuf {
     pub(crate) spans: Mutex<SpanList>,
