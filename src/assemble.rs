@@ -293,41 +293,56 @@ impl<'c> Assembler<'c> {
             packed: Vec<Packed>,
             /// Inside an AWS SDK operation span (itself included).
             in_op: bool,
+            /// Of an operation whose internal spans are folded into it: the
+            /// calls made inside it, subsegments of their own (see
+            /// [`nested_calls`]), visited instead of its children.
+            nested: Vec<usize>,
             /// Where its descendants' exceptions start (see
             /// [`Assembler::exceptions`]).
             mark: usize,
         }
         let keep_internals = self.cfg.fields.aws_sdk_internal_spans;
+        let frame = |node: usize, in_op: bool, mark: usize| {
+            let nested = if in_op && !keep_internals {
+                nested_calls(forest, node)
+            } else {
+                Vec::new()
+            };
+            let below = if in_op && !keep_internals {
+                nested.len()
+            } else {
+                forest.children(node).len()
+            };
+            Frame {
+                node,
+                next: 0,
+                packed: Vec::with_capacity(below),
+                in_op,
+                nested,
+                mark,
+            }
+        };
         self.reserve_for_top(forest, root, matches!(top, Top::Segment));
         self.exceptions.clear();
-        let mut stack = vec![Frame {
-            node: root,
-            next: 0,
-            packed: Vec::with_capacity(forest.children(root).len()),
-            in_op: is_aws_operation(forest.span(root)),
-            mark: 0,
-        }];
-        while let Some(frame) = stack.last_mut() {
-            let children = forest.children(frame.node);
-            if frame.in_op && !keep_internals {
-                // The SDK's internal spans are folded into the operation.
-                frame.next = children.len();
-            }
-            if let Some(&child) = children.get(frame.next) {
-                frame.next += 1;
+        let mut stack = vec![frame(root, is_aws_operation(forest.span(root)), 0)];
+        while let Some(frame_now) = stack.last_mut() {
+            // The SDK's internal spans are folded into the operation: only
+            // the calls made inside it are visited.
+            let child = if frame_now.in_op && !keep_internals {
+                frame_now.nested.get(frame_now.next).copied()
+            } else {
+                forest.children(frame_now.node).get(frame_now.next).copied()
+            };
+            if let Some(child) = child {
+                frame_now.next += 1;
                 let span = forest.span(child);
-                if frame.in_op && is_interceptor_span(span) {
+                if frame_now.in_op && keep_internals && is_interceptor_span(span) {
                     // Merged into the operation it reports on.
                     continue;
                 }
-                let in_op = frame.in_op || is_aws_operation(span);
-                stack.push(Frame {
-                    node: child,
-                    next: 0,
-                    packed: Vec::with_capacity(forest.children(child).len()),
-                    in_op,
-                    mark: self.exceptions.len(),
-                });
+                let in_op = frame_now.in_op || is_aws_operation(span);
+                let mark = self.exceptions.len();
+                stack.push(frame(child, in_op, mark));
                 continue;
             }
             let Some(frame) = stack.pop() else { break };
@@ -479,7 +494,7 @@ impl<'c> Assembler<'c> {
             EMBED_LIMIT
         };
         // The spans folded in keep no id of their own: the outgoing trace
-        // header names this one (see `layer::outermost_aws_operation`).
+        // header names this one (see `layer::aws_call_of`).
         let id = node.id;
         let own = self.serialize_node(node, id, merged, is_segment, limit);
 
@@ -1038,13 +1053,17 @@ fn merged_spans<'a>(forest: Forest<'a>, node: usize, keep_internals: bool) -> Ve
     if below.is_empty() || !is_aws_operation(forest.span(node)) {
         return Vec::new();
     }
+    let inside_interceptor = is_interceptor_span(forest.span(node));
     let mut out = Vec::new();
     let mut stack: Vec<usize> = below.to_vec();
     while let Some(i) = stack.pop() {
         let n = forest.span(i);
         if !keep_internals {
-            out.push(n);
-            stack.extend_from_slice(forest.children(i));
+            // A call made inside this one is a subsegment of its own.
+            if !is_own_call(n, inside_interceptor) {
+                out.push(n);
+                stack.extend_from_slice(forest.children(i));
+            }
         } else if is_interceptor_span(n) {
             out.push(n);
         } else if !is_aws_operation(n) {
@@ -1054,6 +1073,35 @@ fn merged_spans<'a>(forest: Forest<'a>, node: usize, keep_internals: bool) -> Ve
     // Close order, as the spans would have appeared.
     out.sort_by_key(|n| n.start);
     out
+}
+
+/// The calls made inside AWS operation `op` of `forest`, subsegments of
+/// their own instead of folded into it (see [`is_own_call`]), in the order
+/// they started; not the spans below them.
+fn nested_calls(forest: Forest<'_>, op: usize) -> Vec<usize> {
+    let inside_interceptor = is_interceptor_span(forest.span(op));
+    let mut out = Vec::new();
+    let mut stack: Vec<usize> = forest.children(op).to_vec();
+    while let Some(i) = stack.pop() {
+        if is_own_call(forest.span(i), inside_interceptor) {
+            out.push(i);
+        } else {
+            stack.extend_from_slice(forest.children(i));
+        }
+    }
+    out.sort_by_key(|&i| forest.span(i).start);
+    out
+}
+
+/// Whether span `n`, below an AWS operation (the interceptor's span when
+/// `inside_interceptor`), is a call of its own rather than a part of it:
+/// another operation (the credentials provider's STS call inside a
+/// DynamoDB call's attempt), or, below the interceptor's span, another
+/// interceptor span (a nested call the interceptor alone traces). The
+/// interceptor's span below the SDK's operation span reports on that
+/// operation: it is merged into it.
+fn is_own_call(n: &SpanData, inside_interceptor: bool) -> bool {
+    is_aws_operation(n) && (inside_interceptor || !is_interceptor_span(n))
 }
 
 /// An AWS SDK operation span: `{Service}.{Operation}` with
@@ -1097,7 +1145,7 @@ fn caller_segment(call: &SpanData) -> SpanData {
 }
 
 /// A span opened by the AWS SDK interceptor (feature `aws-sdk`).
-fn is_interceptor_span(node: &SpanData) -> bool {
+pub(crate) fn is_interceptor_span(node: &SpanData) -> bool {
     node.meta.target() == AWS_SDK_TARGET
 }
 

@@ -275,14 +275,14 @@ where
 /// The span whose subsegment stands for `span`: `span` itself, unless it
 /// is folded into an AWS SDK operation's subsegment (the SDK's internal
 /// spans, the interceptor's; see `assemble::merged_spans`), whose span is
-/// then the outermost AWS operation above it. A header naming `span` would
-/// name an id no document holds.
+/// then the operation of the call it belongs to: the nearest above it. A
+/// header naming `span` would name an id no document holds.
 ///
 /// Only the AWS SDK's spans (and the interceptor's) can be folded, and an
 /// operation is found among them: the walk stops at the first span that is
 /// none of theirs, so that a header costs the same at any depth (see
 /// `tests/xray_header_depth.rs`).
-fn outermost_aws_operation<'a, S>(span: SpanRef<'a, S>) -> SpanRef<'a, S>
+fn aws_call_of<'a, S>(span: SpanRef<'a, S>) -> SpanRef<'a, S>
 where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
@@ -294,19 +294,42 @@ where
         .extensions()
         .get::<Box<SpanData>>()
         .map_or(0, |d| d.owner);
-    let mut outermost = None;
-    let mut next = span.parent();
-    while let Some(ancestor) = next.filter(|a| is_sdk_span(a.metadata())) {
-        let is_operation = ancestor
-            .extensions()
+    // The nearest operation, the span itself included: a call made inside
+    // another (the credentials provider's STS call inside a DynamoDB call's
+    // attempt) is a subsegment of its own (see `assemble::is_own_call`).
+    // The interceptor's span is merged into the SDK's operation above it;
+    // below another interceptor span, it is a call of its own.
+    let kind = |s: &SpanRef<'a, S>| {
+        s.extensions()
             .get::<Box<SpanData>>()
-            .is_some_and(|d| d.owner == owner && crate::assemble::is_aws_operation(d));
-        next = ancestor.parent();
-        if is_operation {
-            outermost = Some(ancestor);
+            .filter(|d| d.owner == owner && crate::assemble::is_aws_operation(d))
+            .map(|d| crate::assemble::is_interceptor_span(d))
+    };
+    let span_is_interceptor = match kind(&span) {
+        Some(false) => return span,
+        Some(true) => true,
+        None => false,
+    };
+    let mut interceptor = None;
+    let mut next = span.parent();
+    while let Some(s) = next.filter(|a| is_sdk_span(a.metadata())) {
+        let is_interceptor = match kind(&s) {
+            Some(false) => return s,
+            Some(true) => true,
+            None => false,
+        };
+        next = s.parent();
+        if is_interceptor {
+            if span_is_interceptor {
+                return span;
+            }
+            if let Some(below) = interceptor {
+                return below;
+            }
+            interceptor = Some(s);
         }
     }
-    outermost.unwrap_or(span)
+    interceptor.unwrap_or(span)
 }
 
 /// Whether a span of this target is the AWS SDK's (its runtime's, a service
@@ -327,16 +350,18 @@ fn is_sdk_target(target: &str) -> bool {
 /// or is inside, an SDK span. Sent now, they would be subsegments of their
 /// own, or name as parent a span that is folded and never sent; kept, they
 /// leave with their operation and fold into it. Only up to half the
-/// trace's bounds on what it holds: past that they leave now (as the SDK's
-/// internal spans do when no operation span folds them), so that a trace
-/// still streams and holds no more than before.
+/// trace's bounds on what it holds, whole subtrees in the order they ended:
+/// past that the rest leave now (as the SDK's internal spans do when no
+/// operation span folds them), so that a trace still streams and holds no
+/// more than before.
 fn hold_back_sdk_work(streamed: &mut SpanList, inner: &LayerInner) -> Option<SpanList> {
+    use std::collections::{HashMap, HashSet};
     if !streamed.iter().any(|s| s.ancestry.under_sdk()) {
         return None;
     }
-    let ids: std::collections::HashSet<SegmentId> = streamed.iter().map(|s| s.id).collect();
-    let mut held = std::collections::HashSet::new();
-    let mut held_bytes = 0;
+    let ids: HashSet<SegmentId> = streamed.iter().map(|s| s.id).collect();
+    // Each span held back, and the top of its subtree.
+    let mut top_of: HashMap<SegmentId, SegmentId> = HashMap::new();
     // A parent ends after its children, so it comes later in the list: from
     // the end, a subtree's top is met first. Spans that ended on other
     // threads in between can break that order, hence the passes until
@@ -346,12 +371,16 @@ fn hold_back_sdk_work(streamed: &mut SpanList, inner: &LayerInner) -> Option<Spa
         for i in (0..streamed.len()).rev() {
             let s = streamed.get(i);
             let Some(parent) = s.parent_seg else { continue };
-            if held.contains(&s.id) {
+            if top_of.contains_key(&s.id) {
                 continue;
             }
-            if (s.ancestry.under_sdk() && !ids.contains(&parent)) || held.contains(&parent) {
-                held.insert(s.id);
-                held_bytes += s.held_bytes();
+            let top = if s.ancestry.under_sdk() && !ids.contains(&parent) {
+                Some(s.id)
+            } else {
+                top_of.get(&parent).copied()
+            };
+            if let Some(top) = top {
+                top_of.insert(s.id, top);
                 changed = true;
             }
         }
@@ -359,10 +388,37 @@ fn hold_back_sdk_work(streamed: &mut SpanList, inner: &LayerInner) -> Option<Spa
             break;
         }
     }
-    if held.is_empty() || held.len() > inner.max_held / 2 || held_bytes > inner.max_held_bytes / 2 {
+    if top_of.is_empty() {
         return None;
     }
-    Some(streamed.split_off_where(|s| held.contains(&s.id)))
+    // What each subtree holds, its tops in the order they ended.
+    let mut subtrees: Vec<(SegmentId, usize, usize)> = Vec::new();
+    let mut place: HashMap<SegmentId, usize> = HashMap::new();
+    for s in streamed.iter() {
+        if let Some(top) = top_of.get(&s.id) {
+            let i = *place.entry(*top).or_insert_with(|| {
+                subtrees.push((*top, 0, 0));
+                subtrees.len() - 1
+            });
+            subtrees[i].1 += 1;
+            subtrees[i].2 += s.held_bytes();
+        }
+    }
+    let (max_spans, max_bytes) = (inner.max_held / 2, inner.max_held_bytes / 2);
+    let (mut spans, mut bytes) = (0, 0);
+    let mut kept = HashSet::new();
+    for (top, n, b) in subtrees {
+        if spans + n > max_spans || bytes + b > max_bytes {
+            break;
+        }
+        spans += n;
+        bytes += b;
+        kept.insert(top);
+    }
+    if kept.is_empty() {
+        return None;
+    }
+    Some(streamed.split_off_where(|s| top_of.get(&s.id).is_some_and(|t| kept.contains(t))))
 }
 
 /// Remembers the new span `span` (`id`) as a child of an unsampled trace;
@@ -851,7 +907,7 @@ where
             match traced_self_or_ancestor(span, Some(&crate::owners::unsampled_owner))
                 .or_else(|| traced_self_or_ancestor(subscriber.span(&id)?, None))
             {
-                Some(s) => outermost_aws_operation(s),
+                Some(s) => aws_call_of(s),
                 None => return,
             }
         }

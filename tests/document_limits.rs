@@ -1078,3 +1078,59 @@ fn spans_held_for_an_open_sdk_span_are_bounded() {
     assert_eq!(try_op["name"], "try_op");
     assert_eq!(try_op["subsegments"].as_array().map_or(0, Vec::len), 100);
 }
+
+/// Past the bound on what a long-lived root holds back for AWS SDK calls in
+/// progress (half its held bounds), the calls that fit are still held back
+/// and fold, whole subtrees in the order they ended; only the rest leave on
+/// their own. (It was all or nothing: one span too many and every call in
+/// progress lost its internal spans.) Four calls in progress, each with two
+/// finished attempts of three spans: 24 spans, 20 held at most.
+#[test]
+fn past_the_hold_back_bound_the_calls_that_fit_still_fold() {
+    use tracing::Level;
+    let (datagrams, _) = run_mem(
+        |b| b.with_max_held_subsegments(40),
+        || {
+            let root = info_span!("batch");
+            let ops: Vec<tracing::Span> = (0..4_u64)
+                .map(|n| {
+                    tracing::span!(
+                        target: "aws_sdk_dynamodb::operation::get_item",
+                        parent: &root,
+                        Level::DEBUG,
+                        "DynamoDB.GetItem",
+                        "rpc.service" = "DynamoDB",
+                        "rpc.method" = "GetItem",
+                        "rpc.system" = "aws-api",
+                        n = n,
+                    )
+                })
+                .collect();
+            for op in &ops {
+                for attempt in 1..=2_u64 {
+                    let a = tracing::span!(target: ORCH, parent: op, Level::DEBUG, "try_attempt", attempt);
+                    tracing::span!(target: ORCH, parent: &a, Level::DEBUG, "serialization")
+                        .in_scope(|| {});
+                    tracing::span!(target: ORCH, parent: &a, Level::DEBUG, "deserialization")
+                        .in_scope(|| {});
+                }
+            }
+            // Enough other spans for the root to stream what it holds.
+            for _ in 0..41 {
+                info_span!(parent: &root, "item").in_scope(|| {});
+            }
+            drop(ops);
+            drop(root);
+        },
+    );
+    let docs: Vec<Value> = datagrams
+        .iter()
+        .map(|d| common::parse_datagram(d))
+        .collect();
+    let folded = docs
+        .iter()
+        .flat_map(common::walk)
+        .filter(|(_, s)| s["name"] == "DynamoDB" && s["aws"]["retries"] == 1)
+        .count();
+    assert!(folded >= 3, "{folded} of 4 calls folded their two attempts");
+}

@@ -1453,6 +1453,65 @@ fn sdk_get_item() {
     common::sdk_get_item(None);
 }
 
+/// Another AWS call made inside an SDK call (the credentials provider's STS
+/// call, inside a DynamoDB call's attempt, on the first request and at
+/// every refresh) is no internal span of it: it keeps a subsegment of its
+/// own, below the DynamoDB call's, and its attempt is no retry of the
+/// DynamoDB call. A header asked inside it names the STS call's
+/// subsegment. (It vanished, folded into the DynamoDB call, which said
+/// `aws.retries: 1` for its one attempt.)
+#[test]
+fn an_aws_call_made_inside_another_keeps_its_own_subsegment() {
+    use tracing_xray::XraySpanExt;
+    const ORCH: &str = common::SDK_ORCHESTRATOR;
+    let mut header = None;
+    let (mut traces, _) = common::run_in_memory(
+        |b| b.with_sampler(tracing_xray::sampling::AlwaysSample),
+        || {
+            info_span!("req").in_scope(|| {
+                tracing::span!(
+                    target: "aws_sdk_dynamodb::operation::get_item",
+                    Level::DEBUG,
+                    "DynamoDB.GetItem",
+                    "rpc.service" = "DynamoDB",
+                    "rpc.method" = "GetItem",
+                    "rpc.system" = "aws-api",
+                )
+                .in_scope(|| {
+                    tracing::span!(target: ORCH, Level::DEBUG, "try_attempt").in_scope(|| {
+                        tracing::span!(
+                            target: "aws_sdk_sts::operation::assume_role_with_web_identity",
+                            Level::DEBUG,
+                            "STS.AssumeRoleWithWebIdentity",
+                            "rpc.service" = "STS",
+                            "rpc.method" = "AssumeRoleWithWebIdentity",
+                            "rpc.system" = "aws-api",
+                        )
+                        .in_scope(|| {
+                            let attempt = tracing::span!(target: ORCH, Level::DEBUG, "try_attempt");
+                            header = attempt.xray_header();
+                        });
+                    });
+                });
+            });
+        },
+    );
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    let doc = traces.remove(0);
+    let dynamodb = &doc["subsegments"][0];
+    assert_eq!(dynamodb["name"], "DynamoDB", "{doc:#}");
+    assert!(dynamodb["aws"].get("retries").is_none(), "{dynamodb:#}");
+    let sts = &dynamodb["subsegments"][0];
+    assert_eq!(sts["name"], "STS", "{doc:#}");
+    assert_eq!(sts["aws"]["operation"], "AssumeRoleWithWebIdentity");
+    assert_eq!(dynamodb["subsegments"].as_array().map(Vec::len), Some(1));
+    let header = header.expect("a header");
+    assert_eq!(
+        header.parent().map(|p| p.to_string()),
+        sts["id"].as_str().map(str::to_owned)
+    );
+}
+
 #[test]
 fn aws_sdk_operation_span_is_one_aws_subsegment() {
     let doc = one(
