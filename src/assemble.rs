@@ -303,12 +303,12 @@ impl<'c> Assembler<'c> {
         }
         let keep_internals = self.cfg.fields.aws_sdk_internal_spans;
         let frame = |node: usize, in_op: bool, mark: usize| {
-            let nested = if in_op && !keep_internals {
-                nested_calls(forest, node)
-            } else {
-                Vec::new()
+            let nested = match (in_op, keep_internals) {
+                (true, false) => nested_calls(forest, node),
+                (true, true) => children_past_interceptors(forest, node),
+                (false, _) => Vec::new(),
             };
-            let below = if in_op && !keep_internals {
+            let below = if in_op {
                 nested.len()
             } else {
                 forest.children(node).len()
@@ -326,9 +326,11 @@ impl<'c> Assembler<'c> {
         self.exceptions.clear();
         let mut stack = vec![frame(root, is_aws_operation(forest.span(root)), 0)];
         while let Some(frame_now) = stack.last_mut() {
-            // The SDK's internal spans are folded into the operation: only
-            // the calls made inside it are visited.
-            let child = if frame_now.in_op && !keep_internals {
+            // Inside an operation, the SDK's internal spans are folded into
+            // it (only the calls made inside it are visited), or with them
+            // kept, the interceptor's span is merged into it (what runs
+            // inside that span is visited in its place).
+            let child = if frame_now.in_op {
                 frame_now.nested.get(frame_now.next).copied()
             } else {
                 forest.children(frame_now.node).get(frame_now.next).copied()
@@ -336,10 +338,6 @@ impl<'c> Assembler<'c> {
             if let Some(child) = child {
                 frame_now.next += 1;
                 let span = forest.span(child);
-                if frame_now.in_op && keep_internals && is_interceptor_span(span) {
-                    // Merged into the operation it reports on.
-                    continue;
-                }
                 let in_op = frame_now.in_op || is_aws_operation(span);
                 let mark = self.exceptions.len();
                 stack.push(frame(child, in_op, mark));
@@ -1066,6 +1064,9 @@ fn merged_spans<'a>(forest: Forest<'a>, node: usize, keep_internals: bool) -> Ve
             }
         } else if is_interceptor_span(n) {
             out.push(n);
+            // What runs inside it is visited by `pack` (see
+            // `children_past_interceptors`).
+            stack.extend_from_slice(forest.children(i));
         } else if !is_aws_operation(n) {
             stack.extend_from_slice(forest.children(i));
         }
@@ -1087,6 +1088,24 @@ fn nested_calls(forest: Forest<'_>, op: usize) -> Vec<usize> {
             out.push(i);
         } else {
             stack.extend_from_slice(forest.children(i));
+        }
+    }
+    out.sort_by_key(|&i| forest.span(i).start);
+    out
+}
+
+/// The children of span `node` of `forest` (inside an AWS operation, its
+/// internal spans kept), an interceptor's span replaced by its own
+/// children: merged into the operation it reports on, it is no subsegment
+/// they could go under. In the order they started.
+fn children_past_interceptors(forest: Forest<'_>, node: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut stack: Vec<usize> = forest.children(node).to_vec();
+    while let Some(i) = stack.pop() {
+        if is_interceptor_span(forest.span(i)) {
+            stack.extend_from_slice(forest.children(i));
+        } else {
+            out.push(i);
         }
     }
     out.sort_by_key(|&i| forest.span(i).start);

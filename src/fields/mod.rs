@@ -440,7 +440,8 @@ pub(crate) fn route<'a>(
 }
 
 /// How many annotations `span`'s fields ask for (at most 50): the ones
-/// `annotation.`, the indexed ones, or all with `index_all`. Counted over
+/// `annotation.`, the indexed ones, or with `index_all` every field without
+/// a convention. Counted over
 /// the fields its callsite declares, recorded yet or not: a long-lived
 /// root that records its annotation once it knows it (`Empty` until then)
 /// keeps its place among the first 50 all the same.
@@ -450,7 +451,14 @@ pub(crate) fn annotation_fields(span: &SpanData, options: &FieldOptions) -> u8 {
         .fields()
         .iter()
         .map(|f| f.name())
-        .filter(|k| options.index_all || k.starts_with("annotation.") || options.is_indexed(k))
+        .filter(|k| {
+            k.starts_with("annotation.")
+                || options.is_indexed(k)
+                // Any simple field: not one with a convention (the http,
+                // sql and aws blocks' names, `metadata.`, ...), which goes
+                // elsewhere.
+                || (options.index_all && !conventions::may_have_meaning(k))
+        })
         .count();
     n.min(MAX_ANNOTATIONS_PER_TRACE) as u8
 }
