@@ -293,23 +293,22 @@ impl<'c> Assembler<'c> {
             packed: Vec<Packed>,
             /// Inside an AWS SDK operation span (itself included).
             in_op: bool,
-            /// Of an operation whose internal spans are folded into it: the
-            /// calls made inside it, subsegments of their own (see
-            /// [`nested_calls`]), visited instead of its children.
-            nested: Vec<usize>,
+            /// Inside an operation: the spans visited instead of its children
+            /// (see [`nested_calls`], [`children_past_interceptors`]).
+            visit: Vec<usize>,
             /// Where its descendants' exceptions start (see
             /// [`Assembler::exceptions`]).
             mark: usize,
         }
         let keep_internals = self.cfg.fields.aws_sdk_internal_spans;
         let frame = |node: usize, in_op: bool, mark: usize| {
-            let nested = match (in_op, keep_internals) {
+            let visit = match (in_op, keep_internals) {
                 (true, false) => nested_calls(forest, node),
                 (true, true) => children_past_interceptors(forest, node),
                 (false, _) => Vec::new(),
             };
             let below = if in_op {
-                nested.len()
+                visit.len()
             } else {
                 forest.children(node).len()
             };
@@ -318,7 +317,7 @@ impl<'c> Assembler<'c> {
                 next: 0,
                 packed: Vec::with_capacity(below),
                 in_op,
-                nested,
+                visit,
                 mark,
             }
         };
@@ -331,7 +330,7 @@ impl<'c> Assembler<'c> {
             // kept, the interceptor's span is merged into it (what runs
             // inside that span is visited in its place).
             let child = if frame_now.in_op {
-                frame_now.nested.get(frame_now.next).copied()
+                frame_now.visit.get(frame_now.next).copied()
             } else {
                 forest.children(frame_now.node).get(frame_now.next).copied()
             };
@@ -1076,15 +1075,14 @@ fn merged_spans<'a>(forest: Forest<'a>, node: usize, keep_internals: bool) -> Ve
     out
 }
 
-/// The calls made inside AWS operation `op` of `forest`, subsegments of
-/// their own instead of folded into it (see [`is_own_call`]), in the order
-/// they started; not the spans below them.
-fn nested_calls(forest: Forest<'_>, op: usize) -> Vec<usize> {
-    let inside_interceptor = is_interceptor_span(forest.span(op));
+/// The spans below `node` of `forest` that `pick` takes, descending past
+/// those it does not (and not below those it takes), in the order they
+/// started.
+fn first_below(forest: Forest<'_>, node: usize, pick: impl Fn(&SpanData) -> bool) -> Vec<usize> {
     let mut out = Vec::new();
-    let mut stack: Vec<usize> = forest.children(op).to_vec();
+    let mut stack: Vec<usize> = forest.children(node).to_vec();
     while let Some(i) = stack.pop() {
-        if is_own_call(forest.span(i), inside_interceptor) {
+        if pick(forest.span(i)) {
             out.push(i);
         } else {
             stack.extend_from_slice(forest.children(i));
@@ -1094,22 +1092,19 @@ fn nested_calls(forest: Forest<'_>, op: usize) -> Vec<usize> {
     out
 }
 
+/// The calls made inside AWS operation `op` of `forest`, subsegments of
+/// their own instead of folded into it (see [`is_own_call`]).
+fn nested_calls(forest: Forest<'_>, op: usize) -> Vec<usize> {
+    let inside_interceptor = is_interceptor_span(forest.span(op));
+    first_below(forest, op, |n| is_own_call(n, inside_interceptor))
+}
+
 /// The children of span `node` of `forest` (inside an AWS operation, its
 /// internal spans kept), an interceptor's span replaced by its own
 /// children: merged into the operation it reports on, it is no subsegment
-/// they could go under. In the order they started.
+/// they could go under.
 fn children_past_interceptors(forest: Forest<'_>, node: usize) -> Vec<usize> {
-    let mut out = Vec::new();
-    let mut stack: Vec<usize> = forest.children(node).to_vec();
-    while let Some(i) = stack.pop() {
-        if is_interceptor_span(forest.span(i)) {
-            stack.extend_from_slice(forest.children(i));
-        } else {
-            out.push(i);
-        }
-    }
-    out.sort_by_key(|&i| forest.span(i).start);
-    out
+    first_below(forest, node, |n| !is_interceptor_span(n))
 }
 
 /// Whether span `n`, below an AWS operation (the interceptor's span when
