@@ -1165,7 +1165,12 @@ where
             crate::span_data::discard(data);
             return;
         }
-        data.end = Some(Instant::now());
+        data.end = Some(
+            data.rare
+                .as_ref()
+                .and_then(|r| r.ended)
+                .unwrap_or_else(Instant::now),
+        );
         let trace = data.trace.take();
         if data.parent_seg.is_some() {
             // A child: one push, no lookup of its parent.

@@ -318,6 +318,10 @@ pub(crate) struct Rare {
     /// Siblings this span follows from (`Span::follows_from`), for
     /// `precursor_ids`; at most [`MAX_PRECURSORS`].
     pub(crate) precursors: Vec<SegmentId>,
+    /// When the (sub)segment ended, if before its span closed: the tower
+    /// layers end a request's when its response is sent, though work it
+    /// spawned (`in_current_span`) keeps the span open.
+    pub(crate) ended: Option<Instant>,
 }
 
 /// The most `precursor_ids` one span keeps (the rest are left out).

@@ -201,6 +201,21 @@ impl XraySpanExt for tracing::Span {
     }
 }
 
+/// Ends `span`'s (sub)segment now, though the span may stay open: what the
+/// tower layers do when a request's response is sent (or a call's arrives),
+/// so that work the request spawned in its span (`in_current_span`), which
+/// keeps the span open, does not stretch the request's time. That work's
+/// own spans stay its subsegments, drawn past its end as in the X-Ray SDKs.
+/// Nothing for a span of an unsampled trace.
+#[cfg(feature = "tower")]
+pub(crate) fn end_now(span: &tracing::Span) {
+    with_data(span, Lookup::Own, &mut |found| {
+        if found.data.decision != crate::span_data::Decision::NotSampled {
+            found.data.rare_mut().ended = Some(crate::clock::Instant::now());
+        }
+    });
+}
+
 /// The header an outgoing call made in `call_span` carries (the tower client
 /// layer's and the AWS SDK interceptor's). When a filter hides the call's own
 /// span (a global filter for the application's crates only), the nearest

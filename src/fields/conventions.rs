@@ -28,6 +28,7 @@
 //! | `aws.s3.bucket` | `aws.bucket_name` |
 //! | `aws.retries` | `aws.retries` |
 //! | `xray.throttle = true` | `throttle` + `error` |
+//! | `xray.error = true` | `error` (the caller's failure, without a status: a request the client cancelled) |
 //! | `rpc.grpc.status_code` (tower-http's gRPC `status` too) | the flags of the HTTP status the code stands for (Google's mapping) |
 //! | `error.type`/`exception.type`, `exception.message`/`error.message`, `otel.status_message` | an exception's type and message (without URL secrets); `exception.message`/`error.message` also mark a failure |
 //!
@@ -214,6 +215,8 @@ pub(crate) struct Conventions<'a> {
     kind: Slot<'a>,
     peer_service: Slot<'a>,
     throttle: Slot<'a>,
+    /// `xray.error`: the `error` flag without a status.
+    client_error: Slot<'a>,
     error_type: Slot<'a>,
     error_message: Slot<'a>,
     /// `rpc.grpc.status_code` (tower-http's gRPC `status` is recorded so).
@@ -1286,6 +1289,7 @@ impl<'a> Conventions<'a> {
             "otel.kind" | "span.kind" => &mut self.kind,
             "peer.service" => &mut self.peer_service,
             "xray.throttle" => &mut self.throttle,
+            "xray.error" => &mut self.client_error,
             "error.type" | "exception.type" => &mut self.error_type,
             "otel.status_message" | "otel.status_description" => &mut self.error_message,
             "exception.message" | "error.message" => &mut self.exception_message,
@@ -1683,6 +1687,12 @@ impl<'a> Conventions<'a> {
             entity.throttle = true;
             entity.error = true;
         }
+        // The caller's failure without a status (a request cancelled): an
+        // error, with its exception, never a fault on its account.
+        let client_error = flag(&mut self.client_error);
+        if client_error && !entity.fault {
+            entity.error = true;
+        }
         applied.error_type =
             text(&mut self.error_type).map(|t| truncate_chars(t, MAX_STRING_CHARS));
         let exception_message = text(&mut self.exception_message);
@@ -1693,6 +1703,7 @@ impl<'a> Conventions<'a> {
         applied.error_message = applied.error_message_recorded.map(without_url_secrets);
         let failed = errored.any
             || self.error
+            || client_error
             || applied.error_type.is_some()
             || exception_message.is_some();
         error_flags(
@@ -1802,6 +1813,7 @@ impl<'a> Conventions<'a> {
             &self.kind,
             &self.peer_service,
             &self.throttle,
+            &self.client_error,
             &self.error_type,
             &self.error_message,
             &self.grpc_status,
@@ -1995,6 +2007,7 @@ mod tests {
             "xray.name",
             "xray.namespace",
             "xray.throttle",
+            "xray.error",
             "xray.traced",
             // `route`'s own names and prefixes.
             "otel.name",

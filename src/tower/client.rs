@@ -186,6 +186,7 @@ fn call_span<B>(request: &Request<B>, downstream_traced: bool) -> Span {
         server.address = host.as_deref(),
         user_agent.original = super::user_agent(headers),
         http.response.status_code = Empty,
+        http.response.body.size = Empty,
         otel.status_code = Empty,
         otel.status_message = Empty,
     )
@@ -194,9 +195,15 @@ fn call_span<B>(request: &Request<B>, downstream_traced: bool) -> Span {
 pin_project! {
     /// The response future of [`XrayClient`].
     ///
-    /// The call's subsegment ends when it completes, with the response's status,
-    /// or, when the call fails, as a fault whose exception is the error's text
-    /// (the client's error type must implement `Display`, as tower's errors do).
+    /// The call's subsegment ends when it completes, with the response's status
+    /// (and its `Content-Length`), or, when the call fails, as a fault whose
+    /// exception is the error's text (the client's error type must implement
+    /// `Display`, as tower's errors do; its `source()` chain is not read, so
+    /// an error whose text hides its cause, as hyper-util's `client error
+    /// (Connect)` does, is recorded as that text). A call dropped before it
+    /// completes (a timeout around it gave up) is a fault too, whose
+    /// exception says it was cancelled, as the X-Ray SDKs record a call
+    /// whose deadline passed.
     ///
     /// ```
     /// use std::time::Duration;
@@ -252,6 +259,22 @@ pin_project! {
         inner: F,
         span: Option<Span>,
     }
+
+    impl<F> PinnedDrop for XrayClientFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // Not while a panic unwinds: the panic's own mark stays.
+            if let Some(span) = this.project().span.take() {
+                crate::span_ext::end_now(&span);
+                if !std::thread::panicking() {
+                    span.record("otel.status_code", "ERROR");
+                    span.record(
+                        "otel.status_message",
+                        "cancelled: the call was dropped before its response arrived",
+                    );
+                }
+            }
+        }
+    }
 }
 
 impl<F, R, E> Future for XrayClientFuture<F>
@@ -272,6 +295,9 @@ where
             match &result {
                 Ok(response) => {
                     span.record("http.response.status_code", response.status().as_u16());
+                    if let Some(length) = super::content_length(response.headers()) {
+                        span.record("http.response.body.size", length);
+                    }
                 }
                 Err(error) => {
                     // A fault, with the error's text as its exception (a
@@ -283,6 +309,9 @@ where
                     span.record("otel.status_message", &*text);
                 }
             }
+            // The call ends with its response, whatever work it spawned in
+            // its span (see `end_now`).
+            crate::span_ext::end_now(&span);
         }
         Poll::Ready(result)
     }

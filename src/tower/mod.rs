@@ -50,6 +50,7 @@
 //! std::future::poll_fn(|cx| service.poll_ready(cx)).await.unwrap();
 //! let response = service.call(request).await.unwrap();
 //! assert_eq!(response.headers()["x-amzn-trace-id"], "Root=1-5759e988-bd862e3fe1be46a994272793");
+//! drop(response); // sent: the segment ends with the response's body
 //!
 //! xray.flush(Duration::from_secs(1)).unwrap();
 //! let segment = &exporter.traces()[0];
@@ -76,9 +77,12 @@
 //! | `server.address` | the `Host` (or URI) host | the URI (or `Host`) host |
 //! | `user_agent.original` | `User-Agent` | `User-Agent` |
 //! | `http.client_ip` | the first `X-Forwarded-For` entry (X-Ray `client_ip`, with `x_forwarded_for: true`) | |
+//! | `net.peer.ip` | the connection's peer, when the request's extensions hold its `SocketAddr` (X-Ray `client_ip` without a forwarded header) | |
 //! | `http.response.status_code` | recorded when the response is ready | recorded when the response arrives |
-//! | `otel.status_code` | `"ERROR"` when the service returns an error or panics | `"ERROR"` when the call fails or panics |
-//! | `otel.status_message` | `"panicked"` when the service panics | the error's text, or `"panicked"` |
+//! | `http.response.body.size` | the `Content-Length`, else the bytes of the body sent | the response's `Content-Length` |
+//! | `otel.status_code` | `"ERROR"` when the service returns an error, panics, or its body fails | `"ERROR"` when the call fails, panics, or is dropped before its response |
+//! | `otel.status_message` | the error's text, `"panicked"`, or why the request was cancelled | the error's text, `"panicked"`, or `"cancelled: …"` |
+//! | `xray.error` | `true` when the request was cancelled before its response was sent (X-Ray `error`) | |
 //! | `xray.trace_header` | the incoming header (continues the trace) | |
 
 mod client;
@@ -87,9 +91,9 @@ mod server;
 
 pub use client::{XrayClient, XrayClientFuture, XrayClientLayer};
 pub use lambda::{XrayFlush, XrayFlushFuture, XrayFlushLayer, DEFAULT_FLUSH_TIMEOUT};
-pub use server::{XrayServer, XrayServerFuture, XrayServerLayer};
+pub use server::{XrayBody, XrayServer, XrayServerFuture, XrayServerLayer};
 
-use ::http::header::{HeaderMap, HeaderName, HOST, USER_AGENT};
+use ::http::header::{HeaderMap, HeaderName, CONTENT_LENGTH, HOST, USER_AGENT};
 use ::http::uri::{Authority, Uri};
 
 /// Marks `span` a fault (`otel.status_code = "ERROR"`, exception
@@ -142,6 +146,13 @@ fn request_url(scheme: Option<&str>, authority: &Authority, path: &str) -> Strin
         Some(port) => format!("{scheme}://{host}:{port}{path}"),
         None => format!("{scheme}://{host}{path}"),
     }
+}
+
+/// A response's `Content-Length`, when it has one (and one only).
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(CONTENT_LENGTH).iter();
+    let length = values.next()?.to_str().ok()?.trim().parse().ok()?;
+    values.next().is_none().then_some(length)
 }
 
 fn user_agent(headers: &HeaderMap) -> Option<&str> {

@@ -1,11 +1,15 @@
 //! The server layer: one root span (an X-Ray segment) per request.
 
+use std::fmt;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use ::http::header::HeaderValue;
-use ::http::{Request, Response};
+use ::http::{Method, Request, Response, StatusCode};
+use bytes::Buf;
+use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -32,20 +36,34 @@ use crate::span_ext::XraySpanExt;
 /// - The response carries `X-Amzn-Trace-Id: Root=<trace id>`, plus
 ///   `Sampled=<decision>` when the request asked with `Sampled=?`
 ///   (as the X-Ray SDKs answer). A header the inner service set itself is kept.
+/// - The caller's address (`http.request.client_ip`) is the first
+///   `X-Forwarded-For` entry (with `x_forwarded_for: true`), else the
+///   connection's peer when the request's extensions hold its
+///   [`SocketAddr`] (a tower service cannot see the socket: with axum's
+///   `into_make_service_with_connect_info::<SocketAddr>()`, a
+///   `map_request` outside this layer copies `ConnectInfo`'s address in, as
+///   the example below does).
 /// - The status is recorded as `http.response.status_code`, from which the
 ///   segment's `error` (4xx), `throttle` (429) and `fault` (5xx) follow.
 ///   A service that returns an error, or panics, makes the segment a fault
-///   (a panic's exception reads `panicked`; the panic itself goes on).
+///   (the exception is the error's text, which is why the service's error
+///   type must implement `Display`, as tower's and hyper's errors do; a
+///   panic's exception reads `panicked`; the panic itself goes on).
 ///
 /// The span is named `http.server` and created at `INFO` level, with target
 /// `tracing_xray::tower::server`, with the fields listed in the
 /// [module docs](crate::tower#span-fields). A subscriber's filter must let
 /// it through (`warn,myapp=info` does not: add `tracing_xray=info`), or the
-/// caller's header is not continued. The span ends when the response head is
-/// ready, so streaming the body is not timed; but a span that an inner layer
-/// keeps open over the body holds its trace open too: tower-http's
-/// `TraceLayer` keeps its `request` span in the body, and with it inside,
-/// the segment lasts until the body is sent.
+/// caller's header is not continued.
+///
+/// The span lasts until the response is sent, body included, as in the X-Ray
+/// SDKs: the response's body is an [`XrayBody`], which ends the span when
+/// the body ends and keeps the span current while the body is produced, so
+/// the spans of a streamed body are subsegments of the request's segment.
+/// A request dropped before its response is sent (the client went away; a
+/// timeout placed outside this layer) is an `error`, with an exception
+/// saying so, as a client's 499 would be: put a timeout layer *inside* this
+/// one for its answer (tower-http's `TimeoutLayer`: 408) to be recorded.
 ///
 /// # With tower-http's `TraceLayer`
 ///
@@ -91,6 +109,36 @@ use crate::span_ext::XraySpanExt;
 /// assert_eq!(traces[0]["trace_id"], "1-5759e988-bd862e3fe1be46a994272793");
 /// assert_eq!(traces[0]["parent_id"], "53995c3f42cd8ad8");
 /// assert_eq!(traces[0]["subsegments"][0]["name"], "request");
+/// # }
+/// ```
+///
+/// # The caller's address with axum
+///
+/// Callers that reach the server directly (no proxy to add
+/// `X-Forwarded-For`, as behind a Network Load Balancer) are known by the
+/// connection's address, which axum gives as `ConnectInfo`:
+///
+/// ```no_run
+/// use std::net::SocketAddr;
+/// use axum::extract::{ConnectInfo, Request};
+/// use axum::{middleware, routing::get, Router};
+/// use tracing_xray::tower::XrayServerLayer;
+///
+/// # async fn run() {
+/// let app = Router::new()
+///     .route("/orders", get(|| async { "ok" }))
+///     .layer(XrayServerLayer::new())
+///     // Outside the X-Ray layer: the peer's address, where it looks.
+///     .layer(middleware::map_request(
+///         |ConnectInfo(peer): ConnectInfo<SocketAddr>, mut request: Request| async move {
+///             request.extensions_mut().insert(peer);
+///             request
+///         },
+///     ));
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await.unwrap();
+/// axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+///     .await
+///     .unwrap();
 /// # }
 /// ```
 ///
@@ -166,8 +214,9 @@ pub struct XrayServer<S> {
 impl<S, B, R> Service<Request<B>> for XrayServer<S>
 where
     S: Service<Request<B>, Response = Response<R>>,
+    S::Error: fmt::Display,
 {
-    type Response = Response<R>;
+    type Response = Response<XrayBody<R>>;
     type Error = S::Error;
     type Future = XrayServerFuture<S::Future>;
 
@@ -177,6 +226,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (span, requested) = request_span(&request);
+        let head = request.method() == Method::HEAD;
         let inner = {
             let _enter = span.enter();
             let _fault = super::FaultOnPanic::new(&span);
@@ -186,6 +236,7 @@ where
             inner,
             span: Some(span),
             requested,
+            head,
         }
     }
 }
@@ -214,6 +265,13 @@ fn request_span<B>(request: &Request<B>) -> (Span, bool) {
     let host = authority.as_ref().map(|a| a.host().to_owned());
     // Scheme, host, port and path only: no query (see `request_url`).
     let full = authority.map(|a| super::request_url(uri.scheme_str(), &a, uri.path()));
+    // The connection's peer, when the server put its address in the
+    // request's extensions: the client, unless a forwarded header names
+    // another.
+    let peer = request
+        .extensions()
+        .get::<SocketAddr>()
+        .map(|a| a.ip().to_string());
     let client = headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
@@ -233,9 +291,12 @@ fn request_span<B>(request: &Request<B>) -> (Span, bool) {
         // the X-Forwarded-For header, not the socket, and X-Ray says so
         // (`x_forwarded_for: true`).
         http.client_ip = client,
+        net.peer.ip = peer.as_deref(),
         http.response.status_code = Empty,
+        http.response.body.size = Empty,
         otel.status_code = Empty,
         otel.status_message = Empty,
+        xray.error = Empty,
         xray.trace_header = incoming.as_deref(),
     );
     (span, requested)
@@ -244,7 +305,9 @@ fn request_span<B>(request: &Request<B>) -> (Span, bool) {
 pin_project! {
     /// The response future of [`XrayServer`].
     ///
-    /// The request's segment ends when it completes.
+    /// It completes with the response head; the request's segment goes on
+    /// until the response's [`XrayBody`] ends. Dropped before it completes,
+    /// it ends the segment as a request cancelled (an `error`).
     ///
     /// ```
     /// use tower_layer::Layer;
@@ -275,7 +338,7 @@ pin_project! {
     /// # let _default = tracing_subscriber::registry().with(layer).set_default();
     /// let mut service = XrayServerLayer::new().layer(Hello);
     /// let future: XrayServerFuture<_> = service.call(http::Request::new(String::new()));
-    /// let response = future.await.unwrap();
+    /// let response = future.await.unwrap(); // an `http::Response<XrayBody<String>>`
     /// let header = response.headers()["x-amzn-trace-id"].to_str().unwrap();
     /// assert!(header.starts_with("Root=1-"), "{header}");
     /// # }
@@ -286,14 +349,24 @@ pin_project! {
         inner: F,
         span: Option<Span>,
         requested: bool,
+        head: bool,
+    }
+
+    impl<F> PinnedDrop for XrayServerFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(span) = this.project().span.take() {
+                cancelled(&span, "the request was cancelled before its response was ready");
+            }
+        }
     }
 }
 
 impl<F, R, E> Future for XrayServerFuture<F>
 where
     F: Future<Output = Result<Response<R>, E>>,
+    E: fmt::Display,
 {
-    type Output = Result<Response<R>, E>;
+    type Output = Result<Response<XrayBody<R>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -302,21 +375,245 @@ where
             let _fault = this.span.as_ref().map(super::FaultOnPanic::new);
             ready!(this.inner.poll(cx))
         };
-        let Some(span) = this.span.take() else {
-            return Poll::Ready(result);
-        };
+        let span = this.span.take();
         match result {
             Ok(mut response) => {
-                span.record("http.response.status_code", response.status().as_u16());
-                respond_with_trace(&span, *this.requested, &mut response);
-                Poll::Ready(Ok(response))
+                let mut length = None;
+                if let Some(span) = &span {
+                    let status = response.status();
+                    span.record("http.response.status_code", status.as_u16());
+                    length = super::content_length(response.headers());
+                    if let Some(length) = length {
+                        span.record("http.response.body.size", length);
+                    }
+                    respond_with_trace(span, *this.requested, &mut response);
+                }
+                // No body goes out after the head of a HEAD request's
+                // response, or of a 1xx, 204 or 304: the server drops the
+                // body unread, which is no cancellation.
+                let status = response.status();
+                let bodiless = *this.head
+                    || status.is_informational()
+                    || status == StatusCode::NO_CONTENT
+                    || status == StatusCode::NOT_MODIFIED;
+                Poll::Ready(Ok(response.map(|inner| XrayBody {
+                    inner,
+                    span,
+                    bytes: 0,
+                    length,
+                    polled: false,
+                    bodiless,
+                })))
             }
             Err(e) => {
-                span.record("otel.status_code", "ERROR");
+                if let Some(span) = span {
+                    // A fault, with the error's text as its exception (as
+                    // the client layer records a failed call).
+                    let text = e.to_string();
+                    let text = crate::fields::conventions::without_url_secrets(&text);
+                    span.record("otel.status_code", "ERROR");
+                    span.record("otel.status_message", &*text);
+                    crate::span_ext::end_now(&span);
+                }
                 Poll::Ready(Err(e))
             }
         }
-        // `span` drops here: the segment ends with the response head.
+    }
+}
+
+/// Ends `span` as a request that was given up before its response was
+/// sent: an `error` (the client's, as a 499 would be), with `why` as its
+/// exception. Not while a panic unwinds: the panic's own mark stays.
+fn cancelled(span: &Span, why: &str) {
+    crate::span_ext::end_now(span);
+    if std::thread::panicking() {
+        return;
+    }
+    span.record("xray.error", true);
+    span.record("otel.status_message", why);
+}
+
+pin_project! {
+    /// The body of a response from [`XrayServer`]: the inner service's body,
+    /// which ends the request's segment when it ends.
+    ///
+    /// While the body is polled for its frames, the request's span is the
+    /// current span: spans opened to produce a streamed body are
+    /// subsegments of the request. When the body ends (or is dropped after
+    /// its last frame) the span closes, with the body's size as
+    /// `http.response.content_length` when the response had no
+    /// `Content-Length`. A body dropped before its end (the client went
+    /// away mid-stream) marks the request an `error`; a body that fails
+    /// marks it a fault.
+    ///
+    /// It is an [`http_body::Body`] when the inner body is one, with the
+    /// same data and error types, so it goes wherever the inner body went
+    /// (hyper, axum's `Router::layer`, `lambda_http`).
+    ///
+    /// ```
+    /// use http_body::Body as _;
+    /// use tower_layer::Layer;
+    /// use tower_service::Service;
+    /// use tracing_subscriber::prelude::*;
+    /// use tracing_xray::tower::{XrayBody, XrayServerLayer};
+    ///
+    /// # use std::convert::Infallible;
+    /// # use std::task::{Context, Poll};
+    /// # #[derive(Clone)]
+    /// # struct Hello;
+    /// # impl tower_service::Service<http::Request<String>> for Hello {
+    /// #     type Response = http::Response<String>;
+    /// #     type Error = Infallible;
+    /// #     type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+    /// #     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    /// #         Poll::Ready(Ok(()))
+    /// #     }
+    /// #     fn call(&mut self, _: http::Request<String>) -> Self::Future {
+    /// #         std::future::ready(Ok(http::Response::new("hello".to_owned())))
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let layer = tracing_xray::builder()
+    /// #     .with_exporter(tracing_xray::export::NoopExporter)
+    /// #     .build();
+    /// # let _default = tracing_subscriber::registry().with(layer).set_default();
+    /// let mut service = XrayServerLayer::new().layer(Hello);
+    /// let response = service.call(http::Request::new(String::new())).await.unwrap();
+    /// let body: &XrayBody<String> = response.body();
+    /// assert_eq!(body.size_hint().exact(), Some(5)); // "hello"
+    /// # }
+    /// ```
+    #[derive(Debug)]
+    pub struct XrayBody<B> {
+        #[pin]
+        inner: B,
+        span: Option<Span>,
+        // Data bytes polled so far.
+        bytes: u64,
+        // The response's `Content-Length`.
+        length: Option<u64>,
+        polled: bool,
+        bodiless: bool,
+    }
+
+    impl<B> PinnedDrop for XrayBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let Some(span) = this.span.take() else { return };
+            // Dropped unpolled: the response went out without a body (the
+            // server saw it empty, or the request needs none), or whoever
+            // took the response did not send it, which is not for this
+            // layer to judge. Dropped after all its `Content-Length`: sent.
+            // Dropped mid-stream: the client went away.
+            let sent = !*this.polled
+                || *this.bodiless
+                || this.length.is_some_and(|length| *this.bytes >= length);
+            if sent {
+                finish(&span, *this.length, *this.bytes);
+            } else {
+                cancelled(&span, "the client went away before the response body was sent");
+            }
+        }
+    }
+}
+
+/// Ends `span` with its body sent: its size, when no `Content-Length` gave it.
+/// The segment ends now, whatever work the request spawned in its span
+/// (see [`end_now`](crate::span_ext::end_now)).
+fn finish(span: &Span, length: Option<u64>, bytes: u64) {
+    if length.is_none() && bytes > 0 {
+        span.record("http.response.body.size", bytes);
+    }
+    crate::span_ext::end_now(span);
+}
+
+impl<B> Body for XrayBody<B>
+where
+    B: Body,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        *this.polled = true;
+        let frame = {
+            let _enter = this.span.as_ref().map(Span::enter);
+            let _fault = this.span.as_ref().map(super::FaultOnPanic::new);
+            ready!(this.inner.as_mut().poll_frame(cx))
+        };
+        if this.span.is_none() {
+            return Poll::Ready(frame);
+        }
+        let end = match &frame {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.bytes += data.remaining() as u64;
+                }
+                this.inner.is_end_stream()
+            }
+            Some(Err(_)) => {
+                if let Some(span) = this.span.take() {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("otel.status_message", "the response body failed");
+                    crate::span_ext::end_now(&span);
+                }
+                false
+            }
+            None => true,
+        };
+        if end {
+            if let Some(span) = this.span.take() {
+                finish(&span, *this.length, *this.bytes);
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> XrayBody<B> {
+    /// The inner service's body.
+    ///
+    /// ```
+    /// # use tower_layer::Layer;
+    /// # use tower_service::Service;
+    /// # use tracing_xray::tower::XrayServerLayer;
+    /// # use std::convert::Infallible;
+    /// # use std::task::{Context, Poll};
+    /// # #[derive(Clone)]
+    /// # struct Hello;
+    /// # impl tower_service::Service<http::Request<String>> for Hello {
+    /// #     type Response = http::Response<String>;
+    /// #     type Error = Infallible;
+    /// #     type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+    /// #     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    /// #         Poll::Ready(Ok(()))
+    /// #     }
+    /// #     fn call(&mut self, _: http::Request<String>) -> Self::Future {
+    /// #         std::future::ready(Ok(http::Response::new("hello".to_owned())))
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut service = XrayServerLayer::new().layer(Hello);
+    /// let response = service.call(http::Request::new(String::new())).await.unwrap();
+    /// assert_eq!(response.into_body().get_ref(), "hello");
+    /// # }
+    /// ```
+    pub fn get_ref(&self) -> &B {
+        &self.inner
     }
 }
 

@@ -115,7 +115,8 @@ fn http_exporter_types() {
 #[test]
 fn tower_types() {
     use tracing_xray::tower::{
-        XrayClient, XrayClientLayer, XrayFlush, XrayFlushLayer, XrayServer, XrayServerLayer,
+        XrayBody, XrayClient, XrayClientLayer, XrayFlush, XrayFlushLayer, XrayServer,
+        XrayServerLayer,
     };
     assert_all!(
         XrayServerLayer: [Send + Sync + Debug + Clone + Default],
@@ -124,6 +125,9 @@ fn tower_types() {
         XrayServer<()>: [Send + Sync + Debug + Clone],
         XrayClient<()>: [Send + Sync + Debug + Clone],
         XrayFlush<()>: [Send + Sync + Debug + Clone],
+        // A body goes where its inner body went: `Unpin` too, as
+        // `lambda_http` asks of one.
+        XrayBody<String>: [Send + Sync + Debug + Unpin],
     );
 }
 
