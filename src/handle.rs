@@ -131,6 +131,11 @@ pub(crate) struct Counters {
     pub(crate) annotations_demoted: AtomicU64,
     pub(crate) exceptions_dropped: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
+    /// Traces counted in `traces_queued` that were dropped after all (queued
+    /// behind a shutdown, or failed to serialize): [`Stats::traces_queued`]
+    /// is the difference. Apart, so that both only ever grow, and a reader
+    /// never sees the count go back while the queue is full.
+    pub(crate) traces_taken_back: AtomicU64,
 }
 
 impl Counters {
@@ -138,11 +143,6 @@ impl Counters {
         if n > 0 {
             counter.fetch_add(n, Ordering::Relaxed);
         }
-    }
-
-    /// Takes back one count (never below zero).
-    pub(crate) fn sub_one(counter: &AtomicU64) {
-        let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
     /// Counts a trace (or a part of one) of `spans` spans dropped.
@@ -154,14 +154,17 @@ impl Counters {
     /// Counts a trace the worker had taken from the queue as dropped
     /// instead.
     pub(crate) fn queued_trace_dropped(&self, spans: u64) {
-        Counters::sub_one(&self.traces_queued);
+        Counters::add(&self.traces_taken_back, 1);
         self.trace_dropped(spans);
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Stats {
-            traces_queued: get(&self.traces_queued),
+            // The take-back may be seen before the send it takes back (the
+            // worker took the trace before its sender counted it): never
+            // below zero, and right once both are counted.
+            traces_queued: get(&self.traces_queued).saturating_sub(get(&self.traces_taken_back)),
             traces_dropped: get(&self.traces_dropped),
             spans_dropped: get(&self.spans_dropped),
             documents_exported: get(&self.documents_exported),
@@ -366,7 +369,9 @@ impl XrayHandle {
     ///
     /// # Errors
     ///
-    /// [`FlushError::Timeout`] when the worker did not finish in time,
+    /// [`FlushError::Timeout`] when the worker did not finish in time, or the
+    /// exporter shut down holding documents it never reported (counted in
+    /// [`Stats::documents_failed`]),
     /// [`FlushError::AlreadyShutdown`] when called again,
     /// [`FlushError::OnWorkerThread`] when called from an exporter's code.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), FlushError> {
@@ -406,7 +411,14 @@ impl XrayHandle {
                 return Err(err);
             }
         };
-        pending.wait()?;
+        // `Timeout` also when the worker replied that the exporter shut down
+        // holding documents it never reported (counted as failed): it is
+        // returning all the same.
+        let timeout = pending.timeout;
+        let replied = match pending.wait_reply()? {
+            true => Ok(()),
+            false => Err(FlushError::Timeout(timeout)),
+        };
         // The worker replied and is returning: it drops the exporter (whose
         // `Drop` may take a while, it is the application's code) and ends.
         // Joined if that is done in time; else left to end on its own.
@@ -415,14 +427,14 @@ impl XrayHandle {
             while !worker.is_finished() {
                 let now = Instant::now();
                 if now >= deadline {
-                    return Ok(());
+                    return replied;
                 }
                 std::thread::sleep((deadline - now).min(Duration::from_millis(1)));
             }
             let _ = worker.join();
         }
         shared.count_left_in_queue();
-        Ok(())
+        replied
     }
 
     /// The layer's counters (all zero for a disabled layer).
@@ -538,10 +550,19 @@ fn enqueue(
 impl Pending {
     /// Waits for the worker's reply until the deadline.
     fn wait(self) -> Result<(), FlushError> {
-        match self.reply.recv_deadline(self.deadline) {
-            Ok(true) => Ok(()),
+        let timeout = self.timeout;
+        match self.wait_reply()? {
+            true => Ok(()),
             // The exporter holds documents it could not settle in time.
-            Ok(false) => Err(FlushError::Timeout(self.timeout)),
+            false => Err(FlushError::Timeout(timeout)),
+        }
+    }
+
+    /// The worker's reply (whether the exporter settled every document it
+    /// was handed), waited for until the deadline.
+    fn wait_reply(self) -> Result<bool, FlushError> {
+        match self.reply.recv_deadline(self.deadline) {
+            Ok(settled) => Ok(settled),
             Err(RecvTimeoutError::Timeout) => Err(FlushError::Timeout(self.timeout)),
             Err(RecvTimeoutError::Disconnected) => Err(FlushError::AlreadyShutdown),
         }

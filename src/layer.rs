@@ -697,14 +697,12 @@ impl LayerInner {
             self.drop_trace(msg);
             return;
         }
-        // Counted before the send: the worker may take the trace back out
-        // of `traces_queued` (into `traces_dropped`) as soon as it is in.
-        Counters::add(&c.traces_queued, 1);
+        // Counted once in: the worker may take it back out (into
+        // `traces_dropped`) before this count, which `Stats` allows for.
         match self.tx.try_send(msg) {
-            Ok(()) => {}
+            Ok(()) => Counters::add(&c.traces_queued, 1),
             Err(TrySendError::Full(msg) | TrySendError::Disconnected(msg)) => {
                 c.bytes_queued.fetch_sub(bytes, Ordering::Relaxed);
-                Counters::sub_one(&c.traces_queued);
                 self.drop_trace(msg);
             }
         }
@@ -771,7 +769,10 @@ impl LayerInner {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.sampler.sample(&request)
             }))
-            .unwrap_or_else(|_| crate::sampling::SamplingDecision::new(false))
+            .unwrap_or_else(|payload| {
+                crate::panics::discard(payload);
+                crate::sampling::SamplingDecision::new(false)
+            })
         };
         root.decision = if decision.is_sampled() {
             Decision::Sampled

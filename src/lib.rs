@@ -152,6 +152,7 @@ mod name_chars;
 #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 pub mod opentelemetry;
 mod owners;
+mod panics;
 mod recycle;
 mod resource;
 pub mod sampling;

@@ -263,18 +263,38 @@ impl Worker {
                 Some(Control::Shutdown(reply, deadline)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     self.call("shutdown", |e| e.shutdown(left));
+                    let settled = self.write_off_held();
                     // Closed before the reply: once `shutdown` returns, what
                     // finishes is counted dropped by the layer, and what
                     // reached the queue meanwhile by the handle.
                     self.close_queue();
                     self.report_at_shutdown();
-                    let _ = reply.send(true);
+                    let _ = reply.send(settled);
                     return;
                 }
             }
         }
         self.call("shutdown", |e| e.shutdown(IMPLICIT_SHUTDOWN_TIMEOUT));
+        self.write_off_held();
         self.report_at_shutdown();
+    }
+
+    /// After the exporter's `shutdown`: the documents it was handed and never
+    /// reported (a batch it still held when its API stopped answering) go
+    /// with it, counted as failed. Whether there were none.
+    fn write_off_held(&mut self) -> bool {
+        let lost = self.handed - self.settled;
+        if lost == 0 {
+            return true;
+        }
+        self.settled = self.handed;
+        Counters::add(&self.counters.documents_failed, lost);
+        tracing::warn!(
+            target: "tracing_xray",
+            lost,
+            "the exporter shut down holding documents it never reported; counted as failed"
+        );
+        false
     }
 
     fn handle(&mut self, msg: Message, batch: &mut Vec<Document>) -> Option<Control> {
@@ -310,7 +330,8 @@ impl Worker {
         // Here, not in `pack`: a huge trace frees the scratch space it grew
         // even when packing it panicked.
         self.rebuild.trim();
-        if packed.is_err() {
+        if let Err(payload) = packed {
+            crate::panics::discard(payload);
             self.counters.queued_trace_dropped(count);
             if !self.warned_pack {
                 self.warned_pack = true;
@@ -398,9 +419,12 @@ impl Worker {
             // (logged) or `Drop` may panic here, outside its call. Counted
             // before either runs; the worker goes on.
             Ok(outcome) => {
-                let _ = catch_unwind(AssertUnwindSafe(|| self.account(outcome)));
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.account(outcome))) {
+                    crate::panics::discard(payload);
+                }
             }
-            Err(_) => {
+            Err(payload) => {
+                crate::panics::discard(payload);
                 let lost = self.handed - self.settled;
                 self.settled = self.handed;
                 Counters::add(&self.counters.documents_failed, lost);
@@ -421,7 +445,8 @@ impl Worker {
         let exporter = &*self.exporter;
         match catch_unwind(AssertUnwindSafe(|| exporter.next_poll())) {
             Ok(at) => at,
-            Err(_) => {
+            Err(payload) => {
+                crate::panics::discard(payload);
                 if !self.warned_next_poll {
                     self.warned_next_poll = true;
                     tracing::error!(
@@ -449,6 +474,11 @@ impl Worker {
                 self.warned_failure = true;
                 warn_failure(&first.error);
             }
+        }
+        // One at a time: an error whose `Drop` panics would otherwise panic
+        // again while the rest are dropped, and abort the process.
+        for failure in outcome.failures {
+            crate::panics::drop_contained(failure);
         }
     }
 
@@ -540,7 +570,10 @@ fn warn_failure(error: &ExportError) {
     // Rendered here, cut and with a panic contained, rather than by whatever
     // layer formats the event: the error may wrap the exporter's own.
     let error = catch_unwind(AssertUnwindSafe(|| crate::span_data::display_string(error)))
-        .unwrap_or_else(|_| "(an error whose Display panicked)".to_owned());
+        .unwrap_or_else(|payload| {
+            crate::panics::discard(payload);
+            "(an error whose Display panicked)".to_owned()
+        });
     tracing::warn!(
         target: "tracing_xray",
         %error,
