@@ -45,7 +45,7 @@ pub use udp::UdpExporter;
 /// use std::sync::mpsc;
 /// use std::time::Duration;
 /// use tracing_subscriber::prelude::*;
-/// use tracing_xray::export::{Document, ExportOutcome, Exporter, InMemoryExporter};
+/// use tracing_xray::export::{Document, ExportError, ExportOutcome, Exporter, InMemoryExporter};
 ///
 /// /// Hands each batch to a sender thread of its own.
 /// struct Threaded(mpsc::Sender<Vec<Document>>);
@@ -71,7 +71,15 @@ pub use udp::UdpExporter;
 ///         let n = batch.len();
 ///         match self.0.send(batch) {
 ///             Ok(()) => ExportOutcome::delivered(n),
-///             Err(_) => ExportOutcome::default(),
+///             // The sender thread is gone: every document is reported,
+///             // handed back as failed.
+///             Err(mpsc::SendError(batch)) => {
+///                 let mut outcome = ExportOutcome::default();
+///                 for document in batch {
+///                     outcome.fail(document, ExportError::AlreadyShutdown);
+///                 }
+///                 outcome
+///             }
 ///         }
 ///     }
 /// }
