@@ -13,8 +13,10 @@
 //! it, when the SDK's DEBUG spans are filtered out), carrying:
 //! - `aws.request_id` (`x-amzn-RequestId` / `x-amz-request-id`) of the
 //!   last attempt's response,
-//! - DynamoDB's `aws.table_name` (`aws.table_names` for a batch operation
-//!   over several tables),
+//! - the resources the call names, as the official SDKs record them:
+//!   DynamoDB's `aws.table_name` (`aws.table_names` for a batch operation
+//!   over several tables), SQS's `aws.queue_url`, SNS's `aws.topic_arn`,
+//!   and Lambda's `aws.function_name` and `aws.invocation_type`,
 //! - `aws.region` (from the request's SigV4 credential scope, else the
 //!   client's configured region),
 //! - `http.response.status` of the last attempt (none when it got no
@@ -36,6 +38,7 @@ use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -217,9 +220,10 @@ fn service_error(header: Option<&str>, body: Option<&[u8]>) -> Option<ServiceErr
     })
 }
 
-/// The largest DynamoDB request body read for its table names: the read is
-/// on the application's thread, and a batch may be megabytes of items.
-const MAX_TABLE_NAME_BODY: usize = 256 * 1024;
+/// The largest request body read for the resources it names (DynamoDB's
+/// tables, SQS's queue, SNS's topic): the read is on the application's
+/// thread, and a batch may be megabytes of items.
+const MAX_RESOURCE_BODY: usize = 256 * 1024;
 
 /// What a DynamoDB request names its tables with; the items themselves are
 /// skipped, not kept.
@@ -232,12 +236,8 @@ struct DynamoDbTables {
 }
 
 /// A DynamoDB request's tables, as the official SDKs record them: its
-/// `TableName`, or the keys of a batch operation's `RequestItems` (bodies
-/// up to [`MAX_TABLE_NAME_BODY`]).
+/// `TableName`, or the keys of a batch operation's `RequestItems`.
 fn record_table_names(span: &tracing::Span, body: &[u8]) {
-    if body.len() > MAX_TABLE_NAME_BODY {
-        return;
-    }
     let Ok(tables) = serde_json::from_slice::<DynamoDbTables>(body) else {
         return;
     };
@@ -246,6 +246,102 @@ fn record_table_names(span: &tracing::Span, body: &[u8]) {
     } else if let Some(items) = &tables.request_items {
         let names: Vec<&str> = items.keys().map(String::as_str).collect();
         span.record("aws.dynamodb.table_names", names.join(",").as_str());
+    }
+}
+
+/// What an SQS request (AWS JSON protocol) names its queue with.
+#[derive(serde::Deserialize)]
+struct SqsQueue {
+    #[serde(rename = "QueueUrl")]
+    queue_url: Option<String>,
+}
+
+/// The value of `key` in a form-encoded body (`a=1&b=x%3Ay`), decoded: the
+/// AWS query protocol's requests (SNS; SQS before its JSON protocol).
+fn form_value(body: &[u8], key: &str) -> Option<String> {
+    let body = std::str::from_utf8(body).ok()?;
+    body.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| percent_decode(v, true))?
+    })
+}
+
+/// `text` with its `%XX` escapes decoded (and, in a form, `+` as a space);
+/// `None` when that is not UTF-8.
+fn percent_decode(text: &str, form: bool) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|&b| (b as char).to_digit(16));
+        match bytes[i] {
+            b'%' => match (hex(i + 1), hex(i + 2)) {
+                (Some(high), Some(low)) => {
+                    // Two hex digits: at most 0xff.
+                    out.push((high * 16 + low) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' if form => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The resources a request names, on its call's span, as the official SDKs
+/// record them (their parameter whitelists): DynamoDB's tables, SQS's queue
+/// URL, SNS's topic ARN, Lambda's function name and invocation type.
+fn record_resources(span: &tracing::Span, service: &str, request: &HttpRequest) {
+    let body = || {
+        request
+            .body()
+            .bytes()
+            .filter(|b| b.len() <= MAX_RESOURCE_BODY)
+    };
+    if service.eq_ignore_ascii_case("dynamodb") {
+        if let Some(body) = body() {
+            record_table_names(span, body);
+        }
+    } else if service.eq_ignore_ascii_case("sqs") {
+        // The JSON protocol; the query protocol of older SDKs.
+        let url = body().and_then(|body| {
+            if body.trim_ascii_start().starts_with(b"{") {
+                serde_json::from_slice::<SqsQueue>(body).ok()?.queue_url
+            } else {
+                form_value(body, "QueueUrl")
+            }
+        });
+        if let Some(url) = url {
+            span.record("aws.sqs.queue_url", url.as_str());
+        }
+    } else if service.eq_ignore_ascii_case("sns") {
+        if let Some(arn) = body().and_then(|body| form_value(body, "TopicArn")) {
+            span.record("aws.sns.topic.arn", arn.as_str());
+        }
+    } else if service.eq_ignore_ascii_case("lambda") {
+        // `/2015-03-31/functions/{FunctionName}/invocations`, and the other
+        // operations on one function.
+        let uri = request.uri();
+        let path = uri.split(['?', '#']).next().unwrap_or_default();
+        let path = path.find("://").map_or(path, |scheme| {
+            let rest = &path[scheme + 3..];
+            rest.find('/').map_or("", |p| &rest[p..])
+        });
+        let name = path
+            .split_once("/functions/")
+            .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+            .filter(|name| !name.is_empty())
+            .and_then(|name| percent_decode(name, false));
+        if let Some(name) = name {
+            span.record("faas.invoked_name", name.as_str());
+            if let Some(kind) = request.headers().get("x-amz-invocation-type") {
+                span.record("aws.lambda.invocation_type", kind);
+            }
+        }
     }
 }
 
@@ -269,6 +365,10 @@ impl Intercept for XrayInterceptor {
             "aws.request_id" = Empty,
             "aws.table_name" = Empty,
             "aws.dynamodb.table_names" = Empty,
+            "aws.sqs.queue_url" = Empty,
+            "aws.sns.topic.arn" = Empty,
+            "faas.invoked_name" = Empty,
+            "aws.lambda.invocation_type" = Empty,
             "aws.retries" = Empty,
             "http.response.status_code" = Empty,
             "xray.throttle" = Empty,
@@ -308,11 +408,7 @@ impl Intercept for XrayInterceptor {
         let (Some(span), Some(md)) = (call_span(cfg), cfg.load::<Metadata>()) else {
             return Ok(());
         };
-        if md.service().eq_ignore_ascii_case("dynamodb") {
-            if let Some(body) = context.request().body().bytes() {
-                record_table_names(span, body);
-            }
-        }
+        record_resources(span, md.service(), context.request());
         Ok(())
     }
 
@@ -472,6 +568,34 @@ mod tests {
         let sigv4a = "AWS4-ECDSA-P256-SHA256 Credential=AKID/20240101/dynamodb/aws4_request, \
                       SignedHeaders=host;x-amz-date;x-amz-region-set, Signature=3045";
         assert_eq!(region_of_authorization(sigv4a), None);
+    }
+
+    #[test]
+    fn form_values_are_decoded() {
+        let body =
+            b"Action=Publish&Version=2010-03-31&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A1%3At\
+                     &Message=a+b%2Bc&QueueUrl=https%3A%2F%2Fsqs.us-east-1.amazonaws.com%2F1%2Fq";
+        assert_eq!(
+            form_value(body, "TopicArn").as_deref(),
+            Some("arn:aws:sns:us-east-1:1:t")
+        );
+        assert_eq!(form_value(body, "Message").as_deref(), Some("a b+c"));
+        assert_eq!(
+            form_value(body, "QueueUrl").as_deref(),
+            Some("https://sqs.us-east-1.amazonaws.com/1/q")
+        );
+        assert_eq!(form_value(body, "Topic"), None);
+        assert_eq!(form_value(b"\xff=1", "x"), None);
+        // A stray or cut escape stays as it is; bytes that are not UTF-8
+        // give nothing.
+        assert_eq!(percent_decode("100%", false).as_deref(), Some("100%"));
+        assert_eq!(percent_decode("a%2", false).as_deref(), Some("a%2"));
+        assert_eq!(percent_decode("%zz+", false).as_deref(), Some("%zz+"));
+        assert_eq!(
+            percent_decode("%C3%A9t%C3%A9", false).as_deref(),
+            Some("été")
+        );
+        assert_eq!(percent_decode("%ff", false), None);
     }
 
     #[test]

@@ -289,6 +289,9 @@ fn aws(out: &mut String, a: &Aws<'_>) {
         out.push(']');
     }
     o.str("\"bucket_name\":", a.bucket_name.as_deref());
+    o.str("\"topic_arn\":", a.topic_arn.as_deref());
+    o.str("\"function_name\":", a.function_name.as_deref());
+    o.str("\"invocation_type\":", a.invocation_type.as_deref());
     if let Some(n) = a.retries {
         unsigned(o.key("\"retries\":"), n);
     }
@@ -974,7 +977,7 @@ mod tests {
             (opt_str(), opt_str(), opt_str(), opt_str(), opt_str()),
             opt_str(),
             prop::collection::vec(hostile().prop_map(Cow::Owned), 0..3),
-            opt_str(),
+            (opt_str(), opt_str(), opt_str(), opt_str()),
             proptest::option::of(any::<u64>()),
             proptest::option::of(prop::collection::vec((hostile(), json_value()), 0..3)),
             proptest::option::of((opt_static(), hostile().prop_map(leak))),
@@ -984,7 +987,7 @@ mod tests {
                     (account_id, operation, region, request_id, queue_url),
                     table_name,
                     table_names,
-                    bucket_name,
+                    (bucket_name, topic_arn, function_name, invocation_type),
                     retries,
                     resource,
                     xray,
@@ -1000,6 +1003,9 @@ mod tests {
                         table_name,
                         table_names,
                         bucket_name,
+                        topic_arn,
+                        function_name,
+                        invocation_type,
                         retries,
                         resource,
                         xray: xray.map(|(rule, version)| XrayInfo {

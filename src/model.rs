@@ -265,6 +265,16 @@ pub(crate) struct Aws<'a> {
     /// An S3 bucket (`aws.s3.bucket`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) bucket_name: Option<Cow<'a, str>>,
+    /// An SNS topic (`aws.sns.topic.arn`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) topic_arn: Option<Cow<'a, str>>,
+    /// A Lambda function called (`faas.invoked_name`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) function_name: Option<Cow<'a, str>>,
+    /// How it was invoked (`aws.lambda.invocation_type`: `RequestResponse`,
+    /// `Event`, `DryRun`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) invocation_type: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) retries: Option<u64>,
     /// Resource blocks (`ec2`, `ecs`, `eks`, `elastic_beanstalk`,
@@ -284,6 +294,9 @@ static EMPTY_AWS: Aws<'static> = Aws {
     table_name: None,
     table_names: Vec::new(),
     bucket_name: None,
+    topic_arn: None,
+    function_name: None,
+    invocation_type: None,
     retries: None,
     resource: None,
     xray: None,
@@ -306,6 +319,9 @@ impl BlockContent for Aws<'_> {
             && self.table_name.is_none()
             && self.table_names.is_empty()
             && self.bucket_name.is_none()
+            && self.topic_arn.is_none()
+            && self.function_name.is_none()
+            && self.invocation_type.is_none()
             && self.retries.is_none()
             && self.resource.is_none_or(|m| m.is_empty())
             && self.xray.is_none()

@@ -1,9 +1,11 @@
-//! A real AWS SDK for Rust client (aws-sdk-dynamodb, plain HTTP) against a
-//! real DynamoDB-compatible endpoint on 127.0.0.1: moto's server, started by
-//! the test with `$TRACING_XRAY_MOTO_PYTHON -m moto.server`. Each call is one
-//! `aws` subsegment named `DynamoDB` with its operation; with the
-//! interceptor (feature `aws-sdk`) also the request id, region, status,
-//! retries and error flags, and the outgoing trace header.
+//! Real AWS SDK for Rust clients (DynamoDB, SQS, SNS; plain HTTP) against
+//! real AWS-compatible endpoints on 127.0.0.1: moto's server, started by the
+//! test with `$TRACING_XRAY_MOTO_PYTHON -m moto.server` (and, for Lambda's
+//! `Invoke`, which moto runs in Docker, a local server answering as Lambda
+//! does). Each call is one `aws` subsegment named after its service with its
+//! operation; with the interceptor (feature `aws-sdk`) also the request id,
+//! region, status, retries and error flags, the resources it names, and the
+//! outgoing trace header.
 
 mod common;
 
@@ -272,6 +274,181 @@ mod with_interceptor {
                 "{c:#}"
             );
         }
+    }
+
+    /// The resources a call names, as the official SDKs record them: SQS's
+    /// queue URL, SNS's topic ARN (from the calls' own request bodies: the
+    /// JSON protocol for SQS, the query protocol for SNS).
+    #[test]
+    fn sqs_and_sns_calls_name_their_queue_and_topic() {
+        let moto = Moto::start();
+        let endpoint = moto.url();
+        let doc = trace(LevelFilter::INFO, || async move {
+            let sqs = aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::Config::builder()
+                    .behavior_version(BehaviorVersion::latest())
+                    .region(Region::new("us-east-1"))
+                    .credentials_provider(Credentials::new(
+                        "AKIDTEST", "secret", None, None, "test",
+                    ))
+                    .endpoint_url(&endpoint)
+                    .http_client(aws_smithy_http_client::Builder::new().build_http())
+                    .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
+                    .build(),
+            );
+            let queue = sqs
+                .create_queue()
+                .queue_name("orders")
+                .send()
+                .await
+                .unwrap();
+            let url = queue.queue_url.unwrap();
+            sqs.send_message()
+                .queue_url(&url)
+                .message_body("{\"QueueUrl\":\"not this one\"}")
+                .send()
+                .await
+                .unwrap();
+            let sns = aws_sdk_sns::Client::from_conf(
+                aws_sdk_sns::Config::builder()
+                    .behavior_version(BehaviorVersion::latest())
+                    .region(Region::new("us-east-1"))
+                    .credentials_provider(Credentials::new(
+                        "AKIDTEST", "secret", None, None, "test",
+                    ))
+                    .endpoint_url(&endpoint)
+                    .http_client(aws_smithy_http_client::Builder::new().build_http())
+                    .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
+                    .build(),
+            );
+            let topic = sns.create_topic().name("shipped").send().await.unwrap();
+            sns.publish()
+                .topic_arn(topic.topic_arn.unwrap())
+                .message("order o-1 shipped")
+                .send()
+                .await
+                .unwrap();
+        });
+        let calls = calls(&doc);
+        let ops: Vec<_> = calls
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap(),
+                    c["aws"]["operation"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                ("SQS", "CreateQueue"),
+                ("SQS", "SendMessage"),
+                ("SNS", "CreateTopic"),
+                ("SNS", "Publish"),
+            ],
+            "{doc:#}"
+        );
+        // CreateQueue names the queue, it has no URL yet.
+        assert!(calls[0]["aws"].get("queue_url").is_none(), "{:#}", calls[0]);
+        let url = calls[1]["aws"]["queue_url"]
+            .as_str()
+            .expect("the queue's URL");
+        assert!(
+            url.starts_with("http://") && url.ends_with("/orders"),
+            "{url}"
+        );
+        assert!(calls[2]["aws"].get("topic_arn").is_none(), "{:#}", calls[2]);
+        assert_eq!(
+            calls[3]["aws"]["topic_arn"], "arn:aws:sns:us-east-1:123456789012:shipped",
+            "{:#}",
+            calls[3]
+        );
+    }
+
+    /// Lambda's `Invoke` names the function (its ARN or name, with its
+    /// qualifier, decoded from the request's path) and the invocation type,
+    /// as the official SDKs record them. Against a local server answering
+    /// as Lambda does (moto runs functions in Docker).
+    #[test]
+    fn a_lambda_invoke_names_its_function_and_invocation_type() {
+        use aws_sdk_lambda::types::InvocationType;
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let paths = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = paths.clone();
+        let lambda = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(request.uri().path().to_owned());
+                (
+                    [("x-amzn-requestid", "3c1a2f80-0000-4000-8000-000000000001")],
+                    "{}",
+                )
+            }
+        });
+        let server = std::thread::spawn(move || {
+            rt.block_on(async { axum::serve(listener, lambda).await.unwrap() })
+        });
+        drop(server);
+        let endpoint = format!("http://{addr}");
+        let doc = trace(LevelFilter::INFO, || async move {
+            let client = aws_sdk_lambda::Client::from_conf(
+                aws_sdk_lambda::Config::builder()
+                    .behavior_version(BehaviorVersion::latest())
+                    .region(Region::new("eu-west-1"))
+                    .credentials_provider(Credentials::new(
+                        "AKIDTEST", "secret", None, None, "test",
+                    ))
+                    .endpoint_url(&endpoint)
+                    .http_client(aws_smithy_http_client::Builder::new().build_http())
+                    .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
+                    .build(),
+            );
+            client
+                .invoke()
+                .function_name("arn:aws:lambda:eu-west-1:123456789012:function:thumbnailer:live")
+                .invocation_type(InvocationType::Event)
+                .send()
+                .await
+                .unwrap();
+            client
+                .invoke()
+                .function_name("resize")
+                .send()
+                .await
+                .unwrap();
+        });
+        let paths = paths.lock().unwrap().clone();
+        assert_eq!(paths.len(), 2, "{paths:?}");
+        assert!(paths[0].contains("%3A"), "the ARN goes encoded: {paths:?}");
+        let calls = calls(&doc);
+        assert_eq!(calls.len(), 2, "{doc:#}");
+        for c in &calls {
+            assert_eq!(c["name"], "Lambda", "{c:#}");
+            assert_eq!(c["aws"]["operation"], "Invoke", "{c:#}");
+        }
+        assert_eq!(
+            calls[0]["aws"]["function_name"],
+            "arn:aws:lambda:eu-west-1:123456789012:function:thumbnailer:live",
+            "{:#}",
+            calls[0]
+        );
+        assert_eq!(calls[0]["aws"]["invocation_type"], "Event");
+        assert_eq!(calls[1]["aws"]["function_name"], "resize", "{:#}", calls[1]);
+        // Not given, not sent (Lambda's default, `RequestResponse`): none.
+        assert!(
+            calls[1]["aws"].get("invocation_type").is_none(),
+            "{:#}",
+            calls[1]
+        );
     }
 
     /// With only INFO enabled (the SDK's DEBUG spans filtered out), the

@@ -205,10 +205,10 @@ impl Chaotic {
     fn settle(&mut self, mut batch: Vec<Document>, hold_some: bool) -> ExportOutcome {
         let call = self.seen.calls.fetch_add(1, Ordering::SeqCst) + 1;
         self.seen.record(&batch);
-        if call % 7 == 0 {
+        if call.is_multiple_of(7) {
             std::thread::sleep(Duration::from_millis(2));
         }
-        if self.panic_every > 0 && call % self.panic_every == 0 {
+        if self.panic_every > 0 && call.is_multiple_of(self.panic_every) {
             self.held.clear();
             panic!("chaotic exporter, call {call}");
         }
@@ -219,7 +219,7 @@ impl Chaotic {
         all.extend(batch);
         let mut outcome = ExportOutcome::default();
         for (i, doc) in all.into_iter().enumerate() {
-            if (call as usize + i) % 5 == 0 {
+            if (call as usize + i).is_multiple_of(5) {
                 outcome.fail(doc, ExportError::Rejected("every fifth".into()));
             } else {
                 outcome.delivered += 1;
@@ -982,7 +982,7 @@ impl Exporter for Batching {
         std::thread::sleep(Duration::from_micros(500));
         let call = self.seen.calls.fetch_add(1, Ordering::SeqCst);
         self.held.extend(batch);
-        if call % 2 == 0 {
+        if call.is_multiple_of(2) {
             return ExportOutcome::default();
         }
         self.flush(Duration::ZERO)

@@ -26,6 +26,8 @@
 //! | `aws.sqs.queue_url`, `aws.sqs.queue.url` (the queue's URL) | `aws.queue_url` |
 //! | `messaging.url`, then `messaging.destination.name`, on an SQS call (`rpc.service = "SQS"`, or `messaging.system = "aws_sqs"`) without a queue URL | `aws.queue_url`; on other spans (Kafka, RabbitMQ, ...) metadata (`messaging.url` without its password) |
 //! | `aws.s3.bucket` | `aws.bucket_name` |
+//! | `aws.sns.topic.arn` | `aws.topic_arn` |
+//! | `faas.invoked_name`, `aws.lambda.invocation_type` (a Lambda function called) | `aws.function_name`, `aws.invocation_type` |
 //! | `aws.retries` | `aws.retries` |
 //! | `xray.throttle = true` | `throttle` + `error` |
 //! | `xray.error = true` | `error` (the caller's failure, without a status: a request the client cancelled) |
@@ -176,6 +178,7 @@ pub(crate) fn may_have_meaning(key: &str) -> bool {
         Some(b'e') => {
             b.starts_with(b"enduser.") || b.starts_with(b"error") || b.starts_with(b"exception.")
         }
+        Some(b'f') => b.starts_with(b"faas."),
         Some(b'h') => b.starts_with(b"http."),
         Some(b'm') => b.starts_with(b"metadata.") || b.starts_with(b"messaging.") || b == b"method",
         Some(b'n') => b.starts_with(b"net."),
@@ -273,6 +276,9 @@ pub(crate) struct Conventions<'a> {
     table_name: Slot<'a>,
     table_names: Slot<'a>,
     bucket: Slot<'a>,
+    topic_arn: Slot<'a>,
+    function_name: Slot<'a>,
+    invocation_type: Slot<'a>,
     retries: Slot<'a>,
     /// Some slot was filled: without one, [`Conventions::apply`] has almost
     /// nothing to do.
@@ -1278,7 +1284,7 @@ impl<'a> Conventions<'a> {
         // without a convention are told apart by it alone.
         if !matches!(
             key.as_bytes().first(),
-            Some(b'a' | b'c' | b'd' | b'e' | b'h' | b'm' | b'n' | b'o' | b'p' | b'r')
+            Some(b'a' | b'c' | b'd' | b'e' | b'f' | b'h' | b'm' | b'n' | b'o' | b'p' | b'r')
                 | Some(b's' | b'u' | b'x')
         ) {
             return None;
@@ -1340,6 +1346,9 @@ impl<'a> Conventions<'a> {
             "aws.table_name" | "aws.dynamodb.table_name" => &mut self.table_name,
             "aws.dynamodb.table_names" => &mut self.table_names,
             "aws.s3.bucket" => &mut self.bucket,
+            "aws.sns.topic.arn" => &mut self.topic_arn,
+            "faas.invoked_name" => &mut self.function_name,
+            "aws.lambda.invocation_type" => &mut self.invocation_type,
             "aws.retries" => &mut self.retries,
             _ => return None,
         };
@@ -1482,6 +1491,15 @@ impl<'a> Conventions<'a> {
         }
         if let Some(v) = text(&mut self.bucket) {
             entity.aws.bucket_name = Some(cut(v));
+        }
+        if let Some(v) = text(&mut self.topic_arn) {
+            entity.aws.topic_arn = Some(cut(v));
+        }
+        if let Some(v) = text(&mut self.function_name) {
+            entity.aws.function_name = Some(cut(v));
+        }
+        if let Some(v) = text(&mut self.invocation_type) {
+            entity.aws.invocation_type = Some(cut(v));
         }
         if let Some(v) = text(&mut self.table_name) {
             entity.aws.table_name = Some(cut(v));
@@ -1853,6 +1871,9 @@ impl<'a> Conventions<'a> {
             &self.table_name,
             &self.table_names,
             &self.bucket,
+            &self.topic_arn,
+            &self.function_name,
+            &self.invocation_type,
             &self.retries,
         ];
         for &(key, value) in slots.into_iter().flatten() {
@@ -1941,6 +1962,9 @@ mod tests {
             "aws.request_id",
             "aws.retries",
             "aws.s3.bucket",
+            "aws.sns.topic.arn",
+            "faas.invoked_name",
+            "aws.lambda.invocation_type",
             "aws.sqs.queue.url",
             "aws.sqs.queue_url",
             "aws.table_name",
