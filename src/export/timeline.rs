@@ -11,24 +11,33 @@ use super::{Document, DocumentKind, ExportError, ExportOutcome, Exporter};
 
 /// Independent subsegments kept while their segment has not arrived.
 const MAX_PENDING_SUBSEGMENTS: usize = 10_000;
+/// The width off a terminal (a file, a pipe, a CI log).
 const DEFAULT_WIDTH: usize = 100;
+/// The width on a terminal whose width `COLUMNS` does not give (shells do not
+/// export it): the narrowest terminal in common use, so that no row wraps.
+const TERMINAL_WIDTH: usize = 80;
+/// Traces whose waiting parts were dropped, remembered to say so when drawn.
+const MAX_EVICTED_TRACES: usize = 1_000;
 
 /// Prints every finished trace as a timeline: one row per (sub)segment,
 /// indented by depth (past what the name column allows, the depth is
 /// written out: `[57] name`), with its duration, a bar placed and scaled on the
 /// trace's time axis, its annotations and its error / fault / throttle marks,
 /// the rows on the critical path marked `▶`; then the bottleneck (the slowest
-/// leaf, with its share of the trace) and the critical path. The
+/// leaf the request waited for, with its share of the segment's time) and
+/// the critical path (walked back from the segment's end: the child that
+/// ended last, then the one that ended before it started, and so on; work
+/// that outlived the segment, spawned by it, is drawn but not on it). The
 /// `quickstart` example prints (bars shortened here):
 ///
 /// ```text
 /// trace 1-6b077309-20a520e155f258f9279bf653  quickstart  2.56 s
 /// ▶ quickstart                  2562.1 ms │█████████████████████████████│ customer=c-42
-///     load_customer (remote)      60.8 ms │█                            │ table=customers
+/// ▶   load_customer (remote)      60.8 ms │█                            │ table=customers
 ///     fetch_invoice               45.5 ms │█                            │ bucket=invoices
 /// ▶   call_payments_api         2501.2 ms │ ████████████████████████████│ FAULT
 /// bottleneck: call_payments_api, 2501.2 ms (98% of the trace)
-/// critical path: quickstart → call_payments_api
+/// critical path: quickstart → load_customer (remote) → call_payments_api
 /// ```
 ///
 /// A trace is drawn when its segment arrives, with the parts streamed
@@ -37,9 +46,10 @@ const DEFAULT_WIDTH: usize = 100;
 /// is Lambda's), so nothing is drawn: see what was sent with
 /// [`InMemoryExporter::traces`](super::InMemoryExporter::traces).
 ///
-/// Colours are used on a terminal unless `NO_COLOR` is set; off a terminal
-/// the width is fixed (100 columns, or `COLUMNS`) so output can be compared
-/// in tests. [`TimelineExporter::ascii`] draws with plain ASCII.
+/// Colours are used on a terminal unless `NO_COLOR` is set. The width is
+/// `COLUMNS`, else 80 columns on a terminal and 100 off one (fixed, so that
+/// output can be compared in tests). [`TimelineExporter::ascii`] draws with
+/// plain ASCII.
 ///
 /// ```
 /// use tracing_xray::export::TimelineExporter;
@@ -57,6 +67,8 @@ pub struct TimelineExporter {
     pending: HashMap<String, Vec<Value>>,
     pending_order: VecDeque<String>,
     pending_count: usize,
+    /// Parts of traces dropped while waiting for their segment, by trace.
+    evicted: HashMap<String, usize>,
 }
 
 impl std::fmt::Debug for TimelineExporter {
@@ -154,7 +166,7 @@ impl TimelineExporter {
         let width = std::env::var("COLUMNS")
             .ok()
             .and_then(|c| c.parse().ok())
-            .unwrap_or(DEFAULT_WIDTH)
+            .unwrap_or(if tty { TERMINAL_WIDTH } else { DEFAULT_WIDTH })
             .clamp(60, 300);
         TimelineExporter {
             out: Box::new(out),
@@ -164,6 +176,7 @@ impl TimelineExporter {
             pending: HashMap::new(),
             pending_order: VecDeque::new(),
             pending_count: 0,
+            evicted: HashMap::new(),
         }
     }
 
@@ -217,8 +230,8 @@ impl TimelineExporter {
     }
 
     /// Width of a row up to the bar's right edge, in columns, between 60
-    /// and 300 (default: `COLUMNS`, else 100); marks and annotations follow
-    /// the bar.
+    /// and 300 (default: `COLUMNS`, else 80 on a terminal and 100 off one);
+    /// marks and annotations follow the bar.
     ///
     /// ```
     /// use tracing_xray::export::TimelineExporter;
@@ -288,6 +301,11 @@ impl TimelineExporter {
             if let Some(oldest) = self.pending_order.pop_front() {
                 if let Some(v) = self.pending.remove(&oldest) {
                     self.pending_count -= v.len();
+                    // Said when the trace is drawn (a bounded memory of it).
+                    if self.evicted.len() >= MAX_EVICTED_TRACES {
+                        self.evicted.clear();
+                    }
+                    *self.evicted.entry(oldest).or_default() += v.len();
                 }
             }
         }
@@ -306,15 +324,17 @@ impl TimelineExporter {
     }
 }
 
-/// `s` with its control characters escaped (`\n`, `\u{1b}`): request data
-/// in annotations must not move the cursor, clear the screen or recolour it.
+/// `s` with its control characters (`\n`, `\u{1b}`) and bidirectional
+/// formatting characters (`\u{202e}`) escaped: request data in annotations
+/// must not move the cursor, clear the screen, recolour it, or turn the rest
+/// of the row around.
 fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+    if !s.chars().any(unprintable) {
         return s.into();
     }
     s.chars()
         .map(|c| {
-            if c.is_control() {
+            if unprintable(c) {
                 c.escape_default().to_string()
             } else {
                 c.to_string()
@@ -322,6 +342,16 @@ fn printable(s: &str) -> std::borrow::Cow<'_, str> {
         })
         .collect::<String>()
         .into()
+}
+
+/// A control character, or one that reorders text on terminals that apply
+/// the bidirectional algorithm (marks, embeddings, overrides, isolates).
+fn unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 /// One drawn row.
@@ -395,12 +425,12 @@ fn flatten(node: &Value, depth: usize, rows: &mut Vec<Row>) {
     }
 }
 
-/// Marks the critical path: from the root, repeatedly the child that ends
-/// last (the one the parent waited for). Each step looks at the row's
-/// children only, jumping over their subtrees: linear in the rows, where a
-/// scan of each subtree was quadratic in a deep chain's depth.
-fn mark_critical(rows: &mut [Row]) {
-    // Where each row's subtree ends (rows are in depth-first order).
+/// How far past its parent's end a child may end and still be one the
+/// parent waited for (times have microsecond precision, rounded).
+const SLACK: f64 = 1e-5;
+
+/// Where each row's subtree ends (rows are in depth-first order).
+fn subtree_ends(rows: &[Row]) -> Vec<usize> {
     let mut subtree_end = vec![rows.len(); rows.len()];
     let mut open: Vec<usize> = Vec::new();
     for (i, r) in rows.iter().enumerate() {
@@ -413,24 +443,64 @@ fn mark_critical(rows: &mut [Row]) {
         }
         open.push(i);
     }
-    let mut i = 0;
-    loop {
+    subtree_end
+}
+
+/// Marks the critical path, walked back from each row's end: the child that
+/// ended last, then the one that ended before that one started, and so on
+/// (sequential steps are all on it; of concurrent ones, the one waited for),
+/// and in each, the same. A child that ended after its parent (work the
+/// parent spawned and did not wait for) is not on it. Each step looks at
+/// the row's children only, jumping over their subtrees: linear in the rows
+/// (and a sort of each critical row's children), where a scan of each
+/// subtree was quadratic in a deep chain's depth.
+fn mark_critical(rows: &mut [Row], subtree_end: &[usize]) {
+    let mut stack = vec![0];
+    let mut kids = Vec::new();
+    while let Some(i) = stack.pop() {
         rows[i].critical = true;
-        let mut best: Option<usize> = None;
+        let limit = rows[i].end + SLACK;
+        kids.clear();
         let mut j = i + 1;
         while j < subtree_end[i] {
             #[cfg(test)]
             tests::LOOKED_AT.with(|n| n.set(n.get() + 1));
-            if best.is_none_or(|b| rows[j].end > rows[b].end) {
-                best = Some(j);
+            if rows[j].end <= limit {
+                kids.push(j);
             }
             j = subtree_end[j];
         }
-        match best {
-            Some(j) => i = j,
-            None => return,
+        // Latest end first; walking back, each one taken ended before the
+        // one after it started.
+        kids.sort_by(|&a, &b| rows[b].end.total_cmp(&rows[a].end));
+        let mut until = limit;
+        for &k in &kids {
+            if rows[k].end <= until {
+                stack.push(k);
+                until = rows[k].start + SLACK;
+            }
         }
     }
+}
+
+/// Which rows belong to work their trace's segment did not wait for: rows
+/// that ended after their parent, and everything below them.
+fn outlived(rows: &[Row]) -> Vec<bool> {
+    let mut out = vec![false; rows.len()];
+    let mut ancestors: Vec<usize> = Vec::new();
+    for i in 0..rows.len() {
+        while let Some(&top) = ancestors.last() {
+            if rows[top].depth < rows[i].depth {
+                break;
+            }
+            ancestors.pop();
+        }
+        if let Some(&parent) = ancestors.last() {
+            out[i] = out[parent] || rows[i].end > rows[parent].end + SLACK;
+        }
+        ancestors.push(i);
+    }
+    out
 }
 
 impl TimelineExporter {
@@ -440,10 +510,15 @@ impl TimelineExporter {
         if rows.is_empty() {
             return String::new();
         }
-        mark_critical(&mut rows);
+        let subtree_end = subtree_ends(&rows);
+        mark_critical(&mut rows, &subtree_end);
+        let outlived = outlived(&rows);
+        // The axis spans every row, work that outlived the segment included;
+        // the trace's time is its segment's.
         let t0 = rows.iter().map(|r| r.start).fold(f64::INFINITY, f64::min);
         let t1 = rows.iter().map(|r| r.end).fold(f64::NEG_INFINITY, f64::max);
         let total = (t1 - t0).max(1e-6);
+        let segment_time = (rows[0].end - rows[0].start).max(1e-6);
         let (bar_full, bar_edge, bar_empty, path_mark) = if self.ascii {
             ("#", "|", " ", "*")
         } else {
@@ -470,13 +545,14 @@ impl TimelineExporter {
             "{bold}trace {}  {}  {:.2} s{reset}",
             root["trace_id"].as_str().unwrap_or("?"),
             root["name"].as_str().unwrap_or("?"),
-            total
+            segment_time
         );
         for r in &rows {
-            // Indented two columns a level while 10 are left for the name;
-            // deeper, the depth is written out instead, so that the row
-            // keeps its name.
-            let max_indent = (label_width - 2).saturating_sub(10);
+            // Indented two columns a level while the name (or 10 columns of
+            // it) still fits; deeper, the depth is written out instead, so
+            // that the row keeps its name.
+            let room = label_width - 2;
+            let max_indent = room.saturating_sub(columns(&r.name).min(10));
             let mut label = if r.depth * 2 <= max_indent {
                 " ".repeat(r.depth * 2)
             } else {
@@ -519,9 +595,12 @@ impl TimelineExporter {
             }
             s.push('\n');
         }
+        // The slowest leaf the segment waited for.
         let bottleneck = rows
             .iter()
-            .filter(|r| r.leaf && r.depth > 0)
+            .zip(&outlived)
+            .filter(|(r, &out)| r.leaf && r.depth > 0 && !out)
+            .map(|(r, _)| r)
             .max_by(|a, b| (a.end - a.start).total_cmp(&(b.end - b.start)));
         if let Some(b) = bottleneck {
             let d = b.end - b.start;
@@ -530,7 +609,7 @@ impl TimelineExporter {
                 "{bold}bottleneck: {}, {:.1} ms ({:.0}% of the trace){reset}",
                 b.name.trim(),
                 d * 1000.0,
-                d / total * 100.0
+                (d / segment_time * 100.0).min(100.0)
             );
         }
         let path: Vec<&str> = rows
@@ -612,8 +691,15 @@ impl Exporter for TimelineExporter {
                     for part in orphans.into_values().flatten() {
                         self.keep_pending(part);
                     }
-                    let text = self.render(&root);
+                    let mut text = self.render(&root);
                     drop_iteratively(root);
+                    if let Some(n) = self.evicted.remove(&trace) {
+                        let _ = writeln!(
+                            text,
+                            "({n} subsegments of this trace are not drawn: more than \
+                             {MAX_PENDING_SUBSEGMENTS} waited for their segment)"
+                        );
+                    }
                     match self
                         .out
                         .write_all(text.as_bytes())
@@ -698,20 +784,23 @@ mod tests {
         }
     }
 
-    /// The critical path follows, from each row, the child that ends last,
-    /// looking at children only: a chain of 20,000 rows is one look per row
-    /// below the root (a scan of each subtree was 200 million).
+    /// The critical path walks back from each row's end over its children
+    /// only: a chain of 20,000 rows is one look per row below the root (a
+    /// scan of each subtree was 200 million).
     #[test]
     fn the_critical_path_looks_at_each_row_once() {
-        // root → a (ends 5, with a child ending 9) and b (ends 7): b.
+        // root → a (ends 5, with a child ending 9) and b (ends 7), both from
+        // 0: concurrent, the root waited for b.
         let mut rows = vec![row(0, 10.0), row(1, 5.0), row(2, 9.0), row(1, 7.0)];
-        mark_critical(&mut rows);
+        let ends = subtree_ends(&rows);
+        mark_critical(&mut rows, &ends);
         let marked: Vec<bool> = rows.iter().map(|r| r.critical).collect();
         assert_eq!(marked, [true, false, false, true]);
 
         let mut chain: Vec<Row> = (0..20_000).map(|d| row(d, 1.0)).collect();
         LOOKED_AT.with(|n| n.set(0));
-        mark_critical(&mut chain);
+        let ends = subtree_ends(&chain);
+        mark_critical(&mut chain, &ends);
         assert!(chain.iter().all(|r| r.critical));
         assert_eq!(LOOKED_AT.with(std::cell::Cell::get), 19_999);
     }
@@ -743,15 +832,19 @@ mod tests {
         assert!(lines[1].starts_with("* quickstart"), "{text}");
         assert!(lines[1].contains("3000.0 ms"), "{text}");
         assert!(lines[1].contains("customer=c-42"));
-        // Children sorted by start time; the slow call is on the critical path.
-        assert!(lines[2].starts_with("    load (aws)"), "{text}");
+        // Children sorted by start time; both are on the critical path: the
+        // call started after the load ended.
+        assert!(lines[2].starts_with("*   load (aws)"), "{text}");
         assert!(lines[3].starts_with("*   call_api"), "{text}");
         assert!(lines[3].ends_with("FAULT"), "{text}");
         assert_eq!(
             lines[4],
             "bottleneck: call_api, 2500.0 ms (83% of the trace)"
         );
-        assert_eq!(lines[5], "critical path: quickstart -> call_api");
+        assert_eq!(
+            lines[5],
+            "critical path: quickstart -> load (aws) -> call_api"
+        );
         // The bars sit on one axis: the root's is full, the first child's starts at 0.
         let bar = |l: &str| l.split('|').nth(1).unwrap().to_owned();
         assert!(!bar(lines[1]).contains(' '));
