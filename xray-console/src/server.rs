@@ -345,7 +345,8 @@ pub fn export(t: &crate::store::Trace) -> Value {
             "Id": t.id,
             "Duration": end - start,
             "LimitExceeded": false,
-            "Segments": t.docs.iter().map(|d| json!({"Id": d.entity.id, "Document": d.raw})).collect::<Vec<_>>(),
+            // A late in-progress copy of a subsegment is not exported, as it is not drawn.
+            "Segments": t.counted_docs().map(|d| json!({"Id": d.entity.id, "Document": d.raw})).collect::<Vec<_>>(),
         }],
         "UnprocessedTraceIds": [],
     })

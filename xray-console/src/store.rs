@@ -327,19 +327,22 @@ pub struct Assembled {
     pub partial: Vec<String>,
 }
 
-impl Trace {
-    /// Grafts streamed subsegments into their parents and notes what is partial.
-    pub fn assemble(&self) -> Assembled {
-        let mut segments = Vec::new();
-        let mut pending: HashMap<String, Vec<Entity>> = HashMap::new();
-        // The ids in the streamed subsegments: each one's own and those it embeds, for a
-        // streamed subsegment's parent may be any of them.
-        let mut pending_ids: HashSet<&str> = HashSet::new();
-        // The subsegments embedded in some document, and whether that copy is complete:
-        // a subsegment streamed on its own while in progress is sent again, finished,
-        // inside its parent's document (SPEC §1), and only one copy is drawn.
+/// Which copy of a subsegment sent twice counts (X-Ray keeps one document per id): a
+/// complete copy over one in progress, whichever came first; of two alike, the one
+/// embedded in its parent's document (SPEC §1: a subsegment streamed while in progress
+/// is sent again, finished, inside its parent's).
+struct Copies<'a> {
+    /// The streamed documents (indexes in `docs`) another copy supersedes.
+    superseded: HashSet<usize>,
+    /// The ids of embedded copies in progress that a complete streamed copy replaces.
+    replaced: HashSet<&'a str>,
+}
+
+impl<'a> Copies<'a> {
+    fn of(docs: &'a [Doc]) -> Copies<'a> {
+        // The subsegments embedded in some document, and whether a copy is complete.
         let mut embedded: HashMap<&str, bool> = HashMap::new();
-        for d in &self.docs {
+        for d in docs {
             for c in &d.entity.children {
                 c.walk(&mut |e, _| {
                     let complete = embedded.entry(e.id.as_str()).or_insert(false);
@@ -347,11 +350,66 @@ impl Trace {
                 });
             }
         }
-        for d in &self.docs {
-            let superseded = embedded
-                .get(d.entity.id.as_str())
-                .is_some_and(|&complete| complete || d.entity.in_progress);
-            if d.entity.is_subsegment && superseded {
+        let mut superseded = HashSet::new();
+        let mut replaced = HashSet::new();
+        for (i, d) in docs.iter().enumerate() {
+            if !d.entity.is_subsegment {
+                continue;
+            }
+            match embedded.get(d.entity.id.as_str()) {
+                Some(&complete) if complete || d.entity.in_progress => {
+                    superseded.insert(i);
+                }
+                Some(_) => {
+                    replaced.insert(d.entity.id.as_str());
+                }
+                None => {}
+            }
+        }
+        Copies {
+            superseded,
+            replaced,
+        }
+    }
+
+    /// Removes from `e`'s tree the embedded copies in progress a complete streamed copy
+    /// replaces. A loop, not a recursion: trees may be deep.
+    fn prune(&self, e: &mut Entity) {
+        if self.replaced.is_empty() {
+            return;
+        }
+        let mut stack = vec![e];
+        while let Some(n) = stack.pop() {
+            n.children
+                .retain(|c| !(c.in_progress && self.replaced.contains(c.id.as_str())));
+            stack.extend(n.children.iter_mut());
+        }
+    }
+}
+
+impl Trace {
+    /// The documents that count: each subsegment sent twice once, as [`Trace::assemble`]
+    /// draws it (a late in-progress copy is ignored).
+    pub fn counted_docs(&self) -> impl Iterator<Item = &Doc> {
+        let copies = Copies::of(&self.docs);
+        self.docs
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| !copies.superseded.contains(i))
+            .map(|(_, d)| d)
+    }
+
+    /// Grafts streamed subsegments into their parents and notes what is partial.
+    pub fn assemble(&self) -> Assembled {
+        let mut segments = Vec::new();
+        let mut pending: HashMap<String, Vec<Entity>> = HashMap::new();
+        // The ids in the streamed subsegments: each one's own and those it embeds, for a
+        // streamed subsegment's parent may be any of them.
+        let mut pending_ids: HashSet<&str> = HashSet::new();
+        // Of a subsegment sent twice, only one copy is drawn.
+        let copies = Copies::of(&self.docs);
+        for (i, d) in self.docs.iter().enumerate() {
+            if copies.superseded.contains(&i) {
                 continue;
             }
             if d.entity.is_subsegment {
@@ -359,9 +417,13 @@ impl Trace {
                 d.entity.walk(&mut |e, _| {
                     pending_ids.insert(e.id.as_str());
                 });
-                pending.entry(parent).or_default().push(d.entity.clone());
+                let mut e = d.entity.clone();
+                copies.prune(&mut e);
+                pending.entry(parent).or_default().push(e);
             } else {
-                segments.push(d.entity.clone());
+                let mut e = d.entity.clone();
+                copies.prune(&mut e);
+                segments.push(e);
             }
         }
         /// Grafts the pending subsegments under `e` (at nesting `depth`) and, recursively,

@@ -173,7 +173,9 @@ fn details(trace: &Trace) -> HashMap<String, Value> {
         }
     }
     let mut out = HashMap::new();
-    for d in &trace.docs {
+    // The copies the rows are drawn from: a late in-progress copy of a subsegment
+    // does not stand in for its complete one.
+    for d in trace.counted_docs() {
         if let Ok(v) = serde_json::from_str::<Value>(&d.raw) {
             walk(&v, &mut out);
         }
