@@ -473,6 +473,84 @@ fn the_peer_address_is_the_client_ip_of_a_direct_caller() {
     assert_eq!(forwarded["client_ip"], "203.0.113.7", "{forwarded:#}");
 }
 
+/// A gRPC error travels in a 200, its status in the body's trailers: the
+/// segment takes the flags of the HTTP status the code stands for (13,
+/// INTERNAL: a fault; 5, NOT_FOUND: an error) and the message as its
+/// exception, as tower-http's gRPC classifier would have it.
+#[test]
+fn a_grpc_error_in_the_trailers_flags_the_segment() {
+    let traces = run(2, || async {
+        // Over HTTP/1.1, trailers named in `Trailer` (and asked for with
+        // `TE: trailers`).
+        fn grpc(
+            code: &'static str,
+            message: &'static str,
+        ) -> ([(&'static str, &'static str); 1], AxumBody) {
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", code.parse().unwrap());
+            trailers.insert("grpc-message", message.parse().unwrap());
+            let frames = futures_frames(vec![
+                hyper::body::Frame::data(Bytes::from_static(b"\0\0\0\0\0")),
+                hyper::body::Frame::trailers(trailers),
+            ]);
+            (
+                [("trailer", "grpc-status, grpc-message")],
+                AxumBody::new(frames),
+            )
+        }
+        let addr = serve(
+            Router::new()
+                .route(
+                    "/shop.Cart/Add",
+                    axum::routing::post(|| async { grpc("13", "database down") }),
+                )
+                .route(
+                    "/shop.Cart/Get",
+                    axum::routing::post(|| async { grpc("5", "no such cart") }),
+                ),
+        )
+        .await;
+        let client = http_client();
+        for method in ["Add", "Get"] {
+            let request = Request::post(format!("http://{addr}/shop.Cart/{method}"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers") // or HTTP/1.1 sends no trailers
+                .body(Empty::new())
+                .unwrap();
+            let response = client.request(request).await.unwrap();
+            let body = response.into_body().collect().await.unwrap();
+            assert!(body.trailers().is_some(), "the trailers went out");
+        }
+    });
+    let add = find(&traces, |t| url_of(t).ends_with("/Add"));
+    let get = find(&traces, |t| url_of(t).ends_with("/Get"));
+    assert_eq!(add["http"]["response"]["status"], 200, "{add:#}");
+    assert_eq!(add["fault"], true, "{add:#}");
+    assert_eq!(common::exception_messages(add), ["database down"]);
+    assert_eq!(get["error"], true, "{get:#}");
+    assert!(get.get("fault").is_none(), "{get:#}");
+    assert_eq!(common::exception_messages(get), ["no such cart"]);
+}
+
+/// A body of the given frames, one at a time.
+fn futures_frames(frames: Vec<hyper::body::Frame<Bytes>>) -> Frames {
+    Frames(frames.into_iter().collect())
+}
+
+struct Frames(std::collections::VecDeque<hyper::body::Frame<Bytes>>);
+
+impl hyper::body::Body for Frames {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(Ok))
+    }
+}
+
 /// A tower service that fails every request (as a database-backed service
 /// whose error type hyper turns into a closed connection).
 #[derive(Clone)]

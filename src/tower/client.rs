@@ -187,6 +187,8 @@ fn call_span<B>(request: &Request<B>, downstream_traced: bool) -> Span {
         user_agent.original = super::user_agent(headers),
         http.response.status_code = Empty,
         http.response.body.size = Empty,
+        rpc.grpc.status_code = Empty,
+        error.message = Empty,
         otel.status_code = Empty,
         otel.status_message = Empty,
     )
@@ -298,6 +300,7 @@ where
                     if let Some(length) = super::content_length(response.headers()) {
                         span.record("http.response.body.size", length);
                     }
+                    super::record_grpc_status(&span, response.headers());
                 }
                 Err(error) => {
                     // A fault, with the error's text as its exception (a

@@ -82,6 +82,7 @@
 //! | `http.response.body.size` | the `Content-Length`, else the bytes of the body sent | the response's `Content-Length` |
 //! | `otel.status_code` | `"ERROR"` when the service returns an error, panics, or its body fails | `"ERROR"` when the call fails, panics, or is dropped before its response |
 //! | `otel.status_message` | the error's text, `"panicked"`, or why the request was cancelled | the error's text, `"panicked"`, or `"cancelled: …"` |
+//! | `rpc.grpc.status_code`, `error.message` | a gRPC response's `grpc-status` (from its trailers or, trailers-only, its headers) and `grpc-message`: the flags of the HTTP status the code stands for | the same, from a trailers-only response's headers |
 //! | `xray.error` | `true` when the request was cancelled before its response was sent (X-Ray `error`) | |
 //! | `xray.trace_header` | the incoming header (continues the trace) | |
 
@@ -147,6 +148,26 @@ fn request_url(scheme: Option<&str>, authority: &Authority, path: &str) -> Strin
         None => format!("{scheme}://{host}{path}"),
     }
 }
+
+/// Records a gRPC status (`grpc-status`, in a response's trailers, or its
+/// headers for a trailers-only response) and its message on `span`: the
+/// flags of the HTTP status the code stands for (a gRPC error travels in a
+/// 200), and the message as the exception's.
+fn record_grpc_status(span: &tracing::Span, headers: &HeaderMap) {
+    let Some(code) = header_str(headers, &GRPC_STATUS).and_then(|c| c.trim().parse::<u32>().ok())
+    else {
+        return;
+    };
+    span.record("rpc.grpc.status_code", code);
+    if code != 0 {
+        if let Some(message) = header_str(headers, &GRPC_MESSAGE).filter(|m| !m.is_empty()) {
+            span.record("error.message", message);
+        }
+    }
+}
+
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
 /// A response's `Content-Length`, when it has one (and one only).
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -294,6 +294,8 @@ fn request_span<B>(request: &Request<B>) -> (Span, bool) {
         net.peer.ip = peer.as_deref(),
         http.response.status_code = Empty,
         http.response.body.size = Empty,
+        rpc.grpc.status_code = Empty,
+        error.message = Empty,
         otel.status_code = Empty,
         otel.status_message = Empty,
         xray.error = Empty,
@@ -383,6 +385,7 @@ where
                     let status = response.status();
                     span.record("http.response.status_code", status.as_u16());
                     length = super::content_length(response.headers());
+                    super::record_grpc_status(span, response.headers());
                     if let Some(length) = length {
                         span.record("http.response.body.size", length);
                     }
@@ -553,6 +556,9 @@ where
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     *this.bytes += data.remaining() as u64;
+                }
+                if let (Some(trailers), Some(span)) = (frame.trailers_ref(), this.span.as_ref()) {
+                    super::record_grpc_status(span, trailers);
                 }
                 this.inner.is_end_stream()
             }
