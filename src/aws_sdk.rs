@@ -220,9 +220,8 @@ fn service_error(header: Option<&str>, body: Option<&[u8]>) -> Option<ServiceErr
     })
 }
 
-/// The largest request body read for the resources it names (DynamoDB's
-/// tables, SQS's queue, SNS's topic): the read is on the application's
-/// thread, and a batch may be megabytes of items.
+/// The largest DynamoDB request body read for the tables it names: the read
+/// is on the application's thread, and a batch may be megabytes of items.
 const MAX_RESOURCE_BODY: usize = 256 * 1024;
 
 /// What a DynamoDB request names its tables with; the items themselves are
@@ -249,11 +248,36 @@ fn record_table_names(span: &tracing::Span, body: &[u8]) {
     }
 }
 
-/// What an SQS request (AWS JSON protocol) names its queue with.
-#[derive(serde::Deserialize)]
-struct SqsQueue {
-    #[serde(rename = "QueueUrl")]
-    queue_url: Option<String>,
+/// How far into a request body SQS's queue or SNS's topic is looked for:
+/// the SDKs write it first, and a message may make the body as large as
+/// the service takes (256 KiB, more once encoded).
+const MAX_RESOURCE_SCAN: usize = 64 * 1024;
+
+/// The whole pairs of a form body's first [`MAX_RESOURCE_SCAN`] bytes.
+fn form_prefix(body: &[u8]) -> &[u8] {
+    if body.len() <= MAX_RESOURCE_SCAN {
+        return body;
+    }
+    let prefix = &body[..MAX_RESOURCE_SCAN];
+    prefix
+        .iter()
+        .rposition(|&b| b == b'&')
+        .map_or(&[][..], |end| &prefix[..end])
+}
+
+/// The string value of the first `"key":` in a JSON body's first
+/// [`MAX_RESOURCE_SCAN`] bytes (the value itself may go past them). A key
+/// inside a string cannot match: its quotes would be escaped.
+fn json_string(body: &[u8], key: &str) -> Option<String> {
+    let quoted = format!("\"{key}\"");
+    let prefix = &body[..body.len().min(MAX_RESOURCE_SCAN)];
+    let at = prefix
+        .windows(quoted.len())
+        .position(|w| w == quoted.as_bytes())?;
+    let rest = body[at + quoted.len()..].trim_ascii_start();
+    let value = rest.strip_prefix(b":")?.trim_ascii_start();
+    let mut values = serde_json::Deserializer::from_slice(value).into_iter::<String>();
+    values.next()?.ok()
 }
 
 /// The value of `key` in a form-encoded body (`a=1&b=x%3Ay`), decoded: the
@@ -262,64 +286,38 @@ fn form_value(body: &[u8], key: &str) -> Option<String> {
     let body = std::str::from_utf8(body).ok()?;
     body.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
-        (k == key).then(|| percent_decode(v, true))?
+        (k == key).then(|| crate::percent::decode(v, true))?
     })
-}
-
-/// `text` with its `%XX` escapes decoded (and, in a form, `+` as a space);
-/// `None` when that is not UTF-8.
-fn percent_decode(text: &str, form: bool) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |at: usize| bytes.get(at).and_then(|&b| (b as char).to_digit(16));
-        match bytes[i] {
-            b'%' => match (hex(i + 1), hex(i + 2)) {
-                (Some(high), Some(low)) => {
-                    // Two hex digits: at most 0xff.
-                    out.push((high * 16 + low) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' if form => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
 }
 
 /// The resources a request names, on its call's span, as the official SDKs
 /// record them (their parameter whitelists): DynamoDB's tables, SQS's queue
 /// URL, SNS's topic ARN, Lambda's function name and invocation type.
 fn record_resources(span: &tracing::Span, service: &str, request: &HttpRequest) {
-    let body = || {
-        request
-            .body()
-            .bytes()
-            .filter(|b| b.len() <= MAX_RESOURCE_BODY)
-    };
     if service.eq_ignore_ascii_case("dynamodb") {
-        if let Some(body) = body() {
+        let body = request.body().bytes();
+        if let Some(body) = body.filter(|b| b.len() <= MAX_RESOURCE_BODY) {
             record_table_names(span, body);
         }
     } else if service.eq_ignore_ascii_case("sqs") {
-        // The JSON protocol; the query protocol of older SDKs.
-        let url = body().and_then(|body| {
+        // The JSON protocol; the query protocol of older SDKs. A message
+        // may take the body past any bound: the queue comes first.
+        let url = request.body().bytes().and_then(|body| {
             if body.trim_ascii_start().starts_with(b"{") {
-                serde_json::from_slice::<SqsQueue>(body).ok()?.queue_url
+                json_string(body, "QueueUrl")
             } else {
-                form_value(body, "QueueUrl")
+                form_value(form_prefix(body), "QueueUrl")
             }
         });
         if let Some(url) = url {
             span.record("aws.sqs.queue_url", url.as_str());
         }
     } else if service.eq_ignore_ascii_case("sns") {
-        if let Some(arn) = body().and_then(|body| form_value(body, "TopicArn")) {
+        let arn = request
+            .body()
+            .bytes()
+            .and_then(|body| form_value(form_prefix(body), "TopicArn"));
+        if let Some(arn) = arn {
             span.record("aws.sns.topic.arn", arn.as_str());
         }
     } else if service.eq_ignore_ascii_case("lambda") {
@@ -335,7 +333,7 @@ fn record_resources(span: &tracing::Span, service: &str, request: &HttpRequest) 
             .split_once("/functions/")
             .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
             .filter(|name| !name.is_empty())
-            .and_then(|name| percent_decode(name, false));
+            .and_then(|name| crate::percent::decode(name, false));
         if let Some(name) = name {
             span.record("faas.invoked_name", name.as_str());
             if let Some(kind) = request.headers().get("x-amz-invocation-type") {
@@ -585,17 +583,27 @@ mod tests {
             Some("https://sqs.us-east-1.amazonaws.com/1/q")
         );
         assert_eq!(form_value(body, "Topic"), None);
-        assert_eq!(form_value(b"\xff=1", "x"), None);
-        // A stray or cut escape stays as it is; bytes that are not UTF-8
-        // give nothing.
-        assert_eq!(percent_decode("100%", false).as_deref(), Some("100%"));
-        assert_eq!(percent_decode("a%2", false).as_deref(), Some("a%2"));
-        assert_eq!(percent_decode("%zz+", false).as_deref(), Some("%zz+"));
+        // Past the scan: whole pairs only; a JSON key found early, its value
+        // read whole.
+        let mut big = b"TopicArn=arn%3Aa&Message=".to_vec();
+        big.extend(std::iter::repeat_n(b'x', 2 * MAX_RESOURCE_SCAN));
         assert_eq!(
-            percent_decode("%C3%A9t%C3%A9", false).as_deref(),
-            Some("été")
+            form_value(form_prefix(&big), "TopicArn").as_deref(),
+            Some("arn:a")
         );
-        assert_eq!(percent_decode("%ff", false), None);
+        assert_eq!(form_value(form_prefix(&big), "Message"), None);
+        let json = br#"{"QueueUrl" : "https://q\/1", "MessageBody": "{\"QueueUrl\":\"no\"}"}"#;
+        assert_eq!(
+            json_string(json, "QueueUrl").as_deref(),
+            Some("https://q/1")
+        );
+        let late = br#"{"MessageBody": "{\"QueueUrl\":\"no\"}", "QueueUrl": "https://q/2"}"#;
+        assert_eq!(
+            json_string(late, "QueueUrl").as_deref(),
+            Some("https://q/2")
+        );
+        assert_eq!(json_string(b"{\"QueueUrl\": 7}", "QueueUrl"), None);
+        assert_eq!(form_value(b"\xff=1", "x"), None);
     }
 
     #[test]

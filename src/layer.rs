@@ -725,6 +725,51 @@ impl LayerInner {
         Arc::new(TraceBuf::new(self.spare_buffer(), incoming, root))
     }
 
+    /// Sends the segment of `root`, a root whose span stays open (work it
+    /// spawned holds it), ended now: as its close would, with the spans of
+    /// its trace finished so far. What remains of it is a facade: its
+    /// children leave as they end, as independent subsegments of the
+    /// segment (as in Lambda), and its own close sends nothing. Nothing for
+    /// a span that is not a sampled trace's open root.
+    #[cfg(feature = "tower")]
+    pub(crate) fn seal(&self, root: &mut SpanData) {
+        if root.parent_seg.is_some() || root.role == Role::Facade {
+            return;
+        }
+        crate::layer::muted(|| self.decide(root));
+        let Some(trace) = root.trace.clone().filter(|_| root.sampled()) else {
+            return;
+        };
+        let mut stub = SpanData::new(root.trace_id, root.anchor, root.start, root.meta);
+        stub.id = root.id;
+        stub.parent_id = root.parent_id;
+        stub.decision = root.decision;
+        stub.role = Role::Facade;
+        stub.owner = root.owner;
+        stub.trace = Some(trace.clone());
+        let mut sent = Box::new(std::mem::replace(root, stub));
+        sent.trace = None;
+        sent.end = Some(
+            sent.rare
+                .as_ref()
+                .and_then(|r| r.ended)
+                .unwrap_or_else(Instant::now),
+        );
+        let top = match (sent.role, sent.parent_id) {
+            (Role::Independent, Some(parent)) => Top::Subsegment { parent },
+            _ => Top::Segment,
+        };
+        // Under the buffer's lock: a span of the trace ending meanwhile on
+        // another thread either went out with the segment or streams.
+        let mut spans = {
+            let mut held = trace.spans.lock().unwrap_or_else(|e| e.into_inner());
+            trace.sealed.store(true, Ordering::Relaxed);
+            std::mem::replace(&mut *held, self.spare_buffer())
+        };
+        spans.push_boxed(sent);
+        self.send(Message::Trace { spans, top });
+    }
+
     /// Takes a pending root's sampling decision (SPEC §4): the sampler sees
     /// the request's host, method and path from the root's fields, the
     /// service name and its origin.
@@ -1133,6 +1178,18 @@ where
         }
     }
 
+    /// A span a panic unwinds through (its guard dropped by the unwinding)
+    /// failed: a fault, with the exception `panicked` unless an error of its
+    /// own says more (the panic's message is the panic hook's, not here).
+    /// Otherwise nothing: one check per exit.
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        if std::thread::panicking() {
+            if let Some(inner) = &self.inner {
+                unwound(inner, id, &ctx);
+            }
+        }
+    }
+
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let Some(inner) = &self.inner else { return };
         let tower_http = event
@@ -1183,7 +1240,11 @@ where
             };
             let facade_child = data.ancestry.parent_is_facade();
             let (held, held_bytes) = trace.push(data);
-            if facade_child || held > inner.max_held || held_bytes > inner.max_held_bytes {
+            if facade_child
+                || held > inner.max_held
+                || held_bytes > inner.max_held_bytes
+                || trace.is_sealed()
+            {
                 // Lambda: the function segment is Lambda's, so a top-level
                 // subtree leaves as soon as it ends. Otherwise a long-lived
                 // root streams what it holds instead of growing.
@@ -1221,6 +1282,39 @@ where
         } else {
             None
         }
+    }
+}
+
+/// [`XrayLayer::on_exit`] while a panic unwinds: marks the span a fault.
+#[cold]
+#[inline(never)]
+fn unwound<S>(inner: &LayerInner, id: &Id, ctx: &Context<'_, S>)
+where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
+    if inner.unsampled_spans.contains(id) {
+        return;
+    }
+    let Some(span) = ctx.span(id) else { return };
+    let mut ext = span.extensions_mut();
+    let Some(data) = ext.get_mut::<Box<SpanData>>() else {
+        return;
+    };
+    if data.decision == Decision::NotSampled || data.role == Role::Facade {
+        return;
+    }
+    data.record_field("xray.fault", FieldValue::Bool(true));
+    let said = data.fields.iter().any(|(k, _)| {
+        matches!(
+            *k,
+            "otel.status_message" | "exception.message" | "error.message"
+        )
+    }) || data.rare.as_ref().is_some_and(|r| !r.errors.is_empty());
+    if !said {
+        data.record_field(
+            "otel.status_message",
+            FieldValue::Str(FieldStr::new("panicked")),
+        );
     }
 }
 

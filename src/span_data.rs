@@ -420,6 +420,10 @@ pub(crate) struct TraceBuf {
     /// The root's id: its segment's, which the parts sent before it ends
     /// belong to (two requests of one distributed trace are two segments).
     pub(crate) root: Option<SegmentId>,
+    /// The root's segment was sent before its span closed (a tower
+    /// layer's request, ended with its response while work it spawned
+    /// keeps its span open): every span of the trace leaves as it ends.
+    pub(crate) sealed: std::sync::atomic::AtomicBool,
 }
 
 impl TraceBuf {
@@ -433,7 +437,14 @@ impl TraceBuf {
             root_annotations: Default::default(),
             incoming,
             root: Some(root),
+            sealed: Default::default(),
         }
+    }
+
+    /// Whether the root's segment was sent before its span closed.
+    #[inline]
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.sealed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Moves a finished span out of its box into the trace's list; how
@@ -457,6 +468,7 @@ impl TraceBuf {
             ),
             incoming: self.incoming.clone(),
             root: self.root,
+            sealed: Default::default(),
         }
     }
 

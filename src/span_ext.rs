@@ -204,14 +204,21 @@ impl XraySpanExt for tracing::Span {
 /// Ends `span`'s (sub)segment now, though the span may stay open: what the
 /// tower layers do when a request's response is sent (or a call's arrives),
 /// so that work the request spawned in its span (`in_current_span`), which
-/// keeps the span open, does not stretch the request's time. That work's
-/// own spans stay its subsegments, drawn past its end as in the X-Ray SDKs.
-/// Nothing for a span of an unsampled trace.
+/// keeps the span open, neither stretches the request's time nor holds its
+/// segment back: a root's segment is sent now ([`LayerInner::seal`]), and
+/// the spawned work's spans follow as they end, subsegments of it, drawn
+/// past its end as in the X-Ray SDKs. Nothing for a span of an unsampled
+/// trace.
+///
+/// [`LayerInner::seal`]: crate::layer::LayerInner::seal
 #[cfg(feature = "tower")]
 pub(crate) fn end_now(span: &tracing::Span) {
     with_data(span, Lookup::Own, &mut |found| {
-        if found.data.decision != crate::span_data::Decision::NotSampled {
+        if found.data.decision != crate::span_data::Decision::NotSampled
+            && found.data.role != crate::span_data::Role::Facade
+        {
             found.data.rare_mut().ended = Some(crate::clock::Instant::now());
+            found.inner.seal(found.data);
         }
     });
 }

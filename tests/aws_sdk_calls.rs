@@ -366,6 +366,103 @@ mod with_interceptor {
         );
     }
 
+    fn order_event(n: usize) -> String {
+        let item = "{\"sku\":\"A-1\",\"qty\":1},";
+        let mut s = String::from("{\"items\":[");
+        while s.len() + item.len() < n {
+            s.push_str(item);
+        }
+        s.pop();
+        s.push_str("]}");
+        s
+    }
+
+    /// A user publishes order events (JSON of 150 KB; SNS takes 256 KiB) to
+    /// an SNS topic and sends them to an SQS queue (250 KB), with the
+    /// `XrayInterceptor`. SNS's query protocol percent-encodes every `{`,
+    /// `"`, `:` and `,` (3 bytes each), SQS's JSON protocol escapes each
+    /// quote, so the request bodies pass the interceptor's 256 KiB read cap
+    /// (`MAX_RESOURCE_BODY`), although the topic ARN and the queue URL sit
+    /// in the first bytes of the body. They see those calls without
+    /// `aws.topic_arn` / `aws.queue_url` (the small messages' calls have
+    /// them); they should see the resource on every call, as the official
+    /// SDKs record it from the request's parameters whatever the message's
+    /// size.
+    #[test]
+    fn a_large_message_still_names_its_topic_and_queue() {
+        let moto = Moto::start();
+        let endpoint = moto.url();
+        let doc = trace(LevelFilter::INFO, || async move {
+            let sns = aws_sdk_sns::Client::from_conf(
+                aws_sdk_sns::Config::builder()
+                    .behavior_version(BehaviorVersion::latest())
+                    .region(Region::new("us-east-1"))
+                    .credentials_provider(Credentials::new(
+                        "AKIDTEST", "secret", None, None, "test",
+                    ))
+                    .endpoint_url(&endpoint)
+                    .http_client(aws_smithy_http_client::Builder::new().build_http())
+                    .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
+                    .build(),
+            );
+            let topic = sns.create_topic().name("orders").send().await.unwrap();
+            sns.publish()
+                .topic_arn(topic.topic_arn.unwrap())
+                .message(order_event(150_000))
+                .send()
+                .await
+                .unwrap();
+            let sqs = aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::Config::builder()
+                    .behavior_version(BehaviorVersion::latest())
+                    .region(Region::new("us-east-1"))
+                    .credentials_provider(Credentials::new(
+                        "AKIDTEST", "secret", None, None, "test",
+                    ))
+                    .endpoint_url(&endpoint)
+                    .http_client(aws_smithy_http_client::Builder::new().build_http())
+                    .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
+                    .build(),
+            );
+            let queue = sqs
+                .create_queue()
+                .queue_name("orders")
+                .send()
+                .await
+                .unwrap();
+            sqs.send_message()
+                .queue_url(queue.queue_url.unwrap())
+                .message_body(order_event(250_000))
+                .send()
+                .await
+                .unwrap();
+        });
+        let calls: Vec<&Value> = doc["subsegments"].as_array().unwrap().iter().collect();
+        let publish = calls
+            .iter()
+            .find(|c| c["aws"]["operation"] == "Publish")
+            .unwrap_or_else(|| panic!("{doc:#}"));
+        let send = calls
+            .iter()
+            .find(|c| c["aws"]["operation"] == "SendMessage")
+            .unwrap_or_else(|| panic!("{doc:#}"));
+        assert_eq!(
+            (
+                publish["aws"]["topic_arn"].as_str(),
+                send["aws"]["queue_url"]
+                    .as_str()
+                    .map(|u| u.ends_with("/orders")),
+            ),
+            (
+                Some("arn:aws:sns:us-east-1:123456789012:orders"),
+                Some(true)
+            ),
+            "Publish: {:#}\nSendMessage: {:#}",
+            publish["aws"],
+            send["aws"]
+        );
+    }
+
     /// Lambda's `Invoke` names the function (its ARN or name, with its
     /// qualifier, decoded from the request's path) and the invocation type,
     /// as the official SDKs record them. Against a local server answering

@@ -324,3 +324,69 @@ fn no_cause_names_an_exception_trimmed_away() {
         }
     }
 }
+
+/// A span a panic unwinds through failed: its guard's drop exits it while
+/// the thread panics, and it is a fault with the exception `panicked` (the
+/// panic's message goes to the panic hook), unless an error of its own
+/// says more. The same for a task's span when tokio catches the task's
+/// panic (a `JoinError`), and for a Lambda handler's, which the runtime
+/// catches. What ran before and after is untouched.
+#[test]
+fn a_span_a_panic_unwinds_through_is_a_fault() {
+    let (traces, _xray) = common::run_in_memory(
+        |b| b.with_sampler(tracing_xray::sampling::AlwaysSample),
+        || {
+            let caught = std::panic::catch_unwind(|| {
+                tracing::info_span!("request").in_scope(|| {
+                    tracing::info_span!("load").in_scope(|| {});
+                    tracing::info_span!("render").in_scope(|| {
+                        let _ = tracing::info_span!("said", error.message = "template missing")
+                            .entered();
+                        panic!("boom");
+                    });
+                });
+            });
+            assert!(caught.is_err());
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let joined = rt.block_on(async {
+                tokio::spawn(tracing::Instrument::instrument(
+                    async { panic!("task failed") },
+                    tracing::info_span!("task"),
+                ))
+                .await
+            });
+            assert!(joined.unwrap_err().is_panic());
+            tracing::info_span!("next").in_scope(|| {});
+        },
+    );
+    let by_name = |name: &str| {
+        traces
+            .iter()
+            .find(|t| t["metadata"]["tracing"]["span_name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {traces:#?}"))
+            .clone()
+    };
+    let request = by_name("request");
+    assert_eq!(request["fault"], true, "{request:#}");
+    assert_eq!(common::exception_messages(&request), ["panicked"]);
+    let subs = request["subsegments"].as_array().unwrap();
+    let (load, render) = (&subs[0], &subs[1]);
+    assert!(
+        load.get("fault").is_none(),
+        "ended before the panic: {load:#}"
+    );
+    assert_eq!(render["fault"], true, "{render:#}");
+    let said = &render["subsegments"][0];
+    assert_eq!(said["fault"], true, "{said:#}");
+    assert_eq!(common::exception_messages(said), ["template missing"]);
+    let task = by_name("task");
+    assert_eq!(task["fault"], true, "{task:#}");
+    let next = by_name("next");
+    assert!(
+        next.get("fault").is_none() && next.get("cause").is_none(),
+        "{next:#}"
+    );
+}

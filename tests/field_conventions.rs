@@ -2443,3 +2443,36 @@ fn a_root_call_keeps_its_otel_name_as_the_segments_span_name() {
     assert_eq!(doc["subsegments"][0]["name"], "api.example.com", "{doc}");
     assert_eq!(doc["subsegments"][0]["namespace"], "remote");
 }
+
+/// A user instruments a call to a Google Cloud Function with the
+/// OpenTelemetry FaaS client conventions (`faas.invoked_name`,
+/// `faas.invoked_provider = "gcp"`; what OTel-minded code and
+/// instrumentation libraries record for any provider). The new convention
+/// maps `faas.invoked_name` to `aws.function_name` whatever the provider:
+/// they see the call's subsegment claim an AWS Lambda function
+/// (`aws: { function_name: "resize-image" }`, which X-Ray's console shows
+/// as an AWS resource); they should see it only for an AWS (or unnamed)
+/// provider, the GCP function's name staying in the metadata.
+#[test]
+fn another_providers_function_is_no_aws_function_name() {
+    let (traces, _xray) = common::run_in_memory(
+        |b| b.with_sampler(tracing_xray::sampling::AlwaysSample),
+        || {
+            tracing::info_span!("job").in_scope(|| {
+                tracing::info_span!(
+                    "invoke resize-image",
+                    otel.kind = "client",
+                    faas.invoked_name = "resize-image",
+                    faas.invoked_provider = "gcp",
+                    faas.invoked_region = "europe-west1",
+                )
+                .in_scope(|| {});
+            });
+        },
+    );
+    let call = &traces[0]["subsegments"][0];
+    assert!(
+        call["aws"].get("function_name").is_none(),
+        "a GCP function recorded as an AWS one: {call:#}"
+    );
+}

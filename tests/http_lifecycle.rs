@@ -423,6 +423,102 @@ fn work_spawned_by_a_request_does_not_stretch_its_segment() {
     assert!(work["end_time"].as_f64() > segment["end_time"].as_f64());
 }
 
+/// A request's segment leaves with its response, though work it spawned in
+/// its span keeps the span open (before, it waited for that work: for a
+/// task as long as the process, for ever). The work's spans follow as they
+/// end, as independent subsegments of the segment, those open at the
+/// response (`audit`) and those made after it (`send_receipt_email`) alike:
+/// one trace, as the X-Ray SDKs send it.
+#[test]
+fn work_spawned_by_a_request_follows_its_segment() {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("web")
+        .with_detectors(Detectors::none())
+        .with_sampler(AlwaysSample)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let for_workers = dispatch.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || {
+            std::mem::forget(tracing::dispatcher::set_default(&for_workers));
+        })
+        .build()
+        .unwrap();
+    let _default = tracing::dispatcher::set_default(&dispatch);
+    let delivered_at_response = rt.block_on(async {
+        let addr = serve(Router::new().route(
+            "/orders",
+            get(|| async {
+                let audit = tracing::info_span!("audit");
+                tokio::spawn(tracing::Instrument::in_current_span(async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    drop(audit);
+                    let email = tracing::info_span!("send_receipt_email");
+                    tracing::Instrument::instrument(
+                        tokio::time::sleep(Duration::from_millis(100)),
+                        email,
+                    )
+                    .await;
+                }));
+                "ok"
+            }),
+        ))
+        .await;
+        let response = http_client()
+            .request(
+                Request::get(format!("http://{addr}/orders"))
+                    .body(Empty::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        response.into_body().collect().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        xray.flush(Duration::from_secs(1)).unwrap();
+        let delivered = exporter.json_documents();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        delivered
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+    xray.flush(Duration::from_secs(5)).unwrap();
+    // At the response, the segment alone: the work was still running.
+    assert_eq!(delivered_at_response.len(), 1, "{delivered_at_response:#?}");
+    let segment = &delivered_at_response[0];
+    assert!(segment.get("type").is_none(), "a segment: {segment:#}");
+    assert!(segment.get("subsegments").is_none(), "{segment:#}");
+    // Then the work, each span a subsegment of the segment.
+    let schema = common::schema();
+    let documents = exporter.json_documents();
+    for doc in &documents {
+        common::assert_schema_valid(&schema, doc);
+    }
+    let parts: Vec<(&str, &str)> = documents[1..]
+        .iter()
+        .map(|d| {
+            assert_eq!(d["type"], "subsegment", "{d:#}");
+            assert_eq!(d["trace_id"], segment["trace_id"], "{d:#}");
+            (
+                d["name"].as_str().unwrap(),
+                d["parent_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let id = segment["id"].as_str().unwrap();
+    assert_eq!(
+        parts,
+        [("audit", id), ("send_receipt_email", id)],
+        "{documents:#?}"
+    );
+    let traces = exporter.traces();
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    assert_eq!(traces[0]["subsegments"].as_array().unwrap().len(), 2);
+}
+
 /// A caller that reaches the server directly is known by the connection's
 /// address (SPEC §1.4: `client_ip` "from socket or first X-Forwarded-For
 /// entry"), which axum's `ConnectInfo` gives and a `map_request` copies into

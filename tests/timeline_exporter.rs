@@ -268,6 +268,7 @@ fn on_an_80_column_terminal_rows_fit() {
 /// reading 0.40 s for a request answered in 0.2 ms: it picks "the child that ends last" without asking whether the
 /// parent waited for it. The request waited for none of it; the local console, given the same documents, leaves a child
 /// that ends after its parent off the critical path and marks it skewed.
+#[cfg(feature = "tower")]
 #[test]
 fn work_spawned_after_the_response_is_off_the_critical_path_and_bottleneck() {
     use axum::routing::get;
@@ -343,4 +344,68 @@ fn work_spawned_after_the_response_is_off_the_critical_path_and_bottleneck() {
         !path.contains("send_receipt_email"),
         "work that ran after the response is drawn as what the request waited for:\n{text}"
     );
+    // The segment leaves with the response; the work, ending later, is
+    // drawn on its own, marked so.
+    let continued = text
+        .lines()
+        .position(|l| l.contains("(continued: ended after the trace was drawn)"))
+        .unwrap_or_else(|| panic!("the work is not drawn:\n{text}"));
+    assert!(
+        text.lines()
+            .nth(continued + 1)
+            .unwrap()
+            .contains("send_receipt_email"),
+        "{text}"
+    );
+}
+
+/// A user draws a request that checks a cache on another thread (`cache`,
+/// 300 ms) while it runs its pipeline (`pipeline`: `step` four times in a
+/// row, 100 ms each, 400 ms). The request waited for the pipeline: the
+/// critical path is `app -> pipeline -> step -> step -> step -> step`
+/// (the root row is named after the service),
+/// and `cache` is off it (it ended while the pipeline ran). They see
+/// `bottleneck: cache, 300.0 ms`, a row the path does not go through and
+/// whose speed-up would not shorten the request; the docs say the
+/// bottleneck is "the slowest leaf the request waited for". They should see
+/// a `step` (a leaf on the critical path) as the bottleneck.
+#[test]
+fn the_bottleneck_is_on_the_critical_path() {
+    let text = draw(
+        |b| b,
+        || {
+            let request = tracing::info_span!("request");
+            request.in_scope(|| {
+                let parent = request.clone();
+                let dispatch = tracing::dispatcher::get_default(Clone::clone);
+                let cache = std::thread::spawn(move || {
+                    tracing::dispatcher::with_default(&dispatch, || {
+                        tracing::info_span!(parent: &parent, "cache")
+                            .in_scope(|| std::thread::sleep(Duration::from_millis(300)));
+                    });
+                });
+                std::thread::sleep(Duration::from_millis(10));
+                tracing::info_span!("pipeline").in_scope(|| {
+                    for _ in 0..4 {
+                        tracing::info_span!("step")
+                            .in_scope(|| std::thread::sleep(Duration::from_millis(100)));
+                    }
+                });
+                cache.join().unwrap();
+            });
+        },
+    );
+    let path = text
+        .lines()
+        .find(|l| l.starts_with("critical path:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(
+        path, "critical path: app -> pipeline -> step -> step -> step -> step",
+        "{text}"
+    );
+    let bottleneck = text
+        .lines()
+        .find(|l| l.starts_with("bottleneck:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(bottleneck.starts_with("bottleneck: step,"), "{text}");
 }

@@ -1,7 +1,7 @@
 //! [`TimelineExporter`]: draws each finished trace as a waterfall in the
 //! terminal, for local development without AWS.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Write};
 
@@ -24,7 +24,7 @@ const MAX_EVICTED_TRACES: usize = 1_000;
 /// written out: `[57] name`), with its duration, a bar placed and scaled on the
 /// trace's time axis, its annotations and its error / fault / throttle marks,
 /// the rows on the critical path marked `▶`; then the bottleneck (the slowest
-/// leaf the request waited for, with its share of the segment's time) and
+/// leaf on the critical path, with its share of the segment's time) and
 /// the critical path (walked back from the segment's end: the child that
 /// ended last, then the one that ended before it started, and so on; work
 /// that outlived the segment, spawned by it, is drawn but not on it). The
@@ -42,7 +42,9 @@ const MAX_EVICTED_TRACES: usize = 1_000;
 ///
 /// A trace is drawn when its segment arrives, with the parts streamed
 /// before it put back; each segment of a trace continued by another service
-/// is drawn on its own. In Lambda no segment is sent (the function segment
+/// is drawn on its own, and so is a part that ends after its trace was drawn
+/// (work a request spawned, still running when its response was sent),
+/// marked `(continued…)`. In Lambda no segment is sent (the function segment
 /// is Lambda's), so nothing is drawn: see what was sent with
 /// [`InMemoryExporter::traces`](super::InMemoryExporter::traces).
 ///
@@ -69,6 +71,10 @@ pub struct TimelineExporter {
     pending_count: usize,
     /// Parts of traces dropped while waiting for their segment, by trace.
     evicted: HashMap<String, usize>,
+    /// The traces drawn lately (at most [`MAX_EVICTED_TRACES`]): a part
+    /// that ends after its trace was drawn is drawn on its own.
+    drawn: HashSet<String>,
+    drawn_order: VecDeque<String>,
 }
 
 impl std::fmt::Debug for TimelineExporter {
@@ -177,6 +183,8 @@ impl TimelineExporter {
             pending_order: VecDeque::new(),
             pending_count: 0,
             evicted: HashMap::new(),
+            drawn: HashSet::new(),
+            drawn_order: VecDeque::new(),
         }
     }
 
@@ -314,6 +322,17 @@ impl TimelineExporter {
         }
         self.pending.entry(trace).or_default().push(doc);
         self.pending_count += 1;
+    }
+
+    fn remember_drawn(&mut self, trace: String) {
+        if self.drawn.insert(trace.clone()) {
+            self.drawn_order.push_back(trace);
+            if self.drawn_order.len() > MAX_EVICTED_TRACES {
+                if let Some(oldest) = self.drawn_order.pop_front() {
+                    self.drawn.remove(&oldest);
+                }
+            }
+        }
     }
 
     fn take_pending(&mut self, trace: &str) -> Vec<Value> {
@@ -504,7 +523,8 @@ fn outlived(rows: &[Row]) -> Vec<bool> {
 }
 
 impl TimelineExporter {
-    fn render(&self, root: &Value) -> String {
+    /// `root`'s waterfall; `continued`: a part of a trace drawn before.
+    fn render(&self, root: &Value, continued: bool) -> String {
         let mut rows = Vec::new();
         flatten(root, 0, &mut rows);
         if rows.is_empty() {
@@ -542,10 +562,15 @@ impl TimelineExporter {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{bold}trace {}  {}  {:.2} s{reset}",
+            "{bold}trace {}  {}  {:.2} s{}{reset}",
             root["trace_id"].as_str().unwrap_or("?"),
             root["name"].as_str().unwrap_or("?"),
-            segment_time
+            segment_time,
+            if continued {
+                "  (continued: ended after the trace was drawn)"
+            } else {
+                ""
+            }
         );
         for r in &rows {
             // Indented two columns a level while the name (or 10 columns of
@@ -595,11 +620,12 @@ impl TimelineExporter {
             }
             s.push('\n');
         }
-        // The slowest leaf the segment waited for.
+        // The slowest leaf on the critical path: what made the request
+        // as long as it was (a slower one beside the path did not).
         let bottleneck = rows
             .iter()
             .zip(&outlived)
-            .filter(|(r, &out)| r.leaf && r.depth > 0 && !out)
+            .filter(|(r, &out)| r.leaf && r.critical && r.depth > 0 && !out)
             .map(|(r, _)| r)
             .max_by(|a, b| (a.end - a.start).total_cmp(&(b.end - b.start)));
         if let Some(b) = bottleneck {
@@ -673,8 +699,24 @@ impl Exporter for TimelineExporter {
             };
             match doc.kind() {
                 DocumentKind::Subsegment => {
-                    self.keep_pending(value);
-                    outcome.delivered += 1;
+                    let trace = value["trace_id"].as_str().unwrap_or_default();
+                    if !self.drawn.contains(trace) {
+                        self.keep_pending(value);
+                        outcome.delivered += 1;
+                        continue;
+                    }
+                    // Work that ended after its trace was drawn (spawned by
+                    // a request that answered first): drawn on its own.
+                    let text = self.render(&value, true);
+                    drop_iteratively(value);
+                    match self
+                        .out
+                        .write_all(text.as_bytes())
+                        .and_then(|_| self.out.flush())
+                    {
+                        Ok(()) => outcome.delivered += 1,
+                        Err(e) => outcome.fail(doc, ExportError::Io(e)),
+                    }
                 }
                 DocumentKind::Segment => {
                     let mut root = value;
@@ -691,8 +733,9 @@ impl Exporter for TimelineExporter {
                     for part in orphans.into_values().flatten() {
                         self.keep_pending(part);
                     }
-                    let mut text = self.render(&root);
+                    let mut text = self.render(&root, false);
                     drop_iteratively(root);
+                    self.remember_drawn(trace.clone());
                     if let Some(n) = self.evicted.remove(&trace) {
                         let _ = writeln!(
                             text,
@@ -823,7 +866,7 @@ mod tests {
         let t = TimelineExporter::to_writer(io::sink())
             .with_width(80)
             .ascii();
-        let text = t.render(&sample());
+        let text = t.render(&sample(), false);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 6, "{text}");
         assert!(
@@ -864,7 +907,7 @@ mod tests {
         let text = TimelineExporter::to_writer(io::sink())
             .with_width(80)
             .ascii()
-            .render(&doc);
+            .render(&doc, false);
         let rows: Vec<&str> = text.lines().skip(1).take(3).collect();
         // The bars' left edge is in the same terminal column on every row.
         let edge = |l: &str| columns(&l[..l.find('|').unwrap()]);
@@ -881,7 +924,9 @@ mod tests {
     fn request_data_cannot_steer_the_terminal() {
         let mut doc = sample();
         doc["annotations"]["evil"] = json!("\u{1b}[2J\u{1b}[31mRED\nnewline");
-        let text = TimelineExporter::to_writer(io::sink()).ascii().render(&doc);
+        let text = TimelineExporter::to_writer(io::sink())
+            .ascii()
+            .render(&doc, false);
         assert!(!text.contains('\u{1b}'), "{text}");
         assert_eq!(text.lines().count(), 6, "{text}");
         assert!(

@@ -31,6 +31,7 @@
 //! | `aws.retries` | `aws.retries` |
 //! | `xray.throttle = true` | `throttle` + `error` |
 //! | `xray.error = true` | `error` (the caller's failure, without a status: a request the client cancelled) |
+//! | `xray.fault = true` | `fault`, whatever the status (a response that broke after its head went out) |
 //! | `rpc.grpc.status_code` (tower-http's gRPC `status` too) | the flags of the HTTP status the code stands for (Google's mapping) |
 //! | `error.type`/`exception.type`, `exception.message`/`error.message`, `otel.status_message` | an exception's type and message (without URL secrets); `exception.message`/`error.message` also mark a failure |
 //!
@@ -220,6 +221,8 @@ pub(crate) struct Conventions<'a> {
     throttle: Slot<'a>,
     /// `xray.error`: the `error` flag without a status.
     client_error: Slot<'a>,
+    /// `xray.fault`: the `fault` flag, whatever the status.
+    fault: Slot<'a>,
     error_type: Slot<'a>,
     error_message: Slot<'a>,
     /// `rpc.grpc.status_code` (tower-http's gRPC `status` is recorded so).
@@ -278,6 +281,8 @@ pub(crate) struct Conventions<'a> {
     bucket: Slot<'a>,
     topic_arn: Slot<'a>,
     function_name: Slot<'a>,
+    /// `faas.invoked_provider`: `aws`, else the function is another cloud's.
+    function_provider: Slot<'a>,
     invocation_type: Slot<'a>,
     retries: Slot<'a>,
     /// Some slot was filled: without one, [`Conventions::apply`] has almost
@@ -1296,6 +1301,7 @@ impl<'a> Conventions<'a> {
             "peer.service" => &mut self.peer_service,
             "xray.throttle" => &mut self.throttle,
             "xray.error" => &mut self.client_error,
+            "xray.fault" => &mut self.fault,
             "error.type" | "exception.type" => &mut self.error_type,
             "otel.status_message" | "otel.status_description" => &mut self.error_message,
             "exception.message" | "error.message" => &mut self.exception_message,
@@ -1348,6 +1354,7 @@ impl<'a> Conventions<'a> {
             "aws.s3.bucket" => &mut self.bucket,
             "aws.sns.topic.arn" => &mut self.topic_arn,
             "faas.invoked_name" => &mut self.function_name,
+            "faas.invoked_provider" => &mut self.function_provider,
             "aws.lambda.invocation_type" => &mut self.invocation_type,
             "aws.retries" => &mut self.retries,
             _ => return None,
@@ -1495,8 +1502,16 @@ impl<'a> Conventions<'a> {
         if let Some(v) = text(&mut self.topic_arn) {
             entity.aws.topic_arn = Some(cut(v));
         }
-        if let Some(v) = text(&mut self.function_name) {
-            entity.aws.function_name = Some(cut(v));
+        // A function of another provider (`gcp`, `azure`) is no Lambda
+        // function: its name stays metadata.
+        let aws_function = self
+            .function_provider
+            .and_then(|(_, v)| as_str(v))
+            .is_none_or(|p| p.eq_ignore_ascii_case("aws"));
+        if aws_function {
+            if let Some(v) = text(&mut self.function_name) {
+                entity.aws.function_name = Some(cut(v));
+            }
         }
         if let Some(v) = text(&mut self.invocation_type) {
             entity.aws.invocation_type = Some(cut(v));
@@ -1707,6 +1722,10 @@ impl<'a> Conventions<'a> {
         }
         // The caller's failure without a status (a request cancelled): an
         // error, with its exception, never a fault on its account.
+        let fault = flag(&mut self.fault);
+        if fault {
+            entity.fault = true;
+        }
         let client_error = flag(&mut self.client_error);
         if client_error && !entity.fault {
             entity.error = true;
@@ -1722,6 +1741,7 @@ impl<'a> Conventions<'a> {
         let failed = errored.any
             || self.error
             || client_error
+            || fault
             || applied.error_type.is_some()
             || exception_message.is_some();
         error_flags(
@@ -1832,6 +1852,7 @@ impl<'a> Conventions<'a> {
             &self.peer_service,
             &self.throttle,
             &self.client_error,
+            &self.fault,
             &self.error_type,
             &self.error_message,
             &self.grpc_status,
@@ -1873,6 +1894,7 @@ impl<'a> Conventions<'a> {
             &self.bucket,
             &self.topic_arn,
             &self.function_name,
+            &self.function_provider,
             &self.invocation_type,
             &self.retries,
         ];
@@ -1964,6 +1986,7 @@ mod tests {
             "aws.s3.bucket",
             "aws.sns.topic.arn",
             "faas.invoked_name",
+            "faas.invoked_provider",
             "aws.lambda.invocation_type",
             "aws.sqs.queue.url",
             "aws.sqs.queue_url",
@@ -2032,6 +2055,7 @@ mod tests {
             "xray.namespace",
             "xray.throttle",
             "xray.error",
+            "xray.fault",
             "xray.traced",
             // `route`'s own names and prefixes.
             "otel.name",

@@ -191,6 +191,7 @@ fn call_span<B>(request: &Request<B>, downstream_traced: bool) -> Span {
         error.message = Empty,
         otel.status_code = Empty,
         otel.status_message = Empty,
+        xray.fault = Empty,
     )
 }
 
@@ -266,7 +267,6 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             // Not while a panic unwinds: the panic's own mark stays.
             if let Some(span) = this.project().span.take() {
-                crate::span_ext::end_now(&span);
                 if !std::thread::panicking() {
                     span.record("otel.status_code", "ERROR");
                     span.record(
@@ -274,6 +274,8 @@ pin_project! {
                         "cancelled: the call was dropped before its response arrived",
                     );
                 }
+                // Last: a root's segment leaves here (see `end_now`).
+                crate::span_ext::end_now(&span);
             }
         }
     }

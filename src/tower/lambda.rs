@@ -25,8 +25,10 @@ pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_millis(500);
 /// Made for AWS Lambda, which may freeze the process as soon as the runtime
 /// asks for the next event: put it outermost on `lambda_runtime`'s
 /// `Runtime`, and every invocation's subsegments reach the daemon before the
-/// next event is polled. `lambda_runtime` has already posted the invocation's
-/// response by then, so the caller does not wait for the flush.
+/// next event is polled (those whose spans ended: work the handler spawned
+/// in its span keeps that span, and what it holds, open until the work ends).
+/// `lambda_runtime` has already posted the invocation's response by then, so
+/// the caller does not wait for the flush.
 ///
 /// The flush is synchronous: it blocks the polling thread for at most the
 /// timeout (on Lambda that thread has nothing else to do). Flush errors

@@ -83,6 +83,7 @@
 //! | `otel.status_code` | `"ERROR"` when the service returns an error, panics, or its body fails | `"ERROR"` when the call fails, panics, or is dropped before its response |
 //! | `otel.status_message` | the error's text, `"panicked"`, or why the request was cancelled | the error's text, `"panicked"`, or `"cancelled: …"` |
 //! | `rpc.grpc.status_code`, `error.message` | a gRPC response's `grpc-status` (from its trailers or, trailers-only, its headers) and `grpc-message`: the flags of the HTTP status the code stands for | the same, from a trailers-only response's headers |
+//! | `xray.fault` | `true` when the service, or its response body, panics, or the body fails after the head went out (X-Ray `fault`, whatever the status) | `true` when the client panics |
 //! | `xray.error` | `true` when the request was cancelled before its response was sent (X-Ray `error`) | |
 //! | `xray.trace_header` | the incoming header (continues the trace) | |
 
@@ -97,10 +98,10 @@ pub use server::{XrayBody, XrayServer, XrayServerFuture, XrayServerLayer};
 use ::http::header::{HeaderMap, HeaderName, CONTENT_LENGTH, HOST, USER_AGENT};
 use ::http::uri::{Authority, Uri};
 
-/// Marks `span` a fault (`otel.status_code = "ERROR"`, exception
-/// `"panicked"`) when dropped by a panic's unwinding that started after it
-/// was made: the service it guards (a handler, a client) panicked, and the
-/// span closes as the unwinding drops it.
+/// Marks `span` a fault (`xray.fault`, whatever a status already recorded
+/// says; exception `"panicked"`) when dropped by a panic's unwinding that
+/// started after it was made: the service it guards (a handler, a client, a
+/// response body) panicked, and the span closes as the unwinding drops it.
 struct FaultOnPanic<'a> {
     span: &'a tracing::Span,
     was_panicking: bool,
@@ -119,6 +120,7 @@ impl Drop for FaultOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() && !self.was_panicking {
             self.span.record("otel.status_code", "ERROR");
+            self.span.record("xray.fault", true);
             self.span.record("otel.status_message", "panicked");
         }
     }
@@ -160,8 +162,12 @@ fn record_grpc_status(span: &tracing::Span, headers: &HeaderMap) {
     };
     span.record("rpc.grpc.status_code", code);
     if code != 0 {
-        if let Some(message) = header_str(headers, &GRPC_MESSAGE).filter(|m| !m.is_empty()) {
-            span.record("error.message", message);
+        // Percent-encoded (gRPC over HTTP/2: `%20` for a space).
+        if let Some(message) = header_str(headers, &GRPC_MESSAGE)
+            .filter(|m| !m.is_empty())
+            .map(|m| crate::percent::decode(m, false).unwrap_or_else(|| m.to_owned()))
+        {
+            span.record("error.message", message.as_str());
         }
     }
 }

@@ -271,7 +271,8 @@ fn request_span<B>(request: &Request<B>) -> (Span, bool) {
     let peer = request
         .extensions()
         .get::<SocketAddr>()
-        .map(|a| a.ip().to_string());
+        // An IPv4 caller of a dual-stack socket, as IPv4.
+        .map(|a| a.ip().to_canonical().to_string());
     let client = headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
@@ -299,6 +300,7 @@ fn request_span<B>(request: &Request<B>) -> (Span, bool) {
         otel.status_code = Empty,
         otel.status_message = Empty,
         xray.error = Empty,
+        xray.fault = Empty,
         xray.trace_header = incoming.as_deref(),
     );
     (span, requested)
@@ -400,10 +402,11 @@ where
                     || status == StatusCode::NO_CONTENT
                     || status == StatusCode::NOT_MODIFIED;
                 Poll::Ready(Ok(response.map(|inner| XrayBody {
-                    inner,
+                    inner: Some(inner),
                     span,
                     bytes: 0,
                     length,
+                    expected: length,
                     polled: false,
                     bodiless,
                 })))
@@ -428,12 +431,12 @@ where
 /// sent: an `error` (the client's, as a 499 would be), with `why` as its
 /// exception. Not while a panic unwinds: the panic's own mark stays.
 fn cancelled(span: &Span, why: &str) {
-    crate::span_ext::end_now(span);
-    if std::thread::panicking() {
-        return;
+    if !std::thread::panicking() {
+        span.record("xray.error", true);
+        span.record("otel.status_message", why);
     }
-    span.record("xray.error", true);
-    span.record("otel.status_message", why);
+    // Last: the segment leaves here (see `end_now`).
+    crate::span_ext::end_now(span);
 }
 
 pin_project! {
@@ -442,12 +445,13 @@ pin_project! {
     ///
     /// While the body is polled for its frames, the request's span is the
     /// current span: spans opened to produce a streamed body are
-    /// subsegments of the request. When the body ends (or is dropped after
-    /// its last frame) the span closes, with the body's size as
+    /// subsegments of the request. When the body ends (its last frame, or
+    /// all the bytes of its `Content-Length` or exact size hint), the inner
+    /// body is dropped and the span closes, with the body's size as
     /// `http.response.content_length` when the response had no
     /// `Content-Length`. A body dropped before its end (the client went
     /// away mid-stream) marks the request an `error`; a body that fails
-    /// marks it a fault.
+    /// marks it a fault, whatever the status said.
     ///
     /// It is an [`http_body::Body`] when the inner body is one, with the
     /// same data and error types, so it goes wherever the inner body went
@@ -489,29 +493,36 @@ pin_project! {
     /// ```
     #[derive(Debug)]
     pub struct XrayBody<B> {
+        // Dropped as the body ends, before the span is: a span an inner
+        // layer keeps in it (tower-http's `TraceLayer`) ends first.
         #[pin]
-        inner: B,
+        inner: Option<B>,
         span: Option<Span>,
         // Data bytes polled so far.
         bytes: u64,
         // The response's `Content-Length`.
         length: Option<u64>,
+        // The bytes the body is to have: its `Content-Length`, else its
+        // exact size hint (which the server sends as one, and stops at).
+        expected: Option<u64>,
         polled: bool,
         bodiless: bool,
     }
 
     impl<B> PinnedDrop for XrayBody<B> {
         fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
+            let mut this = this.project();
+            // The inner body first: a span it keeps ends before this one.
+            this.inner.set(None);
             let Some(span) = this.span.take() else { return };
             // Dropped unpolled: the response went out without a body (the
             // server saw it empty, or the request needs none), or whoever
             // took the response did not send it, which is not for this
-            // layer to judge. Dropped after all its `Content-Length`: sent.
+            // layer to judge. Dropped after all its length: sent.
             // Dropped mid-stream: the client went away.
             let sent = !*this.polled
                 || *this.bodiless
-                || this.length.is_some_and(|length| *this.bytes >= length);
+                || this.expected.is_some_and(|expected| *this.bytes >= expected);
             if sent {
                 finish(&span, *this.length, *this.bytes);
             } else {
@@ -543,15 +554,20 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        *this.polled = true;
+        let Some(mut inner) = this.inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        if !*this.polled {
+            *this.polled = true;
+            if this.expected.is_none() {
+                *this.expected = inner.size_hint().exact();
+            }
+        }
         let frame = {
             let _enter = this.span.as_ref().map(Span::enter);
             let _fault = this.span.as_ref().map(super::FaultOnPanic::new);
-            ready!(this.inner.as_mut().poll_frame(cx))
+            ready!(inner.as_mut().poll_frame(cx))
         };
-        if this.span.is_none() {
-            return Poll::Ready(frame);
-        }
         let end = match &frame {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
@@ -560,11 +576,13 @@ where
                 if let (Some(trailers), Some(span)) = (frame.trailers_ref(), this.span.as_ref()) {
                     super::record_grpc_status(span, trailers);
                 }
-                this.inner.is_end_stream()
+                inner.is_end_stream() || this.expected.is_some_and(|e| *this.bytes >= e)
             }
             Some(Err(_)) => {
+                // After the head went out: the response is broken, a fault
+                // whatever its status said.
                 if let Some(span) = this.span.take() {
-                    span.record("otel.status_code", "ERROR");
+                    span.record("xray.fault", true);
                     span.record("otel.status_message", "the response body failed");
                     crate::span_ext::end_now(&span);
                 }
@@ -573,6 +591,8 @@ where
             None => true,
         };
         if end {
+            // The inner body first: a span it keeps ends before this one.
+            this.inner.set(None);
             if let Some(span) = this.span.take() {
                 finish(&span, *this.length, *this.bytes);
             }
@@ -581,45 +601,13 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(B::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl<B> XrayBody<B> {
-    /// The inner service's body.
-    ///
-    /// ```
-    /// # use tower_layer::Layer;
-    /// # use tower_service::Service;
-    /// # use tracing_xray::tower::XrayServerLayer;
-    /// # use std::convert::Infallible;
-    /// # use std::task::{Context, Poll};
-    /// # #[derive(Clone)]
-    /// # struct Hello;
-    /// # impl tower_service::Service<http::Request<String>> for Hello {
-    /// #     type Response = http::Response<String>;
-    /// #     type Error = Infallible;
-    /// #     type Future = std::future::Ready<Result<Self::Response, Infallible>>;
-    /// #     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-    /// #         Poll::Ready(Ok(()))
-    /// #     }
-    /// #     fn call(&mut self, _: http::Request<String>) -> Self::Future {
-    /// #         std::future::ready(Ok(http::Response::new("hello".to_owned())))
-    /// #     }
-    /// # }
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let mut service = XrayServerLayer::new().layer(Hello);
-    /// let response = service.call(http::Request::new(String::new())).await.unwrap();
-    /// assert_eq!(response.into_body().get_ref(), "hello");
-    /// # }
-    /// ```
-    pub fn get_ref(&self) -> &B {
-        &self.inner
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), B::size_hint)
     }
 }
 
