@@ -469,6 +469,7 @@ impl Builder {
                 events: self.events,
                 recycle: recycle_rx,
                 unsampled_spans: Default::default(),
+                unwound_spans: Default::default(),
                 unsampled_roots: Default::default(),
                 shares_subscriber: AtomicBool::new(false),
             })),

@@ -110,6 +110,10 @@ pub(crate) struct LayerInner {
     pub(crate) recycle: RecycleRx,
     /// Open children of unsampled traces (they hold no data).
     pub(crate) unsampled_spans: UnsampledIds,
+    /// Open spans a panic unwound through (see [`XrayLayer::on_exit`]),
+    /// marked a fault as they close. A memo, as `unsampled_spans`: a slot
+    /// another span took costs a mark, never a wrong one.
+    pub(crate) unwound_spans: UnsampledIds,
     /// Open spans holding a "not sampled" decision (roots).
     pub(crate) unsampled_roots: UnsampledIds,
     /// Another `XrayLayer` shares this layer's subscriber (found as the
@@ -760,14 +764,15 @@ impl LayerInner {
             _ => Top::Segment,
         };
         // Under the buffer's lock: a span of the trace ending meanwhile on
-        // another thread either went out with the segment or streams.
-        let mut spans = {
-            let mut held = trace.spans.lock().unwrap_or_else(|e| e.into_inner());
-            trace.sealed.store(true, Ordering::Relaxed);
-            std::mem::replace(&mut *held, self.spare_buffer())
-        };
+        // another thread either went out with the segment or streams. The
+        // AWS SDK's internal spans of a call still running wait for it.
+        let mut spans = trace.seal(self.spare_buffer(), |spans| hold_back_sdk_work(spans, self));
         spans.push_boxed(sent);
-        self.send(Message::Trace { spans, top });
+        self.send(Message::Trace {
+            spans,
+            top,
+            parts_follow: true,
+        });
     }
 
     /// Takes a pending root's sampling decision (SPEC §4): the sampler sees
@@ -1105,6 +1110,10 @@ where
             }
         };
         data.owner = inner.tag;
+        if std::thread::panicking() {
+            // Made in a `Drop` run by an unwinding: not a span it went through.
+            data.ancestry.set_made_while_panicking();
+        }
         // `replace`, not `insert` (which panics when the extension exists):
         // another `XrayLayer` this one could not see when added (side by
         // side in a `Vec`, or behind a `reload` layer) keeps its data.
@@ -1179,13 +1188,14 @@ where
     }
 
     /// A span a panic unwinds through (its guard dropped by the unwinding)
-    /// failed: a fault, with the exception `panicked` unless an error of its
-    /// own says more (the panic's message is the panic hook's, not here).
-    /// Otherwise nothing: one check per exit.
-    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
-        if std::thread::panicking() {
-            if let Some(inner) = &self.inner {
-                unwound(inner, id, &ctx);
+    /// failed: remembered here, lock-free (the unwinding may have started
+    /// while a lock of the span was held, poisoning it), and marked a fault
+    /// as it closes (`unwound`). Otherwise nothing: one check per exit.
+    #[inline]
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        if let Some(inner) = &self.inner {
+            if std::thread::panicking() && !inner.unsampled_spans.contains(id) {
+                inner.unwound_spans.insert(id);
             }
         }
     }
@@ -1209,10 +1219,15 @@ where
         if inner.unsampled_spans.remove(&id) {
             return;
         }
+        // Before any return: the memo never keeps a closed span's id.
+        let unwound_here = inner.unwound_spans.remove(&id);
         let Some(span) = ctx.span(&id) else { return };
         let Some(mut data) = span.extensions_mut().remove::<Box<SpanData>>() else {
             return;
         };
+        if unwound_here {
+            unwound(&mut data);
+        }
         inner.decide(&mut data);
         if !data.sampled() {
             inner.unsampled_roots.remove(&id);
@@ -1265,7 +1280,11 @@ where
             None => inner.spare_buffer(),
         };
         spans.push_boxed(data);
-        inner.send(Message::Trace { spans, top });
+        inner.send(Message::Trace {
+            spans,
+            top,
+            parts_follow: false,
+        });
     }
 
     // SAFETY: the pointers returned point to fields of `self` (or `self`
@@ -1285,22 +1304,14 @@ where
     }
 }
 
-/// [`XrayLayer::on_exit`] while a panic unwinds: marks the span a fault.
+/// A span a panic unwound through ([`XrayLayer::on_exit`]), as it closes:
+/// a fault, with the exception `panicked` unless an error of its own says
+/// more (the panic's message is the panic hook's, not here). Not a span
+/// made during the unwinding (a `Drop`'s): that panic did not go through it.
 #[cold]
 #[inline(never)]
-fn unwound<S>(inner: &LayerInner, id: &Id, ctx: &Context<'_, S>)
-where
-    S: Subscriber + for<'l> LookupSpan<'l>,
-{
-    if inner.unsampled_spans.contains(id) {
-        return;
-    }
-    let Some(span) = ctx.span(id) else { return };
-    let mut ext = span.extensions_mut();
-    let Some(data) = ext.get_mut::<Box<SpanData>>() else {
-        return;
-    };
-    if data.decision == Decision::NotSampled || data.role == Role::Facade {
+fn unwound(data: &mut SpanData) {
+    if data.ancestry.made_while_panicking() {
         return;
     }
     data.record_field("xray.fault", FieldValue::Bool(true));

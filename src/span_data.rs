@@ -365,6 +365,7 @@ pub(crate) struct Ancestry(u8);
 impl Ancestry {
     const FACADE_PARENT: u8 = 1;
     const UNDER_SDK: u8 = 2;
+    const MADE_WHILE_PANICKING: u8 = 4;
 
     /// `parent_is_facade`: the nearest traced ancestor is a Lambda facade.
     /// `under_sdk`: a traced ancestor is an AWS SDK span (or the
@@ -389,6 +390,18 @@ impl Ancestry {
     /// A traced ancestor is an AWS SDK span (or the interceptor's).
     pub(crate) fn under_sdk(self) -> bool {
         self.0 & Self::UNDER_SDK != 0
+    }
+
+    /// The span was made while its thread was unwinding a panic (in a
+    /// `Drop`): that panic did not go through it.
+    pub(crate) fn made_while_panicking(self) -> bool {
+        self.0 & Self::MADE_WHILE_PANICKING != 0
+    }
+
+    /// See [`Ancestry::made_while_panicking`].
+    #[cold]
+    pub(crate) fn set_made_while_panicking(&mut self) {
+        self.0 |= Self::MADE_WHILE_PANICKING;
     }
 }
 
@@ -497,6 +510,28 @@ impl TraceBuf {
         if !taken.is_empty() {
             send(taken);
         }
+    }
+
+    /// Marks the trace sealed (its root's segment leaves now, its span still
+    /// open) and takes every finished span but those `hold` picks out (they
+    /// stay, in order), all under the buffer's lock: a span ending meanwhile
+    /// on another thread is either taken or finds the mark and streams.
+    #[cfg(feature = "tower")]
+    pub(crate) fn seal(
+        &self,
+        replacement: SpanList,
+        hold: impl FnOnce(&mut SpanList) -> Option<SpanList>,
+    ) -> SpanList {
+        let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
+        self.sealed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut taken = self.take_from(&mut spans, replacement);
+        if let Some(held) = hold(&mut taken) {
+            for span in held.into_spans() {
+                spans.push(span);
+            }
+        }
+        taken
     }
 
     /// Takes every finished span held so far.

@@ -41,9 +41,25 @@ const MAX_BATCH_BYTES: usize = 64 * 1024;
 /// request (every layer and handle dropped).
 const IMPLICIT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a list of spans handed to [`Worker::pack`] is of its trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Parts {
+    /// The root and what it held (`parts_follow`: sealed, more to come).
+    Root { parts_follow: bool },
+    /// Finished spans of a trace whose root is open, or sent already.
+    Detached,
+}
+
 pub(crate) enum Message {
-    /// A finished trace: its spans in close order, the root last.
-    Trace { spans: SpanList, top: Top },
+    /// A finished trace: its spans in close order, the root last. With
+    /// `parts_follow`, a root sent before its span closed (sealed): spans of
+    /// the trace ending later follow as `Detached`, within one annotation
+    /// budget.
+    Trace {
+        spans: SpanList,
+        top: Top,
+        parts_follow: bool,
+    },
     /// Finished spans of a trace still open (a long-lived root, or a Lambda
     /// invocation): each subtree whose parent is not among them leaves as an
     /// independent subsegment of that parent.
@@ -300,14 +316,18 @@ impl Worker {
     fn handle(&mut self, msg: Message, batch: &mut Vec<Document>) -> Option<Control> {
         self.bytes_done += msg.span_bytes() as u64;
         match msg {
-            Message::Trace { spans, top } => {
-                self.pack_guarded(spans, top, false, batch);
+            Message::Trace {
+                spans,
+                top,
+                parts_follow,
+            } => {
+                self.pack_guarded(spans, top, Parts::Root { parts_follow }, batch);
                 None
             }
             Message::Detached { spans } => {
                 // The tops of a detached batch all leave as independent
                 // subsegments (`top` only applies to a span without parent).
-                self.pack_guarded(spans, Top::Segment, true, batch);
+                self.pack_guarded(spans, Top::Segment, Parts::Detached, batch);
                 None
             }
             Message::Flush { reply, deadline } => Some(Control::Flush(reply, deadline)),
@@ -318,15 +338,9 @@ impl Worker {
     /// [`Worker::pack`], kept from taking the worker down: were packing ever
     /// to panic (a bug), that trace's spans are dropped and counted, logged
     /// once, and the worker goes on.
-    fn pack_guarded(
-        &mut self,
-        spans: SpanList,
-        top: Top,
-        detached: bool,
-        batch: &mut Vec<Document>,
-    ) {
+    fn pack_guarded(&mut self, spans: SpanList, top: Top, parts: Parts, batch: &mut Vec<Document>) {
         let count = spans.len() as u64;
-        let packed = catch_unwind(AssertUnwindSafe(|| self.pack(spans, top, detached, batch)));
+        let packed = catch_unwind(AssertUnwindSafe(|| self.pack(spans, top, parts, batch)));
         // Here, not in `pack`: a huge trace frees the scratch space it grew
         // even when packing it panicked.
         self.rebuild.trim();
@@ -350,10 +364,13 @@ impl Worker {
     /// A trace sent in parts (`detached`: a long-lived root streaming what it
     /// holds, Lambda's subsegments) keeps one annotation budget across them:
     /// the count so far waits in `annotations_used` until the root arrives.
-    fn pack(&mut self, spans: SpanList, top: Top, detached: bool, batch: &mut Vec<Document>) {
+    fn pack(&mut self, spans: SpanList, top: Top, parts: Parts, batch: &mut Vec<Document>) {
         if spans.is_empty() {
             return;
         }
+        let detached = parts == Parts::Detached;
+        // Parts before or after this one keep the trace's annotation count.
+        let budget_goes_on = detached || parts == (Parts::Root { parts_follow: true });
         let trace_id = spans.get(0).trace_id;
         let forest = self.rebuild.forest(&spans);
         #[cfg(test)]
@@ -364,7 +381,7 @@ impl Worker {
         let mut asm = Assembler::new(&self.cfg, trace_id, spare);
         let earlier = if self.annotations_used.is_empty() {
             None
-        } else if detached {
+        } else if budget_goes_on {
             self.annotations_used.get(&trace_id).copied()
         } else {
             self.annotations_used.remove(&trace_id)
@@ -396,7 +413,7 @@ impl Worker {
             // counts those the assembler splits off below them).
             Counters::add(&self.counters.subsegments_streamed, tops.len() as u64);
         }
-        if detached && asm.annotations_used() > 0 {
+        if budget_goes_on && asm.annotations_used() > 0 {
             if self.annotations_used.len() >= MAX_PARTED_TRACES {
                 // Bounded: forgetting means a later part may index up to 50
                 // annotations again, never that memory grows.
@@ -636,7 +653,12 @@ mod tests {
         let bytes = spans.memory() as u64;
         assert!(bytes > 0);
         let top = Top::Segment;
-        tx.send(Message::Trace { spans, top }).unwrap();
+        tx.send(Message::Trace {
+            spans,
+            top,
+            parts_follow: false,
+        })
+        .unwrap();
         let (reply, done) = crossbeam_channel::bounded(1);
         let deadline = Instant::now() + Duration::from_secs(10);
         tx.send(Message::Shutdown { reply, deadline }).unwrap();
@@ -678,7 +700,12 @@ mod tests {
                 .push(("note", crate::span_data::FieldValue::Str(note)));
             let spans = std::iter::once(span).collect();
             let top = Top::Segment;
-            tx.send(Message::Trace { spans, top }).unwrap();
+            tx.send(Message::Trace {
+                spans,
+                top,
+                parts_follow: false,
+            })
+            .unwrap();
         }
         let (reply, done) = crossbeam_channel::bounded(1);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -718,6 +745,7 @@ mod tests {
                 .into_iter()
                 .collect(),
             top: Top::Segment,
+            parts_follow: false,
         };
         let mut batch = Vec::new();
         PANIC_IN_PACK.with(|p| p.set(true));
@@ -822,6 +850,7 @@ mod tests {
             Message::Trace {
                 spans,
                 top: Top::Segment,
+                parts_follow: false,
             },
             &mut batch,
         );

@@ -18,6 +18,9 @@ const DEFAULT_WIDTH: usize = 100;
 const TERMINAL_WIDTH: usize = 80;
 /// Traces whose waiting parts were dropped, remembered to say so when drawn.
 const MAX_EVICTED_TRACES: usize = 1_000;
+/// The ids of (sub)segments drawn lately, remembered so that a part whose
+/// parent was drawn before it arrived is drawn on its own.
+const MAX_DRAWN_IDS: usize = 100_000;
 
 /// Prints every finished trace as a timeline: one row per (sub)segment,
 /// indented by depth (past what the name column allows, the depth is
@@ -42,9 +45,9 @@ const MAX_EVICTED_TRACES: usize = 1_000;
 ///
 /// A trace is drawn when its segment arrives, with the parts streamed
 /// before it put back; each segment of a trace continued by another service
-/// is drawn on its own, and so is a part that ends after its trace was drawn
-/// (work a request spawned, still running when its response was sent),
-/// marked `(continued…)`. In Lambda no segment is sent (the function segment
+/// is drawn on its own, and so is a part whose parent was drawn before it
+/// arrived (work a request spawned, still running when its response was
+/// sent), marked `(continued…)`. In Lambda no segment is sent (the function segment
 /// is Lambda's), so nothing is drawn: see what was sent with
 /// [`InMemoryExporter::traces`](super::InMemoryExporter::traces).
 ///
@@ -71,8 +74,9 @@ pub struct TimelineExporter {
     pending_count: usize,
     /// Parts of traces dropped while waiting for their segment, by trace.
     evicted: HashMap<String, usize>,
-    /// The traces drawn lately (at most [`MAX_EVICTED_TRACES`]): a part
-    /// that ends after its trace was drawn is drawn on its own.
+    /// The ids of the (sub)segments drawn lately (at most
+    /// [`MAX_DRAWN_IDS`]): a part whose parent was drawn before it arrived
+    /// (work that outlived its request) is drawn on its own.
     drawn: HashSet<String>,
     drawn_order: VecDeque<String>,
 }
@@ -324,14 +328,41 @@ impl TimelineExporter {
         self.pending_count += 1;
     }
 
-    fn remember_drawn(&mut self, trace: String) {
-        if self.drawn.insert(trace.clone()) {
-            self.drawn_order.push_back(trace);
-            if self.drawn_order.len() > MAX_EVICTED_TRACES {
-                if let Some(oldest) = self.drawn_order.pop_front() {
-                    self.drawn.remove(&oldest);
+    /// Remembers the ids of the tree drawn from `root`.
+    fn remember_drawn(&mut self, root: &Value) {
+        let mut work = vec![root];
+        while let Some(n) = work.pop() {
+            if let Some(id) = n["id"].as_str() {
+                if self.drawn.insert(id.to_owned()) {
+                    self.drawn_order.push_back(id.to_owned());
+                    if self.drawn_order.len() > MAX_DRAWN_IDS {
+                        if let Some(oldest) = self.drawn_order.pop_front() {
+                            self.drawn.remove(&oldest);
+                        }
+                    }
                 }
             }
+            if let Some(children) = n["subsegments"].as_array() {
+                work.extend(children);
+            }
+        }
+    }
+
+    /// Puts under `root` the waiting parts of `trace` that hang below it;
+    /// the others wait on.
+    fn put_back_parts(&mut self, root: &mut Value, trace: &str) {
+        let pending = self.take_pending(trace);
+        if pending.is_empty() {
+            return;
+        }
+        let mut orphans: HashMap<String, Vec<Value>> = HashMap::new();
+        for p in pending {
+            let parent = p["parent_id"].as_str().unwrap_or_default().to_owned();
+            orphans.entry(parent).or_default().push(p);
+        }
+        attach(root, &mut orphans);
+        for part in orphans.into_values().flatten() {
+            self.keep_pending(part);
         }
     }
 
@@ -699,15 +730,20 @@ impl Exporter for TimelineExporter {
             };
             match doc.kind() {
                 DocumentKind::Subsegment => {
-                    let trace = value["trace_id"].as_str().unwrap_or_default();
-                    if !self.drawn.contains(trace) {
+                    let parent = value["parent_id"].as_str().unwrap_or_default();
+                    if !self.drawn.contains(parent) {
                         self.keep_pending(value);
                         outcome.delivered += 1;
                         continue;
                     }
-                    // Work that ended after its trace was drawn (spawned by
-                    // a request that answered first): drawn on its own.
+                    // Work that ended after its parent was drawn (spawned by
+                    // a request that answered first): drawn on its own, with
+                    // its own parts that came before it.
+                    let mut value = value;
+                    let trace = value["trace_id"].as_str().unwrap_or_default().to_owned();
+                    self.put_back_parts(&mut value, &trace);
                     let text = self.render(&value, true);
+                    self.remember_drawn(&value);
                     drop_iteratively(value);
                     match self
                         .out
@@ -734,8 +770,8 @@ impl Exporter for TimelineExporter {
                         self.keep_pending(part);
                     }
                     let mut text = self.render(&root, false);
+                    self.remember_drawn(&root);
                     drop_iteratively(root);
-                    self.remember_drawn(trace.clone());
                     if let Some(n) = self.evicted.remove(&trace) {
                         let _ = writeln!(
                             text,

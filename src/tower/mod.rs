@@ -80,7 +80,7 @@
 //! | `net.peer.ip` | the connection's peer, when the request's extensions hold its `SocketAddr` (X-Ray `client_ip` without a forwarded header) | |
 //! | `http.response.status_code` | recorded when the response is ready | recorded when the response arrives |
 //! | `http.response.body.size` | the `Content-Length`, else the bytes of the body sent | the response's `Content-Length` |
-//! | `otel.status_code` | `"ERROR"` when the service returns an error, panics, or its body fails | `"ERROR"` when the call fails, panics, or is dropped before its response |
+//! | `otel.status_code` | `"ERROR"` when the service returns an error or panics | `"ERROR"` when the call fails, panics, or is dropped before its response |
 //! | `otel.status_message` | the error's text, `"panicked"`, or why the request was cancelled | the error's text, `"panicked"`, or `"cancelled: …"` |
 //! | `rpc.grpc.status_code`, `error.message` | a gRPC response's `grpc-status` (from its trailers or, trailers-only, its headers) and `grpc-message`: the flags of the HTTP status the code stands for | the same, from a trailers-only response's headers |
 //! | `xray.fault` | `true` when the service, or its response body, panics, or the body fails after the head went out (X-Ray `fault`, whatever the status) | `true` when the client panics |

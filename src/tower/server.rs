@@ -445,9 +445,10 @@ pin_project! {
     ///
     /// While the body is polled for its frames, the request's span is the
     /// current span: spans opened to produce a streamed body are
-    /// subsegments of the request. When the body ends (its last frame, or
-    /// all the bytes of its `Content-Length` or exact size hint), the inner
-    /// body is dropped and the span closes, with the body's size as
+    /// subsegments of the request. When the body ends (its last frame, or,
+    /// dropped by the server, all the bytes of its `Content-Length` or exact
+    /// size hint sent), the inner body is dropped and the span closes, with
+    /// the body's size as
     /// `http.response.content_length` when the response had no
     /// `Content-Length`. A body dropped before its end (the client went
     /// away mid-stream) marks the request an `error`; a body that fails
@@ -576,7 +577,9 @@ where
                 if let (Some(trailers), Some(span)) = (frame.trailers_ref(), this.span.as_ref()) {
                     super::record_grpc_status(span, trailers);
                 }
-                inner.is_end_stream() || this.expected.is_some_and(|e| *this.bytes >= e)
+                // Not at its length: trailers may follow (a server sending
+                // the body whole and no more drops it then, see `drop`).
+                inner.is_end_stream()
             }
             Some(Err(_)) => {
                 // After the head went out: the response is broken, a fault
