@@ -226,6 +226,24 @@ fn sdk_spans_become_aws_subsegments() {
     assert!(calls[3].get("http").is_none());
 }
 
+/// A client of the AWS SDK crate `$sdk` for `$endpoint` (plain HTTP, test
+/// credentials, region `$region`), with the `XrayInterceptor`.
+#[cfg(feature = "aws-sdk")]
+macro_rules! intercepted_client {
+    ($sdk:ident, $region:literal, $endpoint:expr) => {
+        $sdk::Client::from_conf(
+            $sdk::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new($region))
+                .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+                .endpoint_url($endpoint)
+                .http_client(aws_smithy_http_client::Builder::new().build_http())
+                .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
+                .build(),
+        )
+    };
+}
+
 #[cfg(feature = "aws-sdk")]
 mod with_interceptor {
     use super::*;
@@ -284,18 +302,7 @@ mod with_interceptor {
         let moto = Moto::start();
         let endpoint = moto.url();
         let doc = trace(LevelFilter::INFO, || async move {
-            let sqs = aws_sdk_sqs::Client::from_conf(
-                aws_sdk_sqs::Config::builder()
-                    .behavior_version(BehaviorVersion::latest())
-                    .region(Region::new("us-east-1"))
-                    .credentials_provider(Credentials::new(
-                        "AKIDTEST", "secret", None, None, "test",
-                    ))
-                    .endpoint_url(&endpoint)
-                    .http_client(aws_smithy_http_client::Builder::new().build_http())
-                    .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
-                    .build(),
-            );
+            let sqs = intercepted_client!(aws_sdk_sqs, "us-east-1", &endpoint);
             let queue = sqs
                 .create_queue()
                 .queue_name("orders")
@@ -309,18 +316,7 @@ mod with_interceptor {
                 .send()
                 .await
                 .unwrap();
-            let sns = aws_sdk_sns::Client::from_conf(
-                aws_sdk_sns::Config::builder()
-                    .behavior_version(BehaviorVersion::latest())
-                    .region(Region::new("us-east-1"))
-                    .credentials_provider(Credentials::new(
-                        "AKIDTEST", "secret", None, None, "test",
-                    ))
-                    .endpoint_url(&endpoint)
-                    .http_client(aws_smithy_http_client::Builder::new().build_http())
-                    .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
-                    .build(),
-            );
+            let sns = intercepted_client!(aws_sdk_sns, "us-east-1", &endpoint);
             let topic = sns.create_topic().name("shipped").send().await.unwrap();
             sns.publish()
                 .topic_arn(topic.topic_arn.unwrap())
@@ -393,18 +389,7 @@ mod with_interceptor {
         let moto = Moto::start();
         let endpoint = moto.url();
         let doc = trace(LevelFilter::INFO, || async move {
-            let sns = aws_sdk_sns::Client::from_conf(
-                aws_sdk_sns::Config::builder()
-                    .behavior_version(BehaviorVersion::latest())
-                    .region(Region::new("us-east-1"))
-                    .credentials_provider(Credentials::new(
-                        "AKIDTEST", "secret", None, None, "test",
-                    ))
-                    .endpoint_url(&endpoint)
-                    .http_client(aws_smithy_http_client::Builder::new().build_http())
-                    .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
-                    .build(),
-            );
+            let sns = intercepted_client!(aws_sdk_sns, "us-east-1", &endpoint);
             let topic = sns.create_topic().name("orders").send().await.unwrap();
             sns.publish()
                 .topic_arn(topic.topic_arn.unwrap())
@@ -412,18 +397,7 @@ mod with_interceptor {
                 .send()
                 .await
                 .unwrap();
-            let sqs = aws_sdk_sqs::Client::from_conf(
-                aws_sdk_sqs::Config::builder()
-                    .behavior_version(BehaviorVersion::latest())
-                    .region(Region::new("us-east-1"))
-                    .credentials_provider(Credentials::new(
-                        "AKIDTEST", "secret", None, None, "test",
-                    ))
-                    .endpoint_url(&endpoint)
-                    .http_client(aws_smithy_http_client::Builder::new().build_http())
-                    .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
-                    .build(),
-            );
+            let sqs = intercepted_client!(aws_sdk_sqs, "us-east-1", &endpoint);
             let queue = sqs
                 .create_queue()
                 .queue_name("orders")
@@ -497,18 +471,7 @@ mod with_interceptor {
         drop(server);
         let endpoint = format!("http://{addr}");
         let doc = trace(LevelFilter::INFO, || async move {
-            let client = aws_sdk_lambda::Client::from_conf(
-                aws_sdk_lambda::Config::builder()
-                    .behavior_version(BehaviorVersion::latest())
-                    .region(Region::new("eu-west-1"))
-                    .credentials_provider(Credentials::new(
-                        "AKIDTEST", "secret", None, None, "test",
-                    ))
-                    .endpoint_url(&endpoint)
-                    .http_client(aws_smithy_http_client::Builder::new().build_http())
-                    .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
-                    .build(),
-            );
+            let client = intercepted_client!(aws_sdk_lambda, "eu-west-1", &endpoint);
             client
                 .invoke()
                 .function_name("arn:aws:lambda:eu-west-1:123456789012:function:thumbnailer:live")

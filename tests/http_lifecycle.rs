@@ -55,17 +55,7 @@ where
         .build();
     let xray = layer.handle();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    let for_workers = dispatch.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start(move || {
-            // The worker thread's default for its whole life.
-            std::mem::forget(tracing::dispatcher::set_default(&for_workers));
-        })
-        .build()
-        .unwrap();
-    let _default = tracing::dispatcher::set_default(&dispatch);
+    let (rt, _default) = common::runtime_for(&dispatch);
     rt.block_on(body());
     let deadline = Instant::now() + Duration::from_secs(10);
     while exporter.traces().len() < n && Instant::now() < deadline {
@@ -440,16 +430,7 @@ fn work_spawned_by_a_request_follows_its_segment() {
         .build();
     let xray = layer.handle();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    let for_workers = dispatch.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start(move || {
-            std::mem::forget(tracing::dispatcher::set_default(&for_workers));
-        })
-        .build()
-        .unwrap();
-    let _default = tracing::dispatcher::set_default(&dispatch);
+    let (rt, _default) = common::runtime_for(&dispatch);
     let delivered_at_response = rt.block_on(async {
         let addr = serve(Router::new().route(
             "/orders",

@@ -56,16 +56,7 @@ where
     let layer = layer_to(&exporter);
     let xray = layer.handle();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    let for_workers = dispatch.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start(move || {
-            std::mem::forget(tracing::dispatcher::set_default(&for_workers));
-        })
-        .build()
-        .unwrap();
-    let _default = tracing::dispatcher::set_default(&dispatch);
+    let (rt, _default) = common::runtime_for(&dispatch);
     rt.block_on(body());
     std::thread::sleep(settle);
     xray.flush(Duration::from_secs(2)).unwrap();
@@ -538,16 +529,7 @@ fn draw_requests(router: Router, path: &'static str, settle: Duration) -> String
         .build();
     let xray = layer.handle();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    let for_workers = dispatch.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start(move || {
-            std::mem::forget(tracing::dispatcher::set_default(&for_workers));
-        })
-        .build()
-        .unwrap();
-    let _default = tracing::dispatcher::set_default(&dispatch);
+    let (rt, _default) = common::runtime_for(&dispatch);
     rt.block_on(async move {
         let addr = serve(router).await;
         get_all(&http_client(), format!("http://{addr}{path}")).await;
@@ -728,16 +710,7 @@ fn two_layers_send_a_sealed_trace_once() {
     let (la, lb) = (layer_to(&a), layer_to(&b));
     let (ha, hb) = (la.handle(), lb.handle());
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(la).with(lb));
-    let for_workers = dispatch.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start(move || {
-            std::mem::forget(tracing::dispatcher::set_default(&for_workers));
-        })
-        .build()
-        .unwrap();
-    let _default = tracing::dispatcher::set_default(&dispatch);
+    let (rt, _default) = common::runtime_for(&dispatch);
     rt.block_on(async {
         let addr = serve(Router::new().route(
             "/orders",

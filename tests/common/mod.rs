@@ -342,3 +342,22 @@ pub fn sdk_get_item(n: Option<u64>) {
         tracing::span!(target: ORCH, Level::DEBUG, "finally_op").in_scope(|| {});
     });
 }
+
+/// A 2-worker multi-threaded tokio runtime whose threads all use
+/// `dispatch` as their default subscriber, and `dispatch` as this thread's
+/// default while the guard lives.
+pub fn runtime_for(
+    dispatch: &tracing::Dispatch,
+) -> (tokio::runtime::Runtime, tracing::dispatcher::DefaultGuard) {
+    let for_workers = dispatch.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || {
+            // The worker thread's default for its whole life.
+            std::mem::forget(tracing::dispatcher::set_default(&for_workers));
+        })
+        .build()
+        .unwrap();
+    (rt, tracing::dispatcher::set_default(dispatch))
+}
