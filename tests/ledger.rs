@@ -328,6 +328,33 @@ fn produce(
         .collect()
 }
 
+/// Shuts the layer down, waiting for it. The tests' 5 ms shutdown, made
+/// while producers fill the queue, may not even be queued: the worker then
+/// runs on, and the exporter holds what it kept for its next call, which
+/// never comes. This one is queued (or finds the first one was).
+/// Then, the first one queued but not waited for, waits (5 s at most) for
+/// the worker to have reported all it handed over.
+fn shut_down_for_sure(xray: &XrayHandle, seen: &Seen) {
+    let again = xray.shutdown(Duration::from_secs(10));
+    assert!(
+        matches!(
+            again,
+            Ok(()) | Err(tracing_xray::FlushError::AlreadyShutdown)
+        ),
+        "{again:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = xray.stats();
+        let reported = stats.documents_exported + stats.documents_failed;
+        if reported >= seen.documents() as u64 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+}
+
 /// Every span made is in a document handed to the exporter or counted
 /// dropped; every document handed over is counted exported or failed; with
 /// a tiny queue, splitting, streaming, trimming, an exporter that fails,
@@ -361,7 +388,7 @@ fn every_span_is_handed_over_or_counted_dropped() {
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
     let made: u64 = producers.into_iter().map(|p| p.join().unwrap()).sum();
-    std::thread::sleep(Duration::from_millis(200));
+    shut_down_for_sure(&xray, &seen);
     let stats = xray.stats();
     let handed_docs = seen.documents() as u64;
     let handed_spans = seen.spans();
@@ -445,7 +472,7 @@ fn lambda_invocations_are_handed_over_or_counted_dropped() {
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
     let made: u64 = producers.into_iter().map(|p| p.join().unwrap()).sum();
-    std::thread::sleep(Duration::from_millis(200));
+    shut_down_for_sure(&xray, &seen);
     let stats = xray.stats();
     eprintln!(
         "made {made}, handed {} spans in {} docs, {stats:?}",
