@@ -753,16 +753,8 @@ impl LayerInner {
         stub.trace = Some(trace.clone());
         let mut sent = Box::new(std::mem::replace(root, stub));
         sent.trace = None;
-        sent.end = Some(
-            sent.rare
-                .as_ref()
-                .and_then(|r| r.ended)
-                .unwrap_or_else(Instant::now),
-        );
-        let top = match (sent.role, sent.parent_id) {
-            (Role::Independent, Some(parent)) => Top::Subsegment { parent },
-            _ => Top::Segment,
-        };
+        sent.end = Some(sent.ended_at());
+        let top = top_of(&sent);
         // Under the buffer's lock: a span of the trace ending meanwhile on
         // another thread either went out with the segment or streams. The
         // AWS SDK's internal spans of a call still running wait for it.
@@ -1238,12 +1230,7 @@ where
             crate::span_data::discard(data);
             return;
         }
-        data.end = Some(
-            data.rare
-                .as_ref()
-                .and_then(|r| r.ended)
-                .unwrap_or_else(Instant::now),
-        );
+        data.end = Some(data.ended_at());
         let trace = data.trace.take();
         if data.parent_seg.is_some() {
             // A child: one push, no lookup of its parent.
@@ -1271,10 +1258,7 @@ where
             }
             return;
         }
-        let top = match (data.role, data.parent_id) {
-            (Role::Independent, Some(parent)) => Top::Subsegment { parent },
-            _ => Top::Segment,
-        };
+        let top = top_of(&data);
         let mut spans = match trace {
             Some(trace) => trace.take(SpanList::new()),
             None => inner.spare_buffer(),
@@ -1301,6 +1285,15 @@ where
         } else {
             None
         }
+    }
+}
+
+/// What a root's document is: a segment, or (a Lambda function's
+/// top-level span outside any invocation) an independent subsegment.
+fn top_of(root: &SpanData) -> Top {
+    match (root.role, root.parent_id) {
+        (Role::Independent, Some(parent)) => Top::Subsegment { parent },
+        _ => Top::Segment,
     }
 }
 

@@ -153,7 +153,6 @@ mod name_chars;
 pub mod opentelemetry;
 mod owners;
 mod panics;
-#[cfg(any(feature = "aws-sdk", feature = "tower"))]
 mod percent;
 mod recycle;
 mod resource;

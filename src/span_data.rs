@@ -619,6 +619,15 @@ impl SpanData {
         self.parent_seg.is_none() && self.role == Role::Span && self.decision == Decision::Pending
     }
 
+    /// When its (sub)segment ends, as it closes: when a tower layer ended
+    /// it (its response sent, see [`Rare::ended`]), else now.
+    pub(crate) fn ended_at(&self) -> Instant {
+        self.rare
+            .as_ref()
+            .and_then(|r| r.ended)
+            .unwrap_or_else(Instant::now)
+    }
+
     pub(crate) fn sampled(&self) -> bool {
         self.decision == Decision::Sampled
     }

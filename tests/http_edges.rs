@@ -7,6 +7,8 @@
 #![cfg(feature = "tower")]
 
 mod common;
+#[path = "support/http.rs"]
+mod http_support;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,21 +22,14 @@ use axum::routing::get;
 use axum::Router;
 use http::{HeaderMap, Request};
 use http_body_util::{BodyExt, Empty};
+use http_support::*;
 use hyper::body::{Bytes, Frame, SizeHint};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::InMemoryExporter;
 use tracing_xray::sampling::AlwaysSample;
 use tracing_xray::tower::XrayServerLayer;
 use tracing_xray::Detectors;
-
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
-
-fn http_client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>()
-}
 
 /// Runs `body` on a 2-worker runtime under one layer (service `web`, always
 /// sampling, to memory); waits up to `wait` for `n` traces; returns them.
@@ -70,32 +65,6 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     run_for(n, Duration::from_secs(10), body)
-}
-
-/// Serves `router` behind `XrayServerLayer` (outermost) on 127.0.0.1.
-async fn serve(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router.layer(XrayServerLayer::new());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
-fn url_of(doc: &Value) -> &str {
-    doc["http"]["request"]["url"].as_str().unwrap_or_default()
-}
-
-fn find(traces: &[Value], pred: impl Fn(&Value) -> bool) -> &Value {
-    traces
-        .iter()
-        .find(|t| pred(t))
-        .unwrap_or_else(|| panic!("not found in {traces:#?}"))
-}
-
-async fn get_all(client: &HttpClient, url: String) -> Bytes {
-    let request = Request::get(url).body(Empty::new()).unwrap();
-    let response = client.request(request).await.unwrap();
-    response.into_body().collect().await.unwrap().to_bytes()
 }
 
 /// A body of known length (`size_hint` exact) produced in chunks, that
@@ -162,21 +131,6 @@ fn a_body_of_known_length_sent_whole_is_no_cancellation() {
         segment["http"]["response"]["content_length"], 10,
         "{segment:#}"
     );
-}
-
-/// A body of the given frames, one at a time.
-struct Frames(std::collections::VecDeque<Frame<Bytes>>);
-
-impl hyper::body::Body for Frames {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.0.pop_front().map(Ok))
-    }
 }
 
 fn grpc_reply(

@@ -4,6 +4,8 @@
 #![cfg(feature = "tower")]
 
 mod common;
+#[path = "support/http.rs"]
+mod http_support;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,9 +20,8 @@ use axum::routing::get;
 use axum::Router;
 use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
+use http_support::*;
 use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -29,12 +30,6 @@ use tracing_xray::export::InMemoryExporter;
 use tracing_xray::sampling::{AlwaysSample, Sampler};
 use tracing_xray::tower::{XrayClientLayer, XrayServerLayer};
 use tracing_xray::Detectors;
-
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
-
-fn http_client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>()
-}
 
 /// Runs `body` on a multi-threaded runtime (2 workers) whose threads all
 /// use one `XrayLayer` (service `web`, deciding with `sampler`, sending to
@@ -77,30 +72,6 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     run_with(AlwaysSample, n, body)
-}
-
-/// Serves `router` behind `XrayServerLayer` (outermost) on 127.0.0.1.
-async fn serve(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router.layer(XrayServerLayer::new());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
-fn duration(doc: &Value) -> f64 {
-    doc["end_time"].as_f64().unwrap() - doc["start_time"].as_f64().unwrap()
-}
-
-fn find(traces: &[Value], pred: impl Fn(&Value) -> bool) -> &Value {
-    traces
-        .iter()
-        .find(|t| pred(t))
-        .unwrap_or_else(|| panic!("not found in {traces:#?}"))
-}
-
-fn url_of(doc: &Value) -> &str {
-    doc["http"]["request"]["url"].as_str().unwrap_or_default()
 }
 
 /// A response body of 3 chunks, one every 300 ms (a download, a report,
@@ -566,7 +537,7 @@ fn a_grpc_error_in_the_trailers_flags_the_segment() {
             let mut trailers = HeaderMap::new();
             trailers.insert("grpc-status", code.parse().unwrap());
             trailers.insert("grpc-message", message.parse().unwrap());
-            let frames = futures_frames(vec![
+            let frames = Frames::new(vec![
                 hyper::body::Frame::data(Bytes::from_static(b"\0\0\0\0\0")),
                 hyper::body::Frame::trailers(trailers),
             ]);
@@ -607,25 +578,6 @@ fn a_grpc_error_in_the_trailers_flags_the_segment() {
     assert_eq!(get["error"], true, "{get:#}");
     assert!(get.get("fault").is_none(), "{get:#}");
     assert_eq!(common::exception_messages(get), ["no such cart"]);
-}
-
-/// A body of the given frames, one at a time.
-fn futures_frames(frames: Vec<hyper::body::Frame<Bytes>>) -> Frames {
-    Frames(frames.into_iter().collect())
-}
-
-struct Frames(std::collections::VecDeque<hyper::body::Frame<Bytes>>);
-
-impl hyper::body::Body for Frames {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.0.pop_front().map(Ok))
-    }
 }
 
 /// A tower service that fails every request (as a database-backed service

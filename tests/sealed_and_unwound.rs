@@ -7,6 +7,8 @@
 #![cfg(feature = "tower")]
 
 mod common;
+#[path = "support/http.rs"]
+mod http_support;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,9 +19,8 @@ use axum::routing::get;
 use axum::Router;
 use http::{HeaderMap, Request};
 use http_body_util::{BodyExt, Empty, Full};
+use http_support::*;
 use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -28,12 +29,6 @@ use tracing_xray::export::InMemoryExporter;
 use tracing_xray::sampling::AlwaysSample;
 use tracing_xray::tower::XrayServerLayer;
 use tracing_xray::{Detectors, XrayHandle};
-
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
-
-fn http_client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>()
-}
 
 fn layer_to(exporter: &InMemoryExporter) -> tracing_xray::XrayLayer {
     tracing_xray::builder()
@@ -63,21 +58,6 @@ where
     rt.shutdown_timeout(Duration::from_secs(1));
     xray.flush(Duration::from_secs(2)).unwrap();
     (exporter, xray)
-}
-
-/// Serves `router` behind `XrayServerLayer` (outermost) on 127.0.0.1.
-async fn serve(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router.layer(XrayServerLayer::new());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
-async fn get_all(client: &HttpClient, url: String) -> Bytes {
-    let request = Request::get(url).body(Empty::new()).unwrap();
-    let response = client.request(request).await.unwrap();
-    response.into_body().collect().await.unwrap().to_bytes()
 }
 
 /// Every subsegment (embedded or not) in `docs`, depth first.

@@ -728,7 +728,12 @@ impl Exporter for TimelineExporter {
                     continue;
                 }
             };
-            match doc.kind() {
+            // A segment is drawn with the parts that came before it; a part
+            // whose parent was drawn before it arrived (work that ended after
+            // its request answered) on its own, with its own earlier parts;
+            // any other part waits for its segment.
+            let continued = match doc.kind() {
+                DocumentKind::Segment => false,
                 DocumentKind::Subsegment => {
                     let parent = value["parent_id"].as_str().unwrap_or_default();
                     if !self.drawn.contains(parent) {
@@ -736,58 +741,36 @@ impl Exporter for TimelineExporter {
                         outcome.delivered += 1;
                         continue;
                     }
-                    // Work that ended after its parent was drawn (spawned by
-                    // a request that answered first): drawn on its own, with
-                    // its own parts that came before it.
-                    let mut value = value;
-                    let trace = value["trace_id"].as_str().unwrap_or_default().to_owned();
-                    self.put_back_parts(&mut value, &trace);
-                    let text = self.render(&value, true);
-                    self.remember_drawn(&value);
-                    drop_iteratively(value);
-                    match self
-                        .out
-                        .write_all(text.as_bytes())
-                        .and_then(|_| self.out.flush())
-                    {
-                        Ok(()) => outcome.delivered += 1,
-                        Err(e) => outcome.fail(doc, ExportError::Io(e)),
-                    }
+                    true
                 }
-                DocumentKind::Segment => {
-                    let mut root = value;
-                    let trace = root["trace_id"].as_str().unwrap_or_default().to_owned();
-                    let pending = self.take_pending(&trace);
-                    let mut orphans: HashMap<String, Vec<Value>> = HashMap::new();
-                    for p in pending {
-                        let parent = p["parent_id"].as_str().unwrap_or_default().to_owned();
-                        orphans.entry(parent).or_default().push(p);
-                    }
-                    attach(&mut root, &mut orphans);
-                    // Parts of another segment of this trace (a service that
-                    // called this one, in the same process) wait for it.
-                    for part in orphans.into_values().flatten() {
-                        self.keep_pending(part);
-                    }
-                    let mut text = self.render(&root, false);
-                    self.remember_drawn(&root);
-                    drop_iteratively(root);
-                    if let Some(n) = self.evicted.remove(&trace) {
-                        let _ = writeln!(
-                            text,
-                            "({n} subsegments of this trace are not drawn: more than \
-                             {MAX_PENDING_SUBSEGMENTS} waited for their segment)"
-                        );
-                    }
-                    match self
-                        .out
-                        .write_all(text.as_bytes())
-                        .and_then(|_| self.out.flush())
-                    {
-                        Ok(()) => outcome.delivered += 1,
-                        Err(e) => outcome.fail(doc, ExportError::Io(e)),
-                    }
-                }
+            };
+            let mut root = value;
+            let trace = root["trace_id"].as_str().unwrap_or_default().to_owned();
+            // Parts of another segment of this trace (a service that called
+            // this one, in the same process) wait on for theirs.
+            self.put_back_parts(&mut root, &trace);
+            let mut text = self.render(&root, continued);
+            self.remember_drawn(&root);
+            drop_iteratively(root);
+            let evicted = if continued {
+                None
+            } else {
+                self.evicted.remove(&trace)
+            };
+            if let Some(n) = evicted {
+                let _ = writeln!(
+                    text,
+                    "({n} subsegments of this trace are not drawn: more than \
+                     {MAX_PENDING_SUBSEGMENTS} waited for their segment)"
+                );
+            }
+            match self
+                .out
+                .write_all(text.as_bytes())
+                .and_then(|_| self.out.flush())
+            {
+                Ok(()) => outcome.delivered += 1,
+                Err(e) => outcome.fail(doc, ExportError::Io(e)),
             }
         }
         outcome

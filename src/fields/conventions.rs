@@ -850,7 +850,7 @@ fn query_secrets(url: &str, from: usize, cuts: &mut Vec<Cut>) {
         let item_end = url[start..end].find('&').map_or(end, |i| start + i);
         let item = &url[start..item_end];
         let name = item.split_once('=').map_or(item, |(name, _)| name);
-        let secret = is_secret_key(&percent_decoded(name));
+        let secret = is_secret_key(&crate::percent::decode_lossy(name, true));
         list.item(start..item_end, secret.then_some(start));
         if item_end == end {
             break;
@@ -858,36 +858,6 @@ fn query_secrets(url: &str, from: usize, cuts: &mut Vec<Cut>) {
         start = item_end + 1;
     }
     list.finish();
-}
-
-/// A query parameter's name as a server reads it: `%XX` escapes decoded
-/// (`pass%77ord` is `password`), `+` a space.
-fn percent_decoded(name: &str) -> Cow<'_, str> {
-    if !name.contains(['%', '+']) {
-        return Cow::Borrowed(name);
-    }
-    let b = name.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |j: usize| b.get(j).and_then(|c| char::from(*c).to_digit(16));
-        match (b[i], hex(i + 1), hex(i + 2)) {
-            (b'%', Some(hi), Some(lo)) => {
-                // Two hex digits: at most 0xff.
-                out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'%'));
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Oracle's `user/password@host`, alone or after `jdbc:oracle:thin:`: the
