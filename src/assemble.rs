@@ -21,7 +21,7 @@ use crate::clock::Instant;
 use crate::config::Config;
 use crate::export::{Document, DocumentKind, MAX_DOCUMENT_BYTES};
 use crate::fields::conventions::{self, may_have_meaning};
-use crate::fields::{route, Conventions, TraceBudget, AWS_SDK_TARGET, TRACING_NAMESPACE};
+use crate::fields::{route, Conventions, TraceBudget, AWS_SDK_TARGET};
 use crate::forest::Forest;
 use crate::id::{SegmentId, TraceId};
 use crate::limits::{sanitize_name, truncate_chars, MAX_ANNOTATIONS_PER_TRACE};
@@ -878,10 +878,7 @@ impl<'c> Assembler<'c> {
                 .name
                 .clone()
                 .unwrap_or(Cow::Borrowed(node.meta.name()));
-            entity
-                .metadata
-                .entry_or_default(Cow::Borrowed(TRACING_NAMESPACE))
-                .insert(Cow::Borrowed("span_name"), MetaValue::Str(span_name));
+            crate::fields::put_own(&mut entity, "span_name", MetaValue::Str(span_name));
         } else {
             entity.name = match &applied.name {
                 Some(Cow::Borrowed(n)) => sanitize_name(n, "span"),

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use crate::fields::{meta_value, FieldOptions, TRACING_NAMESPACE};
+use crate::fields::{meta_value, FieldOptions};
 use crate::layer::LOG_TARGET_FIELD;
 use crate::model::{Entity, MetaValue};
 use crate::span_data::{EventRecord, FieldValue, SpanData};
@@ -82,8 +82,5 @@ pub(crate) fn render<'a>(span: &'a SpanData, entity: &mut Entity<'a>, options: &
             MetaValue::Object(object)
         })
         .collect();
-    entity
-        .metadata
-        .entry_or_default(Cow::Borrowed(TRACING_NAMESPACE))
-        .insert(Cow::Borrowed("events"), MetaValue::List(list));
+    crate::fields::put_own(entity, "events", MetaValue::List(list));
 }

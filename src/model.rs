@@ -586,6 +586,17 @@ impl<K: MapKey, V, A: smallvec::Array<Item = (K, V)>> SmallMap<K, V, A> {
         }
     }
 
+    /// Removes `key`, returning its value.
+    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+        let i = self.position(key)?;
+        Some(self.0.remove(i).1)
+    }
+
+    /// Whether `key` is present.
+    pub(crate) fn contains_key(&self, key: &K) -> bool {
+        self.position(key).is_some()
+    }
+
     /// The value for `key`, inserted as `V::default()` when absent.
     #[inline]
     pub(crate) fn entry_or_default(&mut self, key: K) -> &mut V

@@ -807,12 +807,22 @@ pub(crate) fn display_string(value: &dyn fmt::Display) -> String {
     bounded(format_args!("{value}"))
 }
 
+/// The fields tracing-log adds to a `log` record it forwards as an event
+/// (its target, module, file and line, which the event's metadata stands
+/// for): bookkeeping, not user data. Any other `log.` field is the user's.
+#[inline(always)]
+fn is_log_bookkeeping(name: &str) -> bool {
+    match name.strip_prefix("log.") {
+        Some(rest) => matches!(rest, "target" | "module_path" | "file" | "line"),
+        None => false,
+    }
+}
+
 impl FieldVisitor<'_> {
     #[inline(always)]
     fn push(&mut self, field: &Field, value: FieldValue) {
         let name = field_name(field);
-        if name.starts_with("log.") {
-            // tracing-log's bookkeeping fields, not user data.
+        if is_log_bookkeeping(name) {
             return;
         }
         // Inlined where the value is made: for most kinds this is 0 at

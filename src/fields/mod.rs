@@ -231,6 +231,20 @@ pub(crate) fn as_str(v: &FieldValue) -> Option<&str> {
     }
 }
 
+/// Puts one of this crate's own entries (the root's `span_name`, a span's
+/// `events`) into the `tracing` namespace, where the span's fields without
+/// a convention are: a field of that name already there is kept as
+/// `field.NAME` (as an event's field named `time` is), not replaced.
+pub(crate) fn put_own<'a>(entity: &mut Entity<'a>, key: &'static str, value: MetaValue<'a>) {
+    let entries = entity
+        .metadata
+        .entry_or_default(Cow::Borrowed(TRACING_NAMESPACE));
+    if let Some(theirs) = entries.remove(&Cow::Borrowed(key)) {
+        entries.insert(Cow::Owned(format!("field.{key}")), theirs);
+    }
+    entries.insert(Cow::Borrowed(key), value);
+}
+
 pub(crate) fn put_metadata<'a>(
     entity: &mut Entity<'a>,
     ns: Cow<'a, str>,
@@ -245,6 +259,7 @@ pub(crate) fn put_metadata<'a>(
 fn annotate<'a>(
     entity: &mut Entity<'a>,
     budget: &mut TraceBudget,
+    demoted: &mut Demoted<'a>,
     key: &'a str,
     value: &'a FieldValue,
     fallback_ns: &'static str,
@@ -252,6 +267,7 @@ fn annotate<'a>(
     annotate_as(
         entity,
         budget,
+        demoted,
         key,
         fallback_ns,
         || annotation_value(value),
@@ -280,12 +296,14 @@ fn error_text<'a>(key: &str, value: &'a FieldValue) -> Option<Cow<'a, str>> {
 fn annotate_scrubbed<'a>(
     entity: &mut Entity<'a>,
     budget: &mut TraceBudget,
+    demoted: &mut Demoted<'a>,
     key: &'a str,
     text: String,
 ) {
     annotate_as(
         entity,
         budget,
+        demoted,
         key,
         TRACING_NAMESPACE,
         || {
@@ -297,11 +315,20 @@ fn annotate_scrubbed<'a>(
     );
 }
 
+/// Annotations of one span that go to metadata instead (see
+/// [`annotate_as`]): their namespace, the field's own key and the value,
+/// put once all the span's fields are in ([`put_demoted`]).
+type Demoted<'a> = Vec<(&'static str, &'a str, MetaValue<'a>)>;
+
 /// [`annotate`] with the value given as an annotation and, when it goes to
-/// metadata instead, as metadata.
+/// metadata instead, as metadata: past the trace's budget, or when another
+/// field of the span made the same annotation key (two names that sanitize
+/// alike, `a-b` and `a_b`). Either way under the field's own key, so that
+/// two such fields keep two entries.
 fn annotate_as<'a>(
     entity: &mut Entity<'a>,
     budget: &mut TraceBudget,
+    demoted: &mut Demoted<'a>,
     key: &'a str,
     fallback_ns: &'static str,
     annotation: impl FnOnce() -> AnnotationValue<'a>,
@@ -310,26 +337,38 @@ fn annotate_as<'a>(
     let Some(k) = sanitize_annotation_key(key) else {
         return;
     };
-    let is_new = !entity.annotations.contains(&k);
-    if !is_new {
-        // Another field of the span already holds this key (two names that
-        // sanitize alike, `a-b` and `a_b`): this one goes to metadata under
-        // its own name instead of silently replacing the first.
-        put_metadata(
-            entity,
-            Cow::Borrowed(fallback_ns),
-            Cow::Borrowed(key),
-            metadata(),
-        );
+    if entity.annotations.contains(&k) {
+        demoted.push((fallback_ns, key, metadata()));
         return;
     }
     if budget.annotations + budget.reserved + budget.held_for_root >= MAX_ANNOTATIONS_PER_TRACE {
         budget.annotations_demoted += 1;
-        put_metadata(entity, Cow::Borrowed(fallback_ns), k, metadata());
+        demoted.push((fallback_ns, key, metadata()));
         return;
     }
     if entity.annotations.insert(k, annotation()) {
         budget.annotations += 1;
+    }
+}
+
+/// Puts the span's annotations that went to metadata ([`Demoted`]) after
+/// its other fields, each in a slot of its own: one the span's own
+/// `metadata.KEY` field already holds is left to it, and the annotation goes
+/// under its field's full name (`annotation.KEY`) instead of replacing it.
+fn put_demoted<'a>(entity: &mut Entity<'a>, demoted: Demoted<'a>) {
+    for (ns, key, value) in demoted {
+        let taken = entity
+            .metadata
+            .entries()
+            .iter()
+            .find(|(have, _)| have == ns)
+            .is_some_and(|(_, entries)| entries.contains_key(&Cow::Borrowed(key)));
+        let key = if taken && ns != TRACING_NAMESPACE {
+            Cow::Owned(format!("annotation.{key}"))
+        } else {
+            Cow::Borrowed(key)
+        };
+        put_metadata(entity, Cow::Borrowed(ns), key, value);
     }
 }
 
@@ -345,12 +384,15 @@ pub(crate) fn route<'a>(
     conv: &mut Conventions<'a>,
 ) {
     let ctx = conventions::SpanContext::of(span);
+    let mut demoted = Demoted::new();
     for (key, value) in &span.fields {
         let key: &'static str = key;
         if options.is_indexed(key) {
             match error_text(key, value) {
-                Some(Cow::Owned(scrubbed)) => annotate_scrubbed(entity, budget, key, scrubbed),
-                _ => annotate(entity, budget, key, value, TRACING_NAMESPACE),
+                Some(Cow::Owned(scrubbed)) => {
+                    annotate_scrubbed(entity, budget, &mut demoted, key, scrubbed)
+                }
+                _ => annotate(entity, budget, &mut demoted, key, value, TRACING_NAMESPACE),
             }
             // A field with a convention also fills its block (taken again
             // below, to the same slot).
@@ -360,7 +402,7 @@ pub(crate) fn route<'a>(
         }
         if !conventions::may_have_meaning(key) {
             // Most fields: none of the names below, no prefix either.
-            other_field(entity, budget, options, key, value);
+            other_field(entity, budget, &mut demoted, options, key, value);
             continue;
         }
         match key {
@@ -376,7 +418,7 @@ pub(crate) fn route<'a>(
             "otel.status_code" if as_str(value) == Some("") => {}
             "enduser.id" | "xray.user" if is_segment => match user_of(value) {
                 Some(user) => entity.user = Some(user),
-                None => other_field(entity, budget, options, key, value),
+                None => other_field(entity, budget, &mut demoted, options, key, value),
             },
             "error" if matches!(value, FieldValue::Bool(true)) => conv.error = true,
             "otel.status_code"
@@ -392,7 +434,7 @@ pub(crate) fn route<'a>(
                 match error_text(key, value) {
                     // As any other field, but without the URL's secrets.
                     Some(Cow::Owned(scrubbed)) if options.index_all => {
-                        annotate_scrubbed(entity, budget, key, scrubbed)
+                        annotate_scrubbed(entity, budget, &mut demoted, key, scrubbed)
                     }
                     Some(Cow::Owned(scrubbed)) => {
                         if options.other_fields_as_metadata {
@@ -404,12 +446,12 @@ pub(crate) fn route<'a>(
                             );
                         }
                     }
-                    _ => other_field(entity, budget, options, key, value),
+                    _ => other_field(entity, budget, &mut demoted, options, key, value),
                 }
             }
             _ => {
                 if let Some(k) = key.strip_prefix("annotation.") {
-                    annotate(entity, budget, k, value, "default");
+                    annotate(entity, budget, &mut demoted, k, value, "default");
                 } else if let Some(rest) = key.strip_prefix("metadata.") {
                     let (ns, k) = match rest.split_once('.') {
                         Some((ns, k)) if !ns.is_empty() && !k.is_empty() => {
@@ -432,11 +474,12 @@ pub(crate) fn route<'a>(
                         meta_value(value),
                     );
                 } else {
-                    other_field(entity, budget, options, key, value);
+                    other_field(entity, budget, &mut demoted, options, key, value);
                 }
             }
         }
     }
+    put_demoted(entity, demoted);
 }
 
 /// How many annotations `span`'s fields ask for (at most 50): the ones
@@ -500,12 +543,13 @@ fn user_of(value: &FieldValue) -> Option<Cow<'_, str>> {
 fn other_field<'a>(
     entity: &mut Entity<'a>,
     budget: &mut TraceBudget,
+    demoted: &mut Demoted<'a>,
     options: &FieldOptions,
     key: &'static str,
     value: &'a FieldValue,
 ) {
     if options.index_all {
-        annotate(entity, budget, key, value, TRACING_NAMESPACE);
+        annotate(entity, budget, demoted, key, value, TRACING_NAMESPACE);
     } else if options.other_fields_as_metadata {
         put_metadata(
             entity,
