@@ -117,6 +117,66 @@ impl hyper::body::Body for SlowBody {
     }
 }
 
+/// Boxes its client's errors, as tower's timeout, retry and buffer layers
+/// do (`BoxError`).
+#[derive(Clone)]
+struct BoxErrors<S>(S);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<S, B> Service<Request<B>> for BoxErrors<S>
+where
+    S: Service<Request<B>>,
+    S::Error: std::error::Error + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let call = self.0.call(request);
+        Box::pin(async move { call.await.map_err(Into::into) })
+    }
+}
+
+/// A call refused by its server, through a stack that boxes its errors (a
+/// timeout layer below `XrayClientLayer`): the exception is hyper-util's
+/// `client error (Connect)` and, linked below it, what it hides, the
+/// refused connection. Only the first text was recorded.
+#[test]
+fn a_refused_call_records_the_cause_its_error_hides() {
+    let traces = run(1, || async {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let mut client = XrayClientLayer::new().layer(BoxErrors(http_client()));
+        let job = tracing::info_span!("nightly_sync");
+        let request = Request::get(format!("http://{addr}/inventory?token=secret"))
+            .body(Empty::new())
+            .unwrap();
+        let call = job.in_scope(|| client.call(request));
+        let outcome = tracing::Instrument::instrument(call, job.clone()).await;
+        assert!(outcome.is_err(), "the connection was refused");
+    });
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    let call = &traces[0]["subsegments"][0];
+    assert_eq!(call["fault"], true, "{call:#}");
+    let messages = common::exception_messages(call);
+    assert_eq!(messages[0], "client error (Connect)", "{call:#}");
+    assert!(
+        messages[1..]
+            .iter()
+            .any(|m| m.to_lowercase().contains("connection refused")),
+        "{messages:?} in {call:#}"
+    );
+    assert!(!call.to_string().contains("secret"), "{call:#}");
+}
+
 /// A call dropped before its response (a timeout around it gave up) is a
 /// failed call, as the X-Ray SDKs record one whose deadline passed (Go's
 /// client closes the subsegment with `context deadline exceeded`): a fault

@@ -137,7 +137,7 @@ pub struct XrayClient<S> {
 impl<S, B, R> Service<Request<B>> for XrayClient<S>
 where
     S: Service<Request<B>, Response = Response<R>>,
-    S::Error: fmt::Display,
+    S::Error: fmt::Display + 'static,
 {
     type Response = Response<R>;
     type Error = S::Error;
@@ -189,6 +189,7 @@ fn call_span<B>(request: &Request<B>, downstream_traced: bool) -> Span {
         http.response.body.size = Empty,
         rpc.grpc.status_code = Empty,
         error.message = Empty,
+        error = Empty,
         otel.status_code = Empty,
         otel.status_message = Empty,
         xray.fault = Empty,
@@ -200,10 +201,14 @@ pin_project! {
     ///
     /// The call's subsegment ends when it completes, with the response's status
     /// (and its `Content-Length`), or, when the call fails, as a fault whose
-    /// exception is the error's text (the client's error type must implement
-    /// `Display`, as tower's errors do; its `source()` chain is not read, so
-    /// an error whose text hides its cause, as hyper-util's `client error
-    /// (Connect)` does, is recorded as that text). A call dropped before it
+    /// exception is the error (the client's error type must implement
+    /// `Display`, as tower's errors do). Of tower's `BoxError` (the error of
+    /// a stack with a timeout, retry or buffer layer below this one) and of
+    /// `std::io::Error`, the `source()` chain is recorded too, so that
+    /// hyper-util's `client error (Connect)` shows the `Connection refused`
+    /// below it; of another type, the text alone (a trait asking for
+    /// `Error` would leave out `BoxError`, which does not implement it). A
+    /// call dropped before it
     /// completes (a timeout around it gave up) is a fault too, whose
     /// exception says it was cancelled, as the X-Ray SDKs record a call
     /// whose deadline passed.
@@ -284,7 +289,7 @@ pin_project! {
 impl<F, R, E> Future for XrayClientFuture<F>
 where
     F: Future<Output = Result<Response<R>, E>>,
-    E: fmt::Display,
+    E: fmt::Display + 'static,
 {
     type Output = Result<Response<R>, E>;
 
@@ -304,15 +309,22 @@ where
                     }
                     super::record_grpc_status(&span, response.headers());
                 }
-                Err(error) => {
+                Err(error) => match as_std_error(error) {
+                    // A fault whose exception is the error and its sources
+                    // (their text without a URL's user info and query).
+                    Some(error) => {
+                        span.record("error", error);
+                    }
                     // A fault, with the error's text as its exception (a
                     // URL it quotes goes without user info and query, as
                     // the call's own `url` does).
-                    let text = error.to_string();
-                    let text = crate::fields::conventions::without_url_secrets(&text);
-                    span.record("otel.status_code", "ERROR");
-                    span.record("otel.status_message", &*text);
-                }
+                    None => {
+                        let text = error.to_string();
+                        let text = crate::fields::conventions::without_url_secrets(&text);
+                        span.record("otel.status_code", "ERROR");
+                        span.record("otel.status_message", &*text);
+                    }
+                },
             }
             // The call ends with its response, whatever work it spawned in
             // its span (see `end_now`).
@@ -320,6 +332,26 @@ where
         }
         Poll::Ready(result)
     }
+}
+
+/// A client's error as a `std::error::Error`, whose `source()` chain can be
+/// read, when its type is one known to be: tower's `BoxError` (what a
+/// stack with a timeout, retry or buffer layer fails with), with or
+/// without `Sync`, or `std::io::Error`.
+fn as_std_error<E: 'static>(error: &E) -> Option<&(dyn std::error::Error + 'static)> {
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    let any: &dyn std::any::Any = error;
+    if let Some(boxed) = any.downcast_ref::<BoxError>() {
+        return Some(&**boxed);
+    }
+    if let Some(boxed) = any.downcast_ref::<Box<dyn std::error::Error + Send>>() {
+        return Some(&**boxed);
+    }
+    if let Some(boxed) = any.downcast_ref::<Box<dyn std::error::Error>>() {
+        return Some(&**boxed);
+    }
+    any.downcast_ref::<std::io::Error>()
+        .map(|e| e as &(dyn std::error::Error + 'static))
 }
 
 #[cfg(test)]
@@ -467,7 +499,7 @@ pub(super) mod tests {
     fn one_call<S>(client: S) -> (serde_json::Value, std::thread::Result<bool>)
     where
         S: Service<Request<()>, Response = Response<()>>,
-        S::Error: fmt::Display,
+        S::Error: fmt::Display + 'static,
     {
         let mut outcome = Ok(false);
         let (traces, _) = capture(|| {
