@@ -21,7 +21,7 @@ use crate::clock::Instant;
 use crate::config::Config;
 use crate::export::{Document, DocumentKind, MAX_DOCUMENT_BYTES};
 use crate::fields::conventions::{self, may_have_meaning};
-use crate::fields::{route, Conventions, TraceBudget, AWS_SDK_TARGET};
+use crate::fields::{route, Conventions, TraceBudget, AWS_SDK_TARGET, TRACING_NAMESPACE};
 use crate::forest::Forest;
 use crate::id::{SegmentId, TraceId};
 use crate::limits::{sanitize_name, truncate_chars, MAX_ANNOTATIONS_PER_TRACE};
@@ -941,12 +941,28 @@ impl<'c> Assembler<'c> {
             // An exception's text recorded as a field (`exception.message`:
             // a web framework's root span) beside the errors recorded as
             // events or values (the handler's): not lost, nor repeated.
+            // The type and the message of the span's fields, when they name
+            // no exception here, stay metadata.
+            let mut type_used = false;
             if let (true, Some(message)) = (applied.exception_text, &applied.error_message) {
+                type_used = true;
                 let message = truncate_chars(message, MAX_EXCEPTION_MESSAGE_CHARS);
-                let repeated = cause
+                let repeated = match cause
                     .exceptions
-                    .iter()
-                    .any(|e| e.message.as_deref() == Some(message));
+                    .iter_mut()
+                    .find(|e| e.message.as_deref() == Some(message))
+                {
+                    Some(same) => {
+                        // The type names the exception already there.
+                        if same.kind.is_none() {
+                            same.kind = applied.error_type.map(Cow::Borrowed);
+                        } else if same.kind.as_deref() != applied.error_type {
+                            type_used = false;
+                        }
+                        true
+                    }
+                    None => false,
+                };
                 if !repeated && node.errors().len() >= MAX_ERRORS_PER_SPAN {
                     // The span's own bound (the spans folded into it keep
                     // theirs) holds for it too: counted as dropped.
@@ -965,6 +981,24 @@ impl<'c> Assembler<'c> {
                         remote: applied.remote,
                         ..Default::default()
                     });
+                }
+            }
+            if cfg.fields.other_fields_as_metadata {
+                let unused_type = applied.error_type.filter(|_| !type_used);
+                if let (Some(kind), Some(key)) = (unused_type, applied.error_type_key) {
+                    entity.metadata.put(
+                        Cow::Borrowed(TRACING_NAMESPACE),
+                        Cow::Borrowed(key),
+                        MetaValue::Str(Cow::Borrowed(kind)),
+                    );
+                }
+                let unused_message = applied.error_message.clone().filter(|_| !type_used);
+                if let (Some(message), Some(key)) = (unused_message, applied.error_message_key) {
+                    entity.metadata.put(
+                        Cow::Borrowed(TRACING_NAMESPACE),
+                        Cow::Borrowed(key),
+                        MetaValue::Str(message),
+                    );
                 }
             }
             self.link_to_descendants(&mut cause, &hashes);

@@ -67,16 +67,27 @@ pub(crate) fn render<'a>(span: &'a SpanData, entity: &mut Entity<'a>, options: &
                     MetaValue::Str(Cow::Borrowed(target_of(e))),
                 ),
             ];
-            // One key once: a field renamed onto another's name (`time`
-            // beside `field.time`), or a name given twice (`message = ..`
-            // beside a format string), keeps its last value, as a JSON
-            // parser reading both would.
+            // One key once. A name given twice (`message = ..` beside a
+            // format string) keeps its last value, as a JSON parser reading
+            // both would; a field renamed onto another field's name (`time`
+            // beside the event's own `field.time`) is renamed again.
+            let mut names: Vec<&'static str> = vec![""; object.len()];
             for (k, v) in e.fields.iter().filter(|(k, _)| sent(e, k, options)) {
-                let key = field_key(k);
+                let mut key = field_key(k);
                 let value = meta_value(v);
-                match object.iter_mut().find(|(have, _)| *have == key) {
-                    Some(slot) => slot.1 = value,
-                    None => object.push((key, value)),
+                loop {
+                    match object.iter().position(|(have, _)| *have == key) {
+                        Some(i) if names[i] == *k => {
+                            object[i].1 = value;
+                            break;
+                        }
+                        Some(_) => key = Cow::Owned(format!("field.{key}")),
+                        None => {
+                            object.push((key, value));
+                            names.push(k);
+                            break;
+                        }
+                    }
                 }
             }
             MetaValue::Object(object)

@@ -1384,9 +1384,17 @@ fn record_event<S>(
         return;
     }
     let meta = event.metadata();
-    if !is_error {
+    if inner.events {
+        // Every event, an ERROR one too (also an exception, below), with
+        // all its fields: an error value as its text.
         let at = Instant::now();
-        let (mut fields, _) = collect_fields(|v| event.record(v));
+        let (mut fields, errors) = collect_fields(|v| event.record(v));
+        for e in errors {
+            if let Some(name) = e.field {
+                let text = crate::fields::conventions::without_url_secrets(&e.message);
+                fields.push((name, FieldValue::Str(FieldStr::new(&text))));
+            }
+        }
         // A forwarded `log` record: its own target, not tracing-log's.
         if meta.target() == LOG_RECORD_TARGET {
             let mut visitor = EventVisitor::default();
@@ -1399,6 +1407,8 @@ fn record_event<S>(
         if let Some(data) = ext.get_mut::<Box<SpanData>>() {
             data.push_event(EventRecord { at, meta, fields });
         }
+    }
+    if !is_error {
         return;
     }
     let mut visitor = EventVisitor::default();

@@ -1800,8 +1800,10 @@ fn queue_url_only_from_sqs_calls() {
             (
                 json!("receive"),
                 json!({"queue_url": URL}),
+                // A consumer's kind names no namespace: metadata.
                 json!({"tracing": {
                     "messaging.system": "AmazonSQS",
+                    "otel.kind": "consumer",
                     "messaging.destination.name": "jobs",
                 }}),
             ),
@@ -1947,8 +1949,10 @@ fn a_path_already_in_the_full_url_is_not_kept_again_as_metadata() {
     assert!(!text.contains("url.path"), "{text}");
 }
 
+/// `http.request.traced` means something on a call's subsegment only: on a
+/// segment the field stays metadata (it used to be dropped).
 #[test]
-fn a_client_span_without_parent_keeps_no_traced_flag() {
+fn a_segment_keeps_its_traced_flag_as_metadata() {
     let traces = capture(
         |b| b,
         || {
@@ -1961,13 +1965,14 @@ fn a_client_span_without_parent_keeps_no_traced_flag() {
             .in_scope(|| {});
         },
     );
-    // The call is there, as a segment, with its URL; only the flag is gone.
+    // The request is there, as a segment, with its URL; the flag is
+    // metadata, not the request's.
     assert_eq!(
         traces[0]["http"]["request"]["url"],
         "https://api.example.com/v1"
     );
-    let text = traces[0].to_string();
-    assert!(!text.contains("traced"), "{text}");
+    assert!(traces[0]["http"]["request"].get("traced").is_none());
+    assert_eq!(traces[0]["metadata"]["tracing"]["xray.traced"], true);
 }
 
 #[test]

@@ -288,6 +288,12 @@ pub(crate) struct Conventions<'a> {
     /// Some slot was filled: without one, [`Conventions::apply`] has almost
     /// nothing to do.
     any: bool,
+    /// Values a second name of the same slot took the place of (`http.url`
+    /// beside `url.full`, a folded span's `aws.region` beside the call's):
+    /// kept as metadata with what went unused.
+    displaced: Vec<(&'static str, &'a FieldValue)>,
+    /// `otel.name`'s value, kept as metadata when another name wins.
+    otel_name: Option<&'a FieldValue>,
 }
 
 /// What [`Conventions::apply`] decided beyond the entity itself.
@@ -310,6 +316,10 @@ pub(crate) struct Applied<'a> {
     /// The message is an exception's own (`exception.message`,
     /// `error.message`): kept beside the span's recorded errors too.
     pub(crate) exception_text: bool,
+    /// The fields `error_type` and `error_message` came from: where they go
+    /// as metadata when the span's recorded errors leave no place for them.
+    pub(crate) error_type_key: Option<&'static str>,
+    pub(crate) error_message_key: Option<&'static str>,
 }
 
 /// The slot's string, taken from it; an empty one is taken too, and given
@@ -362,14 +372,83 @@ fn int(slot: &mut Slot<'_>) -> Option<i64> {
     Some(v)
 }
 
+/// Whether a span kind (`otel.kind`, `span.kind`) is a call's: `client`
+/// or `producer`.
+fn is_remote_kind(kind: Slot<'_>) -> bool {
+    kind.and_then(|(_, v)| as_str(v))
+        .is_some_and(|k| k.eq_ignore_ascii_case("client") || k.eq_ignore_ascii_case("producer"))
+}
+
+/// A flag: `true` or `false`, as a bool or as text, taken; any other value
+/// stays in the slot (kept as metadata).
 fn flag(slot: &mut Slot<'_>) -> bool {
     let v = match slot.as_ref().map(|s| s.1) {
         Some(FieldValue::Bool(b)) => *b,
-        Some(FieldValue::Str(s)) => s.eq_ignore_ascii_case("true"),
+        Some(FieldValue::Str(s)) if s.eq_ignore_ascii_case("true") => true,
+        Some(FieldValue::Str(s)) if s.eq_ignore_ascii_case("false") => false,
         _ => return false,
     };
     *slot = None;
     v
+}
+
+/// The slot's integer ([`int`]), left in it.
+fn peek_int(slot: &Slot<'_>) -> Option<i64> {
+    let mut copy = *slot;
+    int(&mut copy)
+}
+
+/// Whether `path` (a `url.path`, or tower-http's `uri`, query and all) is
+/// the path of `url`.
+fn same_path(url: &str, path: &str) -> bool {
+    let path = plain_url(path);
+    if path.starts_with("http://") || path.starts_with("https://") {
+        return path == url;
+    }
+    let own = url_authority(url).map_or("", |a| &url[a.end..]);
+    let own = if own.is_empty() { "/" } else { own };
+    path == own || (path.is_empty() && own == "/")
+}
+
+/// Whether a URL's host and a `server.address` / `Host` (which may hold a
+/// port, or brackets) name the same host.
+fn same_host(url_host: &str, host: &str) -> bool {
+    let bare = match host.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(h, _)| h),
+        None if host.matches(':').count() == 1 => host.split_once(':').map_or(host, |(h, _)| h),
+        None => host,
+    };
+    let url_host = url_host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(url_host);
+    bare.eq_ignore_ascii_case(url_host)
+}
+
+/// A field kept as metadata because its convention did not use it: its
+/// value, without what is never sent (a query's text, a URL's query, user
+/// info and fragment, a connection string's passwords, an error text's
+/// URL secrets); `None` for a field never sent at all.
+fn leftover_value<'a>(key: &'static str, value: &'a FieldValue) -> Option<MetaValue<'a>> {
+    let Some(s) = as_str(value) else {
+        return match key {
+            "url.query" | "db.statement" | "db.query.text" => None,
+            _ => Some(meta_value(value)),
+        };
+    };
+    let s = match key {
+        // A query string carries tokens, signatures and session ids; a
+        // query's text literals.
+        "url.query" | "db.statement" | "db.query.text" => return None,
+        "url.full" | "http.url" | "url.path" | "http.target" | "uri" => plain_url(s),
+        "db.connection_string" | "messaging.url" => without_password(s),
+        "exception.message"
+        | "error.message"
+        | "otel.status_message"
+        | "otel.status_description" => without_url_secrets(s),
+        _ => return Some(meta_value(value)),
+    };
+    Some(MetaValue::Str(s))
 }
 
 fn cut(s: &str) -> Cow<'_, str> {
@@ -1245,12 +1324,31 @@ impl<'a> Conventions<'a> {
         }
         match self.slot(key, ctx) {
             Some(slot) => {
-                *slot = Some((key, value));
+                if let Some((had_key, had)) = slot.replace((key, value)) {
+                    // Two names for one slot with two values: the first
+                    // stays visible (a query's text or a URL's query never
+                    // does, see `leftover_value`).
+                    if had != value {
+                        self.displaced.push((had_key, had));
+                    }
+                }
                 self.any = true;
                 true
             }
             None => false,
         }
+    }
+
+    /// `otel.name`: the (sub)segment's name unless a name ranking above it
+    /// applies, when it is kept as metadata (as a value that is not text
+    /// is, by the caller).
+    pub(crate) fn take_otel_name(&mut self, name: &'a str, value: &'a FieldValue) {
+        if let Some(had) = self.otel_name.replace(value) {
+            if had != value {
+                self.displaced.push(("otel.name", had));
+            }
+        }
+        self.name = Some(name);
     }
 
     /// The slot of `key`, if it has a convention on a span like `ctx`.
@@ -1340,11 +1438,8 @@ impl<'a> Conventions<'a> {
     /// kind `client` or `producer`, the `remote` namespace, or a database
     /// query. Such a span becomes a `remote` subsegment.
     fn is_remote_call(&self) -> bool {
-        let kind = self.kind.and_then(|(_, v)| as_str(v));
         let namespace = self.namespace.and_then(|(_, v)| as_str(v));
-        kind.is_some_and(|k| k.eq_ignore_ascii_case("client") || k.eq_ignore_ascii_case("producer"))
-            || namespace == Some("remote")
-            || self.db_system.is_some()
+        is_remote_kind(self.kind) || namespace == Some("remote") || self.db_system.is_some()
     }
 
     /// Whether the span is a call to SQS: an AWS SDK span of the SQS
@@ -1413,8 +1508,11 @@ impl<'a> Conventions<'a> {
         self.query = None;
         let is_aws = self.is_aws();
         let is_remote = self.is_remote_call();
-        // Read: never sent as metadata.
-        let _ = text(&mut self.kind);
+        // A call's kind is its namespace; another (`server`, `consumer`,
+        // `internal`) stays metadata.
+        if is_remote_kind(self.kind) || self.kind.and_then(|(_, v)| as_str(v)) == Some("") {
+            self.kind = None;
+        }
         let explicit_ns = match self.namespace.and_then(|(_, v)| as_str(v)) {
             Some(ns @ ("aws" | "remote")) => {
                 self.namespace = None;
@@ -1489,16 +1587,29 @@ impl<'a> Conventions<'a> {
         if let Some(v) = text(&mut self.table_name) {
             entity.aws.table_name = Some(cut(v));
         }
-        if let Some(v) = text(&mut self.table_names) {
+        if let Some(v) = self.table_names.and_then(|(_, v)| as_str(v)) {
             let names = name_list(v);
             match names.as_slice() {
-                [] => {}
-                [one] => entity.aws.table_name = Some(cut(one)),
-                many => entity.aws.table_names = many.iter().map(|n| cut(n)).collect(),
+                [] => self.table_names = None,
+                // Beside another `table_name`, a one-name list stays
+                // metadata.
+                [one] => match &entity.aws.table_name {
+                    Some(had) if had != one => {}
+                    _ => {
+                        entity.aws.table_name = Some(cut(one));
+                        self.table_names = None;
+                    }
+                },
+                many => {
+                    entity.aws.table_names = many.iter().map(|n| cut(n)).collect();
+                    self.table_names = None;
+                }
             }
         }
-        if let Some(n) = int(&mut self.retries) {
-            entity.aws.retries = u64::try_from(n).ok();
+        // A count below zero is no count: kept as metadata.
+        if let Some(n) = peek_int(&self.retries).and_then(|n| u64::try_from(n).ok()) {
+            entity.aws.retries = Some(n);
+            self.retries = None;
         }
 
         // SQL.
@@ -1524,7 +1635,7 @@ impl<'a> Conventions<'a> {
                 self.host = None;
                 let mut url = String::new();
                 let has_port = push_host(&mut url, host);
-                if let Some(port) = int(&mut self.port).filter(|_| !has_port) {
+                if let Some(port) = self.host_port(host, has_port) {
                     url.push_str(&format!(":{port}"));
                 }
                 if let Some(db) = db_name {
@@ -1571,12 +1682,9 @@ impl<'a> Conventions<'a> {
             if !is_segment && matches!(self.traced, Some((_, FieldValue::Bool(true)))) {
                 req.traced = Some(true);
                 self.traced = None;
-            } else if is_segment {
-                // A client span with no parent (a call made outside any
-                // traced work) becomes a segment: the flag means nothing
-                // there, and is not kept as metadata either.
-                self.traced = None;
             }
+            // On a segment (a client span with no parent, a call made
+            // outside any traced work) the flag means nothing: metadata.
             let ip_key = self.client_ip.map(|(k, _)| k);
             if let Some(ip) = text(&mut self.client_ip).map(client_ip) {
                 req.client_ip = Some(cut_cow(ip));
@@ -1589,10 +1697,19 @@ impl<'a> Conventions<'a> {
                 .and_then(|(_, v)| as_str(v))
                 .filter(|h| !h.is_empty());
             // Scheme, host, port and path only (see `plain_url`).
+            let mut host_in_url = false;
             let url = if let Some(full) = text(&mut self.url_full) {
-                // The path is in the full URL: not kept again as metadata.
-                self.path = None;
-                Some(plain_url(full))
+                let full = plain_url(full);
+                // The path, when it is the full URL's, is in it: not kept
+                // again as metadata (another one is).
+                if self
+                    .path
+                    .and_then(|(_, v)| as_str(v))
+                    .is_none_or(|p| same_path(&full, p))
+                {
+                    self.path = None;
+                }
+                Some(full)
             } else if let Some(path) = self.path.and_then(|(_, v)| as_str(v)) {
                 self.path = None;
                 let path = plain_url(path);
@@ -1602,6 +1719,7 @@ impl<'a> Conventions<'a> {
                     let mut url = String::new();
                     if let Some(h) = host {
                         self.build_origin(&mut url, h);
+                        host_in_url = true;
                         if !path.starts_with('/') {
                             url.push('/');
                         }
@@ -1612,6 +1730,7 @@ impl<'a> Conventions<'a> {
             } else if let Some(h) = host {
                 let mut url = String::new();
                 self.build_origin(&mut url, h);
+                host_in_url = true;
                 url.push('/');
                 Some(Cow::Owned(url))
             } else {
@@ -1624,14 +1743,25 @@ impl<'a> Conventions<'a> {
                     (None, Cow::Owned(u)) => url_host(u).map(|h| Cow::Owned(h.to_owned())),
                 };
             }
-            if host.is_some() {
-                self.host = None;
+            // The host, when the URL is made of it or names it, is in the
+            // URL: not kept again as metadata (another one is, unless it
+            // names the call, below).
+            if let (Some(h), Some(url)) = (host, &url) {
+                if host_in_url || url_host(url).is_some_and(|u| same_host(u, h)) {
+                    self.host = None;
+                }
             }
             req.url = url.map(cut_cow);
+            // A status outside 100..=999 is no status: kept as metadata.
+            let saved = self.status;
             if let Some(status) = status_code(&mut self.status) {
-                entity.http.response.status = u16::try_from(status)
+                match u16::try_from(status)
                     .ok()
-                    .filter(|s| (100..=999).contains(s));
+                    .filter(|s| (100..=999).contains(s))
+                {
+                    Some(status) => entity.http.response.status = Some(status),
+                    None => self.status = saved,
+                }
             }
             entity.http.response.content_length = int(&mut self.content_length);
         }
@@ -1661,21 +1791,37 @@ impl<'a> Conventions<'a> {
                 None
             };
         }
+        // A name's field that another name outranks stays metadata.
+        let xray_name = text(&mut self.xray_name);
         let peer = if is_remote || is_aws {
-            text(&mut self.peer_service)
+            self.peer_service.and_then(|(_, v)| as_str(v))
         } else {
             None
         };
-        applied.name = text(&mut self.xray_name)
+        let from_label = is_remote && xray_name.is_none() && aws_service.is_none();
+        let label = if from_label && peer.is_none_or(str::is_empty) {
+            db_label.or(host_label.clone())
+        } else {
+            None
+        };
+        applied.name = xray_name
             .map(Cow::Borrowed)
             .or_else(|| aws_service.map(|s| Cow::Borrowed(aws_service_name(s))))
-            .or_else(|| peer.map(Cow::Borrowed))
-            .or(if is_remote {
-                db_label.or(host_label)
-            } else {
-                None
+            .or_else(|| {
+                (is_remote || is_aws)
+                    .then(|| text(&mut self.peer_service))
+                    .flatten()
+                    .map(Cow::Borrowed)
             })
+            .or(label)
             .or_else(|| self.name.map(Cow::Borrowed));
+        if applied.name.as_deref() == host_label.as_deref() && applied.name.is_some() {
+            // The call is named after its host.
+            self.host = None;
+        }
+        if self.name.is_none_or(|n| applied.name.as_deref() == Some(n)) {
+            self.otel_name = None;
+        }
 
         // Flags: the status says who failed (below 400: that nothing did); an
         // error without one is a fault. A gRPC call's or request's code
@@ -1700,11 +1846,29 @@ impl<'a> Conventions<'a> {
         if client_error && !entity.fault {
             entity.error = true;
         }
+        applied.error_type_key = self.error_type.map(|(key, _)| key);
         applied.error_type =
             text(&mut self.error_type).map(|t| truncate_chars(t, MAX_STRING_CHARS));
+        let exception_key = self.exception_message.map(|(key, _)| key);
         let exception_message = text(&mut self.exception_message);
         let status_key = self.error_message.map(|(key, _)| key);
-        let status_message = text(&mut self.error_message);
+        let mut status_message = text(&mut self.error_message);
+        if let (Some(_), Some(status)) = (exception_message, status_message) {
+            // The exception's own text names the exception; the status's,
+            // when it says something else, stays metadata.
+            if Some(status) != exception_message && options.other_fields_as_metadata {
+                if let Some(key) = status_key {
+                    put_metadata(
+                        entity,
+                        Cow::Borrowed(TRACING_NAMESPACE),
+                        Cow::Borrowed(key),
+                        MetaValue::Str(without_url_secrets(status)),
+                    );
+                }
+            }
+            status_message = None;
+        }
+        applied.error_message_key = exception_key.or(status_key);
         applied.exception_text = exception_message.is_some();
         applied.error_message_recorded = exception_message.or(status_message);
         applied.error_message = applied.error_message_recorded.map(without_url_secrets);
@@ -1742,25 +1906,19 @@ impl<'a> Conventions<'a> {
         // Whatever was not used stays visible as metadata: a connection
         // string (on a span without `db.system`) or a broker's URL without
         // its passwords.
+        // Whatever was not used stays visible as metadata (see
+        // `leftover_value`): a connection string on a span without
+        // `db.system`, a second name's value, a status that is none.
         if options.other_fields_as_metadata {
-            for slot in [&mut self.db_connection, &mut self.messaging_url] {
-                if let Some((key, conn)) = slot.and_then(|(k, v)| Some((k, as_str(v)?))) {
-                    *slot = None;
+            self.leftovers(|key, value| {
+                if let Some(value) = leftover_value(key, value) {
                     put_metadata(
                         entity,
                         Cow::Borrowed(TRACING_NAMESPACE),
                         Cow::Borrowed(key),
-                        MetaValue::Str(without_password(conn)),
+                        value,
                     );
                 }
-            }
-            self.leftovers(|key, value| {
-                put_metadata(
-                    entity,
-                    Cow::Borrowed(TRACING_NAMESPACE),
-                    Cow::Borrowed(key),
-                    meta_value(value),
-                );
             });
         }
         applied
@@ -1793,11 +1951,13 @@ impl<'a> Conventions<'a> {
             error_message: None,
             error_message_recorded: None,
             exception_text: false,
+            error_type_key: None,
+            error_message_key: None,
         }
     }
 
     fn build_origin(&mut self, url: &mut String, host: &str) {
-        let port = int(&mut self.port);
+        let port = peek_int(&self.port);
         // An empty scheme is none (axum-tracing-opentelemetry records the
         // origin-form request's missing one as "").
         let scheme = text(&mut self.scheme)
@@ -1806,11 +1966,29 @@ impl<'a> Conventions<'a> {
         url.push_str(scheme);
         url.push_str("://");
         let has_port = push_host(url, host);
-        match (scheme, port) {
+        match (scheme, self.host_port(host, has_port)) {
             (_, None) | ("http", Some(80)) | ("https", Some(443)) => {}
-            _ if has_port => {}
             (_, Some(p)) => url.push_str(&format!(":{p}")),
         }
+    }
+
+    /// The port to write after `host` in a URL: `server.port`'s, taken,
+    /// unless the host holds a port of its own (`has_port`: a `Host`
+    /// header's `h:8080`); then `server.port` is only taken when it says
+    /// the same, and stays metadata when it does not.
+    fn host_port(&mut self, host: &str, has_port: bool) -> Option<i64> {
+        let port = peek_int(&self.port)?;
+        if has_port {
+            let own = host
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<i64>().ok());
+            if own == Some(port) {
+                self.port = None;
+            }
+            return None;
+        }
+        self.port = None;
+        Some(port)
     }
 
     /// Calls `f` with each field kept but not used, in slot order.
@@ -1870,6 +2048,12 @@ impl<'a> Conventions<'a> {
         ];
         for &(key, value) in slots.into_iter().flatten() {
             f(key, value);
+        }
+        for &(key, value) in &self.displaced {
+            f(key, value);
+        }
+        if let Some(value) = self.otel_name {
+            f("otel.name", value);
         }
     }
 }

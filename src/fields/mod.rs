@@ -335,6 +335,9 @@ fn annotate_as<'a>(
     metadata: impl FnOnce() -> MetaValue<'a>,
 ) {
     let Some(k) = sanitize_annotation_key(key) else {
+        // No character of it can make a key (`annotation.` alone, `-`):
+        // metadata.
+        demoted.push((fallback_ns, key, metadata()));
         return;
     };
     if entity.annotations.contains(&k) {
@@ -363,7 +366,7 @@ fn put_demoted<'a>(entity: &mut Entity<'a>, demoted: Demoted<'a>) {
             .iter()
             .find(|(have, _)| have == ns)
             .is_some_and(|(_, entries)| entries.contains_key(&Cow::Borrowed(key)));
-        let key = if taken && ns != TRACING_NAMESPACE {
+        let key = if (taken || key.is_empty()) && ns != TRACING_NAMESPACE {
             Cow::Owned(format!("annotation.{key}"))
         } else {
             Cow::Borrowed(key)
@@ -394,11 +397,30 @@ pub(crate) fn route<'a>(
                 }
                 _ => annotate(entity, budget, &mut demoted, key, value, TRACING_NAMESPACE),
             }
-            // A field with a convention also fills its block (taken again
-            // below, to the same slot).
-            if !conv.take(key, value, &ctx) {
-                continue;
+            // A field with a meaning has it too: it fills its block, names
+            // the span, gives the user or fails the span, as unindexed.
+            match key {
+                "otel.name" => {
+                    if let Some(s) = as_str(value).filter(|s| !s.is_empty()) {
+                        conv.name = Some(s);
+                    }
+                }
+                "enduser.id" | "xray.user" if is_segment => {
+                    if entity.user.is_none() {
+                        entity.user = user_of(value);
+                    }
+                }
+                "error" if matches!(value, FieldValue::Bool(true)) => conv.error = true,
+                "otel.status_code"
+                    if as_str(value).is_some_and(|s| s.eq_ignore_ascii_case("error")) =>
+                {
+                    conv.error = true
+                }
+                _ => {
+                    conv.take(key, value, &ctx);
+                }
             }
+            continue;
         }
         if !conventions::may_have_meaning(key) {
             // Most fields: none of the names below, no prefix either.
@@ -410,15 +432,18 @@ pub(crate) fn route<'a>(
             // never sent, on any span.
             crate::layer::TRACE_HEADER_FIELD => {}
             // An empty name is none, as for every convention field.
-            "otel.name" => {
-                if let Some(s) = as_str(value).filter(|s| !s.is_empty()) {
-                    conv.name = Some(s);
-                }
-            }
+            "otel.name" => match as_str(value) {
+                Some("") => {}
+                Some(s) => conv.take_otel_name(s, value),
+                None => other_field(entity, budget, &mut demoted, options, key, value),
+            },
             "otel.status_code" if as_str(value) == Some("") => {}
             "enduser.id" | "xray.user" if is_segment => match user_of(value) {
-                Some(user) => entity.user = Some(user),
-                None => other_field(entity, budget, &mut demoted, options, key, value),
+                // A second name's other user stays metadata.
+                Some(user) if entity.user.as_ref().is_none_or(|u| *u == user) => {
+                    entity.user = Some(user)
+                }
+                _ => other_field(entity, budget, &mut demoted, options, key, value),
             },
             "error" if matches!(value, FieldValue::Bool(true)) => conv.error = true,
             "otel.status_code"
@@ -458,8 +483,13 @@ pub(crate) fn route<'a>(
                             // `AWS.` namespaces are the AWS SDKs' (SPEC
                             // §1.7): here, the namespace `AWS`. This
                             // crate's own (its counts, its trim mark) is
-                            // reserved as well.
-                            if ns == "AWS" || ns == crate::assemble::CRATE_NAMESPACE {
+                            // reserved as well, and `tracing`, where the
+                            // span's other fields go (one of them could
+                            // have the same name).
+                            if ns == "AWS"
+                                || ns == crate::assemble::CRATE_NAMESPACE
+                                || ns == TRACING_NAMESPACE
+                            {
                                 ("default", rest)
                             } else {
                                 (ns, k)
