@@ -323,24 +323,29 @@ const SAMPLER_CHILD: &str = "TRACING_XRAY_LAMBDA_SAMPLER_CHILD";
 /// environment has no pollers either. A started `CentralizedSampler` starts
 /// no polling thread in either case; elsewhere it starts one. Each case runs
 /// in a child process (the environment is process-wide), which prints how
-/// many threads `start()` added (counted in `/proc/self/status`: a thread
-/// exists once `spawn` returns, so nothing is waited for).
+/// many polling threads `start()` added: its threads, by name, in
+/// `/proc/self/task`, within 2 s (a thread names itself as it starts).
+/// Counting every thread of the process instead once failed under load.
 #[test]
 fn the_centralized_sampler_does_not_poll_in_lambda_or_switched_off() {
     if std::env::var_os(SAMPLER_CHILD).is_some() {
         let threads = || {
-            std::fs::read_to_string("/proc/self/status")
+            std::fs::read_dir("/proc/self/task")
                 .unwrap()
-                .lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .map(|n| n.trim().parse::<i64>().unwrap())
-                .unwrap()
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                // `tracing-xray-sampling`, cut to 15 bytes by Linux.
+                .filter(|name| name.trim() == "tracing-xray-sa")
+                .count() as i64
         };
         let before = threads();
         let sampler = tracing_xray::sampling::CentralizedSampler::builder()
             .with_proxy_address("127.0.0.1:9".parse().unwrap())
             .start()
             .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while threads() == before && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         println!("threads started: {}", threads() - before);
         sampler.shutdown();
         return;
@@ -358,12 +363,27 @@ fn the_centralized_sampler_does_not_poll_in_lambda_or_switched_off() {
             .env_remove("AWS_XRAY_SDK_ENABLED")
             .env_remove("AWS_XRAY_SDK_DISABLED")
             .envs(env.iter().copied());
-        let out = child.output().unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        child
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
     };
-    assert!(run_child(&[]).contains("threads started: 1"));
-    assert!(run_child(&[("LAMBDA_TASK_ROOT", "/var/task")]).contains("threads started: 0"));
-    assert!(run_child(&[("AWS_XRAY_SDK_DISABLED", "true")]).contains("threads started: 0"));
-    assert!(run_child(&[("AWS_XRAY_SDK_ENABLED", "false")]).contains("threads started: 0"));
+    let cases = [
+        (&[][..], 1),
+        (&[("LAMBDA_TASK_ROOT", "/var/task")][..], 0),
+        (&[("AWS_XRAY_SDK_DISABLED", "true")][..], 0),
+        (&[("AWS_XRAY_SDK_ENABLED", "false")][..], 0),
+    ];
+    // At once: each case waits up to 2 s for a thread that may not come.
+    let children: Vec<_> = cases.iter().map(|(env, _)| run_child(env)).collect();
+    for ((env, started), child) in cases.iter().zip(children) {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.contains(&format!("threads started: {started}")),
+            "{env:?}: {out}"
+        );
+    }
 }
