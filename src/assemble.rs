@@ -211,6 +211,9 @@ pub(crate) struct Assembler<'c> {
     /// The user a span below the segment named, for a segment whose root
     /// names none (see [`Assembler::set_user_below`]).
     user_below: Option<String>,
+    /// A client call with no traced parent is being packed: the segment
+    /// around it ([`caller_segment`]) keeps its `otel.name`.
+    packing_root_call: bool,
 }
 
 /// JSON buffers up to this capacity are reused; larger ones are freed.
@@ -234,6 +237,7 @@ impl<'c> Assembler<'c> {
             exceptions_mark: 0,
             list_fields: None,
             user_below: None,
+            packing_root_call: false,
         }
     }
 
@@ -349,7 +353,9 @@ impl<'c> Assembler<'c> {
                 self.budget.reserved = 0;
             }
             if is_top && wrap {
+                self.packing_root_call = true;
                 let call = self.finish(forest, frame.node, frame.packed, None);
+                self.packing_root_call = false;
                 let segment = caller_segment(forest.span(frame.node));
                 let packed = self.finish_node(&segment, &[], vec![call], Some(top));
                 self.emit_top(packed, top);
@@ -802,6 +808,7 @@ impl<'c> Assembler<'c> {
             ..Default::default()
         };
         let mut conv = Conventions::default();
+        conv.name_kept_elsewhere = self.packing_root_call;
         route(
             node,
             &mut entity,
@@ -953,11 +960,11 @@ impl<'c> Assembler<'c> {
                     .find(|e| e.message.as_deref() == Some(message))
                 {
                     Some(same) => {
-                        // The type names the exception already there.
-                        if same.kind.is_none() {
-                            same.kind = applied.error_type.map(Cow::Borrowed);
-                        } else if same.kind.as_deref() != applied.error_type {
-                            type_used = false;
+                        // The same error: the type, when the fields give
+                        // one, is its own (an event's exception is typed
+                        // only by where it came from).
+                        if let Some(kind) = applied.error_type {
+                            same.kind = Some(Cow::Borrowed(kind));
                         }
                         true
                     }

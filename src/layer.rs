@@ -1389,6 +1389,18 @@ fn record_event<S>(
         // all its fields: an error value as its text.
         let at = Instant::now();
         let (mut fields, errors) = collect_fields(|v| event.record(v));
+        if is_error {
+            // The texts its exception is made of, as the exception has them:
+            // without a URL's user info, query or fragment.
+            for (name, value) in fields.iter_mut() {
+                if let (&mut ("message" | "error"), FieldValue::Str(text)) = (name, &*value) {
+                    let scrubbed = crate::fields::conventions::without_url_secrets(text);
+                    if let Cow::Owned(scrubbed) = scrubbed {
+                        *value = FieldValue::Str(FieldStr::new(&scrubbed));
+                    }
+                }
+            }
+        }
         for e in errors {
             if let Some(name) = e.field {
                 let text = crate::fields::conventions::without_url_secrets(&e.message);

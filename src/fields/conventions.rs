@@ -294,6 +294,9 @@ pub(crate) struct Conventions<'a> {
     displaced: Vec<(&'static str, &'a FieldValue)>,
     /// `otel.name`'s value, kept as metadata when another name wins.
     otel_name: Option<&'a FieldValue>,
+    /// `otel.name` is kept elsewhere (by the segment around a client call
+    /// with no traced parent): not as this span's metadata.
+    pub(crate) name_kept_elsewhere: bool,
 }
 
 /// What [`Conventions::apply`] decided beyond the entity itself.
@@ -405,9 +408,31 @@ fn same_path(url: &str, path: &str) -> bool {
     if path.starts_with("http://") || path.starts_with("https://") {
         return path == url;
     }
-    let own = url_authority(url).map_or("", |a| &url[a.end..]);
+    // A URL without an origin (`http.url = "/x"`) is its own path.
+    let own = url_authority(url).map_or(url, |a| &url[a.end..]);
     let own = if own.is_empty() { "/" } else { own };
     path == own || (path.is_empty() && own == "/")
+}
+
+/// Whether two values of one slot say the same: numbers of any width or
+/// sign by value, text whatever its ASCII case (`CLIENT`, `client`).
+fn same_value(a: &FieldValue, b: &FieldValue) -> bool {
+    fn int(v: &FieldValue) -> Option<i128> {
+        match v {
+            FieldValue::I64(v) => Some(i128::from(*v)),
+            FieldValue::U64(v) => Some(i128::from(*v)),
+            FieldValue::I128(v) => Some(**v),
+            FieldValue::U128(v) => i128::try_from(**v).ok(),
+            _ => None,
+        }
+    }
+    match (a, b) {
+        (FieldValue::Str(a), FieldValue::Str(b)) => a.eq_ignore_ascii_case(b),
+        _ => match (int(a), int(b)) {
+            (Some(a), Some(b)) => a == b,
+            _ => a == b,
+        },
+    }
 }
 
 /// Whether a URL's host and a `server.address` / `Host` (which may hold a
@@ -430,6 +455,10 @@ fn same_host(url_host: &str, host: &str) -> bool {
 /// info and fragment, a connection string's passwords, an error text's
 /// URL secrets); `None` for a field never sent at all.
 fn leftover_value<'a>(key: &'static str, value: &'a FieldValue) -> Option<MetaValue<'a>> {
+    if as_str(value) == Some("") {
+        // An empty string says nothing (see `text`).
+        return None;
+    }
     let Some(s) = as_str(value) else {
         return match key {
             "url.query" | "db.statement" | "db.query.text" => None,
@@ -1328,7 +1357,7 @@ impl<'a> Conventions<'a> {
                     // Two names for one slot with two values: the first
                     // stays visible (a query's text or a URL's query never
                     // does, see `leftover_value`).
-                    if had != value {
+                    if !same_value(had, value) {
                         self.displaced.push((had_key, had));
                     }
                 }
@@ -1344,7 +1373,7 @@ impl<'a> Conventions<'a> {
     /// is, by the caller).
     pub(crate) fn take_otel_name(&mut self, name: &'a str, value: &'a FieldValue) {
         if let Some(had) = self.otel_name.replace(value) {
-            if had != value {
+            if !same_value(had, value) {
                 self.displaced.push(("otel.name", had));
             }
         }
@@ -1700,6 +1729,8 @@ impl<'a> Conventions<'a> {
             let mut host_in_url = false;
             let url = if let Some(full) = text(&mut self.url_full) {
                 let full = plain_url(full);
+                // The port and the scheme the full URL holds are in it.
+                self.drop_if_in_url(&full);
                 // The path, when it is the full URL's, is in it: not kept
                 // again as metadata (another one is).
                 if self
@@ -1819,7 +1850,8 @@ impl<'a> Conventions<'a> {
             // The call is named after its host.
             self.host = None;
         }
-        if self.name.is_none_or(|n| applied.name.as_deref() == Some(n)) {
+        if self.name_kept_elsewhere || self.name.is_none_or(|n| applied.name.as_deref() == Some(n))
+        {
             self.otel_name = None;
         }
 
@@ -1969,6 +2001,34 @@ impl<'a> Conventions<'a> {
         match (scheme, self.host_port(host, has_port)) {
             (_, None) | ("http", Some(80)) | ("https", Some(443)) => {}
             (_, Some(p)) => url.push_str(&format!(":{p}")),
+        }
+    }
+
+    /// Takes `server.port` and `url.scheme` when `url` says the same (its
+    /// port, or the scheme's default port), leaving them as metadata when
+    /// they say something else.
+    fn drop_if_in_url(&mut self, url: &str) {
+        let scheme = url.split_once("://").map(|(s, _)| s);
+        if let (Some(s), Some(own)) = (self.scheme.and_then(|(_, v)| as_str(v)), scheme) {
+            if s.eq_ignore_ascii_case(own) {
+                self.scheme = None;
+            }
+        }
+        let Some(port) = peek_int(&self.port) else {
+            return;
+        };
+        let authority = url_authority(url).map_or("", |a| &url[a]);
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let own = match host.rfind(':') {
+            Some(i) if !host.ends_with(']') => host[i + 1..].parse::<i64>().ok(),
+            _ => match scheme {
+                Some("http") => Some(80),
+                Some("https") => Some(443),
+                _ => None,
+            },
+        };
+        if own == Some(port) {
+            self.port = None;
         }
     }
 

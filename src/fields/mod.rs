@@ -240,7 +240,12 @@ pub(crate) fn put_own<'a>(entity: &mut Entity<'a>, key: &'static str, value: Met
         .metadata
         .entry_or_default(Cow::Borrowed(TRACING_NAMESPACE));
     if let Some(theirs) = entries.remove(&Cow::Borrowed(key)) {
-        entries.insert(Cow::Owned(format!("field.{key}")), theirs);
+        // Prefixed again while the span has a field of that name too.
+        let mut aside = format!("field.{key}");
+        while entries.entries().iter().any(|(k, _)| *k == aside) {
+            aside.insert_str(0, "field.");
+        }
+        entries.insert(Cow::Owned(aside), theirs);
     }
     entries.insert(Cow::Borrowed(key), value);
 }

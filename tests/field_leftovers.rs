@@ -1,0 +1,400 @@
+//! What the field conventions leave over and keep as metadata (see
+//! `tests/field_ledger.rs`): kept once, not beside the field that already
+//! says it, and without the secrets the README promises never leave (an
+//! ERROR event's text listed with events on, as its exception has it).
+//! Each test was a finding of a review of the change that made leftovers
+//! metadata: what the user writes, what is promised, what happened.
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tracing::info_span;
+use tracing_subscriber::prelude::*;
+use tracing_xray::export::{InMemoryExporter, MAX_DOCUMENT_BYTES};
+use tracing_xray::sampling::AlwaysSample;
+use tracing_xray::Detectors;
+
+/// Runs `f` under a layer configured by `configure`, with an in-memory
+/// exporter; returns the parsed documents (each checked against the
+/// official schema and the size limit).
+fn run(
+    configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
+    f: impl FnOnce(),
+) -> Vec<Value> {
+    let exporter = InMemoryExporter::new();
+    let builder = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_detectors(Detectors::none())
+        .with_sampler(AlwaysSample)
+        .with_exporter(exporter.clone());
+    let layer = configure(builder).build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
+    xray.flush(Duration::from_secs(10)).unwrap();
+    let validator = common::schema();
+    exporter
+        .documents()
+        .iter()
+        .map(|d| {
+            let text = d.as_str();
+            assert!(text.len() <= MAX_DOCUMENT_BYTES, "{} bytes", text.len());
+            let doc: Value = serde_json::from_str(text).expect("document is JSON");
+            common::assert_schema_valid(&validator, &doc);
+            doc
+        })
+        .collect()
+}
+
+fn docs_of(f: impl FnOnce()) -> Vec<Value> {
+    run(|b| b, f)
+}
+
+fn all(docs: &[Value]) -> String {
+    docs.iter()
+        .map(|d| serde_json::to_string_pretty(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every string value (not key) anywhere in `docs` containing `marker`.
+fn strings_with(docs: &[Value], marker: &str) -> Vec<String> {
+    fn walk(v: &Value, marker: &str, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) if s.contains(marker) => out.push(s.clone()),
+            Value::Array(a) => a.iter().for_each(|v| walk(v, marker, out)),
+            Value::Object(o) => o.values().for_each(|v| walk(v, marker, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    docs.iter().for_each(|d| walk(d, marker, &mut out));
+    out
+}
+
+fn found(docs: &[Value], marker: &str) -> bool {
+    !strings_with(docs, marker).is_empty()
+}
+
+/// The (first) subsegment named `name`, at any depth.
+fn sub<'d>(docs: &'d [Value], name: &str) -> &'d Value {
+    fn walk<'d>(v: &'d Value, name: &str) -> Option<&'d Value> {
+        v["subsegments"].as_array().and_then(|subs| {
+            subs.iter()
+                .find_map(|s| (s["name"] == name).then_some(s).or_else(|| walk(s, name)))
+        })
+    }
+    docs.iter()
+        .find_map(|d| walk(d, name))
+        .unwrap_or_else(|| panic!("no subsegment {name} in\n{}", all(docs)))
+}
+
+fn tracing_metadata(entity: &Value) -> &serde_json::Map<String, Value> {
+    static EMPTY: std::sync::OnceLock<serde_json::Map<String, Value>> = std::sync::OnceLock::new();
+    entity["metadata"]["tracing"]
+        .as_object()
+        .unwrap_or_else(|| EMPTY.get_or_init(Default::default))
+}
+
+// ---------------------------------------------------------------------------
+// Secrets.
+// ---------------------------------------------------------------------------
+
+/// What `#[instrument(err)]` logs on failure.
+#[tracing::instrument(err)]
+fn fetch_items() -> Result<(), String> {
+    Err("error sending request for url (https://api.example.com/items?token=zqSECRET_ERR)".into())
+}
+
+/// FINDING (secret leak, high). The user turns on `with_events(true)` and
+/// has the everyday `#[instrument(err)]` (which logs `error = %e` at ERROR)
+/// or an `error!` whose text quotes the URL it failed on, as HTTP clients'
+/// errors do. README: ERROR event → "`cause.exceptions` ... (every message
+/// without a URL's user info, query or fragment, which an error's text
+/// often quotes ...)"; "error texts without URL secrets". The exception is
+/// scrubbed, but the same text now also leaves raw in
+/// `metadata.tracing.events` (`error` and `message` of the ERROR event:
+/// the token, the password). Before this change ERROR events were not
+/// listed, so this text never left unscrubbed.
+/// Cause: src/layer.rs `record_event` now pushes every ERROR event's
+/// fields into the events list and scrubs only error *values*
+/// (`without_url_secrets` on `errors`), not the message or a `%e` text.
+#[test]
+fn error_event_text_listed_with_events_on_keeps_no_url_secrets() {
+    let docs = run(
+        |b| b.with_events(true),
+        || {
+            info_span!("job").in_scope(|| {
+                let _ = fetch_items();
+                tracing::error!("GET https://user:zqSECRET_PW@h.example/x?sig=zqSECRET_SIG failed");
+            });
+        },
+    );
+    let leaked: Vec<String> = strings_with(&docs, "zqSECRET");
+    assert!(
+        leaked.is_empty(),
+        "secrets sent: {leaked:#?}\nin\n{}",
+        all(&docs)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Exceptions: `type_used` in src/assemble.rs.
+// ---------------------------------------------------------------------------
+
+/// FINDING (noise / sent twice, low). A span records its failure as
+/// `exception.message` (tracing-actix-web's root span, a client span) and
+/// an ERROR event with the same text is logged inside it (a retry, a
+/// handler's log). src/assemble.rs promises "not lost, nor repeated": the
+/// exception is there once, but the reviewed commit now also copies the
+/// same message into `metadata.tracing["exception.message"]` (it did not
+/// before).
+/// Cause: src/assemble.rs `entity()`: on a repeated message, an exception
+/// recorded from an event or value always has a type (`error`, the
+/// field's name, `source`), so `same.kind.as_deref() != applied.error_type`
+/// holds (even with no `error.type` at all, `Some("error") != None`),
+/// `type_used` becomes false, and `unused_message` is put as metadata
+/// although the exception carries it.
+#[test]
+fn a_repeated_exception_message_is_not_sent_again_as_metadata() {
+    let docs = docs_of(|| {
+        info_span!("root").in_scope(|| {
+            info_span!("call", "exception.message" = "zq_boom_once")
+                .in_scope(|| tracing::error!("zq_boom_once"));
+        })
+    });
+    let copies = strings_with(&docs, "zq_boom_once");
+    assert_eq!(
+        copies.len(),
+        1,
+        "the message is sent {} times:\n{}",
+        copies.len(),
+        all(&docs)
+    );
+}
+
+/// FINDING (wrong place, low). The same span with an `exception.type` too
+/// (`exception.type = "Timeout"`, `exception.message = msg`, and the same
+/// `msg` logged at ERROR). The commit says "a repeated exception message
+/// gets the type", and the code says "The type names the exception already
+/// there"; README: "the type and the status message stay metadata unless
+/// the exception's own text (`exception.message`) takes them". What
+/// happens: the exception keeps the type `error`, and `Timeout` goes to
+/// metadata (with the message copied there too, see above).
+/// Cause: the `same.kind.is_none()` branch in src/assemble.rs can never
+/// run: every recorded exception is built with `kind: Some(..)`.
+#[test]
+fn a_repeated_exception_message_takes_its_type() {
+    let docs = docs_of(|| {
+        info_span!("root").in_scope(|| {
+            info_span!(
+                "call",
+                "exception.type" = "zqTimeout",
+                "exception.message" = "attempt timed out"
+            )
+            .in_scope(|| tracing::error!("attempt timed out"));
+        })
+    });
+    let call = sub(&docs, "call");
+    let exceptions = call["cause"]["exceptions"].as_array().unwrap();
+    let typed = exceptions
+        .iter()
+        .any(|e| e["message"] == "attempt timed out" && e["type"] == "zqTimeout");
+    assert!(typed, "the exception has no type zqTimeout:\n{call:#}");
+}
+
+// ---------------------------------------------------------------------------
+// put_own (src/fields/mod.rs).
+// ---------------------------------------------------------------------------
+
+/// FINDING (value lost, low). A span with its own fields `events` and
+/// `field.events` (with events on), a root with `span_name` and
+/// `field.span_name`. README: "a span's own field named `events` is kept
+/// beside them as `field.events`", "a root's own field named `span_name`
+/// is kept beside it as `field.span_name`"; and "Any other value you
+/// record is sent somewhere". It was: the user's `field.events` /
+/// `field.span_name` value is overwritten by the moved `events` /
+/// `span_name` value, silently.
+/// Cause: `put_own` inserts `field.{key}` without checking that key is
+/// free (events.rs renames again on collision; `put_own` does not).
+#[test]
+fn own_keys_moved_aside_do_not_overwrite_a_field_of_that_name() {
+    let docs = run(
+        |b| b.with_events(true),
+        || {
+            info_span!("root", span_name = "zqA", "field.span_name" = "zqB").in_scope(|| {
+                info_span!("child", events = "zqC", "field.events" = "zqD")
+                    .in_scope(|| tracing::info!("hi"));
+            })
+        },
+    );
+    let lost: Vec<&str> = ["zqA", "zqB", "zqC", "zqD"]
+        .into_iter()
+        .filter(|m| !found(&docs, m))
+        .collect();
+    assert!(lost.is_empty(), "values lost: {lost:?} in\n{}", all(&docs));
+}
+
+// ---------------------------------------------------------------------------
+// same_path / displaced values: sent twice.
+// ---------------------------------------------------------------------------
+
+/// FINDING (noise, low). An HTTP span whose `http.url` is the request
+/// target itself (origin-form, as some old OpenTelemetry instrumentations
+/// and proxies record it) and whose `http.target` is the same path.
+/// README: "a ... `url.path` that the URL does not already hold" stays
+/// metadata: this one is the URL. It was: `http.target` is sent
+/// again as metadata (before the change it was not).
+/// Cause: `same_path(url, path)` compares the path with what follows the
+/// URL's authority; a relative URL has no authority, so its "own path"
+/// is taken as `/` and `same_path("/x/y", "/x/y")` is false.
+#[test]
+fn a_relative_url_and_its_own_path_are_not_sent_twice() {
+    let docs = docs_of(|| {
+        info_span!("root").in_scope(|| {
+            info_span!(
+                "req",
+                "http.method" = "GET",
+                "http.url" = "/zq/orders",
+                "http.target" = "/zq/orders"
+            )
+            .in_scope(|| {});
+        })
+    });
+    let req = sub(&docs, "req");
+    assert_eq!(req["http"]["request"]["url"], "/zq/orders", "{req:#}");
+    assert_eq!(
+        strings_with(&docs, "/zq/orders").len(),
+        1,
+        "the path is sent twice:\n{req:#}"
+    );
+}
+
+/// FINDING (noise, low). Two names for one X-Ray field holding the same
+/// value in two integer types: `http.status_code = 200` (an `i32` literal,
+/// recorded as i64) beside `http.response.status_code = status.as_u16()`
+/// (recorded as u64), as code emitting both the old and new semantic
+/// conventions does. README: "the other value of two names for one X-Ray
+/// field ... stays metadata": there is no other value here. It was:
+/// `metadata.tracing["http.status_code"] = 200` beside
+/// `http.response.status = 200`.
+/// Cause: `Conventions::take` compares the displaced value with
+/// `FieldValue`'s `PartialEq`, for which `I64(200) != U64(200)` (and
+/// `"client" != "CLIENT"` for `otel.kind`/`span.kind`).
+#[test]
+fn the_same_status_under_two_names_is_not_sent_twice() {
+    let status: u16 = 200;
+    let docs = docs_of(|| {
+        info_span!("root").in_scope(|| {
+            info_span!(
+                "call",
+                "otel.kind" = "client",
+                "url.full" = "https://h.example/x",
+                "http.status_code" = 200,
+                "http.response.status_code" = status
+            )
+            .in_scope(|| {});
+        })
+    });
+    let call = sub(&docs, "h.example");
+    assert_eq!(call["http"]["response"]["status"], 200, "{call:#}");
+    let meta = tracing_metadata(call);
+    assert!(
+        !meta.contains_key("http.status_code") && !meta.contains_key("http.response.status_code"),
+        "the status is sent twice:\n{call:#}"
+    );
+}
+
+/// FINDING (noise / sent twice, low). A client call made outside any
+/// traced work (a background job's reqwest-tracing span: `otel.kind =
+/// client`, `otel.name = "GET"`, `url.full`). The segment around it takes
+/// the span's name (`metadata.tracing.span_name = "GET"`), the call is
+/// named after its host. It was: the subsegment now also carries
+/// `metadata.tracing["otel.name"] = "GET"` (it did not before): the same
+/// name in both documents.
+/// Cause: `Conventions::take_otel_name` keeps `otel.name` as metadata
+/// whenever the host outranks it, without knowing that
+/// `caller_segment` (src/assemble.rs) already gave it to the segment.
+#[test]
+fn a_root_calls_otel_name_is_not_sent_twice() {
+    let docs = docs_of(|| {
+        info_span!(
+            "HTTP",
+            "otel.kind" = "client",
+            "otel.name" = "zqGET",
+            "url.full" = "https://h.example/x",
+            "http.request.method" = "GET",
+            "http.response.status_code" = 200
+        )
+        .in_scope(|| {});
+    });
+    assert_eq!(
+        strings_with(&docs, "zqGET").len(),
+        1,
+        "otel.name sent twice:\n{}",
+        all(&docs)
+    );
+}
+
+/// FINDING (noise, low). A named remote call whose instrumentation
+/// declares `peer.service` but records it empty (`xray.name = "n"`,
+/// `peer.service = ""`). README: "A field below given an empty string is
+/// left out, as X-Ray leaves out empty fields". It was:
+/// `metadata.tracing["peer.service"] = ""` (new: before, the empty value
+/// was taken and dropped).
+/// Cause: `Conventions::apply` now takes `peer.service` only when it
+/// names the call; outranked, an empty one stays in its slot and
+/// `leftovers` sends it.
+#[test]
+fn an_outranked_empty_peer_service_is_left_out() {
+    let docs = docs_of(|| {
+        info_span!("root").in_scope(|| {
+            info_span!(
+                "call",
+                "otel.kind" = "client",
+                "xray.name" = "n",
+                "peer.service" = ""
+            )
+            .in_scope(|| {});
+        })
+    });
+    let call = sub(&docs, "n");
+    assert!(
+        !tracing_metadata(call).contains_key("peer.service"),
+        "empty peer.service sent:\n{call:#}"
+    );
+}
+
+/// FINDING (README contradicted, low; the behaviour predates the change,
+/// the promise is new). A reqwest-tracing client span: `url.full =
+/// "https://api.example.com/v1/x"`, `server.address = "api.example.com"`,
+/// `server.port = 443`, `url.scheme = "https"`. The new README text: "a
+/// `server.address`, `server.port` or `url.path` that the URL does not
+/// already hold" stays metadata (so one the URL holds does not). What
+/// happens: `server.port` (and `url.scheme`) are sent as metadata beside
+/// the URL that holds them, on every such call.
+/// Cause: in `Conventions::apply`'s `url.full` branch, `server.address`
+/// and the path are compared with the URL (`same_host`, `same_path`), but
+/// the port and scheme slots are never read.
+#[test]
+fn a_server_port_the_full_url_holds_is_not_sent_again() {
+    let docs = docs_of(|| {
+        info_span!("root").in_scope(|| {
+            info_span!(
+                "HTTP",
+                "otel.kind" = "client",
+                "url.full" = "http://api.example.com:8080/v1/x",
+                "server.address" = "api.example.com",
+                "server.port" = 8080,
+                "http.request.method" = "GET"
+            )
+            .in_scope(|| {});
+        })
+    });
+    let call = sub(&docs, "api.example.com");
+    assert!(
+        !tracing_metadata(call).contains_key("server.port"),
+        "server.port 8080 sent beside http://api.example.com:8080/v1/x:\n{call:#}"
+    );
+}
