@@ -99,6 +99,91 @@ fn tracing_metadata(entity: &Value) -> &serde_json::Map<String, Value> {
 
 // ---------------------------------------------------------------------------
 // Secrets.
+
+/// A host given with user info (`server.address = "app:s3cr3t@db.internal"`)
+/// names a call, makes a URL and `sql.url`, and stays metadata where
+/// unused, never with the user info. It went out whole in all three (a
+/// review found it).
+#[test]
+fn a_hosts_user_info_never_leaves() {
+    let docs = docs_of(|| {
+        info_span!("req").in_scope(|| {
+            info_span!(
+                "call",
+                "otel.kind" = "client",
+                "server.address" = "app:s3cr3t@api.internal"
+            )
+            .in_scope(|| {});
+            info_span!(
+                "served",
+                "http.request.method" = "GET",
+                "url.path" = "/x",
+                "http.host" = "app:s3cr3t@web.internal",
+            )
+            .in_scope(|| {});
+            info_span!(
+                "query",
+                "db.system" = "postgresql",
+                "db.name" = "orders",
+                "server.address" = "app:s3cr3t@db.internal",
+            )
+            .in_scope(|| {});
+            info_span!("plain", "net.peer.name" = "app:s3cr3t@peer.internal").in_scope(|| {});
+        })
+    });
+    assert!(!found(&docs, "s3cr3t"), "{}", all(&docs));
+    assert_eq!(sub(&docs, "api.internal")["namespace"], "remote");
+    assert_eq!(
+        sub(&docs, "served")["http"]["request"]["url"],
+        "http://web.internal/x"
+    );
+    assert_eq!(
+        sub(&docs, "orders@db.internal")["sql"]["url"],
+        "db.internal/orders"
+    );
+}
+
+/// Fields indexed by name are annotations of what may leave of them: a URL
+/// without its query, never a URL's query or a query's text (they were
+/// indexed whole).
+#[test]
+fn indexed_fields_keep_no_secrets() {
+    let docs = run(
+        |b| {
+            b.with_indexed_fields([
+                "url.full",
+                "url.query",
+                "db.statement",
+                "db.connection_string",
+            ])
+        },
+        || {
+            info_span!(
+                "req",
+                "url.full" = "https://app:pw1@shop.example/cart?token=tok1",
+                "url.query" = "token=tok2",
+                "db.system" = "postgresql",
+                "db.statement" = "SELECT 'lit3'",
+                "db.connection_string" = "postgres://app:pw4@db/orders",
+            )
+            .in_scope(|| {});
+        },
+    );
+    for secret in ["pw1", "tok1", "tok2", "lit3", "pw4"] {
+        assert!(!found(&docs, secret), "{secret}: {}", all(&docs));
+    }
+    // A database call with no traced parent: the segment around it.
+    let call = &docs[0]["subsegments"][0];
+    assert_eq!(
+        call["annotations"]["url_full"], "https://shop.example/cart",
+        "{call:#}"
+    );
+    assert_eq!(
+        call["annotations"]["db_connection_string"],
+        "postgres://app@db/orders"
+    );
+}
+
 // ---------------------------------------------------------------------------
 
 /// What `#[instrument(err)]` logs on failure.

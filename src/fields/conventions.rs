@@ -375,6 +375,44 @@ fn int(slot: &mut Slot<'_>) -> Option<i64> {
     Some(v)
 }
 
+/// The host a `server.address` / `http.host` names, without user info
+/// (`user:password@host`: never sent); `None` when empty.
+fn host_of<'a>(slot: Slot<'a>) -> Option<&'a str> {
+    let host = as_str(slot?.1)?;
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    (!host.is_empty()).then_some(host)
+}
+
+/// A field's text as it may leave, as an annotation or metadata: a URL's
+/// without user info, query and fragment, a connection string's without
+/// passwords, an error's without a URL's secrets, a host's without user
+/// info; `None` for a field whose text never leaves (a URL's query, a
+/// query's text); for a value that is not text, an empty string.
+pub(crate) fn sendable_text<'a>(key: &str, value: &'a FieldValue) -> Option<Cow<'a, str>> {
+    let never = matches!(key, "url.query" | "db.statement" | "db.query.text");
+    let Some(s) = as_str(value) else {
+        return (!never).then_some(Cow::Borrowed(""));
+    };
+    Some(match key {
+        // A query string carries tokens, signatures and session ids; a
+        // query's text literals.
+        _ if never => return None,
+        "url.full" | "http.url" | "url.path" | "http.target" | "uri" => plain_url(s),
+        "db.connection_string" | "messaging.url" => without_password(s),
+        "exception.message"
+        | "error.message"
+        | "otel.status_message"
+        | "otel.status_description"
+        | "error.cause_chain"
+        | "exception.details"
+        | "exception.stacktrace" => without_url_secrets(s),
+        "server.address" | "http.host" | "net.host.name" | "net.peer.name" => {
+            Cow::Borrowed(s.rsplit_once('@').map_or(s, |(_, h)| h))
+        }
+        _ => Cow::Borrowed(s),
+    })
+}
+
 /// Whether a span kind (`otel.kind`, `span.kind`) is a call's: `client`
 /// or `producer`.
 fn is_remote_kind(kind: Slot<'_>) -> bool {
@@ -459,25 +497,11 @@ fn leftover_value<'a>(key: &'static str, value: &'a FieldValue) -> Option<MetaVa
         // An empty string says nothing (see `text`).
         return None;
     }
-    let Some(s) = as_str(value) else {
-        return match key {
-            "url.query" | "db.statement" | "db.query.text" => None,
-            _ => Some(meta_value(value)),
-        };
-    };
-    let s = match key {
-        // A query string carries tokens, signatures and session ids; a
-        // query's text literals.
-        "url.query" | "db.statement" | "db.query.text" => return None,
-        "url.full" | "http.url" | "url.path" | "http.target" | "uri" => plain_url(s),
-        "db.connection_string" | "messaging.url" => without_password(s),
-        "exception.message"
-        | "error.message"
-        | "otel.status_message"
-        | "otel.status_description" => without_url_secrets(s),
-        _ => return Some(meta_value(value)),
-    };
-    Some(MetaValue::Str(s))
+    let text = sendable_text(key, value)?;
+    Some(match as_str(value) {
+        Some(_) => MetaValue::Str(text),
+        None => meta_value(value),
+    })
 }
 
 fn cut(s: &str) -> Cow<'_, str> {
@@ -1648,10 +1672,7 @@ impl<'a> Conventions<'a> {
             entity.sql.database_type = system.map(cut);
             entity.sql.user = text(&mut self.db_user).map(cut);
             let db_name = text(&mut self.db_name);
-            let host = self
-                .host
-                .and_then(|(_, v)| as_str(v))
-                .filter(|h| !h.is_empty());
+            let host = host_of(self.host);
             if let Some(conn) = text(&mut self.db_connection) {
                 // Cut after the passwords are removed: never half a secret.
                 let conn = cut_cow(without_password(conn));
@@ -1721,10 +1742,7 @@ impl<'a> Conventions<'a> {
                     req.x_forwarded_for = Some(true);
                 }
             }
-            let host = self
-                .host
-                .and_then(|(_, v)| as_str(v))
-                .filter(|h| !h.is_empty());
+            let host = host_of(self.host);
             // Scheme, host, port and path only (see `plain_url`).
             let mut host_in_url = false;
             let url = if let Some(full) = text(&mut self.url_full) {
@@ -1804,7 +1822,7 @@ impl<'a> Conventions<'a> {
             || self.peer_service.is_some()
             || db_label.is_some();
         if is_remote && !is_segment && !is_http && host_label.is_none() && !named_otherwise {
-            if let Some(h) = self.host.and_then(|(_, v)| as_str(v)) {
+            if let Some(h) = host_of(self.host) {
                 self.host = None;
                 host_label = Some(Cow::Borrowed(h));
             }

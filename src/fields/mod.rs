@@ -280,24 +280,7 @@ fn annotate<'a>(
     );
 }
 
-/// An error's text among a span's fields (`exception.message`,
-/// `error.cause_chain`, ...) without a URL's user info, query or fragment:
-/// an HTTP client's error quotes the URL it failed on. `None` for another
-/// field.
-fn error_text<'a>(key: &str, value: &'a FieldValue) -> Option<Cow<'a, str>> {
-    match key {
-        "exception.message"
-        | "error.message"
-        | "otel.status_message"
-        | "otel.status_description"
-        | "error.cause_chain"
-        | "exception.details"
-        | "exception.stacktrace" => as_str(value).map(conventions::without_url_secrets),
-        _ => None,
-    }
-}
-
-/// [`annotate`] for an error's text stripped of its URL secrets.
+/// [`annotate`] for a text cut of its secrets ([`conventions::sendable_text`]).
 fn annotate_scrubbed<'a>(
     entity: &mut Entity<'a>,
     budget: &mut TraceBudget,
@@ -396,11 +379,19 @@ pub(crate) fn route<'a>(
     for (key, value) in &span.fields {
         let key: &'static str = key;
         if options.is_indexed(key) {
-            match error_text(key, value) {
+            // What may leave of it: a URL without its query, never a
+            // query's text (unless collected, in its block).
+            match conventions::sendable_text(key, value) {
                 Some(Cow::Owned(scrubbed)) => {
                     annotate_scrubbed(entity, budget, &mut demoted, key, scrubbed)
                 }
-                _ => annotate(entity, budget, &mut demoted, key, value, TRACING_NAMESPACE),
+                Some(Cow::Borrowed(text))
+                    if as_str(value).is_some_and(|s| s.len() != text.len()) =>
+                {
+                    annotate_scrubbed(entity, budget, &mut demoted, key, text.to_owned())
+                }
+                Some(_) => annotate(entity, budget, &mut demoted, key, value, TRACING_NAMESPACE),
+                None => {}
             }
             // A field with a meaning has it too: it fills its block, names
             // the span, gives the user or fails the span, as unindexed.
@@ -461,7 +452,7 @@ pub(crate) fn route<'a>(
             // exception's details or stack trace) names the URL, query and
             // all: metadata, without its secrets.
             "error.cause_chain" | "exception.details" | "exception.stacktrace" => {
-                match error_text(key, value) {
+                match conventions::sendable_text(key, value) {
                     // As any other field, but without the URL's secrets.
                     Some(Cow::Owned(scrubbed)) if options.index_all => {
                         annotate_scrubbed(entity, budget, &mut demoted, key, scrubbed)
