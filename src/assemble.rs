@@ -1204,10 +1204,22 @@ pub(crate) fn is_interceptor_span(node: &SpanData) -> bool {
 /// Stack frame paths are relative (SPEC §1.6): `file!()` is already relative
 /// for the application's own crate; a dependency's absolute path under
 /// cargo's registry or git checkouts keeps `crate-x.y.z/src/...`.
-fn relative_path(path: &str) -> &str {
-    if !path.starts_with('/') && !path.contains(":\\") {
-        return path;
+fn relative_path(path: &str) -> Cow<'_, str> {
+    let windows = path.contains(":\\") || path.starts_with("\\\\");
+    if !path.starts_with('/') && !windows {
+        return Cow::Borrowed(path);
     }
+    if windows {
+        // The same markers, in `/` form.
+        return Cow::Owned(relative_unix_path(&path.replace('\\', "/")).to_owned());
+    }
+    Cow::Borrowed(relative_unix_path(path))
+}
+
+/// [`relative_path`] of an absolute path written with `/`: from the crate's
+/// directory for a dependency, from `src/` for the application, else its
+/// last directory and file name (never a home directory's name).
+fn relative_unix_path(path: &str) -> &str {
     for marker in ["/registry/src/", "/git/checkouts/"] {
         if let Some(i) = path.find(marker) {
             let rest = &path[i + marker.len()..];
@@ -1215,8 +1227,17 @@ fn relative_path(path: &str) -> &str {
             return rest.split_once('/').map_or(rest, |(_, r)| r);
         }
     }
-    path.rsplit_once("/src/")
-        .map_or(path, |(_, r)| &path[path.len() - r.len() - "src/".len()..])
+    if let Some((_, r)) = path.rsplit_once("/src/") {
+        return &path[path.len() - r.len() - "src/".len()..];
+    }
+    let mut parts = path.rsplitn(3, '/');
+    let file = parts.next().unwrap_or(path);
+    match (parts.next(), parts.next()) {
+        (Some(dir), Some(_)) if !dir.is_empty() && !dir.contains(':') => {
+            &path[path.len() - file.len() - dir.len() - 1..]
+        }
+        _ => file,
+    }
 }
 
 #[cfg(test)]
@@ -1240,7 +1261,23 @@ mod path_tests {
             relative_path("/home/me/app/src/handler.rs"),
             "src/handler.rs"
         );
-        assert_eq!(relative_path("/weird"), "/weird");
+        assert_eq!(relative_path("/weird"), "weird");
+        assert_eq!(
+            relative_path("/home/alice/shared/tests/support.rs"),
+            "tests/support.rs"
+        );
+        assert_eq!(
+            relative_path(
+                r"C:\Users\alice\.cargo\registry\src\index.crates.io-1949cf8c6b5b557f\tower-http-0.6.6\src\trace\on_failure.rs"
+            ),
+            "tower-http-0.6.6/src/trace/on_failure.rs"
+        );
+        assert_eq!(
+            relative_path(r"C:\Users\alice\app\src\main.rs"),
+            "src/main.rs"
+        );
+        assert_eq!(relative_path(r"C:\x.rs"), "x.rs");
+        assert_eq!(relative_path(r"\\server\share\app\lib.rs"), "app/lib.rs");
     }
 }
 

@@ -394,7 +394,7 @@ fn exception(out: &mut String, ex: &Exception<'_>) {
 /// One frame of an exception's `stack`.
 fn stack_frame(out: &mut String, f: &StackFrame<'_>) {
     let mut o = Object::open(out);
-    o.str("\"path\":", f.path);
+    o.str("\"path\":", f.path.as_deref());
     if let Some(line) = f.line {
         unsigned(o.key("\"line\":"), u64::from(line));
     }
@@ -1044,7 +1044,11 @@ mod tests {
             proptest::option::of(any::<u32>()),
             opt_static(),
         )
-            .prop_map(|(path, line, label)| StackFrame { path, line, label });
+            .prop_map(|(path, line, label)| StackFrame {
+                path: path.map(Cow::Borrowed),
+                line,
+                label,
+            });
         let exception = (
             segment_id(),
             opt_str(),

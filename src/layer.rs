@@ -17,7 +17,7 @@
 
 use std::any::TypeId;
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -55,7 +55,15 @@ thread_local! {
     /// before looking up its own parent. Only a hint: a wrong guess costs
     /// one lookup, never a wrong answer.
     static IN_UNSAMPLED: Cell<bool> = const { Cell::new(false) };
+    /// The spans entered while this thread's panic unwinds (by a `Drop`),
+    /// innermost last: their exit is the `Drop`'s, not the unwinding's.
+    static ENTERED_WHILE_PANICKING: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
 }
+
+/// At most this many spans entered during one unwinding are remembered
+/// ([`XrayLayer::on_enter`]); past it, a span exited in a `Drop` may be
+/// marked as one the panic went through.
+const MAX_ENTERED_WHILE_PANICKING: usize = 64;
 
 /// While alive, spans and events of the current thread are invisible to every
 /// `XrayLayer` (the worker and the pollers hold one for their whole life).
@@ -1179,14 +1187,35 @@ where
         }
     }
 
+    /// A span entered while a panic unwinds (by a `Drop`) is remembered, so
+    /// that its exit is not taken for the unwinding's (see `on_exit`).
+    /// Otherwise nothing: one check per enter.
+    #[inline]
+    fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
+        if self.inner.is_some() && std::thread::panicking() {
+            let _ = ENTERED_WHILE_PANICKING.try_with(|entered| {
+                if let Ok(mut entered) = entered.try_borrow_mut() {
+                    if entered.len() < MAX_ENTERED_WHILE_PANICKING {
+                        entered.push(id.into_u64());
+                    }
+                }
+            });
+        }
+    }
+
     /// A span a panic unwinds through (its guard dropped by the unwinding)
     /// failed: remembered here, lock-free (the unwinding may have started
     /// while a lock of the span was held, poisoning it), and marked a fault
-    /// as it closes (`unwound`). Otherwise nothing: one check per exit.
+    /// as it closes (`unwound`). Not a span entered during the unwinding (a
+    /// `Drop` that enters one exits it too). Otherwise nothing: one check
+    /// per exit.
     #[inline]
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
         if let Some(inner) = &self.inner {
-            if std::thread::panicking() && !inner.unsampled_spans.contains(id) {
+            if std::thread::panicking()
+                && !entered_while_panicking(id)
+                && !inner.unsampled_spans.contains(id)
+            {
                 inner.unwound_spans.insert(id);
             }
         }
@@ -1286,6 +1315,27 @@ where
             None
         }
     }
+}
+
+/// Whether span `id` was entered during this thread's unwinding (see
+/// [`XrayLayer::on_enter`]), forgetting it.
+#[cold]
+fn entered_while_panicking(id: &Id) -> bool {
+    let id = id.into_u64();
+    ENTERED_WHILE_PANICKING
+        .try_with(|entered| {
+            let Ok(mut entered) = entered.try_borrow_mut() else {
+                return false;
+            };
+            match entered.iter().rposition(|&e| e == id) {
+                Some(i) => {
+                    entered.remove(i);
+                    true
+                }
+                None => false,
+            }
+        })
+        .unwrap_or(false)
 }
 
 /// What a root's document is: a segment, or (a Lambda function's

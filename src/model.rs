@@ -421,7 +421,7 @@ pub(crate) struct Exception<'a> {
 #[derive(Serialize, Debug, Default)]
 pub(crate) struct StackFrame<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) path: Option<&'a str>,
+    pub(crate) path: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) line: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -312,6 +312,10 @@ pub(crate) struct Rare {
     pub(crate) incoming: Option<crate::TraceHeader>,
     pub(crate) errors: Vec<ErrorRecord>,
     pub(crate) errors_dropped: u32,
+    /// The error fields whose error was dropped (past the bound): recorded
+    /// again, an error of one of them replaces the one counted, and is not
+    /// counted again.
+    pub(crate) dropped_error_fields: Vec<&'static str>,
     /// Non-error events, when recorded; `events_dropped` counts the excess.
     pub(crate) events: Vec<EventRecord>,
     pub(crate) events_dropped: u32,
@@ -724,6 +728,14 @@ impl SpanData {
             }
         }
         let rare = self.rare_mut();
+        let field = record.field;
+        if let Some(field) = field.filter(|_| rare.errors.len() >= MAX_ERRORS_PER_SPAN) {
+            if rare.dropped_error_fields.contains(&field) {
+                // Its earlier error was counted; this one replaces it.
+                return;
+            }
+            rare.dropped_error_fields.push(field);
+        }
         if push_bounded(
             &mut rare.errors,
             &mut rare.errors_dropped,

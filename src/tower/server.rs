@@ -414,11 +414,12 @@ where
             Err(e) => {
                 if let Some(span) = span {
                     // A fault, with the error's text as its exception (as
-                    // the client layer records a failed call).
-                    let text = e.to_string();
-                    let text = crate::fields::conventions::without_url_secrets(&text);
+                    // the client layer records a failed call; a URL it
+                    // quotes leaves without its secrets, as every error
+                    // text does, and the handler's error recorded on its
+                    // way up, as recorded, is named as its cause).
                     span.record("otel.status_code", "ERROR");
-                    span.record("otel.status_message", &*text);
+                    span.record("otel.status_message", e.to_string());
                     crate::span_ext::end_now(&span);
                 }
                 Poll::Ready(Err(e))
