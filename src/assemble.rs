@@ -214,7 +214,17 @@ pub(crate) struct Assembler<'c> {
     /// A client call with no traced parent is being packed: the segment
     /// around it ([`caller_segment`]) keeps its `otel.name`.
     packing_root_call: bool,
+    /// The exceptions of subtrees sent in earlier parts of the trace (a
+    /// long-lived root streaming its finished subsegments), by the span
+    /// they were below: that span names them as its exceptions' causes as
+    /// if they were packed with it (see [`Assembler::carry_exceptions`]).
+    carried: Vec<(SegmentId, CarriedException)>,
 }
+
+/// An exception an ancestor may name as its cause (see
+/// [`Assembler::exceptions`]): a hash of its message, its id, and when it
+/// was recorded.
+pub(crate) type CarriedException = (u64, SegmentId, Instant);
 
 /// JSON buffers up to this capacity are reused; larger ones are freed.
 const MAX_SPARE_BUFFER: usize = 16 * 1024;
@@ -238,7 +248,36 @@ impl<'c> Assembler<'c> {
             list_fields: None,
             user_below: None,
             packing_root_call: false,
+            carried: Vec::new(),
         }
+    }
+
+    /// The exceptions of subtrees of this trace sent earlier, by the span
+    /// they were below (see [`Assembler::carried`]).
+    pub(crate) fn carry_exceptions(&mut self, carried: Vec<(SegmentId, CarriedException)>) {
+        self.carried = carried;
+    }
+
+    /// The exceptions of the tree just packed that its parent, packed in a
+    /// later part, may name as causes: its top's own.
+    pub(crate) fn top_exceptions(&self) -> &[CarriedException] {
+        &self.exceptions
+    }
+
+    /// Adds to the exceptions below the span just entered those of its
+    /// subtrees sent in earlier parts.
+    fn enter_carried(&mut self, span: SegmentId) {
+        if self.carried.is_empty() {
+            return;
+        }
+        let exceptions = &mut self.exceptions;
+        self.carried.retain(|(below, exception)| {
+            let mine = *below == span;
+            if mine {
+                exceptions.push(*exception);
+            }
+            !mine
+        });
     }
 
     /// The user a span below the segment named (`enduser.id`,
@@ -328,6 +367,7 @@ impl<'c> Assembler<'c> {
         self.reserve_for_top(forest, root, matches!(top, Top::Segment));
         self.exceptions.clear();
         let mut stack = vec![frame(root, is_aws_operation(forest.span(root)), 0)];
+        self.enter_carried(forest.span(root).id);
         while let Some(frame_now) = stack.last_mut() {
             // Inside an operation, the SDK's internal spans are folded into
             // it (only the calls made inside it are visited), or with them
@@ -344,6 +384,7 @@ impl<'c> Assembler<'c> {
                 let in_op = frame_now.in_op || is_aws_operation(span);
                 let mark = self.exceptions.len();
                 stack.push(frame(child, in_op, mark));
+                self.enter_carried(span.id);
                 continue;
             }
             let Some(frame) = stack.pop() else { break };

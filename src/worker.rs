@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::assemble::{Assembler, Top};
+use crate::assemble::{Assembler, CarriedException, Top};
 use crate::config::Config;
 use crate::export::{Document, ExportError, ExportOutcome, Exporter};
 use crate::fields::user_below_segment;
@@ -109,6 +109,10 @@ const LINGER: Duration = Duration::from_millis(1);
 /// Traces sent in parts whose annotation counts the worker remembers.
 const MAX_PARTED_TRACES: usize = 1024;
 
+/// Exceptions of subtrees sent early that one span waits for, at most
+/// (a span keeps 8 exceptions of its own).
+const MAX_CARRIED_EXCEPTIONS: usize = 64;
+
 /// Keeps in `users` the user a part of a trace sent before its root ended
 /// names (see [`user_below_segment`]), for the root's segment: the first
 /// part's that names one.
@@ -164,6 +168,10 @@ struct Worker {
     /// their roots were open, until the root arrives (bounded as
     /// `annotations_used`).
     users_below: HashMap<(TraceId, SegmentId), String>,
+    /// The exceptions of subtrees sent in parts while an ancestor was open,
+    /// by that ancestor (the subtree's parent), until it is packed: it
+    /// names them as its exceptions' causes. Bounded as `annotations_used`.
+    exceptions_below: HashMap<(TraceId, SegmentId), Vec<CarriedException>>,
     /// Documents handed to [`Exporter::export`], ever.
     ///
     /// With `settled`, what a panicking exporter loses: an exporter reports
@@ -210,6 +218,7 @@ impl Worker {
             warned_pack: false,
             annotations_used: HashMap::new(),
             users_below: HashMap::new(),
+            exceptions_below: HashMap::new(),
             handed: 0,
             settled: 0,
         }
@@ -400,6 +409,19 @@ impl Worker {
             };
             asm.set_user_below(earlier.or_else(|| user_below_segment(spans.iter())));
         }
+        if !self.exceptions_below.is_empty() {
+            // Spans of this list below which earlier parts were sent.
+            let carried = spans
+                .iter()
+                .filter_map(|s| {
+                    self.exceptions_below
+                        .remove(&(trace_id, s.id))
+                        .map(|e| (s.id, e))
+                })
+                .flat_map(|(id, exceptions)| exceptions.into_iter().map(move |e| (id, e)))
+                .collect();
+            asm.carry_exceptions(carried);
+        }
         let tops = forest.tops();
         for &node in tops {
             let node_top = match forest.span(node).parent_seg {
@@ -407,6 +429,21 @@ impl Worker {
                 None => top,
             };
             asm.pack(forest, node, node_top);
+            // A subtree sent before its parent: its exceptions wait for it.
+            // (Not below a Lambda function's segment, which is Lambda's.)
+            let top_span = forest.span(node);
+            if let (true, Some(parent)) = (detached, top_span.parent_seg) {
+                if !asm.top_exceptions().is_empty() && !top_span.ancestry.parent_is_facade() {
+                    if self.exceptions_below.len() >= MAX_PARTED_TRACES {
+                        // Bounded: forgetting costs a cause link, never memory.
+                        self.exceptions_below.clear();
+                    }
+                    let waiting = self.exceptions_below.entry((trace_id, parent)).or_default();
+                    if waiting.len() < MAX_CARRIED_EXCEPTIONS {
+                        waiting.extend_from_slice(asm.top_exceptions());
+                    }
+                }
+            }
         }
         if detached {
             // One independent document per top (`streamed_subsegments`
@@ -810,6 +847,33 @@ mod tests {
 
     /// The same for the users parts of open traces name; a Lambda
     /// invocation's parts (whose segment is Lambda's) leave none.
+    /// The same for the exceptions parts of open traces wait with for
+    /// their parent; a Lambda invocation's parts leave none.
+    #[test]
+    fn exceptions_of_parted_traces_stay_bounded() {
+        let failed = |facade| {
+            part(
+                (
+                    "exception.message",
+                    crate::span_data::FieldValue::Str(crate::span_data::FieldStr::new("boom")),
+                ),
+                facade,
+            )
+        };
+        let most = most_remembered(
+            3 * MAX_PARTED_TRACES,
+            || failed(false),
+            |w| w.exceptions_below.len(),
+        );
+        assert!(most > 0, "the exceptions are remembered");
+        assert!(most <= MAX_PARTED_TRACES, "{most}");
+        assert_eq!(
+            most_remembered(1, || failed(true), |w| w.exceptions_below.len()),
+            0,
+            "a Lambda part keeps no exception"
+        );
+    }
+
     #[test]
     fn users_named_by_parted_traces_stay_bounded() {
         let alice = |facade| {

@@ -220,6 +220,69 @@ impl tower_service::Service<http::Request<String>> for Handler {
     }
 }
 
+/// On a long-lived root that streams its finished subsegments
+/// (`with_max_held_subsegments`), an error passed up to the root no longer
+/// names the exception below as its `cause`.
+///
+/// The user writes nested `#[instrument(err)]` functions under a root that
+/// logs the error it got back (`error!(error = %e)`), as in a long job.
+///
+/// README (`&dyn Error` row): "an error recorded again by the spans it
+/// passes up through, as nested `#[instrument(err)]` functions do, names
+/// the one below as its `cause`". SPEC 1.6: `cause` is "id of the parent
+/// exception", and may refer "to an exception recorded elsewhere in the
+/// trace". Without streaming the root's exception names level1's (checked
+/// first, below); once level1's subtree was streamed as an independent
+/// subsegment before the root ended, the root's exception has no `cause`:
+/// the chain is cut where the document was split.
+///
+/// It was: `Assembler::link_to_descendants` (src/assemble.rs) looks
+/// only in `self.exceptions`, the exceptions of the part being assembled;
+/// the ids of exceptions already sent in earlier parts of the same trace
+/// are not kept for the parts that follow.
+#[test]
+fn an_error_passed_up_names_its_cause_across_streamed_parts() {
+    let body = || {
+        info_span!("job").in_scope(|| {
+            for i in 0..3 {
+                info_span!("step", i).in_scope(|| {});
+            }
+            if let Err(e) = level1() {
+                error!(error = %e);
+            }
+            for i in 0..3 {
+                info_span!("step", i).in_scope(|| {});
+            }
+        });
+    };
+    let root_cause = |r: &Run| {
+        let root = r
+            .docs
+            .iter()
+            .find(|d| d.get("type").is_none())
+            .expect("the segment");
+        let level1 = node(&r.docs, "level1");
+        (
+            exceptions(root)[0]["cause"].clone(),
+            exceptions(level1)[0]["id"].clone(),
+        )
+    };
+    // Control: one document, the link is there.
+    let whole = run(body);
+    assert_eq!(whole.docs.len(), 1);
+    let (cause, below) = root_cause(&whole);
+    assert_eq!(cause, below, "{:#?}", whole.docs);
+    // Streamed: level1 leaves before the job ends.
+    let streamed = run_cfg(|b| b.with_max_held_subsegments(2), body);
+    assert!(streamed.docs.len() > 1, "streamed: {:#?}", streamed.docs);
+    let (cause, below) = root_cause(&streamed);
+    assert_eq!(
+        cause, below,
+        "the job's error lost its link to level1's exception: {:#?}",
+        streamed.docs
+    );
+}
+
 fn serve_once(text: &'static str) -> Run {
     use tower_layer::Layer;
     use tower_service::Service;
