@@ -1246,7 +1246,12 @@ pub(crate) fn is_interceptor_span(node: &SpanData) -> bool {
 /// for the application's own crate; a dependency's absolute path under
 /// cargo's registry or git checkouts keeps `crate-x.y.z/src/...`.
 fn relative_path(path: &str) -> Cow<'_, str> {
-    let windows = path.contains(":\\") || path.starts_with("\\\\");
+    // A drive (`C:\`, `C:/`) or a share (`\\server\share`).
+    let drive = path.len() > 2
+        && path.as_bytes()[0].is_ascii_alphabetic()
+        && path.as_bytes()[1] == b':'
+        && matches!(path.as_bytes()[2], b'\\' | b'/');
+    let windows = drive || path.starts_with("\\\\");
     if !path.starts_with('/') && !windows {
         return Cow::Borrowed(path);
     }
@@ -1259,7 +1264,7 @@ fn relative_path(path: &str) -> Cow<'_, str> {
 
 /// [`relative_path`] of an absolute path written with `/`: from the crate's
 /// directory for a dependency, from `src/` for the application, else its
-/// last directory and file name (never a home directory's name).
+/// file name (a directory may be a home directory, named after its user).
 fn relative_unix_path(path: &str) -> &str {
     for marker in ["/registry/src/", "/git/checkouts/"] {
         if let Some(i) = path.find(marker) {
@@ -1271,14 +1276,7 @@ fn relative_unix_path(path: &str) -> &str {
     if let Some((_, r)) = path.rsplit_once("/src/") {
         return &path[path.len() - r.len() - "src/".len()..];
     }
-    let mut parts = path.rsplitn(3, '/');
-    let file = parts.next().unwrap_or(path);
-    match (parts.next(), parts.next()) {
-        (Some(dir), Some(_)) if !dir.is_empty() && !dir.contains(':') => {
-            &path[path.len() - file.len() - dir.len() - 1..]
-        }
-        _ => file,
-    }
+    path.rsplit_once('/').map_or(path, |(_, file)| file)
 }
 
 #[cfg(test)]
@@ -1305,8 +1303,11 @@ mod path_tests {
         assert_eq!(relative_path("/weird"), "weird");
         assert_eq!(
             relative_path("/home/alice/shared/tests/support.rs"),
-            "tests/support.rs"
+            "support.rs"
         );
+        assert_eq!(relative_path("/home/alice/report.rs"), "report.rs");
+        assert_eq!(relative_path("C:/Users/alice/app/lib.rs"), "lib.rs");
+        assert_eq!(relative_path("C:/Users/alice/app/src/lib.rs"), "src/lib.rs");
         assert_eq!(
             relative_path(
                 r"C:\Users\alice\.cargo\registry\src\index.crates.io-1949cf8c6b5b557f\tower-http-0.6.6\src\trace\on_failure.rs"
@@ -1318,7 +1319,7 @@ mod path_tests {
             "src/main.rs"
         );
         assert_eq!(relative_path(r"C:\x.rs"), "x.rs");
-        assert_eq!(relative_path(r"\\server\share\app\lib.rs"), "app/lib.rs");
+        assert_eq!(relative_path(r"\\server\share\app\lib.rs"), "lib.rs");
     }
 }
 

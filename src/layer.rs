@@ -58,6 +58,10 @@ thread_local! {
     /// The spans entered while this thread's panic unwinds (by a `Drop`),
     /// innermost last: their exit is the `Drop`'s, not the unwinding's.
     static ENTERED_WHILE_PANICKING: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+    /// Whether `ENTERED_WHILE_PANICKING` may hold a span: one entered in a
+    /// `Drop` during the unwinding may be exited after it (kept in a
+    /// thread-local), and is forgotten then.
+    static ANY_ENTERED_WHILE_PANICKING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// At most this many spans entered during one unwinding are remembered
@@ -1197,6 +1201,7 @@ where
                 if let Ok(mut entered) = entered.try_borrow_mut() {
                     if entered.len() < MAX_ENTERED_WHILE_PANICKING {
                         entered.push(id.into_u64());
+                        ANY_ENTERED_WHILE_PANICKING.set(true);
                     }
                 }
             });
@@ -1207,16 +1212,19 @@ where
     /// failed: remembered here, lock-free (the unwinding may have started
     /// while a lock of the span was held, poisoning it), and marked a fault
     /// as it closes (`unwound`). Not a span entered during the unwinding (a
-    /// `Drop` that enters one exits it too). Otherwise nothing: one check
-    /// per exit.
+    /// `Drop` that enters one exits it too, unless a second panic, caught
+    /// in that `Drop`, unwinds through it: it is not marked then). Otherwise
+    /// nothing: two checks per exit.
     #[inline]
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
         if let Some(inner) = &self.inner {
-            if std::thread::panicking()
-                && !entered_while_panicking(id)
-                && !inner.unsampled_spans.contains(id)
-            {
-                inner.unwound_spans.insert(id);
+            if std::thread::panicking() {
+                if !entered_while_panicking(id) && !inner.unsampled_spans.contains(id) {
+                    inner.unwound_spans.insert(id);
+                }
+            } else if ANY_ENTERED_WHILE_PANICKING.get() {
+                // Entered during an unwinding, exited after it.
+                entered_while_panicking(id);
             }
         }
     }
@@ -1327,13 +1335,17 @@ fn entered_while_panicking(id: &Id) -> bool {
             let Ok(mut entered) = entered.try_borrow_mut() else {
                 return false;
             };
-            match entered.iter().rposition(|&e| e == id) {
+            let found = match entered.iter().rposition(|&e| e == id) {
                 Some(i) => {
                     entered.remove(i);
                     true
                 }
                 None => false,
+            };
+            if entered.is_empty() {
+                ANY_ENTERED_WHILE_PANICKING.set(false);
             }
+            found
         })
         .unwrap_or(false)
 }

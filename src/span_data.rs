@@ -551,6 +551,7 @@ impl TraceBuf {
             .root_annotations
             .load(std::sync::atomic::Ordering::Relaxed);
         taken.root = self.root;
+        taken.root_sent = self.is_sealed();
         taken
     }
 }

@@ -33,6 +33,10 @@ pub(crate) struct SpanList {
     /// Set on a part of a trace sent while its root is open: the root's id
     /// (see [`TraceBuf::root`](crate::span_data::TraceBuf)).
     pub(crate) root: Option<crate::id::SegmentId>,
+    /// Set with `root` on a part taken after the root's segment was sent
+    /// (the tower server layer sends it with the response): its spans'
+    /// exceptions have no parent left to name them.
+    pub(crate) root_sent: bool,
 }
 
 impl SpanList {
@@ -169,6 +173,7 @@ impl SpanList {
         self.len = 0;
         self.root_annotations = 0;
         self.root = None;
+        self.root_sent = false;
         self.bytes = 0;
     }
 }

@@ -429,19 +429,26 @@ impl Worker {
                 None => top,
             };
             asm.pack(forest, node, node_top);
-            // A subtree sent before its parent: its exceptions wait for it.
-            // (Not below a Lambda function's segment, which is Lambda's.)
+            // A subtree sent before its parent (a part of a long-lived
+            // root, or of a segment sent with its response while work it
+            // spawned goes on): its exceptions wait for the parent. Not for
+            // a parent already sent (the segment sent with its response),
+            // nor a Lambda function's segment (Lambda's).
             let top_span = forest.span(node);
-            if let (true, Some(parent)) = (detached, top_span.parent_seg) {
-                if !asm.top_exceptions().is_empty() && !top_span.ancestry.parent_is_facade() {
+            let parent_sent = |parent| {
+                top_span.ancestry.parent_is_facade()
+                    || (spans.root_sent && spans.root == Some(parent))
+            };
+            if let Some(parent) = top_span.parent_seg.filter(|&p| !parent_sent(p)) {
+                let exceptions = asm.top_exceptions();
+                if !exceptions.is_empty() {
                     if self.exceptions_below.len() >= MAX_PARTED_TRACES {
                         // Bounded: forgetting costs a cause link, never memory.
                         self.exceptions_below.clear();
                     }
                     let waiting = self.exceptions_below.entry((trace_id, parent)).or_default();
-                    if waiting.len() < MAX_CARRIED_EXCEPTIONS {
-                        waiting.extend_from_slice(asm.top_exceptions());
-                    }
+                    let room = MAX_CARRIED_EXCEPTIONS.saturating_sub(waiting.len());
+                    waiting.extend(exceptions.iter().take(room).copied());
                 }
             }
         }

@@ -185,41 +185,6 @@ fn a_span_entered_by_a_drop_during_unwinding_is_no_fault() {
     assert!(exceptions(conn).is_empty(), "{conn:#}");
 }
 
-#[derive(Debug)]
-struct UpstreamError(String);
-impl std::fmt::Display for UpstreamError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl std::error::Error for UpstreamError {}
-
-// `skip(text)`: the argument itself would be plain metadata, sent whole.
-#[tracing::instrument(skip(text), err)]
-async fn load_order(text: String) -> Result<http::Response<String>, UpstreamError> {
-    Err(UpstreamError(text))
-}
-
-/// A tower service whose handler is an `#[instrument(err)]` function.
-#[derive(Clone)]
-struct Handler(&'static str);
-impl tower_service::Service<http::Request<String>> for Handler {
-    type Response = http::Response<String>;
-    type Error = UpstreamError;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, UpstreamError>> + Send>,
-    >;
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), UpstreamError>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-    fn call(&mut self, _: http::Request<String>) -> Self::Future {
-        Box::pin(load_order(self.0.to_owned()))
-    }
-}
-
 /// On a long-lived root that streams its finished subsegments
 /// (`with_max_held_subsegments`), an error passed up to the root no longer
 /// names the exception below as its `cause`.
@@ -283,68 +248,110 @@ fn an_error_passed_up_names_its_cause_across_streamed_parts() {
     );
 }
 
-fn serve_once(text: &'static str) -> Run {
-    use tower_layer::Layer;
-    use tower_service::Service;
-    run(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let mut service = tracing_xray::tower::XrayServerLayer::new().layer(Handler(text));
-            let _ = service.call(http::Request::new(String::new())).await;
-        });
-    })
-}
+/// A server behind `XrayServerLayer` whose handler is an `#[instrument(err)]`
+/// function (feature `tower`).
+#[cfg(feature = "tower")]
+mod server {
+    use super::*;
 
-/// A server whose handler's error quotes a URL with a query (or user
-/// info) loses the link from the segment's exception to the handler's.
-///
-/// The user writes an `#[instrument(err)]` handler behind
-/// `XrayServerLayer` that returns its error to the server (a tower service
-/// whose error type is the handler's). Its text names the upstream URL it
-/// called, query and all, as HTTP clients' errors do.
-///
-/// README (`&dyn Error` row): "an error recorded again by the spans it
-/// passes up through ... names the one below as its `cause`"; tower
-/// section: a handler that "returns an error, whose text is the
-/// exception". With a plain text the segment's exception names the
-/// handler's as its `cause` (checked first, below). When the text holds a
-/// URL with a query, the segment's exception has no `cause`: the same
-/// error, passed up one level, is shown as two unrelated failures.
-///
-/// It was: `XrayServerFuture::poll` (src/tower/server.rs) records
-/// `otel.status_message` already scrubbed by `without_url_secrets`, and
-/// `Assembler::entity` (src/assemble.rs) hashes that field's text as
-/// recorded (`error_message_recorded`), while the handler's event was
-/// hashed before scrubbing (see tests/exception_linking.rs's first test,
-/// which fixed the same mismatch for events): the two hashes differ. The
-/// client layer does the same for an error that is neither `BoxError` nor
-/// `io::Error` (src/tower/client.rs).
-#[test]
-fn a_server_error_quoting_a_url_names_the_handlers_exception_as_its_cause() {
-    let linked = |r: &Run| {
-        let segment = &r.docs[0];
-        let handler = node(&r.docs, "load_order");
-        (
-            exceptions(segment)[0]["cause"].clone(),
-            exceptions(handler)[0]["id"].clone(),
-            format!("{segment:#}"),
-        )
-    };
-    // Control: linked.
-    let plain = serve_once("upstream returned 502");
-    let (cause, below, doc) = linked(&plain);
-    assert_eq!(cause, below, "{doc}");
-    // The same with a URL in the text.
-    let with_url =
-        serve_once("upstream https://api.example.com/v1/orders?sig=SECRET1 returned 502");
-    let (cause, below, doc) = linked(&with_url);
-    assert!(!doc.contains("SECRET1"), "{doc}");
-    assert_eq!(
-        cause, below,
-        "the segment's exception lost its link to the handler's: {doc}"
-    );
+    #[derive(Debug)]
+    struct UpstreamError(String);
+    impl std::fmt::Display for UpstreamError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+    impl std::error::Error for UpstreamError {}
+
+    // `skip(text)`: the argument itself would be plain metadata, sent whole.
+    #[tracing::instrument(skip(text), err)]
+    async fn load_order(text: String) -> Result<http::Response<String>, UpstreamError> {
+        Err(UpstreamError(text))
+    }
+
+    /// A tower service whose handler is an `#[instrument(err)]` function.
+    #[derive(Clone)]
+    struct Handler(&'static str);
+    impl tower_service::Service<http::Request<String>> for Handler {
+        type Response = http::Response<String>;
+        type Error = UpstreamError;
+        type Future = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Self::Response, UpstreamError>> + Send>,
+        >;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), UpstreamError>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: http::Request<String>) -> Self::Future {
+            Box::pin(load_order(self.0.to_owned()))
+        }
+    }
+
+    fn serve_once(text: &'static str) -> Run {
+        use tower_layer::Layer;
+        use tower_service::Service;
+        run(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut service = tracing_xray::tower::XrayServerLayer::new().layer(Handler(text));
+                let _ = service.call(http::Request::new(String::new())).await;
+            });
+        })
+    }
+
+    /// A server whose handler's error quotes a URL with a query (or user
+    /// info) loses the link from the segment's exception to the handler's.
+    ///
+    /// The user writes an `#[instrument(err)]` handler behind
+    /// `XrayServerLayer` that returns its error to the server (a tower service
+    /// whose error type is the handler's). Its text names the upstream URL it
+    /// called, query and all, as HTTP clients' errors do.
+    ///
+    /// README (`&dyn Error` row): "an error recorded again by the spans it
+    /// passes up through ... names the one below as its `cause`"; tower
+    /// section: a handler that "returns an error, whose text is the
+    /// exception". With a plain text the segment's exception names the
+    /// handler's as its `cause` (checked first, below). When the text holds a
+    /// URL with a query, the segment's exception has no `cause`: the same
+    /// error, passed up one level, is shown as two unrelated failures.
+    ///
+    /// It was: `XrayServerFuture::poll` (src/tower/server.rs) records
+    /// `otel.status_message` already scrubbed by `without_url_secrets`, and
+    /// `Assembler::entity` (src/assemble.rs) hashes that field's text as
+    /// recorded (`error_message_recorded`), while the handler's event was
+    /// hashed before scrubbing (see tests/exception_linking.rs's first test,
+    /// which fixed the same mismatch for events): the two hashes differ. The
+    /// client layer does the same for an error that is neither `BoxError` nor
+    /// `io::Error` (src/tower/client.rs).
+    #[test]
+    fn a_server_error_quoting_a_url_names_the_handlers_exception_as_its_cause() {
+        let linked = |r: &Run| {
+            let segment = &r.docs[0];
+            let handler = node(&r.docs, "load_order");
+            (
+                exceptions(segment)[0]["cause"].clone(),
+                exceptions(handler)[0]["id"].clone(),
+                format!("{segment:#}"),
+            )
+        };
+        // Control: linked.
+        let plain = serve_once("upstream returned 502");
+        let (cause, below, doc) = linked(&plain);
+        assert_eq!(cause, below, "{doc}");
+        // The same with a URL in the text.
+        let with_url =
+            serve_once("upstream https://api.example.com/v1/orders?sig=SECRET1 returned 502");
+        let (cause, below, doc) = linked(&with_url);
+        assert!(!doc.contains("SECRET1"), "{doc}");
+        assert_eq!(
+            cause, below,
+            "the segment's exception lost its link to the handler's: {doc}"
+        );
+    }
 }
 
 /// A stack frame's `path` is sent absolute (with the user's home
