@@ -29,8 +29,12 @@
 //!
 //! Workloads: one request = 1 root + N children, 3 fields each, one event per
 //! child (N = 10 and 100), back to back; and the 10-child request once every
-//! 50 µs (`request_1_root_10_children_every_50us`: only the request timed). `xray_end_to_end` also counts the worker's
-//! serialization and hand-off, by flushing every batch of requests.
+//! 50 µs (`request_1_root_10_children_every_50us`: only the request timed);
+//! the 10-child request on two threads at once
+//! (`request_1_root_10_children_on_2_threads`, the rungs without a
+//! background thread: what sharing the layer between cores costs).
+//! `xray_end_to_end` also counts the worker's serialization and hand-off, by
+//! flushing every batch of requests.
 
 mod rungs;
 
@@ -126,6 +130,49 @@ fn paced(c: &mut Criterion) {
     group.finish();
 }
 
+/// The 10-child request on two threads at once, each with its own share of
+/// the iterations, timed from the first start to the last end: what the
+/// span path costs when the application's threads share the layer (its
+/// shared state's cache lines travel between cores). Only the rungs with no
+/// background thread: on two cores a worker would compete with the two
+/// application threads for the CPU, and its full queue would drop traces,
+/// which makes them cheaper.
+fn two_threads(c: &mut Criterion) {
+    const THREADS: u64 = 2;
+    let rungs = dispatches();
+    let mut group = c.benchmark_group("request_1_root_10_children_on_2_threads");
+    for (name, dispatch, flush) in &rungs {
+        if flush.is_some() || *name == "registry" {
+            continue;
+        }
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter_custom(|iters| {
+                let share = iters.div_ceil(THREADS);
+                let start = std::sync::Barrier::new(THREADS as usize + 1);
+                let began = std::thread::scope(|s| {
+                    for _ in 0..THREADS {
+                        s.spawn(|| {
+                            tracing::dispatcher::with_default(dispatch, || {
+                                start.wait();
+                                for _ in 0..share {
+                                    request(black_box(10));
+                                }
+                            })
+                        });
+                    }
+                    start.wait();
+                    Instant::now()
+                });
+                // Per request: both threads' requests in the time it took.
+                began
+                    .elapsed()
+                    .mul_f64(iters as f64 / (share * THREADS) as f64)
+            });
+        });
+    }
+    group.finish();
+}
+
 fn end_to_end(c: &mut Criterion) {
     let (layer, handle) = xray(true);
     let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
@@ -178,6 +225,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(30);
-    targets = hot_path, paced, end_to_end, sampler_decision
+    targets = hot_path, paced, two_threads, end_to_end, sampler_decision
 }
 criterion_main!(benches);
