@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::{capture_documents as run_cfg, exceptions, node, quietly, Captured as Run};
+
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
@@ -19,79 +21,12 @@ use tracing_xray::export::InMemoryExporter;
 use tracing_xray::sampling::AlwaysSample;
 use tracing_xray::Detectors;
 
-struct Run {
-    docs: Vec<Value>,
-    #[allow(dead_code)]
-    xray: tracing_xray::XrayHandle,
-}
-
-fn run_cfg(
-    configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
-    f: impl FnOnce(),
-) -> Run {
-    let exporter = InMemoryExporter::new();
-    let builder = tracing_xray::builder()
-        .with_service_name("svc")
-        .with_detectors(Detectors::none())
-        .with_sampler(AlwaysSample)
-        .with_exporter(exporter.clone());
-    let layer = configure(builder).build();
-    let xray = layer.handle();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
-    xray.flush(Duration::from_secs(10)).unwrap();
-    let docs = exporter.json_documents();
-    let validator = common::schema();
-    for d in &docs {
-        common::assert_schema_valid(&validator, d);
-    }
-    Run { docs, xray }
-}
-
 fn run(f: impl FnOnce()) -> Run {
     run_cfg(|b| b, f)
 }
 
-fn all_nodes(docs: &[Value]) -> Vec<&Value> {
-    docs.iter()
-        .flat_map(|d| common::walk(d).into_iter().map(|(_, n)| n))
-        .collect()
-}
-
-fn node<'a>(docs: &'a [Value], name: &str) -> &'a Value {
-    all_nodes(docs)
-        .into_iter()
-        .find(|n| n["name"] == name || n["metadata"]["tracing"]["span_name"] == name)
-        .unwrap_or_else(|| panic!("no {name} in {docs:#?}"))
-}
-
-fn exceptions(n: &Value) -> Vec<Value> {
-    n["cause"]["exceptions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 fn fault(n: &Value) -> bool {
     n["fault"].as_bool().unwrap_or(false)
-}
-
-/// Silences the panic hook on this thread while `f` runs.
-fn quietly<T>(f: impl FnOnce() -> T) -> T {
-    use std::cell::Cell;
-    thread_local!(static QUIET: Cell<bool> = const { Cell::new(false) });
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !QUIET.with(Cell::get) {
-                default(info)
-            }
-        }));
-    });
-    QUIET.with(|q| q.set(true));
-    let out = f();
-    QUIET.with(|q| q.set(false));
-    out
 }
 
 // ===========================================================================

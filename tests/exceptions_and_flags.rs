@@ -6,66 +6,14 @@
 
 mod common;
 
-use std::time::Duration;
+use common::{capture_documents as run_cfg, exceptions, node, quietly, Captured as Run};
 
 use serde_json::Value;
 use tracing::field::Empty;
 use tracing::{error, info_span};
-use tracing_subscriber::prelude::*;
-use tracing_xray::export::InMemoryExporter;
-use tracing_xray::sampling::AlwaysSample;
-use tracing_xray::Detectors;
-
-struct Run {
-    docs: Vec<Value>,
-    xray: tracing_xray::XrayHandle,
-}
-
-fn run_cfg(
-    configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
-    f: impl FnOnce(),
-) -> Run {
-    let exporter = InMemoryExporter::new();
-    let builder = tracing_xray::builder()
-        .with_service_name("svc")
-        .with_detectors(Detectors::none())
-        .with_sampler(AlwaysSample)
-        .with_exporter(exporter.clone());
-    let layer = configure(builder).build();
-    let xray = layer.handle();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
-    xray.flush(Duration::from_secs(10)).unwrap();
-    let docs = exporter.json_documents();
-    let validator = common::schema();
-    for d in &docs {
-        common::assert_schema_valid(&validator, d);
-    }
-    Run { docs, xray }
-}
 
 fn run(f: impl FnOnce()) -> Run {
     run_cfg(|b| b, f)
-}
-
-/// Every (sub)segment of every document, by name (segments by span_name).
-fn all_nodes(docs: &[Value]) -> Vec<&Value> {
-    docs.iter()
-        .flat_map(|d| common::walk(d).into_iter().map(|(_, n)| n))
-        .collect()
-}
-
-fn node<'a>(docs: &'a [Value], name: &str) -> &'a Value {
-    all_nodes(docs)
-        .into_iter()
-        .find(|n| n["name"] == name || n["metadata"]["tracing"]["span_name"] == name)
-        .unwrap_or_else(|| panic!("no {name} in {docs:#?}"))
-}
-
-fn exceptions(n: &Value) -> Vec<Value> {
-    n["cause"]["exceptions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
 }
 
 fn flags(n: &Value) -> (bool, bool, bool) {
@@ -106,26 +54,6 @@ fn level2() -> Result<(), Boom> {
 #[tracing::instrument(err)]
 fn level1() -> Result<(), Boom> {
     level2()
-}
-
-/// Silences the panic hook on this thread while `f` runs (the test panics
-/// on purpose); other tests' panics (their failed assertions) still print.
-fn quietly<T>(f: impl FnOnce() -> T) -> T {
-    use std::cell::Cell;
-    thread_local!(static QUIET: Cell<bool> = const { Cell::new(false) });
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !QUIET.with(Cell::get) {
-                default(info)
-            }
-        }));
-    });
-    QUIET.with(|q| q.set(true));
-    let out = f();
-    QUIET.with(|q| q.set(false));
-    out
 }
 
 /// A span that a `Drop` enters during an unwinding, made before the

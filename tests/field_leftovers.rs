@@ -7,44 +7,15 @@
 
 mod common;
 
-use std::time::Duration;
-
 use serde_json::Value;
 use tracing::info_span;
-use tracing_subscriber::prelude::*;
-use tracing_xray::export::{InMemoryExporter, MAX_DOCUMENT_BYTES};
-use tracing_xray::sampling::AlwaysSample;
-use tracing_xray::Detectors;
 
-/// Runs `f` under a layer configured by `configure`, with an in-memory
-/// exporter; returns the parsed documents (each checked against the
-/// official schema and the size limit).
+/// [`common::capture_documents`]: the parsed documents.
 fn run(
     configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
     f: impl FnOnce(),
 ) -> Vec<Value> {
-    let exporter = InMemoryExporter::new();
-    let builder = tracing_xray::builder()
-        .with_service_name("svc")
-        .with_detectors(Detectors::none())
-        .with_sampler(AlwaysSample)
-        .with_exporter(exporter.clone());
-    let layer = configure(builder).build();
-    let xray = layer.handle();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
-    xray.flush(Duration::from_secs(10)).unwrap();
-    let validator = common::schema();
-    exporter
-        .documents()
-        .iter()
-        .map(|d| {
-            let text = d.as_str();
-            assert!(text.len() <= MAX_DOCUMENT_BYTES, "{} bytes", text.len());
-            let doc: Value = serde_json::from_str(text).expect("document is JSON");
-            common::assert_schema_valid(&validator, &doc);
-            doc
-        })
-        .collect()
+    common::capture_documents(configure, f).docs
 }
 
 fn docs_of(f: impl FnOnce()) -> Vec<Value> {

@@ -9,43 +9,16 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tracing::info_span;
-use tracing_subscriber::prelude::*;
-use tracing_xray::export::{InMemoryExporter, MAX_DOCUMENT_BYTES};
-use tracing_xray::sampling::AlwaysSample;
-use tracing_xray::Detectors;
+use tracing_xray::export::InMemoryExporter;
 
-/// Runs `f` under a layer configured by `configure`, with an in-memory
-/// exporter; returns the raw documents (as text) and the parsed ones, after
-/// checking each against the official schema and the size limit.
+/// [`common::capture_documents`]: the documents as sent and parsed, and the
+/// exporter.
 fn run(
     configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
     f: impl FnOnce(),
 ) -> (Vec<String>, Vec<Value>, InMemoryExporter) {
-    let exporter = InMemoryExporter::new();
-    let builder = tracing_xray::builder()
-        .with_service_name("svc")
-        .with_detectors(Detectors::none())
-        .with_sampler(AlwaysSample)
-        .with_exporter(exporter.clone());
-    let layer = configure(builder).build();
-    let xray = layer.handle();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
-    xray.flush(Duration::from_secs(10)).unwrap();
-    let raw: Vec<String> = exporter
-        .documents()
-        .iter()
-        .map(|d| d.as_str().to_owned())
-        .collect();
-    let validator = common::schema();
-    let docs: Vec<Value> = raw
-        .iter()
-        .map(|t| serde_json::from_str(t).expect("document is JSON"))
-        .collect();
-    for (t, d) in raw.iter().zip(&docs) {
-        assert!(t.len() <= MAX_DOCUMENT_BYTES, "{} bytes", t.len());
-        common::assert_schema_valid(&validator, d);
-    }
-    (raw, docs, exporter)
+    let got = common::capture_documents(configure, f);
+    (got.raw, got.docs, got.exporter)
 }
 
 fn f(v: &Value) -> f64 {
@@ -275,65 +248,6 @@ fn streamed_parts_lie_inside_the_segment_sent_after_them() {
     for t in exporter.traces() {
         check_nesting(&t);
     }
-}
-
-/// The 50 annotations a trace may index, on its root.
-macro_rules! fifty_annotations_root {
-    () => {
-        info_span!(
-            "root",
-            "annotation.a00" = 0,
-            "annotation.a01" = 1,
-            "annotation.a02" = 2,
-            "annotation.a03" = 3,
-            "annotation.a04" = 4,
-            "annotation.a05" = 5,
-            "annotation.a06" = 6,
-            "annotation.a07" = 7,
-            "annotation.a08" = 8,
-            "annotation.a09" = 9,
-            "annotation.a10" = 0,
-            "annotation.a11" = 1,
-            "annotation.a12" = 2,
-            "annotation.a13" = 3,
-            "annotation.a14" = 4,
-            "annotation.a15" = 5,
-            "annotation.a16" = 6,
-            "annotation.a17" = 7,
-            "annotation.a18" = 8,
-            "annotation.a19" = 9,
-            "annotation.a20" = 0,
-            "annotation.a21" = 1,
-            "annotation.a22" = 2,
-            "annotation.a23" = 3,
-            "annotation.a24" = 4,
-            "annotation.a25" = 5,
-            "annotation.a26" = 6,
-            "annotation.a27" = 7,
-            "annotation.a28" = 8,
-            "annotation.a29" = 9,
-            "annotation.a30" = 0,
-            "annotation.a31" = 1,
-            "annotation.a32" = 2,
-            "annotation.a33" = 3,
-            "annotation.a34" = 4,
-            "annotation.a35" = 5,
-            "annotation.a36" = 6,
-            "annotation.a37" = 7,
-            "annotation.a38" = 8,
-            "annotation.a39" = 9,
-            "annotation.a40" = 0,
-            "annotation.a41" = 1,
-            "annotation.a42" = 2,
-            "annotation.a43" = 3,
-            "annotation.a44" = 4,
-            "annotation.a45" = 5,
-            "annotation.a46" = 6,
-            "annotation.a47" = 7,
-            "annotation.a48" = 8,
-            "annotation.a49" = 9,
-        )
-    };
 }
 
 /// Every string value anywhere in `doc`.

@@ -157,6 +157,165 @@ pub fn run_in_memory(
     (exporter.traces(), xray)
 }
 
+/// What a test got from [`capture_documents`].
+pub struct Captured {
+    /// Each document as sent.
+    pub raw: Vec<String>,
+    /// The same, parsed.
+    pub docs: Vec<Value>,
+    pub exporter: tracing_xray::export::InMemoryExporter,
+    pub xray: tracing_xray::XrayHandle,
+}
+
+/// Runs `f` under a layer named `svc`, sampling every trace, configured by
+/// `configure` (no resource detection), with an in-memory exporter;
+/// flushes, and checks every document against the official schema and the
+/// size limit.
+pub fn capture_documents(
+    configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
+    f: impl FnOnce(),
+) -> Captured {
+    use tracing_subscriber::prelude::*;
+    let exporter = tracing_xray::export::InMemoryExporter::new();
+    let builder = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_exporter(exporter.clone());
+    let layer = configure(builder).build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
+    xray.flush(Duration::from_secs(10)).unwrap();
+    let raw: Vec<String> = exporter
+        .documents()
+        .iter()
+        .map(|d| d.as_str().to_owned())
+        .collect();
+    let validator = schema();
+    let docs: Vec<Value> = raw
+        .iter()
+        .map(|t| serde_json::from_str(t).expect("document is JSON"))
+        .collect();
+    for (t, d) in raw.iter().zip(&docs) {
+        assert!(
+            t.len() <= tracing_xray::export::MAX_DOCUMENT_BYTES,
+            "{} bytes",
+            t.len()
+        );
+        assert_schema_valid(&validator, d);
+    }
+    Captured {
+        raw,
+        docs,
+        exporter,
+        xray,
+    }
+}
+
+/// Every (sub)segment of every document.
+pub fn nodes(docs: &[Value]) -> Vec<&Value> {
+    docs.iter()
+        .flat_map(|d| walk(d).into_iter().map(|(_, n)| n))
+        .collect()
+}
+
+/// The first (sub)segment named `name` (a segment by its span's name).
+pub fn node<'a>(docs: &'a [Value], name: &str) -> &'a Value {
+    nodes(docs)
+        .into_iter()
+        .find(|n| n["name"] == name || n["metadata"]["tracing"]["span_name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {docs:#?}"))
+}
+
+/// A (sub)segment's exceptions (none: empty).
+pub fn exceptions(n: &Value) -> Vec<Value> {
+    n["cause"]["exceptions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Silences the panic hook on this thread while `f` runs (a test that
+/// panics on purpose); other tests' panics (their failed assertions) still
+/// print.
+pub fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    use std::cell::Cell;
+    thread_local!(static QUIET: Cell<bool> = const { Cell::new(false) });
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                default(info)
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let out = f();
+    QUIET.with(|q| q.set(false));
+    out
+}
+
+/// A root span holding the 50 annotations a trace may index.
+#[macro_export]
+macro_rules! fifty_annotations_root {
+    () => {
+        tracing::info_span!(
+            "root",
+            "annotation.a00" = 0,
+            "annotation.a01" = 1,
+            "annotation.a02" = 2,
+            "annotation.a03" = 3,
+            "annotation.a04" = 4,
+            "annotation.a05" = 5,
+            "annotation.a06" = 6,
+            "annotation.a07" = 7,
+            "annotation.a08" = 8,
+            "annotation.a09" = 9,
+            "annotation.a10" = 0,
+            "annotation.a11" = 1,
+            "annotation.a12" = 2,
+            "annotation.a13" = 3,
+            "annotation.a14" = 4,
+            "annotation.a15" = 5,
+            "annotation.a16" = 6,
+            "annotation.a17" = 7,
+            "annotation.a18" = 8,
+            "annotation.a19" = 9,
+            "annotation.a20" = 0,
+            "annotation.a21" = 1,
+            "annotation.a22" = 2,
+            "annotation.a23" = 3,
+            "annotation.a24" = 4,
+            "annotation.a25" = 5,
+            "annotation.a26" = 6,
+            "annotation.a27" = 7,
+            "annotation.a28" = 8,
+            "annotation.a29" = 9,
+            "annotation.a30" = 0,
+            "annotation.a31" = 1,
+            "annotation.a32" = 2,
+            "annotation.a33" = 3,
+            "annotation.a34" = 4,
+            "annotation.a35" = 5,
+            "annotation.a36" = 6,
+            "annotation.a37" = 7,
+            "annotation.a38" = 8,
+            "annotation.a39" = 9,
+            "annotation.a40" = 0,
+            "annotation.a41" = 1,
+            "annotation.a42" = 2,
+            "annotation.a43" = 3,
+            "annotation.a44" = 4,
+            "annotation.a45" = 5,
+            "annotation.a46" = 6,
+            "annotation.a47" = 7,
+            "annotation.a48" = 8,
+            "annotation.a49" = 9,
+        )
+    };
+}
+
 /// A layer named `name` deciding with `sampler` and sending to `out`
 /// (no resource detection; a queue roomy enough for stress tests), for
 /// tests that build several layers or their own subscriber.
