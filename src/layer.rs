@@ -294,16 +294,35 @@ where
 /// then the operation of the call it belongs to: the nearest above it. A
 /// header naming `span` would name an id no document holds.
 ///
-/// Only the AWS SDK's spans (and the interceptor's) can be folded, and an
-/// operation is found among them: the walk stops at the first span that is
-/// none of theirs, so that a header costs the same at any depth (see
-/// `tests/xray_header_depth.rs`).
-fn aws_call_of<'a, S>(span: SpanRef<'a, S>) -> SpanRef<'a, S>
+/// With `fold_all` (the SDK's internal spans folded, the default), so is
+/// any other span inside an operation (an interceptor's or HTTP
+/// connector's of the application's): its header names the operation too.
+/// Otherwise only the AWS SDK's spans (and the interceptor's) can be
+/// folded, and an operation is found among them: the walk stops at the
+/// first span that is none of theirs, so that a header costs the same at
+/// any depth (see `tests/xray_header_depth.rs`).
+fn aws_call_of<'a, S>(span: SpanRef<'a, S>, fold_all: bool) -> SpanRef<'a, S>
 where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
     let is_sdk_span = |meta: &tracing_core::Metadata<'_>| is_sdk_target(meta.target());
     if !is_sdk_span(span.metadata()) {
+        let under_sdk = fold_all
+            && span
+                .extensions()
+                .get::<Box<SpanData>>()
+                .is_some_and(|d| d.ancestry.under_sdk());
+        if !under_sdk {
+            return span;
+        }
+        // Inside an SDK call: the call of its nearest SDK span above.
+        let mut next = span.parent();
+        while let Some(s) = next {
+            if is_sdk_span(s.metadata()) {
+                return aws_call_of(s, fold_all);
+            }
+            next = s.parent();
+        }
         return span;
     }
     let owner = span
@@ -962,7 +981,7 @@ where
             match traced_self_or_ancestor(span, Some(&crate::owners::unsampled_owner))
                 .or_else(|| traced_self_or_ancestor(subscriber.span(&id)?, None))
             {
-                Some(s) => aws_call_of(s),
+                Some(s) => aws_call_of(s, !inner.cfg.fields.aws_sdk_internal_spans),
                 None => return,
             }
         }
