@@ -502,181 +502,188 @@ fn per_layer_filter_hidden_root_header() {
 // ---------------------------------------------------------------------------
 // XrayClientLayer: the header it injects.
 
-mod client {
+/// The tower client layer (feature `tower`).
+#[cfg(feature = "tower")]
+mod tower_client {
     use super::*;
-    use std::convert::Infallible;
-    use std::sync::{Arc, Mutex};
-    use std::task::{Context, Poll};
-    use tower_layer::Layer;
-    use tower_service::Service;
-    use tracing_xray::tower::XrayClientLayer;
 
-    /// A downstream that answers 200 and keeps every `X-Amzn-Trace-Id`.
-    #[derive(Clone, Default)]
-    pub struct Capture(pub Arc<Mutex<Vec<Option<String>>>>);
+    mod client {
+        use super::*;
+        use std::convert::Infallible;
+        use std::sync::{Arc, Mutex};
+        use std::task::{Context, Poll};
+        use tower_layer::Layer;
+        use tower_service::Service;
+        use tracing_xray::tower::XrayClientLayer;
 
-    impl Service<http::Request<()>> for Capture {
-        type Response = http::Response<()>;
-        type Error = Infallible;
-        type Future = std::future::Ready<Result<http::Response<()>, Infallible>>;
-        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-            Poll::Ready(Ok(()))
+        /// A downstream that answers 200 and keeps every `X-Amzn-Trace-Id`.
+        #[derive(Clone, Default)]
+        pub struct Capture(pub Arc<Mutex<Vec<Option<String>>>>);
+
+        impl Service<http::Request<()>> for Capture {
+            type Response = http::Response<()>;
+            type Error = Infallible;
+            type Future = std::future::Ready<Result<http::Response<()>, Infallible>>;
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+                Poll::Ready(Ok(()))
+            }
+            fn call(&mut self, r: http::Request<()>) -> Self::Future {
+                self.0.lock().unwrap().push(
+                    r.headers()
+                        .get("x-amzn-trace-id")
+                        .map(|v| v.to_str().unwrap().to_owned()),
+                );
+                std::future::ready(Ok(http::Response::new(())))
+            }
         }
-        fn call(&mut self, r: http::Request<()>) -> Self::Future {
-            self.0.lock().unwrap().push(
-                r.headers()
-                    .get("x-amzn-trace-id")
-                    .map(|v| v.to_str().unwrap().to_owned()),
-            );
-            std::future::ready(Ok(http::Response::new(())))
+
+        pub fn call_once(cap: &Capture) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let mut c = XrayClientLayer::new().layer(cap.clone());
+            let req = http::Request::get("http://inventory.local/items")
+                .body(())
+                .unwrap();
+            rt.block_on(c.call(req)).unwrap();
+        }
+
+        pub fn headers(cap: &Capture) -> Vec<TraceHeader> {
+            cap.0
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|h| TraceHeader::parse(h.as_deref().expect("a header was injected")))
+                .collect()
         }
     }
 
-    pub fn call_once(cap: &Capture) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let mut c = XrayClientLayer::new().layer(cap.clone());
-        let req = http::Request::get("http://inventory.local/items")
-            .body(())
-            .unwrap();
-        rt.block_on(c.call(req)).unwrap();
+    #[test]
+    fn tower_client_root_call_header() {
+        let cap = client::Capture::default();
+        let c = common::capture_documents(|b| b, || client::call_once(&cap));
+        let hs = client::headers(&cap);
+        assert_eq!(hs.len(), 1);
+        assert_header_links(&hs[0], &c.docs);
+        // The call is a subsegment, Parent names it.
+        let sub = &c.docs[0]["subsegments"][0];
+        assert_eq!(
+            hs[0].parent().unwrap().to_string(),
+            sub["id"],
+            "{:#?}",
+            c.docs
+        );
     }
 
-    pub fn headers(cap: &Capture) -> Vec<TraceHeader> {
-        cap.0
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|h| TraceHeader::parse(h.as_deref().expect("a header was injected")))
-            .collect()
+    #[test]
+    fn tower_client_under_request_and_global_filter() {
+        use std::time::Duration;
+        use tracing_subscriber::prelude::*;
+        let cap = client::Capture::default();
+        let exporter = tracing_xray::export::InMemoryExporter::new();
+        let layer = tracing_xray::builder()
+            .with_service_name("svc")
+            .with_detectors(tracing_xray::Detectors::none())
+            .with_sampler(tracing_xray::sampling::AlwaysSample)
+            .with_exporter(exporter.clone())
+            .build();
+        let xray = layer.handle();
+        let filter: tracing_subscriber::filter::Targets =
+            "propagation_links=trace".parse().unwrap();
+        tracing::subscriber::with_default(
+            tracing_subscriber::registry().with(layer).with(filter),
+            || {
+                info_span!("request").in_scope(|| client::call_once(&cap));
+            },
+        );
+        xray.flush(Duration::from_secs(5)).unwrap();
+        let docs = exporter.json_documents();
+        let hs = client::headers(&cap);
+        assert_header_links(&hs[0], &docs);
+        assert_eq!(hs[0].parent().unwrap().to_string(), docs[0]["id"]);
     }
-}
 
-#[test]
-fn tower_client_root_call_header() {
-    let cap = client::Capture::default();
-    let c = common::capture_documents(|b| b, || client::call_once(&cap));
-    let hs = client::headers(&cap);
-    assert_eq!(hs.len(), 1);
-    assert_header_links(&hs[0], &c.docs);
-    // The call is a subsegment, Parent names it.
-    let sub = &c.docs[0]["subsegments"][0];
-    assert_eq!(
-        hs[0].parent().unwrap().to_string(),
-        sub["id"],
-        "{:#?}",
-        c.docs
-    );
-}
-
-#[test]
-fn tower_client_under_request_and_global_filter() {
-    use std::time::Duration;
-    use tracing_subscriber::prelude::*;
-    let cap = client::Capture::default();
-    let exporter = tracing_xray::export::InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_service_name("svc")
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
-    let filter: tracing_subscriber::filter::Targets = "propagation_links=trace".parse().unwrap();
-    tracing::subscriber::with_default(
-        tracing_subscriber::registry().with(layer).with(filter),
-        || {
-            info_span!("request").in_scope(|| client::call_once(&cap));
-        },
-    );
-    xray.flush(Duration::from_secs(5)).unwrap();
-    let docs = exporter.json_documents();
-    let hs = client::headers(&cap);
-    assert_header_links(&hs[0], &docs);
-    assert_eq!(hs[0].parent().unwrap().to_string(), docs[0]["id"]);
-}
-
-#[test]
-fn tower_client_in_lambda_handler() {
-    let cap = client::Capture::default();
-    let incoming = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
-    let c = common::capture_documents(
-        |b| b.with_lambda(true),
-        || {
-            info_span!(
-                "Lambda runtime invoke",
-                requestId = "r",
-                xrayTraceId = incoming
-            )
-            .in_scope(|| {
-                // A call made directly in the invocation, and one in a handler span.
-                client::call_once(&cap);
-                info_span!("handler").in_scope(|| client::call_once(&cap));
-            });
-        },
-    );
-    for h in client::headers(&cap) {
-        assert_header_links(&h, &c.docs);
+    #[test]
+    fn tower_client_in_lambda_handler() {
+        let cap = client::Capture::default();
+        let incoming = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+        let c = common::capture_documents(
+            |b| b.with_lambda(true),
+            || {
+                info_span!(
+                    "Lambda runtime invoke",
+                    requestId = "r",
+                    xrayTraceId = incoming
+                )
+                .in_scope(|| {
+                    // A call made directly in the invocation, and one in a handler span.
+                    client::call_once(&cap);
+                    info_span!("handler").in_scope(|| client::call_once(&cap));
+                });
+            },
+        );
+        for h in client::headers(&cap) {
+            assert_header_links(&h, &c.docs);
+        }
     }
-}
 
-#[test]
-fn tower_client_sampled_zero() {
-    let cap = client::Capture::default();
-    let c = common::capture_documents(
-        |b| b,
-        || {
-            let req = info_span!("request");
-            req.set_xray_parent(&TraceHeader::parse(
-                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0",
-            ));
-            req.in_scope(|| client::call_once(&cap));
-        },
-    );
-    assert!(c.docs.is_empty());
-    let h = &client::headers(&cap)[0];
-    assert_eq!(h.sampled(), Sampled::No, "{h}");
-    assert_eq!(
-        h.root().unwrap().to_string(),
-        "1-5759e988-bd862e3fe1be46a994272793"
-    );
-}
+    #[test]
+    fn tower_client_sampled_zero() {
+        let cap = client::Capture::default();
+        let c = common::capture_documents(
+            |b| b,
+            || {
+                let req = info_span!("request");
+                req.set_xray_parent(&TraceHeader::parse(
+                    "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0",
+                ));
+                req.in_scope(|| client::call_once(&cap));
+            },
+        );
+        assert!(c.docs.is_empty());
+        let h = &client::headers(&cap)[0];
+        assert_eq!(h.sampled(), Sampled::No, "{h}");
+        assert_eq!(
+            h.root().unwrap().to_string(),
+            "1-5759e988-bd862e3fe1be46a994272793"
+        );
+    }
 
-/// FAILS. What the user writes: an HTTP call through `XrayClientLayer` made
-/// inside an AWS SDK call (an HTTP connector, a custom credentials provider
-/// or interceptor of the user's that calls a traced service), default
-/// config (internal spans folded). Promised (README "Outgoing calls":
-/// "header injected with Parent = that subsegment"; SPEC §3): the Parent of
-/// the header is a sent subsegment. What happens: the `http.client` span
-/// below the SDK's `try_attempt` is neither folded into the operation nor
-/// sent (the operation only visits nested AWS calls), yet the injected
-/// header names its id: the downstream's segment points at nothing.
-#[test]
-fn tower_client_call_inside_sdk_attempt_names_unsent_subsegment() {
-    use tracing::Level;
-    let cap = client::Capture::default();
-    let c = common::capture_documents(
-        |b| b,
-        || {
-            info_span!("request").in_scope(|| {
-            tracing::span!(
-                target: "aws_sdk_dynamodb::operation::get_item",
-                Level::DEBUG,
-                "DynamoDB.GetItem",
-                "rpc.service" = "DynamoDB",
-                "rpc.method" = "GetItem",
-                "rpc.system" = "aws-api",
-            )
-            .in_scope(|| {
-                tracing::span!(target: common::SDK_ORCHESTRATOR, Level::DEBUG, "try_op").in_scope(|| {
-                    tracing::span!(target: common::SDK_ORCHESTRATOR, Level::DEBUG, "try_attempt")
-                        .in_scope(|| client::call_once(&cap));
+    /// FAILS. What the user writes: an HTTP call through `XrayClientLayer` made
+    /// inside an AWS SDK call (an HTTP connector, a custom credentials provider
+    /// or interceptor of the user's that calls a traced service), default
+    /// config (internal spans folded). Promised (README "Outgoing calls":
+    /// "header injected with Parent = that subsegment"; SPEC §3): the Parent of
+    /// the header is a sent subsegment. What happens: the `http.client` span
+    /// below the SDK's `try_attempt` is neither folded into the operation nor
+    /// sent (the operation only visits nested AWS calls), yet the injected
+    /// header names its id: the downstream's segment points at nothing.
+    #[test]
+    fn tower_client_call_inside_sdk_attempt_names_unsent_subsegment() {
+        use tracing::Level;
+        let cap = client::Capture::default();
+        let c = common::capture_documents(
+            |b| b,
+            || {
+                info_span!("request").in_scope(|| {
+                tracing::span!(
+                    target: "aws_sdk_dynamodb::operation::get_item",
+                    Level::DEBUG,
+                    "DynamoDB.GetItem",
+                    "rpc.service" = "DynamoDB",
+                    "rpc.method" = "GetItem",
+                    "rpc.system" = "aws-api",
+                )
+                .in_scope(|| {
+                    tracing::span!(target: common::SDK_ORCHESTRATOR, Level::DEBUG, "try_op").in_scope(|| {
+                        tracing::span!(target: common::SDK_ORCHESTRATOR, Level::DEBUG, "try_attempt")
+                            .in_scope(|| client::call_once(&cap));
+                    });
                 });
             });
-        });
-        },
-    );
-    let h = &client::headers(&cap)[0];
-    assert_header_links(h, &c.docs);
+            },
+        );
+        let h = &client::headers(&cap)[0];
+        assert_header_links(h, &c.docs);
+    }
 }
