@@ -407,13 +407,12 @@ fn follows_from_precursors_exist() {
 }
 
 // ---------------------------------------------------------------------------
-// SDK work streamed while the operation is still open.
-
-// ---------------------------------------------------------------------------
 // Per-layer filter hides a span: its header is its nearest traced ancestor's.
 
-#[test]
-fn per_layer_filter_hidden_span_header() {
+/// Runs `f` under a layer behind a per-layer filter hiding the spans named
+/// `hidden*`, beside another layer that sees every span (so the hidden
+/// spans exist); the documents sent.
+fn behind_a_per_layer_filter(f: impl FnOnce()) -> Vec<Value> {
     use std::time::Duration;
     use tracing_subscriber::prelude::*;
     let exporter = tracing_xray::export::InMemoryExporter::new();
@@ -425,30 +424,34 @@ fn per_layer_filter_hidden_span_header() {
         .build();
     let xray = layer.handle();
     let filter = tracing_subscriber::filter::filter_fn(|m| !m.name().starts_with("hidden"));
-    let mut hs = Vec::new();
     tracing::subscriber::with_default(
         tracing_subscriber::registry()
             .with(layer.with_filter(filter))
-            // Another layer that sees every span: the hidden spans exist.
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink)),
-        || {
-            info_span!("request").in_scope(|| {
-                let hidden = info_span!("hidden");
-                hs.push(("hidden", hidden.xray_header()));
-                hidden.in_scope(|| {
-                    let under = info_span!("under");
-                    hs.push(("under", under.xray_header()));
-                    under.in_scope(|| {
-                        let hidden2 = info_span!("hidden2", otel.kind = "client");
-                        hs.push(("hidden2", hidden2.xray_header()));
-                        hidden2.in_scope(|| {});
-                    });
-                });
-            });
-        },
+        f,
     );
     xray.flush(Duration::from_secs(5)).unwrap();
-    let docs = exporter.json_documents();
+    exporter.json_documents()
+}
+
+#[test]
+fn per_layer_filter_hidden_span_header() {
+    let mut hs = Vec::new();
+    let docs = behind_a_per_layer_filter(|| {
+        info_span!("request").in_scope(|| {
+            let hidden = info_span!("hidden");
+            hs.push(("hidden", hidden.xray_header()));
+            hidden.in_scope(|| {
+                let under = info_span!("under");
+                hs.push(("under", under.xray_header()));
+                under.in_scope(|| {
+                    let hidden2 = info_span!("hidden2", otel.kind = "client");
+                    hs.push(("hidden2", hidden2.xray_header()));
+                    hidden2.in_scope(|| {});
+                });
+            });
+        });
+    });
     for (n, h) in hs {
         let h = h.unwrap_or_else(|| panic!("{n}: no header"));
         assert_header_links(&h, &docs);
@@ -462,37 +465,18 @@ fn per_layer_filter_hidden_span_header() {
 /// for the layer.
 #[test]
 fn per_layer_filter_hidden_root_header() {
-    use std::time::Duration;
-    use tracing_subscriber::prelude::*;
-    let exporter = tracing_xray::export::InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_service_name("svc")
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
-    let filter = tracing_subscriber::filter::filter_fn(|m| !m.name().starts_with("hidden"));
     let mut hs = Vec::new();
-    tracing::subscriber::with_default(
-        tracing_subscriber::registry()
-            .with(layer.with_filter(filter))
-            // Another layer that sees every span: the hidden spans exist.
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink)),
-        || {
-            info_span!("hidden_root").in_scope(|| {
-                let a = info_span!("a");
-                hs.push(("a", a.xray_header()));
-                a.in_scope(|| {
-                    let h = info_span!("hidden_inner");
-                    hs.push(("hidden_inner", h.xray_header()));
-                    h.in_scope(|| {});
-                });
+    let docs = behind_a_per_layer_filter(|| {
+        info_span!("hidden_root").in_scope(|| {
+            let a = info_span!("a");
+            hs.push(("a", a.xray_header()));
+            a.in_scope(|| {
+                let h = info_span!("hidden_inner");
+                hs.push(("hidden_inner", h.xray_header()));
+                h.in_scope(|| {});
             });
-        },
-    );
-    xray.flush(Duration::from_secs(5)).unwrap();
-    let docs = exporter.json_documents();
+        });
+    });
     for (n, h) in hs {
         let h = h.unwrap_or_else(|| panic!("{n}: no header"));
         assert_header_links(&h, &docs);
