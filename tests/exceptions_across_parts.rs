@@ -119,10 +119,34 @@ async fn refresh_cache(
 
 type GoOn = std::sync::Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>>;
 
+/// The tasks a handler spawned, for the test to wait for (their spans have
+/// closed once they are done).
+type Spawned = std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>;
+
+/// Spawns `work` (made in the current span) and keeps its handle in `spawned`.
+fn spawn_kept<F>(spawned: &Spawned, work: F)
+where
+    F: std::future::Future + Send + 'static,
+{
+    let work = tracing::Instrument::in_current_span(work);
+    let task = tokio::spawn(async move {
+        work.await;
+    });
+    spawned.lock().unwrap().push(task);
+}
+
+/// Waits until every task in `spawned` is done.
+async fn join_spawned(spawned: &Spawned) {
+    let tasks = std::mem::take(&mut *spawned.lock().unwrap());
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
 /// A handler that spawns `refresh_cache` in the request's span and answers
 /// once its `fetch_prices` step failed.
 #[derive(Clone)]
-struct Spawning(GoOn);
+struct Spawning(GoOn, Spawned);
 impl tower_service::Service<http::Request<String>> for Spawning {
     type Response = http::Response<String>;
     type Error = std::convert::Infallible;
@@ -137,11 +161,10 @@ impl tower_service::Service<http::Request<String>> for Spawning {
     }
     fn call(&mut self, _: http::Request<String>) -> Self::Future {
         let go_on = self.0.lock().unwrap().take().unwrap();
+        let spawned = self.1.clone();
         Box::pin(async move {
             let (fetched_tx, fetched_rx) = tokio::sync::oneshot::channel();
-            tokio::spawn(tracing::Instrument::in_current_span(refresh_cache(
-                fetched_tx, go_on,
-            )));
+            spawn_kept(&spawned, refresh_cache(fetched_tx, go_on));
             let _ = fetched_rx.await;
             Ok(http::Response::new("accepted".to_owned()))
         })
@@ -181,13 +204,13 @@ fn an_error_passed_up_after_the_response_names_its_cause_sent_with_the_segment()
         rt.block_on(async {
             let (go_tx, go_rx) = tokio::sync::oneshot::channel();
             let go_on = std::sync::Arc::new(std::sync::Mutex::new(Some(go_rx)));
-            let mut service = tracing_xray::tower::XrayServerLayer::new().layer(Spawning(go_on));
+            let spawned = Spawned::default();
+            let mut service =
+                tracing_xray::tower::XrayServerLayer::new().layer(Spawning(go_on, spawned.clone()));
             let _ = service.call(http::Request::new(String::new())).await;
             // The segment is gone; the task goes on and fails.
             let _ = go_tx.send(());
-            for _ in 0..10 {
-                tokio::task::yield_now().await;
-            }
+            join_spawned(&spawned).await;
         });
     });
     let fetch = node(&r.docs, "fetch_prices");
@@ -239,7 +262,7 @@ async fn audit(started: tokio::sync::oneshot::Sender<()>) -> Result<(), Boom> {
 /// A handler whose spawned `audit` (made in the request's span) fails
 /// after the response went out.
 #[derive(Clone)]
-struct FailsLater;
+struct FailsLater(Spawned);
 impl tower_service::Service<http::Request<String>> for FailsLater {
     type Response = http::Response<String>;
     type Error = std::convert::Infallible;
@@ -253,9 +276,10 @@ impl tower_service::Service<http::Request<String>> for FailsLater {
         std::task::Poll::Ready(Ok(()))
     }
     fn call(&mut self, _: http::Request<String>) -> Self::Future {
+        let spawned = self.0.clone();
         Box::pin(async move {
             let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-            tokio::spawn(tracing::Instrument::in_current_span(audit(started_tx)));
+            spawn_kept(&spawned, audit(started_tx));
             let _ = started_rx.await;
             Ok(http::Response::new("ok".to_owned()))
         })
@@ -286,12 +310,12 @@ fn job_links_after(requests: usize) -> (Value, Value, usize) {
             .build()
             .unwrap();
         rt.block_on(async {
-            let mut service = tracing_xray::tower::XrayServerLayer::new().layer(FailsLater);
+            let spawned = Spawned::default();
+            let mut service =
+                tracing_xray::tower::XrayServerLayer::new().layer(FailsLater(spawned.clone()));
             for i in 0..requests {
                 let _ = service.call(http::Request::new(String::new())).await;
-                for _ in 0..4 {
-                    tokio::task::yield_now().await;
-                }
+                join_spawned(&spawned).await;
                 if i % 100 == 99 {
                     // Nothing dropped by a full queue.
                     xray.flush(Duration::from_secs(10)).unwrap();

@@ -379,7 +379,7 @@ fn int(slot: &mut Slot<'_>) -> Option<i64> {
 /// (`user:password@host`: never sent); `None` when empty.
 fn host_of<'a>(slot: Slot<'a>) -> Option<&'a str> {
     let host = as_str(slot?.1)?;
-    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = without_user_info(host);
     (!host.is_empty()).then_some(host)
 }
 
@@ -407,7 +407,7 @@ pub(crate) fn sendable_text<'a>(key: &str, value: &'a FieldValue) -> Option<Cow<
         | "exception.details"
         | "exception.stacktrace" => without_url_secrets(s),
         "server.address" | "http.host" | "net.host.name" | "net.peer.name" => {
-            Cow::Borrowed(s.rsplit_once('@').map_or(s, |(_, h)| h))
+            Cow::Borrowed(without_user_info(s))
         }
         _ => Cow::Borrowed(s),
     })
@@ -431,6 +431,23 @@ fn flag(slot: &mut Slot<'_>) -> bool {
     };
     *slot = None;
     v
+}
+
+/// An authority or host without its user info (`user:password@`).
+fn without_user_info(authority: &str) -> &str {
+    authority.rsplit_once('@').map_or(authority, |(_, h)| h)
+}
+
+/// What `read` makes of the slot, which it takes only when it gives a value
+/// (a status out of range, a negative count, stays in the slot: metadata).
+fn take_usable<'a, T>(
+    slot: &mut Slot<'a>,
+    read: impl FnOnce(&mut Slot<'a>) -> Option<T>,
+) -> Option<T> {
+    let mut copy = *slot;
+    let value = read(&mut copy)?;
+    *slot = copy;
+    Some(value)
 }
 
 /// The slot's integer ([`int`]), left in it.
@@ -1660,9 +1677,8 @@ impl<'a> Conventions<'a> {
             }
         }
         // A count below zero is no count: kept as metadata.
-        if let Some(n) = peek_int(&self.retries).and_then(|n| u64::try_from(n).ok()) {
+        if let Some(n) = take_usable(&mut self.retries, |s| u64::try_from(int(s)?).ok()) {
             entity.aws.retries = Some(n);
-            self.retries = None;
         }
 
         // SQL.
@@ -1802,15 +1818,13 @@ impl<'a> Conventions<'a> {
             }
             req.url = url.map(cut_cow);
             // A status outside 100..=999 is no status: kept as metadata.
-            let saved = self.status;
-            if let Some(status) = status_code(&mut self.status) {
-                match u16::try_from(status)
+            let status = take_usable(&mut self.status, |s| {
+                u16::try_from(status_code(s)?)
                     .ok()
                     .filter(|s| (100..=999).contains(s))
-                {
-                    Some(status) => entity.http.response.status = Some(status),
-                    None => self.status = saved,
-                }
+            });
+            if status.is_some() {
+                entity.http.response.status = status;
             }
             entity.http.response.content_length = int(&mut self.content_length);
         }
@@ -2038,11 +2052,9 @@ impl<'a> Conventions<'a> {
         let Some(port) = peek_int(&self.port) else {
             return;
         };
-        let authority = url_authority(url).map_or("", |a| &url[a]);
-        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        let own = match host.rfind(':') {
-            Some(i) if !host.ends_with(']') => host[i + 1..].parse::<i64>().ok(),
-            _ => match scheme {
+        let own = match url_host_and_port(url).and_then(|(_, port)| port) {
+            Some(own) => own.parse::<i64>().ok(),
+            None => match scheme {
                 Some("http") => Some(80),
                 Some("https") => Some(443),
                 _ => None,
@@ -2141,13 +2153,17 @@ impl<'a> Conventions<'a> {
 
 /// The host of `scheme://host[:port]/...`.
 fn url_host(url: &str) -> Option<&str> {
-    let authority = &url[url_authority(url)?];
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match host.rfind(':') {
-        Some(i) if !host.ends_with(']') => &host[..i],
-        _ => host,
-    };
+    let (host, _) = url_host_and_port(url)?;
     (!host.is_empty()).then_some(host)
+}
+
+/// The host and the port (if written) of `scheme://[user@]host[:port]/...`.
+fn url_host_and_port(url: &str) -> Option<(&str, Option<&str>)> {
+    let authority = without_user_info(&url[url_authority(url)?]);
+    Some(match authority.rfind(':') {
+        Some(i) if !authority.ends_with(']') => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority, None),
+    })
 }
 
 #[cfg(test)]
