@@ -649,8 +649,10 @@ impl<'a> RequestFields<'a> {
         #[derive(Clone, Copy)]
         struct Pick<'a>(Option<(u8, &'a str)>);
         impl<'a> Pick<'a> {
+            /// An empty value is none (a request without a Host header
+            /// recorded as `""`): it hides no other key.
             fn offer(&mut self, rank: u8, value: &'a str) {
-                if self.0.is_none_or(|(best, _)| rank <= best) {
+                if !value.is_empty() && self.0.is_none_or(|(best, _)| rank <= best) {
                     self.0 = Some((rank, value));
                 }
             }

@@ -1775,8 +1775,8 @@ impl<'a> Conventions<'a> {
                     self.path = None;
                 }
                 Some(full)
-            } else if let Some(path) = self.path.and_then(|(_, v)| as_str(v)) {
-                self.path = None;
+            } else if let Some(path) = text(&mut self.path) {
+                // (An empty path is none: it makes no URL of its own.)
                 let path = plain_url(path);
                 if path.starts_with("http://") || path.starts_with("https://") {
                     Some(path)

@@ -434,6 +434,14 @@ pub(crate) fn route<'a>(
                 None => other_field(entity, budget, &mut demoted, options, key, value),
             },
             "otel.status_code" if as_str(value) == Some("") => {}
+            // Left out when empty, as every field with a convention (the
+            // slots below: `Conventions::take`).
+            "enduser.id"
+            | "xray.user"
+            | "error.cause_chain"
+            | "exception.details"
+            | "exception.stacktrace"
+                if as_str(value) == Some("") => {}
             "enduser.id" | "xray.user" if is_segment => match user_of(value) {
                 // A second name's other user stays metadata.
                 Some(user) if entity.user.as_ref().is_none_or(|u| *u == user) => {
