@@ -90,13 +90,15 @@ pub(crate) fn sanitize_name<'a>(name: &'a str, fallback: &'static str) -> Cow<'a
 }
 
 /// A filter-safe annotation key: `[A-Za-z0-9_]`, other characters become
-/// `_`, at most 500 characters. `None` for an empty key.
+/// `_`, at most 500 characters. `None` for a key none of whose characters
+/// can be in one (empty, `-`, `é`): all of them would be the same key `_`
+/// (or `__`...), telling nothing of the field.
 pub(crate) fn sanitize_annotation_key(key: &str) -> Option<Cow<'_, str>> {
-    if key.is_empty() {
-        return None;
-    }
     let ok = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let key = truncate_chars(key, MAX_ANNOTATION_KEY_CHARS);
+    if !key.chars().any(ok) {
+        return None;
+    }
     if key.chars().all(ok) {
         Some(Cow::Borrowed(key))
     } else {
@@ -217,7 +219,10 @@ mod tests {
             sanitize_annotation_key("http.status-code").unwrap(),
             "http_status_code"
         );
-        assert_eq!(sanitize_annotation_key("é").unwrap(), "_");
+        assert_eq!(sanitize_annotation_key("é1").unwrap(), "_1");
+        assert!(sanitize_annotation_key("é").is_none());
+        assert!(sanitize_annotation_key("-.-").is_none());
+        assert_eq!(sanitize_annotation_key("_").unwrap(), "_");
         assert!(sanitize_annotation_key("").is_none());
         assert_eq!(
             sanitize_annotation_key(&"k".repeat(600)).unwrap().len(),

@@ -454,3 +454,26 @@ fn a_server_port_the_full_url_holds_is_not_sent_again() {
         "server.port 8080 sent beside http://api.example.com:8080/v1/x:\n{call:#}"
     );
 }
+
+/// README, the `annotation.KEY` row, `annotation.KEY` row: "... or a key of no usable
+/// character (`annotation.-`): to `metadata.default`, under the field's own
+/// key". What happens: `annotation.- = 7` is sent as the indexed annotation
+/// `annotations._ = 7`, and a real `annotation._ = 8` on the same span is
+/// then the one moved to `metadata.default` (it lost its own key to a
+/// field that has none).
+/// (`sanitize_annotation_key` gave `_` for `-`: only an empty key had none.)
+#[test]
+fn an_annotation_key_of_no_usable_character_goes_to_metadata_default() {
+    let d = docs_of(|| {
+        info_span!("r", "annotation.-" = 7_i64, "annotation._" = 8_i64).in_scope(|| {});
+    });
+    let seg = &d[0];
+    assert_eq!(
+        seg["metadata"]["default"]["-"], 7,
+        "`annotation.-` not in metadata.default under `-`:\n{seg:#}"
+    );
+    assert_eq!(
+        seg["annotations"]["_"], 8,
+        "`annotation._` lost its key to `annotation.-`:\n{seg:#}"
+    );
+}
