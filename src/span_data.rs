@@ -700,6 +700,7 @@ impl SpanData {
     /// again takes the new value in its first place (what the document
     /// shows anyway), so a span whose field is recorded in a loop holds one
     /// value, not one per call.
+    /// A value replaces the field's error too, if it held one before.
     pub(crate) fn record_field(&mut self, key: &'static str, value: FieldValue) {
         let added = value_bytes(&value);
         let replaced = match self.fields.iter_mut().find(|(k, _)| *k == key) {
@@ -711,15 +712,28 @@ impl SpanData {
         };
         self.add_heap_bytes(added);
         self.sub_heap_bytes(replaced);
+        if let Some(rare) = self.rare.as_deref_mut() {
+            if let Some(i) = rare.errors.iter().position(|e| e.field == Some(key)) {
+                let replaced = rare.errors.remove(i).heap_bytes();
+                self.sub_heap_bytes(replaced);
+            }
+        }
     }
 
     /// Records an error, or counts it past the per-span bound. A span field
     /// recorded again holds its new value, as any field does: its exception
     /// replaces the one the field gave before (a retry loop recording `error`
     /// per attempt leaves the last attempt's). An event's (`field: None`) is
-    /// always one more.
+    /// always one more. A field's error replaces its earlier value too, if
+    /// it held one that was not an error.
     pub(crate) fn push_error(&mut self, record: ErrorRecord) {
         let bytes = record.heap_bytes();
+        if let Some(field) = record.field {
+            if let Some(i) = self.fields.iter().position(|(k, _)| *k == field) {
+                let (_, value) = self.fields.remove(i);
+                self.sub_heap_bytes(value_bytes(&value));
+            }
+        }
         if let (Some(field), Some(rare)) = (record.field, self.rare.as_deref_mut()) {
             if let Some(earlier) = rare.errors.iter_mut().find(|e| e.field == Some(field)) {
                 let replaced = std::mem::replace(earlier, record).heap_bytes();
