@@ -24,7 +24,9 @@ use crate::fields::conventions::{self, may_have_meaning};
 use crate::fields::{route, Conventions, TraceBudget, AWS_SDK_TARGET, TRACING_NAMESPACE};
 use crate::forest::Forest;
 use crate::id::{SegmentId, TraceId};
-use crate::limits::{sanitize_name, truncate_chars, MAX_ANNOTATIONS_PER_TRACE};
+use crate::limits::{
+    sanitize_name, truncate_chars, truncate_chars_cow, MAX_ANNOTATIONS_PER_TRACE, MAX_STRING_CHARS,
+};
 use crate::model::{Cause, Entity, EpochSeconds, Exception, MetaValue, StackFrame, XrayInfo};
 use crate::span_data::{FieldValue, SpanData, MAX_ERRORS_PER_SPAN};
 
@@ -919,7 +921,10 @@ impl<'c> Assembler<'c> {
             entity.aws.xray = Some(XrayInfo {
                 sdk: "tracing-xray",
                 sdk_version: env!("CARGO_PKG_VERSION"),
-                sampling_rule_name: node.rule_name().map(|r| &**r),
+                // A sampler's own rule names have no bound of their own.
+                sampling_rule_name: node
+                    .rule_name()
+                    .map(|r| truncate_chars(r, MAX_STRING_CHARS)),
             });
             // The root span's own name is kept beside its fields.
             let span_name = applied
@@ -948,16 +953,27 @@ impl<'c> Assembler<'c> {
                 let outer = Exception {
                     id: SegmentId::new(),
                     message: Some(exception_text(&record.message)),
-                    kind: Some(Cow::Borrowed(record.field.unwrap_or("error"))),
+                    kind: Some(Cow::Borrowed(truncate_chars(
+                        record.field.unwrap_or("error"),
+                        MAX_STRING_CHARS,
+                    ))),
                     remote: applied.remote,
                     stack: record
                         .location
                         .as_ref()
                         .map(|(path, line)| {
                             vec![StackFrame {
-                                path: Some(relative_path(path)),
+                                path: Some(truncate_chars_cow(
+                                    relative_path(path),
+                                    MAX_STRING_CHARS,
+                                )),
                                 line: Some(*line),
-                                label: record.target.as_deref(),
+                                // A `log` record's target, forwarded by
+                                // tracing-log, is any text.
+                                label: record
+                                    .target
+                                    .as_deref()
+                                    .map(|t| truncate_chars(t, MAX_STRING_CHARS)),
                             }]
                         })
                         .unwrap_or_default(),

@@ -324,6 +324,65 @@ fn ecs_on_ec2_from_the_process_environment_reaches_the_daemon() {
     run_child("ecs_on_ec2_child", &[]);
 }
 
+/// Every string of `v` longer than 250 characters, with where it is.
+fn strings_over_250(v: &Value, at: String, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) if s.chars().count() > 250 => {
+            out.push(format!("{at}: {} characters", s.chars().count()))
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                strings_over_250(x, format!("{at}/{i}"), out);
+            }
+        }
+        Value::Object(o) => {
+            for (k, x) in o {
+                strings_over_250(x, format!("{at}/{k}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// README, "Limits": "any string without a limit of its own is cut at 250
+/// characters" (SPEC §1.3: strings ≤250 characters unless stated). The
+/// resource blocks were sent as the host gave them: an ECS task whose
+/// awslogs group has a long name (CloudWatch allows 512 characters) put it
+/// whole into every segment's `aws.cloudwatch_logs[0].log_group`, and
+/// longer still into its `arn`; so was a long host name.
+#[test]
+#[ignore]
+fn long_host_strings_child() {
+    let group = format!("/ecs/{}", "orders-service-".repeat(20));
+    let container = CONTAINER_V4.replace("/ecs/containerlogs", &group);
+    let services = Fake::start(move |r| match r.path.as_str() {
+        "/v4/task" => ok(&container),
+        _ => status(404),
+    });
+    std::env::set_var(
+        "ECS_CONTAINER_METADATA_URI_V4",
+        format!("{}/v4/task", services.url),
+    );
+    std::env::set_var("HOSTNAME", "h".repeat(300));
+    let segment = detected_segment();
+    assert_eq!(segment["origin"], "AWS::ECS::Container", "{segment}");
+    let log_group = segment["aws"]["cloudwatch_logs"][0]["log_group"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        group.starts_with(log_group) && log_group.len() == 250,
+        "the log group's name is cut at 250: {segment:#}"
+    );
+    let mut long = Vec::new();
+    strings_over_250(&segment["aws"], "/aws".into(), &mut long);
+    assert!(long.is_empty(), "{long:#?}\n{segment:#}");
+}
+
+#[test]
+fn long_host_strings_are_cut_at_250_characters() {
+    run_child("long_host_strings_child", &[]);
+}
+
 /// In a Lambda function, a call's outgoing header keeps the invocation's
 /// Root, its Sampled decision and Lambda's `Lineage`
 /// (SPEC §3.1: "keep and forward"), with Parent = the calling subsegment,

@@ -206,3 +206,80 @@ fn a_huge_service_version_is_cut_not_sent_in_every_segment() {
     assert!(traces[0].to_string().len() <= MAX_DOCUMENT_BYTES);
     assert_eq!(traces[0]["metadata"]["default"]["kept"], 1, "{}", traces[0]);
 }
+
+/// Samples every trace, naming as its rule a 70,000-character name
+/// (`SamplingDecision::with_rule_name` takes any string).
+struct LongRuleName;
+
+impl tracing_xray::sampling::Sampler for LongRuleName {
+    fn sample(
+        &self,
+        _: &tracing_xray::sampling::SamplingRequest<'_>,
+    ) -> tracing_xray::sampling::SamplingDecision {
+        tracing_xray::sampling::SamplingDecision::sampled().with_rule_name("r".repeat(70_000))
+    }
+}
+
+/// README, "Limits": "any string without a limit of its own, is cut at
+/// 250 characters" (SPEC §1.3). `aws.xray.sampling_rule_name` was not: the
+/// segment carried the rule name as the sampler gave it. A long one made
+/// every segment it decided too big: the segment was trimmed
+/// (`spans_trimmed`), losing its metadata and its annotations, though its
+/// own data was small (as a huge service version did, above).
+#[test]
+fn a_samplers_rule_name_is_cut_to_250_characters() {
+    let c = common::capture_documents(
+        |b| b.with_sampler(LongRuleName),
+        || {
+            tracing::info_span!("request", annotation.tenant = "acme").in_scope(|| {});
+        },
+    );
+    let segment = &c.docs[0];
+    assert_eq!(
+        segment["aws"]["xray"]["sdk"], "tracing-xray",
+        "README: every segment carries `aws.xray`: {segment}"
+    );
+    let rule = segment["aws"]["xray"]["sampling_rule_name"]
+        .as_str()
+        .map_or(0, |r| r.chars().count());
+    assert!(
+        rule <= 250,
+        "sampling_rule_name of {rule} characters; segment trimmed: {}",
+        c.xray.stats().spans_trimmed
+    );
+    assert_eq!(segment["annotations"]["tenant"], "acme", "{segment}");
+    assert_eq!(c.xray.stats().spans_trimmed, 0);
+}
+
+const LONG_TARGET: &str = "a_long_module_path::with_many::nested_modules::and_more::and_more::\
+and_more::and_more::and_more::and_more::and_more::and_more::and_more::and_more::and_more::\
+and_more::and_more::and_more::and_more::and_more::and_more::and_more::and_more::and_more::\
+and_more::and_more::and_more::and_more::end";
+
+/// README, "Limits": "An exception's type, like any string without a limit
+/// of its own, is cut at 250 characters" (SPEC §1.3). An ERROR event's
+/// target becomes its exception's stack frame `label`, and was sent uncut:
+/// a 300-character target (a deep module path, or a `log` record's target
+/// forwarded by tracing-log, which is any runtime string).
+#[test]
+fn an_error_events_target_as_stack_label_is_cut_to_250_characters() {
+    assert!(LONG_TARGET.chars().count() > 250);
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            tracing::info_span!("request").in_scope(|| {
+                tracing::error!(target: LONG_TARGET, "boom");
+            });
+        },
+    );
+    let exceptions = common::exceptions(&c.docs[0]);
+    assert!(!exceptions.is_empty(), "{:#}", c.docs[0]);
+    for ex in &exceptions {
+        for frame in ex["stack"].as_array().into_iter().flatten() {
+            for key in ["label", "path"] {
+                let n = frame[key].as_str().map_or(0, |s| s.chars().count());
+                assert!(n <= 250, "stack frame {key} of {n} characters: {frame}");
+            }
+        }
+    }
+}

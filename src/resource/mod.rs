@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+use crate::limits::MAX_STRING_CHARS;
+
 pub(crate) use lambda::LambdaInfo;
 
 /// `origin` of an application on an EC2 instance.
@@ -459,6 +461,19 @@ impl Http {
     }
 }
 
+/// Cuts every string in `value` at [`MAX_STRING_CHARS`] characters.
+fn cut_strings(value: &mut Value) {
+    match value {
+        Value::String(s) => {
+            let keep = crate::limits::truncate_chars(s, MAX_STRING_CHARS).len();
+            s.truncate(keep);
+        }
+        Value::Array(items) => items.iter_mut().for_each(cut_strings),
+        Value::Object(map) => map.values_mut().for_each(cut_strings),
+        _ => {}
+    }
+}
+
 /// What one detector found.
 #[derive(Debug, Default)]
 struct Detected {
@@ -521,7 +536,14 @@ impl Resource {
         self.lambda.as_ref()
     }
 
-    fn add(&mut self, found: Detected) {
+    fn add(&mut self, mut found: Detected) {
+        // What the host says is cut as any string is (SPEC §1.3): a log
+        // group's name may run to 512 characters.
+        found.block.values_mut().for_each(cut_strings);
+        found.log_groups.iter_mut().for_each(cut_strings);
+        if let Some(account) = &mut found.account_id {
+            account.truncate(crate::limits::truncate_chars(account, MAX_STRING_CHARS).len());
+        }
         // Detectors run from the most to the least specific origin.
         if self.origin.is_none() {
             self.origin = found.origin;
