@@ -64,6 +64,10 @@ pub(crate) enum Message {
     /// invocation): each subtree whose parent is not among them leaves as an
     /// independent subsegment of that parent.
     Detached { spans: SpanList },
+    /// The open root of a trace sent in parts closed (a segment sent with
+    /// its response, a Lambda invocation): none of its parts follows, what
+    /// the worker keeps for them goes. Not a trace: never counted.
+    Ended { trace_id: TraceId, root: SegmentId },
     /// Replied to with whether the exporter settled every document it was
     /// handed (an HTTP exporter whose API did not answer in time holds some).
     Flush {
@@ -106,8 +110,16 @@ impl Message {
 /// finishes in that time.
 const LINGER: Duration = Duration::from_millis(1);
 
-/// Traces sent in parts whose annotation counts the worker remembers.
-const MAX_PARTED_TRACES: usize = 1024;
+/// Traces sent in parts whose annotation counts the worker remembers at
+/// once (24 bytes each, and the map's room); past it, one trace's count is
+/// forgotten for each new one. An entry goes when its trace's root closes
+/// ([`Message::Ended`]) or arrives.
+const MAX_PARTED_TRACES: usize = 16 * 1024;
+
+/// Open traces sent in parts whose users and waiting exceptions the worker
+/// remembers at once (a user's text and up to [`MAX_CARRIED_EXCEPTIONS`]
+/// exceptions each); past it, one trace's are forgotten for each new one.
+const MAX_WAITING_TRACES: usize = 1024;
 
 /// Exceptions of subtrees sent early that one span waits for, at most
 /// (a span keeps 8 exceptions of its own).
@@ -125,12 +137,20 @@ fn remember_user_below(users: &mut HashMap<(TraceId, SegmentId), String>, spans:
         return;
     }
     if let Some(user) = user_below_segment(spans.iter()) {
-        if users.len() >= MAX_PARTED_TRACES {
-            // Bounded, as `annotations_used`: forgetting costs a segment its
-            // user, never memory.
-            users.clear();
-        }
+        // Bounded: forgetting costs a segment its user, never memory.
+        make_room(users, MAX_WAITING_TRACES);
         users.insert(key, user);
+    }
+}
+
+/// Makes room in `map` for one more entry, at most `bound` in all: past it,
+/// one entry (any) is forgotten. Only one: the others are of traces still
+/// open, whose later parts need them.
+fn make_room<K: Copy + Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>, bound: usize) {
+    if map.len() >= bound {
+        if let Some(key) = map.keys().next().copied() {
+            map.remove(&key);
+        }
     }
 }
 
@@ -165,12 +185,12 @@ struct Worker {
     /// (see [`Worker::pack`]), at most [`MAX_PARTED_TRACES`] of them.
     annotations_used: HashMap<TraceId, usize>,
     /// The user named below the segment by parts of traces sent while
-    /// their roots were open, until the root arrives (bounded as
-    /// `annotations_used`).
+    /// their roots were open, until the root arrives, at most
+    /// [`MAX_WAITING_TRACES`] of them.
     users_below: HashMap<(TraceId, SegmentId), String>,
     /// The exceptions of subtrees sent in parts while an ancestor was open,
     /// by that ancestor (the subtree's parent), until it is packed: it
-    /// names them as its exceptions' causes. Bounded as `annotations_used`.
+    /// names them as its exceptions' causes. Bounded as `users_below`.
     exceptions_below: HashMap<(TraceId, SegmentId), Vec<CarriedException>>,
     /// Documents handed to [`Exporter::export`], ever.
     ///
@@ -339,8 +359,26 @@ impl Worker {
                 self.pack_guarded(spans, Top::Segment, Parts::Detached, batch);
                 None
             }
+            Message::Ended { trace_id, root } => {
+                self.forget_parts(trace_id, root);
+                None
+            }
             Message::Flush { reply, deadline } => Some(Control::Flush(reply, deadline)),
             Message::Shutdown { reply, deadline } => Some(Control::Shutdown(reply, deadline)),
+        }
+    }
+
+    /// Forgets what the parts of a trace whose root closed left for parts
+    /// that will not come (see [`Message::Ended`]).
+    fn forget_parts(&mut self, trace_id: TraceId, root: SegmentId) {
+        if !self.annotations_used.is_empty() {
+            self.annotations_used.remove(&trace_id);
+        }
+        if !self.users_below.is_empty() {
+            self.users_below.remove(&(trace_id, root));
+        }
+        if !self.exceptions_below.is_empty() {
+            self.exceptions_below.retain(|(t, _), _| *t != trace_id);
         }
     }
 
@@ -442,9 +480,9 @@ impl Worker {
             if let Some(parent) = top_span.parent_seg.filter(|&p| !parent_sent(p)) {
                 let exceptions = asm.top_exceptions();
                 if !exceptions.is_empty() {
-                    if self.exceptions_below.len() >= MAX_PARTED_TRACES {
+                    if !self.exceptions_below.contains_key(&(trace_id, parent)) {
                         // Bounded: forgetting costs a cause link, never memory.
-                        self.exceptions_below.clear();
+                        make_room(&mut self.exceptions_below, MAX_WAITING_TRACES);
                     }
                     let waiting = self.exceptions_below.entry((trace_id, parent)).or_default();
                     let room = MAX_CARRIED_EXCEPTIONS.saturating_sub(waiting.len());
@@ -458,10 +496,10 @@ impl Worker {
             Counters::add(&self.counters.subsegments_streamed, tops.len() as u64);
         }
         if budget_goes_on && asm.annotations_used() > 0 {
-            if self.annotations_used.len() >= MAX_PARTED_TRACES {
-                // Bounded: forgetting means a later part may index up to 50
-                // annotations again, never that memory grows.
-                self.annotations_used.clear();
+            if !self.annotations_used.contains_key(&trace_id) {
+                // Bounded: forgetting means a later part of that trace may
+                // index up to 50 annotations again, never that memory grows.
+                make_room(&mut self.annotations_used, MAX_PARTED_TRACES);
             }
             self.annotations_used
                 .insert(trace_id, asm.annotations_used());
@@ -868,12 +906,12 @@ mod tests {
             )
         };
         let most = most_remembered(
-            3 * MAX_PARTED_TRACES,
+            3 * MAX_WAITING_TRACES,
             || failed(false),
             |w| w.exceptions_below.len(),
         );
         assert!(most > 0, "the exceptions are remembered");
-        assert!(most <= MAX_PARTED_TRACES, "{most}");
+        assert!(most <= MAX_WAITING_TRACES, "{most}");
         assert_eq!(
             most_remembered(1, || failed(true), |w| w.exceptions_below.len()),
             0,
@@ -893,18 +931,83 @@ mod tests {
             )
         };
         let most = most_remembered(
-            3 * MAX_PARTED_TRACES,
+            3 * MAX_WAITING_TRACES,
             || alice(false),
             |w| w.users_below.len(),
         );
         assert!(most > 0, "the users are remembered");
-        assert!(most <= MAX_PARTED_TRACES, "{most}");
+        assert!(most <= MAX_WAITING_TRACES, "{most}");
 
         assert_eq!(
             most_remembered(1, || alice(true), |w| w.users_below.len()),
             0,
             "a Lambda part keeps no user"
         );
+    }
+
+    /// A part with an annotation, a user and an exception: it leaves an
+    /// entry in each of the worker's memos of open traces.
+    fn part_leaving_all(root: crate::id::SegmentId) -> SpanList {
+        use crate::span_data::{FieldStr, FieldValue};
+        let mut spans = part(("annotation.k", FieldValue::U64(1)), false);
+        spans.root = Some(root);
+        let mut span = crate::span_data::SpanData::for_tests();
+        span.trace_id = spans.get(0).trace_id;
+        span.parent_seg = Some(crate::id::SegmentId::new());
+        span.fields = vec![
+            ("enduser.id", FieldValue::Str(FieldStr::new("alice"))),
+            ("exception.message", FieldValue::Str(FieldStr::new("boom"))),
+        ]
+        .into_iter()
+        .collect();
+        spans.push(span);
+        spans
+    }
+
+    /// A trace's root closing ([`Message::Ended`]) takes what its parts
+    /// left for later ones: none will come. Another trace's stay.
+    #[test]
+    fn an_ended_trace_leaves_nothing_behind() {
+        let mut worker = test_worker(Arc::new(Counters::default()));
+        let (ended_root, open_root) = (crate::id::SegmentId::new(), crate::id::SegmentId::new());
+        let ended = part_leaving_all(ended_root);
+        let ended_trace = ended.get(0).trace_id;
+        let mut batch = Vec::new();
+        worker.handle(Message::Detached { spans: ended }, &mut batch);
+        worker.handle(
+            Message::Detached {
+                spans: part_leaving_all(open_root),
+            },
+            &mut batch,
+        );
+        let sizes = |w: &Worker| {
+            (
+                w.annotations_used.len(),
+                w.users_below.len(),
+                w.exceptions_below.len(),
+            )
+        };
+        assert_eq!(sizes(&worker), (2, 2, 2));
+        worker.handle(
+            Message::Ended {
+                trace_id: ended_trace,
+                root: ended_root,
+            },
+            &mut batch,
+        );
+        assert_eq!(sizes(&worker), (1, 1, 1));
+        assert!(!worker.annotations_used.contains_key(&ended_trace));
+    }
+
+    /// Past its bound, a memo forgets one entry for each new one, not all:
+    /// the others are of traces still open.
+    #[test]
+    fn a_full_memo_forgets_one_entry_at_a_time() {
+        let mut map: HashMap<u32, ()> = (0..4).map(|k| (k, ())).collect();
+        make_room(&mut map, 4);
+        assert_eq!(map.len(), 3);
+        make_room(&mut map, 4);
+        assert_eq!(map.len(), 3, "room already");
     }
 
     /// A huge trace frees the worker's scratch space even when packing it

@@ -12,6 +12,8 @@ use tracing_subscriber::prelude::*;
 use tracing_xray::export::{InMemoryExporter, MAX_DOCUMENT_BYTES};
 use tracing_xray::Detectors;
 
+const WAIT: Duration = Duration::from_secs(30);
+
 #[test]
 fn hostile_fields_give_valid_bounded_documents_and_counts() {
     let exporter = InMemoryExporter::new();
@@ -205,6 +207,184 @@ fn a_huge_service_version_is_cut_not_sent_in_every_segment() {
     assert!(version.starts_with(sent));
     assert!(traces[0].to_string().len() <= MAX_DOCUMENT_BYTES);
     assert_eq!(traces[0]["metadata"]["default"]["kept"], 1, "{}", traces[0]);
+}
+
+/// A finished child of the current span carrying 20 annotations.
+fn step_with_twenty_annotations() {
+    tracing::info_span!(
+        "step",
+        annotation.a00 = 0,
+        annotation.a01 = 1,
+        annotation.a02 = 2,
+        annotation.a03 = 3,
+        annotation.a04 = 4,
+        annotation.a05 = 5,
+        annotation.a06 = 6,
+        annotation.a07 = 7,
+        annotation.a08 = 8,
+        annotation.a09 = 9,
+        annotation.a10 = 0,
+        annotation.a11 = 1,
+        annotation.a12 = 2,
+        annotation.a13 = 3,
+        annotation.a14 = 4,
+        annotation.a15 = 5,
+        annotation.a16 = 6,
+        annotation.a17 = 7,
+        annotation.a18 = 8,
+        annotation.a19 = 9
+    )
+    .in_scope(|| {});
+}
+
+/// A layer streaming a long-lived root's finished children as soon as it
+/// holds two, every trace sampled, into memory.
+fn streaming_layer(exporter: &tracing_xray::export::InMemoryExporter) -> tracing_xray::XrayLayer {
+    tracing_xray::builder()
+        .with_service_name("svc")
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_max_held_subsegments(1)
+        .with_queue_capacity(1 << 16)
+        .with_exporter(exporter.clone())
+        .build()
+}
+
+/// Requests served through `XrayServerLayer` (feature `tower`).
+#[cfg(feature = "tower")]
+mod served {
+    use super::*;
+
+    /// A handler served through `XrayServerLayer`: one child span with one
+    /// annotation, as a request with an indexed tenant has.
+    #[derive(Clone)]
+    struct Handler;
+
+    impl tower_service::Service<http::Request<String>> for Handler {
+        type Response = http::Response<String>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<String>) -> Self::Future {
+            tracing::info_span!("handler", annotation.tenant = "acme").in_scope(|| {});
+            std::future::ready(Ok(http::Response::new("ok".to_owned())))
+        }
+    }
+
+    /// README, the `annotation.KEY` row: "past 50 per trace they [annotations] move to metadata
+    /// (counted in `annotations_demoted`)"; SPEC §1.3: X-Ray indexes at most 50
+    /// annotations per trace. A long-lived root (a nightly job) streams its
+    /// finished children in parts; the worker remembers how many annotations
+    /// each such trace has used. Every request served through `XrayServerLayer`
+    /// is sent when its response body ends, a part after which its budget goes
+    /// on: a request with any annotation left a count behind that nothing
+    /// removed (its root's own close sent nothing). After 1,024 ordinary
+    /// requests the worker's counts, full of them, were cleared whole, the
+    /// job's still open trace's with them: its next part indexed 40 annotations
+    /// again, 80 in all, none demoted.
+    #[test]
+    fn served_requests_make_an_open_trace_forget_its_annotation_count() {
+        use http_body_util::BodyExt;
+        use tower_layer::Layer;
+        use tower_service::Service;
+
+        let exporter = tracing_xray::export::InMemoryExporter::new();
+        let layer = streaming_layer(&exporter);
+        let xray = layer.handle();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            let job = tracing::info_span!("nightly_job");
+            // First part: 40 annotations.
+            job.in_scope(|| {
+                step_with_twenty_annotations();
+                step_with_twenty_annotations();
+            });
+            xray.flush(WAIT).unwrap();
+            // Ordinary traffic meanwhile, each request with one annotation.
+            let mut service = tracing_xray::tower::XrayServerLayer::new().layer(Handler);
+            for i in 0..1100 {
+                let request = http::Request::get(format!("http://example.com/orders/{i}"))
+                    .body(String::new())
+                    .unwrap();
+                runtime.block_on(async {
+                    let response = service.call(request).await.unwrap();
+                    response.into_body().collect().await.unwrap();
+                });
+            }
+            xray.flush(WAIT).unwrap();
+            // Second part: 40 more, of which only 10 fit the trace's 50.
+            job.in_scope(|| {
+                step_with_twenty_annotations();
+                step_with_twenty_annotations();
+            });
+            drop(job);
+        });
+        xray.flush(WAIT).unwrap();
+        let traces = exporter.traces();
+        let job = traces
+            .iter()
+            .find(|t| t["metadata"]["tracing"]["span_name"] == "nightly_job")
+            .expect("the job's trace");
+        let stats = xray.stats();
+        assert!(
+            annotations_in(job) <= 50,
+            "the job's trace indexes {} annotations (X-Ray indexes 50 per trace); \
+             annotations_demoted = {}",
+            annotations_in(job),
+            stats.annotations_demoted
+        );
+        assert_eq!(stats.annotations_demoted, 30, "{stats:?}");
+    }
+}
+
+/// The same limit (SPEC §1.3) with no stale count at all: a server holding
+/// more than 1,024 long-lived roots open at once (a WebSocket or streaming
+/// server with a root per connection) whose finished children stream in
+/// parts. The worker's per-trace annotation counts were cleared whole once
+/// they reached 1,024 traces, so every open trace's next part started from
+/// zero again: each of the 1,100 traces indexed 80 annotations. The README
+/// now says how many traces open in parts at once keep their count
+/// (16,384); past that, one is forgotten for each new one.
+#[test]
+fn more_than_1024_open_traces_in_parts_each_index_more_than_50_annotations() {
+    let exporter = tracing_xray::export::InMemoryExporter::new();
+    let layer = streaming_layer(&exporter);
+    let xray = layer.handle();
+    const CONNECTIONS: usize = 1100;
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let roots: Vec<_> = (0..CONNECTIONS)
+            .map(|_| tracing::info_span!("connection"))
+            .collect();
+        for _ in 0..2 {
+            for root in &roots {
+                root.in_scope(|| {
+                    step_with_twenty_annotations();
+                    step_with_twenty_annotations();
+                });
+            }
+            xray.flush(WAIT).unwrap();
+        }
+    });
+    xray.flush(WAIT).unwrap();
+    let traces = exporter.traces();
+    assert_eq!(traces.len(), CONNECTIONS);
+    let over = traces.iter().filter(|t| annotations_in(t) > 50).count();
+    let stats = xray.stats();
+    assert_eq!(
+        over, 0,
+        "{over} of {CONNECTIONS} traces index more than 50 annotations; {stats:?}"
+    );
+    assert_eq!(stats.annotations_demoted, 30 * CONNECTIONS as u64);
 }
 
 /// Samples every trace, naming as its rule a 70,000-character name
