@@ -745,13 +745,6 @@ impl LayerInner {
         }
     }
 
-    /// Tells the worker that the trace of `root`, sent in parts, has ended
-    /// ([`Message::Ended`]). Not a trace: not counted, and lost when the
-    /// queue is full (the worker's bounded memo then keeps an entry longer).
-    fn end_parts(&self, trace_id: TraceId, root: SegmentId) {
-        let _ = self.tx.try_send(Message::Ended { trace_id, root });
-    }
-
     /// Drops a trace (or part of one) the queue has no room for, counted.
     fn drop_trace(&self, msg: Message) {
         self.counters.trace_dropped(msg.span_count() as u64);
@@ -1292,11 +1285,7 @@ where
             return;
         }
         if data.role == Role::Facade {
-            // Its parts all went (its spans closed before it): what the
-            // worker keeps for later ones goes too.
-            let (trace_id, root) = (data.trace_id, data.id);
             crate::span_data::discard(data);
-            inner.end_parts(trace_id, root);
             return;
         }
         data.end = Some(data.ended_at());

@@ -89,16 +89,24 @@ pub(crate) fn sanitize_name<'a>(name: &'a str, fallback: &'static str) -> Cow<'a
     }
 }
 
+/// Whether [`sanitize_annotation_key`] makes a key of `key` (without
+/// allocating).
+pub(crate) fn makes_annotation_key(key: &str) -> bool {
+    truncate_chars(key, MAX_ANNOTATION_KEY_CHARS)
+        .bytes()
+        .any(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// A filter-safe annotation key: `[A-Za-z0-9_]`, other characters become
 /// `_`, at most 500 characters. `None` for a key none of whose characters
 /// can be in one (empty, `-`, `é`): all of them would be the same key `_`
 /// (or `__`...), telling nothing of the field.
 pub(crate) fn sanitize_annotation_key(key: &str) -> Option<Cow<'_, str>> {
     let ok = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let key = truncate_chars(key, MAX_ANNOTATION_KEY_CHARS);
-    if !key.chars().any(ok) {
+    if !makes_annotation_key(key) {
         return None;
     }
+    let key = truncate_chars(key, MAX_ANNOTATION_KEY_CHARS);
     if key.chars().all(ok) {
         Some(Cow::Borrowed(key))
     } else {

@@ -441,6 +441,31 @@ pub(crate) struct TraceBuf {
     /// layer's request, ended with its response while work it spawned
     /// keeps its span open): every span of the trace leaves as it ends.
     pub(crate) sealed: std::sync::atomic::AtomicBool,
+    /// What the worker keeps between the parts of the trace sent while its
+    /// root is open: made as the first part leaves, handed along with each
+    /// part and the root's list, and freed with the last of them.
+    parted: std::sync::OnceLock<Arc<Parted>>,
+}
+
+/// What the worker carries from one part of a trace sent while its root is
+/// open to the next, and to the root (see `worker::Worker::pack`). It lives
+/// with the trace, not on the worker: a trace that ends leaves nothing
+/// behind, whatever the number of traces in parts at once. Only the worker
+/// locks it (the application's threads only pass it on).
+#[derive(Debug, Default)]
+pub(crate) struct Parted(pub(crate) Mutex<PartedState>);
+
+/// See [`Parted`].
+#[derive(Debug, Default)]
+pub(crate) struct PartedState {
+    /// Annotations the parts sent so far indexed: the trace's 50 are shared.
+    pub(crate) annotations_used: usize,
+    /// The user a part names below the segment, for the root's segment.
+    pub(crate) user_below: Option<String>,
+    /// The exceptions of subtrees sent before their parent, by parent: it
+    /// names them as its exceptions' causes.
+    pub(crate) exceptions_below:
+        std::collections::HashMap<SegmentId, Vec<crate::assemble::CarriedException>>,
 }
 
 impl TraceBuf {
@@ -455,7 +480,13 @@ impl TraceBuf {
             incoming,
             root: Some(root),
             sealed: Default::default(),
+            parted: Default::default(),
         }
+    }
+
+    /// The trace's [`Parted`], made when first asked for.
+    fn parted(&self) -> &Arc<Parted> {
+        self.parted.get_or_init(Default::default)
     }
 
     /// Whether the root's segment was sent before its span closed.
@@ -486,6 +517,7 @@ impl TraceBuf {
             incoming: self.incoming.clone(),
             root: self.root,
             sealed: Default::default(),
+            parted: self.parted().clone().into(),
         }
     }
 
@@ -503,7 +535,7 @@ impl TraceBuf {
         send: impl FnOnce(SpanList),
     ) {
         let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
-        let mut taken = self.take_from(&mut spans, replacement);
+        let mut taken = self.take_from(&mut spans, replacement, true);
         if let Some(held) = hold(&mut taken) {
             for span in held.into_spans() {
                 spans.push(span);
@@ -529,7 +561,7 @@ impl TraceBuf {
         let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
         self.sealed
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut taken = self.take_from(&mut spans, replacement);
+        let mut taken = self.take_from(&mut spans, replacement, true);
         if let Some(held) = hold(&mut taken) {
             for span in held.into_spans() {
                 spans.push(span);
@@ -541,12 +573,18 @@ impl TraceBuf {
     /// Takes every finished span held so far.
     pub(crate) fn take(&self, replacement: SpanList) -> SpanList {
         let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
-        self.take_from(&mut spans, replacement)
+        self.take_from(&mut spans, replacement, false)
     }
 
-    /// The spans of `spans` (this buffer's, locked), with the trace's marks.
-    fn take_from(&self, spans: &mut SpanList, replacement: SpanList) -> SpanList {
+    /// The spans of `spans` (this buffer's, locked), with the trace's marks
+    /// and its [`Parted`]: made for a `part` sent while the root is open.
+    fn take_from(&self, spans: &mut SpanList, replacement: SpanList, part: bool) -> SpanList {
         let mut taken = std::mem::replace(spans, replacement);
+        taken.parted = if part {
+            Some(self.parted().clone())
+        } else {
+            self.parted.get().cloned()
+        };
         taken.root_annotations = self
             .root_annotations
             .load(std::sync::atomic::Ordering::Relaxed);

@@ -37,6 +37,9 @@ pub(crate) struct SpanList {
     /// (the tower server layer sends it with the response): its spans'
     /// exceptions have no parent left to name them.
     pub(crate) root_sent: bool,
+    /// Set on the parts of a trace sent while its root is open, and on its
+    /// root's list (see [`Parted`](crate::span_data::Parted)).
+    pub(crate) parted: Option<std::sync::Arc<crate::span_data::Parted>>,
 }
 
 impl SpanList {
@@ -174,6 +177,7 @@ impl SpanList {
         self.root_annotations = 0;
         self.root = None;
         self.root_sent = false;
+        self.parted = None;
         self.bytes = 0;
     }
 }

@@ -8,21 +8,18 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use std::collections::HashMap;
-
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::assemble::{Assembler, CarriedException, Top};
+use crate::assemble::{Assembler, Top};
 use crate::config::Config;
 use crate::export::{Document, ExportError, ExportOutcome, Exporter};
 use crate::fields::user_below_segment;
 use crate::forest::Rebuild;
 use crate::handle::Counters;
-use crate::id::{SegmentId, TraceId};
 use crate::layer::SuppressGuard;
 use crate::recycle::RecycleTx;
 use crate::span_list::SpanList;
@@ -64,10 +61,6 @@ pub(crate) enum Message {
     /// invocation): each subtree whose parent is not among them leaves as an
     /// independent subsegment of that parent.
     Detached { spans: SpanList },
-    /// The open root of a trace sent in parts closed (a segment sent with
-    /// its response, a Lambda invocation): none of its parts follows, what
-    /// the worker keeps for them goes. Not a trace: never counted.
-    Ended { trace_id: TraceId, root: SegmentId },
     /// Replied to with whether the exporter settled every document it was
     /// handed (an HTTP exporter whose API did not answer in time holds some).
     Flush {
@@ -110,48 +103,19 @@ impl Message {
 /// finishes in that time.
 const LINGER: Duration = Duration::from_millis(1);
 
-/// Traces sent in parts whose annotation counts the worker remembers at
-/// once (24 bytes each, and the map's room); past it, one trace's count is
-/// forgotten for each new one. An entry goes when its trace's root closes
-/// ([`Message::Ended`]) or arrives.
-const MAX_PARTED_TRACES: usize = 16 * 1024;
-
-/// Open traces sent in parts whose users and waiting exceptions the worker
-/// remembers at once (a user's text and up to [`MAX_CARRIED_EXCEPTIONS`]
-/// exceptions each); past it, one trace's are forgotten for each new one.
-const MAX_WAITING_TRACES: usize = 1024;
-
 /// Exceptions of subtrees sent early that one span waits for, at most
 /// (a span keeps 8 exceptions of its own).
 const MAX_CARRIED_EXCEPTIONS: usize = 64;
 
-/// Keeps in `users` the user a part of a trace sent before its root ended
-/// names (see [`user_below_segment`]), for the root's segment: the first
-/// part's that names one.
-fn remember_user_below(users: &mut HashMap<(TraceId, SegmentId), String>, spans: &SpanList) {
+/// Keeps the user a part of a trace sent before its root ended names (see
+/// [`user_below_segment`]) for the root's segment: the first part's that
+/// names one.
+fn remember_user_below(user: &mut Option<String>, spans: &SpanList) {
     // A Lambda invocation's parts: its segment is Lambda's, never packed here.
-    let Some(key) = spans.root.map(|root| (spans.get(0).trace_id, root)) else {
-        return;
-    };
-    if users.contains_key(&key) || spans.iter().any(|s| s.ancestry.parent_is_facade()) {
+    if user.is_some() || spans.iter().any(|s| s.ancestry.parent_is_facade()) {
         return;
     }
-    if let Some(user) = user_below_segment(spans.iter()) {
-        // Bounded: forgetting costs a segment its user, never memory.
-        make_room(users, MAX_WAITING_TRACES);
-        users.insert(key, user);
-    }
-}
-
-/// Makes room in `map` for one more entry, at most `bound` in all: past it,
-/// one entry (any) is forgotten. Only one: the others are of traces still
-/// open, whose later parts need them.
-fn make_room<K: Copy + Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>, bound: usize) {
-    if map.len() >= bound {
-        if let Some(key) = map.keys().next().copied() {
-            map.remove(&key);
-        }
-    }
+    *user = user_below_segment(spans.iter());
 }
 
 pub(crate) fn spawn(
@@ -181,17 +145,6 @@ struct Worker {
     warned_failure: bool,
     warned_next_poll: bool,
     warned_pack: bool,
-    /// Annotations already indexed by the parts sent of traces still open
-    /// (see [`Worker::pack`]), at most [`MAX_PARTED_TRACES`] of them.
-    annotations_used: HashMap<TraceId, usize>,
-    /// The user named below the segment by parts of traces sent while
-    /// their roots were open, until the root arrives, at most
-    /// [`MAX_WAITING_TRACES`] of them.
-    users_below: HashMap<(TraceId, SegmentId), String>,
-    /// The exceptions of subtrees sent in parts while an ancestor was open,
-    /// by that ancestor (the subtree's parent), until it is packed: it
-    /// names them as its exceptions' causes. Bounded as `users_below`.
-    exceptions_below: HashMap<(TraceId, SegmentId), Vec<CarriedException>>,
     /// Documents handed to [`Exporter::export`], ever.
     ///
     /// With `settled`, what a panicking exporter loses: an exporter reports
@@ -236,9 +189,6 @@ impl Worker {
             warned_failure: false,
             warned_next_poll: false,
             warned_pack: false,
-            annotations_used: HashMap::new(),
-            users_below: HashMap::new(),
-            exceptions_below: HashMap::new(),
             handed: 0,
             settled: 0,
         }
@@ -359,26 +309,8 @@ impl Worker {
                 self.pack_guarded(spans, Top::Segment, Parts::Detached, batch);
                 None
             }
-            Message::Ended { trace_id, root } => {
-                self.forget_parts(trace_id, root);
-                None
-            }
             Message::Flush { reply, deadline } => Some(Control::Flush(reply, deadline)),
             Message::Shutdown { reply, deadline } => Some(Control::Shutdown(reply, deadline)),
-        }
-    }
-
-    /// Forgets what the parts of a trace whose root closed left for parts
-    /// that will not come (see [`Message::Ended`]).
-    fn forget_parts(&mut self, trace_id: TraceId, root: SegmentId) {
-        if !self.annotations_used.is_empty() {
-            self.annotations_used.remove(&trace_id);
-        }
-        if !self.users_below.is_empty() {
-            self.users_below.remove(&(trace_id, root));
-        }
-        if !self.exceptions_below.is_empty() {
-            self.exceptions_below.retain(|(t, _), _| *t != trace_id);
         }
     }
 
@@ -409,8 +341,10 @@ impl Worker {
     /// documents, and recycles the emptied buffer for the application.
     ///
     /// A trace sent in parts (`detached`: a long-lived root streaming what it
-    /// holds, Lambda's subsegments) keeps one annotation budget across them:
-    /// the count so far waits in `annotations_used` until the root arrives.
+    /// holds, Lambda's subsegments, the spans of a segment sent with its
+    /// response) keeps one annotation budget across them: the count so far
+    /// waits in its [`Parted`](crate::span_data::Parted) until the root
+    /// arrives, as do the user and the exceptions its parts leave.
     fn pack(&mut self, spans: SpanList, top: Top, parts: Parts, batch: &mut Vec<Document>) {
         if spans.is_empty() {
             return;
@@ -426,39 +360,36 @@ impl Worker {
         }
         let spare = std::mem::take(&mut self.spare_json);
         let mut asm = Assembler::new(&self.cfg, trace_id, spare);
-        let earlier = if self.annotations_used.is_empty() {
-            None
-        } else if budget_goes_on {
-            self.annotations_used.get(&trace_id).copied()
-        } else {
-            self.annotations_used.remove(&trace_id)
-        };
-        asm.set_annotations_used(earlier.unwrap_or(0));
+        // What the trace's earlier parts left (none for most traces).
+        let parted = spans.parted.clone();
+        let mut parted = parted
+            .as_deref()
+            .map(|p| p.0.lock().unwrap_or_else(PoisonError::into_inner));
+        asm.set_annotations_used(parted.as_ref().map_or(0, |p| p.annotations_used));
         if detached {
             asm.hold_for_root(usize::from(spans.root_annotations));
-            remember_user_below(&mut self.users_below, &spans);
+            if let Some(p) = parted.as_deref_mut() {
+                remember_user_below(&mut p.user_below, &spans);
+            }
         } else {
             // The root closes last: the list's last span.
             let root = spans.get(spans.len() - 1);
-            let earlier = if self.users_below.is_empty() || root.parent_seg.is_some() {
-                None
-            } else {
-                self.users_below.remove(&(trace_id, root.id))
-            };
+            let earlier = parted
+                .as_deref_mut()
+                .filter(|_| root.parent_seg.is_none())
+                .and_then(|p| p.user_below.take());
             asm.set_user_below(earlier.or_else(|| user_below_segment(spans.iter())));
         }
-        if !self.exceptions_below.is_empty() {
-            // Spans of this list below which earlier parts were sent.
-            let carried = spans
-                .iter()
-                .filter_map(|s| {
-                    self.exceptions_below
-                        .remove(&(trace_id, s.id))
-                        .map(|e| (s.id, e))
-                })
-                .flat_map(|(id, exceptions)| exceptions.into_iter().map(move |e| (id, e)))
-                .collect();
-            asm.carry_exceptions(carried);
+        if let Some(p) = parted.as_deref_mut() {
+            if !p.exceptions_below.is_empty() {
+                // Spans of this list below which earlier parts were sent.
+                let carried = spans
+                    .iter()
+                    .filter_map(|s| p.exceptions_below.remove(&s.id).map(|e| (s.id, e)))
+                    .flat_map(|(id, exceptions)| exceptions.into_iter().map(move |e| (id, e)))
+                    .collect();
+                asm.carry_exceptions(carried);
+            }
         }
         let tops = forest.tops();
         for &node in tops {
@@ -477,33 +408,34 @@ impl Worker {
                 top_span.ancestry.parent_is_facade()
                     || (spans.root_sent && spans.root == Some(parent))
             };
-            if let Some(parent) = top_span.parent_seg.filter(|&p| !parent_sent(p)) {
-                let exceptions = asm.top_exceptions();
-                if !exceptions.is_empty() {
-                    if !self.exceptions_below.contains_key(&(trace_id, parent)) {
-                        // Bounded: forgetting costs a cause link, never memory.
-                        make_room(&mut self.exceptions_below, MAX_WAITING_TRACES);
-                    }
-                    let waiting = self.exceptions_below.entry((trace_id, parent)).or_default();
-                    let room = MAX_CARRIED_EXCEPTIONS.saturating_sub(waiting.len());
-                    waiting.extend(exceptions.iter().take(room).copied());
-                }
+            let (Some(parent), Some(p)) = (
+                top_span.parent_seg.filter(|&p| !parent_sent(p)),
+                parted.as_deref_mut(),
+            ) else {
+                continue;
+            };
+            let exceptions = asm.top_exceptions();
+            if !exceptions.is_empty() {
+                let waiting = p.exceptions_below.entry(parent).or_default();
+                let room = MAX_CARRIED_EXCEPTIONS.saturating_sub(waiting.len());
+                waiting.extend(exceptions.iter().take(room).copied());
             }
         }
-        if detached {
-            // One independent document per top (`streamed_subsegments`
-            // counts those the assembler splits off below them).
-            Counters::add(&self.counters.subsegments_streamed, tops.len() as u64);
+        // One independent document per top (`streamed_subsegments` counts
+        // those the assembler splits off below them); a root sent as one
+        // (a Lambda function's span outside any invocation) too.
+        let independent = match (detached, top) {
+            (true, _) => tops.len(),
+            (false, Top::Subsegment { .. }) => 1,
+            (false, Top::Segment) => 0,
+        };
+        if independent > 0 {
+            Counters::add(&self.counters.subsegments_streamed, independent as u64);
         }
-        if budget_goes_on && asm.annotations_used() > 0 {
-            if !self.annotations_used.contains_key(&trace_id) {
-                // Bounded: forgetting means a later part of that trace may
-                // index up to 50 annotations again, never that memory grows.
-                make_room(&mut self.annotations_used, MAX_PARTED_TRACES);
-            }
-            self.annotations_used
-                .insert(trace_id, asm.annotations_used());
+        if let Some(p) = parted.as_deref_mut().filter(|_| budget_goes_on) {
+            p.annotations_used = asm.annotations_used();
         }
+        drop(parted);
         self.spare_json = finish(&self.counters, asm, batch);
         self.recycle.buffer(spans);
     }
@@ -683,6 +615,7 @@ fn warn_failure(error: &ExportError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::SegmentId;
 
     thread_local! {
         /// Makes [`Worker::pack`] panic on this thread.
@@ -841,173 +774,79 @@ mod tests {
         assert_eq!(batch.len(), 1);
     }
 
-    /// A part of a trace sent while its root is open: one finished child,
-    /// with `field`, under a fresh root (a Lambda facade's, with `facade`).
-    fn part(field: (&'static str, crate::span_data::FieldValue), facade: bool) -> SpanList {
+    /// A part of a trace sent while its root `root` is open, with the
+    /// trace's `parted`: one finished child of the root with `fields` (a
+    /// Lambda facade's child, with `facade`).
+    fn part(
+        parted: &Arc<crate::span_data::Parted>,
+        root: SegmentId,
+        fields: Vec<(&'static str, crate::span_data::FieldValue)>,
+        facade: bool,
+    ) -> SpanList {
         let mut span = crate::span_data::SpanData::for_tests();
-        span.parent_seg = Some(crate::id::SegmentId::new());
+        span.parent_seg = Some(root);
         span.ancestry = crate::span_data::Ancestry::new(facade, false);
-        span.fields.push(field);
+        span.fields = fields.into_iter().collect();
         let mut spans: SpanList = std::iter::once(span).collect();
-        spans.root = Some(crate::id::SegmentId::new());
-        spans
-    }
-
-    /// Hands `count` parts made by `make` to a worker; the most entries
-    /// `memo` (one of its per-trace memos) held meanwhile.
-    fn most_remembered(
-        count: usize,
-        make: impl Fn() -> SpanList,
-        memo: impl Fn(&Worker) -> usize,
-    ) -> usize {
-        let mut worker = test_worker(Arc::new(Counters::default()));
-        let mut most = 0;
-        for _ in 0..count {
-            let mut batch = Vec::new();
-            worker.handle(Message::Detached { spans: make() }, &mut batch);
-            assert_eq!(batch.len(), 1);
-            most = most.max(memo(&worker));
-        }
-        most
-    }
-
-    /// The parts of traces whose root never arrives (Lambda invocations,
-    /// roots that never close, roots dropped on a full queue) leave their
-    /// annotation counts behind: the memo of them stays bounded.
-    #[test]
-    fn annotation_counts_of_parted_traces_stay_bounded() {
-        let most = most_remembered(
-            3 * MAX_PARTED_TRACES,
-            || {
-                part(
-                    ("annotation.k", crate::span_data::FieldValue::U64(1)),
-                    false,
-                )
-            },
-            |w| w.annotations_used.len(),
-        );
-        assert!(most > 0, "the counts are remembered");
-        assert!(most <= MAX_PARTED_TRACES, "{most}");
-    }
-
-    /// The same for the users parts of open traces name; a Lambda
-    /// invocation's parts (whose segment is Lambda's) leave none.
-    /// The same for the exceptions parts of open traces wait with for
-    /// their parent; a Lambda invocation's parts leave none.
-    #[test]
-    fn exceptions_of_parted_traces_stay_bounded() {
-        let failed = |facade| {
-            part(
-                (
-                    "exception.message",
-                    crate::span_data::FieldValue::Str(crate::span_data::FieldStr::new("boom")),
-                ),
-                facade,
-            )
-        };
-        let most = most_remembered(
-            3 * MAX_WAITING_TRACES,
-            || failed(false),
-            |w| w.exceptions_below.len(),
-        );
-        assert!(most > 0, "the exceptions are remembered");
-        assert!(most <= MAX_WAITING_TRACES, "{most}");
-        assert_eq!(
-            most_remembered(1, || failed(true), |w| w.exceptions_below.len()),
-            0,
-            "a Lambda part keeps no exception"
-        );
-    }
-
-    #[test]
-    fn users_named_by_parted_traces_stay_bounded() {
-        let alice = |facade| {
-            part(
-                (
-                    "enduser.id",
-                    crate::span_data::FieldValue::Str(crate::span_data::FieldStr::new("alice")),
-                ),
-                facade,
-            )
-        };
-        let most = most_remembered(
-            3 * MAX_WAITING_TRACES,
-            || alice(false),
-            |w| w.users_below.len(),
-        );
-        assert!(most > 0, "the users are remembered");
-        assert!(most <= MAX_WAITING_TRACES, "{most}");
-
-        assert_eq!(
-            most_remembered(1, || alice(true), |w| w.users_below.len()),
-            0,
-            "a Lambda part keeps no user"
-        );
-    }
-
-    /// A part with an annotation, a user and an exception: it leaves an
-    /// entry in each of the worker's memos of open traces.
-    fn part_leaving_all(root: crate::id::SegmentId) -> SpanList {
-        use crate::span_data::{FieldStr, FieldValue};
-        let mut spans = part(("annotation.k", FieldValue::U64(1)), false);
         spans.root = Some(root);
-        let mut span = crate::span_data::SpanData::for_tests();
-        span.trace_id = spans.get(0).trace_id;
-        span.parent_seg = Some(crate::id::SegmentId::new());
-        span.fields = vec![
-            ("enduser.id", FieldValue::Str(FieldStr::new("alice"))),
-            ("exception.message", FieldValue::Str(FieldStr::new("boom"))),
-        ]
-        .into_iter()
-        .collect();
-        spans.push(span);
+        spans.parted = Some(parted.clone());
         spans
     }
 
-    /// A trace's root closing ([`Message::Ended`]) takes what its parts
-    /// left for later ones: none will come. Another trace's stay.
-    #[test]
-    fn an_ended_trace_leaves_nothing_behind() {
-        let mut worker = test_worker(Arc::new(Counters::default()));
-        let (ended_root, open_root) = (crate::id::SegmentId::new(), crate::id::SegmentId::new());
-        let ended = part_leaving_all(ended_root);
-        let ended_trace = ended.get(0).trace_id;
-        let mut batch = Vec::new();
-        worker.handle(Message::Detached { spans: ended }, &mut batch);
-        worker.handle(
-            Message::Detached {
-                spans: part_leaving_all(open_root),
-            },
-            &mut batch,
-        );
-        let sizes = |w: &Worker| {
-            (
-                w.annotations_used.len(),
-                w.users_below.len(),
-                w.exceptions_below.len(),
-            )
-        };
-        assert_eq!(sizes(&worker), (2, 2, 2));
-        worker.handle(
-            Message::Ended {
-                trace_id: ended_trace,
-                root: ended_root,
-            },
-            &mut batch,
-        );
-        assert_eq!(sizes(&worker), (1, 1, 1));
-        assert!(!worker.annotations_used.contains_key(&ended_trace));
+    /// 30 annotations, `annotation.k{from}` and on.
+    fn annotations(from: u64) -> Vec<(&'static str, crate::span_data::FieldValue)> {
+        (from..from + 30)
+            .map(|i| {
+                let key: &'static str = Box::leak(format!("annotation.k{i}").into_boxed_str());
+                (key, crate::span_data::FieldValue::U64(i))
+            })
+            .collect()
     }
 
-    /// Past its bound, a memo forgets one entry for each new one, not all:
-    /// the others are of traces still open.
+    /// The parts of one trace share its 50 annotations, the user they name
+    /// and the exceptions waiting for their parent, in the trace's own
+    /// `Parted`: the worker keeps none of it, so a trace that ends, or
+    /// whose root never arrives (a root that never closes, one dropped on a
+    /// full queue), leaves nothing behind on the worker, however many
+    /// traces are in parts at once.
     #[test]
-    fn a_full_memo_forgets_one_entry_at_a_time() {
-        let mut map: HashMap<u32, ()> = (0..4).map(|k| (k, ())).collect();
-        make_room(&mut map, 4);
-        assert_eq!(map.len(), 3);
-        make_room(&mut map, 4);
-        assert_eq!(map.len(), 3, "room already");
+    fn a_traces_parts_leave_what_later_parts_need_with_the_trace() {
+        use crate::span_data::{FieldStr, FieldValue, Parted};
+        let mut worker = test_worker(Arc::new(Counters::default()));
+        let parted = Arc::new(Parted::default());
+        let root = SegmentId::new();
+        let mut first = annotations(0);
+        first.push(("enduser.id", FieldValue::Str(FieldStr::new("alice"))));
+        first.push(("exception.message", FieldValue::Str(FieldStr::new("boom"))));
+        let mut batch = Vec::new();
+        for fields in [first, annotations(30)] {
+            let spans = part(&parted, root, fields, false);
+            worker.handle(Message::Detached { spans }, &mut batch);
+        }
+        assert_eq!(batch.len(), 2);
+        assert_eq!(Arc::strong_count(&parted), 1, "the worker keeps none");
+        let state = parted.0.lock().unwrap();
+        assert_eq!(state.annotations_used, 50, "30, then the 20 left");
+        assert_eq!(state.user_below.as_deref(), Some("alice"));
+        assert_eq!(state.exceptions_below[&root].len(), 1);
+    }
+
+    /// A Lambda invocation's parts (whose segment is Lambda's) share its
+    /// annotations, but leave no user and no exception for its segment.
+    #[test]
+    fn a_lambda_invocations_parts_leave_no_user_and_no_exception() {
+        use crate::span_data::{FieldStr, FieldValue, Parted};
+        let mut worker = test_worker(Arc::new(Counters::default()));
+        let parted = Arc::new(Parted::default());
+        let mut fields = annotations(0);
+        fields.push(("enduser.id", FieldValue::Str(FieldStr::new("alice"))));
+        fields.push(("exception.message", FieldValue::Str(FieldStr::new("boom"))));
+        let spans = part(&parted, SegmentId::new(), fields, true);
+        worker.handle(Message::Detached { spans }, &mut Vec::new());
+        let state = parted.0.lock().unwrap();
+        assert_eq!(state.annotations_used, 30);
+        assert_eq!(state.user_below, None);
+        assert!(state.exceptions_below.is_empty());
     }
 
     /// A huge trace frees the worker's scratch space even when packing it

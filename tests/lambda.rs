@@ -2,6 +2,8 @@
 //! `Lambda runtime invoke` span become independent subsegments of that
 //! invocation's facade, even when invocations run concurrently.
 
+mod common;
+
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -386,4 +388,42 @@ fn the_centralized_sampler_does_not_poll_in_lambda_or_switched_off() {
             "{env:?}: {out}"
         );
     }
+}
+
+/// `Stats::subsegments_streamed`: "Independent subsegment documents sent:
+/// ..., and, in Lambda, each invocation's top-level subsegments (the
+/// segment is Lambda's)." A Lambda function's top-level span outside a
+/// `Lambda runtime invoke` span (the invocation's header read from
+/// `_X_AMZN_TRACE_ID`) is sent as an independent subsegment document, and
+/// was not counted (only parts of traces were). Found by an audit of the
+/// rustdoc's claims.
+#[test]
+fn lambda_top_level_span_outside_invoke_is_counted_as_streamed() {
+    common::run_alone("lambda_top_level_span_outside_invoke_is_counted_as_streamed_alone");
+}
+
+#[test]
+#[ignore = "sets the environment: run by its wrapper in a process of its own"]
+fn lambda_top_level_span_outside_invoke_is_counted_as_streamed_alone() {
+    std::env::set_var(
+        "_X_AMZN_TRACE_ID",
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+    );
+    let captured = common::capture_documents(
+        |b| b.with_lambda(true),
+        || tracing::info_span!("handler").in_scope(|| {}),
+    );
+    let docs = captured.exporter.documents();
+    assert_eq!(docs.len(), 1, "{:?}", captured.docs);
+    assert_eq!(
+        docs[0].kind(),
+        tracing_xray::export::DocumentKind::Subsegment
+    );
+    assert_eq!(captured.docs[0]["type"], "subsegment");
+    assert_eq!(captured.docs[0]["parent_id"], "53995c3f42cd8ad8");
+    let stats = captured.xray.stats();
+    assert_eq!(
+        stats.subsegments_streamed, 1,
+        "one independent subsegment document sent, not counted: {stats:?}"
+    );
 }

@@ -529,7 +529,9 @@ pub(crate) fn annotation_fields(span: &SpanData, options: &FieldOptions) -> u8 {
         .iter()
         .map(|f| f.name())
         .filter(|k| {
-            k.starts_with("annotation.")
+            // A key of no usable character is none (see `annotate_as`).
+            k.strip_prefix("annotation.")
+                .is_some_and(crate::limits::makes_annotation_key)
                 || options.is_indexed(k)
                 // Any simple field: not one with a convention (the http,
                 // sql and aws blocks' names, `metadata.`, ...), which goes
