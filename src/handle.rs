@@ -421,13 +421,14 @@ impl XrayHandle {
         };
         // The worker replied and is returning: it drops the exporter (whose
         // `Drop` may take a while, it is the application's code) and ends.
-        // Joined if that is done in time; else left to end on its own.
+        // Joined if that is done in time; else left to end on its own, and
+        // the caller told it did not finish in time.
         let worker = shared.worker.lock().ok().and_then(|mut w| w.take());
         if let Some(worker) = worker {
             while !worker.is_finished() {
                 let now = Instant::now();
                 if now >= deadline {
-                    return replied;
+                    return Err(FlushError::Timeout(timeout));
                 }
                 std::thread::sleep((deadline - now).min(Duration::from_millis(1)));
             }

@@ -243,6 +243,14 @@ impl Worker {
                 self.handed += batch.len() as u64;
                 self.call("export", move |e| e.export(batch));
             }
+            // A poll that is due is not put off by traces that keep coming
+            // (above, a queue never empty would never let the wait time out).
+            if let Some(at) = self.next_poll() {
+                let now = Instant::now();
+                if now >= at {
+                    self.call("poll", |e| e.poll(now));
+                }
+            }
             self.warn_drops();
             match control {
                 // Let traces gather instead of being woken for each one.
@@ -257,8 +265,10 @@ impl Worker {
                 }
                 Some(Control::Shutdown(reply, deadline)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    self.call("shutdown", |e| e.shutdown(left));
-                    let settled = self.write_off_held();
+                    // Documents lost by a panic in `shutdown` were held by
+                    // it too.
+                    let lost = self.call("shutdown", |e| e.shutdown(left));
+                    let settled = self.write_off_held() && lost == 0;
                     // Closed before the reply: once `shutdown` returns, what
                     // finishes is counted dropped by the layer, and what
                     // reached the queue meanwhile by the handle.
@@ -443,7 +453,12 @@ impl Worker {
     /// Runs an exporter call and counts its outcome. A panicking exporter
     /// loses the documents it had not reported yet (counted as failed: see
     /// [`Worker::handed`]), never the worker.
-    fn call(&mut self, method: &'static str, f: impl FnOnce(&mut dyn Exporter) -> ExportOutcome) {
+    /// How many documents a panic lost (0 without one).
+    fn call(
+        &mut self,
+        method: &'static str,
+        f: impl FnOnce(&mut dyn Exporter) -> ExportOutcome,
+    ) -> u64 {
         let exporter = &mut *self.exporter;
         match catch_unwind(AssertUnwindSafe(|| f(exporter))) {
             // The outcome's errors are the exporter's too: their `Display`
@@ -453,6 +468,7 @@ impl Worker {
                 if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.account(outcome))) {
                     crate::panics::discard(payload);
                 }
+                0
             }
             Err(payload) => {
                 crate::panics::discard(payload);
@@ -465,6 +481,7 @@ impl Worker {
                     lost,
                     "the exporter panicked; the documents it had not reported are counted as failed"
                 );
+                lost
             }
         }
     }

@@ -359,7 +359,12 @@ fn documents_held_by_an_exporter_whose_shutdown_panics_are_counted() {
             info_span!("lost").in_scope(|| {});
         },
     );
-    assert_eq!(xray.shutdown(Duration::from_secs(5)), Ok(()));
+    // `Timeout`, as for documents held by an exporter whose `shutdown`
+    // returned (it said `Ok` once, found by an audit of the rustdoc).
+    assert_eq!(
+        xray.shutdown(Duration::from_secs(5)),
+        Err(FlushError::Timeout(Duration::from_secs(5)))
+    );
     let stats = xray.stats();
     assert_eq!((stats.documents_exported, stats.documents_failed), (1, 1));
 }
@@ -516,7 +521,10 @@ impl Drop for SlowToDrop {
 }
 
 /// `shutdown` waits at most its timeout, also for the worker to end: the
-/// exporter's `Drop` runs there, after the worker replied.
+/// exporter's `Drop` runs there, after the worker replied. Past it, the
+/// worker has not finished: `Timeout` (it said `Ok` once, and a caller
+/// could exit the process under the exporter's `Drop`; found by an audit of
+/// the rustdoc).
 #[test]
 fn shutdown_waits_at_most_its_timeout_for_the_exporter_to_drop() {
     let xray = tracing_xray::builder()
@@ -525,7 +533,10 @@ fn shutdown_waits_at_most_its_timeout_for_the_exporter_to_drop() {
         .build()
         .handle();
     let started = Instant::now();
-    assert_eq!(xray.shutdown(Duration::from_millis(200)), Ok(()));
+    assert_eq!(
+        xray.shutdown(Duration::from_millis(200)),
+        Err(FlushError::Timeout(Duration::from_millis(200)))
+    );
     let took = started.elapsed();
     assert!(took < Duration::from_millis(1_500), "{took:?}");
     // A fast `Drop` is waited for: the worker is gone when `shutdown` returns.
@@ -671,4 +682,89 @@ fn guard_shutdown_timeout_child() {
 #[test]
 fn the_guard_waits_no_longer_than_its_shutdown_timeout() {
     common::run_alone("guard_shutdown_timeout_child");
+}
+
+/// A batching exporter as in `Exporter::next_poll`'s example: holds what it
+/// is given and reports it from `poll` once its send time has come. Taking
+/// in a batch costs it `export_cost` (compressing, writing to a socket).
+struct Batching {
+    held: Vec<Document>,
+    send_at: Option<Instant>,
+    delay: Duration,
+    export_cost: Duration,
+    /// How late past `send_at` the first batch was sent by `poll`.
+    first_send_late: Arc<Mutex<Option<Duration>>>,
+}
+
+impl Exporter for Batching {
+    fn export(&mut self, batch: Vec<Document>) -> ExportOutcome {
+        std::thread::sleep(self.export_cost);
+        self.send_at.get_or_insert(Instant::now() + self.delay);
+        self.held.extend(batch);
+        ExportOutcome::default()
+    }
+    fn next_poll(&self) -> Option<Instant> {
+        self.send_at
+    }
+    fn poll(&mut self, now: Instant) -> ExportOutcome {
+        let Some(at) = self.send_at.filter(|&at| now >= at) else {
+            return ExportOutcome::default();
+        };
+        self.first_send_late.lock().unwrap().get_or_insert(now - at);
+        self.send_at = None;
+        let sent = std::mem::take(&mut self.held);
+        ExportOutcome::delivered(sent.len())
+    }
+    fn flush(&mut self, _timeout: Duration) -> ExportOutcome {
+        self.send_at = None;
+        let sent = std::mem::take(&mut self.held);
+        ExportOutcome::delivered(sent.len())
+    }
+}
+
+/// `Exporter::next_poll`: "When the worker should next call
+/// [`Exporter::poll`] even if no new document arrives (a batching
+/// exporter's send deadline)"; `ExportOutcome`: documents an exporter keeps
+/// "are reported by a later call (`export`, [`Exporter::poll`], ...)".
+///
+/// The worker called `poll` only when its wait on the queue timed out: while
+/// the queue was never empty (traces finishing faster than the exporter
+/// takes them: a busy service, a slow exporter), `poll` was never called,
+/// and a batch due 50 ms after its first document waited as long as the
+/// traffic lasted. Found by an audit of the rustdoc's claims.
+#[test]
+fn poll_is_called_at_its_deadline_while_traces_keep_arriving() {
+    let late = Arc::new(Mutex::new(None));
+    let exporter = Batching {
+        held: Vec::new(),
+        send_at: None,
+        delay: Duration::from_millis(50),
+        export_cost: Duration::from_millis(5),
+        first_send_late: late.clone(),
+    };
+    let layer = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_exporter(exporter)
+        .build();
+    let xray = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    // Traces as fast as this thread makes them, for 1.5 s (the queue, full,
+    // drops some: counted, and no matter here).
+    tracing::dispatcher::with_default(&dispatch, || {
+        let end = Instant::now() + Duration::from_millis(1500);
+        while Instant::now() < end {
+            tracing::info_span!("request").in_scope(|| {});
+        }
+    });
+    let first_send_late = *late.lock().unwrap();
+    let stats = xray.stats();
+    xray.shutdown(Duration::from_secs(10)).unwrap();
+    assert!(
+        first_send_late.is_some_and(|l| l < Duration::from_millis(500)),
+        "a batch due 50 ms after its first document was not sent by `poll` \
+         within 500 ms of its deadline during 1.5 s of traffic (first send \
+         {first_send_late:?} late); stats then: {stats:?}"
+    );
 }
