@@ -162,3 +162,57 @@ fn an_empty_http_host_does_not_hide_the_server_address_from_the_sampler() {
         "a request to internal.example.com was sampled by the public.example.com rule:\n{d:#?}"
     );
 }
+
+/// An empty value hides no other name from the document either (a review
+/// of the first fix, which made it hide none from the sampler only). A
+/// request span records both names for its path (an instrumentation moving
+/// from the old to the new semantic conventions, writing `url.path = ""`
+/// when it has none yet): the empty `url.path` took the path's place,
+/// `http.target = "/orders"` went to metadata, and the URL was
+/// `http://example.com/`.
+#[test]
+fn an_empty_url_path_hides_no_other_path_from_the_document() {
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            info_span!(
+                "request",
+                "http.request.method" = "GET",
+                "server.address" = "example.com",
+                "http.target" = "/orders",
+                "url.path" = ""
+            )
+            .in_scope(|| {});
+        },
+    );
+    let seg = &c.docs[0];
+    assert_eq!(
+        seg["http"]["request"]["url"], "http://example.com/orders",
+        "the empty url.path hid http.target: {seg:#}"
+    );
+}
+
+/// The same with the host: an empty `http.host` recorded after
+/// `server.address` took the host's place, and the URL was built without
+/// a host.
+#[test]
+fn an_empty_http_host_hides_no_other_host_from_the_document() {
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            info_span!(
+                "request",
+                "server.address" = "internal.example.com",
+                "http.host" = "",
+                "http.request.method" = "GET",
+                "url.path" = "/orders"
+            )
+            .in_scope(|| {});
+        },
+    );
+    let seg = &c.docs[0];
+    assert_eq!(
+        seg["http"]["request"]["url"], "http://internal.example.com/orders",
+        "the empty http.host hid server.address: {seg:#}"
+    );
+}

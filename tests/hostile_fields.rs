@@ -283,3 +283,33 @@ fn an_error_events_target_as_stack_label_is_cut_to_250_characters() {
         }
     }
 }
+
+/// An identifier too long for X-Ray's 250 characters (an SNS topic's ARN:
+/// topic names run to 256) is not cut into another one's name: it stays
+/// out of the `aws` block, whole in metadata (a review found the resource
+/// blocks' ARNs cut that way, and this one too).
+#[test]
+fn a_long_topic_arn_is_sent_whole_as_metadata_not_cut() {
+    let arn = format!("arn:aws:sns:us-east-1:123456789012:{}", "t".repeat(256));
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                info_span!(
+                    "SNS.Publish",
+                    "rpc.system" = "aws-api",
+                    "rpc.service" = "SNS",
+                    "rpc.method" = "Publish",
+                    "aws.sns.topic.arn" = arn.as_str(),
+                )
+                .in_scope(|| {});
+            });
+        },
+    );
+    let call = common::node(&c.docs, "SNS");
+    assert!(call["aws"].get("topic_arn").is_none(), "{call:#}");
+    assert_eq!(
+        call["metadata"]["tracing"]["aws.sns.topic.arn"], arn,
+        "{call:#}"
+    );
+}

@@ -521,6 +521,18 @@ fn leftover_value<'a>(key: &'static str, value: &'a FieldValue) -> Option<MetaVa
     })
 }
 
+/// An identifier (an ARN, a queue's URL, a bucket's or table's name) that
+/// X-Ray's 250 characters hold whole, taken from its slot. A longer one
+/// stays in its slot, to be sent whole as metadata: cut, it would name
+/// another resource.
+fn identifier<'a>(slot: &mut Slot<'a>) -> Option<Cow<'a, str>> {
+    let value = as_str(slot.as_ref()?.1)?;
+    if value.chars().nth(MAX_STRING_CHARS).is_some() {
+        return None;
+    }
+    text(slot).map(Cow::Borrowed)
+}
+
 fn cut(s: &str) -> Cow<'_, str> {
     Cow::Borrowed(truncate_chars(s, MAX_STRING_CHARS))
 }
@@ -1393,6 +1405,9 @@ impl<'a> Conventions<'a> {
             return false;
         }
         match self.slot(key, ctx) {
+            // An empty value is none: it never hides another name's value
+            // (`http.target = "/orders"`, then `url.path = ""`).
+            Some(slot) if slot.is_some() && as_str(value) == Some("") => true,
             Some(slot) => {
                 if let Some((had_key, had)) = slot.replace((key, value)) {
                     // Two names for one slot with two values: the first
@@ -1623,7 +1638,7 @@ impl<'a> Conventions<'a> {
         // The queue's URL; on an SQS call, without one, the old
         // `messaging.url` or the destination (the queue's name). Another
         // system's destination (a Kafka topic) is no SQS queue.
-        let queue_url = text(&mut self.queue_url).map(cut).or_else(|| {
+        let queue_url = identifier(&mut self.queue_url).or_else(|| {
             if !self.is_sqs(aws_service) {
                 return None;
             }
@@ -1634,11 +1649,11 @@ impl<'a> Conventions<'a> {
         if queue_url.is_some() {
             entity.aws.queue_url = queue_url;
         }
-        if let Some(v) = text(&mut self.bucket) {
-            entity.aws.bucket_name = Some(cut(v));
+        if let Some(v) = identifier(&mut self.bucket) {
+            entity.aws.bucket_name = Some(v);
         }
-        if let Some(v) = text(&mut self.topic_arn) {
-            entity.aws.topic_arn = Some(cut(v));
+        if let Some(v) = identifier(&mut self.topic_arn) {
+            entity.aws.topic_arn = Some(v);
         }
         // A function of another provider (`gcp`, `azure`) is no Lambda
         // function: its name stays metadata.
@@ -1647,15 +1662,15 @@ impl<'a> Conventions<'a> {
             .and_then(|(_, v)| as_str(v))
             .is_none_or(|p| p.eq_ignore_ascii_case("aws"));
         if aws_function {
-            if let Some(v) = text(&mut self.function_name) {
-                entity.aws.function_name = Some(cut(v));
+            if let Some(v) = identifier(&mut self.function_name) {
+                entity.aws.function_name = Some(v);
             }
         }
         if let Some(v) = text(&mut self.invocation_type) {
             entity.aws.invocation_type = Some(cut(v));
         }
-        if let Some(v) = text(&mut self.table_name) {
-            entity.aws.table_name = Some(cut(v));
+        if let Some(v) = identifier(&mut self.table_name) {
+            entity.aws.table_name = Some(v);
         }
         if let Some(v) = self.table_names.and_then(|(_, v)| as_str(v)) {
             let names = name_list(v);

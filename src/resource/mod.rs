@@ -461,15 +461,26 @@ impl Http {
     }
 }
 
-/// Cuts every string in `value` at [`MAX_STRING_CHARS`] characters.
-fn cut_strings(value: &mut Value) {
+/// Leaves out of `value` every string over [`MAX_STRING_CHARS`] characters
+/// (SPEC §1.3), and what they leave empty: what the host names is an
+/// identifier (a log group's name, an ARN), which cut would name another.
+fn without_long_strings(value: &mut Value) {
+    let long = |v: &Value| {
+        v.as_str()
+            .is_some_and(|s| s.chars().nth(MAX_STRING_CHARS).is_some())
+    };
+    let empty = |v: &Value| v.as_object().is_some_and(|o| o.is_empty());
     match value {
-        Value::String(s) => {
-            let keep = crate::limits::truncate_chars(s, MAX_STRING_CHARS).len();
-            s.truncate(keep);
+        Value::Array(items) => {
+            items.retain(|v| !long(v));
+            items.iter_mut().for_each(without_long_strings);
+            items.retain(|v| !empty(v));
         }
-        Value::Array(items) => items.iter_mut().for_each(cut_strings),
-        Value::Object(map) => map.values_mut().for_each(cut_strings),
+        Value::Object(map) => {
+            map.retain(|_, v| !long(v));
+            map.values_mut().for_each(without_long_strings);
+            map.retain(|_, v| !empty(v));
+        }
         _ => {}
     }
 }
@@ -537,13 +548,21 @@ impl Resource {
     }
 
     fn add(&mut self, mut found: Detected) {
-        // What the host says is cut as any string is (SPEC §1.3): a log
-        // group's name may run to 512 characters.
-        found.block.values_mut().for_each(cut_strings);
-        found.log_groups.iter_mut().for_each(cut_strings);
-        if let Some(account) = &mut found.account_id {
-            account.truncate(crate::limits::truncate_chars(account, MAX_STRING_CHARS).len());
+        // X-Ray's strings hold 250 characters (SPEC §1.3); a log group's
+        // name may run to 512.
+        let mut block = Value::Object(std::mem::take(&mut found.block));
+        without_long_strings(&mut block);
+        if let Value::Object(block) = block {
+            found.block = block;
         }
+        let mut groups = Value::Array(std::mem::take(&mut found.log_groups));
+        without_long_strings(&mut groups);
+        if let Value::Array(groups) = groups {
+            found.log_groups = groups;
+        }
+        found
+            .account_id
+            .take_if(|a| a.chars().nth(MAX_STRING_CHARS).is_some());
         // Detectors run from the most to the least specific origin.
         if self.origin.is_none() {
             self.origin = found.origin;
