@@ -197,14 +197,14 @@ fn every_error_event_with_an_error_value_is_an_exception_of_its_own() {
     let (traces, stats) = run(false, || {
         tracing::info_span!("two_events").in_scope(|| {
             for attempt in ["disk full", "connection reset"] {
-                let e = Failure(attempt);
+                let e = common::Failure(attempt);
                 tracing::error!(error = &e as &dyn std::error::Error, "attempt failed");
             }
         });
-        let own = Failure("the span's own");
+        let own = common::Failure("the span's own");
         tracing::info_span!("field_and_event", error = &own as &dyn std::error::Error).in_scope(
             || {
-                let e = Failure("the event's");
+                let e = common::Failure("the event's");
                 tracing::error!(error = &e as &dyn std::error::Error, "event failure");
             },
         );
@@ -238,17 +238,6 @@ fn every_error_event_with_an_error_value_is_an_exception_of_its_own() {
     assert_eq!(stats.exceptions_dropped, 0);
 }
 
-#[derive(Debug)]
-struct Failure(&'static str);
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl std::error::Error for Failure {}
-
 /// An ERROR event's exception is the event's: the span's `error` field
 /// recorded after it is one more, not a replacement.
 #[test]
@@ -256,9 +245,9 @@ fn a_span_error_field_recorded_after_an_error_event_does_not_replace_it() {
     let (traces, _) = run(false, || {
         let span = tracing::info_span!("op", error = tracing::field::Empty);
         span.in_scope(|| {
-            let e = Failure("the event's");
+            let e = common::Failure("the event's");
             tracing::error!(error = &e as &dyn std::error::Error, "event failure");
-            let own = Failure("the span's own");
+            let own = common::Failure("the span's own");
             span.record("error", &own as &dyn std::error::Error);
         });
     });

@@ -73,15 +73,6 @@ fn assert_all_found(docs: &[Value], markers: &[&str]) {
     assert!(lost.is_empty(), "values lost: {lost:?} in\n{}", all(docs));
 }
 
-#[derive(Debug)]
-struct Boom(&'static str);
-impl std::fmt::Display for Boom {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
-}
-impl std::error::Error for Boom {}
-
 // ---------------------------------------------------------------------------
 // Two field names of one convention slot.
 // ---------------------------------------------------------------------------
@@ -393,7 +384,7 @@ fn error_type_beside_an_error_event_is_not_lost() {
             info_span!("call", "error.type" = "zq_ErrorType").in_scope(|| {
                 tracing::error!("the call failed");
             });
-            let e = Boom("boom");
+            let e = common::Failure("boom");
             info_span!(
                 "call2",
                 "exception.type" = "zq_ExceptionType",
@@ -419,7 +410,7 @@ fn error_type_beside_an_error_event_is_not_lost() {
 fn status_message_beside_an_error_is_not_lost() {
     let docs = docs_of(|| {
         info_span!("root").in_scope(|| {
-            let e = Boom("boom");
+            let e = common::Failure("boom");
             info_span!(
                 "with_error_value",
                 "otel.status_message" = "zq_status_beside_error_value",
@@ -1259,14 +1250,14 @@ fn second_error_of_an_error_event_is_not_lost() {
         |b| b.with_events(true),
         || {
             info_span!("root").in_scope(|| {
-                let a = Boom("zq_first_error_value");
-                let b = Boom("zq_second_error_value");
+                let a = common::Failure("zq_first_error_value");
+                let b = common::Failure("zq_second_error_value");
                 tracing::error!(
                     first = &a as &(dyn std::error::Error + 'static),
                     second = &b as &(dyn std::error::Error + 'static),
                     "two failures"
                 );
-                let c = Boom("zq_error_value_beside_text");
+                let c = common::Failure("zq_error_value_beside_text");
                 tracing::error!(
                     cause = &c as &(dyn std::error::Error + 'static),
                     error = "zq_error_text_beside_value",

@@ -478,43 +478,29 @@ fn an_annotation_key_of_no_usable_character_goes_to_metadata_default() {
     );
 }
 
-#[derive(Debug)]
-struct Failure(&'static str);
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl std::error::Error for Failure {}
-
 /// README, "Limits": "a field recorded again (`span.record` in a loop)
 /// replaces its value instead of adding one, and an error field its
-/// exception". That holds only while the field keeps its kind. An `error`
+/// exception". That held only while the field kept its kind: an `error`
 /// field recorded first as a `&dyn Error` and then as text (a retry loop
-/// recording the last attempt's failure with `display(..)`, or the reverse)
-/// keeps both values: `SpanData::push_error` replaces only an earlier
-/// *error record* of the field and `SpanData::record_field` only an
-/// earlier *value* of it neither removes the
-/// other. The segment then reports as its exception (and `fault`) an error
-/// the span no longer holds, beside the field's current text; or, the other
-/// way round, the superseded text stays as `metadata.tracing.error` beside
-/// the new exception.
+/// recording the last attempt's failure with `display(..)`), or the
+/// reverse, kept both values. The segment reported as its exception (and
+/// `fault`) an error the span no longer held, beside the field's current
+/// text; or the superseded text stayed as `metadata.tracing.error` beside
+/// the new exception. Found by an audit of the README's claims.
 #[test]
-fn an_error_field_recorded_again_as_another_kind_keeps_its_old_value() {
+fn an_error_field_recorded_again_as_another_kind_replaces_its_old_value() {
     let c = common::capture_documents(
         |b| b,
         || {
             let span = tracing::info_span!("error_then_text", error = tracing::field::Empty);
-            let first = Failure("attempt 1 failed");
+            let first = common::Failure("attempt 1 failed");
             span.record("error", &first as &(dyn std::error::Error + 'static));
             span.record("error", tracing::field::display("attempt 2 failed"));
             drop(span);
 
             let span = tracing::info_span!("text_then_error", error = tracing::field::Empty);
             span.record("error", tracing::field::display("attempt 1 failed"));
-            let second = Failure("attempt 2 failed");
+            let second = common::Failure("attempt 2 failed");
             span.record("error", &second as &(dyn std::error::Error + 'static));
             drop(span);
         },

@@ -77,101 +77,6 @@ fn streaming_layer(exporter: &tracing_xray::export::InMemoryExporter) -> tracing
         .build()
 }
 
-/// Requests served through `XrayServerLayer` (feature `tower`).
-#[cfg(feature = "tower")]
-mod served {
-    use super::*;
-
-    /// A handler served through `XrayServerLayer`: one child span with one
-    /// annotation, as a request with an indexed tenant has.
-    #[derive(Clone)]
-    struct Handler;
-
-    impl tower_service::Service<http::Request<String>> for Handler {
-        type Response = http::Response<String>;
-        type Error = std::convert::Infallible;
-        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-
-        fn poll_ready(
-            &mut self,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-
-        fn call(&mut self, _: http::Request<String>) -> Self::Future {
-            tracing::info_span!("handler", annotation.tenant = "acme").in_scope(|| {});
-            std::future::ready(Ok(http::Response::new("ok".to_owned())))
-        }
-    }
-
-    /// README, the `annotation.KEY` row: "past 50 per trace they move to
-    /// metadata"; SPEC §1.3: X-Ray indexes at most 50 annotations per
-    /// trace. A long-lived root (a nightly job) streams its finished
-    /// children in parts, which share the trace's count. Every request
-    /// served through `XrayServerLayer` is sent when its response body ends,
-    /// a part after which its budget goes on: each left its count on the
-    /// worker, and after 1,024 of them the worker's counts were cleared
-    /// whole, the job's still open trace's with them: its next part indexed
-    /// 40 annotations again, 80 in all, none demoted.
-    #[test]
-    fn served_requests_leave_an_open_traces_annotation_count_alone() {
-        use http_body_util::BodyExt;
-        use tower_layer::Layer;
-        use tower_service::Service;
-
-        let exporter = tracing_xray::export::InMemoryExporter::new();
-        let layer = streaming_layer(&exporter);
-        let xray = layer.handle();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-            let job = tracing::info_span!("nightly_job");
-            // First part: 40 annotations.
-            job.in_scope(|| {
-                step_with_twenty_annotations();
-                step_with_twenty_annotations();
-            });
-            xray.flush(WAIT).unwrap();
-            // Ordinary traffic meanwhile, each request with one annotation.
-            let mut service = tracing_xray::tower::XrayServerLayer::new().layer(Handler);
-            for i in 0..1100 {
-                let request = http::Request::get(format!("http://example.com/orders/{i}"))
-                    .body(String::new())
-                    .unwrap();
-                runtime.block_on(async {
-                    let response = service.call(request).await.unwrap();
-                    response.into_body().collect().await.unwrap();
-                });
-            }
-            xray.flush(WAIT).unwrap();
-            // Second part: 40 more, of which only 10 fit the trace's 50.
-            job.in_scope(|| {
-                step_with_twenty_annotations();
-                step_with_twenty_annotations();
-            });
-            drop(job);
-        });
-        xray.flush(WAIT).unwrap();
-        let traces = exporter.traces();
-        let job = traces
-            .iter()
-            .find(|t| t["metadata"]["tracing"]["span_name"] == "nightly_job")
-            .expect("the job's trace");
-        let stats = xray.stats();
-        assert!(
-            annotations_in(job) <= 50,
-            "the job's trace indexes {} annotations (X-Ray indexes 50 per trace); \
-             annotations_demoted = {}",
-            annotations_in(job),
-            stats.annotations_demoted
-        );
-        assert_eq!(stats.annotations_demoted, 30, "{stats:?}");
-    }
-}
-
 /// The same limit (SPEC §1.3) with no stale count at all: a server holding
 /// more than 1,024 long-lived roots open at once (a WebSocket or streaming
 /// server with a root per connection) whose finished children stream in
@@ -249,8 +154,9 @@ fn an_unusable_annotation_key_on_a_long_lived_root_takes_no_place_among_the_50()
     assert_eq!(stats.annotations_demoted, 11, "{stats:?}");
 }
 
+/// Requests served through `XrayServerLayer` (feature `tower`).
 #[cfg(feature = "tower")]
-mod same_root {
+mod served {
     use super::*;
     use std::sync::{Arc, Mutex};
 
@@ -268,6 +174,9 @@ mod same_root {
     enum Work {
         /// Nothing.
         Plain,
+        /// One step with one annotation, as a request with an indexed
+        /// tenant has.
+        Tenant,
         /// A step with 50 annotations, then work (`background`) that
         /// outlives the response.
         Annotated,
@@ -296,6 +205,7 @@ mod same_root {
         fn call(&mut self, _: http::Request<String>) -> Self::Future {
             match self.work {
                 Work::Plain => {}
+                Work::Tenant => info_span!("handler", annotation.tenant = "acme").in_scope(|| {}),
                 Work::Annotated => {
                     crate::fifty_annotations_root!().in_scope(|| {});
                     *self.kept.lock().unwrap() = Some(info_span!("background"));
@@ -309,19 +219,24 @@ mod same_root {
         }
     }
 
-    /// Serves one request of `HEADER`'s trace through `XrayServerLayer`,
-    /// body and all: its segment is sent, and its span closes unless the
-    /// handler kept work going in it.
-    fn serve(rt: &tokio::runtime::Runtime, work: Work) -> Option<tracing::Span> {
+    /// Serves one request through `XrayServerLayer` (of `header`'s trace,
+    /// or a trace of its own), body and all: its segment is sent, and its
+    /// span closes unless the handler kept work going in it.
+    fn serve(
+        rt: &tokio::runtime::Runtime,
+        work: Work,
+        header: Option<&str>,
+    ) -> Option<tracing::Span> {
         let kept = Arc::new(Mutex::new(None));
         let mut service = tracing_xray::tower::XrayServerLayer::new().layer(Handler {
             work,
             kept: kept.clone(),
         });
-        let request = http::Request::get("http://example.com/orders")
-            .header("X-Amzn-Trace-Id", HEADER)
-            .body(String::new())
-            .unwrap();
+        let mut request = http::Request::get("http://example.com/orders");
+        if let Some(header) = header {
+            request = request.header("X-Amzn-Trace-Id", header);
+        }
+        let request = request.body(String::new()).unwrap();
         rt.block_on(async {
             let response = service.call(request).await.unwrap();
             response.into_body().collect().await.unwrap();
@@ -335,6 +250,58 @@ mod same_root {
             .enable_all()
             .build()
             .unwrap()
+    }
+
+    /// README, the `annotation.KEY` row: "past 50 per trace they move to
+    /// metadata"; SPEC §1.3: X-Ray indexes at most 50 annotations per
+    /// trace. A long-lived root (a nightly job) streams its finished
+    /// children in parts, which share the trace's count. Every request
+    /// served through `XrayServerLayer` is sent when its response body ends,
+    /// a part after which its budget goes on: each left its count on the
+    /// worker, and after 1,024 of them the worker's counts were cleared
+    /// whole, the job's still open trace's with them: its next part indexed
+    /// 40 annotations again, 80 in all, none demoted.
+    #[test]
+    fn served_requests_leave_an_open_traces_annotation_count_alone() {
+        let exporter = tracing_xray::export::InMemoryExporter::new();
+        let layer = streaming_layer(&exporter);
+        let xray = layer.handle();
+        let rt = runtime();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            let job = tracing::info_span!("nightly_job");
+            // First part: 40 annotations.
+            job.in_scope(|| {
+                step_with_twenty_annotations();
+                step_with_twenty_annotations();
+            });
+            xray.flush(WAIT).unwrap();
+            // Ordinary traffic meanwhile, each request with one annotation.
+            for _ in 0..1100 {
+                assert!(serve(&rt, Work::Tenant, None).is_none());
+            }
+            xray.flush(WAIT).unwrap();
+            // Second part: 40 more, of which only 10 fit the trace's 50.
+            job.in_scope(|| {
+                step_with_twenty_annotations();
+                step_with_twenty_annotations();
+            });
+            drop(job);
+        });
+        xray.flush(WAIT).unwrap();
+        let traces = exporter.traces();
+        let job = traces
+            .iter()
+            .find(|t| t["metadata"]["tracing"]["span_name"] == "nightly_job")
+            .expect("the job's trace");
+        let stats = xray.stats();
+        assert!(
+            annotations_in(job) <= 50,
+            "the job's trace indexes {} annotations (X-Ray indexes 50 per trace); \
+             annotations_demoted = {}",
+            annotations_in(job),
+            stats.annotations_demoted
+        );
+        assert_eq!(stats.annotations_demoted, 30, "{stats:?}");
     }
 
     /// Two requests carry the same `Root` (a caller fanning out, or
@@ -351,11 +318,12 @@ mod same_root {
             || {
                 let rt = runtime();
                 let settle = || std::thread::sleep(Duration::from_millis(200));
-                let background = serve(&rt, Work::Annotated).expect("B's background work");
+                let background =
+                    serve(&rt, Work::Annotated, Some(HEADER)).expect("B's background work");
                 background.in_scope(step_with_twenty_annotations);
                 settle();
                 // Request A of the same trace, served meanwhile.
-                assert!(serve(&rt, Work::Plain).is_none());
+                assert!(serve(&rt, Work::Plain, Some(HEADER)).is_none());
                 settle();
                 background.in_scope(step_with_twenty_annotations);
                 drop(background);
@@ -371,18 +339,9 @@ mod same_root {
         assert_eq!(stats.annotations_demoted, 40, "{stats:?}");
     }
 
-    #[derive(Debug)]
-    struct Boom(&'static str);
-    impl std::fmt::Display for Boom {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(self.0)
-        }
-    }
-    impl std::error::Error for Boom {}
-
     #[tracing::instrument(err)]
-    fn fetch_prices() -> Result<(), Boom> {
-        Err(Boom("price feed timed out"))
+    fn fetch_prices() -> Result<(), crate::common::Failure> {
+        Err(crate::common::Failure("price feed timed out"))
     }
 
     /// The same two requests: B's `refresh` work outlives its response; its
@@ -397,16 +356,17 @@ mod same_root {
                 |b| b,
                 || {
                     let rt = runtime();
-                    let refresh = serve(&rt, Work::Spawns).expect("B's refresh work");
+                    let refresh = serve(&rt, Work::Spawns, Some(HEADER)).expect("B's refresh work");
                     let _ = refresh.in_scope(fetch_prices);
                     std::thread::sleep(Duration::from_millis(200));
                     if other_request {
-                        assert!(serve(&rt, Work::Plain).is_none());
+                        assert!(serve(&rt, Work::Plain, Some(HEADER)).is_none());
                         std::thread::sleep(Duration::from_millis(200));
                     }
                     refresh.record(
                         "error",
-                        &Boom("price feed timed out") as &(dyn std::error::Error + 'static),
+                        &crate::common::Failure("price feed timed out")
+                            as &(dyn std::error::Error + 'static),
                     );
                     drop(refresh);
                 },
@@ -477,7 +437,7 @@ mod same_root {
             gate.wait(); // the worker holds the first trace in `export`
             let rt = runtime();
             for _ in 0..4 {
-                assert!(serve(&rt, Work::Plain).is_none());
+                assert!(serve(&rt, Work::Plain, Some(HEADER)).is_none());
             }
             gate.wait();
         });

@@ -520,3 +520,16 @@ pub fn runtime_for(
         .unwrap();
     (rt, tracing::dispatcher::set_default(dispatch))
 }
+
+/// An error with a fixed message, for a test's `&dyn Error` fields and
+/// `#[instrument(err)]` functions.
+#[derive(Debug)]
+pub struct Failure(pub &'static str);
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Failure {}
