@@ -517,3 +517,49 @@ fn an_error_field_recorded_again_as_another_kind_replaces_its_old_value() {
     }
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+/// README, "How spans map to X-Ray": only "a `server.address`,
+/// `server.port` or `url.path` that the URL does not already hold" stays
+/// metadata. A database span as sqlx-style instrumentation records it
+/// (`db.system`, `db.name`, `server.address`, `server.port` and a
+/// connection URL naming that very host and port) sent the address and the
+/// port again as metadata beside the `sql.url` holding them, where an HTTP
+/// call whose `url.full` holds them sends neither. Found by a user's hunt.
+#[test]
+fn a_db_connection_url_holding_the_host_and_port_leaves_none_of_them_as_metadata() {
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            tracing::info_span!("root").in_scope(|| {
+                tracing::info_span!(
+                    "http",
+                    url.full = "https://api.example.com:8443/v1/x",
+                    server.address = "api.example.com",
+                    server.port = 8443,
+                    otel.kind = "client"
+                )
+                .in_scope(|| {});
+                tracing::info_span!(
+                    "db",
+                    db.system = "postgresql",
+                    db.connection_string = "postgres://app@db.internal:5432/orders",
+                    db.name = "orders",
+                    server.address = "db.internal",
+                    server.port = 5432
+                )
+                .in_scope(|| {});
+            });
+        },
+    );
+    let http = common::node(&c.docs, "api.example.com");
+    // The HTTP call: the URL holds host and port, neither is sent again.
+    assert!(http["metadata"].is_null(), "{http:#}");
+
+    let db = common::node(&c.docs, "orders@db.internal");
+    assert_eq!(db["sql"]["url"], "postgres://app@db.internal:5432/orders");
+    assert!(
+        db["metadata"]["tracing"]["server.address"].is_null()
+            && db["metadata"]["tracing"]["server.port"].is_null(),
+        "host and port the sql.url already holds were sent again as metadata: {db:#}"
+    );
+}

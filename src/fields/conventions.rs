@@ -1708,6 +1708,12 @@ impl<'a> Conventions<'a> {
                 // Cut after the passwords are removed: never half a secret.
                 let conn = cut_cow(without_password(conn));
                 if conn.contains("://") {
+                    // The host and port it names are in it: not kept again
+                    // as metadata (others are), as for an HTTP call's URL.
+                    self.drop_if_in_url(&conn);
+                    if host.is_some_and(|h| url_host(&conn).is_some_and(|u| same_host(u, h))) {
+                        self.host = None;
+                    }
                     entity.sql.url = Some(conn);
                 } else {
                     entity.sql.connection_string = Some(conn);

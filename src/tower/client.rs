@@ -207,7 +207,9 @@ pin_project! {
     /// `std::io::Error`, the `source()` chain is recorded too, so that
     /// hyper-util's `client error (Connect)` shows the `Connection refused`
     /// below it; of another type, the text alone (a trait asking for
-    /// `Error` would leave out `BoxError`, which does not implement it). A
+    /// `Error` would leave out `BoxError`, which does not implement it): for
+    /// hyper-util's plain `Client`, whose error type is its own, a
+    /// `map_err(tower::BoxError::from)` below this layer gives the chain. A
     /// call dropped before it
     /// completes (a timeout around it gave up) is a fault too, whose
     /// exception says it was cancelled, as the X-Ray SDKs record a call
