@@ -107,6 +107,10 @@ const LINGER: Duration = Duration::from_millis(1);
 /// (a span keeps 8 exceptions of its own).
 const MAX_CARRIED_EXCEPTIONS: usize = 64;
 
+/// Spans of one trace whose subtrees' exceptions wait for them, at most
+/// (see [`PartedState::exceptions_below`](crate::span_data::PartedState)).
+const MAX_WAITING_PARENTS: usize = 1024;
+
 /// Keeps the user a part of a trace sent before its root ended names (see
 /// [`user_below_segment`]) for the root's segment: the first part's that
 /// names one.
@@ -426,6 +430,16 @@ impl Worker {
             };
             let exceptions = asm.top_exceptions();
             if !exceptions.is_empty() {
+                if p.exceptions_below.len() >= MAX_WAITING_PARENTS
+                    && !p.exceptions_below.contains_key(&parent)
+                {
+                    // A parent whose own part was dropped (a full queue)
+                    // never takes its entry: bounded, forgetting one costs
+                    // a cause link, never memory.
+                    if let Some(any) = p.exceptions_below.keys().next().copied() {
+                        p.exceptions_below.remove(&any);
+                    }
+                }
                 let waiting = p.exceptions_below.entry(parent).or_default();
                 let room = MAX_CARRIED_EXCEPTIONS.saturating_sub(waiting.len());
                 waiting.extend(exceptions.iter().take(room).copied());

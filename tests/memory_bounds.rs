@@ -6,6 +6,7 @@ mod common;
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use tracing::info_span;
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::{Document, ExportOutcome, Exporter, NoopExporter};
 
@@ -121,5 +122,92 @@ fn the_queued_bytes_bound_bounds_the_memory_of_small_traces() {
         "{queued} one-span traces wait behind a {max_queued}-byte bound and hold {grown} \
          bytes ({} per trace; at most {bound} expected)",
         grown / queued.max(1) as isize
+    );
+}
+
+/// One unit of a long-lived root's work: a step `p` whose 64 failed
+/// children stream (a part, whose exceptions wait for `p` to name them as
+/// causes) and reaches the worker, then `p` itself, too large for the queue's bound in bytes
+/// (1.2 MB of fields, a bound of 1 MiB), dropped and counted as the queue
+/// drops any trace or part it has no room for.
+fn step_whose_part_is_dropped(big: &str, xray: &tracing_xray::XrayHandle) {
+    let p = info_span!(
+        "p",
+        f00 = big,
+        f01 = big,
+        f02 = big,
+        f03 = big,
+        f04 = big,
+        f05 = big,
+        f06 = big,
+        f07 = big,
+        f08 = big,
+        f09 = big,
+        f10 = big,
+        f11 = big,
+        f12 = big,
+        f13 = big,
+        f14 = big,
+        f15 = big,
+        f16 = big,
+        f17 = big,
+        f18 = big,
+        f19 = big
+    );
+    p.in_scope(|| {
+        for _ in 0..64 {
+            info_span!("c", exception.message = "boom").in_scope(|| {});
+        }
+        // The children's part reached the worker (not dropped itself).
+        xray.flush(std::time::Duration::from_secs(30)).unwrap();
+    });
+    drop(p);
+}
+
+/// README, "Bounded memory". The exceptions a part of a long-lived trace
+/// leaves for its parent wait in the trace's own state until the parent is
+/// packed. A parent whose part never reaches the worker (dropped on a full
+/// queue, or over the queue's bound in bytes, as here) left its entry (up
+/// to 64 exceptions) for as long as the trace lived, with no bound on their
+/// number: after 1,100 dropped steps, 1,500 more grew the heap by about
+/// 3 MB (a review found it). At most 1,024 parents are waited for.
+#[test]
+fn exceptions_waiting_for_a_dropped_parent_do_not_pile_up_in_a_long_lived_trace() {
+    let _serial = common::serial();
+    const WAIT: Duration = Duration::from_secs(30);
+    let big = "x".repeat(60_000);
+    let layer = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_max_held_subsegments(63)
+        .with_max_queued_bytes(1 << 20)
+        .with_exporter(NoopExporter)
+        .build();
+    let xray = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let (before, after) = tracing::dispatcher::with_default(&dispatch, || {
+        let root = info_span!("connection");
+        let _entered = root.enter();
+        for _ in 0..1100 {
+            step_whose_part_is_dropped(&big, &xray);
+        }
+        xray.flush(WAIT).unwrap();
+        let before = common::live_bytes();
+        for _ in 0..1500 {
+            step_whose_part_is_dropped(&big, &xray);
+        }
+        xray.flush(WAIT).unwrap();
+        (before, common::live_bytes())
+    });
+    let stats = xray.stats();
+    assert_eq!(
+        stats.traces_dropped, 2600,
+        "each step's part dropped: {stats:?}"
+    );
+    let grown = after - before;
+    assert!(
+        grown < 512 * 1024,
+        "an open trace's heap grew by {grown} bytes over 1,500 dropped parts: {stats:?}"
     );
 }

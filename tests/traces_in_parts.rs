@@ -521,3 +521,37 @@ fn a_lambda_invocation_takes_one_place_in_the_queue() {
         "two parts for a queue of 2: while the worker was busy {waiting:?}; then {stats:?}"
     );
 }
+
+/// The same with `with_all_fields_indexed(true)`: a root's plain field of
+/// no usable character (`"-"`) was still counted among the places kept for
+/// the root, while it is sent as metadata (a review found it).
+#[test]
+fn an_indexed_field_of_no_usable_character_on_a_long_lived_root_takes_no_place() {
+    let c = common::capture_documents(
+        |b| b.with_max_held_subsegments(1).with_all_fields_indexed(true),
+        || {
+            let job = info_span!("job", "-" = 1, annotation.tenant = "acme");
+            job.in_scope(|| {
+                step_with_twenty_annotations();
+                step_with_twenty_annotations();
+                step_with_twenty_annotations();
+                info_span!("plain").in_scope(|| {});
+                info_span!("plain").in_scope(|| {});
+            });
+            drop(job);
+        },
+    );
+    let stats = c.xray.stats();
+    assert!(
+        stats.subsegments_streamed > 0,
+        "the steps streamed: {stats:?}"
+    );
+    let job = common::node(&c.docs, "job");
+    assert_eq!(job["metadata"]["tracing"]["-"], 1, "{job:#}");
+    assert_eq!(
+        annotations_in_docs(&c.docs),
+        50,
+        "the trace indexes fewer than 50 annotations though 61 were asked: {stats:?}"
+    );
+    assert_eq!(stats.annotations_demoted, 11, "{stats:?}");
+}

@@ -527,10 +527,15 @@ fn leftover_value<'a>(key: &'static str, value: &'a FieldValue) -> Option<MetaVa
 /// another resource.
 fn identifier<'a>(slot: &mut Slot<'a>) -> Option<Cow<'a, str>> {
     let value = as_str(slot.as_ref()?.1)?;
-    if value.chars().nth(MAX_STRING_CHARS).is_some() {
+    if !fits(value) {
         return None;
     }
     text(slot).map(Cow::Borrowed)
+}
+
+/// Whether X-Ray's 250 characters for a string hold `s` whole.
+fn fits(s: &str) -> bool {
+    s.chars().nth(MAX_STRING_CHARS).is_none()
 }
 
 fn cut(s: &str) -> Cow<'_, str> {
@@ -1642,9 +1647,11 @@ impl<'a> Conventions<'a> {
             if !self.is_sqs(aws_service) {
                 return None;
             }
-            text(&mut self.messaging_url)
-                .map(|url| cut_cow(without_password(url)))
-                .or_else(|| text(&mut self.destination).map(cut))
+            // Identifiers too: one too long is never cut (it stays
+            // metadata, without its password).
+            identifier(&mut self.messaging_url)
+                .map(|url| without_password(&url).into_owned().into())
+                .or_else(|| identifier(&mut self.destination))
         });
         if queue_url.is_some() {
             entity.aws.queue_url = queue_url;
@@ -1676,17 +1683,20 @@ impl<'a> Conventions<'a> {
             let names = name_list(v);
             match names.as_slice() {
                 [] => self.table_names = None,
+                // A name too long is never cut into another table's: the
+                // list stays metadata, whole.
+                names if !names.iter().all(|n| fits(n)) => {}
                 // Beside another `table_name`, a one-name list stays
                 // metadata.
                 [one] => match &entity.aws.table_name {
                     Some(had) if had != one => {}
                     _ => {
-                        entity.aws.table_name = Some(cut(one));
+                        entity.aws.table_name = Some(Cow::Borrowed(one));
                         self.table_names = None;
                     }
                 },
                 many => {
-                    entity.aws.table_names = many.iter().map(|n| cut(n)).collect();
+                    entity.aws.table_names = many.iter().map(|n| Cow::Borrowed(*n)).collect();
                     self.table_names = None;
                 }
             }
