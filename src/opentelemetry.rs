@@ -32,10 +32,28 @@
 //!
 //! Handing a trace between the two worlds inside one process goes through
 //! [`TraceHeader`]: [`XraySpanExt::xray_header`](crate::XraySpanExt::xray_header)
-//! and [`span_context_from_header`] make an OpenTelemetry parent of a
-//! `tracing` span; [`header_from_span_context`] and
+//! and [`context_from_header`] make an OpenTelemetry parent of a `tracing`
+//! span; [`header_from_context`] and
 //! [`XraySpanExt::set_xray_parent`](crate::XraySpanExt::set_xray_parent) go
-//! the other way.
+//! the other way. Both keep the header's other pairs (Lambda's `Lineage`,
+//! which X-Ray services keep and forward) as the context's baggage, as
+//! [`XrayPropagator`] does; [`span_context_from_header`] and
+//! [`header_from_span_context`] carry the ids and the decision only.
+//!
+//! ```
+//! use opentelemetry::baggage::BaggageExt;
+//! use opentelemetry::Context;
+//! use tracing_xray::opentelemetry::{context_from_header, header_from_context};
+//! use tracing_xray::TraceHeader;
+//!
+//! let incoming = TraceHeader::parse(
+//!     "Root=1-8a3c60f7-d188f8fa79d48a391a778fa6;Parent=53995c3f42cd8ad8;Sampled=1;Lineage=a87bd80c:1",
+//! );
+//! let cx = context_from_header(&Context::new(), &incoming);
+//! assert_eq!(cx.baggage().get("Lineage").map(|v| v.as_str()), Some("a87bd80c:1"));
+//! let back = header_from_context(&cx).unwrap();
+//! assert_eq!(back.to_string(), incoming.to_string());
+//! ```
 
 use std::sync::OnceLock;
 
@@ -154,6 +172,89 @@ pub fn header_from_span_context(span_context: &SpanContext) -> Option<TraceHeade
     ))
 }
 
+/// The OpenTelemetry context a header describes, on top of `cx`: its remote
+/// span context ([`span_context_from_header`]), and its other pairs
+/// (Lambda's `Lineage`) added to `cx`'s baggage, as [`XrayPropagator`]
+/// extracts them, so that they go on to the next X-Ray service. `cx`
+/// unchanged without a valid `Root` and `Parent`.
+///
+/// ```
+/// use opentelemetry::baggage::BaggageExt;
+/// use opentelemetry::trace::TraceContextExt;
+/// use opentelemetry::Context;
+/// use tracing_xray::opentelemetry::context_from_header;
+/// use tracing_xray::TraceHeader;
+///
+/// let header = TraceHeader::parse(
+///     "Root=1-8a3c60f7-d188f8fa79d48a391a778fa6;Parent=53995c3f42cd8ad8;Sampled=1;Lineage=a87bd80c:1",
+/// );
+/// let cx = context_from_header(&Context::new(), &header);
+/// assert_eq!(cx.span().span_context().span_id().to_string(), "53995c3f42cd8ad8");
+/// assert_eq!(cx.baggage().get("Lineage").map(|v| v.as_str()), Some("a87bd80c:1"));
+/// ```
+pub fn context_from_header(cx: &Context, header: &TraceHeader) -> Context {
+    let Some(span_context) = span_context_from_header(header) else {
+        return cx.clone();
+    };
+    let cx = cx.with_remote_span_context(span_context);
+    if header.extras().len() == 0 {
+        return cx;
+    }
+    let mut baggage = ::opentelemetry::baggage::Baggage::new();
+    for (key, (value, metadata)) in cx.baggage() {
+        baggage.insert_with_metadata(key.clone(), value.clone(), metadata.clone());
+    }
+    for (key, value) in header.extras() {
+        baggage.insert(key.to_owned(), value.to_owned());
+    }
+    cx.with_baggage(baggage)
+}
+
+/// The X-Ray header for a call made from the span of `cx`
+/// ([`header_from_span_context`]), with `cx`'s baggage as its other pairs,
+/// as [`XrayPropagator`] injects them: those a header cannot hold
+/// faithfully, the reserved keys and what passes the pairs' budget are left
+/// out, `Lineage` first. `None` for an invalid span context.
+///
+/// ```
+/// use opentelemetry::baggage::BaggageExt;
+/// use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+/// use opentelemetry::{Context, KeyValue};
+/// use tracing_xray::opentelemetry::header_from_context;
+///
+/// let span = SpanContext::new(
+///     TraceId::from(0x8a3c60f7d188f8fa79d48a391a778fa6),
+///     SpanId::from(0x53995c3f42cd8ad8),
+///     TraceFlags::SAMPLED,
+///     true,
+///     TraceState::NONE,
+/// );
+/// let cx = Context::new()
+///     .with_remote_span_context(span)
+///     .with_baggage([KeyValue::new("Lineage", "a87bd80c:1")]);
+/// assert_eq!(
+///     header_from_context(&cx).unwrap().to_string(),
+///     "Root=1-8a3c60f7-d188f8fa79d48a391a778fa6;Parent=53995c3f42cd8ad8;Sampled=1;Lineage=a87bd80c:1"
+/// );
+/// ```
+pub fn header_from_context(cx: &Context) -> Option<TraceHeader> {
+    let span = cx.span();
+    let mut header = header_from_span_context(span.span_context())?;
+    // In a fixed order (baggage is a hash map), `Lineage` first, so that
+    // what fits the budget is the same for the same context: the loop
+    // detection of Lambda's `Lineage` before the rest.
+    let mut pairs: Vec<(&str, &str)> = cx
+        .baggage()
+        .iter()
+        .map(|(key, (value, _))| (key.as_str(), value.as_str()))
+        .collect();
+    pairs.sort_unstable_by_key(|&(key, _)| (key != "Lineage", key));
+    for (key, value) in pairs {
+        header = header.with_extra(key, value);
+    }
+    Some(header)
+}
+
 /// An OpenTelemetry [`TextMapPropagator`] for the `X-Amzn-Trace-Id` header
 /// (the carrier key is `x-amzn-trace-id`), as the opentelemetry-contrib AWS
 /// X-Ray propagators do.
@@ -216,22 +317,7 @@ impl XrayPropagator {
 
 impl TextMapPropagator for XrayPropagator {
     fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
-        let span = cx.span();
-        if let Some(mut header) = header_from_span_context(span.span_context()) {
-            // Pairs a header cannot hold faithfully, reserved keys and what
-            // passes the budget are left out by `with_extra`. In a fixed
-            // order (baggage is a hash map), `Lineage` first, so that what
-            // fits the budget is the same for the same context: the loop
-            // detection of Lambda's `Lineage` before the rest.
-            let mut pairs: Vec<(&str, &str)> = cx
-                .baggage()
-                .iter()
-                .map(|(key, (value, _))| (key.as_str(), value.as_str()))
-                .collect();
-            pairs.sort_unstable_by_key(|&(key, _)| (key != "Lineage", key));
-            for (key, value) in pairs {
-                header = header.with_extra(key, value);
-            }
+        if let Some(header) = header_from_context(cx) {
             injector.set(HEADER_NAME_LOWERCASE, header.to_string());
         }
     }
@@ -243,22 +329,7 @@ impl TextMapPropagator for XrayPropagator {
         if !sampled_is_valid(raw) {
             return cx.clone();
         }
-        let header = TraceHeader::parse(raw);
-        let Some(span_context) = span_context_from_header(&header) else {
-            return cx.clone();
-        };
-        let cx = cx.with_remote_span_context(span_context);
-        if header.extras().len() == 0 {
-            return cx;
-        }
-        let mut baggage = ::opentelemetry::baggage::Baggage::new();
-        for (key, (value, metadata)) in cx.baggage() {
-            baggage.insert_with_metadata(key.clone(), value.clone(), metadata.clone());
-        }
-        for (key, value) in header.extras() {
-            baggage.insert(key.to_owned(), value.to_owned());
-        }
-        cx.with_baggage(baggage)
+        context_from_header(cx, &TraceHeader::parse(raw))
     }
 
     fn fields(&self) -> FieldIter<'_> {
@@ -267,9 +338,10 @@ impl TextMapPropagator for XrayPropagator {
     }
 }
 
-/// Whether `Sampled`, when the header has it, is `1`, `0` or `?`: the
-/// contrib propagators refuse a header with another value (`Sampled=`,
-/// `Sampled=a`), where [`TraceHeader::parse`] reads it as no decision.
+/// Whether `Sampled`, when the header has it, is `1`, `0` or `?`: the Java,
+/// JS and Python contrib propagators refuse a header with another value
+/// (`Sampled=`, `Sampled=a`; Go's takes any), where [`TraceHeader::parse`]
+/// reads it as no decision.
 /// `?` (a caller asking for a decision) is kept as the Go one keeps it, as
 /// a context not sampled, so that the trace still continues; the Java, JS
 /// and Python ones refuse it, and start another trace.

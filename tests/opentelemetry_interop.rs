@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{Span as _, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry::Context;
@@ -14,7 +15,8 @@ use tracing::info_span;
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::InMemoryExporter;
 use tracing_xray::opentelemetry::{
-    header_from_span_context, span_context_from_header, XrayPropagator,
+    context_from_header, header_from_context, header_from_span_context, span_context_from_header,
+    XrayPropagator,
 };
 use tracing_xray::sampling::AlwaysSample;
 use tracing_xray::{SegmentId, TraceHeader, TraceId, XraySpanExt};
@@ -222,5 +224,101 @@ fn inject_keeps_the_same_pairs_within_the_budget_lineage_first() {
     assert!(
         header.contains("Lineage=a87bd80c:1|68fd508a:5|c512fbe3:2"),
         "{header}"
+    );
+}
+
+const KEY: &str = "x-amzn-trace-id";
+const LINEAGE: &str = "a87bd80c:1|68fd508a:5|c512fbe3:2";
+const INCOMING: &str = "Root=1-8a3c60f7-d188f8fa79d48a391a778fa6;Parent=53995c3f42cd8ad8;\
+                        Sampled=1;Lineage=a87bd80c:1|68fd508a:5|c512fbe3:2";
+
+/// X-Ray → OpenTelemetry inside one process keeps `Lineage`.
+///
+/// A tracing-xray service continues an incoming request carrying Lambda's
+/// `Lineage`, then calls downstream through an OpenTelemetry-instrumented
+/// client, handing the trace over as the module docs say (`xray_header` →
+/// `context_from_header` → an OpenTelemetry parent), the `XrayPropagator`
+/// injecting the client's header. SPEC §3.1: `Lineage` is kept and
+/// forwarded. The handoff the docs first gave (`span_context_from_header`)
+/// carried a bare `SpanContext`: the pair was lost (found by a hunt of the
+/// OpenTelemetry interop). Without it Lambda's recursion detection no
+/// longer sees the loop.
+#[test]
+fn lineage_survives_the_handoff_from_tracing_xray_to_an_otel_client() {
+    let provider = SdkTracerProvider::builder().build();
+    let tracer = provider.tracer("otel-client");
+    let propagator = XrayPropagator::new();
+    let mut xray_call_header = None;
+    let mut otel_call_header = None;
+    let traces = with_xray(|| {
+        let root = info_span!("handle");
+        assert!(root.set_xray_parent(&TraceHeader::parse(INCOMING)));
+        root.in_scope(|| {
+            let call = info_span!("call_with_otel_client");
+            let header = call.xray_header().unwrap();
+            // The module docs' handoff: an OpenTelemetry parent of the call.
+            let parent = context_from_header(&Context::new(), &header);
+            let span = tracer.start_with_context("otel-http-client", &parent);
+            let cx = parent.with_span(span);
+            let mut out = HashMap::new();
+            propagator.inject_context(&cx, &mut out);
+            xray_call_header = Some(header);
+            otel_call_header = out.remove(KEY);
+        });
+    });
+    assert_eq!(traces.len(), 1);
+    let xray_call_header = xray_call_header.unwrap();
+    assert_eq!(
+        xray_call_header.extra("Lineage"),
+        Some(LINEAGE),
+        "precondition: tracing-xray itself forwards Lineage"
+    );
+    let otel_call_header = TraceHeader::parse(&otel_call_header.unwrap());
+    assert_eq!(
+        otel_call_header.root(),
+        xray_call_header.root(),
+        "one trace"
+    );
+    assert_eq!(
+        otel_call_header.extra("Lineage"),
+        Some(LINEAGE),
+        "the OpenTelemetry client's header lost Lineage: {otel_call_header}"
+    );
+}
+
+/// OpenTelemetry → X-Ray inside one process keeps `Lineage`.
+///
+/// A service whose framework extracts the incoming context with the
+/// `XrayPropagator` (which puts `Lineage` into the context's baggage)
+/// continues it in tracing-xray as the module docs say
+/// (`header_from_context` → `set_xray_parent`): the header tracing-xray
+/// gives a downstream call keeps `Lineage`. The handoff the docs first gave
+/// (`header_from_span_context`) read only the `SpanContext`, never the
+/// baggage, and dropped the pair.
+#[test]
+fn lineage_survives_the_handoff_from_an_extracted_otel_context_to_tracing_xray() {
+    let propagator = XrayPropagator::new();
+    let cx = propagator.extract(&HashMap::from([(KEY.to_owned(), INCOMING.to_owned())]));
+    assert_eq!(
+        cx.baggage().get("Lineage").map(|v| v.as_str()),
+        Some(LINEAGE),
+        "precondition: extract keeps Lineage as baggage"
+    );
+    let mut downstream = None;
+    let traces = with_xray(|| {
+        let root = info_span!("handle");
+        let header = header_from_context(&cx).unwrap();
+        assert!(root.set_xray_parent(&header));
+        root.in_scope(|| {
+            downstream = info_span!("call_inventory").xray_header();
+        });
+    });
+    assert_eq!(traces.len(), 1);
+    assert_eq!(traces[0]["parent_id"], "53995c3f42cd8ad8");
+    let downstream = downstream.unwrap();
+    assert_eq!(
+        downstream.extra("Lineage"),
+        Some(LINEAGE),
+        "tracing-xray's downstream header lost Lineage: {downstream}"
     );
 }
