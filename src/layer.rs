@@ -1661,14 +1661,18 @@ fn lambda_root(inner: &LayerInner, data: &mut SpanData) {
             .is_some_and(|h| h.root().is_some() && h.parent().is_some()),
     ) else {
         data.decision = Decision::NotSampled;
-        lambda_untraced_once("no X-Ray header (_X_AMZN_TRACE_ID, or the invocation's)");
+        // (A span made before the first invocation, during the function's
+        // initialization, has none: not worth a word.)
+        if is_invoke {
+            lambda_untraced_once("no usable X-Ray header (Root and Parent)");
+        }
         return;
     };
     inner.apply_header(data, &header);
     if data.decision == Decision::Pending {
         // Lambda decides: no decision in the header means not traced.
         data.decision = Decision::NotSampled;
-        lambda_untraced_once("an X-Ray header without Sampled");
+        lambda_untraced_once("an X-Ray header without a decision (Sampled=1 or 0)");
     }
     if is_invoke {
         data.role = Role::Facade;
@@ -1683,15 +1687,15 @@ fn lambda_root(inner: &LayerInner, data: &mut SpanData) {
 
 /// Says once, on standard error (where Lambda's logs are), why a Lambda
 /// function's spans are not traced when it is not Lambda's own decision: a
-/// function run outside Lambda with `LAMBDA_TASK_ROOT` set (an emulator, a
-/// test) would otherwise send nothing without a word. A header with
-/// `Sampled=0` (active tracing off, or not sampled) says nothing.
+/// function run outside Lambda in Lambda mode (an emulator, a test) would
+/// otherwise send nothing without a word. A header with `Sampled=0` (active
+/// tracing off, or not sampled) says nothing.
 #[cold]
 fn lambda_untraced_once(why: &str) {
     static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !SAID.swap(true, Ordering::Relaxed) {
         eprintln!(
-            "tracing-xray: in Lambda (LAMBDA_TASK_ROOT is set), an invocation came with {why}: \
+            "tracing-xray: in Lambda mode, an invocation came with {why}: \
              its spans are not traced (Lambda decides; this is said once)"
         );
     }

@@ -563,3 +563,37 @@ fn a_db_connection_url_holding_the_host_and_port_leaves_none_of_them_as_metadata
         "host and port the sql.url already holds were sent again as metadata: {db:#}"
     );
 }
+
+/// A database reached over HTTP (Elasticsearch, OpenSearch, ClickHouse,
+/// CouchDB: `db.system` plus `http.request.method` and `url.path`) whose
+/// connection URL names its host and port: a first version of the change
+/// above took them for the database before the HTTP request's URL was
+/// built of them, and the URL sent was the bare path (found by a review).
+#[test]
+fn a_db_connection_url_does_not_take_the_host_from_the_http_request_url() {
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            tracing::info_span!("root").in_scope(|| {
+                tracing::info_span!(
+                    "search",
+                    db.system = "elasticsearch",
+                    db.connection_string = "http://es.internal:9200",
+                    server.address = "es.internal",
+                    server.port = 9200,
+                    http.request.method = "GET",
+                    url.path = "/orders/_search"
+                )
+                .in_scope(|| {});
+            });
+        },
+    );
+    let search = common::nodes(&c.docs)
+        .into_iter()
+        .find(|n| n["sql"]["database_type"] == "elasticsearch")
+        .expect("the search");
+    assert_eq!(
+        search["http"]["request"]["url"], "http://es.internal:9200/orders/_search",
+        "the request's URL lost its host and port: {search:#}"
+    );
+}

@@ -444,3 +444,35 @@ fn a_long_queue_url_is_not_cut_through_its_old_name() {
         sent.map_or(0, |s| s.chars().count())
     );
 }
+
+/// The 250 characters are X-Ray's limit on what is sent: a queue's URL
+/// whose user info holds a long password fits once the password is
+/// removed, and is the queue's URL (a first version measured it with the
+/// password, and left it out; found by a review).
+#[test]
+fn a_queue_url_that_fits_once_its_password_is_removed_is_the_queue_url() {
+    let url = format!(
+        "https://user:{}@sqs.us-east-1.amazonaws.com/123456789012/orders",
+        "p".repeat(200)
+    );
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            tracing::info_span!("root").in_scope(|| {
+                tracing::info_span!(
+                    "send",
+                    rpc.system = "aws-api",
+                    rpc.service = "SQS",
+                    rpc.method = "SendMessage",
+                    messaging.url = url.as_str()
+                )
+                .in_scope(|| {});
+            });
+        },
+    );
+    let sqs = common::node(&c.docs, "SQS");
+    assert_eq!(
+        sqs["aws"]["queue_url"], "https://user@sqs.us-east-1.amazonaws.com/123456789012/orders",
+        "{sqs:#}"
+    );
+}

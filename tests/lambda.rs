@@ -427,3 +427,85 @@ fn lambda_top_level_span_outside_invoke_is_counted_as_streamed_alone() {
         "one independent subsegment document sent, not counted: {stats:?}"
     );
 }
+
+const NOTE_CHILD: &str = "TRACING_XRAY_LAMBDA_NOTE_CHILD";
+const NOTE: &str = "tracing-xray: in Lambda";
+
+/// Runs `test` of this binary again in a child process with `scenario` and
+/// the environment `env` (`LAMBDA_TASK_ROOT` and `_X_AMZN_TRACE_ID` removed
+/// first); returns its standard error, after checking that it passed.
+fn child_stderr(test: &str, scenario: &str, env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(NOTE_CHILD, scenario)
+        .env_remove("LAMBDA_TASK_ROOT")
+        .env_remove("_X_AMZN_TRACE_ID")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child {scenario} failed:\n{stdout}\n{stderr}"
+    );
+    stderr
+}
+
+/// In the child: a layer in Lambda mode (by `LAMBDA_TASK_ROOT`, as in
+/// Lambda) runs `body`; returns how many documents it sent.
+fn in_lambda_mode(body: impl FnOnce()) -> usize {
+    use tracing_subscriber::prelude::*;
+    let exporter = tracing_xray::export::InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), body);
+    xray.flush(std::time::Duration::from_secs(5)).unwrap();
+    exporter.documents().len()
+}
+
+/// An invocation as `lambda_runtime` opens it, with `header`, around a
+/// handler span.
+fn traced_invocation(header: &str) {
+    tracing::info_span!("Lambda runtime invoke", xrayTraceId = header)
+        .in_scope(|| tracing::info_span!("handler").in_scope(|| {}));
+}
+
+const SAMPLED: &str = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+
+/// The note on standard error for an invocation that came without a
+/// decision is for invocations only: a first version printed it for a span
+/// made during the function's initialization, before the first invocation
+/// (`_X_AMZN_TRACE_ID` is not set yet in real Lambda), on every cold start
+/// of a correctly traced function (found by a review).
+#[test]
+fn lambda_note_is_not_printed_for_a_span_made_before_the_first_invocation() {
+    if std::env::var(NOTE_CHILD).as_deref() == Ok("init-then-sampled") {
+        let sent = in_lambda_mode(|| {
+            // Initialisation: before `lambda_runtime::run`.
+            tracing::info_span!("load_config").in_scope(|| {});
+            traced_invocation(SAMPLED);
+            traced_invocation(SAMPLED);
+        });
+        // Both invocations were traced: their handlers were sent.
+        assert_eq!(sent, 2);
+        return;
+    }
+    if std::env::var_os(NOTE_CHILD).is_some() {
+        return;
+    }
+    let stderr = child_stderr(
+        "lambda_note_is_not_printed_for_a_span_made_before_the_first_invocation",
+        "init-then-sampled",
+        &[("LAMBDA_TASK_ROOT", "/var/task")],
+    );
+    assert!(
+        !stderr.contains(NOTE),
+        "every invocation came with Sampled=1, yet standard error says one came \
+         without a header:\n{stderr}"
+    );
+}

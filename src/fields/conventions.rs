@@ -1649,8 +1649,10 @@ impl<'a> Conventions<'a> {
             }
             // Identifiers too: one too long is never cut (it stays
             // metadata, without its password).
-            identifier(&mut self.messaging_url)
-                .map(|url| without_password(&url).into_owned().into())
+            let url = self.messaging_url.and_then(|(_, v)| as_str(v));
+            url.map(without_password)
+                .filter(|url| !url.is_empty() && fits(url))
+                .inspect(|_| self.messaging_url = None)
                 .or_else(|| identifier(&mut self.destination))
         });
         if queue_url.is_some() {
@@ -1708,6 +1710,7 @@ impl<'a> Conventions<'a> {
 
         // SQL.
         let mut db_label = None;
+        let mut db_url = None;
         if is_db {
             let system = text(&mut self.db_system);
             entity.sql.database_type = system.map(cut);
@@ -1719,11 +1722,9 @@ impl<'a> Conventions<'a> {
                 let conn = cut_cow(without_password(conn));
                 if conn.contains("://") {
                     // The host and port it names are in it: not kept again
-                    // as metadata (others are), as for an HTTP call's URL.
-                    self.drop_if_in_url(&conn);
-                    if host.is_some_and(|h| url_host(&conn).is_some_and(|u| same_host(u, h))) {
-                        self.host = None;
-                    }
+                    // as metadata (below, once an HTTP request's URL, a
+                    // database spoken to over HTTP, has had them).
+                    db_url = Some(conn.clone());
                     entity.sql.url = Some(conn);
                 } else {
                     entity.sql.connection_string = Some(conn);
@@ -1858,6 +1859,15 @@ impl<'a> Conventions<'a> {
                 entity.http.response.status = status;
             }
             entity.http.response.content_length = int(&mut self.content_length);
+        }
+
+        // The host and port a database's connection URL holds: not kept
+        // again as metadata, as for an HTTP call's URL (others are).
+        if let Some(conn) = &db_url {
+            self.drop_if_in_url(conn);
+            if host_of(self.host).is_some_and(|h| url_host(conn).is_some_and(|u| same_host(u, h))) {
+                self.host = None;
+            }
         }
 
         // A call of another protocol (gRPC, a queue, a cache) is named after
