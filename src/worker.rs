@@ -375,8 +375,8 @@ impl Worker {
         let spare = std::mem::take(&mut self.spare_json);
         let mut asm = Assembler::new(&self.cfg, trace_id, spare);
         // What the trace's earlier parts left (none for most traces).
-        let parted = spans.parted.clone();
-        let mut parted = parted
+        let mut parted = spans
+            .parted
             .as_deref()
             .map(|p| p.0.lock().unwrap_or_else(PoisonError::into_inner));
         asm.set_annotations_used(parted.as_ref().map_or(0, |p| p.annotations_used));

@@ -434,8 +434,8 @@ pub(crate) fn route<'a>(
                 None => other_field(entity, budget, &mut demoted, options, key, value),
             },
             "otel.status_code" if as_str(value) == Some("") => {}
-            // Left out when empty, as every field with a convention (the
-            // slots below: `Conventions::take`).
+            // Left out when empty, as a field with a convention is (an
+            // empty value fills no block, and hides no other name's).
             "enduser.id"
             | "xray.user"
             | "error.cause_chain"
