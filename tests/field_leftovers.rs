@@ -597,3 +597,68 @@ fn a_db_connection_url_does_not_take_the_host_from_the_http_request_url() {
         "the request's URL lost its host and port: {search:#}"
     );
 }
+
+/// The span of a database reached over HTTP (Elasticsearch, OpenSearch),
+/// as its client instruments it: `db.system`, the connection URL, the
+/// request's method and path, and whatever of `server.*` `fields` adds.
+fn search_node(emit: impl FnOnce()) -> Value {
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            tracing::info_span!("root").in_scope(emit);
+        },
+    );
+    common::nodes(&c.docs)
+        .into_iter()
+        .find(|n| n["sql"]["database_type"] == "elasticsearch")
+        .expect("the search")
+        .clone()
+}
+
+/// A database reached over HTTPS (Elastic Cloud listens on 9243, with TLS)
+/// whose connection URL says `https://…:9243`: the request URL was built
+/// from `server.address` and `server.port` with a guessed scheme, `http`
+/// (any port but 443), a URL the span contradicts. The connection URL
+/// names the origin (found by a review).
+#[test]
+fn db_over_https_request_url_keeps_the_connection_urls_scheme() {
+    let search = search_node(|| {
+        tracing::info_span!(
+            "search",
+            db.system = "elasticsearch",
+            db.connection_string = "https://es.example.com:9243",
+            server.address = "es.example.com",
+            server.port = 9243,
+            http.request.method = "GET",
+            url.path = "/orders/_search"
+        )
+        .in_scope(|| {});
+    });
+    assert_eq!(
+        search["http"]["request"]["url"], "https://es.example.com:9243/orders/_search",
+        "the request URL contradicts the database's https connection URL: {search:#}"
+    );
+}
+
+/// The same span without `server.port` (the port is only in the
+/// connection URL, `http://es.internal:9200`): the request URL was built
+/// from `server.address` alone, `http://es.internal/orders/_search`, port
+/// 80, while the span says 9200.
+#[test]
+fn db_over_http_request_url_keeps_the_connection_urls_port() {
+    let search = search_node(|| {
+        tracing::info_span!(
+            "search",
+            db.system = "elasticsearch",
+            db.connection_string = "http://es.internal:9200",
+            server.address = "es.internal",
+            http.request.method = "GET",
+            url.path = "/orders/_search"
+        )
+        .in_scope(|| {});
+    });
+    assert_eq!(
+        search["http"]["request"]["url"], "http://es.internal:9200/orders/_search",
+        "the request URL names port 80, the connection URL 9200: {search:#}"
+    );
+}

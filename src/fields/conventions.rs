@@ -297,6 +297,9 @@ pub(crate) struct Conventions<'a> {
     /// `otel.name` is kept elsewhere (by the segment around a client call
     /// with no traced parent): not as this span's metadata.
     pub(crate) name_kept_elsewhere: bool,
+    /// A database's URL-form connection string (without its password): a
+    /// database reached over HTTP has its request's scheme and port there.
+    db_url: Option<Cow<'a, str>>,
 }
 
 /// What [`Conventions::apply`] decided beyond the entity itself.
@@ -1710,7 +1713,6 @@ impl<'a> Conventions<'a> {
 
         // SQL.
         let mut db_label = None;
-        let mut db_url = None;
         if is_db {
             let system = text(&mut self.db_system);
             entity.sql.database_type = system.map(cut);
@@ -1724,7 +1726,7 @@ impl<'a> Conventions<'a> {
                     // The host and port it names are in it: not kept again
                     // as metadata (below, once an HTTP request's URL, a
                     // database spoken to over HTTP, has had them).
-                    db_url = Some(conn.clone());
+                    self.db_url = Some(conn.clone());
                     entity.sql.url = Some(conn);
                 } else {
                     entity.sql.connection_string = Some(conn);
@@ -1863,9 +1865,10 @@ impl<'a> Conventions<'a> {
 
         // The host and port a database's connection URL holds: not kept
         // again as metadata, as for an HTTP call's URL (others are).
-        if let Some(conn) = &db_url {
-            self.drop_if_in_url(conn);
-            if host_of(self.host).is_some_and(|h| url_host(conn).is_some_and(|u| same_host(u, h))) {
+        if let Some(conn) = self.db_url.take() {
+            self.drop_if_in_url(&conn);
+            if host_of(self.host).is_some_and(|h| url_host(&conn).is_some_and(|u| same_host(u, h)))
+            {
                 self.host = None;
             }
         }
@@ -2065,6 +2068,24 @@ impl<'a> Conventions<'a> {
     }
 
     fn build_origin(&mut self, url: &mut String, host: &str) {
+        // A database reached over HTTP: its connection URL, naming this
+        // host, says the scheme and the port (`https://es:9243`).
+        if let Some(conn) = self.db_url.as_deref() {
+            if let (Some((scheme, _)), Some((h, port))) =
+                (conn.split_once("://"), url_host_and_port(conn))
+            {
+                if same_host(h, host) {
+                    url.push_str(scheme);
+                    url.push_str("://");
+                    push_host(url, h);
+                    if let Some(port) = port {
+                        url.push(':');
+                        url.push_str(port);
+                    }
+                    return;
+                }
+            }
+        }
         let port = peek_int(&self.port);
         // An empty scheme is none (axum-tracing-opentelemetry records the
         // origin-form request's missing one as "").
