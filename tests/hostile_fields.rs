@@ -328,121 +328,47 @@ fn long_table_name() -> String {
 
 /// The same for a table's name (README, "Limits": "an identifier longer
 /// than that ... is not cut into another resource's name"), given the other
-/// way, `aws.dynamodb.table_names` with one name (README:
-/// "`aws.dynamodb.table_names` → `table_name`"), is still `cut()` at 250
-/// characters into `aws.table_name` (`Conventions::apply`, the
-/// `table_names` arm): the document names another table, a prefix of the
-/// real one. Expected: no `aws.table_name` cut from it; the name whole in
-/// metadata.
+/// way, `aws.dynamodb.table_names` with one name, alone or beside the same
+/// `aws.table_name`: it was cut at 250 characters into `aws.table_name`,
+/// naming another table, a prefix of the real one (found by a review).
 #[test]
-fn a_long_table_name_from_table_names_is_not_cut_into_another_tables_name() {
+fn a_long_table_name_is_not_cut_into_another_tables_name() {
     let name = long_table_name();
-    let c = common::capture_documents(
-        |b| b,
-        || {
-            info_span!("request").in_scope(|| {
-                info_span!(
-                    "DynamoDB.GetItem",
-                    "rpc.system" = "aws-api",
-                    "rpc.service" = "DynamoDB",
-                    "rpc.method" = "GetItem",
-                    "aws.dynamodb.table_names" = name.as_str(),
-                )
-                .in_scope(|| {});
-            });
-        },
-    );
-    let call = common::node(&c.docs, "DynamoDB");
-    let sent = call["aws"]["table_name"].as_str();
-    assert!(
-        sent.is_none_or(|s| s == name),
-        "a 252-character table name was cut into another table's name \
-         ({} characters): {call:#}",
-        sent.map_or(0, |s| s.chars().count())
-    );
-    assert!(
-        call["aws"]["table_names"]
-            .as_array()
-            .is_none_or(|names| names.iter().all(|n| n == name.as_str())),
-        "{call:#}"
-    );
-}
-
-/// The same with both names a DynamoDB instrumentation may write (the
-/// single `aws.table_name` and the list): `identifier()` left the long
-/// `aws.table_name` in its slot, so `entity.aws.table_name` was empty and
-/// the one-name list filled it with `cut(one)`: the name cut after all.
-#[test]
-fn a_long_table_name_given_twice_is_not_cut_into_another_tables_name() {
-    let name = long_table_name();
-    let c = common::capture_documents(
-        |b| b,
-        || {
-            info_span!("request").in_scope(|| {
-                info_span!(
-                    "DynamoDB.GetItem",
-                    "rpc.system" = "aws-api",
-                    "rpc.service" = "DynamoDB",
-                    "rpc.method" = "GetItem",
-                    "aws.table_name" = name.as_str(),
-                    "aws.dynamodb.table_names" = name.as_str(),
-                )
-                .in_scope(|| {});
-            });
-        },
-    );
-    let call = common::node(&c.docs, "DynamoDB");
-    let sent = call["aws"]["table_name"].as_str();
-    assert!(
-        sent.is_none_or(|s| s == name),
-        "a 252-character table name was cut into another table's name \
-         ({} characters): {call:#}",
-        sent.map_or(0, |s| s.chars().count())
-    );
-}
-
-/// README, "Limits" (this commit): "an identifier longer than [250
-/// characters] ... is not cut into another resource's name: from a span
-/// field it stays metadata, whole"; the commit message names "a queue's
-/// URL". An SQS call whose instrumentation writes the queue's URL under
-/// both its new and its old name (`aws.sqs.queue_url` and `messaging.url`,
-/// as a library moving between conventions does) and whose URL is over 250
-/// characters: `identifier()` leaves `aws.sqs.queue_url` in its slot, and
-/// `Conventions::apply` falls back to `messaging.url`, which it still
-/// `cut_cow()`s at 250: `aws.queue_url` is sent cut, naming another queue.
-/// Expected: no cut URL in `aws.queue_url`.
-#[test]
-fn a_long_queue_url_is_not_cut_through_its_old_name() {
-    let url = format!(
-        "https://sqs.us-east-1.vpce-0123456789abcdef0.example.internal/123456789012/{}",
-        "q".repeat(200)
-    );
-    assert!(url.chars().count() > 250);
-    let c = common::capture_documents(
-        |b| b,
-        || {
-            info_span!("request").in_scope(|| {
-                info_span!(
-                    "SQS.SendMessage",
-                    "rpc.system" = "aws-api",
-                    "rpc.service" = "SQS",
-                    "rpc.method" = "SendMessage",
-                    "aws.sqs.queue_url" = url.as_str(),
-                    "messaging.url" = url.as_str(),
-                )
-                .in_scope(|| {});
-            });
-        },
-    );
-    let call = common::node(&c.docs, "SQS");
-    let sent = call["aws"]["queue_url"].as_str();
-    assert!(
-        sent.is_none_or(|s| s == url),
-        "a {}-character queue URL was sent cut ({} characters), naming another \
-         queue: {call:#}",
-        url.chars().count(),
-        sent.map_or(0, |s| s.chars().count())
-    );
+    for both in [false, true] {
+        let c = common::capture_documents(
+            |b| b,
+            || {
+                info_span!("request").in_scope(|| {
+                    let call = info_span!(
+                        "DynamoDB.GetItem",
+                        "rpc.system" = "aws-api",
+                        "rpc.service" = "DynamoDB",
+                        "rpc.method" = "GetItem",
+                        "aws.table_name" = tracing::field::Empty,
+                        "aws.dynamodb.table_names" = name.as_str(),
+                    );
+                    if both {
+                        call.record("aws.table_name", name.as_str());
+                    }
+                    call.in_scope(|| {});
+                });
+            },
+        );
+        let call = common::node(&c.docs, "DynamoDB");
+        let sent = call["aws"]["table_name"].as_str();
+        assert!(
+            sent.is_none_or(|s| s == name),
+            "a 252-character table name was cut into another table's name \
+             ({} characters; both names: {both}): {call:#}",
+            sent.map_or(0, |s| s.chars().count())
+        );
+        assert!(
+            call["aws"]["table_names"]
+                .as_array()
+                .is_none_or(|names| names.iter().all(|n| n == name.as_str())),
+            "{call:#}"
+        );
+    }
 }
 
 /// The 250 characters are X-Ray's limit on what is sent: a queue's URL

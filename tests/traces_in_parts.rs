@@ -124,10 +124,26 @@ fn any_number_of_open_traces_in_parts_each_index_at_most_50_annotations() {
 /// room.
 #[test]
 fn an_unusable_annotation_key_on_a_long_lived_root_takes_no_place_among_the_50() {
+    let job = job_of_sixty_annotations(
+        |b| b,
+        || info_span!("job", "annotation.-" = 1, annotation.tenant = "acme"),
+    );
+    assert_eq!(job["metadata"]["default"]["-"], 1, "{job:#}");
+}
+
+/// A long-lived root made by `root` (with one usable annotation and one
+/// field of no usable key character) whose three steps of 20 annotations
+/// stream before it ends: the trace indexes 50 of the 61, and counts 11
+/// demoted (none of the places kept for the root stays empty). The root's
+/// document.
+fn job_of_sixty_annotations(
+    configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
+    root: impl FnOnce() -> tracing::Span,
+) -> Value {
     let c = common::capture_documents(
-        |b| b.with_max_held_subsegments(1),
+        |b| configure(b.with_max_held_subsegments(1)),
         || {
-            let job = info_span!("job", "annotation.-" = 1, annotation.tenant = "acme");
+            let job = root();
             job.in_scope(|| {
                 step_with_twenty_annotations();
                 step_with_twenty_annotations();
@@ -144,14 +160,13 @@ fn an_unusable_annotation_key_on_a_long_lived_root_takes_no_place_among_the_50()
         stats.subsegments_streamed > 0,
         "the steps streamed: {stats:?}"
     );
-    let job = common::node(&c.docs, "job");
-    assert_eq!(job["metadata"]["default"]["-"], 1, "{job:#}");
     assert_eq!(
         annotations_in_docs(&c.docs),
         50,
         "the trace indexes fewer than 50 annotations though 61 were asked: {stats:?}"
     );
     assert_eq!(stats.annotations_demoted, 11, "{stats:?}");
+    common::node(&c.docs, "job").clone()
 }
 
 /// Requests served through `XrayServerLayer` (feature `tower`).
@@ -527,31 +542,9 @@ fn a_lambda_invocation_takes_one_place_in_the_queue() {
 /// the root, while it is sent as metadata (a review found it).
 #[test]
 fn an_indexed_field_of_no_usable_character_on_a_long_lived_root_takes_no_place() {
-    let c = common::capture_documents(
-        |b| b.with_max_held_subsegments(1).with_all_fields_indexed(true),
-        || {
-            let job = info_span!("job", "-" = 1, annotation.tenant = "acme");
-            job.in_scope(|| {
-                step_with_twenty_annotations();
-                step_with_twenty_annotations();
-                step_with_twenty_annotations();
-                info_span!("plain").in_scope(|| {});
-                info_span!("plain").in_scope(|| {});
-            });
-            drop(job);
-        },
+    let job = job_of_sixty_annotations(
+        |b| b.with_all_fields_indexed(true),
+        || info_span!("job", "-" = 1, annotation.tenant = "acme"),
     );
-    let stats = c.xray.stats();
-    assert!(
-        stats.subsegments_streamed > 0,
-        "the steps streamed: {stats:?}"
-    );
-    let job = common::node(&c.docs, "job");
     assert_eq!(job["metadata"]["tracing"]["-"], 1, "{job:#}");
-    assert_eq!(
-        annotations_in_docs(&c.docs),
-        50,
-        "the trace indexes fewer than 50 annotations though 61 were asked: {stats:?}"
-    );
-    assert_eq!(stats.annotations_demoted, 11, "{stats:?}");
 }
