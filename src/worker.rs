@@ -406,11 +406,19 @@ impl Worker {
             }
         }
         let tops = forest.tops();
+        // Independent subsegment documents: every top but a segment (a
+        // subtree whose parent was sent before, or is still open; a Lambda
+        // function's root). `streamed_subsegments` counts those the
+        // assembler splits off below them.
+        let mut independent = 0;
         for &node in tops {
             let node_top = match forest.span(node).parent_seg {
                 Some(parent) => Top::Subsegment { parent },
                 None => top,
             };
+            if matches!(node_top, Top::Subsegment { .. }) {
+                independent += 1;
+            }
             asm.pack(forest, node, node_top);
             // A subtree sent before its parent (a part of a long-lived
             // root, or of a segment sent with its response while work it
@@ -445,14 +453,6 @@ impl Worker {
                 waiting.extend(exceptions.iter().take(room).copied());
             }
         }
-        // One independent document per top (`streamed_subsegments` counts
-        // those the assembler splits off below them); a root sent as one
-        // (a Lambda function's span outside any invocation) too.
-        let independent = match (detached, top) {
-            (true, _) => tops.len(),
-            (false, Top::Subsegment { .. }) => 1,
-            (false, Top::Segment) => 0,
-        };
         if independent > 0 {
             Counters::add(&self.counters.subsegments_streamed, independent as u64);
         }
