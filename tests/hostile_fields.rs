@@ -368,7 +368,59 @@ fn a_long_table_name_is_not_cut_into_another_tables_name() {
                 .is_none_or(|names| names.iter().all(|n| n == name.as_str())),
             "{call:#}"
         );
+        assert_eq!(
+            call["metadata"]["tracing"]["aws.dynamodb.table_names"],
+            name.as_str(),
+            "whole in metadata: {call:#}"
+        );
     }
+}
+
+/// The same for a queue's URL written under both its names
+/// (`aws.sqs.queue_url` and `messaging.url`, as a library moving between
+/// conventions does), over 250 characters: the new name stayed whole in
+/// metadata, but the old one was cut into `aws.queue_url`, naming another
+/// queue (found by a review). Both stay whole as metadata.
+#[test]
+fn a_long_queue_url_is_not_cut_through_its_old_name() {
+    let url = format!(
+        "https://sqs.us-east-1.vpce-0123456789abcdef0.example.internal/123456789012/{}",
+        "q".repeat(200)
+    );
+    assert!(url.chars().count() > 250);
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                info_span!(
+                    "SQS.SendMessage",
+                    "rpc.system" = "aws-api",
+                    "rpc.service" = "SQS",
+                    "rpc.method" = "SendMessage",
+                    "aws.sqs.queue_url" = url.as_str(),
+                    "messaging.url" = url.as_str(),
+                )
+                .in_scope(|| {});
+            });
+        },
+    );
+    let call = common::node(&c.docs, "SQS");
+    let sent = call["aws"]["queue_url"].as_str();
+    assert!(
+        sent.is_none_or(|s| s == url),
+        "a {}-character queue URL was sent cut ({} characters), naming another \
+         queue: {call:#}",
+        url.chars().count(),
+        sent.map_or(0, |s| s.chars().count())
+    );
+    assert_eq!(
+        call["metadata"]["tracing"]["aws.sqs.queue_url"], url,
+        "{call:#}"
+    );
+    assert_eq!(
+        call["metadata"]["tracing"]["messaging.url"], url,
+        "{call:#}"
+    );
 }
 
 /// The 250 characters are X-Ray's limit on what is sent: a queue's URL

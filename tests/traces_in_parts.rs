@@ -328,11 +328,12 @@ mod served {
     /// 50. Each root's parts keep their own count.
     #[test]
     fn another_request_of_the_trace_ending_leaves_an_open_requests_annotation_count() {
-        let c = common::capture_documents(
+        let c = common::capture_documents_with(
             |b| b,
-            || {
+            |xray| {
                 let rt = runtime();
-                let settle = || std::thread::sleep(Duration::from_millis(200));
+                // The worker takes each part before the next step.
+                let settle = || xray.flush(WAIT).unwrap();
                 let background =
                     serve(&rt, Work::Annotated, Some(HEADER)).expect("B's background work");
                 background.in_scope(step_with_twenty_annotations);
@@ -367,16 +368,17 @@ mod served {
     #[test]
     fn another_request_of_the_trace_ending_leaves_an_open_requests_waiting_exceptions() {
         let run = |other_request: bool| {
-            common::capture_documents(
+            common::capture_documents_with(
                 |b| b,
-                || {
+                |xray| {
                     let rt = runtime();
                     let refresh = serve(&rt, Work::Spawns, Some(HEADER)).expect("B's refresh work");
                     let _ = refresh.in_scope(fetch_prices);
-                    std::thread::sleep(Duration::from_millis(200));
+                    // The worker takes each part before the next step.
+                    xray.flush(WAIT).unwrap();
                     if other_request {
                         assert!(serve(&rt, Work::Plain, Some(HEADER)).is_none());
-                        std::thread::sleep(Duration::from_millis(200));
+                        xray.flush(WAIT).unwrap();
                     }
                     refresh.record(
                         "error",

@@ -1652,11 +1652,13 @@ impl<'a> Conventions<'a> {
             }
             // Identifiers too: one too long is never cut (it stays
             // metadata, without its password).
-            let url = self.messaging_url.and_then(|(_, v)| as_str(v));
-            url.map(without_password)
-                .filter(|url| !url.is_empty() && fits(url))
-                .inspect(|_| self.messaging_url = None)
-                .or_else(|| identifier(&mut self.destination))
+            let url = (self.messaging_url.and_then(|(_, v)| as_str(v)))
+                .map(without_password)
+                .filter(|url| !url.is_empty() && fits(url));
+            if url.is_some() {
+                self.messaging_url = None;
+            }
+            url.or_else(|| identifier(&mut self.destination))
         });
         if queue_url.is_some() {
             entity.aws.queue_url = queue_url;

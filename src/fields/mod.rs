@@ -528,16 +528,16 @@ pub(crate) fn annotation_fields(span: &SpanData, options: &FieldOptions) -> u8 {
         .fields()
         .iter()
         .map(|f| f.name())
-        .filter(|k| {
-            let indexed = options.is_indexed(k)
-                // Any simple field: not one with a convention (the http,
-                // sql and aws blocks' names, `metadata.`, ...), which goes
-                // elsewhere.
-                || (options.index_all && !conventions::may_have_meaning(k));
-            // A key of no usable character is none (see `annotate_as`).
-            match k.strip_prefix("annotation.") {
-                Some(key) => crate::limits::makes_annotation_key(key),
-                None => indexed && crate::limits::makes_annotation_key(k),
+        // A key of no usable character is none (see `annotate_as`).
+        .filter(|k| match k.strip_prefix("annotation.") {
+            Some(key) => crate::limits::makes_annotation_key(key),
+            None => {
+                (options.is_indexed(k)
+                    // Any simple field: not one with a convention (the
+                    // http, sql and aws blocks' names, `metadata.`, ...),
+                    // which goes elsewhere.
+                    || (options.index_all && !conventions::may_have_meaning(k)))
+                    && crate::limits::makes_annotation_key(k)
             }
         })
         .count();

@@ -461,27 +461,31 @@ impl Http {
     }
 }
 
-/// Leaves out of `value` every string over [`MAX_STRING_CHARS`] characters
+/// Leaves out of `map` every string over [`MAX_STRING_CHARS`] characters
 /// (SPEC §1.3), and what they leave empty: what the host names is an
 /// identifier (a log group's name, an ARN), which cut would name another.
-fn without_long_strings(value: &mut Value) {
-    let long = |v: &Value| {
-        v.as_str()
-            .is_some_and(|s| s.chars().nth(MAX_STRING_CHARS).is_some())
-    };
-    let empty = |v: &Value| v.as_object().is_some_and(|o| o.is_empty());
+fn without_long_strings(map: &mut Map<String, Value>) {
+    map.retain(|_, v| keep(v));
+}
+
+/// [`without_long_strings`] for a list.
+fn without_long_items(items: &mut Vec<Value>) {
+    items.retain_mut(keep);
+}
+
+/// Whether `value` stays, once what it holds is without its long strings.
+fn keep(value: &mut Value) -> bool {
     match value {
+        Value::String(s) => s.chars().nth(MAX_STRING_CHARS).is_none(),
         Value::Array(items) => {
-            items.retain(|v| !long(v));
-            items.iter_mut().for_each(without_long_strings);
-            items.retain(|v| !empty(v));
+            without_long_items(items);
+            true
         }
         Value::Object(map) => {
-            map.retain(|_, v| !long(v));
-            map.values_mut().for_each(without_long_strings);
-            map.retain(|_, v| !empty(v));
+            without_long_strings(map);
+            !map.is_empty()
         }
-        _ => {}
+        _ => true,
     }
 }
 
@@ -550,16 +554,8 @@ impl Resource {
     fn add(&mut self, mut found: Detected) {
         // X-Ray's strings hold 250 characters (SPEC §1.3); a log group's
         // name may run to 512.
-        let mut block = Value::Object(std::mem::take(&mut found.block));
-        without_long_strings(&mut block);
-        if let Value::Object(block) = block {
-            found.block = block;
-        }
-        let mut groups = Value::Array(std::mem::take(&mut found.log_groups));
-        without_long_strings(&mut groups);
-        if let Value::Array(groups) = groups {
-            found.log_groups = groups;
-        }
+        without_long_strings(&mut found.block);
+        without_long_items(&mut found.log_groups);
         found
             .account_id
             .take_if(|a| a.chars().nth(MAX_STRING_CHARS).is_some());

@@ -175,6 +175,15 @@ pub fn capture_documents(
     configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
     f: impl FnOnce(),
 ) -> Captured {
+    capture_documents_with(configure, |_| f())
+}
+
+/// [`capture_documents`], `f` given the layer's handle (to flush between
+/// steps, so that the worker has taken what came before).
+pub fn capture_documents_with(
+    configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
+    f: impl FnOnce(&tracing_xray::XrayHandle),
+) -> Captured {
     use tracing_subscriber::prelude::*;
     let exporter = tracing_xray::export::InMemoryExporter::new();
     let builder = tracing_xray::builder()
@@ -184,7 +193,7 @@ pub fn capture_documents(
         .with_exporter(exporter.clone());
     let layer = configure(builder).build();
     let xray = layer.handle();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || f(&xray));
     xray.flush(Duration::from_secs(10)).unwrap();
     let raw: Vec<String> = exporter
         .documents()
