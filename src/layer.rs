@@ -789,15 +789,21 @@ impl LayerInner {
         sent.end = Some(sent.ended_at());
         let top = top_of(&sent);
         // Under the buffer's lock: a span of the trace ending meanwhile on
-        // another thread either went out with the segment or streams. The
-        // AWS SDK's internal spans of a call still running wait for it.
-        let mut spans = trace.seal(self.spare_buffer(), |spans| hold_back_sdk_work(spans, self));
-        spans.push_boxed(sent);
-        self.send(Message::Trace {
-            spans,
-            top,
-            parts_follow: true,
-        });
+        // another thread either goes out with the segment or streams after
+        // it. The AWS SDK's internal spans of a call still running wait for
+        // it.
+        trace.seal(
+            self.spare_buffer(),
+            |spans| hold_back_sdk_work(spans, self),
+            |mut spans| {
+                spans.push_boxed(sent);
+                self.send(Message::Trace {
+                    spans,
+                    top,
+                    parts_follow: true,
+                });
+            },
+        );
     }
 
     /// Takes a pending root's sampling decision (SPEC §4): the sampler sees

@@ -549,15 +549,19 @@ impl TraceBuf {
     }
 
     /// Marks the trace sealed (its root's segment leaves now, its span still
-    /// open) and takes every finished span but those `hold` picks out (they
-    /// stay, in order), all under the buffer's lock: a span ending meanwhile
-    /// on another thread is either taken or finds the mark and streams.
+    /// open), takes every finished span but those `hold` picks out (they
+    /// stay, in order) and hands them to `send` with the segment, all under
+    /// the buffer's lock: a span ending meanwhile on another thread is
+    /// either taken or finds the mark and streams, and then its part is
+    /// queued after the segment's (the worker gives a trace's user, and the
+    /// room left for its annotations, in the order its parts arrive).
     #[cfg(feature = "tower")]
     pub(crate) fn seal(
         &self,
         replacement: SpanList,
         hold: impl FnOnce(&mut SpanList) -> Option<SpanList>,
-    ) -> SpanList {
+        send: impl FnOnce(SpanList),
+    ) {
         let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
         self.sealed
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -567,7 +571,7 @@ impl TraceBuf {
                 spans.push(span);
             }
         }
-        taken
+        send(taken);
     }
 
     /// Takes every finished span held so far.

@@ -274,6 +274,37 @@ fn stress_served_requests_and_streaming_roots_inner() {
             assert_eq!(d["user"], format!("user-{i}").as_str(), "{url}");
         }
     }
+    // A request's segment leaves before any part of its trace made after
+    // it (a span opened after the segment's end, its response), so that the
+    // worker gives the segment its user and its room for annotations first.
+    let mut segment_seen: HashSet<&str> = HashSet::new();
+    let mut later_parts = 0;
+    let request_ends: HashMap<&str, f64> = segments
+        .iter()
+        .filter(|s| s["http"]["request"]["url"].is_string())
+        .map(|s| {
+            (
+                s["trace_id"].as_str().unwrap(),
+                s["end_time"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    for d in &docs {
+        let trace = d["trace_id"].as_str().unwrap();
+        if d["type"] != "subsegment" {
+            segment_seen.insert(trace);
+        } else if request_ends
+            .get(trace)
+            .is_some_and(|&end| d["start_time"].as_f64().unwrap() > end)
+        {
+            later_parts += 1;
+            assert!(
+                segment_seen.contains(trace),
+                "a later part before its segment: {d:#}"
+            );
+        }
+    }
+    assert!(later_parts > 0);
     // At most 50 annotations per trace, and the demoted ones add up: a
     // request declares 3 x 30, a job 6 x 30 + 1.
     let mut per_trace: HashMap<String, usize> = HashMap::new();
