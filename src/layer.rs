@@ -965,8 +965,50 @@ fn path_of_url(url: &str) -> &str {
     }
 }
 
-/// Looks a span's X-Ray data up through a `Dispatch` of subscriber type `S`.
+/// Runs a callback's work `f` while this thread unwinds a panic, under
+/// `catch_unwind`. That panic may have started in another layer's code while
+/// it held a lock of the span (the `fmt` layer formats a recorded value's
+/// `Debug` under the span's extensions lock), leaving the lock poisoned, and
+/// the registry's `extensions()` panics on a poisoned lock. Escaping a
+/// destructor the unwinding runs (a span's guard, a span), that second
+/// panic would abort the process; caught, it costs the span, said once.
+#[cold]
+#[inline(never)]
+fn while_unwinding(f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        lost_to_a_poisoned_lock_once();
+    }
+}
+
+/// Says once, on standard error, that a span was lost in an unwinding (see
+/// [`while_unwinding`]); the panic hook has printed the panic itself.
+#[cold]
+fn lost_to_a_poisoned_lock_once() {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "tracing-xray: a span could not be read while a panic unwound (its lock was \
+             poisoned by that panic, in other code that held it): its X-Ray data is lost \
+             (this is said once)"
+        );
+    }
+}
+
+/// Looks a span's X-Ray data up through a `Dispatch` of subscriber type `S`
+/// ([`while_unwinding`] while the thread unwinds a panic: `XraySpanExt` may
+/// be called from a `Drop`).
 fn with_context<S>(dispatch: &Dispatch, id: &Id, lookup: Lookup, f: &mut dyn FnMut(Found<'_>))
+where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
+    if std::thread::panicking() {
+        return while_unwinding(|| look_up::<S>(dispatch, id, lookup, f));
+    }
+    look_up::<S>(dispatch, id, lookup, f);
+}
+
+/// [`with_context`]'s work.
+fn look_up<S>(dispatch: &Dispatch, id: &Id, lookup: Lookup, f: &mut dyn FnMut(Found<'_>))
 where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
@@ -1018,22 +1060,15 @@ where
     }
 }
 
-impl<S> Layer<S> for XrayLayer
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_layer(&mut self, subscriber: &mut S) {
-        self.with_context = Some(WithContext(with_context::<S>));
-        // An `XrayLayer` added before this one (the nearest: each finds the
-        // one before it, so a chain of them is all marked).
-        let below = (&*subscriber as &dyn Subscriber).downcast_ref::<XrayLayer>();
-        if let (Some(this), Some(that)) = (&self.inner, below.and_then(|l| l.inner.as_ref())) {
-            this.shares_subscriber.store(true, Ordering::Relaxed);
-            that.shares_subscriber.store(true, Ordering::Relaxed);
-        }
-    }
-
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+/// The callbacks' work, each run by its callback inline, or, while the
+/// thread unwinds a panic, by [`while_unwinding`].
+impl XrayLayer {
+    /// [`Layer::on_new_span`]'s work.
+    #[inline(always)]
+    fn new_span<S>(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
         let Some(inner) = &self.inner else { return };
         if suppressed() {
             return;
@@ -1154,10 +1189,12 @@ where
         }
     }
 
-    /// `span.follows_from(&sibling)`: X-Ray's `precursor_ids`, the
-    /// subsegments of the same parent that completed before this one, so
-    /// only a span of the same trace and the same parent counts.
-    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
+    /// [`Layer::on_follows_from`]'s work.
+    #[inline(always)]
+    fn follows_from<S>(&self, id: &Id, follows: &Id, ctx: Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
         if self.inner.is_none() || suppressed() {
             return;
         }
@@ -1189,7 +1226,12 @@ where
         }
     }
 
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+    /// [`Layer::on_record`]'s work.
+    #[inline(always)]
+    fn record<S>(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
         let Some(inner) = &self.inner else { return };
         if inner.unsampled_spans.contains(id) {
             return;
@@ -1218,59 +1260,12 @@ where
         }
     }
 
-    /// A span entered while a panic unwinds (by a `Drop`) is remembered, so
-    /// that its exit is not taken for the unwinding's (see `on_exit`).
-    /// Otherwise nothing: one check per enter.
-    #[inline]
-    fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
-        if self.inner.is_some() && std::thread::panicking() {
-            let _ = ENTERED_WHILE_PANICKING.try_with(|entered| {
-                if let Ok(mut entered) = entered.try_borrow_mut() {
-                    if entered.len() < MAX_ENTERED_WHILE_PANICKING {
-                        entered.push(id.into_u64());
-                        ANY_ENTERED_WHILE_PANICKING.set(true);
-                    }
-                }
-            });
-        }
-    }
-
-    /// A span a panic unwinds through (its guard dropped by the unwinding)
-    /// failed: remembered here, lock-free (the unwinding may have started
-    /// while a lock of the span was held, poisoning it), and marked a fault
-    /// as it closes (`unwound`). Not a span entered during the unwinding (a
-    /// `Drop` that enters one exits it too, unless a second panic, caught
-    /// in that `Drop`, unwinds through it: it is not marked then). Otherwise
-    /// nothing: two checks per exit.
-    #[inline]
-    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
-        if let Some(inner) = &self.inner {
-            if std::thread::panicking() {
-                if !entered_while_panicking(id) && !inner.unsampled_spans.contains(id) {
-                    inner.unwound_spans.insert(id);
-                }
-            } else if ANY_ENTERED_WHILE_PANICKING.get() {
-                // Entered during an unwinding, exited after it.
-                entered_while_panicking(id);
-            }
-        }
-    }
-
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let Some(inner) = &self.inner else { return };
-        let tower_http = event
-            .metadata()
-            .target()
-            .starts_with(TOWER_HTTP_TRACE_TARGET);
-        let is_error = *event.metadata().level() == Level::ERROR;
-        // Most events (INFO and below, with events off) stop here, before
-        // the frame the rest needs is set up.
-        if tower_http || is_error || inner.events {
-            record_event(inner, event, ctx, tower_http, is_error);
-        }
-    }
-
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+    /// [`Layer::on_close`]'s work.
+    #[inline(always)]
+    fn close<S>(&self, id: Id, ctx: Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
         let Some(inner) = &self.inner else { return };
         if inner.unsampled_spans.remove(&id) {
             return;
@@ -1333,6 +1328,121 @@ where
             top,
             parts_follow: false,
         });
+    }
+}
+
+impl<S> Layer<S> for XrayLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_layer(&mut self, subscriber: &mut S) {
+        self.with_context = Some(WithContext(with_context::<S>));
+        // An `XrayLayer` added before this one (the nearest: each finds the
+        // one before it, so a chain of them is all marked).
+        let below = (&*subscriber as &dyn Subscriber).downcast_ref::<XrayLayer>();
+        if let (Some(this), Some(that)) = (&self.inner, below.and_then(|l| l.inner.as_ref())) {
+            this.shares_subscriber.store(true, Ordering::Relaxed);
+            that.shares_subscriber.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        // Switched off: nothing to guard (and no frame set up).
+        if self.inner.is_none() {
+            return;
+        }
+        if std::thread::panicking() {
+            return while_unwinding(|| self.new_span(attrs, id, ctx));
+        }
+        self.new_span(attrs, id, ctx);
+    }
+
+    /// `span.follows_from(&sibling)`: X-Ray's `precursor_ids`, the
+    /// subsegments of the same parent that completed before this one, so
+    /// only a span of the same trace and the same parent counts.
+    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
+        // Switched off: nothing to guard (and no frame set up).
+        if self.inner.is_none() {
+            return;
+        }
+        if std::thread::panicking() {
+            return while_unwinding(|| self.follows_from(id, follows, ctx));
+        }
+        self.follows_from(id, follows, ctx);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        // Switched off: nothing to guard (and no frame set up).
+        if self.inner.is_none() {
+            return;
+        }
+        if std::thread::panicking() {
+            return while_unwinding(|| self.record(id, values, ctx));
+        }
+        self.record(id, values, ctx);
+    }
+
+    /// A span entered while a panic unwinds (by a `Drop`) is remembered, so
+    /// that its exit is not taken for the unwinding's (see `on_exit`).
+    /// Otherwise nothing: one check per enter.
+    #[inline]
+    fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
+        if self.inner.is_some() && std::thread::panicking() {
+            let _ = ENTERED_WHILE_PANICKING.try_with(|entered| {
+                if let Ok(mut entered) = entered.try_borrow_mut() {
+                    if entered.len() < MAX_ENTERED_WHILE_PANICKING {
+                        entered.push(id.into_u64());
+                        ANY_ENTERED_WHILE_PANICKING.set(true);
+                    }
+                }
+            });
+        }
+    }
+
+    /// A span a panic unwinds through (its guard dropped by the unwinding)
+    /// failed: remembered here, lock-free (the unwinding may have started
+    /// while a lock of the span was held, poisoning it), and marked a fault
+    /// as it closes (`unwound`). Not a span entered during the unwinding (a
+    /// `Drop` that enters one exits it too, unless a second panic, caught
+    /// in that `Drop`, unwinds through it: it is not marked then). Otherwise
+    /// nothing: two checks per exit.
+    #[inline]
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        if let Some(inner) = &self.inner {
+            if std::thread::panicking() {
+                if !entered_while_panicking(id) && !inner.unsampled_spans.contains(id) {
+                    inner.unwound_spans.insert(id);
+                }
+            } else if ANY_ENTERED_WHILE_PANICKING.get() {
+                // Entered during an unwinding, exited after it.
+                entered_while_panicking(id);
+            }
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let Some(inner) = &self.inner else { return };
+        let tower_http = event
+            .metadata()
+            .target()
+            .starts_with(TOWER_HTTP_TRACE_TARGET);
+        let is_error = *event.metadata().level() == Level::ERROR;
+        // Most events (INFO and below, with events off) stop here, before
+        // the frame the rest needs is set up.
+        if tower_http || is_error || inner.events {
+            record_event(inner, event, ctx, tower_http, is_error);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        // Switched off: nothing to guard (and no frame set up).
+        if self.inner.is_none() {
+            return;
+        }
+        if std::thread::panicking() {
+            return while_unwinding(|| self.close(id, ctx));
+        }
+        self.close(id, ctx);
     }
 
     // SAFETY: the pointers returned point to fields of `self` (or `self`
@@ -1452,6 +1562,23 @@ fn collect_fields(record: impl FnOnce(&mut dyn Visit)) -> (Fields, Vec<ErrorReco
 /// response, an ERROR event, or any event with events recorded.
 #[inline(never)]
 fn record_event<S>(
+    inner: &LayerInner,
+    event: &Event<'_>,
+    ctx: Context<'_, S>,
+    tower_http: bool,
+    is_error: bool,
+) where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
+    if std::thread::panicking() {
+        return while_unwinding(|| record_kept_event(inner, event, ctx, tower_http, is_error));
+    }
+    record_kept_event(inner, event, ctx, tower_http, is_error);
+}
+
+/// [`record_event`]'s work.
+#[inline(always)]
+fn record_kept_event<S>(
     inner: &LayerInner,
     event: &Event<'_>,
     ctx: Context<'_, S>,

@@ -227,6 +227,70 @@ fn child_panicking_sampler_in_xray_header() {
     });
 }
 
+/// A value whose `Debug` panics.
+struct PanickyDebug;
+
+impl fmt::Debug for PanickyDebug {
+    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        panic!("Debug of a recorded value")
+    }
+}
+
+/// Found by a hunt for deadlocks: the README's own set-up, `fmt::layer()`
+/// beside the xray layer; in a request whose panics are caught (a tokio
+/// task, a server framework, a Lambda runtime), `span.record("order",
+/// debug(value))` with a value whose `Debug` panics. The `fmt` layer formats
+/// the value while it holds the span's extensions lock, so the panic poisons
+/// the lock; the unwinding then drops the span, and the xray layer's
+/// `on_close` asked the registry for the span's extensions, which panics on
+/// a poisoned lock: a panic inside a destructor during the unwinding, and
+/// the process aborted (SIGABRT). Without the xray layer, the application
+/// catches the panic and goes on. Now the span is lost (said once on
+/// standard error), and the rest of its trace is sent.
+#[test]
+fn a_span_lock_another_layer_poisoned_does_not_abort_the_process() {
+    common::run_alone("child_span_lock_poisoned_by_the_fmt_layer");
+}
+
+#[test]
+#[ignore = "run in a process of its own by the test above"]
+fn child_span_lock_poisoned_by_the_fmt_layer() {
+    use tracing_xray::XraySpanExt;
+    let out = InMemoryExporter::new();
+    let layer = builder(&out).build();
+    let handle = layer.handle();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
+        .with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let server = tracing::info_span!("server");
+        let _server = server.enter();
+        let caught = common::quietly(|| {
+            catch_unwind(|| {
+                let request = tracing::info_span!("request", order = tracing::field::Empty);
+                let _request = request.enter();
+                /// Asks the request's header (the layer reads its
+                /// extensions) while the unwinding drops it. (An event here
+                /// would abort in the `fmt` layer, which reads them too.)
+                struct AskHeader(tracing::Span);
+                impl Drop for AskHeader {
+                    fn drop(&mut self) {
+                        assert!(self.0.xray_header().is_none());
+                    }
+                }
+                let _ask = AskHeader(request.clone());
+                request.record("order", tracing::field::debug(PanickyDebug));
+            })
+        });
+        assert!(caught.is_err(), "the panic is caught");
+    });
+    handle.flush(Duration::from_secs(5)).unwrap();
+    let docs = out.json_documents();
+    assert_eq!(docs.len(), 1, "{docs:#?}");
+    assert_eq!(docs[0]["name"], "host");
+    assert!(docs[0].get("subsegments").is_none(), "{:#}", docs[0]);
+}
+
 // ---------------------------------------------------------------------------
 // The worker
 
