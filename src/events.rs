@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 
+use crate::fields::conventions::{sendable_text, without_url_secrets};
 use crate::fields::{meta_value, FieldOptions};
 use crate::layer::LOG_TARGET_FIELD;
 use crate::model::{Entity, MetaValue};
@@ -50,6 +51,28 @@ fn sent(e: &EventRecord, key: &str, options: &FieldOptions) -> bool {
     }
 }
 
+/// An event's field as it may leave: as a span's would (a URL without its
+/// user info, query and fragment, a connection string without its
+/// passwords, never a URL's query: [`sendable_text`]), and its message and
+/// error text, at any level, without a URL's secrets; `None` for a field
+/// that never leaves. A query's text [`sent`] lets through (collected) goes
+/// as it is.
+fn sendable_value<'a>(key: &str, v: &'a FieldValue) -> Option<MetaValue<'a>> {
+    let text = match key {
+        "db.statement" | "db.query.text" => return Some(meta_value(v)),
+        "message" | "error" => match v {
+            FieldValue::Str(s) => without_url_secrets(s),
+            _ => return Some(meta_value(v)),
+        },
+        _ => sendable_text(key, v)?,
+    };
+    Some(match (v, text) {
+        (FieldValue::Str(s), Cow::Borrowed(t)) if t.len() == s.len() => meta_value(v),
+        (FieldValue::Str(_), text) => MetaValue::Str(text),
+        _ => meta_value(v),
+    })
+}
+
 pub(crate) fn render<'a>(span: &'a SpanData, entity: &mut Entity<'a>, options: &FieldOptions) {
     let list = span
         .events()
@@ -73,8 +96,10 @@ pub(crate) fn render<'a>(span: &'a SpanData, entity: &mut Entity<'a>, options: &
             // beside the event's own `field.time`) is renamed again.
             let mut names: Vec<&'static str> = vec![""; object.len()];
             for (k, v) in e.fields.iter().filter(|(k, _)| sent(e, k, options)) {
+                let Some(value) = sendable_value(k, v) else {
+                    continue;
+                };
                 let mut key = field_key(k);
-                let value = meta_value(v);
                 loop {
                     match object.iter().position(|(have, _)| *have == key) {
                         Some(i) if names[i] == *k => {

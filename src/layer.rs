@@ -1604,19 +1604,9 @@ fn record_kept_event<S>(
         // Every event, an ERROR one too (also an exception, below), with
         // all its fields: an error value as its text.
         let at = Instant::now();
+        // Its fields go out as a span's do, without a URL's or connection
+        // string's secrets: taken out on the worker (`events::render`).
         let (mut fields, errors) = collect_fields(|v| event.record(v));
-        if is_error {
-            // The texts its exception is made of, as the exception has them:
-            // without a URL's user info, query or fragment.
-            for (name, value) in fields.iter_mut() {
-                if let (&mut ("message" | "error"), FieldValue::Str(text)) = (name, &*value) {
-                    let scrubbed = crate::fields::conventions::without_url_secrets(text);
-                    if let Cow::Owned(scrubbed) = scrubbed {
-                        *value = FieldValue::Str(FieldStr::new(&scrubbed));
-                    }
-                }
-            }
-        }
         for e in errors {
             if let Some(name) = e.field {
                 let text = crate::fields::conventions::without_url_secrets(&e.message);

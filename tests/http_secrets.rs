@@ -1,5 +1,6 @@
 //! Nothing the HTTP exporter or its client logs, at any level, through
-//! `tracing` or through `log`, contains the secret key or the session token.
+//! `tracing` or through `log`, contains the secret key or the session token;
+//! nor does its builder's `Debug` or error hold an endpoint's secrets.
 #![cfg(feature = "http")]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -121,4 +122,46 @@ fn secrets_never_reach_the_logs() {
             );
         }
     }
+}
+
+// Found by a hunt for secrets (README: "Secrets never appear in `Debug`
+// output, errors or `tracing` logs"): `HttpExporter`'s builder echoed an
+// endpoint's user info and query in its `Debug` and in the build error.
+//
+// A user passes an endpoint with credentials in it
+// (`with_endpoint("https://AKIA…:secret@xray.…")`, or a proxy URL with a
+// `?token=`). The crate rightly refuses it ("user info is not allowed"), but
+// `HttpExporterError::InvalidEndpoint`'s text quotes the whole URL, secret
+// included (src/export/http.rs `validate_endpoint`), and
+// `HttpExporterBuilder`'s `Debug` prints the endpoint as given. An
+// application that logs the build error (the rustdoc's own example does
+// `Err(e) => eprintln!("{e}")`) writes the secret to its logs.
+// ---------------------------------------------------------------------------
+#[test]
+fn an_http_exporter_endpoints_secrets_stay_out_of_errors_and_debug() {
+    const SECRET: &str = "S3CR3T-xyz";
+    let with_user_info = format!("https://AKIDEXAMPLE:{SECRET}@xray.us-east-1.amazonaws.com");
+    let with_query = format!("https://xray-proxy.internal?token={SECRET}");
+    let mut texts = Vec::new();
+    for endpoint in [with_user_info, with_query] {
+        let builder = HttpExporter::builder()
+            .with_region("us-east-1")
+            .with_endpoint(endpoint.clone())
+            .with_static_credentials(
+                "AKIDEXAMPLE",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                None,
+            );
+        texts.push(format!("{builder:?}"));
+        let err = builder
+            .build()
+            .expect_err("an endpoint with user info or a query is refused");
+        texts.push(format!("{err}"));
+        texts.push(format!("{err:?}"));
+    }
+    let leaked: Vec<&String> = texts.iter().filter(|t| t.contains(SECRET)).collect();
+    assert!(
+        leaked.is_empty(),
+        "the endpoint's secret is in Debug / error text: {leaked:#?}"
+    );
 }

@@ -844,7 +844,15 @@ impl fmt::Debug for HttpExporterBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpExporterBuilder")
             .field("region", &self.region)
-            .field("endpoint", &self.endpoint)
+            // Without its user info, query and fragment (`build` refuses
+            // them): a secret written there never reaches a log.
+            .field(
+                "endpoint",
+                &self
+                    .endpoint
+                    .as_deref()
+                    .map(crate::fields::conventions::plain_url),
+            )
             .field("credentials", &self.credentials)
             .field("settings", &self.settings)
             .finish()
@@ -1143,7 +1151,10 @@ fn dns_suffix(region: &str) -> &'static str {
 /// `scheme://host[:port]`, without a trailing slash; `http` or `https`, no
 /// path, query or user info.
 fn validate_endpoint(url: &str) -> Result<String, HttpExporterError> {
-    let invalid = |why: &str| HttpExporterError::InvalidEndpoint(format!("{url:?}: {why}"));
+    // Quoted without its user info, query and fragment: an endpoint refused
+    // for holding a secret must not put it in the application's logs.
+    let shown = crate::fields::conventions::plain_url(url);
+    let invalid = |why: &str| HttpExporterError::InvalidEndpoint(format!("{shown:?}: {why}"));
     let trimmed = url.trim().trim_end_matches('/');
     let uri: ureq::http::Uri = trimmed.parse().map_err(|_| invalid("not a URL"))?;
     match uri.scheme_str() {

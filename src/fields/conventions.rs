@@ -684,11 +684,17 @@ fn is_secret_key(key: &str) -> bool {
 }
 
 /// The authority of `scheme://authority/path?query#fragment` (the scheme
-/// may hold `:`, as in `jdbc:mysql://`), if `s` starts with a scheme.
+/// may hold `:`, as in `jdbc:mysql://`), if `s` starts with a scheme: after
+/// blanks (a value read from a configuration file: URL parsers skip them
+/// too) or a double quote (a `String` recorded with `?`, its `Debug`), if
+/// any.
 fn url_authority(s: &str) -> Option<Range<usize>> {
     let sep = s.find("://")?;
-    let scheme_ok = sep > 0
-        && s[..sep]
+    let lead = s.len()
+        - s.trim_start_matches(|c: char| c.is_whitespace() || c == '"')
+            .len();
+    let scheme_ok = sep > lead
+        && s[lead..sep]
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.' | b':'));
     if !scheme_ok {
@@ -745,9 +751,13 @@ fn is_file_scheme(s: &str) -> bool {
 /// `scheme://host[:port]/path` of a URL (the path alone of a relative one):
 /// without the user info, query and fragment, which can carry passwords,
 /// tokens and signatures. SPEC §1.4: `url` is scheme, host and path.
-fn plain_url(url: &str) -> Cow<'_, str> {
+pub(crate) fn plain_url(url: &str) -> Cow<'_, str> {
     let end = |from: usize| url[from..].find(['?', '#']).map_or(url.len(), |i| from + i);
     let Some(authority) = url_authority(url) else {
+        // A `url::Url` recorded with `?`: its `Debug`, a struct.
+        if let Cow::Owned(plain) = without_url_struct_secrets(url) {
+            return Cow::Owned(plain);
+        }
         return Cow::Borrowed(&url[..end(0)]);
     };
     let end = end(authority.end);
@@ -767,6 +777,70 @@ fn plain_url(url: &str) -> Cow<'_, str> {
 /// with one, or to the next URL; a password's own `(`, `)` and `'` are the
 /// URL's (it runs at least to the last `@` of its authority).
 pub(crate) fn without_url_secrets(text: &str) -> Cow<'_, str> {
+    match without_url_struct_secrets(text) {
+        Cow::Borrowed(text) => without_absolute_url_secrets(text),
+        Cow::Owned(text) => Cow::Owned(without_absolute_url_secrets(&text).into_owned()),
+    }
+}
+
+/// The `Debug` of a `url::Url` (a struct, not the URL's text: what the
+/// `Debug` of an HTTP client's error holds, reqwest's among them) without
+/// its user name, password, query and fragment. Its fields come in one
+/// order: each value runs to the next field's name (`password`'s to `, host:
+/// `), the fragment's to the `)` that closes its `Some(`, before the
+/// struct's ` }`, or to the end of the text.
+fn without_url_struct_secrets(text: &str) -> Cow<'_, str> {
+    const MARK: &str = "Url { scheme: ";
+    if !text.contains(MARK) {
+        return Cow::Borrowed(text);
+    }
+    const FIELDS: [(&str, Option<&str>, &str); 4] = [
+        ("username: ", Some(", password: "), "\"\""),
+        ("password: ", Some(", host: "), "None"),
+        ("query: ", Some(", fragment: "), "None"),
+        ("fragment: ", None, "None"),
+    ];
+    let mut cuts: Vec<(Range<usize>, &str)> = Vec::new();
+    let mut from = 0;
+    while let Some(at) = text[from..].find(MARK).map(|i| from + i) {
+        let mut pos = at + MARK.len();
+        for (name, next, empty) in FIELDS {
+            let Some(start) = text[pos..].find(name).map(|i| pos + i + name.len()) else {
+                break;
+            };
+            let end = match next {
+                Some(next) => text[start..].find(next).map(|i| start + i),
+                None if text[start..].starts_with("None") => Some(start + 4),
+                None => Some(
+                    text[start..]
+                        .find(") }")
+                        .map_or(text.len(), |i| start + i + 1),
+                ),
+            };
+            let Some(end) = end else { break };
+            if &text[start..end] != empty {
+                cuts.push((start..end, empty));
+            }
+            pos = end;
+        }
+        from = pos.max(at + MARK.len());
+    }
+    if cuts.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut kept = 0;
+    for (cut, empty) in cuts {
+        out.push_str(&text[kept..cut.start]);
+        out.push_str(empty);
+        kept = cut.end;
+    }
+    out.push_str(&text[kept..]);
+    Cow::Owned(out)
+}
+
+/// [`without_url_secrets`] for URLs written as text.
+fn without_absolute_url_secrets(text: &str) -> Cow<'_, str> {
     if !text.contains("://") {
         return Cow::Borrowed(text);
     }
@@ -873,6 +947,7 @@ type Cut = (Range<usize>, usize);
 /// byte for byte. Linear in the length, whatever the input.
 fn without_password(conn: &str) -> Cow<'_, str> {
     let mut cuts = Vec::new();
+    paren_secrets(conn, &mut cuts);
     if let Some(authority) = url_authority(conn) {
         user_info_secret(conn, authority.clone(), &mut cuts);
         query_secrets(conn, authority.end, &mut cuts);
@@ -1027,6 +1102,59 @@ fn query_secrets(url: &str, from: usize, cuts: &mut Vec<Cut>) {
         start = item_end + 1;
     }
     list.finish();
+}
+
+/// The secrets of `key=value` properties in parentheses: MySQL
+/// Connector/J's hosts, one property a pair of parentheses
+/// (`address=(host=h)(user=u)(password=p)`) or several, comma-separated
+/// (`(host=h,user=u,password=p)`). A lone property goes with its
+/// parentheses, one of several with the comma before it (after it, when
+/// first).
+fn paren_secrets(s: &str, cuts: &mut Vec<Cut>) {
+    if !s.contains('(') || !s.contains('=') {
+        return;
+    }
+    let mut from = 0;
+    while let Some(open) = s[from..].find('(').map(|i| from + i) {
+        // The innermost pair: none opens before it closes.
+        let Some(close) = s[open + 1..].find(['(', ')']).map(|i| open + 1 + i) else {
+            return;
+        };
+        from = close;
+        if s.as_bytes()[close] == b'(' {
+            continue;
+        }
+        let inner = open + 1..close;
+        let items: Vec<std::ops::Range<usize>> = {
+            let mut items = Vec::new();
+            let mut start = inner.start;
+            for (i, b) in s[inner.clone()].bytes().enumerate() {
+                if b == b',' {
+                    items.push(start..inner.start + i);
+                    start = inner.start + i + 1;
+                }
+            }
+            items.push(start..inner.end);
+            items
+        };
+        let lone = items.len() == 1;
+        for (n, item) in items.iter().enumerate() {
+            let Some((key, _)) = s[item.clone()].split_once('=') else {
+                continue;
+            };
+            if !is_secret_key(key.trim()) {
+                continue;
+            }
+            let cut = if lone {
+                open..close + 1
+            } else if n == 0 {
+                item.start..(item.end + 1).min(close)
+            } else {
+                item.start - 1..item.end
+            };
+            cuts.push((cut, item.start));
+        }
+    }
 }
 
 /// Oracle's `user/password@host`, alone or after `jdbc:oracle:thin:`: the
@@ -2592,7 +2720,51 @@ mod tests {
             ),
             ("md:my_db?motherduck_token=hunter", "md:my_db"),
             ("/srv/data.db?key=1&pwd=hunter", "/srv/data.db?key=1"),
+            // After blanks, or quoted (a `String` recorded with `?`).
+            (" postgres://app:hunter@db/x", " postgres://app@db/x"),
+            ("\tmysql://app:hunter@db/x", "\tmysql://app@db/x"),
+            ("\"postgres://app:hunter@db/x\"", "\"postgres://app@db/x\""),
+            // MySQL Connector/J's hosts: properties in parentheses.
+            (
+                "jdbc:mysql://address=(host=db)(port=3306)(user=app)(password=hunter)/x",
+                "jdbc:mysql://address=(host=db)(port=3306)(user=app)/x",
+            ),
+            (
+                "jdbc:mysql://(host=db,port=3306,user=app,password=hunter)/x",
+                "jdbc:mysql://(host=db,port=3306,user=app)/x",
+            ),
+            (
+                "jdbc:mysql://(password=hunter,host=db),(host=db2,pwd=hunter)/x",
+                "jdbc:mysql://(host=db),(host=db2)/x",
+            ),
         ]);
+    }
+
+    #[test]
+    fn a_url_debug_struct_loses_user_name_password_query_and_fragment() {
+        let url = |user: &str, password: &str, query: &str, fragment: &str| {
+            format!(
+                "Url {{ scheme: \"https\", cannot_be_a_base: false, username: {user}, \
+                 password: {password}, host: Some(Domain(\"h\")), port: None, path: \"/p\", \
+                 query: {query}, fragment: {fragment} }}"
+            )
+        };
+        let plain = url("\"\"", "None", "None", "None");
+        let secret = url(
+            "\"app\"",
+            "Some(\"hunter\")",
+            "Some(\"token=hunter\")",
+            "Some(\"access_token=hunter\")",
+        );
+        assert_eq!(without_url_secrets(&secret), plain);
+        assert_eq!(plain_url(&secret), plain);
+        assert!(matches!(without_url_secrets(&plain), Cow::Borrowed(_)));
+        // Inside an error's `Debug`, twice.
+        let error = format!("Error {{ url: {secret}, source: Error {{ url: {secret} }} }}");
+        assert_eq!(
+            without_url_secrets(&error),
+            format!("Error {{ url: {plain}, source: Error {{ url: {plain} }} }}")
+        );
     }
 
     #[test]

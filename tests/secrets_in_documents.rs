@@ -1,0 +1,483 @@
+//! Secrets that reached an exported X-Ray document, found by a hunt that ran
+//! about 150 values carrying a marker secret through about 45 ways of
+//! recording them: each test but the two marked "pinned" failed before its
+//! fix, and asserts that the marker appears nowhere in the serialized JSON of
+//! every document sent. Events (`with_events(true)`) now go out as a span's
+//! fields do; a URL after blanks or in quotes (`?url`), MySQL Connector/J's
+//! properties in parentheses and `url::Url`'s `Debug` lose their secrets.
+
+mod common;
+
+use std::fmt;
+
+use common::capture_documents;
+use tracing::info_span;
+
+const SECRET: &str = "S3CR3T-xyz";
+
+/// Every document `f` makes (in-memory exporter, every trace sampled, the
+/// builder configured by `configure`), serialized as sent.
+fn sent(
+    configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
+    f: impl FnOnce(),
+) -> Vec<String> {
+    let captured = capture_documents(configure, f);
+    assert!(!captured.raw.is_empty(), "no document was sent");
+    captured.raw
+}
+
+/// Panics, showing the documents, when the marker is in any of them.
+fn assert_no_secret(what: &str, docs: &[String]) {
+    let leaked: Vec<&String> = docs.iter().filter(|d| d.contains(SECRET)).collect();
+    assert!(
+        leaked.is_empty(),
+        "{what}: the secret {SECRET:?} reached an exported document:\n{}",
+        leaked
+            .iter()
+            .map(|d| d.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// An error whose `Display` is a fixed text.
+#[derive(Debug)]
+struct TextError(String);
+
+impl fmt::Display for TextError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TextError {}
+
+// ---------------------------------------------------------------------------
+// Finding 1 (claimed). `url.query` is sent, with `with_events(true)`, when an
+// event records it.
+//
+// A user enables `with_events(true)` and logs a request inside a span with
+// the OpenTelemetry field names: `info!(url.path = "/cb", url.query = q,
+// "callback")`, where the query holds an OAuth `access_token`.
+// README, "How spans map to X-Ray", the paragraph after the first table:
+// "Only a URL's query (`url.query`), a query's text without
+// `with_sql_queries(true)`, ... are never sent." and the `url.full` row:
+// "`url.query` is dropped". Events apply the query-text rule (`db.statement`
+// needs `with_sql_queries(true)`, src/events.rs `sent`), but not this one:
+// the query lands in `metadata.tracing.events[0]["url.query"]` verbatim.
+// ---------------------------------------------------------------------------
+#[test]
+fn an_events_url_query_is_never_sent() {
+    let query = format!("state=abc&access_token={SECRET}");
+    let docs = sent(
+        |b| b.with_events(true),
+        || {
+            info_span!("request").in_scope(|| {
+                tracing::info!(
+                    url.path = "/oauth/callback",
+                    url.query = query.as_str(),
+                    "callback"
+                );
+            });
+        },
+    );
+    assert_no_secret("url.query in an event, with_events(true)", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// Finding 2 (expected). With `with_events(true)`, an event's `url.full` keeps
+// the URL's user info and query.
+//
+// A user logs the URL a client called with its conventional name, inside a
+// span: `warn!(url.full = %url, "retrying")`. README, `url.full` row: "user
+// info, query and fragment are never sent"; paragraph after the first table:
+// a field "stays metadata under its own name (`metadata.tracing.FIELD`,
+// without a URL's or connection string's secrets)". On a span that holds: the
+// same field on an event is copied verbatim into
+// `metadata.tracing.events[i]["url.full"]` (src/events.rs renders event
+// fields with `meta_value`, never `sendable_text`).
+// ---------------------------------------------------------------------------
+#[test]
+fn an_events_url_full_loses_user_info_and_query() {
+    let url = format!("https://svc:{SECRET}@api.example.com/v1/items?sig={SECRET}");
+    let docs = sent(
+        |b| b.with_events(true),
+        || {
+            info_span!("request").in_scope(|| {
+                tracing::warn!(url.full = url.as_str(), "retrying");
+            });
+        },
+    );
+    assert_no_secret("url.full in an event, with_events(true)", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// Finding 3 (expected). With `with_events(true)`, an event's
+// `db.connection_string` keeps its password.
+//
+// A user logs the database a pool connected to: `info!(db.system =
+// "postgresql", db.connection_string = %conn, "pool ready")`. README,
+// `db.connection_string` row: "passwords removed: URL user info, ...,
+// `Password=`/`Pwd=` pairs, libpq `password=` ..."; on a span that holds,
+// on an event the string is sent whole in `metadata.tracing.events`.
+// ---------------------------------------------------------------------------
+#[test]
+fn an_events_connection_string_loses_its_password() {
+    let url = format!("postgres://app:{SECRET}@db.internal:5432/orders");
+    let pairs = format!("Server=db.internal;User Id=app;Password={SECRET};");
+    let docs = sent(
+        |b| b.with_events(true),
+        || {
+            info_span!("startup").in_scope(|| {
+                tracing::info!(
+                    db.system = "postgresql",
+                    db.connection_string = url.as_str(),
+                    "pool ready"
+                );
+                tracing::info!(
+                    db.system = "mssql",
+                    db.connection_string = pairs.as_str(),
+                    "pool ready"
+                );
+            });
+        },
+    );
+    assert_no_secret("db.connection_string in an event, with_events(true)", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// Finding 4 (expected). `#[instrument(err(level = "warn"))]` with
+// `with_events(true)`: the error's text keeps the URL's user info and query.
+//
+// tracing-attributes logs a returned error as `warn!(error = %e)` at the
+// level asked. README, the errors row: "every message without a URL's user
+// info, query or fragment, which an error's text often quotes"; the events
+// row: events are sent "with their ... fields (an error value as its text
+// ...)". The crate scrubs the `error`/`message` text of an ERROR event and an
+// `error` recorded as `&dyn Error` at any level (src/layer.rs
+// `record_event`), but not the same `error` text at WARN: the secret is in
+// `metadata.tracing.events[0].error`. (Pinned below: the same error at the
+// default ERROR level loses it.)
+// ---------------------------------------------------------------------------
+fn leaked_url() -> &'static str {
+    Box::leak(
+        format!("https://svc:{SECRET}@api.example.com/v1/items?token={SECRET}").into_boxed_str(),
+    )
+}
+
+#[test]
+fn a_warn_level_instrument_err_loses_the_urls_secrets_in_events() {
+    let url = leaked_url();
+    let docs = sent(
+        |b| b.with_events(true),
+        || {
+            // The URL is skipped as an argument: only the error carries it.
+            info_span!("request").in_scope(|| {
+                let _ = fetch_warn_skipping(url);
+            });
+        },
+    );
+    assert_no_secret(
+        "#[instrument(err(level = \"warn\"))] error text in events",
+        &docs,
+    );
+}
+
+#[tracing::instrument(skip(url), err(level = "warn"))]
+fn fetch_warn_skipping(url: &'static str) -> Result<(), TextError> {
+    Err(TextError(format!(
+        "error sending request for url ({url}): connection refused"
+    )))
+}
+
+/// Pinned, passes: the same error logged at ERROR (`#[instrument(err)]`)
+/// loses the URL's user info and query, in the exception and in the events.
+#[test]
+fn pinned_an_error_level_instrument_err_loses_the_urls_secrets() {
+    let url = leaked_url();
+    let docs = sent(
+        |b| b.with_events(true),
+        || {
+            info_span!("request").in_scope(|| {
+                let _ = fetch_error_skipping(url);
+            });
+        },
+    );
+    assert_no_secret("#[instrument(err)] error text", &docs);
+}
+
+#[tracing::instrument(skip(url), err)]
+fn fetch_error_skipping(url: &'static str) -> Result<(), TextError> {
+    Err(TextError(format!(
+        "error sending request for url ({url}): connection refused"
+    )))
+}
+
+// ---------------------------------------------------------------------------
+// Finding 5 (expected). A URL recorded with `?` (tracing's Debug sigil) keeps
+// its user info: in `http.request.url` and in `sql.url`.
+//
+// A user records a `String` with `?`, as tracing users often do:
+// `info_span!("call", otel.kind = "client", url.full = ?url)` or
+// `db.connection_string = ?conn`. tracing records the Debug text, the URL in
+// double quotes. README, `url.full` row: "`http.request.url`: scheme, host,
+// port and path only (user info, query and fragment are never sent)";
+// `db.connection_string` row: "passwords removed: URL user info, ...". The
+// quote before the scheme makes the URL unrecognized (src/fields/conventions.rs
+// `url_authority` requires the text to start with a scheme): the document
+// has `"url":"\"https://svc:S3CR3T-xyz@api.example.com/v1/items\""` and
+// `"sql":{"url":"\"postgres://app:S3CR3T-xyz@db.internal:5432/orders\""}`.
+// (Error texts do find a quoted URL: `without_url_secrets` does.)
+// ---------------------------------------------------------------------------
+#[test]
+fn a_url_recorded_with_debug_loses_its_user_info() {
+    let url = format!("https://svc:{SECRET}@api.example.com/v1/items");
+    let docs = sent(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                info_span!("call", otel.kind = "client", http.request.method = "GET", url.full = ?url)
+                    .in_scope(|| {});
+            });
+        },
+    );
+    assert_no_secret("url.full = ?String", &docs);
+}
+
+#[test]
+fn a_connection_string_recorded_with_debug_loses_its_password() {
+    let conn = format!("postgres://app:{SECRET}@db.internal:5432/orders");
+    let docs = sent(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                info_span!("query", db.system = "postgresql", db.connection_string = ?conn)
+                    .in_scope(|| {});
+            });
+        },
+    );
+    assert_no_secret("db.connection_string = ?String", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// Finding 6 (claimed). A connection URL (or `url.full`) with leading
+// whitespace keeps its user info.
+//
+// A user records a connection string read from configuration that starts
+// with a space or a tab (`DATABASE_URL: " postgres://…"`, a folded YAML
+// value); drivers accept it (the `url` crate, under sqlx and most Rust
+// clients, strips leading spaces and control characters). README,
+// `db.connection_string` row: "passwords removed: URL user info, ...", and
+// `url.full` row: "user info, query and fragment are never sent". With the
+// leading space the scheme is not at the start, so nothing is removed:
+// `"sql":{"url":" postgres://app:S3CR3T-xyz@db.internal:5432/orders"}`, and
+// `url.full` is sent as given up to its `?`.
+// ---------------------------------------------------------------------------
+#[test]
+fn a_connection_url_with_leading_whitespace_loses_its_password() {
+    let spaced = format!(" postgres://app:{SECRET}@db.internal:5432/orders");
+    let tabbed = format!("\tmysql://app:{SECRET}@db.internal:3306/orders");
+    let docs = sent(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                info_span!(
+                    "q1",
+                    db.system = "postgresql",
+                    db.connection_string = spaced.as_str()
+                )
+                .in_scope(|| {});
+                info_span!(
+                    "q2",
+                    db.system = "mysql",
+                    db.connection_string = tabbed.as_str()
+                )
+                .in_scope(|| {});
+            });
+        },
+    );
+    assert_no_secret("db.connection_string with leading whitespace", &docs);
+}
+
+#[test]
+fn a_full_url_with_leading_whitespace_loses_its_user_info() {
+    let url = format!(" https://svc:{SECRET}@api.example.com/v1/items");
+    let docs = sent(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                info_span!(
+                    "call",
+                    otel.kind = "client",
+                    http.request.method = "GET",
+                    url.full = url.as_str()
+                )
+                .in_scope(|| {});
+            });
+        },
+    );
+    assert_no_secret("url.full with leading whitespace", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// Finding 7 (expected; the README lists JDBC-style forms but not this one by
+// name). MySQL Connector/J's documented "address-equals" and "key-value"
+// host forms keep their `password=`.
+//
+// A user records a Connector/J URL as `db.connection_string`:
+// `jdbc:mysql://address=(host=h)(port=3306)(user=u)(password=…)/db` or
+// `jdbc:mysql://(host=h,port=3306,user=u,password=…)/db` (both in MySQL's
+// Connector/J documentation, "Connection URL Syntax"). README,
+// `db.connection_string` row: "passwords removed: URL user info,
+// `password`/`pwd`/`token`/… query parameters, `Password=`/`Pwd=` pairs,
+// ...". A `password=` property is removed in every other JDBC syntax tested
+// (query, `;` properties), but here it is sent whole in `sql.url`.
+// ---------------------------------------------------------------------------
+#[test]
+fn connector_j_host_forms_lose_their_password() {
+    let address = format!(
+        "jdbc:mysql://address=(host=db.internal)(port=3306)(user=app)(password={SECRET})/orders"
+    );
+    let key_value =
+        format!("jdbc:mysql://(host=db.internal,port=3306,user=app,password={SECRET})/orders");
+    let docs = sent(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                info_span!(
+                    "q1",
+                    db.system = "mysql",
+                    db.connection_string = address.as_str()
+                )
+                .in_scope(|| {});
+                info_span!(
+                    "q2",
+                    db.system = "mysql",
+                    db.connection_string = key_value.as_str()
+                )
+                .in_scope(|| {});
+            });
+        },
+    );
+    assert_no_secret("Connector/J address-equals / key-value forms", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// Finding 8 (expected). An error logged with its `Debug`
+// (`#[instrument(err(Debug))]`) that holds a `url::Url` (reqwest's `Url`)
+// keeps the URL's password and query in the exception's message.
+//
+// `url::Url`'s `Debug` is a struct, not the URL's text: `Url { scheme:
+// "https", ..., username: "svc", password: Some("…"), ..., query:
+// Some("token=…"), ... }` (url 2.5, src/lib.rs `impl fmt::Debug for Url`,
+// reproduced here since `url` is no dev-dependency). README, errors row:
+// "every message without a URL's user info, query or fragment, which an
+// error's text often quotes". The message goes out unchanged in
+// `cause.exceptions[0].message`. (The same struct text recorded as
+// `url.full = ?request.url()` goes into `http.request.url` whole.)
+// ---------------------------------------------------------------------------
+struct UrlLike;
+
+impl fmt::Debug for UrlLike {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Url")
+            .field("scheme", &"https")
+            .field("cannot_be_a_base", &false)
+            .field("username", &"svc")
+            .field("password", &Some(SECRET))
+            .field("host", &Some(format_args!("Domain(\"api.example.com\")")))
+            .field("port", &None::<u16>)
+            .field("path", &"/v1/items")
+            .field("query", &Some(format!("token={SECRET}")))
+            .field("fragment", &None::<&str>)
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+#[allow(dead_code)]
+struct FetchError {
+    url: UrlLike,
+    status: u16,
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "fetch failed with {}", self.status)
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+#[tracing::instrument(err(Debug))]
+fn fetch_debug() -> Result<(), FetchError> {
+    Err(FetchError {
+        url: UrlLike,
+        status: 503,
+    })
+}
+
+#[test]
+fn an_error_debug_holding_a_url_loses_its_password() {
+    let docs = sent(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                let _ = fetch_debug();
+            });
+        },
+    );
+    assert_no_secret("#[instrument(err(Debug))] with a url::Url", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// Pinned, passes: forms checked that hold (a sample of the table-driven
+// search; each value through `db.connection_string`, `messaging.url`,
+// `url.full`, the error fields and events, with `with_indexed_fields` and
+// `span.record`).
+// ---------------------------------------------------------------------------
+#[test]
+fn pinned_common_connection_string_forms_lose_their_passwords() {
+    let forms = [
+        "postgres://app:{S}@db:5432/orders",
+        "redis://:{S}@cache:6379/0",
+        "https://app:p%40{S}@host/",
+        "https://app:p@{S}@host/",
+        "https://app:p/{S}@host/",
+        "https://app:p#{S}@host/",
+        "https://app:{S}@[::1]:8080/p",
+        "mongodb+srv://app:{S}@cluster0.example.net/db?authSource=admin",
+        "jdbc:postgresql://h/db?user=u&password={S}&ssl=true",
+        "jdbc:sqlserver://h:1433;user=u;password={S};encrypt=true",
+        "jdbc:oracle:thin:u/{S}@//h:1521/svc",
+        "u/{S}@(DESCRIPTION=(ADDRESS=(PROTOCOL=TCP)(HOST=h)(PORT=1521)))",
+        "Server=h;Uid=u;Pwd={a;{S}};",
+        "Password=\"a;{S}\";Server=h",
+        "Server=h; Password = {S} ; Database=d",
+        "host=h password='sec ret {S}' dbname=d",
+        "host=h password='it\\'s {S}' dbname=d",
+        "host=h\npassword={S}",
+        "DefaultEndpointsProtocol=https;AccountName=a;AccountKey={S};EndpointSuffix=core.windows.net",
+        "BlobEndpoint=https://a.blob.core.windows.net/;SharedAccessSignature=sv=2020&sig={S}",
+        "Provider=Microsoft.Jet.OLEDB.4.0;Data Source=a.mdb;Jet OLEDB:Database Password={S};",
+        "u:{S}@tcp(h:3306)/db",
+        "https://host/p?X-Amz-Security-Token={S}",
+    ];
+    let values: Vec<String> = forms.iter().map(|f| f.replace("{S}", SECRET)).collect();
+    let docs = sent(
+        |b| b,
+        || {
+            for v in &values {
+                info_span!("request").in_scope(|| {
+                    info_span!(
+                        "q",
+                        db.system = "postgresql",
+                        db.connection_string = v.as_str()
+                    )
+                    .in_scope(|| {});
+                });
+            }
+        },
+    );
+    assert_no_secret("common connection string forms", &docs);
+}
