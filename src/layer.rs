@@ -971,7 +971,8 @@ fn path_of_url(url: &str) -> &str {
 /// `Debug` under the span's extensions lock), leaving the lock poisoned, and
 /// the registry's `extensions()` panics on a poisoned lock. Escaping a
 /// destructor the unwinding runs (a span's guard, a span), that second
-/// panic would abort the process; caught, it costs the span, said once.
+/// panic would abort the process; caught, it costs the span, said once. (So
+/// does a recorded value's `Debug` that panics during an unwinding.)
 #[cold]
 #[inline(never)]
 fn while_unwinding(f: impl FnOnce()) {
@@ -987,9 +988,9 @@ fn lost_to_a_poisoned_lock_once() {
     static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !SAID.swap(true, Ordering::Relaxed) {
         eprintln!(
-            "tracing-xray: a span could not be read while a panic unwound (its lock was \
-             poisoned by that panic, in other code that held it): its X-Ray data is lost \
-             (this is said once)"
+            "tracing-xray: a span could not be recorded while a panic unwound (a second \
+             panic, caught: a lock of the span that the first one poisoned in other code, or \
+             a recorded value's `Debug`): its X-Ray data is lost (this is said once)"
         );
     }
 }
