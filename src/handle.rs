@@ -97,6 +97,11 @@ pub struct Stats {
     /// Events not recorded because a span already had the maximum (only
     /// with [`crate::Builder::with_events`]).
     pub events_dropped: u64,
+    /// Spans whose data could not be read as they closed, and were lost: a
+    /// panic in other code (another layer's: `fmt` formats a value given to
+    /// `span.record` under the span's lock) poisoned the span's lock. A
+    /// root takes its trace's finished spans with it.
+    pub spans_lost: u64,
 }
 
 /// The counters behind [`Stats`]. Those the application threads write for
@@ -131,6 +136,7 @@ pub(crate) struct Counters {
     pub(crate) annotations_demoted: AtomicU64,
     pub(crate) exceptions_dropped: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
+    pub(crate) spans_lost: AtomicU64,
     /// Traces counted in `traces_queued` that were dropped after all (queued
     /// behind a shutdown, or failed to serialize): [`Stats::traces_queued`]
     /// is the difference. Apart, so that both only ever grow, and a reader
@@ -174,6 +180,7 @@ impl Counters {
             annotations_demoted: get(&self.annotations_demoted),
             exceptions_dropped: get(&self.exceptions_dropped),
             events_dropped: get(&self.events_dropped),
+            spans_lost: get(&self.spans_lost),
         }
     }
 }

@@ -981,16 +981,26 @@ fn while_unwinding(f: impl FnOnce()) {
     }
 }
 
-/// Says once, on standard error, that a span was lost in an unwinding (see
-/// [`while_unwinding`]); the panic hook has printed the panic itself.
+/// Counts a span [`XrayLayer::on_close`] could not read, and says so once.
+#[cold]
+#[inline(never)]
+fn span_lost(inner: &LayerInner) {
+    Counters::add(&inner.counters.spans_lost, 1);
+    lost_to_a_poisoned_lock_once();
+}
+
+/// Says once, on standard error, that a span was lost (see
+/// [`while_unwinding`], [`XrayLayer::on_close`]); the panic hook has printed
+/// the panic itself.
 #[cold]
 fn lost_to_a_poisoned_lock_once() {
     static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !SAID.swap(true, Ordering::Relaxed) {
         eprintln!(
-            "tracing-xray: a span could not be recorded while a panic unwound (a second \
-             panic, caught: a lock of the span that the first one poisoned in other code, or \
-             a recorded value's `Debug`): its X-Ray data is lost (this is said once)"
+            "tracing-xray: a span's data could not be read or recorded (a panic, caught: a \
+             lock of the span that a panic in other code poisoned, or a recorded value's \
+             `Debug` during an unwinding): its X-Ray data is lost, counted in \
+             `stats().spans_lost` when it closes (this is said once)"
         );
     }
 }
@@ -1435,15 +1445,16 @@ where
         }
     }
 
+    /// Always under `catch_unwind`: a span whose lock another layer's panic
+    /// poisoned (see [`while_unwinding`]) may close during that unwinding,
+    /// or later, once the application has caught the panic; reading its
+    /// data then panics, which must reach neither the application nor a
+    /// destructor. The span is lost, counted (`Stats::spans_lost`).
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        // Switched off: nothing to guard (and no frame set up).
-        if self.inner.is_none() {
-            return;
+        let Some(inner) = &self.inner else { return };
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.close(id, ctx))).is_err() {
+            span_lost(inner);
         }
-        if std::thread::panicking() {
-            return while_unwinding(|| self.close(id, ctx));
-        }
-        self.close(id, ctx);
     }
 
     // SAFETY: the pointers returned point to fields of `self` (or `self`

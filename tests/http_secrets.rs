@@ -165,3 +165,43 @@ fn an_http_exporter_endpoints_secrets_stay_out_of_errors_and_debug() {
         "the endpoint's secret is in Debug / error text: {leaked:#?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Found by a review of this stop's fixes: An HTTP exporter endpoint written
+// without its scheme shows its
+// user info in the builder's `Debug` and in `InvalidEndpoint`.
+//
+// A user forgets the scheme of an endpoint holding credentials (a proxy in
+// front of the X-Ray API): `with_endpoint("AKIDEXAMPLE:…@xray-proxy.internal:
+// 2000")`. `build` rightly refuses it ("the scheme must be https://"), but
+// the error's text, and the builder's `Debug`, quote the endpoint whole,
+// password included: `plain_url` removes user info only after a
+// `scheme://` (the same for a typo as `https:/u:p@h` or `//u:p@h`). README,
+// "Sending": "Secrets never appear in `Debug` output, errors or `tracing`
+// logs"; src/export/http.rs `validate_endpoint`: "an endpoint refused for
+// holding a secret must not put it in the application's logs".
+// ---------------------------------------------------------------------------
+#[test]
+fn an_endpoint_without_a_scheme_keeps_its_secret_out_of_debug_and_errors() {
+    const SECRET: &str = "S3CR3T-xyz";
+    let endpoint = format!("AKIDEXAMPLE:{SECRET}@xray-proxy.internal:2000");
+    let builder = tracing_xray::export::HttpExporter::builder()
+        .with_region("us-east-1")
+        .with_endpoint(endpoint)
+        .with_static_credentials(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            None,
+        );
+    let mut texts = vec![format!("{builder:?}")];
+    let err = builder
+        .build()
+        .expect_err("an endpoint without a scheme is refused");
+    texts.push(format!("{err}"));
+    texts.push(format!("{err:?}"));
+    let leaked: Vec<&String> = texts.iter().filter(|t| t.contains(SECRET)).collect();
+    assert!(
+        leaked.is_empty(),
+        "the endpoint's secret is in Debug / error text: {leaked:#?}"
+    );
+}

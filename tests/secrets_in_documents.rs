@@ -481,3 +481,134 @@ fn pinned_common_connection_string_forms_lose_their_passwords() {
     );
     assert_no_secret("common connection string forms", &docs);
 }
+
+// ---------------------------------------------------------------------------
+// Found by a review of this stop's fixes: A `url::Url` in an error's pretty
+// `Debug` (`{:#?}`) keeps its
+// password and query, in the exception and in the events.
+//
+// A user logs a failure with the pretty `Debug` of a value holding a URL, as
+// `error!("request failed: {:#?}", err)` (reqwest 0.11's error holds a
+// `url::Url`; here a struct whose `Debug` is exactly `url::Url`'s). README,
+// the errors row: every exception message is "without a URL's user info,
+// query or fragment ... (its `Debug` too: a `url::Url` in it, as in reqwest's
+// error, loses its user name, password, query and fragment)". What happens:
+// `without_url_struct_secrets` (src/fields/conventions.rs) only knows the
+// one-line form `Url { scheme: ` and each field's value up to `, password: `
+// etc.; the alternate form (`Url {\n    scheme: "https",\n ... password:
+// Some(\n        "…",\n    ),`) goes out whole: `cause.exceptions[0].message`
+// and `metadata.tracing.events[0].message` hold the password and the query.
+// ---------------------------------------------------------------------------
+
+/// Formats exactly as `url::Url`'s `Debug` does.
+struct LikeUrl;
+
+impl fmt::Debug for LikeUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// `url::Host`'s `Debug`.
+        struct Domain(&'static str);
+        impl fmt::Debug for Domain {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_tuple("Domain").field(&self.0).finish()
+            }
+        }
+        f.debug_struct("Url")
+            .field("scheme", &"https")
+            .field("cannot_be_a_base", &false)
+            .field("username", &"svc")
+            .field("password", &Some(SECRET))
+            .field("host", &Some(Domain("api.example.com")))
+            .field("port", &None::<u16>)
+            .field("path", &"/v1/items")
+            .field("query", &Some(format!("sig={SECRET}")))
+            .field("fragment", &None::<&str>)
+            .finish()
+    }
+}
+
+#[test]
+fn a_urls_pretty_debug_in_an_error_loses_its_password_and_query() {
+    // (Control: the one-line form loses them.)
+    let one_line = capture_documents(
+        |b| b.with_events(true),
+        || {
+            info_span!("request").in_scope(|| {
+                tracing::error!("request failed: {:?}", LikeUrl);
+            });
+        },
+    );
+    assert_no_secret("error!(\"{:?}\", url)", &one_line.raw);
+
+    let pretty = capture_documents(
+        |b| b.with_events(true),
+        || {
+            info_span!("request").in_scope(|| {
+                tracing::error!("request failed: {:#?}", LikeUrl);
+            });
+        },
+    );
+    assert_no_secret("error!(\"{:#?}\", url)", &pretty.raw);
+}
+
+// ---------------------------------------------------------------------------
+// Found by a review of this stop's fixes: `url.full` recorded with `?` from an
+// `Option<String>` keeps its
+// user info in `http.request.url`.
+//
+// A user records the URL of a client call from an optional value with the
+// `Debug` sigil: `info_span!("call", otel.kind = "client", url.full =
+// ?self.url)` where `url: Option<String>`: its `Debug` is
+// `Some("https://svc:…@api.example.com/x")`. README, the `url.full` row:
+// "`http.request.url`: scheme, host, port and path only (user info, query and
+// fragment are never sent, after blanks, quoted, or as a `url::Url`'s
+// `Debug` too ...)". The quoted form is handled only at the very start of the
+// value (`url_authority` skips blanks and `"` only); after `Some(` the scheme
+// check fails, `plain_url` finds no authority and keeps everything before the
+// `?`: `"url": "Some(\"https://svc:S3CR3T-xyz@api.example.com/x\")"`. (An
+// `Option<url::Url>` is fine: its `Url { .. }` is found anywhere.)
+// ---------------------------------------------------------------------------
+#[test]
+fn an_optional_url_full_recorded_with_debug_loses_its_user_info() {
+    let url = Some(format!("https://svc:{SECRET}@api.example.com/x"));
+    let c = capture_documents(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                info_span!("call", otel.kind = "client", url.full = ?url).in_scope(|| {});
+            });
+        },
+    );
+    assert_no_secret("url.full = ?Some(String)", &c.raw);
+}
+
+// ---------------------------------------------------------------------------
+// Found by a review of this stop's fixes (minor): A quoted `url.full` (a
+// `String` recorded with `?`) gives
+// an `http.request.url` with the quotes in it.
+//
+// A user records `url.full = ?url` with `url: String`, which 04ca02b
+// handles for the user info. README, the `url.full` row: "`http.request.url`:
+// scheme, host, port and path only (... after blanks, quoted, ...)". What is
+// sent: `"url": "\"https://api.example.com/v1\""`, the `Debug`'s quotes
+// kept around the URL (with a query, only the opening one:
+// `"\"https://api.example.com/v1`), so the console shows, groups and filters
+// on a URL that no other span of the service has; the subsegment's name,
+// from the same value, is right (`api.example.com`).
+// ---------------------------------------------------------------------------
+#[test]
+fn a_quoted_url_full_gives_a_url_without_the_quotes() {
+    let c = capture_documents(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                let url = String::from("https://api.example.com/v1?page=2");
+                info_span!("call", otel.kind = "client", url.full = ?url).in_scope(|| {});
+            });
+        },
+    );
+    let call = common::node(&c.docs, "api.example.com");
+    assert_eq!(
+        call["http"]["request"]["url"], "https://api.example.com/v1",
+        "{call:#}"
+    );
+}

@@ -846,13 +846,7 @@ impl fmt::Debug for HttpExporterBuilder {
             .field("region", &self.region)
             // Without its user info, query and fragment (`build` refuses
             // them): a secret written there never reaches a log.
-            .field(
-                "endpoint",
-                &self
-                    .endpoint
-                    .as_deref()
-                    .map(crate::fields::conventions::plain_url),
-            )
+            .field("endpoint", &self.endpoint.as_deref().map(endpoint_shown))
             .field("credentials", &self.credentials)
             .field("settings", &self.settings)
             .finish()
@@ -1150,10 +1144,19 @@ fn dns_suffix(region: &str) -> &'static str {
 
 /// `scheme://host[:port]`, without a trailing slash; `http` or `https`, no
 /// path, query or user info.
+/// An endpoint as errors and `Debug` show it: without its user info, query
+/// and fragment (`build` refuses them), even when it has no scheme
+/// (`key:secret@host`): a secret written there must never reach a log.
+fn endpoint_shown(url: &str) -> String {
+    let plain = crate::fields::conventions::plain_url(url);
+    match plain.rfind('@') {
+        Some(at) => format!("…@{}", &plain[at + 1..]),
+        None => plain.into_owned(),
+    }
+}
+
 fn validate_endpoint(url: &str) -> Result<String, HttpExporterError> {
-    // Quoted without its user info, query and fragment: an endpoint refused
-    // for holding a secret must not put it in the application's logs.
-    let shown = crate::fields::conventions::plain_url(url);
+    let shown = endpoint_shown(url);
     let invalid = |why: &str| HttpExporterError::InvalidEndpoint(format!("{shown:?}: {why}"));
     let trimmed = url.trim().trim_end_matches('/');
     let uri: ureq::http::Uri = trimmed.parse().map_err(|_| invalid("not a URL"))?;

@@ -683,23 +683,40 @@ fn is_secret_key(key: &str) -> bool {
     ENDS.iter().any(|end| name.ends_with(end)) || name == "sig"
 }
 
-/// The authority of `scheme://authority/path?query#fragment` (the scheme
-/// may hold `:`, as in `jdbc:mysql://`), if `s` starts with a scheme: after
-/// blanks (a value read from a configuration file: URL parsers skip them
-/// too) or a double quote (a `String` recorded with `?`, its `Debug`), if
-/// any.
-fn url_authority(s: &str) -> Option<Range<usize>> {
-    let sep = s.find("://")?;
-    let lead = s.len()
-        - s.trim_start_matches(|c: char| c.is_whitespace() || c == '"')
-            .len();
-    let scheme_ok = sep > lead
-        && s[lead..sep]
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.' | b':'));
-    if !scheme_ok {
+/// Where the URL of `s` starts, its `://` at `sep`: at its scheme (which
+/// may hold `:`, as in `jdbc:mysql://`), when nothing but a wrapping comes
+/// before it: blanks (a value read from a configuration file: URL parsers
+/// skip them too), a quote (a `String` recorded with `?`, its `Debug`), or
+/// a variant's name and its parenthesis (`Some("…")`, an `Option<String>`
+/// recorded with `?`).
+fn url_start(s: &str, sep: usize) -> Option<usize> {
+    let is_scheme = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.' | b':');
+    let b = s.as_bytes();
+    let mut start = sep;
+    while start > 0 && is_scheme(b[start - 1]) {
+        start -= 1;
+    }
+    // A scheme starts with a letter; `:` only joins two of its names.
+    while start < sep && !b[start].is_ascii_alphabetic() {
+        start += 1;
+    }
+    if start == sep || b[sep - 1] == b':' {
         return None;
     }
+    let wrapping = s[..start].trim_start();
+    let wrapping = wrapping.strip_suffix(['"', '\'']).unwrap_or(wrapping);
+    let wrapping = match wrapping.strip_suffix('(') {
+        Some(name) => name.trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_'),
+        None => wrapping,
+    };
+    wrapping.is_empty().then_some(start)
+}
+
+/// The authority of `scheme://authority/path?query#fragment`, if `s` is a
+/// URL (see [`url_start`] for what may wrap it).
+fn url_authority(s: &str) -> Option<Range<usize>> {
+    let sep = s.find("://")?;
+    url_start(s, sep)?;
     let start = sep + 3;
     let end_from = |from: usize| {
         s[from..]
@@ -714,7 +731,8 @@ fn url_authority(s: &str) -> Option<Range<usize>> {
     // database's URL, where that `@` is its path's.) An empty "port" is a
     // password that starts with one of them (`u:/pass@h`).
     let authority = &s[start..end];
-    if !authority.starts_with('[') && !authority.contains('@') && !is_file_scheme(s) {
+    let url = &s[url_start(s, sep).unwrap_or(0)..];
+    if !authority.starts_with('[') && !authority.contains('@') && !is_file_scheme(url) {
         let not_a_port = authority.split_once(':').is_some_and(|(user, rest)| {
             let port = rest.split(';').next().unwrap_or(rest);
             !user.contains(';') && (port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()))
@@ -760,6 +778,18 @@ pub(crate) fn plain_url(url: &str) -> Cow<'_, str> {
         }
         return Cow::Borrowed(&url[..end(0)]);
     };
+    // A wrapped URL (`"https://…"`, `Some("https://…")`): the URL alone,
+    // to the quote, blank or parenthesis after it.
+    let start = url
+        .find("://")
+        .and_then(|sep| url_start(url, sep))
+        .unwrap_or(0);
+    if start > 0 {
+        let close = url[authority.end..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ')'))
+            .map_or(url.len(), |i| authority.end + i);
+        return Cow::Owned(plain_url(&url[start..close]).into_owned());
+    }
     let end = end(authority.end);
     match url[authority.clone()].rfind('@') {
         Some(at) => {
@@ -784,46 +814,69 @@ pub(crate) fn without_url_secrets(text: &str) -> Cow<'_, str> {
 }
 
 /// The `Debug` of a `url::Url` (a struct, not the URL's text: what the
-/// `Debug` of an HTTP client's error holds, reqwest's among them) without
-/// its user name, password, query and fragment. Its fields come in one
-/// order: each value runs to the next field's name (`password`'s to `, host:
-/// `), the fragment's to the `)` that closes its `Some(`, before the
-/// struct's ` }`, or to the end of the text.
+/// `Debug` of an HTTP client's error holds, reqwest's among them), on one
+/// line or pretty-printed (`{:#?}`), without its user name, password, query
+/// and fragment. Its fields come in one order, each looked for only up to
+/// the next `Url {` (linear in the length, whatever the text); a value read
+/// as written (`None`, `"…"`, `Some("…")`), or, escaped once more (a `Url`
+/// in a string in a `Debug`), up to the next field's name.
 fn without_url_struct_secrets(text: &str) -> Cow<'_, str> {
-    const MARK: &str = "Url { scheme: ";
+    const MARK: &str = "Url {";
     if !text.contains(MARK) {
         return Cow::Borrowed(text);
     }
-    const FIELDS: [(&str, Option<&str>, &str); 4] = [
-        ("username: ", Some(", password: "), "\"\""),
-        ("password: ", Some(", host: "), "None"),
-        ("query: ", Some(", fragment: "), "None"),
-        ("fragment: ", None, "None"),
+    const FIELDS: [(&str, &str, &str); 4] = [
+        ("username: ", "password: ", "\"\""),
+        ("password: ", "host: ", "None"),
+        ("query: ", "fragment: ", "None"),
+        ("fragment: ", "}", "None"),
     ];
     let mut cuts: Vec<(Range<usize>, &str)> = Vec::new();
-    let mut from = 0;
-    while let Some(at) = text[from..].find(MARK).map(|i| from + i) {
-        let mut pos = at + MARK.len();
+    let mut next_mark = text.find(MARK);
+    while let Some(at) = next_mark {
+        let body = at + MARK.len();
+        next_mark = text[body..].find(MARK).map(|i| body + i);
+        let window = body..next_mark.unwrap_or(text.len());
+        // After blanks, or `\n` escaped once more.
+        let mut body = &text[window.clone()];
+        loop {
+            let rest = body.trim_start();
+            let rest = rest.strip_prefix("\\n").unwrap_or(rest);
+            if rest.len() == body.len() {
+                break;
+            }
+            body = rest;
+        }
+        if !body.starts_with("scheme: ") {
+            continue;
+        }
+        let mut pos = window.start;
         for (name, next, empty) in FIELDS {
-            let Some(start) = text[pos..].find(name).map(|i| pos + i + name.len()) else {
+            let Some(start) = text[pos..window.end]
+                .find(name)
+                .map(|i| pos + i + name.len())
+            else {
                 break;
             };
-            let end = match next {
-                Some(next) => text[start..].find(next).map(|i| start + i),
-                None if text[start..].starts_with("None") => Some(start + 4),
-                None => Some(
-                    text[start..]
-                        .find(") }")
-                        .map_or(text.len(), |i| start + i + 1),
-                ),
-            };
-            let Some(end) = end else { break };
-            if &text[start..end] != empty {
+            let end = debug_value_end(&text[start..window.end])
+                .map(|len| start + len)
+                .or_else(|| {
+                    let rest = &text[start..window.end];
+                    let i = rest.find(next)?;
+                    // Back over the separator before the next name.
+                    Some(
+                        start
+                            + rest[..i]
+                                .trim_end_matches([' ', '\n', ',', '\t', '\\', 'n'])
+                                .len(),
+                    )
+                })
+                .unwrap_or(window.end);
+            if text[start..end] != *empty {
                 cuts.push((start..end, empty));
             }
             pos = end;
         }
-        from = pos.max(at + MARK.len());
     }
     if cuts.is_empty() {
         return Cow::Borrowed(text);
@@ -837,6 +890,41 @@ fn without_url_struct_secrets(text: &str) -> Cow<'_, str> {
     }
     out.push_str(&text[kept..]);
     Cow::Owned(out)
+}
+
+/// The length of the `Debug` value `s` starts with: `None`, a string
+/// (`"…"`, its escapes skipped), or `Some(` one of them `)`, blanks and a
+/// trailing comma allowed inside (`{:#?}`); `None` when it is none of them.
+fn debug_value_end(s: &str) -> Option<usize> {
+    fn string_end(s: &str) -> Option<usize> {
+        let b = s.as_bytes();
+        if b.first() != Some(&b'"') {
+            return None;
+        }
+        let mut i = 1;
+        while i < b.len() {
+            match b[i] {
+                b'\\' => i += 2,
+                b'"' => return Some(i + 1),
+                _ => i += 1,
+            }
+        }
+        None
+    }
+    if s.starts_with("None") {
+        return Some(4);
+    }
+    if let Some(inner) = s.strip_prefix("Some(") {
+        let blank = inner.len() - inner.trim_start().len();
+        let len = string_end(&inner[blank..])?;
+        let after = &inner[blank + len..];
+        let after_trimmed = after.trim_start_matches(|c: char| c.is_whitespace() || c == ',');
+        let skipped = after.len() - after_trimmed.len();
+        return after_trimmed
+            .starts_with(')')
+            .then_some("Some(".len() + blank + len + skipped + 1);
+    }
+    string_end(s)
 }
 
 /// [`without_url_secrets`] for URLs written as text.
@@ -3056,6 +3144,54 @@ mod tests {
         let text = "a://u:hunter@b,".repeat(1 << 16);
         let out = without_url_secrets(&text);
         assert_eq!(out, "a://b,".repeat(1 << 16));
+    }
+
+    #[test]
+    fn url_structs_in_one_text_are_linear() {
+        // Each `Url {` looked for its fields to the end of the text before.
+        let text = "Url { scheme: x".repeat(1 << 16);
+        assert!(matches!(without_url_secrets(&text), Cow::Borrowed(_)));
+        let text = "Url { scheme: \"x\", username: \"u\", password: Some(\"p\"), host: None, \
+                    query: None, fragment: None } "
+            .repeat(1 << 12);
+        let plain = "Url { scheme: \"x\", username: \"\", password: None, host: None, \
+                     query: None, fragment: None } "
+            .repeat(1 << 12);
+        assert_eq!(without_url_secrets(&text), plain);
+    }
+
+    #[test]
+    fn wrapped_urls_are_plain_urls() {
+        for url in [
+            " https://u:hunter@h:1/p?q=1#f",
+            "\t\"https://u:hunter@h:1/p?q=1\"",
+            "Some(\"https://u:hunter@h:1/p\")",
+            "Some(https://u:hunter@h:1/p)",
+            "'https://u:hunter@h:1/p'",
+        ] {
+            assert_eq!(plain_url(url), "https://h:1/p", "{url:?}");
+        }
+        // Not a wrapping: left as it was.
+        for text in ["x=https://u@h/p", "see https://h/p", "1https://h/p"] {
+            assert!(url_authority(text).is_none(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_pretty_printed_url_debug_struct_loses_its_secrets() {
+        let secret = "Url {\n    scheme: \"https\",\n    cannot_be_a_base: false,\n    \
+                      username: \"app\",\n    password: Some(\n        \"hunter\",\n    ),\n    \
+                      host: Some(\n        Domain(\n            \"h\",\n        ),\n    ),\n    \
+                      port: None,\n    path: \"/p\",\n    query: Some(\n        \"token=hunter\",\n    \
+                      ),\n    fragment: Some(\n        \"hunter\",\n    ),\n}";
+        let out = without_url_secrets(secret);
+        assert!(!out.contains("hunter") && !out.contains("app"), "{out}");
+        assert!(out.contains("password: None,\n    host: Some("), "{out}");
+        // Escaped once more (a `Url` in a string in a `Debug`): cut to the
+        // next field's name.
+        let escaped = secret.replace('"', "\\\"").replace('\n', "\\n");
+        let out = without_url_secrets(&escaped);
+        assert!(!out.contains("hunter") && !out.contains("app"), "{out}");
     }
 
     #[test]
