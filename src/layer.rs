@@ -1311,14 +1311,20 @@ impl XrayLayer {
                 return;
             };
             let facade_child = data.ancestry.parent_is_facade();
+            let root_child = data.parent_seg.is_some() && data.parent_seg == trace.root;
             let (held, held_bytes) = trace.push(data);
             if facade_child
                 || held > inner.max_held
                 || held_bytes > inner.max_held_bytes
-                || trace.is_sealed()
+                || (root_child && trace.is_sealed())
             {
                 // Lambda: the function segment is Lambda's, so a top-level
-                // subtree leaves as soon as it ends. Otherwise a long-lived
+                // subtree leaves as soon as it ends; so does one of a
+                // segment sent with its response (made before it was
+                // sent; one made after has a buffer of its own, as in
+                // Lambda). Streaming at every span's end would sort again,
+                // each time, the spans held back for the AWS SDK calls in
+                // flight: a cost growing with them. Otherwise a long-lived
                 // root streams what it holds instead of growing.
                 trace.stream(
                     inner.spare_buffer(),

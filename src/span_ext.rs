@@ -206,9 +206,9 @@ impl XraySpanExt for tracing::Span {
 /// so that work the request spawned in its span (`in_current_span`), which
 /// keeps the span open, neither stretches the request's time nor holds its
 /// segment back: a root's segment is sent now ([`LayerInner::seal`]), and
-/// the spawned work's spans follow as they end, subsegments of it, drawn
-/// past its end as in the X-Ray SDKs. Nothing for a span of an unsampled
-/// trace.
+/// the spawned work's spans follow, subsegments of it, drawn past its end
+/// as in the X-Ray SDKs: each span made in the root's span as it ends, with
+/// its subtree. Nothing for a span of an unsampled trace.
 ///
 /// [`LayerInner::seal`]: crate::layer::LayerInner::seal
 #[cfg(feature = "tower")]
