@@ -981,7 +981,7 @@ fn while_unwinding(f: impl FnOnce()) {
     }
 }
 
-/// Counts a span [`XrayLayer::on_close`] could not read, and says so once.
+/// Counts a span `XrayLayer::on_close` could not read, and says so once.
 #[cold]
 #[inline(never)]
 fn span_lost(inner: &LayerInner) {
@@ -990,7 +990,7 @@ fn span_lost(inner: &LayerInner) {
 }
 
 /// Says once, on standard error, that a span was lost (see
-/// [`while_unwinding`], [`XrayLayer::on_close`]); the panic hook has printed
+/// [`while_unwinding`], `XrayLayer::on_close`); the panic hook has printed
 /// the panic itself.
 #[cold]
 fn lost_to_a_poisoned_lock_once() {
@@ -1451,11 +1451,11 @@ where
         }
     }
 
-    /// Always under `catch_unwind`: a span whose lock another layer's panic
-    /// poisoned (see [`while_unwinding`]) may close during that unwinding,
-    /// or later, once the application has caught the panic; reading its
-    /// data then panics, which must reach neither the application nor a
-    /// destructor. The span is lost, counted (`Stats::spans_lost`).
+    // Always under `catch_unwind`: a span whose lock another layer's panic
+    // poisoned (see `while_unwinding`) may close during that unwinding, or
+    // later, once the application has caught the panic; reading its data
+    // then panics, which must reach neither the application nor a
+    // destructor. The span is lost, counted (`Stats::spans_lost`).
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let Some(inner) = &self.inner else { return };
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.close(id, ctx))).is_err() {
