@@ -465,10 +465,12 @@ where
 {
     inner.unsampled_child(id);
     if mark || inner.shares_subscriber.load(Ordering::Relaxed) {
-        let mut ext = span.extensions_mut();
-        if ext.get_mut::<UnsampledOf>().is_none() {
-            ext.insert(UnsampledOf(inner.tag));
-        }
+        unless_poisoned(|| {
+            let mut ext = span.extensions_mut();
+            if ext.get_mut::<UnsampledOf>().is_none() {
+                ext.insert(UnsampledOf(inner.tag));
+            }
+        });
     }
 }
 
@@ -573,7 +575,13 @@ where
     let mut ancestor = parent?;
     loop {
         {
-            let ext = ancestor.extensions();
+            // A lock another layer's panic poisoned (the application having
+            // caught it) is read in vain: the new span is not traced, as
+            // below a marked span.
+            let Some(ext) = unless_poisoned(|| ancestor.extensions()) else {
+                walk.marked = true;
+                return None;
+            };
             match ext.get::<Box<SpanData>>() {
                 Some(d) if d.decision != Decision::Pending => {
                     return Some(Inherited::from(ancestor.id(), d))
@@ -591,7 +599,10 @@ where
                 }
             }
         }
-        let mut ext = ancestor.extensions_mut();
+        let Some(mut ext) = unless_poisoned(|| ancestor.extensions_mut()) else {
+            walk.marked = true;
+            return None;
+        };
         let d = ext.get_mut::<Box<SpanData>>()?;
         inner.decide(d);
         return Some(Inherited::from(ancestor.id(), d));
@@ -953,6 +964,8 @@ impl LayerInner {
 /// The path of an absolute URL (with its query, if any): `/` when the
 /// authority is followed by no path (`https://h`, `https://h?q=/x`).
 fn path_of_url(url: &str) -> &str {
+    // Recorded with `?` (`"https://…"`, `Some("https://…")`): the URL alone.
+    let url = crate::fields::conventions::unwrapped_url(url);
     // (A `://` after a `/`, `?` or `#` is in the path or query of a
     // relative one: `/go?to=https://h/x`.)
     let rest = match url.split_once("://") {
@@ -978,6 +991,22 @@ fn path_of_url(url: &str) -> &str {
 fn while_unwinding(f: impl FnOnce()) {
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
         lost_to_a_poisoned_lock_once();
+    }
+}
+
+/// `f`, reading a span's data, or `None` when it panicked: a lock of the
+/// span that a panic in other code poisoned (another layer's, `fmt`
+/// formatting a value under it), the application having caught that panic.
+/// Never around user code, whose panics are the application's. Free when
+/// nothing panics.
+#[inline(always)]
+fn unless_poisoned<R>(f: impl FnOnce() -> R) -> Option<R> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(_) => {
+            lost_to_a_poisoned_lock_once();
+            None
+        }
     }
 }
 
@@ -1015,7 +1044,9 @@ where
     if std::thread::panicking() {
         return while_unwinding(|| look_up::<S>(dispatch, id, lookup, f));
     }
-    look_up::<S>(dispatch, id, lookup, f);
+    // Not on the span hot path: a lock another layer's panic poisoned, the
+    // application having caught it, finds nothing.
+    unless_poisoned(|| look_up::<S>(dispatch, id, lookup, f));
 }
 
 /// [`with_context`]'s work.
@@ -1248,27 +1279,29 @@ impl XrayLayer {
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        if !records(&span) {
+        if unless_poisoned(|| records(&span)) != Some(true) {
             return;
         }
         // Visit (user code) first, lock after.
         let (fields, errors) = collect_fields(|v| values.record(v));
-        let mut ext = span.extensions_mut();
-        if let Some(data) = ext.get_mut::<Box<SpanData>>() {
-            for (key, value) in fields {
-                if key == TRACE_HEADER_FIELD {
-                    // As at creation; never sent as a field.
-                    if let FieldValue::Str(h) = &value {
-                        inner.continue_trace(data, &header_field(h));
+        unless_poisoned(|| {
+            let mut ext = span.extensions_mut();
+            if let Some(data) = ext.get_mut::<Box<SpanData>>() {
+                for (key, value) in fields {
+                    if key == TRACE_HEADER_FIELD {
+                        // As at creation; never sent as a field.
+                        if let FieldValue::Str(h) = &value {
+                            inner.continue_trace(data, &header_field(h));
+                        }
+                        continue;
                     }
-                    continue;
+                    data.record_field(key, value);
                 }
-                data.record_field(key, value);
+                for e in errors {
+                    data.push_error(e);
+                }
             }
-            for e in errors {
-                data.push_error(e);
-            }
-        }
+        });
     }
 
     /// [`Layer::on_close`]'s work.
@@ -1297,6 +1330,16 @@ impl XrayLayer {
             return;
         }
         if data.role == Role::Facade {
+            // A segment sent with its response: what is left of its trace
+            // (under a span whose data was lost, whose end streamed
+            // nothing) leaves now.
+            if let Some(trace) = data.trace.take().filter(|t| t.is_sealed()) {
+                trace.stream(
+                    inner.spare_buffer(),
+                    |spans| hold_back_sdk_work(spans, inner),
+                    |spans| inner.send(Message::Detached { spans }),
+                );
+            }
             crate::span_data::discard(data);
             return;
         }
@@ -1385,7 +1428,7 @@ where
         if std::thread::panicking() {
             return while_unwinding(|| self.follows_from(id, follows, ctx));
         }
-        self.follows_from(id, follows, ctx);
+        unless_poisoned(|| self.follows_from(id, follows, ctx));
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {

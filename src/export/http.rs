@@ -1148,11 +1148,18 @@ fn dns_suffix(region: &str) -> &'static str {
 /// and fragment (`build` refuses them), even when it has no scheme
 /// (`key:secret@host`): a secret written there must never reach a log.
 fn endpoint_shown(url: &str) -> String {
-    let plain = crate::fields::conventions::plain_url(url);
-    match plain.rfind('@') {
-        Some(at) => format!("…@{}", &plain[at + 1..]),
-        None => plain.into_owned(),
-    }
+    // The user info first, to the last `@` (a password may hold `?` or `#`),
+    // then the query and fragment.
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let (hidden, rest) = match rest.rfind('@') {
+        Some(at) => ("…@", &rest[at + 1..]),
+        None => ("", rest),
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+    format!("{scheme}{hidden}{rest}")
 }
 
 fn validate_endpoint(url: &str) -> Result<String, HttpExporterError> {

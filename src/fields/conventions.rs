@@ -712,6 +712,26 @@ fn url_start(s: &str, sep: usize) -> Option<usize> {
     wrapping.is_empty().then_some(start)
 }
 
+/// The URL `s` holds, without what wraps it (see [`url_start`]): to the
+/// last quote of the kind just before it (`Some("…")` too), to the last `)`
+/// after a `(`, or to the blanks after it. `s` itself when nothing wraps
+/// it.
+pub(crate) fn unwrapped_url(s: &str) -> &str {
+    let Some(start) = s.find("://").and_then(|sep| url_start(s, sep)) else {
+        return s;
+    };
+    if start == 0 {
+        return s;
+    }
+    let url = s[start..].trim_end();
+    let end = match s[..start].trim_end().bytes().last() {
+        Some(q @ (b'"' | b'\'')) => url.rfind(char::from(q)),
+        Some(b'(') => url.rfind(')'),
+        _ => None,
+    };
+    &url[..end.unwrap_or(url.len())]
+}
+
 /// The authority of `scheme://authority/path?query#fragment`, if `s` is a
 /// URL (see [`url_start`] for what may wrap it).
 fn url_authority(s: &str) -> Option<Range<usize>> {
@@ -770,6 +790,11 @@ fn is_file_scheme(s: &str) -> bool {
 /// without the user info, query and fragment, which can carry passwords,
 /// tokens and signatures. SPEC §1.4: `url` is scheme, host and path.
 pub(crate) fn plain_url(url: &str) -> Cow<'_, str> {
+    // A wrapped URL (`"https://…"`, `Some("https://…")`): the URL alone.
+    let unwrapped = unwrapped_url(url);
+    if unwrapped.len() != url.len() {
+        return Cow::Owned(plain_url(unwrapped).into_owned());
+    }
     let end = |from: usize| url[from..].find(['?', '#']).map_or(url.len(), |i| from + i);
     let Some(authority) = url_authority(url) else {
         // A `url::Url` recorded with `?`: its `Debug`, a struct.
@@ -778,18 +803,6 @@ pub(crate) fn plain_url(url: &str) -> Cow<'_, str> {
         }
         return Cow::Borrowed(&url[..end(0)]);
     };
-    // A wrapped URL (`"https://…"`, `Some("https://…")`): the URL alone,
-    // to the quote, blank or parenthesis after it.
-    let start = url
-        .find("://")
-        .and_then(|sep| url_start(url, sep))
-        .unwrap_or(0);
-    if start > 0 {
-        let close = url[authority.end..]
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ')'))
-            .map_or(url.len(), |i| authority.end + i);
-        return Cow::Owned(plain_url(&url[start..close]).into_owned());
-    }
     let end = end(authority.end);
     match url[authority.clone()].rfind('@') {
         Some(at) => {
