@@ -706,8 +706,9 @@ impl<'a> RequestFields<'a> {
                     path.offer(2, path_of_url(value))
                 }
                 "uri" => path.offer(2, value),
-                "url.full" => path.offer(3, path_of_url(value)),
-                "http.url" => path.offer(4, path_of_url(value)),
+                // (`None`: an absent `Option` recorded with `?`.)
+                "url.full" if value != "None" => path.offer(3, path_of_url(value)),
+                "http.url" if value != "None" => path.offer(4, path_of_url(value)),
                 "http.route" => path.offer(5, value),
                 _ => {}
             }

@@ -1,8 +1,8 @@
 //! URLs recorded with `?` (`"https://…"`, `Some("https://…")`) and spans
 //! whose lock a panic in other code poisoned, after the application caught
-//! it: found by a second review of this stop's fixes (the first is in
-//! `tests/poisoned_locks.rs`). Each test but the one marked "pinned, passes"
-//! failed before its fix.
+//! it: found by a second and a third review of this stop's fixes (the
+//! first is in `tests/poisoned_locks.rs`). Each test but the one marked
+//! "pinned, passes" failed before its fix.
 
 mod common;
 
@@ -481,4 +481,225 @@ mod served {
         let work = kept.lock().unwrap().take();
         work.expect("work kept")
     }
+}
+
+// ---------------------------------------------------------------------------
+// Found by a third review (38604b5, `unwrapped_url`'s "to the LAST
+// quote" rule: a regression). A
+// wrapped `url.full` whose `Debug` holds a second URL after the first sends
+// that second URL's user info.
+//
+// A user records a value with two URLs with `?`, a tuple (`url.full =
+// ?(primary, fallback)`) or a tuple variant (`Mirrored("…", "…")`: the
+// wrapping `url_start` accepts is any name and a parenthesis). README, the
+// `url.full` row: "`http.request.url`: scheme, host, port and path only
+// (user info, query and fragment are never sent; a URL recorded with `?`,
+// quoted or as `Some("…")`, or after blanks, is the URL alone ...)". Before
+// 38604b5 the wrapped URL ended at the first quote after its authority
+// (`https://api.example.com/v1`); now it runs to the LAST `"` of the text,
+// so the URL is `https://api.example.com/v1", "https://svc:pw@backup/v1`:
+// `plain_url` takes the first authority (no `@` in it) and the query off,
+// and `svc:pw` goes out in `http.request.url`.
+// ---------------------------------------------------------------------------
+#[test]
+fn a_wrapped_url_full_followed_by_a_second_url_sends_no_user_info() {
+    let (url, _) = call_url(|| {
+        let urls = (
+            "https://api.example.com/v1",
+            "https://svc:pw@backup.example.com/v1?token=t0k",
+        );
+        info_span!("call", otel.kind = "client", url.full = ?urls).in_scope(|| {});
+    });
+    let url = url.as_str().unwrap_or_default();
+    assert!(
+        !url.contains("svc:pw") && !url.contains('"'),
+        "url.full = ?(String, String): http.request.url is {url:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Found by a third review (`url.full = ?None`). An `Option` URL recorded with `?` that is `None`
+// is sent as the URL `None`, and hides the URL the other fields make.
+//
+// A client wrapper records `url.full = ?self.endpoint` (an
+// `Option<String>`, the README's own `Some("…")` case) along with
+// `url.scheme`, `server.address` and `url.path`. README, the `url.full` row:
+// "`url.full` / `http.url`, or `url.scheme` + `server.address`/`http.host`
+// + `server.port` + `url.path`/`http.target` | `http.request.url`: scheme,
+// host, port and path only (... a URL recorded with `?`, quoted or as
+// `Some("…")` ... is the URL alone ...)"; and "A field below given an empty
+// string is left out". With `None`, `http.request.url` is the text `None`
+// (no scheme, no host: the console shows and groups a URL "None"), where the
+// same span without `url.full` gets `https://api.example.com/orders`.
+// ---------------------------------------------------------------------------
+#[test]
+fn an_absent_optional_url_full_is_no_url() {
+    let (control, _) = call_url(|| {
+        info_span!(
+            "call",
+            otel.kind = "client",
+            url.scheme = "https",
+            server.address = "api.example.com",
+            url.path = "/orders"
+        )
+        .in_scope(|| {});
+    });
+    assert_eq!(
+        control.as_str(),
+        Some("https://api.example.com/orders"),
+        "control"
+    );
+    let (url, _) = call_url(|| {
+        let endpoint: Option<String> = None;
+        info_span!(
+            "call",
+            otel.kind = "client",
+            url.full = ?endpoint,
+            url.scheme = "https",
+            server.address = "api.example.com",
+            url.path = "/orders"
+        )
+        .in_scope(|| {});
+    });
+    assert_eq!(url, control, "url.full = ?None");
+}
+
+// ---------------------------------------------------------------------------
+// Found by a third review (`url.full = ?None` and the sampler). A root whose `url.full` is
+// `?None` is sampled with the path `/`, which outranks its route: a rule on
+// the route does not match it.
+//
+// A service's root span records `url.full = ?full_url` (an
+// `Option<String>`, `None` until known) and `http.route = "/health"`; the
+// rules sample nothing on `/health`. README, "Sampling", 2: "the sampler
+// decides, seeing the request's host, method and URL path (from the root
+// span's fields: ..., `url.path`/`http.target`/`uri`/`url.full`/`http.url`,
+// then the route `http.route`, ...; an absent or empty value matches any
+// pattern)". `path_of_url("None")` (no `://`) is `/`, a path, so `/` is
+// offered above the route and the health check is traced by the default
+// rule. The same root without `url.full` is not sampled.
+// ---------------------------------------------------------------------------
+#[test]
+fn an_absent_optional_url_full_leaves_the_route_to_the_sampler() {
+    let rules = || {
+        tracing_xray::sampling::LocalRules::from_json(
+            r#"{
+  "version": 2,
+  "default": { "fixed_target": 0, "rate": 1.0 },
+  "rules": [
+    { "description": "health checks", "host": "*", "http_method": "*",
+      "url_path": "/health", "fixed_target": 0, "rate": 0.0 }
+  ]
+}"#,
+        )
+        .unwrap()
+    };
+    let control = capture_documents(
+        |b| b.with_sampler(rules()),
+        || {
+            info_span!("request", http.route = "/health").in_scope(|| {});
+        },
+    );
+    assert!(control.docs.is_empty(), "control: {:#?}", control.docs);
+    let with_none = capture_documents(
+        |b| b.with_sampler(rules()),
+        || {
+            let full: Option<String> = None;
+            info_span!("request", url.full = ?full, http.route = "/health").in_scope(|| {});
+        },
+    );
+    assert!(
+        with_none.docs.is_empty(),
+        "a health check with url.full = ?None was sampled: {:#?}",
+        with_none.docs
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Found by a third review (`url_start` / `unwrapped_url`: quoted AND after blanks). A URL read
+// from a configuration file with a blank before it, recorded with `?`,
+// sends its user info.
+//
+// A user records `url.full = ?endpoint` with `endpoint: String` read from a
+// configuration file: `" https://svc:pw@api.example.com/v1"` (a blank kept
+// before the URL). README, the `url.full` row: "(user info, query and
+// fragment are never sent; a URL recorded with `?`, quoted or as
+// `Some("…")`, or after blanks, is the URL alone ...)"; `url_start`'s
+// rustdoc: "blanks (a value read from a configuration file: URL parsers
+// skip them too), a quote (a `String` recorded with `?`, its `Debug`)".
+// Each wrapping is understood alone, not both: the wrapping `" ` ends with
+// a blank, not a quote, so the value is no URL, and `http.request.url` is
+// the raw text up to the `?`: `" https://svc:pw@api.example.com/v1`, the
+// password and the quote in it (and the call is named `call`, not after its
+// host). The same text recorded with `%` sends `https://api.example.com/v1`.
+// ---------------------------------------------------------------------------
+#[test]
+fn a_quoted_url_full_after_a_blank_sends_no_user_info() {
+    let configured = " https://svc:pw@api.example.com/v1?token=t0k";
+    let (plain, plain_name) = call_url(|| {
+        info_span!("call", otel.kind = "client", url.full = %configured).in_scope(|| {});
+    });
+    assert_eq!(
+        (plain.as_str(), plain_name.as_str()),
+        (Some("https://api.example.com/v1"), Some("api.example.com")),
+        "control: recorded with %"
+    );
+    for quoted in [
+        format!("{:?}", configured),
+        format!("{:?}", Some(configured)),
+    ] {
+        let (url, name) = call_url(|| {
+            info_span!("call", otel.kind = "client", url.full = %quoted).in_scope(|| {});
+        });
+        assert_eq!(
+            (&url, &name),
+            (&plain, &plain_name),
+            "url.full = {quoted} (what ? records)"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Found by a third review (`without_password`, same cause as 4). A connection string read from a
+// configuration file with a blank before it, recorded with `?`, sends its
+// password in `sql.url` and in `messaging.url`'s metadata.
+//
+// A user records `db.connection_string = ?conn` (`conn: String` from a
+// configuration file: `" postgres://app:pw@db.internal/orders"`). README, the
+// `db.connection_string` row: "`sql.database_type`/`url`/`user`/
+// `connection_string` (passwords removed: URL user info, ...; a URL after
+// blanks or quoted, as `?conn` records it, too; ...)"; and for other fields
+// kept as metadata, "`metadata.tracing.FIELD`, without a URL's or
+// connection string's secrets" (`messaging.url` is treated as a connection
+// string). Quoted alone, or after blanks alone, the password goes; quoted
+// after a blank, `url_authority` finds no URL (the wrapping `" ` is not
+// one `url_start` knows) and `sql.url` is
+// `" postgres://app:pw@db.internal/orders"`, password and all; so is
+// `metadata.tracing["messaging.url"]`.
+// ---------------------------------------------------------------------------
+#[test]
+fn a_quoted_connection_string_after_a_blank_sends_no_password() {
+    let sent = |conn: &str| {
+        let c = capture_documents(
+            |b| b,
+            || {
+                info_span!("request").in_scope(|| {
+                    info_span!("q", db.system = "postgresql", db.connection_string = ?conn)
+                        .in_scope(|| {});
+                    info_span!("m", messaging.url = ?conn).in_scope(|| {});
+                })
+            },
+        );
+        c.raw.join("\n")
+    };
+    let control = sent("postgres://app:pw@db.internal/orders");
+    assert!(
+        !control.contains(":pw@") && control.contains("db.internal"),
+        "control: quoted alone: {control}"
+    );
+    let raw = sent(" postgres://app:pw@db.internal/orders");
+    assert!(
+        !raw.contains(":pw@"),
+        "db.connection_string / messaging.url = ?\" postgres://app:pw@…\": the password was sent: {raw}"
+    );
 }

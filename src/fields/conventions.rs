@@ -703,8 +703,12 @@ fn url_start(s: &str, sep: usize) -> Option<usize> {
     if start == sep || b[sep - 1] == b':' {
         return None;
     }
-    let wrapping = s[..start].trim_start();
-    let wrapping = wrapping.strip_suffix(['"', '\'']).unwrap_or(wrapping);
+    // Blanks may come before and after the quote too: `" https://…"`.
+    let wrapping = s[..start].trim();
+    let wrapping = wrapping
+        .strip_suffix(['"', '\''])
+        .unwrap_or(wrapping)
+        .trim_end();
     let wrapping = match wrapping.strip_suffix('(') {
         Some(name) => name.trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_'),
         None => wrapping,
@@ -712,10 +716,12 @@ fn url_start(s: &str, sep: usize) -> Option<usize> {
     wrapping.is_empty().then_some(start)
 }
 
-/// The URL `s` holds, without what wraps it (see [`url_start`]): to the
-/// last quote of the kind just before it (`Some("…")` too), to the last `)`
-/// after a `(`, or to the blanks after it. `s` itself when nothing wraps
-/// it.
+/// The URL `s` holds, without what wraps it (see [`url_start`]): in a
+/// `String`'s `Debug` (`"…"`, `Some("…")`, a tuple's `("…", "…")`), to the
+/// first quote not escaped (one inside is); after a `'`, to the next one;
+/// after a `(` alone, to the `)` that closes it (a path's own pairs kept:
+/// `/wiki/Rust_(language)`); after blanks alone, to the next blank. `s`
+/// itself when nothing wraps it.
 pub(crate) fn unwrapped_url(s: &str) -> &str {
     let Some(start) = s.find("://").and_then(|sep| url_start(s, sep)) else {
         return s;
@@ -723,11 +729,37 @@ pub(crate) fn unwrapped_url(s: &str) -> &str {
     if start == 0 {
         return s;
     }
-    let url = s[start..].trim_end();
+    let url = &s[start..];
+    let b = url.as_bytes();
     let end = match s[..start].trim_end().bytes().last() {
-        Some(q @ (b'"' | b'\'')) => url.rfind(char::from(q)),
-        Some(b'(') => url.rfind(')'),
-        _ => None,
+        Some(b'"') => {
+            let mut i = 0;
+            loop {
+                match b.get(i) {
+                    None => break None,
+                    Some(b'\\') => i += 2,
+                    Some(b'"') => break Some(i),
+                    Some(_) => i += 1,
+                }
+            }
+        }
+        Some(b'\'') => url.find('\''),
+        Some(b'(') => {
+            let mut depth = 0_usize;
+            b.iter().position(|&c| match c {
+                b'(' => {
+                    depth += 1;
+                    false
+                }
+                b')' if depth == 0 => true,
+                b')' => {
+                    depth -= 1;
+                    false
+                }
+                _ => false,
+            })
+        }
+        _ => url.find(char::is_whitespace),
     };
     &url[..end.unwrap_or(url.len())]
 }
@@ -1642,6 +1674,10 @@ impl<'a> Conventions<'a> {
             return false;
         }
         match self.slot(key, ctx) {
+            // An absent `Option` recorded with `?` is no URL.
+            Some(_) if matches!(key, "url.full" | "http.url") && as_str(value) == Some("None") => {
+                true
+            }
             // An empty value is none: it never hides another name's value
             // (`http.target = "/orders"`, then `url.path = ""`).
             Some(slot) if slot.is_some() && as_str(value) == Some("") => true,
