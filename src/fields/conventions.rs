@@ -768,7 +768,7 @@ pub(crate) fn unwrapped_url(s: &str) -> &str {
 /// URL (see [`url_start`] for what may wrap it).
 fn url_authority(s: &str) -> Option<Range<usize>> {
     let sep = s.find("://")?;
-    url_start(s, sep)?;
+    let url_begins = url_start(s, sep)?;
     let start = sep + 3;
     let end_from = |from: usize| {
         s[from..]
@@ -783,7 +783,7 @@ fn url_authority(s: &str) -> Option<Range<usize>> {
     // database's URL, where that `@` is its path's.) An empty "port" is a
     // password that starts with one of them (`u:/pass@h`).
     let authority = &s[start..end];
-    let url = &s[url_start(s, sep).unwrap_or(0)..];
+    let url = &s[url_begins..];
     if !authority.starts_with('[') && !authority.contains('@') && !is_file_scheme(url) {
         let not_a_port = authority.split_once(':').is_some_and(|(user, rest)| {
             let port = rest.split(';').next().unwrap_or(rest);
@@ -908,7 +908,8 @@ fn without_url_struct_secrets(text: &str) -> Cow<'_, str> {
                 .or_else(|| {
                     let rest = &text[start..window.end];
                     let i = rest.find(next)?;
-                    // Back over the separator before the next name.
+                    // Back over the separator before the next name
+                    // (`,` and blanks, or `,\\n` escaped once more).
                     Some(
                         start
                             + rest[..i]
@@ -1258,7 +1259,7 @@ fn paren_secrets(s: &str, cuts: &mut Vec<Cut>) {
             continue;
         }
         let inner = open + 1..close;
-        let items: Vec<std::ops::Range<usize>> = {
+        let items: Vec<Range<usize>> = {
             let mut items = Vec::new();
             let mut start = inner.start;
             for (i, b) in s[inner.clone()].bytes().enumerate() {
