@@ -14,6 +14,8 @@
 //!   application thread allocates per close (a thread-local counting
 //!   allocator).
 
+mod common;
+
 use std::any::TypeId;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -316,53 +318,6 @@ fn ending_one_of_many_sdk_calls_in_flight_in_lambda_costs_a_constant() {
 mod served {
     use super::*;
 
-    use std::sync::{Arc, Mutex};
-
-    /// Keeps a span of work made in the request's span, outliving the
-    /// response.
-    #[derive(Clone)]
-    struct Handler {
-        kept: Arc<Mutex<Option<Span>>>,
-    }
-
-    impl tower_service::Service<http::Request<String>> for Handler {
-        type Response = http::Response<String>;
-        type Error = std::convert::Infallible;
-        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-
-        fn poll_ready(
-            &mut self,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Self::Error>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-
-        fn call(&mut self, _: http::Request<String>) -> Self::Future {
-            *self.kept.lock().unwrap() = Some(info_span!("background"));
-            std::future::ready(Ok(http::Response::new("ok".to_owned())))
-        }
-    }
-
-    /// Serves one request through `XrayServerLayer`, body and all (its
-    /// segment is sent), and returns the span of the work it left running.
-    fn serve_and_keep_work(rt: &tokio::runtime::Runtime) -> Span {
-        use http_body_util::BodyExt;
-        use tower_layer::Layer;
-        use tower_service::Service;
-        let kept = Arc::new(Mutex::new(None));
-        let mut service =
-            tracing_xray::tower::XrayServerLayer::new().layer(Handler { kept: kept.clone() });
-        let request = http::Request::get("http://example.com/orders")
-            .body(String::new())
-            .unwrap();
-        rt.block_on(async {
-            let response = service.call(request).await.unwrap();
-            response.into_body().collect().await.unwrap();
-        });
-        let work = kept.lock().unwrap().take();
-        work.expect("work kept")
-    }
-
     /// `calls` AWS SDK calls at once made in the work a request left running
     /// after its response (`sealed`), or in a long-lived root otherwise: the
     /// bytes the application thread allocates per call while they end.
@@ -381,7 +336,7 @@ mod served {
         let subscriber = tracing_subscriber::registry().with(layer);
         let per_call = tracing::subscriber::with_default(subscriber, || {
             let work = if sealed {
-                serve_and_keep_work(&rt)
+                common::serve_and_keep_work(&rt, || info_span!("background"))
             } else {
                 info_span!("job")
             };
@@ -419,7 +374,7 @@ mod served {
             .unwrap();
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
-            let work = serve_and_keep_work(&rt);
+            let work = common::serve_and_keep_work(&rt, || info_span!("background"));
             work.in_scope(|| info_span!("step").in_scope(|| {}));
             xray.flush(std::time::Duration::from_secs(5)).unwrap();
             let docs = out.json_documents();

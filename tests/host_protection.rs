@@ -227,15 +227,6 @@ fn child_panicking_sampler_in_xray_header() {
     });
 }
 
-/// A value whose `Debug` panics.
-struct PanickyDebug;
-
-impl fmt::Debug for PanickyDebug {
-    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
-        panic!("Debug of a recorded value")
-    }
-}
-
 /// Found by a hunt for deadlocks: the README's own set-up, `fmt::layer()`
 /// beside the xray layer; in a request whose panics are caught (a tokio
 /// task, a server framework, a Lambda runtime), `span.record("order",
@@ -279,7 +270,7 @@ fn child_span_lock_poisoned_by_the_fmt_layer() {
                     }
                 }
                 let _ask = AskHeader(request.clone());
-                request.record("order", tracing::field::debug(PanickyDebug));
+                request.record("order", tracing::field::debug(common::PanickyDebug));
             })
         });
         assert!(caught.is_err(), "the panic is caught");

@@ -542,3 +542,67 @@ impl std::fmt::Display for Failure {
 }
 
 impl std::error::Error for Failure {}
+
+/// A value whose `Debug` panics: the `fmt` layer formats a value given to
+/// `span.record` while it holds the span's extensions lock, so this panic
+/// poisons that lock.
+pub struct PanickyDebug;
+
+impl std::fmt::Debug for PanickyDebug {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        panic!("Debug of a recorded value")
+    }
+}
+
+/// Serves one request through `XrayServerLayer` (body and all: its segment
+/// is sent with the response) to a handler that makes `work()` in the
+/// request's span and keeps it open past the response, as work spawned in
+/// the request's span does; returns that span.
+#[cfg(feature = "tower")]
+pub fn serve_and_keep_work(
+    rt: &tokio::runtime::Runtime,
+    work: fn() -> tracing::Span,
+) -> tracing::Span {
+    use http_body_util::BodyExt;
+    use tower_layer::Layer;
+    use tower_service::Service;
+
+    #[derive(Clone)]
+    struct Handler {
+        work: fn() -> tracing::Span,
+        kept: Arc<Mutex<Option<tracing::Span>>>,
+    }
+
+    impl Service<http::Request<String>> for Handler {
+        type Response = http::Response<String>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<String>) -> Self::Future {
+            *self.kept.lock().unwrap() = Some((self.work)());
+            std::future::ready(Ok(http::Response::new("ok".to_owned())))
+        }
+    }
+
+    let kept = Arc::new(Mutex::new(None));
+    let mut service = tracing_xray::tower::XrayServerLayer::new().layer(Handler {
+        work,
+        kept: kept.clone(),
+    });
+    let request = http::Request::get("http://example.com/orders")
+        .body(String::new())
+        .unwrap();
+    rt.block_on(async {
+        let response = service.call(request).await.unwrap();
+        response.into_body().collect().await.unwrap();
+    });
+    let work = kept.lock().unwrap().take();
+    work.expect("work kept")
+}
