@@ -370,34 +370,16 @@ fn connector_j_host_forms_lose_their_password() {
 // `url::Url`'s `Debug` is a struct, not the URL's text: `Url { scheme:
 // "https", ..., username: "svc", password: Some("…"), ..., query:
 // Some("token=…"), ... }` (url 2.5, src/lib.rs `impl fmt::Debug for Url`,
-// reproduced here since `url` is no dev-dependency). README, errors row:
+// reproduced by `LikeUrl` below, since `url` is no dev-dependency). README, errors row:
 // "every message without a URL's user info, query or fragment, which an
 // error's text often quotes". The message goes out unchanged in
 // `cause.exceptions[0].message`. (The same struct text recorded as
 // `url.full = ?request.url()` goes into `http.request.url` whole.)
 // ---------------------------------------------------------------------------
-struct UrlLike;
-
-impl fmt::Debug for UrlLike {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Url")
-            .field("scheme", &"https")
-            .field("cannot_be_a_base", &false)
-            .field("username", &"svc")
-            .field("password", &Some(SECRET))
-            .field("host", &Some(format_args!("Domain(\"api.example.com\")")))
-            .field("port", &None::<u16>)
-            .field("path", &"/v1/items")
-            .field("query", &Some(format!("token={SECRET}")))
-            .field("fragment", &None::<&str>)
-            .finish()
-    }
-}
-
 #[derive(Debug)]
 #[allow(dead_code)]
 struct FetchError {
-    url: UrlLike,
+    url: LikeUrl,
     status: u16,
 }
 
@@ -412,7 +394,7 @@ impl std::error::Error for FetchError {}
 #[tracing::instrument(err(Debug))]
 fn fetch_debug() -> Result<(), FetchError> {
     Err(FetchError {
-        url: UrlLike,
+        url: LikeUrl,
         status: 503,
     })
 }
