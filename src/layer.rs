@@ -967,6 +967,11 @@ impl LayerInner {
 fn path_of_url(url: &str) -> &str {
     // Recorded with `?` (`"https://…"`, `Some("https://…")`): the URL alone.
     let url = crate::fields::conventions::unwrapped_url(url);
+    // After the authority as the URL's own scrubbing finds its end (a
+    // password may hold a `/`).
+    if let Some(rest) = crate::fields::conventions::after_authority(url) {
+        return if rest.starts_with('/') { rest } else { "/" };
+    }
     // (A `://` after a `/`, `?` or `#` is in the path or query of a
     // relative one: `/go?to=https://h/x`.)
     let rest = match url.split_once("://") {

@@ -716,12 +716,58 @@ fn url_start(s: &str, sep: usize) -> Option<usize> {
     wrapping.is_empty().then_some(start)
 }
 
+/// `text` with every URL in it made a [`plain_url`] ([`without_url_secrets`]),
+/// then cut at its first `?` or `#` (a relative URL's query); when it holds
+/// one URL only, in double quotes (a `Debug`: `("GET", "https://…")`,
+/// `Endpoint { url: "https://…" }`), that URL alone.
+fn every_url_plain(text: &str) -> Cow<'_, str> {
+    let plain = match without_url_secrets(text) {
+        Cow::Owned(plain) if plain == text => Cow::Borrowed(text),
+        plain => plain,
+    };
+    if let Some(sep) = plain
+        .find("://")
+        .filter(|sep| !plain[sep + 3..].contains("://"))
+    {
+        let b = plain.as_bytes();
+        let mut start = sep;
+        while start > 0 && (b[start - 1].is_ascii_alphanumeric() || b"+-.:".contains(&b[start - 1]))
+        {
+            start -= 1;
+        }
+        if start > 0 && start < sep && b[start - 1] == b'"' {
+            let url = &plain[start..];
+            let url = &url[..url.find('"').unwrap_or(url.len())];
+            // A URL from its first byte, or not one at all (no recursion).
+            if url.find("://").and_then(|sep| url_start(url, sep)) == Some(0) {
+                return Cow::Owned(plain_url_text(url).into_owned());
+            }
+        }
+    }
+    let end = plain.find(['?', '#']).unwrap_or(plain.len());
+    match plain {
+        Cow::Borrowed(p) => Cow::Borrowed(&p[..end]),
+        Cow::Owned(p) => Cow::Owned(p[..end].to_owned()),
+    }
+}
+
+/// What follows the authority of `s`, a URL from its first byte (its path,
+/// query and fragment), as [`url_authority`] finds the authority's end (a
+/// password may hold a `/`); `None` when `s` does not start with a URL.
+pub(crate) fn after_authority(s: &str) -> Option<&str> {
+    let sep = s.find("://")?;
+    if url_start(s, sep)? != 0 {
+        return None;
+    }
+    Some(&s[url_authority(s)?.end..])
+}
+
 /// The URL `s` holds, without what wraps it (see [`url_start`]): in a
 /// `String`'s `Debug` (`"…"`, `Some("…")`, a tuple's `("…", "…")`), to the
-/// first quote not escaped (one inside is); after a `'`, to the next one;
-/// after a `(` alone, to the `)` that closes it (a path's own pairs kept:
-/// `/wiki/Rust_(language)`); after blanks alone, to the next blank. `s`
-/// itself when nothing wraps it.
+/// first quote not escaped (one inside is); after a `'` or a `(` alone, to
+/// the last `'` or `)` (the wrapping's: a password or a path may hold
+/// them); after blanks alone, to the next blank. `s` itself when nothing
+/// wraps it.
 pub(crate) fn unwrapped_url(s: &str) -> &str {
     let Some(start) = s.find("://").and_then(|sep| url_start(s, sep)) else {
         return s;
@@ -743,22 +789,8 @@ pub(crate) fn unwrapped_url(s: &str) -> &str {
                 }
             }
         }
-        Some(b'\'') => url.find('\''),
-        Some(b'(') => {
-            let mut depth = 0_usize;
-            b.iter().position(|&c| match c {
-                b'(' => {
-                    depth += 1;
-                    false
-                }
-                b')' if depth == 0 => true,
-                b')' => {
-                    depth -= 1;
-                    false
-                }
-                _ => false,
-            })
-        }
+        Some(b'\'') => url.rfind('\''),
+        Some(b'(') => url.rfind(')'),
         _ => url.find(char::is_whitespace),
     };
     &url[..end.unwrap_or(url.len())]
@@ -822,11 +854,30 @@ fn is_file_scheme(s: &str) -> bool {
 /// without the user info, query and fragment, which can carry passwords,
 /// tokens and signatures. SPEC §1.4: `url` is scheme, host and path.
 pub(crate) fn plain_url(url: &str) -> Cow<'_, str> {
-    // A wrapped URL (`"https://…"`, `Some("https://…")`): the URL alone.
-    let unwrapped = unwrapped_url(url);
-    if unwrapped.len() != url.len() {
-        return Cow::Owned(plain_url(unwrapped).into_owned());
+    let first = url.find("://").map(|sep| (sep, url_start(url, sep)));
+    match first {
+        // A wrapped URL (`"https://…"`, `Some("https://…")`): the URL alone,
+        // unless another follows inside the wrapping.
+        Some((_, Some(start))) if start > 0 => {
+            let unwrapped = unwrapped_url(url);
+            let own = unwrapped.find("://").map_or(unwrapped.len(), |sep| sep + 3);
+            if !unwrapped[own..].contains("://") {
+                return Cow::Owned(plain_url_text(unwrapped).into_owned());
+            }
+            return every_url_plain(url);
+        }
+        // Text with URLs in it, not a URL (`?("GET", url)`, a struct's
+        // `Debug`, `?vec![url]`): its one quoted URL alone, else each URL
+        // in it plain and the text kept.
+        Some((_, None)) => return every_url_plain(url),
+        _ => {}
     }
+    plain_url_text(url)
+}
+
+/// [`plain_url`] of a URL from its first byte, a relative one, or a
+/// `url::Url`'s `Debug` (what [`without_url_secrets`] finds in a text).
+fn plain_url_text(url: &str) -> Cow<'_, str> {
     let end = |from: usize| url[from..].find(['?', '#']).map_or(url.len(), |i| from + i);
     let Some(authority) = url_authority(url) else {
         // A `url::Url` recorded with `?`: its `Debug`, a struct.
@@ -1060,7 +1111,7 @@ fn without_absolute_url_secrets(text: &str) -> Cow<'_, str> {
             end -= 1;
         }
         out.push_str(&text[copied..start]);
-        out.push_str(&plain_url(&text[start..end]));
+        out.push_str(&plain_url_text(&text[start..end]));
         copied = end;
         from = end.max(after);
     }
@@ -1080,6 +1131,12 @@ type Cut = (Range<usize>, usize);
 /// A secret goes with its key and one separator; everything else is kept
 /// byte for byte. Linear in the length, whatever the input.
 fn without_password(conn: &str) -> Cow<'_, str> {
+    // One URL recorded with `?` (`"postgres://…"`, `Some("…")`): the URL
+    // alone, as `plain_url` gives it.
+    let unwrapped = unwrapped_url(conn);
+    if unwrapped.len() != conn.len() {
+        return Cow::Owned(without_password(unwrapped).into_owned());
+    }
     let mut cuts = Vec::new();
     paren_secrets(conn, &mut cuts);
     if let Some(authority) = url_authority(conn) {
@@ -1160,7 +1217,20 @@ fn without_password(conn: &str) -> Cow<'_, str> {
         .map(|(cut, _)| cut)
         .collect();
     all.extend(main);
-    without(conn, &merged(all))
+    let out = without(conn, &merged(all));
+    // Not a URL from its first byte (a tuple, a list or a struct recorded
+    // with `?`, a URL after other text): every URL in it loses its user
+    // info, query and fragment too.
+    let bare = conn
+        .find("://")
+        .is_none_or(|sep| url_start(conn, sep) == Some(0));
+    if bare {
+        return out;
+    }
+    match without_url_secrets(&out) {
+        Cow::Borrowed(_) => out,
+        Cow::Owned(scrubbed) => Cow::Owned(scrubbed),
+    }
 }
 
 /// `cuts` sorted, the overlapping ones joined.
@@ -2859,9 +2929,9 @@ mod tests {
             ("md:my_db?motherduck_token=hunter", "md:my_db"),
             ("/srv/data.db?key=1&pwd=hunter", "/srv/data.db?key=1"),
             // After blanks, or quoted (a `String` recorded with `?`).
-            (" postgres://app:hunter@db/x", " postgres://app@db/x"),
-            ("\tmysql://app:hunter@db/x", "\tmysql://app@db/x"),
-            ("\"postgres://app:hunter@db/x\"", "\"postgres://app@db/x\""),
+            (" postgres://app:hunter@db/x", "postgres://app@db/x"),
+            ("\tmysql://app:hunter@db/x", "mysql://app@db/x"),
+            ("\"postgres://app:hunter@db/x\"", "postgres://app@db/x"),
             // MySQL Connector/J's hosts: properties in parentheses.
             (
                 "jdbc:mysql://address=(host=db)(port=3306)(user=app)(password=hunter)/x",
