@@ -696,8 +696,10 @@ fn url_start(s: &str, sep: usize) -> Option<usize> {
     while start > 0 && is_scheme(b[start - 1]) {
         start -= 1;
     }
-    // A scheme starts with a letter; `:` only joins two of its names.
-    while start < sep && !b[start].is_ascii_alphabetic() {
+    // `:` only joins two of a scheme's names (`jdbc:mysql`). (A digit
+    // first is no scheme, but text the scrubbing finds such a URL in is
+    // taken for one: its user info goes all the same.)
+    while start < sep && b[start] == b':' {
         start += 1;
     }
     if start == sep || b[sep - 1] == b':' {
@@ -3292,9 +3294,11 @@ mod tests {
             assert_eq!(plain_url(url), "https://h:1/p", "{url:?}");
         }
         // Not a wrapping: left as it was.
-        for text in ["x=https://u@h/p", "see https://h/p", "1https://h/p"] {
+        for text in ["x=https://u@h/p", "see https://h/p", "1 https://h/p"] {
             assert!(url_authority(text).is_none(), "{text:?}");
         }
+        // A "scheme" a digit begins, in a text: its user info goes too.
+        assert_eq!(without_url_secrets("at 1a://u:hunter@h/x"), "at 1a://h/x");
     }
 
     #[test]
