@@ -688,6 +688,7 @@ impl<'a> RequestFields<'a> {
                 may_be_call = true;
                 continue;
             }
+            let absent = crate::fields::conventions::is_absent_option(value);
             let FieldValue::Str(value) = value else {
                 continue;
             };
@@ -706,9 +707,8 @@ impl<'a> RequestFields<'a> {
                     path.offer(2, path_of_url(value))
                 }
                 "uri" => path.offer(2, value),
-                // (`None`: an absent `Option` recorded with `?`.)
-                "url.full" if value != "None" => path.offer(3, path_of_url(value)),
-                "http.url" if value != "None" => path.offer(4, path_of_url(value)),
+                "url.full" if !absent => path.offer(3, path_of_url(value)),
+                "http.url" if !absent => path.offer(4, path_of_url(value)),
                 "http.route" => path.offer(5, value),
                 _ => {}
             }
@@ -995,9 +995,7 @@ fn path_of_url(url: &str) -> &str {
 #[cold]
 #[inline(never)]
 fn while_unwinding(f: impl FnOnce()) {
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
-        lost_to_a_poisoned_lock_once();
-    }
+    unless_poisoned(f);
 }
 
 /// `f`, reading a span's data, or `None` when it panicked: a lock of the

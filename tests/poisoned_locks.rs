@@ -24,6 +24,17 @@ fn builder(out: &InMemoryExporter) -> tracing_xray::Builder {
         .with_exporter(out.clone())
 }
 
+/// `scenario` (whether something panicked) run under the README's set-up:
+/// the `fmt` layer, and, `with_xray`, the xray layer beside it (the control
+/// without it shows the panic is the xray layer's).
+fn under_fmt(with_xray: bool, scenario: fn() -> bool) -> bool {
+    let out = InMemoryExporter::new();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
+        .with(with_xray.then(|| builder(&out).build()));
+    tracing::subscriber::with_default(subscriber, scenario)
+}
+
 // ---------------------------------------------------------------------------
 // A root span whose lock another layer's panic poisoned lost the rest of its
 // trace, and nothing counted it.
@@ -115,19 +126,12 @@ fn a_span_poisoned_in_a_catch_unwind_closes_later_without_a_panic() {
         common::quietly(|| catch_unwind(AssertUnwindSafe(|| drop(job)))).is_err()
     }
 
-    // Without the xray layer: nothing panics.
-    let fmt_only = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
-    let without = tracing::subscriber::with_default(fmt_only, drop_panics_after_poisoning);
-    assert!(!without, "control: the fmt layer alone panics on the drop");
-
-    let out = InMemoryExporter::new();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
-        .with(builder(&out).build());
-    let with = tracing::subscriber::with_default(subscriber, drop_panics_after_poisoning);
     assert!(
-        !with,
+        !under_fmt(false, drop_panics_after_poisoning),
+        "control: the fmt layer alone panics on the drop"
+    );
+    assert!(
+        !under_fmt(true, drop_panics_after_poisoning),
         "dropping the poisoned span after the catch_unwind panicked inside the xray layer"
     );
 }
@@ -257,18 +261,12 @@ fn child_a_child_of_a_poisoned_span() {
         child.is_err()
     }
 
-    let fmt_only = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
-    let without = tracing::subscriber::with_default(fmt_only, child_panics_after_poisoning);
-    assert!(!without, "control: the fmt layer alone panics");
-
-    let out = InMemoryExporter::new();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
-        .with(builder(&out).build());
-    let with = tracing::subscriber::with_default(subscriber, child_panics_after_poisoning);
     assert!(
-        !with,
+        !under_fmt(false, child_panics_after_poisoning),
+        "control: the fmt layer alone panics"
+    );
+    assert!(
+        !under_fmt(true, child_panics_after_poisoning),
         "making a child of the poisoned span after the catch_unwind panicked inside the xray layer"
     );
 }

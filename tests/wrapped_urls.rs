@@ -400,6 +400,8 @@ const SECRET: &str = "S3CR3T-xyz";
 /// The raw documents `record` (run under a root span `request`) sends.
 fn documents(record: impl FnOnce()) -> (Vec<String>, Vec<Value>) {
     let c = capture_documents(|b| b, || info_span!("request").in_scope(record));
+    // A check for a secret's absence means nothing without a document.
+    assert!(!c.raw.is_empty(), "no document was sent");
     (c.raw, c.docs)
 }
 

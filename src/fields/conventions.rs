@@ -690,12 +690,8 @@ fn is_secret_key(key: &str) -> bool {
 /// a variant's name and its parenthesis (`Some("…")`, an `Option<String>`
 /// recorded with `?`).
 fn url_start(s: &str, sep: usize) -> Option<usize> {
-    let is_scheme = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.' | b':');
     let b = s.as_bytes();
-    let mut start = sep;
-    while start > 0 && is_scheme(b[start - 1]) {
-        start -= 1;
-    }
+    let mut start = scheme_before(b, sep);
     // `:` only joins two of a scheme's names (`jdbc:mysql`). (A digit
     // first is no scheme, but text the scrubbing finds such a URL in is
     // taken for one: its user info goes all the same.)
@@ -718,6 +714,32 @@ fn url_start(s: &str, sep: usize) -> Option<usize> {
     wrapping.is_empty().then_some(start)
 }
 
+/// Where the scheme ending at `sep` (its `://`) begins: back over the
+/// characters a scheme holds, `:` too (`jdbc:mysql`).
+fn scheme_before(b: &[u8], sep: usize) -> usize {
+    let is_scheme = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.' | b':');
+    let mut start = sep;
+    while start > 0 && is_scheme(b[start - 1]) {
+        start -= 1;
+    }
+    start
+}
+
+/// The index of the double quote that closes a `Debug` string whose text
+/// `s` begins with (its escapes skipped), if any.
+fn closing_quote(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 /// `text` with every URL in it made a [`plain_url`] ([`without_url_secrets`]),
 /// then cut at its first `?` or `#` (a relative URL's query); when it holds
 /// one URL only, in double quotes (a `Debug`: `("GET", "https://…")`,
@@ -732,14 +754,10 @@ fn every_url_plain(text: &str) -> Cow<'_, str> {
         .filter(|sep| !plain[sep + 3..].contains("://"))
     {
         let b = plain.as_bytes();
-        let mut start = sep;
-        while start > 0 && (b[start - 1].is_ascii_alphanumeric() || b"+-.:".contains(&b[start - 1]))
-        {
-            start -= 1;
-        }
+        let start = scheme_before(b, sep);
         if start > 0 && start < sep && b[start - 1] == b'"' {
             let url = &plain[start..];
-            let url = &url[..url.find('"').unwrap_or(url.len())];
+            let url = &url[..closing_quote(url).unwrap_or(url.len())];
             // A URL from its first byte, or not one at all (no recursion).
             if url.find("://").and_then(|sep| url_start(url, sep)) == Some(0) {
                 return Cow::Owned(plain_url_text(url).into_owned());
@@ -764,6 +782,11 @@ pub(crate) fn after_authority(s: &str) -> Option<&str> {
     Some(&s[url_authority(s)?.end..])
 }
 
+/// An absent `Option` recorded with `?` (`None`): no value, as a URL.
+pub(crate) fn is_absent_option(value: &FieldValue) -> bool {
+    as_str(value) == Some("None")
+}
+
 /// The URL `s` holds, without what wraps it (see [`url_start`]): in a
 /// `String`'s `Debug` (`"…"`, `Some("…")`, a tuple's `("…", "…")`), to the
 /// first quote not escaped (one inside is); after a `'` or a `(` alone, to
@@ -778,19 +801,8 @@ pub(crate) fn unwrapped_url(s: &str) -> &str {
         return s;
     }
     let url = &s[start..];
-    let b = url.as_bytes();
     let end = match s[..start].trim_end().bytes().last() {
-        Some(b'"') => {
-            let mut i = 0;
-            loop {
-                match b.get(i) {
-                    None => break None,
-                    Some(b'\\') => i += 2,
-                    Some(b'"') => break Some(i),
-                    Some(_) => i += 1,
-                }
-            }
-        }
+        Some(b'"') => closing_quote(url),
         Some(b'\'') => url.rfind('\''),
         Some(b'(') => url.rfind(')'),
         _ => url.find(char::is_whitespace),
@@ -995,21 +1007,7 @@ fn without_url_struct_secrets(text: &str) -> Cow<'_, str> {
 /// (`"…"`, its escapes skipped), or `Some(` one of them `)`, blanks and a
 /// trailing comma allowed inside (`{:#?}`); `None` when it is none of them.
 fn debug_value_end(s: &str) -> Option<usize> {
-    fn string_end(s: &str) -> Option<usize> {
-        let b = s.as_bytes();
-        if b.first() != Some(&b'"') {
-            return None;
-        }
-        let mut i = 1;
-        while i < b.len() {
-            match b[i] {
-                b'\\' => i += 2,
-                b'"' => return Some(i + 1),
-                _ => i += 1,
-            }
-        }
-        None
-    }
+    let string_end = |s: &str| Some(closing_quote(s.strip_prefix('"')?)? + 2);
     if s.starts_with("None") {
         return Some(4);
     }
@@ -1747,10 +1745,7 @@ impl<'a> Conventions<'a> {
             return false;
         }
         match self.slot(key, ctx) {
-            // An absent `Option` recorded with `?` is no URL.
-            Some(_) if matches!(key, "url.full" | "http.url") && as_str(value) == Some("None") => {
-                true
-            }
+            Some(_) if matches!(key, "url.full" | "http.url") && is_absent_option(value) => true,
             // An empty value is none: it never hides another name's value
             // (`http.target = "/orders"`, then `url.path = ""`).
             Some(slot) if slot.is_some() && as_str(value) == Some("") => true,
