@@ -7,21 +7,26 @@
 //! 3. `registry+marker_extension`: a layer that inserts one extension per span;
 //! 4. `registry+timed_fields`: a reference layer doing the least any layer
 //!    that records span timings and fields does: a clock read as the span
-//!    opens and another as it closes, its fields copied into an extension
-//!    (no ids, no parent, nothing sent), so the cost of the work itself is
-//!    known on this machine;
-//! 5. `registry+parent_lookup`: a reference layer doing the least any layer
+//!    opens and another as it closes (tracing-xray's clock), its fields
+//!    copied into an extension (no ids, no parent, nothing sent), so the
+//!    cost of the work itself is known on this machine;
+//! 5. `registry+span_tree`: a reference layer doing what the crate's first
+//!    issue prescribes for every span and nothing of X-Ray's: the above,
+//!    plus an id made as the span opens, its parent's id read from the
+//!    parent's extension, and the finished span moved into its parent's
+//!    extension as it closes (no sampling, names, limits, nothing sent);
+//! 6. `registry+parent_lookup`: a reference layer doing the least any layer
 //!    must do to tell, as each span opens, which trace it belongs to: find
 //!    its parent's id (the registry's current span, or the explicit parent),
 //!    and nothing else, so the floor of an unsampled request is known;
-//! 6. `xray_sampled`: tracing-xray, every trace sampled, no-op exporter;
-//! 7. `xray_unsampled`: tracing-xray, every trace decided "not sampled" by
+//! 7. `xray_sampled`: tracing-xray, every trace sampled, no-op exporter;
+//! 8. `xray_unsampled`: tracing-xray, every trace decided "not sampled" by
 //!    the sampler (ids and headers still propagate);
-//! 8. `xray_disabled_by_env`: tracing-xray switched off by `AWS_XRAY_SDK_DISABLED`;
-//! 9. `tracing_opentelemetry`: tracing-opentelemetry, discarding exporter
-//!    behind the SDK's simple span processor (export on the application
-//!    thread);
-//! 10. `tracing_opentelemetry_batch`: the same behind the SDK's batch span
+//! 9. `xray_disabled_by_env`: tracing-xray switched off by `AWS_XRAY_SDK_DISABLED`;
+//! 10. `tracing_opentelemetry`: tracing-opentelemetry, discarding exporter
+//!     behind the SDK's simple span processor (export on the application
+//!     thread);
+//! 11. `tracing_opentelemetry_batch`: the same behind the SDK's batch span
 //!     processor (export on its own thread, flushed after every sample as
 //!     tracing-xray's worker is), OpenTelemetry's production set-up.
 //!
