@@ -315,7 +315,8 @@ impl XrayHandle {
     /// [`FlushError::Timeout`] when the worker did not finish in time, or
     /// the exporter still holds documents it could neither deliver nor give
     /// up on in time (an HTTP API that did not answer): the work goes on in
-    /// the background. [`FlushError::AlreadyShutdown`] after
+    /// the background; also when it gave up on some for lack of time
+    /// (reported failed with [`ExportError::Timeout`](crate::export::ExportError::Timeout)). [`FlushError::AlreadyShutdown`] after
     /// a shutdown, [`FlushError::OnWorkerThread`] when called from an
     /// exporter's code.
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
@@ -377,8 +378,11 @@ impl XrayHandle {
     /// # Errors
     ///
     /// [`FlushError::Timeout`] when the worker did not finish in time, or the
-    /// exporter shut down holding documents it never reported (counted in
-    /// [`Stats::documents_failed`]),
+    /// exporter shut down holding documents it never reported, or gave up on
+    /// some for lack of time (reported failed with
+    /// [`ExportError::Timeout`](crate::export::ExportError::Timeout): an HTTP
+    /// API that never answered); all are counted in
+    /// [`Stats::documents_failed`],
     /// [`FlushError::AlreadyShutdown`] when called again,
     /// [`FlushError::OnWorkerThread`] when called from an exporter's code.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), FlushError> {

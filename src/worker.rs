@@ -165,6 +165,10 @@ struct Worker {
     /// Documents the exporter reported (delivered or failed) or that were
     /// written off when it panicked; at most `handed`.
     settled: u64,
+    /// Documents the exporter reported failed with [`ExportError::Timeout`]
+    /// (not delivered in time), ever: one its `flush` or `shutdown` reports
+    /// so makes that flush or shutdown a timeout, although it is settled.
+    timed_out: u64,
 }
 
 enum Control {
@@ -195,6 +199,7 @@ impl Worker {
             warned_pack: false,
             handed: 0,
             settled: 0,
+            timed_out: 0,
         }
     }
 
@@ -262,17 +267,25 @@ impl Worker {
                 None => {}
                 Some(Control::Flush(reply, deadline)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
+                    let timed_out = self.timed_out;
                     self.call("flush", |e| e.flush(left));
                     // What the exporter still holds goes on in the
-                    // background, but the flush did not finish.
-                    let _ = reply.send(self.handed == self.settled);
+                    // background, but the flush did not finish; nor did it
+                    // when the exporter gave up on documents for lack of
+                    // time.
+                    let _ = reply.send(self.handed == self.settled && self.timed_out == timed_out);
                 }
                 Some(Control::Shutdown(reply, deadline)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
+                    let timed_out = self.timed_out;
                     // Documents lost by a panic in `shutdown` were held by
                     // it too.
                     let lost = self.call("shutdown", |e| e.shutdown(left));
-                    let settled = self.write_off_held() && lost == 0;
+                    // Documents the exporter gave up on for lack of time
+                    // (`HttpExporter`'s backlog when the API never
+                    // answered) are counted failed, and the shutdown did not
+                    // finish.
+                    let settled = self.write_off_held() && lost == 0 && self.timed_out == timed_out;
                     // Closed before the reply: once `shutdown` returns, what
                     // finishes is counted dropped by the layer, and what
                     // reached the queue meanwhile by the handle.
@@ -525,6 +538,12 @@ impl Worker {
     fn account(&mut self, outcome: ExportOutcome) {
         let c = &self.counters;
         let failed = outcome.failures.len() as u64;
+        let timed_out = outcome
+            .failures
+            .iter()
+            .filter(|f| matches!(f.error, ExportError::Timeout(_)))
+            .count();
+        self.timed_out = self.timed_out.saturating_add(timed_out as u64);
         Counters::add(&c.documents_exported, outcome.delivered as u64);
         Counters::add(&c.documents_failed, failed);
         // Never past `handed`: reports for documents already written off

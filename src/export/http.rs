@@ -625,6 +625,8 @@ impl HttpExporter {
     }
 
     fn on_retryable(&mut self, why: String, batch: Vec<Pending>) {
+        // A refusal before this failure is no longer what holds documents.
+        self.auth_error = None;
         if !self.retry_reported {
             self.retry_reported = true;
             tracing::warn!(
@@ -686,7 +688,13 @@ fn backoff(initial: Duration, max: Duration, attempt: u32, random: u64) -> Durat
     let ceiling = initial.saturating_mul(1u32 << exp).min(max);
     let half = ceiling / 2;
     let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-    let jitter = if nanos == 0 { 0 } else { random % (nanos + 1) };
+    // `saturating_add`: a half-ceiling past 584 years (`Duration::MAX` as
+    // the cap) is `u64::MAX` nanoseconds.
+    let jitter = if nanos == 0 {
+        0
+    } else {
+        random % nanos.saturating_add(1)
+    };
     half + Duration::from_nanos(jitter)
 }
 
@@ -722,7 +730,12 @@ impl Exporter for HttpExporter {
 
     fn shutdown(&mut self, timeout: Duration) -> ExportOutcome {
         let mut outcome = self.flush(timeout);
-        let why = self.auth_error.clone();
+        // Refused credentials only while they are known to be refused: a
+        // document the API did not answer for since failed for lack of time.
+        let why = self
+            .auth_error
+            .clone()
+            .filter(|_| self.auth_blocked(Instant::now()));
         for p in self.backlog.take_all() {
             let error = match &why {
                 Some(w) => ExportError::Unauthorized(w.clone()),
@@ -870,6 +883,9 @@ impl HttpExporterBuilder {
     /// Default: `https://xray.{region}.amazonaws.com` (with the partition's
     /// suffix outside the `aws` partition). `http://` is accepted
     /// (a local fake of the API); requests are still signed for the region.
+    /// [`build`](Self::build) refuses an endpoint with a path, a query, a
+    /// fragment or user info, without a host, or with a port outside
+    /// 1–65535 ([`HttpExporterError::InvalidEndpoint`]).
     ///
     /// ```
     /// let builder = tracing_xray::export::HttpExporter::builder()
@@ -915,7 +931,11 @@ impl HttpExporterBuilder {
 
     /// Credentials from a provider (any [`ProvideCredentials`], such as the
     /// `aws-config` chain: see the type's docs), asked again five minutes
-    /// before they expire and when the API refuses them.
+    /// before they expire and when the API refuses them. A provider that
+    /// fails or hangs while the credentials it gave are still valid costs a
+    /// send at most a second (half its time, if less), and is asked again 30
+    /// seconds later; meanwhile those credentials are used. A call may take
+    /// at most 5 seconds.
     ///
     /// ```
     /// use aws_credential_types::Credentials;
@@ -1142,8 +1162,6 @@ fn dns_suffix(region: &str) -> &'static str {
         .map_or("amazonaws.com", |(_, suffix)| suffix)
 }
 
-/// `scheme://host[:port]`, without a trailing slash; `http` or `https`, no
-/// path, query or user info.
 /// An endpoint as errors and `Debug` show it: without its user info, query
 /// and fragment (`build` refuses them), even when it has no scheme
 /// (`key:secret@host`): a secret written there must never reach a log.
@@ -1162,6 +1180,9 @@ fn endpoint_shown(url: &str) -> String {
     format!("{scheme}{hidden}{rest}")
 }
 
+/// `scheme://host[:port]`, without a trailing slash; `http` or `https`, a
+/// host, a port from 1 to 65535 if any, no path, query, fragment or user
+/// info.
 fn validate_endpoint(url: &str) -> Result<String, HttpExporterError> {
     let shown = endpoint_shown(url);
     let invalid = |why: &str| HttpExporterError::InvalidEndpoint(format!("{shown:?}: {why}"));
@@ -1177,8 +1198,25 @@ fn validate_endpoint(url: &str) -> Result<String, HttpExporterError> {
     if authority.as_str().contains('@') {
         return Err(invalid("user info is not allowed"));
     }
+    // `Uri` takes an empty host (`http://:4566`) and any digits as a port.
+    if authority.host().is_empty() {
+        return Err(invalid("no host"));
+    }
+    // The text after the last `:`, unless it ends an IPv6 address (`[::1]`).
+    let port = authority
+        .as_str()
+        .rsplit_once(':')
+        .map(|(_, port)| port)
+        .filter(|port| !port.ends_with(']'));
+    if port.is_some_and(|port| !matches!(port.parse::<u16>(), Ok(1..))) {
+        return Err(invalid("the port must be a number from 1 to 65535"));
+    }
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
         return Err(invalid("a path or query is not allowed"));
+    }
+    // `Uri` keeps a fragment in the text: the API's path would follow it.
+    if trimmed.contains('#') {
+        return Err(invalid("a fragment is not allowed"));
     }
     Ok(trimmed.to_owned())
 }

@@ -646,7 +646,9 @@ pub trait Exporter: Send + 'static {
     /// reported delivered or failed) make
     /// [`XrayHandle::flush`](crate::XrayHandle::flush) return
     /// [`FlushError::Timeout`](crate::FlushError::Timeout): they were not
-    /// dealt with in time.
+    /// dealt with in time. So do documents it reports failed with
+    /// [`ExportError::Timeout`] from `flush` or [`Exporter::shutdown`] (given
+    /// up on for lack of time).
     ///
     /// ```
     /// use std::time::Duration;

@@ -16,6 +16,12 @@ use aws_credential_types::Credentials;
 pub(crate) const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
 /// How long one call to a credentials provider may take.
 pub(crate) const PROVIDER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an early refresh (the cached credentials still valid) may take:
+/// the request they sign must not wait for a provider that hangs.
+const EARLY_REFRESH_TIMEOUT: Duration = Duration::from_secs(1);
+/// After an early refresh failed, the cached credentials are used without
+/// asking again for this long.
+const EARLY_REFRESH_RETRY: Duration = Duration::from_secs(30);
 
 /// Where credentials come from. Never prints a secret.
 #[derive(Clone)]
@@ -76,6 +82,9 @@ pub(crate) enum CredentialsFailure {
 pub(crate) struct Cache {
     source: Source,
     current: Option<Credentials>,
+    /// Until then, after an early refresh failed, the cached credentials
+    /// (still valid) are used without asking the provider.
+    early_refresh_after: Option<Instant>,
 }
 
 impl fmt::Debug for Cache {
@@ -93,7 +102,11 @@ impl Cache {
             Source::Static { credentials, .. } => Some(credentials.clone()),
             Source::Provider(_) => None,
         };
-        Cache { source, current }
+        Cache {
+            source,
+            current,
+            early_refresh_after: None,
+        }
     }
 
     /// Whether asking the source again can give different credentials.
@@ -103,22 +116,39 @@ impl Cache {
 
     /// Credentials valid now (and for a while), asking the provider when the
     /// cached ones are missing or about to expire. If the refresh fails but
-    /// the cached ones have not expired yet, they are used.
+    /// the cached ones have not expired yet, they are used. While they are
+    /// valid, the refresh is given at most half of `timeout` (and a second),
+    /// so that the request they sign still has time, and after it failed
+    /// the provider is not asked again for [`EARLY_REFRESH_RETRY`].
     pub(crate) fn get(&mut self, timeout: Duration) -> Result<Credentials, CredentialsFailure> {
         let now = SystemTime::now();
+        let mut still_valid = None;
         if let Some(c) = &self.current {
             match c.expiry() {
                 None => return Ok(c.clone()),
                 Some(exp) if exp > now + REFRESH_BEFORE_EXPIRY => return Ok(c.clone()),
+                Some(exp) if exp > now => still_valid = Some(c.clone()),
                 _ => {}
             }
         }
-        match self.refresh(timeout) {
-            Ok(c) => Ok(c),
-            Err(e) => match &self.current {
-                Some(c) if c.expiry().is_none_or(|exp| exp > now) => Ok(c.clone()),
-                _ => Err(e),
-            },
+        let Some(cached) = still_valid else {
+            return self.refresh(timeout);
+        };
+        if self.early_refresh_after.is_some_and(|t| Instant::now() < t) {
+            return Ok(cached);
+        }
+        match self.refresh((timeout / 2).min(EARLY_REFRESH_TIMEOUT)) {
+            Ok(c) => {
+                self.early_refresh_after = None;
+                Ok(c)
+            }
+            Err(_) => {
+                self.early_refresh_after = Some(crate::handle::deadline_after(
+                    Instant::now(),
+                    EARLY_REFRESH_RETRY,
+                ));
+                Ok(cached)
+            }
         }
     }
 
@@ -328,6 +358,61 @@ mod tests {
         let err = cache.get(Duration::from_millis(50)).unwrap_err();
         assert!(matches!(err, CredentialsFailure::Transient(_)), "{err:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    /// Gives credentials valid for `lifetime` at its first call, then hangs.
+    #[derive(Debug)]
+    struct HangsAfterFirst {
+        calls: Arc<AtomicUsize>,
+        lifetime: Duration,
+    }
+
+    impl ProvideCredentials for HangsAfterFirst {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            if self.calls.fetch_add(1, Ordering::SeqCst) > 0 {
+                return future::ProvideCredentials::new(std::future::pending());
+            }
+            future::ProvideCredentials::ready(Ok(Credentials::new(
+                "AKID",
+                "secret",
+                None,
+                Some(SystemTime::now() + self.lifetime),
+                "test",
+            )))
+        }
+    }
+
+    #[test]
+    fn an_early_refresh_that_hangs_costs_a_bounded_wait_once() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let provider = HangsAfterFirst {
+            calls: calls.clone(),
+            lifetime: Duration::from_secs(60),
+        };
+        let mut cache = Cache::new(Source::Provider(SharedCredentialsProvider::new(provider)));
+        cache.get(Duration::from_secs(10)).unwrap();
+        // Still valid for a minute: the refresh gets half of 400 ms, and the
+        // cached credentials are used.
+        let started = Instant::now();
+        assert_eq!(
+            cache
+                .get(Duration::from_millis(400))
+                .unwrap()
+                .access_key_id(),
+            "AKID"
+        );
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(150), "{waited:?}");
+        assert!(waited < Duration::from_millis(390), "{waited:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // Not asked again for a while: no wait at all.
+        let started = Instant::now();
+        cache.get(Duration::from_secs(10)).unwrap();
+        assert!(started.elapsed() < Duration::from_millis(100));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -466,6 +466,13 @@ fn backoff_grows_with_jitter_and_is_capped() {
         backoff(ms(100), ms(1000), 3, 99_999_999)
     );
     assert_eq!(backoff(ms(100), ms(1000), 1000, 0), ms(500));
+    // A half-ceiling of `u64::MAX` nanoseconds or more: no overflow.
+    for random in [0, 1, u64::MAX - 1, u64::MAX] {
+        let d = backoff(Duration::MAX, Duration::MAX, 1, random);
+        assert!(d >= Duration::MAX / 2, "{d:?}");
+        let d = backoff(Duration::from_secs(11 * 3600), Duration::MAX, 22, random);
+        assert!(d >= Duration::from_secs(11 * 3600), "{d:?}");
+    }
 }
 
 #[test]
