@@ -473,3 +473,63 @@ fn a_hanging_refresh_does_not_keep_valid_cached_credentials_from_a_flush() {
         failures(&outcome)
     );
 }
+
+/// A provider that has no credentials (no source configured).
+#[derive(Debug)]
+struct NoCredentials;
+
+impl aws_credential_types::provider::ProvideCredentials for NoCredentials {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+            aws_credential_types::provider::error::CredentialsError::not_loaded_no_source(),
+        ))
+    }
+}
+
+/// What a `fmt` subscriber wrote.
+#[derive(Clone, Default)]
+struct Written(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Written {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// A provider with no credentials fails the documents without any call: the
+// log says so, rather than that the API refused the credentials (which
+// sends the user to IAM policies for a configuration problem).
+#[test]
+fn a_provider_without_credentials_is_not_reported_as_an_api_refusal() {
+    let _serial = common::serial();
+    let (url, seen) = fake(|stream| answer(stream, 200, r#"{"UnprocessedTraceSegments":[]}"#));
+    let mut exporter = HttpExporter::builder()
+        .with_region("us-east-1")
+        .with_endpoint(url)
+        .with_credentials_provider(NoCredentials)
+        .with_batch_delay(Duration::ZERO)
+        .build()
+        .unwrap();
+    let docs = documents(1);
+    let written = Written::default();
+    let w = written.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || w.clone())
+        .with_ansi(false)
+        .finish();
+    let outcome = tracing::subscriber::with_default(subscriber, || exporter.export(docs));
+    assert_eq!(outcome.failures.len(), 1, "{:?}", failures(&outcome));
+    assert!(seen.lock().unwrap().is_empty(), "no call was made");
+    let log = String::from_utf8(written.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("no AWS credentials"), "{log}");
+    assert!(!log.contains("refused"), "{log}");
+}

@@ -356,7 +356,7 @@ impl HttpExporter {
         let credentials = match self.credentials.get(self.budget(deadline)) {
             Ok(c) => c,
             Err(CredentialsFailure::Permanent(why)) => {
-                self.on_unauthorized(why, batch, outcome);
+                self.on_unauthorized(why, false, batch, outcome);
                 return;
             }
             Err(CredentialsFailure::Transient(why)) => {
@@ -434,7 +434,7 @@ impl HttpExporter {
                     self.requeue_front(batch);
                     return;
                 }
-                self.on_unauthorized(why, batch, outcome)
+                self.on_unauthorized(why, true, batch, outcome)
             }
             Answer::Retry(why) => {
                 Counters::add(&self.stats.retries, 1);
@@ -596,20 +596,39 @@ impl HttpExporter {
         }
     }
 
-    fn on_unauthorized(&mut self, why: String, batch: Vec<Pending>, outcome: &mut ExportOutcome) {
+    /// Credentials refused by the API (`by_api`), or none to be had from
+    /// the provider (it has none, or is misconfigured).
+    fn on_unauthorized(
+        &mut self,
+        why: String,
+        by_api: bool,
+        batch: Vec<Pending>,
+        outcome: &mut ExportOutcome,
+    ) {
         let why = self.scrub(&why);
         Counters::add(&self.stats.auth_failures, 1);
         if !self.auth_reported {
             self.auth_reported = true;
-            tracing::error!(
-                target: "tracing_xray",
-                error = %why,
-                url = %self.url,
-                "the X-Ray API refused our credentials; documents fail without being sent until \
-                 the next try in {:?} (further refusals are only counted; the IAM permission \
-                 needed is xray:PutTraceSegments)",
-                self.settings.auth_retry_interval,
-            );
+            if by_api {
+                tracing::error!(
+                    target: "tracing_xray",
+                    error = %why,
+                    url = %self.url,
+                    "the X-Ray API refused our credentials; documents fail without being sent \
+                     until the next try in {:?} (further refusals are only counted; the IAM \
+                     permission needed is xray:PutTraceSegments)",
+                    self.settings.auth_retry_interval,
+                );
+            } else {
+                tracing::error!(
+                    target: "tracing_xray",
+                    error = %why,
+                    "no AWS credentials to sign X-Ray API calls with (the provider has none, \
+                     or is misconfigured); documents fail without being sent until the next \
+                     try in {:?} (further failures are only counted)",
+                    self.settings.auth_retry_interval,
+                );
+            }
         }
         self.auth_blocked_until = Some(crate::handle::deadline_after(
             Instant::now(),
@@ -1444,7 +1463,8 @@ pub struct HttpStats {
     /// beyond the documents that no entry named (they can only be repeats)
     /// do not count.
     pub unprocessed: u64,
-    /// Calls refused for their credentials.
+    /// Calls refused for their credentials, and sends that had none (the
+    /// credentials provider has none, or is misconfigured: no call made).
     pub auth_failures: u64,
     /// Documents dropped, the oldest first, to make room for newer ones:
     /// keeping them would have taken the backlog past
