@@ -236,8 +236,8 @@ impl CentralizedSamplerBuilder {
                     base_url: format!("http://{proxy}"),
                     next_rules: UNIX_EPOCH,
                     next_targets: UNIX_EPOCH,
-                    rules_failing: false,
-                    targets_failing: false,
+                    rules_failing: None,
+                    targets_failing: None,
                 }),
                 proxy,
             }),
@@ -445,8 +445,11 @@ struct Poller {
     base_url: String,
     next_rules: SystemTime,
     next_targets: SystemTime,
-    rules_failing: bool,
-    targets_failing: bool,
+    /// The kind of the rules fetch failure last reported, while fetches
+    /// fail ([`failure_kind`]): a failure of another kind is reported too.
+    rules_failing: Option<String>,
+    /// The same for the targets.
+    targets_failing: Option<String>,
 }
 
 impl Shared {
@@ -510,17 +513,23 @@ impl Shared {
                 let old = self.current_rules();
                 let set = RuleSet::new(response, old.as_deref(), epoch_seconds(now));
                 *write(&self.rules) = Some(Arc::new(set));
-                poller.rules_failing = false;
+                poller.rules_failing = None;
             }
             Err(error) => {
-                if !poller.rules_failing {
-                    poller.rules_failing = true;
+                if report_failure(&mut poller.rules_failing, &error) {
                     tracing::warn!(
                         target: "tracing_xray::sampling",
                         %error,
                         proxy = %self.proxy,
                         "cannot fetch X-Ray sampling rules; using the cached or fallback rules"
                     );
+                    without_subscriber_on_stderr(|| {
+                        format!(
+                            "cannot fetch X-Ray sampling rules from {}: {error}; using the \
+                             cached or fallback rules",
+                            self.proxy
+                        )
+                    });
                 }
             }
         }
@@ -553,22 +562,66 @@ impl Shared {
             });
         match result {
             Ok(response) => {
-                poller.targets_failing = false;
+                poller.targets_failing = None;
                 set.apply_targets(&response, now_sec)
             }
             Err(error) => {
-                if !poller.targets_failing {
-                    poller.targets_failing = true;
+                if report_failure(&mut poller.targets_failing, &error) {
                     tracing::warn!(
                         target: "tracing_xray::sampling",
                         %error,
                         proxy = %self.proxy,
                         "cannot fetch X-Ray sampling targets; rules fall back to borrowing and their fixed rate"
                     );
+                    without_subscriber_on_stderr(|| {
+                        format!(
+                            "cannot fetch X-Ray sampling targets from {}: {error}; rules fall \
+                             back to borrowing and their fixed rate",
+                            self.proxy
+                        )
+                    });
                 }
                 false
             }
         }
+    }
+}
+
+/// What a failed fetch is, for telling a new kind of failure from the one
+/// already reported: an HTTP status (`http status: 403`), a malformed
+/// answer, or no answer (refused, reset, timed out: the daemon not there).
+fn failure_kind(error: &str) -> String {
+    if let Some(at) = error.find("http status: ") {
+        let status: String = error[at..]
+            .chars()
+            .take("http status: ".len() + 3)
+            .collect();
+        return status;
+    }
+    if error.starts_with("malformed") {
+        return "malformed".to_owned();
+    }
+    "no answer".to_owned()
+}
+
+/// Whether a failed fetch is reported: the first of a run of failures, and
+/// one of another kind than the one last reported (the daemon not ready at
+/// start, then the role lacking a permission).
+fn report_failure(failing: &mut Option<String>, error: &str) -> bool {
+    let kind = failure_kind(error);
+    if failing.as_deref() == Some(kind.as_str()) {
+        return false;
+    }
+    *failing = Some(kind);
+    true
+}
+
+/// Also writes a report on standard error while no global subscriber is
+/// set: the sampler starts, and fetches at once, before the application
+/// usually sets one, and a `tracing` event then reaches nobody.
+fn without_subscriber_on_stderr(message: impl FnOnce() -> String) {
+    if !tracing::dispatcher::has_been_set() {
+        eprintln!("tracing-xray: {}", message());
     }
 }
 
@@ -1088,6 +1141,30 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_is_reported_once_per_kind_while_fetches_fail() {
+        let mut failing = None;
+        let refused = "POST http://127.0.0.1:2000/GetSamplingRules: io: Connection refused";
+        let forbidden = "POST http://127.0.0.1:2000/GetSamplingRules: http status: 403";
+        assert!(report_failure(&mut failing, refused));
+        assert!(!report_failure(&mut failing, refused));
+        assert!(!report_failure(
+            &mut failing,
+            "POST http://127.0.0.1:2000/GetSamplingRules: timeout: global"
+        ));
+        assert!(report_failure(&mut failing, forbidden));
+        assert!(!report_failure(&mut failing, forbidden));
+        assert!(report_failure(
+            &mut failing,
+            "POST http://127.0.0.1:2000/GetSamplingRules: http status: 500"
+        ));
+        assert!(report_failure(
+            &mut failing,
+            "malformed GetSamplingRules response: EOF"
+        ));
+        assert!(report_failure(&mut failing, refused));
+    }
 
     fn api_rule(name: &str, priority: i64, reservoir: i64, rate: f64) -> serde_json::Value {
         serde_json::json!({

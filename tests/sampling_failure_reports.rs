@@ -1,0 +1,309 @@
+//! How centralized sampling reports a failed fetch: one the sampler's
+//! thread meets before the application has set its subscriber (it fetches
+//! the rules at once) still reaches the user, on standard error; and a
+//! failure of another kind than the one reported (the daemon not ready at
+//! start, then a 403 for the role) is reported too.
+//!
+//! Cases that need a global subscriber run in a child process of their own
+//! (an `#[ignore]`d test of this binary, run by `child`), with the
+//! variables a host could set cleared first.
+
+mod sampling_common;
+
+use std::net::TcpListener;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use sampling_common::{ManualClock, ProxyServer, Reply};
+use tracing_xray::sampling::{CentralizedSampler, Clock, LocalRules, SystemClock};
+
+/// Runs this binary's ignored test `name` alone in a child process, with
+/// the variables a host could set (`AWS_*`, `ECS_*`, `LAMBDA_*`,
+/// `_X_AMZN_TRACE_ID`, `KUBERNETES_*`) cleared, then `env` set. Returns
+/// whether it passed, and its standard output and error. Killed after 30 s.
+fn child(name: &str, env: &[(&str, String)]) -> (bool, String) {
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        name,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if k.starts_with("AWS_")
+            || k.starts_with("ECS_")
+            || k.starts_with("LAMBDA_")
+            || k == "_X_AMZN_TRACE_ID"
+            || k.starts_with("KUBERNETES_")
+            || k == "RUST_LOG"
+        {
+            cmd.env_remove(&k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut process = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while process.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = process.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = process.wait_with_output().unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success() && text.contains("1 passed"), text)
+}
+
+/// The system clock, telling each time the sampler's own polling thread
+/// reads it (once at the start of every poll).
+#[derive(Clone)]
+struct PollWatch {
+    reads: Arc<Mutex<Sender<()>>>,
+}
+
+impl Clock for PollWatch {
+    fn now(&self) -> SystemTime {
+        if std::thread::current().name() == Some("tracing-xray-sampling") {
+            let _ = self.reads.lock().unwrap().send(());
+        }
+        SystemClock.now()
+    }
+}
+
+fn poll_watch() -> (PollWatch, Receiver<()>) {
+    let (tx, rx) = mpsc::channel();
+    (
+        PollWatch {
+            reads: Arc::new(Mutex::new(tx)),
+        },
+        rx,
+    )
+}
+
+// ---------------------------------------------------------------------------
+// 1. A sampling proxy that cannot be reached at start-up is reported.
+//
+// What the user does: what the README shows, in its order. "Centralized
+// sampling": `CentralizedSampler::builder().with_fallback(..).start()?`, then
+// `tracing_xray::builder().with_sampler(sampler).build()`, then (README
+// "Setup") `registry().with(fmt::layer()).with(layer).init()`; the daemon's
+// TCP proxy is not reachable (a wrong `tcp:` port, the daemon not started,
+// nothing listening).
+//
+// What they should get: the crate's report of it. README: "What the crate
+// reports, here and elsewhere, it reports as `tracing` events of target
+// `tracing_xray`, which reach the subscriber's other layers, a `fmt` layer
+// for one"; centralized.rs has a warning for exactly this ("cannot fetch
+// X-Ray sampling rules; using the cached or fallback rules"). The same
+// file already knows the trap: an invalid `AWS_XRAY_DAEMON_ADDRESS` is
+// "reported on standard error: the sampler is usually built before any
+// subscriber that could show a `tracing` event".
+//
+// What happened before the fix: `start()` fetches the rules at once, on its thread;
+// the refused connection fails within a millisecond, before the
+// application has installed its subscriber, so the warning goes to no
+// subscriber. It is latched (`rules_failing`, warned once until a fetch
+// succeeds), and the next fetch is 5 minutes away: nothing is ever shown,
+// on the `fmt` layer or on standard error, and every trace is silently
+// sampled by the fallback rules instead of the console's. (The child waits
+// for the first poll to finish before installing the subscriber, so that
+// the race the README order nearly always loses is lost every time.)
+// ---------------------------------------------------------------------------
+
+#[test]
+#[ignore = "run in a child process by its test"]
+fn unreachable_proxy_child() {
+    use tracing_subscriber::prelude::*;
+    // A port nothing listens on: the connection is refused at once.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (clock, polls) = poll_watch();
+    let sampler = CentralizedSampler::builder()
+        .with_proxy_address(closed)
+        .with_fallback(LocalRules::default())
+        .with_clock(clock)
+        .start()
+        .expect("thread spawned");
+    // The poller's second look at the clock comes after its first poll
+    // (the rules fetch at start) has returned.
+    for _ in 0..2 {
+        polls
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the sampler polls");
+    }
+    let layer = tracing_xray::builder()
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(tracing_xray::export::NoopExporter)
+        .with_sampler(sampler)
+        .build();
+    let warnings = Warnings::default();
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::io::stderr),
+        )
+        .with(warnings.clone())
+        .with(layer)
+        .init();
+    tracing::info!("subscriber installed");
+    // Room for a report held back until a subscriber exists: up to 1 s.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        if warnings
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|w| w.contains("sampling rules"))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_unreachable_sampling_proxy_at_start_up_is_reported() {
+    let (ok, text) = child("unreachable_proxy_child", &[]);
+    assert!(ok, "the child failed:\n{text}");
+    assert!(
+        text.contains("subscriber installed"),
+        "the fmt layer shows nothing at all:\n{text}"
+    );
+    assert!(
+        text.to_ascii_lowercase().contains("sampling rules"),
+        "the sampling proxy could not be reached, and nothing says so \
+         (neither the fmt layer nor standard error):\n{text}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2. Once a rules fetch has failed, a failure of another kind is reported.
+//
+// What the user does: runs the README's centralized set-up, with a `fmt`
+// layer installed first, in an ECS task or a pod whose X-Ray daemon sidecar
+// starts after the application (no `dependsOn`): the first fetch finds the
+// daemon not ready (here: its proxy hangs up without an answer). Five
+// minutes later the daemon is up, but the task role lacks
+// `xray:GetSamplingRules`, and the proxy answers every fetch with X-Ray's
+// 403 AccessDeniedException.
+//
+// What they should get: the 403 reported, as the crate's reports go
+// (README: "What the crate reports, here and elsewhere, it reports as
+// `tracing` events of target `tracing_xray`"): it is the one failure that
+// will not go away by itself, and until it is fixed every trace is sampled
+// by the fallback rules instead of the console's.
+//
+// What happened before the fix: `refresh_rules` (src/sampling/centralized.rs,
+// `rules_failing`) warns only on the first failure of a streak, and the
+// streak lasts until a fetch succeeds, which never happens: the only line
+// the user ever sees blames the start-up race ("hang up", "connection
+// refused"), and the permission error stays silent for the life of the
+// process.
+// ---------------------------------------------------------------------------
+
+/// The WARN events a subscriber saw: their message and fields, as text.
+#[derive(Clone, Default)]
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if *event.metadata().level() != tracing::Level::WARN {
+            return;
+        }
+        struct Text(String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={:?} ", f.name(), v));
+            }
+        }
+        let mut text = Text(String::new());
+        event.record(&mut text);
+        self.0.lock().unwrap().push(text.0);
+    }
+}
+
+impl Warnings {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+#[test]
+fn a_later_different_rules_failure_is_reported() {
+    use tracing_subscriber::prelude::*;
+    const T0: u64 = 1_700_000_000;
+    let proxy = ProxyServer::start();
+    let clock = ManualClock::at_epoch_seconds(T0);
+    let sampler = CentralizedSampler::builder()
+        .with_proxy_address(proxy.addr)
+        .with_clock(clock.clone())
+        .with_request_timeout(Duration::from_secs(5))
+        .build_manual();
+    let warnings = Warnings::default();
+    let subscriber = tracing_subscriber::registry().with(warnings.clone());
+    tracing::subscriber::with_default(subscriber, || {
+        // The daemon is not ready: its proxy hangs up without an answer.
+        let (gate, hang_up) = mpsc::channel::<()>();
+        drop(gate);
+        proxy.reply(
+            "/GetSamplingRules",
+            Reply::Hang(Arc::new(Mutex::new(hang_up))),
+        );
+        sampler.poll_once();
+        let first = warnings.take();
+        assert_eq!(
+            first.len(),
+            1,
+            "control: the first failure is reported: {first:?}"
+        );
+
+        // Five minutes later the daemon answers: X-Ray refuses the role.
+        proxy.reply(
+            "/GetSamplingRules",
+            Reply::Status(
+                403,
+                r#"{"__type":"AccessDeniedException","Message":"User: arn:aws:sts::123456789012:assumed-role/orders-task/1 is not authorized to perform: xray:GetSamplingRules"}"#
+                    .into(),
+            ),
+        );
+        clock.set_epoch_seconds(T0 + 306);
+        sampler.poll_once();
+        let requests: Vec<String> = proxy.drain().into_iter().map(|r| r.path).collect();
+        assert_eq!(
+            requests,
+            ["/GetSamplingRules", "/GetSamplingRules"],
+            "the rules were fetched again"
+        );
+        let later = warnings.take();
+        assert!(
+            later
+                .iter()
+                .any(|w| w.contains("403") || w.contains("not authorized")),
+            "the proxy now refuses every rules fetch with 403 AccessDenied, and nothing \
+             says so (the only warning was the first one: {first:?}); warnings since: {later:?}"
+        );
+    });
+}
