@@ -408,7 +408,9 @@ impl Builder {
         let exporter = match self.exporter {
             Some(e) => e,
             None => Box::new(UdpExporter::from_env().unwrap_or_else(|err| {
-                eprintln!("tracing-xray: {err}; sending to the default 127.0.0.1:2000");
+                crate::stderr_line(format_args!(
+                    "tracing-xray: {err}; sending to the default 127.0.0.1:2000"
+                ));
                 UdpExporter::default()
             })),
         };
@@ -442,7 +444,9 @@ impl Builder {
         ) {
             Ok(w) => w,
             Err(err) => {
-                eprintln!("tracing-xray: cannot start the worker thread ({err}); tracing is off");
+                crate::stderr_line(format_args!(
+                    "tracing-xray: cannot start the worker thread ({err}); tracing is off"
+                ));
                 return disabled();
             }
         };
@@ -508,15 +512,20 @@ impl Builder {
         match self.install() {
             Installed::Yes(guard) => guard,
             Installed::Off(guard, err) => {
-                eprintln!("tracing-xray: off (AWS_XRAY_SDK_*); `init`: {}", err.inner);
+                crate::stderr_line(format_args!(
+                    "tracing-xray: off (AWS_XRAY_SDK_*); `init`: {}",
+                    err.inner
+                ));
                 guard
             }
             Installed::WithoutLog(guard, err) => {
-                eprintln!("tracing-xray: installed, but `log` records are not forwarded: {err}");
+                crate::stderr_line(format_args!(
+                    "tracing-xray: installed, but `log` records are not forwarded: {err}"
+                ));
                 guard
             }
             Installed::No(err) => {
-                eprintln!("tracing-xray: {err}; tracing-xray is off");
+                crate::stderr_line(format_args!("tracing-xray: {err}; tracing-xray is off"));
                 XrayGuard {
                     handle: XrayHandle { shared: None },
                     timeout: DEFAULT_SHUTDOWN_TIMEOUT,

@@ -74,10 +74,10 @@ pub(crate) fn service_name(env: Option<&str>, code: Option<&str>) -> String {
     if let Some(env) = env.map(str::trim).filter(|s| !s.is_empty()) {
         match valid(env) {
             Some(name) => return name,
-            None => eprintln!(
+            None => crate::stderr_line(format_args!(
                 "tracing-xray: AWS_XRAY_TRACING_NAME `{env}` has no character X-Ray allows \
                  in a segment name; it is ignored"
-            ),
+            )),
         }
     }
     code.and_then(valid)
@@ -118,7 +118,9 @@ pub(crate) fn mark_lambda_function() {
         return;
     }
     if let Err(err) = touch_marker(std::path::Path::new(LAMBDA_MARKER_DIR)) {
-        eprintln!("tracing-xray: cannot touch {LAMBDA_MARKER_DIR}/initialized: {err}");
+        crate::stderr_line(format_args!(
+            "tracing-xray: cannot touch {LAMBDA_MARKER_DIR}/initialized: {err}"
+        ));
     }
 }
 

@@ -316,9 +316,10 @@ impl XrayHandle {
     /// the exporter still holds documents it could neither deliver nor give
     /// up on in time (an HTTP API that did not answer): the work goes on in
     /// the background; also when it gave up on some for lack of time
-    /// (reported failed with [`ExportError::Timeout`](crate::export::ExportError::Timeout)). [`FlushError::AlreadyShutdown`] after
-    /// a shutdown, [`FlushError::OnWorkerThread`] when called from an
-    /// exporter's code.
+    /// (reported failed with
+    /// [`ExportError::OutOfTime`](crate::export::ExportError::OutOfTime)).
+    /// [`FlushError::AlreadyShutdown`] after a shutdown,
+    /// [`FlushError::OnWorkerThread`] when called from an exporter's code.
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
         let Some(shared) = &self.shared else {
             return Ok(());
@@ -380,7 +381,7 @@ impl XrayHandle {
     /// [`FlushError::Timeout`] when the worker did not finish in time, or the
     /// exporter shut down holding documents it never reported, or gave up on
     /// some for lack of time (reported failed with
-    /// [`ExportError::Timeout`](crate::export::ExportError::Timeout): an HTTP
+    /// [`ExportError::OutOfTime`](crate::export::ExportError::OutOfTime): an HTTP
     /// API that never answered); all are counted in
     /// [`Stats::documents_failed`],
     /// [`FlushError::AlreadyShutdown`] when called again,

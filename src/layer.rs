@@ -1029,12 +1029,12 @@ fn span_lost(inner: &LayerInner) {
 fn lost_to_a_poisoned_lock_once() {
     static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !SAID.swap(true, Ordering::Relaxed) {
-        eprintln!(
+        crate::stderr_line(format_args!(
             "tracing-xray: a span's data could not be read or recorded (a panic, caught: a \
              lock of the span that a panic in other code poisoned, or a recorded value's \
              `Debug` during an unwinding): its X-Ray data is lost, counted in \
              `stats().spans_lost` when it closes (this is said once)"
-        );
+        ));
     }
 }
 
@@ -1882,10 +1882,10 @@ fn lambda_root(inner: &LayerInner, data: &mut SpanData) {
 fn lambda_untraced_once(why: &str) {
     static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !SAID.swap(true, Ordering::Relaxed) {
-        eprintln!(
+        crate::stderr_line(format_args!(
             "tracing-xray: in Lambda mode, an invocation came with {why}: \
              its spans are not traced (Lambda decides; this is said once)"
-        );
+        ));
     }
 }
 

@@ -175,6 +175,15 @@ pub use layer::XrayLayer;
 pub use resource::Detectors;
 pub use span_ext::XraySpanExt;
 
+/// Writes one line on standard error, ignoring a failure (a closed pipe, a
+/// full disk): `eprintln!` panics then, and these reports run on the
+/// application's threads (inside span callbacks), on the worker's and on the
+/// sampler's, none of which a report may take down.
+pub(crate) fn stderr_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{args}");
+}
+
 // The README's Rust snippets, compiled (and, unless marked `no_run`, run) by
 // `cargo test --doc`; its HTTP exporter snippet needs the `http` feature
 // (`scripts/test` enables every feature).

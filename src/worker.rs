@@ -165,9 +165,10 @@ struct Worker {
     /// Documents the exporter reported (delivered or failed) or that were
     /// written off when it panicked; at most `handed`.
     settled: u64,
-    /// Documents the exporter reported failed with [`ExportError::Timeout`]
-    /// (not delivered in time), ever: one its `flush` or `shutdown` reports
-    /// so makes that flush or shutdown a timeout, although it is settled.
+    /// Documents the exporter reported failed with [`ExportError::OutOfTime`]
+    /// (given up for lack of time), ever: one its `flush` or `shutdown`
+    /// reports so makes that flush or shutdown a timeout, although it is
+    /// settled.
     timed_out: u64,
 }
 
@@ -541,7 +542,7 @@ impl Worker {
         let timed_out = outcome
             .failures
             .iter()
-            .filter(|f| matches!(f.error, ExportError::Timeout(_)))
+            .filter(|f| matches!(f.error, ExportError::OutOfTime(_)))
             .count();
         self.timed_out = self.timed_out.saturating_add(timed_out as u64);
         Counters::add(&c.documents_exported, outcome.delivered as u64);

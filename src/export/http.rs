@@ -93,7 +93,7 @@ const MIN_BACKLOG_MAX_BYTES: usize = MAX_DOCUMENT_BYTES;
 /// [`ExportError`]: `Unauthorized`, `Rejected` (by the API, or listed in
 /// `UnprocessedTraceSegments` with a permanent error code, or standing in for
 /// an entry there that named no document: see [`HttpStats::unprocessed`]),
-/// `Other` wrapping a [`BacklogFull`], or `Timeout` at
+/// `Other` wrapping a [`BacklogFull`], or `OutOfTime` at
 /// shutdown. [`HttpExporter::stats_handle`] adds the HTTP side (requests,
 /// retries, largest batch). The exporter's own diagnostics are `tracing`
 /// events with target `tracing_xray`; the HTTP client's logging is silenced
@@ -131,10 +131,12 @@ pub struct HttpExporter {
     /// documents fail at once instead of being sent.
     auth_blocked_until: Option<Instant>,
     auth_error: Option<String>,
-    /// Whether the current run of authentication failures was logged.
-    auth_reported: bool,
-    /// Whether the current run of retryable failures was logged.
-    retry_reported: bool,
+    /// Whether the current run of authentication failures was logged: by
+    /// the API ([`Blame::Api`]), by the credentials provider
+    /// ([`Blame::Provider`]).
+    auth_reported: [bool; 2],
+    /// Whether the current run of retryable failures was logged (the same).
+    retry_reported: [bool; 2],
     /// Whether refused credentials were already refreshed and retried once
     /// (reset by the next success, and when sending is blocked until the
     /// next try).
@@ -356,11 +358,11 @@ impl HttpExporter {
         let credentials = match self.credentials.get(self.budget(deadline)) {
             Ok(c) => c,
             Err(CredentialsFailure::Permanent(why)) => {
-                self.on_unauthorized(why, false, batch, outcome);
+                self.on_unauthorized(why, Blame::Provider, batch, outcome);
                 return;
             }
             Err(CredentialsFailure::Transient(why)) => {
-                self.on_retryable(why, batch);
+                self.on_retryable(why, Blame::Provider, batch);
                 return;
             }
         };
@@ -434,11 +436,11 @@ impl HttpExporter {
                     self.requeue_front(batch);
                     return;
                 }
-                self.on_unauthorized(why, true, batch, outcome)
+                self.on_unauthorized(why, Blame::Api, batch, outcome)
             }
             Answer::Retry(why) => {
                 Counters::add(&self.stats.retries, 1);
-                self.on_retryable(why, batch)
+                self.on_retryable(why, Blame::Api, batch)
             }
             Answer::Rejected(why) => {
                 let why = self.scrub(&why);
@@ -484,7 +486,7 @@ impl HttpExporter {
         let was_failing = self.failures_in_row > 0 || self.auth_error.is_some();
         self.auth_blocked_until = None;
         self.auth_error = None;
-        self.auth_reported = false;
+        self.auth_reported = [false; 2];
         self.auth_refresh_tried = false;
 
         let mut batch: Vec<Option<Pending>> = batch.into_iter().map(Some).collect();
@@ -532,7 +534,7 @@ impl HttpExporter {
             }
             self.failures_in_row = 0;
             self.retry_at = None;
-            self.retry_reported = false;
+            self.retry_reported = [false; 2];
         }
         outcome.delivered += delivered;
         Counters::add(&self.stats.documents_delivered, delivered as u64);
@@ -596,20 +598,19 @@ impl HttpExporter {
         }
     }
 
-    /// Credentials refused by the API (`by_api`), or none to be had from
-    /// the provider (it has none, or is misconfigured).
+    /// Credentials refused by the API, or none to be had from the provider
+    /// (it has none, or is misconfigured).
     fn on_unauthorized(
         &mut self,
         why: String,
-        by_api: bool,
+        blame: Blame,
         batch: Vec<Pending>,
         outcome: &mut ExportOutcome,
     ) {
         let why = self.scrub(&why);
         Counters::add(&self.stats.auth_failures, 1);
-        if !self.auth_reported {
-            self.auth_reported = true;
-            if by_api {
+        if !std::mem::replace(&mut self.auth_reported[blame as usize], true) {
+            if blame == Blame::Api {
                 tracing::error!(
                     target: "tracing_xray",
                     error = %why,
@@ -643,17 +644,27 @@ impl HttpExporter {
         }
     }
 
-    fn on_retryable(&mut self, why: String, batch: Vec<Pending>) {
+    /// A failure that may pass: the API unavailable, or the credentials
+    /// provider failing or not answering (no call made).
+    fn on_retryable(&mut self, why: String, blame: Blame, batch: Vec<Pending>) {
         // A refusal before this failure is no longer what holds documents.
         self.auth_error = None;
-        if !self.retry_reported {
-            self.retry_reported = true;
-            tracing::warn!(
-                target: "tracing_xray",
-                error = %self.scrub(&why),
-                "the X-Ray API is unavailable; documents wait in the backlog and are retried \
-                 with backoff"
-            );
+        if !std::mem::replace(&mut self.retry_reported[blame as usize], true) {
+            let error = self.scrub(&why);
+            match blame {
+                Blame::Api => tracing::warn!(
+                    target: "tracing_xray",
+                    %error,
+                    "the X-Ray API is unavailable; documents wait in the backlog and are \
+                     retried with backoff"
+                ),
+                Blame::Provider => tracing::warn!(
+                    target: "tracing_xray",
+                    %error,
+                    "the credentials provider failed or did not answer (no call was made); \
+                     documents wait in the backlog and are retried with backoff"
+                ),
+            }
         }
         self.requeue_front(batch);
         self.set_backoff();
@@ -698,6 +709,14 @@ impl HttpExporter {
             self.send_batch(Some(deadline), outcome);
         }
     }
+}
+
+/// Whom a failure to send is due to: the X-Ray API's answer (or its
+/// absence), or the credentials provider (before any call).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Blame {
+    Api = 0,
+    Provider = 1,
 }
 
 /// Exponential backoff with jitter: a delay drawn from the upper half of
@@ -758,7 +777,7 @@ impl Exporter for HttpExporter {
         for p in self.backlog.take_all() {
             let error = match &why {
                 Some(w) => ExportError::Unauthorized(w.clone()),
-                None => ExportError::Timeout(timeout),
+                None => ExportError::OutOfTime(timeout),
             };
             outcome.fail(p.doc, error);
         }
@@ -1146,8 +1165,8 @@ impl HttpExporterBuilder {
             failures_in_row: 0,
             auth_blocked_until: None,
             auth_error: None,
-            auth_reported: false,
-            retry_reported: false,
+            auth_reported: [false; 2],
+            retry_reported: [false; 2],
             auth_refresh_tried: false,
             unnamed_reported: false,
             shut_down: false,

@@ -409,6 +409,14 @@ pub enum ExportError {
     Unauthorized(String),
     /// The destination did not answer in time.
     Timeout(Duration),
+    /// Given up when the time of a flush or a shutdown (the `Duration`) ran
+    /// out before the document could be delivered (`HttpExporter` at
+    /// shutdown, its API unavailable): one reported so from
+    /// [`Exporter::flush`] or [`Exporter::shutdown`] makes
+    /// [`XrayHandle::flush`](crate::XrayHandle::flush) or
+    /// [`XrayHandle::shutdown`](crate::XrayHandle::shutdown) return
+    /// [`FlushError::Timeout`](crate::FlushError::Timeout).
+    OutOfTime(Duration),
     /// The exporter was already shut down.
     AlreadyShutdown,
     /// Anything else.
@@ -425,6 +433,9 @@ impl fmt::Display for ExportError {
             ExportError::Rejected(why) => write!(f, "document rejected: {why}"),
             ExportError::Unauthorized(why) => write!(f, "not authorized: {why}"),
             ExportError::Timeout(t) => write!(f, "timed out after {t:?}"),
+            ExportError::OutOfTime(t) => {
+                write!(f, "given up: not delivered within the {t:?} given")
+            }
             ExportError::AlreadyShutdown => f.write_str("exporter already shut down"),
             ExportError::Other(e) => write!(f, "{e}"),
         }
@@ -647,8 +658,7 @@ pub trait Exporter: Send + 'static {
     /// [`XrayHandle::flush`](crate::XrayHandle::flush) return
     /// [`FlushError::Timeout`](crate::FlushError::Timeout): they were not
     /// dealt with in time. So do documents it reports failed with
-    /// [`ExportError::Timeout`] from `flush` or [`Exporter::shutdown`] (given
-    /// up on for lack of time).
+    /// [`ExportError::OutOfTime`] (given up on for lack of time).
     ///
     /// ```
     /// use std::time::Duration;

@@ -73,7 +73,7 @@ impl UdpExporter {
             Ok(Some(env)) => UdpExporter::to_address(env.udp()),
             Ok(None) => UdpExporter::to_address(address),
             Err(err) => {
-                eprintln!("tracing-xray: {err}; sending to {address}");
+                crate::stderr_line(format_args!("tracing-xray: {err}; sending to {address}"));
                 UdpExporter::to_address(address)
             }
         }

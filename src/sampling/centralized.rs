@@ -236,8 +236,8 @@ impl CentralizedSamplerBuilder {
                     base_url: format!("http://{proxy}"),
                     next_rules: UNIX_EPOCH,
                     next_targets: UNIX_EPOCH,
-                    rules_failing: None,
-                    targets_failing: None,
+                    rules_failing: Vec::new(),
+                    targets_failing: Vec::new(),
                 }),
                 proxy,
             }),
@@ -445,11 +445,11 @@ struct Poller {
     base_url: String,
     next_rules: SystemTime,
     next_targets: SystemTime,
-    /// The kind of the rules fetch failure last reported, while fetches
-    /// fail ([`failure_kind`]): a failure of another kind is reported too.
-    rules_failing: Option<String>,
+    /// The kinds of rules fetch failure reported since the last success
+    /// ([`failure_kind`]).
+    rules_failing: Vec<String>,
     /// The same for the targets.
-    targets_failing: Option<String>,
+    targets_failing: Vec<String>,
 }
 
 impl Shared {
@@ -513,7 +513,7 @@ impl Shared {
                 let old = self.current_rules();
                 let set = RuleSet::new(response, old.as_deref(), epoch_seconds(now));
                 *write(&self.rules) = Some(Arc::new(set));
-                poller.rules_failing = None;
+                poller.rules_failing.clear();
             }
             Err(error) => {
                 if report_failure(&mut poller.rules_failing, &error) {
@@ -562,7 +562,7 @@ impl Shared {
             });
         match result {
             Ok(response) => {
-                poller.targets_failing = None;
+                poller.targets_failing.clear();
                 set.apply_targets(&response, now_sec)
             }
             Err(error) => {
@@ -604,24 +604,30 @@ fn failure_kind(error: &str) -> String {
     "no answer".to_owned()
 }
 
-/// Whether a failed fetch is reported: the first of a run of failures, and
-/// one of another kind than the one last reported (the daemon not ready at
-/// start, then the role lacking a permission).
-fn report_failure(failing: &mut Option<String>, error: &str) -> bool {
+/// At most this many kinds of failure are reported between two successful
+/// fetches.
+const MAX_FAILURE_KINDS_REPORTED: usize = 4;
+
+/// Whether a failed fetch is reported: the first of each kind since the
+/// last success (the daemon not ready at start, then the role lacking a
+/// permission), so that kinds taking turns are not reported at every poll.
+fn report_failure(reported: &mut Vec<String>, error: &str) -> bool {
     let kind = failure_kind(error);
-    if failing.as_deref() == Some(kind.as_str()) {
+    if reported.len() >= MAX_FAILURE_KINDS_REPORTED || reported.contains(&kind) {
         return false;
     }
-    *failing = Some(kind);
+    reported.push(kind);
     true
 }
 
-/// Also writes a report on standard error while no global subscriber is
-/// set: the sampler starts, and fetches at once, before the application
-/// usually sets one, and a `tracing` event then reaches nobody.
+/// Also writes a report on standard error when no subscriber would see it:
+/// the sampler starts, and fetches at once, before the application usually
+/// sets its global subscriber (a scoped one, set on another thread, never
+/// sees this thread's events either).
 fn without_subscriber_on_stderr(message: impl FnOnce() -> String) {
-    if !tracing::dispatcher::has_been_set() {
-        eprintln!("tracing-xray: {}", message());
+    let nobody = tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>());
+    if nobody {
+        crate::stderr_line(format_args!("tracing-xray: {}", message()));
     }
 }
 
@@ -1120,7 +1126,9 @@ fn proxy_address(in_code: Option<SocketAddr>) -> SocketAddr {
         Ok(None) => fallback(),
         Err(error) => {
             let address = fallback();
-            eprintln!("tracing-xray: {error}; fetching sampling rules from {address}");
+            crate::stderr_line(format_args!(
+                "tracing-xray: {error}; fetching sampling rules from {address}"
+            ));
             address
         }
     }
@@ -1144,7 +1152,7 @@ mod tests {
 
     #[test]
     fn a_failure_is_reported_once_per_kind_while_fetches_fail() {
-        let mut failing = None;
+        let mut failing = Vec::new();
         let refused = "POST http://127.0.0.1:2000/GetSamplingRules: io: Connection refused";
         let forbidden = "POST http://127.0.0.1:2000/GetSamplingRules: http status: 403";
         assert!(report_failure(&mut failing, refused));
@@ -1163,7 +1171,16 @@ mod tests {
             &mut failing,
             "malformed GetSamplingRules response: EOF"
         ));
+        // Kinds taking turns: each reported once.
+        assert!(!report_failure(&mut failing, refused));
+        assert!(!report_failure(&mut failing, forbidden));
+        // Past a success, all over again; at most four kinds in a run.
+        failing.clear();
         assert!(report_failure(&mut failing, refused));
+        for status in 500..510 {
+            let error = format!("POST x: http status: {status}");
+            assert_eq!(report_failure(&mut failing, &error), status < 503);
+        }
     }
 
     fn api_rule(name: &str, priority: i64, reservoir: i64, rate: f64) -> serde_json::Value {

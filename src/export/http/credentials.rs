@@ -22,6 +22,9 @@ const EARLY_REFRESH_TIMEOUT: Duration = Duration::from_secs(1);
 /// After an early refresh failed, the cached credentials are used without
 /// asking again for this long.
 const EARLY_REFRESH_RETRY: Duration = Duration::from_secs(30);
+/// Cached credentials closer than this to their expiry are not used while
+/// the provider fails: a request signed with them could arrive after it.
+const MIN_VALIDITY: Duration = Duration::from_secs(10);
 
 /// Where credentials come from. Never prints a secret.
 #[derive(Clone)]
@@ -117,9 +120,11 @@ impl Cache {
     /// Credentials valid now (and for a while), asking the provider when the
     /// cached ones are missing or about to expire. If the refresh fails but
     /// the cached ones have not expired yet, they are used. While they are
-    /// valid, the refresh is given at most half of `timeout` (and a second),
-    /// so that the request they sign still has time, and after it failed
-    /// the provider is not asked again for [`EARLY_REFRESH_RETRY`].
+    /// valid (for [`MIN_VALIDITY`] at least), the refresh is given at most
+    /// half of `timeout` (and a second), so that the request they sign still
+    /// has time, and after it failed the provider is not asked again for
+    /// [`EARLY_REFRESH_RETRY`] (not even after a refusal: see
+    /// [`Cache::force_refresh`]).
     pub(crate) fn get(&mut self, timeout: Duration) -> Result<Credentials, CredentialsFailure> {
         let now = SystemTime::now();
         let mut still_valid = None;
@@ -127,7 +132,7 @@ impl Cache {
             match c.expiry() {
                 None => return Ok(c.clone()),
                 Some(exp) if exp > now + REFRESH_BEFORE_EXPIRY => return Ok(c.clone()),
-                Some(exp) if exp > now => still_valid = Some(c.clone()),
+                Some(exp) if exp > now + MIN_VALIDITY => still_valid = Some(c.clone()),
                 _ => {}
             }
         }
@@ -142,20 +147,27 @@ impl Cache {
                 self.early_refresh_after = None;
                 Ok(c)
             }
-            Err(_) => {
+            Err(e) => {
                 self.early_refresh_after = Some(crate::handle::deadline_after(
                     Instant::now(),
                     EARLY_REFRESH_RETRY,
                 ));
-                Ok(cached)
+                // The clock read again: the refresh took time.
+                match cached.expiry() {
+                    Some(exp) if exp > SystemTime::now() + MIN_VALIDITY => Ok(cached),
+                    _ => Err(e),
+                }
             }
         }
     }
 
     /// Asks the source for fresh credentials (after the server refused the
-    /// cached ones). Returns whether they differ from the ones in use.
+    /// cached ones). Returns whether they differ from the ones in use. Not
+    /// while a failed early refresh keeps the provider from being asked (it
+    /// failed or hung moments ago: waiting on it again would hold the
+    /// worker).
     pub(crate) fn force_refresh(&mut self, timeout: Duration) -> bool {
-        if !self.is_refreshable() {
+        if !self.is_refreshable() || self.early_refresh_after.is_some_and(|t| Instant::now() < t) {
             return false;
         }
         let old = self.current.take();

@@ -795,7 +795,10 @@ fn the_backlog_drops_the_oldest_past_its_capacity() {
     let outcome = e.shutdown(Duration::from_millis(300));
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(outcome.failures.len(), 100);
-    assert!(matches!(outcome.failures[0].error, ExportError::Timeout(_)));
+    assert!(matches!(
+        outcome.failures[0].error,
+        ExportError::OutOfTime(_)
+    ));
     let outcome = e.export(docs(1));
     assert!(matches!(
         outcome.failures[0].error,
