@@ -158,8 +158,9 @@ where
             self.inner.call(request)
         };
         XrayClientFuture {
-            inner,
+            inner: Some(inner),
             span: Some(span),
+            in_poll: false,
         }
     }
 }
@@ -265,16 +266,25 @@ pin_project! {
     /// ```
     #[derive(Debug)]
     pub struct XrayClientFuture<F> {
+        // Dropped as it completes, and before the span ends when the
+        // future is dropped: a span the inner service keeps in it ends
+        // within the call's subsegment (a root call's segment).
         #[pin]
-        inner: F,
+        inner: Option<F>,
         span: Option<Span>,
+        // Set while the inner future is polled: still set at the drop, its
+        // poll panicked (and the panic was caught outside this future).
+        in_poll: bool,
     }
 
     impl<F> PinnedDrop for XrayClientFuture<F> {
         fn drop(this: Pin<&mut Self>) {
-            // Not while a panic unwinds: the panic's own mark stays.
-            if let Some(span) = this.project().span.take() {
-                if !std::thread::panicking() {
+            let mut this = this.project();
+            this.inner.set(None);
+            // Not while a panic unwinds, nor after one: the panic's own
+            // mark stays.
+            if let Some(span) = this.span.take() {
+                if !std::thread::panicking() && !*this.in_poll {
                     span.record("otel.status_code", "ERROR");
                     span.record(
                         "otel.status_message",
@@ -296,12 +306,22 @@ where
     type Output = Result<Response<R>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
+        let inner = this
+            .inner
+            .as_mut()
+            .as_pin_mut()
+            .expect("XrayClientFuture polled after completion");
         let result = {
             let _enter = this.span.as_ref().map(Span::enter);
             let _fault = this.span.as_ref().map(super::FaultOnPanic::new);
-            ready!(this.inner.poll(cx))
+            *this.in_poll = true;
+            let result = inner.poll(cx);
+            *this.in_poll = false;
+            ready!(result)
         };
+        // Done: what it keeps (spans included) goes now.
+        this.inner.set(None);
         if let Some(span) = this.span.take() {
             match &result {
                 Ok(response) => {

@@ -144,7 +144,9 @@ fn authority_of(uri: &Uri, headers: &HeaderMap) -> Option<Authority> {
 fn request_url(scheme: Option<&str>, authority: &Authority, path: &str) -> String {
     let scheme = scheme.unwrap_or("http");
     let host = authority.host();
-    let path = if path.is_empty() { "/" } else { path };
+    // Empty, or the asterisk form (`OPTIONS *`: the server as a whole),
+    // which written after the host would name another host.
+    let path = if path.starts_with('/') { path } else { "/" };
     match authority.port() {
         Some(port) => format!("{scheme}://{host}:{port}{path}"),
         None => format!("{scheme}://{host}{path}"),

@@ -233,10 +233,11 @@ where
             self.inner.call(request)
         };
         XrayServerFuture {
-            inner,
+            inner: Some(inner),
             span: Some(span),
             requested,
             head,
+            in_poll: false,
         }
     }
 }
@@ -349,17 +350,32 @@ pin_project! {
     /// ```
     #[derive(Debug)]
     pub struct XrayServerFuture<F> {
+        // Dropped as it completes, and before the span ends when the
+        // future is dropped: a span an inner layer or the handler keeps in
+        // it (tower-http's `TraceLayer`, an instrumented handler) ends
+        // within the request's segment.
         #[pin]
-        inner: F,
+        inner: Option<F>,
         span: Option<Span>,
         requested: bool,
         head: bool,
+        // Set while the inner future is polled: still set at the drop, its
+        // poll panicked (and the panic was caught outside this future).
+        in_poll: bool,
     }
 
     impl<F> PinnedDrop for XrayServerFuture<F> {
         fn drop(this: Pin<&mut Self>) {
-            if let Some(span) = this.project().span.take() {
-                cancelled(&span, "the request was cancelled before its response was ready");
+            let mut this = this.project();
+            this.inner.set(None);
+            if let Some(span) = this.span.take() {
+                if *this.in_poll {
+                    // A panic, caught by a layer outside this one after it
+                    // unwound through here: marked a fault as it went.
+                    crate::span_ext::end_now(&span);
+                } else {
+                    cancelled(&span, "the request was cancelled before its response was ready");
+                }
             }
         }
     }
@@ -373,12 +389,22 @@ where
     type Output = Result<Response<XrayBody<R>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
+        let inner = this
+            .inner
+            .as_mut()
+            .as_pin_mut()
+            .expect("XrayServerFuture polled after completion");
         let result = {
             let _enter = this.span.as_ref().map(Span::enter);
             let _fault = this.span.as_ref().map(super::FaultOnPanic::new);
-            ready!(this.inner.poll(cx))
+            *this.in_poll = true;
+            let result = inner.poll(cx);
+            *this.in_poll = false;
+            ready!(result)
         };
+        // Done: what it keeps (spans included) goes now.
+        this.inner.set(None);
         let span = this.span.take();
         match result {
             Ok(mut response) => {
@@ -580,11 +606,15 @@ where
                 }
                 // Not at its length: trailers may follow (a server sending
                 // the body whole and no more drops it then, see `drop`).
-                inner.is_end_stream()
+                // Trailers end it: a server drops the body after them
+                // without polling it again.
+                frame.is_trailers() || inner.is_end_stream()
             }
             Some(Err(_)) => {
                 // After the head went out: the response is broken, a fault
-                // whatever its status said.
+                // whatever its status said. The inner body first: a span it
+                // keeps ends before this one.
+                this.inner.set(None);
                 if let Some(span) = this.span.take() {
                     span.record("xray.fault", true);
                     span.record("otel.status_message", "the response body failed");

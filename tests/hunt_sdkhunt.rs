@@ -1,0 +1,609 @@
+//! Hunt: the AWS SDK for Rust integration (`XrayInterceptor`, feature
+//! `aws-sdk`, and the folding of the SDK's own spans), with real SDK
+//! clients against local fake endpoints on 127.0.0.1.
+#![cfg(feature = "aws-sdk")]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::Value;
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::prelude::*;
+use tracing_xray::export::InMemoryExporter;
+use tracing_xray::Detectors;
+
+/// One request as the fake endpoint saw it.
+#[derive(Debug, Clone)]
+#[allow(dead_code)]
+struct Seen {
+    head: String,
+    body: Vec<u8>,
+}
+
+#[allow(dead_code)]
+impl Seen {
+    /// The values of header `name` (lowercase), in order.
+    fn headers(&self, name: &str) -> Vec<String> {
+        self.head
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_owned())
+            })
+            .collect()
+    }
+}
+
+/// What the endpoint answers: status, headers, body; or `None`: no answer
+/// (the connection is held until the client closes it, 10 s at most).
+type Answer = Option<(u16, Vec<(String, String)>, String)>;
+
+/// A plain HTTP/1.1 endpoint, one thread per connection, each answer
+/// closing its connection.
+struct Endpoint {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Endpoint {
+    fn start(answer: impl Fn(usize, &Seen) -> Answer + Send + Sync + 'static) -> Endpoint {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let record = seen.clone();
+        let answer = Arc::new(answer);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let record = record.clone();
+                let answer = answer.clone();
+                std::thread::spawn(move || {
+                    let Some(req) = read_request(&mut stream) else {
+                        return;
+                    };
+                    let n = {
+                        let mut seen = record.lock().unwrap();
+                        seen.push(req.clone());
+                        seen.len()
+                    };
+                    match answer(n, &req) {
+                        Some((0, _, _)) => {}
+                        Some((status, headers, body)) => {
+                            let mut out = format!(
+                                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n",
+                                body.len()
+                            );
+                            for (k, v) in headers {
+                                out.push_str(&format!("{k}: {v}\r\n"));
+                            }
+                            out.push_str("\r\n");
+                            out.push_str(&body);
+                            let _ = stream.write_all(out.as_bytes());
+                        }
+                        None => {
+                            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                            let _ = stream.read(&mut [0u8; 1]);
+                        }
+                    }
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Endpoint { addr, seen }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn read_request(stream: &mut TcpStream) -> Option<Seen> {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let length: usize = head
+                .to_ascii_lowercase()
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return Some(Seen {
+                    head,
+                    body: buf[end + 4..end + 4 + length].to_vec(),
+                });
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn json_answer(status: u16, request_id: Option<&str>, body: &str) -> Answer {
+    let mut headers = vec![(
+        "content-type".to_owned(),
+        "application/x-amz-json-1.0".to_owned(),
+    )];
+    if let Some(id) = request_id {
+        headers.push(("x-amzn-requestid".to_owned(), id.to_owned()));
+    }
+    Some((status, headers, body.to_owned()))
+}
+
+fn dynamodb(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+            .endpoint_url(endpoint)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .retry_config(
+                aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+                    .with_initial_backoff(Duration::from_millis(10))
+                    .with_max_backoff(Duration::from_millis(10)),
+            )
+            .timeout_config(
+                aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(Duration::from_secs(20))
+                    .build(),
+            )
+            .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
+            .build(),
+    )
+}
+
+fn get_order(
+    c: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> aws_sdk_dynamodb::operation::get_item::builders::GetItemFluentBuilder {
+    c.get_item()
+        .table_name(table)
+        .key("id", AttributeValue::S("o-1".into()))
+}
+
+/// Runs `body` (no span around it) on a current-thread runtime under a
+/// layer behind `filter`, sampling with `sampler`; returns every document
+/// sent, schema-checked.
+fn run<F: std::future::Future<Output = ()>>(
+    filter: LevelFilter,
+    sampler: impl tracing_xray::sampling::Sampler,
+    body: impl FnOnce() -> F,
+) -> (Vec<Value>, InMemoryExporter) {
+    run_with(filter, sampler, |b| b, body)
+}
+
+fn run_with<F: std::future::Future<Output = ()>>(
+    filter: LevelFilter,
+    sampler: impl tracing_xray::sampling::Sampler,
+    configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
+    body: impl FnOnce() -> F,
+) -> (Vec<Value>, InMemoryExporter) {
+    let exporter = InMemoryExporter::new();
+    let layer = configure(tracing_xray::builder())
+        .with_service_name("svc")
+        .with_detectors(Detectors::none())
+        .with_sampler(sampler)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let _default = tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .set_default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(body());
+    drop(rt);
+    xray.flush(Duration::from_secs(10)).unwrap();
+    let schema = common::schema();
+    let docs = exporter.json_documents();
+    for doc in &docs {
+        common::assert_schema_valid(&schema, doc);
+    }
+    (docs, exporter)
+}
+
+fn always() -> tracing_xray::sampling::AlwaysSample {
+    tracing_xray::sampling::AlwaysSample
+}
+
+/// The one trace sent when `body` runs inside a root span `handler`.
+fn handler_trace<F: std::future::Future<Output = ()>>(
+    filter: LevelFilter,
+    body: impl FnOnce() -> F,
+) -> Value {
+    use tracing::Instrument;
+    let (_, exporter) = run(filter, always(), || {
+        body().instrument(tracing::info_span!("handler"))
+    });
+    let mut traces = exporter.traces();
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    traces.remove(0)
+}
+
+/// A user bounds a DynamoDB call with `tokio::time::timeout` (the usual way
+/// to give up on a future in Rust); the endpoint never answers, so the
+/// timeout drops the SDK's future mid-attempt. The call got no response and
+/// failed for the application: the `XrayInterceptor` rustdoc says "5xx or no
+/// response → `fault`", and README's tower client says "A call a timeout
+/// drops is a fault whose exception says it was cancelled" (Go, Java and
+/// Python record a cancelled/interrupted AWS call as an exception: fault).
+/// Instead the `aws` subsegment is sent as a plain success: no `fault`, no
+/// exception, no `retries`, indistinguishable from a call that worked
+/// (`read_after_execution`, src/aws_sdk.rs, never runs for a dropped future,
+/// and nothing records the outcome when the span stored in the config bag is
+/// dropped). With the SDK's DEBUG spans and with the interceptor alone.
+#[test]
+fn an_sdk_call_dropped_by_a_timeout_is_a_fault() {
+    for level in [LevelFilter::INFO, LevelFilter::DEBUG] {
+        let ep = Endpoint::start(|_, _| None);
+        let url = ep.url();
+        let doc = handler_trace(level, || async move {
+            let c = dynamodb(&url);
+            let r =
+                tokio::time::timeout(Duration::from_millis(300), get_order(&c, "orders").send())
+                    .await;
+            assert!(r.is_err(), "the call is given up");
+        });
+        assert_eq!(ep.seen().len(), 1, "one attempt was sent");
+        let calls = doc["subsegments"].as_array().expect("the call");
+        assert_eq!(calls.len(), 1, "{doc:#}");
+        let call = &calls[0];
+        assert_eq!(call["aws"]["operation"], "GetItem", "{level}: {call:#}");
+        assert_eq!(
+            call.get("fault"),
+            Some(&Value::Bool(true)),
+            "{level}: a call given up without a response is sent as a success: {call:#}"
+        );
+    }
+}
+
+/// A user writes a 300 KB item (DynamoDB takes items up to 400 KB) with
+/// `PutItem`, through a client with the `XrayInterceptor`. README: the
+/// interceptor adds "the resources the call names (DynamoDB's tables, ...,
+/// as the official SDKs record them)", and the official SDKs take
+/// `TableName` from the request's parameters whatever the item's size. The
+/// subsegment has no `aws.table_name`: `record_resources` (src/aws_sdk.rs,
+/// `MAX_RESOURCE_BODY` = 256 KiB) skips any DynamoDB request body above
+/// 256 KiB entirely, although `TableName` is the body's first key (the
+/// bound that `a_large_message_still_names_its_topic_and_queue` lifted for
+/// SQS and SNS by scanning a prefix). The same holds for a `BatchWriteItem`
+/// (up to 16 MB): its tables are lost.
+#[test]
+fn a_large_put_item_still_names_its_table() {
+    let ep = Endpoint::start(|n, _| json_answer(200, Some(&format!("REQ-{n}")), "{}"));
+    let url = ep.url();
+    let doc = handler_trace(LevelFilter::INFO, || async move {
+        let c = dynamodb(&url);
+        c.put_item()
+            .table_name("small")
+            .item("id", AttributeValue::S("x".repeat(1_000)))
+            .send()
+            .await
+            .unwrap();
+        c.put_item()
+            .table_name("orders")
+            .item("id", AttributeValue::S("o-1".into()))
+            .item("blob", AttributeValue::S("x".repeat(300_000)))
+            .send()
+            .await
+            .unwrap();
+    });
+    let calls = doc["subsegments"].as_array().expect("the calls");
+    assert_eq!(calls.len(), 2, "{doc:#}");
+    // Control: a small item's call names its table.
+    assert_eq!(calls[0]["aws"]["table_name"], "small", "{:#}", calls[0]);
+    assert_eq!(
+        calls[1]["aws"].get("table_name"),
+        Some(&Value::from("orders")),
+        "the 300 KB PutItem: {:#}",
+        calls[1]["aws"]
+    );
+}
+
+/// A long-lived root (a batch job, a queue worker) runs AWS calls
+/// concurrently with the SDK's DEBUG spans enabled, as README advises
+/// ("enable them"), under a layer that bounds what an open trace holds
+/// (`with_max_held_subsegments(20)`: "How many finished spans one open
+/// trace may hold in memory before they are streamed as independent
+/// subsegments"). When the trace streams while ten calls are in flight,
+/// the calls' finished internal spans (`serialization`,
+/// `orchestrate_endpoint`) exceed the half of the bound that
+/// `hold_back_sdk_work` (src/layer.rs) keeps back, and leave at once as
+/// independent subsegments whose `parent_id` is `try_op` / `try_attempt`:
+/// spans that are folded into the call and never sent (the interceptor's
+/// span likewise, under `apply_configuration`). SPEC §1.9/§2.3: an
+/// independent subsegment's `parent_id` is its parent's id; X-Ray shows
+/// each such document as a broken piece of the trace, and README says the internal
+/// spans are folded, one subsegment per call. They should be folded into
+/// (or at least attached to) their call, never name a parent no document
+/// holds.
+#[test]
+fn streaming_during_concurrent_sdk_calls_sends_no_orphans() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const CALLS: usize = 10;
+    let release = Arc::new(AtomicBool::new(false));
+    let released = release.clone();
+    let ep = Endpoint::start(move |_, _| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(8);
+        while !released.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        json_answer(200, Some("REQ"), "{}")
+    });
+    let url = ep.url();
+    let seen = ep.seen.clone();
+    let (docs, _) = run_with(
+        LevelFilter::DEBUG,
+        always(),
+        |b| b.with_max_held_subsegments(20),
+        || async move {
+            use tracing::Instrument;
+            async move {
+                let c = dynamodb(&url);
+                let calls = (0..CALLS).map(|i| get_order(&c, &format!("t{i}")).send());
+                let steps = async {
+                    // Every call is waiting for its answer.
+                    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+                    while seen.lock().unwrap().len() < CALLS && std::time::Instant::now() < deadline
+                    {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    // The job's own work: past the bound, the trace streams.
+                    for _ in 0..25 {
+                        tracing::info_span!("step").in_scope(|| {});
+                    }
+                    release.store(true, Ordering::SeqCst);
+                };
+                let (results, ()) = tokio::join!(join_all(calls), steps);
+                for r in results {
+                    r.unwrap();
+                }
+            }
+            .instrument(tracing::info_span!("job"))
+            .await
+        },
+    );
+    let ids: std::collections::HashSet<&str> = docs
+        .iter()
+        .flat_map(|d| {
+            common::walk(d)
+                .into_iter()
+                .map(|(_, n)| n["id"].as_str().unwrap())
+        })
+        .collect();
+    let orphans: Vec<String> = docs
+        .iter()
+        .filter(|d| d["parent_id"].as_str().is_some_and(|p| !ids.contains(p)))
+        .map(|d| format!("{} (parent {})", d["name"], d["parent_id"]))
+        .collect();
+    assert!(
+        orphans.is_empty(),
+        "{} documents name a parent no document holds: {orphans:?}",
+        orphans.len()
+    );
+}
+
+/// A user enables the SDK's DEBUG spans without the interceptor, and
+/// keeps the SDK's internal spans (`with_aws_sdk_internal_spans(true)`) to
+/// see where a slow call spends its time. README, "AWS SDK span" row:
+/// "`namespace: aws`, named after the service, `aws.operation`; the SDK's
+/// internal spans folded in, ... (`with_aws_sdk_internal_spans(true)` keeps
+/// them all, as subsegments), `aws.retries`". A `GetItem` answered 500 then
+/// 200 has `aws.retries = 1` with the internals folded (the control), but no
+/// `retries` at all once they are kept: `Assembler::entity`
+/// (src/assemble.rs, the `try_attempt` count over `merged`) counts attempts
+/// only among the spans merged into the call, and with internal spans kept
+/// `merged_spans` returns only the interceptor's.
+#[test]
+fn kept_sdk_internal_spans_still_count_retries() {
+    let mut retries = Vec::new();
+    for keep in [false, true] {
+        let ep = Endpoint::start(|n, _| match n {
+            1 => json_answer(
+                500,
+                Some("REQ-1"),
+                r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal error"}"#,
+            ),
+            _ => json_answer(200, Some("REQ-2"), "{}"),
+        });
+        let url = ep.url();
+        let (_, exporter) = run_with(
+            LevelFilter::DEBUG,
+            always(),
+            |b| b.with_aws_sdk_internal_spans(keep),
+            || async move {
+                use tracing::Instrument;
+                async move {
+                    get_order(&plain_dynamodb(&url), "orders")
+                        .send()
+                        .await
+                        .unwrap();
+                }
+                .instrument(tracing::info_span!("handler"))
+                .await
+            },
+        );
+        assert_eq!(ep.seen().len(), 2, "two attempts");
+        let traces = exporter.traces();
+        let call = &traces[0]["subsegments"][0];
+        assert_eq!(call["aws"]["operation"], "GetItem", "{call:#}");
+        retries.push((keep, call["aws"].get("retries").cloned()));
+    }
+    assert_eq!(
+        retries,
+        [(false, Some(Value::from(1))), (true, Some(Value::from(1)))],
+        "(with_aws_sdk_internal_spans, aws.retries)"
+    );
+}
+
+/// A DynamoDB client without the interceptor (the SDK's own spans only).
+fn plain_dynamodb(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+            .endpoint_url(endpoint)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .retry_config(
+                aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+                    .with_initial_backoff(Duration::from_millis(10))
+                    .with_max_backoff(Duration::from_millis(10)),
+            )
+            .build(),
+    )
+}
+
+/// A user's table name comes from configuration and is empty (an unset
+/// environment variable), or a required parameter is forgotten: the SDK
+/// refuses the call before sending it (its own `GetItemEndpointParamsInterceptor`
+/// fails in `read_before_execution`: "table_name was missing"). The call is
+/// an `aws` subsegment with its fault, but named `aws_sdk_call` (the
+/// interceptor's internal span name) and without `aws.operation`, where
+/// README says an AWS call is "named after the service (`DynamoDB`, `S3`,
+/// ...), `aws.operation`" (so the service map shows a node "aws_sdk_call").
+/// `XrayInterceptor` (src/aws_sdk.rs), registered on the client, records
+/// `rpc.service`/`rpc.method` in `read_before_execution` only when the
+/// operation's `Metadata` is already in the bag (it is not yet for a
+/// client-level interceptor) and otherwise in `read_before_serialization`,
+/// which a call refused before serialization never reaches;
+/// `read_after_execution`, which always runs and has the `Metadata`, does
+/// not record them.
+#[test]
+fn a_call_refused_before_serialization_is_named_after_its_service() {
+    let ep = Endpoint::start(|n, _| json_answer(200, Some(&format!("REQ-{n}")), "{}"));
+    let url = ep.url();
+    let doc = handler_trace(LevelFilter::INFO, || async move {
+        let c = dynamodb(&url);
+        let table = String::new(); // `std::env::var("TABLE").unwrap_or_default()`, unset
+        let r = get_order(&c, &table).send().await;
+        assert!(r.is_err());
+        let r = c
+            .get_item()
+            .key("id", AttributeValue::S("o-1".into()))
+            .send()
+            .await;
+        assert!(r.is_err());
+    });
+    assert_eq!(ep.seen().len(), 0, "nothing was sent");
+    let calls = doc["subsegments"].as_array().expect("the calls");
+    assert_eq!(calls.len(), 2, "{doc:#}");
+    for call in calls {
+        assert_eq!(call["fault"], true, "{call:#}");
+        assert_eq!(
+            (&call["name"], &call["namespace"], &call["aws"]["operation"]),
+            (
+                &Value::from("DynamoDB"),
+                &Value::from("aws"),
+                &Value::from("GetItem")
+            ),
+            "{call:#}"
+        );
+    }
+}
+
+/// A credentials provider that has none to give (an expired SSO session,
+/// a role that cannot be assumed).
+#[derive(Debug)]
+struct ExpiredCredentials;
+
+impl aws_sdk_dynamodb::config::ProvideCredentials for ExpiredCredentials {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+            aws_credential_types::provider::error::CredentialsError::not_loaded(
+                "the SSO session has expired",
+            ),
+        ))
+    }
+}
+
+/// A user's DynamoDB client (region `us-east-1`, the `XrayInterceptor`)
+/// cannot get credentials (an expired SSO session): the call fails before it
+/// is signed. The `XrayInterceptor` rustdoc: it records "`aws.region` (from
+/// the request's SigV4 credential scope, else the client's configured
+/// region)", and the official SDKs record the client's region on every call
+/// (Python's `aws_meta_processor`: `region = instance.meta.region_name`,
+/// whatever the outcome). The subsegment has its fault, operation and table,
+/// but no `region`: `modify_before_transmit` (src/aws_sdk.rs) is the only
+/// hook that records it, and a call that fails in identity resolution,
+/// endpoint resolution or signing never reaches it (nor does a call refused
+/// before serialization).
+#[test]
+fn a_call_that_failed_before_signing_still_has_its_region() {
+    let ep = Endpoint::start(|n, _| json_answer(200, Some(&format!("REQ-{n}")), "{}"));
+    let url = ep.url();
+    let doc = handler_trace(LevelFilter::INFO, || async move {
+        let c = aws_sdk_dynamodb::Client::from_conf(
+            dynamodb(&url)
+                .config()
+                .to_builder()
+                .credentials_provider(ExpiredCredentials)
+                .build(),
+        );
+        let r = get_order(&c, "orders").send().await;
+        assert!(r.is_err());
+    });
+    assert_eq!(ep.seen().len(), 0, "nothing was sent");
+    let call = &doc["subsegments"][0];
+    assert_eq!(call["aws"]["operation"], "GetItem", "{call:#}");
+    assert_eq!(call["fault"], true, "{call:#}");
+    assert_eq!(
+        call["aws"].get("region"),
+        Some(&Value::from("us-east-1")),
+        "{:#}",
+        call["aws"]
+    );
+}
+
+/// Polls every future of `fs` concurrently on the current task.
+async fn join_all<F: std::future::Future>(fs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = fs.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut results: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, slot) in futures.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        results[i] = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    results.into_iter().map(Option::unwrap).collect()
+}
