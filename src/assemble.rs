@@ -216,6 +216,10 @@ pub(crate) struct Assembler<'c> {
     /// A client call with no traced parent is being packed: the segment
     /// around it ([`caller_segment`]) keeps its `otel.name`.
     packing_root_call: bool,
+    /// The SDK's `try_attempt` spans below the AWS SDK operation being
+    /// packed, when they are kept as subsegments of their own (not folded
+    /// in, where [`Assembler::entity`] counts them): its attempts.
+    kept_attempts: u64,
     /// The exceptions of subtrees sent in earlier parts of the trace (a
     /// long-lived root streaming its finished subsegments), by the span
     /// they were below: that span names them as its exceptions' causes as
@@ -250,6 +254,7 @@ impl<'c> Assembler<'c> {
             list_fields: None,
             user_below: None,
             packing_root_call: false,
+            kept_attempts: 0,
             carried: Vec::new(),
         }
     }
@@ -518,8 +523,16 @@ impl<'c> Assembler<'c> {
         children: Vec<Packed>,
         top: Option<Top>,
     ) -> Packed {
-        let merged = merged_spans(forest, node, self.cfg.fields.aws_sdk_internal_spans);
-        self.finish_node(forest.span(node), &merged, children, top)
+        let keep_internals = self.cfg.fields.aws_sdk_internal_spans;
+        let merged = merged_spans(forest, node, keep_internals);
+        self.kept_attempts = if keep_internals && is_aws_operation(forest.span(node)) {
+            attempts_below(forest, node)
+        } else {
+            0
+        };
+        let packed = self.finish_node(forest.span(node), &merged, children, top);
+        self.kept_attempts = 0;
+        packed
     }
 
     /// Serializes one node, with the spans folded into it, around its
@@ -895,6 +908,7 @@ impl<'c> Assembler<'c> {
         };
         let applied = conv.apply(&mut entity, is_segment, &cfg.fields, errored);
         entity.precursor_ids.extend_from_slice(node.precursors());
+        let attempts = attempts.max(self.kept_attempts);
         if attempts > 1 && entity.aws.retries.is_none() {
             entity.aws.retries = Some(attempts - 1);
         }
@@ -1168,6 +1182,22 @@ fn merged_spans<'a>(forest: Forest<'a>, node: usize, keep_internals: bool) -> Ve
     // Close order, as the spans would have appeared.
     out.sort_by_key(|n| n.start);
     out
+}
+
+/// The SDK's `try_attempt` spans below AWS SDK operation `node` of
+/// `forest`, not below another operation (a call made inside this one).
+fn attempts_below(forest: Forest<'_>, node: usize) -> u64 {
+    let mut attempts = 0;
+    let mut stack: Vec<usize> = forest.children(node).to_vec();
+    while let Some(i) = stack.pop() {
+        let n = forest.span(i);
+        if n.meta.name() == "try_attempt" {
+            attempts += 1;
+        } else if !is_aws_operation(n) {
+            stack.extend_from_slice(forest.children(i));
+        }
+    }
+    attempts
 }
 
 /// The spans below `node` of `forest` that `pick` takes, descending past

@@ -105,14 +105,38 @@ impl XrayInterceptor {
 /// The call's span, kept in the operation's config bag from the first hook
 /// to the last.
 #[derive(Debug, Clone)]
-struct CallSpan(tracing::Span);
+struct CallSpan(std::sync::Arc<Call>);
+
+/// A call in flight: its span, and whether its last hook ran. Dropped
+/// before that (the operation's future dropped: a timeout, a `select!`),
+/// the call is a fault whose exception says it was cancelled, as the tower
+/// client layer records a dropped call.
+#[derive(Debug)]
+struct Call {
+    span: tracing::Span,
+    finished: std::sync::atomic::AtomicBool,
+    /// Whether the region the request was signed for was recorded.
+    region: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if !self.finished.load(std::sync::atomic::Ordering::Relaxed) {
+            self.span.record("xray.fault", true);
+            self.span.record(
+                "otel.status_message",
+                "cancelled: the call was dropped before its response arrived",
+            );
+        }
+    }
+}
 
 impl Storable for CallSpan {
     type Storer = StoreReplace<Self>;
 }
 
 fn call_span(cfg: &ConfigBag) -> Option<&tracing::Span> {
-    cfg.load::<CallSpan>().map(|c| &c.0)
+    cfg.load::<CallSpan>().map(|c| &c.0.span)
 }
 
 /// Error codes the official SDKs count as throttling.
@@ -295,9 +319,16 @@ fn form_value(body: &[u8], key: &str) -> Option<String> {
 /// URL, SNS's topic ARN, Lambda's function name and invocation type.
 fn record_resources(span: &tracing::Span, service: &str, request: &HttpRequest) {
     if service.eq_ignore_ascii_case("dynamodb") {
-        let body = request.body().bytes();
-        if let Some(body) = body.filter(|b| b.len() <= MAX_RESOURCE_BODY) {
-            record_table_names(span, body);
+        match request.body().bytes() {
+            Some(body) if body.len() <= MAX_RESOURCE_BODY => record_table_names(span, body),
+            // A large item (DynamoDB takes 400 KB): its `TableName`, which
+            // the SDK writes first, from the start of the body only.
+            Some(body) => {
+                if let Some(table) = json_string(body, "TableName") {
+                    span.record("aws.table_name", table.as_str());
+                }
+            }
+            None => {}
         }
     } else if service.eq_ignore_ascii_case("sqs") {
         // The JSON protocol; the query protocol of older SDKs. A message
@@ -372,13 +403,19 @@ impl Intercept for XrayInterceptor {
             "xray.throttle" = Empty,
             "error" = Empty,
             "error.type" = Empty,
+            "xray.fault" = Empty,
             "otel.status_message" = Empty,
         );
         if let Some(md) = cfg.load::<Metadata>() {
             span.record("rpc.service", md.service());
             span.record("rpc.method", md.name());
         }
-        cfg.interceptor_state().store_put(CallSpan(span));
+        cfg.interceptor_state()
+            .store_put(CallSpan(std::sync::Arc::new(Call {
+                span,
+                finished: Default::default(),
+                region: Default::default(),
+            })));
         Ok(())
     }
 
@@ -429,6 +466,11 @@ impl Intercept for XrayInterceptor {
             span.record("aws.region", region);
         } else if let Some(region) = cfg.load::<aws_types::region::Region>() {
             span.record("aws.region", region.as_ref());
+        }
+        if let Some(call) = cfg.load::<CallSpan>() {
+            call.0
+                .region
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         if self.trace_header {
             if let Some(mut header) = crate::span_ext::call_header(span) {
@@ -502,9 +544,25 @@ impl Intercept for XrayInterceptor {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let Some(span) = call_span(cfg) else {
+        let Some(call) = cfg.load::<CallSpan>() else {
             return Ok(());
         };
+        let span = &call.0.span;
+        call.0
+            .finished
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        // A call that failed before it was serialized (a parameter the
+        // SDK's own interceptors refused) or signed (no credentials) has
+        // its names and the client's region all the same.
+        if let Some(md) = cfg.load::<Metadata>() {
+            span.record("rpc.service", md.service());
+            span.record("rpc.method", md.name());
+        }
+        if !call.0.region.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some(region) = cfg.load::<aws_types::region::Region>() {
+                span.record("aws.region", region.as_ref());
+            }
+        }
         // The last attempt's outcome is the call's; without a response, no
         // status: the error below is then a fault (as the official SDKs
         // record a call that failed without a response).
