@@ -117,11 +117,32 @@ struct Call {
     finished: std::sync::atomic::AtomicBool,
     /// Whether the region the request was signed for was recorded.
     region: std::sync::atomic::AtomicBool,
+    /// The last attempt, when it had a response: what a call dropped while
+    /// it waits to retry records.
+    last: std::sync::Mutex<Option<Answered>>,
+}
+
+/// An attempt that had a response: its number, status and request id.
+#[derive(Debug)]
+struct Answered {
+    number: Option<u32>,
+    status: u16,
+    request_id: Option<String>,
 }
 
 impl Drop for Call {
     fn drop(&mut self) {
         if !self.finished.load(std::sync::atomic::Ordering::Relaxed) {
+            let last = self.last.get_mut().unwrap_or_else(|e| e.into_inner());
+            if let Some(last) = last.take() {
+                if let Some(number) = last.number {
+                    self.span.record("aws.retries", number.saturating_sub(1));
+                }
+                self.span.record("http.response.status_code", last.status);
+                if let Some(id) = &last.request_id {
+                    self.span.record("aws.request_id", id.as_str());
+                }
+            }
             self.span.record("xray.fault", true);
             self.span.record(
                 "otel.status_message",
@@ -321,10 +342,17 @@ fn record_resources(span: &tracing::Span, service: &str, request: &HttpRequest) 
     if service.eq_ignore_ascii_case("dynamodb") {
         match request.body().bytes() {
             Some(body) if body.len() <= MAX_RESOURCE_BODY => record_table_names(span, body),
-            // A large item (DynamoDB takes 400 KB): its `TableName`, which
-            // the SDK writes first, from the start of the body only.
+            // A large item (DynamoDB takes 400 KB): its `TableName`, when
+            // the body's first key (as the SDK writes a single-table
+            // request), from the start of the body only. A batch or a
+            // transaction that large names none: its tables are spread
+            // through it.
             Some(body) => {
-                if let Some(table) = json_string(body, "TableName") {
+                let first_key = body
+                    .trim_ascii_start()
+                    .strip_prefix(b"{")
+                    .is_some_and(|rest| rest.trim_ascii_start().starts_with(b"\"TableName\""));
+                if let Some(table) = json_string(body, "TableName").filter(|_| first_key) {
                     span.record("aws.table_name", table.as_str());
                 }
             }
@@ -384,6 +412,11 @@ impl Intercept for XrayInterceptor {
         _context: &BeforeSerializationInterceptorContextRef<'_>,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        // The interceptor added twice (a client's config rebuilt with
+        // `to_builder()` keeps it): one span for the call.
+        if cfg.load::<CallSpan>().is_some() {
+            return Ok(());
+        }
         let span = tracing::info_span!(
             target: "tracing_xray::aws_sdk",
             "aws_sdk_call",
@@ -415,6 +448,7 @@ impl Intercept for XrayInterceptor {
                 span,
                 finished: Default::default(),
                 region: Default::default(),
+                last: Default::default(),
             })));
         Ok(())
     }
@@ -507,6 +541,9 @@ impl Intercept for XrayInterceptor {
         let number = cfg.load::<RequestAttempts>().map(|a| a.attempts());
         // No response: nothing of an earlier attempt's may stay.
         let Some(response) = context.response() else {
+            if let Some(call) = cfg.load::<CallSpan>() {
+                *call.0.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
             cfg.interceptor_state().store_put(LastAttempt {
                 number,
                 ..LastAttempt::default()
@@ -528,6 +565,15 @@ impl Intercept for XrayInterceptor {
             || error
                 .as_ref()
                 .is_some_and(|e| THROTTLING_CODES.contains(&e.code.as_str()));
+        // Also on the call: one dropped while it waits to retry (a
+        // timeout) keeps its last response's status and id.
+        if let Some(call) = cfg.load::<CallSpan>() {
+            *call.0.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Answered {
+                number,
+                status,
+                request_id: request_id.clone(),
+            });
+        }
         cfg.interceptor_state().store_put(LastAttempt {
             number,
             status: Some(status),

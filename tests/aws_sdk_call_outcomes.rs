@@ -500,3 +500,171 @@ fn a_call_that_failed_before_signing_still_has_its_region() {
         call["aws"]
     );
 }
+
+/// A user writes an order and its audit record atomically with
+/// `TransactWriteItems` (a `Put` on `orders`, then a `Put` of a 300 KB
+/// record on `audit`). A small transaction records no table (the control:
+/// `record_table_names` reads only a top-level `TableName` or
+/// `RequestItems`, and the official SDKs' whitelists have no
+/// `TransactWriteItems`); this one is sent with `aws.table_name = "orders"`,
+/// as if it wrote to `orders` alone: above 256 KiB, `record_resources`
+/// (src/aws_sdk.rs:327-331) takes the first `"TableName"` key found anywhere
+/// in the body's first 64 KiB, here the first `Put`'s, nested in
+/// `TransactItems`. The same call is described differently by its size,
+/// and the table it names is one of two. (Expected: the same `aws` tables
+/// as the small transaction.)
+#[test]
+fn a_large_transaction_is_not_named_after_one_of_its_tables() {
+    use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+    let ep = Endpoint::start(|n, _| json_answer(200, Some(&format!("REQ-{n}")), "{}"));
+    let url = ep.url();
+    let doc = handler_trace(LevelFilter::INFO, || async move {
+        let c = dynamodb(&url);
+        let item = |table: &str, blob: usize| {
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(table)
+                        .item("id", AttributeValue::S("o-1".into()))
+                        .item("blob", AttributeValue::S("x".repeat(blob)))
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        };
+        for blob in [100, 300_000] {
+            c.transact_write_items()
+                .transact_items(item("orders", 10))
+                .transact_items(item("audit", blob))
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    let calls = doc["subsegments"].as_array().expect("the calls");
+    assert_eq!(calls.len(), 2, "{doc:#}");
+    assert_eq!(calls[0]["aws"]["operation"], "TransactWriteItems");
+    let tables = |call: &Value| {
+        (
+            call["aws"].get("table_name").cloned(),
+            call["aws"].get("table_names").cloned(),
+        )
+    };
+    assert_eq!(
+        tables(&calls[1]),
+        tables(&calls[0]),
+        "the 300 KB transaction names other tables than the small one: {:#} vs {:#}",
+        calls[1]["aws"],
+        calls[0]["aws"]
+    );
+}
+
+/// A user gives a DynamoDB call 2 s (`tokio::time::timeout`); the first
+/// attempt gets a 500 (`InternalServerError`, request id `REQ-1`) with
+/// `x-amz-retry-after: 4000`, and the timeout strikes while the SDK waits
+/// to retry. The `XrayInterceptor` docs: it records "`aws.request_id` ... of
+/// the last attempt's response" and "`http.response.status` of the last
+/// attempt (none when it got no response)"; the last attempt here got a
+/// 500 with its request id (`read_after_attempt` stored them in the bag).
+/// The subsegment has the cancellation fault (88bcd28) but neither the
+/// status nor the request id (nor the 500's exception): `Call::drop`
+/// (src/aws_sdk.rs:122-131) records only the cancellation, and what
+/// `read_after_attempt` kept in `LastAttempt` is only recorded by
+/// `read_after_execution`, which a dropped call never reaches.
+#[test]
+fn a_call_dropped_while_waiting_to_retry_keeps_its_last_response() {
+    let ep = Endpoint::start(|n, _| match n {
+        1 => {
+            let mut a = json_answer(
+                500,
+                Some("REQ-1"),
+                r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal error"}"#,
+            );
+            if let Some((_, h, _)) = a.as_mut() {
+                h.push(("x-amz-retry-after".to_owned(), "4000".to_owned()));
+            }
+            a
+        }
+        _ => json_answer(200, Some("REQ-2"), "{}"),
+    });
+    let url = ep.url();
+    let doc = handler_trace(LevelFilter::INFO, || async move {
+        let c = aws_sdk_dynamodb::Client::from_conf(
+            dynamodb(&url)
+                .config()
+                .to_builder()
+                .retry_config(
+                    aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+                        .with_initial_backoff(Duration::from_secs(4))
+                        .with_max_backoff(Duration::from_secs(10)),
+                )
+                .build(),
+        );
+        let r = tokio::time::timeout(Duration::from_secs(2), get_order(&c, "orders").send()).await;
+        assert!(r.is_err(), "the call is given up");
+    });
+    assert_eq!(ep.seen().len(), 1, "given up before the retry");
+    let call = &doc["subsegments"][0];
+    assert_eq!(call["fault"], true, "{call:#}");
+    assert_eq!(
+        (
+            call["http"]["response"].get("status"),
+            call["aws"].get("request_id")
+        ),
+        (Some(&Value::from(500)), Some(&Value::from("REQ-1"))),
+        "{call:#}"
+    );
+}
+
+/// Control for the test above (expected to pass): a call dropped by a
+/// timeout mid-attempt is a fault whose exception says it was cancelled.
+#[test]
+fn control_a_dropped_call_has_a_cancelled_exception() {
+    let ep = Endpoint::start(|_, _| None);
+    let url = ep.url();
+    let doc = handler_trace(LevelFilter::INFO, || async move {
+        let c = dynamodb(&url);
+        let r =
+            tokio::time::timeout(Duration::from_millis(300), get_order(&c, "orders").send()).await;
+        assert!(r.is_err());
+    });
+    let call = &doc["subsegments"][0];
+    assert_eq!(call["fault"], true, "{call:#}");
+    let messages = common::exception_messages(call);
+    assert!(messages[0].contains("cancelled"), "{call:#}");
+}
+
+/// A user's DynamoDB client gets the `XrayInterceptor` twice: its config
+/// is rebuilt from another client's (`client.config().to_builder()`, which
+/// keeps that client's interceptors) and the helper that makes every client
+/// adds `.interceptor(XrayInterceptor::new())` again. The call succeeds
+/// (200). README: a call is a fault when it failed, and "a call whose future
+/// is dropped before its response ... is a fault whose exception says it
+/// was cancelled". Nothing was dropped, yet the trace holds a fault
+/// "cancelled: the call was dropped before its response arrived": the second
+/// interceptor's `read_before_execution` `store_put`s its `CallSpan`
+/// (`StoreReplace`) over the first's, whose `Call` is dropped unfinished
+/// (src/aws_sdk.rs:122-131 and 413-418). Before 88bcd28 that first span
+/// closed silently.
+#[test]
+fn an_interceptor_added_twice_does_not_make_a_successful_call_a_fault() {
+    let ep = Endpoint::start(|n, _| json_answer(200, Some(&format!("REQ-{n}")), "{}"));
+    let url = ep.url();
+    let doc = handler_trace(LevelFilter::INFO, || async move {
+        let c = aws_sdk_dynamodb::Client::from_conf(
+            dynamodb(&url)
+                .config()
+                .to_builder()
+                .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
+                .build(),
+        );
+        get_order(&c, "orders").send().await.unwrap();
+    });
+    assert_eq!(ep.seen().len(), 1);
+    let faults: Vec<&Value> = common::walk(&doc)
+        .into_iter()
+        .map(|(_, n)| n)
+        .filter(|n| n.get("fault").is_some() || n.get("cause").is_some())
+        .collect();
+    assert!(faults.is_empty(), "a successful call has a fault: {doc:#}");
+}

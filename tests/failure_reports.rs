@@ -912,3 +912,214 @@ fn a_refusal_inside_the_no_ask_window_does_not_wait_for_the_hanging_provider() {
         calls.lock().unwrap()
     );
 }
+
+#[cfg(feature = "http")]
+mod http_exporter {
+    use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    // ---------------------------------------------------------------------------
+    // HttpExporter: a refusal inside the 30 s "no-ask" window is not retried
+    // with the provider's fresh credentials; the documents are lost.
+    // ---------------------------------------------------------------------------
+
+    /// A provider (IMDS, ECS, STS): its first call gives credentials `OLD` that
+    /// expire in four minutes (inside the five minutes before expiry in which
+    /// the exporter asks again), its second fails at once (a transient error: the
+    /// metadata endpoint briefly unreachable), and its later calls give `NEW`
+    /// credentials valid for an hour.
+    #[derive(Debug)]
+    struct HiccupOnce {
+        calls: Arc<Mutex<usize>>,
+    }
+
+    impl aws_credential_types::provider::ProvideCredentials for HiccupOnce {
+        fn provide_credentials<'a>(
+            &'a self,
+        ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            use aws_credential_types::provider::{error::CredentialsError, future};
+            use std::time::SystemTime;
+            let n = {
+                let mut c = self.calls.lock().unwrap();
+                *c += 1;
+                *c
+            };
+            let credentials = |id: &str, lifetime: Duration| {
+                aws_credential_types::Credentials::new(
+                    id,
+                    "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                    Some("TOKEN".into()),
+                    Some(SystemTime::now() + lifetime),
+                    "hiccup-once",
+                )
+            };
+            match n {
+                1 => future::ProvideCredentials::ready(Ok(credentials(
+                    "AKIDOLD",
+                    Duration::from_secs(4 * 60),
+                ))),
+                2 => future::ProvideCredentials::ready(Err(CredentialsError::provider_error(
+                    "connection reset by the metadata endpoint",
+                ))),
+                _ => future::ProvideCredentials::ready(Ok(credentials(
+                    "AKIDNEW",
+                    Duration::from_secs(3600),
+                ))),
+            }
+        }
+    }
+
+    /// Reads one request; returns its `Authorization` header (`None` at the end
+    /// of the connection).
+    fn read_authorization(stream: &TcpStream) -> Option<String> {
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        if line.is_empty() {
+            return None;
+        }
+        let (mut len, mut auth) = (0, String::new());
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h).ok()?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().ok()?;
+                } else if k.eq_ignore_ascii_case("authorization") {
+                    auth = v.trim().to_owned();
+                }
+            }
+        }
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).ok()?;
+        Some(auth)
+    }
+
+    fn answer(mut stream: &TcpStream, status: u16, body: &str) {
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.1\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    }
+
+    /// `n` real documents, made by the layer (one segment per span).
+    fn documents(n: usize) -> Vec<tracing_xray::export::Document> {
+        let memory = tracing_xray::export::InMemoryExporter::new();
+        let layer = tracing_xray::builder()
+            .with_service_name("hunt")
+            .with_sampler(tracing_xray::sampling::AlwaysSample)
+            .with_detectors(tracing_xray::Detectors::none())
+            .with_exporter(memory.clone())
+            .build();
+        let xray = layer.handle();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        tracing::dispatcher::with_default(&dispatch, || {
+            for i in 0..n {
+                tracing::info_span!("op", i).in_scope(|| {});
+            }
+        });
+        xray.flush(Duration::from_secs(10)).unwrap();
+        let docs = memory.documents();
+        assert_eq!(docs.len(), n);
+        docs
+    }
+
+    // What the user does: `HttpExporter` with a credentials provider (the
+    // aws-config chain on EC2 or ECS). Four minutes before its credentials
+    // expire the exporter asks the provider again, and that call fails once
+    // (the metadata endpoint reset the connection; since 470a5d8 an early
+    // refresh also fails when the provider takes more than a second). Moments
+    // later the API refuses the cached credentials (403: the role's sessions
+    // were revoked, or the keys rotated out), and the provider, asked now, has
+    // fresh ones.
+    //
+    // What they should get: `HttpExporterBuilder::with_credentials_provider`:
+    // credentials are "asked again five minutes before they expire and when the
+    // API refuses them"; README: "Refused credentials are reported once and
+    // counted, not retried in a storm" (one refresh-and-retry, as before
+    // 470a5d8).
+    //
+    // What happens instead: `Cache::force_refresh`
+    // (src/export/http/credentials.rs) refuses to ask the provider for 30 s
+    // after the failed early refresh (`early_refresh_after`), so the 403 goes
+    // to `on_unauthorized` (src/export/http.rs `send_batch`): the document
+    // fails Unauthorized, and every document for the next
+    // `with_auth_retry_interval` (60 s by default) fails without being sent,
+    // although the provider would have given working credentials at once.
+    #[test]
+    fn a_refusal_after_a_failed_early_refresh_still_asks_the_provider() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    while let Some(auth) = read_authorization(&stream) {
+                        let n = {
+                            let mut s = seen.lock().unwrap();
+                            s.push(auth.clone());
+                            s.len()
+                        };
+                        // `OLD` is accepted once, then refused (revoked).
+                        if auth.contains("Credential=AKIDNEW/") || n == 1 {
+                            answer(&stream, 200, r#"{"UnprocessedTraceSegments":[]}"#);
+                        } else {
+                            answer(
+                                &stream,
+                                403,
+                                r#"{"__type":"ExpiredTokenException","message":"The security token included in the request is expired"}"#,
+                            );
+                        }
+                    }
+                });
+            }
+        });
+        let calls = Arc::new(Mutex::new(0));
+        let mut exporter = tracing_xray::export::HttpExporter::builder()
+            .with_region("us-east-1")
+            .with_endpoint(format!("http://{addr}"))
+            .with_credentials_provider(HiccupOnce {
+                calls: calls.clone(),
+            })
+            .with_batch_delay(Duration::ZERO)
+            .build()
+            .unwrap();
+        use tracing_xray::export::Exporter as _;
+        let mut docs = documents(2);
+        let second = docs.pop().unwrap();
+        let first = exporter.export(docs);
+        assert_eq!(
+            first.delivered, 1,
+            "control: the first document is delivered"
+        );
+
+        let outcome = exporter.export(vec![second]);
+        let failures: Vec<String> = outcome
+            .failures
+            .iter()
+            .map(|f| f.error.to_string())
+            .collect();
+        let calls = *calls.lock().unwrap();
+        let requests = requests.lock().unwrap().clone();
+        exporter.shutdown(Duration::from_millis(200));
+        assert_eq!(
+            outcome.delivered, 1,
+            "the API refused the cached credentials and the provider was not asked again \
+             ({calls} provider calls in all; it would have given fresh ones): the document \
+             failed {failures:?}, and so will every document for 60 s; requests: {requests:?}"
+        );
+    }
+}

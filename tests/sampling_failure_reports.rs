@@ -307,3 +307,84 @@ fn a_later_different_rules_failure_is_reported() {
         );
     });
 }
+
+// ---------------------------------------------------------------------------
+// Once four kinds of failure were reported, a later 403 is still reported
+// (a cap on the kinds reported once hid it).
+//
+// What the user does: the README's centralized set-up, a `fmt` layer
+// installed. Rules fetches fail in turn for passing reasons (the daemon not
+// ready at start: no answer; X-Ray throttling the fleet's GetSamplingRules:
+// 429; an X-Ray incident: 500, then 503), one fetch every five minutes,
+// without a success in between. Then the task role loses
+// `xray:GetSamplingRules`: every fetch is a 403, for good.
+//
+// What they should get (README, "Centralized sampling"): "A failed fetch is
+// a warning (target `tracing_xray::sampling`), once per kind of failure (no
+// answer, an HTTP status, a malformed answer) until a fetch succeeds: the
+// daemon not ready at start, then a 403 for the role, are two."
+//
+// What happens instead: `report_failure` (src/sampling/centralized.rs,
+// `MAX_FAILURE_KINDS_REPORTED` = 4) stops reporting anything once four kinds
+// were reported since the last success: the 403, the one failure that never
+// goes away by itself, is never reported, and every trace is sampled by the
+// fallback rules for the life of the process without a word.
+// ---------------------------------------------------------------------------
+#[test]
+fn a_403_after_four_passing_kinds_of_failure_is_still_reported() {
+    const T0: u64 = 1_700_000_000;
+    let proxy = ProxyServer::start();
+    let clock = ManualClock::at_epoch_seconds(T0);
+    let sampler = CentralizedSampler::builder()
+        .with_proxy_address(proxy.addr)
+        .with_clock(clock.clone())
+        .with_request_timeout(Duration::from_secs(5))
+        .build_manual();
+    let warnings = Warnings::default();
+    use tracing_subscriber::prelude::*;
+    let subscriber = tracing_subscriber::registry().with(warnings.clone());
+    tracing::subscriber::with_default(subscriber, || {
+        let (gate, hang_up) = mpsc::channel::<()>();
+        drop(gate);
+        let passing = [
+            Reply::Hang(Arc::new(Mutex::new(hang_up))),
+            Reply::Status(
+                429,
+                r#"{"__type":"ThrottledException","Message":"Rate exceeded"}"#.into(),
+            ),
+            Reply::Status(500, r#"{"__type":"InternalFailure"}"#.into()),
+            Reply::Status(503, r#"{"__type":"ServiceUnavailableException"}"#.into()),
+        ];
+        let mut t = T0;
+        for reply in passing {
+            proxy.reply("/GetSamplingRules", reply);
+            sampler.poll_once();
+            t += 306;
+            clock.set_epoch_seconds(t);
+        }
+        let first = warnings.take();
+        assert_eq!(
+            first.len(),
+            4,
+            "control: each passing kind reported: {first:?}"
+        );
+
+        proxy.reply(
+            "/GetSamplingRules",
+            Reply::Status(
+                403,
+                r#"{"__type":"AccessDeniedException","Message":"not authorized to perform: xray:GetSamplingRules"}"#
+                    .into(),
+            ),
+        );
+        sampler.poll_once();
+        let requests = proxy.drain().len();
+        assert_eq!(requests, 5, "five rules fetches");
+        let later = warnings.take();
+        assert!(
+            later.iter().any(|w| w.contains("403")),
+            "every rules fetch is now refused with 403 AccessDenied, and nothing says so \
+             (reported before: {first:?}; since: {later:?})"
+        );
+    });
+}

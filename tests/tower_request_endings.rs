@@ -545,3 +545,100 @@ fn an_asterisk_form_request_keeps_its_host_in_the_url() {
         "the URL names another host: {url}"
     );
 }
+
+/// A body that sends one data frame, then panics (a bug in the code that
+/// produces a streamed response).
+struct PanicsMidStream {
+    sent: bool,
+}
+
+impl http_body::Body for PanicsMidStream {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        if !self.sent {
+            self.sent = true;
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(
+                bytes::Bytes::from_static(b"first part"),
+            ))));
+        }
+        panic!("the stream's producer failed")
+    }
+}
+
+#[derive(Clone)]
+struct Streams;
+
+impl tower_service::Service<http::Request<()>> for Streams {
+    type Response = http::Response<PanicsMidStream>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<()>) -> Self::Future {
+        std::future::ready(Ok(http::Response::new(PanicsMidStream { sent: false })))
+    }
+}
+
+/// A user's streamed response body panics mid-stream, and the panic is
+/// caught outside the body's poll (as `lambda_runtime` catches a handler's
+/// panic around the future in which `lambda_http` collects the response
+/// body, or any `catch_unwind` around a body's poll); the body is dropped
+/// afterwards, no longer unwinding. The module docs: `xray.fault` is "`true`
+/// when the service, or its response body, panics", and the server layer's
+/// docs: "a panic's exception reads `panicked`"; 88bcd28 made this hold for
+/// a panic caught outside the *future* (`in_poll`). They get the fault, but
+/// also `error: true` and the exception "the client went away before the
+/// response body was sent" in place of `panicked`: `XrayBody`'s
+/// `PinnedDrop` (src/tower/server.rs, the `cancelled` call in its drop) has
+/// no `in_poll` of its own and takes the drop for a client that went away,
+/// overwriting the panic's `otel.status_message`.
+#[test]
+fn a_body_panic_caught_outside_stays_a_panic() {
+    use http_body_util::BodyExt;
+    use std::future::Future;
+    use tower_layer::Layer;
+    let captured = common::capture_documents(
+        |b| b,
+        || {
+            let mut service = tracing_xray::tower::XrayServerLayer::new().layer(Streams);
+            let request = http::Request::get("http://shop.example.com/export")
+                .body(())
+                .unwrap();
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let mut future = Box::pin(tower_service::Service::call(&mut service, request));
+            let response = match future.as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(r) => r.unwrap(),
+                std::task::Poll::Pending => panic!("not ready"),
+            };
+            drop(future);
+            let mut collect = Box::pin(response.into_body().collect());
+            let outcome = common::quietly(|| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let _ = collect.as_mut().poll(&mut cx);
+                }))
+            });
+            assert!(outcome.is_err(), "the body panicked");
+            drop(collect); // after the unwinding
+        },
+    );
+    let traces = captured.exporter.traces();
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    let segment = &traces[0];
+    assert_eq!(segment["fault"], true, "{segment:#}");
+    assert_eq!(
+        (common::exception_messages(segment), segment.get("error")),
+        (vec!["panicked"], None),
+        "{segment:#}"
+    );
+}

@@ -971,9 +971,10 @@ impl HttpExporterBuilder {
     /// `aws-config` chain: see the type's docs), asked again five minutes
     /// before they expire and when the API refuses them. A provider that
     /// fails or hangs while the credentials it gave are still valid costs a
-    /// send at most a second (half its time, if less), and is asked again 30
-    /// seconds later; meanwhile those credentials are used. A call may take
-    /// at most 5 seconds.
+    /// send at most two seconds (half its time, if less), and is asked again
+    /// 30 seconds later (or, as briefly, when the API refuses them);
+    /// meanwhile those credentials are used, until 10 seconds before they
+    /// expire. A call may take at most 5 seconds.
     ///
     /// ```
     /// use aws_credential_types::Credentials;

@@ -435,6 +435,7 @@ where
                     expected: length,
                     polled: false,
                     bodiless,
+                    in_poll: false,
                 })))
             }
             Err(e) => {
@@ -535,6 +536,9 @@ pin_project! {
         expected: Option<u64>,
         polled: bool,
         bodiless: bool,
+        // Set while the inner body is polled: still set at the drop, its
+        // poll panicked (and the panic was caught outside this body).
+        in_poll: bool,
     }
 
     impl<B> PinnedDrop for XrayBody<B> {
@@ -543,6 +547,12 @@ pin_project! {
             // The inner body first: a span it keeps ends before this one.
             this.inner.set(None);
             let Some(span) = this.span.take() else { return };
+            if *this.in_poll {
+                // A panic, caught outside after it unwound through here:
+                // marked a fault as it went.
+                crate::span_ext::end_now(&span);
+                return;
+            }
             // Dropped unpolled: the response went out without a body (the
             // server saw it empty, or the request needs none), or whoever
             // took the response did not send it, which is not for this
@@ -594,7 +604,10 @@ where
         let frame = {
             let _enter = this.span.as_ref().map(Span::enter);
             let _fault = this.span.as_ref().map(super::FaultOnPanic::new);
-            ready!(inner.as_mut().poll_frame(cx))
+            *this.in_poll = true;
+            let frame = inner.as_mut().poll_frame(cx);
+            *this.in_poll = false;
+            ready!(frame)
         };
         let end = match &frame {
             Some(Ok(frame)) => {

@@ -18,7 +18,7 @@ pub(crate) const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
 pub(crate) const PROVIDER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an early refresh (the cached credentials still valid) may take:
 /// the request they sign must not wait for a provider that hangs.
-const EARLY_REFRESH_TIMEOUT: Duration = Duration::from_secs(1);
+const EARLY_REFRESH_TIMEOUT: Duration = Duration::from_secs(2);
 /// After an early refresh failed, the cached credentials are used without
 /// asking again for this long.
 const EARLY_REFRESH_RETRY: Duration = Duration::from_secs(30);
@@ -121,10 +121,10 @@ impl Cache {
     /// cached ones are missing or about to expire. If the refresh fails but
     /// the cached ones have not expired yet, they are used. While they are
     /// valid (for [`MIN_VALIDITY`] at least), the refresh is given at most
-    /// half of `timeout` (and a second), so that the request they sign still
-    /// has time, and after it failed the provider is not asked again for
-    /// [`EARLY_REFRESH_RETRY`] (not even after a refusal: see
-    /// [`Cache::force_refresh`]).
+    /// half of `timeout` (and [`EARLY_REFRESH_TIMEOUT`]), so that the request
+    /// they sign still has time, and after it failed the provider is not
+    /// asked again for [`EARLY_REFRESH_RETRY`] (but after a refusal, with
+    /// the same bound: see [`Cache::force_refresh`]).
     pub(crate) fn get(&mut self, timeout: Duration) -> Result<Credentials, CredentialsFailure> {
         let now = SystemTime::now();
         let mut still_valid = None;
@@ -162,14 +162,19 @@ impl Cache {
     }
 
     /// Asks the source for fresh credentials (after the server refused the
-    /// cached ones). Returns whether they differ from the ones in use. Not
-    /// while a failed early refresh keeps the provider from being asked (it
-    /// failed or hung moments ago: waiting on it again would hold the
-    /// worker).
+    /// cached ones). Returns whether they differ from the ones in use. While
+    /// a failed early refresh keeps the provider from being asked, it is
+    /// asked with the early refresh's bound (it failed or hung moments ago:
+    /// waiting on it for long again would hold the worker).
     pub(crate) fn force_refresh(&mut self, timeout: Duration) -> bool {
-        if !self.is_refreshable() || self.early_refresh_after.is_some_and(|t| Instant::now() < t) {
+        if !self.is_refreshable() {
             return false;
         }
+        let timeout = if self.early_refresh_after.is_some_and(|t| Instant::now() < t) {
+            (timeout / 2).min(EARLY_REFRESH_TIMEOUT)
+        } else {
+            timeout
+        };
         let old = self.current.take();
         match self.refresh(timeout) {
             Ok(new) => old.is_none_or(|old| !same_keys(&old, &new)),
