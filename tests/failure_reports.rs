@@ -18,37 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use tracing_subscriber::prelude::*;
-use tracing_xray::export::{Document, ExportOutcome, Exporter, HttpExporter, InMemoryExporter};
-
-/// `n` real documents, made by the layer (one segment per span).
-fn documents(n: usize) -> Vec<Document> {
-    let memory = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_service_name("hunt")
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_exporter(memory.clone())
-        .build();
-    let xray = layer.handle();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    tracing::dispatcher::with_default(&dispatch, || {
-        for i in 0..n {
-            tracing::info_span!("op", i).in_scope(|| {});
-        }
-    });
-    xray.flush(Duration::from_secs(10)).unwrap();
-    let docs = memory.documents();
-    assert_eq!(docs.len(), n);
-    docs
-}
-
-fn failures(outcome: &ExportOutcome) -> Vec<String> {
-    outcome
-        .failures
-        .iter()
-        .map(|f| f.error.to_string())
-        .collect()
-}
+use tracing_xray::export::{Document, ExportOutcome, Exporter, HttpExporter};
 
 /// A request the fake API read: its `Authorization` header and when it
 /// arrived.
@@ -221,12 +191,17 @@ fn credentials_that_expire_during_a_hanging_early_refresh_are_never_sent() {
         .with_batch_delay(Duration::from_secs(60))
         .build()
         .unwrap();
-    let mut docs = documents(2);
+    let mut docs = common::documents(2);
     let second = docs.pop().unwrap();
     // Control: the first flush fetches the credentials and delivers.
     assert!(exporter.export(docs).failures.is_empty());
     let first = exporter.flush(Duration::from_secs(2));
-    assert_eq!(first.delivered, 1, "control: {:?}", failures(&first));
+    assert_eq!(
+        first.delivered,
+        1,
+        "control: {:?}",
+        common::failure_texts(&first)
+    );
     let expires = expiry.lock().unwrap().expect("the provider was asked");
 
     // Half a second before they expire, the next batch: the provider is
@@ -257,55 +232,8 @@ fn credentials_that_expire_during_a_hanging_early_refresh_are_never_sent() {
         late.len(),
         late.first()
             .and_then(|r| r.arrived.duration_since(expires).ok()),
-        failures(&outcome)
+        common::failure_texts(&outcome)
     );
-}
-
-/// Runs this binary's ignored test `name` alone in a child process, with
-/// the variables a host could set cleared; returns whether it passed, and
-/// its standard output and error. Killed after 30 s.
-fn child(name: &str) -> (bool, String) {
-    use std::process::{Command, Stdio};
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        name,
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        if k.starts_with("AWS_")
-            || k.starts_with("ECS_")
-            || k.starts_with("LAMBDA_")
-            || k == "_X_AMZN_TRACE_ID"
-            || k.starts_with("KUBERNETES_")
-            || k == "RUST_LOG"
-        {
-            cmd.env_remove(&k);
-        }
-    }
-    let mut process = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while process.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = process.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = process.wait_with_output().unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success() && text.contains("1 passed"), text)
 }
 
 /// The system clock, telling each time the sampler's own polling thread
@@ -388,7 +316,7 @@ fn scoped_subscriber_child() {
 // `layer::muted`). Every trace is silently sampled by the fallback rules.
 #[test]
 fn a_failed_fetch_without_a_global_subscriber_is_written_on_stderr() {
-    let (ok, text) = child("scoped_subscriber_child");
+    let (ok, text) = common::run_child("scoped_subscriber_child", &[]);
     assert!(ok, "the child failed:\n{text}");
     assert!(
         text.contains("scoped subscriber installed"),
@@ -460,49 +388,15 @@ fn sampler_recovers_child() {
 /// pipe whose reader is gone; returns whether it passed and its standard
 /// output (and error, when read).
 fn run_recovers_child(stderr_closed: bool) -> (bool, String) {
-    use std::process::{Command, Stdio};
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "sampler_recovers_child",
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        if k.starts_with("AWS_") || k.starts_with("LAMBDA_") || k == "RUST_LOG" {
-            cmd.env_remove(&k);
-        }
-    }
-    cmd.stdout(Stdio::piped());
+    let mut cmd = common::child_command("sampler_recovers_child");
     if stderr_closed {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
         cmd.stderr(writer);
-    } else {
-        cmd.stderr(Stdio::piped());
     }
-    let mut process = cmd.spawn().unwrap();
+    let process = cmd.spawn().unwrap();
     drop(cmd);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while process.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = process.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = process.wait_with_output().unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        out.status.success() && text.contains("console rules in use"),
-        text,
-    )
+    common::child_outcome(process)
 }
 
 // What the user does: the README's centralized sampling set-up
@@ -714,11 +608,16 @@ fn a_refusal_after_a_provider_without_credentials_is_reported() {
         .with_auth_retry_interval(Duration::from_millis(50))
         .build()
         .unwrap();
-    let mut docs = documents(2);
+    let mut docs = common::documents(2);
     let second = docs.pop().unwrap();
     let written = Written::default();
     let first = written.during(|| exporter.export(docs));
-    assert_eq!(first.failures.len(), 1, "{:?}", failures(&first));
+    assert_eq!(
+        first.failures.len(),
+        1,
+        "{:?}",
+        common::failure_texts(&first)
+    );
     assert!(
         written.text().contains("no AWS credentials"),
         "control: {}",
@@ -728,7 +627,12 @@ fn a_refusal_after_a_provider_without_credentials_is_reported() {
     // refuses them.
     std::thread::sleep(Duration::from_millis(200));
     let later = written.during(|| exporter.export(vec![second]));
-    assert_eq!(later.failures.len(), 1, "{:?}", failures(&later));
+    assert_eq!(
+        later.failures.len(),
+        1,
+        "{:?}",
+        common::failure_texts(&later)
+    );
     assert!(!seen.lock().unwrap().is_empty(), "control: a call was made");
     let log = written.text();
     assert!(
@@ -784,11 +688,11 @@ fn a_provider_that_times_out_is_not_reported_as_the_api_unavailable() {
         .build()
         .unwrap();
     let written = Written::default();
-    let outcome = written.during(|| exporter.export(documents(1)));
+    let outcome = written.during(|| exporter.export(common::documents(1)));
     assert!(
         outcome.failures.is_empty(),
         "control: kept for a retry: {:?}",
-        failures(&outcome)
+        common::failure_texts(&outcome)
     );
     assert!(seen.lock().unwrap().is_empty(), "control: no call was made");
     let log = written.text();
@@ -877,7 +781,7 @@ fn a_refusal_inside_the_no_ask_window_does_not_wait_for_the_hanging_provider() {
         .with_batch_delay(Duration::from_secs(60))
         .build()
         .unwrap();
-    let mut docs = documents(3);
+    let mut docs = common::documents(3);
     let third = docs.pop().unwrap();
     let second = docs.pop().unwrap();
     // Control: fetched, delivered.
@@ -902,7 +806,7 @@ fn a_refusal_inside_the_no_ask_window_does_not_wait_for_the_hanging_provider() {
         outcome.failures.len(),
         1,
         "control: refused: {:?}",
-        failures(&outcome)
+        common::failure_texts(&outcome)
     );
     assert!(
         took < Duration::from_millis(2500),
@@ -1012,28 +916,6 @@ mod http_exporter {
         );
     }
 
-    /// `n` real documents, made by the layer (one segment per span).
-    fn documents(n: usize) -> Vec<tracing_xray::export::Document> {
-        let memory = tracing_xray::export::InMemoryExporter::new();
-        let layer = tracing_xray::builder()
-            .with_service_name("hunt")
-            .with_sampler(tracing_xray::sampling::AlwaysSample)
-            .with_detectors(tracing_xray::Detectors::none())
-            .with_exporter(memory.clone())
-            .build();
-        let xray = layer.handle();
-        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-        tracing::dispatcher::with_default(&dispatch, || {
-            for i in 0..n {
-                tracing::info_span!("op", i).in_scope(|| {});
-            }
-        });
-        xray.flush(Duration::from_secs(10)).unwrap();
-        let docs = memory.documents();
-        assert_eq!(docs.len(), n);
-        docs
-    }
-
     // What the user does: `HttpExporter` with a credentials provider (the
     // aws-config chain on EC2 or ECS). Four minutes before its credentials
     // expire the exporter asks the provider again, and that call fails once
@@ -1098,7 +980,7 @@ mod http_exporter {
             .build()
             .unwrap();
         use tracing_xray::export::Exporter as _;
-        let mut docs = documents(2);
+        let mut docs = common::documents(2);
         let second = docs.pop().unwrap();
         let first = exporter.export(docs);
         assert_eq!(

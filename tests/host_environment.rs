@@ -133,42 +133,8 @@ fn serve(stream: TcpStream, f: &dyn Fn(&Req) -> Answer, reqs: &Mutex<Vec<Req>>) 
     );
 }
 
-/// Runs this binary's ignored test `name` alone in a child process with the
-/// environment variables a host could set cleared, then `env` set.
-fn child(name: &str, env: &[(&str, &str)]) -> (bool, String) {
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        name,
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        if k.starts_with("AWS_")
-            || k.starts_with("ECS_")
-            || k.starts_with("LAMBDA_")
-            || k == "_X_AMZN_TRACE_ID"
-            || k.starts_with("KUBERNETES_")
-        {
-            cmd.env_remove(&k);
-        }
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success() && text.contains("1 passed"), text)
-}
-
 fn run_child(name: &str, env: &[(&str, &str)]) {
-    let (ok, text) = child(name, env);
+    let (ok, text) = common::run_child(name, env);
     assert!(ok, "{name} failed:\n{text}");
 }
 

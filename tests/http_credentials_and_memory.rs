@@ -18,33 +18,10 @@ use std::time::{Duration, Instant};
 use aws_credential_types::provider::{future, ProvideCredentials};
 use aws_credential_types::Credentials;
 use tracing_subscriber::prelude::*;
-use tracing_xray::export::{Document, ExportOutcome, Exporter, HttpExporter, InMemoryExporter};
+use tracing_xray::export::{Document, ExportOutcome, Exporter, HttpExporter};
 
 #[global_allocator]
 static ALLOCATOR: common::CountingAllocator = common::CountingAllocator;
-
-/// `n` real documents, made by the layer (one segment per span).
-fn documents(n: usize) -> Vec<Document> {
-    let memory = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_service_name("hunt")
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_queue_capacity(20_000)
-        .with_exporter(memory.clone())
-        .build();
-    let xray = layer.handle();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    tracing::dispatcher::with_default(&dispatch, || {
-        for i in 0..n {
-            tracing::info_span!("op", i).in_scope(|| {});
-        }
-    });
-    xray.flush(Duration::from_secs(10)).unwrap();
-    let docs = memory.documents();
-    assert_eq!(docs.len(), n);
-    docs
-}
 
 /// One request as the fake server read it.
 #[derive(Debug, Clone)]
@@ -210,7 +187,7 @@ fn refused_credentials_are_asked_again_after_a_refreshed_key_was_refused() {
     let mut outcome = ExportOutcome::default();
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(3) && outcome.delivered == 0 {
-        outcome.merge(exporter.export(documents(1)));
+        outcome.merge(exporter.export(common::documents(1)));
         std::thread::sleep(Duration::from_millis(100));
         outcome.merge(exporter.poll(Instant::now()));
     }
@@ -293,7 +270,7 @@ fn flush_with_a_slow_credentials_provider_keeps_to_its_timeout() {
         .with_read_timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let outcome = exporter.export(documents(3));
+    let outcome = exporter.export(common::documents(3));
     assert_eq!(
         outcome.delivered + outcome.failures.len(),
         0,
@@ -422,7 +399,7 @@ fn shutdown_during_a_long_backoff_tries_once_more() {
         .with_retry_backoff(Duration::from_secs(8), Duration::from_secs(8))
         .build()
         .unwrap();
-    let first = exporter.export(documents(1));
+    let first = exporter.export(common::documents(1));
     assert_eq!(
         first.delivered + first.failures.len(),
         0,
@@ -462,7 +439,7 @@ fn a_cut_off_2xx_answer_is_retried_not_counted_delivered() {
         .with_retry_backoff(Duration::from_millis(20), Duration::from_millis(40))
         .build()
         .unwrap();
-    let mut outcome = exporter.export(documents(1));
+    let mut outcome = exporter.export(common::documents(1));
     assert_eq!(outcome.delivered, 0, "the cut-off answer delivered nothing");
     let started = Instant::now();
     while outcome.delivered == 0 && started.elapsed() < Duration::from_secs(10) {

@@ -13,34 +13,8 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tracing_subscriber::prelude::*;
-use tracing_xray::export::{
-    Document, ExportOutcome, Exporter, HttpExporter, HttpExporterBuilder, HttpExporterError,
-    InMemoryExporter,
-};
+use tracing_xray::export::{Exporter, HttpExporter, HttpExporterBuilder, HttpExporterError};
 use tracing_xray::FlushError;
-
-/// `n` real documents, made by the layer (one segment per span).
-fn documents(n: usize) -> Vec<Document> {
-    let memory = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_service_name("hunt")
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_exporter(memory.clone())
-        .build();
-    let xray = layer.handle();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    tracing::dispatcher::with_default(&dispatch, || {
-        for i in 0..n {
-            tracing::info_span!("op", i).in_scope(|| {});
-        }
-    });
-    xray.flush(Duration::from_secs(10)).unwrap();
-    let docs = memory.documents();
-    assert_eq!(docs.len(), n);
-    docs
-}
 
 /// Reads one request (head and body) and returns its request line; `None`
 /// at the end of the connection.
@@ -128,14 +102,6 @@ fn at_once(url: String) -> HttpExporterBuilder {
         .with_batch_delay(Duration::ZERO)
 }
 
-fn failures(outcome: &ExportOutcome) -> Vec<String> {
-    outcome
-        .failures
-        .iter()
-        .map(|f| f.error.to_string())
-        .collect()
-}
-
 // The user sends with `HttpExporter` to an X-Ray API (or a VPC endpoint, a
 // proxy) that accepts the connection and never answers, and at exit calls
 // `xray.shutdown(Duration::from_secs(1))` (or drops the `init()` guard).
@@ -205,7 +171,7 @@ fn a_retry_backoff_of_duration_max_does_not_panic() {
         .with_retry_backoff(Duration::MAX, Duration::MAX)
         .build()
         .unwrap();
-    let docs = documents(2);
+    let docs = common::documents(2);
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let outcome = exporter.export(docs);
         let _ = exporter.next_poll();
@@ -217,7 +183,7 @@ fn a_retry_backoff_of_duration_max_does_not_panic() {
         outcome.delivered + outcome.failures.len(),
         0,
         "kept for a later try: {:?}",
-        failures(&outcome)
+        common::failure_texts(&outcome)
     );
 }
 
@@ -251,7 +217,7 @@ fn an_endpoint_with_a_fragment_is_refused_or_still_posts_to_trace_segments() {
         Ok(exporter) => exporter,
     };
     let shown = format!("{exporter:?} {}", exporter.url());
-    let outcome = exporter.export(documents(1));
+    let outcome = exporter.export(common::documents(1));
     let lines = seen.lock().unwrap().clone();
     assert_eq!(
         lines,
@@ -259,7 +225,7 @@ fn an_endpoint_with_a_fragment_is_refused_or_still_posts_to_trace_segments() {
         "the endpoint {url}#token=… was accepted, and its batch went elsewhere ({} delivered, \
          failures {:?})",
         outcome.delivered,
-        failures(&outcome)
+        common::failure_texts(&outcome)
     );
     assert!(
         !shown.contains(TOKEN),
@@ -340,18 +306,18 @@ fn documents_the_api_did_not_take_for_a_503_do_not_fail_as_unauthorized() {
         .with_auth_retry_interval(Duration::from_millis(50))
         .build()
         .unwrap();
-    let first = exporter.export(documents(1));
+    let first = exporter.export(common::documents(1));
     assert!(
         matches!(
             first.failures.first().map(|f| &f.error),
             Some(tracing_xray::export::ExportError::Unauthorized(_))
         ),
         "the 403: {:?}",
-        failures(&first)
+        common::failure_texts(&first)
     );
     // The block is over: the next document is sent, and answered 503.
     std::thread::sleep(Duration::from_millis(200));
-    let second = exporter.export(documents(1));
+    let second = exporter.export(common::documents(1));
     assert_eq!(
         second.delivered + second.failures.len(),
         0,
@@ -360,7 +326,7 @@ fn documents_the_api_did_not_take_for_a_503_do_not_fail_as_unauthorized() {
     let last = exporter.shutdown(Duration::from_millis(500));
     let requests = seen.lock().unwrap().len();
     assert!(requests >= 2, "{requests} requests");
-    assert_eq!(last.failures.len(), 1, "{:?}", failures(&last));
+    assert_eq!(last.failures.len(), 1, "{:?}", common::failure_texts(&last));
     assert!(
         !matches!(
             last.failures[0].error,
@@ -437,7 +403,7 @@ fn a_hanging_refresh_does_not_keep_valid_cached_credentials_from_a_flush() {
         .build()
         .unwrap();
     // The first flush: credentials fetched at once, the document delivered.
-    let mut docs = documents(2);
+    let mut docs = common::documents(2);
     let second = docs.pop().unwrap();
     let held = exporter.export(docs);
     assert_eq!(
@@ -446,7 +412,12 @@ fn a_hanging_refresh_does_not_keep_valid_cached_credentials_from_a_flush() {
         "held for the batch delay"
     );
     let first = exporter.flush(Duration::from_secs(2));
-    assert_eq!(first.delivered, 1, "control: {:?}", failures(&first));
+    assert_eq!(
+        first.delivered,
+        1,
+        "control: {:?}",
+        common::failure_texts(&first)
+    );
 
     // The second: the provider is asked again, and hangs.
     let held = exporter.export(vec![second]);
@@ -470,7 +441,7 @@ fn a_hanging_refresh_does_not_keep_valid_cached_credentials_from_a_flush() {
         "flush({timeout:?}) with credentials valid for four more minutes and the API up \
          delivered nothing ({} requests made in all; failures {:?})",
         seen.lock().unwrap().len(),
-        failures(&outcome)
+        common::failure_texts(&outcome)
     );
 }
 
@@ -519,7 +490,7 @@ fn a_provider_without_credentials_is_not_reported_as_an_api_refusal() {
         .with_batch_delay(Duration::ZERO)
         .build()
         .unwrap();
-    let docs = documents(1);
+    let docs = common::documents(1);
     let written = Written::default();
     let w = written.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -527,7 +498,12 @@ fn a_provider_without_credentials_is_not_reported_as_an_api_refusal() {
         .with_ansi(false)
         .finish();
     let outcome = tracing::subscriber::with_default(subscriber, || exporter.export(docs));
-    assert_eq!(outcome.failures.len(), 1, "{:?}", failures(&outcome));
+    assert_eq!(
+        outcome.failures.len(),
+        1,
+        "{:?}",
+        common::failure_texts(&outcome)
+    );
     assert!(seen.lock().unwrap().is_empty(), "no call was made");
     let log = String::from_utf8(written.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("no AWS credentials"), "{log}");

@@ -8,6 +8,7 @@
 //! (an `#[ignore]`d test of this binary, run by `child`), with the
 //! variables a host could set cleared first.
 
+mod common;
 mod sampling_common;
 
 use std::net::TcpListener;
@@ -17,57 +18,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sampling_common::{ManualClock, ProxyServer, Reply};
 use tracing_xray::sampling::{CentralizedSampler, Clock, LocalRules, SystemClock};
-
-/// Runs this binary's ignored test `name` alone in a child process, with
-/// the variables a host could set (`AWS_*`, `ECS_*`, `LAMBDA_*`,
-/// `_X_AMZN_TRACE_ID`, `KUBERNETES_*`) cleared, then `env` set. Returns
-/// whether it passed, and its standard output and error. Killed after 30 s.
-fn child(name: &str, env: &[(&str, String)]) -> (bool, String) {
-    use std::process::{Command, Stdio};
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        name,
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        if k.starts_with("AWS_")
-            || k.starts_with("ECS_")
-            || k.starts_with("LAMBDA_")
-            || k == "_X_AMZN_TRACE_ID"
-            || k.starts_with("KUBERNETES_")
-            || k == "RUST_LOG"
-        {
-            cmd.env_remove(&k);
-        }
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut process = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while process.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = process.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = process.wait_with_output().unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success() && text.contains("1 passed"), text)
-}
 
 /// The system clock, telling each time the sampler's own polling thread
 /// reads it (once at the start of every poll).
@@ -182,7 +132,7 @@ fn unreachable_proxy_child() {
 
 #[test]
 fn an_unreachable_sampling_proxy_at_start_up_is_reported() {
-    let (ok, text) = child("unreachable_proxy_child", &[]);
+    let (ok, text) = common::run_child("unreachable_proxy_child", &[]);
     assert!(ok, "the child failed:\n{text}");
     assert!(
         text.contains("subscriber installed"),

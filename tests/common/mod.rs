@@ -408,6 +408,66 @@ pub fn exception_messages(doc: &Value) -> Vec<&str> {
         .collect()
 }
 
+/// A command running the `#[ignore]`d test `name` of the current test
+/// binary alone, with the environment variables a host could set cleared
+/// (`AWS_*`, `ECS_*`, `LAMBDA_*`, `_X_AMZN_TRACE_ID`, `KUBERNETES_*`,
+/// `RUST_LOG`); its output piped.
+pub fn child_command(name: &str) -> std::process::Command {
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        name,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if k.starts_with("AWS_")
+            || k.starts_with("ECS_")
+            || k.starts_with("LAMBDA_")
+            || k == "_X_AMZN_TRACE_ID"
+            || k.starts_with("KUBERNETES_")
+            || k == "RUST_LOG"
+        {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+/// Waits for a child started from [`child_command`], killing it after 30 s;
+/// whether its one test passed, and its standard output and error.
+pub fn child_outcome(mut child: std::process::Child) -> (bool, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success() && text.contains("1 passed"), text)
+}
+
+/// Runs the `#[ignore]`d test `name` alone ([`child_command`]) with `env`
+/// set: whether it passed, and its output.
+pub fn run_child(name: &str, env: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = child_command(name);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    child_outcome(cmd.spawn().unwrap())
+}
+
 /// Runs the `#[ignore]`d test `name` of the current test binary in a process
 /// of its own (for a test that installs a global subscriber, sets the
 /// environment, or may abort); panics with its output if it fails, aborts,
@@ -605,4 +665,38 @@ pub fn serve_and_keep_work(
     });
     let work = kept.lock().unwrap().take();
     work.expect("work kept")
+}
+
+/// `n` real documents, made by the layer (one segment per span `op`), for
+/// tests that hand documents to an exporter themselves.
+pub fn documents(n: usize) -> Vec<tracing_xray::export::Document> {
+    use tracing_subscriber::prelude::*;
+    let memory = tracing_xray::export::InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("hunt")
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_queue_capacity(n.max(4096))
+        .with_exporter(memory.clone())
+        .build();
+    let xray = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        for i in 0..n {
+            tracing::info_span!("op", i).in_scope(|| {});
+        }
+    });
+    xray.flush(Duration::from_secs(10)).unwrap();
+    let docs = memory.documents();
+    assert_eq!(docs.len(), n);
+    docs
+}
+
+/// The text of each failure an exporter reported.
+pub fn failure_texts(outcome: &tracing_xray::export::ExportOutcome) -> Vec<String> {
+    outcome
+        .failures
+        .iter()
+        .map(|f| f.error.to_string())
+        .collect()
 }
