@@ -117,31 +117,40 @@ struct Call {
     finished: std::sync::atomic::AtomicBool,
     /// Whether the region the request was signed for was recorded.
     region: std::sync::atomic::AtomicBool,
-    /// The last attempt, when it had a response: what a call dropped while
-    /// it waits to retry records.
-    last: std::sync::Mutex<Option<Answered>>,
+    /// What a call dropped before its end records: the attempts made, and
+    /// the last one's response, if it had one and no attempt started since.
+    last: std::sync::Mutex<Last>,
 }
 
-/// An attempt that had a response: its number, status and request id.
+/// See [`Call::last`].
+#[derive(Debug, Default)]
+struct Last {
+    attempts: Option<u32>,
+    answered: Option<Answered>,
+}
+
+/// An attempt's response: its status, request id and whether it throttled.
 #[derive(Debug)]
 struct Answered {
-    number: Option<u32>,
     status: u16,
     request_id: Option<String>,
+    throttled: bool,
 }
 
 impl Drop for Call {
     fn drop(&mut self) {
         if !self.finished.load(std::sync::atomic::Ordering::Relaxed) {
-            let last = self.last.get_mut().unwrap_or_else(|e| e.into_inner());
-            if let Some(last) = last.take() {
-                if let Some(number) = last.number {
-                    self.span.record("aws.retries", number.saturating_sub(1));
-                }
-                self.span.record("http.response.status_code", last.status);
-                if let Some(id) = &last.request_id {
+            let last = std::mem::take(self.last.get_mut().unwrap_or_else(|e| e.into_inner()));
+            if let Some(attempts) = last.attempts {
+                self.span.record("aws.retries", attempts.saturating_sub(1));
+            }
+            if let Some(answered) = last.answered {
+                self.span
+                    .record("http.response.status_code", answered.status);
+                if let Some(id) = &answered.request_id {
                     self.span.record("aws.request_id", id.as_str());
                 }
+                self.span.record("xray.throttle", answered.throttled);
             }
             self.span.record("xray.fault", true);
             self.span.record(
@@ -529,6 +538,23 @@ impl Intercept for XrayInterceptor {
         Ok(())
     }
 
+    /// A new attempt: the last one's response is no longer the call's (a
+    /// call dropped during this attempt got no response).
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(call) = cfg.load::<CallSpan>() {
+            let mut last = call.0.last.lock().unwrap_or_else(|e| e.into_inner());
+            last.answered = None;
+            // This attempt counts as made.
+            last.attempts = cfg.load::<RequestAttempts>().map(|a| a.attempts());
+        }
+        Ok(())
+    }
+
     fn read_after_attempt(
         &self,
         context: &FinalizerInterceptorContextRef<'_>,
@@ -542,7 +568,10 @@ impl Intercept for XrayInterceptor {
         // No response: nothing of an earlier attempt's may stay.
         let Some(response) = context.response() else {
             if let Some(call) = cfg.load::<CallSpan>() {
-                *call.0.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                *call.0.last.lock().unwrap_or_else(|e| e.into_inner()) = Last {
+                    attempts: number,
+                    answered: None,
+                };
             }
             cfg.interceptor_state().store_put(LastAttempt {
                 number,
@@ -568,11 +597,14 @@ impl Intercept for XrayInterceptor {
         // Also on the call: one dropped while it waits to retry (a
         // timeout) keeps its last response's status and id.
         if let Some(call) = cfg.load::<CallSpan>() {
-            *call.0.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Answered {
-                number,
-                status,
-                request_id: request_id.clone(),
-            });
+            *call.0.last.lock().unwrap_or_else(|e| e.into_inner()) = Last {
+                attempts: number,
+                answered: Some(Answered {
+                    status,
+                    request_id: request_id.clone(),
+                    throttled,
+                }),
+            };
         }
         cfg.interceptor_state().store_put(LastAttempt {
             number,

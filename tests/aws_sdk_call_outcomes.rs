@@ -668,3 +668,260 @@ fn an_interceptor_added_twice_does_not_make_a_successful_call_a_fault() {
         .collect();
     assert!(faults.is_empty(), "a successful call has a fault: {doc:#}");
 }
+
+/// The first attempt answers 500 (`REQ-1`); the second is never answered.
+/// The call is dropped by the caller once the server has seen the second
+/// attempt, i.e. while that attempt is in flight.
+fn dropped_during_second_attempt() -> Value {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let tx = Mutex::new(tx);
+    let ep = Endpoint::start(move |n, _| match n {
+        1 => service_error(500, "REQ-1", "InternalServerError", None),
+        _ => {
+            let _ = tx.lock().unwrap().send(());
+            None
+        }
+    });
+    let url = ep.url();
+    let rx = Arc::new(Mutex::new(rx));
+    let doc = handler_trace(LevelFilter::INFO, || async move {
+        let c = dynamodb(&url);
+        let send = get_order(&c, "orders").send();
+        let second = tokio::task::spawn_blocking(move || {
+            rx.lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(8))
+                .is_ok()
+        });
+        tokio::select! {
+            r = send => panic!("the call ended: {r:?}"),
+            seen = second => assert!(seen.unwrap(), "the second attempt was sent"),
+        }
+    });
+    assert_eq!(ep.seen().len(), 2, "two attempts were sent");
+    doc
+}
+
+fn service_error(status: u16, id: &str, code: &str, retry_after_ms: Option<u32>) -> Answer {
+    let mut a = json_answer(
+        status,
+        Some(id),
+        &format!(r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{code}","message":"m"}}"#),
+    );
+    if let (Some(ms), Some((_, h, _))) = (retry_after_ms, a.as_mut()) {
+        h.push(("x-amz-retry-after".to_owned(), ms.to_string()));
+    }
+    a
+}
+
+/// A user's `GetItem` gets a 500 (`REQ-1`) on its first attempt; the SDK
+/// retries, and the second attempt hangs, so the user's
+/// `tokio::time::timeout` (or a `select!`) drops the call while that second
+/// attempt is in flight. The `XrayInterceptor` rustdoc: "`aws.request_id`
+/// ... of the last attempt's response", "`http.response.status` of the last
+/// attempt (none when it got no response) and `aws.retries` (the attempts
+/// made, less one)"; README: a call dropped "before its response ... is a
+/// fault whose exception says it was cancelled" (only one dropped "while it
+/// waits to retry keeps its last response's status and request id").
+/// Instead the subsegment says `status: 500`, `request_id: "REQ-1"`,
+/// `retries: 0` (the first attempt's, as if only one was made), and the
+/// cancellation exception is `remote: true` because of that 500: `Call.last`
+/// (src/aws_sdk.rs:120-122), set by `read_after_attempt`, is cleared only by
+/// an attempt that ended without a response, never when the next attempt
+/// starts, and `Call::drop` (src/aws_sdk.rs:133-153) records it. Before
+/// 9e3eefd this call had none of them.
+#[test]
+fn a_call_dropped_during_its_second_attempt_has_not_the_first_attempts_response() {
+    let doc = dropped_during_second_attempt();
+    let call = &doc["subsegments"][0];
+    assert_eq!(call["fault"], true, "{call:#}");
+    let exceptions = common::exceptions(call);
+    assert!(
+        exceptions[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cancelled")),
+        "{call:#}"
+    );
+    assert_eq!(
+        (
+            call["http"]["response"].get("status"),
+            call["aws"].get("request_id"),
+            call["aws"].get("retries").filter(|r| r.as_u64() != Some(1)),
+            exceptions[0].get("remote"),
+        ),
+        (None, None, None, None),
+        "(status, request_id, retries other than 1, remote) of a call dropped while its \
+         second attempt was in flight: {call:#}"
+    );
+}
+
+/// A user's `GetItem` is throttled (400 `ProvisionedThroughputExceededException`,
+/// `REQ-1`, `x-amz-retry-after: 4000`) and the call gives up while the SDK
+/// waits to retry (4 s). With the SDK's own `operation_timeout` (1 s) the
+/// subsegment is a `throttle` (the control: `read_after_execution` records
+/// `LastAttempt.throttled`). With the usual `tokio::time::timeout` (1 s),
+/// README: "one dropped while it waits to retry keeps its last response's
+/// status and request id", and the `XrayInterceptor` rustdoc: "the last
+/// attempt's error flags: 4xx → `error`, throttling → `throttle`". The
+/// subsegment keeps the 400 and `error`, but not `throttle`: `Answered`
+/// (src/aws_sdk.rs:127-131) has no throttle and `Call::drop`
+/// (src/aws_sdk.rs:133-153) never records `xray.throttle`, so a call
+/// throttled until its timeout shows no throttling (a 429 would, from its
+/// status alone).
+#[test]
+fn a_throttled_call_dropped_while_waiting_to_retry_is_a_throttle() {
+    let mut throttles = Vec::new();
+    for sdk_timeout in [true, false] {
+        let ep = Endpoint::start(|n, _| match n {
+            1 => service_error(
+                400,
+                "REQ-1",
+                "ProvisionedThroughputExceededException",
+                Some(4000),
+            ),
+            _ => json_answer(200, Some("REQ-2"), "{}"),
+        });
+        let url = ep.url();
+        let doc = handler_trace(LevelFilter::INFO, || async move {
+            let mut b = dynamodb(&url).config().to_builder().retry_config(
+                aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+                    .with_initial_backoff(Duration::from_secs(4))
+                    .with_max_backoff(Duration::from_secs(10)),
+            );
+            if sdk_timeout {
+                b = b.timeout_config(
+                    aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+                        .operation_timeout(Duration::from_secs(1))
+                        .build(),
+                );
+            }
+            let c = aws_sdk_dynamodb::Client::from_conf(b.build());
+            // Without the SDK's timeout, the caller's strikes in the wait
+            // (1 s into it); with it, the SDK's first (2 s before the
+            // caller's, 3 s before the retry).
+            let given = Duration::from_secs(if sdk_timeout { 3 } else { 1 });
+            let r = tokio::time::timeout(given, get_order(&c, "orders").send()).await;
+            assert!(matches!(r, Err(_) | Ok(Err(_))), "the call is given up");
+        });
+        assert_eq!(ep.seen().len(), 1, "given up before the retry");
+        let call = &doc["subsegments"][0];
+        assert_eq!(call["http"]["response"]["status"], 400, "{call:#}");
+        assert_eq!(call["aws"]["request_id"], "REQ-1", "{call:#}");
+        throttles.push((sdk_timeout, call.get("throttle").cloned()));
+    }
+    assert_eq!(
+        throttles,
+        [
+            (true, Some(Value::Bool(true))),
+            (false, Some(Value::Bool(true)))
+        ],
+        "(given up by the SDK's operation timeout, throttle)"
+    );
+}
+
+/// The SDK client's largest backoff (its `max_backoff`).
+const BACKOFF_MAX: Duration = Duration::from_millis(77);
+
+/// A sleep for the SDK whose backoffs ([`BACKOFF_MAX`] at most, jittered)
+/// are none the first time and 10 s the second.
+#[derive(Debug, Default)]
+struct SecondBackoffIsLong(std::sync::atomic::AtomicUsize);
+
+impl aws_sdk_dynamodb::config::AsyncSleep for SecondBackoffIsLong {
+    fn sleep(&self, duration: Duration) -> aws_sdk_dynamodb::config::Sleep {
+        // The runtime's other sleeps (timeouts, 100 ms and more) as asked.
+        let duration = if duration <= BACKOFF_MAX {
+            match self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => Duration::ZERO,
+                _ => Duration::from_secs(10),
+            }
+        } else {
+            duration
+        };
+        aws_sdk_dynamodb::config::Sleep::new(tokio::time::sleep(duration))
+    }
+}
+
+/// A user's `GetItem` finds the endpoint closing its connections without
+/// an answer (a load balancer resetting them): two attempts, no response,
+/// and the call gives up while the SDK waits to send the third. With the
+/// SDK's own `operation_timeout` the subsegment has `retries: 1` (the
+/// control: `read_after_execution` records `LastAttempt.number`, stored
+/// for an attempt without a response too). With `tokio::time::timeout`
+/// (README: "one dropped while it waits to retry keeps its last response's
+/// status and request id"; the commit: "... request id and retries"; the
+/// `XrayInterceptor` rustdoc: "`aws.retries` (the attempts made, less
+/// one)") it has no `retries` at all: `read_after_attempt` clears
+/// `Call.last` when an attempt got no response (src/aws_sdk.rs:544-546),
+/// and `Call::drop` takes the attempt count from `last` only
+/// (src/aws_sdk.rs:137-141).
+#[test]
+fn a_call_dropped_while_waiting_to_retry_after_no_response_counts_its_retries() {
+    let mut retries = Vec::new();
+    for sdk_timeout in [true, false] {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let tx = Mutex::new(tx);
+        // Closed without an answer.
+        let ep = Endpoint::start(move |n, _| {
+            if n == 2 {
+                let _ = tx.lock().unwrap().send(());
+            }
+            Some((0, Vec::new(), String::new()))
+        });
+        let url = ep.url();
+        let rx = Arc::new(Mutex::new(rx));
+        let doc = handler_trace(LevelFilter::INFO, || async move {
+            // Backoffs (jittered) made deterministic: none
+            // after the first attempt, 10 s after the second.
+            let mut b = dynamodb(&url)
+                .config()
+                .to_builder()
+                .retry_config(
+                    aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+                        .with_max_attempts(3)
+                        .with_initial_backoff(Duration::from_millis(50))
+                        .with_max_backoff(BACKOFF_MAX),
+                )
+                .sleep_impl(aws_sdk_dynamodb::config::SharedAsyncSleep::new(
+                    SecondBackoffIsLong::default(),
+                ));
+            if sdk_timeout {
+                // Strikes well into the 10 s wait for the third attempt.
+                b = b.timeout_config(
+                    aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+                        .operation_timeout(Duration::from_secs(4))
+                        .build(),
+                );
+            }
+            let c = aws_sdk_dynamodb::Client::from_conf(b.build());
+            let send = get_order(&c, "orders").send();
+            if sdk_timeout {
+                assert!(send.await.is_err(), "the operation timeout");
+                return;
+            }
+            let second = tokio::task::spawn_blocking(move || {
+                let seen = rx
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(8))
+                    .is_ok();
+                // Well into the (10 s) wait for the third attempt.
+                std::thread::sleep(Duration::from_millis(1500));
+                seen
+            });
+            tokio::select! {
+                r = send => panic!("the call ended: {r:?}"),
+                seen = second => assert!(seen.unwrap(), "the second attempt was sent"),
+            }
+        });
+        assert_eq!(ep.seen().len(), 2, "given up before the third attempt");
+        let call = &doc["subsegments"][0];
+        assert_eq!(call["fault"], true, "{call:#}");
+        retries.push((sdk_timeout, call["aws"].get("retries").cloned()));
+    }
+    assert_eq!(
+        retries,
+        [(true, Some(Value::from(1))), (false, Some(Value::from(1)))],
+        "(given up by the SDK's operation timeout, aws.retries)"
+    );
+}
