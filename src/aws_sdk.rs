@@ -31,6 +31,8 @@
 //!   trace.
 
 use std::error::Error as StdError;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
@@ -105,7 +107,7 @@ impl XrayInterceptor {
 /// The call's span, kept in the operation's config bag from the first hook
 /// to the last.
 #[derive(Debug, Clone)]
-struct CallSpan(std::sync::Arc<Call>);
+struct CallSpan(Arc<Call>);
 
 /// A call in flight: its span, and whether its last hook ran. Dropped
 /// before that (the operation's future dropped: a timeout, a `select!`),
@@ -114,12 +116,12 @@ struct CallSpan(std::sync::Arc<Call>);
 #[derive(Debug)]
 struct Call {
     span: tracing::Span,
-    finished: std::sync::atomic::AtomicBool,
+    finished: AtomicBool,
     /// Whether the region the request was signed for was recorded.
-    region: std::sync::atomic::AtomicBool,
+    region: AtomicBool,
     /// What a call dropped before its end records: the attempts made, and
     /// the last one's response, if it had one and no attempt started since.
-    last: std::sync::Mutex<Last>,
+    last: Mutex<Last>,
 }
 
 /// See [`Call::last`].
@@ -139,7 +141,7 @@ struct Answered {
 
 impl Drop for Call {
     fn drop(&mut self) {
-        if !self.finished.load(std::sync::atomic::Ordering::Relaxed) {
+        if !self.finished.load(Ordering::Relaxed) {
             let last = std::mem::take(self.last.get_mut().unwrap_or_else(|e| e.into_inner()));
             if let Some(attempts) = last.attempts {
                 self.span.record("aws.retries", attempts.saturating_sub(1));
@@ -452,13 +454,12 @@ impl Intercept for XrayInterceptor {
             span.record("rpc.service", md.service());
             span.record("rpc.method", md.name());
         }
-        cfg.interceptor_state()
-            .store_put(CallSpan(std::sync::Arc::new(Call {
-                span,
-                finished: Default::default(),
-                region: Default::default(),
-                last: Default::default(),
-            })));
+        cfg.interceptor_state().store_put(CallSpan(Arc::new(Call {
+            span,
+            finished: Default::default(),
+            region: Default::default(),
+            last: Default::default(),
+        })));
         Ok(())
     }
 
@@ -511,9 +512,7 @@ impl Intercept for XrayInterceptor {
             span.record("aws.region", region.as_ref());
         }
         if let Some(call) = cfg.load::<CallSpan>() {
-            call.0
-                .region
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+            call.0.region.store(true, Ordering::Relaxed);
         }
         if self.trace_header {
             if let Some(mut header) = crate::span_ext::call_header(span) {
@@ -626,9 +625,7 @@ impl Intercept for XrayInterceptor {
             return Ok(());
         };
         let span = &call.0.span;
-        call.0
-            .finished
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        call.0.finished.store(true, Ordering::Relaxed);
         // A call that failed before it was serialized (a parameter the
         // SDK's own interceptors refused) or signed (no credentials) has
         // its names and the client's region all the same.
@@ -636,7 +633,7 @@ impl Intercept for XrayInterceptor {
             span.record("rpc.service", md.service());
             span.record("rpc.method", md.name());
         }
-        if !call.0.region.load(std::sync::atomic::Ordering::Relaxed) {
+        if !call.0.region.load(Ordering::Relaxed) {
             if let Some(region) = cfg.load::<aws_types::region::Region>() {
                 span.record("aws.region", region.as_ref());
             }

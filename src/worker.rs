@@ -169,7 +169,7 @@ struct Worker {
     /// (given up for lack of time), ever: one its `flush` or `shutdown`
     /// reports so makes that flush or shutdown a timeout, although it is
     /// settled.
-    timed_out: u64,
+    out_of_time: u64,
 }
 
 enum Control {
@@ -200,7 +200,7 @@ impl Worker {
             warned_pack: false,
             handed: 0,
             settled: 0,
-            timed_out: 0,
+            out_of_time: 0,
         }
     }
 
@@ -268,17 +268,18 @@ impl Worker {
                 None => {}
                 Some(Control::Flush(reply, deadline)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    let timed_out = self.timed_out;
+                    let out_of_time = self.out_of_time;
                     self.call("flush", |e| e.flush(left));
                     // What the exporter still holds goes on in the
                     // background, but the flush did not finish; nor did it
                     // when the exporter gave up on documents for lack of
                     // time.
-                    let _ = reply.send(self.handed == self.settled && self.timed_out == timed_out);
+                    let _ =
+                        reply.send(self.handed == self.settled && self.out_of_time == out_of_time);
                 }
                 Some(Control::Shutdown(reply, deadline)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    let timed_out = self.timed_out;
+                    let out_of_time = self.out_of_time;
                     // Documents lost by a panic in `shutdown` were held by
                     // it too.
                     let lost = self.call("shutdown", |e| e.shutdown(left));
@@ -286,7 +287,8 @@ impl Worker {
                     // (`HttpExporter`'s backlog when the API never
                     // answered) are counted failed, and the shutdown did not
                     // finish.
-                    let settled = self.write_off_held() && lost == 0 && self.timed_out == timed_out;
+                    let settled =
+                        self.write_off_held() && lost == 0 && self.out_of_time == out_of_time;
                     // Closed before the reply: once `shutdown` returns, what
                     // finishes is counted dropped by the layer, and what
                     // reached the queue meanwhile by the handle.
@@ -539,12 +541,12 @@ impl Worker {
     fn account(&mut self, outcome: ExportOutcome) {
         let c = &self.counters;
         let failed = outcome.failures.len() as u64;
-        let timed_out = outcome
+        let out_of_time = outcome
             .failures
             .iter()
             .filter(|f| matches!(f.error, ExportError::OutOfTime(_)))
             .count();
-        self.timed_out = self.timed_out.saturating_add(timed_out as u64);
+        self.out_of_time = self.out_of_time.saturating_add(out_of_time as u64);
         Counters::add(&c.documents_exported, outcome.delivered as u64);
         Counters::add(&c.documents_failed, failed);
         // Never past `handed`: reports for documents already written off
