@@ -509,3 +509,74 @@ fn a_provider_without_credentials_is_not_reported_as_an_api_refusal() {
     assert!(log.contains("no AWS credentials"), "{log}");
     assert!(!log.contains("refused"), "{log}");
 }
+
+/// A provider giving new keys at every call (rotated credentials).
+#[derive(Debug, Default)]
+struct Rotating(std::sync::atomic::AtomicUsize);
+
+impl aws_credential_types::provider::ProvideCredentials for Rotating {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        aws_credential_types::provider::future::ProvideCredentials::ready(Ok(
+            aws_credential_types::Credentials::new(
+                format!("AKID{n}"),
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                None,
+                None,
+                "rotating",
+            ),
+        ))
+    }
+}
+
+// The credentials in use are refused (403) and the provider's fresh ones
+// tried at once ("asked again ... when the API refuses them"); that try
+// finds the API unavailable (503), and the next one, after the backoff, is
+// refused again (the fresh keys not valid yet everywhere). The provider is
+// asked again then too: one refresh per run of refusals, not one until the
+// next success, so the document is delivered once the API takes the newest
+// keys, instead of failing as unauthorized.
+#[test]
+fn a_refusal_after_an_unavailable_api_asks_the_provider_again() {
+    let _serial = common::serial();
+    let calls = Arc::new(Mutex::new(0usize));
+    let counted = calls.clone();
+    let (url, _seen) = fake(move |stream| {
+        let n = {
+            let mut c = counted.lock().unwrap();
+            *c += 1;
+            *c
+        };
+        match n {
+            1 | 3 => answer(
+                stream,
+                403,
+                r#"{"__type":"UnrecognizedClientException","message":"invalid token"}"#,
+            ),
+            2 => answer(stream, 503, r#"{"__type":"ServiceUnavailable"}"#),
+            _ => answer(stream, 200, r#"{"UnprocessedTraceSegments":[]}"#),
+        }
+    });
+    let mut exporter = HttpExporter::builder()
+        .with_region("us-east-1")
+        .with_endpoint(url)
+        .with_credentials_provider(Rotating::default())
+        .with_batch_delay(Duration::from_secs(60))
+        .with_retry_backoff(Duration::from_millis(10), Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let held = exporter.export(common::documents(1));
+    assert_eq!(held.delivered + held.failures.len(), 0, "held");
+    let outcome = exporter.flush(Duration::from_secs(3));
+    assert_eq!(
+        (outcome.delivered, common::failure_texts(&outcome)),
+        (1, vec![]),
+        "after 403, 503, 403 and fresh keys each time, then 200 ({} calls)",
+        calls.lock().unwrap()
+    );
+}

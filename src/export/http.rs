@@ -138,8 +138,8 @@ pub struct HttpExporter {
     /// Whether the current run of retryable failures was logged (the same).
     retry_reported: [bool; 2],
     /// Whether refused credentials were already refreshed and retried once
-    /// (reset by the next success, and when sending is blocked until the
-    /// next try).
+    /// (reset by the next success, a retryable failure, and when sending is
+    /// blocked until the next try).
     auth_refresh_tried: bool,
     /// Whether an `UnprocessedTraceSegments` entry naming no document of its
     /// batch was logged (once per exporter; further ones are only counted).
@@ -647,8 +647,10 @@ impl HttpExporter {
     /// A failure that may pass: the API unavailable, or the credentials
     /// provider failing or not answering (no call made).
     fn on_retryable(&mut self, why: String, blame: Blame, batch: Vec<Pending>) {
-        // A refusal before this failure is no longer what holds documents.
+        // A refusal before this failure is no longer what holds documents,
+        // and the next refusal may ask the provider again.
         self.auth_error = None;
+        self.auth_refresh_tried = false;
         if !std::mem::replace(&mut self.retry_reported[blame as usize], true) {
             let error = self.scrub(&why);
             match blame {
