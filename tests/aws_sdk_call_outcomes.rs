@@ -3,7 +3,9 @@
 //! timeout is a fault; a large `PutItem` still names its table; with the
 //! SDK's internal spans kept, the retries are still counted; a call refused
 //! before serialization is named after its service, and one that failed
-//! before signing has its region. Each test failed on a773d3f.
+//! before signing has its region. Each test failed on a773d3f, or on an
+//! earlier fix of this file's; the comment above it tells the defect as it
+//! was found.
 #![cfg(feature = "aws-sdk")]
 
 mod common;

@@ -5,8 +5,10 @@
 //! start, then a 403 for the role) is reported too.
 //!
 //! Cases that need a global subscriber run in a child process of their own
-//! (an `#[ignore]`d test of this binary, run by `child`), with the
-//! variables a host could set cleared first.
+//! (an `#[ignore]`d test of this binary, run by `common::run_child`), with
+//! the variables a host could set cleared first. Each test failed on a773d3f,
+//! or on an earlier fix of this file's; the comment above it tells the defect
+//! as it was found.
 
 mod common;
 mod sampling_common;
