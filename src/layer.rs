@@ -1358,7 +1358,7 @@ impl XrayLayer {
                 return;
             };
             let facade_child = data.ancestry.parent_is_facade();
-            let root_child = data.parent_seg.is_some() && data.parent_seg == trace.root;
+            let root_child = data.parent_seg == trace.root;
             let (held, held_bytes) = trace.push(data);
             if facade_child
                 || held > inner.max_held

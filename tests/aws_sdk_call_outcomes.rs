@@ -153,19 +153,26 @@ fn json_answer(status: u16, request_id: Option<&str>, body: &str) -> Answer {
     Some((status, headers, body.to_owned()))
 }
 
+/// A DynamoDB client's configuration for `endpoint`: static credentials,
+/// retries 10 ms apart.
+fn base_config(endpoint: &str) -> aws_sdk_dynamodb::config::Builder {
+    aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+        .endpoint_url(endpoint)
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .retry_config(
+            aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+                .with_initial_backoff(Duration::from_millis(10))
+                .with_max_backoff(Duration::from_millis(10)),
+        )
+}
+
+/// A DynamoDB client with the `XrayInterceptor`.
 fn dynamodb(endpoint: &str) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
-            .endpoint_url(endpoint)
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .retry_config(
-                aws_sdk_dynamodb::config::retry::RetryConfig::standard()
-                    .with_initial_backoff(Duration::from_millis(10))
-                    .with_max_backoff(Duration::from_millis(10)),
-            )
+        base_config(endpoint)
             .timeout_config(
                 aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
                     .operation_timeout(Duration::from_secs(20))
@@ -381,20 +388,7 @@ fn kept_sdk_internal_spans_still_count_retries() {
 
 /// A DynamoDB client without the interceptor (the SDK's own spans only).
 fn plain_dynamodb(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
-            .endpoint_url(endpoint)
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .retry_config(
-                aws_sdk_dynamodb::config::retry::RetryConfig::standard()
-                    .with_initial_backoff(Duration::from_millis(10))
-                    .with_max_backoff(Duration::from_millis(10)),
-            )
-            .build(),
-    )
+    aws_sdk_dynamodb::Client::from_conf(base_config(endpoint).build())
 }
 
 /// A user's table name comes from configuration and is empty (an unset

@@ -93,46 +93,6 @@ fn fake_api(
     (format!("http://{addr}"), seen)
 }
 
-/// A provider whose first call gives session credentials (`AKIDSHORT`)
-/// expiring `lifetime` from then (inside the five minutes before expiry in
-/// which the exporter asks again), and whose later calls never answer (an
-/// IMDS or STS call that hangs). The expiry it gave is kept in `expiry`.
-#[derive(Debug)]
-struct ShortThenHangs {
-    calls: Arc<Mutex<usize>>,
-    lifetime: Duration,
-    expiry: Arc<Mutex<Option<SystemTime>>>,
-}
-
-impl aws_credential_types::provider::ProvideCredentials for ShortThenHangs {
-    fn provide_credentials<'a>(
-        &'a self,
-    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
-    where
-        Self: 'a,
-    {
-        use aws_credential_types::provider::future;
-        let n = {
-            let mut c = self.calls.lock().unwrap();
-            *c += 1;
-            *c
-        };
-        if n == 1 {
-            let expiry = SystemTime::now() + self.lifetime;
-            *self.expiry.lock().unwrap() = Some(expiry);
-            future::ProvideCredentials::ready(Ok(aws_credential_types::Credentials::new(
-                "AKIDSHORT",
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-                Some("SESSION-TOKEN".into()),
-                Some(expiry),
-                "short-then-hangs",
-            )))
-        } else {
-            future::ProvideCredentials::new(std::future::pending())
-        }
-    }
-}
-
 // What the user does: sends with `HttpExporter` and a credentials provider
 // (the aws-config chain: IMDS, ECS, STS session credentials), and flushes
 // at the end of each batch. The cached credentials are about to expire (half
@@ -161,7 +121,8 @@ impl aws_credential_types::provider::ProvideCredentials for ShortThenHangs {
 #[test]
 fn credentials_that_expire_during_a_hanging_early_refresh_are_never_sent() {
     let _serial = common::serial();
-    let expiry = Arc::new(Mutex::new(None::<SystemTime>));
+    let provider = common::FirstThenHangs::new(Duration::from_secs(3));
+    let (calls, expiry) = (provider.calls.clone(), provider.expiry.clone());
     let expiry_at_server = expiry.clone();
     // As X-Ray: a request signed with expired session credentials is
     // refused.
@@ -170,7 +131,7 @@ fn credentials_that_expire_during_a_hanging_early_refresh_are_never_sent() {
             .lock()
             .unwrap()
             .is_some_and(|e| request.arrived > e);
-        if request.authorization.contains("AKIDSHORT") && expired {
+        if request.authorization.contains("AKIDFIRST") && expired {
             (
                 403,
                 r#"{"__type":"ExpiredTokenException","message":"The security token included in the request is expired"}"#.into(),
@@ -179,15 +140,10 @@ fn credentials_that_expire_during_a_hanging_early_refresh_are_never_sent() {
             (200, r#"{"UnprocessedTraceSegments":[]}"#.into())
         }
     });
-    let calls = Arc::new(Mutex::new(0));
     let mut exporter = HttpExporter::builder()
         .with_region("us-east-1")
         .with_endpoint(url)
-        .with_credentials_provider(ShortThenHangs {
-            calls: calls.clone(),
-            lifetime: Duration::from_secs(3),
-            expiry: expiry.clone(),
-        })
+        .with_credentials_provider(provider)
         .with_batch_delay(Duration::from_secs(60))
         .build()
         .unwrap();
@@ -222,7 +178,7 @@ fn credentials_that_expire_during_a_hanging_early_refresh_are_never_sent() {
         .lock()
         .unwrap()
         .iter()
-        .filter(|r| r.authorization.contains("AKIDSHORT") && r.arrived > expires + margin)
+        .filter(|r| r.authorization.contains("AKIDFIRST") && r.arrived > expires + margin)
         .cloned()
         .collect();
     assert!(
@@ -703,39 +659,6 @@ fn a_provider_that_times_out_is_not_reported_as_the_api_unavailable() {
     );
 }
 
-/// A provider whose first call gives credentials valid for four more
-/// minutes (inside the five minutes before expiry in which the exporter
-/// asks again), and whose later calls never answer.
-#[derive(Debug)]
-struct FourMinutesThenHangs(Arc<Mutex<usize>>);
-
-impl aws_credential_types::provider::ProvideCredentials for FourMinutesThenHangs {
-    fn provide_credentials<'a>(
-        &'a self,
-    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
-    where
-        Self: 'a,
-    {
-        use aws_credential_types::provider::future;
-        let n = {
-            let mut c = self.0.lock().unwrap();
-            *c += 1;
-            *c
-        };
-        if n == 1 {
-            future::ProvideCredentials::ready(Ok(aws_credential_types::Credentials::new(
-                "AKIDEXAMPLE",
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-                Some("TOKEN".into()),
-                Some(SystemTime::now() + Duration::from_secs(4 * 60)),
-                "four-minutes-then-hangs",
-            )))
-        } else {
-            future::ProvideCredentials::new(std::future::pending())
-        }
-    }
-}
-
 // What the user does: `HttpExporter` with a credentials provider; the
 // cached credentials are valid four more minutes, the provider hangs (the
 // metadata service unreachable), and the API refuses a call (403: the
@@ -773,11 +696,12 @@ fn a_refusal_inside_the_no_ask_window_does_not_wait_for_the_hanging_provider() {
             )
         }
     });
-    let calls = Arc::new(Mutex::new(0));
+    let provider = common::FirstThenHangs::new(Duration::from_secs(4 * 60));
+    let calls = provider.calls.clone();
     let mut exporter = HttpExporter::builder()
         .with_region("us-east-1")
         .with_endpoint(url)
-        .with_credentials_provider(FourMinutesThenHangs(calls.clone()))
+        .with_credentials_provider(provider)
         .with_batch_delay(Duration::from_secs(60))
         .build()
         .unwrap();

@@ -339,42 +339,6 @@ fn documents_the_api_did_not_take_for_a_503_do_not_fail_as_unauthorized() {
     );
 }
 
-/// A provider whose first call gives credentials that expire in four
-/// minutes (inside the five minutes before expiry in which the exporter
-/// asks again), and whose later calls never answer (an IMDS or STS call
-/// that hangs).
-#[derive(Debug)]
-struct HangsAfterFirst {
-    calls: Arc<Mutex<usize>>,
-}
-
-impl aws_credential_types::provider::ProvideCredentials for HangsAfterFirst {
-    fn provide_credentials<'a>(
-        &'a self,
-    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
-    where
-        Self: 'a,
-    {
-        use aws_credential_types::provider::future;
-        let n = {
-            let mut c = self.calls.lock().unwrap();
-            *c += 1;
-            *c
-        };
-        if n == 1 {
-            future::ProvideCredentials::ready(Ok(aws_credential_types::Credentials::new(
-                "AKIDEXAMPLE",
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-                Some("TOKEN".into()),
-                Some(std::time::SystemTime::now() + Duration::from_secs(4 * 60)),
-                "hangs-after-first",
-            )))
-        } else {
-            future::ProvideCredentials::new(std::future::pending())
-        }
-    }
-}
-
 // The user runs `HttpExporter` with a credentials provider (the aws-config
 // chain: IMDS, ECS, STS), and calls `flush(2 s)` at the end of each batch
 // or invocation. The cached credentials are still valid for four minutes,
@@ -394,13 +358,12 @@ impl aws_credential_types::provider::ProvideCredentials for HangsAfterFirst {
 fn a_hanging_refresh_does_not_keep_valid_cached_credentials_from_a_flush() {
     let _serial = common::serial();
     let (url, seen) = fake(|stream| answer(stream, 200, r#"{"UnprocessedTraceSegments":[]}"#));
-    let calls = Arc::new(Mutex::new(0));
+    let provider = common::FirstThenHangs::new(Duration::from_secs(4 * 60));
+    let calls = provider.calls.clone();
     let mut exporter = HttpExporter::builder()
         .with_region("us-east-1")
         .with_endpoint(url)
-        .with_credentials_provider(HangsAfterFirst {
-            calls: calls.clone(),
-        })
+        .with_credentials_provider(provider)
         .with_batch_delay(Duration::from_secs(60))
         .build()
         .unwrap();

@@ -55,6 +55,21 @@ where
     exporter.traces()
 }
 
+/// Which of `spans` ended after `end` (their segment's), and by how much.
+fn ended_after(end: f64, spans: &[&Value]) -> Vec<String> {
+    spans
+        .iter()
+        .filter(|s| s["end_time"].as_f64().unwrap() > end)
+        .map(|s| {
+            format!(
+                "{} by {:.0} µs",
+                s["name"],
+                (s["end_time"].as_f64().unwrap() - end) * 1e6
+            )
+        })
+        .collect()
+}
+
 /// A body of data then trailers, as gRPC (and any HTTP response with
 /// trailers) sends, whose `is_end_stream` is the trait's default (`false`),
 /// as for `http_body_util::StreamBody` or a hand-written body.
@@ -178,7 +193,6 @@ fn the_trace_layers_subsegment_ends_within_a_failed_bodys_segment() {
                 "the body was cut"
             );
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     });
     assert_eq!(traces.len(), 3, "{traces:#?}");
     let mut late = Vec::new();
@@ -244,7 +258,6 @@ fn the_subsegments_of_a_request_its_client_abandons_end_within_its_segment() {
             tokio::time::timeout(Duration::from_millis(300), client.request(request)).await;
         assert!(outcome.is_err(), "the client gave up");
         drop(client); // closes the connection
-        tokio::time::sleep(Duration::from_millis(500)).await;
     });
     assert_eq!(traces.len(), 1, "{traces:#?}");
     let segment = &traces[0];
@@ -254,17 +267,7 @@ fn the_subsegments_of_a_request_its_client_abandons_end_within_its_segment() {
     assert_eq!(request["name"], "request", "{segment:#}");
     let load = &request["subsegments"][0];
     assert_eq!(load["name"], "load_report", "{segment:#}");
-    let late: Vec<String> = [request, load]
-        .iter()
-        .filter(|s| s["end_time"].as_f64().unwrap() > end)
-        .map(|s| {
-            format!(
-                "{} by {:.0} µs",
-                s["name"],
-                (s["end_time"].as_f64().unwrap() - end) * 1e6
-            )
-        })
-        .collect();
+    let late = ended_after(end, &[request, load]);
     assert!(
         late.is_empty(),
         "ended after their segment: {late:?} in {segment:#}"
@@ -337,7 +340,6 @@ fn the_subsegments_of_a_failed_request_end_within_its_segment() {
             http_client().request(request).await.is_err(),
             "connection closed"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     });
     assert_eq!(traces.len(), 1, "{traces:#?}");
     let segment = &traces[0];
@@ -347,17 +349,7 @@ fn the_subsegments_of_a_failed_request_end_within_its_segment() {
     assert_eq!(request["name"], "request", "{segment:#}");
     let query = &request["subsegments"][0];
     assert_eq!(query["name"], "query_orders", "{segment:#}");
-    let late: Vec<String> = [request, query]
-        .iter()
-        .filter(|s| s["end_time"].as_f64().unwrap() > end)
-        .map(|s| {
-            format!(
-                "{} by {:.0} µs",
-                s["name"],
-                (s["end_time"].as_f64().unwrap() - end) * 1e6
-            )
-        })
-        .collect();
+    let late = ended_after(end, &[request, query]);
     assert!(
         late.is_empty(),
         "ended after their segment: {late:?} in {segment:#}"

@@ -700,3 +700,55 @@ pub fn failure_texts(outcome: &tracing_xray::export::ExportOutcome) -> Vec<Strin
         .map(|f| f.error.to_string())
         .collect()
 }
+
+/// A credentials provider whose first call gives session credentials (key
+/// id `AKIDFIRST`) expiring `lifetime` from then, and whose later calls
+/// never answer (an IMDS or STS call that hangs). `calls` counts the calls;
+/// `expiry` keeps the expiry it gave.
+#[cfg(feature = "http")]
+#[derive(Debug, Clone)]
+pub struct FirstThenHangs {
+    pub calls: Arc<Mutex<usize>>,
+    pub expiry: Arc<Mutex<Option<std::time::SystemTime>>>,
+    lifetime: Duration,
+}
+
+#[cfg(feature = "http")]
+impl FirstThenHangs {
+    pub fn new(lifetime: Duration) -> Self {
+        FirstThenHangs {
+            calls: Arc::default(),
+            expiry: Arc::default(),
+            lifetime,
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+impl aws_credential_types::provider::ProvideCredentials for FirstThenHangs {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        use aws_credential_types::provider::future;
+        let n = {
+            let mut c = self.calls.lock().unwrap();
+            *c += 1;
+            *c
+        };
+        if n > 1 {
+            return future::ProvideCredentials::new(std::future::pending());
+        }
+        let expiry = std::time::SystemTime::now() + self.lifetime;
+        *self.expiry.lock().unwrap() = Some(expiry);
+        future::ProvideCredentials::ready(Ok(aws_credential_types::Credentials::new(
+            "AKIDFIRST",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            Some("SESSION-TOKEN".into()),
+            Some(expiry),
+            "first-then-hangs",
+        )))
+    }
+}
