@@ -131,7 +131,15 @@ pub(crate) fn spawn(
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("tracing-xray".into())
-        .spawn(move || Worker::new(cfg, exporter, rx, recycle, counters).run())
+        .spawn(move || {
+            // Before the worker is made: it, its exporter among them, is
+            // dropped inside `run`, after `run`'s own guard has ended (a
+            // function's parameters drop after its locals), and an
+            // exporter's `Drop` (a client closing its connections) may open
+            // spans too.
+            let _suppress = SuppressGuard::enter();
+            Worker::new(cfg, exporter, rx, recycle, counters).run();
+        })
 }
 
 struct Worker {

@@ -1,6 +1,7 @@
 //! An exporter that itself emits `tracing` spans and events must not feed
-//! them back into the layer (no loop, no extra documents). This binary
-//! installs a global subscriber, so the worker thread sees it too.
+//! them back into the layer (no loop, no extra documents), nor when it is
+//! dropped. This binary installs a global subscriber, so the worker thread
+//! sees it too.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,6 +22,13 @@ impl Exporter for Chatty {
         let _g = span.enter();
         tracing::error!("exporting {} documents", batch.len());
         self.inner.export(batch)
+    }
+}
+
+/// Closing its connections, as HTTP clients and pools do, opens a span.
+impl Drop for Chatty {
+    fn drop(&mut self) {
+        tracing::info_span!("close_idle_connections").in_scope(|| {});
     }
 }
 
@@ -49,4 +57,20 @@ fn exporter_events_do_not_come_back() {
     for doc in inner.json_documents() {
         assert_eq!(doc["metadata"]["tracing"]["span_name"], "request");
     }
+
+    // Found by a hunt: the exporter was dropped on the worker thread after
+    // the worker's guard against tracing itself had ended (a function's
+    // parameters, the worker and its exporter, drop after its locals), so
+    // the span its `Drop` opens was traced: with the queue closed, counted a
+    // dropped trace the application never had (and sent, were the layer
+    // still running).
+    assert_eq!(xray.shutdown(Duration::from_secs(10)), Ok(()));
+    let stats = xray.stats();
+    assert_eq!(stats.documents_exported, 5, "{stats:?}");
+    assert_eq!(
+        (stats.traces_dropped, stats.spans_dropped),
+        (0, 0),
+        "the exporter's own span was traced: {stats:?}"
+    );
+    assert_eq!(inner.len(), 5);
 }

@@ -641,6 +641,10 @@ pub(crate) fn spawn(detectors: Detectors) -> ResourceSlot {
         .spawn(move || {
             // Nothing this thread does (HTTP client included) is traced.
             let _suppress = crate::layer::SuppressGuard::enter();
+            // Moved in after the guard, so dropped before it ends (the
+            // closure's captures would drop after its locals): a detector's
+            // `Drop` is not traced either.
+            let (detectors, filler) = (detectors, filler);
             let resource = detect(&detectors);
             filler.0.fill(resource);
         });
