@@ -409,3 +409,141 @@ fn the_bottleneck_is_on_the_critical_path() {
         .unwrap_or_else(|| panic!("{text}"));
     assert!(bottleneck.starts_with("bottleneck: step,"), "{text}");
 }
+
+/// A writer that always fails, as a full disk does.
+struct DiskFull;
+
+impl Write for DiskFull {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("no space left on device"))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Found by a hunt of the public API: a user draws traces into a file that
+/// cannot be written (disk full), and a trace reaches the exporter as two
+/// documents (a streamed part, then its segment). `stats()` said one was
+/// exported although nothing was written: the exporter counted a part
+/// delivered the moment it set it aside to wait for its segment, and when
+/// that drawing failed, only the segment was counted failed. A document
+/// kept for later is "neither delivered nor failed yet" (`ExportOutcome`).
+#[test]
+fn nothing_counts_delivered_when_nothing_could_be_written() {
+    let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_streaming_threshold(1)
+        .with_exporter(TimelineExporter::to_writer(DiskFull).ascii())
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::info_span!("request").in_scope(|| {
+            tracing::info_span!("load").in_scope(|| {});
+            tracing::info_span!("save").in_scope(|| {});
+        });
+    });
+    assert_eq!(xray.flush(Duration::from_secs(10)), Ok(()));
+    let stats = xray.stats();
+    // The trace left as two documents (a part, then its segment).
+    assert_eq!(stats.subsegments_streamed, 1, "{stats:?}");
+    assert_eq!(
+        (stats.documents_exported, stats.documents_failed),
+        (0, 2),
+        "nothing was written: {stats:?}"
+    );
+    assert_eq!(xray.shutdown(Duration::from_secs(10)), Ok(()));
+}
+
+/// The parts dropped past the 10,000 a trace's segment may wait with were
+/// counted delivered, never drawn: they are failed, each document counted
+/// once, and the drawing still says how many are missing.
+#[test]
+fn parts_dropped_while_waiting_are_counted_failed() {
+    let out = Buffer::default();
+    let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(TimelineExporter::to_writer(out.clone()).ascii())
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let job = tracing::info_span!("nightly_job");
+        for _ in 0..12_000 {
+            job.in_scope(|| tracing::info_span!("step").in_scope(|| {}));
+        }
+    });
+    assert_eq!(xray.flush(Duration::from_secs(30)), Ok(()));
+    let stats = xray.stats();
+    let text = out.text();
+    let missing: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix('(')?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("nothing says what is missing: {:?}", text.lines().last()));
+    assert!(missing > 0);
+    assert_eq!(stats.documents_failed, missing, "{stats:?}");
+    assert_eq!(
+        stats.documents_exported + stats.documents_failed,
+        stats.subsegments_streamed + 1,
+        "each document counted once: {stats:?}"
+    );
+}
+
+/// Parts a long-lived root streamed wait for its segment; when the layer
+/// flushed or shut down before the root ended (a job still running), they
+/// were counted delivered and never drawn. A flush draws them, on their
+/// own, marked continued; the segment comes later, on its own.
+#[test]
+fn parts_still_waiting_at_a_flush_are_drawn() {
+    let out = Buffer::default();
+    let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_max_held_subsegments(1)
+        .with_exporter(TimelineExporter::to_writer(out.clone()).ascii())
+        .build();
+    let xray = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let job = tracing::dispatcher::with_default(&dispatch, || {
+        let job = tracing::info_span!("still_running_job");
+        job.in_scope(|| {
+            tracing::info_span!("extract").in_scope(|| {
+                tracing::info_span!("read_rows").in_scope(|| {});
+            });
+            tracing::info_span!("transform").in_scope(|| {});
+            tracing::info_span!("load").in_scope(|| {});
+        });
+        job
+    });
+    assert_eq!(xray.flush(Duration::from_secs(10)), Ok(()));
+    let stats = xray.stats();
+    assert!(stats.subsegments_streamed >= 2, "{stats:?}");
+    let text = out.text();
+    for name in ["extract", "read_rows", "transform", "load"] {
+        assert!(text.contains(name), "{name} not drawn:\n{text}");
+    }
+    assert!(
+        text.lines()
+            .filter(|l| l.starts_with("trace "))
+            .all(|l| l.contains("(continued: drawn before its segment")),
+        "{text}"
+    );
+    assert_eq!(
+        (stats.documents_exported, stats.documents_failed),
+        (stats.subsegments_streamed, 0),
+        "{stats:?}"
+    );
+    // The job ends: its segment is drawn, every document counted once.
+    tracing::dispatcher::with_default(&dispatch, || drop(job));
+    assert_eq!(xray.shutdown(Duration::from_secs(10)), Ok(()));
+    let text = out.text();
+    let last = text.lines().rfind(|l| l.starts_with("trace "));
+    assert!(last.is_some_and(|l| !l.contains("continued")), "{text}");
+    let stats = xray.stats();
+    assert_eq!(
+        (stats.documents_exported, stats.documents_failed),
+        (stats.subsegments_streamed + 1, 0),
+        "{stats:?}"
+    );
+}

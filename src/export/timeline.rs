@@ -47,7 +47,8 @@ const MAX_DRAWN_IDS: usize = 100_000;
 /// before it put back; each segment of a trace continued by another service
 /// is drawn on its own, and so is a part whose parent was drawn before it
 /// arrived (work a request spawned, still running when its response was
-/// sent), marked `(continued…)`. In Lambda no segment is sent (the function segment
+/// sent), marked `(continued…)`; so are the parts still waiting for their
+/// segment (a root still open) when the layer flushes or shuts down. In Lambda no segment is sent (the function segment
 /// is Lambda's), so nothing is drawn: see what was sent with
 /// [`InMemoryExporter::traces`](super::InMemoryExporter::traces).
 ///
@@ -69,7 +70,9 @@ pub struct TimelineExporter {
     width: usize,
     color: bool,
     ascii: bool,
-    pending: HashMap<String, Vec<Value>>,
+    /// Parts waiting for their segment, by trace. Not yet reported: each is
+    /// counted delivered or failed as it is drawn (or dropped).
+    pending: HashMap<String, Vec<Part>>,
     pending_order: VecDeque<String>,
     pending_count: usize,
     /// Parts of traces dropped while waiting for their segment, by trace.
@@ -307,24 +310,39 @@ impl TimelineExporter {
         self
     }
 
-    fn keep_pending(&mut self, doc: Value) {
-        let trace = doc["trace_id"].as_str().unwrap_or_default().to_owned();
+    /// Keeps `part` until its segment arrives. Past
+    /// [`MAX_PENDING_SUBSEGMENTS`], the oldest trace's parts are dropped,
+    /// reported failed in `outcome`.
+    fn keep_pending(&mut self, part: Part, outcome: &mut ExportOutcome) {
+        let trace = part.doc.trace_id().to_string();
         if self.pending_count >= MAX_PENDING_SUBSEGMENTS {
             if let Some(oldest) = self.pending_order.pop_front() {
-                if let Some(v) = self.pending.remove(&oldest) {
-                    self.pending_count -= v.len();
+                if let Some(parts) = self.pending.remove(&oldest) {
+                    self.pending_count -= parts.len();
                     // Said when the trace is drawn (a bounded memory of it).
                     if self.evicted.len() >= MAX_EVICTED_TRACES {
                         self.evicted.clear();
                     }
-                    *self.evicted.entry(oldest).or_default() += v.len();
+                    *self.evicted.entry(oldest).or_default() += parts.len();
+                    for part in parts {
+                        outcome.fail(
+                            part.doc,
+                            ExportError::Other(
+                                format!(
+                                    "not drawn: more than {MAX_PENDING_SUBSEGMENTS} \
+                                     subsegments waited for their segment"
+                                )
+                                .into(),
+                            ),
+                        );
+                    }
                 }
             }
         }
         if !self.pending.contains_key(&trace) {
             self.pending_order.push_back(trace.clone());
         }
-        self.pending.entry(trace).or_default().push(doc);
+        self.pending.entry(trace).or_default().push(part);
         self.pending_count += 1;
     }
 
@@ -348,25 +366,87 @@ impl TimelineExporter {
         }
     }
 
-    /// Puts under `root` the waiting parts of `trace` that hang below it;
-    /// the others wait on.
-    fn put_back_parts(&mut self, root: &mut Value, trace: &str) {
+    /// Puts under `root` the waiting parts of `trace` that hang below it,
+    /// and returns their documents (reported with `root`'s drawing); the
+    /// others wait on.
+    fn put_back_parts(
+        &mut self,
+        root: &mut Value,
+        trace: &str,
+        outcome: &mut ExportOutcome,
+    ) -> Vec<Document> {
         let pending = self.take_pending(trace);
         if pending.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut orphans: HashMap<String, Vec<Value>> = HashMap::new();
-        for p in pending {
-            let parent = p["parent_id"].as_str().unwrap_or_default().to_owned();
-            orphans.entry(parent).or_default().push(p);
+        let mut docs: HashMap<String, Vec<Document>> = HashMap::new();
+        for part in pending {
+            match serde_json::from_str(part.doc.as_str()) {
+                Ok(value) => {
+                    orphans.entry(part.parent.clone()).or_default().push(value);
+                    docs.entry(part.parent).or_default().push(part.doc);
+                }
+                Err(e) => outcome.fail(part.doc, ExportError::Other(Box::new(e))),
+            }
         }
         attach(root, &mut orphans);
-        for part in orphans.into_values().flatten() {
-            self.keep_pending(part);
+        for (parent, values) in orphans {
+            drop_iteratively(Value::Array(values));
+            for doc in docs.remove(&parent).unwrap_or_default() {
+                let parent = parent.clone();
+                self.keep_pending(Part { parent, doc }, outcome);
+            }
+        }
+        docs.into_values().flatten().collect()
+    }
+
+    /// Draws `root` (its document `doc`) with the parts of its trace that
+    /// waited for it, and reports them all in `outcome`: delivered once
+    /// written, failed if the writing failed.
+    fn draw(
+        &mut self,
+        mut root: Value,
+        doc: Document,
+        continued: Option<Continued>,
+        outcome: &mut ExportOutcome,
+    ) {
+        let trace = doc.trace_id().to_string();
+        // Parts of another segment of this trace (a service that called
+        // this one, in the same process) wait on for theirs.
+        let parts = self.put_back_parts(&mut root, &trace, outcome);
+        let mut text = self.render(&root, continued);
+        self.remember_drawn(&root);
+        drop_iteratively(root);
+        let evicted = if continued.is_some() {
+            None
+        } else {
+            self.evicted.remove(&trace)
+        };
+        if let Some(n) = evicted {
+            let _ = writeln!(
+                text,
+                "({n} subsegments of this trace are not drawn: more than \
+                 {MAX_PENDING_SUBSEGMENTS} waited for their segment)"
+            );
+        }
+        match self
+            .out
+            .write_all(text.as_bytes())
+            .and_then(|_| self.out.flush())
+        {
+            Ok(()) => outcome.delivered += 1 + parts.len(),
+            Err(e) => {
+                for part in parts {
+                    let copy = io::Error::new(e.kind(), e.to_string());
+                    outcome.fail(part, ExportError::Io(copy));
+                }
+                outcome.fail(doc, ExportError::Io(e));
+            }
         }
     }
 
-    fn take_pending(&mut self, trace: &str) -> Vec<Value> {
+    fn take_pending(&mut self, trace: &str) -> Vec<Part> {
         self.pending_order.retain(|t| t != trace);
         let v = self.pending.remove(trace).unwrap_or_default();
         self.pending_count -= v.len();
@@ -554,8 +634,8 @@ fn outlived(rows: &[Row]) -> Vec<bool> {
 }
 
 impl TimelineExporter {
-    /// `root`'s waterfall; `continued`: a part of a trace drawn before.
-    fn render(&self, root: &Value, continued: bool) -> String {
+    /// `root`'s waterfall; `continued`: a part drawn apart from its segment.
+    fn render(&self, root: &Value, continued: Option<Continued>) -> String {
         let mut rows = Vec::new();
         flatten(root, 0, &mut rows);
         if rows.is_empty() {
@@ -597,10 +677,10 @@ impl TimelineExporter {
             root["trace_id"].as_str().unwrap_or("?"),
             root["name"].as_str().unwrap_or("?"),
             segment_time,
-            if continued {
-                "  (continued: ended after the trace was drawn)"
-            } else {
-                ""
+            match continued {
+                Some(Continued::AfterIt) => "  (continued: ended after the trace was drawn)",
+                Some(Continued::BeforeIt) => "  (continued: drawn before its segment, still open)",
+                None => "",
             }
         );
         for r in &rows {
@@ -731,50 +811,68 @@ impl Exporter for TimelineExporter {
             // A segment is drawn with the parts that came before it; a part
             // whose parent was drawn before it arrived (work that ended after
             // its request answered) on its own, with its own earlier parts;
-            // any other part waits for its segment.
+            // any other part waits for its segment (reported when drawn).
             let continued = match doc.kind() {
-                DocumentKind::Segment => false,
+                DocumentKind::Segment => None,
                 DocumentKind::Subsegment => {
                     let parent = value["parent_id"].as_str().unwrap_or_default();
                     if !self.drawn.contains(parent) {
-                        self.keep_pending(value);
-                        outcome.delivered += 1;
+                        let parent = parent.to_owned();
+                        drop_iteratively(value);
+                        self.keep_pending(Part { parent, doc }, &mut outcome);
                         continue;
                     }
-                    true
+                    Some(Continued::AfterIt)
                 }
             };
-            let mut root = value;
-            let trace = root["trace_id"].as_str().unwrap_or_default().to_owned();
-            // Parts of another segment of this trace (a service that called
-            // this one, in the same process) wait on for theirs.
-            self.put_back_parts(&mut root, &trace);
-            let mut text = self.render(&root, continued);
-            self.remember_drawn(&root);
-            drop_iteratively(root);
-            let evicted = if continued {
-                None
-            } else {
-                self.evicted.remove(&trace)
-            };
-            if let Some(n) = evicted {
-                let _ = writeln!(
-                    text,
-                    "({n} subsegments of this trace are not drawn: more than \
-                     {MAX_PENDING_SUBSEGMENTS} waited for their segment)"
-                );
+            self.draw(value, doc, continued, &mut outcome);
+        }
+        outcome
+    }
+
+    /// Draws the parts still waiting for their segment (a root still
+    /// open), each tree of them on its own, marked `(continued…)`: a flush
+    /// delivers what the exporter holds, and at shutdown that segment will
+    /// not come. Parts that come later under them are drawn on their own
+    /// too, and the segment without them.
+    fn flush(&mut self, _timeout: std::time::Duration) -> ExportOutcome {
+        let mut outcome = ExportOutcome::default();
+        while let Some(trace) = self.pending_order.front().cloned() {
+            let mut parts = self.take_pending(&trace);
+            // A part whose parent is none of the others' tops a tree; the
+            // others are put back under it by `draw`.
+            let ids: HashSet<String> = parts.iter().map(|p| p.doc.id().to_string()).collect();
+            let top = parts
+                .iter()
+                .position(|p| !ids.contains(&p.parent))
+                .unwrap_or(0);
+            let part = parts.swap_remove(top);
+            for rest in parts {
+                self.keep_pending(rest, &mut outcome);
             }
-            match self
-                .out
-                .write_all(text.as_bytes())
-                .and_then(|_| self.out.flush())
-            {
-                Ok(()) => outcome.delivered += 1,
-                Err(e) => outcome.fail(doc, ExportError::Io(e)),
+            match serde_json::from_str(part.doc.as_str()) {
+                Ok(value) => self.draw(value, part.doc, Some(Continued::BeforeIt), &mut outcome),
+                Err(e) => outcome.fail(part.doc, ExportError::Other(Box::new(e))),
             }
         }
         outcome
     }
+}
+
+/// Why a part of a trace is drawn apart from its segment.
+#[derive(Clone, Copy)]
+enum Continued {
+    /// Its parent was drawn before it arrived (work that outlived it).
+    AfterIt,
+    /// A flush or the shutdown came before its segment.
+    BeforeIt,
+}
+
+/// A streamed part waiting for its segment: its document, kept as it came
+/// (parsed again when drawn), and its parent's id.
+struct Part {
+    parent: String,
+    doc: Document,
 }
 
 /// The terminal columns `c` takes: 2 for East Asian wide and fullwidth
@@ -885,7 +983,7 @@ mod tests {
         let t = TimelineExporter::to_writer(io::sink())
             .with_width(80)
             .ascii();
-        let text = t.render(&sample(), false);
+        let text = t.render(&sample(), None);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 6, "{text}");
         assert!(
@@ -926,7 +1024,7 @@ mod tests {
         let text = TimelineExporter::to_writer(io::sink())
             .with_width(80)
             .ascii()
-            .render(&doc, false);
+            .render(&doc, None);
         let rows: Vec<&str> = text.lines().skip(1).take(3).collect();
         // The bars' left edge is in the same terminal column on every row.
         let edge = |l: &str| columns(&l[..l.find('|').unwrap()]);
@@ -945,7 +1043,7 @@ mod tests {
         doc["annotations"]["evil"] = json!("\u{1b}[2J\u{1b}[31mRED\nnewline");
         let text = TimelineExporter::to_writer(io::sink())
             .ascii()
-            .render(&doc, false);
+            .render(&doc, None);
         assert!(!text.contains('\u{1b}'), "{text}");
         assert_eq!(text.lines().count(), 6, "{text}");
         assert!(
