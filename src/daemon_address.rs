@@ -3,7 +3,7 @@
 use std::error::Error;
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, ToSocketAddrs};
 use std::str::FromStr;
 
 /// Where the X-Ray daemon listens: a UDP endpoint for segment documents and a
@@ -311,7 +311,9 @@ impl FromStr for DaemonAddress {
 
 impl fmt::Display for DaemonAddress {
     /// `host:port` when both endpoints are equal, else `tcp:… udp:…`; the
-    /// output parses back to the same address.
+    /// output parses back to the same address (an IPv6 zone included, as
+    /// `[fe80::1%2]:2000`; an IPv6 flow label, which has no text form and
+    /// which no daemon address carries, aside).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.udp == self.tcp {
             write!(f, "{}", self.udp)
@@ -359,6 +361,9 @@ fn other(protocol: &'static str) -> &'static str {
 #[derive(Debug)]
 enum Host {
     Ip(IpAddr),
+    /// An IPv6 address with a zone (`[fe80::1%2]`): a link-local address
+    /// is reached through that interface only.
+    ScopedV6(Ipv6Addr, u32),
     Name(String),
 }
 
@@ -371,10 +376,31 @@ struct Endpoint {
 
 impl Endpoint {
     fn parse(endpoint: &str) -> Result<Self, DaemonAddressError> {
-        let Some((host, port)) = endpoint.rsplit_once(':') else {
-            return Err(DaemonAddressError::MissingPort {
-                endpoint: endpoint.to_owned(),
-            });
+        let missing_port = || DaemonAddressError::MissingPort {
+            endpoint: endpoint.to_owned(),
+        };
+        // `[v6]:port`: the address's own colons are inside the brackets.
+        let split = match endpoint.strip_prefix('[') {
+            Some(rest) => match rest.find(']') {
+                Some(end) => {
+                    let (host, after) = endpoint.split_at(end + 2);
+                    match after.strip_prefix(':') {
+                        Some(port) => Some((host, port)),
+                        None if after.is_empty() => return Err(missing_port()),
+                        None => {
+                            return Err(DaemonAddressError::InvalidHost {
+                                host: endpoint.to_owned(),
+                                endpoint: endpoint.to_owned(),
+                            })
+                        }
+                    }
+                }
+                None => endpoint.rsplit_once(':'),
+            },
+            None => endpoint.rsplit_once(':'),
+        };
+        let Some((host, port)) = split else {
+            return Err(missing_port());
         };
         let invalid_host = || DaemonAddressError::InvalidHost {
             host: host.to_owned(),
@@ -393,9 +419,22 @@ impl Endpoint {
             }
         };
         let host = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            Host::Ip(IpAddr::V6(
-                v6.parse::<Ipv6Addr>().map_err(|_| invalid_host())?,
-            ))
+            // A zone is a number, as the standard library writes and reads
+            // it (`[fe80::1%2]:2000`); an interface's name has no such form.
+            let (ip, zone) = match v6.split_once('%') {
+                Some((ip, zone))
+                    if !zone.is_empty() && zone.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    (ip, Some(zone.parse::<u32>().map_err(|_| invalid_host())?))
+                }
+                Some(_) => return Err(invalid_host()),
+                None => (v6, None),
+            };
+            let ip = ip.parse::<Ipv6Addr>().map_err(|_| invalid_host())?;
+            match zone {
+                Some(zone) => Host::ScopedV6(ip, zone),
+                None => Host::Ip(IpAddr::V6(ip)),
+            }
         } else if let Ok(v4) = host.parse::<Ipv4Addr>() {
             Host::Ip(IpAddr::V4(v4))
         } else if is_host_name(host) {
@@ -412,6 +451,9 @@ impl Endpoint {
     {
         let name = match &self.host {
             Host::Ip(ip) => return Ok(SocketAddr::new(*ip, self.port)),
+            Host::ScopedV6(ip, zone) => {
+                return Ok(SocketAddr::V6(SocketAddrV6::new(*ip, self.port, 0, *zone)))
+            }
             Host::Name(name) => name,
         };
         let failed = |reason: String| DaemonAddressError::Resolve {
@@ -423,7 +465,13 @@ impl Endpoint {
             .iter()
             .find(|a| a.is_ipv4())
             .or_else(|| addrs.first())
-            .map(|a| SocketAddr::new(a.ip(), self.port))
+            .map(|a| {
+                // The resolver's address as it gave it (a link-local one
+                // keeps its zone), on the port asked for.
+                let mut a = *a;
+                a.set_port(self.port);
+                a
+            })
             .ok_or_else(|| failed("no addresses found".to_owned()))
     }
 }

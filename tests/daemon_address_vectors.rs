@@ -102,3 +102,62 @@ fn daemon_address_vectors() {
         println!("    {line}");
     }
 }
+
+/// Found by a hunt of the public API: `Display` promises text that "parses
+/// back to the same address", but a link-local IPv6 endpoint, written with
+/// its zone as the standard library writes it (`[fe80::1%2]:2000`), was
+/// refused as an invalid host; and a host name resolved to such an address
+/// lost its zone, without which a link-local address cannot be reached.
+#[test]
+fn a_zoned_ipv6_endpoint_parses_back_from_its_display() {
+    use std::net::{SocketAddr, SocketAddrV6};
+    let link_local: SocketAddr = "[fe80::1%2]:2000".parse().unwrap();
+    let addr = DaemonAddress::new(link_local, link_local);
+    let text = addr.to_string();
+    assert_eq!(text, "[fe80::1%2]:2000");
+    assert_eq!(text.parse::<DaemonAddress>(), Ok(addr));
+    // A split address holding one.
+    let tcp: SocketAddr = "127.0.0.1:2000".parse().unwrap();
+    let split = DaemonAddress::new(link_local, tcp);
+    assert_eq!(split.to_string().parse::<DaemonAddress>(), Ok(split));
+    // A zone that is not a number (an interface's name) has no such form.
+    assert!(matches!(
+        "[fe80::1%eth0]:2000".parse::<DaemonAddress>(),
+        Err(DaemonAddressError::InvalidHost { .. })
+    ));
+    // A host name resolved to a zoned address keeps its zone.
+    let resolved = DaemonAddress::parse_with_resolver("xray-daemon:2000", |_: &str, port| {
+        Ok(vec![SocketAddr::V6(SocketAddrV6::new(
+            "fe80::1".parse().unwrap(),
+            port,
+            0,
+            2,
+        ))])
+    })
+    .unwrap();
+    assert_eq!(resolved.udp(), link_local);
+}
+
+/// `AWS_XRAY_DAEMON_ADDRESS=[::1]` (the port forgotten) said "port `1]` in
+/// `[::1]` is not a number from 1 to 65535", a port the user never wrote:
+/// the value was split at its last `:`, inside the brackets. It is
+/// `MissingPort`, as `127.0.0.1` is.
+#[test]
+fn a_bracketed_ipv6_endpoint_without_a_port_says_the_port_is_missing() {
+    assert!(matches!(
+        "127.0.0.1".parse::<DaemonAddress>(),
+        Err(DaemonAddressError::MissingPort { .. })
+    ));
+    for value in ["[::1]", "udp:[::1] tcp:127.0.0.1:2000"] {
+        let err = value.parse::<DaemonAddress>().unwrap_err();
+        assert!(
+            matches!(err, DaemonAddressError::MissingPort { ref endpoint } if endpoint == "[::1]"),
+            "{value}: {err:?} ({err})"
+        );
+    }
+    // Text after the brackets that is not `:port`.
+    assert!(matches!(
+        "[::1]2000".parse::<DaemonAddress>(),
+        Err(DaemonAddressError::InvalidHost { .. })
+    ));
+}
