@@ -368,9 +368,9 @@ impl Builder {
         self
     }
 
-    /// Records the events (other than ERROR events, which always mark the
-    /// span) inside each sampled span as metadata: `metadata.tracing.events`,
-    /// a list of `{time, level, target, message, fields…}`, at most 32 per
+    /// Records the events inside each sampled span as metadata (ERROR
+    /// events too, which mark the span a fault with an exception whether
+    /// this is on or off): `metadata.tracing.events`, a list of `{time, level, target, message, fields…}`, at most 32 per
     /// span (the rest counted in [`crate::Stats::events_dropped`]).
     /// Default: off (events cost time and document space).
     ///

@@ -99,7 +99,9 @@ pub trait XraySpanExt: sealed::Sealed {
     /// decision (which [`xray_header`](XraySpanExt::xray_header) takes): for
     /// a log line, before the root's request fields the sampler reads are
     /// all recorded. `None` when no `XrayLayer` traces the span or any of
-    /// its ancestors. While a root's decision is open, a header given to it
+    /// its ancestors. A span a global filter disabled (no subscriber saw
+    /// it) gives the current span's, as [`xray_header`](XraySpanExt::xray_header)
+    /// does. While a root's decision is open, a header given to it
     /// ([`set_xray_parent`](XraySpanExt::set_xray_parent), the
     /// `xray.trace_header` field) still replaces its trace id.
     ///
@@ -127,8 +129,11 @@ pub trait XraySpanExt: sealed::Sealed {
     /// still pending), and the incoming header's extra keys. For a span of
     /// an unsampled trace, Parent is its nearest traced ancestor's id and
     /// `Sampled=0`; a span hidden from the layer (by a per-layer filter)
-    /// gives its nearest traced ancestor's header. `None` when no
-    /// `XrayLayer` traces the span or any of its ancestors.
+    /// gives its nearest traced ancestor's header, and one a global filter
+    /// disabled (`debug_span!` under an `info` filter: no subscriber saw it,
+    /// it has no ancestors) the current span's, the traced span the call is
+    /// made in. `None` when no `XrayLayer` traces the span or any of its
+    /// ancestors ([`Span::none`](tracing::Span::none) included).
     ///
     /// ```
     /// use tracing_subscriber::prelude::*;
@@ -154,6 +159,17 @@ pub trait XraySpanExt: sealed::Sealed {
 }
 
 fn with_data(span: &tracing::Span, lookup: Lookup, f: &mut dyn FnMut(Found<'_>)) {
+    // A span a global filter disabled has no id, and no subscriber knows
+    // of it; the span it was made in, the current one, stands in for it
+    // (not for `Span::none()`, which no callsite made, nor for the span's
+    // own data: `Lookup::Own`).
+    if span.is_disabled() && !span.is_none() && matches!(lookup, Lookup::Nearest) {
+        let current = tracing::Span::current();
+        if !current.is_disabled() {
+            return with_data(&current, lookup, f);
+        }
+        return;
+    }
     span.with_subscriber(|(id, dispatch)| {
         if let Some(get) = dispatch.downcast_ref::<WithContext>() {
             (get.0)(dispatch, id, lookup, f);
@@ -229,7 +245,9 @@ pub(crate) fn end_now(span: &tracing::Span) {
 /// traced span, the current one, is the downstream's parent.
 #[cfg(any(feature = "aws-sdk", feature = "tower"))]
 pub(crate) fn call_header(call_span: &tracing::Span) -> Option<TraceHeader> {
-    if call_span.is_disabled() {
+    // A disabled span gives the current span's (see `with_data`); so does
+    // `Span::none()` here.
+    if call_span.is_none() {
         tracing::Span::current().xray_header()
     } else {
         call_span.xray_header()

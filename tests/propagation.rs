@@ -371,3 +371,41 @@ fn requested_decision_is_taken_by_the_sampler_and_reported() {
     assert!(traces.is_empty());
     assert_eq!(header.unwrap().sampled(), Sampled::No, "`?` is answered");
 }
+
+/// Found by a hunt of the public API: a span a global filter disabled
+/// (`debug_span!` under an `info` filter, the usual set-up) gave no header
+/// (`xray_header()` and `xray_trace_id()` were `None`) inside a traced
+/// request, so a user propagating by hand lost the trace downstream; the
+/// crate's own tower and AWS SDK integrations already fell back to the
+/// current span. It gives the current span's, the traced span the call is
+/// made in; `Span::none()` still gives nothing, and so does a disabled span
+/// outside any traced one.
+#[test]
+fn a_span_a_global_filter_disabled_hands_on_the_current_spans_header() {
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::prelude::*;
+    let layer = tracing_xray::builder()
+        .with_sampler(AlwaysSample)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(tracing_xray::export::NoopExporter)
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(layer)
+        .with(LevelFilter::INFO);
+    tracing::subscriber::with_default(subscriber, || {
+        let outside = tracing::debug_span!("call_outside");
+        assert!(outside.is_disabled());
+        assert_eq!(outside.xray_header(), None);
+        let request = info_span!("handle");
+        let expected = request.xray_header().expect("the request is traced");
+        request.in_scope(|| {
+            let call = tracing::debug_span!("call_downstream");
+            assert!(call.is_disabled());
+            assert_eq!(call.xray_header(), Some(expected.clone()));
+            assert_eq!(call.xray_trace_id(), expected.root());
+            assert_eq!(tracing::Span::none().xray_header(), None);
+            // Its own data it has none of: it continues no trace.
+            assert!(!call.set_xray_parent(&TraceHeader::parse(&format!("Root={ROOT}"))));
+        });
+    });
+}
