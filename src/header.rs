@@ -41,6 +41,8 @@ const MAX_PARSE_LEN: usize = 4096;
 /// Budget, in bytes of `key.len() + value.len()`, for extra pairs (as the Node
 /// SDK). `Root`, `Parent` and `Sampled` do not count.
 const EXTRAS_BUDGET: usize = 256;
+/// The key Lambda appends for its recursion detection.
+const LINEAGE_KEY: &str = "Lineage";
 
 /// Keys with a meaning of their own. `Self` (added by load balancers) is
 /// dropped on parse and never forwarded.
@@ -214,18 +216,31 @@ impl TraceHeader {
     /// ```
     pub fn parse(header: &str) -> Self {
         let mut parsed = TraceHeader::default();
-        let mut budget = EXTRAS_BUDGET;
-        for part in bounded(header).split(';') {
-            let part = part.trim();
-            let Some((key, value)) = part.split_once('=') else {
-                continue;
-            };
+        let pairs = || {
+            bounded(header)
+                .split(';')
+                .filter_map(|part| part.trim().split_once('='))
+        };
+        // Lambda's `Lineage` (its loop detection), which it appends last,
+        // keeps its room in the budget whatever pairs come before it.
+        let mut reserved = pairs()
+            .rfind(|(k, v)| *k == LINEAGE_KEY && valid_extra(k, v))
+            .map(|(k, v)| k.len() + v.len())
+            .filter(|&cost| cost <= EXTRAS_BUDGET)
+            .unwrap_or(0);
+        let mut budget = EXTRAS_BUDGET - reserved;
+        for (key, value) in pairs() {
             match key {
                 "Root" => parsed.root = value.parse().ok(),
                 "Parent" => parsed.parent = value.parse().ok(),
                 "Sampled" => parsed.sampled = Sampled::from_header_value(value),
                 "Self" => {}
-                _ => parsed.push_extra(key, value, &mut budget),
+                _ => {
+                    if key == LINEAGE_KEY {
+                        budget += std::mem::take(&mut reserved);
+                    }
+                    parsed.push_extra(key, value, &mut budget);
+                }
             }
         }
         parsed

@@ -1588,8 +1588,13 @@ fn unwound(data: &mut SpanData) {
 
 /// The header an `xray.trace_header` field holds. Recorded with `?`
 /// (`Debug`) instead of `%`, a string arrives in quotes that are not the
-/// header's.
+/// header's, and an `Option` (`?headers.get("x-amzn-trace-id")`: a
+/// `HeaderValue` has no `Display`) as `Some("…")`.
 fn header_field(text: &str) -> TraceHeader {
+    let text = text
+        .strip_prefix("Some(")
+        .and_then(|t| t.strip_suffix(')'))
+        .unwrap_or(text);
     let text = text
         .strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))

@@ -409,3 +409,78 @@ fn a_span_a_global_filter_disabled_hands_on_the_current_spans_header() {
         });
     });
 }
+
+/// Found by a hunt of propagation. What the user does: continues the caller's trace from the request's
+/// header with the `xray.trace_header` field, recording the header map's
+/// value with `?` (an `Option<&HeaderValue>` or `Option<String>` has no
+/// `Display`): `fields(xray.trace_header = ?headers.get("x-amzn-trace-id"))`.
+/// What they should get: README "`xray.trace_header` | continues that
+/// `X-Amzn-Trace-Id` (root spans)"; the README accepts a URL field "recorded
+/// with `?`, quoted, as `Some("…")`" as the URL alone, and src/layer.rs's
+/// `header_field` already strips the quotes `?` adds to a string.
+/// What happens: the `Some(…)` wrapping is kept, `Root` is unreadable, the
+/// caller's trace is silently not continued (a fresh trace id, no
+/// `parent_id`), and the damaged pair `Some("Root` = … is forwarded to
+/// downstream services as an extra key.
+#[test]
+fn trace_header_recorded_with_debug_as_an_option_continues_the_trace() {
+    let header: Option<String> = Some(format!("Root={ROOT};Parent={PARENT};Sampled=1"));
+    let mut downstream = None;
+    let (traces, _) = run(AlwaysSample, || {
+        let root = info_span!("handle", xray.trace_header = ?header);
+        root.in_scope(|| downstream = info_span!("call").xray_header());
+    });
+    assert_eq!(traces.len(), 1);
+    let downstream = downstream.unwrap();
+    assert_eq!(
+        traces[0]["trace_id"], ROOT,
+        "the caller's trace is not continued; downstream header: {downstream}"
+    );
+    assert_eq!(traces[0]["parent_id"], PARENT);
+    assert_eq!(
+        downstream.extras().count(),
+        0,
+        "junk forwarded: {downstream}"
+    );
+}
+
+/// Found by a hunt of propagation. What the user does: a service continues an incoming request whose
+/// `X-Amzn-Trace-Id` carries, besides Root/Parent/Sampled, an application's
+/// own pair (a 230-byte session token) and then Lambda's `Lineage`, which
+/// Lambda appends last; the service calls a downstream service (with the
+/// header `xray_header` gives, which XrayClientLayer and the AWS SDK
+/// interceptor send).
+/// What they should get: SPEC §3.1 "`Lineage=`: appended by Lambda ... keep
+/// and forward, never interpret"; README "`Lineage` and other keys are passed
+/// on within a 256-byte budget"; and the crate's own rule for that budget in
+/// src/opentelemetry.rs `header_from_context`: "`Lineage` first ... the loop
+/// detection of Lambda's `Lineage` before the rest" (there, a 230-byte
+/// baggage entry beside `Lineage` keeps `Lineage`: tests/opentelemetry_interop.rs
+/// `inject_keeps_the_same_pairs_within_the_budget_lineage_first`).
+/// What happens: `TraceHeader::parse`, behind every incoming path
+/// (XrayServerLayer, `set_xray_parent`, `xray.trace_header`, and
+/// `XrayPropagator::extract` too), spends the 256 bytes in header order
+/// (src/header.rs `parse` -> `push_extra`): the earlier pair takes the budget
+/// and `Lineage` is dropped. The downstream header has the session pair and
+/// no `Lineage`, so Lambda's recursion detection no longer sees a loop that
+/// goes through this service.
+#[test]
+fn lineage_is_forwarded_even_after_a_large_pair() {
+    const LINEAGE: &str = "a87bd80c:1|68fd508a:5|c512fbe3:2";
+    let session = "s".repeat(230);
+    let incoming =
+        format!("Root={ROOT};Parent={PARENT};Sampled=1;session={session};Lineage={LINEAGE}");
+    let mut downstream = None;
+    let (traces, _) = run(AlwaysSample, || {
+        let root = info_span!("handle");
+        assert!(root.set_xray_parent(&tracing_xray::TraceHeader::parse(&incoming)));
+        root.in_scope(|| downstream = info_span!("call_next").xray_header());
+    });
+    assert_eq!(traces.len(), 1);
+    let downstream = downstream.unwrap();
+    assert_eq!(
+        downstream.extra("Lineage"),
+        Some(LINEAGE),
+        "Lambda's Lineage was dropped from the downstream header: {downstream}"
+    );
+}
