@@ -1847,12 +1847,7 @@ fn lambda_root(inner: &LayerInner, data: &mut SpanData) {
         None
     }
     .or_else(TraceHeader::from_lambda_env);
-    let (Some(header), true) = (
-        header.clone(),
-        header
-            .as_ref()
-            .is_some_and(|h| h.root().is_some() && h.parent().is_some()),
-    ) else {
+    let Some(header) = header.filter(|h| h.root().is_some()) else {
         data.decision = Decision::NotSampled;
         // (A span made before the first invocation, during the function's
         // initialization, has none: not worth a word.)
@@ -1861,6 +1856,17 @@ fn lambda_root(inner: &LayerInner, data: &mut SpanData) {
         }
         return;
     };
+    if header.parent().is_none() {
+        // Without Parent, the function's segment is unknown: nothing is
+        // sent; but Lambda's Root (and its `Lineage`) still go downstream,
+        // with `Sampled=0`, as the Python SDK keeps them.
+        inner.apply_header(data, &header);
+        data.decision = Decision::NotSampled;
+        if is_invoke {
+            lambda_untraced_once("an X-Ray header without Parent");
+        }
+        return;
+    }
     inner.apply_header(data, &header);
     if data.decision == Decision::Pending {
         // Lambda decides: no decision in the header means not traced.

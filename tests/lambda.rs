@@ -509,3 +509,35 @@ fn lambda_note_is_not_printed_for_a_span_made_before_the_first_invocation() {
          without a header:\n{stderr}"
     );
 }
+
+/// Found by a hunt of propagation: an invocation whose header has a Root
+/// but no Parent (the function's segment unknown, so nothing can be sent)
+/// started a fresh trace id, and its downstream calls carried that instead
+/// of Lambda's Root, without Lambda's `Lineage` (its loop detection). They
+/// carry Lambda's Root and `Lineage`, `Sampled=0`; nothing is sent.
+#[test]
+fn an_invocation_header_without_parent_still_hands_on_its_root_and_lineage() {
+    use tracing_xray::{Sampled, XraySpanExt};
+    let (layer, xray, exporter) = lambda_layer();
+    let root = "1-6566f1a0-aaaaaaaaaaaaaaaaaaaaaaaa";
+    let header = format!("Root={root};Lineage=a87bd80c:1");
+    let mut outgoing = None;
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let invoke = info_span!("Lambda runtime invoke", requestId = "r", xrayTraceId = %header);
+        invoke.in_scope(|| {
+            info_span!("handler").in_scope(|| {
+                outgoing = info_span!("call_next").xray_header();
+            });
+        });
+    });
+    xray.flush(Duration::from_secs(5)).unwrap();
+    let outgoing = outgoing.expect("a header for the downstream call");
+    assert_eq!(
+        outgoing.root().map(|r| r.to_string()).as_deref(),
+        Some(root),
+        "{outgoing}"
+    );
+    assert_eq!(outgoing.sampled(), Sampled::No, "{outgoing}");
+    assert_eq!(outgoing.extra("Lineage"), Some("a87bd80c:1"), "{outgoing}");
+    assert!(exporter.is_empty());
+}
