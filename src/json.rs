@@ -167,18 +167,35 @@ pub(crate) fn write_plain_subsegment(
     out.push('}');
 }
 
+/// A 128-bit integer: a number when 64 bits hold it, else (beyond what
+/// most JSON readers hold exactly) a string, as `MetaValue`'s `Serialize`.
+fn wide_signed(out: &mut String, n: i128) {
+    match i64::try_from(n) {
+        Ok(n) => signed(out, n),
+        Err(_) => {
+            let _ = write!(out, "\"{n}\"");
+        }
+    }
+}
+
+/// [`wide_signed`] for an unsigned one.
+fn wide_unsigned(out: &mut String, n: u128) {
+    match u64::try_from(n) {
+        Ok(n) => unsigned(out, n),
+        Err(_) => {
+            let _ = write!(out, "\"{n}\"");
+        }
+    }
+}
+
 /// A field's value as [`meta_value`] writes the [`MetaValue`] made of it.
 fn field_value(out: &mut String, v: &FieldValue) {
     match v {
         FieldValue::Str(s) => string(out, s),
         FieldValue::I64(n) => signed(out, *n),
         FieldValue::U64(n) => unsigned(out, *n),
-        FieldValue::I128(n) => {
-            let _ = write!(out, "\"{n}\"");
-        }
-        FieldValue::U128(n) => {
-            let _ = write!(out, "\"{n}\"");
-        }
+        FieldValue::I128(n) => wide_signed(out, **n),
+        FieldValue::U128(n) => wide_unsigned(out, **n),
         FieldValue::F64(f) if f.is_finite() => finite_float(out, *f),
         FieldValue::F64(f) => string(out, non_finite_name(*f)),
         FieldValue::Bool(b) => boolean(out, *b),
@@ -487,13 +504,8 @@ fn meta_value(out: &mut String, v: &MetaValue<'_>) {
                 MetaValue::Str(s) => string(out, s),
                 MetaValue::I64(n) => signed(out, *n),
                 MetaValue::U64(n) => unsigned(out, *n),
-                // Beyond 64 bits: kept exact, as strings.
-                MetaValue::I128(n) => {
-                    let _ = write!(out, "\"{n}\"");
-                }
-                MetaValue::U128(n) => {
-                    let _ = write!(out, "\"{n}\"");
-                }
+                MetaValue::I128(n) => wide_signed(out, *n),
+                MetaValue::U128(n) => wide_unsigned(out, *n),
                 MetaValue::F64(f) if f.is_finite() => finite_float(out, *f),
                 MetaValue::F64(f) => string(out, non_finite_name(*f)),
                 MetaValue::Bool(b) => boolean(out, *b),

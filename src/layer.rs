@@ -693,6 +693,9 @@ impl<'a> RequestFields<'a> {
                 continue;
             };
             let value = value.as_str();
+            if absent && matches!(*name, "url.path" | "http.target" | "uri") {
+                continue;
+            }
             match *name {
                 "http.host" => host.offer(0, value),
                 "server.address" => host.offer(1, value),
@@ -700,8 +703,9 @@ impl<'a> RequestFields<'a> {
                 "http.request.method" => method.offer(0, value),
                 "http.method" => method.offer(1, value),
                 "method" => method.offer(2, value),
-                "url.path" => path.offer(0, value),
-                "http.target" => path.offer(1, value),
+                // Recorded with `?` (`Some("/orders")`): the path alone.
+                "url.path" => path.offer(0, crate::fields::conventions::unwrapped_text(value)),
+                "http.target" => path.offer(1, crate::fields::conventions::unwrapped_text(value)),
                 // tower-http's `uri`: origin-form in HTTP/1, absolute in HTTP/2.
                 "uri" if !value.starts_with('/') && value.contains("://") => {
                     path.offer(2, path_of_url(value))
@@ -1591,15 +1595,7 @@ fn unwound(data: &mut SpanData) {
 /// header's, and an `Option` (`?headers.get("x-amzn-trace-id")`: a
 /// `HeaderValue` has no `Display`) as `Some("…")`.
 fn header_field(text: &str) -> TraceHeader {
-    let text = text
-        .strip_prefix("Some(")
-        .and_then(|t| t.strip_suffix(')'))
-        .unwrap_or(text);
-    let text = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(text);
-    TraceHeader::parse(text)
+    TraceHeader::parse(crate::fields::conventions::unwrapped_text(text))
 }
 
 /// Whether `span` holds data this layer still records into (a span of a
@@ -2142,6 +2138,16 @@ mod tests {
             (None, None, some("/p/q"))
         );
         assert_eq!(of(&[("url.full", "https://h")]), (None, None, some("/")));
+        // A path recorded with `?` from an `Option`: the path alone, and
+        // `None` is none (the next key's path is taken).
+        assert_eq!(
+            of(&[("http.target", "Some(\"/t/7?q=1\")")]),
+            (None, None, some("/t/7"))
+        );
+        assert_eq!(
+            of(&[("url.path", "None"), ("http.route", "/r")]),
+            (None, None, some("/r"))
+        );
         assert_eq!(
             of(&[("uri", "/u"), ("url.full", "https://h/p")]),
             (None, None, some("/u"))

@@ -655,9 +655,16 @@ impl Serialize for MetaValue<'_> {
             MetaValue::I64(v) => s.serialize_i64(*v),
             MetaValue::U64(v) => s.serialize_u64(*v),
             // JSON numbers beyond 64 bits lose precision in most readers:
-            // keep them exact as strings.
-            MetaValue::I128(v) => s.collect_str(v),
-            MetaValue::U128(v) => s.collect_str(v),
+            // those are kept exact as strings; the rest (a `u128` from
+            // `Duration::as_millis`) are the numbers they are.
+            MetaValue::I128(v) => match i64::try_from(*v) {
+                Ok(n) => s.serialize_i64(n),
+                Err(_) => s.collect_str(v),
+            },
+            MetaValue::U128(v) => match u64::try_from(*v) {
+                Ok(n) => s.serialize_u64(n),
+                Err(_) => s.collect_str(v),
+            },
             MetaValue::F64(v) => serialize_float(*v, s),
             MetaValue::Bool(v) => s.serialize_bool(*v),
             MetaValue::List(items) => s.collect_seq(items),

@@ -662,3 +662,218 @@ fn db_over_http_request_url_keeps_the_connection_urls_port() {
         "the request URL names port 80, the connection URL 9200: {search:#}"
     );
 }
+
+/// Found by a hunt of the field conventions: with `with_sql_queries(true)`,
+/// a query's text on a span without `db.system` (a hand-written span), or
+/// the other of `db.statement` and `db.query.text` on a database span, was
+/// sent nowhere: the leftovers treated a query's text as never sent,
+/// whatever the option. Only "a query's text without
+/// `with_sql_queries(true)`" is never sent.
+#[test]
+fn with_sql_queries_a_query_text_is_never_dropped_without_a_word() {
+    let docs = run(
+        |b| b.with_sql_queries(true),
+        || {
+            info_span!("request").in_scope(|| {
+                info_span!("load_orders", db.statement = "SELECT id FROM orders_1").in_scope(|| {});
+                info_span!(
+                    "query",
+                    db.system = "postgresql",
+                    db.statement = "SELECT id FROM orders_2",
+                    db.query.text = "SELECT id FROM orders_3",
+                )
+                .in_scope(|| {});
+            });
+        },
+    );
+    for text in [
+        "SELECT id FROM orders_1",
+        "SELECT id FROM orders_2",
+        "SELECT id FROM orders_3",
+    ] {
+        assert!(
+            found(&docs, text),
+            "{text:?} was sent nowhere:\n{}",
+            all(&docs)
+        );
+    }
+    // Without the option, none of them leaves.
+    let docs = run(
+        |b| b.with_sql_queries(false),
+        || {
+            info_span!("request").in_scope(|| {
+                info_span!("load_orders", db.statement = "SELECT id FROM orders_1").in_scope(|| {});
+            });
+        },
+    );
+    assert!(!found(&docs, "SELECT"), "{}", all(&docs));
+}
+
+/// Found by a hunt of the field conventions: `xray.traced = true` on a call
+/// without an HTTP field (a gRPC call named by its host) stayed metadata
+/// instead of being `http.request.traced`, which the README gives
+/// subsegments: the flag was only read with an HTTP field beside it.
+#[test]
+fn xray_traced_on_a_call_without_http_fields_is_http_request_traced() {
+    let docs = docs_of(|| {
+        info_span!("request").in_scope(|| {
+            info_span!(
+                "call",
+                otel.kind = "client",
+                server.address = "inventory",
+                xray.traced = true
+            )
+            .in_scope(|| {});
+        });
+    });
+    let call = common::node(&docs, "inventory");
+    assert_eq!(call["namespace"], "remote", "{call}");
+    assert_eq!(call["http"]["request"]["traced"], true, "{call}");
+    assert!(
+        !tracing_metadata(call).contains_key("xray.traced"),
+        "{call}"
+    );
+}
+
+/// Found by a hunt of the field conventions: every `i128`/`u128` field was
+/// written as a JSON string (`"elapsed_ms":"42"` for
+/// `Duration::as_millis()`), although only numbers beyond 64 bits, which
+/// most JSON readers cannot hold exactly, are meant to be. "Any other field
+/// | `metadata.tracing.FIELD`, with the type `tracing` gave it."
+#[test]
+fn a_128_bit_integer_that_fits_64_bits_is_a_number() {
+    let elapsed = std::time::Duration::from_millis(42);
+    let docs = docs_of(|| {
+        info_span!("request", total_ms = elapsed.as_millis()).in_scope(|| {
+            info_span!(
+                "load",
+                elapsed_ms = elapsed.as_millis(),
+                delta = -7_i128,
+                huge = u128::MAX
+            )
+            .in_scope(|| {});
+        });
+    });
+    assert_eq!(
+        tracing_metadata(&docs[0])["total_ms"],
+        serde_json::json!(42),
+        "{}",
+        docs[0]
+    );
+    let load = common::node(&docs, "load");
+    let meta = tracing_metadata(load);
+    assert_eq!(meta["elapsed_ms"], serde_json::json!(42), "{load}");
+    assert_eq!(meta["delta"], serde_json::json!(-7), "{load}");
+    // Beyond 64 bits: exact, as a string.
+    assert_eq!(
+        meta["huge"],
+        serde_json::json!(u128::MAX.to_string()),
+        "{load}"
+    );
+}
+
+/// Found by a hunt of the field conventions: a path recorded with `?` from
+/// an `Option` made `http.request.url` `http://orders.example.com/None`
+/// (for `None`) or `Some("/orders/7` (for `Some("/orders/7?page=2")`); the
+/// README promises the unwrapping, and that `None` is no URL, for URL
+/// fields. The sampler's path is the path alone too.
+#[test]
+fn an_option_path_recorded_with_debug_is_the_path_alone() {
+    let none: Option<String> = None;
+    let some: Option<String> = Some("/orders/7?page=2".to_owned());
+    let docs = docs_of(|| {
+        info_span!(
+            "with_host",
+            http.request.method = "GET",
+            server.address = "orders.example.com",
+            url.path = ?none
+        )
+        .in_scope(|| {});
+        info_span!("without_host", http.request.method = "GET", http.target = ?some)
+            .in_scope(|| {});
+    });
+    let url_of = |name: &str| {
+        let doc = docs
+            .iter()
+            .find(|d| d["metadata"]["tracing"]["span_name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in\n{}", all(&docs)));
+        doc["http"]["request"]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(url_of("with_host"), "http://orders.example.com/");
+    assert_eq!(url_of("without_host"), "/orders/7");
+    assert!(!found(&docs, "None"), "{}", all(&docs));
+}
+
+/// Found by a hunt of the field conventions: a call naming its server under
+/// the old and the new names (`net.peer.name`/`net.peer.port` and
+/// `server.address`/`server.port`, as OpenTelemetry's `http/dup` mode
+/// records it) sent `server.address` and `server.port` again as metadata,
+/// although the URL (or `sql.url`) holds them.
+#[test]
+fn a_server_named_under_old_and_new_names_is_not_sent_again_as_metadata() {
+    let docs = docs_of(|| {
+        info_span!("request").in_scope(|| {
+            info_span!(
+                "stock",
+                otel.kind = "client",
+                http.request.method = "GET",
+                url.full = "http://inventory.internal:8080/stock/7",
+                server.address = "inventory.internal",
+                server.port = 8080,
+                net.peer.name = "inventory.internal",
+                net.peer.port = 8080,
+            )
+            .in_scope(|| {});
+            info_span!(
+                "orders",
+                db.system = "postgresql",
+                db.name = "orders",
+                server.address = "db.internal",
+                server.port = 5432,
+                net.peer.name = "db.internal",
+                net.peer.port = 5432,
+            )
+            .in_scope(|| {});
+        });
+    });
+    let http = common::node(&docs, "inventory.internal");
+    assert_eq!(
+        http["http"]["request"]["url"],
+        "http://inventory.internal:8080/stock/7"
+    );
+    let db = common::node(&docs, "orders@db.internal");
+    assert_eq!(db["sql"]["url"], "db.internal:5432/orders");
+    for call in [http, db] {
+        let meta = tracing_metadata(call);
+        for key in [
+            "server.address",
+            "server.port",
+            "net.peer.name",
+            "net.peer.port",
+        ] {
+            assert!(!meta.contains_key(key), "{key} sent again: {call}");
+        }
+    }
+    // Different values under the two names: the other stays visible.
+    let docs = docs_of(|| {
+        info_span!("request").in_scope(|| {
+            info_span!(
+                "stock",
+                otel.kind = "client",
+                http.request.method = "GET",
+                url.path = "/stock/7",
+                server.address = "inventory.internal",
+                net.peer.name = "10.0.0.7",
+            )
+            .in_scope(|| {});
+        });
+    });
+    assert!(
+        found(&docs, "inventory.internal") && found(&docs, "10.0.0.7"),
+        "{}",
+        all(&docs)
+    );
+}

@@ -594,3 +594,56 @@ fn a_quoted_url_full_gives_a_url_without_the_quotes() {
         "{call:#}"
     );
 }
+
+/// Found by a hunt of the field conventions: a `uri` field (tower-http's
+/// name) on a span that is not tower-shaped (no `method` beside it, no
+/// tower-http target: a hand-written client span, `#[instrument(fields(uri
+/// = %req.uri()))]`) is no convention there, and went to
+/// `metadata.tracing.uri` raw: password, query and fragment. A field with
+/// no use stays metadata "without a URL's or connection string's secrets".
+#[test]
+fn a_uri_field_off_a_tower_span_keeps_no_secrets() {
+    let uri =
+        format!("https://svc:{SECRET}@api.example.com/v1/items?access_token={SECRET}#{SECRET}");
+    let docs = sent(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                info_span!("fetch", otel.kind = "client", uri = %uri).in_scope(|| {});
+                info_span!("step", uri = %uri).in_scope(|| {});
+            });
+        },
+    );
+    assert!(
+        docs.iter().any(|d| d.contains("api.example.com/v1/items")),
+        "{docs:?}"
+    );
+    assert_no_secret("a uri field off a tower span", &docs);
+}
+
+/// Found by a hunt of the field conventions: MongoDB's documented URI for
+/// temporary AWS credentials (`authMechanismProperties=AWS_SESSION_TOKEN:…`,
+/// a Lambda function's or an ECS task's) kept the session token in
+/// `sql.url`: a parameter was judged by its name alone, and the token is in
+/// its value.
+#[test]
+fn a_mongodb_urls_aws_session_token_is_not_sent() {
+    let url = format!(
+        "mongodb+srv://AKIAIOSFODNN7EXAMPLE:{SECRET}@cluster0.example.com/testdb?authSource=$external\
+         &authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:{SECRET}-session"
+    );
+    let docs = sent(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                info_span!("find", db.system = "mongodb", db.connection_string = %url)
+                    .in_scope(|| {});
+            });
+        },
+    );
+    assert!(
+        docs.iter().any(|d| d.contains("cluster0.example.com")),
+        "{docs:?}"
+    );
+    assert_no_secret("MongoDB's authMechanismProperties", &docs);
+}

@@ -509,13 +509,28 @@ fn same_host(url_host: &str, host: &str) -> bool {
 }
 
 /// A field kept as metadata because its convention did not use it: its
-/// value, without what is never sent (a query's text, a URL's query, user
-/// info and fragment, a connection string's passwords, an error text's
-/// URL secrets); `None` for a field never sent at all.
-fn leftover_value<'a>(key: &'static str, value: &'a FieldValue) -> Option<MetaValue<'a>> {
+/// value, without what is never sent (a query's text unless
+/// `sql_queries`, a URL's query, user info and fragment, a connection
+/// string's passwords, an error text's URL secrets); `None` for a field
+/// never sent at all.
+fn leftover_value<'a>(
+    key: &'static str,
+    value: &'a FieldValue,
+    sql_queries: bool,
+) -> Option<MetaValue<'a>> {
     if as_str(value) == Some("") {
         // An empty string says nothing (see `text`).
         return None;
+    }
+    if sql_queries && matches!(key, "db.statement" | "db.query.text") {
+        // Collected: the text of a span without `db.system`, or the other
+        // of two names' values, is not lost.
+        if let Some(q) = as_str(value) {
+            return Some(MetaValue::Str(Cow::Borrowed(truncate_chars(
+                q,
+                MAX_QUERY_CHARS,
+            ))));
+        }
     }
     let text = sendable_text(key, value)?;
     Some(match as_str(value) {
@@ -785,6 +800,20 @@ pub(crate) fn after_authority(s: &str) -> Option<&str> {
 /// An absent `Option` recorded with `?` (`None`): no value, as a URL.
 pub(crate) fn is_absent_option(value: &FieldValue) -> bool {
     as_str(value) == Some("None")
+}
+
+/// A text recorded with `?` from a `String` or an `Option` of one: what
+/// its quotes (and `Some(…)`) wrap. `s` itself when nothing wraps it. (For
+/// the texts that are not URLs: a path, a header; a URL has
+/// [`unwrapped_url`].)
+pub(crate) fn unwrapped_text(s: &str) -> &str {
+    let s = s
+        .strip_prefix("Some(")
+        .and_then(|t| t.strip_suffix(')'))
+        .unwrap_or(s);
+    s.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(s)
 }
 
 /// The URL `s` holds, without what wraps it (see [`url_start`]): in a
@@ -1297,8 +1326,9 @@ fn query_secrets(url: &str, from: usize, cuts: &mut Vec<Cut>) {
     loop {
         let item_end = url[start..end].find('&').map_or(end, |i| start + i);
         let item = &url[start..item_end];
-        let name = item.split_once('=').map_or(item, |(name, _)| name);
-        let secret = is_secret_key(&crate::percent::decode_lossy(name, true));
+        let (name, value) = item.split_once('=').unwrap_or((item, ""));
+        let secret = is_secret_key(&crate::percent::decode_lossy(name, true))
+            || has_secret_property(&crate::percent::decode_lossy(value, true));
         list.item(start..item_end, secret.then_some(start));
         if item_end == end {
             break;
@@ -1306,6 +1336,18 @@ fn query_secrets(url: &str, from: usize, cuts: &mut Vec<Cut>) {
         start = item_end + 1;
     }
     list.finish();
+}
+
+/// Whether a parameter's value is a list of `KEY:value` properties one of
+/// which is a secret: MongoDB's
+/// `authMechanismProperties=AWS_SESSION_TOKEN:…` (temporary AWS
+/// credentials, as its documentation writes the URI). The whole parameter
+/// goes.
+fn has_secret_property(value: &str) -> bool {
+    value.contains(':')
+        && value
+            .split(',')
+            .any(|p| p.split_once(':').is_some_and(|(key, _)| is_secret_key(key)))
 }
 
 /// The secrets of `key=value` properties in parentheses: MySQL
@@ -1745,7 +1787,14 @@ impl<'a> Conventions<'a> {
             return false;
         }
         match self.slot(key, ctx) {
-            Some(_) if matches!(key, "url.full" | "http.url") && is_absent_option(value) => true,
+            Some(_)
+                if matches!(
+                    key,
+                    "url.full" | "http.url" | "url.path" | "http.target" | "uri"
+                ) && is_absent_option(value) =>
+            {
+                true
+            }
             // An empty value is none: it never hides another name's value
             // (`http.target = "/orders"`, then `url.path = ""`).
             Some(slot) if slot.is_some() && as_str(value) == Some("") => true,
@@ -1893,6 +1942,19 @@ impl<'a> Conventions<'a> {
             }
             if self.peer_port.is_some() {
                 std::mem::swap(&mut self.port, &mut self.peer_port);
+            }
+            // The same server under the old and the new names (both
+            // recorded, as OpenTelemetry's `http/dup` mode does): one
+            // value, not kept again (as two names of one slot, `take`).
+            if let (Some((_, a)), Some((_, b))) = (self.host, self.peer_name) {
+                if same_value(a, b) {
+                    self.peer_name = None;
+                }
+            }
+            if let (Some((_, a)), Some((_, b))) = (self.port, self.peer_port) {
+                if same_value(a, b) {
+                    self.peer_port = None;
+                }
             }
             if self.host.is_none() {
                 self.host = self.peer_ip.take();
@@ -2108,6 +2170,12 @@ impl<'a> Conventions<'a> {
             || self.content_length.is_some()
             || self.user_agent.is_some()
             || self.client_ip.is_some();
+        // A call to an instrumented service that has no HTTP field (a gRPC
+        // call named by its host): the flag alone.
+        if !is_http && !is_segment && matches!(self.traced, Some((_, FieldValue::Bool(true)))) {
+            entity.http.request.traced = Some(true);
+            self.traced = None;
+        }
         let mut host_label = None;
         if is_http {
             let req = &mut entity.http.request;
@@ -2146,7 +2214,8 @@ impl<'a> Conventions<'a> {
                 Some(full)
             } else if let Some(path) = text(&mut self.path) {
                 // (An empty path is none: it makes no URL of its own.)
-                let path = plain_url(path);
+                // Recorded with `?` (`Some("/orders")`): the path alone.
+                let path = plain_url(unwrapped_text(path));
                 if path.starts_with("http://") || path.starts_with("https://") {
                     Some(path)
                 } else {
@@ -2349,15 +2418,13 @@ impl<'a> Conventions<'a> {
         // one after a success (a response that could not be read).
         applied.remote = (is_remote || is_aws) && status.is_some_and(|s| s >= 400);
 
-        // Whatever was not used stays visible as metadata: a connection
-        // string (on a span without `db.system`) or a broker's URL without
-        // its passwords.
         // Whatever was not used stays visible as metadata (see
         // `leftover_value`): a connection string on a span without
         // `db.system`, a second name's value, a status that is none.
         if options.other_fields_as_metadata {
+            let sql_queries = options.collect_sql_queries();
             self.leftovers(|key, value| {
-                if let Some(value) = leftover_value(key, value) {
+                if let Some(value) = leftover_value(key, value, sql_queries) {
                     put_metadata(
                         entity,
                         Cow::Borrowed(TRACING_NAMESPACE),

@@ -586,6 +586,29 @@ fn other_field<'a>(
     key: &'static str,
     value: &'a FieldValue,
 ) {
+    // A field of a known meaning that is no convention on this span (a
+    // `uri` off a tower-shaped span): without its secrets all the same.
+    let scrubbed = match conventions::sendable_text(key, value) {
+        None => return,
+        Some(Cow::Owned(text)) => Some(text),
+        Some(Cow::Borrowed(text)) if as_str(value).is_some_and(|s| s.len() != text.len()) => {
+            Some(text.to_owned())
+        }
+        Some(Cow::Borrowed(_)) => None,
+    };
+    if let Some(text) = scrubbed {
+        if options.index_all {
+            annotate_scrubbed(entity, budget, demoted, key, text);
+        } else if options.other_fields_as_metadata {
+            put_metadata(
+                entity,
+                Cow::Borrowed(TRACING_NAMESPACE),
+                Cow::Borrowed(key),
+                MetaValue::Str(Cow::Owned(text)),
+            );
+        }
+        return;
+    }
     if options.index_all {
         annotate(entity, budget, demoted, key, value, TRACING_NAMESPACE);
     } else if options.other_fields_as_metadata {
