@@ -877,3 +877,19 @@ fn a_server_named_under_old_and_new_names_is_not_sent_again_as_metadata() {
         all(&docs)
     );
 }
+
+/// Raised by a hunt of the field conventions: a connection string recorded
+/// with `?` from an `Option` that holds none (`db.connection_string =
+/// ?conn`) was sent as the text `None`, a URL no database has.
+#[test]
+fn an_absent_optional_connection_string_is_none() {
+    let none: Option<String> = None;
+    let docs = docs_of(|| {
+        info_span!("request").in_scope(|| {
+            info_span!("query", db.system = "postgresql", db.name = "orders", db.connection_string = ?none)
+                .in_scope(|| {});
+        });
+    });
+    assert!(!found(&docs, "None"), "{}", all(&docs));
+    assert_eq!(common::node(&docs, "orders")["sql"]["url"], "orders");
+}

@@ -601,6 +601,8 @@ fn aws_service_name(s: &str) -> &str {
     let s = s
         .strip_prefix("Amazon")
         .or_else(|| s.strip_prefix("AWS"))
+        // (`Amazon DynamoDB`, as the service's full name is written.)
+        .map(str::trim_start)
         .filter(|r| !r.is_empty())
         .unwrap_or(s);
     const KNOWN: &[&str] = &[
@@ -1790,7 +1792,13 @@ impl<'a> Conventions<'a> {
             Some(_)
                 if matches!(
                     key,
-                    "url.full" | "http.url" | "url.path" | "http.target" | "uri"
+                    "url.full"
+                        | "http.url"
+                        | "url.path"
+                        | "http.target"
+                        | "uri"
+                        | "db.connection_string"
+                        | "messaging.url"
                 ) && is_absent_option(value) =>
             {
                 true
@@ -2799,6 +2807,10 @@ mod tests {
         assert_eq!(aws_service_name("s3"), "S3");
         assert_eq!(aws_service_name("Glacier"), "Glacier");
         assert_eq!(aws_service_name("Amazon"), "Amazon");
+        // A full name as written, with its blank: the same node.
+        assert_eq!(aws_service_name("Amazon DynamoDB"), "DynamoDB");
+        assert_eq!(aws_service_name("AWS Lambda"), "Lambda");
+        assert_eq!(aws_service_name("Amazon Glacier"), "Glacier");
     }
 
     #[test]
