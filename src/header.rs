@@ -222,25 +222,30 @@ impl TraceHeader {
                 .filter_map(|part| part.trim().split_once('='))
         };
         // Lambda's `Lineage` (its loop detection), which it appends last,
-        // keeps its room in the budget whatever pairs come before it.
-        let mut reserved = pairs()
-            .rfind(|(k, v)| *k == LINEAGE_KEY && valid_extra(k, v))
-            .map(|(k, v)| k.len() + v.len())
-            .filter(|&cost| cost <= EXTRAS_BUDGET)
-            .unwrap_or(0);
-        let mut budget = EXTRAS_BUDGET - reserved;
-        for (key, value) in pairs() {
+        // keeps its room in the budget whatever pairs come before it: the
+        // last valid one (a repeated key keeps its last occurrence), whose
+        // room is given back where it comes; the others are not taken.
+        let lineage = pairs()
+            .enumerate()
+            .filter(|(_, (k, v))| *k == LINEAGE_KEY && valid_extra(k, v))
+            .last()
+            .map(|(i, (k, v))| (i, k.len() + v.len()))
+            .filter(|&(_, cost)| cost <= EXTRAS_BUDGET);
+        let mut budget = EXTRAS_BUDGET - lineage.map_or(0, |(_, cost)| cost);
+        for (i, (key, value)) in pairs().enumerate() {
             match key {
                 "Root" => parsed.root = value.parse().ok(),
                 "Parent" => parsed.parent = value.parse().ok(),
                 "Sampled" => parsed.sampled = Sampled::from_header_value(value),
                 "Self" => {}
-                _ => {
-                    if key == LINEAGE_KEY {
-                        budget += std::mem::take(&mut reserved);
+                LINEAGE_KEY => {
+                    if let Some((at, cost)) = lineage.filter(|&(at, _)| at == i) {
+                        debug_assert_eq!(at, i);
+                        budget += cost;
+                        parsed.push_extra(key, value, &mut budget);
                     }
-                    parsed.push_extra(key, value, &mut budget);
                 }
+                _ => parsed.push_extra(key, value, &mut budget),
             }
         }
         parsed

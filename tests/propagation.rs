@@ -13,6 +13,7 @@ use tracing_xray::{Sampled, TraceHeader, XraySpanExt};
 
 const ROOT: &str = "1-5759e988-bd862e3fe1be46a994272793";
 const PARENT: &str = "53995c3f42cd8ad8";
+const REVIEW_LINEAGE: &str = "a87bd80c:1|68fd508a:5|c512fbe3:2";
 
 fn run(
     sampler: impl Sampler,
@@ -482,5 +483,51 @@ fn lineage_is_forwarded_even_after_a_large_pair() {
         downstream.extra("Lineage"),
         Some(LINEAGE),
         "Lambda's Lineage was dropped from the downstream header: {downstream}"
+    );
+}
+
+/// Found by a review of the Lineage fix. What the user does: continues an incoming request whose header carries an
+/// empty (damaged) `Lineage=` pair from an upstream hop, then an application's
+/// 230-byte pair, then the `Lineage` Lambda appends last.
+/// What they should get: src/header.rs `parse` (be49fda) "Lambda's `Lineage`
+/// ..., which it appends last, keeps its room in the budget whatever pairs
+/// come before it"; rustdoc: pairs "with an empty key or value ... are
+/// dropped".
+/// What happens: the room is reserved for the last valid `Lineage` but given
+/// back at the FIRST pair keyed `Lineage` (src/header.rs:239-241), the
+/// invalid one, which `push_extra` then rejects; the 230-byte pair eats the
+/// room and the real `Lineage` is dropped.
+#[test]
+fn lineage_after_an_invalid_lineage_keeps_its_room() {
+    let session = "s".repeat(230);
+    let h = tracing_xray::TraceHeader::parse(&format!(
+        "Root={ROOT};Parent={PARENT};Sampled=1;Lineage=;session={session};Lineage={REVIEW_LINEAGE}"
+    ));
+    assert_eq!(
+        h.extra("Lineage"),
+        Some(REVIEW_LINEAGE),
+        "Lambda's Lineage was dropped: {h}"
+    );
+}
+
+/// Found by a review of the Lineage fix. What the user does: continues a header in which `Lineage` is repeated (an
+/// upstream hop forwarded one, Lambda appended its own last), with a large
+/// application pair between them.
+/// What they should get: rustdoc of `TraceHeader` "A repeated extra key keeps
+/// only its last occurrence"; be49fda: the last `Lineage` "keeps its room in
+/// the budget whatever pairs come before it".
+/// What happens: the room reserved for the last `Lineage` is released at the
+/// first one (src/header.rs:239-241), the large pair takes it, and the last
+/// `Lineage` no longer fits: the header ends up with no `Lineage` at all.
+#[test]
+fn repeated_lineage_keeps_the_last_one_in_its_room() {
+    let session = "s".repeat(225);
+    let h = tracing_xray::TraceHeader::parse(&format!(
+        "Root={ROOT};Parent={PARENT};Sampled=1;Lineage=1111aaaa:1;session={session};Lineage={REVIEW_LINEAGE}"
+    ));
+    assert_eq!(
+        h.extra("Lineage"),
+        Some(REVIEW_LINEAGE),
+        "Lambda's (last) Lineage was dropped: {h}"
     );
 }

@@ -48,9 +48,10 @@ const MAX_DRAWN_IDS: usize = 100_000;
 /// is drawn on its own, and so is a part whose parent was drawn before it
 /// arrived (work a request spawned, still running when its response was
 /// sent), marked `(continued…)`; so are the parts still waiting for their
-/// segment (a root still open) when the layer flushes or shuts down. In Lambda no segment is sent (the function segment
-/// is Lambda's), so nothing is drawn: see what was sent with
-/// [`InMemoryExporter::traces`](super::InMemoryExporter::traces).
+/// segment (a root still open) when the layer flushes or shuts down. In
+/// Lambda no segment is sent (the function segment is Lambda's): each
+/// invocation's subsegments are drawn at its flush, without it (see what
+/// was sent with [`InMemoryExporter::traces`](super::InMemoryExporter::traces)).
 ///
 /// Colours are used on a terminal unless `NO_COLOR` is set. The width is
 /// `COLUMNS`, else 80 columns on a terminal and 100 off one (fixed, so that
@@ -368,7 +369,8 @@ impl TimelineExporter {
 
     /// Puts under `root` the waiting parts of `trace` that hang below it,
     /// and returns their documents (reported with `root`'s drawing); the
-    /// others wait on.
+    /// others wait on. Only those below are parsed: which they are, their
+    /// ids and their parents' tell.
     fn put_back_parts(
         &mut self,
         root: &mut Value,
@@ -379,26 +381,15 @@ impl TimelineExporter {
         if pending.is_empty() {
             return Vec::new();
         }
-        let mut orphans: HashMap<String, Vec<Value>> = HashMap::new();
-        let mut docs: HashMap<String, Vec<Document>> = HashMap::new();
-        for part in pending {
-            match serde_json::from_str(part.doc.as_str()) {
-                Ok(value) => {
-                    orphans.entry(part.parent.clone()).or_default().push(value);
-                    docs.entry(part.parent).or_default().push(part.doc);
-                }
-                Err(e) => outcome.fail(part.doc, ExportError::Other(Box::new(e))),
+        let mut by_parent = by_parent(pending);
+        let below = take_below(tree_ids(root), &mut by_parent);
+        for (parent, parts) in by_parent {
+            for part in parts {
+                debug_assert_eq!(part.parent, parent);
+                self.keep_pending(part, outcome);
             }
         }
-        attach(root, &mut orphans);
-        for (parent, values) in orphans {
-            drop_iteratively(Value::Array(values));
-            for doc in docs.remove(&parent).unwrap_or_default() {
-                let parent = parent.clone();
-                self.keep_pending(Part { parent, doc }, outcome);
-            }
-        }
-        docs.into_values().flatten().collect()
+        attach_parts(root, below, outcome)
     }
 
     /// Draws `root` (its document `doc`) with the parts of its trace that
@@ -415,6 +406,20 @@ impl TimelineExporter {
         // Parts of another segment of this trace (a service that called
         // this one, in the same process) wait on for theirs.
         let parts = self.put_back_parts(&mut root, &trace, outcome);
+        self.draw_tree(root, doc, parts, continued, outcome);
+    }
+
+    /// Draws `root` (its document `doc`, with `parts` put under it) and
+    /// reports them all in `outcome`.
+    fn draw_tree(
+        &mut self,
+        root: Value,
+        doc: Document,
+        parts: Vec<Document>,
+        continued: Option<Continued>,
+        outcome: &mut ExportOutcome,
+    ) {
+        let trace = doc.trace_id().to_string();
         let mut text = self.render(&root, continued);
         self.remember_drawn(&root);
         drop_iteratively(root);
@@ -679,7 +684,7 @@ impl TimelineExporter {
             segment_time,
             match continued {
                 Some(Continued::AfterIt) => "  (continued: ended after the trace was drawn)",
-                Some(Continued::BeforeIt) => "  (continued: drawn before its segment, still open)",
+                Some(Continued::BeforeIt) => "  (continued: drawn without its segment)",
                 None => "",
             }
         );
@@ -837,26 +842,114 @@ impl Exporter for TimelineExporter {
     /// too, and the segment without them.
     fn flush(&mut self, _timeout: std::time::Duration) -> ExportOutcome {
         let mut outcome = ExportOutcome::default();
-        while let Some(trace) = self.pending_order.front().cloned() {
-            let mut parts = self.take_pending(&trace);
-            // A part whose parent is none of the others' tops a tree; the
-            // others are put back under it by `draw`.
+        // All of them, each parsed once: a flush may find thousands.
+        let order = std::mem::take(&mut self.pending_order);
+        let mut pending = std::mem::take(&mut self.pending);
+        self.pending_count = 0;
+        for trace in order {
+            let Some(parts) = pending.remove(&trace) else {
+                continue;
+            };
             let ids: HashSet<String> = parts.iter().map(|p| p.doc.id().to_string()).collect();
-            let top = parts
-                .iter()
-                .position(|p| !ids.contains(&p.parent))
-                .unwrap_or(0);
-            let part = parts.swap_remove(top);
-            for rest in parts {
-                self.keep_pending(rest, &mut outcome);
+            // A part whose parent is none of the others' tops a tree.
+            let (tops, rest): (Vec<Part>, Vec<Part>) =
+                parts.into_iter().partition(|p| !ids.contains(&p.parent));
+            let mut by_parent = by_parent(rest);
+            for top in tops {
+                let below = take_below(vec![top.doc.id().to_string()], &mut by_parent);
+                self.draw_part(top, below, &mut outcome);
             }
-            match serde_json::from_str(part.doc.as_str()) {
-                Ok(value) => self.draw(value, part.doc, Some(Continued::BeforeIt), &mut outcome),
-                Err(e) => outcome.fail(part.doc, ExportError::Other(Box::new(e))),
+            // (Parts whose parents are one another's: none a real trace
+            // holds; each drawn on its own.)
+            for part in by_parent.into_values().flatten() {
+                self.draw_part(part, Vec::new(), &mut outcome);
             }
         }
         outcome
     }
+}
+
+impl TimelineExporter {
+    /// Draws a waiting part with the parts `below` it, marked continued.
+    fn draw_part(&mut self, part: Part, below: Vec<Part>, outcome: &mut ExportOutcome) {
+        match serde_json::from_str(part.doc.as_str()) {
+            Ok(mut root) => {
+                let parts = attach_parts(&mut root, below, outcome);
+                self.draw_tree(root, part.doc, parts, Some(Continued::BeforeIt), outcome);
+            }
+            Err(e) => {
+                outcome.fail(part.doc, ExportError::Other(Box::new(e)));
+                for part in below {
+                    self.draw_part(part, Vec::new(), outcome);
+                }
+            }
+        }
+    }
+}
+
+/// Waiting parts by their parent's id.
+fn by_parent(parts: Vec<Part>) -> HashMap<String, Vec<Part>> {
+    let mut map: HashMap<String, Vec<Part>> = HashMap::new();
+    for part in parts {
+        map.entry(part.parent.clone()).or_default().push(part);
+    }
+    map
+}
+
+/// The parts hanging, at any depth, below the (sub)segments `ids`, taken
+/// from `by_parent`.
+fn take_below(mut ids: Vec<String>, by_parent: &mut HashMap<String, Vec<Part>>) -> Vec<Part> {
+    let mut below = Vec::new();
+    while let Some(id) = ids.pop() {
+        if let Some(kids) = by_parent.remove(&id) {
+            ids.extend(kids.iter().map(|k| k.doc.id().to_string()));
+            below.extend(kids);
+        }
+    }
+    below
+}
+
+/// The ids of the (sub)segments of the tree drawn from `root`.
+fn tree_ids(root: &Value) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut work = vec![root];
+    while let Some(n) = work.pop() {
+        if let Some(id) = n["id"].as_str() {
+            ids.push(id.to_owned());
+        }
+        if let Some(children) = n["subsegments"].as_array() {
+            work.extend(children);
+        }
+    }
+    ids
+}
+
+/// Puts `parts` (all below `root`) under it, and returns their documents;
+/// one that does not parse is reported failed.
+fn attach_parts(root: &mut Value, parts: Vec<Part>, outcome: &mut ExportOutcome) -> Vec<Document> {
+    let mut orphans: HashMap<String, Vec<Value>> = HashMap::new();
+    let mut docs: HashMap<String, Vec<Document>> = HashMap::new();
+    for part in parts {
+        match serde_json::from_str(part.doc.as_str()) {
+            Ok(value) => {
+                orphans.entry(part.parent.clone()).or_default().push(value);
+                docs.entry(part.parent).or_default().push(part.doc);
+            }
+            Err(e) => outcome.fail(part.doc, ExportError::Other(Box::new(e))),
+        }
+    }
+    attach(root, &mut orphans);
+    // Below a part that did not parse: not drawn, so failed too.
+    for (parent, values) in orphans {
+        drop_iteratively(Value::Array(values));
+        for doc in docs.remove(&parent).unwrap_or_default() {
+            outcome.fail(
+                doc,
+                ExportError::Other("not drawn: its parent's document did not parse".into()),
+            );
+        }
+    }
+    docs.into_values().flatten().collect()
 }
 
 /// Why a part of a trace is drawn apart from its segment.
