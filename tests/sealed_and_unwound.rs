@@ -395,7 +395,7 @@ impl std::io::Write for Buffer {
 /// threshold or 64 KB): the assembler sends them as independent
 /// subsegments just before the segment. Since 0aded77 the exporter draws
 /// any subsegment of a trace it has drawn before "on its own" as
-/// `(continued: ended after the trace was drawn)`, though these did not end
+/// `(continued: ended after its parent was drawn)`, though these did not end
 /// after anything was drawn: they belong to the segment that follows. The
 /// user sees two one-row `step` waterfalls marked "continued", drawn
 /// before the second segment, and then that segment (`app`, from the

@@ -348,7 +348,7 @@ fn work_spawned_after_the_response_is_off_the_critical_path_and_bottleneck() {
     // drawn on its own, marked so.
     let continued = text
         .lines()
-        .position(|l| l.contains("(continued: ended after the trace was drawn)"))
+        .position(|l| l.contains("(continued: ended after its parent was drawn)"))
         .unwrap_or_else(|| panic!("the work is not drawn:\n{text}"));
     assert!(
         text.lines()

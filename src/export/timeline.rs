@@ -683,7 +683,7 @@ impl TimelineExporter {
             root["name"].as_str().unwrap_or("?"),
             segment_time,
             match continued {
-                Some(Continued::AfterIt) => "  (continued: ended after the trace was drawn)",
+                Some(Continued::AfterIt) => "  (continued: ended after its parent was drawn)",
                 Some(Continued::BeforeIt) => "  (continued: drawn without its segment)",
                 None => "",
             }
