@@ -239,8 +239,7 @@ impl TraceHeader {
                 "Sampled" => parsed.sampled = Sampled::from_header_value(value),
                 "Self" => {}
                 LINEAGE_KEY => {
-                    if let Some((at, cost)) = lineage.filter(|&(at, _)| at == i) {
-                        debug_assert_eq!(at, i);
+                    if let Some((_, cost)) = lineage.filter(|&(at, _)| at == i) {
                         budget += cost;
                         parsed.push_extra(key, value, &mut budget);
                     }

@@ -116,3 +116,99 @@ fn the_request_path_wins_over_the_route_template() {
         .collect();
     assert_eq!(traced(app, requests), ["/orders/42"]);
 }
+
+/// The tower server layer's request, as the sampler sees it.
+#[cfg(feature = "tower")]
+mod tower_server {
+    use std::time::Duration;
+
+    use tracing_subscriber::prelude::*;
+    use tracing_xray::export::InMemoryExporter;
+    use tracing_xray::sampling::{LocalRules, Sampler};
+
+    /// A service that answers 200 at once.
+    #[derive(Clone)]
+    struct Ok200;
+
+    impl tower_service::Service<http::Request<String>> for Ok200 {
+        type Response = http::Response<String>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: http::Request<String>) -> Self::Future {
+            std::future::ready(Ok(http::Response::new(String::new())))
+        }
+    }
+
+    /// Serves `requests` through `XrayServerLayer` under a layer deciding with
+    /// `sampler`; returns the segments sent.
+    fn serve(
+        sampler: impl Sampler,
+        requests: Vec<http::Request<String>>,
+    ) -> Vec<serde_json::Value> {
+        use tower_layer::Layer;
+        use tower_service::Service;
+        let exporter = InMemoryExporter::new();
+        let layer = tracing_xray::builder()
+            .with_service_name("web")
+            .with_detectors(tracing_xray::Detectors::none())
+            .with_sampler(sampler)
+            .with_exporter(exporter.clone())
+            .build();
+        let xray = layer.handle();
+        let _default = tracing_subscriber::registry().with(layer).set_default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut service = tracing_xray::tower::XrayServerLayer::new().layer(Ok200);
+            for request in requests {
+                std::future::poll_fn(|cx| service.poll_ready(cx))
+                    .await
+                    .unwrap();
+                drop(service.call(request).await.unwrap());
+            }
+        });
+        xray.flush(Duration::from_secs(5)).unwrap();
+        exporter.traces()
+    }
+
+    /// Found by a hunt of sampling semantics. The user serves HTTP through `XrayServerLayer` on a port other than 80/443
+    /// (clients send `Host: api.example.com:8080`) and samples with a rule on the
+    /// host, written as for every X-Ray SDK. SPEC §4.2: "Request attributes:
+    /// `host` (HTTP Host header)"; Go passes `r.Host`, Java/Node the `Host`
+    /// header, Python `request.headers["host"]` / Flask `request.host`, all
+    /// with the port. The rule should match.
+    /// Instead the sampler is shown `server.address`, the host with the port cut
+    /// off (src/tower/server.rs:266 `a.host()`, recorded as `server.address` at
+    /// :290; read by the sampler at src/layer.rs:701), so a rule on `host:port`
+    /// never matches and the request falls to the default rule (here: not
+    /// traced). tracing-actix-web's `http.host` keeps the port: the same request
+    /// is sampled differently behind the two middlewares.
+    #[test]
+    fn a_host_rule_with_the_port_of_the_host_header_matches() {
+        let rules = LocalRules::from_json(
+            r#"{"version": 2, "default": {"fixed_target": 0, "rate": 0.0},
+                "rules": [{"host": "api.example.com:8080", "http_method": "*", "url_path": "*",
+                           "fixed_target": 0, "rate": 1.0}]}"#,
+        )
+        .unwrap();
+        let request = http::Request::builder()
+            .uri("/orders")
+            .header("Host", "api.example.com:8080")
+            .body(String::new())
+            .unwrap();
+        let traces = serve(rules, vec![request]);
+        assert_eq!(
+            traces.len(),
+            1,
+            "the request matching the `host` rule by its Host header was not traced"
+        );
+    }
+}

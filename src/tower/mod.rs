@@ -74,7 +74,8 @@
 //! | `http.request.method` | the method | the method |
 //! | `url.full` | `scheme://host[:port]/path` when the host is known (no query) | the request URI's scheme, host, port and path, when absolute (no user info or query) |
 //! | `url.path` | the path | the path |
-//! | `server.address` | the `Host` (or URI) host | the URI (or `Host`) host |
+//! | `http.host` | the `Host` (or URI) host and port, as the client wrote them (what a sampling rule's `host` matches, as in the X-Ray SDKs) | |
+//! | `server.address` | | the URI (or `Host`) host |
 //! | `user_agent.original` | `User-Agent` | `User-Agent` |
 //! | `http.client_ip` | the first `X-Forwarded-For` entry (X-Ray `client_ip`, with `x_forwarded_for: true`) | |
 //! | `net.peer.ip` | the connection's peer, when the request's extensions hold its `SocketAddr` (X-Ray `client_ip` without a forwarded header) | |

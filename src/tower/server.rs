@@ -263,7 +263,13 @@ fn request_span<B>(request: &Request<B>) -> (Span, bool) {
         .as_deref()
         .is_some_and(|h| TraceHeader::parse(h).sampled() == Sampled::Requested);
     let authority = super::authority_of(uri, headers);
-    let host = authority.as_ref().map(|a| a.host().to_owned());
+    // The host and port as the client wrote them (no user info): what a
+    // sampling rule's `host` matches, as in the X-Ray SDKs, which match the
+    // `Host` header (`api.example.com:8080`).
+    let host = authority.as_ref().map(|a| match a.port() {
+        Some(port) => format!("{}:{}", a.host(), port.as_str()),
+        None => a.host().to_owned(),
+    });
     // Scheme, host, port and path only: no query (see `request_url`).
     let full = authority.map(|a| super::request_url(uri.scheme_str(), &a, uri.path()));
     // The connection's peer, when the server put its address in the
@@ -287,7 +293,7 @@ fn request_span<B>(request: &Request<B>) -> (Span, bool) {
         http.request.method = request.method().as_str(),
         url.full = full.as_deref(),
         url.path = uri.path(),
-        server.address = host.as_deref(),
+        http.host = host.as_deref(),
         user_agent.original = super::user_agent(headers),
         // `http.client_ip`, not `client.address`: the address comes from
         // the X-Forwarded-For header, not the socket, and X-Ray says so
