@@ -696,24 +696,38 @@ impl<'a> RequestFields<'a> {
             if absent && matches!(*name, "url.path" | "http.target" | "uri") {
                 continue;
             }
+            // Recorded with `?` (`"GET"`, `Some("/orders")`): the text alone.
+            let text = crate::fields::conventions::unwrapped_text(value);
+            // An absolute URL (tower-http's `uri` in HTTP/2, an absolute
+            // `http.target`): its path, and its authority for the host.
+            let absolute = !text.starts_with('/') && text.contains("://");
             match *name {
-                "http.host" => host.offer(0, value),
-                "server.address" => host.offer(1, value),
-                "host" => host.offer(2, value),
-                "http.request.method" => method.offer(0, value),
-                "http.method" => method.offer(1, value),
-                "method" => method.offer(2, value),
-                // Recorded with `?` (`Some("/orders")`): the path alone.
-                "url.path" => path.offer(0, crate::fields::conventions::unwrapped_text(value)),
-                "http.target" => path.offer(1, crate::fields::conventions::unwrapped_text(value)),
-                // tower-http's `uri`: origin-form in HTTP/1, absolute in HTTP/2.
-                "uri" if !value.starts_with('/') && value.contains("://") => {
-                    path.offer(2, path_of_url(value))
+                "http.host" => host.offer(0, text),
+                "server.address" => host.offer(1, text),
+                "host" => host.offer(2, text),
+                "http.request.method" => method.offer(0, text),
+                "http.method" => method.offer(1, text),
+                "method" => method.offer(2, text),
+                "url.path" => path.offer(0, text),
+                "http.target" if absolute => {
+                    path.offer(1, path_of_url(value));
+                    host.offer(3, authority_of_url(value));
                 }
-                "uri" => path.offer(2, value),
-                "url.full" if !absent => path.offer(3, path_of_url(value)),
-                "http.url" if !absent => path.offer(4, path_of_url(value)),
-                "http.route" => path.offer(5, value),
+                "http.target" => path.offer(1, text),
+                "uri" if absolute => {
+                    path.offer(2, path_of_url(value));
+                    host.offer(3, authority_of_url(value));
+                }
+                "uri" => path.offer(2, text),
+                "url.full" if !absent => {
+                    path.offer(3, path_of_url(value));
+                    host.offer(4, authority_of_url(value));
+                }
+                "http.url" if !absent => {
+                    path.offer(4, path_of_url(value));
+                    host.offer(5, authority_of_url(value));
+                }
+                "http.route" => path.offer(5, text),
                 _ => {}
             }
         }
@@ -964,6 +978,13 @@ impl LayerInner {
         }
         header
     }
+}
+
+/// The host and port of an absolute URL, as a `Host` header writes them
+/// (no user info); empty when it is not one.
+fn authority_of_url(url: &str) -> &str {
+    crate::fields::conventions::url_authority_text(crate::fields::conventions::unwrapped_url(url))
+        .unwrap_or_default()
 }
 
 /// The path of an absolute URL (with its query, if any): `/` when the
@@ -2106,14 +2127,17 @@ mod tests {
         );
         assert_eq!(
             of(&[("http.route", "/r/{id}"), ("url.full", "https://h/r/7?q")]),
-            (None, None, some("/r/7"))
+            (some("h"), None, some("/r/7"))
         );
         // tower-http's `uri` in HTTP/2 is absolute: its path.
         assert_eq!(
             of(&[("uri", "https://h:8443/orders/42?token=x")]),
-            (None, None, some("/orders/42"))
+            (some("h:8443"), None, some("/orders/42"))
         );
-        assert_eq!(of(&[("uri", "http://h:1?x=/y")]), (None, None, some("/")));
+        assert_eq!(
+            of(&[("uri", "http://h:1?x=/y")]),
+            (some("h:1"), None, some("/"))
+        );
         assert_eq!(
             of(&[("uri", "/go?to=https://h/x")]),
             (None, None, some("/go"))
@@ -2135,9 +2159,29 @@ mod tests {
                 ("http.url", "https://h/x"),
                 ("url.full", "https://h:8/p/q?z")
             ]),
-            (None, None, some("/p/q"))
+            (some("h:8"), None, some("/p/q"))
         );
-        assert_eq!(of(&[("url.full", "https://h")]), (None, None, some("/")));
+        assert_eq!(
+            of(&[("url.full", "https://h")]),
+            (some("h"), None, some("/"))
+        );
+        // The host of an absolute URL, as the `Host` header writes it,
+        // when no host field says; a method recorded with `?`, unquoted.
+        assert_eq!(
+            of(&[("uri", "https://u:p@h:8443/orders?x")]),
+            (some("h:8443"), None, some("/orders"))
+        );
+        assert_eq!(
+            of(&[("http.target", "http://h/t"), ("server.address", "s")]),
+            (some("s"), None, some("/t"))
+        );
+        assert_eq!(
+            of(&[
+                ("url.full", "https://h/p"),
+                ("http.request.method", "\"GET\"")
+            ]),
+            (some("h"), some("GET"), some("/p"))
+        );
         // A path recorded with `?` from an `Option`: the path alone, and
         // `None` is none (the next key's path is taken).
         assert_eq!(
@@ -2150,7 +2194,7 @@ mod tests {
         );
         assert_eq!(
             of(&[("uri", "/u"), ("url.full", "https://h/p")]),
-            (None, None, some("/u"))
+            (some("h"), None, some("/u"))
         );
         // Only strings count.
         let fields = [

@@ -2623,6 +2623,12 @@ impl<'a> Conventions<'a> {
     }
 }
 
+/// The `host[:port]` of `scheme://[user@]host[:port]/...`.
+pub(crate) fn url_authority_text(url: &str) -> Option<&str> {
+    let authority = without_user_info(&url[url_authority(url)?]);
+    (!authority.is_empty()).then_some(authority)
+}
+
 /// The host of `scheme://host[:port]/...`.
 fn url_host(url: &str) -> Option<&str> {
     let (host, _) = url_host_and_port(url)?;
