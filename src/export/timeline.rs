@@ -823,8 +823,9 @@ impl Exporter for TimelineExporter {
                     let parent = value["parent_id"].as_str().unwrap_or_default();
                     if !self.drawn.contains(parent) {
                         let parent = parent.to_owned();
+                        let ids = tree_ids(&value);
                         drop_iteratively(value);
-                        self.keep_pending(Part { parent, doc }, &mut outcome);
+                        self.keep_pending(Part { parent, ids, doc }, &mut outcome);
                         continue;
                     }
                     Some(Continued::AfterIt)
@@ -850,13 +851,14 @@ impl Exporter for TimelineExporter {
             let Some(parts) = pending.remove(&trace) else {
                 continue;
             };
-            let ids: HashSet<String> = parts.iter().map(|p| p.doc.id().to_string()).collect();
+            // (Any of a part's own (sub)segments may be another's parent.)
+            let ids: HashSet<String> = parts.iter().flat_map(|p| p.ids.iter().cloned()).collect();
             // A part whose parent is none of the others' tops a tree.
             let (tops, rest): (Vec<Part>, Vec<Part>) =
                 parts.into_iter().partition(|p| !ids.contains(&p.parent));
             let mut by_parent = by_parent(rest);
             for top in tops {
-                let below = take_below(vec![top.doc.id().to_string()], &mut by_parent);
+                let below = take_below(top.ids.clone(), &mut by_parent);
                 self.draw_part(top, below, &mut outcome);
             }
             // (Parts whose parents are one another's: none a real trace
@@ -902,7 +904,7 @@ fn take_below(mut ids: Vec<String>, by_parent: &mut HashMap<String, Vec<Part>>) 
     let mut below = Vec::new();
     while let Some(id) = ids.pop() {
         if let Some(kids) = by_parent.remove(&id) {
-            ids.extend(kids.iter().map(|k| k.doc.id().to_string()));
+            ids.extend(kids.iter().flat_map(|k| k.ids.iter().cloned()));
             below.extend(kids);
         }
     }
@@ -962,9 +964,11 @@ enum Continued {
 }
 
 /// A streamed part waiting for its segment: its document, kept as it came
-/// (parsed again when drawn), and its parent's id.
+/// (parsed again when drawn), its parent's id, and the ids of its
+/// (sub)segments (another part may hang below any of them).
 struct Part {
     parent: String,
+    ids: Vec<String>,
     doc: Document,
 }
 
