@@ -307,6 +307,11 @@ impl<'c> Assembler<'c> {
     }
 
     /// Annotations indexed in this trace so far.
+    /// Gives back the places of `n` annotations a trim dropped.
+    fn refund_annotations(&mut self, n: usize) {
+        self.budget.annotations = self.budget.annotations.saturating_sub(n);
+    }
+
     pub(crate) fn annotations_used(&self) -> usize {
         self.budget.annotations
     }
@@ -743,11 +748,14 @@ impl<'c> Assembler<'c> {
                 }
                 // The largest first, as for metadata.
                 2 => {
+                    let before = entity.annotations.0.len();
                     annotations_dropped = drop_largest_annotations(
                         &mut entity.annotations,
                         json.len() - limit + TRIM_MARKER_BYTES,
                         &mut scratch,
-                    )
+                    );
+                    // Not indexed after all: their places go to later spans.
+                    self.refund_annotations(before - entity.annotations.0.len());
                 }
                 3 => {
                     entity.http = Default::default();
@@ -778,6 +786,7 @@ impl<'c> Assembler<'c> {
                             annotations_dropped.push(MetaValue::Str(Cow::Owned(key.to_string())));
                         }
                     }
+                    self.refund_annotations(entity.annotations.0.len());
                     entity.annotations.0.clear();
                 }
             }

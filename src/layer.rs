@@ -1892,6 +1892,11 @@ fn lambda_root(inner: &LayerInner, data: &mut SpanData) {
     }
     if is_invoke {
         data.role = Role::Facade;
+        // Never sent: its fields hold no place among the trace's 50
+        // annotations.
+        if let Some(trace) = &data.trace {
+            trace.root_annotations.store(0, Ordering::Relaxed);
+        }
         if let Some(parent) = header.parent() {
             data.id = parent;
         }

@@ -98,10 +98,19 @@ impl SpanList {
     /// order, and this list its trace's marks.
     pub(crate) fn split_off_where(&mut self, mut pick: impl FnMut(&SpanData) -> bool) -> SpanList {
         let chunks = std::mem::take(&mut self.chunks);
-        let (root_annotations, root) = (self.root_annotations, self.root);
+        // All of them: a part that lost `parted` would count its
+        // annotations from none, past the trace's 50.
+        let (root_annotations, root, root_sent, parted) = (
+            self.root_annotations,
+            self.root,
+            self.root_sent,
+            self.parted.take(),
+        );
         self.clear(0);
         self.root_annotations = root_annotations;
         self.root = root;
+        self.root_sent = root_sent;
+        self.parted = parted;
         let mut picked = SpanList::new();
         for span in chunks.into_iter().flatten() {
             if pick(&span) {

@@ -405,7 +405,11 @@ impl Worker {
             .map(|p| p.0.lock().unwrap_or_else(PoisonError::into_inner));
         asm.set_annotations_used(parted.as_ref().map_or(0, |p| p.annotations_used));
         if detached {
-            asm.hold_for_root(usize::from(spans.root_annotations));
+            // Places for the root's annotations, until its segment has
+            // left (its own part counted them then).
+            if !spans.root_sent {
+                asm.hold_for_root(usize::from(spans.root_annotations));
+            }
             if let Some(p) = parted.as_deref_mut() {
                 remember_user_below(&mut p.user_below, &spans);
             }

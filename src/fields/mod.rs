@@ -523,25 +523,30 @@ pub(crate) fn route<'a>(
 /// root that records its annotation once it knows it (`Empty` until then)
 /// keeps its place among the first 50 all the same.
 pub(crate) fn annotation_fields(span: &SpanData, options: &FieldOptions) -> u8 {
-    let n = span
-        .meta
-        .fields()
-        .iter()
-        .map(|f| f.name())
-        // A key of no usable character is none (see `annotate_as`).
-        .filter(|k| match k.strip_prefix("annotation.") {
-            Some(key) => crate::limits::makes_annotation_key(key),
-            None => {
-                (options.is_indexed(k)
-                    // Any simple field: not one with a convention (the
-                    // http, sql and aws blocks' names, `metadata.`, ...),
-                    // which goes elsewhere.
-                    || (options.index_all && !conventions::may_have_meaning(k)))
-                    && crate::limits::makes_annotation_key(k)
+    // Each key once: the second of two names made the same key (`a-b`,
+    // `a_b`) goes to metadata (see `annotate_as`), and a key of no usable
+    // character is none.
+    let mut keys: smallvec::SmallVec<[Cow<'static, str>; 8]> = smallvec::SmallVec::new();
+    for name in span.meta.fields().iter().map(|f| f.name()) {
+        let key = match name.strip_prefix("annotation.") {
+            Some(key) => key,
+            // Any simple field: not one with a convention (the http, sql
+            // and aws blocks' names, `metadata.`, ...), which goes
+            // elsewhere.
+            None if options.is_indexed(name)
+                || (options.index_all && !conventions::may_have_meaning(name)) =>
+            {
+                name
             }
-        })
-        .count();
-    n.min(MAX_ANNOTATIONS_PER_TRACE) as u8
+            None => continue,
+        };
+        if let Some(key) = crate::limits::sanitize_annotation_key(key) {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    keys.len().min(MAX_ANNOTATIONS_PER_TRACE) as u8
 }
 
 /// A field's value as the segment's `user` (a string): its text, or the
