@@ -761,6 +761,10 @@ impl<'c> Assembler<'c> {
                     entity.http = Default::default();
                     entity.sql = Default::default();
                     entity.aws.resource = None;
+                    // A list a span recorded itself may be any length (an
+                    // SDK call names at most 100 tables): the operation and
+                    // the rest of the block stay.
+                    entity.aws.table_names.clear();
                     entity.user = None;
                 }
                 4 => {

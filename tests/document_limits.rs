@@ -1134,3 +1134,44 @@ fn past_the_hold_back_bound_the_calls_that_fit_still_fold() {
         .count();
     assert!(folded >= 3, "{folded} of 4 calls folded their two attempts");
 }
+
+/// Raised by a hunt of document assembly: a span recording a list of
+/// tables too long for a document (`aws.dynamodb.table_names` written by
+/// the application: an SDK call names at most 100) lost, at the last step
+/// of its trim, its whole `aws` block (operation included) and its only
+/// exception, though "last its exceptions but the first" go. The list goes
+/// with the `http`/`sql` blocks; the operation and the exception stay.
+#[test]
+fn a_table_list_too_long_goes_before_the_operation_and_the_exception() {
+    // 258 names of 250 characters: 65 KB, within what a field holds; the
+    // document is over 64,000 bytes.
+    let names: Vec<String> = (0..258)
+        .map(|i| format!("{i:03}{}", "t".repeat(247)))
+        .collect();
+    let list = serde_json::to_string(&names).unwrap();
+    let captured = common::capture_documents(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                let call = info_span!(
+                    "DynamoDB.BatchGetItem",
+                    rpc.system = "aws-api",
+                    rpc.service = "DynamoDB",
+                    rpc.method = "BatchGetItem",
+                    aws.dynamodb.table_names = %list,
+                );
+                call.in_scope(|| {
+                    let err = std::io::Error::other("throttled");
+                    tracing::error!(error = &err as &dyn std::error::Error, "call failed");
+                });
+            });
+        },
+    );
+    assert!(captured.raw.iter().all(|d| d.len() <= 64_000));
+    let call = common::node(&captured.docs, "DynamoDB");
+    assert_eq!(call["aws"]["operation"], "BatchGetItem", "{call}");
+    assert!(call["aws"]["table_names"].is_null(), "{call}");
+    // The error and its source, as without a trim.
+    assert_eq!(common::exceptions(call).len(), 2, "{call}");
+    assert_eq!(call["metadata"]["tracing_xray"]["trimmed"], true, "{call}");
+}
