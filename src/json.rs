@@ -170,9 +170,10 @@ pub(crate) fn write_plain_subsegment(
 /// A 128-bit integer: a number when 64 bits hold it, else (beyond what
 /// most JSON readers hold exactly) a string, as `MetaValue`'s `Serialize`.
 fn wide_signed(out: &mut String, n: i128) {
-    match i64::try_from(n) {
-        Ok(n) => signed(out, n),
-        Err(_) => {
+    match (i64::try_from(n), u64::try_from(n)) {
+        (Ok(n), _) => signed(out, n),
+        (_, Ok(n)) => unsigned(out, n),
+        _ => {
             let _ = write!(out, "\"{n}\"");
         }
     }

@@ -693,7 +693,8 @@ impl<'a> RequestFields<'a> {
                 continue;
             };
             let value = value.as_str();
-            if absent && matches!(*name, "url.path" | "http.target" | "uri") {
+            // `?None`: no value, whichever key (a host, a method, a path).
+            if absent {
                 continue;
             }
             // Recorded with `?` (`"GET"`, `Some("/orders")`): the text alone.
@@ -719,11 +720,11 @@ impl<'a> RequestFields<'a> {
                     host.offer(3, authority_of_url(value));
                 }
                 "uri" => path.offer(2, text),
-                "url.full" if !absent => {
+                "url.full" => {
                     path.offer(3, path_of_url(value));
                     host.offer(4, authority_of_url(value));
                 }
-                "http.url" if !absent => {
+                "http.url" => {
                     path.offer(4, path_of_url(value));
                     host.offer(5, authority_of_url(value));
                 }

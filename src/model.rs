@@ -657,9 +657,10 @@ impl Serialize for MetaValue<'_> {
             // JSON numbers beyond 64 bits lose precision in most readers:
             // those are kept exact as strings; the rest (a `u128` from
             // `Duration::as_millis`) are the numbers they are.
-            MetaValue::I128(v) => match i64::try_from(*v) {
-                Ok(n) => s.serialize_i64(n),
-                Err(_) => s.collect_str(v),
+            MetaValue::I128(v) => match (i64::try_from(*v), u64::try_from(*v)) {
+                (Ok(n), _) => s.serialize_i64(n),
+                (_, Ok(n)) => s.serialize_u64(n),
+                _ => s.collect_str(v),
             },
             MetaValue::U128(v) => match u64::try_from(*v) {
                 Ok(n) => s.serialize_u64(n),

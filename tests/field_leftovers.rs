@@ -893,3 +893,114 @@ fn an_absent_optional_connection_string_is_none() {
     assert!(!found(&docs, "None"), "{}", all(&docs));
     assert_eq!(common::node(&docs, "orders")["sql"]["url"], "orders");
 }
+
+/// Found by a review of this stop's fixes. The user records the request's path with `?` from an `Option<String>`
+/// (`url.path = ?path`, `http.target = ?target`) beside `url.full`, as
+/// 38211be's own test does without `url.full`. README: "`None` is no URL (a
+/// path too: `url.path = ?path` gives the path alone, or none)", and "a
+/// `server.address`, `server.port` or `url.path` that the URL does not
+/// already hold" stays metadata (only such a one). Expected: the path the
+/// URL holds is not sent again; another path is metadata as the path alone
+/// (`/orders/{id}`). Instead 38211be unwraps the `?` text only where the
+/// path makes the URL (src/fields/conventions.rs:2226): `same_path`
+/// (conventions.rs:464, called at :2218) compares the wrapped text, so the
+/// URL's own path is sent again as `Some("/orders/7")`, and the leftover
+/// goes through `sendable_text` -> `plain_url` (conventions.rs:403), which
+/// cuts the wrapped text at its `?`: `Some("/orders/{id}` (the very
+/// garbling the commit says it fixed).
+#[test]
+fn an_option_path_recorded_with_debug_beside_a_full_url_is_the_path_alone() {
+    let same: Option<String> = Some("/orders/7".to_owned());
+    let other: Option<String> = Some("/orders/{id}?page=2".to_owned());
+    let docs = docs_of(|| {
+        info_span!(
+            "same",
+            http.request.method = "GET",
+            url.full = "https://h.example/orders/7",
+            url.path = ?same
+        )
+        .in_scope(|| {});
+        info_span!(
+            "other",
+            http.request.method = "GET",
+            url.full = "https://h.example/orders/7",
+            http.target = ?other
+        )
+        .in_scope(|| {});
+    });
+    let segment = |name: &str| {
+        docs.iter()
+            .find(|d| d["metadata"]["tracing"]["span_name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in\n{}", all(&docs)))
+    };
+    let same = segment("same");
+    assert_eq!(same["http"]["request"]["url"], "https://h.example/orders/7");
+    assert!(
+        !tracing_metadata(same).contains_key("url.path"),
+        "the path the URL holds was sent again: {}",
+        same["metadata"]
+    );
+    let other = segment("other");
+    assert_eq!(
+        tracing_metadata(other).get("http.target"),
+        Some(&Value::from("/orders/{id}")),
+        "the other path is not the path alone: {}",
+        other["metadata"]
+    );
+}
+
+/// Found by a review of this stop's fixes. The same `?Option` host in the document: `server.address = ?host`
+/// (absent) with `url.path = "/orders"`. 20c2859 and 38211be made an absent
+/// `?Option` none for `url.*`, `db.connection_string` and `messaging.url`
+/// ("`None` is no URL"), but not for the host names that build the URL.
+/// Expected: `http.request.url` is `/orders`. Instead the text `None` is
+/// taken as the host (src/fields/conventions.rs:1792-1805 lists the absent
+/// keys without `server.address`/`http.host`/`net.host.name`): the segment
+/// claims the URL `http://None/orders`.
+#[test]
+fn an_absent_host_recorded_with_debug_makes_no_url() {
+    let none: Option<&str> = None;
+    let docs = docs_of(|| {
+        info_span!(
+            "request",
+            http.request.method = "GET",
+            url.path = "/orders",
+            server.address = ?none
+        )
+        .in_scope(|| {});
+    });
+    assert_eq!(
+        docs[0]["http"]["request"]["url"],
+        "/orders",
+        "{}",
+        all(&docs)
+    );
+}
+
+/// Found by a review of this stop's fixes. The user records a 128-bit integer that 64 bits hold (`i128` 2^63, as
+/// an unsigned 64-bit count converted to `i128` gives). 38211be: "every
+/// i128/u128 was a JSON string: those 64 bits hold are numbers (both the
+/// worker's writer and the serde path)"; README: "any other field |
+/// `metadata.tracing.FIELD`, with the type `tracing` gave it". Expected:
+/// the number, as the same value recorded as `u128` (or `u64`) is sent.
+/// Instead an `i128` between 2^63 and 2^64-1 is tried as an `i64` only
+/// (src/json.rs:172 `wide_signed`, and src/model.rs:660 alike): it is the
+/// string "9223372036854775808", while the same value as a `u128` is a
+/// number.
+#[test]
+fn an_i128_that_64_bits_hold_is_a_number_as_the_same_u128_is() {
+    let big: i128 = 1 << 63;
+    let docs = docs_of(|| {
+        info_span!("request", signed = big, unsigned = big as u128).in_scope(|| {});
+    });
+    let meta = tracing_metadata(&docs[0]);
+    assert_eq!(
+        meta["unsigned"],
+        serde_json::json!(9_223_372_036_854_775_808_u64)
+    );
+    assert_eq!(
+        meta["signed"], meta["unsigned"],
+        "the same value is a string as an i128: {}",
+        docs[0]["metadata"]
+    );
+}

@@ -117,6 +117,70 @@ fn the_request_path_wins_over_the_route_template() {
     assert_eq!(traced(app, requests), ["/orders/42"]);
 }
 
+/// Runs `f` under a layer sampling with the local `rules`; the traces sent.
+fn traced_under(rules: &str, f: impl FnOnce()) -> Vec<serde_json::Value> {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("web")
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_sampler(tracing_xray::sampling::LocalRules::from_json(rules).unwrap())
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
+    xray.flush(Duration::from_secs(10)).unwrap();
+    exporter.traces()
+}
+
+/// Traces every request to `api.example.com`, nothing else.
+const HOST_RULE: &str = r#"{"version": 2, "default": {"fixed_target": 0, "rate": 0.0},
+    "rules": [{"host": "api.example.com", "http_method": "*", "url_path": "*",
+               "fixed_target": 0, "rate": 1.0}]}"#;
+
+/// Found by a review of this stop's fixes. The user records the Host header with `?` from an `Option`
+/// (`http.host = ?headers.get("host")`, absent on an HTTP/1.0 request) and
+/// samples with a rule on the host. README (Sampling, 2.): "a value
+/// recorded with `?` is its text alone; an absent or empty value matches
+/// any pattern". Expected: the request without a host matches the host
+/// rule, and an absent `http.host` hides no `server.address`. Instead the
+/// sampler is shown the text `None` as the host (src/layer.rs:696 skips an
+/// absent value for the path keys only; :705 offers it for the host), which
+/// matches no host pattern but `*`, and outranks the `server.address` that
+/// names the host: neither request is traced.
+#[test]
+fn an_absent_host_recorded_with_debug_is_no_host_for_the_sampler() {
+    let none: Option<&str> = None;
+    let traces = traced_under(HOST_RULE, || {
+        tracing::info_span!(
+            "no_host",
+            http.request.method = "GET",
+            url.path = "/orders",
+            http.host = ?none
+        )
+        .in_scope(|| {});
+    });
+    assert_eq!(
+        traces.len(),
+        1,
+        "a request with an absent host did not match the host rule"
+    );
+    let traces = traced_under(HOST_RULE, || {
+        tracing::info_span!(
+            "named_host",
+            http.request.method = "GET",
+            url.path = "/orders",
+            http.host = ?none,
+            server.address = "api.example.com"
+        )
+        .in_scope(|| {});
+    });
+    assert_eq!(
+        traces.len(),
+        1,
+        "an absent http.host hid server.address = api.example.com from the sampler"
+    );
+}
+
 /// The tower server layer's request, as the sampler sees it.
 #[cfg(feature = "tower")]
 mod tower_server {

@@ -400,7 +400,9 @@ pub(crate) fn sendable_text<'a>(key: &str, value: &'a FieldValue) -> Option<Cow<
         // A query string carries tokens, signatures and session ids; a
         // query's text literals.
         _ if never => return None,
-        "url.full" | "http.url" | "url.path" | "http.target" | "uri" => plain_url(s),
+        "url.full" | "http.url" => plain_url(s),
+        // Recorded with `?` (`Some("/orders?x")`): the path alone.
+        "url.path" | "http.target" | "uri" => plain_url(unwrapped_text(s)),
         "db.connection_string" | "messaging.url" => without_password(s),
         "exception.message"
         | "error.message"
@@ -462,7 +464,7 @@ fn peek_int(slot: &Slot<'_>) -> Option<i64> {
 /// Whether `path` (a `url.path`, or tower-http's `uri`, query and all) is
 /// the path of `url`.
 fn same_path(url: &str, path: &str) -> bool {
-    let path = plain_url(path);
+    let path = plain_url(unwrapped_text(path));
     if path.starts_with("http://") || path.starts_with("https://") {
         return path == url;
     }
@@ -1799,6 +1801,10 @@ impl<'a> Conventions<'a> {
                         | "uri"
                         | "db.connection_string"
                         | "messaging.url"
+                        | "server.address"
+                        | "http.host"
+                        | "net.host.name"
+                        | "net.peer.name"
                 ) && is_absent_option(value) =>
             {
                 true

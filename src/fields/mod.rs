@@ -210,9 +210,10 @@ fn annotation_value(v: &FieldValue) -> AnnotationValue<'_> {
         }
         FieldValue::I64(v) => AnnotationValue::I64(*v),
         FieldValue::U64(v) => AnnotationValue::U64(*v),
-        FieldValue::I128(v) => match i64::try_from(**v) {
-            Ok(v) => AnnotationValue::I64(v),
-            Err(_) => AnnotationValue::Str(Cow::Owned(v.to_string())),
+        FieldValue::I128(v) => match (i64::try_from(**v), u64::try_from(**v)) {
+            (Ok(v), _) => AnnotationValue::I64(v),
+            (_, Ok(v)) => AnnotationValue::U64(v),
+            _ => AnnotationValue::Str(Cow::Owned(v.to_string())),
         },
         FieldValue::U128(v) => match u64::try_from(**v) {
             Ok(v) => AnnotationValue::U64(v),
