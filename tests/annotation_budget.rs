@@ -8,7 +8,6 @@ mod common;
 
 use std::time::Duration;
 
-use serde_json::Value;
 use tracing::{info_span, Level};
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::InMemoryExporter;
@@ -16,42 +15,6 @@ use tracing_xray::sampling::AlwaysSample;
 
 const WAIT: Duration = Duration::from_secs(10);
 const ORCH: &str = common::SDK_ORCHESTRATOR;
-
-/// Annotations in every (sub)segment of `docs`.
-fn annotations_in_docs(docs: &[Value]) -> usize {
-    common::nodes(docs)
-        .iter()
-        .map(|n| n["annotations"].as_object().map_or(0, |a| a.len()))
-        .sum()
-}
-
-/// A finished child of the current span carrying 20 annotations.
-fn step_with_twenty_annotations() {
-    info_span!(
-        "step",
-        annotation.a00 = 0,
-        annotation.a01 = 1,
-        annotation.a02 = 2,
-        annotation.a03 = 3,
-        annotation.a04 = 4,
-        annotation.a05 = 5,
-        annotation.a06 = 6,
-        annotation.a07 = 7,
-        annotation.a08 = 8,
-        annotation.a09 = 9,
-        annotation.a10 = 0,
-        annotation.a11 = 1,
-        annotation.a12 = 2,
-        annotation.a13 = 3,
-        annotation.a14 = 4,
-        annotation.a15 = 5,
-        annotation.a16 = 6,
-        annotation.a17 = 7,
-        annotation.a18 = 8,
-        annotation.a19 = 9
-    )
-    .in_scope(|| {});
-}
 
 // The user runs a long-lived root (a job) that streams its finished
 // children (`with_max_held_subsegments(2)`) while an AWS SDK call made in it
@@ -92,7 +55,7 @@ fn parts_streamed_beside_an_sdk_call_in_progress_keep_the_traces_50_annotations(
             .in_scope(|| {});
         for _ in 0..4 {
             job.in_scope(|| {
-                step_with_twenty_annotations();
+                common::step_with_twenty_annotations();
                 info_span!("filler").in_scope(|| {});
             });
             xray.flush(WAIT).unwrap();
@@ -106,7 +69,7 @@ fn parts_streamed_beside_an_sdk_call_in_progress_keep_the_traces_50_annotations(
     for d in &docs {
         common::assert_schema_valid(&validator, d);
     }
-    let indexed = annotations_in_docs(&docs);
+    let indexed = common::annotations_in_docs(&docs);
     let stats = xray.stats();
     assert!(
         indexed <= 50,
@@ -158,7 +121,7 @@ fn a_lambda_invocations_facade_keeps_no_place_among_the_50() {
             info_span!("Lambda runtime invoke", requestId = "r-1", xrayTraceId = %header).in_scope(
                 || {
                     thirty_annotations!(tracing::Span::current(), "load").in_scope(|| {});
-                    step_with_twenty_annotations();
+                    common::step_with_twenty_annotations();
                 },
             );
         },
@@ -169,7 +132,7 @@ fn a_lambda_invocations_facade_keeps_no_place_among_the_50() {
     }
     let stats = captured.xray.stats();
     assert_eq!(
-        (annotations_in_docs(docs), stats.annotations_demoted),
+        (common::annotations_in_docs(docs), stats.annotations_demoted),
         (50, 0),
         "(indexed, demoted) of the invocation's 50 annotations; {stats:?}"
     );
@@ -235,7 +198,7 @@ fn parts_sent_after_the_segment_keep_no_place_for_its_annotations() {
     assert_eq!(segment["annotations"]["url_path"], "/orders", "{segment:#}");
     let stats = captured.xray.stats();
     assert_eq!(
-        (annotations_in_docs(docs), stats.annotations_demoted),
+        (common::annotations_in_docs(docs), stats.annotations_demoted),
         (50, 0),
         "(indexed, demoted) of the trace's 50 annotations; {stats:?}"
     );
@@ -316,7 +279,7 @@ fn two_names_of_one_annotation_key_on_a_long_lived_root_keep_one_place() {
             let job = info_span!("job", annotation.order_id = 7, "annotation.order-id" = 8);
             job.in_scope(|| {
                 thirty_annotations!(tracing::Span::current(), "load").in_scope(|| {});
-                step_with_twenty_annotations();
+                common::step_with_twenty_annotations();
             });
             drop(job);
         },
@@ -326,7 +289,7 @@ fn two_names_of_one_annotation_key_on_a_long_lived_root_keep_one_place() {
     assert_eq!(job["annotations"]["order_id"], 7, "{job:#}");
     let stats = captured.xray.stats();
     assert_eq!(
-        (annotations_in_docs(docs), stats.annotations_demoted),
+        (common::annotations_in_docs(docs), stats.annotations_demoted),
         (50, 1),
         "(indexed, demoted) of the trace's 51 annotations; {stats:?}"
     );

@@ -28,42 +28,6 @@ fn annotations_in(trace: &Value) -> usize {
         .sum()
 }
 
-/// Annotations in every (sub)segment of `docs`.
-fn annotations_in_docs(docs: &[Value]) -> usize {
-    common::nodes(docs)
-        .iter()
-        .map(|n| n["annotations"].as_object().map_or(0, |a| a.len()))
-        .sum()
-}
-
-/// A finished child of the current span carrying 20 annotations.
-fn step_with_twenty_annotations() {
-    tracing::info_span!(
-        "step",
-        annotation.a00 = 0,
-        annotation.a01 = 1,
-        annotation.a02 = 2,
-        annotation.a03 = 3,
-        annotation.a04 = 4,
-        annotation.a05 = 5,
-        annotation.a06 = 6,
-        annotation.a07 = 7,
-        annotation.a08 = 8,
-        annotation.a09 = 9,
-        annotation.a10 = 0,
-        annotation.a11 = 1,
-        annotation.a12 = 2,
-        annotation.a13 = 3,
-        annotation.a14 = 4,
-        annotation.a15 = 5,
-        annotation.a16 = 6,
-        annotation.a17 = 7,
-        annotation.a18 = 8,
-        annotation.a19 = 9
-    )
-    .in_scope(|| {});
-}
-
 /// A layer streaming a long-lived root's finished children as soon as it
 /// holds two, every trace sampled, into memory.
 fn streaming_layer(exporter: &tracing_xray::export::InMemoryExporter) -> tracing_xray::XrayLayer {
@@ -97,8 +61,8 @@ fn any_number_of_open_traces_in_parts_each_index_at_most_50_annotations() {
         for _ in 0..2 {
             for root in &roots {
                 root.in_scope(|| {
-                    step_with_twenty_annotations();
-                    step_with_twenty_annotations();
+                    common::step_with_twenty_annotations();
+                    common::step_with_twenty_annotations();
                 });
             }
             xray.flush(WAIT).unwrap();
@@ -145,9 +109,9 @@ fn job_of_sixty_annotations(
         || {
             let job = root();
             job.in_scope(|| {
-                step_with_twenty_annotations();
-                step_with_twenty_annotations();
-                step_with_twenty_annotations();
+                common::step_with_twenty_annotations();
+                common::step_with_twenty_annotations();
+                common::step_with_twenty_annotations();
                 // Two plain steps: the third annotated one streams too.
                 info_span!("plain").in_scope(|| {});
                 info_span!("plain").in_scope(|| {});
@@ -161,7 +125,7 @@ fn job_of_sixty_annotations(
         "the steps streamed: {stats:?}"
     );
     assert_eq!(
-        annotations_in_docs(&c.docs),
+        common::annotations_in_docs(&c.docs),
         50,
         "the trace indexes fewer than 50 annotations though 61 were asked: {stats:?}"
     );
@@ -286,8 +250,8 @@ mod served {
             let job = tracing::info_span!("nightly_job");
             // First part: 40 annotations.
             job.in_scope(|| {
-                step_with_twenty_annotations();
-                step_with_twenty_annotations();
+                common::step_with_twenty_annotations();
+                common::step_with_twenty_annotations();
             });
             xray.flush(WAIT).unwrap();
             // Ordinary traffic meanwhile, each request with one annotation.
@@ -297,8 +261,8 @@ mod served {
             xray.flush(WAIT).unwrap();
             // Second part: 40 more, of which only 10 fit the trace's 50.
             job.in_scope(|| {
-                step_with_twenty_annotations();
-                step_with_twenty_annotations();
+                common::step_with_twenty_annotations();
+                common::step_with_twenty_annotations();
             });
             drop(job);
         });
@@ -336,18 +300,18 @@ mod served {
                 let settle = || xray.flush(WAIT).unwrap();
                 let background =
                     serve(&rt, Work::Annotated, Some(HEADER)).expect("B's background work");
-                background.in_scope(step_with_twenty_annotations);
+                background.in_scope(common::step_with_twenty_annotations);
                 settle();
                 // Request A of the same trace, served meanwhile.
                 assert!(serve(&rt, Work::Plain, Some(HEADER)).is_none());
                 settle();
-                background.in_scope(step_with_twenty_annotations);
+                background.in_scope(common::step_with_twenty_annotations);
                 drop(background);
             },
         );
         let stats = c.xray.stats();
         assert_eq!(
-            annotations_in_docs(&c.docs),
+            common::annotations_in_docs(&c.docs),
             50,
             "the trace indexes more than 50 annotations: {stats:?}\n{:#?}",
             c.docs

@@ -752,3 +752,39 @@ impl aws_credential_types::provider::ProvideCredentials for FirstThenHangs {
         )))
     }
 }
+
+/// Annotations in every (sub)segment of `docs`.
+pub fn annotations_in_docs(docs: &[Value]) -> usize {
+    nodes(docs)
+        .iter()
+        .map(|n| n["annotations"].as_object().map_or(0, |a| a.len()))
+        .sum()
+}
+
+/// A finished child of the current span carrying 20 annotations.
+pub fn step_with_twenty_annotations() {
+    tracing::info_span!(
+        "step",
+        annotation.a00 = 0,
+        annotation.a01 = 1,
+        annotation.a02 = 2,
+        annotation.a03 = 3,
+        annotation.a04 = 4,
+        annotation.a05 = 5,
+        annotation.a06 = 6,
+        annotation.a07 = 7,
+        annotation.a08 = 8,
+        annotation.a09 = 9,
+        annotation.a10 = 0,
+        annotation.a11 = 1,
+        annotation.a12 = 2,
+        annotation.a13 = 3,
+        annotation.a14 = 4,
+        annotation.a15 = 5,
+        annotation.a16 = 6,
+        annotation.a17 = 7,
+        annotation.a18 = 8,
+        annotation.a19 = 9
+    )
+    .in_scope(|| {});
+}
