@@ -604,7 +604,10 @@ where
             return None;
         };
         let d = ext.get_mut::<Box<SpanData>>()?;
-        inner.decide(d);
+        // The sampler runs under the root's lock: what it logs must reach
+        // no layer that reads the span (fmt does), nor come back to this
+        // one (see `muted`).
+        muted(|| inner.decide(d));
         return Some(Inherited::from(ancestor.id(), d));
     }
 }

@@ -4,6 +4,8 @@
 //! scoped dispatcher, so the sampler's event used to come back into the
 //! layer, which waited on that lock for ever.
 
+mod common;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -51,4 +53,53 @@ fn a_logging_sampler_under_a_global_subscriber_does_not_deadlock() {
         traces.iter().all(|t| t.get("fault").is_none()),
         "{traces:#?}"
     );
+}
+
+/// Found by a hunt of the layer's core. What the user does: the README's own set-up "With other layers": a global
+/// subscriber `registry().with(fmt::layer()).with(xray)`,
+/// with a sampler that logs, and a request span with one child.
+/// What they should get: the trace, and no hang. README (Sampling): "Or your
+/// own `Sampler` (a trait with one method)", the decision taken "at its first
+/// child"; src/layer.rs `decide_pending`: "The sampler is the application's
+/// code, run while a span's lock is held ...: this layer ignores what it logs,
+/// which would otherwise come back for that lock"; the same hang with the
+/// layer alone is tests/sampler_under_a_global_subscriber.rs (fixed there).
+/// What happens instead: the decision at the first child runs the sampler
+/// inside `on_new_span` while the layer holds the root's extensions write lock
+/// (src/layer.rs `inherit`, `ancestor.extensions_mut()` then `inner.decide`).
+/// Under a global subscriber tracing does not drop nested events, so the
+/// sampler's event reaches the fmt layer, which reads the root's extensions to
+/// format the event's span context: the thread waits on its own lock for ever.
+#[test]
+fn a_logging_sampler_beside_fmt_under_a_global_subscriber_does_not_hang() {
+    common::run_alone("child_logging_sampler_beside_fmt_global");
+}
+
+#[test]
+#[ignore = "run in a process of its own by the test above"]
+fn child_logging_sampler_beside_fmt_global() {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_sampler(LoggingSampler)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    // The README's order ("With other layers"): fmt, then the xray layer.
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
+        .with(layer)
+        .init();
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let request = tracing::info_span!("request", url.path = "/orders");
+        request.in_scope(|| tracing::info_span!("child").in_scope(|| {}));
+        drop(request);
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(Duration::from_secs(10))
+        .expect("deadlocked: the sampler's event, formatted by fmt, waited on the root's lock the layer holds");
+    xray.flush(Duration::from_secs(5)).unwrap();
+    assert_eq!(exporter.traces().len(), 1);
 }
