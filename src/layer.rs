@@ -574,6 +574,7 @@ where
 {
     let mut ancestor = parent?;
     loop {
+        let input;
         {
             // A lock another layer's panic poisoned (the application having
             // caught it) is read in vain: the new span is not traced, as
@@ -586,7 +587,9 @@ where
                 Some(d) if d.decision != Decision::Pending => {
                     return Some(Inherited::from(ancestor.id(), d))
                 }
-                Some(_) => {}
+                // What the sampler sees, copied out: it runs (the
+                // application's code) with no lock of the root held.
+                Some(d) => input = inner.sampling_input(d),
                 None => {
                     if ext.get::<UnsampledOf>().is_some_and(|m| m.0 == inner.tag) {
                         walk.marked = true;
@@ -599,21 +602,30 @@ where
                 }
             }
         }
+        // Unlocked: what the sampler logs may reach a layer that reads the
+        // root (fmt does), and what it records on a span comes here; under
+        // the root's lock, each would wait on it for ever (nested events
+        // are dropped only under a scoped dispatcher).
+        let decision = inner.run_sampler(&input);
         let Some(mut ext) = unless_poisoned(|| ancestor.extensions_mut()) else {
             walk.marked = true;
             return None;
         };
         let d = ext.get_mut::<Box<SpanData>>()?;
-        // The sampler runs under the root's lock: what it logs must reach
-        // no layer that reads the span (fmt does), nor come back to this
-        // one (see `muted`).
-        muted(|| inner.decide(d));
+        // Decided meanwhile (a header asked for on another thread): that
+        // decision stands.
+        if d.decision == Decision::Pending {
+            inner.apply_decision(d, decision);
+        }
         return Some(Inherited::from(ancestor.id(), d));
     }
 }
 
 /// Runs `f` (a decision taken by `XraySpanExt`, from the application's code,
-/// under the span's lock) with what the sampler logs going nowhere: an event
+/// under the span's lock) with what the sampler logs going nowhere. Never
+/// from a subscriber callback: with a global dispatcher, tracing-core may
+/// hold the thread's default borrowed there while another thread's scoped
+/// one makes it look free, and setting a default panics. An event
 /// reaching any layer that reads the span (a fmt layer does) would wait on
 /// that lock for ever. Inside a subscriber callback on tracing's scoped
 /// path, tracing already drops nested events (the thread's default is then
@@ -635,6 +647,14 @@ fn first_str<'a>(fields: &'a [(&'static str, FieldValue)], keys: &[&str]) -> Opt
             _ => None,
         })
     })
+}
+
+/// What the sampler sees of a root ([`LayerInner::sampling_input`]).
+struct SamplingInput {
+    host: Option<FieldStr>,
+    method: Option<FieldStr>,
+    path: Option<FieldStr>,
+    span_name: &'static str,
 }
 
 /// The request a root's fields describe, for the sampler. Each part comes
@@ -854,6 +874,15 @@ impl LayerInner {
     /// kept out of line so that the check above inlines at every close.
     #[inline(never)]
     fn decide_pending(&self, root: &mut SpanData) {
+        let input = self.sampling_input(root);
+        let decision = self.run_sampler(&input);
+        self.apply_decision(root, decision);
+    }
+
+    /// What the sampler sees of a root still undecided, copied out of it
+    /// (short texts inline, without an allocation), so that the sampler can
+    /// run without the root's lock held.
+    fn sampling_input(&self, root: &SpanData) -> SamplingInput {
         let mut request_fields = RequestFields::of(&root.fields);
         // A root that is a call (a background job's request to an API)
         // serves no request: its host, method and path are the callee's,
@@ -862,33 +891,42 @@ impl LayerInner {
         if request_fields.may_be_call && crate::fields::conventions::is_call(root) {
             request_fields = RequestFields::default();
         }
+        SamplingInput {
+            host: request_fields.host.map(FieldStr::new),
+            method: request_fields.method.map(FieldStr::new),
+            path: request_fields.path.map(FieldStr::new),
+            span_name: root.meta.name(),
+        }
+    }
+
+    /// Runs the application's sampler on `input`. What it logs, this layer
+    /// ignores (a thread-local flag: nothing global on this path, which
+    /// every request takes); a caller holding a span's lock mutes it
+    /// entirely (see `muted`). A sampler that panics (a bug in the
+    /// application's own sampler) samples nothing: the panic would
+    /// otherwise unwind out of a layer callback, or out of `xray_header`
+    /// while the span's lock is held, poisoning it, and abort the process
+    /// when the span is dropped. The panic hook has already reported it.
+    fn run_sampler(&self, input: &SamplingInput) -> crate::sampling::SamplingDecision {
         let resource = self.cfg.resource.get();
         let mut request = SamplingRequest::new().with_service_name(&self.cfg.service_name);
-        request.host = request_fields.host;
-        request.http_method = request_fields.method;
-        request.url_path = request_fields.path;
+        request.host = input.host.as_deref();
+        request.http_method = input.method.as_deref();
+        request.url_path = input.path.as_deref();
         request.service_type = resource.and_then(|r| r.origin());
-        request.span_name = Some(root.meta.name());
-        // The sampler is the application's code, run while a span's lock is
-        // held (the root's, or at its first child the parent's): this layer
-        // ignores what it logs, which would otherwise come back for that lock
-        // (a thread-local flag: nothing global on this path, which every
-        // request takes). `XraySpanExt` mutes it entirely (see `muted`).
-        // A sampler that panics (a bug in the application's own sampler)
-        // samples nothing: the panic would otherwise unwind out of a layer
-        // callback, or out of `xray_header` while the span's lock is held,
-        // poisoning it, and abort the process when the span is dropped. The
-        // panic hook has already reported it.
-        let decision = {
-            let _ignored = SuppressGuard::enter();
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.sampler.sample(&request)
-            }))
-            .unwrap_or_else(|payload| {
-                crate::panics::discard(payload);
-                crate::sampling::SamplingDecision::new(false)
-            })
-        };
+        request.span_name = Some(input.span_name);
+        let _ignored = SuppressGuard::enter();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.sampler.sample(&request)
+        }))
+        .unwrap_or_else(|payload| {
+            crate::panics::discard(payload);
+            crate::sampling::SamplingDecision::new(false)
+        })
+    }
+
+    /// Takes the sampler's `decision` for `root`.
+    fn apply_decision(&self, root: &mut SpanData, decision: crate::sampling::SamplingDecision) {
         root.decision = if decision.is_sampled() {
             Decision::Sampled
         } else {

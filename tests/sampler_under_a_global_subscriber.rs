@@ -103,3 +103,50 @@ fn child_logging_sampler_beside_fmt_global() {
     xray.flush(Duration::from_secs(5)).unwrap();
     assert_eq!(exporter.traces().len(), 1);
 }
+
+/// Raised by the same hunt: a sampler that records on the current span
+/// (`Span::current().record(..)`, the root as its first child opens) came
+/// back into this layer, which read the root under the lock it held, and
+/// hung; the fix muted the sampler with a scoped no-op dispatcher, which
+/// tracing-core cannot take inside a callback when the dispatcher is
+/// global and another thread holds a scoped one (a panic, "RefCell already
+/// borrowed", seen under `#[instrument]` on tokio). The sampler now runs
+/// with no lock of the root held.
+#[test]
+fn a_sampler_recording_on_the_current_span_under_a_global_subscriber_does_not_hang() {
+    common::run_alone("child_sampler_recording_on_the_current_span");
+}
+
+struct RecordingSampler;
+
+impl Sampler for RecordingSampler {
+    fn sample(&self, _: &SamplingRequest<'_>) -> SamplingDecision {
+        tracing::Span::current().record("decided", true);
+        SamplingDecision::sampled()
+    }
+}
+
+#[test]
+#[ignore = "run in a process of its own by the test above"]
+fn child_sampler_recording_on_the_current_span() {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_sampler(RecordingSampler)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    tracing_subscriber::registry().with(layer).init();
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let request = tracing::info_span!("request", decided = tracing::field::Empty);
+        request.in_scope(|| tracing::info_span!("child").in_scope(|| {}));
+        drop(request);
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(Duration::from_secs(10))
+        .expect("deadlocked: the sampler's record came back for the root's lock");
+    xray.flush(Duration::from_secs(5)).unwrap();
+    assert_eq!(exporter.traces().len(), 1);
+}
