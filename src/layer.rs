@@ -90,8 +90,38 @@ impl Drop for SuppressGuard {
     }
 }
 
-fn suppressed() -> bool {
+pub(crate) fn suppressed() -> bool {
     SUPPRESSED.with(Cell::get)
+}
+
+/// Locks that make a root's sampling decision once: the sampler is asked
+/// once per trace (its reservoir, its statistics), by whichever thread
+/// needs the decision first, while the others wait here, not on the root's
+/// own lock, which the sampler must not hold (what it logs reaches layers
+/// that read the root, fmt among them). Striped by the root's id: roots
+/// sharing a stripe only take turns. Always taken before a span's lock,
+/// never while holding one, except by `try_deciding`.
+static DECIDING: [std::sync::Mutex<()>; 64] = [const { std::sync::Mutex::new(()) }; 64];
+
+fn decide_stripe(root: SegmentId) -> &'static std::sync::Mutex<()> {
+    &DECIDING[(root.to_u64() % DECIDING.len() as u64) as usize]
+}
+
+/// The decision lock of `root`, waited for.
+fn deciding(root: SegmentId) -> std::sync::MutexGuard<'static, ()> {
+    decide_stripe(root)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The decision lock of `root` if free: for a caller holding the root's
+/// own lock, which must not wait for it (its holder waits for that lock).
+pub(crate) fn try_deciding(root: SegmentId) -> Option<std::sync::MutexGuard<'static, ()>> {
+    match decide_stripe(root).try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
 }
 
 /// The name of the span `lambda_runtime` opens around each invocation, and
@@ -574,7 +604,7 @@ where
 {
     let mut ancestor = parent?;
     loop {
-        let input;
+        let root;
         {
             // A lock another layer's panic poisoned (the application having
             // caught it) is read in vain: the new span is not traced, as
@@ -587,9 +617,7 @@ where
                 Some(d) if d.decision != Decision::Pending => {
                     return Some(Inherited::from(ancestor.id(), d))
                 }
-                // What the sampler sees, copied out: it runs (the
-                // application's code) with no lock of the root held.
-                Some(d) => input = inner.sampling_input(d),
+                Some(d) => root = d.id,
                 None => {
                     if ext.get::<UnsampledOf>().is_some_and(|m| m.0 == inner.tag) {
                         walk.marked = true;
@@ -602,17 +630,31 @@ where
                 }
             }
         }
-        // Unlocked: what the sampler logs may reach a layer that reads the
-        // root (fmt does), and what it records on a span comes here; under
-        // the root's lock, each would wait on it for ever (nested events
-        // are dropped only under a scoped dispatcher).
+        // Undecided: decided here, once (see `DECIDING`), the sampler run
+        // with no lock of the root held: what it logs may reach a layer
+        // that reads the root (fmt does), and what it records on a span
+        // comes here; under the root's lock, each would wait on it for ever
+        // (nested events are dropped only under a scoped dispatcher).
+        let _deciding = deciding(root);
+        let input = {
+            let Some(ext) = unless_poisoned(|| ancestor.extensions()) else {
+                walk.marked = true;
+                return None;
+            };
+            let d = ext.get::<Box<SpanData>>()?;
+            if d.decision != Decision::Pending {
+                // Decided while this thread waited.
+                return Some(Inherited::from(ancestor.id(), d));
+            }
+            inner.sampling_input(d)
+        };
         let decision = inner.run_sampler(&input);
         let Some(mut ext) = unless_poisoned(|| ancestor.extensions_mut()) else {
             walk.marked = true;
             return None;
         };
         let d = ext.get_mut::<Box<SpanData>>()?;
-        // Decided meanwhile (a header asked for on another thread): that
+        // Decided meanwhile by a caller's header (`Sampled=1` or `0`): that
         // decision stands.
         if d.decision == Decision::Pending {
             inner.apply_decision(d, decision);
@@ -822,14 +864,22 @@ impl LayerInner {
     /// children leave as they end, as independent subsegments of the
     /// segment (as in Lambda), and its own close sends nothing. Nothing for
     /// a span that is not a sampled trace's open root.
+    /// `false` when another thread is deciding the root (see `DECIDING`):
+    /// the caller lets go of the root's lock and tries again.
     #[cfg(feature = "tower")]
-    pub(crate) fn seal(&self, root: &mut SpanData) {
+    #[must_use]
+    pub(crate) fn seal(&self, root: &mut SpanData) -> bool {
         if root.parent_seg.is_some() || root.role == Role::Facade {
-            return;
+            return true;
         }
-        crate::layer::muted(|| self.decide(root));
+        if root.decision == Decision::Pending {
+            let Some(_deciding) = try_deciding(root.id) else {
+                return false;
+            };
+            crate::layer::muted(|| self.decide(root));
+        }
         let Some(trace) = root.trace.clone().filter(|_| root.sampled()) else {
-            return;
+            return true;
         };
         let mut stub = SpanData::new(root.trace_id, root.anchor, root.start, root.meta);
         stub.id = root.id;
@@ -858,6 +908,7 @@ impl LayerInner {
                 });
             },
         );
+        true
     }
 
     /// Takes a pending root's sampling decision (SPEC §4): the sampler sees

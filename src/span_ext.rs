@@ -203,17 +203,36 @@ impl XraySpanExt for tracing::Span {
     }
 
     fn xray_header(&self) -> Option<TraceHeader> {
-        let mut out = None;
-        with_data(self, Lookup::Nearest, &mut |found| {
-            // What the sampler logs goes nowhere (see `muted`).
-            crate::layer::muted(|| found.inner.decide(found.data));
-            out = Some(
-                found
-                    .inner
-                    .outgoing_header(found.data, found.incoming.as_ref()),
-            );
-        });
-        out
+        loop {
+            let mut out = None;
+            let mut busy = false;
+            with_data(self, Lookup::Nearest, &mut |found| {
+                // Decided once (see `layer::DECIDING`). Not from inside a
+                // sampler (asking for a header of the root it decides): the
+                // root is not decided yet, its header says `Sampled=0`.
+                if found.data.decision == crate::span_data::Decision::Pending
+                    && !crate::layer::suppressed()
+                {
+                    let Some(_deciding) = crate::layer::try_deciding(found.data.id) else {
+                        busy = true;
+                        return;
+                    };
+                    // What the sampler logs goes nowhere (see `muted`).
+                    crate::layer::muted(|| found.inner.decide(found.data));
+                }
+                out = Some(
+                    found
+                        .inner
+                        .outgoing_header(found.data, found.incoming.as_ref()),
+                );
+            });
+            if !busy {
+                return out;
+            }
+            // Another thread is deciding the root (its first child): let go
+            // of the root's lock, which it needs, and try again.
+            std::thread::yield_now();
+        }
     }
 }
 
@@ -229,14 +248,23 @@ impl XraySpanExt for tracing::Span {
 /// [`LayerInner::seal`]: crate::layer::LayerInner::seal
 #[cfg(feature = "tower")]
 pub(crate) fn end_now(span: &tracing::Span) {
-    with_data(span, Lookup::Own, &mut |found| {
-        if found.data.decision != crate::span_data::Decision::NotSampled
-            && found.data.role != crate::span_data::Role::Facade
-        {
-            found.data.rare_mut().ended = Some(crate::clock::Instant::now());
-            found.inner.seal(found.data);
+    loop {
+        let mut done = true;
+        with_data(span, Lookup::Own, &mut |found| {
+            if found.data.decision != crate::span_data::Decision::NotSampled
+                && found.data.role != crate::span_data::Role::Facade
+            {
+                found.data.rare_mut().ended = Some(crate::clock::Instant::now());
+                done = found.inner.seal(found.data);
+            }
+        });
+        if done {
+            return;
         }
-    });
+        // Another thread is deciding the root (its first child): let go
+        // of the root's lock, which it needs, and try again.
+        std::thread::yield_now();
+    }
 }
 
 /// The header an outgoing call made in `call_span` carries (the tower client
