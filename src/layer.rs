@@ -94,33 +94,35 @@ pub(crate) fn suppressed() -> bool {
     SUPPRESSED.with(Cell::get)
 }
 
-/// Locks that make a root's sampling decision once: the sampler is asked
-/// once per trace (its reservoir, its statistics), by whichever thread
-/// needs the decision first, while the others wait here, not on the root's
-/// own lock, which the sampler must not hold (what it logs reaches layers
-/// that read the root, fmt among them). Striped by the root's id: roots
-/// sharing a stripe only take turns. Always taken before a span's lock,
-/// never while holding one, except by `try_deciding`.
-static DECIDING: [std::sync::Mutex<()>; 64] = [const { std::sync::Mutex::new(()) }; 64];
+/// Threads waiting for a root's decision another thread is taking (its
+/// `deciding` flag set, its sampler running unlocked), and how they are
+/// woken: the decider notifies only when someone waits, so that the common
+/// case (no one) costs one atomic read.
+static DECISION_WAITERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static DECISION_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static DECISION_MADE: std::sync::Condvar = std::sync::Condvar::new();
 
-fn decide_stripe(root: SegmentId) -> &'static std::sync::Mutex<()> {
-    &DECIDING[(root.to_u64() % DECIDING.len() as u64) as usize]
-}
-
-/// The decision lock of `root`, waited for.
-fn deciding(root: SegmentId) -> std::sync::MutexGuard<'static, ()> {
-    decide_stripe(root)
+/// Waits, holding no span's lock, until a decision is taken (any root's:
+/// the caller checks its own again) or a short while passes.
+pub(crate) fn wait_for_a_decision() {
+    DECISION_WAITERS.fetch_add(1, Ordering::SeqCst);
+    let guard = DECISION_LOCK
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _ = DECISION_MADE.wait_timeout(guard, std::time::Duration::from_millis(10));
+    DECISION_WAITERS.fetch_sub(1, Ordering::SeqCst);
 }
 
-/// The decision lock of `root` if free: for a caller holding the root's
-/// own lock, which must not wait for it (its holder waits for that lock).
-pub(crate) fn try_deciding(root: SegmentId) -> Option<std::sync::MutexGuard<'static, ()>> {
-    match decide_stripe(root).try_lock() {
-        Ok(guard) => Some(guard),
-        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
-        Err(std::sync::TryLockError::WouldBlock) => None,
+/// Wakes the threads waiting for a decision (after the root's lock is
+/// released).
+fn decision_made() {
+    if DECISION_WAITERS.load(Ordering::SeqCst) > 0 {
+        drop(
+            DECISION_LOCK
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        DECISION_MADE.notify_all();
     }
 }
 
@@ -604,7 +606,6 @@ where
 {
     let mut ancestor = parent?;
     loop {
-        let root;
         {
             // A lock another layer's panic poisoned (the application having
             // caught it) is read in vain: the new span is not traced, as
@@ -617,7 +618,13 @@ where
                 Some(d) if d.decision != Decision::Pending => {
                     return Some(Inherited::from(ancestor.id(), d))
                 }
-                Some(d) => root = d.id,
+                Some(d) if d.deciding => {
+                    // Another thread is taking it: wait, holding no lock.
+                    drop(ext);
+                    wait_for_a_decision();
+                    continue;
+                }
+                Some(_) => {}
                 None => {
                     if ext.get::<UnsampledOf>().is_some_and(|m| m.0 == inner.tag) {
                         walk.marked = true;
@@ -630,36 +637,42 @@ where
                 }
             }
         }
-        // Undecided: decided here, once (see `DECIDING`), the sampler run
-        // with no lock of the root held: what it logs may reach a layer
-        // that reads the root (fmt does), and what it records on a span
-        // comes here; under the root's lock, each would wait on it for ever
-        // (nested events are dropped only under a scoped dispatcher).
-        let _deciding = deciding(root);
+        // Undecided: decided here, once (the sampler asked once per trace:
+        // its reservoir, its statistics), with no lock of the root held
+        // while the sampler runs: what it logs may reach a layer that
+        // reads the root (fmt does), and what it records on a span comes
+        // here; under the root's lock, each would wait on it for ever
+        // (nested events are dropped only under a scoped dispatcher). The
+        // root is marked `deciding` meanwhile: other threads wait for it,
+        // and a header no longer continues it.
         let input = {
-            let Some(ext) = unless_poisoned(|| ancestor.extensions()) else {
+            let Some(mut ext) = unless_poisoned(|| ancestor.extensions_mut()) else {
                 walk.marked = true;
                 return None;
             };
-            let d = ext.get::<Box<SpanData>>()?;
-            if d.decision != Decision::Pending {
-                // Decided while this thread waited.
-                return Some(Inherited::from(ancestor.id(), d));
+            let d = ext.get_mut::<Box<SpanData>>()?;
+            if d.decision != Decision::Pending || d.deciding {
+                // Taken up by another thread between the two locks.
+                continue;
             }
+            d.deciding = true;
             inner.sampling_input(d)
         };
         let decision = inner.run_sampler(&input);
-        let Some(mut ext) = unless_poisoned(|| ancestor.extensions_mut()) else {
-            walk.marked = true;
-            return None;
+        let inherited = {
+            let Some(mut ext) = unless_poisoned(|| ancestor.extensions_mut()) else {
+                walk.marked = true;
+                return None;
+            };
+            let d = ext.get_mut::<Box<SpanData>>()?;
+            d.deciding = false;
+            if d.decision == Decision::Pending {
+                inner.apply_decision(d, decision);
+            }
+            Inherited::from(ancestor.id(), d)
         };
-        let d = ext.get_mut::<Box<SpanData>>()?;
-        // Decided meanwhile by a caller's header (`Sampled=1` or `0`): that
-        // decision stands.
-        if d.decision == Decision::Pending {
-            inner.apply_decision(d, decision);
-        }
-        return Some(Inherited::from(ancestor.id(), d));
+        decision_made();
+        return Some(inherited);
     }
 }
 
@@ -864,20 +877,19 @@ impl LayerInner {
     /// children leave as they end, as independent subsegments of the
     /// segment (as in Lambda), and its own close sends nothing. Nothing for
     /// a span that is not a sampled trace's open root.
-    /// `false` when another thread is deciding the root (see `DECIDING`):
-    /// the caller lets go of the root's lock and tries again.
+    /// `false` when another thread is deciding the root (see `inherit`):
+    /// the caller lets go of the root's lock, waits for the decision
+    /// ([`wait_for_a_decision`]) and tries again.
     #[cfg(feature = "tower")]
     #[must_use]
     pub(crate) fn seal(&self, root: &mut SpanData) -> bool {
         if root.parent_seg.is_some() || root.role == Role::Facade {
             return true;
         }
-        if root.decision == Decision::Pending {
-            let Some(_deciding) = try_deciding(root.id) else {
-                return false;
-            };
-            crate::layer::muted(|| self.decide(root));
+        if root.deciding {
+            return false;
         }
+        crate::layer::muted(|| self.decide(root));
         let Some(trace) = root.trace.clone().filter(|_| root.sampled()) else {
             return true;
         };

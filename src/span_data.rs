@@ -346,6 +346,10 @@ pub(crate) struct SpanData {
     /// close; taken out when the span itself closes.
     pub(crate) trace: Option<Arc<TraceBuf>>,
     pub(crate) decision: Decision,
+    /// A root whose `Pending` decision a thread is taking, its sampler
+    /// running with no lock of the root held (see `layer::inherit`):
+    /// others wait for it (`layer::wait_for_a_decision`).
+    pub(crate) deciding: bool,
     pub(crate) role: Role,
     pub(crate) anchor: Anchor,
     pub(crate) start: Instant,
@@ -637,6 +641,7 @@ impl SpanData {
             ancestry: Ancestry::default(),
             trace: None,
             decision: Decision::Pending,
+            deciding: false,
             role: Role::Span,
             anchor,
             start,
@@ -663,7 +668,10 @@ impl SpanData {
     /// A root whose sampling decision is still open: it decides at its
     /// first child, at a request for its header, or at its close.
     pub(crate) fn is_undecided_root(&self) -> bool {
-        self.parent_seg.is_none() && self.role == Role::Span && self.decision == Decision::Pending
+        self.parent_seg.is_none()
+            && self.role == Role::Span
+            && self.decision == Decision::Pending
+            && !self.deciding
     }
 
     /// When its (sub)segment ends, as it closes: when a tower layer ended

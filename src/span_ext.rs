@@ -207,16 +207,18 @@ impl XraySpanExt for tracing::Span {
             let mut out = None;
             let mut busy = false;
             with_data(self, Lookup::Nearest, &mut |found| {
-                // Decided once (see `layer::DECIDING`). Not from inside a
-                // sampler (asking for a header of the root it decides): the
-                // root is not decided yet, its header says `Sampled=0`.
+                // Decided once: another thread taking the decision (the
+                // root's first child, its sampler running unlocked) is
+                // waited for. Not decided from inside a sampler (asking for
+                // the header of the root it decides): its header says
+                // `Sampled=0`.
                 if found.data.decision == crate::span_data::Decision::Pending
                     && !crate::layer::suppressed()
                 {
-                    let Some(_deciding) = crate::layer::try_deciding(found.data.id) else {
+                    if found.data.deciding {
                         busy = true;
                         return;
-                    };
+                    }
                     // What the sampler logs goes nowhere (see `muted`).
                     crate::layer::muted(|| found.inner.decide(found.data));
                 }
@@ -229,9 +231,8 @@ impl XraySpanExt for tracing::Span {
             if !busy {
                 return out;
             }
-            // Another thread is deciding the root (its first child): let go
-            // of the root's lock, which it needs, and try again.
-            std::thread::yield_now();
+            // Let go of the root's lock, which the deciding thread needs.
+            crate::layer::wait_for_a_decision();
         }
     }
 }
@@ -262,8 +263,8 @@ pub(crate) fn end_now(span: &tracing::Span) {
             return;
         }
         // Another thread is deciding the root (its first child): let go
-        // of the root's lock, which it needs, and try again.
-        std::thread::yield_now();
+        // of the root's lock, which it needs, and wait for it.
+        crate::layer::wait_for_a_decision();
     }
 }
 
