@@ -618,7 +618,7 @@ where
                 Some(d) if d.decision != Decision::Pending => {
                     return Some(Inherited::from(ancestor.id(), d))
                 }
-                Some(d) if d.deciding => {
+                Some(d) if d.ancestry.deciding() => {
                     // Another thread is taking it: wait, holding no lock.
                     drop(ext);
                     wait_for_a_decision();
@@ -651,11 +651,11 @@ where
                 return None;
             };
             let d = ext.get_mut::<Box<SpanData>>()?;
-            if d.decision != Decision::Pending || d.deciding {
+            if d.decision != Decision::Pending || d.ancestry.deciding() {
                 // Taken up by another thread between the two locks.
                 continue;
             }
-            d.deciding = true;
+            d.ancestry.set_deciding(true);
             inner.sampling_input(d)
         };
         let decision = inner.run_sampler(&input);
@@ -665,7 +665,7 @@ where
                 return None;
             };
             let d = ext.get_mut::<Box<SpanData>>()?;
-            d.deciding = false;
+            d.ancestry.set_deciding(false);
             if d.decision == Decision::Pending {
                 inner.apply_decision(d, decision);
             }
@@ -886,7 +886,7 @@ impl LayerInner {
         if root.parent_seg.is_some() || root.role == Role::Facade {
             return true;
         }
-        if root.deciding {
+        if root.ancestry.deciding() {
             return false;
         }
         crate::layer::muted(|| self.decide(root));

@@ -346,10 +346,6 @@ pub(crate) struct SpanData {
     /// close; taken out when the span itself closes.
     pub(crate) trace: Option<Arc<TraceBuf>>,
     pub(crate) decision: Decision,
-    /// A root whose `Pending` decision a thread is taking, its sampler
-    /// running with no lock of the root held (see `layer::inherit`):
-    /// others wait for it (`layer::wait_for_a_decision`).
-    pub(crate) deciding: bool,
     pub(crate) role: Role,
     pub(crate) anchor: Anchor,
     pub(crate) start: Instant,
@@ -366,7 +362,9 @@ pub(crate) struct SpanData {
 }
 
 /// What a span knows of its traced ancestors, in one byte: a span's data
-/// fills its cache lines to the byte (see `a_span_stays_small`).
+/// fills its cache lines to the byte (see `a_span_stays_small`). And, for a
+/// root, whether a thread is taking its decision (the one flag of the byte
+/// that is no ancestry's: there is no room for another).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Ancestry(u8);
 
@@ -374,6 +372,23 @@ impl Ancestry {
     const FACADE_PARENT: u8 = 1;
     const UNDER_SDK: u8 = 2;
     const MADE_WHILE_PANICKING: u8 = 4;
+    const DECIDING: u8 = 8;
+
+    /// A root whose `Pending` decision a thread is taking, its sampler
+    /// running with no lock of the root held (see `layer::inherit`):
+    /// others wait for it (`layer::wait_for_a_decision`).
+    pub(crate) fn deciding(self) -> bool {
+        self.0 & Self::DECIDING != 0
+    }
+
+    /// See [`Ancestry::deciding`].
+    pub(crate) fn set_deciding(&mut self, deciding: bool) {
+        if deciding {
+            self.0 |= Self::DECIDING;
+        } else {
+            self.0 &= !Self::DECIDING;
+        }
+    }
 
     /// `parent_is_facade`: the nearest traced ancestor is a Lambda facade.
     /// `under_sdk`: a traced ancestor is an AWS SDK span (or the
@@ -641,7 +656,6 @@ impl SpanData {
             ancestry: Ancestry::default(),
             trace: None,
             decision: Decision::Pending,
-            deciding: false,
             role: Role::Span,
             anchor,
             start,
@@ -671,7 +685,7 @@ impl SpanData {
         self.parent_seg.is_none()
             && self.role == Role::Span
             && self.decision == Decision::Pending
-            && !self.deciding
+            && !self.ancestry.deciding()
     }
 
     /// When its (sub)segment ends, as it closes: when a tower layer ended

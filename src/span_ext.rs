@@ -215,7 +215,7 @@ impl XraySpanExt for tracing::Span {
                 if found.data.decision == crate::span_data::Decision::Pending
                     && !crate::layer::suppressed()
                 {
-                    if found.data.deciding {
+                    if found.data.ancestry.deciding() {
                         busy = true;
                         return;
                     }
