@@ -25,7 +25,6 @@ use std::sync::Arc;
 use crossbeam_channel::{Sender, TrySendError};
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
-use tracing_core::subscriber::NoSubscriber;
 use tracing_core::{Dispatch, Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
@@ -185,9 +184,15 @@ pub(crate) type WithContextFn = fn(&Dispatch, &Id, Lookup, &mut dyn FnMut(Found<
 pub(crate) enum Lookup {
     /// The span's own data only.
     Own,
+    /// The span's own data, a root still undecided decided first (a
+    /// request's end, `end_now`).
+    OwnDecided,
     /// The span's data, else its nearest traced ancestor's, plus the
     /// incoming header of the trace's root.
     Nearest,
+    /// [`Lookup::Nearest`], a root still undecided decided first (a
+    /// header for a downstream call).
+    NearestDecided,
 }
 
 /// What a [`WithContext`] lookup found.
@@ -676,25 +681,6 @@ where
     }
 }
 
-/// Runs `f` (a decision taken by `XraySpanExt`, from the application's code,
-/// under the span's lock) with what the sampler logs going nowhere. Never
-/// from a subscriber callback: with a global dispatcher, tracing-core may
-/// hold the thread's default borrowed there while another thread's scoped
-/// one makes it look free, and setting a default panics. An event
-/// reaching any layer that reads the span (a fmt layer does) would wait on
-/// that lock for ever. Inside a subscriber callback on tracing's scoped
-/// path, tracing already drops nested events (the thread's default is then
-/// the no-op one), and setting a default there would panic (tracing-core
-/// holds it borrowed): `f` just runs.
-pub(crate) fn muted<R>(f: impl FnOnce() -> R) -> R {
-    let dropped_anyway = tracing::dispatcher::get_default(|d| d.is::<NoSubscriber>());
-    if dropped_anyway {
-        f()
-    } else {
-        tracing::dispatcher::with_default(&Dispatch::none(), f)
-    }
-}
-
 fn first_str<'a>(fields: &'a [(&'static str, FieldValue)], keys: &[&str]) -> Option<&'a str> {
     keys.iter().find_map(|k| {
         fields.iter().rev().find_map(|(name, v)| match v {
@@ -877,21 +863,18 @@ impl LayerInner {
     /// children leave as they end, as independent subsegments of the
     /// segment (as in Lambda), and its own close sends nothing. Nothing for
     /// a span that is not a sampled trace's open root.
-    /// `false` when another thread is deciding the root (see `inherit`):
-    /// the caller lets go of the root's lock, waits for the decision
-    /// ([`wait_for_a_decision`]) and tries again.
+    /// The root is decided before (`settle_decision`); one still undecided
+    /// (asked from inside a sampler) is left as it is.
     #[cfg(feature = "tower")]
-    #[must_use]
-    pub(crate) fn seal(&self, root: &mut SpanData) -> bool {
-        if root.parent_seg.is_some() || root.role == Role::Facade {
-            return true;
+    pub(crate) fn seal(&self, root: &mut SpanData) {
+        if root.parent_seg.is_some()
+            || root.role == Role::Facade
+            || root.decision == Decision::Pending
+        {
+            return;
         }
-        if root.ancestry.deciding() {
-            return false;
-        }
-        crate::layer::muted(|| self.decide(root));
         let Some(trace) = root.trace.clone().filter(|_| root.sampled()) else {
-            return true;
+            return;
         };
         let mut stub = SpanData::new(root.trace_id, root.anchor, root.start, root.meta);
         stub.id = root.id;
@@ -920,7 +903,6 @@ impl LayerInner {
                 });
             },
         );
-        true
     }
 
     /// Takes a pending root's sampling decision (SPEC §4): the sampler sees
@@ -962,10 +944,10 @@ impl LayerInner {
         }
     }
 
-    /// Runs the application's sampler on `input`. What it logs, this layer
-    /// ignores (a thread-local flag: nothing global on this path, which
-    /// every request takes); a caller holding a span's lock mutes it
-    /// entirely (see `muted`). A sampler that panics (a bug in the
+    /// Runs the application's sampler on `input`, with no span's lock held
+    /// (see `inherit`, `settle_decision`). What it logs, this layer ignores
+    /// (a thread-local flag: nothing global on this path, which every
+    /// request takes); other layers see it. A sampler that panics (a bug in the
     /// application's own sampler) samples nothing: the panic would
     /// otherwise unwind out of a layer callback, or out of `xray_header`
     /// while the span's lock is held, poisoning it, and abort the process
@@ -1198,11 +1180,11 @@ where
         return;
     };
     let span = match lookup {
-        Lookup::Own => span,
+        Lookup::Own | Lookup::OwnDecided => span,
         // A child of an unsampled trace holds no data: its layer's data
         // above it, not another layer's span in between (disjoint filters).
         // When that finds none (filters that overlap), any layer's.
-        Lookup::Nearest => {
+        Lookup::Nearest | Lookup::NearestDecided => {
             let id = span.id();
             match traced_self_or_ancestor(span, Some(&crate::owners::unsampled_owner))
                 .or_else(|| traced_self_or_ancestor(subscriber.span(&id)?, None))
@@ -1212,13 +1194,20 @@ where
             }
         }
     };
+    // A root still undecided is decided first, with no lock of it held
+    // while the sampler runs: this may be a subscriber callback (a layer
+    // asking for the header in `on_event`), where nothing may wait on the
+    // root, nor mute the sampler with a scoped dispatcher.
+    if matches!(lookup, Lookup::OwnDecided | Lookup::NearestDecided) {
+        settle_decision(&span, inner);
+    }
     let mut ext = span.extensions_mut();
     if let Some(data) = ext.get_mut::<Box<SpanData>>() {
         // The root's incoming header (its extra keys travel on): the root's
         // own, or the one its trace's buffer carries, without walking up.
         let incoming = match lookup {
-            Lookup::Own => None,
-            Lookup::Nearest => data
+            Lookup::Own | Lookup::OwnDecided => None,
+            Lookup::Nearest | Lookup::NearestDecided => data
                 .incoming()
                 .or_else(|| data.trace.as_ref()?.incoming.as_ref())
                 .cloned(),
@@ -1233,6 +1222,55 @@ where
             inner: owner.as_deref().unwrap_or(inner),
             incoming,
         });
+    }
+}
+
+/// Takes the decision of `span` if it is a root still undecided, as its
+/// first child would (see `inherit`): marked `deciding`, the sampler run
+/// with no lock of it held, the answer applied; or waits, holding no lock,
+/// for the thread taking it. Not from inside a sampler (a header asked
+/// there): that root's header says `Sampled=0`.
+fn settle_decision<S>(span: &SpanRef<'_, S>, inner: &LayerInner)
+where
+    S: for<'l> LookupSpan<'l>,
+{
+    if suppressed() {
+        return;
+    }
+    loop {
+        let (input, owner) = {
+            let mut ext = span.extensions_mut();
+            let Some(d) = ext.get_mut::<Box<SpanData>>() else {
+                return;
+            };
+            if d.decision != Decision::Pending || d.parent_seg.is_some() {
+                return;
+            }
+            if d.ancestry.deciding() {
+                drop(ext);
+                wait_for_a_decision();
+                continue;
+            }
+            d.ancestry.set_deciding(true);
+            // Made by another `XrayLayer` of this subscriber: its sampler.
+            let owner = (d.owner != inner.tag && d.owner != 0)
+                .then(|| crate::owners::get(d.owner))
+                .flatten();
+            (owner.as_deref().unwrap_or(inner).sampling_input(d), owner)
+        };
+        let inner = owner.as_deref().unwrap_or(inner);
+        let decision = inner.run_sampler(&input);
+        {
+            let mut ext = span.extensions_mut();
+            if let Some(d) = ext.get_mut::<Box<SpanData>>() {
+                d.ancestry.set_deciding(false);
+                if d.decision == Decision::Pending {
+                    inner.apply_decision(d, decision);
+                }
+            }
+        }
+        decision_made();
+        return;
     }
 }
 

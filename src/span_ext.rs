@@ -163,7 +163,10 @@ fn with_data(span: &tracing::Span, lookup: Lookup, f: &mut dyn FnMut(Found<'_>))
     // of it; the span it was made in, the current one, stands in for it
     // (not for `Span::none()`, which no callsite made, nor for the span's
     // own data: `Lookup::Own`).
-    if span.is_disabled() && !span.is_none() && matches!(lookup, Lookup::Nearest) {
+    if span.is_disabled()
+        && !span.is_none()
+        && matches!(lookup, Lookup::Nearest | Lookup::NearestDecided)
+    {
         let current = tracing::Span::current();
         if !current.is_disabled() {
             return with_data(&current, lookup, f);
@@ -203,37 +206,17 @@ impl XraySpanExt for tracing::Span {
     }
 
     fn xray_header(&self) -> Option<TraceHeader> {
-        loop {
-            let mut out = None;
-            let mut busy = false;
-            with_data(self, Lookup::Nearest, &mut |found| {
-                // Decided once: another thread taking the decision (the
-                // root's first child, its sampler running unlocked) is
-                // waited for. Not decided from inside a sampler (asking for
-                // the header of the root it decides): its header says
-                // `Sampled=0`.
-                if found.data.decision == crate::span_data::Decision::Pending
-                    && !crate::layer::suppressed()
-                {
-                    if found.data.ancestry.deciding() {
-                        busy = true;
-                        return;
-                    }
-                    // What the sampler logs goes nowhere (see `muted`).
-                    crate::layer::muted(|| found.inner.decide(found.data));
-                }
-                out = Some(
-                    found
-                        .inner
-                        .outgoing_header(found.data, found.incoming.as_ref()),
-                );
-            });
-            if !busy {
-                return out;
-            }
-            // Let go of the root's lock, which the deciding thread needs.
-            crate::layer::wait_for_a_decision();
-        }
+        let mut out = None;
+        // A root still undecided is decided first (see
+        // `layer::settle_decision`), with no lock of it held.
+        with_data(self, Lookup::NearestDecided, &mut |found| {
+            out = Some(
+                found
+                    .inner
+                    .outgoing_header(found.data, found.incoming.as_ref()),
+            );
+        });
+        out
     }
 }
 
@@ -249,23 +232,16 @@ impl XraySpanExt for tracing::Span {
 /// [`LayerInner::seal`]: crate::layer::LayerInner::seal
 #[cfg(feature = "tower")]
 pub(crate) fn end_now(span: &tracing::Span) {
-    loop {
-        let mut done = true;
-        with_data(span, Lookup::Own, &mut |found| {
-            if found.data.decision != crate::span_data::Decision::NotSampled
-                && found.data.role != crate::span_data::Role::Facade
-            {
-                found.data.rare_mut().ended = Some(crate::clock::Instant::now());
-                done = found.inner.seal(found.data);
-            }
-        });
-        if done {
-            return;
+    // Now, not once the root is decided (which may wait for another thread).
+    let ended = crate::clock::Instant::now();
+    with_data(span, Lookup::OwnDecided, &mut |found| {
+        if found.data.decision != crate::span_data::Decision::NotSampled
+            && found.data.role != crate::span_data::Role::Facade
+        {
+            found.data.rare_mut().ended = Some(ended);
+            found.inner.seal(found.data);
         }
-        // Another thread is deciding the root (its first child): let go
-        // of the root's lock, which it needs, and wait for it.
-        crate::layer::wait_for_a_decision();
-    }
+    });
 }
 
 /// The header an outgoing call made in `call_span` carries (the tower client
