@@ -862,9 +862,9 @@ impl LayerInner {
     /// its trace finished so far. What remains of it is a facade: its
     /// children leave as they end, as independent subsegments of the
     /// segment (as in Lambda), and its own close sends nothing. Nothing for
-    /// a span that is not a sampled trace's open root.
-    /// The root is decided before (`settle_decision`); one still undecided
-    /// (asked from inside a sampler) is left as it is.
+    /// a span that is not a sampled trace's open root. The root is decided
+    /// before (`settle_decision`); one still undecided (asked from inside a
+    /// sampler) is left as it is.
     #[cfg(feature = "tower")]
     pub(crate) fn seal(&self, root: &mut SpanData) {
         if root.parent_seg.is_some()
@@ -947,11 +947,12 @@ impl LayerInner {
     /// Runs the application's sampler on `input`, with no span's lock held
     /// (see `inherit`, `settle_decision`). What it logs, this layer ignores
     /// (a thread-local flag: nothing global on this path, which every
-    /// request takes); other layers see it. A sampler that panics (a bug in the
-    /// application's own sampler) samples nothing: the panic would
-    /// otherwise unwind out of a layer callback, or out of `xray_header`
-    /// while the span's lock is held, poisoning it, and abort the process
-    /// when the span is dropped. The panic hook has already reported it.
+    /// request takes); other layers see it. A sampler that panics (a bug in
+    /// the application's own sampler) samples nothing: the panic would
+    /// otherwise unwind out of a layer callback (aborting the process if
+    /// that is a `Drop`'s), or out of the application's `xray_header`, and
+    /// leave the root marked as being decided. The panic hook has already
+    /// reported it.
     fn run_sampler(&self, input: &SamplingInput) -> crate::sampling::SamplingDecision {
         let resource = self.cfg.resource.get();
         let mut request = SamplingRequest::new().with_service_name(&self.cfg.service_name);
