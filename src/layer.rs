@@ -186,6 +186,7 @@ pub(crate) enum Lookup {
     Own,
     /// The span's own data, a root still undecided decided first (a
     /// request's end, `end_now`).
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     OwnDecided,
     /// The span's data, else its nearest traced ancestor's, plus the
     /// incoming header of the trace's root.

@@ -139,6 +139,7 @@ fn a_lambda_invocations_facade_keeps_no_place_among_the_50() {
 }
 
 /// A finished child of the current span carrying 19 annotations.
+#[cfg(feature = "tower")]
 fn step_with_nineteen_annotations() {
     info_span!(
         "late_step",

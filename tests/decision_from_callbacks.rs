@@ -5,6 +5,7 @@
 
 mod common;
 
+#[cfg(feature = "tower")]
 use std::future::Future as _;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -138,12 +139,14 @@ fn child_header_in_on_event_global() {
 
 /// Samples everything; its first call tells `entered` it runs, then waits
 /// (at most 5 s) for `go`.
+#[cfg(feature = "tower")]
 struct GatedFirst {
     first: std::sync::atomic::AtomicBool,
     entered: Mutex<Sender<()>>,
     go: Mutex<Receiver<()>>,
 }
 
+#[cfg(feature = "tower")]
 impl tracing_xray::sampling::Sampler for GatedFirst {
     fn sample(
         &self,
