@@ -624,12 +624,6 @@ where
                 Some(d) if d.decision != Decision::Pending => {
                     return Some(Inherited::from(ancestor.id(), d))
                 }
-                Some(d) if d.ancestry.deciding() => {
-                    // Another thread is taking it: wait, holding no lock.
-                    drop(ext);
-                    wait_for_a_decision();
-                    continue;
-                }
                 Some(_) => {}
                 None => {
                     if ext.get::<UnsampledOf>().is_some_and(|m| m.0 == inner.tag) {
@@ -643,42 +637,13 @@ where
                 }
             }
         }
-        // Undecided: decided here, once (the sampler asked once per trace:
-        // its reservoir, its statistics), with no lock of the root held
-        // while the sampler runs: what it logs may reach a layer that
-        // reads the root (fmt does), and what it records on a span comes
-        // here; under the root's lock, each would wait on it for ever
-        // (nested events are dropped only under a scoped dispatcher). The
-        // root is marked `deciding` meanwhile: other threads wait for it,
-        // and a header no longer continues it.
-        let input = {
-            let Some(mut ext) = unless_poisoned(|| ancestor.extensions_mut()) else {
-                walk.marked = true;
-                return None;
-            };
-            let d = ext.get_mut::<Box<SpanData>>()?;
-            if d.decision != Decision::Pending || d.ancestry.deciding() {
-                // Taken up by another thread between the two locks.
-                continue;
-            }
-            d.ancestry.set_deciding(true);
-            inner.sampling_input(d)
-        };
-        let decision = inner.run_sampler(&input);
-        let inherited = {
-            let Some(mut ext) = unless_poisoned(|| ancestor.extensions_mut()) else {
-                walk.marked = true;
-                return None;
-            };
-            let d = ext.get_mut::<Box<SpanData>>()?;
-            d.ancestry.set_deciding(false);
-            if d.decision == Decision::Pending {
-                inner.apply_decision(d, decision);
-            }
-            Inherited::from(ancestor.id(), d)
-        };
-        decision_made();
-        return Some(inherited);
+        // Undecided: decided now, once, with no lock of the root held while
+        // the sampler runs (or by the thread already deciding it); then
+        // read again. (Never suppressed here: `new_span` returns first.)
+        if !settle_decision(&ancestor, inner) {
+            walk.marked = true;
+            return None;
+        }
     }
 }
 
@@ -1201,7 +1166,8 @@ where
     // asking for the header in `on_event`), where nothing may wait on the
     // root, nor mute the sampler with a scoped dispatcher.
     if matches!(lookup, Lookup::OwnDecided | Lookup::NearestDecided) {
-        settle_decision(&span, inner);
+        // (A poisoned lock: read in vain below too.)
+        let _ = settle_decision(&span, inner);
     }
     let mut ext = span.extensions_mut();
     if let Some(data) = ext.get_mut::<Box<SpanData>>() {
@@ -1227,26 +1193,35 @@ where
     }
 }
 
-/// Takes the decision of `span` if it is a root still undecided, as its
-/// first child would (see `inherit`): marked `deciding`, the sampler run
-/// with no lock of it held, the answer applied; or waits, holding no lock,
-/// for the thread taking it. Not from inside a sampler (a header asked
-/// there): that root's header says `Sampled=0`.
-fn settle_decision<S>(span: &SpanRef<'_, S>, inner: &LayerInner)
+/// Takes the decision of `span` if it is a root still undecided, once (the
+/// sampler asked once per trace: its reservoir, its statistics): the root
+/// marked `deciding`, its request copied out, the sampler run with no lock
+/// of it held, the answer applied; or waits, holding no lock, for the
+/// thread taking it. Unlocked, because what the sampler logs may reach a
+/// layer that reads the root (fmt does), and what it records on a span
+/// comes here: under the root's lock each would wait on it for ever
+/// (nested events are dropped only under a scoped dispatcher), and muting
+/// the sampler with a scoped dispatcher panics inside a callback. While
+/// marked, a header no longer continues the root. Not from inside a
+/// sampler (a header asked there): that root's header says `Sampled=0`.
+/// `false` when the root's lock is poisoned (another layer's panic).
+fn settle_decision<S>(span: &SpanRef<'_, S>, inner: &LayerInner) -> bool
 where
     S: for<'l> LookupSpan<'l>,
 {
     if suppressed() {
-        return;
+        return true;
     }
     loop {
         let (input, owner) = {
-            let mut ext = span.extensions_mut();
-            let Some(d) = ext.get_mut::<Box<SpanData>>() else {
-                return;
+            let Some(mut ext) = unless_poisoned(|| span.extensions_mut()) else {
+                return false;
             };
-            if d.decision != Decision::Pending || d.parent_seg.is_some() {
-                return;
+            let Some(d) = ext.get_mut::<Box<SpanData>>() else {
+                return true;
+            };
+            if d.decision != Decision::Pending {
+                return true;
             }
             if d.ancestry.deciding() {
                 drop(ext);
@@ -1263,7 +1238,9 @@ where
         let inner = owner.as_deref().unwrap_or(inner);
         let decision = inner.run_sampler(&input);
         {
-            let mut ext = span.extensions_mut();
+            let Some(mut ext) = unless_poisoned(|| span.extensions_mut()) else {
+                return false;
+            };
             if let Some(d) = ext.get_mut::<Box<SpanData>>() {
                 d.ancestry.set_deciding(false);
                 if d.decision == Decision::Pending {
@@ -1272,7 +1249,7 @@ where
             }
         }
         decision_made();
-        return;
+        return true;
     }
 }
 

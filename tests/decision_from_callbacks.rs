@@ -91,17 +91,7 @@ fn child_header_in_on_event_global() {
         .init();
 
     // Another thread holds a scoped default while the line is logged...
-    let (scoped_tx, scoped) = mpsc::channel::<()>();
-    let (drop_tx, drop_rx) = mpsc::channel::<()>();
-    let (dropped_tx, dropped) = mpsc::channel::<()>();
-    let other = std::thread::spawn(move || {
-        let guard = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
-        scoped_tx.send(()).unwrap();
-        let _ = drop_rx.recv_timeout(Duration::from_secs(10));
-        drop(guard);
-        dropped_tx.send(()).unwrap();
-    });
-    scoped.recv().unwrap();
+    let other = common::ScopedElsewhere::hold();
     let (done_tx, done) = mpsc::channel::<()>();
     let app = std::thread::spawn(move || {
         let request = tracing::info_span!("request", url.path = "/orders");
@@ -116,13 +106,11 @@ fn child_header_in_on_event_global() {
         .recv_timeout(Duration::from_secs(10))
         .expect("the log line never reached the layer");
     // ...and lets it go while the layer handles the line.
-    drop_tx.send(()).unwrap();
-    dropped.recv().unwrap();
+    other.release();
     go.send(()).unwrap();
     done.recv_timeout(Duration::from_secs(10))
         .expect("the request never finished");
     app.join().unwrap();
-    other.join().unwrap();
     xray.flush(Duration::from_secs(5)).unwrap();
     let header = header.lock().unwrap().clone();
     assert!(

@@ -90,18 +90,12 @@ fn child_logging_sampler_beside_fmt_global() {
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
         .with(layer)
         .init();
-    let (done, finished) = mpsc::channel();
-    std::thread::spawn(move || {
-        let request = tracing::info_span!("request", url.path = "/orders");
-        request.in_scope(|| tracing::info_span!("child").in_scope(|| {}));
-        drop(request);
-        let _ = done.send(());
-    });
-    finished
-        .recv_timeout(Duration::from_secs(10))
-        .expect("deadlocked: the sampler's event, formatted by fmt, waited on the root's lock the layer holds");
-    xray.flush(Duration::from_secs(5)).unwrap();
-    assert_eq!(exporter.traces().len(), 1);
+    a_request_with_a_child_is_traced(
+        tracing::info_span!("request", url.path = "/orders"),
+        &xray,
+        &exporter,
+        "deadlocked: the sampler's event, formatted by fmt, waited on the root's lock the layer holds",
+    );
 }
 
 /// Raised by the same hunt: a sampler that records on the current span
@@ -137,16 +131,30 @@ fn child_sampler_recording_on_the_current_span() {
         .build();
     let xray = layer.handle();
     tracing_subscriber::registry().with(layer).init();
+    a_request_with_a_child_is_traced(
+        tracing::info_span!("request", decided = tracing::field::Empty),
+        &xray,
+        &exporter,
+        "deadlocked: the sampler's record came back for the root's lock",
+    );
+}
+
+/// Opens `request`'s first child (the root decided there) and closes both
+/// on a thread of their own; fails with `hang` if that thread does not
+/// finish, then checks that the trace was sent.
+fn a_request_with_a_child_is_traced(
+    request: tracing::Span,
+    xray: &tracing_xray::XrayHandle,
+    exporter: &InMemoryExporter,
+    hang: &str,
+) {
     let (done, finished) = mpsc::channel();
     std::thread::spawn(move || {
-        let request = tracing::info_span!("request", decided = tracing::field::Empty);
         request.in_scope(|| tracing::info_span!("child").in_scope(|| {}));
         drop(request);
         let _ = done.send(());
     });
-    finished
-        .recv_timeout(Duration::from_secs(10))
-        .expect("deadlocked: the sampler's record came back for the root's lock");
+    finished.recv_timeout(Duration::from_secs(10)).expect(hang);
     xray.flush(Duration::from_secs(5)).unwrap();
     assert_eq!(exporter.traces().len(), 1);
 }

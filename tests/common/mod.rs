@@ -788,3 +788,44 @@ pub fn step_with_twenty_annotations() {
     )
     .in_scope(|| {});
 }
+
+/// A scoped (no-op) default dispatcher held on a thread of its own until
+/// [`ScopedElsewhere::release`]: what makes tracing-core take its slow path
+/// on every thread meanwhile, and drop back to its fast one at release
+/// (the window in which a scoped dispatcher swapped inside a callback
+/// under a global one panics).
+pub struct ScopedElsewhere {
+    release: std::sync::mpsc::Sender<()>,
+    released: std::sync::mpsc::Receiver<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ScopedElsewhere {
+    /// Returns once the other thread holds its scoped default.
+    pub fn hold() -> Self {
+        let (held_tx, held) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let (released_tx, released) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let guard =
+                tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+            held_tx.send(()).unwrap();
+            let _ = release_rx.recv_timeout(Duration::from_secs(10));
+            drop(guard);
+            released_tx.send(()).unwrap();
+        });
+        held.recv().unwrap();
+        ScopedElsewhere {
+            release,
+            released,
+            thread,
+        }
+    }
+
+    /// Drops the scoped default; returns once it is dropped.
+    pub fn release(self) {
+        let _ = self.release.send(());
+        self.released.recv().unwrap();
+        self.thread.join().unwrap();
+    }
+}
