@@ -211,7 +211,10 @@ fn strip_ansi(s: &str) -> String {
 /// narrowest in common use (asking the terminal, `TIOCGWINSZ`, would take
 /// `unsafe` code or a dependency for a development tool).
 /// (Reproduced under `script` with `stty cols 80`; the test re-runs itself
-/// as the child that draws.)
+/// as the child that draws.) Then the marks and annotations, written after
+/// the bar's right edge, still ran past column 80 on every row of the
+/// quickstart (` customer=c-42`, ` FAULT`, ...): the bar now leaves them
+/// room, and annotations too long for it are cut.
 #[test]
 fn on_an_80_column_terminal_rows_fit() {
     if std::env::var_os("TIMELINE_TTY_CHILD").is_some() {
@@ -222,8 +225,11 @@ fn on_an_80_column_terminal_rows_fit() {
             .build();
         let xray = layer.handle();
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-            tracing::info_span!("request").in_scope(|| {
-                tracing::info_span!("load_customer_record").in_scope(|| sleep(5));
+            tracing::info_span!("request", annotation.customer = "c-42").in_scope(|| {
+                tracing::info_span!("load_customer_record", annotation.table = "customers")
+                    .in_scope(|| sleep(5));
+                tracing::info_span!("call_payments_api", error = true)
+                    .in_scope(|| tracing::info_span!("retry", annotation.note = %"n".repeat(300)));
             });
         });
         xray.flush(Duration::from_secs(10)).unwrap();
@@ -248,15 +254,18 @@ fn on_an_80_column_terminal_rows_fit() {
     let text = strip_ansi(&String::from_utf8_lossy(&out.stdout)).replace('\r', "");
     let bar_rows: Vec<&str> = text.lines().filter(|l| l.contains(" ms |")).collect();
     assert!(!bar_rows.is_empty(), "nothing drawn: {text}");
-    let widest = bar_rows
-        .iter()
-        .map(|l| l.rfind('|').unwrap() + 1)
-        .max()
-        .unwrap();
+    assert_eq!(bar_rows.len(), 4, "{text}");
+    let widest = bar_rows.iter().map(|l| l.chars().count()).max().unwrap();
     assert!(
         widest <= 80,
-        "on an 80-column terminal the bars end at column {widest}: every row wraps\n{text}"
+        "on an 80-column terminal a row is {widest} columns wide and wraps\n{text}"
     );
+    for (row, tail) in bar_rows
+        .iter()
+        .zip(["customer=c-42", "table=customers", "FAULT"])
+    {
+        assert!(row.contains(tail), "{tail} not drawn\n{text}");
+    }
 }
 
 /// An axum handler behind `XrayServerLayer` answers at once and spawns, in
@@ -591,4 +600,153 @@ fn a_flush_of_many_waiting_parts_finishes_in_time() {
         xray.stats()
     );
     std::mem::forget(job); // (the worker may still be busy: no shutdown)
+}
+
+/// A trace of a few milliseconds (the usual local request) was titled
+/// `trace 1-…  app  0.00 s` while its root row said `4.1 ms`: the title now
+/// gives milliseconds under a second. (Found by the hunt of the terminal
+/// timeline.)
+#[test]
+fn a_millisecond_trace_is_not_titled_zero_seconds() {
+    let text = draw(
+        |b| b,
+        || tracing::info_span!("request").in_scope(|| sleep(4)),
+    );
+    let title = text.lines().next().unwrap();
+    assert!(!title.contains(" 0.00 s"), "{text}");
+    assert!(title.ends_with(" ms"), "{text}");
+}
+
+/// A nightly job still open at a flush that streamed more steps than the
+/// exporter holds (10,000 waiting parts): the flush drew what was left and
+/// said nothing of the 10,000 dropped (the note was written only with the
+/// segment, which at shutdown never comes). The flush now says it.
+#[test]
+fn a_flush_of_a_still_open_job_says_what_was_not_drawn() {
+    let out = Buffer::default();
+    let layer = tracing_xray::builder()
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_exporter(TimelineExporter::to_writer(out.clone()).ascii())
+        .build();
+    let xray = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let job = tracing::dispatcher::with_default(&dispatch, || {
+        let job = tracing::info_span!("nightly_job");
+        for _ in 0..12_000 {
+            job.in_scope(|| tracing::info_span!("step").in_scope(|| {}));
+        }
+        job
+    });
+    assert_eq!(xray.flush(Duration::from_secs(10)), Ok(()));
+    let stats = xray.stats();
+    let text = out.text();
+    assert!(stats.documents_failed > 0, "nothing was dropped: {stats:?}");
+    let note = text
+        .lines()
+        .find(|l| l.contains("are not drawn"))
+        .unwrap_or_else(|| {
+            panic!(
+                "{} steps drawn, nothing says what is missing",
+                rows(&text).len()
+            )
+        });
+    let said: u64 = note[1..].split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(said, stats.documents_failed, "{note}");
+    // The job ends: its segment comes with the steps it still held. Every
+    // step is drawn or said missing, once (the segment does not repeat it).
+    tracing::dispatcher::with_default(&dispatch, || drop(job));
+    assert_eq!(xray.flush(Duration::from_secs(10)), Ok(()));
+    let text = out.text();
+    assert_eq!(text.matches("are not drawn").count(), 1, "{note}");
+    assert_eq!(rows(&text).len() as u64 - 1 + said, 12_000, "{note}");
+}
+
+/// A step with two sub-steps streams as one part (a document holding three
+/// subsegments); 11,000 of them under one root: the note said "10000
+/// subsegments ... are not drawn" when 30,000 were missing (it counted
+/// parts). The rows drawn and the number said missing now add up.
+#[test]
+fn the_note_on_parts_not_drawn_counts_their_subsegments() {
+    let text = draw(
+        |b| b,
+        || {
+            let job = tracing::info_span!("nightly_job");
+            for _ in 0..11_000 {
+                job.in_scope(|| {
+                    tracing::info_span!("step").in_scope(|| {
+                        tracing::info_span!("read").in_scope(|| {});
+                        tracing::info_span!("write").in_scope(|| {});
+                    })
+                });
+            }
+        },
+    );
+    let drawn = rows(&text).len() - 1;
+    let said: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix('(')?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("nothing says what is missing: {:?}", text.lines().last()));
+    assert_eq!(drawn + said, 33_000, "{:?}", text.lines().last());
+}
+
+/// macOS gives file names in decomposed form: a span named after one in
+/// Korean (`주문`: U+110C U+116E U+1106 U+116E U+11AB) is drawn by a
+/// terminal in four columns (the vowels and final consonants join their
+/// syllable: `wcwidth` 0), but its row was padded as if seven: its bar
+/// started 3 columns left of the others'.
+#[test]
+fn decomposed_hangul_names_keep_the_bars_aligned() {
+    let text = draw(
+        |b| b,
+        || {
+            tracing::info_span!("request").in_scope(|| {
+                tracing::info_span!(
+                    "step",
+                    otel.name = "\u{110C}\u{116E}\u{1106}\u{116E}\u{11AB}"
+                )
+                .in_scope(|| sleep(1));
+                tracing::info_span!("other").in_scope(|| sleep(1));
+            });
+        },
+    );
+    // Columns as a terminal counts them, for the characters used here.
+    let columns = |s: &str| {
+        s.chars()
+            .map(|c| match u32::from(c) {
+                0x1160..=0x11FF => 0,
+                0x1100..=0x115F => 2,
+                _ => 1,
+            })
+            .sum::<usize>()
+    };
+    let edges: Vec<usize> = rows(&text)
+        .iter()
+        .map(|r| columns(&r[..r.find('|').unwrap()]))
+        .collect();
+    assert_eq!(edges.len(), 3, "{text}");
+    assert!(edges.iter().all(|&e| e == edges[0]), "{edges:?}\n{text}");
+}
+
+/// U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR are line breaks to
+/// log viewers and editors (mandatory breaks in Unicode) and not printable
+/// (`wcwidth` -1); names keep them (the name rules allow any space) and
+/// annotation values too: they were printed raw, in the title as well.
+#[test]
+fn line_and_paragraph_separators_from_request_data_are_escaped() {
+    let text = draw(
+        |b| b.with_service_name("a\u{2028}b"),
+        || {
+            tracing::info_span!("request", annotation.note = "first\u{2029}second").in_scope(
+                || {
+                    tracing::info_span!("route", otel.name = "GET /a\u{2028}GET /b")
+                        .in_scope(|| sleep(1));
+                },
+            );
+        },
+    );
+    assert!(text.contains("GET /a"), "{text}");
+    assert!(
+        !text.contains('\u{2028}') && !text.contains('\u{2029}'),
+        "a line or paragraph separator from request data is printed raw: {text:?}"
+    );
 }

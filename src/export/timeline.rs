@@ -245,9 +245,10 @@ impl TimelineExporter {
         self
     }
 
-    /// Width of a row up to the bar's right edge, in columns, between 60
-    /// and 300 (default: `COLUMNS`, else 80 on a terminal and 100 off one);
-    /// marks and annotations follow the bar.
+    /// Width of a row, in columns, between 60 and 300 (default: `COLUMNS`,
+    /// else 80 on a terminal and 100 off one). Marks and annotations follow
+    /// the bar within it: the bar leaves them up to half the room right of
+    /// the names, and annotations longer than that are cut (`…`).
     ///
     /// ```
     /// use tracing_xray::export::TimelineExporter;
@@ -320,11 +321,14 @@ impl TimelineExporter {
             if let Some(oldest) = self.pending_order.pop_front() {
                 if let Some(parts) = self.pending.remove(&oldest) {
                     self.pending_count -= parts.len();
-                    // Said when the trace is drawn (a bounded memory of it).
+                    // Said when the trace is drawn, or at the next flush (a
+                    // bounded memory of it), in subsegments: a part is a
+                    // whole subtree.
                     if self.evicted.len() >= MAX_EVICTED_TRACES {
                         self.evicted.clear();
                     }
-                    *self.evicted.entry(oldest).or_default() += parts.len();
+                    let subsegments: usize = parts.iter().map(|p| p.ids.len()).sum();
+                    *self.evicted.entry(oldest).or_default() += subsegments;
                     for part in parts {
                         outcome.fail(
                             part.doc,
@@ -429,11 +433,7 @@ impl TimelineExporter {
             self.evicted.remove(&trace)
         };
         if let Some(n) = evicted {
-            let _ = writeln!(
-                text,
-                "({n} subsegments of this trace are not drawn: more than \
-                 {MAX_PENDING_SUBSEGMENTS} waited for their segment)"
-            );
+            let _ = writeln!(text, "{}", not_drawn_note(n, None));
         }
         match self
             .out
@@ -479,13 +479,27 @@ fn printable(s: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
-/// A control character, or one that reorders text on terminals that apply
-/// the bidirectional algorithm (marks, embeddings, overrides, isolates).
+/// A control character; a line or paragraph separator (`\u{2028}`,
+/// `\u{2029}`: line breaks to log viewers and editors); one that reorders
+/// text on terminals that apply the bidirectional algorithm (marks,
+/// embeddings, overrides, isolates); or an invisible one that makes two
+/// different values look alike (zero-width space, word joiner and invisible
+/// operators, byte order mark, tags). The joiners that shape scripts and
+/// emoji (`\u{200C}`, `\u{200D}`) are kept.
 fn unprintable(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{200B}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+                | '\u{E0000}'..='\u{E007F}'
         )
 }
 
@@ -551,12 +565,14 @@ fn flatten(node: &Value, depth: usize, rows: &mut Vec<Row>) {
             leaf: children.is_empty(),
             critical: false,
         });
+        // By start time, ties in the document's order (the stack pops the
+        // last pushed first).
         children.sort_by(|a, b| {
             let sa = a["start_time"].as_f64().unwrap_or(0.0);
             let sb = b["start_time"].as_f64().unwrap_or(0.0);
-            sb.total_cmp(&sa)
+            sa.total_cmp(&sb)
         });
-        stack.extend(children.into_iter().map(|c| (c, d + 1)));
+        stack.extend(children.into_iter().rev().map(|c| (c, d + 1)));
     }
 }
 
@@ -672,16 +688,23 @@ impl TimelineExporter {
             .unwrap_or(10)
             .min(self.width / 3);
         // A row: mark, space, label (`label_width - 2`), space, duration
-        // (9), " ms ", the bar between its two edges.
-        let bar_width = self.width.saturating_sub(label_width + 16).max(10);
+        // (9), unit (" ms " or " s  "), the bar between its two edges, then
+        // the marks and annotations ("tail"). The bar leaves the longest
+        // tail up to half the room right of the labels; longer annotations
+        // are cut to fit the width.
+        let tails: Vec<usize> = rows.iter().map(tail_columns).collect();
+        let room = self.width.saturating_sub(label_width + 16);
+        let reserve = tails.iter().copied().max().unwrap_or(0).min(room / 2);
+        let bar_width = (room - reserve).max(10);
+        let tail_room = self.width.saturating_sub(label_width + 16 + bar_width);
 
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{bold}trace {}  {}  {:.2} s{}{reset}",
-            root["trace_id"].as_str().unwrap_or("?"),
-            root["name"].as_str().unwrap_or("?"),
-            segment_time,
+            "{bold}trace {}  {}  {}{}{reset}",
+            printable(root["trace_id"].as_str().unwrap_or("?")),
+            printable(root["name"].as_str().unwrap_or("?")),
+            short_duration(segment_time),
             match continued {
                 Some(Continued::AfterIt) => "  (continued: ended after its parent was drawn)",
                 Some(Continued::BeforeIt) => "  (continued: drawn without its segment)",
@@ -724,15 +747,24 @@ impl TimelineExporter {
             let pad = label_width - 2 - columns(label);
             let _ = write!(
                 s,
-                "{mark} {label}{:pad$} {:>9.1} ms {bar_edge}{color}{bar}{reset}{bar_edge}",
+                "{mark} {label}{:pad$} {} {bar_edge}{color}{bar}{reset}{bar_edge}",
                 "",
-                (r.end - r.start) * 1000.0,
+                duration_column(r.end - r.start),
             );
+            let mut left = tail_room;
             if !r.marks.is_empty() {
-                let _ = write!(s, " {color}{}{reset}", r.marks.join(" "));
+                let marks = r.marks.join(" ");
+                left = left.saturating_sub(1 + marks.len());
+                let _ = write!(s, " {color}{marks}{reset}");
             }
-            if !r.annotations.is_empty() {
-                let _ = write!(s, " {dim}{}{reset}", r.annotations);
+            if !r.annotations.is_empty() && left >= 2 {
+                let cut = if columns(&r.annotations) <= left - 1 {
+                    std::borrow::Cow::Borrowed(r.annotations.as_str())
+                } else {
+                    let ellipsis = if self.ascii { "~" } else { "…" };
+                    format!("{}{ellipsis}", cut_to_columns(&r.annotations, left - 2)).into()
+                };
+                let _ = write!(s, " {dim}{cut}{reset}");
             }
             s.push('\n');
         }
@@ -748,10 +780,15 @@ impl TimelineExporter {
             let d = b.end - b.start;
             let _ = writeln!(
                 s,
-                "{bold}bottleneck: {}, {:.1} ms ({:.0}% of the trace){reset}",
+                "{bold}bottleneck: {}, {:.1} ms ({:.0}% of {}){reset}",
                 b.name.trim(),
                 d * 1000.0,
-                (d / segment_time * 100.0).min(100.0)
+                (d / segment_time * 100.0).min(100.0),
+                if continued.is_some() {
+                    "this part"
+                } else {
+                    "the trace"
+                },
             );
         }
         let path: Vec<&str> = rows
@@ -762,6 +799,41 @@ impl TimelineExporter {
         let arrow = if self.ascii { " -> " } else { " → " };
         let _ = writeln!(s, "critical path: {}", path.join(arrow));
         s
+    }
+}
+
+/// The columns of a row's marks and annotations, each after a space.
+fn tail_columns(r: &Row) -> usize {
+    let marks = if r.marks.is_empty() {
+        0
+    } else {
+        1 + r.marks.join(" ").len()
+    };
+    let annotations = if r.annotations.is_empty() {
+        0
+    } else {
+        1 + columns(&r.annotations)
+    };
+    marks + annotations
+}
+
+/// A row's duration, 12 columns: milliseconds with one decimal, seconds
+/// past 1,000,000 ms (a job of hours), so that the column keeps its width.
+fn duration_column(secs: f64) -> String {
+    let ms = secs * 1000.0;
+    if ms < 999_999.95 {
+        format!("{ms:>9.1} ms")
+    } else {
+        format!("{secs:>9.1} s ")
+    }
+}
+
+/// A trace's time in its title: milliseconds under a second, else seconds.
+fn short_duration(secs: f64) -> String {
+    if secs < 0.99995 {
+        format!("{:.1} ms", secs * 1000.0)
+    } else {
+        format!("{secs:.2} s")
     }
 }
 
@@ -867,8 +939,33 @@ impl Exporter for TimelineExporter {
                 self.draw_part(part, Vec::new(), &mut outcome);
             }
         }
+        // Parts dropped from traces whose segment has not come: said now,
+        // since at shutdown it never will.
+        if !self.evicted.is_empty() {
+            let mut text = String::new();
+            for (trace, n) in std::mem::take(&mut self.evicted) {
+                let _ = writeln!(text, "{}", not_drawn_note(n, Some(&trace)));
+            }
+            let _ = self
+                .out
+                .write_all(text.as_bytes())
+                .and_then(|_| self.out.flush());
+        }
         outcome
     }
+}
+
+/// The line saying that `n` subsegments of a trace (`trace`, when not the
+/// one just drawn) were dropped before their segment came.
+fn not_drawn_note(n: usize, trace: Option<&str>) -> String {
+    let whose = match trace {
+        Some(trace) => format!("trace {trace}"),
+        None => "this trace".to_owned(),
+    };
+    format!(
+        "({n} subsegments of {whose} are not drawn: more than \
+         {MAX_PENDING_SUBSEGMENTS} waited for their segment)"
+    )
 }
 
 impl TimelineExporter {
@@ -973,13 +1070,21 @@ struct Part {
 }
 
 /// The terminal columns `c` takes: 2 for East Asian wide and fullwidth
-/// characters (CJK ideographs, kana, Hangul, fullwidth forms, emoji), 0 for
-/// combining marks and zero-width characters, else 1. A short table instead
+/// characters (CJK ideographs, kana, Hangul syllables and leading
+/// consonants, fullwidth forms, emoji), 0 for combining marks, zero-width
+/// characters and the Hangul vowels and final consonants that join a
+/// leading consonant's syllable (as `wcwidth` gives them), else 1. A short table instead
 /// of a dependency: the rows show X-Ray names (letters, digits and a few
 /// symbols), whose wide letters are in these blocks.
 fn char_columns(c: char) -> usize {
     match u32::from(c) {
-        0x0300..=0x036F | 0x200B..=0x200F | 0x20D0..=0x20FF | 0xFE00..=0xFE0F => 0,
+        0x0300..=0x036F
+        | 0x1160..=0x11FF
+        | 0x1885..=0x1886
+        | 0x200B..=0x200F
+        | 0x20D0..=0x20FF
+        | 0xD7B0..=0xD7FF
+        | 0xFE00..=0xFE0F => 0,
         0x1100..=0x115F
         | 0x2E80..=0x303E
         | 0x3041..=0x33FF
@@ -1108,9 +1213,33 @@ mod tests {
         assert!(bar(lines[2]).starts_with('#'));
         assert!(bar(lines[3]).starts_with(' '));
         assert!(lines.iter().all(|l| l.is_ascii()), "{text}");
-        // A row is as wide as asked, up to the bar's right edge.
-        assert_eq!(lines[2].len(), 80, "{text}");
-        assert_eq!(lines[1].rfind('|'), Some(79), "{text}");
+        // A row fits the width asked, its marks and annotations included:
+        // the bar leaves them room, and ends in the same column on each row.
+        assert!(lines[1..4].iter().all(|l| l.len() <= 80), "{text}");
+        assert_eq!(lines[1].len(), 80, "{text}");
+        let edge = lines[1].rfind('|');
+        assert!(lines[2..4].iter().all(|l| l.rfind('|') == edge), "{text}");
+    }
+
+    #[test]
+    fn long_annotations_are_cut_to_the_width_and_long_jobs_keep_the_column() {
+        let mut doc = sample();
+        doc["annotations"]["note"] = json!("x".repeat(200));
+        let text = TimelineExporter::to_writer(io::sink())
+            .with_width(80)
+            .ascii()
+            .render(&doc, None);
+        let root = text.lines().nth(1).unwrap();
+        assert_eq!(root.len(), 80, "{text}");
+        assert!(root.ends_with("xx~"), "{text}");
+        // The bar keeps at least half the room right of the names.
+        let bar = root.split('|').nth(1).unwrap();
+        assert!(bar.len() >= 20, "{text}");
+        // A job of hours: seconds, in the same 12 columns.
+        assert_eq!(duration_column(3.0 * 3600.0), "  10800.0 s ");
+        assert_eq!(duration_column(2.5), "   2500.0 ms");
+        assert_eq!(short_duration(0.0041), "4.1 ms");
+        assert_eq!(short_duration(2.5612), "2.56 s");
     }
 
     #[test]
@@ -1140,6 +1269,7 @@ mod tests {
         doc["annotations"]["evil"] = json!("\u{1b}[2J\u{1b}[31mRED\nnewline");
         let text = TimelineExporter::to_writer(io::sink())
             .ascii()
+            .with_width(200)
             .render(&doc, None);
         assert!(!text.contains('\u{1b}'), "{text}");
         assert_eq!(text.lines().count(), 6, "{text}");
