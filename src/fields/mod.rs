@@ -123,7 +123,10 @@ impl crate::Builder {
 
     /// Whether fields without a convention are kept as metadata under the
     /// `tracing` namespace (default `true`). With `false` they are dropped,
-    /// which keeps documents small.
+    /// which keeps documents small, and so are the values a convention has
+    /// no use for, which would otherwise stay there (a status outside
+    /// 100-999, a gRPC status code once its flags are set, a `server.address`
+    /// with no URL to go in, ...).
     ///
     /// ```
     /// let layer = tracing_xray::builder()

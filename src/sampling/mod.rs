@@ -309,12 +309,13 @@ impl SamplingDecision {
 ///
 /// Called once per trace root (a request whose incoming `X-Amzn-Trace-Id`
 /// header carries `Sampled=1` or `Sampled=0` is not asked). Implementations
-/// must be cheap and must not block: they run on the application's threads.
-/// They should not emit `tracing` events: the layer holds a span's lock
-/// while they decide. tracing-xray ignores such events (and, for a decision
-/// taken by [`XraySpanExt`](crate::XraySpanExt), mutes them), but an event
-/// that reaches another layer reading that span (a fmt layer does) could
-/// wait on the lock for ever.
+/// must be cheap and must not block: they run on the application's threads,
+/// by whichever thread needs the trace's decision first (the others wait
+/// for it), with no lock of any span held. What they log reaches the
+/// application's other layers (tracing-xray ignores it); behind
+/// `tracing_subscriber::reload`, an event logged while a
+/// `reload::Handle::modify` runs can deadlock inside tracing-subscriber, so
+/// do not log from a sampler there.
 ///
 /// ```
 /// use tracing_xray::sampling::{Sampler, SamplingDecision, SamplingRequest};
