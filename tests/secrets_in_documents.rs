@@ -647,3 +647,27 @@ fn a_mongodb_urls_aws_session_token_is_not_sent() {
     );
     assert_no_secret("MongoDB's authMechanismProperties", &docs);
 }
+
+/// A network-path reference (`//user:password@host/path`, RFC 3986 §4.2: a
+/// URL without its scheme, as a proxy or a scheme-relative link gives it)
+/// kept its user info in `http.request.url` (only `scheme://` URLs were
+/// looked into). Found by the hunt of the docs' claims.
+#[test]
+fn a_url_without_a_scheme_loses_its_user_info() {
+    let docs = sent(
+        |b| b,
+        || {
+            info_span!(
+                "call",
+                url.full = format!("//user:{SECRET}@api.example.com/x?token={SECRET}").as_str()
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert_no_secret("url.full = //user:password@host", &docs);
+    assert!(
+        docs[0].contains(r#""url":"//api.example.com/x""#),
+        "{}",
+        docs[0]
+    );
+}

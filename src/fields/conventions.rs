@@ -927,6 +927,16 @@ pub(crate) fn plain_url(url: &str) -> Cow<'_, str> {
 fn plain_url_text(url: &str) -> Cow<'_, str> {
     let end = |from: usize| url[from..].find(['?', '#']).map_or(url.len(), |i| from + i);
     let Some(authority) = url_authority(url) else {
+        // A network-path reference (`//user:pass@host/path`, RFC 3986
+        // §4.2): an authority, without a scheme.
+        if let Some(rest) = url.strip_prefix("//") {
+            let authority_end = 2 + rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let end = end(authority_end);
+            return match url[2..authority_end].rfind('@') {
+                Some(at) => Cow::Owned(["//", &url[2 + at + 1..end]].concat()),
+                None => Cow::Borrowed(&url[..end]),
+            };
+        }
         // A `url::Url` recorded with `?`: its `Debug`, a struct.
         if let Cow::Owned(plain) = without_url_struct_secrets(url) {
             return Cow::Owned(plain);
