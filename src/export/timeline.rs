@@ -758,7 +758,7 @@ impl TimelineExporter {
                 let _ = write!(s, " {color}{marks}{reset}");
             }
             if !r.annotations.is_empty() && left >= 2 {
-                let cut = if columns(&r.annotations) <= left - 1 {
+                let cut = if columns(&r.annotations) < left {
                     std::borrow::Cow::Borrowed(r.annotations.as_str())
                 } else {
                     let ellipsis = if self.ascii { "~" } else { "…" };
