@@ -1796,10 +1796,16 @@ fn record_kept_event<S>(
 ) where
     S: Subscriber + for<'l> LookupSpan<'l>,
 {
+    // Nothing a sampler, the worker or an exporter does reaches a span:
+    // a sampler's own HTTP call (tower-http's status event) is not the
+    // response of the request it decides.
+    if suppressed() {
+        return;
+    }
     if tower_http {
         record_tower_http_status(event, &ctx, inner);
     }
-    if !(is_error || inner.events) || suppressed() {
+    if !(is_error || inner.events) {
         return;
     }
     let Some(span) = traced_event_span(&ctx, event, inner) else {

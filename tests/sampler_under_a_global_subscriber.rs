@@ -2,7 +2,9 @@
 //! test binary). A root decided at its first child runs the sampler while the
 //! layer holds the root's lock; tracing drops nested events only under a
 //! scoped dispatcher, so the sampler's event used to come back into the
-//! layer, which waited on that lock for ever.
+//! layer, which waited on that lock for ever. A sampler that calls an HTTP
+//! service through tower-http's `TraceLayer` must not make that call's
+//! response the request's.
 
 mod common;
 
@@ -157,4 +159,122 @@ fn a_request_with_a_child_is_traced(
     finished.recv_timeout(Duration::from_secs(10)).expect(hang);
     xray.flush(Duration::from_secs(5)).unwrap();
     assert_eq!(exporter.traces().len(), 1);
+}
+
+/// A feature-flag service that a custom sampler consults over HTTP, through
+/// a client instrumented with tower-http's `TraceLayer` (what any tower or
+/// axum-based HTTP client set-up logs), answering 503.
+#[cfg(feature = "tower")]
+mod flag_service {
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use tower_layer::Layer as _;
+    use tower_service::Service;
+
+    #[derive(Clone)]
+    pub struct Flags;
+
+    impl Service<http::Request<Empty<Bytes>>> for Flags {
+        type Response = http::Response<Empty<Bytes>>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<Empty<Bytes>>) -> Self::Future {
+            std::future::ready(Ok(http::Response::builder()
+                .status(503)
+                .body(Empty::new())
+                .unwrap()))
+        }
+    }
+
+    /// One request to the flag service through a `TraceLayer` client (the
+    /// service answers at once: one poll completes it).
+    pub fn ask() {
+        let mut client = tower_http::trace::TraceLayer::new_for_http().layer(Flags);
+        let call = client.call(http::Request::new(Empty::new()));
+        let mut call = std::pin::pin!(call);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(call.as_mut().poll(&mut cx).is_ready());
+    }
+}
+
+/// A custom sampler that asks the flag service before sampling.
+#[cfg(feature = "tower")]
+struct AsksFlags;
+
+#[cfg(feature = "tower")]
+impl Sampler for AsksFlags {
+    fn sample(&self, _request: &SamplingRequest<'_>) -> SamplingDecision {
+        flag_service::ask();
+        SamplingDecision::sampled()
+    }
+}
+
+/// A custom sampler's own HTTP call was recorded on the request being
+/// decided (found by the hunt of long-running processes).
+///
+/// Expected: the README (Sampling, "Or your own `Sampler`") says the sampler
+/// "is asked once per trace ... with no lock of the root held: what it logs
+/// reaches your other layers (fmt prints it), this one ignores it"; the
+/// layer keeps a thread-local "suppressed" flag for exactly that (set around
+/// the sampler, `src/layer.rs` `run_sampler`), and its ERROR events, spans
+/// and `follows_from` are ignored there. A request whose handler answered
+/// nothing (no status recorded) has no `http.response` and no `fault`.
+///
+/// Before the fix: the tower-http response event of the sampler's call
+/// (`tower_http::trace::on_response`, `status = 503`) is taken by
+/// `record_tower_http_status` *before* the `suppressed()` check
+/// (`src/layer.rs:1799-1803`, `src/layer.rs:1906-1948`): it walks up from
+/// the sampler's (untraced) client span to the nearest traced span, the
+/// root being decided, and records `http.response.status_code = 503` on
+/// it. The request's segment goes out with `"http":{"response":{"status":503}}`
+/// and `"fault":true`: the sampler's flag lookup is shown as the request's
+/// failure. Same with a scoped subscriber when the decision is taken by
+/// `Span::current().xray_header()` inside the request (an outgoing call's
+/// header. (A sampler that opens spans, asked at a root's close, is a
+/// tracing-subscriber limit the README names.)
+#[cfg(feature = "tower")]
+#[test]
+fn a_samplers_own_http_call_is_not_recorded_on_the_request_it_decides() {
+    common::run_alone("samplers_http_call_global_child");
+}
+
+#[cfg(feature = "tower")]
+#[test]
+#[ignore = "run in a process of its own by the test above (a global subscriber)"]
+fn samplers_http_call_global_child() {
+    let out = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("orders")
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_sampler(AsksFlags)
+        .with_exporter(out.clone())
+        .build();
+    let xray = layer.handle();
+    tracing_subscriber::registry().with(layer).init();
+    // The README's set-up: a request with one step; the sampler decides at
+    // the step (the root's first child).
+    tracing::info_span!("request", url.path = "/orders").in_scope(|| {
+        tracing::info_span!("load_order").in_scope(|| {});
+    });
+    xray.flush(Duration::from_secs(5)).unwrap();
+    let traces = out.traces();
+    assert_eq!(traces.len(), 1);
+    let segment = &traces[0];
+    assert!(
+        segment["http"]["response"].is_null(),
+        "the sampler's call is recorded as the request's response: {segment}"
+    );
+    assert!(
+        segment["fault"].is_null(),
+        "the sampler's call makes the request a fault: {segment}"
+    );
 }

@@ -315,7 +315,10 @@ impl SamplingDecision {
 /// application's other layers (tracing-xray ignores it); behind
 /// `tracing_subscriber::reload`, an event logged while a
 /// `reload::Handle::modify` runs can deadlock inside tracing-subscriber, so
-/// do not log from a sampler there.
+/// do not log from a sampler there. Nor should a sampler open spans: the
+/// decision of a root without children is taken as it closes, and
+/// tracing-subscriber never frees a span closed inside another's close (nor
+/// the span around it: see the README's "When a trace never arrives").
 ///
 /// ```
 /// use tracing_xray::sampling::{Sampler, SamplingDecision, SamplingRequest};
