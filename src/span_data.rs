@@ -97,9 +97,13 @@ impl Anchor {
         )
     }
 
-    /// Epoch microseconds of `t` (never before the anchor).
+    /// Epoch microseconds of `t` (never before the anchor), its offset
+    /// [`corrected`](crate::clock::corrected) to the OS clock's rate.
     pub(crate) fn micros(&self, t: Instant) -> u64 {
-        self.wall_micros + t.saturating_duration_since(self.at).as_micros() as u64
+        let offset = crate::clock::corrected(t.saturating_duration_since(self.at));
+        // Rounded: a correction of a few nanoseconds must not take away a
+        // whole microsecond.
+        self.wall_micros + ((offset.as_nanos() + 500) / 1000).min(u64::MAX.into()) as u64
     }
 }
 
