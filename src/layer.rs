@@ -751,12 +751,14 @@ impl<'a> RequestFields<'a> {
                 }
                 "uri" => path.offer(2, text),
                 "url.full" => {
-                    path.offer(3, path_of_url(value));
-                    host.offer(4, authority_of_url(value));
+                    let (p, h) = path_and_host_of_full_url(value);
+                    path.offer(3, p);
+                    host.offer(4, h);
                 }
                 "http.url" => {
-                    path.offer(4, path_of_url(value));
-                    host.offer(5, authority_of_url(value));
+                    let (p, h) = path_and_host_of_full_url(value);
+                    path.offer(4, p);
+                    host.offer(5, h);
                 }
                 "http.route" => path.offer(5, text),
                 _ => {}
@@ -1039,6 +1041,22 @@ impl LayerInner {
 fn authority_of_url(url: &str) -> &str {
     crate::fields::conventions::url_authority_text(crate::fields::conventions::unwrapped_url(url))
         .unwrap_or_default()
+}
+
+/// The path and the host of a full URL's field (`url.full`, `http.url`),
+/// which may have no scheme (`//user:password@host/path`, RFC 3986 §4.2:
+/// its authority without the user info, and the path after it).
+fn path_and_host_of_full_url(url: &str) -> (&str, &str) {
+    let Some(rest) = crate::fields::conventions::unwrapped_url(url).strip_prefix("//") else {
+        return (path_of_url(url), authority_of_url(url));
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host = authority
+        .rfind('@')
+        .map_or(authority, |at| &authority[at + 1..]);
+    let path = &rest[end..];
+    (if path.starts_with('/') { path } else { "/" }, host)
 }
 
 /// The path of an absolute URL (with its query, if any): `/` when the

@@ -276,3 +276,54 @@ mod tower_server {
         );
     }
 }
+
+/// What the sampler was given for the last root.
+#[derive(Clone, Default)]
+struct Seen(std::sync::Arc<std::sync::Mutex<Option<(Option<String>, Option<String>)>>>);
+impl tracing_xray::sampling::Sampler for Seen {
+    fn sample(
+        &self,
+        r: &tracing_xray::sampling::SamplingRequest<'_>,
+    ) -> tracing_xray::sampling::SamplingDecision {
+        *self.0.lock().unwrap() = Some((r.host.map(str::to_owned), r.url_path.map(str::to_owned)));
+        tracing_xray::sampling::SamplingDecision::new(true)
+    }
+}
+
+/// The document reads `url.full = "//user:pw@api.example.com/orders"`
+/// as host `api.example.com` and path `/orders` (`"url":"//api.example.com/orders"`),
+/// but the sampler's inputs (which looked for `://`) took the whole text as
+/// the path (found by the review of the fix for URLs without a scheme): a rule for
+/// host `api.example.com` or path `/orders` never matches, and a sampler
+/// (which may log or match on `url_path`) is handed the password.
+/// Expected `host = Some("api.example.com")`, `url_path = Some("/orders")`;
+/// it got no host and `url_path = Some("//user:S3CR3T-xyz@api.example.com/orders")`.
+#[test]
+fn the_sampler_reads_a_scheme_relative_url_as_the_document_does() {
+    let seen = Seen::default();
+    let layer = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_sampler(seen.clone())
+        .with_exporter(tracing_xray::export::InMemoryExporter::new())
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::info_span!(
+            "call",
+            url.full = "//user:S3CR3T-xyz@api.example.com/orders"
+        )
+        .in_scope(|| {});
+    });
+    xray.flush(Duration::from_secs(10)).unwrap();
+    let (host, path) = seen
+        .0
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the sampler was asked");
+    assert_eq!(
+        (host.as_deref(), path.as_deref()),
+        (Some("api.example.com"), Some("/orders"))
+    );
+}

@@ -671,3 +671,58 @@ fn a_url_without_a_scheme_loses_its_user_info() {
         docs[0]
     );
 }
+
+/// The fix for URLs without a scheme first read `//…` in `url.path` /
+/// `http.target` as a network-path reference's authority, but these fields
+/// hold a path: a path that
+/// starts with a doubled slash (a client joining `/` and `/@alice/…`, a
+/// Mastodon- or npm-style `@name` segment) loses its `@`, as user info would.
+/// Expected `http.request.url` `http://social.example//@alice/statuses/1`
+/// (the path as recorded, only query and fragment go); it was
+/// `http://social.example//alice/statuses/1`: a different path. (Found by
+/// the review of that fix, as the next two.)
+#[test]
+fn a_path_that_starts_with_two_slashes_is_not_an_authority() {
+    let docs = sent(
+        |b| b,
+        || {
+            info_span!(
+                "request",
+                server.address = "social.example",
+                url.path = "//@alice/statuses/1"
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert!(
+        docs[0].contains(r#""url":"http://social.example//@alice/statuses/1""#),
+        "{}",
+        docs[0]
+    );
+}
+
+/// A scheme-relative URL whose password holds a raw `/` (`//user:pa/ss@host/x`):
+/// for `scheme://` URLs `url_authority` deliberately runs the user info to
+/// the `@` ("an invalid URL, but one people write"), but the new
+/// `//` branch of `plain_url_text` ends the authority at the first `/`, finds
+/// no `@` in `user:S3CR3T-xyz` and sends the whole text, password and all.
+/// Expected no secret in any document (as for `https://user:pa/ss@host/x`);
+/// got `"url":"//user:S3CR3T-xyz/z@api.example.com/x"`.
+#[test]
+fn a_scheme_relative_urls_password_with_a_slash_is_not_sent() {
+    let docs = sent(
+        |b| b,
+        || {
+            info_span!(
+                "call",
+                url.full = format!("//user:{SECRET}/z@api.example.com/x").as_str()
+            )
+            .in_scope(|| {});
+        },
+    );
+    assert!(
+        !docs.iter().any(|d| d.contains(SECRET)),
+        "{}",
+        docs.join("\n")
+    );
+}

@@ -400,7 +400,7 @@ pub(crate) fn sendable_text<'a>(key: &str, value: &'a FieldValue) -> Option<Cow<
         // A query string carries tokens, signatures and session ids; a
         // query's text literals.
         _ if never => return None,
-        "url.full" | "http.url" => plain_url(s),
+        "url.full" | "http.url" => plain_full_url(s),
         // Recorded with `?` (`Some("/orders?x")`): the path alone.
         "url.path" | "http.target" | "uri" => plain_url(unwrapped_text(s)),
         "db.connection_string" | "messaging.url" => without_password(s),
@@ -922,21 +922,29 @@ pub(crate) fn plain_url(url: &str) -> Cow<'_, str> {
     plain_url_text(url)
 }
 
+/// [`plain_url`] of a full URL's field (`url.full`, `http.url`), which may
+/// be a network-path reference: `//user:password@host/path` (RFC 3986
+/// §4.2, a URL without its scheme) loses its user info, query and fragment
+/// as `https://…` does. (A path field's `//…` is a path.)
+pub(crate) fn plain_full_url(url: &str) -> Cow<'_, str> {
+    let Some(rest) = url.strip_prefix("//") else {
+        return plain_url(url);
+    };
+    // Read as if it had a scheme, so that a password's own `/` is the
+    // password's, as in `https://u:pa/ss@h`.
+    let with_scheme = format!("x://{rest}");
+    match plain_url(&with_scheme).strip_prefix("x:") {
+        Some(plain) if plain == url => Cow::Borrowed(url),
+        Some(plain) => Cow::Owned(plain.to_owned()),
+        None => Cow::Borrowed(url),
+    }
+}
+
 /// [`plain_url`] of a URL from its first byte, a relative one, or a
 /// `url::Url`'s `Debug` (what [`without_url_secrets`] finds in a text).
 fn plain_url_text(url: &str) -> Cow<'_, str> {
     let end = |from: usize| url[from..].find(['?', '#']).map_or(url.len(), |i| from + i);
     let Some(authority) = url_authority(url) else {
-        // A network-path reference (`//user:pass@host/path`, RFC 3986
-        // §4.2): an authority, without a scheme.
-        if let Some(rest) = url.strip_prefix("//") {
-            let authority_end = 2 + rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            let end = end(authority_end);
-            return match url[2..authority_end].rfind('@') {
-                Some(at) => Cow::Owned(["//", &url[2 + at + 1..end]].concat()),
-                None => Cow::Borrowed(&url[..end]),
-            };
-        }
         // A `url::Url` recorded with `?`: its `Debug`, a struct.
         if let Cow::Owned(plain) = without_url_struct_secrets(url) {
             return Cow::Owned(plain);
@@ -2223,7 +2231,7 @@ impl<'a> Conventions<'a> {
             // Scheme, host, port and path only (see `plain_url`).
             let mut host_in_url = false;
             let url = if let Some(full) = text(&mut self.url_full) {
-                let full = plain_url(full);
+                let full = plain_full_url(full);
                 // The port and the scheme the full URL holds are in it.
                 self.drop_if_in_url(&full);
                 // The path, when it is the full URL's, is in it: not kept
