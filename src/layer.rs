@@ -1773,6 +1773,14 @@ where
 /// The fields and errors `record` visits with a [`FieldVisitor`]: user
 /// `Debug` code runs here, before any extensions lock is taken.
 fn collect_fields(record: impl FnOnce(&mut dyn Visit)) -> (Fields, Vec<ErrorRecord>) {
+    collect_fields_with(true, record)
+}
+
+/// [`collect_fields`], reading error values' `source()` chains or not.
+fn collect_fields_with(
+    sources: bool,
+    record: impl FnOnce(&mut dyn Visit),
+) -> (Fields, Vec<ErrorRecord>) {
     let mut fields = Fields::new();
     let mut errors = Vec::new();
     // The values' memory is counted where they are stored (`record_field`,
@@ -1781,6 +1789,7 @@ fn collect_fields(record: impl FnOnce(&mut dyn Visit)) -> (Fields, Vec<ErrorReco
         fields: &mut fields,
         errors: &mut errors,
         heap: 0,
+        sources,
     });
     (fields, errors)
 }
@@ -1833,13 +1842,27 @@ fn record_kept_event<S>(
         return;
     }
     let meta = event.metadata();
-    if inner.events {
+    // Past what a span keeps (32 events, 8 exceptions), an event is counted
+    // and not formatted: a loop logging into one span pays for the kept
+    // ones only.
+    let (keep_event, keep_error) = {
+        let mut ext = span.extensions_mut();
+        let Some(data) = ext.get_mut::<Box<SpanData>>() else {
+            return;
+        };
+        (
+            inner.events && data.room_for_event(),
+            is_error && data.room_for_event_error(),
+        )
+    };
+    if keep_event {
         // Every event, an ERROR one too (also an exception, below), with
         // all its fields: an error value as its text.
         let at = Instant::now();
         // Its fields go out as a span's do, without a URL's or connection
         // string's secrets: taken out on the worker (`events::render`).
-        let (mut fields, errors) = collect_fields(|v| event.record(v));
+        // An error value is its text alone: its sources are not read.
+        let (mut fields, errors) = collect_fields_with(false, |v| event.record(v));
         for e in errors {
             if let Some(name) = e.field {
                 let text = crate::fields::conventions::without_url_secrets(&e.message);
@@ -1859,7 +1882,7 @@ fn record_kept_event<S>(
             data.push_event(EventRecord { at, meta, fields });
         }
     }
-    if !is_error {
+    if !keep_error {
         return;
     }
     let mut visitor = EventVisitor::default();
@@ -1982,6 +2005,7 @@ fn record_attributes(attrs: &Attributes<'_>, data: &mut SpanData) {
         fields: &mut data.fields,
         errors: &mut errors,
         heap: 0,
+        sources: true,
     };
     attrs.record(&mut visitor);
     let heap = visitor.heap;
@@ -2068,6 +2092,10 @@ fn lambda_untraced_once(why: &str) {
     }
 }
 
+/// Longest `log.file` or `log.target` kept from a forwarded `log` record, in
+/// bytes: room for the 250 characters sent of it.
+const MAX_LOCATION_BYTES: usize = 1024;
+
 /// Collects an ERROR event's message and any error value it carries.
 #[derive(Default)]
 struct EventVisitor {
@@ -2086,11 +2114,14 @@ impl Visit for EventVisitor {
     fn record_str(&mut self, field: &Field, value: &str) {
         // Cut as any field value is (`record_debug` is, by `debug_string`).
         let text = || crate::limits::truncate_bytes(value, MAX_FIELD_BYTES).to_owned();
+        // A record's file and target are sent as names, at most 250
+        // characters: kept no longer than that can take.
+        let name = || crate::limits::truncate_bytes(value, MAX_LOCATION_BYTES).to_owned();
         match field.name() {
             "message" => self.message = Some(text()),
             "error" => self.error_text = Some(text()),
-            "log.file" => self.log_file = Some(text()),
-            "log.target" => self.log_target = Some(text()),
+            "log.file" => self.log_file = Some(name()),
+            "log.target" => self.log_target = Some(name()),
             _ => {}
         }
     }

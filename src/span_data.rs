@@ -258,6 +258,10 @@ pub(crate) struct ErrorRecord {
 impl ErrorRecord {
     /// About how much memory it holds (see [`SpanData::held_bytes`]).
     fn heap_bytes(&self) -> usize {
+        let owned = |s: &Cow<'static, str>| match s {
+            Cow::Owned(s) => s.len(),
+            Cow::Borrowed(_) => 0,
+        };
         std::mem::size_of::<ErrorRecord>()
             + self.message.len()
             + self
@@ -265,6 +269,8 @@ impl ErrorRecord {
                 .iter()
                 .map(|s| std::mem::size_of::<String>() + s.len())
                 .sum::<usize>()
+            + self.location.as_ref().map_or(0, |(file, _)| owned(file))
+            + self.target.as_ref().map_or(0, owned)
     }
 }
 
@@ -829,6 +835,30 @@ impl SpanData {
         }
     }
 
+    /// Whether one more event would be kept; if not, it is counted dropped
+    /// now, so that it need not be formatted ([`SpanData::push_event`]
+    /// counts it again if the span fills up in between).
+    pub(crate) fn room_for_event(&mut self) -> bool {
+        match self.rare.as_deref_mut() {
+            Some(rare) if rare.events.len() >= MAX_EVENTS_PER_SPAN => {
+                rare.events_dropped = rare.events_dropped.saturating_add(1);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// [`SpanData::room_for_event`] for an ERROR event's exception.
+    pub(crate) fn room_for_event_error(&mut self) -> bool {
+        match self.rare.as_deref_mut() {
+            Some(rare) if rare.errors.len() >= MAX_ERRORS_PER_SPAN => {
+                rare.errors_dropped = rare.errors_dropped.saturating_add(1);
+                false
+            }
+            _ => true,
+        }
+    }
+
     /// Records a non-error event, or counts it past the per-span bound.
     pub(crate) fn push_event(&mut self, record: EventRecord) {
         let bytes = std::mem::size_of::<EventRecord>() + fields_bytes(&record.fields);
@@ -865,6 +895,9 @@ pub(crate) struct FieldVisitor<'a> {
     /// The heap memory of the values it stored (see
     /// [`SpanData::heap_bytes`]).
     pub(crate) heap: usize,
+    /// Whether an error value's `source()` chain is read (not for an
+    /// event's fields, which send an error as its text alone).
+    pub(crate) sources: bool,
 }
 
 fn field_name(field: &Field) -> &'static str {
@@ -960,7 +993,7 @@ impl Visit for FieldVisitor<'_> {
     fn record_error(&mut self, field: &Field, value: &(dyn StdError + 'static)) {
         let mut sources = Vec::new();
         let mut sources_skipped = 0_u32;
-        let mut next = value.source();
+        let mut next = if self.sources { value.source() } else { None };
         while let Some(e) = next {
             if sources.len() < MAX_ERROR_SOURCES {
                 sources.push(display_string(e));

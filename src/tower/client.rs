@@ -342,7 +342,10 @@ where
                     // the call's own `url` does).
                     None => {
                         span.record("otel.status_code", "ERROR");
-                        span.record("otel.status_message", error.to_string());
+                        // Cut as it is formatted; a `Display` that fails
+                        // is no panic.
+                        let text = crate::span_data::display_string(&error);
+                        span.record("otel.status_message", text);
                     }
                 },
             }

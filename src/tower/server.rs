@@ -452,7 +452,10 @@ where
                     // text does, and the handler's error recorded on its
                     // way up, as recorded, is named as its cause).
                     span.record("otel.status_code", "ERROR");
-                    span.record("otel.status_message", e.to_string());
+                    // Cut as it is formatted (a service's error can quote a
+                    // whole body), and a `Display` that fails is no panic.
+                    let text = crate::span_data::display_string(&e);
+                    span.record("otel.status_message", text);
                     crate::span_ext::end_now(&span);
                 }
                 Poll::Ready(Err(e))
