@@ -483,8 +483,9 @@ fn printable(s: &str) -> std::borrow::Cow<'_, str> {
 /// `\u{2029}`: line breaks to log viewers and editors); one that reorders
 /// text on terminals that apply the bidirectional algorithm (marks,
 /// embeddings, overrides, isolates); or an invisible one that makes two
-/// different values look alike (zero-width space, word joiner and invisible
-/// operators, byte order mark, tags). The joiners that shape scripts and
+/// different values look alike (zero-width space, Mongolian vowel
+/// separator, word joiner and invisible operators, deprecated format
+/// characters, byte order mark, interlinear annotation marks, tags). The joiners that shape scripts and
 /// emoji (`\u{200C}`, `\u{200D}`) are kept.
 fn unprintable(c: char) -> bool {
     c.is_control()
@@ -496,9 +497,11 @@ fn unprintable(c: char) -> bool {
                 | '\u{200E}'
                 | '\u{200F}'
                 | '\u{2028}'..='\u{202E}'
+                | '\u{180E}'
                 | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{2069}'
+                | '\u{2066}'..='\u{206F}'
                 | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
                 | '\u{E0000}'..='\u{E007F}'
         )
 }
@@ -525,11 +528,11 @@ fn flatten(node: &Value, depth: usize, rows: &mut Vec<Row>) {
         if n["fault"] == true {
             marks.push("FAULT");
         }
-        if n["error"] == true {
-            marks.push("ERROR");
-        }
+        // A throttle is an error too (a 429): one mark says it.
         if n["throttle"] == true {
             marks.push("THROTTLE");
+        } else if n["error"] == true {
+            marks.push("ERROR");
         }
         let mut annotations = String::new();
         if let Some(map) = n["annotations"].as_object() {
@@ -694,7 +697,15 @@ impl TimelineExporter {
         // are cut to fit the width.
         let tails: Vec<usize> = rows.iter().map(tail_columns).collect();
         let room = self.width.saturating_sub(label_width + 16);
-        let reserve = tails.iter().copied().max().unwrap_or(0).min(room / 2);
+        // The marks always fit (at most `FAULT THROTTLE`).
+        let marks = rows.iter().map(marks_columns).max().unwrap_or(0);
+        let reserve = tails
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .min(room / 2)
+            .max(marks);
         let bar_width = (room - reserve).max(10);
         let tail_room = self.width.saturating_sub(label_width + 16 + bar_width);
 
@@ -802,13 +813,18 @@ impl TimelineExporter {
     }
 }
 
-/// The columns of a row's marks and annotations, each after a space.
-fn tail_columns(r: &Row) -> usize {
-    let marks = if r.marks.is_empty() {
+/// The columns of a row's marks, after a space.
+fn marks_columns(r: &Row) -> usize {
+    if r.marks.is_empty() {
         0
     } else {
         1 + r.marks.join(" ").len()
-    };
+    }
+}
+
+/// The columns of a row's marks and annotations, each after a space.
+fn tail_columns(r: &Row) -> usize {
+    let marks = marks_columns(r);
     let annotations = if r.annotations.is_empty() {
         0
     } else {
@@ -828,9 +844,12 @@ fn duration_column(secs: f64) -> String {
     }
 }
 
-/// A trace's time in its title: milliseconds under a second, else seconds.
+/// A trace's time in its title: milliseconds under a second (three
+/// decimals under one), else seconds.
 fn short_duration(secs: f64) -> String {
-    if secs < 0.99995 {
+    if secs < 0.00095 {
+        format!("{:.3} ms", secs * 1000.0)
+    } else if secs < 0.99995 {
         format!("{:.1} ms", secs * 1000.0)
     } else {
         format!("{secs:.2} s")
