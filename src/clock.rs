@@ -16,50 +16,81 @@
 //! measures that rate against the OS monotonic clock, over the whole life
 //! of the process ([`recalibrate`]), and offsets are converted with it
 //! ([`corrected`]), off the application's threads: the error falls as the
-//! process lives.
+//! process lives. A rate that changes moves what is converted after the
+//! change against what was before: a child streamed in the process's first
+//! second, before the first measure, can be placed up to its offset times
+//! the rate's error (at most about 0.2 ms here) apart from its parent sent
+//! later.
 //! Timeouts, deadlines and polling use `std::time::Instant`.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// A reading of the span clock.
 pub(crate) type Instant = quanta::Instant;
 
-/// One reading of each clock, taken together at the first [`warm_up`].
-static START: OnceLock<(Instant, std::time::Instant)> = OnceLock::new();
+/// One reading of each clock, taken together at the first [`warm_up`] (or
+/// since the two clocks last jumped apart), that [`recalibrate`] measures
+/// from, and the correction it last took.
+static CALIBRATION: Mutex<Calibration> = Mutex::new(Calibration {
+    base: None,
+    accepted: None,
+});
+
+struct Calibration {
+    base: Option<(Instant, std::time::Instant)>,
+    accepted: Option<i64>,
+}
 
 /// How much longer the OS clock measures an interval than the span clock,
-/// in parts per billion.
+/// in parts per billion: the last correction taken.
 static CORRECTION_PPB: AtomicI64 = AtomicI64::new(0);
+
+thread_local! {
+    /// The correction a worker converts its batch with (see [`begin_batch`]).
+    static BATCH_PPB: Cell<Option<i64>> = const { Cell::new(None) };
+}
 
 /// A correction past this is no calibration error (a suspended machine
 /// whose counter kept running, a clock that jumped): it is not taken.
 const MAX_CORRECTION_PPB: i64 = 1_000_000;
 
-/// Calibrates the clock (about a millisecond, once per process) so that the
-/// application's first span does not pay for it, and takes the readings
-/// [`recalibrate`] measures from.
-pub(crate) fn warm_up() {
-    START.get_or_init(|| {
-        let _ = Instant::now();
-        let mut best = together();
-        for _ in 0..10 {
-            if best.2 <= MAX_READ_GAP {
-                break;
-            }
-            let next = together();
-            if next.2 < best.2 {
-                best = next;
-            }
-        }
-        (best.0, best.1)
-    });
-}
+/// A measure this far from the correction taken before (50 ppm), a few
+/// seconds into it, says the clocks jumped apart (a suspended machine):
+/// measured again from there, the correction taken before kept meanwhile.
+const JUMP_PPB: i64 = 50_000;
 
 /// Two readings taken together further apart than this (the thread was
 /// preempted between them) would skew the rate measured from them.
 const MAX_READ_GAP: Duration = Duration::from_micros(2);
+
+/// Calibrates the clock (about a millisecond, once per process) so that the
+/// application's first span does not pay for it, and takes the readings
+/// [`recalibrate`] measures from.
+pub(crate) fn warm_up() {
+    let _ = Instant::now();
+    let mut calibration = CALIBRATION.lock().unwrap_or_else(|e| e.into_inner());
+    if calibration.base.is_none() {
+        calibration.base = Some(base());
+    }
+}
+
+/// The best of a few [`together`] readings (the closest together).
+fn base() -> (Instant, std::time::Instant) {
+    let mut best = together();
+    for _ in 0..10 {
+        if best.2 <= MAX_READ_GAP {
+            break;
+        }
+        let next = together();
+        if next.2 < best.2 {
+            best = next;
+        }
+    }
+    (best.0, best.1)
+}
 
 /// A reading of the span clock, the OS clock's reading at the same moment
 /// (the middle of two taken around it), and how far apart those two were.
@@ -75,21 +106,66 @@ fn together() -> (Instant, std::time::Instant, Duration) {
 /// [`warm_up`] (once at least a second has passed), for [`corrected`]: the
 /// error is the few microseconds between the readings over the time since,
 /// so it falls as the process lives (about 1 ppm after 2 s, 0.001 ppm after
-/// an hour), and a rate changes too little to unsettle spans placed before.
-/// Three clock reads: the worker calls it before each batch it serializes.
-pub(crate) fn recalibrate() {
-    let Some((ours_then, os_then)) = START.get() else {
+/// an hour). Three clock reads: the worker calls it (through
+/// [`begin_batch`]) before each batch it serializes.
+fn recalibrate() {
+    // Another worker (another layer) is at it: its measure will do.
+    let Ok(mut calibration) = CALIBRATION.try_lock() else {
+        return;
+    };
+    let Some((ours_then, os_then)) = calibration.base else {
         return;
     };
     let (ours_now, os_now, gap) = together();
     if gap > MAX_READ_GAP {
         return; // preempted: measured again at the next batch
     }
-    let ours = ours_now.saturating_duration_since(*ours_then);
-    let os = os_now.saturating_duration_since(*os_then);
-    if let Some(ppb) = correction_ppb(ours, os) {
-        CORRECTION_PPB.store(ppb, Ordering::Relaxed);
+    let ours = ours_now.saturating_duration_since(ours_then);
+    let os = os_now.saturating_duration_since(os_then);
+    match next_step(correction_ppb(ours, os), calibration.accepted, os) {
+        Step::Take(ppb) => {
+            calibration.accepted = Some(ppb);
+            CORRECTION_PPB.store(ppb, Ordering::Relaxed);
+        }
+        Step::Rebase => calibration.base = Some((ours_now, os_now)),
+        Step::Wait => {}
     }
+}
+
+/// What [`recalibrate`] does with a measure.
+#[derive(Debug, PartialEq)]
+enum Step {
+    /// Take this correction.
+    Take(i64),
+    /// The clocks jumped apart: measure again from now on.
+    Rebase,
+    /// Too soon to tell: keep the correction taken before.
+    Wait,
+}
+
+/// [`recalibrate`]'s choice, from the correction `measured` over `os` of
+/// the OS clock since the base (none if too short or too large) and the
+/// one taken before.
+fn next_step(measured: Option<i64>, accepted: Option<i64>, os: Duration) -> Step {
+    let jumped = match (measured, accepted) {
+        (Some(ppb), Some(before)) => (ppb - before).abs() > JUMP_PPB,
+        (None, _) => os >= Duration::from_secs(1),
+        (Some(_), None) => false,
+    };
+    match measured {
+        _ if jumped && os >= Duration::from_secs(3) => Step::Rebase,
+        Some(ppb) if !jumped => Step::Take(ppb),
+        _ => Step::Wait,
+    }
+}
+
+/// Before a worker's batch: measures the rate again ([`recalibrate`]) and
+/// takes it for every conversion of the batch on this thread, so that the
+/// (sub)segments of one document are all placed at one rate, whatever
+/// another layer's worker measures meanwhile.
+pub(crate) fn begin_batch() {
+    recalibrate();
+    BATCH_PPB.with(|b| b.set(Some(CORRECTION_PPB.load(Ordering::Relaxed))));
 }
 
 /// How much longer `os` is than `ours`, the same interval measured by the
@@ -104,9 +180,13 @@ fn correction_ppb(ours: Duration, os: Duration) -> Option<i64> {
     (ppb.abs() <= MAX_CORRECTION_PPB).then_some(ppb)
 }
 
-/// `offset`, measured by the span clock, as the OS clock measures it.
+/// `offset`, measured by the span clock, as the OS clock measures it: at
+/// the rate of this worker's batch, else the last measured.
 pub(crate) fn corrected(offset: Duration) -> Duration {
-    corrected_by(offset, CORRECTION_PPB.load(Ordering::Relaxed))
+    let ppb = BATCH_PPB
+        .with(Cell::get)
+        .unwrap_or_else(|| CORRECTION_PPB.load(Ordering::Relaxed));
+    corrected_by(offset, ppb)
 }
 
 /// `offset` made longer by `ppb` parts per billion (shorter if negative).
@@ -166,12 +246,27 @@ mod tests {
         // ... not under a second of measure, nor past 0.1 %.
         assert_eq!(correction_ppb(micros(999_999), micros(999_999)), None);
         assert_eq!(correction_ppb(second, second * 2), None);
-        // The clocks of this process, once a second has passed.
-        warm_up();
-        let (ours, os) = START.get().unwrap();
-        std::thread::sleep(Duration::from_secs(1).saturating_sub(os.elapsed()));
+        // A measure is taken once a second long; one far from the last
+        // taken (a suspended machine) is waited on, then measured again.
+        let secs = Duration::from_secs;
+        assert_eq!(next_step(None, None, micros(500_000)), Step::Wait);
+        assert_eq!(next_step(Some(30_000), None, secs(1)), Step::Take(30_000));
+        assert_eq!(
+            next_step(Some(31_000), Some(30_000), secs(9)),
+            Step::Take(31_000)
+        );
+        assert_eq!(next_step(Some(200_000), Some(30_000), secs(2)), Step::Wait);
+        assert_eq!(
+            next_step(Some(200_000), Some(30_000), secs(9)),
+            Step::Rebase
+        );
+        assert_eq!(next_step(None, Some(30_000), secs(2)), Step::Wait);
+        assert_eq!(next_step(None, None, secs(9)), Step::Rebase);
+        // The clocks of this process, over a second.
+        let (ours, os) = base();
+        std::thread::sleep(Duration::from_secs(1));
         let (ours_now, os_now, _) = together();
-        let ppb = correction_ppb(ours_now - *ours, os_now - *os).unwrap();
+        let ppb = correction_ppb(ours_now - ours, os_now - os).unwrap();
         assert!(ppb.abs() < 1_000_000, "{ppb} ppb");
     }
 }

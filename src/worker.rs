@@ -237,7 +237,7 @@ impl Worker {
             };
             // Spans are placed on the wall clock at the span clock's rate
             // as measured so far (see `clock`).
-            crate::clock::recalibrate();
+            crate::clock::begin_batch();
             let mut batch = Vec::new();
             let mut control = self.handle(first, &mut batch);
             let mut bytes = batch.iter().map(Document::len).sum::<usize>();
