@@ -92,8 +92,9 @@ pub struct Stats {
     pub spans_trimmed: u64,
     /// Annotations moved to metadata because the trace already had 50.
     pub annotations_demoted: u64,
-    /// Exceptions not recorded because a span already had the maximum (8),
-    /// or left out of a span trimmed to fit a document.
+    /// Errors not recorded because a span already had the maximum (8), and
+    /// the entries of `cause.exceptions` (an error and each of its sources)
+    /// left out of a span trimmed to fit a document.
     pub exceptions_dropped: u64,
     /// Events not recorded because a span already had the maximum (only
     /// with [`crate::Builder::with_events`]).
