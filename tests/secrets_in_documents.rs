@@ -726,3 +726,31 @@ fn a_scheme_relative_urls_password_with_a_slash_is_not_sent() {
         docs.join("\n")
     );
 }
+
+/// tower-http's `DefaultMakeSpan::new().include_headers(true)` (a common
+/// set-up) records `headers = ?request.headers()`: an `http::HeaderMap`'s
+/// `Debug`, with `authorization`, `cookie` and the like in clear, sent as
+/// metadata. Their values are now redacted; the other headers stay. (Found
+/// by the hunt of a newcomer's axum service.)
+#[test]
+fn credential_headers_in_a_recorded_header_map_are_redacted() {
+    use axum::http::{HeaderMap, HeaderValue};
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HeaderValue::from_static("shop.example"));
+    headers.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {SECRET}")).unwrap(),
+    );
+    headers.insert(
+        "cookie",
+        HeaderValue::from_str(&format!("session=\"{SECRET}\"; theme=dark")).unwrap(),
+    );
+    headers.insert("x-api-key", HeaderValue::from_str(SECRET).unwrap());
+    let docs = sent(
+        |b| b,
+        || info_span!("request", headers = ?headers).in_scope(|| {}),
+    );
+    assert_no_secret("headers = ?request.headers()", &docs);
+    assert!(docs[0].contains("shop.example"), "{}", docs[0]);
+    assert!(docs[0].contains("[redacted]"), "{}", docs[0]);
+}

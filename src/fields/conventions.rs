@@ -414,8 +414,63 @@ pub(crate) fn sendable_text<'a>(key: &str, value: &'a FieldValue) -> Option<Cow<
         "server.address" | "http.host" | "net.host.name" | "net.peer.name" => {
             Cow::Borrowed(without_user_info(s))
         }
-        _ => Cow::Borrowed(s),
+        // tower-http's `include_headers(true)` records `headers =
+        // ?request.headers()`: a `HeaderMap`'s `Debug`, credentials and all.
+        _ => without_header_secrets(s),
     })
+}
+
+/// Headers whose values are credentials.
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+    "x-amz-security-token",
+];
+
+/// `text` with the values of credential headers in it (`"authorization":
+/// "Bearer …"`, as an `http::HeaderMap`'s `Debug` writes them) replaced by
+/// `"[redacted]"`.
+pub(crate) fn without_header_secrets(text: &str) -> Cow<'_, str> {
+    const SEP: &str = "\": \"";
+    if !text.contains(SEP) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::new();
+    let mut copied = 0;
+    for (at, _) in text.match_indices(SEP) {
+        if at < copied {
+            continue; // inside a value already redacted
+        }
+        let name_start = text[..at].rfind('"').map_or(0, |q| q + 1);
+        let name = &text[name_start..at];
+        if !SECRET_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        let value_start = at + SEP.len();
+        // To the closing quote, over escaped ones (`\"`).
+        let mut escaped = false;
+        let value_end = text[value_start..]
+            .char_indices()
+            .find(|&(_, c)| {
+                let end = c == '"' && !escaped;
+                escaped = c == '\\' && !escaped;
+                end
+            })
+            .map_or(text.len(), |(i, _)| value_start + i);
+        out.push_str(&text[copied..value_start]);
+        out.push_str("[redacted]");
+        copied = value_end;
+    }
+    if copied == 0 {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
 }
 
 /// Whether a span kind (`otel.kind`, `span.kind`) is a call's: `client`
@@ -2671,6 +2726,22 @@ fn url_host_and_port(url: &str) -> Option<(&str, Option<&str>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_headers_are_redacted_wherever_they_are_written() {
+        let map = r#"{"host": "h", "Authorization": "Bearer a\"b", "cookie": "c", "accept": "x"}"#;
+        assert_eq!(
+            without_header_secrets(map),
+            r#"{"host": "h", "Authorization": "[redacted]", "cookie": "[redacted]", "accept": "x"}"#
+        );
+        let plain = r#"{"host": "h"}"#;
+        assert!(matches!(without_header_secrets(plain), Cow::Borrowed(_)));
+        // A value that runs to the end (cut at 64 KiB) goes whole.
+        assert_eq!(
+            without_header_secrets(r#"{"cookie": "abc"#),
+            r#"{"cookie": "[redacted]"#
+        );
+    }
 
     /// Without a filled slot, the short path of `apply` decides exactly what
     /// the full pass decides.
