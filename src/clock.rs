@@ -9,7 +9,7 @@
 //!
 //! Only offsets within a trace come from it: each trace pairs one reading
 //! with the wall clock when its root opens ([`crate::span_data::Anchor`]).
-//! The calibration's rate differs from the OS clock's by 13-175 parts per
+//! The calibration's rate differs from the OS clock's by 13-216 parts per
 //! million on the project's VM, varying from process to process (a 2.5 s
 //! span measured 0.4 ms long in a busy test process): uncorrected, a day-long
 //! root's end would be seconds off. So the worker
