@@ -998,7 +998,13 @@ impl LayerInner {
     /// A sampled root gets its trace buffer; an unsampled one none.
     fn prepare(&self, root: &mut SpanData) {
         match root.decision {
-            Decision::Sampled if root.trace.is_none() => {
+            // A header applied again to a root without children (Lambda's,
+            // after the one its `xray.trace_header` field gave): the buffer
+            // is made again, so that every span hands on the last one.
+            Decision::Sampled
+                if root.trace.is_none()
+                    || root.rare.as_ref().is_some_and(|r| r.incoming.is_some()) =>
+            {
                 // Moved, not copied: from now on every span of the trace
                 // (the root too) finds it in the buffer.
                 let incoming = root.rare.as_mut().and_then(|r| r.incoming.take());

@@ -541,3 +541,83 @@ fn an_invocation_header_without_parent_still_hands_on_its_root_and_lineage() {
     assert_eq!(outgoing.extra("Lineage"), Some("a87bd80c:1"), "{outgoing}");
     assert!(exporter.is_empty());
 }
+
+/// README "AWS Lambda": a root outside the invocation span reads its
+/// header from `_X_AMZN_TRACE_ID`; README "propagation": the header's other
+/// pairs (Lambda's `Lineage`) are carried on, "`Lineage` and other keys are
+/// passed on within a 256-byte budget, Lambda's `Lineage` kept first";
+/// `XraySpanExt::xray_header`: "the incoming header's extra keys"; SPEC §3.1
+/// (`Lineage`: "keep and forward"; a downstream call carries "the extras
+/// from the incoming header"), §3.3 (in Lambda the invocation's header is
+/// the trace's).
+///
+/// Expected: a Lambda root that also names a header of its own (an SQS
+/// message's `AWSTraceHeader` given as `xray.trace_header`, as the README's
+/// field table allows) is put under the invocation (Lambda's Root, Parent
+/// and decision win — which happens), and every span of that trace hands
+/// downstream the header that decided it: Lambda's Root and `Lineage`, as
+/// the root span itself does.
+/// Before the fix (found by the hunt of Lambda under concurrency): the
+/// root's own `xray_header()` carried Lambda's `Lineage`, but its child's
+/// carried the *message's* extra pairs (`Foo=bar`) and no
+/// `Lineage`: `continue_trace` built the trace buffer from the field's
+/// header, then `lambda_root` → `apply_header` replaced the root's ids and
+/// incoming header but `prepare` kept the old buffer (`Decision::Sampled if
+/// root.trace.is_none()`), whose incoming header the children read. The
+/// downstream calls of one trace disagree, and Lambda's recursive-loop
+/// detection (`Lineage`) is lost on every call made below the root.
+#[test]
+fn a_lambda_root_with_a_header_field_hands_on_lambdas_lineage_below_it() {
+    common::run_alone("a_lambda_root_with_a_header_field_alone");
+}
+
+#[test]
+#[ignore = "sets the environment: run by its wrapper in a process of its own"]
+fn a_lambda_root_with_a_header_field_alone() {
+    use tracing_xray::XraySpanExt;
+    std::env::set_var(
+        "_X_AMZN_TRACE_ID",
+        "Root=1-6566f1a5-cccccccccccccccccccccccc;Parent=5555555555555555;Sampled=1;Lineage=a87bd80c:1",
+    );
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_lambda(true)
+        .with_detectors(Detectors::none())
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    // The message's own header (another trace, another extra pair).
+    let message =
+        "Root=1-6566f1a9-999999999999999999999999;Parent=9999999999999999;Sampled=1;Foo=bar";
+    let (root_header, child_header) =
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+            let process = info_span!("process", xray.trace_header = message);
+            let call = process.in_scope(|| info_span!("call"));
+            let headers = (
+                process
+                    .xray_header()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default(),
+                call.xray_header()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default(),
+            );
+            drop(call);
+            drop(process);
+            headers
+        });
+    xray.flush(Duration::from_secs(5)).unwrap();
+    let docs = exporter.json_documents();
+    // Lambda's ids won, as they should.
+    assert_eq!(docs.len(), 1, "{docs:#?}");
+    assert_eq!(docs[0]["trace_id"], "1-6566f1a5-cccccccccccccccccccccccc");
+    assert_eq!(docs[0]["parent_id"], "5555555555555555");
+    assert!(root_header.contains("Lineage=a87bd80c:1"), "{root_header}");
+    assert!(
+        child_header.starts_with("Root=1-6566f1a5-cccccccccccccccccccccccc;")
+            && child_header.contains("Lineage=a87bd80c:1")
+            && !child_header.contains("Foo=bar"),
+        "a call below the root carries another header's extras instead of Lambda's Lineage:\n  \
+         root:  {root_header}\n  child: {child_header}"
+    );
+}

@@ -31,7 +31,11 @@ pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_millis(500);
 /// the caller does not wait for the flush.
 ///
 /// The flush is synchronous: it blocks the polling thread for at most the
-/// timeout (on Lambda that thread has nothing else to do). Flush errors
+/// timeout (with the UDP daemon, microseconds). In sequential mode that
+/// thread has nothing else to do; with `lambda_runtime`'s `run_concurrent`
+/// on a current-thread runtime, the other invocations wait for it too: run
+/// concurrent invocations on a multi-thread runtime (`#[tokio::main]`'s
+/// default), where they go on on the other threads. Flush errors
 /// (a timeout, a shut-down layer) are ignored; the call's own result is
 /// returned unchanged.
 ///
