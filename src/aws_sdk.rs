@@ -19,8 +19,12 @@
 //!   and Lambda's `aws.function_name` and `aws.invocation_type`,
 //! - `aws.region` (from the request's SigV4 credential scope, else the
 //!   client's configured region),
-//! - `http.response.status` of the last attempt (none when it got no
-//!   response) and `aws.retries` (the attempts made, less one),
+//! - `http.response.status` and `content_length` of the last attempt
+//!   (none when it got no response) and `aws.retries` (the attempts made,
+//!   less one),
+//! - a Lambda function's failure, `aws.function_error` (`Unhandled`,
+//!   `Handled`: the response's `X-Amz-Function-Error`, which comes with a
+//!   200), as the official SDKs record it,
 //! - the last attempt's error flags: 4xx → `error`, throttling →
 //!   `throttle`, 5xx or no response → `fault`, and the call's error as an
 //!   exception: a service's as one `remote` exception of its code and
@@ -234,6 +238,11 @@ struct LastAttempt {
     throttled: bool,
     /// The error of an error response.
     error: Option<ServiceError>,
+    /// The response body's length (`Content-Length`).
+    content_length: Option<u64>,
+    /// A Lambda function's failure (`X-Amz-Function-Error`: `Unhandled`,
+    /// `Handled`), which comes with a 200.
+    function_error: Option<String>,
 }
 
 impl Storable for LastAttempt {
@@ -442,8 +451,10 @@ impl Intercept for XrayInterceptor {
             "aws.sns.topic.arn" = Empty,
             "faas.invoked_name" = Empty,
             "aws.lambda.invocation_type" = Empty,
+            "aws.lambda.function_error" = Empty,
             "aws.retries" = Empty,
             "http.response.status_code" = Empty,
+            "http.response.body.size" = Empty,
             "xray.throttle" = Empty,
             "error" = Empty,
             "error.type" = Empty,
@@ -605,12 +616,21 @@ impl Intercept for XrayInterceptor {
                 }),
             };
         }
+        let content_length = headers
+            .get("content-length")
+            .and_then(|v| v.trim().parse().ok());
+        let function_error = headers
+            .get("x-amz-function-error")
+            .filter(|v| !v.is_empty())
+            .map(|v| crate::limits::truncate_bytes(v, 256).to_owned());
         cfg.interceptor_state().store_put(LastAttempt {
             number,
             status: Some(status),
             request_id,
             throttled,
             error,
+            content_length,
+            function_error,
         });
         Ok(())
     }
@@ -653,6 +673,12 @@ impl Intercept for XrayInterceptor {
             }
             if let Some(id) = &last.request_id {
                 span.record("aws.request_id", id.as_str());
+            }
+            if let Some(length) = last.content_length {
+                span.record("http.response.body.size", length);
+            }
+            if let Some(failure) = &last.function_error {
+                span.record("aws.lambda.function_error", failure.as_str());
             }
             span.record("xray.throttle", last.throttled);
         }

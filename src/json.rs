@@ -310,6 +310,7 @@ fn aws(out: &mut String, a: &Aws<'_>) {
     o.str("\"topic_arn\":", a.topic_arn.as_deref());
     o.str("\"function_name\":", a.function_name.as_deref());
     o.str("\"invocation_type\":", a.invocation_type.as_deref());
+    o.str("\"function_error\":", a.function_error.as_deref());
     if let Some(n) = a.retries {
         unsigned(o.key("\"retries\":"), n);
     }
@@ -990,7 +991,7 @@ mod tests {
             (opt_str(), opt_str(), opt_str(), opt_str(), opt_str()),
             opt_str(),
             prop::collection::vec(hostile().prop_map(Cow::Owned), 0..3),
-            (opt_str(), opt_str(), opt_str(), opt_str()),
+            (opt_str(), opt_str(), opt_str(), opt_str(), opt_str()),
             proptest::option::of(any::<u64>()),
             proptest::option::of(prop::collection::vec((hostile(), json_value()), 0..3)),
             proptest::option::of((opt_static(), hostile().prop_map(leak))),
@@ -1000,7 +1001,7 @@ mod tests {
                     (account_id, operation, region, request_id, queue_url),
                     table_name,
                     table_names,
-                    (bucket_name, topic_arn, function_name, invocation_type),
+                    (bucket_name, topic_arn, function_name, invocation_type, function_error),
                     retries,
                     resource,
                     xray,
@@ -1019,6 +1020,7 @@ mod tests {
                         topic_arn,
                         function_name,
                         invocation_type,
+                        function_error,
                         retries,
                         resource,
                         xray: xray.map(|(rule, version)| XrayInfo {

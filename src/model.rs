@@ -275,6 +275,11 @@ pub(crate) struct Aws<'a> {
     /// `Event`, `DryRun`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) invocation_type: Option<Cow<'a, str>>,
+    /// The function called failed (`aws.lambda.function_error`, from the
+    /// response's `X-Amz-Function-Error`: `Unhandled`, `Handled`), as the
+    /// official SDKs record Lambda's `FunctionError`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) function_error: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) retries: Option<u64>,
     /// Resource blocks (`ec2`, `ecs`, `eks`, `elastic_beanstalk`,
@@ -297,6 +302,7 @@ static EMPTY_AWS: Aws<'static> = Aws {
     topic_arn: None,
     function_name: None,
     invocation_type: None,
+    function_error: None,
     retries: None,
     resource: None,
     xray: None,
@@ -322,6 +328,7 @@ impl BlockContent for Aws<'_> {
             && self.topic_arn.is_none()
             && self.function_name.is_none()
             && self.invocation_type.is_none()
+            && self.function_error.is_none()
             && self.retries.is_none()
             && self.resource.is_none_or(|m| m.is_empty())
             && self.xray.is_none()

@@ -284,6 +284,9 @@ pub(crate) struct Conventions<'a> {
     /// `faas.invoked_provider`: `aws`, else the function is another cloud's.
     function_provider: Slot<'a>,
     invocation_type: Slot<'a>,
+    /// `aws.lambda.function_error`: the function called failed
+    /// (`X-Amz-Function-Error`: `Unhandled`, `Handled`).
+    function_error: Slot<'a>,
     retries: Slot<'a>,
     /// Some slot was filled: without one, [`Conventions::apply`] has almost
     /// nothing to do.
@@ -1986,6 +1989,7 @@ impl<'a> Conventions<'a> {
             "faas.invoked_name" => &mut self.function_name,
             "faas.invoked_provider" => &mut self.function_provider,
             "aws.lambda.invocation_type" => &mut self.invocation_type,
+            "aws.lambda.function_error" => &mut self.function_error,
             "aws.retries" => &mut self.retries,
             _ => return None,
         };
@@ -2164,6 +2168,9 @@ impl<'a> Conventions<'a> {
         }
         if let Some(v) = text(&mut self.invocation_type) {
             entity.aws.invocation_type = Some(cut(v));
+        }
+        if let Some(v) = text(&mut self.function_error) {
+            entity.aws.function_error = Some(cut(v));
         }
         if let Some(v) = identifier(&mut self.table_name) {
             entity.aws.table_name = Some(v);
@@ -2688,6 +2695,7 @@ impl<'a> Conventions<'a> {
             &self.function_name,
             &self.function_provider,
             &self.invocation_type,
+            &self.function_error,
             &self.retries,
         ];
         for &(key, value) in slots.into_iter().flatten() {
@@ -2812,6 +2820,7 @@ mod tests {
             "faas.invoked_name",
             "faas.invoked_provider",
             "aws.lambda.invocation_type",
+            "aws.lambda.function_error",
             "aws.sqs.queue.url",
             "aws.sqs.queue_url",
             "aws.table_name",
