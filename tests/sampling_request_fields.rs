@@ -279,7 +279,10 @@ mod tower_server {
 
 /// What the sampler was given for the last root.
 #[derive(Clone, Default)]
-struct Seen(std::sync::Arc<std::sync::Mutex<Option<(Option<String>, Option<String>)>>>);
+struct Seen(std::sync::Arc<std::sync::Mutex<Option<HostAndPath>>>);
+
+/// The host and the path a sampler was given.
+type HostAndPath = (Option<String>, Option<String>);
 impl tracing_xray::sampling::Sampler for Seen {
     fn sample(
         &self,
