@@ -27,8 +27,18 @@ impl Buffer {
     }
 }
 
-/// Runs `f` under a layer drawing to an ASCII timeline, returns what was drawn.
+/// Runs `f` under a layer drawing to an ASCII timeline 100 columns wide,
+/// returns what was drawn.
 fn draw(
+    configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
+    f: impl FnOnce(),
+) -> String {
+    draw_in(100, configure, f)
+}
+
+/// [`draw`], `width` columns wide.
+fn draw_in(
+    width: usize,
     configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
     f: impl FnOnce(),
 ) -> String {
@@ -41,7 +51,7 @@ fn draw(
     .with_exporter(
         TimelineExporter::to_writer(out.clone())
             .ascii()
-            .with_width(100),
+            .with_width(width),
     )
     .build();
     let xray = layer.handle();
@@ -751,25 +761,6 @@ fn line_and_paragraph_separators_from_request_data_are_escaped() {
     );
 }
 
-/// Runs `f` under a layer drawing an ASCII timeline `width` columns wide.
-fn draw_at(width: usize, f: impl FnOnce()) -> String {
-    let out = Buffer::default();
-    let layer = tracing_xray::builder()
-        .with_service_name("app")
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_exporter(
-            TimelineExporter::to_writer(out.clone())
-                .ascii()
-                .with_width(width),
-        )
-        .build();
-    let xray = layer.handle();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
-    xray.flush(Duration::from_secs(10)).unwrap();
-    out.text()
-}
-
 /// `with_width` promises: "Width of a row, in columns ... Marks and
 /// annotations follow the bar within it". The bar left the tail at most
 /// half the room right of the names, but the marks were written whole
@@ -780,12 +771,16 @@ fn draw_at(width: usize, f: impl FnOnce()) -> String {
 /// timeline's fixes, as the next one.)
 #[test]
 fn a_throttled_rows_marks_fit_the_width() {
-    let text = draw_at(60, || {
-        tracing::info_span!("request").in_scope(|| {
-            tracing::info_span!("call_the_payments_api", http.response.status_code = 429_u16)
-                .in_scope(|| {});
-        });
-    });
+    let text = draw_in(
+        60,
+        |b| b.with_detectors(tracing_xray::Detectors::none()),
+        || {
+            tracing::info_span!("request").in_scope(|| {
+                tracing::info_span!("call_the_payments_api", http.response.status_code = 429_u16)
+                    .in_scope(|| {});
+            });
+        },
+    );
     let rows: Vec<&str> = text.lines().filter(|l| l.contains(" ms |")).collect();
     assert!(rows.iter().any(|r| r.contains("THROTTLE")), "{text}");
     let widest = rows.iter().map(|l| l.chars().count()).max().unwrap();
@@ -806,10 +801,13 @@ fn a_throttled_rows_marks_fit_the_width() {
 /// Expected them escaped as `\u{180e}` is; got them raw.
 #[test]
 fn invisible_format_characters_in_annotations_are_escaped() {
-    let text = draw_at(100, || {
-        tracing::info_span!("request", annotation.user = "ad\u{180E}mi\u{206F}n\u{FFF9}")
-            .in_scope(|| {});
-    });
+    let text = draw(
+        |b| b,
+        || {
+            tracing::info_span!("request", annotation.user = "ad\u{180E}mi\u{206F}n\u{FFF9}")
+                .in_scope(|| {});
+        },
+    );
     assert!(text.contains("user=ad"), "{text}");
     let raw: Vec<char> = text
         .chars()
