@@ -3,7 +3,8 @@
 //! timeout is a fault; a large `PutItem` still names its table; with the
 //! SDK's internal spans kept, the retries are still counted; a call refused
 //! before serialization is named after its service, and one that failed
-//! before signing has its region. Each test failed on a773d3f, or on an
+//! before signing has its region; the response's length and a Lambda
+//! function's failure are recorded. Each test failed on a773d3f, or on an
 //! earlier fix of this file's; the comment above it tells the defect as it
 //! was found.
 #![cfg(feature = "aws-sdk")]
@@ -920,4 +921,187 @@ fn a_call_dropped_while_waiting_to_retry_after_no_response_counts_its_retries() 
         [(true, Some(Value::from(1))), (false, Some(Value::from(1)))],
         "(given up by the SDK's operation timeout, aws.retries)"
     );
+}
+
+/// A scripted answer: `status`, `headers`, `body`.
+fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> Answer {
+    Some((
+        status,
+        headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        body.to_owned(),
+    ))
+}
+
+const JSON10: (&str, &str) = ("content-type", "application/x-amz-json-1.0");
+
+/// A client of SDK `$sdk` for the endpoint, as `base_config` makes one.
+macro_rules! client {
+    ($sdk:ident, $endpoint:expr) => {
+        $sdk::Client::from_conf(
+            $sdk::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+                .endpoint_url($endpoint)
+                .http_client(aws_smithy_http_client::Builder::new().build_http())
+                .retry_config($sdk::config::retry::RetryConfig::disabled())
+                .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
+                .build(),
+        )
+    };
+}
+
+fn aws_nodes(doc: &Value) -> Vec<&Value> {
+    common::walk(doc)
+        .into_iter()
+        .map(|(_, n)| n)
+        .filter(|n| n["namespace"] == "aws")
+        .collect()
+}
+
+/// A DynamoDB `GetItem` through a client with the `XrayInterceptor`,
+/// answered 200 with a 27-byte body (`content-length: 27`).
+///
+/// Expected: the call's subsegment has `http.response.content_length: 27`
+/// beside `http.response.status`. SPEC §1.4 lists `response.content_length`
+/// in the `http` block; the official SDKs record it for every AWS call
+/// (aws-xray-sdk-java v2 `TracingInterceptor` and aws-xray-sdk-go v2 take it
+/// from the response's `Content-Length`; Go v1 `xray/aws.go` from
+/// `r.HTTPResponse.ContentLength`); README's conventions table maps
+/// `http.response.content_length` to it, and the brief of the interceptor
+/// ("adds the request id, region, HTTP status, ...") is the HTTP response's
+/// summary.
+///
+/// Before the fix: `http.response` held only `status`, with the SDK's spans
+/// (DEBUG) and with the interceptor alone (INFO): the interceptor read the
+/// response's status and request id, never its length. (A gap against the
+/// official SDKs rather than a broken promise: README does not list the
+/// length among what the interceptor adds.)
+#[test]
+fn an_aws_call_records_its_responses_content_length() {
+    let ep = Endpoint::start(|_, _| {
+        answer(
+            200,
+            &[JSON10, ("x-amzn-requestid", "REQ-1")],
+            r#"{"Item":{"id":{"S":"o-1"}}}"#,
+        )
+    });
+    let mut lengths = Vec::new();
+    for level in [LevelFilter::DEBUG, LevelFilter::INFO] {
+        let url = ep.url();
+        let doc = handler_trace(level, || async move {
+            get_order(&dynamodb(&url), "o-1").send().await.unwrap();
+        });
+        let call = &doc["subsegments"][0];
+        assert_eq!(call["name"], "DynamoDB", "{level}: {call:#}");
+        assert_eq!(call["http"]["response"]["status"], 200, "{level}: {call:#}");
+        lengths.push((
+            level.to_string(),
+            call["http"]["response"].get("content_length").cloned(),
+        ));
+    }
+    assert_eq!(
+        lengths,
+        [
+            ("debug".to_owned(), Some(Value::from(27))),
+            ("info".to_owned(), Some(Value::from(27)))
+        ],
+        "(level, http.response.content_length)"
+    );
+}
+
+/// A Lambda `Invoke` whose function threw comes back as a 200 with
+/// `X-Amz-Function-Error: Unhandled` (the SDK call itself succeeds): the
+/// official SDKs record it (`FunctionError` in their AWS whitelist) as
+/// `aws.function_error`; the subsegment was a clean 200, the only trace of
+/// the failure lost. Now recorded. (The whitelist's other response
+/// parameters, `StatusCode` (the HTTP status, already in `http`), SQS's
+/// `MessageId` and DynamoDB's `ConsumedCapacity`, are read from the
+/// response body and not recorded: checked here as not sent.)
+#[test]
+fn a_lambda_functions_failure_is_recorded() {
+    let ep = Endpoint::start(|_, s| {
+        let head = s.head.to_ascii_lowercase();
+        if head.starts_with("post /2015-03-31/functions") {
+            answer(
+                200,
+                &[
+                    ("content-type", "application/json"),
+                    ("x-amzn-requestid", "REQ-L"),
+                    ("x-amz-function-error", "Unhandled"),
+                    ("x-amz-executed-version", "$LATEST"),
+                ],
+                r#"{"errorMessage":"boom","errorType":"Error"}"#,
+            )
+        } else if head.contains("x-amz-target: amazonsqs") {
+            answer(
+                200,
+                &[JSON10, ("x-amzn-requestid", "REQ-S")],
+                r#"{"MD5OfMessageBody":"5d41402abc4b2a76b9719d911017c592","MessageId":"5fea7756-0ea4-451a-a703-a558b933e274"}"#,
+            )
+        } else {
+            answer(
+                200,
+                &[JSON10, ("x-amzn-requestid", "REQ-D")],
+                r#"{"ConsumedCapacity":{"TableName":"orders","CapacityUnits":0.5},"Item":{"id":{"S":"o-1"}}}"#,
+            )
+        }
+    });
+    let url = ep.url();
+    let doc = handler_trace(LevelFilter::INFO, || async move {
+        let lambda = client!(aws_sdk_lambda, &url);
+        let out = lambda
+            .invoke()
+            .function_name("resize")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.function_error(), Some("Unhandled"));
+        let sqs = client!(aws_sdk_sqs, &url);
+        let out = sqs
+            .send_message()
+            .queue_url("https://sqs.us-east-1.amazonaws.com/123456789012/orders")
+            .message_body("hello")
+            .send()
+            .await
+            .unwrap();
+        assert!(out.message_id().is_some());
+        let out = get_order(&dynamodb(&url), "o-1")
+            .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .unwrap();
+        assert!(out.consumed_capacity().is_some());
+    });
+    let calls = aws_nodes(&doc);
+    assert_eq!(calls.len(), 3, "{doc:#}");
+    let got: Vec<(&str, &str, bool)> = [
+        (calls[0], "function_error"),
+        (calls[0], "status_code"),
+        (calls[1], "message_id"),
+        (calls[2], "consumed_capacity"),
+    ]
+    .into_iter()
+    .map(|(c, key)| {
+        (
+            c["name"].as_str().unwrap_or_default(),
+            key,
+            c["aws"].get(key).is_some(),
+        )
+    })
+    .collect();
+    assert_eq!(
+        got,
+        [
+            ("Lambda", "function_error", true),
+            ("Lambda", "status_code", false),
+            ("SQS", "message_id", false),
+            ("DynamoDB", "consumed_capacity", false),
+        ],
+        "(service, aws key, recorded): {doc:#}"
+    );
+    assert_eq!(calls[0]["aws"]["function_error"], "Unhandled", "{doc:#}");
 }
