@@ -229,7 +229,29 @@ const HUGE_TEXT: usize = 16 << 20;
 #[test]
 fn a_failed_requests_error_text_is_cut_while_it_is_formatted() {
     use tower_layer::Layer;
-    use tower_service::Service;
+    let peak = heap_peak_of_a_failure(
+        |service| tracing_xray::tower::XrayServerLayer::new().layer(service),
+        "http://example.com/orders",
+        false,
+    );
+    assert!(
+        peak < 1 << 20,
+        "formatting a failed request's 16 MiB error text grew the heap by {peak} bytes \
+         (its value is cut at 64 KiB)"
+    );
+}
+
+/// How much the heap grew, at its peak, while a request through
+/// `wrap(FailsWithHugeText)` failed (inside a span `handle_order` if
+/// `in_span`, as a client's call is made).
+fn heap_peak_of_a_failure<S>(
+    wrap: impl FnOnce(FailsWithHugeText) -> S,
+    url: &str,
+    in_span: bool,
+) -> isize
+where
+    S: tower_service::Service<http::Request<String>>,
+{
     let _s = common::serial();
     let (d, xray, _out) = dispatch(false);
     let peak = Arc::new(AtomicIsize::new(0));
@@ -237,23 +259,21 @@ fn a_failed_requests_error_text_is_cut_while_it_is_formatted() {
         .build()
         .unwrap();
     tracing::dispatcher::with_default(&d, || {
-        let mut server = tracing_xray::tower::XrayServerLayer::new().layer(FailsWithHugeText {
+        let mut service = wrap(FailsWithHugeText {
             len: HUGE_TEXT,
             peak: peak.clone(),
         });
-        let request = http::Request::get("http://example.com/orders")
-            .body(String::new())
-            .unwrap();
-        let outcome = rt.block_on(server.call(request));
+        let request = http::Request::get(url).body(String::new()).unwrap();
+        let call = || rt.block_on(service.call(request));
+        let outcome = if in_span {
+            info_span!("handle_order").in_scope(call)
+        } else {
+            call()
+        };
         assert!(outcome.is_err());
     });
     xray.flush(Duration::from_secs(5)).unwrap();
-    let peak = peak.load(Ordering::SeqCst);
-    assert!(
-        peak < 1 << 20,
-        "formatting a failed request's 16 MiB error text grew the heap by {peak} bytes \
-         (its value is cut at 64 KiB)"
-    );
+    peak.load(Ordering::SeqCst)
 }
 
 /// The same promise, for a call through `XrayClientLayer` that fails with an
@@ -267,26 +287,11 @@ fn a_failed_requests_error_text_is_cut_while_it_is_formatted() {
 #[test]
 fn a_failed_calls_error_text_is_cut_while_it_is_formatted() {
     use tower_layer::Layer;
-    use tower_service::Service;
-    let _s = common::serial();
-    let (d, xray, _out) = dispatch(false);
-    let peak = Arc::new(AtomicIsize::new(0));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    tracing::dispatcher::with_default(&d, || {
-        let mut client = tracing_xray::tower::XrayClientLayer::new().layer(FailsWithHugeText {
-            len: HUGE_TEXT,
-            peak: peak.clone(),
-        });
-        let request = http::Request::get("http://inventory.internal/items")
-            .body(String::new())
-            .unwrap();
-        let outcome = info_span!("handle_order").in_scope(|| rt.block_on(client.call(request)));
-        assert!(outcome.is_err());
-    });
-    xray.flush(Duration::from_secs(5)).unwrap();
-    let peak = peak.load(Ordering::SeqCst);
+    let peak = heap_peak_of_a_failure(
+        |service| tracing_xray::tower::XrayClientLayer::new().layer(service),
+        "http://inventory.internal/items",
+        true,
+    );
     assert!(
         peak < 1 << 20,
         "formatting a failed call's 16 MiB error text grew the heap by {peak} bytes \
