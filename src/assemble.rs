@@ -1140,7 +1140,7 @@ impl<'c> Assembler<'c> {
 /// fragment (an error's text often quotes the URL it failed on), and cut to
 /// X-Ray's length.
 fn exception_text(text: &str) -> Cow<'_, str> {
-    match conventions::without_url_secrets(text) {
+    match conventions::without_secrets(text) {
         Cow::Borrowed(t) => Cow::Borrowed(truncate_chars(t, MAX_EXCEPTION_MESSAGE_CHARS)),
         Cow::Owned(t) => Cow::Owned(truncate_chars(&t, MAX_EXCEPTION_MESSAGE_CHARS).to_owned()),
     }

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use crate::fields::conventions::{sendable_text, without_url_secrets};
+use crate::fields::conventions::{sendable_text, without_secrets};
 use crate::fields::{meta_value, FieldOptions};
 use crate::layer::LOG_TARGET_FIELD;
 use crate::model::{Entity, MetaValue};
@@ -61,7 +61,7 @@ fn sendable_value<'a>(key: &str, v: &'a FieldValue) -> Option<MetaValue<'a>> {
     let text = match key {
         "db.statement" | "db.query.text" => return Some(meta_value(v)),
         "message" | "error" => match v {
-            FieldValue::Str(s) => without_url_secrets(s),
+            FieldValue::Str(s) => without_secrets(s),
             _ => return Some(meta_value(v)),
         },
         _ => sendable_text(key, v)?,

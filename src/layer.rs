@@ -1871,7 +1871,7 @@ fn record_kept_event<S>(
         let (mut fields, errors) = collect_fields_with(false, |v| event.record(v));
         for e in errors {
             if let Some(name) = e.field {
-                let text = crate::fields::conventions::without_url_secrets(&e.message);
+                let text = crate::fields::conventions::without_secrets(&e.message);
                 fields.push((name, FieldValue::Str(FieldStr::new(&text))));
             }
         }

@@ -754,3 +754,207 @@ fn credential_headers_in_a_recorded_header_map_are_redacted() {
     assert!(docs[0].contains("shop.example"), "{}", docs[0]);
     assert!(docs[0].contains("[redacted]"), "{}", docs[0]);
 }
+
+// ---------------------------------------------------------------------------
+// Credentials however headers are written, found by the review of the first
+// header fix (which caught only a `HeaderMap`'s `Debug` in a field): each
+// test failed before `without_secrets` took every text.
+
+/// A request's headers, a bearer token among them.
+fn headers() -> axum::http::HeaderMap {
+    let mut h = axum::http::HeaderMap::new();
+    h.insert("host", axum::http::HeaderValue::from_static("shop.example"));
+    h.insert(
+        "authorization",
+        axum::http::HeaderValue::from_str(&format!("Bearer {SECRET}")).unwrap(),
+    );
+    h
+}
+
+/// The first header fix redacted credential headers in a header map's `Debug` recorded as
+/// a span field (`headers = ?request.headers()`). The same map recorded with
+/// `?` once more (a `String` holding the map's `Debug`, as a JSON text or a
+/// captured log line is recorded with `?`) is written with escaped quotes:
+/// `"{\"authorization\": \"Bearer …\"}"`. `without_header_secrets` looks for
+/// `": "` only, so the token goes out in clear in
+/// `metadata.tracing.headers`, though the very same text recorded with `%` is
+/// redacted. `without_url_secrets` handles this escaped-once-more form for
+/// URLs (its `Url {` scan); the header scan does not.
+/// Expected: no `SECRET` in any document. Before the fix: it is in the metadata.
+#[test]
+fn a_header_map_recorded_as_a_debug_string_loses_its_credentials() {
+    let text = format!("{:?}", headers());
+    let docs = sent(
+        |b| b,
+        || info_span!("request", headers = ?text).in_scope(|| {}),
+    );
+    assert_no_secret("headers = ?format!(\"{:?}\", headers)", &docs);
+}
+
+/// An ERROR event logging the request's headers in its message
+/// (`error!("upstream refused: {:?}", headers)`, a common way to log a
+/// failed call) becomes an exception whose message is the event's text. The
+/// exception text gets `without_url_secrets` only, never
+/// `without_header_secrets`: the bearer token goes out in
+/// `cause.exceptions[0].message`, while the same map recorded as a field of
+/// that event or of its span is redacted.
+/// Expected: no `SECRET` in any document. Before the fix: it is in the exception.
+#[test]
+fn an_error_events_message_holding_a_header_map_loses_its_credentials() {
+    let h = headers();
+    let docs = sent(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                tracing::error!("upstream refused the call: {:?}", h);
+            })
+        },
+    );
+    assert_no_secret("error!(\"..{:?}\", headers): exception message", &docs);
+}
+
+/// With `with_events(true)`, an event's fields go out "as a span's do"
+/// (src/layer.rs, `record_kept_event`), but `events::sendable_value` sends
+/// `message` through `without_url_secrets` only: an INFO event logging the
+/// request's headers in its message sends the bearer token in
+/// `metadata.tracing.events[0].message`, while the same map as a field of
+/// the event (`headers = ?h`) is redacted.
+/// Expected: no `SECRET` in any document. Before the fix: it is in the event.
+#[test]
+fn an_events_message_holding_a_header_map_loses_its_credentials() {
+    let h = headers();
+    let docs = sent(
+        |b| b.with_events(true),
+        || {
+            info_span!("request").in_scope(|| {
+                tracing::info!("incoming request headers: {:?}", h);
+            })
+        },
+    );
+    assert_no_secret("info!(\"..{:?}\", headers) with events", &docs);
+}
+
+/// A raw HTTP request recorded as a field (`request = %raw`, what a proxy or
+/// a test harness logs) writes `Authorization: Bearer …` without quotes:
+/// `without_header_secrets` looks for the `"name": "value"` form only and
+/// sends the token. (README: "nor the values of credential headers,
+/// `authorization`, `cookie` and the like, in a recorded header map": the
+/// raw form is a recorded header block too.)
+/// Expected: no `SECRET`. Actual: it is in `metadata.tracing.request`.
+#[test]
+fn a_raw_http_header_block_loses_its_authorization() {
+    let raw = format!(
+        "GET /orders HTTP/1.1\r\nHost: shop.example\r\nAuthorization: Bearer {SECRET}\r\n\r\n"
+    );
+    let docs = sent(
+        |b| b,
+        || info_span!("request", request = %raw).in_scope(|| {}),
+    );
+    assert_no_secret("request = %raw", &docs);
+}
+
+/// README: a field with no use "stays metadata under its own name
+/// (`metadata.tracing.FIELD`, without a URL's or connection string's
+/// secrets, ...)". A presigned URL recorded under a name of its own keeps
+/// its query, `X-Amz-Security-Token` among it: `sendable_text`'s default
+/// arm (src/fields/conventions.rs) applies `without_header_secrets` only, no
+/// URL scrubbing, to a field outside its list of URL names.
+/// Expected: no `SECRET`. Actual: `metadata.tracing.presigned` is the whole
+/// URL, token and signature included.
+#[test]
+fn a_presigned_url_in_a_field_of_its_own_loses_its_token() {
+    let url = format!(
+        "https://bucket.s3.amazonaws.com/key?X-Amz-Security-Token={SECRET}&X-Amz-Signature=ab"
+    );
+    let docs = sent(
+        |b| b,
+        || info_span!("upload", presigned = %url).in_scope(|| {}),
+    );
+    assert_no_secret("presigned = %url", &docs);
+}
+
+/// A header map written as compact JSON (`serde_json::to_string(&headers)`,
+/// as an API Gateway / ALB event's `headers` object or a JSON log line
+/// carries it: `{"authorization":"Bearer …"}`, no blank after the colon)
+/// keeps its credentials: `without_header_secrets` looks for `": "` only,
+/// `http::HeaderMap`'s `Debug` spacing. (README: credential headers' values
+/// "in a recorded header map" are not sent.)
+/// Expected: no `SECRET`. Actual: it is in `metadata.tracing.headers`.
+#[test]
+fn a_header_map_recorded_as_compact_json_loses_its_credentials() {
+    let mut map = std::collections::BTreeMap::new();
+    map.insert("host", "shop.example".to_owned());
+    map.insert("authorization", format!("Bearer {SECRET}"));
+    let json = serde_json::to_string(&map).unwrap();
+    let docs = sent(
+        |b| b,
+        || info_span!("request", headers = %json).in_scope(|| {}),
+    );
+    assert_no_secret("headers = %serde_json::to_string(&headers)", &docs);
+}
+
+/// OpenTelemetry's semantic conventions record a request header as
+/// `http.request.header.<name>` (the crate maps OTel names elsewhere): a
+/// span recording `http.request.header.authorization = "Bearer …"` sends
+/// the token in `metadata.tracing["http.request.header.authorization"]`:
+/// the value has no `"name": "value"` around it, and the field's own name
+/// (a credential header's) is not looked at.
+/// Expected: no `SECRET`. Actual: it is sent as it is.
+#[test]
+fn an_otel_request_header_field_of_a_credential_header_is_not_sent() {
+    let token = format!("Bearer {SECRET}");
+    let docs = sent(
+        |b| b,
+        || {
+            info_span!(
+                "request",
+                http.request.header.authorization = token.as_str()
+            )
+            .in_scope(|| {})
+        },
+    );
+    assert_no_secret("http.request.header.authorization", &docs);
+}
+
+/// S3's SSE-C requests carry the customer's encryption key in
+/// `x-amz-server-side-encryption-customer-key` (and the copy-source
+/// variant): a credential the AWS SDK for Rust itself redacts in its
+/// headers' `Debug` (aws-smithy-runtime-api `http/headers.rs` DENYLIST,
+/// beside `authorization`, `cookie`, `x-amz-security-token`). The crate's
+/// `SECRET_HEADERS` (src/fields/conventions.rs) lacks it: a proxy's header
+/// map recorded by tower-http (`include_headers(true)`) sends the key.
+/// Expected: no `SECRET`. Actual: it is in `metadata.tracing.headers`.
+#[test]
+fn an_sse_c_customer_key_in_a_header_map_is_redacted() {
+    let mut h = axum::http::HeaderMap::new();
+    h.insert(
+        "host",
+        axum::http::HeaderValue::from_static("bucket.s3.amazonaws.com"),
+    );
+    h.insert(
+        "x-amz-server-side-encryption-customer-key",
+        axum::http::HeaderValue::from_str(SECRET).unwrap(),
+    );
+    let docs = sent(
+        |b| b,
+        || info_span!("request", headers = ?h).in_scope(|| {}),
+    );
+    assert_no_secret("x-amz-server-side-encryption-customer-key", &docs);
+}
+
+/// A header map's entries collected into a list (`headers =
+/// ?request.headers().iter().collect::<Vec<_>>()`, or any list of name and
+/// value pairs) are written `[("authorization", "Bearer …")]`: name and
+/// value separated by `", "`, not `": "`. `without_header_secrets` finds
+/// only the map form, and the token is sent.
+/// Expected: no `SECRET`. Actual: it is in `metadata.tracing.headers`.
+#[test]
+fn a_header_maps_entries_recorded_as_a_list_lose_their_credentials() {
+    let h = headers();
+    let entries: Vec<_> = h.iter().collect();
+    let docs = sent(
+        |b| b,
+        || info_span!("request", headers = ?entries).in_scope(|| {}),
+    );
+    assert_no_secret("headers = ?headers.iter().collect::<Vec<_>>()", &docs);
+}

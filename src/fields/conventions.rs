@@ -27,7 +27,7 @@
 //! | `messaging.url`, then `messaging.destination.name`, on an SQS call (`rpc.service = "SQS"`, or `messaging.system = "aws_sqs"`) without a queue URL | `aws.queue_url`; on other spans (Kafka, RabbitMQ, ...) metadata (`messaging.url` without its password) |
 //! | `aws.s3.bucket` | `aws.bucket_name` |
 //! | `aws.sns.topic.arn` | `aws.topic_arn` |
-//! | `faas.invoked_name`, `aws.lambda.invocation_type` (a Lambda function called) | `aws.function_name`, `aws.invocation_type` |
+//! | `faas.invoked_name`, `aws.lambda.invocation_type`, `aws.lambda.function_error` (a Lambda function called) | `aws.function_name`, `aws.invocation_type`, `aws.function_error` |
 //! | `aws.retries` | `aws.retries` |
 //! | `xray.throttle = true` | `throttle` + `error` |
 //! | `xray.error = true` | `error` (the caller's failure, without a status: a request the client cancelled) |
@@ -413,17 +413,27 @@ pub(crate) fn sendable_text<'a>(key: &str, value: &'a FieldValue) -> Option<Cow<
         | "otel.status_description"
         | "error.cause_chain"
         | "exception.details"
-        | "exception.stacktrace" => without_url_secrets(s),
+        | "exception.stacktrace" => without_secrets(s),
         "server.address" | "http.host" | "net.host.name" | "net.peer.name" => {
             Cow::Borrowed(without_user_info(s))
         }
-        // tower-http's `include_headers(true)` records `headers =
-        // ?request.headers()`: a `HeaderMap`'s `Debug`, credentials and all.
-        _ => without_header_secrets(s),
+        // OpenTelemetry's `http.request.header.<name>` of a credential.
+        _ if key
+            .strip_prefix("http.request.header.")
+            .or_else(|| key.strip_prefix("http.response.header."))
+            .is_some_and(is_secret_header) =>
+        {
+            Cow::Borrowed("[redacted]")
+        }
+        // Any other text: a URL in it, or headers (tower-http's
+        // `include_headers(true)` records `headers = ?request.headers()`:
+        // a `HeaderMap`'s `Debug`, credentials and all), lose their secrets.
+        _ => without_secrets(s),
     })
 }
 
-/// Headers whose values are credentials.
+/// Headers whose values are credentials (the AWS SDK for Rust hides the
+/// same in its headers' `Debug`, and more: the SSE-C keys).
 const SECRET_HEADERS: &[&str] = &[
     "authorization",
     "proxy-authorization",
@@ -433,47 +443,140 @@ const SECRET_HEADERS: &[&str] = &[
     "api-key",
     "x-auth-token",
     "x-amz-security-token",
+    "x-amz-server-side-encryption-customer-key",
+    "x-amz-copy-source-server-side-encryption-customer-key",
 ];
 
-/// `text` with the values of credential headers in it (`"authorization":
-/// "Bearer …"`, as an `http::HeaderMap`'s `Debug` writes them) replaced by
-/// `"[redacted]"`.
+/// Whether `name` (any case, `_` for `-`) is a credential header's.
+fn is_secret_header(name: &str) -> bool {
+    is_secret_header_name(name.as_bytes())
+}
+
+/// [`is_secret_header`] of bytes (anywhere in a text: never a cut inside
+/// a character, which a name of ASCII letters never matches).
+fn is_secret_header_name(name: &[u8]) -> bool {
+    SECRET_HEADERS.iter().any(|h| {
+        h.len() == name.len()
+            && h.bytes()
+                .zip(name.iter())
+                .all(|(h, &n)| h == n.to_ascii_lowercase() || (h == b'-' && n == b'_'))
+    })
+}
+
+/// `text` without the secrets it may carry: every URL in it without its
+/// user info, query and fragment ([`without_url_secrets`]), and the values
+/// of credential headers ([`without_header_secrets`]).
+pub(crate) fn without_secrets(text: &str) -> Cow<'_, str> {
+    match without_url_secrets(text) {
+        Cow::Borrowed(text) => without_header_secrets(text),
+        Cow::Owned(text) => Cow::Owned(without_header_secrets(&text).into_owned()),
+    }
+}
+
+/// `text` with the values of credential headers in it replaced by
+/// `[redacted]`, however the headers were written: an `http::HeaderMap`'s
+/// `Debug` (`"authorization": "Bearer …"`), that `Debug` quoted again
+/// (`\"authorization\": \"…\"`, a string recorded with `?`), JSON
+/// (`"authorization":"…"`), a list of pairs (`("authorization", "…")`), or a
+/// raw header block (`Authorization: Bearer …`, to the end of its line).
 pub(crate) fn without_header_secrets(text: &str) -> Cow<'_, str> {
-    const SEP: &str = "\": \"";
-    if !text.contains(SEP) {
+    let bytes = text.as_bytes();
+    // Most texts name no header: one pass over the bytes says so.
+    if !bytes.iter().any(|&b| b == b':' || b == b',') {
         return Cow::Borrowed(text);
     }
+    let is_name_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
     let mut out = String::new();
     let mut copied = 0;
-    for (at, _) in text.match_indices(SEP) {
-        if at < copied {
-            continue; // inside a value already redacted
-        }
-        let name_start = text[..at].rfind('"').map_or(0, |q| q + 1);
-        let name = &text[name_start..at];
-        if !SECRET_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
-            continue;
-        }
-        let value_start = at + SEP.len();
-        // To the closing quote, over escaped ones (`\"`).
-        let mut escaped = false;
-        let value_end = text[value_start..]
-            .char_indices()
-            .find(|&(_, c)| {
-                let end = c == '"' && !escaped;
-                escaped = c == '\\' && !escaped;
-                end
+    let mut i = 0;
+    while i < bytes.len() {
+        // The next credential header's name, on name boundaries.
+        let Some((_, end)) = (i..bytes.len()).find_map(|at| {
+            if at > 0 && is_name_byte(bytes[at - 1]) {
+                return None;
+            }
+            SECRET_HEADERS.iter().find_map(|h| {
+                let end = at + h.len();
+                let named = end <= bytes.len()
+                    && is_secret_header_name(&bytes[at..end])
+                    && bytes.get(end).is_none_or(|&b| !is_name_byte(b));
+                named.then_some((at, end))
             })
-            .map_or(text.len(), |(i, _)| value_start + i);
-        out.push_str(&text[copied..value_start]);
+        }) else {
+            break;
+        };
+        let Some((from, to)) = header_value(bytes, end) else {
+            i = end;
+            continue;
+        };
+        out.push_str(&text[copied..from]);
         out.push_str("[redacted]");
-        copied = value_end;
+        copied = to;
+        i = to.max(end);
     }
     if copied == 0 {
         return Cow::Borrowed(text);
     }
     out.push_str(&text[copied..]);
     Cow::Owned(out)
+}
+
+/// Where the value of a header whose name ends at `at` lies in `bytes`:
+/// after the name's closing quote (`"`, `\"`, `'`), a `:` (or, for a quoted
+/// value, the `,` of a pair) and blanks; a quoted value to its closing quote
+/// (over escaped ones), an unquoted one (after `:`) to the end of its line.
+fn header_value(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
+    let blanks = |mut i: usize| {
+        while bytes.get(i).is_some_and(|&b| b == b' ' || b == b'\t') {
+            i += 1;
+        }
+        i
+    };
+    let quote_at = |i: usize| -> usize {
+        match bytes.get(i..) {
+            Some([b'\\', b'"', ..]) => 2,
+            Some([b'"' | b'\'', ..]) => 1,
+            _ => 0,
+        }
+    };
+    let mut i = at + quote_at(at);
+    i = blanks(i);
+    let sep = *bytes.get(i)?;
+    if sep != b':' && sep != b',' {
+        return None;
+    }
+    i = blanks(i + 1);
+    let quote = quote_at(i);
+    if quote == 0 {
+        // A raw header line (`Authorization: Bearer …`); a pair's value is
+        // always quoted.
+        if sep != b':' {
+            return None;
+        }
+        let end = bytes[i..]
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .map_or(bytes.len(), |n| i + n);
+        return (end > i).then_some((i, end));
+    }
+    let from = i + quote;
+    let closing = if quote == 2 { b'"' } else { bytes[i] };
+    // Quoted twice (`\"`), the value's own characters are escaped once
+    // more: each is read unescaped once, and its own escapes followed.
+    let mut escaped = false;
+    let mut j = from;
+    while j < bytes.len() {
+        let (c, width) = match (quote, bytes[j], bytes.get(j + 1)) {
+            (2, b'\\', Some(&next)) => (next, 2),
+            (_, c, _) => (c, 1),
+        };
+        if c == closing && !escaped {
+            return Some((from, j));
+        }
+        escaped = c == b'\\' && !escaped;
+        j += width;
+    }
+    Some((from, bytes.len()))
 }
 
 /// Whether a span kind (`otel.kind`, `span.kind`) is a call's: `client`
@@ -2468,7 +2571,7 @@ impl<'a> Conventions<'a> {
                         entity,
                         Cow::Borrowed(TRACING_NAMESPACE),
                         Cow::Borrowed(key),
-                        MetaValue::Str(without_url_secrets(status)),
+                        MetaValue::Str(without_secrets(status)),
                     );
                 }
             }
@@ -2749,6 +2852,39 @@ mod tests {
             without_header_secrets(r#"{"cookie": "abc"#),
             r#"{"cookie": "[redacted]"#
         );
+        // Quoted twice (a `Debug` string recorded with `?`), with an escaped
+        // quote inside the value.
+        assert_eq!(
+            without_header_secrets(r#""{\"authorization\": \"a\\\"b\", \"host\": \"h\"}""#),
+            r#""{\"authorization\": \"[redacted]\", \"host\": \"h\"}""#
+        );
+        // JSON, pairs, a raw header block, names in any case and with `_`.
+        assert_eq!(
+            without_header_secrets(r#"{"Cookie":"c","x_api_key":"k"}"#),
+            r#"{"Cookie":"[redacted]","x_api_key":"[redacted]"}"#
+        );
+        assert_eq!(
+            without_header_secrets(r#"[("authorization", "t"), ("host", "h")]"#),
+            r#"[("authorization", "[redacted]"), ("host", "h")]"#
+        );
+        assert_eq!(
+            without_header_secrets("GET / HTTP/1.1\r\nAuthorization: Bearer t\r\nHost: h\r\n"),
+            "GET / HTTP/1.1\r\nAuthorization: [redacted]\r\nHost: h\r\n"
+        );
+        // Not a name: inside a longer one, or without a value after it.
+        // Among multi-byte characters.
+        assert_eq!(
+            without_header_secrets("¥􊺍,cookie: x\n€"),
+            "¥􊺍,cookie: [redacted]\n€"
+        );
+        for kept in [
+            "the cookies, eaten",
+            "x-cookie: v",
+            "set-cookie-policy: lax",
+            "cookie",
+        ] {
+            assert_eq!(without_header_secrets(kept), kept);
+        }
     }
 
     /// Without a filled slot, the short path of `apply` decides exactly what
