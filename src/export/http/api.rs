@@ -126,6 +126,10 @@ struct PutTraceSegmentsOutput {
 struct ErrorBody {
     #[serde(rename = "__type", default)]
     kind: Option<String>,
+    /// restJson1's last place for the code (after the `X-Amzn-Errortype`
+    /// header and `__type`), as the AWS SDKs read it.
+    #[serde(default)]
+    code: Option<String>,
     #[serde(alias = "Message", default)]
     message: Option<String>,
 }
@@ -160,6 +164,8 @@ const AUTH_ERRORS: &[&str] = &[
     "UnauthorizedOperation",
 ];
 
+/// Codes worth another try, whatever the status (the AWS SDKs' throttling
+/// and transient error codes).
 const THROTTLE_ERRORS: &[&str] = &[
     "Throttling",
     "ThrottlingException",
@@ -170,6 +176,14 @@ const THROTTLE_ERRORS: &[&str] = &[
     "RequestThrottledException",
     "ProvisionedThroughputExceededException",
     "SlowDown",
+    "BandwidthLimitExceeded",
+    "EC2ThrottledException",
+    "LimitExceededException",
+    "PriorRequestNotComplete",
+    "TransactionInProgressException",
+    // Transient: the AWS SDKs retry these whatever the status.
+    "RequestTimeout",
+    "RequestTimeoutException",
 ];
 
 /// The error code of an `__type` value like `com.amazon.coral#ThrottlingException`.
@@ -188,6 +202,7 @@ pub(crate) fn classify(status: u16, error_type_header: Option<&str>, body: &str)
     let parsed: ErrorBody = serde_json::from_str(body).unwrap_or_default();
     let code = error_type_header
         .or(parsed.kind.as_deref())
+        .or(parsed.code.as_deref())
         .map(short_code)
         .map(str::to_owned)
         .or_else(|| xml_tag(body, "Code"));
@@ -362,6 +377,27 @@ mod tests {
                 r#"{"__type":"com.amazon.coral#ThrottlingException"}"#
             ),
             Answer::Retry(_)
+        ));
+        // The AWS SDKs' throttling and transient codes, whatever the 4xx
+        // status; the code also from the body's `code` (restJson1's last
+        // place for it). Found by the hunt of the exporters.
+        for code in [
+            "LimitExceededException",
+            "BandwidthLimitExceeded",
+            "PriorRequestNotComplete",
+            "EC2ThrottledException",
+            "TransactionInProgressException",
+            "RequestTimeout",
+            "RequestTimeoutException",
+        ] {
+            assert!(
+                matches!(classify(400, Some(code), "{}"), Answer::Retry(_)),
+                "{code}"
+            );
+        }
+        assert!(matches!(
+            classify(400, None, r#"{"code":"ThrottlingException","message":"Rate exceeded"}"#),
+            Answer::Retry(t) if t.contains("Rate exceeded")
         ));
         assert!(matches!(classify(429, None, ""), Answer::Retry(_)));
         assert!(matches!(classify(503, None, "<html>"), Answer::Retry(_)));
