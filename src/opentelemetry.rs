@@ -345,12 +345,15 @@ impl TextMapPropagator for XrayPropagator {
 /// `?` (a caller asking for a decision) is kept as the Go one keeps it, as
 /// a context not sampled, so that the trace still continues; the Java, JS
 /// and Python ones refuse it, and start another trace.
+/// Of a repeated `Sampled`, the last one counts, as [`TraceHeader::parse`]
+/// reads it and the Java and JS propagators keep it.
 fn sampled_is_valid(raw: &str) -> bool {
-    raw.split(';')
-        .all(|part| match part.trim().split_once('=') {
-            Some(("Sampled", value)) => matches!(value, "1" | "0" | "?"),
-            _ => true,
+    raw.rsplit(';')
+        .find_map(|part| match part.trim().split_once('=') {
+            Some(("Sampled", value)) => Some(value),
+            _ => None,
         })
+        .is_none_or(|value| matches!(value, "1" | "0" | "?"))
 }
 
 #[cfg(test)]

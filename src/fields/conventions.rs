@@ -33,7 +33,7 @@
 //! | `xray.error = true` | `error` (the caller's failure, without a status: a request the client cancelled) |
 //! | `xray.fault = true` | `fault`, whatever the status (a response that broke after its head went out) |
 //! | `rpc.grpc.status_code` (tower-http's gRPC `status` too) | the flags of the HTTP status the code stands for (Google's mapping) |
-//! | `error.type`/`exception.type`, `exception.message`/`error.message`, `otel.status_message` | an exception's type and message (without URL secrets); `exception.message`/`error.message` also mark a failure |
+//! | `error.type`/`exception.type`, `exception.message`/`error.message`/`otel.status_description`, `otel.status_message` | an exception's type and message (without URL secrets); `exception.message`/`error.message`/`otel.status_description` also mark a failure |
 //!
 //! A field that turns out to be unusable (a method that is a number, a host
 //! on a span with no HTTP or SQL meaning) is kept as metadata like any other.
@@ -215,6 +215,9 @@ pub(crate) struct Conventions<'a> {
     pub(crate) name: Option<&'a str>,
     xray_name: Slot<'a>,
     pub(crate) error: bool,
+    /// `otel.status_code = "OK"`: the span did not fail, whatever errors
+    /// it logged (its exceptions are still sent, flagging nothing).
+    pub(crate) status_ok: bool,
     namespace: Slot<'a>,
     kind: Slot<'a>,
     peer_service: Slot<'a>,
@@ -2039,8 +2042,12 @@ impl<'a> Conventions<'a> {
             "xray.error" => &mut self.client_error,
             "xray.fault" => &mut self.fault,
             "error.type" | "exception.type" => &mut self.error_type,
-            "otel.status_message" | "otel.status_description" => &mut self.error_message,
-            "exception.message" | "error.message" => &mut self.exception_message,
+            "otel.status_message" => &mut self.error_message,
+            // tracing-opentelemetry reads `otel.status_description` as an
+            // error status with that description.
+            "exception.message" | "error.message" | "otel.status_description" => {
+                &mut self.exception_message
+            }
             "http.request.method" | "http.method" => &mut self.method,
             "url.full" | "http.url" => &mut self.url_full,
             "url.path" | "http.target" => &mut self.path,
@@ -2589,7 +2596,7 @@ impl<'a> Conventions<'a> {
             || exception_message.is_some();
         error_flags(
             entity,
-            failed,
+            failed && !self.status_ok,
             !errored.classified && !is_remote && !is_aws,
             status,
         );
@@ -2650,7 +2657,7 @@ impl<'a> Conventions<'a> {
         status_flags(entity, status);
         error_flags(
             entity,
-            errored.any || self.error,
+            (errored.any || self.error) && !self.status_ok,
             !errored.classified,
             status,
         );

@@ -13,7 +13,7 @@
 //! | `metadata.KEY` | `metadata.default.KEY` |
 //! | `metadata.NS.KEY` | `metadata.NS.KEY` (the namespace `AWS`, the SDKs' reserved `AWS.*`, is kept under `default`) |
 //! | `enduser.id`, `xray.user` | the segment's `user` (a numeric id as its digits; on a client call without a traced parent, the segment around it). X-Ray has a user only on segments: on a span below the root (an auth step inside the request) it is the segment's user too, unless the root names one (the first such span to end wins; the span keeps the field in its metadata; in Lambda, with no segment of ours, metadata only) |
-//! | `error = true`, `otel.status_code = "ERROR"`, `error.type` | `fault` (`error` with a 4xx status; no flag with a status below 400) |
+//! | `error = true`, `otel.status_code = "ERROR"`, `error.type` | `fault` (`error` with a 4xx status; no flag with a status below 400, or with `otel.status_code = "OK"`) |
 //! | a `dyn Error` value | the same, and a `cause.exceptions` entry |
 //! | HTTP, SQL, AWS SDK names | see [`conventions`] |
 //! | anything else | `metadata.tracing.FIELD` (or nothing, or an annotation: builder options) |
@@ -382,6 +382,13 @@ pub(crate) fn route<'a>(
     let mut demoted = Demoted::new();
     for (key, value) in &span.fields {
         let key: &'static str = key;
+        // OpenTelemetry's `Ok` is final: a span marked so did not fail,
+        // whatever errors it logged (a retry that worked), as
+        // tracing-opentelemetry reads it. Sent as any other field.
+        if key == "otel.status_code" && as_str(value).is_some_and(|s| s.eq_ignore_ascii_case("ok"))
+        {
+            conv.status_ok = true;
+        }
         if options.is_indexed(key) {
             // What may leave of it: a URL without its query, never a
             // query's text (unless collected, in its block).

@@ -1,0 +1,202 @@
+//! tracing-opentelemetry and tracing-xray in the same subscriber (a user
+//! migrating from one to the other, or running both): the same span fails,
+//! or not, in both; and the `XrayPropagator` reads a header as the official
+//! contrib propagators do. Found by the hunt of OpenTelemetry interop; each
+//! test failed before its fix.
+#![cfg(feature = "opentelemetry")]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{Status, TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData};
+use serde_json::Value;
+use tracing::info_span;
+use tracing_subscriber::prelude::*;
+use tracing_xray::export::InMemoryExporter;
+use tracing_xray::opentelemetry::XrayPropagator;
+use tracing_xray::sampling::AlwaysSample;
+use tracing_xray::{Sampled, TraceHeader};
+
+const KEY: &str = "x-amzn-trace-id";
+
+/// Keeps every span the OpenTelemetry SDK exports.
+#[derive(Debug, Clone, Default)]
+struct Collect(Arc<Mutex<Vec<SpanData>>>);
+
+impl opentelemetry_sdk::trace::SpanExporter for Collect {
+    async fn export(&self, batch: Vec<SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.lock().unwrap().extend(batch);
+        Ok(())
+    }
+}
+
+/// Runs `f` under one subscriber holding both tracing-xray (every trace
+/// sampled, in memory) and tracing-opentelemetry (simple processor, in
+/// memory), as a user migrating between them has it; returns the X-Ray
+/// traces and the OpenTelemetry spans.
+fn with_both_layers(f: impl FnOnce()) -> (Vec<Value>, Vec<SpanData>) {
+    let spans = Collect::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(spans.clone())
+        .build();
+    let tracer = provider.tracer("hunt-otel");
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_sampler(AlwaysSample)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let subscriber = tracing_subscriber::registry()
+        .with(layer)
+        .with(tracing_opentelemetry::layer().with_tracer(tracer));
+    tracing::subscriber::with_default(subscriber, f);
+    xray.flush(Duration::from_secs(5)).unwrap();
+    let _ = provider.force_flush();
+    let got = spans.0.lock().unwrap().clone();
+    (exporter.traces(), got)
+}
+
+/// A repeated `Sampled` whose last value is valid.
+///
+/// What the user does: an OpenTelemetry service with the `XrayPropagator`
+/// receives a header in which `Sampled` appears twice, a damaged value and
+/// then a good one (a proxy or an earlier hop appended its own decision):
+/// `Root=…;Parent=…;Sampled=a;Sampled=1`.
+///
+/// What they should get: the caller's trace continued, sampled. The
+/// propagator's rustdoc says extract "reads the header leniently
+/// (`TraceHeader::parse`)" and accepts it when "`Sampled`, if present, is
+/// `1`, `0` or `?`"; `TraceHeader`'s rustdoc: "for a repeated key the last
+/// occurrence wins", and `TraceHeader::parse` does read `Sampled=1` here.
+/// SPEC §3.2 (duplicate key row): the OTel java/js propagators take the last
+/// occurrence, and so they do: java-contrib `AwsXrayPropagator.
+/// getContextFromHeader` assigns `isSampled = parseTraceFlag(value)` for each
+/// part and only checks it after the loop; js-contrib `AWSXRayPropagator.
+/// getSpanContextFromHeader` likewise (`parsedTraceFlags`, checked after the
+/// loop). Both return a valid, sampled remote context for this header.
+///
+/// Before the fix: `sampled_is_valid` (src/opentelemetry.rs) refuses the
+/// header when ANY `Sampled` part is not `1`/`0`/`?`, though the parse it
+/// hands the header to keeps only the last; the context comes back
+/// unchanged, so the OpenTelemetry service starts a new trace and the
+/// caller's is broken.
+#[test]
+fn extract_takes_the_last_sampled_as_the_contrib_propagators_do() {
+    let raw =
+        "Root=1-8a3c60f7-d188f8fa79d48a391a778fa6;Parent=53995c3f42cd8ad8;Sampled=a;Sampled=1";
+    assert_eq!(
+        TraceHeader::parse(raw).sampled(),
+        Sampled::Yes,
+        "precondition: the crate's own parse takes the last Sampled"
+    );
+    let cx = XrayPropagator::new().extract(&HashMap::from([(KEY.to_owned(), raw.to_owned())]));
+    assert!(
+        cx.has_active_span(),
+        "the caller's trace was not continued: the header was refused"
+    );
+    let span = cx.span();
+    let sc = span.span_context();
+    assert_eq!(
+        sc.trace_id().to_string(),
+        "8a3c60f7d188f8fa79d48a391a778fa6"
+    );
+    assert_eq!(sc.span_id().to_string(), "53995c3f42cd8ad8");
+    assert!(sc.is_sampled(), "the last Sampled is 1");
+}
+
+/// `otel.status_description` in a subscriber holding both layers.
+///
+/// What the user does: instrumentation written for tracing-opentelemetry
+/// marks a failed operation with `otel.status_description = "…"`, the field
+/// tracing-opentelemetry 0.34 (the version this crate's tests use) reads as
+/// the span's status: `SPAN_STATUS_DESCRIPTION_FIELD => status =
+/// Status::error(value)` (tracing-opentelemetry src/layer.rs, `record_str`,
+/// lines 33 and 542-543). The user runs tracing-xray beside it.
+///
+/// What they should get: the same span flagged in X-Ray as in OpenTelemetry.
+/// README ("Span fields"): "existing instrumentation (tower-http, the AWS SDK
+/// for Rust, OpenTelemetry-style field names) lights up without changes";
+/// `otel.status_code = "ERROR"` is a `fault`. README says nothing of
+/// `otel.status_description` (it says only that `otel.status_message`, a
+/// name tracing-opentelemetry does not read, fails nothing alone).
+///
+/// Before the fix: the OpenTelemetry span is `Status::Error("db unavailable")`,
+/// the X-Ray subsegment has no `fault`, no exception; the field is plain
+/// metadata (src/fields/conventions.rs:1939 files it with
+/// `otel.status_message`). The failure is invisible in X-Ray. (If this is
+/// meant, the README should say that `otel.status_description` alone is not
+/// a failure, unlike in tracing-opentelemetry.)
+#[test]
+fn otel_status_description_is_a_failure_in_both_layers() {
+    let (traces, spans) = with_both_layers(|| {
+        info_span!("handle").in_scope(|| {
+            info_span!("query_orders", otel.status_description = "db unavailable").in_scope(|| {});
+        });
+    });
+    let otel = spans.iter().find(|s| s.name == "query_orders").unwrap();
+    assert!(
+        matches!(otel.status, Status::Error { .. }),
+        "precondition: tracing-opentelemetry reads it as an error: {:?}",
+        otel.status
+    );
+    assert_eq!(traces.len(), 1);
+    let sub = &traces[0]["subsegments"][0];
+    assert_eq!(sub["name"], "query_orders");
+    assert_eq!(
+        sub["fault"], true,
+        "OpenTelemetry says Error, X-Ray says nothing failed: {sub}"
+    );
+}
+
+/// `otel.status_code = "OK"` in a subscriber holding both layers.
+///
+/// What the user does: marks an operation that recovered (an ERROR event
+/// logged for a failed first attempt, then a successful retry) as succeeded
+/// with `otel.status_code = "OK"`, tracing-opentelemetry's field for the
+/// span status.
+///
+/// What they should get: one meaning for `otel.status_code` in both layers
+/// (the brief's question; README: "OpenTelemetry-style field names light up
+/// without changes"). In OpenTelemetry, `Ok` is final: the trace API spec
+/// says a status set to Ok "SHOULD be considered final and any further
+/// attempts to change it SHOULD be ignored", and tracing-opentelemetry 0.34
+/// keeps it (an ERROR event sets `Status::error` only while the status is
+/// `Unset`: src/layer.rs, `on_event`, lines 1445-1448). The crate already
+/// has the idea of a handled error (README: an error with an HTTP status
+/// below 400 sets "no flag ...: the request succeeded, the error was
+/// handled").
+///
+/// Before the fix: the OpenTelemetry span is `Status::Ok`; the X-Ray
+/// subsegment is a `fault` with the event as its exception, and
+/// `otel.status_code` is left in metadata. (The README's row lists the
+/// ERROR event's exceptions, and `OK` is not one of them: if this is meant,
+/// the README should say that `otel.status_code = "OK"` does not clear a
+/// fault, unlike in OpenTelemetry.)
+#[test]
+fn otel_status_code_ok_is_final_in_both_layers() {
+    let (traces, spans) = with_both_layers(|| {
+        info_span!("handle").in_scope(|| {
+            info_span!("charge_card", otel.status_code = "OK")
+                .in_scope(|| tracing::error!("first attempt failed, retried"));
+        });
+    });
+    let otel = spans.iter().find(|s| s.name == "charge_card").unwrap();
+    assert_eq!(
+        otel.status,
+        Status::Ok,
+        "precondition: tracing-opentelemetry keeps Ok"
+    );
+    assert_eq!(traces.len(), 1);
+    let sub = &traces[0]["subsegments"][0];
+    assert_eq!(sub["name"], "charge_card");
+    assert_eq!(
+        sub["fault"],
+        Value::Null,
+        "OpenTelemetry says Ok, X-Ray says fault: {sub}"
+    );
+}
