@@ -485,8 +485,8 @@ fn printable(s: &str) -> std::borrow::Cow<'_, str> {
 /// embeddings, overrides, isolates); or an invisible one that makes two
 /// different values look alike (zero-width space, Mongolian vowel
 /// separator, word joiner and invisible operators, deprecated format
-/// characters, byte order mark, interlinear annotation marks, tags). The joiners that shape scripts and
-/// emoji (`\u{200C}`, `\u{200D}`) are kept.
+/// characters, byte order mark, interlinear annotation marks, tags). The
+/// joiners that shape scripts and emoji (`\u{200C}`, `\u{200D}`) are kept.
 fn unprintable(c: char) -> bool {
     c.is_control()
         || matches!(
@@ -706,7 +706,7 @@ impl TimelineExporter {
             .unwrap_or(0)
             .min(room / 2)
             .max(marks);
-        let bar_width = (room - reserve).max(10);
+        let bar_width = room.saturating_sub(reserve).max(10);
         let tail_room = self.width.saturating_sub(label_width + 16 + bar_width);
 
         let mut s = String::new();
@@ -1092,9 +1092,9 @@ struct Part {
 /// characters (CJK ideographs, kana, Hangul syllables and leading
 /// consonants, fullwidth forms, emoji), 0 for combining marks, zero-width
 /// characters and the Hangul vowels and final consonants that join a
-/// leading consonant's syllable (as `wcwidth` gives them), else 1. A short table instead
-/// of a dependency: the rows show X-Ray names (letters, digits and a few
-/// symbols), whose wide letters are in these blocks.
+/// leading consonant's syllable (as `wcwidth` gives them), else 1. A short
+/// table instead of a dependency: the rows show X-Ray names (letters,
+/// digits and a few symbols), whose wide letters are in these blocks.
 fn char_columns(c: char) -> usize {
     match u32::from(c) {
         0x0300..=0x036F
