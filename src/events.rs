@@ -67,6 +67,8 @@ fn sendable_value<'a>(key: &str, v: &'a FieldValue) -> Option<MetaValue<'a>> {
         _ => sendable_text(key, v)?,
     };
     Some(match (v, text) {
+        // A value replaced (a credential header's, of any type).
+        (_, Cow::Owned(t)) => MetaValue::Str(Cow::Owned(t)),
         (FieldValue::Str(s), Cow::Borrowed(t)) if t.len() == s.len() => meta_value(v),
         (FieldValue::Str(_), text) => MetaValue::Str(text),
         _ => meta_value(v),

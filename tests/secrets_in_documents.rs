@@ -958,3 +958,207 @@ fn a_header_maps_entries_recorded_as_a_list_lose_their_credentials() {
     );
     assert_no_secret("headers = ?headers.iter().collect::<Vec<_>>()", &docs);
 }
+
+// ---------------------------------------------------------------------------
+// Found by the review of the broadened scrubbing: a replacement as long as
+// the value was taken for no change, error message fields kept header
+// values, and some ways of writing headers leaked or were over-redacted.
+// Each test failed before its fix.
+
+/// `metadata.tracing.<key>` of the first document's segment.
+fn tracing_metadata(docs: &[String], key: &str) -> serde_json::Value {
+    let doc: serde_json::Value = serde_json::from_str(&docs[0]).unwrap();
+    doc["metadata"]["tracing"][key].clone()
+}
+
+// ---------------------------------------------------------------------------
+// `http.request.header.<credential>` sent as `[redacted]`.
+
+/// README ("Span fields"): "an OpenTelemetry `http.request.header.authorization`
+/// field is sent as `[redacted]`". `sendable_text` returns the borrowed
+/// constant `"[redacted]"` for it; `other_field` (src/fields/mod.rs:607-615)
+/// then tells a scrubbed text from an unchanged one by LENGTH only
+/// (`Cow::Borrowed(text) if s.len() != text.len()`): a credential of exactly
+/// ten bytes, `[redacted]`'s length (`Bearer abc`, a 10-character API key),
+/// is taken for "unchanged", and the ORIGINAL value is sent.
+/// Expected: `metadata.tracing["http.request.header.x-api-key"] == "[redacted]"`.
+/// Before the fix: the key itself, in clear.
+#[test]
+fn an_otel_credential_header_of_ten_bytes_is_sent_in_clear() {
+    let docs = sent(
+        |b| b,
+        || info_span!("request", "http.request.header.x-api-key" = SECRET).in_scope(|| {}),
+    );
+    assert_no_secret("http.request.header.x-api-key = <10 bytes>", &docs);
+}
+
+/// The same length test, in the indexed path (src/fields/mod.rs:395-402,
+/// `with_indexed_fields` / `with_all_fields_indexed`): a ten-byte
+/// `http.request.header.authorization` value (`Bearer abc`) is annotated as
+/// recorded. Expected: no secret. Actual: `annotations` holds it.
+#[test]
+fn an_indexed_otel_credential_header_of_ten_bytes_is_annotated_in_clear() {
+    let docs = sent(
+        |b| b.with_indexed_fields(["http.request.header.authorization"]),
+        || info_span!("request", "http.request.header.authorization" = SECRET).in_scope(|| {}),
+    );
+    assert_no_secret(
+        "indexed http.request.header.authorization = <10 bytes>",
+        &docs,
+    );
+}
+
+/// And in an event (`with_events(true)`): `events::sendable_value`
+/// (src/events.rs:69) keeps the recorded value when the text it got back is
+/// borrowed and of the same length, so an event's ten-byte
+/// `http.request.header.cookie` goes out as recorded.
+/// Expected: `[redacted]`. Actual: the cookie in `metadata.tracing.events`.
+#[test]
+fn an_events_otel_credential_header_of_ten_bytes_is_sent_in_clear() {
+    let docs = sent(
+        |b| b.with_events(true),
+        || {
+            info_span!("request").in_scope(|| {
+                tracing::info!("http.request.header.cookie" = SECRET, "request received");
+            })
+        },
+    );
+    assert_no_secret("event http.request.header.cookie = <10 bytes>", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// error messages recorded as fields.
+
+/// README: "Error and event messages lose the same secrets" (credential
+/// headers however the text writes them). An exception's text recorded as
+/// a field (`exception.message` / `error.message` /
+/// `otel.status_description`, what tracing-actix-web, reqwest-tracing and
+/// tonic's instrumentation record) becomes the span's exception, but its
+/// text is `applied.error_message = error_message_recorded.map(
+/// without_url_secrets)` (src/fields/conventions.rs:2590): URL secrets only,
+/// never `without_header_secrets`. A raw `Authorization:` line in it goes
+/// out in `cause.exceptions[0].message`, while the same text as an ERROR
+/// event's message, or as any other field, is redacted.
+/// Expected: no secret. Actual: `cause.exceptions[0].message` holds it.
+#[test]
+fn an_error_message_field_keeps_a_credential_header() {
+    let text = format!("upstream answered 401 to\nAuthorization: Bearer {SECRET}\n");
+    let docs = sent(
+        |b| b,
+        || info_span!("request", error.message = %text).in_scope(|| {}),
+    );
+    assert_no_secret("error.message = %text with an Authorization line", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// false negatives ("however the text writes them").
+
+/// README: credential headers' values are not sent "however the text writes
+/// them: ... JSON ...". Pretty-printed JSON (`serde_json::to_string_pretty`
+/// of an API Gateway REST event, whose `multiValueHeaders` are lists) puts
+/// a header's values on the lines after its name: `header_value` takes the
+/// unquoted `[` after `"Cookie":` as a raw header line's value and redacts
+/// only to the end of THAT line; the cookie on the next line goes out.
+/// Expected: no secret. Actual: `"session=S3CR3T-xyz"` in the metadata.
+#[test]
+fn pretty_json_multi_value_headers_keep_their_cookie() {
+    let event = serde_json::json!({
+        "httpMethod": "GET",
+        "multiValueHeaders": { "Cookie": [format!("session={SECRET}")] },
+    });
+    let text = serde_json::to_string_pretty(&event).unwrap();
+    let docs = sent(
+        |b| b,
+        || info_span!("request", event = %text).in_scope(|| {}),
+    );
+    assert_no_secret("event = %to_string_pretty(apigw event)", &docs);
+}
+
+/// `tracing_subscriber::fmt`'s own line format (logfmt-like,
+/// `authorization="Bearer …"`, what a captured log line or a child
+/// process's output quoted in an error carries) writes a header with `=`:
+/// `header_value` accepts only `:` (or `,` in a pair) after the name, so the
+/// token is sent. README promises "however the text writes them".
+/// Expected: no secret. Actual: it is in `cause.exceptions[0].message`.
+#[test]
+fn a_logfmt_authorization_in_an_error_event_is_sent() {
+    let line = format!(r#"INFO proxy: forwarding authorization="Bearer {SECRET}" host="shop""#);
+    let docs = sent(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                tracing::error!("sidecar failed after: {line}");
+            })
+        },
+    );
+    assert_no_secret("error!(.. authorization=\"Bearer ..\")", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// false positives (ordinary data corrupted).
+
+/// A list of header NAMES is no credential: tower-http's
+/// `SetSensitiveRequestHeadersLayer::new([AUTHORIZATION, COOKIE])` or a
+/// CORS `allow_headers` list, recorded as `sensitive = ?names`, is
+/// `["authorization", "cookie", "host"]`. `header_value` reads
+/// `"authorization", "cookie"` as a pair `(name, value)` and sends
+/// `["authorization", "[redacted]", "host"]`: the configuration logged is
+/// falsified. Expected: the list as recorded. Actual: `cookie` replaced.
+#[test]
+fn a_list_of_header_names_is_sent_as_recorded() {
+    let names = ["authorization", "cookie", "host"];
+    let docs = sent(
+        |b| b,
+        || info_span!("startup", sensitive_headers = ?names).in_scope(|| {}),
+    );
+    assert_eq!(
+        tracing_metadata(&docs, "sensitive_headers"),
+        r#"["authorization", "cookie", "host"]"#,
+        "{}",
+        docs[0]
+    );
+}
+
+/// A JSON object whose credential-named key holds no string (`null`,
+/// `false`, a number: `{"authorization":null,"tenant":"acme","path":"/o"}`,
+/// a request log saying no credential came): the unquoted value after `:`
+/// is taken as a raw header line's and redacted to the end of the LINE, and
+/// compact JSON is one line: every key after it is lost, and the text sent
+/// is no longer JSON. (The documented forms: a raw header block's value
+/// runs to its line's end; a JSON value is a quoted string.)
+/// Expected: at most `null` replaced; `tenant` kept. Actual:
+/// `{"authorization":[redacted]`.
+#[test]
+fn a_json_credential_key_without_a_string_value_eats_the_rest_of_the_line() {
+    let json = r#"{"authorization":null,"tenant":"acme","path":"/orders"}"#;
+    let docs = sent(
+        |b| b,
+        || info_span!("request", request_log = %json).in_scope(|| {}),
+    );
+    let got = tracing_metadata(&docs, "request_log");
+    let got = got.as_str().unwrap();
+    assert!(
+        got.contains(r#""tenant":"acme""#) && got.contains("/orders"),
+        "non-secret keys lost: {got}"
+    );
+}
+
+/// README: "an OpenTelemetry `http.request.header.authorization` field is
+/// sent as `[redacted]`". A credential header recorded as a number (a
+/// numeric API key or PIN: `http.request.header.x-api-key = key` with `key:
+/// u64`) is not text: `sendable_text` answers `""` for any value that is
+/// not a string (src/fields/conventions.rs:402-404), `other_field`
+/// (src/fields/mod.rs:607-616) then finds nothing scrubbed and sends the
+/// number as recorded.
+/// Expected: `[redacted]` (or nothing). Actual: the key, a number, in
+/// `metadata.tracing["http.request.header.x-api-key"]`.
+#[test]
+fn a_numeric_otel_credential_header_is_sent_in_clear() {
+    const KEY: u64 = 4_719_305_112_873;
+    let docs = sent(
+        |b| b,
+        || info_span!("request", "http.request.header.x-api-key" = KEY).in_scope(|| {}),
+    );
+    let got = tracing_metadata(&docs, "http.request.header.x-api-key");
+    assert_ne!(got, serde_json::json!(KEY), "the key went out: {}", docs[0]);
+}

@@ -399,6 +399,15 @@ fn host_of<'a>(slot: Slot<'a>) -> Option<&'a str> {
 /// query's text); for a value that is not text, an empty string.
 pub(crate) fn sendable_text<'a>(key: &str, value: &'a FieldValue) -> Option<Cow<'a, str>> {
     let never = matches!(key, "url.query" | "db.statement" | "db.query.text");
+    // OpenTelemetry's `http.request.header.<name>` of a credential, of any
+    // type: never sent (owned: a text the same length is no value kept).
+    if key
+        .strip_prefix("http.request.header.")
+        .or_else(|| key.strip_prefix("http.response.header."))
+        .is_some_and(is_secret_header)
+    {
+        return Some(Cow::Owned("[redacted]".to_owned()));
+    }
     let Some(s) = as_str(value) else {
         return (!never).then_some(Cow::Borrowed(""));
     };
@@ -419,14 +428,6 @@ pub(crate) fn sendable_text<'a>(key: &str, value: &'a FieldValue) -> Option<Cow<
         | "exception.stacktrace" => without_secrets(s),
         "server.address" | "http.host" | "net.host.name" | "net.peer.name" => {
             Cow::Borrowed(without_user_info(s))
-        }
-        // OpenTelemetry's `http.request.header.<name>` of a credential.
-        _ if key
-            .strip_prefix("http.request.header.")
-            .or_else(|| key.strip_prefix("http.response.header."))
-            .is_some_and(is_secret_header) =>
-        {
-            Cow::Borrowed("[redacted]")
         }
         // Any other text: a URL in it, or headers (tower-http's
         // `include_headers(true)` records `headers = ?request.headers()`:
@@ -485,7 +486,7 @@ pub(crate) fn without_secrets(text: &str) -> Cow<'_, str> {
 pub(crate) fn without_header_secrets(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     // Most texts name no header: one pass over the bytes says so.
-    if !bytes.iter().any(|&b| b == b':' || b == b',') {
+    if !bytes.iter().any(|&b| b == b':' || b == b',' || b == b'=') {
         return Cow::Borrowed(text);
     }
     let is_name_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
@@ -494,7 +495,7 @@ pub(crate) fn without_header_secrets(text: &str) -> Cow<'_, str> {
     let mut i = 0;
     while i < bytes.len() {
         // The next credential header's name, on name boundaries.
-        let Some((_, end)) = (i..bytes.len()).find_map(|at| {
+        let Some((start, end)) = (i..bytes.len()).find_map(|at| {
             if at > 0 && is_name_byte(bytes[at - 1]) {
                 return None;
             }
@@ -508,7 +509,7 @@ pub(crate) fn without_header_secrets(text: &str) -> Cow<'_, str> {
         }) else {
             break;
         };
-        let Some((from, to)) = header_value(bytes, end) else {
+        let Some((from, to)) = header_value(bytes, start, end) else {
             i = end;
             continue;
         };
@@ -524,11 +525,17 @@ pub(crate) fn without_header_secrets(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Where the value of a header whose name ends at `at` lies in `bytes`:
-/// after the name's closing quote (`"`, `\"`, `'`), a `:` (or, for a quoted
-/// value, the `,` of a pair) and blanks; a quoted value to its closing quote
-/// (over escaped ones), an unquoted one (after `:`) to the end of its line.
-fn header_value(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
+/// Where the value of a header named by `bytes[start..at]` lies in `bytes`,
+/// as the forms of [`without_header_secrets`] write it:
+/// - a quoted name (`"`, `\"`, `'`), `:` (or `=`, as a `key="value"` log
+///   line writes it) and a quoted value, to its closing quote (over escaped
+///   ones), or a list of them (`"Cookie": ["a", "b"]`) to its `]`; a quoted
+///   name with another value (`null`, a number) has none to hide;
+/// - a pair `("name", "value")`: a name opening a parenthesis, `,`, a
+///   quoted value (a list of names, `["authorization", "cookie"]`, is none);
+/// - a raw header line (`Authorization: Bearer …`): a name at the start of a
+///   line, `:`, to the end of that line.
+fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)> {
     let blanks = |mut i: usize| {
         while bytes.get(i).is_some_and(|&b| b == b' ' || b == b'\t') {
             i += 1;
@@ -542,25 +549,53 @@ fn header_value(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
             _ => 0,
         }
     };
-    let mut i = at + quote_at(at);
-    i = blanks(i);
+    // The name's own quote, before and after it.
+    let opening = match start.checked_sub(1).map(|i| bytes[i]) {
+        Some(b'"') if start >= 2 && bytes[start - 2] == b'\\' => 2,
+        Some(b'"' | b'\'') => 1,
+        _ => 0,
+    };
+    let quoted_name = opening > 0 && quote_at(at) > 0;
+    let mut i = blanks(at + if quoted_name { quote_at(at) } else { 0 });
     let sep = *bytes.get(i)?;
-    if sep != b':' && sep != b',' {
-        return None;
-    }
     i = blanks(i + 1);
     let quote = quote_at(i);
-    if quote == 0 {
-        // A raw header line (`Authorization: Bearer …`); a pair's value is
-        // always quoted.
-        if sep != b':' {
-            return None;
+    match sep {
+        b':' if !quoted_name => {
+            // A raw header line: the name starts its line.
+            let line_start = start == 0 || matches!(bytes[start - 1], b'\n' | b'\r');
+            if !line_start || quote > 0 {
+                return None;
+            }
+            let end = bytes[i..]
+                .iter()
+                .position(|&b| b == b'\r' || b == b'\n')
+                .map_or(bytes.len(), |n| i + n);
+            return (end > i).then_some((i, end));
         }
-        let end = bytes[i..]
-            .iter()
-            .position(|&b| b == b'\r' || b == b'\n')
-            .map_or(bytes.len(), |n| i + n);
-        return (end > i).then_some((i, end));
+        b':' | b'=' if quoted_name || sep == b'=' => {
+            if bytes.get(i) == Some(&b'[') && quoted_name {
+                // A list of values, to its end.
+                let end = bytes[i..]
+                    .iter()
+                    .position(|&b| b == b']')
+                    .map_or(bytes.len(), |n| i + n);
+                return Some((i + 1, end));
+            }
+            if quote == 0 {
+                return None;
+            }
+        }
+        b',' if quoted_name => {
+            // A pair: the name opens a parenthesis.
+            let before = bytes[..start - opening]
+                .iter()
+                .rposition(|&b| b != b' ' && b != b'\t');
+            if quote == 0 || before.is_none_or(|p| bytes[p] != b'(') {
+                return None;
+            }
+        }
+        _ => return None,
     }
     let from = i + quote;
     let closing = if quote == 2 { b'"' } else { bytes[i] };
@@ -2587,7 +2622,7 @@ impl<'a> Conventions<'a> {
         applied.error_message_key = exception_key.or(status_key);
         applied.exception_text = exception_message.is_some();
         applied.error_message_recorded = exception_message.or(status_message);
-        applied.error_message = applied.error_message_recorded.map(without_url_secrets);
+        applied.error_message = applied.error_message_recorded.map(without_secrets);
         let failed = errored.any
             || self.error
             || client_error
@@ -2879,10 +2914,30 @@ mod tests {
             "GET / HTTP/1.1\r\nAuthorization: [redacted]\r\nHost: h\r\n"
         );
         // Not a name: inside a longer one, or without a value after it.
+        // A pretty-printed list of values, a `key="value"` log line.
+        assert_eq!(
+            without_header_secrets(
+                "{\n  \"Cookie\": [\n    \"a=1\",\n    \"b=2\"\n  ],\n  \"host\": \"h\"\n}"
+            ),
+            "{\n  \"Cookie\": [[redacted]],\n  \"host\": \"h\"\n}"
+        );
+        assert_eq!(
+            without_header_secrets(r#"failed authorization="Bearer t" status=401"#),
+            r#"failed authorization="[redacted]" status=401"#
+        );
+        // No value to hide: a list of names, `null`, a struct's field, prose.
+        for kept in [
+            r#"["authorization","cookie","host"]"#,
+            r#"{"authorization":null,"tenant":"acme"}"#,
+            "Cfg { authorization: None, retries: 3 }",
+            "no cookie: expected key=value",
+        ] {
+            assert_eq!(without_header_secrets(kept), kept);
+        }
         // Among multi-byte characters.
         assert_eq!(
-            without_header_secrets("¥􊺍,cookie: x\n€"),
-            "¥􊺍,cookie: [redacted]\n€"
+            without_header_secrets("¥􊺍\ncookie: x\n€"),
+            "¥􊺍\ncookie: [redacted]\n€"
         );
         for kept in [
             "the cookies, eaten",

@@ -127,9 +127,10 @@ struct ErrorBody {
     #[serde(rename = "__type", default)]
     kind: Option<String>,
     /// restJson1's last place for the code (after the `X-Amzn-Errortype`
-    /// header and `__type`), as the AWS SDKs read it.
+    /// header and `__type`), as the AWS SDKs read it; any JSON value (a
+    /// front end's numeric `code` must not hide the rest of the body).
     #[serde(default)]
-    code: Option<String>,
+    code: Option<serde_json::Value>,
     #[serde(alias = "Message", default)]
     message: Option<String>,
 }
@@ -202,7 +203,7 @@ pub(crate) fn classify(status: u16, error_type_header: Option<&str>, body: &str)
     let parsed: ErrorBody = serde_json::from_str(body).unwrap_or_default();
     let code = error_type_header
         .or(parsed.kind.as_deref())
-        .or(parsed.code.as_deref())
+        .or(parsed.code.as_ref().and_then(serde_json::Value::as_str))
         .map(short_code)
         .map(str::to_owned)
         .or_else(|| xml_tag(body, "Code"));
@@ -397,6 +398,15 @@ mod tests {
         }
         assert!(matches!(
             classify(400, None, r#"{"code":"ThrottlingException","message":"Rate exceeded"}"#),
+            Answer::Retry(t) if t.contains("Rate exceeded")
+        ));
+        // A numeric `code` hides neither `__type` nor the message.
+        assert!(matches!(
+            classify(
+                400,
+                None,
+                r#"{"__type":"ThrottlingException","message":"Rate exceeded","code":400}"#
+            ),
             Answer::Retry(t) if t.contains("Rate exceeded")
         ));
         assert!(matches!(classify(429, None, ""), Answer::Retry(_)));
