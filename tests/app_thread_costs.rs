@@ -409,22 +409,8 @@ impl std::fmt::Debug for Counted {
 /// `Debug` calls.
 #[test]
 fn events_past_the_32_a_span_keeps_are_not_formatted() {
-    let _s = common::serial();
-    let (d, xray, _out) = dispatch(true);
-    let formatted = Arc::new(AtomicUsize::new(0));
-    tracing::dispatcher::with_default(&d, || {
-        let job = info_span!("job");
-        job.in_scope(|| {
-            let value = Counted(formatted.clone());
-            for _ in 0..1_000 {
-                tracing::info!(v = ?value);
-            }
-        });
-        drop(job);
-    });
-    xray.flush(Duration::from_secs(5)).unwrap();
-    let dropped = xray.stats().events_dropped;
-    let formatted = formatted.load(Ordering::SeqCst);
+    let (formatted, stats) = formatted_in_a_loop(true, |value| tracing::info!(v = ?value));
+    let dropped = stats.events_dropped;
     assert_eq!(
         dropped,
         1_000 - 32,
@@ -435,6 +421,26 @@ fn events_past_the_32_a_span_keeps_are_not_formatted() {
         "the layer formatted {formatted} event values on the application thread for the \
          32 events it keeps ({dropped} dropped)"
     );
+}
+
+/// How many times the values `log` logs were formatted, and the stats, when
+/// one span logs 1,000 times (events recorded if `events`).
+fn formatted_in_a_loop(events: bool, log: impl Fn(&Counted)) -> (usize, tracing_xray::Stats) {
+    let _s = common::serial();
+    let (d, xray, _out) = dispatch(events);
+    let formatted = Arc::new(AtomicUsize::new(0));
+    tracing::dispatcher::with_default(&d, || {
+        let job = info_span!("job");
+        job.in_scope(|| {
+            let value = Counted(formatted.clone());
+            for _ in 0..1_000 {
+                log(&value);
+            }
+        });
+        drop(job);
+    });
+    xray.flush(Duration::from_secs(5)).unwrap();
+    (formatted.load(Ordering::SeqCst), xray.stats())
 }
 
 /// README, "Limits" and the field table (line 174): exceptions are kept "8
@@ -453,22 +459,9 @@ fn events_past_the_32_a_span_keeps_are_not_formatted() {
 /// it (events off), counting the `Debug` calls.
 #[test]
 fn error_events_past_the_8_exceptions_a_span_keeps_are_not_formatted() {
-    let _s = common::serial();
-    let (d, xray, _out) = dispatch(false);
-    let formatted = Arc::new(AtomicUsize::new(0));
-    tracing::dispatcher::with_default(&d, || {
-        let job = info_span!("job");
-        job.in_scope(|| {
-            let value = Counted(formatted.clone());
-            for _ in 0..1_000 {
-                tracing::error!(error = ?value, "failed");
-            }
-        });
-        drop(job);
-    });
-    xray.flush(Duration::from_secs(5)).unwrap();
-    let dropped = xray.stats().exceptions_dropped;
-    let formatted = formatted.load(Ordering::SeqCst);
+    let (formatted, stats) =
+        formatted_in_a_loop(false, |value| tracing::error!(error = ?value, "failed"));
+    let dropped = stats.exceptions_dropped;
     assert_eq!(
         dropped,
         1_000 - 8,
