@@ -1162,3 +1162,128 @@ fn a_numeric_otel_credential_header_is_sent_in_clear() {
     let got = tracing_metadata(&docs, "http.request.header.x-api-key");
     assert_ne!(got, serde_json::json!(KEY), "the key went out: {}", docs[0]);
 }
+
+// ---------------------------------------------------------------------------
+// Found by the last review of the scrubbing: forms of headers that still
+// left (a `serde_json::Value`'s or an `Option`'s `Debug`, pretty-printed
+// pairs, curl's verbose dump, a `]` inside a listed value, API Gateway's
+// `cookies`). Each test failed before its fix.
+
+/// Every document sent when a span records `text` (with `%`) as `detail`.
+fn sent_with_field(text: &str) -> Vec<String> {
+    let captured = capture_documents(
+        |b| b,
+        || {
+            info_span!("request", detail = %text).in_scope(|| {});
+        },
+    );
+    assert!(!captured.raw.is_empty(), "no document was sent");
+    captured.raw
+}
+
+// A Lambda handler taking `LambdaEvent<serde_json::Value>` (lambda_runtime's
+// own examples) and instrumented, `#[instrument]` or `event = ?event`,
+// records the API Gateway event's `Debug`: serde_json's `Value` writes each
+// string as `String("…")`, so `"authorization": String("Bearer …")` is a
+// quoted name, `:` and an unquoted value, which the first form of
+// `header_value` left alone. README "Span fields": the values of credential headers are not sent
+// "written as text commonly writes them: a header map's Debug …, JSON".
+#[test]
+fn an_api_gateway_event_as_a_serde_json_value_debug_loses_its_authorization() {
+    let event: serde_json::Value = serde_json::json!({
+        "resource": "/orders",
+        "httpMethod": "GET",
+        "headers": {"Authorization": format!("Bearer {SECRET}"), "Host": "api.example.com"},
+        "multiValueHeaders": {"Authorization": [format!("Bearer {SECRET}")]},
+    });
+    let docs = capture_documents(
+        |b| b,
+        || {
+            info_span!("handler", event = ?event).in_scope(|| {});
+        },
+    )
+    .raw;
+    assert_no_secret("serde_json::Value Debug", &docs);
+}
+
+// A `Vec<(String, String)>` of headers pretty-printed (`{:#?}`, as an error
+// message or a `?` field of a struct's pretty `Debug` writes it) puts the
+// name and the value on lines of their own: `(\n    "Authorization",\n
+// "Bearer …",\n)`. `header_value` skips only spaces and tabs (the `blanks`
+// closure) before the value and before the name's `(` (`rposition` over
+// `' '`/`'\t'`), so the pair is not seen. The compact form `[("Authorization",
+// "Bearer …")]` is redacted.
+#[test]
+fn a_pretty_printed_list_of_header_pairs_loses_its_authorization() {
+    let headers = vec![
+        ("Host".to_owned(), "api.example.com".to_owned()),
+        ("Authorization".to_owned(), format!("Bearer {SECRET}")),
+    ];
+    let text = format!("request failed, headers: {headers:#?}");
+    assert_no_secret("pretty Vec<(String, String)>", &sent_with_field(&text));
+}
+
+// curl's verbose dump (`curl -v`, or libcurl's debug callback, which an
+// application logs when a call fails) writes each request header after
+// `> `: `> Authorization: Bearer …\r\n`. A raw header line counts only when
+// its name starts the line (src/fields/conventions.rs, `line_start` in
+// `header_value`), so the token leaves. README: "a raw header block".
+#[test]
+fn a_curl_verbose_dump_loses_its_authorization() {
+    let text = format!(
+        "* Connected to api.example.com\r\n> GET /orders HTTP/1.1\r\n> Host: api.example.com\r\n\
+         > Authorization: Bearer {SECRET}\r\n> Accept: */*\r\n>\r\n< HTTP/1.1 500 Internal Server Error\r\n"
+    );
+    assert_no_secret("curl -v dump", &sent_with_field(&text));
+}
+
+// A JSON list of values is redacted to the first `]`, wherever it is: inside
+// a quoted value too (`"Cookie": ["a=]…"]`), and what follows it leaves
+// (src/fields/conventions.rs, `position(|&b| b == b']')` in `header_value`,
+// not over quoted strings). Cookie values are arbitrary octets but for
+// separators; `]` is one a quoted JSON string may hold.
+#[test]
+fn a_cookie_list_whose_value_holds_a_bracket_loses_all_of_it() {
+    let event = serde_json::json!({
+        "multiValueHeaders": {"Cookie": [format!("prefs=[dark]; session={SECRET}")]},
+    });
+    let text = event.to_string();
+    assert_no_secret("multiValueHeaders with ]", &sent_with_field(&text));
+}
+
+// `HashMap<String, Option<String>>` / a struct of optional headers in a map:
+// `{"authorization": Some("Bearer …")}`: a quoted name, `:`, and an
+// unquoted `Some(` value; kept.
+#[test]
+fn an_optional_header_value_in_a_map_loses_its_authorization() {
+    let mut headers = std::collections::BTreeMap::new();
+    headers.insert("authorization".to_owned(), Some(format!("Bearer {SECRET}")));
+    headers.insert("host".to_owned(), Some("h".to_owned()));
+    let text = format!("{headers:?}");
+    assert_no_secret("BTreeMap<String, Option<String>>", &sent_with_field(&text));
+}
+
+// An API Gateway HTTP API (payload format 2.0) event, as serde_json renders
+// it for a Lambda handler that logs or records its event: API Gateway moves
+// the `Cookie` header into a top-level `"cookies": ["session=…"]` list (the
+// header itself is gone from `headers`). `cookies` is no credential header's
+// name (`cookie` followed by a name byte is no name boundary in
+// `without_header_secrets`), so every session cookie of every request is
+// sent. README "Span fields": no "values of credential headers, … `cookie`
+// … written as text commonly writes them: … JSON (a list of values too)".
+#[test]
+fn an_http_api_v2_events_cookies_are_not_sent() {
+    let event = serde_json::json!({
+        "version": "2.0",
+        "routeKey": "GET /orders",
+        "rawPath": "/orders",
+        "cookies": [format!("session={SECRET}"), "theme=dark"],
+        "headers": {"host": "api.example.com"},
+    });
+    for text in [
+        event.to_string(),
+        serde_json::to_string_pretty(&event).unwrap(),
+    ] {
+        assert_no_secret("HTTP API v2 event's cookies", &sent_with_field(&text));
+    }
+}

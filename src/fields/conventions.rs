@@ -449,6 +449,8 @@ const SECRET_HEADERS: &[&str] = &[
     "x-amz-security-token",
     "x-amz-server-side-encryption-customer-key",
     "x-amz-copy-source-server-side-encryption-customer-key",
+    // API Gateway's HTTP API (payload 2.0) moves the Cookie header here.
+    "cookies",
 ];
 
 /// Whether `name` (any case, `_` for `-`) is a credential header's.
@@ -529,15 +531,25 @@ pub(crate) fn without_header_secrets(text: &str) -> Cow<'_, str> {
 /// as the forms of [`without_header_secrets`] write it:
 /// - a quoted name (`"`, `\"`, `'`), `:` (or `=`, as a `key="value"` log
 ///   line writes it) and a quoted value, to its closing quote (over escaped
-///   ones), or a list of them (`"Cookie": ["a", "b"]`) to its `]`; a quoted
-///   name with another value (`null`, a number) has none to hide;
+///   ones), also wrapped (`String("…")`, `Some("…")`: a `serde_json::Value`'s
+///   or an `Option`'s `Debug`), or a list of them (`"Cookie": ["a", "b"]`,
+///   `Array [String("a")]`) to its `]`; a quoted name with another value (`null`, a number) has
+///   none to hide;
 /// - a pair `("name", "value")`: a name opening a parenthesis, `,`, a
-///   quoted value (a list of names, `["authorization", "cookie"]`, is none);
-/// - a raw header line (`Authorization: Bearer …`): a name at the start of a
-///   line, `:`, to the end of that line.
+///   quoted value, on one line or pretty-printed over several (a list of
+///   names, `["authorization", "cookie"]`, is none);
+/// - a raw header line (`Authorization: Bearer …`): a name first on its
+///   line (after blanks, or curl's `> `), `:`, to the end of that line.
 fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)> {
     let blanks = |mut i: usize| {
         while bytes.get(i).is_some_and(|&b| b == b' ' || b == b'\t') {
+            i += 1;
+        }
+        i
+    };
+    // Blanks and line breaks (a pretty-printed pair).
+    let spaces = |mut i: usize| {
+        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
             i += 1;
         }
         i
@@ -558,12 +570,36 @@ fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)>
     let quoted_name = opening > 0 && quote_at(at) > 0;
     let mut i = blanks(at + if quoted_name { quote_at(at) } else { 0 });
     let sep = *bytes.get(i)?;
-    i = blanks(i + 1);
+    i = if sep == b',' {
+        spaces(i + 1)
+    } else {
+        blanks(i + 1)
+    };
+    // A value wrapped in `String(…)`, `Some(…)` (a `Debug`).
+    if quoted_name && sep != b',' {
+        let word = bytes[i..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphabetic())
+            .count();
+        if word > 0 && bytes.get(i + word) == Some(&b'(') && quote_at(i + word + 1) > 0 {
+            i += word + 1;
+        } else if word > 0 && bytes.get(blanks(i + word)) == Some(&b'[') {
+            // `Array [String("…")]`: a list.
+            i = blanks(i + word);
+        }
+    }
     let quote = quote_at(i);
     match sep {
         b':' if !quoted_name => {
-            // A raw header line: the name starts its line.
-            let line_start = start == 0 || matches!(bytes[start - 1], b'\n' | b'\r');
+            // A raw header line: the name first on its line (after
+            // blanks, or the `> ` / `< ` of curl's verbose dump).
+            let line = bytes[..start]
+                .iter()
+                .rposition(|&b| b == b'\n' || b == b'\r')
+                .map_or(0, |p| p + 1);
+            let line_start = bytes[line..start]
+                .iter()
+                .all(|&b| matches!(b, b' ' | b'\t' | b'>' | b'<'));
             if !line_start || quote > 0 {
                 return None;
             }
@@ -575,10 +611,20 @@ fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)>
         }
         b':' | b'=' if quoted_name || sep == b'=' => {
             if bytes.get(i) == Some(&b'[') && quoted_name {
-                // A list of values, to its end.
+                // A list of values, to its end (a `]` inside a quoted
+                // value is the value's).
+                let mut quoted = false;
+                let mut escaped = false;
                 let end = bytes[i..]
                     .iter()
-                    .position(|&b| b == b']')
+                    .position(|&b| {
+                        let end = b == b']' && !quoted;
+                        if b == b'"' && !escaped {
+                            quoted = !quoted;
+                        }
+                        escaped = b == b'\\' && !escaped;
+                        end
+                    })
                     .map_or(bytes.len(), |n| i + n);
                 return Some((i + 1, end));
             }
@@ -590,7 +636,7 @@ fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)>
             // A pair: the name opens a parenthesis.
             let before = bytes[..start - opening]
                 .iter()
-                .rposition(|&b| b != b' ' && b != b'\t');
+                .rposition(|b| !b.is_ascii_whitespace());
             if quote == 0 || before.is_none_or(|p| bytes[p] != b'(') {
                 return None;
             }

@@ -122,17 +122,29 @@ struct PutTraceSegmentsOutput {
     unprocessed: Vec<Unprocessed>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// An error answer's JSON body: its code (`__type`, else restJson1's last
+/// place for it, `code`, as the AWS SDKs read them) and message (`message`
+/// or `Message`). Each read on its own: a member of another type, or both
+/// spellings of the message, hide none of the others.
+#[derive(Debug, Default)]
 struct ErrorBody {
-    #[serde(rename = "__type", default)]
     kind: Option<String>,
-    /// restJson1's last place for the code (after the `X-Amzn-Errortype`
-    /// header and `__type`), as the AWS SDKs read it; any JSON value (a
-    /// front end's numeric `code` must not hide the rest of the body).
-    #[serde(default)]
-    code: Option<serde_json::Value>,
-    #[serde(alias = "Message", default)]
     message: Option<String>,
+}
+
+impl ErrorBody {
+    fn parse(body: &str) -> Self {
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_str(body) else {
+            return Self::default();
+        };
+        let text = |key: &str| map.get(key).and_then(serde_json::Value::as_str);
+        Self {
+            kind: text("__type").or_else(|| text("code")).map(str::to_owned),
+            message: text("message")
+                .or_else(|| text("Message"))
+                .map(str::to_owned),
+        }
+    }
 }
 
 /// What an answer means for the batch.
@@ -200,10 +212,9 @@ pub(crate) fn classify(status: u16, error_type_header: Option<&str>, body: &str)
         let out: PutTraceSegmentsOutput = serde_json::from_str(body).unwrap_or_default();
         return Answer::Accepted(out.unprocessed);
     }
-    let parsed: ErrorBody = serde_json::from_str(body).unwrap_or_default();
+    let parsed = ErrorBody::parse(body);
     let code = error_type_header
         .or(parsed.kind.as_deref())
-        .or(parsed.code.as_ref().and_then(serde_json::Value::as_str))
         .map(short_code)
         .map(str::to_owned)
         .or_else(|| xml_tag(body, "Code"));
@@ -400,7 +411,16 @@ mod tests {
             classify(400, None, r#"{"code":"ThrottlingException","message":"Rate exceeded"}"#),
             Answer::Retry(t) if t.contains("Rate exceeded")
         ));
-        // A numeric `code` hides neither `__type` nor the message.
+        // Both spellings of the message, or a numeric `code`, hide
+        // neither `__type` nor the message.
+        assert!(matches!(
+            classify(
+                400,
+                None,
+                r#"{"__type":"ThrottlingException","message":"Rate exceeded","Message":"m"}"#
+            ),
+            Answer::Retry(t) if t.contains("Rate exceeded")
+        ));
         assert!(matches!(
             classify(
                 400,
