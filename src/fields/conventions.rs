@@ -533,8 +533,8 @@ pub(crate) fn without_header_secrets(text: &str) -> Cow<'_, str> {
 ///   line writes it) and a quoted value, to its closing quote (over escaped
 ///   ones), also wrapped (`String("…")`, `Some("…")`: a `serde_json::Value`'s
 ///   or an `Option`'s `Debug`), or a list of them (`"Cookie": ["a", "b"]`,
-///   `Array [String("a")]`) to its `]`; a quoted name with another value (`null`, a number) has
-///   none to hide;
+///   `Array [String("a")]`) to its `]`; a quoted name with another value
+///   (`null`, a number) has none to hide;
 /// - a pair `("name", "value")`: a name opening a parenthesis, `,`, a
 ///   quoted value, on one line or pretty-printed over several (a list of
 ///   names, `["authorization", "cookie"]`, is none);
