@@ -840,7 +840,7 @@ fn an_events_message_holding_a_header_map_loses_its_credentials() {
 /// sends the token. (README: "nor the values of credential headers,
 /// `authorization`, `cookie` and the like, in a recorded header map": the
 /// raw form is a recorded header block too.)
-/// Expected: no `SECRET`. Actual: it is in `metadata.tracing.request`.
+/// Expected: no `SECRET`. Before the fix: it is in `metadata.tracing.request`.
 #[test]
 fn a_raw_http_header_block_loses_its_authorization() {
     let raw = format!(
@@ -859,7 +859,7 @@ fn a_raw_http_header_block_loses_its_authorization() {
 /// its query, `X-Amz-Security-Token` among it: `sendable_text`'s default
 /// arm (src/fields/conventions.rs) applies `without_header_secrets` only, no
 /// URL scrubbing, to a field outside its list of URL names.
-/// Expected: no `SECRET`. Actual: `metadata.tracing.presigned` is the whole
+/// Expected: no `SECRET`. Before the fix: `metadata.tracing.presigned` is the whole
 /// URL, token and signature included.
 #[test]
 fn a_presigned_url_in_a_field_of_its_own_loses_its_token() {
@@ -879,7 +879,7 @@ fn a_presigned_url_in_a_field_of_its_own_loses_its_token() {
 /// keeps its credentials: `without_header_secrets` looks for `": "` only,
 /// `http::HeaderMap`'s `Debug` spacing. (README: credential headers' values
 /// "in a recorded header map" are not sent.)
-/// Expected: no `SECRET`. Actual: it is in `metadata.tracing.headers`.
+/// Expected: no `SECRET`. Before the fix: it is in `metadata.tracing.headers`.
 #[test]
 fn a_header_map_recorded_as_compact_json_loses_its_credentials() {
     let mut map = std::collections::BTreeMap::new();
@@ -899,7 +899,7 @@ fn a_header_map_recorded_as_compact_json_loses_its_credentials() {
 /// the token in `metadata.tracing["http.request.header.authorization"]`:
 /// the value has no `"name": "value"` around it, and the field's own name
 /// (a credential header's) is not looked at.
-/// Expected: no `SECRET`. Actual: it is sent as it is.
+/// Expected: no `SECRET`. Before the fix: it is sent as it is.
 #[test]
 fn an_otel_request_header_field_of_a_credential_header_is_not_sent() {
     let token = format!("Bearer {SECRET}");
@@ -923,7 +923,7 @@ fn an_otel_request_header_field_of_a_credential_header_is_not_sent() {
 /// beside `authorization`, `cookie`, `x-amz-security-token`). The crate's
 /// `SECRET_HEADERS` (src/fields/conventions.rs) lacks it: a proxy's header
 /// map recorded by tower-http (`include_headers(true)`) sends the key.
-/// Expected: no `SECRET`. Actual: it is in `metadata.tracing.headers`.
+/// Expected: no `SECRET`. Before the fix: it is in `metadata.tracing.headers`.
 #[test]
 fn an_sse_c_customer_key_in_a_header_map_is_redacted() {
     let mut h = axum::http::HeaderMap::new();
@@ -947,7 +947,7 @@ fn an_sse_c_customer_key_in_a_header_map_is_redacted() {
 /// value pairs) are written `[("authorization", "Bearer …")]`: name and
 /// value separated by `", "`, not `": "`. `without_header_secrets` finds
 /// only the map form, and the token is sent.
-/// Expected: no `SECRET`. Actual: it is in `metadata.tracing.headers`.
+/// Expected: no `SECRET`. Before the fix: it is in `metadata.tracing.headers`.
 #[test]
 fn a_header_maps_entries_recorded_as_a_list_lose_their_credentials() {
     let h = headers();
@@ -995,7 +995,7 @@ fn an_otel_credential_header_of_ten_bytes_is_sent_in_clear() {
 /// The same length test, in the indexed path (src/fields/mod.rs:395-402,
 /// `with_indexed_fields` / `with_all_fields_indexed`): a ten-byte
 /// `http.request.header.authorization` value (`Bearer abc`) is annotated as
-/// recorded. Expected: no secret. Actual: `annotations` holds it.
+/// recorded. Expected: no secret. Before the fix: `annotations` holds it.
 #[test]
 fn an_indexed_otel_credential_header_of_ten_bytes_is_annotated_in_clear() {
     let docs = sent(
@@ -1012,7 +1012,7 @@ fn an_indexed_otel_credential_header_of_ten_bytes_is_annotated_in_clear() {
 /// (src/events.rs:69) keeps the recorded value when the text it got back is
 /// borrowed and of the same length, so an event's ten-byte
 /// `http.request.header.cookie` goes out as recorded.
-/// Expected: `[redacted]`. Actual: the cookie in `metadata.tracing.events`.
+/// Expected: `[redacted]`. Before the fix: the cookie in `metadata.tracing.events`.
 #[test]
 fn an_events_otel_credential_header_of_ten_bytes_is_sent_in_clear() {
     let docs = sent(
@@ -1039,7 +1039,7 @@ fn an_events_otel_credential_header_of_ten_bytes_is_sent_in_clear() {
 /// never `without_header_secrets`. A raw `Authorization:` line in it goes
 /// out in `cause.exceptions[0].message`, while the same text as an ERROR
 /// event's message, or as any other field, is redacted.
-/// Expected: no secret. Actual: `cause.exceptions[0].message` holds it.
+/// Expected: no secret. Before the fix: `cause.exceptions[0].message` holds it.
 #[test]
 fn an_error_message_field_keeps_a_credential_header() {
     let text = format!("upstream answered 401 to\nAuthorization: Bearer {SECRET}\n");
@@ -1059,7 +1059,7 @@ fn an_error_message_field_keeps_a_credential_header() {
 /// a header's values on the lines after its name: `header_value` takes the
 /// unquoted `[` after `"Cookie":` as a raw header line's value and redacts
 /// only to the end of THAT line; the cookie on the next line goes out.
-/// Expected: no secret. Actual: `"session=S3CR3T-xyz"` in the metadata.
+/// Expected: no secret. Before the fix: `"session=S3CR3T-xyz"` in the metadata.
 #[test]
 fn pretty_json_multi_value_headers_keep_their_cookie() {
     let event = serde_json::json!({
@@ -1079,7 +1079,7 @@ fn pretty_json_multi_value_headers_keep_their_cookie() {
 /// process's output quoted in an error carries) writes a header with `=`:
 /// `header_value` accepts only `:` (or `,` in a pair) after the name, so the
 /// token is sent. README promises "however the text writes them".
-/// Expected: no secret. Actual: it is in `cause.exceptions[0].message`.
+/// Expected: no secret. Before the fix: it is in `cause.exceptions[0].message`.
 #[test]
 fn a_logfmt_authorization_in_an_error_event_is_sent() {
     let line = format!(r#"INFO proxy: forwarding authorization="Bearer {SECRET}" host="shop""#);
@@ -1103,7 +1103,7 @@ fn a_logfmt_authorization_in_an_error_event_is_sent() {
 /// `["authorization", "cookie", "host"]`. `header_value` reads
 /// `"authorization", "cookie"` as a pair `(name, value)` and sends
 /// `["authorization", "[redacted]", "host"]`: the configuration logged is
-/// falsified. Expected: the list as recorded. Actual: `cookie` replaced.
+/// falsified. Expected: the list as recorded. Before the fix: `cookie` replaced.
 #[test]
 fn a_list_of_header_names_is_sent_as_recorded() {
     let names = ["authorization", "cookie", "host"];
@@ -1126,7 +1126,7 @@ fn a_list_of_header_names_is_sent_as_recorded() {
 /// compact JSON is one line: every key after it is lost, and the text sent
 /// is no longer JSON. (The documented forms: a raw header block's value
 /// runs to its line's end; a JSON value is a quoted string.)
-/// Expected: at most `null` replaced; `tenant` kept. Actual:
+/// Expected: at most `null` replaced; `tenant` kept. Before the fix:
 /// `{"authorization":[redacted]`.
 #[test]
 fn a_json_credential_key_without_a_string_value_eats_the_rest_of_the_line() {
@@ -1150,7 +1150,7 @@ fn a_json_credential_key_without_a_string_value_eats_the_rest_of_the_line() {
 /// not a string (src/fields/conventions.rs:402-404), `other_field`
 /// (src/fields/mod.rs:607-616) then finds nothing scrubbed and sends the
 /// number as recorded.
-/// Expected: `[redacted]` (or nothing). Actual: the key, a number, in
+/// Expected: `[redacted]` (or nothing). Before the fix: the key, a number, in
 /// `metadata.tracing["http.request.header.x-api-key"]`.
 #[test]
 fn a_numeric_otel_credential_header_is_sent_in_clear() {
