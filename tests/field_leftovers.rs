@@ -22,6 +22,13 @@ fn docs_of(f: impl FnOnce()) -> Vec<Value> {
     run(|b| b, f)
 }
 
+/// The document of the root span named `name`.
+fn segment_named<'a>(docs: &'a [Value], name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["metadata"]["tracing"]["span_name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in\n{}", all(docs)))
+}
+
 fn all(docs: &[Value]) -> String {
     docs.iter()
         .map(|d| serde_json::to_string_pretty(d).unwrap())
@@ -793,11 +800,7 @@ fn an_option_path_recorded_with_debug_is_the_path_alone() {
             .in_scope(|| {});
     });
     let url_of = |name: &str| {
-        let doc = docs
-            .iter()
-            .find(|d| d["metadata"]["tracing"]["span_name"] == name)
-            .unwrap_or_else(|| panic!("no {name} in\n{}", all(&docs)));
-        doc["http"]["request"]["url"]
+        segment_named(&docs, name)["http"]["request"]["url"]
             .as_str()
             .unwrap_or_default()
             .to_owned()
@@ -928,19 +931,14 @@ fn an_option_path_recorded_with_debug_beside_a_full_url_is_the_path_alone() {
         )
         .in_scope(|| {});
     });
-    let segment = |name: &str| {
-        docs.iter()
-            .find(|d| d["metadata"]["tracing"]["span_name"] == name)
-            .unwrap_or_else(|| panic!("no {name} in\n{}", all(&docs)))
-    };
-    let same = segment("same");
+    let same = segment_named(&docs, "same");
     assert_eq!(same["http"]["request"]["url"], "https://h.example/orders/7");
     assert!(
         !tracing_metadata(same).contains_key("url.path"),
         "the path the URL holds was sent again: {}",
         same["metadata"]
     );
-    let other = segment("other");
+    let other = segment_named(&docs, "other");
     assert_eq!(
         tracing_metadata(other).get("http.target"),
         Some(&Value::from("/orders/{id}")),

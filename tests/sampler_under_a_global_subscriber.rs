@@ -24,15 +24,29 @@ impl Sampler for LoggingSampler {
     }
 }
 
-#[test]
-fn a_logging_sampler_under_a_global_subscriber_does_not_deadlock() {
+/// A layer asking `sampler`, sending to memory: the layer, its handle and
+/// the exporter.
+fn layer_with(
+    sampler: impl Sampler,
+) -> (
+    tracing_xray::XrayLayer,
+    tracing_xray::XrayHandle,
+    InMemoryExporter,
+) {
     let exporter = InMemoryExporter::new();
     let layer = tracing_xray::builder()
-        .with_sampler(LoggingSampler)
+        .with_service_name("orders")
+        .with_sampler(sampler)
         .with_detectors(tracing_xray::Detectors::none())
         .with_exporter(exporter.clone())
         .build();
     let xray = layer.handle();
+    (layer, xray, exporter)
+}
+
+#[test]
+fn a_logging_sampler_under_a_global_subscriber_does_not_deadlock() {
+    let (layer, xray, exporter) = layer_with(LoggingSampler);
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).unwrap();
     let (done, finished) = mpsc::channel();
     std::thread::spawn(move || {
@@ -80,13 +94,7 @@ fn a_logging_sampler_beside_fmt_under_a_global_subscriber_does_not_hang() {
 #[test]
 #[ignore = "run in a process of its own by the test above"]
 fn child_logging_sampler_beside_fmt_global() {
-    let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_sampler(LoggingSampler)
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
+    let (layer, xray, exporter) = layer_with(LoggingSampler);
     // The README's order ("With other layers"): fmt, then the xray layer.
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
@@ -125,13 +133,7 @@ impl Sampler for RecordingSampler {
 #[test]
 #[ignore = "run in a process of its own by the test above"]
 fn child_sampler_recording_on_the_current_span() {
-    let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_sampler(RecordingSampler)
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
+    let (layer, xray, exporter) = layer_with(RecordingSampler);
     tracing_subscriber::registry().with(layer).init();
     a_request_with_a_child_is_traced(
         tracing::info_span!("request", decided = tracing::field::Empty),
@@ -251,14 +253,7 @@ fn a_samplers_own_http_call_is_not_recorded_on_the_request_it_decides() {
 #[test]
 #[ignore = "run in a process of its own by the test above (a global subscriber)"]
 fn samplers_http_call_global_child() {
-    let out = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_service_name("orders")
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_sampler(AsksFlags)
-        .with_exporter(out.clone())
-        .build();
-    let xray = layer.handle();
+    let (layer, xray, out) = layer_with(AsksFlags);
     tracing_subscriber::registry().with(layer).init();
     // The README's set-up: a request with one step; the sampler decides at
     // the step (the root's first child).

@@ -42,10 +42,24 @@ fn draw_in(
     configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
     f: impl FnOnce(),
 ) -> String {
+    let (out, xray, dispatch) = timeline_dispatch(width, |b| configure(b.with_service_name("app")));
+    tracing::dispatcher::with_default(&dispatch, f);
+    xray.flush(Duration::from_secs(10)).unwrap();
+    out.text()
+}
+
+/// A layer drawing an ASCII timeline, `width` columns wide, into a buffer,
+/// every trace sampled (the builder then given to `configure`), behind a
+/// dispatch of its own: for jobs kept open across calls. The buffer, the
+/// handle and the dispatch.
+fn timeline_dispatch(
+    width: usize,
+    configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
+) -> (Buffer, tracing_xray::XrayHandle, tracing::Dispatch) {
     let out = Buffer::default();
     let layer = configure(
         tracing_xray::builder()
-            .with_service_name("app")
+            .with_detectors(tracing_xray::Detectors::none())
             .with_sampler(tracing_xray::sampling::AlwaysSample),
     )
     .with_exporter(
@@ -55,9 +69,8 @@ fn draw_in(
     )
     .build();
     let xray = layer.handle();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
-    xray.flush(Duration::from_secs(10)).unwrap();
-    out.text()
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    (out, xray, dispatch)
 }
 
 fn sleep(ms: u64) {
@@ -298,19 +311,7 @@ fn work_spawned_after_the_response_is_off_the_critical_path_and_bottleneck() {
     use hyper_util::rt::TokioExecutor;
     use tracing_xray::tower::XrayServerLayer;
 
-    let out = Buffer::default();
-    let layer = tracing_xray::builder()
-        .with_service_name("web")
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_exporter(
-            TimelineExporter::to_writer(out.clone())
-                .ascii()
-                .with_width(100),
-        )
-        .build();
-    let xray = layer.handle();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let (out, xray, dispatch) = timeline_dispatch(100, |b| b.with_service_name("web"));
     let for_workers = dispatch.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -515,15 +516,7 @@ fn parts_dropped_while_waiting_are_counted_failed() {
 /// own, marked continued; the segment comes later, on its own.
 #[test]
 fn parts_still_waiting_at_a_flush_are_drawn() {
-    let out = Buffer::default();
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_max_held_subsegments(1)
-        .with_exporter(TimelineExporter::to_writer(out.clone()).ascii())
-        .build();
-    let xray = layer.handle();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let (out, xray, dispatch) = timeline_dispatch(100, |b| b.with_max_held_subsegments(1));
     let job = tracing::dispatcher::with_default(&dispatch, || {
         let job = tracing::info_span!("still_running_job");
         job.in_scope(|| {
@@ -584,15 +577,7 @@ fn parts_still_waiting_at_a_flush_are_drawn() {
 /// The flush times out and the worker is stuck drawing meanwhile.
 #[test]
 fn a_flush_of_many_waiting_parts_finishes_in_time() {
-    let out = Buffer::default();
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_max_held_subsegments(1)
-        .with_exporter(TimelineExporter::to_writer(out.clone()).ascii())
-        .build();
-    let xray = layer.handle();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let (_out, xray, dispatch) = timeline_dispatch(100, |b| b.with_max_held_subsegments(1));
     let job = tracing::dispatcher::with_default(&dispatch, || {
         let job = tracing::info_span!("still_running_job");
         for _ in 0..2_500 {
@@ -633,13 +618,7 @@ fn a_millisecond_trace_is_not_titled_zero_seconds() {
 /// segment, which at shutdown never comes). The flush now says it.
 #[test]
 fn a_flush_of_a_still_open_job_says_what_was_not_drawn() {
-    let out = Buffer::default();
-    let layer = tracing_xray::builder()
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_exporter(TimelineExporter::to_writer(out.clone()).ascii())
-        .build();
-    let xray = layer.handle();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let (out, xray, dispatch) = timeline_dispatch(100, |b| b);
     let job = tracing::dispatcher::with_default(&dispatch, || {
         let job = tracing::info_span!("nightly_job");
         for _ in 0..12_000 {
