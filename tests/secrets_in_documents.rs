@@ -1287,3 +1287,114 @@ fn an_http_api_v2_events_cookies_are_not_sent() {
         assert_no_secret("HTTP API v2 event's cookies", &sent_with_field(&text));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Credentials named by their field, and the rarer ways of writing a header
+// that the last review listed. Before the fix: only an OpenTelemetry
+// `http.request.header.<credential>` field was redacted by its name, so
+// `#[instrument]` on `fn login(user: &str, password: &str)` sent the
+// password as `metadata.tracing.password`, and a field named
+// `authorization`, `api_key` or `access_token` its value; a HAR-style header
+// record, a struct's `Debug` (`Creds { authorization: "…" }`), a curl
+// command line's `-H 'Authorization: …'`, `authorization=["…"]`, a value on
+// the line after its name, CGI's `HTTP_AUTHORIZATION`, camel-case JSON
+// (`"AccessToken"`, Cognito's answers) and API Gateway's TOKEN authorizer
+// event (`authorizationToken`) all left as written.
+
+#[tracing::instrument]
+fn login(user: &str, password: &str) {}
+
+#[test]
+fn an_instrumented_functions_password_argument_is_not_sent() {
+    let docs = sent(|b| b, || login("alice", SECRET));
+    assert_no_secret("#[instrument] password argument", &docs);
+    // The field is still there: what it was is not.
+    let doc: serde_json::Value = serde_json::from_str(&docs[0]).unwrap();
+    assert_eq!(
+        doc["metadata"]["tracing"]["password"],
+        serde_json::json!("[redacted]"),
+        "{doc}"
+    );
+    assert_eq!(
+        doc["metadata"]["tracing"]["user"],
+        serde_json::json!("alice")
+    );
+}
+
+#[test]
+fn fields_named_as_credentials_are_not_sent_whatever_their_spelling() {
+    macro_rules! each_name {
+        ($($name:literal),*) => {$(
+            let docs = sent(|b| b, || {
+                info_span!("request", $name = SECRET).in_scope(|| {
+                    tracing::error!($name = SECRET, "failed");
+                });
+            });
+            assert_no_secret($name, &docs);
+            let docs = sent(|b| b.with_indexed_fields([$name]), || {
+                info_span!("request", $name = %SECRET).in_scope(|| {});
+            });
+            assert_no_secret(concat!($name, " (annotation)"), &docs);
+        )*};
+    }
+    each_name!(
+        "authorization",
+        "Authorization",
+        "api_key",
+        "apiKey",
+        "x-api-key",
+        "access_token",
+        "accessToken",
+        "refresh_token",
+        "client_secret",
+        "aws_secret_access_key",
+        "session_token",
+        "token",
+        "secret",
+        "request.cookie",
+        "passwd"
+    );
+    // Names that only contain a credential's are sent as they are.
+    let docs = sent(
+        |b| b,
+        || info_span!("request", next_token = "page-2", secret_count = 3).in_scope(|| {}),
+    );
+    let doc: serde_json::Value = serde_json::from_str(&docs[0]).unwrap();
+    assert_eq!(doc["metadata"]["tracing"]["next_token"], "page-2", "{doc}");
+    assert_eq!(doc["metadata"]["tracing"]["secret_count"], 3, "{doc}");
+}
+
+#[test]
+fn rarer_ways_of_writing_a_credential_header_lose_its_value() {
+    let texts = [
+        // A HAR (or Postman) header record.
+        format!(
+            r#"{{"headers":[{{"name":"Authorization","value":"Bearer {SECRET}"}},{{"name":"Host","value":"h"}}]}}"#
+        ),
+        // A struct's `Debug`, compact and pretty.
+        format!(r#"Creds {{ authorization: "Bearer {SECRET}", retries: 3 }}"#),
+        format!("Creds {{\n    authorization: \"Bearer {SECRET}\",\n    retries: 3,\n}}"),
+        // A curl command line.
+        format!("curl -H 'Authorization: Bearer {SECRET}' https://api.example.com/"),
+        format!(r#"curl -H "Cookie: session={SECRET}" https://api.example.com/"#),
+        // A log line's list.
+        format!(r#"authorization=["Bearer {SECRET}"] status=401"#),
+        // A value on the line after its name.
+        format!("{{\n  \"authorization\":\n    \"Bearer {SECRET}\"\n}}"),
+        // CGI's environment.
+        format!(r#"{{"HTTP_AUTHORIZATION": "Bearer {SECRET}", "PATH_INFO": "/"}}"#),
+        // Cognito's InitiateAuth answer, camel case.
+        format!(
+            r#"{{"AuthenticationResult":{{"AccessToken":"{SECRET}","IdToken":"{SECRET}","RefreshToken":"{SECRET}"}}}}"#
+        ),
+        // API Gateway's TOKEN authorizer event.
+        format!(
+            r#"{{"type":"TOKEN","authorizationToken":"Bearer {SECRET}","methodArn":"arn:aws:execute-api:us-east-1:1:a/b/GET/"}}"#
+        ),
+        // A login form's JSON body.
+        format!(r#"{{"username":"alice","password":"{SECRET}"}}"#),
+    ];
+    for text in &texts {
+        assert_no_secret(text, &sent_with_field(text));
+    }
+}

@@ -399,13 +399,10 @@ fn host_of<'a>(slot: Slot<'a>) -> Option<&'a str> {
 /// query's text); for a value that is not text, an empty string.
 pub(crate) fn sendable_text<'a>(key: &str, value: &'a FieldValue) -> Option<Cow<'a, str>> {
     let never = matches!(key, "url.query" | "db.statement" | "db.query.text");
-    // OpenTelemetry's `http.request.header.<name>` of a credential, of any
-    // type: never sent (owned: a text the same length is no value kept).
-    if key
-        .strip_prefix("http.request.header.")
-        .or_else(|| key.strip_prefix("http.response.header."))
-        .is_some_and(is_secret_header)
-    {
+    // A field named as a credential (`password`, `authorization`,
+    // `api_key`, OpenTelemetry's `http.request.header.authorization`), of
+    // any type: never sent (owned: a text the same length is no value kept).
+    if is_credential_field(key) {
         return Some(Cow::Owned("[redacted]".to_owned()));
     }
     let Some(s) = as_str(value) else {
@@ -436,37 +433,85 @@ pub(crate) fn sendable_text<'a>(key: &str, value: &'a FieldValue) -> Option<Cow<
     })
 }
 
-/// Headers whose values are credentials (the AWS SDK for Rust hides the
-/// same in its headers' `Debug`, and more: the SSE-C keys).
-const SECRET_HEADERS: &[&str] = &[
+/// The names of credentials: headers' (the AWS SDK for Rust hides the same
+/// in its headers' `Debug`, and more: the SSE-C keys) and others', folded:
+/// in lower case, without `-` and `_` (`x-api-key`, `X_API_KEY` and
+/// `xApiKey` are one name).
+const CREDENTIAL_NAMES: &[&str] = &[
     "authorization",
-    "proxy-authorization",
+    "proxyauthorization",
     "cookie",
-    "set-cookie",
-    "x-api-key",
-    "api-key",
-    "x-auth-token",
-    "x-amz-security-token",
-    "x-amz-server-side-encryption-customer-key",
-    "x-amz-copy-source-server-side-encryption-customer-key",
+    "setcookie",
+    "xapikey",
+    "apikey",
+    "xauthtoken",
+    "authtoken",
+    "xamzsecuritytoken",
+    "xamzserversideencryptioncustomerkey",
+    "xamzcopysourceserversideencryptioncustomerkey",
     // API Gateway's HTTP API (payload 2.0) moves the Cookie header here.
     "cookies",
+    // CGI's names of the headers (`HTTP_AUTHORIZATION`).
+    "httpauthorization",
+    "httpcookie",
+    // API Gateway's TOKEN authorizer event.
+    "authorizationtoken",
+    // No header's: a login's, OAuth's and OpenID's, Cognito's, AWS's.
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "clientsecret",
+    "token",
+    "accesstoken",
+    "refreshtoken",
+    "idtoken",
+    "sessiontoken",
+    "securitytoken",
+    "secretaccesskey",
+    "awssecretaccesskey",
+    "awssessiontoken",
+    "privatekey",
 ];
 
-/// Whether `name` (any case, `_` for `-`) is a credential header's.
-fn is_secret_header(name: &str) -> bool {
-    is_secret_header_name(name.as_bytes())
+/// A byte of a name: a letter, a digit, `-` or `_`.
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
-/// [`is_secret_header`] of bytes (anywhere in a text: never a cut inside
-/// a character, which a name of ASCII letters never matches).
-fn is_secret_header_name(name: &[u8]) -> bool {
-    SECRET_HEADERS.iter().any(|h| {
-        h.len() == name.len()
-            && h.bytes()
-                .zip(name.iter())
-                .all(|(h, &n)| h == n.to_ascii_lowercase() || (h == b'-' && n == b'_'))
+/// Where the credential's name starting at `bytes[at]` ends, if one does
+/// (in any case, with any `-` or `_` between its letters, and whole: no
+/// name byte after it).
+fn credential_name_at(bytes: &[u8], at: usize) -> Option<usize> {
+    // Most places start no name: one check says so.
+    let first = bytes.get(at)?.to_ascii_lowercase();
+    if !matches!(
+        first,
+        b'a' | b'c' | b'h' | b'i' | b'p' | b'r' | b's' | b't' | b'x'
+    ) {
+        return None;
+    }
+    CREDENTIAL_NAMES.iter().find_map(|name| {
+        let mut i = at;
+        for (k, &c) in name.as_bytes().iter().enumerate() {
+            if k > 0 && matches!(bytes.get(i), Some(b'-' | b'_')) {
+                i += 1;
+            }
+            if bytes.get(i)?.to_ascii_lowercase() != c {
+                return None;
+            }
+            i += 1;
+        }
+        bytes.get(i).is_none_or(|&b| !is_name_byte(b)).then_some(i)
     })
+}
+
+/// Whether a field's name names a credential: its last dotted part (the
+/// name of OpenTelemetry's `http.request.header.authorization`) is one of
+/// [`CREDENTIAL_NAMES`].
+fn is_credential_field(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key).as_bytes();
+    credential_name_at(last, 0) == Some(last.len())
 }
 
 /// `text` without the secrets it may carry: every URL in it without its
@@ -479,35 +524,30 @@ pub(crate) fn without_secrets(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// `text` with the values of credential headers in it replaced by
-/// `[redacted]`, however the headers were written: an `http::HeaderMap`'s
-/// `Debug` (`"authorization": "Bearer …"`), that `Debug` quoted again
-/// (`\"authorization\": \"…\"`, a string recorded with `?`), JSON
-/// (`"authorization":"…"`), a list of pairs (`("authorization", "…")`), or a
-/// raw header block (`Authorization: Bearer …`, to the end of its line).
+/// `text` with the values of credentials in it (named in
+/// [`CREDENTIAL_NAMES`]) replaced by `[redacted]`, however they were
+/// written: an `http::HeaderMap`'s `Debug` (`"authorization": "Bearer …"`),
+/// that `Debug` quoted again (`\"authorization\": \"…\"`, a string recorded
+/// with `?`), JSON (`"authorization":"…"`), a struct's `Debug`
+/// (`authorization: "…"`), a list of pairs (`("authorization", "…")`), HAR
+/// records, a raw header block (`Authorization: Bearer …`, to the end of its
+/// line) or a header in quotes (`'Authorization: Bearer …'`).
 pub(crate) fn without_header_secrets(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     // Most texts name no header: one pass over the bytes says so.
     if !bytes.iter().any(|&b| b == b':' || b == b',' || b == b'=') {
         return Cow::Borrowed(text);
     }
-    let is_name_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
     let mut out = String::new();
     let mut copied = 0;
     let mut i = 0;
     while i < bytes.len() {
-        // The next credential header's name, on name boundaries.
+        // The next credential's name, on name boundaries.
         let Some((start, end)) = (i..bytes.len()).find_map(|at| {
             if at > 0 && is_name_byte(bytes[at - 1]) {
                 return None;
             }
-            SECRET_HEADERS.iter().find_map(|h| {
-                let end = at + h.len();
-                let named = end <= bytes.len()
-                    && is_secret_header_name(&bytes[at..end])
-                    && bytes.get(end).is_none_or(|&b| !is_name_byte(b));
-                named.then_some((at, end))
-            })
+            credential_name_at(bytes, at).map(|end| (at, end))
         }) else {
             break;
         };
@@ -527,19 +567,25 @@ pub(crate) fn without_header_secrets(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Where the value of a header named by `bytes[start..at]` lies in `bytes`,
-/// as the forms of [`without_header_secrets`] write it:
+/// Where the value of a credential named by `bytes[start..at]` lies in
+/// `bytes`, as the forms of [`without_header_secrets`] write it:
 /// - a quoted name (`"`, `\"`, `'`), `:` (or `=`, as a `key="value"` log
-///   line writes it) and a quoted value, to its closing quote (over escaped
-///   ones), also wrapped (`String("…")`, `Some("…")`: a `serde_json::Value`'s
-///   or an `Option`'s `Debug`), or a list of them (`"Cookie": ["a", "b"]`,
-///   `Array [String("a")]`) to its `]`; a quoted name with another value
-///   (`null`, a number) has none to hide;
+///   line writes it) and a quoted value (on the same line or the next), to
+///   its closing quote (over escaped ones), also wrapped (`String("…")`,
+///   `Some("…")`: a `serde_json::Value`'s or an `Option`'s `Debug`), or a
+///   list of them (`"Cookie": ["a", "b"]`, `Array [String("a")]`,
+///   `cookie=["a"]`) to its `]`; a quoted name with another value (`null`, a
+///   number) has none to hide;
+/// - a name, `:` and a quoted value (a struct's `Debug`, YAML), wrapped or
+///   not;
 /// - a pair `("name", "value")`: a name opening a parenthesis, `,`, a
 ///   quoted value, on one line or pretty-printed over several (a list of
 ///   names, `["authorization", "cookie"]`, is none);
+/// - a record `{"name": "Authorization", "value": "…"}` (HAR, Postman);
 /// - a raw header line (`Authorization: Bearer …`): a name first on its
-///   line (after blanks, or curl's `> `), `:`, to the end of that line.
+///   line (after blanks, or curl's `> `), `:`, to the end of that line;
+/// - a header in quotes (curl's `-H 'Authorization: Bearer …'`): a quote,
+///   the name, `:`, to the same quote (or the end of the line).
 fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)> {
     let blanks = |mut i: usize| {
         while bytes.get(i).is_some_and(|&b| b == b' ' || b == b'\t') {
@@ -570,13 +616,14 @@ fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)>
     let quoted_name = opening > 0 && quote_at(at) > 0;
     let mut i = blanks(at + if quoted_name { quote_at(at) } else { 0 });
     let sep = *bytes.get(i)?;
-    i = if sep == b',' {
+    // A pair's value, and a quoted name's, may be on the next line.
+    i = if sep == b',' || (quoted_name && sep == b':') {
         spaces(i + 1)
     } else {
         blanks(i + 1)
     };
     // A value wrapped in `String(…)`, `Some(…)` (a `Debug`).
-    if quoted_name && sep != b',' {
+    if sep != b',' {
         let word = bytes[i..]
             .iter()
             .take_while(|b| b.is_ascii_alphabetic())
@@ -588,8 +635,24 @@ fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)>
             i = blanks(i + word);
         }
     }
-    let quote = quote_at(i);
+    let mut quote = quote_at(i);
     match sep {
+        // A struct's `Debug` (`Creds { authorization: "…" }`), YAML: a
+        // quoted value, read below.
+        b':' if !quoted_name && quote > 0 => {}
+        // A header in a quoted text (curl's `-H 'Authorization: …'`): to
+        // that text's closing quote, on its line.
+        b':' if !quoted_name && opening > 0 => {
+            let closing = bytes[start - 1];
+            let end = (i..bytes.len())
+                .find(|&j| {
+                    matches!(bytes[j], b'\r' | b'\n')
+                        || (bytes[j] == closing
+                            && (opening == 2) == (j > 0 && bytes[j - 1] == b'\\'))
+                })
+                .map_or(bytes.len(), |j| if opening == 2 { j - 1 } else { j });
+            return (end > i).then_some((i, end));
+        }
         b':' if !quoted_name => {
             // A raw header line: the name first on its line (after
             // blanks, or the `> ` / `< ` of curl's verbose dump).
@@ -600,7 +663,7 @@ fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)>
             let line_start = bytes[line..start]
                 .iter()
                 .all(|&b| matches!(b, b' ' | b'\t' | b'>' | b'<'));
-            if !line_start || quote > 0 {
+            if !line_start {
                 return None;
             }
             let end = bytes[i..]
@@ -610,7 +673,7 @@ fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)>
             return (end > i).then_some((i, end));
         }
         b':' | b'=' if quoted_name || sep == b'=' => {
-            if bytes.get(i) == Some(&b'[') && quoted_name {
+            if bytes.get(i) == Some(&b'[') {
                 // A list of values, to its end (a `]` inside a quoted
                 // value is the value's).
                 let mut quoted = false;
@@ -637,7 +700,25 @@ fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)>
             let before = bytes[..start - opening]
                 .iter()
                 .rposition(|b| !b.is_ascii_whitespace());
-            if quote == 0 || before.is_none_or(|p| bytes[p] != b'(') {
+            if quote > 0 && before.is_some_and(|p| bytes[p] == b'(') {
+                // A pair.
+            } else if quote > 0 && bytes.get(i + quote..i + quote + 5) == Some(b"value") {
+                // A record `{"name": "Authorization", "value": "…"}` (HAR,
+                // Postman): its value's.
+                let mut k = i + quote + 5;
+                if quote_at(k) != quote {
+                    return None;
+                }
+                k = blanks(k + quote);
+                if bytes.get(k) != Some(&b':') {
+                    return None;
+                }
+                i = spaces(k + 1);
+                quote = quote_at(i);
+                if quote == 0 {
+                    return None;
+                }
+            } else {
                 return None;
             }
         }
@@ -2992,6 +3073,106 @@ mod tests {
             "cookie",
         ] {
             assert_eq!(without_header_secrets(kept), kept);
+        }
+    }
+
+    #[test]
+    fn credentials_are_redacted_in_their_rarer_forms() {
+        for (text, redacted) in [
+            (
+                r#"[{"name":"Authorization","value":"Bearer t"},{"name":"Host","value":"h"}]"#,
+                r#"[{"name":"Authorization","value":"[redacted]"},{"name":"Host","value":"h"}]"#,
+            ),
+            (
+                r#"Creds { authorization: "Bearer t", retries: 3 }"#,
+                r#"Creds { authorization: "[redacted]", retries: 3 }"#,
+            ),
+            (
+                r#"Creds { api_key: Some("k"), user: "u" }"#,
+                r#"Creds { api_key: Some("[redacted]"), user: "u" }"#,
+            ),
+            (
+                "curl -H 'Authorization: Bearer t' -H 'Accept: */*' https://h/",
+                "curl -H 'Authorization: [redacted]' -H 'Accept: */*' https://h/",
+            ),
+            (
+                r#""curl -H \"Cookie: s=1\" https://h/""#,
+                r#""curl -H \"Cookie: [redacted]\" https://h/""#,
+            ),
+            (
+                r#"authorization=["Bearer t"] status=401"#,
+                r#"authorization=[[redacted]] status=401"#,
+            ),
+            (
+                "{\n  \"authorization\":\n    \"Bearer t\"\n}",
+                "{\n  \"authorization\":\n    \"[redacted]\"\n}",
+            ),
+            (
+                r#"{"HTTP_AUTHORIZATION": "Bearer t", "PATH_INFO": "/"}"#,
+                r#"{"HTTP_AUTHORIZATION": "[redacted]", "PATH_INFO": "/"}"#,
+            ),
+            (
+                r#"{"AccessToken":"a","ExpiresIn":3600,"IdToken":"i"}"#,
+                r#"{"AccessToken":"[redacted]","ExpiresIn":3600,"IdToken":"[redacted]"}"#,
+            ),
+            (
+                r#"{"type":"TOKEN","authorizationToken":"t"}"#,
+                r#"{"type":"TOKEN","authorizationToken":"[redacted]"}"#,
+            ),
+            (
+                r#"{"username":"u","password":"p"}"#,
+                r#"{"username":"u","password":"[redacted]"}"#,
+            ),
+        ] {
+            assert_eq!(without_header_secrets(text), redacted, "{text}");
+        }
+        // Names only containing a credential's, and credentials' names
+        // without a value.
+        for kept in [
+            r#"{"next_token":"n","token_count":3,"secretive":"s"}"#,
+            r#"[{"name":"authorization"},{"name":"host","value":"h"}]"#,
+            "Token { kind: Ident }",
+            "tokens: 3, secret: None",
+        ] {
+            assert_eq!(without_header_secrets(kept), kept);
+        }
+    }
+
+    #[test]
+    fn fields_named_as_credentials_are_redacted_whatever_their_type() {
+        for key in [
+            "password",
+            "authorization",
+            "http.request.header.authorization",
+            "http.response.header.set-cookie",
+            "apiKey",
+            "X_API_KEY",
+            "aws.secret_access_key",
+            "token",
+        ] {
+            for value in [
+                FieldValue::Str(crate::span_data::FieldStr::new("x")),
+                FieldValue::U64(1),
+            ] {
+                assert_eq!(
+                    sendable_text(key, &value).as_deref(),
+                    Some("[redacted]"),
+                    "{key}"
+                );
+            }
+        }
+        for key in [
+            "next_token",
+            "secret_count",
+            "tokens",
+            "password.hint.shown",
+        ] {
+            assert_eq!(
+                sendable_text(key, &FieldValue::Str(crate::span_data::FieldStr::new("x")))
+                    .as_deref(),
+                Some("x"),
+                "{key}"
+            );
         }
     }
 
