@@ -656,13 +656,12 @@ fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)>
         b':' if !quoted_name => {
             // A raw header line: the name first on its line (after
             // blanks, or the `> ` / `< ` of curl's verbose dump).
-            let line = bytes[..start]
+            // (Only what precedes the name is read back, not the whole
+            // line: a long line naming many headers costs no more.)
+            let line_start = bytes[..start]
                 .iter()
-                .rposition(|&b| b == b'\n' || b == b'\r')
-                .map_or(0, |p| p + 1);
-            let line_start = bytes[line..start]
-                .iter()
-                .all(|&b| matches!(b, b' ' | b'\t' | b'>' | b'<'));
+                .rposition(|&b| !matches!(b, b' ' | b'\t' | b'>' | b'<'))
+                .is_none_or(|p| matches!(bytes[p], b'\n' | b'\r'));
             if !line_start {
                 return None;
             }
