@@ -436,7 +436,7 @@ impl TraceHeader {
 
 /// The prefix of `header` that is examined: all of it when short, otherwise the
 /// parts that end within the first [`MAX_PARSE_LEN`] bytes.
-fn bounded(header: &str) -> &str {
+pub(crate) fn bounded(header: &str) -> &str {
     if header.len() <= MAX_PARSE_LEN {
         return header;
     }

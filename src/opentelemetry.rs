@@ -346,9 +346,11 @@ impl TextMapPropagator for XrayPropagator {
 /// a context not sampled, so that the trace still continues; the Java, JS
 /// and Python ones refuse it, and start another trace.
 /// Of a repeated `Sampled`, the last one counts, as [`TraceHeader::parse`]
-/// reads it and the Java and JS propagators keep it.
+/// reads it and the Java and JS propagators keep it (of the parts that
+/// parse reads: a `Sampled` past its bound is not judged either).
 fn sampled_is_valid(raw: &str) -> bool {
-    raw.rsplit(';')
+    crate::header::bounded(raw)
+        .rsplit(';')
         .find_map(|part| match part.trim().split_once('=') {
             Some(("Sampled", value)) => Some(value),
             _ => None,

@@ -72,6 +72,9 @@ const MAX_SKIPPED_COUNTED: u32 = 1_000;
 /// 64 KB anyway; this bounds what a single hostile field can hold in memory).
 pub(crate) const MAX_FIELD_BYTES: usize = 64 * 1024;
 
+/// The field of tracing-opentelemetry's span status.
+const OTEL_STATUS_CODE: &str = "otel.status_code";
+
 /// The wall-clock time of the trace's first span, paired with the monotonic
 /// instant it was read at. Every span of the trace places itself on the wall
 /// clock through it, so durations come from the monotonic clock and children
@@ -774,10 +777,18 @@ impl SpanData {
     /// again takes the new value in its first place (what the document
     /// shows anyway), so a span whose field is recorded in a loop holds one
     /// value, not one per call.
-    /// A value replaces the field's error too, if it held one before.
+    /// A value replaces the field's error too, if it held one before. An
+    /// `otel.status_code` of `OK` stays: OpenTelemetry's `Ok` is final.
     pub(crate) fn record_field(&mut self, key: &'static str, value: FieldValue) {
         let added = value_bytes(&value);
         let replaced = match self.fields.iter_mut().find(|(k, _)| *k == key) {
+            // OpenTelemetry's `Ok` status is final: a later status does not
+            // replace it (as tracing-opentelemetry's spans keep it).
+            Some((OTEL_STATUS_CODE, FieldValue::Str(old)))
+                if old.as_str().eq_ignore_ascii_case("ok") =>
+            {
+                return;
+            }
             Some(slot) => value_bytes(&std::mem::replace(&mut slot.1, value)),
             None => {
                 self.fields.push((key, value));

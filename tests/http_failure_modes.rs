@@ -11,7 +11,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -543,5 +543,67 @@ fn a_refusal_after_an_unavailable_api_asks_the_provider_again() {
         (1, vec![]),
         "after 403, 503, 403 and fresh keys each time, then 200 ({} calls)",
         calls.lock().unwrap()
+    );
+}
+
+// Found by the review of the exporters' error codes (49f82e6).
+//
+// An endpoint's 400 body carries both members restJson1 allows for its code,
+// with different values (`{"code":"ThrottlingException","__type":"...#
+// ValidationException"}`). The AWS SDKs read `code` first (smithy-rs's
+// generated `parse_error_body`: `code.or(typ)`, with its unit test
+// `code_takes_priority`; aws-sdk-js-v3's `loadRestJsonErrorCode`). Before the
+// fix, `ErrorBody::parse` read `__type` first: the permanent
+// ValidationException, and the batch was dropped instead of retried.
+#[test]
+fn error_body_code_wins_over_type_as_the_aws_sdks_read_it() {
+    let _serial = common::serial();
+    let (url, seen) = fake(|stream| {
+        let body = r#"{"code":"ThrottlingException","__type":"com.amazon.coral.validate#ValidationException","message":"Rate exceeded"}"#;
+        let _ = write!(
+            &*stream,
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let mut exporter = at_once(url).build().unwrap();
+    let outcome = exporter.export(common::documents(2));
+    assert_eq!(seen.lock().unwrap().len(), 1, "one request");
+    assert!(
+        outcome.failures.is_empty() && outcome.delivered == 0,
+        "a ThrottlingException (the body's `code`, which the AWS SDKs read first) was taken for \
+         the `__type`'s permanent error and the batch dropped: {:?}",
+        common::failure_texts(&outcome)
+    );
+}
+
+// A 400 whose code is only in its body, and the connection breaks while the
+// body is read. The AWS SDKs retry an answer they could not read
+// (aws-smithy-runtime's `TransientErrorClassifier`), as this exporter does a
+// 2xx cut off. Before the fix, the answer was classified as if its body were
+// empty: a 400 without a code, rejected for good, the batch dropped.
+#[test]
+fn a_4xx_whose_body_is_cut_off_is_retried_not_rejected() {
+    let _serial = common::serial();
+    let (url, seen) = fake(|stream| {
+        let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+        // Announces more than it sends, then the connection is gone.
+        let _ = write!(
+            &*stream,
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+            body.len() + 100,
+            &body[..20]
+        );
+        let _ = (&*stream).flush();
+        let _ = stream.shutdown(Shutdown::Both);
+    });
+    let mut exporter = at_once(url).build().unwrap();
+    let outcome = exporter.export(common::documents(2));
+    assert_eq!(seen.lock().unwrap().len(), 1, "one request");
+    assert!(
+        outcome.failures.is_empty() && outcome.delivered == 0,
+        "a 400 whose body broke off (a network failure, the code unread) was taken for a \
+         permanent refusal and the batch dropped: {:?}",
+        common::failure_texts(&outcome)
     );
 }

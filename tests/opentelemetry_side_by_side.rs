@@ -200,3 +200,116 @@ fn otel_status_code_ok_is_final_in_both_layers() {
         "OpenTelemetry says Ok, X-Ray says fault: {sub}"
     );
 }
+
+// Found by the review of the interop fixes (89ba0f2).
+//
+// A span marked succeeded (`otel.status_code = "OK"`) and later marked failed
+// by code that does not know it (`span.record("otel.status_code",
+// "ERROR")`): OpenTelemetry keeps `Ok` (its trace API: Ok "SHOULD be
+// considered final"; the SDK's `set_status` never lowers it), and so does
+// tracing-opentelemetry on an entered span. Before the fix, `Span::record`
+// replaced the field and the subsegment was a fault.
+#[test]
+fn ok_is_final_when_error_is_recorded_after_it() {
+    let (traces, spans) = with_both_layers(|| {
+        info_span!("handle").in_scope(|| {
+            let span = info_span!("charge_card", otel.status_code = tracing::field::Empty);
+            span.in_scope(|| {
+                span.record("otel.status_code", "OK");
+                // ... later, elsewhere in the same request:
+                span.record("otel.status_code", "ERROR");
+            });
+        });
+    });
+    let otel = spans.iter().find(|s| s.name == "charge_card").unwrap();
+    assert_eq!(
+        otel.status,
+        Status::Ok,
+        "precondition: tracing-opentelemetry keeps Ok, final"
+    );
+    assert_eq!(traces.len(), 1);
+    let sub = &traces[0]["subsegments"][0];
+    assert_eq!(sub["name"], "charge_card");
+    assert_eq!(
+        sub["fault"],
+        Value::Null,
+        "OpenTelemetry (and README) say OK is final, X-Ray says fault: {sub}"
+    );
+}
+
+// `#[instrument(err)]` (its error event, the span's exception) beside an
+// `otel.status_description`. Before the fix, the description was read as an
+// exception's own text and made a second, typeless exception of the one
+// failure; as `otel.status_message` is (and as AWS's collector exporter reads
+// a status message, `makeCause`: an exception only when there is none), it is
+// a status message: metadata beside the exception, the span still failed.
+#[test]
+fn a_status_description_beside_an_error_adds_no_second_exception() {
+    #[tracing::instrument(err, skip_all, fields(otel.status_description, otel.status_message))]
+    fn query(field: &'static str) -> Result<(), std::io::Error> {
+        tracing::Span::current().record(field, "upstream unavailable");
+        Err(std::io::Error::other("connection refused (os error 111)"))
+    }
+    let (traces, _) = with_both_layers(|| {
+        info_span!("handle").in_scope(|| {
+            let _ = query("otel.status_message");
+            let _ = query("otel.status_description");
+        });
+    });
+    assert_eq!(traces.len(), 1);
+    let subs = traces[0]["subsegments"].as_array().unwrap();
+    assert_eq!(subs.len(), 2);
+    let messages = |sub: &Value| -> Vec<String> {
+        sub["cause"]["exceptions"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        messages(&subs[0]),
+        ["connection refused (os error 111)"],
+        "precondition: with otel.status_message, one exception: {}",
+        subs[0]
+    );
+    assert_eq!(subs[1]["fault"], true, "{}", subs[1]);
+    assert_eq!(
+        messages(&subs[1]),
+        ["connection refused (os error 111)"],
+        "the status description became a second exception of the one failure: {}",
+        subs[1]
+    );
+}
+
+// A header over 4 KiB whose `Sampled` appears again, invalid, past the bytes
+// `TraceHeader::parse` reads. Before the fix, `XrayPropagator` judged the
+// whole header's last `Sampled` and refused the header that parse reads as
+// Root, Parent and `Sampled=1`: the caller's trace was not continued.
+#[test]
+fn extract_judges_the_sampled_that_trace_header_parse_keeps() {
+    let mut raw =
+        String::from("Root=1-8a3c60f7-d188f8fa79d48a391a778fa6;Parent=53995c3f42cd8ad8;Sampled=1");
+    let mut i = 0;
+    while raw.len() < 4200 {
+        raw.push_str(&format!(";k{i}=vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv"));
+        i += 1;
+    }
+    raw.push_str(";Sampled=x");
+    let parsed = TraceHeader::parse(&raw);
+    assert_eq!(
+        parsed.sampled(),
+        Sampled::Yes,
+        "precondition: the crate's own parse keeps Sampled=1"
+    );
+    assert!(parsed.root().is_some() && parsed.parent().is_some());
+    let cx = XrayPropagator::new().extract(&HashMap::from([(KEY.to_owned(), raw.clone())]));
+    assert!(
+        cx.has_active_span(),
+        "the header TraceHeader::parse reads as Root+Parent+Sampled=1 was refused by the \
+         propagator (it judged a Sampled the parse never reads)"
+    );
+    assert!(cx.span().span_context().is_sampled());
+}

@@ -421,7 +421,15 @@ impl HttpExporter {
                     Err(e) if (200..300).contains(&status) => {
                         Answer::Retry(format!("reading the answer from {url} failed: {e}"))
                     }
-                    Err(_) => api::classify(status, error_type.as_deref(), ""),
+                    // Another answer cut off: its header's code, if it has
+                    // one, says what it meant; without one, nothing does,
+                    // and the AWS SDKs retry an answer they could not read.
+                    Err(_) if error_type.is_some() => {
+                        api::classify(status, error_type.as_deref(), "")
+                    }
+                    Err(e) => Answer::Retry(format!(
+                        "reading the {status} answer from {url} failed: {e}"
+                    )),
                 }
             }
             Err(e) => Answer::Retry(format!("request to {url} failed: {e}")),

@@ -2203,12 +2203,11 @@ impl<'a> Conventions<'a> {
             "xray.error" => &mut self.client_error,
             "xray.fault" => &mut self.fault,
             "error.type" | "exception.type" => &mut self.error_type,
-            "otel.status_message" => &mut self.error_message,
             // tracing-opentelemetry reads `otel.status_description` as an
-            // error status with that description.
-            "exception.message" | "error.message" | "otel.status_description" => {
-                &mut self.exception_message
-            }
+            // error status with that description: a status message that
+            // marks a failure (`route`), not an exception's own text.
+            "otel.status_message" | "otel.status_description" => &mut self.error_message,
+            "exception.message" | "error.message" => &mut self.exception_message,
             "http.request.method" | "http.method" => &mut self.method,
             "url.full" | "http.url" => &mut self.url_full,
             "url.path" | "http.target" => &mut self.path,

@@ -423,6 +423,10 @@ pub(crate) fn route<'a>(
                 {
                     conv.error = true
                 }
+                "otel.status_description" if as_str(value).is_some_and(|s| !s.is_empty()) => {
+                    conv.take(key, value, &ctx);
+                    conv.error = true;
+                }
                 _ => {
                     conv.take(key, value, &ctx);
                 }
@@ -463,6 +467,13 @@ pub(crate) fn route<'a>(
             "error" if matches!(value, FieldValue::Bool(true)) => conv.error = true,
             "otel.status_code"
                 if as_str(value).is_some_and(|s| s.eq_ignore_ascii_case("error")) =>
+            {
+                conv.error = true
+            }
+            // An error status with a description (tracing-opentelemetry):
+            // a failure, its text a status message.
+            "otel.status_description"
+                if as_str(value).is_some_and(|s| !s.is_empty()) && conv.take(key, value, &ctx) =>
             {
                 conv.error = true
             }

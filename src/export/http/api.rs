@@ -122,10 +122,11 @@ struct PutTraceSegmentsOutput {
     unprocessed: Vec<Unprocessed>,
 }
 
-/// An error answer's JSON body: its code (`__type`, else restJson1's last
-/// place for it, `code`, as the AWS SDKs read them) and message (`message`
-/// or `Message`). Each read on its own: a member of another type, or both
-/// spellings of the message, hide none of the others.
+/// An error answer's JSON body: its code (`code`, else `__type`, as the AWS
+/// SDKs read them: smithy-rs's generated `parse_error_body` takes
+/// `code.or(typ)`) and message (`message` or `Message`). Each read on its
+/// own: a member of another type, or both spellings of the message, hide
+/// none of the others.
 #[derive(Debug, Default)]
 struct ErrorBody {
     kind: Option<String>,
@@ -139,7 +140,7 @@ impl ErrorBody {
         };
         let text = |key: &str| map.get(key).and_then(serde_json::Value::as_str);
         Self {
-            kind: text("__type").or_else(|| text("code")).map(str::to_owned),
+            kind: text("code").or_else(|| text("__type")).map(str::to_owned),
             message: text("message")
                 .or_else(|| text("Message"))
                 .map(str::to_owned),
@@ -391,8 +392,8 @@ mod tests {
             Answer::Retry(_)
         ));
         // The AWS SDKs' throttling and transient codes, whatever the 4xx
-        // status; the code also from the body's `code` (restJson1's last
-        // place for it). Found by the hunt of the exporters.
+        // status; the code also from the body's `code` (read before
+        // `__type`, as the SDKs do). Found by the hunt of the exporters.
         for code in [
             "LimitExceededException",
             "BandwidthLimitExceeded",
