@@ -1865,14 +1865,14 @@ fn record_kept_event<S>(
         // Every event, an ERROR one too (also an exception, below), with
         // all its fields: an error value as its text.
         let at = Instant::now();
-        // Its fields go out as a span's do, without a URL's or connection
-        // string's secrets: taken out on the worker (`events::render`).
-        // An error value is its text alone: its sources are not read.
+        // Its fields go out as a span's do, without a URL's, connection
+        // string's or credential's secrets: taken out on the worker
+        // (`events::render`), an error value's text too. An error value is
+        // its text alone: its sources are not read.
         let (mut fields, errors) = collect_fields_with(false, |v| event.record(v));
         for e in errors {
             if let Some(name) = e.field {
-                let text = crate::fields::conventions::without_secrets(&e.message);
-                fields.push((name, FieldValue::Str(FieldStr::new(&text))));
+                fields.push((name, FieldValue::Str(FieldStr::from(e.message))));
             }
         }
         // A forwarded `log` record: its own target, not tracing-log's.

@@ -1398,3 +1398,236 @@ fn rarer_ways_of_writing_a_credential_header_lose_its_value() {
         assert_no_secret(text, &sent_with_field(text));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Found by the review of the broadened scrubbing (credentials beyond
+// headers): two panics, forms that still leave, a validation message
+// redacted, a text not the same once scrubbed twice. Each test failed before
+// its fix.
+
+/// The text a span's field `field` is sent as (metadata), `text` recorded
+/// with `%`.
+fn field_as_sent(field: &'static str, text: &str) -> String {
+    let docs = sent(
+        |b| b,
+        || match field {
+            "detail" => info_span!("request", detail = %text).in_scope(|| {}),
+            _ => unreachable!(),
+        },
+    );
+    tracing_metadata(&docs, field)
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+// A header in escaped quotes (`\"Authorization: …`, a JSON-escaped curl
+// command) whose closing `\"` is missing on its line, the line ending in a
+// multi-byte character. Before the fix, the value was cut one byte before
+// the line break, inside `é`: slicing there panicked on the worker, which
+// dropped the whole trace.
+#[test]
+fn an_escaped_quoted_header_ending_its_line_on_a_multibyte_char_drops_the_trace() {
+    let text = "deploy step failed: curl -H \\\"Authorization: Bearer clé\nexit status 3";
+    let docs = sent(
+        |b| b,
+        || info_span!("request", detail = %text).in_scope(|| {}),
+    );
+    assert!(
+        docs.iter().any(|d| d.contains("exit status 3")),
+        "the field is missing: {docs:?}"
+    );
+}
+
+// The same text as an event's error value (`with_events(true)`). Before the
+// fix, the event's error text was scrubbed on the application thread, in
+// `on_event`, outside any `catch_unwind`: the panic came out of the user's
+// `tracing::warn!` (it is now scrubbed on the worker only, as the event's
+// other fields are).
+#[test]
+fn an_events_error_value_with_an_escaped_quoted_header_panics_in_the_log_call() {
+    let err = TextError("upstream said: \\\"Cookie: id=café\nretry later".to_owned());
+    let mut unwound = false;
+    let _ = capture_documents(
+        |b| b.with_events(true),
+        || {
+            info_span!("request").in_scope(|| {
+                unwound = common::quietly(|| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        tracing::warn!(error = &err as &dyn std::error::Error, "call failed");
+                    }))
+                    .is_err()
+                });
+            })
+        },
+    );
+    assert!(
+        !unwound,
+        "tracing::warn!(error = ..) panicked in the application"
+    );
+}
+
+// The same form with an ASCII value: before the fix, the token's last
+// character, before the line break, was sent (`[redacted]z`).
+#[test]
+fn an_escaped_quoted_header_ending_its_line_keeps_its_last_character() {
+    let text = format!("ran: curl -H \\\"Authorization: Bearer {SECRET}\nstatus 401");
+    let got = field_as_sent("detail", &text);
+    assert!(
+        got.contains("[redacted]\nstatus 401"),
+        "the value is not redacted to the end of its line: {got:?}"
+    );
+}
+
+// A config struct holding an `Option` credential, `{:#?}`: `api_key:
+// Some(\n "…",\n)`. Before the fix, a wrapped value had to open its quote
+// right after `(`, and the key, on the next line, was sent (so was a
+// pretty-printed map of `Option` values).
+#[test]
+fn a_pretty_debug_of_a_struct_with_an_optional_credential_is_sent() {
+    #[derive(Debug)]
+    #[allow(dead_code)]
+    struct Config {
+        region: String,
+        api_key: Option<String>,
+    }
+    let config = Config {
+        region: "eu-west-1".into(),
+        api_key: Some(SECRET.into()),
+    };
+    let text = format!("{config:#?}");
+    let docs = sent(
+        |b| b,
+        || info_span!("startup", config = %text).in_scope(|| {}),
+    );
+    assert_no_secret("config = %format!(\"{:#?}\")", &docs);
+    // A map of optional credentials, the same: `"password": Some(\n "…",`.
+    let map: std::collections::BTreeMap<&str, Option<&str>> = [("password", Some(SECRET))].into();
+    let text = format!("{map:#?}");
+    let docs = sent(
+        |b| b,
+        || info_span!("startup", config = %text).in_scope(|| {}),
+    );
+    assert_no_secret("config = %format!(\"{:#?}\", map of Option)", &docs);
+}
+
+// HAR's header records as a `serde_json::Value`'s `Debug`: `Object {"name":
+// String("Authorization"), "value": String("…")}`. Before the fix, the
+// wrapped name (followed by `")`, not `",`) was not seen as a record's.
+#[test]
+fn a_har_header_as_a_json_values_debug_is_sent() {
+    let headers = serde_json::json!([
+        { "name": "Authorization", "value": format!("Bearer {SECRET}") },
+        { "name": "Accept", "value": "*/*" },
+    ]);
+    let docs = sent(
+        |b| b,
+        || info_span!("replay", headers = ?headers).in_scope(|| {}),
+    );
+    assert_no_secret("headers = ?serde_json HAR headers", &docs);
+}
+
+// Credentials under compound names: `db_password`, `jwt_secret`,
+// `secret_key`, `WEBHOOK_SECRET`, as fields and in text. Before the fix, only
+// a whole name of the list matched (`next_token`, `secret_name`,
+// `password_hash` still do not: only `password` and `secret` end a name).
+#[test]
+fn credentials_under_compound_names_are_sent() {
+    let config = format!(
+        "Settings {{ db_password: \"{SECRET}\", secret_key: Some(\"{SECRET}\") }} \
+         {{\"WEBHOOK_SECRET\": \"{SECRET}\"}}"
+    );
+    let docs = sent(
+        |b| b,
+        || {
+            info_span!(
+                "connect",
+                db_password = SECRET,
+                jwt_secret = SECRET,
+                secret_key = SECRET,
+                settings = %config,
+            )
+            .in_scope(|| {})
+        },
+    );
+    assert_no_secret("db_password / jwt_secret / secret_key", &docs);
+}
+
+// API Gateway's HTTP API REQUEST authorizer event carries the Authorization
+// header twice: under `headers`, and as `identitySource: ["Bearer …"]`.
+// Before the fix, the second was sent.
+#[test]
+fn an_http_api_authorizer_events_identity_source_is_sent() {
+    let event = serde_json::json!({
+        "version": "2.0",
+        "type": "REQUEST",
+        "routeArn": "arn:aws:execute-api:eu-west-1:123456789012:abc/$default/GET/orders",
+        "identitySource": [format!("Bearer {SECRET}")],
+        "headers": { "authorization": format!("Bearer {SECRET}") },
+    });
+    let text = event.to_string();
+    let docs = sent(
+        |b| b,
+        || info_span!("authorize", event = %text).in_scope(|| {}),
+    );
+    assert_no_secret("event = %authorizer event (identitySource)", &docs);
+}
+
+// A form-encoded body (OAuth's token request): `...&client_secret=…`.
+// Before the fix, `name=` was matched only with a quoted value.
+#[test]
+fn a_form_encoded_token_request_body_is_sent() {
+    let body = format!("grant_type=client_credentials&client_id=app&client_secret={SECRET}");
+    let docs = sent(|b| b, || info_span!("token", body = %body).in_scope(|| {}));
+    assert_no_secret("body = %form-encoded client_secret", &docs);
+}
+
+// A validation error naming the field (`password: must be at least 12
+// characters`, one per line, as validator's and garde's reports write it).
+// Before the fix, the raw-header-line and header-in-quotes forms applied to
+// every credential's name, and the reason was sent as `password:
+// [redacted]`: they are headers' forms, and apply to headers' names only.
+#[test]
+fn a_validation_error_about_the_password_loses_its_reason() {
+    #[tracing::instrument(err)]
+    fn register() -> Result<(), TextError> {
+        Err(TextError(
+            "password: must be at least 12 characters\nemail: is not an email".to_owned(),
+        ))
+    }
+    let errors = vec!["password: must be at least 12 characters"];
+    let captured = capture_documents(
+        |b| b,
+        || {
+            info_span!("signup", errors = ?errors).in_scope(|| {
+                let _ = register();
+            })
+        },
+    );
+    let text = captured.raw.join("\n");
+    assert!(
+        !text.contains("[redacted]"),
+        "a validation message was redacted: {text}"
+    );
+}
+
+// A list value (`authorization=["Bearer t"]`) scrubbed twice: before the
+// fix, each pass added a `]` (`[[redacted]]]`), and an event's error value
+// was scrubbed twice (on the application thread, then on the worker).
+#[test]
+fn an_events_error_value_with_a_credential_list_gains_a_bracket() {
+    let err = TextError("rejected authorization=[\"Bearer t\"] status=401".to_owned());
+    let docs = sent(
+        |b| b.with_events(true),
+        || {
+            info_span!("request").in_scope(|| {
+                tracing::info!(error = &err as &dyn std::error::Error, "call failed");
+            })
+        },
+    );
+    let all = docs.join("\n");
+    assert!(
+        all.contains("authorization=[[redacted]] status=401") && !all.contains("]]]"),
+        "the error value is not its scrubbed text: {all}"
+    );
+}

@@ -403,7 +403,7 @@ pub(crate) fn sendable_text<'a>(key: &str, value: &'a FieldValue) -> Option<Cow<
     // `api_key`, OpenTelemetry's `http.request.header.authorization`), of
     // any type: never sent (owned: a text the same length is no value kept).
     if is_credential_field(key) {
-        return Some(Cow::Owned("[redacted]".to_owned()));
+        return Some(Cow::Owned(REDACTED.to_owned()));
     }
     let Some(s) = as_str(value) else {
         return (!never).then_some(Cow::Borrowed(""));
@@ -433,45 +433,68 @@ pub(crate) fn sendable_text<'a>(key: &str, value: &'a FieldValue) -> Option<Cow<
     })
 }
 
+/// What a credential's value is replaced with.
+const REDACTED: &str = "[redacted]";
+
+/// What a credential's name is: which forms of [`header_value`] may hold
+/// its value, and whether it may end a longer name.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Credential {
+    /// A header's: also a raw header line and a header in quotes.
+    Header,
+    /// Another credential's, only as a whole name (`token`, not
+    /// `next_token`).
+    Other,
+    /// Another's that also ends a longer name (`db_password`,
+    /// `WEBHOOK_SECRET`, `dbPassword`).
+    Ending,
+}
+
 /// The names of credentials: headers' (the AWS SDK for Rust hides the same
 /// in its headers' `Debug`, and more: the SSE-C keys) and others', folded:
 /// in lower case, without `-` and `_` (`x-api-key`, `X_API_KEY` and
 /// `xApiKey` are one name).
-const CREDENTIAL_NAMES: &[&str] = &[
-    "authorization",
-    "proxyauthorization",
-    "cookie",
-    "setcookie",
-    "xapikey",
-    "apikey",
-    "xauthtoken",
-    "authtoken",
-    "xamzsecuritytoken",
-    "xamzserversideencryptioncustomerkey",
-    "xamzcopysourceserversideencryptioncustomerkey",
+const CREDENTIAL_NAMES: &[(&str, Credential)] = &[
+    ("authorization", Credential::Header),
+    ("proxyauthorization", Credential::Header),
+    ("cookie", Credential::Header),
+    ("setcookie", Credential::Header),
+    ("xapikey", Credential::Header),
+    ("apikey", Credential::Header),
+    ("xauthtoken", Credential::Header),
+    ("authtoken", Credential::Header),
+    ("xamzsecuritytoken", Credential::Header),
+    ("xamzserversideencryptioncustomerkey", Credential::Header),
+    (
+        "xamzcopysourceserversideencryptioncustomerkey",
+        Credential::Header,
+    ),
     // API Gateway's HTTP API (payload 2.0) moves the Cookie header here.
-    "cookies",
+    ("cookies", Credential::Header),
     // CGI's names of the headers (`HTTP_AUTHORIZATION`).
-    "httpauthorization",
-    "httpcookie",
-    // API Gateway's TOKEN authorizer event.
-    "authorizationtoken",
+    ("httpauthorization", Credential::Header),
+    ("httpcookie", Credential::Header),
+    // API Gateway's authorizer events: a TOKEN authorizer's header, a
+    // REQUEST authorizer's identity sources (the header's values).
+    ("authorizationtoken", Credential::Other),
+    ("identitysource", Credential::Other),
     // No header's: a login's, OAuth's and OpenID's, Cognito's, AWS's.
-    "password",
-    "passwd",
-    "passphrase",
-    "secret",
-    "clientsecret",
-    "token",
-    "accesstoken",
-    "refreshtoken",
-    "idtoken",
-    "sessiontoken",
-    "securitytoken",
-    "secretaccesskey",
-    "awssecretaccesskey",
-    "awssessiontoken",
-    "privatekey",
+    ("password", Credential::Ending),
+    ("passwd", Credential::Ending),
+    ("passphrase", Credential::Ending),
+    ("secret", Credential::Ending),
+    ("clientsecret", Credential::Other),
+    ("secretkey", Credential::Other),
+    ("token", Credential::Other),
+    ("accesstoken", Credential::Other),
+    ("refreshtoken", Credential::Other),
+    ("idtoken", Credential::Other),
+    ("sessiontoken", Credential::Other),
+    ("securitytoken", Credential::Other),
+    ("secretaccesskey", Credential::Other),
+    ("awssecretaccesskey", Credential::Other),
+    ("awssessiontoken", Credential::Other),
+    ("privatekey", Credential::Other),
 ];
 
 /// A byte of a name: a letter, a digit, `-` or `_`.
@@ -479,10 +502,31 @@ fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
+/// Where a name may start in `bytes` at `at`: `Some(false)` at a whole
+/// name's start (no name byte before it), `Some(true)` inside a longer
+/// name where a part of it starts (after `-` or `_`, or a capital after a
+/// small letter: `db_password`, `dbPassword`), `None` elsewhere.
+fn name_start(bytes: &[u8], at: usize) -> Option<bool> {
+    let Some(&before) = at.checked_sub(1).and_then(|b| bytes.get(b)) else {
+        return Some(false);
+    };
+    if !is_name_byte(before) {
+        Some(false)
+    } else if before == b'-'
+        || before == b'_'
+        || (before.is_ascii_lowercase() && bytes.get(at).is_some_and(u8::is_ascii_uppercase))
+    {
+        Some(true)
+    } else {
+        None
+    }
+}
+
 /// Where the credential's name starting at `bytes[at]` ends, if one does
 /// (in any case, with any `-` or `_` between its letters, and whole: no
-/// name byte after it).
-fn credential_name_at(bytes: &[u8], at: usize) -> Option<usize> {
+/// name byte after it), and what it is; `inside` a longer name, only a
+/// name that may end one ([`Credential::Ending`]).
+fn credential_name_at(bytes: &[u8], at: usize, inside: bool) -> Option<(usize, Credential)> {
     // Most places start no name: one check says so.
     let first = bytes.get(at)?.to_ascii_lowercase();
     if !matches!(
@@ -491,7 +535,10 @@ fn credential_name_at(bytes: &[u8], at: usize) -> Option<usize> {
     ) {
         return None;
     }
-    CREDENTIAL_NAMES.iter().find_map(|name| {
+    CREDENTIAL_NAMES.iter().find_map(|&(name, kind)| {
+        if inside && kind != Credential::Ending {
+            return None;
+        }
         let mut i = at;
         for (k, &c) in name.as_bytes().iter().enumerate() {
             if k > 0 && matches!(bytes.get(i), Some(b'-' | b'_')) {
@@ -502,16 +549,24 @@ fn credential_name_at(bytes: &[u8], at: usize) -> Option<usize> {
             }
             i += 1;
         }
-        bytes.get(i).is_none_or(|&b| !is_name_byte(b)).then_some(i)
+        bytes
+            .get(i)
+            .is_none_or(|&b| !is_name_byte(b))
+            .then_some((i, kind))
     })
 }
 
 /// Whether a field's name names a credential: its last dotted part (the
 /// name of OpenTelemetry's `http.request.header.authorization`) is one of
-/// [`CREDENTIAL_NAMES`].
+/// [`CREDENTIAL_NAMES`], or ends in one that may end a longer name
+/// (`db_password`).
 fn is_credential_field(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key).as_bytes();
-    credential_name_at(last, 0) == Some(last.len())
+    (0..last.len()).any(|at| {
+        name_start(last, at).is_some_and(|inside| {
+            credential_name_at(last, at, inside).is_some_and(|(end, _)| end == last.len())
+        })
+    })
 }
 
 /// `text` without the secrets it may carry: every URL in it without its
@@ -530,8 +585,9 @@ pub(crate) fn without_secrets(text: &str) -> Cow<'_, str> {
 /// that `Debug` quoted again (`\"authorization\": \"…\"`, a string recorded
 /// with `?`), JSON (`"authorization":"…"`), a struct's `Debug`
 /// (`authorization: "…"`), a list of pairs (`("authorization", "…")`), HAR
-/// records, a raw header block (`Authorization: Bearer …`, to the end of its
-/// line) or a header in quotes (`'Authorization: Bearer …'`).
+/// records, `name=value`, a raw header block (`Authorization: Bearer …`, to
+/// the end of its line) or a header in quotes (`'Authorization: Bearer …'`):
+/// see [`header_value`]. Scrubbed twice, a text is the same as once.
 pub(crate) fn without_header_secrets(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     // Most texts name no header: one pass over the bytes says so.
@@ -543,20 +599,23 @@ pub(crate) fn without_header_secrets(text: &str) -> Cow<'_, str> {
     let mut i = 0;
     while i < bytes.len() {
         // The next credential's name, on name boundaries.
-        let Some((start, end)) = (i..bytes.len()).find_map(|at| {
-            if at > 0 && is_name_byte(bytes[at - 1]) {
-                return None;
-            }
-            credential_name_at(bytes, at).map(|end| (at, end))
+        let Some((start, end, kind)) = (i..bytes.len()).find_map(|at| {
+            let inside = name_start(bytes, at)?;
+            credential_name_at(bytes, at, inside).map(|(end, kind)| (at, end, kind))
         }) else {
             break;
         };
-        let Some((from, to)) = header_value(bytes, start, end) else {
+        let Some((from, to)) = header_value(bytes, start, end, kind) else {
             i = end;
             continue;
         };
+        if &text[from..to] == REDACTED {
+            // Already taken out (a text scrubbed twice stays the same).
+            i = to.max(end);
+            continue;
+        }
         out.push_str(&text[copied..from]);
-        out.push_str("[redacted]");
+        out.push_str(REDACTED);
         copied = to;
         i = to.max(end);
     }
@@ -581,12 +640,19 @@ pub(crate) fn without_header_secrets(text: &str) -> Cow<'_, str> {
 /// - a pair `("name", "value")`: a name opening a parenthesis, `,`, a
 ///   quoted value, on one line or pretty-printed over several (a list of
 ///   names, `["authorization", "cookie"]`, is none);
-/// - a record `{"name": "Authorization", "value": "…"}` (HAR, Postman);
-/// - a raw header line (`Authorization: Bearer …`): a name first on its
-///   line (after blanks, or curl's `> `), `:`, to the end of that line;
-/// - a header in quotes (curl's `-H 'Authorization: Bearer …'`): a quote,
-///   the name, `:`, to the same quote (or the end of the line).
-fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)> {
+/// - a record `{"name": "Authorization", "value": "…"}` (HAR, Postman;
+///   a `serde_json::Value`'s `Debug` of one too);
+/// - `name=value` unquoted (a form body, logfmt, an environment): to the
+///   next separator (`&`, `;`, `,`, a blank, a quote or a closing bracket),
+///   an authorization scheme (`Bearer …`) with the word after it;
+/// - a header's only ([`Credential::Header`]: `password: too short` is a
+///   message): a raw header line (`Authorization: Bearer …`), a name first
+///   on its line (after blanks, or curl's `> `), `:`, to the end of that
+///   line; a header in quotes (curl's `-H 'Authorization: Bearer …'`), a
+///   quote, the name, `:`, to the same quote (or the end of the line).
+///
+/// The value found may already be `[redacted]` (a text scrubbed again).
+fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Option<(usize, usize)> {
     let blanks = |mut i: usize| {
         while bytes.get(i).is_some_and(|&b| b == b' ' || b == b'\t') {
             i += 1;
@@ -607,6 +673,27 @@ fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)>
             _ => 0,
         }
     };
+    // A value wrapped in `String(…)`, `Some(…)` (a `Debug`, pretty-printed
+    // too), or a list `Array [String("…")]`: where its quote or its `[` is.
+    let unwrapped = |i: usize| -> usize {
+        let word = bytes[i..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphabetic())
+            .count();
+        if word > 0 && bytes.get(i + word) == Some(&b'(') && quote_at(spaces(i + word + 1)) > 0 {
+            spaces(i + word + 1)
+        } else if word > 0 && bytes.get(blanks(i + word)) == Some(&b'[') {
+            blanks(i + word)
+        } else {
+            i
+        }
+    };
+    // Where the whole name starts (`db_password`'s `db`): its quote, and
+    // what comes before it, are there.
+    let start = bytes[..start]
+        .iter()
+        .rposition(|&b| !is_name_byte(b))
+        .map_or(0, |p| p + 1);
     // The name's own quote, before and after it.
     let opening = match start.checked_sub(1).map(|i| bytes[i]) {
         Some(b'"') if start >= 2 && bytes[start - 2] == b'\\' => 2,
@@ -614,7 +701,19 @@ fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)>
         _ => 0,
     };
     let quoted_name = opening > 0 && quote_at(at) > 0;
-    let mut i = blanks(at + if quoted_name { quote_at(at) } else { 0 });
+    // Before the name's quote, what opens it: `(` of a pair, or of a
+    // wrapped name (`String("Authorization")`, a `Value`'s `Debug`).
+    let before_name = bytes[..start - opening]
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace());
+    let opens = before_name.filter(|&p| bytes[p] == b'(');
+    let wrapped_name = opens.is_some_and(|p| p > 0 && bytes[p - 1].is_ascii_alphabetic());
+    let mut i = if quoted_name { at + quote_at(at) } else { at };
+    let wrapped = quoted_name && wrapped_name && bytes.get(i) == Some(&b')');
+    if wrapped {
+        i += 1;
+    }
+    i = blanks(i);
     let sep = *bytes.get(i)?;
     // A pair's value, and a quoted name's, may be on the next line.
     i = if sep == b',' || (quoted_name && sep == b':') {
@@ -622,18 +721,8 @@ fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)>
     } else {
         blanks(i + 1)
     };
-    // A value wrapped in `String(…)`, `Some(…)` (a `Debug`).
     if sep != b',' {
-        let word = bytes[i..]
-            .iter()
-            .take_while(|b| b.is_ascii_alphabetic())
-            .count();
-        if word > 0 && bytes.get(i + word) == Some(&b'(') && quote_at(i + word + 1) > 0 {
-            i += word + 1;
-        } else if word > 0 && bytes.get(blanks(i + word)) == Some(&b'[') {
-            // `Array [String("…")]`: a list.
-            i = blanks(i + word);
-        }
+        i = unwrapped(i);
     }
     let mut quote = quote_at(i);
     match sep {
@@ -641,8 +730,8 @@ fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)>
         // quoted value, read below.
         b':' if !quoted_name && quote > 0 => {}
         // A header in a quoted text (curl's `-H 'Authorization: …'`): to
-        // that text's closing quote, on its line.
-        b':' if !quoted_name && opening > 0 => {
+        // that text's closing quote, or the end of its line.
+        b':' if !quoted_name && opening > 0 && kind == Credential::Header => {
             let closing = bytes[start - 1];
             let end = (i..bytes.len())
                 .find(|&j| {
@@ -650,10 +739,17 @@ fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)>
                         || (bytes[j] == closing
                             && (opening == 2) == (j > 0 && bytes[j - 1] == b'\\'))
                 })
-                .map_or(bytes.len(), |j| if opening == 2 { j - 1 } else { j });
+                .map_or(bytes.len(), |j| {
+                    // `\"` closes: the value ends before its `\`.
+                    if opening == 2 && bytes[j] == closing {
+                        j - 1
+                    } else {
+                        j
+                    }
+                });
             return (end > i).then_some((i, end));
         }
-        b':' if !quoted_name => {
+        b':' if !quoted_name && kind == Credential::Header => {
             // A raw header line: the name first on its line (after
             // blanks, or the `> ` / `< ` of curl's verbose dump).
             // (Only what precedes the name is read back, not the whole
@@ -672,15 +768,30 @@ fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)>
             return (end > i).then_some((i, end));
         }
         b':' | b'=' if quoted_name || sep == b'=' => {
+            if bytes[i..].starts_with(REDACTED.as_bytes()) {
+                // Already taken out (an unquoted value, scrubbed again).
+                return Some((i, i + REDACTED.len()));
+            }
             if bytes.get(i) == Some(&b'[') {
                 // A list of values, to its end (a `]` inside a quoted
-                // value is the value's).
+                // value is the value's, a nested list's its own).
                 let mut quoted = false;
                 let mut escaped = false;
+                let mut depth = 0_usize;
                 let end = bytes[i..]
                     .iter()
                     .position(|&b| {
-                        let end = b == b']' && !quoted;
+                        let mut end = false;
+                        if !quoted {
+                            match b {
+                                b'[' => depth += 1,
+                                b']' => {
+                                    depth -= 1;
+                                    end = depth == 0;
+                                }
+                                _ => {}
+                            }
+                        }
                         if b == b'"' && !escaped {
                             quoted = !quoted;
                         }
@@ -690,20 +801,43 @@ fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)>
                     .map_or(bytes.len(), |n| i + n);
                 return Some((i + 1, end));
             }
+            if quote == 0 && sep == b'=' {
+                // `name=value` unquoted (a form body, logfmt, an
+                // environment): to the next separator; an authorization
+                // scheme's word takes the credential after it too.
+                let word_end = |from: usize| {
+                    bytes[from..]
+                        .iter()
+                        .position(|&b| {
+                            b.is_ascii_whitespace()
+                                || matches!(
+                                    b,
+                                    b'&' | b';' | b',' | b'"' | b'\'' | b')' | b']' | b'}'
+                                )
+                        })
+                        .map_or(bytes.len(), |n| from + n)
+                };
+                let mut end = word_end(i);
+                let scheme = std::str::from_utf8(&bytes[i..end]).unwrap_or_default();
+                if ["bearer", "basic", "digest", "token", "negotiate"]
+                    .iter()
+                    .any(|s| scheme.eq_ignore_ascii_case(s))
+                    && bytes.get(end) == Some(&b' ')
+                {
+                    end = word_end(end + 1);
+                }
+                return (end > i).then_some((i, end));
+            }
             if quote == 0 {
                 return None;
             }
         }
         b',' if quoted_name => {
-            // A pair: the name opens a parenthesis.
-            let before = bytes[..start - opening]
-                .iter()
-                .rposition(|b| !b.is_ascii_whitespace());
-            if quote > 0 && before.is_some_and(|p| bytes[p] == b'(') {
-                // A pair.
+            if quote > 0 && opens.is_some() && !wrapped {
+                // A pair: the name opens a parenthesis.
             } else if quote > 0 && bytes.get(i + quote..i + quote + 5) == Some(b"value") {
                 // A record `{"name": "Authorization", "value": "…"}` (HAR,
-                // Postman): its value's.
+                // Postman; a `Value`'s `Debug` of one too): its value's.
                 let mut k = i + quote + 5;
                 if quote_at(k) != quote {
                     return None;
@@ -712,7 +846,7 @@ fn header_value(bytes: &[u8], start: usize, at: usize) -> Option<(usize, usize)>
                 if bytes.get(k) != Some(&b':') {
                     return None;
                 }
-                i = spaces(k + 1);
+                i = unwrapped(spaces(k + 1));
                 quote = quote_at(i);
                 if quote == 0 {
                     return None;
@@ -3124,6 +3258,35 @@ mod tests {
         ] {
             assert_eq!(without_header_secrets(text), redacted, "{text}");
         }
+        // From the review of these forms: a tuple struct's pair, a
+        // `name=value` form body and an authorization scheme, a wrapped
+        // name's HAR record, names ending in `password` or `secret`.
+        for (text, redacted) in [
+            (
+                r#"Header("authorization", "Bearer t")"#,
+                r#"Header("authorization", "[redacted]")"#,
+            ),
+            (
+                "grant_type=x&client_secret=s&scope=y",
+                "grant_type=x&client_secret=[redacted]&scope=y",
+            ),
+            (
+                "HTTP_AUTHORIZATION=Bearer t PATH_INFO=/",
+                "HTTP_AUTHORIZATION=[redacted] PATH_INFO=/",
+            ),
+            (
+                r#"Object {"name": String("Cookie"), "value": String("s=1")}"#,
+                r#"Object {"name": String("Cookie"), "value": String("[redacted]")}"#,
+            ),
+            (
+                r#"{"db_password":"p","dbPassword":"p","WEBHOOK_SECRET":"s"}"#,
+                r#"{"db_password":"[redacted]","dbPassword":"[redacted]","WEBHOOK_SECRET":"[redacted]"}"#,
+            ),
+        ] {
+            assert_eq!(without_header_secrets(text), redacted, "{text}");
+            // Scrubbed twice, the same.
+            assert_eq!(without_header_secrets(redacted), redacted, "{redacted}");
+        }
         // Names only containing a credential's, and credentials' names
         // without a value.
         for kept in [
@@ -3131,6 +3294,8 @@ mod tests {
             r#"[{"name":"authorization"},{"name":"host","value":"h"}]"#,
             "Token { kind: Ident }",
             "tokens: 3, secret: None",
+            "password: must be at least 12 characters\ntoken: expected a number",
+            r#"{"password_hash":"h","secret_name":"prod/db","x_password_reset":"1"}"#,
         ] {
             assert_eq!(without_header_secrets(kept), kept);
         }
@@ -3160,10 +3325,26 @@ mod tests {
             }
         }
         for key in [
+            "db_password",
+            "dbPassword",
+            "WEBHOOK_SECRET",
+            "jwt_secret",
+            "secret_key",
+        ] {
+            assert_eq!(
+                sendable_text(key, &FieldValue::U64(1)).as_deref(),
+                Some("[redacted]"),
+                "{key}"
+            );
+        }
+        for key in [
             "next_token",
             "secret_count",
             "tokens",
             "password.hint.shown",
+            "password_hash",
+            "secret_name",
+            "secretive",
         ] {
             assert_eq!(
                 sendable_text(key, &FieldValue::Str(crate::span_data::FieldStr::new("x")))
@@ -3171,6 +3352,71 @@ mod tests {
                 Some("x"),
                 "{key}"
             );
+        }
+    }
+
+    /// Texts made of the pieces the forms are written with: scrubbing never
+    /// panics, and a text scrubbed twice is the text scrubbed once.
+    mod scrubbing_any_text {
+        use proptest::prelude::*;
+
+        use super::super::without_secrets;
+
+        const PIECES: &[&str] = &[
+            "\"",
+            "\\\"",
+            "'",
+            ":",
+            "=",
+            ",",
+            "[",
+            "]",
+            "(",
+            ")",
+            "{",
+            "}",
+            " ",
+            "\n",
+            "\r",
+            "\t",
+            "> ",
+            "value",
+            "name",
+            "String",
+            "Some",
+            "authorization",
+            "Cookie",
+            "X_API_KEY",
+            "db_password",
+            "dbPassword",
+            "token",
+            "secret",
+            "Bearer",
+            "&",
+            ";",
+            "é",
+            "€",
+            "𝄞",
+            "x",
+            "[redacted]",
+            "https://u:p@h/?q=1",
+            "//",
+            "@",
+        ];
+
+        fn text() -> impl Strategy<Value = String> {
+            proptest::collection::vec(0..PIECES.len(), 0..24)
+                .prop_map(|ix| ix.into_iter().map(|i| PIECES[i]).collect())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+            #[test]
+            fn never_panics_and_is_the_same_scrubbed_twice(text in text()) {
+                let once = without_secrets(&text).into_owned();
+                let twice = without_secrets(&once).into_owned();
+                prop_assert_eq!(once, twice);
+            }
         }
     }
 
