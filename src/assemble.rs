@@ -43,6 +43,11 @@ pub(crate) const CRATE_NAMESPACE: &str = "tracing_xray";
 /// and braces the dropped entries leave behind.
 const TRIM_MARKER_BYTES: usize = 96;
 
+/// How many of the exceptions below a span that its own do not name stay
+/// for its ancestors to name (the latest): the list stays short however
+/// many spans of a subtree failed.
+const MAX_EXCEPTIONS_PASSED_UP: usize = 64;
+
 /// How many dropped entries (metadata, annotations) a trimmed span names
 /// (the rest are dropped all the same).
 const MAX_NAMED_DROPS: usize = 16;
@@ -80,39 +85,76 @@ fn largest_first(
 
 /// Drops metadata entries, the largest first, until they free at least
 /// `excess` bytes of the document (see [`largest_first`]), and names them
-/// (`namespace.key`). This crate's own entries (its counts) stay.
+/// (`namespace.key`). This crate's own entries (its counts) stay. The
+/// span's events (`tracing.events`, with `with_events(true)`) count one by
+/// one (`tracing.events[i]`): a large event costs the span no other; an
+/// events list left empty goes too.
 fn drop_largest_metadata(
     metadata: &mut crate::model::Metadata<'_>,
     excess: usize,
     scratch: &mut String,
 ) -> Vec<MetaValue<'static>> {
-    // Every entry's (namespace, key), in order; its place is its index.
-    let mut places = Vec::new();
+    // Every entry's (namespace, key) and every event's (namespace, key,
+    // event), in order; its place is its index.
+    let mut places: Vec<(usize, usize, Option<usize>)> = Vec::new();
     let mut sizes = Vec::new();
     for (n, (ns, entries)) in metadata.entries().iter().enumerate() {
         if ns == CRATE_NAMESPACE {
             continue;
         }
         for (k, (key, value)) in entries.entries().iter().enumerate() {
-            // The comma between two entries.
-            sizes.push((
-                crate::json::meta_entry_len(scratch, key, value) + 1,
-                places.len(),
-            ));
-            places.push((n, k));
+            match value {
+                MetaValue::List(events) if ns == TRACING_NAMESPACE && key == "events" => {
+                    for (e, event) in events.iter().enumerate() {
+                        // The comma between two events.
+                        sizes.push((
+                            crate::json::meta_value_len(scratch, event) + 1,
+                            places.len(),
+                        ));
+                        places.push((n, k, Some(e)));
+                    }
+                }
+                _ => {
+                    // The comma between two entries.
+                    sizes.push((
+                        crate::json::meta_entry_len(scratch, key, value) + 1,
+                        places.len(),
+                    ));
+                    places.push((n, k, None));
+                }
+            }
         }
     }
     let (drop, names) = largest_first(sizes, excess, |place| {
-        let (n, k) = places[place];
+        let (n, k, event) = places[place];
         let (ns, entries) = &metadata.entries()[n];
-        format!("{ns}.{}", entries.entries()[k].0)
+        let key = &entries.entries()[k].0;
+        match event {
+            Some(e) => format!("{ns}.{key}[{e}]"),
+            None => format!("{ns}.{key}"),
+        }
     });
-    let mut drop: Vec<(usize, usize)> = drop.into_iter().map(|place| places[place]).collect();
+    let mut drop: Vec<(usize, usize, Option<usize>)> =
+        drop.into_iter().map(|place| places[place]).collect();
     drop.sort_unstable();
     for (n, (_, entries)) in metadata.entries_mut().iter_mut().enumerate() {
+        for (k, (_, value)) in entries.entries_mut().iter_mut().enumerate() {
+            if let MetaValue::List(events) = value {
+                let mut e = 0;
+                events.retain(|_| {
+                    let keep = drop.binary_search(&(n, k, Some(e))).is_err();
+                    e += 1;
+                    keep
+                });
+            }
+        }
         let mut k = 0;
-        entries.retain(|_| {
-            let keep = drop.binary_search(&(n, k)).is_err();
+        entries.retain(|(_, value)| {
+            let emptied = matches!(value, MetaValue::List(events) if events.is_empty())
+                && drop
+                    .iter()
+                    .any(|&(dn, dk, e)| dn == n && dk == k && e.is_some());
+            let keep = !emptied && drop.binary_search(&(n, k, None)).is_err();
             k += 1;
             keep
         });
@@ -463,8 +505,10 @@ impl<'c> Assembler<'c> {
     /// exceptions with no cause of its own names, as its `cause`, the
     /// exception of the same message nearest below it, as the SDKs link an
     /// exception thrown in a subsegment; the console then shows one error
-    /// passing up, not several. This span's exceptions then stand for its
-    /// subtree's to its ancestors.
+    /// passing up, not several. This span's exceptions then stand, to its
+    /// ancestors, for those below that they name; the others below stay
+    /// (an error passed up past a span that logged another of its own),
+    /// the latest [`MAX_EXCEPTIONS_PASSED_UP`] of them.
     ///
     /// `hashes` are those of the exceptions' messages as recorded, before
     /// their URL secrets are cut (two errors that differ only in a URL's
@@ -473,6 +517,7 @@ impl<'c> Assembler<'c> {
     /// is not its cause.
     fn link_to_descendants(&mut self, cause: &mut Cause<'_>, hashes: &[(u64, Instant)]) {
         let below = self.exceptions_mark.min(self.exceptions.len());
+        let mut named = Vec::new();
         for (ex, &(hash, at)) in cause.exceptions.iter_mut().zip(hashes) {
             if ex.cause.is_some() {
                 continue;
@@ -483,9 +528,20 @@ impl<'c> Assembler<'c> {
                 .find(|(h, _, then)| *h == hash && *then <= at)
             {
                 ex.cause = Some(id);
+                named.push(id);
             }
         }
-        self.exceptions.truncate(below);
+        let mut place = 0;
+        self.exceptions.retain(|(_, id, _)| {
+            let keep = place < below || !named.contains(id);
+            place += 1;
+            keep
+        });
+        let kept_below = self.exceptions.len() - below;
+        if kept_below > MAX_EXCEPTIONS_PASSED_UP {
+            self.exceptions
+                .drain(below..below + kept_below - MAX_EXCEPTIONS_PASSED_UP);
+        }
         for (ex, &(hash, at)) in cause.exceptions.iter().zip(hashes) {
             self.exceptions.push((hash, ex.id, at));
         }
@@ -977,9 +1033,12 @@ impl<'c> Assembler<'c> {
             let mut hashes = Vec::new();
             for record in errors() {
                 hashes.push((message_hash(&record.message), record.at));
+                // An error value of a field named as a credential (`password
+                // = &e as &dyn Error`): its text is the field's value.
+                let secret = record.field.is_some_and(conventions::is_credential_field);
                 let outer = Exception {
                     id: SegmentId::new(),
-                    message: Some(exception_text(&record.message)),
+                    message: Some(exception_message(&record.message, secret)),
                     kind: Some(Cow::Borrowed(truncate_chars(
                         record.field.unwrap_or("error"),
                         MAX_STRING_CHARS,
@@ -1016,7 +1075,7 @@ impl<'c> Assembler<'c> {
                     hashes.push((message_hash(source), record.at));
                     cause.exceptions.push(Exception {
                         id,
-                        message: Some(exception_text(source)),
+                        message: Some(exception_message(source, secret)),
                         kind: Some(Cow::Borrowed("source")),
                         remote: applied.remote,
                         ..Default::default()
@@ -1133,6 +1192,16 @@ impl<'c> Assembler<'c> {
             entity.cause = Some(cause);
         }
         entity
+    }
+}
+
+/// An error value's exception message: [`exception_text`], or `[redacted]`
+/// for the value of a field named as a credential (`secret`).
+fn exception_message(text: &str, secret: bool) -> Cow<'_, str> {
+    if secret {
+        Cow::Borrowed(conventions::REDACTED)
+    } else {
+        exception_text(text)
     }
 }
 

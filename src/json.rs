@@ -491,6 +491,14 @@ pub(crate) fn meta_entry_len(scratch: &mut String, key: &str, value: &MetaValue<
     scratch.len()
 }
 
+/// The bytes a metadata value takes in a document, written to `scratch`
+/// to be measured.
+pub(crate) fn meta_value_len(scratch: &mut String, value: &MetaValue<'_>) -> usize {
+    scratch.clear();
+    meta_value(scratch, value);
+    scratch.len()
+}
+
 /// A metadata value; nested lists and objects are written with an explicit
 /// stack, so that no depth of nesting can overflow the worker's stack.
 fn meta_value(out: &mut String, v: &MetaValue<'_>) {

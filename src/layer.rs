@@ -1907,6 +1907,16 @@ fn record_kept_event<S>(
     };
     let record = match visitor.error {
         Some(mut record) => {
+            // The value of a field named as a credential (`password = &e
+            // as &dyn Error`): its text is the field's value, never sent.
+            if record
+                .field
+                .is_some_and(crate::fields::conventions::is_credential_field)
+            {
+                crate::fields::conventions::REDACTED.clone_into(&mut record.message);
+                record.sources.clear();
+                record.sources_skipped = 0;
+            }
             // An event's, not a span field's: never replaced by a field
             // recorded later (see `ErrorRecord::field`).
             record.field = None;

@@ -874,15 +874,20 @@ impl SpanData {
     pub(crate) fn push_event(&mut self, record: EventRecord) {
         let bytes = std::mem::size_of::<EventRecord>() + fields_bytes(&record.fields);
         let rare = self.rare_mut();
-        let kept = push_bounded(
-            &mut rare.events,
-            &mut rare.events_dropped,
-            MAX_EVENTS_PER_SPAN,
-            record,
-        );
-        if kept {
-            self.add_heap_bytes(bytes);
+        if rare.events.len() >= MAX_EVENTS_PER_SPAN {
+            rare.events_dropped = rare.events_dropped.saturating_add(1);
+            return;
         }
+        // In the order of their times: an event of another thread, timed
+        // before this one's but listed after it (its fields took longer to
+        // format), goes before it (almost always: at the end).
+        let place = rare
+            .events
+            .iter()
+            .rposition(|e| e.at <= record.at)
+            .map_or(0, |p| p + 1);
+        rare.events.insert(place, record);
+        self.add_heap_bytes(bytes);
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod common;
 
+use serde_json::Value;
+
 use tracing_xray::sampling::AlwaysSample;
 
 fn run(events: bool, f: impl FnOnce()) -> (Vec<serde_json::Value>, tracing_xray::Stats) {
@@ -253,4 +255,117 @@ fn a_span_error_field_recorded_after_an_error_event_does_not_replace_it() {
     });
     let messages = common::exception_messages(&traces[0]);
     assert_eq!(messages, ["event failure", "the event's", "the span's own"]);
+}
+
+/// The documents `f` makes, with events recorded (every trace sampled).
+fn with_events(f: impl FnOnce()) -> common::Captured {
+    common::capture_documents(|b| b.with_events(true), f)
+}
+
+/// The `metadata.tracing.events` of a (sub)segment (none: empty).
+fn events_of(n: &Value) -> Vec<Value> {
+    n["metadata"]["tracing"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A field value whose `Debug` takes a while the first time it is
+/// formatted: it says when it has started, then waits to be released.
+struct SlowDebug {
+    started: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl std::fmt::Debug for SlowDebug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(started) = self.started.lock().unwrap().take() {
+            started.send(()).unwrap();
+            let _ = self.release.lock().unwrap().recv();
+        }
+        f.write_str("SlowDebug")
+    }
+}
+
+// Found by the hunt of events and exceptions.
+//
+// A span too large for a document, trimmed, with events: one of 70 KB
+// between two small ones, or 32 of 3 KB. Before the fix, the events list
+// was one metadata value, the largest, dropped whole: the small events went
+// with the large one, and all 32 went where about 20 fit. They now count
+// one by one (`tracing.events[1]` in `metadata_dropped`).
+#[test]
+fn one_huge_event_field_does_not_cost_the_span_its_other_events() {
+    let c = with_events(|| {
+        tracing::info_span!("request").in_scope(|| {
+            tracing::info!("request received");
+            tracing::info!(body = %"y".repeat(70_000), "upstream answered");
+            tracing::info!("request done");
+        });
+    });
+    let doc = &c.docs[0];
+    assert_eq!(doc["metadata"]["tracing_xray"]["trimmed"], true, "{doc:#}");
+    let messages: Vec<Value> = events_of(doc)
+        .iter()
+        .map(|e| e["message"].clone())
+        .collect();
+    assert!(
+        messages.contains(&Value::from("request received"))
+            && messages.contains(&Value::from("request done")),
+        "the small events were dropped with the large one: {:#}",
+        doc["metadata"]
+    );
+}
+
+#[test]
+fn many_events_too_large_together_are_not_all_dropped() {
+    let c = with_events(|| {
+        tracing::info_span!("batch").in_scope(|| {
+            for i in 0..32_u64 {
+                tracing::info!(i, row = %"r".repeat(3_000), "row processed");
+            }
+        });
+    });
+    let doc = &c.docs[0];
+    let kept = events_of(doc).len();
+    assert!(
+        kept >= 16,
+        "{kept} of 32 events kept, where about 20 fit: {:#}",
+        doc["metadata"]["tracing_xray"]
+    );
+}
+
+// Two threads log into one span; the first event's fields take a while to
+// format. Before the fix, an event joined the list when its fields were
+// formatted, not at its time: `second` was listed before `first`, whose
+// time is the earlier.
+#[test]
+fn events_recorded_from_two_threads_are_listed_in_the_order_of_their_times() {
+    let c = with_events(|| {
+        let request = tracing::info_span!("request");
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel();
+        let slow = SlowDebug {
+            started: std::sync::Mutex::new(Some(started_tx)),
+            release: std::sync::Mutex::new(release_rx),
+        };
+        let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+        let in_worker = request.clone();
+        let worker = std::thread::spawn(move || {
+            tracing::dispatcher::with_default(&dispatch, || {
+                in_worker.in_scope(|| tracing::info!(state = ?slow, "first"));
+            })
+        });
+        started_rx.recv().unwrap();
+        request.in_scope(|| tracing::info!("second"));
+        release_tx.send(()).unwrap();
+        worker.join().unwrap();
+    });
+    let events = events_of(&c.docs[0]);
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let times: Vec<f64> = events.iter().map(|e| e["time"].as_f64().unwrap()).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "events listed out of the order of their times: {events:#?}"
+    );
 }

@@ -390,3 +390,88 @@ fn a_span_a_panic_unwinds_through_is_a_fault() {
         "{next:#}"
     );
 }
+
+#[derive(Debug)]
+struct NotFound;
+
+impl std::fmt::Display for NotFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("order 7 not found")
+    }
+}
+
+impl std::error::Error for NotFound {}
+
+#[tracing::instrument(err)]
+fn load_order() -> Result<(), NotFound> {
+    Err(NotFound)
+}
+
+/// Passes `load_order`'s error up without recording it; with `noisy`, it
+/// also logs an unrelated ERROR of its own on the way (a fallback that
+/// failed too).
+#[tracing::instrument]
+fn order_service(noisy: bool) -> Result<(), NotFound> {
+    let result = load_order();
+    if noisy {
+        tracing::error!("price cache unavailable");
+    }
+    result
+}
+
+#[tracing::instrument(err)]
+fn get_order(noisy: bool) -> Result<(), NotFound> {
+    order_service(noisy)
+}
+
+/// The id of the exception `message` of the span named `name` in `doc`'s
+/// tree, and its `cause`.
+fn exception_in(doc: &Value, name: &str, message: &str) -> (Value, Value) {
+    let span = common::walk(doc)
+        .into_iter()
+        .map(|(_, n)| n)
+        .find(|n| n["name"] == name || n["metadata"]["tracing"]["span_name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {doc:#}"));
+    let e = common::exceptions(span)
+        .into_iter()
+        .find(|e| e["message"] == message)
+        .unwrap_or_else(|| panic!("no exception {message:?} on {name}: {doc:#}"));
+    (e["id"].clone(), e["cause"].clone())
+}
+
+// Found by the hunt of events and exceptions.
+//
+// `get_order` -> `order_service` -> `load_order`, the outer and inner ones
+// `#[instrument(err)]`; the middle one passes the error up unrecorded and
+// logs an unrelated ERROR of its own. Before the fix, a span's exceptions
+// replaced, for its ancestors, every exception below it, named or not: the
+// middle span's unrelated one hid `load_order`'s, and `get_order`'s
+// exception named no cause (with the middle span quiet, it did).
+#[test]
+fn an_unrelated_error_in_a_middle_span_does_not_break_the_link_of_an_error_passed_up() {
+    let quiet = common::capture_documents(
+        |b| b,
+        || {
+            let _ = get_order(false);
+        },
+    );
+    let noisy = common::capture_documents(
+        |b| b,
+        || {
+            let _ = get_order(true);
+        },
+    );
+    // The quiet case: linked across the middle span.
+    let (below, _) = exception_in(&quiet.docs[0], "load_order", "order 7 not found");
+    let (_, cause) = exception_in(&quiet.docs[0], "get_order", "order 7 not found");
+    assert_eq!(cause, below, "{:#}", quiet.docs[0]);
+    // The middle span's own, unrelated error breaks it.
+    let doc = &noisy.docs[0];
+    exception_in(doc, "order_service", "price cache unavailable");
+    let (below, _) = exception_in(doc, "load_order", "order 7 not found");
+    let (_, cause) = exception_in(doc, "get_order", "order 7 not found");
+    assert_eq!(
+        cause, below,
+        "get_order's exception should name load_order's as its cause: {doc:#}"
+    );
+}

@@ -1631,3 +1631,34 @@ fn an_events_error_value_with_a_credential_list_gains_a_bracket() {
         "the error value is not its scrubbed text: {all}"
     );
 }
+
+// Found by the hunt of events and exceptions: an error value in a field
+// named as a credential (`password = &e as &dyn Error`), on a span or in an
+// ERROR event. Before the fix, the field's metadata was `[redacted]` but the
+// error's text went out whole as an exception's message (the span's
+// exception; the event's exception's source).
+#[test]
+fn an_error_value_in_a_credential_field_is_not_sent_as_an_exception() {
+    const SECRET: &str = "s3cr3t-hunter2";
+    let c = common::capture_documents(
+        |b| b.with_events(true),
+        || {
+            let refused = common::Failure(SECRET);
+            tracing::info_span!("login", password = &refused as &dyn std::error::Error)
+                .in_scope(|| {});
+            tracing::info_span!("verify").in_scope(|| {
+                tracing::error!(
+                    password = &refused as &dyn std::error::Error,
+                    "login failed"
+                );
+            });
+        },
+    );
+    let leaked: Vec<&str> = c
+        .raw
+        .iter()
+        .filter(|doc| doc.contains(SECRET))
+        .map(String::as_str)
+        .collect();
+    assert!(leaked.is_empty(), "the credential was sent: {leaked:#?}");
+}

@@ -434,7 +434,7 @@ pub(crate) fn sendable_text<'a>(key: &str, value: &'a FieldValue) -> Option<Cow<
 }
 
 /// What a credential's value is replaced with.
-const REDACTED: &str = "[redacted]";
+pub(crate) const REDACTED: &str = "[redacted]";
 
 /// What a credential's name is: which forms of [`header_value`] may hold
 /// its value, and whether it may end a longer name.
@@ -560,7 +560,7 @@ fn credential_name_at(bytes: &[u8], at: usize, inside: bool) -> Option<(usize, C
 /// name of OpenTelemetry's `http.request.header.authorization`) is one of
 /// [`CREDENTIAL_NAMES`], or ends in one that may end a longer name
 /// (`db_password`).
-fn is_credential_field(key: &str) -> bool {
+pub(crate) fn is_credential_field(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key).as_bytes();
     (0..last.len()).any(|at| {
         name_start(last, at).is_some_and(|inside| {
