@@ -1746,7 +1746,10 @@ fn unwound(data: &mut SpanData) {
     let said = data.fields.iter().any(|(k, _)| {
         matches!(
             *k,
-            "otel.status_message" | "exception.message" | "error.message"
+            "otel.status_message"
+                | "otel.status_description"
+                | "exception.message"
+                | "error.message"
         )
     }) || data.rare.as_ref().is_some_and(|r| !r.errors.is_empty());
     if !said {

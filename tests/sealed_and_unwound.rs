@@ -717,3 +717,42 @@ fn two_layers_send_a_sealed_trace_once() {
     let segment = all.iter().find(|e| e["name"] == "web").unwrap();
     assert_eq!(late["parent_id"], segment["id"], "{docs:#?}");
 }
+
+// Found by the second review of the scrubbing, a regression of the change
+// that made `otel.status_description` a status message: a span records it,
+// then panics. Before the fix, `unwound` took the description for no text
+// of the span's own and added `panicked`, which then named the exception
+// (the description only metadata); a span's own text says more.
+#[test]
+fn a_panic_through_a_span_with_a_status_description_keeps_the_description() {
+    let captured = common::capture_documents(
+        |b| b,
+        || {
+            tracing::info_span!("handle").in_scope(|| {
+                let caught = common::quietly(|| {
+                    std::panic::catch_unwind(|| {
+                        let span = tracing::info_span!(
+                            "query",
+                            otel.status_description = tracing::field::Empty
+                        );
+                        let _entered = span.enter();
+                        span.record("otel.status_description", "db pool exhausted");
+                        panic!("unreachable pool state");
+                    })
+                });
+                assert!(caught.is_err());
+            })
+        },
+    );
+    let query = common::node(&captured.docs, "query");
+    assert_eq!(query["fault"], true, "{query}");
+    let messages: Vec<String> = common::exceptions(query)
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        messages,
+        ["db pool exhausted"],
+        "the status description said more than `panicked`, but `panicked` named the exception: {query}"
+    );
+}

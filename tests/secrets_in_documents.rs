@@ -1662,3 +1662,300 @@ fn an_error_value_in_a_credential_field_is_not_sent_as_an_exception() {
         .collect();
     assert!(leaked.is_empty(), "the credential was sent: {leaked:#?}");
 }
+
+// ===========================================================================
+// Found by the second review of the broadened scrubbing. Each test failed
+// before its fix; each comment says what was sent then (the forms are now
+// read: a list in a struct's `Debug`, a raw header block recorded with `?`,
+// names ending in a credential's after an acronym or with no separator, a
+// form's nested key, nested wrappers, a pair's wrapped value, a list quoted
+// twice, vendors' `*_API_KEY`, struct header records).
+// ===========================================================================
+
+// ---------------------------------------------------------------------------
+// 1. API Gateway's `cookies` in a struct's `Debug`.
+//
+// A Lambda behind an HTTP API (payload 2.0) logs its event:
+// `info_span!("handler", event = ?event)`. aws_lambda_events'
+// `ApiGatewayV2httpRequest` holds the Cookie header as
+// `cookies: Option<Vec<String>>`, so its `Debug` writes
+// `cookies: Some(["session=…"])`. The name is unquoted (a struct's field), its
+// value neither a quoted string nor `Some("…")` but a list: `header_value`'s
+// struct form (`b':' if !quoted_name && quote > 0`) wants a quote, the raw
+// header line wants the name first on its line; the session cookie leaves
+// whole in `metadata.tracing.event`. README: "API Gateway's `cookies`", "an
+// `Option`'s or a struct's `Debug`" (a list of values is promised for JSON).
+// ---------------------------------------------------------------------------
+#[derive(Debug)]
+#[allow(dead_code)]
+struct ApiGatewayV2httpRequest {
+    route_key: Option<String>,
+    raw_path: Option<String>,
+    cookies: Option<Vec<String>>,
+    body: Option<String>,
+}
+
+fn http_api_event() -> ApiGatewayV2httpRequest {
+    ApiGatewayV2httpRequest {
+        route_key: Some("GET /orders".into()),
+        raw_path: Some("/orders".into()),
+        cookies: Some(vec![format!("session={SECRET}"), "theme=dark".into()]),
+        body: None,
+    }
+}
+
+#[test]
+fn api_gateway_cookies_in_a_structs_debug_are_redacted() {
+    let event = http_api_event();
+    let docs = sent(
+        |b| b,
+        || info_span!("handler", event = ?event).in_scope(|| {}),
+    );
+    assert_no_secret(
+        "event = ?ApiGatewayV2httpRequest { cookies: Some([..]) }",
+        &docs,
+    );
+}
+
+// The same event pretty-printed (`tracing::info!("event: {event:#?}")`, or
+// `event = %format!("{event:#?}")`): `cookies: Some(` is first on its line,
+// so the raw header form takes "to the end of that line", which is `Some(`
+// alone: the document reads `cookies: [redacted]` and the next lines still
+// hold `"session=…",`. The redaction is visible, the secret leaves anyway.
+#[test]
+fn api_gateway_cookies_in_a_pretty_structs_debug_are_redacted() {
+    let pretty = format!("{:#?}", http_api_event());
+    let docs = sent_with_field(&pretty);
+    assert_no_secret("{:#?} of ApiGatewayV2httpRequest", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// 2. A raw header block recorded with `?`.
+//
+// A proxy logs the request it could not parse as a string's `Debug`
+// (`request = ?String::from_utf8_lossy(&buf)`, or an error quoting it with
+// `{:?}`): line breaks are written `\r\n`, two characters each, so
+// `Authorization` follows the letter `n`. `name_start` reads `nA` as a
+// camelCase boundary (a name *inside* a longer one, only `Ending` names
+// allowed) and `ncookie` as no boundary at all: the token and the session
+// leave. README: "a raw header block" and, for a header map, "(quoted again
+// too)": the raw block recorded with `?` is the same block quoted again
+// (the `%` form of this very text is redacted).
+// ---------------------------------------------------------------------------
+#[test]
+fn a_raw_header_block_recorded_with_debug_is_redacted() {
+    let raw = format!(
+        "GET /orders HTTP/1.1\r\nHost: shop.example\r\nAuthorization: Bearer {SECRET}\r\ncookie: s={SECRET}\r\n\r\n"
+    );
+    let docs = sent(
+        |b| b,
+        || info_span!("request", request = ?raw).in_scope(|| {}),
+    );
+    assert_no_secret("request = ?raw (escaped \\r\\n)", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// 3. A name ending in `Password`/`Secret` after an acronym.
+//
+// CloudFormation's own examples name the database password parameter
+// `DBPassword` (and `JWTSecret`, `APISecret` are common); a Lambda logs the
+// stack's parameters or the custom resource event as JSON. `name_start`
+// takes a part's start only after `-`, `_` or a small letter followed by a
+// capital, so `BP` (two capitals) starts nothing and both values leave.
+// README: "a name ending in `password` or `secret` too: `db_password`,
+// `WEBHOOK_SECRET`" (and `dbPassword` in 76a1e9e's tests).
+// ---------------------------------------------------------------------------
+#[test]
+fn names_ending_in_password_after_an_acronym_are_credentials() {
+    let json = format!(
+        r#"{{"ResourceProperties":{{"DBUser":"admin","DBPassword":"{SECRET}","JWTSecret":"{SECRET}"}}}}"#
+    );
+    let docs = sent_with_field(&json);
+    assert_no_secret("{\"DBPassword\": ..., \"JWTSecret\": ...}", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// 4. A form body with nested parameter names (Rails, PHP, Laravel).
+//
+// `user[password]=…&user[password_confirmation]=…` is how an HTML form for
+// a model posts (Rails' `form_with model: @user`, PHP's `user[password]`); a
+// service logs the body of a failed sign-up. `password` is a whole name
+// there, but after it comes `]`, not `=`, `:` or a quote: no value. README:
+// "`name=value` as a log line or a form body writes it".
+// ---------------------------------------------------------------------------
+#[test]
+fn a_nested_form_parameter_loses_its_password() {
+    let body = format!("user[email]=a%40b.example&user[password]={SECRET}&commit=Sign+up");
+    let docs = sent_with_field(&body);
+    assert_no_secret("user[password]=… form body", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// 5. A value wrapped twice: an `Option<serde_json::Value>`.
+//
+// A struct holding loosely typed settings (`password: Option<Value>`) is
+// logged with `?`: `Settings { password: Some(String("…")) }`. `unwrapped`
+// takes one wrapper (`Some(` with a quote after it), not two: the struct
+// form finds no quote and the password leaves. README: "a
+// `serde_json::Value`'s, an `Option`'s or a struct's `Debug`
+// (`String("…")`, `Some("…")`, `Creds { password: "…" }`)".
+// ---------------------------------------------------------------------------
+#[test]
+fn an_optional_json_value_in_a_structs_debug_is_redacted() {
+    #[derive(Debug)]
+    #[allow(dead_code)]
+    struct Settings {
+        user: Option<serde_json::Value>,
+        password: Option<serde_json::Value>,
+    }
+    let settings = Settings {
+        user: Some(serde_json::Value::String("admin".into())),
+        password: Some(serde_json::Value::String(SECRET.into())),
+    };
+    let docs = sent(
+        |b| b,
+        || info_span!("connect", settings = ?settings).in_scope(|| {}),
+    );
+    assert_no_secret("Settings { password: Some(String(\"…\")) }", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// 6. A pair whose value is an `Option` (`Vec<(&str, Option<&str>)>`).
+//
+// Headers gathered from a request one by one (`(name, req.header(name))`)
+// are logged with `?`: `[("authorization", Some("Bearer …"))]`. The pair
+// form reads the value's quote right after `,` and does not unwrap `Some(`
+// there (`if sep != b','`): the token leaves. README: "pairs
+// `("name", "value")`" and "an `Option`'s `Debug` (`Some("…")`)".
+// ---------------------------------------------------------------------------
+#[test]
+fn a_pair_with_an_optional_value_is_redacted() {
+    let auth = format!("Bearer {SECRET}");
+    let pairs: Vec<(&str, Option<&str>)> = vec![
+        ("host", Some("shop.example")),
+        ("authorization", Some(auth.as_str())),
+    ];
+    let docs = sent(
+        |b| b,
+        || info_span!("request", headers = ?pairs).in_scope(|| {}),
+    );
+    assert_no_secret("[(\"authorization\", Some(\"…\"))]", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// 7. A JSON list of cookies quoted again, a value holding `]`.
+//
+// API Gateway's `cookies` as JSON (`serde_json::to_string(&event)`), then
+// recorded with `?` (a string's `Debug`: every quote becomes `\"`). The list
+// scan counts a `"` as a quote only when no `\` precedes it, so inside the
+// twice-quoted text no value is ever "quoted", and a `]` in the first cookie
+// ends the list: the second cookie leaves. (RFC 6265 allows `]` in a cookie
+// value.) Recorded with `%`, the same JSON is redacted whole. `header_value`'s
+// doc: "a list of them ... to its `]` (a `]` inside a quoted value is the
+// value's)"; README: "a header map's `Debug` ... (quoted again too), JSON (a
+// list of values too, and API Gateway's `cookies`)".
+// ---------------------------------------------------------------------------
+#[test]
+fn a_twice_quoted_cookie_list_with_a_bracket_in_a_value_is_redacted_whole() {
+    let json = serde_json::json!({
+        "rawPath": "/orders",
+        "cookies": ["prefs=a]b", format!("session={SECRET}")],
+    })
+    .to_string();
+    let docs = sent(
+        |b| b,
+        || info_span!("handler", event = ?json).in_scope(|| {}),
+    );
+    assert_no_secret(
+        "event = ?json_text with cookies [\"a]\", \"session=…\"]",
+        &docs,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 8. A vendor's `*_API_KEY` (an environment dump, a function's argument).
+//
+// `OPENAI_API_KEY=…`, `STRIPE_API_KEY=…` are the environment variables those
+// SDKs read; a service logs its configuration (`KEY=value` lines) or takes
+// the key as an argument of an `#[instrument]`ed function
+// (`stripe_api_key`). `api_key` is a header's name (`Credential::Header`):
+// inside a longer name only `Ending` names count, so both leave, while
+// `WEBHOOK_SECRET` and `DB_PASSWORD` beside them are redacted. README names
+// `x-api-key` / `X_API_KEY` / `apiKey` as credentials; a vendor prefix is the
+// same credential, as `db_` is for a password. (Judgement: the literal
+// promise of a longer name is for `password` and `secret` only; `token` is
+// kept out on purpose for `next_token`, but no common non-secret name ends
+// in `api_key`.)
+// ---------------------------------------------------------------------------
+#[test]
+fn a_vendors_api_key_is_redacted_as_a_name_ending_in_secret_is() {
+    let env = format!(
+        "DB_PASSWORD={SECRET}\nWEBHOOK_SECRET={SECRET}\nSTRIPE_API_KEY={SECRET}\nOPENAI_API_KEY={SECRET}\n"
+    );
+    let docs = sent_with_field(&env);
+    assert_no_secret("environment dump with *_API_KEY", &docs);
+}
+
+// The same name as an `#[instrument]`ed function's argument: sent as
+// `metadata.tracing.stripe_api_key` (`is_credential_field` is false).
+#[test]
+fn a_vendors_api_key_argument_is_redacted() {
+    #[tracing::instrument]
+    fn charge(amount: u64, stripe_api_key: &str) {}
+    let docs = sent(|b| b, || charge(100, SECRET));
+    assert_no_secret("#[instrument] fn charge(stripe_api_key: &str)", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// 9. A name ending in `password` without a separator.
+//
+// Change-password forms post `oldpassword=…&newpassword=…` (and
+// `confirmpassword`); a service logs the body of the failed request. README:
+// "a name ending in `password` or `secret` too", but `name_start` finds a
+// part's start only after `-`, `_` or a camelCase capital, so
+// `newpassword` is a name that is not `password` and the new password
+// leaves. (A boundary-free ending would also take `nopassword=true`: a
+// boolean lost, as `show_password=false` already is.)
+// ---------------------------------------------------------------------------
+#[test]
+fn a_name_ending_in_password_without_a_separator_is_a_credential() {
+    let body = format!("oldpassword={SECRET}&newpassword={SECRET}&confirmpassword={SECRET}");
+    let docs = sent_with_field(&body);
+    assert_no_secret("oldpassword=…&newpassword=…", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// 10. A HAR-like header record as a struct's `Debug`.
+//
+// The `har` crate's `Headers { name, value, comment }`, or any
+// `Header { name: String, value: String }`, logged with `?`:
+// `Header { name: "Authorization", value: "Bearer …" }`. The record form
+// wants a quoted `"value"` key after the name's `,` (JSON); a struct's field
+// `value:` is unquoted, and `name` is not a credential's name: the token
+// leaves. README: "HAR's `{"name": "Authorization", "value": "…"}`" and "a
+// struct's `Debug`".
+// ---------------------------------------------------------------------------
+#[test]
+fn a_header_record_struct_loses_its_value() {
+    #[derive(Debug)]
+    #[allow(dead_code)]
+    struct Header {
+        name: String,
+        value: String,
+    }
+    let headers = vec![
+        Header {
+            name: "Host".into(),
+            value: "shop.example".into(),
+        },
+        Header {
+            name: "Authorization".into(),
+            value: format!("Bearer {SECRET}"),
+        },
+    ];
+    let docs = sent(
+        |b| b,
+        || info_span!("request", headers = ?headers).in_scope(|| {}),
+    );
+    assert_no_secret("[Header { name: \"Authorization\", value: \"…\" }]", &docs);
+}

@@ -446,7 +446,7 @@ enum Credential {
     /// `next_token`).
     Other,
     /// Another's that also ends a longer name (`db_password`,
-    /// `WEBHOOK_SECRET`, `dbPassword`).
+    /// `WEBHOOK_SECRET`, `DBPassword`, `newpassword`, `STRIPE_API_KEY`).
     Ending,
 }
 
@@ -461,6 +461,8 @@ const CREDENTIAL_NAMES: &[(&str, Credential)] = &[
     ("setcookie", Credential::Header),
     ("xapikey", Credential::Header),
     ("apikey", Credential::Header),
+    // A vendor's key (`STRIPE_API_KEY`, `openai_api_key`) ends a name.
+    ("apikey", Credential::Ending),
     ("xauthtoken", Credential::Header),
     ("authtoken", Credential::Header),
     ("xamzsecuritytoken", Credential::Header),
@@ -502,24 +504,22 @@ fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
-/// Where a name may start in `bytes` at `at`: `Some(false)` at a whole
-/// name's start (no name byte before it), `Some(true)` inside a longer
-/// name where a part of it starts (after `-` or `_`, or a capital after a
-/// small letter: `db_password`, `dbPassword`), `None` elsewhere.
-fn name_start(bytes: &[u8], at: usize) -> Option<bool> {
-    let Some(&before) = at.checked_sub(1).and_then(|b| bytes.get(b)) else {
-        return Some(false);
-    };
-    if !is_name_byte(before) {
-        Some(false)
-    } else if before == b'-'
-        || before == b'_'
-        || (before.is_ascii_lowercase() && bytes.get(at).is_some_and(u8::is_ascii_uppercase))
-    {
-        Some(true)
-    } else {
-        None
-    }
+/// Whether `bytes[at]` is inside a longer name (where only a name that may
+/// end one counts: `db_password`, `newpassword`): not at a whole name's
+/// start, after no name byte or a `\n` / `\r` escape (a text recorded
+/// with `?` writes its line breaks so).
+fn name_start(bytes: &[u8], at: usize) -> bool {
+    at.checked_sub(1)
+        .is_some_and(|b| is_name_byte(bytes[b]) && !is_escaped_line_break(bytes, b))
+}
+
+/// Whether `bytes[at]` ends a `\n` or `\r` escape (not `\\n`: an escaped
+/// backslash, then `n`).
+fn is_escaped_line_break(bytes: &[u8], at: usize) -> bool {
+    matches!(bytes[at], b'n' | b'r')
+        && at >= 1
+        && bytes[at - 1] == b'\\'
+        && (at < 2 || bytes[at - 2] != b'\\')
 }
 
 /// Where the credential's name starting at `bytes[at]` ends, if one does
@@ -529,10 +529,15 @@ fn name_start(bytes: &[u8], at: usize) -> Option<bool> {
 fn credential_name_at(bytes: &[u8], at: usize, inside: bool) -> Option<(usize, Credential)> {
     // Most places start no name: one check says so.
     let first = bytes.get(at)?.to_ascii_lowercase();
-    if !matches!(
-        first,
-        b'a' | b'c' | b'h' | b'i' | b'p' | b'r' | b's' | b't' | b'x'
-    ) {
+    let starts = if inside {
+        matches!(first, b'a' | b'p' | b's')
+    } else {
+        matches!(
+            first,
+            b'a' | b'c' | b'h' | b'i' | b'p' | b'r' | b's' | b't' | b'x'
+        )
+    };
+    if !starts {
         return None;
     }
     CREDENTIAL_NAMES.iter().find_map(|&(name, kind)| {
@@ -563,9 +568,7 @@ fn credential_name_at(bytes: &[u8], at: usize, inside: bool) -> Option<(usize, C
 pub(crate) fn is_credential_field(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key).as_bytes();
     (0..last.len()).any(|at| {
-        name_start(last, at).is_some_and(|inside| {
-            credential_name_at(last, at, inside).is_some_and(|(end, _)| end == last.len())
-        })
+        credential_name_at(last, at, name_start(last, at)).is_some_and(|(end, _)| end == last.len())
     })
 }
 
@@ -600,8 +603,7 @@ pub(crate) fn without_header_secrets(text: &str) -> Cow<'_, str> {
     while i < bytes.len() {
         // The next credential's name, on name boundaries.
         let Some((start, end, kind)) = (i..bytes.len()).find_map(|at| {
-            let inside = name_start(bytes, at)?;
-            credential_name_at(bytes, at, inside).map(|(end, kind)| (at, end, kind))
+            credential_name_at(bytes, at, name_start(bytes, at)).map(|(end, kind)| (at, end, kind))
         }) else {
             break;
         };
@@ -635,20 +637,21 @@ pub(crate) fn without_header_secrets(text: &str) -> Cow<'_, str> {
 ///   list of them (`"Cookie": ["a", "b"]`, `Array [String("a")]`,
 ///   `cookie=["a"]`) to its `]`; a quoted name with another value (`null`, a
 ///   number) has none to hide;
-/// - a name, `:` and a quoted value (a struct's `Debug`, YAML), wrapped or
-///   not;
+/// - a name, `:` and a quoted value or a list (a struct's `Debug`, YAML),
+///   wrapped or not (`Some(String("…"))`, `Some([…])`);
 /// - a pair `("name", "value")`: a name opening a parenthesis, `,`, a
 ///   quoted value, on one line or pretty-printed over several (a list of
 ///   names, `["authorization", "cookie"]`, is none);
 /// - a record `{"name": "Authorization", "value": "…"}` (HAR, Postman;
-///   a `serde_json::Value`'s `Debug` of one too);
-/// - `name=value` unquoted (a form body, logfmt, an environment): to the
-///   next separator (`&`, `;`, `,`, a blank, a quote or a closing bracket),
-///   an authorization scheme (`Bearer …`) with the word after it;
+///   a `serde_json::Value`'s or a struct's `Debug` of one too);
+/// - `name=value` unquoted (a form body, logfmt, an environment; a form's
+///   nested `user[password]=`): to the next separator (`&`, `;`, `,`, a
+///   blank, a quote or a closing bracket), an authorization scheme
+///   (`Bearer …`) with the word after it; a Ruby hash's `=>`;
 /// - a header's only ([`Credential::Header`]: `password: too short` is a
 ///   message): a raw header line (`Authorization: Bearer …`), a name first
-///   on its line (after blanks, or curl's `> `), `:`, to the end of that
-///   line; a header in quotes (curl's `-H 'Authorization: Bearer …'`), a
+///   on its line (after blanks, or curl's `> `; a line break or its `\n`
+///   escape before it), `:`, to the end of that line; a header in quotes (curl's `-H 'Authorization: Bearer …'`), a
 ///   quote, the name, `:`, to the same quote (or the end of the line).
 ///
 /// The value found may already be `[redacted]` (a text scrubbed again).
@@ -673,27 +676,42 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
             _ => 0,
         }
     };
-    // A value wrapped in `String(…)`, `Some(…)` (a `Debug`, pretty-printed
-    // too), or a list `Array [String("…")]`: where its quote or its `[` is.
-    let unwrapped = |i: usize| -> usize {
-        let word = bytes[i..]
-            .iter()
-            .take_while(|b| b.is_ascii_alphabetic())
-            .count();
-        if word > 0 && bytes.get(i + word) == Some(&b'(') && quote_at(spaces(i + word + 1)) > 0 {
-            spaces(i + word + 1)
-        } else if word > 0 && bytes.get(blanks(i + word)) == Some(&b'[') {
-            blanks(i + word)
-        } else {
-            i
+    // A value wrapped in `String(…)`, `Some(…)`, `Some(String(…))` (a
+    // `Debug`, pretty-printed too), or a list `Array [String("…")]`,
+    // `Some([…])`: where its quote or its `[` is.
+    let unwrapped = |mut i: usize| -> usize {
+        for _ in 0..4 {
+            let word = bytes[i..]
+                .iter()
+                .take_while(|b| b.is_ascii_alphabetic())
+                .count();
+            if word == 0 {
+                break;
+            }
+            if bytes.get(i + word) == Some(&b'(') {
+                let inner = spaces(i + word + 1);
+                let goes_on = quote_at(inner) > 0
+                    || bytes
+                        .get(inner)
+                        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'[');
+                if !goes_on {
+                    break;
+                }
+                i = inner;
+            } else if bytes.get(blanks(i + word)) == Some(&b'[') {
+                return blanks(i + word);
+            } else {
+                break;
+            }
         }
+        i
     };
     // Where the whole name starts (`db_password`'s `db`): its quote, and
     // what comes before it, are there.
-    let start = bytes[..start]
-        .iter()
-        .rposition(|&b| !is_name_byte(b))
-        .map_or(0, |p| p + 1);
+    let mut start = start;
+    while start > 0 && is_name_byte(bytes[start - 1]) && !is_escaped_line_break(bytes, start - 1) {
+        start -= 1;
+    }
     // The name's own quote, before and after it.
     let opening = match start.checked_sub(1).map(|i| bytes[i]) {
         Some(b'"') if start >= 2 && bytes[start - 2] == b'\\' => 2,
@@ -710,14 +728,19 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
     let wrapped_name = opens.is_some_and(|p| p > 0 && bytes[p - 1].is_ascii_alphabetic());
     let mut i = if quoted_name { at + quote_at(at) } else { at };
     let wrapped = quoted_name && wrapped_name && bytes.get(i) == Some(&b')');
-    if wrapped {
+    // A form's nested key (`user[password]=…`).
+    let bracketed = !quoted_name && start > 0 && bytes[start - 1] == b'[';
+    if wrapped || (bracketed && bytes.get(i) == Some(&b']')) {
         i += 1;
     }
     i = blanks(i);
     let sep = *bytes.get(i)?;
-    // A pair's value, and a quoted name's, may be on the next line.
+    // A pair's value, and a quoted name's, may be on the next line; a
+    // Ruby hash's `=>` is one separator.
     i = if sep == b',' || (quoted_name && sep == b':') {
         spaces(i + 1)
+    } else if sep == b'=' && bytes.get(i + 1) == Some(&b'>') {
+        spaces(i + 2)
     } else {
         blanks(i + 1)
     };
@@ -725,10 +748,56 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
         i = unwrapped(i);
     }
     let mut quote = quote_at(i);
+    // A list of values, from its `[` to its end (a `]` inside a quoted
+    // value is the value's, a nested list's its own; quoted twice, `\"`
+    // quotes).
+    let list_end = |i: usize| -> usize {
+        let mut quoted = false;
+        let mut escaped = false;
+        let mut depth = 0_usize;
+        let mut before = 0_u8;
+        bytes[i..]
+            .iter()
+            .position(|&b| {
+                let mut end = false;
+                if !quoted {
+                    match b {
+                        b'[' => depth += 1,
+                        b']' => {
+                            depth -= 1;
+                            end = depth == 0;
+                        }
+                        _ => {}
+                    }
+                }
+                let toggles = if opening == 2 {
+                    b == b'"' && before == b'\\'
+                } else {
+                    b == b'"' && !escaped
+                };
+                if toggles {
+                    quoted = !quoted;
+                }
+                escaped = b == b'\\' && !escaped;
+                before = b;
+                end
+            })
+            .map_or(bytes.len(), |n| i + n)
+    };
+    if bytes[i..].starts_with(REDACTED.as_bytes()) {
+        // Already taken out (scrubbed again: an unquoted value, a list).
+        return Some((i, i + REDACTED.len()));
+    }
+    let list = bytes.get(i) == Some(&b'[');
     match sep {
-        // A struct's `Debug` (`Creds { authorization: "…" }`), YAML: a
-        // quoted value, read below.
-        b':' if !quoted_name && quote > 0 => {}
+        // A struct's `Debug` (`Creds { authorization: "…" }`,
+        // `cookies: Some(["…"])`), YAML: a quoted value or a list, read
+        // below.
+        b':' if !quoted_name && (quote > 0 || list) => {
+            if list {
+                return Some((i + 1, list_end(i)));
+            }
+        }
         // A header in a quoted text (curl's `-H 'Authorization: …'`): to
         // that text's closing quote, or the end of its line.
         b':' if !quoted_name && opening > 0 && kind == Credential::Header => {
@@ -751,55 +820,33 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
         }
         b':' if !quoted_name && kind == Credential::Header => {
             // A raw header line: the name first on its line (after
-            // blanks, or the `> ` / `< ` of curl's verbose dump).
-            // (Only what precedes the name is read back, not the whole
-            // line: a long line naming many headers costs no more.)
+            // blanks, or the `> ` / `< ` of curl's verbose dump; a line
+            // break, or its `\n` escape, before). Only what precedes the
+            // name is read back, not the whole line: a long line naming
+            // many headers costs no more.
             let line_start = bytes[..start]
                 .iter()
                 .rposition(|&b| !matches!(b, b' ' | b'\t' | b'>' | b'<'))
-                .is_none_or(|p| matches!(bytes[p], b'\n' | b'\r'));
+                .is_none_or(|p| {
+                    matches!(bytes[p], b'\n' | b'\r') || is_escaped_line_break(bytes, p)
+                });
             if !line_start {
                 return None;
             }
-            let end = bytes[i..]
-                .iter()
-                .position(|&b| b == b'\r' || b == b'\n')
-                .map_or(bytes.len(), |n| i + n);
+            // To the line's end, or its `\r` / `\n` escape.
+            let end = (i..bytes.len())
+                .find(|&j| {
+                    matches!(bytes[j], b'\r' | b'\n')
+                        || (bytes[j] == b'\\'
+                            && matches!(bytes.get(j + 1), Some(b'r' | b'n'))
+                            && (j == 0 || bytes[j - 1] != b'\\'))
+                })
+                .unwrap_or(bytes.len());
             return (end > i).then_some((i, end));
         }
         b':' | b'=' if quoted_name || sep == b'=' => {
-            if bytes[i..].starts_with(REDACTED.as_bytes()) {
-                // Already taken out (an unquoted value, scrubbed again).
-                return Some((i, i + REDACTED.len()));
-            }
-            if bytes.get(i) == Some(&b'[') {
-                // A list of values, to its end (a `]` inside a quoted
-                // value is the value's, a nested list's its own).
-                let mut quoted = false;
-                let mut escaped = false;
-                let mut depth = 0_usize;
-                let end = bytes[i..]
-                    .iter()
-                    .position(|&b| {
-                        let mut end = false;
-                        if !quoted {
-                            match b {
-                                b'[' => depth += 1,
-                                b']' => {
-                                    depth -= 1;
-                                    end = depth == 0;
-                                }
-                                _ => {}
-                            }
-                        }
-                        if b == b'"' && !escaped {
-                            quoted = !quoted;
-                        }
-                        escaped = b == b'\\' && !escaped;
-                        end
-                    })
-                    .map_or(bytes.len(), |n| i + n);
-                return Some((i + 1, end));
+            if list {
+                return Some((i + 1, list_end(i)));
             }
             if quote == 0 && sep == b'=' {
                 // `name=value` unquoted (a form body, logfmt, an
@@ -824,7 +871,7 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
                     .any(|s| scheme.eq_ignore_ascii_case(s))
                     && bytes.get(end) == Some(&b' ')
                 {
-                    end = word_end(end + 1);
+                    end = word_end(blanks(end));
                 }
                 return (end > i).then_some((i, end));
             }
@@ -833,16 +880,32 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
             }
         }
         b',' if quoted_name => {
-            if quote > 0 && opens.is_some() && !wrapped {
-                // A pair: the name opens a parenthesis.
-            } else if quote > 0 && bytes.get(i + quote..i + quote + 5) == Some(b"value") {
+            let value = unwrapped(i);
+            if quote_at(value) > 0 && opens.is_some() && !wrapped {
+                // A pair: the name opens a parenthesis (its value wrapped
+                // too: `("authorization", Some("…"))`).
+                i = value;
+                quote = quote_at(i);
+            } else {
                 // A record `{"name": "Authorization", "value": "…"}` (HAR,
-                // Postman; a `Value`'s `Debug` of one too): its value's.
-                let mut k = i + quote + 5;
-                if quote_at(k) != quote {
+                // Postman; a `Value`'s or a struct's `Debug` of one too:
+                // `Header { name: "Authorization", value: "…" }`): its
+                // value's.
+                let key_quote = quote_at(i);
+                let key = bytes.get(i + key_quote..i + key_quote + 5)?;
+                if !key.eq_ignore_ascii_case(b"value") {
                     return None;
                 }
-                k = blanks(k + quote);
+                let mut k = i + key_quote + 5;
+                if key_quote > 0 {
+                    if quote_at(k) != key_quote {
+                        return None;
+                    }
+                    k += key_quote;
+                } else if bytes.get(k).is_some_and(|&b| is_name_byte(b)) {
+                    return None;
+                }
+                k = blanks(k);
                 if bytes.get(k) != Some(&b':') {
                     return None;
                 }
@@ -851,8 +914,6 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
                 if quote == 0 {
                     return None;
                 }
-            } else {
-                return None;
             }
         }
         _ => return None,
@@ -3402,6 +3463,20 @@ mod tests {
             "https://u:p@h/?q=1",
             "//",
             "@",
+            "\\",
+            "\\n",
+            "-",
+            "_",
+            "DB",
+            "Array ",
+            "Value",
+            "=>",
+            "user[",
+            "Password",
+            "apiKey",
+            "cookies",
+            "identitySource",
+            "Bearer ",
         ];
 
         fn text() -> impl Strategy<Value = String> {
