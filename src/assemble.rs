@@ -505,10 +505,11 @@ impl<'c> Assembler<'c> {
     /// exceptions with no cause of its own names, as its `cause`, the
     /// exception of the same message nearest below it, as the SDKs link an
     /// exception thrown in a subsegment; the console then shows one error
-    /// passing up, not several. This span's exceptions then stand, to its
-    /// ancestors, for those below that they name; the others below stay
-    /// (an error passed up past a span that logged another of its own),
-    /// the latest [`MAX_EXCEPTIONS_PASSED_UP`] of them.
+    /// passing up, not several. This span's exceptions then come after
+    /// those below (the latest [`MAX_EXCEPTIONS_PASSED_UP`] of them), so
+    /// that an ancestor names the nearest copy of an error passed up (this
+    /// span's), or, when this span's copy is trimmed away or it logged
+    /// another error of its own, the one below.
     ///
     /// `hashes` are those of the exceptions' messages as recorded, before
     /// their URL secrets are cut (two errors that differ only in a URL's
@@ -517,7 +518,6 @@ impl<'c> Assembler<'c> {
     /// is not its cause.
     fn link_to_descendants(&mut self, cause: &mut Cause<'_>, hashes: &[(u64, Instant)]) {
         let below = self.exceptions_mark.min(self.exceptions.len());
-        let mut named = Vec::new();
         for (ex, &(hash, at)) in cause.exceptions.iter_mut().zip(hashes) {
             if ex.cause.is_some() {
                 continue;
@@ -528,15 +528,8 @@ impl<'c> Assembler<'c> {
                 .find(|(h, _, then)| *h == hash && *then <= at)
             {
                 ex.cause = Some(id);
-                named.push(id);
             }
         }
-        let mut place = 0;
-        self.exceptions.retain(|(_, id, _)| {
-            let keep = place < below || !named.contains(id);
-            place += 1;
-            keep
-        });
         let kept_below = self.exceptions.len() - below;
         if kept_below > MAX_EXCEPTIONS_PASSED_UP {
             self.exceptions
@@ -1215,9 +1208,14 @@ fn exception_text(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// A hash of an exception's message, to find the same error lower down.
+/// A hash of an exception's message, to find the same error lower down;
+/// of a message already `[redacted]` (a credential's error, logged in an
+/// event), one of its own: two such errors are not taken for one.
 fn message_hash(message: &str) -> u64 {
     use std::hash::{Hash, Hasher};
+    if message == conventions::REDACTED {
+        return crate::id::next_u64();
+    }
     let mut h = std::collections::hash_map::DefaultHasher::new();
     message.hash(&mut h);
     h.finish()

@@ -480,8 +480,12 @@ impl Worker {
                     }
                 }
                 let waiting = p.exceptions_below.entry(parent).or_default();
-                let room = MAX_CARRIED_EXCEPTIONS.saturating_sub(waiting.len());
-                waiting.extend(exceptions.iter().take(room).copied());
+                // The latest kept: a top's own exceptions, which its parent
+                // names, come after those below it that they do not name.
+                waiting.extend(exceptions.iter().copied());
+                if waiting.len() > MAX_CARRIED_EXCEPTIONS {
+                    waiting.drain(..waiting.len() - MAX_CARRIED_EXCEPTIONS);
+                }
             }
         }
         if independent > 0 {

@@ -6,8 +6,13 @@
 mod common;
 
 use serde_json::Value;
+use std::time::Duration;
 use tracing::field::Empty;
 use tracing::info_span;
+use tracing_subscriber::prelude::*;
+use tracing_xray::export::InMemoryExporter;
+use tracing_xray::sampling::AlwaysSample;
+use tracing_xray::Detectors;
 
 fn run(
     configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
@@ -473,5 +478,281 @@ fn an_unrelated_error_in_a_middle_span_does_not_break_the_link_of_an_error_passe
     assert_eq!(
         cause, below,
         "get_order's exception should name load_order's as its cause: {doc:#}"
+    );
+}
+
+// ===========================================================================
+// Found by the review of the fixes above (the list of exceptions an
+// ancestor may name, events' exceptions of credentials). Each test failed
+// before its fix; each comment says what happened then: a streamed top's
+// own exceptions were cut first from what its parent waits for, a trimmed
+// copy of an error passed up took the one below with it, and every
+// `[redacted]` credential error was taken for the same error.
+// ===========================================================================
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+struct Boom(String);
+impl std::fmt::Display for Boom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Boom {}
+
+/// The exception of message `message` on any (sub)segment named `name`.
+fn exception_of(docs: &[Value], name: &str, message: &str) -> Value {
+    common::nodes(docs)
+        .into_iter()
+        .filter(|n| n["name"] == name || n["metadata"]["tracing"]["span_name"] == name)
+        .flat_map(common::exceptions)
+        .find(|e| e["message"] == message)
+        .unwrap_or_else(|| panic!("no exception {message:?} on {name}: {docs:#?}"))
+}
+
+// ---------------------------------------------------------------------------
+// 1. An error passed up to a long-lived root across streamed parts
+// ---------------------------------------------------------------------------
+
+/// A step of a long job: `rows` rows, each rejected with an error of its
+/// own (logged, handled), then the step fails.
+#[tracing::instrument(err)]
+fn step(n: usize, rows: usize) -> Result<(), Boom> {
+    for i in 0..rows {
+        info_span!("row", i).in_scope(|| tracing::error!("step {n}: row {i} rejected"));
+    }
+    Err(Boom(format!("step {n} failed")))
+}
+
+/// Runs a long-lived `job` root (streaming its finished subtrees) of eight
+/// `step`s of `rows` rows each; the job logs the last step's error. Gives
+/// the job's exception's `cause` and the id of step 7's exception.
+fn job_of_steps(rows: usize) -> (Value, Value) {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_detectors(Detectors::none())
+        .with_sampler(AlwaysSample)
+        .with_exporter(exporter.clone())
+        .with_max_held_subsegments(2)
+        .with_queue_capacity(1 << 16)
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let job = info_span!("job");
+        let mut last = Ok(());
+        for n in 0..8 {
+            last = job.in_scope(|| step(n, rows));
+            xray.flush(WAIT).unwrap();
+        }
+        job.in_scope(|| {
+            if let Err(e) = last {
+                tracing::error!(error = %e);
+            }
+        });
+    });
+    xray.flush(WAIT).unwrap();
+    let docs = exporter.json_documents();
+    let job = docs
+        .iter()
+        .find(|d| d.get("type").is_none() && d["metadata"]["tracing"]["span_name"] == "job")
+        .expect("the job's segment");
+    let cause = job["cause"]["exceptions"][0]["cause"].clone();
+    let below = exception_of(&docs, "step", "step 7 failed")["id"].clone();
+    (cause, below)
+}
+
+// What the user does: a long-lived `job` root (with_max_held_subsegments,
+// so that its finished steps stream while it runs) runs 8
+// `#[instrument(err)]` steps; each step logs an ERROR for each of 8 rows
+// it rejects (handled), then fails; the job logs the last step's error.
+//
+// What happens: the job's exception has no `cause`. With rows that log
+// nothing (control, same run otherwise) it names step 7's exception.
+//
+// What should happen: README (`&dyn Error` row): "an error recorded again
+// by the spans it passes up through ... names the one below as its `cause`
+// (in another document too: one a long-lived root streamed before it
+// ended)". Before 4e25b7f it did, rows or not.
+//
+// Evidence: since 4e25b7f a span's unnamed exceptions below stay in
+// `Assembler::exceptions` (up to 64) and come BEFORE its own, so
+// `top_exceptions()` of a streamed step is [its rows' 8 ..., its own].
+// `Worker::pack` keeps for the parent at most MAX_CARRIED_EXCEPTIONS = 64
+// per waiting parent with `exceptions.iter().take(room)`: the FIRST ones.
+// Seven steps fill 63 places with rows' errors and their own; step 7's
+// own exception (the one the job names) is cut. A single step with 64 or
+// more unrelated errors below it loses its own the same way.
+#[test]
+fn a_long_jobs_error_still_names_its_streamed_step_whose_rows_logged_errors() {
+    let (cause, below) = job_of_steps(0);
+    assert_eq!(cause, below, "control: rows logging nothing");
+    let (cause, below) = job_of_steps(8);
+    assert_eq!(
+        cause, below,
+        "the job's error should name step 7's exception (sent in an earlier part)"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2. An error passed up past a span whose own copy of it was trimmed
+// ---------------------------------------------------------------------------
+
+/// An error with a `source()` chain of `depth` messages of about 1,000
+/// characters.
+#[derive(Debug)]
+struct Chain {
+    text: String,
+    next: Option<Box<Chain>>,
+}
+impl std::fmt::Display for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+impl std::error::Error for Chain {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.next.as_deref().map(|c| c as _)
+    }
+}
+fn chain(tag: usize, depth: usize) -> Chain {
+    let mut c = None;
+    for d in (0..depth).rev() {
+        c = Some(Box::new(Chain {
+            text: format!("{tag}-{d} {}", "c".repeat(990)),
+            next: c,
+        }));
+    }
+    *c.unwrap()
+}
+
+#[tracing::instrument(err)]
+fn read_block() -> Result<(), Boom> {
+    Err(Boom("block 7 unreadable".into()))
+}
+
+/// Passes `read_block`'s error up (recording it), after logging seven
+/// cleanup failures with long source chains: too large for a document,
+/// the span keeps only its first exception.
+#[tracing::instrument(err)]
+fn flush_cache() -> Result<(), Boom> {
+    let r = read_block();
+    for i in 0..7 {
+        let e = chain(i, 9);
+        tracing::error!(error = &e as &dyn std::error::Error, "cleanup {i} failed");
+    }
+    r
+}
+
+#[tracing::instrument(err)]
+fn save() -> Result<(), Boom> {
+    flush_cache()
+}
+
+// What the user does: `save` -> `flush_cache` -> `read_block`, all
+// `#[instrument(err)]`, the error of `read_block` passed up; `flush_cache`
+// also logs seven cleanup failures with long `source()` chains, so that its
+// subsegment is trimmed down to its first exception (its copy of
+// `block 7 unreadable` goes, counted in `exceptions_dropped`).
+//
+// What happens: `save`'s exception names no cause, although the exception
+// it passes up, `read_block`'s, is sent.
+//
+// What should happen: the commit's rule: a span's exceptions stand, for its
+// ancestors, only for those below that they NAME; the others stay. The
+// trimmed copy names nothing any more (it is in no document), so
+// `read_block`'s exception should stay for `save` to name (README: "an error
+// recorded again by the spans it passes up through ... names the one below
+// as its `cause`").
+//
+// Evidence: `Assembler::link_to_descendants` removes `read_block`'s
+// exception from `exceptions` as soon as flush_cache's copy names it;
+// `serialize_node` then trims that copy away and removes it too (`gone`),
+// without giving back what it named. (Step 4 of the trim also clears the
+// kept first exception's `cause`, with the same effect.)
+#[test]
+fn an_error_passed_up_past_a_span_whose_copy_was_trimmed_names_the_one_below() {
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            let _ = save();
+        },
+    );
+    let flush = common::node(&c.docs, "flush_cache");
+    assert_eq!(
+        flush["metadata"]["tracing_xray"]["trimmed"], true,
+        "{flush:#}"
+    );
+    let below = exception_of(&c.docs, "read_block", "block 7 unreadable");
+    let passed = exception_of(&c.docs, "save", "block 7 unreadable");
+    assert_eq!(
+        passed["cause"], below["id"],
+        "save's exception should name read_block's (flush_cache's copy was trimmed): {:#?}",
+        c.docs
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 3. Redacted credential errors linked to each other
+// ---------------------------------------------------------------------------
+
+// What the user does: a child span logs
+// `error!(password = &e as &dyn Error, "db login failed")`, and later its
+// parent, for an unrelated failure, `error!(api_key = &other as &dyn Error,
+// "partner call refused")`. Both values are credentials' texts: sent as
+// `[redacted]` since 4e25b7f.
+//
+// What happens: the parent's `[redacted]` source exception names the
+// child's `[redacted]` source as its `cause`: X-Ray shows the partner's
+// revoked key as caused by the database's password failure.
+//
+// What should happen: two different errors are not linked (README: only
+// "an error recorded again by the spans it passes up through" names the one
+// below). The assembler links by the text as recorded (`hashes`, "two
+// errors that differ only in a URL's query are two errors"); a credential
+// error's value recorded on a span field is hashed by its real text.
+//
+// Evidence: `record_kept_event` (src/layer.rs) replaces an event's
+// credential error text by `[redacted]` in the record itself, before the
+// worker hashes it (`message_hash(source)` in `Assembler::entity`): every
+// credential error logged in an event has the same hash. Before 4e25b7f the
+// real texts were hashed (and the texts differ).
+#[test]
+fn two_unrelated_credential_errors_in_events_are_not_linked_as_cause_and_effect() {
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                info_span!("db_login").in_scope(|| {
+                    let e = common::Failure("password authentication failed for app: hunter2");
+                    tracing::error!(password = &e as &dyn std::error::Error, "db login failed");
+                });
+                let e = common::Failure("key AKIAEXAMPLE revoked");
+                tracing::error!(
+                    api_key = &e as &dyn std::error::Error,
+                    "partner call refused"
+                );
+            });
+        },
+    );
+    assert!(
+        c.raw
+            .iter()
+            .all(|d| !d.contains("hunter2") && !d.contains("AKIAEXAMPLE")),
+        "control: the values are redacted"
+    );
+    let below: Vec<Value> = common::exceptions(common::node(&c.docs, "db_login"))
+        .iter()
+        .map(|e| e["id"].clone())
+        .collect();
+    let request = common::node(&c.docs, "request");
+    let linked: Vec<Value> = common::exceptions(request)
+        .into_iter()
+        .filter(|e| below.contains(&e["cause"]))
+        .collect();
+    assert!(
+        linked.is_empty(),
+        "the request's unrelated error names db_login's as its cause: {linked:#?}\n{request:#}"
     );
 }
