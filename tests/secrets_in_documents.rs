@@ -1959,3 +1959,224 @@ fn a_header_record_struct_loses_its_value() {
     );
     assert_no_secret("[Header { name: \"Authorization\", value: \"…\" }]", &docs);
 }
+
+// ===========================================================================
+// Found by the third review of the scrubbing. Each test failed before its
+// fix; each comment says what happened then (a regression of the second
+// round's `\n`-escape rule, and forms that still leaked: a percent-encoded
+// form key, dotted JSON keys, `_token`, a vendor's `X-…-Key` header).
+// ===========================================================================
+
+/// The text the span's field `detail` is sent as (`metadata.tracing.detail`).
+fn detail_as_sent(docs: &[String]) -> String {
+    tracing_metadata(docs, "detail")
+        .as_str()
+        .unwrap_or_else(|| panic!("no metadata.tracing.detail in {}", docs[0]))
+        .to_owned()
+}
+
+// ---------------------------------------------------------------------------
+// 1. Over-redaction, a regression of 0350a03: the last header line of a
+// `\n`-escaped text runs past the text's closing quote, to the end of the
+// WHOLE field.
+//
+// 0350a03 takes a `\n` / `\r` escape for a line break, so that a raw header
+// block recorded with `?` loses its credentials. But the raw-line form reads
+// a header's value "to the end of its line", and the last line of an escaped
+// text does not end with a line break: it ends at the text's closing quote.
+// `header_value` looks only for `\r`, `\n` or their escapes, so the value
+// runs on over the closing `"` and everything after it: the struct's other
+// fields, the rest of a JSON document, the rest of an error message. The
+// secret is gone, and so is all that was not one (before 0350a03 nothing
+// was lost there). README ("Span fields"): the credentials' VALUES are taken
+// out, "a raw header block (..., to the end of that line, recorded with `?`
+// too)"; the line ends at the quote.
+// ---------------------------------------------------------------------------
+
+/// A service keeps the raw request it forwarded next to the answer's status
+/// and logs the struct with `?` (`Upstream { raw: "…\r\nAuthorization: …",
+/// status: 401, path: "/orders" }`): the status and the path are lost with
+/// the token.
+#[test]
+fn a_debug_struct_keeps_its_fields_after_a_raw_header_block() {
+    #[derive(Debug)]
+    #[allow(dead_code)] // read through `Debug`
+    struct Upstream {
+        raw: String,
+        status: u16,
+        path: &'static str,
+    }
+    let upstream = Upstream {
+        raw: format!(
+            "GET /orders HTTP/1.1\r\nHost: shop.example\r\nAuthorization: Bearer {SECRET}"
+        ),
+        status: 401,
+        path: "/orders",
+    };
+    let docs = sent(
+        |b| b,
+        || info_span!("proxy", detail = ?upstream).in_scope(|| {}),
+    );
+    assert_no_secret("Upstream { raw: \"…Authorization: …\" }", &docs);
+    let text = detail_as_sent(&docs);
+    assert!(
+        text.contains("status: 401") && text.contains("path: \"/orders\""),
+        "the fields after the raw header block were lost with its value: {text:?}"
+    );
+}
+
+/// JSON writes a string's line breaks as `\n` escapes: a captured request
+/// logged as JSON (`{"raw":"GET /\r\nCookie: s=…","status":401,
+/// "path":"/orders"}`, recorded with `%`) loses everything after the cookie,
+/// the document's closing quote and brace included.
+#[test]
+fn a_json_document_keeps_what_follows_a_header_block_in_a_string() {
+    let json = format!(
+        r#"{{"raw":"GET /orders HTTP/1.1\r\nCookie: session={SECRET}","status":401,"path":"/orders"}}"#
+    );
+    let docs = sent(
+        |b| b,
+        || info_span!("proxy", detail = %json).in_scope(|| {}),
+    );
+    assert_no_secret("JSON with an escaped header block", &docs);
+    let text = detail_as_sent(&docs);
+    assert!(
+        text.contains(r#""status":401"#) && text.ends_with('}'),
+        "the JSON after the cookie's value was lost: {text:?}"
+    );
+}
+
+/// An error message that quotes what the upstream said with `{:?}`
+/// (`upstream rejected "…\nAuthorization: required" after 3 attempts`):
+/// everything after the header's line, `after 3 attempts`, is lost from the
+/// exception's message.
+#[test]
+fn an_error_message_keeps_its_text_after_a_quoted_header_line() {
+    #[tracing::instrument(err)]
+    fn call() -> Result<(), TextError> {
+        let said = "HTTP/1.1 401 Unauthorized\nWWW-Authenticate: Bearer\nAuthorization: required";
+        Err(TextError(format!(
+            "upstream rejected {said:?} after 3 attempts (orders-service)"
+        )))
+    }
+    let docs = sent(
+        |b| b,
+        || {
+            let _ = call();
+        },
+    );
+    let all = docs.join("\n");
+    assert!(
+        all.contains("after 3 attempts (orders-service)"),
+        "the error message lost its text after the quoted header line: {all}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2. Leak: a form body as a form actually encodes it.
+//
+// 0350a03 made `user[password]=…` a form's nested key. But a form body
+// (`application/x-www-form-urlencoded`, what a browser posts, what
+// `reqwest`'s `.form()` / `serde_urlencoded` write) percent-encodes the
+// brackets: `user%5Bpassword%5D=…` (Rails' and Devise's login form, PHP's,
+// Laravel's). The name is then `5Dpassword`/`user%5Bpassword%5D`, which
+// nothing reads, and the password leaves. README: "`name=value` as a log
+// line or a form body writes it (`Bearer …` whole, `user[password]=…`)".
+// ---------------------------------------------------------------------------
+#[test]
+fn a_url_encoded_form_body_loses_its_nested_password() {
+    let body = format!(
+        "utf8=%E2%9C%93&user%5Bemail%5D=a%40b.example&user%5Bpassword%5D={SECRET}&commit=Log+in"
+    );
+    let docs = sent(
+        |b| b,
+        || info_span!("login", detail = %body).in_scope(|| {}),
+    );
+    assert_no_secret("user%5Bpassword%5D=… form body", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// 3. Leak: a JSON key that is a dotted name (`db.password`,
+// `spring.datasource.password`).
+//
+// A service logs its flattened settings as JSON (Spring Boot's
+// `/actuator/env`, a config crate's `flatten`, OpenTelemetry-style keys):
+// `{"spring.datasource.password":"…"}`. `password` is found (after `.`, a
+// whole name), but its quote is looked for right before `password`, where
+// `.` is: the name is not taken for a quoted one, then `"` follows it where
+// a separator is expected, and nothing is redacted. The crate itself takes a
+// FIELD named `db.password` for a credential (`is_credential_field` reads
+// its last dotted part), and a pair `("db.password", "…")` leaks the same
+// way. README: credentials' values in JSON and pairs, "a name ending in
+// `password`".
+// ---------------------------------------------------------------------------
+#[test]
+fn a_dotted_json_key_ending_in_password_loses_its_value() {
+    let json = format!(
+        r#"{{"spring.datasource.url":"jdbc:postgresql://db/app","spring.datasource.password":"{SECRET}"}}"#
+    );
+    let docs = sent(
+        |b| b,
+        || info_span!("config", detail = %json).in_scope(|| {}),
+    );
+    assert_no_secret("{\"spring.datasource.password\": …}", &docs);
+}
+
+#[test]
+fn a_pair_with_a_dotted_name_ending_in_password_loses_its_value() {
+    let settings = vec![
+        ("db.user", "app".to_owned()),
+        ("db.password", SECRET.to_owned()),
+    ];
+    let docs = sent(
+        |b| b,
+        || info_span!("config", detail = ?settings).in_scope(|| {}),
+    );
+    assert_no_secret("[(\"db.password\", \"…\")]", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// 4. Leak: a name with a leading `_` or `-` is "inside a longer name".
+//
+// `name_start` counts a `_` or `-` before a name as a name byte, so `token`
+// in `_token` is taken for the end of a longer name, where only
+// `password`/`secret`/`api_key` count: Laravel's CSRF field `_token` (in
+// every form body it posts, and in its JSON) leaves. README: names "in any
+// case, with or without `-` and `_`". (Less sure than the others: the
+// README's examples put `_` only between words.)
+// ---------------------------------------------------------------------------
+#[test]
+fn a_form_bodys_underscored_token_loses_its_value() {
+    let body = format!("_token={SECRET}&email=a%40b.example");
+    let docs = sent(
+        |b| b,
+        || info_span!("login", detail = %body).in_scope(|| {}),
+    );
+    assert_no_secret("_token=… form body", &docs);
+}
+
+// ---------------------------------------------------------------------------
+// 5. Leak: a vendor's API key HEADER in the headers' own forms.
+//
+// Since 0350a03 a name ending in `api_key` is a credential anywhere in a
+// name (`x-rapidapi-key`, `x-stripe-api-key`): its value is redacted in
+// JSON (`{"x-rapidapi-key": "…"}`, which 2f7c7ea does), but that name is
+// only an "other" credential's (`Credential::Ending`), so the forms that
+// only headers have, a header in quotes and a raw header line, do not apply
+// to it: RapidAPI's own code snippets (`curl --header 'X-RapidAPI-Key: …'`),
+// logged as the command a client ran, send the key. README: "for headers, a
+// raw header block ... or a header in quotes (`curl -H 'Authorization:
+// …'`)", `x-api-key` "and the like"; the same name is redacted in JSON.
+// (Less sure: the README lists names ending in `api_key` among "others'".)
+// ---------------------------------------------------------------------------
+#[test]
+fn a_curl_command_loses_a_vendors_api_key_header() {
+    let curl = format!(
+        "curl --request GET --url https://api.example/v1/quotes --header 'X-RapidAPI-Key: {SECRET}' --header 'X-RapidAPI-Host: api.example'"
+    );
+    let docs = sent(
+        |b| b,
+        || info_span!("quote", detail = %curl).in_scope(|| {}),
+    );
+    assert_no_secret("curl --header 'X-RapidAPI-Key: …'", &docs);
+}

@@ -506,11 +506,18 @@ fn is_name_byte(b: u8) -> bool {
 
 /// Whether `bytes[at]` is inside a longer name (where only a name that may
 /// end one counts: `db_password`, `newpassword`): not at a whole name's
-/// start, after no name byte or a `\n` / `\r` escape (a text recorded
-/// with `?` writes its line breaks so).
+/// start, after no name byte (but `-` or `_`: `_token`, `--password`) or a
+/// `\n` / `\r` escape (a text recorded with `?` writes its line breaks
+/// so).
 fn name_start(bytes: &[u8], at: usize) -> bool {
-    at.checked_sub(1)
-        .is_some_and(|b| is_name_byte(bytes[b]) && !is_escaped_line_break(bytes, b))
+    // Past any `-` or `_` right before it (`_token`, `--password`): what
+    // comes before those decides.
+    let mut b = at;
+    while b > 0 && matches!(bytes[b - 1], b'-' | b'_') {
+        b -= 1;
+    }
+    b.checked_sub(1)
+        .is_some_and(|p| is_name_byte(bytes[p]) && !is_escaped_line_break(bytes, p))
 }
 
 /// Whether `bytes[at]` ends a `\n` or `\r` escape (not `\\n`: an escaped
@@ -603,6 +610,15 @@ pub(crate) fn without_header_secrets(text: &str) -> Cow<'_, str> {
     while i < bytes.len() {
         // The next credential's name, on name boundaries.
         let Some((start, end, kind)) = (i..bytes.len()).find_map(|at| {
+            // Most places start no name: one check says so, before what
+            // precedes the place is read (a long run of `-` is read back
+            // once, by the letter after it).
+            if !matches!(
+                bytes[at].to_ascii_lowercase(),
+                b'a' | b'c' | b'h' | b'i' | b'p' | b'r' | b's' | b't' | b'x'
+            ) {
+                return None;
+            }
             credential_name_at(bytes, at, name_start(bytes, at)).map(|(end, kind)| (at, end, kind))
         }) else {
             break;
@@ -648,10 +664,11 @@ pub(crate) fn without_header_secrets(text: &str) -> Cow<'_, str> {
 ///   nested `user[password]=`): to the next separator (`&`, `;`, `,`, a
 ///   blank, a quote or a closing bracket), an authorization scheme
 ///   (`Bearer …`) with the word after it; a Ruby hash's `=>`;
-/// - a header's only ([`Credential::Header`]: `password: too short` is a
-///   message): a raw header line (`Authorization: Bearer …`), a name first
+/// - a header's only ([`Credential::Header`], or a name like one,
+///   `X-RapidAPI-Key`: `password: too short` is a message): a raw header line (`Authorization: Bearer …`), a name first
 ///   on its line (after blanks, or curl's `> `; a line break or its `\n`
-///   escape before it), `:`, to the end of that line; a header in quotes (curl's `-H 'Authorization: Bearer …'`), a
+///   escape before it), `:`, to the end of that line (or, after an escape,
+///   to the next escape or the quoted text's end); a header in quotes (curl's `-H 'Authorization: Bearer …'`), a
 ///   quote, the name, `:`, to the same quote (or the end of the line).
 ///
 /// The value found may already be `[redacted]` (a text scrubbed again).
@@ -708,10 +725,17 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
     };
     // Where the whole name starts (`db_password`'s `db`): its quote, and
     // what comes before it, are there.
+    // (A dotted name's too: `"spring.datasource.password"`.)
     let mut start = start;
-    while start > 0 && is_name_byte(bytes[start - 1]) && !is_escaped_line_break(bytes, start - 1) {
+    while start > 0
+        && (is_name_byte(bytes[start - 1]) || bytes[start - 1] == b'.')
+        && !is_escaped_line_break(bytes, start - 1)
+    {
         start -= 1;
     }
+    // A header's forms (a raw line, a header in quotes) are a header
+    // name's, or a name like one (`X-RapidAPI-Key`).
+    let header = kind == Credential::Header || bytes[start..at].contains(&b'-');
     // The name's own quote, before and after it.
     let opening = match start.checked_sub(1).map(|i| bytes[i]) {
         Some(b'"') if start >= 2 && bytes[start - 2] == b'\\' => 2,
@@ -728,10 +752,16 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
     let wrapped_name = opens.is_some_and(|p| p > 0 && bytes[p - 1].is_ascii_alphabetic());
     let mut i = if quoted_name { at + quote_at(at) } else { at };
     let wrapped = quoted_name && wrapped_name && bytes.get(i) == Some(&b')');
-    // A form's nested key (`user[password]=…`).
+    // A form's nested key (`user[password]=…`, percent-encoded too).
     let bracketed = !quoted_name && start > 0 && bytes[start - 1] == b'[';
     if wrapped || (bracketed && bytes.get(i) == Some(&b']')) {
         i += 1;
+    } else if !quoted_name
+        && bytes
+            .get(i..i + 3)
+            .is_some_and(|b| b.eq_ignore_ascii_case(b"%5d"))
+    {
+        i += 3;
     }
     i = blanks(i);
     let sep = *bytes.get(i)?;
@@ -800,7 +830,7 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
         }
         // A header in a quoted text (curl's `-H 'Authorization: …'`): to
         // that text's closing quote, or the end of its line.
-        b':' if !quoted_name && opening > 0 && kind == Credential::Header => {
+        b':' if !quoted_name && opening > 0 && header => {
             let closing = bytes[start - 1];
             let end = (i..bytes.len())
                 .find(|&j| {
@@ -818,28 +848,30 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
                 });
             return (end > i).then_some((i, end));
         }
-        b':' if !quoted_name && kind == Credential::Header => {
+        b':' if !quoted_name && header => {
             // A raw header line: the name first on its line (after
             // blanks, or the `> ` / `< ` of curl's verbose dump; a line
             // break, or its `\n` escape, before). Only what precedes the
             // name is read back, not the whole line: a long line naming
             // many headers costs no more.
-            let line_start = bytes[..start]
+            let before = bytes[..start]
                 .iter()
-                .rposition(|&b| !matches!(b, b' ' | b'\t' | b'>' | b'<'))
-                .is_none_or(|p| {
-                    matches!(bytes[p], b'\n' | b'\r') || is_escaped_line_break(bytes, p)
-                });
-            if !line_start {
+                .rposition(|&b| !matches!(b, b' ' | b'\t' | b'>' | b'<'));
+            let escaped_line = before.is_some_and(|p| is_escaped_line_break(bytes, p));
+            if !escaped_line && before.is_some_and(|p| !matches!(bytes[p], b'\n' | b'\r')) {
                 return None;
             }
-            // To the line's end, or its `\r` / `\n` escape.
+            // To the line's end; in a quoted text (its line breaks
+            // escaped), to a `\r` / `\n` escape or the text's closing
+            // quote.
             let end = (i..bytes.len())
                 .find(|&j| {
                     matches!(bytes[j], b'\r' | b'\n')
-                        || (bytes[j] == b'\\'
-                            && matches!(bytes.get(j + 1), Some(b'r' | b'n'))
-                            && (j == 0 || bytes[j - 1] != b'\\'))
+                        || (escaped_line
+                            && (j == 0 || bytes[j - 1] != b'\\')
+                            && (matches!(bytes[j], b'"' | b'\'')
+                                || (bytes[j] == b'\\'
+                                    && matches!(bytes.get(j + 1), Some(b'r' | b'n')))))
                 })
                 .unwrap_or(bytes.len());
             return (end > i).then_some((i, end));
