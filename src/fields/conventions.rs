@@ -433,6 +433,10 @@ pub(crate) fn sendable_text<'a>(key: &str, value: &'a FieldValue) -> Option<Cow<
     })
 }
 
+/// How far back a credential's name is read for its start (its quote, a
+/// dotted prefix: `spring.datasource.password`).
+const MAX_NAME_BYTES: usize = 128;
+
 /// What a credential's value is replaced with.
 pub(crate) const REDACTED: &str = "[redacted]";
 
@@ -726,16 +730,23 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
     // Where the whole name starts (`db_password`'s `db`): its quote, and
     // what comes before it, are there.
     // (A dotted name's too: `"spring.datasource.password"`.)
+    // (Read back at most `MAX_NAME_BYTES`: a long dotted run is no name,
+    // and reading it back for every name in it would cost its square.)
     let mut start = start;
-    while start > 0
+    let limit = start.saturating_sub(MAX_NAME_BYTES);
+    while start > limit
         && (is_name_byte(bytes[start - 1]) || bytes[start - 1] == b'.')
         && !is_escaped_line_break(bytes, start - 1)
     {
         start -= 1;
     }
     // A header's forms (a raw line, a header in quotes) are a header
-    // name's, or a name like one (`X-RapidAPI-Key`).
-    let header = kind == Credential::Header || bytes[start..at].contains(&b'-');
+    // name's, or a key's named like a header (`X-RapidAPI-Key`; not
+    // `new-password: too short`, a message).
+    let header = kind == Credential::Header
+        || (bytes[start..at].contains(&b'-')
+            && at >= 3
+            && bytes[at - 3..at].eq_ignore_ascii_case(b"key"));
     // The name's own quote, before and after it.
     let opening = match start.checked_sub(1).map(|i| bytes[i]) {
         Some(b'"') if start >= 2 && bytes[start - 2] == b'\\' => 2,
@@ -861,17 +872,18 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
             if !escaped_line && before.is_some_and(|p| !matches!(bytes[p], b'\n' | b'\r')) {
                 return None;
             }
-            // To the line's end; in a quoted text (its line breaks
-            // escaped), to a `\r` / `\n` escape or the text's closing
-            // quote.
+            // To the line's end, or its `\r` / `\n` escape; in a quoted
+            // text (after an escape), to its closing `"` too (JSON and a
+            // string's `Debug` escape every other; a `'` may be the
+            // value's).
             let end = (i..bytes.len())
                 .find(|&j| {
+                    let unescaped = j == 0 || bytes[j - 1] != b'\\';
                     matches!(bytes[j], b'\r' | b'\n')
-                        || (escaped_line
-                            && (j == 0 || bytes[j - 1] != b'\\')
-                            && (matches!(bytes[j], b'"' | b'\'')
-                                || (bytes[j] == b'\\'
-                                    && matches!(bytes.get(j + 1), Some(b'r' | b'n')))))
+                        || (unescaped
+                            && bytes[j] == b'\\'
+                            && matches!(bytes.get(j + 1), Some(b'r' | b'n')))
+                        || (escaped_line && unescaped && bytes[j] == b'"')
                 })
                 .unwrap_or(bytes.len());
             return (end > i).then_some((i, end));
