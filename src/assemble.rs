@@ -522,11 +522,16 @@ impl<'c> Assembler<'c> {
             if ex.cause.is_some() {
                 continue;
             }
-            if let Some(&(_, id, _)) = self.exceptions[below..]
-                .iter()
-                .rev()
-                .find(|(h, _, then)| *h == hash && *then <= at)
-            {
+            // Of the same error below, the copy recorded last before this
+            // one (the nearest up a chain; a retry's last attempt, not an
+            // earlier one a retry loop logged).
+            let mut named: Option<(Instant, SegmentId)> = None;
+            for &(h, id, then) in &self.exceptions[below..] {
+                if h == hash && then <= at && named.is_none_or(|(best, _)| then >= best) {
+                    named = Some((then, id));
+                }
+            }
+            if let Some((_, id)) = named {
                 ex.cause = Some(id);
             }
         }
@@ -1111,11 +1116,11 @@ impl<'c> Assembler<'c> {
                     // theirs) holds for it too: counted as dropped.
                     errors_dropped = errors_dropped.saturating_add(1);
                 } else if !repeated {
-                    // A field's text: as of the span's end (it gives no
-                    // time of its own).
+                    // A field's text: as of when it was recorded after the
+                    // span began, else of the span's end.
                     hashes.push((
                         message_hash(applied.error_message_recorded.unwrap_or(message)),
-                        node.end.unwrap_or(node.start),
+                        field_message_at(node),
                     ));
                     cause.exceptions.push(Exception {
                         id: SegmentId::new(),
@@ -1178,8 +1183,7 @@ impl<'c> Assembler<'c> {
             // Linked like any exception with a message: an error passed up
             // names it.
             if let Some(recorded) = applied.error_message_recorded {
-                // As of the span's end (a field gives no time of its own).
-                let at = node.end.unwrap_or(node.start);
+                let at = field_message_at(node);
                 self.link_to_descendants(&mut cause, &[(message_hash(recorded), at)]);
             }
             entity.cause = Some(cause);
@@ -1206,6 +1210,15 @@ fn exception_text(text: &str) -> Cow<'_, str> {
         Cow::Borrowed(t) => Cow::Borrowed(truncate_chars(t, MAX_EXCEPTION_MESSAGE_CHARS)),
         Cow::Owned(t) => Cow::Owned(truncate_chars(&t, MAX_EXCEPTION_MESSAGE_CHARS).to_owned()),
     }
+}
+
+/// When a span's exception text field (`exception.message`, ...) was
+/// recorded: after the span began (`Span::record`), then; given as the span
+/// began, or by a span folded into it, as of the span's end.
+fn field_message_at(node: &SpanData) -> Instant {
+    node.message_recorded_at()
+        .or(node.end)
+        .unwrap_or(node.start)
 }
 
 /// A hash of an exception's message, to find the same error lower down;

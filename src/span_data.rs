@@ -339,6 +339,9 @@ pub(crate) struct Rare {
     /// layers end a request's when its response is sent, though work it
     /// spawned (`in_current_span`) keeps the span open.
     pub(crate) ended: Option<Instant>,
+    /// When an exception's text field (`exception.message`, ...) was last
+    /// recorded after the span began: the time of that exception.
+    pub(crate) message_at: Option<Instant>,
 }
 
 /// The most `precursor_ids` one span keeps (the rest are left out).
@@ -768,6 +771,12 @@ impl SpanData {
         self.rare.as_ref().map_or(&[], |r| &r.events)
     }
 
+    /// When an exception's text field was last recorded after the span
+    /// began (see [`Rare::message_at`]).
+    pub(crate) fn message_recorded_at(&self) -> Option<Instant> {
+        self.rare.as_ref().and_then(|r| r.message_at)
+    }
+
     /// How many events were counted but not kept.
     pub(crate) fn events_dropped(&self) -> u32 {
         self.rare.as_ref().map_or(0, |r| r.events_dropped)
@@ -778,8 +787,18 @@ impl SpanData {
     /// shows anyway), so a span whose field is recorded in a loop holds one
     /// value, not one per call.
     /// A value replaces the field's error too, if it held one before. An
-    /// `otel.status_code` of `OK` stays: OpenTelemetry's `Ok` is final.
+    /// `otel.status_code` of `OK` stays: OpenTelemetry's `Ok` is final. An
+    /// exception's text field is timed (see [`Rare::message_at`]).
     pub(crate) fn record_field(&mut self, key: &'static str, value: FieldValue) {
+        if matches!(
+            key,
+            "exception.message"
+                | "error.message"
+                | "otel.status_message"
+                | "otel.status_description"
+        ) {
+            self.rare_mut().message_at = Some(Instant::now());
+        }
         let added = value_bytes(&value);
         let replaced = match self.fields.iter_mut().find(|(k, _)| *k == key) {
             // OpenTelemetry's `Ok` status is final: a later status does not

@@ -756,3 +756,252 @@ fn two_unrelated_credential_errors_in_events_are_not_linked_as_cause_and_effect(
         "the request's unrelated error names db_login's as its cause: {linked:#?}\n{request:#}"
     );
 }
+
+// Found by the review of the link changes: which copy of an error below an
+// exception names. Before the fix, the copy found last in the list (a
+// retry loop's copy of attempt 1, or of attempt 8 past the per-span bound)
+// beat the last attempt's own exception, and a field's exception text
+// (`exception.message`, recorded after attempt 1) was timed at its span's
+// end, so attempt 2, recorded after it, was named as its cause.
+mod which_copy_is_named {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Boom(&'static str);
+    impl std::fmt::Display for Boom {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Boom {}
+
+    const REFUSED: &str = "connection refused";
+
+    /// Every node (segment or subsegment) of `docs` whose name (a segment: its
+    /// span's name) is `name`, in document order.
+    fn all_named<'a>(docs: &'a [Value], name: &str) -> Vec<&'a Value> {
+        common::nodes(docs)
+            .into_iter()
+            .filter(|n| n["name"] == name || n["metadata"]["tracing"]["span_name"] == name)
+            .collect()
+    }
+
+    /// The exception ids of `node`.
+    fn ids(node: &Value) -> Vec<Value> {
+        common::exceptions(node)
+            .iter()
+            .map(|e| e["id"].clone())
+            .collect()
+    }
+
+    /// The `fetch` subsegment of attempt `n` (its `attempt` argument).
+    fn fetch_of(docs: &[Value], n: u64) -> &Value {
+        all_named(docs, "fetch")
+            .into_iter()
+            .find(|f| f.to_string().contains(&format!("\"attempt\":{n}")))
+            .unwrap_or_else(|| panic!("no fetch of attempt {n}: {docs:#?}"))
+    }
+
+    /// Every `cause` in `docs` names an exception some document holds.
+    fn assert_no_dangling(docs: &[Value]) {
+        let all: Vec<Value> = common::nodes(docs)
+            .into_iter()
+            .flat_map(common::exceptions)
+            .collect();
+        let known: Vec<&Value> = all.iter().map(|e| &e["id"]).collect();
+        for e in &all {
+            if let Some(c) = e.get("cause") {
+                assert!(known.contains(&c), "dangling cause {c} in {e}");
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------
+    // 1. A retry loop that logged an earlier attempt's failure
+    // ---------------------------------------------------------------------------
+
+    #[tracing::instrument(err)]
+    fn fetch(attempt: u64) -> Result<(), Boom> {
+        Err(Boom(REFUSED))
+    }
+
+    /// Retries `fetch` up to `attempts` times, logging (ERROR) each failure it
+    /// retries after; the last one is returned, not logged here.
+    #[tracing::instrument]
+    fn with_retry(attempts: u64) -> Result<(), Boom> {
+        let mut n = 1;
+        loop {
+            match fetch(n) {
+                Ok(()) => return Ok(()),
+                Err(e) if n < attempts => {
+                    tracing::error!(error = %e, attempt = n, "retrying");
+                    n += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    #[tracing::instrument(err)]
+    fn call_partner(attempts: u64) -> Result<(), Boom> {
+        with_retry(attempts)
+    }
+
+    // What the user does: a common retry helper. `call_partner`
+    // (`#[instrument(err)]`) -> `with_retry` (`#[instrument]`, logs an ERROR
+    // "retrying" with the error of each attempt it retries after) -> `fetch`
+    // (`#[instrument(err)]`), two attempts, both refused; `with_retry` returns
+    // attempt 2's error without logging it, `call_partner` logs it.
+    //
+    // What happens: `call_partner`'s exception names `with_retry`'s copy of
+    // attempt 1's failure (recorded before attempt 2 even ran) as its cause.
+    //
+    // What should happen: the error passed up is attempt 2's; README: "an
+    // error recorded again by the spans it passes up through ... names the one
+    // below as its cause"; the commit: "an ancestor names the nearest copy of
+    // an error passed up". `with_retry` holds no copy of attempt 2's error, so
+    // the cause is `fetch` #2's exception. The console shows the caller's
+    // failure as caused by the first attempt, a different failure.
+    //
+    // Evidence: `Assembler::link_to_descendants` searches `exceptions` newest
+    // first in LIST order, and a span's own exceptions are pushed after those
+    // below: `with_retry`'s "retrying" copy (time t1') comes after fetch #2's
+    // (t2 > t1') in the list, so it is found first; the time rule (`then <=
+    // at`) only excludes exceptions recorded after the caller's. Picking the
+    // matching exception recorded latest (before `at`) names fetch #2.
+    #[test]
+    fn a_callers_error_names_the_last_attempts_failure_not_a_retry_loops_earlier_copy() {
+        let c = common::capture_documents(
+            |b| b,
+            || {
+                let _ = call_partner(2);
+            },
+        );
+        assert_no_dangling(&c.docs);
+        let caller = common::node(&c.docs, "call_partner");
+        let cause = common::exceptions(caller)[0]["cause"].clone();
+        let retry_copies = ids(common::node(&c.docs, "with_retry"));
+        let first = ids(fetch_of(&c.docs, 1));
+        let last = ids(fetch_of(&c.docs, 2));
+        assert!(
+            !retry_copies.contains(&cause) && !first.contains(&cause),
+            "call_partner's error (attempt 2's) names a copy of attempt 1's failure \
+             (with_retry's {retry_copies:?}, fetch #1's {first:?}): cause {cause}, \
+             fetch #2's is {last:?}\n{:#?}",
+            c.docs
+        );
+        assert_eq!(cause, last[0], "{:#?}", c.docs);
+    }
+
+    /// Retries `fetch` `attempts` times, logging every failure (the last too).
+    #[tracing::instrument]
+    fn with_logged_retries(attempts: u64) -> Result<(), Boom> {
+        let mut last = Ok(());
+        for n in 1..=attempts {
+            last = fetch(n);
+            if let Err(e) = &last {
+                tracing::error!(error = %e, attempt = n, "attempt failed");
+            }
+        }
+        last
+    }
+
+    #[tracing::instrument(err)]
+    fn sync_orders(attempts: u64) -> Result<(), Boom> {
+        with_logged_retries(attempts)
+    }
+
+    // What the user does: `sync_orders` (`#[instrument(err)]`) ->
+    // `with_logged_retries` (logs an ERROR for every failed attempt, 10
+    // attempts) -> `fetch` (`#[instrument(err)]`); all refused; the last
+    // error is passed up and logged by `sync_orders`.
+    //
+    // What happens: `with_logged_retries` keeps 8 errors (the per-span bound;
+    // attempts 9 and 10 are counted as dropped; each error is "attempt failed"
+    // with the error as its source), and `sync_orders`'s exception names the
+    // 8th's source, the copy of attempt 8's failure.
+    //
+    // What should happen: the error passed up is attempt 10's; its copy in the
+    // middle span was dropped past the bound, so the nearest copy sent is
+    // `fetch` #10's own exception (the same fallback the commit gives for a
+    // copy trimmed away). Naming attempt 8's shows the caller failing because
+    // of an attempt that was retried twice after.
+    //
+    // Evidence: same cause as above: list order, not recording time, picks the
+    // candidate; the middle span's 8 copies all come after the 10 `fetch`
+    // exceptions in `exceptions`.
+    #[test]
+    fn an_error_whose_middle_copy_was_dropped_past_the_bound_names_its_own_attempt() {
+        let c = common::capture_documents(
+            |b| b,
+            || {
+                let _ = sync_orders(10);
+            },
+        );
+        assert_no_dangling(&c.docs);
+        let middle = common::node(&c.docs, "with_logged_retries");
+        let kept = common::exceptions(middle)
+            .iter()
+            .filter(|e| e["message"] == "attempt failed")
+            .count();
+        assert_eq!(kept, 8, "control: the per-span bound: {middle:#}");
+        let caller = common::node(&c.docs, "sync_orders");
+        let cause = common::exceptions(caller)[0]["cause"].clone();
+        let last = ids(fetch_of(&c.docs, 10));
+        assert_eq!(
+            cause,
+            last[0],
+            "sync_orders' error (attempt 10's) names {cause}; with_logged_retries' copies are {:?}",
+            ids(middle)
+        );
+    }
+
+    // ---------------------------------------------------------------------------
+    // 2. A span's `exception.message` names an exception recorded after it
+    // ---------------------------------------------------------------------------
+
+    // What the user does: a client span with `exception.message = Empty`
+    // (reqwest-tracing / tracing-opentelemetry style); attempt 1 fails
+    // ("connection refused"), the code records that text on the span right
+    // away, then falls back to a second attempt, which fails with the same
+    // text (not recorded again: the span's status was already set).
+    //
+    // What happens: the span's exception (from its `exception.message` field)
+    // names attempt 2's exception, recorded after the field was.
+    //
+    // What should happen: SPEC §1.6 / the crate's own rule (doc of
+    // `link_to_descendants`): "an exception below recorded later ... is not its
+    // cause". The same shape with an ERROR event instead of the field names
+    // attempt 1's (`an_exception_is_caused_only_by_one_recorded_before_it` in
+    // exception_linking.rs).
+    //
+    // Evidence: `Assembler::entity` times a field's exception "as of the span's
+    // end (a field gives no time of its own)": `node.end`, so every exception
+    // below passes the time rule. The layer could keep when the field was
+    // recorded (it does for an error value recorded on a span field:
+    // `ErrorRecord::at`).
+    #[test]
+    fn an_exception_message_field_names_no_exception_recorded_after_it() {
+        let c = common::capture_documents(
+            |b| b,
+            || {
+                let call = info_span!("call", exception.message = Empty);
+                call.in_scope(|| {
+                    info_span!("attempt_1").in_scope(|| tracing::error!(error = REFUSED));
+                    call.record("exception.message", REFUSED);
+                    info_span!("attempt_2").in_scope(|| tracing::error!(error = REFUSED));
+                });
+            },
+        );
+        assert_no_dangling(&c.docs);
+        let call = common::node(&c.docs, "call");
+        let own = common::exceptions(call);
+        assert_eq!(own.len(), 1, "{call:#}");
+        let first = ids(common::node(&c.docs, "attempt_1"));
+        let second = ids(common::node(&c.docs, "attempt_2"));
+        assert_eq!(
+            own[0]["cause"], first[0],
+            "the field's exception names attempt 2's ({second:?}), recorded after it: {call:#}"
+        );
+    }
+}
