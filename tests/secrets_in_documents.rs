@@ -2315,3 +2315,217 @@ fn a_validation_message_for_a_hyphenated_field_after_an_escape_stays() {
         "the message was taken for a header: {text:?}"
     );
 }
+
+// ===========================================================================
+// Found by a check of the fourth round's fixes for regressions. Each test
+// failed before its fix; each comment says what happened then. A raw line's
+// end is now read from its text: after a `\n` escape, the next escape or a
+// closing quote (one followed by `,`, `}`, `)`, `]`, a blank or the end);
+// otherwise a real line break or a `\r\n` escape. Headers' forms apply to
+// `X-…` names and `…-Key` names (`secret-key: must be 32 bytes` loses its
+// message: accepted, as a name so shaped is a key's). Names are read back up
+// to 1,024 bytes.
+// ===========================================================================
+
+/// Every document sent when span `proxy` records `text` with `%`.
+fn detail_display(text: &str) -> Vec<String> {
+    sent(
+        |b| b,
+        || info_span!("proxy", detail = %text).in_scope(|| {}),
+    )
+}
+
+/// Every document sent when span `proxy` records `text` with `?`.
+fn detail_debug(text: &str) -> Vec<String> {
+    sent(
+        |b| b,
+        || info_span!("proxy", detail = ?text).in_scope(|| {}),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// 1. LEAK (change 2). A hyphenated name ending in `secret` or `password`
+// (a vendor's header: `X-Webhook-Secret`, `X-Client-Secret`,
+// `X-Auth-Password`) no longer gets the headers' forms: only a name ending in
+// `key` does. Its raw header line, and its header in quotes, are sent whole.
+//
+// Input (recorded with `?`):
+//   "POST /hooks HTTP/1.1\r\nX-Webhook-Secret: S3CR3T-xyz\r\nHost: x"
+// 36545a8:  ...\r\nX-Webhook-Secret: S3CR3T-xyz\r\nHost: x
+// 36545a8^: ...\r\nX-Webhook-Secret: [redacted]\r\nHost: x
+// (0e82b01^ leaked too: 0e82b01 gave every hyphenated name the header forms,
+// 36545a8 took them back from all but `*-Key`.)
+// README: a name ending in `secret` is a credential; a raw header block
+// loses its values "for headers (and names like one)": `X-Webhook-Secret`
+// IS a header.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_raw_webhook_secret_header_line_loses_its_value() {
+    let raw = format!("POST /hooks HTTP/1.1\r\nX-Webhook-Secret: {SECRET}\r\nHost: x");
+    assert_no_secret("?\"…\\r\\nX-Webhook-Secret: …\"", &detail_debug(&raw));
+}
+
+/// The same in a real multi-line header block recorded with `%`:
+/// "> POST /hooks HTTP/1.1\n> X-Client-Secret: S3CR3T-xyz\n> Host: x"
+/// (curl's verbose dump). Now: sent whole; 36545a8^: `[redacted]`.
+#[test]
+fn a_raw_client_secret_header_line_in_a_curl_dump_loses_its_value() {
+    let raw = format!("> POST /hooks HTTP/1.1\n> X-Client-Secret: {SECRET}\n> Host: x");
+    assert_no_secret("> X-Client-Secret: … (curl -v)", &detail_display(&raw));
+}
+
+/// A header in quotes: `curl -H 'X-Auth-Password: S3CR3T-xyz' https://x`.
+/// Now: sent whole; 36545a8^: `-H 'X-Auth-Password: [redacted]'`.
+/// README: "a header in quotes (`curl -H 'Authorization: …'`)".
+#[test]
+fn a_curl_header_in_quotes_with_a_password_loses_its_value() {
+    let cmd = format!("curl -H 'X-Auth-Password: {SECRET}' https://api.example/v1");
+    assert_no_secret("curl -H 'X-Auth-Password: …'", &detail_display(&cmd));
+}
+
+// ---------------------------------------------------------------------------
+// 2. LEAK (change 1, its second half). A raw header line NOT after an escape
+// (the first line of a text, or after a real line break) now ends at a `\r`
+// or `\n` ESCAPE too. In a text written as is (recorded with `%`), those are
+// no escapes but the value's own characters: a Windows path in a cookie
+// (`C:\reports\new`) ends the redaction at its `\r`, and the rest of the
+// line (the session id) is sent.
+//
+// Input (recorded with `%`, real line breaks):
+//   GET /export HTTP/1.1
+//   Cookie: last_dir=C:\reports\new; session=S3CR3T-xyz
+//   Host: x
+// 36545a8:  Cookie: [redacted]\reports\new; session=S3CR3T-xyz
+// 36545a8^: Cookie: [redacted]
+// (0e82b01^ leaked the same way.)
+// README: a raw header line loses its value "to the end of that line".
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_backslash_r_in_a_raw_cookie_lines_value_ends_no_redaction() {
+    let raw = format!(
+        "GET /export HTTP/1.1\nCookie: last_dir=C:\\reports\\new; session={SECRET}\nHost: x"
+    );
+    assert_no_secret(
+        "Cookie: last_dir=C:\\reports\\new; session=…",
+        &detail_display(&raw),
+    );
+}
+
+/// The same, the header first in the text (a raw header block logged alone):
+/// "Cookie: prefs={\"note\":\"a\\nb\"}; session=S3CR3T-xyz" — a JSON value
+/// in a cookie, its `\n` the JSON's. Now: `Cookie: [redacted]\nb"}; session=S3CR3T-xyz`;
+/// 36545a8^: `Cookie: [redacted]`.
+#[test]
+fn a_json_escape_in_a_raw_cookie_lines_value_ends_no_redaction() {
+    let raw = format!("Cookie: prefs={{\"note\":\"a\\nb\"}}; session={SECRET}\nHost: x");
+    assert_no_secret(
+        "Cookie: prefs={\"note\":\"a\\nb\"}; session=…",
+        &detail_display(&raw),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 3. OVER-REDACTION (change 1, its first half). A raw header line after a
+// `\n` escape ends at the next escape or an unescaped `"`, no longer at a
+// `'`. A request quoted with `'` (Python's `repr`, a message quoting it)
+// whose LAST line is a credential header now loses the rest of the text,
+// the very regression 0e82b01 was fixed for ("the rest of ... an error
+// message was lost with the token").
+//
+// Input (recorded with `%`):
+//   upstream rejected 'POST /v1 HTTP/1.1\r\nX-Api-Key: S3CR3T-xyz' with status 403
+// 36545a8:  upstream rejected 'POST /v1 HTTP/1.1\r\nX-Api-Key: [redacted]
+// 36545a8^: upstream rejected 'POST /v1 HTTP/1.1\r\nX-Api-Key: [redacted]' with status 403
+// README: the credentials' VALUES are taken out, "to the end of that line".
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_single_quoted_request_in_a_message_keeps_what_follows_it() {
+    let msg =
+        format!("upstream rejected 'POST /v1 HTTP/1.1\\r\\nX-Api-Key: {SECRET}' with status 403");
+    let docs = detail_display(&msg);
+    assert_no_secret("'…\\r\\nX-Api-Key: …' with status 403", &docs);
+    let text = detail_as_sent(&docs);
+    assert!(
+        text.ends_with("' with status 403"),
+        "the rest of the message was lost with the key: {text:?}"
+    );
+}
+
+/// A Python dict's `repr` logged as text:
+/// {'raw': 'GET / HTTP/1.1\r\nCookie: sid=S3CR3T-xyz', 'status': 403}
+/// Now: `{'raw': 'GET / HTTP/1.1\r\nCookie: [redacted]` (status lost);
+/// 36545a8^: `..., 'status': 403}` kept.
+#[test]
+fn a_python_repr_keeps_what_follows_a_single_quoted_header_block() {
+    let repr = format!("{{'raw': 'GET / HTTP/1.1\\r\\nCookie: sid={SECRET}', 'status': 403}}");
+    let docs = detail_display(&repr);
+    assert_no_secret("{'raw': '…\\r\\nCookie: …', …}", &docs);
+    let text = detail_as_sent(&docs);
+    assert!(
+        text.contains("'status': 403}"),
+        "the rest of the record was lost with the cookie: {text:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 4. LEAK (change 3). The walk back to a name's start stops after 128
+// bytes: a quoted name longer than that is no longer seen as quoted (its
+// quote is not reached), and its JSON value is sent.
+//
+// Input (`%`): {"<130 × a>_password":"S3CR3T-xyz"}
+// 36545a8:  sent whole
+// 36545a8^: {"<130 × a>_password":"[redacted]"}   (0e82b01^ too)
+// README: "a name ending in `password` ... too", "JSON".
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_json_key_longer_than_128_bytes_loses_its_value() {
+    let name = format!("{}_password", "a".repeat(130));
+    let json = format!(r#"{{"{name}":"{SECRET}"}}"#);
+    assert_no_secret("{\"<130 bytes>_password\":\"…\"}", &detail_display(&json));
+}
+
+/// A dotted JSON key (0e82b01's `spring.datasource.password`), longer than
+/// 128 bytes (a flattened Terraform/Helm path):
+/// {"module.platform.module.database....master_password": "S3CR3T-xyz"}
+/// Now: sent whole; 36545a8^: `[redacted]` (0e82b01^ leaked: no dotted names then).
+#[test]
+fn a_long_dotted_json_key_loses_its_value() {
+    let name = "module.platform.module.database_cluster.aws_rds_cluster.primary_cluster_for_payments_service_in_eu_west_1.config.credentials.master_password";
+    assert!(name.len() > 128);
+    let json = format!(r#"{{"{name}": "{SECRET}"}}"#);
+    assert_no_secret(
+        "{\"<long dotted path>.master_password\": \"…\"}",
+        &detail_display(&json),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 6. LEAK (change 1, left by it; a regression of 0e82b01). After a `\n`
+// escape a raw header line still ends at an unescaped `"`: right in JSON
+// and a string's `Debug`, which escape every `"`, but a text quoted with
+// `'` (Python's `repr` of a request's bytes, relayed in an upstream's error)
+// leaves `"` as is, and a cookie's quoted value (RFC 6265 allows
+// `theme="dark"`) ends the redaction: the session id after it is sent.
+// 36545a8 fixed exactly this for a `'` in a value, not for a `"`.
+//
+// Input (`%`):
+//   b'GET / HTTP/1.1\r\nCookie: theme="dark"; sid=S3CR3T-xyz\r\nHost: x\r\n'
+// 36545a8:  ...\r\nCookie: [redacted]"dark"; sid=S3CR3T-xyz\r\nHost: x\r\n'
+// 36545a8^: the same (leaked)
+// 0e82b01^: ...\r\nCookie: [redacted]\r\nHost: x\r\n'
+// README: a raw header line loses its value "to the end of that line".
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_double_quote_in_a_raw_cookie_line_of_a_single_quoted_text_ends_no_redaction() {
+    let repr =
+        format!("b'GET / HTTP/1.1\\r\\nCookie: theme=\"dark\"; sid={SECRET}\\r\\nHost: x\\r\\n'");
+    assert_no_secret(
+        "b'…\\r\\nCookie: theme=\"dark\"; sid=…'",
+        &detail_display(&repr),
+    );
+}

@@ -435,7 +435,7 @@ pub(crate) fn sendable_text<'a>(key: &str, value: &'a FieldValue) -> Option<Cow<
 
 /// How far back a credential's name is read for its start (its quote, a
 /// dotted prefix: `spring.datasource.password`).
-const MAX_NAME_BYTES: usize = 128;
+const MAX_NAME_BYTES: usize = 1024;
 
 /// What a credential's value is replaced with.
 pub(crate) const REDACTED: &str = "[redacted]";
@@ -669,10 +669,12 @@ pub(crate) fn without_header_secrets(text: &str) -> Cow<'_, str> {
 ///   blank, a quote or a closing bracket), an authorization scheme
 ///   (`Bearer …`) with the word after it; a Ruby hash's `=>`;
 /// - a header's only ([`Credential::Header`], or a name like one,
-///   `X-RapidAPI-Key`: `password: too short` is a message): a raw header line (`Authorization: Bearer …`), a name first
+///   `X-RapidAPI-Key`, `X-Webhook-Secret`: `password: too short` is a
+///   message): a raw header line (`Authorization: Bearer …`), a name first
 ///   on its line (after blanks, or curl's `> `; a line break or its `\n`
 ///   escape before it), `:`, to the end of that line (or, after an escape,
-///   to the next escape or the quoted text's end); a header in quotes (curl's `-H 'Authorization: Bearer …'`), a
+///   to the next escape or the quoted text's closing quote; at a text's
+///   start, to a `\r\n` escape too); a header in quotes (curl's `-H 'Authorization: Bearer …'`), a
 ///   quote, the name, `:`, to the same quote (or the end of the line).
 ///
 /// The value found may already be `[redacted]` (a text scrubbed again).
@@ -741,12 +743,14 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
         start -= 1;
     }
     // A header's forms (a raw line, a header in quotes) are a header
-    // name's, or a key's named like a header (`X-RapidAPI-Key`; not
-    // `new-password: too short`, a message).
+    // name's, or one named like a header (`X-RapidAPI-Key`,
+    // `X-Webhook-Secret`; not `new-password: too short`, a message).
     let header = kind == Credential::Header
         || (bytes[start..at].contains(&b'-')
-            && at >= 3
-            && bytes[at - 3..at].eq_ignore_ascii_case(b"key"));
+            && ((at >= 3 && bytes[at - 3..at].eq_ignore_ascii_case(b"key"))
+                || bytes[start..]
+                    .get(..2)
+                    .is_some_and(|x| x.eq_ignore_ascii_case(b"x-"))));
     // The name's own quote, before and after it.
     let opening = match start.checked_sub(1).map(|i| bytes[i]) {
         Some(b'"') if start >= 2 && bytes[start - 2] == b'\\' => 2,
@@ -872,18 +876,31 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
             if !escaped_line && before.is_some_and(|p| !matches!(bytes[p], b'\n' | b'\r')) {
                 return None;
             }
-            // To the line's end, or its `\r` / `\n` escape; in a quoted
-            // text (after an escape), to its closing `"` too (JSON and a
-            // string's `Debug` escape every other; a `'` may be the
-            // value's).
+            // To the line's end. In a quoted text (after an escape), to its
+            // next `\r` / `\n` escape, or its closing quote (a quote before
+            // `,`, `}`, `)`, `]`, a blank or the end: one inside a value,
+            // `theme='dark';`, is the value's); in another, to a `\r\n`
+            // escape (an escaped block starting with this line: a lone
+            // `\n`, as in `C:\new`, may be the value's).
+            let escape_at = |j: usize, pair: bool| {
+                (j == 0 || bytes[j - 1] != b'\\')
+                    && bytes[j] == b'\\'
+                    && if pair {
+                        bytes.get(j + 1..j + 4) == Some(b"r\\n")
+                    } else {
+                        matches!(bytes.get(j + 1), Some(b'r' | b'n'))
+                    }
+            };
             let end = (i..bytes.len())
                 .find(|&j| {
-                    let unescaped = j == 0 || bytes[j - 1] != b'\\';
                     matches!(bytes[j], b'\r' | b'\n')
-                        || (unescaped
-                            && bytes[j] == b'\\'
-                            && matches!(bytes.get(j + 1), Some(b'r' | b'n')))
-                        || (escaped_line && unescaped && bytes[j] == b'"')
+                        || escape_at(j, !escaped_line)
+                        || (escaped_line
+                            && matches!(bytes[j], b'"' | b'\'')
+                            && bytes[j - 1] != b'\\'
+                            && bytes.get(j + 1).is_none_or(|&b| {
+                                b.is_ascii_whitespace() || matches!(b, b',' | b'}' | b')' | b']')
+                            }))
                 })
                 .unwrap_or(bytes.len());
             return (end > i).then_some((i, end));
