@@ -1120,7 +1120,7 @@ impl<'c> Assembler<'c> {
                     // span began, else of the span's end.
                     hashes.push((
                         message_hash(applied.error_message_recorded.unwrap_or(message)),
-                        field_message_at(node),
+                        field_message_at(node, true),
                     ));
                     cause.exceptions.push(Exception {
                         id: SegmentId::new(),
@@ -1183,7 +1183,7 @@ impl<'c> Assembler<'c> {
             // Linked like any exception with a message: an error passed up
             // names it.
             if let Some(recorded) = applied.error_message_recorded {
-                let at = field_message_at(node);
+                let at = field_message_at(node, applied.exception_text);
                 self.link_to_descendants(&mut cause, &[(message_hash(recorded), at)]);
             }
             entity.cause = Some(cause);
@@ -1212,11 +1212,12 @@ fn exception_text(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// When a span's exception text field (`exception.message`, ...) was
-/// recorded: after the span began (`Span::record`), then; given as the span
-/// began, or by a span folded into it, as of the span's end.
-fn field_message_at(node: &SpanData) -> Instant {
-    node.message_recorded_at()
+/// When the field giving a span's exception its text (`exception`: its own
+/// text, `exception.message`, ...; else a status message) was recorded:
+/// after the span began (`Span::record`), then; given as the span began,
+/// or by a span folded into it, as of the span's end.
+fn field_message_at(node: &SpanData, exception: bool) -> Instant {
+    node.text_recorded_at(exception)
         .or(node.end)
         .unwrap_or(node.start)
 }

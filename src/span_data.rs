@@ -339,9 +339,14 @@ pub(crate) struct Rare {
     /// layers end a request's when its response is sent, though work it
     /// spawned (`in_current_span`) keeps the span open.
     pub(crate) ended: Option<Instant>,
-    /// When an exception's text field (`exception.message`, ...) was last
-    /// recorded after the span began: the time of that exception.
-    pub(crate) message_at: Option<Instant>,
+    /// When an exception's own text field (`exception.message`,
+    /// `error.message`) was last recorded after the span began: the time
+    /// of the exception it gives.
+    pub(crate) exception_text_at: Option<Instant>,
+    /// The same for a status message (`otel.status_message`,
+    /// `otel.status_description`), which gives the exception's text when
+    /// no exception text does.
+    pub(crate) status_text_at: Option<Instant>,
 }
 
 /// The most `precursor_ids` one span keeps (the rest are left out).
@@ -771,10 +776,16 @@ impl SpanData {
         self.rare.as_ref().map_or(&[], |r| &r.events)
     }
 
-    /// When an exception's text field was last recorded after the span
-    /// began (see [`Rare::message_at`]).
-    pub(crate) fn message_recorded_at(&self) -> Option<Instant> {
-        self.rare.as_ref().and_then(|r| r.message_at)
+    /// When the exception text field (`exception`), or the status message
+    /// field, was last recorded after the span began (see
+    /// [`Rare::exception_text_at`]).
+    pub(crate) fn text_recorded_at(&self, exception: bool) -> Option<Instant> {
+        let rare = self.rare.as_ref()?;
+        if exception {
+            rare.exception_text_at
+        } else {
+            rare.status_text_at
+        }
     }
 
     /// How many events were counted but not kept.
@@ -788,16 +799,16 @@ impl SpanData {
     /// value, not one per call.
     /// A value replaces the field's error too, if it held one before. An
     /// `otel.status_code` of `OK` stays: OpenTelemetry's `Ok` is final. An
-    /// exception's text field is timed (see [`Rare::message_at`]).
+    /// exception's text field is timed (see [`Rare::exception_text_at`]).
     pub(crate) fn record_field(&mut self, key: &'static str, value: FieldValue) {
-        if matches!(
-            key,
-            "exception.message"
-                | "error.message"
-                | "otel.status_message"
-                | "otel.status_description"
-        ) {
-            self.rare_mut().message_at = Some(Instant::now());
+        match key {
+            "exception.message" | "error.message" => {
+                self.rare_mut().exception_text_at = Some(Instant::now());
+            }
+            "otel.status_message" | "otel.status_description" => {
+                self.rare_mut().status_text_at = Some(Instant::now());
+            }
+            _ => {}
         }
         let added = value_bytes(&value);
         let replaced = match self.fields.iter_mut().find(|(k, _)| *k == key) {

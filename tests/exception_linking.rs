@@ -1005,3 +1005,132 @@ mod which_copy_is_named {
         );
     }
 }
+
+// Found by the review of the field timing above: a field's exception took
+// the time of the last of the four text fields recorded. Before the fix, an
+// `exception.message` recorded after attempt 1, then a summary
+// `otel.status_message` recorded at the end, timed the exception at the end,
+// and attempt 2 (recorded after the field) was named as its cause.
+mod field_times {
+    use super::*;
+
+    const REFUSED: &str = "connection refused";
+
+    fn ids(node: &Value) -> Vec<Value> {
+        common::exceptions(node)
+            .iter()
+            .map(|e| e["id"].clone())
+            .collect()
+    }
+
+    /// Every `cause` in `docs` names an exception some document holds.
+    fn assert_no_dangling(docs: &[Value]) {
+        let all: Vec<Value> = common::nodes(docs)
+            .into_iter()
+            .flat_map(common::exceptions)
+            .collect();
+        let known: Vec<&Value> = all.iter().map(|e| &e["id"]).collect();
+        for e in &all {
+            if let Some(c) = e.get("cause") {
+                assert!(known.contains(&c), "dangling cause {c} in {e}");
+            }
+        }
+    }
+
+    // What the user does: a client span in the OpenTelemetry conventions'
+    // style, `exception.message = Empty, otel.status_code = Empty,
+    // otel.status_message = Empty`. Attempt 1 fails ("connection refused"); the
+    // code records that text as `exception.message` right away (as the commit's
+    // own test does), falls back to attempt 2, which fails with the same text,
+    // and at the end sets the span's status: `otel.status_code = "ERROR"`,
+    // `otel.status_message = "upstream unavailable"` (a summary, another text).
+    //
+    // What happens: the span's exception ("connection refused", from
+    // `exception.message`, which wins over the status message) names attempt
+    // 2's exception as its cause, recorded after the field was: the defect the
+    // commit says it fixed, back as soon as any other exception-text field
+    // (here the status message, which only goes to metadata) is recorded later.
+    //
+    // What should happen: the exception is timed when ITS text was recorded
+    // (attempt 1's failure), so it names attempt 1's exception, as it does
+    // without the status message
+    // (`exception_linking::which_copy_is_named::an_exception_message_field_names_no_exception_recorded_after_it`).
+    //
+    // Evidence: `SpanData::record_field` sets `Rare::message_at` for a record
+    // of ANY of exception.message / error.message / otel.status_message /
+    // otel.status_description, while the exception's text is
+    // `exception_message.or(status_message)` (conventions.rs): the time is the
+    // last of the four fields', not the text's.
+    #[test]
+    fn exception_message_field_is_timed_by_its_own_record_not_a_later_status_message() {
+        let c = common::capture_documents(
+            |b| b,
+            || {
+                let call = info_span!(
+                    "call",
+                    exception.message = Empty,
+                    otel.status_code = Empty,
+                    otel.status_message = Empty
+                );
+                call.in_scope(|| {
+                    info_span!("attempt_1").in_scope(|| tracing::error!(error = REFUSED));
+                    call.record("exception.message", REFUSED);
+                    info_span!("attempt_2").in_scope(|| tracing::error!(error = REFUSED));
+                    call.record("otel.status_code", "ERROR");
+                    call.record("otel.status_message", "upstream unavailable");
+                });
+            },
+        );
+        assert_no_dangling(&c.docs);
+        let call = common::node(&c.docs, "call");
+        let own = common::exceptions(call);
+        assert_eq!(own.len(), 1, "{call:#}");
+        assert_eq!(own[0]["message"], REFUSED, "control: {call:#}");
+        let first = ids(common::node(&c.docs, "attempt_1"));
+        let second = ids(common::node(&c.docs, "attempt_2"));
+        assert_eq!(
+            own[0]["cause"], first[0],
+            "the exception.message exception names attempt 2's ({second:?}), recorded after it: {call:#}"
+        );
+    }
+
+    // What the user does: reqwest-tracing's / tracing-opentelemetry's shape:
+    // `error.message = Empty, otel.status_description = Empty`. Attempt 1 fails;
+    // the code records `error.message` (attempt 1's text); attempt 2 fails with
+    // the same text; then `otel.status_description` is set to a summary.
+    //
+    // What happens / should happen / evidence: as above, with the other two
+    // keys: `error.message`'s exception names attempt 2's.
+    #[test]
+    fn error_message_field_is_timed_by_its_own_record_not_a_later_status_description() {
+        let c = common::capture_documents(
+            |b| b,
+            || {
+                let call = info_span!(
+                    "call",
+                    error.message = Empty,
+                    otel.status_description = Empty
+                );
+                call.in_scope(|| {
+                    info_span!("attempt_1").in_scope(|| tracing::error!(error = REFUSED));
+                    call.record("error.message", REFUSED);
+                    info_span!("attempt_2").in_scope(|| tracing::error!(error = REFUSED));
+                    call.record("otel.status_description", "gave up after 2 attempts");
+                });
+            },
+        );
+        assert_no_dangling(&c.docs);
+        let call = common::node(&c.docs, "call");
+        let own = common::exceptions(call);
+        let field = own
+            .iter()
+            .find(|e| e["message"] == REFUSED)
+            .unwrap_or_else(|| panic!("no field exception: {call:#}"));
+        let first = ids(common::node(&c.docs, "attempt_1"));
+        let second = ids(common::node(&c.docs, "attempt_2"));
+        assert_eq!(
+            field["cause"], first[0],
+            "the error.message exception names attempt 2's ({second:?}), recorded after it: {call:#}"
+        );
+    }
+}
