@@ -745,10 +745,16 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
     // A header's forms (a raw line, a header in quotes) are a header
     // name's, or one named like a header (`X-RapidAPI-Key`,
     // `X-Webhook-Secret`; not `new-password: too short`, a message).
+    // (Of a dotted name, its last part: `x-form.password: too short` is a
+    // message.)
+    let part = bytes[start..at]
+        .iter()
+        .rposition(|&b| b == b'.')
+        .map_or(start, |p| start + p + 1);
     let header = kind == Credential::Header
-        || (bytes[start..at].contains(&b'-')
+        || (bytes[part..at].contains(&b'-')
             && ((at >= 3 && bytes[at - 3..at].eq_ignore_ascii_case(b"key"))
-                || bytes[start..]
+                || bytes[part..]
                     .get(..2)
                     .is_some_and(|x| x.eq_ignore_ascii_case(b"x-"))));
     // The name's own quote, before and after it.
@@ -877,11 +883,14 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
                 return None;
             }
             // To the line's end. In a quoted text (after an escape), to its
-            // next `\r` / `\n` escape, or its closing quote (a quote before
-            // `,`, `}`, `)`, `]`, a blank or the end: one inside a value,
-            // `theme='dark';`, is the value's); in another, to a `\r\n`
-            // escape (an escaped block starting with this line: a lone
-            // `\n`, as in `C:\new`, may be the value's).
+            // next `\r` / `\n` escape, or its closing `"` (one not before a
+            // name's byte: a string's `Debug` and JSON escape every other;
+            // a `'` may be the value's, as in `theme='dark', sid=…`, so a
+            // text quoted with `'` loses the rest, and one with a `"` in a
+            // value, `b'…theme="dark"; sid=…'`, keeps what follows it); in
+            // another, to a `\r\n` escape (an escaped block starting with
+            // this line: a lone `\n`, as in `C:\new`, may be the value's,
+            // and the lines after it go with it).
             let escape_at = |j: usize, pair: bool| {
                 (j == 0 || bytes[j - 1] != b'\\')
                     && bytes[j] == b'\\'
@@ -896,11 +905,9 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
                     matches!(bytes[j], b'\r' | b'\n')
                         || escape_at(j, !escaped_line)
                         || (escaped_line
-                            && matches!(bytes[j], b'"' | b'\'')
+                            && bytes[j] == b'"'
                             && bytes[j - 1] != b'\\'
-                            && bytes.get(j + 1).is_none_or(|&b| {
-                                b.is_ascii_whitespace() || matches!(b, b',' | b'}' | b')' | b']')
-                            }))
+                            && bytes.get(j + 1).is_none_or(|&b| !is_name_byte(b)))
                 })
                 .unwrap_or(bytes.len());
             return (end > i).then_some((i, end));
