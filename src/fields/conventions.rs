@@ -552,7 +552,7 @@ fn credential_name_at(bytes: &[u8], at: usize, inside: bool) -> Option<(usize, C
         return None;
     }
     CREDENTIAL_NAMES.iter().find_map(|&(name, kind)| {
-        if inside && kind != Credential::Ending {
+        if name.as_bytes()[0] != first || (inside && kind != Credential::Ending) {
             return None;
         }
         let mut i = at;
@@ -578,6 +578,10 @@ fn credential_name_at(bytes: &[u8], at: usize, inside: bool) -> Option<(usize, C
 /// (`db_password`).
 pub(crate) fn is_credential_field(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key).as_bytes();
+    // The shortest name (`token`) has five letters.
+    if last.len() < 5 {
+        return false;
+    }
     (0..last.len()).any(|at| {
         credential_name_at(last, at, name_start(last, at)).is_some_and(|(end, _)| end == last.len())
     })
