@@ -481,7 +481,7 @@ impl Worker {
                 }
                 let waiting = p.exceptions_below.entry(parent).or_default();
                 // The latest kept: a top's own exceptions, which its parent
-                // names, come after those below it that they do not name.
+                // names, come after those below it.
                 waiting.extend(exceptions.iter().copied());
                 if waiting.len() > MAX_CARRIED_EXCEPTIONS {
                     waiting.drain(..waiting.len() - MAX_CARRIED_EXCEPTIONS);
