@@ -396,27 +396,19 @@ fn a_span_a_panic_unwinds_through_is_a_fault() {
     );
 }
 
-#[derive(Debug)]
-struct NotFound;
-
-impl std::fmt::Display for NotFound {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("order 7 not found")
-    }
-}
-
-impl std::error::Error for NotFound {}
+/// The error `load_order` fails with.
+const NOT_FOUND: common::Failure = common::Failure("order 7 not found");
 
 #[tracing::instrument(err)]
-fn load_order() -> Result<(), NotFound> {
-    Err(NotFound)
+fn load_order() -> Result<(), common::Failure> {
+    Err(NOT_FOUND)
 }
 
 /// Passes `load_order`'s error up without recording it; with `noisy`, it
 /// also logs an unrelated ERROR of its own on the way (a fallback that
 /// failed too).
 #[tracing::instrument]
-fn order_service(noisy: bool) -> Result<(), NotFound> {
+fn order_service(noisy: bool) -> Result<(), common::Failure> {
     let result = load_order();
     if noisy {
         tracing::error!("price cache unavailable");
@@ -425,7 +417,7 @@ fn order_service(noisy: bool) -> Result<(), NotFound> {
 }
 
 #[tracing::instrument(err)]
-fn get_order(noisy: bool) -> Result<(), NotFound> {
+fn get_order(noisy: bool) -> Result<(), common::Failure> {
     order_service(noisy)
 }
 
@@ -492,14 +484,7 @@ fn an_unrelated_error_in_a_middle_span_does_not_break_the_link_of_an_error_passe
 
 const WAIT: Duration = Duration::from_secs(10);
 
-#[derive(Debug)]
-struct Boom(String);
-impl std::fmt::Display for Boom {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl std::error::Error for Boom {}
+use common::Message as Boom;
 
 /// The exception of message `message` on any (sub)segment named `name`.
 fn exception_of(docs: &[Value], name: &str, message: &str) -> Value {
@@ -766,14 +751,7 @@ fn two_unrelated_credential_errors_in_events_are_not_linked_as_cause_and_effect(
 mod which_copy_is_named {
     use super::*;
 
-    #[derive(Debug)]
-    struct Boom(&'static str);
-    impl std::fmt::Display for Boom {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(self.0)
-        }
-    }
-    impl std::error::Error for Boom {}
+    use common::Failure as Boom;
 
     const REFUSED: &str = "connection refused";
 

@@ -603,6 +603,18 @@ impl std::fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+/// An error with a message made at run time (see [`Failure`]).
+#[derive(Debug)]
+pub struct Message(pub String);
+
+impl std::fmt::Display for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
+
 /// A value whose `Debug` panics: the `fmt` layer formats a value given to
 /// `span.record` while it holds the span's extensions lock, so this panic
 /// poisons that lock.
