@@ -1120,7 +1120,7 @@ impl<'c> Assembler<'c> {
                     // span began, else of the span's end.
                     hashes.push((
                         message_hash(applied.error_message_recorded.unwrap_or(message)),
-                        field_message_at(node, true),
+                        field_message_at(node, merged, applied.error_message_key),
                     ));
                     cause.exceptions.push(Exception {
                         id: SegmentId::new(),
@@ -1183,7 +1183,7 @@ impl<'c> Assembler<'c> {
             // Linked like any exception with a message: an error passed up
             // names it.
             if let Some(recorded) = applied.error_message_recorded {
-                let at = field_message_at(node, applied.exception_text);
+                let at = field_message_at(node, merged, applied.error_message_key);
                 self.link_to_descendants(&mut cause, &[(message_hash(recorded), at)]);
             }
             entity.cause = Some(cause);
@@ -1212,14 +1212,22 @@ fn exception_text(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// When the field giving a span's exception its text (`exception`: its own
-/// text, `exception.message`, ...; else a status message) was recorded:
-/// after the span began (`Span::record`), then; given as the span began,
-/// or by a span folded into it, as of the span's end.
-fn field_message_at(node: &SpanData, exception: bool) -> Instant {
-    node.text_recorded_at(exception)
-        .or(node.end)
-        .unwrap_or(node.start)
+/// When field `key`, the one giving a span's exception its text
+/// (`exception.message`, ..., of the span or of one folded into it), was
+/// given it: after that span began (`Span::record`), then; given as it
+/// began, as of its end.
+fn field_message_at(node: &SpanData, merged: &[&SpanData], key: Option<&str>) -> Instant {
+    let holder = key
+        .and_then(|key| {
+            std::iter::once(node)
+                .chain(merged.iter().copied())
+                .filter(|span| span.fields.iter().any(|(k, _)| *k == key))
+                .last()
+        })
+        .unwrap_or(node);
+    key.and_then(|key| holder.text_recorded_at(key))
+        .or(holder.end)
+        .unwrap_or(holder.start)
 }
 
 /// A hash of an exception's message, to find the same error lower down;

@@ -339,15 +339,19 @@ pub(crate) struct Rare {
     /// layers end a request's when its response is sent, though work it
     /// spawned (`in_current_span`) keeps the span open.
     pub(crate) ended: Option<Instant>,
-    /// When an exception's own text field (`exception.message`,
-    /// `error.message`) was last recorded after the span began: the time
-    /// of the exception it gives.
-    pub(crate) exception_text_at: Option<Instant>,
-    /// The same for a status message (`otel.status_message`,
-    /// `otel.status_description`), which gives the exception's text when
-    /// no exception text does.
-    pub(crate) status_text_at: Option<Instant>,
+    /// When each of the fields an exception's text comes from
+    /// ([`TEXT_FIELDS`]) was last given a text after the span began: the
+    /// time of the exception it gives.
+    pub(crate) text_at: [Option<Instant>; TEXT_FIELDS.len()],
 }
+
+/// The fields an exception's text comes from (see [`Rare::text_at`]).
+pub(crate) const TEXT_FIELDS: [&str; 4] = [
+    "exception.message",
+    "error.message",
+    "otel.status_message",
+    "otel.status_description",
+];
 
 /// The most `precursor_ids` one span keeps (the rest are left out).
 pub(crate) const MAX_PRECURSORS: usize = 32;
@@ -776,16 +780,11 @@ impl SpanData {
         self.rare.as_ref().map_or(&[], |r| &r.events)
     }
 
-    /// When the exception text field (`exception`), or the status message
-    /// field, was last recorded after the span began (see
-    /// [`Rare::exception_text_at`]).
-    pub(crate) fn text_recorded_at(&self, exception: bool) -> Option<Instant> {
-        let rare = self.rare.as_ref()?;
-        if exception {
-            rare.exception_text_at
-        } else {
-            rare.status_text_at
-        }
+    /// When field `key`, one of [`TEXT_FIELDS`], was last given a text
+    /// after the span began (see [`Rare::text_at`]).
+    pub(crate) fn text_recorded_at(&self, key: &str) -> Option<Instant> {
+        let i = TEXT_FIELDS.iter().position(|f| *f == key)?;
+        self.rare.as_ref()?.text_at[i]
     }
 
     /// How many events were counted but not kept.
@@ -799,16 +798,13 @@ impl SpanData {
     /// value, not one per call.
     /// A value replaces the field's error too, if it held one before. An
     /// `otel.status_code` of `OK` stays: OpenTelemetry's `Ok` is final. An
-    /// exception's text field is timed (see [`Rare::exception_text_at`]).
+    /// exception's text field given a text is timed (see [`Rare::text_at`]).
     pub(crate) fn record_field(&mut self, key: &'static str, value: FieldValue) {
-        match key {
-            "exception.message" | "error.message" => {
-                self.rare_mut().exception_text_at = Some(Instant::now());
+        if let Some(i) = TEXT_FIELDS.iter().position(|f| *f == key) {
+            // An empty value gives no text (it fills no field).
+            if !matches!(&value, FieldValue::Str(s) if s.as_str().is_empty()) {
+                self.rare_mut().text_at[i] = Some(Instant::now());
             }
-            "otel.status_message" | "otel.status_description" => {
-                self.rare_mut().status_text_at = Some(Instant::now());
-            }
-            _ => {}
         }
         let added = value_bytes(&value);
         let replaced = match self.fields.iter_mut().find(|(k, _)| *k == key) {

@@ -1112,3 +1112,225 @@ mod field_times {
         );
     }
 }
+
+// Found by the review of the per-slot timing: one time served two fields
+// each (`exception.message` / `error.message`, and the two status
+// messages), and a folded span's field took the operation span's time.
+// Before the fix, a later record of the other field of a pair (a different
+// text, or an empty one that gives none) moved the exception's time past
+// attempt 2, which was then named as its cause. Each field now has its own
+// time, taken from the span that holds it, and an empty value sets none.
+mod field_times_by_field {
+    use super::*;
+
+    const REFUSED: &str = "connection refused";
+
+    fn ids(node: &Value) -> Vec<Value> {
+        common::exceptions(node)
+            .iter()
+            .map(|e| e["id"].clone())
+            .collect()
+    }
+
+    // What the user does: a client span carrying both exception-text
+    // conventions, `error.message = Empty, exception.message = Empty` (a
+    // per-attempt `error.message` the code keeps up to date, and the
+    // `exception.message` of the error the call reports). Attempt 1 fails
+    // ("connection refused"); the code records `error.message = "attempt 1:
+    // connection refused"` and the call's exception `exception.message =
+    // "connection refused"`; attempt 2 fails with the same text; the code
+    // records `error.message = "attempt 2: connection refused"`.
+    //
+    // What happens: the span's exception is "connection refused" (from
+    // `exception.message`, the later field in the span's order, which wins the
+    // slot), but it is timed by the last record of `error.message` (after
+    // attempt 2), so it names attempt 2's exception as its cause: an exception
+    // recorded after the text naming it.
+    //
+    // What should happen: timed by the record of `exception.message` (between
+    // the attempts), it names attempt 1's exception.
+    //
+    // Evidence: `SpanData::record_field` sets `exception_text_at` for
+    // "exception.message" | "error.message" alike; `field_message_at(node,
+    // true)` reads it whichever field gave the text.
+    #[test]
+    fn exception_message_is_not_timed_by_a_later_error_message_record() {
+        let c = common::capture_documents(
+            |b| b,
+            || {
+                let call = info_span!("call", error.message = Empty, exception.message = Empty);
+                call.in_scope(|| {
+                    info_span!("attempt_1").in_scope(|| tracing::error!(error = REFUSED));
+                    call.record("error.message", "attempt 1: connection refused");
+                    call.record("exception.message", REFUSED);
+                    info_span!("attempt_2").in_scope(|| tracing::error!(error = REFUSED));
+                    call.record("error.message", "attempt 2: connection refused");
+                });
+            },
+        );
+        let call = common::node(&c.docs, "call");
+        let own = common::exceptions(call);
+        let field = own
+            .iter()
+            .find(|e| e["message"] == REFUSED)
+            .unwrap_or_else(|| panic!("control: no exception.message exception: {call:#}"));
+        let first = ids(common::node(&c.docs, "attempt_1"));
+        let second = ids(common::node(&c.docs, "attempt_2"));
+        assert_eq!(
+            field["cause"], first[0],
+            "the exception.message exception (recorded between the attempts) names attempt 2's \
+             ({second:?}), recorded after it: {call:#}"
+        );
+    }
+
+    // What the user does: as above, but the later record is an empty
+    // `error.message` (`span.record("error.message", err.to_string())` of an
+    // error whose `Display` is empty, or a field cleared). An empty value "is
+    // none: it never hides another name's value" (`Conventions::take`), so the
+    // text stays `exception.message`'s.
+    //
+    // What happens: the empty record still sets `exception_text_at`: the
+    // exception, whose text was recorded before attempt 2, names attempt 2's.
+    //
+    // What should happen: it names attempt 1's (a field that gives no text
+    // does not time the text).
+    #[test]
+    fn exception_message_is_not_timed_by_a_later_empty_error_message() {
+        let c = common::capture_documents(
+            |b| b,
+            || {
+                let call = info_span!("call", exception.message = Empty, error.message = Empty);
+                call.in_scope(|| {
+                    info_span!("attempt_1").in_scope(|| tracing::error!(error = REFUSED));
+                    call.record("exception.message", REFUSED);
+                    info_span!("attempt_2").in_scope(|| tracing::error!(error = REFUSED));
+                    call.record("error.message", "");
+                });
+            },
+        );
+        let call = common::node(&c.docs, "call");
+        let own = common::exceptions(call);
+        assert_eq!(own.len(), 1, "{call:#}");
+        assert_eq!(own[0]["message"], REFUSED, "control: {call:#}");
+        let first = ids(common::node(&c.docs, "attempt_1"));
+        let second = ids(common::node(&c.docs, "attempt_2"));
+        assert_eq!(
+            own[0]["cause"], first[0],
+            "the exception.message exception names attempt 2's ({second:?}), recorded after it: \
+             {call:#}"
+        );
+    }
+
+    // What the user does: the status pair, no exception text. A span declares
+    // `otel.status_description = Empty, otel.status_message = Empty`
+    // (tracing-opentelemetry's description, and the message the OpenTelemetry
+    // conventions name). Attempt 1 fails; the code records
+    // `otel.status_description = "attempt 1 failed"` (marks the failure), then
+    // `otel.status_message = "connection refused"`; attempt 2 fails with the
+    // same text; the code records `otel.status_description = "gave up after 2
+    // attempts"`.
+    //
+    // What happens: the exception's text is the status message ("connection
+    // refused", the later field in the span's order), timed by the last record
+    // of `otel.status_description`: it names attempt 2's exception.
+    //
+    // What should happen: it names attempt 1's.
+    //
+    // Evidence: `record_field` sets `status_text_at` for both status fields;
+    // `field_message_at(node, false)` reads it.
+    #[test]
+    fn status_message_is_not_timed_by_a_later_status_description_record() {
+        let c = common::capture_documents(
+            |b| b,
+            || {
+                let call = info_span!(
+                    "call",
+                    otel.status_description = Empty,
+                    otel.status_message = Empty
+                );
+                call.in_scope(|| {
+                    info_span!("attempt_1").in_scope(|| tracing::error!(error = REFUSED));
+                    call.record("otel.status_description", "attempt 1 failed");
+                    call.record("otel.status_message", REFUSED);
+                    info_span!("attempt_2").in_scope(|| tracing::error!(error = REFUSED));
+                    call.record("otel.status_description", "gave up after 2 attempts");
+                });
+            },
+        );
+        let call = common::node(&c.docs, "call");
+        let own = common::exceptions(call);
+        let field = own
+            .iter()
+            .find(|e| e["message"] == REFUSED)
+            .unwrap_or_else(|| panic!("control: no status message exception: {call:#}"));
+        let first = ids(common::node(&c.docs, "attempt_1"));
+        let second = ids(common::node(&c.docs, "attempt_2"));
+        assert_eq!(
+            field["cause"], first[0],
+            "the status message exception (recorded between the attempts) names attempt 2's \
+             ({second:?}), recorded after it: {call:#}"
+        );
+    }
+
+    // What the user does: an AWS SDK operation span (`rpc.system = "aws-api"`,
+    // the SDK's `DynamoDB.GetItem`) with the interceptor's span below it
+    // (target `tracing_xray::aws_sdk`, folded into the operation: `merged`),
+    // which records `error.type` and `otel.status_message = "connection
+    // refused"` and closes; afterwards, still inside the operation, a nested
+    // call (`STS.AssumeRole`, its own subsegment) fails with the same text.
+    // (The order is built by hand: in the SDK the interceptor records at
+    // `read_after_execution`, near the operation's end, so this needs a nested
+    // call after it.)
+    //
+    // What happens: the operation's exception takes its text from the
+    // interceptor's field but its time from the OPERATION span
+    // (`field_message_at(node, ..)`: the node's `status_text_at`, None, so the
+    // node's end), so it names the STS exception, recorded after the
+    // interceptor's status message, as its cause.
+    //
+    // What should happen: a field of a folded span is timed by that span's
+    // record (here before the STS call): no cause.
+    #[test]
+    fn folded_interceptor_status_message_is_timed_by_its_own_record() {
+        let c = common::capture_documents(
+            |b| b,
+            || {
+                let op = info_span!(
+                    "DynamoDB.GetItem",
+                    "rpc.system" = "aws-api",
+                    "rpc.service" = "DynamoDB",
+                    "rpc.method" = "GetItem"
+                );
+                op.in_scope(|| {
+                    let call = info_span!(
+                        target: "tracing_xray::aws_sdk",
+                        "aws_sdk_call",
+                        "rpc.system" = "aws-api",
+                        "error.type" = Empty,
+                        "otel.status_message" = Empty
+                    );
+                    call.record("error.type", "ServiceUnavailable");
+                    call.record("otel.status_message", REFUSED);
+                    drop(call);
+                    info_span!(
+                        "STS.AssumeRole",
+                        "rpc.system" = "aws-api",
+                        "rpc.service" = "STS",
+                        "rpc.method" = "AssumeRole"
+                    )
+                    .in_scope(|| tracing::error!(error = REFUSED));
+                });
+            },
+        );
+        let op = common::node(&c.docs, "DynamoDB");
+        let own = common::exceptions(op);
+        assert_eq!(own.len(), 1, "{op:#}");
+        assert_eq!(own[0]["message"], REFUSED, "control: {op:#}");
+        let sts = ids(common::node(&c.docs, "STS"));
+        assert!(
+            own[0].get("cause").is_none(),
+            "the interceptor's status message exception names STS's ({sts:?}), recorded after it: \
+             {op:#}"
+        );
+    }
+}
