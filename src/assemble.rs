@@ -1221,8 +1221,8 @@ fn field_message_at(node: &SpanData, merged: &[&SpanData], key: Option<&str>) ->
         .and_then(|key| {
             std::iter::once(node)
                 .chain(merged.iter().copied())
-                .filter(|span| span.fields.iter().any(|(k, _)| *k == key))
-                .last()
+                .rev()
+                .find(|span| span.fields.iter().any(|(k, _)| *k == key))
         })
         .unwrap_or(node);
     key.and_then(|key| holder.text_recorded_at(key))
