@@ -742,6 +742,33 @@ fn two_unrelated_credential_errors_in_events_are_not_linked_as_cause_and_effect(
     );
 }
 
+// Shared by the modules below.
+
+/// The message the attempts of the modules below fail with.
+const REFUSED: &str = "connection refused";
+
+/// The exception ids of `node`.
+fn ids(node: &Value) -> Vec<Value> {
+    common::exceptions(node)
+        .iter()
+        .map(|e| e["id"].clone())
+        .collect()
+}
+
+/// Every `cause` in `docs` names an exception some document holds.
+fn assert_no_dangling(docs: &[Value]) {
+    let all: Vec<Value> = common::nodes(docs)
+        .into_iter()
+        .flat_map(common::exceptions)
+        .collect();
+    let known: Vec<&Value> = all.iter().map(|e| &e["id"]).collect();
+    for e in &all {
+        if let Some(c) = e.get("cause") {
+            assert!(known.contains(&c), "dangling cause {c} in {e}");
+        }
+    }
+}
+
 // Found by the review of the link changes: which copy of an error below an
 // exception names. Before the fix, the copy found last in the list (a
 // retry loop's copy of attempt 1, or of attempt 8 past the per-span bound)
@@ -753,8 +780,6 @@ mod which_copy_is_named {
 
     use common::Failure as Boom;
 
-    const REFUSED: &str = "connection refused";
-
     /// Every node (segment or subsegment) of `docs` whose name (a segment: its
     /// span's name) is `name`, in document order.
     fn all_named<'a>(docs: &'a [Value], name: &str) -> Vec<&'a Value> {
@@ -764,34 +789,12 @@ mod which_copy_is_named {
             .collect()
     }
 
-    /// The exception ids of `node`.
-    fn ids(node: &Value) -> Vec<Value> {
-        common::exceptions(node)
-            .iter()
-            .map(|e| e["id"].clone())
-            .collect()
-    }
-
     /// The `fetch` subsegment of attempt `n` (its `attempt` argument).
     fn fetch_of(docs: &[Value], n: u64) -> &Value {
         all_named(docs, "fetch")
             .into_iter()
             .find(|f| f.to_string().contains(&format!("\"attempt\":{n}")))
             .unwrap_or_else(|| panic!("no fetch of attempt {n}: {docs:#?}"))
-    }
-
-    /// Every `cause` in `docs` names an exception some document holds.
-    fn assert_no_dangling(docs: &[Value]) {
-        let all: Vec<Value> = common::nodes(docs)
-            .into_iter()
-            .flat_map(common::exceptions)
-            .collect();
-        let known: Vec<&Value> = all.iter().map(|e| &e["id"]).collect();
-        for e in &all {
-            if let Some(c) = e.get("cause") {
-                assert!(known.contains(&c), "dangling cause {c} in {e}");
-            }
-        }
     }
 
     // ---------------------------------------------------------------------------
@@ -992,29 +995,6 @@ mod which_copy_is_named {
 mod field_times {
     use super::*;
 
-    const REFUSED: &str = "connection refused";
-
-    fn ids(node: &Value) -> Vec<Value> {
-        common::exceptions(node)
-            .iter()
-            .map(|e| e["id"].clone())
-            .collect()
-    }
-
-    /// Every `cause` in `docs` names an exception some document holds.
-    fn assert_no_dangling(docs: &[Value]) {
-        let all: Vec<Value> = common::nodes(docs)
-            .into_iter()
-            .flat_map(common::exceptions)
-            .collect();
-        let known: Vec<&Value> = all.iter().map(|e| &e["id"]).collect();
-        for e in &all {
-            if let Some(c) = e.get("cause") {
-                assert!(known.contains(&c), "dangling cause {c} in {e}");
-            }
-        }
-    }
-
     // What the user does: a client span in the OpenTelemetry conventions'
     // style, `exception.message = Empty, otel.status_code = Empty,
     // otel.status_message = Empty`. Attempt 1 fails ("connection refused"); the
@@ -1122,15 +1102,6 @@ mod field_times {
 // time, taken from the span that holds it, and an empty value sets none.
 mod field_times_by_field {
     use super::*;
-
-    const REFUSED: &str = "connection refused";
-
-    fn ids(node: &Value) -> Vec<Value> {
-        common::exceptions(node)
-            .iter()
-            .map(|e| e["id"].clone())
-            .collect()
-    }
 
     // What the user does: a client span carrying both exception-text
     // conventions, `error.message = Empty, exception.message = Empty` (a
