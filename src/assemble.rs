@@ -89,6 +89,20 @@ fn largest_first(
 /// span's events (`tracing.events`, with `with_events(true)`) count one by
 /// one (`tracing.events[i]`): a large event costs the span no other; an
 /// events list left empty goes too.
+/// How many events a span's metadata lists (`tracing.events`).
+fn event_count(metadata: &crate::model::Metadata<'_>) -> usize {
+    metadata
+        .entries()
+        .iter()
+        .filter(|(ns, _)| ns == TRACING_NAMESPACE)
+        .flat_map(|(_, entries)| entries.entries())
+        .map(|(key, value)| match value {
+            MetaValue::List(events) if key == "events" => events.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
 fn drop_largest_metadata(
     metadata: &mut crate::model::Metadata<'_>,
     excess: usize,
@@ -718,6 +732,7 @@ impl<'c> Assembler<'c> {
         // the largest metadata values, which are what makes a span this
         // big; the small ones beside them stay.
         self.counts.trimmed_spans += 1;
+        let events_before = event_count(&entity.metadata);
         let mut scratch = self.buffer();
         let mut metadata_dropped = drop_largest_metadata(
             &mut entity.metadata,
@@ -819,6 +834,7 @@ impl<'c> Assembler<'c> {
                     // SDK call names at most 100 tables): the operation and
                     // the rest of the block stay.
                     entity.aws.table_names.clear();
+                    entity.aws.parameters = None;
                     entity.user = None;
                 }
                 4 => {
@@ -859,6 +875,9 @@ impl<'c> Assembler<'c> {
             steps += 1;
         }
         self.recycle(scratch);
+        // Events trimmed away are counted with those past the bound.
+        self.counts.events_dropped +=
+            events_before.saturating_sub(event_count(&entity.metadata)) as u64;
         // The exceptions trimmed away are no ancestor's cause: the ids
         // would name an exception in no document.
         // (Sets: a span folding many others can hold tens of thousands.)
@@ -1023,7 +1042,15 @@ impl<'c> Assembler<'c> {
         if !node.events().is_empty() {
             crate::events::render(node, &mut entity, &self.cfg.fields);
         }
-        self.counts.events_dropped += u64::from(node.events_dropped());
+        if node.events_dropped() > 0 {
+            // Said on the span itself, as its dropped exceptions are.
+            self.counts.events_dropped += u64::from(node.events_dropped());
+            entity.metadata.put(
+                Cow::Borrowed(CRATE_NAMESPACE),
+                Cow::Borrowed("events_dropped"),
+                MetaValue::U64(u64::from(node.events_dropped())),
+            );
+        }
         if has_errors {
             let mut cause = Cause::default();
             // Of each exception's message as recorded (see

@@ -371,7 +371,8 @@ impl Builder {
     /// Records the events inside each sampled span as metadata (ERROR
     /// events too, which mark the span a fault with an exception whether
     /// this is on or off): `metadata.tracing.events`, a list of `{time, level, target, message, fields…}`, at most 32 per
-    /// span (the rest counted in [`crate::Stats::events_dropped`]).
+    /// span (the rest counted in [`crate::Stats::events_dropped`] and in the
+    /// span's `metadata.tracing_xray.events_dropped`).
     /// Default: off (events cost time and document space).
     ///
     /// ```

@@ -96,8 +96,10 @@ pub struct Stats {
     /// the entries of `cause.exceptions` (an error and each of its sources)
     /// left out of a span trimmed to fit a document.
     pub exceptions_dropped: u64,
-    /// Events not recorded because a span already had the maximum (only
-    /// with [`crate::Builder::with_events`]).
+    /// Events not recorded because a span already had the maximum (each
+    /// such span says how many in `metadata.tracing_xray.events_dropped`),
+    /// and events left out of a span trimmed to fit a document (named in
+    /// its `metadata_dropped`). Only with [`crate::Builder::with_events`].
     pub events_dropped: u64,
     /// Spans whose data could not be read as they closed, and were lost: a
     /// panic in other code (another layer's: `fmt` formats a value given to

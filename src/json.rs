@@ -314,6 +314,13 @@ fn aws(out: &mut String, a: &Aws<'_>) {
     if let Some(n) = a.retries {
         unsigned(o.key("\"retries\":"), n);
     }
+    // Flattened too.
+    for (k, v) in a.parameters.iter().flat_map(|p| p.iter()) {
+        let out = o.key("");
+        string(out, k);
+        out.push(':');
+        json_value(out, v);
+    }
     // Flattened: the resource blocks are members of `aws` itself.
     if let Some(resource) = a.resource {
         for (k, v) in resource {
@@ -1003,6 +1010,7 @@ mod tests {
             proptest::option::of(any::<u64>()),
             proptest::option::of(prop::collection::vec((hostile(), json_value()), 0..3)),
             proptest::option::of((opt_static(), hostile().prop_map(leak))),
+            proptest::option::of(prop::collection::vec((hostile(), json_value()), 0..3)),
         )
             .prop_map(
                 |(
@@ -1013,6 +1021,7 @@ mod tests {
                     retries,
                     resource,
                     xray,
+                    parameters,
                 )| {
                     let resource: Option<&'static serde_json::Map<String, serde_json::Value>> =
                         resource.map(|kv| &*Box::leak(Box::new(kv.into_iter().collect())));
@@ -1030,6 +1039,7 @@ mod tests {
                         invocation_type,
                         function_error,
                         retries,
+                        parameters: parameters.map(|kv| Box::new(kv.into_iter().collect())),
                         resource,
                         xray: xray.map(|(rule, version)| XrayInfo {
                             sdk: "tracing-xray",

@@ -282,6 +282,10 @@ pub(crate) struct Aws<'a> {
     pub(crate) function_error: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) retries: Option<u64>,
+    /// The call's parameters the official SDKs record (`consumed_capacity`,
+    /// `message_id`, ...: [`crate::aws_parameters`]), flattened.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub(crate) parameters: Option<Box<serde_json::Map<String, serde_json::Value>>>,
     /// Resource blocks (`ec2`, `ecs`, `eks`, `elastic_beanstalk`,
     /// `cloudwatch_logs`), already shaped by the resource detector.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
@@ -304,6 +308,7 @@ static EMPTY_AWS: Aws<'static> = Aws {
     invocation_type: None,
     function_error: None,
     retries: None,
+    parameters: None,
     resource: None,
     xray: None,
 };
@@ -330,6 +335,7 @@ impl BlockContent for Aws<'_> {
             && self.invocation_type.is_none()
             && self.function_error.is_none()
             && self.retries.is_none()
+            && self.parameters.as_ref().is_none_or(|m| m.is_empty())
             && self.resource.is_none_or(|m| m.is_empty())
             && self.xray.is_none()
     }

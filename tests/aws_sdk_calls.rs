@@ -482,6 +482,8 @@ mod with_interceptor {
             client
                 .invoke()
                 .function_name("resize")
+                .qualifier("v2")
+                .log_type(aws_sdk_lambda::types::LogType::Tail)
                 .send()
                 .await
                 .unwrap();
@@ -509,6 +511,14 @@ mod with_interceptor {
             "{:#}",
             calls[1]
         );
+        // The parameters the official SDKs record besides: the log type
+        // and the qualifier asked for, the status the call got.
+        assert_eq!(calls[1]["aws"]["qualifier"], "v2", "{:#}", calls[1]);
+        assert_eq!(calls[1]["aws"]["log_type"], "Tail", "{:#}", calls[1]);
+        for c in &calls {
+            assert_eq!(c["aws"]["status_code"], 200, "{c:#}");
+        }
+        assert!(calls[0]["aws"].get("qualifier").is_none(), "{:#}", calls[0]);
     }
 
     /// With only INFO enabled (the SDK's DEBUG spans filtered out), the
@@ -1183,6 +1193,222 @@ mod with_interceptor {
         names.sort();
         assert_eq!(names, ["no-such-table", "orders"]);
         assert_eq!(calls[5]["aws"]["table_name"], "orders", "{:#}", calls[5]);
+    }
+
+    /// DynamoDB calls, with the SDK's own spans (the interceptor's merged
+    /// into each) and without them: the request's and the response's
+    /// parameters the official SDKs record (their whitelists), in the `aws`
+    /// block under the same names. Before, none was read.
+    #[test]
+    fn dynamodb_calls_record_their_parameters_as_the_official_sdks_do() {
+        use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, Select};
+
+        let moto = Moto::start();
+        for level in [LevelFilter::DEBUG, LevelFilter::INFO] {
+            let doc = trace(level, || async {
+                let c = client(&moto.url(), true);
+                let _ = c.delete_table().table_name("orders").send().await;
+                four_calls(c.clone()).await;
+                c.get_item()
+                    .table_name("orders")
+                    .key("id", AttributeValue::S("o-1".into()))
+                    .consistent_read(true)
+                    .projection_expression("id")
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await
+                    .unwrap();
+                c.query()
+                    .table_name("orders")
+                    .key_condition_expression("id = :id")
+                    .expression_attribute_values(":id", AttributeValue::S("o-1".into()))
+                    .limit(5)
+                    .scan_index_forward(false)
+                    .select(Select::AllAttributes)
+                    .send()
+                    .await
+                    .unwrap();
+                c.scan().table_name("orders").send().await.unwrap();
+                c.list_tables().limit(10).send().await.unwrap();
+                let _ = c
+                    .get_item()
+                    .table_name("no-such-table")
+                    .key("id", AttributeValue::S("x".into()))
+                    .consistent_read(true)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                    .send()
+                    .await;
+            });
+            let calls = calls(&doc);
+            let aws = |op: &str, n: usize| {
+                calls
+                    .iter()
+                    .filter(|c| c["aws"]["operation"] == op)
+                    .nth(n)
+                    .map(|c| c["aws"].clone())
+                    .unwrap_or_else(|| panic!("{op} #{n} in {doc:#}"))
+            };
+            let get = aws("GetItem", 2);
+            assert_eq!(get["consistent_read"], true, "{level}: {get:#}");
+            assert_eq!(get["projection_expression"], "id", "{get:#}");
+            assert_eq!(get["consumed_capacity"]["TableName"], "orders", "{get:#}");
+            assert!(
+                get["consumed_capacity"]["CapacityUnits"].is_number(),
+                "{get:#}"
+            );
+            assert_eq!(get["table_name"], "orders", "{get:#}");
+            let query = aws("Query", 0);
+            assert_eq!(query["limit"], 5, "{query:#}");
+            assert_eq!(query["scan_index_forward"], false, "{query:#}");
+            assert_eq!(query["select"], "ALL_ATTRIBUTES", "{query:#}");
+            // Nothing the whitelist leaves out: not the key's value.
+            let text = query.to_string();
+            assert!(
+                !text.contains("o-1") && !text.contains("id = :id"),
+                "{query:#}"
+            );
+            let scan = aws("Scan", 0);
+            assert_eq!(
+                (&scan["count"], &scan["scanned_count"]),
+                (&1.into(), &1.into()),
+                "{scan:#}"
+            );
+            let list = aws("ListTables", 0);
+            assert_eq!(list["limit"], 10, "{list:#}");
+            assert_eq!(list["table_count"], 1, "{list:#}");
+            // A failed call has its request's parameters, none of a response.
+            let failed = aws("GetItem", 3);
+            assert_eq!(failed["consistent_read"], true, "{failed:#}");
+            assert!(failed.get("consumed_capacity").is_none(), "{failed:#}");
+            // A call without any has none.
+            let plain = aws("GetItem", 0);
+            assert!(plain.get("consistent_read").is_none(), "{plain:#}");
+        }
+    }
+
+    /// SQS calls record the parameters the official SDKs do: the message's
+    /// id, its attributes' names and delay, how many messages a batch sent
+    /// and a receive got, and `GetQueueUrl`'s answer as the call's queue.
+    #[test]
+    fn sqs_calls_record_their_parameters_as_the_official_sdks_do() {
+        use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+
+        let moto = Moto::start();
+        let endpoint = moto.url();
+        let sent_id = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let id = sent_id.clone();
+        let doc = trace(LevelFilter::INFO, || async move {
+            let sqs = intercepted_client!(aws_sdk_sqs, "us-east-1", &endpoint);
+            sqs.create_queue()
+                .queue_name("orders")
+                .send()
+                .await
+                .unwrap();
+            let url = sqs
+                .get_queue_url()
+                .queue_name("orders")
+                .send()
+                .await
+                .unwrap()
+                .queue_url
+                .unwrap();
+            let attribute = |v: &str| {
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(v)
+                    .build()
+                    .unwrap()
+            };
+            let sent = sqs
+                .send_message()
+                .queue_url(&url)
+                .message_body("order o-1")
+                .message_attributes("tenant", attribute("acme"))
+                .message_attributes("kind", attribute("order"))
+                .delay_seconds(0)
+                .send()
+                .await
+                .unwrap();
+            *id.lock().unwrap() = sent.message_id.unwrap();
+            let entry = |n: &str| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(n)
+                    .message_body(format!("order {n}"))
+                    .build()
+                    .unwrap()
+            };
+            sqs.send_message_batch()
+                .queue_url(&url)
+                .entries(entry("o-2"))
+                .entries(entry("o-3"))
+                .send()
+                .await
+                .unwrap();
+            let got = sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(got.messages.unwrap_or_default().len(), 3);
+            sqs.list_queues()
+                .queue_name_prefix("ord")
+                .send()
+                .await
+                .unwrap();
+        });
+        let calls = calls(&doc);
+        let aws = |op: &str| {
+            calls
+                .iter()
+                .find(|c| c["aws"]["operation"] == op)
+                .map(|c| c["aws"].clone())
+                .unwrap_or_else(|| panic!("{op} in {doc:#}"))
+        };
+        let create = aws("CreateQueue");
+        assert_eq!(create["queue_name"], "orders", "{create:#}");
+        let get_url = aws("GetQueueUrl");
+        assert_eq!(get_url["queue_name"], "orders", "{get_url:#}");
+        assert!(
+            get_url["queue_url"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("/orders")),
+            "the URL answered is the call's queue: {get_url:#}"
+        );
+        let send = aws("SendMessage");
+        assert_eq!(send["message_id"], *sent_id.lock().unwrap(), "{send:#}");
+        assert_eq!(send["delay_seconds"], 0, "{send:#}");
+        let mut names: Vec<_> = send["message_attribute_names"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{send:#}"))
+            .iter()
+            .map(|n| n.as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["kind", "tenant"]);
+        assert!(
+            !send.to_string().contains("acme"),
+            "no attribute's value: {send:#}"
+        );
+        let batch = aws("SendMessageBatch");
+        assert_eq!(
+            (
+                &batch["message_count"],
+                &batch["successful_count"],
+                &batch["failed_count"]
+            ),
+            (&2.into(), &2.into(), &0.into()),
+            "{batch:#}"
+        );
+        let receive = aws("ReceiveMessage");
+        assert_eq!(receive["max_number_of_messages"], 10, "{receive:#}");
+        assert_eq!(receive["wait_time_seconds"], 0, "{receive:#}");
+        assert_eq!(receive["message_count"], 3, "{receive:#}");
+        let list = aws("ListQueues");
+        assert_eq!(list["queue_name_prefix"], "ord", "{list:#}");
+        assert_eq!(list["queue_count"], 1, "{list:#}");
     }
 
     /// With the interceptor's span filtered out (a filter for the

@@ -36,6 +36,11 @@ fn events_on_request_are_metadata_with_their_time_and_bounded() {
     let events = seg["metadata"]["tracing"]["events"].as_array().unwrap();
     assert_eq!(events.len(), 32);
     assert_eq!(stats.events_dropped, 9);
+    // Before the fix, only the counter said so: the document itself did not.
+    assert_eq!(
+        seg["metadata"]["tracing_xray"]["events_dropped"], 9,
+        "the span says how many of its events it left out"
+    );
     let first = &events[0];
     assert_eq!(first["message"], "tick");
     assert_eq!(first["i"], 0);
@@ -314,6 +319,42 @@ fn one_huge_event_field_does_not_cost_the_span_its_other_events() {
             && messages.contains(&Value::from("request done")),
         "the small events were dropped with the large one: {:#}",
         doc["metadata"]
+    );
+}
+
+// Before the fix, the events a trimmed span left out were named in its
+// mark but not counted in `Stats::events_dropped`.
+#[test]
+fn events_trimmed_away_are_counted() {
+    let (traces, stats) = run(true, || {
+        tracing::info_span!("batch").in_scope(|| {
+            for i in 0..32_u64 {
+                tracing::info!(i, row = %"r".repeat(3_000), "row processed");
+            }
+        });
+    });
+    let kept = events_of(&traces[0]).len() as u64;
+    assert!(kept < 32, "the span was not trimmed: {kept} events kept");
+    assert_eq!(stats.spans_trimmed, 1);
+    assert_eq!(
+        stats.events_dropped,
+        32 - kept,
+        "{:#}",
+        traces[0]["metadata"]["tracing_xray"]
+    );
+}
+
+/// A span within its bound says nothing of dropped events.
+#[test]
+fn a_span_within_the_bound_has_no_events_dropped_mark() {
+    let (traces, stats) = run(true, || {
+        tracing::info_span!("r").in_scope(|| tracing::info!("one"));
+    });
+    assert_eq!(stats.events_dropped, 0);
+    assert!(
+        traces[0]["metadata"].get("tracing_xray").is_none(),
+        "{:#}",
+        traces[0]
     );
 }
 

@@ -29,6 +29,7 @@
 //! | `aws.sns.topic.arn` | `aws.topic_arn` |
 //! | `faas.invoked_name`, `aws.lambda.invocation_type`, `aws.lambda.function_error` (a Lambda function called) | `aws.function_name`, `aws.invocation_type`, `aws.function_error` |
 //! | `aws.retries` | `aws.retries` |
+//! | `xray.aws.parameters` (a JSON object) | its members named as the official SDKs' parameters ([`crate::aws_parameters`]), in `aws` |
 //! | `xray.throttle = true` | `throttle` + `error` |
 //! | `xray.error = true` | `error` (the caller's failure, without a status: a request the client cancelled) |
 //! | `xray.fault = true` | `fault`, whatever the status (a response that broke after its head went out) |
@@ -291,6 +292,9 @@ pub(crate) struct Conventions<'a> {
     /// (`X-Amz-Function-Error`: `Unhandled`, `Handled`).
     function_error: Slot<'a>,
     retries: Slot<'a>,
+    /// `xray.aws.parameters`: a JSON object of the call's parameters the
+    /// official SDKs record (see [`crate::aws_parameters`]).
+    aws_parameters: Slot<'a>,
     /// Some slot was filled: without one, [`Conventions::apply`] has almost
     /// nothing to do.
     any: bool,
@@ -1148,6 +1152,46 @@ fn identifier<'a>(slot: &mut Slot<'a>) -> Option<Cow<'a, str>> {
 /// Whether X-Ray's 250 characters for a string hold `s` whole.
 fn fits(s: &str) -> bool {
     s.chars().nth(MAX_STRING_CHARS).is_none()
+}
+
+/// How deep a parameter's value may nest (DynamoDB's are at most four
+/// levels deep: a `ConsumedCapacity`'s index's capacity units, an
+/// `ItemCollectionMetrics`' key's attribute value); deeper levels are left
+/// out, so that no document nests deeper than X-Ray's parsers take.
+const MAX_PARAMETER_DEPTH: usize = 8;
+
+/// The parameters of an AWS call that `text` (a JSON object) holds, as the
+/// `aws` block takes them: only the names of
+/// [`crate::aws_parameters::is_parameter_key`], strings cut at 250
+/// characters, no value nested deeper than [`MAX_PARAMETER_DEPTH`]. `None`
+/// when `text` is no object or holds none.
+fn aws_parameters(text: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    fn bound(v: &mut serde_json::Value, depth: usize) -> bool {
+        use serde_json::Value;
+        match v {
+            Value::String(s) => {
+                let kept = truncate_chars(s, MAX_STRING_CHARS).len();
+                s.truncate(kept);
+            }
+            Value::Array(items) => {
+                if depth >= MAX_PARAMETER_DEPTH {
+                    return false;
+                }
+                items.retain_mut(|item| bound(item, depth + 1));
+            }
+            Value::Object(entries) => {
+                if depth >= MAX_PARAMETER_DEPTH {
+                    return false;
+                }
+                entries.retain(|_, item| bound(item, depth + 1));
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+        true
+    }
+    let mut map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text).ok()?;
+    map.retain(|k, v| crate::aws_parameters::is_parameter_key(k) && bound(v, 1));
+    (!map.is_empty()).then_some(map)
 }
 
 fn cut(s: &str) -> Cow<'_, str> {
@@ -2528,6 +2572,7 @@ impl<'a> Conventions<'a> {
             "aws.lambda.invocation_type" => &mut self.invocation_type,
             "aws.lambda.function_error" => &mut self.function_error,
             "aws.retries" => &mut self.retries,
+            crate::aws_parameters::PARAMETERS_FIELD => &mut self.aws_parameters,
             _ => return None,
         };
         debug_assert!(
@@ -2708,6 +2753,15 @@ impl<'a> Conventions<'a> {
         }
         if let Some(v) = text(&mut self.function_error) {
             entity.aws.function_error = Some(cut(v));
+        }
+        // Text that is no object of parameters stays metadata.
+        if let Some(map) = self
+            .aws_parameters
+            .and_then(|(_, v)| as_str(v))
+            .and_then(aws_parameters)
+        {
+            entity.aws.parameters = Some(Box::new(map));
+            self.aws_parameters = None;
         }
         if let Some(v) = identifier(&mut self.table_name) {
             entity.aws.table_name = Some(v);
@@ -3234,6 +3288,7 @@ impl<'a> Conventions<'a> {
             &self.invocation_type,
             &self.function_error,
             &self.retries,
+            &self.aws_parameters,
         ];
         for &(key, value) in slots.into_iter().flatten() {
             f(key, value);
@@ -3637,6 +3692,7 @@ mod tests {
             "faas.invoked_provider",
             "aws.lambda.invocation_type",
             "aws.lambda.function_error",
+            "xray.aws.parameters",
             "aws.sqs.queue.url",
             "aws.sqs.queue_url",
             "aws.table_name",

@@ -25,6 +25,12 @@
 //! - a Lambda function's failure, `aws.function_error` (`Unhandled`,
 //!   `Handled`: the response's `X-Amz-Function-Error`, which comes with a
 //!   200), as the official SDKs record it,
+//! - the other request and response parameters the official SDKs record
+//!   (their whitelists), under their names in the `aws` block: DynamoDB's
+//!   (`consistent_read`, `consumed_capacity`, `count`, ...), SQS's
+//!   (`message_id`, `message_count`, ..., `GetQueueUrl`'s answer as the
+//!   call's `queue_url`) and Lambda's (`log_type`, `qualifier`,
+//!   `status_code`), in one field, `xray.aws.parameters`,
 //! - the last attempt's error flags: 4xx → `error`, throttling →
 //!   `throttle`, 5xx or no response → `fault`, and the call's error as an
 //!   exception: a service's as one `remote` exception of its code and
@@ -51,7 +57,12 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use tracing::field::Empty;
 
+use crate::aws_parameters::PARAMETERS_FIELD;
 use crate::header::{TraceHeader, HEADER_NAME};
+
+mod parameters;
+
+use parameters::Picked;
 
 /// An AWS SDK interceptor that completes each call's `aws` subsegment and
 /// propagates the trace downstream.
@@ -243,6 +254,20 @@ struct LastAttempt {
     /// A Lambda function's failure (`X-Amz-Function-Error`: `Unhandled`,
     /// `Handled`), which comes with a 200.
     function_error: Option<String>,
+    /// The parameters of a successful response (see
+    /// [`crate::aws_parameters`]).
+    parameters: Picked,
+    /// The queue's URL `GetQueueUrl` answered with.
+    queue_url: Option<String>,
+}
+
+/// The parameters of the call's request (see [`crate::aws_parameters`]),
+/// read as it was serialized.
+#[derive(Debug, Clone, Default)]
+struct RequestParameters(Picked);
+
+impl Storable for RequestParameters {
+    type Storer = StoreReplace<Self>;
 }
 
 impl Storable for LastAttempt {
@@ -422,6 +447,64 @@ fn record_resources(span: &tracing::Span, service: &str, request: &HttpRequest) 
     }
 }
 
+/// The parameters of a request the official SDKs record
+/// ([`crate::aws_parameters`]): members of a JSON body (DynamoDB, SQS), and
+/// Lambda's `Invoke` log type and qualifier (a header and the query).
+fn request_parameters(md: &Metadata, request: &HttpRequest) -> Picked {
+    let mut picked = Picked::new();
+    if md.service().eq_ignore_ascii_case("lambda") {
+        if md.name() == "Invoke" {
+            if let Some(kind) = request.headers().get("x-amz-log-type") {
+                let kind = crate::limits::truncate_bytes(kind, 256);
+                picked.push(("log_type", serde_json::Value::from(kind)));
+            }
+            let query = request.uri().split('#').next().unwrap_or_default();
+            let qualifier = query.split_once('?').and_then(|(_, query)| {
+                query.split('&').find_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    (k == "Qualifier").then(|| crate::percent::decode(v, true))?
+                })
+            });
+            if let Some(qualifier) = qualifier {
+                picked.push(("qualifier", serde_json::Value::from(qualifier)));
+            }
+        }
+    } else if let (Some(op), Some(body)) = (
+        crate::aws_parameters::operation(md.service(), md.name()),
+        request.body().bytes(),
+    ) {
+        parameters::pick(body, op.request, &mut picked);
+    }
+    picked
+}
+
+/// The parameters of a successful response the official SDKs record
+/// ([`crate::aws_parameters`]), and the queue URL `GetQueueUrl` answered
+/// with.
+fn response_parameters(
+    md: &Metadata,
+    status: u16,
+    body: Option<&[u8]>,
+) -> (Picked, Option<String>) {
+    let mut picked = Picked::new();
+    let mut queue_url = None;
+    if md.service().eq_ignore_ascii_case("lambda") {
+        match md.name() {
+            "Invoke" => picked.push(("status_code", serde_json::Value::from(status))),
+            "InvokeAsync" => picked.push(("status", serde_json::Value::from(status))),
+            _ => {}
+        }
+    } else if let Some(body) = body {
+        if let Some(op) = crate::aws_parameters::operation(md.service(), md.name()) {
+            parameters::pick(body, op.response, &mut picked);
+        }
+        if md.name() == "GetQueueUrl" && md.service().eq_ignore_ascii_case("sqs") {
+            queue_url = json_string(body, "QueueUrl");
+        }
+    }
+    (picked, queue_url)
+}
+
 impl Intercept for XrayInterceptor {
     fn name(&self) -> &'static str {
         "XrayInterceptor"
@@ -452,6 +535,7 @@ impl Intercept for XrayInterceptor {
             "faas.invoked_name" = Empty,
             "aws.lambda.invocation_type" = Empty,
             "aws.lambda.function_error" = Empty,
+            "xray.aws.parameters" = Empty,
             "aws.retries" = Empty,
             "http.response.status_code" = Empty,
             "http.response.body.size" = Empty,
@@ -499,6 +583,9 @@ impl Intercept for XrayInterceptor {
             return Ok(());
         };
         record_resources(span, md.service(), context.request());
+        let request = request_parameters(md, context.request());
+        cfg.interceptor_state()
+            .store_put(RequestParameters(request));
         Ok(())
     }
 
@@ -623,6 +710,10 @@ impl Intercept for XrayInterceptor {
             .get("x-amz-function-error")
             .filter(|v| !v.is_empty())
             .map(|v| crate::limits::truncate_bytes(v, 256).to_owned());
+        let (parameters, queue_url) = match cfg.load::<Metadata>() {
+            Some(md) if status < 300 => response_parameters(md, status, response.body().bytes()),
+            _ => Default::default(),
+        };
         cfg.interceptor_state().store_put(LastAttempt {
             number,
             status: Some(status),
@@ -631,6 +722,8 @@ impl Intercept for XrayInterceptor {
             error,
             content_length,
             function_error,
+            parameters,
+            queue_url,
         });
         Ok(())
     }
@@ -680,7 +773,22 @@ impl Intercept for XrayInterceptor {
             if let Some(failure) = &last.function_error {
                 span.record("aws.lambda.function_error", failure.as_str());
             }
+            if let Some(url) = &last.queue_url {
+                span.record("aws.sqs.queue_url", url.as_str());
+            }
             span.record("xray.throttle", last.throttled);
+        }
+        // The request's parameters, and those of the last response when it
+        // was a success.
+        let mut parameters = cfg
+            .load::<RequestParameters>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default();
+        if let Some(last) = last {
+            parameters.extend(last.parameters.iter().cloned());
+        }
+        if let Some(text) = parameters::to_text(&parameters) {
+            span.record(PARAMETERS_FIELD, text.as_str());
         }
         if let Some(Err(err)) = context.output_or_error() {
             // A service's error: its code and message, as the official SDKs
