@@ -840,9 +840,17 @@ impl<'c> Assembler<'c> {
                 4 => {
                     if let Some(cause) = &mut entity.cause {
                         let gone = cause.exceptions.len().saturating_sub(1);
-                        cause.exceptions.truncate(1);
+                        let dropped: Vec<SegmentId> = cause
+                            .exceptions
+                            .drain(1.min(cause.exceptions.len())..)
+                            .map(|e| e.id)
+                            .collect();
+                        // A cause among those dropped (its own source) goes;
+                        // one below (the same error passed up) stays.
                         for ex in &mut cause.exceptions {
-                            ex.cause = None;
+                            if ex.cause.is_some_and(|c| dropped.contains(&c)) {
+                                ex.cause = None;
+                            }
                         }
                         exceptions_dropped += gone as u64;
                         self.counts.exceptions_dropped += gone as u64;
@@ -1042,6 +1050,12 @@ impl<'c> Assembler<'c> {
         if !node.events().is_empty() {
             crate::events::render(node, &mut entity, &self.cfg.fields);
         }
+        // Those of the spans folded in too: their events are never sent,
+        // but the ones past their bound were no more recorded.
+        self.counts.events_dropped += merged
+            .iter()
+            .map(|m| u64::from(m.events_dropped()))
+            .sum::<u64>();
         if node.events_dropped() > 0 {
             // Said on the span itself, as its dropped exceptions are.
             self.counts.events_dropped += u64::from(node.events_dropped());
@@ -1240,14 +1254,14 @@ fn exception_text(text: &str) -> Cow<'_, str> {
 }
 
 /// When field `key`, the one giving a span's exception its text
-/// (`exception.message`, ..., of the span or of one folded into it), was
-/// given it: after that span began (`Span::record`), then; given as it
-/// began, as of its end.
+/// (`exception.message`, ..., of the span or of an interceptor's span folded
+/// into it: the spans whose fields are read), was given it: after that span
+/// began (`Span::record`), then; given as it began, as of its end.
 fn field_message_at(node: &SpanData, merged: &[&SpanData], key: Option<&str>) -> Instant {
     let holder = key
         .and_then(|key| {
             std::iter::once(node)
-                .chain(merged.iter().copied())
+                .chain(merged.iter().copied().filter(|m| is_interceptor_span(m)))
                 .rev()
                 .find(|span| span.fields.iter().any(|(k, _)| *k == key))
         })

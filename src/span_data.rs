@@ -345,6 +345,17 @@ pub(crate) struct Rare {
     pub(crate) text_at: [Option<Instant>; TEXT_FIELDS.len()],
 }
 
+impl Rare {
+    /// Field `key`'s dropped error, counted, is replaced by a new value:
+    /// it is no longer counted.
+    fn forget_dropped_error(&mut self, key: &str) {
+        if let Some(i) = self.dropped_error_fields.iter().position(|f| *f == key) {
+            self.dropped_error_fields.swap_remove(i);
+            self.errors_dropped = self.errors_dropped.saturating_sub(1);
+        }
+    }
+}
+
 /// The fields an exception's text comes from (see [`Rare::text_at`]).
 pub(crate) const TEXT_FIELDS: [&str; 4] = [
     "exception.message",
@@ -824,6 +835,7 @@ impl SpanData {
         self.add_heap_bytes(added);
         self.sub_heap_bytes(replaced);
         if let Some(rare) = self.rare.as_deref_mut() {
+            rare.forget_dropped_error(key);
             if let Some(i) = rare.errors.iter().position(|e| e.field == Some(key)) {
                 let replaced = rare.errors.remove(i).heap_bytes();
                 self.sub_heap_bytes(replaced);
@@ -861,6 +873,10 @@ impl SpanData {
                 return;
             }
             rare.dropped_error_fields.push(field);
+        } else if let Some(field) = field {
+            // Kept now (another field's error made room): its earlier error,
+            // dropped, is replaced, no longer counted.
+            rare.forget_dropped_error(field);
         }
         if push_bounded(
             &mut rare.errors,

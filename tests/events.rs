@@ -344,6 +344,38 @@ fn events_trimmed_away_are_counted() {
     );
 }
 
+/// Found by the hunt of the README's claims. Before the fix, the events
+/// past the bound of an AWS SDK internal span folded into its call's
+/// subsegment were not counted (the folded spans' dropped errors were).
+#[test]
+fn events_dropped_in_a_folded_sdk_span_are_counted() {
+    let c = with_events(|| {
+        tracing::info_span!("r").in_scope(|| {
+            tracing::info_span!(
+                target: "aws_sdk_dynamodb::operation",
+                "GetItem",
+                rpc.system = "aws-api",
+                rpc.service = "DynamoDB",
+                rpc.method = "GetItem"
+            )
+            .in_scope(|| {
+                tracing::debug_span!(
+                    target: "aws_smithy_runtime::client::orchestrator",
+                    "try_attempt"
+                )
+                .in_scope(|| {
+                    for i in 0..40 {
+                        tracing::info!(i, "tick");
+                    }
+                });
+            });
+        });
+    });
+    let call = common::node(&c.docs, "DynamoDB");
+    assert!(call.get("subsegments").is_none(), "folded: {call:#}");
+    assert_eq!(c.xray.stats().events_dropped, 8);
+}
+
 /// A span within its bound says nothing of dropped events.
 #[test]
 fn a_span_within_the_bound_has_no_events_dropped_mark() {

@@ -1305,3 +1305,95 @@ mod field_times_by_field {
         );
     }
 }
+
+// Found by the hunt of the README's claims. A span passes an error up (it
+// logs the error its child logged) and holds seven long error chains: too
+// large for a document, it keeps only its first exception. Before the fix,
+// that exception lost its `cause` whatever it named: the copy below it, an
+// error passed up, as well as its own sources, dropped.
+#[test]
+fn a_span_trimmed_to_its_first_exception_keeps_its_link_below() {
+    let docs = common::capture_documents(
+        |b| b,
+        || {
+            info_span!("root").in_scope(|| {
+                let outer = info_span!(
+                    "outer",
+                    h1 = Empty,
+                    h2 = Empty,
+                    h3 = Empty,
+                    h4 = Empty,
+                    h5 = Empty,
+                    h6 = Empty,
+                    h7 = Empty
+                );
+                outer.in_scope(|| {
+                    info_span!("inner").in_scope(|| tracing::error!("payment declined"));
+                    tracing::error!("payment declined");
+                    for (i, f) in ["h1", "h2", "h3", "h4", "h5", "h6", "h7"]
+                        .iter()
+                        .enumerate()
+                    {
+                        outer.record(*f, &chain(i, 9) as &dyn std::error::Error);
+                    }
+                });
+            });
+        },
+    )
+    .docs;
+    let outer = common::node(&docs, "outer");
+    assert_eq!(
+        outer["metadata"]["tracing_xray"]["trimmed"], true,
+        "{outer:#}"
+    );
+    let ex = common::exceptions(outer);
+    assert_eq!(ex.len(), 1, "{outer:#}");
+    assert_eq!(ex[0]["message"], "payment declined");
+    let inner = exception_of(&docs, "inner", "payment declined");
+    assert_eq!(ex[0]["cause"], inner["id"], "{outer:#}");
+}
+
+// Found by the hunt of the README's claims. An AWS call records its
+// failure's text, then a call made inside it (STS) logs the same error,
+// then an HTTP connector folded into the call (its fields never sent)
+// records a text of its own. Before the fix, the call's exception was
+// timed by the connector's later record, and so named STS's exception, one
+// recorded after it, as its cause.
+#[test]
+fn a_calls_exception_text_is_timed_by_its_own_record_not_a_folded_spans() {
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            info_span!("r").in_scope(|| {
+                let op = info_span!(
+                    target: "aws_sdk_dynamodb::operation",
+                    "GetItem",
+                    rpc.system = "aws-api",
+                    rpc.service = "DynamoDB",
+                    rpc.method = "GetItem",
+                    error.message = Empty,
+                );
+                op.in_scope(|| {
+                    op.record("error.message", "access denied");
+                    info_span!(
+                        target: "aws_sdk_sts::operation",
+                        "AssumeRole",
+                        rpc.system = "aws-api",
+                        rpc.service = "STS",
+                        rpc.method = "AssumeRole",
+                    )
+                    .in_scope(|| tracing::error!("access denied"));
+                    let send = info_span!(target: "app::connector", "send", error.message = Empty);
+                    send.in_scope(|| send.record("error.message", "connection reset"));
+                });
+            });
+        },
+    );
+    let ddb = exception_of(&c.docs, "DynamoDB", "access denied");
+    let sts = exception_of(&c.docs, "STS", "access denied");
+    assert!(
+        !c.raw.iter().any(|r| r.contains("connection reset")),
+        "folded"
+    );
+    assert_ne!(ddb["cause"], sts["id"], "{:#?}", c.docs);
+}

@@ -427,6 +427,47 @@ fn an_error_field_recorded_again_past_the_bound_is_counted_once() {
     assert_eq!(r.xray.stats().exceptions_dropped, 1);
 }
 
+/// Found by the hunt of the README's claims. A span fills its 8 error
+/// fields, a 9th (`e9`) is dropped and counted; then `e1` recovers (a text
+/// now, its exception gone) and `e9` fails again, kept this time. Before the
+/// fix the document held all 8 errors, `e9`'s among them, yet said one was
+/// dropped, as did `stats()`: a dropped field's count was never taken back.
+#[test]
+fn an_error_field_kept_in_the_end_is_not_counted_dropped() {
+    let r = run(|| {
+        let s = info_span!(
+            "r",
+            e1 = Empty,
+            e2 = Empty,
+            e3 = Empty,
+            e4 = Empty,
+            e5 = Empty,
+            e6 = Empty,
+            e7 = Empty,
+            e8 = Empty,
+            e9 = Empty
+        );
+        let err = boom("boom");
+        for f in ["e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9"] {
+            s.record(f, &err as &dyn std::error::Error);
+        }
+        s.record("e1", "recovered");
+        s.record("e9", &boom("boom 9") as &dyn std::error::Error);
+        s.in_scope(|| {});
+    });
+    let seg = &r.docs[0];
+    let ex = exceptions(seg);
+    assert_eq!(ex.len(), 8, "{seg:#}");
+    assert!(ex.iter().any(|e| e["message"] == "boom 9"), "{seg:#}");
+    assert_eq!(seg["metadata"]["tracing"]["e1"], "recovered");
+    assert_eq!(
+        seg["metadata"]["tracing_xray"].get("exceptions_dropped"),
+        None,
+        "{seg:#}"
+    );
+    assert_eq!(r.xray.stats().exceptions_dropped, 0);
+}
+
 // ===========================================================================
 // PASSING: checks of the promises that held (kept as coverage).
 // ===========================================================================

@@ -2569,3 +2569,56 @@ fn a_quoted_requests_closing_quote_before_other_punctuation_ends_the_line() {
 fn a_dotted_x_names_validation_message_stays() {
     assert_note_keeps("x-form.password: too short KEEPME", "too short KEEPME");
 }
+
+// Found by the hunt of the README's claims: texts recorded with `?` (quoted,
+// their line breaks `\n` escapes). Before the fix, a raw header block kept
+// the credential of its first line when that line began with blanks or
+// curl's `> ` (the line's start was the text's opening quote); and a
+// struct's, a HAR record's or a pair's pretty-printed `Debug` kept its
+// value (the `\n` escapes and indentation between the name, `Some(` and
+// the value were not read over).
+#[test]
+fn header_blocks_and_pretty_debug_recorded_with_debug_lose_their_credentials() {
+    #[derive(Debug)]
+    #[allow(dead_code)] // read by `Debug`
+    struct Creds {
+        password: Option<&'static str>,
+    }
+    #[derive(Debug)]
+    #[allow(dead_code)] // read by `Debug`
+    struct Header {
+        name: &'static str,
+        value: String,
+    }
+    let texts = [
+        format!("> Authorization: Bearer {SECRET}\n> Host: shop.example"),
+        format!("> Cookie: session={SECRET}\n> Host: shop.example"),
+        format!("> X-Api-Key: {SECRET}\n> Accept: */*"),
+        format!("  Authorization: Bearer {SECRET}\n  Host: shop.example"),
+        format!(
+            "{:#?}",
+            Creds {
+                password: Some(SECRET)
+            }
+        ),
+        format!(
+            "{:#?}",
+            Header {
+                name: "Authorization",
+                value: format!("Bearer {SECRET}")
+            }
+        ),
+        format!("{:#?}", vec![("authorization", format!("Bearer {SECRET}"))]),
+    ];
+    for text in texts {
+        let docs = sent(
+            |b| b,
+            || info_span!("call", request = ?text).in_scope(|| {}),
+        );
+        assert_no_secret(&format!("{text:?}"), &docs);
+        // What follows the credential stays.
+        if text.contains("Host") {
+            assert!(docs[0].contains("shop.example"), "{}", docs[0]);
+        }
+    }
+}

@@ -693,12 +693,14 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
         }
         i
     };
-    // Blanks and line breaks (a pretty-printed pair).
-    let spaces = |mut i: usize| {
-        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
-            i += 1;
+    // Blanks and line breaks (a pretty-printed pair), their escapes too (one
+    // recorded with `?`: `Some(\n        \"…\"`).
+    let spaces = |mut i: usize| loop {
+        match bytes.get(i..) {
+            Some([b, ..]) if b.is_ascii_whitespace() => i += 1,
+            Some([b'\\', b'n' | b'r' | b't', ..]) if i == 0 || bytes[i - 1] != b'\\' => i += 2,
+            _ => return i,
         }
-        i
     };
     let quote_at = |i: usize| -> usize {
         match bytes.get(i..) {
@@ -774,9 +776,24 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
     let quoted_name = opening > 0 && quote_at(at) > 0;
     // Before the name's quote, what opens it: `(` of a pair, or of a
     // wrapped name (`String("Authorization")`, a `Value`'s `Debug`).
-    let before_name = bytes[..start - opening]
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace());
+    // (Over blanks and line breaks, and their escapes: a pair
+    // pretty-printed and recorded with `?`, `(\n        \"authorization\",`.)
+    let before_name = {
+        let mut p = start - opening;
+        loop {
+            if p > 0 && bytes[p - 1].is_ascii_whitespace() {
+                p -= 1;
+            } else if p >= 2
+                && bytes[p - 2] == b'\\'
+                && matches!(bytes[p - 1], b'n' | b'r' | b't')
+                && (p < 3 || bytes[p - 3] != b'\\')
+            {
+                p -= 2;
+            } else {
+                break p.checked_sub(1);
+            }
+        }
+    };
     let opens = before_name.filter(|&p| bytes[p] == b'(');
     let wrapped_name = opens.is_some_and(|p| p > 0 && bytes[p - 1].is_ascii_alphabetic());
     let mut i = if quoted_name { at + quote_at(at) } else { at };
@@ -886,7 +903,10 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
             let before = bytes[..start]
                 .iter()
                 .rposition(|&b| !matches!(b, b' ' | b'\t' | b'>' | b'<'));
-            let escaped_line = before.is_some_and(|p| is_escaped_line_break(bytes, p));
+            // The opening quote of a text recorded with `?` starts its first
+            // line (`"> Authorization: …\n> Host: …"`).
+            let escaped_line = before
+                .is_some_and(|p| is_escaped_line_break(bytes, p) || (p == 0 && bytes[0] == b'"'));
             if !escaped_line && before.is_some_and(|p| !matches!(bytes[p], b'\n' | b'\r')) {
                 return None;
             }
