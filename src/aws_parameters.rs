@@ -98,8 +98,8 @@ const THROUGHPUT: Param = value("ProvisionedThroughput", "provisioned_throughput
 const FAILED: Param = value("Failed", "failed");
 const VISIBILITY_TIMEOUT: Param = value("VisibilityTimeout", "visibility_timeout");
 
-/// The operations whose JSON bodies hold parameters to record (Lambda's
-/// are in its URL and headers: see [`LAMBDA_KEYS`]).
+/// The operations whose JSON bodies hold parameters to record (Lambda's and
+/// S3's are in their URLs and headers: see [`URL_KEYS`]).
 pub(crate) const OPERATIONS: &[Operation] = &[
     op("DynamoDB", "BatchGetItem", &[], &[CONSUMED]),
     op("DynamoDB", "BatchWriteItem", &[], &[CONSUMED, METRICS]),
@@ -256,10 +256,22 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     ),
 ];
 
-/// Lambda's parameters, from the request's URL and headers and the
-/// response's status: `Invoke`'s `LogType` (`X-Amz-Log-Type`), `Qualifier`
-/// (the query's) and `StatusCode`, `InvokeAsync`'s `Status`.
-pub(crate) const LAMBDA_KEYS: &[&str] = &["log_type", "qualifier", "status_code", "status"];
+/// The parameters read from a request's URL and headers and a response's
+/// status: Lambda's `Invoke`'s `LogType` (`X-Amz-Log-Type`), `Qualifier`
+/// (the query's) and `StatusCode`, `InvokeAsync`'s `Status`; S3's object
+/// `Key` (the path's), `VersionId` and a listing's `Prefix` (the query's),
+/// `CopySource` (`X-Amz-Copy-Source`). (S3's bucket is the call's
+/// `bucket_name`.)
+pub(crate) const URL_KEYS: &[&str] = &[
+    "log_type",
+    "qualifier",
+    "status_code",
+    "status",
+    "key",
+    "version_id",
+    "prefix",
+    "copy_source",
+];
 
 /// The parameters recorded for `service`'s `operation` (names as the AWS SDK
 /// for Rust gives them: `DynamoDB`, `GetItem`), if any.
@@ -273,7 +285,7 @@ pub(crate) fn operation(service: &str, operation: &str) -> Option<&'static Opera
 /// Whether `key` is a parameter's name in the `aws` block: the only keys
 /// [`PARAMETERS_FIELD`] gives it.
 pub(crate) fn is_parameter_key(key: &str) -> bool {
-    LAMBDA_KEYS.contains(&key)
+    URL_KEYS.contains(&key)
         || OPERATIONS
             .iter()
             .flat_map(|o| o.request.iter().chain(o.response))
@@ -325,6 +337,15 @@ mod tests {
         assert!(!is_parameter_key("table_name"));
         assert!(!is_parameter_key("ConsumedCapacity"));
         assert!(is_parameter_key("status_code"));
+        for k in URL_KEYS {
+            assert!(
+                !OPERATIONS
+                    .iter()
+                    .flat_map(|o| o.request.iter().chain(o.response))
+                    .any(|p| p.key == *k),
+                "{k}"
+            );
+        }
     }
 
     #[test]

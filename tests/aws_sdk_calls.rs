@@ -1411,6 +1411,99 @@ mod with_interceptor {
         assert_eq!(list["queue_count"], 1, "{list:#}");
     }
 
+    /// S3 calls record their bucket (`bucket_name`) and, as the official
+    /// SDKs do, the object's key, a listing's prefix and a copy's source.
+    /// Before, an S3 call named no bucket.
+    #[test]
+    fn s3_calls_name_their_bucket_and_key() {
+        let moto = Moto::start();
+        let endpoint = moto.url();
+        let doc = trace(LevelFilter::INFO, || async move {
+            let s3 = aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::Config::builder()
+                    .behavior_version(BehaviorVersion::latest())
+                    .region(Region::new("us-east-1"))
+                    .credentials_provider(Credentials::new(
+                        "AKIDTEST", "secret", None, None, "test",
+                    ))
+                    .endpoint_url(&endpoint)
+                    .force_path_style(true)
+                    .http_client(aws_smithy_http_client::Builder::new().build_http())
+                    .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
+                    .build(),
+            );
+            s3.create_bucket().bucket("photos").send().await.unwrap();
+            s3.put_object()
+                .bucket("photos")
+                .key("cats/tom & jerry.jpg")
+                .body(aws_sdk_s3::primitives::ByteStream::from_static(b"meow"))
+                .send()
+                .await
+                .unwrap();
+            let got = s3
+                .get_object()
+                .bucket("photos")
+                .key("cats/tom & jerry.jpg")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                got.body.collect().await.unwrap().into_bytes().as_ref(),
+                b"meow"
+            );
+            s3.copy_object()
+                .bucket("photos")
+                .key("copy.jpg")
+                .copy_source("photos/cats/tom%20%26%20jerry.jpg")
+                .send()
+                .await
+                .unwrap();
+            s3.list_objects_v2()
+                .bucket("photos")
+                .prefix("cats/")
+                .send()
+                .await
+                .unwrap();
+            s3.list_buckets().send().await.unwrap();
+        });
+        let calls = calls(&doc);
+        let aws = |op: &str| {
+            calls
+                .iter()
+                .find(|c| c["aws"]["operation"] == op)
+                .map(|c| c["aws"].clone())
+                .unwrap_or_else(|| panic!("{op} in {doc:#}"))
+        };
+        for op in [
+            "CreateBucket",
+            "PutObject",
+            "GetObject",
+            "CopyObject",
+            "ListObjectsV2",
+        ] {
+            assert_eq!(aws(op)["bucket_name"], "photos", "{op}: {:#}", aws(op));
+        }
+        assert!(aws("CreateBucket").get("key").is_none());
+        assert_eq!(
+            aws("PutObject")["key"],
+            "cats/tom & jerry.jpg",
+            "{:#}",
+            aws("PutObject")
+        );
+        assert_eq!(aws("GetObject")["key"], "cats/tom & jerry.jpg");
+        let copy = aws("CopyObject");
+        assert_eq!(copy["key"], "copy.jpg", "{copy:#}");
+        assert_eq!(
+            copy["copy_source"], "photos/cats/tom & jerry.jpg",
+            "{copy:#}"
+        );
+        let list = aws("ListObjectsV2");
+        assert_eq!(list["prefix"], "cats/", "{list:#}");
+        assert!(list.get("key").is_none(), "{list:#}");
+        let buckets = aws("ListBuckets");
+        assert!(buckets.get("bucket_name").is_none(), "{buckets:#}");
+    }
+
     /// With the interceptor's span filtered out (a filter for the
     /// application's crates only, here the layer's only one, so the span is
     /// disabled as under a global `EnvFilter`), the call is still part of

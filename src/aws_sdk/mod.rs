@@ -16,7 +16,8 @@
 //! - the resources the call names, as the official SDKs record them:
 //!   DynamoDB's `aws.table_name` (`aws.table_names` for a batch operation
 //!   over several tables), SQS's `aws.queue_url`, SNS's `aws.topic_arn`,
-//!   and Lambda's `aws.function_name` and `aws.invocation_type`,
+//!   S3's `aws.bucket_name`, and Lambda's `aws.function_name` and
+//!   `aws.invocation_type`,
 //! - `aws.region` (from the request's SigV4 credential scope, else the
 //!   client's configured region),
 //! - `http.response.status` and `content_length` of the last attempt
@@ -29,8 +30,10 @@
 //!   (their whitelists), under their names in the `aws` block: DynamoDB's
 //!   (`consistent_read`, `consumed_capacity`, `count`, ...), SQS's
 //!   (`message_id`, `message_count`, ..., `GetQueueUrl`'s answer as the
-//!   call's `queue_url`) and Lambda's (`log_type`, `qualifier`,
-//!   `status_code`), in one field, `xray.aws.parameters`,
+//!   call's `queue_url`), Lambda's (`log_type`, `qualifier`,
+//!   `status_code`) and S3's (`key`, `version_id`, `prefix`, `copy_source`;
+//!   the bucket is `aws.s3.bucket`, from the URL of an AWS endpoint, or of
+//!   an IP address or `localhost`), in one field, `xray.aws.parameters`,
 //! - the last attempt's error flags: 4xx → `error`, throttling →
 //!   `throttle`, 5xx or no response → `fault`, and the call's error as an
 //!   exception: a service's as one `remote` exception of its code and
@@ -447,9 +450,100 @@ fn record_resources(span: &tracing::Span, service: &str, request: &HttpRequest) 
     }
 }
 
+/// The value of `key` in a URL's query, decoded.
+fn query_value(uri: &str, key: &str) -> Option<String> {
+    let query = uri.split('#').next()?.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| crate::percent::decode(v, true))?
+    })
+}
+
+/// An S3 request's bucket and object key, from its URL: the host's first
+/// labels on an AWS host in the virtual-hosted style
+/// (`bucket.s3.us-east-1.amazonaws.com/key`), else the path's first segment
+/// (`s3.us-east-1.amazonaws.com/bucket/key`, and an endpoint of an IP
+/// address or `localhost`, which the SDK addresses in the path style). Of
+/// another endpoint (a custom domain, where the bucket may be in the host
+/// or in the path): `None`, rather than a wrong bucket.
+fn s3_location(uri: &str) -> Option<(String, Option<String>)> {
+    let rest = uri.split_once("://")?.1;
+    let (authority, path) = rest.find('/').map_or((rest, ""), |p| rest.split_at(p));
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    let lower = host.to_ascii_lowercase();
+    let aws = [".amazonaws.com", ".amazonaws.com.cn"]
+        .iter()
+        .any(|d| lower.ends_with(d));
+    let in_host = if aws {
+        [".s3.", ".s3-", ".s3express-"]
+            .iter()
+            .filter_map(|m| lower.find(m))
+            .min()
+            .map(|at| &host[..at])
+    } else {
+        lower.strip_suffix(".localhost").map(|b| &host[..b.len()])
+    };
+    let (bucket, key) = match in_host {
+        Some(bucket) => (bucket.to_owned(), path),
+        None if aws || lower == "localhost" || host.parse::<std::net::IpAddr>().is_ok() => {
+            let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+            (crate::percent::decode(bucket, false)?, key)
+        }
+        None => return None,
+    };
+    if bucket.is_empty() || !fits_identifier(&bucket) {
+        return None;
+    }
+    let key = Some(key)
+        .filter(|k| !k.is_empty())
+        .and_then(|k| crate::percent::decode(k, false));
+    Some((bucket, key))
+}
+
+/// A bucket's name (3-63 characters; an access point's alias is longer):
+/// what no URL of another shape is taken for.
+fn fits_identifier(name: &str) -> bool {
+    name.len() <= 255 && !name.contains(['/', '?', '#'])
+}
+
+/// An S3 request's bucket, on its call's span, and the parameters the
+/// official SDKs record of it: the object's key, its version, a listing's
+/// prefix and a copy's source (from the URL and a header, once the endpoint
+/// has made the URL whole: before, it holds neither the host nor, in the
+/// path style, the bucket).
+fn s3_parameters(span: &tracing::Span, request: &HttpRequest) -> Picked {
+    let mut picked = Picked::new();
+    let text = |v: &str| serde_json::Value::from(crate::limits::truncate_bytes(v, 1024));
+    let uri = request.uri();
+    if let Some((bucket, key)) = s3_location(uri) {
+        span.record("aws.s3.bucket", bucket.as_str());
+        if let Some(key) = key {
+            picked.push(("key", text(&key)));
+        }
+    }
+    if let Some(version) = query_value(uri, "versionId") {
+        picked.push(("version_id", text(&version)));
+    }
+    if let Some(prefix) = query_value(uri, "prefix") {
+        picked.push(("prefix", text(&prefix)));
+    }
+    if let Some(source) = request.headers().get("x-amz-copy-source") {
+        let source = crate::percent::decode_lossy(source, false);
+        picked.push(("copy_source", text(&source)));
+    }
+    picked
+}
+
 /// The parameters of a request the official SDKs record
-/// ([`crate::aws_parameters`]): members of a JSON body (DynamoDB, SQS), and
-/// Lambda's `Invoke` log type and qualifier (a header and the query).
+/// ([`crate::aws_parameters`]): members of a JSON body (DynamoDB, SQS),
+/// Lambda's `Invoke` log type and qualifier (a header and the query); S3's
+/// come later ([`s3_parameters`]).
 fn request_parameters(md: &Metadata, request: &HttpRequest) -> Picked {
     let mut picked = Picked::new();
     if md.service().eq_ignore_ascii_case("lambda") {
@@ -458,14 +552,7 @@ fn request_parameters(md: &Metadata, request: &HttpRequest) -> Picked {
                 let kind = crate::limits::truncate_bytes(kind, 256);
                 picked.push(("log_type", serde_json::Value::from(kind)));
             }
-            let query = request.uri().split('#').next().unwrap_or_default();
-            let qualifier = query.split_once('?').and_then(|(_, query)| {
-                query.split('&').find_map(|pair| {
-                    let (k, v) = pair.split_once('=')?;
-                    (k == "Qualifier").then(|| crate::percent::decode(v, true))?
-                })
-            });
-            if let Some(qualifier) = qualifier {
+            if let Some(qualifier) = query_value(request.uri(), "Qualifier") {
                 picked.push(("qualifier", serde_json::Value::from(qualifier)));
             }
         }
@@ -532,6 +619,7 @@ impl Intercept for XrayInterceptor {
             "aws.dynamodb.table_names" = Empty,
             "aws.sqs.queue_url" = Empty,
             "aws.sns.topic.arn" = Empty,
+            "aws.s3.bucket" = Empty,
             "faas.invoked_name" = Empty,
             "aws.lambda.invocation_type" = Empty,
             "aws.lambda.function_error" = Empty,
@@ -595,6 +683,16 @@ impl Intercept for XrayInterceptor {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        // The endpoint has made the URL whole by now.
+        let s3 = cfg
+            .load::<Metadata>()
+            .is_some_and(|md| md.service().eq_ignore_ascii_case("s3"));
+        if let Some(picked) = call_span(cfg)
+            .filter(|_| s3)
+            .map(|span| s3_parameters(span, context.request()))
+        {
+            cfg.interceptor_state().store_put(RequestParameters(picked));
+        }
         let Some(span) = call_span(cfg) else {
             return Ok(());
         };
@@ -871,6 +969,54 @@ mod tests {
         );
         assert_eq!(json_string(b"{\"QueueUrl\": 7}", "QueueUrl"), None);
         assert_eq!(form_value(b"\xff=1", "x"), None);
+    }
+
+    #[test]
+    fn s3_bucket_and_key_from_the_url() {
+        let at = |uri: &str| s3_location(uri);
+        let both = |b: &str, k: Option<&str>| Some((b.to_owned(), k.map(str::to_owned)));
+        assert_eq!(
+            at("https://photos.s3.eu-west-1.amazonaws.com/cats/tom%20%2B%20jerry.jpg?x-id=GetObject"),
+            both("photos", Some("cats/tom + jerry.jpg"))
+        );
+        assert_eq!(
+            at("https://my.bucket.s3.amazonaws.com/"),
+            both("my.bucket", None)
+        );
+        assert_eq!(
+            at("https://logs.s3-accelerate.amazonaws.com/a"),
+            both("logs", Some("a"))
+        );
+        assert_eq!(
+            at("https://b--use1-az4--x-s3.s3express-use1-az4.us-east-1.amazonaws.com/k"),
+            both("b--use1-az4--x-s3", Some("k"))
+        );
+        assert_eq!(
+            at("https://s3.us-east-1.amazonaws.com/photos/a/b?list-type=2"),
+            both("photos", Some("a/b"))
+        );
+        assert_eq!(
+            at("https://s3.cn-north-1.amazonaws.com.cn/b"),
+            both("b", None)
+        );
+        assert_eq!(
+            at("http://127.0.0.1:5000/photos/k"),
+            both("photos", Some("k"))
+        );
+        assert_eq!(at("http://[::1]:5000/photos"), both("photos", None));
+        assert_eq!(
+            at("http://localhost:4566/photos/k"),
+            both("photos", Some("k"))
+        );
+        assert_eq!(
+            at("http://photos.localhost:4566/k"),
+            both("photos", Some("k"))
+        );
+        // ListBuckets: no bucket. A custom domain: the bucket may be in the
+        // host or the path, so none.
+        assert_eq!(at("https://s3.us-east-1.amazonaws.com/"), None);
+        assert_eq!(at("https://minio.example.com/photos/k"), None);
+        assert_eq!(at("not a url"), None);
     }
 
     #[test]

@@ -3612,6 +3612,8 @@ mod tests {
             "@",
             "\\",
             "\\n",
+            "\\r\\n",
+            "\\t",
             "-",
             "_",
             "DB",
@@ -3632,7 +3634,10 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(2_000))]
+            // `PROPTEST_CASES` runs more (400,000 in release after a change).
+            #![proptest_config(ProptestConfig::with_cases(
+                std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2_000)
+            ))]
             #[test]
             fn never_panics_and_is_the_same_scrubbed_twice(text in text()) {
                 let once = without_secrets(&text).into_owned();
