@@ -83,12 +83,6 @@ fn largest_first(
     (drop, names)
 }
 
-/// Drops metadata entries, the largest first, until they free at least
-/// `excess` bytes of the document (see [`largest_first`]), and names them
-/// (`namespace.key`). This crate's own entries (its counts) stay. The
-/// span's events (`tracing.events`, with `with_events(true)`) count one by
-/// one (`tracing.events[i]`): a large event costs the span no other; an
-/// events list left empty goes too.
 /// How many events a span's metadata lists (`tracing.events`).
 fn event_count(metadata: &crate::model::Metadata<'_>) -> usize {
     metadata
@@ -103,6 +97,12 @@ fn event_count(metadata: &crate::model::Metadata<'_>) -> usize {
         .sum()
 }
 
+/// Drops metadata entries, the largest first, until they free at least
+/// `excess` bytes of the document (see [`largest_first`]), and names them
+/// (`namespace.key`). This crate's own entries (its counts) stay. The
+/// span's events (`tracing.events`, with `with_events(true)`) count one by
+/// one (`tracing.events[i]`): a large event costs the span no other; an
+/// events list left empty goes too.
 fn drop_largest_metadata(
     metadata: &mut crate::model::Metadata<'_>,
     excess: usize,
@@ -1050,19 +1050,20 @@ impl<'c> Assembler<'c> {
         if !node.events().is_empty() {
             crate::events::render(node, &mut entity, &self.cfg.fields);
         }
-        // Those of the spans folded in too: their events are never sent,
-        // but the ones past their bound were no more recorded.
-        self.counts.events_dropped += merged
-            .iter()
-            .map(|m| u64::from(m.events_dropped()))
-            .sum::<u64>();
-        if node.events_dropped() > 0 {
-            // Said on the span itself, as its dropped exceptions are.
-            self.counts.events_dropped += u64::from(node.events_dropped());
+        // Those of the spans folded in too (their events are never sent, but
+        // the ones past their bound were no more recorded), as their dropped
+        // exceptions are.
+        let events_dropped: u64 = std::iter::once(node)
+            .chain(merged.iter().copied())
+            .map(|n| u64::from(n.events_dropped()))
+            .sum();
+        if events_dropped > 0 {
+            // Said on the span itself.
+            self.counts.events_dropped += events_dropped;
             entity.metadata.put(
                 Cow::Borrowed(CRATE_NAMESPACE),
                 Cow::Borrowed("events_dropped"),
-                MetaValue::U64(u64::from(node.events_dropped())),
+                MetaValue::U64(events_dropped),
             );
         }
         if has_errors {

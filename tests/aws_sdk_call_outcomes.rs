@@ -1017,10 +1017,10 @@ fn an_aws_call_records_its_responses_content_length() {
 /// `X-Amz-Function-Error: Unhandled` (the SDK call itself succeeds): the
 /// official SDKs record it (`FunctionError` in their AWS whitelist) as
 /// `aws.function_error`; the subsegment was a clean 200, the only trace of
-/// the failure lost. Now recorded. (The whitelist's other response
-/// parameters, `StatusCode` (the HTTP status, already in `http`), SQS's
-/// `MessageId` and DynamoDB's `ConsumedCapacity`, are read from the
-/// response body and not recorded: checked here as not sent.)
+/// the failure lost. Now recorded, with the whitelist's other response
+/// parameters: `StatusCode` (the HTTP status), SQS's `MessageId` and
+/// DynamoDB's `ConsumedCapacity`, read from the response body (before, not
+/// recorded).
 #[test]
 fn a_lambda_functions_failure_is_recorded() {
     let ep = Endpoint::start(|_, s| {
@@ -1097,11 +1097,72 @@ fn a_lambda_functions_failure_is_recorded() {
         got,
         [
             ("Lambda", "function_error", true),
-            ("Lambda", "status_code", false),
-            ("SQS", "message_id", false),
-            ("DynamoDB", "consumed_capacity", false),
+            ("Lambda", "status_code", true),
+            ("SQS", "message_id", true),
+            ("DynamoDB", "consumed_capacity", true),
         ],
         "(service, aws key, recorded): {doc:#}"
     );
     assert_eq!(calls[0]["aws"]["function_error"], "Unhandled", "{doc:#}");
+}
+
+/// Found by the review of the parameters' reading. A `Scan` answered with a
+/// 200 the SDK cannot read (`Items` is no list): the call fails. Before the
+/// fix its subsegment still said `count: 7` and `scanned_count: 9`, read
+/// from a response the SDK refused (the official SDKs read parameters from
+/// a call's result only).
+#[test]
+fn a_call_that_failed_on_a_2xx_body_records_none_of_its_response_parameters() {
+    let ep = Endpoint::start(|_, _| {
+        answer(
+            200,
+            &[JSON10, ("x-amzn-requestid", "REQ-1")],
+            r#"{"Count":7,"ScannedCount":9,"Items":"not a list"}"#,
+        )
+    });
+    for level in [LevelFilter::DEBUG, LevelFilter::INFO] {
+        let url = ep.url();
+        let doc = handler_trace(level, || async move {
+            let r = dynamodb(&url)
+                .scan()
+                .table_name("orders")
+                .limit(5)
+                .send()
+                .await;
+            assert!(r.is_err(), "the SDK refuses the body: {r:?}");
+        });
+        let call = &doc["subsegments"][0];
+        assert!(call["fault"] == true || call["error"] == true, "{call:#}");
+        assert_eq!(call["aws"]["limit"], 5, "the request's stay: {call:#}");
+        assert!(
+            call["aws"].get("count").is_none() && call["aws"].get("scanned_count").is_none(),
+            "{level}: {:#}",
+            call["aws"]
+        );
+    }
+}
+
+/// Found by the review of the parameters' reading. Before the fix, a call
+/// a timeout dropped lost its request's parameters (recorded only as the
+/// call ended), though it kept its table.
+#[test]
+fn a_cancelled_call_keeps_its_request_parameters() {
+    for level in [LevelFilter::DEBUG, LevelFilter::INFO] {
+        let ep = Endpoint::start(|_, _| None);
+        let url = ep.url();
+        let doc = handler_trace(level, || async move {
+            let c = dynamodb(&url);
+            let call = get_order(&c, "orders").consistent_read(true).send();
+            let r = tokio::time::timeout(Duration::from_millis(300), call).await;
+            assert!(r.is_err(), "the call is given up");
+        });
+        let call = &doc["subsegments"][0];
+        assert_eq!(call["fault"], true, "{call:#}");
+        assert_eq!(call["aws"]["table_name"], "orders", "{call:#}");
+        assert_eq!(
+            call["aws"]["consistent_read"], true,
+            "{level}: {:#}",
+            call["aws"]
+        );
+    }
 }

@@ -374,6 +374,12 @@ fn events_dropped_in_a_folded_sdk_span_are_counted() {
     let call = common::node(&c.docs, "DynamoDB");
     assert!(call.get("subsegments").is_none(), "folded: {call:#}");
     assert_eq!(c.xray.stats().events_dropped, 8);
+    // Found by the review of that fix: the call's own mark did not count
+    // them (a folded span's dropped exceptions were).
+    assert_eq!(
+        call["metadata"]["tracing_xray"]["events_dropped"], 8,
+        "{call:#}"
+    );
 }
 
 /// A span within its bound says nothing of dropped events.

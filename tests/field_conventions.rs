@@ -2496,3 +2496,70 @@ fn another_providers_function_is_no_aws_function_name() {
         "a GCP function recorded as an AWS one: {call:#}"
     );
 }
+
+/// `xray.aws.parameters` (what `XrayInterceptor` records): its members named
+/// as the official SDKs' parameters join the `aws` block; others are left
+/// out; text that is no such object stays metadata.
+#[test]
+fn aws_parameters_join_the_aws_block_and_nothing_else() {
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            let _r = tracing::info_span!("root").entered();
+            tracing::info_span!(
+                "call",
+                "rpc.system" = "aws-api",
+                "rpc.service" = "DynamoDB",
+                "rpc.method" = "Query",
+                "xray.aws.parameters" = r#"{"limit":5,"table_name":"no","ec2":{},"consumed_capacity":{"CapacityUnits":1.5}}"#,
+            )
+            .in_scope(|| {});
+            tracing::info_span!("odd", "xray.aws.parameters" = "[1,2]").in_scope(|| {});
+        },
+    );
+    let call = common::node(&c.docs, "DynamoDB");
+    assert_eq!(call["aws"]["limit"], 5, "{call:#}");
+    assert_eq!(call["aws"]["consumed_capacity"]["CapacityUnits"], 1.5);
+    assert!(call["aws"].get("table_name").is_none() && call["aws"].get("ec2").is_none());
+    let odd = common::node(&c.docs, "odd");
+    assert_eq!(
+        odd["metadata"]["tracing"]["xray.aws.parameters"], "[1,2]",
+        "{odd:#}"
+    );
+}
+
+/// Found by the review of the parameters' reading. Before the fix, an
+/// `xray.aws.parameters` object of 64 KB (only its strings and depth were
+/// bounded) made its span too large, and trimming dropped the span's other
+/// metadata and its annotation before the parameters. Now a text larger
+/// than the interceptor ever records stays metadata, trimmed as such: the
+/// span loses that field alone.
+#[test]
+fn a_huge_parameters_field_does_not_cost_the_span_its_annotations() {
+    let items: Vec<String> = (0..258).map(|i| format!("{i:0>248}")).collect();
+    let text = serde_json::json!({ "attributes": items }).to_string();
+    assert!(
+        text.len() > 64_000 && text.len() < 64 * 1024,
+        "{}",
+        text.len()
+    );
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            let _r = tracing::info_span!("root").entered();
+            let _s = tracing::info_span!(
+                "call",
+                annotation.order = "o-1",
+                note = "keep me",
+                "xray.aws.parameters" = text.as_str()
+            )
+            .entered();
+        },
+    );
+    let call = common::node(&c.docs, "call");
+    assert_eq!(call["annotations"]["order"], "o-1", "{call:#}");
+    assert_eq!(call["metadata"]["tracing"]["note"], "keep me", "{call:#}");
+    assert!(call
+        .get("aws")
+        .is_none_or(|a| a.get("attributes").is_none()));
+}

@@ -2622,3 +2622,38 @@ fn header_blocks_and_pretty_debug_recorded_with_debug_lose_their_credentials() {
         }
     }
 }
+
+// Found by the review of the fix above. Before the fix, a header line
+// indented with a tab and recorded with `?` (`\n\tAuthorization: …`: the
+// `t` of the escape read as the name's) kept its credential, and so did a
+// curl dump's first line quoted anywhere but at the text's start: inside
+// an `Option`'s, a struct's or a list's `Debug`, or in JSON.
+#[test]
+fn tab_indented_and_nested_header_lines_recorded_with_debug_lose_their_credentials() {
+    #[derive(Debug)]
+    #[allow(dead_code)] // read by `Debug`
+    struct Req {
+        dump: String,
+    }
+    let dump = format!("> Authorization: Bearer {SECRET}\n> Host: shop.example");
+    let tabbed = [
+        format!("GET /\n\tAuthorization: Bearer {SECRET}\n\tHost: shop.example"),
+        format!("\tCookie: sid={SECRET}\n\tHost: shop.example"),
+    ];
+    let mut texts: Vec<String> = tabbed.iter().map(|t| format!("{t:?}")).collect();
+    texts.extend(tabbed.iter().cloned());
+    texts.extend([
+        format!("{:?}", Some(dump.clone())),
+        format!("{:?}", Req { dump: dump.clone() }),
+        format!("{:?}", vec![dump.clone()]),
+        serde_json::json!({ "dump": dump }).to_string(),
+    ]);
+    for text in texts {
+        let docs = sent(
+            |b| b,
+            || info_span!("call", request = %text).in_scope(|| {}),
+        );
+        assert_no_secret(&text, &docs);
+        assert!(docs[0].contains("shop.example"), "{}", docs[0]);
+    }
+}

@@ -257,10 +257,10 @@ struct LastAttempt {
     /// A Lambda function's failure (`X-Amz-Function-Error`: `Unhandled`,
     /// `Handled`), which comes with a 200.
     function_error: Option<String>,
-    /// The parameters of a successful response (see
-    /// [`crate::aws_parameters`]).
+    /// The parameters of a 2xx response (see [`crate::aws_parameters`]),
+    /// recorded if the call succeeded: the SDK may yet fail to read it.
     parameters: Picked,
-    /// The queue's URL `GetQueueUrl` answered with.
+    /// The queue's URL `GetQueueUrl` answered with (as `parameters`).
     queue_url: Option<String>,
 }
 
@@ -447,6 +447,13 @@ fn record_resources(span: &tracing::Span, service: &str, request: &HttpRequest) 
                 span.record("aws.lambda.invocation_type", kind);
             }
         }
+    }
+}
+
+/// Records a call's parameters (as one JSON object, bounded) on its span.
+fn record_parameters(span: &tracing::Span, picked: &[(&'static str, serde_json::Value)]) {
+    if let Some(text) = parameters::to_text(picked) {
+        span.record(PARAMETERS_FIELD, text.as_str());
     }
 }
 
@@ -672,6 +679,9 @@ impl Intercept for XrayInterceptor {
         };
         record_resources(span, md.service(), context.request());
         let request = request_parameters(md, context.request());
+        // Now, for a call dropped before it ends (a timeout); again with the
+        // response's when it ends.
+        record_parameters(span, &request);
         cfg.interceptor_state()
             .store_put(RequestParameters(request));
         Ok(())
@@ -687,10 +697,11 @@ impl Intercept for XrayInterceptor {
         let s3 = cfg
             .load::<Metadata>()
             .is_some_and(|md| md.service().eq_ignore_ascii_case("s3"));
-        if let Some(picked) = call_span(cfg)
-            .filter(|_| s3)
-            .map(|span| s3_parameters(span, context.request()))
-        {
+        if let Some(picked) = call_span(cfg).filter(|_| s3).map(|span| {
+            let picked = s3_parameters(span, context.request());
+            record_parameters(span, &picked);
+            picked
+        }) {
             cfg.interceptor_state().store_put(RequestParameters(picked));
         }
         let Some(span) = call_span(cfg) else {
@@ -871,22 +882,22 @@ impl Intercept for XrayInterceptor {
             if let Some(failure) = &last.function_error {
                 span.record("aws.lambda.function_error", failure.as_str());
             }
+            span.record("xray.throttle", last.throttled);
+        }
+        // The request's parameters, and those of the last response when the
+        // call succeeded (a 2xx the SDK could not read is a failure).
+        if let (Some(last), Some(Ok(_))) = (last, context.output_or_error()) {
             if let Some(url) = &last.queue_url {
                 span.record("aws.sqs.queue_url", url.as_str());
             }
-            span.record("xray.throttle", last.throttled);
-        }
-        // The request's parameters, and those of the last response when it
-        // was a success.
-        let mut parameters = cfg
-            .load::<RequestParameters>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default();
-        if let Some(last) = last {
-            parameters.extend(last.parameters.iter().cloned());
-        }
-        if let Some(text) = parameters::to_text(&parameters) {
-            span.record(PARAMETERS_FIELD, text.as_str());
+            if !last.parameters.is_empty() {
+                let mut parameters = cfg
+                    .load::<RequestParameters>()
+                    .map(|r| r.0.clone())
+                    .unwrap_or_default();
+                parameters.extend(last.parameters.iter().cloned());
+                record_parameters(span, &parameters);
+            }
         }
         if let Some(Err(err)) = context.output_or_error() {
             // A service's error: its code and message, as the official SDKs

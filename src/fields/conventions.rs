@@ -524,8 +524,9 @@ fn name_start(bytes: &[u8], at: usize) -> bool {
     while b > 0 && matches!(bytes[b - 1], b'-' | b'_') {
         b -= 1;
     }
-    b.checked_sub(1)
-        .is_some_and(|p| is_name_byte(bytes[p]) && !is_escaped_line_break(bytes, p))
+    b.checked_sub(1).is_some_and(|p| {
+        is_name_byte(bytes[p]) && !is_escaped_line_break(bytes, p) && !is_escaped_tab(bytes, p)
+    })
 }
 
 /// Whether `bytes[at]` ends a `\n` or `\r` escape (not `\\n`: an escaped
@@ -535,6 +536,12 @@ fn is_escaped_line_break(bytes: &[u8], at: usize) -> bool {
         && at >= 1
         && bytes[at - 1] == b'\\'
         && (at < 2 || bytes[at - 2] != b'\\')
+}
+
+/// Whether `bytes[at]` ends a `\t` escape (a tab in a text recorded with
+/// `?`: `\n\tAuthorization: …`).
+fn is_escaped_tab(bytes: &[u8], at: usize) -> bool {
+    bytes[at] == b't' && at >= 1 && bytes[at - 1] == b'\\' && (at < 2 || bytes[at - 2] != b'\\')
 }
 
 /// Where the credential's name starting at `bytes[at]` ends, if one does
@@ -749,6 +756,7 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
     while start > limit
         && (is_name_byte(bytes[start - 1]) || bytes[start - 1] == b'.')
         && !is_escaped_line_break(bytes, start - 1)
+        && !is_escaped_tab(bytes, start - 1)
     {
         start -= 1;
     }
@@ -900,13 +908,26 @@ fn header_value(bytes: &[u8], start: usize, at: usize, kind: Credential) -> Opti
             // break, or its `\n` escape, before). Only what precedes the
             // name is read back, not the whole line: a long line naming
             // many headers costs no more.
-            let before = bytes[..start]
-                .iter()
-                .rposition(|&b| !matches!(b, b' ' | b'\t' | b'>' | b'<'));
-            // The opening quote of a text recorded with `?` starts its first
-            // line (`"> Authorization: …\n> Host: …"`).
-            let escaped_line = before
-                .is_some_and(|p| is_escaped_line_break(bytes, p) || (p == 0 && bytes[0] == b'"'));
+            // (Blanks: a tab's `\t` escape too, in a text recorded with `?`.)
+            let mut p = start;
+            loop {
+                if p > 0 && matches!(bytes[p - 1], b' ' | b'\t' | b'>' | b'<') {
+                    p -= 1;
+                } else if p > 1 && is_escaped_tab(bytes, p - 1) {
+                    p -= 2;
+                } else {
+                    break;
+                }
+            }
+            let before = p.checked_sub(1);
+            // A quoted text's opening quote starts its first line: a text
+            // recorded with `?` (`"> Authorization: …\n> Host: …"`), alone or
+            // inside another's `Debug` or JSON (`Some("> …")`,
+            // `{"dump":"> …"}`).
+            let escaped_line = before.is_some_and(|p| {
+                is_escaped_line_break(bytes, p)
+                    || (bytes[p] == b'"' && (p == 0 || !is_name_byte(bytes[p - 1])))
+            });
             if !escaped_line && before.is_some_and(|p| !matches!(bytes[p], b'\n' | b'\r')) {
                 return None;
             }
@@ -1174,6 +1195,10 @@ fn fits(s: &str) -> bool {
     s.chars().nth(MAX_STRING_CHARS).is_none()
 }
 
+/// The longest `xray.aws.parameters` text read (the interceptor records at
+/// most 4 KiB).
+const MAX_PARAMETERS_TEXT: usize = 8 * 1024;
+
 /// How deep a parameter's value may nest (DynamoDB's are at most four
 /// levels deep: a `ConsumedCapacity`'s index's capacity units, an
 /// `ItemCollectionMetrics`' key's attribute value); deeper levels are left
@@ -1208,6 +1233,10 @@ fn aws_parameters(text: &str) -> Option<serde_json::Map<String, serde_json::Valu
             Value::Null | Value::Bool(_) | Value::Number(_) => {}
         }
         true
+    }
+    // Larger than the interceptor ever records: metadata, trimmed as such.
+    if text.len() > MAX_PARAMETERS_TEXT {
+        return None;
     }
     let mut map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text).ok()?;
     map.retain(|k, v| crate::aws_parameters::is_parameter_key(k) && bound(v, 1));
