@@ -198,6 +198,17 @@ async fn four_calls(c: aws_sdk_dynamodb::Client) {
     assert!(missing.is_err());
 }
 
+/// The `aws` block of the `n`th call of operation `op` in `doc`.
+#[cfg(feature = "aws-sdk")]
+fn aws_block(doc: &Value, op: &str, n: usize) -> Value {
+    calls(doc)
+        .iter()
+        .filter(|c| c["aws"]["operation"] == op)
+        .nth(n)
+        .map(|c| c["aws"].clone())
+        .unwrap_or_else(|| panic!("{op} #{n} in {doc:#}"))
+}
+
 fn calls(doc: &Value) -> Vec<&Value> {
     let subs = doc["subsegments"].as_array().expect("subsegments");
     subs.iter().collect()
@@ -1239,15 +1250,7 @@ mod with_interceptor {
                     .send()
                     .await;
             });
-            let calls = calls(&doc);
-            let aws = |op: &str, n: usize| {
-                calls
-                    .iter()
-                    .filter(|c| c["aws"]["operation"] == op)
-                    .nth(n)
-                    .map(|c| c["aws"].clone())
-                    .unwrap_or_else(|| panic!("{op} #{n} in {doc:#}"))
-            };
+            let aws = |op: &str, n: usize| aws_block(&doc, op, n);
             let get = aws("GetItem", 2);
             assert_eq!(get["consistent_read"], true, "{level}: {get:#}");
             assert_eq!(get["projection_expression"], "id", "{get:#}");
@@ -1359,14 +1362,7 @@ mod with_interceptor {
                 .await
                 .unwrap();
         });
-        let calls = calls(&doc);
-        let aws = |op: &str| {
-            calls
-                .iter()
-                .find(|c| c["aws"]["operation"] == op)
-                .map(|c| c["aws"].clone())
-                .unwrap_or_else(|| panic!("{op} in {doc:#}"))
-        };
+        let aws = |op: &str| aws_block(&doc, op, 0);
         let create = aws("CreateQueue");
         assert_eq!(create["queue_name"], "orders", "{create:#}");
         let get_url = aws("GetQueueUrl");
@@ -1466,14 +1462,7 @@ mod with_interceptor {
                 .unwrap();
             s3.list_buckets().send().await.unwrap();
         });
-        let calls = calls(&doc);
-        let aws = |op: &str| {
-            calls
-                .iter()
-                .find(|c| c["aws"]["operation"] == op)
-                .map(|c| c["aws"].clone())
-                .unwrap_or_else(|| panic!("{op} in {doc:#}"))
-        };
+        let aws = |op: &str| aws_block(&doc, op, 0);
         for op in [
             "CreateBucket",
             "PutObject",
