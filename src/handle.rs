@@ -92,14 +92,17 @@ pub struct Stats {
     pub spans_trimmed: u64,
     /// Annotations moved to metadata because the trace already had 50.
     pub annotations_demoted: u64,
-    /// Errors not recorded because a span already had the maximum (8), and
-    /// the entries of `cause.exceptions` (an error and each of its sources)
-    /// left out of a span trimmed to fit a document.
+    /// Errors not recorded because a span already had the maximum (8), the
+    /// entries of `cause.exceptions` (an error and each of its sources)
+    /// left out of a span trimmed to fit a document, and the errors of
+    /// Lambda's `Lambda runtime invoke` span itself, which has no document.
     pub exceptions_dropped: u64,
     /// Events not recorded because a span already had the maximum (each
     /// such span says how many in `metadata.tracing_xray.events_dropped`),
-    /// and events left out of a span trimmed to fit a document (named in
-    /// its `metadata_dropped`). Only with [`crate::Builder::with_events`].
+    /// events left out of a span trimmed to fit a document (named in
+    /// its `metadata_dropped`), and those of Lambda's `Lambda runtime
+    /// invoke` span itself, which has no document. Only with
+    /// [`crate::Builder::with_events`].
     pub events_dropped: u64,
     /// Spans whose data could not be read as they closed, and were lost: a
     /// panic in other code (another layer's: `fmt` formats a value given to

@@ -1505,6 +1505,16 @@ impl XrayLayer {
             return;
         }
         if data.role == Role::Facade {
+            // Its own events and errors have no document to go to (the
+            // segment is Lambda's, or was sent with its response): counted.
+            let events = data.events().len() as u64 + u64::from(data.events_dropped());
+            let errors = data.errors().len() as u64 + u64::from(data.errors_dropped());
+            if events > 0 {
+                Counters::add(&inner.counters.events_dropped, events);
+            }
+            if errors > 0 {
+                Counters::add(&inner.counters.exceptions_dropped, errors);
+            }
             // A segment sent with its response: what is left of its trace
             // (under a span whose data was lost, whose end streamed
             // nothing) leaves now.

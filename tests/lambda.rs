@@ -621,3 +621,36 @@ fn a_lambda_root_with_a_header_field_alone() {
          root:  {root_header}\n  child: {child_header}"
     );
 }
+
+/// The events and errors of the `Lambda runtime invoke` span itself have no
+/// document (the segment is Lambda's; as in the official SDKs' facade).
+/// Before, they vanished uncounted; now `stats()` counts them.
+#[test]
+fn events_and_errors_of_the_invoke_span_itself_are_counted() {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_lambda(true)
+        .with_events(true)
+        .with_detectors(Detectors::none())
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let _default = tracing_subscriber::registry().with(layer).set_default();
+    let header = "Root=1-6566f1a0-aaaaaaaaaaaaaaaaaaaaaaaa;Parent=1111111111111111;Sampled=1";
+    info_span!("Lambda runtime invoke", requestId = "r", xrayTraceId = %header).in_scope(|| {
+        tracing::info!("invocation received");
+        tracing::error!("handler failed");
+        info_span!("handler").in_scope(|| tracing::info!("in the handler"));
+    });
+    xray.flush(Duration::from_secs(5)).unwrap();
+    let docs = exporter.json_documents();
+    assert_eq!(docs.len(), 1, "the handler's subsegment: {docs:#?}");
+    assert_eq!(
+        docs[0]["metadata"]["tracing"]["events"][0]["message"],
+        "in the handler"
+    );
+    let stats = xray.stats();
+    // The ERROR event is an event too (`with_events` lists them).
+    assert_eq!(stats.events_dropped, 2, "{stats:?}");
+    assert_eq!(stats.exceptions_dropped, 1, "{stats:?}");
+}
