@@ -2657,3 +2657,25 @@ fn tab_indented_and_nested_header_lines_recorded_with_debug_lose_their_credentia
         assert!(docs[0].contains("shop.example"), "{}", docs[0]);
     }
 }
+
+// Found by the regression check of the fix above. Before the fix, a header
+// line recorded with `?` kept its credential when the line before it ended
+// in a backslash (a Windows path, a share): in `C:\\\n\tAuthorization`
+// the `\n` after an escaped backslash was taken for a backslash and an `n`
+// (one `\` before a letter was checked, not how many stand in a row).
+#[test]
+fn a_header_line_after_a_line_ending_in_a_backslash_loses_its_credential() {
+    let blocks = [
+        format!("GET /\n\tX-Dir: C:\\\n\tAuthorization: Bearer {SECRET}\n\tHost: shop.example"),
+        format!("GET /\n\tX-Share: \\\\srv\\\n\tCookie: sid={SECRET}\n\tHost: shop.example"),
+        format!("GET /\nX-Dir: C:\\\nAuthorization: Bearer {SECRET}\nHost: shop.example"),
+    ];
+    for text in blocks {
+        let docs = sent(
+            |b| b,
+            || info_span!("call", request = ?text).in_scope(|| {}),
+        );
+        assert_no_secret(&text, &docs);
+        assert!(docs[0].contains("shop.example"), "{}", docs[0]);
+    }
+}

@@ -487,6 +487,17 @@ fn s3_location(uri: &str) -> Option<(String, Option<String>)> {
     let aws = [".amazonaws.com", ".amazonaws.com.cn"]
         .iter()
         .any(|d| lower.ends_with(d));
+    // An access point's, an Outpost's or an Object Lambda's host names no
+    // bucket (the call's is an ARN), a PrivateLink endpoint's may name the
+    // endpoint before it.
+    if aws
+        && ([".s3-accesspoint.", ".s3-outposts.", ".s3-object-lambda."]
+            .iter()
+            .any(|m| lower.contains(m))
+            || lower.ends_with(".vpce.amazonaws.com"))
+    {
+        return None;
+    }
     let in_host = if aws {
         [".s3.", ".s3-", ".s3express-"]
             .iter()
@@ -1027,6 +1038,20 @@ mod tests {
         // host or the path, so none.
         assert_eq!(at("https://s3.us-east-1.amazonaws.com/"), None);
         assert_eq!(at("https://minio.example.com/photos/k"), None);
+        // No bucket of its own: an access point's host, an Outpost's; a
+        // PrivateLink endpoint, which may name itself before the bucket.
+        assert_eq!(
+            at("https://myap-123456789012.s3-accesspoint.us-east-1.amazonaws.com/k"),
+            None
+        );
+        assert_eq!(
+            at("https://r-1.op-0123.s3-outposts.us-east-1.amazonaws.com/k"),
+            None
+        );
+        assert_eq!(
+            at("https://photos.bucket.vpce-1a2b.s3.us-east-1.vpce.amazonaws.com/k"),
+            None
+        );
         assert_eq!(at("not a url"), None);
     }
 

@@ -532,16 +532,25 @@ fn name_start(bytes: &[u8], at: usize) -> bool {
 /// Whether `bytes[at]` ends a `\n` or `\r` escape (not `\\n`: an escaped
 /// backslash, then `n`).
 fn is_escaped_line_break(bytes: &[u8], at: usize) -> bool {
-    matches!(bytes[at], b'n' | b'r')
-        && at >= 1
-        && bytes[at - 1] == b'\\'
-        && (at < 2 || bytes[at - 2] != b'\\')
+    matches!(bytes[at], b'n' | b'r') && escaped(bytes, at)
+}
+
+/// Whether `bytes[at]` follows an escaping `\`: an odd run of them (`\\\n`
+/// is an escaped backslash, then `\n`).
+fn escaped(bytes: &[u8], at: usize) -> bool {
+    bytes[..at]
+        .iter()
+        .rev()
+        .take_while(|&&b| b == b'\\')
+        .count()
+        % 2
+        == 1
 }
 
 /// Whether `bytes[at]` ends a `\t` escape (a tab in a text recorded with
 /// `?`: `\n\tAuthorization: …`).
 fn is_escaped_tab(bytes: &[u8], at: usize) -> bool {
-    bytes[at] == b't' && at >= 1 && bytes[at - 1] == b'\\' && (at < 2 || bytes[at - 2] != b'\\')
+    bytes[at] == b't' && escaped(bytes, at)
 }
 
 /// Where the credential's name starting at `bytes[at]` ends, if one does
