@@ -99,8 +99,8 @@ pub struct Stats {
     pub exceptions_dropped: u64,
     /// Events not recorded because a span already had the maximum (each
     /// such span says how many in `metadata.tracing_xray.events_dropped`),
-    /// events left out of a span trimmed to fit a document (named in
-    /// its `metadata_dropped`), and those of Lambda's `Lambda runtime
+    /// events left out of a span trimmed to fit a document (the first 16
+    /// named in its `metadata_dropped`), and those of Lambda's `Lambda runtime
     /// invoke` span itself, which has no document. Only with
     /// [`crate::Builder::with_events`].
     pub events_dropped: u64,

@@ -2563,3 +2563,43 @@ fn a_huge_parameters_field_does_not_cost_the_span_its_annotations() {
         .get("aws")
         .is_none_or(|a| a.get("attributes").is_none()));
 }
+
+/// Found by the final review. Before the fix, an `xray.aws.parameters`
+/// object of other members only was kept whole as metadata (an item's
+/// values with it), and the names of a parameter's members were not cut at
+/// 250 characters as its strings are.
+#[test]
+fn aws_parameters_leave_other_members_out_and_cut_member_names() {
+    let key = "k".repeat(400);
+    let cut = serde_json::json!({ "consumed_capacity": { key.clone(): 1 } }).to_string();
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            let _r = tracing::info_span!("root").entered();
+            for text in [
+                r#"{"ExpressionAttributeValues":{":pk":{"S":"KEEPOUT"}}}"#,
+                &cut,
+            ] {
+                tracing::info_span!(
+                    "call",
+                    "rpc.system" = "aws-api",
+                    "rpc.service" = "DynamoDB",
+                    "rpc.method" = "Query",
+                    "xray.aws.parameters" = text,
+                )
+                .in_scope(|| {});
+            }
+        },
+    );
+    assert!(
+        !c.raw.iter().any(|d| d.contains("KEEPOUT")),
+        "{:#?}",
+        c.docs
+    );
+    assert!(!c.raw.iter().any(|d| d.contains(&key)), "{:#?}", c.docs);
+    let capacity = common::nodes(&c.docs)
+        .into_iter()
+        .find_map(|n| n["aws"].get("consumed_capacity").cloned())
+        .unwrap_or_else(|| panic!("{:#?}", c.docs));
+    assert_eq!(capacity["k".repeat(250).as_str()], 1, "{capacity:#}");
+}

@@ -32,8 +32,10 @@
 //!   (`message_id`, `message_count`, ..., `GetQueueUrl`'s answer as the
 //!   call's `queue_url`), Lambda's (`log_type`, `qualifier`,
 //!   `status_code`) and S3's (`key`, `version_id`, `prefix`, `copy_source`;
-//!   the bucket is `aws.s3.bucket`, from the URL of an AWS endpoint, or of
-//!   an IP address or `localhost`), in one field, `xray.aws.parameters`,
+//!   the bucket, recorded as the span field `aws.s3.bucket`, is read from
+//!   the URL of an AWS endpoint, or of an IP address or `localhost`, and
+//!   never from an access point's, an Outpost's, Object Lambda's or
+//!   PrivateLink's), in one field, `xray.aws.parameters`,
 //! - the last attempt's error flags: 4xx → `error`, throttling →
 //!   `throttle`, 5xx or no response → `fault`, and the call's error as an
 //!   exception: a service's as one `remote` exception of its code and
@@ -487,14 +489,21 @@ fn s3_location(uri: &str) -> Option<(String, Option<String>)> {
     let aws = [".amazonaws.com", ".amazonaws.com.cn"]
         .iter()
         .any(|d| lower.ends_with(d));
-    // An access point's, an Outpost's or an Object Lambda's host names no
-    // bucket (the call's is an ARN), a PrivateLink endpoint's may name the
-    // endpoint before it.
+    // An access point's (FIPS, dual-stack and Multi-Region ones too), an
+    // Outpost's or an Object Lambda's host names no bucket (the call's is an
+    // ARN), a PrivateLink endpoint's may name the endpoint before it.
     if aws
-        && ([".s3-accesspoint.", ".s3-outposts.", ".s3-object-lambda."]
-            .iter()
-            .any(|m| lower.contains(m))
-            || lower.ends_with(".vpce.amazonaws.com"))
+        && ([
+            ".s3-accesspoint",
+            ".s3-outposts",
+            ".s3-object-lambda",
+            ".s3-global",
+            ".mrap.",
+        ]
+        .iter()
+        .any(|m| lower.contains(m))
+            || lower.ends_with(".vpce.amazonaws.com")
+            || lower.ends_with(".vpce.amazonaws.com.cn"))
     {
         return None;
     }
@@ -1052,6 +1061,14 @@ mod tests {
             at("https://photos.bucket.vpce-1a2b.s3.us-east-1.vpce.amazonaws.com/k"),
             None
         );
+        for host in [
+            "myap-123456789012.s3-accesspoint-fips.us-east-1.amazonaws.com",
+            "mybanner-123456789012.s3-object-lambda-fips.us-east-1.amazonaws.com",
+            "mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com",
+            "myap-123456789012.s3-accesspoint.dualstack.us-east-1.amazonaws.com",
+        ] {
+            assert_eq!(at(&format!("https://{host}/k")), None, "{host}");
+        }
         assert_eq!(at("not a url"), None);
     }
 

@@ -79,11 +79,13 @@ impl<'de> Visitor<'de> for Pick<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = 0;
         while let Some(param) = map.next_key_seed(Member(self.params))? {
             let Some(param) = param else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
+            seen += 1;
             let value = match param.take {
                 Take::Value => Some(map.next_value::<Value>()?),
                 Take::Count => map.next_value_seed(Count)?.map(Value::from),
@@ -93,6 +95,11 @@ impl<'de> Visitor<'de> for Pick<'_> {
                 if !self.out.iter().any(|(k, _)| *k == param.key) {
                     self.out.push((param.key, value));
                 }
+            }
+            if seen == self.params.len() {
+                // All found: the rest (a query's items) is not read. (The
+                // deserializer then errs on the map left open: ignored.)
+                return Ok(());
             }
         }
         Ok(())
@@ -266,6 +273,17 @@ mod tests {
         assert_eq!(
             picked("SQS", "ReceiveMessage", false, received),
             serde_json::json!({"message_count": 3})
+        );
+    }
+
+    #[test]
+    fn reading_stops_once_every_member_is_found() {
+        // What follows the last member wanted is not read: not even broken.
+        let scan =
+            r#"{"Count":2,"ScannedCount":5,"ConsumedCapacity":{"CapacityUnits":1},"Items":[{"#;
+        assert_eq!(
+            picked("DynamoDB", "Scan", false, scan),
+            serde_json::json!({"count": 2, "scanned_count": 5, "consumed_capacity": {"CapacityUnits": 1}})
         );
     }
 

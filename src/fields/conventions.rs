@@ -1238,9 +1238,11 @@ const MAX_PARAMETER_DEPTH: usize = 8;
 
 /// The parameters of an AWS call that `text` (a JSON object) holds, as the
 /// `aws` block takes them: only the names of
-/// [`crate::aws_parameters::is_parameter_key`], strings cut at 250
-/// characters, no value nested deeper than [`MAX_PARAMETER_DEPTH`]. `None`
-/// when `text` is no object or holds none.
+/// [`crate::aws_parameters::is_parameter_key`] (the object's other members
+/// are left out: it may be empty then), strings (member names too) cut at
+/// 250 characters, no value nested deeper than [`MAX_PARAMETER_DEPTH`].
+/// `None` when `text` is no object (or larger than the interceptor ever
+/// records).
 fn aws_parameters(text: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
     fn bound(v: &mut serde_json::Value, depth: usize) -> bool {
         use serde_json::Value;
@@ -1259,6 +1261,17 @@ fn aws_parameters(text: &str) -> Option<serde_json::Map<String, serde_json::Valu
                 if depth >= MAX_PARAMETER_DEPTH {
                     return false;
                 }
+                // Member names are strings too (a table's attribute names).
+                let long = |k: &String| k.chars().nth(MAX_STRING_CHARS).is_some();
+                if entries.keys().any(long) {
+                    *entries = std::mem::take(entries)
+                        .into_iter()
+                        .map(|(k, v)| match long(&k) {
+                            true => (truncate_chars(&k, MAX_STRING_CHARS).to_owned(), v),
+                            false => (k, v),
+                        })
+                        .collect();
+                }
                 entries.retain(|_, item| bound(item, depth + 1));
             }
             Value::Null | Value::Bool(_) | Value::Number(_) => {}
@@ -1271,7 +1284,7 @@ fn aws_parameters(text: &str) -> Option<serde_json::Map<String, serde_json::Valu
     }
     let mut map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text).ok()?;
     map.retain(|k, v| crate::aws_parameters::is_parameter_key(k) && bound(v, 1));
-    (!map.is_empty()).then_some(map)
+    Some(map)
 }
 
 fn cut(s: &str) -> Cow<'_, str> {
@@ -2834,13 +2847,14 @@ impl<'a> Conventions<'a> {
         if let Some(v) = text(&mut self.function_error) {
             entity.aws.function_error = Some(cut(v));
         }
-        // Text that is no object of parameters stays metadata.
+        // Text that is no object stays metadata; an object's other members
+        // are left out.
         if let Some(map) = self
             .aws_parameters
             .and_then(|(_, v)| as_str(v))
             .and_then(aws_parameters)
         {
-            entity.aws.parameters = Some(Box::new(map));
+            entity.aws.parameters = (!map.is_empty()).then(|| Box::new(map));
             self.aws_parameters = None;
         }
         if let Some(v) = identifier(&mut self.table_name) {
