@@ -2499,7 +2499,7 @@ fn another_providers_function_is_no_aws_function_name() {
 
 /// `xray.aws.parameters` (what `XrayInterceptor` records): its members named
 /// as the official SDKs' parameters join the `aws` block; others are left
-/// out; text that is no such object stays metadata.
+/// out; text that is no JSON object stays metadata.
 #[test]
 fn aws_parameters_join_the_aws_block_and_nothing_else() {
     let c = common::capture_documents(
