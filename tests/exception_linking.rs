@@ -9,10 +9,6 @@ use serde_json::Value;
 use std::time::Duration;
 use tracing::field::Empty;
 use tracing::info_span;
-use tracing_subscriber::prelude::*;
-use tracing_xray::export::InMemoryExporter;
-use tracing_xray::sampling::AlwaysSample;
-use tracing_xray::Detectors;
 
 fn run(
     configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,
@@ -514,31 +510,23 @@ fn step(n: usize, rows: usize) -> Result<(), Boom> {
 /// `step`s of `rows` rows each; the job logs the last step's error. Gives
 /// the job's exception's `cause` and the id of step 7's exception.
 fn job_of_steps(rows: usize) -> (Value, Value) {
-    let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_service_name("svc")
-        .with_detectors(Detectors::none())
-        .with_sampler(AlwaysSample)
-        .with_exporter(exporter.clone())
-        .with_max_held_subsegments(2)
-        .with_queue_capacity(1 << 16)
-        .build();
-    let xray = layer.handle();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-        let job = info_span!("job");
-        let mut last = Ok(());
-        for n in 0..8 {
-            last = job.in_scope(|| step(n, rows));
-            xray.flush(WAIT).unwrap();
-        }
-        job.in_scope(|| {
-            if let Err(e) = last {
-                tracing::error!(error = %e);
+    let docs = common::capture_documents_with(
+        |b| b.with_max_held_subsegments(2).with_queue_capacity(1 << 16),
+        |xray| {
+            let job = info_span!("job");
+            let mut last = Ok(());
+            for n in 0..8 {
+                last = job.in_scope(|| step(n, rows));
+                xray.flush(WAIT).unwrap();
             }
-        });
-    });
-    xray.flush(WAIT).unwrap();
-    let docs = exporter.json_documents();
+            job.in_scope(|| {
+                if let Err(e) = last {
+                    tracing::error!(error = %e);
+                }
+            });
+        },
+    )
+    .docs;
     let job = docs
         .iter()
         .find(|d| d.get("type").is_none() && d["metadata"]["tracing"]["span_name"] == "job")

@@ -462,10 +462,18 @@ fn record_parameters(span: &tracing::Span, picked: &[(&'static str, serde_json::
 /// The value of `key` in a URL's query, decoded.
 fn query_value(uri: &str, key: &str) -> Option<String> {
     let query = uri.split('#').next()?.split_once('?')?.1;
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == key).then(|| crate::percent::decode(v, true))?
-    })
+    form_value(query.as_bytes(), key)
+}
+
+/// Whether the call's parameters are worth reading: its span is traced in a
+/// sampled trace (an unsampled one's fields are never sent, and its bodies
+/// need not be read).
+fn records_parameters(span: &tracing::Span) -> bool {
+    use crate::span_ext::XraySpanExt;
+    !span.is_disabled()
+        && span
+            .xray_header()
+            .is_some_and(|h| h.sampled() != crate::header::Sampled::No)
 }
 
 /// An S3 request's bucket and object key, from its URL: the host's first
@@ -698,6 +706,9 @@ impl Intercept for XrayInterceptor {
             return Ok(());
         };
         record_resources(span, md.service(), context.request());
+        if !records_parameters(span) {
+            return Ok(());
+        }
         let request = request_parameters(md, context.request());
         // Now, for a call dropped before it ends (a timeout); again with the
         // response's when it ends.
@@ -717,7 +728,8 @@ impl Intercept for XrayInterceptor {
         let s3 = cfg
             .load::<Metadata>()
             .is_some_and(|md| md.service().eq_ignore_ascii_case("s3"));
-        if let Some(picked) = call_span(cfg).filter(|_| s3).map(|span| {
+        let wanted = |span: &&tracing::Span| s3 && records_parameters(span);
+        if let Some(picked) = call_span(cfg).filter(wanted).map(|span| {
             let picked = s3_parameters(span, context.request());
             record_parameters(span, &picked);
             picked
@@ -839,8 +851,13 @@ impl Intercept for XrayInterceptor {
             .get("x-amz-function-error")
             .filter(|v| !v.is_empty())
             .map(|v| crate::limits::truncate_bytes(v, 256).to_owned());
+        // (The call's span is traced in a sampled trace when its request's
+        // parameters were read: the same answer, without asking again.)
+        let wanted = cfg.load::<RequestParameters>().is_some();
         let (parameters, queue_url) = match cfg.load::<Metadata>() {
-            Some(md) if status < 300 => response_parameters(md, status, response.body().bytes()),
+            Some(md) if status < 300 && wanted => {
+                response_parameters(md, status, response.body().bytes())
+            }
             _ => Default::default(),
         };
         cfg.interceptor_state().store_put(LastAttempt {

@@ -1262,14 +1262,10 @@ fn aws_parameters(text: &str) -> Option<serde_json::Map<String, serde_json::Valu
                     return false;
                 }
                 // Member names are strings too (a table's attribute names).
-                let long = |k: &String| k.chars().nth(MAX_STRING_CHARS).is_some();
-                if entries.keys().any(long) {
+                if !entries.keys().all(|k| fits(k)) {
                     *entries = std::mem::take(entries)
                         .into_iter()
-                        .map(|(k, v)| match long(&k) {
-                            true => (truncate_chars(&k, MAX_STRING_CHARS).to_owned(), v),
-                            false => (k, v),
-                        })
+                        .map(|(k, v)| (truncate_chars(&k, MAX_STRING_CHARS).to_owned(), v))
                         .collect();
                 }
                 entries.retain(|_, item| bound(item, depth + 1));
