@@ -905,8 +905,9 @@ impl<'c> Assembler<'c> {
     }
 
     /// The document of a subsegment that is only a name, times and fields
-    /// without a convention (see [`crate::json::write_plain_subsegment`]),
-    /// or `None` when the span needs the full path.
+    /// without a convention, sent as recorded (see
+    /// [`crate::json::write_plain_subsegment`]), or `None` when the span
+    /// needs the full path (a field to scrub among them).
     fn plain_subsegment(&mut self, node: &SpanData, id: SegmentId) -> Option<String> {
         let options = &self.cfg.fields;
         if !options.indexed.is_empty()
@@ -921,12 +922,19 @@ impl<'c> Assembler<'c> {
         {
             return None;
         }
-        let (start, end) = times(node);
         let fields: &[_] = if options.other_fields_as_metadata {
             &node.fields
         } else {
             &[]
         };
+        // A credential's value, a URL's user info: scrubbed on the full path.
+        if !fields
+            .iter()
+            .all(|(k, v)| crate::fields::sent_as_recorded(k, v))
+        {
+            return None;
+        }
+        let (start, end) = times(node);
         let mut json = self.buffer();
         crate::json::write_plain_subsegment(
             &mut json,
@@ -1564,6 +1572,18 @@ mod plain_path_tests {
         "t",
         "i",
         "ratio",
+        // Credentials' names: sent `[redacted]`, by the full path.
+        "password",
+        "api_key",
+    ];
+
+    /// Texts the scrubbing changes: sent by the full path.
+    const SECRET_TEXTS: &[&str] = &[
+        "https://user:pw@host/p",
+        "https://host/p?token=t",
+        "{\"authorization\": \"Bearer t\"}",
+        "Authorization: Basic dXNlcjpwdw==",
+        "postgres://app:pw@db/orders",
     ];
 
     fn value() -> impl Strategy<Value = FieldValue> {
@@ -1583,6 +1603,7 @@ mod plain_path_tests {
             any::<bool>().prop_map(FieldValue::Bool),
             ".{0,40}".prop_map(|s| FieldValue::Str(FieldStr::new(&s))),
             "[\"\\\\\u{0}-\u{1f}a-z]{0,8}".prop_map(|s| FieldValue::Str(FieldStr::new(&s))),
+            proptest::sample::select(SECRET_TEXTS).prop_map(|s| FieldValue::Str(FieldStr::new(s))),
         ]
     }
 
@@ -1603,7 +1624,8 @@ mod plain_path_tests {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
         /// The plain path writes the very bytes of the full path (entity,
-        /// then `write_entity`) for every span it takes.
+        /// then `write_entity`) for every span it takes, and leaves only
+        /// spans with a field to scrub to it.
         #[test]
         fn plain_subsegments_match_the_full_path(
             name in 0..NAMES.len(),
@@ -1624,11 +1646,21 @@ mod plain_path_tests {
             }
             let mut asm = Assembler::new(&cfg, node.trace_id, Vec::new());
             let plain = asm.plain_subsegment(&node, node.id);
-            prop_assert!(plain.is_some(), "a plain span takes the plain path");
+            let to_scrub = as_metadata
+                && node
+                    .fields
+                    .iter()
+                    .any(|(k, v)| !crate::fields::sent_as_recorded(k, v));
+            prop_assert_eq!(plain.is_none(), to_scrub, "a plain span takes the plain path");
             let entity = asm.entity(&node, node.id, &[], false);
             let mut full = String::new();
             crate::json::write_entity(&mut full, &entity);
-            prop_assert_eq!(plain.unwrap(), full);
+            for secret in [":pw@", "token=t", "Bearer t", "dXNlcjpwdw"] {
+                prop_assert!(!full.contains(secret), "{} in {}", secret, full);
+            }
+            if let Some(plain) = plain {
+                prop_assert_eq!(plain, full);
+            }
         }
     }
 

@@ -2679,3 +2679,38 @@ fn a_header_line_after_a_line_ending_in_a_backslash_loses_its_credential() {
         assert!(docs[0].contains("shop.example"), "{}", docs[0]);
     }
 }
+
+/// A child span whose fields have no X-Ray meaning (the common case:
+/// `info_span!("fetch", target = %url)`, `#[instrument]` arguments) is
+/// written by the worker's fast path for plain subsegments. Before the fix,
+/// that path wrote every value as recorded: a URL's user info and query, a
+/// `password` argument, a header map's `Authorization` were sent as they
+/// were, while the same fields on the root, or on a child with one field of
+/// meaning, were scrubbed. (Found by a hunt; the fast path came before most
+/// of the scrubbing.)
+#[test]
+fn a_plain_child_spans_fields_lose_their_secrets() {
+    let url = format!("https://user:{SECRET}@host/p?token={SECRET}");
+    let headers = format!("{{\"authorization\": \"Bearer {SECRET}\", \"host\": \"h\"}}");
+    let docs = sent(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                info_span!("fetch", target = %url).in_scope(|| {});
+                info_span!("login", user = "ann", password = SECRET).in_scope(|| {});
+                info_span!("proxy", headers = %headers).in_scope(|| {});
+            });
+        },
+    );
+    assert_no_secret("plain child spans", &docs);
+    // Scrubbed, not dropped: what is no secret is still sent.
+    let all = docs.concat();
+    for kept in [
+        "https://host/p",
+        "\"user\":\"ann\"",
+        "[redacted]",
+        r#"\"host\": \"h\""#,
+    ] {
+        assert!(all.contains(kept), "{kept} not in {all}");
+    }
+}

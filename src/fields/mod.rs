@@ -602,6 +602,18 @@ fn user_of(value: &FieldValue) -> Option<Cow<'_, str>> {
     })
 }
 
+/// Whether [`other_field`] sends a field without a convention as it was
+/// recorded: its name is no credential's (`password`), and its text holds
+/// nothing to scrub (a URL's user info or query, a header's credential).
+/// The assembler writes a span straight from its fields only when all of
+/// them are.
+pub(crate) fn sent_as_recorded(key: &str, value: &FieldValue) -> bool {
+    match conventions::sendable_text(key, value) {
+        None | Some(Cow::Owned(_)) => false,
+        Some(Cow::Borrowed(text)) => as_str(value).is_none_or(|s| s.len() == text.len()),
+    }
+}
+
 /// A field without a convention: an annotation (with
 /// `with_all_fields_indexed`), else metadata under `tracing` (unless
 /// `with_other_fields_as_metadata(false)`).
