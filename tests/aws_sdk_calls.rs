@@ -1493,6 +1493,90 @@ mod with_interceptor {
         assert!(buckets.get("bucket_name").is_none(), "{buckets:#}");
     }
 
+    /// An HTTP connector in the process, answering every request `200` and
+    /// keeping its URL: an S3 client reaches custom domains (no DNS) with it.
+    #[derive(Debug, Clone, Default)]
+    struct Canned {
+        uris: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl aws_smithy_runtime_api::client::http::HttpConnector for Canned {
+        fn call(
+            &self,
+            request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+        ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+            use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+            self.uris.lock().unwrap().push(request.uri().to_owned());
+            let mut response = HttpResponse::new(
+                200.try_into().unwrap(),
+                aws_smithy_types::body::SdkBody::empty(),
+            );
+            response.headers_mut().insert("x-amz-request-id", "R");
+            response.headers_mut().insert("content-length", "0");
+            aws_smithy_runtime_api::client::http::HttpConnectorFuture::ready(Ok(response))
+        }
+    }
+
+    /// An S3 client of a configured endpoint (LocalStack, MinIO, a custom
+    /// domain, behind a reverse proxy's path or not), in either addressing
+    /// style, names the right bucket and key. Before, the endpoint's path was
+    /// taken for the bucket (`http://127.0.0.1:9/base/photos/k` recorded
+    /// `bucket_name: base`, `key: photos/k`) or the key (`base/k`), and a
+    /// custom domain named none. (Found by a hunt.)
+    #[test]
+    fn s3_calls_through_a_configured_endpoint_name_their_bucket_and_key() {
+        use aws_smithy_runtime_api::client::http::{http_client_fn, SharedHttpConnector};
+        let canned = Canned::default();
+        let endpoints = [
+            ("http://127.0.0.1:9/base/", true),
+            ("http://localhost:9/base/", false),
+            ("https://minio.example.com", true),
+            ("https://minio.example.com/", false),
+        ];
+        let connector = canned.clone();
+        let doc = trace(LevelFilter::INFO, || async move {
+            for (endpoint, path_style) in endpoints {
+                let connector = connector.clone();
+                let s3 = aws_sdk_s3::Client::from_conf(
+                    aws_sdk_s3::Config::builder()
+                        .behavior_version(BehaviorVersion::latest())
+                        .region(Region::new("us-east-1"))
+                        .credentials_provider(Credentials::new(
+                            "AKIDTEST", "secret", None, None, "test",
+                        ))
+                        .endpoint_url(endpoint)
+                        .force_path_style(path_style)
+                        .http_client(http_client_fn(move |_, _| {
+                            SharedHttpConnector::new(connector.clone())
+                        }))
+                        .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
+                        .build(),
+                );
+                s3.put_object()
+                    .bucket("photos")
+                    .key("cats/k")
+                    .body(aws_sdk_s3::primitives::ByteStream::from_static(b"x"))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        });
+        let uris = canned.uris.lock().unwrap().clone();
+        for (uri, sent) in uris.iter().zip([
+            "http://127.0.0.1:9/base/photos/cats/k",
+            "http://photos.localhost:9/base/cats/k",
+            "https://minio.example.com/photos/cats/k",
+            "https://photos.minio.example.com/cats/k",
+        ]) {
+            assert!(uri.starts_with(sent), "{uri} is not {sent}...");
+        }
+        for (n, uri) in uris.iter().enumerate() {
+            let aws = aws_block(&doc, "PutObject", n);
+            assert_eq!(aws["bucket_name"], "photos", "{uri}: {aws:#}");
+            assert_eq!(aws["key"], "cats/k", "{uri}: {aws:#}");
+        }
+    }
+
     /// With the interceptor's span filtered out (a filter for the
     /// application's crates only, here the layer's only one, so the span is
     /// disabled as under a global `EnvFilter`), the call is still part of

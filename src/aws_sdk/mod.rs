@@ -33,9 +33,10 @@
 //!   call's `queue_url`), Lambda's (`log_type`, `qualifier`,
 //!   `status_code`) and S3's (`key`, `version_id`, `prefix`, `copy_source`;
 //!   the bucket, recorded as the span field `aws.s3.bucket`, is read from
-//!   the URL of an AWS endpoint, or of an IP address or `localhost`, and
-//!   never from an access point's, an Outpost's, Object Lambda's or
-//!   PrivateLink's), in one field, `xray.aws.parameters`,
+//!   the URL of an AWS endpoint, or from what the URL adds to a configured
+//!   `endpoint_url` (LocalStack, MinIO, a custom domain, PrivateLink), and
+//!   never from the host of an access point, an Outpost or Object Lambda),
+//!   in one field, `xray.aws.parameters`,
 //! - the last attempt's error flags: 4xx → `error`, throttling →
 //!   `throttle`, 5xx or no response → `fault`, and the call's error as an
 //!   exception: a service's as one `remote` exception of its code and
@@ -476,19 +477,37 @@ fn records_parameters(span: &tracing::Span) -> bool {
             .is_some_and(|h| h.sampled() != crate::header::Sampled::No)
 }
 
-/// An S3 request's bucket and object key, from its URL: the host's first
-/// labels on an AWS host in the virtual-hosted style
-/// (`bucket.s3.us-east-1.amazonaws.com/key`), else the path's first segment
-/// (`s3.us-east-1.amazonaws.com/bucket/key`, and an endpoint of an IP
-/// address or `localhost`, which the SDK addresses in the path style). Of
-/// another endpoint (a custom domain, where the bucket may be in the host
-/// or in the path): `None`, rather than a wrong bucket.
-fn s3_location(uri: &str) -> Option<(String, Option<String>)> {
-    let rest = uri.split_once("://")?.1;
-    let (authority, path) = rest.find('/').map_or((rest, ""), |p| rest.split_at(p));
+/// A URL's host and port (without user info) and path (without query or
+/// fragment), as written.
+fn authority_and_path(url: &str) -> Option<(&str, &str)> {
+    let rest = url.split_once("://")?.1;
+    let (authority, path) = rest
+        .find(['/', '?', '#'])
+        .map_or((rest, ""), |p| rest.split_at(p));
     let path = path.split(['?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    Some((authority, path))
+}
+
+/// An S3 request's bucket and object key, from its URL and the client's
+/// configured endpoint URL (`endpoint_url`, `AWS_ENDPOINT_URL`), if any.
+///
+/// Of a configured endpoint (LocalStack, MinIO, a custom domain, under a
+/// path or not), the SDK's URL is the endpoint's with the bucket put first
+/// in its host (virtual-hosted style) or after its path (path style), then
+/// the key: both read from what the request's URL adds to the endpoint's.
+///
+/// Of AWS's own endpoints: the host's first labels in the virtual-hosted
+/// style (`bucket.s3.us-east-1.amazonaws.com/key`), else the path's first
+/// segment (`s3.us-east-1.amazonaws.com/bucket/key`); without a configured
+/// endpoint, also of an IP address or `localhost`, which the SDK addresses
+/// in the path style. Of another host: `None`, rather than a wrong bucket.
+fn s3_location(uri: &str, endpoint: Option<&str>) -> Option<(String, Option<String>)> {
+    if let Some(endpoint) = endpoint {
+        return s3_location_at(uri, endpoint);
+    }
+    let (host, path) = authority_and_path(uri)?;
     let path = path.strip_prefix('/').unwrap_or(path);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = match host.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => host.split(':').next().unwrap_or_default(),
@@ -532,6 +551,38 @@ fn s3_location(uri: &str) -> Option<(String, Option<String>)> {
         }
         None => return None,
     };
+    bucket_and_key(bucket, key)
+}
+
+/// [`s3_location`] of a client with a configured endpoint: `None` when the
+/// request's URL is not the endpoint's with a bucket added.
+fn s3_location_at(uri: &str, endpoint: &str) -> Option<(String, Option<String>)> {
+    let (authority, path) = authority_and_path(uri)?;
+    let (base_authority, base_path) = authority_and_path(endpoint)?;
+    // The SDK writes the endpoint's path with one `/` at its end.
+    let rest = path.strip_prefix(base_path.trim_end_matches('/'))?;
+    let rest = match rest {
+        "" => "",
+        _ => rest.strip_prefix('/')?,
+    };
+    let (bucket, key) = if authority.eq_ignore_ascii_case(base_authority) {
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        (crate::percent::decode(bucket, false)?, key)
+    } else {
+        let at = authority.len().checked_sub(base_authority.len() + 1)?;
+        let (bucket, host) = (authority.get(..at)?, authority.get(at..)?);
+        let host = host.strip_prefix('.')?;
+        if !host.eq_ignore_ascii_case(base_authority) {
+            return None;
+        }
+        (bucket.to_owned(), rest)
+    };
+    bucket_and_key(bucket, key)
+}
+
+/// A bucket named and an object's key, decoded: `None` for no bucket, or a
+/// name no bucket has.
+fn bucket_and_key(bucket: String, key: &str) -> Option<(String, Option<String>)> {
     if bucket.is_empty() || !fits_identifier(&bucket) {
         return None;
     }
@@ -552,11 +603,11 @@ fn fits_identifier(name: &str) -> bool {
 /// prefix and a copy's source (from the URL and a header, once the endpoint
 /// has made the URL whole: before, it holds neither the host nor, in the
 /// path style, the bucket).
-fn s3_parameters(span: &tracing::Span, request: &HttpRequest) -> Picked {
+fn s3_parameters(span: &tracing::Span, request: &HttpRequest, endpoint: Option<&str>) -> Picked {
     let mut picked = Picked::new();
     let text = |v: &str| serde_json::Value::from(crate::limits::truncate_bytes(v, 1024));
     let uri = request.uri();
-    if let Some((bucket, key)) = s3_location(uri) {
+    if let Some((bucket, key)) = s3_location(uri, endpoint) {
         span.record("aws.s3.bucket", bucket.as_str());
         if let Some(key) = key {
             picked.push(("key", text(&key)));
@@ -730,7 +781,8 @@ impl Intercept for XrayInterceptor {
             .is_some_and(|md| md.service().eq_ignore_ascii_case("s3"));
         let wanted = |span: &&tracing::Span| s3 && records_parameters(span);
         if let Some(picked) = call_span(cfg).filter(wanted).map(|span| {
-            let picked = s3_parameters(span, context.request());
+            let endpoint = cfg.load::<aws_types::endpoint_config::EndpointUrl>();
+            let picked = s3_parameters(span, context.request(), endpoint.map(|e| e.0.as_str()));
             record_parameters(span, &picked);
             picked
         }) {
@@ -1021,7 +1073,7 @@ mod tests {
 
     #[test]
     fn s3_bucket_and_key_from_the_url() {
-        let at = |uri: &str| s3_location(uri);
+        let at = |uri: &str| s3_location(uri, None);
         let both = |b: &str, k: Option<&str>| Some((b.to_owned(), k.map(str::to_owned)));
         assert_eq!(
             at("https://photos.s3.eu-west-1.amazonaws.com/cats/tom%20%2B%20jerry.jpg?x-id=GetObject"),
@@ -1087,6 +1139,78 @@ mod tests {
             assert_eq!(at(&format!("https://{host}/k")), None, "{host}");
         }
         assert_eq!(at("not a url"), None);
+    }
+
+    #[test]
+    fn s3_bucket_and_key_from_a_configured_endpoint() {
+        let at = |uri: &str, endpoint: &str| s3_location(uri, Some(endpoint));
+        let both = |b: &str, k: Option<&str>| Some((b.to_owned(), k.map(str::to_owned)));
+        // Path style, the endpoint under a path of its own (a reverse proxy).
+        assert_eq!(
+            at(
+                "http://127.0.0.1:9/base/photos/k?x-id=PutObject",
+                "http://127.0.0.1:9/base/"
+            ),
+            both("photos", Some("k"))
+        );
+        assert_eq!(
+            at(
+                "http://127.0.0.1:9/base/photos/a%2Fb/c",
+                "http://127.0.0.1:9/base"
+            ),
+            both("photos", Some("a/b/c"))
+        );
+        // Virtual-hosted style, under a path.
+        assert_eq!(
+            at(
+                "http://photos.localhost:9/base/k",
+                "http://localhost:9/base/"
+            ),
+            both("photos", Some("k"))
+        );
+        // A custom domain, either style (the URL alone could not tell).
+        assert_eq!(
+            at(
+                "https://minio.example.com/photos/k",
+                "https://minio.example.com"
+            ),
+            both("photos", Some("k"))
+        );
+        assert_eq!(
+            at(
+                "https://my.photos.minio.example.com/k",
+                "https://MINIO.example.com"
+            ),
+            both("my.photos", Some("k"))
+        );
+        // A PrivateLink endpoint, as the user configures it.
+        let vpce = "https://bucket.vpce-1a2b.s3.us-east-1.vpce.amazonaws.com";
+        assert_eq!(
+            at(
+                "https://photos.bucket.vpce-1a2b.s3.us-east-1.vpce.amazonaws.com/k",
+                vpce
+            ),
+            both("photos", Some("k"))
+        );
+        // ListBuckets; a URL that is not the endpoint's.
+        assert_eq!(
+            at("http://127.0.0.1:9/base/", "http://127.0.0.1:9/base/"),
+            None
+        );
+        assert_eq!(
+            at(
+                "http://127.0.0.1:9/other/photos/k",
+                "http://127.0.0.1:9/base"
+            ),
+            None
+        );
+        assert_eq!(
+            at("http://127.0.0.1:9/basement/k", "http://127.0.0.1:9/base"),
+            None
+        );
+        assert_eq!(at("http://xlocalhost:9/k", "http://localhost:9"), None);
+        assert_eq!(at("http://photos.other:9/k", "http://localhost:9"), None);
+        assert_eq!(at("http://photos.localhost:9/k", "not a url"), None);
     }
 
     #[test]
