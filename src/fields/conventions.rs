@@ -598,13 +598,23 @@ fn credential_name_at(bytes: &[u8], at: usize, inside: bool) -> Option<(usize, C
 /// (`db_password`).
 pub(crate) fn is_credential_field(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key).as_bytes();
-    // The shortest name (`token`) has five letters.
-    if last.len() < 5 {
+    // The shortest name (`token`) has five letters, and a name ends the
+    // key: most keys end in a letter no name ends in.
+    if last.len() < 5 || !last.last().is_some_and(|&b| ends_a_credential_name(b)) {
         return false;
     }
     (0..last.len()).any(|at| {
         credential_name_at(last, at, name_start(last, at)).is_some_and(|(end, _)| end == last.len())
     })
+}
+
+/// Whether `b` (in any case) is the last letter of one of
+/// [`CREDENTIAL_NAMES`].
+fn ends_a_credential_name(b: u8) -> bool {
+    matches!(
+        b.to_ascii_lowercase(),
+        b'n' | b'e' | b'y' | b'd' | b't' | b's'
+    )
 }
 
 /// `text` without the secrets it may carry: every URL in it without its
@@ -3416,6 +3426,17 @@ fn url_host_and_port(url: &str) -> Option<(&str, Option<&str>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_credential_name_ends_in_a_letter_the_key_check_takes() {
+        for (name, _) in CREDENTIAL_NAMES {
+            let last = *name.as_bytes().last().unwrap();
+            assert!(ends_a_credential_name(last), "{name}");
+            assert!(ends_a_credential_name(last.to_ascii_uppercase()), "{name}");
+        }
+        assert!(is_credential_field("DB_PASSWORD") && is_credential_field("req.apiKey"));
+        assert!(!is_credential_field("table") && !is_credential_field("ratio"));
+    }
 
     #[test]
     fn credential_headers_are_redacted_wherever_they_are_written() {

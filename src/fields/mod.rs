@@ -607,11 +607,43 @@ fn user_of(value: &FieldValue) -> Option<Cow<'_, str>> {
 /// nothing to scrub (a URL's user info or query, a header's credential).
 /// The assembler writes a span straight from its fields only when all of
 /// them are.
-pub(crate) fn sent_as_recorded(key: &str, value: &FieldValue) -> bool {
-    match conventions::sendable_text(key, value) {
-        None | Some(Cow::Owned(_)) => false,
-        Some(Cow::Borrowed(text)) => as_str(value).is_none_or(|s| s.len() == text.len()),
+pub(crate) fn sent_as_recorded(key: &'static str, value: &FieldValue) -> bool {
+    if conventions::may_have_meaning(key) {
+        return match conventions::sendable_text(key, value) {
+            None | Some(Cow::Owned(_)) => false,
+            Some(Cow::Borrowed(text)) => as_str(value).is_none_or(|s| s.len() == text.len()),
+        };
     }
+    // What `sendable_text` does with a name of no meaning, the name's part
+    // remembered.
+    !is_credential_key(key)
+        && as_str(value).is_none_or(|s| matches!(conventions::without_secrets(s), Cow::Borrowed(_)))
+}
+
+/// [`conventions::is_credential_field`] of a callsite's field name,
+/// remembered by the calling thread (the worker asks about the same few
+/// names for every span): a table of 64 entries, by the name's address (a
+/// `&'static str` at one address never changes).
+fn is_credential_key(key: &'static str) -> bool {
+    use std::cell::Cell;
+    const SLOTS: usize = 64;
+    thread_local! {
+        static KNOWN: [Cell<(usize, usize, bool)>; SLOTS] =
+            const { [const { Cell::new((0, 0, false)) }; SLOTS] };
+    }
+    let (at, len) = (key.as_ptr() as usize, key.len());
+    let slot = ((at >> 3) ^ len) % SLOTS;
+    KNOWN
+        .try_with(|known| {
+            let (seen_at, seen_len, is) = known[slot].get();
+            if seen_at == at && seen_len == len && at != 0 {
+                return is;
+            }
+            let is = conventions::is_credential_field(key);
+            known[slot].set((at, len, is));
+            is
+        })
+        .unwrap_or_else(|_| conventions::is_credential_field(key))
 }
 
 /// A field without a convention: an annotation (with
