@@ -1154,8 +1154,8 @@ impl<'c> Assembler<'c> {
                         // The same error: the type, when the fields give
                         // one, is its own (an event's exception is typed
                         // only by where it came from).
-                        if let Some(kind) = applied.error_type {
-                            same.kind = Some(Cow::Borrowed(kind));
+                        if let Some(kind) = &applied.error_type {
+                            same.kind = Some(kind.clone());
                         }
                         true
                     }
@@ -1174,7 +1174,7 @@ impl<'c> Assembler<'c> {
                     ));
                     cause.exceptions.push(Exception {
                         id: SegmentId::new(),
-                        kind: applied.error_type.map(Cow::Borrowed),
+                        kind: applied.error_type.clone(),
                         message: Some(Cow::Owned(message.to_owned())),
                         remote: applied.remote,
                         ..Default::default()
@@ -1187,7 +1187,7 @@ impl<'c> Assembler<'c> {
                     entity.metadata.put(
                         Cow::Borrowed(TRACING_NAMESPACE),
                         Cow::Borrowed(key),
-                        MetaValue::Str(Cow::Borrowed(kind)),
+                        MetaValue::Str(kind),
                     );
                 }
                 let unused_message = applied.error_message.clone().filter(|_| !type_used);
@@ -1216,7 +1216,7 @@ impl<'c> Assembler<'c> {
             let mut cause = Cause {
                 exceptions: vec![Exception {
                     id: SegmentId::new(),
-                    kind: applied.error_type.map(Cow::Borrowed),
+                    kind: applied.error_type,
                     message: applied.error_message.map(|m| match m {
                         Cow::Borrowed(m) => {
                             Cow::Borrowed(truncate_chars(m, MAX_EXCEPTION_MESSAGE_CHARS))

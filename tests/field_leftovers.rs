@@ -1002,3 +1002,24 @@ fn an_i128_that_64_bits_hold_is_a_number_as_the_same_u128_is() {
         docs[0]["metadata"]
     );
 }
+
+/// `xray.trace_header`, the header the layer continues a trace from, is
+/// never sent, on any span, indexed or not. Before the fix, with
+/// `with_indexed_fields(["xray.trace_header"])`, a child's header (another
+/// trace's ids) was sent as the annotation `xray_trace_header`. (Found by
+/// a hunt of paths that skip an invariant others keep.)
+#[test]
+fn an_indexed_trace_header_field_is_never_sent() {
+    const HEADER: &str =
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    let docs = run(
+        |b| b.with_indexed_fields(["xray.trace_header"]),
+        || {
+            info_span!("request").in_scope(|| {
+                info_span!("inner", xray.trace_header = HEADER).in_scope(|| {});
+            });
+        },
+    );
+    assert!(!found(&docs, "bd862e3fe1be46a994272793"), "{}", all(&docs));
+    assert_eq!(sub(&docs, "inner")["name"], "inner");
+}

@@ -2714,3 +2714,75 @@ fn a_plain_child_spans_fields_lose_their_secrets() {
         assert!(all.contains(kept), "{kept} not in {all}");
     }
 }
+
+/// A URL with the marker in its user info and its query.
+fn secret_url() -> String {
+    format!("https://svc:{SECRET}@api.example.com/v1/items?sig={SECRET}")
+}
+
+/// An error's kind given as text (`error.type = %err`: an HTTP client's
+/// error names its URL) on a span that also logs an ERROR event: the event
+/// is the exception, and the kind stays metadata. Before the fix, that
+/// copy was sent as recorded (the status message beside it, and the same
+/// field indexed, were scrubbed). (Found by a hunt of paths that skip an
+/// invariant others keep.)
+#[test]
+fn an_error_type_kept_as_metadata_loses_a_urls_secrets() {
+    let url = secret_url();
+    let docs = sent(
+        |b| b,
+        || {
+            info_span!("request").in_scope(|| {
+                info_span!("fetch", error.type = url.as_str()).in_scope(|| {
+                    tracing::error!("the fetch failed");
+                });
+                // Alone: the exception's type.
+                info_span!("fetch", error.type = url.as_str()).in_scope(|| {});
+            });
+        },
+    );
+    assert_no_secret("error.type", &docs);
+    let all = docs.concat();
+    assert!(
+        all.contains(r#""error.type":"https://api.example.com/v1/items""#),
+        "{all}"
+    );
+    assert!(
+        all.contains(r#""type":"https://api.example.com/v1/items""#),
+        "{all}"
+    );
+}
+
+/// A span named after a URL (`otel.name = %uri`, `xray.name = %url`): the
+/// root's name kept as `metadata.tracing.span_name`, and a child's
+/// subsegment name, go without the URL's user info and query. Before the
+/// fix, both were sent as recorded (the name only made to X-Ray's
+/// characters: `https://svc:S3CR3T-xyz@api.example.com/v1/itemssig=S3CR3T-xyz`),
+/// while the same value as any field was scrubbed. (Found by the same hunt.)
+#[test]
+fn a_span_named_after_a_url_loses_its_secrets() {
+    let url = secret_url();
+    let docs = sent(
+        |b| b,
+        || {
+            info_span!("request", otel.name = url.as_str()).in_scope(|| {
+                info_span!("call", otel.name = url.as_str()).in_scope(|| {});
+                info_span!("call", xray.name = url.as_str()).in_scope(|| {});
+            });
+        },
+    );
+    assert_no_secret("a name", &docs);
+    let all = docs.concat();
+    assert!(
+        all.contains(r#""span_name":"https://api.example.com/v1/items""#),
+        "{all}"
+    );
+    assert_eq!(
+        all.matches(r#""name":"https://api.example.com/v1/items""#)
+            .count(),
+        2,
+        "{all}"
+    );
+    // The name given is the name: `otel.name` is not kept beside it.
+    assert!(!all.contains(r#""otel.name""#), "{all}");
+}

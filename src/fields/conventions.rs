@@ -324,7 +324,7 @@ pub(crate) struct Applied<'a> {
     /// `error.message` / `otel.status_message`, for an exception when the
     /// span recorded no error value. The message without URL secrets (an
     /// HTTP client's error text names the URL, query and all).
-    pub(crate) error_type: Option<&'a str>,
+    pub(crate) error_type: Option<Cow<'a, str>>,
     pub(crate) error_message: Option<Cow<'a, str>>,
     /// `error_message` as recorded (before its URL secrets are cut): what
     /// an error passed up is matched by.
@@ -646,6 +646,22 @@ pub(crate) fn without_secrets(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(scrubbed)
+}
+
+/// [`without_secrets`] of a text that may be owned already.
+pub(crate) fn without_secrets_in(text: Cow<'_, str>) -> Cow<'_, str> {
+    match text {
+        Cow::Borrowed(text) => without_secrets(text),
+        Cow::Owned(text) => match without_secrets(&text) {
+            Cow::Borrowed(_) => Cow::Owned(text),
+            Cow::Owned(scrubbed) => Cow::Owned(scrubbed),
+        },
+    }
+}
+
+/// A text without its secrets, then cut to X-Ray's bound for strings.
+fn scrubbed_and_cut(text: Cow<'_, str>) -> Cow<'_, str> {
+    truncate_chars_cow(without_secrets_in(text), MAX_STRING_CHARS)
 }
 
 /// How many more times a scrubbed text is scrubbed, at most, to be sure it
@@ -3119,6 +3135,9 @@ impl<'a> Conventions<'a> {
         {
             self.otel_name = None;
         }
+        // A name given as a URL (`otel.name = %uri`) goes without its
+        // secrets, as the URL would anywhere else.
+        applied.name = applied.name.map(without_secrets_in);
 
         // Flags: the status says who failed (below 400: that nothing did); an
         // error without one is a fault. A gRPC call's or request's code
@@ -3144,8 +3163,8 @@ impl<'a> Conventions<'a> {
             entity.error = true;
         }
         applied.error_type_key = self.error_type.map(|(key, _)| key);
-        applied.error_type =
-            text(&mut self.error_type).map(|t| truncate_chars(t, MAX_STRING_CHARS));
+        // An error's kind as text (`error.type = %err`) may name a URL.
+        applied.error_type = text(&mut self.error_type).map(|t| scrubbed_and_cut(t.into()));
         let exception_key = self.exception_message.map(|(key, _)| key);
         let exception_message = text(&mut self.exception_message);
         let status_key = self.error_message.map(|(key, _)| key);
@@ -3243,7 +3262,7 @@ impl<'a> Conventions<'a> {
             status,
         );
         Applied {
-            name: self.name.map(Cow::Borrowed),
+            name: self.name.map(without_secrets),
             remote: false,
             error_type: None,
             error_message: None,

@@ -389,6 +389,11 @@ pub(crate) fn route<'a>(
         {
             conv.status_ok = true;
         }
+        if key == crate::layer::TRACE_HEADER_FIELD {
+            // Consumed by the layer on roots (it continues that trace);
+            // never sent, on any span, indexed or not.
+            continue;
+        }
         if options.is_indexed(key) {
             // What may leave of it: a URL without its query, never a
             // query's text (unless collected, in its block).
@@ -439,9 +444,6 @@ pub(crate) fn route<'a>(
             continue;
         }
         match key {
-            // Consumed by the layer on roots (it continues that trace);
-            // never sent, on any span.
-            crate::layer::TRACE_HEADER_FIELD => {}
             // An empty name is none, as for every convention field.
             "otel.name" => match as_str(value) {
                 Some("") => {}
