@@ -1523,35 +1523,39 @@ mod with_interceptor {
     /// taken for the bucket (`http://127.0.0.1:9/base/photos/k` recorded
     /// `bucket_name: base`, `key: photos/k`) or the key (`base/k`), and a
     /// custom domain named none. (Found by a hunt.)
+    /// A real S3 client of `endpoint` reaching `canned`, with the interceptor.
+    fn canned_s3(canned: &Canned, endpoint: &str, path_style: bool) -> aws_sdk_s3::Client {
+        use aws_smithy_runtime_api::client::http::{http_client_fn, SharedHttpConnector};
+        let connector = canned.clone();
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+                .endpoint_url(endpoint)
+                .force_path_style(path_style)
+                .http_client(http_client_fn(move |_, _| {
+                    SharedHttpConnector::new(connector.clone())
+                }))
+                .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
+                .build(),
+        )
+    }
+
     #[test]
     fn s3_calls_through_a_configured_endpoint_name_their_bucket_and_key() {
-        use aws_smithy_runtime_api::client::http::{http_client_fn, SharedHttpConnector};
         let canned = Canned::default();
         let endpoints = [
             ("http://127.0.0.1:9/base/", true),
             ("http://localhost:9/base/", false),
             ("https://minio.example.com", true),
             ("https://minio.example.com/", false),
+            ("http://127.0.0.1:9/base//", true),
         ];
         let connector = canned.clone();
         let doc = trace(LevelFilter::INFO, || async move {
             for (endpoint, path_style) in endpoints {
-                let connector = connector.clone();
-                let s3 = aws_sdk_s3::Client::from_conf(
-                    aws_sdk_s3::Config::builder()
-                        .behavior_version(BehaviorVersion::latest())
-                        .region(Region::new("us-east-1"))
-                        .credentials_provider(Credentials::new(
-                            "AKIDTEST", "secret", None, None, "test",
-                        ))
-                        .endpoint_url(endpoint)
-                        .force_path_style(path_style)
-                        .http_client(http_client_fn(move |_, _| {
-                            SharedHttpConnector::new(connector.clone())
-                        }))
-                        .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
-                        .build(),
-                );
+                let s3 = canned_s3(&connector, endpoint, path_style);
                 s3.put_object()
                     .bucket("photos")
                     .key("cats/k")
@@ -1567,6 +1571,7 @@ mod with_interceptor {
             "http://photos.localhost:9/base/cats/k",
             "https://minio.example.com/photos/cats/k",
             "https://photos.minio.example.com/cats/k",
+            "http://127.0.0.1:9/base//photos/cats/k",
         ]) {
             assert!(uri.starts_with(sent), "{uri} is not {sent}...");
         }
@@ -1574,6 +1579,49 @@ mod with_interceptor {
             let aws = aws_block(&doc, "PutObject", n);
             assert_eq!(aws["bucket_name"], "photos", "{uri}: {aws:#}");
             assert_eq!(aws["key"], "cats/k", "{uri}: {aws:#}");
+        }
+    }
+
+    /// Through a configured endpoint, the labels the SDK puts before its host
+    /// for an access point's ARN (`myap-123456789012`), or for Object
+    /// Lambda's `WriteGetObjectResponse` (the request's route), name no
+    /// bucket. Before the fix, each was recorded as the call's bucket (and
+    /// `WriteGetObjectResponse` as the key). (Found by a review.)
+    #[test]
+    fn s3_calls_through_a_configured_endpoint_name_no_made_up_bucket() {
+        let canned = Canned::default();
+        let s3 = canned_s3(&canned, "https://minio.example.com", false);
+        let doc = trace(LevelFilter::INFO, || async move {
+            let _ = s3
+                .get_object()
+                .bucket("arn:aws:s3:us-east-1:123456789012:accesspoint/myap")
+                .key("k")
+                .send()
+                .await;
+            let _ = s3
+                .write_get_object_response()
+                .request_route("route-1")
+                .request_token("token")
+                .body(aws_sdk_s3::primitives::ByteStream::from_static(b"x"))
+                .send()
+                .await;
+        });
+        let uris = canned.uris.lock().unwrap().clone();
+        assert!(
+            uris[0].starts_with("https://myap-123456789012.minio.example.com/k"),
+            "{uris:?}"
+        );
+        assert!(
+            uris[1].starts_with("https://route-1.minio.example.com/"),
+            "{uris:?}"
+        );
+        for op in ["GetObject", "WriteGetObjectResponse"] {
+            let aws = aws_block(&doc, op, 0);
+            assert!(aws.get("bucket_name").is_none(), "{uris:?}: {aws:#}");
+            assert!(
+                aws.get("key").is_none() || op == "GetObject",
+                "{uris:?}: {aws:#}"
+            );
         }
     }
 

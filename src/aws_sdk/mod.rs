@@ -35,8 +35,10 @@
 //!   the bucket, recorded as the span field `aws.s3.bucket`, is read from
 //!   the URL of an AWS endpoint, or from what the URL adds to a configured
 //!   `endpoint_url` (LocalStack, MinIO, a custom domain, PrivateLink), and
-//!   never from the host of an access point, an Outpost or Object Lambda),
-//!   in one field, `xray.aws.parameters`,
+//!   never from the host of an access point, an Outpost or Object Lambda:
+//!   through a configured endpoint in the virtual-hosted style, a bucket
+//!   named as theirs, `{name}-{12 digits}`, is not named either), in one
+//!   field, `xray.aws.parameters`,
 //! - the last attempt's error flags: 4xx → `error`, throttling →
 //!   `throttle`, 5xx or no response → `fault`, and the call's error as an
 //!   exception: a service's as one `remote` exception of its code and
@@ -555,14 +557,18 @@ fn s3_location(uri: &str, endpoint: Option<&str>) -> Option<(String, Option<Stri
 }
 
 /// [`s3_location`] of a client with a configured endpoint: `None` when the
-/// request's URL is not the endpoint's with a bucket added.
+/// request's URL is not the endpoint's with a bucket added, or when what
+/// the host adds names an access point (`{name}-{account id}`, of an
+/// access point's, an Outpost's or Object Lambda's ARN), not a bucket.
 fn s3_location_at(uri: &str, endpoint: &str) -> Option<(String, Option<String>)> {
     let (authority, path) = authority_and_path(uri)?;
     let (base_authority, base_path) = authority_and_path(endpoint)?;
-    // The SDK writes the endpoint's path with one `/` at its end.
-    let rest = path.strip_prefix(base_path.trim_end_matches('/'))?;
+    // The endpoint's path as written, then the bucket or the key (after a
+    // `/` of their own when the path ends without one).
+    let rest = path.strip_prefix(base_path)?;
     let rest = match rest {
         "" => "",
+        _ if base_path.ends_with('/') => rest,
         _ => rest.strip_prefix('/')?,
     };
     let (bucket, key) = if authority.eq_ignore_ascii_case(base_authority) {
@@ -572,12 +578,25 @@ fn s3_location_at(uri: &str, endpoint: &str) -> Option<(String, Option<String>)>
         let at = authority.len().checked_sub(base_authority.len() + 1)?;
         let (bucket, host) = (authority.get(..at)?, authority.get(at..)?);
         let host = host.strip_prefix('.')?;
-        if !host.eq_ignore_ascii_case(base_authority) {
+        if !host.eq_ignore_ascii_case(base_authority) || names_an_access_point(bucket) {
             return None;
         }
         (bucket.to_owned(), rest)
     };
     bucket_and_key(bucket, key)
+}
+
+/// Whether the labels the SDK put before an endpoint's host start with an
+/// access point's `{name}-{12-digit account id}` (a bucket named so, in the
+/// virtual-hosted style, is not told apart: no bucket, rather than a wrong
+/// one).
+fn names_an_access_point(labels: &str) -> bool {
+    let first = labels.split('.').next().unwrap_or_default();
+    first.len() > 13
+        && first.is_char_boundary(first.len() - 13)
+        && first[first.len() - 13..]
+            .strip_prefix('-')
+            .is_some_and(|id| id.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A bucket named and an object's key, decoded: `None` for no bucket, or a
@@ -776,9 +795,11 @@ impl Intercept for XrayInterceptor {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         // The endpoint has made the URL whole by now.
-        let s3 = cfg
-            .load::<Metadata>()
-            .is_some_and(|md| md.service().eq_ignore_ascii_case("s3"));
+        // (Object Lambda's `WriteGetObjectResponse` names no bucket: its
+        // host starts with the request's route.)
+        let s3 = cfg.load::<Metadata>().is_some_and(|md| {
+            md.service().eq_ignore_ascii_case("s3") && md.name() != "WriteGetObjectResponse"
+        });
         let wanted = |span: &&tracing::Span| s3 && records_parameters(span);
         if let Some(picked) = call_span(cfg).filter(wanted).map(|span| {
             let endpoint = cfg.load::<aws_types::endpoint_config::EndpointUrl>();
@@ -1156,7 +1177,7 @@ mod tests {
         assert_eq!(
             at(
                 "http://127.0.0.1:9/base/photos/a%2Fb/c",
-                "http://127.0.0.1:9/base"
+                "http://127.0.0.1:9/base/"
             ),
             both("photos", Some("a/b/c"))
         );
@@ -1191,6 +1212,36 @@ mod tests {
                 vpce
             ),
             both("photos", Some("k"))
+        );
+        // The endpoint's path as written, `//` too.
+        assert_eq!(
+            at(
+                "http://127.0.0.1:9/base//photos/k",
+                "http://127.0.0.1:9/base//"
+            ),
+            both("photos", Some("k"))
+        );
+        assert_eq!(
+            at("http://127.0.0.1:9/basephotos/k", "http://127.0.0.1:9/base"),
+            None
+        );
+        // An access point's, an Outpost's, Object Lambda's ARN: no bucket.
+        for host in [
+            "myap-123456789012.minio.example.com",
+            "ap-123456789012.op-01234.minio.example.com",
+        ] {
+            assert_eq!(
+                at(&format!("https://{host}/k"), "https://minio.example.com"),
+                None,
+                "{host}"
+            );
+        }
+        assert_eq!(
+            at(
+                "https://logs-2024.minio.example.com/k",
+                "https://minio.example.com"
+            ),
+            both("logs-2024", Some("k"))
         );
         // ListBuckets; a URL that is not the endpoint's.
         assert_eq!(
