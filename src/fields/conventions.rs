@@ -315,15 +315,16 @@ pub(crate) struct Conventions<'a> {
 /// What [`Conventions::apply`] decided beyond the entity itself.
 #[derive(Debug, Default)]
 pub(crate) struct Applied<'a> {
-    /// The (sub)segment's name, if a convention gives one.
+    /// The (sub)segment's name, if a convention gives one, without a URL's
+    /// secrets (`otel.name = %uri`).
     pub(crate) name: Option<Cow<'a, str>>,
     /// Errors were caused by a downstream service (a client call that got
     /// a response): exceptions are marked `remote`.
     pub(crate) remote: bool,
     /// `error.type` / `exception.type` and `exception.message` /
     /// `error.message` / `otel.status_message`, for an exception when the
-    /// span recorded no error value. The message without URL secrets (an
-    /// HTTP client's error text names the URL, query and all).
+    /// span recorded no error value. Both without URL secrets (an HTTP
+    /// client's error text names the URL, query and all).
     pub(crate) error_type: Option<Cow<'a, str>>,
     pub(crate) error_message: Option<Cow<'a, str>>,
     /// `error_message` as recorded (before its URL secrets are cut): what
