@@ -188,6 +188,39 @@ fn a_grpc_message_is_percent_decoded() {
     );
 }
 
+/// A gRPC service behind `XrayServerLayer` answers with a code gRPC does
+/// not define (`grpc-status: 99`): gRPC's implementations read it as
+/// UNKNOWN (tonic's `Code::from_i32`), which stands for HTTP 500. Before
+/// the fix, the segment had the exception but no flag (the code stood for
+/// no status, so the HTTP 200 said the request succeeded), while the same
+/// response through `XrayClientLayer` was a fault. (Found by a hunt.)
+#[test]
+fn an_undefined_grpc_status_is_a_fault() {
+    let traces = run(1, || async {
+        let addr = serve(Router::new().route(
+            "/shop.Cart/Get",
+            axum::routing::post(|| async { grpc_reply("99", "boom%20here") }),
+        ))
+        .await;
+        let client = http_client();
+        let request = Request::post(format!("http://{addr}/shop.Cart/Get"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Empty::new())
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        let body = response.into_body().collect().await.unwrap();
+        assert!(body.trailers().is_some());
+    });
+    let segment = find(&traces, |t| url_of(t).ends_with("/Get"));
+    assert_eq!(segment["fault"], true, "{segment:#}");
+    assert_eq!(
+        common::exception_messages(segment),
+        ["boom here"],
+        "{segment:#}"
+    );
+}
+
 /// A user serves axum on a dual-stack socket (`[::]:8080`, the common way
 /// to accept both IPv4 and IPv6) and copies `ConnectInfo`'s address into
 /// the request's extensions as `XrayServerLayer`'s docs show. An IPv4

@@ -122,9 +122,10 @@ fn status_flags(entity: &mut Entity<'_>, status: Option<u16>) {
 /// `google/rpc/code.proto`), to flag a call or request as HTTP's would be:
 /// RESOURCE_EXHAUSTED is a throttle, a caller's mistake (INVALID_ARGUMENT,
 /// NOT_FOUND, ...) an error, a server's failure (INTERNAL, UNAVAILABLE,
-/// ...) a fault.
-fn grpc_as_http(code: i64) -> Option<u16> {
-    Some(match code {
+/// ...) a fault. A code gRPC does not define is UNKNOWN, as gRPC's own
+/// implementations read it (tonic's `Code::from_i32`): a fault.
+fn grpc_as_http(code: i64) -> u16 {
+    match code {
         0 => 200,
         1 => 499,
         3 | 9 | 11 => 400,
@@ -136,9 +137,9 @@ fn grpc_as_http(code: i64) -> Option<u16> {
         4 => 504,
         12 => 501,
         14 => 503,
-        2 | 13 | 15 => 500,
-        _ => return None,
-    })
+        // UNKNOWN, INTERNAL, DATA_LOSS, and any other code.
+        _ => 500,
+    }
 }
 
 /// The flags an error (an ERROR event, an error field, `error.type`) sets
@@ -3146,7 +3147,7 @@ impl<'a> Conventions<'a> {
         // (The code itself stays in the metadata: X-Ray has no field for it.)
         let mut grpc = self.grpc_status;
         let status = int(&mut grpc)
-            .and_then(grpc_as_http)
+            .map(grpc_as_http)
             .or(entity.http.response.status);
         status_flags(entity, status);
         if flag(&mut self.throttle) {
