@@ -154,19 +154,13 @@ fn grpc_reply(
     )
 }
 
-/// A user serves gRPC (tonic) behind `XrayServerLayer`. gRPC sends
-/// `grpc-message` percent-encoded (the gRPC HTTP/2 protocol spec:
-/// "Status-Message → Percent-Encoded"; tonic encodes spaces and other
-/// characters as `%20`...). For `Status::not_found("no such cart")` the
-/// trailer reads `grpc-message: no%20such%20cart`. They see the exception
-/// message `no%20such%20cart`; they should see `no such cart` (as tonic's
-/// own client decodes it).
-#[test]
-fn a_grpc_message_is_percent_decoded() {
-    let traces = run(1, || async {
+/// The segment of one gRPC call to a real server (behind
+/// `XrayServerLayer`) answering with `code` and `message` in its trailers.
+fn grpc_segment(code: &'static str, message: &'static str) -> Value {
+    let traces = run(1, || async move {
         let addr = serve(Router::new().route(
             "/shop.Cart/Get",
-            axum::routing::post(|| async { grpc_reply("5", "no%20such%20cart%3A%20c-42") }),
+            axum::routing::post(move || async move { grpc_reply(code, message) }),
         ))
         .await;
         let client = http_client();
@@ -179,10 +173,22 @@ fn a_grpc_message_is_percent_decoded() {
         let body = response.into_body().collect().await.unwrap();
         assert!(body.trailers().is_some());
     });
-    let segment = find(&traces, |t| url_of(t).ends_with("/Get"));
+    find(&traces, |t| url_of(t).ends_with("/Get")).clone()
+}
+
+/// A user serves gRPC (tonic) behind `XrayServerLayer`. gRPC sends
+/// `grpc-message` percent-encoded (the gRPC HTTP/2 protocol spec:
+/// "Status-Message → Percent-Encoded"; tonic encodes spaces and other
+/// characters as `%20`...). For `Status::not_found("no such cart")` the
+/// trailer reads `grpc-message: no%20such%20cart`. They see the exception
+/// message `no%20such%20cart`; they should see `no such cart` (as tonic's
+/// own client decodes it).
+#[test]
+fn a_grpc_message_is_percent_decoded() {
+    let segment = grpc_segment("5", "no%20such%20cart%3A%20c-42");
     assert_eq!(segment["error"], true, "{segment:#}");
     assert_eq!(
-        common::exception_messages(segment),
+        common::exception_messages(&segment),
         ["no such cart: c-42"],
         "{segment:#}"
     );
@@ -196,26 +202,10 @@ fn a_grpc_message_is_percent_decoded() {
 /// response through `XrayClientLayer` was a fault. (Found by a hunt.)
 #[test]
 fn an_undefined_grpc_status_is_a_fault() {
-    let traces = run(1, || async {
-        let addr = serve(Router::new().route(
-            "/shop.Cart/Get",
-            axum::routing::post(|| async { grpc_reply("99", "boom%20here") }),
-        ))
-        .await;
-        let client = http_client();
-        let request = Request::post(format!("http://{addr}/shop.Cart/Get"))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(Empty::new())
-            .unwrap();
-        let response = client.request(request).await.unwrap();
-        let body = response.into_body().collect().await.unwrap();
-        assert!(body.trailers().is_some());
-    });
-    let segment = find(&traces, |t| url_of(t).ends_with("/Get"));
+    let segment = grpc_segment("99", "boom%20here");
     assert_eq!(segment["fault"], true, "{segment:#}");
     assert_eq!(
-        common::exception_messages(segment),
+        common::exception_messages(&segment),
         ["boom here"],
         "{segment:#}"
     );
