@@ -611,15 +611,24 @@ fn user_of(value: &FieldValue) -> Option<Cow<'_, str>> {
 /// them are.
 pub(crate) fn sent_as_recorded(key: &'static str, value: &FieldValue) -> bool {
     if conventions::may_have_meaning(key) {
-        return match conventions::sendable_text(key, value) {
-            None | Some(Cow::Owned(_)) => false,
-            Some(Cow::Borrowed(text)) => as_str(value).is_none_or(|s| s.len() == text.len()),
-        };
+        return matches!(sendable(key, value), Some(None));
     }
     // What `sendable_text` does with a name of no meaning, the name's part
     // remembered.
     !is_credential_key(key)
         && as_str(value).is_none_or(|s| matches!(conventions::without_secrets(s), Cow::Borrowed(_)))
+}
+
+/// What [`other_field`] sends of a field: `None`, nothing; `Some(None)`,
+/// its value as recorded; `Some(Some(text))`, that text instead (scrubbed).
+fn sendable(key: &str, value: &FieldValue) -> Option<Option<String>> {
+    Some(match conventions::sendable_text(key, value)? {
+        Cow::Owned(text) => Some(text),
+        Cow::Borrowed(text) if as_str(value).is_some_and(|s| s.len() != text.len()) => {
+            Some(text.to_owned())
+        }
+        Cow::Borrowed(_) => None,
+    })
 }
 
 /// [`conventions::is_credential_field`] of a callsite's field name,
@@ -661,13 +670,8 @@ fn other_field<'a>(
 ) {
     // A field of a known meaning that is no convention on this span (a
     // `uri` off a tower-shaped span): without its secrets all the same.
-    let scrubbed = match conventions::sendable_text(key, value) {
-        None => return,
-        Some(Cow::Owned(text)) => Some(text),
-        Some(Cow::Borrowed(text)) if as_str(value).is_some_and(|s| s.len() != text.len()) => {
-            Some(text.to_owned())
-        }
-        Some(Cow::Borrowed(_)) => None,
+    let Some(scrubbed) = sendable(key, value) else {
+        return;
     };
     if let Some(text) = scrubbed {
         if options.index_all {
