@@ -56,7 +56,7 @@ mod rungs;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use tracing::Dispatch;
 use tracing_subscriber::prelude::*;
 

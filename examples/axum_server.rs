@@ -14,19 +14,19 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{Request, Response, StatusCode};
 use axum::routing::get;
-use axum::Router;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower_http::trace::TraceLayer;
-use tracing::{instrument, Span};
+use tracing::{Span, instrument};
 use tracing_subscriber::prelude::*;
-use tracing_xray::export::InMemoryExporter;
 use tracing_xray::XraySpanExt;
+use tracing_xray::export::InMemoryExporter;
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
 

@@ -28,8 +28,8 @@
 use std::time::Duration;
 
 use lambda_runtime::layers::TracingLayer;
-use lambda_runtime::{service_fn, Error, LambdaEvent, Runtime};
-use serde_json::{json, Value};
+use lambda_runtime::{Error, LambdaEvent, Runtime, service_fn};
+use serde_json::{Value, json};
 use tracing::instrument;
 use tracing_subscriber::prelude::*;
 use tracing_xray::tower::XrayFlushLayer;

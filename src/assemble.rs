@@ -21,14 +21,14 @@ use crate::clock::Instant;
 use crate::config::Config;
 use crate::export::{Document, DocumentKind, MAX_DOCUMENT_BYTES};
 use crate::fields::conventions::{self, may_have_meaning};
-use crate::fields::{route, Conventions, TraceBudget, AWS_SDK_TARGET, TRACING_NAMESPACE};
+use crate::fields::{AWS_SDK_TARGET, Conventions, TRACING_NAMESPACE, TraceBudget, route};
 use crate::forest::Forest;
 use crate::id::{SegmentId, TraceId};
 use crate::limits::{
-    sanitize_name, truncate_chars, truncate_chars_cow, MAX_ANNOTATIONS_PER_TRACE, MAX_STRING_CHARS,
+    MAX_ANNOTATIONS_PER_TRACE, MAX_STRING_CHARS, sanitize_name, truncate_chars, truncate_chars_cow,
 };
 use crate::model::{Cause, Entity, EpochSeconds, Exception, MetaValue, StackFrame, XrayInfo};
-use crate::span_data::{FieldValue, SpanData, MAX_ERRORS_PER_SPAN};
+use crate::span_data::{FieldValue, MAX_ERRORS_PER_SPAN, SpanData};
 
 /// Room kept in every embedded subtree for the fields an independent
 /// subsegment adds (`"type":"subsegment","trace_id":…,"parent_id":…,`).
@@ -1526,7 +1526,7 @@ mod plain_path_tests {
     use super::*;
     use crate::span_data::FieldStr;
     use proptest::prelude::*;
-    use tracing_core::{callsite::Callsite, metadata::Kind, subscriber::Interest, Level, Metadata};
+    use tracing_core::{Level, Metadata, callsite::Callsite, metadata::Kind, subscriber::Interest};
 
     struct NoCallsite;
     impl Callsite for NoCallsite {

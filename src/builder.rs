@@ -8,9 +8,9 @@ use std::time::Duration;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{
-    disabled_by_env, env_tracing_name, Config, DEFAULT_MAX_HELD_SUBSEGMENTS,
-    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_CAPACITY, DEFAULT_STREAMING_THRESHOLD,
-    MAX_QUEUE_CAPACITY, MIN_MAX_QUEUED_BYTES,
+    Config, DEFAULT_MAX_HELD_SUBSEGMENTS, DEFAULT_MAX_QUEUED_BYTES, DEFAULT_QUEUE_CAPACITY,
+    DEFAULT_STREAMING_THRESHOLD, MAX_QUEUE_CAPACITY, MIN_MAX_QUEUED_BYTES, disabled_by_env,
+    env_tracing_name,
 };
 use crate::export::{Exporter, UdpExporter};
 use crate::handle::{Counters, Shared, XrayGuard, XrayHandle};

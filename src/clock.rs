@@ -24,8 +24,8 @@
 //! Timeouts, deadlines and polling use `std::time::Instant`.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 /// A reading of the span clock.

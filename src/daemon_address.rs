@@ -351,11 +351,7 @@ fn protocol_of(part: &str) -> Option<&'static str> {
 }
 
 fn other(protocol: &'static str) -> &'static str {
-    if protocol == "tcp" {
-        "udp"
-    } else {
-        "tcp"
-    }
+    if protocol == "tcp" { "udp" } else { "tcp" }
 }
 
 #[derive(Debug)]
@@ -391,7 +387,7 @@ impl Endpoint {
                             return Err(DaemonAddressError::InvalidHost {
                                 host: endpoint.to_owned(),
                                 endpoint: endpoint.to_owned(),
-                            })
+                            });
                         }
                     }
                 }
@@ -415,7 +411,7 @@ impl Endpoint {
                 return Err(DaemonAddressError::InvalidPort {
                     port: port.to_owned(),
                     endpoint: endpoint.to_owned(),
-                })
+                });
             }
         };
         let host = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
@@ -452,7 +448,7 @@ impl Endpoint {
         let name = match &self.host {
             Host::Ip(ip) => return Ok(SocketAddr::new(*ip, self.port)),
             Host::ScopedV6(ip, zone) => {
-                return Ok(SocketAddr::V6(SocketAddrV6::new(*ip, self.port, 0, *zone)))
+                return Ok(SocketAddr::V6(SocketAddrV6::new(*ip, self.port, 0, *zone)));
             }
             Host::Name(name) => name,
         };

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use crate::fields::conventions::{sendable_text, without_secrets};
-use crate::fields::{meta_value, FieldOptions};
+use crate::fields::{FieldOptions, meta_value};
 use crate::layer::LOG_TARGET_FIELD;
 use crate::model::{Entity, MetaValue};
 use crate::span_data::{EventRecord, FieldValue, SpanData};

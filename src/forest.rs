@@ -37,7 +37,7 @@ impl<'a> Forest<'a> {
     }
 
     /// Every span of the list, in close order.
-    pub(crate) fn spans(&self) -> impl Iterator<Item = &'a SpanData> {
+    pub(crate) fn spans(&self) -> impl Iterator<Item = &'a SpanData> + use<'a> {
         self.spans.iter()
     }
 

@@ -1,7 +1,7 @@
 //! [`XrayHandle`]: flush, shut down and read the counters of a running layer.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -497,7 +497,8 @@ impl XrayHandle {
     /// use std::time::Duration;
     /// use tracing_xray::Stats;
     ///
-    /// std::env::set_var("AWS_XRAY_SDK_DISABLED", "true");
+    /// // SAFETY: no other thread of this program reads the environment yet.
+    /// unsafe { std::env::set_var("AWS_XRAY_SDK_DISABLED", "true") };
     /// let xray = tracing_xray::builder().build().handle();
     /// assert!(!xray.is_enabled());
     /// assert_eq!(xray.flush(Duration::from_secs(1)), Ok(())); // nothing to do

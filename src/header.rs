@@ -105,11 +105,7 @@ impl Sampled {
 impl From<bool> for Sampled {
     /// `true` → [`Sampled::Yes`], `false` → [`Sampled::No`].
     fn from(sampled: bool) -> Self {
-        if sampled {
-            Sampled::Yes
-        } else {
-            Sampled::No
-        }
+        if sampled { Sampled::Yes } else { Sampled::No }
     }
 }
 

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::header::{TraceHeader, HEADER_NAME_LOWERCASE};
+use crate::header::{HEADER_NAME_LOWERCASE, TraceHeader};
 
 /// [`crate::HEADER_NAME`] as an `http` header name.
 pub(crate) const fn header_name() -> HeaderName {

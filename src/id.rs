@@ -390,11 +390,7 @@ fn seed() -> u64 {
             .unwrap_or(0),
     );
     let v = h.finish();
-    if v == 0 {
-        0x9E37_79B9_7F4A_7C15
-    } else {
-        v
-    }
+    if v == 0 { 0x9E37_79B9_7F4A_7C15 } else { v }
 }
 
 /// The next 64 random bits from this thread's generator (wyrand: passes
@@ -436,9 +432,11 @@ mod tests {
         let s = id.to_string();
         assert_eq!(s.len(), 35);
         assert!(s.starts_with("1-5759e988-"));
-        assert!(s[11..]
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(
+            s[11..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
         assert_eq!(s.parse::<TraceId>().unwrap(), id);
     }
 
@@ -494,9 +492,10 @@ mod tests {
             let s = id.to_string();
             assert_eq!(s.len(), 16);
             assert_ne!(s, "0000000000000000");
-            assert!(s
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            assert!(
+                s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            );
             assert!(seen.insert(id), "duplicate id {s}");
         }
     }

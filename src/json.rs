@@ -19,8 +19,8 @@ use std::fmt::Write as _;
 
 use crate::id::{SegmentId, TraceId};
 use crate::model::{
-    non_finite_name, AnnotationValue, Annotations, Aws, BlockContent, Cause, Entity, EpochSeconds,
-    Exception, Http, MetaValue, Metadata, Service, Sql, StackFrame, XrayInfo,
+    AnnotationValue, Annotations, Aws, BlockContent, Cause, Entity, EpochSeconds, Exception, Http,
+    MetaValue, Metadata, Service, Sql, StackFrame, XrayInfo, non_finite_name,
 };
 use crate::span_data::FieldValue;
 

@@ -19,16 +19,16 @@ use std::any::TypeId;
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Sender, TrySendError};
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Dispatch, Event, Level, Subscriber};
+use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
-use tracing_subscriber::Layer;
 
 use crate::assemble::Top;
 use crate::clock::Instant;
@@ -39,8 +39,8 @@ use crate::id::{SegmentId, TraceId};
 use crate::recycle::RecycleRx;
 use crate::sampling::{Sampler, SamplingRequest};
 use crate::span_data::{
-    debug_string, Ancestry, Anchor, Decision, ErrorRecord, EventRecord, FieldStr, FieldValue,
-    FieldVisitor, Fields, Role, SpanData, TraceBuf, MAX_FIELD_BYTES, MAX_PRECURSORS,
+    Ancestry, Anchor, Decision, ErrorRecord, EventRecord, FieldStr, FieldValue, FieldVisitor,
+    Fields, MAX_FIELD_BYTES, MAX_PRECURSORS, Role, SpanData, TraceBuf, debug_string,
 };
 use crate::span_list::SpanList;
 use crate::unsampled::UnsampledIds;
@@ -622,7 +622,7 @@ where
             };
             match ext.get::<Box<SpanData>>() {
                 Some(d) if d.decision != Decision::Pending => {
-                    return Some(Inherited::from(ancestor.id(), d))
+                    return Some(Inherited::from(ancestor.id(), d));
                 }
                 Some(_) => {}
                 None => {
@@ -2478,8 +2478,8 @@ mod tests {
     /// without a check on every span).
     #[test]
     fn two_layers_in_one_subscriber_do_not_panic() {
-        use tracing_subscriber::filter::filter_fn;
         use tracing_subscriber::Layer as _;
+        use tracing_subscriber::filter::filter_fn;
         type Boxed = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
         let stacked = |first: super::XrayLayer, second: super::XrayLayer| {
             tracing::Dispatch::new(tracing_subscriber::registry().with(first).with(second))

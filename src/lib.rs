@@ -167,10 +167,10 @@ pub mod tower;
 mod unsampled;
 mod worker;
 
-pub use builder::{Builder, TryInitError, DEFAULT_SHUTDOWN_TIMEOUT};
+pub use builder::{Builder, DEFAULT_SHUTDOWN_TIMEOUT, TryInitError};
 pub use daemon_address::{DaemonAddress, DaemonAddressError};
 pub use handle::{FlushError, Stats, XrayGuard, XrayHandle};
-pub use header::{Sampled, TraceHeader, HEADER_NAME, HEADER_NAME_LOWERCASE};
+pub use header::{HEADER_NAME, HEADER_NAME_LOWERCASE, Sampled, TraceHeader};
 pub use id::{ParseIdError, SegmentId, TraceId};
 pub use layer::XrayLayer;
 pub use resource::Detectors;

@@ -8,8 +8,8 @@
 
 use std::borrow::Cow;
 
-use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 use smallvec::SmallVec;
 
 use crate::id::{SegmentId, TraceId};

@@ -57,15 +57,15 @@
 
 use std::sync::OnceLock;
 
+use ::opentelemetry::Context;
 use ::opentelemetry::baggage::BaggageExt;
 use ::opentelemetry::propagation::text_map_propagator::FieldIter;
 use ::opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use ::opentelemetry::trace::{
     SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId as OtelTraceId, TraceState,
 };
-use ::opentelemetry::Context;
 
-use crate::header::{Sampled, TraceHeader, HEADER_NAME_LOWERCASE};
+use crate::header::{HEADER_NAME_LOWERCASE, Sampled, TraceHeader};
 use crate::id::{ParseIdError, SegmentId, TraceId};
 
 impl From<TraceId> for OtelTraceId {

@@ -3,7 +3,7 @@
 //! letting a second panic out.
 
 use std::any::Any;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Drops a caught panic's payload. A payload whose `Drop` panics would
 /// otherwise unwind out of the code that contained the first panic (the

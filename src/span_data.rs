@@ -11,8 +11,8 @@ use std::fmt::{self, Write as _};
 use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
 
-use tracing_core::field::{Field, Visit};
 use tracing_core::Metadata;
+use tracing_core::field::{Field, Visit};
 
 use crate::clock::Instant;
 use crate::id::{SegmentId, TraceId};
@@ -1085,7 +1085,7 @@ impl Visit for FieldVisitor<'_> {
 impl SpanData {
     /// A span of a test callsite, for unit tests that need one.
     pub(crate) fn for_tests() -> Self {
-        use tracing_core::{callsite::Callsite, metadata::Kind, subscriber::Interest, Level};
+        use tracing_core::{Level, callsite::Callsite, metadata::Kind, subscriber::Interest};
         struct TestCallsite;
         impl Callsite for TestCallsite {
             fn set_interest(&self, _: Interest) {}

@@ -11,7 +11,7 @@
 
 use std::mem::MaybeUninit;
 
-use crate::span_data::{keep_box, SpanData};
+use crate::span_data::{SpanData, keep_box};
 
 /// Spans per chunk: 16 spans of at most 280 bytes, 4.4 KiB.
 pub(crate) const CHUNK: usize = 16;

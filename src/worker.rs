@@ -6,7 +6,7 @@
 //! FIFO queue, so a flush reply proves that everything queued before it was
 //! handed to the exporter.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;

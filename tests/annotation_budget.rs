@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use tracing::{info_span, Level};
+use tracing::{Level, info_span};
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::InMemoryExporter;
 use tracing_xray::sampling::AlwaysSample;

@@ -15,8 +15,8 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tracing::info_span;
@@ -33,16 +33,22 @@ static LIVE: AtomicIsize = AtomicIsize::new(0);
 // pointer or layout.
 unsafe impl std::alloc::GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        std::alloc::System.alloc(layout)
+        unsafe {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            std::alloc::System.alloc(layout)
+        }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        std::alloc::System.dealloc(ptr, layout)
+        unsafe {
+            LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+            std::alloc::System.dealloc(ptr, layout)
+        }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new as isize - layout.size() as isize, Ordering::Relaxed);
-        std::alloc::System.realloc(ptr, layout, new)
+        unsafe {
+            LIVE.fetch_add(new as isize - layout.size() as isize, Ordering::Relaxed);
+            std::alloc::System.realloc(ptr, layout, new)
+        }
     }
 }
 

@@ -21,8 +21,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::prelude::*;
-use tracing_xray::export::InMemoryExporter;
 use tracing_xray::Detectors;
+use tracing_xray::export::InMemoryExporter;
 
 /// One request as the fake endpoint saw it.
 #[derive(Debug, Clone)]

@@ -22,8 +22,8 @@ use aws_sdk_dynamodb::types::{
 use serde_json::Value;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::prelude::*;
-use tracing_xray::export::InMemoryExporter;
 use tracing_xray::Detectors;
+use tracing_xray::export::InMemoryExporter;
 
 /// The python with `moto[server]==5.2.5`: `TRACING_XRAY_MOTO_PYTHON`, else
 /// the venv `scripts/moto-server.sh setup` creates. Neither: the test fails.
@@ -1525,7 +1525,7 @@ mod with_interceptor {
     /// custom domain named none. (Found by a hunt.)
     /// A real S3 client of `endpoint` reaching `canned`, with the interceptor.
     fn canned_s3(canned: &Canned, endpoint: &str, path_style: bool) -> aws_sdk_s3::Client {
-        use aws_smithy_runtime_api::client::http::{http_client_fn, SharedHttpConnector};
+        use aws_smithy_runtime_api::client::http::{SharedHttpConnector, http_client_fn};
         let connector = canned.clone();
         aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::Config::builder()

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use tracing::{info_span, Dispatch};
+use tracing::{Dispatch, info_span};
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::{Document, ExportOutcome, Exporter, InMemoryExporter};
 use tracing_xray::{Builder, FlushError, XrayHandle};
@@ -197,9 +197,11 @@ fn long_lived_root_streams_instead_of_growing() {
         xray.flush(Duration::from_secs(5)).unwrap();
         let streamed = exporter.documents();
         assert!(streamed.len() >= 99, "{} streamed", streamed.len());
-        assert!(streamed
-            .iter()
-            .all(|d| d.kind() == tracing_xray::export::DocumentKind::Subsegment));
+        assert!(
+            streamed
+                .iter()
+                .all(|d| d.kind() == tracing_xray::export::DocumentKind::Subsegment)
+        );
         drop(root);
     });
     xray.flush(Duration::from_secs(5)).unwrap();

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use sampling_common::{fixture_json, ManualClock, ProxyServer, Recorded, Reply};
-use serde_json::{json, Value};
+use sampling_common::{ManualClock, ProxyServer, Recorded, Reply, fixture_json};
+use serde_json::{Value, json};
 use tracing_xray::sampling::{CentralizedSampler, Clock, LocalRules, Sampler, SamplingRequest};
 
 /// An arbitrary "now" (2023-11-14).

@@ -17,10 +17,10 @@
 mod common;
 
 use std::any::TypeId;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tracing::{info_span, Span};
+use tracing::{Span, info_span};
 use tracing_core::span::{Attributes, Current, Id, Record};
 use tracing_core::{Event, Interest, LevelFilter, Metadata, Subscriber};
 use tracing_subscriber::prelude::*;
@@ -72,10 +72,12 @@ impl Subscriber for Counting {
         self.inner.current_span()
     }
     unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
-        if id == TypeId::of::<Self>() {
-            Some(self as *const Self as *const ())
-        } else {
-            self.inner.downcast_raw(id)
+        unsafe {
+            if id == TypeId::of::<Self>() {
+                Some(self as *const Self as *const ())
+            } else {
+                self.inner.downcast_raw(id)
+            }
         }
     }
 }
@@ -208,15 +210,19 @@ fn count(bytes: usize) {
 // pointer or layout, and its thread-local needs no destructor.
 unsafe impl std::alloc::GlobalAlloc for ThreadBytes {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        count(layout.size());
-        std::alloc::System.alloc(layout)
+        unsafe {
+            count(layout.size());
+            std::alloc::System.alloc(layout)
+        }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        std::alloc::System.dealloc(ptr, layout)
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
-        count(new);
-        std::alloc::System.realloc(ptr, layout, new)
+        unsafe {
+            count(new);
+            std::alloc::System.realloc(ptr, layout, new)
+        }
     }
 }
 

@@ -18,7 +18,8 @@ fn sdk_disabled_switches_everything_off() {
         assert!(!guard.handle().is_enabled());
         return;
     }
-    std::env::set_var("AWS_XRAY_SDK_DISABLED", "TRUE");
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::set_var("AWS_XRAY_SDK_DISABLED", "TRUE") };
     let exporter = InMemoryExporter::new();
     let layer = tracing_xray::builder()
         .with_sampler(tracing_xray::sampling::AlwaysSample)

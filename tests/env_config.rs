@@ -27,11 +27,15 @@ fn environment_configures_the_default_layer() {
         return;
     }
     let daemon = common::Daemon::start();
-    std::env::set_var(
-        "AWS_XRAY_DAEMON_ADDRESS",
-        format!("tcp:127.0.0.1:2000 udp:{}", daemon.addr),
-    );
-    std::env::set_var("AWS_XRAY_TRACING_NAME", "from-env");
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe {
+        std::env::set_var(
+            "AWS_XRAY_DAEMON_ADDRESS",
+            format!("tcp:127.0.0.1:2000 udp:{}", daemon.addr),
+        )
+    };
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::set_var("AWS_XRAY_TRACING_NAME", "from-env") };
     let layer = tracing_xray::builder()
         .with_sampler(tracing_xray::sampling::AlwaysSample)
         .with_service_name("from-code")
@@ -53,7 +57,8 @@ fn environment_configures_the_default_layer() {
     assert_eq!(sampler.proxy_address().to_string(), "127.0.0.1:2000");
 
     // An invalid address is a clear error, and the default layer still builds.
-    std::env::set_var("AWS_XRAY_DAEMON_ADDRESS", "udp:127.0.0.1:not-a-port");
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::set_var("AWS_XRAY_DAEMON_ADDRESS", "udp:127.0.0.1:not-a-port") };
     let err = tracing_xray::export::UdpExporter::from_env().unwrap_err();
     assert!(err.to_string().contains("not-a-port"), "{err}");
     let layer = tracing_xray::layer();
@@ -63,7 +68,8 @@ fn environment_configures_the_default_layer() {
     // newline) is not part of it; a value with no character X-Ray allows in
     // a name gives way to the code's name.
     for (env, expected) in [(" from-env \n", "from-env"), ("???", "from-code")] {
-        std::env::set_var("AWS_XRAY_TRACING_NAME", env);
+        // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+        unsafe { std::env::set_var("AWS_XRAY_TRACING_NAME", env) };
         let exporter = tracing_xray::export::InMemoryExporter::new();
         let layer = tracing_xray::builder()
             .with_sampler(tracing_xray::sampling::AlwaysSample)

@@ -118,9 +118,11 @@ fn a_long_error_message_is_cut_not_the_other_exceptions() {
     });
     let exceptions = traces[0]["cause"]["exceptions"].as_array().unwrap();
     assert_eq!(exceptions.len(), 8, "every exception is kept");
-    assert!(exceptions
-        .iter()
-        .all(|e| !e["stack"].as_array().unwrap().is_empty()));
+    assert!(
+        exceptions
+            .iter()
+            .all(|e| !e["stack"].as_array().unwrap().is_empty())
+    );
     let long = exceptions[7]["message"].as_str().unwrap();
     assert_eq!(long.chars().count(), 1000, "cut to 1,000 characters");
     assert_eq!(stats.spans_trimmed, 0, "no need to trim the span");

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{capture_documents as run_cfg, exceptions, node, quietly, Captured as Run};
+use common::{Captured as Run, capture_documents as run_cfg, exceptions, node, quietly};
 
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
@@ -17,9 +17,9 @@ use std::time::Duration;
 use serde_json::Value;
 use tracing::info_span;
 use tracing_subscriber::prelude::*;
+use tracing_xray::Detectors;
 use tracing_xray::export::InMemoryExporter;
 use tracing_xray::sampling::AlwaysSample;
-use tracing_xray::Detectors;
 
 fn run(f: impl FnOnce()) -> Run {
     run_cfg(|b| b, f)

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{capture_documents as run_cfg, exceptions, node, quietly, Captured as Run};
+use common::{Captured as Run, capture_documents as run_cfg, exceptions, node, quietly};
 
 use serde_json::Value;
 use tracing::field::Empty;

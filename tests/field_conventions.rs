@@ -7,8 +7,8 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use tracing::{error, info_span, Level};
+use serde_json::{Value, json};
+use tracing::{Level, error, info_span};
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::InMemoryExporter;
 use tracing_xray::{Builder, Detectors};
@@ -1363,7 +1363,11 @@ fn sql_connection_strings_lose_passwords_in_every_form() {
             "connection_string",
             "host=db dbname=shop",
         ),
-        ("redis://:hunter2@cache:6379/0", "url", "redis://cache:6379/0"),
+        (
+            "redis://:hunter2@cache:6379/0",
+            "url",
+            "redis://cache:6379/0",
+        ),
         (
             "mongodb://app:hunter2@db1:27017,db2:27017/shop?replicaSet=rs0&authSource=admin",
             "url",
@@ -2250,9 +2254,11 @@ fn a_status_recorded_as_its_display_keeps_its_code_and_flags() {
         );
         assert_eq!(doc["http"]["response"]["status"], status.as_u16(), "{doc}");
         assert_eq!(doc[flag], true, "{status} without `{flag}`: {doc}");
-        assert!(doc["metadata"]["tracing"]
-            .get("http.response.status_code")
-            .is_none());
+        assert!(
+            doc["metadata"]["tracing"]
+                .get("http.response.status_code")
+                .is_none()
+        );
     }
 }
 
@@ -2316,9 +2322,11 @@ fn empty_strings_in_other_blocks_are_omitted() {
         "Boom",
         "{doc}"
     );
-    assert!(sub("failed")["cause"]["exceptions"][0]
-        .get("message")
-        .is_none());
+    assert!(
+        sub("failed")["cause"]["exceptions"][0]
+            .get("message")
+            .is_none()
+    );
 }
 
 /// SPEC §1.4: `client_ip` comes "from socket or first `X-Forwarded-For`
@@ -2559,9 +2567,10 @@ fn a_huge_parameters_field_does_not_cost_the_span_its_annotations() {
     let call = common::node(&c.docs, "call");
     assert_eq!(call["annotations"]["order"], "o-1", "{call:#}");
     assert_eq!(call["metadata"]["tracing"]["note"], "keep me", "{call:#}");
-    assert!(call
-        .get("aws")
-        .is_none_or(|a| a.get("attributes").is_none()));
+    assert!(
+        call.get("aws")
+            .is_none_or(|a| a.get("attributes").is_none())
+    );
 }
 
 /// Found by the final review. Before the fix, an `xray.aws.parameters`

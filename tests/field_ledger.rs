@@ -12,7 +12,7 @@
 mod common;
 
 use serde_json::Value;
-use tracing::{info_span, Level};
+use tracing::{Level, info_span};
 
 /// [`common::capture_documents`]: the documents as sent and parsed.
 fn run(

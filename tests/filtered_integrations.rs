@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::AttributeValue;
+use axum::Router;
 use axum::http::{HeaderMap, Request, Response, StatusCode};
 use axum::response::IntoResponse;
-use axum::Router;
 use http_body_util::Empty;
 use hyper::body::Bytes;
 use serde_json::Value;
@@ -210,8 +210,7 @@ fn one_get_item_under(filter: Targets) -> (Value, Vec<String>) {
             .instrument(tracing::info_span!(target: "myapp", "handler"))
             .await
             .unwrap();
-        let s = seen.lock().unwrap().clone();
-        s
+        seen.lock().unwrap().clone()
     });
     let mut docs = h.documents();
     assert_eq!(docs.len(), 1, "{docs:#?}");

@@ -125,7 +125,13 @@ fn deviations() -> Vec<Deviation> {
             ours: empty(),
             why: "Node matches reserved keys case-insensitively; we match Root/Parent/Sampled exactly (Go/Java/Python, SPEC §3.2) and, unlike Go/Java/Python, do not forward case variants of reserved keys as extras either (a downstream Node service would read them as the real Root/Parent/Sampled, last one winning)",
         },
-        Deviation { section: parse, parser: "aws-xray-sdk-dotnet", input: "Root=1-5759e988", ours: empty(), why: NEVER_REJECT },
+        Deviation {
+            section: parse,
+            parser: "aws-xray-sdk-dotnet",
+            input: "Root=1-5759e988",
+            ours: empty(),
+            why: NEVER_REJECT,
+        },
         Deviation {
             section: parse,
             parser: "aws-xray-sdk-dotnet",
@@ -140,11 +146,41 @@ fn deviations() -> Vec<Deviation> {
             ours: parsed(None, None, Unknown, &[("asdfhdk", "fidksldfj")]),
             why: ".NET requires Root; we keep any valid pair (as Go/Java/Python/Node) so it is forwarded",
         },
-        Deviation { section: parse, parser: "aws-xray-sdk-dotnet", input: "asdfhdkfidksldfj", ours: empty(), why: NEVER_REJECT },
-        Deviation { section: parse, parser: "aws-xray-sdk-dotnet", input: ";", ours: empty(), why: NEVER_REJECT },
-        Deviation { section: parse, parser: "aws-xray-sdk-dotnet", input: ";=", ours: empty(), why: NEVER_REJECT },
-        Deviation { section: parse, parser: "aws-xray-sdk-dotnet", input: "", ours: empty(), why: NEVER_REJECT },
-        Deviation { section: parse, parser: "otel AwsXrayPropagator", input: "", ours: empty(), why: NEVER_REJECT },
+        Deviation {
+            section: parse,
+            parser: "aws-xray-sdk-dotnet",
+            input: "asdfhdkfidksldfj",
+            ours: empty(),
+            why: NEVER_REJECT,
+        },
+        Deviation {
+            section: parse,
+            parser: "aws-xray-sdk-dotnet",
+            input: ";",
+            ours: empty(),
+            why: NEVER_REJECT,
+        },
+        Deviation {
+            section: parse,
+            parser: "aws-xray-sdk-dotnet",
+            input: ";=",
+            ours: empty(),
+            why: NEVER_REJECT,
+        },
+        Deviation {
+            section: parse,
+            parser: "aws-xray-sdk-dotnet",
+            input: "",
+            ours: empty(),
+            why: NEVER_REJECT,
+        },
+        Deviation {
+            section: parse,
+            parser: "otel AwsXrayPropagator",
+            input: "",
+            ours: empty(),
+            why: NEVER_REJECT,
+        },
         Deviation {
             section: parse,
             parser: "otel AwsXrayPropagator",
@@ -198,7 +234,12 @@ fn deviations() -> Vec<Deviation> {
             section: parse,
             parser: "otel AwsXrayPropagator",
             input: "Root=1-622422bf-59625fe25708d4660735d8ef",
-            ours: parsed(Some("1-622422bf-59625fe25708d4660735d8ef"), None, Unknown, &[]),
+            ours: parsed(
+                Some("1-622422bf-59625fe25708d4660735d8ef"),
+                None,
+                Unknown,
+                &[],
+            ),
             why: "OTel needs a Parent for a span context; an X-Ray header with only Root is valid (all X-Ray SDKs)",
         },
         Deviation {
@@ -318,21 +359,27 @@ fn deviations() -> Vec<Deviation> {
             section: ser,
             parser: "aws-xray-sdk-dotnet",
             input: "Root=1-5759e988-bd862e3fe1be46a994272793; Parent=defdfd9912dc5a56; Sampled=1",
-            ours: Ours::Header("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=defdfd9912dc5a56;Sampled=1"),
+            ours: Ours::Header(
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=defdfd9912dc5a56;Sampled=1",
+            ),
             why: ".NET separates with `; `; we use `;` like Go/Java/Python/Node/OTel (SPEC §3.1)",
         },
         Deviation {
             section: ser,
             parser: "aws-xray-sdk-dotnet",
             input: "Root=1-5759e988-bd862e3fe1be46a994272793; Sampled=0",
-            ours: Ours::Header("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=defdfd9912dc5a56;Sampled=0"),
+            ours: Ours::Header(
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=defdfd9912dc5a56;Sampled=0",
+            ),
             why: ".NET separates with `; ` and drops Parent when not sampled; we use `;` and keep Parent like Go/Java/Python/OTel (SPEC §3.1)",
         },
         Deviation {
             section: ser,
             parser: "aws-xray-sdk-dotnet",
             input: "Root=1-5759e988-bd862e3fe1be46a994272793; Parent=defdfd9912dc5a56; Sampled=?",
-            ours: Ours::Header("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=defdfd9912dc5a56;Sampled=?"),
+            ours: Ours::Header(
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=defdfd9912dc5a56;Sampled=?",
+            ),
             why: ".NET separates with `; `; we use `;` like Go/Java/Python/Node/OTel (SPEC §3.1)",
         },
         Deviation {
@@ -354,7 +401,9 @@ fn deviations() -> Vec<Deviation> {
             section: exec_ser,
             parser: "aws-xray-sdk-go",
             input: "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;;Foo=bar",
-            ours: Ours::Header("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Foo=bar"),
+            ours: Ours::Header(
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Foo=bar",
+            ),
             why: "Go/Java quirk: an unknown decision still writes an empty element; SPEC §3.1 says omit it",
         },
         Deviation {

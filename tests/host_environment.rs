@@ -215,10 +215,13 @@ fn metadata_services() -> Fake {
 #[ignore]
 fn function_name_child() {
     let services = metadata_services();
-    std::env::set_var(
-        "ECS_CONTAINER_METADATA_URI_V4",
-        format!("{}/v4/task", services.url),
-    );
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe {
+        std::env::set_var(
+            "ECS_CONTAINER_METADATA_URI_V4",
+            format!("{}/v4/task", services.url),
+        )
+    };
     let segment = detected_segment();
     assert!(
         segment.get("type").is_none(),
@@ -246,12 +249,17 @@ fn a_function_name_without_task_root_still_detects_the_host() {
 #[ignore]
 fn ecs_on_ec2_child() {
     let services = metadata_services();
-    std::env::set_var(
-        "ECS_CONTAINER_METADATA_URI_V4",
-        format!("{}/v4/task", services.url),
-    );
-    std::env::set_var("AWS_EC2_METADATA_SERVICE_ENDPOINT", &services.url);
-    std::env::set_var("HOSTNAME", "ip-10-0-0-108.us-west-2.compute.internal");
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe {
+        std::env::set_var(
+            "ECS_CONTAINER_METADATA_URI_V4",
+            format!("{}/v4/task", services.url),
+        )
+    };
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::set_var("AWS_EC2_METADATA_SERVICE_ENDPOINT", &services.url) };
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::set_var("HOSTNAME", "ip-10-0-0-108.us-west-2.compute.internal") };
     let segment = detected_segment();
     assert_eq!(segment["origin"], "AWS::ECS::Container", "{segment}");
     let aws = &segment["aws"];
@@ -327,11 +335,15 @@ fn long_host_strings_child() {
         "/v4/task" => ok(&container),
         _ => status(404),
     });
-    std::env::set_var(
-        "ECS_CONTAINER_METADATA_URI_V4",
-        format!("{}/v4/task", services.url),
-    );
-    std::env::set_var("HOSTNAME", "h".repeat(300));
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe {
+        std::env::set_var(
+            "ECS_CONTAINER_METADATA_URI_V4",
+            format!("{}/v4/task", services.url),
+        )
+    };
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::set_var("HOSTNAME", "h".repeat(300)) };
     let segment = detected_segment();
     assert_eq!(segment["origin"], "AWS::ECS::Container", "{segment}");
     let aws = &segment["aws"];
@@ -372,7 +384,8 @@ fn lambda_lineage_child() {
             .build();
         let xray = layer.handle();
         if from_span {
-            std::env::remove_var("_X_AMZN_TRACE_ID");
+            // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+            unsafe { std::env::remove_var("_X_AMZN_TRACE_ID") };
         }
         let mut sent = None;
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
@@ -395,7 +408,9 @@ fn lambda_lineage_child() {
         assert_eq!(parent.unwrap().to_string(), call_id);
         assert_eq!(
             header,
-            format!("Root=1-6566f1a3-dddddddddddddddddddddddd;Parent={call_id};Sampled=1;Lineage=a87bd80c:1|68fd508a:5")
+            format!(
+                "Root=1-6566f1a3-dddddddddddddddddddddddd;Parent={call_id};Sampled=1;Lineage=a87bd80c:1|68fd508a:5"
+            )
         );
         assert_eq!(docs[0]["parent_id"], "4444444444444444");
         common::assert_schema_valid(&common::schema(), &docs[0]);

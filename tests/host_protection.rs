@@ -10,8 +10,8 @@
 use std::error::Error;
 use std::fmt;
 use std::panic::catch_unwind;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use tracing_subscriber::prelude::*;

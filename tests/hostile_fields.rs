@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tracing::{field::Empty, info_span};
 use tracing_subscriber::prelude::*;
-use tracing_xray::export::{InMemoryExporter, MAX_DOCUMENT_BYTES};
 use tracing_xray::Detectors;
+use tracing_xray::export::{InMemoryExporter, MAX_DOCUMENT_BYTES};
 
 #[test]
 fn hostile_fields_give_valid_bounded_documents_and_counts() {
@@ -114,9 +114,11 @@ fn hostile_fields_give_valid_bounded_documents_and_counts() {
     // udp_end_to_end.rs).
     assert_eq!(stats.spans_trimmed, 1, "{stats:?}");
     let parsed = exporter.json_documents();
-    assert!(common::nodes(&parsed)
-        .iter()
-        .all(|n| n["aws"].get("table_name").is_none() && n["aws"].get("table_names").is_none()));
+    assert!(
+        common::nodes(&parsed)
+            .iter()
+            .all(|n| n["aws"].get("table_name").is_none() && n["aws"].get("table_names").is_none())
+    );
     assert_eq!(stats.traces_dropped, 0);
     eprintln!(
         "hostile: {} documents, largest {} bytes, {stats:?}",

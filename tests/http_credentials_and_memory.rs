@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use aws_credential_types::provider::{future, ProvideCredentials};
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::{ProvideCredentials, future};
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::{Document, ExportOutcome, Exporter, HttpExporter};
 

@@ -17,19 +17,19 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::body::Body as AxumBody;
 use axum::routing::get;
-use axum::Router;
 use http::{HeaderMap, Request};
 use http_body_util::{BodyExt, Empty};
 use http_support::*;
 use hyper::body::{Bytes, Frame, SizeHint};
 use serde_json::Value;
 use tracing_subscriber::prelude::*;
+use tracing_xray::Detectors;
 use tracing_xray::export::InMemoryExporter;
 use tracing_xray::sampling::AlwaysSample;
 use tracing_xray::tower::XrayServerLayer;
-use tracing_xray::Detectors;
 
 /// Runs `body` on a 2-worker runtime under one layer (service `web`, always
 /// sampling, to memory); waits up to `wait` for `n` traces; returns them.

@@ -51,20 +51,25 @@ fn fake_api() -> (String, mpsc::Receiver<String>) {
 #[test]
 fn region_and_credentials_come_from_the_environment() {
     for v in VARS {
-        std::env::remove_var(v);
+        // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+        unsafe { std::env::remove_var(v) };
     }
     let err = HttpExporter::builder().build().unwrap_err();
     assert_eq!(err, HttpExporterError::MissingRegion);
 
-    std::env::set_var("AWS_DEFAULT_REGION", "eu-west-3");
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::set_var("AWS_DEFAULT_REGION", "eu-west-3") };
     let err = HttpExporter::builder().build().unwrap_err();
     assert_eq!(err, HttpExporterError::MissingCredentials);
 
     // Values from a CRLF env file or a secret file keep their line ends:
     // they are trimmed (as the region is, and as the AWS SDK for Java does).
-    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDFROMENV\r\n");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret-from-env\r");
-    std::env::set_var("AWS_SESSION_TOKEN", " token-from-env\n");
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDFROMENV\r\n") };
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret-from-env\r") };
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::set_var("AWS_SESSION_TOKEN", " token-from-env\n") };
     let exporter = HttpExporter::builder().build().unwrap();
     assert_eq!(exporter.region(), "eu-west-3");
     let shown = format!("{exporter:?}");
@@ -72,7 +77,8 @@ fn region_and_credentials_come_from_the_environment() {
     assert!(!shown.contains("secret-from-env") && !shown.contains("token-from-env"));
 
     // AWS_REGION wins over AWS_DEFAULT_REGION; the builder wins over both.
-    std::env::set_var("AWS_REGION", "ap-south-1");
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::set_var("AWS_REGION", "ap-south-1") };
     assert_eq!(
         HttpExporter::builder().build().unwrap().region(),
         "ap-south-1"
@@ -110,6 +116,7 @@ fn region_and_credentials_come_from_the_environment() {
         "{head:?}"
     );
     for v in VARS {
-        std::env::remove_var(v);
+        // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+        unsafe { std::env::remove_var(v) };
     }
 }

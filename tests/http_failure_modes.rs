@@ -15,8 +15,8 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tracing_xray::export::{Exporter, HttpExporter, HttpExporterBuilder, HttpExporterError};
 use tracing_xray::FlushError;
+use tracing_xray::export::{Exporter, HttpExporter, HttpExporterBuilder, HttpExporterError};
 
 /// Reads one request (head and body) and returns its request line; `None`
 /// at the end of the connection.

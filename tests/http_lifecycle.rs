@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::body::Body as AxumBody;
 use axum::routing::get;
-use axum::Router;
 use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use http_support::*;
@@ -26,10 +26,10 @@ use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing_subscriber::prelude::*;
+use tracing_xray::Detectors;
 use tracing_xray::export::InMemoryExporter;
 use tracing_xray::sampling::{AlwaysSample, Sampler};
 use tracing_xray::tower::{XrayClientLayer, XrayServerLayer};
-use tracing_xray::Detectors;
 
 /// Runs `body` on a multi-threaded runtime (2 workers) whose threads all
 /// use one `XrayLayer` (service `web`, deciding with `sampler`, sending to
@@ -847,9 +847,11 @@ fn incoming_header_edge_cases() {
     );
     assert_eq!(answers[0], format!("Root={ROOT}"));
     assert!(answers[3].ends_with(";Sampled=1"), "{answers:?}");
-    assert!(!answers
-        .iter()
-        .any(|a| a.contains("Self") || a.contains("Parent")));
+    assert!(
+        !answers
+            .iter()
+            .any(|a| a.contains("Self") || a.contains("Parent"))
+    );
 
     // `Sampled=?` under a sampler that says no is answered `Sampled=0`.
     let answer = Arc::new(Mutex::new(String::new()));

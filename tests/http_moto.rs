@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use moto::{Moto, REGION};
 use tracing_subscriber::prelude::*;
+use tracing_xray::XrayHandle;
 use tracing_xray::export::{
     Document, ExportOutcome, Exporter, HttpExporter, HttpExporterBuilder, HttpStatsHandle,
 };
-use tracing_xray::XrayHandle;
 
 /// Records every document handed to the wrapped exporter.
 struct Tee<E> {
@@ -263,8 +263,8 @@ fn ten_thousand_traces_arrive_in_batches_of_at_most_50() {
 /// the provider again: all of them sign correctly.
 #[test]
 fn credentials_from_a_provider_are_refreshed_and_accepted() {
-    use aws_credential_types::provider::{future, ProvideCredentials};
     use aws_credential_types::Credentials;
+    use aws_credential_types::provider::{ProvideCredentials, future};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::SystemTime;
 

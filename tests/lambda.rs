@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tracing::info_span;
 use tracing_subscriber::prelude::*;
-use tracing_xray::export::{DocumentKind, InMemoryExporter};
 use tracing_xray::Detectors;
+use tracing_xray::export::{DocumentKind, InMemoryExporter};
 
 /// A layer in Lambda mode, its handle, and what it exports.
 fn lambda_layer() -> (
@@ -94,10 +94,13 @@ fn concurrent_invocations_land_under_their_own_facades() {
 
 #[test]
 fn top_level_span_uses_the_environment_header() {
-    std::env::set_var(
-        "_X_AMZN_TRACE_ID",
-        "Root=1-6566f1a3-dddddddddddddddddddddddd;Parent=4444444444444444;Sampled=1",
-    );
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe {
+        std::env::set_var(
+            "_X_AMZN_TRACE_ID",
+            "Root=1-6566f1a3-dddddddddddddddddddddddd;Parent=4444444444444444;Sampled=1",
+        )
+    };
     let (layer, xray, exporter) = lambda_layer();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         info_span!("handle_event").in_scope(|| {});
@@ -405,10 +408,13 @@ fn lambda_top_level_span_outside_invoke_is_counted_as_streamed() {
 #[test]
 #[ignore = "sets the environment: run by its wrapper in a process of its own"]
 fn lambda_top_level_span_outside_invoke_is_counted_as_streamed_alone() {
-    std::env::set_var(
-        "_X_AMZN_TRACE_ID",
-        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
-    );
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe {
+        std::env::set_var(
+            "_X_AMZN_TRACE_ID",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        )
+    };
     let captured = common::capture_documents(
         |b| b.with_lambda(true),
         || tracing::info_span!("handler").in_scope(|| {}),
@@ -575,10 +581,13 @@ fn a_lambda_root_with_a_header_field_hands_on_lambdas_lineage_below_it() {
 #[ignore = "sets the environment: run by its wrapper in a process of its own"]
 fn a_lambda_root_with_a_header_field_alone() {
     use tracing_xray::XraySpanExt;
-    std::env::set_var(
-        "_X_AMZN_TRACE_ID",
-        "Root=1-6566f1a5-cccccccccccccccccccccccc;Parent=5555555555555555;Sampled=1;Lineage=a87bd80c:1",
-    );
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe {
+        std::env::set_var(
+            "_X_AMZN_TRACE_ID",
+            "Root=1-6566f1a5-cccccccccccccccccccccccc;Parent=5555555555555555;Sampled=1;Lineage=a87bd80c:1",
+        )
+    };
     let exporter = InMemoryExporter::new();
     let layer = tracing_xray::builder()
         .with_lambda(true)

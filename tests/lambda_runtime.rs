@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// Set (to a scenario name) in the child process: it is the function.
 const CHILD: &str = "LAMBDA_RUNTIME_CHILD";
@@ -550,9 +550,9 @@ mod function {
     use std::time::Duration;
 
     use lambda_runtime::layers::TracingLayer;
-    use lambda_runtime::{service_fn, Error, LambdaEvent, Runtime};
-    use serde_json::{json, Value};
-    use tracing::{info_span, instrument, Instrument};
+    use lambda_runtime::{Error, LambdaEvent, Runtime, service_fn};
+    use serde_json::{Value, json};
+    use tracing::{Instrument, info_span, instrument};
     use tracing_subscriber::prelude::*;
     use tracing_xray::tower::XrayFlushLayer;
 
@@ -866,16 +866,19 @@ fn handler_error_is_a_fault_under_its_facade() {
     ];
     let log = invoke_sequentially(&api, &f, &events, Duration::from_millis(300));
     let w = windows(&log);
-    assert!(w[1]
-        .iter()
-        .any(|e| matches!(e, Entry::Error { id, .. } if *id == invs[0].id)));
+    assert!(
+        w[1].iter()
+            .any(|e| matches!(e, Entry::Error { id, .. } if *id == invs[0].id))
+    );
     let sent = docs(&w[1]);
     assert_eq!(sent.len(), 1, "{}", brief(&sent));
     assert_under_facade(&invs[0], &sent);
     assert_eq!(sent[0]["fault"], true, "{:#}", sent[0]);
-    assert!(common::exception_messages(&sent[0])
-        .iter()
-        .any(|m| m.contains("order 7 failed")));
+    assert!(
+        common::exception_messages(&sent[0])
+            .iter()
+            .any(|m| m.contains("order 7 failed"))
+    );
     let sent = docs(&w[2]);
     assert_eq!(sent.len(), 1, "{}", brief(&sent));
     assert_under_facade(&invs[1], &sent);
@@ -1245,9 +1248,11 @@ fn no_resource_detection_in_lambda() {
     let sent = docs(&windows(&log)[1]);
     assert_eq!(sent.len(), 1);
     assert_under_facade(&v, &sent);
-    assert!(sent[0]
-        .get("aws")
-        .is_none_or(|a| a.get("ecs").is_none() && a.get("ec2").is_none()));
+    assert!(
+        sent[0]
+            .get("aws")
+            .is_none_or(|a| a.get("ecs").is_none() && a.get("ec2").is_none())
+    );
 }
 
 /// A handler without a span of its own whose two steps are the

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tracing::{info_span, Dispatch};
+use tracing::{Dispatch, info_span};
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::{Document, ExportError, ExportOutcome, Exporter};
 use tracing_xray::{Builder, XrayHandle};
@@ -795,77 +795,79 @@ fn flaky_api() -> (String, Arc<Mutex<std::collections::HashSet<String>>>) {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { return };
             let (acc, n) = (acc.clone(), n.clone());
-            std::thread::spawn(move || loop {
-                let mut reader = BufReader::new(&stream);
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    return;
-                }
-                let mut len = 0;
+            std::thread::spawn(move || {
                 loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                    let mut reader = BufReader::new(&stream);
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
                         return;
                     }
-                    let h = h.trim_end();
-                    if h.is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = h.split_once(':') {
-                        if k.eq_ignore_ascii_case("content-length") {
-                            len = v.trim().parse().unwrap_or(0);
+                    let mut len = 0;
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
                         }
                     }
-                }
-                let mut body = vec![0; len];
-                if reader.read_exact(&mut body).is_err() {
-                    return;
-                }
-                let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                let ids: Vec<String> = v["TraceSegmentDocuments"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|d| {
-                                let d: Value = serde_json::from_str(d.as_str()?).ok()?;
-                                Some(d["id"].as_str()?.to_owned())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let k = n.fetch_add(1, Ordering::SeqCst);
-                let (status, answer) = match k % 6 {
-                    0 => (500, "{}".to_owned()),
-                    1 => (429, r#"{"__type":"ThrottlingException"}"#.to_owned()),
-                    2 if !ids.is_empty() => {
-                        let mut a = acc.lock().unwrap();
-                        for id in &ids[1..] {
-                            a.insert(id.clone());
+                    let mut body = vec![0; len];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let ids: Vec<String> = v["TraceSegmentDocuments"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|d| {
+                                    let d: Value = serde_json::from_str(d.as_str()?).ok()?;
+                                    Some(d["id"].as_str()?.to_owned())
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let k = n.fetch_add(1, Ordering::SeqCst);
+                    let (status, answer) = match k % 6 {
+                        0 => (500, "{}".to_owned()),
+                        1 => (429, r#"{"__type":"ThrottlingException"}"#.to_owned()),
+                        2 if !ids.is_empty() => {
+                            let mut a = acc.lock().unwrap();
+                            for id in &ids[1..] {
+                                a.insert(id.clone());
+                            }
+                            (
+                                200,
+                                format!(
+                                    r#"{{"UnprocessedTraceSegments":[{{"Id":"{}","ErrorCode":"InternalFailure","Message":"m"}}]}}"#,
+                                    ids[0]
+                                ),
+                            )
                         }
-                        (
-                            200,
-                            format!(
-                                r#"{{"UnprocessedTraceSegments":[{{"Id":"{}","ErrorCode":"InternalFailure","Message":"m"}}]}}"#,
-                                ids[0]
-                            ),
-                        )
-                    }
-                    3 => {
-                        std::thread::sleep(Duration::from_millis(400));
-                        (500, "{}".to_owned())
-                    }
-                    _ => {
-                        let mut a = acc.lock().unwrap();
-                        a.extend(ids.iter().cloned());
-                        (200, r#"{"UnprocessedTraceSegments":[]}"#.to_owned())
-                    }
-                };
-                let _ = write!(
-                    &stream,
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.1\r\n\
+                        3 => {
+                            std::thread::sleep(Duration::from_millis(400));
+                            (500, "{}".to_owned())
+                        }
+                        _ => {
+                            let mut a = acc.lock().unwrap();
+                            a.extend(ids.iter().cloned());
+                            (200, r#"{"UnprocessedTraceSegments":[]}"#.to_owned())
+                        }
+                    };
+                    let _ = write!(
+                        &stream,
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.1\r\n\
                      content-length: {}\r\n\r\n{answer}",
-                    answer.len()
-                );
+                        answer.len()
+                    );
+                }
             });
         }
     });

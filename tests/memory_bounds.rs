@@ -3,7 +3,7 @@
 //! the docs promise.
 mod common;
 
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::Duration;
 
 use tracing::info_span;

@@ -13,7 +13,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tracing::{instrument, Instrument};
+use tracing::{Instrument, instrument};
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::InMemoryExporter;
 

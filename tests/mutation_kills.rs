@@ -219,11 +219,14 @@ fn lambda_header_is_read_from_the_environment() {
 fn child_lambda_header_is_read_from_the_environment() {
     const VAR: &str = "_X_AMZN_TRACE_ID";
     let value = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0;Lineage=a87bd80c:1";
-    std::env::set_var(VAR, value);
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::set_var(VAR, value) };
     let read = TraceHeader::from_lambda_env();
-    std::env::set_var(VAR, "Parent=53995c3f42cd8ad8;Sampled=1");
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::set_var(VAR, "Parent=53995c3f42cd8ad8;Sampled=1") };
     let without_root = TraceHeader::from_lambda_env();
-    std::env::remove_var(VAR);
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::remove_var(VAR) };
     let unset = TraceHeader::from_lambda_env();
     assert_eq!(read.map(|h| h.to_string()).as_deref(), Some(value));
     assert_eq!(without_root, None);
@@ -346,13 +349,17 @@ fn child_daemon_address_is_read_from_the_environment() {
     use tracing_xray::{DaemonAddress, DaemonAddressError};
 
     const VAR: &str = "AWS_XRAY_DAEMON_ADDRESS";
-    std::env::set_var(VAR, "udp:127.0.0.2:2002 tcp:127.0.0.1:2001");
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::set_var(VAR, "udp:127.0.0.2:2002 tcp:127.0.0.1:2001") };
     let split = DaemonAddress::from_env();
-    std::env::set_var(VAR, "  ");
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::set_var(VAR, "  ") };
     let blank = DaemonAddress::from_env();
-    std::env::set_var(VAR, "127.0.0.1");
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::set_var(VAR, "127.0.0.1") };
     let no_port = DaemonAddress::from_env();
-    std::env::remove_var(VAR);
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::remove_var(VAR) };
     let unset = DaemonAddress::from_env();
     let split = split.unwrap().unwrap();
     assert_eq!(split.udp(), "127.0.0.2:2002".parse().unwrap());

@@ -5,18 +5,18 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use opentelemetry::Context;
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{Span as _, TraceContextExt, Tracer, TracerProvider as _};
-use opentelemetry::Context;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::Value;
 use tracing::info_span;
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::InMemoryExporter;
 use tracing_xray::opentelemetry::{
-    context_from_header, header_from_context, header_from_span_context, span_context_from_header,
-    XrayPropagator,
+    XrayPropagator, context_from_header, header_from_context, header_from_span_context,
+    span_context_from_header,
 };
 use tracing_xray::sampling::AlwaysSample;
 use tracing_xray::{SegmentId, TraceHeader, TraceId, XraySpanExt};

@@ -71,9 +71,11 @@ fn trace_header_field_continues_a_trace_without_code() {
     assert_eq!(traces.len(), 1);
     assert_eq!(traces[0]["trace_id"], ROOT);
     assert_eq!(traces[0]["parent_id"], PARENT);
-    assert!(traces[0]["metadata"]["tracing"]
-        .get("xray.trace_header")
-        .is_none());
+    assert!(
+        traces[0]["metadata"]["tracing"]
+            .get("xray.trace_header")
+            .is_none()
+    );
 }
 
 #[test]

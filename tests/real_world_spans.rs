@@ -6,7 +6,7 @@ mod common;
 
 use serde_json::Value;
 use tracing::field::Empty;
-use tracing::{info_span, Level};
+use tracing::{Level, info_span};
 
 fn run(
     configure: impl FnOnce(tracing_xray::Builder) -> tracing_xray::Builder,

@@ -3,8 +3,8 @@
 //! dropped. This binary installs a global subscriber, so the worker thread
 //! sees it too.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tracing_subscriber::prelude::*;

@@ -7,7 +7,7 @@
 
 mod common;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tracing::info_span;
 use tracing_xray::XraySpanExt;
 

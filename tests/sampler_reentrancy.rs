@@ -5,9 +5,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use tracing_subscriber::prelude::*;
+use tracing_xray::XraySpanExt;
 use tracing_xray::export::InMemoryExporter;
 use tracing_xray::sampling::{Sampler, SamplingDecision, SamplingRequest};
-use tracing_xray::XraySpanExt;
 
 /// Logs at ERROR (always recorded by the layer) and DEBUG (recorded with
 /// `with_events(true)`) from every decision.

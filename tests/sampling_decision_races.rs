@@ -14,9 +14,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::Dispatch;
 use tracing_subscriber::prelude::*;
+use tracing_xray::XraySpanExt;
 use tracing_xray::export::InMemoryExporter;
 use tracing_xray::sampling::{LocalRules, Sampler, SamplingDecision, SamplingRequest};
-use tracing_xray::XraySpanExt;
 
 /// How long the blocked first sampler call waits for the other thread.
 const WAIT: Duration = Duration::from_secs(1);

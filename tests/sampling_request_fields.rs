@@ -5,16 +5,16 @@
 
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
 use axum::routing::get;
-use axum::Router;
 use tower_http::trace::TraceLayer;
 use tower_service::Service;
 use tracing_subscriber::prelude::*;
+use tracing_xray::Detectors;
 use tracing_xray::export::InMemoryExporter;
 use tracing_xray::sampling::LocalRules;
-use tracing_xray::Detectors;
 
 /// Only `/orders/42` is traced; the default rule traces nothing.
 fn rules() -> LocalRules {

@@ -3,7 +3,7 @@
 
 mod sampling_common;
 
-use sampling_common::{fixture_json, fixture_path, ProxyServer};
+use sampling_common::{ProxyServer, fixture_json, fixture_path};
 use serde_json::json;
 use tracing_xray::sampling::{
     CentralizedSampler, LocalRules, Sampler, SamplingRequest, SamplingRulesError,

@@ -15,8 +15,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::routing::get;
 use axum::Router;
+use axum::routing::get;
 use http::{HeaderMap, Request};
 use http_body_util::{BodyExt, Empty, Full};
 use http_support::*;
@@ -518,8 +518,8 @@ fn draw_requests(router: Router, path: &'static str, settle: Duration) -> String
     xray.flush(Duration::from_secs(5)).unwrap();
     rt.shutdown_timeout(Duration::from_secs(1));
     xray.flush(Duration::from_secs(5)).unwrap();
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-    text
+
+    String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
 }
 
 /// A handler spawns a job in a span of its own under the request

@@ -353,9 +353,25 @@ const FIELD_POOL: &[&str] = &[
 ];
 
 const NAMES: &[&str] = &[
-    "op", "handler", "GetItem", "invoke", "try_op", "try_attempt", "serialization",
-    "deserialization", "", " ", "a b", "名前", "ß€𝄞", "tab\there", "nl\nx", "quote\"\\",
-    "slash/and:colon@#%&=+-", "?;*()!$~^<>", "DynamoDB.GetItem",
+    "op",
+    "handler",
+    "GetItem",
+    "invoke",
+    "try_op",
+    "try_attempt",
+    "serialization",
+    "deserialization",
+    "",
+    " ",
+    "a b",
+    "名前",
+    "ß€𝄞",
+    "tab\there",
+    "nl\nx",
+    "quote\"\\",
+    "slash/and:colon@#%&=+-",
+    "?;*()!$~^<>",
+    "DynamoDB.GetItem",
     "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn",
     "ééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééé𝄞𝄞𝄞𝄞𝄞𝄞𝄞𝄞𝄞𝄞𝄞𝄞",
     "\u{0}\u{1f}\u{7f}\u{85}\u{2028}",
@@ -1165,7 +1181,17 @@ fn check_pair(p: &Program, huge: &Outcome, tiny: &Outcome) -> Result<(), TestCas
                 v.sort();
                 v
             };
-            prop_assert!(x == y, "span n={} differs:\nhuge {}\ntiny {}\nannotated huge {:?}\nannotated tiny {:?}\nstats {:?} {:?}", i, x, y, ann(&huge.traces), ann(&tiny.traces), huge.stats, tiny.stats);
+            prop_assert!(
+                x == y,
+                "span n={} differs:\nhuge {}\ntiny {}\nannotated huge {:?}\nannotated tiny {:?}\nstats {:?} {:?}",
+                i,
+                x,
+                y,
+                ann(&huge.traces),
+                ann(&tiny.traces),
+                huge.stats,
+                tiny.stats
+            );
         }
     }
     let (a, b) = (tree(&huge.traces), tree(&tiny.traces));

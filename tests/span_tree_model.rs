@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use tracing::span::EnteredSpan;
-use tracing::{info_span, Span};
+use tracing::{Span, info_span};
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::Layer;
 use tracing_subscriber::prelude::*;

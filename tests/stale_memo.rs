@@ -16,12 +16,12 @@ use tracing::span::{Attributes, Id};
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
+use tracing_xray::XrayHandle;
 use tracing_xray::export::InMemoryExporter;
 use tracing_xray::sampling::{Sampler, SamplingDecision, SamplingRequest};
-use tracing_xray::XrayHandle;
 
 mod common;
-use common::{in_memory_layer, EvenPaths};
+use common::{EvenPaths, in_memory_layer};
 
 /// Requests made after the stale entry: enough for its slot's id to come back.
 const REQUESTS: u64 = 9_000;

@@ -303,8 +303,8 @@ fn on_an_80_column_terminal_rows_fit() {
 #[cfg(feature = "tower")]
 #[test]
 fn work_spawned_after_the_response_is_off_the_critical_path_and_bottleneck() {
-    use axum::routing::get;
     use axum::Router;
+    use axum::routing::get;
     use http_body_util::{BodyExt, Empty};
     use hyper::body::Bytes;
     use hyper_util::client::legacy::Client;

@@ -6,10 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{Request, Response, StatusCode};
 use axum::routing::get;
-use axum::Router;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -17,8 +17,8 @@ use serde_json::Value;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 use tracing_subscriber::prelude::*;
-use tracing_xray::export::InMemoryExporter;
 use tracing_xray::Detectors;
+use tracing_xray::export::InMemoryExporter;
 
 fn app() -> Router {
     Router::new()

@@ -15,17 +15,17 @@ mod http_support;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use axum::body::Body as AxumBody;
 use axum::Router;
+use axum::body::Body as AxumBody;
 use http::{HeaderMap, Request};
 use http_body_util::{BodyExt, Empty};
 use http_support::*;
 use hyper::body::{Bytes, Frame};
 use serde_json::Value;
 use tracing_subscriber::prelude::*;
+use tracing_xray::Detectors;
 use tracing_xray::export::InMemoryExporter;
 use tracing_xray::sampling::AlwaysSample;
-use tracing_xray::Detectors;
 
 /// Runs `body` on a 2-worker runtime under one layer (service `web`,
 /// sampling everything, to memory); waits up to 10 s for `n` traces.

@@ -220,8 +220,8 @@ mod served {
             let response = service.call(request).await.unwrap();
             response.into_body().collect().await.unwrap();
         });
-        let span = kept.lock().unwrap().take();
-        span
+
+        kept.lock().unwrap().take()
     }
 
     fn runtime() -> tokio::runtime::Runtime {

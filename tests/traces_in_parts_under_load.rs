@@ -16,15 +16,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::get;
-use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::field::Empty;
-use tracing::{info_span, Instrument};
+use tracing::{Instrument, info_span};
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::InMemoryExporter;
 

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{assert_schema_valid, schema, walk, Daemon};
+use common::{Daemon, assert_schema_valid, schema, walk};
 use tracing::{error, info_span};
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::UdpExporter;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use tracing::info_span;
 use tracing_subscriber::prelude::*;
-use tracing_xray::export::{Document, ExportOutcome, Exporter, InMemoryExporter};
 use tracing_xray::FlushError;
+use tracing_xray::export::{Document, ExportOutcome, Exporter, InMemoryExporter};
 
 /// Runs `f` with a layer (every trace sampled) on `exporter` as the default
 /// subscriber of this thread; returns the handle.
@@ -269,9 +269,11 @@ fn concurrent_shutdowns_shut_down_once() {
             1,
             "{results:?}"
         );
-        assert!(results
-            .iter()
-            .all(|r| matches!(r, Ok(()) | Err(FlushError::AlreadyShutdown))));
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Ok(()) | Err(FlushError::AlreadyShutdown)))
+        );
         assert_eq!(shutdowns.load(Ordering::SeqCst), 1);
     }
 }

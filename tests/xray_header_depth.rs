@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use tracing::info_span;
 use tracing_subscriber::prelude::*;
+use tracing_xray::XraySpanExt;
 use tracing_xray::export::InMemoryExporter;
 use tracing_xray::sampling::AlwaysSample;
-use tracing_xray::XraySpanExt;
 
 /// Runs `f` on a thread with room for a deep recursion, under the current
 /// dispatcher.

@@ -269,9 +269,11 @@ pub fn dispatches() -> Vec<(&'static str, Dispatch, Option<Flush>)> {
     black_box(quanta::Instant::now());
     let (sampled, sampled_handle) = xray(true);
     let (unsampled, _) = xray(false);
-    std::env::set_var("AWS_XRAY_SDK_DISABLED", "true");
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::set_var("AWS_XRAY_SDK_DISABLED", "true") };
     let disabled = tracing_xray::layer();
-    std::env::remove_var("AWS_XRAY_SDK_DISABLED");
+    // SAFETY: this process reads its environment only through std (which locks) and calls no C code that reads it (addresses are IP literals: no resolver).
+    unsafe { std::env::remove_var("AWS_XRAY_SDK_DISABLED") };
     assert!(!disabled.is_enabled());
 
     vec![

@@ -53,11 +53,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
     BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
-use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
@@ -66,7 +66,7 @@ use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use tracing::field::Empty;
 
 use crate::aws_parameters::PARAMETERS_FIELD;
-use crate::header::{TraceHeader, HEADER_NAME};
+use crate::header::{HEADER_NAME, TraceHeader};
 
 mod parameters;
 
@@ -1097,7 +1097,9 @@ mod tests {
         let at = |uri: &str| s3_location(uri, None);
         let both = |b: &str, k: Option<&str>| Some((b.to_owned(), k.map(str::to_owned)));
         assert_eq!(
-            at("https://photos.s3.eu-west-1.amazonaws.com/cats/tom%20%2B%20jerry.jpg?x-id=GetObject"),
+            at(
+                "https://photos.s3.eu-west-1.amazonaws.com/cats/tom%20%2B%20jerry.jpg?x-id=GetObject"
+            ),
             both("photos", Some("cats/tom + jerry.jpg"))
         );
         assert_eq!(

@@ -784,7 +784,7 @@ impl TimelineExporter {
         let bottleneck = rows
             .iter()
             .zip(&outlived)
-            .filter(|(r, &out)| r.leaf && r.critical && r.depth > 0 && !out)
+            .filter(|&(r, &out)| r.leaf && r.critical && r.depth > 0 && !out)
             .map(|(r, _)| r)
             .max_by(|a, b| (a.end - a.start).total_cmp(&(b.end - b.start)));
         if let Some(b) = bottleneck {

@@ -62,10 +62,11 @@ impl UdpExporter {
     /// use tracing_xray::export::UdpExporter;
     ///
     /// let sidecar: SocketAddr = "127.0.0.1:2001".parse().unwrap();
-    /// # std::env::remove_var("AWS_XRAY_DAEMON_ADDRESS");
+    /// # unsafe { std::env::remove_var("AWS_XRAY_DAEMON_ADDRESS") };
     /// assert_eq!(UdpExporter::new(sidecar).address(), sidecar);
     ///
-    /// std::env::set_var("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:3000");
+    /// // SAFETY: no other thread of this program reads the environment yet.
+    /// unsafe { std::env::set_var("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:3000") };
     /// assert_eq!(UdpExporter::new(sidecar).address().port(), 3000);
     /// ```
     pub fn new(address: SocketAddr) -> Self {
@@ -86,10 +87,12 @@ impl UdpExporter {
     /// ```
     /// use tracing_xray::export::UdpExporter;
     ///
-    /// std::env::set_var("AWS_XRAY_DAEMON_ADDRESS", "tcp:127.0.0.1:2000 udp:127.0.0.1:2001");
+    /// // SAFETY: no other thread of this program reads the environment yet.
+    /// unsafe { std::env::set_var("AWS_XRAY_DAEMON_ADDRESS", "tcp:127.0.0.1:2000 udp:127.0.0.1:2001") };
     /// assert_eq!(UdpExporter::from_env()?.address().port(), 2001);
     ///
-    /// std::env::set_var("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:20o0");
+    /// // SAFETY: as above.
+    /// unsafe { std::env::set_var("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:20o0") };
     /// assert!(UdpExporter::from_env().is_err());
     /// # Ok::<(), tracing_xray::DaemonAddressError>(())
     /// ```

@@ -43,8 +43,8 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::ops::Range;
 
-use super::{as_str, meta_value, put_metadata, FieldOptions, TRACING_NAMESPACE};
-use crate::limits::{truncate_chars, truncate_chars_cow, MAX_STRING_CHARS};
+use super::{FieldOptions, TRACING_NAMESPACE, as_str, meta_value, put_metadata};
+use crate::limits::{MAX_STRING_CHARS, truncate_chars, truncate_chars_cow};
 use crate::model::{Entity, MetaValue};
 use crate::span_data::{FieldValue, SpanData};
 
@@ -2483,11 +2483,7 @@ fn word_value_end(b: &[u8], start: usize, secret: bool, in_pairs: bool) -> usize
             _ => i += 1,
         }
     }
-    if secret {
-        b.len()
-    } else {
-        unquoted(start)
-    }
+    if secret { b.len() } else { unquoted(start) }
 }
 
 fn skip_spaces(b: &[u8], mut i: usize) -> usize {
@@ -3973,11 +3969,17 @@ mod tests {
                 "GET http://h/a?sig=hunter and \"redis://:hunter@cache:6379\" failed",
                 "GET http://h/a and \"redis://cache:6379\" failed",
             ),
-            ("connection refused (os error 111)", "connection refused (os error 111)"),
+            (
+                "connection refused (os error 111)",
+                "connection refused (os error 111)",
+            ),
             ("://hunter", "://hunter"),
             ("x://", "x://"),
             ("a://b://c?hunter", "a://b://c"),
-            ("see http://h/p?k=hunter, then https://h.", "see http://h/p, then https://h."),
+            (
+                "see http://h/p?k=hunter, then https://h.",
+                "see http://h/p, then https://h.",
+            ),
         ];
         for (text, expected) in cases {
             assert_eq!(without_url_secrets(text), expected, "{text}");
@@ -4092,7 +4094,10 @@ mod tests {
                 "postgres://db/shop?sslmode=require&application_name=web",
             ),
             // A raw `/`, `?` or `#` in the password.
-            ("postgres://app:hun/ter@db:5432/x", "postgres://app@db:5432/x"),
+            (
+                "postgres://app:hun/ter@db:5432/x",
+                "postgres://app@db:5432/x",
+            ),
             ("mysql://app:hun?ter#2@db/x?ssl=1", "mysql://app@db/x?ssl=1"),
             ("redis://:hunter/2@cache:6379", "redis://cache:6379"),
             // The password starts with one: an empty "port".
@@ -4203,7 +4208,10 @@ mod tests {
                 "Data Source=db; Password = \"hunter;\"\"hunter\" ; Initial Catalog=shop",
                 "Data Source=db; Initial Catalog=shop",
             ),
-            ("Server=db;Pwd='hunter;''hunter';Database=x", "Server=db;Database=x"),
+            (
+                "Server=db;Pwd='hunter;''hunter';Database=x",
+                "Server=db;Database=x",
+            ),
             (
                 "Driver={ODBC Driver 18};Server=db;UID=app;PWD={hunter;}}hunter};Encrypt=yes",
                 "Driver={ODBC Driver 18};Server=db;UID=app;Encrypt=yes",
@@ -4215,7 +4223,10 @@ mod tests {
             // An unterminated quote in a password: all of the rest goes.
             ("Server=db;Password='hunter;Database=hunter", "Server=db"),
             // In another value: the pairs after it are still read.
-            ("Server='db;Password=hunter;Database=x", "Server='db;Database=x"),
+            (
+                "Server='db;Password=hunter;Database=x",
+                "Server='db;Database=x",
+            ),
             // Free text (an error message) with a pair in brackets.
             ("login failed (password=hunter2)", "login failed"),
             // A libpq word inside a pair's value goes, up to its `;` only.

@@ -21,10 +21,10 @@
 use std::borrow::Cow;
 
 use crate::limits::{
-    sanitize_annotation_key, truncate_chars, MAX_ANNOTATIONS_PER_TRACE, MAX_ANNOTATION_VALUE_CHARS,
-    MAX_STRING_CHARS,
+    MAX_ANNOTATION_VALUE_CHARS, MAX_ANNOTATIONS_PER_TRACE, MAX_STRING_CHARS,
+    sanitize_annotation_key, truncate_chars,
 };
-use crate::model::{non_finite_name, AnnotationValue, Entity, MetaValue};
+use crate::model::{AnnotationValue, Entity, MetaValue, non_finite_name};
 use crate::span_data::{FieldValue, SpanData};
 
 pub(crate) mod conventions;

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Detected, Probe, ORIGIN_BEANSTALK};
+use super::{Detected, ORIGIN_BEANSTALK, Probe};
 
 pub(super) const CONF_PATH: &str = "/var/elasticbeanstalk/xray/environment.conf";
 
@@ -49,8 +49,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::resource::testutil::{detectors, TempRoot};
-    use crate::resource::{detect as detect_all, ORIGIN_BEANSTALK};
+    use crate::resource::testutil::{TempRoot, detectors};
+    use crate::resource::{ORIGIN_BEANSTALK, detect as detect_all};
 
     fn run(conf: Option<&str>) -> (Option<&'static str>, Value) {
         let root = TempRoot::new();

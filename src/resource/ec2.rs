@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Detected, Http, Method, Probe, ORIGIN_EC2};
+use super::{Detected, Http, Method, ORIGIN_EC2, Probe};
 
 pub(super) const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 pub(super) const DEFAULT_ENDPOINT_IPV6: &str = "http://[fd00:ec2::254]";
@@ -132,8 +132,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::resource::testutil::{detectors, silent_listener, Reply, Server, TempRoot};
-    use crate::resource::{detect as detect_all, Detectors, Resource};
+    use crate::resource::testutil::{Reply, Server, TempRoot, detectors, silent_listener};
+    use crate::resource::{Detectors, Resource, detect as detect_all};
 
     /// A real identity document (values from the AWS documentation).
     pub(crate) const DOCUMENT: &str = r#"{

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Detected, Http, Method, Probe, ORIGIN_ECS};
+use super::{Detected, Http, Method, ORIGIN_ECS, Probe};
 
 pub(super) const URI_V4: &str = "ECS_CONTAINER_METADATA_URI_V4";
 pub(super) const URI_V3: &str = "ECS_CONTAINER_METADATA_URI";
@@ -96,8 +96,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::resource::testutil::{detectors, Reply, Server, TempRoot};
-    use crate::resource::{detect as detect_all, Resource};
+    use crate::resource::testutil::{Reply, Server, TempRoot, detectors};
+    use crate::resource::{Resource, detect as detect_all};
 
     /// Task metadata v4 container answer (shape from the ECS documentation).
     const CONTAINER: &str = r#"{

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Detected, Probe, ORIGIN_EKS};
+use super::{Detected, ORIGIN_EKS, Probe};
 
 pub(super) const TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 /// Where the cluster's name can be given (the Kubernetes API that knows it
@@ -53,8 +53,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::resource::testutil::{detectors, TempRoot};
-    use crate::resource::{detect as detect_all, Resource};
+    use crate::resource::testutil::{TempRoot, detectors};
+    use crate::resource::{Resource, detect as detect_all};
 
     const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 

@@ -735,7 +735,7 @@ impl ResourceSlot {
 mod tests {
     use serde_json::json;
 
-    use super::testutil::{detectors, silent_listener, Reply, Server, TempRoot};
+    use super::testutil::{Reply, Server, TempRoot, detectors, silent_listener};
     use super::*;
 
     const DOCUMENT: &str = r#"{"accountId":"123456789012","availabilityZone":"us-west-2c",

@@ -21,10 +21,10 @@ use serde::{Deserialize, Serialize};
 use super::reservoir::Reservoir;
 use super::wildcard::Pattern;
 use super::{
-    epoch_seconds, Clock, LocalRules, Rate, Sampler, SamplingDecision, SamplingRequest, SystemClock,
+    Clock, LocalRules, Rate, Sampler, SamplingDecision, SamplingRequest, SystemClock, epoch_seconds,
 };
-use crate::layer::SuppressGuard;
 use crate::DaemonAddress;
+use crate::layer::SuppressGuard;
 
 /// Rules are fetched at start and then every `RULES_INTERVAL` + up to
 /// `RULES_JITTER`.
@@ -1395,20 +1395,23 @@ mod tests {
         assert!(!r.matches(&with_attrs));
         assert!(r.matches(&with_attrs.with_resource_arn("arn:aws:ecs:x")));
         let other = [("tenant", "zeta")];
-        assert!(!r.matches(
-            &SamplingRequest::new()
-                .with_attributes(&other)
-                .with_resource_arn("arn:aws:ecs:x")
-        ));
+        assert!(
+            !r.matches(
+                &SamplingRequest::new()
+                    .with_attributes(&other)
+                    .with_resource_arn("arn:aws:ecs:x")
+            )
+        );
     }
 
     #[test]
     fn client_id_is_24_lowercase_hex() {
         let id = client_id();
         assert_eq!(id.len(), 24);
-        assert!(id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
         assert_ne!(id, client_id());
     }
 

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::reservoir::Reservoir;
 use super::wildcard::Pattern;
-use super::{epoch_seconds, Rate, Sampler, SamplingDecision, SamplingRequest};
+use super::{Rate, Sampler, SamplingDecision, SamplingRequest, epoch_seconds};
 
 /// Sampling by a local rules file: rules in file order, the first match wins,
 /// otherwise the default rule. A rule samples up to `fixed_target` requests
@@ -311,7 +311,7 @@ fn parse_document(value: &Value) -> Result<RuleSet, SamplingRulesError> {
             _ => {
                 return Err(SamplingRulesError::UnsupportedVersion {
                     found: v.to_string(),
-                })
+                });
             }
         },
     };
@@ -571,9 +571,11 @@ mod tests {
         }
         let v1_host = r#"{"version": 1, "default": {"fixed_target": 1, "rate": 0.1},
             "rules": [{"host": "*", "http_method": "*", "url_path": "*", "fixed_target": 1, "rate": 0.1}]}"#;
-        assert!(err(v1_host)
-            .to_string()
-            .contains("`host` is not allowed in a version 1 rule"));
+        assert!(
+            err(v1_host)
+                .to_string()
+                .contains("`host` is not allowed in a version 1 rule")
+        );
     }
 
     #[test]

@@ -177,7 +177,7 @@ fn chars_equal(a: char, b: char, case_insensitive: bool) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{wildcard_match, Pattern};
+    use super::{Pattern, wildcard_match};
 
     #[test]
     fn basics() {

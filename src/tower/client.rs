@@ -3,14 +3,14 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use ::http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::field::Empty;
 use tracing::Span;
+use tracing::field::Empty;
 
 /// A [`tower_layer::Layer`] for HTTP clients: each request gets its own
 /// span (`http.client`, `INFO`), a child of the current span, which becomes
@@ -386,8 +386,8 @@ pub(super) mod tests {
     use tracing_subscriber::prelude::*;
 
     use super::*;
-    use crate::export::InMemoryExporter;
     use crate::TraceHeader;
+    use crate::export::InMemoryExporter;
     use tracing::Level;
 
     /// Answers 200 at once, keeping the headers of every request (clones

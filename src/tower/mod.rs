@@ -93,10 +93,10 @@ mod lambda;
 mod server;
 
 pub use client::{XrayClient, XrayClientFuture, XrayClientLayer};
-pub use lambda::{XrayFlush, XrayFlushFuture, XrayFlushLayer, DEFAULT_FLUSH_TIMEOUT};
+pub use lambda::{DEFAULT_FLUSH_TIMEOUT, XrayFlush, XrayFlushFuture, XrayFlushLayer};
 pub use server::{XrayBody, XrayServer, XrayServerFuture, XrayServerLayer};
 
-use ::http::header::{HeaderMap, HeaderName, CONTENT_LENGTH, HOST, USER_AGENT};
+use ::http::header::{CONTENT_LENGTH, HOST, HeaderMap, HeaderName, USER_AGENT};
 use ::http::uri::{Authority, Uri};
 
 /// Marks `span` a fault (`xray.fault`, whatever a status already recorded

@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use ::http::header::HeaderValue;
 use ::http::{Method, Request, Response, StatusCode};
@@ -13,8 +13,8 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::field::Empty;
 use tracing::Span;
+use tracing::field::Empty;
 
 use crate::header::{Sampled, TraceHeader};
 use crate::http::{header_name, header_text};
@@ -689,7 +689,7 @@ fn respond_with_trace<R>(span: &Span, requested: bool, response: &mut Response<R
 
 #[cfg(test)]
 mod tests {
-    use super::super::client::tests::{capture, now, Ok200};
+    use super::super::client::tests::{Ok200, capture, now};
     use super::*;
 
     /// Panics in `call` (synchronous set-up) or while polling.

@@ -43,9 +43,10 @@ fn export_error_io_does_not_repeat_its_source() {
         std::io::ErrorKind::ConnectionRefused,
         "connection refused by 127.0.0.1:2000",
     ));
-    assert!(err
-        .to_string()
-        .contains("connection refused by 127.0.0.1:2000"));
+    assert!(
+        err.to_string()
+            .contains("connection refused by 127.0.0.1:2000")
+    );
     assert_well_formed(&err);
 }
 

@@ -377,19 +377,25 @@ static LIVE_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsi
 // `GlobalAlloc`'s contract; the counting touches no pointer or layout.
 unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
-        std::alloc::System.alloc(layout)
+        unsafe {
+            LIVE_BYTES.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
+            std::alloc::System.alloc(layout)
+        }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        LIVE_BYTES.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
-        std::alloc::System.dealloc(ptr, layout)
+        unsafe {
+            LIVE_BYTES.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+            std::alloc::System.dealloc(ptr, layout)
+        }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new, std::sync::atomic::Ordering::Relaxed);
-        LIVE_BYTES.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
-        std::alloc::System.realloc(ptr, layout, new)
+        unsafe {
+            LIVE_BYTES.fetch_add(new, std::sync::atomic::Ordering::Relaxed);
+            LIVE_BYTES.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+            std::alloc::System.realloc(ptr, layout, new)
+        }
     }
 }
 

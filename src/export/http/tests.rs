@@ -851,12 +851,16 @@ fn rejected_requests_fail_the_batch() {
 #[test]
 fn missing_region_and_credentials_are_reported() {
     // The environment may have either; only check the errors' messages.
-    assert!(HttpExporterError::MissingRegion
-        .to_string()
-        .contains("AWS_REGION"));
-    assert!(HttpExporterError::MissingCredentials
-        .to_string()
-        .contains("AWS_ACCESS_KEY_ID"));
+    assert!(
+        HttpExporterError::MissingRegion
+            .to_string()
+            .contains("AWS_REGION")
+    );
+    assert!(
+        HttpExporterError::MissingCredentials
+            .to_string()
+            .contains("AWS_ACCESS_KEY_ID")
+    );
 }
 
 #[test]
