@@ -264,11 +264,13 @@ impl XrayLayer {
     /// `AWS_XRAY_SDK_DISABLED=true`).
     ///
     /// ```
-    /// # std::env::remove_var("AWS_XRAY_SDK_DISABLED");
-    /// std::env::set_var("AWS_XRAY_SDK_ENABLED", "false");
+    /// # unsafe { std::env::remove_var("AWS_XRAY_SDK_DISABLED") };
+    /// // SAFETY: no other thread of this program reads the environment yet.
+    /// unsafe { std::env::set_var("AWS_XRAY_SDK_ENABLED", "false") };
     /// assert!(!tracing_xray::builder().build().is_enabled());
     ///
-    /// std::env::remove_var("AWS_XRAY_SDK_ENABLED");
+    /// // SAFETY: as above.
+    /// unsafe { std::env::remove_var("AWS_XRAY_SDK_ENABLED") };
     /// let layer = tracing_xray::builder()
     ///     .with_exporter(tracing_xray::export::NoopExporter)
     ///     .build();
@@ -666,7 +668,9 @@ struct SamplingInput {
 
 /// The request a root's fields describe, for the sampler. Each part comes
 /// from the first of its keys that is present (the first listed for `host`
-/// is `http.host`, then `server.address`, then `host`), and a key recorded
+/// is `http.host`, then `server.address` or `net.host.name`, then `host`;
+/// `server.port` or `net.host.port` joins the first two as a `Host` header
+/// does), and a key recorded
 /// twice gives its last value. The path is the request's own (X-Ray's
 /// `url_path`, Go's `r.URL.Path`): `url.path`, `http.target`, `uri` (the
 /// path of an absolute one, as HTTP/2 requests have), the path of `url.full`
@@ -676,6 +680,17 @@ struct RequestFields<'a> {
     host: Option<&'a str>,
     method: Option<&'a str>,
     path: Option<&'a str>,
+    /// `server.port` / `net.host.port`: OpenTelemetry splits the `Host`
+    /// header into it and `server.address`, which the sampler sees joined
+    /// again (see [`RequestFields::host_header`]).
+    port: Option<i64>,
+    /// `url.scheme` / `http.scheme`, which says whether `port` is the
+    /// default one.
+    scheme: Option<&'a str>,
+    /// Whether `host` came from a field that `port` completes (`http.host`,
+    /// `server.address`, `net.host.name`, as the document's URL joins
+    /// them; not an absolute URL's authority, which keeps its own port).
+    host_is_name: bool,
     /// Whether a field that can make the root a call (its kind, namespace,
     /// a database or an RPC system) is there: then
     /// [`conventions::is_call`](crate::fields::conventions::is_call) says.
@@ -702,6 +717,7 @@ impl<'a> RequestFields<'a> {
             }
         }
         let (mut host, mut method, mut path) = (Pick(None), Pick(None), Pick(None));
+        let (mut port, mut scheme) = (None, None);
         let mut may_be_call = false;
         for (name, value) in fields {
             if matches!(
@@ -719,6 +735,19 @@ impl<'a> RequestFields<'a> {
                 continue;
             }
             let absent = crate::fields::conventions::is_absent_option(value);
+            if matches!(*name, "server.port" | "net.host.port") {
+                port = match value {
+                    FieldValue::I64(p) => Some(*p),
+                    FieldValue::U64(p) => i64::try_from(*p).ok(),
+                    FieldValue::Str(p) if !absent => {
+                        crate::fields::conventions::unwrapped_text(p.as_str())
+                            .parse()
+                            .ok()
+                    }
+                    _ => None,
+                };
+                continue;
+            }
             let FieldValue::Str(value) = value else {
                 continue;
             };
@@ -734,8 +763,10 @@ impl<'a> RequestFields<'a> {
             let absolute = !text.starts_with('/') && text.contains("://");
             match *name {
                 "http.host" => host.offer(0, text),
-                "server.address" => host.offer(1, text),
+                // OpenTelemetry's name, and its name before v1.21.
+                "server.address" | "net.host.name" => host.offer(1, text),
                 "host" => host.offer(2, text),
+                "url.scheme" | "http.scheme" if !text.is_empty() => scheme = Some(text),
                 "http.request.method" => method.offer(0, text),
                 "http.method" => method.offer(1, text),
                 "method" => method.offer(2, text),
@@ -768,8 +799,43 @@ impl<'a> RequestFields<'a> {
             host: host.get(),
             method: method.get(),
             path: path.get().map(|p| p.split(['?', '#']).next().unwrap_or(p)),
+            port,
+            scheme,
+            host_is_name: host.0.is_some_and(|(rank, _)| rank <= 1),
             may_be_call,
         }
+    }
+
+    /// The host as a `Host` header writes it, which is what the SDKs match
+    /// a rule's host against: `host:port` off the scheme's default port,
+    /// when the port was recorded apart (OpenTelemetry's `server.address`
+    /// and `server.port`, as the document's URL joins them); the host as
+    /// recorded otherwise.
+    fn host_header(&self) -> Option<std::borrow::Cow<'a, str>> {
+        use std::borrow::Cow;
+        let host = self.host?;
+        let Some(port) = self.port.filter(|_| self.host_is_name) else {
+            return Some(Cow::Borrowed(host));
+        };
+        // The scheme the document's URL takes: as recorded, else `https`
+        // on 443 and `http` otherwise.
+        let default = match self.scheme {
+            Some(s) if s.eq_ignore_ascii_case("https") => port == 443,
+            Some(s) if s.eq_ignore_ascii_case("http") => port == 80,
+            Some(_) => false,
+            None => port == 80 || port == 443,
+        };
+        let has_port = match host.strip_prefix('[') {
+            Some(rest) => rest
+                .split_once(']')
+                .is_some_and(|(_, p)| p.starts_with(':')),
+            None => host.matches(':').count() == 1,
+        };
+        Some(match (default || has_port, host.matches(':').count() > 1) {
+            (true, _) => Cow::Borrowed(host),
+            (false, true) if !host.starts_with('[') => Cow::Owned(format!("[{host}]:{port}")),
+            (false, _) => Cow::Owned(format!("{host}:{port}")),
+        })
     }
 }
 
@@ -905,7 +971,7 @@ impl LayerInner {
             request_fields = RequestFields::default();
         }
         SamplingInput {
-            host: request_fields.host.map(FieldStr::new),
+            host: request_fields.host_header().as_deref().map(FieldStr::new),
             method: request_fields.method.map(FieldStr::new),
             path: request_fields.path.map(FieldStr::new),
             span_name: root.meta.name(),
@@ -2413,6 +2479,59 @@ mod tests {
             ("method", FieldValue::Str(FieldStr::new("GET"))),
         ];
         assert_eq!(RequestFields::of(&fields).method, Some("GET"));
+    }
+
+    /// The sampler's host from a host and a port recorded apart: as a
+    /// `Host` header writes them (the port off the scheme's default, an
+    /// IPv6 address in brackets), and a host's own port or an absolute
+    /// URL's authority left as they are.
+    #[test]
+    fn request_fields_join_a_host_and_its_port_as_a_host_header() {
+        use super::{FieldValue, RequestFields};
+        use crate::span_data::FieldStr;
+        let host = |fields: &[(&'static str, &str)], port: Option<FieldValue>| {
+            let mut fields: Vec<_> = fields
+                .iter()
+                .map(|(k, v)| (*k, FieldValue::Str(FieldStr::new(v))))
+                .collect();
+            fields.extend(port.map(|p| ("server.port", p)));
+            RequestFields::of(&fields)
+                .host_header()
+                .map(|h| h.into_owned())
+        };
+        let some = |v: &str| Some(v.to_owned());
+        let p = |n| Some(FieldValue::I64(n));
+        assert_eq!(host(&[("server.address", "h")], p(8080)), some("h:8080"));
+        assert_eq!(host(&[("server.address", "h")], p(80)), some("h"));
+        assert_eq!(host(&[("server.address", "h")], p(443)), some("h"));
+        let https = [("server.address", "h"), ("url.scheme", "HTTPS")];
+        assert_eq!(host(&https, p(443)), some("h"));
+        assert_eq!(host(&https, p(80)), some("h:80"));
+        let ws = [("server.address", "h"), ("url.scheme", "ws")];
+        assert_eq!(host(&ws, p(80)), some("h:80"));
+        assert_eq!(host(&[("http.host", "h:9")], p(8080)), some("h:9"));
+        assert_eq!(
+            host(&[("server.address", "::1")], p(8080)),
+            some("[::1]:8080")
+        );
+        assert_eq!(
+            host(&[("server.address", "[::1]")], p(8080)),
+            some("[::1]:8080")
+        );
+        assert_eq!(
+            host(&[("server.address", "[::1]:9")], p(8080)),
+            some("[::1]:9")
+        );
+        assert_eq!(
+            host(&[("net.host.name", "h")], Some(FieldValue::U64(81))),
+            some("h:81")
+        );
+        let text = Some(FieldValue::Str(FieldStr::new("Some(8080)")));
+        assert_eq!(host(&[("server.address", "h")], text), some("h:8080"));
+        // `host` and an absolute URL's authority take no port of another field.
+        assert_eq!(host(&[("host", "h")], p(8080)), some("h"));
+        assert_eq!(host(&[("url.full", "http://u:1/p")], p(8080)), some("u:1"));
+        assert_eq!(host(&[], p(8080)), None);
     }
 
     /// The shortcut a new span takes before any lookup (its explicit

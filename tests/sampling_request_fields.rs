@@ -330,3 +330,71 @@ fn the_sampler_reads_a_scheme_relative_url_as_the_document_does() {
         (Some("api.example.com"), Some("/orders"))
     );
 }
+
+/// Found by a hunt of sampling. OpenTelemetry's HTTP server conventions
+/// split the `Host` header into `server.address` and `server.port` (before
+/// v1.21: `net.host.name`, `net.host.port`), and the document's URL joins
+/// them again (`http://api.example.com:8080/orders`). README (Sampling,
+/// 2.): the sampler's host is "the `Host` header as the client wrote it,
+/// `api.example.com:8080` off the default port, as in every X-Ray SDK".
+/// Before the fix the sampler saw `api.example.com` without the port (a
+/// rule for `api.example.com:8080` never matched), and no host at all from
+/// `net.host.name` (any host rule matched it).
+#[test]
+fn opentelemetry_host_and_port_reach_the_sampler_as_the_host_header() {
+    const PORT_RULE: &str = r#"{"version": 2, "default": {"fixed_target": 0, "rate": 0.0},
+        "rules": [{"host": "api.example.com:8080", "http_method": "*", "url_path": "*",
+                   "fixed_target": 0, "rate": 1.0}]}"#;
+    let otel = |scheme: &'static str, port: u16| {
+        move || {
+            tracing::info_span!(
+                "GET /orders",
+                otel.kind = "server",
+                http.request.method = "GET",
+                url.scheme = scheme,
+                server.address = "api.example.com",
+                server.port = port,
+                url.path = "/orders",
+            )
+            .in_scope(|| tracing::info_span!("handler").in_scope(|| {}));
+        }
+    };
+    let traces = traced_under(PORT_RULE, otel("http", 8080));
+    assert_eq!(traces.len(), 1, "the Host header's rule did not match");
+    assert_eq!(
+        traces[0]["http"]["request"]["url"],
+        "http://api.example.com:8080/orders"
+    );
+    assert!(traced_under(HOST_RULE, otel("http", 8080)).is_empty());
+    // On the scheme's default port, the Host header has no port.
+    assert_eq!(traced_under(HOST_RULE, otel("https", 443)).len(), 1);
+    assert_eq!(traced_under(HOST_RULE, otel("http", 80)).len(), 1);
+    assert!(traced_under(PORT_RULE, otel("https", 80)).is_empty());
+
+    // The names before v1.21.
+    let old = |port: Option<i64>| {
+        move || {
+            let root = tracing::info_span!(
+                "GET /orders",
+                otel.kind = "server",
+                http.method = "GET",
+                http.scheme = "http",
+                net.host.name = "api.example.com",
+                net.host.port = tracing::field::Empty,
+                http.target = "/orders",
+            );
+            if let Some(port) = port {
+                root.record("net.host.port", port);
+            }
+            root.in_scope(|| tracing::info_span!("handler").in_scope(|| {}));
+        }
+    };
+    assert_eq!(traced_under(HOST_RULE, old(None)).len(), 1);
+    assert_eq!(traced_under(PORT_RULE, old(Some(8080))).len(), 1);
+    // A host that names another host is not matched by the rule: no host
+    // would match every pattern.
+    const OTHER_HOST: &str = r#"{"version": 2, "default": {"fixed_target": 0, "rate": 1.0},
+        "rules": [{"host": "admin.example.com", "http_method": "*", "url_path": "*",
+                   "fixed_target": 0, "rate": 0.0}]}"#;
+    assert_eq!(traced_under(OTHER_HOST, old(None)).len(), 1);
+}
