@@ -82,16 +82,51 @@ pub(crate) fn service_name(env: Option<&str>, code: Option<&str>) -> String {
     }
     code.and_then(valid)
         .or_else(|| {
-            std::env::current_exe()
-                .ok()
-                .and_then(|p| p.file_stem().and_then(|s| valid(&s.to_string_lossy())))
+            std::env::current_exe().ok().and_then(|p| {
+                p.file_name()
+                    .and_then(|s| valid(executable_name(&s.to_string_lossy())))
+            })
         })
         .unwrap_or_else(|| "service".to_owned())
 }
 
-/// `AWS_XRAY_TRACING_NAME`, when set and valid Unicode.
+/// An executable's file name as a service's name: the whole of it
+/// (`billing.worker`, `orders-2.4.1` are names of their own), less the
+/// `.exe` that Windows requires.
+fn executable_name(file_name: &str) -> &str {
+    let n = file_name.len();
+    match n.checked_sub(4) {
+        Some(i)
+            if cfg!(windows)
+                && file_name.is_char_boundary(i)
+                && file_name[i..].eq_ignore_ascii_case(".exe") =>
+        {
+            &file_name[..i]
+        }
+        _ => file_name,
+    }
+}
+
+/// `AWS_XRAY_TRACING_NAME`, when set. A value that is not valid Unicode
+/// is read without its invalid bytes (which no segment name may hold), and
+/// reported on standard error.
 pub(crate) fn env_tracing_name() -> Option<String> {
-    std::env::var("AWS_XRAY_TRACING_NAME").ok()
+    let value = std::env::var_os("AWS_XRAY_TRACING_NAME")?;
+    match value.into_string() {
+        Ok(name) => Some(name),
+        Err(raw) => {
+            let name: String = raw
+                .to_string_lossy()
+                .chars()
+                .filter(|&c| c != char::REPLACEMENT_CHARACTER)
+                .collect();
+            crate::stderr_line(format_args!(
+                "tracing-xray: AWS_XRAY_TRACING_NAME is not valid Unicode; \
+                 read as `{name}` without its invalid bytes"
+            ));
+            Some(name)
+        }
+    }
 }
 
 /// Lambda mode when the builder does not say: `LAMBDA_TASK_ROOT` set (by

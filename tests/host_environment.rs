@@ -431,3 +431,101 @@ fn lambda_calls_forward_root_decision_and_lineage() {
         ],
     );
 }
+
+/// In a child run from an executable named `EXPECTED_NAME`: the segment of
+/// a layer given no service name is named after it.
+#[test]
+#[ignore = "run by its parent from an executable of another name"]
+fn executable_name_child() {
+    let expected = std::env::var("EXPECTED_NAME").unwrap();
+    let exe = std::env::current_exe().unwrap();
+    assert_eq!(exe.file_name().unwrap().to_str(), Some(expected.as_str()));
+    let segment = one_segment(tracing_xray::builder());
+    assert_eq!(segment["name"], expected.as_str());
+}
+
+/// One root span under a layer with no resource detection, sampled, kept
+/// in memory: the segment.
+fn one_segment(builder: tracing_xray::Builder) -> Value {
+    let exporter = tracing_xray::export::InMemoryExporter::new();
+    let layer = builder
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::info_span!("request").in_scope(|| {});
+    });
+    xray.flush(Duration::from_secs(5)).unwrap();
+    exporter.traces().remove(0)
+}
+
+/// Found by a hunt of configuration. README (Configuration): the service's
+/// name is `AWS_XRAY_TRACING_NAME`, "else the executable's name";
+/// `with_service_name`'s rustdoc: "the executable's file name". Before the
+/// fix it was the file's stem: `billing.worker` sent segments named
+/// `billing` (one node on the service map with `billing.api`), and a
+/// versioned `orders-2.4.1` was renamed `orders-2.4`.
+#[test]
+fn the_default_service_name_is_the_whole_executable_file_name() {
+    let exe = std::env::current_exe().unwrap();
+    for name in ["billing.worker", "orders-2.4.1"] {
+        // A link beside the test binary (a copy where links fail): Linux
+        // names a process's executable by the path it was started from.
+        let alias = exe.with_file_name(name);
+        let _ = std::fs::remove_file(&alias);
+        if std::fs::hard_link(&exe, &alias).is_err() {
+            std::fs::copy(&exe, &alias).unwrap();
+        }
+        let from_child = common::child_command("executable_name_child");
+        let mut cmd = std::process::Command::new(&alias);
+        cmd.args(from_child.get_args());
+        for (k, v) in from_child.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd.env_remove("AWS_XRAY_TRACING_NAME")
+            .env("EXPECTED_NAME", name)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let (ok, text) = common::child_outcome(cmd.spawn().unwrap());
+        let _ = std::fs::remove_file(&alias);
+        assert!(ok, "{name}:\n{text}");
+    }
+}
+
+/// In a child: the service's name, printed for the parent.
+#[test]
+#[ignore = "run by its parent with an environment of its own"]
+fn non_unicode_tracing_name_child() {
+    let segment = one_segment(tracing_xray::builder().with_service_name("from-code"));
+    println!("SEGMENT-NAME={}", segment["name"]);
+}
+
+/// Found by a hunt of configuration. README: the environment wins over
+/// code; `with_service_name`: characters X-Ray does not allow in a name are
+/// removed. Before the fix an `AWS_XRAY_TRACING_NAME` that is not valid
+/// UTF-8 (one stray Latin-1 byte from a mis-encoded env file) was taken as
+/// unset, without a word: the code's name was used. Now its invalid bytes
+/// are left out, and standard error says so.
+#[cfg(unix)]
+#[test]
+fn a_tracing_name_that_is_not_unicode_loses_its_invalid_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+    let mut cmd = common::child_command("non_unicode_tracing_name_child");
+    cmd.env(
+        "AWS_XRAY_TRACING_NAME",
+        std::ffi::OsStr::from_bytes(b"orders-api\xff"),
+    );
+    let (ok, text) = common::child_outcome(cmd.spawn().unwrap());
+    assert!(ok, "{text}");
+    assert!(text.contains("SEGMENT-NAME=\"orders-api\""), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("tracing-xray: AWS_XRAY_TRACING_NAME is not valid Unicode")),
+        "{text}"
+    );
+}
