@@ -2612,3 +2612,50 @@ fn aws_parameters_leave_other_members_out_and_cut_member_names() {
         .unwrap_or_else(|| panic!("{:#?}", c.docs));
     assert_eq!(capacity["k".repeat(250).as_str()], 1, "{capacity:#}");
 }
+
+/// Found by a hunt of the documents against the SDKs. A DynamoDB call as
+/// OpenTelemetry's conventions describe it (`rpc.system = "aws-api"` and
+/// the `db.system = "dynamodb"` they require, or the newer
+/// `db.system.name = "aws.dynamodb"`) is an `aws` subsegment. Before the
+/// fix it also carried an `sql` block (`database_type: dynamodb`, its
+/// endpoint as `url`): X-Ray's block for queries to an SQL database (SPEC
+/// §1.8), which no official SDK writes on an AWS call, and which the
+/// OpenTelemetry collector's X-Ray exporter writes for SQL systems only.
+#[test]
+fn an_aws_call_naming_its_database_system_has_no_sql_block() {
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            let _root = info_span!("request").entered();
+            info_span!(
+                "DynamoDB.GetItem",
+                rpc.system = "aws-api",
+                rpc.service = "DynamoDB",
+                rpc.method = "GetItem",
+                db.system = "dynamodb",
+                server.address = "dynamodb.us-east-1.amazonaws.com",
+                aws.dynamodb.table_names = "orders",
+            )
+            .in_scope(|| {});
+            info_span!(
+                "DynamoDB.PutItem",
+                rpc.system = "aws-api",
+                rpc.service = "DynamoDB",
+                rpc.method = "PutItem",
+                db.system.name = "aws.dynamodb",
+                aws.dynamodb.table_names = "orders",
+            )
+            .in_scope(|| {});
+        },
+    );
+    let calls: Vec<&Value> = common::nodes(&c.docs)
+        .into_iter()
+        .filter(|n| n["name"] == "DynamoDB")
+        .collect();
+    assert_eq!(calls.len(), 2, "{:#?}", c.docs);
+    for call in calls {
+        assert_eq!(call["namespace"], "aws", "{call}");
+        assert_eq!(call["aws"]["table_name"], "orders", "{call}");
+        assert!(call.get("sql").is_none(), "{call}");
+    }
+}

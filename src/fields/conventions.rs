@@ -16,7 +16,7 @@
 //! | `http.response.content_length`, `http.response_content_length`, `http.response.body.size` | `http.response.content_length` |
 //! | `otel.kind = "client"`/`"producer"`, `xray.namespace = "remote"` | `namespace: remote` |
 //! | `peer.service` | a remote subsegment's name |
-//! | `db.system`/`db.system.name` | `sql.database_type`, `namespace: remote`, name `db@host` |
+//! | `db.system`/`db.system.name` | `sql.database_type`, `namespace: remote`, name `db@host` (not on an AWS call: no `sql` block there) |
 //! | `db.name`/`db.namespace`, `server.address`, `server.port`, `db.connection_string` | `sql.url` / `sql.connection_string`, without passwords (URL user info, secret query parameters, `Password=`/`Pwd=` pairs, libpq's `password=`; a file database's path, `@` and all, is no user info) |
 //! | `db.user` | `sql.user` |
 //! | `db.query.text`/`db.statement` | `sql.sanitized_query` (opt-in) |
@@ -2798,7 +2798,10 @@ impl<'a> Conventions<'a> {
             }
             _ => None,
         };
-        let is_db = self.db_system.is_some();
+        // An AWS call is no SQL query, whatever database it reaches
+        // (OpenTelemetry's DynamoDB spans carry `db.system = "dynamodb"`):
+        // no official SDK writes an `sql` block on one.
+        let is_db = self.db_system.is_some() && !is_aws;
         self.read_peer(!is_segment && (is_aws || is_remote));
 
         // AWS: the service becomes the name, so the map has one node per service.
