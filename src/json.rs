@@ -381,7 +381,10 @@ fn cause(out: &mut String, c: &Cause<'_>) {
 fn exception(out: &mut String, ex: &Exception<'_>) {
     out.push_str("{\"id\":");
     segment_id(out, ex.id);
-    if let Some(m) = &ex.message {
+    // An empty text is no message (SPEC §1.2: empty optional fields are
+    // omitted; the SDKs leave it out): `error!("")`, an error that
+    // displays as nothing.
+    if let Some(m) = ex.message.as_deref().filter(|m| !m.is_empty()) {
         out.push_str(",\"message\":");
         string(out, m);
     }

@@ -18,6 +18,10 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+fn no_text(text: &Option<Cow<'_, str>>) -> bool {
+    text.as_deref().is_none_or(str::is_empty)
+}
+
 /// A segment, or a subsegment (embedded or independent).
 #[derive(Serialize, Debug, Default)]
 pub(crate) struct Entity<'a> {
@@ -415,7 +419,8 @@ pub(crate) struct Cause<'a> {
 #[derive(Serialize, Debug, Default)]
 pub(crate) struct Exception<'a> {
     pub(crate) id: SegmentId,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Left out when empty.
+    #[serde(skip_serializing_if = "no_text")]
     pub(crate) message: Option<Cow<'a, str>>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub(crate) kind: Option<Cow<'a, str>>,

@@ -662,3 +662,29 @@ fn passing_panics_are_faults() {
     let messages: Vec<_> = exceptions(b).iter().map(|e| e["message"].clone()).collect();
     assert_eq!(messages, ["invariant broken"]);
 }
+
+/// Found by a hunt of the documents against the SDKs. An error whose text
+/// is empty (`error!("")`, an error value that displays as nothing) is an
+/// exception without a `message`: SPEC §1.2 omits empty optional fields,
+/// and the SDKs leave it out (Go's `omitempty`, Python's `to_dict`). Before
+/// the fix it was sent as `"message":""`.
+#[test]
+fn an_empty_error_text_is_an_exception_without_a_message() {
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            let _root = info_span!("request").entered();
+            info_span!("logged").in_scope(|| error!(""));
+            let e = std::io::Error::other("");
+            info_span!("valued", error = &e as &dyn std::error::Error).in_scope(|| {});
+        },
+    );
+    for name in ["logged", "valued"] {
+        let n = node(&c.docs, name);
+        let ex = exceptions(n);
+        assert_eq!(ex.len(), 1, "{n}");
+        assert_eq!(n["fault"], true, "{n}");
+        assert!(ex[0].get("message").is_none(), "{n}");
+        assert!(ex[0].get("id").is_some(), "{n}");
+    }
+}
