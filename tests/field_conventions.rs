@@ -1689,10 +1689,13 @@ fn aws_resource_fields() {
 }
 
 /// `aws.queue_url` is an SQS queue's URL, on an AWS call: `aws.sqs.queue_url`
-/// gives it, whichever field comes first; `messaging.destination.name` (a
-/// queue's name) only on an SQS call. Another system's destination (a
-/// Kafka topic, a RabbitMQ exchange) gets no `aws` block: it stays
-/// metadata, as does the old `messaging.url` (without its password).
+/// gives it, whichever field comes first. On an SQS call without one,
+/// `messaging.destination.name` is the queue's `queue_name` (a URL there is
+/// the `queue_url`): before a hunt of the documents against the SDKs it
+/// was sent as `queue_url`, which X-Ray and the SDKs keep for a URL.
+/// Another system's destination (a Kafka topic, a RabbitMQ exchange) gets
+/// no `aws` block: it stays metadata, as does the old `messaging.url`
+/// (without its password).
 #[test]
 fn queue_url_only_from_sqs_calls() {
     const URL: &str = "https://sqs.eu-west-1.amazonaws.com/1/jobs";
@@ -1746,6 +1749,14 @@ fn queue_url_only_from_sqs_calls() {
                     "otel.kind" = "producer",
                     "messaging.system" = "aws_sqs",
                     "messaging.destination.name" = "jobs",
+                )
+                .in_scope(|| {});
+                info_span!(
+                    "SQS.SendMessage",
+                    "rpc.system" = "aws-api",
+                    "rpc.service" = "SQS",
+                    "rpc.method" = "SendMessage",
+                    "messaging.destination.name" = URL,
                 )
                 .in_scope(|| {});
                 info_span!(
@@ -1803,13 +1814,18 @@ fn queue_url_only_from_sqs_calls() {
             sqs_with_url,
             (
                 json!("SQS"),
-                json!({"operation": "SendMessage", "queue_url": "jobs"}),
+                json!({"operation": "SendMessage", "queue_name": "jobs"}),
                 Value::Null,
             ),
             (
                 json!("jobs publish"),
-                json!({"queue_url": "jobs"}),
+                json!({"queue_name": "jobs"}),
                 json!({"tracing": {"messaging.system": "aws_sqs"}}),
+            ),
+            (
+                json!("SQS"),
+                json!({"operation": "SendMessage", "queue_url": URL}),
+                Value::Null,
             ),
             (
                 json!("SNS"),
@@ -1849,7 +1865,7 @@ fn an_indexed_messaging_system_still_names_sqs() {
             .in_scope(|| {});
         });
         let call = &doc["subsegments"][0];
-        assert_eq!(call["aws"], json!({"queue_url": "jobs"}), "{call:#}");
+        assert_eq!(call["aws"], json!({"queue_name": "jobs"}), "{call:#}");
         assert_eq!(call["annotations"], json!({"messaging_system": "aws_sqs"}));
         assert!(call.get("metadata").is_none(), "{call:#}");
     }

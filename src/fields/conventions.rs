@@ -24,7 +24,8 @@
 //! | `aws.request_id`, `aws.region`/`cloud.region`, `aws.account_id`/`cloud.account.id` | `aws.request_id`, `aws.region`, `aws.account_id` |
 //! | `aws.dynamodb.table_names`, `aws.table_name` | `aws.table_name` (`aws.table_names` for several) |
 //! | `aws.sqs.queue_url`, `aws.sqs.queue.url` (the queue's URL) | `aws.queue_url` |
-//! | `messaging.url`, then `messaging.destination.name`, on an SQS call (`rpc.service = "SQS"`, or `messaging.system = "aws_sqs"`) without a queue URL | `aws.queue_url`; on other spans (Kafka, RabbitMQ, ...) metadata (`messaging.url` without its password) |
+//! | `messaging.url` (or a `messaging.destination.name` that is a URL), on an SQS call (`rpc.service = "SQS"`, or `messaging.system = "aws_sqs"`) without a queue URL | `aws.queue_url`; on other spans (Kafka, RabbitMQ, ...) metadata (`messaging.url` without its password) |
+//! | `messaging.destination.name` (a queue's name) on such a call | `aws.queue_name` (as the SDKs record SQS's `QueueName`) |
 //! | `aws.s3.bucket` | `aws.bucket_name` |
 //! | `aws.sns.topic.arn` | `aws.topic_arn` |
 //! | `faas.invoked_name`, `aws.lambda.invocation_type`, `aws.lambda.function_error` (a Lambda function called) | `aws.function_name`, `aws.invocation_type`, `aws.function_error` |
@@ -2828,7 +2829,7 @@ impl<'a> Conventions<'a> {
             entity.aws.account_id = Some(cut(v));
         }
         // The queue's URL; on an SQS call, without one, the old
-        // `messaging.url` or the destination (the queue's name). Another
+        // `messaging.url`, or a destination given as a URL. Another
         // system's destination (a Kafka topic) is no SQS queue.
         let queue_url = identifier(&mut self.queue_url).or_else(|| {
             if !self.is_sqs(aws_service) {
@@ -2842,7 +2843,18 @@ impl<'a> Conventions<'a> {
             if url.is_some() {
                 self.messaging_url = None;
             }
-            url.or_else(|| identifier(&mut self.destination))
+            url.or_else(|| {
+                let name = self.destination.and_then(|(_, v)| as_str(v))?;
+                let is_url = ["https://", "http://"].iter().any(|s| {
+                    name.get(..s.len())
+                        .is_some_and(|p| p.eq_ignore_ascii_case(s))
+                });
+                if is_url {
+                    identifier(&mut self.destination)
+                } else {
+                    None
+                }
+            })
         });
         if queue_url.is_some() {
             entity.aws.queue_url = queue_url;
@@ -2879,6 +2891,25 @@ impl<'a> Conventions<'a> {
         {
             entity.aws.parameters = (!map.is_empty()).then(|| Box::new(map));
             self.aws_parameters = None;
+        }
+        // An SQS queue's name (OpenTelemetry's `messaging.destination.name`)
+        // is no URL: `queue_name`, as the official SDKs record SQS's
+        // `QueueName` parameter, unless the call's parameters say it.
+        if entity.aws.queue_url.is_none()
+            && self.is_sqs(aws_service)
+            && entity
+                .aws
+                .parameters
+                .as_ref()
+                .is_none_or(|p| !p.contains_key("queue_name"))
+        {
+            if let Some(name) = identifier(&mut self.destination) {
+                entity
+                    .aws
+                    .parameters
+                    .get_or_insert_with(Default::default)
+                    .insert("queue_name".to_owned(), name.into_owned().into());
+            }
         }
         if let Some(v) = identifier(&mut self.table_name) {
             entity.aws.table_name = Some(v);
