@@ -475,3 +475,111 @@ fn flush_is_a_timeout_while_the_api_has_not_answered() {
     let stats = xray.stats();
     assert_eq!(stats.documents_exported + stats.documents_failed, 0);
 }
+
+/// What aws-config's credentials chain does around each provider it tries
+/// (`debug_span!("load_credentials", provider = %name)`, then an `info!`),
+/// here around a static key, after a yield to the runtime.
+#[derive(Debug)]
+struct ChainLike;
+
+impl ProvideCredentials for ChainLike {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        use tracing::Instrument;
+        future::ProvideCredentials::new(async move {
+            let span = tracing::debug_span!("load_credentials", provider = "Environment");
+            let credentials = async {
+                tokio::task::yield_now().await;
+                Credentials::new("AKIDEXAMPLE", "secret", None, None, "env")
+            }
+            .instrument(span)
+            .await;
+            tracing::info!(provider = "Environment", "loaded credentials");
+            Ok(credentials)
+        })
+    }
+}
+
+/// `HttpExporterBuilder`'s documented wrapper for a provider that needs the
+/// application's Tokio runtime, as its rustdoc writes it.
+#[derive(Debug)]
+struct OnRuntime {
+    runtime: tokio::runtime::Handle,
+    inner: aws_credential_types::provider::SharedCredentialsProvider,
+}
+
+impl ProvideCredentials for OnRuntime {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        use aws_credential_types::provider::error::CredentialsError;
+        let inner = self.inner.clone();
+        let task = self
+            .runtime
+            .spawn(tracing_xray::export::untraced_future(async move {
+                inner.provide_credentials().await
+            }));
+        future::ProvideCredentials::new(
+            async move { task.await.map_err(CredentialsError::unhandled)? },
+        )
+    }
+}
+
+/// Found by a hunt of async applications. The exporter's credentials,
+/// fetched on the application's runtime as `HttpExporterBuilder`'s rustdoc
+/// shows, are the exporter's work: README (Limits): "never traces itself".
+/// Before the fix the documented wrapper spawned the provider's future as
+/// it was, so aws-config's `load_credentials` span became a root on an
+/// application thread: each fetch was a trace of the service, sent to
+/// X-Ray. The wrapper now spawns it in `export::untraced_future`.
+#[test]
+fn credentials_fetched_on_the_applications_runtime_are_not_traced() {
+    common::run_alone("credentials_fetched_on_the_applications_runtime_are_not_traced_alone");
+}
+
+#[test]
+#[ignore = "installs a global subscriber: run by its wrapper in a process of its own"]
+fn credentials_fetched_on_the_applications_runtime_are_not_traced_alone() {
+    let (url, seen) = fake(|_, stream| accepted(stream));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let exporter = HttpExporter::builder()
+        .with_region("us-east-1")
+        .with_endpoint(url)
+        .with_batch_delay(Duration::ZERO)
+        .with_credentials_provider(OnRuntime {
+            runtime: rt.handle().clone(),
+            inner: aws_credential_types::provider::SharedCredentialsProvider::new(ChainLike),
+        })
+        .build()
+        .unwrap();
+    let layer = tracing_xray::builder()
+        .with_service_name("orders")
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_exporter(exporter)
+        .build();
+    let xray = layer.handle();
+    tracing_subscriber::registry().with(layer).init();
+    rt.block_on(async {
+        tokio::spawn(async {
+            tracing::info_span!("request").in_scope(|| tracing::info_span!("step").in_scope(|| {}));
+        })
+        .await
+        .unwrap();
+    });
+    xray.flush(Duration::from_secs(10)).unwrap();
+    // What the fetch would have traced has finished by the first send: a
+    // second flush sends it, if there were one.
+    xray.flush(Duration::from_secs(10)).unwrap();
+    let stats = xray.stats();
+    assert_eq!(stats.traces_queued, 1, "{stats:?}");
+    assert_eq!(stats.documents_exported, 1, "{stats:?}");
+    assert!(!seen.lock().unwrap().is_empty());
+}

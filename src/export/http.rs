@@ -835,13 +835,14 @@ impl Exporter for HttpExporter {
 /// its own thread without an async runtime, which suits providers that are
 /// ready at once or do blocking work. Providers that need a Tokio runtime (the
 /// ones of `aws-config`) should run on yours: wrap them so that their work is
-/// spawned there.
+/// spawned there, in [`untraced_future`](super::untraced_future) (their spans
+/// would otherwise be traces of your service, sent by this exporter).
 ///
 /// ```no_run
 /// use aws_credential_types::provider::{
 ///     error::CredentialsError, future, ProvideCredentials, SharedCredentialsProvider,
 /// };
-/// use tracing_xray::export::HttpExporter;
+/// use tracing_xray::export::{HttpExporter, untraced_future};
 ///
 /// /// Runs `inner` on a Tokio runtime, for an exporter that has none.
 /// #[derive(Debug)]
@@ -856,7 +857,11 @@ impl Exporter for HttpExporter {
 ///         Self: 'a,
 ///     {
 ///         let inner = self.inner.clone();
-///         let task = self.runtime.spawn(async move { inner.provide_credentials().await });
+///         // Untraced: its spans (aws-config's `load_credentials`) are the
+///         // exporter's work, not the application's.
+///         let task = self
+///             .runtime
+///             .spawn(untraced_future(async move { inner.provide_credentials().await }));
 ///         future::ProvideCredentials::new(async move {
 ///             task.await.map_err(CredentialsError::unhandled)?
 ///         })

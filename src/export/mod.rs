@@ -105,6 +105,44 @@ pub fn untraced<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// A future whose work this crate's layer never traces, whichever thread
+/// polls it: [`untraced`] around each of its polls. For an exporter's own
+/// work that runs on the application's threads, such as a credentials
+/// provider spawned on the application's Tokio runtime (see
+/// [`HttpExporterBuilder`](crate::export::HttpExporterBuilder)): its spans
+/// (aws-config's `load_credentials`) would otherwise become traces of the
+/// service. Other layers (`fmt`) still see them.
+///
+/// ```
+/// use std::time::Duration;
+/// use tracing_subscriber::prelude::*;
+/// use tracing_xray::export::{InMemoryExporter, untraced_future};
+///
+/// let exporter = InMemoryExporter::new();
+/// let layer = tracing_xray::builder()
+///     .with_sampler(tracing_xray::sampling::AlwaysSample)
+///     .with_exporter(exporter.clone())
+///     .build();
+/// let xray = layer.handle();
+/// let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+///     runtime.block_on(untraced_future(async {
+///         let span = tracing::info_span!("load_credentials");
+///         span.in_scope(|| {});
+///     }));
+/// });
+/// xray.flush(Duration::from_secs(1)).unwrap();
+/// assert!(exporter.is_empty());
+/// ```
+pub fn untraced_future<F: std::future::Future>(
+    future: F,
+) -> impl std::future::Future<Output = F::Output> {
+    // Boxed to poll it without unsafe pinning code: a future of this kind
+    // (a credentials fetch) is made rarely.
+    let mut future = Box::pin(future);
+    std::future::poll_fn(move |cx| untraced(|| future.as_mut().poll(cx)))
+}
+
 /// The largest document (in bytes) the worker ever hands to an exporter.
 ///
 /// X-Ray accepts documents up to 64 KB, and the daemon reads datagrams into a
