@@ -154,9 +154,8 @@ pub(crate) struct LayerInner {
     /// Open children of unsampled traces (they hold no data).
     pub(crate) unsampled_spans: UnsampledIds,
     /// Open spans a panic unwound through (see [`XrayLayer::on_exit`]),
-    /// marked a fault as they close. A memo, as `unsampled_spans`: a slot
-    /// another span took costs a mark, never a wrong one.
-    pub(crate) unwound_spans: UnsampledIds,
+    /// marked a fault as they close.
+    pub(crate) unwound_spans: crate::unsampled::UnwoundIds,
     /// Open spans holding a "not sampled" decision (roots).
     pub(crate) unsampled_roots: UnsampledIds,
     /// Another `XrayLayer` shares this layer's subscriber (found as the

@@ -90,6 +90,87 @@ impl UnsampledIds {
     }
 }
 
+/// The open spans a panic unwound through, marked a fault as they close: a
+/// set that never loses an entry. Its slots, as [`UnsampledIds`]', are
+/// taken with a compare-and-swap (an occupied slot is never overwritten);
+/// an id whose slot another span holds goes to a short list behind a lock.
+/// Panics are rare: the list is almost always empty, and a close reads its
+/// length alone.
+pub(crate) struct UnwoundIds {
+    slots: UnsampledIds,
+    overflow: std::sync::Mutex<Vec<u64>>,
+    overflow_len: std::sync::atomic::AtomicUsize,
+}
+
+/// The most ids the list holds (32 KiB): past it a mark is lost, as
+/// [`UnwoundIds::insert`] says.
+const MAX_OVERFLOW: usize = 4096;
+
+impl std::fmt::Debug for UnwoundIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnwoundIds")
+            .field("overflow", &self.overflow_len.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for UnwoundIds {
+    fn default() -> Self {
+        UnwoundIds {
+            slots: UnsampledIds::default(),
+            overflow: std::sync::Mutex::new(Vec::new()),
+            overflow_len: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
+impl UnwoundIds {
+    /// Remembers `id`, the id of an open span. Only past 1,024 + 4,096
+    /// spans open at once that a panic went through is a mark lost.
+    pub(crate) fn insert(&self, id: &Id) {
+        let raw = id.into_u64();
+        let slot = self.slots.slot(raw);
+        match slot.compare_exchange(0, raw, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {}
+            Err(held) if held == raw => {}
+            Err(_) => {
+                let mut list = self.overflow.lock().unwrap_or_else(|e| e.into_inner());
+                if !list.contains(&raw) && list.len() < MAX_OVERFLOW {
+                    list.push(raw);
+                    self.overflow_len.store(list.len(), Ordering::Release);
+                }
+            }
+        }
+    }
+
+    /// Forgets `id`; whether it was remembered. One load (two while the
+    /// list holds ids) for a span no panic went through.
+    #[inline]
+    pub(crate) fn remove(&self, id: &Id) -> bool {
+        let raw = id.into_u64();
+        let slot = self.slots.slot(raw);
+        // Only this span's close clears `raw`; others only fill an empty
+        // slot: the exchange cannot fail once the load saw `raw`.
+        if slot.load(Ordering::Acquire) == raw
+            && slot
+                .compare_exchange(raw, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            return true;
+        }
+        if self.overflow_len.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let mut list = self.overflow.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(at) = list.iter().position(|&held| held == raw) else {
+            return false;
+        };
+        list.swap_remove(at);
+        self.overflow_len.store(list.len(), Ordering::Release);
+        true
+    }
+}
+
 #[cfg(test)]
 impl UnsampledIds {
     /// Whether no slot holds an id.
@@ -130,6 +211,34 @@ mod tests {
         // a's close must not evict b.
         assert!(!memo.remove(&a));
         assert!(memo.contains(&b));
+    }
+
+    #[test]
+    fn unwound_ids_keep_every_mark_whatever_the_slots() {
+        let memo = UnwoundIds::default();
+        // Ids that share a slot: each is kept, and each forgotten alone.
+        let slot_of = |id: u64| memo.slots.slot(id) as *const AtomicU64;
+        let first = Id::from_u64(1);
+        let sharing: Vec<Id> = (2..200_000u64)
+            .filter(|&n| slot_of(n) == slot_of(1))
+            .take(3)
+            .map(Id::from_u64)
+            .collect();
+        assert_eq!(sharing.len(), 3);
+        memo.insert(&first);
+        for id in &sharing {
+            memo.insert(id);
+            memo.insert(id);
+        }
+        assert!(!memo.remove(&Id::from_u64(1_000_000_007)));
+        assert!(memo.remove(&sharing[1]));
+        assert!(!memo.remove(&sharing[1]));
+        assert!(memo.remove(&first));
+        assert!(memo.remove(&sharing[0]));
+        assert!(memo.remove(&sharing[2]));
+        assert!(!memo.remove(&first));
+        assert_eq!(memo.overflow_len.load(Ordering::Relaxed), 0);
+        assert!(memo.slots.is_empty());
     }
 
     #[test]

@@ -756,3 +756,78 @@ fn a_panic_through_a_span_with_a_status_description_keeps_the_description() {
         "the status description said more than `panicked`, but `panicked` named the exception: {query}"
     );
 }
+
+/// The memo slot an id takes among the 1,024 of the layer's lock-free
+/// memos (Fibonacci hashing, as `src/unsampled.rs` does).
+fn memo_slot(span: &tracing::Span) -> u64 {
+    span.id()
+        .unwrap()
+        .into_u64()
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        >> (64 - 10)
+}
+
+/// Found by a hunt of async applications. README: a span a panic unwinds
+/// through (caught above it, as a tokio task's `JoinError`) is a `fault`
+/// with the exception `panicked`. Before the fix the layer remembered such
+/// a span until its close in a lossy memo of 1,024 slots: another span a
+/// panic went through, whose id took the same slot, overwrote the mark,
+/// and a long-lived span (a session whose worker task panicked) closed
+/// with neither. Here the other span is picked for its slot, so that the
+/// test is deterministic.
+#[test]
+fn a_panic_through_a_long_lived_span_stays_a_fault_whatever_panics_elsewhere() {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_detectors(Detectors::none())
+        .with_sampler(AlwaysSample)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let (rt, _default) = common::runtime_for(&dispatch);
+    common::quietly(|| {
+        rt.block_on(async {
+            use tracing::Instrument;
+            let session = tracing::info_span!("session");
+            let worker = tokio::spawn(async { panic!("worker died") }.instrument(session.clone()));
+            assert!(worker.await.is_err());
+            let target = memo_slot(&session);
+            for tries in 0.. {
+                assert!(tries < 10_000_000, "no span id took slot {target}");
+                let other = tracing::info_span!("other_request");
+                if memo_slot(&other) == target {
+                    let task = tokio::spawn(async { panic!("other died") }.instrument(other));
+                    assert!(task.await.is_err());
+                    break;
+                }
+            }
+            drop(session);
+        })
+    });
+    rt.shutdown_timeout(Duration::from_secs(5));
+    xray.flush(Duration::from_secs(10)).unwrap();
+    let traces = exporter.traces();
+    // The one that panicked, of its name (the spans made to find a slot
+    // are traces too).
+    let named = |name: &str| -> Value {
+        let mut of_name = traces
+            .iter()
+            .filter(|t| t["metadata"]["tracing"]["span_name"] == name);
+        of_name
+            .clone()
+            .find(|t| t.get("fault").is_some())
+            .or_else(|| of_name.next())
+            .unwrap_or_else(|| panic!("no {name} in {traces:#?}"))
+            .clone()
+    };
+    assert_eq!(named("other_request")["fault"], true, "{traces:#?}");
+    let session = named("session");
+    assert_eq!(session["fault"], true, "{session:#}");
+    assert_eq!(
+        common::exception_messages(&session),
+        ["panicked"],
+        "{session:#}"
+    );
+}
