@@ -560,8 +560,9 @@ impl TraceBuf {
     }
 
     /// A buffer for a part of the same trace that leaves on its own (a
-    /// Lambda invocation's top-level span, whose subtree leaves as it ends):
-    /// the same root, incoming header and annotation count, its own spans.
+    /// Lambda invocation's top-level span, whose subtree leaves as it ends;
+    /// a span opened in a request's span after its segment left): the same
+    /// root, incoming header, annotation count and seal, its own spans.
     pub(crate) fn part(&self, spans: SpanList) -> Self {
         TraceBuf {
             spans: Mutex::new(spans),
@@ -571,7 +572,11 @@ impl TraceBuf {
             ),
             incoming: self.incoming.clone(),
             root: self.root,
-            sealed: Default::default(),
+            // A part made after the root's segment left (a span the
+            // request's spawned work opens after the response) says so:
+            // the worker keeps no room for the root's annotations, which
+            // the segment already counted.
+            sealed: self.is_sealed().into(),
             parted: self.parted().clone().into(),
         }
     }

@@ -831,3 +831,68 @@ fn a_panic_through_a_long_lived_span_stays_a_fault_whatever_panics_elsewhere() {
         "{session:#}"
     );
 }
+
+/// The annotations of every (sub)segment of `doc`.
+fn annotations_in(doc: &Value) -> usize {
+    doc["annotations"].as_object().map_or(0, |a| a.len())
+        + doc["subsegments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(annotations_in)
+            .sum::<usize>()
+}
+
+/// Found by a hunt of async applications. README: the 50 annotations of a
+/// trace are counted once across its parts, a segment sent with its
+/// response included. Here the segment indexes its path (one annotation);
+/// work spawned in the request's span opens a span of 50 annotations after
+/// the response: 49 fit. Before the fix that late span's part did not know
+/// the segment had left, and the worker still kept room for the root's
+/// annotation: 48 were indexed, 2 demoted.
+#[test]
+fn a_span_opened_after_the_response_keeps_no_room_for_the_segment_already_sent() {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("web")
+        .with_detectors(Detectors::none())
+        .with_sampler(AlwaysSample)
+        .with_indexed_fields(&["url.path"])
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let (rt, _default) = common::runtime_for(&dispatch);
+    let sent = exporter.clone();
+    rt.block_on(async move {
+        use tracing::Instrument;
+        let app = Router::new().route(
+            "/orders",
+            get(|| async {
+                tokio::spawn(
+                    async {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        crate::fifty_annotations_root!().in_scope(|| {});
+                    }
+                    .in_current_span(),
+                );
+                "ok"
+            }),
+        );
+        let addr = serve(app).await;
+        get_all(&http_client(), format!("http://{addr}/orders")).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while sent.len() < 2 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    rt.shutdown_timeout(Duration::from_secs(5));
+    xray.flush(Duration::from_secs(10)).unwrap();
+    let docs = exporter.json_documents();
+    assert_eq!(docs.len(), 2, "the segment, then the late span: {docs:#?}");
+    let segment = docs.iter().find(|d| d["type"] != "subsegment").unwrap();
+    assert_eq!(annotations_in(segment), 1, "{segment:#}");
+    let indexed: usize = docs.iter().map(annotations_in).sum();
+    let stats = xray.stats();
+    assert_eq!((indexed, stats.annotations_demoted), (50, 1), "{stats:?}");
+}
