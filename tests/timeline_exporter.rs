@@ -794,3 +794,85 @@ fn invisible_format_characters_in_annotations_are_escaped() {
         .collect();
     assert!(raw.is_empty(), "printed raw: {raw:?}\n{text:?}");
 }
+
+/// Found by a hunt of the developer-facing exporters. `with_width`: a row
+/// is at most the width, annotations longer than the room are cut. Before
+/// the fix the crate's own width table counted emoji outside two blocks
+/// (`✅` U+2705, `❌`, `⚡`, `🚀` U+1F680: 2 columns on every terminal) as
+/// one column, so a row with them took 83 columns of 80 and wrapped. The
+/// widths are now Unicode's (the `unicode-width` crate).
+#[test]
+fn emoji_in_an_annotation_keep_the_row_within_the_width() {
+    let status = "✅ shipped 🚀 ❌ none ⚡ fast ".repeat(10);
+    let text = draw_in(
+        80,
+        |b| b,
+        || {
+            tracing::info_span!("request", annotation.status = status.as_str()).in_scope(|| {
+                tracing::info_span!("load_customer").in_scope(|| {});
+            });
+        },
+    );
+    let rows = rows(&text);
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(rows[0].contains("status="), "{text}");
+    for row in rows {
+        let columns: usize = row
+            .chars()
+            .map(|c| {
+                if matches!(c, '✅' | '❌' | '⚡' | '🚀') {
+                    2
+                } else {
+                    1
+                }
+            })
+            .sum();
+        assert!(columns <= 80, "{columns} columns:\n{row}\n\n{text}");
+    }
+}
+
+/// Found by a hunt of the developer-facing exporters. README: the timeline
+/// has a "fixed width off a terminal" (100), so that output can be
+/// compared in tests. Before the fix a writer's rows followed `COLUMNS`
+/// too: run from a shell that exports it, a snapshot of
+/// `TimelineExporter::to_writer` changed width.
+#[test]
+fn off_a_terminal_the_width_is_fixed_whatever_columns_says() {
+    const CHILD: &str = "TRACING_XRAY_TIMELINE_COLUMNS_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        let out = Buffer::default();
+        let layer = tracing_xray::builder()
+            .with_service_name("app")
+            .with_detectors(tracing_xray::Detectors::none())
+            .with_sampler(tracing_xray::sampling::AlwaysSample)
+            .with_exporter(TimelineExporter::to_writer(out.clone()).ascii())
+            .build();
+        let xray = layer.handle();
+        let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::info_span!("request")
+                .in_scope(|| tracing::info_span!("load_customer").in_scope(|| {}));
+        });
+        xray.flush(Duration::from_secs(10)).unwrap();
+        print!("{}", out.text());
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "off_a_terminal_the_width_is_fixed_whatever_columns_says",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .env("COLUMNS", "200")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let rows = rows(&text);
+    assert_eq!(rows.len(), 2, "{text}");
+    for row in rows {
+        assert_eq!(row.chars().count(), 100, "{row}");
+    }
+}

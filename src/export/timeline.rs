@@ -53,9 +53,10 @@ const MAX_DRAWN_IDS: usize = 100_000;
 /// invocation's subsegments are drawn at its flush, without it (see what
 /// was sent with [`InMemoryExporter::traces`](super::InMemoryExporter::traces)).
 ///
-/// Colours are used on a terminal unless `NO_COLOR` is set. The width is
-/// `COLUMNS`, else 80 columns on a terminal and 100 off one (fixed, so that
-/// output can be compared in tests). [`TimelineExporter::ascii`] draws with
+/// Colours are used on a terminal unless `NO_COLOR` is set. The width on a
+/// terminal is `COLUMNS`, else 80 columns; off one it is 100, fixed (so that
+/// output can be compared in tests), unless set by
+/// [`with_width`](TimelineExporter::with_width). [`TimelineExporter::ascii`] draws with
 /// plain ASCII.
 ///
 /// ```
@@ -177,11 +178,18 @@ impl TimelineExporter {
     }
 
     fn new(out: impl Write + Send + 'static, tty: bool) -> Self {
-        let width = std::env::var("COLUMNS")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(if tty { TERMINAL_WIDTH } else { DEFAULT_WIDTH })
-            .clamp(60, 300);
+        // `COLUMNS` is the terminal's: off one the width is fixed, so that
+        // output compared in tests does not change with the shell it runs
+        // in ([`with_width`](Self::with_width) sets another).
+        let width = if tty {
+            std::env::var("COLUMNS")
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(TERMINAL_WIDTH)
+                .clamp(60, 300)
+        } else {
+            DEFAULT_WIDTH
+        };
         TimelineExporter {
             out: Box::new(out),
             width,
@@ -245,8 +253,8 @@ impl TimelineExporter {
         self
     }
 
-    /// Width of a row, in columns, between 60 and 300 (default: `COLUMNS`,
-    /// else 80 on a terminal and 100 off one). Marks and annotations follow
+    /// Width of a row, in columns, between 60 and 300 (default: on a
+    /// terminal `COLUMNS`, else 80; 100 off one). Marks and annotations follow
     /// the bar within it: the bar leaves them up to half the room right of
     /// the names, and annotations longer than that are cut (`…`).
     ///
@@ -1088,41 +1096,12 @@ struct Part {
     doc: Document,
 }
 
-/// The terminal columns `c` takes: 2 for East Asian wide and fullwidth
-/// characters (CJK ideographs, kana, Hangul syllables and leading
-/// consonants, fullwidth forms, emoji), 0 for combining marks, zero-width
-/// characters and the Hangul vowels and final consonants that join a
-/// leading consonant's syllable (as `wcwidth` gives them), else 1. A short
-/// table instead of a dependency: the rows show X-Ray names (letters,
-/// digits and a few symbols), whose wide letters are in these blocks.
+/// The terminal columns `c` takes, as `wcwidth` gives them (Unicode's East
+/// Asian Width, emoji presentation): 2 for CJK, fullwidth forms and emoji
+/// (`✅`, `🚀`), 0 for combining marks and zero-width characters, else 1.
+/// The names drawn have no control characters left.
 fn char_columns(c: char) -> usize {
-    match u32::from(c) {
-        0x0300..=0x036F
-        | 0x1160..=0x11FF
-        | 0x1885..=0x1886
-        | 0x200B..=0x200F
-        | 0x20D0..=0x20FF
-        | 0xD7B0..=0xD7FF
-        | 0xFE00..=0xFE0F => 0,
-        0x1100..=0x115F
-        | 0x2E80..=0x303E
-        | 0x3041..=0x33FF
-        | 0x3400..=0x4DBF
-        | 0x4E00..=0x9FFF
-        | 0xA000..=0xA4CF
-        | 0xA960..=0xA97F
-        | 0xAC00..=0xD7A3
-        | 0xF900..=0xFAFF
-        | 0xFE10..=0xFE19
-        | 0xFE30..=0xFE6F
-        | 0xFF00..=0xFF60
-        | 0xFFE0..=0xFFE6
-        | 0x1F300..=0x1F64F
-        | 0x1F900..=0x1F9FF
-        | 0x20000..=0x2FFFD
-        | 0x30000..=0x3FFFD => 2,
-        _ => 1,
-    }
+    unicode_width::UnicodeWidthChar::width(c).unwrap_or(0)
 }
 
 /// The terminal columns `s` takes (see [`char_columns`]).
