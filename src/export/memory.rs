@@ -153,6 +153,14 @@ impl InMemoryExporter {
     /// callee's segment is not put under the caller's subsegment, whose id
     /// its `parent_id` holds.
     ///
+    /// A tree is as deep as the spans were nested, and `serde_json` drops a
+    /// [`Value`] one call per level: a trace nested more than about a
+    /// thousand deep (a recursive function instrumented at each level)
+    /// overflows a test thread's 2 MiB stack when the result is dropped,
+    /// which aborts the process. For such traces read
+    /// [`json_documents`](Self::json_documents) (each document as sent,
+    /// split), or drop the trees on a thread with a larger stack.
+    ///
     /// ```
     /// # use std::time::Duration;
     /// # use tracing_subscriber::prelude::*;
