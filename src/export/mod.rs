@@ -109,7 +109,7 @@ pub fn untraced<R>(f: impl FnOnce() -> R) -> R {
 /// polls it: [`untraced`] around each of its polls. For an exporter's own
 /// work that runs on the application's threads, such as a credentials
 /// provider spawned on the application's Tokio runtime (see
-/// [`HttpExporterBuilder`](crate::export::HttpExporterBuilder)): its spans
+/// `HttpExporterBuilder`, with the `http` feature): its spans
 /// (aws-config's `load_credentials`) would otherwise become traces of the
 /// service. Other layers (`fmt`) still see them.
 ///
