@@ -143,27 +143,26 @@ impl UnwoundIds {
         }
     }
 
-    /// Forgets `id`; whether it was remembered. One load (two while the
-    /// list holds ids) for a span no panic went through.
+    /// Forgets `id`, from its slot and from the list (a span a panic went
+    /// through again once its slot was free is in both); whether it was
+    /// remembered. Two loads for a span no panic went through, while the
+    /// list is empty.
     #[inline]
     pub(crate) fn remove(&self, id: &Id) -> bool {
         let raw = id.into_u64();
         let slot = self.slots.slot(raw);
         // Only this span's close clears `raw`; others only fill an empty
         // slot: the exchange cannot fail once the load saw `raw`.
-        if slot.load(Ordering::Acquire) == raw
+        let in_slot = slot.load(Ordering::Acquire) == raw
             && slot
                 .compare_exchange(raw, 0, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            return true;
-        }
+                .is_ok();
         if self.overflow_len.load(Ordering::Acquire) == 0 {
-            return false;
+            return in_slot;
         }
         let mut list = self.overflow.lock().unwrap_or_else(|e| e.into_inner());
         let Some(at) = list.iter().position(|&held| held == raw) else {
-            return false;
+            return in_slot;
         };
         list.swap_remove(at);
         self.overflow_len.store(list.len(), Ordering::Release);
@@ -237,6 +236,18 @@ mod tests {
         assert!(memo.remove(&sharing[0]));
         assert!(memo.remove(&sharing[2]));
         assert!(!memo.remove(&first));
+        assert_eq!(memo.overflow_len.load(Ordering::Relaxed), 0);
+        assert!(memo.slots.is_empty());
+
+        // In the list while another held the slot, then in the slot too
+        // once it was free (a second panic through a long-lived span): one
+        // close forgets both.
+        memo.insert(&first);
+        memo.insert(&sharing[0]);
+        assert!(memo.remove(&first));
+        memo.insert(&sharing[0]);
+        assert!(memo.remove(&sharing[0]));
+        assert!(!memo.remove(&sharing[0]));
         assert_eq!(memo.overflow_len.load(Ordering::Relaxed), 0);
         assert!(memo.slots.is_empty());
     }

@@ -896,3 +896,119 @@ fn a_span_opened_after_the_response_keeps_no_room_for_the_segment_already_sent()
     let stats = xray.stats();
     assert_eq!((indexed, stats.annotations_demoted), (50, 1), "{stats:?}");
 }
+
+/// Enters `span` and panics, caught: the panic unwinds through it.
+fn panic_through(span: &tracing::Span) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _e = span.enter();
+        panic!("boom");
+    }));
+}
+
+/// Found by a review of this session's fixes (`UnwoundIds`). An id could be
+/// held twice: in its slot AND in the
+/// overflow list. Span A's slot is held by B (both unwound by a panic), so
+/// A goes to the list; B closes, freeing the slot; a second panic unwinds
+/// through A (a long-lived span entered again, as a task's span is on each
+/// poll) and `insert` takes the now empty slot, never looking at the list.
+/// A's close removes the slot entry and returns: the list keeps A's id
+/// forever. Consequences: (1) `overflow_len` never goes back to 0, so every
+/// span close of the process takes the overflow mutex and scans the list
+/// (the hot-path cost the commit says panics alone pay); (2) when the
+/// registry gives A's id to a later span (it reuses an id once the span
+/// holding it closed: the module's own doc says so), that span, which no
+/// panic touched, closes as a `fault` with the exception `panicked`.
+/// Right: a span no panic unwound through is no fault (README: only a span
+/// a panic unwinds through is); `insert` must not add an id the list
+/// already holds to its slot (or `remove` must clear both).
+#[test]
+fn an_unwound_id_kept_in_slot_and_list_marks_no_later_span_with_its_id() {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_detectors(Detectors::none())
+        .with_sampler(AlwaysSample)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    // Spans named `filler` take ids from the registry but never reach the
+    // layer: they walk a slab slot through its generations.
+    let filter = tracing_subscriber::filter::filter_fn(|m| m.name() != "filler");
+    // Another layer (writing nowhere) wants every span, so that the
+    // registry makes the fillers.
+    let subscriber = tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink));
+    let (reused, detail) = tracing::subscriber::with_default(subscriber, || {
+        {
+            let a = tracing::info_span!("a_session");
+            let a_id = a.id().unwrap().into_u64();
+            // B: a live span whose id shares A's slot.
+            let mut held = Vec::new();
+            let b = loop {
+                assert!(held.len() < 200_000, "no id took A's slot");
+                let s = tracing::info_span!("b_other");
+                if memo_slot(&s) == memo_slot(&a) {
+                    break s;
+                }
+                held.push(s);
+            };
+            drop(held);
+            common::quietly(|| {
+                panic_through(&b); // B takes the slot
+                panic_through(&a); // A goes to the overflow list
+                drop(b); // the slot is free again
+                panic_through(&a); // A takes the slot too
+            });
+            drop(a); // A is a fault; the list still holds A's id
+            // Walk A's slab slot through its generations until the
+            // registry hands out A's id again, to a span no panic touches.
+            // The id the registry hands out just before A's (the same slab
+            // slot, one generation earlier), found on a first lap of the
+            // generations; on the next lap a span made right after it
+            // takes A's id.
+            let mut before_a = None;
+            let mut prev = 0u64;
+            let mut reused = false;
+            let mut last = 0;
+            for _ in 0..2_000_000u32 {
+                let f = tracing::info_span!("filler");
+                let id = f.id().unwrap().into_u64();
+                last = id;
+                if before_a.is_none() && id == a_id {
+                    before_a = Some(prev);
+                } else if before_a == Some(id) {
+                    drop(f);
+                    let c = tracing::info_span!("c_innocent");
+                    reused = c.id().unwrap().into_u64() == a_id;
+                    drop(c);
+                    break;
+                }
+                prev = id;
+            }
+            (reused, format!("a={a_id:#x} last={last:#x}"))
+        }
+    });
+    assert!(
+        reused,
+        "the registry did not give A's id to a later span: {detail}"
+    );
+    xray.flush(Duration::from_secs(10)).unwrap();
+    let traces = exporter.traces();
+    let of = |name: &str| -> Vec<Value> {
+        entities(&traces)
+            .into_iter()
+            .filter(|e| e["name"] == name || e["metadata"]["tracing"]["span_name"] == name)
+            .collect()
+    };
+    let a = of("a_session");
+    assert_eq!(a.len(), 1, "{traces:#?}");
+    assert_eq!(a[0]["fault"], true, "A is a fault: {:#}", a[0]);
+    let c = of("c_innocent");
+    assert_eq!(c.len(), 1, "{traces:#?}");
+    assert!(
+        c[0].get("fault").is_none() && common::exceptions(&c[0]).is_empty(),
+        "no panic went through c_innocent, yet: {:#}",
+        c[0]
+    );
+}
