@@ -2675,3 +2675,97 @@ fn an_aws_call_naming_its_database_system_has_no_sql_block() {
         assert!(call.get("sql").is_none(), "{call}");
     }
 }
+
+/// Found by a review of this session's fixes. "A destination that is a URL
+/// stays `queue_url`", but the first fix copied it with `identifier`, which removes
+/// nothing: a destination URL's user info and its query (a pre-signed
+/// `X-Amz-Security-Token`) are sent as `aws.queue_url`. README (Secrets):
+/// a URL sent loses its user info and query, "as every other text sent".
+/// Evidence: `"queue_url":"https://user:pw5ecret@sqs…/jobs?X-Amz-Security-Token=tok5ecret"`,
+/// while the same URL as `messaging.url` (the other way this branch
+/// fills `queue_url`) is sent as `https://user@sqs…/jobs`. (The same URL
+/// in `aws.sqs.queue_url` is also sent whole: older, same defect.)
+/// Right: no `5ecret` in any document (the URL without user info and
+/// query, as `http.request.url` is).
+#[test]
+fn an_sqs_destination_url_is_sent_without_its_secrets() {
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            let _root = info_span!("request").entered();
+            info_span!(
+                "SQS.SendMessage",
+                "otel.kind" = "client",
+                "rpc.system" = "aws-api",
+                "rpc.service" = "SQS",
+                "rpc.method" = "SendMessage",
+                "messaging.destination.name" = "https://user:pw5ecret@sqs.eu-west-1.amazonaws.com/1/jobs?X-Amz-Security-Token=tok5ecret",
+            )
+            .in_scope(|| {});
+        },
+    );
+    let text = c.raw.join("\n");
+    assert!(text.contains("queue_url"), "{text}");
+    assert!(!text.contains("5ecret"), "a secret sent: {text}");
+}
+
+/// Found by a review of this session's fixes. The URL-or-name test read the field's raw
+/// text (`as_str`), not the text a `?`-recorded value stands for
+/// (`unwrapped_text`, which the sampler and the URL conventions use:
+/// README, "a value recorded with `?` is its text alone"). So
+/// `messaging.destination.name = ?queue_url` (a `String`, recorded with its
+/// quotes) is taken for a queue's *name*: sent as
+/// `"queue_name":"\"https://sqs…/jobs\""`, and a name recorded with `?` is
+/// `"queue_name":"\"jobs\""`, quotes and all. Right: a URL stays
+/// `queue_url` (without quotes), a name is `queue_name` = `jobs`.
+#[test]
+fn an_sqs_destination_recorded_with_debug_is_read_as_its_text() {
+    const URL: &str = "https://sqs.eu-west-1.amazonaws.com/1/jobs";
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            let _root = info_span!("request").entered();
+            info_span!(
+                "by_url",
+                "otel.kind" = "client",
+                "rpc.system" = "aws-api",
+                "rpc.service" = "SQS",
+                "rpc.method" = "DeleteQueue",
+                "messaging.destination.name" = ?String::from(URL),
+            )
+            .in_scope(|| {});
+            info_span!(
+                "by_name",
+                "otel.kind" = "client",
+                "rpc.system" = "aws-api",
+                "rpc.service" = "SQS",
+                "rpc.method" = "ReceiveMessage",
+                "messaging.destination.name" = ?String::from("jobs"),
+            )
+            .in_scope(|| {});
+        },
+    );
+    let calls: Vec<Value> = common::nodes(&c.docs)
+        .into_iter()
+        .filter(|n| n["namespace"] == "aws")
+        .map(|n| n["aws"].clone())
+        .collect();
+    assert_eq!(calls.len(), 2, "{:#?}", c.docs);
+    let by_url = calls
+        .iter()
+        .find(|a| a["operation"] == "DeleteQueue")
+        .unwrap();
+    let by_name = calls
+        .iter()
+        .find(|a| a["operation"] == "ReceiveMessage")
+        .unwrap();
+    assert_eq!(
+        by_url["queue_url"], URL,
+        "a URL is the queue_url: {by_url:#}"
+    );
+    assert!(
+        by_url.get("queue_name").is_none(),
+        "a URL is no queue_name: {by_url:#}"
+    );
+    assert_eq!(by_name["queue_name"], "jobs", "{by_name:#}");
+}

@@ -1250,6 +1250,18 @@ fn identifier<'a>(slot: &mut Slot<'a>) -> Option<Cow<'a, str>> {
     text(slot).map(Cow::Borrowed)
 }
 
+/// A queue's URL from `slot`: without its password and secret query
+/// parameters, the text alone of a value recorded with `?`; taken when it
+/// fits whole (one too long stays metadata, without its password).
+fn queue_url_of<'a>(slot: &mut Slot<'a>) -> Option<Cow<'a, str>> {
+    let url = without_password(as_str(slot.as_ref()?.1)?);
+    if url.is_empty() || !fits(&url) {
+        return None;
+    }
+    *slot = None;
+    Some(url)
+}
+
 /// Whether X-Ray's 250 characters for a string hold `s` whole.
 fn fits(s: &str) -> bool {
     s.chars().nth(MAX_STRING_CHARS).is_none()
@@ -2831,26 +2843,21 @@ impl<'a> Conventions<'a> {
         // The queue's URL; on an SQS call, without one, the old
         // `messaging.url`, or a destination given as a URL. Another
         // system's destination (a Kafka topic) is no SQS queue.
-        let queue_url = identifier(&mut self.queue_url).or_else(|| {
+        // Each without its password and secret query parameters, as every
+        // URL sent (an SQS queue's URL has neither), and the text alone of
+        // a value recorded with `?`.
+        let queue_url = queue_url_of(&mut self.queue_url).or_else(|| {
             if !self.is_sqs(aws_service) {
                 return None;
             }
-            // Identifiers too: one too long is never cut (it stays
-            // metadata, without its password).
-            let url = (self.messaging_url.and_then(|(_, v)| as_str(v)))
-                .map(without_password)
-                .filter(|url| !url.is_empty() && fits(url));
-            if url.is_some() {
-                self.messaging_url = None;
-            }
-            url.or_else(|| {
-                let name = self.destination.and_then(|(_, v)| as_str(v))?;
+            queue_url_of(&mut self.messaging_url).or_else(|| {
+                let name = unwrapped_url(self.destination.and_then(|(_, v)| as_str(v))?);
                 let is_url = ["https://", "http://"].iter().any(|s| {
                     name.get(..s.len())
                         .is_some_and(|p| p.eq_ignore_ascii_case(s))
                 });
                 if is_url {
-                    identifier(&mut self.destination)
+                    queue_url_of(&mut self.destination)
                 } else {
                     None
                 }
@@ -2895,20 +2902,23 @@ impl<'a> Conventions<'a> {
         // An SQS queue's name (OpenTelemetry's `messaging.destination.name`)
         // is no URL: `queue_name`, as the official SDKs record SQS's
         // `QueueName` parameter, unless the call's parameters say it.
-        if entity.aws.queue_url.is_none()
-            && self.is_sqs(aws_service)
-            && entity
-                .aws
-                .parameters
-                .as_ref()
-                .is_none_or(|p| !p.contains_key("queue_name"))
+        let destination = self
+            .destination
+            .and_then(|(_, v)| as_str(v))
+            .map(unwrapped_text)
+            .filter(|name| !name.is_empty() && fits(name));
+        if let (None, Some(name), true) =
+            (&entity.aws.queue_url, destination, self.is_sqs(aws_service))
         {
-            if let Some(name) = identifier(&mut self.destination) {
-                entity
-                    .aws
-                    .parameters
-                    .get_or_insert_with(Default::default)
-                    .insert("queue_name".to_owned(), name.into_owned().into());
+            let parameters = entity.aws.parameters.get_or_insert_with(Default::default);
+            match parameters.get("queue_name") {
+                // The call's own parameter names it: said once.
+                Some(own) if own.as_str() == Some(name) => self.destination = None,
+                Some(_) => {}
+                None => {
+                    parameters.insert("queue_name".to_owned(), name.into());
+                    self.destination = None;
+                }
             }
         }
         if let Some(v) = identifier(&mut self.table_name) {
