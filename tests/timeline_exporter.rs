@@ -876,3 +876,35 @@ fn off_a_terminal_the_width_is_fixed_whatever_columns_says() {
         assert_eq!(row.chars().count(), 100, "{row}");
     }
 }
+
+/// Found by a review of this session's fixes. The first fix summed `unicode-width`'s width of each
+/// `char` (`char_columns`, `columns`, `cut_to_columns` in
+/// src/export/timeline.rs). An emoji presentation *sequence* is wider than
+/// its chars: `❤️` (U+2764 + VS16 U+FE0F), `☀️`, `✔️`, the keycap `1️⃣` take
+/// 2 columns on a terminal (and in `UnicodeWidthStr::width`, the same
+/// crate's measure of a string), but 1 + 0 per char. So a row with them
+/// still overflows the width and wraps: the case the commit meant to close
+/// ("emoji presentation"), missed for the emoji most often written with
+/// VS16. Right: every row at most `with_width` columns, measured as a
+/// string (`UnicodeWidthStr::width`).
+#[test]
+fn emoji_presentation_sequences_keep_the_row_within_the_width() {
+    use unicode_width::UnicodeWidthStr;
+    let status = "\u{2764}\u{FE0F} ok \u{2714}\u{FE0F} \u{2600}\u{FE0F} ".repeat(10);
+    let text = draw_in(
+        80,
+        |b| b,
+        || {
+            tracing::info_span!("request", annotation.status = status.as_str()).in_scope(|| {
+                tracing::info_span!("load_customer").in_scope(|| {});
+            });
+        },
+    );
+    let rows = rows(&text);
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(rows[0].contains("status="), "{text}");
+    for row in rows {
+        let columns = UnicodeWidthStr::width(row);
+        assert!(columns <= 80, "{columns} columns:\n{row}\n\n{text}");
+    }
+}

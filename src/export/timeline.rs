@@ -1096,29 +1096,27 @@ struct Part {
     doc: Document,
 }
 
-/// The terminal columns `c` takes, as `wcwidth` gives them (Unicode's East
-/// Asian Width, emoji presentation): 2 for CJK, fullwidth forms and emoji
-/// (`✅`, `🚀`), 0 for combining marks and zero-width characters, else 1.
-/// The names drawn have no control characters left.
-fn char_columns(c: char) -> usize {
-    unicode_width::UnicodeWidthChar::width(c).unwrap_or(0)
-}
-
-/// The terminal columns `s` takes (see [`char_columns`]).
+/// The terminal columns `s` takes, as terminals draw it (the
+/// `unicode-width` crate: Unicode's East Asian Width and emoji
+/// presentation): 2 for CJK, fullwidth forms and emoji (`✅`, `🚀`, and
+/// `❤️`, a text character made emoji by its variation selector), 0 for
+/// combining marks and zero-width characters, else 1. Whole strings, not
+/// characters one by one: a variation selector widens the character
+/// before it. The names drawn have no control characters left.
 fn columns(s: &str) -> usize {
-    s.chars().map(char_columns).sum()
+    unicode_width::UnicodeWidthStr::width(s)
 }
 
 /// The longest start of `s` that fits in `max` columns.
 fn cut_to_columns(s: &str, max: usize) -> &str {
-    let mut used = 0;
-    for (i, c) in s.char_indices() {
-        used += char_columns(c);
-        if used > max {
-            return &s[..i];
-        }
+    if columns(s) <= max {
+        return s;
     }
-    s
+    // The longest start that fits: a start's width only grows with it, so
+    // a binary search over the character boundaries finds it.
+    let ends: Vec<usize> = s.char_indices().map(|(i, _)| i).collect();
+    let fitting = ends.partition_point(|&end| columns(&s[..end]) <= max);
+    &s[..ends[fitting.saturating_sub(1)]]
 }
 
 #[cfg(test)]
