@@ -111,3 +111,56 @@ fn spans_of_an_untraced_sender_thread_do_not_come_back() {
     );
     assert_eq!(xray.stats().traces_dropped, 0);
 }
+
+/// Found by a review of this session's fixes. The wrapper made each *poll*
+/// untraced, but the inner future is dropped outside `untraced` when the
+/// wrapper is dropped before it completes: a cancelled credentials fetch
+/// (a `timeout`/`select!` around it, the task aborted, the application's
+/// runtime shutting down with the spawned fetch pending, which is how
+/// HttpExporterBuilder's documented `OnRuntime` wrapper ends). Whatever the
+/// inner future's destructors do (a span held across an `.await`
+/// closed, a cleanup span, an error logged on cancellation) reaches the
+/// layer as the application's own work: here a `cleanup` span becomes a
+/// trace of the service and an ERROR event inside it a fault. The rustdoc
+/// promises "a future whose work this crate's layer never traces": right,
+/// nothing exported (the `Box::pin`ned future dropped under `untraced`
+/// too).
+#[test]
+fn a_cancelled_untraced_future_drops_its_work_untraced() {
+    struct OnDrop;
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            tracing::info_span!("credentials_cleanup").in_scope(|| {
+                tracing::error!("credentials fetch cancelled");
+            });
+        }
+    }
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_sampler(tracing_xray::sampling::AlwaysSample)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        use std::future::Future;
+        let mut fetch = Box::pin(tracing_xray::export::untraced_future(async {
+            let _guard = OnDrop;
+            let span = tracing::info_span!("load_credentials");
+            // Held across the await: pending forever.
+            std::future::pending::<()>().await;
+            drop(span);
+        }));
+        // Polled once (the work starts, untraced), then cancelled.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(fetch.as_mut().poll(&mut cx).is_pending());
+        drop(fetch);
+    });
+    xray.flush(Duration::from_secs(10)).unwrap();
+    let traces = exporter.traces();
+    assert!(
+        traces.is_empty(),
+        "the cancelled untraced future's drop was traced: {traces:#?}"
+    );
+}

@@ -106,7 +106,8 @@ pub fn untraced<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// A future whose work this crate's layer never traces, whichever thread
-/// polls it: [`untraced`] around each of its polls. For an exporter's own
+/// polls it: [`untraced`] around each of its polls, and around its drop
+/// (a future dropped unfinished runs its destructors then). For an exporter's own
 /// work that runs on the application's threads, such as a credentials
 /// provider spawned on the application's Tokio runtime (see
 /// `HttpExporterBuilder`, with the `http` feature): its spans
@@ -139,8 +140,33 @@ pub fn untraced_future<F: std::future::Future>(
 ) -> impl std::future::Future<Output = F::Output> {
     // Boxed to poll it without unsafe pinning code: a future of this kind
     // (a credentials fetch) is made rarely.
-    let mut future = Box::pin(future);
-    std::future::poll_fn(move |cx| untraced(|| future.as_mut().poll(cx)))
+    Untraced(Some(Box::pin(future)))
+}
+
+/// [`untraced_future`]'s future: polled, and dropped (a timeout, an
+/// aborted task: its destructors' spans), untraced.
+struct Untraced<F>(Option<std::pin::Pin<Box<F>>>);
+
+impl<F: std::future::Future> std::future::Future for Untraced<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        match self.0.as_mut() {
+            Some(future) => untraced(|| future.as_mut().poll(cx)),
+            // Only its drop takes the future out.
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl<F> Drop for Untraced<F> {
+    fn drop(&mut self) {
+        let future = self.0.take();
+        untraced(|| drop(future));
+    }
 }
 
 /// The largest document (in bytes) the worker ever hands to an exporter.
