@@ -112,7 +112,7 @@ fn spans_of_an_untraced_sender_thread_do_not_come_back() {
     assert_eq!(xray.stats().traces_dropped, 0);
 }
 
-/// Found by a review of this session's fixes. The wrapper made each *poll*
+/// Found by a review of the hunts' fixes. The wrapper made each *poll*
 /// untraced, but the inner future is dropped outside `untraced` when the
 /// wrapper is dropped before it completes: a cancelled credentials fetch
 /// (a `timeout`/`select!` around it, the task aborted, the application's

@@ -2676,7 +2676,7 @@ fn an_aws_call_naming_its_database_system_has_no_sql_block() {
     }
 }
 
-/// Found by a review of this session's fixes. "A destination that is a URL
+/// Found by a review of the hunts' fixes. "A destination that is a URL
 /// stays `queue_url`", but the first fix copied it with `identifier`, which removes
 /// nothing: a destination URL's user info and its query (a pre-signed
 /// `X-Amz-Security-Token`) are sent as `aws.queue_url`. README (Secrets):
@@ -2709,7 +2709,7 @@ fn an_sqs_destination_url_is_sent_without_its_secrets() {
     assert!(!text.contains("5ecret"), "a secret sent: {text}");
 }
 
-/// Found by a review of this session's fixes. The URL-or-name test read the field's raw
+/// Found by a review of the hunts' fixes. The URL-or-name test read the field's raw
 /// text (`as_str`), not the text a `?`-recorded value stands for
 /// (`unwrapped_text`, which the sampler and the URL conventions use:
 /// README, "a value recorded with `?` is its text alone"). So

@@ -778,12 +778,7 @@ fn memo_slot(span: &tracing::Span) -> u64 {
 #[test]
 fn a_panic_through_a_long_lived_span_stays_a_fault_whatever_panics_elsewhere() {
     let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_service_name("svc")
-        .with_detectors(Detectors::none())
-        .with_sampler(AlwaysSample)
-        .with_exporter(exporter.clone())
-        .build();
+    let layer = layer_to(&exporter);
     let xray = layer.handle();
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
     let (rt, _default) = common::runtime_for(&dispatch);
@@ -905,7 +900,7 @@ fn panic_through(span: &tracing::Span) {
     }));
 }
 
-/// Found by a review of this session's fixes (`UnwoundIds`). An id could be
+/// Found by a review of the hunts' fixes (`UnwoundIds`). An id could be
 /// held twice: in its slot AND in the
 /// overflow list. Span A's slot is held by B (both unwound by a panic), so
 /// A goes to the list; B closes, freeing the slot; a second panic unwinds
@@ -924,12 +919,7 @@ fn panic_through(span: &tracing::Span) {
 #[test]
 fn an_unwound_id_kept_in_slot_and_list_marks_no_later_span_with_its_id() {
     let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_service_name("svc")
-        .with_detectors(Detectors::none())
-        .with_sampler(AlwaysSample)
-        .with_exporter(exporter.clone())
-        .build();
+    let layer = layer_to(&exporter);
     let xray = layer.handle();
     // Spans named `filler` take ids from the registry but never reach the
     // layer: they walk a slab slot through its generations.

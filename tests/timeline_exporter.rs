@@ -803,12 +803,18 @@ fn invisible_format_characters_in_annotations_are_escaped() {
 /// widths are now Unicode's (the `unicode-width` crate).
 #[test]
 fn emoji_in_an_annotation_keep_the_row_within_the_width() {
-    let status = "✅ shipped 🚀 ❌ none ⚡ fast ".repeat(10);
+    rows_with_annotation_fit_80_columns(&"✅ shipped 🚀 ❌ none ⚡ fast ".repeat(10));
+}
+
+/// Draws a request annotated with `status` 80 columns wide: every row
+/// takes at most 80 columns on a terminal (`unicode-width`'s measure).
+fn rows_with_annotation_fit_80_columns(status: &str) {
+    use unicode_width::UnicodeWidthStr;
     let text = draw_in(
         80,
         |b| b,
         || {
-            tracing::info_span!("request", annotation.status = status.as_str()).in_scope(|| {
+            tracing::info_span!("request", annotation.status = status).in_scope(|| {
                 tracing::info_span!("load_customer").in_scope(|| {});
             });
         },
@@ -817,16 +823,7 @@ fn emoji_in_an_annotation_keep_the_row_within_the_width() {
     assert_eq!(rows.len(), 2, "{text}");
     assert!(rows[0].contains("status="), "{text}");
     for row in rows {
-        let columns: usize = row
-            .chars()
-            .map(|c| {
-                if matches!(c, '✅' | '❌' | '⚡' | '🚀') {
-                    2
-                } else {
-                    1
-                }
-            })
-            .sum();
+        let columns = UnicodeWidthStr::width(row);
         assert!(columns <= 80, "{columns} columns:\n{row}\n\n{text}");
     }
 }
@@ -877,7 +874,7 @@ fn off_a_terminal_the_width_is_fixed_whatever_columns_says() {
     }
 }
 
-/// Found by a review of this session's fixes. The first fix summed `unicode-width`'s width of each
+/// Found by a review of the hunts' fixes. The first fix summed `unicode-width`'s width of each
 /// `char` (`char_columns`, `columns`, `cut_to_columns` in
 /// src/export/timeline.rs). An emoji presentation *sequence* is wider than
 /// its chars: `❤️` (U+2764 + VS16 U+FE0F), `☀️`, `✔️`, the keycap `1️⃣` take
@@ -889,22 +886,7 @@ fn off_a_terminal_the_width_is_fixed_whatever_columns_says() {
 /// string (`UnicodeWidthStr::width`).
 #[test]
 fn emoji_presentation_sequences_keep_the_row_within_the_width() {
-    use unicode_width::UnicodeWidthStr;
-    let status = "\u{2764}\u{FE0F} ok \u{2714}\u{FE0F} \u{2600}\u{FE0F} ".repeat(10);
-    let text = draw_in(
-        80,
-        |b| b,
-        || {
-            tracing::info_span!("request", annotation.status = status.as_str()).in_scope(|| {
-                tracing::info_span!("load_customer").in_scope(|| {});
-            });
-        },
+    rows_with_annotation_fit_80_columns(
+        &"\u{2764}\u{FE0F} ok \u{2714}\u{FE0F} \u{2600}\u{FE0F} ".repeat(10),
     );
-    let rows = rows(&text);
-    assert_eq!(rows.len(), 2, "{text}");
-    assert!(rows[0].contains("status="), "{text}");
-    for row in rows {
-        let columns = UnicodeWidthStr::width(row);
-        assert!(columns <= 80, "{columns} columns:\n{row}\n\n{text}");
-    }
 }
