@@ -125,8 +125,9 @@ impl Default for UnwoundIds {
 }
 
 impl UnwoundIds {
-    /// Remembers `id`, the id of an open span. Only past 1,024 + 4,096
-    /// spans open at once that a panic went through is a mark lost.
+    /// Remembers `id`, the id of an open span. A mark is lost only when its
+    /// slot is taken and the list already holds 4,096 ids: that many spans
+    /// a panic went through, open at once.
     pub(crate) fn insert(&self, id: &Id) {
         let raw = id.into_u64();
         let slot = self.slots.slot(raw);
