@@ -824,17 +824,16 @@ impl<'a> RequestFields<'a> {
             Some(_) => false,
             None => port == 80 || port == 443,
         };
-        let has_port = match host.strip_prefix('[') {
-            Some(rest) => rest
-                .split_once(']')
-                .is_some_and(|(_, p)| p.starts_with(':')),
-            None => host.matches(':').count() == 1,
-        };
-        Some(match (default || has_port, host.matches(':').count() > 1) {
-            (true, _) => Cow::Borrowed(host),
-            (false, true) if !host.starts_with('[') => Cow::Owned(format!("[{host}]:{port}")),
-            (false, _) => Cow::Owned(format!("{host}:{port}")),
-        })
+        // Written as the document's URL writes it (an IPv6 address in
+        // brackets), with the port unless the host has its own.
+        let mut header = String::with_capacity(host.len() + 8);
+        let has_port = crate::fields::conventions::push_host(&mut header, host);
+        if default || has_port {
+            return Some(Cow::Borrowed(host));
+        }
+        header.push(':');
+        header.push_str(&port.to_string());
+        Some(Cow::Owned(header))
     }
 }
 

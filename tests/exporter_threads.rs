@@ -4,9 +4,12 @@
 //! layer). This binary installs a global subscriber, so the sender thread
 //! sees it too.
 
+mod common;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
+use serde_json::Value;
 use tracing_subscriber::prelude::*;
 use tracing_xray::export::{Document, ExportOutcome, Exporter, InMemoryExporter};
 
@@ -135,32 +138,29 @@ fn a_cancelled_untraced_future_drops_its_work_untraced() {
             });
         }
     }
-    let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_service_name("svc")
-        .with_detectors(tracing_xray::Detectors::none())
-        .with_sampler(tracing_xray::sampling::AlwaysSample)
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-        use std::future::Future;
-        let mut fetch = Box::pin(tracing_xray::export::untraced_future(async {
-            let _guard = OnDrop;
-            let span = tracing::info_span!("load_credentials");
-            // Held across the await: pending forever.
-            std::future::pending::<()>().await;
-            drop(span);
-        }));
-        // Polled once (the work starts, untraced), then cancelled.
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        assert!(fetch.as_mut().poll(&mut cx).is_pending());
-        drop(fetch);
-    });
-    xray.flush(Duration::from_secs(10)).unwrap();
-    let traces = exporter.traces();
-    assert!(
-        traces.is_empty(),
-        "the cancelled untraced future's drop was traced: {traces:#?}"
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            use std::future::Future;
+            let mut fetch = Box::pin(tracing_xray::export::untraced_future(async {
+                let _guard = OnDrop;
+                let span = tracing::info_span!("load_credentials");
+                // Held across the await: pending forever.
+                std::future::pending::<()>().await;
+                drop(span);
+            }));
+            // Polled once (the work starts, untraced), then cancelled.
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(fetch.as_mut().poll(&mut cx).is_pending());
+            drop(fetch);
+            // The application's own work, traced as ever.
+            tracing::info_span!("request").in_scope(|| {});
+        },
     );
+    let names: Vec<&Value> = c
+        .docs
+        .iter()
+        .map(|d| &d["metadata"]["tracing"]["span_name"])
+        .collect();
+    assert_eq!(names, ["request"], "{:#?}", c.docs);
 }

@@ -859,14 +859,18 @@ fn a_span_opened_after_the_response_keeps_no_room_for_the_segment_already_sent()
     let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
     let (rt, _default) = common::runtime_for(&dispatch);
     let sent = exporter.clone();
+    // The spawned work opens its span once the client has the response
+    // (so after the segment left), not after a guess at how long that takes.
+    let answered = std::sync::Arc::new(tokio::sync::Notify::new());
+    let told = answered.clone();
     rt.block_on(async move {
         use tracing::Instrument;
         let app = Router::new().route(
             "/orders",
-            get(|| async {
+            get(move || async move {
                 tokio::spawn(
-                    async {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    async move {
+                        told.notified().await;
                         crate::fifty_annotations_root!().in_scope(|| {});
                     }
                     .in_current_span(),
@@ -876,6 +880,8 @@ fn a_span_opened_after_the_response_keeps_no_room_for_the_segment_already_sent()
         );
         let addr = serve(app).await;
         get_all(&http_client(), format!("http://{addr}/orders")).await;
+        // A permit is kept if the work is not waiting yet.
+        answered.notify_one();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while sent.len() < 2 && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -1336,7 +1336,7 @@ fn cut_cow(s: Cow<'_, str>) -> Cow<'_, str> {
 /// Writes `host` into a URL: an IPv6 address in brackets (RFC 3986
 /// §3.2.2), unless it has them. Whether it already holds a port (`Host`
 /// headers do: `h:8080`, `[::1]:8080`).
-fn push_host(url: &mut String, host: &str) -> bool {
+pub(crate) fn push_host(url: &mut String, host: &str) -> bool {
     if let Some(rest) = host.strip_prefix('[') {
         url.push_str(host);
         return rest
