@@ -421,21 +421,29 @@ fn is_sdk_target(target: &str) -> bool {
 /// Of the finished spans a long-lived trace is about to stream
 /// (`streamed`), takes out those inside an AWS SDK call still in progress:
 /// the subtrees whose top's parent is still open (not among them) and is,
-/// or is inside, an SDK span. Sent now, they would be subsegments of their
-/// own, or name as parent a span that is folded and never sent; kept, they
-/// leave with their operation and fold into it. Only up to half the
-/// trace's bounds on what it holds, whole subtrees in the order they ended:
-/// past that the rest leave now (as the SDK's internal spans do when no
-/// operation span folds them), so that a trace still streams and holds no
-/// more than before.
-fn hold_back_sdk_work(streamed: &mut SpanList, inner: &LayerInner) -> Option<SpanList> {
+/// or is inside, an SDK span, each with that parent, which it waits for
+/// (see [`crate::span_data::HeldBack`]). Sent now, they would be
+/// subsegments of their own, or name as parent a span that is folded and
+/// never sent; kept, they leave with their operation and fold into it.
+/// Only up to half the trace's bounds on what it holds, counting what it
+/// holds back already (`held`: spans, bytes), whole subtrees in the order
+/// they ended: past that the rest leave now (as the SDK's internal spans do
+/// when no operation span folds them), so that a trace still streams and
+/// holds no more than before.
+fn hold_back_sdk_work(
+    streamed: &mut SpanList,
+    (held_spans, held_bytes): (usize, usize),
+    inner: &LayerInner,
+) -> Option<crate::span_data::ToHold> {
     use std::collections::{HashMap, HashSet};
     if !streamed.iter().any(|s| s.ancestry.under_sdk()) {
         return None;
     }
     let ids: HashSet<SegmentId> = streamed.iter().map(|s| s.id).collect();
-    // Each span held back, and the top of its subtree.
+    // Each span held back, and the top of its subtree; each top, and its
+    // parent, still open, which it waits for.
     let mut top_of: HashMap<SegmentId, SegmentId> = HashMap::new();
+    let mut waits_for: HashMap<SegmentId, SegmentId> = HashMap::new();
     // A parent ends after its children, so it comes later in the list: from
     // the end, a subtree's top is met first. Spans that ended on other
     // threads in between can break that order, hence the passes until
@@ -449,6 +457,7 @@ fn hold_back_sdk_work(streamed: &mut SpanList, inner: &LayerInner) -> Option<Spa
                 continue;
             }
             let top = if s.ancestry.under_sdk() && !ids.contains(&parent) {
+                waits_for.insert(s.id, parent);
                 Some(s.id)
             } else {
                 top_of.get(&parent).copied()
@@ -479,7 +488,7 @@ fn hold_back_sdk_work(streamed: &mut SpanList, inner: &LayerInner) -> Option<Spa
         }
     }
     let (max_spans, max_bytes) = (inner.max_held / 2, inner.max_held_bytes / 2);
-    let (mut spans, mut bytes) = (0, 0);
+    let (mut spans, mut bytes) = (held_spans, held_bytes);
     let mut kept = HashSet::new();
     for (top, n, b) in subtrees {
         if spans + n > max_spans || bytes + b > max_bytes {
@@ -492,7 +501,9 @@ fn hold_back_sdk_work(streamed: &mut SpanList, inner: &LayerInner) -> Option<Spa
     if kept.is_empty() {
         return None;
     }
-    Some(streamed.split_off_where(|s| top_of.get(&s.id).is_some_and(|t| kept.contains(t))))
+    let to_hold = streamed.split_off_where(|s| top_of.get(&s.id).is_some_and(|t| kept.contains(t)));
+    let waits_for = to_hold.iter().map(|s| waits_for[&top_of[&s.id]]).collect();
+    Some((to_hold, waits_for))
 }
 
 /// Remembers the new span `span` (`id`) as a child of an unsampled trace;
@@ -925,7 +936,7 @@ impl LayerInner {
         // it.
         trace.seal(
             self.spare_buffer(),
-            |spans| hold_back_sdk_work(spans, self),
+            |spans, held| hold_back_sdk_work(spans, held, self),
             |mut spans| {
                 spans.push_boxed(sent);
                 self.send(Message::Trace {
@@ -1581,13 +1592,13 @@ impl XrayLayer {
             }
             // A segment sent with its response: what is left of its trace
             // (under a span whose data was lost, whose end streamed
-            // nothing) leaves now.
+            // nothing; held back for a span whose data was lost) leaves
+            // now. Its spans have all ended: nothing waits any more.
             if let Some(trace) = data.trace.take().filter(|t| t.is_sealed()) {
-                trace.stream(
-                    inner.spare_buffer(),
-                    |spans| hold_back_sdk_work(spans, inner),
-                    |spans| inner.send(Message::Detached { spans }),
-                );
+                let spans = trace.take_part(inner.spare_buffer());
+                if !spans.is_empty() {
+                    inner.send(Message::Detached { spans });
+                }
             }
             crate::span_data::discard(data);
             return;
@@ -1614,13 +1625,13 @@ impl XrayLayer {
                 // subtree leaves as soon as it ends; so does one of a
                 // segment sent with its response (made before it was
                 // sent; one made after has a buffer of its own, as in
-                // Lambda). Streaming at every span's end would sort again,
-                // each time, the spans held back for the AWS SDK calls in
-                // flight: a cost growing with them. Otherwise a long-lived
-                // root streams what it holds instead of growing.
+                // Lambda), the AWS SDK work of calls still in flight held
+                // back apart (see `span_data::HeldBack`). Not at every span's end: a
+                // part per span. Otherwise a long-lived root streams what
+                // it holds instead of growing.
                 trace.stream(
                     inner.spare_buffer(),
-                    |spans| hold_back_sdk_work(spans, inner),
+                    |spans, held| hold_back_sdk_work(spans, held, inner),
                     |spans| inner.send(Message::Detached { spans }),
                 );
             }

@@ -479,7 +479,7 @@ impl Ancestry {
 /// it has emptied (see [`crate::recycle`]).
 #[derive(Debug, Default)]
 pub(crate) struct TraceBuf {
-    pub(crate) spans: Mutex<SpanList>,
+    finished: Mutex<Finished>,
     /// The annotations the (open) root's fields will take: what the parts
     /// of the trace sent before it ends keep for it (a trace is filtered by
     /// its segment's annotations first).
@@ -500,6 +500,62 @@ pub(crate) struct TraceBuf {
     /// root is open: made as the first part leaves, handed along with each
     /// part and the root's list, and freed with the last of them.
     parted: std::sync::OnceLock<Arc<Parted>>,
+}
+
+/// What a [`TraceBuf`] holds, under its lock.
+#[derive(Debug, Default)]
+struct Finished {
+    /// The finished spans not sent yet, in close order.
+    spans: SpanList,
+    /// The AWS SDK work held back from the parts sent so far; none in
+    /// nearly every trace, which allocates nothing for it.
+    held: Option<Box<HeldBack>>,
+}
+
+/// Finished subtrees a trace holds back while the span they belong under is
+/// still open (an AWS SDK operation's: see `layer::hold_back_sdk_work`),
+/// kept apart from the trace's list, each with the span it waits for. A
+/// part sent takes with it the subtrees waiting for its spans, and the
+/// spans of the other calls in flight are not looked at again: with many
+/// calls in flight, each call's end sorted them all again (a cost growing
+/// with the square of the calls).
+#[derive(Debug, Default)]
+pub(crate) struct HeldBack {
+    /// By the open span they wait for, the spans of the subtrees waiting
+    /// for it, in close order.
+    waiting: std::collections::HashMap<SegmentId, Vec<SpanData>>,
+    /// How many spans it holds.
+    len: usize,
+    /// About how much memory they hold (see [`SpanData::held_bytes`]).
+    bytes: usize,
+}
+
+/// Spans a trace is to hold back (see [`TraceBuf::stream`]): `spans`, in
+/// close order, and for each (same index) the open span it waits for.
+pub(crate) type ToHold = (SpanList, Vec<SegmentId>);
+
+impl HeldBack {
+    /// How many spans it holds, and about how many bytes.
+    pub(crate) fn size(held: &Option<Box<HeldBack>>) -> (usize, usize) {
+        held.as_ref().map_or((0, 0), |h| (h.len, h.bytes))
+    }
+
+    /// Holds `spans`, each waiting for the span beside it.
+    fn hold(&mut self, (spans, waits_for): ToHold) {
+        for (span, parent) in spans.into_spans().zip(waits_for) {
+            self.len += 1;
+            self.bytes += span.held_bytes();
+            self.waiting.entry(parent).or_default().push(span);
+        }
+    }
+
+    /// The spans waiting for `id`, which ended.
+    fn release(&mut self, id: SegmentId) -> Option<Vec<SpanData>> {
+        let spans = self.waiting.remove(&id)?;
+        self.len -= spans.len();
+        self.bytes -= spans.iter().map(SpanData::held_bytes).sum::<usize>();
+        Some(spans)
+    }
 }
 
 /// What the worker carries from one part of a trace sent while its root is
@@ -530,7 +586,7 @@ impl TraceBuf {
         root: SegmentId,
     ) -> Self {
         TraceBuf {
-            spans: Mutex::new(spans),
+            finished: Mutex::new(Finished { spans, held: None }),
             root_annotations: Default::default(),
             incoming,
             root: Some(root),
@@ -550,13 +606,19 @@ impl TraceBuf {
         self.sealed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The buffer's contents, locked.
+    fn finished(&self) -> std::sync::MutexGuard<'_, Finished> {
+        self.finished.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Moves a finished span out of its box into the trace's list; how
     /// many spans, and about how many bytes (see
-    /// [`SpanData::held_bytes`]), the trace now holds.
+    /// [`SpanData::held_bytes`]), the trace now holds, held back or not.
     pub(crate) fn push(&self, span: Box<SpanData>) -> (usize, usize) {
-        let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
-        spans.push_boxed(span);
-        (spans.len(), spans.bytes())
+        let mut finished = self.finished();
+        finished.spans.push_boxed(span);
+        let (len, bytes) = HeldBack::size(&finished.held);
+        (finished.spans.len() + len, finished.spans.bytes() + bytes)
     }
 
     /// A buffer for a part of the same trace that leaves on its own (a
@@ -565,7 +627,7 @@ impl TraceBuf {
     /// root, incoming header, annotation count and seal, its own spans.
     pub(crate) fn part(&self, spans: SpanList) -> Self {
         TraceBuf {
-            spans: Mutex::new(spans),
+            finished: Mutex::new(Finished { spans, held: None }),
             root_annotations: std::sync::atomic::AtomicU8::new(
                 self.root_annotations
                     .load(std::sync::atomic::Ordering::Relaxed),
@@ -582,30 +644,40 @@ impl TraceBuf {
     }
 
     /// Streams what the trace holds while its root is open: takes every
-    /// finished span but those `hold` picks out (they stay, in order) and
-    /// hands the rest to `send`, all under the buffer's lock. A span of the
-    /// trace ending meanwhile on another thread waits: it never finds the
-    /// list emptied of spans not yet sent (its own part, and a flush after
-    /// it, would be queued before them), and the spans held back are in the
-    /// list again before any span they wait for can end.
+    /// finished span, with the subtrees held back that waited for one of
+    /// them, but those `hold` picks out (told how much is held back
+    /// already) to wait for a span still open, and hands the rest to
+    /// `send`, all under the buffer's lock. A span of the trace ending
+    /// meanwhile on another thread waits: it never finds the list emptied
+    /// of spans not yet sent (its own part, and a flush after it, would be
+    /// queued before them), and the spans held back are held again before
+    /// any span they wait for can end.
     pub(crate) fn stream(
         &self,
         replacement: SpanList,
-        hold: impl FnOnce(&mut SpanList) -> Option<SpanList>,
+        hold: impl FnOnce(&mut SpanList, (usize, usize)) -> Option<ToHold>,
         send: impl FnOnce(SpanList),
     ) {
-        let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
-        let mut taken = self.take_from(&mut spans, replacement, true);
-        if let Some(held) = hold(&mut taken) {
-            for span in held.into_spans() {
-                spans.push(span);
-            }
+        let mut finished = self.finished();
+        let mut taken = self.take_from(&mut finished, replacement, true, false);
+        if let Some(to_hold) = hold(&mut taken, HeldBack::size(&finished.held)) {
+            finished.held.get_or_insert_default().hold(to_hold);
         }
         // Two children past the limit at once: the second finds the list
         // the first took, and has nothing to send.
         if !taken.is_empty() {
             send(taken);
         }
+    }
+
+    /// Takes every finished span, those held back too, for a part of the
+    /// trace sent while its root is open (its span ended, but not a span
+    /// of the trace in a buffer of its own: a Lambda invocation's
+    /// top-level span, a request's span opened after its segment left).
+    /// Nothing of the trace is open any more: nothing waits.
+    pub(crate) fn take_part(&self, replacement: SpanList) -> SpanList {
+        let mut finished = self.finished();
+        self.take_from(&mut finished, replacement, true, true)
     }
 
     /// Marks the trace sealed (its root's segment leaves now, its span still
@@ -619,31 +691,55 @@ impl TraceBuf {
     pub(crate) fn seal(
         &self,
         replacement: SpanList,
-        hold: impl FnOnce(&mut SpanList) -> Option<SpanList>,
+        hold: impl FnOnce(&mut SpanList, (usize, usize)) -> Option<ToHold>,
         send: impl FnOnce(SpanList),
     ) {
-        let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
+        let mut finished = self.finished();
         self.sealed
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut taken = self.take_from(&mut spans, replacement, true);
-        if let Some(held) = hold(&mut taken) {
-            for span in held.into_spans() {
-                spans.push(span);
-            }
+        let mut taken = self.take_from(&mut finished, replacement, true, false);
+        if let Some(to_hold) = hold(&mut taken, HeldBack::size(&finished.held)) {
+            finished.held.get_or_insert_default().hold(to_hold);
         }
         send(taken);
     }
 
-    /// Takes every finished span held so far.
+    /// Takes every finished span held so far, those held back too: the
+    /// root ended, nothing of the trace is open.
     pub(crate) fn take(&self, replacement: SpanList) -> SpanList {
-        let mut spans = self.spans.lock().unwrap_or_else(|e| e.into_inner());
-        self.take_from(&mut spans, replacement, false)
+        let mut finished = self.finished();
+        self.take_from(&mut finished, replacement, false, true)
     }
 
-    /// The spans of `spans` (this buffer's, locked), with the trace's marks
-    /// and its [`Parted`]: made for a `part` sent while the root is open.
-    fn take_from(&self, spans: &mut SpanList, replacement: SpanList, part: bool) -> SpanList {
-        let mut taken = std::mem::replace(spans, replacement);
+    /// The spans of `finished` (this buffer's, locked), with the trace's
+    /// marks and its [`Parted`] (made for a `part` sent while the root is
+    /// open). In front, in the order they ended, the subtrees held back
+    /// that waited for one of them, or all of those (`all_held`): each
+    /// before the span it belongs under, as the worker reads a list.
+    fn take_from(
+        &self,
+        finished: &mut Finished,
+        replacement: SpanList,
+        part: bool,
+        all_held: bool,
+    ) -> SpanList {
+        let mut taken = std::mem::replace(&mut finished.spans, replacement);
+        if let Some(held) = finished.held.as_deref_mut().filter(|h| h.len > 0) {
+            if all_held {
+                let waiting = std::mem::take(&mut held.waiting);
+                (held.len, held.bytes) = (0, 0);
+                taken.prepend(waiting.into_values().flatten());
+            } else {
+                let released: Vec<SpanData> = taken
+                    .iter()
+                    .filter_map(|s| held.release(s.id))
+                    .flatten()
+                    .collect();
+                if !released.is_empty() {
+                    taken.prepend(released);
+                }
+            }
+        }
         taken.parted = if part {
             Some(self.parted().clone())
         } else {

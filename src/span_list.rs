@@ -97,6 +97,32 @@ impl SpanList {
     /// Moves the spans `pick` says yes to into a new list; both keep push
     /// order, and this list its trace's marks.
     pub(crate) fn split_off_where(&mut self, mut pick: impl FnMut(&SpanData) -> bool) -> SpanList {
+        let chunks = self.empty_keeping_marks();
+        let mut picked = SpanList::new();
+        for span in chunks.into_iter().flatten() {
+            if pick(&span) {
+                picked.push(span);
+            } else {
+                self.push(span);
+            }
+        }
+        picked
+    }
+
+    /// Puts `spans` before the spans it holds, in their order; the list
+    /// keeps its trace's marks.
+    pub(crate) fn prepend(&mut self, spans: impl IntoIterator<Item = SpanData>) {
+        let chunks = self.empty_keeping_marks();
+        for span in spans {
+            self.push(span);
+        }
+        for span in chunks.into_iter().flatten() {
+            self.push(span);
+        }
+    }
+
+    /// Empties the list but for its trace's marks, handing back its chunks.
+    fn empty_keeping_marks(&mut self) -> Vec<Vec<SpanData>> {
         let chunks = std::mem::take(&mut self.chunks);
         // All of them: a part that lost `parted` would count its
         // annotations from none, past the trace's 50.
@@ -111,15 +137,7 @@ impl SpanList {
         self.root = root;
         self.root_sent = root_sent;
         self.parted = parted;
-        let mut picked = SpanList::new();
-        for span in chunks.into_iter().flatten() {
-            if pick(&span) {
-                picked.push(span);
-            } else {
-                self.push(span);
-            }
-        }
-        picked
+        chunks
     }
 
     /// Adds a span.
@@ -274,5 +292,22 @@ mod tests {
         let table = list.chunks.as_ptr();
         list.clear(8);
         assert_eq!(list.chunks.as_ptr(), table);
+    }
+
+    #[test]
+    fn prepended_spans_come_first_and_the_list_keeps_its_marks() {
+        let mut list: SpanList = (0..CHUNK + 2).map(|_| SpanData::for_tests()).collect();
+        let root = SpanData::for_tests().id;
+        (list.root, list.root_annotations, list.root_sent) = (Some(root), 3, true);
+        let front: Vec<SpanData> = (0..CHUNK).map(|_| SpanData::for_tests()).collect();
+        let ids: Vec<_> = front.iter().chain(list.iter()).map(|s| s.id).collect();
+        let bytes = list.bytes() + front.iter().map(SpanData::held_bytes).sum::<usize>();
+        list.prepend(front);
+        assert_eq!(list.iter().map(|s| s.id).collect::<Vec<_>>(), ids);
+        assert_eq!((list.len(), list.bytes()), (ids.len(), bytes));
+        assert_eq!(
+            (list.root, list.root_annotations, list.root_sent),
+            (Some(root), 3, true)
+        );
     }
 }

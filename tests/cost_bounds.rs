@@ -295,10 +295,10 @@ fn bytes_per_call_end_in_lambda(calls: usize) -> usize {
 }
 
 /// In Lambda every top-level subtree leaves as soon as it ends: its close
-/// takes the whole list of the invocation's finished spans, and
-/// `hold_back_sdk_work` (`src/layer.rs`) sorts out, into two new lists and
-/// two hash sets, the SDK work of the calls still in flight, which then goes
-/// back (`TraceBuf::put_back`). With `calls` calls in flight, each call's
+/// took the whole list of the invocation's finished spans, and
+/// `hold_back_sdk_work` (`src/layer.rs`) sorted out, into two new lists and
+/// two hash sets, the SDK work of the calls still in flight, which then went
+/// back into the list. With `calls` calls in flight, each call's
 /// end moves and rehashes the ~5 × `calls` spans of the others: quadratic
 /// per invocation (measured, debug build: 10 calls 1.1 ms, 20: 3.2 ms,
 /// 40: 11 ms, 80: 35 ms of the application thread). The bytes allocated per
@@ -359,6 +359,142 @@ mod served {
         });
         xray.flush(std::time::Duration::from_secs(10)).unwrap();
         per_call
+    }
+
+    thread_local! {
+        /// How many SDK calls `start_calls` starts.
+        static CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        /// The SDK calls a handler started in the request's own span,
+        /// before it answered, still in flight (the handler runs on the
+        /// test's thread: `serve_and_keep_work` blocks on a current-thread
+        /// runtime).
+        static IN_FLIGHT: std::cell::RefCell<Vec<Span>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    fn start_calls() -> Span {
+        let calls = (0..CALLS.get()).map(|_| sdk_call_in_flight()).collect();
+        IN_FLIGHT.set(calls);
+        Span::none()
+    }
+
+    /// Serves one request whose handler starts `calls` SDK calls in the
+    /// request's span and answers; the calls, still in flight.
+    fn serve_starting_calls(rt: &tokio::runtime::Runtime, calls: usize) -> Vec<Span> {
+        CALLS.set(calls);
+        drop(common::serve_and_keep_work(rt, start_calls));
+        IN_FLIGHT.take()
+    }
+
+    /// `calls` AWS SDK calls a handler started in the request's span, all
+    /// in flight when it answers: the bytes the application thread
+    /// allocates per call while they end after the response.
+    fn bytes_per_call_started_before_the_response(calls: usize) -> usize {
+        let layer = tracing_xray::builder()
+            .with_service_name("svc")
+            .with_detectors(tracing_xray::Detectors::none())
+            .with_sampler(AlwaysSample)
+            .with_queue_capacity(1 << 16)
+            .with_exporter(NoopExporter)
+            .build();
+        let xray = layer.handle();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let subscriber = tracing_subscriber::registry().with(layer);
+        let per_call = tracing::subscriber::with_default(subscriber, || {
+            // Warm the pools.
+            drop(serve_starting_calls(&rt, 1));
+            let in_flight = serve_starting_calls(&rt, calls);
+            assert_eq!(in_flight.len(), calls);
+            let before = allocated_here();
+            for call in in_flight {
+                drop(call);
+            }
+            (allocated_here() - before) / calls
+        });
+        xray.flush(std::time::Duration::from_secs(10)).unwrap();
+        per_call
+    }
+
+    /// Found by a hunt for algorithmic costs: the calls above, started in
+    /// the request's span before its segment left with the response, share
+    /// its buffer, and each call's end streamed it: `hold_back_sdk_work`
+    /// sorted again the spans held back for every other call still in
+    /// flight (release build, per call's end: 21 KB with 10 calls, 147 KB
+    /// with 80). Now the spans held back wait apart, each subtree for the
+    /// span it belongs under, and a call's end looks at its own spans only.
+    #[test]
+    fn ending_one_of_many_sdk_calls_started_before_the_response_costs_a_constant() {
+        let few = bytes_per_call_started_before_the_response(10);
+        let many = bytes_per_call_started_before_the_response(80);
+        println!("bytes per SDK call's end, started before the response: {few} (10), {many} (80)");
+        assert!(
+            many <= few * 2 + 16 * 1024,
+            "with 80 SDK calls started before the response, each call's end allocates {many} \
+             bytes on the application thread ({few} with 10 in flight)"
+        );
+    }
+
+    /// The calls above, ended one by one after the response, in another
+    /// order than they started: each leaves as one `DynamoDB` subsegment of
+    /// the request's segment, its internal spans folded into it, whatever
+    /// other calls ended before it and took their own held-back spans. The
+    /// middle one makes a second attempt after the response: its two
+    /// `try_attempt` spans, one held back since the response, fold into
+    /// one retry (a held-back span not released with its call would leave
+    /// it with none).
+    #[test]
+    fn sdk_calls_started_before_the_response_each_fold_their_own_spans() {
+        let out = tracing_xray::export::InMemoryExporter::new();
+        let layer = tracing_xray::builder()
+            .with_service_name("svc")
+            .with_detectors(tracing_xray::Detectors::none())
+            .with_sampler(AlwaysSample)
+            .with_exporter(out.clone())
+            .build();
+        let xray = layer.handle();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let mut in_flight = serve_starting_calls(&rt, 3);
+            xray.flush(std::time::Duration::from_secs(5)).unwrap();
+            assert_eq!(out.json_documents().len(), 1, "the segment alone");
+            // The last call first, then one that does more work now.
+            drop(in_flight.pop());
+            let middle = in_flight.pop().unwrap();
+            middle.in_scope(|| {
+                tracing::span!(target: ORCH, tracing::Level::DEBUG, "try_attempt").in_scope(|| {});
+            });
+            drop(in_flight);
+            drop(middle);
+        });
+        xray.flush(std::time::Duration::from_secs(5)).unwrap();
+        let docs = out.json_documents();
+        let names: Vec<&str> = docs.iter().filter_map(|d| d["name"].as_str()).collect();
+        assert_eq!(
+            names,
+            ["svc", "DynamoDB", "DynamoDB", "DynamoDB"],
+            "{docs:#?}"
+        );
+        for call in &docs[1..] {
+            assert_eq!(call["parent_id"], docs[0]["id"], "{call:#}");
+            assert_eq!(call["type"], "subsegment", "{call:#}");
+            assert!(call.get("subsegments").is_none(), "folded: {call:#}");
+        }
+        // In the order they ended: the last call, the first, the middle.
+        let retries: Vec<&serde_json::Value> =
+            docs[1..].iter().map(|d| &d["aws"]["retries"]).collect();
+        assert_eq!(
+            retries,
+            [
+                &serde_json::Value::Null,
+                &serde_json::Value::Null,
+                &1.into()
+            ],
+            "{docs:#?}"
+        );
     }
 
     /// What streaming at the top span's end means for the trace: after the
