@@ -1267,8 +1267,12 @@ fn sql_connections(connections: &[&str]) -> (Vec<Value>, String) {
         || {
             info_span!("req").in_scope(|| {
                 for conn in connections {
-                    info_span!("query", "db.system" = "x", "db.connection_string" = *conn)
-                        .in_scope(|| {});
+                    info_span!(
+                        "query",
+                        "db.system" = "other_sql",
+                        "db.connection_string" = *conn
+                    )
+                    .in_scope(|| {});
                 }
             });
         },
@@ -1379,7 +1383,7 @@ fn sql_connection_strings_lose_passwords_in_every_form() {
     for ((conn, key, expected), sql) in cases.iter().zip(&sql) {
         assert_eq!(
             sql,
-            &json!({*key: expected, "database_type": "x"}),
+            &json!({*key: expected, "database_type": "other_sql"}),
             "{conn}"
         );
     }
@@ -1459,7 +1463,7 @@ fn sql_file_paths_keep_their_at() {
     for ((conn, key, expected), sql) in cases.iter().zip(&sql) {
         assert_eq!(
             sql,
-            &json!({*key: expected, "database_type": "x"}),
+            &json!({*key: expected, "database_type": "other_sql"}),
             "{conn}"
         );
     }
@@ -2331,7 +2335,9 @@ fn empty_strings_in_other_blocks_are_omitted() {
             .unwrap_or_else(|| panic!("{name}: {doc}"))
             .clone()
     };
-    assert_eq!(sub("orders")["sql"], json!({"url": "orders"}));
+    // No database type: no SQL database's `sql` block (the span is still
+    // a database call, named after its database).
+    assert!(sub("orders").get("sql").is_none(), "{doc}");
     assert!(sub("DynamoDB")["aws"].get("operation").is_none(), "{doc}");
     assert_eq!(
         sub("failed")["cause"]["exceptions"][0]["type"],
@@ -2674,6 +2680,73 @@ fn an_aws_call_naming_its_database_system_has_no_sql_block() {
         assert_eq!(call["aws"]["table_name"], "orders", "{call}");
         assert!(call.get("sql").is_none(), "{call}");
     }
+}
+
+/// A database that is not an SQL one (Redis, MongoDB, Cassandra) has no
+/// `sql` block: X-Ray's block for queries to an SQL database (SPEC §1.8),
+/// which the OpenTelemetry Collector's X-Ray exporter writes only for SQL
+/// systems (`isSQL` in its translator: `postgresql`, `mysql`, `mssql`, …).
+/// Before, a Redis span was sent with `sql.database_type: redis` and its
+/// connection URL as `sql.url`. It is still a `remote` call named after
+/// its database and host, and its fields are metadata, its connection
+/// string without its password and its command text only when asked
+/// (`with_sql_queries`). An SQL system is recognized in any case, and by
+/// the newer conventions' names (`db.system.name`).
+#[test]
+fn only_an_sql_database_gets_an_sql_block() {
+    let c = common::capture_documents(
+        |b| b,
+        || {
+            let _root = info_span!("request").entered();
+            info_span!(
+                "GET",
+                db.system = "redis",
+                db.connection_string = "redis://:hunter2@cache.internal:6379/0",
+                server.address = "cache.internal",
+                db.statement = "GET session:42",
+            )
+            .in_scope(|| {});
+            info_span!(
+                "find",
+                db.system.name = "mongodb",
+                db.namespace = "shop",
+                server.address = "mongo.internal",
+            )
+            .in_scope(|| {});
+            info_span!("select", db.system = "PostgreSQL", db.name = "orders").in_scope(|| {});
+            info_span!(
+                "select",
+                db.system.name = "microsoft.sql_server",
+                db.namespace = "crm"
+            )
+            .in_scope(|| {});
+        },
+    );
+    let text = c.raw.join("\n");
+    assert!(
+        !text.contains("hunter2") && !text.contains("session:42"),
+        "{text}"
+    );
+    let redis = common::node(&c.docs, "cache.internal");
+    assert!(redis.get("sql").is_none(), "{redis:#}");
+    assert_eq!(redis["namespace"], "remote", "{redis:#}");
+    let meta = &redis["metadata"]["tracing"];
+    assert_eq!(meta["db.system"], "redis", "{redis:#}");
+    assert_eq!(
+        meta["db.connection_string"], "redis://cache.internal:6379/0",
+        "{redis:#}"
+    );
+    let mongo = common::node(&c.docs, "shop@mongo.internal");
+    assert!(mongo.get("sql").is_none(), "{mongo:#}");
+    assert_eq!(mongo["namespace"], "remote", "{mongo:#}");
+    assert_eq!(
+        common::node(&c.docs, "orders")["sql"],
+        json!({"database_type": "PostgreSQL", "url": "orders"})
+    );
+    assert_eq!(
+        common::node(&c.docs, "crm")["sql"],
+        json!({"database_type": "microsoft.sql_server", "url": "crm"})
+    );
 }
 
 /// Found by a review of the hunts' fixes. "A destination that is a URL

@@ -597,7 +597,7 @@ fn a_db_connection_url_does_not_take_the_host_from_the_http_request_url() {
     );
     let search = common::nodes(&c.docs)
         .into_iter()
-        .find(|n| n["sql"]["database_type"] == "elasticsearch")
+        .find(|n| n["metadata"]["tracing"]["db.system"] == "elasticsearch")
         .expect("the search");
     assert_eq!(
         search["http"]["request"]["url"], "http://es.internal:9200/orders/_search",
@@ -617,7 +617,7 @@ fn search_node(emit: impl FnOnce()) -> Value {
     );
     common::nodes(&c.docs)
         .into_iter()
-        .find(|n| n["sql"]["database_type"] == "elasticsearch")
+        .find(|n| n["metadata"]["tracing"]["db.system"] == "elasticsearch")
         .expect("the search")
         .clone()
 }

@@ -74,7 +74,7 @@ fn hostile_fields_give_valid_bounded_documents_and_counts() {
             }
             info_span!(
                 "sql",
-                "db.system" = huge.as_str(),
+                "db.system" = "postgresql",
                 "db.user" = huge.as_str(),
                 "server.address" = huge.as_str(),
                 "db.query.text" = huge.as_str(),

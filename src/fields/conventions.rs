@@ -350,6 +350,70 @@ fn text<'a>(slot: &mut Slot<'a>) -> Option<&'a str> {
     (!s.is_empty()).then_some(s)
 }
 
+/// A slot's text, if not empty, left in the slot (kept as metadata).
+fn peek<'a>(slot: Slot<'a>) -> Option<&'a str> {
+    as_str(slot?.1).filter(|s| !s.is_empty())
+}
+
+/// Whether a `db.system` (or `db.system.name`) names an SQL database: one
+/// whose span gets an `sql` block. OpenTelemetry's names, of both
+/// generations of its conventions (the older `db.system` and the newer
+/// `db.system.name`), any case.
+fn is_sql_system(system: &str) -> bool {
+    const SQL: &[&str] = &[
+        "other_sql",
+        "postgresql",
+        "mysql",
+        "mariadb",
+        "sqlite",
+        "mssql",
+        "mssqlcompact",
+        "microsoft.sql_server",
+        "oracle",
+        "oracle.db",
+        "db2",
+        "ibm.db2",
+        "redshift",
+        "aws.redshift",
+        "cockroachdb",
+        "clickhouse",
+        "spanner",
+        "gcp.spanner",
+        "trino",
+        "hive",
+        "derby",
+        "h2",
+        "h2database",
+        "hsqldb",
+        "hanadb",
+        "sap.hana",
+        "maxdb",
+        "sap.maxdb",
+        "teradata",
+        "vertica",
+        "sybase",
+        "informix",
+        "ibm.informix",
+        "netezza",
+        "ibm.netezza",
+        "ingres",
+        "actian.ingres",
+        "firebird",
+        "firebirdsql",
+        "interbase",
+        "cache",
+        "intersystems.cache",
+        "edb",
+        "progress",
+        "cloudscape",
+        "firstsql",
+        "instantdb",
+        "pervasive",
+        "pointbase",
+    ];
+    SQL.iter().any(|s| s.eq_ignore_ascii_case(system))
+}
+
 /// An HTTP status: an integer, or text starting with one, as the `Display`
 /// of `http::StatusCode` gives it (`503 Service Unavailable`).
 fn status_code(slot: &mut Slot<'_>) -> Option<i64> {
@@ -2951,15 +3015,21 @@ impl<'a> Conventions<'a> {
             entity.aws.retries = Some(n);
         }
 
-        // SQL.
+        // SQL. A database of another kind (Redis, MongoDB, Elasticsearch)
+        // has no `sql` block, as in the OpenTelemetry Collector's X-Ray
+        // exporter: its fields stay metadata, and it is named alike.
         let mut db_label = None;
         if is_db {
-            let system = text(&mut self.db_system);
-            entity.sql.database_type = system.map(cut);
-            entity.sql.user = text(&mut self.db_user).map(cut);
-            let db_name = text(&mut self.db_name);
+            let is_sql = peek(self.db_system).is_some_and(is_sql_system);
+            let take = |slot: &mut Slot<'a>| if is_sql { text(slot) } else { peek(*slot) };
+            let system = take(&mut self.db_system);
+            let db_name = take(&mut self.db_name);
             let host = host_of(self.host);
-            if let Some(conn) = text(&mut self.db_connection) {
+            if is_sql {
+                entity.sql.database_type = system.map(cut);
+                entity.sql.user = text(&mut self.db_user).map(cut);
+            }
+            if let Some(conn) = take(&mut self.db_connection) {
                 // Cut after the passwords are removed: never half a secret.
                 let conn = cut_cow(without_password(conn));
                 if conn.contains("://") {
@@ -2967,11 +3037,13 @@ impl<'a> Conventions<'a> {
                     // as metadata (below, once an HTTP request's URL, a
                     // database spoken to over HTTP, has had them).
                     self.db_url = Some(conn.clone());
-                    entity.sql.url = Some(conn);
-                } else {
+                    if is_sql {
+                        entity.sql.url = Some(conn);
+                    }
+                } else if is_sql {
                     entity.sql.connection_string = Some(conn);
                 }
-            } else if let Some(host) = host {
+            } else if let Some(host) = host.filter(|_| is_sql) {
                 self.host = None;
                 let mut url = String::new();
                 let has_port = push_host(&mut url, host);
@@ -2983,10 +3055,15 @@ impl<'a> Conventions<'a> {
                     url.push_str(db);
                 }
                 entity.sql.url = Some(cut_cow(Cow::Owned(url)));
-            } else if let Some(db) = db_name {
+            } else if let Some(db) = db_name.filter(|_| is_sql) {
                 entity.sql.url = Some(cut(db));
             }
-            if options.collect_sql_queries() {
+            if !is_sql {
+                // A query's text leaves as metadata, and only when asked.
+                if !options.collect_sql_queries() {
+                    self.db_statement = None;
+                }
+            } else if options.collect_sql_queries() {
                 if let Some(q) = text(&mut self.db_statement) {
                     entity.sql.sanitized_query =
                         Some(Cow::Borrowed(truncate_chars(q, MAX_QUERY_CHARS)));
