@@ -21,7 +21,9 @@ use crate::clock::Instant;
 use crate::config::Config;
 use crate::export::{Document, DocumentKind, MAX_DOCUMENT_BYTES};
 use crate::fields::conventions::{self, may_have_meaning};
-use crate::fields::{AWS_SDK_TARGET, Conventions, TRACING_NAMESPACE, TraceBudget, route};
+use crate::fields::{
+    AWS_SDK_TARGET, Conventions, PRESIGNED_FIELD, TRACING_NAMESPACE, TraceBudget, route,
+};
 use crate::forest::Forest;
 use crate::id::{SegmentId, TraceId};
 use crate::limits::{
@@ -432,6 +434,10 @@ impl<'c> Assembler<'c> {
                 mark,
             }
         };
+        // A presign made outside any span of this service: nothing.
+        if is_presign(forest, root) {
+            return;
+        }
         self.reserve_for_top(forest, root, matches!(top, Top::Segment));
         self.exceptions.clear();
         let mut stack = vec![frame(root, is_aws_operation(forest.span(root)), 0)];
@@ -448,6 +454,9 @@ impl<'c> Assembler<'c> {
             };
             if let Some(child) = child {
                 frame_now.next += 1;
+                if is_presign(forest, child) {
+                    continue;
+                }
                 let span = forest.span(child);
                 let in_op = frame_now.in_op || is_aws_operation(span);
                 let mark = self.exceptions.len();
@@ -1393,6 +1402,43 @@ fn children_past_interceptors(forest: Forest<'_>, node: usize) -> Vec<usize> {
 /// operation: it is merged into it.
 fn is_own_call(n: &SpanData, inside_interceptor: bool) -> bool {
     is_aws_operation(n) && (inside_interceptor || !is_interceptor_span(n))
+}
+
+/// Whether span `node` of `forest` is an AWS SDK operation run to presign
+/// a request (S3's `presigned()`): it signs a request that someone else
+/// sends later, and calls nothing. It has no subsegment, and no trace
+/// header was added (as the official SDKs: Node's creates no subsegment
+/// for a presign, Python's traces only the calls it sends). The
+/// interceptor's span says so, the operation's own or the one merged into
+/// it.
+fn is_presign(forest: Forest<'_>, node: usize) -> bool {
+    let presigned = |n: &SpanData| {
+        is_interceptor_span(n)
+            && n.fields
+                .iter()
+                .any(|(k, v)| *k == PRESIGNED_FIELD && matches!(v, FieldValue::Bool(true)))
+    };
+    let span = forest.span(node);
+    if !is_aws_operation(span) {
+        return false;
+    }
+    if is_interceptor_span(span) {
+        return presigned(span);
+    }
+    // The interceptor's span of this operation: the first below it, not
+    // inside another operation.
+    let mut stack: Vec<usize> = forest.children(node).to_vec();
+    while let Some(i) = stack.pop() {
+        let n = forest.span(i);
+        if is_aws_operation(n) {
+            if presigned(n) {
+                return true;
+            }
+        } else {
+            stack.extend_from_slice(forest.children(i));
+        }
+    }
+    false
 }
 
 /// An AWS SDK operation span: `{Service}.{Operation}` with

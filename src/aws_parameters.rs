@@ -260,9 +260,11 @@ pub(crate) const OPERATIONS: &[Operation] = &[
 /// status: Lambda's `Invoke`'s `LogType` (`X-Amz-Log-Type`), `Qualifier`
 /// (the query's) and `StatusCode`, `InvokeAsync`'s `Status`; S3's object
 /// `Key` (the path's), `VersionId` and a listing's `Prefix` (the query's),
-/// `CopySource` (`X-Amz-Copy-Source`). (S3's bucket is the call's
-/// `bucket_name`.)
+/// `CopySource` (`X-Amz-Copy-Source`), and its extended request id
+/// (`x-amz-id-2`, as `id_2`, which the official SDKs record beside the
+/// request id). (S3's bucket is the call's `bucket_name`.)
 pub(crate) const URL_KEYS: &[&str] = &[
+    "id_2",
     "log_type",
     "qualifier",
     "status_code",

@@ -12,7 +12,8 @@
 //! `tracing_xray::aws_sdk`) that is merged into that subsegment (or becomes
 //! it, when the SDK's DEBUG spans are filtered out), carrying:
 //! - `aws.request_id` (`x-amzn-RequestId` / `x-amz-request-id`) of the
-//!   last attempt's response,
+//!   last attempt's response, and S3's extended request id (`x-amz-id-2`)
+//!   as `id_2`,
 //! - the resources the call names, as the official SDKs record them:
 //!   DynamoDB's `aws.table_name` (`aws.table_names` for a batch operation
 //!   over several tables), SQS's `aws.queue_url`, SNS's `aws.topic_arn`,
@@ -42,11 +43,16 @@
 //! - the last attempt's error flags: 4xx → `error`, throttling →
 //!   `throttle`, 5xx or no response → `fault`, and the call's error as an
 //!   exception: a service's as one `remote` exception of its code and
-//!   message (as the official SDKs record it), any other with the SDK
-//!   error's `source()` chain,
+//!   message (as the official SDKs record it: an XML body's text
+//!   unescaped; S3's error in a `200` too; a `HEAD`'s, without a body, of
+//!   its status's reason, `NotFound`), any other with the SDK error's
+//!   `source()` chain,
 //! - the outgoing `X-Amzn-Trace-Id` header, whose `Parent` is that
 //!   subsegment, so that traced services (Lambda, SQS, SNS, ...) join the
 //!   trace.
+//!
+//! A presign (S3's `presigned()`) calls nothing: it has no subsegment, and
+//! the request it makes, sent later by someone else, gets no trace header.
 
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -253,6 +259,9 @@ struct LastAttempt {
     status: Option<u16>,
     /// The response's request id (`x-amzn-RequestId` / `x-amz-request-id`).
     request_id: Option<String>,
+    /// S3's extended request id (`x-amz-id-2`), which AWS support asks for
+    /// with the request id: the official SDKs record it as `aws.id_2`.
+    id_2: Option<String>,
     /// A 429 or a throttling error code.
     throttled: bool,
     /// The error of an error response.
@@ -285,8 +294,10 @@ impl Storable for LastAttempt {
 /// The error of an AWS error response: the code from the `x-amzn-ErrorType`
 /// header (`Code:uri`), else the body's `__type`/`code` (JSON protocols;
 /// DynamoDB writes `com.amazonaws.dynamodb.v20120810#Code`) or `<Code>` (XML
-/// protocols); the message from the body's `message` or `<Message>`.
-fn service_error(header: Option<&str>, body: Option<&[u8]>) -> Option<ServiceError> {
+/// protocols), else, for a response without a body (to a `HEAD`), its
+/// status's reason (`NotFound`, as the S3 SDK names a `HeadObject`'s 404);
+/// the message from the body's `message` or `<Message>`.
+fn service_error(status: u16, header: Option<&str>, body: Option<&[u8]>) -> Option<ServiceError> {
     let clean = |c: &str| {
         let c = c.split(':').next().unwrap_or(c);
         c.rsplit('#').next().unwrap_or(c).trim().to_owned()
@@ -307,15 +318,95 @@ fn service_error(header: Option<&str>, body: Option<&[u8]>) -> Option<ServiceErr
         let tag = |name: &str| {
             let (_, rest) = text.split_once(&format!("<{name}>"))?;
             rest.split_once(&format!("</{name}>"))
-                .map(|(v, _)| v.to_owned())
+                .map(|(v, _)| xml_text(v))
         };
         (tag("Code"), tag("Message"))
     };
-    let code = header.or(code.as_deref()).map(clean)?;
+    let reason = || {
+        let reason = http::StatusCode::from_u16(status)
+            .ok()?
+            .canonical_reason()?;
+        Some(reason.replace([' ', '-'], ""))
+    };
+    let code = match header.or(code.as_deref()).map(clean) {
+        Some(code) => code,
+        None if body.trim_ascii().is_empty() && status >= 300 => reason()?,
+        None => return None,
+    };
     (!code.is_empty()).then_some(ServiceError {
         code,
         message: message.filter(|m| !m.is_empty()),
     })
+}
+
+/// An XML element's text as it reads: its references to the predefined
+/// entities (`&lt;`, `&gt;`, `&amp;`, `&quot;`, `&apos;`) and to characters
+/// (`&#60;`, `&#x3C;`) replaced (XML 1.0 §4.1, §4.6). One that names no
+/// character is kept as written.
+fn xml_text(escaped: &str) -> String {
+    let mut out = String::with_capacity(escaped.len());
+    let mut rest = escaped;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let reference = rest.find(';').map(|end| (&rest[1..end], end));
+        let character = reference.and_then(|(name, _)| match name {
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "amp" => Some('&'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => {
+                let number = name.strip_prefix('#')?;
+                let code = match number.strip_prefix('x') {
+                    Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                    None => number.parse().ok()?,
+                };
+                char::from_u32(code)
+            }
+        });
+        match (character, reference) {
+            (Some(c), Some((_, end))) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            _ => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether a 2xx response's body is an S3 error: S3 may answer
+/// `CopyObject`, `UploadPartCopy` and `CompleteMultipartUpload` with a 200
+/// whose body is an `<Error>` (the SDK fails the call with it). Only the
+/// start is looked at: after the XML declaration, the root element.
+fn is_xml_error(body: &[u8]) -> bool {
+    let mut body = body.trim_ascii_start();
+    if body.starts_with(b"<?xml") {
+        let Some(end) = body.windows(2).position(|w| w == b"?>") else {
+            return false;
+        };
+        body = body[end + 2..].trim_ascii_start();
+    }
+    body.starts_with(b"<Error>")
+}
+
+/// Whether a request is signed in its query (SigV4's `X-Amz-Signature`):
+/// a presigned request, made to be handed on and sent later by someone
+/// else, not by this call.
+fn is_presigned(uri: &str) -> bool {
+    uri.split('#')
+        .next()
+        .and_then(|u| u.split_once('?'))
+        .is_some_and(|(_, query)| {
+            query
+                .split('&')
+                .any(|pair| pair.starts_with("X-Amz-Signature="))
+        })
 }
 
 /// The largest DynamoDB request body read for the tables it names: the read
@@ -729,6 +820,8 @@ impl Intercept for XrayInterceptor {
             "aws.lambda.invocation_type" = Empty,
             "aws.lambda.function_error" = Empty,
             "xray.aws.parameters" = Empty,
+            "xray.aws.presigned" = Empty,
+            "xray.aws.service_error" = Empty,
             "aws.retries" = Empty,
             "http.response.status_code" = Empty,
             "http.response.body.size" = Empty,
@@ -812,6 +905,13 @@ impl Intercept for XrayInterceptor {
         let Some(span) = call_span(cfg) else {
             return Ok(());
         };
+        // A presigned request is not sent by this call: it carries no trace
+        // header (whoever sends it later would name this trace), and the
+        // call is no call (see `read_after_execution`).
+        if is_presigned(context.request().uri()) {
+            span.record(crate::fields::PRESIGNED_FIELD, true);
+            return Ok(());
+        }
         let headers = context.request_mut().headers_mut();
         // The region the request is signed for; a request not signed with
         // SigV4 (unsigned, or SigV4a's region set) has the client's.
@@ -896,8 +996,9 @@ impl Intercept for XrayInterceptor {
             .or_else(|| headers.get("x-amz-request-id"))
             .map(str::to_owned);
         let status = response.status().as_u16();
-        let error = if status >= 300 {
-            service_error(headers.get("x-amzn-errortype"), response.body().bytes())
+        let body = response.body().bytes();
+        let error = if status >= 300 || body.is_some_and(is_xml_error) {
+            service_error(status, headers.get("x-amzn-errortype"), body)
         } else {
             None
         };
@@ -927,6 +1028,10 @@ impl Intercept for XrayInterceptor {
         // (The call's span is traced in a sampled trace when its request's
         // parameters were read: the same answer, without asking again.)
         let wanted = cfg.load::<RequestParameters>().is_some();
+        let id_2 = headers
+            .get("x-amz-id-2")
+            .filter(|v| wanted && !v.is_empty())
+            .map(|v| crate::limits::truncate_bytes(v, 250).to_owned());
         let (parameters, queue_url) = match cfg.load::<Metadata>() {
             Some(md) if status < 300 && wanted => {
                 response_parameters(md, status, response.body().bytes())
@@ -937,6 +1042,7 @@ impl Intercept for XrayInterceptor {
             number,
             status: Some(status),
             request_id,
+            id_2,
             throttled,
             error,
             content_length,
@@ -995,17 +1101,23 @@ impl Intercept for XrayInterceptor {
             span.record("xray.throttle", last.throttled);
         }
         // The request's parameters, and those of the last response when the
-        // call succeeded (a 2xx the SDK could not read is a failure).
-        if let (Some(last), Some(Ok(_))) = (last, context.output_or_error()) {
-            if let Some(url) = &last.queue_url {
+        // call succeeded (a 2xx the SDK could not read is a failure); S3's
+        // extended request id whatever the outcome.
+        if let Some(last) = last {
+            let succeeded = matches!(context.output_or_error(), Some(Ok(_)));
+            if let Some(url) = last.queue_url.as_ref().filter(|_| succeeded) {
                 span.record("aws.sqs.queue_url", url.as_str());
             }
-            if !last.parameters.is_empty() {
+            let response = if succeeded { &last.parameters[..] } else { &[] };
+            if !response.is_empty() || last.id_2.is_some() {
                 let mut parameters = cfg
                     .load::<RequestParameters>()
                     .map(|r| r.0.clone())
                     .unwrap_or_default();
-                parameters.extend(last.parameters.iter().cloned());
+                parameters.extend(response.iter().cloned());
+                if let Some(id_2) = &last.id_2 {
+                    parameters.push(("id_2", id_2.as_str().into()));
+                }
                 record_parameters(span, &parameters);
             }
         }
@@ -1017,6 +1129,7 @@ impl Intercept for XrayInterceptor {
                 .filter(|_| err.is_operation_error())
             {
                 Some(e) => {
+                    span.record(crate::fields::SERVICE_ERROR_FIELD, true);
                     span.record("error.type", e.code.as_str());
                     if let Some(message) = &e.message {
                         span.record("otel.status_message", message.as_str());
@@ -1268,9 +1381,9 @@ mod tests {
 
     #[test]
     fn service_error_from_header_or_body() {
-        let code = |h, b| service_error(h, b).map(|e| e.code);
+        let code = |h, b| service_error(400, h, b).map(|e| e.code);
         let dynamo = br#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"m"}"#;
-        let e = service_error(None, Some(dynamo)).unwrap();
+        let e = service_error(400, None, Some(dynamo)).unwrap();
         assert_eq!(e.code, "ProvisionedThroughputExceededException");
         assert_eq!(e.message.as_deref(), Some("m"));
         assert_eq!(
@@ -1279,10 +1392,45 @@ mod tests {
         );
         let xml = b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
                     <Message>Rate exceeded</Message></Error></ErrorResponse>";
-        let e = service_error(None, Some(xml)).unwrap();
+        let e = service_error(400, None, Some(xml)).unwrap();
         assert_eq!(e.code, "Throttling");
         assert_eq!(e.message.as_deref(), Some("Rate exceeded"));
         assert_eq!(code(None, Some(b"not json")), None);
-        assert_eq!(code(None, None), None);
+        // No body (a response to `HEAD`): the status's reason.
+        assert_eq!(code(None, None).as_deref(), Some("BadRequest"));
+        assert_eq!(
+            service_error(404, None, Some(b""))
+                .map(|e| e.code)
+                .as_deref(),
+            Some("NotFound")
+        );
+        assert_eq!(service_error(200, None, None).map(|e| e.code), None);
+    }
+
+    #[test]
+    fn xml_text_replaces_references() {
+        assert_eq!(
+            xml_text("a &lt;b&gt; &amp; &quot;c&quot; &apos;d&apos; &#60;&#x3E;&#x1F600;"),
+            "a <b> & \"c\" 'd' <>\u{1F600}"
+        );
+        // Not a reference: kept as written.
+        assert_eq!(xml_text("AT&T &nope; &#xZZ; &"), "AT&T &nope; &#xZZ; &");
+    }
+
+    #[test]
+    fn an_error_body_and_a_presigned_request_are_recognized() {
+        assert!(is_xml_error(
+            b"<?xml version=\"1.0\"?>\n<Error><Code>X</Code></Error>"
+        ));
+        assert!(is_xml_error(b"  <Error></Error>"));
+        assert!(!is_xml_error(b"<?xml version=\"1.0\"?><CopyObjectResult/>"));
+        assert!(!is_xml_error(b"<?xml version=\"1.0\""));
+        assert!(is_presigned(
+            "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=ab"
+        ));
+        assert!(!is_presigned("https://b.s3.amazonaws.com/k?x-id=GetObject"));
+        assert!(!is_presigned(
+            "https://b.s3.amazonaws.com/X-Amz-Signature=ab"
+        ));
     }
 }

@@ -297,6 +297,9 @@ pub(crate) struct Conventions<'a> {
     /// `xray.aws.parameters`: a JSON object of the call's parameters the
     /// official SDKs record (see [`crate::aws_parameters`]).
     aws_parameters: Slot<'a>,
+    /// Set by the AWS SDK interceptor when the call's error is the
+    /// service's answer: S3 may send one with a `200`.
+    aws_service_error: Slot<'a>,
     /// Some slot was filled: without one, [`Conventions::apply`] has almost
     /// nothing to do.
     any: bool,
@@ -2763,6 +2766,7 @@ impl<'a> Conventions<'a> {
             "aws.lambda.function_error" => &mut self.function_error,
             "aws.retries" => &mut self.retries,
             crate::aws_parameters::PARAMETERS_FIELD => &mut self.aws_parameters,
+            crate::fields::SERVICE_ERROR_FIELD => &mut self.aws_service_error,
             _ => return None,
         };
         debug_assert!(
@@ -3337,9 +3341,12 @@ impl<'a> Conventions<'a> {
             applied.error_message_recorded = None;
         }
         // Caused by the service called: a failure it answered with (a
-        // status of 400 or more, or the gRPC code standing for one), not
-        // one after a success (a response that could not be read).
-        applied.remote = (is_remote || is_aws) && status.is_some_and(|s| s >= 400);
+        // status of 400 or more, or the gRPC code standing for one, or an
+        // AWS service's error in a 200, as S3 may send), not one after a
+        // success (a response that could not be read).
+        let service_error = flag(&mut self.aws_service_error);
+        applied.remote =
+            (is_remote || is_aws) && status.is_some_and(|s| s >= 400) || is_aws && service_error;
 
         // Whatever was not used stays visible as metadata (see
         // `leftover_value`): a connection string on a span without
@@ -3527,6 +3534,7 @@ impl<'a> Conventions<'a> {
             &self.function_error,
             &self.retries,
             &self.aws_parameters,
+            &self.aws_service_error,
         ];
         for &(key, value) in slots.into_iter().flatten() {
             f(key, value);

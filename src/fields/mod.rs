@@ -175,6 +175,16 @@ impl crate::Builder {
 /// `aws-sdk`); they are merged into the call's `aws` subsegment.
 pub(crate) const AWS_SDK_TARGET: &str = "tracing_xray::aws_sdk";
 
+/// The field the interceptor's span sets on a presign (an operation run
+/// to sign a request that someone else sends later): no call, so no
+/// subsegment (see `assemble::is_presign`).
+pub(crate) const PRESIGNED_FIELD: &str = "xray.aws.presigned";
+
+/// The field the interceptor's span sets when the call's error is the
+/// service's answer (its exception is `remote`, whatever the status: S3
+/// may send one with a `200`).
+pub(crate) const SERVICE_ERROR_FIELD: &str = "xray.aws.service_error";
+
 /// The metadata namespace for fields without a convention.
 pub(crate) const TRACING_NAMESPACE: &str = "tracing";
 
