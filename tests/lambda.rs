@@ -234,6 +234,86 @@ fn server_layer_request_lands_under_the_invocation() {
     }
 }
 
+/// Found by a hunt of the Lambda support: the request is served inside a
+/// span of another layer, itself inside the invocation span
+/// (`lambda_runtime`'s own `OpenTelemetryLayer` opens `Lambda function
+/// invocation` there; so does tower-http's `TraceLayer` put outside
+/// `XrayServerLayer`). Before the fix, the layer recognized the invocation
+/// only when its span was the current one: the request span was opened as
+/// a root, which in `run_concurrent` mode (no `_X_AMZN_TRACE_ID`) is not
+/// traced, and the request's subsegment with its handler's was lost,
+/// though the invocation was sampled. Now it is a child of the span it was
+/// served in, in the invocation's trace.
+#[cfg(feature = "tower")]
+#[test]
+fn server_layer_request_under_another_span_of_the_invocation_is_sent() {
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::task::{Context, Poll};
+
+    use tower_layer::Layer;
+    use tower_service::Service;
+    use tracing_xray::tower::XrayServerLayer;
+
+    struct Ok200;
+    impl Service<http::Request<()>> for Ok200 {
+        type Response = http::Response<()>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<http::Response<()>, Infallible>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            info_span!("handler").in_scope(|| std::future::ready(Ok(http::Response::new(()))))
+        }
+    }
+
+    assert!(std::env::var_os("_X_AMZN_TRACE_ID").is_none());
+    let root = "1-6566f1a0-aaaaaaaaaaaaaaaaaaaaaaaa";
+    let (layer, xray, exporter) = lambda_layer();
+    let header = format!("Root={root};Parent=1111111111111111;Sampled=1");
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let invoke = info_span!("Lambda runtime invoke", requestId = "r", xrayTraceId = %header);
+        invoke.in_scope(|| {
+            let function = info_span!(
+                "Lambda function invocation",
+                otel.name = "orders-fn",
+                faas.trigger = "http",
+            );
+            function.in_scope(|| {
+                let mut service = XrayServerLayer::new().layer(Ok200);
+                let request = http::Request::get("https://api.example.com/orders")
+                    .body(())
+                    .unwrap();
+                let mut future = std::pin::pin!(service.call(request));
+                match future
+                    .as_mut()
+                    .poll(&mut Context::from_waker(std::task::Waker::noop()))
+                {
+                    Poll::Ready(r) => drop(r.unwrap()),
+                    Poll::Pending => unreachable!(),
+                }
+            });
+        });
+    });
+    xray.flush(Duration::from_secs(5)).unwrap();
+    let docs = exporter.json_documents();
+    let schema = common::schema();
+    for doc in &docs {
+        common::assert_schema_valid(&schema, doc);
+        assert_eq!(doc["trace_id"], root, "{docs:#?}");
+    }
+    assert_eq!(docs.len(), 1, "{docs:#?}");
+    let function = &docs[0];
+    assert_eq!(function["name"], "orders-fn", "{function:#}");
+    let request = &function["subsegments"][0];
+    assert_eq!(
+        request["http"]["request"]["url"], "https://api.example.com/orders",
+        "the request, inside the span it was served in: {function:#}"
+    );
+    assert_eq!(request["subsegments"][0]["name"], "handler", "{function:#}");
+}
+
 /// `InMemoryExporter::traces` gives an invocation's spans as trees: there is
 /// no segment to put them under (it is Lambda's), and a subtree split off
 /// one of them (over the streaming threshold) is put back under it.

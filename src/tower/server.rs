@@ -25,9 +25,11 @@ use crate::span_ext::XraySpanExt;
 /// span of an X-Ray segment (named after the layer's service name).
 ///
 /// In AWS Lambda (`lambda_http`), a request served inside `lambda_runtime`'s
-/// `Lambda runtime invoke` span is a child of it instead: a subsegment of the
-/// invocation's function segment, in the invocation's trace (the request's
-/// own header is not read; Lambda's decides), also in `run_concurrent` mode.
+/// `Lambda runtime invoke` span (directly, or inside another span in it,
+/// such as `lambda_runtime`'s own OpenTelemetry layer's) is a child of the
+/// span it is served in instead: a subsegment in the invocation's trace,
+/// below its function segment (the request's own header is not read;
+/// Lambda's decides), also in `run_concurrent` mode.
 ///
 /// - The incoming `X-Amzn-Trace-Id` continues the caller's trace (its
 ///   `Root`, `Parent` and `Sampled`); a missing or malformed header starts a
@@ -244,17 +246,46 @@ where
 
 /// The root span of a request, and whether the caller asked for the
 /// sampling decision (`Sampled=?`).
+/// Whether `current` is `lambda_runtime`'s invocation span, or a span
+/// inside it (another layer's between it and the request: `lambda_runtime`'s
+/// own `OpenTelemetryLayer` span, tower-http's `TraceLayer` put outside this
+/// one), walking up through the `Registry`. (Under another subscriber, only
+/// the invocation span itself is recognized.)
+fn in_lambda_invocation(current: &Span) -> bool {
+    use tracing_subscriber::registry::{LookupSpan, SpanData};
+    let is_invocation = |m: &tracing::Metadata<'_>| m.name() == LAMBDA_INVOKE_SPAN;
+    if current.metadata().is_some_and(is_invocation) {
+        return true;
+    }
+    let Some(mut id) = current.id() else {
+        return false;
+    };
+    tracing::dispatcher::get_default(|dispatch| {
+        let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
+            return false;
+        };
+        while let Some(span) = registry.span_data(&id) {
+            if is_invocation(span.metadata()) {
+                return true;
+            }
+            match span.parent() {
+                Some(parent) => id = parent.clone(),
+                None => return false,
+            }
+        }
+        false
+    })
+}
+
 fn request_span<B>(request: &Request<B>) -> (Span, bool) {
     let headers = request.headers();
     let uri = request.uri();
     let incoming = headers.get(header_name()).map(header_text);
     // In AWS Lambda (`lambda_http`), the request is served inside the
-    // invocation's span: a child of its facade, in the invocation's trace.
+    // invocation's span: a child of the span it is served in, in the
+    // invocation's trace.
     let current = Span::current();
-    let invocation = current
-        .metadata()
-        .is_some_and(|m| m.name() == LAMBDA_INVOKE_SPAN);
-    let (parent, incoming) = if invocation {
+    let (parent, incoming) = if in_lambda_invocation(&current) {
         (current.id(), None)
     } else {
         (None, incoming)
