@@ -434,13 +434,14 @@ impl<'c> Assembler<'c> {
                 mark,
             }
         };
+        let root_is_op = is_aws_operation(forest.span(root));
         // A presign made outside any span of this service: nothing.
-        if is_presign(forest, root) {
+        if root_is_op && is_presign(forest, root) {
             return;
         }
         self.reserve_for_top(forest, root, matches!(top, Top::Segment));
         self.exceptions.clear();
-        let mut stack = vec![frame(root, is_aws_operation(forest.span(root)), 0)];
+        let mut stack = vec![frame(root, root_is_op, 0)];
         self.enter_carried(forest.span(root).id);
         while let Some(frame_now) = stack.last_mut() {
             // Inside an operation, the SDK's internal spans are folded into
@@ -454,11 +455,12 @@ impl<'c> Assembler<'c> {
             };
             if let Some(child) = child {
                 frame_now.next += 1;
-                if is_presign(forest, child) {
+                let span = forest.span(child);
+                let is_op = is_aws_operation(span);
+                if is_op && is_presign(forest, child) {
                     continue;
                 }
-                let span = forest.span(child);
-                let in_op = frame_now.in_op || is_aws_operation(span);
+                let in_op = frame_now.in_op || is_op;
                 let mark = self.exceptions.len();
                 stack.push(frame(child, in_op, mark));
                 self.enter_carried(span.id);
@@ -1404,13 +1406,13 @@ fn is_own_call(n: &SpanData, inside_interceptor: bool) -> bool {
     is_aws_operation(n) && (inside_interceptor || !is_interceptor_span(n))
 }
 
-/// Whether span `node` of `forest` is an AWS SDK operation run to presign
-/// a request (S3's `presigned()`): it signs a request that someone else
-/// sends later, and calls nothing. It has no subsegment, and no trace
-/// header was added (as the official SDKs: Node's creates no subsegment
-/// for a presign, Python's traces only the calls it sends). The
-/// interceptor's span says so, the operation's own or the one merged into
-/// it.
+/// Whether span `node` of `forest`, an AWS SDK operation (see
+/// [`is_aws_operation`]), was run to presign a request (S3's
+/// `presigned()`): it signs a request that someone else sends later, and
+/// calls nothing. It has no subsegment, and no trace header was added (as
+/// the official SDKs: Node's creates no subsegment for a presign, Python's
+/// traces only the calls it sends). The interceptor's span says so, the
+/// operation's own or the one merged into it.
 fn is_presign(forest: Forest<'_>, node: usize) -> bool {
     let presigned = |n: &SpanData| {
         is_interceptor_span(n)
@@ -1419,9 +1421,6 @@ fn is_presign(forest: Forest<'_>, node: usize) -> bool {
                 .any(|(k, v)| *k == PRESIGNED_FIELD && matches!(v, FieldValue::Bool(true)))
     };
     let span = forest.span(node);
-    if !is_aws_operation(span) {
-        return false;
-    }
     if is_interceptor_span(span) {
         return presigned(span);
     }

@@ -1626,9 +1626,9 @@ impl XrayLayer {
                 // segment sent with its response (made before it was
                 // sent; one made after has a buffer of its own, as in
                 // Lambda), the AWS SDK work of calls still in flight held
-                // back apart (see `span_data::HeldBack`). Not at every span's end: a
-                // part per span. Otherwise a long-lived root streams what
-                // it holds instead of growing.
+                // back apart (see `span_data::HeldBack`). Not at every
+                // span's end: a part per span. Otherwise a long-lived root
+                // streams what it holds instead of growing.
                 trace.stream(
                     inner.spare_buffer(),
                     |spans, held| hold_back_sdk_work(spans, held, inner),
