@@ -3094,6 +3094,11 @@ impl<'a> Conventions<'a> {
             || self.content_length.is_some()
             || self.user_agent.is_some()
             || self.client_ip.is_some();
+        // Not traced downstream (a client's call whose connection was
+        // refused): no flag, X-Ray's default.
+        if !is_segment && matches!(self.traced, Some((_, FieldValue::Bool(false)))) {
+            self.traced = None;
+        }
         // A call to an instrumented service that has no HTTP field (a gRPC
         // call named by its host): the flag alone.
         if !is_http && !is_segment && matches!(self.traced, Some((_, FieldValue::Bool(true)))) {

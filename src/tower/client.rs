@@ -91,7 +91,10 @@ impl XrayClientLayer {
     /// (`http.request.traced: true`), and X-Ray waits for the callee's
     /// segment, naming this subsegment as its parent, before it treats the
     /// trace as complete. Off by default: for a third-party API that
-    /// segment never comes, and the trace would look broken.
+    /// segment never comes, and the trace would look broken. A call whose
+    /// connection was refused (a `ConnectionRefused` in its error's
+    /// `source()` chain) never reached the callee: it is not marked, as in
+    /// the Node SDK.
     ///
     /// ```
     /// use tracing_xray::tower::XrayClientLayer;
@@ -281,10 +284,11 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
             this.inner.set(None);
-            // Not while a panic unwinds, nor after one: the panic's own
-            // mark stays.
+            // Not after a panic of its own poll (caught outside): the
+            // panic's own mark stays. A panic elsewhere that drops it (a
+            // sibling future of the same task) cancels it.
             if let Some(span) = this.span.take() {
-                if !std::thread::panicking() && !*this.in_poll {
+                if !*this.in_poll {
                     span.record("otel.status_code", "ERROR");
                     span.record(
                         "otel.status_message",
@@ -336,6 +340,11 @@ where
                     // (their text without a URL's user info and query).
                     Some(error) => {
                         span.record("error", error);
+                        // The request never reached the callee: X-Ray is
+                        // not to wait for its segment (as the Node SDK).
+                        if refused(error) {
+                            span.record("xray.traced", false);
+                        }
                     }
                     // A fault, with the error's text as its exception (a
                     // URL it quotes leaves without user info and query, as
@@ -355,6 +364,15 @@ where
         }
         Poll::Ready(result)
     }
+}
+
+/// Whether `error`, or an error of its `source()` chain, is a refused
+/// connection.
+fn refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source()).any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    })
 }
 
 /// A client's error as a `std::error::Error`, whose `source()` chain can be

@@ -178,11 +178,16 @@ fn record_grpc_status(span: &tracing::Span, headers: &HeaderMap) {
 static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
-/// A response's `Content-Length`, when it has one (and one only).
+/// A response's `Content-Length`, when it has one (one value, or the same
+/// value repeated).
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut values = headers.get_all(CONTENT_LENGTH).iter();
-    let length = values.next()?.to_str().ok()?.trim().parse().ok()?;
-    values.next().is_none().then_some(length)
+    let mut lengths = headers
+        .get_all(CONTENT_LENGTH)
+        .iter()
+        .map(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    let length = lengths.next()??;
+    // Repeated, the same number each time: that length (RFC 9110 §8.6).
+    lengths.all(|l| l == Some(length)).then_some(length)
 }
 
 fn user_agent(headers: &HeaderMap) -> Option<&str> {
