@@ -412,6 +412,9 @@ impl<'c> Assembler<'c> {
             /// Where its descendants' exceptions start (see
             /// [`Assembler::exceptions`]).
             mark: usize,
+            /// A presign (see [`is_presign`]): no subsegment of its own, the
+            /// calls made inside it go to its parent.
+            presign: bool,
         }
         let keep_internals = self.cfg.fields.aws_sdk_internal_spans;
         let frame = |node: usize, in_op: bool, mark: usize| {
@@ -432,11 +435,16 @@ impl<'c> Assembler<'c> {
                 in_op,
                 visit,
                 mark,
+                presign: false,
             }
         };
         let root_is_op = is_aws_operation(forest.span(root));
-        // A presign made outside any span of this service: nothing.
+        // A presign made outside any span of this service: only the calls
+        // made inside it (a credentials provider's), each on its own.
         if root_is_op && is_presign(forest, root) {
+            for call in nested_calls(forest, root) {
+                self.pack(forest, call, top);
+            }
             return;
         }
         self.reserve_for_top(forest, root, matches!(top, Top::Segment));
@@ -457,16 +465,34 @@ impl<'c> Assembler<'c> {
                 frame_now.next += 1;
                 let span = forest.span(child);
                 let is_op = is_aws_operation(span);
+                let mark = self.exceptions.len();
                 if is_op && is_presign(forest, child) {
+                    // Only the calls made inside it are visited.
+                    let visit = nested_calls(forest, child);
+                    stack.push(Frame {
+                        node: child,
+                        next: 0,
+                        packed: Vec::with_capacity(visit.len()),
+                        in_op: true,
+                        visit,
+                        mark,
+                        presign: true,
+                    });
                     continue;
                 }
                 let in_op = frame_now.in_op || is_op;
-                let mark = self.exceptions.len();
                 stack.push(frame(child, in_op, mark));
                 self.enter_carried(span.id);
                 continue;
             }
             let Some(frame) = stack.pop() else { break };
+            if frame.presign {
+                // Never the top (see above): it has a parent.
+                if let Some(parent) = stack.last_mut() {
+                    parent.packed.extend(frame.packed);
+                }
+                continue;
+            }
             self.exceptions_mark = frame.mark;
             let is_top = stack.is_empty();
             if is_top {

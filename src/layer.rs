@@ -235,6 +235,12 @@ impl fmt::Debug for XrayLayer {
 }
 
 impl XrayLayer {
+    /// Whether the layer is on and in AWS Lambda mode.
+    #[cfg(feature = "tower")]
+    pub(crate) fn in_lambda_mode(&self) -> bool {
+        self.inner.as_ref().is_some_and(|inner| inner.lambda)
+    }
+
     /// A cloneable handle to flush, shut down, and read the counters.
     ///
     /// Take it before the layer moves into the subscriber.
@@ -1626,9 +1632,9 @@ impl XrayLayer {
                 // segment sent with its response (made before it was
                 // sent; one made after has a buffer of its own, as in
                 // Lambda), the AWS SDK work of calls still in flight held
-                // back apart (see `span_data::HeldBack`). Not at every
-                // span's end: a part per span. Otherwise a long-lived root
-                // streams what it holds instead of growing.
+                // back apart (see `span_data::HeldBack`). (Streaming at
+                // every span's end would send a part per span.) Otherwise a
+                // long-lived root streams what it holds instead of growing.
                 trace.stream(
                     inner.spare_buffer(),
                     |spans, held| hold_back_sdk_work(spans, held, inner),

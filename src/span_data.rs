@@ -670,19 +670,19 @@ impl TraceBuf {
         }
     }
 
-    /// Takes every finished span, those held back too, for a part of the
-    /// trace sent while its root is open (its span ended, but not a span
-    /// of the trace in a buffer of its own: a Lambda invocation's
-    /// top-level span, a request's span opened after its segment left).
-    /// Nothing of the trace is open any more: nothing waits.
+    /// Takes every finished span, those held back too, as a part of the
+    /// trace: what is left of a trace whose segment was sent with its
+    /// response, when that request's span closes. Every span of the buffer
+    /// has ended then: nothing waits any more.
     pub(crate) fn take_part(&self, replacement: SpanList) -> SpanList {
         let mut finished = self.finished();
         self.take_from(&mut finished, replacement, true, true)
     }
 
     /// Marks the trace sealed (its root's segment leaves now, its span still
-    /// open), takes every finished span but those `hold` picks out (they
-    /// stay, in order) and hands them to `send` with the segment, all under
+    /// open), takes every finished span but those `hold` picks out (held
+    /// back, as in [`TraceBuf::stream`]) and hands them to `send` with the
+    /// segment, all under
     /// the buffer's lock: a span ending meanwhile on another thread is
     /// either taken or finds the mark and streams, and then its part is
     /// queued after the segment's (the worker gives a trace's user, and the
@@ -713,9 +713,10 @@ impl TraceBuf {
 
     /// The spans of `finished` (this buffer's, locked), with the trace's
     /// marks and its [`Parted`] (made for a `part` sent while the root is
-    /// open). In front, in the order they ended, the subtrees held back
-    /// that waited for one of them, or all of those (`all_held`): each
-    /// before the span it belongs under, as the worker reads a list.
+    /// open). In front, the subtrees held back that waited for one of them,
+    /// or all of those (`all_held`), each in the order its spans ended and
+    /// before the span it belongs under, as the worker reads a list (the
+    /// subtrees, each under a span of its own, in any order).
     fn take_from(
         &self,
         finished: &mut Finished,

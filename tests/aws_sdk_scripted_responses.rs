@@ -242,12 +242,24 @@ fn s3_extended_request_id_is_recorded_as_id_2() {
 /// An S3 client (path style) reaching the scripted connector, with the
 /// interceptor and no retries.
 fn s3_client(connector: &Connector) -> aws_sdk_s3::Client {
+    s3_client_with(connector, static_credentials())
+}
+
+fn static_credentials() -> Credentials {
+    Credentials::new("AKIDTEST", "secret", None, None, "test")
+}
+
+/// [`s3_client`] with `credentials` as its provider.
+fn s3_client_with(
+    connector: &Connector,
+    credentials: impl aws_sdk_s3::config::ProvideCredentials + 'static,
+) -> aws_sdk_s3::Client {
     let connector = connector.clone();
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+            .credentials_provider(credentials)
             .endpoint_url("http://127.0.0.1:9")
             .force_path_style(true)
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
@@ -533,4 +545,140 @@ fn an_xml_error_message_is_unescaped() {
     assert_eq!(ex[0]["type"], "InvalidArgument", "{call:#}");
     assert_eq!(ex[0]["remote"], true, "{call:#}");
     assert_eq!(ex[0]["message"], TEXT, "exception message");
+}
+
+/// A credentials provider that, as `aws-config`'s `AssumeRoleProvider` or
+/// `WebIdentityTokenCredentialsProvider` does with STS, makes an AWS call
+/// of its own (here an S3 `HeadBucket` through a traced client) to get the
+/// credentials.
+#[derive(Debug)]
+struct FetchingCredentials {
+    client: aws_sdk_s3::Client,
+}
+
+impl aws_sdk_s3::config::ProvideCredentials for FetchingCredentials {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            self.client
+                .head_bucket()
+                .bucket("credentials-bucket")
+                .send()
+                .await
+                .expect("the credentials call");
+            Ok(static_credentials())
+        })
+    }
+}
+
+/// Found by a review of the presign fix: a presign whose credentials are
+/// fetched by a real AWS call made inside it (the SDK resolves them in
+/// `try_attempt`, below the presign's operation span). Before the fix,
+/// with the SDK's DEBUG spans on, that call, which really went out with a
+/// trace header naming its subsegment, was dropped with the presign's
+/// subtree. Now the presign has no subsegment, and the calls made inside
+/// it go to its parent (README: "a call made inside another … a
+/// subsegment of its own"), at any filter level.
+#[test]
+fn a_call_made_inside_a_presign_is_not_lost_with_it() {
+    for filter in [LevelFilter::INFO, LevelFilter::DEBUG] {
+        let connector = Connector::new(|_| {
+            (
+                200,
+                vec![("x-amz-request-id", "REQ-CREDS".to_owned())],
+                String::new(),
+            )
+        });
+        let c = connector.clone();
+        let docs = run(filter, always(), || async move {
+            let credentials = FetchingCredentials {
+                client: s3_client(&c),
+            };
+            s3_client_with(&c, credentials)
+                .get_object()
+                .bucket("photos")
+                .key("cat.jpg")
+                .presigned(
+                    aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(3600))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+        });
+        let seen = connector.seen();
+        assert_eq!(seen.len(), 1, "{filter}: the credentials call went out");
+        let calls = aws_nodes(&docs);
+        let operations: Vec<&Value> = calls.iter().map(|c| &c["aws"]["operation"]).collect();
+        assert_eq!(
+            operations,
+            [&Value::from("HeadBucket")],
+            "{filter}: {docs:#?}"
+        );
+        // Below the handler's segment, named by its trace header.
+        assert_eq!(docs.len(), 1, "{filter}: {docs:#?}");
+        assert_eq!(docs[0]["subsegments"][0]["aws"]["operation"], "HeadBucket");
+        let header = seen[0].header("x-amzn-trace-id");
+        let id = calls[0]["id"].as_str().unwrap();
+        assert!(
+            header.len() == 1 && header[0].contains(&format!("Parent={id}")),
+            "{filter}: {header:?} names the call's subsegment {id}"
+        );
+    }
+}
+
+/// Found by a review of the fix for S3's errors in a 200: a Lambda
+/// `Invoke` that succeeds with a payload that happens to be an XML error
+/// document (a function relaying S3's `<Error><Code>SlowDown</Code>…`).
+/// Before the fix every 200 body starting with `<Error>` was read as the
+/// service's error, of any service: the call was sent `throttle: true`,
+/// though it succeeded. Now only the S3 operations that may fail in a 200
+/// (`CopyObject`, `UploadPartCopy`, `CompleteMultipartUpload`) are read so.
+#[test]
+fn a_lambda_payload_that_looks_like_an_s3_error_does_not_flag_the_call() {
+    const PAYLOAD: &str =
+        "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+    let connector = Connector::new(|_| {
+        (
+            200,
+            vec![("x-amzn-requestid", "REQ-L".to_owned())],
+            PAYLOAD.to_owned(),
+        )
+    });
+    let c = connector.clone();
+    let docs = run(LevelFilter::INFO, always(), || async move {
+        let lambda = aws_sdk_lambda::Client::from_conf(
+            aws_sdk_lambda::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(static_credentials())
+                .endpoint_url("http://127.0.0.1:9")
+                .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled())
+                .http_client(http_client_fn(move |_, _| {
+                    SharedHttpConnector::new(c.clone())
+                }))
+                .interceptor(tracing_xray::aws_sdk::XrayInterceptor::new())
+                .build(),
+        );
+        let out = lambda
+            .invoke()
+            .function_name("relay")
+            .send()
+            .await
+            .expect("the invocation succeeds");
+        assert_eq!(out.payload().unwrap().as_ref(), PAYLOAD.as_bytes());
+    });
+    let calls = aws_nodes(&docs);
+    assert_eq!(calls.len(), 1, "{docs:#?}");
+    let call = &calls[0];
+    assert_eq!(call["aws"]["operation"], "Invoke", "{call:#}");
+    for flag in ["throttle", "error", "fault", "cause"] {
+        assert!(
+            call.get(flag).is_none(),
+            "a successful Invoke with {flag}: {call:#}"
+        );
+    }
 }

@@ -2714,6 +2714,10 @@ fn only_an_sql_database_gets_an_sql_block() {
             )
             .in_scope(|| {});
             info_span!("select", db.system = "PostgreSQL", db.name = "orders").in_scope(|| {});
+            // `cache`'s successor among `db.system`'s values (found by a
+            // review: it was missing from the list).
+            info_span!("select", db.system = "intersystems_cache", db.name = "iris")
+                .in_scope(|| {});
             info_span!(
                 "select",
                 db.system.name = "microsoft.sql_server",
@@ -2742,6 +2746,10 @@ fn only_an_sql_database_gets_an_sql_block() {
     assert_eq!(
         common::node(&c.docs, "orders")["sql"],
         json!({"database_type": "PostgreSQL", "url": "orders"})
+    );
+    assert_eq!(
+        common::node(&c.docs, "iris")["sql"],
+        json!({"database_type": "intersystems_cache", "url": "iris"})
     );
     assert_eq!(
         common::node(&c.docs, "crm")["sql"],

@@ -314,6 +314,77 @@ fn server_layer_request_under_another_span_of_the_invocation_is_sent() {
     assert_eq!(request["subsegments"][0]["name"], "handler", "{function:#}");
 }
 
+/// Outside Lambda mode, a span named as `lambda_runtime`'s invocation span
+/// does not draw a request served below it into its trace (found by a
+/// review of the change above, which walked up to one in any mode): the
+/// request is a root, continuing its caller's header.
+#[cfg(feature = "tower")]
+#[test]
+fn outside_lambda_a_request_below_an_invocation_named_span_is_a_root() {
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::task::{Context, Poll};
+
+    use tower_layer::Layer;
+    use tower_service::Service;
+    use tracing_xray::tower::XrayServerLayer;
+
+    struct Ok200;
+    impl Service<http::Request<()>> for Ok200 {
+        type Response = http::Response<()>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<http::Response<()>, Infallible>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            std::future::ready(Ok(http::Response::new(())))
+        }
+    }
+
+    let caller = "1-6566f1c1-cccccccccccccccccccccccc";
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("web")
+        .with_lambda(false)
+        .with_detectors(Detectors::none())
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let invoke = info_span!("Lambda runtime invoke", requestId = "r");
+        invoke.in_scope(|| {
+            info_span!("inner").in_scope(|| {
+                let mut service = XrayServerLayer::new().layer(Ok200);
+                let request = http::Request::get("http://127.0.0.1:9000/callback")
+                    .header(
+                        "x-amzn-trace-id",
+                        format!("Root={caller};Parent=2222222222222222;Sampled=1"),
+                    )
+                    .body(())
+                    .unwrap();
+                let mut future = std::pin::pin!(service.call(request));
+                match future
+                    .as_mut()
+                    .poll(&mut Context::from_waker(std::task::Waker::noop()))
+                {
+                    Poll::Ready(r) => drop(r.unwrap()),
+                    Poll::Pending => unreachable!(),
+                }
+            });
+        });
+    });
+    xray.flush(Duration::from_secs(5)).unwrap();
+    let docs = exporter.json_documents();
+    let request = docs
+        .iter()
+        .find(|d| d["http"]["request"]["url"] == "http://127.0.0.1:9000/callback")
+        .unwrap_or_else(|| panic!("{docs:#?}"));
+    assert_eq!(request["trace_id"], caller, "{request:#}");
+    assert_eq!(request["parent_id"], "2222222222222222", "{request:#}");
+    assert!(request.get("type").is_none(), "a segment: {request:#}");
+}
+
 /// `InMemoryExporter::traces` gives an invocation's spans as trees: there is
 /// no segment to put them under (it is Lambda's), and a subtree split off
 /// one of them (over the streaming threshold) is put back under it.

@@ -294,8 +294,9 @@ impl Storable for LastAttempt {
 /// The error of an AWS error response: the code from the `x-amzn-ErrorType`
 /// header (`Code:uri`), else the body's `__type`/`code` (JSON protocols;
 /// DynamoDB writes `com.amazonaws.dynamodb.v20120810#Code`) or `<Code>` (XML
-/// protocols), else, for a response without a body (to a `HEAD`), its
-/// status's reason (`NotFound`, as the S3 SDK names a `HeadObject`'s 404);
+/// protocols), else, for a failure without a body (a response to a
+/// `HEAD`), its status's reason (`NotFound`, as the S3 SDK names a
+/// `HeadObject`'s 404);
 /// the message from the body's `message` or `<Message>`.
 fn service_error(status: u16, header: Option<&str>, body: Option<&[u8]>) -> Option<ServiceError> {
     let clean = |c: &str| {
@@ -330,7 +331,7 @@ fn service_error(status: u16, header: Option<&str>, body: Option<&[u8]>) -> Opti
     };
     let code = match header.or(code.as_deref()).map(clean) {
         Some(code) => code,
-        None if body.trim_ascii().is_empty() && status >= 300 => reason()?,
+        None if body.trim_ascii().is_empty() && status >= 400 => reason()?,
         None => return None,
     };
     (!code.is_empty()).then_some(ServiceError {
@@ -380,9 +381,20 @@ fn xml_text(escaped: &str) -> String {
     out
 }
 
-/// Whether a 2xx response's body is an S3 error: S3 may answer
+/// Whether an operation's 200 may carry an error: S3 may answer
 /// `CopyObject`, `UploadPartCopy` and `CompleteMultipartUpload` with a 200
-/// whose body is an `<Error>` (the SDK fails the call with it). Only the
+/// whose body is an `<Error>` (the SDK fails the call with it). Any other
+/// 200's body is the call's output (a Lambda function's payload may well
+/// be such a document).
+fn may_fail_in_a_200(service: &str, operation: &str) -> bool {
+    service.eq_ignore_ascii_case("s3")
+        && matches!(
+            operation,
+            "CopyObject" | "UploadPartCopy" | "CompleteMultipartUpload"
+        )
+}
+
+/// Whether a body is an XML error (see [`may_fail_in_a_200`]). Only the
 /// start is looked at: after the XML declaration, the root element.
 fn is_xml_error(body: &[u8]) -> bool {
     let mut body = body.trim_ascii_start();
@@ -997,7 +1009,12 @@ impl Intercept for XrayInterceptor {
             .map(str::to_owned);
         let status = response.status().as_u16();
         let body = response.body().bytes();
-        let error = if status >= 300 || body.is_some_and(is_xml_error) {
+        let error_in_200 = || {
+            cfg.load::<Metadata>()
+                .is_some_and(|md| may_fail_in_a_200(md.service(), md.name()))
+                && body.is_some_and(is_xml_error)
+        };
+        let error = if status >= 300 || error_in_200() {
             service_error(status, headers.get("x-amzn-errortype"), body)
         } else {
             None
@@ -1110,14 +1127,17 @@ impl Intercept for XrayInterceptor {
             }
             let response = if succeeded { &last.parameters[..] } else { &[] };
             if !response.is_empty() || last.id_2.is_some() {
-                let mut parameters = cfg
-                    .load::<RequestParameters>()
-                    .map(|r| r.0.clone())
-                    .unwrap_or_default();
-                parameters.extend(response.iter().cloned());
-                if let Some(id_2) = &last.id_2 {
-                    parameters.push(("id_2", id_2.as_str().into()));
+                // The extended request id first: the parameters' room is
+                // bounded, and it is what AWS support asks for.
+                let mut parameters: Picked = last
+                    .id_2
+                    .iter()
+                    .map(|id_2| ("id_2", id_2.as_str().into()))
+                    .collect();
+                if let Some(request) = cfg.load::<RequestParameters>() {
+                    parameters.extend(request.0.iter().cloned());
                 }
+                parameters.extend(response.iter().cloned());
                 record_parameters(span, &parameters);
             }
         }
@@ -1405,6 +1425,8 @@ mod tests {
             Some("NotFound")
         );
         assert_eq!(service_error(200, None, None).map(|e| e.code), None);
+        // A 304 (a conditional `GetObject`) is no service's failure.
+        assert_eq!(service_error(304, None, None).map(|e| e.code), None);
     }
 
     #[test]

@@ -405,6 +405,7 @@ fn is_sql_system(system: &str) -> bool {
         "firebirdsql",
         "interbase",
         "cache",
+        "intersystems_cache",
         "intersystems.cache",
         "edb",
         "progress",

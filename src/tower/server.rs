@@ -244,13 +244,12 @@ where
     }
 }
 
-/// The root span of a request, and whether the caller asked for the
-/// sampling decision (`Sampled=?`).
-/// Whether `current` is `lambda_runtime`'s invocation span, or a span
-/// inside it (another layer's between it and the request: `lambda_runtime`'s
-/// own `OpenTelemetryLayer` span, tower-http's `TraceLayer` put outside this
-/// one), walking up through the `Registry`. (Under another subscriber, only
-/// the invocation span itself is recognized.)
+/// Whether `current` is `lambda_runtime`'s invocation span, or, with an
+/// `XrayLayer` in Lambda mode, a span inside it (another layer's between it
+/// and the request: `lambda_runtime`'s own `OpenTelemetryLayer` span,
+/// tower-http's `TraceLayer` put outside this one), walking up through the
+/// `Registry`. (Under another subscriber, only the invocation span itself
+/// is recognized.)
 fn in_lambda_invocation(current: &Span) -> bool {
     use tracing_subscriber::registry::{LookupSpan, SpanData};
     let is_invocation = |m: &tracing::Metadata<'_>| m.name() == LAMBDA_INVOKE_SPAN;
@@ -261,7 +260,13 @@ fn in_lambda_invocation(current: &Span) -> bool {
         return false;
     };
     tracing::dispatcher::get_default(|dispatch| {
-        let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
+        let lambda = dispatch
+            .downcast_ref::<crate::XrayLayer>()
+            .is_some_and(crate::XrayLayer::in_lambda_mode);
+        let Some(registry) = dispatch
+            .downcast_ref::<tracing_subscriber::Registry>()
+            .filter(|_| lambda)
+        else {
             return false;
         };
         while let Some(span) = registry.span_data(&id) {
@@ -277,6 +282,8 @@ fn in_lambda_invocation(current: &Span) -> bool {
     })
 }
 
+/// The root span of a request, and whether the caller asked for the
+/// sampling decision (`Sampled=?`).
 fn request_span<B>(request: &Request<B>) -> (Span, bool) {
     let headers = request.headers();
     let uri = request.uri();
