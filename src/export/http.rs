@@ -50,6 +50,10 @@ const DEFAULT_AUTH_RETRY_INTERVAL: Duration = Duration::from_secs(60);
 /// How often a document listed in `UnprocessedTraceSegments` with a
 /// retryable error code is sent before it counts as failed.
 const MAX_UNPROCESSED_ATTEMPTS: u8 = 3;
+
+/// Retryable failures (the API unavailable or throttling, the credentials
+/// provider failing) are logged at most this often, by cause.
+const RETRY_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 /// How many calls one `export` or `poll` makes at most before it gives the
 /// worker back (it asks to be polled again at once), so that flush and
 /// shutdown requests are never stuck behind a long backlog.
@@ -135,8 +139,13 @@ pub struct HttpExporter {
     /// the API ([`Blame::Api`]), by the credentials provider
     /// ([`Blame::Provider`]).
     auth_reported: [bool; 2],
-    /// Whether the current run of retryable failures was logged (the same).
-    retry_reported: [bool; 2],
+    /// When retryable failures were last logged (the same): at most once
+    /// per [`RETRY_REPORT_INTERVAL`], so that intermittent throttling (an
+    /// account near its quota) is not a warning per throttled call.
+    retry_reported_at: [Option<Instant>; 2],
+    /// Whether a retryable failure was logged since the last accepted call
+    /// (which then says that the API accepts documents again).
+    retry_warned: bool,
     /// Whether refused credentials were already refreshed and retried once
     /// (reset by the next success, a retryable failure, and when sending is
     /// blocked until the next try).
@@ -491,7 +500,10 @@ impl HttpExporter {
         unprocessed: Vec<api::Unprocessed>,
         outcome: &mut ExportOutcome,
     ) {
-        let was_failing = self.failures_in_row > 0 || self.auth_error.is_some();
+        // Said again only when the failure was: a failure not logged (the
+        // interval since the last report not over) ends silently too.
+        let was_failing = (self.failures_in_row > 0 && self.retry_warned)
+            || (self.auth_error.is_some() && self.auth_reported.contains(&true));
         self.auth_blocked_until = None;
         self.auth_error = None;
         self.auth_reported = [false; 2];
@@ -528,8 +540,18 @@ impl HttpExporter {
                 retry.push(p);
             } else {
                 let message = u.message.as_deref().unwrap_or_default();
-                let why = self.scrub(&format!("{code}: {message}"));
-                outcome.fail(p.doc, ExportError::Rejected(why));
+                let why = match (code, message) {
+                    ("", "") => "listed in UnprocessedTraceSegments, with no error code or \
+                                 message"
+                        .to_owned(),
+                    (code, "") | ("", code) => {
+                        format!("listed in UnprocessedTraceSegments: {code}")
+                    }
+                    (code, message) => {
+                        format!("listed in UnprocessedTraceSegments: {code}: {message}")
+                    }
+                };
+                outcome.fail(p.doc, ExportError::Rejected(self.scrub(&why)));
             }
         }
         self.on_unnamed(&mut batch, unnamed, outcome);
@@ -542,7 +564,7 @@ impl HttpExporter {
             }
             self.failures_in_row = 0;
             self.retry_at = None;
-            self.retry_reported = [false; 2];
+            self.retry_warned = false;
         }
         outcome.delivered += delivered;
         Counters::add(&self.stats.documents_delivered, delivered as u64);
@@ -659,14 +681,17 @@ impl HttpExporter {
         // and the next refusal may ask the provider again.
         self.auth_error = None;
         self.auth_refresh_tried = false;
-        if !std::mem::replace(&mut self.retry_reported[blame as usize], true) {
+        let last = &mut self.retry_reported_at[blame as usize];
+        if last.is_none_or(|at| at.elapsed() >= RETRY_REPORT_INTERVAL) {
+            *last = Some(Instant::now());
+            self.retry_warned = true;
             let error = self.scrub(&why);
             match blame {
                 Blame::Api => tracing::warn!(
                     target: "tracing_xray",
                     %error,
-                    "the X-Ray API is unavailable; documents wait in the backlog and are \
-                     retried with backoff"
+                    "the X-Ray API is unavailable or throttling; documents wait in the \
+                     backlog and are retried with backoff (reported at most once a minute)"
                 ),
                 Blame::Provider => tracing::warn!(
                     target: "tracing_xray",
@@ -1182,7 +1207,8 @@ impl HttpExporterBuilder {
             auth_blocked_until: None,
             auth_error: None,
             auth_reported: [false; 2],
-            retry_reported: [false; 2],
+            retry_reported_at: [None; 2],
+            retry_warned: false,
             auth_refresh_tried: false,
             unnamed_reported: false,
             shut_down: false,

@@ -428,7 +428,9 @@ fn clients_that_never_send_their_declared_body_block_no_one() {
     }
     let t = Instant::now();
     assert_eq!(status_within(addr, "/api/stats", 10), Some(200));
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // Not a speed target: served while they wait, not after their bodies'
+    // 30 s deadline (a loaded host may take a few seconds).
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
     drop(held);
     console.shutdown();
 }
@@ -464,10 +466,12 @@ fn clients_that_never_read_their_response_block_no_one() {
     }
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(status_within(addr, "/api/stats", 10), Some(200));
-    // Shutdown closes them promptly, though they still have megabytes to take.
+    // Shutdown closes them, though they still have megabytes to take: not
+    // a speed target, but well before their responses' 30 s deadline (it
+    // took 2.005 s once on a loaded host, against a bound of 2 s).
     let t = Instant::now();
     console.shutdown();
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
     drop(held);
 }
 

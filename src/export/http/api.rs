@@ -209,9 +209,21 @@ fn short_code(kind: &str) -> &str {
 /// Reads a response.
 pub(crate) fn classify(status: u16, error_type_header: Option<&str>, body: &str) -> Answer {
     if (200..300).contains(&status) {
-        // An unparseable 2xx body: the documents were accepted all the same.
-        let out: PutTraceSegmentsOutput = serde_json::from_str(body).unwrap_or_default();
-        return Answer::Accepted(out.unprocessed);
+        // An empty body stands for `{}`, as in the AWS SDKs; any other that
+        // is no `PutTraceSegments` answer (a proxy's page) accepted nothing
+        // that can be told: the SDKs fail such a call, and so does this.
+        if body.trim().is_empty() {
+            return Answer::Accepted(Vec::new());
+        }
+        return match serde_json::from_str::<PutTraceSegmentsOutput>(body) {
+            Ok(out) => Answer::Accepted(out.unprocessed),
+            Err(e) => {
+                let start = crate::limits::truncate_chars(body, 100);
+                Answer::Rejected(format!(
+                    "HTTP {status}, but the answer is no PutTraceSegments answer ({e}): {start:?}"
+                ))
+            }
+        };
     }
     let parsed = ErrorBody::parse(body);
     let code = error_type_header
