@@ -324,10 +324,21 @@ fn ending_one_of_many_sdk_calls_in_flight_in_lambda_costs_a_constant() {
 mod served {
     use super::*;
 
-    /// `calls` AWS SDK calls at once made in the work a request left running
-    /// after its response (`sealed`), or in a long-lived root otherwise: the
-    /// bytes the application thread allocates per call while they end.
-    fn bytes_per_call_end(sealed: bool, calls: usize) -> usize {
+    /// Where `calls` AWS SDK calls at once are started.
+    #[derive(Clone, Copy)]
+    enum Start {
+        /// In a long-lived root.
+        InAJob,
+        /// In the work a request left running after its response.
+        AfterTheResponse,
+        /// In the request's own span, before it answered (all still in
+        /// flight when the segment leaves with the response).
+        BeforeTheResponse,
+    }
+
+    /// `calls` AWS SDK calls at once, started as `start` says: the bytes the
+    /// application thread allocates per call while they end.
+    fn bytes_per_call_end(start: Start, calls: usize) -> usize {
         let layer = tracing_xray::builder()
             .with_service_name("svc")
             .with_detectors(tracing_xray::Detectors::none())
@@ -341,21 +352,28 @@ mod served {
             .unwrap();
         let subscriber = tracing_subscriber::registry().with(layer);
         let per_call = tracing::subscriber::with_default(subscriber, || {
-            let work = if sealed {
-                common::serve_and_keep_work(&rt, || info_span!("background"))
-            } else {
-                info_span!("job")
-            };
-            // Warm the pools.
-            work.in_scope(|| drop(sdk_call_in_flight()));
-            work.in_scope(|| {
-                let before = allocated_here();
-                let in_flight: Vec<Span> = (0..calls).map(|_| sdk_call_in_flight()).collect();
-                for call in in_flight {
-                    drop(call);
+            let in_flight: Vec<Span> = match start {
+                Start::BeforeTheResponse => {
+                    // Warm the pools.
+                    drop(serve_starting_calls(&rt, 1));
+                    serve_starting_calls(&rt, calls)
                 }
-                (allocated_here() - before) / calls
-            })
+                Start::InAJob | Start::AfterTheResponse => {
+                    let work = match start {
+                        Start::InAJob => info_span!("job"),
+                        _ => common::serve_and_keep_work(&rt, || info_span!("background")),
+                    };
+                    // Warm the pools.
+                    work.in_scope(|| drop(sdk_call_in_flight()));
+                    work.in_scope(|| (0..calls).map(|_| sdk_call_in_flight()).collect())
+                }
+            };
+            assert_eq!(in_flight.len(), calls);
+            let before = allocated_here();
+            for call in in_flight {
+                drop(call);
+            }
+            (allocated_here() - before) / calls
         });
         xray.flush(std::time::Duration::from_secs(10)).unwrap();
         per_call
@@ -385,37 +403,6 @@ mod served {
         IN_FLIGHT.take()
     }
 
-    /// `calls` AWS SDK calls a handler started in the request's span, all
-    /// in flight when it answers: the bytes the application thread
-    /// allocates per call while they end after the response.
-    fn bytes_per_call_started_before_the_response(calls: usize) -> usize {
-        let layer = tracing_xray::builder()
-            .with_service_name("svc")
-            .with_detectors(tracing_xray::Detectors::none())
-            .with_sampler(AlwaysSample)
-            .with_queue_capacity(1 << 16)
-            .with_exporter(NoopExporter)
-            .build();
-        let xray = layer.handle();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let subscriber = tracing_subscriber::registry().with(layer);
-        let per_call = tracing::subscriber::with_default(subscriber, || {
-            // Warm the pools.
-            drop(serve_starting_calls(&rt, 1));
-            let in_flight = serve_starting_calls(&rt, calls);
-            assert_eq!(in_flight.len(), calls);
-            let before = allocated_here();
-            for call in in_flight {
-                drop(call);
-            }
-            (allocated_here() - before) / calls
-        });
-        xray.flush(std::time::Duration::from_secs(10)).unwrap();
-        per_call
-    }
-
     /// Found by a hunt for algorithmic costs: the calls above, started in
     /// the request's span before its segment left with the response, share
     /// its buffer, and each call's end streamed it: `hold_back_sdk_work`
@@ -425,8 +412,8 @@ mod served {
     /// span it belongs under, and a call's end looks at its own spans only.
     #[test]
     fn ending_one_of_many_sdk_calls_started_before_the_response_costs_a_constant() {
-        let few = bytes_per_call_started_before_the_response(10);
-        let many = bytes_per_call_started_before_the_response(80);
+        let few = bytes_per_call_end(Start::BeforeTheResponse, 10);
+        let many = bytes_per_call_end(Start::BeforeTheResponse, 80);
         println!("bytes per SDK call's end, started before the response: {few} (10), {many} (80)");
         assert!(
             many <= few * 2 + 16 * 1024,
@@ -543,9 +530,9 @@ mod served {
     /// the segment left streams as its top span ends, as in Lambda.
     #[test]
     fn ending_one_of_many_sdk_calls_after_the_response_costs_a_constant() {
-        let job = bytes_per_call_end(false, 80);
-        let few = bytes_per_call_end(true, 10);
-        let many = bytes_per_call_end(true, 80);
+        let job = bytes_per_call_end(Start::InAJob, 80);
+        let few = bytes_per_call_end(Start::AfterTheResponse, 10);
+        let many = bytes_per_call_end(Start::AfterTheResponse, 80);
         println!("bytes per SDK call's end: after the response {few} (10), {many} (80); job {job}");
         assert!(
             many <= few * 2 + 16 * 1024,

@@ -427,20 +427,6 @@ impl aws_credential_types::provider::ProvideCredentials for NoCredentials {
     }
 }
 
-/// What a `fmt` subscriber wrote.
-#[derive(Clone, Default)]
-struct Written(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Written {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 // A provider with no credentials fails the documents without any call: the
 // log says so, rather than that the API refused the credentials (which
 // sends the user to IAM policies for a configuration problem).
@@ -456,7 +442,7 @@ fn a_provider_without_credentials_is_not_reported_as_an_api_refusal() {
         .build()
         .unwrap();
     let docs = common::documents(1);
-    let written = Written::default();
+    let written = common::Logs::default();
     let w = written.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || w.clone())
@@ -470,7 +456,7 @@ fn a_provider_without_credentials_is_not_reported_as_an_api_refusal() {
         common::failure_texts(&outcome)
     );
     assert!(seen.lock().unwrap().is_empty(), "no call was made");
-    let log = String::from_utf8(written.0.lock().unwrap().clone()).unwrap();
+    let log = written.text();
     assert!(log.contains("no AWS credentials"), "{log}");
     assert!(!log.contains("refused"), "{log}");
 }

@@ -28,50 +28,16 @@ use tower_service::Service;
 use tracing_subscriber::prelude::*;
 use tracing_xray::Detectors;
 use tracing_xray::export::InMemoryExporter;
-use tracing_xray::sampling::{AlwaysSample, Sampler};
+use tracing_xray::sampling::AlwaysSample;
 use tracing_xray::tower::{XrayClientLayer, XrayServerLayer};
 
-/// Runs `body` on a multi-threaded runtime (2 workers) whose threads all
-/// use one `XrayLayer` (service `web`, deciding with `sampler`, sending to
-/// memory); waits for `n` traces (10 s at most), checks every document
-/// against the official schema and returns the traces.
-fn run_with<S, F, Fut>(sampler: S, n: usize, body: F) -> Vec<Value>
-where
-    S: Sampler,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_service_name("web")
-        .with_detectors(Detectors::none())
-        .with_sampler(sampler)
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    let (rt, _default) = common::runtime_for(&dispatch);
-    rt.block_on(body());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while exporter.traces().len() < n && Instant::now() < deadline {
-        xray.flush(Duration::from_secs(1)).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    rt.shutdown_timeout(Duration::from_secs(1));
-    xray.flush(Duration::from_secs(5)).unwrap();
-    let schema = common::schema();
-    for doc in exporter.json_documents() {
-        common::assert_schema_valid(&schema, &doc);
-    }
-    exporter.traces()
-}
-
+/// [`common::traces_on_runtime`], sampling everything.
 fn run<F, Fut>(n: usize, body: F) -> Vec<Value>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    run_with(AlwaysSample, n, body)
+    common::traces_on_runtime(AlwaysSample, n, body)
 }
 
 /// A response body of 3 chunks, one every 300 ms (a download, a report,
@@ -114,33 +80,6 @@ impl hyper::body::Body for SlowBody {
         Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(
             b"chunk\n",
         )))))
-    }
-}
-
-/// Boxes its client's errors, as tower's timeout, retry and buffer layers
-/// do (`BoxError`).
-#[derive(Clone)]
-struct BoxErrors<S>(S);
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl<S, B> Service<Request<B>> for BoxErrors<S>
-where
-    S: Service<Request<B>>,
-    S::Error: std::error::Error + Send + Sync + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.0.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let call = self.0.call(request);
-        Box::pin(async move { call.await.map_err(Into::into) })
     }
 }
 
@@ -856,7 +795,7 @@ fn incoming_header_edge_cases() {
     // `Sampled=?` under a sampler that says no is answered `Sampled=0`.
     let answer = Arc::new(Mutex::new(String::new()));
     let answer2 = answer.clone();
-    let traces = run_with(
+    let traces = common::traces_on_runtime(
         tracing_xray::sampling::RateSampler::new(0.0),
         0,
         move || async move {

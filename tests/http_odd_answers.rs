@@ -155,19 +155,6 @@ fn a_document_listed_unprocessed_without_a_code_fails_with_a_text_that_says_so()
     );
 }
 
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Before the fix: when the API throttles now and then (every other call
 /// answered 429 `ThrottledException`, the others 200: the usual state of an
 /// account near its PutTraceSegments quota), the exporter logs a WARN "the
@@ -215,7 +202,7 @@ fn intermittent_throttling_logs_alone() {
         .with_batch_delay(Duration::from_millis(10))
         .build()
         .unwrap();
-    let logs = Logs::default();
+    let logs = common::Logs::default();
     let writer = logs.clone();
     let layer = tracing_xray::builder()
         .with_service_name("svc")
@@ -234,7 +221,7 @@ fn intermittent_throttling_logs_alone() {
         std::thread::sleep(Duration::from_millis(60));
     }
     xray.flush(Duration::from_secs(10)).unwrap();
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let warnings: Vec<&str> = text
         .lines()
         .filter(|l| l.contains(" WARN ") && l.contains("tracing_xray"))

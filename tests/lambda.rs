@@ -149,13 +149,10 @@ fn invocations_under_an_application_span_land_under_their_facades() {
     });
 }
 
-/// `lambda_http` serves through `lambda_runtime`, whose `TracingLayer`
-/// opens the invocation span around the HTTP service: the request's span of
-/// `XrayServerLayer` lands under that invocation's facade, without
-/// `_X_AMZN_TRACE_ID` (unset in `run_concurrent` mode).
+/// Serves `request` once through `XrayServerLayer` around a service whose
+/// handler opens a `handler` span and answers 200 at once; the response.
 #[cfg(feature = "tower")]
-#[test]
-fn server_layer_request_lands_under_the_invocation() {
+fn serve_once(request: http::Request<()>) -> http::Response<tracing_xray::tower::XrayBody<()>> {
     use std::convert::Infallible;
     use std::future::Future;
     use std::task::{Context, Poll};
@@ -177,6 +174,24 @@ fn server_layer_request_lands_under_the_invocation() {
         }
     }
 
+    let mut service = XrayServerLayer::new().layer(Ok200);
+    let mut future = std::pin::pin!(service.call(request));
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(std::task::Waker::noop()))
+    {
+        Poll::Ready(response) => response.unwrap(),
+        Poll::Pending => unreachable!(),
+    }
+}
+
+/// `lambda_http` serves through `lambda_runtime`, whose `TracingLayer`
+/// opens the invocation span around the HTTP service: the request's span of
+/// `XrayServerLayer` lands under that invocation's facade, without
+/// `_X_AMZN_TRACE_ID` (unset in `run_concurrent` mode).
+#[cfg(feature = "tower")]
+#[test]
+fn server_layer_request_lands_under_the_invocation() {
     let (layer, xray, exporter) = lambda_layer();
     let invocations = [
         ("1-6566f1b0-aaaaaaaaaaaaaaaaaaaaaaaa", "1111111111111111"),
@@ -189,7 +204,6 @@ fn server_layer_request_lands_under_the_invocation() {
             let invoke =
                 info_span!("Lambda runtime invoke", requestId = "r", xrayTraceId = %header);
             let response = invoke.in_scope(|| {
-                let mut service = XrayServerLayer::new().layer(Ok200);
                 // API Gateway's own header: the invocation's wins.
                 let request = http::Request::get("https://api.example.com/orders")
                     .header(
@@ -198,14 +212,7 @@ fn server_layer_request_lands_under_the_invocation() {
                     )
                     .body(())
                     .unwrap();
-                let mut future = std::pin::pin!(service.call(request));
-                match future
-                    .as_mut()
-                    .poll(&mut Context::from_waker(std::task::Waker::noop()))
-                {
-                    Poll::Ready(response) => response.unwrap(),
-                    Poll::Pending => unreachable!(),
-                }
+                serve_once(request)
             });
             answered.push(response.headers()["x-amzn-trace-id"].to_owned());
         }
@@ -247,27 +254,6 @@ fn server_layer_request_lands_under_the_invocation() {
 #[cfg(feature = "tower")]
 #[test]
 fn server_layer_request_under_another_span_of_the_invocation_is_sent() {
-    use std::convert::Infallible;
-    use std::future::Future;
-    use std::task::{Context, Poll};
-
-    use tower_layer::Layer;
-    use tower_service::Service;
-    use tracing_xray::tower::XrayServerLayer;
-
-    struct Ok200;
-    impl Service<http::Request<()>> for Ok200 {
-        type Response = http::Response<()>;
-        type Error = Infallible;
-        type Future = std::future::Ready<Result<http::Response<()>, Infallible>>;
-        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-            Poll::Ready(Ok(()))
-        }
-        fn call(&mut self, _: http::Request<()>) -> Self::Future {
-            info_span!("handler").in_scope(|| std::future::ready(Ok(http::Response::new(()))))
-        }
-    }
-
     assert!(std::env::var_os("_X_AMZN_TRACE_ID").is_none());
     let root = "1-6566f1a0-aaaaaaaaaaaaaaaaaaaaaaaa";
     let (layer, xray, exporter) = lambda_layer();
@@ -281,18 +267,10 @@ fn server_layer_request_under_another_span_of_the_invocation_is_sent() {
                 faas.trigger = "http",
             );
             function.in_scope(|| {
-                let mut service = XrayServerLayer::new().layer(Ok200);
                 let request = http::Request::get("https://api.example.com/orders")
                     .body(())
                     .unwrap();
-                let mut future = std::pin::pin!(service.call(request));
-                match future
-                    .as_mut()
-                    .poll(&mut Context::from_waker(std::task::Waker::noop()))
-                {
-                    Poll::Ready(r) => drop(r.unwrap()),
-                    Poll::Pending => unreachable!(),
-                }
+                drop(serve_once(request));
             });
         });
     });
@@ -321,27 +299,6 @@ fn server_layer_request_under_another_span_of_the_invocation_is_sent() {
 #[cfg(feature = "tower")]
 #[test]
 fn outside_lambda_a_request_below_an_invocation_named_span_is_a_root() {
-    use std::convert::Infallible;
-    use std::future::Future;
-    use std::task::{Context, Poll};
-
-    use tower_layer::Layer;
-    use tower_service::Service;
-    use tracing_xray::tower::XrayServerLayer;
-
-    struct Ok200;
-    impl Service<http::Request<()>> for Ok200 {
-        type Response = http::Response<()>;
-        type Error = Infallible;
-        type Future = std::future::Ready<Result<http::Response<()>, Infallible>>;
-        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-            Poll::Ready(Ok(()))
-        }
-        fn call(&mut self, _: http::Request<()>) -> Self::Future {
-            std::future::ready(Ok(http::Response::new(())))
-        }
-    }
-
     let caller = "1-6566f1c1-cccccccccccccccccccccccc";
     let exporter = InMemoryExporter::new();
     let layer = tracing_xray::builder()
@@ -355,7 +312,6 @@ fn outside_lambda_a_request_below_an_invocation_named_span_is_a_root() {
         let invoke = info_span!("Lambda runtime invoke", requestId = "r");
         invoke.in_scope(|| {
             info_span!("inner").in_scope(|| {
-                let mut service = XrayServerLayer::new().layer(Ok200);
                 let request = http::Request::get("http://127.0.0.1:9000/callback")
                     .header(
                         "x-amzn-trace-id",
@@ -363,14 +319,7 @@ fn outside_lambda_a_request_below_an_invocation_named_span_is_a_root() {
                     )
                     .body(())
                     .unwrap();
-                let mut future = std::pin::pin!(service.call(request));
-                match future
-                    .as_mut()
-                    .poll(&mut Context::from_waker(std::task::Waker::noop()))
-                {
-                    Poll::Ready(r) => drop(r.unwrap()),
-                    Poll::Pending => unreachable!(),
-                }
+                drop(serve_once(request));
             });
         });
     });

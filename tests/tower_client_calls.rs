@@ -11,7 +11,7 @@ mod http_support;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::Request;
 use http_body_util::{BodyExt, Empty};
@@ -21,52 +21,16 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing_subscriber::prelude::*;
-use tracing_xray::Detectors;
-use tracing_xray::export::InMemoryExporter;
-use tracing_xray::sampling::{AlwaysSample, Sampler};
+use tracing_xray::sampling::AlwaysSample;
 use tracing_xray::tower::XrayClientLayer;
 
-/// Runs `body` on a 2-worker runtime under one `XrayLayer` sending to
-/// memory; waits for `n` traces (10 s at most); checks every document
-/// against the official schema; returns the traces.
-fn run_with<S, F, Fut>(sampler: S, n: usize, body: F) -> Vec<Value>
-where
-    S: Sampler,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_service_name("web")
-        .with_detectors(Detectors::none())
-        .with_sampler(sampler)
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    let (rt, _default) = common::runtime_for(&dispatch);
-    rt.block_on(body());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while exporter.traces().len() < n && Instant::now() < deadline {
-        xray.flush(Duration::from_secs(1)).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    rt.shutdown_timeout(Duration::from_secs(1));
-    xray.flush(Duration::from_secs(5)).unwrap();
-    let schema = common::schema();
-    for doc in exporter.json_documents() {
-        common::assert_schema_valid(&schema, &doc);
-    }
-    exporter.traces()
-}
-
+/// [`common::traces_on_runtime`], sampling everything.
 fn run<F, Fut>(n: usize, body: F) -> Vec<Value>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    run_with(AlwaysSample, n, body)
+    common::traces_on_runtime(AlwaysSample, n, body)
 }
 
 /// A server on 127.0.0.1 that answers every connection's first request
@@ -122,36 +86,6 @@ async fn one_call(url: String, traced: bool) -> Result<(u16, Bytes), String> {
         .map_err(|e| e.to_string())?
         .to_bytes();
     Ok((status, body))
-}
-
-/// Boxes its client's errors (`map_err(tower::BoxError::from)`, which the
-/// README recommends below `XrayClientLayer` for hyper-util's plain client).
-#[derive(Clone)]
-struct BoxErrors<S>(S);
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl<S, B> Service<Request<B>> for BoxErrors<S>
-where
-    S: Service<Request<B>>,
-    S::Error: std::error::Error + Send + Sync + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = BoxError;
-    type Future = std::pin::Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), BoxError>> {
-        self.0.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let call = self.0.call(request);
-        Box::pin(async move { call.await.map_err(Into::into) })
-    }
 }
 
 /// Before the fix: with `with_downstream_traced(true)`, a call whose connection

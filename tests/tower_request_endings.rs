@@ -13,7 +13,7 @@ mod common;
 mod http_support;
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body as AxumBody;
@@ -22,37 +22,15 @@ use http_body_util::{BodyExt, Empty};
 use http_support::*;
 use hyper::body::{Bytes, Frame};
 use serde_json::Value;
-use tracing_subscriber::prelude::*;
-use tracing_xray::Detectors;
-use tracing_xray::export::InMemoryExporter;
 use tracing_xray::sampling::AlwaysSample;
 
-/// Runs `body` on a 2-worker runtime under one layer (service `web`,
-/// sampling everything, to memory); waits up to 10 s for `n` traces.
+/// [`common::traces_on_runtime`], sampling everything.
 fn run<F, Fut>(n: usize, body: F) -> Vec<Value>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_service_name("web")
-        .with_detectors(Detectors::none())
-        .with_sampler(AlwaysSample)
-        .with_exporter(exporter.clone())
-        .build();
-    let xray = layer.handle();
-    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
-    let (rt, _default) = common::runtime_for(&dispatch);
-    rt.block_on(body());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while exporter.traces().len() < n && Instant::now() < deadline {
-        xray.flush(Duration::from_secs(1)).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    rt.shutdown_timeout(Duration::from_secs(1));
-    xray.flush(Duration::from_secs(5)).unwrap();
-    exporter.traces()
+    common::traces_on_runtime(AlwaysSample, n, body)
 }
 
 /// Which of `spans` ended after `end` (their segment's), and by how much.

@@ -596,6 +596,65 @@ pub fn runtime_for(
     (rt, tracing::dispatcher::set_default(dispatch))
 }
 
+/// Runs `body` on a multi-threaded runtime (2 workers, see
+/// [`runtime_for`]) whose threads all use one `XrayLayer` (service `web`,
+/// deciding with `sampler`, sending to memory); waits for `n` traces (10 s
+/// at most), checks every document against the official schema and
+/// returns the traces.
+pub fn traces_on_runtime<S, F, Fut>(sampler: S, n: usize, body: F) -> Vec<Value>
+where
+    S: tracing_xray::sampling::Sampler,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use tracing_subscriber::prelude::*;
+    let exporter = tracing_xray::export::InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("web")
+        .with_detectors(tracing_xray::Detectors::none())
+        .with_sampler(sampler)
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let (rt, _default) = runtime_for(&dispatch);
+    rt.block_on(body());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while exporter.traces().len() < n && Instant::now() < deadline {
+        xray.flush(Duration::from_secs(1)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rt.shutdown_timeout(Duration::from_secs(1));
+    xray.flush(Duration::from_secs(5)).unwrap();
+    let schema = schema();
+    for doc in exporter.json_documents() {
+        assert_schema_valid(&schema, &doc);
+    }
+    exporter.traces()
+}
+
+/// What a `fmt` subscriber wrote (its writer: clone it into
+/// `with_writer(move || logs.clone())`).
+#[derive(Clone, Default)]
+pub struct Logs(pub Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// An error with a fixed message, for a test's `&dyn Error` fields and
 /// `#[instrument(err)]` functions.
 #[derive(Debug)]

@@ -78,3 +78,31 @@ impl hyper::body::Body for Frames {
         Poll::Ready(self.0.pop_front().map(Ok))
     }
 }
+
+/// Boxes its client's errors, as tower's timeout, retry and buffer layers
+/// do (`BoxError`), and as the README recommends below `XrayClientLayer`
+/// for hyper-util's plain client (`map_err(tower::BoxError::from)`).
+#[derive(Clone)]
+pub struct BoxErrors<S>(pub S);
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<S, B> tower_service::Service<Request<B>> for BoxErrors<S>
+where
+    S: tower_service::Service<Request<B>>,
+    S::Error: std::error::Error + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<S::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let call = self.0.call(request);
+        Box::pin(async move { call.await.map_err(Into::into) })
+    }
+}
