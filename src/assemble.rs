@@ -442,9 +442,14 @@ impl<'c> Assembler<'c> {
         // A presign made outside any span of this service: only the calls
         // made inside it (a credentials provider's), each on its own.
         if root_is_op && is_presign(forest, root) {
+            // The exceptions of every one of them wait for the presign's
+            // parent (see `top_exceptions`); of none, none.
+            let mut below = Vec::new();
             for call in nested_calls(forest, root) {
                 self.pack(forest, call, top);
+                below.append(&mut self.exceptions);
             }
+            self.exceptions = below;
             return;
         }
         self.reserve_for_top(forest, root, matches!(top, Top::Segment));

@@ -457,3 +457,203 @@ fn a_file_in_a_home_directory_is_sent_without_the_users_name() {
         "the home directory's name sent: {named:?}"
     );
 }
+
+const SDK: &str = "tracing_xray::aws_sdk";
+
+/// A presign (the interceptor's span, `xray.aws.presigned = true`) inside
+/// a long-lived `job` that streams its finished subtrees; inside it, the
+/// credentials provider's calls `services` (each the interceptor's span of
+/// an AWS call), the first failing with `failure`. The job then fails with
+/// the same error. Returns the documents.
+fn presign_in_a_streaming_job(services: &[&str], failure: &str) -> Vec<Value> {
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_detectors(Detectors::none())
+        .with_sampler(AlwaysSample)
+        .with_exporter(exporter.clone())
+        .with_max_held_subsegments(2)
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let job = tracing::info_span!("job");
+        job.in_scope(|| {
+            let presign = tracing::info_span!(
+                target: SDK,
+                "aws_sdk_call",
+                rpc.system = "aws-api",
+                rpc.service = "S3",
+                rpc.method = "GetObject",
+                xray.aws.presigned = true,
+            );
+            presign.in_scope(|| {
+                for (i, service) in services.iter().enumerate() {
+                    let call = tracing::info_span!(
+                        target: SDK,
+                        "aws_sdk_call",
+                        rpc.system = "aws-api",
+                        rpc.service = *service,
+                        rpc.method = "AssumeRole",
+                    );
+                    call.in_scope(|| {
+                        if i == 0 {
+                            tracing::error!(error = %failure);
+                        }
+                    });
+                }
+            });
+            drop(presign);
+            for i in 0..4 {
+                tracing::info_span!("step", i).in_scope(|| {});
+            }
+        });
+        // The presign's part has left while the job goes on.
+        xray.flush(Duration::from_secs(10)).unwrap();
+        job.in_scope(|| tracing::error!(error = %failure));
+    });
+    xray.flush(Duration::from_secs(10)).unwrap();
+    exporter.json_documents()
+}
+
+fn job_segment(docs: &[Value]) -> &Value {
+    docs.iter()
+        .find(|d| d.get("type").is_none() && d["metadata"]["tracing"]["span_name"] == "job")
+        .unwrap_or_else(|| panic!("the job's segment: {docs:#?}"))
+}
+
+/// The exceptions of calls made inside a presign that tops a streamed part
+/// are lost to the cause links, all but the last call's.
+///
+/// Found by a second review of this stop's fixes. Before the fix: 6992f60 packs a presign at the top of a part as each of its
+/// nested calls on its own (`Assembler::pack` recursing once per call).
+/// Each `pack` starts with `self.exceptions.clear()`, and the worker reads
+/// `asm.top_exceptions()` once, after the presign's `pack` returns, to keep
+/// them for the parent packed later (`Parted::exceptions_below`). So only
+/// the last nested call's exceptions wait for the parent: here the
+/// credentials provider's first call (`STS`) fails with "credentials
+/// refused", a second (`SSO`) succeeds, and the job then fails with the
+/// same error; the job's exception has no `cause`, while with the first
+/// call alone (control, same code path) it names the STS call's exception.
+///
+/// Evidence: README "an error that travels up … names, as its `cause`, the
+/// exception of the same message nearest below it (in another document
+/// too: one a long-lived root streamed earlier)"; the calls are the job's
+/// children by 6992f60's own rule ("calls made inside a presign … go to the
+/// presign's parent").
+///
+/// Now: the exceptions of every call of the presign wait for its parent,
+/// as if the calls were the part's tops themselves.
+#[test]
+fn exceptions_of_every_call_inside_a_streamed_presign_reach_its_parent() {
+    const FAILURE: &str = "credentials refused by STS";
+    // Control: one call inside the presign.
+    let docs = presign_in_a_streaming_job(&["STS"], FAILURE);
+    let sts = common::node(&docs, "STS");
+    let job = job_segment(&docs);
+    assert_eq!(
+        common::exceptions(job)[0]["cause"],
+        common::exceptions(sts)[0]["id"],
+        "control: one call inside the presign: {docs:#?}"
+    );
+    // The failing call, then another one.
+    let docs = presign_in_a_streaming_job(&["STS", "SSO"], FAILURE);
+    let sts = common::node(&docs, "STS");
+    let sts_doc = docs
+        .iter()
+        .find(|d| d["name"] == "STS")
+        .unwrap_or_else(|| panic!("STS sent on its own (a streamed part): {docs:#?}"));
+    assert_eq!(sts_doc["type"], "subsegment", "{sts_doc:#}");
+    let job = job_segment(&docs);
+    assert_eq!(
+        common::exceptions(job)[0]["cause"],
+        common::exceptions(sts)[0]["id"],
+        "the job's error names no cause: the STS call's exception, streamed inside a \
+         presign followed by another call, was forgotten: {docs:#?}"
+    );
+}
+
+/// A presign with no call inside it, at the top of a streamed part, hands
+/// the exceptions of the part's previous top to its own parent: a span of
+/// another branch then names, as its error's cause, an exception that is
+/// not below it.
+///
+/// Found by a second review of this stop's fixes. Before the fix: `Assembler::pack` returns early for a presign at the top (6992f60
+/// kept the early return, now looping over its nested calls) before
+/// `self.exceptions.clear()`. With no nested call, nothing is packed, and
+/// `top_exceptions()` still holds the previous top's exceptions; the worker
+/// stores them in `exceptions_below` under the presign's parent. Here
+/// `worker_a`'s child `fetch` fails with "upstream timed out" and the
+/// presign made in `worker_b` is the next top of the same part; when
+/// `worker_b` later fails with the same message, its exception names
+/// `fetch`'s as its `cause`, though `fetch` is in `worker_a`'s subtree.
+///
+/// Evidence: README "names, as its `cause`, the exception of the same
+/// message nearest *below* it"; the presign has no subsegment and nothing
+/// below it failed.
+///
+/// Now: `worker_b`'s exception has no cause (a presign without calls
+/// carries nothing up).
+#[test]
+fn an_empty_presign_at_the_top_of_a_part_carries_no_other_branchs_exception() {
+    const FAILURE: &str = "upstream timed out";
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_service_name("svc")
+        .with_detectors(Detectors::none())
+        .with_sampler(AlwaysSample)
+        .with_exporter(exporter.clone())
+        .with_max_held_subsegments(2)
+        .build();
+    let xray = layer.handle();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let job = tracing::info_span!("job");
+        let (a, b) = job.in_scope(|| {
+            (
+                tracing::info_span!("worker_a"),
+                tracing::info_span!("worker_b"),
+            )
+        });
+        a.in_scope(|| {
+            tracing::info_span!("fetch").in_scope(|| tracing::error!(error = %FAILURE));
+        });
+        b.in_scope(|| {
+            tracing::info_span!(
+                target: SDK,
+                "aws_sdk_call",
+                rpc.system = "aws-api",
+                rpc.service = "S3",
+                rpc.method = "GetObject",
+                xray.aws.presigned = true,
+            )
+            .in_scope(|| {});
+        });
+        job.in_scope(|| {
+            for i in 0..4 {
+                tracing::info_span!("step", i).in_scope(|| {});
+            }
+        });
+        xray.flush(Duration::from_secs(10)).unwrap();
+        b.in_scope(|| tracing::error!(error = %FAILURE));
+        drop(b);
+        drop(a);
+        drop(job);
+    });
+    xray.flush(Duration::from_secs(10)).unwrap();
+    let docs = exporter.json_documents();
+    let fetch = common::node(&docs, "fetch");
+    let fetch_doc = docs
+        .iter()
+        .find(|d| d["name"] == "fetch")
+        .unwrap_or_else(|| panic!("fetch streamed on its own: {docs:#?}"));
+    assert_eq!(fetch_doc["type"], "subsegment", "{fetch_doc:#}");
+    let worker_b = common::node(&docs, "worker_b");
+    let ex = common::exceptions(worker_b);
+    assert_eq!(ex.len(), 1, "{worker_b:#}");
+    assert!(
+        ex[0].get("cause").is_none(),
+        "worker_b's error names {} (fetch's exception, in worker_a's subtree: {}) as its \
+         cause: {docs:#?}",
+        ex[0]["cause"],
+        common::exceptions(fetch)[0]["id"]
+    );
+}

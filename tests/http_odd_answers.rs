@@ -304,3 +304,151 @@ fn a_2xx_whose_body_is_not_an_answer_counts_no_document_delivered() {
         common::failure_texts(&outcome)
     );
 }
+
+/// A 200 whose `UnprocessedTraceSegments` is `null` fails the whole batch
+/// as `Rejected`, though the API took every document.
+///
+/// Found by a second review of this stop's fixes. Before the fix: since e930ca6, `api::classify` parses a 2xx body with serde into
+/// `PutTraceSegmentsOutput { #[serde(default)] unprocessed: Vec<_> }`;
+/// serde's `default` covers a missing member only, so
+/// `{"UnprocessedTraceSegments":null}` is a parse error, and the batch
+/// fails with "HTTP 200, but the answer is no PutTraceSegments answer
+/// (invalid type: null, expected a sequence …)". Before e930ca6 it was
+/// (rightly) a success.
+///
+/// Evidence: the AWS SDKs read a JSON `null` member as absent: smithy-rs's
+/// generated list deserializers (`de_unprocessed_trace_segment_list`)
+/// answer `Token::ValueNull => Ok(None)`, botocore and the JS SDK v3 skip
+/// null members. So the SDK sees a successful call with nothing
+/// unprocessed; the commit's own rationale is "the SDKs fail such a call,
+/// and so does this", which does not hold here. Documents X-Ray stored are
+/// reported failed (`Stats::documents_failed`, a warning) and lost to the
+/// user's accounting.
+///
+/// Now: `null` for `UnprocessedTraceSegments` (as for any optional
+/// member) is an empty list: every document delivered.
+#[test]
+fn a_null_unprocessed_list_in_a_200_is_a_success() {
+    let (url, seen) = fake(|_, s| answer(s, 200, r#"{"UnprocessedTraceSegments":null}"#));
+    let mut exporter = at_once(url).build().unwrap();
+    let outcome = exporter.export(common::documents(2));
+    assert_eq!(seen.lock().unwrap().len(), 1, "one call");
+    assert_eq!(
+        (outcome.delivered, common::failure_texts(&outcome)),
+        (2, Vec::<String>::new()),
+        "a 200 with \"UnprocessedTraceSegments\": null (the SDKs: nothing unprocessed) \
+         failed documents X-Ray took"
+    );
+}
+
+/// The recovery after a logged credentials refusal is never said when an
+/// unwarned retryable failure came in between.
+///
+/// Found by a second review of this stop's fixes. Before the fix: a 503 (warned), then a 200 ("the X-Ray API accepts documents
+/// again"), then a 403 `AccessDeniedException`: ERROR "the X-Ray API
+/// refused our credentials; documents fail without being sent …". After the
+/// auth retry interval, the next call gets a 503: `on_retryable` clears
+/// `auth_error`, and, the API's retry warning having been given less than a
+/// minute ago, warns nothing (`retry_warned` stays false). The next call
+/// is accepted: `was_failing = (failures_in_row > 0 && retry_warned) ||
+/// (auth_error.is_some() && …)` is false, so no "accepts documents again"
+/// is logged. The operator's last word from the exporter is the ERROR
+/// saying documents fail; it never hears that they go through again.
+///
+/// Evidence: before e930ca6, `was_failing` was `failures_in_row > 0 ||
+/// auth_error.is_some()`, true here; the commit meant only to keep quiet
+/// the end of a failure that was itself not logged ("Said again only when
+/// the failure was"), but the refusal *was* logged (ERROR).
+///
+/// Now: after any logged failure (the refusal included), the first
+/// accepted call logs "the X-Ray API accepts documents again".
+#[test]
+fn recovery_after_a_logged_refusal_is_said_even_if_a_quiet_retry_came_between() {
+    use tracing_subscriber::prelude::*;
+    const OK: usize = 0;
+    const UNAVAILABLE: usize = 1;
+    const REFUSED: usize = 2;
+    let phase = Arc::new(AtomicUsize::new(UNAVAILABLE));
+    let p = phase.clone();
+    let (url, _seen) = fake(move |_, s| match p.load(Ordering::SeqCst) {
+        OK => answer(s, 200, r#"{"UnprocessedTraceSegments":[]}"#),
+        UNAVAILABLE => answer(
+            s,
+            503,
+            r#"{"__type":"ServiceUnavailableException","message":"down"}"#,
+        ),
+        _ => answer(
+            s,
+            403,
+            r#"{"__type":"AccessDeniedException","message":"not allowed"}"#,
+        ),
+    });
+    let mut exporter = at_once(url)
+        .with_auth_retry_interval(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let docs = common::documents(4);
+    let mut docs = docs.into_iter();
+    let logs = common::Logs::default();
+    let writer = logs.clone();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_writer(move || writer.clone());
+    let again = |logs: &common::Logs| {
+        logs.text()
+            .lines()
+            .filter(|l| l.contains("accepts documents again"))
+            .count()
+    };
+    let fmt = fmt.with_filter(
+        tracing_subscriber::filter::Targets::new()
+            .with_target("tracing_xray", tracing::Level::INFO),
+    );
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(fmt), || {
+        // A 503: warned; then accepted: "accepts again".
+        let _ = exporter.export(vec![docs.next().unwrap()]);
+        phase.store(OK, Ordering::SeqCst);
+        let outcome = exporter.flush(Duration::from_secs(10));
+        assert_eq!(
+            outcome.delivered,
+            1,
+            "{:?}",
+            common::failure_texts(&outcome)
+        );
+        assert_eq!(again(&logs), 1, "control: {}", logs.text());
+        // Refused: an ERROR.
+        phase.store(REFUSED, Ordering::SeqCst);
+        let outcome = exporter.export(vec![docs.next().unwrap()]);
+        assert_eq!(outcome.failures.len(), 1, "refused");
+        assert!(
+            logs.text().contains("refused our credentials"),
+            "{}",
+            logs.text()
+        );
+        // The block is over; a 503 (within the minute: not warned again).
+        std::thread::sleep(Duration::from_millis(200));
+        phase.store(UNAVAILABLE, Ordering::SeqCst);
+        let outcome = exporter.export(vec![docs.next().unwrap()]);
+        assert_eq!(
+            (outcome.delivered, outcome.failures.len()),
+            (0, 0),
+            "waiting for a retry"
+        );
+        // Then accepted.
+        phase.store(OK, Ordering::SeqCst);
+        let outcome = exporter.flush(Duration::from_secs(10));
+        assert_eq!(
+            outcome.delivered,
+            1,
+            "{:?}",
+            common::failure_texts(&outcome)
+        );
+    });
+    let text = logs.text();
+    let refusal = text.find("refused our credentials").unwrap();
+    assert!(
+        text[refusal..].contains("accepts documents again"),
+        "the credentials refusal was logged as an ERROR, documents got through again, \
+         and that was never said:\n{text}"
+    );
+}

@@ -334,6 +334,83 @@ fn outside_lambda_a_request_below_an_invocation_named_span_is_a_root() {
     assert!(request.get("type").is_none(), "a segment: {request:#}");
 }
 
+/// Behind `tracing_subscriber::reload`, a Lambda function's request served
+/// inside another layer's span of the invocation is lost.
+///
+/// Found by a second review of this stop's fixes. Before the fix: 6992f60 walks up from the current span to `Lambda runtime
+/// invoke` only when `dispatch.downcast_ref::<XrayLayer>()` finds a layer
+/// in Lambda mode. `reload::Layer::downcast_raw` hides its inner layer
+/// from any downcast (only `NoneLayerMarker` passes), so behind `reload`
+/// the layer is never found, the walk never happens, and the request
+/// served in `lambda_runtime`'s OpenTelemetry span (`Lambda function
+/// invocation`) is opened as a root: in `run_concurrent` mode (no
+/// `_X_AMZN_TRACE_ID`) not traced, so the request's subsegment and its
+/// handler's are not sent. Before 6992f60 the walk needed only the
+/// `Registry`, which `reload` does not hide: the request was sent in the
+/// invocation's trace (tests/lambda.rs
+/// `server_layer_request_under_another_span_of_the_invocation_is_sent`,
+/// the same scenario without `reload`).
+///
+/// Evidence: README documents `reload` as supported, hiding the layer only
+/// from `XraySpanExt` ("That field also works behind
+/// `tracing_subscriber::reload`, which hides the layer from
+/// `XraySpanExt`"); the Lambda section promises "`XrayServerLayer` (for
+/// `lambda_http`) finds the invocation above the span it serves in,
+/// however many spans lie between".
+///
+/// Now: the request is a subsegment under the span it was served in, in
+/// the invocation's trace, with or without `reload` (e.g. decide Lambda
+/// mode without the downcast, or walk whenever the invocation span is an
+/// ancestor and let the layer ignore it outside Lambda mode).
+#[cfg(feature = "tower")]
+#[test]
+fn behind_reload_a_lambda_request_under_another_span_of_the_invocation_is_sent() {
+    assert!(std::env::var_os("_X_AMZN_TRACE_ID").is_none());
+    let root = "1-6566f1a0-aaaaaaaaaaaaaaaaaaaaaaaa";
+    let exporter = InMemoryExporter::new();
+    let layer = tracing_xray::builder()
+        .with_lambda(true)
+        .with_detectors(Detectors::none())
+        .with_exporter(exporter.clone())
+        .build();
+    let xray = layer.handle();
+    let (layer, _reload) = tracing_subscriber::reload::Layer::new(layer);
+    let header = format!("Root={root};Parent=1111111111111111;Sampled=1");
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        let invoke =
+            tracing::info_span!("Lambda runtime invoke", requestId = "r", xrayTraceId = %header);
+        invoke.in_scope(|| {
+            let function = tracing::info_span!(
+                "Lambda function invocation",
+                otel.name = "orders-fn",
+                faas.trigger = "http",
+            );
+            function.in_scope(|| {
+                let request = http::Request::get("https://api.example.com/orders")
+                    .body(())
+                    .unwrap();
+                drop(serve_once(request));
+            });
+        });
+    });
+    xray.flush(Duration::from_secs(5)).unwrap();
+    let docs = exporter.json_documents();
+    let request = docs
+        .iter()
+        .flat_map(|d| common::walk(d).into_iter().map(|(_, n)| n))
+        .find(|n| n["http"]["request"]["url"] == "https://api.example.com/orders");
+    let request = request.unwrap_or_else(|| {
+        panic!(
+            "behind reload, the request served in the invocation's OpenTelemetry span was \
+             not sent: {docs:#?}"
+        )
+    });
+    assert_eq!(request["subsegments"][0]["name"], "handler", "{docs:#?}");
+    for doc in &docs {
+        assert_eq!(doc["trace_id"], root, "{docs:#?}");
+    }
+}
+
 /// `InMemoryExporter::traces` gives an invocation's spans as trees: there is
 /// no segment to put them under (it is Lambda's), and a subtree split off
 /// one of them (over the streaming threshold) is put back under it.

@@ -241,3 +241,53 @@ fn a_call_cut_short_by_a_panic_elsewhere_in_its_task_is_not_a_success() {
         "the call was dropped before its response, yet looks like a success: {call:#}"
     );
 }
+
+/// A `Content-Length: 5, 5` (the same length, combined into one field
+/// line) gets no `content_length`, though hyper reads the 5-byte body.
+///
+/// Found by a second review of this stop's fixes. Before the fix: 4080dde made `tower::content_length` accept "the same value
+/// repeated", citing RFC 9110 §8.6, but only as separate field lines:
+/// each value is `trim().parse::<u64>()`d whole, so the one line
+/// `Content-Length: 5, 5` is no number and the subsegment has no
+/// `http.response.content_length`.
+///
+/// Evidence: RFC 9110 §8.6 describes exactly this form ("a Content-Length
+/// header field value consisting of the same decimal value repeated as a
+/// comma-separated list (e.g, "Content-Length: 42, 42") … the recipient
+/// MUST either reject the message as invalid or replace the duplicated
+/// field values with a single valid Content-Length"); hyper does the
+/// latter (`headers::content_length_parse_all_values` splits each value on
+/// `,`), and the caller reads the body as 5 bytes. The separate-lines case
+/// is tests/tower_client_calls.rs
+/// `a_repeated_identical_content_length_is_still_recorded`.
+///
+/// Now: `content_length: 5`, as for two `Content-Length: 5` lines.
+#[test]
+fn a_content_length_repeated_in_one_line_is_still_recorded() {
+    let traces = run(1, || async {
+        let (addr, _) = scripted(b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello").await;
+        let mut client = XrayClientLayer::new().layer(http_client());
+        let job = tracing::info_span!("job");
+        let request = Request::get(format!("http://{addr}/greeting"))
+            .body(Empty::new())
+            .unwrap();
+        let call = job.in_scope(|| client.call(request));
+        let response = tracing::Instrument::instrument(call, job.clone())
+            .await
+            .expect("hyper takes the combined length");
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            body,
+            Bytes::from_static(b"hello"),
+            "hyper took the length as 5"
+        );
+    });
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    let call = &traces[0]["subsegments"][0];
+    assert_eq!(call["http"]["response"]["status"], 200, "{call:#}");
+    assert_eq!(
+        call["http"]["response"]["content_length"], 5,
+        "the body was 5 bytes by its `Content-Length: 5, 5`: {call:#}"
+    );
+}

@@ -143,9 +143,10 @@ pub struct HttpExporter {
     /// per [`RETRY_REPORT_INTERVAL`], so that intermittent throttling (an
     /// account near its quota) is not a warning per throttled call.
     retry_reported_at: [Option<Instant>; 2],
-    /// Whether a retryable failure was logged since the last accepted call
-    /// (which then says that the API accepts documents again).
-    retry_warned: bool,
+    /// Whether a failure (retryable, or a refusal) was logged since the
+    /// last accepted call, which then says that documents are accepted
+    /// again.
+    failure_logged: bool,
     /// Whether refused credentials were already refreshed and retried once
     /// (reset by the next success, a retryable failure, and when sending is
     /// blocked until the next try).
@@ -500,10 +501,9 @@ impl HttpExporter {
         unprocessed: Vec<api::Unprocessed>,
         outcome: &mut ExportOutcome,
     ) {
-        // Said again only when the failure was: a failure not logged (the
+        // Said again only when a failure was: a failure not logged (the
         // interval since the last report not over) ends silently too.
-        let was_failing = (self.failures_in_row > 0 && self.retry_warned)
-            || (self.auth_error.is_some() && self.auth_reported.contains(&true));
+        let was_failing = self.failure_logged;
         self.auth_blocked_until = None;
         self.auth_error = None;
         self.auth_reported = [false; 2];
@@ -564,7 +564,7 @@ impl HttpExporter {
             }
             self.failures_in_row = 0;
             self.retry_at = None;
-            self.retry_warned = false;
+            self.failure_logged = false;
         }
         outcome.delivered += delivered;
         Counters::add(&self.stats.documents_delivered, delivered as u64);
@@ -640,6 +640,7 @@ impl HttpExporter {
         let why = self.scrub(&why);
         Counters::add(&self.stats.auth_failures, 1);
         if !std::mem::replace(&mut self.auth_reported[blame as usize], true) {
+            self.failure_logged = true;
             if blame == Blame::Api {
                 tracing::error!(
                     target: "tracing_xray",
@@ -684,7 +685,7 @@ impl HttpExporter {
         let last = &mut self.retry_reported_at[blame as usize];
         if last.is_none_or(|at| at.elapsed() >= RETRY_REPORT_INTERVAL) {
             *last = Some(Instant::now());
-            self.retry_warned = true;
+            self.failure_logged = true;
             let error = self.scrub(&why);
             match blame {
                 Blame::Api => tracing::warn!(
@@ -697,7 +698,8 @@ impl HttpExporter {
                     target: "tracing_xray",
                     %error,
                     "the credentials provider failed or did not answer (no call was made); \
-                     documents wait in the backlog and are retried with backoff"
+                     documents wait in the backlog and are retried with backoff (reported at \
+                     most once a minute)"
                 ),
             }
         }
@@ -1208,7 +1210,7 @@ impl HttpExporterBuilder {
             auth_error: None,
             auth_reported: [false; 2],
             retry_reported_at: [None; 2],
-            retry_warned: false,
+            failure_logged: false,
             auth_refresh_tried: false,
             unnamed_reported: false,
             shut_down: false,

@@ -181,12 +181,13 @@ static GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 /// A response's `Content-Length`, when it has one (one value, or the same
 /// value repeated).
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut lengths = headers
-        .get_all(CONTENT_LENGTH)
-        .iter()
-        .map(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    // Repeated (in lines of its own, or in one, separated by commas), the
+    // same number each time: that length (RFC 9110 §8.6).
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter().flat_map(|v| {
+        let text = v.to_str().unwrap_or(",");
+        text.split(',').map(|l| l.trim().parse::<u64>().ok())
+    });
     let length = lengths.next()??;
-    // Repeated, the same number each time: that length (RFC 9110 §8.6).
     lengths.all(|l| l == Some(length)).then_some(length)
 }
 

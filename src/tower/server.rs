@@ -244,12 +244,14 @@ where
     }
 }
 
-/// Whether `current` is `lambda_runtime`'s invocation span, or, with an
-/// `XrayLayer` in Lambda mode, a span inside it (another layer's between it
-/// and the request: `lambda_runtime`'s own `OpenTelemetryLayer` span,
-/// tower-http's `TraceLayer` put outside this one), walking up through the
-/// `Registry`. (Under another subscriber, only the invocation span itself
-/// is recognized.)
+/// Whether `current` is `lambda_runtime`'s invocation span, or, unless the
+/// subscriber's `XrayLayer` is not in Lambda mode, a span inside it
+/// (another layer's between it and the request: `lambda_runtime`'s own
+/// `OpenTelemetryLayer` span, tower-http's `TraceLayer` put outside this
+/// one), walking up through the `Registry`. (A layer behind `reload`,
+/// hidden from downcasts, is taken to be in Lambda mode; under another
+/// subscriber than the `Registry`, only the invocation span itself is
+/// recognized.)
 fn in_lambda_invocation(current: &Span) -> bool {
     use tracing_subscriber::registry::{LookupSpan, SpanData};
     let is_invocation = |m: &tracing::Metadata<'_>| m.name() == LAMBDA_INVOKE_SPAN;
@@ -260,9 +262,11 @@ fn in_lambda_invocation(current: &Span) -> bool {
         return false;
     };
     tracing::dispatcher::get_default(|dispatch| {
+        // A layer hidden from downcasts (behind `reload`): taken to be in
+        // Lambda mode, where an invocation span is found.
         let lambda = dispatch
             .downcast_ref::<crate::XrayLayer>()
-            .is_some_and(crate::XrayLayer::in_lambda_mode);
+            .is_none_or(crate::XrayLayer::in_lambda_mode);
         let Some(registry) = dispatch
             .downcast_ref::<tracing_subscriber::Registry>()
             .filter(|_| lambda)

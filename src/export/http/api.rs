@@ -118,8 +118,9 @@ pub(crate) struct Unprocessed {
 
 #[derive(Debug, Default, Deserialize)]
 struct PutTraceSegmentsOutput {
+    /// Missing or `null`: none (as the AWS SDKs read an optional member).
     #[serde(rename = "UnprocessedTraceSegments", default)]
-    unprocessed: Vec<Unprocessed>,
+    unprocessed: Option<Vec<Unprocessed>>,
 }
 
 /// An error answer's JSON body: its code (`code`, else `__type`, as the AWS
@@ -216,7 +217,7 @@ pub(crate) fn classify(status: u16, error_type_header: Option<&str>, body: &str)
             return Answer::Accepted(Vec::new());
         }
         return match serde_json::from_str::<PutTraceSegmentsOutput>(body) {
-            Ok(out) => Answer::Accepted(out.unprocessed),
+            Ok(out) => Answer::Accepted(out.unprocessed.unwrap_or_default()),
             Err(e) => {
                 let start = crate::limits::truncate_chars(body, 100);
                 Answer::Rejected(format!(
