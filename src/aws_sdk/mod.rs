@@ -296,8 +296,8 @@ impl Storable for LastAttempt {
 /// DynamoDB writes `com.amazonaws.dynamodb.v20120810#Code`) or `<Code>` (XML
 /// protocols), else, for a failure without a body (a response to a
 /// `HEAD`), its status's reason (`NotFound`, as the S3 SDK names a
-/// `HeadObject`'s 404);
-/// the message from the body's `message` or `<Message>`.
+/// `HeadObject`'s 404); the message from the body's `message` or
+/// `<Message>`.
 fn service_error(status: u16, header: Option<&str>, body: Option<&[u8]>) -> Option<ServiceError> {
     let clean = |c: &str| {
         let c = c.split(':').next().unwrap_or(c);
@@ -919,7 +919,7 @@ impl Intercept for XrayInterceptor {
         };
         // A presigned request is not sent by this call: it carries no trace
         // header (whoever sends it later would name this trace), and the
-        // call is no call (see `read_after_execution`).
+        // call is no call (no subsegment: see `assemble::is_presign`).
         if is_presigned(context.request().uri()) {
             span.record(crate::fields::PRESIGNED_FIELD, true);
             return Ok(());

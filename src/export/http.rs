@@ -54,6 +54,7 @@ const MAX_UNPROCESSED_ATTEMPTS: u8 = 3;
 /// Retryable failures (the API unavailable or throttling, the credentials
 /// provider failing) are logged at most this often, by cause.
 const RETRY_REPORT_INTERVAL: Duration = Duration::from_secs(60);
+
 /// How many calls one `export` or `poll` makes at most before it gives the
 /// worker back (it asks to be polled again at once), so that flush and
 /// shutdown requests are never stuck behind a long backlog.
