@@ -306,3 +306,37 @@ fn extract_judges_the_sampled_that_trace_header_parse_keeps() {
     );
     assert!(cx.span().span_context().is_sampled());
 }
+
+/// Two layers in one subscriber give a span ids of their own: they share a
+/// trace only through the caller's header, given to both (found by a hunt
+/// of the OpenTelemetry interop: `set_parent` alone, tracing-opentelemetry's
+/// idiom, left the X-Ray segment a new trace, and the README's "keeps one
+/// trace id" read as if it did not; it now says how). With the header
+/// given to both, `set_parent` with what the `XrayPropagator` extracted and
+/// `set_xray_parent`, both continue the caller's trace.
+#[test]
+fn a_header_given_to_both_layers_is_one_trace_in_both() {
+    const HEADER: &str =
+        "Root=1-8a3c60f7-d188f8fa79d48a391a778fa6;Parent=53995c3f42cd8ad8;Sampled=1";
+    let (traces, spans) = with_both_layers(|| {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        use tracing_xray::XraySpanExt;
+        let root = info_span!("handle");
+        let carrier = HashMap::from([(KEY.to_owned(), HEADER.to_owned())]);
+        let _ = root.set_parent(XrayPropagator::new().extract(&carrier));
+        assert!(root.set_xray_parent(&TraceHeader::parse(HEADER)));
+        root.in_scope(|| info_span!("inner").in_scope(|| {}));
+    });
+    let handle = spans
+        .iter()
+        .find(|s| s.name == "handle")
+        .expect("the otel span");
+    assert_eq!(
+        handle.span_context.trace_id().to_string(),
+        "8a3c60f7d188f8fa79d48a391a778fa6"
+    );
+    assert_eq!(handle.parent_span_id.to_string(), "53995c3f42cd8ad8");
+    assert_eq!(traces.len(), 1, "{traces:#?}");
+    assert_eq!(traces[0]["trace_id"], "1-8a3c60f7-d188f8fa79d48a391a778fa6");
+    assert_eq!(traces[0]["parent_id"], "53995c3f42cd8ad8");
+}
