@@ -292,15 +292,7 @@ impl tower_service::Service<http::Request<String>> for FailsLater {
 fn job_links_after(requests: usize) -> (Value, Value, usize) {
     use tower_layer::Layer;
     use tower_service::Service;
-    let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_service_name("svc")
-        .with_detectors(Detectors::none())
-        .with_sampler(AlwaysSample)
-        .with_exporter(exporter.clone())
-        .with_max_held_subsegments(2)
-        .build();
-    let xray = layer.handle();
+    let (layer, xray, exporter) = streaming_layer();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         let job = info_span!("job");
         // Streamed while the job goes on: l2's exception waits for the job.
@@ -460,12 +452,14 @@ fn a_file_in_a_home_directory_is_sent_without_the_users_name() {
 
 const SDK: &str = "tracing_xray::aws_sdk";
 
-/// A presign (the interceptor's span, `xray.aws.presigned = true`) inside
-/// a long-lived `job` that streams its finished subtrees; inside it, the
-/// credentials provider's calls `services` (each the interceptor's span of
-/// an AWS call), the first failing with `failure`. The job then fails with
-/// the same error. Returns the documents.
-fn presign_in_a_streaming_job(services: &[&str], failure: &str) -> Vec<Value> {
+/// A layer (service `svc`, sampling everything, to memory) whose
+/// long-lived roots stream past 2 finished subsegments; its handle and
+/// exporter.
+fn streaming_layer() -> (
+    tracing_xray::XrayLayer,
+    tracing_xray::XrayHandle,
+    InMemoryExporter,
+) {
     let exporter = InMemoryExporter::new();
     let layer = tracing_xray::builder()
         .with_service_name("svc")
@@ -475,6 +469,16 @@ fn presign_in_a_streaming_job(services: &[&str], failure: &str) -> Vec<Value> {
         .with_max_held_subsegments(2)
         .build();
     let xray = layer.handle();
+    (layer, xray, exporter)
+}
+
+/// A presign (the interceptor's span, `xray.aws.presigned = true`) inside
+/// a long-lived `job` that streams its finished subtrees; inside it, the
+/// credentials provider's calls `services` (each the interceptor's span of
+/// an AWS call), the first failing with `failure`. The job then fails with
+/// the same error. Returns the documents.
+fn presign_in_a_streaming_job(services: &[&str], failure: &str) -> Vec<Value> {
+    let (layer, xray, exporter) = streaming_layer();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         let job = tracing::info_span!("job");
         job.in_scope(|| {
@@ -596,15 +600,7 @@ fn exceptions_of_every_call_inside_a_streamed_presign_reach_its_parent() {
 #[test]
 fn an_empty_presign_at_the_top_of_a_part_carries_no_other_branchs_exception() {
     const FAILURE: &str = "upstream timed out";
-    let exporter = InMemoryExporter::new();
-    let layer = tracing_xray::builder()
-        .with_service_name("svc")
-        .with_detectors(Detectors::none())
-        .with_sampler(AlwaysSample)
-        .with_exporter(exporter.clone())
-        .with_max_held_subsegments(2)
-        .build();
-    let xray = layer.handle();
+    let (layer, xray, exporter) = streaming_layer();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
         let job = tracing::info_span!("job");
         let (a, b) = job.in_scope(|| {

@@ -185,6 +185,28 @@ fn serve_once(request: http::Request<()>) -> http::Response<tracing_xray::tower:
     }
 }
 
+/// In the invocation span of `header` (as `lambda_runtime`'s
+/// `TracingLayer` opens it), inside the span its own OpenTelemetry layer
+/// opens there (`Lambda function invocation`), serves one request to
+/// `https://api.example.com/orders` (see [`serve_once`]).
+#[cfg(feature = "tower")]
+fn serve_inside_the_function_span(header: &str) {
+    let invoke = info_span!("Lambda runtime invoke", requestId = "r", xrayTraceId = %header);
+    invoke.in_scope(|| {
+        let function = info_span!(
+            "Lambda function invocation",
+            otel.name = "orders-fn",
+            faas.trigger = "http",
+        );
+        function.in_scope(|| {
+            let request = http::Request::get("https://api.example.com/orders")
+                .body(())
+                .unwrap();
+            drop(serve_once(request));
+        });
+    });
+}
+
 /// `lambda_http` serves through `lambda_runtime`, whose `TracingLayer`
 /// opens the invocation span around the HTTP service: the request's span of
 /// `XrayServerLayer` lands under that invocation's facade, without
@@ -259,20 +281,7 @@ fn server_layer_request_under_another_span_of_the_invocation_is_sent() {
     let (layer, xray, exporter) = lambda_layer();
     let header = format!("Root={root};Parent=1111111111111111;Sampled=1");
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-        let invoke = info_span!("Lambda runtime invoke", requestId = "r", xrayTraceId = %header);
-        invoke.in_scope(|| {
-            let function = info_span!(
-                "Lambda function invocation",
-                otel.name = "orders-fn",
-                faas.trigger = "http",
-            );
-            function.in_scope(|| {
-                let request = http::Request::get("https://api.example.com/orders")
-                    .body(())
-                    .unwrap();
-                drop(serve_once(request));
-            });
-        });
+        serve_inside_the_function_span(&header)
     });
     xray.flush(Duration::from_secs(5)).unwrap();
     let docs = exporter.json_documents();
@@ -377,21 +386,7 @@ fn behind_reload_a_lambda_request_under_another_span_of_the_invocation_is_sent()
     let (layer, _reload) = tracing_subscriber::reload::Layer::new(layer);
     let header = format!("Root={root};Parent=1111111111111111;Sampled=1");
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
-        let invoke =
-            tracing::info_span!("Lambda runtime invoke", requestId = "r", xrayTraceId = %header);
-        invoke.in_scope(|| {
-            let function = tracing::info_span!(
-                "Lambda function invocation",
-                otel.name = "orders-fn",
-                faas.trigger = "http",
-            );
-            function.in_scope(|| {
-                let request = http::Request::get("https://api.example.com/orders")
-                    .body(())
-                    .unwrap();
-                drop(serve_once(request));
-            });
-        });
+        serve_inside_the_function_span(&header)
     });
     xray.flush(Duration::from_secs(5)).unwrap();
     let docs = exporter.json_documents();
